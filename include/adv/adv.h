@@ -1,0 +1,134 @@
+/*
+ * adv/adv.h - libadv, the AI Adversarial Sandbox engine: ONNX loading and
+ * exact float32 inference (and, in later layers, gradients and attacks).
+ *
+ * Objects:
+ *   adv_model   - an immutable, validated graph loaded from ONNX bytes.
+ *                 Thread-safe to share between sessions; must outlive them.
+ *   adv_session - an execution context for one model at one batch size:
+ *                 shapes resolved, constant subgraphs folded, activation
+ *                 memory planned once (arena). Not thread-safe; one thread
+ *                 at a time, reused for many runs.
+ *
+ * Errors: every function returns 0 (ADV_OK) or a negative adv_status; when
+ * `err` is given it receives a human-readable reason. After an error no
+ * object is returned and nothing leaks.
+ */
+#ifndef ADV_ADV_H
+#define ADV_ADV_H
+
+#include "adv/array.h"
+#include "adv/status.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Engine version string, e.g. "0.1.0". */
+const char *adv_version(void);
+
+typedef struct adv_model adv_model;
+typedef struct adv_session adv_session;
+
+typedef struct adv_err {
+  char msg[512];
+} adv_err;
+
+/* Hard caps applied while decoding an untrusted ONNX file. */
+typedef struct adv_load_params {
+  size_t max_file_bytes;    /* whole file */
+  size_t max_tensor_bytes;  /* one initializer / constant */
+  size_t max_weight_bytes;  /* all initializers together */
+  int max_nodes;            /* NodeProto count */
+  int max_values;           /* inputs + outputs + initializers + edges */
+  int max_nesting;          /* protobuf message depth */
+  int max_attr_elems;       /* elements in one repeated attribute */
+} adv_load_params;
+
+adv_load_params adv_load_default_params(void);
+
+/* Loads a model from memory (bytes are copied; buf may be freed after).
+ * On success *out owns everything; free with adv_model_free(). */
+int adv_model_load_mem(const void *buf, size_t len, adv_load_params p,
+                       adv_model **out, adv_err *err);
+/* Reads the file (size-capped first) and calls adv_model_load_mem. */
+int adv_model_load_file(const char *path, adv_load_params p, adv_model **out,
+                        adv_err *err);
+void adv_model_free(adv_model *m);
+
+/* Decodes one serialized ONNX TensorProto (as in the ONNX backend test
+ * data's *.pb files) into *out: float types become F32, integer and bool
+ * types I64. *out is owned by the caller (adv_array_free). */
+int adv_tensorproto_read(const void *buf, size_t len, adv_array *out,
+                         adv_err *err);
+
+/* Graph inputs that are not initializers, and graph outputs. Returned
+ * strings live as long as the model. dims: -1 marks a symbolic/unknown dim. */
+int adv_model_num_inputs(const adv_model *m);
+int adv_model_num_outputs(const adv_model *m);
+const char *adv_model_input_name(const adv_model *m, int i);
+const char *adv_model_output_name(const adv_model *m, int i);
+int adv_model_input_shape(const adv_model *m, int i, int64_t dims[ADV_MAX_DIMS]);
+/* 1 when output 0 is produced by a final Softmax (a probability), in which
+ * case sessions created with logits=1 return the Softmax's input instead. */
+int adv_model_output_is_probability(const adv_model *m);
+/* The largest opset of the default ONNX domain the model imports. */
+int adv_model_opset(const adv_model *m);
+
+/* One input fed at session creation time. For an input bound with
+ * as_constant=1 its value is fixed for the session (this lets shape
+ * arithmetic on integer inputs fold); otherwise only its shape is taken. */
+typedef struct adv_binding {
+  const char *name;
+  const adv_array *value;
+  int as_constant;
+} adv_binding;
+
+typedef struct adv_session_params {
+  int batch;    /* replaces the first dim of input 0 when symbolic; 0 = as
+                   given by bindings or the model */
+  int threads;  /* worker threads for this session, >= 1 */
+  int logits;   /* 1: when the model ends in Softmax, output its input */
+  int n_bindings;
+  const adv_binding *bindings;
+} adv_session_params;
+
+adv_session_params adv_session_default_params(void);
+
+/* Plans a session. The model must outlive the session. */
+int adv_session_init(const adv_model *m, adv_session_params p,
+                     adv_session **out, adv_err *err);
+void adv_session_free(adv_session *s);
+
+/* Shapes of the session's runtime inputs/outputs (resolved, concrete). */
+int adv_session_num_inputs(const adv_session *s);
+int adv_session_num_outputs(const adv_session *s);
+int adv_session_input_shape(const adv_session *s, int i,
+                            int64_t dims[ADV_MAX_DIMS]);
+int adv_session_output_shape(const adv_session *s, int i,
+                             int64_t dims[ADV_MAX_DIMS]);
+adv_dtype adv_session_output_dtype(const adv_session *s, int i);
+/* Bytes of the activation arena planned for this session. */
+size_t adv_session_arena_bytes(const adv_session *s);
+
+/* Runs the graph. inputs[i] is the float32 data of runtime input i with
+ * exactly the planned shape; outputs[i] receives output i in its dtype
+ * (adv_session_output_dtype: float32, or int64 for folded integer outputs).
+ * The abort flag (may be NULL) is polled between ops: when it becomes
+ * non-zero, returns ADV_EABORTED and outputs are unspecified. */
+int adv_session_run(adv_session *s, const float *const *inputs,
+                    void *const *outputs, const volatile int *abort_flag,
+                    adv_err *err);
+
+/* Convenience for single-input single-output classifiers:
+ * x is batch x (input shape) floats, logits receives batch x classes. */
+int adv_session_forward(adv_session *s, const float *x, float *logits,
+                        adv_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

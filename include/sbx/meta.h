@@ -1,0 +1,233 @@
+/*
+ * sbx/meta.h - the metadata store: one C interface, two backends (SQLite,
+ * the embedded default, and PostgreSQL via libpq, the production backend).
+ *
+ * - The schema is created and upgraded by versioned migrations applied in
+ *   sbx_meta_open() (idempotent, recorded in schema_migrations with a
+ *   checksum; an edited, already-applied migration is refused).
+ * - Every query that reads or writes tenant data takes the tenant id as a
+ *   parameter and filters on it, so no call can return another tenant's
+ *   rows. Only sbx_meta_tenant_list() spans tenants (ids only, for
+ *   administration and master-key rotation).
+ * - Only parameterised statements are used.
+ * - Columns marked (sealed) must hold sbx_seal() output made by the caller
+ *   (sbx_store does it: see sbx/store.h); columns marked (hash) a keyed hash.
+ *
+ * Thread safety: a handle is used by one thread at a time; open one handle
+ * per thread (many handles on one SQLite file or one PostgreSQL database are
+ * fine). All functions return 0 or a negative sbx_status; on error nothing
+ * is changed (each call is one statement or one transaction) and output
+ * structs are zeroed.
+ */
+#ifndef SBX_META_H
+#define SBX_META_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sbx/crypto.h"
+#include "sbx/status.h"
+
+#define SBX_ID_MAX 64   /* ids: 1..63 chars of [A-Za-z0-9_.-] */
+#define SBX_NAME_MAX 256 /* names: 1..255 bytes of UTF-8 */
+#define SBX_KIND_MAX 32
+
+typedef struct sbx_meta sbx_meta;
+
+typedef enum sbx_meta_backend {
+  SBX_META_SQLITE = 1,
+  SBX_META_POSTGRES = 2
+} sbx_meta_backend;
+
+typedef struct sbx_meta_params {
+  sbx_meta_backend backend;
+  const char *sqlite_path; /* SQLite: the database file (created 0600) */
+  const char *pg_conninfo; /* PostgreSQL: a libpq connection string */
+  int busy_timeout_ms;     /* SQLite lock wait, default 5000 */
+} sbx_meta_params;
+
+/* SQLite, no path (must be set), 5 s busy timeout. */
+sbx_meta_params sbx_meta_default_params(void);
+
+/* Connects/opens and applies pending migrations. *out is NULL on error.
+ * The params strings are copied. */
+int sbx_meta_open(const sbx_meta_params *p, sbx_meta **out);
+/* Closes; NULL is a no-op. An open transaction is rolled back. */
+void sbx_meta_close(sbx_meta *m);
+/* Highest applied migration version. */
+int sbx_meta_schema_version(sbx_meta *m, int64_t *version);
+/* "sqlite" or "postgres". */
+const char *sbx_meta_backend_name(const sbx_meta *m);
+/* Last backend error message (static storage in m, for logs). Contains no
+ * bound values because values never appear in SQL text. */
+const char *sbx_meta_last_error(const sbx_meta *m);
+/* 1 when s is a valid id (see SBX_ID_MAX). */
+int sbx_id_valid(const char *s);
+
+/* Explicit transactions; calls nest (an inner rollback makes the outer
+ * commit roll back and return SBX_EABORTED). */
+int sbx_meta_begin(sbx_meta *m);
+int sbx_meta_commit(sbx_meta *m);
+int sbx_meta_rollback(sbx_meta *m);
+
+/* ---- tenants ---- */
+typedef enum sbx_tenant_state {
+  SBX_TENANT_ACTIVE = 0,
+  SBX_TENANT_FROZEN = 1,  /* incident: reads and writes refused */
+  SBX_TENANT_SHREDDED = 2 /* keys destroyed; data unreadable forever */
+} sbx_tenant_state;
+
+typedef struct sbx_tenant {
+  char id[SBX_ID_MAX];
+  char name[SBX_NAME_MAX];
+  int64_t state;
+  int64_t created_at;
+} sbx_tenant;
+
+int sbx_meta_tenant_create(sbx_meta *m, const char *tenant_id,
+                           const char *name, int64_t now);
+int sbx_meta_tenant_get(sbx_meta *m, const char *tenant_id, sbx_tenant *out);
+int sbx_meta_tenant_set_state(sbx_meta *m, const char *tenant_id,
+                              int64_t state);
+/* Calls fn for each tenant id (administration only). fn returns 0 to go on,
+ * non-zero to stop (a negative value is returned). */
+int sbx_meta_tenant_list(sbx_meta *m,
+                         int (*fn)(void *ctx, const char *tenant_id),
+                         void *ctx);
+
+/* ---- tenant keys (wrapped by the master key) ---- */
+typedef struct sbx_tenant_key_row {
+  int64_t version;
+  uint8_t wrapped[SBX_WRAPPED_KEY_LEN];
+  int64_t active; /* 1 for the key new objects use */
+  int64_t created_at;
+} sbx_tenant_key_row;
+
+int sbx_meta_tenant_key_insert(sbx_meta *m, const char *tenant_id,
+                               const sbx_tenant_key_row *row);
+/* version 0 = the active key. */
+int sbx_meta_tenant_key_get(sbx_meta *m, const char *tenant_id,
+                            int64_t version, sbx_tenant_key_row *out);
+int sbx_meta_tenant_key_list(sbx_meta *m, const char *tenant_id,
+                             int (*fn)(void *ctx,
+                                       const sbx_tenant_key_row *row),
+                             void *ctx);
+int sbx_meta_tenant_key_rewrap(sbx_meta *m, const char *tenant_id,
+                               int64_t version,
+                               const uint8_t wrapped[SBX_WRAPPED_KEY_LEN]);
+/* Makes `version` the only active key of the tenant. */
+int sbx_meta_tenant_key_activate(sbx_meta *m, const char *tenant_id,
+                                 int64_t version);
+/* version 0 = every key of the tenant (crypto-shredding). */
+int sbx_meta_tenant_key_delete(sbx_meta *m, const char *tenant_id,
+                               int64_t version);
+
+/* ---- objects (blobs: models, datasets, adversarial examples, reports) */
+typedef struct sbx_object {
+  char id[SBX_ID_MAX];
+  char project_id[SBX_ID_MAX]; /* "" when not in a project */
+  char kind[SBX_KIND_MAX];     /* "model", "dataset", "report", ... */
+  char name[SBX_NAME_MAX];
+  int64_t size; /* plaintext bytes */
+  uint8_t sha256[SBX_SHA256_LEN]; /* of the plaintext */
+  int64_t key_version;             /* tenant key wrapping the data key */
+  uint8_t wrapped_dek[SBX_WRAPPED_KEY_LEN];
+  int64_t created_at;
+} sbx_object;
+
+/* SBX_EEXIST when (project, kind, name) or the id is taken. */
+int sbx_meta_object_insert(sbx_meta *m, const char *tenant_id,
+                           const sbx_object *o);
+int sbx_meta_object_get(sbx_meta *m, const char *tenant_id, const char *id,
+                        sbx_object *out);
+int sbx_meta_object_find(sbx_meta *m, const char *tenant_id,
+                         const char *project_id, const char *kind,
+                         const char *name, sbx_object *out);
+int sbx_meta_object_delete(sbx_meta *m, const char *tenant_id,
+                           const char *id);
+/* kind may be NULL (all kinds). Ordered by created_at, id. */
+int sbx_meta_object_list(sbx_meta *m, const char *tenant_id, const char *kind,
+                         int (*fn)(void *ctx, const sbx_object *o),
+                         void *ctx);
+int sbx_meta_object_rewrap(sbx_meta *m, const char *tenant_id, const char *id,
+                           int64_t key_version,
+                           const uint8_t wrapped[SBX_WRAPPED_KEY_LEN]);
+int sbx_meta_object_count(sbx_meta *m, const char *tenant_id, int64_t *n);
+
+/* ---- secrets: small sealed values (OIDC client secrets, the API-key
+ * pepper). tenant_id "_sys" holds deployment-wide secrets. */
+int sbx_meta_secret_put(sbx_meta *m, const char *tenant_id, const char *name,
+                        const uint8_t *sealed, size_t n, int64_t now);
+/* *n in: capacity of out, out: length. SBX_ELIMIT when too small. */
+int sbx_meta_secret_get(sbx_meta *m, const char *tenant_id, const char *name,
+                        uint8_t *out, size_t *n);
+
+/* ---- users, projects, memberships ---- */
+typedef struct sbx_user {
+  char id[SBX_ID_MAX];
+  uint8_t email_index[SBX_SHA256_LEN]; /* (hash) HMAC(pepper, lower(email)) */
+  uint8_t email_sealed[SBX_NAME_MAX + SBX_SEAL_OVERHEAD]; /* (sealed) */
+  size_t email_sealed_len;
+  char password_hash[160]; /* argon2id encoded string, "" for OIDC users */
+  int64_t disabled;
+  int64_t created_at;
+} sbx_user;
+
+int sbx_meta_user_insert(sbx_meta *m, const char *tenant_id,
+                         const sbx_user *u);
+int sbx_meta_user_get(sbx_meta *m, const char *tenant_id, const char *id,
+                      sbx_user *out);
+int sbx_meta_user_find_email(sbx_meta *m, const char *tenant_id,
+                             const uint8_t email_index[SBX_SHA256_LEN],
+                             sbx_user *out);
+int sbx_meta_project_create(sbx_meta *m, const char *tenant_id,
+                            const char *project_id, const char *name,
+                            int64_t now);
+/* role: "viewer", "developer", "analyst", "admin". Upserts. */
+int sbx_meta_membership_set(sbx_meta *m, const char *tenant_id,
+                            const char *project_id, const char *user_id,
+                            const char *role);
+int sbx_meta_membership_get(sbx_meta *m, const char *tenant_id,
+                            const char *project_id, const char *user_id,
+                            char role[SBX_KIND_MAX]);
+
+/* ---- API keys and refresh tokens (hash only) ---- */
+typedef struct sbx_api_key {
+  char id[SBX_ID_MAX]; /* the public prefix of "prefix.secret" */
+  char user_id[SBX_ID_MAX];
+  char project_id[SBX_ID_MAX];
+  char role[SBX_KIND_MAX];
+  uint8_t secret_hash[SBX_SHA256_LEN]; /* (hash) HMAC(pepper, secret) */
+  int64_t created_at, expires_at, revoked_at, last_used_at;
+} sbx_api_key;
+
+int sbx_meta_api_key_insert(sbx_meta *m, const char *tenant_id,
+                            const sbx_api_key *k);
+int sbx_meta_api_key_get(sbx_meta *m, const char *tenant_id, const char *id,
+                         sbx_api_key *out);
+int sbx_meta_api_key_revoke(sbx_meta *m, const char *tenant_id,
+                            const char *id, int64_t now);
+int sbx_meta_api_key_touch(sbx_meta *m, const char *tenant_id, const char *id,
+                           int64_t now);
+
+/* ---- audit events (hash-chained per tenant) ---- */
+typedef struct sbx_audit_event {
+  int64_t seq; /* 1, 2, ... per tenant */
+  int64_t ts;
+  char actor[SBX_ID_MAX];
+  char action[SBX_KIND_MAX * 2];
+  char target[SBX_NAME_MAX];
+  uint8_t prev_hash[SBX_SHA256_LEN];
+  uint8_t hash[SBX_SHA256_LEN];
+} sbx_audit_event;
+
+/* Appends; seq and the hash chain are computed inside (retried on a
+ * concurrent append). *seq_out (may be NULL) receives the new seq. */
+int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
+                          const char *actor, const char *action,
+                          const char *target, int64_t *seq_out);
+/* Recomputes the chain of a tenant: SBX_ECRYPTO when any event was edited,
+ * removed or reordered. *count (may be NULL) receives the number checked. */
+int sbx_meta_audit_verify(sbx_meta *m, const char *tenant_id, int64_t *count);
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * sbx/status.h - status codes shared by every service (sbx_) function.
+ *
+ * 0 is success, every error is negative. One X-macro makes the enum, the
+ * messages and the symbolic names so they can never drift apart (libuv /
+ * CURLcode style). New codes are always added last; values never change.
+ */
+#ifndef SBX_STATUS_H
+#define SBX_STATUS_H
+
+#define SBX_STATUS_MAP(X)                                                      \
+  X(OK, 0, "success")                                                          \
+  X(ENOMEM, -1, "out of memory")                                               \
+  X(EINVAL, -2, "invalid argument")                                            \
+  X(EIO, -3, "input/output error")                                             \
+  X(ENOTFOUND, -4, "not found")                                                \
+  X(EEXIST, -5, "already exists")                                              \
+  X(EPERM, -6, "permission denied")                                            \
+  X(ECRYPTO, -7, "integrity check failed (tampered data, wrong key or "        \
+                 "wrong context)")                                             \
+  X(ENOSPC, -8, "no space left on device or quota exceeded")                   \
+  X(ELIMIT, -9, "input exceeds a hard size limit")                             \
+  X(EBACKEND, -10, "storage backend error")                                    \
+  X(ECONFLICT, -11, "conflicting concurrent update")                           \
+  X(EFORMAT, -12, "malformed or truncated input")                              \
+  X(EUNSUPPORTED, -13, "unsupported feature or version")                       \
+  X(EAUTH, -14, "authentication failed")                                       \
+  X(EKEY, -15, "key unavailable (missing, shredded or wrong master key)")      \
+  X(ETIMEDOUT, -16, "timed out")                                               \
+  X(EBUSY, -17, "resource busy")                                               \
+  X(EABORTED, -18, "aborted by caller")                                        \
+  X(ERATE, -19, "rate limit exceeded")                                         \
+  X(EEXPIRED, -20, "expired or revoked")                                       \
+  X(EINTERNAL, -21, "internal error")
+
+typedef enum sbx_status {
+#define SBX__STATUS_ENUM(name, val, str) SBX_##name = (val),
+  SBX_STATUS_MAP(SBX__STATUS_ENUM)
+#undef SBX__STATUS_ENUM
+} sbx_status;
+
+/* Returns a static, never-NULL description of a status code (unknown codes
+ * give "unknown status"). */
+const char *sbx_strerror(int status);
+/* Returns the static symbolic name ("SBX_ECRYPTO") of a status code. */
+const char *sbx_err_name(int status);
+
+#endif

@@ -1,0 +1,478 @@
+/*
+ * aisbx - the AI Adversarial Sandbox command line.
+ *
+ *   aisbx predict --model M.onnx --data D [--labels L] [--batch N]
+ *                 [--threads T] [--out preds.npy]
+ *   aisbx onnx-check DIR
+ *   aisbx version
+ *
+ * Exit codes: 0 success, 1 mismatch (onnx-check) or runtime failure,
+ * 2 invalid / unsupported input or usage error.
+ */
+#include "adv/adv.h"
+#include "adv/data.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define EXIT_MISMATCH 1
+#define EXIT_BADINPUT 2
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Parses a positive int option value in [lo, hi]; -1 on error. */
+static long parse_int(const char *s, long lo, long hi) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || end == s || v < lo || v > hi)
+    return -1;
+  return v;
+}
+
+/* ---------------- onnx-check ---------------- */
+
+/* snprintf into a PATH_MAX-sized buffer; returns -1 when truncated. */
+static int pathf(char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int pathf(char *buf, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(buf, n, fmt, ap);
+  va_end(ap);
+  return (w < 0 || (size_t)w >= n) ? -1 : 0;
+}
+
+static int read_file(const char *path, void **buf, size_t *len, size_t cap) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return -1;
+  struct stat st;
+  if (fstat(fileno(f), &st) || (size_t)st.st_size > cap) {
+    fclose(f);
+    return -1;
+  }
+  *len = (size_t)st.st_size;
+  *buf = malloc(*len + 1);
+  if (!*buf || fread(*buf, 1, *len, f) != *len) {
+    free(*buf);
+    fclose(f);
+    return -1;
+  }
+  fclose(f);
+  return 0;
+}
+
+static int load_pb(const char *path, adv_array *a, adv_err *err) {
+  void *buf;
+  size_t len;
+  if (read_file(path, &buf, &len, (size_t)1 << 30)) {
+    snprintf(err->msg, sizeof(err->msg), "cannot read %s", path);
+    return ADV_EIO;
+  }
+  int rc = adv_tensorproto_read(buf, len, a, err);
+  free(buf);
+  return rc;
+}
+
+static int count_files(const char *dir, const char *prefix) {
+  int n = 0;
+  char path[4096];
+  for (;;) {
+    struct stat st;
+    pathf(path, sizeof(path), "%s/%s_%d.pb", dir, prefix, n);
+    if (stat(path, &st))
+      return n;
+    n++;
+  }
+}
+
+/* Runs one test_data_set directory; returns 0 match, 1 mismatch, 2 error. */
+static int check_set(const adv_model *m, const char *set, adv_err *err) {
+  int nin = count_files(set, "input"), nout = count_files(set, "output");
+  if (nin > 16 || nout > 16 || nout == 0) {
+    fprintf(stderr, "%s: unexpected number of inputs/outputs\n", set);
+    return 2;
+  }
+  adv_array in[16], ref[16];
+  memset(in, 0, sizeof(in));
+  memset(ref, 0, sizeof(ref));
+  adv_binding b[16];
+  int rc = 0, status = 0;
+  adv_session *s = NULL;
+  void *outs[16] = {0};
+  char path[4096];
+  for (int i = 0; i < nin; i++) {
+    pathf(path, sizeof(path), "%s/input_%d.pb", set, i);
+    if ((rc = load_pb(path, &in[i], err))) {
+      status = 2;
+      goto done;
+    }
+  }
+  for (int i = 0; i < nout; i++) {
+    pathf(path, sizeof(path), "%s/output_%d.pb", set, i);
+    if ((rc = load_pb(path, &ref[i], err))) {
+      status = 2;
+      goto done;
+    }
+  }
+  /* test inputs map to graph inputs in order; integer ones become
+   * session constants so shape arithmetic folds */
+  int ngi = adv_model_num_inputs(m);
+  if (ngi != nin) {
+    snprintf(err->msg, sizeof(err->msg), "model has %d inputs, test data %d",
+             ngi, nin);
+    status = 2;
+    goto done;
+  }
+  for (int i = 0; i < nin; i++) {
+    b[i].name = adv_model_input_name(m, i);
+    b[i].value = &in[i];
+    b[i].as_constant = in[i].dtype != ADV_DTYPE_F32;
+  }
+  adv_session_params sp = adv_session_default_params();
+  sp.threads = 2;
+  sp.bindings = b;
+  sp.n_bindings = nin;
+  if ((rc = adv_session_init(m, sp, &s, err))) {
+    status = 2;
+    goto done;
+  }
+  if (adv_session_num_outputs(s) != nout) {
+    snprintf(err->msg, sizeof(err->msg), "model has %d outputs, test data %d",
+             adv_session_num_outputs(s), nout);
+    status = 2;
+    goto done;
+  }
+  const float *rin[16];
+  int k = 0;
+  for (int i = 0; i < nin; i++)
+    if (!b[i].as_constant)
+      rin[k++] = in[i].data;
+  for (int i = 0; i < nout; i++) {
+    outs[i] = calloc((size_t)adv_array_numel(&ref[i]) + 1, 8);
+    if (!outs[i]) {
+      status = 2;
+      goto done;
+    }
+  }
+  if ((rc = adv_session_run(s, rin, outs, NULL, err))) {
+    status = 2;
+    goto done;
+  }
+  for (int i = 0; i < nout; i++) {
+    int64_t dims[ADV_MAX_DIMS];
+    int nd = adv_session_output_shape(s, i, dims);
+    int same = nd == ref[i].ndim;
+    for (int d = 0; same && d < nd; d++)
+      same = dims[d] == ref[i].dims[d];
+    if (!same) {
+      printf("MISMATCH %s output %d: shape differs (rank %d vs %d)\n", set, i,
+             nd, ref[i].ndim);
+      status = 1;
+      continue;
+    }
+    adv_dtype dt = adv_session_output_dtype(s, i);
+    int64_t n = adv_array_numel(&ref[i]), worst = -1;
+    double worst_excess = 0, wa = 0, wb = 0;
+    for (int64_t e = 0; e < n; e++) {
+      double got, want;
+      if (dt == ADV_DTYPE_F32)
+        got = ((float *)outs[i])[e];
+      else
+        got = (double)((int64_t *)outs[i])[e];
+      if (ref[i].dtype == ADV_DTYPE_F32)
+        want = ((float *)ref[i].data)[e];
+      else
+        want = (double)((int64_t *)ref[i].data)[e];
+      if (isnan(want) && isnan(got))
+        continue;
+      if (isinf(want) && got == want)
+        continue;
+      double tol = 1e-5 + 1e-3 * fabs(want);
+      double excess = fabs(got - want) - tol;
+      if (!(excess <= 0) && (worst < 0 || excess > worst_excess || isnan(excess))) {
+        worst = e;
+        worst_excess = excess;
+        wa = got;
+        wb = want;
+      }
+    }
+    if (worst >= 0) {
+      printf("MISMATCH %s output %d: element %lld got %.9g expected %.9g "
+             "(rtol 1e-3, atol 1e-5)\n",
+             set, i, (long long)worst, wa, wb);
+      status = 1;
+    }
+  }
+done:
+  for (int i = 0; i < 16; i++) {
+    adv_array_free(&in[i]);
+    adv_array_free(&ref[i]);
+    free(outs[i]);
+  }
+  adv_session_free(s);
+  (void)rc;
+  return status;
+}
+
+static int cmd_onnx_check(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: aisbx onnx-check DIR\n");
+    return EXIT_BADINPUT;
+  }
+  const char *dir = argv[1];
+  char path[4096];
+  pathf(path, sizeof(path), "%s/model.onnx", dir);
+  adv_err err = {{0}};
+  adv_model *m = NULL;
+  int rc = adv_model_load_file(path, adv_load_default_params(), &m, &err);
+  if (rc) {
+    printf("INVALID %s: %s (%s)\n", dir, err.msg, adv_err_name(rc));
+    return EXIT_BADINPUT;
+  }
+  int status = 0, sets = 0;
+  for (int i = 0; i < 1000; i++) {
+    pathf(path, sizeof(path), "%s/test_data_set_%d", dir, i);
+    struct stat st;
+    if (stat(path, &st))
+      break;
+    sets++;
+    err.msg[0] = 0;
+    int r = check_set(m, path, &err);
+    if (r == 2) {
+      printf("INVALID %s: %s\n", path, err.msg);
+      status = EXIT_BADINPUT;
+      break;
+    }
+    if (r == 1)
+      status = EXIT_MISMATCH;
+  }
+  adv_model_free(m);
+  if (sets == 0) {
+    printf("INVALID %s: no test_data_set_*\n", dir);
+    return EXIT_BADINPUT;
+  }
+  if (status == 0)
+    printf("OK %s (%d data set%s)\n", dir, sets, sets > 1 ? "s" : "");
+  return status;
+}
+
+/* ---------------- predict ---------------- */
+
+static void usage_predict(void) {
+  fprintf(stderr,
+          "usage: aisbx predict --model M.onnx --data D [--labels L] "
+          "[--batch N] [--threads T] [--out preds.npy]\n"
+          "  D: NPZ with x (N,C,H,W float32 in [0,1] or uint8) and y, or an\n"
+          "     NPY / IDX file of inputs with --labels for the labels\n");
+}
+
+static int cmd_predict(int argc, char **argv) {
+  const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL;
+  long batch = 128, threads = 2;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage_predict();
+      return 0;
+    }
+    if (!v) {
+      fprintf(stderr, "aisbx predict: %s needs a value\n", a);
+      return EXIT_BADINPUT;
+    }
+    if (!strcmp(a, "--model")) model = v;
+    else if (!strcmp(a, "--data")) data = v;
+    else if (!strcmp(a, "--labels")) labels = v;
+    else if (!strcmp(a, "--out")) out = v;
+    else if (!strcmp(a, "--batch")) {
+      if ((batch = parse_int(v, 1, 65536)) < 0) {
+        fprintf(stderr, "aisbx predict: --batch must be 1..65536\n");
+        return EXIT_BADINPUT;
+      }
+    } else if (!strcmp(a, "--threads")) {
+      if ((threads = parse_int(v, 1, 256)) < 0) {
+        fprintf(stderr, "aisbx predict: --threads must be 1..256\n");
+        return EXIT_BADINPUT;
+      }
+    } else {
+      fprintf(stderr, "aisbx predict: unknown option %s\n", a);
+      usage_predict();
+      return EXIT_BADINPUT;
+    }
+    i++;
+  }
+  if (!model || !data) {
+    usage_predict();
+    return EXIT_BADINPUT;
+  }
+  adv_err err = {{0}};
+  adv_model *m = NULL;
+  int rc = adv_model_load_file(model, adv_load_default_params(), &m, &err);
+  if (rc) {
+    fprintf(stderr, "aisbx predict: model %s: %s\n", model, err.msg);
+    return EXIT_BADINPUT;
+  }
+  adv_errbuf eb = {{0}};
+  adv_dataset ds;
+  memset(&ds, 0, sizeof(ds));
+  rc = adv_dataset_load(data, labels, adv_io_default_limits(), &ds, &eb);
+  if (rc) {
+    fprintf(stderr, "aisbx predict: data %s: %s (%s)\n", data, eb.msg,
+            adv_strerror(rc));
+    adv_model_free(m);
+    return EXIT_BADINPUT;
+  }
+  int status = 0;
+  int64_t N = ds.x.dims[0];
+  int64_t per = N ? adv_array_numel(&ds.x) / N : 0;
+  adv_session *full = NULL, *tail = NULL;
+  float *logits = NULL;
+  int64_t *pred = NULL;
+  int64_t classes = 0;
+  if (batch > N && N > 0)
+    batch = N;
+  /* check the input shape against the model's declared one */
+  int64_t md[ADV_MAX_DIMS];
+  int mnd = adv_model_num_inputs(m) == 1 ? adv_model_input_shape(m, 0, md) : -1;
+  if (mnd != ds.x.ndim) {
+    fprintf(stderr, "aisbx predict: model wants a rank-%d input, data is rank %d\n",
+            mnd, ds.x.ndim);
+    status = EXIT_BADINPUT;
+    goto done;
+  }
+  for (int d = 1; d < mnd; d++)
+    if (md[d] >= 0 && md[d] != ds.x.dims[d]) {
+      fprintf(stderr, "aisbx predict: input dim %d is %lld, model wants %lld\n",
+              d, (long long)ds.x.dims[d], (long long)md[d]);
+      status = EXIT_BADINPUT;
+      goto done;
+    }
+  adv_session_params sp = adv_session_default_params();
+  sp.threads = (int)threads;
+  sp.logits = 1;
+  adv_array shape_only;
+  memset(&shape_only, 0, sizeof(shape_only));
+  shape_only.dtype = ADV_DTYPE_F32;
+  shape_only.ndim = ds.x.ndim;
+  memcpy(shape_only.dims, ds.x.dims, sizeof(shape_only.dims));
+  adv_binding bd = {adv_model_input_name(m, 0), &shape_only, 0};
+  sp.bindings = &bd;
+  sp.n_bindings = 1;
+  shape_only.dims[0] = batch;
+  if (N > 0 && (rc = adv_session_init(m, sp, &full, &err))) {
+    fprintf(stderr, "aisbx predict: %s\n", err.msg);
+    status = EXIT_BADINPUT;
+    goto done;
+  }
+  if (N % batch) {
+    shape_only.dims[0] = N % batch;
+    if ((rc = adv_session_init(m, sp, &tail, &err))) {
+      fprintf(stderr, "aisbx predict: %s\n", err.msg);
+      status = EXIT_BADINPUT;
+      goto done;
+    }
+  }
+  if (N > 0) {
+    int64_t od[ADV_MAX_DIMS];
+    int ond = adv_session_output_shape(full, 0, od);
+    if (ond != 2 || od[0] != batch) {
+      fprintf(stderr, "aisbx predict: model output is not N x classes\n");
+      status = EXIT_BADINPUT;
+      goto done;
+    }
+    classes = od[1];
+  }
+  logits = malloc(sizeof(float) * (size_t)(batch * (classes ? classes : 1)));
+  pred = malloc(sizeof(int64_t) * (size_t)(N ? N : 1));
+  if (!logits || !pred) {
+    fprintf(stderr, "aisbx predict: out of memory\n");
+    status = 1;
+    goto done;
+  }
+  double t0 = now_s();
+  for (int64_t s0 = 0; s0 < N; s0 += batch) {
+    int64_t bn = N - s0 < batch ? N - s0 : batch;
+    adv_session *s = bn == batch ? full : tail;
+    rc = adv_session_forward(s, (const float *)ds.x.data + s0 * per, logits, &err);
+    if (rc) {
+      fprintf(stderr, "aisbx predict: %s\n", err.msg);
+      status = 1;
+      goto done;
+    }
+    for (int64_t i = 0; i < bn; i++) {
+      const float *z = logits + i * classes;
+      int64_t best = 0;
+      for (int64_t c = 1; c < classes; c++)
+        if (z[c] > z[best])
+          best = c;
+      pred[s0 + i] = best;
+    }
+  }
+  double dt = now_s() - t0;
+  if (adv_model_output_is_probability(m))
+    printf("note: the model ends in Softmax (its output is a probability); "
+           "attacks use the pre-softmax logits\n");
+  printf("samples: %lld  classes: %lld  time: %.3f s  (%.0f images/s, batch %ld, "
+         "%ld threads)\n",
+         (long long)N, (long long)classes, dt, dt > 0 ? (double)N / dt : 0.0,
+         batch, threads);
+  if (ds.y.data) {
+    int64_t correct = 0;
+    for (int64_t i = 0; i < N; i++)
+      correct += pred[i] == ((int64_t *)ds.y.data)[i];
+    printf("accuracy: %.4f (%lld/%lld)\n", N ? (double)correct / (double)N : 0.0,
+           (long long)correct, (long long)N);
+  }
+  if (out) {
+    adv_array pa;
+    memset(&pa, 0, sizeof(pa));
+    pa.dtype = ADV_DTYPE_I64;
+    pa.ndim = 1;
+    pa.dims[0] = N;
+    pa.data = pred;
+    pa.nbytes = sizeof(int64_t) * (size_t)N;
+    adv_errbuf we = {{0}};
+    if ((rc = adv_npy_write_file(out, &pa, &we))) {
+      fprintf(stderr, "aisbx predict: cannot write %s: %s\n", out, we.msg);
+      status = 1;
+    }
+  }
+done:
+  free(logits);
+  free(pred);
+  adv_session_free(full);
+  adv_session_free(tail);
+  adv_dataset_free(&ds);
+  adv_model_free(m);
+  return status;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: aisbx <predict|onnx-check|version> ...\n");
+    return EXIT_BADINPUT;
+  }
+  if (!strcmp(argv[1], "predict"))
+    return cmd_predict(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "onnx-check"))
+    return cmd_onnx_check(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "version")) {
+    printf("aisbx %s\n", adv_version());
+    return 0;
+  }
+  fprintf(stderr, "aisbx: unknown command '%s'\n", argv[1]);
+  return EXIT_BADINPUT;
+}

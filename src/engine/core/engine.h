@@ -1,0 +1,229 @@
+/*
+ * engine.h - libadv internals shared by the loader, the planner and the ops.
+ *
+ * Two levels:
+ *   model level  (adv_model): what the ONNX file says - values (named
+ *                tensors, possibly constant), nodes with attributes. All of
+ *                it lives in one bump arena owned by the model.
+ *   plan level   (adv_session): a copy of the values with concrete shapes,
+ *                constant subgraphs folded, and arena offsets for runtime
+ *                tensors. Ops work on plan-level tensors (adv_tensor).
+ *
+ * Shape letters used in comments: N batch, C channels, H/W spatial,
+ * M output channels, K reduction length.
+ */
+#ifndef ADV_ENGINE_H
+#define ADV_ENGINE_H
+
+#include "adv/adv.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------- bump arena (model metadata, plan constants) ---------- */
+
+typedef struct adv_arena_block adv_arena_block;
+typedef struct adv_arena {
+  adv_arena_block *head;
+  size_t used_total; /* bytes handed out */
+  size_t cap;        /* hard budget; 0 = unlimited */
+} adv_arena;
+
+void adv__arena_init(adv_arena *a, size_t cap);
+/* Returns zeroed, 64-byte aligned memory or NULL (ENOMEM or over cap). */
+void *adv__arena_alloc(adv_arena *a, size_t n);
+char *adv__arena_strndup(adv_arena *a, const char *s, size_t n);
+void adv__arena_free(adv_arena *a);
+
+/* ---------- errors ---------- */
+
+/* Formats into err (may be NULL) and returns code. */
+int adv__error(adv_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---------- attributes ---------- */
+
+typedef enum adv_attr_type {
+  ADV_ATTR_UNDEFINED = 0,
+  ADV_ATTR_FLOAT = 1,
+  ADV_ATTR_INT = 2,
+  ADV_ATTR_STRING = 3,
+  ADV_ATTR_TENSOR = 4,
+  ADV_ATTR_GRAPH = 5,
+  ADV_ATTR_FLOATS = 6,
+  ADV_ATTR_INTS = 7,
+  ADV_ATTR_STRINGS = 8,
+  ADV_ATTR_TENSORS = 9,
+  ADV_ATTR_GRAPHS = 10,
+} adv_attr_type;
+
+typedef struct adv_const {
+  adv_dtype dtype; /* F32 or I64 once loaded (other types converted) */
+  int ndim;
+  int64_t dims[ADV_MAX_DIMS];
+  int64_t numel;
+  void *data; /* arena memory */
+} adv_const;
+
+typedef struct adv_attr {
+  const char *name;
+  adv_attr_type type;
+  float f;
+  int64_t i;
+  const char *s; /* NUL-terminated copy */
+  size_t slen;
+  float *floats;
+  int64_t *ints;
+  int n; /* element count of floats/ints */
+  adv_const *t;
+} adv_attr;
+
+/* ---------- model ---------- */
+
+typedef struct adv_mvalue {
+  const char *name;
+  adv_dtype dtype;               /* UNDEFINED when not declared */
+  int ndim;                      /* -1 when the rank is unknown */
+  int64_t dims[ADV_MAX_DIMS];    /* -1 for symbolic/unknown */
+  const char *sym[ADV_MAX_DIMS]; /* dim_param names or NULL */
+  adv_const *init;               /* initializer, or NULL */
+  bool is_graph_input;
+  bool is_graph_output;
+} adv_mvalue;
+
+typedef struct adv_mnode {
+  const char *name;
+  const char *op_type;
+  int op; /* index into the op table */
+  int n_in, n_out;
+  int *in;  /* value index or -1 for an omitted optional input */
+  int *out; /* value index or -1 */
+  int n_attr;
+  adv_attr *attr;
+} adv_mnode;
+
+struct adv_model {
+  adv_arena arena;
+  int opset;
+  int64_t ir_version;
+  const char *producer;
+  int n_values;
+  adv_mvalue *values;
+  int n_nodes;
+  adv_mnode *nodes; /* topologically sorted after load */
+  int n_inputs;     /* graph inputs that are not initializers */
+  int *inputs;
+  int n_outputs;
+  int *outputs;
+  int prob_output;     /* 1 when output 0 comes from a final Softmax */
+  int logits_value;    /* value index of that Softmax's input, else -1 */
+};
+
+/* ---------- plan ---------- */
+
+typedef struct adv_tensor {
+  adv_dtype dtype; /* F32 or I64 */
+  int ndim;
+  int64_t dims[ADV_MAX_DIMS];
+  int64_t numel;
+  void *data;      /* const data, or arena base + offset at run time */
+  bool is_const;   /* value known at plan time */
+  bool is_input;   /* runtime graph input */
+  bool is_output;
+  bool needed;     /* consumed by some runtime node or an output */
+  int def;         /* index of the runtime node producing it, -1 if none */
+  int last_use;    /* last runtime node index reading it */
+  size_t offset;   /* into the activation arena */
+  size_t bytes;
+} adv_tensor;
+
+struct adv_plan;
+
+/* A node as planned: tensors resolved; op-private params. */
+typedef struct adv_pnode {
+  const adv_mnode *m;
+  int op;
+  int n_in, n_out;
+  adv_tensor *in[16];  /* NULL for omitted optional inputs */
+  adv_tensor *out[4];
+  void *params;        /* op-private, plan arena */
+  size_t scratch;      /* bytes of per-thread scratch needed by forward */
+  bool runtime;        /* false when folded at plan time */
+} adv_pnode;
+
+typedef struct adv_plan {
+  const adv_model *model;
+  adv_arena arena;  /* plan-lifetime allocations (params, folded consts) */
+  int opset;
+  int threads;
+  int n_tensors;
+  adv_tensor *tensors; /* parallel to model->values */
+  int n_nodes;
+  adv_pnode *nodes;    /* all nodes, in order */
+  int n_run;
+  int *run;            /* indices of runtime nodes */
+  int n_in, n_out;
+  int in_idx[16];      /* runtime input tensor indices */
+  int out_idx[16];     /* output tensor indices */
+  size_t arena_bytes;
+  unsigned char *act;  /* activation arena */
+  size_t scratch_per_thread;
+  unsigned char *scratch;
+} adv_plan;
+
+/* ---------- ops ---------- */
+
+/*
+ * An op: infer() checks inputs/attributes, sets output dtype and shape (and
+ * n->params / n->scratch); forward() computes outputs from inputs. The same
+ * forward() runs at plan time on constant inputs (folding) and at run time.
+ * `scratch` is per-thread memory of n->scratch bytes times plan threads.
+ */
+typedef struct adv_op_def {
+  const char *name;
+  int (*infer)(adv_plan *p, adv_pnode *n, adv_err *err);
+  int (*forward)(adv_plan *p, adv_pnode *n);
+} adv_op_def;
+
+extern const adv_op_def *const adv__ops[];
+extern const int adv__n_ops;
+/* Index of op_type in adv__ops, or -1. */
+int adv__op_find(const char *op_type);
+
+/* ---------- helpers for ops ---------- */
+
+const adv_attr *adv__attr_get(const adv_mnode *n, const char *name);
+int64_t adv__attr_int(const adv_mnode *n, const char *name, int64_t def);
+float adv__attr_float(const adv_mnode *n, const char *name, float def);
+const char *adv__attr_str(const adv_mnode *n, const char *name,
+                          const char *def);
+/* Returns element count, or -1 when absent; *out points at arena data. */
+int adv__attr_ints(const adv_mnode *n, const char *name, const int64_t **out);
+
+/* Sets shape and numel; returns ADV_ELIMIT on overflow. */
+int adv__tensor_set_shape(adv_tensor *t, adv_dtype dt, int ndim,
+                          const int64_t *dims);
+/* Reads a constant integer tensor (I64) into out (max n); returns count
+ * or a negative status when the tensor is not constant / not integer. */
+int adv__const_ints(const adv_tensor *t, int64_t *out, int max);
+/* Normalizes a possibly negative axis into [0, rank); -1 when invalid. */
+int adv__axis(int64_t axis, int rank);
+/* Computes a numpy broadcast of two shapes; ADV_ESHAPE on mismatch. */
+int adv__broadcast_shape(const adv_tensor *a, const adv_tensor *b, int *ndim,
+                         int64_t *dims);
+float *adv__scratch(adv_plan *p, adv_pnode *n, int thread);
+
+/* Pool/conv spatial geometry shared by Conv, MaxPool, AveragePool. */
+typedef struct adv_pool_geom {
+  int nsp;                      /* number of spatial dims (1..3) */
+  int64_t in[3], out[3], k[3], stride[3], dil[3], pad_lo[3], pad_hi[3];
+} adv_pool_geom;
+/* Fills geometry from attributes kernel_shape (or kshape when given),
+ * strides, dilations, pads, auto_pad, ceil_mode. */
+int adv__pool_geom(const adv_mnode *n, const adv_tensor *x,
+                   const int64_t *kshape, bool allow_ceil, adv_pool_geom *g,
+                   adv_err *err);
+
+#endif

@@ -1,0 +1,489 @@
+/*
+ * plan.c - sessions: shape resolution, constant folding, memory planning
+ * and execution.
+ *
+ * adv_session_init():
+ *   1. prunes nodes that do not contribute to the requested outputs;
+ *   2. gives every graph input a concrete shape (batch for a symbolic first
+ *      dim, or the caller's bindings; integer inputs bound as constants);
+ *   3. walks the nodes in topological order calling each op's infer(); a
+ *      node whose inputs are all known at plan time (or a Shape node) is
+ *      executed right away and its outputs become constants - this folds
+ *      the shape arithmetic that exporters emit;
+ *   4. assigns every runtime tensor an offset in one activation arena so
+ *      that tensors with overlapping lifetimes never share bytes (greedy,
+ *      largest first), and sizes the per-thread scratch area.
+ * adv_session_run() then only copies inputs in, calls forward() for each
+ * runtime node and copies outputs out: no allocation on the hot path.
+ */
+#include "core/engine.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct adv_session {
+  adv_plan p;
+};
+
+adv_session_params adv_session_default_params(void) {
+  adv_session_params p;
+  memset(&p, 0, sizeof(p));
+  p.threads = 1;
+  return p;
+}
+
+static int fold_always(const adv_pnode *n) {
+  return !strcmp(adv__ops[n->op]->name, "Shape");
+}
+
+/* Converts a caller array into a constant tensor allocated in the plan. */
+static int bind_const(adv_plan *p, adv_tensor *t, const adv_array *a,
+                      adv_err *err) {
+  adv_dtype dt = (a->dtype == ADV_DTYPE_F32 || a->dtype == ADV_DTYPE_F64)
+                     ? ADV_DTYPE_F32
+                     : ADV_DTYPE_I64;
+  int rc = adv__tensor_set_shape(t, dt, a->ndim, a->dims);
+  if (rc)
+    return adv__error(err, rc, "bad bound shape");
+  t->data = adv__arena_alloc(&p->arena, (size_t)t->numel * 8);
+  if (!t->data)
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  for (int64_t i = 0; i < t->numel; i++) {
+    double v = 0;
+    int64_t iv = 0;
+    switch (a->dtype) {
+    case ADV_DTYPE_F32: v = ((const float *)a->data)[i]; iv = (int64_t)v; break;
+    case ADV_DTYPE_F64: v = ((const double *)a->data)[i]; iv = (int64_t)v; break;
+    case ADV_DTYPE_I64: iv = ((const int64_t *)a->data)[i]; v = (double)iv; break;
+    case ADV_DTYPE_I32: iv = ((const int32_t *)a->data)[i]; v = (double)iv; break;
+    case ADV_DTYPE_U8: case ADV_DTYPE_BOOL: iv = ((const uint8_t *)a->data)[i]; v = (double)iv; break;
+    case ADV_DTYPE_I8: iv = ((const int8_t *)a->data)[i]; v = (double)iv; break;
+    default: return adv__error(err, ADV_EDTYPE, "bad bound dtype");
+    }
+    if (dt == ADV_DTYPE_F32)
+      ((float *)t->data)[i] = (float)v;
+    else
+      ((int64_t *)t->data)[i] = iv;
+  }
+  t->is_const = true;
+  return ADV_OK;
+}
+
+/* Shape of graph input vi: binding, else model dims with batch for a
+ * symbolic first dim. */
+static int setup_input(adv_plan *p, int vi, adv_session_params sp,
+                       adv_err *err) {
+  const adv_mvalue *v = &p->model->values[vi];
+  adv_tensor *t = &p->tensors[vi];
+  for (int b = 0; b < sp.n_bindings; b++) {
+    const adv_binding *bd = &sp.bindings[b];
+    if (!bd->name || strcmp(bd->name, v->name))
+      continue;
+    if (!bd->value)
+      return adv__error(err, ADV_EINVAL, "binding '%s' has no value", v->name);
+    if (bd->as_constant)
+      return bind_const(p, t, bd->value, err);
+    if (bd->value->dtype != ADV_DTYPE_F32)
+      return adv__error(err, ADV_EDTYPE,
+                       "runtime input '%s' must be float32 (bind integer "
+                       "inputs as constants)", v->name);
+    int rc = adv__tensor_set_shape(t, ADV_DTYPE_F32, bd->value->ndim,
+                                   bd->value->dims);
+    if (rc)
+      return adv__error(err, rc, "bad shape for input '%s'", v->name);
+    t->is_input = true;
+    return ADV_OK;
+  }
+  if (v->ndim < 0)
+    return adv__error(err, ADV_ESHAPE, "input '%s' has no declared shape",
+                     v->name);
+  if (v->dtype != ADV_DTYPE_F32)
+    return adv__error(err, ADV_EDTYPE, "input '%s' is not float32", v->name);
+  int64_t dims[ADV_MAX_DIMS];
+  for (int i = 0; i < v->ndim; i++) {
+    dims[i] = v->dims[i];
+    if (dims[i] < 0) {
+      if (i == 0 && sp.batch > 0)
+        dims[i] = sp.batch;
+      else
+        return adv__error(err, ADV_ESHAPE,
+                         "input '%s' dim %d is symbolic ('%s'): give its size",
+                         v->name, i, v->sym[i] ? v->sym[i] : "?");
+    } else if (i == 0 && sp.batch > 0 && dims[0] != sp.batch) {
+      return adv__error(err, ADV_ESHAPE,
+                       "input '%s' has a fixed batch size %lld (asked %d)",
+                       v->name, (long long)dims[0], sp.batch);
+    }
+  }
+  int rc = adv__tensor_set_shape(t, ADV_DTYPE_F32, v->ndim, dims);
+  if (rc)
+    return adv__error(err, rc, "bad shape for input '%s'", v->name);
+  t->is_input = true;
+  return ADV_OK;
+}
+
+typedef struct span {
+  int t;
+  size_t bytes;
+} span;
+
+static int cmp_span(const void *a, const void *b) {
+  const span *x = a, *y = b;
+  if (x->bytes != y->bytes)
+    return x->bytes < y->bytes ? 1 : -1;
+  return x->t - y->t;
+}
+
+/* Greedy interval packing: each runtime tensor (largest first) goes at the
+ * lowest offset not overlapping a placed tensor with an intersecting
+ * lifetime [def, last_use]. */
+static int plan_memory(adv_plan *p, adv_err *err) {
+  int n = 0;
+  span *sp = malloc(sizeof(span) * (size_t)(p->n_tensors ? p->n_tensors : 1));
+  int *placed = malloc(sizeof(int) * (size_t)(p->n_tensors ? p->n_tensors : 1));
+  if (!sp || !placed) {
+    free(sp);
+    free(placed);
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  }
+  for (int i = 0; i < p->n_tensors; i++) {
+    adv_tensor *t = &p->tensors[i];
+    if (t->is_const || !t->needed)
+      continue;
+    t->bytes = ((size_t)t->numel * adv_dtype_size(t->dtype) + 63) & ~(size_t)63;
+    if (t->bytes == 0)
+      t->bytes = 64;
+    sp[n].t = i;
+    sp[n].bytes = t->bytes;
+    n++;
+  }
+  qsort(sp, (size_t)n, sizeof(span), cmp_span);
+  size_t total = 0;
+  int np = 0;
+  for (int k = 0; k < n; k++) {
+    adv_tensor *t = &p->tensors[sp[k].t];
+    size_t off = 0;
+    for (int moved = 1; moved;) {
+      moved = 0;
+      for (int j = 0; j < np; j++) {
+        adv_tensor *o = &p->tensors[placed[j]];
+        if (o->last_use < t->def || t->last_use < o->def)
+          continue; /* lifetimes disjoint */
+        if (off < o->offset + o->bytes && o->offset < off + t->bytes) {
+          off = o->offset + o->bytes;
+          moved = 1;
+        }
+      }
+    }
+    t->offset = off;
+    placed[np++] = sp[k].t;
+    if (off + t->bytes > total)
+      total = off + t->bytes;
+  }
+  free(sp);
+  free(placed);
+  p->arena_bytes = total;
+  p->act = aligned_alloc(64, total ? total : 64);
+  if (!p->act)
+    return adv__error(err, ADV_ENOMEM, "cannot allocate %zu activation bytes",
+                     total);
+  for (int i = 0; i < p->n_tensors; i++) {
+    adv_tensor *t = &p->tensors[i];
+    if (!t->is_const && t->needed)
+      t->data = p->act + t->offset;
+  }
+  return ADV_OK;
+}
+
+int adv_session_init(const adv_model *m, adv_session_params sp,
+                     adv_session **out, adv_err *err) {
+  *out = NULL;
+  if (sp.threads < 1)
+    sp.threads = 1;
+  if (sp.threads > 256)
+    sp.threads = 256;
+  adv_session *s = calloc(1, sizeof(*s));
+  if (!s)
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  adv_plan *p = &s->p;
+  p->model = m;
+  p->opset = m->opset;
+  p->threads = sp.threads;
+  adv__arena_init(&p->arena, 0);
+  int rc = ADV_OK;
+  char *need_v = NULL, *need_n = NULL;
+  p->n_tensors = m->n_values;
+  p->tensors = calloc((size_t)(m->n_values ? m->n_values : 1), sizeof(adv_tensor));
+  p->nodes = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof(adv_pnode));
+  p->run = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof(int));
+  need_v = calloc((size_t)m->n_values + 1, 1);
+  need_n = calloc((size_t)m->n_nodes + 1, 1);
+  if (!p->tensors || !p->nodes || !p->run || !need_v || !need_n) {
+    rc = adv__error(err, ADV_ENOMEM, "out of memory");
+    goto fail;
+  }
+  /* outputs (logits instead of a final Softmax when asked) */
+  p->n_out = m->n_outputs > 16 ? 16 : m->n_outputs;
+  for (int i = 0; i < p->n_out; i++)
+    p->out_idx[i] = m->outputs[i];
+  if (sp.logits && m->prob_output && m->logits_value >= 0)
+    p->out_idx[0] = m->logits_value;
+  /* 1. prune: walk nodes backwards from the outputs */
+  for (int i = 0; i < p->n_out; i++)
+    need_v[p->out_idx[i]] = 1;
+  for (int i = m->n_nodes - 1; i >= 0; i--) {
+    const adv_mnode *n = &m->nodes[i];
+    for (int k = 0; k < n->n_out; k++)
+      if (n->out[k] >= 0 && need_v[n->out[k]])
+        need_n[i] = 1;
+    if (need_n[i])
+      for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] >= 0)
+          need_v[n->in[k]] = 1;
+  }
+  /* 2. constants and inputs */
+  for (int i = 0; i < m->n_values; i++) {
+    const adv_mvalue *v = &m->values[i];
+    adv_tensor *t = &p->tensors[i];
+    t->def = -1;
+    t->last_use = -1;
+    if (v->init) {
+      adv__tensor_set_shape(t, v->init->dtype, v->init->ndim, v->init->dims);
+      t->data = v->init->data;
+      t->is_const = true;
+    }
+  }
+  p->n_in = 0;
+  for (int i = 0; i < m->n_inputs; i++) {
+    int vi = m->inputs[i];
+    if (!need_v[vi])
+      continue;
+    if ((rc = setup_input(p, vi, sp, err)))
+      goto fail;
+    if (p->tensors[vi].is_input) {
+      if (p->n_in >= 16) {
+        rc = adv__error(err, ADV_ELIMIT, "more than 16 runtime inputs");
+        goto fail;
+      }
+      p->in_idx[p->n_in++] = vi;
+    }
+  }
+  /* 3. infer + fold */
+  p->n_nodes = m->n_nodes;
+  size_t scratch = 0;
+  for (int i = 0; i < m->n_nodes; i++) {
+    if (!need_n[i])
+      continue;
+    const adv_mnode *mn = &m->nodes[i];
+    adv_pnode *n = &p->nodes[i];
+    n->m = mn;
+    n->op = mn->op;
+    n->n_in = mn->n_in;
+    n->n_out = mn->n_out;
+    int all_const = 1;
+    for (int k = 0; k < mn->n_in; k++) {
+      n->in[k] = mn->in[k] >= 0 ? &p->tensors[mn->in[k]] : NULL;
+      if (n->in[k] && !n->in[k]->is_const)
+        all_const = 0;
+    }
+    for (int k = 0; k < mn->n_out; k++)
+      n->out[k] = mn->out[k] >= 0 ? &p->tensors[mn->out[k]] : NULL;
+    rc = adv__ops[n->op]->infer(p, n, err);
+    if (rc) {
+      if (err) { /* prefix the node for context */
+        char tmp[sizeof(err->msg) + 128];
+        snprintf(tmp, sizeof(tmp), "node '%.40s' (%.40s): %s", mn->name,
+                 mn->op_type, err->msg);
+        memcpy(err->msg, tmp, sizeof(err->msg) - 1);
+        err->msg[sizeof(err->msg) - 1] = 0;
+      }
+      goto fail;
+    }
+    if (all_const || fold_always(n)) {
+      for (int k = 0; k < n->n_out; k++) {
+        adv_tensor *t = n->out[k];
+        if (!t)
+          continue;
+        t->data = adv__arena_alloc(&p->arena,
+                                   (size_t)t->numel * adv_dtype_size(t->dtype));
+        if (!t->data) {
+          rc = adv__error(err, ADV_ENOMEM, "out of memory while folding");
+          goto fail;
+        }
+        t->is_const = true;
+      }
+      size_t sc = n->scratch;
+      if (sc) { /* temporary scratch for this one folded node */
+        unsigned char *old = p->scratch;
+        size_t oldpt = p->scratch_per_thread;
+        p->scratch = aligned_alloc(64, ((sc + 63) & ~(size_t)63) * (size_t)p->threads);
+        p->scratch_per_thread = (sc + 63) & ~(size_t)63;
+        if (!p->scratch) {
+          p->scratch = old;
+          rc = adv__error(err, ADV_ENOMEM, "out of memory while folding");
+          goto fail;
+        }
+        rc = adv__ops[n->op]->forward(p, n);
+        free(p->scratch);
+        p->scratch = old;
+        p->scratch_per_thread = oldpt;
+      } else {
+        rc = adv__ops[n->op]->forward(p, n);
+      }
+      if (rc) {
+        rc = adv__error(err, rc, "node '%s' (%s): folding failed", mn->name,
+                       mn->op_type);
+        goto fail;
+      }
+      n->runtime = false;
+    } else {
+      n->runtime = true;
+      int r = p->n_run;
+      p->run[p->n_run++] = i;
+      for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] && !n->in[k]->is_const) {
+          n->in[k]->last_use = r;
+          n->in[k]->needed = true;
+        }
+      for (int k = 0; k < n->n_out; k++)
+        if (n->out[k]) {
+          n->out[k]->def = r;
+          n->out[k]->last_use = r;
+          n->out[k]->needed = true;
+        }
+      if (n->scratch > scratch)
+        scratch = n->scratch;
+    }
+  }
+  for (int i = 0; i < p->n_out; i++) {
+    adv_tensor *t = &p->tensors[p->out_idx[i]];
+    t->is_output = true;
+    if (!t->is_const) {
+      if (!t->is_input && t->def < 0) {
+        rc = adv__error(err, ADV_EINTERNAL, "output '%s' has no producer",
+                       m->values[p->out_idx[i]].name);
+        goto fail;
+      }
+      t->needed = true;
+      t->last_use = p->n_run;
+    }
+  }
+  for (int i = 0; i < p->n_in; i++) {
+    adv_tensor *t = &p->tensors[p->in_idx[i]];
+    t->needed = true;
+    t->def = -1;
+    if (t->last_use < 0)
+      t->last_use = 0;
+  }
+  /* 4. memory */
+  if ((rc = plan_memory(p, err)))
+    goto fail;
+  p->scratch_per_thread = (scratch + 63) & ~(size_t)63;
+  if (scratch) {
+    p->scratch = aligned_alloc(64, p->scratch_per_thread * (size_t)p->threads);
+    if (!p->scratch) {
+      rc = adv__error(err, ADV_ENOMEM, "cannot allocate scratch");
+      goto fail;
+    }
+  }
+  free(need_v);
+  free(need_n);
+  *out = s;
+  return ADV_OK;
+fail:
+  free(need_v);
+  free(need_n);
+  adv_session_free(s);
+  return rc;
+}
+
+void adv_session_free(adv_session *s) {
+  if (!s)
+    return;
+  adv_plan *p = &s->p;
+  free(p->tensors);
+  free(p->nodes);
+  free(p->run);
+  free(p->act);
+  free(p->scratch);
+  adv__arena_free(&p->arena);
+  free(s);
+}
+
+int adv_session_num_inputs(const adv_session *s) { return s->p.n_in; }
+int adv_session_num_outputs(const adv_session *s) { return s->p.n_out; }
+
+int adv_session_input_shape(const adv_session *s, int i,
+                            int64_t dims[ADV_MAX_DIMS]) {
+  if (i < 0 || i >= s->p.n_in)
+    return ADV_EINVAL;
+  const adv_tensor *t = &s->p.tensors[s->p.in_idx[i]];
+  memcpy(dims, t->dims, sizeof(t->dims));
+  return t->ndim;
+}
+
+int adv_session_output_shape(const adv_session *s, int i,
+                             int64_t dims[ADV_MAX_DIMS]) {
+  if (i < 0 || i >= s->p.n_out)
+    return ADV_EINVAL;
+  const adv_tensor *t = &s->p.tensors[s->p.out_idx[i]];
+  memcpy(dims, t->dims, sizeof(t->dims));
+  return t->ndim;
+}
+
+adv_dtype adv_session_output_dtype(const adv_session *s, int i) {
+  if (i < 0 || i >= s->p.n_out)
+    return ADV_DTYPE_UNDEFINED;
+  return s->p.tensors[s->p.out_idx[i]].dtype;
+}
+
+size_t adv_session_arena_bytes(const adv_session *s) { return s->p.arena_bytes; }
+
+int adv_session_run(adv_session *s, const float *const *inputs,
+                    void *const *outputs, const volatile int *abort_flag,
+                    adv_err *err) {
+  adv_plan *p = &s->p;
+  openblas_set_num_threads(p->threads);
+  for (int i = 0; i < p->n_in; i++) {
+    adv_tensor *t = &p->tensors[p->in_idx[i]];
+    memcpy(t->data, inputs[i], (size_t)t->numel * sizeof(float));
+  }
+  for (int r = 0; r < p->n_run; r++) {
+    if (abort_flag && *abort_flag)
+      return adv__error(err, ADV_EABORTED, "aborted");
+    adv_pnode *n = &p->nodes[p->run[r]];
+    int rc = adv__ops[n->op]->forward(p, n);
+    if (rc)
+      return adv__error(err, rc, "node '%s' (%s) failed: %s", n->m->name,
+                       n->m->op_type, adv_strerror(rc));
+  }
+  for (int i = 0; i < p->n_out; i++) {
+    adv_tensor *t = &p->tensors[p->out_idx[i]];
+    memcpy(outputs[i], t->data, (size_t)t->numel * adv_dtype_size(t->dtype));
+  }
+  return ADV_OK;
+}
+
+int adv_session_forward(adv_session *s, const float *x, float *logits,
+                        adv_err *err) {
+  if (s->p.n_in != 1 || s->p.n_out < 1)
+    return adv__error(err, ADV_EINVAL, "model is not single-input");
+  if (s->p.tensors[s->p.out_idx[0]].dtype != ADV_DTYPE_F32)
+    return adv__error(err, ADV_EDTYPE, "output 0 is not float32");
+  void *outs[16] = {logits};
+  float *dummy[16] = {0};
+  int rc = ADV_OK;
+  for (int i = 1; i < s->p.n_out; i++) {
+    const adv_tensor *t = &s->p.tensors[s->p.out_idx[i]];
+    dummy[i] = malloc((size_t)t->numel * adv_dtype_size(t->dtype) + 1);
+    if (!dummy[i])
+      rc = adv__error(err, ADV_ENOMEM, "out of memory");
+    outs[i] = dummy[i];
+  }
+  if (rc == ADV_OK)
+    rc = adv_session_run(s, &x, outs, NULL, err);
+  for (int i = 1; i < s->p.n_out; i++)
+    free(dummy[i]);
+  return rc;
+}

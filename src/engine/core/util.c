@@ -1,0 +1,227 @@
+/* util.c - small helpers shared by the loader, planner and ops. */
+#include "core/engine.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifndef ADV_VERSION
+#define ADV_VERSION "0.0.0"
+#endif
+
+const char *adv_version(void) { return ADV_VERSION; }
+
+int adv__error(adv_err *err, int code, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+const adv_attr *adv__attr_get(const adv_mnode *n, const char *name) {
+  for (int i = 0; i < n->n_attr; i++)
+    if (strcmp(n->attr[i].name, name) == 0)
+      return &n->attr[i];
+  return NULL;
+}
+
+int64_t adv__attr_int(const adv_mnode *n, const char *name, int64_t def) {
+  const adv_attr *a = adv__attr_get(n, name);
+  return a && a->type == ADV_ATTR_INT ? a->i : def;
+}
+
+float adv__attr_float(const adv_mnode *n, const char *name, float def) {
+  const adv_attr *a = adv__attr_get(n, name);
+  if (a && a->type == ADV_ATTR_FLOAT)
+    return a->f;
+  if (a && a->type == ADV_ATTR_INT)
+    return (float)a->i;
+  return def;
+}
+
+const char *adv__attr_str(const adv_mnode *n, const char *name,
+                          const char *def) {
+  const adv_attr *a = adv__attr_get(n, name);
+  return a && a->type == ADV_ATTR_STRING ? a->s : def;
+}
+
+int adv__attr_ints(const adv_mnode *n, const char *name, const int64_t **out) {
+  const adv_attr *a = adv__attr_get(n, name);
+  if (!a || a->type != ADV_ATTR_INTS)
+    return -1;
+  *out = a->ints;
+  return a->n;
+}
+
+/* Sets dtype/shape/numel with overflow checks (numel < 2^40). */
+int adv__tensor_set_shape(adv_tensor *t, adv_dtype dt, int ndim,
+                          const int64_t *dims) {
+  if (ndim < 0 || ndim > ADV_MAX_DIMS)
+    return ADV_ELIMIT;
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (dims[i] < 0)
+      return ADV_ESHAPE;
+    if (dims[i] > 0 && n > ((int64_t)1 << 40) / dims[i])
+      return ADV_ELIMIT;
+    n *= dims[i];
+    t->dims[i] = dims[i];
+  }
+  t->dtype = dt;
+  t->ndim = ndim;
+  t->numel = n;
+  return ADV_OK;
+}
+
+int adv__const_ints(const adv_tensor *t, int64_t *out, int max) {
+  if (!t || !t->is_const)
+    return ADV_EUNSUPPORTED;
+  if (t->numel > max)
+    return ADV_ELIMIT;
+  if (t->dtype == ADV_DTYPE_I64) {
+    memcpy(out, t->data, (size_t)t->numel * sizeof(int64_t));
+  } else if (t->dtype == ADV_DTYPE_F32) {
+    const float *f = t->data;
+    for (int64_t i = 0; i < t->numel; i++)
+      out[i] = (int64_t)f[i];
+  } else {
+    return ADV_EDTYPE;
+  }
+  return (int)t->numel;
+}
+
+int adv__axis(int64_t axis, int rank) {
+  if (axis < 0)
+    axis += rank;
+  if (axis < 0 || axis >= (rank ? rank : 1))
+    return -1;
+  return (int)axis;
+}
+
+/* numpy multidirectional broadcast of a and b. */
+int adv__broadcast_shape(const adv_tensor *a, const adv_tensor *b, int *ndim,
+                         int64_t *dims) {
+  int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+  for (int i = 0; i < nd; i++) {
+    int ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
+    int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
+    if (da != db && da != 1 && db != 1)
+      return ADV_ESHAPE;
+    dims[i] = da == 1 ? db : da;
+  }
+  *ndim = nd;
+  return ADV_OK;
+}
+
+float *adv__scratch(adv_plan *p, adv_pnode *n, int thread) {
+  (void)n;
+  return (float *)(p->scratch + (size_t)thread * p->scratch_per_thread);
+}
+
+/*
+ * Spatial geometry of Conv / pooling from ONNX attributes. Output size per
+ * dim: floor((in + pads - ((k-1)*d + 1)) / s) + 1, or with ceil_mode the
+ * ceiling, dropping a last window that would start in the right padding.
+ * auto_pad SAME_UPPER/SAME_LOWER: out = ceil(in / s), extra pad at the end
+ * (UPPER) or beginning (LOWER); VALID: no padding.
+ */
+int adv__pool_geom(const adv_mnode *n, const adv_tensor *x,
+                   const int64_t *kshape, bool allow_ceil, adv_pool_geom *g,
+                   adv_err *err) {
+  memset(g, 0, sizeof(*g));
+  if (x->ndim < 3 || x->ndim > 5)
+    return adv__error(err, ADV_EUNSUPPORTED,
+                     "%s: input rank %d (need 3..5)", n->op_type, x->ndim);
+  g->nsp = x->ndim - 2;
+  const int64_t *v;
+  int c;
+  if (kshape) {
+    for (int i = 0; i < g->nsp; i++)
+      g->k[i] = kshape[i];
+  } else {
+    c = adv__attr_ints(n, "kernel_shape", &v);
+    if (c != g->nsp)
+      return adv__error(err, ADV_EFORMAT, "%s: kernel_shape missing or wrong",
+                       n->op_type);
+    for (int i = 0; i < g->nsp; i++)
+      g->k[i] = v[i];
+  }
+  for (int i = 0; i < g->nsp; i++) {
+    g->in[i] = x->dims[2 + i];
+    g->stride[i] = 1;
+    g->dil[i] = 1;
+  }
+  if ((c = adv__attr_ints(n, "strides", &v)) >= 0) {
+    if (c != g->nsp)
+      return adv__error(err, ADV_EFORMAT, "%s: strides length", n->op_type);
+    for (int i = 0; i < g->nsp; i++)
+      g->stride[i] = v[i];
+  }
+  if ((c = adv__attr_ints(n, "dilations", &v)) >= 0) {
+    if (c != g->nsp)
+      return adv__error(err, ADV_EFORMAT, "%s: dilations length", n->op_type);
+    for (int i = 0; i < g->nsp; i++)
+      g->dil[i] = v[i];
+  }
+  if ((c = adv__attr_ints(n, "pads", &v)) >= 0) {
+    if (c != 2 * g->nsp)
+      return adv__error(err, ADV_EFORMAT, "%s: pads length", n->op_type);
+    for (int i = 0; i < g->nsp; i++) {
+      g->pad_lo[i] = v[i];
+      g->pad_hi[i] = v[i + g->nsp];
+    }
+  }
+  for (int i = 0; i < g->nsp; i++) {
+    if (g->k[i] < 1 || g->k[i] > 4096 || g->stride[i] < 1 ||
+        g->stride[i] > 4096 || g->dil[i] < 1 || g->dil[i] > 4096 ||
+        g->pad_lo[i] < 0 || g->pad_hi[i] < 0 || g->pad_lo[i] > 4096 ||
+        g->pad_hi[i] > 4096)
+      return adv__error(err, ADV_EFORMAT,
+                       "%s: kernel/stride/dilation/pad out of range",
+                       n->op_type);
+  }
+  const char *ap = adv__attr_str(n, "auto_pad", "NOTSET");
+  int64_t ceil_mode = allow_ceil ? adv__attr_int(n, "ceil_mode", 0) : 0;
+  for (int i = 0; i < g->nsp; i++) {
+    int64_t ek = (g->k[i] - 1) * g->dil[i] + 1;
+    if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+      int64_t out = (g->in[i] + g->stride[i] - 1) / g->stride[i];
+      int64_t total = (out - 1) * g->stride[i] + ek - g->in[i];
+      if (total < 0)
+        total = 0;
+      if (!strcmp(ap, "SAME_UPPER")) {
+        g->pad_lo[i] = total / 2;
+        g->pad_hi[i] = total - total / 2;
+      } else {
+        g->pad_hi[i] = total / 2;
+        g->pad_lo[i] = total - total / 2;
+      }
+      g->out[i] = out;
+    } else if (!strcmp(ap, "VALID")) {
+      g->pad_lo[i] = g->pad_hi[i] = 0;
+      g->out[i] = (g->in[i] - ek) / g->stride[i] + 1;
+      if (g->in[i] < ek)
+        g->out[i] = 0;
+    } else if (!strcmp(ap, "NOTSET")) {
+      int64_t span = g->in[i] + g->pad_lo[i] + g->pad_hi[i] - ek;
+      if (span < 0)
+        return adv__error(err, ADV_ESHAPE, "%s: kernel larger than input",
+                         n->op_type);
+      if (ceil_mode) {
+        g->out[i] = (span + g->stride[i] - 1) / g->stride[i] + 1;
+        if ((g->out[i] - 1) * g->stride[i] >= g->in[i] + g->pad_lo[i])
+          g->out[i]--;
+      } else {
+        g->out[i] = span / g->stride[i] + 1;
+      }
+    } else {
+      return adv__error(err, ADV_EFORMAT, "%s: bad auto_pad '%s'", n->op_type,
+                       ap);
+    }
+    if (g->out[i] < 1)
+      return adv__error(err, ADV_ESHAPE, "%s: empty output", n->op_type);
+  }
+  return ADV_OK;
+}

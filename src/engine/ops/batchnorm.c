@@ -1,0 +1,72 @@
+/*
+ * batchnorm.c - BatchNormalization in inference form:
+ *   y = scale * (x - mean) / sqrt(var + epsilon) + B   per channel (dim 1).
+ * The per-channel affine (a, b) is computed once at plan time when the
+ * statistics are constant. training_mode=1 (opset 14+) is refused.
+ */
+#include "core/engine.h"
+
+#include <math.h>
+
+typedef struct bn_params {
+  int64_t N, C, S; /* S = spatial size */
+  float eps;
+} bn_params;
+
+static int bn_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  if (n->n_in != 5 || n->n_out < 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "needs X, scale, B, mean, var");
+  for (int i = 0; i < 5; i++)
+    if (!n->in[i] || n->in[i]->dtype != ADV_DTYPE_F32)
+      return adv__error(err, ADV_EDTYPE, "float32 inputs required");
+  for (int i = 1; i < n->n_out; i++)
+    if (n->out[i])
+      return adv__error(err, ADV_EUNSUPPORTED, "training-mode outputs");
+  if (adv__attr_int(n->m, "training_mode", 0))
+    return adv__error(err, ADV_EUNSUPPORTED, "training_mode=1");
+  adv_tensor *x = n->in[0];
+  if (x->ndim < 2)
+    return adv__error(err, ADV_ESHAPE, "input rank < 2");
+  bn_params *bp = adv__arena_alloc(&p->arena, sizeof(*bp));
+  if (!bp)
+    return ADV_ENOMEM;
+  bp->N = x->dims[0];
+  bp->C = x->dims[1];
+  bp->S = 1;
+  for (int i = 2; i < x->ndim; i++)
+    bp->S *= x->dims[i];
+  for (int i = 1; i < 5; i++)
+    if (n->in[i]->numel != bp->C)
+      return adv__error(err, ADV_ESHAPE, "parameter %d has %lld values, C=%lld",
+                       i, (long long)n->in[i]->numel, (long long)bp->C);
+  bp->eps = adv__attr_float(n->m, "epsilon", 1e-5f);
+  n->params = bp;
+  n->scratch = (size_t)bp->C * 2 * sizeof(float);
+  return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, x->dims);
+}
+
+static int bn_forward(adv_plan *p, adv_pnode *n) {
+  const bn_params *bp = n->params;
+  const float *x = n->in[0]->data, *sc = n->in[1]->data, *b = n->in[2]->data,
+              *mu = n->in[3]->data, *var = n->in[4]->data;
+  float *y = n->out[0]->data;
+  float *ab = adv__scratch(p, n, 0);
+  for (int64_t c = 0; c < bp->C; c++) {
+    float a = sc[c] / sqrtf(var[c] + bp->eps);
+    ab[2 * c] = a;
+    ab[2 * c + 1] = b[c] - a * mu[c];
+  }
+  int64_t rows = bp->N * bp->C;
+#pragma omp parallel for num_threads(p->threads) if (rows * bp->S > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t c = r % bp->C;
+    float a = ab[2 * c], o = ab[2 * c + 1];
+    const float *xr = x + r * bp->S;
+    float *yr = y + r * bp->S;
+    for (int64_t i = 0; i < bp->S; i++)
+      yr[i] = a * xr[i] + o;
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_batchnorm = {"BatchNormalization", bn_infer, bn_forward};

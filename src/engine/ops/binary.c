@@ -1,0 +1,174 @@
+/*
+ * binary.c - Add, Sub, Mul, Div, Pow with numpy multidirectional
+ * broadcasting, on float32 (and int64 for Add/Sub/Mul/Div, which exported
+ * shape arithmetic uses). Int64 division truncates toward zero; a zero
+ * divisor is an error, never a SIGFPE.
+ */
+#include "core/engine.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW };
+
+typedef struct bin_params {
+  int kind;
+  int ndim;
+  int64_t dims[ADV_MAX_DIMS];
+  int64_t sa[ADV_MAX_DIMS], sb[ADV_MAX_DIMS]; /* element strides, 0 = bcast */
+} bin_params;
+
+static int kind_of(const char *name) {
+  if (!strcmp(name, "Add")) return B_ADD;
+  if (!strcmp(name, "Sub")) return B_SUB;
+  if (!strcmp(name, "Mul")) return B_MUL;
+  if (!strcmp(name, "Div")) return B_DIV;
+  return B_POW;
+}
+
+static void strides_for(const adv_tensor *t, int nd, const int64_t *dims,
+                        int64_t *st) {
+  int64_t s = 1;
+  for (int i = nd - 1; i >= 0; i--) {
+    int it = i - (nd - t->ndim);
+    int64_t d = it >= 0 ? t->dims[it] : 1;
+    st[i] = (d == 1 && dims[i] != 1) ? 0 : s;
+    s *= d;
+  }
+}
+
+static int bin_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  if (n->n_in != 2 || !n->in[0] || !n->in[1] || n->n_out != 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "needs 2 inputs and 1 output");
+  adv_tensor *a = n->in[0], *b = n->in[1];
+  bin_params *bp = adv__arena_alloc(&p->arena, sizeof(*bp));
+  if (!bp)
+    return ADV_ENOMEM;
+  bp->kind = kind_of(adv__ops[n->op]->name);
+  /* Pow allows an exponent of another type; the result has the base's */
+  if (a->dtype != b->dtype && bp->kind != B_POW)
+    return adv__error(err, ADV_EDTYPE, "input types differ");
+  if (a->dtype == ADV_DTYPE_I64 && bp->kind == B_POW)
+    return adv__error(err, ADV_EDTYPE, "integer Pow unsupported");
+  int rc = adv__broadcast_shape(a, b, &bp->ndim, bp->dims);
+  if (rc)
+    return adv__error(err, rc, "shapes do not broadcast");
+  strides_for(a, bp->ndim, bp->dims, bp->sa);
+  strides_for(b, bp->ndim, bp->dims, bp->sb);
+  n->params = bp;
+  return adv__tensor_set_shape(n->out[0], a->dtype, bp->ndim, bp->dims);
+}
+
+static inline float fop(int k, float x, float y) {
+  switch (k) {
+  case B_ADD: return x + y;
+  case B_SUB: return x - y;
+  case B_MUL: return x * y;
+  case B_DIV: return x / y;
+  default: return powf(x, y);
+  }
+}
+
+/* Float kernel over the broadcast index space; the innermost dim is the
+ * vectorizable loop. Parallel over outer rows. */
+static void run_f32(const bin_params *bp, const float *a, const float *b,
+                    float *y, int64_t total, int threads) {
+  int nd = bp->ndim;
+  int k = bp->kind;
+  if (nd == 0) {
+    y[0] = fop(k, a[0], b[0]);
+    return;
+  }
+  int64_t inner = bp->dims[nd - 1];
+  int64_t sa = bp->sa[nd - 1], sb = bp->sb[nd - 1];
+  int64_t rows = inner ? total / inner : 0;
+#pragma omp parallel for num_threads(threads) if (total > 65536) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t rem = r, oa = 0, ob = 0;
+    for (int d = nd - 2; d >= 0; d--) {
+      int64_t i = rem % bp->dims[d];
+      rem /= bp->dims[d];
+      oa += i * bp->sa[d];
+      ob += i * bp->sb[d];
+    }
+    const float *pa = a + oa, *pb = b + ob;
+    float *py = y + r * inner;
+    if (sa == 1 && sb == 1) {
+      switch (k) {
+      case B_ADD: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + pb[j]; break;
+      case B_SUB: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - pb[j]; break;
+      case B_MUL: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] * pb[j]; break;
+      case B_DIV: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] / pb[j]; break;
+      default: for (int64_t j = 0; j < inner; j++) py[j] = powf(pa[j], pb[j]);
+      }
+    } else if (sa == 1 && sb == 0) {
+      float v = pb[0];
+      switch (k) {
+      case B_ADD: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + v; break;
+      case B_SUB: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - v; break;
+      case B_MUL: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] * v; break;
+      case B_DIV: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] / v; break;
+      default: for (int64_t j = 0; j < inner; j++) py[j] = powf(pa[j], v);
+      }
+    } else {
+      for (int64_t j = 0; j < inner; j++)
+        py[j] = fop(k, pa[j * sa], pb[j * sb]);
+    }
+  }
+}
+
+static int bin_forward(adv_plan *p, adv_pnode *n) {
+  const bin_params *bp = n->params;
+  adv_tensor *a = n->in[0], *b = n->in[1], *y = n->out[0];
+  if (a->dtype == ADV_DTYPE_F32 && b->dtype == ADV_DTYPE_F32) {
+    run_f32(bp, a->data, b->data, y->data, y->numel, p->threads);
+    return ADV_OK;
+  }
+  if (bp->kind == B_POW) { /* float base, integer exponent */
+    const float *pa = a->data;
+    const int64_t *pb = b->data;
+    float *py = y->data;
+    int64_t idx[ADV_MAX_DIMS] = {0};
+    for (int64_t e = 0; e < y->numel; e++) {
+      int64_t oa = 0, ob = 0;
+      for (int d = 0; d < bp->ndim; d++) {
+        oa += idx[d] * bp->sa[d];
+        ob += idx[d] * bp->sb[d];
+      }
+      py[e] = powf(pa[oa], (float)pb[ob]);
+      for (int d = bp->ndim - 1; d >= 0 && ++idx[d] == bp->dims[d]; d--)
+        idx[d] = 0;
+    }
+    return ADV_OK;
+  }
+  /* int64: small shape arithmetic, plain index walk */
+  const int64_t *pa = a->data, *pb = b->data;
+  int64_t *py = y->data;
+  int64_t idx[ADV_MAX_DIMS] = {0};
+  for (int64_t e = 0; e < y->numel; e++) {
+    int64_t oa = 0, ob = 0;
+    for (int d = 0; d < bp->ndim; d++) {
+      oa += idx[d] * bp->sa[d];
+      ob += idx[d] * bp->sb[d];
+    }
+    int64_t x = pa[oa], v = pb[ob];
+    switch (bp->kind) {
+    case B_ADD: py[e] = (int64_t)((uint64_t)x + (uint64_t)v); break;
+    case B_SUB: py[e] = (int64_t)((uint64_t)x - (uint64_t)v); break;
+    case B_MUL: py[e] = (int64_t)((uint64_t)x * (uint64_t)v); break;
+    default:
+      if (v == 0 || (x == INT64_MIN && v == -1))
+        return ADV_EINVAL;
+      py[e] = x / v;
+    }
+    for (int d = bp->ndim - 1; d >= 0 && ++idx[d] == bp->dims[d]; d--)
+      idx[d] = 0;
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_add = {"Add", bin_infer, bin_forward};
+const adv_op_def adv__op_sub = {"Sub", bin_infer, bin_forward};
+const adv_op_def adv__op_mul = {"Mul", bin_infer, bin_forward};
+const adv_op_def adv__op_div = {"Div", bin_infer, bin_forward};
+const adv_op_def adv__op_pow = {"Pow", bin_infer, bin_forward};

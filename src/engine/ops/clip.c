@@ -1,0 +1,66 @@
+/*
+ * clip.c - Clip: y = min(max(x, lo), hi). Opset < 11: min/max attributes;
+ * opset >= 11: optional min/max inputs, which must be constant scalars.
+ */
+#include "core/engine.h"
+
+#include <math.h>
+
+typedef struct clip_params {
+  float lo, hi;
+} clip_params;
+
+static int clip_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  if (n->n_in < 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "missing input or output");
+  adv_tensor *x = n->in[0];
+  if (x->dtype != ADV_DTYPE_F32)
+    return adv__error(err, ADV_EDTYPE, "float32 required");
+  clip_params *cp = adv__arena_alloc(&p->arena, sizeof(*cp));
+  if (!cp)
+    return ADV_ENOMEM;
+  cp->lo = -INFINITY;
+  cp->hi = INFINITY;
+  if (p->opset < 11) {
+    cp->lo = adv__attr_float(n->m, "min", -INFINITY);
+    cp->hi = adv__attr_float(n->m, "max", INFINITY);
+  } else {
+    for (int k = 1; k <= 2 && k < n->n_in; k++) {
+      adv_tensor *t = n->in[k];
+      if (!t)
+        continue;
+      if (t->numel != 1 || t->dtype != ADV_DTYPE_F32)
+        return adv__error(err, ADV_EUNSUPPORTED, "min/max must be float scalars");
+      if (t->is_const) {
+        if (k == 1)
+          cp->lo = *(float *)t->data;
+        else
+          cp->hi = *(float *)t->data;
+      }
+    }
+  }
+  n->params = cp;
+  return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, x->dims);
+}
+
+static int clip_forward(adv_plan *p, adv_pnode *n) {
+  const clip_params *cp = n->params;
+  const float *x = n->in[0]->data;
+  float *y = n->out[0]->data;
+  int64_t len = n->out[0]->numel;
+  float lo = cp->lo, hi = cp->hi;
+  /* min/max fed at run time (scalars) */
+  if (n->n_in > 1 && n->in[1] && !n->in[1]->is_const)
+    lo = *(const float *)n->in[1]->data;
+  if (n->n_in > 2 && n->in[2] && !n->in[2]->is_const)
+    hi = *(const float *)n->in[2]->data;
+#pragma omp parallel for num_threads(p->threads) if (len > 65536)
+  for (int64_t i = 0; i < len; i++) {
+    float v = x[i];
+    v = v < lo ? lo : v;
+    y[i] = v > hi ? hi : v;
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_clip = {"Clip", clip_infer, clip_forward};

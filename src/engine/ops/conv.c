@@ -1,0 +1,202 @@
+/*
+ * conv.c - Conv (1-D and 2-D, groups incl. depthwise, strides, dilations,
+ * pads / auto_pad), float32 NCHW.
+ *
+ * X: N x C x H x W, W: M x C/group x KH x KW, B: M (optional),
+ * Y: N x M x OH x OW.
+ * Each (sample, group) is one GEMM  Y_g (Mg x P) = W_g (Mg x K) * col (K x P)
+ * with K = Cg*KH*KW and P = OH*OW; col is X itself for 1x1/stride 1/no pad,
+ * otherwise an im2col copy in per-thread scratch. Samples are spread over
+ * threads (single-threaded BLAS inside) when the batch is large enough,
+ * otherwise BLAS gets all threads. Depthwise convolutions (Cg = Mg = 1) use
+ * a direct loop.
+ */
+#include "core/engine.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+
+typedef struct conv_params {
+  int64_t N, C, H, W, M, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL;
+  int64_t group, Cg, Mg, K, P;
+  int direct_1x1; /* col == X */
+  int depthwise;
+} conv_params;
+
+static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  if (n->n_in < 2 || !n->in[0] || !n->in[1] || n->n_out != 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "needs X, W and one output");
+  adv_tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+  if (x->dtype != ADV_DTYPE_F32 || w->dtype != ADV_DTYPE_F32 ||
+      (b && b->dtype != ADV_DTYPE_F32))
+    return adv__error(err, ADV_EDTYPE, "float32 required");
+  if (x->ndim != 3 && x->ndim != 4)
+    return adv__error(err, ADV_EUNSUPPORTED, "only 1-D and 2-D convolution");
+  if (w->ndim != x->ndim)
+    return adv__error(err, ADV_ESHAPE, "weight rank %d != input rank %d",
+                     w->ndim, x->ndim);
+  int64_t ks[2] = {w->dims[2], x->ndim == 4 ? w->dims[3] : 1};
+  const int64_t *kattr;
+  int nk = adv__attr_ints(n->m, "kernel_shape", &kattr);
+  if (nk >= 0) {
+    if (nk != x->ndim - 2 || kattr[0] != ks[0] || (nk == 2 && kattr[1] != ks[1]))
+      return adv__error(err, ADV_ESHAPE, "kernel_shape disagrees with W");
+  }
+  adv_pool_geom g;
+  int rc = adv__pool_geom(n->m, x, ks, false, &g, err);
+  if (rc)
+    return rc;
+  conv_params *cp = adv__arena_alloc(&p->arena, sizeof(*cp));
+  if (!cp)
+    return ADV_ENOMEM;
+  cp->N = x->dims[0];
+  cp->C = x->dims[1];
+  cp->M = w->dims[0];
+  cp->group = adv__attr_int(n->m, "group", 1);
+  if (cp->group < 1 || cp->C % cp->group || cp->M % cp->group)
+    return adv__error(err, ADV_ESHAPE, "group %lld does not divide C=%lld M=%lld",
+                     (long long)cp->group, (long long)cp->C, (long long)cp->M);
+  cp->Cg = cp->C / cp->group;
+  cp->Mg = cp->M / cp->group;
+  if (w->dims[1] != cp->Cg)
+    return adv__error(err, ADV_ESHAPE, "W has %lld input channels, expected %lld",
+                     (long long)w->dims[1], (long long)cp->Cg);
+  if (b && (b->numel != cp->M))
+    return adv__error(err, ADV_ESHAPE, "bias length %lld != M %lld",
+                     (long long)b->numel, (long long)cp->M);
+  if (x->ndim == 4) {
+    cp->H = g.in[0]; cp->W = g.in[1]; cp->OH = g.out[0]; cp->OW = g.out[1];
+    cp->KH = g.k[0]; cp->KW = g.k[1]; cp->SH = g.stride[0]; cp->SW = g.stride[1];
+    cp->DH = g.dil[0]; cp->DW = g.dil[1]; cp->PT = g.pad_lo[0]; cp->PL = g.pad_lo[1];
+  } else {
+    cp->H = 1; cp->W = g.in[0]; cp->OH = 1; cp->OW = g.out[0];
+    cp->KH = 1; cp->KW = g.k[0]; cp->SH = 1; cp->SW = g.stride[0];
+    cp->DH = 1; cp->DW = g.dil[0]; cp->PT = 0; cp->PL = g.pad_lo[0];
+  }
+  cp->K = cp->Cg * cp->KH * cp->KW;
+  cp->P = cp->OH * cp->OW;
+  cp->direct_1x1 = cp->KH == 1 && cp->KW == 1 && cp->SH == 1 && cp->SW == 1 &&
+                   cp->PT == 0 && cp->PL == 0 && cp->OH == cp->H && cp->OW == cp->W;
+  cp->depthwise = cp->Cg == 1 && cp->Mg == 1;
+  if (!cp->direct_1x1 && !cp->depthwise) {
+    if ((uint64_t)cp->K * (uint64_t)cp->P > ((uint64_t)1 << 31))
+      return adv__error(err, ADV_ELIMIT, "im2col buffer too large");
+    n->scratch = (size_t)(cp->K * cp->P) * sizeof(float);
+  }
+  n->params = cp;
+  int64_t od[4] = {cp->N, cp->M, cp->OH, cp->OW};
+  if (x->ndim == 3) {
+    od[2] = cp->OW;
+    return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 3, od);
+  }
+  return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 4, od);
+}
+
+/* im2col for one group of one sample: col[(c*KH+kh)*KW+kw][oh*OW+ow]. */
+static void im2col(const conv_params *cp, const float *x, float *col) {
+  for (int64_t c = 0; c < cp->Cg; c++)
+    for (int64_t kh = 0; kh < cp->KH; kh++)
+      for (int64_t kw = 0; kw < cp->KW; kw++) {
+        float *dst = col + ((c * cp->KH + kh) * cp->KW + kw) * cp->P;
+        const float *src = x + c * cp->H * cp->W;
+        for (int64_t oh = 0; oh < cp->OH; oh++) {
+          int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
+          float *d = dst + oh * cp->OW;
+          if (ih < 0 || ih >= cp->H) {
+            memset(d, 0, sizeof(float) * (size_t)cp->OW);
+            continue;
+          }
+          const float *srow = src + ih * cp->W;
+          int64_t iw0 = -cp->PL + kw * cp->DW;
+          if (cp->SW == 1 && iw0 >= 0 && iw0 + cp->OW <= cp->W) {
+            memcpy(d, srow + iw0, sizeof(float) * (size_t)cp->OW);
+            continue;
+          }
+          for (int64_t ow = 0; ow < cp->OW; ow++) {
+            int64_t iw = ow * cp->SW + iw0;
+            d[ow] = (iw >= 0 && iw < cp->W) ? srow[iw] : 0.f;
+          }
+        }
+      }
+}
+
+/* Direct depthwise conv for one channel of one sample. */
+static void depthwise(const conv_params *cp, const float *x, const float *w,
+                      float bias, float *y) {
+  for (int64_t oh = 0; oh < cp->OH; oh++)
+    for (int64_t ow = 0; ow < cp->OW; ow++) {
+      float acc = bias;
+      for (int64_t kh = 0; kh < cp->KH; kh++) {
+        int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
+        if (ih < 0 || ih >= cp->H)
+          continue;
+        for (int64_t kw = 0; kw < cp->KW; kw++) {
+          int64_t iw = ow * cp->SW - cp->PL + kw * cp->DW;
+          if (iw >= 0 && iw < cp->W)
+            acc += x[ih * cp->W + iw] * w[kh * cp->KW + kw];
+        }
+      }
+      y[oh * cp->OW + ow] = acc;
+    }
+}
+
+/* One sample: all groups. */
+static void conv_sample(adv_plan *p, adv_pnode *n, int64_t s, int thread) {
+  const conv_params *cp = n->params;
+  const float *x = (const float *)n->in[0]->data + s * cp->C * cp->H * cp->W;
+  const float *w = n->in[1]->data;
+  const float *b = n->n_in > 2 && n->in[2] ? n->in[2]->data : NULL;
+  float *y = (float *)n->out[0]->data + s * cp->M * cp->P;
+  if (cp->depthwise) {
+    for (int64_t c = 0; c < cp->C; c++)
+      depthwise(cp, x + c * cp->H * cp->W, w + c * cp->KH * cp->KW,
+                b ? b[c] : 0.f, y + c * cp->P);
+    return;
+  }
+  float *col = adv__scratch(p, n, thread);
+  for (int64_t g = 0; g < cp->group; g++) {
+    const float *xg = x + g * cp->Cg * cp->H * cp->W;
+    const float *src = xg;
+    if (!cp->direct_1x1) {
+      im2col(cp, xg, col);
+      src = col;
+    }
+    float *yg = y + g * cp->Mg * cp->P;
+    float beta = 0.f;
+    if (b) {
+      for (int64_t m = 0; m < cp->Mg; m++) {
+        float bv = b[g * cp->Mg + m];
+        float *row = yg + m * cp->P;
+        for (int64_t q = 0; q < cp->P; q++)
+          row[q] = bv;
+      }
+      beta = 1.f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cp->Mg,
+                (int)cp->P, (int)cp->K, 1.f, w + g * cp->Mg * cp->K, (int)cp->K,
+                src, (int)cp->P, beta, yg, (int)cp->P);
+  }
+}
+
+static int conv_forward(adv_plan *p, adv_pnode *n) {
+  const conv_params *cp = n->params;
+  int T = p->threads;
+  if (T > 1 && cp->N >= T) {
+    openblas_set_num_threads(1);
+#pragma omp parallel num_threads(T)
+    {
+      int t = omp_get_thread_num();
+#pragma omp for schedule(static)
+      for (int64_t s = 0; s < cp->N; s++)
+        conv_sample(p, n, s, t);
+    }
+    openblas_set_num_threads(T);
+  } else {
+    for (int64_t s = 0; s < cp->N; s++)
+      conv_sample(p, n, s, 0);
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_conv = {"Conv", conv_infer, conv_forward};

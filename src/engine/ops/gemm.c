@@ -1,0 +1,76 @@
+/*
+ * gemm.c - Gemm:  Y = alpha * op(A) * op(B) + beta * C
+ * A: M x K (K x M when transA), B: K x N (N x K when transB), C optional and
+ * unidirectionally broadcastable to M x N. Float32 via cblas_sgemm.
+ */
+#include "core/engine.h"
+
+#include <cblas.h>
+
+typedef struct gemm_params {
+  int64_t M, N, K;
+  int ta, tb;
+  float alpha, beta;
+  int64_t cs0, cs1; /* C strides over (m, n); 0 = broadcast */
+} gemm_params;
+
+static int gemm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  if (n->n_in < 2 || !n->in[0] || !n->in[1] || n->n_out != 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "needs A, B and one output");
+  adv_tensor *a = n->in[0], *b = n->in[1], *c = n->n_in > 2 ? n->in[2] : NULL;
+  if (a->dtype != ADV_DTYPE_F32 || b->dtype != ADV_DTYPE_F32 ||
+      (c && c->dtype != ADV_DTYPE_F32))
+    return adv__error(err, ADV_EDTYPE, "float32 required");
+  if (a->ndim != 2 || b->ndim != 2)
+    return adv__error(err, ADV_ESHAPE, "A and B must be 2-D");
+  gemm_params *gp = adv__arena_alloc(&p->arena, sizeof(*gp));
+  if (!gp)
+    return ADV_ENOMEM;
+  gp->ta = (int)adv__attr_int(n->m, "transA", 0);
+  gp->tb = (int)adv__attr_int(n->m, "transB", 0);
+  gp->alpha = adv__attr_float(n->m, "alpha", 1.f);
+  gp->beta = adv__attr_float(n->m, "beta", 1.f);
+  gp->M = gp->ta ? a->dims[1] : a->dims[0];
+  gp->K = gp->ta ? a->dims[0] : a->dims[1];
+  int64_t kb = gp->tb ? b->dims[1] : b->dims[0];
+  gp->N = gp->tb ? b->dims[0] : b->dims[1];
+  if (kb != gp->K)
+    return adv__error(err, ADV_ESHAPE, "inner dims %lld != %lld",
+                     (long long)gp->K, (long long)kb);
+  if (gp->M > INT32_MAX || gp->N > INT32_MAX || gp->K > INT32_MAX)
+    return adv__error(err, ADV_ELIMIT, "matrix too large");
+  if (c) {
+    int64_t cm = c->ndim >= 2 ? c->dims[c->ndim - 2] : 1;
+    int64_t cn = c->ndim >= 1 ? c->dims[c->ndim - 1] : 1;
+    if (c->ndim > 2 || (cm != 1 && cm != gp->M) || (cn != 1 && cn != gp->N))
+      return adv__error(err, ADV_ESHAPE, "C does not broadcast to M x N");
+    gp->cs0 = cm == 1 ? 0 : cn;
+    gp->cs1 = cn == 1 ? 0 : 1;
+  }
+  n->params = gp;
+  int64_t od[2] = {gp->M, gp->N};
+  return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 2, od);
+}
+
+static int gemm_forward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const gemm_params *gp = n->params;
+  const float *a = n->in[0]->data, *b = n->in[1]->data;
+  const adv_tensor *c = n->n_in > 2 ? n->in[2] : NULL;
+  float *y = n->out[0]->data;
+  float beta = 0.f;
+  if (c && gp->beta != 0.f) {
+    const float *cd = c->data;
+    for (int64_t i = 0; i < gp->M; i++)
+      for (int64_t j = 0; j < gp->N; j++)
+        y[i * gp->N + j] = gp->beta * cd[i * gp->cs0 + j * gp->cs1];
+    beta = 1.f;
+  }
+  cblas_sgemm(CblasRowMajor, gp->ta ? CblasTrans : CblasNoTrans,
+              gp->tb ? CblasTrans : CblasNoTrans, (int)gp->M, (int)gp->N,
+              (int)gp->K, gp->alpha, a, gp->ta ? (int)gp->M : (int)gp->K, b,
+              gp->tb ? (int)gp->K : (int)gp->N, beta, y, (int)gp->N);
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_gemm = {"Gemm", gemm_infer, gemm_forward};

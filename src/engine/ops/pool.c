@@ -1,0 +1,158 @@
+/*
+ * pool.c - MaxPool, AveragePool (1-D/2-D; pads, auto_pad, strides,
+ * dilations for MaxPool, ceil_mode, count_include_pad), GlobalAveragePool
+ * and GlobalMaxPool (any rank >= 3). Float32 NCHW.
+ * AveragePool with count_include_pad=0 divides by the number of window
+ * elements inside the input; with 1, by the window size clipped to the
+ * padded input (a ceil_mode window hanging past the pads counts only up to
+ * the pad edge, as the ONNX reference and PyTorch do).
+ */
+#include "core/engine.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct pool_params {
+  int64_t NC, H, W, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, PB, PR;
+  int is_max, include_pad;
+} pool_params;
+
+static int pool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  if (n->n_in != 1 || !n->in[0] || n->n_out < 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "needs 1 input and an output");
+  if (n->n_out > 1 && n->out[1])
+    return adv__error(err, ADV_EUNSUPPORTED, "MaxPool Indices output");
+  adv_tensor *x = n->in[0];
+  if (x->dtype != ADV_DTYPE_F32)
+    return adv__error(err, ADV_EDTYPE, "float32 required");
+  if (x->ndim != 3 && x->ndim != 4)
+    return adv__error(err, ADV_EUNSUPPORTED, "only 1-D and 2-D pooling");
+  if (adv__attr_int(n->m, "storage_order", 0) != 0)
+    return adv__error(err, ADV_EUNSUPPORTED, "storage_order=1");
+  adv_pool_geom g;
+  int rc = adv__pool_geom(n->m, x, NULL, true, &g, err);
+  if (rc)
+    return rc;
+  pool_params *pp = adv__arena_alloc(&p->arena, sizeof(*pp));
+  if (!pp)
+    return ADV_ENOMEM;
+  pp->is_max = !strcmp(adv__ops[n->op]->name, "MaxPool");
+  if (!pp->is_max && (g.dil[0] != 1 || (g.nsp > 1 && g.dil[1] != 1)))
+    return adv__error(err, ADV_EUNSUPPORTED, "AveragePool dilations");
+  pp->include_pad = (int)adv__attr_int(n->m, "count_include_pad", 0);
+  pp->NC = x->dims[0] * x->dims[1];
+  if (g.nsp == 2) {
+    pp->H = g.in[0]; pp->W = g.in[1]; pp->OH = g.out[0]; pp->OW = g.out[1];
+    pp->KH = g.k[0]; pp->KW = g.k[1]; pp->SH = g.stride[0]; pp->SW = g.stride[1];
+    pp->DH = g.dil[0]; pp->DW = g.dil[1]; pp->PT = g.pad_lo[0]; pp->PL = g.pad_lo[1];
+    pp->PB = g.pad_hi[0]; pp->PR = g.pad_hi[1];
+  } else {
+    pp->H = 1; pp->W = g.in[0]; pp->OH = 1; pp->OW = g.out[0];
+    pp->KH = 1; pp->KW = g.k[0]; pp->SH = 1; pp->SW = g.stride[0];
+    pp->DH = 1; pp->DW = g.dil[0]; pp->PT = 0; pp->PL = g.pad_lo[0];
+    pp->PB = 0; pp->PR = g.pad_hi[0];
+  }
+  n->params = pp;
+  int64_t od[4] = {x->dims[0], x->dims[1], pp->OH, pp->OW};
+  if (x->ndim == 3) {
+    od[2] = pp->OW;
+    return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 3, od);
+  }
+  return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 4, od);
+}
+
+static int pool_forward(adv_plan *p, adv_pnode *n) {
+  const pool_params *pp = n->params;
+  const float *x = n->in[0]->data;
+  float *y = n->out[0]->data;
+#pragma omp parallel for num_threads(p->threads) if (pp->NC * pp->OH * pp->OW > 16384)
+  for (int64_t c = 0; c < pp->NC; c++) {
+    const float *xc = x + c * pp->H * pp->W;
+    float *yc = y + c * pp->OH * pp->OW;
+    for (int64_t oh = 0; oh < pp->OH; oh++)
+      for (int64_t ow = 0; ow < pp->OW; ow++) {
+        int64_t h0 = oh * pp->SH - pp->PT, w0 = ow * pp->SW - pp->PL;
+        if (pp->is_max) {
+          float m = -INFINITY;
+          for (int64_t kh = 0; kh < pp->KH; kh++) {
+            int64_t ih = h0 + kh * pp->DH;
+            if (ih < 0 || ih >= pp->H)
+              continue;
+            for (int64_t kw = 0; kw < pp->KW; kw++) {
+              int64_t iw = w0 + kw * pp->DW;
+              if (iw >= 0 && iw < pp->W) {
+                float v = xc[ih * pp->W + iw];
+                if (v > m || isnan(v))
+                  m = v;
+              }
+            }
+          }
+          yc[oh * pp->OW + ow] = m;
+        } else {
+          float s = 0.f;
+          int64_t cnt = 0;
+          int64_t hs = h0 < 0 ? 0 : h0, ws = w0 < 0 ? 0 : w0;
+          int64_t he = h0 + pp->KH, we = w0 + pp->KW;
+          int64_t he_c = he > pp->H ? pp->H : he, we_c = we > pp->W ? pp->W : we;
+          for (int64_t ih = hs; ih < he_c; ih++)
+            for (int64_t iw = ws; iw < we_c; iw++) {
+              s += xc[ih * pp->W + iw];
+              cnt++;
+            }
+          if (pp->include_pad) {
+            int64_t hp = he > pp->H + pp->PB ? pp->H + pp->PB : he;
+            int64_t wp = we > pp->W + pp->PR ? pp->W + pp->PR : we;
+            cnt = (hp - h0) * (wp - w0);
+          }
+          yc[oh * pp->OW + ow] = cnt ? s / (float)cnt : 0.f;
+        }
+      }
+  }
+  return ADV_OK;
+}
+
+/* GlobalAveragePool / GlobalMaxPool: N x C x spatial -> N x C x 1 x ... */
+static int gpool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  (void)p;
+  if (n->n_in != 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "needs 1 input and 1 output");
+  adv_tensor *x = n->in[0];
+  if (x->dtype != ADV_DTYPE_F32 || x->ndim < 3)
+    return adv__error(err, ADV_ESHAPE, "float32 N x C x spatial required");
+  int64_t od[ADV_MAX_DIMS];
+  od[0] = x->dims[0];
+  od[1] = x->dims[1];
+  for (int i = 2; i < x->ndim; i++)
+    od[i] = 1;
+  return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, od);
+}
+
+static int gpool_forward(adv_plan *p, adv_pnode *n) {
+  const adv_tensor *x = n->in[0];
+  int64_t nc = x->dims[0] * x->dims[1];
+  int64_t sp = nc ? x->numel / nc : 0;
+  const float *xd = x->data;
+  float *y = n->out[0]->data;
+  int is_max = !strcmp(adv__ops[n->op]->name, "GlobalMaxPool");
+#pragma omp parallel for num_threads(p->threads) if (x->numel > 65536)
+  for (int64_t c = 0; c < nc; c++) {
+    const float *xc = xd + c * sp;
+    if (is_max) {
+      float m = -INFINITY;
+      for (int64_t i = 0; i < sp; i++)
+        m = xc[i] > m ? xc[i] : m;
+      y[c] = m;
+    } else {
+      float s = 0.f;
+      for (int64_t i = 0; i < sp; i++)
+        s += xc[i];
+      y[c] = sp ? s / (float)sp : 0.f;
+    }
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_maxpool = {"MaxPool", pool_infer, pool_forward};
+const adv_op_def adv__op_averagepool = {"AveragePool", pool_infer, pool_forward};
+const adv_op_def adv__op_globalaveragepool = {"GlobalAveragePool", gpool_infer, gpool_forward};
+const adv_op_def adv__op_globalmaxpool = {"GlobalMaxPool", gpool_infer, gpool_forward};

@@ -1,0 +1,43 @@
+/*
+ * registry.c - the op table: every supported ONNX op, by name. Adding an
+ * op means one file with its infer/forward pair and one line here.
+ */
+#include "core/engine.h"
+
+#include <assert.h>
+#include <string.h>
+
+#define ADV_OPS(X)                                                             \
+  X(add) X(sub) X(mul) X(div) X(pow)                                           \
+  X(relu) X(leakyrelu) X(sigmoid) X(tanh) X(erf) X(gelu) X(exp) X(log)         \
+  X(sqrt) X(neg) X(abs) X(reciprocal) X(hardsigmoid) X(hardswish)             \
+  X(softplus) X(elu) X(identity) X(dropout)                                    \
+  X(conv) X(gemm) X(matmul) X(softmax) X(logsoftmax)                           \
+  X(maxpool) X(averagepool) X(globalaveragepool) X(globalmaxpool)              \
+  X(batchnorm) X(pad) X(clip)                                                  \
+  X(reducemean) X(reducesum) X(reducemax) X(reducemin)                         \
+  X(flatten) X(reshape) X(squeeze) X(unsqueeze) X(transpose) X(slice)          \
+  X(expand) X(concat) X(shape) X(gather) X(cast) X(constant)                   \
+  X(constantofshape)
+
+#define ADV__OP_DECL(sym) extern const adv_op_def adv__op_##sym;
+ADV_OPS(ADV__OP_DECL)
+#undef ADV__OP_DECL
+
+#define ADV__OP_REF(sym) &adv__op_##sym,
+const adv_op_def *const adv__ops[] = {ADV_OPS(ADV__OP_REF)};
+#undef ADV__OP_REF
+
+#define ADV__OP_COUNT(sym) +1
+enum { ADV__N_OPS = 0 ADV_OPS(ADV__OP_COUNT) };
+#undef ADV__OP_COUNT
+const int adv__n_ops = ADV__N_OPS;
+static_assert(sizeof(adv__ops) / sizeof(adv__ops[0]) == ADV__N_OPS,
+              "op table size");
+
+int adv__op_find(const char *op_type) {
+  for (int i = 0; i < adv__n_ops; i++)
+    if (!strcmp(adv__ops[i]->name, op_type))
+      return i;
+  return -1;
+}

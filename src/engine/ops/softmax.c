@@ -1,0 +1,81 @@
+/*
+ * softmax.c - Softmax and LogSoftmax, numerically stable (max-shifted).
+ * Opset >= 13: along one axis (default -1). Opset < 13: the input is
+ * viewed as 2-D [prod(dims[:axis]), prod(dims[axis:])] (default axis 1)
+ * and normalized along the second dim.
+ */
+#include "core/engine.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct sm_params {
+  int64_t outer, len, inner; /* normalize over len, stride inner */
+  int log;
+} sm_params;
+
+static int sm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  if (n->n_in != 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "needs 1 input and 1 output");
+  adv_tensor *x = n->in[0];
+  if (x->dtype != ADV_DTYPE_F32)
+    return adv__error(err, ADV_EDTYPE, "float32 required");
+  sm_params *sp = adv__arena_alloc(&p->arena, sizeof(*sp));
+  if (!sp)
+    return ADV_ENOMEM;
+  sp->log = !strcmp(adv__ops[n->op]->name, "LogSoftmax");
+  int rank = x->ndim;
+  int64_t def = p->opset >= 13 ? -1 : 1;
+  int ax = adv__axis(adv__attr_int(n->m, "axis", def), rank);
+  if (ax < 0 && rank > 0)
+    return adv__error(err, ADV_EFORMAT, "axis out of range");
+  if (rank == 0)
+    ax = 0;
+  sp->outer = 1;
+  for (int i = 0; i < ax; i++)
+    sp->outer *= x->dims[i];
+  if (p->opset >= 13) {
+    sp->len = rank ? x->dims[ax] : 1;
+    sp->inner = 1;
+    for (int i = ax + 1; i < rank; i++)
+      sp->inner *= x->dims[i];
+  } else {
+    sp->len = 1;
+    for (int i = ax; i < rank; i++)
+      sp->len *= x->dims[i];
+    sp->inner = 1;
+  }
+  n->params = sp;
+  return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, x->dims);
+}
+
+static int sm_forward(adv_plan *p, adv_pnode *n) {
+  const sm_params *sp = n->params;
+  const float *x = n->in[0]->data;
+  float *y = n->out[0]->data;
+  int64_t rows = sp->outer * sp->inner;
+#pragma omp parallel for num_threads(p->threads) if (rows * sp->len > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t o = r / sp->inner, i = r % sp->inner;
+    const float *xr = x + o * sp->len * sp->inner + i;
+    float *yr = y + o * sp->len * sp->inner + i;
+    float mx = -INFINITY;
+    for (int64_t k = 0; k < sp->len; k++)
+      mx = fmaxf(mx, xr[k * sp->inner]);
+    double sum = 0;
+    for (int64_t k = 0; k < sp->len; k++)
+      sum += exp((double)(xr[k * sp->inner] - mx));
+    if (sp->log) {
+      float ls = (float)log(sum);
+      for (int64_t k = 0; k < sp->len; k++)
+        yr[k * sp->inner] = xr[k * sp->inner] - mx - ls;
+    } else {
+      for (int64_t k = 0; k < sp->len; k++)
+        yr[k * sp->inner] = (float)(exp((double)(xr[k * sp->inner] - mx)) / sum);
+    }
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_softmax = {"Softmax", sm_infer, sm_forward};
+const adv_op_def adv__op_logsoftmax = {"LogSoftmax", sm_infer, sm_forward};

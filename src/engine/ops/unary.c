@@ -1,0 +1,170 @@
+/*
+ * unary.c - element-wise ops on float32: Relu, LeakyRelu, Sigmoid, Tanh,
+ * Erf, Gelu, Exp, Log, Sqrt, Neg, Abs, Reciprocal, HardSigmoid, HardSwish,
+ * Softplus, Elu; and the copies Identity and Dropout (inference: identity,
+ * mask all true) which accept any dtype.
+ */
+#include "core/engine.h"
+
+#include <math.h>
+#include <string.h>
+
+enum {
+  U_RELU, U_LEAKY, U_SIGMOID, U_TANH, U_ERF, U_GELU, U_GELU_TANH, U_EXP,
+  U_LOG, U_SQRT, U_NEG, U_ABS, U_RECIP, U_HSIG, U_HSWISH, U_SOFTPLUS, U_ELU
+};
+
+typedef struct un_params {
+  int kind;
+  float alpha, beta;
+} un_params;
+
+static const struct {
+  const char *name;
+  int kind;
+} un_names[] = {
+    {"Relu", U_RELU},       {"LeakyRelu", U_LEAKY},   {"Sigmoid", U_SIGMOID},
+    {"Tanh", U_TANH},       {"Erf", U_ERF},           {"Gelu", U_GELU},
+    {"Exp", U_EXP},         {"Log", U_LOG},           {"Sqrt", U_SQRT},
+    {"Neg", U_NEG},         {"Abs", U_ABS},           {"Reciprocal", U_RECIP},
+    {"HardSigmoid", U_HSIG}, {"HardSwish", U_HSWISH}, {"Softplus", U_SOFTPLUS},
+    {"Elu", U_ELU},
+};
+
+static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  if (n->n_in < 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "needs 1 input and 1 output");
+  if (n->in[0]->dtype != ADV_DTYPE_F32)
+    return adv__error(err, ADV_EDTYPE, "float32 input required");
+  un_params *up = adv__arena_alloc(&p->arena, sizeof(*up));
+  if (!up)
+    return ADV_ENOMEM;
+  const char *name = adv__ops[n->op]->name;
+  up->kind = -1;
+  for (size_t i = 0; i < sizeof(un_names) / sizeof(un_names[0]); i++)
+    if (!strcmp(un_names[i].name, name))
+      up->kind = un_names[i].kind;
+  if (up->kind < 0)
+    return ADV_EINTERNAL;
+  switch (up->kind) {
+  case U_LEAKY:
+    up->alpha = adv__attr_float(n->m, "alpha", 0.01f);
+    break;
+  case U_ELU:
+    up->alpha = adv__attr_float(n->m, "alpha", 1.0f);
+    break;
+  case U_HSIG:
+    up->alpha = adv__attr_float(n->m, "alpha", 0.2f);
+    up->beta = adv__attr_float(n->m, "beta", 0.5f);
+    break;
+  case U_GELU: {
+    const char *ap = adv__attr_str(n->m, "approximate", "none");
+    if (!strcmp(ap, "tanh"))
+      up->kind = U_GELU_TANH;
+    else if (strcmp(ap, "none"))
+      return adv__error(err, ADV_EFORMAT, "bad approximate '%s'", ap);
+    break;
+  }
+  default:
+    break;
+  }
+  n->params = up;
+  const adv_tensor *x = n->in[0];
+  return adv__tensor_set_shape(n->out[0], x->dtype, x->ndim, x->dims);
+}
+
+static int un_forward(adv_plan *p, adv_pnode *n) {
+  const un_params *up = n->params;
+  const float *x = n->in[0]->data;
+  float *y = n->out[0]->data;
+  int64_t len = n->out[0]->numel;
+  float al = up->alpha, be = up->beta;
+#define UN_LOOP(expr)                                                          \
+  _Pragma("omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)") \
+  for (int64_t i = 0; i < len; i++) {                                          \
+    float v = x[i];                                                            \
+    y[i] = (expr);                                                             \
+  }                                                                            \
+  break;
+  switch (up->kind) {
+  case U_RELU: UN_LOOP(v > 0.f ? v : 0.f)
+  case U_LEAKY: UN_LOOP(v >= 0.f ? v : al * v)
+  case U_SIGMOID: UN_LOOP(v >= 0.f ? 1.f / (1.f + expf(-v)) : expf(v) / (1.f + expf(v)))
+  case U_TANH: UN_LOOP(tanhf(v))
+  case U_ERF: UN_LOOP(erff(v))
+  case U_GELU: UN_LOOP(0.5f * v * (1.f + erff(v * 0.70710678118654752f)))
+  case U_GELU_TANH: UN_LOOP(0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v))))
+  case U_EXP: UN_LOOP(expf(v))
+  case U_LOG: UN_LOOP(logf(v))
+  case U_SQRT: UN_LOOP(sqrtf(v))
+  case U_NEG: UN_LOOP(-v)
+  case U_ABS: UN_LOOP(fabsf(v))
+  case U_RECIP: UN_LOOP(1.f / v)
+  case U_HSIG: UN_LOOP(fmaxf(0.f, fminf(1.f, al * v + be)))
+  case U_HSWISH: UN_LOOP(v * fmaxf(0.f, fminf(1.f, v / 6.f + 0.5f)))
+  case U_SOFTPLUS: UN_LOOP(v > 20.f ? v : log1pf(expf(v)))
+  case U_ELU: UN_LOOP(v >= 0.f ? v : al * (expf(v) - 1.f))
+  default:
+    return ADV_EINTERNAL;
+  }
+#undef UN_LOOP
+  return ADV_OK;
+}
+
+/* Identity / Dropout(inference): y = x; Dropout's optional mask is all
+ * true. Dropout with training_mode set to a constant true is refused. */
+static int copy_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  (void)p;
+  if (n->n_in < 1 || !n->in[0] || n->n_out < 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "needs an input and an output");
+  const adv_tensor *x = n->in[0];
+  if (!strcmp(adv__ops[n->op]->name, "Dropout")) {
+    if (n->n_in >= 3 && n->in[2]) {
+      int64_t tm[1];
+      if (adv__const_ints(n->in[2], tm, 1) != 1)
+        return adv__error(err, ADV_EUNSUPPORTED, "training_mode must be constant");
+      if (tm[0])
+        return adv__error(err, ADV_EUNSUPPORTED, "training-mode Dropout");
+    }
+    if (n->n_out >= 2 && n->out[1]) {
+      int rc = adv__tensor_set_shape(n->out[1], ADV_DTYPE_I64, x->ndim, x->dims);
+      if (rc)
+        return rc;
+    }
+  } else if (n->n_in != 1 || n->n_out != 1) {
+    return adv__error(err, ADV_EFORMAT, "Identity takes 1 input, 1 output");
+  }
+  return adv__tensor_set_shape(n->out[0], x->dtype, x->ndim, x->dims);
+}
+
+static int copy_forward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const adv_tensor *x = n->in[0];
+  memcpy(n->out[0]->data, x->data, (size_t)x->numel * adv_dtype_size(x->dtype));
+  if (n->n_out >= 2 && n->out[1]) {
+    int64_t *m = n->out[1]->data;
+    for (int64_t i = 0; i < n->out[1]->numel; i++)
+      m[i] = 1;
+  }
+  return ADV_OK;
+}
+
+#define UNARY(sym, name) const adv_op_def sym = {name, un_infer, un_forward};
+UNARY(adv__op_relu, "Relu")
+UNARY(adv__op_leakyrelu, "LeakyRelu")
+UNARY(adv__op_sigmoid, "Sigmoid")
+UNARY(adv__op_tanh, "Tanh")
+UNARY(adv__op_erf, "Erf")
+UNARY(adv__op_gelu, "Gelu")
+UNARY(adv__op_exp, "Exp")
+UNARY(adv__op_log, "Log")
+UNARY(adv__op_sqrt, "Sqrt")
+UNARY(adv__op_neg, "Neg")
+UNARY(adv__op_abs, "Abs")
+UNARY(adv__op_reciprocal, "Reciprocal")
+UNARY(adv__op_hardsigmoid, "HardSigmoid")
+UNARY(adv__op_hardswish, "HardSwish")
+UNARY(adv__op_softplus, "Softplus")
+UNARY(adv__op_elu, "Elu")
+const adv_op_def adv__op_identity = {"Identity", copy_infer, copy_forward};
+const adv_op_def adv__op_dropout = {"Dropout", copy_infer, copy_forward};

@@ -1,0 +1,345 @@
+/*
+ * blob_local.c - the local-directory blob backend.
+ *
+ *   <root>/objects/<tenant_id>/<object_id>   committed blobs (0600)
+ *   <root>/tmp/<random>.part                 blobs being written
+ *
+ * Commit protocol: write temp, fsync(temp), renameat2(RENAME_NOREPLACE) to
+ * the final name, fsync(tenant dir) [and fsync(objects/) when the tenant dir
+ * was just created]. A crash leaves either no final file or a complete one.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sbx/blob.h"
+#include "sbx/meta.h"
+
+struct sbx_blob_store {
+  char *root;
+  int fsync;
+};
+
+struct sbx_blob_writer {
+  sbx_blob_store *s;
+  int fd;
+  int status;
+  char tenant[SBX_ID_MAX], object[SBX_ID_MAX];
+  char tmp[PATH_MAX];
+};
+
+static int errno_status(int e) {
+  switch (e) {
+  case ENOENT:
+  case ENOTDIR:
+    return SBX_ENOTFOUND;
+  case EACCES:
+  case EPERM:
+  case EROFS:
+    return SBX_EPERM;
+  case ENOSPC:
+  case EDQUOT:
+  case EFBIG:
+    return SBX_ENOSPC;
+  case EEXIST:
+  case ENOTEMPTY:
+    return SBX_EEXIST;
+  case ENOMEM:
+    return SBX_ENOMEM;
+  default:
+    return SBX_EIO;
+  }
+}
+
+static int report(int e, const char *what, const char *path) {
+  int rc = errno_status(e);
+  if (rc == SBX_ENOSPC || rc == SBX_EPERM || rc == SBX_EIO)
+    fprintf(stderr, "sbx_blob: %s %s: %s\n", what, path, strerror(e));
+  return rc;
+}
+
+static int fsync_path(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return report(errno, "open dir", dir);
+  int rc = fsync(fd) ? report(errno, "fsync dir", dir) : SBX_OK;
+  close(fd);
+  return rc;
+}
+
+static int mkdir_p1(const char *path, int *created) {
+  if (created)
+    *created = 0;
+  if (mkdir(path, 0700) == 0) {
+    if (created)
+      *created = 1;
+    return SBX_OK;
+  }
+  if (errno == EEXIST) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+      return SBX_OK;
+    return report(ENOTDIR, "mkdir", path);
+  }
+  return report(errno, "mkdir", path);
+}
+
+sbx_blob_params sbx_blob_default_params(void) {
+  sbx_blob_params p;
+  memset(&p, 0, sizeof p);
+  p.backend = SBX_BLOB_LOCAL;
+  p.fsync = 1;
+  return p;
+}
+
+int sbx_blob_open(const sbx_blob_params *p, sbx_blob_store **out) {
+  if (!out)
+    return SBX_EINVAL;
+  *out = NULL;
+  if (!p || p->backend != SBX_BLOB_LOCAL || !p->root || !*p->root)
+    return SBX_EINVAL;
+  char path[PATH_MAX];
+  int rc = mkdir_p1(p->root, NULL);
+  if (!rc) {
+    snprintf(path, sizeof path, "%s/objects", p->root);
+    rc = mkdir_p1(path, NULL);
+  }
+  if (!rc) {
+    snprintf(path, sizeof path, "%s/tmp", p->root);
+    rc = mkdir_p1(path, NULL);
+  }
+  if (!rc && access(path, W_OK) != 0)
+    rc = report(errno, "access", path);
+  if (rc)
+    return rc;
+  sbx_blob_store *s = calloc(1, sizeof *s);
+  if (!s || !(s->root = strdup(p->root))) {
+    free(s);
+    return SBX_ENOMEM;
+  }
+  s->fsync = p->fsync;
+  *out = s;
+  return SBX_OK;
+}
+
+void sbx_blob_close(sbx_blob_store *s) {
+  if (!s)
+    return;
+  free(s->root);
+  free(s);
+}
+
+int sbx_blob_local_path(sbx_blob_store *s, const char *tenant_id,
+                        const char *object_id, char *out, size_t cap) {
+  if (!sbx_id_valid(tenant_id) || !sbx_id_valid(object_id))
+    return SBX_EINVAL;
+  int n = snprintf(out, cap, "%s/objects/%s/%s", s->root, tenant_id,
+                   object_id);
+  return n < 0 || (size_t)n >= cap ? SBX_ELIMIT : SBX_OK;
+}
+
+int sbx_blob_writer_open(sbx_blob_store *s, const char *tenant_id,
+                         const char *object_id, sbx_blob_writer **out) {
+  *out = NULL;
+  if (!s || !sbx_id_valid(tenant_id) || !sbx_id_valid(object_id))
+    return SBX_EINVAL;
+  sbx_blob_writer *w = calloc(1, sizeof *w);
+  if (!w)
+    return SBX_ENOMEM;
+  w->s = s;
+  snprintf(w->tenant, sizeof w->tenant, "%s", tenant_id);
+  snprintf(w->object, sizeof w->object, "%s", object_id);
+  uint8_t rnd[12];
+  char hex[25];
+  int rc = sbx_random(rnd, sizeof rnd);
+  if (rc) {
+    free(w);
+    return rc;
+  }
+  sbx_hex(rnd, sizeof rnd, hex);
+  snprintf(w->tmp, sizeof w->tmp, "%s/tmp/%s.part", s->root, hex);
+  w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (w->fd < 0) {
+    rc = report(errno, "create", w->tmp);
+    free(w);
+    return rc;
+  }
+  *out = w;
+  return SBX_OK;
+}
+
+int sbx_blob_writer_write(sbx_blob_writer *w, const void *buf, size_t n) {
+  if (!w)
+    return SBX_EINVAL;
+  if (w->status)
+    return w->status;
+  const uint8_t *p = buf;
+  while (n > 0) {
+    ssize_t r = write(w->fd, p, n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return w->status = report(errno, "write", w->tmp);
+    p += r;
+    n -= (size_t)r;
+  }
+  return SBX_OK;
+}
+
+int sbx_blob_sink(void *writer, const void *buf, size_t n) {
+  return sbx_blob_writer_write(writer, buf, n);
+}
+
+void sbx_blob_writer_abort(sbx_blob_writer *w) {
+  if (!w)
+    return;
+  if (w->fd >= 0)
+    close(w->fd);
+  unlink(w->tmp);
+  free(w);
+}
+
+int sbx_blob_writer_commit(sbx_blob_writer *w) {
+  if (!w)
+    return SBX_EINVAL;
+  int rc = w->status;
+  sbx_blob_store *s = w->s;
+  char dir[PATH_MAX], fin[PATH_MAX];
+  if (!rc && s->fsync && fsync(w->fd))
+    rc = report(errno, "fsync", w->tmp);
+  if (!rc && close(w->fd))
+    rc = report(errno, "close", w->tmp);
+  w->fd = -1;
+  int created = 0;
+  snprintf(dir, sizeof dir, "%s/objects/%s", s->root, w->tenant);
+  snprintf(fin, sizeof fin, "%s/%s", dir, w->object);
+  if (!rc)
+    rc = mkdir_p1(dir, &created);
+  if (!rc && created && s->fsync) {
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s/objects", s->root);
+    rc = fsync_path(parent);
+  }
+  if (!rc && renameat2(AT_FDCWD, w->tmp, AT_FDCWD, fin, RENAME_NOREPLACE))
+    rc = errno == EEXIST ? SBX_EEXIST : report(errno, "rename", fin);
+  if (!rc && s->fsync)
+    rc = fsync_path(dir);
+  if (rc) {
+    sbx_blob_writer_abort(w); /* removes the temp file */
+    return rc;
+  }
+  free(w);
+  return SBX_OK;
+}
+
+int sbx_blob_read(sbx_blob_store *s, const char *tenant_id,
+                  const char *object_id, sbx_sink_fn sink, void *ctx) {
+  char path[PATH_MAX];
+  int rc = sbx_blob_local_path(s, tenant_id, object_id, path, sizeof path);
+  if (rc)
+    return rc;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return errno == ENOENT ? SBX_ENOTFOUND : report(errno, "open", path);
+  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  size_t cap = 1 << 20;
+  uint8_t *buf = malloc(cap);
+  if (!buf) {
+    close(fd);
+    return SBX_ENOMEM;
+  }
+  for (;;) {
+    ssize_t r = read(fd, buf, cap);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      rc = report(errno, "read", path);
+      break;
+    }
+    if (r == 0)
+      break;
+    if ((rc = sink(ctx, buf, (size_t)r)))
+      break;
+  }
+  free(buf);
+  close(fd);
+  return rc;
+}
+
+int sbx_blob_remove(sbx_blob_store *s, const char *tenant_id,
+                    const char *object_id) {
+  char path[PATH_MAX];
+  int rc = sbx_blob_local_path(s, tenant_id, object_id, path, sizeof path);
+  if (rc)
+    return rc;
+  if (unlink(path))
+    return errno == ENOENT ? SBX_ENOTFOUND : report(errno, "unlink", path);
+  return SBX_OK;
+}
+
+int sbx_blob_remove_tmp(sbx_blob_store *s, const char *tmp_name) {
+  char path[PATH_MAX];
+  if (!tmp_name || strchr(tmp_name, '/') || tmp_name[0] == '.')
+    return SBX_EINVAL;
+  snprintf(path, sizeof path, "%s/tmp/%s", s->root, tmp_name);
+  if (unlink(path))
+    return errno == ENOENT ? SBX_ENOTFOUND : report(errno, "unlink", path);
+  return SBX_OK;
+}
+
+typedef int (*scan_fn)(void *ctx, const char *tenant_id, const char *object_id,
+                       const char *tmp_name, int64_t mtime);
+
+static int scan_dir(const char *path, const char *tenant, scan_fn fn,
+                    void *ctx) {
+  DIR *d = opendir(path);
+  if (!d)
+    return errno == ENOENT ? SBX_OK : report(errno, "opendir", path);
+  int rc = SBX_OK;
+  struct dirent *e;
+  while (!rc && (e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW))
+      continue;
+    if (tenant) {
+      if (S_ISREG(st.st_mode) && sbx_id_valid(e->d_name))
+        rc = fn(ctx, tenant, e->d_name, NULL, (int64_t)st.st_mtime);
+    } else {
+      if (S_ISREG(st.st_mode))
+        rc = fn(ctx, NULL, NULL, e->d_name, (int64_t)st.st_mtime);
+    }
+  }
+  closedir(d);
+  return rc < 0 ? rc : SBX_OK;
+}
+
+int sbx_blob_scan(sbx_blob_store *s, scan_fn fn, void *ctx) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/tmp", s->root);
+  int rc = scan_dir(path, NULL, fn, ctx);
+  if (rc)
+    return rc;
+  snprintf(path, sizeof path, "%s/objects", s->root);
+  DIR *d = opendir(path);
+  if (!d)
+    return report(errno, "opendir", path);
+  struct dirent *e;
+  while (!rc && (e = readdir(d))) {
+    if (!sbx_id_valid(e->d_name))
+      continue;
+    char sub[PATH_MAX];
+    snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+    rc = scan_dir(sub, e->d_name, fn, ctx);
+  }
+  closedir(d);
+  return rc;
+}

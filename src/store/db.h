@@ -1,0 +1,72 @@
+/*
+ * db.h - internal SQL driver layer under sbx_meta: one tiny interface over
+ * SQLite and libpq so every query is written once. SQL uses $1..$N
+ * placeholders (rewritten to ?N for SQLite); values are always bound as
+ * parameters, never spliced into the SQL text.
+ */
+#ifndef SBX_STORE_DB_H
+#define SBX_STORE_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "sbx/status.h"
+
+enum { SBX__T_NULL, SBX__T_INT, SBX__T_TEXT, SBX__T_BLOB };
+
+typedef struct sbx__val {
+  int t;
+  int64_t i;
+  const void *p;
+  size_t n;
+} sbx__val;
+
+#define SBX_VI(x) ((sbx__val){SBX__T_INT, (int64_t)(x), NULL, 0})
+#define SBX_VT(s) ((sbx__val){SBX__T_TEXT, 0, (s), strlen(s)})
+#define SBX_VB(ptr, len) ((sbx__val){SBX__T_BLOB, 0, (ptr), (len)})
+#define SBX_VNULL ((sbx__val){SBX__T_NULL, 0, NULL, 0})
+
+typedef struct sbx__row {
+  int backend; /* 1 sqlite, 2 postgres */
+  void *h;     /* sqlite3_stmt* or PGresult* */
+  int row;
+} sbx__row;
+
+/* Row callback: return 0 to continue, 1 to stop early, <0 to fail. */
+typedef int (*sbx__row_fn)(void *ctx, const sbx__row *r);
+
+int sbx__col_null(const sbx__row *r, int col);
+int64_t sbx__col_int(const sbx__row *r, int col);
+/* Pointer valid until the callback returns. Text columns too. */
+const void *sbx__col_bytes(const sbx__row *r, int col, size_t *n);
+/* Copies a text column NUL-terminated; SBX_ELIMIT when it does not fit. */
+int sbx__col_text(const sbx__row *r, int col, char *out, size_t cap);
+/* Copies a blob column of exactly n bytes; SBX_EFORMAT otherwise. */
+int sbx__col_fixed(const sbx__row *r, int col, void *out, size_t n);
+
+typedef struct sbx__db sbx__db;
+
+/* Opens a SQLite file (created 0600 if missing) in WAL mode with
+ * synchronous=FULL, foreign_keys and secure_delete on. */
+int sbx__db_open_sqlite(const char *path, int busy_timeout_ms, sbx__db **out);
+/* Connects with a libpq conninfo string. */
+int sbx__db_open_pg(const char *conninfo, sbx__db **out);
+void sbx__db_close(sbx__db *db);
+int sbx__db_backend(const sbx__db *db);
+const char *sbx__db_errmsg(const sbx__db *db);
+
+/* Runs one parameterised statement; fn (may be NULL) sees each row;
+ * *changes (may be NULL) gets the number of rows changed. */
+int sbx__db_exec(sbx__db *db, const char *sql, const sbx__val *v, int nv,
+                 sbx__row_fn fn, void *ctx, int64_t *changes);
+/* Runs a parameter-less multi-statement script (migrations). "BLOB" in
+ * the script is rewritten to BYTEA for PostgreSQL. */
+int sbx__db_script(sbx__db *db, const char *sql);
+
+/* Transactions (nestable by depth; an inner rollback dooms the outer). */
+int sbx__db_begin(sbx__db *db);
+int sbx__db_commit(sbx__db *db);
+int sbx__db_rollback(sbx__db *db);
+
+#endif

@@ -1,0 +1,1022 @@
+/*
+ * meta.c - the metadata store: schema migrations and tenant-scoped queries,
+ * written once over the sbx__db driver (db.h) for SQLite and PostgreSQL.
+ * Schema documented in docs/storage.md.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db.h"
+#include "sbx/meta.h"
+
+struct sbx_meta {
+  sbx__db *db;
+};
+
+/* ---- migrations: append only, never edit an applied one ---- */
+
+typedef struct migration {
+  int64_t version;
+  const char *name;
+  const char *sql; /* "BLOB" becomes BYTEA on PostgreSQL */
+} migration;
+
+static const migration MIGRATIONS[] = {
+    {1, "initial schema",
+     "CREATE TABLE tenants ("
+     " id TEXT PRIMARY KEY,"
+     " name TEXT NOT NULL,"
+     " state BIGINT NOT NULL DEFAULT 0,"
+     " created_at BIGINT NOT NULL);"
+     "CREATE TABLE tenant_keys ("
+     " tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+     " version BIGINT NOT NULL,"
+     " wrapped BLOB NOT NULL,"
+     " active BIGINT NOT NULL DEFAULT 0,"
+     " created_at BIGINT NOT NULL,"
+     " PRIMARY KEY (tenant_id, version));"
+     "CREATE TABLE objects ("
+     " tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+     " id TEXT NOT NULL,"
+     " project_id TEXT NOT NULL DEFAULT '',"
+     " kind TEXT NOT NULL,"
+     " name TEXT NOT NULL,"
+     " size BIGINT NOT NULL,"
+     " sha256 BLOB NOT NULL,"
+     " key_version BIGINT NOT NULL,"
+     " wrapped_dek BLOB NOT NULL,"
+     " created_at BIGINT NOT NULL,"
+     " PRIMARY KEY (tenant_id, id),"
+     " UNIQUE (tenant_id, project_id, kind, name));"
+     "CREATE TABLE secrets ("
+     " tenant_id TEXT NOT NULL,"
+     " name TEXT NOT NULL,"
+     " sealed BLOB NOT NULL,"
+     " updated_at BIGINT NOT NULL,"
+     " PRIMARY KEY (tenant_id, name));"
+     "CREATE TABLE users ("
+     " tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+     " id TEXT NOT NULL,"
+     " email_index BLOB NOT NULL,"
+     " email_sealed BLOB NOT NULL,"
+     " password_hash TEXT NOT NULL DEFAULT '',"
+     " disabled BIGINT NOT NULL DEFAULT 0,"
+     " created_at BIGINT NOT NULL,"
+     " PRIMARY KEY (tenant_id, id),"
+     " UNIQUE (tenant_id, email_index));"
+     "CREATE TABLE projects ("
+     " tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+     " id TEXT NOT NULL,"
+     " name TEXT NOT NULL,"
+     " created_at BIGINT NOT NULL,"
+     " PRIMARY KEY (tenant_id, id));"
+     "CREATE TABLE memberships ("
+     " tenant_id TEXT NOT NULL,"
+     " project_id TEXT NOT NULL,"
+     " user_id TEXT NOT NULL,"
+     " role TEXT NOT NULL,"
+     " PRIMARY KEY (tenant_id, project_id, user_id),"
+     " FOREIGN KEY (tenant_id, project_id) REFERENCES projects(tenant_id, id),"
+     " FOREIGN KEY (tenant_id, user_id) REFERENCES users(tenant_id, id));"
+     "CREATE TABLE api_keys ("
+     " tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+     " id TEXT NOT NULL,"
+     " user_id TEXT NOT NULL,"
+     " project_id TEXT NOT NULL DEFAULT '',"
+     " role TEXT NOT NULL,"
+     " secret_hash BLOB NOT NULL,"
+     " created_at BIGINT NOT NULL,"
+     " expires_at BIGINT NOT NULL,"
+     " revoked_at BIGINT NOT NULL DEFAULT 0,"
+     " last_used_at BIGINT NOT NULL DEFAULT 0,"
+     " PRIMARY KEY (tenant_id, id));"
+     "CREATE TABLE refresh_tokens ("
+     " tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+     " id TEXT NOT NULL,"
+     " family_id TEXT NOT NULL,"
+     " user_id TEXT NOT NULL,"
+     " token_hash BLOB NOT NULL,"
+     " created_at BIGINT NOT NULL,"
+     " expires_at BIGINT NOT NULL,"
+     " used_at BIGINT NOT NULL DEFAULT 0,"
+     " revoked_at BIGINT NOT NULL DEFAULT 0,"
+     " PRIMARY KEY (tenant_id, id));"
+     "CREATE INDEX refresh_tokens_family ON refresh_tokens(tenant_id, "
+     "family_id);"
+     "CREATE TABLE audit_events ("
+     " tenant_id TEXT NOT NULL,"
+     " seq BIGINT NOT NULL,"
+     " ts BIGINT NOT NULL,"
+     " actor TEXT NOT NULL,"
+     " action TEXT NOT NULL,"
+     " target TEXT NOT NULL,"
+     " prev_hash BLOB NOT NULL,"
+     " hash BLOB NOT NULL,"
+     " PRIMARY KEY (tenant_id, seq));"},
+};
+#define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
+
+static int64_t migration_checksum(const migration *mg) {
+  uint8_t d[SBX_SHA256_LEN];
+  sbx_sha256(mg->sql, strlen(mg->sql), d);
+  int64_t v = 0;
+  for (int i = 0; i < 7; i++) /* 56 bits: positive in a BIGINT */
+    v = v << 8 | d[i];
+  return v;
+}
+
+static int row_int(void *ctx, const sbx__row *r) {
+  *(int64_t *)ctx = sbx__col_int(r, 0);
+  return 1;
+}
+
+typedef struct applied_ctx {
+  int64_t version[64], checksum[64];
+  int n;
+} applied_ctx;
+
+static int row_applied(void *ctx, const sbx__row *r) {
+  applied_ctx *a = ctx;
+  if (a->n >= 64)
+    return SBX_ELIMIT;
+  a->version[a->n] = sbx__col_int(r, 0);
+  a->checksum[a->n] = sbx__col_int(r, 1);
+  a->n++;
+  return 0;
+}
+
+static int migrate(sbx_meta *m) {
+  sbx__db *db = m->db;
+  int rc = sbx__db_script(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                              " version BIGINT PRIMARY KEY,"
+                              " name TEXT NOT NULL,"
+                              " checksum BIGINT NOT NULL,"
+                              " applied_at BIGINT NOT NULL)");
+  if (rc && rc != SBX_EEXIST) /* concurrent creation on PostgreSQL */
+    return rc;
+  if ((rc = sbx__db_begin(db)))
+    return rc;
+  if (sbx__db_backend(db) == 2) /* serialise concurrent starters */
+    rc = sbx__db_exec(db, "SELECT pg_advisory_xact_lock(7253001)", NULL, 0,
+                      NULL, NULL, NULL);
+  applied_ctx a = {0};
+  if (!rc)
+    rc = sbx__db_exec(db,
+                      "SELECT version, checksum FROM schema_migrations "
+                      "ORDER BY version",
+                      NULL, 0, row_applied, &a, NULL);
+  for (int i = 0; !rc && i < N_MIGRATIONS; i++) {
+    const migration *mg = &MIGRATIONS[i];
+    int found = -1;
+    for (int j = 0; j < a.n; j++)
+      if (a.version[j] == mg->version)
+        found = j;
+    if (found >= 0) {
+      if (a.checksum[found] != migration_checksum(mg)) {
+        fprintf(stderr, "sbx_meta: migration %lld was edited after being "
+                        "applied\n", (long long)mg->version);
+        rc = SBX_ECONFLICT;
+      }
+      continue;
+    }
+    rc = sbx__db_script(db, mg->sql);
+    if (!rc) {
+      sbx__val v[] = {SBX_VI(mg->version), SBX_VT(mg->name),
+                      SBX_VI(migration_checksum(mg)), SBX_VI(time(NULL))};
+      rc = sbx__db_exec(db,
+                        "INSERT INTO schema_migrations (version, name, "
+                        "checksum, applied_at) VALUES ($1, $2, $3, $4)",
+                        v, 4, NULL, NULL, NULL);
+    }
+  }
+  /* a database newer than this binary is refused */
+  for (int j = 0; !rc && j < a.n; j++)
+    if (a.version[j] > MIGRATIONS[N_MIGRATIONS - 1].version)
+      rc = SBX_EUNSUPPORTED;
+  if (rc) {
+    sbx__db_rollback(db);
+    return rc;
+  }
+  return sbx__db_commit(db);
+}
+
+/* ---- open / close ---- */
+
+sbx_meta_params sbx_meta_default_params(void) {
+  sbx_meta_params p;
+  memset(&p, 0, sizeof p);
+  p.backend = SBX_META_SQLITE;
+  p.busy_timeout_ms = 5000;
+  return p;
+}
+
+int sbx_meta_open(const sbx_meta_params *p, sbx_meta **out) {
+  if (!out)
+    return SBX_EINVAL;
+  *out = NULL;
+  if (!p)
+    return SBX_EINVAL;
+  sbx_meta *m = calloc(1, sizeof *m);
+  if (!m)
+    return SBX_ENOMEM;
+  int rc;
+  if (p->backend == SBX_META_SQLITE)
+    rc = sbx__db_open_sqlite(p->sqlite_path, p->busy_timeout_ms, &m->db);
+  else if (p->backend == SBX_META_POSTGRES)
+    rc = sbx__db_open_pg(p->pg_conninfo, &m->db);
+  else
+    rc = SBX_EINVAL;
+  if (!rc)
+    rc = migrate(m);
+  if (rc) {
+    if (m->db && *sbx__db_errmsg(m->db))
+      fprintf(stderr, "sbx_meta_open: %s\n", sbx__db_errmsg(m->db));
+    sbx_meta_close(m);
+    return rc;
+  }
+  *out = m;
+  return SBX_OK;
+}
+
+void sbx_meta_close(sbx_meta *m) {
+  if (!m)
+    return;
+  sbx__db_close(m->db);
+  free(m);
+}
+
+int sbx_meta_schema_version(sbx_meta *m, int64_t *version) {
+  *version = 0;
+  return sbx__db_exec(m->db, "SELECT MAX(version) FROM schema_migrations",
+                      NULL, 0, row_int, version, NULL);
+}
+
+const char *sbx_meta_backend_name(const sbx_meta *m) {
+  return sbx__db_backend(m->db) == 1 ? "sqlite" : "postgres";
+}
+
+const char *sbx_meta_last_error(const sbx_meta *m) {
+  return sbx__db_errmsg(m->db);
+}
+
+int sbx_id_valid(const char *s) {
+  if (!s)
+    return 0;
+  size_t n = strlen(s);
+  if (n == 0 || n >= SBX_ID_MAX || s[0] == '.')
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+      return 0;
+  }
+  return 1;
+}
+
+static int text_ok(const char *s, size_t cap) {
+  return s && strlen(s) < cap;
+}
+
+int sbx_meta_begin(sbx_meta *m) {
+  return sbx__db_begin(m->db);
+}
+int sbx_meta_commit(sbx_meta *m) {
+  return sbx__db_commit(m->db);
+}
+int sbx_meta_rollback(sbx_meta *m) {
+  return sbx__db_rollback(m->db);
+}
+
+/* one-row lookups: the callback fills and reports "found" */
+typedef struct one_ctx {
+  void *out;
+  int found;
+  int rc;
+} one_ctx;
+
+static int exec_one(sbx_meta *m, const char *sql, const sbx__val *v, int nv,
+                    int (*fill)(void *out, const sbx__row *r), void *out,
+                    size_t outsz);
+
+typedef struct fill_ctx {
+  int (*fill)(void *out, const sbx__row *r);
+  void *out;
+  int found;
+} fill_ctx;
+
+static int fill_row(void *ctx, const sbx__row *r) {
+  fill_ctx *f = ctx;
+  int rc = f->fill(f->out, r);
+  if (rc)
+    return rc;
+  f->found = 1;
+  return 1;
+}
+
+static int exec_one(sbx_meta *m, const char *sql, const sbx__val *v, int nv,
+                    int (*fill)(void *out, const sbx__row *r), void *out,
+                    size_t outsz) {
+  fill_ctx f = {fill, out, 0};
+  memset(out, 0, outsz);
+  int rc = sbx__db_exec(m->db, sql, v, nv, fill_row, &f, NULL);
+  if (!rc && !f.found)
+    rc = SBX_ENOTFOUND;
+  if (rc)
+    memset(out, 0, outsz);
+  return rc;
+}
+
+/* UPDATE/DELETE expecting at least one row */
+static int exec_change(sbx_meta *m, const char *sql, const sbx__val *v,
+                       int nv) {
+  int64_t ch = 0;
+  int rc = sbx__db_exec(m->db, sql, v, nv, NULL, NULL, &ch);
+  if (!rc && ch == 0)
+    rc = SBX_ENOTFOUND;
+  return rc;
+}
+
+#define REQUIRE_ID(x)                                                          \
+  do {                                                                         \
+    if (!sbx_id_valid(x))                                                      \
+      return SBX_EINVAL;                                                       \
+  } while (0)
+
+/* ---- tenants ---- */
+
+int sbx_meta_tenant_create(sbx_meta *m, const char *tenant_id,
+                           const char *name, int64_t now) {
+  REQUIRE_ID(tenant_id);
+  if (!text_ok(name, SBX_NAME_MAX) || tenant_id[0] == '_')
+    return SBX_EINVAL;
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(name), SBX_VI(now)};
+  return sbx__db_exec(m->db,
+                      "INSERT INTO tenants (id, name, state, created_at) "
+                      "VALUES ($1, $2, 0, $3)",
+                      v, 3, NULL, NULL, NULL);
+}
+
+static int fill_tenant(void *out, const sbx__row *r) {
+  sbx_tenant *t = out;
+  int rc = sbx__col_text(r, 0, t->id, sizeof t->id);
+  if (!rc)
+    rc = sbx__col_text(r, 1, t->name, sizeof t->name);
+  t->state = sbx__col_int(r, 2);
+  t->created_at = sbx__col_int(r, 3);
+  return rc;
+}
+
+int sbx_meta_tenant_get(sbx_meta *m, const char *tenant_id, sbx_tenant *out) {
+  REQUIRE_ID(tenant_id);
+  sbx__val v[] = {SBX_VT(tenant_id)};
+  return exec_one(m,
+                  "SELECT id, name, state, created_at FROM tenants "
+                  "WHERE id = $1",
+                  v, 1, fill_tenant, out, sizeof *out);
+}
+
+int sbx_meta_tenant_set_state(sbx_meta *m, const char *tenant_id,
+                              int64_t state) {
+  REQUIRE_ID(tenant_id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(state)};
+  return exec_change(m, "UPDATE tenants SET state = $2 WHERE id = $1", v, 2);
+}
+
+typedef struct list_ctx {
+  void *fn;
+  void *ctx;
+  int rc;
+} list_ctx;
+
+static int row_tenant_id(void *ctx, const sbx__row *r) {
+  list_ctx *l = ctx;
+  char id[SBX_ID_MAX];
+  if (sbx__col_text(r, 0, id, sizeof id))
+    return SBX_EFORMAT;
+  int rc = ((int (*)(void *, const char *))l->fn)(l->ctx, id);
+  return rc < 0 ? rc : rc ? 1 : 0;
+}
+
+int sbx_meta_tenant_list(sbx_meta *m,
+                         int (*fn)(void *ctx, const char *tenant_id),
+                         void *ctx) {
+  list_ctx l = {(void *)fn, ctx, 0};
+  return sbx__db_exec(m->db, "SELECT id FROM tenants ORDER BY id", NULL, 0,
+                      row_tenant_id, &l, NULL);
+}
+
+/* ---- tenant keys ---- */
+
+int sbx_meta_tenant_key_insert(sbx_meta *m, const char *tenant_id,
+                               const sbx_tenant_key_row *row) {
+  REQUIRE_ID(tenant_id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(row->version),
+                  SBX_VB(row->wrapped, SBX_WRAPPED_KEY_LEN),
+                  SBX_VI(row->active), SBX_VI(row->created_at)};
+  return sbx__db_exec(m->db,
+                      "INSERT INTO tenant_keys (tenant_id, version, wrapped, "
+                      "active, created_at) VALUES ($1, $2, $3, $4, $5)",
+                      v, 5, NULL, NULL, NULL);
+}
+
+static int fill_tkey(void *out, const sbx__row *r) {
+  sbx_tenant_key_row *k = out;
+  k->version = sbx__col_int(r, 0);
+  k->active = sbx__col_int(r, 2);
+  k->created_at = sbx__col_int(r, 3);
+  return sbx__col_fixed(r, 1, k->wrapped, SBX_WRAPPED_KEY_LEN);
+}
+
+int sbx_meta_tenant_key_get(sbx_meta *m, const char *tenant_id,
+                            int64_t version, sbx_tenant_key_row *out) {
+  REQUIRE_ID(tenant_id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(version)};
+  if (version == 0)
+    return exec_one(m,
+                    "SELECT version, wrapped, active, created_at FROM "
+                    "tenant_keys WHERE tenant_id = $1 AND active = 1 "
+                    "ORDER BY version DESC LIMIT 1",
+                    v, 1, fill_tkey, out, sizeof *out);
+  return exec_one(m,
+                  "SELECT version, wrapped, active, created_at FROM "
+                  "tenant_keys WHERE tenant_id = $1 AND version = $2",
+                  v, 2, fill_tkey, out, sizeof *out);
+}
+
+static int row_tkey(void *ctx, const sbx__row *r) {
+  list_ctx *l = ctx;
+  sbx_tenant_key_row k;
+  int rc = fill_tkey(&k, r);
+  if (!rc)
+    rc = ((int (*)(void *, const sbx_tenant_key_row *))l->fn)(l->ctx, &k);
+  sbx_memwipe(&k, sizeof k);
+  return rc < 0 ? rc : rc ? 1 : 0;
+}
+
+int sbx_meta_tenant_key_list(sbx_meta *m, const char *tenant_id,
+                             int (*fn)(void *ctx,
+                                       const sbx_tenant_key_row *row),
+                             void *ctx) {
+  REQUIRE_ID(tenant_id);
+  list_ctx l = {(void *)fn, ctx, 0};
+  sbx__val v[] = {SBX_VT(tenant_id)};
+  return sbx__db_exec(m->db,
+                      "SELECT version, wrapped, active, created_at FROM "
+                      "tenant_keys WHERE tenant_id = $1 ORDER BY version",
+                      v, 1, row_tkey, &l, NULL);
+}
+
+int sbx_meta_tenant_key_rewrap(sbx_meta *m, const char *tenant_id,
+                               int64_t version,
+                               const uint8_t wrapped[SBX_WRAPPED_KEY_LEN]) {
+  REQUIRE_ID(tenant_id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(version),
+                  SBX_VB(wrapped, SBX_WRAPPED_KEY_LEN)};
+  return exec_change(m,
+                     "UPDATE tenant_keys SET wrapped = $3 WHERE tenant_id = "
+                     "$1 AND version = $2",
+                     v, 3);
+}
+
+int sbx_meta_tenant_key_activate(sbx_meta *m, const char *tenant_id,
+                                 int64_t version) {
+  REQUIRE_ID(tenant_id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(version)};
+  int rc = sbx__db_begin(m->db);
+  if (rc)
+    return rc;
+  rc = sbx__db_exec(m->db,
+                    "UPDATE tenant_keys SET active = 0 WHERE tenant_id = $1 "
+                    "AND version <> $2",
+                    v, 2, NULL, NULL, NULL);
+  if (!rc)
+    rc = exec_change(m,
+                     "UPDATE tenant_keys SET active = 1 WHERE tenant_id = $1 "
+                     "AND version = $2",
+                     v, 2);
+  if (rc) {
+    sbx__db_rollback(m->db);
+    return rc;
+  }
+  return sbx__db_commit(m->db);
+}
+
+int sbx_meta_tenant_key_delete(sbx_meta *m, const char *tenant_id,
+                               int64_t version) {
+  REQUIRE_ID(tenant_id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(version)};
+  if (version == 0)
+    return exec_change(m, "DELETE FROM tenant_keys WHERE tenant_id = $1", v,
+                       1);
+  return exec_change(m,
+                     "DELETE FROM tenant_keys WHERE tenant_id = $1 AND "
+                     "version = $2",
+                     v, 2);
+}
+
+/* ---- objects ---- */
+
+#define OBJ_COLS                                                               \
+  "id, project_id, kind, name, size, sha256, key_version, wrapped_dek, "       \
+  "created_at"
+
+static int fill_object(void *out, const sbx__row *r) {
+  sbx_object *o = out;
+  int rc = sbx__col_text(r, 0, o->id, sizeof o->id);
+  if (!rc)
+    rc = sbx__col_text(r, 1, o->project_id, sizeof o->project_id);
+  if (!rc)
+    rc = sbx__col_text(r, 2, o->kind, sizeof o->kind);
+  if (!rc)
+    rc = sbx__col_text(r, 3, o->name, sizeof o->name);
+  o->size = sbx__col_int(r, 4);
+  if (!rc)
+    rc = sbx__col_fixed(r, 5, o->sha256, SBX_SHA256_LEN);
+  o->key_version = sbx__col_int(r, 6);
+  if (!rc)
+    rc = sbx__col_fixed(r, 7, o->wrapped_dek, SBX_WRAPPED_KEY_LEN);
+  o->created_at = sbx__col_int(r, 8);
+  return rc;
+}
+
+int sbx_meta_object_insert(sbx_meta *m, const char *tenant_id,
+                           const sbx_object *o) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(o->id);
+  if ((o->project_id[0] && !sbx_id_valid(o->project_id)) ||
+      !sbx_id_valid(o->kind) || !o->name[0] || o->size < 0)
+    return SBX_EINVAL;
+  sbx__val v[] = {SBX_VT(tenant_id),
+                  SBX_VT(o->id),
+                  SBX_VT(o->project_id),
+                  SBX_VT(o->kind),
+                  SBX_VT(o->name),
+                  SBX_VI(o->size),
+                  SBX_VB(o->sha256, SBX_SHA256_LEN),
+                  SBX_VI(o->key_version),
+                  SBX_VB(o->wrapped_dek, SBX_WRAPPED_KEY_LEN),
+                  SBX_VI(o->created_at)};
+  return sbx__db_exec(m->db,
+                      "INSERT INTO objects (tenant_id, " OBJ_COLS
+                      ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                      v, 10, NULL, NULL, NULL);
+}
+
+int sbx_meta_object_get(sbx_meta *m, const char *tenant_id, const char *id,
+                        sbx_object *out) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id)};
+  return exec_one(m,
+                  "SELECT " OBJ_COLS
+                  " FROM objects WHERE tenant_id = $1 AND id = $2",
+                  v, 2, fill_object, out, sizeof *out);
+}
+
+int sbx_meta_object_find(sbx_meta *m, const char *tenant_id,
+                         const char *project_id, const char *kind,
+                         const char *name, sbx_object *out) {
+  REQUIRE_ID(tenant_id);
+  if (!project_id || !kind || !name)
+    return SBX_EINVAL;
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(kind),
+                  SBX_VT(name)};
+  return exec_one(m,
+                  "SELECT " OBJ_COLS
+                  " FROM objects WHERE tenant_id = $1 AND project_id = $2 "
+                  "AND kind = $3 AND name = $4",
+                  v, 4, fill_object, out, sizeof *out);
+}
+
+int sbx_meta_object_delete(sbx_meta *m, const char *tenant_id,
+                           const char *id) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id)};
+  return exec_change(m, "DELETE FROM objects WHERE tenant_id = $1 AND id = $2",
+                     v, 2);
+}
+
+static int row_object(void *ctx, const sbx__row *r) {
+  list_ctx *l = ctx;
+  sbx_object o;
+  memset(&o, 0, sizeof o);
+  int rc = fill_object(&o, r);
+  if (!rc)
+    rc = ((int (*)(void *, const sbx_object *))l->fn)(l->ctx, &o);
+  return rc < 0 ? rc : rc ? 1 : 0;
+}
+
+int sbx_meta_object_list(sbx_meta *m, const char *tenant_id, const char *kind,
+                         int (*fn)(void *ctx, const sbx_object *o),
+                         void *ctx) {
+  REQUIRE_ID(tenant_id);
+  list_ctx l = {(void *)fn, ctx, 0};
+  sbx__val v[] = {SBX_VT(tenant_id), kind ? SBX_VT(kind) : SBX_VNULL};
+  if (!kind)
+    return sbx__db_exec(m->db,
+                        "SELECT " OBJ_COLS " FROM objects WHERE tenant_id = "
+                        "$1 ORDER BY created_at, id",
+                        v, 1, row_object, &l, NULL);
+  return sbx__db_exec(m->db,
+                      "SELECT " OBJ_COLS " FROM objects WHERE tenant_id = $1 "
+                      "AND kind = $2 ORDER BY created_at, id",
+                      v, 2, row_object, &l, NULL);
+}
+
+int sbx_meta_object_rewrap(sbx_meta *m, const char *tenant_id, const char *id,
+                           int64_t key_version,
+                           const uint8_t wrapped[SBX_WRAPPED_KEY_LEN]) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id), SBX_VI(key_version),
+                  SBX_VB(wrapped, SBX_WRAPPED_KEY_LEN)};
+  return exec_change(m,
+                     "UPDATE objects SET key_version = $3, wrapped_dek = $4 "
+                     "WHERE tenant_id = $1 AND id = $2",
+                     v, 4);
+}
+
+int sbx_meta_object_count(sbx_meta *m, const char *tenant_id, int64_t *n) {
+  REQUIRE_ID(tenant_id);
+  *n = 0;
+  sbx__val v[] = {SBX_VT(tenant_id)};
+  return sbx__db_exec(m->db,
+                      "SELECT COUNT(*) FROM objects WHERE tenant_id = $1", v,
+                      1, row_int, n, NULL);
+}
+
+/* ---- secrets ---- */
+
+int sbx_meta_secret_put(sbx_meta *m, const char *tenant_id, const char *name,
+                        const uint8_t *sealed, size_t n, int64_t now) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(name);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(name), SBX_VB(sealed, n),
+                  SBX_VI(now)};
+  return sbx__db_exec(m->db,
+                      "INSERT INTO secrets (tenant_id, name, sealed, "
+                      "updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
+                      "(tenant_id, name) DO UPDATE SET sealed = "
+                      "excluded.sealed, updated_at = excluded.updated_at",
+                      v, 4, NULL, NULL, NULL);
+}
+
+typedef struct secret_ctx {
+  uint8_t *out;
+  size_t cap, n;
+  int found;
+} secret_ctx;
+
+static int row_secret(void *ctx, const sbx__row *r) {
+  secret_ctx *s = ctx;
+  size_t n;
+  const void *p = sbx__col_bytes(r, 0, &n);
+  s->found = 1;
+  s->n = n;
+  if (n > s->cap)
+    return SBX_ELIMIT;
+  memcpy(s->out, p, n);
+  return 1;
+}
+
+int sbx_meta_secret_get(sbx_meta *m, const char *tenant_id, const char *name,
+                        uint8_t *out, size_t *n) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(name);
+  secret_ctx s = {out, *n, 0, 0};
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(name)};
+  int rc = sbx__db_exec(m->db,
+                        "SELECT sealed FROM secrets WHERE tenant_id = $1 AND "
+                        "name = $2",
+                        v, 2, row_secret, &s, NULL);
+  if (!rc && !s.found)
+    rc = SBX_ENOTFOUND;
+  *n = rc ? 0 : s.n;
+  return rc;
+}
+
+/* ---- users, projects, memberships ---- */
+
+int sbx_meta_user_insert(sbx_meta *m, const char *tenant_id,
+                         const sbx_user *u) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(u->id);
+  if (u->email_sealed_len > sizeof u->email_sealed ||
+      !text_ok(u->password_hash, sizeof u->password_hash))
+    return SBX_EINVAL;
+  sbx__val v[] = {SBX_VT(tenant_id),
+                  SBX_VT(u->id),
+                  SBX_VB(u->email_index, SBX_SHA256_LEN),
+                  SBX_VB(u->email_sealed, u->email_sealed_len),
+                  SBX_VT(u->password_hash),
+                  SBX_VI(u->disabled),
+                  SBX_VI(u->created_at)};
+  return sbx__db_exec(m->db,
+                      "INSERT INTO users (tenant_id, id, email_index, "
+                      "email_sealed, password_hash, disabled, created_at) "
+                      "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                      v, 7, NULL, NULL, NULL);
+}
+
+static int fill_user(void *out, const sbx__row *r) {
+  sbx_user *u = out;
+  int rc = sbx__col_text(r, 0, u->id, sizeof u->id);
+  if (!rc)
+    rc = sbx__col_fixed(r, 1, u->email_index, SBX_SHA256_LEN);
+  size_t n;
+  const void *p = sbx__col_bytes(r, 2, &n);
+  if (!rc && n > sizeof u->email_sealed)
+    rc = SBX_EFORMAT;
+  if (!rc) {
+    memcpy(u->email_sealed, p, n);
+    u->email_sealed_len = n;
+    rc = sbx__col_text(r, 3, u->password_hash, sizeof u->password_hash);
+  }
+  u->disabled = sbx__col_int(r, 4);
+  u->created_at = sbx__col_int(r, 5);
+  return rc;
+}
+
+#define USER_COLS                                                              \
+  "id, email_index, email_sealed, password_hash, disabled, created_at"
+
+int sbx_meta_user_get(sbx_meta *m, const char *tenant_id, const char *id,
+                      sbx_user *out) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id)};
+  return exec_one(m,
+                  "SELECT " USER_COLS
+                  " FROM users WHERE tenant_id = $1 AND id = $2",
+                  v, 2, fill_user, out, sizeof *out);
+}
+
+int sbx_meta_user_find_email(sbx_meta *m, const char *tenant_id,
+                             const uint8_t email_index[SBX_SHA256_LEN],
+                             sbx_user *out) {
+  REQUIRE_ID(tenant_id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VB(email_index, SBX_SHA256_LEN)};
+  return exec_one(m,
+                  "SELECT " USER_COLS
+                  " FROM users WHERE tenant_id = $1 AND email_index = $2",
+                  v, 2, fill_user, out, sizeof *out);
+}
+
+int sbx_meta_project_create(sbx_meta *m, const char *tenant_id,
+                            const char *project_id, const char *name,
+                            int64_t now) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(project_id);
+  if (!text_ok(name, SBX_NAME_MAX))
+    return SBX_EINVAL;
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(name),
+                  SBX_VI(now)};
+  return sbx__db_exec(m->db,
+                      "INSERT INTO projects (tenant_id, id, name, "
+                      "created_at) VALUES ($1, $2, $3, $4)",
+                      v, 4, NULL, NULL, NULL);
+}
+
+int sbx_meta_membership_set(sbx_meta *m, const char *tenant_id,
+                            const char *project_id, const char *user_id,
+                            const char *role) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(project_id);
+  REQUIRE_ID(user_id);
+  if (!sbx_id_valid(role) || strlen(role) >= SBX_KIND_MAX)
+    return SBX_EINVAL;
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(user_id),
+                  SBX_VT(role)};
+  int rc = sbx__db_exec(
+      m->db,
+      "INSERT INTO memberships (tenant_id, project_id, user_id, role) "
+      "VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, project_id, user_id) "
+      "DO UPDATE SET role = excluded.role",
+      v, 4, NULL, NULL, NULL);
+  return rc == SBX_EEXIST || rc == SBX_ECONFLICT ? SBX_ENOTFOUND : rc;
+}
+
+static int fill_role(void *out, const sbx__row *r) {
+  return sbx__col_text(r, 0, out, SBX_KIND_MAX);
+}
+
+int sbx_meta_membership_get(sbx_meta *m, const char *tenant_id,
+                            const char *project_id, const char *user_id,
+                            char role[SBX_KIND_MAX]) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(project_id);
+  REQUIRE_ID(user_id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(user_id)};
+  return exec_one(m,
+                  "SELECT role FROM memberships WHERE tenant_id = $1 AND "
+                  "project_id = $2 AND user_id = $3",
+                  v, 3, fill_role, role, SBX_KIND_MAX);
+}
+
+/* ---- API keys ---- */
+
+int sbx_meta_api_key_insert(sbx_meta *m, const char *tenant_id,
+                            const sbx_api_key *k) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(k->id);
+  REQUIRE_ID(k->user_id);
+  REQUIRE_ID(k->role);
+  if (k->project_id[0] && !sbx_id_valid(k->project_id))
+    return SBX_EINVAL;
+  sbx__val v[] = {SBX_VT(tenant_id),
+                  SBX_VT(k->id),
+                  SBX_VT(k->user_id),
+                  SBX_VT(k->project_id),
+                  SBX_VT(k->role),
+                  SBX_VB(k->secret_hash, SBX_SHA256_LEN),
+                  SBX_VI(k->created_at),
+                  SBX_VI(k->expires_at)};
+  return sbx__db_exec(m->db,
+                      "INSERT INTO api_keys (tenant_id, id, user_id, "
+                      "project_id, role, secret_hash, created_at, "
+                      "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                      v, 8, NULL, NULL, NULL);
+}
+
+static int fill_api_key(void *out, const sbx__row *r) {
+  sbx_api_key *k = out;
+  int rc = sbx__col_text(r, 0, k->id, sizeof k->id);
+  if (!rc)
+    rc = sbx__col_text(r, 1, k->user_id, sizeof k->user_id);
+  if (!rc)
+    rc = sbx__col_text(r, 2, k->project_id, sizeof k->project_id);
+  if (!rc)
+    rc = sbx__col_text(r, 3, k->role, sizeof k->role);
+  if (!rc)
+    rc = sbx__col_fixed(r, 4, k->secret_hash, SBX_SHA256_LEN);
+  k->created_at = sbx__col_int(r, 5);
+  k->expires_at = sbx__col_int(r, 6);
+  k->revoked_at = sbx__col_int(r, 7);
+  k->last_used_at = sbx__col_int(r, 8);
+  return rc;
+}
+
+int sbx_meta_api_key_get(sbx_meta *m, const char *tenant_id, const char *id,
+                         sbx_api_key *out) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id)};
+  return exec_one(m,
+                  "SELECT id, user_id, project_id, role, secret_hash, "
+                  "created_at, expires_at, revoked_at, last_used_at FROM "
+                  "api_keys WHERE tenant_id = $1 AND id = $2",
+                  v, 2, fill_api_key, out, sizeof *out);
+}
+
+int sbx_meta_api_key_revoke(sbx_meta *m, const char *tenant_id,
+                            const char *id, int64_t now) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id), SBX_VI(now)};
+  return exec_change(m,
+                     "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = "
+                     "$1 AND id = $2 AND revoked_at = 0",
+                     v, 3);
+}
+
+int sbx_meta_api_key_touch(sbx_meta *m, const char *tenant_id, const char *id,
+                           int64_t now) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(id);
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id), SBX_VI(now)};
+  return exec_change(m,
+                     "UPDATE api_keys SET last_used_at = $3 WHERE tenant_id "
+                     "= $1 AND id = $2",
+                     v, 3);
+}
+
+/* ---- audit (hash chain) ---- */
+
+static void audit_hash(const char *tenant_id, int64_t seq, int64_t ts,
+                       const char *actor, const char *action,
+                       const char *target, const uint8_t prev[32],
+                       uint8_t out[32]) {
+  sbx_sha256_ctx c;
+  uint8_t num[16];
+  if (sbx_sha256_init(&c)) {
+    memset(out, 0, 32);
+    return;
+  }
+  sbx_sha256_update(&c, prev, 32);
+  for (int i = 0; i < 8; i++) {
+    num[i] = (uint8_t)((uint64_t)seq >> (56 - 8 * i));
+    num[8 + i] = (uint8_t)((uint64_t)ts >> (56 - 8 * i));
+  }
+  sbx_sha256_update(&c, num, 16);
+  const char *parts[] = {tenant_id, actor, action, target};
+  for (int i = 0; i < 4; i++) { /* length-prefixed: unambiguous */
+    uint32_t n = (uint32_t)strlen(parts[i]);
+    uint8_t l[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+                    (uint8_t)n};
+    sbx_sha256_update(&c, l, 4);
+    sbx_sha256_update(&c, parts[i], n);
+  }
+  sbx_sha256_final(&c, out);
+}
+
+typedef struct head_ctx {
+  int64_t seq;
+  uint8_t hash[32];
+} head_ctx;
+
+static int row_head(void *ctx, const sbx__row *r) {
+  head_ctx *h = ctx;
+  h->seq = sbx__col_int(r, 0);
+  return sbx__col_fixed(r, 1, h->hash, 32) ? SBX_EFORMAT : 1;
+}
+
+int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
+                          const char *actor, const char *action,
+                          const char *target, int64_t *seq_out) {
+  REQUIRE_ID(tenant_id);
+  if (!text_ok(actor, SBX_ID_MAX) || !text_ok(action, SBX_KIND_MAX * 2) ||
+      !text_ok(target, SBX_NAME_MAX))
+    return SBX_EINVAL;
+  int rc = SBX_ECONFLICT;
+  for (int attempt = 0; attempt < 8 && (rc == SBX_EEXIST ||
+                                        rc == SBX_ECONFLICT);
+       attempt++) {
+    head_ctx h = {0, {0}};
+    if ((rc = sbx__db_begin(m->db)))
+      return rc;
+    sbx__val v1[] = {SBX_VT(tenant_id)};
+    rc = sbx__db_exec(m->db,
+                      "SELECT seq, hash FROM audit_events WHERE tenant_id = "
+                      "$1 ORDER BY seq DESC LIMIT 1",
+                      v1, 1, row_head, &h, NULL);
+    uint8_t hash[32];
+    int64_t seq = h.seq + 1;
+    if (!rc) {
+      audit_hash(tenant_id, seq, ts, actor, action, target, h.hash, hash);
+      sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(seq),    SBX_VI(ts),
+                      SBX_VT(actor),     SBX_VT(action), SBX_VT(target),
+                      SBX_VB(h.hash, 32), SBX_VB(hash, 32)};
+      rc = sbx__db_exec(m->db,
+                        "INSERT INTO audit_events (tenant_id, seq, ts, "
+                        "actor, action, target, prev_hash, hash) VALUES "
+                        "($1, $2, $3, $4, $5, $6, $7, $8)",
+                        v, 8, NULL, NULL, NULL);
+    }
+    if (rc) {
+      sbx__db_rollback(m->db);
+      continue;
+    }
+    rc = sbx__db_commit(m->db);
+    if (!rc && seq_out)
+      *seq_out = seq;
+  }
+  return rc;
+}
+
+typedef struct verify_ctx {
+  const char *tenant_id;
+  int64_t expect_seq;
+  uint8_t prev[32];
+  int rc;
+} verify_ctx;
+
+static int row_verify(void *ctx, const sbx__row *r) {
+  verify_ctx *vc = ctx;
+  sbx_audit_event e;
+  memset(&e, 0, sizeof e);
+  e.seq = sbx__col_int(r, 0);
+  e.ts = sbx__col_int(r, 1);
+  if (sbx__col_text(r, 2, e.actor, sizeof e.actor) ||
+      sbx__col_text(r, 3, e.action, sizeof e.action) ||
+      sbx__col_text(r, 4, e.target, sizeof e.target) ||
+      sbx__col_fixed(r, 5, e.prev_hash, 32) || sbx__col_fixed(r, 6, e.hash, 32))
+    return SBX_ECRYPTO;
+  uint8_t h[32];
+  audit_hash(vc->tenant_id, e.seq, e.ts, e.actor, e.action, e.target,
+             vc->prev, h);
+  if (e.seq != vc->expect_seq || !sbx_ct_equal(e.prev_hash, vc->prev, 32) ||
+      !sbx_ct_equal(h, e.hash, 32))
+    return SBX_ECRYPTO;
+  memcpy(vc->prev, h, 32);
+  vc->expect_seq++;
+  return 0;
+}
+
+int sbx_meta_audit_verify(sbx_meta *m, const char *tenant_id,
+                          int64_t *count) {
+  REQUIRE_ID(tenant_id);
+  verify_ctx vc = {tenant_id, 1, {0}, 0};
+  sbx__val v[] = {SBX_VT(tenant_id)};
+  int rc = sbx__db_exec(m->db,
+                        "SELECT seq, ts, actor, action, target, prev_hash, "
+                        "hash FROM audit_events WHERE tenant_id = $1 ORDER "
+                        "BY seq",
+                        v, 1, row_verify, &vc, NULL);
+  if (count)
+    *count = vc.expect_seq - 1;
+  return rc;
+}

@@ -1,0 +1,16 @@
+# Runs CMD with ARG (and optional ARG2..ARG6) and checks the exit code is
+# WANT_RC and that stdout+stderr match WANT_RE.
+set(args ${ARG})
+foreach(i 2 3 4 5 6 7 8 9 10 11 12)
+  if(DEFINED ARG${i})
+    list(APPEND args ${ARG${i}})
+  endif()
+endforeach()
+execute_process(COMMAND ${CMD} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT "${rc}" STREQUAL "${WANT_RC}")
+  message(FATAL_ERROR "exit ${rc}, wanted ${WANT_RC}\nstdout: ${out}\nstderr: ${err}")
+endif()
+if(DEFINED WANT_RE AND NOT "${out}${err}" MATCHES "${WANT_RE}")
+  message(FATAL_ERROR "output does not match '${WANT_RE}'\nstdout: ${out}\nstderr: ${err}")
+endif()
+message(STATUS "ok: exit ${rc}: ${out}${err}")
