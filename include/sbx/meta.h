@@ -64,6 +64,11 @@ const char *sbx_meta_last_error(const sbx_meta *m);
 /* 1 when s is a valid id (see SBX_ID_MAX). */
 int sbx_id_valid(const char *s);
 
+/* SQLite: checkpoints the WAL into the database file and truncates it
+ * (with secure_delete on, deleted rows are then zeroed on disk).
+ * PostgreSQL: no-op (see docs/storage.md on shredding). */
+int sbx_meta_checkpoint(sbx_meta *m);
+
 /* Explicit transactions; calls nest (an inner rollback makes the outer
  * commit roll back and return SBX_EABORTED). */
 int sbx_meta_begin(sbx_meta *m);

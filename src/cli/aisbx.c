@@ -289,6 +289,16 @@ static int cmd_predict(int argc, char **argv) {
       usage_predict();
       return 0;
     }
+    static const char *known[] = {"--model", "--data", "--labels", "--out",
+                                  "--batch", "--threads", NULL};
+    int ok = 0;
+    for (int k = 0; known[k]; k++)
+      ok |= !strcmp(a, known[k]);
+    if (!ok) {
+      fprintf(stderr, "aisbx predict: unknown option %s\n", a);
+      usage_predict();
+      return EXIT_BADINPUT;
+    }
     if (!v) {
       fprintf(stderr, "aisbx predict: %s needs a value\n", a);
       return EXIT_BADINPUT;

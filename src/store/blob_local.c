@@ -218,8 +218,10 @@ int sbx_blob_writer_commit(sbx_blob_writer *w) {
     rc = report(errno, "close", w->tmp);
   w->fd = -1;
   int created = 0;
-  snprintf(dir, sizeof dir, "%s/objects/%s", s->root, w->tenant);
-  snprintf(fin, sizeof fin, "%s/%s", dir, w->object);
+  if (snprintf(dir, sizeof dir, "%s/objects/%s", s->root, w->tenant) >=
+          (int)sizeof dir ||
+      snprintf(fin, sizeof fin, "%s/%s", dir, w->object) >= (int)sizeof fin)
+    rc = rc ? rc : SBX_ELIMIT;
   if (!rc)
     rc = mkdir_p1(dir, &created);
   if (!rc && created && s->fsync) {
@@ -337,7 +339,9 @@ int sbx_blob_scan(sbx_blob_store *s, scan_fn fn, void *ctx) {
     if (!sbx_id_valid(e->d_name))
       continue;
     char sub[PATH_MAX];
-    snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+    if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >=
+        (int)sizeof sub)
+      continue;
     rc = scan_dir(sub, e->d_name, fn, ctx);
   }
   closedir(d);

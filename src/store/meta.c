@@ -280,6 +280,13 @@ static int text_ok(const char *s, size_t cap) {
   return s && strlen(s) < cap;
 }
 
+int sbx_meta_checkpoint(sbx_meta *m) {
+  if (sbx__db_backend(m->db) != 1)
+    return SBX_OK;
+  return sbx__db_exec(m->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, 0, NULL,
+                      NULL, NULL);
+}
+
 int sbx_meta_begin(sbx_meta *m) {
   return sbx__db_begin(m->db);
 }
@@ -291,16 +298,6 @@ int sbx_meta_rollback(sbx_meta *m) {
 }
 
 /* one-row lookups: the callback fills and reports "found" */
-typedef struct one_ctx {
-  void *out;
-  int found;
-  int rc;
-} one_ctx;
-
-static int exec_one(sbx_meta *m, const char *sql, const sbx__val *v, int nv,
-                    int (*fill)(void *out, const sbx__row *r), void *out,
-                    size_t outsz);
-
 typedef struct fill_ctx {
   int (*fill)(void *out, const sbx__row *r);
   void *out;

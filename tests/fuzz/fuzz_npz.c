@@ -21,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     adv_errbuf err;
     int rc = adv__npz_read_mem(data, size, names[k], lim, &a, &err);
     if (rc == ADV_OK) {
-      if (!a.data || a.nbytes != (size_t)adv_array_numel(&a) *
-                                     adv_dtype_size(a.dtype))
+      if (!a.data ||
+          a.nbytes != (size_t)adv_array_numel(&a) * adv_dtype_size(a.dtype))
         abort();
       volatile uint8_t sink = 0;
       for (size_t i = 0; i < a.nbytes; i++)

@@ -10,11 +10,13 @@ test recomputes the same formula, so no expected data needs storing.
 manifest.txt lines:  <file>[:<member>] <ADV status name> [<dtype> <ndim> <dims...>]
 """
 import gzip
+import io
 import os
 import struct
 import sys
 
 import numpy as np
+import zipfile
 
 
 def value(code, n):
@@ -120,6 +122,26 @@ def generate(out, mnist_dir, fashion_dir):
     man.append("empty_member.npz:s OK i8 0")
     np.savez(p("fortran.npz"), x=np.asfortranarray(make("f4", (3, 4))))
     man.append("fortran.npz:x ADV_EUNSUPPORTED")
+    # written to a non-seekable stream: data descriptors (flag 8), zip64
+    class Unseekable(io.RawIOBase):
+        def __init__(self, f):
+            self.f = f
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            return self.f.write(b)
+
+    for method, tag in [(zipfile.ZIP_STORED, "stream"),
+                        (zipfile.ZIP_DEFLATED, "stream_c")]:
+        with open(p(f"{tag}.npz"), "wb") as f:
+            with zipfile.ZipFile(Unseekable(f), "w", compression=method) as z:
+                for k, arr in [("x", x), ("y", make("u1", (6,)))]:
+                    with z.open(f"{k}.npy", "w", force_zip64=True) as w:
+                        np.lib.format.write_array(w, arr)
+        man.append(f"{tag}.npz:x OK f4 {shape_str(x.shape)}")
+        man.append(f"{tag}.npz:y OK u1 1 6")
     # dataset-style npz: uint8 images (N,H,W) and int labels
     xd = make("u1", (5, 3, 2))
     np.savez_compressed(p("ds_u8.npz"), x=xd, y=(make("i1", (5,)) % 10 + 10) % 10)

@@ -116,6 +116,7 @@ static inline void util_fill(adv_array *a, const char *code) {
 
 /* Reads a whole file (test inputs are small); NULL if unreadable. */
 static inline uint8_t *util_slurp(const char *path, size_t *len) {
+  *len = 0;
   FILE *f = fopen(path, "rb");
   if (!f)
     return NULL;

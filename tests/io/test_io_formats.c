@@ -19,8 +19,7 @@ static char *path_in(const char *dir, const char *name) {
 static void check_manifest_line(char *line) {
   char file[256], status[64], code[8] = "";
   int ndim = -1, off = 0;
-  if (sscanf(line, "%255s %63s %7s %d%n", file, status, code, &ndim, &off) <
-      2)
+  if (sscanf(line, "%255s %63s %7s %d%n", file, status, code, &ndim, &off) < 2)
     return;
   int64_t dims[ADV_MAX_DIMS] = {0};
   const char *p = line + off;
@@ -49,9 +48,8 @@ static void check_manifest_line(char *line) {
     rc = adv_npy_read_file(path, lim, &a, &err);
   const char *want = strcmp(status, "OK") == 0 ? "ADV_OK" : status;
   if (strcmp(adv_err_name(rc), want) != 0) {
-    fprintf(stderr, "  %s%s%s: got %s (%s), want %s\n", file,
-            member ? ":" : "", member ? member : "", adv_err_name(rc),
-            err.msg, want);
+    fprintf(stderr, "  %s%s%s: got %s (%s), want %s\n", file, member ? ":" : "",
+            member ? member : "", adv_err_name(rc), err.msg, want);
     CHECK(0);
   }
   if (rc != ADV_OK) {
@@ -211,8 +209,12 @@ static void check_mnist(const char *tag, const char *dir, const char *suffix) {
   adv_array_free(&img);
 }
 
-TEST(mnist_plain) { check_mnist("mnist", MNIST_DIR, ""); }
-TEST(fashion_mnist_gz) { check_mnist("fashion", FASHION_DIR, ".gz"); }
+TEST(mnist_plain) {
+  check_mnist("mnist", MNIST_DIR, "");
+}
+TEST(fashion_mnist_gz) {
+  check_mnist("fashion", FASHION_DIR, ".gz");
+}
 
 /* Loads a dataset expecting status `want`; returns it loaded (or empty). */
 static int ds_load(const char *data, const char *labels, adv_dataset *ds) {
@@ -223,7 +225,7 @@ static int ds_load(const char *data, const char *labels, adv_dataset *ds) {
   if (rc) {
     CHECK(ds->x.data == NULL && ds->y.data == NULL);
     CHECK(err.msg[0] != '\0');
-    fprintf(stderr, "  (expected?) %s: %s\n", adv_err_name(rc), err.msg);
+    fprintf(stderr, "  expected: %s: %s\n", adv_err_name(rc), err.msg);
   }
   return rc;
 }

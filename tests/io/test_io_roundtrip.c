@@ -13,8 +13,8 @@ static const char *codes[] = {"f4", "f8", "i8", "i4", "u1", "i1", "b1"};
 static const struct {
   int ndim;
   int64_t dims[4];
-} shapes[] = {{0, {0}}, {1, {5}}, {1, {0}}, {2, {3, 4}}, {3, {2, 0, 3}},
-              {4, {2, 1, 3, 2}}};
+} shapes[] = {{0, {0}},    {1, {5}},       {1, {0}},
+              {2, {3, 4}}, {3, {2, 0, 3}}, {4, {2, 1, 3, 2}}};
 #define NSHAPES ((int)(sizeof(shapes) / sizeof(shapes[0])))
 
 static char dir[1024];
@@ -37,9 +37,9 @@ static void note(const char *file, const char *code, const adv_array *a) {
 }
 
 static void make(adv_array *a, const char *code, int s) {
-  CHECK_EQ_INT(adv_array_alloc(a, util_dtype(code), shapes[s].ndim,
-                               shapes[s].dims),
-               ADV_OK);
+  CHECK_EQ_INT(
+      adv_array_alloc(a, util_dtype(code), shapes[s].ndim, shapes[s].dims),
+      ADV_OK);
   util_fill(a, code);
 }
 
@@ -114,8 +114,7 @@ TEST(npz_roundtrip) {
   adv_array_alloc(&ds_arr[1], ADV_DTYPE_I32, 1, yd);
   util_fill(&ds_arr[0], "u1");
   ((int32_t *)ds_arr[1].data)[2] = 7;
-  CHECK_EQ_INT(adv_npz_write_file(p("w_ds.npz"), 2, dsn, ds_arr, &err),
-               ADV_OK);
+  CHECK_EQ_INT(adv_npz_write_file(p("w_ds.npz"), 2, dsn, ds_arr, &err), ADV_OK);
   adv_dataset ds;
   CHECK_EQ_INT(adv_dataset_load(p("w_ds.npz"), NULL, lim, &ds, &err), ADV_OK);
   CHECK_EQ_INT(ds.x.ndim, 4);
@@ -133,8 +132,7 @@ TEST(writer_errors) {
   adv_array a;
   int64_t d[1] = {4};
   adv_array_alloc(&a, ADV_DTYPE_F32, 1, d);
-  CHECK_EQ_INT(adv_npy_write_file("/nonexistent-dir/x.npy", &a, &err),
-               ADV_EIO);
+  CHECK_EQ_INT(adv_npy_write_file("/nonexistent-dir/x.npy", &a, &err), ADV_EIO);
   CHECK(err.msg[0]);
   adv_array bad = a;
   bad.nbytes = 3;
@@ -144,8 +142,7 @@ TEST(writer_errors) {
   CHECK_EQ_INT(adv_npy_write_file(p("bad.npy"), &bad, &err), ADV_EINVAL);
   const char *dup[2] = {"x", "x"};
   adv_array two[2] = {a, a};
-  CHECK_EQ_INT(adv_npz_write_file(p("bad.npz"), 2, dup, two, &err),
-               ADV_EINVAL);
+  CHECK_EQ_INT(adv_npz_write_file(p("bad.npz"), 2, dup, two, &err), ADV_EINVAL);
   const char *empty[1] = {""};
   CHECK_EQ_INT(adv_npz_write_file(p("bad.npz"), 1, empty, two, &err),
                ADV_EINVAL);

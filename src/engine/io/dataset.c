@@ -110,8 +110,7 @@ static int normalize_x(adv_array *x, adv_io_limits lim, adv_errbuf *err) {
     const float *p = x->data;
     for (size_t i = 0; i < n; i++)
       if (!isfinite(p[i]))
-        return adv__fail(err, ADV_EFORMAT, "input value %zu is not finite",
-                         i);
+        return adv__fail(err, ADV_EFORMAT, "input value %zu is not finite", i);
     return ADV_OK;
   }
   if (x->dtype != ADV_DTYPE_F64 && x->dtype != ADV_DTYPE_U8)

@@ -180,21 +180,19 @@ static int idx_dims(const uint8_t *d, adv_io_limits lim, idx_info *info,
                     adv_errbuf *err) {
   size_t out_es = adv_dtype_size(info->out_type);
   size_t n = 1;
-  int zero = 0, over = 0;
+  int zero = 0;
   for (int i = 0; i < info->ndim; i++) {
     uint32_t v = rd_be32(d + 4 * i);
     info->dims[i] = v;
     if (v == 0)
       zero = 1;
-    else if (n > SIZE_MAX / 8 / v)
-      over = 1;
+    else if (n > ADV__MAX_DIM_PRODUCT / 8 / v)
+      return adv__fail(err, ADV_ELIMIT, "IDX array dimensions are too large");
     else
       n *= v;
   }
   if (zero)
     n = 0;
-  else if (over)
-    return adv__fail(err, ADV_ELIMIT, "IDX array size overflows");
   if (n * out_es > lim.max_array_bytes || n * info->in_es > lim.max_array_bytes)
     return adv__fail(err, ADV_ELIMIT,
                      "IDX array needs more than the %zu byte array limit",
@@ -224,7 +222,8 @@ static void idx_convert(uint8_t *buf, const idx_info *info) {
     break;
   case 8:
     for (size_t i = 0; i < n; i++) {
-      uint64_t v = (uint64_t)rd_be32(buf + 8 * i) << 32 | rd_be32(buf + 8 * i + 4);
+      uint64_t v =
+          (uint64_t)rd_be32(buf + 8 * i) << 32 | rd_be32(buf + 8 * i + 4);
       memcpy(buf + 8 * i, &v, 8);
     }
     break;
@@ -236,8 +235,8 @@ static void idx_convert(uint8_t *buf, const idx_info *info) {
 /* Reports the final array; takes ownership of buf. */
 static int idx_finish(uint8_t *buf, const idx_info *info, adv_array *out,
                       adv_errbuf *err) {
-  size_t out_bytes = info->raw_bytes / info->in_es *
-                     adv_dtype_size(info->out_type);
+  size_t out_bytes =
+      info->raw_bytes / info->in_es * adv_dtype_size(info->out_type);
   idx_convert(buf, info);
   out->dtype = info->out_type;
   out->ndim = info->ndim;

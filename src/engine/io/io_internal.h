@@ -20,9 +20,14 @@
 #include <stdint.h>
 #include <zlib.h>
 
-/* Largest NPY header (preamble included) we accept. numpy itself refuses
- * headers above 10000 bytes by default. */
-#define ADV__NPY_MAX_HEADER 65536u
+/* Largest NPY header (preamble included) we accept: any v1.0 header, and
+ * v2.0/v3.0 dicts up to 64 KiB (numpy refuses above 10000 by default). */
+#define ADV__NPY_MAX_HEADER (65536u + 12u)
+
+/* Largest element count * element size we ever consider, even for arrays
+ * with a zero dim: keeps adv_array_numel() and adv_array_alloc() far from
+ * overflow. */
+#define ADV__MAX_DIM_PRODUCT (SIZE_MAX / 16)
 
 /* ---- errors / files (npy.c) ---- */
 

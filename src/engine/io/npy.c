@@ -115,8 +115,7 @@ static int expect_eof(int fd, const char *path, adv_errbuf *err) {
     return adv__fail(err, ADV_EIO, "read error on '%s': %s", path,
                      strerror(errno));
   if (r != 0)
-    return adv__fail(err, ADV_EIO, "'%s' changed size while being read",
-                     path);
+    return adv__fail(err, ADV_EIO, "'%s' changed size while being read", path);
   return ADV_OK;
 }
 
@@ -149,8 +148,7 @@ int adv__read_file(const char *path, size_t max_bytes, uint8_t **buf,
     if (r < 0)
       return adv__fail(err, ADV_EIO, "read error on '%s': %s", path,
                        strerror(e));
-    return adv__fail(err, ADV_EIO, "'%s' changed size while being read",
-                     path);
+    return adv__fail(err, ADV_EIO, "'%s' changed size while being read", path);
   }
   rc = expect_eof(fd, path, err);
   close(fd);
@@ -306,8 +304,11 @@ int adv__npy_header_len(const uint8_t *b, size_t avail, size_t *hlen,
                      (unsigned)major, (unsigned)minor);
   }
   if (h > ADV__NPY_MAX_HEADER)
-    return adv__fail(err, ADV_ELIMIT, "NPY header length %zu is too large",
-                     h);
+    return adv__fail(err, ADV_ELIMIT, "NPY header length %zu is too large", h);
+  /* Callers read a 12-byte preamble before knowing h; no valid header is
+   * that short anyway. */
+  if (h < 12)
+    return adv__fail(err, ADV_EFORMAT, "NPY header is too short");
   *hlen = h;
   return ADV_OK;
 }
@@ -447,7 +448,8 @@ int adv__npy_parse_header(const uint8_t *b, size_t hlen, adv_io_limits lim,
       have_fortran = 1;
     } else if (strcmp(key, "shape") == 0 && !have_shape) {
       if (!eat(&c, '('))
-        return adv__fail(err, ADV_EFORMAT, "NPY header: 'shape' is not a tuple");
+        return adv__fail(err, ADV_EFORMAT,
+                         "NPY header: 'shape' is not a tuple");
       int last_comma = 0;
       for (;;) {
         skip_ws(&c);
@@ -467,8 +469,7 @@ int adv__npy_parse_header(const uint8_t *b, size_t hlen, adv_io_limits lim,
         if (!last_comma) {
           skip_ws(&c);
           if (!eat(&c, ')'))
-            return adv__fail(err, ADV_EFORMAT,
-                             "NPY header: bad 'shape' tuple");
+            return adv__fail(err, ADV_EFORMAT, "NPY header: bad 'shape' tuple");
           break;
         }
       }
@@ -501,19 +502,21 @@ int adv__npy_parse_header(const uint8_t *b, size_t hlen, adv_io_limits lim,
   if (fortran && ndim > 1)
     return adv__fail(err, ADV_EUNSUPPORTED,
                      "fortran_order NPY arrays are not supported");
-  size_t es = adv_dtype_size(info->dtype);
-  size_t bytes = es;
+  /* Product of the non-zero dims must stay sane even when another dim is
+   * 0 (numpy refuses such shapes too); a zero dim then makes it empty. */
+  size_t bytes = adv_dtype_size(info->dtype);
+  int zero = 0;
   for (int i = 0; i < ndim; i++) {
-    if (dims[i] != 0 && bytes > SIZE_MAX / (uint64_t)dims[i]) {
-      bytes = SIZE_MAX;
-      break;
+    if (dims[i] == 0) {
+      zero = 1;
+      continue;
     }
+    if (bytes > ADV__MAX_DIM_PRODUCT / (uint64_t)dims[i])
+      return adv__fail(err, ADV_ELIMIT, "NPY array dimensions are too large");
     bytes *= (size_t)dims[i];
   }
-  /* A zero dim makes the total 0 even if others overflowed above. */
-  for (int i = 0; i < ndim; i++)
-    if (dims[i] == 0)
-      bytes = 0;
+  if (zero)
+    bytes = 0;
   if (bytes > lim.max_array_bytes)
     return adv__fail(err, ADV_ELIMIT,
                      "NPY array needs more than the %zu byte array limit",
@@ -725,8 +728,8 @@ int adv__npy_format_header(const adv_array *a, uint8_t **hdr, size_t *hlen,
                    "{'descr': '%s', 'fortran_order': False, 'shape': (",
                    dtype_descr(a->dtype));
   for (int i = 0; i < a->ndim; i++)
-    n += snprintf(dict + n, sizeof(dict) - (size_t)n, "%s%lld",
-                  i ? ", " : "", (long long)a->dims[i]);
+    n += snprintf(dict + n, sizeof(dict) - (size_t)n, "%s%lld", i ? ", " : "",
+                  (long long)a->dims[i]);
   n += snprintf(dict + n, sizeof(dict) - (size_t)n, "%s), }",
                 a->ndim == 1 ? "," : "");
   size_t body = (size_t)n + 1; /* + '\n' */
@@ -749,8 +752,7 @@ int adv__npy_format_header(const adv_array *a, uint8_t **hdr, size_t *hlen,
   return ADV_OK;
 }
 
-int adv_npy_write_file(const char *path, const adv_array *a,
-                       adv_errbuf *err) {
+int adv_npy_write_file(const char *path, const adv_array *a, adv_errbuf *err) {
   uint8_t *hdr;
   size_t hlen;
   int rc = adv__npy_format_header(a, &hdr, &hlen, err);

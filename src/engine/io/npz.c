@@ -119,8 +119,9 @@ static int parse_zip(const uint8_t *b, size_t len, adv_io_limits lim,
     const uint8_t *loc = b + eocd - 20;
     uint64_t z64 = le64(loc + 8);
     if (le32(loc + 4) != 0 || le32(loc + 16) > 1)
-      return adv__fail(err, ADV_EUNSUPPORTED, "multi-disk ZIP archives are "
-                                              "not supported");
+      return adv__fail(err, ADV_EUNSUPPORTED,
+                       "multi-disk ZIP archives are "
+                       "not supported");
     if (z64 > eocd - 20 || eocd - 20 - z64 < 56 || le32(b + z64) != SIG_EOCD64)
       return adv__fail(err, ADV_EFORMAT, "bad zip64 end of central directory");
     const uint8_t *r = b + z64;
@@ -146,6 +147,10 @@ static int parse_zip(const uint8_t *b, size_t len, adv_io_limits lim,
   if (cd_off > cd_limit || cd_size != cd_limit - cd_off)
     return adv__fail(err, ADV_EFORMAT,
                      "ZIP central directory offset/size are inconsistent");
+  if (n_total > cd_size / 46)
+    return adv__fail(err, ADV_EFORMAT,
+                     "ZIP central directory too small for %llu entries",
+                     (unsigned long long)n_total);
 
   zentry *ents = calloc(n_total ? n_total : 1, sizeof(*ents));
   if (!ents)
@@ -293,9 +298,10 @@ static uint32_t crc_buf(uint32_t crc, const uint8_t *p, size_t n) {
 
 /* Inflates a deflate member holding an NPY: header first, then the data
  * straight into the output array. */
-static int read_deflated(const uint8_t *src, const zentry *z,
-                         adv_io_limits lim, adv_array *out, adv_errbuf *err) {
-  if (z->usize > (uint64_t)lim.max_array_bytes + ADV__NPY_MAX_HEADER)
+static int read_deflated(const uint8_t *src, const zentry *z, adv_io_limits lim,
+                         adv_array *out, adv_errbuf *err) {
+  if (z->usize > ADV__NPY_MAX_HEADER &&
+      z->usize - ADV__NPY_MAX_HEADER > (uint64_t)lim.max_array_bytes)
     return adv__fail(err, ADV_ELIMIT,
                      "NPZ member declares %llu bytes, above the array limit",
                      (unsigned long long)z->usize);

@@ -1,0 +1,886 @@
+/*
+ * store.c - envelope encryption + two-phase durable puts over sbx_meta and
+ * sbx_blob. See include/sbx/store.h and docs/storage.md.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "sbx/store.h"
+
+#define SYS_TENANT "_sys"
+
+struct sbx_store {
+  sbx_meta *meta;
+  sbx_blob_store *blobs;
+  sbx_key master;
+  sbx_key pepper;
+  unsigned chunk_shift;
+};
+
+struct sbx_store_writer {
+  sbx_store *st;
+  sbx_blob_writer *bw;
+  sbx_stream *enc;
+  sbx_sha256_ctx sha;
+  sbx_object obj;
+  char tenant[SBX_ID_MAX];
+  int replace;
+  int status;
+};
+
+sbx_store_params sbx_store_default_params(void) {
+  sbx_store_params p;
+  memset(&p, 0, sizeof p);
+  p.meta_backend = SBX_META_SQLITE;
+  p.fsync = 1;
+  return p;
+}
+
+static int64_t now_s(void) {
+  return (int64_t)time(NULL);
+}
+
+/* contexts binding each wrapped key to its place */
+static size_t ctx_tenant_key(char *b, size_t cap, const char *t, int64_t v) {
+  return (size_t)snprintf(b, cap, "tenant-key|%s|%lld", t, (long long)v);
+}
+static size_t ctx_dek(char *b, size_t cap, const char *t, const char *id) {
+  return (size_t)snprintf(b, cap, "data-key|%s|%s", t, id);
+}
+static size_t ctx_field_key(char *b, size_t cap, const char *t) {
+  return (size_t)snprintf(b, cap, "field-key|%s", t);
+}
+
+/* ---- keys ---- */
+
+static int load_pepper(sbx_store *st, int create) {
+  uint8_t w[SBX_WRAPPED_KEY_LEN];
+  size_t n = sizeof w;
+  static const char ctx[] = "pepper|" SYS_TENANT;
+  int rc = sbx_meta_secret_get(st->meta, SYS_TENANT, "pepper", w, &n);
+  if (rc == SBX_ENOTFOUND && create) {
+    rc = sbx_key_generate(&st->pepper);
+    if (!rc)
+      rc = sbx_key_wrap(&st->master, ctx, sizeof ctx - 1, &st->pepper, w);
+    if (!rc)
+      rc = sbx_meta_secret_put(st->meta, SYS_TENANT, "pepper", w, sizeof w,
+                               now_s());
+    if (rc == SBX_EEXIST) /* another process won the race */
+      return load_pepper(st, 0);
+    return rc;
+  }
+  if (rc)
+    return rc;
+  rc = sbx_key_unwrap(&st->master, ctx, sizeof ctx - 1, w, n, &st->pepper);
+  if (rc == SBX_ECRYPTO) {
+    uint8_t want[SBX_KEY_ID_LEN], have[SBX_KEY_ID_LEN];
+    sbx_key_id(&st->master, have);
+    if (!sbx_wrapped_kek_id(w, n, want) && memcmp(want, have, sizeof want)) {
+      fprintf(stderr, "sbx_store: the master key does not match this data "
+                      "(wrong key or rotation not finished)\n");
+      return SBX_EKEY;
+    }
+  }
+  return rc;
+}
+
+/* Unwraps tenant key `version` (0 = active). SBX_EKEY if missing. */
+static int tenant_key(sbx_store *st, const char *t, int64_t version,
+                      sbx_key *k, int64_t *version_out) {
+  sbx_tenant_key_row row;
+  char ctx[160];
+  int rc = sbx_meta_tenant_key_get(st->meta, t, version, &row);
+  if (rc == SBX_ENOTFOUND)
+    return SBX_EKEY;
+  if (rc)
+    return rc;
+  size_t cl = ctx_tenant_key(ctx, sizeof ctx, t, row.version);
+  rc = sbx_key_unwrap(&st->master, ctx, cl, row.wrapped, sizeof row.wrapped,
+                      k);
+  if (!rc && version_out)
+    *version_out = row.version;
+  return rc;
+}
+
+static int tenant_usable(sbx_store *st, const char *t) {
+  sbx_tenant ten;
+  int rc = sbx_meta_tenant_get(st->meta, t, &ten);
+  if (rc)
+    return rc;
+  if (ten.state == SBX_TENANT_SHREDDED)
+    return SBX_EKEY;
+  if (ten.state == SBX_TENANT_FROZEN)
+    return SBX_EPERM;
+  return SBX_OK;
+}
+
+static int field_key(sbx_store *st, const char *t, sbx_key *fk) {
+  uint8_t buf[8 + SBX_WRAPPED_KEY_LEN];
+  size_t n = sizeof buf;
+  char ctx[128];
+  int rc = sbx_meta_secret_get(st->meta, t, "field-key", buf, &n);
+  if (rc == SBX_ENOTFOUND)
+    return SBX_EKEY;
+  if (rc)
+    return rc;
+  if (n != sizeof buf)
+    return SBX_ECRYPTO;
+  int64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = v << 8 | buf[i];
+  sbx_key tk;
+  if ((rc = tenant_key(st, t, v, &tk, NULL)))
+    return rc;
+  size_t cl = ctx_field_key(ctx, sizeof ctx, t);
+  rc = sbx_key_unwrap(&tk, ctx, cl, buf + 8, SBX_WRAPPED_KEY_LEN, fk);
+  sbx_key_wipe(&tk);
+  return rc;
+}
+
+static int put_field_key(sbx_store *st, const char *t, const sbx_key *tk,
+                         int64_t version, const sbx_key *fk) {
+  uint8_t buf[8 + SBX_WRAPPED_KEY_LEN];
+  char ctx[128];
+  for (int i = 0; i < 8; i++)
+    buf[i] = (uint8_t)((uint64_t)version >> (56 - 8 * i));
+  size_t cl = ctx_field_key(ctx, sizeof ctx, t);
+  int rc = sbx_key_wrap(tk, ctx, cl, fk, buf + 8);
+  if (!rc)
+    rc = sbx_meta_secret_put(st->meta, t, "field-key", buf, sizeof buf,
+                             now_s());
+  return rc;
+}
+
+/* ---- open / close ---- */
+
+int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
+  if (!out)
+    return SBX_EINVAL;
+  *out = NULL;
+  if (!p || !p->data_dir || (!p->master_key_spec && !p->master_key))
+    return SBX_EINVAL;
+  sbx_store *st = calloc(1, sizeof *st);
+  if (!st)
+    return SBX_ENOMEM;
+  st->chunk_shift = p->chunk_shift ? p->chunk_shift : SBX_STREAM_DEFAULT_SHIFT;
+  int rc = SBX_OK;
+  if (p->master_key)
+    st->master = *p->master_key;
+  else
+    rc = sbx_master_key_load(p->master_key_spec, &st->master);
+  if (rc)
+    fprintf(stderr, "sbx_store: cannot load the master key: %s\n",
+            sbx_strerror(rc));
+  char path[PATH_MAX];
+  if (!rc && mkdir(p->data_dir, 0700) && errno != EEXIST) {
+    rc = errno == ENOSPC ? SBX_ENOSPC
+         : (errno == EACCES || errno == EPERM || errno == EROFS) ? SBX_EPERM
+                                                                 : SBX_EIO;
+    fprintf(stderr, "sbx_store: mkdir %s: %s\n", p->data_dir,
+            strerror(errno));
+  }
+  if (!rc) {
+    sbx_blob_params bp = sbx_blob_default_params();
+    snprintf(path, sizeof path, "%s/blobs", p->data_dir);
+    bp.root = path;
+    bp.fsync = p->fsync;
+    rc = sbx_blob_open(&bp, &st->blobs);
+  }
+  if (!rc) {
+    sbx_meta_params mp = sbx_meta_default_params();
+    mp.backend = p->meta_backend ? p->meta_backend : SBX_META_SQLITE;
+    snprintf(path, sizeof path, "%s/meta.db", p->data_dir);
+    mp.sqlite_path = path;
+    mp.pg_conninfo = p->pg_conninfo;
+    rc = sbx_meta_open(&mp, &st->meta);
+  }
+  if (!rc)
+    rc = load_pepper(st, 1);
+  if (rc) {
+    sbx_store_close(st);
+    return rc;
+  }
+  *out = st;
+  return SBX_OK;
+}
+
+void sbx_store_close(sbx_store *st) {
+  if (!st)
+    return;
+  sbx_meta_close(st->meta);
+  sbx_blob_close(st->blobs);
+  sbx_key_wipe(&st->master);
+  sbx_key_wipe(&st->pepper);
+  free(st);
+}
+
+sbx_meta *sbx_store_meta(sbx_store *st) {
+  return st->meta;
+}
+sbx_blob_store *sbx_store_blobs(sbx_store *st) {
+  return st->blobs;
+}
+
+/* ---- tenants ---- */
+
+int sbx_store_tenant_create(sbx_store *st, const char *tenant_id,
+                            const char *name) {
+  if (!st || !sbx_id_valid(tenant_id))
+    return SBX_EINVAL;
+  sbx_key tk, fk;
+  char ctx[160];
+  sbx_tenant_key_row row;
+  memset(&row, 0, sizeof row);
+  row.version = 1;
+  row.active = 1;
+  row.created_at = now_s();
+  int rc = sbx_key_generate(&tk);
+  if (!rc)
+    rc = sbx_key_generate(&fk);
+  size_t cl = ctx_tenant_key(ctx, sizeof ctx, tenant_id, 1);
+  if (!rc)
+    rc = sbx_key_wrap(&st->master, ctx, cl, &tk, row.wrapped);
+  if (!rc)
+    rc = sbx_meta_begin(st->meta);
+  if (rc)
+    goto out;
+  rc = sbx_meta_tenant_create(st->meta, tenant_id, name ? name : tenant_id,
+                              row.created_at);
+  if (!rc)
+    rc = sbx_meta_tenant_key_insert(st->meta, tenant_id, &row);
+  if (!rc)
+    rc = put_field_key(st, tenant_id, &tk, 1, &fk);
+  if (rc)
+    sbx_meta_rollback(st->meta);
+  else
+    rc = sbx_meta_commit(st->meta);
+out:
+  sbx_key_wipe(&tk);
+  sbx_key_wipe(&fk);
+  return rc;
+}
+
+/* ---- put ---- */
+
+int sbx_store_writer_open(sbx_store *st, const char *tenant_id,
+                          const sbx_put_params *p, sbx_store_writer **out) {
+  if (!out)
+    return SBX_EINVAL;
+  *out = NULL;
+  if (!st || !p || !sbx_id_valid(tenant_id) || !p->kind || !p->name ||
+      !*p->name || strlen(p->name) >= SBX_NAME_MAX ||
+      strlen(p->kind) >= SBX_KIND_MAX || !sbx_id_valid(p->kind) ||
+      (p->project_id && *p->project_id && !sbx_id_valid(p->project_id)))
+    return SBX_EINVAL;
+  int rc = tenant_usable(st, tenant_id);
+  if (rc)
+    return rc;
+  sbx_store_writer *w = calloc(1, sizeof *w);
+  if (!w)
+    return SBX_ENOMEM;
+  w->st = st;
+  w->replace = p->replace;
+  snprintf(w->tenant, sizeof w->tenant, "%s", tenant_id);
+  sbx_object *o = &w->obj;
+  snprintf(o->project_id, sizeof o->project_id, "%s",
+           p->project_id ? p->project_id : "");
+  snprintf(o->kind, sizeof o->kind, "%s", p->kind);
+  snprintf(o->name, sizeof o->name, "%s", p->name);
+  uint8_t rnd[16];
+  sbx_key tk, dek;
+  char ctx[200];
+  memset(&dek, 0, sizeof dek);
+  rc = sbx_random(rnd, sizeof rnd);
+  if (!rc) {
+    sbx_hex(rnd, sizeof rnd, o->id);
+    rc = tenant_key(st, tenant_id, 0, &tk, &o->key_version);
+  }
+  if (!rc) {
+    rc = sbx_key_generate(&dek);
+    size_t cl = ctx_dek(ctx, sizeof ctx, tenant_id, o->id);
+    if (!rc)
+      rc = sbx_key_wrap(&tk, ctx, cl, &dek, o->wrapped_dek);
+    sbx_key_wipe(&tk);
+  }
+  if (!rc)
+    rc = sbx_sha256_init(&w->sha);
+  if (!rc)
+    rc = sbx_blob_writer_open(st->blobs, tenant_id, o->id, &w->bw);
+  if (!rc)
+    rc = sbx_stream_encrypt_new(&w->enc, &dek, st->chunk_shift, sbx_blob_sink,
+                                w->bw);
+  sbx_key_wipe(&dek);
+  if (rc) {
+    sbx_store_writer_abort(w);
+    return rc;
+  }
+  *out = w;
+  return SBX_OK;
+}
+
+int sbx_store_writer_write(sbx_store_writer *w, const void *buf, size_t n) {
+  if (!w)
+    return SBX_EINVAL;
+  if (w->status)
+    return w->status;
+  int rc = sbx_sha256_update(&w->sha, buf, n);
+  if (!rc)
+    rc = sbx_stream_update(w->enc, buf, n);
+  if (!rc)
+    w->obj.size += (int64_t)n;
+  return w->status = rc;
+}
+
+void sbx_store_writer_abort(sbx_store_writer *w) {
+  if (!w)
+    return;
+  sbx_stream_free(w->enc);
+  sbx_blob_writer_abort(w->bw);
+  sbx_sha256_free(&w->sha);
+  sbx_memwipe(w, sizeof *w);
+  free(w);
+}
+
+int sbx_store_writer_commit(sbx_store_writer *w, sbx_object *out) {
+  if (!w)
+    return SBX_EINVAL;
+  sbx_store *st = w->st;
+  sbx_object *o = &w->obj;
+  sbx_object old;
+  int have_old = 0;
+  int rc = w->status;
+  if (!rc)
+    rc = sbx_stream_final(w->enc);
+  if (!rc)
+    rc = sbx_sha256_final(&w->sha, o->sha256);
+  /* phase 1: the blob is complete, durable and renamed into place (but
+   * invisible: no row yet) */
+  if (!rc) {
+    rc = sbx_blob_writer_commit(w->bw);
+    w->bw = NULL; /* freed by commit either way */
+  }
+  if (rc) {
+    sbx_store_writer_abort(w);
+    return rc;
+  }
+  /* phase 2: the row makes it visible (replacing the old one atomically) */
+  o->created_at = now_s();
+  rc = sbx_meta_begin(st->meta);
+  if (!rc && w->replace) {
+    int f = sbx_meta_object_find(st->meta, w->tenant, o->project_id, o->kind,
+                                 o->name, &old);
+    if (f == SBX_OK) {
+      have_old = 1;
+      rc = sbx_meta_object_delete(st->meta, w->tenant, old.id);
+    } else if (f != SBX_ENOTFOUND) {
+      rc = f;
+    }
+  }
+  if (!rc)
+    rc = sbx_meta_object_insert(st->meta, w->tenant, o);
+  if (rc)
+    sbx_meta_rollback(st->meta);
+  else
+    rc = sbx_meta_commit(st->meta);
+  if (rc) {
+    /* no row: the blob is an orphan; remove it now (GC would later) */
+    sbx_blob_remove(st->blobs, w->tenant, o->id);
+  } else {
+    if (have_old) /* old blob is now an orphan */
+      sbx_blob_remove(st->blobs, w->tenant, old.id);
+    if (out)
+      *out = *o;
+  }
+  sbx_store_writer_abort(w);
+  return rc;
+}
+
+int sbx_store_put(sbx_store *st, const char *tenant_id,
+                  const sbx_put_params *p, const void *data, size_t n,
+                  sbx_object *out) {
+  sbx_store_writer *w;
+  int rc = sbx_store_writer_open(st, tenant_id, p, &w);
+  if (rc)
+    return rc;
+  rc = sbx_store_writer_write(w, data, n);
+  if (rc) {
+    sbx_store_writer_abort(w);
+    return rc;
+  }
+  return sbx_store_writer_commit(w, out);
+}
+
+/* ---- get ---- */
+
+typedef struct get_ctx {
+  sbx_stream *dec;
+  sbx_sha256_ctx sha;
+  int64_t size;
+  sbx_sink_fn sink;
+  void *ctx;
+} get_ctx;
+
+static int get_plain(void *ctx, const void *buf, size_t n) {
+  get_ctx *g = ctx;
+  g->size += (int64_t)n;
+  int rc = sbx_sha256_update(&g->sha, buf, n);
+  return rc ? rc : g->sink(g->ctx, buf, n);
+}
+
+static int get_cipher(void *ctx, const void *buf, size_t n) {
+  get_ctx *g = ctx;
+  return sbx_stream_update(g->dec, buf, n);
+}
+
+static int is_tamper(int rc) {
+  return rc == SBX_ECRYPTO || rc == SBX_EFORMAT || rc == SBX_EUNSUPPORTED;
+}
+
+int sbx_store_get(sbx_store *st, const char *tenant_id, const char *id,
+                  sbx_sink_fn sink, void *ctx) {
+  if (!st || !sink)
+    return SBX_EINVAL;
+  int rc = tenant_usable(st, tenant_id);
+  if (rc)
+    return rc;
+  sbx_object o;
+  if ((rc = sbx_meta_object_get(st->meta, tenant_id, id, &o)))
+    return rc;
+  sbx_key tk, dek;
+  char kctx[200];
+  if ((rc = tenant_key(st, tenant_id, o.key_version, &tk, NULL)))
+    return is_tamper(rc) ? SBX_ECRYPTO : rc;
+  size_t cl = ctx_dek(kctx, sizeof kctx, tenant_id, o.id);
+  rc = sbx_key_unwrap(&tk, kctx, cl, o.wrapped_dek, sizeof o.wrapped_dek,
+                      &dek);
+  sbx_key_wipe(&tk);
+  if (rc)
+    return is_tamper(rc) ? SBX_ECRYPTO : rc;
+  get_ctx g;
+  memset(&g, 0, sizeof g);
+  g.sink = sink;
+  g.ctx = ctx;
+  rc = sbx_sha256_init(&g.sha);
+  if (!rc)
+    rc = sbx_stream_decrypt_new(&g.dec, &dek, get_plain, &g);
+  sbx_key_wipe(&dek);
+  if (!rc)
+    rc = sbx_blob_read(st->blobs, tenant_id, o.id, get_cipher, &g);
+  if (!rc)
+    rc = sbx_stream_final(g.dec);
+  if (!rc) {
+    uint8_t d[SBX_SHA256_LEN];
+    rc = sbx_sha256_final(&g.sha, d);
+    if (!rc && (g.size != o.size || !sbx_ct_equal(d, o.sha256, sizeof d)))
+      rc = SBX_ECRYPTO;
+  }
+  sbx_sha256_free(&g.sha);
+  sbx_stream_free(g.dec);
+  if (rc == SBX_ENOTFOUND) /* row without blob: must never happen */
+    rc = SBX_EIO;
+  return is_tamper(rc) ? SBX_ECRYPTO : rc;
+}
+
+typedef struct alloc_ctx {
+  uint8_t *p;
+  size_t n, cap, max;
+} alloc_ctx;
+
+static int alloc_sink(void *ctx, const void *buf, size_t n) {
+  alloc_ctx *a = ctx;
+  if (a->n + n > a->max)
+    return SBX_ELIMIT;
+  if (a->n + n > a->cap) {
+    size_t cap = a->cap ? a->cap : 4096;
+    while (cap < a->n + n)
+      cap *= 2;
+    if (cap > a->max)
+      cap = a->max;
+    uint8_t *q = realloc(a->p, cap);
+    if (!q)
+      return SBX_ENOMEM;
+    a->p = q;
+    a->cap = cap;
+  }
+  memcpy(a->p + a->n, buf, n);
+  a->n += n;
+  return SBX_OK;
+}
+
+int sbx_store_get_alloc(sbx_store *st, const char *tenant_id, const char *id,
+                        size_t max, void **data, size_t *n) {
+  if (!data || !n)
+    return SBX_EINVAL;
+  *data = NULL;
+  *n = 0;
+  alloc_ctx a = {NULL, 0, 0, max};
+  sbx_object o;
+  int rc = sbx_meta_object_get(st->meta, tenant_id, id, &o);
+  if (!rc && (uint64_t)o.size > max)
+    rc = SBX_ELIMIT;
+  if (!rc && o.size > 0) {
+    a.p = malloc((size_t)o.size);
+    a.cap = (size_t)o.size;
+    if (!a.p)
+      rc = SBX_ENOMEM;
+  }
+  if (!rc)
+    rc = sbx_store_get(st, tenant_id, id, alloc_sink, &a);
+  if (rc) {
+    if (a.p) {
+      sbx_memwipe(a.p, a.n);
+      free(a.p);
+    }
+    return rc;
+  }
+  *data = a.p ? a.p : malloc(1);
+  if (!*data)
+    return SBX_ENOMEM;
+  *n = a.n;
+  return SBX_OK;
+}
+
+int sbx_store_delete(sbx_store *st, const char *tenant_id, const char *id) {
+  int rc = sbx_meta_object_delete(st->meta, tenant_id, id);
+  if (rc)
+    return rc;
+  rc = sbx_blob_remove(st->blobs, tenant_id, id);
+  return rc == SBX_ENOTFOUND ? SBX_OK : rc; /* GC catches the rest */
+}
+
+/* ---- garbage collection ---- */
+
+typedef struct gc_ctx {
+  sbx_store *st;
+  int64_t cutoff, removed;
+  int rc;
+} gc_ctx;
+
+static int gc_one(void *ctx, const char *t, const char *id, const char *tmp,
+                  int64_t mtime) {
+  gc_ctx *g = ctx;
+  if (mtime > g->cutoff)
+    return 0;
+  if (tmp) {
+    if (sbx_blob_remove_tmp(g->st->blobs, tmp) == SBX_OK)
+      g->removed++;
+    return 0;
+  }
+  sbx_object o;
+  int rc = sbx_meta_object_get(g->st->meta, t, id, &o);
+  if (rc == SBX_ENOTFOUND) {
+    if (sbx_blob_remove(g->st->blobs, t, id) == SBX_OK)
+      g->removed++;
+  } else if (rc && rc != SBX_EINVAL) {
+    g->rc = rc;
+    return 1;
+  }
+  return 0;
+}
+
+int sbx_store_gc(sbx_store *st, int64_t grace_seconds, int64_t *removed) {
+  gc_ctx g = {st, grace_seconds > 0 ? now_s() - grace_seconds : INT64_MAX, 0,
+              0};
+  int rc = sbx_blob_scan(st->blobs, gc_one, &g);
+  if (!rc)
+    rc = g.rc;
+  if (removed)
+    *removed = g.removed;
+  return rc;
+}
+
+/* ---- rotation and shredding ---- */
+
+typedef struct rewrap_ctx {
+  sbx_store *st;
+  const char *tenant;
+  int64_t new_version;
+  sbx_key new_tk;
+  int64_t max_version;
+  int64_t n;
+  sbx_object *objs;
+  size_t nobj, cap;
+  int rc;
+} rewrap_ctx;
+
+static int collect_obj(void *ctx, const sbx_object *o) {
+  rewrap_ctx *r = ctx;
+  if (r->nobj == r->cap) {
+    size_t cap = r->cap ? r->cap * 2 : 64;
+    sbx_object *q = realloc(r->objs, cap * sizeof *q);
+    if (!q)
+      return SBX_ENOMEM;
+    r->objs = q;
+    r->cap = cap;
+  }
+  r->objs[r->nobj++] = *o;
+  return 0;
+}
+
+static int max_version(void *ctx, const sbx_tenant_key_row *row) {
+  rewrap_ctx *r = ctx;
+  if (row->version > r->max_version)
+    r->max_version = row->version;
+  return 0;
+}
+
+int sbx_store_rotate_tenant_key(sbx_store *st, const char *tenant_id) {
+  if (!st || !sbx_id_valid(tenant_id))
+    return SBX_EINVAL;
+  int rc = tenant_usable(st, tenant_id);
+  if (rc)
+    return rc;
+  rewrap_ctx r;
+  memset(&r, 0, sizeof r);
+  r.st = st;
+  r.tenant = tenant_id;
+  char ctx[200];
+  sbx_key fk, old_tk, dek;
+  memset(&fk, 0, sizeof fk);
+  if ((rc = sbx_meta_begin(st->meta)))
+    return rc;
+  rc = sbx_meta_tenant_key_list(st->meta, tenant_id, max_version, &r);
+  if (!rc)
+    rc = sbx_key_generate(&r.new_tk);
+  sbx_tenant_key_row row;
+  memset(&row, 0, sizeof row);
+  row.version = r.max_version + 1;
+  row.created_at = now_s();
+  if (!rc) {
+    size_t cl = ctx_tenant_key(ctx, sizeof ctx, tenant_id, row.version);
+    rc = sbx_key_wrap(&st->master, ctx, cl, &r.new_tk, row.wrapped);
+  }
+  if (!rc)
+    rc = sbx_meta_tenant_key_insert(st->meta, tenant_id, &row);
+  /* field key: re-wrap under the new version */
+  if (!rc)
+    rc = field_key(st, tenant_id, &fk);
+  if (!rc)
+    rc = put_field_key(st, tenant_id, &r.new_tk, row.version, &fk);
+  /* every data key */
+  if (!rc)
+    rc = sbx_meta_object_list(st->meta, tenant_id, NULL, collect_obj, &r);
+  int64_t cached_v = -1;
+  memset(&old_tk, 0, sizeof old_tk);
+  for (size_t i = 0; !rc && i < r.nobj; i++) {
+    sbx_object *o = &r.objs[i];
+    if (o->key_version != cached_v) {
+      sbx_key_wipe(&old_tk);
+      rc = tenant_key(st, tenant_id, o->key_version, &old_tk, NULL);
+      cached_v = rc ? -1 : o->key_version;
+    }
+    size_t cl = ctx_dek(ctx, sizeof ctx, tenant_id, o->id);
+    if (!rc)
+      rc = sbx_key_unwrap(&old_tk, ctx, cl, o->wrapped_dek,
+                          sizeof o->wrapped_dek, &dek);
+    uint8_t w[SBX_WRAPPED_KEY_LEN];
+    if (!rc)
+      rc = sbx_key_wrap(&r.new_tk, ctx, cl, &dek, w);
+    sbx_key_wipe(&dek);
+    if (!rc)
+      rc = sbx_meta_object_rewrap(st->meta, tenant_id, o->id, row.version, w);
+  }
+  if (!rc)
+    rc = sbx_meta_tenant_key_activate(st->meta, tenant_id, row.version);
+  for (int64_t v = 1; !rc && v <= r.max_version; v++) {
+    int d = sbx_meta_tenant_key_delete(st->meta, tenant_id, v);
+    if (d && d != SBX_ENOTFOUND)
+      rc = d;
+  }
+  if (rc)
+    sbx_meta_rollback(st->meta);
+  else
+    rc = sbx_meta_commit(st->meta);
+  sbx_key_wipe(&old_tk);
+  sbx_key_wipe(&fk);
+  sbx_key_wipe(&r.new_tk);
+  if (r.objs) {
+    sbx_memwipe(r.objs, r.cap * sizeof *r.objs);
+    free(r.objs);
+  }
+  return rc;
+}
+
+typedef struct ids_ctx {
+  char (*ids)[SBX_ID_MAX];
+  size_t n, cap;
+} ids_ctx;
+
+static int collect_tenant(void *ctx, const char *id) {
+  ids_ctx *c = ctx;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 16;
+    char(*q)[SBX_ID_MAX] = realloc(c->ids, cap * sizeof *q);
+    if (!q)
+      return SBX_ENOMEM;
+    c->ids = q;
+    c->cap = cap;
+  }
+  snprintf(c->ids[c->n++], SBX_ID_MAX, "%s", id);
+  return 0;
+}
+
+typedef struct mk_ctx {
+  sbx_store *st;
+  const char *tenant;
+  const sbx_key *new_mk;
+  int rc;
+} mk_ctx;
+
+static int rewrap_tkey(void *ctx, const sbx_tenant_key_row *row) {
+  mk_ctx *c = ctx;
+  char kctx[160];
+  sbx_key k;
+  uint8_t w[SBX_WRAPPED_KEY_LEN];
+  size_t cl = ctx_tenant_key(kctx, sizeof kctx, c->tenant, row->version);
+  int rc = sbx_key_unwrap(&c->st->master, kctx, cl, row->wrapped,
+                          sizeof row->wrapped, &k);
+  if (!rc)
+    rc = sbx_key_wrap(c->new_mk, kctx, cl, &k, w);
+  sbx_key_wipe(&k);
+  if (!rc) /* updating rows of the table being listed: done after, below */
+    memcpy((uint8_t *)row->wrapped, w, sizeof w);
+  return rc;
+}
+
+typedef struct tk_list {
+  sbx_tenant_key_row rows[64];
+  int n;
+  mk_ctx *mk;
+} tk_list;
+
+static int collect_tkey(void *ctx, const sbx_tenant_key_row *row) {
+  tk_list *l = ctx;
+  if (l->n == 64)
+    return SBX_ELIMIT;
+  l->rows[l->n] = *row;
+  int rc = rewrap_tkey(l->mk, &l->rows[l->n]);
+  l->n++;
+  return rc;
+}
+
+int sbx_store_rotate_master_key(sbx_store *st, const sbx_key *new_master) {
+  if (!st || !new_master)
+    return SBX_EINVAL;
+  ids_ctx ids = {NULL, 0, 0};
+  int rc = sbx_meta_begin(st->meta);
+  if (rc)
+    return rc;
+  rc = sbx_meta_tenant_list(st->meta, collect_tenant, &ids);
+  for (size_t i = 0; !rc && i < ids.n; i++) {
+    mk_ctx c = {st, ids.ids[i], new_master, 0};
+    tk_list *l = calloc(1, sizeof *l);
+    if (!l) {
+      rc = SBX_ENOMEM;
+      break;
+    }
+    l->mk = &c;
+    rc = sbx_meta_tenant_key_list(st->meta, ids.ids[i], collect_tkey, l);
+    for (int j = 0; !rc && j < l->n; j++)
+      rc = sbx_meta_tenant_key_rewrap(st->meta, ids.ids[i], l->rows[j].version,
+                                      l->rows[j].wrapped);
+    sbx_memwipe(l, sizeof *l);
+    free(l);
+  }
+  uint8_t w[SBX_WRAPPED_KEY_LEN];
+  static const char pctx[] = "pepper|" SYS_TENANT;
+  if (!rc)
+    rc = sbx_key_wrap(new_master, pctx, sizeof pctx - 1, &st->pepper, w);
+  if (!rc)
+    rc = sbx_meta_secret_put(st->meta, SYS_TENANT, "pepper", w, sizeof w,
+                             now_s());
+  if (rc)
+    sbx_meta_rollback(st->meta);
+  else
+    rc = sbx_meta_commit(st->meta);
+  free(ids.ids);
+  if (!rc)
+    st->master = *new_master;
+  return rc;
+}
+
+int sbx_store_shred_tenant(sbx_store *st, const char *tenant_id) {
+  if (!st || !sbx_id_valid(tenant_id))
+    return SBX_EINVAL;
+  int rc = sbx_meta_begin(st->meta);
+  if (rc)
+    return rc;
+  rc = sbx_meta_tenant_key_delete(st->meta, tenant_id, 0);
+  if (rc == SBX_ENOTFOUND)
+    rc = SBX_OK; /* already shredded */
+  if (!rc) {
+    uint8_t zero[1] = {0};
+    /* overwrite, then the field key is useless anyway (its KEK is gone) */
+    rc = sbx_meta_secret_put(st->meta, tenant_id, "field-key", zero, 1,
+                             now_s());
+  }
+  if (!rc)
+    rc = sbx_meta_tenant_set_state(st->meta, tenant_id, SBX_TENANT_SHREDDED);
+  if (rc)
+    sbx_meta_rollback(st->meta);
+  else
+    rc = sbx_meta_commit(st->meta);
+  if (!rc)
+    rc = sbx_meta_checkpoint(st->meta);
+  return rc;
+}
+
+/* ---- fields and keyed hashes ---- */
+
+int sbx_store_field_seal(sbx_store *st, const char *tenant_id,
+                         const char *ctx, const void *pt, size_t n,
+                         uint8_t *out) {
+  if (!st || !ctx)
+    return SBX_EINVAL;
+  int rc = tenant_usable(st, tenant_id);
+  sbx_key fk;
+  if (!rc)
+    rc = field_key(st, tenant_id, &fk);
+  if (rc)
+    return rc;
+  rc = sbx_seal(&fk, ctx, strlen(ctx), pt, n, out);
+  sbx_key_wipe(&fk);
+  return rc;
+}
+
+int sbx_store_field_open(sbx_store *st, const char *tenant_id,
+                         const char *ctx, const uint8_t *in, size_t inlen,
+                         uint8_t *out, size_t *outlen) {
+  if (!st || !ctx)
+    return SBX_EINVAL;
+  int rc = tenant_usable(st, tenant_id);
+  sbx_key fk;
+  if (!rc)
+    rc = field_key(st, tenant_id, &fk);
+  if (rc)
+    return rc;
+  rc = sbx_open(&fk, ctx, strlen(ctx), in, inlen, out, outlen);
+  sbx_key_wipe(&fk);
+  return rc;
+}
+
+int sbx_store_keyed_hash(sbx_store *st, const char *purpose,
+                         const void *data, size_t n,
+                         uint8_t out[SBX_SHA256_LEN]) {
+  if (!st || !purpose || (n && !data))
+    return SBX_EINVAL;
+  size_t pl = strlen(purpose);
+  if (pl > 64 || n > (1u << 20))
+    return SBX_ELIMIT;
+  uint8_t *msg = malloc(pl + 1 + n);
+  if (!msg)
+    return SBX_ENOMEM;
+  memcpy(msg, purpose, pl);
+  msg[pl] = 0;
+  if (n)
+    memcpy(msg + pl + 1, data, n);
+  int rc = sbx_hmac_sha256(st->pepper.b, SBX_KEY_LEN, msg, pl + 1 + n, out);
+  sbx_memwipe(msg, pl + 1 + n);
+  free(msg);
+  return rc;
+}
