@@ -16,6 +16,7 @@ The model classes are importable without training:
 import argparse
 import gzip
 import json
+import copy
 import os
 import struct
 import sys
@@ -233,9 +234,14 @@ def input_grads(model, x, y):
     with torch.no_grad():
         out["logits"] = model(x).numpy()
     names = ["ce", "ce_t", "cw", "cw_t", "dlr", "dlr_t", "logit"]
+    # Reference gradients are computed in float64 (same weights, exactly
+    # widened): in float32, softmax(z)_y - 1 loses most of its digits for
+    # confidently classified samples (CE ~ 1e-5), so PyTorch's own float32
+    # gradient is noisy at the 1e-3 relative level there.
+    m64 = copy.deepcopy(model).double().eval()
     for name in names:
-        xr = x.clone().requires_grad_(True)
-        L = attack_losses(model(xr), y, t, k)[name]
+        xr = x.clone().double().requires_grad_(True)
+        L = attack_losses(m64(xr), y, t, k)[name]
         (g,) = torch.autograd.grad(L.sum(), xr)
         out["loss_" + name] = L.detach().numpy().astype(np.float32)
         out["grad_" + name] = g.numpy().astype(np.float32)
