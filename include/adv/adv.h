@@ -92,6 +92,8 @@ typedef struct adv_session_params {
                    given by bindings or the model */
   int threads;  /* worker threads for this session, >= 1 */
   int logits;   /* 1: when the model ends in Softmax, output its input */
+  int grad;     /* 1: plan the backward pass too (input gradients) */
+  int weight_grad; /* 1: also accumulate weight gradients (implies grad) */
   int n_bindings;
   const adv_binding *bindings;
 } adv_session_params;
@@ -127,6 +129,76 @@ int adv_session_run(adv_session *s, const float *const *inputs,
  * x is batch x (input shape) floats, logits receives batch x classes. */
 int adv_session_forward(adv_session *s, const float *x, float *logits,
                         adv_err *err);
+
+/* ---------------- gradients (Engine II) ---------------- */
+
+/*
+ * Per-sample losses on the logits z (N x K) of output 0; all are written so
+ * that an untargeted attacker MAXIMIZES them (targeted: the attacker
+ * maximizes the targeted form, see docs/losses.md):
+ *   CE        untargeted  logsumexp(z) - z_y
+ *             targeted    -(logsumexp(z) - z_t)
+ *   CW        untargeted  min(max_{i!=y} z_i - z_y, kappa)
+ *             targeted    min(z_t - max_{i!=t} z_i, kappa)
+ *   DLR       untargeted  -(z_y - max_{i!=y} z_i) / (z_p1 - z_p3 + 1e-12)
+ *             targeted    -(z_y - z_t) / (z_p1 - (z_p3 + z_p4)/2 + 1e-12)
+ *   LOGIT     z_k with k = target[i]
+ * z_p1 >= z_p2 >= ... are the sorted logits. Ties in max go to the lowest
+ * index (PyTorch's convention).
+ */
+typedef enum adv_loss_kind {
+  ADV_LOSS_CE = 0,
+  ADV_LOSS_CW,
+  ADV_LOSS_DLR,
+  ADV_LOSS_LOGIT,
+} adv_loss_kind;
+
+typedef struct adv_loss_params {
+  adv_loss_kind kind;
+  int targeted; /* uses target[] */
+  float kappa;  /* CW confidence cap; INFINITY = no cap */
+} adv_loss_params;
+
+adv_loss_params adv_loss_default_params(adv_loss_kind kind);
+
+/* Computes per-sample losses (loss[i], may be NULL) and dL/dz (dz, N x K,
+ * may be NULL) from logits z. y: labels, target: target classes (may be
+ * NULL unless targeted / LOGIT). Pure function, no allocation. */
+int adv_loss_eval(adv_loss_params lp, const float *z, int64_t n, int64_t k,
+                  const int64_t *y, const int64_t *target, float *loss,
+                  float *dz, adv_err *err);
+
+/*
+ * Backward pass after adv_session_forward()/adv_session_run() on the same
+ * session (created with grad=1): seeds dL/dz from the loss on output 0
+ * (summed over the batch, so row i of dx is the gradient of sample i's own
+ * loss), propagates to the input and writes dx (same shape as input 0).
+ * loss (N floats) may be NULL. With weight_grad=1 weight gradients are
+ * accumulated too (adv_session_weight_grad). Buffers are reused across
+ * calls; nothing is allocated.
+ */
+int adv_session_backward(adv_session *s, adv_loss_params lp, const int64_t *y,
+                         const int64_t *target, float *loss, float *dx,
+                         const volatile int *abort_flag, adv_err *err);
+
+/* Backward with an explicit upstream gradient dz (N x K) for output 0. */
+int adv_session_backward_dz(adv_session *s, const float *dz, float *dx,
+                            const volatile int *abort_flag, adv_err *err);
+
+/* forward + backward in one call; logits (may be NULL) receives z. */
+int adv_session_grad(adv_session *s, const float *x, adv_loss_params lp,
+                     const int64_t *y, const int64_t *target, float *logits,
+                     float *loss, float *dx, adv_err *err);
+
+/* Accumulated gradient of the named initializer (weight_grad sessions), or
+ * NULL. Lives as long as the session; zeroed by adv_session_zero_grad. */
+const float *adv_session_weight_grad(const adv_session *s, const char *name,
+                                     int64_t *numel);
+void adv_session_zero_grad(adv_session *s);
+
+/* Forward and backward passes run by this session so far (query counts). */
+void adv_session_counters(const adv_session *s, int64_t *forwards,
+                          int64_t *backwards);
 
 #ifdef __cplusplus
 }

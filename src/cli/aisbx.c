@@ -3,6 +3,8 @@
  *
  *   aisbx predict --model M.onnx --data D [--labels L] [--batch N]
  *                 [--threads T] [--out preds.npy]
+ *   aisbx grad --model M.onnx --data D --loss ce|cw|dlr|logit [--target K]
+ *              [--n N] --out G.npy
  *   aisbx onnx-check DIR
  *   aisbx version
  *
@@ -470,13 +472,213 @@ done:
   return status;
 }
 
+
+/* ---------------- grad ---------------- */
+
+static void usage_grad(void) {
+  fprintf(stderr,
+          "usage: aisbx grad --model M.onnx --data D [--labels L] --loss ce|cw|dlr|logit\n"
+          "                  [--target K] [--kappa C] [--n N] [--batch B] [--threads T]\n"
+          "                  --out G.npy\n"
+          "  writes d(loss_i)/d(x_i) for every sample (float32, shape of x);\n"
+          "  --target K makes ce/cw/dlr targeted at class K (logit: the class);\n"
+          "  losses are the ones an attacker maximizes (docs/losses.md)\n");
+}
+
+static int cmd_grad(int argc, char **argv) {
+  const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL,
+             *loss = NULL;
+  long batch = 64, threads = 2, target = -1, nmax = -1;
+  double kappa = INFINITY;
+  for (int i = 1; i < argc; i += 2) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    static const char *known[] = {"--model", "--data", "--labels", "--out",
+                                  "--loss", "--target", "--kappa", "--n",
+                                  "--batch", "--threads", NULL};
+    int ok = 0;
+    for (int k = 0; known[k]; k++)
+      ok |= !strcmp(a, known[k]);
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage_grad();
+      return 0;
+    }
+    if (!ok) {
+      fprintf(stderr, "aisbx grad: unknown option %s\n", a);
+      usage_grad();
+      return EXIT_BADINPUT;
+    }
+    if (!v) {
+      fprintf(stderr, "aisbx grad: %s needs a value\n", a);
+      return EXIT_BADINPUT;
+    }
+    if (!strcmp(a, "--model")) model = v;
+    else if (!strcmp(a, "--data")) data = v;
+    else if (!strcmp(a, "--labels")) labels = v;
+    else if (!strcmp(a, "--out")) out = v;
+    else if (!strcmp(a, "--loss")) loss = v;
+    else if (!strcmp(a, "--kappa")) {
+      char *end;
+      kappa = strtod(v, &end);
+      if (*end || !(kappa > 0)) {
+        fprintf(stderr, "aisbx grad: --kappa must be a positive number\n");
+        return EXIT_BADINPUT;
+      }
+    } else {
+      long lim = !strcmp(a, "--threads") ? 256 : !strcmp(a, "--batch") ? 4096
+               : !strcmp(a, "--target") ? 1000000 : 100000000;
+      long lo = !strcmp(a, "--target") ? 0 : 1;
+      long x = parse_int(v, lo, lim);
+      if (x < 0) {
+        fprintf(stderr, "aisbx grad: %s must be an integer in [%ld, %ld]\n", a, lo, lim);
+        return EXIT_BADINPUT;
+      }
+      if (!strcmp(a, "--target")) target = x;
+      else if (!strcmp(a, "--n")) nmax = x;
+      else if (!strcmp(a, "--batch")) batch = x;
+      else threads = x;
+    }
+  }
+  if (!model || !data || !out || !loss) {
+    usage_grad();
+    return EXIT_BADINPUT;
+  }
+  adv_loss_params lp;
+  if (!strcmp(loss, "ce")) lp = adv_loss_default_params(ADV_LOSS_CE);
+  else if (!strcmp(loss, "cw")) lp = adv_loss_default_params(ADV_LOSS_CW);
+  else if (!strcmp(loss, "dlr")) lp = adv_loss_default_params(ADV_LOSS_DLR);
+  else if (!strcmp(loss, "logit")) lp = adv_loss_default_params(ADV_LOSS_LOGIT);
+  else {
+    fprintf(stderr, "aisbx grad: --loss must be ce, cw, dlr or logit\n");
+    return EXIT_BADINPUT;
+  }
+  lp.kappa = (float)kappa;
+  if (lp.kind == ADV_LOSS_LOGIT && target < 0) {
+    fprintf(stderr, "aisbx grad: --loss logit needs --target K\n");
+    return EXIT_BADINPUT;
+  }
+  lp.targeted = target >= 0 && lp.kind != ADV_LOSS_LOGIT;
+  adv_err err = {{0}};
+  adv_model *m = NULL;
+  if (adv_model_load_file(model, adv_load_default_params(), &m, &err)) {
+    fprintf(stderr, "aisbx grad: model %s: %s\n", model, err.msg);
+    return EXIT_BADINPUT;
+  }
+  adv_errbuf eb = {{0}};
+  adv_dataset ds;
+  memset(&ds, 0, sizeof(ds));
+  int rc = adv_dataset_load(data, labels, adv_io_default_limits(), &ds, &eb);
+  if (rc) {
+    fprintf(stderr, "aisbx grad: data %s: %s\n", data, eb.msg);
+    adv_model_free(m);
+    return EXIT_BADINPUT;
+  }
+  int status = 0;
+  adv_session *full = NULL, *tail = NULL;
+  float *dx = NULL, *z = NULL;
+  int64_t *tg = NULL;
+  adv_array g;
+  memset(&g, 0, sizeof(g));
+  int64_t N = ds.x.dims[0];
+  if (nmax > 0 && nmax < N)
+    N = nmax;
+  int64_t per = adv_array_numel(&ds.x) / ds.x.dims[0];
+  if (!ds.y.data && lp.kind != ADV_LOSS_LOGIT) {
+    fprintf(stderr, "aisbx grad: loss %s needs labels (NPZ y or --labels)\n", loss);
+    status = EXIT_BADINPUT;
+    goto done;
+  }
+  if (batch > N)
+    batch = N;
+  adv_session_params sp = adv_session_default_params();
+  sp.threads = (int)threads;
+  sp.logits = 1;
+  sp.grad = 1;
+  adv_array shape_only;
+  memset(&shape_only, 0, sizeof(shape_only));
+  shape_only.dtype = ADV_DTYPE_F32;
+  shape_only.ndim = ds.x.ndim;
+  memcpy(shape_only.dims, ds.x.dims, sizeof(shape_only.dims));
+  adv_binding bd = {adv_model_input_name(m, 0), &shape_only, 0};
+  sp.bindings = &bd;
+  sp.n_bindings = adv_model_num_inputs(m) == 1 ? 1 : 0;
+  shape_only.dims[0] = batch;
+  if ((rc = adv_session_init(m, sp, &full, &err))) {
+    fprintf(stderr, "aisbx grad: %s\n", err.msg);
+    status = EXIT_BADINPUT;
+    goto done;
+  }
+  if (N % batch) {
+    shape_only.dims[0] = N % batch;
+    if ((rc = adv_session_init(m, sp, &tail, &err))) {
+      fprintf(stderr, "aisbx grad: %s\n", err.msg);
+      status = EXIT_BADINPUT;
+      goto done;
+    }
+  }
+  int64_t od[ADV_MAX_DIMS];
+  if (adv_session_output_shape(full, 0, od) != 2) {
+    fprintf(stderr, "aisbx grad: model output is not N x classes\n");
+    status = EXIT_BADINPUT;
+    goto done;
+  }
+  if (target >= od[1]) {
+    fprintf(stderr, "aisbx grad: --target %ld but the model has %lld classes\n",
+            target, (long long)od[1]);
+    status = EXIT_BADINPUT;
+    goto done;
+  }
+  int64_t gd[ADV_MAX_DIMS];
+  memcpy(gd, ds.x.dims, sizeof(gd));
+  gd[0] = N;
+  tg = malloc(sizeof(int64_t) * (size_t)(N ? N : 1));
+  z = malloc(sizeof(float) * (size_t)(batch * od[1]));
+  if (!tg || !z || adv_array_alloc(&g, ADV_DTYPE_F32, ds.x.ndim, gd)) {
+    fprintf(stderr, "aisbx grad: out of memory\n");
+    status = 1;
+    goto done;
+  }
+  for (int64_t i = 0; i < N; i++)
+    tg[i] = target;
+  for (int64_t s0 = 0; s0 < N; s0 += batch) {
+    int64_t bn = N - s0 < batch ? N - s0 : batch;
+    adv_session *s = bn == batch ? full : tail;
+    rc = adv_session_grad(s, (const float *)ds.x.data + s0 * per, lp,
+                          ds.y.data ? (const int64_t *)ds.y.data + s0 : NULL,
+                          tg + s0, z, NULL, (float *)g.data + s0 * per, &err);
+    if (rc) {
+      fprintf(stderr, "aisbx grad: %s\n", err.msg);
+      status = rc == ADV_EINVAL ? EXIT_BADINPUT : 1;
+      goto done;
+    }
+  }
+  if ((rc = adv_npy_write_file(out, &g, &eb))) {
+    fprintf(stderr, "aisbx grad: cannot write %s: %s\n", out, eb.msg);
+    status = 1;
+    goto done;
+  }
+  printf("wrote %s: %lld gradients of %s%s loss\n", out, (long long)N,
+         lp.targeted ? "targeted " : "", loss);
+done:
+  free(dx);
+  free(z);
+  free(tg);
+  adv_array_free(&g);
+  adv_session_free(full);
+  adv_session_free(tail);
+  adv_dataset_free(&ds);
+  adv_model_free(m);
+  return status;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: aisbx <predict|onnx-check|version> ...\n");
+    fprintf(stderr, "usage: aisbx <predict|grad|onnx-check|version> ...\n");
     return EXIT_BADINPUT;
   }
   if (!strcmp(argv[1], "predict"))
     return cmd_predict(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "grad"))
+    return cmd_grad(argc - 1, argv + 1);
   if (!strcmp(argv[1], "onnx-check"))
     return cmd_onnx_check(argc - 1, argv + 1);
   if (!strcmp(argv[1], "version")) {

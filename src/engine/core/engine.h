@@ -137,6 +137,15 @@ typedef struct adv_tensor {
   int last_use;    /* last runtime node index reading it */
   size_t offset;   /* into the activation arena */
   size_t bytes;
+  /* backward (sessions with grad=1) */
+  bool req_grad;   /* depends on the input (or is a weight with grads) */
+  bool bw_keep;    /* read by some backward(); kept alive until then */
+  int bw_last;     /* last backward time step reading the activation */
+  float *grad;     /* dL/dt, same shape, or NULL when no gradient flows */
+  size_t goffset, gbytes;
+  int g_first, g_last; /* lifetime of the gradient buffer (time steps) */
+  int g_zero_at;   /* run index whose backward zeroes it first, -1 none */
+  bool is_weight;  /* persistent weight-gradient buffer (not in arena) */
 } adv_tensor;
 
 struct adv_plan;
@@ -150,7 +159,11 @@ typedef struct adv_pnode {
   adv_tensor *out[4];
   void *params;        /* op-private, plan arena */
   size_t scratch;      /* bytes of per-thread scratch needed by forward */
+  size_t bw_scratch;   /* bytes of per-thread scratch needed by backward */
+  unsigned bw_extra;   /* activations this node's backward reads beyond the
+                          op's static bw_needs (set by infer) */
   bool runtime;        /* false when folded at plan time */
+  bool backward;       /* runs in the backward pass */
 } adv_pnode;
 
 typedef struct adv_plan {
@@ -171,6 +184,11 @@ typedef struct adv_plan {
   unsigned char *act;  /* activation arena */
   size_t scratch_per_thread;
   unsigned char *scratch;
+  /* backward */
+  bool grad, weight_grad;
+  int64_t n_forward, n_backward;
+  int n_weights;
+  int *weight_idx;     /* tensor indices with persistent weight grads */
 } adv_plan;
 
 /* ---------- ops ---------- */
@@ -185,7 +203,16 @@ typedef struct adv_op_def {
   const char *name;
   int (*infer)(adv_plan *p, adv_pnode *n, adv_err *err);
   int (*forward)(adv_plan *p, adv_pnode *n);
+  /* Accumulates into in[k]->grad (when non-NULL) from out[k]->grad (NULL
+   * means a zero upstream gradient). May read the tensors named in
+   * bw_needs. NULL when the op has no gradient. */
+  int (*backward)(adv_plan *p, adv_pnode *n);
+  unsigned bw_needs; /* ADV_BW_IN(k) | ADV_BW_OUT(k): activations read */
+  unsigned bw_needs_wgrad; /* extra reads only when weight grads are on */
 } adv_op_def;
+
+#define ADV_BW_IN(k) (1u << (k))
+#define ADV_BW_OUT(k) (1u << (16 + (k)))
 
 extern const adv_op_def *const adv__ops[];
 extern const int adv__n_ops;
@@ -214,6 +241,12 @@ int adv__axis(int64_t axis, int rank);
 int adv__broadcast_shape(const adv_tensor *a, const adv_tensor *b, int *ndim,
                          int64_t *dims);
 float *adv__scratch(adv_plan *p, adv_pnode *n, int thread);
+/* Sums a gradient of the broadcast shape (ndim, dims) into g, whose shape
+ * is t's (numpy broadcasting): g[j] += sum of dy over broadcast copies.
+ * When scale is non-NULL each term is multiplied by scale[i] (same shape
+ * as dy). */
+void adv__unbroadcast_add(const adv_tensor *t, float *g, int ndim,
+                          const int64_t *dims, const float *dy);
 
 /* Pool/conv spatial geometry shared by Conv, MaxPool, AveragePool. */
 typedef struct adv_pool_geom {

@@ -123,25 +123,30 @@ static int setup_input(adv_plan *p, int vi, adv_session_params sp,
   return ADV_OK;
 }
 
+/* One block to place in the activation arena: live over [start, end]. */
 typedef struct span {
-  int t;
+  int start, end;
   size_t bytes;
+  size_t *offset; /* result */
 } span;
 
 static int cmp_span(const void *a, const void *b) {
   const span *x = a, *y = b;
   if (x->bytes != y->bytes)
     return x->bytes < y->bytes ? 1 : -1;
-  return x->t - y->t;
+  return x->start - y->start;
 }
 
-/* Greedy interval packing: each runtime tensor (largest first) goes at the
- * lowest offset not overlapping a placed tensor with an intersecting
- * lifetime [def, last_use]. */
+static size_t round64(size_t n) { return n ? (n + 63) & ~(size_t)63 : 64; }
+
+/* Greedy interval packing: each block (largest first) goes at the lowest
+ * offset not overlapping a placed block with an intersecting lifetime.
+ * Blocks are activations [def, last read] and, in grad sessions, gradient
+ * buffers [first write, last read] on the same forward+backward timeline. */
 static int plan_memory(adv_plan *p, adv_err *err) {
-  int n = 0;
-  span *sp = malloc(sizeof(span) * (size_t)(p->n_tensors ? p->n_tensors : 1));
-  int *placed = malloc(sizeof(int) * (size_t)(p->n_tensors ? p->n_tensors : 1));
+  int cap = 2 * p->n_tensors + 1, n = 0;
+  span *sp = malloc(sizeof(span) * (size_t)cap);
+  int *placed = malloc(sizeof(int) * (size_t)cap);
   if (!sp || !placed) {
     free(sp);
     free(placed);
@@ -149,37 +154,43 @@ static int plan_memory(adv_plan *p, adv_err *err) {
   }
   for (int i = 0; i < p->n_tensors; i++) {
     adv_tensor *t = &p->tensors[i];
-    if (t->is_const || !t->needed)
-      continue;
-    t->bytes = ((size_t)t->numel * adv_dtype_size(t->dtype) + 63) & ~(size_t)63;
-    if (t->bytes == 0)
-      t->bytes = 64;
-    sp[n].t = i;
-    sp[n].bytes = t->bytes;
-    n++;
+    if (!t->is_const && t->needed) {
+      t->bytes = round64((size_t)t->numel * adv_dtype_size(t->dtype));
+      sp[n].start = t->def;
+      sp[n].end = t->last_use > t->bw_last ? t->last_use : t->bw_last;
+      sp[n].bytes = t->bytes;
+      sp[n].offset = &t->offset;
+      n++;
+    }
+    if (t->gbytes && !t->is_weight) {
+      sp[n].start = t->g_first;
+      sp[n].end = t->g_last;
+      sp[n].bytes = t->gbytes;
+      sp[n].offset = &t->goffset;
+      n++;
+    }
   }
   qsort(sp, (size_t)n, sizeof(span), cmp_span);
   size_t total = 0;
   int np = 0;
   for (int k = 0; k < n; k++) {
-    adv_tensor *t = &p->tensors[sp[k].t];
     size_t off = 0;
     for (int moved = 1; moved;) {
       moved = 0;
       for (int j = 0; j < np; j++) {
-        adv_tensor *o = &p->tensors[placed[j]];
-        if (o->last_use < t->def || t->last_use < o->def)
+        const span *o = &sp[placed[j]];
+        if (o->end < sp[k].start || sp[k].end < o->start)
           continue; /* lifetimes disjoint */
-        if (off < o->offset + o->bytes && o->offset < off + t->bytes) {
-          off = o->offset + o->bytes;
+        if (off < *o->offset + o->bytes && *o->offset < off + sp[k].bytes) {
+          off = *o->offset + o->bytes;
           moved = 1;
         }
       }
     }
-    t->offset = off;
-    placed[np++] = sp[k].t;
-    if (off + t->bytes > total)
-      total = off + t->bytes;
+    *sp[k].offset = off;
+    placed[np++] = k;
+    if (off + sp[k].bytes > total)
+      total = off + sp[k].bytes;
   }
   free(sp);
   free(placed);
@@ -187,11 +198,137 @@ static int plan_memory(adv_plan *p, adv_err *err) {
   p->act = aligned_alloc(64, total ? total : 64);
   if (!p->act)
     return adv__error(err, ADV_ENOMEM, "cannot allocate %zu activation bytes",
-                     total);
+                      total);
   for (int i = 0; i < p->n_tensors; i++) {
     adv_tensor *t = &p->tensors[i];
     if (!t->is_const && t->needed)
       t->data = p->act + t->offset;
+    if (t->gbytes && !t->is_weight)
+      t->grad = (float *)(p->act + t->goffset);
+  }
+  return ADV_OK;
+}
+
+/*
+ * Plans the backward pass. Timeline: forward of run node r at time r,
+ * backward of run node r at time 2R-1-r (R = runtime nodes), the loss seed
+ * at time R. Marks which tensors carry gradients (depend on a runtime input,
+ * or are float initializers when weight gradients are asked, and reach
+ * output 0), which nodes run backward, how long activations must live for
+ * their backward readers, and the lifetime of every gradient buffer.
+ */
+static int plan_backward(adv_plan *p, size_t *scratch, adv_err *err) {
+  const adv_model *m = p->model;
+  int R = p->n_run;
+  adv_tensor *out0 = &p->tensors[p->out_idx[0]];
+  for (int i = 0; i < p->n_in; i++)
+    p->tensors[p->in_idx[i]].req_grad = true;
+  if (p->weight_grad) {
+    p->weight_idx = calloc((size_t)p->n_tensors + 1, sizeof(int));
+    if (!p->weight_idx)
+      return adv__error(err, ADV_ENOMEM, "out of memory");
+    for (int i = 0; i < p->n_tensors; i++)
+      if (m->values[i].init && p->tensors[i].dtype == ADV_DTYPE_F32) {
+        p->tensors[i].req_grad = true;
+        p->tensors[i].is_weight = true;
+      }
+  }
+  for (int r = 0; r < R; r++) {
+    adv_pnode *n = &p->nodes[p->run[r]];
+    bool any = false;
+    for (int k = 0; k < n->n_in; k++)
+      any |= n->in[k] && n->in[k]->req_grad;
+    if (any)
+      for (int k = 0; k < n->n_out; k++)
+        if (n->out[k] && n->out[k]->dtype == ADV_DTYPE_F32)
+          n->out[k]->req_grad = true;
+  }
+  if (!out0->req_grad || out0->dtype != ADV_DTYPE_F32)
+    return adv__error(err, ADV_EINVAL, "output 0 does not depend on the input");
+  /* reverse reachability from output 0 */
+  char *flow = calloc((size_t)p->n_tensors + 1, 1);
+  if (!flow)
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  flow[p->out_idx[0]] = 1;
+  for (int r = R - 1; r >= 0; r--) {
+    adv_pnode *n = &p->nodes[p->run[r]];
+    bool any = false;
+    for (int k = 0; k < n->n_out; k++)
+      if (n->out[k] && flow[n->out[k] - p->tensors])
+        any = true;
+    if (!any)
+      continue;
+    bool needs = false;
+    for (int k = 0; k < n->n_in; k++)
+      if (n->in[k] && n->in[k]->req_grad) {
+        flow[n->in[k] - p->tensors] = 1;
+        needs = true;
+      }
+    if (!needs)
+      continue;
+    if (!adv__ops[n->op]->backward) {
+      free(flow);
+      return adv__error(err, ADV_EUNSUPPORTED, "op %s has no gradient",
+                        n->m->op_type);
+    }
+    n->backward = true;
+    int tb = 2 * R - 1 - r;
+    unsigned need = adv__ops[n->op]->bw_needs;
+    if (p->weight_grad)
+      need |= adv__ops[n->op]->bw_needs_wgrad;
+    need |= n->bw_extra;
+    for (int k = 0; k < n->n_in; k++)
+      if ((need & ADV_BW_IN(k)) && n->in[k] && !n->in[k]->is_const) {
+        n->in[k]->bw_keep = true;
+        if (tb > n->in[k]->bw_last)
+          n->in[k]->bw_last = tb;
+      }
+    for (int k = 0; k < n->n_out; k++)
+      if ((need & ADV_BW_OUT(k)) && n->out[k]) {
+        n->out[k]->bw_keep = true;
+        if (tb > n->out[k]->bw_last)
+          n->out[k]->bw_last = tb;
+      }
+    if (n->bw_scratch > *scratch)
+      *scratch = n->bw_scratch;
+  }
+  /* gradient buffers and their lifetimes */
+  for (int i = 0; i < p->n_tensors; i++) {
+    adv_tensor *t = &p->tensors[i];
+    t->g_zero_at = -1;
+    if (!t->req_grad || !flow[i])
+      continue;
+    t->gbytes = round64((size_t)t->numel * sizeof(float));
+    t->g_first = 2 * R;
+    t->g_last = t->def >= 0 ? 2 * R - 1 - t->def : 2 * R;
+  }
+  for (int r = R - 1; r >= 0; r--) { /* consumers, latest first */
+    adv_pnode *n = &p->nodes[p->run[r]];
+    if (!n->backward)
+      continue;
+    for (int k = 0; k < n->n_in; k++) {
+      adv_tensor *t = n->in[k];
+      if (!t || !t->gbytes || t->g_zero_at >= 0 || t == out0)
+        continue;
+      t->g_zero_at = r;
+      t->g_first = 2 * R - 1 - r;
+    }
+  }
+  out0->g_first = R;
+  out0->g_zero_at = -1;
+  free(flow);
+  /* persistent weight gradients */
+  if (p->weight_grad) {
+    for (int i = 0; i < p->n_tensors; i++) {
+      adv_tensor *t = &p->tensors[i];
+      if (!t->is_weight || !t->gbytes)
+        continue;
+      t->grad = aligned_alloc(64, t->gbytes);
+      if (!t->grad)
+        return adv__error(err, ADV_ENOMEM, "out of memory");
+      memset(t->grad, 0, t->gbytes);
+      p->weight_idx[p->n_weights++] = i;
+    }
   }
   return ADV_OK;
 }
@@ -210,6 +347,8 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
   p->model = m;
   p->opset = m->opset;
   p->threads = sp.threads;
+  p->weight_grad = sp.weight_grad != 0;
+  p->grad = sp.grad != 0 || p->weight_grad;
   adv__arena_init(&p->arena, 0);
   int rc = ADV_OK;
   char *need_v = NULL, *need_n = NULL;
@@ -376,7 +515,11 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
     if (t->last_use < 0)
       t->last_use = 0;
   }
-  /* 4. memory */
+  /* 4. backward plan, memory */
+  for (int i = 0; i < p->n_tensors; i++)
+    p->tensors[i].bw_last = -1;
+  if (p->grad && (rc = plan_backward(p, &scratch, err)))
+    goto fail;
   if ((rc = plan_memory(p, err)))
     goto fail;
   p->scratch_per_thread = (scratch + 63) & ~(size_t)63;
@@ -402,6 +545,9 @@ void adv_session_free(adv_session *s) {
   if (!s)
     return;
   adv_plan *p = &s->p;
+  for (int i = 0; i < p->n_weights; i++)
+    free(p->tensors[p->weight_idx[i]].grad);
+  free(p->weight_idx);
   free(p->tensors);
   free(p->nodes);
   free(p->run);
@@ -462,6 +608,7 @@ int adv_session_run(adv_session *s, const float *const *inputs,
     adv_tensor *t = &p->tensors[p->out_idx[i]];
     memcpy(outputs[i], t->data, (size_t)t->numel * adv_dtype_size(t->dtype));
   }
+  p->n_forward++;
   return ADV_OK;
 }
 
@@ -486,4 +633,124 @@ int adv_session_forward(adv_session *s, const float *x, float *logits,
   for (int i = 1; i < s->p.n_out; i++)
     free(dummy[i]);
   return rc;
+}
+
+/* ---------------- backward ---------------- */
+
+int adv_session_backward_dz(adv_session *s, const float *dz, float *dx,
+                            const volatile int *abort_flag, adv_err *err) {
+  adv_plan *p = &s->p;
+  if (!p->grad)
+    return adv__error(err, ADV_EINVAL, "session was not created with grad=1");
+  if (p->n_forward == 0)
+    return adv__error(err, ADV_EINVAL, "backward before any forward");
+  adv_tensor *out0 = &p->tensors[p->out_idx[0]];
+  if (dz != out0->grad)
+    memcpy(out0->grad, dz, (size_t)out0->numel * sizeof(float));
+  openblas_set_num_threads(p->threads);
+  for (int r = p->n_run - 1; r >= 0; r--) {
+    adv_pnode *n = &p->nodes[p->run[r]];
+    if (!n->backward)
+      continue;
+    if (abort_flag && *abort_flag)
+      return adv__error(err, ADV_EABORTED, "aborted");
+    for (int k = 0; k < n->n_in; k++) {
+      adv_tensor *t = n->in[k];
+      if (t && t->grad && t->g_zero_at == r && !t->is_weight) {
+        int dup = 0;
+        for (int j = 0; j < k; j++)
+          dup |= n->in[j] == t;
+        if (!dup)
+          memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+      }
+    }
+    int rc = adv__ops[n->op]->backward(p, n);
+    if (rc)
+      return adv__error(err, rc, "backward of node '%s' (%s) failed: %s",
+                        n->m->name, n->m->op_type, adv_strerror(rc));
+  }
+  if (dx) {
+    adv_tensor *x = &p->tensors[p->in_idx[0]];
+    if (x->grad)
+      memcpy(dx, x->grad, (size_t)x->numel * sizeof(float));
+    else
+      memset(dx, 0, (size_t)x->numel * sizeof(float));
+  }
+  p->n_backward++;
+  return ADV_OK;
+}
+
+int adv_session_backward(adv_session *s, adv_loss_params lp, const int64_t *y,
+                         const int64_t *target, float *loss, float *dx,
+                         const volatile int *abort_flag, adv_err *err) {
+  adv_plan *p = &s->p;
+  if (!p->grad)
+    return adv__error(err, ADV_EINVAL, "session was not created with grad=1");
+  adv_tensor *out0 = &p->tensors[p->out_idx[0]];
+  if (out0->ndim != 2)
+    return adv__error(err, ADV_ESHAPE, "output 0 is not N x classes");
+  int rc = adv_loss_eval(lp, out0->data, out0->dims[0], out0->dims[1], y,
+                         target, loss, out0->grad, err);
+  if (rc)
+    return rc;
+  return adv_session_backward_dz(s, out0->grad, dx, abort_flag, err);
+}
+
+int adv_session_grad(adv_session *s, const float *x, adv_loss_params lp,
+                     const int64_t *y, const int64_t *target, float *logits,
+                     float *loss, float *dx, adv_err *err) {
+  adv_plan *p = &s->p;
+  if (p->n_in != 1)
+    return adv__error(err, ADV_EINVAL, "model is not single-input");
+  void *outs[16] = {0};
+  float *tmp[16] = {0};
+  int rc = ADV_OK;
+  for (int i = 0; i < p->n_out; i++) {
+    const adv_tensor *t = &p->tensors[p->out_idx[i]];
+    if (i == 0 && logits) {
+      outs[0] = logits;
+      continue;
+    }
+    tmp[i] = malloc((size_t)t->numel * adv_dtype_size(t->dtype) + 1);
+    if (!tmp[i])
+      rc = adv__error(err, ADV_ENOMEM, "out of memory");
+    outs[i] = tmp[i];
+  }
+  if (rc == ADV_OK)
+    rc = adv_session_run(s, &x, outs, NULL, err);
+  for (int i = 0; i < p->n_out; i++)
+    free(tmp[i]);
+  if (rc)
+    return rc;
+  return adv_session_backward(s, lp, y, target, loss, dx, NULL, err);
+}
+
+const float *adv_session_weight_grad(const adv_session *s, const char *name,
+                                     int64_t *numel) {
+  const adv_plan *p = &s->p;
+  for (int i = 0; i < p->n_weights; i++) {
+    const adv_tensor *t = &p->tensors[p->weight_idx[i]];
+    if (!strcmp(p->model->values[p->weight_idx[i]].name, name)) {
+      if (numel)
+        *numel = t->numel;
+      return t->grad;
+    }
+  }
+  return NULL;
+}
+
+void adv_session_zero_grad(adv_session *s) {
+  adv_plan *p = &s->p;
+  for (int i = 0; i < p->n_weights; i++) {
+    adv_tensor *t = &p->tensors[p->weight_idx[i]];
+    memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+  }
+}
+
+void adv_session_counters(const adv_session *s, int64_t *forwards,
+                          int64_t *backwards) {
+  if (forwards)
+    *forwards = s->p.n_forward;
+  if (backwards)
+    *backwards = s->p.n_backward;
 }

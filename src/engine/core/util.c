@@ -225,3 +225,41 @@ int adv__pool_geom(const adv_mnode *n, const adv_tensor *x,
   }
   return ADV_OK;
 }
+
+/* g (shape of t) += reduction of dy (shape ndim/dims) over the dims that
+ * t broadcasts along. Element-wise walk with an output-offset per index. */
+void adv__unbroadcast_add(const adv_tensor *t, float *g, int ndim,
+                          const int64_t *dims, const float *dy) {
+  int64_t st[ADV_MAX_DIMS], s = 1, total = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    int it = i - (ndim - t->ndim);
+    int64_t d = it >= 0 ? t->dims[it] : 1;
+    st[i] = (d == 1 && dims[i] != 1) ? 0 : s;
+    s *= d;
+    total *= dims[i];
+  }
+  if (total == t->numel) { /* same shape */
+    for (int64_t e = 0; e < total; e++)
+      g[e] += dy[e];
+    return;
+  }
+  int64_t idx[ADV_MAX_DIMS] = {0};
+  int64_t inner = ndim ? dims[ndim - 1] : 1, ist = ndim ? st[ndim - 1] : 0;
+  for (int64_t r = 0; r < total / (inner ? inner : 1); r++) {
+    int64_t o = 0;
+    for (int d = 0; d < ndim - 1; d++)
+      o += idx[d] * st[d];
+    const float *dr = dy + r * inner;
+    if (ist == 0) {
+      float acc = 0.f;
+      for (int64_t j = 0; j < inner; j++)
+        acc += dr[j];
+      g[o] += acc;
+    } else {
+      for (int64_t j = 0; j < inner; j++)
+        g[o + j] += dr[j];
+    }
+    for (int d = ndim - 2; d >= 0 && ++idx[d] == dims[d]; d--)
+      idx[d] = 0;
+  }
+}

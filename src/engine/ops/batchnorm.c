@@ -69,4 +69,58 @@ static int bn_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_batchnorm = {"BatchNormalization", bn_infer, bn_forward};
+/*
+ * Backward of y = a*(x - mean) + B with a = scale / sqrt(var + eps):
+ *   dx = a * dy;  dB = sum dy;  dscale = sum dy * (x - mean) / sqrt(var+eps);
+ *   dmean = -a * sum dy;  dvar = -0.5 * scale * (var+eps)^-1.5 * sum dy*(x-mean)
+ * (statistics are constants of inference-form BN; their gradients are
+ * only computed for weight-gradient sessions).
+ */
+static int bn_backward(adv_plan *p, adv_pnode *n) {
+  const bn_params *bp = n->params;
+  const float *gy = n->out[0]->grad;
+  if (!gy)
+    return ADV_OK;
+  const float *sc = n->in[1]->data, *mu = n->in[3]->data, *var = n->in[4]->data;
+  adv_tensor *x = n->in[0];
+  int64_t rows = bp->N * bp->C;
+  if (x->grad) {
+    float *gx = x->grad;
+#pragma omp parallel for num_threads(p->threads) if (rows * bp->S > 65536)
+    for (int64_t r = 0; r < rows; r++) {
+      int64_t c = r % bp->C;
+      float a = sc[c] / sqrtf(var[c] + bp->eps);
+      const float *g = gy + r * bp->S;
+      float *d = gx + r * bp->S;
+      for (int64_t i = 0; i < bp->S; i++)
+        d[i] += a * g[i];
+    }
+  }
+  float *gsc = n->in[1]->grad, *gb = n->in[2]->grad, *gmu = n->in[3]->grad,
+        *gvar = n->in[4]->grad;
+  if (!gsc && !gb && !gmu && !gvar)
+    return ADV_OK;
+  const float *xd = x->data;
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t c = r % bp->C;
+    const float *g = gy + r * bp->S, *xr = xd + r * bp->S;
+    double sg = 0, sgx = 0;
+    for (int64_t i = 0; i < bp->S; i++) {
+      sg += g[i];
+      sgx += (double)g[i] * ((double)xr[i] - mu[c]);
+    }
+    double inv = 1.0 / sqrt((double)var[c] + bp->eps);
+    if (gb)
+      gb[c] += (float)sg;
+    if (gsc)
+      gsc[c] += (float)(sgx * inv);
+    if (gmu)
+      gmu[c] += (float)(-sc[c] * inv * sg);
+    if (gvar)
+      gvar[c] += (float)(-0.5 * sc[c] * inv * inv * inv * sgx);
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_batchnorm = {"BatchNormalization", bn_infer, bn_forward,
+                                      bn_backward, 0, ADV_BW_IN(0)};

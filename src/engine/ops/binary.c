@@ -56,7 +56,10 @@ static int bin_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   strides_for(a, bp->ndim, bp->dims, bp->sa);
   strides_for(b, bp->ndim, bp->dims, bp->sb);
   n->params = bp;
-  return adv__tensor_set_shape(n->out[0], a->dtype, bp->ndim, bp->dims);
+  rc = adv__tensor_set_shape(n->out[0], a->dtype, bp->ndim, bp->dims);
+  /* backward: per-element partials for each operand before reduction */
+  n->bw_scratch = (size_t)n->out[0]->numel * 2 * sizeof(float);
+  return rc;
 }
 
 static inline float fop(int k, float x, float y) {
@@ -167,8 +170,55 @@ static int bin_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_add = {"Add", bin_infer, bin_forward};
-const adv_op_def adv__op_sub = {"Sub", bin_infer, bin_forward};
-const adv_op_def adv__op_mul = {"Mul", bin_infer, bin_forward};
-const adv_op_def adv__op_div = {"Div", bin_infer, bin_forward};
-const adv_op_def adv__op_pow = {"Pow", bin_infer, bin_forward};
+/*
+ * Backward: with the operands broadcast to the output index e,
+ *   Add: da = dy, db = dy          Sub: da = dy, db = -dy
+ *   Mul: da = dy*b, db = dy*a      Div: da = dy/b, db = -dy*a/b^2
+ *   Pow: da = dy*b*a^(b-1), db = dy*a^b*log(a)  (0 where a == 0, as PyTorch)
+ * then summed over the broadcast dims of each operand. Float32 only.
+ */
+static int bin_backward(adv_plan *p, adv_pnode *n) {
+  const bin_params *bp = n->params;
+  adv_tensor *a = n->in[0], *b = n->in[1], *y = n->out[0];
+  if (!y->grad || a->dtype != ADV_DTYPE_F32 || b->dtype != ADV_DTYPE_F32)
+    return ADV_OK;
+  const float *gy = y->grad, *pa = a->data, *pb = b->data;
+  int64_t total = y->numel;
+  int k = bp->kind;
+  float *ta = adv__scratch(p, n, 0), *tb = ta + total;
+  int need_a = a->grad != NULL, need_b = b->grad != NULL;
+  int64_t idx[ADV_MAX_DIMS] = {0};
+  for (int64_t e = 0; e < total; e++) {
+    int64_t oa = 0, ob = 0;
+    for (int d = 0; d < bp->ndim; d++) {
+      oa += idx[d] * bp->sa[d];
+      ob += idx[d] * bp->sb[d];
+    }
+    float g = gy[e], va = pa[oa], vb = pb[ob];
+    switch (k) {
+    case B_ADD: ta[e] = g; tb[e] = g; break;
+    case B_SUB: ta[e] = g; tb[e] = -g; break;
+    case B_MUL: ta[e] = g * vb; tb[e] = g * va; break;
+    case B_DIV: ta[e] = g / vb; tb[e] = -g * va / (vb * vb); break;
+    default:
+      ta[e] = (vb == 0.f) ? 0.f : g * vb * powf(va, vb - 1.f);
+      tb[e] = (va == 0.f && vb >= 0.f) ? 0.f : g * powf(va, vb) * logf(va);
+    }
+    for (int d = bp->ndim - 1; d >= 0 && ++idx[d] == bp->dims[d]; d--)
+      idx[d] = 0;
+  }
+  if (need_a)
+    adv__unbroadcast_add(a, a->grad, bp->ndim, bp->dims, ta);
+  if (need_b)
+    adv__unbroadcast_add(b, b->grad, bp->ndim, bp->dims, tb);
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_add = {"Add", bin_infer, bin_forward, bin_backward, 0, 0};
+const adv_op_def adv__op_sub = {"Sub", bin_infer, bin_forward, bin_backward, 0, 0};
+const adv_op_def adv__op_mul = {"Mul", bin_infer, bin_forward, bin_backward,
+                                ADV_BW_IN(0) | ADV_BW_IN(1), 0};
+const adv_op_def adv__op_div = {"Div", bin_infer, bin_forward, bin_backward,
+                                ADV_BW_IN(0) | ADV_BW_IN(1), 0};
+const adv_op_def adv__op_pow = {"Pow", bin_infer, bin_forward, bin_backward,
+                                ADV_BW_IN(0) | ADV_BW_IN(1), 0};

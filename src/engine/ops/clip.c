@@ -63,4 +63,24 @@ static int clip_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_clip = {"Clip", clip_infer, clip_forward};
+/* Backward: dy passes where lo <= x <= hi (inclusive, as torch.clamp). */
+static int clip_backward(adv_plan *p, adv_pnode *n) {
+  const clip_params *cp = n->params;
+  const float *x = n->in[0]->data, *gy = n->out[0]->grad;
+  float *gx = n->in[0]->grad;
+  if (!gx || !gy)
+    return ADV_OK;
+  float lo = cp->lo, hi = cp->hi;
+  if (n->n_in > 1 && n->in[1] && !n->in[1]->is_const)
+    lo = *(const float *)n->in[1]->data;
+  if (n->n_in > 2 && n->in[2] && !n->in[2]->is_const)
+    hi = *(const float *)n->in[2]->data;
+  int64_t len = n->in[0]->numel;
+#pragma omp parallel for num_threads(p->threads) if (len > 65536)
+  for (int64_t i = 0; i < len; i++)
+    gx[i] += (x[i] >= lo && x[i] <= hi) ? gy[i] : 0.f;
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_clip = {"Clip", clip_infer, clip_forward, clip_backward,
+                                 ADV_BW_IN(0) | ADV_BW_IN(1) | ADV_BW_IN(2), 0};

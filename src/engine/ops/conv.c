@@ -84,6 +84,7 @@ static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
       return adv__error(err, ADV_ELIMIT, "im2col buffer too large");
     n->scratch = (size_t)(cp->K * cp->P) * sizeof(float);
   }
+  n->bw_scratch = (size_t)(cp->K * cp->P) * sizeof(float);
   n->params = cp;
   int64_t od[4] = {cp->N, cp->M, cp->OH, cp->OW};
   if (x->ndim == 3) {
@@ -199,4 +200,138 @@ static int conv_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_conv = {"Conv", conv_infer, conv_forward};
+/* col2im: scatters-adds col (K x P) back into the image gradient dx. */
+static void col2im_add(const conv_params *cp, const float *col, float *dx) {
+  for (int64_t c = 0; c < cp->Cg; c++)
+    for (int64_t kh = 0; kh < cp->KH; kh++)
+      for (int64_t kw = 0; kw < cp->KW; kw++) {
+        const float *src = col + ((c * cp->KH + kh) * cp->KW + kw) * cp->P;
+        float *dst = dx + c * cp->H * cp->W;
+        for (int64_t oh = 0; oh < cp->OH; oh++) {
+          int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
+          if (ih < 0 || ih >= cp->H)
+            continue;
+          float *drow = dst + ih * cp->W;
+          const float *s = src + oh * cp->OW;
+          int64_t iw0 = -cp->PL + kw * cp->DW;
+          for (int64_t ow = 0; ow < cp->OW; ow++) {
+            int64_t iw = ow * cp->SW + iw0;
+            if (iw >= 0 && iw < cp->W)
+              drow[iw] += s[ow];
+          }
+        }
+      }
+}
+
+/* dX of one sample: dcol = W_g^T * dY_g, then col2im (or direct for 1x1). */
+static void conv_dx_sample(adv_plan *p, adv_pnode *n, int64_t s, int thread) {
+  const conv_params *cp = n->params;
+  const float *w = n->in[1]->data;
+  const float *gy = n->out[0]->grad + s * cp->M * cp->P;
+  float *gx = n->in[0]->grad + s * cp->C * cp->H * cp->W;
+  if (cp->depthwise) {
+    for (int64_t c = 0; c < cp->C; c++) {
+      const float *wc = w + c * cp->KH * cp->KW, *g = gy + c * cp->P;
+      float *dxc = gx + c * cp->H * cp->W;
+      for (int64_t oh = 0; oh < cp->OH; oh++)
+        for (int64_t ow = 0; ow < cp->OW; ow++) {
+          float gv = g[oh * cp->OW + ow];
+          for (int64_t kh = 0; kh < cp->KH; kh++) {
+            int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
+            if (ih < 0 || ih >= cp->H)
+              continue;
+            for (int64_t kw = 0; kw < cp->KW; kw++) {
+              int64_t iw = ow * cp->SW - cp->PL + kw * cp->DW;
+              if (iw >= 0 && iw < cp->W)
+                dxc[ih * cp->W + iw] += gv * wc[kh * cp->KW + kw];
+            }
+          }
+        }
+    }
+    return;
+  }
+  float *col = adv__scratch(p, n, thread);
+  for (int64_t g = 0; g < cp->group; g++) {
+    const float *wg = w + g * cp->Mg * cp->K, *gyg = gy + g * cp->Mg * cp->P;
+    float *gxg = gx + g * cp->Cg * cp->H * cp->W;
+    if (cp->direct_1x1) {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cp->K,
+                  (int)cp->P, (int)cp->Mg, 1.f, wg, (int)cp->K, gyg, (int)cp->P,
+                  1.f, gxg, (int)cp->P);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cp->K,
+                  (int)cp->P, (int)cp->Mg, 1.f, wg, (int)cp->K, gyg, (int)cp->P,
+                  0.f, col, (int)cp->P);
+      col2im_add(cp, col, gxg);
+    }
+  }
+}
+
+/*
+ * Backward: dX = conv^T(dY, W) per sample (parallel over samples);
+ * dW += dY_g * col(X)_g^T and dB += sum dY, accumulated serially over the
+ * batch (only for weight-gradient sessions).
+ */
+static int conv_backward(adv_plan *p, adv_pnode *n) {
+  const conv_params *cp = n->params;
+  adv_tensor *x = n->in[0], *w = n->in[1];
+  adv_tensor *b = n->n_in > 2 ? n->in[2] : NULL;
+  const float *gy = n->out[0]->grad;
+  if (!gy)
+    return ADV_OK;
+  int T = p->threads;
+  if (x->grad) {
+    if (T > 1 && cp->N >= T) {
+      openblas_set_num_threads(1);
+#pragma omp parallel num_threads(T)
+      {
+        int t = omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int64_t s = 0; s < cp->N; s++)
+          conv_dx_sample(p, n, s, t);
+      }
+      openblas_set_num_threads(T);
+    } else {
+      for (int64_t s = 0; s < cp->N; s++)
+        conv_dx_sample(p, n, s, 0);
+    }
+  }
+  if (b && b->grad) {
+    for (int64_t s = 0; s < cp->N; s++)
+      for (int64_t m = 0; m < cp->M; m++) {
+        const float *row = gy + (s * cp->M + m) * cp->P;
+        float acc = 0.f;
+        for (int64_t q = 0; q < cp->P; q++)
+          acc += row[q];
+        b->grad[m] += acc;
+      }
+  }
+  if (w->grad) {
+    const float *xd = x->data;
+    float *col = adv__scratch(p, n, 0);
+    for (int64_t s = 0; s < cp->N; s++) {
+      const float *xs = xd + s * cp->C * cp->H * cp->W;
+      const float *gys = gy + s * cp->M * cp->P;
+      for (int64_t g = 0; g < cp->group; g++) {
+        const float *xg = xs + g * cp->Cg * cp->H * cp->W;
+        const float *src = xg;
+        if (!cp->direct_1x1) {
+          im2col(cp, xg, col);
+          src = col;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)cp->Mg,
+                    (int)cp->K, (int)cp->P, 1.f, gys + g * cp->Mg * cp->P,
+                    (int)cp->P, src, (int)cp->P, 1.f,
+                    w->grad + g * cp->Mg * cp->K, (int)cp->K);
+      }
+    }
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_conv = {.name = "Conv",
+                                 .infer = conv_infer,
+                                 .forward = conv_forward,
+                                 .backward = conv_backward,
+                                 .bw_needs = 0,
+                                 .bw_needs_wgrad = ADV_BW_IN(0)};

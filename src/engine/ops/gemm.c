@@ -48,6 +48,8 @@ static int gemm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     gp->cs1 = cn == 1 ? 0 : 1;
   }
   n->params = gp;
+  if (!b->is_const)
+    n->bw_extra = ADV_BW_IN(0); /* dB needs A */
   int64_t od[2] = {gp->M, gp->N};
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 2, od);
 }
@@ -73,4 +75,48 @@ static int gemm_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_gemm = {"Gemm", gemm_infer, gemm_forward};
+/*
+ * Backward of Y = alpha * op(A) op(B) + beta * C:
+ *   dA = alpha * dY op(B)^T  (transposed back when transA)
+ *   dB = alpha * op(A)^T dY  (transposed back when transB)
+ *   dC = beta * dY summed over C's broadcast dims.
+ */
+static int gemm_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const gemm_params *gp = n->params;
+  adv_tensor *a = n->in[0], *b = n->in[1], *c = n->n_in > 2 ? n->in[2] : NULL;
+  const float *gy = n->out[0]->grad;
+  if (!gy)
+    return ADV_OK;
+  int M = (int)gp->M, N = (int)gp->N, K = (int)gp->K;
+  int lda = gp->ta ? M : K, ldb = gp->tb ? K : N;
+  if (a->grad) {
+    if (!gp->ta) /* dA (M x K) += alpha dY (M x N) op(B)^T (N x K) */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, gp->tb ? CblasNoTrans : CblasTrans,
+                  M, K, N, gp->alpha, gy, N, b->data, ldb, 1.f, a->grad, lda);
+    else /* dA (K x M) += alpha op(B) (K x N) dY^T (N x M) */
+      cblas_sgemm(CblasRowMajor, gp->tb ? CblasTrans : CblasNoTrans, CblasTrans,
+                  K, M, N, gp->alpha, b->data, ldb, gy, N, 1.f, a->grad, lda);
+  }
+  if (b->grad) {
+    if (!gp->tb) /* dB (K x N) += alpha op(A)^T (K x M) dY (M x N) */
+      cblas_sgemm(CblasRowMajor, gp->ta ? CblasNoTrans : CblasTrans, CblasNoTrans,
+                  K, N, M, gp->alpha, a->data, lda, gy, N, 1.f, b->grad, ldb);
+    else /* dB (N x K) += alpha dY^T (N x M) op(A) (M x K) */
+      cblas_sgemm(CblasRowMajor, CblasTrans, gp->ta ? CblasTrans : CblasNoTrans,
+                  N, K, M, gp->alpha, gy, N, a->data, lda, 1.f, b->grad, ldb);
+  }
+  if (c && c->grad && gp->beta != 0.f) {
+    for (int64_t i = 0; i < gp->M; i++)
+      for (int64_t j = 0; j < gp->N; j++)
+        c->grad[i * gp->cs0 + j * gp->cs1] += gp->beta * gy[i * gp->N + j];
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_gemm = {.name = "Gemm",
+                                 .infer = gemm_infer,
+                                 .forward = gemm_forward,
+                                 .backward = gemm_backward,
+                                 .bw_needs = 0,
+                                 .bw_needs_wgrad = ADV_BW_IN(0)};

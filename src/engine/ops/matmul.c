@@ -56,6 +56,7 @@ static int mm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
       mp->M * mp->batch > INT32_MAX)
     return adv__error(err, ADV_ELIMIT, "matrix too large");
   n->params = mp;
+  n->bw_extra = (b->is_const ? 0 : ADV_BW_IN(0)) | (a->is_const ? 0 : ADV_BW_IN(1));
   int64_t od[ADV_MAX_DIMS];
   int nd = 0;
   for (int i = 0; i < mp->nb; i++)
@@ -96,4 +97,41 @@ static int mm_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_matmul = {"MatMul", mm_infer, mm_forward};
+/*
+ * Backward per batch entry: dA_e += dY_e B_e^T, dB_e += A_e^T dY_e, where
+ * broadcast batch entries (stride 0) accumulate into the same block.
+ */
+static int mm_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const mm_params *mp = n->params;
+  adv_tensor *a = n->in[0], *b = n->in[1];
+  const float *gy = n->out[0]->grad;
+  if (!gy)
+    return ADV_OK;
+  int M = (int)mp->M, N = (int)mp->N, K = (int)mp->K;
+  int64_t idx[ADV_MAX_DIMS] = {0};
+  for (int64_t e = 0; e < mp->batch; e++) {
+    int64_t oa = 0, ob = 0;
+    for (int d = 0; d < mp->nb; d++) {
+      oa += idx[d] * mp->sa[d];
+      ob += idx[d] * mp->sb[d];
+    }
+    const float *g = gy + e * mp->M * mp->N;
+    if (a->grad)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, N, 1.f, g, N,
+                  (const float *)b->data + ob, N, 1.f, a->grad + oa, K);
+    if (b->grad)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, M, 1.f,
+                  (const float *)a->data + oa, K, g, N, 1.f, b->grad + ob, N);
+    for (int d = mp->nb - 1; d >= 0 && ++idx[d] == mp->bdims[d]; d--)
+      idx[d] = 0;
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_matmul = {.name = "MatMul",
+                                   .infer = mm_infer,
+                                   .forward = mm_forward,
+                                   .backward = mm_backward,
+                                   .bw_needs = 0,
+                                   .bw_needs_wgrad = ADV_BW_IN(0) | ADV_BW_IN(1)};

@@ -165,4 +165,49 @@ static int pad_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_pad = {"Pad", pad_infer, pad_forward};
+/* Backward: every output element that came from input i (map >= 0) adds
+ * its gradient to gx[i]; edge/reflect copies accumulate. */
+static int pad_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const pad_params *pp = n->params;
+  const adv_tensor *x = n->in[0];
+  float *gx = x->grad;
+  const float *gy = n->out[0]->grad;
+  int nd = pp->nd;
+  if (!gx || !gy)
+    return ADV_OK;
+  if (nd == 0) {
+    gx[0] += gy[0];
+    return ADV_OK;
+  }
+  int64_t inner = pp->odims[nd - 1];
+  int64_t rows = inner ? n->out[0]->numel / inner : 0;
+  int64_t istr[ADV_MAX_DIMS], s = 1;
+  for (int d = nd - 1; d >= 0; d--) {
+    istr[d] = s;
+    s *= pp->idims[d];
+  }
+  const int64_t *im = pp->map[nd - 1];
+  int64_t idx[ADV_MAX_DIMS] = {0};
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t off = 0;
+    int fill = 0;
+    for (int d = 0; d < nd - 1; d++) {
+      int64_t i = pp->map[d][idx[d]];
+      if (i < 0)
+        fill = 1;
+      off += i * istr[d];
+    }
+    if (!fill) {
+      const float *g = gy + r * inner;
+      for (int64_t j = 0; j < inner; j++)
+        if (im[j] >= 0)
+          gx[off + im[j]] += g[j];
+    }
+    for (int d = nd - 2; d >= 0 && ++idx[d] == pp->odims[d]; d--)
+      idx[d] = 0;
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_pad = {"Pad", pad_infer, pad_forward, pad_backward, 0, 0};

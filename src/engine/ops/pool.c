@@ -152,7 +152,101 @@ static int gpool_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_maxpool = {"MaxPool", pool_infer, pool_forward};
-const adv_op_def adv__op_averagepool = {"AveragePool", pool_infer, pool_forward};
-const adv_op_def adv__op_globalaveragepool = {"GlobalAveragePool", gpool_infer, gpool_forward};
-const adv_op_def adv__op_globalmaxpool = {"GlobalMaxPool", gpool_infer, gpool_forward};
+/*
+ * Backward. MaxPool: the window's first maximum in row-major scan order
+ * (the forward's rule, and PyTorch's) receives dy. AveragePool: dy / count
+ * to every in-input element of the window, count as in forward.
+ */
+static int pool_backward(adv_plan *p, adv_pnode *n) {
+  const pool_params *pp = n->params;
+  const float *x = n->in[0]->data, *gy = n->out[0]->grad;
+  float *gx = n->in[0]->grad;
+  if (!gy || !gx)
+    return ADV_OK;
+#pragma omp parallel for num_threads(p->threads) if (pp->NC * pp->OH * pp->OW > 16384)
+  for (int64_t c = 0; c < pp->NC; c++) {
+    const float *xc = x + c * pp->H * pp->W;
+    float *gc = gx + c * pp->H * pp->W;
+    const float *gyc = gy + c * pp->OH * pp->OW;
+    for (int64_t oh = 0; oh < pp->OH; oh++)
+      for (int64_t ow = 0; ow < pp->OW; ow++) {
+        float g = gyc[oh * pp->OW + ow];
+        int64_t h0 = oh * pp->SH - pp->PT, w0 = ow * pp->SW - pp->PL;
+        if (pp->is_max) {
+          float m = -INFINITY;
+          int64_t best = -1;
+          for (int64_t kh = 0; kh < pp->KH; kh++) {
+            int64_t ih = h0 + kh * pp->DH;
+            if (ih < 0 || ih >= pp->H)
+              continue;
+            for (int64_t kw = 0; kw < pp->KW; kw++) {
+              int64_t iw = w0 + kw * pp->DW;
+              if (iw >= 0 && iw < pp->W) {
+                float v = xc[ih * pp->W + iw];
+                if (best < 0)
+                  best = ih * pp->W + iw; /* PyTorch: first element */
+                if (v > m || isnan(v)) {
+                  m = v;
+                  best = ih * pp->W + iw;
+                }
+              }
+            }
+          }
+          if (best >= 0)
+            gc[best] += g;
+        } else {
+          int64_t hs = h0 < 0 ? 0 : h0, ws = w0 < 0 ? 0 : w0;
+          int64_t he = h0 + pp->KH, we = w0 + pp->KW;
+          int64_t he_c = he > pp->H ? pp->H : he, we_c = we > pp->W ? pp->W : we;
+          int64_t cnt = (he_c - hs) * (we_c - ws);
+          if (pp->include_pad) {
+            int64_t hp = he > pp->H + pp->PB ? pp->H + pp->PB : he;
+            int64_t wp = we > pp->W + pp->PR ? pp->W + pp->PR : we;
+            cnt = (hp - h0) * (wp - w0);
+          }
+          if (cnt <= 0)
+            continue;
+          float gv = g / (float)cnt;
+          for (int64_t ih = hs; ih < he_c; ih++)
+            for (int64_t iw = ws; iw < we_c; iw++)
+              gc[ih * pp->W + iw] += gv;
+        }
+      }
+  }
+  return ADV_OK;
+}
+
+/* Global pooling backward: mean spreads dy/S; max goes to the first max. */
+static int gpool_backward(adv_plan *p, adv_pnode *n) {
+  const adv_tensor *x = n->in[0];
+  const float *gy = n->out[0]->grad;
+  float *gx = x->grad;
+  if (!gy || !gx)
+    return ADV_OK;
+  int64_t nc = x->dims[0] * x->dims[1];
+  int64_t sp = nc ? x->numel / nc : 0;
+  const float *xd = x->data;
+  int is_max = !strcmp(adv__ops[n->op]->name, "GlobalMaxPool");
+#pragma omp parallel for num_threads(p->threads) if (x->numel > 65536)
+  for (int64_t c = 0; c < nc; c++) {
+    float *gc = gx + c * sp;
+    if (is_max) {
+      int64_t best = 0;
+      for (int64_t i = 1; i < sp; i++)
+        if (xd[c * sp + i] > xd[c * sp + best])
+          best = i;
+      if (sp)
+        gc[best] += gy[c];
+    } else {
+      float g = sp ? gy[c] / (float)sp : 0.f;
+      for (int64_t i = 0; i < sp; i++)
+        gc[i] += g;
+    }
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_maxpool = {"MaxPool", pool_infer, pool_forward, pool_backward, ADV_BW_IN(0), 0};
+const adv_op_def adv__op_averagepool = {"AveragePool", pool_infer, pool_forward, pool_backward, 0, 0};
+const adv_op_def adv__op_globalaveragepool = {"GlobalAveragePool", gpool_infer, gpool_forward, gpool_backward, 0, 0};
+const adv_op_def adv__op_globalmaxpool = {"GlobalMaxPool", gpool_infer, gpool_forward, gpool_backward, ADV_BW_IN(0), 0};

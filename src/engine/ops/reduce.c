@@ -129,7 +129,53 @@ static int red_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_reducemean = {"ReduceMean", red_infer, red_forward};
-const adv_op_def adv__op_reducesum = {"ReduceSum", red_infer, red_forward};
-const adv_op_def adv__op_reducemax = {"ReduceMax", red_infer, red_forward};
-const adv_op_def adv__op_reducemin = {"ReduceMin", red_infer, red_forward};
+/* Backward: Sum/Mean broadcast dy (divided by the count for Mean);
+ * Max/Min split dy evenly among the elements equal to the result (as
+ * torch.amax/amin do). */
+static int red_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const red_params *rp = n->params;
+  const float *x = n->in[0]->data, *y = n->out[0]->data, *gy = n->out[0]->grad;
+  float *gx = n->in[0]->grad;
+  int64_t xn = n->in[0]->numel, on = n->out[0]->numel;
+  if (!gx || !gy)
+    return ADV_OK;
+  if (rp->noop) {
+    for (int64_t i = 0; i < xn; i++)
+      gx[i] += gy[i];
+    return ADV_OK;
+  }
+  int64_t *ties = NULL;
+  if (rp->kind == R_MAX || rp->kind == R_MIN) {
+    ties = calloc((size_t)(on ? on : 1), sizeof(int64_t));
+    if (!ties)
+      return ADV_ENOMEM;
+  }
+  for (int pass = ties ? 0 : 1; pass < 2; pass++) {
+    int64_t idx[ADV_MAX_DIMS] = {0};
+    for (int64_t e = 0; e < xn; e++) {
+      int64_t o = 0;
+      for (int d = 0; d < rp->nd; d++)
+        o += idx[d] * rp->ostr[d];
+      if (!ties)
+        gx[e] += rp->kind == R_MEAN ? gy[o] / (float)rp->count : gy[o];
+      else if (x[e] == y[o]) {
+        if (pass == 0)
+          ties[o]++;
+        else
+          gx[e] += gy[o] / (float)ties[o];
+      }
+      for (int d = rp->nd - 1; d >= 0 && ++idx[d] == rp->idims[d]; d--)
+        idx[d] = 0;
+    }
+  }
+  free(ties);
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_reducemean = {"ReduceMean", red_infer, red_forward, red_backward, 0, 0};
+const adv_op_def adv__op_reducesum = {"ReduceSum", red_infer, red_forward, red_backward, 0, 0};
+const adv_op_def adv__op_reducemax = {"ReduceMax", red_infer, red_forward, red_backward,
+                                      ADV_BW_IN(0) | ADV_BW_OUT(0), 0};
+const adv_op_def adv__op_reducemin = {"ReduceMin", red_infer, red_forward, red_backward,
+                                      ADV_BW_IN(0) | ADV_BW_OUT(0), 0};

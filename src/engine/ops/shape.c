@@ -688,16 +688,106 @@ static int cos_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_flatten = {"Flatten", flatten_infer, copy_forward};
-const adv_op_def adv__op_reshape = {"Reshape", reshape_infer, copy_forward};
-const adv_op_def adv__op_squeeze = {"Squeeze", squeeze_infer, copy_forward};
-const adv_op_def adv__op_unsqueeze = {"Unsqueeze", unsqueeze_infer, copy_forward};
-const adv_op_def adv__op_transpose = {"Transpose", transpose_infer, strided_forward};
-const adv_op_def adv__op_slice = {"Slice", slice_infer, strided_forward};
-const adv_op_def adv__op_expand = {"Expand", expand_infer, strided_forward};
-const adv_op_def adv__op_concat = {"Concat", concat_infer, concat_forward};
-const adv_op_def adv__op_shape = {"Shape", shape_infer, shape_forward};
-const adv_op_def adv__op_gather = {"Gather", gather_infer, gather_forward};
-const adv_op_def adv__op_cast = {"Cast", cast_infer, cast_forward};
-const adv_op_def adv__op_constant = {"Constant", constant_infer, constant_forward};
-const adv_op_def adv__op_constantofshape = {"ConstantOfShape", cos_infer, cos_forward};
+/* ---------- backward ---------- */
+
+/* Flatten/Reshape/Squeeze/Unsqueeze/Cast(float): same element order. */
+static int copy_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  adv_tensor *x = n->in[0];
+  const float *gy = n->out[0]->grad;
+  if (!x->grad || !gy || x->dtype != ADV_DTYPE_F32)
+    return ADV_OK;
+  for (int64_t i = 0; i < x->numel; i++)
+    x->grad[i] += gy[i];
+  return ADV_OK;
+}
+
+/* Transpose/Slice/Expand: gx[ioff + sum i_d*istr_d] += gy[i]; stride-0
+ * dims (Expand) accumulate several outputs into one input. */
+static int strided_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const copy_params *cp = n->params;
+  float *gx = n->in[0]->grad;
+  const float *gy = n->out[0]->grad;
+  int64_t total = n->out[0]->numel;
+  if (!gx || !gy || total == 0)
+    return ADV_OK;
+  if (cp->nd == 0) {
+    gx[cp->ioff] += gy[0];
+    return ADV_OK;
+  }
+  int64_t inner = cp->odims[cp->nd - 1], st = cp->istr[cp->nd - 1];
+  int64_t idx[ADV_MAX_DIMS] = {0};
+  for (int64_t r = 0; r < total / inner; r++) {
+    int64_t off = cp->ioff;
+    for (int k = 0; k < cp->nd - 1; k++)
+      off += idx[k] * cp->istr[k];
+    const float *g = gy + r * inner;
+    for (int64_t j = 0; j < inner; j++)
+      gx[off + j * st] += g[j];
+    for (int k = cp->nd - 2; k >= 0 && ++idx[k] == cp->odims[k]; k--)
+      idx[k] = 0;
+  }
+  return ADV_OK;
+}
+
+/* Concat: each input takes back its slice of dy. */
+static int concat_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const concat_params *cp = n->params;
+  const float *gy = n->out[0]->grad;
+  if (!gy || n->out[0]->dtype != ADV_DTYPE_F32)
+    return ADV_OK;
+  int64_t off = 0;
+  for (int i = 0; i < n->n_in; i++) {
+    adv_tensor *t = n->in[i];
+    int64_t chunk = cp->outer ? t->numel / cp->outer : 0;
+    if (t->grad)
+      for (int64_t o = 0; o < cp->outer; o++) {
+        const float *g = gy + o * cp->inner_out + off;
+        float *d = t->grad + o * chunk;
+        for (int64_t j = 0; j < chunk; j++)
+          d[j] += g[j];
+      }
+    off += chunk;
+  }
+  return ADV_OK;
+}
+
+/* Gather: scatter-add dy rows back to the gathered positions. */
+static int gather_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const gather_params *gp = n->params;
+  float *gx = n->in[0]->grad;
+  const float *gy = n->out[0]->grad;
+  const adv_tensor *ind = n->in[1];
+  if (!gx || !gy)
+    return ADV_OK;
+  const int64_t *iv = ind->data;
+  for (int64_t o = 0; o < gp->outer; o++)
+    for (int64_t k = 0; k < ind->numel; k++) {
+      int64_t j = iv[k] < 0 ? iv[k] + gp->axis_len : iv[k];
+      if (j < 0 || j >= gp->axis_len)
+        return ADV_EINVAL;
+      const float *g = gy + (o * ind->numel + k) * gp->inner;
+      float *d = gx + (o * gp->axis_len + j) * gp->inner;
+      for (int64_t q = 0; q < gp->inner; q++)
+        d[q] += g[q];
+    }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_flatten = {"Flatten", flatten_infer, copy_forward, copy_backward, 0, 0};
+const adv_op_def adv__op_reshape = {"Reshape", reshape_infer, copy_forward, copy_backward, 0, 0};
+const adv_op_def adv__op_squeeze = {"Squeeze", squeeze_infer, copy_forward, copy_backward, 0, 0};
+const adv_op_def adv__op_unsqueeze = {"Unsqueeze", unsqueeze_infer, copy_forward, copy_backward, 0, 0};
+const adv_op_def adv__op_transpose = {"Transpose", transpose_infer, strided_forward, strided_backward, 0, 0};
+const adv_op_def adv__op_slice = {"Slice", slice_infer, strided_forward, strided_backward, 0, 0};
+const adv_op_def adv__op_expand = {"Expand", expand_infer, strided_forward, strided_backward, 0, 0};
+const adv_op_def adv__op_concat = {"Concat", concat_infer, concat_forward, concat_backward, 0, 0};
+const adv_op_def adv__op_shape = {"Shape", shape_infer, shape_forward, NULL, 0, 0};
+const adv_op_def adv__op_gather = {"Gather", gather_infer, gather_forward, gather_backward, 0, 0};
+/* Cast passes gradients only float -> float (copy_backward checks). */
+const adv_op_def adv__op_cast = {"Cast", cast_infer, cast_forward, copy_backward, 0, 0};
+const adv_op_def adv__op_constant = {"Constant", constant_infer, constant_forward, NULL, 0, 0};
+const adv_op_def adv__op_constantofshape = {"ConstantOfShape", cos_infer, cos_forward, NULL, 0, 0};

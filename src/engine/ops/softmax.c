@@ -77,5 +77,35 @@ static int sm_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_softmax = {"Softmax", sm_infer, sm_forward};
-const adv_op_def adv__op_logsoftmax = {"LogSoftmax", sm_infer, sm_forward};
+/* Backward from the output y along the normalized dim:
+ *   Softmax:    dx = y * (dy - sum(dy * y))
+ *   LogSoftmax: dx = dy - exp(y) * sum(dy) */
+static int sm_backward(adv_plan *p, adv_pnode *n) {
+  const sm_params *sp = n->params;
+  const float *y = n->out[0]->data, *gy = n->out[0]->grad;
+  float *gx = n->in[0]->grad;
+  if (!gy || !gx)
+    return ADV_OK;
+  int64_t rows = sp->outer * sp->inner;
+#pragma omp parallel for num_threads(p->threads) if (rows * sp->len > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t o = r / sp->inner, i = r % sp->inner;
+    int64_t base = o * sp->len * sp->inner + i;
+    double acc = 0;
+    for (int64_t k = 0; k < sp->len; k++) {
+      int64_t e = base + k * sp->inner;
+      acc += sp->log ? (double)gy[e] : (double)gy[e] * y[e];
+    }
+    for (int64_t k = 0; k < sp->len; k++) {
+      int64_t e = base + k * sp->inner;
+      if (sp->log)
+        gx[e] += gy[e] - expf(y[e]) * (float)acc;
+      else
+        gx[e] += y[e] * (gy[e] - (float)acc);
+    }
+  }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_softmax = {"Softmax", sm_infer, sm_forward, sm_backward, ADV_BW_OUT(0), 0};
+const adv_op_def adv__op_logsoftmax = {"LogSoftmax", sm_infer, sm_forward, sm_backward, ADV_BW_OUT(0), 0};

@@ -111,6 +111,52 @@ static int un_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
+/*
+ * Backward from the input x (PyTorch's conventions at kinks: ReLU'(0) = 0,
+ * |x|'(0) = 0, HardSigmoid'(x) = alpha strictly inside its linear part,
+ * HardSwish'(x) = x/3 + 1/2 on [-3, 3], Softplus'(x) = 1 above 20).
+ */
+static int un_backward(adv_plan *p, adv_pnode *n) {
+  const un_params *up = n->params;
+  adv_tensor *xt = n->in[0];
+  if (!xt->grad || !n->out[0]->grad)
+    return ADV_OK;
+  const float *x = xt->data, *gy = n->out[0]->grad;
+  float *gx = xt->grad;
+  int64_t len = xt->numel;
+  float al = up->alpha, be = up->beta;
+#define BW_LOOP(expr)                                                          \
+  _Pragma("omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)") \
+  for (int64_t i = 0; i < len; i++) {                                          \
+    float v = x[i], g = gy[i];  (void)v;                                               \
+    gx[i] += (expr);                                                           \
+  }                                                                            \
+  break;
+  switch (up->kind) {
+  case U_RELU: BW_LOOP(v > 0.f ? g : 0.f)
+  case U_LEAKY: BW_LOOP(v > 0.f ? g : g * al)
+  case U_SIGMOID: BW_LOOP(g * (1.f / (1.f + expf(-v))) * (1.f - 1.f / (1.f + expf(-v))))
+  case U_TANH: BW_LOOP(g * (1.f - tanhf(v) * tanhf(v)))
+  case U_ERF: BW_LOOP(g * 1.1283791670955126f * expf(-v * v))
+  case U_GELU: BW_LOOP(g * (0.5f * (1.f + erff(v * 0.70710678118654752f)) + v * 0.3989422804014327f * expf(-0.5f * v * v)))
+  case U_GELU_TANH: BW_LOOP(g * (0.5f * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v))) + 0.5f * v * (1.f - tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)) * tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v))) * 0.7978845608028654f * (1.f + 3.f * 0.044715f * v * v)))
+  case U_EXP: BW_LOOP(g * expf(v))
+  case U_LOG: BW_LOOP(g / v)
+  case U_SQRT: BW_LOOP(g * 0.5f / sqrtf(v))
+  case U_NEG: BW_LOOP(-g)
+  case U_ABS: BW_LOOP(v > 0.f ? g : v < 0.f ? -g : 0.f)
+  case U_RECIP: BW_LOOP(-g / (v * v))
+  case U_HSIG: BW_LOOP((al * v + be > 0.f && al * v + be < 1.f) ? g * al : 0.f)
+  case U_HSWISH: BW_LOOP(v < -3.f ? 0.f : v <= 3.f ? g * (v / 3.f + 0.5f) : g)
+  case U_SOFTPLUS: BW_LOOP(v > 20.f ? g : g * expf(v) / (expf(v) + 1.f))
+  case U_ELU: BW_LOOP(v > 0.f ? g : g * al * expf(v))
+  default:
+    return ADV_EINTERNAL;
+  }
+#undef BW_LOOP
+  return ADV_OK;
+}
+
 /* Identity / Dropout(inference): y = x; Dropout's optional mask is all
  * true. Dropout with training_mode set to a constant true is refused. */
 static int copy_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
@@ -149,7 +195,8 @@ static int copy_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-#define UNARY(sym, name) const adv_op_def sym = {name, un_infer, un_forward};
+#define UNARY(sym, name)                                                       \
+  const adv_op_def sym = {name, un_infer, un_forward, un_backward, ADV_BW_IN(0), 0};
 UNARY(adv__op_relu, "Relu")
 UNARY(adv__op_leakyrelu, "LeakyRelu")
 UNARY(adv__op_sigmoid, "Sigmoid")
@@ -166,5 +213,17 @@ UNARY(adv__op_hardsigmoid, "HardSigmoid")
 UNARY(adv__op_hardswish, "HardSwish")
 UNARY(adv__op_softplus, "Softplus")
 UNARY(adv__op_elu, "Elu")
-const adv_op_def adv__op_identity = {"Identity", copy_infer, copy_forward};
-const adv_op_def adv__op_dropout = {"Dropout", copy_infer, copy_forward};
+/* Identity / Dropout backward: the gradient passes through. */
+static int copy_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  adv_tensor *x = n->in[0];
+  if (!x->grad || !n->out[0]->grad)
+    return ADV_OK;
+  const float *gy = n->out[0]->grad;
+  for (int64_t i = 0; i < x->numel; i++)
+    x->grad[i] += gy[i];
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_identity = {"Identity", copy_infer, copy_forward, copy_backward, 0, 0};
+const adv_op_def adv__op_dropout = {"Dropout", copy_infer, copy_forward, copy_backward, 0, 0};
