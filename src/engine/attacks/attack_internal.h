@@ -1,0 +1,98 @@
+/*
+ * attack_internal.h - shared machinery of the attacks (not public).
+ *
+ * adv_eval wraps a model for attacks: it keeps sessions for the batch
+ * sizes it has seen (so an attack can work on any subset of points), splits
+ * larger calls into chunks of p.batch, counts per-sample forward/backward
+ * queries, polls the abort flag and reports progress.
+ *
+ * Every attack has the signature adv__attack_fn: it reads x (n samples),
+ * y, optional target, writes x_adv (n samples, already initialized to x by
+ * the caller) and may write per-sample success hints; the caller recomputes
+ * predictions, success and norms afterwards and checks the budget.
+ */
+#ifndef ADV_ATTACK_INTERNAL_H
+#define ADV_ATTACK_INTERNAL_H
+
+#include "adv/attack.h"
+
+#include <stdint.h>
+
+#define ADV_EVAL_SESSIONS 6
+
+typedef struct adv_eval {
+  const adv_model *m;
+  adv_attack_params p;
+  int64_t per;     /* floats per sample */
+  int64_t classes; /* K */
+  int in_ndim;
+  int64_t in_dims[ADV_MAX_DIMS]; /* dims[0] is the batch */
+  struct {
+    int batch;
+    adv_session *s;
+    uint64_t last_used;
+  } cache[ADV_EVAL_SESSIONS];
+  uint64_t tick;
+  int64_t forwards, backwards; /* sample-level counts */
+  int64_t *sample_queries;     /* per-sample forward queries, filled by
+                                  attacks that track them (black box) */
+  const volatile int *abort_flag;
+  adv_progress_fn progress;
+  void *ud;
+  adv_err *err;
+} adv_eval;
+
+/* Forward on n samples: logits (n x K). */
+int adv__eval_forward(adv_eval *ev, const float *x, int64_t n, float *logits);
+/* Forward + backward on n samples: logits (may be NULL), per-sample loss
+ * (may be NULL) and dx = d loss_i / d x_i (n x per). */
+int adv__eval_grad(adv_eval *ev, const float *x, int64_t n, adv_loss_params lp,
+                   const int64_t *y, const int64_t *target, float *logits,
+                   float *loss, float *dx);
+/* Backward with explicit upstream logit gradients dz (n x K) after a
+ * forward at the same x (recomputed internally). */
+int adv__eval_grad_dz(adv_eval *ev, const float *x, int64_t n, const float *dz,
+                      float *logits, float *dx);
+/* Non-zero when the caller asked to abort (flag or progress callback). */
+int adv__eval_aborted(adv_eval *ev, const char *phase, double fraction);
+
+/* ---- deterministic RNG (xoshiro256**, seeded by splitmix64) ---- */
+typedef struct adv_rng {
+  uint64_t s[4];
+} adv_rng;
+void adv__rng_seed(adv_rng *r, uint64_t seed);
+uint64_t adv__rng_next(adv_rng *r);
+double adv__rng_uniform(adv_rng *r);       /* [0, 1) */
+double adv__rng_normal(adv_rng *r);        /* N(0, 1) */
+int64_t adv__rng_int(adv_rng *r, int64_t n); /* [0, n) */
+
+/* ---- vector helpers on one sample of length `per` ---- */
+int64_t adv__argmax(const float *z, int64_t k);
+/* x_adv <- clip(x + proj_eps(x_adv - x), lo, hi) for the attack's norm. */
+void adv__project(float *x_adv, const float *x, int64_t per, adv_norm norm,
+                  float eps, float lo, float hi);
+double adv__norm_linf(const float *a, const float *b, int64_t per);
+double adv__norm_l2(const float *a, const float *b, int64_t per);
+
+typedef int (*adv__attack_fn)(adv_eval *ev, const float *x, int64_t n,
+                              const int64_t *y, const int64_t *target,
+                              float *x_adv);
+
+int adv__attack_fgsm(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
+                     const int64_t *target, float *x_adv);
+int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
+                    const int64_t *target, float *x_adv); /* BIM, PGD, MI-FGSM */
+int adv__attack_apgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
+                     const int64_t *target, float *x_adv); /* APGD-CE/DLR/T */
+int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
+                    const int64_t *target, float *x_adv);
+int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
+                   const int64_t *target, float *x_adv);
+int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
+                         const int64_t *y, const int64_t *target, float *x_adv);
+int adv__attack_square(adv_eval *ev, const float *x, int64_t n,
+                       const int64_t *y, const int64_t *target, float *x_adv);
+int adv__attack_hsj(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
+                    const int64_t *target, float *x_adv);
+
+#endif

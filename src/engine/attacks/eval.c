@@ -1,0 +1,230 @@
+/*
+ * eval.c - the attack evaluator (session cache per batch size, chunking,
+ * query counting, abort/progress), the deterministic RNG and small vector
+ * helpers shared by all attacks.
+ */
+#include "attacks/attack_internal.h"
+#include "core/engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Returns a session for exactly `batch` samples, creating (and evicting
+ * the least recently used) as needed. */
+static adv_session *eval_session(adv_eval *ev, int batch) {
+  int lru = 0;
+  for (int i = 0; i < ADV_EVAL_SESSIONS; i++) {
+    if (ev->cache[i].s && ev->cache[i].batch == batch) {
+      ev->cache[i].last_used = ++ev->tick;
+      return ev->cache[i].s;
+    }
+    if (!ev->cache[i].s || ev->cache[i].last_used < ev->cache[lru].last_used)
+      lru = i;
+    if (!ev->cache[i].s)
+      break;
+  }
+  /* prefer an empty slot */
+  for (int i = 0; i < ADV_EVAL_SESSIONS; i++)
+    if (!ev->cache[i].s) {
+      lru = i;
+      break;
+    }
+  adv_session_free(ev->cache[lru].s);
+  ev->cache[lru].s = NULL;
+  adv_session_params sp = adv_session_default_params();
+  sp.threads = ev->p.threads > 0 ? ev->p.threads : 1;
+  sp.logits = 1;
+  sp.grad = 1;
+  adv_array shape;
+  memset(&shape, 0, sizeof(shape));
+  shape.dtype = ADV_DTYPE_F32;
+  shape.ndim = ev->in_ndim;
+  memcpy(shape.dims, ev->in_dims, sizeof(shape.dims));
+  shape.dims[0] = batch;
+  adv_binding bd = {adv_model_input_name(ev->m, 0), &shape, 0};
+  sp.bindings = &bd;
+  sp.n_bindings = 1;
+  adv_session *s = NULL;
+  if (adv_session_init(ev->m, sp, &s, ev->err))
+    return NULL;
+  ev->cache[lru].s = s;
+  ev->cache[lru].batch = batch;
+  ev->cache[lru].last_used = ++ev->tick;
+  return s;
+}
+
+static int chunk_of(const adv_eval *ev) {
+  return ev->p.batch > 0 ? ev->p.batch : 256;
+}
+
+int adv__eval_forward(adv_eval *ev, const float *x, int64_t n, float *logits) {
+  int B = chunk_of(ev);
+  for (int64_t s0 = 0; s0 < n; s0 += B) {
+    int bn = (int)(n - s0 < B ? n - s0 : B);
+    adv_session *s = eval_session(ev, bn);
+    if (!s)
+      return ADV_EINVAL;
+    int rc = adv_session_forward(s, x + s0 * ev->per, logits + s0 * ev->classes,
+                                 ev->err);
+    if (rc)
+      return rc;
+    ev->forwards += bn;
+  }
+  return ADV_OK;
+}
+
+int adv__eval_grad(adv_eval *ev, const float *x, int64_t n, adv_loss_params lp,
+                   const int64_t *y, const int64_t *target, float *logits,
+                   float *loss, float *dx) {
+  int B = chunk_of(ev);
+  for (int64_t s0 = 0; s0 < n; s0 += B) {
+    int bn = (int)(n - s0 < B ? n - s0 : B);
+    adv_session *s = eval_session(ev, bn);
+    if (!s)
+      return ADV_EINVAL;
+    int rc = adv_session_grad(s, x + s0 * ev->per, lp, y ? y + s0 : NULL,
+                              target ? target + s0 : NULL,
+                              logits ? logits + s0 * ev->classes : NULL,
+                              loss ? loss + s0 : NULL, dx + s0 * ev->per,
+                              ev->err);
+    if (rc)
+      return rc;
+    ev->forwards += bn;
+    ev->backwards += bn;
+  }
+  return ADV_OK;
+}
+
+int adv__eval_grad_dz(adv_eval *ev, const float *x, int64_t n, const float *dz,
+                      float *logits, float *dx) {
+  int B = chunk_of(ev);
+  float *tmp = NULL;
+  if (!logits) {
+    tmp = malloc(sizeof(float) * (size_t)(B * ev->classes));
+    if (!tmp)
+      return ADV_ENOMEM;
+  }
+  int rc = ADV_OK;
+  for (int64_t s0 = 0; s0 < n && rc == ADV_OK; s0 += B) {
+    int bn = (int)(n - s0 < B ? n - s0 : B);
+    adv_session *s = eval_session(ev, bn);
+    if (!s) {
+      rc = ADV_EINVAL;
+      break;
+    }
+    float *z = logits ? logits + s0 * ev->classes : tmp;
+    rc = adv_session_forward(s, x + s0 * ev->per, z, ev->err);
+    if (rc == ADV_OK)
+      rc = adv_session_backward_dz(s, dz + s0 * ev->classes, dx + s0 * ev->per,
+                                   ev->abort_flag, ev->err);
+    ev->forwards += bn;
+    ev->backwards += bn;
+  }
+  free(tmp);
+  return rc;
+}
+
+int adv__eval_aborted(adv_eval *ev, const char *phase, double fraction) {
+  if (ev->abort_flag && *ev->abort_flag)
+    return 1;
+  if (ev->progress && ev->progress(ev->ud, phase, fraction))
+    return 1;
+  return 0;
+}
+
+/* ---------------- RNG ---------------- */
+
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+void adv__rng_seed(adv_rng *r, uint64_t seed) {
+  for (int i = 0; i < 4; i++)
+    r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t adv__rng_next(adv_rng *r) {
+  uint64_t *s = r->s;
+  uint64_t res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return res;
+}
+
+double adv__rng_uniform(adv_rng *r) {
+  return (double)(adv__rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+double adv__rng_normal(adv_rng *r) {
+  double u1 = adv__rng_uniform(r), u2 = adv__rng_uniform(r);
+  if (u1 < 1e-300)
+    u1 = 1e-300;
+  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+int64_t adv__rng_int(adv_rng *r, int64_t n) {
+  return n > 0 ? (int64_t)(adv__rng_next(r) % (uint64_t)n) : 0;
+}
+
+/* ---------------- vector helpers ---------------- */
+
+int64_t adv__argmax(const float *z, int64_t k) {
+  int64_t b = 0;
+  for (int64_t i = 1; i < k; i++)
+    if (z[i] > z[b])
+      b = i;
+  return b;
+}
+
+void adv__project(float *xa, const float *x, int64_t per, adv_norm norm,
+                  float eps, float lo, float hi) {
+  if (norm == ADV_NORM_LINF) {
+    for (int64_t i = 0; i < per; i++) {
+      float d = xa[i] - x[i];
+      d = d > eps ? eps : d < -eps ? -eps : d;
+      float v = x[i] + d;
+      xa[i] = v < lo ? lo : v > hi ? hi : v;
+    }
+    return;
+  }
+  double s = 0;
+  for (int64_t i = 0; i < per; i++) {
+    double d = (double)xa[i] - x[i];
+    s += d * d;
+  }
+  double nrm = sqrt(s);
+  /* scale slightly inside the ball so float rounding cannot exceed eps */
+  double f = nrm > eps ? (double)eps / nrm * (1.0 - 1e-6) : 1.0;
+  for (int64_t i = 0; i < per; i++) {
+    float v = (float)((double)x[i] + ((double)xa[i] - x[i]) * f);
+    xa[i] = v < lo ? lo : v > hi ? hi : v;
+  }
+}
+
+double adv__norm_linf(const float *a, const float *b, int64_t per) {
+  double m = 0;
+  for (int64_t i = 0; i < per; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    m = d > m ? d : m;
+  }
+  return m;
+}
+
+double adv__norm_l2(const float *a, const float *b, int64_t per) {
+  double s = 0;
+  for (int64_t i = 0; i < per; i++) {
+    double d = (double)a[i] - b[i];
+    s += d * d;
+  }
+  return sqrt(s);
+}

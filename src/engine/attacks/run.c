@@ -1,0 +1,305 @@
+/*
+ * run.c - adv_attack_run(): validation, dispatch to the attack, and the
+ * common epilogue every attack shares - enforcing the budget and the clip
+ * bounds, recomputing predictions, success, norms and query counts.
+ */
+#include "attacks/attack_internal.h"
+#include "core/engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *names[ADV_ATTACK_COUNT] = {
+    "fgsm", "bim", "pgd", "mifgsm", "apgd-ce", "apgd-dlr", "apgd-t",
+    "fab", "fab-t", "cw", "deepfool", "square", "hsj"};
+
+int adv_attack_kind_from_name(const char *name) {
+  for (int i = 0; i < ADV_ATTACK_COUNT; i++)
+    if (!strcmp(names[i], name))
+      return i;
+  if (!strcmp(name, "cw-l2") || !strcmp(name, "cw_l2"))
+    return ADV_ATTACK_CW_L2;
+  if (!strcmp(name, "hopskipjump"))
+    return ADV_ATTACK_HSJ;
+  if (!strcmp(name, "mi-fgsm"))
+    return ADV_ATTACK_MIFGSM;
+  return -1;
+}
+
+const char *adv_attack_name(adv_attack_kind kind) {
+  return kind >= 0 && kind < ADV_ATTACK_COUNT ? names[kind] : "unknown";
+}
+
+adv_attack_params adv_attack_default_params(adv_attack_kind kind) {
+  adv_attack_params p;
+  memset(&p, 0, sizeof(p));
+  p.kind = kind;
+  p.norm = ADV_NORM_LINF;
+  p.eps = 8.f / 255.f;
+  p.restarts = 1;
+  p.n_target_classes = 9;
+  p.loss = ADV_LOSS_CE;
+  p.momentum = 1.0f;
+  p.clip_min = 0.f;
+  p.clip_max = 1.f;
+  p.seed = 0;
+  p.batch = 256;
+  p.threads = 2;
+  p.kappa = 0.f;
+  p.binary_steps = 9;
+  p.initial_const = 1e-2f;
+  p.overshoot = 0.02f;
+  p.candidates = 10;
+  p.alpha_max = 0.1f;
+  p.eta = 1.05f;
+  p.beta = 0.9f;
+  switch (kind) {
+  case ADV_ATTACK_FGSM: p.steps = 1; break;
+  case ADV_ATTACK_BIM: p.steps = 10; break;
+  case ADV_ATTACK_PGD: p.steps = 40; p.random_start = 1; break;
+  case ADV_ATTACK_MIFGSM: p.steps = 10; break;
+  case ADV_ATTACK_APGD_CE:
+  case ADV_ATTACK_APGD_DLR: p.steps = 100; break;
+  case ADV_ATTACK_APGD_T: p.steps = 100; p.targeted = 1; break;
+  case ADV_ATTACK_FAB: p.steps = 100; break;
+  case ADV_ATTACK_FAB_T: p.steps = 100; p.targeted = 1; break;
+  case ADV_ATTACK_CW_L2: p.steps = 100; p.norm = ADV_NORM_L2; p.step_size = 0.01f; break;
+  case ADV_ATTACK_DEEPFOOL: p.steps = 50; p.norm = ADV_NORM_L2; break;
+  case ADV_ATTACK_SQUARE: p.queries = 5000; p.p_init = 0.8f; break;
+  case ADV_ATTACK_HSJ: p.queries = 5000; p.steps = 40; p.norm = ADV_NORM_L2; break;
+  default: break;
+  }
+  return p;
+}
+
+void adv_attack_result_free(adv_attack_result *r) {
+  if (!r)
+    return;
+  free(r->x_adv);
+  free(r->pred_clean);
+  free(r->pred_adv);
+  free(r->success);
+  free(r->linf);
+  free(r->l2);
+  free(r->l0);
+  free(r->queries);
+  memset(r, 0, sizeof(*r));
+}
+
+/* Minimal-norm attacks return the smallest adversarial they find, which
+ * may exceed eps; the others are projected into the eps-ball. */
+static int is_minimal(adv_attack_kind k) {
+  return k == ADV_ATTACK_FAB || k == ADV_ATTACK_FAB_T || k == ADV_ATTACK_CW_L2 ||
+         k == ADV_ATTACK_DEEPFOOL || k == ADV_ATTACK_HSJ;
+}
+
+static adv__attack_fn dispatch(adv_attack_kind k) {
+  switch (k) {
+  case ADV_ATTACK_FGSM: return adv__attack_fgsm;
+  case ADV_ATTACK_BIM:
+  case ADV_ATTACK_PGD:
+  case ADV_ATTACK_MIFGSM: return adv__attack_pgd;
+  case ADV_ATTACK_APGD_CE:
+  case ADV_ATTACK_APGD_DLR:
+  case ADV_ATTACK_APGD_T: return adv__attack_apgd;
+  case ADV_ATTACK_FAB:
+  case ADV_ATTACK_FAB_T: return adv__attack_fab;
+  case ADV_ATTACK_CW_L2: return adv__attack_cw;
+  case ADV_ATTACK_DEEPFOOL: return adv__attack_deepfool;
+  case ADV_ATTACK_SQUARE: return adv__attack_square;
+  case ADV_ATTACK_HSJ: return adv__attack_hsj;
+  default: return NULL;
+  }
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int adv_attack_run(const adv_model *m, const float *x, int64_t n,
+                   const int64_t *y, const int64_t *target,
+                   adv_attack_params p, adv_progress_fn progress, void *ud,
+                   const volatile int *abort_flag, adv_attack_result *res,
+                   adv_err *err) {
+  memset(res, 0, sizeof(*res));
+  if (!m || !x || !y || n <= 0)
+    return adv__error(err, ADV_EINVAL, "model, x, y and n > 0 are required");
+  if (p.kind < 0 || p.kind >= ADV_ATTACK_COUNT)
+    return adv__error(err, ADV_EINVAL, "unknown attack kind %d", (int)p.kind);
+  if (!(p.clip_max > p.clip_min) || !isfinite(p.clip_min) || !isfinite(p.clip_max))
+    return adv__error(err, ADV_EINVAL, "need clip_min < clip_max");
+  if (!(p.eps >= 0) || !isfinite(p.eps))
+    return adv__error(err, ADV_EINVAL, "eps must be a finite number >= 0");
+  if (p.steps < 0 || p.steps > 1000000 || p.restarts < 0 || p.restarts > 1000)
+    return adv__error(err, ADV_EINVAL, "steps/restarts out of range");
+  if (p.restarts == 0)
+    p.restarts = 1;
+  if (p.norm != ADV_NORM_LINF && p.norm != ADV_NORM_L2)
+    return adv__error(err, ADV_EINVAL, "norm must be linf or l2");
+  if (p.targeted && !target && p.kind != ADV_ATTACK_APGD_T &&
+      p.kind != ADV_ATTACK_FAB_T)
+    return adv__error(err, ADV_EINVAL, "targeted attack needs target classes");
+  if (adv_model_num_inputs(m) != 1)
+    return adv__error(err, ADV_EUNSUPPORTED, "attacks need a single-input model");
+  adv_eval ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.m = m;
+  ev.p = p;
+  ev.abort_flag = abort_flag;
+  ev.progress = progress;
+  ev.ud = ud;
+  ev.err = err;
+  ev.in_ndim = adv_model_input_shape(m, 0, ev.in_dims);
+  if (ev.in_ndim < 2)
+    return adv__error(err, ADV_ESHAPE, "model input must be batch x ...");
+  ev.per = 1;
+  for (int i = 1; i < ev.in_ndim; i++) {
+    if (ev.in_dims[i] < 1)
+      return adv__error(err, ADV_ESHAPE, "model input dim %d is not fixed", i);
+    ev.per *= ev.in_dims[i];
+  }
+  double t0 = now_s();
+  int rc = ADV_OK;
+  float *z = NULL;
+  res->n = n;
+  res->per = ev.per;
+  res->x_adv = malloc(sizeof(float) * (size_t)(n * ev.per));
+  res->pred_clean = calloc((size_t)n, sizeof(int64_t));
+  res->pred_adv = calloc((size_t)n, sizeof(int64_t));
+  res->success = calloc((size_t)n, 1);
+  res->linf = calloc((size_t)n, sizeof(float));
+  res->l2 = calloc((size_t)n, sizeof(float));
+  res->l0 = calloc((size_t)n, sizeof(float));
+  res->queries = calloc((size_t)n, sizeof(int64_t));
+  ev.sample_queries = res->queries;
+  if (!res->x_adv || !res->pred_clean || !res->pred_adv || !res->success ||
+      !res->linf || !res->l2 || !res->l0 || !res->queries) {
+    rc = adv__error(err, ADV_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (int64_t i = 0; i < n * ev.per; i++) {
+    if (!(x[i] >= p.clip_min && x[i] <= p.clip_max)) {
+      rc = adv__error(err, ADV_EINVAL,
+                      "input value %g at %lld outside [clip_min, clip_max]",
+                      (double)x[i], (long long)i);
+      goto fail;
+    }
+  }
+  memcpy(res->x_adv, x, sizeof(float) * (size_t)(n * ev.per));
+  /* classes from one forward of the clean batch */
+  {
+    int64_t od[ADV_MAX_DIMS];
+    adv_session_params sp = adv_session_default_params();
+    sp.batch = 1;
+    sp.logits = 1;
+    adv_array shape;
+    memset(&shape, 0, sizeof(shape));
+    shape.dtype = ADV_DTYPE_F32;
+    shape.ndim = ev.in_ndim;
+    memcpy(shape.dims, ev.in_dims, sizeof(shape.dims));
+    shape.dims[0] = 1;
+    adv_binding bd = {adv_model_input_name(m, 0), &shape, 0};
+    sp.bindings = &bd;
+    sp.n_bindings = 1;
+    adv_session *s1 = NULL;
+    if ((rc = adv_session_init(m, sp, &s1, err)))
+      goto fail;
+    int nd = adv_session_output_shape(s1, 0, od);
+    adv_session_free(s1);
+    if (nd != 2 || od[1] < 2) {
+      rc = adv__error(err, ADV_ESHAPE, "model output is not N x classes");
+      goto fail;
+    }
+    ev.classes = od[1];
+  }
+  for (int64_t i = 0; i < n; i++)
+    if (y[i] < 0 || y[i] >= ev.classes || (target && p.targeted &&
+                                           (target[i] < 0 || target[i] >= ev.classes))) {
+      rc = adv__error(err, ADV_EINVAL, "label or target of sample %lld out of range",
+                      (long long)i);
+      goto fail;
+    }
+  z = malloc(sizeof(float) * (size_t)(n * ev.classes));
+  if (!z) {
+    rc = adv__error(err, ADV_ENOMEM, "out of memory");
+    goto fail;
+  }
+  if ((rc = adv__eval_forward(&ev, x, n, z)))
+    goto fail;
+  for (int64_t i = 0; i < n; i++)
+    res->pred_clean[i] = adv__argmax(z + i * ev.classes, ev.classes);
+  ev.forwards = 0; /* the clean pass is not part of the attack's budget */
+  adv__attack_fn fn = dispatch(p.kind);
+  if (!fn) {
+    rc = adv__error(err, ADV_EUNSUPPORTED, "attack %d", (int)p.kind);
+    goto fail;
+  }
+  if ((rc = fn(&ev, x, n, y, target, res->x_adv)))
+    goto fail;
+  /* epilogue: budget + bounds, then predictions and norms */
+  int bounded = !is_minimal(p.kind);
+  for (int64_t i = 0; i < n; i++) {
+    float *xa = res->x_adv + i * ev.per;
+    const float *xi = x + i * ev.per;
+    /* already misclassified (untargeted): nothing to attack, as AutoAttack */
+    if (!p.targeted && res->pred_clean[i] != y[i])
+      memcpy(xa, xi, sizeof(float) * (size_t)ev.per);
+    for (int64_t k = 0; k < ev.per; k++)
+      if (!isfinite(xa[k]))
+        xa[k] = xi[k];
+    if (bounded)
+      adv__project(xa, xi, ev.per, p.norm, p.eps, p.clip_min, p.clip_max);
+    else
+      for (int64_t k = 0; k < ev.per; k++)
+        xa[k] = xa[k] < p.clip_min ? p.clip_min : xa[k] > p.clip_max ? p.clip_max : xa[k];
+  }
+  int64_t fw = ev.forwards;
+  if ((rc = adv__eval_forward(&ev, res->x_adv, n, z)))
+    goto fail;
+  ev.forwards = fw;
+  for (int64_t i = 0; i < n; i++) {
+    const float *xa = res->x_adv + i * ev.per, *xi = x + i * ev.per;
+    res->pred_adv[i] = adv__argmax(z + i * ev.classes, ev.classes);
+    res->linf[i] = (float)adv__norm_linf(xa, xi, ev.per);
+    res->l2[i] = (float)adv__norm_l2(xa, xi, ev.per);
+    int64_t l0 = 0;
+    for (int64_t k = 0; k < ev.per; k++)
+      l0 += xa[k] != xi[k];
+    res->l0[i] = (float)l0;
+    int fooled;
+    if (p.targeted && target)
+      fooled = res->pred_adv[i] == target[i];
+    else if (p.targeted) /* -T attacks: any wrong label counts */
+      fooled = res->pred_adv[i] != y[i];
+    else
+      fooled = res->pred_adv[i] != y[i];
+    if (!bounded && p.eps > 0) {
+      double nm = p.norm == ADV_NORM_LINF ? res->linf[i] : res->l2[i];
+      fooled = fooled && nm <= p.eps * (1 + 1e-6);
+    }
+    res->success[i] = (unsigned char)fooled;
+  }
+  int any_q = 0;
+  for (int64_t i = 0; i < n; i++)
+    any_q |= res->queries[i] != 0;
+  if (!any_q)
+    for (int64_t i = 0; i < n; i++)
+      res->queries[i] = ev.forwards / n;
+  res->forwards = ev.forwards;
+  res->backwards = ev.backwards;
+  res->seconds = now_s() - t0;
+  free(z);
+  for (int i = 0; i < ADV_EVAL_SESSIONS; i++)
+    adv_session_free(ev.cache[i].s);
+  return ADV_OK;
+fail:
+  free(z);
+  for (int i = 0; i < ADV_EVAL_SESSIONS; i++)
+    adv_session_free(ev.cache[i].s);
+  adv_attack_result_free(res);
+  return rc;
+}
