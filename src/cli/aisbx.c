@@ -24,8 +24,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define EXIT_MISMATCH 1
-#define EXIT_BADINPUT 2
+#include "cli.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -672,11 +671,15 @@ done:
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: aisbx <predict|grad|onnx-check|version> ...\n");
+    fprintf(stderr, "usage: aisbx <predict|grad|attack|evaluate|onnx-check|version> ...\n");
     return EXIT_BADINPUT;
   }
   if (!strcmp(argv[1], "predict"))
     return cmd_predict(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "attack"))
+    return cmd_attack(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "evaluate"))
+    return cmd_evaluate(argc - 1, argv + 1);
   if (!strcmp(argv[1], "grad"))
     return cmd_grad(argc - 1, argv + 1);
   if (!strcmp(argv[1], "onnx-check"))

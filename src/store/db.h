@@ -69,4 +69,11 @@ int sbx__db_begin(sbx__db *db);
 int sbx__db_commit(sbx__db *db);
 int sbx__db_rollback(sbx__db *db);
 
+/* The driver handle under a metadata store (borrowed, valid until
+ * sbx_meta_close). For service modules that keep their own tables beside
+ * the store's (src/server/db_ext.c); they must keep the same rules:
+ * parameterised SQL only, tenant id in every query. */
+struct sbx_meta;
+sbx__db *sbx__meta_db(struct sbx_meta *m);
+
 #endif

@@ -247,6 +247,8 @@ void sbx_meta_close(sbx_meta *m) {
   free(m);
 }
 
+sbx__db *sbx__meta_db(sbx_meta *m) { return m ? m->db : NULL; }
+
 int sbx_meta_schema_version(sbx_meta *m, int64_t *version) {
   *version = 0;
   return sbx__db_exec(m->db, "SELECT MAX(version) FROM schema_migrations",

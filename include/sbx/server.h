@@ -1,0 +1,88 @@
+/*
+ * sbx/server.h - aisbxd, the API server (issue 6): TLS-only HTTP/1.1 on
+ * libmicrohttpd, REST API v1 over the encrypted store (sbx/store.h),
+ * identity (API keys, own EdDSA access tokens, refresh tokens, local
+ * accounts) and role-based access control. Design: docs/api.md and
+ * docs/security.md.
+ *
+ * All functions return 0 (SBX_OK) or a negative sbx_status and never exit.
+ */
+#ifndef SBX_SERVER_H
+#define SBX_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sbx/status.h"
+
+#define SBX_PATH_MAX 1024
+
+/* Configuration. Strings point into storage owned by the caller (or, after
+ * sbx_server_config_load, into a static arena kept for the process). */
+typedef struct sbx_server_params {
+  const char *data_dir;        /* required: SQLite, blobs, TLS + JWT keys */
+  const char *listen;          /* "HOST:PORT", default "127.0.0.1:8443";
+                                  port 0 picks a free port */
+  const char *master_key_spec; /* "file:..", "env:..", "cmd:.."; NULL:
+                                  file:<data_dir>/master.key (created) */
+  const char *tls_cert_file;   /* NULL: <data_dir>/tls-cert.pem (generated) */
+  const char *tls_key_file;    /* NULL: <data_dir>/tls-key.pem (generated) */
+  const char *issuer;          /* JWT iss/aud, default "aisbxd" */
+  int64_t max_json_bytes;      /* JSON request bodies, default 64 KiB */
+  int64_t max_upload_bytes;    /* raw model/dataset uploads, default 256 MiB */
+  int rate_ip_per_s, rate_ip_burst;   /* per client IP, default 200 / 400 */
+  int rate_key_per_s, rate_key_burst; /* per credential, default 100 / 200 */
+  int access_ttl_s;            /* access token lifetime, default 900 (cap) */
+  int refresh_ttl_s;           /* refresh token lifetime, default 30 days */
+  int login_max_failures;      /* lockout threshold, default 5 */
+  int lockout_s;               /* lockout duration, default 900 */
+  int blob_fsync;              /* 1 (default) */
+  int threads;                 /* MHD worker threads (epoll each), default 2 */
+} sbx_server_params;
+
+sbx_server_params sbx_server_default_params(void);
+
+/* Reads "key = value" lines from path (NULL: none), then environment
+ * overrides AISBXD_<KEY> (upper case). Unknown keys are an error
+ * (SBX_EINVAL, message on stderr). Secrets are never values here: only
+ * specs pointing at a file or an environment variable. */
+int sbx_server_config_load(sbx_server_params *p, const char *path);
+
+typedef struct sbx_server sbx_server;
+
+/* Opens the store, makes sure the TLS certificate (self-signed ECDSA P-256,
+ * SANs localhost/127.0.0.1/::1) and the JWT signing key exist, and starts
+ * listening. The SHA-256 fingerprint of the certificate is written to
+ * fp_out (95 bytes "AB:CD:..", may be NULL). *out NULL on error. */
+int sbx_server_start(const sbx_server_params *p, sbx_server **out,
+                     char fp_out[96]);
+/* The bound TCP port. */
+uint16_t sbx_server_port(const sbx_server *s);
+/* Stops accepting, waits for requests in flight, closes the store. NULL is
+ * a no-op. */
+void sbx_server_stop(sbx_server *s);
+
+/* `aisbxd init`: creates tenant tenant_id (with an admin user, tenant role
+ * admin), an Admin API key and a one-time bootstrap token. api_key_out
+ * (>= 160 bytes) and bootstrap_out (>= 160 bytes) receive the secrets; they
+ * are stored only as keyed hashes. SBX_EEXIST when the tenant exists. */
+int sbx_server_init_tenant(const sbx_server_params *p, const char *tenant_id,
+                           const char *name, char *api_key_out,
+                           char *bootstrap_out);
+
+/* ---- the route table (exported for tests and the OpenAPI generator) ---*/
+typedef struct sbx_route_info {
+  const char *method;     /* "GET", "POST", ... */
+  const char *pattern;    /* "/api/v1/projects/{project}/models" */
+  const char *permission; /* "model:read"; "public" for unauthenticated */
+  const char *summary;
+} sbx_route_info;
+
+/* Number of routes; sbx_server_route(i) for i in [0, n). */
+size_t sbx_server_route_count(void);
+sbx_route_info sbx_server_route(size_t i);
+/* 1 when role ("viewer", "developer", "analyst", "admin") holds
+ * permission. */
+int sbx_server_role_allows(const char *role, const char *permission);
+
+#endif

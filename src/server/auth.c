@@ -1,0 +1,534 @@
+/*
+ * auth.c - credentials: API keys, own EdDSA access tokens (JWT), refresh
+ * tokens with rotation + family revocation, Argon2id passwords.
+ *
+ * Credential formats (all ASCII, capped at SBX__TOKEN_MAX bytes):
+ *   API key        ak_<tenant>~<id>.<secret>     id 16 hex, secret 64 hex
+ *   refresh token  rt_<tenant>~<id>.<secret>
+ *   access token   <b64url header>.<b64url payload>.<b64url signature>
+ * Secrets are stored only as sbx_store_keyed_hash(purpose, secret).
+ */
+#include <argon2.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server_internal.h"
+
+#define SBX__TOKEN_MAX 2048
+#define HP_APIKEY "api-key"
+#define HP_REFRESH "refresh-token"
+
+/* ---- base64url ---- */
+static const char B64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+size_t sbx__b64url(const void *in, size_t n, char *out) {
+  const uint8_t *p = in;
+  size_t o = 0, i = 0;
+  for (; i + 2 < n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+    out[o++] = B64[v >> 18 & 63];
+    out[o++] = B64[v >> 12 & 63];
+    out[o++] = B64[v >> 6 & 63];
+    out[o++] = B64[v & 63];
+  }
+  if (n - i == 1) {
+    uint32_t v = (uint32_t)p[i] << 16;
+    out[o++] = B64[v >> 18 & 63];
+    out[o++] = B64[v >> 12 & 63];
+  } else if (n - i == 2) {
+    uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+    out[o++] = B64[v >> 18 & 63];
+    out[o++] = B64[v >> 12 & 63];
+    out[o++] = B64[v >> 6 & 63];
+  }
+  out[o] = 0;
+  return o;
+}
+
+static int b64val(char c) {
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 26;
+  if (c >= '0' && c <= '9')
+    return c - '0' + 52;
+  if (c == '-')
+    return 62;
+  if (c == '_')
+    return 63;
+  return -1;
+}
+
+long sbx__unb64url(const char *in, size_t n, uint8_t *out, size_t cap) {
+  if (n % 4 == 1)
+    return -1;
+  size_t o = 0;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    int v = b64val(in[i]);
+    if (v < 0)
+      return -1;
+    acc = acc << 6 | (uint32_t)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      if (o >= cap)
+        return -1;
+      out[o++] = (uint8_t)(acc >> bits);
+    }
+  }
+  /* non-canonical trailing bits are refused */
+  if (bits && (acc & ((1u << bits) - 1)))
+    return -1;
+  return (long)o;
+}
+
+/* ---- prefixed opaque tokens ---- */
+
+/* Splits "<pfx><tenant>~<id>.<secret>". */
+static int split_token(const char *tok, const char *pfx, char tenant[SBX_ID_MAX],
+                       char id[SBX_ID_MAX], const char **secret) {
+  size_t pl = strlen(pfx), n = strnlen(tok, SBX__TOKEN_MAX + 1);
+  if (n > SBX__TOKEN_MAX || strncmp(tok, pfx, pl))
+    return SBX_EAUTH;
+  const char *t = tok + pl;
+  const char *tilde = strchr(t, '~');
+  if (!tilde || tilde - t >= SBX_ID_MAX)
+    return SBX_EAUTH;
+  memcpy(tenant, t, (size_t)(tilde - t));
+  tenant[tilde - t] = 0;
+  const char *dot = strchr(tilde + 1, '.');
+  if (!dot || dot - tilde - 1 >= SBX_ID_MAX)
+    return SBX_EAUTH;
+  memcpy(id, tilde + 1, (size_t)(dot - tilde - 1));
+  id[dot - tilde - 1] = 0;
+  *secret = dot + 1;
+  if (!sbx_id_valid(tenant) || !sbx_id_valid(id) || strlen(*secret) != 64)
+    return SBX_EAUTH;
+  return SBX_OK;
+}
+
+int sbx__rand_hex(char *out, size_t nbytes) {
+  uint8_t b[64];
+  if (nbytes > sizeof b)
+    return SBX_EINVAL;
+  int rc = sbx_random(b, nbytes);
+  if (!rc)
+    sbx_hex(b, nbytes, out);
+  sbx_memwipe(b, sizeof b);
+  return rc;
+}
+
+int sbx__apikey_create(sbx_store *st, const char *tenant, const char *user,
+                       const char *project, const char *role,
+                       int64_t expires_at, char *id_out, char *key_out) {
+  sbx_api_key k;
+  memset(&k, 0, sizeof k);
+  char secret[65];
+  int rc = sbx__rand_hex(k.id, 8);
+  if (!rc)
+    rc = sbx__rand_hex(secret, 32);
+  if (!rc)
+    rc = sbx_store_keyed_hash(st, HP_APIKEY, secret, 64, k.secret_hash);
+  if (!rc) {
+    snprintf(k.user_id, sizeof k.user_id, "%s", user);
+    snprintf(k.project_id, sizeof k.project_id, "%s", project ? project : "");
+    snprintf(k.role, sizeof k.role, "%s", role);
+    k.created_at = sbx__now();
+    k.expires_at = expires_at;
+    rc = sbx_meta_api_key_insert(sbx_store_meta(st), tenant, &k);
+  }
+  if (!rc) {
+    snprintf(id_out, SBX_ID_MAX, "%s", k.id);
+    snprintf(key_out, 160, "ak_%s~%s.%s", tenant, k.id, secret);
+  }
+  sbx_memwipe(secret, sizeof secret);
+  return rc;
+}
+
+static int apikey_check(sbx__req *r, const char *tok) {
+  char tenant[SBX_ID_MAX], id[SBX_ID_MAX];
+  const char *secret;
+  int rc = split_token(tok, "ak_", tenant, id, &secret);
+  if (rc)
+    return rc;
+  sbx_api_key k;
+  rc = sbx_meta_api_key_get(sbx_store_meta(r->st), tenant, id, &k);
+  if (rc)
+    return SBX_EAUTH;
+  uint8_t h[SBX_SHA256_LEN];
+  rc = sbx_store_keyed_hash(r->st, HP_APIKEY, secret, 64, h);
+  if (rc || !sbx_ct_equal(h, k.secret_hash, SBX_SHA256_LEN))
+    return SBX_EAUTH;
+  int64_t now = sbx__now();
+  if (k.revoked_at || (k.expires_at && k.expires_at <= now))
+    return SBX_EEXPIRED;
+  sbx_tenant t;
+  if (sbx_meta_tenant_get(sbx_store_meta(r->st), tenant, &t) ||
+      t.state != SBX_TENANT_ACTIVE)
+    return SBX_EAUTH;
+  /* last-used, at most once a minute per key (keeps reads write-free) */
+  if (now - k.last_used_at >= 60)
+    sbx_meta_api_key_touch(sbx_store_meta(r->st), tenant, id, now);
+  r->who.kind = SBX__CRED_APIKEY;
+  snprintf(r->who.tenant, SBX_ID_MAX, "%s", tenant);
+  snprintf(r->who.user, SBX_ID_MAX, "%s", k.user_id);
+  snprintf(r->who.key_id, SBX_ID_MAX, "%s", id);
+  snprintf(r->who.key_project, SBX_ID_MAX, "%s", k.project_id);
+  r->who.key_role = sbx__role_bit(k.role);
+  return SBX_OK;
+}
+
+int sbx__authenticate(sbx__req *r) {
+  memset(&r->who, 0, sizeof r->who);
+  const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                              MHD_HTTP_HEADER_AUTHORIZATION);
+  if (!h)
+    return SBX_OK;
+  if (strncmp(h, "Bearer ", 7))
+    return SBX_EAUTH;
+  const char *tok = h + 7;
+  if (strnlen(tok, SBX__TOKEN_MAX + 1) > SBX__TOKEN_MAX)
+    return SBX_EAUTH;
+  if (!strncmp(tok, "ak_", 3))
+    return apikey_check(r, tok);
+  char tenant[SBX_ID_MAX], user[SBX_ID_MAX], jti[SBX_ID_MAX];
+  int rc = sbx__jwt_verify(r->srv, tok, sbx__now(), tenant, user, jti);
+  if (rc)
+    return rc;
+  sbx_tenant t;
+  sbx_user u;
+  if (sbx_meta_tenant_get(sbx_store_meta(r->st), tenant, &t) ||
+      t.state != SBX_TENANT_ACTIVE)
+    return SBX_EAUTH;
+  if (sbx_meta_user_get(sbx_store_meta(r->st), tenant, user, &u) ||
+      u.disabled)
+    return SBX_EAUTH;
+  r->who.kind = SBX__CRED_JWT;
+  snprintf(r->who.tenant, SBX_ID_MAX, "%s", tenant);
+  snprintf(r->who.user, SBX_ID_MAX, "%s", user);
+  snprintf(r->who.key_id, SBX_ID_MAX, "%s", jti);
+  return SBX_OK;
+}
+
+/* ---- JWT (EdDSA / Ed25519 only; the algorithm is fixed here) ---- */
+
+static int read_file(const char *path, char **out, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return errno == ENOENT ? SBX_ENOTFOUND : SBX_EIO;
+  char *buf = malloc(65536);
+  size_t len = buf ? fread(buf, 1, 65535, f) : 0;
+  fclose(f);
+  if (!buf)
+    return SBX_ENOMEM;
+  buf[len] = 0;
+  *out = buf;
+  *n = len;
+  return SBX_OK;
+}
+
+int sbx__jwt_load_or_create(sbx_server *s) {
+  char path[SBX_PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/jwt-ed25519.pem", s->data_dir);
+  char *pem = NULL;
+  size_t n = 0;
+  int rc = read_file(path, &pem, &n);
+  gnutls_x509_privkey_t xk = NULL;
+  if (gnutls_x509_privkey_init(&xk) < 0)
+    return SBX_ENOMEM;
+  if (rc == SBX_ENOTFOUND) {
+    if (gnutls_x509_privkey_generate(xk, GNUTLS_PK_EDDSA_ED25519,
+                                     GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_ED25519), 0) <
+        0) {
+      gnutls_x509_privkey_deinit(xk);
+      return SBX_ECRYPTO;
+    }
+    gnutls_datum_t out = {NULL, 0};
+    if (gnutls_x509_privkey_export2(xk, GNUTLS_X509_FMT_PEM, &out) < 0) {
+      gnutls_x509_privkey_deinit(xk);
+      return SBX_ECRYPTO;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    rc = fd < 0 ? SBX_EIO : SBX_OK;
+    if (fd >= 0) {
+      if (write(fd, out.data, out.size) != (ssize_t)out.size || fsync(fd))
+        rc = SBX_EIO;
+      close(fd);
+    }
+    sbx_memwipe(out.data, out.size);
+    gnutls_free(out.data);
+  } else if (!rc) {
+    gnutls_datum_t d = {(unsigned char *)pem, (unsigned)n};
+    if (gnutls_x509_privkey_import(xk, &d, GNUTLS_X509_FMT_PEM) < 0 ||
+        gnutls_x509_privkey_get_pk_algorithm(xk) != GNUTLS_PK_EDDSA_ED25519)
+      rc = SBX_EFORMAT;
+    sbx_memwipe(pem, n);
+  }
+  free(pem);
+  if (rc) {
+    gnutls_x509_privkey_deinit(xk);
+    fprintf(stderr, "aisbxd: JWT key %s: %s\n", path, sbx_strerror(rc));
+    return rc;
+  }
+  if (gnutls_privkey_init(&s->jwt_priv) < 0 ||
+      gnutls_privkey_import_x509(s->jwt_priv, xk,
+                                 GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE) < 0) {
+    gnutls_x509_privkey_deinit(xk);
+    return SBX_ECRYPTO;
+  }
+  gnutls_datum_t x = {NULL, 0};
+  if (gnutls_pubkey_init(&s->jwt_pub) < 0 ||
+      gnutls_pubkey_import_privkey(s->jwt_pub, s->jwt_priv, 0, 0) < 0 ||
+      gnutls_pubkey_export_ecc_raw(s->jwt_pub, NULL, &x, NULL) < 0 ||
+      x.size != 32)
+    return SBX_ECRYPTO;
+  sbx__b64url(x.data, x.size, s->jwt_x);
+  uint8_t d[SBX_SHA256_LEN];
+  sbx_sha256(x.data, x.size, d);
+  sbx__b64url(d, 12, s->jwt_kid); /* 16 chars */
+  gnutls_free(x.data);
+  return SBX_OK;
+}
+
+void sbx__jwt_free(sbx_server *s) {
+  if (s->jwt_pub)
+    gnutls_pubkey_deinit(s->jwt_pub);
+  if (s->jwt_priv)
+    gnutls_privkey_deinit(s->jwt_priv);
+  s->jwt_pub = NULL;
+  s->jwt_priv = NULL;
+}
+
+json_t *sbx__jwks(const sbx_server *s) {
+  return json_pack("{s:[{s:s,s:s,s:s,s:s,s:s}]}", "keys", "kty", "OKP", "crv",
+                   "Ed25519", "x", s->jwt_x, "kid", s->jwt_kid, "alg",
+                   "EdDSA");
+}
+
+static char *b64_json(json_t *j) {
+  char *txt = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+  if (!txt)
+    return NULL;
+  size_t n = strlen(txt);
+  char *out = malloc(4 * (n / 3 + 1) + 1);
+  if (out)
+    sbx__b64url(txt, n, out);
+  free(txt);
+  return out;
+}
+
+int sbx__jwt_issue(sbx_server *s, const char *tenant, const char *user,
+                   int64_t now, char *tok_out, size_t cap) {
+  char jti[33];
+  int rc = sbx__rand_hex(jti, 16);
+  if (rc)
+    return rc;
+  int ttl = s->p.access_ttl_s > 0 && s->p.access_ttl_s <= 900
+                ? s->p.access_ttl_s
+                : 900;
+  json_t *h = json_pack("{s:s,s:s,s:s}", "alg", "EdDSA", "typ", "JWT", "kid",
+                        s->jwt_kid);
+  json_t *p = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "iss", s->issuer,
+                        "aud", s->issuer, "sub", user, "tid", tenant, "iat",
+                        (json_int_t)now, "nbf", (json_int_t)now, "exp",
+                        (json_int_t)(now + ttl), "jti", jti);
+  char *hb = h ? b64_json(h) : NULL, *pb = p ? b64_json(p) : NULL;
+  json_decref(h);
+  json_decref(p);
+  rc = SBX_ENOMEM;
+  if (hb && pb) {
+    int n = snprintf(tok_out, cap, "%s.%s", hb, pb);
+    gnutls_datum_t data = {(unsigned char *)tok_out, (unsigned)n}, sig;
+    rc = SBX_ELIMIT;
+    if (n > 0 && (size_t)n + 100 < cap) {
+      rc = SBX_ECRYPTO;
+      if (gnutls_privkey_sign_data2(s->jwt_priv, GNUTLS_SIGN_EDDSA_ED25519, 0,
+                                    &data, &sig) >= 0) {
+        if (sig.size == 64) {
+          tok_out[n] = '.';
+          sbx__b64url(sig.data, sig.size, tok_out + n + 1);
+          rc = SBX_OK;
+        }
+        gnutls_free(sig.data);
+      }
+    }
+  }
+  free(hb);
+  free(pb);
+  return rc;
+}
+
+static json_t *decode_part(const char *p, size_t n) {
+  uint8_t buf[SBX__TOKEN_MAX];
+  long len = sbx__unb64url(p, n, buf, sizeof buf);
+  if (len <= 0)
+    return NULL;
+  json_error_t e;
+  json_t *j = json_loadb((const char *)buf, (size_t)len,
+                         JSON_REJECT_DUPLICATES, &e);
+  if (j && !json_is_object(j)) {
+    json_decref(j);
+    return NULL;
+  }
+  return j;
+}
+
+int sbx__jwt_verify(sbx_server *s, const char *tok, int64_t now,
+                    char tenant[SBX_ID_MAX], char user[SBX_ID_MAX],
+                    char jti[SBX_ID_MAX]) {
+  size_t n = strnlen(tok, SBX__TOKEN_MAX + 1);
+  if (n > SBX__TOKEN_MAX)
+    return SBX_EAUTH;
+  const char *d1 = memchr(tok, '.', n);
+  const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - tok)) : NULL;
+  if (!d1 || !d2 || memchr(d2 + 1, '.', n - (size_t)(d2 + 1 - tok)))
+    return SBX_EAUTH;
+  /* header: the algorithm is fixed by the server, the token only has to
+   * agree with it; anything else (none, HS256, RS256, ...) is refused */
+  json_t *h = decode_part(tok, (size_t)(d1 - tok));
+  int rc = SBX_EAUTH;
+  if (h) {
+    const char *alg = json_string_value(json_object_get(h, "alg"));
+    const char *kid = json_string_value(json_object_get(h, "kid"));
+    if (alg && kid && !strcmp(alg, "EdDSA") && !strcmp(kid, s->jwt_kid) &&
+        !json_object_get(h, "crit") && !json_object_get(h, "jku") &&
+        !json_object_get(h, "jwk") && !json_object_get(h, "x5u"))
+      rc = SBX_OK;
+    json_decref(h);
+  }
+  if (rc)
+    return rc;
+  uint8_t sig[80];
+  long sl = sbx__unb64url(d2 + 1, n - (size_t)(d2 + 1 - tok), sig, sizeof sig);
+  if (sl != 64)
+    return SBX_EAUTH;
+  gnutls_datum_t data = {(unsigned char *)tok, (unsigned)(d2 - tok)};
+  gnutls_datum_t sd = {sig, 64};
+  if (gnutls_pubkey_verify_data2(s->jwt_pub, GNUTLS_SIGN_EDDSA_ED25519, 0,
+                                 &data, &sd) < 0)
+    return SBX_EAUTH;
+  json_t *p = decode_part(d1 + 1, (size_t)(d2 - d1 - 1));
+  if (!p)
+    return SBX_EAUTH;
+  const char *iss = json_string_value(json_object_get(p, "iss"));
+  const char *aud = json_string_value(json_object_get(p, "aud"));
+  const char *sub = json_string_value(json_object_get(p, "sub"));
+  const char *tid = json_string_value(json_object_get(p, "tid"));
+  const char *id = json_string_value(json_object_get(p, "jti"));
+  json_t *exp = json_object_get(p, "exp"), *nbf = json_object_get(p, "nbf");
+  rc = SBX_EAUTH;
+  if (iss && aud && sub && tid && id && json_is_integer(exp) &&
+      json_is_integer(nbf) && !strcmp(iss, s->issuer) &&
+      !strcmp(aud, s->issuer) && sbx_id_valid(sub) && sbx_id_valid(tid) &&
+      sbx_id_valid(id)) {
+    int64_t e = json_integer_value(exp), b = json_integer_value(nbf);
+    if (e <= now)
+      rc = SBX_EEXPIRED;
+    else if (b > now + 30 || e - b > 900 + 60)
+      rc = SBX_EAUTH;
+    else {
+      snprintf(tenant, SBX_ID_MAX, "%s", tid);
+      snprintf(user, SBX_ID_MAX, "%s", sub);
+      snprintf(jti, SBX_ID_MAX, "%s", id);
+      rc = SBX_OK;
+    }
+  }
+  json_decref(p);
+  return rc;
+}
+
+/* ---- refresh tokens ---- */
+
+int sbx__refresh_issue(sbx_server *s, sbx_store *st, const char *tenant,
+                       const char *user, const char *family, int64_t now,
+                       char *tok_out) {
+  char id[33], secret[65], fam[33];
+  uint8_t h[SBX_SHA256_LEN];
+  int rc = sbx__rand_hex(id, 16);
+  if (!rc)
+    rc = sbx__rand_hex(secret, 32);
+  if (!rc && !family) {
+    rc = sbx__rand_hex(fam, 16);
+    family = fam;
+  }
+  if (!rc)
+    rc = sbx_store_keyed_hash(st, HP_REFRESH, secret, 64, h);
+  if (!rc)
+    rc = sbx__dbx_refresh_insert(sbx_store_meta(st), tenant, id, family, user,
+                                 h, now, now + s->p.refresh_ttl_s);
+  if (!rc)
+    snprintf(tok_out, 160, "rt_%s~%s.%s", tenant, id, secret);
+  sbx_memwipe(secret, sizeof secret);
+  return rc;
+}
+
+int sbx__refresh_rotate(sbx_server *s, sbx_store *st, const char *tok,
+                        int64_t now, char tenant[SBX_ID_MAX],
+                        char user[SBX_ID_MAX], char *new_tok_out) {
+  char id[SBX_ID_MAX], family[SBX_ID_MAX];
+  const char *secret;
+  int rc = split_token(tok, "rt_", tenant, id, &secret);
+  if (rc)
+    return rc;
+  uint8_t stored[SBX_SHA256_LEN], h[SBX_SHA256_LEN];
+  int64_t exp, used, revoked;
+  sbx_meta *m = sbx_store_meta(st);
+  if (sbx__dbx_refresh_get(m, tenant, id, family, user, stored, &exp, &used,
+                           &revoked))
+    return SBX_EAUTH;
+  if (sbx_store_keyed_hash(st, HP_REFRESH, secret, 64, h) ||
+      !sbx_ct_equal(h, stored, SBX_SHA256_LEN))
+    return SBX_EAUTH;
+  if (used || revoked) {
+    /* replay of a rotated token: the family is compromised */
+    sbx__dbx_refresh_revoke_family(m, tenant, family, now);
+    sbx_meta_audit_append(m, tenant, now, user, "auth.refresh_reuse", family,
+                          NULL);
+    return SBX_EEXPIRED;
+  }
+  if (exp <= now)
+    return SBX_EEXPIRED;
+  rc = sbx_meta_begin(m);
+  if (rc)
+    return rc;
+  rc = sbx__dbx_refresh_use(m, tenant, id, now);
+  if (!rc)
+    rc = sbx__refresh_issue(s, st, tenant, user, family, now, new_tok_out);
+  if (rc) {
+    sbx_meta_rollback(m);
+    if (rc == SBX_ECONFLICT) { /* lost a race with another use: reuse */
+      sbx__dbx_refresh_revoke_family(m, tenant, family, now);
+      return SBX_EEXPIRED;
+    }
+    return rc;
+  }
+  return sbx_meta_commit(m);
+}
+
+/* ---- passwords: Argon2id, OWASP minimum parameters (m=19 MiB, t=2) ---- */
+
+int sbx__password_hash(const char *pw, char out[160]) {
+  uint8_t salt[16];
+  if (sbx_random(salt, sizeof salt))
+    return SBX_ECRYPTO;
+  int rc = argon2id_hash_encoded(2, 19456, 1, pw, strlen(pw), salt,
+                                 sizeof salt, 32, out, 160);
+  return rc == ARGON2_OK ? SBX_OK : SBX_ECRYPTO;
+}
+
+int sbx__password_verify(const char *encoded, const char *pw) {
+  if (!encoded[0] || strncmp(encoded, "$argon2id$", 10))
+    return SBX_EAUTH;
+  return argon2id_verify(encoded, pw, strlen(pw)) == ARGON2_OK ? SBX_OK
+                                                                : SBX_EAUTH;
+}

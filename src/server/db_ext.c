@@ -1,0 +1,443 @@
+/*
+ * db_ext.c - the server's own tables and paged list queries, beside the
+ * store's schema, over the same driver (src/store/db.h). Same rules as the
+ * store: parameterised SQL only, the tenant id in every statement.
+ * Server tables carry the prefix srv_ and their own migration record
+ * (srv_migrations), so the store's migration checksums are untouched.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../store/db.h"
+#include "server_internal.h"
+
+static const char *SRV_MIGRATION_1 =
+    "CREATE TABLE IF NOT EXISTS srv_tenant_roles ("
+    " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL,"
+    " PRIMARY KEY (tenant_id, user_id));"
+    "CREATE TABLE IF NOT EXISTS srv_jobs ("
+    " tenant_id TEXT NOT NULL, id TEXT NOT NULL, project_id TEXT NOT NULL,"
+    " attack TEXT NOT NULL, model_id TEXT NOT NULL, dataset_id TEXT NOT NULL,"
+    " params TEXT NOT NULL, state TEXT NOT NULL, created_by TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (tenant_id, id));"
+    "CREATE TABLE IF NOT EXISTS srv_lockouts ("
+    " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " failures BIGINT NOT NULL, locked_until BIGINT NOT NULL,"
+    " PRIMARY KEY (tenant_id, user_id));"
+    "CREATE TABLE IF NOT EXISTS srv_bootstrap ("
+    " tenant_id TEXT NOT NULL, token_hash BLOB NOT NULL,"
+    " user_id TEXT NOT NULL, expires_at BIGINT NOT NULL,"
+    " used_at BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (tenant_id, token_hash));"
+    "CREATE TABLE IF NOT EXISTS srv_migrations (version BIGINT PRIMARY KEY);";
+
+static sbx__db *DB(sbx_meta *m) { return sbx__meta_db(m); }
+
+static int row_count(void *ctx, const sbx__row *r) {
+  *(int64_t *)ctx = sbx__col_int(r, 0);
+  return 0;
+}
+
+int sbx__dbx_migrate(sbx_meta *m) {
+  int rc = sbx__db_begin(DB(m));
+  if (rc)
+    return rc;
+  rc = sbx__db_script(DB(m), SRV_MIGRATION_1);
+  int64_t n = 0;
+  if (!rc)
+    rc = sbx__db_exec(DB(m), "SELECT COUNT(*) FROM srv_migrations", NULL, 0,
+                      row_count, &n, NULL);
+  if (!rc && n == 0) {
+    sbx__val v[] = {SBX_VI(1)};
+    rc = sbx__db_exec(DB(m), "INSERT INTO srv_migrations (version) VALUES ($1)",
+                      v, 1, NULL, NULL, NULL);
+  }
+  if (rc) {
+    sbx__db_rollback(DB(m));
+    return rc;
+  }
+  return sbx__db_commit(DB(m));
+}
+
+static int fill_text(void *ctx, const sbx__row *r) {
+  return sbx__col_text(r, 0, ctx, SBX_KIND_MAX);
+}
+
+int sbx__dbx_tenant_role_set(sbx_meta *m, const char *t, const char *user,
+                             const char *role) {
+  sbx__val v[] = {SBX_VT(t), SBX_VT(user), SBX_VT(role)};
+  return sbx__db_exec(DB(m),
+                      "INSERT INTO srv_tenant_roles (tenant_id, user_id, role) "
+                      "VALUES ($1, $2, $3) ON CONFLICT (tenant_id, user_id) DO "
+                      "UPDATE SET role = excluded.role",
+                      v, 3, NULL, NULL, NULL);
+}
+
+int sbx__dbx_tenant_role_get(sbx_meta *m, const char *t, const char *user,
+                             char role[SBX_KIND_MAX]) {
+  role[0] = 0;
+  sbx__val v[] = {SBX_VT(t), SBX_VT(user)};
+  return sbx__db_exec(DB(m),
+                      "SELECT role FROM srv_tenant_roles WHERE tenant_id = $1 "
+                      "AND user_id = $2",
+                      v, 2, fill_text, role, NULL);
+}
+
+int sbx__dbx_project_exists(sbx_meta *m, const char *t, const char *pid) {
+  int64_t n = 0;
+  sbx__val v[] = {SBX_VT(t), SBX_VT(pid)};
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT COUNT(*) FROM projects WHERE tenant_id = $1 "
+                        "AND id = $2",
+                        v, 2, row_count, &n, NULL);
+  return rc ? rc : (n ? SBX_OK : SBX_ENOTFOUND);
+}
+
+/* ---- paged lists ---- */
+
+typedef struct list_spec {
+  const char *what;
+  const char *sql; /* $1 tenant, $2 cursor, $3 limit, $4 scope */
+  const char *cols; /* one letter per column: t text, i int, h hex blob */
+  const char *names[10];
+  int int_cursor;
+} list_spec;
+
+static const list_spec LISTS[] = {
+    {"projects",
+     "SELECT id, name, created_at FROM projects WHERE tenant_id = $1 AND id > "
+     "$2 ORDER BY id LIMIT $3",
+     "tti", {"id", "name", "created_at"}, 0},
+    {"users",
+     "SELECT id, disabled, created_at FROM users WHERE tenant_id = $1 AND id "
+     "> $2 ORDER BY id LIMIT $3",
+     "tii", {"id", "disabled", "created_at"}, 0},
+    {"members",
+     "SELECT user_id, role FROM memberships WHERE tenant_id = $1 AND user_id "
+     "> $2 AND project_id = $4 ORDER BY user_id LIMIT $3",
+     "tt", {"user_id", "role"}, 0},
+    {"api_keys",
+     "SELECT id, user_id, project_id, role, created_at, expires_at, "
+     "revoked_at, last_used_at FROM api_keys WHERE tenant_id = $1 AND id > $2 "
+     "ORDER BY id LIMIT $3",
+     "ttttiiii",
+     {"id", "user_id", "project_id", "role", "created_at", "expires_at",
+      "revoked_at", "last_used_at"},
+     0},
+    {"model",
+     "SELECT id, name, size, sha256, created_at FROM objects WHERE tenant_id = "
+     "$1 AND id > $2 AND project_id = $4 AND kind = 'model' ORDER BY id "
+     "LIMIT $3",
+     "ttihi", {"id", "name", "size", "sha256", "created_at"}, 0},
+    {"dataset",
+     "SELECT id, name, size, sha256, created_at FROM objects WHERE tenant_id = "
+     "$1 AND id > $2 AND project_id = $4 AND kind = 'dataset' ORDER BY id "
+     "LIMIT $3",
+     "ttihi", {"id", "name", "size", "sha256", "created_at"}, 0},
+    {"jobs",
+     "SELECT id, attack, model_id, dataset_id, state, created_by, created_at, "
+     "updated_at FROM srv_jobs WHERE tenant_id = $1 AND id > $2 AND "
+     "project_id = $4 ORDER BY id LIMIT $3",
+     "ttttttii",
+     {"id", "attack", "model_id", "dataset_id", "state", "created_by",
+      "created_at", "updated_at"},
+     0},
+    {"audit",
+     "SELECT seq, ts, actor, action, target, hash FROM audit_events WHERE "
+     "tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+     "iitttth", {"seq", "ts", "actor", "action", "target", "hash"}, 1},
+};
+
+typedef struct list_ctx {
+  const list_spec *spec;
+  json_t *items;
+} list_ctx;
+
+static int row_to_json(void *ctx, const sbx__row *r) {
+  list_ctx *lc = ctx;
+  json_t *o = json_object();
+  if (!o)
+    return SBX_ENOMEM;
+  for (int c = 0; lc->spec->cols[c]; c++) {
+    const char *name = lc->spec->names[c];
+    if (!name)
+      break;
+    size_t n = 0;
+    const void *p;
+    switch (lc->spec->cols[c]) {
+    case 'i':
+      json_object_set_new(o, name, json_integer(sbx__col_int(r, c)));
+      break;
+    case 't':
+      p = sbx__col_bytes(r, c, &n);
+      json_object_set_new(o, name, json_stringn(p ? p : "", n));
+      break;
+    case 'h': {
+      p = sbx__col_bytes(r, c, &n);
+      char hex[2 * 64 + 1];
+      if (n > 64)
+        n = 64;
+      sbx_hex(p, n, hex);
+      json_object_set_new(o, name, json_string(hex));
+      break;
+    }
+    }
+  }
+  json_array_append_new(lc->items, o);
+  return 0;
+}
+
+int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
+                  const char *scope, const char *cursor, int limit,
+                  json_t *items) {
+  const list_spec *spec = NULL;
+  for (size_t i = 0; i < sizeof LISTS / sizeof LISTS[0]; i++)
+    if (!strcmp(LISTS[i].what, what))
+      spec = &LISTS[i];
+  if (!spec)
+    return SBX_EINVAL;
+  list_ctx lc = {spec, items};
+  sbx__val v[4];
+  v[0] = SBX_VT(t);
+  if (spec->int_cursor)
+    v[1] = SBX_VI(cursor && *cursor ? strtoll(cursor, NULL, 10) : 0);
+  else
+    v[1] = SBX_VT(cursor ? cursor : "");
+  v[2] = SBX_VI(limit);
+  v[3] = SBX_VT(scope ? scope : "");
+  int nv = strstr(spec->sql, "$4") ? 4 : 3;
+  return sbx__db_exec(DB(m), spec->sql, v, nv, row_to_json, &lc, NULL);
+}
+
+/* ---- jobs ---- */
+
+int sbx__dbx_job_insert(sbx_meta *m, const char *t, const char *id,
+                        const char *project, const char *attack,
+                        const char *model, const char *dataset,
+                        const char *params_json, const char *user,
+                        int64_t now) {
+  sbx__val v[] = {SBX_VT(t),      SBX_VT(id),      SBX_VT(project),
+                  SBX_VT(attack), SBX_VT(model),   SBX_VT(dataset),
+                  SBX_VT(params_json), SBX_VT(user), SBX_VI(now)};
+  return sbx__db_exec(DB(m),
+                      "INSERT INTO srv_jobs (tenant_id, id, project_id, attack, "
+                      "model_id, dataset_id, params, state, created_by, "
+                      "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
+                      "$7, 'queued', $8, $9, $9)",
+                      v, 9, NULL, NULL, NULL);
+}
+
+static int fill_job(void *ctx, const sbx__row *r) {
+  json_t **out = ctx;
+  static const char *names[] = {"id",         "attack",     "model_id",
+                                "dataset_id", "params",     "state",
+                                "created_by", "created_at", "updated_at"};
+  json_t *o = json_object();
+  for (int c = 0; c < 9; c++) {
+    if (c >= 7) {
+      json_object_set_new(o, names[c], json_integer(sbx__col_int(r, c)));
+    } else if (c == 4) {
+      size_t n = 0;
+      const char *p = sbx__col_bytes(r, c, &n);
+      json_t *pj = json_loadb(p ? p : "{}", n, JSON_REJECT_DUPLICATES, NULL);
+      json_object_set_new(o, names[c], pj ? pj : json_object());
+    } else {
+      size_t n = 0;
+      const char *p = sbx__col_bytes(r, c, &n);
+      json_object_set_new(o, names[c], json_stringn(p ? p : "", n));
+    }
+  }
+  *out = o;
+  return 0;
+}
+
+int sbx__dbx_job_get(sbx_meta *m, const char *t, const char *project,
+                     const char *id, json_t **out) {
+  *out = NULL;
+  sbx__val v[] = {SBX_VT(t), SBX_VT(project), SBX_VT(id)};
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT id, attack, model_id, dataset_id, params, "
+                        "state, created_by, created_at, updated_at FROM "
+                        "srv_jobs WHERE tenant_id = $1 AND project_id = $2 "
+                        "AND id = $3",
+                        v, 3, fill_job, out, NULL);
+  if (!rc && !*out)
+    rc = SBX_ENOTFOUND;
+  return rc;
+}
+
+int sbx__dbx_job_cancel(sbx_meta *m, const char *t, const char *project,
+                        const char *id, int64_t now) {
+  int64_t ch = 0;
+  sbx__val v[] = {SBX_VT(t), SBX_VT(project), SBX_VT(id), SBX_VI(now)};
+  int rc = sbx__db_exec(DB(m),
+                        "UPDATE srv_jobs SET state = 'cancelled', updated_at = "
+                        "$4 WHERE tenant_id = $1 AND project_id = $2 AND id = "
+                        "$3 AND state IN ('queued', 'running')",
+                        v, 4, NULL, NULL, &ch);
+  return rc ? rc : (ch ? SBX_OK : SBX_ECONFLICT);
+}
+
+/* ---- lockout, bootstrap, passwords ---- */
+
+typedef struct two_ints {
+  int64_t a, b;
+} two_ints;
+static int fill_two(void *ctx, const sbx__row *r) {
+  two_ints *x = ctx;
+  x->a = sbx__col_int(r, 0);
+  x->b = sbx__col_int(r, 1);
+  return 0;
+}
+
+int sbx__dbx_lockout_get(sbx_meta *m, const char *t, const char *user,
+                         int64_t *failures, int64_t *locked_until) {
+  two_ints x = {0, 0};
+  sbx__val v[] = {SBX_VT(t), SBX_VT(user)};
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT failures, locked_until FROM srv_lockouts WHERE "
+                        "tenant_id = $1 AND user_id = $2",
+                        v, 2, fill_two, &x, NULL);
+  *failures = x.a;
+  *locked_until = x.b;
+  return rc;
+}
+
+int sbx__dbx_lockout_set(sbx_meta *m, const char *t, const char *user,
+                         int64_t failures, int64_t locked_until) {
+  sbx__val v[] = {SBX_VT(t), SBX_VT(user), SBX_VI(failures),
+                  SBX_VI(locked_until)};
+  return sbx__db_exec(DB(m),
+                      "INSERT INTO srv_lockouts (tenant_id, user_id, failures, "
+                      "locked_until) VALUES ($1, $2, $3, $4) ON CONFLICT "
+                      "(tenant_id, user_id) DO UPDATE SET failures = "
+                      "excluded.failures, locked_until = excluded.locked_until",
+                      v, 4, NULL, NULL, NULL);
+}
+
+int sbx__dbx_bootstrap_put(sbx_meta *m, const char *t, const char *user,
+                           const uint8_t hash[32], int64_t expires) {
+  sbx__val v[] = {SBX_VT(t), SBX_VB(hash, 32), SBX_VT(user), SBX_VI(expires)};
+  return sbx__db_exec(DB(m),
+                      "INSERT INTO srv_bootstrap (tenant_id, token_hash, "
+                      "user_id, expires_at) VALUES ($1, $2, $3, $4)",
+                      v, 4, NULL, NULL, NULL);
+}
+
+static int fill_id(void *ctx, const sbx__row *r) {
+  return sbx__col_text(r, 0, ctx, SBX_ID_MAX);
+}
+
+int sbx__dbx_bootstrap_take(sbx_meta *m, const char *t,
+                            const uint8_t hash[32], int64_t now,
+                            char user[SBX_ID_MAX]) {
+  user[0] = 0;
+  int64_t ch = 0;
+  sbx__val v[] = {SBX_VT(t), SBX_VB(hash, 32), SBX_VI(now)};
+  int rc = sbx__db_begin(DB(m));
+  if (rc)
+    return rc;
+  rc = sbx__db_exec(DB(m),
+                    "UPDATE srv_bootstrap SET used_at = $3 WHERE tenant_id = $1 "
+                    "AND token_hash = $2 AND used_at = 0 AND expires_at > $3",
+                    v, 3, NULL, NULL, &ch);
+  if (!rc && ch != 1)
+    rc = SBX_EAUTH;
+  if (!rc)
+    rc = sbx__db_exec(DB(m),
+                      "SELECT user_id FROM srv_bootstrap WHERE tenant_id = $1 "
+                      "AND token_hash = $2",
+                      v, 2, fill_id, user, NULL);
+  if (rc) {
+    sbx__db_rollback(DB(m));
+    return rc;
+  }
+  return sbx__db_commit(DB(m));
+}
+
+int sbx__dbx_password_set(sbx_meta *m, const char *t, const char *user,
+                          const char *hash) {
+  int64_t ch = 0;
+  sbx__val v[] = {SBX_VT(t), SBX_VT(user), SBX_VT(hash)};
+  int rc = sbx__db_exec(DB(m),
+                        "UPDATE users SET password_hash = $3 WHERE tenant_id = "
+                        "$1 AND id = $2",
+                        v, 3, NULL, NULL, &ch);
+  return rc ? rc : (ch ? SBX_OK : SBX_ENOTFOUND);
+}
+
+/* ---- refresh tokens (store schema, functions here) ---- */
+
+int sbx__dbx_refresh_insert(sbx_meta *m, const char *t, const char *id,
+                            const char *family, const char *user,
+                            const uint8_t hash[32], int64_t now,
+                            int64_t expires) {
+  sbx__val v[] = {SBX_VT(t),        SBX_VT(id),  SBX_VT(family), SBX_VT(user),
+                  SBX_VB(hash, 32), SBX_VI(now), SBX_VI(expires)};
+  return sbx__db_exec(DB(m),
+                      "INSERT INTO refresh_tokens (tenant_id, id, family_id, "
+                      "user_id, token_hash, created_at, expires_at) VALUES "
+                      "($1, $2, $3, $4, $5, $6, $7)",
+                      v, 7, NULL, NULL, NULL);
+}
+
+typedef struct rt_row {
+  char *family, *user;
+  uint8_t *hash;
+  int64_t expires, used, revoked;
+  int found;
+} rt_row;
+static int fill_rt(void *ctx, const sbx__row *r) {
+  rt_row *x = ctx;
+  int rc = sbx__col_text(r, 0, x->family, SBX_ID_MAX);
+  if (!rc)
+    rc = sbx__col_text(r, 1, x->user, SBX_ID_MAX);
+  if (!rc)
+    rc = sbx__col_fixed(r, 2, x->hash, 32);
+  x->expires = sbx__col_int(r, 3);
+  x->used = sbx__col_int(r, 4);
+  x->revoked = sbx__col_int(r, 5);
+  x->found = 1;
+  return rc;
+}
+
+int sbx__dbx_refresh_get(sbx_meta *m, const char *t, const char *id,
+                         char family[SBX_ID_MAX], char user[SBX_ID_MAX],
+                         uint8_t hash[32], int64_t *expires, int64_t *used,
+                         int64_t *revoked) {
+  rt_row x = {family, user, hash, 0, 0, 0, 0};
+  sbx__val v[] = {SBX_VT(t), SBX_VT(id)};
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT family_id, user_id, token_hash, expires_at, "
+                        "used_at, revoked_at FROM refresh_tokens WHERE "
+                        "tenant_id = $1 AND id = $2",
+                        v, 2, fill_rt, &x, NULL);
+  if (!rc && !x.found)
+    rc = SBX_ENOTFOUND;
+  *expires = x.expires;
+  *used = x.used;
+  *revoked = x.revoked;
+  return rc;
+}
+
+int sbx__dbx_refresh_use(sbx_meta *m, const char *t, const char *id,
+                         int64_t now) {
+  int64_t ch = 0;
+  sbx__val v[] = {SBX_VT(t), SBX_VT(id), SBX_VI(now)};
+  int rc = sbx__db_exec(DB(m),
+                        "UPDATE refresh_tokens SET used_at = $3 WHERE tenant_id "
+                        "= $1 AND id = $2 AND used_at = 0 AND revoked_at = 0",
+                        v, 3, NULL, NULL, &ch);
+  return rc ? rc : (ch == 1 ? SBX_OK : SBX_ECONFLICT);
+}
+
+int sbx__dbx_refresh_revoke_family(sbx_meta *m, const char *t,
+                                   const char *family, int64_t now) {
+  sbx__val v[] = {SBX_VT(t), SBX_VT(family), SBX_VI(now)};
+  return sbx__db_exec(DB(m),
+                      "UPDATE refresh_tokens SET revoked_at = $3 WHERE "
+                      "tenant_id = $1 AND family_id = $2 AND revoked_at = 0",
+                      v, 3, NULL, NULL, NULL);
+}

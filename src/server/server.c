@@ -1,0 +1,305 @@
+/*
+ * server.c - configuration, start/stop, `aisbxd init`.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server_internal.h"
+
+int sbx__http_start(sbx_server *s);
+void sbx__http_stop(sbx_server *s);
+
+sbx_server_params sbx_server_default_params(void) {
+  sbx_server_params p;
+  memset(&p, 0, sizeof p);
+  p.listen = "127.0.0.1:8443";
+  p.issuer = "aisbxd";
+  p.max_json_bytes = 64 * 1024;
+  p.max_upload_bytes = 256ll << 20;
+  p.rate_ip_per_s = 200;
+  p.rate_ip_burst = 400;
+  p.rate_key_per_s = 100;
+  p.rate_key_burst = 200;
+  p.access_ttl_s = 900;
+  p.refresh_ttl_s = 30 * 86400;
+  p.login_max_failures = 5;
+  p.lockout_s = 900;
+  p.blob_fsync = 1;
+  p.threads = 2;
+  return p;
+}
+
+/* ---- configuration: "key = value" lines, then AISBXD_<KEY> ---- */
+
+typedef struct cfg_key {
+  const char *name;
+  char type; /* s string, i int, l int64 */
+  size_t off;
+} cfg_key;
+#define CK(n, t) {#n, t, offsetof(sbx_server_params, n)}
+static const cfg_key CFG[] = {
+    CK(data_dir, 's'),        CK(listen, 's'),
+    CK(master_key_spec, 's'), CK(tls_cert_file, 's'),
+    CK(tls_key_file, 's'),    CK(issuer, 's'),
+    CK(max_json_bytes, 'l'),  CK(max_upload_bytes, 'l'),
+    CK(rate_ip_per_s, 'i'),   CK(rate_ip_burst, 'i'),
+    CK(rate_key_per_s, 'i'),  CK(rate_key_burst, 'i'),
+    CK(access_ttl_s, 'i'),    CK(refresh_ttl_s, 'i'),
+    CK(login_max_failures, 'i'), CK(lockout_s, 'i'),
+    CK(blob_fsync, 'i'),      CK(threads, 'i'),
+};
+
+static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
+  for (size_t i = 0; i < sizeof CFG / sizeof CFG[0]; i++) {
+    if (strcmp(CFG[i].name, k))
+      continue;
+    char *base = (char *)p + CFG[i].off;
+    if (CFG[i].type == 's') {
+      char *dup = strdup(v); /* kept for the process lifetime */
+      if (!dup)
+        return SBX_ENOMEM;
+      *(const char **)base = dup;
+      return SBX_OK;
+    }
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end || end == v || x < 0) {
+      fprintf(stderr, "aisbxd: config %s: not a non-negative integer\n", k);
+      return SBX_EINVAL;
+    }
+    if (CFG[i].type == 'i') {
+      if (x > 1000000000)
+        return SBX_EINVAL;
+      *(int *)base = (int)x;
+    } else {
+      *(int64_t *)base = x;
+    }
+    if (!strcmp(k, "access_ttl_s") && (x == 0 || x > 900)) {
+      fprintf(stderr, "aisbxd: access_ttl_s must be 1..900\n");
+      return SBX_EINVAL;
+    }
+    return SBX_OK;
+  }
+  fprintf(stderr, "aisbxd: unknown configuration key '%s'\n", k);
+  return SBX_EINVAL;
+}
+
+static char *trim(char *s) {
+  while (isspace((unsigned char)*s))
+    s++;
+  size_t n = strlen(s);
+  while (n && isspace((unsigned char)s[n - 1]))
+    s[--n] = 0;
+  return s;
+}
+
+int sbx_server_config_load(sbx_server_params *p, const char *path) {
+  if (path) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+      fprintf(stderr, "aisbxd: config %s: %s\n", path, strerror(errno));
+      return SBX_EIO;
+    }
+    char line[2048];
+    int ln = 0, rc = SBX_OK;
+    while (!rc && fgets(line, sizeof line, f)) {
+      ln++;
+      char *l = trim(line);
+      if (!*l || *l == '#')
+        continue;
+      char *eq = strchr(l, '=');
+      if (!eq) {
+        fprintf(stderr, "aisbxd: %s:%d: expected key = value\n", path, ln);
+        rc = SBX_EINVAL;
+        break;
+      }
+      *eq = 0;
+      rc = cfg_set(p, trim(l), trim(eq + 1));
+    }
+    fclose(f);
+    if (rc)
+      return rc;
+  }
+  for (size_t i = 0; i < sizeof CFG / sizeof CFG[0]; i++) {
+    char env[64] = "AISBXD_";
+    size_t o = 7;
+    for (const char *c = CFG[i].name; *c && o < sizeof env - 1; c++)
+      env[o++] = (char)toupper((unsigned char)*c);
+    env[o] = 0;
+    const char *v = getenv(env);
+    if (v) {
+      int rc = cfg_set(p, CFG[i].name, v);
+      if (rc)
+        return rc;
+    }
+  }
+  return SBX_OK;
+}
+
+/* ---- store ---- */
+
+static void master_spec(const sbx_server_params *p, char *out, size_t cap) {
+  if (p->master_key_spec)
+    snprintf(out, cap, "%s", p->master_key_spec);
+  else
+    snprintf(out, cap, "file:%s/master.key", p->data_dir);
+}
+
+int sbx__store_open(const sbx_server_params *p, const char *spec,
+                    sbx_store **out) {
+  /* embedded default: a master key file in the data dir, created once */
+  if (!strncmp(spec, "file:", 5)) {
+    char dd[SBX_PATH_MAX + 16];
+    snprintf(dd, sizeof dd, "%s/master.key", p->data_dir);
+    if (!strcmp(spec + 5, dd) && access(dd, F_OK) != 0) {
+      mkdir(p->data_dir, 0700);
+      int rc = sbx_master_key_create_file(dd, NULL);
+      if (rc && rc != SBX_EEXIST)
+        return rc;
+    }
+  }
+  sbx_store_params sp = sbx_store_default_params();
+  sp.data_dir = p->data_dir;
+  sp.master_key_spec = spec;
+  sp.fsync = p->blob_fsync;
+  int rc = sbx_store_open(&sp, out);
+  if (!rc) {
+    rc = sbx__dbx_migrate(sbx_store_meta(*out));
+    if (rc) {
+      sbx_store_close(*out);
+      *out = NULL;
+    }
+  }
+  return rc;
+}
+
+/* ---- start / stop ---- */
+
+int sbx_server_start(const sbx_server_params *p, sbx_server **out,
+                     char fp_out[96]) {
+  *out = NULL;
+  if (!p || !p->data_dir || strlen(p->data_dir) > SBX_PATH_MAX - 64)
+    return SBX_EINVAL;
+  sbx_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return SBX_ENOMEM;
+  s->p = *p;
+  snprintf(s->data_dir, sizeof s->data_dir, "%s", p->data_dir);
+  s->p.data_dir = s->data_dir;
+  snprintf(s->issuer, sizeof s->issuer, "%s", p->issuer ? p->issuer : "aisbxd");
+  master_spec(p, s->master_spec, sizeof s->master_spec);
+  pthread_mutex_init(&s->pool.mu, NULL);
+  pthread_mutex_init(&s->rl.mu, NULL);
+  int rc = SBX_OK;
+  if (mkdir(s->data_dir, 0700) && errno != EEXIST)
+    rc = SBX_EIO;
+  s->pool.n = 4 * (p->threads > 0 ? p->threads : 1) + 4;
+  if (s->pool.n > SBX__POOL_MAX)
+    s->pool.n = SBX__POOL_MAX;
+  for (int i = 0; !rc && i < s->pool.n; i++)
+    rc = sbx__store_open(&s->p, s->master_spec, &s->pool.h[i]);
+  if (!rc)
+    sbx_store_gc(s->pool.h[0], 3600, NULL);
+  char cert[SBX_PATH_MAX + 32], key[SBX_PATH_MAX + 32];
+  snprintf(cert, sizeof cert, "%s",
+           p->tls_cert_file ? p->tls_cert_file : "");
+  snprintf(key, sizeof key, "%s", p->tls_key_file ? p->tls_key_file : "");
+  if (!p->tls_cert_file)
+    snprintf(cert, sizeof cert, "%s/tls-cert.pem", s->data_dir);
+  if (!p->tls_key_file)
+    snprintf(key, sizeof key, "%s/tls-key.pem", s->data_dir);
+  if (!rc)
+    rc = sbx__tls_ensure(cert, key, &s->tls_cert_pem, &s->tls_key_pem, fp_out);
+  if (!rc)
+    rc = sbx__jwt_load_or_create(s);
+  if (!rc)
+    rc = sbx__http_start(s);
+  if (rc) {
+    sbx_server_stop(s);
+    return rc;
+  }
+  *out = s;
+  return SBX_OK;
+}
+
+uint16_t sbx_server_port(const sbx_server *s) { return s ? s->port : 0; }
+
+void sbx_server_stop(sbx_server *s) {
+  if (!s)
+    return;
+  sbx__http_stop(s);
+  for (int i = 0; i < s->pool.n; i++)
+    sbx_store_close(s->pool.h[i]);
+  sbx__jwt_free(s);
+  free(s->tls_cert_pem);
+  if (s->tls_key_pem) {
+    sbx_memwipe(s->tls_key_pem, strlen(s->tls_key_pem));
+    free(s->tls_key_pem);
+  }
+  pthread_mutex_destroy(&s->pool.mu);
+  pthread_mutex_destroy(&s->rl.mu);
+  free(s);
+}
+
+/* ---- aisbxd init ---- */
+
+int sbx_server_init_tenant(const sbx_server_params *p, const char *tenant_id,
+                           const char *name, char *api_key_out,
+                           char *bootstrap_out) {
+  if (!p || !p->data_dir || !sbx_id_valid(tenant_id))
+    return SBX_EINVAL;
+  char spec[SBX_PATH_MAX + 8];
+  master_spec(p, spec, sizeof spec);
+  sbx_store *st = NULL;
+  int rc = sbx__store_open(p, spec, &st);
+  if (rc)
+    return rc;
+  sbx_meta *m = sbx_store_meta(st);
+  rc = sbx_store_tenant_create(st, tenant_id, name ? name : tenant_id);
+  /* the first admin: a user with a placeholder e-mail index until the
+   * bootstrap link sets e-mail and password */
+  sbx_user u;
+  memset(&u, 0, sizeof u);
+  snprintf(u.id, sizeof u.id, "admin");
+  u.created_at = sbx__now();
+  static const char ctx_pfx[] = "users.email|";
+  char ctx[80];
+  snprintf(ctx, sizeof ctx, "%s%s", ctx_pfx, u.id);
+  if (!rc)
+    rc = sbx_store_keyed_hash(st, "email-index-unset", u.id, strlen(u.id),
+                              u.email_index);
+  if (!rc) {
+    rc = sbx_store_field_seal(st, tenant_id, ctx, "", 0, u.email_sealed);
+    u.email_sealed_len = SBX_SEAL_OVERHEAD;
+  }
+  if (!rc)
+    rc = sbx_meta_user_insert(m, tenant_id, &u);
+  if (!rc)
+    rc = sbx__dbx_tenant_role_set(m, tenant_id, u.id, "admin");
+  char kid[SBX_ID_MAX];
+  if (!rc)
+    rc = sbx__apikey_create(st, tenant_id, u.id, "", "admin", 0, kid,
+                            api_key_out);
+  char secret[65];
+  uint8_t h[SBX_SHA256_LEN];
+  if (!rc)
+    rc = sbx__rand_hex(secret, 32);
+  if (!rc)
+    rc = sbx_store_keyed_hash(st, "bootstrap", secret, 64, h);
+  if (!rc)
+    rc = sbx__dbx_bootstrap_put(m, tenant_id, u.id, h, sbx__now() + 86400);
+  if (!rc)
+    snprintf(bootstrap_out, 160, "bt_%s~%s", tenant_id, secret);
+  if (!rc)
+    sbx_meta_audit_append(m, tenant_id, sbx__now(), "init", "tenant.create",
+                          tenant_id, NULL);
+  sbx_memwipe(secret, sizeof secret);
+  sbx_store_close(st);
+  return rc;
+}
