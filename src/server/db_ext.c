@@ -441,3 +441,27 @@ int sbx__dbx_refresh_revoke_family(sbx_meta *m, const char *t,
                       "tenant_id = $1 AND family_id = $2 AND revoked_at = 0",
                       v, 3, NULL, NULL, NULL);
 }
+
+int sbx__dbx_apikey_set_expiry(sbx_meta *m, const char *t, const char *id,
+                               int64_t expires_at) {
+  int64_t ch = 0;
+  sbx__val v[] = {SBX_VT(t), SBX_VT(id), SBX_VI(expires_at)};
+  int rc = sbx__db_exec(DB(m),
+                        "UPDATE api_keys SET expires_at = $3 WHERE tenant_id = "
+                        "$1 AND id = $2 AND revoked_at = 0",
+                        v, 3, NULL, NULL, &ch);
+  return rc ? rc : (ch ? SBX_OK : SBX_ENOTFOUND);
+}
+
+int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
+                            const uint8_t index[32], const uint8_t *sealed,
+                            size_t sealed_len) {
+  int64_t ch = 0;
+  sbx__val v[] = {SBX_VT(t), SBX_VT(user), SBX_VB(index, 32),
+                  SBX_VB(sealed, sealed_len)};
+  int rc = sbx__db_exec(DB(m),
+                        "UPDATE users SET email_index = $3, email_sealed = $4 "
+                        "WHERE tenant_id = $1 AND id = $2",
+                        v, 4, NULL, NULL, &ch);
+  return rc ? rc : (ch ? SBX_OK : SBX_ENOTFOUND);
+}

@@ -227,6 +227,11 @@ int sbx__dbx_refresh_use(sbx_meta *m, const char *t, const char *id,
                          int64_t now);
 int sbx__dbx_refresh_revoke_family(sbx_meta *m, const char *t,
                                    const char *family, int64_t now);
+int sbx__dbx_apikey_set_expiry(sbx_meta *m, const char *t, const char *id,
+                               int64_t expires_at);
+int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
+                            const uint8_t index[32], const uint8_t *sealed,
+                            size_t sealed_len);
 int sbx__dbx_password_set(sbx_meta *m, const char *t, const char *user,
                           const char *hash);
 

@@ -42,6 +42,9 @@ static int bn_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   bp->eps = adv__attr_float(n->m, "epsilon", 1e-5f);
   n->params = bp;
   n->scratch = (size_t)bp->C * 2 * sizeof(float);
+  for (int k = 1; k < 5; k++) /* statistics computed at run time are kept */
+    if (!n->in[k]->is_const)
+      n->bw_extra |= ADV_BW_IN(k);
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, x->dims);
 }
 

@@ -85,6 +85,8 @@ static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     n->scratch = (size_t)(cp->K * cp->P) * sizeof(float);
   }
   n->bw_scratch = (size_t)(cp->K * cp->P) * sizeof(float);
+  /* dX reads W, dW reads X: keep whichever is an activation */
+  n->bw_extra = (w->is_const ? 0 : ADV_BW_IN(0)) | (x->is_const ? 0 : ADV_BW_IN(1));
   n->params = cp;
   int64_t od[4] = {cp->N, cp->M, cp->OH, cp->OW};
   if (x->ndim == 3) {
@@ -334,4 +336,4 @@ const adv_op_def adv__op_conv = {.name = "Conv",
                                  .forward = conv_forward,
                                  .backward = conv_backward,
                                  .bw_needs = 0,
-                                 .bw_needs_wgrad = ADV_BW_IN(0)};
+                                 .bw_needs_wgrad = ADV_BW_IN(0) | ADV_BW_IN(1)};

@@ -48,8 +48,8 @@ static int gemm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     gp->cs1 = cn == 1 ? 0 : 1;
   }
   n->params = gp;
-  if (!b->is_const)
-    n->bw_extra = ADV_BW_IN(0); /* dB needs A */
+  /* dB reads A and dA reads B: keep whichever is an activation */
+  n->bw_extra = (b->is_const ? 0 : ADV_BW_IN(0)) | (a->is_const ? 0 : ADV_BW_IN(1));
   int64_t od[2] = {gp->M, gp->N};
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 2, od);
 }
@@ -119,4 +119,4 @@ const adv_op_def adv__op_gemm = {.name = "Gemm",
                                  .forward = gemm_forward,
                                  .backward = gemm_backward,
                                  .bw_needs = 0,
-                                 .bw_needs_wgrad = ADV_BW_IN(0)};
+                                 .bw_needs_wgrad = ADV_BW_IN(0) | ADV_BW_IN(1)};

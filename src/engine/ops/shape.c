@@ -409,6 +409,8 @@ static int gather_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   }
   gp->axis_len = x->dims[ax];
   n->params = gp;
+  if (!ind->is_const)
+    n->bw_extra = ADV_BW_IN(1);
   return adv__tensor_set_shape(n->out[0], x->dtype, nd, d);
 }
 
