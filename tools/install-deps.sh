@@ -17,6 +17,12 @@ for f in tools/apt.d/*.txt; do
   done < "$f"
 done
 
+# Node.js/npm: use the machine's if it has one (it may not come from
+# Debian, and Debian's npm would conflict with it); else Debian's.
+if ! command -v npm >/dev/null 2>&1; then
+  pkgs+=(nodejs npm)
+fi
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
