@@ -254,7 +254,8 @@ int sbx__jwt_load_or_create(sbx_server *s) {
       return SBX_ECRYPTO;
     }
     gnutls_datum_t out = {NULL, 0};
-    if (gnutls_x509_privkey_export2(xk, GNUTLS_X509_FMT_PEM, &out) < 0) {
+    if (gnutls_x509_privkey_export2_pkcs8(xk, GNUTLS_X509_FMT_PEM, NULL,
+                                          GNUTLS_PKCS_PLAIN, &out) < 0) {
       gnutls_x509_privkey_deinit(xk);
       return SBX_ECRYPTO;
     }
@@ -269,7 +270,7 @@ int sbx__jwt_load_or_create(sbx_server *s) {
     gnutls_free(out.data);
   } else if (!rc) {
     gnutls_datum_t d = {(unsigned char *)pem, (unsigned)n};
-    if (gnutls_x509_privkey_import(xk, &d, GNUTLS_X509_FMT_PEM) < 0 ||
+    if (gnutls_x509_privkey_import2(xk, &d, GNUTLS_X509_FMT_PEM, NULL, 0) < 0 ||
         gnutls_x509_privkey_get_pk_algorithm(xk) != GNUTLS_PK_EDDSA_ED25519)
       rc = SBX_EFORMAT;
     sbx_memwipe(pem, n);

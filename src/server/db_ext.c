@@ -110,6 +110,10 @@ static const list_spec LISTS[] = {
      "SELECT id, name, created_at FROM projects WHERE tenant_id = $1 AND id > "
      "$2 ORDER BY id LIMIT $3",
      "tti", {"id", "name", "created_at"}, 0},
+    {"project",
+     "SELECT id, name, created_at FROM projects WHERE tenant_id = $1 AND id > "
+     "$2 AND id = $4 LIMIT $3",
+     "tti", {"id", "name", "created_at"}, 0},
     {"users",
      "SELECT id, disabled, created_at FROM users WHERE tenant_id = $1 AND id "
      "> $2 ORDER BY id LIMIT $3",
@@ -147,7 +151,7 @@ static const list_spec LISTS[] = {
     {"audit",
      "SELECT seq, ts, actor, action, target, hash FROM audit_events WHERE "
      "tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-     "iitttth", {"seq", "ts", "actor", "action", "target", "hash"}, 1},
+     "iittth", {"seq", "ts", "actor", "action", "target", "hash"}, 1},
 };
 
 typedef struct list_ctx {

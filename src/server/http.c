@@ -9,6 +9,8 @@
  * and permission checks run on the first call after it, before any body
  * byte is buffered or stored.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,7 +213,7 @@ json_t *sbx__body_object(sbx__req *r, const char *const *allowed) {
   }
   json_error_t e;
   json_t *j = json_loadb(r->body, r->body_len,
-                         JSON_REJECT_DUPLICATES | JSON_DISALLOW_NUL, &e);
+                         JSON_REJECT_DUPLICATES, &e);
   if (!j || !json_is_object(j)) {
     json_decref(j);
     sbx__problem(r, 400, "Bad Request", "body is not a JSON object");
@@ -290,7 +292,7 @@ static void client_ip(sbx__req *r) {
  * set. */
 static int check(sbx__req *r, const char *url) {
   sbx_server *s = r->srv;
-  char who[96];
+  char who[160];
   snprintf(who, sizeof who, "ip:%s", r->ip);
   int wait = sbx__rl_take(&s->rl, who, s->p.rate_ip_per_s, s->p.rate_ip_burst);
   if (wait) {
@@ -363,6 +365,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   size_t *upload_data_size, void **con_cls) {
   sbx_server *s = cls;
   sbx__req *r = *con_cls;
+  (void)version;
   if (!r) {
     r = calloc(1, sizeof *r);
     if (!r)
@@ -375,33 +378,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
       snprintf(r->reqid, sizeof r->reqid, "0");
     client_ip(r);
     *con_cls = r;
-    return MHD_YES;
-  }
-  if (r->status) { /* error already queued: swallow the rest */
-    *upload_data_size = 0;
-    return MHD_YES;
-  }
-  if (!r->checked) {
-    r->checked = 1;
-    if (check(r, url))
-      goto respond;
+    /* Checks that need no body run now. A refusal is queued at once: MHD
+     * accepts a response only before the body is read (it then closes the
+     * connection instead of reading the body). Successful requests are
+     * answered on a later call so the connection is kept alive. */
+    if (!check(r, url))
+      return MHD_YES;
+    r->final = 1;
+    goto respond;
   }
   if (*upload_data_size) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
-    if ((int64_t)(r->upload_len + r->body_len + n) > r->max_body) {
-      sbx__problem(r, 413, "Content Too Large", "request body exceeds the cap");
-      goto respond;
-    }
+    if (r->status) /* refused mid-body: discard up to the cap */
+      return MHD_YES;
+    if ((int64_t)(r->upload_len + r->body_len + n) > r->max_body)
+      return MHD_NO; /* no or a lying Content-Length: drop the connection */
     if (r->body_len + n > r->body_cap) {
       size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
       while (cap < r->body_len + n)
         cap *= 2;
       char *nb = realloc(r->body, cap + 1);
-      if (!nb) {
-        sbx__problem(r, 500, "Internal Server Error", "out of memory");
-        goto respond;
-      }
+      if (!nb)
+        return MHD_NO;
       r->body = nb;
       r->body_cap = cap;
     }
@@ -410,19 +409,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     r->body[r->body_len] = 0;
     /* large uploads stream into the encrypted store as they arrive */
     if (sbx__routes[r->route].body == SBX__BODY_UPLOAD &&
-        r->body_len >= 1 << 20) {
+        r->body_len >= 1 << 20)
       sbx__routes[r->route].fn(r);
-      if (r->status)
-        goto respond;
-    }
     return MHD_YES;
   }
   r->final = 1;
-  sbx__routes[r->route].fn(r);
+  if (!r->status)
+    sbx__routes[r->route].fn(r);
   if (!r->status)
     sbx__problem(r, 500, "Internal Server Error", "no response");
 respond:;
-  (void)version;
   enum MHD_Result ret = queue(r);
   if (r->status >= 500 || getenv("AISBXD_LOG_REQUESTS"))
     fprintf(stderr, "{\"request_id\":\"%s\",\"method\":\"%s\",\"status\":%d}\n",

@@ -7,6 +7,8 @@
  * Commit protocol: write temp, fsync(temp), renameat2(RENAME_NOREPLACE) to
  * the final name, fsync(tenant dir) [and fsync(objects/) when the tenant dir
  * was just created]. A crash leaves either no final file or a complete one.
+ *
+ * A store opened with backend SBX_BLOB_S3 forwards every call to s3.c.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -19,16 +21,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "s3.h"
 #include "sbx/blob.h"
 #include "sbx/meta.h"
 
 struct sbx_blob_store {
   char *root;
   int fsync;
+  sbx_s3 *s3; /* S3 backend (s3.c) when not NULL */
 };
 
 struct sbx_blob_writer {
   sbx_blob_store *s;
+  sbx_s3_writer *s3w;
   int fd;
   int status;
   char tenant[SBX_ID_MAX], object[SBX_ID_MAX];
@@ -103,6 +108,16 @@ int sbx_blob_open(const sbx_blob_params *p, sbx_blob_store **out) {
   if (!out)
     return SBX_EINVAL;
   *out = NULL;
+  if (p && p->backend == SBX_BLOB_S3) {
+    sbx_blob_store *s = calloc(1, sizeof *s);
+    int rc = s ? sbx_s3_open(p, &s->s3) : SBX_ENOMEM;
+    if (rc) {
+      free(s);
+      return rc;
+    }
+    *out = s;
+    return SBX_OK;
+  }
   if (!p || p->backend != SBX_BLOB_LOCAL || !p->root || !*p->root)
     return SBX_EINVAL;
   char path[PATH_MAX];
@@ -132,12 +147,15 @@ int sbx_blob_open(const sbx_blob_params *p, sbx_blob_store **out) {
 void sbx_blob_close(sbx_blob_store *s) {
   if (!s)
     return;
+  sbx_s3_close(s->s3);
   free(s->root);
   free(s);
 }
 
 int sbx_blob_local_path(sbx_blob_store *s, const char *tenant_id,
                         const char *object_id, char *out, size_t cap) {
+  if (s->s3)
+    return SBX_EUNSUPPORTED;
   if (!sbx_id_valid(tenant_id) || !sbx_id_valid(object_id))
     return SBX_EINVAL;
   int n = snprintf(out, cap, "%s/objects/%s/%s", s->root, tenant_id,
@@ -154,6 +172,14 @@ int sbx_blob_writer_open(sbx_blob_store *s, const char *tenant_id,
   if (!w)
     return SBX_ENOMEM;
   w->s = s;
+  if (s->s3) {
+    int rc = sbx_s3_writer_open(s->s3, tenant_id, object_id, &w->s3w);
+    if (rc)
+      free(w);
+    else
+      *out = w;
+    return rc;
+  }
   snprintf(w->tenant, sizeof w->tenant, "%s", tenant_id);
   snprintf(w->object, sizeof w->object, "%s", object_id);
   uint8_t rnd[12];
@@ -180,6 +206,8 @@ int sbx_blob_writer_write(sbx_blob_writer *w, const void *buf, size_t n) {
     return SBX_EINVAL;
   if (w->status)
     return w->status;
+  if (w->s3w)
+    return w->status = sbx_s3_writer_write(w->s3w, buf, n);
   const uint8_t *p = buf;
   while (n > 0) {
     ssize_t r = write(w->fd, p, n);
@@ -200,6 +228,11 @@ int sbx_blob_sink(void *writer, const void *buf, size_t n) {
 void sbx_blob_writer_abort(sbx_blob_writer *w) {
   if (!w)
     return;
+  if (w->s3w) {
+    sbx_s3_writer_abort(w->s3w);
+    free(w);
+    return;
+  }
   if (w->fd >= 0)
     close(w->fd);
   unlink(w->tmp);
@@ -209,6 +242,11 @@ void sbx_blob_writer_abort(sbx_blob_writer *w) {
 int sbx_blob_writer_commit(sbx_blob_writer *w) {
   if (!w)
     return SBX_EINVAL;
+  if (w->s3w) {
+    int rc = sbx_s3_writer_commit(w->s3w); /* frees s3w either way */
+    free(w);
+    return rc;
+  }
   int rc = w->status;
   sbx_blob_store *s = w->s;
   char dir[PATH_MAX], fin[PATH_MAX];
@@ -243,6 +281,8 @@ int sbx_blob_writer_commit(sbx_blob_writer *w) {
 
 int sbx_blob_read(sbx_blob_store *s, const char *tenant_id,
                   const char *object_id, sbx_sink_fn sink, void *ctx) {
+  if (s->s3)
+    return sbx_s3_read(s->s3, tenant_id, object_id, sink, ctx);
   char path[PATH_MAX];
   int rc = sbx_blob_local_path(s, tenant_id, object_id, path, sizeof path);
   if (rc)
@@ -277,6 +317,8 @@ int sbx_blob_read(sbx_blob_store *s, const char *tenant_id,
 
 int sbx_blob_remove(sbx_blob_store *s, const char *tenant_id,
                     const char *object_id) {
+  if (s->s3)
+    return sbx_s3_remove(s->s3, tenant_id, object_id);
   char path[PATH_MAX];
   int rc = sbx_blob_local_path(s, tenant_id, object_id, path, sizeof path);
   if (rc)
@@ -287,6 +329,8 @@ int sbx_blob_remove(sbx_blob_store *s, const char *tenant_id,
 }
 
 int sbx_blob_remove_tmp(sbx_blob_store *s, const char *tmp_name) {
+  if (s->s3)
+    return sbx_s3_remove_tmp(s->s3, tmp_name);
   char path[PATH_MAX];
   if (!tmp_name || strchr(tmp_name, '/') || tmp_name[0] == '.')
     return SBX_EINVAL;
@@ -325,6 +369,8 @@ static int scan_dir(const char *path, const char *tenant, scan_fn fn,
 }
 
 int sbx_blob_scan(sbx_blob_store *s, scan_fn fn, void *ctx) {
+  if (s->s3)
+    return sbx_s3_scan(s->s3, fn, ctx);
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/tmp", s->root);
   int rc = scan_dir(path, NULL, fn, ctx);

@@ -189,7 +189,7 @@ int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
     snprintf(path, sizeof path, "%s/blobs", p->data_dir);
     bp.root = path;
     bp.fsync = p->fsync;
-    rc = sbx_blob_open(&bp, &st->blobs);
+    rc = sbx_blob_open(p->blob ? p->blob : &bp, &st->blobs);
   }
   if (!rc) {
     sbx_meta_params mp = sbx_meta_default_params();

@@ -248,6 +248,13 @@ float *adv__scratch(adv_plan *p, adv_pnode *n, int thread);
 void adv__unbroadcast_add(const adv_tensor *t, float *g, int ndim,
                           const int64_t *dims, const float *dy);
 
+/* Row-major SGEMM C = alpha op(A) op(B) + beta C split over `threads`
+ * OpenMP threads by blocks of rows of C (or columns when C is wide);
+ * OpenBLAS itself always runs single-threaded (one thread pool only). */
+void adv__sgemm(int threads, int transA, int transB, int M, int N, int K,
+                float alpha, const float *A, int lda, const float *B, int ldb,
+                float beta, float *C, int ldc);
+
 /* Pool/conv spatial geometry shared by Conv, MaxPool, AveragePool. */
 typedef struct adv_pool_geom {
   int nsp;                      /* number of spatial dims (1..3) */

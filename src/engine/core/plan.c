@@ -590,7 +590,7 @@ int adv_session_run(adv_session *s, const float *const *inputs,
                     void *const *outputs, const volatile int *abort_flag,
                     adv_err *err) {
   adv_plan *p = &s->p;
-  openblas_set_num_threads(p->threads);
+  openblas_set_num_threads(1); /* all parallelism is ours (OpenMP) */
   for (int i = 0; i < p->n_in; i++) {
     adv_tensor *t = &p->tensors[p->in_idx[i]];
     memcpy(t->data, inputs[i], (size_t)t->numel * sizeof(float));
@@ -647,7 +647,7 @@ int adv_session_backward_dz(adv_session *s, const float *dz, float *dx,
   adv_tensor *out0 = &p->tensors[p->out_idx[0]];
   if (dz != out0->grad)
     memcpy(out0->grad, dz, (size_t)out0->numel * sizeof(float));
-  openblas_set_num_threads(p->threads);
+  openblas_set_num_threads(1); /* all parallelism is ours (OpenMP) */
   for (int r = p->n_run - 1; r >= 0; r--) {
     adv_pnode *n = &p->nodes[p->run[r]];
     if (!n->backward)

@@ -1,6 +1,9 @@
 /* util.c - small helpers shared by the loader, planner and ops. */
 #include "core/engine.h"
 
+#include <cblas.h>
+#include <omp.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -261,5 +264,41 @@ void adv__unbroadcast_add(const adv_tensor *t, float *g, int ndim,
     }
     for (int d = ndim - 2; d >= 0 && ++idx[d] == dims[d]; d--)
       idx[d] = 0;
+  }
+}
+
+/* Splits C into row blocks (or column blocks when C is wide and short)
+ * and runs one single-threaded cblas_sgemm per block. Small problems run
+ * on the calling thread. */
+void adv__sgemm(int threads, int transA, int transB, int M, int N, int K,
+                float alpha, const float *A, int lda, const float *B, int ldb,
+                float beta, float *C, int ldc) {
+  enum CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans;
+  enum CBLAS_TRANSPOSE tb = transB ? CblasTrans : CblasNoTrans;
+  double work = (double)M * N * K;
+  if (threads <= 1 || work < 2e5 || omp_in_parallel()) {
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  int by_rows = M >= N || M >= 16 * threads;
+#pragma omp parallel num_threads(threads)
+  {
+    int t = omp_get_thread_num(), T = omp_get_num_threads();
+    int total = by_rows ? M : N;
+    int blk = (total + T - 1) / T;
+    if (!by_rows)
+      blk = (blk + 15) & ~15; /* keep column blocks vector-aligned */
+    int lo = t * blk, hi = lo + blk > total ? total : lo + blk;
+    if (lo < hi) {
+      if (by_rows) {
+        const float *Ab = transA ? A + lo : A + (size_t)lo * lda;
+        cblas_sgemm(CblasRowMajor, ta, tb, hi - lo, N, K, alpha, Ab, lda, B, ldb,
+                    beta, C + (size_t)lo * ldc, ldc);
+      } else {
+        const float *Bb = transB ? B + (size_t)lo * ldb : B + lo;
+        cblas_sgemm(CblasRowMajor, ta, tb, M, hi - lo, K, alpha, A, lda, Bb, ldb,
+                    beta, C + lo, ldc);
+      }
+    }
   }
 }

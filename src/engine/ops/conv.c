@@ -22,6 +22,7 @@ typedef struct conv_params {
   int64_t group, Cg, Mg, K, P;
   int direct_1x1; /* col == X */
   int depthwise;
+  int64_t S;       /* samples per GEMM chunk (im2col of S samples side by side) */
 } conv_params;
 
 static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
@@ -79,12 +80,22 @@ static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   cp->direct_1x1 = cp->KH == 1 && cp->KW == 1 && cp->SH == 1 && cp->SW == 1 &&
                    cp->PT == 0 && cp->PL == 0 && cp->OH == cp->H && cp->OW == cp->W;
   cp->depthwise = cp->Cg == 1 && cp->Mg == 1;
-  if (!cp->direct_1x1 && !cp->depthwise) {
-    if ((uint64_t)cp->K * (uint64_t)cp->P > ((uint64_t)1 << 31))
-      return adv__error(err, ADV_ELIMIT, "im2col buffer too large");
-    n->scratch = (size_t)(cp->K * cp->P) * sizeof(float);
+  if ((uint64_t)cp->K * (uint64_t)cp->P > ((uint64_t)1 << 31))
+    return adv__error(err, ADV_ELIMIT, "im2col buffer too large");
+  /* chunk: enough samples that one GEMM sees ~512 KiB of im2col columns,
+   * but at least as many chunks as threads when the batch allows */
+  int64_t per_sample = cp->K * cp->P * (int64_t)sizeof(float);
+  cp->S = per_sample > 0 ? ((int64_t)512 << 10) / per_sample : 1;
+  if (cp->S < 1)
+    cp->S = 1;
+  int64_t maxS = (cp->N + p->threads - 1) / p->threads;
+  if (cp->S > maxS)
+    cp->S = maxS > 0 ? maxS : 1;
+  if (!cp->depthwise) {
+    /* col (K x S*P) + GEMM output (Mg x S*P) per thread */
+    n->scratch = (size_t)((cp->K + cp->Mg) * cp->S * cp->P) * sizeof(float);
   }
-  n->bw_scratch = (size_t)(cp->K * cp->P) * sizeof(float);
+  n->bw_scratch = (size_t)((cp->K + cp->Mg) * cp->S * cp->P) * sizeof(float);
   /* dX reads W, dW reads X: keep whichever is an activation */
   n->bw_extra = (w->is_const ? 0 : ADV_BW_IN(0)) | (x->is_const ? 0 : ADV_BW_IN(1));
   n->params = cp;
@@ -96,12 +107,13 @@ static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 4, od);
 }
 
-/* im2col for one group of one sample: col[(c*KH+kh)*KW+kw][oh*OW+ow]. */
-static void im2col(const conv_params *cp, const float *x, float *col) {
+/* im2col for one group of one sample: col[(c*KH+kh)*KW+kw][oh*OW+ow],
+ * rows ld floats apart (ld = S*P when S samples sit side by side). */
+static void im2col(const conv_params *cp, const float *x, float *col, int64_t ld) {
   for (int64_t c = 0; c < cp->Cg; c++)
     for (int64_t kh = 0; kh < cp->KH; kh++)
       for (int64_t kw = 0; kw < cp->KW; kw++) {
-        float *dst = col + ((c * cp->KH + kh) * cp->KW + kw) * cp->P;
+        float *dst = col + ((c * cp->KH + kh) * cp->KW + kw) * ld;
         const float *src = x + c * cp->H * cp->W;
         for (int64_t oh = 0; oh < cp->OH; oh++) {
           int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
@@ -144,70 +156,101 @@ static void depthwise(const conv_params *cp, const float *x, const float *w,
     }
 }
 
-/* One sample: all groups. */
-static void conv_sample(adv_plan *p, adv_pnode *n, int64_t s, int thread) {
+/*
+ * Forward of samples [s0, s0+S): per group one GEMM
+ *   out (Mg x S*P) = W_g (Mg x K) * col (K x S*P)
+ * over the im2col columns of the S samples side by side, then out is
+ * scattered to NCHW with the bias added. 1x1/stride-1 convolutions skip
+ * im2col and run one GEMM per sample on X directly.
+ */
+static void conv_chunk(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int thread,
+                       int T) {
   const conv_params *cp = n->params;
-  const float *x = (const float *)n->in[0]->data + s * cp->C * cp->H * cp->W;
-  const float *w = n->in[1]->data;
+  const float *x = n->in[0]->data, *w = n->in[1]->data;
   const float *b = n->n_in > 2 && n->in[2] ? n->in[2]->data : NULL;
-  float *y = (float *)n->out[0]->data + s * cp->M * cp->P;
+  float *y = n->out[0]->data;
+  int64_t CHW = cp->C * cp->H * cp->W, MP = cp->M * cp->P;
   if (cp->depthwise) {
-    for (int64_t c = 0; c < cp->C; c++)
-      depthwise(cp, x + c * cp->H * cp->W, w + c * cp->KH * cp->KW,
-                b ? b[c] : 0.f, y + c * cp->P);
+    for (int64_t s = s0; s < s0 + S; s++)
+      for (int64_t c = 0; c < cp->C; c++)
+        depthwise(cp, x + s * CHW + c * cp->H * cp->W, w + c * cp->KH * cp->KW,
+                  b ? b[c] : 0.f, y + s * MP + c * cp->P);
     return;
   }
-  float *col = adv__scratch(p, n, thread);
-  for (int64_t g = 0; g < cp->group; g++) {
-    const float *xg = x + g * cp->Cg * cp->H * cp->W;
-    const float *src = xg;
-    if (!cp->direct_1x1) {
-      im2col(cp, xg, col);
-      src = col;
-    }
-    float *yg = y + g * cp->Mg * cp->P;
-    float beta = 0.f;
-    if (b) {
-      for (int64_t m = 0; m < cp->Mg; m++) {
-        float bv = b[g * cp->Mg + m];
-        float *row = yg + m * cp->P;
-        for (int64_t q = 0; q < cp->P; q++)
-          row[q] = bv;
+  if (cp->direct_1x1) {
+    for (int64_t s = s0; s < s0 + S; s++)
+      for (int64_t g = 0; g < cp->group; g++) {
+        float *yg = y + s * MP + g * cp->Mg * cp->P;
+        adv__sgemm(T, 0, 0, (int)cp->Mg, (int)cp->P, (int)cp->K, 1.f,
+                   w + g * cp->Mg * cp->K, (int)cp->K,
+                   x + s * CHW + g * cp->Cg * cp->H * cp->W, (int)cp->P, 0.f, yg,
+                   (int)cp->P);
+        if (b)
+          for (int64_t m = 0; m < cp->Mg; m++) {
+            float bv = b[g * cp->Mg + m], *row = yg + m * cp->P;
+            for (int64_t q = 0; q < cp->P; q++)
+              row[q] += bv;
+          }
       }
-      beta = 1.f;
+    return;
+  }
+  int64_t ld = S * cp->P;
+  float *col = adv__scratch(p, n, thread), *out = col + cp->K * ld;
+  for (int64_t g = 0; g < cp->group; g++) {
+    for (int64_t s = 0; s < S; s++)
+      im2col(cp, x + (s0 + s) * CHW + g * cp->Cg * cp->H * cp->W, col + s * cp->P, ld);
+    adv__sgemm(T, 0, 0, (int)cp->Mg, (int)ld, (int)cp->K, 1.f,
+               w + g * cp->Mg * cp->K, (int)cp->K, col, (int)ld, 0.f, out, (int)ld);
+    for (int64_t s = 0; s < S; s++)
+      for (int64_t m = 0; m < cp->Mg; m++) {
+        const float *src = out + m * ld + s * cp->P;
+        float *dst = y + (s0 + s) * MP + (g * cp->Mg + m) * cp->P;
+        float bv = b ? b[g * cp->Mg + m] : 0.f;
+        for (int64_t q = 0; q < cp->P; q++)
+          dst[q] = src[q] + bv;
+      }
+  }
+}
+
+/* Runs fn over the batch in chunks of S samples: chunks in parallel with
+ * single-threaded BLAS when there are enough of them, else one chunk at a
+ * time with multi-threaded BLAS. */
+static void conv_over_batch(adv_plan *p, adv_pnode *n,
+                            void (*fn)(adv_plan *, adv_pnode *, int64_t, int64_t,
+                                       int, int)) {
+  const conv_params *cp = n->params;
+  int T = p->threads;
+  int64_t nch = (cp->N + cp->S - 1) / cp->S;
+  if (T > 1 && nch >= T) {
+#pragma omp parallel num_threads(T)
+    {
+      int t = omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t c = 0; c < nch; c++) {
+        int64_t s0 = c * cp->S, S = cp->N - s0 < cp->S ? cp->N - s0 : cp->S;
+        fn(p, n, s0, S, t, 1);
+      }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cp->Mg,
-                (int)cp->P, (int)cp->K, 1.f, w + g * cp->Mg * cp->K, (int)cp->K,
-                src, (int)cp->P, beta, yg, (int)cp->P);
+  } else { /* few chunks: parallelize inside each GEMM */
+    for (int64_t c = 0; c < nch; c++) {
+      int64_t s0 = c * cp->S, S = cp->N - s0 < cp->S ? cp->N - s0 : cp->S;
+      fn(p, n, s0, S, 0, T);
+    }
   }
 }
 
 static int conv_forward(adv_plan *p, adv_pnode *n) {
-  const conv_params *cp = n->params;
-  int T = p->threads;
-  if (T > 1 && cp->N >= T) {
-    openblas_set_num_threads(1);
-#pragma omp parallel num_threads(T)
-    {
-      int t = omp_get_thread_num();
-#pragma omp for schedule(static)
-      for (int64_t s = 0; s < cp->N; s++)
-        conv_sample(p, n, s, t);
-    }
-    openblas_set_num_threads(T);
-  } else {
-    for (int64_t s = 0; s < cp->N; s++)
-      conv_sample(p, n, s, 0);
-  }
+  conv_over_batch(p, n, conv_chunk);
   return ADV_OK;
 }
 
-/* col2im: scatters-adds col (K x P) back into the image gradient dx. */
-static void col2im_add(const conv_params *cp, const float *col, float *dx) {
+/* col2im: scatters-adds col (K x P, rows ld apart) into the gradient dx. */
+static void col2im_add(const conv_params *cp, const float *col, float *dx,
+                       int64_t ld) {
   for (int64_t c = 0; c < cp->Cg; c++)
     for (int64_t kh = 0; kh < cp->KH; kh++)
       for (int64_t kw = 0; kw < cp->KW; kw++) {
-        const float *src = col + ((c * cp->KH + kh) * cp->KW + kw) * cp->P;
+        const float *src = col + ((c * cp->KH + kh) * cp->KW + kw) * ld;
         float *dst = dx + c * cp->H * cp->W;
         for (int64_t oh = 0; oh < cp->OH; oh++) {
           int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
@@ -225,47 +268,61 @@ static void col2im_add(const conv_params *cp, const float *col, float *dx) {
       }
 }
 
-/* dX of one sample: dcol = W_g^T * dY_g, then col2im (or direct for 1x1). */
-static void conv_dx_sample(adv_plan *p, adv_pnode *n, int64_t s, int thread) {
+/* dX of samples [s0, s0+S): per group dcol (K x S*P) = W_g^T * dY_g with
+ * dY_g gathered side by side, then col2im per sample (direct GEMM for 1x1,
+ * direct loops for depthwise). */
+static void conv_dx_chunk(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int thread,
+                          int T) {
   const conv_params *cp = n->params;
   const float *w = n->in[1]->data;
-  const float *gy = n->out[0]->grad + s * cp->M * cp->P;
-  float *gx = n->in[0]->grad + s * cp->C * cp->H * cp->W;
+  int64_t CHW = cp->C * cp->H * cp->W, MP = cp->M * cp->P;
   if (cp->depthwise) {
-    for (int64_t c = 0; c < cp->C; c++) {
-      const float *wc = w + c * cp->KH * cp->KW, *g = gy + c * cp->P;
-      float *dxc = gx + c * cp->H * cp->W;
-      for (int64_t oh = 0; oh < cp->OH; oh++)
-        for (int64_t ow = 0; ow < cp->OW; ow++) {
-          float gv = g[oh * cp->OW + ow];
-          for (int64_t kh = 0; kh < cp->KH; kh++) {
-            int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
-            if (ih < 0 || ih >= cp->H)
-              continue;
-            for (int64_t kw = 0; kw < cp->KW; kw++) {
-              int64_t iw = ow * cp->SW - cp->PL + kw * cp->DW;
-              if (iw >= 0 && iw < cp->W)
-                dxc[ih * cp->W + iw] += gv * wc[kh * cp->KW + kw];
+    for (int64_t s = s0; s < s0 + S; s++) {
+      const float *gy = n->out[0]->grad + s * MP;
+      float *gx = n->in[0]->grad + s * CHW;
+      for (int64_t c = 0; c < cp->C; c++) {
+        const float *wc = w + c * cp->KH * cp->KW, *g = gy + c * cp->P;
+        float *dxc = gx + c * cp->H * cp->W;
+        for (int64_t oh = 0; oh < cp->OH; oh++)
+          for (int64_t ow = 0; ow < cp->OW; ow++) {
+            float gv = g[oh * cp->OW + ow];
+            for (int64_t kh = 0; kh < cp->KH; kh++) {
+              int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
+              if (ih < 0 || ih >= cp->H)
+                continue;
+              for (int64_t kw = 0; kw < cp->KW; kw++) {
+                int64_t iw = ow * cp->SW - cp->PL + kw * cp->DW;
+                if (iw >= 0 && iw < cp->W)
+                  dxc[ih * cp->W + iw] += gv * wc[kh * cp->KW + kw];
+              }
             }
           }
-        }
+      }
     }
     return;
   }
-  float *col = adv__scratch(p, n, thread);
+  if (cp->direct_1x1) {
+    for (int64_t s = s0; s < s0 + S; s++)
+      for (int64_t g = 0; g < cp->group; g++)
+        adv__sgemm(T, 1, 0, (int)cp->K, (int)cp->P, (int)cp->Mg, 1.f,
+                   w + g * cp->Mg * cp->K, (int)cp->K,
+                   n->out[0]->grad + s * MP + g * cp->Mg * cp->P, (int)cp->P, 1.f,
+                   n->in[0]->grad + s * CHW + g * cp->Cg * cp->H * cp->W, (int)cp->P);
+    return;
+  }
+  int64_t ld = S * cp->P;
+  float *col = adv__scratch(p, n, thread), *dyb = col + cp->K * ld;
   for (int64_t g = 0; g < cp->group; g++) {
-    const float *wg = w + g * cp->Mg * cp->K, *gyg = gy + g * cp->Mg * cp->P;
-    float *gxg = gx + g * cp->Cg * cp->H * cp->W;
-    if (cp->direct_1x1) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cp->K,
-                  (int)cp->P, (int)cp->Mg, 1.f, wg, (int)cp->K, gyg, (int)cp->P,
-                  1.f, gxg, (int)cp->P);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cp->K,
-                  (int)cp->P, (int)cp->Mg, 1.f, wg, (int)cp->K, gyg, (int)cp->P,
-                  0.f, col, (int)cp->P);
-      col2im_add(cp, col, gxg);
-    }
+    for (int64_t s = 0; s < S; s++)
+      for (int64_t m = 0; m < cp->Mg; m++)
+        memcpy(dyb + m * ld + s * cp->P,
+               n->out[0]->grad + (s0 + s) * MP + (g * cp->Mg + m) * cp->P,
+               sizeof(float) * (size_t)cp->P);
+    adv__sgemm(T, 1, 0, (int)cp->K, (int)ld, (int)cp->Mg, 1.f,
+               w + g * cp->Mg * cp->K, (int)cp->K, dyb, (int)ld, 0.f, col, (int)ld);
+    for (int64_t s = 0; s < S; s++)
+      col2im_add(cp, col + s * cp->P,
+                 n->in[0]->grad + (s0 + s) * CHW + g * cp->Cg * cp->H * cp->W, ld);
   }
 }
 
@@ -281,23 +338,8 @@ static int conv_backward(adv_plan *p, adv_pnode *n) {
   const float *gy = n->out[0]->grad;
   if (!gy)
     return ADV_OK;
-  int T = p->threads;
-  if (x->grad) {
-    if (T > 1 && cp->N >= T) {
-      openblas_set_num_threads(1);
-#pragma omp parallel num_threads(T)
-      {
-        int t = omp_get_thread_num();
-#pragma omp for schedule(static)
-        for (int64_t s = 0; s < cp->N; s++)
-          conv_dx_sample(p, n, s, t);
-      }
-      openblas_set_num_threads(T);
-    } else {
-      for (int64_t s = 0; s < cp->N; s++)
-        conv_dx_sample(p, n, s, 0);
-    }
-  }
+  if (x->grad)
+    conv_over_batch(p, n, conv_dx_chunk);
   if (b && b->grad) {
     for (int64_t s = 0; s < cp->N; s++)
       for (int64_t m = 0; m < cp->M; m++) {
@@ -318,7 +360,7 @@ static int conv_backward(adv_plan *p, adv_pnode *n) {
         const float *xg = xs + g * cp->Cg * cp->H * cp->W;
         const float *src = xg;
         if (!cp->direct_1x1) {
-          im2col(cp, xg, col);
+          im2col(cp, xg, col, cp->P);
           src = col;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)cp->Mg,

@@ -55,7 +55,6 @@ static int gemm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
 }
 
 static int gemm_forward(adv_plan *p, adv_pnode *n) {
-  (void)p;
   const gemm_params *gp = n->params;
   const float *a = n->in[0]->data, *b = n->in[1]->data;
   const adv_tensor *c = n->n_in > 2 ? n->in[2] : NULL;
@@ -68,8 +67,7 @@ static int gemm_forward(adv_plan *p, adv_pnode *n) {
         y[i * gp->N + j] = gp->beta * cd[i * gp->cs0 + j * gp->cs1];
     beta = 1.f;
   }
-  cblas_sgemm(CblasRowMajor, gp->ta ? CblasTrans : CblasNoTrans,
-              gp->tb ? CblasTrans : CblasNoTrans, (int)gp->M, (int)gp->N,
+  adv__sgemm(p->threads, gp->ta ? 1 : 0, gp->tb ? 1 : 0, (int)gp->M, (int)gp->N,
               (int)gp->K, gp->alpha, a, gp->ta ? (int)gp->M : (int)gp->K, b,
               gp->tb ? (int)gp->K : (int)gp->N, beta, y, (int)gp->N);
   return ADV_OK;
@@ -82,7 +80,6 @@ static int gemm_forward(adv_plan *p, adv_pnode *n) {
  *   dC = beta * dY summed over C's broadcast dims.
  */
 static int gemm_backward(adv_plan *p, adv_pnode *n) {
-  (void)p;
   const gemm_params *gp = n->params;
   adv_tensor *a = n->in[0], *b = n->in[1], *c = n->n_in > 2 ? n->in[2] : NULL;
   const float *gy = n->out[0]->grad;
@@ -92,18 +89,18 @@ static int gemm_backward(adv_plan *p, adv_pnode *n) {
   int lda = gp->ta ? M : K, ldb = gp->tb ? K : N;
   if (a->grad) {
     if (!gp->ta) /* dA (M x K) += alpha dY (M x N) op(B)^T (N x K) */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, gp->tb ? CblasNoTrans : CblasTrans,
+      adv__sgemm(p->threads, 0, gp->tb ? 0 : 1,
                   M, K, N, gp->alpha, gy, N, b->data, ldb, 1.f, a->grad, lda);
     else /* dA (K x M) += alpha op(B) (K x N) dY^T (N x M) */
-      cblas_sgemm(CblasRowMajor, gp->tb ? CblasTrans : CblasNoTrans, CblasTrans,
+      adv__sgemm(p->threads, gp->tb ? 1 : 0, 1,
                   K, M, N, gp->alpha, b->data, ldb, gy, N, 1.f, a->grad, lda);
   }
   if (b->grad) {
     if (!gp->tb) /* dB (K x N) += alpha op(A)^T (K x M) dY (M x N) */
-      cblas_sgemm(CblasRowMajor, gp->ta ? CblasNoTrans : CblasTrans, CblasNoTrans,
+      adv__sgemm(p->threads, gp->ta ? 0 : 1, 0,
                   K, N, M, gp->alpha, a->data, lda, gy, N, 1.f, b->grad, ldb);
     else /* dB (N x K) += alpha dY^T (N x M) op(A) (M x K) */
-      cblas_sgemm(CblasRowMajor, CblasTrans, gp->ta ? CblasTrans : CblasNoTrans,
+      adv__sgemm(p->threads, 1, gp->ta ? 1 : 0,
                   N, K, M, gp->alpha, gy, N, a->data, lda, 1.f, b->grad, ldb);
   }
   if (c && c->grad && gp->beta != 0.f) {

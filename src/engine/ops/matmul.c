@@ -69,14 +69,13 @@ static int mm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
 }
 
 static int mm_forward(adv_plan *p, adv_pnode *n) {
-  (void)p;
   const mm_params *mp = n->params;
   const float *a = n->in[0]->data, *b = n->in[1]->data;
   float *y = n->out[0]->data;
   if (mp->b_is_matrix && (mp->nb == 0 || mp->sa[mp->nb - 1] != 0)) {
     /* A's batch is contiguous: one GEMM with M*batch rows */
     int rows = (int)(mp->M * mp->batch);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)mp->N,
+    adv__sgemm(p->threads, 0, 0, rows, (int)mp->N,
                 (int)mp->K, 1.f, a, (int)mp->K, b, (int)mp->N, 0.f, y,
                 (int)mp->N);
     return ADV_OK;
@@ -88,7 +87,7 @@ static int mm_forward(adv_plan *p, adv_pnode *n) {
       oa += idx[d] * mp->sa[d];
       ob += idx[d] * mp->sb[d];
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mp->M,
+    adv__sgemm(p->threads, 0, 0, (int)mp->M,
                 (int)mp->N, (int)mp->K, 1.f, a + oa, (int)mp->K, b + ob,
                 (int)mp->N, 0.f, y + e * mp->M * mp->N, (int)mp->N);
     for (int d = mp->nb - 1; d >= 0 && ++idx[d] == mp->bdims[d]; d--)
@@ -102,7 +101,6 @@ static int mm_forward(adv_plan *p, adv_pnode *n) {
  * broadcast batch entries (stride 0) accumulate into the same block.
  */
 static int mm_backward(adv_plan *p, adv_pnode *n) {
-  (void)p;
   const mm_params *mp = n->params;
   adv_tensor *a = n->in[0], *b = n->in[1];
   const float *gy = n->out[0]->grad;
@@ -118,10 +116,10 @@ static int mm_backward(adv_plan *p, adv_pnode *n) {
     }
     const float *g = gy + e * mp->M * mp->N;
     if (a->grad)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, N, 1.f, g, N,
+      adv__sgemm(p->threads, 0, 1, M, K, N, 1.f, g, N,
                   (const float *)b->data + ob, N, 1.f, a->grad + oa, K);
     if (b->grad)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, M, 1.f,
+      adv__sgemm(p->threads, 1, 0, K, N, M, 1.f,
                   (const float *)a->data + oa, K, g, N, 1.f, b->grad + ob, N);
     for (int d = mp->nb - 1; d >= 0 && ++idx[d] == mp->bdims[d]; d--)
       idx[d] = 0;
