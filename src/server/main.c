@@ -17,11 +17,27 @@ static void usage(void) {
   fprintf(stderr,
           "usage: aisbxd --data-dir DIR [--listen HOST:PORT] [--config FILE]\n"
           "       aisbxd init --data-dir DIR [--tenant ID] [--name NAME] "
-          "[--config FILE]\n");
+          "[--config FILE]\n"
+          "       aisbxd openapi | routes\n");
 }
 
 int main(int argc, char **argv) {
   int init = 0, i = 1;
+  if (argc == 2 && !strcmp(argv[1], "openapi")) { /* the document, offline */
+    char *doc = sbx_server_openapi();
+    if (!doc)
+      return 1;
+    puts(doc);
+    free(doc);
+    return 0;
+  }
+  if (argc == 2 && !strcmp(argv[1], "routes")) {
+    for (size_t k = 0; k < sbx_server_route_count(); k++) {
+      sbx_route_info ri = sbx_server_route(k);
+      printf("%-6s %-50s %s\n", ri.method, ri.pattern, ri.permission);
+    }
+    return 0;
+  }
   if (argc > 1 && !strcmp(argv[1], "init")) {
     init = 1;
     i = 2;

@@ -1060,6 +1060,8 @@ int sbx__authorize(sbx__req *r) {
 
 /* ---- OpenAPI 3.1 from the route table ---- */
 
+char *sbx_server_openapi(void) { return sbx__openapi_json(NULL); }
+
 char *sbx__openapi_json(const sbx_server *s) {
   (void)s;
   json_t *paths = json_object();

@@ -734,7 +734,9 @@ static int s3_do(sbx_s3 *s, s3_call *c) {
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "sbx-s3/1");
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+    /* every request is bounded by the timeout, except a streamed blob GET
+     * (any size): that one by the stall detector below */
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->sink ? 0L : s->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s->connect_ms);
     /* a stalled transfer (< 1 byte/s for 30 s or the request timeout) */
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -1477,6 +1479,51 @@ static int truncated(const sb *xml) {
   return v && l == 4 && !memcmp(v, "true", 4);
 }
 
+/* An unfinished upload's age is that of its latest part (ListParts), like
+ * the mtime of a local temp file, so that GC never aborts an upload that is
+ * still making progress; Initiated alone would be its start. */
+static int upload_activity(sbx_s3 *s, const scan_item *it, int64_t *mtime) {
+  char key[2 * SBX_ID_MAX + 2], marker[16] = "";
+  snprintf(key, sizeof key, "%s/%s", it->t, it->o);
+  for (int pages = 0; pages < 20; pages++) {
+    const char *kv[6] = {"uploadId", it->upload_id, "max-parts", "1000",
+                         "part-number-marker", marker};
+    char q[S3_SMALL_MAX * 3 + 128];
+    int rc = sbx_s3_query(kv, marker[0] ? 3 : 2, q, sizeof q);
+    if (rc)
+      return rc;
+    sb xml = {0};
+    s3_call c;
+    memset(&c, 0, sizeof c);
+    c.method = "GET";
+    c.key = key;
+    c.query = q;
+    c.xml = &xml;
+    c.idempotent = 1;
+    c.quiet404 = 1; /* completed or aborted meanwhile */
+    rc = s3_do(s, &c);
+    const char *p = xml.p, *e = xml.p + xml.n, *v, *after;
+    size_t l, tl;
+    while (!rc && (v = xml_find(p, e, "Part", &l, &after))) {
+      const char *tv = xml_find(v, v + l, "LastModified", &tl, NULL);
+      int64_t t = tv ? parse_iso8601(tv, tl) : -1;
+      if (t > *mtime)
+        *mtime = t;
+      p = after;
+    }
+    char *next = !rc && truncated(&xml) ? xml_dup(&xml, "NextPartNumberMarker")
+                                        : NULL;
+    sb_free(&xml);
+    if (rc || !next || strlen(next) >= sizeof marker) {
+      free(next);
+      return rc == SBX_ENOTFOUND ? SBX_OK : rc;
+    }
+    snprintf(marker, sizeof marker, "%s", next);
+    free(next);
+  }
+  return SBX_OK;
+}
+
 int sbx_s3_scan(sbx_s3 *s, scan_fn fn, void *ctx) {
   if (!s || !fn)
     return SBX_EINVAL;
@@ -1484,15 +1531,10 @@ int sbx_s3_scan(sbx_s3 *s, scan_fn fn, void *ctx) {
   /* 1. unfinished multipart uploads = temp files */
   char *km = NULL, *um = NULL;
   for (int pages = 0; !rc && !stop && pages < 100000; pages++) {
-    const char *kv[6] = {"uploads", "", "prefix", s->prefix, NULL, NULL};
-    size_t nkv = 2;
-    const char *kv2[8] = {"uploads",    "", "prefix", s->prefix,
-                          "key-marker", km, "upload-id-marker", um};
+    const char *kv[8] = {"uploads",    "", "prefix", s->prefix,
+                         "key-marker", km, "upload-id-marker", um};
     char q[16384];
-    if (km)
-      rc = sbx_s3_query(kv2, um ? 4 : 3, q, sizeof q);
-    else
-      rc = sbx_s3_query(kv, nkv, q, sizeof q);
+    rc = sbx_s3_query(kv, km ? (um ? 4 : 3) : 2, q, sizeof q);
     if (rc)
       break;
     sb xml = {0};
@@ -1514,6 +1556,8 @@ int sbx_s3_scan(sbx_s3 *s, scan_fn fn, void *ctx) {
     um = more ? xml_dup(&xml, "NextUploadIdMarker") : NULL;
     sb_free(&xml);
     for (size_t i = 0; !rc && !stop && i < n; i++) {
+      if ((rc = upload_activity(s, &it[i], &it[i].mtime)))
+        break;
       char tmp[2 * SBX_ID_MAX + S3_SMALL_MAX + 4];
       snprintf(tmp, sizeof tmp, "%s/%s#%s", it[i].t, it[i].o, it[i].upload_id);
       int r = fn(ctx, NULL, NULL, tmp, it[i].mtime);

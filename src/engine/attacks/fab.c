@@ -42,7 +42,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 
 #define FAB_FINAL_SEARCH_STEPS 10
 
@@ -523,7 +522,6 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
           float *x1 = b.x1 + j * per;
           double nr = fab_norm(norm, x1, x0, per);
           if (nr < b.best[i]) {
-            if (getenv("FAB_DBG") && isfinite(b.best[i])) fprintf(stderr, "run %d it %d sample %lld: %g -> %g\n", (int)run, it, (long long)i, b.best[i], nr);
             b.best[i] = nr;
             b.found[i] = 1;
             memcpy(x_adv + i * per, x1, sizeof(float) * (size_t)per);

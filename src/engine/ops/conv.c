@@ -107,14 +107,31 @@ static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 4, od);
 }
 
+/* Output columns ow whose input column ow*SW + iw0 lies in [0, W):
+ * [*lo, *hi). */
+static void valid_cols(const conv_params *cp, int64_t iw0, int64_t *lo, int64_t *hi) {
+  int64_t a = iw0 >= 0 ? 0 : (-iw0 + cp->SW - 1) / cp->SW;
+  int64_t b = cp->W - iw0 <= 0 ? 0 : (cp->W - iw0 + cp->SW - 1) / cp->SW;
+  if (b > cp->OW)
+    b = cp->OW;
+  if (a > b)
+    a = b;
+  *lo = a;
+  *hi = b;
+}
+
 /* im2col for one group of one sample: col[(c*KH+kh)*KW+kw][oh*OW+ow],
- * rows ld floats apart (ld = S*P when S samples sit side by side). */
+ * rows ld floats apart (ld = S*P when S samples sit side by side). The
+ * padding columns of each output row are zero-filled, the rest copied
+ * (contiguously when the stride is 1). */
 static void im2col(const conv_params *cp, const float *x, float *col, int64_t ld) {
   for (int64_t c = 0; c < cp->Cg; c++)
     for (int64_t kh = 0; kh < cp->KH; kh++)
       for (int64_t kw = 0; kw < cp->KW; kw++) {
         float *dst = col + ((c * cp->KH + kh) * cp->KW + kw) * ld;
         const float *src = x + c * cp->H * cp->W;
+        int64_t iw0 = -cp->PL + kw * cp->DW, lo, hi;
+        valid_cols(cp, iw0, &lo, &hi);
         for (int64_t oh = 0; oh < cp->OH; oh++) {
           int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
           float *d = dst + oh * cp->OW;
@@ -123,15 +140,15 @@ static void im2col(const conv_params *cp, const float *x, float *col, int64_t ld
             continue;
           }
           const float *srow = src + ih * cp->W;
-          int64_t iw0 = -cp->PL + kw * cp->DW;
-          if (cp->SW == 1 && iw0 >= 0 && iw0 + cp->OW <= cp->W) {
-            memcpy(d, srow + iw0, sizeof(float) * (size_t)cp->OW);
-            continue;
-          }
-          for (int64_t ow = 0; ow < cp->OW; ow++) {
-            int64_t iw = ow * cp->SW + iw0;
-            d[ow] = (iw >= 0 && iw < cp->W) ? srow[iw] : 0.f;
-          }
+          for (int64_t ow = 0; ow < lo; ow++)
+            d[ow] = 0.f;
+          if (cp->SW == 1)
+            memcpy(d + lo, srow + lo + iw0, sizeof(float) * (size_t)(hi - lo));
+          else
+            for (int64_t ow = lo; ow < hi; ow++)
+              d[ow] = srow[ow * cp->SW + iw0];
+          for (int64_t ow = hi; ow < cp->OW; ow++)
+            d[ow] = 0.f;
         }
       }
 }
@@ -244,7 +261,8 @@ static int conv_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-/* col2im: scatters-adds col (K x P, rows ld apart) into the gradient dx. */
+/* col2im: scatters-adds col (K x P, rows ld apart) into the gradient dx,
+ * over the valid (non-padding) span of each row only. */
 static void col2im_add(const conv_params *cp, const float *col, float *dx,
                        int64_t ld) {
   for (int64_t c = 0; c < cp->Cg; c++)
@@ -252,17 +270,22 @@ static void col2im_add(const conv_params *cp, const float *col, float *dx,
       for (int64_t kw = 0; kw < cp->KW; kw++) {
         const float *src = col + ((c * cp->KH + kh) * cp->KW + kw) * ld;
         float *dst = dx + c * cp->H * cp->W;
+        int64_t iw0 = -cp->PL + kw * cp->DW, lo, hi;
+        valid_cols(cp, iw0, &lo, &hi);
         for (int64_t oh = 0; oh < cp->OH; oh++) {
           int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
           if (ih < 0 || ih >= cp->H)
             continue;
           float *drow = dst + ih * cp->W;
-          const float *s = src + oh * cp->OW;
-          int64_t iw0 = -cp->PL + kw * cp->DW;
-          for (int64_t ow = 0; ow < cp->OW; ow++) {
-            int64_t iw = ow * cp->SW + iw0;
-            if (iw >= 0 && iw < cp->W)
-              drow[iw] += s[ow];
+          const float *sr = src + oh * cp->OW;
+          if (cp->SW == 1) {
+            float *dd = drow + lo + iw0;
+            const float *ss = sr + lo;
+            for (int64_t j = 0; j < hi - lo; j++)
+              dd[j] += ss[j];
+          } else {
+            for (int64_t ow = lo; ow < hi; ow++)
+              drow[ow * cp->SW + iw0] += sr[ow];
           }
         }
       }
