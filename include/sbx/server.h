@@ -84,5 +84,8 @@ sbx_route_info sbx_server_route(size_t i);
 /* 1 when role ("viewer", "developer", "analyst", "admin") holds
  * permission. */
 int sbx_server_role_allows(const char *role, const char *permission);
+/* The OpenAPI 3.1 document generated from the route table (malloc'd JSON,
+ * caller frees; NULL when out of memory). */
+char *sbx_server_openapi(void);
 
 #endif

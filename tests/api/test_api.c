@@ -1,0 +1,954 @@
+/*
+ * test_api.c - black-box tests of aisbxd over real TLS (issue 6):
+ *   authorization matrix (every route x role x own/other tenant x
+ *   no/expired/forged credential; fails when a route has no row), hostile
+ *   input, hostile JWTs, refresh rotation + family revocation, lockout,
+ *   TLS versions, security headers, rate limits, graceful SIGTERM.
+ * usage: test_api /path/to/aisbxd
+ */
+#include "api_testutil.h"
+
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+
+#include "../harness.h"
+#include "server_internal.h" /* to sign hostile JWTs with the server key */
+
+static srv S;
+static char g_dir[256], g_cfg[300];
+static char K1[200], K2[200], BOOT1[200], BOOT2[200]; /* admin keys t1, t2 */
+
+/* ---- fixture: per tenant, ids of a project and its objects ---- */
+typedef struct fixture {
+  const char *tenant;
+  const char *admin_key;
+  char project[64], model[64], dataset[64], job[64], key_id[64];
+} fixture;
+static fixture F1 = {"t1", K1, "pa", "", "", "", ""};
+static fixture F2 = {"t2", K2, "pb", "", "", "", ""};
+
+static int g_uniq = 0;
+
+static int mk_object(const fixture *f, const char *kind, char id[64]) {
+  char path[256];
+  snprintf(path, sizeof path, "/api/v1/projects/%s/%ss?name=%s%d", f->project,
+           kind, kind, ++g_uniq);
+  req_opts o = {f->admin_key, "application/octet-stream", "raw bytes", 0,
+                NULL, 0, 0};
+  resp r;
+  long st = http(&S, "POST", path, &o, &r);
+  int ok = st == 201 && json_field(r.body, "id", id, 64);
+  if (!ok)
+    fprintf(stderr, "mk_object %s: %ld %s\n", kind, st, r.body);
+  resp_free(&r);
+  return ok ? 0 : -1;
+}
+
+static int mk_job(const fixture *f, char id[64]) {
+  char path[256], body[512];
+  snprintf(path, sizeof path, "/api/v1/projects/%s/jobs", f->project);
+  snprintf(body, sizeof body,
+           "{\"attack\":\"pgd\",\"model_id\":\"%s\",\"dataset_id\":\"%s\","
+           "\"params\":{\"eps\":0.03,\"steps\":10},\"seed\":7}",
+           f->model, f->dataset);
+  resp r;
+  long st = jreq(&S, "POST", path, f->admin_key, body, &r);
+  int ok = st == 201 && json_field(r.body, "id", id, 64);
+  if (!ok)
+    fprintf(stderr, "mk_job: %ld %s\n", st, r.body);
+  resp_free(&r);
+  return ok ? 0 : -1;
+}
+
+static int mk_key(const fixture *f, const char *role, long ttl, char id[64],
+                  char key[200]) {
+  char body[256];
+  snprintf(body, sizeof body, "{\"role\":\"%s\",\"expires_in_s\":%ld}", role,
+           ttl);
+  resp r;
+  long st = jreq(&S, "POST", "/api/v1/api-keys", f->admin_key, body, &r);
+  int ok = st == 201 && json_field(r.body, "id", id, 64) &&
+           (!key || json_field(r.body, "key", key, 200));
+  if (!ok)
+    fprintf(stderr, "mk_key: %ld %s\n", st, r.body);
+  resp_free(&r);
+  return ok ? 0 : -1;
+}
+
+static int setup_fixture(fixture *f) {
+  char body[256];
+  snprintf(body, sizeof body, "{\"id\":\"%s\",\"name\":\"Project %s\"}",
+           f->project, f->project);
+  resp r;
+  long st = jreq(&S, "POST", "/api/v1/projects", f->admin_key, body, &r);
+  resp_free(&r);
+  if (st != 201)
+    return -1;
+  if (mk_object(f, "model", f->model) || mk_object(f, "dataset", f->dataset) ||
+      mk_job(f, f->job) || mk_key(f, "viewer", 3600, f->key_id, NULL))
+    return -1;
+  return 0;
+}
+
+/* ---- the matrix ---- */
+
+enum { RV = 1, RD = 2, RA = 4, RAD = 8, RALL = 15 };
+typedef struct row {
+  const char *method;
+  const char *pattern; /* must equal the server's route pattern */
+  const char *path;    /* template: {tenant} {project} {model} {dataset}
+                          {job} {user} {key} {uniq} */
+  const char *body;    /* JSON template, or "RAW" for an upload */
+  int roles;           /* roles that must succeed; -1 = public */
+  int ok;              /* expected status on success (public: for all) */
+  char fresh;          /* m d j k: a fresh object replaces its placeholder */
+} row;
+
+#define PP "/api/v1/projects/{project}"
+static const row ROWS[] = {
+    {"GET", "/healthz", "/healthz", NULL, -1, 200, 0},
+    {"GET", "/readyz", "/readyz", NULL, -1, 200, 0},
+    {"GET", "/.well-known/jwks.json", "/.well-known/jwks.json", NULL, -1, 200,
+     0},
+    {"GET", "/api/v1/openapi.json", "/api/v1/openapi.json", NULL, -1, 200, 0},
+    {"POST", "/api/v1/auth/token", "/api/v1/auth/token",
+     "{\"grant_type\":\"password\",\"tenant\":\"{tenant}\",\"email\":"
+     "\"nobody@x.org\",\"password\":\"not the password\"}",
+     -1, 401, 0},
+    {"POST", "/api/v1/auth/bootstrap", "/api/v1/auth/bootstrap",
+     "{\"token\":\"bt_{tenant}~"
+     "00000000000000000000000000000000000000000000000000000000000000"
+     "00\",\"email\":\"x@x.org\",\"password\":\"long enough password\"}",
+     -1, 401, 0},
+    {"GET", "/api/v1/me", "/api/v1/me", NULL, RALL, 200, 0},
+    {"GET", "/api/v1/tenants/{tenant}", "/api/v1/tenants/{tenant}", NULL,
+     RALL, 200, 0},
+    {"GET", "/api/v1/projects", "/api/v1/projects", NULL, RALL, 200, 0},
+    {"POST", "/api/v1/projects", "/api/v1/projects",
+     "{\"id\":\"np{uniq}\",\"name\":\"n\"}", RAD, 201, 0},
+    {"GET", PP, PP, NULL, RALL, 200, 0},
+    {"GET", "/api/v1/users", "/api/v1/users", NULL, RAD, 200, 0},
+    {"POST", "/api/v1/users", "/api/v1/users",
+     "{\"id\":\"u{uniq}\",\"email\":\"u{uniq}@x.org\"}", RAD, 201, 0},
+    {"GET", PP "/members", PP "/members", NULL, RA | RAD, 200, 0},
+    {"PUT", PP "/members/{user}", PP "/members/admin",
+     "{\"role\":\"viewer\"}", RAD, 200, 0},
+    {"GET", "/api/v1/api-keys", "/api/v1/api-keys", NULL, RAD, 200, 0},
+    {"POST", "/api/v1/api-keys", "/api/v1/api-keys", "{\"role\":\"viewer\"}",
+     RAD, 201, 0},
+    {"DELETE", "/api/v1/api-keys/{key}", "/api/v1/api-keys/{key}", NULL, RAD,
+     200, 'k'},
+    {"POST", "/api/v1/api-keys/{key}/rotate", "/api/v1/api-keys/{key}/rotate",
+     "{\"overlap_s\":60}", RAD, 201, 'k'},
+    {"GET", PP "/models", PP "/models", NULL, RALL, 200, 0},
+    {"POST", PP "/models", PP "/models?name=m{uniq}", "RAW", RD | RAD, 201, 0},
+    {"GET", PP "/models/{model}", PP "/models/{model}", NULL, RALL, 200, 0},
+    {"GET", PP "/models/{model}/content", PP "/models/{model}/content", NULL,
+     RALL, 200, 0},
+    {"DELETE", PP "/models/{model}", PP "/models/{model}", NULL, RD | RAD, 200,
+     'm'},
+    {"GET", PP "/datasets", PP "/datasets", NULL, RALL, 200, 0},
+    {"POST", PP "/datasets", PP "/datasets?name=d{uniq}", "RAW", RD | RAD, 201,
+     0},
+    {"GET", PP "/datasets/{dataset}", PP "/datasets/{dataset}", NULL, RALL,
+     200, 0},
+    {"GET", PP "/datasets/{dataset}/content", PP "/datasets/{dataset}/content",
+     NULL, RALL, 200, 0},
+    {"DELETE", PP "/datasets/{dataset}", PP "/datasets/{dataset}", NULL,
+     RD | RAD, 200, 'd'},
+    {"GET", PP "/jobs", PP "/jobs", NULL, RALL, 200, 0},
+    {"POST", PP "/jobs", PP "/jobs",
+     "{\"attack\":\"fgsm\",\"model_id\":\"{model}\",\"dataset_id\":"
+     "\"{dataset}\"}",
+     RD | RA | RAD, 201, 0},
+    {"GET", PP "/jobs/{job}", PP "/jobs/{job}", NULL, RALL, 200, 0},
+    {"POST", PP "/jobs/{job}/cancel", PP "/jobs/{job}/cancel", NULL,
+     RD | RA | RAD, 200, 'j'},
+    {"GET", PP "/jobs/{job}/results", PP "/jobs/{job}/results", NULL, RALL,
+     200, 0},
+    {"GET", "/api/v1/audit-events", "/api/v1/audit-events", NULL, RA | RAD,
+     200, 0},
+};
+#define NROWS (sizeof ROWS / sizeof ROWS[0])
+
+static void subst(const char *tpl, const fixture *f, const char *fresh_id,
+                  char fresh, char *out, size_t cap) {
+  size_t o = 0;
+  for (const char *p = tpl; *p && o + 1 < cap;) {
+    const char *val = NULL;
+    size_t skip = 0;
+    static char uniq[16];
+    if (*p == '{') {
+      const char *e = strchr(p, '}');
+      size_t n = e ? (size_t)(e - p + 1) : 0;
+      skip = n;
+#define IS(x) (n == strlen(x) && !strncmp(p, x, n))
+      if (IS("{tenant}"))
+        val = f->tenant;
+      else if (IS("{project}"))
+        val = f->project;
+      else if (IS("{model}"))
+        val = fresh == 'm' ? fresh_id : f->model;
+      else if (IS("{dataset}"))
+        val = fresh == 'd' ? fresh_id : f->dataset;
+      else if (IS("{job}"))
+        val = fresh == 'j' ? fresh_id : f->job;
+      else if (IS("{key}"))
+        val = fresh == 'k' ? fresh_id : f->key_id;
+      else if (IS("{user}"))
+        val = "admin";
+      else if (IS("{uniq}")) {
+        snprintf(uniq, sizeof uniq, "%d", ++g_uniq);
+        val = uniq;
+      }
+#undef IS
+    }
+    if (val) {
+      size_t n = strlen(val);
+      if (o + n >= cap)
+        break;
+      memcpy(out + o, val, n);
+      o += n;
+      p += skip;
+    } else {
+      out[o++] = *p++;
+    }
+  }
+  out[o] = 0;
+}
+
+/* One call of row rw with token tok against fixture f's objects. */
+static long call_row(const row *rw, const fixture *f, const char *tok,
+                     resp *r) {
+  char fresh_id[64] = "";
+  if (rw->fresh == 'm' && mk_object(f, "model", fresh_id))
+    return -1;
+  if (rw->fresh == 'd' && mk_object(f, "dataset", fresh_id))
+    return -1;
+  if (rw->fresh == 'j' && mk_job(f, fresh_id))
+    return -1;
+  if (rw->fresh == 'k' && mk_key(f, "viewer", 3600, fresh_id, NULL))
+    return -1;
+  char path[512], body[1024];
+  subst(rw->path, f, fresh_id, rw->fresh, path, sizeof path);
+  req_opts o = {tok, NULL, NULL, 0, NULL, 0, 0};
+  if (rw->body && !strcmp(rw->body, "RAW")) {
+    o.ctype = "application/octet-stream";
+    o.body = "some model bytes";
+  } else if (rw->body) {
+    subst(rw->body, f, fresh_id, rw->fresh, body, sizeof body);
+    o.ctype = "application/json";
+    o.body = body;
+  }
+  return http(&S, rw->method, path, &o, r);
+}
+
+/* Role credentials of tenant t1: API keys and JWTs of users with that
+ * tenant role. */
+static const char *ROLE_NAMES[4] = {"viewer", "developer", "analyst",
+                                    "admin"};
+static char ROLE_KEY[4][200], ROLE_JWT[4][1200];
+static char EXPIRED_KEY[200], FORGED_KEY[200], FORGED_JWT[1200],
+    EXPIRED_JWT[1200];
+
+static sbx_server g_fake; /* holds the server's JWT key for forging */
+
+static void sign_jwt(const char *hdr, const char *payload, char *out,
+                     size_t cap) {
+  char hb[1024], pb[2048];
+  sbx__b64url(hdr, strlen(hdr), hb);
+  sbx__b64url(payload, strlen(payload), pb);
+  int n = snprintf(out, cap, "%s.%s", hb, pb);
+  gnutls_datum_t d = {(unsigned char *)out, (unsigned)n}, sig;
+  if (gnutls_privkey_sign_data2(g_fake.jwt_priv, GNUTLS_SIGN_EDDSA_ED25519, 0,
+                                &d, &sig) < 0)
+    return;
+  out[n] = '.';
+  sbx__b64url(sig.data, sig.size, out + n + 1);
+  gnutls_free(sig.data);
+}
+
+static void std_payload(char *out, size_t cap, const char *iss,
+                        const char *aud, long iat, long nbf, long exp,
+                        const char *sub) {
+  snprintf(out, cap,
+           "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"%s\",\"tid\":\"t1\","
+           "\"iat\":%ld,\"nbf\":%ld,\"exp\":%ld,\"jti\":\"j%d\"}",
+           iss, aud, sub, iat, nbf, exp, ++g_uniq);
+}
+
+TEST(setup_credentials) {
+  for (int i = 0; i < 4; i++) {
+    char id[64], body[512];
+    CHECK(mk_key(&F1, ROLE_NAMES[i], 3600, id, ROLE_KEY[i]) == 0);
+    snprintf(body, sizeof body,
+             "{\"id\":\"user-%s\",\"email\":\"%s@t1.example\",\"password\":"
+             "\"password-of-%s\",\"role\":\"%s\"}",
+             ROLE_NAMES[i], ROLE_NAMES[i], ROLE_NAMES[i], ROLE_NAMES[i]);
+    resp r;
+    CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/users", K1, body, &r), 201);
+    resp_free(&r);
+    snprintf(body, sizeof body,
+             "{\"grant_type\":\"password\",\"tenant\":\"t1\",\"email\":\"%s@"
+             "T1.example\",\"password\":\"password-of-%s\"}",
+             ROLE_NAMES[i], ROLE_NAMES[i]);
+    CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, body, &r), 200);
+    CHECK(json_field(r.body, "access_token", ROLE_JWT[i], sizeof ROLE_JWT[i]));
+    resp_free(&r);
+  }
+  char id[64];
+  CHECK(mk_key(&F1, "admin", 1, id, EXPIRED_KEY) == 0);
+  snprintf(FORGED_KEY, sizeof FORGED_KEY, "%s", ROLE_KEY[3]);
+  size_t n = strlen(FORGED_KEY);
+  FORGED_KEY[n - 1] = FORGED_KEY[n - 1] == '0' ? '1' : '0';
+  snprintf(FORGED_JWT, sizeof FORGED_JWT, "%s", ROLE_JWT[3]);
+  n = strlen(FORGED_JWT);
+  FORGED_JWT[n - 2] = FORGED_JWT[n - 2] == 'A' ? 'B' : 'A';
+  /* expired but correctly signed by the server's own key */
+  snprintf(g_fake.data_dir, sizeof g_fake.data_dir, "%s", g_dir);
+  snprintf(g_fake.issuer, sizeof g_fake.issuer, "aisbxd");
+  CHECK(sbx__jwt_load_or_create(&g_fake) == 0);
+  char hdr[256], pl[512];
+  long now = (long)time(NULL);
+  snprintf(hdr, sizeof hdr, "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
+           g_fake.jwt_kid);
+  std_payload(pl, sizeof pl, "aisbxd", "aisbxd", now - 2000, now - 2000,
+              now - 1200, "user-admin");
+  sign_jwt(hdr, pl, EXPIRED_JWT, sizeof EXPIRED_JWT);
+  sleep(2); /* EXPIRED_KEY expires */
+}
+
+TEST(matrix_covers_every_route) {
+  size_t n = sbx_server_route_count();
+  for (size_t i = 0; i < n; i++) {
+    sbx_route_info ri = sbx_server_route(i);
+    int found = 0;
+    for (size_t k = 0; k < NROWS; k++)
+      found |= !strcmp(ROWS[k].method, ri.method) &&
+               !strcmp(ROWS[k].pattern, ri.pattern);
+    if (!found)
+      fprintf(stderr, "matrix: no row for %s %s\n", ri.method, ri.pattern);
+    CHECK(found);
+  }
+  for (size_t k = 0; k < NROWS; k++) {
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+      sbx_route_info ri = sbx_server_route(i);
+      found |= !strcmp(ROWS[k].method, ri.method) &&
+               !strcmp(ROWS[k].pattern, ri.pattern);
+    }
+    if (!found)
+      fprintf(stderr, "matrix: stale row %s %s\n", ROWS[k].method,
+              ROWS[k].pattern);
+    CHECK(found);
+  }
+}
+
+static int expect_fail(const row *rw, const char *what, long want, long got,
+                       const char *body) {
+  if (want == got)
+    return 0;
+  fprintf(stderr, "matrix: %s %s [%s]: want %ld got %ld %s\n", rw->method,
+          rw->pattern, what, want, got, body ? body : "");
+  return 1;
+}
+
+TEST(authorization_matrix) {
+  int rows_run = 0;
+  for (size_t k = 0; k < NROWS; k++) {
+    const row *rw = &ROWS[k];
+    resp r;
+    if (rw->roles < 0) { /* public: same answer for everyone */
+      long st = call_row(rw, &F1, NULL, &r);
+      CHECK(!expect_fail(rw, "public", rw->ok, st, r.body));
+      resp_free(&r);
+      st = call_row(rw, &F1, FORGED_KEY, &r);
+      CHECK(!expect_fail(rw, "public+forged", rw->ok, st, r.body));
+      resp_free(&r);
+      rows_run++;
+      continue;
+    }
+    /* no / expired / forged credentials: 401 before anything else */
+    const char *bad[] = {NULL, EXPIRED_KEY, FORGED_KEY, FORGED_JWT,
+                         EXPIRED_JWT, "garbage", "ak_t1~zz.short"};
+    const char *bad_names[] = {"none",       "expired key", "forged key",
+                               "forged jwt", "expired jwt", "garbage",
+                               "malformed key"};
+    for (int b = 0; b < 7; b++) {
+      long st = call_row(rw, &F1, bad[b], &r);
+      CHECK(!expect_fail(rw, bad_names[b], 401, st, r.body));
+      resp_free(&r);
+    }
+    for (int kind = 0; kind < 2; kind++) {
+      for (int ri = 0; ri < 4; ri++) {
+        const char *tok = kind ? ROLE_JWT[ri] : ROLE_KEY[ri];
+        char what[64];
+        snprintf(what, sizeof what, "%s %s own", kind ? "jwt" : "key",
+                 ROLE_NAMES[ri]);
+        long want = (rw->roles & (1 << ri)) ? rw->ok : 403;
+        long st = call_row(rw, &F1, tok, &r);
+        CHECK(!expect_fail(rw, what, want, st, r.body));
+        resp_free(&r);
+        /* the other tenant's objects: 404 where the path names one;
+         * elsewhere the answer must not reveal them */
+        snprintf(what, sizeof what, "%s %s other", kind ? "jwt" : "key",
+                 ROLE_NAMES[ri]);
+        int names_obj = strchr(rw->pattern, '{') != NULL;
+        int project_scoped = strstr(rw->pattern, "{project}") != NULL;
+        st = call_row(rw, &F2, tok, &r);
+        if (names_obj) {
+          /* project routes: the project is invisible (404) whatever the
+           * role; tenant-level routes check the permission first (403) */
+          long w2 = (project_scoped || (rw->roles & (1 << ri))) ? 404 : 403;
+          CHECK(!expect_fail(rw, what, w2, st, r.body));
+        } else {
+          CHECK(!expect_fail(rw, what, want, st, r.body));
+          CHECK(!strstr(r.body, F2.model) && !strstr(r.body, "\"pb\"") &&
+                !strstr(r.body, F2.job));
+        }
+        resp_free(&r);
+      }
+    }
+    rows_run++;
+  }
+  CHECK_EQ_INT(rows_run, NROWS);
+}
+
+TEST(security_headers_everywhere) {
+  const char *paths[] = {"/healthz", "/api/v1/projects", "/nope",
+                         "/api/v1/me"};
+  const char *need[] = {"Strict-Transport-Security", "Content-Security-Policy",
+                        "X-Content-Type-Options", "Referrer-Policy",
+                        "X-Request-Id"};
+  for (int i = 0; i < 4; i++) {
+    const char *extra[] = {"Origin: https://evil.example", NULL};
+    req_opts o = {i == 3 ? K1 : NULL, NULL, NULL, 0, extra, 0, 0};
+    resp r;
+    http(&S, "GET", paths[i], &o, &r);
+    char v[512];
+    for (int h = 0; h < 5; h++)
+      CHECK(resp_header(&r, need[h], NULL, 0));
+    CHECK(resp_header(&r, "Content-Security-Policy", v, sizeof v) &&
+          strstr(v, "frame-ancestors 'none'"));
+    CHECK(!resp_header(&r, "Access-Control-Allow-Origin", NULL, 0));
+    CHECK(!resp_header(&r, "Access-Control-Allow-Credentials", NULL, 0));
+    if (r.status >= 400)
+      CHECK(resp_header(&r, "Content-Type", v, sizeof v) &&
+            !strcmp(v, "application/problem+json") &&
+            strstr(r.body, "\"request_id\""));
+    resp_free(&r);
+  }
+  /* CORS preflight is not answered with any allowance */
+  const char *pre[] = {"Origin: https://evil.example",
+                       "Access-Control-Request-Method: POST", NULL};
+  req_opts o = {NULL, NULL, NULL, 0, pre, 0, 0};
+  resp r;
+  long st = http(&S, "OPTIONS", "/api/v1/projects", &o, &r);
+  CHECK(st == 405 || st == 404);
+  CHECK(!resp_header(&r, "Access-Control-Allow-Origin", NULL, 0));
+  resp_free(&r);
+}
+
+TEST(tls_versions) {
+  resp r;
+  req_opts o = {NULL, NULL, NULL, 0, NULL,
+                CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_1, 0};
+  http(&S, "GET", "/healthz", &o, &r);
+  CHECK(r.curl_rc == CURLE_SSL_CONNECT_ERROR && r.status == 0);
+  resp_free(&r);
+  o.sslversion = CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2;
+  CHECK_EQ_INT(http(&S, "GET", "/healthz", &o, &r), 200);
+  resp_free(&r);
+  o.sslversion = CURL_SSLVERSION_TLSv1_3 | CURL_SSLVERSION_MAX_TLSv1_3;
+  CHECK_EQ_INT(http(&S, "GET", "/healthz", &o, &r), 200);
+  resp_free(&r);
+}
+
+static long post_json_raw(const char *path, const char *tok, const char *body,
+                          size_t len, const char *ctype) {
+  req_opts o = {tok, ctype, body, len, NULL, 0, 0};
+  resp r;
+  long st = http(&S, "POST", path, &o, &r);
+  resp_free(&r);
+  return st;
+}
+
+TEST(hostile_input) {
+  const char *P = "/api/v1/projects";
+  const char *J = "application/json";
+  CHECK_EQ_INT(post_json_raw(P, K1, "{", 0, J), 400);
+  CHECK_EQ_INT(post_json_raw(P, K1, "[1,2]", 0, J), 400);
+  CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":\"x\",\"id\":\"y\"}", 0, J), 400);
+  char deep[512];
+  size_t o = 0;
+  o += (size_t)snprintf(deep, sizeof deep, "{\"id\":");
+  for (int i = 0; i < 100; i++)
+    deep[o++] = '[';
+  for (int i = 0; i < 100; i++)
+    deep[o++] = ']';
+  deep[o++] = '}';
+  deep[o] = 0;
+  CHECK_EQ_INT(post_json_raw(P, K1, deep, 0, J), 400);
+  CHECK_EQ_INT(post_json_raw(P, K1,
+                             "{\"id\":123456789012345678901234567890,"
+                             "\"name\":\"x\"}",
+                             0, J),
+               400);
+  CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":1e999999,\"name\":\"x\"}", 0, J),
+               400);
+  CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":5,\"name\":\"x\"}", 0, J), 400);
+  CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":\"ok1\",\"name\":[]}", 0, J),
+               400);
+  CHECK_EQ_INT(post_json_raw(P, K1,
+                             "{\"id\":\"ok2\",\"name\":\"x\",\"admin\":true}",
+                             0, J),
+               400);
+  CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":\"ok3\",\"name\":\"x\"}", 0,
+                             "text/plain"),
+               415);
+  /* embedded NUL inside a string */
+  CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":\"a\\u0000b\",\"name\":\"x\"}",
+                             0, J),
+               400);
+  /* SQL metacharacters: refused as ids, stored verbatim as data */
+  CHECK_EQ_INT(post_json_raw(P, K1,
+                             "{\"id\":\"p1' OR '1'='1\",\"name\":\"x\"}", 0,
+                             J),
+               400);
+  CHECK_EQ_INT(post_json_raw(P, K1,
+                             "{\"id\":\"sqlp\",\"name\":\"x'); DROP TABLE "
+                             "projects;--\"}",
+                             0, J),
+               201);
+  resp r;
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects/sqlp", K1, NULL, &r), 200);
+  CHECK(strstr(r.body, "DROP TABLE projects") != NULL);
+  resp_free(&r);
+  /* oversized bodies: JSON (64 KiB cap) and uploads (1 MiB in the test) */
+  size_t big = 200 * 1024;
+  char *b = malloc(2 * 1024 * 1024 + 16);
+  memset(b, 'a', 2 * 1024 * 1024);
+  memcpy(b, "{\"id\":\"", 7);
+  CHECK_EQ_INT(post_json_raw(P, K1, b, big, J), 413);
+  CHECK_EQ_INT(post_json_raw("/api/v1/projects/pa/models?name=big", K1, b,
+                             2 * 1024 * 1024, "application/octet-stream"),
+               413);
+  /* exactly at the cap is accepted, and round-trips through the store */
+  CHECK_EQ_INT(post_json_raw("/api/v1/projects/pa/models?name=atcap", K1, b,
+                             1024 * 1024, "application/octet-stream"),
+               201);
+  free(b);
+  /* path traversal in names and ids */
+  CHECK_EQ_INT(post_json_raw("/api/v1/projects/pa/models?name=..%2F..%2Fetc"
+                             "%2Fpasswd",
+                             K1, "x", 1, "application/octet-stream"),
+               400);
+  CHECK_EQ_INT(post_json_raw("/api/v1/projects/pa/models?name=.hidden", K1,
+                             "x", 1, "application/octet-stream"),
+               400);
+  req_opts asis = {K1, NULL, NULL, 0, NULL, 0, 1};
+  CHECK_EQ_INT(http(&S, "GET", "/api/v1/projects/../../etc/passwd", &asis, &r),
+               404);
+  resp_free(&r);
+  CHECK_EQ_INT(http(&S, "GET", "/api/v1/projects/%2e%2e/models", &asis, &r),
+               404);
+  resp_free(&r);
+  CHECK_EQ_INT(http(&S, "GET", "/api/v1/projects/pa/models/..", &asis, &r),
+               404);
+  resp_free(&r);
+  /* header injection: nothing from the request is reflected in headers */
+  const char *inj[] = {"X-Request-Id: abc\r\nSet-Cookie: pwn=1", NULL};
+  req_opts io = {K1, NULL, NULL, 0, inj, 0, 0};
+  http(&S, "GET", "/api/v1/me", &io, &r);
+  char v[128];
+  CHECK(!resp_header(&r, "Set-Cookie", NULL, 0));
+  CHECK(resp_header(&r, "X-Request-Id", v, sizeof v) && strlen(v) == 32);
+  resp_free(&r);
+  /* wrong method / unknown route */
+  CHECK_EQ_INT(jreq(&S, "PATCH", "/api/v1/projects", K1, NULL, &r), 405);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v2/anything", K1, NULL, &r), 404);
+  resp_free(&r);
+  /* pagination: bad limit / cursor */
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects?limit=0", K1, NULL, &r), 400);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects?limit=1", K1, NULL, &r), 200);
+  CHECK(strstr(r.body, "\"next_cursor\":\"") != NULL);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects?cursor=%27%20OR%201",
+                    K1, NULL, &r),
+               400);
+  resp_free(&r);
+  /* the server is still healthy */
+  CHECK_EQ_INT(jreq(&S, "GET", "/healthz", NULL, NULL, &r), 200);
+  resp_free(&r);
+}
+
+TEST(hostile_jwt) {
+  char hdr[512], pl[512], tok[4096];
+  long now = (long)time(NULL);
+  resp r;
+  const char *kid = g_fake.jwt_kid;
+#define EXPECT_TOKEN(t, want)                                                  \
+  do {                                                                         \
+    CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", (t), NULL, &r), (want));        \
+    resp_free(&r);                                                             \
+  } while (0)
+  /* control: a correctly signed token of our own works */
+  snprintf(hdr, sizeof hdr, "{\"alg\":\"EdDSA\",\"kid\":\"%s\"}", kid);
+  std_payload(pl, sizeof pl, "aisbxd", "aisbxd", now, now, now + 600,
+              "user-admin");
+  sign_jwt(hdr, pl, tok, sizeof tok);
+  EXPECT_TOKEN(tok, 200);
+  /* tampered payload: same signature, other subject */
+  {
+    char t2[4096], pb[1024], pl2[512];
+    snprintf(t2, sizeof t2, "%s", tok);
+    char *d1 = strchr(t2, '.'), *d2 = strchr(d1 + 1, '.');
+    snprintf(pl2, sizeof pl2, "%s", pl);
+    char *s = strstr(pl2, "user-admin");
+    memcpy(s, "user-viewe", 10);
+    sbx__b64url(pl2, strlen(pl2), pb);
+    char out[8192];
+    *d1 = 0;
+    snprintf(out, sizeof out, "%s.%s%s", t2, pb, d2);
+    EXPECT_TOKEN(out, 401);
+  }
+  /* alg none, no signature */
+  {
+    char hb[512], pb[1024], out[2048];
+    snprintf(hdr, sizeof hdr, "{\"alg\":\"none\",\"kid\":\"%s\"}", kid);
+    sbx__b64url(hdr, strlen(hdr), hb);
+    sbx__b64url(pl, strlen(pl), pb);
+    snprintf(out, sizeof out, "%s.%s.", hb, pb);
+    EXPECT_TOKEN(out, 401);
+  }
+  /* HS256 keyed with the public key (the JWKS "x" string and raw bytes) */
+  {
+    char hb[512], pb[1024], out[2048];
+    snprintf(hdr, sizeof hdr, "{\"alg\":\"HS256\",\"kid\":\"%s\"}", kid);
+    sbx__b64url(hdr, strlen(hdr), hb);
+    sbx__b64url(pl, strlen(pl), pb);
+    int n = snprintf(out, sizeof out, "%s.%s", hb, pb);
+    uint8_t mac[32], raw[64];
+    long rl = sbx__unb64url(g_fake.jwt_x, strlen(g_fake.jwt_x), raw,
+                            sizeof raw);
+    for (int variant = 0; variant < 2; variant++) {
+      if (variant == 0)
+        sbx_hmac_sha256(g_fake.jwt_x, strlen(g_fake.jwt_x), out, (size_t)n,
+                        mac);
+      else
+        sbx_hmac_sha256(raw, (size_t)rl, out, (size_t)n, mac);
+      char o2[2048];
+      memcpy(o2, out, (size_t)n);
+      o2[n] = '.';
+      sbx__b64url(mac, 32, o2 + n + 1);
+      EXPECT_TOKEN(o2, 401);
+    }
+  }
+  /* unknown kid, no kid, embedded jwk */
+  snprintf(hdr, sizeof hdr, "{\"alg\":\"EdDSA\",\"kid\":\"someone-else\"}");
+  sign_jwt(hdr, pl, tok, sizeof tok);
+  EXPECT_TOKEN(tok, 401);
+  snprintf(hdr, sizeof hdr, "{\"alg\":\"EdDSA\"}");
+  sign_jwt(hdr, pl, tok, sizeof tok);
+  EXPECT_TOKEN(tok, 401);
+  snprintf(hdr, sizeof hdr,
+           "{\"alg\":\"EdDSA\",\"kid\":\"%s\",\"jwk\":{\"kty\":\"OKP\"}}", kid);
+  sign_jwt(hdr, pl, tok, sizeof tok);
+  EXPECT_TOKEN(tok, 401);
+  snprintf(hdr, sizeof hdr, "{\"alg\":\"EdDSA\",\"kid\":\"%s\"}", kid);
+  /* expired, future nbf, too long a lifetime, wrong iss / aud */
+  std_payload(pl, sizeof pl, "aisbxd", "aisbxd", now - 1000, now - 1000,
+              now - 10, "user-admin");
+  sign_jwt(hdr, pl, tok, sizeof tok);
+  EXPECT_TOKEN(tok, 401);
+  std_payload(pl, sizeof pl, "aisbxd", "aisbxd", now, now + 600, now + 900,
+              "user-admin");
+  sign_jwt(hdr, pl, tok, sizeof tok);
+  EXPECT_TOKEN(tok, 401);
+  std_payload(pl, sizeof pl, "aisbxd", "aisbxd", now, now, now + 86400,
+              "user-admin");
+  sign_jwt(hdr, pl, tok, sizeof tok);
+  EXPECT_TOKEN(tok, 401);
+  std_payload(pl, sizeof pl, "https://evil", "aisbxd", now, now, now + 600,
+              "user-admin");
+  sign_jwt(hdr, pl, tok, sizeof tok);
+  EXPECT_TOKEN(tok, 401);
+  std_payload(pl, sizeof pl, "aisbxd", "other-service", now, now, now + 600,
+              "user-admin");
+  sign_jwt(hdr, pl, tok, sizeof tok);
+  EXPECT_TOKEN(tok, 401);
+  /* a user of the token's tenant that does not exist */
+  std_payload(pl, sizeof pl, "aisbxd", "aisbxd", now, now, now + 600,
+              "ghost");
+  sign_jwt(hdr, pl, tok, sizeof tok);
+  EXPECT_TOKEN(tok, 401);
+  /* structural garbage */
+  EXPECT_TOKEN("a.b.c", 401);
+  EXPECT_TOKEN("....", 401);
+  EXPECT_TOKEN("eyJhbGciOiJFZERTQSJ9..", 401);
+  /* a 1 MB token: refused with a 4xx (or the connection is dropped), and
+   * the server stays healthy */
+  char *huge = malloc(1 << 20);
+  memset(huge, 'A', (1 << 20) - 1);
+  huge[(1 << 20) - 1] = 0;
+  long st = jreq(&S, "GET", "/api/v1/me", huge, NULL, &r);
+  CHECK(st == 0 || (st >= 400 && st < 500));
+  resp_free(&r);
+  free(huge);
+  EXPECT_TOKEN(ROLE_JWT[0], 200);
+#undef EXPECT_TOKEN
+}
+
+TEST(refresh_rotation_and_reuse) {
+  resp r;
+  const char *login = "{\"grant_type\":\"password\",\"tenant\":\"t1\","
+                      "\"email\":\"viewer@t1.example\",\"password\":"
+                      "\"password-of-viewer\"}";
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, login, &r), 200);
+  char rt1[200] = "", rt2[200] = "", rt3[200] = "", at[1200] = "";
+  CHECK(json_field(r.body, "refresh_token", rt1, sizeof rt1));
+  resp_free(&r);
+  char body[512];
+  snprintf(body, sizeof body,
+           "{\"grant_type\":\"refresh_token\",\"refresh_token\":\"%s\"}", rt1);
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, body, &r), 200);
+  CHECK(json_field(r.body, "refresh_token", rt2, sizeof rt2));
+  CHECK(json_field(r.body, "access_token", at, sizeof at));
+  CHECK(strcmp(rt1, rt2) != 0);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", at, NULL, &r), 200);
+  resp_free(&r);
+  /* replay of rt1: refused and the whole family (rt2) is revoked */
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, body, &r), 401);
+  resp_free(&r);
+  snprintf(body, sizeof body,
+           "{\"grant_type\":\"refresh_token\",\"refresh_token\":\"%s\"}", rt2);
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, body, &r), 401);
+  resp_free(&r);
+  /* a fresh login starts a new family that works */
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, login, &r), 200);
+  CHECK(json_field(r.body, "refresh_token", rt3, sizeof rt3));
+  resp_free(&r);
+  snprintf(body, sizeof body,
+           "{\"grant_type\":\"refresh_token\",\"refresh_token\":\"%s\"}", rt3);
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, body, &r), 200);
+  resp_free(&r);
+  /* forged secret on a real id */
+  rt3[strlen(rt3) - 1] ^= 1;
+  snprintf(body, sizeof body,
+           "{\"grant_type\":\"refresh_token\",\"refresh_token\":\"%s\"}", rt3);
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, body, &r), 401);
+  resp_free(&r);
+}
+
+TEST(bootstrap_and_lockout) {
+  resp r;
+  char body[512];
+  snprintf(body, sizeof body,
+           "{\"token\":\"%s\",\"email\":\"root@t2.example\",\"password\":"
+           "\"a long bootstrap password\"}",
+           BOOT2);
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/bootstrap", NULL, body, &r),
+               200);
+  resp_free(&r);
+  /* one-time */
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/bootstrap", NULL, body, &r),
+               401);
+  resp_free(&r);
+  const char *good = "{\"grant_type\":\"password\",\"tenant\":\"t2\","
+                     "\"email\":\"root@t2.example\",\"password\":\"a long "
+                     "bootstrap password\"}";
+  const char *bad = "{\"grant_type\":\"password\",\"tenant\":\"t2\","
+                    "\"email\":\"root@t2.example\",\"password\":\"wrong "
+                    "password!!\"}";
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, good, &r), 200);
+  resp_free(&r);
+  for (int i = 0; i < 3; i++) { /* login_max_failures = 3 in the test */
+    CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, bad, &r), 401);
+    resp_free(&r);
+  }
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, good, &r), 429);
+  CHECK(resp_header(&r, "Retry-After", NULL, 0));
+  resp_free(&r);
+  /* the same password in tenant t1 is a different account */
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL,
+                    "{\"grant_type\":\"password\",\"tenant\":\"t1\",\"email\":"
+                    "\"root@t2.example\",\"password\":\"a long bootstrap "
+                    "password\"}",
+                    &r),
+               401);
+  resp_free(&r);
+}
+
+TEST(api_key_lifecycle) {
+  char id[64], key[200], body[256];
+  resp r;
+  CHECK(mk_key(&F1, "developer", 3600, id, key) == 0);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", key, NULL, &r), 200);
+  resp_free(&r);
+  /* listing shows no secret */
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/api-keys?limit=100", K1, NULL, &r),
+               200);
+  CHECK(strstr(r.body, id) && !strstr(r.body, strchr(key, '.') + 1));
+  resp_free(&r);
+  /* rotation with overlap 0: old key dies now, new one works */
+  snprintf(body, sizeof body, "/api/v1/api-keys/%s/rotate", id);
+  CHECK_EQ_INT(jreq(&S, "POST", body, K1, "{\"overlap_s\":0}", &r), 201);
+  char key2[200] = "";
+  CHECK(json_field(r.body, "key", key2, sizeof key2));
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", key2, NULL, &r), 200);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", key, NULL, &r), 401);
+  resp_free(&r);
+  /* a project-scoped key sees its project only */
+  char pk[200] = "";
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/api-keys", K1,
+                    "{\"role\":\"developer\",\"project_id\":\"pa\"}", &r),
+               201);
+  CHECK(json_field(r.body, "key", pk, sizeof pk));
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects/pa/models", pk, NULL, &r),
+               200);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects/sqlp/models", pk, NULL, &r),
+               404);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects", pk, NULL, &r), 403);
+  resp_free(&r);
+  /* revocation */
+  snprintf(body, sizeof body, "/api/v1/api-keys/%.16s",
+           strchr(key2, '~') + 1);
+  CHECK_EQ_INT(jreq(&S, "DELETE", body, K1, NULL, &r), 200);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", key2, NULL, &r), 401);
+  resp_free(&r);
+  /* a developer cannot mint an admin key (and lacks apikey:create) */
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/api-keys", ROLE_KEY[1],
+                    "{\"role\":\"admin\"}", &r),
+               403);
+  resp_free(&r);
+}
+
+TEST(upload_roundtrip_and_audit) {
+  resp r;
+  req_opts o = {K1, "application/octet-stream", "\x00\x01binary\xff", 9, NULL,
+                0, 0};
+  CHECK_EQ_INT(http(&S, "POST", "/api/v1/projects/pa/datasets?name=bin.npz",
+                    &o, &r),
+               201);
+  char id[64] = "", path[256];
+  CHECK(json_field(r.body, "id", id, sizeof id));
+  resp_free(&r);
+  snprintf(path, sizeof path, "/api/v1/projects/pa/datasets/%s/content", id);
+  CHECK_EQ_INT(jreq(&S, "GET", path, ROLE_KEY[0], NULL, &r), 200);
+  CHECK(r.len == 9 && !memcmp(r.body, "\x00\x01binary\xff", 9));
+  resp_free(&r);
+  /* the same name twice: conflict */
+  CHECK_EQ_INT(http(&S, "POST", "/api/v1/projects/pa/datasets?name=bin.npz",
+                    &o, &r),
+               409);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/audit-events?limit=100", K1, NULL, &r),
+               200);
+  CHECK(strstr(r.body, "dataset.upload") && strstr(r.body, "job.create") &&
+        strstr(r.body, "api_key.revoke"));
+  CHECK(!strstr(r.body, "root@t2")); /* no other tenant's events */
+  resp_free(&r);
+}
+
+TEST(rate_limits_and_graceful_shutdown) {
+  /* a second server on the same data dir with tight limits */
+  char cfg[320];
+  snprintf(cfg, sizeof cfg, "%s/rl.conf", g_dir);
+  FILE *f = fopen(cfg, "w");
+  fprintf(f, "blob_fsync = 0\nrate_key_per_s = 1\nrate_key_burst = 3\n"
+             "rate_ip_per_s = 2\nrate_ip_burst = 8\n");
+  fclose(f);
+  srv s2;
+  CHECK(api_start(&s2, g_dir, cfg) == 0);
+  int got429 = 0, ok = 0;
+  char ra[32] = "";
+  for (int i = 0; i < 6; i++) {
+    resp r;
+    long st = jreq(&s2, "GET", "/api/v1/me", K1, NULL, &r);
+    if (st == 200)
+      ok++;
+    if (st == 429) {
+      got429++;
+      CHECK(resp_header(&r, "Retry-After", ra, sizeof ra) && atoi(ra) >= 1);
+    }
+    resp_free(&r);
+  }
+  CHECK(ok >= 1 && ok <= 4 && got429 >= 2);
+  /* per IP: unauthenticated requests run into the IP bucket */
+  int ip429 = 0;
+  for (int i = 0; i < 12; i++) {
+    resp r;
+    if (jreq(&s2, "GET", "/healthz", NULL, NULL, &r) == 429)
+      ip429++;
+    resp_free(&r);
+  }
+  CHECK(ip429 >= 1);
+  CHECK_EQ_INT(api_stop(&s2), 0); /* SIGTERM: clean exit */
+  /* S on the same dir restored its port file? (each server writes its own
+   * port to the same path; S keeps running regardless) */
+  resp r;
+  CHECK_EQ_INT(jreq(&S, "GET", "/healthz", NULL, NULL, &r), 200);
+  resp_free(&r);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s AISBXD\n", argv[0]);
+    return 2;
+  }
+  g_aisbxd = argv[1];
+  signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  snprintf(g_dir, sizeof g_dir, "/tmp/sbx-api-XXXXXX");
+  if (!mkdtemp(g_dir))
+    return 2;
+  snprintf(g_cfg, sizeof g_cfg, "%s.conf", g_dir);
+  api_write_config(g_cfg, NULL);
+  if (api_init_tenant(g_dir, g_cfg, "t1", K1, BOOT1) ||
+      api_init_tenant(g_dir, g_cfg, "t2", K2, BOOT2)) {
+    fprintf(stderr, "aisbxd init failed\n");
+    return 1;
+  }
+  if (api_start(&S, g_dir, g_cfg)) {
+    fprintf(stderr, "aisbxd did not start\n");
+    return 1;
+  }
+  int fx = setup_fixture(&F1) || setup_fixture(&F2);
+  if (fx) {
+    fprintf(stderr, "fixture setup failed\n");
+  } else {
+    RUN(setup_credentials);
+    RUN(matrix_covers_every_route);
+    RUN(authorization_matrix);
+    RUN(security_headers_everywhere);
+    RUN(tls_versions);
+    RUN(hostile_input);
+    RUN(hostile_jwt);
+    RUN(refresh_rotation_and_reuse);
+    RUN(bootstrap_and_lockout);
+    RUN(api_key_lifecycle);
+    RUN(upload_roundtrip_and_audit);
+    RUN(rate_limits_and_graceful_shutdown);
+  }
+  int stop = api_stop(&S);
+  if (stop != 0) {
+    fprintf(stderr, "aisbxd exit status after SIGTERM: %d\n", stop);
+    harness_tests_failed++;
+  }
+  sbx__jwt_free(&g_fake);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", g_dir, g_cfg);
+  if (system(cmd) != 0)
+    fprintf(stderr, "cleanup failed\n");
+  curl_global_cleanup();
+  return fx ? 1 : harness_report();
+}
