@@ -862,6 +862,8 @@ TEST(unary) {
       {"HardSigmoid", 6, -5, 5, XG_UNI},  {"HardSwish", 14, -5, 5, XG_UNI},
       {"Softplus", 13, -4, 4, XG_UNI},    {"Elu", 6, -3, 3, XG_UNI},
       {"Identity", 13, -3, 3, XG_UNI},    {"Dropout", 13, -3, 3, XG_UNI},
+      {"Selu", 6, -3, 3, XG_UNI},         {"Softsign", 1, -3, 3, XG_UNI},
+      {"Sign", 13, -3, 3, XG_UNI},
   };
   for (size_t u = 0; u < sizeof(U) / sizeof(U[0]); u++) {
     for (int cfg = 0; cfg < 3; cfg++) {
@@ -881,7 +883,8 @@ TEST(unary) {
       }
       if (!strcmp(op, "Dropout") && cfg == 1)
         c_af("ratio", 0.25f);
-      if (!strcmp(op, "Relu") || !strcmp(op, "Abs"))
+      if (!strcmp(op, "Relu") || !strcmp(op, "Abs") || !strcmp(op, "Selu") ||
+          !strcmp(op, "Sign"))
         c_kink(0);
       if (!strcmp(op, "LeakyRelu")) {
         if (cfg)
@@ -988,6 +991,19 @@ TEST(binary) {
       }
       run_case();
     }
+  }
+  /* PRelu: per-channel slope [C,1,1] (weights checked), scalar slope */
+  for (int cfg = 0; cfg < 4; cfg++) {
+    int64_t xa[4] = {rndi(1, 2), rndi(1, 3), rndi(1, 3), rndi(2, 4)};
+    int64_t wa[3] = {xa[1], 1, 1};
+    c_begin("PRelu", 9);
+    c_x(4, xa);
+    c_range(XG_UNI, -2.f, 2.f);
+    c_kink(0);
+    tinit *t = cfg < 2 ? c_wf("W", 3, wa, -0.5f, 0.5f) : c_wf("W", 0, wa, -0.5f, 0.5f);
+    c_wcheck(t, 1);
+    c_node("PRelu", "x,W", "y");
+    run_case();
   }
   /* Pow with a negative base and integer exponents (x^2, x^3) */
   for (int e = 2; e <= 3; e++) {

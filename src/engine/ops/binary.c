@@ -1,5 +1,5 @@
 /*
- * binary.c - Add, Sub, Mul, Div, Pow with numpy multidirectional
+ * binary.c - Add, Sub, Mul, Div, Pow, PRelu with numpy multidirectional
  * broadcasting, on float32 (and int64 for Add/Sub/Mul/Div, which exported
  * shape arithmetic uses). Int64 division truncates toward zero; a zero
  * divisor is an error, never a SIGFPE.
@@ -9,13 +9,14 @@
 #include <math.h>
 #include <string.h>
 
-enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW };
+enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_PRELU };
 
 typedef struct bin_params {
   int kind;
   int ndim;
   int64_t dims[ADV_MAX_DIMS];
   int64_t sa[ADV_MAX_DIMS], sb[ADV_MAX_DIMS]; /* element strides, 0 = bcast */
+  adv_tensor bview; /* b's shape as broadcast (PRelu per-channel slopes) */
 } bin_params;
 
 static int kind_of(const char *name) {
@@ -23,6 +24,7 @@ static int kind_of(const char *name) {
   if (!strcmp(name, "Sub")) return B_SUB;
   if (!strcmp(name, "Mul")) return B_MUL;
   if (!strcmp(name, "Div")) return B_DIV;
+  if (!strcmp(name, "PRelu")) return B_PRELU;
   return B_POW;
 }
 
@@ -48,13 +50,21 @@ static int bin_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   /* Pow allows an exponent of another type; the result has the base's */
   if (a->dtype != b->dtype && bp->kind != B_POW)
     return adv__error(err, ADV_EDTYPE, "input types differ");
-  if (a->dtype == ADV_DTYPE_I64 && bp->kind == B_POW)
-    return adv__error(err, ADV_EDTYPE, "integer Pow unsupported");
-  int rc = adv__broadcast_shape(a, b, &bp->ndim, bp->dims);
+  if (a->dtype == ADV_DTYPE_I64 && (bp->kind == B_POW || bp->kind == B_PRELU))
+    return adv__error(err, ADV_EDTYPE, "integer %s unsupported", adv__ops[n->op]->name);
+  bp->bview = *b;
+  if (bp->kind == B_PRELU && b->ndim == 1 && a->ndim >= 3 && b->dims[0] == a->dims[1] &&
+      b->dims[0] != a->dims[a->ndim - 1]) {
+    /* old-style per-channel slope [C]: view it as [C, 1, ..., 1] */
+    bp->bview.ndim = a->ndim - 1;
+    for (int i = 1; i < bp->bview.ndim; i++)
+      bp->bview.dims[i] = 1;
+  }
+  int rc = adv__broadcast_shape(a, &bp->bview, &bp->ndim, bp->dims);
   if (rc)
     return adv__error(err, rc, "shapes do not broadcast");
   strides_for(a, bp->ndim, bp->dims, bp->sa);
-  strides_for(b, bp->ndim, bp->dims, bp->sb);
+  strides_for(&bp->bview, bp->ndim, bp->dims, bp->sb);
   n->params = bp;
   rc = adv__tensor_set_shape(n->out[0], a->dtype, bp->ndim, bp->dims);
   /* backward: per-element partials for each operand before reduction */
@@ -68,6 +78,7 @@ static inline float fop(int k, float x, float y) {
   case B_SUB: return x - y;
   case B_MUL: return x * y;
   case B_DIV: return x / y;
+  case B_PRELU: return x >= 0.f ? x : x * y;
   default: return powf(x, y);
   }
 }
@@ -96,7 +107,10 @@ static void run_f32(const bin_params *bp, const float *a, const float *b,
     }
     const float *pa = a + oa, *pb = b + ob;
     float *py = y + r * inner;
-    if (sa == 1 && sb == 1) {
+    if (k == B_PRELU) {
+      for (int64_t j = 0; j < inner; j++)
+        py[j] = fop(k, pa[j * sa], pb[j * sb]);
+    } else if (sa == 1 && sb == 1) {
       switch (k) {
       case B_ADD: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + pb[j]; break;
       case B_SUB: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - pb[j]; break;
@@ -200,6 +214,7 @@ static int bin_backward(adv_plan *p, adv_pnode *n) {
     case B_SUB: ta[e] = g; tb[e] = -g; break;
     case B_MUL: ta[e] = g * vb; tb[e] = g * va; break;
     case B_DIV: ta[e] = g / vb; tb[e] = -g * va / (vb * vb); break;
+    case B_PRELU: ta[e] = va > 0.f ? g : g * vb; tb[e] = va > 0.f ? 0.f : g * va; break;
     default:
       ta[e] = (vb == 0.f) ? 0.f : g * vb * powf(va, vb - 1.f);
       tb[e] = (va == 0.f && vb >= 0.f) ? 0.f : g * powf(va, vb) * logf(va);
@@ -210,7 +225,7 @@ static int bin_backward(adv_plan *p, adv_pnode *n) {
   if (need_a)
     adv__unbroadcast_add(a, a->grad, bp->ndim, bp->dims, ta);
   if (need_b)
-    adv__unbroadcast_add(b, b->grad, bp->ndim, bp->dims, tb);
+    adv__unbroadcast_add(&bp->bview, b->grad, bp->ndim, bp->dims, tb);
   return ADV_OK;
 }
 
@@ -220,5 +235,7 @@ const adv_op_def adv__op_mul = {"Mul", bin_infer, bin_forward, bin_backward,
                                 ADV_BW_IN(0) | ADV_BW_IN(1), 0};
 const adv_op_def adv__op_div = {"Div", bin_infer, bin_forward, bin_backward,
                                 ADV_BW_IN(0) | ADV_BW_IN(1), 0};
+const adv_op_def adv__op_prelu = {"PRelu", bin_infer, bin_forward, bin_backward,
+                                  ADV_BW_IN(0) | ADV_BW_IN(1), 0};
 const adv_op_def adv__op_pow = {"Pow", bin_infer, bin_forward, bin_backward,
                                 ADV_BW_IN(0) | ADV_BW_IN(1), 0};

@@ -8,10 +8,10 @@
 #include <string.h>
 
 #define ADV_OPS(X)                                                             \
-  X(add) X(sub) X(mul) X(div) X(pow)                                           \
+  X(add) X(sub) X(mul) X(div) X(pow) X(prelu)                                           \
   X(relu) X(leakyrelu) X(sigmoid) X(tanh) X(erf) X(gelu) X(exp) X(log)         \
   X(sqrt) X(neg) X(abs) X(reciprocal) X(hardsigmoid) X(hardswish)             \
-  X(softplus) X(elu) X(identity) X(dropout)                                    \
+  X(softplus) X(elu) X(selu) X(sign) X(softsign) X(identity) X(dropout)                                    \
   X(conv) X(gemm) X(matmul) X(softmax) X(logsoftmax)                           \
   X(maxpool) X(averagepool) X(globalaveragepool) X(globalmaxpool)              \
   X(batchnorm) X(pad) X(clip)                                                  \

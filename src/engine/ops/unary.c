@@ -1,7 +1,7 @@
 /*
  * unary.c - element-wise ops on float32: Relu, LeakyRelu, Sigmoid, Tanh,
  * Erf, Gelu, Exp, Log, Sqrt, Neg, Abs, Reciprocal, HardSigmoid, HardSwish,
- * Softplus, Elu; and the copies Identity and Dropout (inference: identity,
+ * Softplus, Elu, Selu, Sign, Softsign; and the copies Identity and Dropout (inference: identity,
  * mask all true) which accept any dtype.
  */
 #include "core/engine.h"
@@ -11,7 +11,8 @@
 
 enum {
   U_RELU, U_LEAKY, U_SIGMOID, U_TANH, U_ERF, U_GELU, U_GELU_TANH, U_EXP,
-  U_LOG, U_SQRT, U_NEG, U_ABS, U_RECIP, U_HSIG, U_HSWISH, U_SOFTPLUS, U_ELU
+  U_LOG, U_SQRT, U_NEG, U_ABS, U_RECIP, U_HSIG, U_HSWISH, U_SOFTPLUS, U_ELU,
+  U_SELU, U_SIGN, U_SOFTSIGN
 };
 
 typedef struct un_params {
@@ -28,7 +29,8 @@ static const struct {
     {"Exp", U_EXP},         {"Log", U_LOG},           {"Sqrt", U_SQRT},
     {"Neg", U_NEG},         {"Abs", U_ABS},           {"Reciprocal", U_RECIP},
     {"HardSigmoid", U_HSIG}, {"HardSwish", U_HSWISH}, {"Softplus", U_SOFTPLUS},
-    {"Elu", U_ELU},
+    {"Elu", U_ELU},         {"Selu", U_SELU},         {"Sign", U_SIGN},
+    {"Softsign", U_SOFTSIGN},
 };
 
 static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
@@ -52,6 +54,10 @@ static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     break;
   case U_ELU:
     up->alpha = adv__attr_float(n->m, "alpha", 1.0f);
+    break;
+  case U_SELU:
+    up->alpha = adv__attr_float(n->m, "alpha", 1.67326319217681884765625f);
+    up->beta = adv__attr_float(n->m, "gamma", 1.05070102214813232421875f);
     break;
   case U_HSIG:
     up->alpha = adv__attr_float(n->m, "alpha", 0.2f);
@@ -104,6 +110,9 @@ static int un_forward(adv_plan *p, adv_pnode *n) {
   case U_HSWISH: UN_LOOP(v * fmaxf(0.f, fminf(1.f, v / 6.f + 0.5f)))
   case U_SOFTPLUS: UN_LOOP(v > 20.f ? v : log1pf(expf(v)))
   case U_ELU: UN_LOOP(v >= 0.f ? v : al * (expf(v) - 1.f))
+  case U_SELU: UN_LOOP(v > 0.f ? be * v : be * al * (expf(v) - 1.f))
+  case U_SIGN: UN_LOOP(v > 0.f ? 1.f : v < 0.f ? -1.f : 0.f)
+  case U_SOFTSIGN: UN_LOOP(v / (1.f + fabsf(v)))
   default:
     return ADV_EINTERNAL;
   }
@@ -150,6 +159,9 @@ static int un_backward(adv_plan *p, adv_pnode *n) {
   case U_HSWISH: BW_LOOP(v < -3.f ? 0.f : v <= 3.f ? g * (v / 3.f + 0.5f) : g)
   case U_SOFTPLUS: BW_LOOP(v > 20.f ? g : g * expf(v) / (expf(v) + 1.f))
   case U_ELU: BW_LOOP(v > 0.f ? g : g * al * expf(v))
+  case U_SELU: BW_LOOP(v > 0.f ? g * be : g * be * al * expf(v))
+  case U_SIGN: BW_LOOP(0.f * g)
+  case U_SOFTSIGN: BW_LOOP(g / ((1.f + fabsf(v)) * (1.f + fabsf(v))))
   default:
     return ADV_EINTERNAL;
   }
@@ -213,6 +225,9 @@ UNARY(adv__op_hardsigmoid, "HardSigmoid")
 UNARY(adv__op_hardswish, "HardSwish")
 UNARY(adv__op_softplus, "Softplus")
 UNARY(adv__op_elu, "Elu")
+UNARY(adv__op_selu, "Selu")
+UNARY(adv__op_sign, "Sign")
+UNARY(adv__op_softsign, "Softsign")
 /* Identity / Dropout backward: the gradient passes through. */
 static int copy_backward(adv_plan *p, adv_pnode *n) {
   (void)p;
