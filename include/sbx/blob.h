@@ -49,7 +49,8 @@ typedef struct sbx_blob_params {
   const char *s3_ca_file;    /* NULL: the system CA store */
   size_t s3_part_size;       /* multipart threshold and part size; 0: 8 MiB,
                                 at least 5 MiB */
-  unsigned s3_timeout_ms;    /* whole request; 0: 120000 */
+  unsigned s3_timeout_ms;    /* whole request (a blob GET: no progress for
+                                min(this, 30 s)); 0: 120000 */
   unsigned s3_connect_timeout_ms; /* 0: 10000 */
   int s3_retries;            /* retries of idempotent requests; 0: 3,
                                 negative: none */

@@ -42,6 +42,8 @@ typedef struct sbx_store_params {
   const sbx_key *master_key;     /* alternative to the spec (copied) */
   unsigned chunk_shift;          /* streaming chunk size, 0 = 256 KiB */
   int fsync;                     /* 1 (default); 0 only for benchmarks */
+  const sbx_blob_params *blob;   /* NULL: local blobs in data_dir/blobs;
+                                    else e.g. S3 (sbx/blob.h; not kept) */
 } sbx_store_params;
 
 sbx_store_params sbx_store_default_params(void);
