@@ -42,11 +42,11 @@
 
 #define HSJ_DEFAULT_QUERIES 5000
 #define HSJ_DEFAULT_STEPS 40
-#define HSJ_INIT_EVALS 100     /* directions at t = 1 */
-#define HSJ_MAX_EVALS 10000    /* cap on directions per iteration */
-#define HSJ_INIT_TRIES 100     /* uniform-noise draws for the init */
-#define HSJ_BLEND_TOL 0.001    /* blend binary search tolerance */
-#define HSJ_MAX_HALVINGS 64    /* geometric step search */
+#define HSJ_INIT_EVALS 100      /* directions at t = 1 */
+#define HSJ_MAX_EVALS 10000     /* cap on directions per iteration */
+#define HSJ_INIT_TRIES 100      /* uniform-noise draws for the init */
+#define HSJ_BLEND_TOL 0.001     /* blend binary search tolerance */
+#define HSJ_MAX_HALVINGS 64     /* geometric step search */
 #define HSJ_MAX_CANDIDATES 4096 /* batch samples scanned for a start point */
 #define HSJ_GROUP_BYTES ((size_t)64 << 20)
 
@@ -63,16 +63,27 @@ typedef struct hsj_ctx {
   int64_t *pred0; /* n predictions on x */
   int64_t *q;     /* n queries so far */
   adv_rng *rng;   /* n streams */
-  /* the group being attacked: samples g0 .. g0 + G - 1 */
+  /* the group being attacked: samples g0 .. g0 + G - 1; per sample g: */
   int64_t g0, G;
-  float *cur, *pt, *hib, *upd; /* G x per */
-  double *s0, *s1;             /* G x per direction sums */
-  double *dist, *dpu, *bestd, *delta, *step, *blo, *bhi, *thr, *mid; /* G */
-  int64_t *evals, *npos, *halv; /* G */
-  unsigned char *alive, *flag, *ok, *start; /* G */
+  float *cur;                    /* x_t, the current boundary point (G x per) */
+  float *pt;                     /* start of the next binary search (G x per) */
+  float *hib;                    /* adversarial end of that search (G x per) */
+  float *upd;                    /* update direction v (G x per) */
+  double *s0, *s1;               /* sums of u and of phi * u (G x per) */
+  double *dist;                  /* |x_t - x| in the attack norm */
+  double *dpu;                   /* distance before the last boundary search */
+  double *bestd;                 /* distance of the best point (in x_adv) */
+  double *delta;                 /* probe radius */
+  double *step;                  /* geometric step eps */
+  double *blo, *bhi, *thr, *mid; /* binary search bracket */
+  int64_t *evals, *npos, *halv;  /* probes, adversarial probes, halvings */
+  unsigned char *alive;          /* still attacked */
+  unsigned char *flag;           /* takes part in the running phase */
+  unsigned char *ok;    /* the phase succeeded (noise found, step taken) */
+  unsigned char *start; /* start point: 0 none, 1 batch sample, 2 noise */
   /* one batch of queries */
-  float *rows, *z;  /* B x per, B x K */
-  int64_t *owner;   /* B group-local sample of each row */
+  float *rows, *z; /* B x per, B x K */
+  int64_t *owner;  /* B group-local sample of each row */
 } hsj_ctx;
 
 /* A phase round: builds sample g's query into row (returns 0 and may clear
@@ -138,11 +149,13 @@ static int hsj_flush(hsj_ctx *c, int64_t m, hsj_take_fn take) {
     int64_t g = c->owner[k], i = c->g0 + g;
     int64_t am = adv__argmax(c->z + k * c->K, c->K);
     c->q[i]++;
-    take(c, g, c->rows + k * c->per, c->targeted ? am == c->lab[i] : am != c->lab[i]);
+    take(c, g, c->rows + k * c->per,
+         c->targeted ? am == c->lab[i] : am != c->lab[i]);
   }
   return ADV_OK;
 }
 
+/* ADV_EABORTED (with the message set) when the caller asked to stop. */
 static int hsj_aborted(hsj_ctx *c) {
   double f = (double)c->ev->forwards / ((double)c->n * (double)c->Q);
   if (adv__eval_aborted(c->ev, "hsj", f > 1 ? 1 : f))
@@ -182,25 +195,30 @@ static int hsj_rounds(hsj_ctx *c, hsj_build_fn build, hsj_take_fn take,
 
 /* ---- init: uniform noise ---- */
 
+/* A uniform draw in [clip_min, clip_max] while budget is left. */
 static int noise_build(hsj_ctx *c, int64_t g, float *row) {
   int64_t i = c->g0 + g;
   if (c->q[i] >= c->Q)
     return 0;
   for (int64_t k = 0; k < c->per; k++)
-    row[k] = hsj_clip(c->lo + (c->hi - c->lo) * adv__rng_uniform(&c->rng[i]), c->lo, c->hi);
+    row[k] = hsj_clip(c->lo + (c->hi - c->lo) * adv__rng_uniform(&c->rng[i]),
+                      c->lo, c->hi);
   return 1;
 }
 
+/* The first adversarial draw becomes the start (blend search next). */
 static void noise_take(hsj_ctx *c, int64_t g, const float *row, int adv) {
   if (!adv)
     return;
   memcpy(c->pt + g * c->per, row, sizeof(float) * (size_t)c->per);
   c->flag[g] = 0;
-  c->ok[g] = 1; /* found: blend search next */
+  c->ok[g] = 1;
 }
 
-/* ---- binary searches (blend and boundary) share one take ---- */
+/* ---- binary searches (blend and boundary) ---- */
 
+/* Bisection step: an adversarial midpoint becomes the upper end (and its
+ * image the kept point), otherwise the lower end. */
 static void bs_take(hsj_ctx *c, int64_t g, const float *row, int adv) {
   if (adv) {
     c->bhi[g] = c->mid[g];
@@ -217,6 +235,8 @@ static void blend_row(const hsj_ctx *c, int64_t g, double a, float *row) {
     row[k] = hsj_clip((1.0 - a) * xi[k] + a * p[k], c->lo, c->hi);
 }
 
+/* The midpoint of sample g's bracket: the blend (init, or L2) or the
+ * L-inf box clip(pt, x - a, x + a); stops at the tolerance or budget. */
 static int bs_build(hsj_ctx *c, int64_t g, float *row) {
   int64_t i = c->g0 + g;
   if (!(c->bhi[g] - c->blo[g] > c->thr[g]) || c->q[i] >= c->Q) {
@@ -253,7 +273,8 @@ static int hsj_search(hsj_ctx *c, int blend) {
       c->thr[g] = HSJ_BLEND_TOL;
     } else if (c->linf) {
       c->bhi[g] = c->dpu[g];
-      c->thr[g] = c->dpu[g] * c->theta < c->theta ? c->dpu[g] * c->theta : c->theta;
+      c->thr[g] =
+          c->dpu[g] * c->theta < c->theta ? c->dpu[g] * c->theta : c->theta;
     } else {
       c->thr[g] = c->theta;
     }
@@ -263,9 +284,12 @@ static int hsj_search(hsj_ctx *c, int blend) {
 
 /* ---- geometric step-size search ---- */
 
+/* clip(x_t + eps v) while the budget still covers the boundary search
+ * afterwards and fewer than HSJ_MAX_HALVINGS halvings were made. */
 static int gp_build(hsj_ctx *c, int64_t g, float *row) {
   int64_t i = c->g0 + g;
-  if (c->q[i] + hsj_bs_cost(c, c->dist[g]) >= c->Q || c->halv[g] >= HSJ_MAX_HALVINGS) {
+  if (c->q[i] + hsj_bs_cost(c, c->dist[g]) >= c->Q ||
+      c->halv[g] >= HSJ_MAX_HALVINGS) {
     c->flag[g] = 0; /* no step this iteration */
     return 0;
   }
@@ -275,6 +299,7 @@ static int gp_build(hsj_ctx *c, int64_t g, float *row) {
   return 1;
 }
 
+/* Adversarial: the step is taken (boundary search next); else halve eps. */
 static void gp_take(hsj_ctx *c, int64_t g, const float *row, int adv) {
   if (adv) {
     memcpy(c->pt + g * c->per, row, sizeof(float) * (size_t)c->per);
@@ -288,9 +313,12 @@ static void gp_take(hsj_ctx *c, int64_t g, const float *row, int adv) {
 
 /* ---- gradient-direction estimate ---- */
 
+/* Accumulates the clipped direction u = (probe - x_t) / delta into
+ * s0 = sum u and s1 = sum phi u (phi = +-1), and counts phi = +1. */
 static void grad_take(hsj_ctx *c, int64_t g, const float *row, int adv) {
   const float *cu = c->cur + g * c->per;
-  double *s0 = c->s0 + g * c->per, *s1 = c->s1 + g * c->per, inv = 1.0 / c->delta[g];
+  double *s0 = c->s0 + g * c->per, *s1 = c->s1 + g * c->per,
+         inv = 1.0 / c->delta[g];
   for (int64_t k = 0; k < c->per; k++) {
     double v = ((double)row[k] - cu[k]) * inv;
     s0[k] += v;
@@ -313,7 +341,8 @@ static void grad_probe(hsj_ctx *c, int64_t g, float *row) {
     for (int64_t k = 0; k < c->per; k += 2) { /* Box-Muller, both outputs */
       double u1 = adv__rng_uniform(r), u2 = adv__rng_uniform(r);
       double rad = sqrt(-2.0 * log(u1 > 1e-300 ? u1 : 1e-300));
-      double a = rad * cos(6.283185307179586 * u2), b = rad * sin(6.283185307179586 * u2);
+      double a = rad * cos(6.283185307179586 * u2),
+             b = rad * sin(6.283185307179586 * u2);
       row[k] = (float)a;
       s += (double)row[k] * row[k];
       if (k + 1 < c->per) {
@@ -378,7 +407,8 @@ static int hsj_grad(hsj_ctx *c) {
     c->ok[g] = nrm > 0 && isfinite(nrm);
     float *u = c->upd + g * c->per;
     for (int64_t k = 0; k < c->per && c->ok[g]; k++)
-      u[k] = c->linf ? (float)((s0[k] > 0) - (s0[k] < 0)) : (float)(s0[k] / nrm);
+      u[k] =
+          c->linf ? (float)((s0[k] > 0) - (s0[k] < 0)) : (float)(s0[k] / nrm);
   }
   return ADV_OK;
 }
@@ -422,7 +452,8 @@ static int hsj_init(hsj_ctx *c) {
       continue;
     int64_t j = c->targeted ? hsj_batch_start(c, c->g0 + g) : -1;
     if (j >= 0) {
-      memcpy(c->pt + g * c->per, c->x + j * c->per, sizeof(float) * (size_t)c->per);
+      memcpy(c->pt + g * c->per, c->x + j * c->per,
+             sizeof(float) * (size_t)c->per);
       c->start[g] = 1;
     }
     c->flag[g] = !c->start[g];
@@ -437,13 +468,15 @@ static int hsj_init(hsj_ctx *c) {
     if (!c->alive[g] || c->start[g])
       continue;
     if (c->ok[g]) {
-      memcpy(c->pt + g * c->per, c->hib + g * c->per, sizeof(float) * (size_t)c->per);
+      memcpy(c->pt + g * c->per, c->hib + g * c->per,
+             sizeof(float) * (size_t)c->per);
       c->start[g] = 2;
       continue;
     }
     int64_t j = c->targeted ? -1 : hsj_batch_start(c, c->g0 + g);
     if (j >= 0) {
-      memcpy(c->pt + g * c->per, c->x + j * c->per, sizeof(float) * (size_t)c->per);
+      memcpy(c->pt + g * c->per, c->x + j * c->per,
+             sizeof(float) * (size_t)c->per);
       c->start[g] = 1;
     } else {
       c->alive[g] = 0;
@@ -456,7 +489,8 @@ static int hsj_init(hsj_ctx *c) {
   for (int64_t g = 0; g < c->G; g++) {
     if (!c->alive[g])
       continue;
-    memcpy(c->cur + g * c->per, c->hib + g * c->per, sizeof(float) * (size_t)c->per);
+    memcpy(c->cur + g * c->per, c->hib + g * c->per,
+           sizeof(float) * (size_t)c->per);
     c->dist[g] = hsj_dist(c, c->cur + g * c->per, c->x + (c->g0 + g) * c->per);
     hsj_keep_best(c, g);
   }
@@ -508,8 +542,10 @@ static int hsj_group(hsj_ctx *c) {
     for (int64_t g = 0; g < c->G; g++) {
       if (!c->alive[g] || !c->ok[g])
         continue;
-      memcpy(c->cur + g * c->per, c->hib + g * c->per, sizeof(float) * (size_t)c->per);
-      c->dist[g] = hsj_dist(c, c->cur + g * c->per, c->x + (c->g0 + g) * c->per);
+      memcpy(c->cur + g * c->per, c->hib + g * c->per,
+             sizeof(float) * (size_t)c->per);
+      c->dist[g] =
+          hsj_dist(c, c->cur + g * c->per, c->x + (c->g0 + g) * c->per);
       hsj_keep_best(c, g);
     }
   }
@@ -541,7 +577,8 @@ int adv__attack_hsj(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   int64_t gmax = (int64_t)(HSJ_GROUP_BYTES / ((size_t)c.per * 32));
   int64_t G = c.B < n ? c.B : n;
   G = G < gmax ? G : gmax > 0 ? gmax : 1;
-  size_t fb = sizeof(float) * (size_t)(G * c.per), db = sizeof(double) * (size_t)G;
+  size_t fb = sizeof(float) * (size_t)(G * c.per),
+         db = sizeof(double) * (size_t)G;
   c.pred0 = malloc(sizeof(int64_t) * (size_t)n);
   c.q = calloc((size_t)n, sizeof(int64_t));
   c.rng = malloc(sizeof(adv_rng) * (size_t)n);
@@ -559,8 +596,9 @@ int adv__attack_hsj(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   c.z = malloc(sizeof(float) * (size_t)(c.B * c.K));
   c.owner = malloc(sizeof(int64_t) * (size_t)c.B);
   int rc = ADV_OK;
-  if (!c.pred0 || !c.q || !c.rng || !z0 || !c.cur || !c.pt || !c.hib || !c.upd ||
-      !c.s0 || !c.s1 || !dd || !ii || !c.alive || !c.rows || !c.z || !c.owner) {
+  if (!c.pred0 || !c.q || !c.rng || !z0 || !c.cur || !c.pt || !c.hib ||
+      !c.upd || !c.s0 || !c.s1 || !dd || !ii || !c.alive || !c.rows || !c.z ||
+      !c.owner) {
     rc = adv__error(ev->err, ADV_ENOMEM, "out of memory");
     goto out;
   }
@@ -581,7 +619,8 @@ int adv__attack_hsj(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   c.start = c.alive + 3 * G;
   uint64_t base = hsj_mix(p->seed ^ 0x48534a41ull); /* "HSJA" salt */
   for (int64_t i = 0; i < n; i++)
-    adv__rng_seed(&c.rng[i], hsj_mix(base + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
+    adv__rng_seed(&c.rng[i],
+                  hsj_mix(base + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
   /* query 1 of every sample: its prediction at x */
   if ((rc = adv__eval_forward(ev, x, n, z0)))
     goto out;

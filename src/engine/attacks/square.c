@@ -22,7 +22,7 @@
  *     into the first one as a pseudo-gaussian bump (s odd and >= 3),
  *     keeping the total norm at eps.
  * Every sample has its own random stream (seeded from p.seed and its
- * index), so a sample's trajectory does not depend on the others.
+ * index), so its random draws do not depend on the other samples.
  *
  * Queries per sample: 1 at x itself (is it already fooled?), 1 for the
  * initialization, then one per iteration, never more than p.queries.
@@ -46,9 +46,9 @@ typedef struct sq_ctx {
   int C, H, W, targeted, l2;
   float eps, lo, hi;
   double p_init;
-  adv_rng *rng;      /* n streams */
-  double *loss_min;  /* n */
-  int64_t *q;        /* n queries so far */
+  adv_rng *rng;     /* n streams */
+  double *loss_min; /* n */
+  int64_t *q;       /* n queries so far */
   unsigned char *done;
   int64_t *act;      /* ids of the samples of the current chunk */
   float *cand;       /* B proposals */
@@ -65,7 +65,9 @@ static uint64_t sq_mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-static int sq_bit(adv_rng *r) { return (int)(adv__rng_next(r) >> 63); }
+static int sq_bit(adv_rng *r) {
+  return (int)(adv__rng_next(r) >> 63);
+}
 
 static float sq_clip(float v, float lo, float hi) {
   return v < lo ? lo : v > hi ? hi : v;
@@ -123,8 +125,10 @@ static void sq_eta_rect(double *d, int nx, int ny, int ld, double sign) {
   int xc = nx / 2 + 1, yc = ny / 2 + 1, c0 = xc - 1, c1 = yc - 1;
   int cnt_max = xc > yc ? xc : yc;
   for (int cnt = 0; cnt < cnt_max; cnt++, c0--, c1--) {
-    int r0 = c0 > 0 ? c0 : 0, r1 = c0 + 2 * cnt + 1 < nx ? c0 + 2 * cnt + 1 : nx;
-    int q0 = c1 > 0 ? c1 : 0, q1 = c1 + 2 * cnt + 1 < ny ? c1 + 2 * cnt + 1 : ny;
+    int r0 = c0 > 0 ? c0 : 0,
+        r1 = c0 + 2 * cnt + 1 < nx ? c0 + 2 * cnt + 1 : nx;
+    int q0 = c1 > 0 ? c1 : 0,
+        q1 = c1 + 2 * cnt + 1 < ny ? c1 + 2 * cnt + 1 : ny;
     double v = 1.0 / ((double)(cnt + 1) * (cnt + 1));
     for (int a = r0; a < r1; a++)
       for (int b = q0; b < q1; b++)
@@ -192,7 +196,8 @@ static void sq_linf_propose(sq_ctx *c, int64_t i, double p, float *row) {
   int mn = c->H < c->W ? c->H : c->W;
   int s = (int)nearbyint(sqrt(p * (double)hw));
   s = s < 1 ? 1 : s > mn ? mn : s;
-  int r0 = (int)adv__rng_int(r, c->H - s + 1), c0 = (int)adv__rng_int(r, c->W - s + 1);
+  int r0 = (int)adv__rng_int(r, c->H - s + 1),
+      c0 = (int)adv__rng_int(r, c->W - s + 1);
   memcpy(row, xb, sizeof(float) * (size_t)c->per);
   for (int tries = 0; tries < SQ_RESAMPLE; tries++) {
     int changed = 0;
@@ -241,7 +246,8 @@ static void sq_l2_init(sq_ctx *c, int64_t i, float *row) {
         float sg = sq_bit(r) ? 1.f : -1.f;
         for (int u = 0; u < s && vh + u < c->H; u++)
           for (int v = 0; v < s && vw + v < c->W; v++)
-            row[ch * hw + (int64_t)(vh + u) * c->W + vw + v] += sg * e[u * s + v];
+            row[ch * hw + (int64_t)(vh + u) * c->W + vw + v] +=
+                sg * e[u * s + v];
       }
     }
   sq_l2_finish(c, i, row);
@@ -262,8 +268,10 @@ static void sq_l2_propose(sq_ctx *c, int64_t i, double p, float *row) {
   s = s < 3 ? 3 : s;
   s += s % 2 == 0;
   s = s > mn ? mn : s;
-  int h1 = (int)adv__rng_int(r, c->H - s + 1), w1 = (int)adv__rng_int(r, c->W - s + 1);
-  int h2 = (int)adv__rng_int(r, c->H - s + 1), w2 = (int)adv__rng_int(r, c->W - s + 1);
+  int h1 = (int)adv__rng_int(r, c->H - s + 1),
+      w1 = (int)adv__rng_int(r, c->W - s + 1);
+  int h2 = (int)adv__rng_int(r, c->H - s + 1),
+      w2 = (int)adv__rng_int(r, c->W - s + 1);
   const float *e = sq_bit(r) ? c->etat : c->eta;
   double nimg = 0;
   for (int64_t k = 0; k < c->per; k++) {
@@ -292,7 +300,8 @@ static void sq_l2_propose(sq_ctx *c, int64_t i, double p, float *row) {
     double inv1 = 1.0 / (1e-12 + sqrt(n1)), sg = sq_bit(r) ? 1.0 : -1.0, nn = 0;
     for (int a = 0; a < s; a++)
       for (int b = 0; b < s; b++) {
-        double v = e[a * s + b] * sg + d[(int64_t)(h1 + a) * c->W + w1 + b] * inv1;
+        double v =
+            e[a * s + b] * sg + d[(int64_t)(h1 + a) * c->W + w1 + b] * inv1;
         nw[a * s + b] = (float)v;
         nn += v * v;
       }
@@ -305,7 +314,8 @@ static void sq_l2_propose(sq_ctx *c, int64_t i, double p, float *row) {
     for (int a = 0; a < s; a++)
       memset(d + (int64_t)(h2 + a) * c->W + w2, 0, sizeof(float) * (size_t)s);
     for (int a = 0; a < s; a++)
-      memcpy(d + (int64_t)(h1 + a) * c->W + w1, nw + a * s, sizeof(float) * (size_t)s);
+      memcpy(d + (int64_t)(h1 + a) * c->W + w1, nw + a * s,
+             sizeof(float) * (size_t)s);
   }
   sq_l2_finish(c, i, row);
 }
@@ -328,7 +338,8 @@ static int sq_eval(sq_ctx *c, int64_t m, int init) {
     if (improved)
       c->loss_min[i] = loss;
     if (improved || fooled)
-      memcpy(c->xa + i * c->per, c->cand + k * c->per, sizeof(float) * (size_t)c->per);
+      memcpy(c->xa + i * c->per, c->cand + k * c->per,
+             sizeof(float) * (size_t)c->per);
     if (fooled)
       c->done[i] = 1;
   }
@@ -363,13 +374,14 @@ static int sq_pass(sq_ctx *c, int init, double p, int *any) {
   return m ? sq_eval(c, m, init) : ADV_OK;
 }
 
-int adv__attack_square(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
-                       const int64_t *target, float *x_adv) {
+int adv__attack_square(adv_eval *ev, const float *x, int64_t n,
+                       const int64_t *y, const int64_t *target, float *x_adv) {
   const adv_attack_params *p = &ev->p;
   if (ev->in_ndim != 4)
-    return adv__error(ev->err, ADV_EUNSUPPORTED,
-                      "square: needs N x C x H x W inputs (model input rank %d)",
-                      ev->in_ndim);
+    return adv__error(
+        ev->err, ADV_EUNSUPPORTED,
+        "square: needs N x C x H x W inputs (model input rank %d)",
+        ev->in_ndim);
   double p_init = p->p_init > 0 ? p->p_init : 0.8;
   if (!(p_init <= 1.0))
     return adv__error(ev->err, ADV_EINVAL, "square: p_init must be in (0, 1]");
@@ -413,7 +425,8 @@ int adv__attack_square(adv_eval *ev, const float *x, int64_t n, const int64_t *y
   }
   uint64_t base = sq_mix(p->seed ^ 0x5155415245ull); /* "SQUARE" salt */
   for (int64_t i = 0; i < n; i++)
-    adv__rng_seed(&c.rng[i], sq_mix(base + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
+    adv__rng_seed(&c.rng[i],
+                  sq_mix(base + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
   /* query 1: is x already fooled (AutoAttack attacks only the others) */
   if ((rc = adv__eval_forward(ev, x, n, c.z)))
     goto out;
