@@ -267,8 +267,19 @@ static void write_params(jw *w, const adv_attack_params *p) {
   jw_key(w, "seed"); jw_int(w, (int64_t)p->seed);
   jw_key(w, "clip_min"); jw_num(w, p->clip_min);
   jw_key(w, "clip_max"); jw_num(w, p->clip_max);
-  jw_key(w, "loss"); jw_str(w, p->loss == ADV_LOSS_CE ? "ce" : p->loss == ADV_LOSS_CW ? "cw"
-                                 : p->loss == ADV_LOSS_DLR ? "dlr" : "logit");
+  const char *loss = p->loss == ADV_LOSS_CE ? "ce" : p->loss == ADV_LOSS_CW ? "cw"
+                     : p->loss == ADV_LOSS_DLR ? "dlr" : "logit";
+  switch (p->kind) { /* attacks with a fixed objective of their own */
+  case ADV_ATTACK_APGD_CE: loss = "ce"; break;
+  case ADV_ATTACK_APGD_DLR: loss = "dlr"; break;
+  case ADV_ATTACK_APGD_T: loss = "dlr-targeted"; break;
+  case ADV_ATTACK_SQUARE: loss = p->targeted ? "ce-targeted" : "margin"; break;
+  case ADV_ATTACK_CW_L2: loss = "cw-f6"; break;
+  case ADV_ATTACK_FAB: case ADV_ATTACK_FAB_T: case ADV_ATTACK_DEEPFOOL:
+  case ADV_ATTACK_HSJ: loss = "none"; break;
+  default: break;
+  }
+  jw_key(w, "loss"); jw_str(w, loss);
   jw_key(w, "momentum"); jw_num(w, p->momentum);
   jw_key(w, "p_init"); jw_num(w, p->p_init);
   jw_key(w, "kappa"); jw_num(w, p->kappa);

@@ -74,6 +74,18 @@ void adv__project(float *x_adv, const float *x, int64_t per, adv_norm norm,
 double adv__norm_linf(const float *a, const float *b, int64_t per);
 double adv__norm_l2(const float *a, const float *b, int64_t per);
 
+/* ---- shared by the minimal-norm attacks (deepfool.c) ---- */
+/* Signed margin, > 0 on the adversarial side. */
+double adv__min_margin(const float *z, int64_t K, int64_t y, int64_t t,
+                       int targeted);
+/* Margin a returned adversarial keeps: 1e-4 * (1 + max |z|). */
+double adv__min_tol(const float *z, int64_t K);
+/* Scales found adversarials up by a hair until they keep adv__min_tol of
+ * margin wherever they are re-evaluated (see deepfool.c). */
+int adv__min_settle(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
+                    const int64_t *target, int targeted, const float *zc,
+                    double accept, float *x_adv, unsigned char *found, float *z);
+
 typedef int (*adv__attack_fn)(adv_eval *ev, const float *x, int64_t n,
                               const int64_t *y, const int64_t *target,
                               float *x_adv);

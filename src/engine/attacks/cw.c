@@ -30,6 +30,10 @@
  * snapped to x before the forward pass, so untouched pixels stay exactly
  * unchanged (the gradient passes straight through the snap).
  *
+ * Finally adv__min_settle (deepfool.c) scales a perturbation up by a hair
+ * where needed so every success keeps a margin of 1e-4 * (1 + max|z|) and
+ * stays adversarial when re-evaluated at another batch size.
+ *
  * Batching: all samples still running in a round go through one
  * adv__eval_grad call per iteration (compacted as they stop).
  */
@@ -47,6 +51,7 @@ typedef struct cw_buf {
   int64_t *lab, *tgt;        /* compact labels / targets */
   float *w, *m, *v;          /* tanh-space variable, Adam moments */
   float *xp, *g, *z, *loss;  /* iterate, dL_CW/dx', logits, L_CW */
+  float *zc;                 /* clean logits */
   double *c, *clo, *cup;     /* per-sample constant and its bounds */
   double *best, *prev;       /* best squared L2 (per sample), last objective */
   unsigned char *elig, *round_found, *found;
@@ -62,6 +67,7 @@ static void cw_free(cw_buf *b) {
   free(b->xp);
   free(b->g);
   free(b->z);
+  free(b->zc);
   free(b->loss);
   free(b->c);
   free(b->clo);
@@ -94,46 +100,6 @@ static int cw_success(const float *z, int64_t K, int64_t y, int64_t t,
   return targeted ? b == t : b != y;
 }
 
-/*
- * Re-checks every found adversarial exactly as adv_attack_run's epilogue
- * will (one forward over all n samples, same chunking: logits can differ
- * in the last bits between batch sizes). A point that is not adversarial
- * there is pushed slightly further from x (factors 1+1e-4, 1+1e-3,
- * 1+1e-2); if it still fails it is reset to x.
- */
-static int cw_verify(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
-                     const int64_t *target, int targeted, float *x_adv,
-                     unsigned char *found, float *z) {
-  const adv_attack_params *p = &ev->p;
-  int64_t per = ev->per, K = ev->classes;
-  static const double push[3] = {1e-4, 1e-3, 1e-2};
-  for (int round = 0; round <= 3; round++) {
-    int rc = adv__eval_forward(ev, x_adv, n, z);
-    if (rc)
-      return rc;
-    int bad = 0;
-    for (int64_t i = 0; i < n; i++) {
-      if (!found[i] || cw_is_adv(z + i * K, K, y[i], targeted ? target[i] : -1,
-                                 targeted))
-        continue;
-      float *xa = x_adv + i * per;
-      const float *xi = x + i * per;
-      if (round == 3) {
-        memcpy(xa, xi, sizeof(float) * (size_t)per);
-        found[i] = 0;
-        continue;
-      }
-      bad = 1;
-      for (int64_t k = 0; k < per; k++) {
-        float v = (float)(xi[k] + ((double)xa[k] - xi[k]) * (1.0 + push[round]));
-        xa[k] = v < p->clip_min ? p->clip_min : v > p->clip_max ? p->clip_max : v;
-      }
-    }
-    if (!bad)
-      break;
-  }
-  return ADV_OK;
-}
 
 /* w0 = atanh((x - m)/h * 0.999999) for one sample. */
 static void cw_to_tanh(const float *x0, float *w, int64_t per, double m, double h) {
@@ -173,6 +139,7 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   b.xp = malloc(xs);
   b.g = malloc(xs);
   b.z = malloc(sizeof(float) * (size_t)(n * K));
+  b.zc = malloc(sizeof(float) * (size_t)(n * K));
   b.loss = malloc(sizeof(float) * (size_t)n);
   b.c = malloc(ds);
   b.clo = malloc(ds);
@@ -184,16 +151,16 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   b.found = calloc((size_t)n, 1);
   int rc = ADV_OK;
   if (!b.idx || !b.lab || !b.tgt || !b.w || !b.m || !b.v || !b.xp || !b.g ||
-      !b.z || !b.loss || !b.c || !b.clo || !b.cup || !b.best || !b.prev ||
+      !b.z || !b.zc || !b.loss || !b.c || !b.clo || !b.cup || !b.best || !b.prev ||
       !b.elig || !b.round_found || !b.found) {
     rc = adv__error(ev->err, ADV_ENOMEM, "out of memory");
     goto out;
   }
   /* clean pass: samples already adversarial keep x_adv = x */
-  if ((rc = adv__eval_forward(ev, x, n, b.z)))
+  if ((rc = adv__eval_forward(ev, x, n, b.zc)))
     goto out;
   for (int64_t i = 0; i < n; i++) {
-    b.elig[i] = !cw_is_adv(b.z + i * K, K, y[i], targeted ? target[i] : -1, targeted);
+    b.elig[i] = !cw_is_adv(b.zc + i * K, K, y[i], targeted ? target[i] : -1, targeted);
     b.c[i] = c0;
     b.clo[i] = 0;
     b.cup[i] = CW_UPPER_INF;
@@ -298,7 +265,7 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
       }
     }
   }
-  rc = cw_verify(ev, x, n, y, target, targeted, x_adv, b.found, b.z);
+  rc = adv__min_settle(ev, x, n, y, target, targeted, b.zc, 0.5, x_adv, b.found, b.z);
 out:
   cw_free(&b);
   return rc;

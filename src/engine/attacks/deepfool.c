@@ -19,6 +19,9 @@
  * Targeted (p.targeted with target[]): the only hyperplane is
  * z_t - z_c = 0 with c the current top class other than t.
  *
+ * Finally adv__min_settle (defined here, shared with cw.c and fab.c) makes
+ * every adversarial robust to re-evaluation (see there).
+ *
  * Batching: every engine call covers all samples still active (compacted);
  * one backward per candidate class per iteration with the upstream logit
  * gradient dz = e_k - e_l (adv__eval_grad_dz), plus one forward to test the
@@ -39,6 +42,7 @@ typedef struct df_buf {
   float *rt;     /* accumulated perturbation r_tot (compact) */
   float *g, *gb; /* gradient of the current / best candidate */
   float *z, *zt; /* logits at xc, logits returned by the grad call */
+  float *zc;     /* clean logits (n) */
   float *dz;     /* upstream logit gradients */
   double *fb, *db; /* f and distance of the best candidate */
   unsigned char *found;
@@ -53,6 +57,7 @@ static void df_free(df_buf *b) {
   free(b->gb);
   free(b->z);
   free(b->zt);
+  free(b->zc);
   free(b->dz);
   free(b->fb);
   free(b->db);
@@ -93,43 +98,85 @@ static void df_candidates(const float *z, int64_t K, int64_t label, int64_t C,
   }
 }
 
+/* ---- shared by the minimal-norm attacks (declared in attack_internal.h) ---- */
+
+/* Signed margin, > 0 on the adversarial side: z_t - max_{j!=t} z_j when
+ * targeted, max_{j!=y} z_j - z_y otherwise. */
+double adv__min_margin(const float *z, int64_t K, int64_t y, int64_t t,
+                       int targeted) {
+  int64_t c = targeted ? t : y;
+  double m = -INFINITY;
+  for (int64_t j = 0; j < K; j++)
+    if (j != c && z[j] > m)
+      m = z[j];
+  return targeted ? z[c] - m : m - z[c];
+}
+
+/* The margin a returned adversarial keeps: 1e-4 * (1 + max_j |z_j|). The
+ * engine's logits differ by ~2e-7 relative between batch sizes (blocking
+ * of the matrix products), other frameworks by ~1e-5, so an adversarial
+ * with this margin stays one wherever it is re-evaluated. */
+double adv__min_tol(const float *z, int64_t K) {
+  double a = 0;
+  for (int64_t j = 0; j < K; j++)
+    a = fabs(z[j]) > a ? fabs(z[j]) : a;
+  return 1e-4 * (1 + a);
+}
+
 /*
- * Re-checks every found adversarial exactly as adv_attack_run's epilogue
- * will (one forward over all n samples, same chunking: logits can differ
- * in the last bits between batch sizes, and minimal attacks end within
- * rounding of the boundary). A point that is not adversarial there is
- * pushed slightly further from x (factors 1+1e-4, 1+1e-3, 1+1e-2); if it
- * still fails it is reset to x and reported as not found.
+ * Settles the adversarials of a minimal-norm attack. The attacks stop at
+ * the first point the argmax calls adversarial, which by design lies
+ * within rounding of the decision boundary. For every found[i], one
+ * forward over all n samples (the same chunking as adv_attack_run's final
+ * check) gives the margin M1 at x_adv; if M1 < accept * tol the
+ * perturbation is scaled, x_adv <- clip(x + s (x_adv - x)), with s from the
+ * line through the clean margin M0 (zc, logits at x) and M1 aiming at
+ * (accept + 1) tol
+ * (s in [1 + 1e-5, 1.1]; from the 4th round at least 1 + 10^(round-6)).
+ * After 6 rounds a point still short of the margin is kept if the argmax
+ * calls it adversarial, otherwise reset to x (found[i] = 0).
+ * z: scratch of n x K floats.
  */
-static int df_verify(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
-                     const int64_t *target, int targeted, float *x_adv,
-                     unsigned char *found, float *z) {
+int adv__min_settle(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
+                    const int64_t *target, int targeted, const float *zc,
+                    double accept, float *x_adv, unsigned char *found, float *z) {
   const adv_attack_params *p = &ev->p;
   int64_t per = ev->per, K = ev->classes;
-  static const double push[3] = {1e-4, 1e-3, 1e-2};
-  for (int round = 0; round <= 3; round++) {
+  const int rounds = 6;
+  for (int round = 0; round <= rounds; round++) {
     int rc = adv__eval_forward(ev, x_adv, n, z);
     if (rc)
       return rc;
-    int bad = 0;
+    int pending = 0;
     for (int64_t i = 0; i < n; i++) {
-      if (!found[i] || df_is_adv(z + i * K, K, y[i], targeted ? target[i] : -1,
-                                 targeted))
+      if (!found[i])
+        continue;
+      const float *zi = z + i * K, *xi = x + i * per;
+      int64_t t = targeted ? target[i] : -1;
+      double m1 = adv__min_margin(zi, K, y[i], t, targeted);
+      double tol = adv__min_tol(zi, K);
+      if (m1 >= accept * tol)
         continue;
       float *xa = x_adv + i * per;
-      const float *xi = x + i * per;
-      if (round == 3) {
-        memcpy(xa, xi, sizeof(float) * (size_t)per);
-        found[i] = 0;
+      if (round == rounds) {
+        if (!df_is_adv(zi, K, y[i], t, targeted)) {
+          memcpy(xa, xi, sizeof(float) * (size_t)per);
+          found[i] = 0;
+        }
         continue;
       }
-      bad = 1;
+      double m0 = adv__min_margin(zc + i * K, K, y[i], t, targeted);
+      double s = m1 > m0 ? ((accept + 1) * tol - m0) / (m1 - m0) : 1.1;
+      s = s < 1 + 1e-5 ? 1 + 1e-5 : s > 1.1 ? 1.1 : s;
+      if (round >= 3 && s < 1 + pow(10.0, round - 6))
+        s = 1 + pow(10.0, round - 6);
       for (int64_t k = 0; k < per; k++) {
-        float v = (float)(xi[k] + ((double)xa[k] - xi[k]) * (1.0 + push[round]));
+        float v = (float)(xi[k] + ((double)xa[k] - xi[k]) * s);
         xa[k] = v < p->clip_min ? p->clip_min : v > p->clip_max ? p->clip_max : v;
       }
+      pending = 1;
     }
-    if (!bad)
+    if (!pending)
       break;
   }
   return ADV_OK;
@@ -156,27 +203,28 @@ int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
   b.gb = malloc(xs);
   b.z = malloc(zs);
   b.zt = malloc(zs);
+  b.zc = malloc(zs);
   b.dz = malloc(zs);
   b.fb = malloc(sizeof(double) * (size_t)n);
   b.db = malloc(sizeof(double) * (size_t)n);
   b.found = calloc((size_t)n, 1);
   int rc = ADV_OK;
-  if (!b.idx || !b.cand || !b.xc || !b.rt || !b.g || !b.gb || !b.z || !b.zt ||
+  if (!b.idx || !b.cand || !b.xc || !b.rt || !b.g || !b.gb || !b.z || !b.zt || !b.zc ||
       !b.dz || !b.fb || !b.db || !b.found) {
     rc = adv__error(ev->err, ADV_ENOMEM, "out of memory");
     goto out;
   }
   /* clean pass: who is to be attacked, and the candidate classes */
-  if ((rc = adv__eval_forward(ev, x, n, b.z)))
+  if ((rc = adv__eval_forward(ev, x, n, b.zc)))
     goto out;
   int64_t na = 0;
   for (int64_t i = 0; i < n; i++) {
-    const float *zi = b.z + i * K;
+    const float *zi = b.zc + i * K;
     if (targeted ? adv__argmax(zi, K) == target[i] : adv__argmax(zi, K) != y[i])
       continue; /* already adversarial: x_adv = x */
     if (!targeted)
       df_candidates(zi, K, y[i], C, b.cand + na * C);
-    memmove(b.z + na * K, zi, sizeof(float) * (size_t)K);
+    memcpy(b.z + na * K, zi, sizeof(float) * (size_t)K);
     memcpy(b.xc + na * per, x + i * per, sizeof(float) * (size_t)per);
     b.idx[na++] = i;
   }
@@ -266,7 +314,7 @@ int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
     }
     na = w;
   }
-  rc = df_verify(ev, x, n, y, target, targeted, x_adv, b.found, b.zt);
+  rc = adv__min_settle(ev, x, n, y, target, targeted, b.zc, 0.5, x_adv, b.found, b.zt);
 out:
   df_free(&b);
   return rc;

@@ -19,7 +19,9 @@
  *  4. if x1 is adversarial: keep it when its norm is the smallest so far,
  *     then step back x1 <- x0 + beta (x1 - x0).
  * Restarts after the first start from x0 + a random point of norm
- * r/2 (uniform direction signs for L-inf, Gaussian for L2) with r the best
+ * r/2 (uniform in the cube, scaled to L-inf norm r/2, for L-inf;
+ * Gaussian direction for L2; each sample and run draws from its own
+ * stream seeded by (seed, sample index, run)) with r the best
  * norm found so far, capped by eps when eps > 0 (0.3 resp. 1.0 times the
  * box width when neither exists), as in the paper. With eps > 0 a sample
  * whose best norm is already <= eps is not attacked by later restarts or
@@ -29,7 +31,10 @@
  * search): on the segment from x0 (not adversarial) to the best point
  * (adversarial) a few regula-falsi steps (Illinois variant) on the
  * classification margin move the adversarial endpoint towards the
- * boundary.
+ * boundary. The root sought is margin = 1e-4 * (1 + max|z|) rather than 0,
+ * and adv__min_settle (deepfool.c) runs before it (to give every sample a
+ * bracket) and after it, so every returned adversarial keeps that margin
+ * and stays adversarial when re-evaluated at another batch size.
  *
  * Batching: every engine call covers all samples of the current run
  * (compacted). Untargeted: K-1 backwards per iteration, one per class,
@@ -198,16 +203,13 @@ static int fab_is_adv(const float *z, int64_t K, int64_t y, int64_t t,
   return mode == FAB_TARGET ? a == t : a != y;
 }
 
-/* Signed margin, > 0 on the adversarial side: z_t - max_{j!=t} z_j for an
- * explicit target, max_{j!=y} z_j - z_y otherwise. */
-static double fab_margin(const float *z, int64_t K, int64_t y, int64_t t,
+/* Shared with the other minimal-norm attacks, defined in deepfool.c. */
+
+/* Margin minus the tolerance of adv__min_tol: >= 0 for the adversarials
+ * the final search accepts. */
+static double fab_excess(const float *z, int64_t K, int64_t y, int64_t t,
                          fab_mode mode) {
-  int64_t c = mode == FAB_TARGET ? t : y;
-  double m = -INFINITY;
-  for (int64_t j = 0; j < K; j++)
-    if (j != c && z[j] > m)
-      m = z[j];
-  return mode == FAB_TARGET ? z[c] - m : m - z[c];
+  return adv__min_margin(z, K, y, t, mode == FAB_TARGET) - adv__min_tol(z, K);
 }
 
 /* The class with the r-th largest logit (r = 1 is the argmax; ties: lower
@@ -226,48 +228,6 @@ static int64_t fab_rank_class(const float *z, int64_t K, int r) {
     cls = b;
   }
   return cls;
-}
-
-/*
- * Re-checks every found adversarial exactly as adv_attack_run's epilogue
- * will (one forward over all n samples, same chunking: logits can differ
- * in the last bits between batch sizes, and the final search ends within
- * rounding of the boundary). A point that is not adversarial there is
- * pushed slightly further from x (factors 1+1e-4, 1+1e-3, 1+1e-2); if it
- * still fails it is reset to x.
- */
-static int fab_verify(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
-                      const int64_t *target, fab_mode mode, float *x_adv,
-                      unsigned char *found, float *z) {
-  const adv_attack_params *p = &ev->p;
-  int64_t per = ev->per, K = ev->classes;
-  static const double push[3] = {1e-4, 1e-3, 1e-2};
-  for (int round = 0; round <= 3; round++) {
-    int rc = adv__eval_forward(ev, x_adv, n, z);
-    if (rc)
-      return rc;
-    int bad = 0;
-    for (int64_t i = 0; i < n; i++) {
-      if (!found[i] ||
-          fab_is_adv(z + i * K, K, y[i], mode == FAB_TARGET ? target[i] : -1, mode))
-        continue;
-      float *xa = x_adv + i * per;
-      const float *xi = x + i * per;
-      if (round == 3) {
-        memcpy(xa, xi, sizeof(float) * (size_t)per);
-        found[i] = 0;
-        continue;
-      }
-      bad = 1;
-      for (int64_t k = 0; k < per; k++) {
-        float v = (float)(xi[k] + ((double)xa[k] - xi[k]) * (1.0 + push[round]));
-        xa[k] = v < p->clip_min ? p->clip_min : v > p->clip_max ? p->clip_max : v;
-      }
-    }
-    if (!bad)
-      break;
-  }
-  return ADV_OK;
 }
 
 /* Random restart point: x0 + rad/2 * u/||u||, clipped. */
@@ -308,17 +268,31 @@ static int fab_final_search(adv_eval *ev, fab_buf *b, const float *x, int64_t na
       delta[j * per + k] = x_adv[i * per + k] - x[i * per + k];
     memcpy(x3 + j * per, x_adv + i * per, sizeof(float) * (size_t)per);
   }
+  /* margins at the endpoints: zc (clean, per sample) and one forward */
   if ((rc = adv__eval_forward(ev, x3, na, b->zt)))
     return rc;
+  /* keep the samples with a bracket (x0 short of the margin, x_adv not) */
+  int64_t nb = 0;
   for (int64_t j = 0; j < na; j++) {
     int64_t i = b->idx[j];
-    b->s1[j] = 0;
-    b->s2[j] = 1;
-    b->m1[j] = fab_margin(b->zc + i * K, K, b->lab[j], b->tgt[j], mode);
-    b->m2[j] = fab_margin(b->zt + j * K, K, b->lab[j], b->tgt[j], mode);
-    b->side[j] = 0;
+    double m1 = fab_excess(b->zc + i * K, K, b->lab[j], b->tgt[j], mode);
+    double m2 = fab_excess(b->zt + j * K, K, b->lab[j], b->tgt[j], mode);
+    if (!(m1 < 0 && m2 >= 0))
+      continue;
+    b->idx[nb] = i;
+    b->lab[nb] = b->lab[j];
+    b->tgt[nb] = b->tgt[j];
+    b->s1[nb] = 0;
+    b->s2[nb] = 1;
+    b->m1[nb] = m1;
+    b->m2[nb] = m2;
+    b->side[nb] = 0;
+    if (nb != j)
+      memmove(delta + nb * per, delta + j * per, sizeof(float) * (size_t)per);
+    nb++;
   }
-  for (int it = 0; it < FAB_FINAL_SEARCH_STEPS; it++) {
+  na = nb;
+  for (int it = 0; it < FAB_FINAL_SEARCH_STEPS && na > 0; it++) {
     for (int64_t j = 0; j < na; j++) {
       double s1 = b->s1[j], s2 = b->s2[j], m1 = b->m1[j], m2 = b->m2[j];
       double s = m1 < 0 && m2 > 0 ? s1 + (s2 - s1) * m1 / (m1 - m2) : 0.5 * (s1 + s2);
@@ -336,18 +310,17 @@ static int fab_final_search(adv_eval *ev, fab_buf *b, const float *x, int64_t na
       return rc;
     for (int64_t j = 0; j < na; j++) {
       int64_t i = b->idx[j];
-      const float *zj = b->zt + j * K;
-      double m3 = fab_margin(zj, K, b->lab[j], b->tgt[j], mode);
-      if (fab_is_adv(zj, K, b->lab[j], b->tgt[j], mode)) {
+      double m3 = fab_excess(b->zt + j * K, K, b->lab[j], b->tgt[j], mode);
+      if (m3 >= 0) {
         b->s2[j] = b->db[j];
-        b->m2[j] = m3 > 0 ? m3 : 0;
+        b->m2[j] = m3;
         if (b->side[j] == 2)
           b->m1[j] *= 0.5;
         b->side[j] = 2;
         memcpy(x_adv + i * per, x3 + j * per, sizeof(float) * (size_t)per);
       } else {
         b->s1[j] = b->db[j];
-        b->m1[j] = m3 < 0 ? m3 : 0;
+        b->m1[j] = m3;
         if (b->side[j] == 1)
           b->m2[j] *= 0.5;
         b->side[j] = 1;
@@ -423,8 +396,6 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
     b.elig[i] = mode == FAB_TARGET ? a != target[i] : a == y[i];
     b.best[i] = INFINITY;
   }
-  adv_rng rng;
-  adv__rng_seed(&rng, p->seed);
   adv_loss_params lp = adv_loss_default_params(ADV_LOSS_CW);
   lp.targeted = 1;
   lp.kappa = INFINITY;
@@ -448,6 +419,10 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
             rad = p->eps;
           if (!isfinite(rad))
             rad = rad0;
+          /* each (sample, run) has its own stream */
+          adv_rng rng;
+          adv__rng_seed(&rng, p->seed ^ ((uint64_t)(run + 1) * 0x9e3779b97f4a7c15ull) ^
+                                  ((uint64_t)i * 0xd1b54a32d192ed03ull));
           fab_random_start(&rng, norm, x + i * per, b.x1 + na * per, per, rad, lo, hi);
         }
         na++;
@@ -532,7 +507,10 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
       }
     }
   }
-  /* final search on every sample with an adversarial */
+  /* settle, final search on every sample with an adversarial, settle */
+  if ((rc = adv__min_settle(ev, x, n, y, target, mode == FAB_TARGET, b.zc, 1.0,
+                            x_adv, b.found, b.zt)))
+    goto out;
   {
     int64_t na = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -546,7 +524,8 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
     if (na > 0 && (rc = fab_final_search(ev, &b, x, na, mode, x_adv)))
       goto out;
   }
-  rc = fab_verify(ev, x, n, y, target, mode, x_adv, b.found, b.zt);
+  rc = adv__min_settle(ev, x, n, y, target, mode == FAB_TARGET, b.zc, 0.5, x_adv,
+                       b.found, b.zt);
 out:
   fab_free(&b);
   return rc;

@@ -65,10 +65,14 @@ adv_attack_params adv_attack_default_params(adv_attack_kind kind) {
   case ADV_ATTACK_APGD_T: p.steps = 100; p.targeted = 1; break;
   case ADV_ATTACK_FAB: p.steps = 100; break;
   case ADV_ATTACK_FAB_T: p.steps = 100; p.targeted = 1; break;
-  case ADV_ATTACK_CW_L2: p.steps = 100; p.norm = ADV_NORM_L2; p.step_size = 0.01f; break;
-  case ADV_ATTACK_DEEPFOOL: p.steps = 50; p.norm = ADV_NORM_L2; break;
+  case ADV_ATTACK_CW_L2: /* lr 0.1, 5 binary steps from c = 1: with lr 0.01
+                            pixels saturated at 0/1 barely move in tanh space */
+    p.steps = 100; p.norm = ADV_NORM_L2; p.step_size = 0.1f;
+    p.binary_steps = 5; p.initial_const = 1.f; p.eps = 0.f; break;
+  case ADV_ATTACK_DEEPFOOL: p.steps = 50; p.norm = ADV_NORM_L2; p.eps = 0.f; break;
   case ADV_ATTACK_SQUARE: p.queries = 5000; p.p_init = 0.8f; break;
-  case ADV_ATTACK_HSJ: p.queries = 5000; p.steps = 40; p.norm = ADV_NORM_L2; break;
+  case ADV_ATTACK_HSJ: p.queries = 5000; p.steps = 40; p.norm = ADV_NORM_L2;
+    p.eps = 0.f; break; /* minimal-norm: no budget unless asked */
   default: break;
   }
   return p;
