@@ -38,6 +38,25 @@ typedef struct sbx_server_params {
   int lockout_s;               /* lockout duration, default 900 */
   int blob_fsync;              /* 1 (default) */
   int threads;                 /* MHD worker threads (epoll each), default 2 */
+  /* browser sessions (docs/security.md) */
+  int session_ttl_s;           /* cookie session lifetime, default 8 h */
+  const char *public_origin;   /* "https://host[:port]" for the Origin check;
+                                  NULL: https://<Host header> */
+  /* OIDC login against an external identity provider (NULL issuer: off) */
+  const char *oidc_issuer;     /* exact "iss"; discovery under it */
+  const char *oidc_client_id;
+  const char *oidc_client_secret_spec; /* "env:NAME" or "file:PATH" */
+  const char *oidc_redirect_uri; /* our .../api/v1/auth/oidc/callback */
+  const char *oidc_scopes;     /* default "openid profile email" */
+  const char *oidc_tenant;     /* tenant of OIDC users */
+  const char *oidc_groups_claim; /* default "groups" */
+  const char *oidc_role_map;   /* "group=role,group=role" */
+  const char *oidc_ca_file;    /* CA bundle for the IdP (NULL: system) */
+  const char *oidc_token_auth; /* client auth at the token endpoint:
+                                  "basic" (default, RFC 6749 2.3.1 form-
+                                  encoded) or "post" (in the form body) */
+  int oidc_leeway_s;           /* clock leeway, default 60 */
+  int oidc_jwks_min_refresh_s; /* min. seconds between JWKS refetches, 60 */
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);

@@ -193,7 +193,7 @@ int sbx__authenticate(sbx__req *r) {
   const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                               MHD_HTTP_HEADER_AUTHORIZATION);
   if (!h)
-    return SBX_OK;
+    return sbx__session_authenticate(r); /* browser: the session cookie */
   if (strncmp(h, "Bearer ", 7))
     return SBX_EAUTH;
   const char *tok = h + 7;

@@ -45,6 +45,8 @@ int sbx__dbx_migrate(sbx_meta *m) {
   if (rc)
     return rc;
   rc = sbx__db_script(DB(m), SRV_MIGRATION_1);
+  if (!rc)
+    rc = sbx__auth_migrate(m); /* session.c: sessions, OIDC state, TOTP */
   int64_t n = 0;
   if (!rc)
     rc = sbx__db_exec(DB(m), "SELECT COUNT(*) FROM srv_migrations", NULL, 0,

@@ -99,10 +99,10 @@ static void pool_give(sbx__pool *p, sbx_store *st) {
 /* ---- responses ---- */
 
 void sbx__add_header(sbx__req *r, const char *name, const char *value) {
-  if (r->nextra >= 2)
+  if (r->nextra >= SBX__EXTRA_HDR)
     return;
-  snprintf(r->extra_hdr[r->nextra][0], 128, "%s", name);
-  snprintf(r->extra_hdr[r->nextra][1], 128, "%s", value);
+  snprintf(r->extra_hdr[r->nextra][0], SBX__HDR_VALUE_MAX, "%s", name);
+  snprintf(r->extra_hdr[r->nextra][1], SBX__HDR_VALUE_MAX, "%s", value);
   r->nextra++;
 }
 
@@ -354,6 +354,10 @@ static int check(sbx__req *r, const char *url) {
       }
     }
     if (sbx__authorize(r))
+      return 1;
+    /* a cookie is ambient: state-changing requests need the CSRF token */
+    if (r->who.kind == SBX__CRED_SESSION && strcmp(r->method, "GET") &&
+        strcmp(r->method, "HEAD") && sbx__session_csrf_check(r))
       return 1;
   }
   return 0;

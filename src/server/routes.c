@@ -221,7 +221,9 @@ static int password_ok(const char *pw) {
   return n >= 12 && n <= 256;
 }
 
-static int grant_password(sbx__req *r, json_t *j) {
+/* cookie = 1: POST /api/v1/auth/session (browser session instead of
+ * tokens). A user with TOTP enabled also needs "totp" (totp.c). */
+static int grant_password(sbx__req *r, json_t *j, int cookie) {
   int bad = 0;
   const char *t = jstr(j, "tenant", SBX_ID_MAX, &bad);
   const char *email = jstr(j, "email", 254, &bad);
@@ -251,7 +253,16 @@ static int grant_password(sbx__req *r, json_t *j) {
     return sbx__problem(r, 429, "Too Many Requests",
                         "account temporarily locked");
   }
-  if (u.disabled || sbx__password_verify(u.password_hash, pw)) {
+  int refused = u.disabled || sbx__password_verify(u.password_hash, pw);
+  if (!refused && sbx__totp_enabled(r, t, u.id)) {
+    const char *code = jstr(j, "totp", 16, &bad);
+    if (!code) {
+      json_decref(j);
+      return sbx__problem(r, 401, "Unauthorized", "TOTP code required");
+    }
+    refused = sbx__totp_check(r, t, u.id, code, now) != SBX_OK;
+  }
+  if (refused) {
     failures++;
     if (failures >= r->srv->p.login_max_failures) {
       sbx__dbx_lockout_set(M(r), t, u.id, 0, now + r->srv->p.lockout_s);
@@ -268,19 +279,38 @@ static int grant_password(sbx__req *r, json_t *j) {
   char tcopy[SBX_ID_MAX];
   snprintf(tcopy, sizeof tcopy, "%s", t);
   json_decref(j);
+  if (cookie) {
+    char csrf[65];
+    int rc2 = sbx__session_issue(r, tcopy, u.id, csrf);
+    if (rc2)
+      return sbx__problem_rc(r, rc2);
+    return sbx__reply_json(r, 200,
+                           json_pack("{s:s,s:s,s:s}", "tenant", tcopy, "user",
+                                     u.id, "csrf_token", csrf));
+  }
   return token_reply(r, tcopy, u.id, NULL);
+}
+
+static int h_session_login(sbx__req *r) {
+  static const char *const fields[] = {"tenant", "email", "password", "totp",
+                                       NULL};
+  if (!sbx__origin_ok(r)) /* login CSRF */
+    return sbx__problem(r, 403, "Forbidden", "cross-origin request refused");
+  json_t *j = sbx__body_object(r, fields);
+  return j ? grant_password(r, j, 1) : 0;
 }
 
 static int h_token(sbx__req *r) {
   static const char *const fields[] = {"grant_type", "tenant", "email",
-                                       "password", "refresh_token", NULL};
+                                       "password", "refresh_token", "totp",
+                                       NULL};
   json_t *j = sbx__body_object(r, fields);
   if (!j)
     return 0;
   int bad = 0;
   const char *gt = jstr(j, "grant_type", 32, &bad);
   if (gt && !strcmp(gt, "password"))
-    return grant_password(r, j);
+    return grant_password(r, j, 0);
   if (gt && !strcmp(gt, "refresh_token")) {
     const char *rt = jstr(j, "refresh_token", 200, &bad);
     if (!rt)
@@ -376,7 +406,9 @@ static int h_me(sbx__req *r) {
       r, 200,
       json_pack("{s:s,s:s,s:s,s:s,s:s}", "tenant", tenant(r), "user",
                 r->who.user, "credential",
-                r->who.kind == SBX__CRED_APIKEY ? "api_key" : "access_token",
+                r->who.kind == SBX__CRED_APIKEY    ? "api_key"
+                : r->who.kind == SBX__CRED_SESSION ? "session"
+                                                   : "access_token",
                 "role", role, "project_scope", r->who.key_project));
 }
 
@@ -888,6 +920,21 @@ const sbx__route sbx__routes[] = {
      "Password or refresh-token grant", 200},
     {"POST", "/api/v1/auth/bootstrap", "public", SBX__BODY_JSON, h_bootstrap,
      "Redeem the one-time bootstrap link of the first admin", 200},
+    {"GET", "/api/v1/auth/oidc/login", "public", 0, sbx__oidc_h_login,
+     "Start an OIDC login (302 to the identity provider)", 302},
+    {"GET", "/api/v1/auth/oidc/callback", "public", 0, sbx__oidc_h_callback,
+     "OIDC redirect target: code exchange, our tokens and session cookie",
+     200},
+    {"POST", "/api/v1/auth/session", "public", SBX__BODY_JSON,
+     h_session_login, "Password login to a browser session cookie", 200},
+    {"GET", "/api/v1/auth/session", "authenticated", 0, sbx__session_h_get,
+     "The caller's session (and its CSRF token)", 200},
+    {"DELETE", "/api/v1/auth/session", "authenticated", 0,
+     sbx__session_h_delete, "Log out of the browser session", 200},
+    {"POST", "/api/v1/auth/totp", "authenticated", SBX__BODY_NONE,
+     sbx__totp_h_enroll, "Enroll a TOTP second factor (pending)", 201},
+    {"POST", "/api/v1/auth/totp/confirm", "authenticated", SBX__BODY_JSON,
+     sbx__totp_h_confirm, "Confirm TOTP with a code: enables it", 200},
     {"GET", "/api/v1/me", "authenticated", 0, h_me, "The caller", 200},
     {"GET", "/api/v1/tenants/{tenant}", "tenant:read", 0, h_tenant_get,
      "The caller's tenant", 200},
@@ -1015,7 +1062,7 @@ int sbx__authorize(sbx__req *r) {
   int role = 0;
   int project_scoped = strstr(rt->pattern, "/projects/{project}") != NULL;
   char trole[SBX_KIND_MAX] = "";
-  if (r->who.kind == SBX__CRED_JWT)
+  if (r->who.kind != SBX__CRED_APIKEY) /* access token or session cookie */
     sbx__dbx_tenant_role_get(M(r), tenant(r), r->who.user, trole);
   if (project_scoped) {
     const char *pid = r->params[0];
@@ -1103,7 +1150,9 @@ char *sbx__openapi_json(const sbx_server *s) {
     json_object_set_new(
         responses, code,
         json_pack("{s:s}", "description",
-                  rt->ok_status == 201 ? "Created" : "OK"));
+                  rt->ok_status == 201   ? "Created"
+                  : rt->ok_status == 302 ? "Found (redirect)"
+                                         : "OK"));
     static const char *const errs[][2] = {
         {"400", "Bad request"},       {"401", "Unauthenticated"},
         {"403", "Forbidden"},         {"404", "Not found"},

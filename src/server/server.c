@@ -31,6 +31,11 @@ sbx_server_params sbx_server_default_params(void) {
   p.lockout_s = 900;
   p.blob_fsync = 1;
   p.threads = 2;
+  p.session_ttl_s = 8 * 3600;
+  p.oidc_scopes = "openid profile email";
+  p.oidc_groups_claim = "groups";
+  p.oidc_leeway_s = 60;
+  p.oidc_jwks_min_refresh_s = 60;
   return p;
 }
 
@@ -52,6 +57,14 @@ static const cfg_key CFG[] = {
     CK(access_ttl_s, 'i'),    CK(refresh_ttl_s, 'i'),
     CK(login_max_failures, 'i'), CK(lockout_s, 'i'),
     CK(blob_fsync, 'i'),      CK(threads, 'i'),
+    CK(session_ttl_s, 'i'),   CK(public_origin, 's'),
+    CK(oidc_issuer, 's'),     CK(oidc_client_id, 's'),
+    CK(oidc_client_secret_spec, 's'), CK(oidc_redirect_uri, 's'),
+    CK(oidc_scopes, 's'),     CK(oidc_tenant, 's'),
+    CK(oidc_groups_claim, 's'), CK(oidc_role_map, 's'),
+    CK(oidc_ca_file, 's'),    CK(oidc_leeway_s, 'i'),
+    CK(oidc_token_auth, 's'),
+    CK(oidc_jwks_min_refresh_s, 'i'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -219,6 +232,8 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (!rc)
     rc = sbx__jwt_load_or_create(s);
   if (!rc)
+    rc = sbx__oidc_init(s);
+  if (!rc)
     rc = sbx__http_start(s);
   if (rc) {
     sbx_server_stop(s);
@@ -237,6 +252,7 @@ void sbx_server_stop(sbx_server *s) {
   for (int i = 0; i < s->pool.n; i++)
     sbx_store_close(s->pool.h[i]);
   sbx__jwt_free(s);
+  sbx__oidc_free(s);
   free(s->tls_cert_pem);
   if (s->tls_key_pem) {
     sbx_memwipe(s->tls_key_pem, strlen(s->tls_key_pem));

@@ -27,7 +27,12 @@ int sbx__role_bit(const char *name); /* 0 when unknown */
 const char *sbx__role_name(int bit);
 
 /* ---- the authenticated caller ---- */
-enum { SBX__CRED_NONE = 0, SBX__CRED_APIKEY = 1, SBX__CRED_JWT = 2 };
+enum {
+  SBX__CRED_NONE = 0,
+  SBX__CRED_APIKEY = 1,
+  SBX__CRED_JWT = 2,
+  SBX__CRED_SESSION = 3 /* browser session cookie (session.c) */
+};
 typedef struct sbx__principal {
   int kind;
   char tenant[SBX_ID_MAX];
@@ -76,9 +81,12 @@ struct sbx_server {
   gnutls_pubkey_t jwt_pub;
   char jwt_kid[32];
   char jwt_x[64]; /* base64url public key */
+  struct sbx__oidc *oidc; /* NULL when OIDC is not configured (oidc.c) */
 };
 
 /* ---- a request in flight ---- */
+#define SBX__EXTRA_HDR 4
+#define SBX__HDR_VALUE_MAX 1536
 #define SBX__MAX_PARAMS 3
 typedef struct sbx__req {
   sbx_server *srv;
@@ -108,7 +116,8 @@ typedef struct sbx__req {
   size_t resp_len;
   int resp_owned; /* free(resp) after queueing */
   const char *resp_type;
-  char extra_hdr[2][2][128]; /* name/value pairs, e.g. Retry-After */
+  char extra_hdr[SBX__EXTRA_HDR][2][SBX__HDR_VALUE_MAX]; /* name/value
+                                  pairs: Retry-After, Location, Set-Cookie */
   int nextra;
 } sbx__req;
 
@@ -234,6 +243,59 @@ int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
                             size_t sealed_len);
 int sbx__dbx_password_set(sbx_meta *m, const char *t, const char *user,
                           const char *hash);
+
+/* ---- OIDC login (oidc.c) ---- */
+int sbx__oidc_init(sbx_server *s);  /* no-op when oidc_issuer is unset */
+void sbx__oidc_free(sbx_server *s);
+int sbx__oidc_h_login(sbx__req *r);
+int sbx__oidc_h_callback(sbx__req *r);
+/* The ID-token check on its own (also used by the tests): signature with
+ * RS256 only against the cached JWKS (refetched on an unknown kid, rate
+ * limited), iss, aud/azp, exp/iat/nbf with leeway, nonce. *claims_out
+ * (caller decrefs) on success. */
+int sbx__oidc_verify_id_token(struct sbx__oidc *o, const char *tok,
+                              const char *nonce, int64_t now,
+                              json_t **claims_out);
+/* A verifier without the server, for tests: issuer, client id, JWKS URI. */
+struct sbx__oidc *sbx__oidc_new(const char *issuer, const char *client_id,
+                                const char *jwks_uri, int leeway_s,
+                                int jwks_min_refresh_s);
+void sbx__oidc_delete(struct sbx__oidc *o);
+
+/* ---- browser sessions and CSRF (session.c) ---- */
+int sbx__auth_migrate(sbx_meta *m); /* the tables of oidc/session/totp */
+/* Cookie "__Host-sbx_session": fills r->who (SBX__CRED_SESSION) when the
+ * request carries a valid one. SBX_OK with kind NONE when absent. */
+int sbx__session_authenticate(sbx__req *r);
+/* For state-changing requests authenticated by the cookie: Origin and the
+ * X-CSRF-Token header. Returns 0 when allowed, else sets a 403. */
+int sbx__session_csrf_check(sbx__req *r);
+/* A new session for (tenant, user): deletes the one the request carried
+ * (rotation), adds the Set-Cookie header, writes the CSRF token (65). */
+int sbx__session_issue(sbx__req *r, const char *tenant, const char *user,
+                       char csrf_out[65]);
+int sbx__session_h_get(sbx__req *r);
+int sbx__session_h_delete(sbx__req *r);
+/* Value of cookie name in the request (NULL when absent); out >= cap. */
+const char *sbx__cookie(sbx__req *r, const char *name, char *out,
+                        size_t cap);
+/* Origin check for cookie-setting logins: 0 when absent or allowed. */
+int sbx__origin_ok(sbx__req *r);
+
+/* ---- TOTP, RFC 6238 (totp.c) ---- */
+/* HOTP value of counter with HMAC-SHA1, digits 6..8. */
+int sbx__totp_code(const uint8_t *key, size_t keylen, uint64_t counter,
+                   int digits, uint32_t *code);
+/* 1 when the user has TOTP enabled. */
+int sbx__totp_enabled(sbx__req *r, const char *tenant, const char *user);
+/* Checks code at now (+-1 step); a step at or before the last accepted one
+ * is refused (replay). SBX_OK or SBX_EAUTH. */
+int sbx__totp_check(sbx__req *r, const char *tenant, const char *user,
+                    const char *code, int64_t now);
+int sbx__totp_h_enroll(sbx__req *r);
+int sbx__totp_h_confirm(sbx__req *r);
+/* RFC 4648 base32 without padding; out needs 8*ceil(n/5)/5+1. */
+void sbx__base32(const uint8_t *in, size_t n, char *out);
 
 /* ---- misc ---- */
 int64_t sbx__now(void);

@@ -69,8 +69,10 @@ static void api_write_config(const char *path, const char *extra) {
   fclose(f);
 }
 
-/* Starts aisbxd on dir with config cfg; waits for the port file. */
-static int api_start(srv *s, const char *dir, const char *cfg) {
+/* Starts aisbxd on dir with config cfg, listening on listen
+ * ("127.0.0.1:0": a free port); waits for the port file. */
+static int api_start_listen(srv *s, const char *dir, const char *cfg,
+                            const char *listen) {
   memset(s, 0, sizeof *s);
   snprintf(s->dir, sizeof s->dir, "%s", dir);
   snprintf(s->cacert, sizeof s->cacert, "%s/tls-cert.pem", dir);
@@ -84,7 +86,7 @@ static int api_start(srv *s, const char *dir, const char *cfg) {
     int null = open("/dev/null", O_WRONLY);
     if (null >= 0)
       dup2(null, 1);
-    execl(g_aisbxd, g_aisbxd, "--data-dir", dir, "--listen", "127.0.0.1:0",
+    execl(g_aisbxd, g_aisbxd, "--data-dir", dir, "--listen", listen,
           "--config", cfg, (char *)NULL);
     _exit(127);
   }
@@ -108,6 +110,10 @@ static int api_start(srv *s, const char *dir, const char *cfg) {
   waitpid(pid, NULL, 0);
   s->pid = 0;
   return -1;
+}
+
+static inline int api_start(srv *s, const char *dir, const char *cfg) {
+  return api_start_listen(s, dir, cfg, "127.0.0.1:0");
 }
 
 /* SIGTERM, then waits up to 10 s. Returns the exit status, -1 on timeout

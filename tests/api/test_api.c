@@ -120,6 +120,22 @@ static const row ROWS[] = {
      "00000000000000000000000000000000000000000000000000000000000000"
      "00\",\"email\":\"x@x.org\",\"password\":\"long enough password\"}",
      -1, 401, 0},
+    /* OIDC is not configured in this server: 404 (test_oidc covers it) */
+    {"GET", "/api/v1/auth/oidc/login", "/api/v1/auth/oidc/login", NULL, -1,
+     404, 0},
+    {"GET", "/api/v1/auth/oidc/callback",
+     "/api/v1/auth/oidc/callback?code=c&state=s", NULL, -1, 404, 0},
+    {"POST", "/api/v1/auth/session", "/api/v1/auth/session",
+     "{\"tenant\":\"{tenant}\",\"email\":\"nobody@x.org\",\"password\":"
+     "\"not the password\"}",
+     -1, 401, 0},
+    {"GET", "/api/v1/auth/session", "/api/v1/auth/session", NULL, RALL, 200,
+     0},
+    {"DELETE", "/api/v1/auth/session", "/api/v1/auth/session", NULL, RALL,
+     200, 0},
+    {"POST", "/api/v1/auth/totp", "/api/v1/auth/totp", NULL, RALL, 201, 0},
+    {"POST", "/api/v1/auth/totp/confirm", "/api/v1/auth/totp/confirm",
+     "{\"code\":\"abcdef\"}", RALL, 400, 0},
     {"GET", "/api/v1/me", "/api/v1/me", NULL, RALL, 200, 0},
     {"GET", "/api/v1/tenants/{tenant}", "/api/v1/tenants/{tenant}", NULL,
      RALL, 200, 0},

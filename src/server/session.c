@@ -1,0 +1,247 @@
+/*
+ * session.c - browser sessions: an opaque cookie
+ *   __Host-sbx_session=<tenant>~<64 hex>; Path=/; Secure; HttpOnly;
+ *   SameSite=Strict
+ * stored only as a keyed hash with an expiry, rotated on every login (the
+ * session the request carried is deleted). State-changing requests
+ * authenticated by the cookie need (1) an Origin header equal to our
+ * origin and (2) X-CSRF-Token equal to the token bound to the session
+ * (keyed hash of the session secret: given at login, GET /auth/session).
+ * Also the tables of oidc.c and totp.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../store/db.h"
+#include "server_internal.h"
+
+#define COOKIE_SESSION "__Host-sbx_session"
+#define HP_SESSION "session"
+#define HP_CSRF "csrf-token"
+
+static const char *SRV_AUTH_TABLES =
+    "CREATE TABLE IF NOT EXISTS srv_sessions ("
+    " tenant_id TEXT NOT NULL, id_hash BLOB NOT NULL, user_id TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,"
+    " PRIMARY KEY (tenant_id, id_hash));"
+    "CREATE TABLE IF NOT EXISTS srv_oidc_states ("
+    " tenant_id TEXT NOT NULL, state_hash BLOB NOT NULL,"
+    " binding_hash BLOB NOT NULL, nonce TEXT NOT NULL, verifier TEXT NOT NULL,"
+    " expires_at BIGINT NOT NULL, used_at BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (tenant_id, state_hash));"
+    "CREATE TABLE IF NOT EXISTS srv_totp ("
+    " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " secret_sealed BLOB NOT NULL, enabled BIGINT NOT NULL,"
+    " last_step BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id));";
+
+static sbx__db *DB(sbx__req *r) { return sbx__meta_db(sbx_store_meta(r->st)); }
+
+int sbx__auth_migrate(sbx_meta *m) {
+  return sbx__db_script(sbx__meta_db(m), SRV_AUTH_TABLES);
+}
+
+const char *sbx__cookie(sbx__req *r, const char *name, char *out,
+                        size_t cap) {
+  const char *v =
+      MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
+  if (!v || !*v || strlen(v) >= cap)
+    return NULL;
+  snprintf(out, cap, "%s", v);
+  return out;
+}
+
+/* "<tenant>~<64 hex>" */
+static int split_cookie(const char *v, char tenant[SBX_ID_MAX],
+                        const char **secret) {
+  const char *t = strchr(v, '~');
+  if (!t || t == v || t - v >= SBX_ID_MAX || strlen(t + 1) != 64)
+    return SBX_EAUTH;
+  memcpy(tenant, v, (size_t)(t - v));
+  tenant[t - v] = 0;
+  *secret = t + 1;
+  for (const char *p = *secret; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+      return SBX_EAUTH;
+  return sbx_id_valid(tenant) ? SBX_OK : SBX_EAUTH;
+}
+
+typedef struct sess_row {
+  char user[SBX_ID_MAX];
+  int64_t expires;
+  int found;
+} sess_row;
+
+static int fill_sess(void *ctx, const sbx__row *row) {
+  sess_row *s = ctx;
+  s->found = 1;
+  s->expires = sbx__col_int(row, 1);
+  return sbx__col_text(row, 0, s->user, sizeof s->user);
+}
+
+int sbx__session_authenticate(sbx__req *r) {
+  char v[160], tenant[SBX_ID_MAX];
+  const char *secret;
+  if (!sbx__cookie(r, COOKIE_SESSION, v, sizeof v))
+    return SBX_OK;
+  if (split_cookie(v, tenant, &secret))
+    return SBX_EAUTH;
+  uint8_t h[SBX_SHA256_LEN];
+  int rc = sbx_store_keyed_hash(r->st, HP_SESSION, secret, 64, h);
+  if (rc)
+    return SBX_EAUTH;
+  sess_row s;
+  memset(&s, 0, sizeof s);
+  sbx__val q[] = {SBX_VT(tenant), SBX_VB(h, 32)};
+  rc = sbx__db_exec(DB(r),
+                    "SELECT user_id, expires_at FROM srv_sessions WHERE "
+                    "tenant_id = $1 AND id_hash = $2",
+                    q, 2, fill_sess, &s, NULL);
+  if (rc || !s.found)
+    return SBX_EAUTH;
+  if (s.expires <= sbx__now())
+    return SBX_EEXPIRED;
+  sbx_tenant t;
+  sbx_user u;
+  sbx_meta *m = sbx_store_meta(r->st);
+  if (sbx_meta_tenant_get(m, tenant, &t) || t.state != SBX_TENANT_ACTIVE ||
+      sbx_meta_user_get(m, tenant, s.user, &u) || u.disabled)
+    return SBX_EAUTH;
+  char hex[17];
+  sbx_hex(h, 8, hex);
+  r->who.kind = SBX__CRED_SESSION;
+  snprintf(r->who.tenant, SBX_ID_MAX, "%s", tenant);
+  snprintf(r->who.user, SBX_ID_MAX, "%s", s.user);
+  snprintf(r->who.key_id, SBX_ID_MAX, "s-%s", hex);
+  return SBX_OK;
+}
+
+static int csrf_token(sbx__req *r, const char *secret, char out[65]) {
+  uint8_t h[SBX_SHA256_LEN];
+  int rc = sbx_store_keyed_hash(r->st, HP_CSRF, secret, 64, h);
+  if (!rc)
+    sbx_hex(h, sizeof h, out);
+  return rc;
+}
+
+int sbx__origin_ok(sbx__req *r) {
+  const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                   "Origin");
+  if (!origin)
+    return 1;
+  char want[512];
+  if (r->srv->p.public_origin) {
+    snprintf(want, sizeof want, "%s", r->srv->p.public_origin);
+  } else {
+    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                   "Host");
+    if (!host)
+      return 0;
+    snprintf(want, sizeof want, "https://%s", host);
+  }
+  return !strcmp(origin, want);
+}
+
+int sbx__session_csrf_check(sbx__req *r) {
+  const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                   "Origin");
+  if (!origin || !sbx__origin_ok(r)) {
+    sbx__problem(r, 403, "Forbidden", "cross-origin request refused");
+    return 1;
+  }
+  char v[160], tenant[SBX_ID_MAX], want[65];
+  const char *secret;
+  const char *got = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                "X-CSRF-Token");
+  if (!got || strlen(got) != 64 ||
+      !sbx__cookie(r, COOKIE_SESSION, v, sizeof v) ||
+      split_cookie(v, tenant, &secret) || csrf_token(r, secret, want) ||
+      !sbx_ct_equal(got, want, 64)) {
+    sbx__problem(r, 403, "Forbidden", "missing or wrong X-CSRF-Token");
+    return 1;
+  }
+  return 0;
+}
+
+static int session_delete(sbx__req *r, const char *cookie) {
+  char tenant[SBX_ID_MAX];
+  const char *secret;
+  uint8_t h[SBX_SHA256_LEN];
+  if (split_cookie(cookie, tenant, &secret) ||
+      sbx_store_keyed_hash(r->st, HP_SESSION, secret, 64, h))
+    return SBX_EAUTH;
+  sbx__val q[] = {SBX_VT(tenant), SBX_VB(h, 32)};
+  return sbx__db_exec(DB(r),
+                      "DELETE FROM srv_sessions WHERE tenant_id = $1 AND "
+                      "id_hash = $2",
+                      q, 2, NULL, NULL, NULL);
+}
+
+int sbx__session_issue(sbx__req *r, const char *tenant, const char *user,
+                       char csrf_out[65]) {
+  char old[160], secret[65];
+  if (sbx__cookie(r, COOKIE_SESSION, old, sizeof old))
+    session_delete(r, old); /* rotation: no fixation of a planted id */
+  int64_t now = sbx__now();
+  int ttl = r->srv->p.session_ttl_s > 0 ? r->srv->p.session_ttl_s : 8 * 3600;
+  uint8_t h[SBX_SHA256_LEN];
+  int rc = sbx__rand_hex(secret, 32);
+  if (!rc)
+    rc = sbx_store_keyed_hash(r->st, HP_SESSION, secret, 64, h);
+  if (!rc) {
+    sbx__val d[] = {SBX_VT(tenant), SBX_VI(now)};
+    sbx__db_exec(DB(r),
+                 "DELETE FROM srv_sessions WHERE tenant_id = $1 AND "
+                 "expires_at <= $2",
+                 d, 2, NULL, NULL, NULL);
+    sbx__val q[] = {SBX_VT(tenant), SBX_VB(h, 32), SBX_VT(user), SBX_VI(now),
+                    SBX_VI(now + ttl)};
+    rc = sbx__db_exec(DB(r),
+                      "INSERT INTO srv_sessions (tenant_id, id_hash, user_id, "
+                      "created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                      q, 5, NULL, NULL, NULL);
+  }
+  if (!rc)
+    rc = csrf_token(r, secret, csrf_out);
+  if (!rc) {
+    char c[300];
+    snprintf(c, sizeof c,
+             COOKIE_SESSION "=%s~%s; Path=/; Max-Age=%d; Secure; HttpOnly; "
+                            "SameSite=Strict",
+             tenant, secret, ttl);
+    sbx__add_header(r, "Set-Cookie", c);
+  }
+  sbx_memwipe(secret, sizeof secret);
+  return rc;
+}
+
+int sbx__session_h_get(sbx__req *r) {
+  json_t *o = json_pack("{s:s,s:s,s:b}", "tenant", r->who.tenant, "user",
+                        r->who.user, "cookie_session",
+                        r->who.kind == SBX__CRED_SESSION);
+  if (o && r->who.kind == SBX__CRED_SESSION) {
+    char v[160], tenant[SBX_ID_MAX], csrf[65];
+    const char *secret;
+    if (sbx__cookie(r, COOKIE_SESSION, v, sizeof v) &&
+        !split_cookie(v, tenant, &secret) && !csrf_token(r, secret, csrf))
+      json_object_set_new(o, "csrf_token", json_string(csrf));
+  }
+  return sbx__reply_json(r, 200, o);
+}
+
+int sbx__session_h_delete(sbx__req *r) {
+  int had = 0;
+  char v[160];
+  if (r->who.kind == SBX__CRED_SESSION &&
+      sbx__cookie(r, COOKIE_SESSION, v, sizeof v)) {
+    int rc = session_delete(r, v);
+    if (rc)
+      return sbx__problem_rc(r, rc);
+    had = 1;
+    sbx__audit(r, "auth.logout", r->who.user);
+  }
+  sbx__add_header(r, "Set-Cookie",
+                  COOKIE_SESSION "=; Path=/; Max-Age=0; Secure; HttpOnly; "
+                                 "SameSite=Strict");
+  return sbx__reply_json(r, 200, json_pack("{s:b}", "logged_out", had));
+}
