@@ -239,6 +239,7 @@ def input_grads(model, x, y):
     # confidently classified samples (CE ~ 1e-5), so PyTorch's own float32
     # gradient is noisy at the 1e-3 relative level there.
     m64 = copy.deepcopy(model).double().eval()
+    out["relu_margin"] = relu_margins(model, x)
     for name in names:
         xr = x.clone().double().requires_grad_(True)
         L = attack_losses(m64(xr), y, t, k)[name]
@@ -246,6 +247,29 @@ def input_grads(model, x, y):
         out["loss_" + name] = L.detach().numpy().astype(np.float32)
         out["grad_" + name] = g.numpy().astype(np.float32)
     return out
+
+
+def relu_margins(model, x):
+    """Per sample, the smallest |input| of any ReLU in the float64 forward.
+    Where it is within float32 rounding of 0 (say < 1e-5), a float32 engine
+    may legitimately land on the other side of the kink, and the input
+    gradient then differs from the float64 one by more than rounding."""
+    import torch.nn.functional as F_
+    m64 = copy.deepcopy(model).double().eval()
+    cur = []
+    orig_relu, orig_f = torch.relu, F_.relu
+
+    def spy(t, inplace=False):
+        cur.append(t.detach().abs().flatten(1).min(dim=1).values)
+        return orig_relu(t)
+
+    torch.relu, F_.relu = spy, spy
+    try:
+        with torch.no_grad():
+            m64(x.double())
+    finally:
+        torch.relu, F_.relu = orig_relu, orig_f
+    return torch.stack(cur, 0).min(dim=0).values.numpy()
 
 
 def ce_grad(model, x, y):

@@ -189,7 +189,25 @@ typedef struct adv_plan {
   int64_t n_forward, n_backward;
   int n_weights;
   int *weight_idx;     /* tensor indices with persistent weight grads */
+  struct adv_cleanup *cleanups; /* run by adv_session_free, newest first */
 } adv_plan;
+
+typedef struct adv_cleanup {
+  void (*fn)(void *);
+  void *arg;
+  struct adv_cleanup *next;
+} adv_cleanup;
+
+/* Registers fn(arg) to run when the session is freed (also after a failed
+ * init). Returns 0, or ADV_ENOMEM (fn is then not registered). */
+int adv__plan_on_free(adv_plan *p, void (*fn)(void *), void *arg);
+
+/* oneDNN convolution (conv_dnnl.c). g: N C H W M OH OW KH KW SH SW DH DW
+ * PT PL PB PR group. Returns 0 with *handle set, or -1 to fall back. */
+int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
+                        int with_bwd, void **handle, size_t *scratch_bytes);
+int adv__dnnl_conv_forward(adv_plan *p, adv_pnode *n, void *handle);
+int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle);
 
 /* ---------- ops ---------- */
 

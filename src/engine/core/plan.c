@@ -541,10 +541,23 @@ fail:
   return rc;
 }
 
+int adv__plan_on_free(adv_plan *p, void (*fn)(void *), void *arg) {
+  adv_cleanup *c = adv__arena_alloc(&p->arena, sizeof(*c));
+  if (!c)
+    return ADV_ENOMEM;
+  c->fn = fn;
+  c->arg = arg;
+  c->next = p->cleanups;
+  p->cleanups = c;
+  return ADV_OK;
+}
+
 void adv_session_free(adv_session *s) {
   if (!s)
     return;
   adv_plan *p = &s->p;
+  for (adv_cleanup *c = p->cleanups; c; c = c->next)
+    c->fn(c->arg);
   for (int i = 0; i < p->n_weights; i++)
     free(p->tensors[p->weight_idx[i]].grad);
   free(p->weight_idx);

@@ -15,7 +15,11 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* batch size from which convolutions run on oneDNN */
+#define ADV_DNNL_MIN_BATCH 8
 
 typedef struct conv_params {
   int64_t N, C, H, W, M, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL;
@@ -23,6 +27,7 @@ typedef struct conv_params {
   int direct_1x1; /* col == X */
   int depthwise;
   int64_t S;       /* samples per GEMM chunk (im2col of S samples side by side) */
+  void *dnnl;      /* oneDNN primitives (conv_dnnl.c), or NULL */
 } conv_params;
 
 static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
@@ -99,6 +104,20 @@ static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   /* dX reads W, dW reads X: keep whichever is an activation */
   n->bw_extra = (w->is_const ? 0 : ADV_BW_IN(0)) | (x->is_const ? 0 : ADV_BW_IN(1));
   n->params = cp;
+  /* large 2-D batches: oneDNN's blocked kernels (falls back when refused) */
+  if (x->ndim == 4 && cp->N >= ADV_DNNL_MIN_BATCH && w->is_const && !getenv("ADV_NO_DNNL")) {
+    int64_t geo[18] = {cp->N, cp->C, cp->H, cp->W, cp->M, cp->OH, cp->OW, cp->KH, cp->KW,
+                       cp->SH, cp->SW, cp->DH, cp->DW, cp->PT, cp->PL, g.pad_hi[0],
+                       g.pad_hi[1], cp->group};
+    size_t sb = 0;
+    if (adv__dnnl_conv_plan(p, n, geo, b != NULL, p->grad, &cp->dnnl, &sb) == 0) {
+      size_t per = (sb + (size_t)p->threads - 1) / (size_t)p->threads;
+      if (per > n->scratch)
+        n->scratch = per;
+      if (per > n->bw_scratch)
+        n->bw_scratch = per;
+    }
+  }
   int64_t od[4] = {cp->N, cp->M, cp->OH, cp->OW};
   if (x->ndim == 3) {
     od[2] = cp->OW;
@@ -257,6 +276,9 @@ static void conv_over_batch(adv_plan *p, adv_pnode *n,
 }
 
 static int conv_forward(adv_plan *p, adv_pnode *n) {
+  const conv_params *cp = n->params;
+  if (cp->dnnl)
+    return adv__dnnl_conv_forward(p, n, cp->dnnl);
   conv_over_batch(p, n, conv_chunk);
   return ADV_OK;
 }
@@ -361,8 +383,15 @@ static int conv_backward(adv_plan *p, adv_pnode *n) {
   const float *gy = n->out[0]->grad;
   if (!gy)
     return ADV_OK;
-  if (x->grad)
-    conv_over_batch(p, n, conv_dx_chunk);
+  if (x->grad) {
+    if (cp->dnnl) {
+      int rc = adv__dnnl_conv_backward_data(p, n, cp->dnnl);
+      if (rc)
+        return rc;
+    } else {
+      conv_over_batch(p, n, conv_dx_chunk);
+    }
+  }
   if (b && b->grad) {
     for (int64_t s = 0; s < cp->N; s++)
       for (int64_t m = 0; m < cp->M; m++) {

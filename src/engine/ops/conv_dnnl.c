@@ -1,0 +1,287 @@
+/*
+ * conv_dnnl.c - 2-D convolution forward and backward-data on oneDNN (the
+ * same library PyTorch's CPU convolutions use), for batches large enough
+ * that its blocked kernels beat im2col + GEMM.
+ *
+ * At plan time: primitives are created with format "any", the constant
+ * weights are reordered once into oneDNN's preferred layout, and the sizes
+ * of the reorder buffers for the activations (NCHW <-> blocked) are added
+ * to the node's scratch. At run time: reorder in, execute, reorder out.
+ * Backward accumulates: the blocked diff_src is reordered to NCHW in
+ * scratch and added to the input gradient.
+ *
+ * Everything is optional: when oneDNN refuses a configuration, the caller
+ * keeps the im2col path (adv__dnnl_conv_plan returns non-zero).
+ */
+#include "core/engine.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct dconv {
+  dnnl_primitive_t fwd, r_src, r_dst;
+  dnnl_memory_t m_usrc, m_src, m_wei, m_bias, m_dst, m_udst;
+  int need_r_src, need_r_dst;
+  size_t off_src, off_dst; /* scratch offsets of the blocked buffers */
+  /* backward data */
+  dnnl_primitive_t bwd, r_ddst, r_dsrc;
+  dnnl_memory_t m_uddst, m_ddst, m_bwei, m_dsrc, m_udsrc;
+  int need_r_ddst, need_r_dsrc, has_bwd;
+  size_t off_ddst, off_dsrc, off_udsrc;
+  int64_t src_numel;
+  dnnl_stream_t strm;
+} dconv;
+
+static dnnl_engine_t g_eng;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static void eng_init(void) {
+  if (dnnl_engine_create(&g_eng, dnnl_cpu, 0) != dnnl_success)
+    g_eng = NULL;
+}
+
+static size_t up64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static void dconv_free(void *arg) {
+  dconv *d = arg;
+  dnnl_primitive_t prims[] = {d->fwd, d->r_src, d->r_dst, d->bwd, d->r_ddst, d->r_dsrc};
+  for (size_t i = 0; i < sizeof(prims) / sizeof(prims[0]); i++)
+    if (prims[i])
+      dnnl_primitive_destroy(prims[i]);
+  dnnl_memory_t mems[] = {d->m_usrc, d->m_src, d->m_wei, d->m_bias, d->m_dst, d->m_udst,
+                          d->m_uddst, d->m_ddst, d->m_bwei, d->m_dsrc, d->m_udsrc};
+  for (size_t i = 0; i < sizeof(mems) / sizeof(mems[0]); i++)
+    if (mems[i])
+      dnnl_memory_destroy(mems[i]);
+  if (d->strm)
+    dnnl_stream_destroy(d->strm);
+}
+
+/* Creates a reorder primitive from -> to when they differ. */
+static int make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                        dnnl_primitive_t *out, int *needed) {
+  *needed = !dnnl_memory_desc_equal(from, to);
+  *out = NULL;
+  if (!*needed)
+    return 0;
+  dnnl_primitive_desc_t rpd;
+  if (dnnl_reorder_primitive_desc_create(&rpd, from, g_eng, to, g_eng, NULL) != dnnl_success)
+    return -1;
+  dnnl_status_t st = dnnl_primitive_create(out, rpd);
+  dnnl_primitive_desc_destroy(rpd);
+  return st == dnnl_success ? 0 : -1;
+}
+
+/* Reorders constant weights (user layout) into a new arena buffer. */
+static int reorder_weights(adv_plan *p, dconv *d, const dnnl_memory_desc_t *user,
+                           const void *data, const dnnl_memory_desc_t *want,
+                           dnnl_memory_t *out) {
+  void *buf = adv__arena_alloc(&p->arena, dnnl_memory_desc_get_size(want) + 64);
+  if (!buf || dnnl_memory_create(out, want, g_eng, buf) != dnnl_success)
+    return -1;
+  if (dnnl_memory_desc_equal(user, want)) {
+    memcpy(buf, data, dnnl_memory_desc_get_size(want));
+    return 0;
+  }
+  dnnl_memory_t mu;
+  if (dnnl_memory_create(&mu, user, g_eng, (void *)data) != dnnl_success)
+    return -1;
+  dnnl_primitive_t r;
+  int need, rc = make_reorder(user, want, &r, &need);
+  if (rc == 0 && r) {
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, mu}, {DNNL_ARG_TO, *out}};
+    rc = dnnl_primitive_execute(r, d->strm, 2, a) == dnnl_success ? 0 : -1;
+    dnnl_stream_wait(d->strm);
+    dnnl_primitive_destroy(r);
+  }
+  dnnl_memory_destroy(mu);
+  return rc;
+}
+
+/*
+ * Plans oneDNN primitives for a 2-D convolution with constant weights.
+ * geometry: N C H W M OH OW KH KW SH SW DH DW PT PL PB PR group.
+ * Sets *scratch_bytes to the reorder buffers needed. Returns 0 and stores
+ * the handle in *handle, or -1 (caller falls back to im2col).
+ */
+int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
+                        int with_bwd, void **handle, size_t *scratch_bytes) {
+  pthread_once(&g_once, eng_init);
+  if (!g_eng)
+    return -1;
+  const adv_tensor *w = n->in[1];
+  if (!w->is_const)
+    return -1;
+  int64_t N = g[0], C = g[1], H = g[2], W = g[3], M = g[4], OH = g[5], OW = g[6],
+          KH = g[7], KW = g[8], SH = g[9], SW = g[10], DH = g[11], DW = g[12],
+          PT = g[13], PL = g[14], PB = g[15], PR = g[16], G = g[17];
+  dconv *d = adv__arena_alloc(&p->arena, sizeof(*d));
+  if (!d)
+    return -1;
+  memset(d, 0, sizeof(*d));
+  if (dnnl_stream_create(&d->strm, g_eng, dnnl_stream_default_flags) != dnnl_success)
+    return -1;
+  int ok = 0;
+  dnnl_dims_t sd = {N, C, H, W}, dd = {N, M, OH, OW}, bd = {M};
+  dnnl_dims_t wd5 = {G, M / G, C / G, KH, KW}, wd4 = {M, C / G, KH, KW};
+  int wnd = G > 1 ? 5 : 4;
+  dnnl_memory_desc_t src_any, wei_any, dst_any, bias_md, usrc, uwei, udst;
+  dnnl_memory_desc_init_by_tag(&src_any, 4, sd, dnnl_f32, dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&dst_any, 4, dd, dnnl_f32, dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&wei_any, wnd, G > 1 ? wd5 : wd4, dnnl_f32, dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_x);
+  dnnl_memory_desc_init_by_tag(&usrc, 4, sd, dnnl_f32, dnnl_nchw);
+  dnnl_memory_desc_init_by_tag(&udst, 4, dd, dnnl_f32, dnnl_nchw);
+  dnnl_memory_desc_init_by_tag(&uwei, wnd, G > 1 ? wd5 : wd4, dnnl_f32,
+                               G > 1 ? dnnl_goihw : dnnl_oihw);
+  /* right/bottom padding as far as the windows actually reach (ONNX pads
+   * can exceed what the output size uses; oneDNN wants them consistent) */
+  int64_t rb = (OH - 1) * SH + (KH - 1) * DH + 1 - H - PT;
+  int64_t rr = (OW - 1) * SW + (KW - 1) * DW + 1 - W - PL;
+  if (rb < 0 || rr < 0 || rb > PB || rr > PR)
+    return -1;
+  dnnl_dims_t st = {SH, SW}, dl = {DH - 1, DW - 1}, pl = {PT, PL}, pr = {rb, rr};
+  dnnl_convolution_desc_t cd;
+  dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
+  if (dnnl_dilated_convolution_forward_desc_init(
+          &cd, with_bwd ? dnnl_forward_training : dnnl_forward_inference,
+          dnnl_convolution_direct, &src_any, &wei_any, bias ? &bias_md : NULL,
+          &dst_any, st, dl, pl, pr) != dnnl_success ||
+      dnnl_primitive_desc_create(&fpd, &cd, NULL, g_eng, NULL) != dnnl_success)
+    goto out;
+  const dnnl_memory_desc_t *qs = dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
+  const dnnl_memory_desc_t *qw = dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
+  const dnnl_memory_desc_t *qd = dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
+  if (dnnl_primitive_create(&d->fwd, fpd) != dnnl_success ||
+      make_reorder(&usrc, qs, &d->r_src, &d->need_r_src) ||
+      make_reorder(qd, &udst, &d->r_dst, &d->need_r_dst) ||
+      reorder_weights(p, d, &uwei, w->data, qw, &d->m_wei))
+    goto out;
+  size_t off = 0;
+  d->off_src = off;
+  if (d->need_r_src)
+    off += up64(dnnl_memory_desc_get_size(qs));
+  d->off_dst = off;
+  if (d->need_r_dst)
+    off += up64(dnnl_memory_desc_get_size(qd));
+  if (dnnl_memory_create(&d->m_usrc, &usrc, g_eng, DNNL_MEMORY_NONE) ||
+      dnnl_memory_create(&d->m_src, qs, g_eng, DNNL_MEMORY_NONE) ||
+      dnnl_memory_create(&d->m_dst, qd, g_eng, DNNL_MEMORY_NONE) ||
+      dnnl_memory_create(&d->m_udst, &udst, g_eng, DNNL_MEMORY_NONE) ||
+      (bias && dnnl_memory_create(&d->m_bias, &bias_md, g_eng, n->in[2]->data)))
+    goto out;
+  if (with_bwd) {
+    dnnl_convolution_desc_t bdsc;
+    if (dnnl_dilated_convolution_backward_data_desc_init(
+            &bdsc, dnnl_convolution_direct, &src_any, &wei_any, &dst_any, st, dl, pl,
+            pr) != dnnl_success ||
+        dnnl_primitive_desc_create(&bpd, &bdsc, NULL, g_eng, fpd) != dnnl_success)
+      goto out;
+    const dnnl_memory_desc_t *bs = dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_src_md, 0);
+    const dnnl_memory_desc_t *bw = dnnl_primitive_desc_query_md(bpd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *bdd = dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_dst_md, 0);
+    if (dnnl_primitive_create(&d->bwd, bpd) != dnnl_success ||
+        make_reorder(&udst, bdd, &d->r_ddst, &d->need_r_ddst) ||
+        make_reorder(bs, &usrc, &d->r_dsrc, &d->need_r_dsrc) ||
+        reorder_weights(p, d, &uwei, w->data, bw, &d->m_bwei))
+      goto out;
+    d->off_ddst = off;
+    if (d->need_r_ddst)
+      off += up64(dnnl_memory_desc_get_size(bdd));
+    d->off_dsrc = off;
+    off += up64(dnnl_memory_desc_get_size(bs));
+    d->off_udsrc = off;
+    if (d->need_r_dsrc)
+      off += up64(dnnl_memory_desc_get_size(&usrc));
+    if (dnnl_memory_create(&d->m_uddst, &udst, g_eng, DNNL_MEMORY_NONE) ||
+        dnnl_memory_create(&d->m_ddst, bdd, g_eng, DNNL_MEMORY_NONE) ||
+        dnnl_memory_create(&d->m_dsrc, bs, g_eng, DNNL_MEMORY_NONE) ||
+        dnnl_memory_create(&d->m_udsrc, &usrc, g_eng, DNNL_MEMORY_NONE))
+      goto out;
+    d->has_bwd = 1;
+  }
+  d->src_numel = N * C * H * W;
+  *scratch_bytes = off;
+  ok = 1;
+out:
+  if (fpd)
+    dnnl_primitive_desc_destroy(fpd);
+  if (bpd)
+    dnnl_primitive_desc_destroy(bpd);
+  if (!ok) {
+    dconv_free(d);
+    return -1;
+  }
+  if (adv__plan_on_free(p, dconv_free, d)) {
+    dconv_free(d);
+    return -1;
+  }
+  *handle = d;
+  return 0;
+}
+
+static int run1(dnnl_primitive_t prim, dnnl_stream_t s, int n, dnnl_exec_arg_t *a) {
+  return dnnl_primitive_execute(prim, s, n, a) == dnnl_success ? 0 : -1;
+}
+
+/* Forward: reorder NCHW src in, convolve, reorder dst out. */
+int adv__dnnl_conv_forward(adv_plan *p, adv_pnode *n, void *handle) {
+  dconv *d = handle;
+  unsigned char *sc = (unsigned char *)adv__scratch(p, n, 0);
+  omp_set_num_threads(p->threads);
+  dnnl_memory_set_data_handle(d->m_usrc, n->in[0]->data);
+  dnnl_memory_set_data_handle(d->m_udst, n->out[0]->data);
+  dnnl_memory_set_data_handle(d->m_src, d->need_r_src ? (void *)(sc + d->off_src) : n->in[0]->data);
+  dnnl_memory_set_data_handle(d->m_dst, d->need_r_dst ? (void *)(sc + d->off_dst) : n->out[0]->data);
+  int rc = 0;
+  if (d->need_r_src) {
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, d->m_usrc}, {DNNL_ARG_TO, d->m_src}};
+    rc |= run1(d->r_src, d->strm, 2, a);
+  }
+  dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, d->m_src}, {DNNL_ARG_WEIGHTS, d->m_wei},
+                          {DNNL_ARG_DST, d->m_dst}, {DNNL_ARG_BIAS, d->m_bias}};
+  rc |= run1(d->fwd, d->strm, d->m_bias ? 4 : 3, a);
+  if (d->need_r_dst) {
+    dnnl_exec_arg_t b[2] = {{DNNL_ARG_FROM, d->m_dst}, {DNNL_ARG_TO, d->m_udst}};
+    rc |= run1(d->r_dst, d->strm, 2, b);
+  }
+  dnnl_stream_wait(d->strm);
+  return rc ? ADV_EINTERNAL : ADV_OK;
+}
+
+/* Backward data: gx += conv^T(gy, W), through oneDNN's layouts. */
+int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle) {
+  dconv *d = handle;
+  if (!d->has_bwd)
+    return ADV_EINTERNAL;
+  unsigned char *sc = (unsigned char *)adv__scratch(p, n, 0);
+  omp_set_num_threads(p->threads);
+  dnnl_memory_set_data_handle(d->m_uddst, n->out[0]->grad);
+  dnnl_memory_set_data_handle(d->m_ddst, d->need_r_ddst ? (void *)(sc + d->off_ddst) : (void *)n->out[0]->grad);
+  dnnl_memory_set_data_handle(d->m_dsrc, sc + d->off_dsrc);
+  float *ud = d->need_r_dsrc ? (float *)(sc + d->off_udsrc) : (float *)(sc + d->off_dsrc);
+  dnnl_memory_set_data_handle(d->m_udsrc, ud);
+  int rc = 0;
+  if (d->need_r_ddst) {
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, d->m_uddst}, {DNNL_ARG_TO, d->m_ddst}};
+    rc |= run1(d->r_ddst, d->strm, 2, a);
+  }
+  dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, d->m_ddst}, {DNNL_ARG_WEIGHTS, d->m_bwei},
+                          {DNNL_ARG_DIFF_SRC, d->m_dsrc}};
+  rc |= run1(d->bwd, d->strm, 3, a);
+  if (d->need_r_dsrc) {
+    dnnl_exec_arg_t b[2] = {{DNNL_ARG_FROM, d->m_dsrc}, {DNNL_ARG_TO, d->m_udsrc}};
+    rc |= run1(d->r_dsrc, d->strm, 2, b);
+  }
+  dnnl_stream_wait(d->strm);
+  if (rc)
+    return ADV_EINTERNAL;
+  float *gx = n->in[0]->grad;
+  int64_t len = d->src_numel;
+#pragma omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)
+  for (int64_t i = 0; i < len; i++)
+    gx[i] += ud[i];
+  return ADV_OK;
+}
