@@ -276,7 +276,7 @@ void adv__sgemm(int threads, int transA, int transB, int M, int N, int K,
   enum CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans;
   enum CBLAS_TRANSPOSE tb = transB ? CblasTrans : CblasNoTrans;
   double work = (double)M * N * K;
-  if (threads <= 1 || work < 2e5 || omp_in_parallel()) {
+  if (threads <= 1 || work < 2e6 || omp_in_parallel()) {
     cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
