@@ -61,7 +61,16 @@ static int pool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 4, od);
 }
 
-/* The common 2x2 / stride 2 / no padding max pool (first max wins). */
+/* The common 2x2 / stride 2 / no padding max pool. Same rule as the
+ * generic path (first maximum in row-major order wins, NaN propagates). */
+static int is2x2(const pool_params *pp) {
+  return pp->is_max && pp->KH == 2 && pp->KW == 2 && pp->SH == 2 && pp->SW == 2 &&
+         pp->DH == 1 && pp->DW == 1 && pp->PT == 0 && pp->PL == 0 &&
+         2 * pp->OH <= pp->H && 2 * pp->OW <= pp->W;
+}
+
+static inline int pick(float v, float m) { return v > m || v != v; }
+
 static void maxpool2x2(const pool_params *pp, const float *x, float *y, int threads) {
 #pragma omp parallel for num_threads(threads) if (pp->NC * pp->OH * pp->OW > 16384)
   for (int64_t c = 0; c < pp->NC; c++) {
@@ -71,12 +80,33 @@ static void maxpool2x2(const pool_params *pp, const float *x, float *y, int thre
       const float *r0 = xc + 2 * oh * pp->W, *r1 = r0 + pp->W;
       float *yr = yc + oh * pp->OW;
       for (int64_t ow = 0; ow < pp->OW; ow++) {
-        float a = r0[2 * ow], b = r0[2 * ow + 1], c2 = r1[2 * ow], d = r1[2 * ow + 1];
-        float m = a;
-        m = b > m ? b : m;
-        m = c2 > m ? c2 : m;
-        m = d > m ? d : m;
+        float m = r0[2 * ow];
+        if (pick(r0[2 * ow + 1], m)) m = r0[2 * ow + 1];
+        if (pick(r1[2 * ow], m)) m = r1[2 * ow];
+        if (pick(r1[2 * ow + 1], m)) m = r1[2 * ow + 1];
         yr[ow] = m;
+      }
+    }
+  }
+}
+
+/* Backward of maxpool2x2: dy to the window's first maximum. */
+static void maxpool2x2_bw(const pool_params *pp, const float *x, const float *gy,
+                          float *gx, int threads) {
+#pragma omp parallel for num_threads(threads) if (pp->NC * pp->OH * pp->OW > 16384)
+  for (int64_t c = 0; c < pp->NC; c++) {
+    const float *xc = x + c * pp->H * pp->W;
+    float *gc = gx + c * pp->H * pp->W;
+    const float *gyc = gy + c * pp->OH * pp->OW;
+    for (int64_t oh = 0; oh < pp->OH; oh++) {
+      int64_t i0 = 2 * oh * pp->W, i1 = i0 + pp->W;
+      for (int64_t ow = 0; ow < pp->OW; ow++) {
+        int64_t best = i0 + 2 * ow;
+        float m = xc[best];
+        if (pick(xc[i0 + 2 * ow + 1], m)) { best = i0 + 2 * ow + 1; m = xc[best]; }
+        if (pick(xc[i1 + 2 * ow], m)) { best = i1 + 2 * ow; m = xc[best]; }
+        if (pick(xc[i1 + 2 * ow + 1], m)) best = i1 + 2 * ow + 1;
+        gc[best] += gyc[oh * pp->OW + ow];
       }
     }
   }
@@ -86,16 +116,9 @@ static int pool_forward(adv_plan *p, adv_pnode *n) {
   const pool_params *pp = n->params;
   const float *x = n->in[0]->data;
   float *y = n->out[0]->data;
-  if (pp->is_max && pp->KH == 2 && pp->KW == 2 && pp->SH == 2 && pp->SW == 2 &&
-      pp->DH == 1 && pp->DW == 1 && pp->PT == 0 && pp->PL == 0 &&
-      2 * pp->OH <= pp->H && 2 * pp->OW <= pp->W) {
-    int anynan = 0; /* the generic path propagates NaN like the reference */
-    for (int64_t i = 0; i < n->in[0]->numel && !anynan; i++)
-      anynan = isnan(x[i]);
-    if (!anynan) {
-      maxpool2x2(pp, x, y, p->threads);
-      return ADV_OK;
-    }
+  if (is2x2(pp)) {
+    maxpool2x2(pp, x, y, p->threads);
+    return ADV_OK;
   }
 #pragma omp parallel for num_threads(p->threads) if (pp->NC * pp->OH * pp->OW > 16384)
   for (int64_t c = 0; c < pp->NC; c++) {
@@ -195,6 +218,10 @@ static int pool_backward(adv_plan *p, adv_pnode *n) {
   float *gx = n->in[0]->grad;
   if (!gy || !gx)
     return ADV_OK;
+  if (is2x2(pp)) {
+    maxpool2x2_bw(pp, x, gy, gx, p->threads);
+    return ADV_OK;
+  }
 #pragma omp parallel for num_threads(p->threads) if (pp->NC * pp->OH * pp->OW > 16384)
   for (int64_t c = 0; c < pp->NC; c++) {
     const float *xc = x + c * pp->H * pp->W;
