@@ -384,7 +384,7 @@ static int conv_backward(adv_plan *p, adv_pnode *n) {
   if (!gy)
     return ADV_OK;
   if (x->grad) {
-    if (cp->dnnl) {
+    if (cp->dnnl && adv__dnnl_conv_has_bwd(cp->dnnl)) {
       int rc = adv__dnnl_conv_backward_data(p, n, cp->dnnl);
       if (rc)
         return rc;

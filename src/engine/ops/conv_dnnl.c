@@ -18,6 +18,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,6 +152,11 @@ int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
           &dst_any, st, dl, pl, pr) != dnnl_success ||
       dnnl_primitive_desc_create(&fpd, &cd, NULL, g_eng, NULL) != dnnl_success)
     goto out;
+  /* oneDNN's reference kernels are far slower than im2col + GEMM */
+  const char *impl = NULL;
+  if (dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
+      !impl || strstr(impl, "ref"))
+    goto out;
   const dnnl_memory_desc_t *qs = dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
   const dnnl_memory_desc_t *qw = dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
   const dnnl_memory_desc_t *qd = dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
@@ -179,6 +185,15 @@ int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
             pr) != dnnl_success ||
         dnnl_primitive_desc_create(&bpd, &bdsc, NULL, g_eng, fpd) != dnnl_success)
       goto out;
+    const char *bimpl = NULL;
+    if (dnnl_primitive_desc_query(bpd, dnnl_query_impl_info_str, 0, &bimpl) != dnnl_success ||
+        !bimpl || strstr(bimpl, "ref") || getenv("ADV_DNNL_DEBUG")) {
+      if (getenv("ADV_DNNL_DEBUG"))
+        fprintf(stderr, "dnnl conv C=%lld: fwd %s bwd %s\n", (long long)C, impl,
+                bimpl ? bimpl : "?");
+      if (!bimpl || strstr(bimpl, "ref"))
+        goto bwd_done; /* keep oneDNN forward, im2col backward */
+    }
     const dnnl_memory_desc_t *bs = dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_src_md, 0);
     const dnnl_memory_desc_t *bw = dnnl_primitive_desc_query_md(bpd, dnnl_query_weights_md, 0);
     const dnnl_memory_desc_t *bdd = dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_dst_md, 0);
@@ -202,6 +217,7 @@ int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
       goto out;
     d->has_bwd = 1;
   }
+bwd_done:
   d->src_numel = N * C * H * W;
   *scratch_bytes = off;
   ok = 1;
@@ -284,4 +300,8 @@ int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle) {
   for (int64_t i = 0; i < len; i++)
     gx[i] += ud[i];
   return ADV_OK;
+}
+
+int adv__dnnl_conv_has_bwd(const void *handle) {
+  return ((const dconv *)handle)->has_bwd;
 }
