@@ -1,0 +1,80 @@
+/*
+ * bench_common.h - helpers shared by the engine benchmarks (bench/forward,
+ * bench/grad): a monotonic clock, peak RSS, the adaptive timing loop (the
+ * Python peers in bench/common/bench_common.py implement the same loop),
+ * reading the reference inputs/outputs the PyTorch peer wrote (NPZ), and
+ * one-line JSON records.
+ *
+ * Not part of libadv: uses only the public headers (include/adv/).
+ */
+#ifndef BENCH_COMMON_H
+#define BENCH_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Seconds from an arbitrary origin (CLOCK_MONOTONIC). */
+double bench_now(void);
+
+/* Peak resident set size of this process so far, in KiB (ru_maxrss). */
+long bench_peak_rss_kb(void);
+
+/* Online CPUs (>= 1). */
+int bench_nproc(void);
+
+/* One timed call; returns 0 on success (non-zero aborts the measurement). */
+typedef int (*bench_fn)(void *ctx);
+
+typedef struct bench_timing {
+  int warmup_iters;  /* untimed calls before measuring */
+  int reps;          /* timed repetitions */
+  int iters_per_rep; /* calls per repetition */
+  double median_s;   /* median over reps of seconds per call */
+  double best_s;     /* fastest rep, seconds per call */
+  double total_s;    /* timed seconds (warm-up excluded) */
+} bench_timing;
+
+/* Warm-up, then reps x iters_per_rep timed calls sized so the timed part
+ * takes about min_time seconds (at least 3 reps, one call per rep for
+ * slow calls). Returns the first non-zero status of fn, else 0. */
+int bench_time(bench_fn fn, void *ctx, double min_time, bench_timing *t);
+
+/* Reads member `name` of an NPZ as float32 (F32 only) into a malloc'd
+ * buffer; *numel receives its element count. Returns 0 or prints the reason
+ * to stderr and returns non-zero. */
+int bench_npz_f32(const char *path, const char *name, float **out,
+                  int64_t *numel);
+/* Same for an integer (int64) member. */
+int bench_npz_i64(const char *path, const char *name, int64_t **out,
+                  int64_t *numel);
+
+/* max |a[i] - b[i]| and max |a[i]| over n elements. */
+double bench_max_abs_diff(const float *a, const float *b, size_t n);
+double bench_max_abs(const float *a, size_t n);
+/* Rows (of k columns) whose argmax is the same in a and b. */
+int64_t bench_argmax_agree(const float *a, const float *b, int64_t rows,
+                           int64_t k);
+
+/* Deterministic pseudo-random floats in [0, 1) (used when no reference
+ * input is given). */
+void bench_fill_uniform(float *x, size_t n, uint32_t seed);
+
+/* Parses "1,32,128" into at most max positive ints; returns the count or
+ * -1 when malformed. */
+int bench_parse_list(const char *s, int *out, int max);
+
+/* One JSON object on one line: bench_json_begin, any number of fields,
+ * bench_json_end (which prints the newline and flushes). */
+typedef struct bench_json {
+  FILE *f;
+  int n;
+} bench_json;
+
+void bench_json_begin(bench_json *j, FILE *f);
+void bench_json_str(bench_json *j, const char *key, const char *val);
+void bench_json_int(bench_json *j, const char *key, long long val);
+void bench_json_num(bench_json *j, const char *key, double val);
+void bench_json_end(bench_json *j);
+
+#endif

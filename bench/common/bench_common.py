@@ -1,0 +1,107 @@
+"""Shared code of the PyTorch peers (bench/forward/forward_torch.py,
+bench/grad/grad_torch.py): the benchmark models, their inputs, the adaptive
+timing loop (the same as bench_time() in bench_common.c) and JSON lines.
+
+Needs Debian's /usr/bin/python3 (torch 1.13, numpy).
+"""
+import json
+import math
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
+sys.path.insert(0, os.path.join(REPO, "tools"))
+
+MODELS = ("mnist_cnn", "fashion_resnet", "resnet18_cifar")
+
+
+def build_model(name):
+    """The real PyTorch module of a benchmark model, eval mode."""
+    if name == "resnet18_cifar":
+        from make_bench_models import build_resnet18_cifar
+        return build_resnet18_cifar(seed=0)
+    from make_fixtures import load_model
+    return load_model(name, FIXTURES)
+
+
+def make_input(name, batch):
+    """Benchmark input x (float32, NCHW, [0,1]) and labels y (int64) of a model.
+
+    mnist_cnn: the first `batch` images of demo_mnist.npz (real MNIST test
+    digits); fashion_resnet: fashion_batch.npz (64 Fashion-MNIST test images)
+    repeated; resnet18_cifar: uniform noise from default_rng(batch) with
+    labels from the same generator.
+    """
+    if name == "mnist_cnn":
+        d = np.load(os.path.join(FIXTURES, "demo_mnist.npz"))
+        idx = np.arange(batch) % d["x"].shape[0]
+        return (d["x"][idx].astype(np.float32) / np.float32(255)), d["y"][idx].astype(np.int64)
+    if name == "fashion_resnet":
+        d = np.load(os.path.join(FIXTURES, "fashion_batch.npz"))
+        idx = np.arange(batch) % d["x"].shape[0]
+        return np.ascontiguousarray(d["x"][idx], dtype=np.float32), d["y"][idx].astype(np.int64)
+    if name == "resnet18_cifar":
+        rng = np.random.default_rng(batch)
+        x = rng.random((batch, 3, 32, 32), dtype=np.float32)
+        return x, rng.integers(0, 10, batch).astype(np.int64)
+    raise ValueError("unknown model %r" % name)
+
+
+def time_fn(fn, min_time):
+    """Adaptive timing, identical to bench_time() in bench_common.c.
+
+    Warm-up until 0.3 s have passed (at least one call, two when a call
+    takes under 0.5 s); t = the mean warm-up call after the first; then 5 reps of round(min_time/5/t) calls when a call
+    takes t < min_time/5, else clamp(ceil(min_time/t), 3, 5) reps of one
+    call. Returns a dict with median/best seconds per call and the counts.
+    """
+    t0 = time.perf_counter()
+    warm = 0
+    while True:
+        a = time.perf_counter()
+        fn()
+        last = time.perf_counter() - a
+        if warm == 0:
+            first = last
+        warm += 1
+        el = time.perf_counter() - t0
+        if el >= 0.3 and (warm >= 2 or last >= 0.5):
+            break
+    if warm >= 2:  # mean warm-up call after the first (one-off costs)
+        last = (el - first) / (warm - 1)
+    last = max(last, 1e-9)
+    if last < min_time / 5:
+        reps, iters = 5, max(1, int(min_time / 5 / last + 0.5))
+    else:
+        reps, iters = min(5, max(3, math.ceil(min_time / last))), 1
+    per, total = [], 0.0
+    for _ in range(reps):
+        a = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        el = time.perf_counter() - a
+        total += el
+        per.append(el / iters)
+    per.sort()
+    med = per[reps // 2] if reps % 2 else 0.5 * (per[reps // 2 - 1] + per[reps // 2])
+    return {"median_s": med, "best_s": per[0], "warmup": warm, "reps": reps,
+            "iters_per_rep": iters, "timed_s": total}
+
+
+def peak_rss_kb():
+    """Peak RSS of this process so far, KiB (ru_maxrss on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def parse_batches(s):
+    return [int(v) for v in s.split(",") if v]
+
+
+def emit(rec):
+    """One JSON record per line on stdout."""
+    print(json.dumps(rec), flush=True)

@@ -1,0 +1,43 @@
+# bench/common/lib.sh - shell helpers of the benchmark run.sh scripts
+# (sourced, not executed).
+
+# busy: the processes using >= 10 % CPU (lifetime average), for the record.
+busy() {
+  ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 10 {printf " %s(%s%%)", $2, $1}'
+}
+
+# load: the load averages from uptime.
+load() {
+  uptime | sed 's/.*load average/load average/'
+}
+
+# idle_pct SECONDS: percentage of CPU time idle over the next SECONDS.
+idle_pct() {
+  local a b
+  read -r -a a </proc/stat
+  sleep "$1"
+  read -r -a b </proc/stat
+  local busy=0 idle=0 i
+  for i in 1 2 3 6 7 8; do busy=$((busy + b[i] - a[i])); done
+  for i in 4 5; do idle=$((idle + b[i] - a[i])); done
+  echo $((100 * idle / (busy + idle + 1)))
+}
+
+# wait_idle MAX_SECONDS: on a shared machine, wait (at most MAX_SECONDS)
+# until the CPUs are >= 90 % idle over one second, so that a measurement
+# does not start while something else runs. 0 disables. Says when it gave
+# up or waited.
+wait_idle() {
+  local max=$1 t0 p
+  [ "$max" -gt 0 ] || return 0
+  t0=$(date +%s)
+  while :; do
+    p=$(idle_pct 1)
+    [ "$p" -ge 90 ] && break
+    if [ $(($(date +%s) - t0)) -ge "$max" ]; then
+      echo "  (machine still busy after ${max}s: ${p}% idle;$(busy))" >&2
+      return 0
+    fi
+  done
+  [ $(($(date +%s) - t0)) -le 1 ] || echo "  (waited $(($(date +%s) - t0))s for idle CPUs)" >&2
+}

@@ -1,0 +1,170 @@
+/*
+ * bench_store.c - storage throughput.
+ *  1. put/get of a large blob (default 256 MiB) through encryption to the
+ *     local store, without fsync, compared with `openssl speed -evp
+ *     aes-256-gcm` (16 KiB blocks, single thread) measured by run.sh and
+ *     passed in as the limit (MB/s). Also the raw AES-GCM and SHA-256 rates
+ *     of the provider, so the ratio can be read against its parts.
+ *  2. small-row insert/select rates on the metadata backend (SQLite; and
+ *     PostgreSQL when SBX_TEST_PG is set).
+ * Usage: bench_store [MiB] [openssl_limit_MBps]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sbx/store.h"
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int null_sink(void *ctx, const void *buf, size_t n) {
+  *(size_t *)ctx += n;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  size_t mib = argc > 1 ? (size_t)atol(argv[1]) : 256;
+  double limit = argc > 2 ? atof(argv[2]) : 0;
+  const char *pg = getenv("SBX_TEST_PG");
+  size_t n = mib << 20;
+  uint8_t *data = malloc(n);
+  if (!data)
+    return 1;
+  for (size_t i = 0; i < n; i++)
+    data[i] = (uint8_t)(i * 2654435761u >> 13);
+  char root[] = "/tmp/sbx_bench_XXXXXX";
+  if (!mkdtemp(root))
+    return 1;
+  char dd[300];
+  snprintf(dd, sizeof dd, "%s/data", root);
+  sbx_key mk;
+  sbx_key_generate(&mk);
+  sbx_store_params p = sbx_store_default_params();
+  p.data_dir = dd;
+  p.master_key = &mk;
+  p.fsync = 0; /* the target excludes fsync */
+  sbx_store *st;
+  int rc = sbx_store_open(&p, &st);
+  if (rc) {
+    fprintf(stderr, "open: %s\n", sbx_strerror(rc));
+    return 1;
+  }
+  sbx_store_tenant_create(st, "bench", "B");
+
+  /* provider primitives */
+  uint8_t d32[32];
+  double t0 = now();
+  sbx_sha256(data, n, d32);
+  double sha = (double)n / (now() - t0) / 1e6;
+  size_t got = 0;
+  sbx_stream *s;
+  sbx_stream_encrypt_new(&s, &mk, 0, null_sink, &got);
+  t0 = now();
+  sbx_stream_update(s, data, n);
+  sbx_stream_final(s);
+  double aead = (double)n / (now() - t0) / 1e6;
+  sbx_stream_free(s);
+
+  /* put / get through the store (best of 3) */
+  double put = 0, get = 0;
+  for (int r = 0; r < 3; r++) {
+    char name[32];
+    snprintf(name, sizeof name, "big%d", r);
+    sbx_put_params pp = {"", "model", name, 0};
+    sbx_object o;
+    t0 = now();
+    rc = sbx_store_put(st, "bench", &pp, data, n, &o);
+    double tp = now() - t0;
+    if (rc) {
+      fprintf(stderr, "put: %s\n", sbx_strerror(rc));
+      return 1;
+    }
+    got = 0;
+    t0 = now();
+    rc = sbx_store_get(st, "bench", o.id, null_sink, &got);
+    double tg = now() - t0;
+    if (rc || got != n) {
+      fprintf(stderr, "get: %s\n", sbx_strerror(rc));
+      return 1;
+    }
+    if ((double)n / tp / 1e6 > put)
+      put = (double)n / tp / 1e6;
+    if ((double)n / tg / 1e6 > get)
+      get = (double)n / tg / 1e6;
+    sbx_store_delete(st, "bench", o.id);
+  }
+  printf("blob %zu MiB, local store, no fsync\n", mib);
+  printf("  provider: stream AES-256-GCM %.0f MB/s, SHA-256 %.0f MB/s\n",
+         aead, sha);
+  printf("  put %.0f MB/s   get %.0f MB/s\n", put, get);
+  if (limit > 0) {
+    printf("  openssl speed aes-256-gcm limit %.0f MB/s\n", limit);
+    printf("  ratio put %.2f  get %.2f  (stream AEAD alone %.2f; SHA-256 "
+           "bound %.2f)\n",
+           put / limit, get / limit, aead / limit,
+           1.0 / (limit / aead + limit / sha));
+  }
+  sbx_store_close(st);
+  free(data);
+
+  /* small rows */
+  for (int b = 0; b < (pg && *pg ? 2 : 1); b++) {
+    sbx_meta_params mp = sbx_meta_default_params();
+    char path[400];
+    snprintf(path, sizeof path, "%s/rows.db", root);
+    if (b == 1) {
+      mp.backend = SBX_META_POSTGRES;
+      mp.pg_conninfo = pg;
+    } else {
+      mp.sqlite_path = path;
+    }
+    sbx_meta *m;
+    if (sbx_meta_open(&mp, &m))
+      return 1;
+    sbx_meta_tenant_create(m, "rows", "R", 1);
+    int N = 20000;
+    sbx_object o;
+    memset(&o, 0, sizeof o);
+    snprintf(o.kind, sizeof o.kind, "report");
+    o.size = 1;
+    o.key_version = 1;
+    /* autocommit inserts (each one durable) then batched in transactions */
+    int auto_n = b == 0 ? 500 : 2000;
+    t0 = now();
+    for (int i = 0; i < auto_n; i++) {
+      snprintf(o.id, sizeof o.id, "a%d", i);
+      snprintf(o.name, sizeof o.name, "a%d", i);
+      sbx_meta_object_insert(m, "rows", &o);
+    }
+    double ins_auto = auto_n / (now() - t0);
+    t0 = now();
+    sbx_meta_begin(m);
+    for (int i = 0; i < N; i++) {
+      snprintf(o.id, sizeof o.id, "o%d", i);
+      snprintf(o.name, sizeof o.name, "n%d", i);
+      sbx_meta_object_insert(m, "rows", &o);
+    }
+    sbx_meta_commit(m);
+    double ins = N / (now() - t0);
+    t0 = now();
+    sbx_object g;
+    for (int i = 0; i < N; i++) {
+      char id[32];
+      snprintf(id, sizeof id, "o%d", (i * 7919) % N);
+      sbx_meta_object_get(m, "rows", id, &g);
+    }
+    double sel = N / (now() - t0);
+    printf("rows on %s: insert %.0f/s autocommit (durable), %.0f/s in one "
+           "transaction; select by key %.0f/s\n",
+           sbx_meta_backend_name(m), ins_auto, ins, sel);
+    sbx_meta_close(m);
+  }
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  return system(cmd) == 0 ? 0 : 1;
+}
