@@ -41,3 +41,26 @@ wait_idle() {
   done
   [ $(($(date +%s) - t0)) -le 1 ] || echo "  (waited $(($(date +%s) - t0))s for idle CPUs)" >&2
 }
+
+# bound_spinning: libgomp threads spin ~300k iterations at every barrier by
+# default, which collapses throughput as soon as another thread wants the
+# CPU: another process (measured here: 10-100x slower at batch 1 with one
+# other busy process on 2 cores; hence aisbx runs with GOMP_SPINCOUNT=30000,
+# src/cli/aisbx.c), or, inside PyTorch, OpenBLAS's own threads (PyTorch's
+# batch-1 convolutions run 1.5-2.7x faster with a bounded spin on an idle
+# machine). Unless the caller chose a policy, both sides run with aisbx's
+# GOMP_SPINCOUNT=30000; TORCH_ENV=default runs PyTorch with the libgomp
+# defaults instead (TORCH_RUN is the prefix for its command). Prints the
+# settings for the record.
+bound_spinning() {
+  if [ -z "${OMP_WAIT_POLICY:-}" ] && [ -z "${GOMP_SPINCOUNT:-}" ]; then
+    export GOMP_SPINCOUNT=30000
+  fi
+  TORCH_RUN=()
+  if [ "${TORCH_ENV:-same}" = default ]; then
+    TORCH_RUN=(env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY)
+    echo "libgomp: OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset} (ours); PyTorch: libgomp defaults"
+  else
+    echo "libgomp: OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset} (both sides)"
+  fi
+}

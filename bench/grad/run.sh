@@ -6,8 +6,9 @@
 #   bench/grad/run.sh [BUILD_DIR]           (default: build)
 #
 # Environment:
-#   ROUNDS    repetitions of the whole measurement, sides alternating; the
-#             best round of each side is reported (default 2)
+#   ROUNDS    repetitions of the whole measurement (PyTorch first in odd
+#             rounds, ours first in even ones); the best round of each side
+#             is reported (default 2)
 #   THREADS   threads of both sides (default nproc)
 #   MIN_TIME  timed seconds per configuration and side (default 1.5)
 #   BATCHES   batch sizes (default 1,32,128)
@@ -17,6 +18,10 @@
 #   PYTHON    interpreter with torch (default /usr/bin/python3)
 #   WAIT_IDLE before each configuration wait up to this many seconds for
 #             idle CPUs (shared machines; default 20, 0 = off)
+#   GOMP_SPINCOUNT / OMP_WAIT_POLICY  libgomp policy of both sides; when
+#             neither is set, GOMP_SPINCOUNT=30000 as aisbx uses
+#   TORCH_ENV default: PyTorch runs with the libgomp defaults instead (its
+#             batch-1 numbers drop 1.5-2.7x; see bench/common/lib.sh)
 #   OUT       JSON lines file (default BUILD_DIR/bench/grad/results.jsonl)
 #
 # Every (model, batch) runs in its own process on each side, so each peak
@@ -62,6 +67,7 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$(dirname "$OUT")"
 : >"$OUT"
 echo "bench/grad: threads=$T batches=$BATCHES min_time=${MIN_TIME}s rounds=$ROUNDS  $(nproc) CPUs"
+bound_spinning
 echo "load before: $(load); busy:$(busy)"
 start=$(date +%s)
 for r in $(seq "$ROUNDS"); do
@@ -70,9 +76,16 @@ for r in $(seq "$ROUNDS"); do
     onnx=$(onnx_of "$m")
     for b in ${BATCHES//,/ }; do
       wait_idle "$WAIT_IDLE"
-      "$PY" bench/grad/grad_torch.py --model "$m" --batches "$b" \
+      # PyTorch first in odd rounds (it writes the reference the C side
+      # reads; the inputs are deterministic), ours first in even ones
+      if [ $((r % 2)) -eq 0 ]; then
+        "$BIN" -n "$m" -b "$b" -t "$T" -m "$MIN_TIME" -r "$tmp/$m" "$onnx" >>"$OUT"
+      fi
+      "${TORCH_RUN[@]}" "$PY" bench/grad/grad_torch.py --model "$m" --batches "$b" \
         --threads "$T" --min-time "$MIN_TIME" --ref-out "$tmp/$m" >>"$OUT"
-      "$BIN" -n "$m" -b "$b" -t "$T" -m "$MIN_TIME" -r "$tmp/$m" "$onnx" >>"$OUT"
+      if [ $((r % 2)) -eq 1 ]; then
+        "$BIN" -n "$m" -b "$b" -t "$T" -m "$MIN_TIME" -r "$tmp/$m" "$onnx" >>"$OUT"
+      fi
     done
   done
 done
