@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/common/lib.sh - shell helpers of the benchmark run.sh scripts
 # (sourced, not executed).
 
@@ -52,6 +53,7 @@ wait_idle() {
 # GOMP_SPINCOUNT=30000; TORCH_ENV=default runs PyTorch with the libgomp
 # defaults instead (TORCH_RUN is the prefix for its command). Prints the
 # settings for the record.
+# shellcheck disable=SC2034 # TORCH_RUN is used by the sourcing run.sh
 bound_spinning() {
   if [ -z "${OMP_WAIT_POLICY:-}" ] && [ -z "${GOMP_SPINCOUNT:-}" ]; then
     export GOMP_SPINCOUNT=30000

@@ -199,8 +199,20 @@ static int bin_backward(adv_plan *p, adv_pnode *n) {
   const float *gy = y->grad, *pa = a->data, *pb = b->data;
   int64_t total = y->numel;
   int k = bp->kind;
-  float *ta = adv__scratch(p, n, 0), *tb = ta + total;
   int need_a = a->grad != NULL, need_b = b->grad != NULL;
+  if ((k == B_ADD || k == B_SUB) && a->numel == total && b->numel == total) {
+    /* no broadcast: the gradient passes straight through */
+    float sb = k == B_SUB ? -1.f : 1.f, *ga = a->grad, *gb = b->grad;
+#pragma omp parallel for num_threads(p->threads) if (total > 65536) schedule(static)
+    for (int64_t e = 0; e < total; e++) {
+      if (need_a)
+        ga[e] += gy[e];
+      if (need_b)
+        gb[e] += sb * gy[e];
+    }
+    return ADV_OK;
+  }
+  float *ta = adv__scratch(p, n, 0), *tb = ta + total;
   int64_t idx[ADV_MAX_DIMS] = {0};
   for (int64_t e = 0; e < total; e++) {
     int64_t oa = 0, ob = 0;

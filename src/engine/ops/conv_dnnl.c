@@ -121,6 +121,8 @@ int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
   dconv *d = adv__arena_alloc(&p->arena, sizeof(*d));
   if (!d)
     return -1;
+  /* oneDNN fixes a primitive's thread count when it is created */
+  omp_set_num_threads(p->threads);
   memset(d, 0, sizeof(*d));
   if (dnnl_stream_create(&d->strm, g_eng, dnnl_stream_default_flags) != dnnl_success)
     return -1;
