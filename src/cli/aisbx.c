@@ -273,6 +273,27 @@ static int cmd_onnx_check(int argc, char **argv) {
 
 /* ---------------- predict ---------------- */
 
+/* Checks one option against the command's known list and that it has a
+ * value; prints the reason and returns EXIT_BADINPUT, else 0. */
+static int check_opt(const char *cmd, const char *a, const char *v,
+                     const char *const *known, void (*usage)(void)) {
+  int ok = 0;
+  for (int k = 0; known[k]; k++)
+    ok |= !strcmp(a, known[k]);
+  if (!ok) {
+    fprintf(stderr, "aisbx %s: unknown option %s\n", cmd, a);
+    usage();
+    return EXIT_BADINPUT;
+  }
+  if (!v) {
+    fprintf(stderr, "aisbx %s: %s needs a value\n", cmd, a);
+    return EXIT_BADINPUT;
+  }
+  return 0;
+}
+
+
+
 static void usage_predict(void) {
   fprintf(stderr,
           "usage: aisbx predict --model M.onnx --data D [--labels L] "
@@ -291,20 +312,10 @@ static int cmd_predict(int argc, char **argv) {
       usage_predict();
       return 0;
     }
-    static const char *known[] = {"--model", "--data", "--labels", "--out",
-                                  "--batch", "--threads", NULL};
-    int ok = 0;
-    for (int k = 0; known[k]; k++)
-      ok |= !strcmp(a, known[k]);
-    if (!ok) {
-      fprintf(stderr, "aisbx predict: unknown option %s\n", a);
-      usage_predict();
+    static const char *const known[] = {"--model", "--data", "--labels", "--out",
+                                        "--batch", "--threads", NULL};
+    if (check_opt("predict", a, v, known, usage_predict))
       return EXIT_BADINPUT;
-    }
-    if (!v) {
-      fprintf(stderr, "aisbx predict: %s needs a value\n", a);
-      return EXIT_BADINPUT;
-    }
     if (!strcmp(a, "--model")) model = v;
     else if (!strcmp(a, "--data")) data = v;
     else if (!strcmp(a, "--labels")) labels = v;
@@ -492,25 +503,15 @@ static int cmd_grad(int argc, char **argv) {
   double kappa = INFINITY;
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    static const char *known[] = {"--model", "--data", "--labels", "--out",
-                                  "--loss", "--target", "--kappa", "--n",
-                                  "--batch", "--threads", NULL};
-    int ok = 0;
-    for (int k = 0; known[k]; k++)
-      ok |= !strcmp(a, known[k]);
+    static const char *const known[] = {"--model", "--data", "--labels", "--out",
+                                        "--loss", "--target", "--kappa", "--n",
+                                        "--batch", "--threads", NULL};
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage_grad();
       return 0;
     }
-    if (!ok) {
-      fprintf(stderr, "aisbx grad: unknown option %s\n", a);
-      usage_grad();
+    if (check_opt("grad", a, v, known, usage_grad))
       return EXIT_BADINPUT;
-    }
-    if (!v) {
-      fprintf(stderr, "aisbx grad: %s needs a value\n", a);
-      return EXIT_BADINPUT;
-    }
     if (!strcmp(a, "--model")) model = v;
     else if (!strcmp(a, "--data")) data = v;
     else if (!strcmp(a, "--labels")) labels = v;

@@ -288,10 +288,11 @@ int adv__attack_apgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
     rc = adv__error(ev->err, ADV_ENOMEM, "out of memory");
     goto out;
   }
-  if ((rc = adv__eval_forward(ev, x, n, z)))
+  /* clean logits are needed only to pick APGD-T's target classes */
+  if (p->kind == ADV_ATTACK_APGD_T && (rc = adv__eval_forward(ev, x, n, z)))
     goto out;
-  for (int64_t i = 0; i < n; i++)
-    broken[i] = adv__argmax(z + i * K, K) != y[i];
+  for (int64_t i = 0; i < n; i++) /* the clean predictions run.c made */
+    broken[i] = ev->pred_clean[i] != y[i];
   if (p->kind == ADV_ATTACK_APGD_T) {
     /* targets: the 2nd, 3rd, ... most likely classes on the clean input */
     int nt = p->n_target_classes > 0 ? p->n_target_classes : 9;

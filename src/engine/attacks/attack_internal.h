@@ -34,6 +34,7 @@ typedef struct adv_eval {
   } cache[ADV_EVAL_SESSIONS];
   uint64_t tick;
   int64_t forwards, backwards; /* sample-level counts */
+  const int64_t *pred_clean;   /* argmax on the clean inputs (run.c) */
   int64_t *sample_queries;     /* per-sample forward queries, filled by
                                   attacks that track them (black box) */
   const volatile int *abort_flag;

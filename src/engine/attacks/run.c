@@ -237,6 +237,7 @@ int adv_attack_run(const adv_model *m, const float *x, int64_t n,
   for (int64_t i = 0; i < n; i++)
     res->pred_clean[i] = adv__argmax(z + i * ev.classes, ev.classes);
   ev.forwards = 0; /* the clean pass is not part of the attack's budget */
+  ev.pred_clean = res->pred_clean;
   adv__attack_fn fn = dispatch(p.kind);
   if (!fn) {
     rc = adv__error(err, ADV_EUNSUPPORTED, "attack %d", (int)p.kind);

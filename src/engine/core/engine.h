@@ -190,6 +190,7 @@ typedef struct adv_plan {
   int n_weights;
   int *weight_idx;     /* tensor indices with persistent weight grads */
   struct adv_cleanup *cleanups; /* run by adv_session_free, newest first */
+  bool ftz_pool;       /* OpenMP pool threads set to FTZ|DAZ */
 } adv_plan;
 
 typedef struct adv_cleanup {

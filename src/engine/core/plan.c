@@ -609,10 +609,13 @@ size_t adv_session_arena_bytes(const adv_session *s) { return s->p.arena_bytes; 
  * return, the OpenMP pool threads keep the setting. Numerically this only
  * zeroes magnitudes below FLT_MIN.
  */
-static unsigned ftz_enter(int threads) {
+static unsigned ftz_enter(adv_plan *p) {
   unsigned old = _mm_getcsr();
-#pragma omp parallel num_threads(threads)
-  _mm_setcsr(_mm_getcsr() | 0x8040);
+  if (!p->ftz_pool) { /* pool threads keep MXCSR: once per session */
+#pragma omp parallel num_threads(p->threads)
+    _mm_setcsr(_mm_getcsr() | 0x8040);
+    p->ftz_pool = true;
+  }
   _mm_setcsr(old | 0x8040);
   return old;
 }
@@ -626,7 +629,7 @@ static int session_run_inner(adv_session *s, const float *const *inputs,
 int adv_session_run(adv_session *s, const float *const *inputs,
                     void *const *outputs, const volatile int *abort_flag,
                     adv_err *err) {
-  unsigned old = ftz_enter(s->p.threads);
+  unsigned old = ftz_enter(&s->p);
   int rc = session_run_inner(s, inputs, outputs, abort_flag, err);
   ftz_leave(old);
   return rc;
@@ -688,7 +691,7 @@ static int backward_inner(adv_session *s, const float *dz, float *dx,
 
 int adv_session_backward_dz(adv_session *s, const float *dz, float *dx,
                             const volatile int *abort_flag, adv_err *err) {
-  unsigned old = ftz_enter(s->p.threads);
+  unsigned old = ftz_enter(&s->p);
   int rc = backward_inner(s, dz, dx, abort_flag, err);
   ftz_leave(old);
   return rc;
