@@ -164,6 +164,13 @@ typedef struct adv_pnode {
                           op's static bw_needs (set by infer) */
   bool runtime;        /* false when folded at plan time */
   bool backward;       /* runs in the backward pass */
+  /* Gradient assignment instead of accumulation (ADV_BW_IN(k) bits).
+   * bw_can_assign: set by infer() when backward() writes every element of
+   * in[k]->grad and honours bw_assign. bw_assign: set by the planner when
+   * this node is the only backward writer of in[k]->grad, which is then not
+   * zeroed first: backward() must store (=) instead of add (+=). */
+  unsigned bw_can_assign;
+  unsigned bw_assign;
 } adv_pnode;
 
 typedef struct adv_plan {
@@ -225,7 +232,8 @@ typedef struct adv_op_def {
   int (*infer)(adv_plan *p, adv_pnode *n, adv_err *err);
   int (*forward)(adv_plan *p, adv_pnode *n);
   /* Accumulates into in[k]->grad (when non-NULL) from out[k]->grad (NULL
-   * means a zero upstream gradient). May read the tensors named in
+   * means a zero upstream gradient), or stores into it when n->bw_assign
+   * has ADV_BW_IN(k) (see adv_pnode). May read the tensors named in
    * bw_needs. NULL when the op has no gradient. */
   int (*backward)(adv_plan *p, adv_pnode *n);
   unsigned bw_needs; /* ADV_BW_IN(k) | ADV_BW_OUT(k): activations read */

@@ -219,6 +219,43 @@ static int plan_memory(adv_plan *p, adv_err *err) {
  * output 0), which nodes run backward, how long activations must live for
  * their backward readers, and the lifetime of every gradient buffer.
  */
+/*
+ * Lets a gradient's only writer store instead of accumulate: for every
+ * tensor with a gradient whose backward consumers are exactly one node
+ * (reading it once) that can assign it (bw_can_assign), that node gets the
+ * bw_assign bit and the buffer is no longer zeroed before it. Saves one
+ * memset and one read of the buffer per such tensor. The loss output keeps
+ * accumulating (its gradient is the seed). Weight gradients accumulate
+ * across calls by contract and never qualify.
+ */
+static void plan_assign(adv_plan *p, adv_tensor *out0) {
+  int R = p->n_run;
+  for (int r = 0; r < R; r++)
+    p->nodes[p->run[r]].bw_assign = 0;
+  for (int i = 0; i < p->n_tensors; i++) {
+    adv_tensor *t = &p->tensors[i];
+    if (!t->gbytes || t->is_weight || t == out0 || t->g_zero_at < 0)
+      continue;
+    adv_pnode *only = NULL;
+    int uses = 0, slot = -1;
+    for (int r = 0; r < R && uses < 2; r++) {
+      adv_pnode *n = &p->nodes[p->run[r]];
+      if (!n->backward)
+        continue;
+      for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] == t) {
+          uses++;
+          only = n;
+          slot = k;
+        }
+    }
+    if (uses == 1 && slot < 16 && (only->bw_can_assign & ADV_BW_IN(slot))) {
+      only->bw_assign |= ADV_BW_IN(slot);
+      t->g_zero_at = -1;
+    }
+  }
+}
+
 static int plan_backward(adv_plan *p, size_t *scratch, adv_err *err) {
   const adv_model *m = p->model;
   int R = p->n_run;
@@ -319,6 +356,7 @@ static int plan_backward(adv_plan *p, size_t *scratch, adv_err *err) {
   out0->g_first = R;
   out0->g_zero_at = -1;
   free(flow);
+  plan_assign(p, out0);
   /* persistent weight gradients */
   if (p->weight_grad) {
     for (int i = 0; i < p->n_tensors; i++) {
@@ -331,6 +369,98 @@ static int plan_backward(adv_plan *p, size_t *scratch, adv_err *err) {
       memset(t->grad, 0, t->gbytes);
       p->weight_idx[p->n_weights++] = i;
     }
+  }
+  return ADV_OK;
+}
+
+/* Runtime position of the only runtime node reading t, or -1 when zero
+ * or several nodes (or the same node twice) read it. */
+static int sole_reader(const adv_plan *p, const adv_tensor *t) {
+  int who = -1;
+  for (int r = 0; r < p->n_run; r++) {
+    const adv_pnode *n = &p->nodes[p->run[r]];
+    for (int k = 0; k < n->n_in; k++)
+      if (n->in[k] == t) {
+        if (who >= 0)
+          return -1;
+        who = r;
+      }
+  }
+  return who;
+}
+
+static int op_is(const adv_pnode *n, const char *name) {
+  return !strcmp(adv__ops[n->op]->name, name);
+}
+
+/*
+ * Graph rewrites on the planned runtime nodes, before lifetimes and memory
+ * are assigned. Today one: MaxPool(Relu(a)) -> Relu(MaxPool(a)) when the
+ * Relu's output feeds only that MaxPool and is not a graph output. Max is
+ * monotone, so the values are equal (ties pick the same first element,
+ * and a window with no positive element gets zero gradient either way);
+ * the ReLU then runs on the pooled, 4x smaller tensor in both passes. The
+ * one difference: a NaN in a window gives 0 where the original gave the
+ * window's largest non-NaN (ReLU maps NaN to 0 before the pool). The
+ * Relu's old output tensor is reused for the pooled values. Ops are
+ * re-inferred for their new operands.
+ */
+static int plan_rewrite(adv_plan *p, adv_err *err) {
+  for (int rr = 0; rr < p->n_run; rr++) {
+    adv_pnode *relu = &p->nodes[p->run[rr]];
+    if (!op_is(relu, "Relu") || relu->n_in != 1 || relu->n_out != 1)
+      continue;
+    adv_tensor *a = relu->in[0], *b = relu->out[0];
+    if (!a || !b || a->is_const || a->dtype != ADV_DTYPE_F32)
+      continue;
+    int is_out = 0;
+    for (int i = 0; i < p->n_out; i++)
+      is_out |= &p->tensors[p->out_idx[i]] == b;
+    int rp = is_out ? -1 : sole_reader(p, b);
+    if (rp <= rr)
+      continue;
+    adv_pnode *pool = &p->nodes[p->run[rp]];
+    if (!op_is(pool, "MaxPool") || pool->n_in != 1 || pool->in[0] != b ||
+        (pool->n_out > 1 && pool->out[1]) || !pool->out[0])
+      continue;
+    adv_tensor *c = pool->out[0];
+    pool->in[0] = a;
+    pool->out[0] = b;
+    relu->in[0] = b;
+    relu->out[0] = c;
+    int rc = adv__ops[pool->op]->infer(p, pool, err);
+    if (!rc)
+      rc = adv__ops[relu->op]->infer(p, relu, err);
+    if (rc) /* cannot happen for shapes that inferred before; err is set */
+      return rc;
+    if (pool->scratch > 0 || relu->scratch > 0)
+      return adv__error(err, ADV_EINTERNAL, "Relu/MaxPool rewrite needs scratch");
+    int t = p->run[rr];
+    p->run[rr] = p->run[rp];
+    p->run[rp] = t;
+  }
+  /* lifetimes from the final order */
+  for (int i = 0; i < p->n_tensors; i++) {
+    adv_tensor *t = &p->tensors[i];
+    if (!t->is_const) {
+      t->def = -1;
+      t->last_use = -1;
+      t->needed = false;
+    }
+  }
+  for (int r = 0; r < p->n_run; r++) {
+    adv_pnode *n = &p->nodes[p->run[r]];
+    for (int k = 0; k < n->n_in; k++)
+      if (n->in[k] && !n->in[k]->is_const) {
+        n->in[k]->last_use = r;
+        n->in[k]->needed = true;
+      }
+    for (int k = 0; k < n->n_out; k++)
+      if (n->out[k]) {
+        n->out[k]->def = r;
+        n->out[k]->last_use = r;
+        n->out[k]->needed = true;
+      }
   }
   return ADV_OK;
 }
@@ -497,6 +627,8 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
         scratch = n->scratch;
     }
   }
+  if ((rc = plan_rewrite(p, err)))
+    goto fail;
   for (int i = 0; i < p->n_out; i++) {
     adv_tensor *t = &p->tensors[p->out_idx[i]];
     t->is_output = true;
@@ -723,6 +855,13 @@ static int backward_inner(adv_session *s, const float *dz, float *dx,
         if (!dup)
           memset(t->grad, 0, (size_t)t->numel * sizeof(float));
       }
+    }
+    if (n->bw_assign && (!n->out[0] || !n->out[0]->grad)) {
+      /* no upstream gradient: the op returns early, the store is a zero */
+      for (int k = 0; k < n->n_in; k++)
+        if ((n->bw_assign & ADV_BW_IN(k)) && n->in[k]->grad)
+          memset(n->in[k]->grad, 0, (size_t)n->in[k]->numel * sizeof(float));
+      continue;
     }
     int rc = adv__ops[n->op]->backward(p, n);
     if (rc)

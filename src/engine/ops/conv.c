@@ -34,6 +34,7 @@ static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   if (n->n_in < 2 || !n->in[0] || !n->in[1] || n->n_out != 1 || !n->out[0])
     return adv__error(err, ADV_EFORMAT, "needs X, W and one output");
   adv_tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+  n->bw_can_assign = ADV_BW_IN(0); /* dX stored when assigned (conv_backward) */
   if (x->dtype != ADV_DTYPE_F32 || w->dtype != ADV_DTYPE_F32 ||
       (b && b->dtype != ADV_DTYPE_F32))
     return adv__error(err, ADV_EDTYPE, "float32 required");
@@ -321,6 +322,8 @@ static void conv_dx_chunk(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int 
   const conv_params *cp = n->params;
   const float *w = n->in[1]->data;
   int64_t CHW = cp->C * cp->H * cp->W, MP = cp->M * cp->P;
+  if (n->bw_assign & ADV_BW_IN(0)) /* stores: start from zero, cache-hot */
+    memset(n->in[0]->grad + s0 * CHW, 0, sizeof(float) * (size_t)(S * CHW));
   if (cp->depthwise) {
     for (int64_t s = s0; s < s0 + S; s++) {
       const float *gy = n->out[0]->grad + s * MP;

@@ -8,7 +8,8 @@
  * of the reorder buffers for the activations (NCHW <-> blocked) are added
  * to the node's scratch. At run time: reorder in, execute, reorder out.
  * Backward accumulates: the blocked diff_src is reordered to NCHW in
- * scratch and added to the input gradient.
+ * scratch and added to the input gradient; when the planner lets the node
+ * store the gradient (bw_assign), it is written straight into it.
  *
  * Everything is optional: when oneDNN refuses a configuration, the caller
  * keeps the im2col path (adv__dnnl_conv_plan returns non-zero).
@@ -278,8 +279,15 @@ int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle) {
   omp_set_num_threads(p->threads);
   dnnl_memory_set_data_handle(d->m_uddst, n->out[0]->grad);
   dnnl_memory_set_data_handle(d->m_ddst, d->need_r_ddst ? (void *)(sc + d->off_ddst) : (void *)n->out[0]->grad);
-  dnnl_memory_set_data_handle(d->m_dsrc, sc + d->off_dsrc);
+  /* assigned gradient: oneDNN (or the reorder out of its layout) writes
+   * straight into gx; otherwise into scratch, then added */
+  int assign = (n->bw_assign & ADV_BW_IN(0)) != 0;
+  float *gxa = n->in[0]->grad;
+  dnnl_memory_set_data_handle(d->m_dsrc, assign && !d->need_r_dsrc ? (void *)gxa
+                                                                   : (void *)(sc + d->off_dsrc));
   float *ud = d->need_r_dsrc ? (float *)(sc + d->off_udsrc) : (float *)(sc + d->off_dsrc);
+  if (assign)
+    ud = gxa;
   dnnl_memory_set_data_handle(d->m_udsrc, ud);
   int rc = 0;
   if (d->need_r_ddst) {
@@ -296,6 +304,8 @@ int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle) {
   dnnl_stream_wait(d->strm);
   if (rc)
     return ADV_EINTERNAL;
+  if (assign)
+    return ADV_OK;
   float *gx = n->in[0]->grad;
   int64_t len = d->src_numel;
 #pragma omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)

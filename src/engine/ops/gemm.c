@@ -15,6 +15,7 @@ typedef struct gemm_params {
 } gemm_params;
 
 static int gemm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  n->bw_can_assign = ADV_BW_IN(0) | ADV_BW_IN(1); /* beta 0 when assigning */
   if (n->n_in < 2 || !n->in[0] || !n->in[1] || n->n_out != 1 || !n->out[0])
     return adv__error(err, ADV_EFORMAT, "needs A, B and one output");
   adv_tensor *a = n->in[0], *b = n->in[1], *c = n->n_in > 2 ? n->in[2] : NULL;
@@ -87,21 +88,23 @@ static int gemm_backward(adv_plan *p, adv_pnode *n) {
     return ADV_OK;
   int M = (int)gp->M, N = (int)gp->N, K = (int)gp->K;
   int lda = gp->ta ? M : K, ldb = gp->tb ? K : N;
+  float ba = (n->bw_assign & ADV_BW_IN(0)) ? 0.f : 1.f;
+  float bb = (n->bw_assign & ADV_BW_IN(1)) ? 0.f : 1.f;
   if (a->grad) {
     if (!gp->ta) /* dA (M x K) += alpha dY (M x N) op(B)^T (N x K) */
       adv__sgemm(p->threads, 0, gp->tb ? 0 : 1,
-                  M, K, N, gp->alpha, gy, N, b->data, ldb, 1.f, a->grad, lda);
+                  M, K, N, gp->alpha, gy, N, b->data, ldb, ba, a->grad, lda);
     else /* dA (K x M) += alpha op(B) (K x N) dY^T (N x M) */
       adv__sgemm(p->threads, gp->tb ? 1 : 0, 1,
-                  K, M, N, gp->alpha, b->data, ldb, gy, N, 1.f, a->grad, lda);
+                  K, M, N, gp->alpha, b->data, ldb, gy, N, ba, a->grad, lda);
   }
   if (b->grad) {
     if (!gp->tb) /* dB (K x N) += alpha op(A)^T (K x M) dY (M x N) */
       adv__sgemm(p->threads, gp->ta ? 0 : 1, 0,
-                  K, N, M, gp->alpha, a->data, lda, gy, N, 1.f, b->grad, ldb);
+                  K, N, M, gp->alpha, a->data, lda, gy, N, bb, b->grad, ldb);
     else /* dB (N x K) += alpha dY^T (N x M) op(A) (M x K) */
       adv__sgemm(p->threads, 1, gp->ta ? 1 : 0,
-                  N, K, M, gp->alpha, gy, N, a->data, lda, 1.f, b->grad, ldb);
+                  N, K, M, gp->alpha, gy, N, a->data, lda, bb, b->grad, ldb);
   }
   if (c && c->grad && gp->beta != 0.f) {
     for (int64_t i = 0; i < gp->M; i++)

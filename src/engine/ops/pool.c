@@ -11,11 +11,24 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 typedef struct pool_params {
   int64_t NC, H, W, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, PB, PR;
   int is_max, include_pad;
 } pool_params;
+
+/* The common 2x2 / stride 2 / no padding max pool. Same rule as the
+ * generic path (first maximum in row-major order wins, NaN propagates). */
+static int is2x2(const pool_params *pp) {
+  return pp->is_max && pp->KH == 2 && pp->KW == 2 && pp->SH == 2 && pp->SW == 2 &&
+         pp->DH == 1 && pp->DW == 1 && pp->PT == 0 && pp->PL == 0 &&
+         2 * pp->OH <= pp->H && 2 * pp->OW <= pp->W;
+}
+
+static inline int pick(float v, float m) { return v > m || v != v; }
 
 static int pool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   if (n->n_in != 1 || !n->in[0] || n->n_out < 1 || !n->out[0])
@@ -53,6 +66,9 @@ static int pool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     pp->PB = 0; pp->PR = g.pad_hi[0];
   }
   n->params = pp;
+  /* 2x2 windows that tile the input exactly: backward can store */
+  n->bw_can_assign = is2x2(pp) && 2 * pp->OH == pp->H && 2 * pp->OW == pp->W
+                         ? ADV_BW_IN(0) : 0;
   int64_t od[4] = {x->dims[0], x->dims[1], pp->OH, pp->OW};
   if (x->ndim == 3) {
     od[2] = pp->OW;
@@ -61,15 +77,39 @@ static int pool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 4, od);
 }
 
-/* The common 2x2 / stride 2 / no padding max pool. Same rule as the
- * generic path (first maximum in row-major order wins, NaN propagates). */
-static int is2x2(const pool_params *pp) {
-  return pp->is_max && pp->KH == 2 && pp->KW == 2 && pp->SH == 2 && pp->SW == 2 &&
-         pp->DH == 1 && pp->DW == 1 && pp->PT == 0 && pp->PL == 0 &&
-         2 * pp->OH <= pp->H && 2 * pp->OW <= pp->W;
-}
 
-static inline int pick(float v, float m) { return v > m || v != v; }
+/*
+ * One output row of the 2x2 pool: y[ow] = first max of
+ * {r0[2ow], r0[2ow+1], r1[2ow], r1[2ow+1]}. With AVX2, 8 outputs per step
+ * (vertical max, then even/odd lanes); any NaN in a block sends that block
+ * to the scalar rule so NaN propagation stays exact.
+ */
+static void maxpool2x2_row(const float *r0, const float *r1, float *yr, int64_t OW) {
+  int64_t ow = 0;
+#ifdef __AVX2__
+  for (; ow + 8 <= OW; ow += 8) {
+    __m256 a0 = _mm256_loadu_ps(r0 + 2 * ow), a1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
+    __m256 b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
+    __m256 v0 = _mm256_max_ps(a0, b0), v1 = _mm256_max_ps(a1, b1);
+    __m256 ev = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 od = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1));
+    __m256 m = _mm256_max_ps(ev, od);
+    m = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), _MM_SHUFFLE(3, 1, 2, 0)));
+    __m256 nan = _mm256_or_ps(_mm256_cmp_ps(_mm256_or_ps(a0, a1), _mm256_or_ps(a0, a1), _CMP_UNORD_Q),
+                              _mm256_cmp_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(a0, a1), _CMP_UNORD_Q));
+    if (_mm256_movemask_ps(nan))
+      break; /* scalar from here on: exact NaN rule */
+    _mm256_storeu_ps(yr + ow, m);
+  }
+#endif
+  for (; ow < OW; ow++) {
+    float m = r0[2 * ow];
+    if (pick(r0[2 * ow + 1], m)) m = r0[2 * ow + 1];
+    if (pick(r1[2 * ow], m)) m = r1[2 * ow];
+    if (pick(r1[2 * ow + 1], m)) m = r1[2 * ow + 1];
+    yr[ow] = m;
+  }
+}
 
 static void maxpool2x2(const pool_params *pp, const float *x, float *y, int threads) {
 #pragma omp parallel for num_threads(threads) if (pp->NC * pp->OH * pp->OW > 16384)
@@ -77,27 +117,82 @@ static void maxpool2x2(const pool_params *pp, const float *x, float *y, int thre
     const float *xc = x + c * pp->H * pp->W;
     float *yc = y + c * pp->OH * pp->OW;
     for (int64_t oh = 0; oh < pp->OH; oh++) {
-      const float *r0 = xc + 2 * oh * pp->W, *r1 = r0 + pp->W;
-      float *yr = yc + oh * pp->OW;
-      for (int64_t ow = 0; ow < pp->OW; ow++) {
-        float m = r0[2 * ow];
-        if (pick(r0[2 * ow + 1], m)) m = r0[2 * ow + 1];
-        if (pick(r1[2 * ow], m)) m = r1[2 * ow];
-        if (pick(r1[2 * ow + 1], m)) m = r1[2 * ow + 1];
-        yr[ow] = m;
-      }
+      const float *r0 = xc + 2 * oh * pp->W;
+      maxpool2x2_row(r0, r0 + pp->W, yc + oh * pp->OW, pp->OW);
     }
   }
 }
 
-/* Backward of maxpool2x2: dy to the window's first maximum. */
+/*
+ * Backward of one output row when the windows tile the input exactly and
+ * the gradient is assigned: the window's first maximum gets dy, the other
+ * three elements get 0 (every element of both input rows is written).
+ */
+static void maxpool2x2_bw_row_assign(const float *r0, const float *r1, const float *g,
+                                     float *d0, float *d1, int64_t OW) {
+  int64_t ow = 0;
+#ifdef __AVX2__
+  for (; ow + 8 <= OW; ow += 8) {
+    __m256 a0 = _mm256_loadu_ps(r0 + 2 * ow), a1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
+    __m256 b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
+    /* de-interleave: lanes hold windows in the order 0,1,4,5,2,3,6,7 */
+    __m256 ae = _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 ao = _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
+    __m256 be = _mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 bo = _mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1));
+    __m256 m = _mm256_max_ps(_mm256_max_ps(ae, ao), _mm256_max_ps(be, bo));
+    if (_mm256_movemask_ps(_mm256_cmp_ps(m, m, _CMP_UNORD_Q)) ||
+        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(ae, ao), _mm256_add_ps(be, bo), _CMP_UNORD_Q)))
+      break; /* NaN somewhere: scalar rule from here on */
+    /* gy in the same shuffled window order */
+    __m256 gv = _mm256_loadu_ps(g + ow);
+    gv = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(gv), _MM_SHUFFLE(3, 1, 2, 0)));
+    __m256 e0 = _mm256_cmp_ps(ae, m, _CMP_EQ_OQ);
+    __m256 e1 = _mm256_andnot_ps(e0, _mm256_cmp_ps(ao, m, _CMP_EQ_OQ));
+    __m256 taken = _mm256_or_ps(e0, e1);
+    __m256 e2 = _mm256_andnot_ps(taken, _mm256_cmp_ps(be, m, _CMP_EQ_OQ));
+    __m256 e3 = _mm256_andnot_ps(_mm256_or_ps(taken, e2), _mm256_castsi256_ps(_mm256_set1_epi32(-1)));
+    __m256 g0 = _mm256_and_ps(e0, gv), g1 = _mm256_and_ps(e1, gv);
+    __m256 g2 = _mm256_and_ps(e2, gv), g3 = _mm256_and_ps(e3, gv);
+    /* re-interleave even/odd: the 0,1,4,5 | 2,3,6,7 window order makes
+     * unpacklo = input elements 0..7 and unpackhi = 8..15, in order */
+    _mm256_storeu_ps(d0 + 2 * ow, _mm256_unpacklo_ps(g0, g1));
+    _mm256_storeu_ps(d0 + 2 * ow + 8, _mm256_unpackhi_ps(g0, g1));
+    _mm256_storeu_ps(d1 + 2 * ow, _mm256_unpacklo_ps(g2, g3));
+    _mm256_storeu_ps(d1 + 2 * ow + 8, _mm256_unpackhi_ps(g2, g3));
+  }
+#endif
+  for (; ow < OW; ow++) {
+    int best = 0;
+    float m = r0[2 * ow];
+    if (pick(r0[2 * ow + 1], m)) { best = 1; m = r0[2 * ow + 1]; }
+    if (pick(r1[2 * ow], m)) { best = 2; m = r1[2 * ow]; }
+    if (pick(r1[2 * ow + 1], m)) best = 3;
+    float gv = g[ow];
+    d0[2 * ow] = best == 0 ? gv : 0.f;
+    d0[2 * ow + 1] = best == 1 ? gv : 0.f;
+    d1[2 * ow] = best == 2 ? gv : 0.f;
+    d1[2 * ow + 1] = best == 3 ? gv : 0.f;
+  }
+}
+
+/* Backward of maxpool2x2: dy to the window's first maximum (accumulating,
+ * or, with assign, storing every element of an exactly tiled input). */
 static void maxpool2x2_bw(const pool_params *pp, const float *x, const float *gy,
-                          float *gx, int threads) {
+                          float *gx, int assign, int threads) {
 #pragma omp parallel for num_threads(threads) if (pp->NC * pp->OH * pp->OW > 16384)
   for (int64_t c = 0; c < pp->NC; c++) {
     const float *xc = x + c * pp->H * pp->W;
     float *gc = gx + c * pp->H * pp->W;
     const float *gyc = gy + c * pp->OH * pp->OW;
+    if (assign) {
+      for (int64_t oh = 0; oh < pp->OH; oh++) {
+        int64_t i0 = 2 * oh * pp->W, i1 = i0 + pp->W;
+        maxpool2x2_bw_row_assign(xc + i0, xc + i1, gyc + oh * pp->OW, gc + i0, gc + i1,
+                                 pp->OW);
+      }
+      continue;
+    }
     for (int64_t oh = 0; oh < pp->OH; oh++) {
       int64_t i0 = 2 * oh * pp->W, i1 = i0 + pp->W;
       for (int64_t ow = 0; ow < pp->OW; ow++) {
@@ -219,7 +314,7 @@ static int pool_backward(adv_plan *p, adv_pnode *n) {
   if (!gy || !gx)
     return ADV_OK;
   if (is2x2(pp)) {
-    maxpool2x2_bw(pp, x, gy, gx, p->threads);
+    maxpool2x2_bw(pp, x, gy, gx, (n->bw_assign & ADV_BW_IN(0)) != 0, p->threads);
     return ADV_OK;
   }
 #pragma omp parallel for num_threads(p->threads) if (pp->NC * pp->OH * pp->OW > 16384)

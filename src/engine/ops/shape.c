@@ -81,6 +81,7 @@ static int copy_forward(adv_plan *p, adv_pnode *n) {
 }
 
 static int flatten_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  n->bw_can_assign = ADV_BW_IN(0); /* copy_backward stores */
   (void)p;
   int rc = check_io(n, 1, err);
   if (rc)
@@ -98,6 +99,7 @@ static int flatten_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
 }
 
 static int reshape_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  n->bw_can_assign = ADV_BW_IN(0); /* copy_backward stores */
   int rc = check_io(n, 1, err);
   if (rc)
     return rc;
@@ -174,6 +176,7 @@ static int get_axes(adv_plan *p, adv_pnode *n, int64_t *axes, int *na,
 }
 
 static int squeeze_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  n->bw_can_assign = ADV_BW_IN(0); /* copy_backward stores */
   int rc = check_io(n, 1, err);
   if (rc)
     return rc;
@@ -204,6 +207,7 @@ static int squeeze_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
 }
 
 static int unsqueeze_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  n->bw_can_assign = ADV_BW_IN(0); /* copy_backward stores */
   int rc = check_io(n, 1, err);
   if (rc)
     return rc;
@@ -699,6 +703,10 @@ static int copy_backward(adv_plan *p, adv_pnode *n) {
   const float *gy = n->out[0]->grad;
   if (!x->grad || !gy || x->dtype != ADV_DTYPE_F32)
     return ADV_OK;
+  if (n->bw_assign & ADV_BW_IN(0)) {
+    memcpy(x->grad, gy, (size_t)x->numel * sizeof(float));
+    return ADV_OK;
+  }
   for (int64_t i = 0; i < x->numel; i++)
     x->grad[i] += gy[i];
   return ADV_OK;

@@ -75,6 +75,7 @@ static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     break;
   }
   n->params = up;
+  n->bw_can_assign = ADV_BW_IN(0);
   const adv_tensor *x = n->in[0];
   return adv__tensor_set_shape(n->out[0], x->dtype, x->ndim, x->dims);
 }
@@ -134,11 +135,20 @@ static int un_backward(adv_plan *p, adv_pnode *n) {
   float *gx = xt->grad;
   int64_t len = xt->numel;
   float al = up->alpha, be = up->beta;
+  int assign = (n->bw_assign & ADV_BW_IN(0)) != 0;
 #define BW_LOOP(expr)                                                          \
-  _Pragma("omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)") \
-  for (int64_t i = 0; i < len; i++) {                                          \
-    float v = x[i], g = gy[i];  (void)v;                                               \
-    gx[i] += (expr);                                                           \
+  if (assign) {                                                                \
+    _Pragma("omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)") \
+    for (int64_t i = 0; i < len; i++) {                                        \
+      float v = x[i], g = gy[i];  (void)v;                                     \
+      gx[i] = (expr);                                                          \
+    }                                                                          \
+  } else {                                                                     \
+    _Pragma("omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)") \
+    for (int64_t i = 0; i < len; i++) {                                        \
+      float v = x[i], g = gy[i];  (void)v;                                     \
+      gx[i] += (expr);                                                         \
+    }                                                                          \
   }                                                                            \
   break;
   switch (up->kind) {
