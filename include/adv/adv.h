@@ -94,6 +94,9 @@ typedef struct adv_session_params {
   int logits;   /* 1: when the model ends in Softmax, output its input */
   int grad;     /* 1: plan the backward pass too (input gradients) */
   int weight_grad; /* 1: also accumulate weight gradients (implies grad) */
+  int no_rewrite; /* 1: run the graph as written: no Conv+BatchNorm folding,
+                     no absorbed Relu, no Relu/MaxPool swap, identity nodes
+                     kept (for tests and debugging; slower) */
   int n_bindings;
   const adv_binding *bindings;
 } adv_session_params;
@@ -115,6 +118,8 @@ int adv_session_output_shape(const adv_session *s, int i,
 adv_dtype adv_session_output_dtype(const adv_session *s, int i);
 /* Bytes of the activation arena planned for this session. */
 size_t adv_session_arena_bytes(const adv_session *s);
+/* Nodes that run per forward pass after folding and rewrites. */
+int adv_session_num_runtime_nodes(const adv_session *s);
 
 /* Runs the graph. inputs[i] is the float32 data of runtime input i with
  * exactly the planned shape; outputs[i] receives output i in its dtype

@@ -171,7 +171,12 @@ typedef struct adv_pnode {
    * zeroed first: backward() must store (=) instead of add (+=). */
   unsigned bw_can_assign;
   unsigned bw_assign;
+  unsigned fuse;       /* ADV_FUSE_* set by fuse.c before infer() */
+  bool is_identity;    /* set by infer(): out[0] equals in[0] (same shape) */
 } adv_pnode;
+
+/* The node applies ReLU to its output (a Relu node absorbed by fuse.c). */
+#define ADV_FUSE_RELU 1u
 
 typedef struct adv_plan {
   const adv_model *model;
@@ -211,9 +216,10 @@ typedef struct adv_cleanup {
 int adv__plan_on_free(adv_plan *p, void (*fn)(void *), void *arg);
 
 /* oneDNN convolution (conv_dnnl.c). g: N C H W M OH OW KH KW SH SW DH DW
- * PT PL PB PR group. Returns 0 with *handle set, or -1 to fall back. */
+ * PT PL PB PR group; relu: apply max(y, 0) as a post-op. Returns 0 with
+ * *handle set, or -1 to fall back. */
 int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
-                        int with_bwd, void **handle, size_t *scratch_bytes);
+                        int relu, int with_bwd, void **handle, size_t *scratch_bytes);
 int adv__dnnl_conv_forward(adv_plan *p, adv_pnode *n, void *handle);
 int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle);
 /* 1 when backward-data runs on oneDNN (else the caller's im2col path). */
@@ -242,6 +248,23 @@ typedef struct adv_op_def {
 
 #define ADV_BW_IN(k) (1u << (k))
 #define ADV_BW_OUT(k) (1u << (16 + (k)))
+
+/* ---------- graph rewrites (fuse.c) ---------- */
+
+typedef struct adv_fuse_ctx adv_fuse_ctx;
+/* Reader counts of the model's values over the nodes need_n keeps; NULL on
+ * ENOMEM. Free with adv__fuse_ctx_free. */
+adv_fuse_ctx *adv__fuse_ctx_new(const struct adv_plan *p, const char *need_n);
+void adv__fuse_ctx_free(adv_fuse_ctx *c);
+/* Called for a Conv node before its infer(): may fold the following
+ * BatchNormalization into new constant weights and absorb a following
+ * Relu (clearing their need_n entries). 0 or ADV_ENOMEM. */
+int adv__fuse_conv(struct adv_plan *p, adv_pnode *n, char *need_n,
+                   const adv_fuse_ctx *c);
+/* After all nodes are inferred: (when rewrite) identity nodes dropped and
+ * the Relu/MaxPool swap; then every runtime tensor's def/last_use/needed
+ * recomputed from the final node order. */
+int adv__fuse_rewrite(struct adv_plan *p, int rewrite, adv_err *err);
 
 extern const adv_op_def *const adv__ops[];
 extern const int adv__n_ops;

@@ -373,98 +373,6 @@ static int plan_backward(adv_plan *p, size_t *scratch, adv_err *err) {
   return ADV_OK;
 }
 
-/* Runtime position of the only runtime node reading t, or -1 when zero
- * or several nodes (or the same node twice) read it. */
-static int sole_reader(const adv_plan *p, const adv_tensor *t) {
-  int who = -1;
-  for (int r = 0; r < p->n_run; r++) {
-    const adv_pnode *n = &p->nodes[p->run[r]];
-    for (int k = 0; k < n->n_in; k++)
-      if (n->in[k] == t) {
-        if (who >= 0)
-          return -1;
-        who = r;
-      }
-  }
-  return who;
-}
-
-static int op_is(const adv_pnode *n, const char *name) {
-  return !strcmp(adv__ops[n->op]->name, name);
-}
-
-/*
- * Graph rewrites on the planned runtime nodes, before lifetimes and memory
- * are assigned. Today one: MaxPool(Relu(a)) -> Relu(MaxPool(a)) when the
- * Relu's output feeds only that MaxPool and is not a graph output. Max is
- * monotone, so the values are equal (ties pick the same first element,
- * and a window with no positive element gets zero gradient either way);
- * the ReLU then runs on the pooled, 4x smaller tensor in both passes. The
- * one difference: a NaN in a window gives 0 where the original gave the
- * window's largest non-NaN (ReLU maps NaN to 0 before the pool). The
- * Relu's old output tensor is reused for the pooled values. Ops are
- * re-inferred for their new operands.
- */
-static int plan_rewrite(adv_plan *p, adv_err *err) {
-  for (int rr = 0; rr < p->n_run; rr++) {
-    adv_pnode *relu = &p->nodes[p->run[rr]];
-    if (!op_is(relu, "Relu") || relu->n_in != 1 || relu->n_out != 1)
-      continue;
-    adv_tensor *a = relu->in[0], *b = relu->out[0];
-    if (!a || !b || a->is_const || a->dtype != ADV_DTYPE_F32)
-      continue;
-    int is_out = 0;
-    for (int i = 0; i < p->n_out; i++)
-      is_out |= &p->tensors[p->out_idx[i]] == b;
-    int rp = is_out ? -1 : sole_reader(p, b);
-    if (rp <= rr)
-      continue;
-    adv_pnode *pool = &p->nodes[p->run[rp]];
-    if (!op_is(pool, "MaxPool") || pool->n_in != 1 || pool->in[0] != b ||
-        (pool->n_out > 1 && pool->out[1]) || !pool->out[0])
-      continue;
-    adv_tensor *c = pool->out[0];
-    pool->in[0] = a;
-    pool->out[0] = b;
-    relu->in[0] = b;
-    relu->out[0] = c;
-    int rc = adv__ops[pool->op]->infer(p, pool, err);
-    if (!rc)
-      rc = adv__ops[relu->op]->infer(p, relu, err);
-    if (rc) /* cannot happen for shapes that inferred before; err is set */
-      return rc;
-    if (pool->scratch > 0 || relu->scratch > 0)
-      return adv__error(err, ADV_EINTERNAL, "Relu/MaxPool rewrite needs scratch");
-    int t = p->run[rr];
-    p->run[rr] = p->run[rp];
-    p->run[rp] = t;
-  }
-  /* lifetimes from the final order */
-  for (int i = 0; i < p->n_tensors; i++) {
-    adv_tensor *t = &p->tensors[i];
-    if (!t->is_const) {
-      t->def = -1;
-      t->last_use = -1;
-      t->needed = false;
-    }
-  }
-  for (int r = 0; r < p->n_run; r++) {
-    adv_pnode *n = &p->nodes[p->run[r]];
-    for (int k = 0; k < n->n_in; k++)
-      if (n->in[k] && !n->in[k]->is_const) {
-        n->in[k]->last_use = r;
-        n->in[k]->needed = true;
-      }
-    for (int k = 0; k < n->n_out; k++)
-      if (n->out[k]) {
-        n->out[k]->def = r;
-        n->out[k]->last_use = r;
-        n->out[k]->needed = true;
-      }
-  }
-  return ADV_OK;
-}
-
 int adv_session_init(const adv_model *m, adv_session_params sp,
                      adv_session **out, adv_err *err) {
   *out = NULL;
@@ -484,6 +392,7 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
   adv__arena_init(&p->arena, 0);
   int rc = ADV_OK;
   char *need_v = NULL, *need_n = NULL;
+  adv_fuse_ctx *fc = NULL;
   p->n_tensors = m->n_values;
   p->tensors = calloc((size_t)(m->n_values ? m->n_values : 1), sizeof(adv_tensor));
   p->nodes = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof(adv_pnode));
@@ -540,9 +449,14 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
       p->in_idx[p->n_in++] = vi;
     }
   }
-  /* 3. infer + fold */
+  /* 3. infer + fold (with the rewrites of fuse.c) */
   p->n_nodes = m->n_nodes;
   size_t scratch = 0;
+  fc = adv__fuse_ctx_new(p, need_n);
+  if (!fc) {
+    rc = adv__error(err, ADV_ENOMEM, "out of memory");
+    goto fail;
+  }
   for (int i = 0; i < m->n_nodes; i++) {
     if (!need_n[i])
       continue;
@@ -560,6 +474,11 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
     }
     for (int k = 0; k < mn->n_out; k++)
       n->out[k] = mn->out[k] >= 0 ? &p->tensors[mn->out[k]] : NULL;
+    if (!all_const && !sp.no_rewrite && !strcmp(mn->op_type, "Conv") &&
+        (rc = adv__fuse_conv(p, n, need_n, fc))) {
+      rc = adv__error(err, rc, "out of memory");
+      goto fail;
+    }
     rc = adv__ops[n->op]->infer(p, n, err);
     if (rc) {
       if (err) { /* prefix the node for context */
@@ -627,7 +546,7 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
         scratch = n->scratch;
     }
   }
-  if ((rc = plan_rewrite(p, err)))
+  if ((rc = adv__fuse_rewrite(p, !sp.no_rewrite, err)))
     goto fail;
   for (int i = 0; i < p->n_out; i++) {
     adv_tensor *t = &p->tensors[p->out_idx[i]];
@@ -666,11 +585,13 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
   }
   free(need_v);
   free(need_n);
+  adv__fuse_ctx_free(fc);
   *out = s;
   return ADV_OK;
 fail:
   free(need_v);
   free(need_n);
+  adv__fuse_ctx_free(fc);
   adv_session_free(s);
   return rc;
 }
@@ -705,6 +626,7 @@ void adv_session_free(adv_session *s) {
 }
 
 int adv_session_num_inputs(const adv_session *s) { return s->p.n_in; }
+int adv_session_num_runtime_nodes(const adv_session *s) { return s->p.n_run; }
 int adv_session_num_outputs(const adv_session *s) { return s->p.n_out; }
 
 int adv_session_input_shape(const adv_session *s, int i,

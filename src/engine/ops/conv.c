@@ -28,6 +28,7 @@ typedef struct conv_params {
   int depthwise;
   int64_t S;       /* samples per GEMM chunk (im2col of S samples side by side) */
   void *dnnl;      /* oneDNN primitives (conv_dnnl.c), or NULL */
+  int relu;        /* y = max(conv, 0): a Relu absorbed by fuse.c */
 } conv_params;
 
 static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
@@ -104,6 +105,9 @@ static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   n->bw_scratch = (size_t)((cp->K + cp->Mg) * cp->S * cp->P) * sizeof(float);
   /* dX reads W, dW reads X: keep whichever is an activation */
   n->bw_extra = (w->is_const ? 0 : ADV_BW_IN(0)) | (x->is_const ? 0 : ADV_BW_IN(1));
+  cp->relu = (n->fuse & ADV_FUSE_RELU) != 0;
+  if (cp->relu) /* the ReLU's backward reads y */
+    n->bw_extra |= ADV_BW_OUT(0);
   n->params = cp;
   /* large 2-D batches: oneDNN's blocked kernels (falls back when refused) */
   if (x->ndim == 4 && cp->N >= ADV_DNNL_MIN_BATCH && w->is_const && !getenv("ADV_NO_DNNL")) {
@@ -111,7 +115,7 @@ static int conv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
                        cp->SH, cp->SW, cp->DH, cp->DW, cp->PT, cp->PL, g.pad_hi[0],
                        g.pad_hi[1], cp->group};
     size_t sb = 0;
-    if (adv__dnnl_conv_plan(p, n, geo, b != NULL, p->grad, &cp->dnnl, &sb) == 0) {
+    if (adv__dnnl_conv_plan(p, n, geo, b != NULL, cp->relu, p->grad, &cp->dnnl, &sb) == 0) {
       size_t per = (sb + (size_t)p->threads - 1) / (size_t)p->threads;
       if (per > n->scratch)
         n->scratch = per;
@@ -200,8 +204,8 @@ static void depthwise(const conv_params *cp, const float *x, const float *w,
  * scattered to NCHW with the bias added. 1x1/stride-1 convolutions skip
  * im2col and run one GEMM per sample on X directly.
  */
-static void conv_chunk(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int thread,
-                       int T) {
+static void conv_chunk_raw(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int thread,
+                           int T) {
   const conv_params *cp = n->params;
   const float *x = n->in[0]->data, *w = n->in[1]->data;
   const float *b = n->n_in > 2 && n->in[2] ? n->in[2]->data : NULL;
@@ -246,6 +250,19 @@ static void conv_chunk(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int thr
         for (int64_t q = 0; q < cp->P; q++)
           dst[q] = src[q] + bv;
       }
+  }
+}
+
+/* conv_chunk_raw, then the absorbed ReLU over the chunk's fresh output. */
+static void conv_chunk(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int thread,
+                       int T) {
+  const conv_params *cp = n->params;
+  conv_chunk_raw(p, n, s0, S, thread, T);
+  if (cp->relu) {
+    float *y = (float *)n->out[0]->data + s0 * cp->M * cp->P;
+    int64_t len = S * cp->M * cp->P;
+    for (int64_t i = 0; i < len; i++)
+      y[i] = y[i] > 0.f ? y[i] : 0.f;
   }
 }
 
@@ -383,9 +400,18 @@ static int conv_backward(adv_plan *p, adv_pnode *n) {
   const conv_params *cp = n->params;
   adv_tensor *x = n->in[0], *w = n->in[1];
   adv_tensor *b = n->n_in > 2 ? n->in[2] : NULL;
-  const float *gy = n->out[0]->grad;
+  float *gy = n->out[0]->grad;
   if (!gy)
     return ADV_OK;
+  if (cp->relu) {
+    /* ReLU backward in place: dY is this node's alone (only the producer
+     * reads a gradient, and every consumer has already added to it) */
+    const float *y = n->out[0]->data;
+    int64_t len = n->out[0]->numel;
+#pragma omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)
+    for (int64_t i = 0; i < len; i++)
+      gy[i] = y[i] > 0.f ? gy[i] : 0.f;
+  }
   if (x->grad) {
     if (cp->dnnl && adv__dnnl_conv_has_bwd(cp->dnnl)) {
       int rc = adv__dnnl_conv_backward_data(p, n, cp->dnnl);

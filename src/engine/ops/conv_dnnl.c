@@ -109,7 +109,7 @@ static int reorder_weights(adv_plan *p, dconv *d, const dnnl_memory_desc_t *user
  * the handle in *handle, or -1 (caller falls back to im2col).
  */
 int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
-                        int with_bwd, void **handle, size_t *scratch_bytes) {
+                        int relu, int with_bwd, void **handle, size_t *scratch_bytes) {
   pthread_once(&g_once, eng_init);
   if (!g_eng)
     return -1;
@@ -149,11 +149,19 @@ int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
   dnnl_dims_t st = {SH, SW}, dl = {DH - 1, DW - 1}, pl = {PT, PL}, pr = {rb, rr};
   dnnl_convolution_desc_t cd;
   dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t po = NULL;
+  if (relu && (dnnl_primitive_attr_create(&attr) != dnnl_success ||
+               dnnl_post_ops_create(&po) != dnnl_success ||
+               dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f) !=
+                   dnnl_success ||
+               dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success))
+    goto out;
   if (dnnl_dilated_convolution_forward_desc_init(
           &cd, with_bwd ? dnnl_forward_training : dnnl_forward_inference,
           dnnl_convolution_direct, &src_any, &wei_any, bias ? &bias_md : NULL,
           &dst_any, st, dl, pl, pr) != dnnl_success ||
-      dnnl_primitive_desc_create(&fpd, &cd, NULL, g_eng, NULL) != dnnl_success)
+      dnnl_primitive_desc_create(&fpd, &cd, attr, g_eng, NULL) != dnnl_success)
     goto out;
   /* oneDNN's reference kernels are far slower than im2col + GEMM */
   const char *impl = NULL;
@@ -225,6 +233,10 @@ bwd_done:
   *scratch_bytes = off;
   ok = 1;
 out:
+  if (po)
+    dnnl_post_ops_destroy(po);
+  if (attr)
+    dnnl_primitive_attr_destroy(attr);
   if (fpd)
     dnnl_primitive_desc_destroy(fpd);
   if (bpd)

@@ -110,6 +110,11 @@ static int pad_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     }
   }
   n->params = pp;
+  /* all pads zero: the output is the input (fuse.c drops the node) */
+  int ident = n->n_out == 1;
+  for (int d = 0; d < 2 * r; d++)
+    ident &= all[d] == 0;
+  n->is_identity = ident;
   return adv__tensor_set_shape(n->out[0], x->dtype, r, pp->odims);
 }
 

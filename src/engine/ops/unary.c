@@ -202,6 +202,7 @@ static int copy_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   } else if (n->n_in != 1 || n->n_out != 1) {
     return adv__error(err, ADV_EFORMAT, "Identity takes 1 input, 1 output");
   }
+  n->is_identity = n->n_out == 1 || !n->out[1]; /* fuse.c drops the node */
   return adv__tensor_set_shape(n->out[0], x->dtype, x->ndim, x->dims);
 }
 
