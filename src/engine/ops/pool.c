@@ -84,12 +84,23 @@ static int pool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
  * (vertical max, then even/odd lanes); any NaN in a block sends that block
  * to the scalar rule so NaN propagation stays exact.
  */
+#ifdef __AVX2__
+/* Lanes 0..n-1 set (n clamped to [0, 8]): loads and stores of a row's
+ * last, partial block of 8 outputs never touch memory past the row. */
+static inline __m256i lanes(int64_t n) {
+  n = n < 0 ? 0 : n > 8 ? 8 : n;
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+
 static void maxpool2x2_row(const float *r0, const float *r1, float *yr, int64_t OW) {
   int64_t ow = 0;
 #ifdef __AVX2__
-  for (; ow + 8 <= OW; ow += 8) {
-    __m256 a0 = _mm256_loadu_ps(r0 + 2 * ow), a1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
-    __m256 b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
+  for (; ow < OW; ow += 8) {
+    int64_t rem = OW - ow;
+    __m256i k0 = lanes(2 * rem), k1 = lanes(2 * rem - 8);
+    __m256 a0 = _mm256_maskload_ps(r0 + 2 * ow, k0), a1 = _mm256_maskload_ps(r0 + 2 * ow + 8, k1);
+    __m256 b0 = _mm256_maskload_ps(r1 + 2 * ow, k0), b1 = _mm256_maskload_ps(r1 + 2 * ow + 8, k1);
     __m256 v0 = _mm256_max_ps(a0, b0), v1 = _mm256_max_ps(a1, b1);
     __m256 ev = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
     __m256 od = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1));
@@ -99,7 +110,7 @@ static void maxpool2x2_row(const float *r0, const float *r1, float *yr, int64_t 
                               _mm256_cmp_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(a0, a1), _CMP_UNORD_Q));
     if (_mm256_movemask_ps(nan))
       break; /* scalar from here on: exact NaN rule */
-    _mm256_storeu_ps(yr + ow, m);
+    _mm256_maskstore_ps(yr + ow, lanes(rem), m);
   }
 #endif
   for (; ow < OW; ow++) {
@@ -132,9 +143,11 @@ static void maxpool2x2_bw_row_assign(const float *r0, const float *r1, const flo
                                      float *d0, float *d1, int64_t OW) {
   int64_t ow = 0;
 #ifdef __AVX2__
-  for (; ow + 8 <= OW; ow += 8) {
-    __m256 a0 = _mm256_loadu_ps(r0 + 2 * ow), a1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
-    __m256 b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
+  for (; ow < OW; ow += 8) {
+    int64_t rem = OW - ow;
+    __m256i k0 = lanes(2 * rem), k1 = lanes(2 * rem - 8);
+    __m256 a0 = _mm256_maskload_ps(r0 + 2 * ow, k0), a1 = _mm256_maskload_ps(r0 + 2 * ow + 8, k1);
+    __m256 b0 = _mm256_maskload_ps(r1 + 2 * ow, k0), b1 = _mm256_maskload_ps(r1 + 2 * ow + 8, k1);
     /* de-interleave: lanes hold windows in the order 0,1,4,5,2,3,6,7 */
     __m256 ae = _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0));
     __m256 ao = _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
@@ -145,7 +158,7 @@ static void maxpool2x2_bw_row_assign(const float *r0, const float *r1, const flo
         _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(ae, ao), _mm256_add_ps(be, bo), _CMP_UNORD_Q)))
       break; /* NaN somewhere: scalar rule from here on */
     /* gy in the same shuffled window order */
-    __m256 gv = _mm256_loadu_ps(g + ow);
+    __m256 gv = _mm256_maskload_ps(g + ow, lanes(rem));
     gv = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(gv), _MM_SHUFFLE(3, 1, 2, 0)));
     __m256 e0 = _mm256_cmp_ps(ae, m, _CMP_EQ_OQ);
     __m256 e1 = _mm256_andnot_ps(e0, _mm256_cmp_ps(ao, m, _CMP_EQ_OQ));
@@ -156,10 +169,10 @@ static void maxpool2x2_bw_row_assign(const float *r0, const float *r1, const flo
     __m256 g2 = _mm256_and_ps(e2, gv), g3 = _mm256_and_ps(e3, gv);
     /* re-interleave even/odd: the 0,1,4,5 | 2,3,6,7 window order makes
      * unpacklo = input elements 0..7 and unpackhi = 8..15, in order */
-    _mm256_storeu_ps(d0 + 2 * ow, _mm256_unpacklo_ps(g0, g1));
-    _mm256_storeu_ps(d0 + 2 * ow + 8, _mm256_unpackhi_ps(g0, g1));
-    _mm256_storeu_ps(d1 + 2 * ow, _mm256_unpacklo_ps(g2, g3));
-    _mm256_storeu_ps(d1 + 2 * ow + 8, _mm256_unpackhi_ps(g2, g3));
+    _mm256_maskstore_ps(d0 + 2 * ow, k0, _mm256_unpacklo_ps(g0, g1));
+    _mm256_maskstore_ps(d0 + 2 * ow + 8, k1, _mm256_unpackhi_ps(g0, g1));
+    _mm256_maskstore_ps(d1 + 2 * ow, k0, _mm256_unpacklo_ps(g2, g3));
+    _mm256_maskstore_ps(d1 + 2 * ow + 8, k1, _mm256_unpackhi_ps(g2, g3));
   }
 #endif
   for (; ow < OW; ow++) {
