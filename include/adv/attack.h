@@ -74,7 +74,9 @@ typedef struct adv_attack_params {
   float overshoot;     /* DeepFool / FAB overshoot */
   int candidates;      /* DeepFool: classes considered (default 10) */
   float alpha_max, eta, beta; /* FAB parameters */
-  int batch;           /* internal batch size (default 256) */
+  int batch;           /* samples per engine call; 0 (default) = automatic:
+                          the largest power of two <= 256 whose activations
+                          fit 16 MiB (docs/attacks.md) */
   int threads;         /* engine threads (default 2) */
 } adv_attack_params;
 

@@ -33,6 +33,7 @@ typedef struct adv_eval {
     uint64_t last_used;
   } cache[ADV_EVAL_SESSIONS];
   uint64_t tick;
+  int auto_batch;  /* chunk size chosen when p.batch is 0 (eval.c) */
   int64_t forwards, backwards; /* sample-level counts */
   const int64_t *pred_clean;   /* argmax on the clean inputs (run.c) */
   int64_t *sample_queries;     /* per-sample forward queries, filled by

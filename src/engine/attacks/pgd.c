@@ -102,8 +102,10 @@ int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
         adv__project(ci, x + i * per, per, p->norm, p->eps, p->clip_min, p->clip_max);
       }
     }
-    /* evaluate the final iterate of this restart */
-    if ((rc = adv__eval_grad(ev, cur, n, lp, y, target, z, loss, g)))
+    /* evaluate the final iterate of this restart (forward only: the loss
+     * comes from the logits) */
+    if ((rc = adv__eval_forward(ev, cur, n, z)) ||
+        (rc = adv_loss_eval(lp, z, n, K, y, target, loss, NULL, ev->err)))
       goto out;
     for (int64_t i = 0; i < n; i++) {
       if (done[i])

@@ -45,7 +45,7 @@ adv_attack_params adv_attack_default_params(adv_attack_kind kind) {
   p.clip_min = 0.f;
   p.clip_max = 1.f;
   p.seed = 0;
-  p.batch = 256;
+  p.batch = 0; /* automatic (eval.c chunk_of) */
   p.threads = 2;
   p.kappa = 0.f;
   p.binary_steps = 9;
