@@ -18,7 +18,9 @@
 
 #include <stdint.h>
 
-#define ADV_EVAL_SESSIONS 6
+#define ADV_EVAL_SESSIONS 12
+/* Concurrent single-threaded sessions at most (eval.c data parallelism). */
+#define ADV_EVAL_WORKERS 4
 
 typedef struct adv_eval {
   const adv_model *m;
@@ -29,11 +31,14 @@ typedef struct adv_eval {
   int64_t in_dims[ADV_MAX_DIMS]; /* dims[0] is the batch */
   struct {
     int batch;
+    int worker; /* -1: multi-threaded session; else a 1-thread session
+                   owned by that data-parallel worker */
     adv_session *s;
     uint64_t last_used;
   } cache[ADV_EVAL_SESSIONS];
   uint64_t tick;
   int auto_batch;  /* chunk size chosen when p.batch is 0 (eval.c) */
+  const float *cur_x; /* input of the eval_chunks call in progress */
   int64_t forwards, backwards; /* sample-level counts */
   const int64_t *pred_clean;   /* argmax on the clean inputs (run.c) */
   int64_t *sample_queries;     /* per-sample forward queries, filled by

@@ -7,22 +7,23 @@
 #include "core/engine.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Returns a session for exactly `batch` samples, creating (and evicting
- * the least recently used) as needed. */
-static adv_session *eval_session(adv_eval *ev, int batch) {
+/* Returns a session for exactly `batch` samples, planned for `worker`
+ * (-1: p.threads threads; else 1 thread, used by that data-parallel
+ * worker only), creating (and evicting the least recently used) as
+ * needed. Not thread-safe: called before any parallel region. */
+static adv_session *eval_session(adv_eval *ev, int batch, int worker) {
   int lru = 0;
   for (int i = 0; i < ADV_EVAL_SESSIONS; i++) {
-    if (ev->cache[i].s && ev->cache[i].batch == batch) {
+    if (ev->cache[i].s && ev->cache[i].batch == batch && ev->cache[i].worker == worker) {
       ev->cache[i].last_used = ++ev->tick;
       return ev->cache[i].s;
     }
     if (!ev->cache[i].s || ev->cache[i].last_used < ev->cache[lru].last_used)
       lru = i;
-    if (!ev->cache[i].s)
-      break;
   }
   /* prefer an empty slot */
   for (int i = 0; i < ADV_EVAL_SESSIONS; i++)
@@ -33,7 +34,7 @@ static adv_session *eval_session(adv_eval *ev, int batch) {
   adv_session_free(ev->cache[lru].s);
   ev->cache[lru].s = NULL;
   adv_session_params sp = adv_session_default_params();
-  sp.threads = ev->p.threads > 0 ? ev->p.threads : 1;
+  sp.threads = worker >= 0 ? 1 : ev->p.threads > 0 ? ev->p.threads : 1;
   sp.logits = 1;
   sp.grad = 1;
   adv_array shape;
@@ -50,6 +51,7 @@ static adv_session *eval_session(adv_eval *ev, int batch) {
     return NULL;
   ev->cache[lru].s = s;
   ev->cache[lru].batch = batch;
+  ev->cache[lru].worker = worker;
   ev->cache[lru].last_used = ++ev->tick;
   return s;
 }
@@ -63,13 +65,14 @@ static adv_session *eval_session(adv_eval *ev, int batch) {
 /*
  * Samples per engine call: p.batch, or when 0 the largest power of two
  * from 256 down to 8 whose planned arena (bytes per sample from a batch-1
- * plan, which stays cached for odd tails) fits ADV_EVAL_AUTO_BYTES.
+ * plan) fits ADV_EVAL_AUTO_BYTES. Independent of the thread count, so the
+ * chunking (and with it every float) is the same for any p.threads.
  */
 static int chunk_of(adv_eval *ev) {
   if (ev->p.batch > 0)
     return ev->p.batch;
   if (!ev->auto_batch) {
-    adv_session *s = eval_session(ev, 1);
+    adv_session *s = eval_session(ev, 1, -1);
     size_t per = s ? adv_session_arena_bytes(s) : 0;
     int b = 256;
     while (b > 8 && per && (size_t)b * per > ADV_EVAL_AUTO_BYTES)
@@ -79,68 +82,148 @@ static int chunk_of(adv_eval *ev) {
   return ev->auto_batch;
 }
 
-int adv__eval_forward(adv_eval *ev, const float *x, int64_t n, float *logits) {
+/* One engine call on samples [s0, s0 + bn) with session s. */
+typedef int (*chunk_fn)(adv_eval *ev, adv_session *s, int64_t s0, int bn, void *ctx,
+                        adv_err *err);
+
+/*
+ * Runs fn over n samples in chunks of chunk_of(ev). With p.threads > 1 and
+ * at least two chunks, the chunks are dealt round-robin to up to
+ * min(threads, ADV_EVAL_WORKERS) workers, each running its own 1-thread
+ * session: no fork/join or barrier per op, and each core keeps its own
+ * chunk's buffers in its cache (faster than splitting every op over the
+ * threads). Otherwise one multi-threaded session per chunk size. Chunk
+ * boundaries do not depend on the thread count. On error returns the
+ * first failing chunk's code with its message in ev->err.
+ */
+static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
   int B = chunk_of(ev);
-  for (int64_t s0 = 0; s0 < n; s0 += B) {
-    int bn = (int)(n - s0 < B ? n - s0 : B);
-    adv_session *s = eval_session(ev, bn);
-    if (!s)
-      return ADV_EINVAL;
-    int rc = adv_session_forward(s, x + s0 * ev->per, logits + s0 * ev->classes,
-                                 ev->err);
-    if (rc)
-      return rc;
-    ev->forwards += bn;
+  int64_t nch = (n + B - 1) / B;
+  int T = ev->p.threads > 0 ? ev->p.threads : 1;
+  int W = T < ADV_EVAL_WORKERS ? T : ADV_EVAL_WORKERS;
+  if (W > nch)
+    W = (int)nch;
+  if (W < 2) {
+    for (int64_t c = 0; c < nch; c++) {
+      int64_t s0 = c * B;
+      int bn = (int)(n - s0 < B ? n - s0 : B);
+      adv_session *s = eval_session(ev, bn, -1);
+      if (!s)
+        return ADV_EINVAL;
+      int rc = fn(ev, s, s0, bn, ctx, ev->err);
+      if (rc)
+        return rc;
+    }
+    return ADV_OK;
   }
+  /* sessions first (the cache is not thread-safe): worker w runs chunks
+   * w, w + W, ...; the last chunk may be shorter */
+  adv_session *full[ADV_EVAL_WORKERS] = {0}, *tail = NULL;
+  int64_t last = nch - 1;
+  int tail_bn = (int)(n - last * B);
+  for (int w = 0; w < W; w++) /* chunk w is full unless it is the tail */
+    if ((w < last || tail_bn == B) && !(full[w] = eval_session(ev, B, w)))
+      return ADV_EINVAL;
+  if (tail_bn != B && !(tail = eval_session(ev, tail_bn, (int)(last % W))))
+    return ADV_EINVAL;
+  /* (the cache holds more sessions than one call needs, and eviction is
+   * least-recently-used, so none of these was evicted by the others) */
+  int rc_w[ADV_EVAL_WORKERS] = {0};
+  adv_err err_w[ADV_EVAL_WORKERS];
+  memset(err_w, 0, sizeof(err_w));
+#pragma omp parallel num_threads(W)
+  {
+    int w = omp_get_thread_num();
+    for (int64_t c = w; c < nch && !rc_w[w]; c += W) {
+      int64_t s0 = c * B;
+      int bn = (int)(n - s0 < B ? n - s0 : B);
+      adv_session *s = bn == B ? full[w] : tail;
+      rc_w[w] = fn(ev, s, s0, bn, ctx, &err_w[w]);
+    }
+  }
+  for (int w = 0; w < W; w++)
+    if (rc_w[w]) {
+      if (ev->err)
+        *ev->err = err_w[w];
+      return rc_w[w];
+    }
   return ADV_OK;
+}
+
+static int fwd_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn, void *ctx,
+                     adv_err *err) {
+  float *logits = ctx;
+  (void)bn;
+  return adv_session_forward(s, ev->cur_x + s0 * ev->per, logits + s0 * ev->classes, err);
+}
+
+int adv__eval_forward(adv_eval *ev, const float *x, int64_t n, float *logits) {
+  ev->cur_x = x;
+  int rc = eval_chunks(ev, n, fwd_chunk, logits);
+  if (!rc)
+    ev->forwards += n;
+  return rc;
+}
+
+typedef struct grad_ctx {
+  adv_loss_params lp;
+  const int64_t *y, *target;
+  float *logits, *loss, *dx;
+  const float *dz;
+} grad_ctx;
+
+static int grad_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn, void *ctx,
+                      adv_err *err) {
+  grad_ctx *g = ctx;
+  (void)bn;
+  return adv_session_grad(s, ev->cur_x + s0 * ev->per, g->lp, g->y ? g->y + s0 : NULL,
+                          g->target ? g->target + s0 : NULL,
+                          g->logits ? g->logits + s0 * ev->classes : NULL,
+                          g->loss ? g->loss + s0 : NULL, g->dx + s0 * ev->per, err);
 }
 
 int adv__eval_grad(adv_eval *ev, const float *x, int64_t n, adv_loss_params lp,
                    const int64_t *y, const int64_t *target, float *logits,
                    float *loss, float *dx) {
-  int B = chunk_of(ev);
-  for (int64_t s0 = 0; s0 < n; s0 += B) {
-    int bn = (int)(n - s0 < B ? n - s0 : B);
-    adv_session *s = eval_session(ev, bn);
-    if (!s)
-      return ADV_EINVAL;
-    int rc = adv_session_grad(s, x + s0 * ev->per, lp, y ? y + s0 : NULL,
-                              target ? target + s0 : NULL,
-                              logits ? logits + s0 * ev->classes : NULL,
-                              loss ? loss + s0 : NULL, dx + s0 * ev->per,
-                              ev->err);
-    if (rc)
-      return rc;
-    ev->forwards += bn;
-    ev->backwards += bn;
+  grad_ctx g = {lp, y, target, logits, loss, dx, NULL};
+  ev->cur_x = x;
+  int rc = eval_chunks(ev, n, grad_chunk, &g);
+  if (!rc) {
+    ev->forwards += n;
+    ev->backwards += n;
   }
-  return ADV_OK;
+  return rc;
+}
+
+/* Forward then backward from the given logit gradients dz; logits go to
+ * g->logits (the caller's, n x K). */
+static int dz_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn, void *ctx,
+                    adv_err *err) {
+  grad_ctx *g = ctx;
+  (void)bn;
+  int rc = adv_session_forward(s, ev->cur_x + s0 * ev->per, g->logits + s0 * ev->classes,
+                               err);
+  if (rc == ADV_OK)
+    rc = adv_session_backward_dz(s, g->dz + s0 * ev->classes, g->dx + s0 * ev->per,
+                                 ev->abort_flag, err);
+  return rc;
 }
 
 int adv__eval_grad_dz(adv_eval *ev, const float *x, int64_t n, const float *dz,
                       float *logits, float *dx) {
-  int B = chunk_of(ev);
   float *tmp = NULL;
   if (!logits) {
-    tmp = malloc(sizeof(float) * (size_t)(B * ev->classes));
+    tmp = malloc(sizeof(float) * (size_t)(n * ev->classes));
     if (!tmp)
       return ADV_ENOMEM;
   }
-  int rc = ADV_OK;
-  for (int64_t s0 = 0; s0 < n && rc == ADV_OK; s0 += B) {
-    int bn = (int)(n - s0 < B ? n - s0 : B);
-    adv_session *s = eval_session(ev, bn);
-    if (!s) {
-      rc = ADV_EINVAL;
-      break;
-    }
-    float *z = logits ? logits + s0 * ev->classes : tmp;
-    rc = adv_session_forward(s, x + s0 * ev->per, z, ev->err);
-    if (rc == ADV_OK)
-      rc = adv_session_backward_dz(s, dz + s0 * ev->classes, dx + s0 * ev->per,
-                                   ev->abort_flag, ev->err);
-    ev->forwards += bn;
-    ev->backwards += bn;
+  grad_ctx g = {adv_loss_default_params(ADV_LOSS_CE), NULL, NULL, logits ? logits : tmp,
+                NULL, dx, dz};
+  ev->cur_x = x;
+  int rc = eval_chunks(ev, n, dz_chunk, &g);
+  if (!rc) {
+    ev->forwards += n;
+    ev->backwards += n;
   }
   free(tmp);
   return rc;

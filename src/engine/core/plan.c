@@ -20,6 +20,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include <xmmintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -663,6 +664,13 @@ size_t adv_session_arena_bytes(const adv_session *s) { return s->p.arena_bytes; 
  * return, the OpenMP pool threads keep the setting. Numerically this only
  * zeroes magnitudes below FLT_MIN.
  */
+/* All parallelism is ours (OpenMP): OpenBLAS runs single-threaded. Set
+ * once per process, because sessions may run concurrently (eval.c workers)
+ * and the setting is global. */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_set_one(void) { openblas_set_num_threads(1); }
+static void blas_single_threaded(void) { pthread_once(&blas_once, blas_set_one); }
+
 static unsigned ftz_enter(adv_plan *p) {
   unsigned old = _mm_getcsr();
   if (!p->ftz_pool) { /* pool threads keep MXCSR: once per session */
@@ -693,7 +701,7 @@ static int session_run_inner(adv_session *s, const float *const *inputs,
                     void *const *outputs, const volatile int *abort_flag,
                     adv_err *err) {
   adv_plan *p = &s->p;
-  openblas_set_num_threads(1); /* all parallelism is ours (OpenMP) */
+  blas_single_threaded();
   for (int i = 0; i < p->n_in; i++) {
     adv_tensor *t = &p->tensors[p->in_idx[i]];
     memcpy(t->data, inputs[i], (size_t)t->numel * sizeof(float));
@@ -761,7 +769,7 @@ static int backward_inner(adv_session *s, const float *dz, float *dx,
   adv_tensor *out0 = &p->tensors[p->out_idx[0]];
   if (dz != out0->grad)
     memcpy(out0->grad, dz, (size_t)out0->numel * sizeof(float));
-  openblas_set_num_threads(1); /* all parallelism is ours (OpenMP) */
+  blas_single_threaded();
   for (int r = p->n_run - 1; r >= 0; r--) {
     adv_pnode *n = &p->nodes[p->run[r]];
     if (!n->backward)
