@@ -115,6 +115,36 @@ TEST(same_seed_same_bytes) {
   }
 }
 
+/* The evaluator's chunking does not depend on the thread count (chunks of
+ * p.batch dealt to data-parallel workers, eval.c): 21 samples in chunks of
+ * 8 (8, 8, 5: a tail chunk, and oneDNN plus im2col convolutions) give the
+ * same bytes with 1, 2 and 3 threads. */
+TEST(same_bytes_any_thread_count) {
+  adv_attack_kind kinds[] = {ADV_ATTACK_PGD, ADV_ATTACK_APGD_CE};
+  for (int k = 0; k < 2; k++) {
+    adv_attack_params p = adv_attack_default_params(kinds[k]);
+    p.eps = 0.1f;
+    p.steps = 5;
+    p.seed = 42;
+    p.batch = 8;
+    adv_attack_result r[3];
+    int ok = 1;
+    for (int t = 0; t < 3; t++) {
+      p.threads = t + 1;
+      ok &= run(p, 21, NULL, &r[t]) == 0 && r[t].x_adv != NULL;
+    }
+    CHECK(ok);
+    if (ok) {
+      size_t bytes = sizeof(float) * (size_t)(r[0].n * r[0].per);
+      CHECK(memcmp(r[0].x_adv, r[1].x_adv, bytes) == 0);
+      CHECK(memcmp(r[0].x_adv, r[2].x_adv, bytes) == 0);
+      CHECK_EQ_INT(r[0].backwards, r[1].backwards);
+    }
+    for (int t = 0; t < 3; t++)
+      adv_attack_result_free(&r[t]);
+  }
+}
+
 TEST(fgsm_matches_pytorch_gradient_sign) {
   adv_array gx = {0}, gg = {0}, gy = {0};
   CHECK(npz("mnist_cnn_grads.npz", "x", &gx) == 0);
@@ -278,6 +308,7 @@ int main(int argc, char **argv) {
   }
   RUN(bounded_attacks_respect_eps_and_box);
   RUN(same_seed_same_bytes);
+  RUN(same_bytes_any_thread_count);
   RUN(fgsm_matches_pytorch_gradient_sign);
   RUN(pgd_matches_pytorch_labels);
   RUN(iterative_never_worse_than_fgsm);
