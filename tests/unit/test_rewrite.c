@@ -274,6 +274,88 @@ TEST(fixture_models) {
   }
 }
 
+/*
+ * The vectorized 2x2 max pool (pool.c) against the rule written out here:
+ * a window's value and gradient go to its first maximum in row-major order,
+ * and a NaN takes the window (v > m || v is NaN). Widths 14 and 32 tile
+ * exactly (gradient stored, masked tail blocks for 14), 15 does not (one
+ * column dropped, gradient accumulated); NaNs sit in vector blocks and in
+ * tails, ties and -0/+0 pairs are planted too.
+ */
+TEST(maxpool_fast_path) {
+  int widths[3] = {14, 15, 32};
+  for (int wi = 0; wi < 3; wi++) {
+    int C = 3, H = 6, W = widths[wi], OH = H / 2, OW = W / 2;
+    ob_model b;
+    ob_init(&b, 13);
+    ob_input(&b, "x", 4, (int64_t[]){1, C, H, W});
+    ob_node(&b, "MaxPool", "x", "p");
+    ob_attr_ints(&b, "kernel_shape", 2, (int64_t[]){2, 2});
+    ob_attr_ints(&b, "strides", 2, (int64_t[]){2, 2});
+    ob_node(&b, "Flatten", "p", "out");
+    ob_output(&b, "out");
+    size_t len = 0;
+    unsigned char *bytes = ob_finish(&b, &len);
+    adv_model *m = NULL;
+    adv_err err = {{0}};
+    int rc = adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err);
+    free(bytes);
+    CHECK(rc == 0);
+    if (rc)
+      continue;
+    adv_session_params sp = adv_session_default_params();
+    sp.grad = 1;
+    adv_session *s = NULL;
+    CHECK(adv_session_init(m, sp, &s, &err) == 0);
+    int64_t nx = (int64_t)C * H * W, ny = (int64_t)C * OH * OW;
+    float *x = malloc(sizeof(float) * (size_t)nx), *y = malloc(sizeof(float) * (size_t)ny);
+    float *dz = malloc(sizeof(float) * (size_t)ny), *dx = malloc(sizeof(float) * (size_t)nx);
+    float *ry = malloc(sizeof(float) * (size_t)ny), *rdx = calloc((size_t)nx, sizeof(float));
+    fill(x, nx, -1.f, 1.f);
+    fill(dz, ny, 0.5f, 1.5f);
+    for (int64_t i = 0; i < nx; i += 37) /* NaNs: vector blocks and tails */
+      x[i] = NAN;
+    x[5] = x[4];                    /* a tie inside a window */
+    x[2 * W + 8] = 0.f;             /* -0 / +0 */
+    x[2 * W + 9] = -0.f;
+    x[3 * W + 8] = -1.f;
+    x[3 * W + 9] = -1.f;
+    for (int c = 0; c < C; c++)
+      for (int oh = 0; oh < OH; oh++)
+        for (int ow = 0; ow < OW; ow++) {
+          int64_t base = (int64_t)c * H * W, idx[4] = {base + 2 * oh * W + 2 * ow,
+                                                        base + 2 * oh * W + 2 * ow + 1,
+                                                        base + (2 * oh + 1) * W + 2 * ow,
+                                                        base + (2 * oh + 1) * W + 2 * ow + 1};
+          int best = 0;
+          float mv = x[idx[0]];
+          for (int j = 1; j < 4; j++)
+            if (x[idx[j]] > mv || isnan(x[idx[j]])) {
+              best = j;
+              mv = x[idx[j]];
+            }
+          int64_t o = ((int64_t)c * OH + oh) * OW + ow;
+          ry[o] = mv;
+          rdx[idx[best]] += dz[o];
+        }
+    if (s) {
+      CHECK(adv_session_forward(s, x, y, &err) == 0);
+      CHECK(adv_session_backward_dz(s, dz, dx, NULL, &err) == 0);
+      int bad = 0;
+      for (int64_t i = 0; i < ny; i++)
+        bad += !(y[i] == ry[i] || (isnan(y[i]) && isnan(ry[i])));
+      for (int64_t i = 0; i < nx; i++)
+        bad += dx[i] != rdx[i];
+      if (bad)
+        fprintf(stderr, "  width %d: %d mismatches\n", W, bad);
+      CHECK(bad == 0);
+    }
+    adv_session_free(s);
+    adv_model_free(m);
+    free(x), free(y), free(dz), free(dx), free(ry), free(rdx);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: test_rewrite FIXTURE_DIR\n");
@@ -282,5 +364,6 @@ int main(int argc, char **argv) {
   FIX = argv[1];
   RUN(synthetic_graph);
   RUN(fixture_models);
+  RUN(maxpool_fast_path);
   return harness_report();
 }
