@@ -23,7 +23,7 @@
 #                robust points so APGD-T, FAB-T and Square really run
 #                (default 100, ~1 min on 2 cores; 0 = off)
 #   BATCH        aisbx --batch (default 0 = the engine's automatic choice:
-#                128 for mnist_cnn, 64 for fashion_resnet; docs/attacks.md)
+#                64 for mnist_cnn, 32 for fashion_resnet; docs/attacks.md)
 #   TORCH_BATCH  chunk size of the PyTorch loops (default 0 = all N at once,
 #                PyTorch's fastest setting on these models)
 #   QUIET_IDLE   before every timed run wait until the CPUs were at least

@@ -76,7 +76,7 @@ typedef struct adv_attack_params {
   float alpha_max, eta, beta; /* FAB parameters */
   int batch;           /* samples per engine call; 0 (default) = automatic:
                           the largest power of two <= 256 whose activations
-                          fit 16 MiB (docs/attacks.md) */
+                          fit 8 MiB (docs/attacks.md) */
   int threads;         /* engine threads (default 2) */
 } adv_attack_params;
 

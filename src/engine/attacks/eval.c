@@ -58,9 +58,10 @@ static adv_session *eval_session(adv_eval *ev, int batch, int worker) {
 
 /* Activation bytes one chunk may plan when the batch is automatic. The
  * passes are memory-bound outside the convolutions: chunks whose forward
- * and backward buffers stay in cache ran 20-25 % faster per image than 256
- * (mnist_cnn and fashion_resnet, 1 thread, bench_grad, 2026-11-26). */
-#define ADV_EVAL_AUTO_BYTES ((size_t)16 << 20)
+ * and backward buffers stay in cache ran 10-25 % faster per image than 128
+ * or 256 (mnist_cnn: 32-64 best, fashion_resnet: 32; 1 thread, bench_grad,
+ * 2026-11-26). */
+#define ADV_EVAL_AUTO_BYTES ((size_t)8 << 20)
 
 /*
  * Samples per engine call: p.batch, or when 0 the largest power of two
