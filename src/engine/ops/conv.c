@@ -377,6 +377,14 @@ static void conv_dx_chunk(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int 
   }
   int64_t ld = S * cp->P;
   float *col = adv__scratch(p, n, thread), *dyb = col + cp->K * ld;
+  if (cp->group == 1) { /* dY of a sample is already Mg x P: no gather */
+    for (int64_t s = s0; s < s0 + S; s++) {
+      adv__sgemm(T, 1, 0, (int)cp->K, (int)cp->P, (int)cp->Mg, 1.f, w, (int)cp->K,
+                 n->out[0]->grad + s * MP, (int)cp->P, 0.f, col, (int)cp->P);
+      col2im_add(cp, col, n->in[0]->grad + s * CHW, cp->P);
+    }
+    return;
+  }
   for (int64_t g = 0; g < cp->group; g++) {
     for (int64_t s = 0; s < S; s++)
       for (int64_t m = 0; m < cp->Mg; m++)
