@@ -94,12 +94,18 @@ typedef struct adv_session_params {
   int logits;   /* 1: when the model ends in Softmax, output its input */
   int grad;     /* 1: plan the backward pass too (input gradients) */
   int weight_grad; /* 1: also accumulate weight gradients (implies grad) */
+  size_t max_bytes; /* cap on the activation, gradient and scratch memory
+                       one session plans; 0 = ADV_SESSION_MAX_BYTES. A plan
+                       over the cap fails with ADV_ELIMIT (untrusted models
+                       can ask for any amount). */
   int no_rewrite; /* 1: run the graph as written: no Conv+BatchNorm folding,
                      no absorbed Relu, no Relu/MaxPool swap, identity nodes
                      kept (for tests and debugging; slower) */
   int n_bindings;
   const adv_binding *bindings;
 } adv_session_params;
+
+#define ADV_SESSION_MAX_BYTES ((size_t)4 << 30) /* 4 GiB */
 
 adv_session_params adv_session_default_params(void);
 

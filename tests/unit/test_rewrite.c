@@ -356,6 +356,43 @@ TEST(maxpool_fast_path) {
   }
 }
 
+/* A model whose plan needs more memory than the session cap fails with
+ * ADV_ELIMIT and a message naming the sizes; the default cap lets it plan.
+ * x[1,1,2048,2048] -> Relu -> Neg: 3 x 16 MiB of activations. */
+TEST(memory_cap) {
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "x", 4, (int64_t[]){-1, 1, 2048, 2048});
+  ob_node(&b, "Relu", "x", "r");
+  ob_node(&b, "Neg", "r", "out");
+  ob_output(&b, "out");
+  size_t len = 0;
+  unsigned char *bytes = ob_finish(&b, &len);
+  adv_model *m = NULL;
+  adv_err err = {{0}};
+  CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err) == 0);
+  free(bytes);
+  if (!m)
+    return;
+  adv_session_params sp = adv_session_default_params();
+  sp.batch = 1;
+  sp.max_bytes = 8u << 20;
+  adv_session *s = NULL;
+  CHECK(adv_session_init(m, sp, &s, &err) == ADV_ELIMIT);
+  CHECK(s == NULL);
+  if (!strstr(err.msg, "cap"))
+    fprintf(stderr, "  message: %s\n", err.msg);
+  CHECK(strstr(err.msg, "cap") != NULL);
+  sp.max_bytes = 0; /* default: 4 GiB */
+  CHECK(adv_session_init(m, sp, &s, &err) == 0);
+  CHECK(s && adv_session_arena_bytes(s) >= (size_t)32 << 20);
+  adv_session_free(s);
+  sp.batch = 300; /* 300 x 32 MiB: over the default cap */
+  s = NULL;
+  CHECK(adv_session_init(m, sp, &s, &err) == ADV_ELIMIT);
+  adv_model_free(m);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: test_rewrite FIXTURE_DIR\n");
@@ -365,5 +402,6 @@ int main(int argc, char **argv) {
   RUN(synthetic_graph);
   RUN(fixture_models);
   RUN(maxpool_fast_path);
+  RUN(memory_cap);
   return harness_report();
 }

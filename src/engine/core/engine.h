@@ -193,6 +193,7 @@ typedef struct adv_plan {
   int in_idx[16];      /* runtime input tensor indices */
   int out_idx[16];     /* output tensor indices */
   size_t arena_bytes;
+  size_t max_bytes;    /* cap on arena + scratch (session params) */
   unsigned char *act;  /* activation arena */
   size_t scratch_per_thread;
   unsigned char *scratch;

@@ -198,6 +198,11 @@ static int plan_memory(adv_plan *p, adv_err *err) {
   free(sp);
   free(placed);
   p->arena_bytes = total;
+  if (total > p->max_bytes)
+    return adv__error(err, ADV_ELIMIT,
+                      "the plan needs %zu bytes of activations and gradients, more "
+                      "than the cap of %zu (session max_bytes; a smaller batch needs less)",
+                      total, p->max_bytes);
   p->act = aligned_alloc(64, total ? total : 64);
   if (!p->act)
     return adv__error(err, ADV_ENOMEM, "cannot allocate %zu activation bytes",
@@ -389,6 +394,7 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
   p->opset = m->opset;
   p->threads = sp.threads;
   p->weight_grad = sp.weight_grad != 0;
+  p->max_bytes = sp.max_bytes ? sp.max_bytes : ADV_SESSION_MAX_BYTES;
   p->grad = sp.grad != 0 || p->weight_grad;
   adv__arena_init(&p->arena, 0);
   int rc = ADV_OK;
@@ -577,6 +583,12 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
   if ((rc = plan_memory(p, err)))
     goto fail;
   p->scratch_per_thread = (scratch + 63) & ~(size_t)63;
+  if (scratch && (p->scratch_per_thread > p->max_bytes / (size_t)p->threads ||
+                  p->arena_bytes + p->scratch_per_thread * (size_t)p->threads > p->max_bytes)) {
+    rc = adv__error(err, ADV_ELIMIT, "scratch of %zu bytes per thread exceeds the cap of %zu",
+                    p->scratch_per_thread, p->max_bytes);
+    goto fail;
+  }
   if (scratch) {
     p->scratch = aligned_alloc(64, p->scratch_per_thread * (size_t)p->threads);
     if (!p->scratch) {

@@ -133,7 +133,13 @@ static void put_typed(adv_const *c, int64_t k, int ot, double dv, int64_t iv,
       f = is_float ? (float)dv : (float)iv;
     ((float *)c->data)[k] = f;
   } else {
-    ((int64_t *)c->data)[k] = is_float ? (int64_t)dv : iv;
+    /* a float field feeding an integer tensor: saturate (the cast of an
+     * out-of-range or NaN double is undefined behaviour) */
+    int64_t v = iv;
+    if (is_float)
+      v = !(dv == dv) ? 0 : dv >= 9.2233720368547748e18 ? INT64_MAX
+          : dv <= -9.2233720368547758e18 ? INT64_MIN : (int64_t)dv;
+    ((int64_t *)c->data)[k] = v;
   }
 }
 
