@@ -11,7 +11,7 @@
  *     machine may be shared.
  *  2. small-row insert/select rates on the metadata backend (SQLite; and
  *     PostgreSQL when SBX_TEST_PG is set).
- * Usage: bench_store [MiB] [openssl_limit_MBps]
+ * Usage: bench_store [MiB] [openssl_limit_MBps] [chunk_shift]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +53,7 @@ static int null_sink(void *ctx, const void *buf, size_t n) {
 int main(int argc, char **argv) {
   size_t mib = argc > 1 ? (size_t)atol(argv[1]) : 256;
   double limit = argc > 2 ? atof(argv[2]) : 0;
+  unsigned shift = argc > 3 ? (unsigned)atoi(argv[3]) : 0; /* 0: default */
   const char *pg = getenv("SBX_TEST_PG");
   size_t n = mib << 20;
   uint8_t *data = malloc(n);
@@ -71,6 +72,7 @@ int main(int argc, char **argv) {
   p.data_dir = dd;
   p.master_key = &mk;
   p.fsync = 0; /* the target excludes fsync */
+  p.chunk_shift = shift;
   sbx_store *st;
   int rc = sbx_store_open(&p, &st);
   if (rc) {
@@ -94,7 +96,7 @@ int main(int argc, char **argv) {
   double sha = (double)n / (now() - t0) / 1e6;
   size_t got = 0;
   sbx_stream *s;
-  sbx_stream_encrypt_new(&s, &mk, 0, null_sink, &got);
+  sbx_stream_encrypt_new(&s, &mk, shift, null_sink, &got);
   t0 = now();
   sbx_stream_update(s, data, n);
   sbx_stream_final(s);
@@ -153,7 +155,8 @@ int main(int argc, char **argv) {
       putw = (double)n / tp / 1e6;
     sbx_store_delete(st, "bench", o.id);
   }
-  printf("blob %zu MiB, local store, no fsync\n", mib);
+  printf("blob %zu MiB, local store, no fsync, chunk %u KiB\n", mib,
+         1u << ((shift ? shift : SBX_STREAM_DEFAULT_SHIFT) - 10));
   printf("  provider: stream AES-256-GCM %.0f MB/s, SHA-256 %.0f MB/s "
          "(cold 256 MiB buffer: %.0f)\n",
          aead, sha, sha_cold);

@@ -148,7 +148,7 @@ int sbx_stream_update(sbx_stream *s, const void *in, size_t n);
  * promise still gives a valid stream, with an extra empty final chunk.)
  * Decryptor: same as sbx_stream_update. */
 int sbx_stream_update_more(sbx_stream *s, const void *in, size_t n);
-/* Decryptor, before the first byte is fed: rotate over n (1..8, default 1)
+/* Decryptor, before the first byte is fed: rotate over n (1..16, default 1)
  * plaintext buffers of one chunk each: the buffer passed to the sink for
  * chunk k is not written again before the sink call for chunk k + n - 1
  * has returned, so a consumer may go on reading the last n - 1 chunks

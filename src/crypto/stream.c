@@ -22,7 +22,7 @@
 #include "crypto_internal.h"
 
 #define STREAM_MAGIC "SBXS"
-#define OUT_RING_MAX 8
+#define OUT_RING_MAX 16
 
 struct sbx_stream {
   int decrypt;

@@ -24,10 +24,11 @@
 #define PUT_STAGE_SLOTS 4
 #define PUT_DIRECT_MIN (4 * PUT_SEG)
 #define PUT_LAG 4
-/* Get pipeline: plaintext buffers the decryptor rotates over (at most
- * GET_RING_BYTES of them beyond two). */
-#define GET_RING 4
-#define GET_RING_BYTES ((size_t)4 << 20)
+/* Get pipeline: the decryptor rotates over GET_RING_BYTES / chunk size
+ * plaintext buffers (2..16), so the hash worker may lag about that much. */
+#define GET_RING_MIN 2
+#define GET_RING_MAX 16
+#define GET_RING_BYTES ((size_t)2 << 20)
 
 struct sbx_store {
   sbx_meta *meta;
@@ -571,9 +572,10 @@ static void get_pipeline(get_ctx *g, int64_t size, unsigned shift) {
   if (size < (int64_t)SBX_HASHQ_MIN_BYTES)
     return;
   size_t chunk = (size_t)1 << shift;
-  unsigned ring = GET_RING;
-  while (ring > 2 && (size_t)ring * chunk > GET_RING_BYTES)
-    ring--;
+  size_t want = GET_RING_BYTES / chunk;
+  unsigned ring = want < GET_RING_MIN   ? GET_RING_MIN
+                  : want > GET_RING_MAX ? GET_RING_MAX
+                                        : (unsigned)want;
   if (sbx_stream_set_out_ring(g->dec, ring))
     return;
   if (sbx_hashq_start(&g->sha, &g->hq)) {

@@ -328,9 +328,9 @@ TEST(stream_update_more) {
 }
 
 typedef struct {
-  const uint8_t *seen[8];
-  uint8_t copy[8][1024];
-  size_t len[8];
+  const uint8_t *seen[16];
+  uint8_t copy[16][1024];
+  size_t len[16];
   unsigned ring, calls;
   int changed;
   buf_t out;
@@ -340,11 +340,11 @@ typedef struct {
 static int ring_sink(void *ctx, const void *data, size_t n) {
   ring_ctx *r = ctx;
   for (unsigned back = 1; back < r->ring && back <= r->calls; back++) {
-    unsigned i = (r->calls - back) % 8;
+    unsigned i = (r->calls - back) % 16;
     if (memcmp(r->seen[i], r->copy[i], r->len[i]))
       r->changed = 1;
   }
-  unsigned i = r->calls % 8;
+  unsigned i = r->calls % 16;
   r->seen[i] = data;
   r->len[i] = n;
   memcpy(r->copy[i], data, n);
@@ -362,7 +362,7 @@ TEST(stream_out_ring) {
   fill(pt, n, 32);
   buf_t ct = {0};
   CHECK_EQ_INT(encrypt_buf(&k, 10, pt, n, 3000, &ct), 0);
-  for (unsigned ring = 1; ring <= 8; ring++) {
+  for (unsigned ring = 1; ring <= 16; ring++) {
     ring_ctx *r = calloc(1, sizeof *r);
     r->ring = ring;
     sbx_stream *s;
@@ -380,7 +380,7 @@ TEST(stream_out_ring) {
   sbx_stream *s;
   CHECK_EQ_INT(sbx_stream_decrypt_new(&s, &k, buf_sink, &ct), 0);
   CHECK_EQ_INT(sbx_stream_set_out_ring(s, 0), SBX_EINVAL);
-  CHECK_EQ_INT(sbx_stream_set_out_ring(s, 9), SBX_EINVAL);
+  CHECK_EQ_INT(sbx_stream_set_out_ring(s, 17), SBX_EINVAL);
   sbx_stream_free(s);
   CHECK_EQ_INT(sbx_stream_encrypt_new(&s, &k, 10, buf_sink, &ct), 0);
   CHECK_EQ_INT(sbx_stream_set_out_ring(s, 2), SBX_EINVAL); /* encryptor */
