@@ -152,8 +152,13 @@ int sbx_stream_update_more(sbx_stream *s, const void *in, size_t n);
  * plaintext buffers of one chunk each: the buffer passed to the sink for
  * chunk k is not written again before the sink call for chunk k + n - 1
  * has returned, so a consumer may go on reading the last n - 1 chunks
- * concurrently (e.g. hash them on another thread). SBX_EINVAL otherwise. */
+ * concurrently (e.g. hash them on another thread). When the header
+ * announces chunks so large that n of them exceed 32 MiB, n is lowered
+ * (not below 2) at that point: read the effective n with
+ * sbx_stream_out_ring. SBX_EINVAL otherwise. */
 int sbx_stream_set_out_ring(sbx_stream *s, unsigned n);
+/* The number of plaintext buffers in use (1 unless set as above). */
+unsigned sbx_stream_out_ring(const sbx_stream *s);
 /* Ends the stream (emits/verifies the final chunk). SBX_ECRYPTO when a
  * decrypted stream was truncated or tampered. */
 int sbx_stream_final(sbx_stream *s);

@@ -23,6 +23,8 @@
 
 #define STREAM_MAGIC "SBXS"
 #define OUT_RING_MAX 16
+/* a decryptor's plaintext ring never exceeds this (beyond 2 buffers) */
+#define OUT_RING_BYTES ((size_t)32 << 20)
 
 struct sbx_stream {
   int decrypt;
@@ -204,6 +206,8 @@ static int parse_header(sbx_stream *s) {
   if (shift < SBX_STREAM_MIN_SHIFT || shift > SBX_STREAM_MAX_SHIFT)
     return SBX_EFORMAT;
   s->chunk = (size_t)1 << shift;
+  while (s->nout > 2 && s->nout * s->chunk > OUT_RING_BYTES)
+    s->nout--; /* chunks larger than the consumer expected */
   return stream_alloc(s);
 }
 
@@ -300,6 +304,10 @@ int sbx_stream_update(sbx_stream *s, const void *in, size_t n) {
 
 int sbx_stream_update_more(sbx_stream *s, const void *in, size_t n) {
   return stream_update(s, in, n, 1);
+}
+
+unsigned sbx_stream_out_ring(const sbx_stream *s) {
+  return s && s->nout ? s->nout : 1;
 }
 
 int sbx_stream_set_out_ring(sbx_stream *s, unsigned n) {

@@ -531,7 +531,6 @@ typedef struct get_ctx {
   sbx_stream *dec;
   sbx_sha256_ctx sha;
   sbx_hashq *hq; /* hash worker for large objects, else NULL */
-  unsigned ring; /* plaintext buffers the decryptor rotates over */
   int64_t size;
   sbx_sink_fn sink;
   void *ctx;
@@ -549,10 +548,11 @@ static int get_plain(void *ctx, const void *buf, size_t n) {
     return rc ? rc : g->sink(g->ctx, buf, n);
   }
   uint64_t seq;
+  uint64_t ring = sbx_stream_out_ring(g->dec); /* known once a chunk came */
   int rc = sbx_hashq_push(g->hq, buf, n, &seq);
   if (!rc)
     rc = g->sink(g->ctx, buf, n);
-  int wrc = sbx_hashq_wait(g->hq, seq + 1 > g->ring ? seq + 1 - g->ring : 0);
+  int wrc = sbx_hashq_wait(g->hq, seq + 1 > ring ? seq + 1 - ring : 0);
   return rc ? rc : wrc;
 }
 
@@ -581,9 +581,7 @@ static void get_pipeline(get_ctx *g, int64_t size, unsigned shift) {
   if (sbx_hashq_start(&g->sha, &g->hq)) {
     g->hq = NULL;
     sbx_stream_set_out_ring(g->dec, 1);
-    return;
   }
-  g->ring = ring;
 }
 
 int sbx_store_get(sbx_store *st, const char *tenant_id, const char *id,

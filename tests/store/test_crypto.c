@@ -377,6 +377,23 @@ TEST(stream_out_ring) {
     free(r->out.p);
     free(r);
   }
+  /* the ring is capped at 32 MiB (not below 2 buffers) by the header */
+  unsigned shifts[] = {21, 22, 24}, want[] = {16, 8, 2};
+  for (int i = 0; i < 3; i++) {
+    buf_t c2 = {0}, b2 = {0};
+    CHECK_EQ_INT(encrypt_buf(&k, shifts[i], pt, 3000, 3000, &c2), 0);
+    sbx_stream *s;
+    CHECK_EQ_INT(sbx_stream_decrypt_new(&s, &k, buf_sink, &b2), 0);
+    CHECK_EQ_INT(sbx_stream_out_ring(s), 1);
+    CHECK_EQ_INT(sbx_stream_set_out_ring(s, 16), 0);
+    CHECK_EQ_INT(sbx_stream_update(s, c2.p, c2.n), 0);
+    CHECK_EQ_INT(sbx_stream_final(s), 0);
+    CHECK_EQ_INT(sbx_stream_out_ring(s), want[i]);
+    CHECK(b2.n == 3000 && memcmp(b2.p, pt, 3000) == 0);
+    sbx_stream_free(s);
+    free(c2.p);
+    free(b2.p);
+  }
   sbx_stream *s;
   CHECK_EQ_INT(sbx_stream_decrypt_new(&s, &k, buf_sink, &ct), 0);
   CHECK_EQ_INT(sbx_stream_set_out_ring(s, 0), SBX_EINVAL);
