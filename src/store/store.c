@@ -23,7 +23,7 @@
 #define PUT_SEG ((size_t)1 << 20)
 #define PUT_STAGE_SLOTS 4
 #define PUT_DIRECT_MIN (4 * PUT_SEG)
-#define PUT_LAG 4
+#define PUT_LAG 2
 /* Get pipeline: the decryptor rotates over GET_RING_BYTES / chunk size
  * plaintext buffers (2..16), so the hash worker may lag about that much. */
 #define GET_RING_MIN 2
