@@ -23,6 +23,10 @@ limit=$(openssl speed -evp aes-256-gcm -seconds 2 -bytes 16384 2>/dev/null |
 sha=$(openssl speed -evp sha256 -seconds 1 -bytes 16384 2>/dev/null |
   awk '/^sha256/ {v=$NF; sub(/k$/, "", v); printf "%.0f", v * 1000 / 1e6}')
 echo "openssl speed -evp aes-256-gcm (16 KiB): ${limit} MB/s; sha256 (16 KiB): ${sha} MB/s"
+if [ -x "$B/bench/store/provider_speed" ]; then
+  echo "GnuTLS (cache-resident buffers, MB/s):"
+  "$B/bench/store/provider_speed" | sed 's/^/  /'
+fi
 wait_idle "$WAIT_IDLE"
 "$here/../../tests/store/pg_run.sh" "$BIN" "$MIB" "$limit" "${CHUNK_SHIFT:-0}"
 echo "$(load)"
