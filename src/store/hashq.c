@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,7 +102,12 @@ int sbx_hashq_start(sbx_sha256_ctx *ctx, sbx_hashq **out) {
     free(q);
     return SBX_ENOMEM;
   }
+  /* the worker takes no signals: they stay with the application's threads */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   int e = pthread_create(&q->thread, NULL, worker, q);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (e) {
     pthread_cond_destroy(&q->done);
     pthread_cond_destroy(&q->work);
