@@ -31,7 +31,8 @@ int main(void) {
   if (gnutls_aead_cipher_init(&h, GNUTLS_CIPHER_AES_256_GCM, &kd))
     return 1;
   size_t sizes[] = {16384, 65536, 262144, 1048576};
-  printf("%8s %12s %14s %14s\n", "bytes", "sha256", "aes-gcm enc", "aes-gcm dec");
+  printf("%8s %12s %14s %14s\n", "bytes", "sha256", "aes-gcm enc",
+         "aes-gcm dec");
   for (int si = 0; si < 4; si++) {
     size_t b = sizes[si], it = total / b;
     double t0 = now();
@@ -41,16 +42,16 @@ int main(void) {
     t0 = now();
     for (size_t i = 0; i < it; i++) {
       size_t ol = b + 16;
-      gnutls_aead_cipher_encrypt(h, nonce, 12, aad, sizeof aad, 16, in, b,
-                                 out, &ol);
+      gnutls_aead_cipher_encrypt(h, nonce, 12, aad, sizeof aad, 16, in, b, out,
+                                 &ol);
     }
     double ae = (double)total / (now() - t0) / 1e6;
     int bad = 0;
     t0 = now();
     for (size_t i = 0; i < it; i++) {
       size_t ol = b + 16;
-      bad |= gnutls_aead_cipher_decrypt(h, nonce, 12, aad, sizeof aad, 16,
-                                        out, b + 16, in, &ol);
+      bad |= gnutls_aead_cipher_decrypt(h, nonce, 12, aad, sizeof aad, 16, out,
+                                        b + 16, in, &ol);
     }
     double ad = (double)total / (now() - t0) / 1e6;
     printf("%8zu %12.0f %14.0f %14.0f%s\n", b, hs, ae, ad,
