@@ -3,13 +3,30 @@
 # 256 MiB blob through encryption to the local store (no fsync) against
 # `openssl speed -evp aes-256-gcm` (16 KiB blocks, 1 thread) as the limit,
 # and small-row rates on SQLite and on a throwaway PostgreSQL 15.
+# Environment: WAIT_IDLE (default 20, 0 = off) - wait up to this many
+# seconds for >= 90 % idle CPUs first (the put/get pipeline needs both
+# cores of the dev box; see docs/storage.md, "Benchmark"); CHUNK_SHIFT
+# (default 0 = the store's default chunk size).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../common/lib.sh
+. "$here/../common/lib.sh"
 B=${1:-build}
 MIB=${2:-256}
+WAIT_IDLE=${WAIT_IDLE:-20}
 BIN=$B/bench/store/bench_store
 [ -x "$BIN" ] || { echo "build the bench_store target first ($BIN)"; exit 1; }
+echo "$(nproc) CPUs; $(load); busy:$(busy)"
+wait_idle "$WAIT_IDLE"
 limit=$(openssl speed -evp aes-256-gcm -seconds 2 -bytes 16384 2>/dev/null |
   awk '/^AES-256-GCM/ {v=$NF; sub(/k$/, "", v); printf "%.0f", v * 1000 / 1e6}')
-echo "openssl speed -evp aes-256-gcm (16 KiB): ${limit} MB/s"
-"$here/../../tests/store/pg_run.sh" "$BIN" "$MIB" "$limit"
+sha=$(openssl speed -evp sha256 -seconds 1 -bytes 16384 2>/dev/null |
+  awk '/^sha256/ {v=$NF; sub(/k$/, "", v); printf "%.0f", v * 1000 / 1e6}')
+echo "openssl speed -evp aes-256-gcm (16 KiB): ${limit} MB/s; sha256 (16 KiB): ${sha} MB/s"
+if [ -x "$B/bench/store/provider_speed" ]; then
+  echo "GnuTLS (cache-resident buffers, MB/s):"
+  "$B/bench/store/provider_speed" | sed 's/^/  /'
+fi
+wait_idle "$WAIT_IDLE"
+"$here/../../tests/store/pg_run.sh" "$BIN" "$MIB" "$limit" "${CHUNK_SHIFT:-0}"
+echo "$(load)"

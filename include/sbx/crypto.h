@@ -142,6 +142,23 @@ int sbx_stream_decrypt_new(sbx_stream **out, const sbx_key *dek,
 /* Feeds n bytes (plaintext for an encryptor, ciphertext for a decryptor).
  * After any error the stream is poisoned: every later call returns it. */
 int sbx_stream_update(sbx_stream *s, const void *in, size_t n);
+/* Encryptor: like sbx_stream_update, but the caller promises that more
+ * plaintext follows before sbx_stream_final, so a whole chunk ending this
+ * input is sealed in place instead of being copied and held back. (A broken
+ * promise still gives a valid stream, with an extra empty final chunk.)
+ * Decryptor: same as sbx_stream_update. */
+int sbx_stream_update_more(sbx_stream *s, const void *in, size_t n);
+/* Decryptor, before the first byte is fed: rotate over n (1..16, default 1)
+ * plaintext buffers of one chunk each: the buffer passed to the sink for
+ * chunk k is not written again before the sink call for chunk k + n - 1
+ * has returned, so a consumer may go on reading the last n - 1 chunks
+ * concurrently (e.g. hash them on another thread). When the header
+ * announces chunks so large that n of them exceed 32 MiB, n is lowered
+ * (not below 2) at that point: read the effective n with
+ * sbx_stream_out_ring. SBX_EINVAL otherwise. */
+int sbx_stream_set_out_ring(sbx_stream *s, unsigned n);
+/* The number of plaintext buffers in use (1 unless set as above). */
+unsigned sbx_stream_out_ring(const sbx_stream *s);
 /* Ends the stream (emits/verifies the final chunk). SBX_ECRYPTO when a
  * decrypted stream was truncated or tampered. */
 int sbx_stream_final(sbx_stream *s);

@@ -15,7 +15,9 @@
  * one, plus at worst an orphan blob that sbx_store_gc() removes.
  *
  * Handles are not thread-safe: one sbx_store per thread (they may share a
- * data dir / database). All functions return 0 or a negative sbx_status and
+ * data dir / database). A put or get of an object of 1 MiB or more runs the
+ * SHA-256 of the plaintext on one internal worker thread (signals blocked),
+ * which is joined before the writer is freed / the get returns. All functions return 0 or a negative sbx_status and
  * change nothing on error unless stated.
  */
 #ifndef SBX_STORE_H

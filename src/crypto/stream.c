@@ -7,6 +7,12 @@
  * buffer when possible, so large writes cost one copy (into the sink).
  * A decryptor symmetrically keeps one sealed chunk buffered until it has
  * seen at least one byte more (then that chunk is not the final one).
+ *
+ * For the store's pipeline (docs/storage.md): sbx_stream_update_more lets a
+ * caller that knows more input follows have the last whole chunk of a write
+ * sealed in place too, and a decryptor may rotate over several plaintext
+ * output buffers (sbx_stream_set_out_ring) so the consumer can keep reading
+ * (hashing) the previous chunks while the next one is decrypted.
  */
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -16,6 +22,9 @@
 #include "crypto_internal.h"
 
 #define STREAM_MAGIC "SBXS"
+#define OUT_RING_MAX 16
+/* a decryptor's plaintext ring never exceeds this (beyond 2 buffers) */
+#define OUT_RING_BYTES ((size_t)32 << 20)
 
 struct sbx_stream {
   int decrypt;
@@ -31,7 +40,10 @@ struct sbx_stream {
   uint64_t index; /* next chunk index */
   uint8_t *buf;   /* plaintext (enc) or sealed chunk (dec) being collected */
   size_t buf_len;
-  uint8_t *out; /* sealed (enc) or opened (dec) output scratch */
+  uint8_t *out; /* sealed (enc) or opened (dec) output scratch: outs[cur] */
+  uint8_t *outs[OUT_RING_MAX];
+  unsigned nout; /* output buffers (1, or the decryptor's ring size) */
+  unsigned cur;
 };
 
 uint64_t sbx_stream_ciphertext_len(uint64_t n, unsigned shift) {
@@ -46,9 +58,15 @@ uint64_t sbx_stream_ciphertext_len(uint64_t n, unsigned shift) {
 
 static int stream_alloc(sbx_stream *s) {
   s->buf = malloc(s->chunk + SBX_TAG_LEN);
-  s->out = malloc(s->chunk + SBX_TAG_LEN);
-  if (!s->buf || !s->out)
+  if (!s->buf)
     return SBX_ENOMEM;
+  if (!s->nout)
+    s->nout = 1;
+  for (unsigned i = 0; i < s->nout; i++)
+    if (!(s->outs[i] = malloc(s->chunk + SBX_TAG_LEN)))
+      return SBX_ENOMEM;
+  s->cur = 0;
+  s->out = s->outs[0];
   gnutls_datum_t kd = {s->key.b, SBX_KEY_LEN};
   int rc = gnutls_aead_cipher_init(&s->h, GNUTLS_CIPHER_AES_256_GCM, &kd);
   if (rc) {
@@ -67,9 +85,11 @@ void sbx_stream_free(sbx_stream *s) {
     sbx_memwipe(s->buf, s->chunk + SBX_TAG_LEN);
     free(s->buf);
   }
-  if (s->out) {
-    sbx_memwipe(s->out, s->chunk + SBX_TAG_LEN);
-    free(s->out);
+  for (unsigned i = 0; i < OUT_RING_MAX; i++) {
+    if (s->outs[i]) {
+      sbx_memwipe(s->outs[i], s->chunk + SBX_TAG_LEN);
+      free(s->outs[i]);
+    }
   }
   sbx_memwipe(s, sizeof *s);
   free(s);
@@ -169,7 +189,12 @@ static int open_emit(sbx_stream *s, const uint8_t *ct, size_t n, int final) {
                                             : sbx__gnutls_status(rc);
   }
   s->index++;
-  return olen ? s->sink(s->sink_ctx, s->out, olen) : SBX_OK;
+  if (!olen)
+    return SBX_OK;
+  rc = s->sink(s->sink_ctx, s->out, olen);
+  s->cur = (s->cur + 1) % s->nout; /* the next chunk goes to the next slot */
+  s->out = s->outs[s->cur];
+  return rc;
 }
 
 static int parse_header(sbx_stream *s) {
@@ -181,10 +206,14 @@ static int parse_header(sbx_stream *s) {
   if (shift < SBX_STREAM_MIN_SHIFT || shift > SBX_STREAM_MAX_SHIFT)
     return SBX_EFORMAT;
   s->chunk = (size_t)1 << shift;
+  while (s->nout > 2 && s->nout * s->chunk > OUT_RING_BYTES)
+    s->nout--; /* chunks larger than the consumer expected */
   return stream_alloc(s);
 }
 
-static int enc_update(sbx_stream *s, const uint8_t *in, size_t n) {
+/* Seals whole chunks straight from `in` while more input is known to follow
+ * (within this call, or promised by `more`); buffers the rest. */
+static int enc_update(sbx_stream *s, const uint8_t *in, size_t n, int more) {
   int rc;
   while (n > 0) {
     if (s->buf_len == s->chunk) { /* more data follows: not final */
@@ -192,7 +221,8 @@ static int enc_update(sbx_stream *s, const uint8_t *in, size_t n) {
         return rc;
       s->buf_len = 0;
     }
-    if (s->buf_len == 0 && n > s->chunk) { /* whole chunk, zero copy */
+    if (s->buf_len == 0 &&
+        (n > s->chunk || (more && n == s->chunk))) { /* zero copy */
       if ((rc = seal_emit(s, in, s->chunk, 0)))
         return rc;
       in += s->chunk;
@@ -250,7 +280,8 @@ static int dec_update(sbx_stream *s, const uint8_t *in, size_t n) {
   return SBX_OK;
 }
 
-int sbx_stream_update(sbx_stream *s, const void *in, size_t n) {
+/* Shared body of sbx_stream_update / sbx_stream_update_more. */
+static int stream_update(sbx_stream *s, const void *in, size_t n, int more) {
   if (!s)
     return SBX_EINVAL;
   if (s->status)
@@ -261,10 +292,29 @@ int sbx_stream_update(sbx_stream *s, const void *in, size_t n) {
     return SBX_OK;
   if (!in)
     return s->status = SBX_EINVAL;
-  int rc = s->decrypt ? dec_update(s, in, n) : enc_update(s, in, n);
+  int rc = s->decrypt ? dec_update(s, in, n) : enc_update(s, in, n, more);
   if (rc)
     s->status = rc;
   return rc;
+}
+
+int sbx_stream_update(sbx_stream *s, const void *in, size_t n) {
+  return stream_update(s, in, n, 0);
+}
+
+int sbx_stream_update_more(sbx_stream *s, const void *in, size_t n) {
+  return stream_update(s, in, n, 1);
+}
+
+unsigned sbx_stream_out_ring(const sbx_stream *s) {
+  return s && s->nout ? s->nout : 1;
+}
+
+int sbx_stream_set_out_ring(sbx_stream *s, unsigned n) {
+  if (!s || !s->decrypt || s->hdr_len || n < 1 || n > OUT_RING_MAX)
+    return SBX_EINVAL;
+  s->nout = n;
+  return SBX_OK;
 }
 
 int sbx_stream_final(sbx_stream *s) {

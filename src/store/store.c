@@ -10,9 +10,25 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "hashq.h"
 #include "sbx/store.h"
 
 #define SYS_TENANT "_sys"
+
+/* Put pipeline (docs/storage.md): writes smaller than PUT_DIRECT_MIN are
+ * copied into PUT_STAGE_SLOTS staging segments of PUT_SEG bytes, larger ones
+ * are encrypted and hashed straight from the caller's buffer in PUT_SEG
+ * steps; either way the encryptor runs at most PUT_LAG segments ahead of the
+ * hash worker, so the worker reads data that is still in the cache. */
+#define PUT_SEG ((size_t)1 << 20)
+#define PUT_STAGE_SLOTS 4
+#define PUT_DIRECT_MIN (4 * PUT_SEG)
+#define PUT_LAG 2
+/* Get pipeline: the decryptor rotates over GET_RING_BYTES / chunk size
+ * plaintext buffers (2..16), so the hash worker may lag about that much. */
+#define GET_RING_MIN 2
+#define GET_RING_MAX 16
+#define GET_RING_BYTES ((size_t)2 << 20)
 
 struct sbx_store {
   sbx_meta *meta;
@@ -27,6 +43,12 @@ struct sbx_store_writer {
   sbx_blob_writer *bw;
   sbx_stream *enc;
   sbx_sha256_ctx sha;
+  sbx_hashq *hq; /* hash worker, once the object reached SBX_HASHQ_MIN_BYTES */
+  int inline_only; /* no worker could be started: hash inline */
+  uint8_t *stage[PUT_STAGE_SLOTS]; /* staging segments (allocated on use) */
+  uint64_t stage_seq[PUT_STAGE_SLOTS]; /* hash sequence number per slot */
+  unsigned stage_cur;
+  size_t stage_fill; /* bytes in stage[stage_cur] not yet encrypted */
   sbx_object obj;
   char tenant[SBX_ID_MAX];
   int replace;
@@ -323,14 +345,88 @@ int sbx_store_writer_open(sbx_store *st, const char *tenant_id,
   return SBX_OK;
 }
 
+/* Encrypts the current staging segment (more = 1: more plaintext is known
+ * to follow), queues it for hashing and moves to the next slot, waiting
+ * until the worker is done with what that slot held. */
+static int stage_flush(sbx_store_writer *w, int more) {
+  uint8_t *seg = w->stage[w->stage_cur];
+  size_t n = w->stage_fill;
+  int rc = more ? sbx_stream_update_more(w->enc, seg, n)
+                : sbx_stream_update(w->enc, seg, n);
+  if (!rc)
+    rc = sbx_hashq_push(w->hq, seg, n, &w->stage_seq[w->stage_cur]);
+  w->stage_fill = 0;
+  w->stage_cur = (w->stage_cur + 1) % PUT_STAGE_SLOTS;
+  int wrc = sbx_hashq_wait(w->hq, w->stage_seq[w->stage_cur]);
+  return rc ? rc : wrc;
+}
+
+/* A large write straight from the caller's buffer: PUT_SEG steps are
+ * encrypted here and hashed by the worker, at most PUT_LAG steps behind.
+ * Returns only when the worker is done with the buffer, also on error. */
+static int write_direct(sbx_store_writer *w, const uint8_t *p, size_t n) {
+  int rc = SBX_OK;
+  uint64_t seq;
+  for (size_t off = 0; off < n && !rc; off += PUT_SEG) {
+    size_t len = n - off < PUT_SEG ? n - off : PUT_SEG;
+    rc = off + len < n ? sbx_stream_update_more(w->enc, p + off, len)
+                       : sbx_stream_update(w->enc, p + off, len);
+    if (!rc)
+      rc = sbx_hashq_push(w->hq, p + off, len, &seq);
+    if (!rc && seq > PUT_LAG)
+      rc = sbx_hashq_wait(w->hq, seq - PUT_LAG);
+  }
+  int wrc = sbx_hashq_wait(w->hq, sbx_hashq_pushed(w->hq));
+  return rc ? rc : wrc;
+}
+
+/* Pipelined write (the worker runs): stage small writes, encrypt large ones
+ * in place. */
+static int write_pipelined(sbx_store_writer *w, const uint8_t *p, size_t n) {
+  int rc;
+  while (n > 0) {
+    if (w->stage_fill == PUT_SEG && (rc = stage_flush(w, 1)))
+      return rc;
+    if (w->stage_fill == 0 && n >= PUT_DIRECT_MIN)
+      return write_direct(w, p, n);
+    uint8_t **slot = &w->stage[w->stage_cur];
+    if (!*slot && !(*slot = malloc(PUT_SEG)))
+      return SBX_ENOMEM;
+    size_t take = PUT_SEG - w->stage_fill;
+    if (take > n)
+      take = n;
+    memcpy(*slot + w->stage_fill, p, take);
+    w->stage_fill += take;
+    p += take;
+    n -= take;
+  }
+  return SBX_OK;
+}
+
+/* Hashes and encrypts in the calling thread until the object reaches
+ * SBX_HASHQ_MIN_BYTES (small objects never start a thread), then hands the
+ * hash to a worker thread (falling back to inline if none can start). */
 int sbx_store_writer_write(sbx_store_writer *w, const void *buf, size_t n) {
   if (!w)
     return SBX_EINVAL;
   if (w->status)
     return w->status;
-  int rc = sbx_sha256_update(&w->sha, buf, n);
-  if (!rc)
-    rc = sbx_stream_update(w->enc, buf, n);
+  if (!n)
+    return SBX_OK;
+  if (!buf)
+    return w->status = SBX_EINVAL;
+  if (!w->hq && !w->inline_only &&
+      (uint64_t)w->obj.size + n >= SBX_HASHQ_MIN_BYTES &&
+      sbx_hashq_start(&w->sha, &w->hq))
+    w->inline_only = 1;
+  int rc;
+  if (w->hq) {
+    rc = write_pipelined(w, buf, n);
+  } else {
+    rc = sbx_sha256_update(&w->sha, buf, n);
+    if (!rc)
+      rc = sbx_stream_update(w->enc, buf, n);
+  }
   if (!rc)
     w->obj.size += (int64_t)n;
   return w->status = rc;
@@ -339,6 +435,14 @@ int sbx_store_writer_write(sbx_store_writer *w, const void *buf, size_t n) {
 void sbx_store_writer_abort(sbx_store_writer *w) {
   if (!w)
     return;
+  sbx_hashq_stop(w->hq, 0); /* joins the worker before anything is freed */
+  w->hq = NULL;
+  for (unsigned i = 0; i < PUT_STAGE_SLOTS; i++) {
+    if (w->stage[i]) {
+      sbx_memwipe(w->stage[i], PUT_SEG);
+      free(w->stage[i]);
+    }
+  }
   sbx_stream_free(w->enc);
   sbx_blob_writer_abort(w->bw);
   sbx_sha256_free(&w->sha);
@@ -354,6 +458,12 @@ int sbx_store_writer_commit(sbx_store_writer *w, sbx_object *out) {
   sbx_object old;
   int have_old = 0;
   int rc = w->status;
+  if (!rc && w->hq && w->stage_fill)
+    rc = stage_flush(w, 0);
+  if (!rc && w->hq) {
+    rc = sbx_hashq_stop(w->hq, 1); /* the hash is complete after this */
+    w->hq = NULL;
+  }
   if (!rc)
     rc = sbx_stream_final(w->enc);
   if (!rc)
@@ -420,16 +530,30 @@ int sbx_store_put(sbx_store *st, const char *tenant_id,
 typedef struct get_ctx {
   sbx_stream *dec;
   sbx_sha256_ctx sha;
+  sbx_hashq *hq; /* hash worker for large objects, else NULL */
   int64_t size;
   sbx_sink_fn sink;
   void *ctx;
 } get_ctx;
 
+/* Plaintext of one authenticated chunk: hashed (by the worker when there
+ * is one, overlapping the consumer and the next decryption) and passed on.
+ * Before returning it waits until the worker is done with the buffer the
+ * decryptor writes next (the chunk ring - 1 chunks back). */
 static int get_plain(void *ctx, const void *buf, size_t n) {
   get_ctx *g = ctx;
   g->size += (int64_t)n;
-  int rc = sbx_sha256_update(&g->sha, buf, n);
-  return rc ? rc : g->sink(g->ctx, buf, n);
+  if (!g->hq) {
+    int rc = sbx_sha256_update(&g->sha, buf, n);
+    return rc ? rc : g->sink(g->ctx, buf, n);
+  }
+  uint64_t seq;
+  uint64_t ring = sbx_stream_out_ring(g->dec); /* known once a chunk came */
+  int rc = sbx_hashq_push(g->hq, buf, n, &seq);
+  if (!rc)
+    rc = g->sink(g->ctx, buf, n);
+  int wrc = sbx_hashq_wait(g->hq, seq + 1 > ring ? seq + 1 - ring : 0);
+  return rc ? rc : wrc;
 }
 
 static int get_cipher(void *ctx, const void *buf, size_t n) {
@@ -439,6 +563,25 @@ static int get_cipher(void *ctx, const void *buf, size_t n) {
 
 static int is_tamper(int rc) {
   return rc == SBX_ECRYPTO || rc == SBX_EFORMAT || rc == SBX_EUNSUPPORTED;
+}
+
+/* Sets up the get pipeline for an object of `size` bytes encrypted with
+ * chunk size 2^shift (from the row and the store's setting; the real chunk
+ * size comes from the blob header, the ring only needs an estimate). */
+static void get_pipeline(get_ctx *g, int64_t size, unsigned shift) {
+  if (size < (int64_t)SBX_HASHQ_MIN_BYTES)
+    return;
+  size_t chunk = (size_t)1 << shift;
+  size_t want = GET_RING_BYTES / chunk;
+  unsigned ring = want < GET_RING_MIN   ? GET_RING_MIN
+                  : want > GET_RING_MAX ? GET_RING_MAX
+                                        : (unsigned)want;
+  if (sbx_stream_set_out_ring(g->dec, ring))
+    return;
+  if (sbx_hashq_start(&g->sha, &g->hq)) {
+    g->hq = NULL;
+    sbx_stream_set_out_ring(g->dec, 1);
+  }
 }
 
 int sbx_store_get(sbx_store *st, const char *tenant_id, const char *id,
@@ -470,9 +613,16 @@ int sbx_store_get(sbx_store *st, const char *tenant_id, const char *id,
     rc = sbx_stream_decrypt_new(&g.dec, &dek, get_plain, &g);
   sbx_key_wipe(&dek);
   if (!rc)
+    get_pipeline(&g, o.size, st->chunk_shift);
+  if (!rc)
     rc = sbx_blob_read(st->blobs, tenant_id, o.id, get_cipher, &g);
   if (!rc)
     rc = sbx_stream_final(g.dec);
+  if (g.hq) { /* joined on every path before the plaintext is freed */
+    int hrc = sbx_hashq_stop(g.hq, !rc);
+    rc = rc ? rc : hrc;
+    g.hq = NULL;
+  }
   if (!rc) {
     uint8_t d[SBX_SHA256_LEN];
     rc = sbx_sha256_final(&g.sha, d);

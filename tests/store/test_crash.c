@@ -62,10 +62,12 @@ static void writer(uint64_t seed) {
   sbx_store *st = open_store();
   if (!st)
     _exit(3);
-  uint8_t *buf = malloc(300000);
+  uint8_t *buf = malloc(6u << 20);
   for (uint64_t i = 0;; i++) {
     uint64_t r = seed * 1000003 + i * 7919;
     size_t n = 16 + (size_t)(r % 200000);
+    if (i % 7 == 6) /* through the hash worker: staged or in place */
+      n = (1u << 20) + (size_t)(r % (5u << 20));
     make_payload(buf, r, n);
     char name[64];
     sbx_put_params pp = {"", "model", name, 0};
@@ -95,7 +97,7 @@ static int check_obj(void *ctx, const sbx_object *o) {
   void *data;
   size_t n;
   c->objects++;
-  int rc = sbx_store_get_alloc(c->st, "crash", o->id, 1 << 20, &data, &n);
+  int rc = sbx_store_get_alloc(c->st, "crash", o->id, 8u << 20, &data, &n);
   if (rc || !payload_ok(data, n)) {
     fprintf(stderr, "object %s (%s): %s\n", o->id, o->name, sbx_strerror(rc));
     c->bad++;

@@ -289,6 +289,123 @@ TEST(stream_poisoned_after_error) {
   free(back.p);
 }
 
+/* sbx_stream_update_more: same ciphertext layout when the promise holds
+ * (whole chunks sealed in place), still a valid stream when it is broken. */
+TEST(stream_update_more) {
+  sbx_key k;
+  sbx_key_generate(&k);
+  size_t n = 5 * 1024;
+  uint8_t *pt = malloc(n);
+  fill(pt, n, 31);
+  buf_t ct = {0}, back = {0};
+  sbx_stream *s;
+  CHECK_EQ_INT(sbx_stream_encrypt_new(&s, &k, 10, buf_sink, &ct), 0);
+  CHECK_EQ_INT(sbx_stream_update_more(s, pt, 1024), 0);
+  CHECK_EQ_INT(ct.n, SBX_STREAM_HEADER_LEN + 1024 + SBX_TAG_LEN); /* sealed */
+  CHECK_EQ_INT(sbx_stream_update_more(s, pt + 1024, 1500), 0);
+  CHECK_EQ_INT(sbx_stream_update(s, pt + 2524, n - 2524), 0);
+  CHECK_EQ_INT(sbx_stream_final(s), 0);
+  sbx_stream_free(s);
+  CHECK_EQ_INT(ct.n, sbx_stream_ciphertext_len(n, 10));
+  CHECK_EQ_INT(decrypt_buf(&k, ct.p, ct.n, 777, &back), 0);
+  CHECK(back.n == n && memcmp(back.p, pt, n) == 0);
+  /* broken promise: the stream ends with an extra empty final chunk */
+  ct.n = back.n = 0;
+  CHECK_EQ_INT(sbx_stream_encrypt_new(&s, &k, 10, buf_sink, &ct), 0);
+  CHECK_EQ_INT(sbx_stream_update_more(s, pt, 2048), 0);
+  CHECK_EQ_INT(sbx_stream_final(s), 0);
+  sbx_stream_free(s);
+  CHECK_EQ_INT(ct.n, SBX_STREAM_HEADER_LEN + 2048 + 3 * SBX_TAG_LEN);
+  CHECK_EQ_INT(decrypt_buf(&k, ct.p, ct.n, 100, &back), 0);
+  CHECK(back.n == 2048 && memcmp(back.p, pt, 2048) == 0);
+  /* ... and truncating that empty final chunk is still detected */
+  back.n = 0;
+  CHECK_EQ_INT(decrypt_buf(&k, ct.p, ct.n - SBX_TAG_LEN, 100, &back),
+               SBX_ECRYPTO);
+  free(pt);
+  free(ct.p);
+  free(back.p);
+}
+
+typedef struct {
+  const uint8_t *seen[16];
+  uint8_t copy[16][1024];
+  size_t len[16];
+  unsigned ring, calls;
+  int changed;
+  buf_t out;
+} ring_ctx;
+
+/* Checks that the buffers of the last ring - 1 chunks are unchanged. */
+static int ring_sink(void *ctx, const void *data, size_t n) {
+  ring_ctx *r = ctx;
+  for (unsigned back = 1; back < r->ring && back <= r->calls; back++) {
+    unsigned i = (r->calls - back) % 16;
+    if (memcmp(r->seen[i], r->copy[i], r->len[i]))
+      r->changed = 1;
+  }
+  unsigned i = r->calls % 16;
+  r->seen[i] = data;
+  r->len[i] = n;
+  memcpy(r->copy[i], data, n);
+  r->calls++;
+  return buf_sink(&r->out, data, n);
+}
+
+/* sbx_stream_set_out_ring: the plaintext of the last n - 1 chunks stays
+ * readable while the next one is decrypted. */
+TEST(stream_out_ring) {
+  sbx_key k;
+  sbx_key_generate(&k);
+  size_t n = 20 * 1024 + 5;
+  uint8_t *pt = malloc(n);
+  fill(pt, n, 32);
+  buf_t ct = {0};
+  CHECK_EQ_INT(encrypt_buf(&k, 10, pt, n, 3000, &ct), 0);
+  for (unsigned ring = 1; ring <= 16; ring++) {
+    ring_ctx *r = calloc(1, sizeof *r);
+    r->ring = ring;
+    sbx_stream *s;
+    CHECK_EQ_INT(sbx_stream_decrypt_new(&s, &k, ring_sink, r), 0);
+    CHECK_EQ_INT(sbx_stream_set_out_ring(s, ring), 0);
+    CHECK_EQ_INT(sbx_stream_update(s, ct.p, ct.n), 0);
+    CHECK_EQ_INT(sbx_stream_final(s), 0);
+    CHECK_EQ_INT(sbx_stream_set_out_ring(s, 2), SBX_EINVAL); /* too late */
+    sbx_stream_free(s);
+    CHECK(!r->changed);
+    CHECK(r->out.n == n && memcmp(r->out.p, pt, n) == 0);
+    free(r->out.p);
+    free(r);
+  }
+  /* the ring is capped at 32 MiB (not below 2 buffers) by the header */
+  unsigned shifts[] = {21, 22, 24}, want[] = {16, 8, 2};
+  for (int i = 0; i < 3; i++) {
+    buf_t c2 = {0}, b2 = {0};
+    CHECK_EQ_INT(encrypt_buf(&k, shifts[i], pt, 3000, 3000, &c2), 0);
+    sbx_stream *s;
+    CHECK_EQ_INT(sbx_stream_decrypt_new(&s, &k, buf_sink, &b2), 0);
+    CHECK_EQ_INT(sbx_stream_out_ring(s), 1);
+    CHECK_EQ_INT(sbx_stream_set_out_ring(s, 16), 0);
+    CHECK_EQ_INT(sbx_stream_update(s, c2.p, c2.n), 0);
+    CHECK_EQ_INT(sbx_stream_final(s), 0);
+    CHECK_EQ_INT(sbx_stream_out_ring(s), want[i]);
+    CHECK(b2.n == 3000 && memcmp(b2.p, pt, 3000) == 0);
+    sbx_stream_free(s);
+    free(c2.p);
+    free(b2.p);
+  }
+  sbx_stream *s;
+  CHECK_EQ_INT(sbx_stream_decrypt_new(&s, &k, buf_sink, &ct), 0);
+  CHECK_EQ_INT(sbx_stream_set_out_ring(s, 0), SBX_EINVAL);
+  CHECK_EQ_INT(sbx_stream_set_out_ring(s, 17), SBX_EINVAL);
+  sbx_stream_free(s);
+  CHECK_EQ_INT(sbx_stream_encrypt_new(&s, &k, 10, buf_sink, &ct), 0);
+  CHECK_EQ_INT(sbx_stream_set_out_ring(s, 2), SBX_EINVAL); /* encryptor */
+  sbx_stream_free(s);
+  free(pt);
+  free(ct.p);
+}
+
 static char tmpdir[] = "/tmp/sbx_crypto_XXXXXX";
 
 TEST(master_key_file) {
@@ -364,6 +481,8 @@ int main(void) {
   RUN(stream_tamper_every_region);
   RUN(stream_truncation_reorder_swap);
   RUN(stream_poisoned_after_error);
+  RUN(stream_update_more);
+  RUN(stream_out_ring);
   RUN(master_key_file);
   RUN(master_key_env_and_cmd);
   char cmd[300];
