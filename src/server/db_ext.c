@@ -31,7 +31,11 @@ static const char *SRV_MIGRATION_1 =
     " user_id TEXT NOT NULL, expires_at BIGINT NOT NULL,"
     " used_at BIGINT NOT NULL DEFAULT 0,"
     " PRIMARY KEY (tenant_id, token_hash));"
-    "CREATE TABLE IF NOT EXISTS srv_migrations (version BIGINT PRIMARY KEY);";
+    "CREATE TABLE IF NOT EXISTS srv_migrations (version BIGINT PRIMARY KEY);"
+    /* who created each API key: its role is capped by theirs (routes.c) */
+    "CREATE TABLE IF NOT EXISTS srv_api_key_issuers ("
+    " tenant_id TEXT NOT NULL, key_id TEXT NOT NULL, issued_by TEXT NOT NULL,"
+    " PRIMARY KEY (tenant_id, key_id));";
 
 static sbx__db *DB(sbx_meta *m) { return sbx__meta_db(m); }
 
@@ -67,14 +71,38 @@ static int fill_text(void *ctx, const sbx__row *r) {
   return sbx__col_text(r, 0, ctx, SBX_KIND_MAX);
 }
 
+/* Upserts a tenant role; cached roles of this process are dropped. */
 int sbx__dbx_tenant_role_set(sbx_meta *m, const char *t, const char *user,
                              const char *role) {
   sbx__val v[] = {SBX_VT(t), SBX_VT(user), SBX_VT(role)};
+  int rc = sbx__db_exec(DB(m),
+                        "INSERT INTO srv_tenant_roles (tenant_id, user_id, "
+                        "role) VALUES ($1, $2, $3) ON CONFLICT (tenant_id, "
+                        "user_id) DO UPDATE SET role = excluded.role",
+                        v, 3, NULL, NULL, NULL);
+  sbx__authcache_invalidate();
+  return rc;
+}
+
+int sbx__dbx_apikey_issuer_set(sbx_meta *m, const char *t, const char *id,
+                               const char *issuer) {
+  sbx__val v[] = {SBX_VT(t), SBX_VT(id), SBX_VT(issuer)};
   return sbx__db_exec(DB(m),
-                      "INSERT INTO srv_tenant_roles (tenant_id, user_id, role) "
-                      "VALUES ($1, $2, $3) ON CONFLICT (tenant_id, user_id) DO "
-                      "UPDATE SET role = excluded.role",
+                      "INSERT INTO srv_api_key_issuers (tenant_id, key_id, "
+                      "issued_by) VALUES ($1, $2, $3)",
                       v, 3, NULL, NULL, NULL);
+}
+
+static int fill_id(void *ctx, const sbx__row *r);
+
+int sbx__dbx_apikey_issuer_get(sbx_meta *m, const char *t, const char *id,
+                               char issuer[SBX_ID_MAX]) {
+  issuer[0] = 0;
+  sbx__val v[] = {SBX_VT(t), SBX_VT(id)};
+  return sbx__db_exec(DB(m),
+                      "SELECT issued_by FROM srv_api_key_issuers WHERE "
+                      "tenant_id = $1 AND key_id = $2",
+                      v, 2, fill_id, issuer, NULL);
 }
 
 int sbx__dbx_tenant_role_get(sbx_meta *m, const char *t, const char *user,

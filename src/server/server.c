@@ -233,6 +233,8 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
     rc = sbx__jwt_load_or_create(s);
   if (!rc)
     rc = sbx__oidc_init(s);
+  if (!rc && !(s->ac = sbx__authcache_new()))
+    rc = SBX_ENOMEM;
   if (!rc)
     rc = sbx__http_start(s);
   if (rc) {
@@ -253,6 +255,7 @@ void sbx_server_stop(sbx_server *s) {
     sbx_store_close(s->pool.h[i]);
   sbx__jwt_free(s);
   sbx__oidc_free(s);
+  sbx__authcache_free(s->ac);
   free(s->tls_cert_pem);
   if (s->tls_key_pem) {
     sbx_memwipe(s->tls_key_pem, strlen(s->tls_key_pem));

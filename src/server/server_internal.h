@@ -40,6 +40,7 @@ typedef struct sbx__principal {
   char key_id[SBX_ID_MAX];      /* API key id, or JWT jti */
   char key_project[SBX_ID_MAX]; /* API key project scope ("" = tenant) */
   int key_role;                 /* API key role bit */
+  char key_issuer[SBX_ID_MAX];  /* API key: who created it ("" = user) */
 } sbx__principal;
 
 /* ---- store handle pool (one handle per request in flight) ---- */
@@ -82,6 +83,7 @@ struct sbx_server {
   char jwt_kid[32];
   char jwt_x[64]; /* base64url public key */
   struct sbx__oidc *oidc; /* NULL when OIDC is not configured (oidc.c) */
+  struct sbx__authcache *ac; /* authcache.c (NULL: no caching) */
 };
 
 /* ---- a request in flight ---- */
@@ -236,6 +238,11 @@ int sbx__dbx_refresh_use(sbx_meta *m, const char *t, const char *id,
                          int64_t now);
 int sbx__dbx_refresh_revoke_family(sbx_meta *m, const char *t,
                                    const char *family, int64_t now);
+/* Who created an API key (srv_api_key_issuers); "" when not recorded. */
+int sbx__dbx_apikey_issuer_set(sbx_meta *m, const char *t, const char *id,
+                               const char *issuer);
+int sbx__dbx_apikey_issuer_get(sbx_meta *m, const char *t, const char *id,
+                               char issuer[SBX_ID_MAX]);
 int sbx__dbx_apikey_set_expiry(sbx_meta *m, const char *t, const char *id,
                                int64_t expires_at);
 int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
@@ -243,6 +250,33 @@ int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
                             size_t sealed_len);
 int sbx__dbx_password_set(sbx_meta *m, const char *t, const char *user,
                           const char *hash);
+
+/* ---- in-process authentication cache (authcache.c) ---- */
+#define SBX__AC_TTL_S 5.0 /* seconds an entry may be used at most */
+typedef struct sbx__ac_apikey {
+  char tenant[SBX_ID_MAX], id[SBX_ID_MAX], user[SBX_ID_MAX];
+  char project[SBX_ID_MAX], issuer[SBX_ID_MAX];
+  int role;
+  int64_t expires_at; /* 0 = never */
+} sbx__ac_apikey;
+struct sbx__authcache *sbx__authcache_new(void);
+void sbx__authcache_free(struct sbx__authcache *c);
+/* Every cached entry becomes stale at once. Called after any change this
+ * process commits to API keys, users, tenant roles or memberships. */
+void sbx__authcache_invalidate(void);
+uint64_t sbx__authcache_epoch(void);
+int sbx__ac_key_get(struct sbx__authcache *c, const uint8_t h[SBX_SHA256_LEN],
+                    int64_t now, sbx__ac_apikey *out, int *touch);
+void sbx__ac_key_put(struct sbx__authcache *c, const uint8_t h[SBX_SHA256_LEN],
+                     const sbx__ac_apikey *k, uint64_t epoch,
+                     int64_t last_touch);
+/* SBX_OK when the tenant is active and the user exists and is enabled
+ * (*trole = tenant role bit, 0 none); SBX_EAUTH otherwise. */
+int sbx__ac_user(sbx__req *r, const char *tenant, const char *user,
+                 int *trole);
+/* The user's membership role bit in project (0 none). */
+int sbx__ac_member(sbx__req *r, const char *tenant, const char *project,
+                   const char *user);
 
 /* ---- OIDC login (oidc.c) ---- */
 int sbx__oidc_init(sbx_server *s);  /* no-op when oidc_issuer is unset */
