@@ -121,32 +121,25 @@ static int list_reply(sbx__req *r, const char *what, const char *scope) {
   }
   if (cursor && *cursor && !sbx_id_valid(cursor))
     return sbx__problem(r, 400, "Bad Request", "malformed cursor");
-  json_t *items = json_array();
-  int rc = sbx__dbx_list(M(r), what, tenant(r), scope, cursor, limit + 1,
-                         items);
+  /* written as text: building and dumping jansson objects cost more than
+   * the query (~25 % of a list request's CPU) */
+  sbx__buf b = {NULL, 0, 0, 8u << 20, 0};
+  char last[SBX_ID_MAX];
+  int more = 0;
+  sbx__buf_str(&b, "{\"items\":[");
+  int rc = sbx__dbx_list_text(M(r), what, tenant(r), scope, cursor, limit,
+                              &b, &more, last);
   if (rc) {
-    json_decref(items);
+    free(b.p);
     return sbx__problem_rc(r, rc);
   }
-  json_t *next = json_null();
-  if (json_array_size(items) > (size_t)limit) {
-    json_array_remove(items, (size_t)limit);
-    json_t *last = json_array_get(items, (size_t)limit - 1);
-    json_t *id = json_object_get(last, "id");
-    if (!id)
-      id = json_object_get(last, "user_id");
-    if (!id) {
-      char buf[32];
-      snprintf(buf, sizeof buf, "%lld",
-               (long long)json_integer_value(json_object_get(last, "seq")));
-      next = json_string(buf);
-    } else {
-      next = json_copy(id);
-    }
-  }
-  return sbx__reply_json(r, 200,
-                         json_pack("{s:o,s:o}", "items", items, "next_cursor",
-                                   next));
+  sbx__buf_str(&b, "],\"next_cursor\":");
+  if (more)
+    sbx__buf_json_str(&b, last, strlen(last));
+  else
+    sbx__buf_str(&b, "null");
+  sbx__buf_put(&b, "}", 1);
+  return sbx__reply_buf(r, 200, &b);
 }
 
 /* ---- public ---- */

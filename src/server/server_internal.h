@@ -131,6 +131,23 @@ int sbx__problem(sbx__req *r, int status, const char *title,
 int sbx__problem_rc(sbx__req *r, int rc);
 void sbx__add_header(sbx__req *r, const char *name, const char *value);
 
+/* Growable text buffer for hand-written JSON (hot list responses), capped
+ * at max bytes; after any failure (cap, memory) err is set and further
+ * appends are ignored. */
+typedef struct sbx__buf {
+  char *p;
+  size_t n, cap, max;
+  int err;
+} sbx__buf;
+void sbx__buf_put(sbx__buf *b, const char *s, size_t n);
+void sbx__buf_str(sbx__buf *b, const char *s);
+void sbx__buf_int(sbx__buf *b, int64_t v);
+/* A JSON string: quoted, escaped like jansson (", \, control characters),
+ * invalid UTF-8 sequences replaced by U+FFFD. */
+void sbx__buf_json_str(sbx__buf *b, const char *s, size_t n);
+/* Sends b->p as an application/json body (takes it; 500 after an err). */
+int sbx__reply_buf(sbx__req *r, int status, sbx__buf *b);
+
 /* Parses r->body as a JSON object with caps (depth <= 32, size capped by
  * the route). Rejects fields not in allowed (NULL-terminated). On error a
  * 400 problem is set and NULL returned. */
@@ -206,6 +223,12 @@ int sbx__dbx_project_exists(sbx_meta *m, const char *t, const char *pid);
 int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
                   const char *scope, const char *cursor, int limit,
                   json_t *items);
+/* The same list as JSON text: up to limit items, comma-separated, appended
+ * to out (one more row is fetched: *more = 1 when it exists); cursor_out
+ * receives the cursor of the last item appended (its first column). */
+int sbx__dbx_list_text(sbx_meta *m, const char *what, const char *t,
+                       const char *scope, const char *cursor, int limit,
+                       sbx__buf *out, int *more, char cursor_out[SBX_ID_MAX]);
 int sbx__dbx_job_insert(sbx_meta *m, const char *t, const char *id,
                         const char *project, const char *attack,
                         const char *model, const char *dataset,
