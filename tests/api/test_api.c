@@ -10,6 +10,7 @@
 
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
+#include <sqlite3.h>
 
 #include "../harness.h"
 #include "server_internal.h" /* to sign hostile JWTs with the server key */
@@ -848,6 +849,156 @@ TEST(api_key_lifecycle) {
   resp_free(&r);
 }
 
+/* Runs one SQL statement on the server's meta.db from this process (a
+ * change the server's caches cannot know about). 0 on success. */
+static int db_poke(const char *sql) {
+  char path[320];
+  snprintf(path, sizeof path, "%s/meta.db", g_dir);
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  }
+  sqlite3_close(db);
+  return rc == SQLITE_OK ? 0 : -1;
+}
+
+static long upload_as(const char *key, const char *project) {
+  char path[256];
+  snprintf(path, sizeof path, "/api/v1/projects/%s/models?name=capm%d",
+           project, ++g_uniq);
+  req_opts o = {key, "application/octet-stream", "raw bytes", 0, NULL, 0, 0};
+  resp r;
+  long st = http(&S, "POST", path, &o, &r);
+  resp_free(&r);
+  return st;
+}
+
+static long get_as(const char *key, const char *path) {
+  resp r;
+  long st = jreq(&S, "GET", path, key, NULL, &r);
+  resp_free(&r);
+  return st;
+}
+
+/* POST /api/v1/api-keys as cred with body; the key into key_out. */
+static long key_for(const char *cred, const char *body, char key_out[200]) {
+  resp r;
+  long st = jreq(&S, "POST", "/api/v1/api-keys", cred, body, &r);
+  if (st != 201 || !json_field(r.body, "key", key_out, 200))
+    fprintf(stderr, "key_for: %ld %s\n", st, r.body);
+  resp_free(&r);
+  return st;
+}
+
+/* Issue 6 fix: an API key's effective role never exceeds the CURRENT role
+ * of its user and of the user who created it (demotion, no membership,
+ * disabled user), immediately for changes made through this server (its
+ * caches are invalidated), within the cache TTL (5 s) for changes made
+ * elsewhere. Also: a revoked key is refused on the very next request even
+ * though it was just cached. */
+TEST(api_key_role_capped_by_current_roles) {
+  resp r;
+  static const char *const users[] = {"capu", "capv", "capd"};
+  for (int i = 0; i < 3; i++) {
+    char body[256];
+    snprintf(body, sizeof body, "{\"id\":\"%s\",\"email\":\"%s@t1.example\"}",
+             users[i], users[i]);
+    CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/users", K1, body, &r), 201);
+    resp_free(&r);
+  }
+  CHECK_EQ_INT(jreq(&S, "PUT", "/api/v1/projects/pa/members/capu", K1,
+                    "{\"role\":\"admin\"}", &r),
+               200);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "PUT", "/api/v1/projects/pa/members/capd", K1,
+                    "{\"role\":\"developer\"}", &r),
+               200);
+  resp_free(&r);
+  /* a developer key of capu (a project admin): works while capu is one */
+  char ku[200], kv[200], kd[200];
+  CHECK_EQ_INT(key_for(K1,
+                       "{\"role\":\"developer\",\"project_id\":\"pa\","
+                       "\"user_id\":\"capu\"}",
+                       ku),
+               201);
+  CHECK_EQ_INT(upload_as(ku, "pa"), 201);
+  CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/models"), 200);
+  /* capu demoted to viewer through the API: the key follows at once */
+  CHECK_EQ_INT(jreq(&S, "PUT", "/api/v1/projects/pa/members/capu", K1,
+                    "{\"role\":\"viewer\"}", &r),
+               200);
+  resp_free(&r);
+  CHECK_EQ_INT(upload_as(ku, "pa"), 403);
+  CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/models"), 200);
+  /* promoted back: the key's own role is the ceiling again */
+  CHECK_EQ_INT(jreq(&S, "PUT", "/api/v1/projects/pa/members/capu", K1,
+                    "{\"role\":\"admin\"}", &r),
+               200);
+  resp_free(&r);
+  CHECK_EQ_INT(upload_as(ku, "pa"), 201);
+  CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/members"), 403); /* dev */
+  /* a key of a user with no role in the project: the project is not there
+   * for it; a tenant-wide key of a user without tenant role: 403 */
+  CHECK_EQ_INT(key_for(K1,
+                       "{\"role\":\"admin\",\"project_id\":\"pa\","
+                       "\"user_id\":\"capv\"}",
+                       kv),
+               201);
+  CHECK_EQ_INT(get_as(kv, "/api/v1/projects/pa/models"), 404);
+  CHECK_EQ_INT(upload_as(kv, "pa"), 404);
+  char kt[200];
+  CHECK_EQ_INT(key_for(K1, "{\"role\":\"admin\",\"user_id\":\"capv\"}", kt),
+               201);
+  CHECK_EQ_INT(get_as(kt, "/api/v1/projects"), 403);
+  CHECK_EQ_INT(get_as(kt, "/api/v1/users"), 403);
+  /* the creator's role caps too: a second tenant admin creates a key for
+   * capd (developer in pa), then loses the admin role */
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/users", K1,
+                    "{\"id\":\"capboss\",\"email\":\"capboss@t1.example\","
+                    "\"password\":\"password-of-capboss\",\"role\":\"admin\"}",
+                    &r),
+               201);
+  resp_free(&r);
+  char bjwt[1200] = "";
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL,
+                    "{\"grant_type\":\"password\",\"tenant\":\"t1\",\"email\":"
+                    "\"capboss@t1.example\",\"password\":\"password-of-"
+                    "capboss\"}",
+                    &r),
+               200);
+  CHECK(json_field(r.body, "access_token", bjwt, sizeof bjwt));
+  resp_free(&r);
+  CHECK_EQ_INT(key_for(bjwt,
+                       "{\"role\":\"developer\",\"project_id\":\"pa\","
+                       "\"user_id\":\"capd\"}",
+                       kd),
+               201);
+  CHECK_EQ_INT(upload_as(kd, "pa"), 201);
+  /* changes made outside this server (here: straight in the database):
+   * capboss demoted to viewer, capu disabled. Within the cache TTL of 5 s
+   * both keys must follow. */
+  CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/models"), 200); /* cached */
+  CHECK(db_poke("UPDATE srv_tenant_roles SET role = 'viewer' WHERE "
+                "tenant_id = 't1' AND user_id = 'capboss'") == 0);
+  CHECK(db_poke("UPDATE users SET disabled = 1 WHERE tenant_id = 't1' AND "
+                "id = 'capu'") == 0);
+  sleep(6);
+  CHECK_EQ_INT(upload_as(kd, "pa"), 403);
+  CHECK_EQ_INT(get_as(kd, "/api/v1/projects/pa/models"), 200);
+  CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/models"), 401);
+  /* revocation of a key in use (cached) takes effect on the next request */
+  char ki[200], path[128];
+  CHECK_EQ_INT(key_for(K1, "{\"role\":\"viewer\"}", ki), 201);
+  CHECK_EQ_INT(get_as(ki, "/api/v1/projects"), 200);
+  CHECK_EQ_INT(get_as(ki, "/api/v1/projects"), 200);
+  snprintf(path, sizeof path, "/api/v1/api-keys/%.16s", strchr(ki, '~') + 1);
+  CHECK_EQ_INT(jreq(&S, "DELETE", path, K1, NULL, &r), 200);
+  resp_free(&r);
+  CHECK_EQ_INT(get_as(ki, "/api/v1/projects"), 401);
+}
+
 TEST(upload_roundtrip_and_audit) {
   resp r;
   req_opts o = {K1, "application/octet-stream", "\x00\x01binary\xff", 9, NULL,
@@ -952,6 +1103,7 @@ int main(int argc, char **argv) {
     RUN(refresh_rotation_and_reuse);
     RUN(bootstrap_and_lockout);
     RUN(api_key_lifecycle);
+    RUN(api_key_role_capped_by_current_roles);
     RUN(upload_roundtrip_and_audit);
     RUN(rate_limits_and_graceful_shutdown);
   }
