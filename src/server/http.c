@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,9 +150,16 @@ void sbx__buf_put(sbx__buf *b, const char *s, size_t n) {
 void sbx__buf_str(sbx__buf *b, const char *s) { sbx__buf_put(b, s, strlen(s)); }
 
 void sbx__buf_int(sbx__buf *b, int64_t v) {
-  char t[24];
-  int n = snprintf(t, sizeof t, "%lld", (long long)v);
-  sbx__buf_put(b, t, (size_t)n);
+  char t[24]; /* digits from the end; no snprintf on the hot path */
+  size_t i = sizeof t;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do {
+    t[--i] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    t[--i] = '-';
+  sbx__buf_put(b, t + i, sizeof t - i);
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid
@@ -227,13 +235,13 @@ void sbx__buf_json_str(sbx__buf *b, const char *s, size_t n) {
   sbx__buf_put(b, "\"", 1);
 }
 
-int sbx__reply_buf(sbx__req *r, int status, sbx__buf *b) {
+int sbx__reply_buf(sbx__req *r, int status, sbx__buf *b, const char *type) {
   if (b->err || !b->p) {
     free(b->p);
     b->p = NULL;
     return sbx__problem(r, 500, "Internal Server Error", "response too large");
   }
-  set_resp(r, status, b->p, b->n, "application/json");
+  set_resp(r, status, b->p, b->n, type ? type : "application/json");
   b->p = NULL;
   return 0;
 }
@@ -408,6 +416,7 @@ static int check(sbx__req *r, const char *url) {
   snprintf(who, sizeof who, "ip:%s", r->ip);
   int wait = sbx__rl_take(&s->rl, who, s->p.rate_ip_per_s, s->p.rate_ip_burst);
   if (wait) {
+    atomic_fetch_add(&s->metrics.rate_limited[0], 1);
     char ra[16];
     snprintf(ra, sizeof ra, "%d", wait);
     sbx__add_header(r, "Retry-After", ra);
@@ -444,9 +453,13 @@ static int check(sbx__req *r, const char *url) {
     sbx__problem(r, 503, "Service Unavailable", "server busy");
     return 1;
   }
+  /* GET /metrics: the operator's token (metrics.c), never a tenant's */
+  if (!strcmp(rt->perm, "metrics") && sbx__metrics_token_ok(r))
+    return 0;
   if (strcmp(rt->perm, "public")) {
     int rc = sbx__authenticate(r);
     if (rc) {
+      atomic_fetch_add(&s->metrics.auth_fail[rc == SBX_EEXPIRED ? 1 : 0], 1);
       sbx__add_header(r, "WWW-Authenticate", "Bearer");
       sbx__problem(r, 401, "Unauthorized",
                    rc == SBX_EEXPIRED ? "credential expired or revoked"
@@ -459,14 +472,18 @@ static int check(sbx__req *r, const char *url) {
                           s->p.rate_key_burst);
       if (wait) {
         char ra[16];
+        atomic_fetch_add(&s->metrics.rate_limited[1], 1);
         snprintf(ra, sizeof ra, "%d", wait);
         sbx__add_header(r, "Retry-After", ra);
         sbx__problem(r, 429, "Too Many Requests", "per-credential rate limit");
         return 1;
       }
     }
-    if (sbx__authorize(r))
+    if (sbx__authorize(r)) {
+      if (r->status == 401)
+        atomic_fetch_add(&s->metrics.auth_fail[2], 1);
       return 1;
+    }
     /* a cookie is ambient: state-changing requests need the CSRF token */
     if (r->who.kind == SBX__CRED_SESSION && strcmp(r->method, "GET") &&
         strcmp(r->method, "HEAD") && sbx__session_csrf_check(r))
@@ -490,6 +507,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     r->conn = conn;
     r->method = method;
     r->route = -1;
+    r->t0 = sbx__mono();
+    atomic_fetch_add(&s->metrics.in_flight, 1);
     if (sbx__rand_hex(r->reqid, 16))
       snprintf(r->reqid, sizeof r->reqid, "0");
     client_ip(r);
@@ -535,6 +554,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   if (!r->status)
     sbx__problem(r, 500, "Internal Server Error", "no response");
 respond:;
+  sbx__metrics_request(s, r->route, r->status, sbx__mono() - r->t0);
   enum MHD_Result ret = queue(r);
   if (r->status >= 500 || getenv("AISBXD_LOG_REQUESTS"))
     fprintf(stderr, "{\"request_id\":\"%s\",\"method\":\"%s\",\"status\":%d}\n",
@@ -550,6 +570,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
   (void)toe;
   if (!r)
     return;
+  atomic_fetch_sub(&s->metrics.in_flight, 1);
   if (r->upload)
     sbx_store_writer_abort(r->upload);
   if (r->st)

@@ -49,6 +49,9 @@ static const struct {
     {"dataset:delete", D | ADM}, {"job:read", ALL},
     {"job:create", D | A | ADM}, {"job:cancel", D | A | ADM},
     {"result:read", ALL},        {"audit:read", A | ADM},
+    /* process-wide counters of all tenants: no tenant role may read them,
+     * only the operator's metrics token (metrics.c, checked in http.c) */
+    {"metrics", 0},
 };
 
 static int perm_roles(const char *perm) {
@@ -139,7 +142,7 @@ static int list_reply(sbx__req *r, const char *what, const char *scope) {
   else
     sbx__buf_str(&b, "null");
   sbx__buf_put(&b, "}", 1);
-  return sbx__reply_buf(r, 200, &b);
+  return sbx__reply_buf(r, 200, &b, NULL);
 }
 
 /* ---- public ---- */
@@ -996,6 +999,8 @@ const sbx__route sbx__routes[] = {
      "Results of a job", 200},
     {"GET", "/api/v1/audit-events", "audit:read", 0, h_audit_list,
      "Audit events (hash-chained)", 200},
+    {"GET", "/metrics", "metrics", 0, sbx__metrics_h,
+     "Prometheus metrics (operator token from metrics_token_file only)", 200},
 };
 #undef P
 const size_t sbx__nroutes = sizeof sbx__routes / sizeof sbx__routes[0];

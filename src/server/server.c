@@ -65,6 +65,7 @@ static const cfg_key CFG[] = {
     CK(oidc_ca_file, 's'),    CK(oidc_leeway_s, 'i'),
     CK(oidc_token_auth, 's'),
     CK(oidc_jwks_min_refresh_s, 'i'),
+    CK(metrics_token_file, 's'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -235,6 +236,10 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
     rc = sbx__oidc_init(s);
   if (!rc && !(s->ac = sbx__authcache_new()))
     rc = SBX_ENOMEM;
+  if (!rc && sbx__nroutes > SBX__METRICS_ROUTES)
+    rc = SBX_ELIMIT;
+  if (!rc)
+    rc = sbx__metrics_init(s);
   if (!rc)
     rc = sbx__http_start(s);
   if (rc) {

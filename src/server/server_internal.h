@@ -67,6 +67,20 @@ typedef struct sbx__ratelimit {
 int sbx__rl_take(sbx__ratelimit *rl, const char *who, double rate,
                  double burst);
 
+/* ---- metrics (metrics.c): lock-free process-wide counters ---- */
+#define SBX__METRICS_ROUTES 64 /* >= the route table (checked at start) */
+#define SBX__METRICS_BUCKETS 14
+typedef struct sbx__metrics {
+  _Atomic uint64_t requests[SBX__METRICS_ROUTES + 1][5]; /* + unmatched */
+  _Atomic uint64_t hist[SBX__METRICS_BUCKETS + 1];       /* + overflow */
+  _Atomic uint64_t sum_us;
+  _Atomic int64_t in_flight;
+  _Atomic uint64_t auth_fail[3];    /* invalid, expired, missing */
+  _Atomic uint64_t rate_limited[2]; /* ip, credential */
+  uint8_t token_hash[32];           /* SHA-256 of the operator token */
+  int token_set;
+} sbx__metrics;
+
 struct sbx_server {
   sbx_server_params p;
   char data_dir[SBX_PATH_MAX];
@@ -84,6 +98,7 @@ struct sbx_server {
   char jwt_x[64]; /* base64url public key */
   struct sbx__oidc *oidc; /* NULL when OIDC is not configured (oidc.c) */
   struct sbx__authcache *ac; /* authcache.c (NULL: no caching) */
+  sbx__metrics metrics;
 };
 
 /* ---- a request in flight ---- */
@@ -102,6 +117,7 @@ typedef struct sbx__req {
   char params[SBX__MAX_PARAMS][SBX_ID_MAX];
   int role; /* effective role bit for this route */
   sbx__principal who;
+  double t0;     /* monotonic time the headers arrived (metrics) */
   sbx_store *st; /* from the pool, released on completion */
   /* body */
   char *body;
@@ -145,8 +161,9 @@ void sbx__buf_int(sbx__buf *b, int64_t v);
 /* A JSON string: quoted, escaped like jansson (", \, control characters),
  * invalid UTF-8 sequences replaced by U+FFFD. */
 void sbx__buf_json_str(sbx__buf *b, const char *s, size_t n);
-/* Sends b->p as an application/json body (takes it; 500 after an err). */
-int sbx__reply_buf(sbx__req *r, int status, sbx__buf *b);
+/* Sends b->p as the body (takes it; 500 after an err); type NULL means
+ * application/json. */
+int sbx__reply_buf(sbx__req *r, int status, sbx__buf *b, const char *type);
 
 /* Parses r->body as a JSON object with caps (depth <= 32, size capped by
  * the route). Rejects fields not in allowed (NULL-terminated). On error a
@@ -354,8 +371,16 @@ int sbx__totp_h_confirm(sbx__req *r);
 /* RFC 4648 base32 without padding; out needs 8*ceil(n/5)/5+1. */
 void sbx__base32(const uint8_t *in, size_t n, char *out);
 
+/* ---- metrics (metrics.c) ---- */
+int sbx__metrics_init(sbx_server *s); /* reads metrics_token_file */
+int sbx__metrics_token_ok(sbx__req *r);
+void sbx__metrics_request(sbx_server *s, int route, int status,
+                          double seconds);
+int sbx__metrics_h(sbx__req *r);
+
 /* ---- misc ---- */
 int64_t sbx__now(void);
+double sbx__mono(void); /* CLOCK_MONOTONIC seconds */
 /* Random lower-case hex id of 2n chars. */
 int sbx__rand_hex(char *out, size_t nbytes);
 /* Object names: 1..128 of [A-Za-z0-9._-], not starting with '.'. */

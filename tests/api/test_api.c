@@ -17,6 +17,8 @@
 
 static srv S;
 static char g_dir[256], g_cfg[300];
+/* the operator's metrics token (metrics_token_file in the config) */
+static const char METRICS_TOKEN[] = "mt-0123456789abcdef0123456789abcdef";
 static char K1[200], K2[200], BOOT1[200], BOOT2[200]; /* admin keys t1, t2 */
 
 /* ---- fixture: per tenant, ids of a project and its objects ---- */
@@ -185,6 +187,9 @@ static const row ROWS[] = {
      200, 0},
     {"GET", "/api/v1/audit-events", "/api/v1/audit-events", NULL, RA | RAD,
      200, 0},
+    /* process-wide counters: no tenant role, only the operator token
+     * (metrics_prometheus) */
+    {"GET", "/metrics", "/metrics", NULL, 0, 200, 0},
 };
 #define NROWS (sizeof ROWS / sizeof ROWS[0])
 
@@ -999,6 +1004,65 @@ TEST(api_key_role_capped_by_current_roles) {
   CHECK_EQ_INT(get_as(ki, "/api/v1/projects"), 401);
 }
 
+/* Value of the first sample line starting with prefix, or -1. */
+static double metric(const char *body, const char *prefix) {
+  size_t n = strlen(prefix);
+  for (const char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+    if (!strncmp(l, prefix, n) && l[n] == ' ')
+      return atof(l + n + 1);
+  return -1;
+}
+
+/* GET /metrics: Prometheus text, only with the operator token; counts move
+ * with the traffic. */
+TEST(metrics_prometheus) {
+  resp r;
+  /* tenant credentials, even admin ones, never read it (also the matrix) */
+  CHECK_EQ_INT(jreq(&S, "GET", "/metrics", K1, NULL, &r), 403);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/metrics", NULL, NULL, &r), 401);
+  resp_free(&r);
+  char wrong[sizeof METRICS_TOKEN];
+  snprintf(wrong, sizeof wrong, "%s", METRICS_TOKEN);
+  wrong[5] ^= 1;
+  CHECK_EQ_INT(jreq(&S, "GET", "/metrics", wrong, NULL, &r), 401);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/metrics", METRICS_TOKEN, NULL, &r), 200);
+  char ct[128] = "";
+  CHECK(resp_header(&r, "Content-Type", ct, sizeof ct) &&
+        !strncmp(ct, "text/plain; version=0.0.4", 25));
+  CHECK(strstr(r.body, "# TYPE aisbxd_requests_total counter") &&
+        strstr(r.body, "# TYPE aisbxd_request_duration_seconds histogram") &&
+        strstr(r.body, "aisbxd_request_duration_seconds_bucket{le=\"+Inf\"}") &&
+        strstr(r.body, "# TYPE aisbxd_requests_in_flight gauge"));
+  const char *ok_line =
+      "aisbxd_requests_total{method=\"GET\",route=\"/api/v1/projects\","
+      "code=\"2xx\"}";
+  const char *r403 =
+      "aisbxd_requests_total{method=\"GET\",route=\"/metrics\",code=\"4xx\"}";
+  double ok0 = metric(r.body, ok_line);
+  double f0 = metric(r.body, "aisbxd_auth_failures_total{reason=\"invalid\"}");
+  double m0 = metric(r.body, "aisbxd_auth_failures_total{reason=\"missing\"}");
+  double c0 = metric(r.body, "aisbxd_request_duration_seconds_count");
+  double i0 = metric(r.body, "aisbxd_requests_in_flight");
+  CHECK(ok0 >= 1 && f0 >= 1 && m0 >= 1 && c0 >= ok0 && i0 >= 1);
+  CHECK(metric(r.body, r403) >= 3); /* the refusals above */
+  CHECK(!strstr(r.body, "t1") && !strstr(r.body, "pa\"")); /* no tenants */
+  resp_free(&r);
+  for (int i = 0; i < 3; i++) {
+    CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects", K1, NULL, &r), 200);
+    resp_free(&r);
+  }
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects", FORGED_KEY, NULL, &r), 401);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/metrics", METRICS_TOKEN, NULL, &r), 200);
+  CHECK(metric(r.body, ok_line) == ok0 + 3);
+  CHECK(metric(r.body, "aisbxd_auth_failures_total{reason=\"invalid\"}") ==
+        f0 + 1);
+  CHECK(metric(r.body, "aisbxd_request_duration_seconds_count") >= c0 + 5);
+  resp_free(&r);
+}
+
 TEST(upload_roundtrip_and_audit) {
   resp r;
   req_opts o = {K1, "application/octet-stream", "\x00\x01binary\xff", 9, NULL,
@@ -1079,7 +1143,15 @@ int main(int argc, char **argv) {
   if (!mkdtemp(g_dir))
     return 2;
   snprintf(g_cfg, sizeof g_cfg, "%s.conf", g_dir);
-  api_write_config(g_cfg, NULL);
+  char mtok[300], mcfg[400];
+  snprintf(mtok, sizeof mtok, "%s/metrics.token", g_dir);
+  int mfd = open(mtok, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (mfd < 0 || write(mfd, METRICS_TOKEN, strlen(METRICS_TOKEN)) < 0 ||
+      write(mfd, "\n", 1) != 1)
+    return 2;
+  close(mfd);
+  snprintf(mcfg, sizeof mcfg, "metrics_token_file = %s\n", mtok);
+  api_write_config(g_cfg, mcfg);
   if (api_init_tenant(g_dir, g_cfg, "t1", K1, BOOT1) ||
       api_init_tenant(g_dir, g_cfg, "t2", K2, BOOT2)) {
     fprintf(stderr, "aisbxd init failed\n");
@@ -1105,6 +1177,7 @@ int main(int argc, char **argv) {
     RUN(api_key_lifecycle);
     RUN(api_key_role_capped_by_current_roles);
     RUN(upload_roundtrip_and_audit);
+    RUN(metrics_prometheus);
     RUN(rate_limits_and_graceful_shutdown);
   }
   int stop = api_stop(&S);
