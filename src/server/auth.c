@@ -221,6 +221,8 @@ static int apikey_check(sbx__req *r, const char *tok) {
   if (touch)
     sbx_meta_api_key_touch(sbx_store_meta(r->st), k.tenant, k.id, now);
   r->who.kind = SBX__CRED_APIKEY;
+  r->who.user_trole = trole;
+  r->who.user_checked = 1;
   snprintf(r->who.tenant, SBX_ID_MAX, "%s", k.tenant);
   snprintf(r->who.user, SBX_ID_MAX, "%s", k.user);
   snprintf(r->who.key_id, SBX_ID_MAX, "%s", k.id);
@@ -251,6 +253,8 @@ int sbx__authenticate(sbx__req *r) {
   if (sbx__ac_user(r, tenant, user, &trole))
     return SBX_EAUTH;
   r->who.kind = SBX__CRED_JWT;
+  r->who.user_trole = trole;
+  r->who.user_checked = 1;
   snprintf(r->who.tenant, SBX_ID_MAX, "%s", tenant);
   snprintf(r->who.user, SBX_ID_MAX, "%s", user);
   snprintf(r->who.key_id, SBX_ID_MAX, "%s", jti);
@@ -441,14 +445,19 @@ typedef struct jwt_cache_ent {
 static jwt_cache_ent jwt_cache[JWT_CACHE_SLOTS];
 static pthread_mutex_t jwt_cache_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* SHA-256(kid || 0 || token) in one call on a stack buffer (no hash
+ * context allocated per request); n <= SBX__TOKEN_MAX. */
 static void jwt_cache_key(const sbx_server *s, const char *tok, size_t n, uint8_t h[32]) {
-  gnutls_hash_hd_t d;
+  char buf[sizeof s->jwt_kid + SBX__TOKEN_MAX + 1];
+  size_t k = strnlen(s->jwt_kid, sizeof s->jwt_kid - 1);
   memset(h, 0, 32);
-  if (gnutls_hash_init(&d, GNUTLS_DIG_SHA256) < 0)
+  if (n > SBX__TOKEN_MAX)
     return;
-  gnutls_hash(d, s->jwt_kid, strlen(s->jwt_kid) + 1);
-  gnutls_hash(d, tok, n);
-  gnutls_hash_deinit(d, h);
+  memcpy(buf, s->jwt_kid, k);
+  buf[k] = 0;
+  memcpy(buf + k + 1, tok, n);
+  if (sbx_sha256(buf, k + 1 + n, h))
+    memset(h, 0, 32);
 }
 
 static int jwt_verify_full(sbx_server *s, const char *tok, int64_t now,

@@ -1068,7 +1068,9 @@ int sbx__route_match(sbx__req *r, const char *method, const char *path,
  * disabled or unknown user. Cached (authcache.c). */
 static int user_role(sbx__req *r, const char *user, const char *pid) {
   int trole = 0;
-  if (sbx__ac_user(r, tenant(r), user, &trole))
+  if (r->who.user_checked && !strcmp(user, r->who.user))
+    trole = r->who.user_trole; /* checked moments ago by authentication */
+  else if (sbx__ac_user(r, tenant(r), user, &trole))
     return 0;
   if (trole || !pid)
     return trole;

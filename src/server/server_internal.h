@@ -41,6 +41,8 @@ typedef struct sbx__principal {
   char key_project[SBX_ID_MAX]; /* API key project scope ("" = tenant) */
   int key_role;                 /* API key role bit */
   char key_issuer[SBX_ID_MAX];  /* API key: who created it ("" = user) */
+  int user_checked; /* 1: user state checked in this request (authcache) */
+  int user_trole;   /* then: the user's tenant role bit */
 } sbx__principal;
 
 /* ---- store handle pool (one handle per request in flight) ---- */
