@@ -902,7 +902,7 @@ static long key_for(const char *cred, const char *body, char key_out[200]) {
  * disabled user), immediately for changes made through this server (its
  * caches are invalidated), within the cache TTL (5 s) for changes made
  * elsewhere. Also: a revoked key is refused on the very next request even
- * though it was just cached. */
+ * though it was just cached, and a cached key past its expiry is refused. */
 TEST(api_key_role_capped_by_current_roles) {
   resp r;
   static const char *const users[] = {"capu", "capv", "capd"};
@@ -993,6 +993,15 @@ TEST(api_key_role_capped_by_current_roles) {
   CHECK_EQ_INT(upload_as(kd, "pa"), 403);
   CHECK_EQ_INT(get_as(kd, "/api/v1/projects/pa/models"), 200);
   CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/models"), 401);
+  /* expiry is compared with the clock on every request, also while the
+   * verified key is cached (TTL 5 s): a key of 2 s used at once, again
+   * after 3 s */
+  char ke[200];
+  CHECK_EQ_INT(key_for(K1, "{\"role\":\"viewer\",\"expires_in_s\":2}", ke),
+               201);
+  CHECK_EQ_INT(get_as(ke, "/api/v1/projects"), 200);
+  sleep(3);
+  CHECK_EQ_INT(get_as(ke, "/api/v1/projects"), 401);
   /* revocation of a key in use (cached) takes effect on the next request */
   char ki[200], path[128];
   CHECK_EQ_INT(key_for(K1, "{\"role\":\"viewer\"}", ki), 201);
