@@ -57,6 +57,9 @@ typedef struct sbx_server_params {
                                   encoded) or "post" (in the form body) */
   int oidc_leeway_s;           /* clock leeway, default 60 */
   int oidc_jwks_min_refresh_s; /* min. seconds between JWKS refetches, 60 */
+  /* GET /metrics: a file (mode 0600) holding the operator's bearer token;
+   * NULL: nobody can read /metrics (tenant credentials never can) */
+  const char *metrics_token_file;
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);

@@ -156,36 +156,79 @@ int sbx__apikey_create(sbx_store *st, const char *tenant, const char *user,
   return rc;
 }
 
+/* Database side of an API-key check: the row, the keyed hash of the
+ * secret (constant-time compare), revocation and expiry, the issuer. On
+ * success *k is filled and *last_used holds the key's last_used_at. */
+static int apikey_load(sbx__req *r, const char *tenant, const char *id,
+                       const char *secret, int64_t now, sbx__ac_apikey *k,
+                       int64_t *last_used) {
+  sbx_api_key row;
+  int rc = sbx_meta_api_key_get(sbx_store_meta(r->st), tenant, id, &row);
+  if (rc)
+    return SBX_EAUTH;
+  uint8_t h[SBX_SHA256_LEN];
+  rc = sbx_store_keyed_hash(r->st, HP_APIKEY, secret, 64, h);
+  if (rc || !sbx_ct_equal(h, row.secret_hash, SBX_SHA256_LEN))
+    return SBX_EAUTH;
+  if (row.revoked_at || (row.expires_at && row.expires_at <= now))
+    return SBX_EEXPIRED;
+  memset(k, 0, sizeof *k);
+  if (sbx__dbx_apikey_issuer_get(sbx_store_meta(r->st), tenant, id,
+                                 k->issuer))
+    return SBX_EAUTH;
+  snprintf(k->tenant, SBX_ID_MAX, "%s", tenant);
+  snprintf(k->id, SBX_ID_MAX, "%s", id);
+  snprintf(k->user, SBX_ID_MAX, "%s", row.user_id);
+  snprintf(k->project, SBX_ID_MAX, "%s", row.project_id);
+  k->role = sbx__role_bit(row.role);
+  k->expires_at = row.expires_at;
+  *last_used = row.last_used_at;
+  return SBX_OK;
+}
+
+/* API key: the verified-key cache (authcache.c, keyed by SHA-256 of the
+ * presented string, TTL 5 s, dropped on any key/role change of this
+ * process), else the database. The expiry is checked on every request, and
+ * the key's user must exist and be enabled in an active tenant. */
 static int apikey_check(sbx__req *r, const char *tok) {
   char tenant[SBX_ID_MAX], id[SBX_ID_MAX];
   const char *secret;
   int rc = split_token(tok, "ak_", tenant, id, &secret);
   if (rc)
     return rc;
-  sbx_api_key k;
-  rc = sbx_meta_api_key_get(sbx_store_meta(r->st), tenant, id, &k);
-  if (rc)
-    return SBX_EAUTH;
-  uint8_t h[SBX_SHA256_LEN];
-  rc = sbx_store_keyed_hash(r->st, HP_APIKEY, secret, 64, h);
-  if (rc || !sbx_ct_equal(h, k.secret_hash, SBX_SHA256_LEN))
+  uint8_t ch[SBX_SHA256_LEN];
+  if (sbx_sha256(tok, strlen(tok), ch))
     return SBX_EAUTH;
   int64_t now = sbx__now();
-  if (k.revoked_at || (k.expires_at && k.expires_at <= now))
-    return SBX_EEXPIRED;
-  sbx_tenant t;
-  if (sbx_meta_tenant_get(sbx_store_meta(r->st), tenant, &t) ||
-      t.state != SBX_TENANT_ACTIVE)
-    return SBX_EAUTH;
-  /* last-used, at most once a minute per key (keeps reads write-free) */
-  if (now - k.last_used_at >= 60)
-    sbx_meta_api_key_touch(sbx_store_meta(r->st), tenant, id, now);
+  sbx__ac_apikey k;
+  int touch = 0;
+  if (sbx__ac_key_get(r->srv->ac, ch, now, &k, &touch) == SBX_OK) {
+    if (k.expires_at && k.expires_at <= now)
+      return SBX_EEXPIRED;
+  } else {
+    uint64_t epoch = sbx__authcache_epoch(); /* before the reads */
+    int64_t last_used = 0;
+    rc = apikey_load(r, tenant, id, secret, now, &k, &last_used);
+    if (rc)
+      return rc;
+    /* last-used, at most once a minute per key (keeps reads write-free) */
+    touch = now - last_used >= 60;
+    sbx__ac_key_put(r->srv->ac, ch, &k, epoch, touch ? now : last_used);
+  }
+  int trole;
+  if (sbx__ac_user(r, k.tenant, k.user, &trole))
+    return SBX_EAUTH; /* tenant suspended, user gone or disabled */
+  if (touch)
+    sbx_meta_api_key_touch(sbx_store_meta(r->st), k.tenant, k.id, now);
   r->who.kind = SBX__CRED_APIKEY;
-  snprintf(r->who.tenant, SBX_ID_MAX, "%s", tenant);
-  snprintf(r->who.user, SBX_ID_MAX, "%s", k.user_id);
-  snprintf(r->who.key_id, SBX_ID_MAX, "%s", id);
-  snprintf(r->who.key_project, SBX_ID_MAX, "%s", k.project_id);
-  r->who.key_role = sbx__role_bit(k.role);
+  r->who.user_trole = trole;
+  r->who.user_checked = 1;
+  snprintf(r->who.tenant, SBX_ID_MAX, "%s", k.tenant);
+  snprintf(r->who.user, SBX_ID_MAX, "%s", k.user);
+  snprintf(r->who.key_id, SBX_ID_MAX, "%s", k.id);
+  snprintf(r->who.key_project, SBX_ID_MAX, "%s", k.project);
+  snprintf(r->who.key_issuer, SBX_ID_MAX, "%s", k.issuer);
+  r->who.key_role = k.role;
   return SBX_OK;
 }
 
@@ -206,15 +249,12 @@ int sbx__authenticate(sbx__req *r) {
   int rc = sbx__jwt_verify(r->srv, tok, sbx__now(), tenant, user, jti);
   if (rc)
     return rc;
-  sbx_tenant t;
-  sbx_user u;
-  if (sbx_meta_tenant_get(sbx_store_meta(r->st), tenant, &t) ||
-      t.state != SBX_TENANT_ACTIVE)
-    return SBX_EAUTH;
-  if (sbx_meta_user_get(sbx_store_meta(r->st), tenant, user, &u) ||
-      u.disabled)
+  int trole; /* tenant active, user present and enabled (cached) */
+  if (sbx__ac_user(r, tenant, user, &trole))
     return SBX_EAUTH;
   r->who.kind = SBX__CRED_JWT;
+  r->who.user_trole = trole;
+  r->who.user_checked = 1;
   snprintf(r->who.tenant, SBX_ID_MAX, "%s", tenant);
   snprintf(r->who.user, SBX_ID_MAX, "%s", user);
   snprintf(r->who.key_id, SBX_ID_MAX, "%s", jti);
@@ -405,14 +445,19 @@ typedef struct jwt_cache_ent {
 static jwt_cache_ent jwt_cache[JWT_CACHE_SLOTS];
 static pthread_mutex_t jwt_cache_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* SHA-256(kid || 0 || token) in one call on a stack buffer (no hash
+ * context allocated per request); n <= SBX__TOKEN_MAX. */
 static void jwt_cache_key(const sbx_server *s, const char *tok, size_t n, uint8_t h[32]) {
-  gnutls_hash_hd_t d;
+  char buf[sizeof s->jwt_kid + SBX__TOKEN_MAX + 1];
+  size_t k = strnlen(s->jwt_kid, sizeof s->jwt_kid - 1);
   memset(h, 0, 32);
-  if (gnutls_hash_init(&d, GNUTLS_DIG_SHA256) < 0)
+  if (n > SBX__TOKEN_MAX)
     return;
-  gnutls_hash(d, s->jwt_kid, strlen(s->jwt_kid) + 1);
-  gnutls_hash(d, tok, n);
-  gnutls_hash_deinit(d, h);
+  memcpy(buf, s->jwt_kid, k);
+  buf[k] = 0;
+  memcpy(buf + k + 1, tok, n);
+  if (sbx_sha256(buf, k + 1 + n, h))
+    memset(h, 0, 32);
 }
 
 static int jwt_verify_full(sbx_server *s, const char *tok, int64_t now,

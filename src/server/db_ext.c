@@ -31,7 +31,11 @@ static const char *SRV_MIGRATION_1 =
     " user_id TEXT NOT NULL, expires_at BIGINT NOT NULL,"
     " used_at BIGINT NOT NULL DEFAULT 0,"
     " PRIMARY KEY (tenant_id, token_hash));"
-    "CREATE TABLE IF NOT EXISTS srv_migrations (version BIGINT PRIMARY KEY);";
+    "CREATE TABLE IF NOT EXISTS srv_migrations (version BIGINT PRIMARY KEY);"
+    /* who created each API key: its role is capped by theirs (routes.c) */
+    "CREATE TABLE IF NOT EXISTS srv_api_key_issuers ("
+    " tenant_id TEXT NOT NULL, key_id TEXT NOT NULL, issued_by TEXT NOT NULL,"
+    " PRIMARY KEY (tenant_id, key_id));";
 
 static sbx__db *DB(sbx_meta *m) { return sbx__meta_db(m); }
 
@@ -67,14 +71,38 @@ static int fill_text(void *ctx, const sbx__row *r) {
   return sbx__col_text(r, 0, ctx, SBX_KIND_MAX);
 }
 
+/* Upserts a tenant role; cached roles of this process are dropped. */
 int sbx__dbx_tenant_role_set(sbx_meta *m, const char *t, const char *user,
                              const char *role) {
   sbx__val v[] = {SBX_VT(t), SBX_VT(user), SBX_VT(role)};
+  int rc = sbx__db_exec(DB(m),
+                        "INSERT INTO srv_tenant_roles (tenant_id, user_id, "
+                        "role) VALUES ($1, $2, $3) ON CONFLICT (tenant_id, "
+                        "user_id) DO UPDATE SET role = excluded.role",
+                        v, 3, NULL, NULL, NULL);
+  sbx__authcache_invalidate();
+  return rc;
+}
+
+int sbx__dbx_apikey_issuer_set(sbx_meta *m, const char *t, const char *id,
+                               const char *issuer) {
+  sbx__val v[] = {SBX_VT(t), SBX_VT(id), SBX_VT(issuer)};
   return sbx__db_exec(DB(m),
-                      "INSERT INTO srv_tenant_roles (tenant_id, user_id, role) "
-                      "VALUES ($1, $2, $3) ON CONFLICT (tenant_id, user_id) DO "
-                      "UPDATE SET role = excluded.role",
+                      "INSERT INTO srv_api_key_issuers (tenant_id, key_id, "
+                      "issued_by) VALUES ($1, $2, $3)",
                       v, 3, NULL, NULL, NULL);
+}
+
+static int fill_id(void *ctx, const sbx__row *r);
+
+int sbx__dbx_apikey_issuer_get(sbx_meta *m, const char *t, const char *id,
+                               char issuer[SBX_ID_MAX]) {
+  issuer[0] = 0;
+  sbx__val v[] = {SBX_VT(t), SBX_VT(id)};
+  return sbx__db_exec(DB(m),
+                      "SELECT issued_by FROM srv_api_key_issuers WHERE "
+                      "tenant_id = $1 AND key_id = $2",
+                      v, 2, fill_id, issuer, NULL);
 }
 
 int sbx__dbx_tenant_role_get(sbx_meta *m, const char *t, const char *user,
@@ -195,16 +223,10 @@ static int row_to_json(void *ctx, const sbx__row *r) {
   return 0;
 }
 
-int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
-                  const char *scope, const char *cursor, int limit,
-                  json_t *items) {
-  const list_spec *spec = NULL;
-  for (size_t i = 0; i < sizeof LISTS / sizeof LISTS[0]; i++)
-    if (!strcmp(LISTS[i].what, what))
-      spec = &LISTS[i];
-  if (!spec)
-    return SBX_EINVAL;
-  list_ctx lc = {spec, items};
+/* Runs the list query of spec with fn on each row. */
+static int list_exec(sbx_meta *m, const list_spec *spec, const char *t,
+                     const char *scope, const char *cursor, int limit,
+                     sbx__row_fn fn, void *ctx) {
   sbx__val v[4];
   v[0] = SBX_VT(t);
   if (spec->int_cursor)
@@ -214,7 +236,98 @@ int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
   v[2] = SBX_VI(limit);
   v[3] = SBX_VT(scope ? scope : "");
   int nv = strstr(spec->sql, "$4") ? 4 : 3;
-  return sbx__db_exec(DB(m), spec->sql, v, nv, row_to_json, &lc, NULL);
+  return sbx__db_exec(DB(m), spec->sql, v, nv, fn, ctx, NULL);
+}
+
+static const list_spec *list_spec_of(const char *what) {
+  for (size_t i = 0; i < sizeof LISTS / sizeof LISTS[0]; i++)
+    if (!strcmp(LISTS[i].what, what))
+      return &LISTS[i];
+  return NULL;
+}
+
+int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
+                  const char *scope, const char *cursor, int limit,
+                  json_t *items) {
+  list_ctx lc = {list_spec_of(what), items};
+  if (!lc.spec)
+    return SBX_EINVAL;
+  return list_exec(m, lc.spec, t, scope, cursor, limit, row_to_json, &lc);
+}
+
+typedef struct text_ctx {
+  const list_spec *spec;
+  sbx__buf *out;
+  int limit, rows, more;
+  char *cursor_out;
+} text_ctx;
+
+/* One row as a JSON object appended to the buffer: the same fields, order
+ * and encodings as row_to_json + json_dumps(JSON_COMPACT). */
+static int row_to_text(void *ctx, const sbx__row *r) {
+  text_ctx *tc = ctx;
+  if (tc->rows == tc->limit) { /* the extra row: there is a next page */
+    tc->more = 1;
+    return 1;
+  }
+  sbx__buf *b = tc->out;
+  sbx__buf_put(b, tc->rows ? ",{" : "{", tc->rows ? 2 : 1);
+  for (int c = 0; tc->spec->cols[c] && tc->spec->names[c]; c++) {
+    size_t n = 0;
+    const void *p;
+    if (c)
+      sbx__buf_put(b, ",", 1);
+    sbx__buf_put(b, "\"", 1);
+    sbx__buf_str(b, tc->spec->names[c]);
+    sbx__buf_put(b, "\":", 2);
+    switch (tc->spec->cols[c]) {
+    case 'i':
+      sbx__buf_int(b, sbx__col_int(r, c));
+      break;
+    case 't':
+      p = sbx__col_bytes(r, c, &n);
+      sbx__buf_json_str(b, p ? p : "", p ? n : 0);
+      break;
+    case 'h': {
+      p = sbx__col_bytes(r, c, &n);
+      char hex[2 * 64 + 1];
+      if (!p || n > 64)
+        n = p ? 64 : 0;
+      sbx_hex(p ? p : "", n, hex);
+      sbx__buf_json_str(b, hex, 2 * n);
+      break;
+    }
+    }
+  }
+  sbx__buf_put(b, "}", 1);
+  /* the cursor is the first column (id, user_id or seq) */
+  if (tc->spec->cols[0] == 'i') {
+    snprintf(tc->cursor_out, SBX_ID_MAX, "%lld",
+             (long long)sbx__col_int(r, 0));
+  } else {
+    size_t n = 0;
+    const char *p = sbx__col_bytes(r, 0, &n);
+    if (!p || n >= SBX_ID_MAX)
+      return SBX_EFORMAT;
+    memcpy(tc->cursor_out, p, n);
+    tc->cursor_out[n] = 0;
+  }
+  tc->rows++;
+  return b->err ? SBX_ENOMEM : 0;
+}
+
+int sbx__dbx_list_text(sbx_meta *m, const char *what, const char *t,
+                       const char *scope, const char *cursor, int limit,
+                       sbx__buf *out, int *more, char cursor_out[SBX_ID_MAX]) {
+  text_ctx tc = {list_spec_of(what), out, limit, 0, 0, cursor_out};
+  cursor_out[0] = 0;
+  *more = 0;
+  if (!tc.spec || limit < 1)
+    return SBX_EINVAL;
+  int rc = list_exec(m, tc.spec, t, scope, cursor, limit + 1, row_to_text,
+                     &tc);
+  *more = tc.more;
+  return rc;
 }
 
 /* ---- jobs ---- */

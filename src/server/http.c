@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,125 @@ int sbx__reply_json(sbx__req *r, int status, json_t *body) {
   if (!txt)
     return sbx__problem(r, 500, "Internal Server Error", "out of memory");
   set_resp(r, status, txt, strlen(txt), "application/json");
+  return 0;
+}
+
+void sbx__buf_put(sbx__buf *b, const char *s, size_t n) {
+  if (b->err)
+    return;
+  if (b->n + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->n + n + 1)
+      cap *= 2;
+    char *np = cap <= b->max ? realloc(b->p, cap) : NULL;
+    if (!np) {
+      b->err = 1;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = 0;
+}
+
+void sbx__buf_str(sbx__buf *b, const char *s) { sbx__buf_put(b, s, strlen(s)); }
+
+void sbx__buf_int(sbx__buf *b, int64_t v) {
+  char t[24]; /* digits from the end; no snprintf on the hot path */
+  size_t i = sizeof t;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do {
+    t[--i] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    t[--i] = '-';
+  sbx__buf_put(b, t + i, sizeof t - i);
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid
+ * (overlong forms, surrogates and code points above U+10FFFF included). */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t len;
+  unsigned cp;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf)
+    len = 2, cp = c & 0x1f;
+  else if (c >= 0xe0 && c <= 0xef)
+    len = 3, cp = c & 0x0f;
+  else if (c >= 0xf0 && c <= 0xf4)
+    len = 4, cp = c & 0x07;
+  else
+    return 0;
+  if (len > n)
+    return 0;
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+    cp = cp << 6 | (s[i] & 0x3f);
+  }
+  if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+      (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+    return 0;
+  return len;
+}
+
+void sbx__buf_json_str(sbx__buf *b, const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  sbx__buf_put(b, "\"", 1);
+  size_t run = 0; /* start of the pending unescaped run */
+  for (size_t i = 0; i < n;) {
+    unsigned c = u[i];
+    const char *esc = NULL;
+    char ub[8];
+    size_t step = 1;
+    if (c == '"')
+      esc = "\\\"";
+    else if (c == '\\')
+      esc = "\\\\";
+    else if (c == '\n')
+      esc = "\\n";
+    else if (c == '\r')
+      esc = "\\r";
+    else if (c == '\t')
+      esc = "\\t";
+    else if (c == '\b')
+      esc = "\\b";
+    else if (c == '\f')
+      esc = "\\f";
+    else if (c < 0x20) {
+      snprintf(ub, sizeof ub, "\\u%04x", c);
+      esc = ub;
+    } else if (c >= 0x80) {
+      step = utf8_len(u + i, n - i);
+      if (!step) {
+        esc = "\\ufffd";
+        step = 1;
+      }
+    }
+    if (esc) {
+      sbx__buf_put(b, s + run, i - run);
+      sbx__buf_str(b, esc);
+      run = i + step;
+    }
+    i += step;
+  }
+  sbx__buf_put(b, s + run, n - run);
+  sbx__buf_put(b, "\"", 1);
+}
+
+int sbx__reply_buf(sbx__req *r, int status, sbx__buf *b, const char *type) {
+  if (b->err || !b->p) {
+    free(b->p);
+    b->p = NULL;
+    return sbx__problem(r, 500, "Internal Server Error", "response too large");
+  }
+  set_resp(r, status, b->p, b->n, type ? type : "application/json");
+  b->p = NULL;
   return 0;
 }
 
@@ -296,6 +416,7 @@ static int check(sbx__req *r, const char *url) {
   snprintf(who, sizeof who, "ip:%s", r->ip);
   int wait = sbx__rl_take(&s->rl, who, s->p.rate_ip_per_s, s->p.rate_ip_burst);
   if (wait) {
+    atomic_fetch_add(&s->metrics.rate_limited[0], 1);
     char ra[16];
     snprintf(ra, sizeof ra, "%d", wait);
     sbx__add_header(r, "Retry-After", ra);
@@ -332,9 +453,13 @@ static int check(sbx__req *r, const char *url) {
     sbx__problem(r, 503, "Service Unavailable", "server busy");
     return 1;
   }
+  /* GET /metrics: the operator's token (metrics.c), never a tenant's */
+  if (!strcmp(rt->perm, "metrics") && sbx__metrics_token_ok(r))
+    return 0;
   if (strcmp(rt->perm, "public")) {
     int rc = sbx__authenticate(r);
     if (rc) {
+      atomic_fetch_add(&s->metrics.auth_fail[rc == SBX_EEXPIRED ? 1 : 0], 1);
       sbx__add_header(r, "WWW-Authenticate", "Bearer");
       sbx__problem(r, 401, "Unauthorized",
                    rc == SBX_EEXPIRED ? "credential expired or revoked"
@@ -347,14 +472,18 @@ static int check(sbx__req *r, const char *url) {
                           s->p.rate_key_burst);
       if (wait) {
         char ra[16];
+        atomic_fetch_add(&s->metrics.rate_limited[1], 1);
         snprintf(ra, sizeof ra, "%d", wait);
         sbx__add_header(r, "Retry-After", ra);
         sbx__problem(r, 429, "Too Many Requests", "per-credential rate limit");
         return 1;
       }
     }
-    if (sbx__authorize(r))
+    if (sbx__authorize(r)) {
+      if (r->status == 401)
+        atomic_fetch_add(&s->metrics.auth_fail[2], 1);
       return 1;
+    }
     /* a cookie is ambient: state-changing requests need the CSRF token */
     if (r->who.kind == SBX__CRED_SESSION && strcmp(r->method, "GET") &&
         strcmp(r->method, "HEAD") && sbx__session_csrf_check(r))
@@ -378,6 +507,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     r->conn = conn;
     r->method = method;
     r->route = -1;
+    r->t0 = sbx__mono();
+    atomic_fetch_add(&s->metrics.in_flight, 1);
     if (sbx__rand_hex(r->reqid, 16))
       snprintf(r->reqid, sizeof r->reqid, "0");
     client_ip(r);
@@ -423,6 +554,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   if (!r->status)
     sbx__problem(r, 500, "Internal Server Error", "no response");
 respond:;
+  sbx__metrics_request(s, r->route, r->status, sbx__mono() - r->t0);
   enum MHD_Result ret = queue(r);
   if (r->status >= 500 || getenv("AISBXD_LOG_REQUESTS"))
     fprintf(stderr, "{\"request_id\":\"%s\",\"method\":\"%s\",\"status\":%d}\n",
@@ -438,6 +570,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
   (void)toe;
   if (!r)
     return;
+  atomic_fetch_sub(&s->metrics.in_flight, 1);
   if (r->upload)
     sbx_store_writer_abort(r->upload);
   if (r->st)

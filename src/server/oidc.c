@@ -816,7 +816,9 @@ static int upsert_user(sbx__req *r, struct sbx__oidc *o, json_t *claims,
     sbx_meta_rollback(m);
     return rc;
   }
-  return sbx_meta_commit(m);
+  rc = sbx_meta_commit(m);
+  sbx__authcache_invalidate(); /* the role may have changed */
+  return rc;
 }
 
 static int refuse(sbx__req *r, const char *why) {

