@@ -407,9 +407,13 @@ static void client_ip(sbx__req *r) {
               sizeof r->ip);
 }
 
+/* Bodies of refused requests read and discarded before the answer. */
+#define SBX__DRAIN_MAX ((long long)16 << 20)
+
 /* Runs once per request after the headers: rate limit, route, caps,
  * authentication, authorization. Returns 0 to go on, 1 when a response is
- * set. */
+ * set, 2 when a response is set but is to be sent after the body has been
+ * read and discarded. */
 static int check(sbx__req *r, const char *url) {
   sbx_server *s = r->srv;
   char who[160];
@@ -443,9 +447,17 @@ static int check(sbx__req *r, const char *url) {
                                              : 0;
   const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                MHD_HTTP_HEADER_CONTENT_LENGTH);
-  if (cl && strtoll(cl, NULL, 10) > r->max_body) {
+  long long clen = cl ? strtoll(cl, NULL, 10) : 0;
+  if (cl && clen > r->max_body) {
     sbx__problem(r, 413, "Content Too Large", "request body exceeds the cap");
-    return 1;
+    /* A client that sends the body without waiting (no "Expect:
+     * 100-continue") would see the connection reset under its feet if we
+     * answered now and closed: bodies up to SBX__DRAIN_MAX are read and
+     * discarded first, then the 413 is sent. Larger ones, and clients
+     * that wait for 100-continue, get the answer at once. */
+    const char *ex = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_EXPECT);
+    return clen <= SBX__DRAIN_MAX && !(ex && (strstr(ex, "100-continue") || strstr(ex, "100-Continue"))) ? 2 : 1;
   }
   r->st = pool_take(&s->pool);
   if (!r->st) {
@@ -517,7 +529,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
      * accepts a response only before the body is read (it then closes the
      * connection instead of reading the body). Successful requests are
      * answered on a later call so the connection is kept alive. */
-    if (!check(r, url))
+    int c = check(r, url);
+    if (c == 0 || c == 2) /* 2: r->status is set, the body is discarded */
       return MHD_YES;
     r->final = 1;
     goto respond;
