@@ -11,6 +11,19 @@
 # Packages: tools/apt.d/s3.txt (radosgw ceph-mon ceph-osd ceph-common
 # uuid-runtime).
 set -euo pipefail
+# A cluster that fails to come up (a port taken between the check and the
+# bind, a slow mon on a loaded machine) is retried from scratch, with new
+# ports and a new dir, up to 3 times; the command's own exit code is never
+# retried (start-up failures exit with 99 below).
+if [ -z "${SBX_RGW_ATTEMPT:-}" ]; then
+  for a in 1 2 3; do
+    rc=0
+    SBX_RGW_ATTEMPT=$a "$0" "$@" || rc=$?
+    [ $rc = 99 ] || exit $rc
+    echo "rgw_run.sh: cluster start-up failed (attempt $a of 3)" >&2
+  done
+  exit 1
+fi
 for b in ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool uuidgen curl; do
   if ! command -v "$b" >/dev/null; then
     echo "rgw_run.sh: $b not found (apt-get install \$(cat tools/apt.d/s3.txt))" >&2
@@ -114,7 +127,7 @@ fail() {
   echo "rgw_run.sh: $1" >&2
   tail -n 15 "$D"/log/*.log >&2 2>/dev/null || true
   echo "rgw_run.sh: $1" >&2
-  exit 1
+  exit 99 # start-up failure: retried by the outer invocation
 }
 t0=$(date +%s%N)
 monmaptool --create --add a "v1:127.0.0.1:$MONPORT" --fsid "$FSID" \
