@@ -392,20 +392,29 @@ static int h_bootstrap(sbx__req *r) {
 
 /* ---- identity ---- */
 
+static int apikey_role(sbx__req *r, const char *pid);
+
+/* The caller. For an API key, "role" is what the key may do right now (its
+ * own role capped by its user's and its creator's current roles, in its
+ * project when it is project-scoped; "" when nothing) and "key_role" the
+ * role it was issued with. */
 static int h_me(sbx__req *r) {
   char role[SBX_KIND_MAX] = "";
   if (r->who.kind == SBX__CRED_APIKEY)
-    snprintf(role, sizeof role, "%s", sbx__role_name(r->who.key_role));
+    snprintf(role, sizeof role, "%s",
+             sbx__role_name(apikey_role(r, r->who.key_project[0] ? r->who.key_project
+                                                                 : NULL)));
   else
     sbx__dbx_tenant_role_get(M(r), tenant(r), r->who.user, role);
-  return sbx__reply_json(
-      r, 200,
-      json_pack("{s:s,s:s,s:s,s:s,s:s}", "tenant", tenant(r), "user",
-                r->who.user, "credential",
-                r->who.kind == SBX__CRED_APIKEY    ? "api_key"
-                : r->who.kind == SBX__CRED_SESSION ? "session"
-                                                   : "access_token",
-                "role", role, "project_scope", r->who.key_project));
+  json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "tenant", tenant(r), "user",
+                        r->who.user, "credential",
+                        r->who.kind == SBX__CRED_APIKEY    ? "api_key"
+                        : r->who.kind == SBX__CRED_SESSION ? "session"
+                                                           : "access_token",
+                        "role", role, "project_scope", r->who.key_project);
+  if (o && r->who.kind == SBX__CRED_APIKEY)
+    json_object_set_new(o, "key_role", json_string(sbx__role_name(r->who.key_role)));
+  return sbx__reply_json(r, 200, o);
 }
 
 static int h_tenant_get(sbx__req *r) {
@@ -1090,6 +1099,19 @@ static int role_meet(int a, int b) {
   return SBX__ROLE_VIEWER;
 }
 
+/* An API key's role for project pid (NULL: tenant level). A project-scoped
+ * key has no tenant-level role; otherwise the key's role, capped by the
+ * current role of its user and of the user who created it: demoting,
+ * removing or disabling them demotes the key. */
+static int apikey_role(sbx__req *r, const char *pid) {
+  int role = pid || !r->who.key_project[0] ? r->who.key_role : 0;
+  if (role)
+    role = role_meet(role, user_role(r, r->who.user, pid));
+  if (role && r->who.key_issuer[0] && strcmp(r->who.key_issuer, r->who.user))
+    role = role_meet(role, user_role(r, r->who.key_issuer, pid));
+  return role;
+}
+
 int sbx__authorize(sbx__req *r) {
   const sbx__route *rt = &sbx__routes[r->route];
   if (!strcmp(rt->perm, "public"))
@@ -1111,15 +1133,7 @@ int sbx__authorize(sbx__req *r) {
   }
   int role;
   if (r->who.kind == SBX__CRED_APIKEY) {
-    /* a project-scoped key has no tenant-level role; otherwise the key's
-     * role, capped by the current role of its user and of the user who
-     * created it: demoting, removing or disabling them demotes the key */
-    role = pid || !r->who.key_project[0] ? r->who.key_role : 0;
-    if (role)
-      role = role_meet(role, user_role(r, r->who.user, pid));
-    if (role && r->who.key_issuer[0] &&
-        strcmp(r->who.key_issuer, r->who.user))
-      role = role_meet(role, user_role(r, r->who.key_issuer, pid));
+    role = apikey_role(r, pid);
   } else { /* access token or session cookie */
     role = user_role(r, r->who.user, pid);
   }

@@ -937,6 +937,16 @@ TEST(api_key_role_capped_by_current_roles) {
   resp_free(&r);
   CHECK_EQ_INT(upload_as(ku, "pa"), 403);
   CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/models"), 200);
+  /* GET /me tells the key what it may do now, and what it was issued as */
+  {
+    char role[32] = "", krole[32] = "";
+    CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", ku, NULL, &r), 200);
+    CHECK(json_field(r.body, "role", role, sizeof role));
+    CHECK(json_field(r.body, "key_role", krole, sizeof krole));
+    CHECK(!strcmp(role, "viewer"));
+    CHECK(!strcmp(krole, "developer"));
+    resp_free(&r);
+  }
   /* promoted back: the key's own role is the ceiling again */
   CHECK_EQ_INT(jreq(&S, "PUT", "/api/v1/projects/pa/members/capu", K1,
                     "{\"role\":\"admin\"}", &r),
