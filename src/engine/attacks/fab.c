@@ -45,6 +45,7 @@
 #include "core/engine.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,8 +54,7 @@
 typedef enum { FAB_UNTARGETED = 0, FAB_AUTO_T, FAB_TARGET } fab_mode;
 
 typedef struct fab_key {
-  double key, wt, suf;
-  int64_t i;
+  double key, wt; /* breakpoint and weight of one coordinate */
 } fab_key;
 
 typedef struct fab_buf {
@@ -63,13 +63,14 @@ typedef struct fab_buf {
   float *g, *gb;            /* gradient of one class pair / of the chosen one */
   float *zc, *zt, *dz;      /* clean logits (n), logits of a call, upstream */
   float *loss;
-  float *d1, *d2;           /* projection results of one sample */
+  float *d1, *d2;           /* projection results, per thread (T x per) */
   double *fb, *db;          /* f and distance of the chosen pair */
   double *best;             /* best norm per sample */
   double *s1, *s2, *m1, *m2;/* final search brackets and margins */
   int *side;
   unsigned char *elig, *found;
-  fab_key *keys;
+  fab_key *keys;            /* breakpoints, per thread (T x per) */
+  int T;                    /* threads of the projection loop */
 } fab_buf;
 
 static void fab_free(fab_buf *b) {
@@ -98,12 +99,6 @@ static void fab_free(fab_buf *b) {
   free(b->keys);
 }
 
-static int key_cmp(const void *a, const void *b) {
-  const fab_key *x = a, *y = b;
-  if (x->key != y->key)
-    return x->key < y->key ? -1 : 1;
-  return x->i < y->i ? -1 : x->i > y->i;
-}
 
 /* ||a - b|| in the attack's norm (b may be NULL: ||a||). */
 static double fab_norm(adv_norm norm, const float *a, const float *b, int64_t per) {
@@ -135,11 +130,60 @@ static double fab_dual(adv_norm norm, const float *g, int64_t per) {
  *   L-inf: d_k = sign(w_k) min(delta, cap_k), cap_k the room towards the
  *          box in that direction.
  * w.d(lambda) is piecewise linear and non-decreasing with breakpoints where
- * a coordinate saturates (lambda_k = cap_k / |w_k| resp. delta_k = cap_k),
- * so sorting the breakpoints and walking them gives the exact lambda.
+ * a coordinate saturates (lambda_k = cap_k / |w_k| resp. delta_k = cap_k):
+ * fab_lambda finds the exact lambda in expected linear time (sorting the
+ * breakpoints and walking them gives the same value, at n log n).
  * If even the fully saturated point does not reach the hyperplane, that
  * point (the box corner closest to it) is returned.
  */
+/*
+ * The lambda >= 0 with f(lambda) = sum_k wt_k * min(key_k, lambda) = r
+ * (f continuous, piecewise linear, non-decreasing; r > 0), or INFINITY
+ * when even f(inf) < r. Quickselect over the breakpoints: a pivot p splits
+ * the candidates into key < p, = p, > p; f(p) >= r means lambda <= p (the
+ * = and > ones stay unsaturated), else lambda > p (the < and = ones
+ * saturate). Expected O(n); permutes k. Pivots come from a fixed LCG, so
+ * the result is deterministic.
+ */
+static double fab_lambda(fab_key *k, int64_t n, double r) {
+  double S = 0, W = 0; /* sum key*wt of saturated, sum wt of unsaturated */
+  int64_t lo = 0, hi = n;
+  uint64_t rs = 0x9e3779b97f4a7c15ull ^ (uint64_t)n;
+  while (lo < hi) {
+    rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+    double p = k[lo + (int64_t)((rs >> 33) % (uint64_t)(hi - lo))].key;
+    int64_t a = lo, i = lo, b = hi;
+    while (i < b) { /* [lo,a) < p, [a,i) == p, [b,hi) > p */
+      if (k[i].key < p) {
+        fab_key t = k[a];
+        k[a++] = k[i];
+        k[i++] = t;
+      } else if (k[i].key > p) {
+        fab_key t = k[--b];
+        k[b] = k[i];
+        k[i] = t;
+      } else {
+        i++;
+      }
+    }
+    double sl = 0, we = 0, wg = 0;
+    for (int64_t j = lo; j < a; j++)
+      sl += k[j].key * k[j].wt;
+    for (int64_t j = a; j < b; j++)
+      we += k[j].wt;
+    for (int64_t j = b; j < hi; j++)
+      wg += k[j].wt;
+    if (S + sl + p * (we + wg + W) >= r) {
+      W += we + wg; /* lambda <= p */
+      hi = a;
+    } else {
+      S += sl + p * we; /* lambda > p */
+      lo = b;
+    }
+  }
+  return W > 0 ? (r - S) / W : INFINITY;
+}
+
 static void fab_project(adv_norm norm, const float *t, const float *w, double r,
                         int64_t per, double lo, double hi, float *d, fab_key *keys) {
   double sg = r >= 0 ? 1.0 : -1.0;
@@ -159,23 +203,9 @@ static void fab_project(adv_norm norm, const float *t, const float *w, double r,
     double aw = fabs(wk);
     keys[nk].key = norm == ADV_NORM_L2 ? cap / aw : cap;
     keys[nk].wt = norm == ADV_NORM_L2 ? aw * aw : aw;
-    keys[nk].i = k;
     nk++;
   }
-  qsort(keys, (size_t)nk, sizeof(fab_key), key_cmp);
-  double acc = 0;
-  for (int64_t j = nk - 1; j >= 0; j--) {
-    acc += keys[j].wt;
-    keys[j].suf = acc;
-  }
-  double S = 0, lam = INFINITY;
-  for (int64_t j = 0; j < nk; j++) {
-    if (S + keys[j].key * keys[j].suf >= r) {
-      lam = (r - S) / keys[j].suf;
-      break;
-    }
-    S += keys[j].key * keys[j].wt; /* coordinate j saturates */
-  }
+  double lam = fab_lambda(keys, nk, r);
   for (int64_t k = 0; k < per; k++) {
     double wk = sg * w[k], v;
     if (wk == 0) {
@@ -367,8 +397,9 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   b.zt = malloc(zs);
   b.dz = malloc(zs);
   b.loss = malloc(sizeof(float) * (size_t)n);
-  b.d1 = malloc(sizeof(float) * (size_t)per);
-  b.d2 = malloc(sizeof(float) * (size_t)per);
+  b.T = ev->p.threads > 1 ? (ev->p.threads < 64 ? ev->p.threads : 64) : 1;
+  b.d1 = malloc(sizeof(float) * (size_t)per * (size_t)b.T);
+  b.d2 = malloc(sizeof(float) * (size_t)per * (size_t)b.T);
   b.fb = malloc(ds);
   b.db = malloc(ds);
   b.best = malloc(ds);
@@ -379,7 +410,7 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   b.side = malloc(sizeof(int) * (size_t)n);
   b.elig = calloc((size_t)n, 1);
   b.found = calloc((size_t)n, 1);
-  b.keys = malloc(sizeof(fab_key) * (size_t)per);
+  b.keys = malloc(sizeof(fab_key) * (size_t)per * (size_t)b.T);
   int rc = ADV_OK;
   if (!b.idx || !b.lab || !b.tgt || !b.x1 || !b.g || !b.gb || !b.zc || !b.zt ||
       !b.dz || !b.loss || !b.d1 || !b.d2 || !b.fb || !b.db || !b.best || !b.s1 ||
@@ -466,23 +497,27 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
             }
           }
         }
-        /* 2-3. project x1 and x0, biased step with overshoot */
+        /* 2-3. project x1 and x0, biased step with overshoot (samples are
+         * independent: split over the threads, each with its own buffers) */
+#pragma omp parallel for num_threads(b.T) schedule(dynamic, 1) if (b.T > 1 && na > 1)
         for (int64_t j = 0; j < na; j++) {
+          int th = omp_get_thread_num();
+          float *d1 = b.d1 + (size_t)th * per, *d2 = b.d2 + (size_t)th * per;
           const float *x0 = x + b.idx[j] * per, *w = b.gb + j * per;
           float *x1 = b.x1 + j * per;
           double f = b.fb[j], wd = 0;
           for (int64_t k = 0; k < per; k++)
             wd += (double)w[k] * ((double)x1[k] - x0[k]);
-          fab_project(norm, x1, w, -f, per, lo, hi, b.d1, b.keys);
-          fab_project(norm, x0, w, wd - f, per, lo, hi, b.d2, b.keys);
-          double a1 = fab_norm(norm, b.d1, NULL, per), a2 = fab_norm(norm, b.d2, NULL, per);
+          fab_project(norm, x1, w, -f, per, lo, hi, d1, b.keys + (size_t)th * per);
+          fab_project(norm, x0, w, wd - f, per, lo, hi, d2, b.keys + (size_t)th * per);
+          double a1 = fab_norm(norm, d1, NULL, per), a2 = fab_norm(norm, d2, NULL, per);
           a1 = a1 > 1e-8 ? a1 : 1e-8;
           a2 = a2 > 1e-8 ? a2 : 1e-8;
           double al = a1 / (a1 + a2);
           al = al < 0 ? 0 : al > alpha_max ? alpha_max : al;
           for (int64_t k = 0; k < per; k++) {
-            double v = (1 - al) * ((double)x1[k] + eta * b.d1[k]) +
-                       al * ((double)x0[k] + eta * b.d2[k]);
+            double v = (1 - al) * ((double)x1[k] + eta * d1[k]) +
+                       al * ((double)x0[k] + eta * d2[k]);
             x1[k] = (float)(v < lo ? lo : v > hi ? hi : v);
           }
         }
