@@ -87,27 +87,53 @@ static int chunk_of(adv_eval *ev) {
 typedef int (*chunk_fn)(adv_eval *ev, adv_session *s, int64_t s0, int bn, void *ctx,
                         adv_err *err);
 
+/* Split of n samples: nch chunks, the first `extra` of base + 1 samples,
+ * the rest of base. */
+typedef struct chunking {
+  int64_t nch, base, extra;
+} chunking;
+
+static void chunk_span(const chunking *c, int64_t i, int64_t *s0, int *bn) {
+  *s0 = i * c->base + (i < c->extra ? i : c->extra);
+  *bn = (int)(c->base + (i < c->extra));
+}
+
 /*
- * Runs fn over n samples in chunks of chunk_of(ev). With p.threads > 1 and
- * at least two chunks, the chunks are dealt round-robin to up to
- * min(threads, ADV_EVAL_WORKERS) workers, each running its own 1-thread
- * session: no fork/join or barrier per op, and each core keeps its own
- * chunk's buffers in its cache (faster than splitting every op over the
- * threads). Otherwise one multi-threaded session per chunk size. Chunk
- * boundaries do not depend on the thread count. On error returns the
- * first failing chunk's code with its message in ev->err.
+ * Runs fn over n samples in near-equal chunks of at most chunk_of(ev):
+ * at least ceil(n / B) chunks, and up to 4 when n allows chunks of 8 or
+ * more, so that a small call (a black-box query over the few points still
+ * robust) still feeds every worker. With p.threads > 1 and at least two
+ * chunks, the chunks are dealt round-robin to up to min(threads,
+ * ADV_EVAL_WORKERS) workers, each running its own 1-thread session: no
+ * fork/join or barrier per op, and each core keeps its own chunk's buffers
+ * in its cache (faster than splitting every op over the threads).
+ * Otherwise one multi-threaded session per chunk size. The chunking
+ * depends on n and B only, never on the thread count, so results do not
+ * either. On error returns the first failing chunk's code with its
+ * message in ev->err.
  */
 static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
+  if (n <= 0)
+    return ADV_OK;
   int B = chunk_of(ev);
-  int64_t nch = (n + B - 1) / B;
+  chunking ck;
+  ck.nch = (n + B - 1) / B;
+  int64_t want = n / 8 < 4 ? n / 8 : 4;
+  if (ck.nch < want)
+    ck.nch = want;
+  if (ck.nch < 1)
+    ck.nch = 1;
+  ck.base = n / ck.nch;
+  ck.extra = n % ck.nch;
   int T = ev->p.threads > 0 ? ev->p.threads : 1;
   int W = T < ADV_EVAL_WORKERS ? T : ADV_EVAL_WORKERS;
-  if (W > nch)
-    W = (int)nch;
+  if (W > ck.nch)
+    W = (int)ck.nch;
   if (W < 2) {
-    for (int64_t c = 0; c < nch; c++) {
-      int64_t s0 = c * B;
-      int bn = (int)(n - s0 < B ? n - s0 : B);
+    for (int64_t c = 0; c < ck.nch; c++) {
+      int64_t s0;
+      int bn;
+      chunk_span(&ck, c, &s0, &bn);
       adv_session *s = eval_session(ev, bn, -1);
       if (!s)
         return ADV_EINVAL;
@@ -118,28 +144,31 @@ static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
     return ADV_OK;
   }
   /* sessions first (the cache is not thread-safe): worker w runs chunks
-   * w, w + W, ...; the last chunk may be shorter */
-  adv_session *full[ADV_EVAL_WORKERS] = {0}, *tail = NULL;
-  int64_t last = nch - 1;
-  int tail_bn = (int)(n - last * B);
-  for (int w = 0; w < W; w++) /* chunk w is full unless it is the tail */
-    if ((w < last || tail_bn == B) && !(full[w] = eval_session(ev, B, w)))
+   * w, w + W, ...: a session of base + 1 samples if it has one of the
+   * first `extra` chunks, one of base samples if it has any other. (The
+   * cache holds more sessions than one call needs and evicts the least
+   * recently used, so none of these evicts another.) */
+  adv_session *big[ADV_EVAL_WORKERS] = {0}, *small[ADV_EVAL_WORKERS] = {0};
+  for (int w = 0; w < W; w++) {
+    if (w < ck.extra && !(big[w] = eval_session(ev, (int)ck.base + 1, w)))
       return ADV_EINVAL;
-  if (tail_bn != B && !(tail = eval_session(ev, tail_bn, (int)(last % W))))
-    return ADV_EINVAL;
-  /* (the cache holds more sessions than one call needs, and eviction is
-   * least-recently-used, so none of these was evicted by the others) */
+    int has_small = 0;
+    for (int64_t c = w; c < ck.nch && !has_small; c += W)
+      has_small = c >= ck.extra;
+    if (has_small && !(small[w] = eval_session(ev, (int)ck.base, w)))
+      return ADV_EINVAL;
+  }
   int rc_w[ADV_EVAL_WORKERS] = {0};
   adv_err err_w[ADV_EVAL_WORKERS];
   memset(err_w, 0, sizeof(err_w));
 #pragma omp parallel num_threads(W)
   {
     int w = omp_get_thread_num();
-    for (int64_t c = w; c < nch && !rc_w[w]; c += W) {
-      int64_t s0 = c * B;
-      int bn = (int)(n - s0 < B ? n - s0 : B);
-      adv_session *s = bn == B ? full[w] : tail;
-      rc_w[w] = fn(ev, s, s0, bn, ctx, &err_w[w]);
+    for (int64_t c = w; c < ck.nch && !rc_w[w]; c += W) {
+      int64_t s0;
+      int bn;
+      chunk_span(&ck, c, &s0, &bn);
+      rc_w[w] = fn(ev, c < ck.extra ? big[w] : small[w], s0, bn, ctx, &err_w[w]);
     }
   }
   for (int w = 0; w < W; w++)
