@@ -74,7 +74,7 @@ typedef struct adv_attack_params {
   float overshoot;     /* DeepFool / FAB overshoot */
   int candidates;      /* DeepFool: classes considered (default 10) */
   float alpha_max, eta, beta; /* FAB parameters */
-  int batch;           /* samples per engine call; 0 (default) = automatic:
+  int batch;           /* most samples per engine call; 0 (default) = automatic:
                           the largest power of two <= 256 whose activations
                           fit 8 MiB (docs/attacks.md) */
   int threads;         /* engine threads (default 2) */
