@@ -18,6 +18,8 @@
 #include "adv/data.h"
 #include "harness.h"
 
+#include <omp.h>
+
 static const char *FIX;
 static adv_model *MN;
 static adv_array BX, BY; /* mnist_batch x, y (64) */
@@ -118,7 +120,8 @@ TEST(same_seed_same_bytes) {
 /* The evaluator's chunking does not depend on the thread count (chunks of
  * at most p.batch dealt to data-parallel workers, eval.c): 15 samples with
  * batch 8 (chunks of 8 and 7: two session sizes, oneDNN and im2col
- * convolutions) give the same bytes with 1, 2 and 3 threads. */
+ * convolutions) give the same bytes with 1, 2 and 3 threads, and with 2
+ * threads asked when OpenMP grants only one. */
 TEST(same_bytes_any_thread_count) {
   adv_attack_kind kinds[] = {ADV_ATTACK_PGD, ADV_ATTACK_APGD_CE};
   for (int k = 0; k < 2; k++) {
@@ -127,20 +130,30 @@ TEST(same_bytes_any_thread_count) {
     p.steps = 5;
     p.seed = 42;
     p.batch = 8;
-    adv_attack_result r[3];
+    adv_attack_result r[4];
     int ok = 1;
     for (int t = 0; t < 3; t++) {
       p.threads = t + 1;
       ok &= run(p, 15, NULL, &r[t]) == 0 && r[t].x_adv != NULL;
     }
+    /* 2 threads asked, but OpenMP grants a team of one (as under
+     * OMP_THREAD_LIMIT=1 or inside a caller's parallel region): every
+     * chunk must still run */
+    p.threads = 2;
+    int levels = omp_get_max_active_levels();
+    omp_set_max_active_levels(0);
+    ok &= run(p, 15, NULL, &r[3]) == 0 && r[3].x_adv != NULL;
+    omp_set_max_active_levels(levels);
     CHECK(ok);
     if (ok) {
       size_t bytes = sizeof(float) * (size_t)(r[0].n * r[0].per);
       CHECK(memcmp(r[0].x_adv, r[1].x_adv, bytes) == 0);
       CHECK(memcmp(r[0].x_adv, r[2].x_adv, bytes) == 0);
+      CHECK(memcmp(r[0].x_adv, r[3].x_adv, bytes) == 0);
+      CHECK(memcmp(r[0].pred_clean, r[3].pred_clean, sizeof(int64_t) * (size_t)r[0].n) == 0);
       CHECK_EQ_INT(r[0].backwards, r[1].backwards);
     }
-    for (int t = 0; t < 3; t++)
+    for (int t = 0; t < 4; t++)
       adv_attack_result_free(&r[t]);
   }
 }

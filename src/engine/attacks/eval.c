@@ -109,8 +109,8 @@ static void chunk_span(const chunking *c, int64_t i, int64_t *s0, int *bn) {
  * in its cache (faster than splitting every op over the threads).
  * Otherwise one multi-threaded session per chunk size. The chunking
  * depends on n and B only, never on the thread count, so results do not
- * either. On error returns the first failing chunk's code with its
- * message in ev->err.
+ * either. On error returns the code of a failing chunk (that of the
+ * lowest-numbered worker with a failure) with its message in ev->err.
  */
 static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
   if (n <= 0)
@@ -163,13 +163,18 @@ static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
   memset(err_w, 0, sizeof(err_w));
 #pragma omp parallel num_threads(W)
   {
-    int w = omp_get_thread_num();
-    for (int64_t c = w; c < ck.nch && !rc_w[w]; c += W) {
-      int64_t s0;
-      int bn;
-      chunk_span(&ck, c, &s0, &bn);
-      rc_w[w] = fn(ev, c < ck.extra ? big[w] : small[w], s0, bn, ctx, &err_w[w]);
-    }
+    /* The team may be smaller than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC, a
+     * caller's own parallel region): thread t then runs worker slots t,
+     * t + nt, ..., so every chunk runs, on its slot's sessions, whatever
+     * the team size (and the bytes stay the same). */
+    int nt = omp_get_num_threads();
+    for (int w = omp_get_thread_num(); w < W; w += nt)
+      for (int64_t c = w; c < ck.nch && !rc_w[w]; c += W) {
+        int64_t s0;
+        int bn;
+        chunk_span(&ck, c, &s0, &bn);
+        rc_w[w] = fn(ev, c < ck.extra ? big[w] : small[w], s0, bn, ctx, &err_w[w]);
+      }
   }
   for (int w = 0; w < W; w++)
     if (rc_w[w]) {

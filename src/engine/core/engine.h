@@ -173,6 +173,8 @@ typedef struct adv_pnode {
   unsigned bw_assign;
   unsigned fuse;       /* ADV_FUSE_* set by fuse.c before infer() */
   bool is_identity;    /* set by infer(): out[0] equals in[0] (same shape) */
+  bool relu_commutes;  /* set by infer(): op(Relu(x)) == Relu(op(x)) (a max
+                          pool whose every window holds an input element) */
 } adv_pnode;
 
 /* The node applies ReLU to its output (a Relu node absorbed by fuse.c). */

@@ -244,8 +244,8 @@ static int rewrite_graph(adv_plan *p, adv_err *err) {
       continue;
     adv_pnode *pool = &p->nodes[p->run[rp]];
     if (!op_is(pool, "MaxPool") || pool->n_in != 1 || pool->in[0] != b ||
-        (pool->n_out > 1 && pool->out[1]) || !pool->out[0])
-      continue;
+        (pool->n_out > 1 && pool->out[1]) || !pool->out[0] || !pool->relu_commutes)
+      continue; /* (a window all in the padding gives -inf, Relu'd to 0) */
     adv_tensor *c = pool->out[0];
     pool->in[0] = a;
     pool->out[0] = b;

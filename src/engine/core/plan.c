@@ -535,20 +535,8 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
       }
       n->runtime = false;
     } else {
-      n->runtime = true;
-      int r = p->n_run;
+      n->runtime = true; /* def/last_use/needed: adv__fuse_rewrite, below */
       p->run[p->n_run++] = i;
-      for (int k = 0; k < n->n_in; k++)
-        if (n->in[k] && !n->in[k]->is_const) {
-          n->in[k]->last_use = r;
-          n->in[k]->needed = true;
-        }
-      for (int k = 0; k < n->n_out; k++)
-        if (n->out[k]) {
-          n->out[k]->def = r;
-          n->out[k]->last_use = r;
-          n->out[k]->needed = true;
-        }
       if (n->scratch > scratch)
         scratch = n->scratch;
     }

@@ -30,6 +30,21 @@ static int is2x2(const pool_params *pp) {
 
 static inline int pick(float v, float m) { return v > m || v != v; }
 
+/* 1 when each of the O windows (start o*S - P, K taps D apart) has a tap
+ * inside [0, N). A window entirely in the padding gives -inf. */
+static int windows_hit(int64_t O, int64_t S, int64_t P, int64_t K, int64_t D, int64_t N) {
+  for (int64_t o = 0; o < O; o++) {
+    int hit = 0;
+    for (int64_t k = 0; k < K && !hit; k++) {
+      int64_t i = o * S - P + k * D;
+      hit = i >= 0 && i < N;
+    }
+    if (!hit)
+      return 0;
+  }
+  return 1;
+}
+
 static int pool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   if (n->n_in != 1 || !n->in[0] || n->n_out < 1 || !n->out[0])
     return adv__error(err, ADV_EFORMAT, "needs 1 input and an output");
@@ -66,6 +81,9 @@ static int pool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     pp->PB = 0; pp->PR = g.pad_hi[0];
   }
   n->params = pp;
+  /* max is monotone, so it commutes with Relu unless a window is empty */
+  n->relu_commutes = pp->is_max && windows_hit(pp->OH, pp->SH, pp->PT, pp->KH, pp->DH, pp->H) &&
+                     windows_hit(pp->OW, pp->SW, pp->PL, pp->KW, pp->DW, pp->W);
   /* 2x2 windows that tile the input exactly: backward can store */
   n->bw_can_assign = is2x2(pp) && 2 * pp->OH == pp->H && 2 * pp->OW == pp->W
                          ? ADV_BW_IN(0) : 0;
