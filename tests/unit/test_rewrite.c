@@ -151,6 +151,19 @@ out:
   adv_session_free(b.s);
 }
 
+/* Finishes the builder's model and loads it; NULL (message printed) on
+ * failure. */
+static adv_model *load_built(ob_model *b) {
+  size_t len = 0;
+  unsigned char *bytes = ob_finish(b, &len);
+  adv_model *m = NULL;
+  adv_err err = {{0}};
+  if (adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err))
+    fprintf(stderr, "load: %s\n", err.msg);
+  free(bytes);
+  return m;
+}
+
 /*
  * x[N,3,10,10] -> Conv1(+b) -> BN1 -> Relu -> r1
  * r1 -> Pad(0) -> Conv2 -> BN2 -> Relu -> r2 ; s = Add(r2, r1)
@@ -159,7 +172,7 @@ out:
  * Rewritten: Conv1(BN, Relu), Conv2(BN, Relu), Add, MaxPool, Relu,
  * Flatten, Gemm = 7 of 13 nodes.
  */
-static unsigned char *synthetic(size_t *len) {
+static adv_model *synthetic(void) {
   ob_model b;
   ob_init(&b, 13);
   ob_input(&b, "x", 4, (int64_t[]){-1, 3, 10, 10});
@@ -209,20 +222,13 @@ static unsigned char *synthetic(size_t *len) {
   ob_node(&b, "Gemm", "f,W3,B3", "out");
   ob_attr_int(&b, "transB", 1);
   ob_output(&b, "out");
-  return ob_finish(&b, len);
+  return load_built(&b);
 }
 
 TEST(synthetic_graph) {
-  size_t len = 0;
-  unsigned char *bytes = synthetic(&len);
-  adv_model *m = NULL;
-  adv_err err = {{0}};
-  int rc = adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err);
-  free(bytes);
-  if (rc)
-    fprintf(stderr, "load: %s\n", err.msg);
-  CHECK(rc == 0);
-  if (rc)
+  adv_model *m = synthetic();
+  CHECK(m != NULL);
+  if (!m)
     return;
   int batches[3] = {1, 3, 16}; /* 16: oneDNN convolutions (batch >= 8) */
   for (int i = 0; i < 3; i++) {
@@ -294,14 +300,10 @@ TEST(maxpool_fast_path) {
     ob_attr_ints(&b, "strides", 2, (int64_t[]){2, 2});
     ob_node(&b, "Flatten", "p", "out");
     ob_output(&b, "out");
-    size_t len = 0;
-    unsigned char *bytes = ob_finish(&b, &len);
-    adv_model *m = NULL;
+    adv_model *m = load_built(&b);
     adv_err err = {{0}};
-    int rc = adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err);
-    free(bytes);
-    CHECK(rc == 0);
-    if (rc)
+    CHECK(m != NULL);
+    if (!m)
       continue;
     adv_session_params sp = adv_session_default_params();
     sp.grad = 1;
@@ -374,14 +376,10 @@ TEST(swap_needs_nonempty_windows) {
     ob_attr_ints(&b, "pads", 4, (int64_t[]){cs[ci].pad, cs[ci].pad, cs[ci].pad, cs[ci].pad});
     ob_node(&b, "Flatten", "p", "out");
     ob_output(&b, "out");
-    size_t len = 0;
-    unsigned char *bytes = ob_finish(&b, &len);
-    adv_model *m = NULL;
+    adv_model *m = load_built(&b);
     adv_err err = {{0}};
-    int rc = adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err);
-    free(bytes);
-    CHECK(rc == 0);
-    if (rc)
+    CHECK(m != NULL);
+    if (!m)
       continue;
     float x[16], y[2][64];
     fill(x, 16, -1.f, 1.f);
@@ -423,12 +421,9 @@ TEST(memory_cap) {
   ob_node(&b, "Relu", "x", "r");
   ob_node(&b, "Neg", "r", "out");
   ob_output(&b, "out");
-  size_t len = 0;
-  unsigned char *bytes = ob_finish(&b, &len);
-  adv_model *m = NULL;
+  adv_model *m = load_built(&b);
   adv_err err = {{0}};
-  CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err) == 0);
-  free(bytes);
+  CHECK(m != NULL);
   if (!m)
     return;
   adv_session_params sp = adv_session_default_params();

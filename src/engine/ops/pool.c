@@ -96,12 +96,6 @@ static int pool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
 }
 
 
-/*
- * One output row of the 2x2 pool: y[ow] = first max of
- * {r0[2ow], r0[2ow+1], r1[2ow], r1[2ow+1]}. With AVX2, 8 outputs per step
- * (vertical max, then even/odd lanes); any NaN in a block sends that block
- * to the scalar rule so NaN propagation stays exact.
- */
 #ifdef __AVX2__
 /* Lanes 0..n-1 set (n clamped to [0, 8]): loads and stores of a row's
  * last, partial block of 8 outputs never touch memory past the row. */
@@ -109,26 +103,57 @@ static inline __m256i lanes(int64_t n) {
   n = n < 0 ? 0 : n > 8 ? 8 : n;
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+
+/* The windows of outputs ow .. ow+7 of one output row (rem outputs left in
+ * the row; a shorter block reads only the row): e0/o0 the even/odd
+ * elements of input row r0, e1/o1 of r1, lanes in the window order
+ * 0,1,4,5,2,3,6,7 that _mm256_shuffle_ps gives; k0/k1 the masks of the
+ * block's two halves of input elements. */
+typedef struct win8 {
+  __m256 e0, o0, e1, o1;
+  __m256i k0, k1;
+} win8;
+
+/* Loads the block; returns 1 when any element is NaN (or the sums
+ * overflow to NaN: a harmless false alarm), so the caller can fall back to
+ * the scalar rule for the rest of the row. */
+static inline int win8_load(const float *r0, const float *r1, int64_t ow, int64_t rem,
+                            win8 *w) {
+  w->k0 = lanes(2 * rem);
+  w->k1 = lanes(2 * rem - 8);
+  __m256 a0 = _mm256_maskload_ps(r0 + 2 * ow, w->k0), a1 = _mm256_maskload_ps(r0 + 2 * ow + 8, w->k1);
+  __m256 b0 = _mm256_maskload_ps(r1 + 2 * ow, w->k0), b1 = _mm256_maskload_ps(r1 + 2 * ow + 8, w->k1);
+  w->e0 = _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0));
+  w->o0 = _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
+  w->e1 = _mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0));
+  w->o1 = _mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1));
+  __m256 s0 = _mm256_add_ps(w->e0, w->o0), s1 = _mm256_add_ps(w->e1, w->o1);
+  return _mm256_movemask_ps(_mm256_cmp_ps(s0, s1, _CMP_UNORD_Q)) != 0;
+}
+
+/* Window order 0,1,4,5,2,3,6,7 <-> 0..7 (the permutation is its own
+ * inverse). */
+static inline __m256 win8_order(__m256 v) {
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+}
 #endif
 
+/*
+ * One output row of the 2x2 pool: y[ow] = first max of
+ * {r0[2ow], r0[2ow+1], r1[2ow], r1[2ow+1]}. With AVX2, 8 outputs per step;
+ * a NaN in a block sends the rest of the row to the scalar rule so NaN
+ * propagation stays exact.
+ */
 static void maxpool2x2_row(const float *r0, const float *r1, float *yr, int64_t OW) {
   int64_t ow = 0;
 #ifdef __AVX2__
   for (; ow < OW; ow += 8) {
     int64_t rem = OW - ow;
-    __m256i k0 = lanes(2 * rem), k1 = lanes(2 * rem - 8);
-    __m256 a0 = _mm256_maskload_ps(r0 + 2 * ow, k0), a1 = _mm256_maskload_ps(r0 + 2 * ow + 8, k1);
-    __m256 b0 = _mm256_maskload_ps(r1 + 2 * ow, k0), b1 = _mm256_maskload_ps(r1 + 2 * ow + 8, k1);
-    __m256 v0 = _mm256_max_ps(a0, b0), v1 = _mm256_max_ps(a1, b1);
-    __m256 ev = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
-    __m256 od = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1));
-    __m256 m = _mm256_max_ps(ev, od);
-    m = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), _MM_SHUFFLE(3, 1, 2, 0)));
-    __m256 nan = _mm256_or_ps(_mm256_cmp_ps(_mm256_or_ps(a0, a1), _mm256_or_ps(a0, a1), _CMP_UNORD_Q),
-                              _mm256_cmp_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(a0, a1), _CMP_UNORD_Q));
-    if (_mm256_movemask_ps(nan))
+    win8 w;
+    if (win8_load(r0, r1, ow, rem, &w))
       break; /* scalar from here on: exact NaN rule */
-    _mm256_maskstore_ps(yr + ow, lanes(rem), m);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(w.e0, w.e1), _mm256_max_ps(w.o0, w.o1));
+    _mm256_maskstore_ps(yr + ow, lanes(rem), win8_order(m));
   }
 #endif
   for (; ow < OW; ow++) {
@@ -163,21 +188,13 @@ static void maxpool2x2_bw_row_assign(const float *r0, const float *r1, const flo
 #ifdef __AVX2__
   for (; ow < OW; ow += 8) {
     int64_t rem = OW - ow;
-    __m256i k0 = lanes(2 * rem), k1 = lanes(2 * rem - 8);
-    __m256 a0 = _mm256_maskload_ps(r0 + 2 * ow, k0), a1 = _mm256_maskload_ps(r0 + 2 * ow + 8, k1);
-    __m256 b0 = _mm256_maskload_ps(r1 + 2 * ow, k0), b1 = _mm256_maskload_ps(r1 + 2 * ow + 8, k1);
-    /* de-interleave: lanes hold windows in the order 0,1,4,5,2,3,6,7 */
-    __m256 ae = _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0));
-    __m256 ao = _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
-    __m256 be = _mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0));
-    __m256 bo = _mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1));
-    __m256 m = _mm256_max_ps(_mm256_max_ps(ae, ao), _mm256_max_ps(be, bo));
-    if (_mm256_movemask_ps(_mm256_cmp_ps(m, m, _CMP_UNORD_Q)) ||
-        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(ae, ao), _mm256_add_ps(be, bo), _CMP_UNORD_Q)))
+    win8 w;
+    if (win8_load(r0, r1, ow, rem, &w))
       break; /* NaN somewhere: scalar rule from here on */
+    __m256 ae = w.e0, ao = w.o0, be = w.e1, bo = w.o1;
+    __m256 m = _mm256_max_ps(_mm256_max_ps(ae, ao), _mm256_max_ps(be, bo));
     /* gy in the same shuffled window order */
-    __m256 gv = _mm256_maskload_ps(g + ow, lanes(rem));
-    gv = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(gv), _MM_SHUFFLE(3, 1, 2, 0)));
+    __m256 gv = win8_order(_mm256_maskload_ps(g + ow, lanes(rem)));
     __m256 e0 = _mm256_cmp_ps(ae, m, _CMP_EQ_OQ);
     __m256 e1 = _mm256_andnot_ps(e0, _mm256_cmp_ps(ao, m, _CMP_EQ_OQ));
     __m256 taken = _mm256_or_ps(e0, e1);
@@ -187,10 +204,10 @@ static void maxpool2x2_bw_row_assign(const float *r0, const float *r1, const flo
     __m256 g2 = _mm256_and_ps(e2, gv), g3 = _mm256_and_ps(e3, gv);
     /* re-interleave even/odd: the 0,1,4,5 | 2,3,6,7 window order makes
      * unpacklo = input elements 0..7 and unpackhi = 8..15, in order */
-    _mm256_maskstore_ps(d0 + 2 * ow, k0, _mm256_unpacklo_ps(g0, g1));
-    _mm256_maskstore_ps(d0 + 2 * ow + 8, k1, _mm256_unpackhi_ps(g0, g1));
-    _mm256_maskstore_ps(d1 + 2 * ow, k0, _mm256_unpacklo_ps(g2, g3));
-    _mm256_maskstore_ps(d1 + 2 * ow + 8, k1, _mm256_unpackhi_ps(g2, g3));
+    _mm256_maskstore_ps(d0 + 2 * ow, w.k0, _mm256_unpacklo_ps(g0, g1));
+    _mm256_maskstore_ps(d0 + 2 * ow + 8, w.k1, _mm256_unpackhi_ps(g0, g1));
+    _mm256_maskstore_ps(d1 + 2 * ow, w.k0, _mm256_unpacklo_ps(g2, g3));
+    _mm256_maskstore_ps(d1 + 2 * ow + 8, w.k1, _mm256_unpackhi_ps(g2, g3));
   }
 #endif
   for (; ow < OW; ow++) {
