@@ -239,3 +239,48 @@ void bench_json_end(bench_json *j) {
   fputs("}\n", j->f);
   fflush(j->f);
 }
+
+/* Usage line for prog with the default batch list. */
+static void bench_usage(const char *prog, const int *def, int n_def) {
+  fprintf(stderr, "usage: %s [-n NAME] [-b ", prog);
+  for (int i = 0; i < n_def; i++)
+    fprintf(stderr, "%s%d", i ? "," : "", def[i]);
+  fprintf(stderr, "] [-t THREADS] [-m MIN_SECONDS] [-r REF_PREFIX] MODEL.onnx\n");
+  exit(2);
+}
+
+void bench_parse_options(int argc, char **argv, const char *prog, const int *def,
+                         int n_def, bench_options *o) {
+  memset(o, 0, sizeof(*o));
+  for (int i = 0; i < n_def && i < BENCH_MAX_BATCHES; i++)
+    o->batches[o->n_batches++] = def[i];
+  o->threads = bench_nproc();
+  o->min_time = 1.5;
+  int c;
+  while ((c = getopt(argc, argv, "n:b:t:m:r:h")) != -1) {
+    switch (c) {
+    case 'n': o->name = optarg; break;
+    case 'b':
+      o->n_batches = bench_parse_list(optarg, o->batches, BENCH_MAX_BATCHES);
+      if (o->n_batches < 1)
+        bench_usage(prog, def, n_def);
+      break;
+    case 't': o->threads = atoi(optarg); break;
+    case 'm': o->min_time = atof(optarg); break;
+    case 'r': o->ref = optarg; break;
+    default: bench_usage(prog, def, n_def);
+    }
+  }
+  if (optind != argc - 1 || o->threads < 1 || o->min_time <= 0)
+    bench_usage(prog, def, n_def);
+  o->model = argv[optind];
+  if (!o->name)
+    o->name = o->model;
+}
+
+int64_t bench_numel(const int64_t *d, int nd) {
+  int64_t n = 1;
+  for (int i = 0; i < nd; i++)
+    n *= d[i];
+  return n;
+}

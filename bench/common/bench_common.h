@@ -64,6 +64,28 @@ void bench_fill_uniform(float *x, size_t n, uint32_t seed);
  * -1 when malformed. */
 int bench_parse_list(const char *s, int *out, int max);
 
+#define BENCH_MAX_BATCHES 16
+
+/* Command line shared by bench_forward and bench_grad:
+ *   [-n NAME] [-b B1,B2,...] [-t THREADS] [-m MIN_SECONDS] [-r REF_PREFIX] MODEL.onnx */
+typedef struct bench_options {
+  const char *name;  /* label in the records (default: the model path) */
+  const char *model;
+  const char *ref;   /* prefix of the PyTorch peer's NPZ files, or NULL */
+  int batches[BENCH_MAX_BATCHES];
+  int n_batches;
+  int threads;       /* default: online CPUs */
+  double min_time;   /* timed seconds per configuration (default 1.5) */
+} bench_options;
+
+/* Parses argv into *o; batches default to the n_def values of def. Prints
+ * the usage line (with prog and def) and exits 2 on a bad command line. */
+void bench_parse_options(int argc, char **argv, const char *prog, const int *def,
+                         int n_def, bench_options *o);
+
+/* Product of the nd dims in d. */
+int64_t bench_numel(const int64_t *d, int nd);
+
 /* One JSON object on one line: bench_json_begin, any number of fields,
  * bench_json_end (which prints the newline and flushes). */
 typedef struct bench_json {

@@ -18,19 +18,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#define MAX_BATCHES 16
-
-typedef struct options {
-  const char *name;
-  const char *model;
-  const char *ref;
-  int batches[MAX_BATCHES];
-  int n_batches;
-  int threads;
-  double min_time;
-} options;
 
 typedef struct fwd_ctx {
   adv_session *s;
@@ -39,60 +27,16 @@ typedef struct fwd_ctx {
   adv_err err;
 } fwd_ctx;
 
-static void usage(void) {
-  fprintf(stderr, "usage: bench_forward [-n NAME] [-b 1,128] [-t THREADS] "
-                  "[-m MIN_SECONDS] [-r REF_PREFIX] MODEL.onnx\n");
-  exit(2);
-}
-
-/* Parses argv into *o (defaults: batches 1,128, nproc threads, 1.5 s). */
-static void parse_args(int argc, char **argv, options *o) {
-  memset(o, 0, sizeof(*o));
-  o->batches[0] = 1;
-  o->batches[1] = 128;
-  o->n_batches = 2;
-  o->threads = bench_nproc();
-  o->min_time = 1.5;
-  int c;
-  while ((c = getopt(argc, argv, "n:b:t:m:r:h")) != -1) {
-    switch (c) {
-    case 'n': o->name = optarg; break;
-    case 'b':
-      o->n_batches = bench_parse_list(optarg, o->batches, MAX_BATCHES);
-      if (o->n_batches < 1)
-        usage();
-      break;
-    case 't': o->threads = atoi(optarg); break;
-    case 'm': o->min_time = atof(optarg); break;
-    case 'r': o->ref = optarg; break;
-    default: usage();
-    }
-  }
-  if (optind != argc - 1 || o->threads < 1 || o->min_time <= 0)
-    usage();
-  o->model = argv[optind];
-  if (!o->name)
-    o->name = o->model;
-}
-
 static int fwd_call(void *ctx) {
   fwd_ctx *c = ctx;
   return adv_session_forward(c->s, c->x, c->z, &c->err);
-}
-
-/* Elements of a shape. */
-static int64_t numel(const int64_t *d, int nd) {
-  int64_t n = 1;
-  for (int i = 0; i < nd; i++)
-    n *= d[i];
-  return n;
 }
 
 /*
  * One batch size: plan, load or make the input, time, compare, print.
  * Returns 0 on success.
  */
-static int run_batch(const options *o, const adv_model *m, int batch) {
+static int run_batch(const bench_options *o, const adv_model *m, int batch) {
   int rc = 1;
   float *x = NULL, *z = NULL, *zref = NULL;
   adv_session *s = NULL;
@@ -114,7 +58,7 @@ static int run_batch(const options *o, const adv_model *m, int batch) {
     fprintf(stderr, "%s: expected one input and N x K logits\n", o->name);
     goto done;
   }
-  int64_t nx = numel(in_d, in_nd), nz = numel(out_d, out_nd);
+  int64_t nx = bench_numel(in_d, in_nd), nz = bench_numel(out_d, out_nd);
   z = malloc((size_t)nz * sizeof(float));
   if (o->ref) {
     char path[4096];
@@ -189,8 +133,10 @@ done:
 }
 
 int main(int argc, char **argv) {
-  options o;
-  parse_args(argc, argv, &o);
+  bench_options o;
+  static const int def[] = {1, 128};
+  bench_parse_options(argc, argv, "bench_forward", def,
+                      (int)(sizeof(def) / sizeof(def[0])), &o);
   adv_model *m = NULL;
   adv_err err = {{0}};
   if (adv_model_load_file(o.model, adv_load_default_params(), &m, &err)) {
