@@ -66,3 +66,72 @@ bound_spinning() {
     echo "libgomp: OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset} (both sides)"
   fi
 }
+
+# run_engine_bench KIND DEFAULT_BATCHES [BUILD_DIR] - the body of
+# bench/forward/run.sh and bench/grad/run.sh (KIND forward or grad; their
+# headers document the environment knobs): builds bench_KIND, generates the
+# ResNet-18 model when missing, runs every (model, batch) on both sides
+# ROUNDS times, alternating which side goes first, and prints the report.
+# Runs from the repository root.
+run_engine_bench() {
+  local kind=$1 repo
+  repo=$(pwd)
+  B=${3:-build}
+  T=${THREADS:-$(nproc)}
+  ROUNDS=${ROUNDS:-2}
+  WAIT_IDLE=${WAIT_IDLE:-20}
+  MIN_TIME=${MIN_TIME:-1.5}
+  BATCHES=${BATCHES:-$2}
+  MODELS=${MODELS:-"mnist_cnn fashion_resnet resnet18_cifar"}
+  MD=${BENCH_MODELS_DIR:-$repo/build/bench_models}
+  PY=${PYTHON:-/usr/bin/python3}
+  OUT=${OUT:-$B/bench/$kind/results.jsonl}
+
+  cmake -S . -B "$B" >/dev/null
+  cmake --build "$B" --target bench_$kind -j "$T" >/dev/null
+  BIN=$B/bench/$kind/bench_$kind
+  if [ ! -f "$MD/resnet18_cifar.onnx" ]; then
+    echo "generating $MD/resnet18_cifar.onnx"
+    "$PY" tools/make_bench_models.py --out "$MD"
+  fi
+
+  onnx_of() {
+    case $1 in
+      mnist_cnn | fashion_resnet) echo "tests/fixtures/$1.onnx" ;;
+      resnet18_cifar) echo "$MD/resnet18_cifar.onnx" ;;
+      *) echo "unknown model $1" >&2; exit 2 ;;
+    esac
+  }
+
+  tmp=$(mktemp -d /tmp/bench_$kind.XXXXXX)
+  trap 'rm -rf "$tmp"' EXIT
+  mkdir -p "$(dirname "$OUT")"
+  : >"$OUT"
+  echo "bench/$kind: threads=$T batches=$BATCHES min_time=${MIN_TIME}s rounds=$ROUNDS  $(nproc) CPUs"
+  bound_spinning
+  echo "load before: $(load); busy:$(busy)"
+  start=$(date +%s)
+  for r in $(seq "$ROUNDS"); do
+    echo "round $r/$ROUNDS"
+    for m in $MODELS; do
+      onnx=$(onnx_of "$m")
+      for b in ${BATCHES//,/ }; do
+        wait_idle "$WAIT_IDLE"
+        # PyTorch first in odd rounds (it writes the reference the C side
+        # reads; the inputs are deterministic), ours first in even ones
+        if [ $((r % 2)) -eq 0 ]; then
+          "$BIN" -n "$m" -b "$b" -t "$T" -m "$MIN_TIME" -r "$tmp/$m" "$onnx" >>"$OUT"
+        fi
+        "${TORCH_RUN[@]}" "$PY" bench/$kind/${kind}_torch.py --model "$m" --batches "$b" \
+          --threads "$T" --min-time "$MIN_TIME" --ref-out "$tmp/$m" >>"$OUT"
+        if [ $((r % 2)) -eq 1 ]; then
+          "$BIN" -n "$m" -b "$b" -t "$T" -m "$MIN_TIME" -r "$tmp/$m" "$onnx" >>"$OUT"
+        fi
+      done
+    done
+  done
+  echo "load after:  $(load); busy:$(busy)  ($(($(date +%s) - start)) s)"
+  echo
+  "$PY" bench/common/report.py "$kind" "$OUT"
+  echo "(JSON lines: $OUT)"
+}
