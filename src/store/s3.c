@@ -1479,6 +1479,21 @@ static int truncated(const sb *xml) {
   return v && l == 4 && !memcmp(v, "true", 4);
 }
 
+/* GET of a listing (bucket, or object key with query q) into xml, retried
+ * as idempotent; quiet404: a missing key is SBX_ENOTFOUND without a log
+ * line. The caller frees xml. */
+static int s3_get_xml(sbx_s3 *s, const char *key, const char *q, sb *xml, int quiet404) {
+  s3_call c;
+  memset(&c, 0, sizeof c);
+  c.method = "GET";
+  c.key = key;
+  c.query = q;
+  c.xml = xml;
+  c.idempotent = 1;
+  c.quiet404 = quiet404;
+  return s3_do(s, &c);
+}
+
 /* An unfinished upload's age is that of its latest part (ListParts), like
  * the mtime of a local temp file, so that GC never aborts an upload that is
  * still making progress; Initiated alone would be its start. */
@@ -1493,15 +1508,7 @@ static int upload_activity(sbx_s3 *s, const scan_item *it, int64_t *mtime) {
     if (rc)
       return rc;
     sb xml = {0};
-    s3_call c;
-    memset(&c, 0, sizeof c);
-    c.method = "GET";
-    c.key = key;
-    c.query = q;
-    c.xml = &xml;
-    c.idempotent = 1;
-    c.quiet404 = 1; /* completed or aborted meanwhile */
-    rc = s3_do(s, &c);
+    rc = s3_get_xml(s, key, q, &xml, 1); /* 404: completed or aborted meanwhile */
     const char *p = xml.p, *e = xml.p + xml.n, *v, *after;
     size_t l, tl;
     while (!rc && (v = xml_find(p, e, "Part", &l, &after))) {
@@ -1538,13 +1545,7 @@ int sbx_s3_scan(sbx_s3 *s, scan_fn fn, void *ctx) {
     if (rc)
       break;
     sb xml = {0};
-    s3_call c;
-    memset(&c, 0, sizeof c);
-    c.method = "GET";
-    c.query = q;
-    c.xml = &xml;
-    c.idempotent = 1;
-    rc = s3_do(s, &c);
+    rc = s3_get_xml(s, NULL, q, &xml, 0);
     scan_item *it = NULL;
     size_t n = 0;
     if (!rc)
@@ -1579,13 +1580,7 @@ int sbx_s3_scan(sbx_s3 *s, scan_fn fn, void *ctx) {
     if ((rc = sbx_s3_query(kv, token ? 4 : 3, q, sizeof q)))
       break;
     sb xml = {0};
-    s3_call c;
-    memset(&c, 0, sizeof c);
-    c.method = "GET";
-    c.query = q;
-    c.xml = &xml;
-    c.idempotent = 1;
-    rc = s3_do(s, &c);
+    rc = s3_get_xml(s, NULL, q, &xml, 0);
     scan_item *it = NULL;
     size_t n = 0;
     if (!rc)
