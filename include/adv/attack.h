@@ -217,6 +217,10 @@ typedef struct adv_attack_params {
                   the largest power of two <= 256 whose activations
                   fit 8 MiB (docs/attacks.md) */
   int threads; /* engine threads (default 2) */
+  int resc_schedule; /* Square: 1 (default, SquareAttack's default) rescales
+                        the p schedule's breakpoints to `queries`; 0 uses
+                        them as absolute iterations, as AutoAttack does
+                        (resc_schedule=False; its suites set 0) */
 } adv_attack_params;
 
 adv_attack_params adv_attack_default_params(adv_attack_kind kind);
@@ -263,8 +267,8 @@ int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims,
                          const float *x, int64_t n, const int64_t *y,
                          const int64_t *target, adv_attack_params p,
                          adv_progress_fn progress, void *ud,
-                         const volatile int *abort_flag,
-                         adv_attack_result *res, adv_err *err);
+                         const volatile int *abort_flag, adv_attack_result *res,
+                         adv_err *err);
 
 #ifdef __cplusplus
 }

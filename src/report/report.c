@@ -200,6 +200,10 @@ static void write_params(jw *w, const adv_attack_params *p) {
   jw_num(w, p->momentum);
   jw_key(w, "p_init");
   jw_num(w, p->p_init);
+  if (p->kind == ADV_ATTACK_SQUARE) { /* Square only: other results unchanged */
+    jw_key(w, "resc_schedule");
+    jw_bool(w, p->resc_schedule);
+  }
   jw_key(w, "kappa");
   jw_num(w, p->kappa);
   jw_key(w, "binary_steps");

@@ -197,7 +197,117 @@ TEST(op_table) {
   CHECK_EQ_INT(adv__op_table_check(), -1);
 }
 
-int main(void) {
+static const char *docs_dir = "docs";
+
+/* Compares one documented default with the code's; 1 when equal. */
+static int default_matches(const char *attack, const char *param,
+                           const char *val) {
+  int k = adv_attack_kind_from_name(attack);
+  if (k < 0)
+    return 0;
+  adv_job_spec s = adv_job_spec_default_params();
+  s.params = adv_attack_default_params((adv_attack_kind)k);
+  const adv_job_param_info *q = NULL;
+  for (const adv_job_param_info *t = adv_job_param_table(NULL); t->name; t++)
+    if (!strcmp(t->name, param))
+      q = t;
+  if (!q)
+    return 0;
+  const char *f = (const char *)&s + q->offset;
+  char *end;
+  switch (q->type) {
+  case ADV_JOB_PT_INT:
+    return *(const int *)f == strtol(val, &end, 10) && !*end;
+  case ADV_JOB_PT_INT64:
+    return *(const int64_t *)f == strtoll(val, &end, 10) && !*end;
+  case ADV_JOB_PT_FLOAT:
+    return *(const float *)f == (float)strtod(val, &end) && !*end;
+  case ADV_JOB_PT_BOOL:
+    return *(const int *)f == !strcmp(val, "true");
+  case ADV_JOB_PT_NORM:
+    return *(const adv_norm *)f ==
+           (!strcmp(val, "2") ? ADV_NORM_L2 : ADV_NORM_LINF);
+  case ADV_JOB_PT_LOSS:
+    return (int)*(const adv_loss_kind *)f == adv_loss_from_name(val);
+  default:
+    return 0;
+  }
+}
+
+/* Copies the text between the n-th pair of backticks of a table row. */
+static int cell(const char *line, int n, char *out, size_t cap) {
+  const char *p = line;
+  for (int i = 0; i <= n; i++) {
+    p = strchr(p, '`');
+    if (!p)
+      return -1;
+    const char *e = strchr(p + 1, '`');
+    if (!e || (size_t)(e - p - 1) >= cap)
+      return -1;
+    if (i == n) {
+      memcpy(out, p + 1, (size_t)(e - p - 1));
+      out[e - p - 1] = 0;
+      return 0;
+    }
+    p = e + 1;
+  }
+  return -1;
+}
+
+/* docs/attacks.md "## Defaults": every row must match the code, and the
+ * defaults issue 10 asked to pin must be there. */
+TEST(documented_defaults) {
+  char path[1024];
+  snprintf(path, sizeof(path), "%s/attacks.md", docs_dir);
+  FILE *f = fopen(path, "r");
+  CHECK(f != NULL);
+  if (!f)
+    return;
+  char line[512];
+  int in = 0, rows = 0;
+  static const char *const required[] = {"cw step_size",
+                                         "cw binary_steps",
+                                         "cw initial_const",
+                                         "cw confidence",
+                                         "deepfool overshoot",
+                                         "deepfool norm",
+                                         "hsj norm",
+                                         "square p_init",
+                                         "apgd-t n_target_classes",
+                                         "fab-t n_target_classes",
+                                         NULL};
+  int seen[16] = {0};
+  while (fgets(line, sizeof(line), f)) {
+    if (!strncmp(line, "## ", 3))
+      in = !strncmp(line, "## Defaults", 11);
+    if (!in || strncmp(line, "| `", 3))
+      continue;
+    char a[32], p[32], key[80], val[64];
+    CHECK(cell(line, 0, a, sizeof(a)) == 0 && cell(line, 1, p, sizeof(p)) == 0);
+    const char *v = strrchr(line, '`') + 1; /* " | value |" */
+    CHECK(sscanf(v, " | %63[^ |]", val) == 1);
+    int ok = default_matches(a, p, val);
+    if (!ok)
+      fprintf(stderr, "  docs/attacks.md says %s %s = %s; the code disagrees\n",
+              a, p, val);
+    CHECK(ok);
+    rows++;
+    snprintf(key, sizeof(key), "%s %s", a, p);
+    for (int i = 0; required[i]; i++)
+      seen[i] |= !strcmp(required[i], key);
+  }
+  fclose(f);
+  CHECK(rows >= 30);
+  for (int i = 0; required[i]; i++) {
+    if (!seen[i])
+      fprintf(stderr, "  docs/attacks.md Defaults lacks %s\n", required[i]);
+    CHECK(seen[i]);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1)
+    docs_dir = argv[1];
   RUN(names_round_trip);
   RUN(flags);
   RUN(spec_set);
@@ -205,5 +315,6 @@ int main(void) {
   RUN(suites_and_params);
   RUN(param_table);
   RUN(op_table);
+  RUN(documented_defaults);
   return harness_report();
 }

@@ -40,11 +40,24 @@ typedef struct apgd_ws {
 } apgd_ws;
 
 static void ws_free(apgd_ws *w) {
-  free(w->xa); free(w->xa_old); free(w->grad); free(w->x_best);
-  free(w->grad_best); free(w->tmp_x); free(w->tmp_g); free(w->tmp_z);
-  free(w->tmp_loss); free(w->step); free(w->loss_best);
-  free(w->loss_best_last); free(w->loss_steps); free(w->reduced_last);
-  free(w->active); free(w->act); free(w->tmp_y); free(w->tmp_t);
+  free(w->xa);
+  free(w->xa_old);
+  free(w->grad);
+  free(w->x_best);
+  free(w->grad_best);
+  free(w->tmp_x);
+  free(w->tmp_g);
+  free(w->tmp_z);
+  free(w->tmp_loss);
+  free(w->step);
+  free(w->loss_best);
+  free(w->loss_best_last);
+  free(w->loss_steps);
+  free(w->reduced_last);
+  free(w->active);
+  free(w->act);
+  free(w->tmp_y);
+  free(w->tmp_t);
   memset(w, 0, sizeof(*w));
 }
 
@@ -54,8 +67,12 @@ static int ws_init(apgd_ws *w, int64_t n, int64_t per, int64_t K, int iters) {
   w->per = per;
   w->K = K;
   size_t big = sizeof(float) * (size_t)(n * per);
-  w->xa = malloc(big); w->xa_old = malloc(big); w->grad = malloc(big);
-  w->x_best = malloc(big); w->grad_best = malloc(big); w->tmp_x = malloc(big);
+  w->xa = malloc(big);
+  w->xa_old = malloc(big);
+  w->grad = malloc(big);
+  w->x_best = malloc(big);
+  w->grad_best = malloc(big);
+  w->tmp_x = malloc(big);
   w->tmp_g = malloc(big);
   w->tmp_z = malloc(sizeof(float) * (size_t)(n * K));
   w->tmp_loss = malloc(sizeof(float) * (size_t)n);
@@ -80,7 +97,8 @@ static int ws_init(apgd_ws *w, int64_t n, int64_t per, int64_t K, int iters) {
 
 /* P: projection onto the eps-ball around x and the clip box. For L2 the
  * reference's formula: x + d / ||d|| * min(eps, ||d||). */
-static void proj(float *v, const float *x, int64_t per, const adv_attack_params *p) {
+static void proj(float *v, const float *x, int64_t per,
+                 const adv_attack_params *p) {
   if (p->norm == ADV_NORM_LINF) {
     adv__project(v, x, per, ADV_NORM_LINF, p->eps, p->clip_min, p->clip_max);
     return;
@@ -113,7 +131,8 @@ static int eval_active(adv_eval *ev, apgd_ws *w, int64_t na, adv_loss_params lp,
   if (rc)
     return rc;
   for (int64_t a = 0; a < na; a++)
-    memcpy(w->grad + w->act[a] * per, w->tmp_g + a * per, sizeof(float) * (size_t)per);
+    memcpy(w->grad + w->act[a] * per, w->tmp_g + a * per,
+           sizeof(float) * (size_t)per);
   return ADV_OK;
 }
 
@@ -140,10 +159,10 @@ static void init_point(adv_rng *rng, float *xa, const float *x, int64_t per,
  * One APGD run over the samples with broken[i] == 0. On success for sample
  * i, x_adv[i] receives the adversarial iterate and broken[i] = 1.
  */
-static int apgd_single(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
-                       const int64_t *yt, adv_loss_params lp, uint64_t stream,
-                       float *x_adv, unsigned char *broken, apgd_ws *w,
-                       double prog0, double prog_span) {
+static int apgd_single(adv_eval *ev, const float *x, int64_t n,
+                       const int64_t *y, const int64_t *yt, adv_loss_params lp,
+                       uint64_t stream, float *x_adv, unsigned char *broken,
+                       apgd_ws *w, double prog0, double prog_span) {
   const adv_attack_params *p = &ev->p;
   int64_t per = w->per, K = w->K;
   int iters = p->steps > 0 ? p->steps : 100;
@@ -170,13 +189,15 @@ static int apgd_single(adv_eval *ev, const float *x, int64_t n, const int64_t *y
   for (int64_t a = 0; a < na; a++) {
     int64_t i = w->act[a];
     memcpy(w->x_best + i * per, w->xa + i * per, sizeof(float) * (size_t)per);
-    memcpy(w->grad_best + i * per, w->grad + i * per, sizeof(float) * (size_t)per);
+    memcpy(w->grad_best + i * per, w->grad + i * per,
+           sizeof(float) * (size_t)per);
     memcpy(w->xa_old + i * per, w->xa + i * per, sizeof(float) * (size_t)per);
     w->loss_best[i] = w->tmp_loss[a];
     w->loss_best_last[i] = w->tmp_loss[a];
     w->reduced_last[i] = 1;
     w->step[i] = step0;
-    if (adv__argmax(w->tmp_z + a * K, K) != y[i]) { /* the start already fools */
+    if (adv__argmax(w->tmp_z + a * K, K) !=
+        y[i]) { /* the start already fools */
       memcpy(x_adv + i * per, w->xa + i * per, sizeof(float) * (size_t)per);
       broken[i] = 1;
       w->active[i] = 0;
@@ -235,8 +256,10 @@ static int apgd_single(adv_eval *ev, const float *x, int64_t n, const int64_t *y
         continue;
       }
       if (l > w->loss_best[i]) {
-        memcpy(w->x_best + i * per, w->xa + i * per, sizeof(float) * (size_t)per);
-        memcpy(w->grad_best + i * per, w->grad + i * per, sizeof(float) * (size_t)per);
+        memcpy(w->x_best + i * per, w->xa + i * per,
+               sizeof(float) * (size_t)per);
+        memcpy(w->grad_best + i * per, w->grad + i * per,
+               sizeof(float) * (size_t)per);
         w->loss_best[i] = l;
       }
     }
@@ -250,19 +273,24 @@ static int apgd_single(adv_eval *ev, const float *x, int64_t n, const int64_t *y
         for (int c = 0; c < k; c++) {
           int j = it - c;
           float cur = w->loss_steps[(size_t)j * (size_t)n + (size_t)i];
-          float prev = j - 1 >= 0 ? w->loss_steps[(size_t)(j - 1) * (size_t)n + (size_t)i]
-                                  : 0.f; /* reference reads a zero here */
+          float prev =
+              j - 1 >= 0
+                  ? w->loss_steps[(size_t)(j - 1) * (size_t)n + (size_t)i]
+                  : 0.f; /* reference reads a zero here */
           inc += cur > prev;
         }
         int fl = (double)inc <= k * 0.75;
-        int no_impr = !w->reduced_last[i] && w->loss_best_last[i] >= w->loss_best[i];
+        int no_impr =
+            !w->reduced_last[i] && w->loss_best_last[i] >= w->loss_best[i];
         fl = fl || no_impr;
         w->reduced_last[i] = (unsigned char)fl;
         w->loss_best_last[i] = w->loss_best[i];
         if (fl) {
           w->step[i] /= 2.f;
-          memcpy(w->xa + i * per, w->x_best + i * per, sizeof(float) * (size_t)per);
-          memcpy(w->grad + i * per, w->grad_best + i * per, sizeof(float) * (size_t)per);
+          memcpy(w->xa + i * per, w->x_best + i * per,
+                 sizeof(float) * (size_t)per);
+          memcpy(w->grad + i * per, w->grad_best + i * per,
+                 sizeof(float) * (size_t)per);
         }
       }
       k = k - size_decr > n_iter_min ? k - size_decr : n_iter_min;
@@ -322,8 +350,9 @@ int adv__attack_apgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
         yt[i] = order[tc + 1 < kk ? tc + 1 : kk - 1];
       }
       for (int r = 0; r < p->restarts && rc == ADV_OK; r++)
-        rc = apgd_single(ev, x, n, y, yt, lp, (uint64_t)(tc * 1000 + r + 1), x_adv,
-                         broken, &w, (double)(tc * p->restarts + r) / (nt * p->restarts),
+        rc = apgd_single(ev, x, n, y, yt, lp, (uint64_t)(tc * 1000 + r + 1),
+                         x_adv, broken, &w,
+                         (double)(tc * p->restarts + r) / (nt * p->restarts),
                          1.0 / (nt * p->restarts));
     }
   } else {

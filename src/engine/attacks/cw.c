@@ -47,13 +47,13 @@
 #define CW_UPPER_INF 1e10
 
 typedef struct cw_buf {
-  int64_t *idx;              /* compact position -> sample */
-  int64_t *lab, *tgt;        /* compact labels / targets */
-  float *w, *m, *v;          /* tanh-space variable, Adam moments */
-  float *xp, *g, *z, *loss;  /* iterate, dL_CW/dx', logits, L_CW */
-  float *zc;                 /* clean logits */
-  double *c, *clo, *cup;     /* per-sample constant and its bounds */
-  double *best, *prev;       /* best squared L2 (per sample), last objective */
+  int64_t *idx;             /* compact position -> sample */
+  int64_t *lab, *tgt;       /* compact labels / targets */
+  float *w, *m, *v;         /* tanh-space variable, Adam moments */
+  float *xp, *g, *z, *loss; /* iterate, dL_CW/dx', logits, L_CW */
+  float *zc;                /* clean logits */
+  double *c, *clo, *cup;    /* per-sample constant and its bounds */
+  double *best, *prev;      /* best squared L2 (per sample), last objective */
   unsigned char *elig, *round_found, *found;
 } cw_buf;
 
@@ -100,9 +100,9 @@ static int cw_success(const float *z, int64_t K, int64_t y, int64_t t,
   return targeted ? b == t : b != y;
 }
 
-
 /* w0 = atanh((x - m)/h * 0.999999) for one sample. */
-static void cw_to_tanh(const float *x0, float *w, int64_t per, double m, double h) {
+static void cw_to_tanh(const float *x0, float *w, int64_t per, double m,
+                       double h) {
   for (int64_t k = 0; k < per; k++) {
     double u = ((double)x0[k] - m) / h * 0.999999;
     u = u > 0.999999 ? 0.999999 : u < -0.999999 ? -0.999999 : u;
@@ -120,7 +120,8 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   double lr = p->step_size > 0 ? p->step_size : 0.01;
   double c0 = p->initial_const > 0 ? p->initial_const : 1e-3;
   float kappa = p->kappa > 0 ? p->kappa : 0.f;
-  double lo = p->clip_min, hi = p->clip_max, mid = 0.5 * (hi + lo), half = 0.5 * (hi - lo);
+  double lo = p->clip_min, hi = p->clip_max, mid = 0.5 * (hi + lo),
+         half = 0.5 * (hi - lo);
   double snap = 1e-6 * (hi - lo);
   int check_every = steps / 10 > 0 ? steps / 10 : 1;
   const double b1 = 0.9, b2 = 0.999, aeps = 1e-8;
@@ -129,7 +130,8 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   lp.kappa = kappa;
   cw_buf b;
   memset(&b, 0, sizeof(b));
-  size_t xs = sizeof(float) * (size_t)(n * per), ds = sizeof(double) * (size_t)n;
+  size_t xs = sizeof(float) * (size_t)(n * per),
+         ds = sizeof(double) * (size_t)n;
   b.idx = malloc(sizeof(int64_t) * (size_t)n);
   b.lab = malloc(sizeof(int64_t) * (size_t)n);
   b.tgt = malloc(sizeof(int64_t) * (size_t)n);
@@ -151,8 +153,8 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   b.found = calloc((size_t)n, 1);
   int rc = ADV_OK;
   if (!b.idx || !b.lab || !b.tgt || !b.w || !b.m || !b.v || !b.xp || !b.g ||
-      !b.z || !b.zc || !b.loss || !b.c || !b.clo || !b.cup || !b.best || !b.prev ||
-      !b.elig || !b.round_found || !b.found) {
+      !b.z || !b.zc || !b.loss || !b.c || !b.clo || !b.cup || !b.best ||
+      !b.prev || !b.elig || !b.round_found || !b.found) {
     rc = adv__error(ev->err, ADV_ENOMEM, "out of memory");
     goto out;
   }
@@ -160,7 +162,8 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   if ((rc = adv__eval_forward(ev, x, n, b.zc)))
     goto out;
   for (int64_t i = 0; i < n; i++) {
-    b.elig[i] = !cw_is_adv(b.zc + i * K, K, y[i], targeted ? target[i] : -1, targeted);
+    b.elig[i] =
+        !cw_is_adv(b.zc + i * K, K, y[i], targeted ? target[i] : -1, targeted);
     b.c[i] = c0;
     b.clo[i] = 0;
     b.cup[i] = CW_UPPER_INF;
@@ -185,7 +188,8 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
     memset(b.m, 0, sizeof(float) * (size_t)(na * per));
     memset(b.v, 0, sizeof(float) * (size_t)(na * per));
     for (int it = 0; it < steps && na > 0; it++) {
-      if (adv__eval_aborted(ev, "cw", ((double)bs * steps + it) / ((double)bsteps * steps))) {
+      if (adv__eval_aborted(
+              ev, "cw", ((double)bs * steps + it) / ((double)bsteps * steps))) {
         rc = adv__error(ev->err, ADV_EABORTED, "aborted");
         goto out;
       }
@@ -205,7 +209,8 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
       int64_t wpos = 0;
       for (int64_t j = 0; j < na; j++) {
         int64_t i = b.idx[j];
-        const float *x0 = x + i * per, *xj = b.xp + j * per, *gj = b.g + j * per;
+        const float *x0 = x + i * per, *xj = b.xp + j * per,
+                    *gj = b.g + j * per;
         double l2 = 0;
         for (int64_t k = 0; k < per; k++) {
           double d = (double)xj[k] - x0[k];
@@ -234,7 +239,8 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
           double th = tanh((double)wj[k]);
           double gx = 2.0 * ((double)xj[k] - x0[k]) - b.c[i] * gj[k];
           double gw = gx * half * (1.0 - th * th);
-          double mk = b1 * mj[k] + (1 - b1) * gw, vk = b2 * vj[k] + (1 - b2) * gw * gw;
+          double mk = b1 * mj[k] + (1 - b1) * gw,
+                 vk = b2 * vj[k] + (1 - b2) * gw * gw;
           mj[k] = (float)mk;
           vj[k] = (float)vk;
           wj[k] = (float)(wj[k] - lr * (mk / bc1) / (sqrt(vk / bc2) + aeps));
@@ -265,7 +271,8 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
       }
     }
   }
-  rc = adv__min_settle(ev, x, n, y, target, targeted, b.zc, 0.5, x_adv, b.found, b.z);
+  rc = adv__min_settle(ev, x, n, y, target, targeted, b.zc, 0.5, x_adv, b.found,
+                       b.z);
 out:
   cw_free(&b);
   return rc;

@@ -8,13 +8,15 @@
  * w_k = grad f_k(x_i) and step to the closest linearized boundary:
  *   k* = argmin_k |f_k| / ||w_k||_q     (q the dual norm: 2 for L2, 1 for
  *                                        L-inf)
- *   L2:    r_i = (|f_k*| + 1e-4) / ||w_k*||_2^2 * w_k*
- *   L-inf: r_i = (|f_k*| + 1e-4) / ||w_k*||_1   * sign(w_k*)
+ *   L2:    r_i = (|f_k*| / ||w_k*||_2 + 1e-4) * w_k* / ||w_k*||_2
+ *   L-inf: r_i = (|f_k*| / ||w_k*||_1 + 1e-4) * sign(w_k*)
  *   r_tot += r_i,  x_{i+1} = clip(x_0 + (1 + overshoot) * r_tot)
- * until the label changes or `steps` iterations were made (the 1e-4 and
- * applying the overshoot to r_tot at every iteration are as in the
- * authors' reference code). r_tot is kept inside the box (r_tot <-
- * clip(x_0 + r_tot) - x_0) so clipped coordinates do not accumulate.
+ * until the label changes or `steps` iterations were made. As in the
+ * authors' reference code (LTS4/DeepFool deepfool.py): the 1e-4 is added
+ * to the distance pert = |f| / ||w||, and the overshoot scales the whole
+ * accumulated perturbation at the end of every step (x = x0 + (1 +
+ * overshoot) r_tot), never the single step. r_tot is kept inside the box (r_tot
+ * <- clip(x_0 + r_tot) - x_0) so clipped coordinates do not accumulate.
  *
  * Targeted (p.targeted with target[]): the only hyperplane is
  * z_t - z_c = 0 with c the current top class other than t.
@@ -36,14 +38,14 @@
 #include <string.h>
 
 typedef struct df_buf {
-  int64_t *idx;  /* compact position -> sample */
-  int64_t *cand; /* n x C candidate classes, cand[0] = label */
-  float *xc;     /* current iterate (compact) */
-  float *rt;     /* accumulated perturbation r_tot (compact) */
-  float *g, *gb; /* gradient of the current / best candidate */
-  float *z, *zt; /* logits at xc, logits returned by the grad call */
-  float *zc;     /* clean logits (n) */
-  float *dz;     /* upstream logit gradients */
+  int64_t *idx;    /* compact position -> sample */
+  int64_t *cand;   /* n x C candidate classes, cand[0] = label */
+  float *xc;       /* current iterate (compact) */
+  float *rt;       /* accumulated perturbation r_tot (compact) */
+  float *g, *gb;   /* gradient of the current / best candidate */
+  float *z, *zt;   /* logits at xc, logits returned by the grad call */
+  float *zc;       /* clean logits (n) */
+  float *dz;       /* upstream logit gradients */
   double *fb, *db; /* f and distance of the best candidate */
   unsigned char *found;
 } df_buf;
@@ -98,7 +100,8 @@ static void df_candidates(const float *z, int64_t K, int64_t label, int64_t C,
   }
 }
 
-/* ---- shared by the minimal-norm attacks (declared in attack_internal.h) ---- */
+/* ---- shared by the minimal-norm attacks (declared in attack_internal.h) ----
+ */
 
 /* Signed margin, > 0 on the adversarial side: z_t - max_{j!=t} z_j when
  * targeted, max_{j!=y} z_j - z_y otherwise. */
@@ -139,7 +142,8 @@ double adv__min_tol(const float *z, int64_t K) {
  */
 int adv__min_settle(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
                     const int64_t *target, int targeted, const float *zc,
-                    double accept, float *x_adv, unsigned char *found, float *z) {
+                    double accept, float *x_adv, unsigned char *found,
+                    float *z) {
   const adv_attack_params *p = &ev->p;
   int64_t per = ev->per, K = ev->classes;
   const int rounds = 6;
@@ -172,7 +176,9 @@ int adv__min_settle(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
         s = 1 + pow(10.0, round - 6);
       for (int64_t k = 0; k < per; k++) {
         float v = (float)(xi[k] + ((double)xa[k] - xi[k]) * s);
-        xa[k] = v < p->clip_min ? p->clip_min : v > p->clip_max ? p->clip_max : v;
+        xa[k] = v < p->clip_min   ? p->clip_min
+                : v > p->clip_max ? p->clip_max
+                                  : v;
       }
       pending = 1;
     }
@@ -183,7 +189,8 @@ int adv__min_settle(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
 }
 
 int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
-                         const int64_t *y, const int64_t *target, float *x_adv) {
+                         const int64_t *y, const int64_t *target,
+                         float *x_adv) {
   const adv_attack_params *p = &ev->p;
   int64_t per = ev->per, K = ev->classes;
   int steps = p->steps > 0 ? p->steps : 50;
@@ -194,7 +201,8 @@ int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
   int64_t ncand = targeted ? 1 : C - 1; /* backwards per iteration */
   df_buf b;
   memset(&b, 0, sizeof(b));
-  size_t xs = sizeof(float) * (size_t)(n * per), zs = sizeof(float) * (size_t)(n * K);
+  size_t xs = sizeof(float) * (size_t)(n * per),
+         zs = sizeof(float) * (size_t)(n * K);
   b.idx = malloc(sizeof(int64_t) * (size_t)n);
   b.cand = malloc(sizeof(int64_t) * (size_t)(n * C));
   b.xc = malloc(xs);
@@ -209,8 +217,8 @@ int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
   b.db = malloc(sizeof(double) * (size_t)n);
   b.found = calloc((size_t)n, 1);
   int rc = ADV_OK;
-  if (!b.idx || !b.cand || !b.xc || !b.rt || !b.g || !b.gb || !b.z || !b.zt || !b.zc ||
-      !b.dz || !b.fb || !b.db || !b.found) {
+  if (!b.idx || !b.cand || !b.xc || !b.rt || !b.g || !b.gb || !b.z || !b.zt ||
+      !b.zc || !b.dz || !b.fb || !b.db || !b.found) {
     rc = adv__error(ev->err, ADV_ENOMEM, "out of memory");
     goto out;
   }
@@ -257,7 +265,8 @@ int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
         for (int64_t k = 0; k < K; k++)
           f += (double)b.dz[j * K + k] * zj[k];
         for (int64_t k = 0; k < per; k++)
-          q += p->norm == ADV_NORM_L2 ? (double)gj[k] * gj[k] : fabs((double)gj[k]);
+          q += p->norm == ADV_NORM_L2 ? (double)gj[k] * gj[k]
+                                      : fabs((double)gj[k]);
         if (p->norm == ADV_NORM_L2)
           q = sqrt(q);
         double d = fabs(f) / (q + 1e-12);
@@ -277,11 +286,16 @@ int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
       for (int64_t k = 0; k < per; k++)
         s += p->norm == ADV_NORM_L2 ? (double)w[k] * w[k] : fabs((double)w[k]);
       if (s > 0) {
-        double a = (fabs(b.fb[j]) + 1e-4) / s;
+        /* the reference's r_i = (pert + 1e-4) w / ||w||_2 with pert =
+         * |f| / ||w||_2 (L-inf: (|f| / ||w||_1 + 1e-4) sign(w)) */
+        double nw = p->norm == ADV_NORM_L2 ? sqrt(s) : 1.0;
+        double a =
+            (fabs(b.fb[j]) / (p->norm == ADV_NORM_L2 ? nw : s) + 1e-4) / nw;
         for (int64_t k = 0; k < per; k++) {
-          double step = p->norm == ADV_NORM_L2
-                            ? a * w[k]
-                            : (w[k] > 0 ? a : w[k] < 0 ? -a : 0.0);
+          double step = p->norm == ADV_NORM_L2 ? a * w[k]
+                                               : (w[k] > 0   ? a
+                                                  : w[k] < 0 ? -a
+                                                             : 0.0);
           double v = (double)x0[k] + r[k] + step;
           v = v < lo ? lo : v > hi ? hi : v;
           r[k] = (float)(v - x0[k]);
@@ -298,7 +312,8 @@ int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
     int64_t w = 0;
     for (int64_t j = 0; j < na; j++) {
       int64_t i = b.idx[j];
-      if (df_is_adv(b.z + j * K, K, y[i], targeted ? target[i] : -1, targeted)) {
+      if (df_is_adv(b.z + j * K, K, y[i], targeted ? target[i] : -1,
+                    targeted)) {
         memcpy(x_adv + i * per, b.xc + j * per, sizeof(float) * (size_t)per);
         b.found[i] = 1;
         continue;
@@ -314,7 +329,8 @@ int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
     }
     na = w;
   }
-  rc = adv__min_settle(ev, x, n, y, target, targeted, b.zc, 0.5, x_adv, b.found, b.zt);
+  rc = adv__min_settle(ev, x, n, y, target, targeted, b.zc, 0.5, x_adv, b.found,
+                       b.zt);
 out:
   df_free(&b);
   return rc;

@@ -18,7 +18,8 @@
 static adv_session *eval_session(adv_eval *ev, int batch, int worker) {
   int lru = 0;
   for (int i = 0; i < ADV_EVAL_SESSIONS; i++) {
-    if (ev->cache[i].s && ev->cache[i].batch == batch && ev->cache[i].worker == worker) {
+    if (ev->cache[i].s && ev->cache[i].batch == batch &&
+        ev->cache[i].worker == worker) {
       ev->cache[i].last_used = ++ev->tick;
       return ev->cache[i].s;
     }
@@ -38,7 +39,8 @@ static adv_session *eval_session(adv_eval *ev, int batch, int worker) {
   sp.logits = 1;
   sp.grad = 1;
   adv_session *s = NULL;
-  if (adv_session_init_shape(ev->m, sp, ev->in_ndim, ev->in_dims, batch, &s, ev->err))
+  if (adv_session_init_shape(ev->m, sp, ev->in_ndim, ev->in_dims, batch, &s,
+                             ev->err))
     return NULL;
   ev->cache[lru].s = s;
   ev->cache[lru].batch = batch;
@@ -75,8 +77,8 @@ static int chunk_of(adv_eval *ev) {
 }
 
 /* One engine call on samples [s0, s0 + bn) with session s. */
-typedef int (*chunk_fn)(adv_eval *ev, adv_session *s, int64_t s0, int bn, void *ctx,
-                        adv_err *err);
+typedef int (*chunk_fn)(adv_eval *ev, adv_session *s, int64_t s0, int bn,
+                        void *ctx, adv_err *err);
 
 /* Split of n samples: nch chunks, the first `extra` of base + 1 samples,
  * the rest of base. */
@@ -164,7 +166,8 @@ static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
         int64_t s0;
         int bn;
         chunk_span(&ck, c, &s0, &bn);
-        rc_w[w] = fn(ev, c < ck.extra ? big[w] : small[w], s0, bn, ctx, &err_w[w]);
+        rc_w[w] =
+            fn(ev, c < ck.extra ? big[w] : small[w], s0, bn, ctx, &err_w[w]);
       }
   }
   for (int w = 0; w < W; w++)
@@ -176,11 +179,12 @@ static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
   return ADV_OK;
 }
 
-static int fwd_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn, void *ctx,
-                     adv_err *err) {
+static int fwd_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn,
+                     void *ctx, adv_err *err) {
   float *logits = ctx;
   (void)bn;
-  return adv_session_forward(s, ev->cur_x + s0 * ev->per, logits + s0 * ev->classes, err);
+  return adv_session_forward(s, ev->cur_x + s0 * ev->per,
+                             logits + s0 * ev->classes, err);
 }
 
 int adv__eval_forward(adv_eval *ev, const float *x, int64_t n, float *logits) {
@@ -198,14 +202,15 @@ typedef struct grad_ctx {
   const float *dz;
 } grad_ctx;
 
-static int grad_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn, void *ctx,
-                      adv_err *err) {
+static int grad_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn,
+                      void *ctx, adv_err *err) {
   grad_ctx *g = ctx;
   (void)bn;
-  return adv_session_grad(s, ev->cur_x + s0 * ev->per, g->lp, g->y ? g->y + s0 : NULL,
-                          g->target ? g->target + s0 : NULL,
-                          g->logits ? g->logits + s0 * ev->classes : NULL,
-                          g->loss ? g->loss + s0 : NULL, g->dx + s0 * ev->per, err);
+  return adv_session_grad(
+      s, ev->cur_x + s0 * ev->per, g->lp, g->y ? g->y + s0 : NULL,
+      g->target ? g->target + s0 : NULL,
+      g->logits ? g->logits + s0 * ev->classes : NULL,
+      g->loss ? g->loss + s0 : NULL, g->dx + s0 * ev->per, err);
 }
 
 int adv__eval_grad(adv_eval *ev, const float *x, int64_t n, adv_loss_params lp,
@@ -227,11 +232,11 @@ static int dz_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn, void *ctx,
                     adv_err *err) {
   grad_ctx *g = ctx;
   (void)bn;
-  int rc = adv_session_forward(s, ev->cur_x + s0 * ev->per, g->logits + s0 * ev->classes,
-                               err);
+  int rc = adv_session_forward(s, ev->cur_x + s0 * ev->per,
+                               g->logits + s0 * ev->classes, err);
   if (rc == ADV_OK)
-    rc = adv_session_backward_dz(s, g->dz + s0 * ev->classes, g->dx + s0 * ev->per,
-                                 ev->abort_flag, err);
+    rc = adv_session_backward_dz(s, g->dz + s0 * ev->classes,
+                                 g->dx + s0 * ev->per, ev->abort_flag, err);
   return rc;
 }
 
@@ -243,8 +248,13 @@ int adv__eval_grad_dz(adv_eval *ev, const float *x, int64_t n, const float *dz,
     if (!tmp)
       return ADV_ENOMEM;
   }
-  grad_ctx g = {adv_loss_default_params(ADV_LOSS_CE), NULL, NULL, logits ? logits : tmp,
-                NULL, dx, dz};
+  grad_ctx g = {adv_loss_default_params(ADV_LOSS_CE),
+                NULL,
+                NULL,
+                logits ? logits : tmp,
+                NULL,
+                dx,
+                dz};
   ev->cur_x = x;
   int rc = eval_chunks(ev, n, dz_chunk, &g);
   if (!rc) {
@@ -277,7 +287,9 @@ void adv__rng_seed(adv_rng *r, uint64_t seed) {
     r->s[i] = splitmix64(&seed);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 uint64_t adv__rng_next(adv_rng *r) {
   uint64_t *s = r->s;

@@ -63,14 +63,14 @@ typedef struct fab_buf {
   float *g, *gb;            /* gradient of one class pair / of the chosen one */
   float *zc, *zt, *dz;      /* clean logits (n), logits of a call, upstream */
   float *loss;
-  float *d1, *d2;           /* projection results, per thread (T x per) */
-  double *fb, *db;          /* f and distance of the chosen pair */
-  double *best;             /* best norm per sample */
-  double *s1, *s2, *m1, *m2;/* final search brackets and margins */
+  float *d1, *d2;            /* projection results, per thread (T x per) */
+  double *fb, *db;           /* f and distance of the chosen pair */
+  double *best;              /* best norm per sample */
+  double *s1, *s2, *m1, *m2; /* final search brackets and margins */
   int *side;
   unsigned char *elig, *found;
-  fab_key *keys;            /* breakpoints, per thread (T x per) */
-  int T;                    /* threads of the projection loop */
+  fab_key *keys; /* breakpoints, per thread (T x per) */
+  int T;         /* threads of the projection loop */
 } fab_buf;
 
 static void fab_free(fab_buf *b) {
@@ -99,9 +99,9 @@ static void fab_free(fab_buf *b) {
   free(b->keys);
 }
 
-
 /* ||a - b|| in the attack's norm (b may be NULL: ||a||). */
-static double fab_norm(adv_norm norm, const float *a, const float *b, int64_t per) {
+static double fab_norm(adv_norm norm, const float *a, const float *b,
+                       int64_t per) {
   double s = 0;
   for (int64_t k = 0; k < per; k++) {
     double d = b ? (double)a[k] - b[k] : a[k];
@@ -185,7 +185,8 @@ static double fab_lambda(fab_key *k, int64_t n, double r) {
 }
 
 static void fab_project(adv_norm norm, const float *t, const float *w, double r,
-                        int64_t per, double lo, double hi, float *d, fab_key *keys) {
+                        int64_t per, double lo, double hi, float *d,
+                        fab_key *keys) {
   double sg = r >= 0 ? 1.0 : -1.0;
   r = fabs(r);
   if (!(r > 0)) {
@@ -286,8 +287,8 @@ static void fab_random_start(adv_rng *rng, adv_norm norm, const float *x0,
  * modification, FAB_FINAL_SEARCH_STEPS forwards. Every adversarial point
  * evaluated closer to x0 replaces x_adv (the exact bytes evaluated).
  */
-static int fab_final_search(adv_eval *ev, fab_buf *b, const float *x, int64_t na,
-                            fab_mode mode, float *x_adv) {
+static int fab_final_search(adv_eval *ev, fab_buf *b, const float *x,
+                            int64_t na, fab_mode mode, float *x_adv) {
   const adv_attack_params *p = &ev->p;
   int64_t per = ev->per, K = ev->classes;
   float *delta = b->g, *x3 = b->x1;
@@ -325,7 +326,8 @@ static int fab_final_search(adv_eval *ev, fab_buf *b, const float *x, int64_t na
   for (int it = 0; it < FAB_FINAL_SEARCH_STEPS && na > 0; it++) {
     for (int64_t j = 0; j < na; j++) {
       double s1 = b->s1[j], s2 = b->s2[j], m1 = b->m1[j], m2 = b->m2[j];
-      double s = m1 < 0 && m2 > 0 ? s1 + (s2 - s1) * m1 / (m1 - m2) : 0.5 * (s1 + s2);
+      double s =
+          m1 < 0 && m2 > 0 ? s1 + (s2 - s1) * m1 / (m1 - m2) : 0.5 * (s1 + s2);
       if (!(s > s1 && s < s2))
         s = 0.5 * (s1 + s2);
       b->db[j] = s;
@@ -333,7 +335,9 @@ static int fab_final_search(adv_eval *ev, fab_buf *b, const float *x, int64_t na
       float *xj = x3 + j * per;
       for (int64_t k = 0; k < per; k++) {
         double v = x0[k] + s * dj[k];
-        xj[k] = (float)(v < p->clip_min ? p->clip_min : v > p->clip_max ? p->clip_max : v);
+        xj[k] = (float)(v < p->clip_min   ? p->clip_min
+                        : v > p->clip_max ? p->clip_max
+                                          : v);
       }
     }
     if ((rc = adv__eval_forward(ev, x3, na, b->zt)))
@@ -366,12 +370,14 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   int64_t per = ev->per, K = ev->classes;
   adv_norm norm = p->norm;
   fab_mode mode = p->targeted && target ? FAB_TARGET
-                  : (p->kind == ADV_ATTACK_FAB_T || p->targeted) ? FAB_AUTO_T
-                                                                 : FAB_UNTARGETED;
+                  : (p->kind == ADV_ATTACK_FAB_T || p->targeted)
+                      ? FAB_AUTO_T
+                      : FAB_UNTARGETED;
   if (!(p->alpha_max >= 0 && p->alpha_max <= 1) || !(p->eta >= 0) ||
       !isfinite(p->eta) || !(p->beta >= 0 && p->beta <= 1))
-    return adv__error(ev->err, ADV_EINVAL,
-                      "FAB needs 0 <= alpha_max <= 1, eta >= 0, 0 <= beta <= 1");
+    return adv__error(
+        ev->err, ADV_EINVAL,
+        "FAB needs 0 <= alpha_max <= 1, eta >= 0, 0 <= beta <= 1");
   int steps = p->steps > 0 ? p->steps : 100;
   int restarts = p->restarts > 0 ? p->restarts : 1;
   double alpha_max = p->alpha_max, eta = p->eta > 0 ? p->eta : 1.05;
@@ -385,7 +391,8 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   double rad0 = (norm == ADV_NORM_LINF ? 0.3 : 1.0) * (hi - lo);
   fab_buf b;
   memset(&b, 0, sizeof(b));
-  size_t xs = sizeof(float) * (size_t)(n * per), zs = sizeof(float) * (size_t)(n * K);
+  size_t xs = sizeof(float) * (size_t)(n * per),
+         zs = sizeof(float) * (size_t)(n * K);
   size_t ds = sizeof(double) * (size_t)n;
   b.idx = malloc(sizeof(int64_t) * (size_t)n);
   b.lab = malloc(sizeof(int64_t) * (size_t)n);
@@ -413,8 +420,9 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   b.keys = malloc(sizeof(fab_key) * (size_t)per * (size_t)b.T);
   int rc = ADV_OK;
   if (!b.idx || !b.lab || !b.tgt || !b.x1 || !b.g || !b.gb || !b.zc || !b.zt ||
-      !b.dz || !b.loss || !b.d1 || !b.d2 || !b.fb || !b.db || !b.best || !b.s1 ||
-      !b.s2 || !b.m1 || !b.m2 || !b.side || !b.elig || !b.found || !b.keys) {
+      !b.dz || !b.loss || !b.d1 || !b.d2 || !b.fb || !b.db || !b.best ||
+      !b.s1 || !b.s2 || !b.m1 || !b.m2 || !b.side || !b.elig || !b.found ||
+      !b.keys) {
     rc = adv__error(ev->err, ADV_ENOMEM, "out of memory");
     goto out;
   }
@@ -440,8 +448,9 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
         b.idx[na] = i;
         b.lab[na] = y[i];
         b.tgt[na] = mode == FAB_TARGET ? target[i]
-                    : mode == FAB_AUTO_T ? fab_rank_class(b.zc + i * K, K, tc + 2)
-                                         : 0;
+                    : mode == FAB_AUTO_T
+                        ? fab_rank_class(b.zc + i * K, K, tc + 2)
+                        : 0;
         if (r == 0) {
           memcpy(b.x1 + na * per, x + i * per, sizeof(float) * (size_t)per);
         } else {
@@ -452,21 +461,25 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
             rad = rad0;
           /* each (sample, run) has its own stream */
           adv_rng rng;
-          adv__rng_seed(&rng, p->seed ^ ((uint64_t)(run + 1) * 0x9e3779b97f4a7c15ull) ^
-                                  ((uint64_t)i * 0xd1b54a32d192ed03ull));
-          fab_random_start(&rng, norm, x + i * per, b.x1 + na * per, per, rad, lo, hi);
+          adv__rng_seed(
+              &rng, p->seed ^ ((uint64_t)(run + 1) * 0x9e3779b97f4a7c15ull) ^
+                        ((uint64_t)i * 0xd1b54a32d192ed03ull));
+          fab_random_start(&rng, norm, x + i * per, b.x1 + na * per, per, rad,
+                           lo, hi);
         }
         na++;
       }
       for (int it = 0; it < steps && na > 0; it++) {
         if (adv__eval_aborted(ev, adv_attack_name(p->kind),
-                              ((double)run * steps + it) / ((double)nruns * steps))) {
+                              ((double)run * steps + it) /
+                                  ((double)nruns * steps))) {
           rc = adv__error(ev->err, ADV_EABORTED, "aborted");
           goto out;
         }
         /* 1. the linearized boundary: f and w = grad f per sample */
         if (mode == FAB_TARGET) {
-          if ((rc = adv__eval_grad(ev, b.x1, na, lp, b.lab, b.tgt, b.zt, b.loss, b.gb)))
+          if ((rc = adv__eval_grad(ev, b.x1, na, lp, b.lab, b.tgt, b.zt, b.loss,
+                                   b.gb)))
             goto out;
           for (int64_t j = 0; j < na; j++)
             b.fb[j] = b.loss[j];
@@ -477,7 +490,8 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
           for (int64_t c = 0; c < npair; c++) {
             memset(b.dz, 0, sizeof(float) * (size_t)(na * K));
             for (int64_t j = 0; j < na; j++) {
-              int64_t k = mode == FAB_AUTO_T ? b.tgt[j] : (c < b.lab[j] ? c : c + 1);
+              int64_t k =
+                  mode == FAB_AUTO_T ? b.tgt[j] : (c < b.lab[j] ? c : c + 1);
               b.dz[j * K + k] = 1.f;
               b.dz[j * K + b.lab[j]] = -1.f;
             }
@@ -485,21 +499,27 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
             if ((rc = adv__eval_grad_dz(ev, b.x1, na, b.dz, b.zt, gdst)))
               goto out;
             for (int64_t j = 0; j < na; j++) {
-              int64_t k = mode == FAB_AUTO_T ? b.tgt[j] : (c < b.lab[j] ? c : c + 1);
+              int64_t k =
+                  mode == FAB_AUTO_T ? b.tgt[j] : (c < b.lab[j] ? c : c + 1);
               double f = (double)b.zt[j * K + k] - b.zt[j * K + b.lab[j]];
-              double d = npair == 1 ? 0 : fabs(f) / (fab_dual(norm, gdst + j * per, per) + 1e-12);
+              double d =
+                  npair == 1
+                      ? 0
+                      : fabs(f) / (fab_dual(norm, gdst + j * per, per) + 1e-12);
               if (npair == 1 || d < b.db[j]) {
                 b.db[j] = d;
                 b.fb[j] = f;
                 if (gdst != b.gb)
-                  memcpy(b.gb + j * per, gdst + j * per, sizeof(float) * (size_t)per);
+                  memcpy(b.gb + j * per, gdst + j * per,
+                         sizeof(float) * (size_t)per);
               }
             }
           }
         }
         /* 2-3. project x1 and x0, biased step with overshoot (samples are
          * independent: split over the threads, each with its own buffers) */
-#pragma omp parallel for num_threads(b.T) schedule(dynamic, 1) if (b.T > 1 && na > 1)
+#pragma omp parallel for num_threads(b.T)                                      \
+    schedule(dynamic, 1) if (b.T > 1 && na > 1)
         for (int64_t j = 0; j < na; j++) {
           int th = omp_get_thread_num();
           float *d1 = b.d1 + (size_t)th * per, *d2 = b.d2 + (size_t)th * per;
@@ -508,9 +528,12 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
           double f = b.fb[j], wd = 0;
           for (int64_t k = 0; k < per; k++)
             wd += (double)w[k] * ((double)x1[k] - x0[k]);
-          fab_project(norm, x1, w, -f, per, lo, hi, d1, b.keys + (size_t)th * per);
-          fab_project(norm, x0, w, wd - f, per, lo, hi, d2, b.keys + (size_t)th * per);
-          double a1 = fab_norm(norm, d1, NULL, per), a2 = fab_norm(norm, d2, NULL, per);
+          fab_project(norm, x1, w, -f, per, lo, hi, d1,
+                      b.keys + (size_t)th * per);
+          fab_project(norm, x0, w, wd - f, per, lo, hi, d2,
+                      b.keys + (size_t)th * per);
+          double a1 = fab_norm(norm, d1, NULL, per),
+                 a2 = fab_norm(norm, d2, NULL, per);
           a1 = a1 > 1e-8 ? a1 : 1e-8;
           a2 = a2 > 1e-8 ? a2 : 1e-8;
           double al = a1 / (a1 + a2);
@@ -559,8 +582,8 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
     if (na > 0 && (rc = fab_final_search(ev, &b, x, na, mode, x_adv)))
       goto out;
   }
-  rc = adv__min_settle(ev, x, n, y, target, mode == FAB_TARGET, b.zc, 0.5, x_adv,
-                       b.found, b.zt);
+  rc = adv__min_settle(ev, x, n, y, target, mode == FAB_TARGET, b.zc, 0.5,
+                       x_adv, b.found, b.zt);
 out:
   fab_free(&b);
   return rc;

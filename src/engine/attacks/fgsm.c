@@ -31,9 +31,10 @@ int adv__attack_fgsm(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
         nrm = sqrt(nrm) + 1e-12;
       }
       for (int64_t k = 0; k < ev->per; k++) {
-        float d = p->norm == ADV_NORM_LINF
-                      ? (gi[k] > 0.f ? p->eps : gi[k] < 0.f ? -p->eps : 0.f)
-                      : (float)(p->eps * gi[k] / nrm);
+        float d = p->norm == ADV_NORM_LINF ? (gi[k] > 0.f   ? p->eps
+                                              : gi[k] < 0.f ? -p->eps
+                                                            : 0.f)
+                                           : (float)(p->eps * gi[k] / nrm);
         xa[k] = xi[k] + d;
       }
       adv__project(xa, xi, ev->per, p->norm, p->eps, p->clip_min, p->clip_max);

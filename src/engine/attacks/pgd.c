@@ -43,13 +43,15 @@ int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   int steps = p->steps > 0 ? p->steps : 10;
   int bim = p->kind == ADV_ATTACK_BIM, mi = p->kind == ADV_ATTACK_MIFGSM;
   float alpha = p->step_size > 0 ? p->step_size
-                : (bim || mi) ? p->eps / (float)steps
-                              : 2.5f * p->eps / (float)steps;
+                : (bim || mi)    ? p->eps / (float)steps
+                                 : 2.5f * p->eps / (float)steps;
   adv_loss_params lp = adv_loss_default_params(p->loss);
   lp.targeted = p->targeted;
   size_t bytes = sizeof(float) * (size_t)(n * per);
-  float *cur = malloc(bytes), *g = malloc(bytes), *mom = mi ? calloc(1, bytes) : NULL;
-  float *z = malloc(sizeof(float) * (size_t)(n * K)), *loss = malloc(sizeof(float) * (size_t)n);
+  float *cur = malloc(bytes), *g = malloc(bytes),
+        *mom = mi ? calloc(1, bytes) : NULL;
+  float *z = malloc(sizeof(float) * (size_t)(n * K)),
+        *loss = malloc(sizeof(float) * (size_t)n);
   float *best_loss = malloc(sizeof(float) * (size_t)n);
   unsigned char *done = calloc((size_t)n, 1);
   int rc = ADV_OK;
@@ -70,7 +72,8 @@ int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
       memset(mom, 0, bytes);
     for (int it = 0; it < steps; it++) {
       if (adv__eval_aborted(ev, adv_attack_name(p->kind),
-                            ((double)r * steps + it) / ((double)p->restarts * steps))) {
+                            ((double)r * steps + it) /
+                                ((double)p->restarts * steps))) {
         rc = adv__error(ev->err, ADV_EABORTED, "aborted");
         goto out;
       }
@@ -99,7 +102,8 @@ int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
           for (int64_t k = 0; k < per; k++)
             ci[k] += f * gi[k];
         }
-        adv__project(ci, x + i * per, per, p->norm, p->eps, p->clip_min, p->clip_max);
+        adv__project(ci, x + i * per, per, p->norm, p->eps, p->clip_min,
+                     p->clip_max);
       }
     }
     /* evaluate the final iterate of this restart (forward only: the loss

@@ -47,27 +47,31 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int adv_attack_run(const adv_model *m, const float *x, int64_t n, const int64_t *y,
-                   const int64_t *target, adv_attack_params p, adv_progress_fn progress,
-                   void *ud, const volatile int *abort_flag, adv_attack_result *res,
+int adv_attack_run(const adv_model *m, const float *x, int64_t n,
+                   const int64_t *y, const int64_t *target, adv_attack_params p,
+                   adv_progress_fn progress, void *ud,
+                   const volatile int *abort_flag, adv_attack_result *res,
                    adv_err *err) {
   int64_t dims[ADV_MAX_DIMS];
-  int nd = m && adv_model_num_inputs(m) == 1 ? adv_model_input_shape(m, 0, dims) : 0;
+  int nd =
+      m && adv_model_num_inputs(m) == 1 ? adv_model_input_shape(m, 0, dims) : 0;
   if (nd < 1) { /* let the shaped run report the model's problem */
     nd = 1;
     dims[0] = n;
   }
   for (int d = 1; d < nd; d++)
     if (dims[d] < 1)
-      return adv__error(err, ADV_ESHAPE,
-                        "model input dim %d is not fixed (use adv_attack_run_shape)", d);
-  return adv_attack_run_shape(m, nd, dims, x, n, y, target, p, progress, ud, abort_flag,
-                              res, err);
+      return adv__error(
+          err, ADV_ESHAPE,
+          "model input dim %d is not fixed (use adv_attack_run_shape)", d);
+  return adv_attack_run_shape(m, nd, dims, x, n, y, target, p, progress, ud,
+                              abort_flag, res, err);
 }
 
-int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims, const float *x,
-                         int64_t n, const int64_t *y, const int64_t *target,
-                         adv_attack_params p, adv_progress_fn progress, void *ud,
+int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims,
+                         const float *x, int64_t n, const int64_t *y,
+                         const int64_t *target, adv_attack_params p,
+                         adv_progress_fn progress, void *ud,
                          const volatile int *abort_flag, adv_attack_result *res,
                          adv_err *err) {
   memset(res, 0, sizeof(*res));

@@ -11,8 +11,10 @@
  *     proposal replaces the best point when its loss is strictly lower or
  *     it fools the model; a sample stops as soon as it is fooled;
  *   - p schedule: AutoAttack's p_selection with the breakpoints 10, 50, 200,
- *     500, 1000, 2000, 4000, 6000, 8000 rescaled to the query budget
- *     (it -> int(it / queries * 10000)), p_init halved at each;
+ *     500, 1000, 2000, 4000, 6000, 8000, p_init halved at each; rescaled
+ *     to the query budget (it -> int(it / queries * 10000)) when
+ *     p.resc_schedule is set (SquareAttack's default), absolute inside the
+ *     AutoAttack suites (AutoAttack passes resc_schedule=False);
  *   - L-inf: vertical-stripe init x + eps * U{-1,1}^{c x 1 x w}; window side
  *     s = round(sqrt(p * h * w)), one random sign per channel, window set to
  *     x +- eps; the signs are redrawn when the proposal would not change the
@@ -46,6 +48,7 @@ typedef struct sq_ctx {
   int C, H, W, targeted, l2;
   float eps, lo, hi;
   double p_init;
+  int rescale;      /* p schedule rescaled to the budget (p.resc_schedule) */
   adv_rng *rng;     /* n streams */
   double *loss_min; /* n */
   int64_t *q;       /* n queries so far */
@@ -100,10 +103,14 @@ static double sq_loss(const sq_ctx *c, const float *z, int64_t i, int *fooled) {
 
 /*
  * AutoAttack's p_selection: the fraction of pixels changed at iteration it,
- * piecewise constant with breakpoints rescaled from 10000 to Q queries.
+ * piecewise constant. With rescale (SquareAttack's default
+ * resc_schedule=True) the breakpoints are rescaled from 10000 to Q
+ * queries; without (what AutoAttack itself passes, resc_schedule=False)
+ * they are absolute iteration numbers.
  */
-static double sq_p_selection(double p_init, int64_t it, int64_t Q) {
-  int64_t i = (int64_t)((double)it / (double)Q * 10000.0);
+static double sq_p_selection(double p_init, int64_t it, int64_t Q,
+                             int rescale) {
+  int64_t i = rescale ? (int64_t)((double)it / (double)Q * 10000.0) : it;
   static const int64_t bp[] = {10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000};
   double p = p_init;
   for (int k = 0; k < 9; k++)
@@ -405,6 +412,7 @@ int adv__attack_square(adv_eval *ev, const float *x, int64_t n,
   c.lo = p->clip_min;
   c.hi = p->clip_max;
   c.p_init = p_init;
+  c.rescale = p->resc_schedule;
   int64_t hw = (int64_t)c.H * c.W, zrows = n > c.B ? n : c.B;
   c.rng = malloc(sizeof(adv_rng) * (size_t)n);
   c.loss_min = malloc(sizeof(double) * (size_t)n);
@@ -449,7 +457,7 @@ int adv__attack_square(adv_eval *ev, const float *x, int64_t n,
       rc = adv__error(ev->err, ADV_EABORTED, "aborted");
       goto out;
     }
-    double ps = sq_p_selection(c.p_init, it, c.Q);
+    double ps = sq_p_selection(c.p_init, it, c.Q, c.rescale);
     if (c.l2) {
       int mn = c.H < c.W ? c.H : c.W;
       int s = (int)nearbyint(sqrt(ps * (double)hw));

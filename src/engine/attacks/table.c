@@ -120,6 +120,7 @@ adv_attack_params adv_attack_default_params(adv_attack_kind kind) {
   p.alpha_max = 0.1f;
   p.eta = 1.05f;
   p.beta = 0.9f;
+  p.resc_schedule = 1;
   switch (kind) {
 #define ADV__ATTACK_DEFAULTS(id, name, aliases, fn, minimal, norms, target,    \
                              params, defaults)                                 \
@@ -678,6 +679,9 @@ adv_attack_params adv_job_attack_params(const adv_job_spec *s,
     p.eta = o->eta;
     p.beta = o->beta;
   }
+  /* AutoAttack runs Square with resc_schedule=False (autoattack.py) */
+  if (eval && kind == ADV_ATTACK_SQUARE && s->suite != ADV_SUITE_CUSTOM)
+    p.resc_schedule = 0;
   p.seed = o->seed;
   p.threads = o->threads;
   p.batch = o->batch;
