@@ -629,63 +629,57 @@ int adv_job_suite_items(const adv_job_spec *s,
   return n;
 }
 
+/* Bytes of the field behind a numeric/enum table entry. */
+static size_t field_size(adv_job_ptype t) {
+  switch (t) {
+  case ADV_JOB_PT_INT64:
+  case ADV_JOB_PT_UINT64:
+    return 8;
+  case ADV_JOB_PT_FLOAT:
+    return sizeof(float);
+  case ADV_JOB_PT_NORM:
+    return sizeof(adv_norm);
+  case ADV_JOB_PT_LOSS:
+    return sizeof(adv_loss_kind);
+  case ADV_JOB_PT_ATTACK:
+    return sizeof(adv_attack_kind);
+  default:
+    return sizeof(int);
+  }
+}
+
 adv_attack_params adv_job_attack_params(const adv_job_spec *s,
                                         adv_attack_kind kind, float eps,
                                         int suite_restarts) {
   adv_attack_params p = adv_attack_default_params(kind);
-  const adv_attack_params *o = &s->params;
   uint32_t set = s->set;
   int eval = s->kind == ADV_JOB_EVALUATION;
-  if (eval || (set & ADV_JOB_SET_NORM))
-    p.norm = o->norm;
-  if (set & ADV_PARAM_EPS)
-    p.eps = o->eps;
+  /* every attack parameter the spec sets (the table's rows inside
+   * spec.params), except what an evaluation decides itself: the suite's
+   * restarts, no targeting, and Square counting queries, not steps */
+  const size_t p0 = offsetof(adv_job_spec, params);
+  for (const adv_job_param_info *q = params_table; q->name; q++) {
+    if (!(set & q->bit) || q->offset < p0 || q->offset >= p0 + sizeof(p))
+      continue;
+    if (eval && (q->bit == ADV_PARAM_RESTARTS || q->bit == ADV_PARAM_TARGETED ||
+                 (q->bit == ADV_PARAM_STEPS && kind == ADV_ATTACK_SQUARE)))
+      continue;
+    memcpy((char *)&p + (q->offset - p0), (const char *)s + q->offset,
+           field_size(q->type));
+  }
+  if (eval) { /* the evaluation's threat model applies to every attack */
+    p.norm = s->params.norm;
+    p.restarts = suite_restarts;
+  }
   if (eps >= 0)
     p.eps = eps;
-  if ((set & ADV_PARAM_STEPS) && !(eval && kind == ADV_ATTACK_SQUARE))
-    p.steps = o->steps;
-  if (set & ADV_PARAM_STEP_SIZE)
-    p.step_size = o->step_size;
-  if (eval)
-    p.restarts = suite_restarts;
-  else if (set & ADV_PARAM_RESTARTS)
-    p.restarts = o->restarts;
-  if (set & ADV_PARAM_RANDOM_START)
-    p.random_start = o->random_start;
-  if (!eval && (set & ADV_PARAM_TARGETED))
-    p.targeted = o->targeted;
-  if (set & ADV_PARAM_N_TARGET_CLASSES)
-    p.n_target_classes = o->n_target_classes;
-  if (set & ADV_PARAM_LOSS)
-    p.loss = o->loss;
-  if (set & ADV_PARAM_MOMENTUM)
-    p.momentum = o->momentum;
-  if (set & ADV_PARAM_QUERIES)
-    p.queries = o->queries;
-  if (set & ADV_PARAM_P_INIT)
-    p.p_init = o->p_init;
-  if (set & ADV_PARAM_CONFIDENCE)
-    p.kappa = o->kappa;
-  if (set & ADV_PARAM_BINARY_STEPS)
-    p.binary_steps = o->binary_steps;
-  if (set & ADV_PARAM_INITIAL_CONST)
-    p.initial_const = o->initial_const;
-  if (set & ADV_PARAM_OVERSHOOT)
-    p.overshoot = o->overshoot;
-  if (set & ADV_PARAM_CANDIDATES)
-    p.candidates = o->candidates;
-  if (set & ADV_PARAM_FAB) {
-    p.alpha_max = o->alpha_max;
-    p.eta = o->eta;
-    p.beta = o->beta;
-  }
   /* AutoAttack runs Square with resc_schedule=False (autoattack.py) */
   if (eval && kind == ADV_ATTACK_SQUARE && s->suite != ADV_SUITE_CUSTOM)
     p.resc_schedule = 0;
-  p.seed = o->seed;
-  p.threads = o->threads;
-  p.batch = o->batch;
-  p.clip_min = o->clip_min;
-  p.clip_max = o->clip_max;
+  p.seed = s->params.seed;
+  p.threads = s->params.threads;
+  p.batch = s->params.batch;
+  p.clip_min = s->params.clip_min;
+  p.clip_max = s->params.clip_max;
   return p;
 }
