@@ -74,9 +74,8 @@ int sbx__db_commit(sbx__db *db);
 int sbx__db_rollback(sbx__db *db);
 
 /* The driver handle under a metadata store (borrowed, valid until
- * sbx_meta_close). For service modules that keep their own tables beside
- * the store's (src/server/db_ext.c); they must keep the same rules:
- * parameterised SQL only, tenant id in every query. */
+ * sbx_meta_close). Used by sql.c, the public query interface (sbx/sql.h)
+ * of service modules with tables of their own beside the store's. */
 struct sbx_meta;
 sbx__db *sbx__meta_db(struct sbx_meta *m);
 
