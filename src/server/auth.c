@@ -175,6 +175,10 @@ int sbx__authenticate(sbx__req *r) {
     return SBX_EAUTH;
   if (!strncmp(tok, "ak_", 3))
     return apikey_check(r, tok);
+  /* Hook of the worker protocol (issue 11): worker tokens and job tokens
+   * get prefixes of their own here and set r->who.kind to
+   * SBX__CRED_WORKER / SBX__CRED_JOB_TOKEN; sbx__authorize already lets
+   * them call exactly the routes flagged WORKER / JOB_TOKEN. */
   char tenant[SBX_ID_MAX], user[SBX_ID_MAX], jti[SBX_ID_MAX];
   int rc = sbx__jwt_verify(r->srv, tok, sbx__now(), tenant, user, jti);
   if (rc)
