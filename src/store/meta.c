@@ -115,6 +115,39 @@ static const migration MIGRATIONS[] = {
      " prev_hash BLOB NOT NULL,"
      " hash BLOB NOT NULL,"
      " PRIMARY KEY (tenant_id, seq));"},
+    /* 20..29: the API server's own tables (aisbxd, src/server), created
+     * until then by its own CREATE TABLE IF NOT EXISTS scripts; IF NOT
+     * EXISTS here too, so a data dir that already has them upgrades in
+     * place. (srv_jobs stays with the server until the job queue, 30+.) */
+    {20, "server: roles, lockouts, bootstrap, key issuers, sessions, totp",
+     "CREATE TABLE IF NOT EXISTS srv_tenant_roles ("
+     " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL,"
+     " PRIMARY KEY (tenant_id, user_id));"
+     "CREATE TABLE IF NOT EXISTS srv_lockouts ("
+     " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+     " failures BIGINT NOT NULL, locked_until BIGINT NOT NULL,"
+     " PRIMARY KEY (tenant_id, user_id));"
+     "CREATE TABLE IF NOT EXISTS srv_bootstrap ("
+     " tenant_id TEXT NOT NULL, token_hash BLOB NOT NULL,"
+     " user_id TEXT NOT NULL, expires_at BIGINT NOT NULL,"
+     " used_at BIGINT NOT NULL DEFAULT 0,"
+     " PRIMARY KEY (tenant_id, token_hash));"
+     "CREATE TABLE IF NOT EXISTS srv_api_key_issuers ("
+     " tenant_id TEXT NOT NULL, key_id TEXT NOT NULL, issued_by TEXT NOT NULL,"
+     " PRIMARY KEY (tenant_id, key_id));"
+     "CREATE TABLE IF NOT EXISTS srv_sessions ("
+     " tenant_id TEXT NOT NULL, id_hash BLOB NOT NULL, user_id TEXT NOT NULL,"
+     " created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,"
+     " PRIMARY KEY (tenant_id, id_hash));"
+     "CREATE TABLE IF NOT EXISTS srv_oidc_states ("
+     " tenant_id TEXT NOT NULL, state_hash BLOB NOT NULL,"
+     " binding_hash BLOB NOT NULL, nonce TEXT NOT NULL, verifier TEXT NOT NULL,"
+     " expires_at BIGINT NOT NULL, used_at BIGINT NOT NULL DEFAULT 0,"
+     " PRIMARY KEY (tenant_id, state_hash));"
+     "CREATE TABLE IF NOT EXISTS srv_totp ("
+     " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+     " secret_sealed BLOB NOT NULL, enabled BIGINT NOT NULL,"
+     " last_step BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id));"},
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -147,7 +180,9 @@ static int row_applied(void *ctx, const sbx__row *r) {
   return 0;
 }
 
-static int migrate(sbx_meta *m) {
+/* Applies pending migrations in one transaction; why (err, may be NULL)
+ * when a migration applied earlier was edited since. */
+static int migrate(sbx_meta *m, char *err, size_t err_cap) {
   sbx__db *db = m->db;
   int rc = sbx__db_script(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
                               " version BIGINT PRIMARY KEY,"
@@ -175,8 +210,10 @@ static int migrate(sbx_meta *m) {
         found = j;
     if (found >= 0) {
       if (a.checksum[found] != migration_checksum(mg)) {
-        fprintf(stderr, "sbx_meta: migration %lld was edited after being "
-                        "applied\n", (long long)mg->version);
+        if (err && err_cap)
+          snprintf(err, err_cap,
+                   "migration %lld was edited after being applied",
+                   (long long)mg->version);
         rc = SBX_ECONFLICT;
       }
       continue;
@@ -218,21 +255,24 @@ int sbx_meta_open(const sbx_meta_params *p, sbx_meta **out) {
   *out = NULL;
   if (!p)
     return SBX_EINVAL;
+  if (p->err && p->err_cap)
+    p->err[0] = 0;
   sbx_meta *m = calloc(1, sizeof *m);
   if (!m)
     return SBX_ENOMEM;
   int rc;
   if (p->backend == SBX_META_SQLITE)
-    rc = sbx__db_open_sqlite(p->sqlite_path, p->busy_timeout_ms, &m->db);
+    rc = sbx__db_open_sqlite(p->sqlite_path, p->busy_timeout_ms, &m->db, p->err,
+                             p->err_cap);
   else if (p->backend == SBX_META_POSTGRES)
-    rc = sbx__db_open_pg(p->pg_conninfo, &m->db);
+    rc = sbx__db_open_pg(p->pg_conninfo, &m->db, p->err, p->err_cap);
   else
     rc = SBX_EINVAL;
   if (!rc)
-    rc = migrate(m);
+    rc = migrate(m, p->err, p->err_cap);
   if (rc) {
-    if (m->db && *sbx__db_errmsg(m->db))
-      fprintf(stderr, "sbx_meta_open: %s\n", sbx__db_errmsg(m->db));
+    if (m->db && *sbx__db_errmsg(m->db) && p->err && p->err_cap && !p->err[0])
+      snprintf(p->err, p->err_cap, "%s", sbx__db_errmsg(m->db));
     sbx_meta_close(m);
     return rc;
   }
