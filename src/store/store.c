@@ -93,7 +93,7 @@ static size_t ctx_field_key(char *b, size_t cap, const char *t) {
 
 /* ---- keys ---- */
 
-static int load_pepper(sbx_store *st, int create) {
+static int load_pepper(sbx_store *st, int create, sbx_err *err) {
   uint8_t w[SBX_WRAPPED_KEY_LEN];
   size_t n = sizeof w;
   static const char ctx[] = "pepper|" SYS_TENANT;
@@ -106,7 +106,7 @@ static int load_pepper(sbx_store *st, int create) {
       rc = sbx_meta_secret_put(st->meta, SYS_TENANT, "pepper", w, sizeof w,
                                now_s());
     if (rc == SBX_EEXIST) /* another process won the race */
-      return load_pepper(st, 0);
+      return load_pepper(st, 0, err);
     return rc;
   }
   if (rc)
@@ -115,11 +115,10 @@ static int load_pepper(sbx_store *st, int create) {
   if (rc == SBX_ECRYPTO) {
     uint8_t want[SBX_KEY_ID_LEN], have[SBX_KEY_ID_LEN];
     sbx_key_id(&st->master, have);
-    if (!sbx_wrapped_kek_id(w, n, want) && memcmp(want, have, sizeof want)) {
-      fprintf(stderr, "sbx_store: the master key does not match this data "
-                      "(wrong key or rotation not finished)\n");
-      return SBX_EKEY;
-    }
+    if (!sbx_wrapped_kek_id(w, n, want) && memcmp(want, have, sizeof want))
+      return sbx_err_set(err, SBX_EKEY,
+                         "store: the master key does not match this data "
+                         "(wrong key or rotation not finished)");
   }
   return rc;
 }
@@ -208,21 +207,27 @@ int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
   else
     rc = sbx_master_key_load(p->master_key_spec, &st->master);
   if (rc)
-    fprintf(stderr, "sbx_store: cannot load the master key: %s\n",
-            sbx_strerror(rc));
+    sbx_err_set(p->err, rc, "store: cannot load the master key: %s",
+                sbx_strerror(rc));
   char path[PATH_MAX];
   if (!rc && mkdir(p->data_dir, 0700) && errno != EEXIST) {
-    rc = errno == ENOSPC                                         ? SBX_ENOSPC
-         : (errno == EACCES || errno == EPERM || errno == EROFS) ? SBX_EPERM
-                                                                 : SBX_EIO;
-    fprintf(stderr, "sbx_store: mkdir %s: %s\n", p->data_dir, strerror(errno));
+    int e = errno;
+    rc = e == ENOSPC                                 ? SBX_ENOSPC
+         : (e == EACCES || e == EPERM || e == EROFS) ? SBX_EPERM
+                                                     : SBX_EIO;
+    sbx_err_set(p->err, rc, "store: mkdir %s: %s", p->data_dir, strerror(e));
   }
   if (!rc) {
     sbx_blob_params bp = sbx_blob_default_params();
-    snprintf(path, sizeof path, "%s/blobs", p->data_dir);
-    bp.root = path;
-    bp.fsync = p->fsync;
-    rc = sbx_blob_open(p->blob ? p->blob : &bp, &st->blobs);
+    if (p->blob) {
+      bp = *p->blob;
+    } else {
+      snprintf(path, sizeof path, "%s/blobs", p->data_dir);
+      bp.root = path;
+      bp.fsync = p->fsync;
+    }
+    bp.err = p->err;
+    rc = sbx_blob_open(&bp, &st->blobs);
   }
   if (!rc) {
     sbx_meta_params mp = sbx_meta_default_params();
@@ -233,7 +238,7 @@ int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
     rc = sbx_meta_open(&mp, &st->meta);
   }
   if (!rc)
-    rc = load_pepper(st, 1);
+    rc = load_pepper(st, 1, p->err);
   if (rc) {
     sbx_store_close(st);
     return rc;
@@ -257,6 +262,9 @@ sbx_meta *sbx_store_meta(sbx_store *st) {
 }
 sbx_blob_store *sbx_store_blobs(sbx_store *st) {
   return st->blobs;
+}
+const sbx_err *sbx_store_err(const sbx_store *st) {
+  return sbx_blob_err(st ? st->blobs : NULL);
 }
 
 /* ---- tenants ---- */
