@@ -276,20 +276,16 @@ int sbx__s3_do(sbx_s3 *s, s3_call *c) {
       curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else if (!strcmp(c->method, "HEAD")) {
       curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    } else if (!strcmp(c->method, "PUT")) {
-      curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    } else if (!strcmp(c->method, "PUT") || !strcmp(c->method, "POST")) {
+      int put = c->method[1] == 'U'; /* the body comes from c either way */
+      curl_easy_setopt(h, put ? CURLOPT_UPLOAD : CURLOPT_POST, 1L);
       curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
       curl_easy_setopt(h, CURLOPT_READDATA, c);
       curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
       curl_easy_setopt(h, CURLOPT_SEEKDATA, c);
-      curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)c->body_n);
-    } else if (!strcmp(c->method, "POST")) {
-      curl_easy_setopt(h, CURLOPT_POST, 1L);
-      curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-      curl_easy_setopt(h, CURLOPT_READDATA, c);
-      curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
-      curl_easy_setopt(h, CURLOPT_SEEKDATA, c);
-      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_n);
+      curl_easy_setopt(
+          h, put ? CURLOPT_INFILESIZE_LARGE : CURLOPT_POSTFIELDSIZE_LARGE,
+          (curl_off_t)c->body_n);
     } else {
       curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
     }

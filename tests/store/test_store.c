@@ -113,6 +113,12 @@ TEST(roundtrip_and_isolation) {
   sbx_store_close(st);
 }
 
+/* replaces the metadata row of o->id with *o (a forged edit) */
+static void put_row(sbx_meta *m, const char *t, const sbx_object *o) {
+  CHECK_EQ_INT(sbx_meta_object_delete(m, t, o->id), 0);
+  CHECK_EQ_INT(sbx_meta_object_insert(m, t, o), 0);
+}
+
 TEST(tamper_detected) {
   sbx_store *st = open_store();
   if (!st) {
@@ -178,19 +184,16 @@ TEST(tamper_detected) {
   /* the recorded sha256 / size in the row: a get does not re-hash, the
    * data key is bound to both (store.c, ctx_dek) */
   row.sha256[3] ^= 1;
-  sbx_meta_object_delete(m, "tamper", o.id);
-  sbx_meta_object_insert(m, "tamper", &row);
+  put_row(m, "tamper", &row);
   CHECK_EQ_INT(sbx_store_get_alloc(st, "tamper", o.id, n, &back, &bn),
                SBX_ECRYPTO);
   row.sha256[3] ^= 1;
   row.size -= 1;
-  sbx_meta_object_delete(m, "tamper", o.id);
-  sbx_meta_object_insert(m, "tamper", &row);
+  put_row(m, "tamper", &row);
   CHECK_EQ_INT(sbx_store_get_alloc(st, "tamper", o.id, n, &back, &bn),
                SBX_ECRYPTO);
   row.size += 1;
-  sbx_meta_object_delete(m, "tamper", o.id);
-  sbx_meta_object_insert(m, "tamper", &row);
+  put_row(m, "tamper", &row);
   /* a blob swapped in from another object of the same tenant */
   sbx_object o2;
   pp.name = "other";
@@ -688,13 +691,11 @@ TEST(legacy_object) {
   free(back);
   /* the legacy path still checks the recorded digest */
   o.sha256[0] ^= 1;
-  sbx_meta_object_delete(m, "legacy", o.id);
-  sbx_meta_object_insert(m, "legacy", &o);
+  put_row(m, "legacy", &o);
   CHECK_EQ_INT(sbx_store_get_alloc(st, "legacy", o.id, pn, &back, &bn),
                SBX_ECRYPTO);
   o.sha256[0] ^= 1;
-  sbx_meta_object_delete(m, "legacy", o.id);
-  sbx_meta_object_insert(m, "legacy", &o);
+  put_row(m, "legacy", &o);
   /* a current object beside it; both survive a tenant key rotation */
   sbx_put_params pp = {"", "model", "new.onnx", 0};
   sbx_object o2;
