@@ -14,7 +14,9 @@
  * limit), SBX_EPERM (permissions), SBX_EIO, SBX_ENOTFOUND, SBX_EEXIST.
  * S3 adds SBX_EAUTH (HTTP 401/403: bad keys, signature, clock skew),
  * SBX_ETIMEDOUT, SBX_ELIMIT (oversized response) and SBX_EBACKEND (any other
- * failure), with the HTTP status and S3 error code on stderr.
+ * failure). Nothing is printed: the reason (path and OS error; method, URL,
+ * HTTP status and S3 error code) is in sbx_blob_err() after a failed call,
+ * or in params.err when sbx_blob_open fails; the caller logs it.
  */
 #ifndef SBX_BLOB_H
 #define SBX_BLOB_H
@@ -45,17 +47,19 @@ typedef struct sbx_blob_params {
   const char *s3_region;     /* NULL or "": "us-east-1" */
   const char *s3_access_key; /* never from the repository: config/env */
   const char *s3_secret_key;
-  const char *s3_prefix;     /* NULL or "": none; [A-Za-z0-9_.-/]{0,200} */
-  const char *s3_ca_file;    /* NULL: the system CA store */
-  size_t s3_part_size;       /* multipart threshold and part size; 0: 8 MiB,
-                                at least 5 MiB */
-  unsigned s3_timeout_ms;    /* whole request (a blob GET: no progress for
-                                min(this, 30 s)); 0: 120000 */
+  const char *s3_prefix;  /* NULL or "": none; [A-Za-z0-9_.-/]{0,200} */
+  const char *s3_ca_file; /* NULL: the system CA store */
+  size_t s3_part_size;    /* multipart threshold and part size; 0: 8 MiB,
+                             at least 5 MiB */
+  unsigned s3_timeout_ms; /* whole request (a blob GET: no progress for
+                             min(this, 30 s)); 0: 120000 */
   unsigned s3_connect_timeout_ms; /* 0: 10000 */
-  int s3_retries;            /* retries of idempotent requests; 0: 3,
-                                negative: none */
-  int s3_create_bucket;      /* 1: create the bucket at open if missing */
-  int s3_allow_http;         /* 1: allow plain http to a non-loopback host */
+  int s3_retries;                 /* retries of idempotent requests; 0: 3,
+                                     negative: none */
+  int s3_create_bucket;           /* 1: create the bucket at open if missing */
+  int s3_allow_http; /* 1: allow plain http to a non-loopback host */
+  sbx_err *err;      /* NULL or caller-owned: receives the reason when
+                        sbx_blob_open fails (not kept after it returns) */
 } sbx_blob_params;
 
 sbx_blob_params sbx_blob_default_params(void);
@@ -71,6 +75,12 @@ int sbx_blob_s3_params_from_env(sbx_blob_params *p);
 /* Opens (creating root/objects and root/tmp). *out NULL on error. */
 int sbx_blob_open(const sbx_blob_params *p, sbx_blob_store **out);
 void sbx_blob_close(sbx_blob_store *s);
+/* The report of the last failed call on s or on one of its writers: each
+ * call (but sbx_blob_writer_write) clears it first, so it belongs to the
+ * call that just failed when its status matches; msg "" when the failure
+ * had nothing to add to its status (e.g. SBX_EINVAL, SBX_ENOMEM). Owned by
+ * s, valid until the next call on s; never NULL (s NULL: an empty one). */
+const sbx_err *sbx_blob_err(const sbx_blob_store *s);
 
 /* Starts a blob under key (tenant/object ids, see sbx_id_valid). Data goes
  * to a private temp file; nothing is visible until commit. */

@@ -108,18 +108,22 @@ int sbx_open(const sbx_key *k, const void *ctx, size_t ctxlen,
 
 /* ---- chunked streaming AEAD (blobs) -------------------------------------*/
 
-/* Stream layout:
- *   header (32 bytes): "SBXS" | version=1 | alg=1 | chunk_shift | 0 |
+/* Stream layout (version 2, written; version 1 is still read):
+ *   header (32 bytes): "SBXS" | version=2 | alg=1 | chunk_shift | 0 |
  *                      nonce_prefix[4] | stream_id[16] | 4 zero bytes
  *   chunks: ciphertext[chunk_size] | tag[16] ...  final: ct[0..chunk_size] |
  *           tag[16]  (an empty stream still has one final, empty chunk)
  * Chunk i uses nonce = nonce_prefix | be64(i) and associated data
- * header | be64(i) | final_flag, so truncation (the last chunk present must
- * carry final=1), reordering (index), chunk swaps between objects (different
- * key and stream id) and header edits are all detected. */
+ *   header | be64(i) | final_flag | be64(final ? total_plaintext_len : 0)
+ * so truncation (the last chunk present must carry final=1 and the total),
+ * reordering (index), chunk swaps between objects (different key and stream
+ * id) and header edits are all detected. The total is bound in the final
+ * chunk because a streaming writer only knows it there; earlier chunks are
+ * tied to it through their index. Version 1 had the same layout with
+ * AD = header | be64(i) | final_flag (no total). */
 #define SBX_STREAM_HEADER_LEN 32
-#define SBX_STREAM_MIN_SHIFT 10 /* 1 KiB */
-#define SBX_STREAM_MAX_SHIFT 24 /* 16 MiB */
+#define SBX_STREAM_MIN_SHIFT 10     /* 1 KiB */
+#define SBX_STREAM_MAX_SHIFT 24     /* 16 MiB */
 #define SBX_STREAM_DEFAULT_SHIFT 18 /* 256 KiB */
 
 /* Receives output bytes; returns 0 or a negative sbx_status, which aborts
@@ -157,6 +161,9 @@ int sbx_stream_update_more(sbx_stream *s, const void *in, size_t n);
  * (not below 2) at that point: read the effective n with
  * sbx_stream_out_ring. SBX_EINVAL otherwise. */
 int sbx_stream_set_out_ring(sbx_stream *s, unsigned n);
+/* The format version of the stream: 2 for an encryptor; for a decryptor
+ * the version its header announced (1 or 2), 0 before the header was read. */
+unsigned sbx_stream_version(const sbx_stream *s);
 /* The number of plaintext buffers in use (1 unless set as above). */
 unsigned sbx_stream_out_ring(const sbx_stream *s);
 /* Ends the stream (emits/verifies the final chunk). SBX_ECRYPTO when a

@@ -18,8 +18,9 @@
   X(ENOTFOUND, -4, "not found")                                                \
   X(EEXIST, -5, "already exists")                                              \
   X(EPERM, -6, "permission denied")                                            \
-  X(ECRYPTO, -7, "integrity check failed (tampered data, wrong key or "        \
-                 "wrong context)")                                             \
+  X(ECRYPTO, -7,                                                               \
+    "integrity check failed (tampered data, wrong key or "                     \
+    "wrong context)")                                                          \
   X(ENOSPC, -8, "no space left on device or quota exceeded")                   \
   X(ELIMIT, -9, "input exceeds a hard size limit")                             \
   X(EBACKEND, -10, "storage backend error")                                    \
@@ -79,5 +80,24 @@ static inline int sbx_status_from_adv(int adv_rc) {
 const char *sbx_strerror(int status);
 /* Returns the static symbolic name ("SBX_ECRYPTO") of a status code. */
 const char *sbx_err_name(int status);
+
+/* The one error report of the service libraries: a status and a message
+ * for a human (what failed, the path or URL, the OS or server's reason).
+ * Library code never prints; a function that has more to say than its
+ * status fills the sbx_err its caller passed (a parameter, or a field of
+ * the params / handle, as each API states) and the caller logs it. */
+#define SBX_ERR_MSG_MAX 512
+typedef struct sbx_err {
+  int status;                /* 0 while nothing was reported */
+  char msg[SBX_ERR_MSG_MAX]; /* "" while nothing was reported */
+} sbx_err;
+
+/* Records status and a printf-style message (truncated to fit) in *e and
+ * returns status, so a library can `return sbx_err_set(e, SBX_EIO, ...)`.
+ * e NULL: only returns status. */
+int sbx_err_set(sbx_err *e, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Resets *e to "nothing reported" (NULL is a no-op). */
+void sbx_err_clear(sbx_err *e);
 
 #endif

@@ -17,8 +17,8 @@
  * Handles are not thread-safe: one sbx_store per thread (they may share a
  * data dir / database). A put or get of an object of 1 MiB or more runs the
  * SHA-256 of the plaintext on one internal worker thread (signals blocked),
- * which is joined before the writer is freed / the get returns. All functions return 0 or a negative sbx_status and
- * change nothing on error unless stated.
+ * which is joined before the writer is freed / the get returns. All functions
+ * return 0 or a negative sbx_status and change nothing on error unless stated.
  */
 #ifndef SBX_STORE_H
 #define SBX_STORE_H
@@ -46,6 +46,9 @@ typedef struct sbx_store_params {
   int fsync;                     /* 1 (default); 0 only for benchmarks */
   const sbx_blob_params *blob;   /* NULL: local blobs in data_dir/blobs;
                                     else e.g. S3 (sbx/blob.h; not kept) */
+  sbx_err *err; /* NULL or caller-owned: receives the reason when
+                   sbx_store_open fails (master key, data dir, blob store,
+                   key mismatch); not kept after it returns */
 } sbx_store_params;
 
 sbx_store_params sbx_store_default_params(void);
@@ -56,6 +59,10 @@ sbx_store_params sbx_store_default_params(void);
 int sbx_store_open(const sbx_store_params *p, sbx_store **out);
 /* Wipes keys and closes; NULL is a no-op. */
 void sbx_store_close(sbx_store *st);
+/* The report of the last failed blob operation of the store (path and OS
+ * error, or the S3 request and its answer): see sbx_blob_err. The library
+ * never prints; callers log this after a failure. Never NULL. */
+const sbx_err *sbx_store_err(const sbx_store *st);
 /* Borrowed handles, valid until sbx_store_close. */
 sbx_meta *sbx_store_meta(sbx_store *st);
 sbx_blob_store *sbx_store_blobs(sbx_store *st);
@@ -83,9 +90,8 @@ int sbx_store_writer_write(sbx_store_writer *w, const void *buf, size_t n);
 int sbx_store_writer_commit(sbx_store_writer *w, sbx_object *out);
 void sbx_store_writer_abort(sbx_store_writer *w);
 /* One-shot put of a buffer. */
-int sbx_store_put(sbx_store *st, const char *tenant_id,
-                  const sbx_put_params *p, const void *data, size_t n,
-                  sbx_object *out);
+int sbx_store_put(sbx_store *st, const char *tenant_id, const sbx_put_params *p,
+                  const void *data, size_t n, sbx_object *out);
 
 /* Streams the decrypted object to sink, chunk by chunk as each is
  * authenticated; the SHA-256 and size recorded in the row are checked at the
@@ -124,17 +130,15 @@ int sbx_store_shred_tenant(sbx_store *st, const char *tenant_id);
 /* Sensitive DB fields (OIDC client secrets, personal data): sealed with the
  * tenant's field key, bound to ctx (e.g. "users.email|<user id>").
  * out needs n + SBX_SEAL_OVERHEAD bytes. */
-int sbx_store_field_seal(sbx_store *st, const char *tenant_id,
-                         const char *ctx, const void *pt, size_t n,
-                         uint8_t *out);
+int sbx_store_field_seal(sbx_store *st, const char *tenant_id, const char *ctx,
+                         const void *pt, size_t n, uint8_t *out);
 /* out needs inlen - SBX_SEAL_OVERHEAD bytes; *outlen receives it. */
-int sbx_store_field_open(sbx_store *st, const char *tenant_id,
-                         const char *ctx, const uint8_t *in, size_t inlen,
-                         uint8_t *out, size_t *outlen);
+int sbx_store_field_open(sbx_store *st, const char *tenant_id, const char *ctx,
+                         const uint8_t *in, size_t inlen, uint8_t *out,
+                         size_t *outlen);
 /* Keyed hash for secrets that are only compared (API-key secrets, refresh
  * tokens, e-mail lookup index): HMAC-SHA256(pepper, purpose | 0 | data). */
-int sbx_store_keyed_hash(sbx_store *st, const char *purpose,
-                         const void *data, size_t n,
-                         uint8_t out[SBX_SHA256_LEN]);
+int sbx_store_keyed_hash(sbx_store *st, const char *purpose, const void *data,
+                         size_t n, uint8_t out[SBX_SHA256_LEN]);
 
 #endif

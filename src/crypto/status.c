@@ -1,5 +1,9 @@
-/* status.c - sbx_strerror / sbx_err_name from the SBX_STATUS_MAP X-macro. */
+/* status.c - sbx_strerror / sbx_err_name from the SBX_STATUS_MAP X-macro,
+ * and the sbx_err message record. */
 #include "sbx/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 
 const char *sbx_strerror(int status) {
   switch (status) {
@@ -21,4 +25,24 @@ const char *sbx_err_name(int status) {
 #undef SBX__STATUS_NAME
   }
   return "SBX_UNKNOWN";
+}
+
+int sbx_err_set(sbx_err *e, int status, const char *fmt, ...) {
+  if (!e)
+    return status;
+  e->status = status;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    e->msg[0] = 0;
+  return status;
+}
+
+void sbx_err_clear(sbx_err *e) {
+  if (e) {
+    e->status = 0;
+    e->msg[0] = 0;
+  }
 }

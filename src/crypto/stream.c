@@ -22,6 +22,9 @@
 #include "crypto_internal.h"
 
 #define STREAM_MAGIC "SBXS"
+#define STREAM_VERSION 2 /* written; 1 and 2 are read */
+/* associated data: header | be64(index) | final flag [| be64(total), v2] */
+#define AAD_MAX (SBX_STREAM_HEADER_LEN + 8 + 1 + 8)
 #define OUT_RING_MAX 16
 /* a decryptor's plaintext ring never exceeds this (beyond 2 buffers) */
 #define OUT_RING_BYTES ((size_t)32 << 20)
@@ -38,6 +41,7 @@ struct sbx_stream {
   size_t hdr_len; /* decryptor: header bytes received so far */
   size_t chunk;   /* plaintext bytes per non-final chunk */
   uint64_t index; /* next chunk index */
+  uint64_t total; /* plaintext bytes sealed / opened so far */
   uint8_t *buf;   /* plaintext (enc) or sealed chunk (dec) being collected */
   size_t buf_len;
   uint8_t *out; /* sealed (enc) or opened (dec) output scratch: outs[cur] */
@@ -95,8 +99,7 @@ void sbx_stream_free(sbx_stream *s) {
   free(s);
 }
 
-static sbx_stream *stream_new(const sbx_key *dek, sbx_sink_fn sink,
-                              void *ctx) {
+static sbx_stream *stream_new(const sbx_key *dek, sbx_sink_fn sink, void *ctx) {
   sbx_stream *s = calloc(1, sizeof *s);
   if (!s)
     return NULL;
@@ -106,17 +109,25 @@ static sbx_stream *stream_new(const sbx_key *dek, sbx_sink_fn sink,
   return s;
 }
 
-static void nonce_aad(const sbx_stream *s, uint64_t idx, int final,
-                      uint8_t nonce[12], uint8_t aad[SBX_STREAM_HEADER_LEN + 9]) {
+/* Nonce and associated data of the chunk at s->index holding n plaintext
+ * bytes; returns the AD length. Version 2 adds the stream's total plaintext
+ * length to the final chunk's AD (0 in the others: a streaming writer only
+ * knows the total when it seals the final chunk). */
+static size_t nonce_aad(const sbx_stream *s, size_t n, int final,
+                        uint8_t nonce[SBX_NONCE_LEN], uint8_t aad[AAD_MAX]) {
   memcpy(nonce, s->hdr + 8, 4);
-  sbx__be64(nonce + 4, idx);
+  sbx__be64(nonce + 4, s->index);
   memcpy(aad, s->hdr, SBX_STREAM_HEADER_LEN);
-  sbx__be64(aad + SBX_STREAM_HEADER_LEN, idx);
+  sbx__be64(aad + SBX_STREAM_HEADER_LEN, s->index);
   aad[SBX_STREAM_HEADER_LEN + 8] = (uint8_t)(final ? 1 : 0);
+  if (s->hdr[4] == 1)
+    return SBX_STREAM_HEADER_LEN + 9;
+  sbx__be64(aad + SBX_STREAM_HEADER_LEN + 9, final ? s->total + n : 0);
+  return AAD_MAX;
 }
 
-int sbx_stream_encrypt_new(sbx_stream **out, const sbx_key *dek,
-                           unsigned shift, sbx_sink_fn sink, void *ctx) {
+int sbx_stream_encrypt_new(sbx_stream **out, const sbx_key *dek, unsigned shift,
+                           sbx_sink_fn sink, void *ctx) {
   if (!out)
     return SBX_EINVAL;
   *out = NULL;
@@ -130,7 +141,7 @@ int sbx_stream_encrypt_new(sbx_stream **out, const sbx_key *dek,
     return SBX_ENOMEM;
   s->chunk = (size_t)1 << shift;
   memcpy(s->hdr, STREAM_MAGIC, 4);
-  s->hdr[4] = 1;
+  s->hdr[4] = STREAM_VERSION;
   s->hdr[5] = 1;
   s->hdr[6] = (uint8_t)shift;
   s->hdr[7] = 0;
@@ -163,25 +174,26 @@ int sbx_stream_decrypt_new(sbx_stream **out, const sbx_key *dek,
 }
 
 static int seal_emit(sbx_stream *s, const uint8_t *pt, size_t n, int final) {
-  uint8_t nonce[12], aad[SBX_STREAM_HEADER_LEN + 9];
-  nonce_aad(s, s->index, final, nonce, aad);
+  uint8_t nonce[SBX_NONCE_LEN], aad[AAD_MAX];
+  size_t alen = nonce_aad(s, n, final, nonce, aad);
   size_t olen = s->chunk + SBX_TAG_LEN;
-  int rc = gnutls_aead_cipher_encrypt(s->h, nonce, 12, aad, sizeof aad,
+  int rc = gnutls_aead_cipher_encrypt(s->h, nonce, sizeof nonce, aad, alen,
                                       SBX_TAG_LEN, n ? pt : s->out, n, s->out,
                                       &olen);
   if (rc)
     return sbx__gnutls_status(rc);
   s->index++;
+  s->total += n;
   return s->sink(s->sink_ctx, s->out, olen);
 }
 
 static int open_emit(sbx_stream *s, const uint8_t *ct, size_t n, int final) {
-  uint8_t nonce[12], aad[SBX_STREAM_HEADER_LEN + 9];
+  uint8_t nonce[SBX_NONCE_LEN], aad[AAD_MAX];
   if (n < SBX_TAG_LEN)
     return SBX_ECRYPTO; /* truncated inside a tag */
-  nonce_aad(s, s->index, final, nonce, aad);
+  size_t alen = nonce_aad(s, n - SBX_TAG_LEN, final, nonce, aad);
   size_t olen = s->chunk + SBX_TAG_LEN;
-  int rc = gnutls_aead_cipher_decrypt(s->h, nonce, 12, aad, sizeof aad,
+  int rc = gnutls_aead_cipher_decrypt(s->h, nonce, sizeof nonce, aad, alen,
                                       SBX_TAG_LEN, ct, n, s->out, &olen);
   if (rc) {
     sbx_memwipe(s->out, s->chunk);
@@ -189,6 +201,7 @@ static int open_emit(sbx_stream *s, const uint8_t *ct, size_t n, int final) {
                                             : sbx__gnutls_status(rc);
   }
   s->index++;
+  s->total += olen;
   if (!olen)
     return SBX_OK;
   rc = s->sink(s->sink_ctx, s->out, olen);
@@ -200,7 +213,7 @@ static int open_emit(sbx_stream *s, const uint8_t *ct, size_t n, int final) {
 static int parse_header(sbx_stream *s) {
   if (memcmp(s->hdr, STREAM_MAGIC, 4))
     return SBX_EFORMAT;
-  if (s->hdr[4] != 1 || s->hdr[5] != 1)
+  if ((s->hdr[4] != 1 && s->hdr[4] != 2) || s->hdr[5] != 1)
     return SBX_EUNSUPPORTED;
   unsigned shift = s->hdr[6];
   if (shift < SBX_STREAM_MIN_SHIFT || shift > SBX_STREAM_MAX_SHIFT)
@@ -304,6 +317,12 @@ int sbx_stream_update(sbx_stream *s, const void *in, size_t n) {
 
 int sbx_stream_update_more(sbx_stream *s, const void *in, size_t n) {
   return stream_update(s, in, n, 1);
+}
+
+unsigned sbx_stream_version(const sbx_stream *s) {
+  if (!s || (s->decrypt && s->hdr_len < SBX_STREAM_HEADER_LEN))
+    return 0;
+  return s->hdr[4];
 }
 
 unsigned sbx_stream_out_ring(const sbx_stream *s) {

@@ -216,7 +216,11 @@ static int store_open(const sbx_server_params *p, const char *spec,
   sp.data_dir = p->data_dir;
   sp.master_key_spec = spec;
   sp.fsync = p->blob_fsync;
+  sbx_err err = {0, ""};
+  sp.err = &err; /* the store never prints: its reason is logged here */
   int rc = sbx_store_open(&sp, out);
+  if (rc && err.msg[0])
+    fprintf(stderr, "aisbxd: %s\n", err.msg);
   if (!rc) {
     rc = sbx__dbx_jobs_table(sbx_store_meta(*out));
     if (rc) {

@@ -28,7 +28,8 @@
 struct sbx_blob_store {
   char *root;
   int fsync;
-  sbx_s3 *s3; /* S3 backend (s3.c) when not NULL */
+  sbx_s3 *s3;  /* S3 backend (s3.c) when not NULL */
+  sbx_err err; /* what the last failed call had to say (sbx_blob_err) */
 };
 
 struct sbx_blob_writer {
@@ -63,23 +64,22 @@ static int errno_status(int e) {
   }
 }
 
-static int report(int e, const char *what, const char *path) {
-  int rc = errno_status(e);
-  if (rc == SBX_ENOSPC || rc == SBX_EPERM || rc == SBX_EIO)
-    fprintf(stderr, "sbx_blob: %s %s: %s\n", what, path, strerror(e));
-  return rc;
+/* Maps errno e to a status and describes the failure in *err. */
+static int report(sbx_err *err, int e, const char *what, const char *path) {
+  return sbx_err_set(err, errno_status(e), "blob: %s %s: %s", what, path,
+                     strerror(e));
 }
 
-static int fsync_path(const char *dir) {
+static int fsync_path(sbx_err *err, const char *dir) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
-    return report(errno, "open dir", dir);
-  int rc = fsync(fd) ? report(errno, "fsync dir", dir) : SBX_OK;
+    return report(err, errno, "open dir", dir);
+  int rc = fsync(fd) ? report(err, errno, "fsync dir", dir) : SBX_OK;
   close(fd);
   return rc;
 }
 
-static int mkdir_p1(const char *path, int *created) {
+static int mkdir_p1(sbx_err *err, const char *path, int *created) {
   if (created)
     *created = 0;
   if (mkdir(path, 0700) == 0) {
@@ -91,9 +91,9 @@ static int mkdir_p1(const char *path, int *created) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
       return SBX_OK;
-    return report(ENOTDIR, "mkdir", path);
+    return report(err, ENOTDIR, "mkdir", path);
   }
-  return report(errno, "mkdir", path);
+  return report(err, errno, "mkdir", path);
 }
 
 sbx_blob_params sbx_blob_default_params(void) {
@@ -110,8 +110,10 @@ int sbx_blob_open(const sbx_blob_params *p, sbx_blob_store **out) {
   *out = NULL;
   if (p && p->backend == SBX_BLOB_S3) {
     sbx_blob_store *s = calloc(1, sizeof *s);
-    int rc = s ? sbx_s3_open(p, &s->s3) : SBX_ENOMEM;
+    int rc = s ? sbx_s3_open(p, &s->err, &s->s3) : SBX_ENOMEM;
     if (rc) {
+      if (s && p->err)
+        *p->err = s->err;
       free(s);
       return rc;
     }
@@ -121,17 +123,17 @@ int sbx_blob_open(const sbx_blob_params *p, sbx_blob_store **out) {
   if (!p || p->backend != SBX_BLOB_LOCAL || !p->root || !*p->root)
     return SBX_EINVAL;
   char path[PATH_MAX];
-  int rc = mkdir_p1(p->root, NULL);
+  int rc = mkdir_p1(p->err, p->root, NULL);
   if (!rc) {
     snprintf(path, sizeof path, "%s/objects", p->root);
-    rc = mkdir_p1(path, NULL);
+    rc = mkdir_p1(p->err, path, NULL);
   }
   if (!rc) {
     snprintf(path, sizeof path, "%s/tmp", p->root);
-    rc = mkdir_p1(path, NULL);
+    rc = mkdir_p1(p->err, path, NULL);
   }
   if (!rc && access(path, W_OK) != 0)
-    rc = report(errno, "access", path);
+    rc = report(p->err, errno, "access", path);
   if (rc)
     return rc;
   sbx_blob_store *s = calloc(1, sizeof *s);
@@ -142,6 +144,11 @@ int sbx_blob_open(const sbx_blob_params *p, sbx_blob_store **out) {
   s->fsync = p->fsync;
   *out = s;
   return SBX_OK;
+}
+
+const sbx_err *sbx_blob_err(const sbx_blob_store *s) {
+  static const sbx_err none = {0, ""};
+  return s ? &s->err : &none;
 }
 
 void sbx_blob_close(sbx_blob_store *s) {
@@ -158,8 +165,7 @@ int sbx_blob_local_path(sbx_blob_store *s, const char *tenant_id,
     return SBX_EUNSUPPORTED;
   if (!sbx_id_valid(tenant_id) || !sbx_id_valid(object_id))
     return SBX_EINVAL;
-  int n = snprintf(out, cap, "%s/objects/%s/%s", s->root, tenant_id,
-                   object_id);
+  int n = snprintf(out, cap, "%s/objects/%s/%s", s->root, tenant_id, object_id);
   return n < 0 || (size_t)n >= cap ? SBX_ELIMIT : SBX_OK;
 }
 
@@ -168,6 +174,7 @@ int sbx_blob_writer_open(sbx_blob_store *s, const char *tenant_id,
   *out = NULL;
   if (!s || !sbx_id_valid(tenant_id) || !sbx_id_valid(object_id))
     return SBX_EINVAL;
+  sbx_err_clear(&s->err);
   sbx_blob_writer *w = calloc(1, sizeof *w);
   if (!w)
     return SBX_ENOMEM;
@@ -193,7 +200,7 @@ int sbx_blob_writer_open(sbx_blob_store *s, const char *tenant_id,
   snprintf(w->tmp, sizeof w->tmp, "%s/tmp/%s.part", s->root, hex);
   w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (w->fd < 0) {
-    rc = report(errno, "create", w->tmp);
+    rc = report(&s->err, errno, "create", w->tmp);
     free(w);
     return rc;
   }
@@ -214,7 +221,7 @@ int sbx_blob_writer_write(sbx_blob_writer *w, const void *buf, size_t n) {
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0)
-      return w->status = report(errno, "write", w->tmp);
+      return w->status = report(&w->s->err, errno, "write", w->tmp);
     p += r;
     n -= (size_t)r;
   }
@@ -242,6 +249,8 @@ void sbx_blob_writer_abort(sbx_blob_writer *w) {
 int sbx_blob_writer_commit(sbx_blob_writer *w) {
   if (!w)
     return SBX_EINVAL;
+  if (!w->status) /* else the write's report stands */
+    sbx_err_clear(&w->s->err);
   if (w->s3w) {
     int rc = sbx_s3_writer_commit(w->s3w); /* frees s3w either way */
     free(w);
@@ -251,9 +260,9 @@ int sbx_blob_writer_commit(sbx_blob_writer *w) {
   sbx_blob_store *s = w->s;
   char dir[PATH_MAX], fin[PATH_MAX];
   if (!rc && s->fsync && fsync(w->fd))
-    rc = report(errno, "fsync", w->tmp);
+    rc = report(&w->s->err, errno, "fsync", w->tmp);
   if (!rc && close(w->fd))
-    rc = report(errno, "close", w->tmp);
+    rc = report(&w->s->err, errno, "close", w->tmp);
   w->fd = -1;
   int created = 0;
   if (snprintf(dir, sizeof dir, "%s/objects/%s", s->root, w->tenant) >=
@@ -261,16 +270,17 @@ int sbx_blob_writer_commit(sbx_blob_writer *w) {
       snprintf(fin, sizeof fin, "%s/%s", dir, w->object) >= (int)sizeof fin)
     rc = rc ? rc : SBX_ELIMIT;
   if (!rc)
-    rc = mkdir_p1(dir, &created);
+    rc = mkdir_p1(&s->err, dir, &created);
   if (!rc && created && s->fsync) {
     char parent[PATH_MAX];
     snprintf(parent, sizeof parent, "%s/objects", s->root);
-    rc = fsync_path(parent);
+    rc = fsync_path(&s->err, parent);
   }
   if (!rc && renameat2(AT_FDCWD, w->tmp, AT_FDCWD, fin, RENAME_NOREPLACE))
-    rc = errno == EEXIST ? SBX_EEXIST : report(errno, "rename", fin);
+    rc =
+        errno == EEXIST ? SBX_EEXIST : report(&w->s->err, errno, "rename", fin);
   if (!rc && s->fsync)
-    rc = fsync_path(dir);
+    rc = fsync_path(&s->err, dir);
   if (rc) {
     sbx_blob_writer_abort(w); /* removes the temp file */
     return rc;
@@ -281,6 +291,7 @@ int sbx_blob_writer_commit(sbx_blob_writer *w) {
 
 int sbx_blob_read(sbx_blob_store *s, const char *tenant_id,
                   const char *object_id, sbx_sink_fn sink, void *ctx) {
+  sbx_err_clear(&s->err);
   if (s->s3)
     return sbx_s3_read(s->s3, tenant_id, object_id, sink, ctx);
   char path[PATH_MAX];
@@ -289,7 +300,8 @@ int sbx_blob_read(sbx_blob_store *s, const char *tenant_id,
     return rc;
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
-    return errno == ENOENT ? SBX_ENOTFOUND : report(errno, "open", path);
+    return errno == ENOENT ? SBX_ENOTFOUND
+                           : report(&s->err, errno, "open", path);
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   size_t cap = 1 << 20;
   uint8_t *buf = malloc(cap);
@@ -302,7 +314,7 @@ int sbx_blob_read(sbx_blob_store *s, const char *tenant_id,
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0) {
-      rc = report(errno, "read", path);
+      rc = report(&s->err, errno, "read", path);
       break;
     }
     if (r == 0)
@@ -317,6 +329,7 @@ int sbx_blob_read(sbx_blob_store *s, const char *tenant_id,
 
 int sbx_blob_remove(sbx_blob_store *s, const char *tenant_id,
                     const char *object_id) {
+  sbx_err_clear(&s->err);
   if (s->s3)
     return sbx_s3_remove(s->s3, tenant_id, object_id);
   char path[PATH_MAX];
@@ -324,11 +337,13 @@ int sbx_blob_remove(sbx_blob_store *s, const char *tenant_id,
   if (rc)
     return rc;
   if (unlink(path))
-    return errno == ENOENT ? SBX_ENOTFOUND : report(errno, "unlink", path);
+    return errno == ENOENT ? SBX_ENOTFOUND
+                           : report(&s->err, errno, "unlink", path);
   return SBX_OK;
 }
 
 int sbx_blob_remove_tmp(sbx_blob_store *s, const char *tmp_name) {
+  sbx_err_clear(&s->err);
   if (s->s3)
     return sbx_s3_remove_tmp(s->s3, tmp_name);
   char path[PATH_MAX];
@@ -336,18 +351,19 @@ int sbx_blob_remove_tmp(sbx_blob_store *s, const char *tmp_name) {
     return SBX_EINVAL;
   snprintf(path, sizeof path, "%s/tmp/%s", s->root, tmp_name);
   if (unlink(path))
-    return errno == ENOENT ? SBX_ENOTFOUND : report(errno, "unlink", path);
+    return errno == ENOENT ? SBX_ENOTFOUND
+                           : report(&s->err, errno, "unlink", path);
   return SBX_OK;
 }
 
 typedef int (*scan_fn)(void *ctx, const char *tenant_id, const char *object_id,
                        const char *tmp_name, int64_t mtime);
 
-static int scan_dir(const char *path, const char *tenant, scan_fn fn,
-                    void *ctx) {
+static int scan_dir(sbx_err *err, const char *path, const char *tenant,
+                    scan_fn fn, void *ctx) {
   DIR *d = opendir(path);
   if (!d)
-    return errno == ENOENT ? SBX_OK : report(errno, "opendir", path);
+    return errno == ENOENT ? SBX_OK : report(err, errno, "opendir", path);
   int rc = SBX_OK;
   struct dirent *e;
   while (!rc && (e = readdir(d))) {
@@ -369,26 +385,26 @@ static int scan_dir(const char *path, const char *tenant, scan_fn fn,
 }
 
 int sbx_blob_scan(sbx_blob_store *s, scan_fn fn, void *ctx) {
+  sbx_err_clear(&s->err);
   if (s->s3)
     return sbx_s3_scan(s->s3, fn, ctx);
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/tmp", s->root);
-  int rc = scan_dir(path, NULL, fn, ctx);
+  int rc = scan_dir(&s->err, path, NULL, fn, ctx);
   if (rc)
     return rc;
   snprintf(path, sizeof path, "%s/objects", s->root);
   DIR *d = opendir(path);
   if (!d)
-    return report(errno, "opendir", path);
+    return report(&s->err, errno, "opendir", path);
   struct dirent *e;
   while (!rc && (e = readdir(d))) {
     if (!sbx_id_valid(e->d_name))
       continue;
     char sub[PATH_MAX];
-    if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >=
-        (int)sizeof sub)
+    if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub)
       continue;
-    rc = scan_dir(sub, e->d_name, fn, ctx);
+    rc = scan_dir(&s->err, sub, e->d_name, fn, ctx);
   }
   closedir(d);
   return rc;

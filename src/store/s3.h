@@ -1,7 +1,7 @@
 /*
  * s3.h - private: the S3-compatible blob backend (s3.c) behind sbx/blob.h,
- * and the AWS Signature Version 4 signer it uses (exposed for the test
- * vectors and the S3 integration test, tests/store/test_s3.c).
+ * and the AWS Signature Version 4 signer it uses (s3_sigv4.c; exposed for
+ * the test vectors and the S3 integration test, tests/store/test_s3.c).
  *
  * blob_local.c dispatches every sbx_blob_* call to these functions when the
  * store was opened with backend SBX_BLOB_S3; semantics are those of
@@ -21,8 +21,10 @@ typedef struct sbx_s3_writer sbx_s3_writer;
 
 /* Validates p, sets up libcurl, creates the bucket when asked and checks it
  * with HEAD (SBX_EAUTH: bad credentials / no access, SBX_ENOTFOUND: no such
- * bucket). */
-int sbx_s3_open(const sbx_blob_params *p, sbx_s3 **out);
+ * bucket). err (the owning blob store's report; NULL: failures are not
+ * described) is kept: the open's and every later failure of this handle
+ * are described there. */
+int sbx_s3_open(const sbx_blob_params *p, sbx_err *err, sbx_s3 **out);
 void sbx_s3_close(sbx_s3 *s);
 
 int sbx_s3_writer_open(sbx_s3 *s, const char *tenant_id, const char *object_id,
@@ -48,9 +50,9 @@ typedef struct sbx_sigv4_header {
 } sbx_sigv4_header;
 
 typedef struct sbx_sigv4_req {
-  const char *method;          /* "GET" */
-  const char *canonical_uri;   /* already URI-encoded path ("/b/k%24x") */
-  const char *canonical_query; /* already canonical (see sbx_s3_query) */
+  const char *method;              /* "GET" */
+  const char *canonical_uri;       /* already URI-encoded path ("/b/k%24x") */
+  const char *canonical_query;     /* already canonical (see sbx_s3_query) */
   const sbx_sigv4_header *headers; /* every header to sign, host included */
   size_t nheaders;
   const char *payload_sha256; /* lower-case hex; never UNSIGNED-PAYLOAD */
@@ -62,8 +64,8 @@ typedef struct sbx_sigv4_req {
  * "AWS4-HMAC-SHA256 Credential=AK/date/region/service/aws4_request,
  *  SignedHeaders=a;b, Signature=hex". creq / sts (may be NULL) receive
  * malloc'd copies of the canonical request and the string to sign. */
-int sbx_sigv4_sign(const sbx_sigv4_req *r, char *auth, size_t cap,
-                   char **creq, char **sts);
+int sbx_sigv4_sign(const sbx_sigv4_req *r, char *auth, size_t cap, char **creq,
+                   char **sts);
 /* RFC 3986 encoding as S3 wants it: everything but A-Za-z0-9-._~ is %XX
  * (and '/' too unless keep_slash). SBX_ELIMIT when cap is too small. */
 int sbx_s3_uri_encode(const char *in, int keep_slash, char *out, size_t cap);

@@ -44,12 +44,13 @@ struct sbx_store_writer {
   sbx_stream *enc;
   sbx_sha256_ctx sha;
   sbx_hashq *hq; /* hash worker, once the object reached SBX_HASHQ_MIN_BYTES */
-  int inline_only; /* no worker could be started: hash inline */
+  int inline_only;                 /* no worker could be started: hash inline */
   uint8_t *stage[PUT_STAGE_SLOTS]; /* staging segments (allocated on use) */
   uint64_t stage_seq[PUT_STAGE_SLOTS]; /* hash sequence number per slot */
   unsigned stage_cur;
   size_t stage_fill; /* bytes in stage[stage_cur] not yet encrypted */
   sbx_object obj;
+  sbx_key dek; /* wrapped into obj at commit, once size and digest are known */
   char tenant[SBX_ID_MAX];
   int replace;
   int status;
@@ -71,16 +72,28 @@ static int64_t now_s(void) {
 static size_t ctx_tenant_key(char *b, size_t cap, const char *t, int64_t v) {
   return (size_t)snprintf(b, cap, "tenant-key|%s|%lld", t, (long long)v);
 }
-static size_t ctx_dek(char *b, size_t cap, const char *t, const char *id) {
+/* Objects written before issue 10 item 9: the data key is bound to the
+ * object id only, and a get re-hashes the plaintext (legacy path). */
+static size_t ctx_dek_v1(char *b, size_t cap, const char *t, const char *id) {
   return (size_t)snprintf(b, cap, "data-key|%s|%s", t, id);
 }
+/* Current objects: the data key is wrapped at commit, bound to the object
+ * id, its size and its plaintext SHA-256, so editing any of them in the row
+ * makes the key unwrap fail - a get needs no hash to prove the row. */
+static size_t ctx_dek(char *b, size_t cap, const char *t, const sbx_object *o) {
+  char hex[2 * SBX_SHA256_LEN + 1];
+  sbx_hex(o->sha256, SBX_SHA256_LEN, hex);
+  return (size_t)snprintf(b, cap, "data-key.v2|%s|%s|%lld|%s", t, o->id,
+                          (long long)o->size, hex);
+}
+#define DEK_CTX_MAX 256
 static size_t ctx_field_key(char *b, size_t cap, const char *t) {
   return (size_t)snprintf(b, cap, "field-key|%s", t);
 }
 
 /* ---- keys ---- */
 
-static int load_pepper(sbx_store *st, int create) {
+static int load_pepper(sbx_store *st, int create, sbx_err *err) {
   uint8_t w[SBX_WRAPPED_KEY_LEN];
   size_t n = sizeof w;
   static const char ctx[] = "pepper|" SYS_TENANT;
@@ -93,7 +106,7 @@ static int load_pepper(sbx_store *st, int create) {
       rc = sbx_meta_secret_put(st->meta, SYS_TENANT, "pepper", w, sizeof w,
                                now_s());
     if (rc == SBX_EEXIST) /* another process won the race */
-      return load_pepper(st, 0);
+      return load_pepper(st, 0, err);
     return rc;
   }
   if (rc)
@@ -102,18 +115,17 @@ static int load_pepper(sbx_store *st, int create) {
   if (rc == SBX_ECRYPTO) {
     uint8_t want[SBX_KEY_ID_LEN], have[SBX_KEY_ID_LEN];
     sbx_key_id(&st->master, have);
-    if (!sbx_wrapped_kek_id(w, n, want) && memcmp(want, have, sizeof want)) {
-      fprintf(stderr, "sbx_store: the master key does not match this data "
-                      "(wrong key or rotation not finished)\n");
-      return SBX_EKEY;
-    }
+    if (!sbx_wrapped_kek_id(w, n, want) && memcmp(want, have, sizeof want))
+      return sbx_err_set(err, SBX_EKEY,
+                         "store: the master key does not match this data "
+                         "(wrong key or rotation not finished)");
   }
   return rc;
 }
 
 /* Unwraps tenant key `version` (0 = active). SBX_EKEY if missing. */
-static int tenant_key(sbx_store *st, const char *t, int64_t version,
-                      sbx_key *k, int64_t *version_out) {
+static int tenant_key(sbx_store *st, const char *t, int64_t version, sbx_key *k,
+                      int64_t *version_out) {
   sbx_tenant_key_row row;
   char ctx[160];
   int rc = sbx_meta_tenant_key_get(st->meta, t, version, &row);
@@ -122,8 +134,7 @@ static int tenant_key(sbx_store *st, const char *t, int64_t version,
   if (rc)
     return rc;
   size_t cl = ctx_tenant_key(ctx, sizeof ctx, t, row.version);
-  rc = sbx_key_unwrap(&st->master, ctx, cl, row.wrapped, sizeof row.wrapped,
-                      k);
+  rc = sbx_key_unwrap(&st->master, ctx, cl, row.wrapped, sizeof row.wrapped, k);
   if (!rc && version_out)
     *version_out = row.version;
   return rc;
@@ -173,8 +184,8 @@ static int put_field_key(sbx_store *st, const char *t, const sbx_key *tk,
   size_t cl = ctx_field_key(ctx, sizeof ctx, t);
   int rc = sbx_key_wrap(tk, ctx, cl, fk, buf + 8);
   if (!rc)
-    rc = sbx_meta_secret_put(st->meta, t, "field-key", buf, sizeof buf,
-                             now_s());
+    rc =
+        sbx_meta_secret_put(st->meta, t, "field-key", buf, sizeof buf, now_s());
   return rc;
 }
 
@@ -196,22 +207,27 @@ int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
   else
     rc = sbx_master_key_load(p->master_key_spec, &st->master);
   if (rc)
-    fprintf(stderr, "sbx_store: cannot load the master key: %s\n",
-            sbx_strerror(rc));
+    sbx_err_set(p->err, rc, "store: cannot load the master key: %s",
+                sbx_strerror(rc));
   char path[PATH_MAX];
   if (!rc && mkdir(p->data_dir, 0700) && errno != EEXIST) {
-    rc = errno == ENOSPC ? SBX_ENOSPC
-         : (errno == EACCES || errno == EPERM || errno == EROFS) ? SBX_EPERM
-                                                                 : SBX_EIO;
-    fprintf(stderr, "sbx_store: mkdir %s: %s\n", p->data_dir,
-            strerror(errno));
+    int e = errno;
+    rc = e == ENOSPC                                 ? SBX_ENOSPC
+         : (e == EACCES || e == EPERM || e == EROFS) ? SBX_EPERM
+                                                     : SBX_EIO;
+    sbx_err_set(p->err, rc, "store: mkdir %s: %s", p->data_dir, strerror(e));
   }
   if (!rc) {
     sbx_blob_params bp = sbx_blob_default_params();
-    snprintf(path, sizeof path, "%s/blobs", p->data_dir);
-    bp.root = path;
-    bp.fsync = p->fsync;
-    rc = sbx_blob_open(p->blob ? p->blob : &bp, &st->blobs);
+    if (p->blob) {
+      bp = *p->blob;
+    } else {
+      snprintf(path, sizeof path, "%s/blobs", p->data_dir);
+      bp.root = path;
+      bp.fsync = p->fsync;
+    }
+    bp.err = p->err;
+    rc = sbx_blob_open(&bp, &st->blobs);
   }
   if (!rc) {
     sbx_meta_params mp = sbx_meta_default_params();
@@ -222,7 +238,7 @@ int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
     rc = sbx_meta_open(&mp, &st->meta);
   }
   if (!rc)
-    rc = load_pepper(st, 1);
+    rc = load_pepper(st, 1, p->err);
   if (rc) {
     sbx_store_close(st);
     return rc;
@@ -246,6 +262,9 @@ sbx_meta *sbx_store_meta(sbx_store *st) {
 }
 sbx_blob_store *sbx_store_blobs(sbx_store *st) {
   return st->blobs;
+}
+const sbx_err *sbx_store_err(const sbx_store *st) {
+  return sbx_blob_err(st ? st->blobs : NULL);
 }
 
 /* ---- tenants ---- */
@@ -314,29 +333,23 @@ int sbx_store_writer_open(sbx_store *st, const char *tenant_id,
   snprintf(o->kind, sizeof o->kind, "%s", p->kind);
   snprintf(o->name, sizeof o->name, "%s", p->name);
   uint8_t rnd[16];
-  sbx_key tk, dek;
-  char ctx[200];
-  memset(&dek, 0, sizeof dek);
+  sbx_key tk;
   rc = sbx_random(rnd, sizeof rnd);
   if (!rc) {
     sbx_hex(rnd, sizeof rnd, o->id);
+    /* fail early if the tenant key is unusable; the version is recorded */
     rc = tenant_key(st, tenant_id, 0, &tk, &o->key_version);
-  }
-  if (!rc) {
-    rc = sbx_key_generate(&dek);
-    size_t cl = ctx_dek(ctx, sizeof ctx, tenant_id, o->id);
-    if (!rc)
-      rc = sbx_key_wrap(&tk, ctx, cl, &dek, o->wrapped_dek);
     sbx_key_wipe(&tk);
   }
+  if (!rc)
+    rc = sbx_key_generate(&w->dek);
   if (!rc)
     rc = sbx_sha256_init(&w->sha);
   if (!rc)
     rc = sbx_blob_writer_open(st->blobs, tenant_id, o->id, &w->bw);
   if (!rc)
-    rc = sbx_stream_encrypt_new(&w->enc, &dek, st->chunk_shift, sbx_blob_sink,
-                                w->bw);
-  sbx_key_wipe(&dek);
+    rc = sbx_stream_encrypt_new(&w->enc, &w->dek, st->chunk_shift,
+                                sbx_blob_sink, w->bw);
   if (rc) {
     sbx_store_writer_abort(w);
     return rc;
@@ -446,6 +459,7 @@ void sbx_store_writer_abort(sbx_store_writer *w) {
   sbx_stream_free(w->enc);
   sbx_blob_writer_abort(w->bw);
   sbx_sha256_free(&w->sha);
+  sbx_key_wipe(&w->dek);
   sbx_memwipe(w, sizeof *w);
   free(w);
 }
@@ -468,6 +482,16 @@ int sbx_store_writer_commit(sbx_store_writer *w, sbx_object *out) {
     rc = sbx_stream_final(w->enc);
   if (!rc)
     rc = sbx_sha256_final(&w->sha, o->sha256);
+  if (!rc) { /* the data key, bound to the id, size and digest, under the
+              * tenant key active now (a rotation may have run since open) */
+    sbx_key tk;
+    char ctx[DEK_CTX_MAX];
+    rc = tenant_key(st, w->tenant, 0, &tk, &o->key_version);
+    if (!rc)
+      rc = sbx_key_wrap(&tk, ctx, ctx_dek(ctx, sizeof ctx, w->tenant, o),
+                        &w->dek, o->wrapped_dek);
+    sbx_key_wipe(&tk);
+  }
   /* phase 1: the blob is complete, durable and renamed into place (but
    * invisible: no row yet) */
   if (!rc) {
@@ -510,9 +534,8 @@ int sbx_store_writer_commit(sbx_store_writer *w, sbx_object *out) {
   return rc;
 }
 
-int sbx_store_put(sbx_store *st, const char *tenant_id,
-                  const sbx_put_params *p, const void *data, size_t n,
-                  sbx_object *out) {
+int sbx_store_put(sbx_store *st, const char *tenant_id, const sbx_put_params *p,
+                  const void *data, size_t n, sbx_object *out) {
   sbx_store_writer *w;
   int rc = sbx_store_writer_open(st, tenant_id, p, &w);
   if (rc)
@@ -527,22 +550,43 @@ int sbx_store_put(sbx_store *st, const char *tenant_id,
 
 /* ---- get ---- */
 
+/* Unwraps the data key of row o with tenant key tk: the current binding
+ * (id, size, digest) first, then the legacy one (id only), and tells which
+ * one matched in *legacy. *dek is wiped on error. */
+static int object_dek(const sbx_key *tk, const char *t, const sbx_object *o,
+                      sbx_key *dek, int *legacy) {
+  char ctx[DEK_CTX_MAX];
+  *legacy = 0;
+  int rc = sbx_key_unwrap(tk, ctx, ctx_dek(ctx, sizeof ctx, t, o),
+                          o->wrapped_dek, sizeof o->wrapped_dek, dek);
+  if (rc == SBX_ECRYPTO) {
+    rc = sbx_key_unwrap(tk, ctx, ctx_dek_v1(ctx, sizeof ctx, t, o->id),
+                        o->wrapped_dek, sizeof o->wrapped_dek, dek);
+    *legacy = !rc;
+  }
+  return rc;
+}
+
 typedef struct get_ctx {
   sbx_stream *dec;
+  int legacy; /* an object from before item 9: re-hash the plaintext */
   sbx_sha256_ctx sha;
-  sbx_hashq *hq; /* hash worker for large objects, else NULL */
+  sbx_hashq *hq; /* hash worker for large legacy objects, else NULL */
   int64_t size;
   sbx_sink_fn sink;
   void *ctx;
 } get_ctx;
 
-/* Plaintext of one authenticated chunk: hashed (by the worker when there
- * is one, overlapping the consumer and the next decryption) and passed on.
+/* Plaintext of one authenticated chunk, passed on. Legacy objects only: also
+ * hashed (by the worker when there is one, overlapping the consumer and the
+ * next decryption).
  * Before returning it waits until the worker is done with the buffer the
  * decryptor writes next (the chunk ring - 1 chunks back). */
 static int get_plain(void *ctx, const void *buf, size_t n) {
   get_ctx *g = ctx;
   g->size += (int64_t)n;
+  if (!g->legacy)
+    return g->sink(g->ctx, buf, n);
   if (!g->hq) {
     int rc = sbx_sha256_update(&g->sha, buf, n);
     return rc ? rc : g->sink(g->ctx, buf, n);
@@ -595,24 +639,21 @@ int sbx_store_get(sbx_store *st, const char *tenant_id, const char *id,
   if ((rc = sbx_meta_object_get(st->meta, tenant_id, id, &o)))
     return rc;
   sbx_key tk, dek;
-  char kctx[200];
+  get_ctx g;
+  memset(&g, 0, sizeof g);
   if ((rc = tenant_key(st, tenant_id, o.key_version, &tk, NULL)))
     return is_tamper(rc) ? SBX_ECRYPTO : rc;
-  size_t cl = ctx_dek(kctx, sizeof kctx, tenant_id, o.id);
-  rc = sbx_key_unwrap(&tk, kctx, cl, o.wrapped_dek, sizeof o.wrapped_dek,
-                      &dek);
+  rc = object_dek(&tk, tenant_id, &o, &dek, &g.legacy);
   sbx_key_wipe(&tk);
   if (rc)
     return is_tamper(rc) ? SBX_ECRYPTO : rc;
-  get_ctx g;
-  memset(&g, 0, sizeof g);
   g.sink = sink;
   g.ctx = ctx;
-  rc = sbx_sha256_init(&g.sha);
+  rc = g.legacy ? sbx_sha256_init(&g.sha) : SBX_OK;
   if (!rc)
     rc = sbx_stream_decrypt_new(&g.dec, &dek, get_plain, &g);
   sbx_key_wipe(&dek);
-  if (!rc)
+  if (!rc && g.legacy)
     get_pipeline(&g, o.size, st->chunk_shift);
   if (!rc)
     rc = sbx_blob_read(st->blobs, tenant_id, o.id, get_cipher, &g);
@@ -623,10 +664,15 @@ int sbx_store_get(sbx_store *st, const char *tenant_id, const char *id,
     rc = rc ? rc : hrc;
     g.hq = NULL;
   }
-  if (!rc) {
+  /* current objects: every chunk, the end of the stream and the row's size
+   * and digest (through the data key's binding) are proven by now; the size
+   * is compared anyway as it costs nothing */
+  if (!rc && g.size != o.size)
+    rc = SBX_ECRYPTO;
+  if (!rc && g.legacy) {
     uint8_t d[SBX_SHA256_LEN];
     rc = sbx_sha256_final(&g.sha, d);
-    if (!rc && (g.size != o.size || !sbx_ct_equal(d, o.sha256, sizeof d)))
+    if (!rc && !sbx_ct_equal(d, o.sha256, sizeof d))
       rc = SBX_ECRYPTO;
   }
   sbx_sha256_free(&g.sha);
@@ -789,7 +835,7 @@ int sbx_store_rotate_tenant_key(sbx_store *st, const char *tenant_id) {
   memset(&r, 0, sizeof r);
   r.st = st;
   r.tenant = tenant_id;
-  char ctx[200];
+  char ctx[DEK_CTX_MAX];
   sbx_key fk, old_tk, dek;
   memset(&fk, 0, sizeof fk);
   if ((rc = sbx_meta_begin(st->meta)))
@@ -824,10 +870,12 @@ int sbx_store_rotate_tenant_key(sbx_store *st, const char *tenant_id) {
       rc = tenant_key(st, tenant_id, o->key_version, &old_tk, NULL);
       cached_v = rc ? -1 : o->key_version;
     }
-    size_t cl = ctx_dek(ctx, sizeof ctx, tenant_id, o->id);
+    int legacy = 0;
     if (!rc)
-      rc = sbx_key_unwrap(&old_tk, ctx, cl, o->wrapped_dek,
-                          sizeof o->wrapped_dek, &dek);
+      rc = object_dek(&old_tk, tenant_id, o, &dek, &legacy);
+    /* re-wrapped with the binding it had (legacy objects stay legacy) */
+    size_t cl = legacy ? ctx_dek_v1(ctx, sizeof ctx, tenant_id, o->id)
+                       : ctx_dek(ctx, sizeof ctx, tenant_id, o);
     uint8_t w[SBX_WRAPPED_KEY_LEN];
     if (!rc)
       rc = sbx_key_wrap(&r.new_tk, ctx, cl, &dek, w);
@@ -966,8 +1014,8 @@ int sbx_store_shred_tenant(sbx_store *st, const char *tenant_id) {
   if (!rc) {
     uint8_t zero[1] = {0};
     /* overwrite, then the field key is useless anyway (its KEK is gone) */
-    rc = sbx_meta_secret_put(st->meta, tenant_id, "field-key", zero, 1,
-                             now_s());
+    rc =
+        sbx_meta_secret_put(st->meta, tenant_id, "field-key", zero, 1, now_s());
   }
   if (!rc)
     rc = sbx_meta_tenant_set_state(st->meta, tenant_id, SBX_TENANT_SHREDDED);
@@ -982,9 +1030,8 @@ int sbx_store_shred_tenant(sbx_store *st, const char *tenant_id) {
 
 /* ---- fields and keyed hashes ---- */
 
-int sbx_store_field_seal(sbx_store *st, const char *tenant_id,
-                         const char *ctx, const void *pt, size_t n,
-                         uint8_t *out) {
+int sbx_store_field_seal(sbx_store *st, const char *tenant_id, const char *ctx,
+                         const void *pt, size_t n, uint8_t *out) {
   if (!st || !ctx)
     return SBX_EINVAL;
   int rc = tenant_usable(st, tenant_id);
@@ -998,9 +1045,9 @@ int sbx_store_field_seal(sbx_store *st, const char *tenant_id,
   return rc;
 }
 
-int sbx_store_field_open(sbx_store *st, const char *tenant_id,
-                         const char *ctx, const uint8_t *in, size_t inlen,
-                         uint8_t *out, size_t *outlen) {
+int sbx_store_field_open(sbx_store *st, const char *tenant_id, const char *ctx,
+                         const uint8_t *in, size_t inlen, uint8_t *out,
+                         size_t *outlen) {
   if (!st || !ctx)
     return SBX_EINVAL;
   int rc = tenant_usable(st, tenant_id);
@@ -1014,9 +1061,8 @@ int sbx_store_field_open(sbx_store *st, const char *tenant_id,
   return rc;
 }
 
-int sbx_store_keyed_hash(sbx_store *st, const char *purpose,
-                         const void *data, size_t n,
-                         uint8_t out[SBX_SHA256_LEN]) {
+int sbx_store_keyed_hash(sbx_store *st, const char *purpose, const void *data,
+                         size_t n, uint8_t out[SBX_SHA256_LEN]) {
   if (!st || !purpose || (n && !data))
     return SBX_EINVAL;
   size_t pl = strlen(purpose);

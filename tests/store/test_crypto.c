@@ -4,6 +4,8 @@
  * master key sources (file 0600 check, env, command hook).
  */
 #include <fcntl.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,9 +85,8 @@ TEST(hash_vectors) {
   CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff6"
                     "1f20015ad") == 0);
   /* RFC 4231 test case 2 */
-  CHECK_EQ_INT(sbx_hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28,
-                               d),
-               0);
+  CHECK_EQ_INT(
+      sbx_hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28, d), 0);
   sbx_hex(d, 32, hex);
   CHECK(strcmp(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b"
                     "964ec3843") == 0);
@@ -149,17 +150,16 @@ TEST(sealed_fields) {
   uint8_t sealed[64], pt[64];
   size_t ptlen = 0;
   CHECK_EQ_INT(sbx_seal(&k, "oidc/c1", 7, secret, n, sealed), 0);
-  CHECK_EQ_INT(sbx_open(&k, "oidc/c1", 7, sealed, n + SBX_SEAL_OVERHEAD, pt,
-                        &ptlen),
-               0);
+  CHECK_EQ_INT(
+      sbx_open(&k, "oidc/c1", 7, sealed, n + SBX_SEAL_OVERHEAD, pt, &ptlen), 0);
   CHECK(ptlen == n && memcmp(pt, secret, n) == 0);
-  CHECK_EQ_INT(sbx_open(&k, "oidc/c2", 7, sealed, n + SBX_SEAL_OVERHEAD, pt,
-                        &ptlen),
-               SBX_ECRYPTO);
+  CHECK_EQ_INT(
+      sbx_open(&k, "oidc/c2", 7, sealed, n + SBX_SEAL_OVERHEAD, pt, &ptlen),
+      SBX_ECRYPTO);
   sealed[20] ^= 0x80;
-  CHECK_EQ_INT(sbx_open(&k, "oidc/c1", 7, sealed, n + SBX_SEAL_OVERHEAD, pt,
-                        &ptlen),
-               SBX_ECRYPTO);
+  CHECK_EQ_INT(
+      sbx_open(&k, "oidc/c1", 7, sealed, n + SBX_SEAL_OVERHEAD, pt, &ptlen),
+      SBX_ECRYPTO);
   /* empty field */
   CHECK_EQ_INT(sbx_seal(&k, NULL, 0, NULL, 0, sealed), 0);
   CHECK_EQ_INT(sbx_open(&k, NULL, 0, sealed, SBX_SEAL_OVERHEAD, pt, &ptlen), 0);
@@ -182,8 +182,7 @@ TEST(stream_roundtrip_sizes) {
       buf_t ct = {0}, back = {0};
       CHECK_EQ_INT(encrypt_buf(&k, shift, pt, n, steps[st], &ct), 0);
       CHECK_EQ_INT(ct.n, sbx_stream_ciphertext_len(n, shift));
-      CHECK_EQ_INT(decrypt_buf(&k, ct.p, ct.n, steps[(st + 2) % 5], &back),
-                   0);
+      CHECK_EQ_INT(decrypt_buf(&k, ct.p, ct.n, steps[(st + 2) % 5], &back), 0);
       CHECK_EQ_INT(back.n, n);
       CHECK(n == 0 || memcmp(back.p, pt, n) == 0);
       free(ct.p);
@@ -267,6 +266,203 @@ TEST(stream_truncation_reorder_swap) {
   CHECK_EQ_INT(decrypt_buf(&k, a.p, a.n, 700, &back), 0);
   CHECK(back.n == n && memcmp(back.p, pt, n) == 0);
   free(ext);
+  free(sw);
+  free(a.p);
+  free(b.p);
+  free(back.p);
+  free(pt);
+}
+
+/* ---- the format itself, written by references outside stream.c ---- */
+
+/* Reads fixture `name` of tests/fixtures/store (tools/make_stream_fixtures.py,
+ * an independent Python implementation of the format). */
+static uint8_t *fixture(const char *name, size_t *n) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", SBX_STORE_FIXTURES, name);
+  FILE *f = fopen(path, "rb");
+  *n = 0;
+  if (!f)
+    return NULL;
+  uint8_t *p = malloc(1 << 16);
+  *n = p ? fread(p, 1, 1 << 16, f) : 0;
+  fclose(f);
+  return p;
+}
+
+static int fixture_key(sbx_key *k) {
+  size_t n;
+  uint8_t *hex = fixture("key.hex", &n);
+  int rc = hex && n >= 64 ? sbx_unhex((char *)hex, 64, k->b, SBX_KEY_LEN) : -1;
+  free(hex);
+  return rc;
+}
+
+/* decrypts ct, reporting the version the decryptor saw */
+static int decrypt_ver(const sbx_key *k, const uint8_t *ct, size_t n,
+                       buf_t *out, unsigned *ver) {
+  sbx_stream *s;
+  int rc = sbx_stream_decrypt_new(&s, k, buf_sink, out);
+  if (rc)
+    return rc;
+  rc = sbx_stream_update(s, ct, n);
+  *ver = sbx_stream_version(s);
+  if (!rc)
+    rc = sbx_stream_final(s);
+  sbx_stream_free(s);
+  return rc;
+}
+
+/* Version 1 streams (written by the store before the total length was
+ * bound) stay readable, and version 2 as written by the Python reference
+ * decrypts: the associated data agree byte for byte. */
+TEST(stream_fixtures_v1_v2) {
+  sbx_key k;
+  CHECK_EQ_INT(fixture_key(&k), 0);
+  size_t pn;
+  uint8_t *pt = fixture("plain.bin", &pn);
+  CHECK(pt && pn == 3000);
+  struct {
+    const char *file;
+    size_t n;
+    unsigned ver;
+  } cases[] = {{"stream_v1_3000.bin", 3000, 1},
+               {"stream_v2_3000.bin", 3000, 2},
+               {"stream_v2_2048.bin", 2048, 2},
+               {"stream_v2_0.bin", 0, 2}};
+  for (size_t i = 0; pt && i < sizeof cases / sizeof *cases; i++) {
+    size_t cn;
+    uint8_t *ct = fixture(cases[i].file, &cn);
+    CHECK(ct != NULL);
+    if (!ct)
+      continue;
+    CHECK_EQ_INT(cn, sbx_stream_ciphertext_len(cases[i].n, 10));
+    buf_t back = {0};
+    unsigned ver = 0;
+    CHECK_EQ_INT(decrypt_ver(&k, ct, cn, &back, &ver), 0);
+    CHECK_EQ_INT(ver, cases[i].ver);
+    CHECK(back.n == cases[i].n && (!back.n || memcmp(back.p, pt, back.n) == 0));
+    /* the old version keeps its truncation guard: drop the final chunk */
+    if (cases[i].n == 3000) {
+      back.n = 0;
+      size_t cut = SBX_STREAM_HEADER_LEN + 2 * (1024 + SBX_TAG_LEN);
+      CHECK_EQ_INT(decrypt_ver(&k, ct, cut, &back, &ver), SBX_ECRYPTO);
+    }
+    free(back.p);
+    free(ct);
+  }
+  /* the digest the store records is the plain SHA-256 (hashlib's) */
+  size_t hn;
+  uint8_t *hex = fixture("plain.sha256", &hn);
+  uint8_t want[SBX_SHA256_LEN], got[SBX_SHA256_LEN];
+  CHECK(hex && hn >= 64 && sbx_unhex((char *)hex, 64, want, sizeof want) == 0);
+  CHECK_EQ_INT(sbx_sha256(pt, pn, got), 0);
+  CHECK(memcmp(want, got, sizeof want) == 0);
+  free(hex);
+  free(pt);
+}
+
+enum { REF_OK, REF_NO_FINAL, REF_BAD_TOTAL, REF_NO_TOTAL };
+
+/* A second reference writer, on GnuTLS directly: a version 2 stream of
+ * pt[0..n) with chunk_shift 10 and a fixed header, optionally with one
+ * binding broken - the last chunk not flagged final (REF_NO_FINAL), a
+ * wrong total in the final chunk's AD (REF_BAD_TOTAL), or the total left
+ * out as in version 1 while the header says 2 (REF_NO_TOTAL). */
+static int ref_encrypt(const sbx_key *k, const uint8_t *pt, size_t n, int mode,
+                       buf_t *out) {
+  const size_t chunk = 1024;
+  uint8_t hdr[SBX_STREAM_HEADER_LEN] = {'S', 'B', 'X', 'S', 2, 1,
+                                        10,  0,   1,   2,   3, 4};
+  for (int i = 12; i < 28; i++)
+    hdr[i] = (uint8_t)(0xA0 + i);
+  gnutls_aead_cipher_hd_t h;
+  gnutls_datum_t kd = {(unsigned char *)k->b, SBX_KEY_LEN};
+  if (gnutls_aead_cipher_init(&h, GNUTLS_CIPHER_AES_256_GCM, &kd))
+    return -1;
+  int rc = buf_sink(out, hdr, sizeof hdr);
+  size_t nchunks = n ? (n + chunk - 1) / chunk : 1;
+  for (size_t i = 0; !rc && i < nchunks; i++) {
+    size_t len = i + 1 < nchunks ? chunk : n - i * chunk;
+    int final = i + 1 == nchunks;
+    uint8_t nonce[12], aad[SBX_STREAM_HEADER_LEN + 17], ct[1024 + 16];
+    memcpy(nonce, hdr + 8, 4);
+    for (int b = 0; b < 8; b++)
+      nonce[4 + b] = aad[SBX_STREAM_HEADER_LEN + b] =
+          (uint8_t)((uint64_t)i >> (56 - 8 * b));
+    memcpy(aad, hdr, sizeof hdr);
+    aad[SBX_STREAM_HEADER_LEN + 8] = (uint8_t)(final && mode != REF_NO_FINAL);
+    uint64_t total = final && mode != REF_NO_FINAL ? n : 0;
+    if (mode == REF_BAD_TOTAL && final)
+      total += 1;
+    for (int b = 0; b < 8; b++)
+      aad[SBX_STREAM_HEADER_LEN + 9 + b] = (uint8_t)(total >> (56 - 8 * b));
+    size_t alen = mode == REF_NO_TOTAL ? SBX_STREAM_HEADER_LEN + 9 : sizeof aad;
+    size_t olen = sizeof ct;
+    rc = gnutls_aead_cipher_encrypt(h, nonce, 12, aad, alen, SBX_TAG_LEN,
+                                    pt + i * chunk, len, ct, &olen);
+    if (!rc)
+      rc = buf_sink(out, ct, olen);
+  }
+  gnutls_aead_cipher_deinit(h);
+  return rc;
+}
+
+/* Each binding of the chunk AD, one at a time: a stream that is right but
+ * for that binding is refused (the unbroken reference stream decrypts, so
+ * the reference writer itself is right). */
+TEST(stream_each_binding) {
+  sbx_key k;
+  sbx_key_generate(&k);
+  size_t sizes[] = {0, 1000, 2048, 3000};
+  for (size_t si = 0; si < 4; si++) {
+    size_t n = sizes[si];
+    uint8_t *pt = malloc(n + 1);
+    fill(pt, n, 21);
+    for (int mode = REF_OK; mode <= REF_NO_TOTAL; mode++) {
+      buf_t ct = {0}, back = {0};
+      CHECK_EQ_INT(ref_encrypt(&k, pt, n, mode, &ct), 0);
+      CHECK_EQ_INT(ct.n, sbx_stream_ciphertext_len(n, 10));
+      int rc = decrypt_buf(&k, ct.p, ct.n, 333, &back);
+      if (mode == REF_OK) {
+        CHECK_EQ_INT(rc, 0);
+        CHECK(back.n == n && (!n || memcmp(back.p, pt, n) == 0));
+      } else {
+        CHECK_EQ_INT(rc, SBX_ECRYPTO);
+      }
+      free(ct.p);
+      free(back.p);
+    }
+    free(pt);
+  }
+}
+
+/* Splicing: a chunk of a stream under another key, and a version 2 header
+ * relabelled as version 1 (the AD without the total), are refused. */
+TEST(stream_splice_other_key_and_downgrade) {
+  sbx_key k, k2;
+  sbx_key_generate(&k);
+  sbx_key_generate(&k2);
+  const size_t C = 1024 + SBX_TAG_LEN, H = SBX_STREAM_HEADER_LEN;
+  size_t n = 3000;
+  uint8_t *pt = malloc(n);
+  fill(pt, n, 5);
+  buf_t a = {0}, b = {0}, back = {0};
+  CHECK_EQ_INT(encrypt_buf(&k, 10, pt, n, n, &a), 0);
+  CHECK_EQ_INT(encrypt_buf(&k2, 10, pt, n, n, &b), 0);
+  CHECK_EQ_INT(a.p[4], 2);
+  uint8_t *sw = malloc(a.n);
+  for (size_t c = 0; c < 3; c++) { /* each chunk in turn, final included */
+    memcpy(sw, a.p, a.n);
+    size_t len = c < 2 ? C : a.n - H - 2 * C;
+    memcpy(sw + H + c * C, b.p + H + c * C, len);
+    back.n = 0;
+    CHECK_EQ_INT(decrypt_buf(&k, sw, a.n, 700, &back), SBX_ECRYPTO);
+  }
+  memcpy(sw, a.p, a.n);
+  sw[4] = 1;
+  back.n = 0;
+  CHECK_EQ_INT(decrypt_buf(&k, sw, a.n, 700, &back), SBX_ECRYPTO);
   free(sw);
   free(a.p);
   free(b.p);
@@ -480,6 +676,9 @@ int main(void) {
   RUN(stream_roundtrip_sizes);
   RUN(stream_tamper_every_region);
   RUN(stream_truncation_reorder_swap);
+  RUN(stream_fixtures_v1_v2);
+  RUN(stream_each_binding);
+  RUN(stream_splice_other_key_and_downgrade);
   RUN(stream_poisoned_after_error);
   RUN(stream_update_more);
   RUN(stream_out_ring);

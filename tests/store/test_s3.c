@@ -83,9 +83,10 @@ TEST(sigv4_aws_test_suite) {
   CHECK_EQ_INT(sign("GET", "/", "", h, 2, EMPTY_SHA, AK, SK, "us-east-1",
                     "service", "20150830T123600Z", auth, &creq, &sts),
                0);
-  CHECK(creq && !strcmp(creq, "GET\n/\n\nhost:example.amazonaws.com\n"
-                              "x-amz-date:20150830T123600Z\n\nhost;x-amz-date\n"
-                              EMPTY_SHA));
+  CHECK(creq &&
+        !strcmp(creq,
+                "GET\n/\n\nhost:example.amazonaws.com\n"
+                "x-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" EMPTY_SHA));
   CHECK(sts && !strcmp(sts, "AWS4-HMAC-SHA256\n20150830T123600Z\n"
                             "20150830/us-east-1/service/aws4_request\n"
                             "bb579772317eb040ac9ed261061d46c1f17a8133879d6129"
@@ -250,7 +251,11 @@ TEST(config_errors) {
   CHECK_EQ_INT(sbx_blob_open(&p, &b), SBX_EINVAL);
   p = base_params("http://127.0.0.1:1");
   p.s3_region = "us east";
+  sbx_err err = {0, ""};
+  p.err = &err; /* the reason reaches the caller, nothing is printed */
   CHECK_EQ_INT(sbx_blob_open(&p, &b), SBX_EINVAL);
+  CHECK_EQ_INT(err.status, SBX_EINVAL);
+  CHECK(strstr(err.msg, "S3 region") != NULL);
   CHECK(b == NULL);
   /* configuration from the environment */
   sbx_blob_params e = sbx_blob_default_params();
@@ -279,8 +284,8 @@ static int listen_any(int *port) {
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t l = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) ||
-      listen(fd, 64) || getsockname(fd, (struct sockaddr *)&a, &l))
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 64) ||
+      getsockname(fd, (struct sockaddr *)&a, &l))
     return -1;
   *port = ntohs(a.sin_port);
   return fd;
@@ -295,9 +300,14 @@ TEST(refused_and_timeouts) {
   sbx_blob_params p = base_params(url);
   p.s3_retries = 1;
   sbx_blob_store *b = NULL;
+  sbx_err err = {0, ""};
+  p.err = &err;
   double t0 = now_s();
   CHECK_EQ_INT(sbx_blob_open(&p, &b), SBX_EBACKEND);
   CHECK(now_s() - t0 < 5);
+  CHECK_EQ_INT(err.status, SBX_EBACKEND); /* curl's reason, the attempts */
+  CHECK(strstr(err.msg, "HEAD http://127.0.0.1:") &&
+        strstr(err.msg, "attempt 2"));
   /* a black hole: accepts TCP (backlog) but never answers */
   fd = listen_any(&port);
   snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
@@ -322,8 +332,8 @@ enum { FAKE_BIG = 1, FAKE_FLAKY = 2, FAKE_SLOW = 3, FAKE_AMBIG = 4 };
 typedef struct fake {
   int fd, port, mode;
   int gets, puts;
-  int other_writer;   /* AMBIG: the object was written by someone else */
-  char token[128];    /* AMBIG: x-amz-meta-sbx-writer of the stored object */
+  int other_writer; /* AMBIG: the object was written by someone else */
+  char token[128];  /* AMBIG: x-amz-meta-sbx-writer of the stored object */
   pthread_t th;
 } fake;
 
@@ -491,7 +501,7 @@ TEST(fake_server_retries_and_caps) {
   snprintf(url, sizeof url, "http://127.0.0.1:%d", f.port);
   sbx_blob_params p = base_params(url);
   sbx_s3 *s = NULL;
-  CHECK_EQ_INT(sbx_s3_open(&p, &s), 0);
+  CHECK_EQ_INT(sbx_s3_open(&p, NULL, &s), 0);
   int cnt = 0;
   if (s)
     CHECK_EQ_INT(sbx_s3_scan(s, count_cb, &cnt), SBX_ELIMIT);
@@ -504,14 +514,14 @@ TEST(fake_server_retries_and_caps) {
   p.s3_part_size = 5 * MiB;
   p.s3_retries = 2;
   s = NULL;
-  CHECK_EQ_INT(sbx_s3_open(&p, &s), 0);
+  CHECK_EQ_INT(sbx_s3_open(&p, NULL, &s), 0);
   if (!s) {
     fake_stop(&f);
     return;
   }
   long r0 = sbx_s3_test_requests(s);
   CHECK_EQ_INT(sbx_s3_scan(s, count_cb, &cnt), 0); /* 503, then 200 */
-  CHECK_EQ_INT(sbx_s3_test_requests(s) - r0, 3); /* 2 lists + 1 retry */
+  CHECK_EQ_INT(sbx_s3_test_requests(s) - r0, 3);   /* 2 lists + 1 retry */
   /* CreateMultipartUpload (POST) answered 503: not retried */
   sbx_s3_writer *w;
   CHECK_EQ_INT(sbx_s3_writer_open(s, "t", "o", &w), 0);
@@ -537,7 +547,7 @@ TEST(fake_server_retries_and_caps) {
     snprintf(url, sizeof url, "http://127.0.0.1:%d", f.port);
     p = base_params(url);
     s = NULL;
-    CHECK_EQ_INT(sbx_s3_open(&p, &s), 0);
+    CHECK_EQ_INT(sbx_s3_open(&p, NULL, &s), 0);
     if (s) {
       CHECK_EQ_INT(sbx_s3_writer_open(s, "t", "amb", &w), 0);
       sbx_s3_writer_write(w, "abc", 3);
@@ -556,7 +566,7 @@ TEST(fake_server_retries_and_caps) {
   p.s3_timeout_ms = 300;
   p.s3_retries = -1;
   s = NULL;
-  CHECK_EQ_INT(sbx_s3_open(&p, &s), 0);
+  CHECK_EQ_INT(sbx_s3_open(&p, NULL, &s), 0);
   if (s) {
     int64_t got = 0;
     CHECK_EQ_INT(sbx_s3_read(s, "t", "slow", count_bytes, &got), 0);
@@ -594,7 +604,6 @@ static int mem_sink(void *ctx, const void *buf, size_t n) {
   return 0;
 }
 
-
 static int discard_sink(void *ctx, const void *buf, size_t n) {
   return 0;
 }
@@ -616,7 +625,8 @@ TEST(rgw_wrong_keys_refused) {
   sbx_blob_params p = rgw_params(NULL);
   p.s3_create_bucket = 1;
   sbx_s3 *s = NULL;
-  CHECK_EQ_INT(sbx_s3_open(&p, &s), 0);
+  sbx_err serr = {0, ""};
+  CHECK_EQ_INT(sbx_s3_open(&p, &serr, &s), 0);
   if (!s)
     return;
   /* wrong secret key: 403 SignatureDoesNotMatch */
@@ -629,12 +639,17 @@ TEST(rgw_wrong_keys_refused) {
   CHECK_EQ_INT(sbx_blob_open(&q, &b), SBX_EAUTH);
   q = rgw_params(NULL);
   q.s3_access_key = "SBXNOSUCHKEY00000000";
+  sbx_err err = {0, ""};
+  q.err = &err;
   CHECK_EQ_INT(sbx_blob_open(&q, &b), SBX_EAUTH);
+  CHECK(strstr(err.msg, "refused (HTTP 403)") != NULL);
   CHECK(b == NULL);
   /* every kind of request with the wrong key, on an open handle */
   CHECK_EQ_INT(sbx_s3_test_put(s, "w/good", "hello", 5, NULL), 0);
   CHECK_EQ_INT(sbx_s3_test_set_secret(s, bad), 0);
   CHECK_EQ_INT(sbx_s3_test_put(s, "w/bad", "hello", 5, NULL), SBX_EAUTH);
+  CHECK_EQ_INT(serr.status, SBX_EAUTH); /* the server's own answer */
+  CHECK(strstr(serr.msg, "HTTP 403 SignatureDoesNotMatch") != NULL);
   CHECK_EQ_INT(sbx_s3_read(s, "w", "good", discard_sink, NULL), SBX_EAUTH);
   CHECK_EQ_INT(sbx_s3_remove(s, "w", "good"), SBX_EAUTH);
   int cnt = 0;
@@ -653,7 +668,7 @@ TEST(rgw_wrong_keys_refused) {
 TEST(rgw_tampered_payload_refused) {
   sbx_blob_params p = rgw_params(NULL);
   sbx_s3 *s = NULL;
-  CHECK_EQ_INT(sbx_s3_open(&p, &s), 0);
+  CHECK_EQ_INT(sbx_s3_open(&p, NULL, &s), 0);
   if (!s)
     return;
   const char *a = "the payload that was signed......";
@@ -758,7 +773,7 @@ TEST(rgw_blob_conformance) {
   double t_put = now_s() - t0;
   sbx_s3 *raw = NULL;
   sbx_blob_params rp = rgw_params("conf/");
-  CHECK_EQ_INT(sbx_s3_open(&rp, &raw), 0);
+  CHECK_EQ_INT(sbx_s3_open(&rp, NULL, &raw), 0);
   char etag[1100] = "";
   int64_t size = 0;
   if (raw)
@@ -801,8 +816,7 @@ TEST(rgw_blob_conformance) {
   CHECK_EQ_INT(l.tmps, 0);
   /* the writer's upload is gone: its commit fails cleanly */
   CHECK(sbx_blob_writer_commit(w) != 0);
-  CHECK_EQ_INT(sbx_s3_test_head(raw, "t2/crashed", NULL, NULL),
-               SBX_ENOTFOUND);
+  CHECK_EQ_INT(sbx_s3_test_head(raw, "t2/crashed", NULL, NULL), SBX_ENOTFOUND);
   /* delete */
   CHECK_EQ_INT(sbx_blob_remove(b, "t1", "a"), 0);
   CHECK_EQ_INT(sbx_blob_read(b, "t1", "a", mem_sink, &m), SBX_ENOTFOUND);
@@ -841,15 +855,14 @@ static sbx_store *open_store(void) {
 }
 
 /* the raw ciphertext in the bucket */
-static int bucket_get(sbx_store *st, const char *t, const char *id,
-                      membuf *m) {
+static int bucket_get(sbx_store *st, const char *t, const char *id, membuf *m) {
   m->n = 0;
   return sbx_blob_read(sbx_store_blobs(st), t, id, mem_sink, m);
 }
 
 static sbx_s3 *raw_store(void) {
   sbx_s3 *s = NULL;
-  sbx_s3_open(&store_blob, &s);
+  sbx_s3_open(&store_blob, NULL, &s);
   return s;
 }
 
@@ -876,8 +889,7 @@ TEST(rgw_store_roundtrip) {
     CHECK_EQ_INT(sbx_store_writer_commit(w, &o), 0);
     void *back;
     size_t n;
-    CHECK_EQ_INT(sbx_store_get_alloc(st, "acme", o.id, 64 * MiB, &back, &n),
-                 0);
+    CHECK_EQ_INT(sbx_store_get_alloc(st, "acme", o.id, 64 * MiB, &back, &n), 0);
     CHECK(n == sizes[i] && (n == 0 || memcmp(back, d, n) == 0));
     free(back);
     CHECK_EQ_INT(sbx_store_get_alloc(st, "globex", o.id, 64 * MiB, &back, &n),
@@ -1020,8 +1032,7 @@ TEST(rgw_store_gc) {
    * multipart upload (a crash during a large put) */
   CHECK_EQ_INT(blob_put(sbx_store_blobs(st), "gc", "orphan1", "zz", 2, 2), 0);
   sbx_blob_writer *bw;
-  CHECK_EQ_INT(sbx_blob_writer_open(sbx_store_blobs(st), "gc", "tmp1", &bw),
-               0);
+  CHECK_EQ_INT(sbx_blob_writer_open(sbx_store_blobs(st), "gc", "tmp1", &bw), 0);
   uint8_t *d = calloc(1, 9 * MiB);
   CHECK_EQ_INT(sbx_blob_writer_write(bw, d, 9 * MiB), 0);
   free(d);
@@ -1072,8 +1083,9 @@ static int curl_dump_bucket(const char *dir, int *objects) {
   if (!f)
     return -1;
   chmod(cfg, 0600);
-  fprintf(f, "user = \"%s:%s\"\naws-sigv4 = \"aws:amz:%s:s3\"\n"
-             "header = \"x-amz-content-sha256: %s\"\nsilent\nfail\n",
+  fprintf(f,
+          "user = \"%s:%s\"\naws-sigv4 = \"aws:amz:%s:s3\"\n"
+          "header = \"x-amz-content-sha256: %s\"\nsilent\nfail\n",
           ak, sk, region, EMPTY_SHA);
   fclose(f);
   snprintf(cmd, sizeof cmd,
@@ -1105,8 +1117,8 @@ static int curl_dump_bucket(const char *dir, int *objects) {
     for (char *q = k; *q; q++)
       if (!(isalnum((unsigned char)*q) || strchr("/._-", *q)))
         rc = -1; /* our keys only */
-    snprintf(cmd, sizeof cmd, "curl -K '%s' -o '%s/obj%d' '%s/%s/%s'", cfg,
-             dir, *objects, ep, bucket, k);
+    snprintf(cmd, sizeof cmd, "curl -K '%s' -o '%s/obj%d' '%s/%s/%s'", cfg, dir,
+             *objects, ep, bucket, k);
     if (rc || system(cmd) != 0) {
       rc = -1;
       break;
