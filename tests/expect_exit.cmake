@@ -1,16 +1,27 @@
-# Runs CMD with ARG (and optional ARG2..ARG6) and checks the exit code is
-# WANT_RC and that stdout+stderr match WANT_RE.
+# Runs CMD with ARG (and optional ARG2..ARG12) and checks the exit code is
+# WANT_RC and that stdout+stderr match WANT_RE and every WANT_RE1..WANT_RE9
+# given, and do not match WANT_NO_RE. ENV is an optional ";"-list (pass it
+# as "-DENV=A=1\;B=2") of VAR=VALUE set for CMD.
 set(args ${ARG})
 foreach(i 2 3 4 5 6 7 8 9 10 11 12)
   if(DEFINED ARG${i})
     list(APPEND args ${ARG${i}})
   endif()
 endforeach()
-execute_process(COMMAND ${CMD} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(prefix "")
+if(DEFINED ENV AND NOT "${ENV}" STREQUAL "")
+  set(prefix ${CMAKE_COMMAND} -E env ${ENV})
+endif()
+execute_process(COMMAND ${prefix} ${CMD} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT "${rc}" STREQUAL "${WANT_RC}")
   message(FATAL_ERROR "exit ${rc}, wanted ${WANT_RC}\nstdout: ${out}\nstderr: ${err}")
 endif()
-if(DEFINED WANT_RE AND NOT "${out}${err}" MATCHES "${WANT_RE}")
-  message(FATAL_ERROR "output does not match '${WANT_RE}'\nstdout: ${out}\nstderr: ${err}")
+foreach(v WANT_RE WANT_RE1 WANT_RE2 WANT_RE3 WANT_RE4 WANT_RE5 WANT_RE6 WANT_RE7 WANT_RE8 WANT_RE9)
+  if(DEFINED ${v} AND NOT "${out}${err}" MATCHES "${${v}}")
+    message(FATAL_ERROR "output does not match '${${v}}'\nstdout: ${out}\nstderr: ${err}")
+  endif()
+endforeach()
+if(DEFINED WANT_NO_RE AND "${out}${err}" MATCHES "${WANT_NO_RE}")
+  message(FATAL_ERROR "output matches '${WANT_NO_RE}'\nstdout: ${out}\nstderr: ${err}")
 endif()
 message(STATUS "ok: exit ${rc}: ${out}${err}")

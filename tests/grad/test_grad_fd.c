@@ -599,6 +599,7 @@ static void run_case(void) {
   opstat *st = stat_get(c->op);
   st->cases++;
   g_total_cases++;
+  HARNESS_CHECKED(); /* one check per case; fail_case() reports failures */
   g_case_failed = 0;
   if (c->nx > MAX_X) {
     fail_case(st, desc, "test bug: x has %lld > %d elements", (long long)c->nx, MAX_X);
