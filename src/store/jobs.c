@@ -1229,8 +1229,25 @@ typedef struct picked_ctx {
   char job[SBX_ID_MAX];
   int64_t shard, begin, end, attempts;
   int found;
+  sbx_job_claim *out;
 } picked_ctx;
 
+/* job columns of a claim: project, model, dataset, kind, limits */
+static int claim_job_cols(sbx_job_claim *c, const sbx__row *r, int col) {
+  if (sbx__col_text(r, col, c->project_id, sizeof c->project_id) ||
+      sbx__col_text(r, col + 1, c->model_id, sizeof c->model_id) ||
+      sbx__col_text(r, col + 2, c->dataset_id, sizeof c->dataset_id) ||
+      sbx__col_text(r, col + 3, c->kind, sizeof c->kind))
+    return SBX_EFORMAT;
+  c->limits.wall_seconds = sbx__col_int(r, col + 4);
+  c->limits.memory_bytes = sbx__col_int(r, col + 5);
+  c->limits.samples = sbx__col_int(r, col + 6);
+  c->limits.shards = sbx__col_int(r, col + 7);
+  c->shards = c->limits.shards;
+  return SBX_OK;
+}
+
+/* PostgreSQL: shard columns then the job's; SQLite: shard columns only */
 static int row_picked(void *ctx, const sbx__row *r) {
   picked_ctx *p = ctx;
   if (sbx__col_text(r, 0, p->job, sizeof p->job))
@@ -1240,25 +1257,42 @@ static int row_picked(void *ctx, const sbx__row *r) {
   p->end = sbx__col_int(r, 3);
   p->attempts = sbx__col_int(r, 4);
   p->found = 1;
+  if (r->backend == 2 && claim_job_cols(p->out, r, 5))
+    return SBX_EFORMAT;
   return 1;
 }
 
 static int row_claim_job(void *ctx, const sbx__row *r) {
-  sbx_job_claim *c = ctx;
-  if (sbx__col_text(r, 0, c->project_id, sizeof c->project_id) ||
-      sbx__col_text(r, 1, c->model_id, sizeof c->model_id) ||
-      sbx__col_text(r, 2, c->dataset_id, sizeof c->dataset_id) ||
-      sbx__col_text(r, 3, c->kind, sizeof c->kind))
-    return SBX_EFORMAT;
-  c->limits.wall_seconds = sbx__col_int(r, 4);
-  c->limits.memory_bytes = sbx__col_int(r, 5);
-  c->limits.samples = sbx__col_int(r, 6);
-  c->limits.shards = sbx__col_int(r, 7);
-  c->shards = c->limits.shards;
-  return 1;
+  int rc = claim_job_cols(ctx, r, 0);
+  return rc ? rc : 1;
 }
 
-/* Tries to claim the oldest queued shard of one tenant (one transaction).
+/* Two events of one job in one statement (seq m+1, m+2 from one read of
+ * the job's last seq; the caller holds the job row lock). */
+static int ev_add2(sbx_meta *m, const char *tenant, const char *job, int64_t ts,
+                   int64_t shard1, int64_t from1, int64_t to1,
+                   const char *reason1, int64_t shard2, int64_t from2,
+                   int64_t to2, const char *reason2) {
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(ts),      SBX_VI(shard1),
+                  SBX_VI(from1),  SBX_VI(to1), SBX_VT(reason1), SBX_VI(shard2),
+                  SBX_VI(from2),  SBX_VI(to2), SBX_VT(reason2)};
+  return sbx__db_exec(
+      DB(m),
+      "INSERT INTO job_events (tenant_id, job_id, seq, ts, shard, "
+      "from_state, to_state, reason) SELECT CAST($1 AS TEXT), CAST($2 AS "
+      "TEXT), x.m + 1, CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS "
+      "BIGINT), CAST($6 AS BIGINT), CAST($7 AS TEXT) FROM (SELECT "
+      "COALESCE(MAX(seq), 0) AS m FROM job_events WHERE tenant_id = $1 AND "
+      "job_id = $2) x UNION ALL SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), "
+      "y.m + 2, CAST($3 AS BIGINT), CAST($8 AS BIGINT), CAST($9 AS BIGINT), "
+      "CAST($10 AS BIGINT), CAST($11 AS TEXT) FROM (SELECT "
+      "COALESCE(MAX(seq), 0) AS m FROM job_events WHERE tenant_id = $1 AND "
+      "job_id = $2) y",
+      v, 11, NULL, NULL, NULL);
+}
+
+/* Tries to claim the oldest queued shard of one tenant (one transaction,
+ * six statements on PostgreSQL: the claim path is the queue's hot path).
  * SBX_ENOTFOUND: nothing claimable there (none queued, all locked by other
  * claimers, or the quota filled up meanwhile). */
 static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
@@ -1268,22 +1302,27 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
   int rc = sbx__db_begin(db);
   if (rc)
     return rc;
+  memset(out, 0, sizeof *out);
   picked_ctx p;
   memset(&p, 0, sizeof p);
+  p.out = out;
   sbx__val v[] = {SBX_VT(t->tenant), SBX_VT(worker),
                   SBX_VB(hash, SBX_SHA256_LEN), SBX_VI(now + lease),
                   SBX_VI(now)};
   rc = sbx__db_exec(
       db,
-      PG(m) ? "UPDATE job_shards SET state = 1, attempts = attempts + 1, "
-              "worker_id = $2, token_hash = $3, lease_expires = $4, "
+      PG(m) ? "UPDATE job_shards AS s SET state = 1, attempts = attempts + "
+              "1, worker_id = $2, token_hash = $3, lease_expires = $4, "
               "started_at = $5, finished_at = 0, message = '', progress_ppm "
               "= 0, phase = '', robust_ppm = -1, eta_seconds = -1, "
-              "progress_at = $5 WHERE (tenant_id, job_id, shard) = (SELECT "
-              "tenant_id, job_id, shard FROM job_shards WHERE tenant_id = $1 "
-              "AND state = 0 ORDER BY qseq LIMIT 1 FOR UPDATE SKIP LOCKED) "
-              "AND state = 0 RETURNING job_id, shard, sample_begin, "
-              "sample_end, attempts"
+              "progress_at = $5 FROM jobs AS j WHERE j.tenant_id = "
+              "s.tenant_id AND j.id = s.job_id AND (s.tenant_id, s.job_id, "
+              "s.shard) = (SELECT x.tenant_id, x.job_id, x.shard FROM "
+              "job_shards x WHERE x.tenant_id = $1 AND x.state = 0 ORDER BY "
+              "x.qseq LIMIT 1 FOR UPDATE SKIP LOCKED) AND s.state = 0 "
+              "RETURNING s.job_id, s.shard, s.sample_begin, s.sample_end, "
+              "s.attempts, j.project_id, j.model_id, j.dataset_id, j.kind, "
+              "j.wall_seconds, j.memory_bytes, j.samples, j.shards"
             : "UPDATE job_shards SET state = 1, attempts = attempts + 1, "
               "worker_id = $2, token_hash = $3, lease_expires = $4, "
               "started_at = $5, finished_at = 0, message = '', progress_ppm "
@@ -1295,36 +1334,36 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
       v, 5, row_picked, &p, NULL);
   if (!rc && !p.found)
     rc = SBX_ENOTFOUND;
-  /* the job: queued -> running on its first claim */
-  int64_t started = 0;
+  /* the job: queued -> running on its first claim. Always updated: this
+   * takes the job row's lock, which orders the events of a job (ev_add);
+   * SET sees the old row, so claims = 1 after it means "first claim". */
+  int64_t claims = 0;
   sbx__val jv[] = {SBX_VT(t->tenant), SBX_VT(p.job), SBX_VI(now)};
   if (!rc)
     rc = sbx__db_exec(db,
-                      "UPDATE jobs SET state = 1, started_at = $3, message = "
-                      "'started', updated_at = $3 WHERE tenant_id = $1 AND "
-                      "id = $2 AND state = 0",
-                      jv, 3, NULL, NULL, &started);
-  if (!rc) {
-    memset(out, 0, sizeof *out);
+                      "UPDATE jobs SET state = 1, claims = claims + 1, "
+                      "started_at = CASE WHEN claims = 0 THEN $3 ELSE "
+                      "started_at END, message = CASE WHEN claims = 0 THEN "
+                      "'started' ELSE message END, updated_at = $3 WHERE "
+                      "tenant_id = $1 AND id = $2 RETURNING claims",
+                      jv, 3, row_int1, &claims, NULL);
+  int started = claims == 1;
+  if (!rc && !PG(m))
     rc = sbx__db_exec(db,
                       "SELECT project_id, model_id, dataset_id, kind, "
                       "wall_seconds, memory_bytes, samples, shards FROM jobs "
                       "WHERE tenant_id = $1 AND id = $2",
                       jv, 2, row_claim_job, out, NULL);
-  }
-  if (!rc && started) {
-    char reason[SBX_JOB_MSG_MAX];
-    snprintf(reason, sizeof reason, "started on worker %s", worker);
-    rc = ev_add(m, t->tenant, p.job, now, -1, SBX_JOB_QUEUED, SBX_JOB_RUNNING,
-                reason);
-  }
-  if (!rc) {
-    char reason[SBX_JOB_MSG_MAX];
-    snprintf(reason, sizeof reason, "claimed by worker %s (attempt %lld)",
-             worker, (long long)p.attempts);
+  char r1[SBX_JOB_MSG_MAX], r2[SBX_JOB_MSG_MAX];
+  snprintf(r1, sizeof r1, "started on worker %s", worker);
+  snprintf(r2, sizeof r2, "claimed by worker %s (attempt %lld)", worker,
+           (long long)p.attempts);
+  if (!rc && started)
+    rc = ev_add2(m, t->tenant, p.job, now, -1, SBX_JOB_QUEUED, SBX_JOB_RUNNING,
+                 r1, p.shard, SBX_JOB_QUEUED, SBX_JOB_RUNNING, r2);
+  else if (!rc)
     rc = ev_add(m, t->tenant, p.job, now, p.shard, SBX_JOB_QUEUED,
-                SBX_JOB_RUNNING, reason);
-  }
+                SBX_JOB_RUNNING, r2);
   if (!rc) {
     int64_t ch = 0;
     sbx__val qv[] = {SBX_VT(t->tenant), SBX_VI(t->quota), SBX_VI(stamp_us())};
@@ -1364,17 +1403,22 @@ int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
   REQUIRE_ID(worker_id);
   if (lease_seconds < 1 || lease_seconds > 3600 || !token_hash)
     return SBX_EINVAL;
-  /* housekeeping first: lost workers' shards go back in line */
-  int64_t any = 0;
-  sbx__val ev[] = {SBX_VI(now)};
-  int rc = sbx__db_exec(DB(m),
-                        "SELECT 1 FROM job_shards WHERE state = 1 AND "
-                        "lease_expires < $1 LIMIT 1",
-                        ev, 1, row_int1, &any, NULL);
-  if (!rc && any)
-    rc = sbx_meta_job_requeue_expired(m, now, NULL, NULL);
-  if (rc)
-    return rc;
+  /* housekeeping first: lost workers' shards go back in line (looked for
+   * once per distinct `now` per process: once a second in production) */
+  static _Atomic int64_t last_sweep = -1;
+  int rc = SBX_OK;
+  if (atomic_exchange(&last_sweep, now) != now) {
+    int64_t any = 0;
+    sbx__val ev[] = {SBX_VI(now)};
+    rc = sbx__db_exec(DB(m),
+                      "SELECT 1 FROM job_shards WHERE state = 1 AND "
+                      "lease_expires < $1 LIMIT 1",
+                      ev, 1, row_int1, &any, NULL);
+    if (!rc && any)
+      rc = sbx_meta_job_requeue_expired(m, now, NULL, NULL);
+    if (rc)
+      return rc;
+  }
   /* fair share: fewest running, then least recently served */
   cands_ctx cs;
   memset(&cs, 0, sizeof cs);
@@ -1400,9 +1444,14 @@ int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
 
 /* ---- job tokens: verify, heartbeat, finish ---- */
 
+typedef struct scope_ctx {
+  sbx_job_scope s;
+  int64_t state; /* -1: no such token */
+} scope_ctx;
+
 static int row_scope(void *ctx, const sbx__row *r) {
-  int64_t *st = ctx;
-  sbx_job_scope *s = (sbx_job_scope *)(st + 1);
+  scope_ctx *x = ctx;
+  sbx_job_scope *s = &x->s;
   if (sbx__col_text(r, 0, s->tenant_id, sizeof s->tenant_id) ||
       sbx__col_text(r, 1, s->job_id, sizeof s->job_id) ||
       sbx__col_text(r, 2, s->project_id, sizeof s->project_id) ||
@@ -1413,18 +1462,16 @@ static int row_scope(void *ctx, const sbx__row *r) {
   s->sample_begin = sbx__col_int(r, 6);
   s->sample_end = sbx__col_int(r, 7);
   s->lease_expires = sbx__col_int(r, 8);
-  st[0] = sbx__col_int(r, 9) + 1; /* state + 1: 0 = not found */
+  x->state = sbx__col_int(r, 9);
   return 1;
 }
 
 /* Looks the token up; SBX_EAUTH unknown, SBX_EEXPIRED dead. */
 static int token_state(sbx_meta *m, const uint8_t *hash, int64_t now,
                        sbx_job_scope *out) {
-  struct {
-    int64_t st;
-    sbx_job_scope s;
-  } x;
+  scope_ctx x;
   memset(&x, 0, sizeof x);
+  x.state = -1;
   sbx__val v[] = {SBX_VB(hash, SBX_SHA256_LEN)};
   int rc = sbx__db_exec(DB(m),
                         "SELECT s.tenant_id, s.job_id, j.project_id, "
@@ -1436,9 +1483,9 @@ static int token_state(sbx_meta *m, const uint8_t *hash, int64_t now,
                         v, 1, row_scope, &x, NULL);
   if (rc)
     return rc;
-  if (!x.st)
+  if (x.state < 0)
     return SBX_EAUTH;
-  if (x.st - 1 != SBX_JOB_RUNNING || x.s.lease_expires < now)
+  if (x.state != SBX_JOB_RUNNING || x.s.lease_expires < now)
     return SBX_EEXPIRED;
   if (out)
     *out = x.s;
@@ -1510,19 +1557,25 @@ int sbx_meta_job_heartbeat(sbx_meta *m,
 
 typedef struct fin_ctx {
   char tenant[SBX_ID_MAX], job[SBX_ID_MAX];
-  int64_t shard, wall;
+  int64_t shard;
+  char msg[SBX_JOB_MSG_MAX];
   int found;
 } fin_ctx;
 
 static int row_fin(void *ctx, const sbx__row *r) {
   fin_ctx *f = ctx;
   if (sbx__col_text(r, 0, f->tenant, sizeof f->tenant) ||
-      sbx__col_text(r, 1, f->job, sizeof f->job))
+      sbx__col_text(r, 1, f->job, sizeof f->job) ||
+      sbx__col_text(r, 3, f->msg, sizeof f->msg))
     return SBX_EFORMAT;
   f->shard = sbx__col_int(r, 2);
-  f->wall = sbx__col_int(r, 3);
   f->found = 1;
   return 1;
+}
+
+static int row_text1(void *ctx, const sbx__row *r) {
+  int rc = sbx__col_text(r, 0, ctx, SBX_JOB_MSG_MAX);
+  return rc ? SBX_EFORMAT : 1;
 }
 
 int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
@@ -1544,51 +1597,66 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
     return rc;
   fin_ctx f;
   memset(&f, 0, sizeof f);
+  const char *rid = results ? results->result_id : "";
+  const char *aid = results ? results->adv_id : "";
   sbx__val v[] = {SBX_VB(token_hash, SBX_SHA256_LEN),
                   SBX_VI(now),
                   SBX_VI(state),
                   SBX_VT(message ? message : ""),
-                  SBX_VT(results ? results->result_id : ""),
-                  SBX_VT(results ? results->adv_id : ""),
+                  SBX_VT(rid),
+                  SBX_VT(aid),
                   SBX_VT(gal)};
-  rc = sbx__db_exec(db,
-                    "UPDATE job_shards SET state = $3, finished_at = $2, "
-                    "lease_expires = 0, message = $4, result_id = $5, adv_id "
-                    "= $6, gallery = $7, progress_ppm = CASE WHEN CAST($3 AS "
-                    "BIGINT) = 2 THEN "
-                    "1000000 ELSE progress_ppm END, eta_seconds = -1 WHERE "
-                    "token_hash = $1 AND state = 1 AND lease_expires >= $2 "
-                    "RETURNING tenant_id, job_id, shard, wall_seconds",
-                    v, 7, row_fin, &f, NULL);
+  /* the shard's message: the caller's, else a default per state */
+  rc = sbx__db_exec(
+      db,
+      "UPDATE job_shards SET state = $3, finished_at = $2, lease_expires = "
+      "0, message = CASE WHEN CAST($4 AS TEXT) <> '' THEN $4 WHEN CAST($3 AS "
+      "BIGINT) = 2 THEN 'succeeded' WHEN CAST($3 AS BIGINT) = 4 THEN "
+      "'cancelled' ELSE 'wall time limit ' || wall_seconds || ' s exceeded' "
+      "END, result_id = $5, adv_id = $6, gallery = $7, progress_ppm = CASE "
+      "WHEN CAST($3 AS BIGINT) = 2 THEN 1000000 ELSE progress_ppm END, "
+      "eta_seconds = -1 WHERE token_hash = $1 AND state = 1 AND "
+      "lease_expires >= $2 RETURNING tenant_id, job_id, shard, message",
+      v, 7, row_fin, &f, NULL);
   if (!rc && !f.found) {
     sbx__db_rollback(db);
     rc = token_state(m, token_hash, now, NULL);
     return rc ? rc : SBX_EEXPIRED;
   }
-  char reason[SBX_JOB_MSG_MAX];
-  if (message && *message)
-    snprintf(reason, sizeof reason, "%s", message);
-  else if (state == SBX_JOB_TIMED_OUT)
-    snprintf(reason, sizeof reason, "wall time limit %lld s exceeded",
-             (long long)f.wall);
-  else
-    snprintf(reason, sizeof reason, "%s",
-             state == SBX_JOB_SUCCEEDED ? "succeeded" : "cancelled");
-  if (!rc && !(message && *message)) {
-    sbx__val mv[] = {SBX_VT(f.tenant), SBX_VT(f.job), SBX_VI(f.shard),
-                     SBX_VT(reason)};
-    rc = sbx__db_exec(db,
-                      "UPDATE job_shards SET message = $4 WHERE tenant_id = "
-                      "$1 AND job_id = $2 AND shard = $3",
-                      mv, 4, NULL, NULL, NULL);
+  /* one shard (the common case): the job ends with it, in one statement;
+   * a cancelled job keeps the reason given with the cancel request */
+  char jmsg[SBX_JOB_MSG_MAX] = "";
+  if (!rc) {
+    char want[SBX_JOB_MSG_MAX];
+    snprintf(want, sizeof want, "%s",
+             state == SBX_JOB_SUCCEEDED ? "1 of 1 shard succeeded" : f.msg);
+    sbx__val jv[] = {SBX_VT(f.tenant), SBX_VT(f.job), SBX_VI(state),
+                     SBX_VT(want),     SBX_VI(now),   SBX_VT(rid),
+                     SBX_VT(aid),      SBX_VT(gal)};
+    rc = sbx__db_exec(
+        db,
+        "UPDATE jobs SET state = $3, message = CASE WHEN CAST($3 AS BIGINT) "
+        "= 4 AND cancel_requested = 1 AND cancel_reason <> '' THEN "
+        "cancel_reason ELSE $4 END, finished_at = $5, updated_at = $5, "
+        "shards_done = CASE WHEN CAST($3 AS BIGINT) = 2 THEN 1 ELSE 0 END, "
+        "result_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $6 ELSE result_id "
+        "END, adv_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $7 ELSE adv_id "
+        "END, gallery = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $8 ELSE "
+        "gallery END WHERE tenant_id = $1 AND id = $2 AND shards = 1 AND "
+        "state = 1 RETURNING message",
+        jv, 8, row_text1, jmsg, NULL);
   }
-  if (!rc)
+  if (!rc && jmsg[0]) {
+    rc = ev_add2(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state,
+                 f.msg, -1, SBX_JOB_RUNNING, state, jmsg);
+  } else if (!rc) { /* several shards: settle the job from all of them */
     rc = job_lock(m, f.tenant, f.job, now);
-  if (!rc)
-    rc = ev_add(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state,
-                reason);
-  if (!rc)
-    rc = job_settle(m, f.tenant, f.job, now);
+    if (!rc)
+      rc = ev_add(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state,
+                  f.msg);
+    if (!rc)
+      rc = job_settle(m, f.tenant, f.job, now);
+  }
   if (!rc) {
     sbx__val qv[] = {SBX_VT(f.tenant)};
     rc = sbx__db_exec(db,

@@ -28,6 +28,7 @@
    " shards BIGINT NOT NULL,"                                                  \
    " max_attempts BIGINT NOT NULL,"                                            \
    " shards_done BIGINT NOT NULL DEFAULT 0,"                                   \
+   " claims BIGINT NOT NULL DEFAULT 0,"                                        \
    " seq BIGINT NOT NULL,"                                                     \
    " result_id TEXT NOT NULL DEFAULT '',"                                      \
    " adv_id TEXT NOT NULL DEFAULT '',"                                         \
