@@ -7,9 +7,11 @@
  * same order - shard rows (ascending), then the job row, then the tenant's
  * job_sched row - so writers never deadlock. Claims pick their shard with
  * FOR UPDATE SKIP LOCKED and so never wait on each other's shard; the
- * tenant's job_sched row is updated last, conditionally (running < quota),
- * which makes the quota exact under concurrency. SQLite: every writer is a
- * BEGIN IMMEDIATE transaction, i.e. serialised.
+ * tenant's job_sched row is updated last, and the running shards counted in
+ * the next statement, which makes the quota exact under concurrency (claims
+ * of one tenant serialise on that row for the instant before COMMIT;
+ * finishing a shard does not touch it). SQLite: every writer is a BEGIN
+ * IMMEDIATE transaction, i.e. serialised.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1165,12 +1167,12 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
     rc = ev_add(m, e.tenant, e.job, now, e.shard, SBX_JOB_RUNNING, to, reason);
   if (!rc)
     rc = job_settle(m, e.tenant, e.job, now);
-  if (!rc) {
-    sbx__val qv[] = {SBX_VT(e.tenant), SBX_VI(to == SBX_JOB_QUEUED)};
+  if (!rc && to == SBX_JOB_QUEUED) {
+    sbx__val qv[] = {SBX_VT(e.tenant)};
     rc = sbx__db_exec(db,
-                      "UPDATE job_sched SET running = running - 1, queued = "
-                      "queued + $2 WHERE tenant_id = $1",
-                      qv, 2, NULL, NULL, NULL);
+                      "UPDATE job_sched SET queued = queued + 1 WHERE "
+                      "tenant_id = $1",
+                      qv, 1, NULL, NULL, NULL);
   }
   if (rc) {
     sbx__db_rollback(db);
@@ -1364,16 +1366,26 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
   else if (!rc)
     rc = ev_add(m, t->tenant, p.job, now, p.shard, SBX_JOB_QUEUED,
                 SBX_JOB_RUNNING, r2);
+  /* last: the tenant's row (its lock serialises the tenant's claims) */
   if (!rc) {
-    int64_t ch = 0;
-    sbx__val qv[] = {SBX_VT(t->tenant), SBX_VI(t->quota), SBX_VI(stamp_us())};
+    sbx__val qv[] = {SBX_VT(t->tenant), SBX_VI(stamp_us())};
     rc = sbx__db_exec(db,
-                      "UPDATE job_sched SET running = running + 1, queued = "
-                      "queued - 1, last_served = $3 WHERE tenant_id = $1 AND "
-                      "(CAST($2 AS BIGINT) <= 0 OR running < $2)",
-                      qv, 3, NULL, NULL, &ch);
-    if (!rc && !ch)
-      rc = SBX_ENOTFOUND; /* quota filled by a concurrent claim */
+                      "UPDATE job_sched SET queued = queued - 1, last_served "
+                      "= $2 WHERE tenant_id = $1",
+                      qv, 2, NULL, NULL, NULL);
+  }
+  /* the quota, counted in a statement that starts after that lock is held:
+   * every earlier claim of the tenant is committed and counted (a finish
+   * in flight only makes the count higher), ours included */
+  if (!rc && t->quota > 0) {
+    int64_t running = 0;
+    sbx__val cv[] = {SBX_VT(t->tenant)};
+    rc = sbx__db_exec(db,
+                      "SELECT COUNT(*) FROM job_shards WHERE tenant_id = $1 "
+                      "AND state = 1",
+                      cv, 1, row_int1, &running, NULL);
+    if (!rc && running > t->quota)
+      rc = SBX_ENOTFOUND; /* filled by a concurrent claim */
   }
   if (rc) {
     sbx__db_rollback(db);
@@ -1423,12 +1435,14 @@ int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
   cands_ctx cs;
   memset(&cs, 0, sizeof cs);
   rc = sbx__db_exec(DB(m),
-                    "SELECT s.tenant_id, s.running, COALESCE(NULLIF("
+                    "SELECT s.tenant_id, (SELECT COUNT(*) FROM job_shards r "
+                    "WHERE r.tenant_id = s.tenant_id AND r.state = 1) AS "
+                    "running, COALESCE(NULLIF("
                     "l.max_concurrency, 0), NULLIF(d.max_concurrency, 0), 0) "
                     "FROM job_sched s JOIN tenants t ON t.id = s.tenant_id "
                     "AND t.state = 0 LEFT JOIN job_limits l ON l.tenant_id = "
                     "s.tenant_id LEFT JOIN job_limits d ON d.tenant_id = "
-                    "'_sys' WHERE s.queued > 0 ORDER BY s.running, "
+                    "'_sys' WHERE s.queued > 0 ORDER BY running, "
                     "s.last_served, s.tenant_id LIMIT 32",
                     NULL, 0, row_cand, &cs, NULL);
   if (rc)
@@ -1656,13 +1670,6 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
                   f.msg);
     if (!rc)
       rc = job_settle(m, f.tenant, f.job, now);
-  }
-  if (!rc) {
-    sbx__val qv[] = {SBX_VT(f.tenant)};
-    rc = sbx__db_exec(db,
-                      "UPDATE job_sched SET running = running - 1 WHERE "
-                      "tenant_id = $1",
-                      qv, 1, NULL, NULL, NULL);
   }
   if (rc) {
     sbx__db_rollback(db);

@@ -12,6 +12,7 @@
  * running this code.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -936,16 +937,75 @@ TEST(concurrent_claimers_exactly_once) {
     CHECK(busy >= 2);
   else
     (void)busy;
-  /* the fair-share counters came back to zero */
+  /* nothing left queued or running; the queued counters are back to 0 */
   ints2 z = {-1, -1};
-  CHECK_EQ_INT(sbx__db_exec(sbx__meta_db(m),
-                            "SELECT SUM(running), SUM(queued) FROM job_sched",
-                            NULL, 0, row_ints2, &z, NULL),
-               0);
+  CHECK_EQ_INT(
+      sbx__db_exec(sbx__meta_db(m),
+                   "SELECT (SELECT COUNT(*) FROM job_shards WHERE state "
+                   "< 2), (SELECT SUM(queued) FROM job_sched)",
+                   NULL, 0, row_ints2, &z, NULL),
+      0);
   CHECK_EQ_INT(z.a, 0);
   CHECK_EQ_INT(z.b, 0);
   sbx_job_claim c;
   CHECK_EQ_INT(sbx_store_job_claim(st, "w", 30, time(NULL), &c), SBX_ENOTFOUND);
+  sbx_store_close(st);
+}
+
+/* ---- the quota holds under concurrent claims ---- */
+
+static pthread_barrier_t bar;
+static atomic_int quota_wins;
+
+static void *quota_claimer(void *arg) {
+  (void)arg;
+  sbx_store *st = open_store();
+  pthread_barrier_wait(&bar);
+  if (!st)
+    return NULL;
+  sbx_job_claim c;
+  int rc;
+  do
+    rc = sbx_store_job_claim(st, "wq", 60, 5000, &c);
+  while (rc == SBX_EBUSY || rc == SBX_ECONFLICT);
+  if (rc == 0)
+    atomic_fetch_add(&quota_wins, 1);
+  else if (rc != SBX_ENOTFOUND)
+    fprintf(stderr, "quota claim: %s\n", sbx_strerror(rc));
+  sbx_store_close(st);
+  return NULL;
+}
+
+TEST(quota_under_concurrency) {
+  sbx_store *st = open_store();
+  if (!st) {
+    CHECK(0);
+    return;
+  }
+  sbx_meta *m = sbx_store_meta(st);
+  reset(st);
+  tenant(st, "ta");
+  for (int i = 0; i < 10; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "q%d", i);
+    CHECK_EQ_INT(create(st, "ta", id, 10, 1, 5000), 0);
+  }
+  sbx_job_limit_set l;
+  memset(&l, 0, sizeof l);
+  l.max_concurrency = 2;
+  CHECK_EQ_INT(sbx_meta_job_limits_set(m, "ta", &l, 5000), 0);
+  for (int round = 0; round < 3; round++) {
+    atomic_store(&quota_wins, 0);
+    pthread_t th[6];
+    pthread_barrier_init(&bar, NULL, 6);
+    for (int i = 0; i < 6; i++)
+      pthread_create(&th[i], NULL, quota_claimer, NULL);
+    for (int i = 0; i < 6; i++)
+      pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&bar);
+    /* 6 claimers at once, quota 2: two win in the first round, none after */
+    CHECK_EQ_INT(atomic_load(&quota_wins), round == 0 ? 2 : 0);
+  }
   sbx_store_close(st);
 }
 
@@ -972,6 +1032,7 @@ int main(void) {
   RUN(worker_tokens);
   RUN(list_paging);
   RUN(concurrent_claimers_exactly_once);
+  RUN(quota_under_concurrency);
   tu_rm_rf(root);
   return harness_report();
 }
