@@ -27,72 +27,211 @@
 extern "C" {
 #endif
 
-typedef enum adv_attack_kind {
-  ADV_ATTACK_FGSM = 0,
-  ADV_ATTACK_BIM,
-  ADV_ATTACK_PGD,
-  ADV_ATTACK_MIFGSM,
-  ADV_ATTACK_APGD_CE,   /* APGD on cross-entropy (untargeted) */
-  ADV_ATTACK_APGD_DLR,  /* APGD on DLR (untargeted) */
-  ADV_ATTACK_APGD_T,    /* APGD on targeted DLR over n_target_classes */
-  ADV_ATTACK_FAB,       /* FAB (untargeted) */
-  ADV_ATTACK_FAB_T,     /* FAB targeted over n_target_classes */
-  ADV_ATTACK_CW_L2,     /* Carlini-Wagner L2 */
-  ADV_ATTACK_DEEPFOOL,
-  ADV_ATTACK_SQUARE,    /* score-based black box */
-  ADV_ATTACK_HSJ,       /* HopSkipJump, decision-based black box */
-  ADV_ATTACK_COUNT
-} adv_attack_kind;
-
 typedef enum adv_norm { ADV_NORM_LINF = 0, ADV_NORM_L2 = 1 } adv_norm;
 
+/* Bits of a norm set: which norms an attack supports. */
+#define ADV_NORMS_LINF (1u << ADV_NORM_LINF)
+#define ADV_NORMS_L2 (1u << ADV_NORM_L2)
+#define ADV_NORMS_ANY (ADV_NORMS_LINF | ADV_NORMS_L2)
+
+/* How an attack can be targeted. */
+typedef enum adv_target_mode {
+  ADV_TARGET_NONE = 0, /* untargeted only */
+  ADV_TARGET_CLASS,    /* optional: with targeted=1 it uses target[] */
+  ADV_TARGET_TOPK,     /* always targeted, over the n_target_classes top
+                          classes it picks itself (no target[]) */
+} adv_target_mode;
+
+/*
+ * Bits naming the adv_attack_params fields an attack reads (beyond norm,
+ * clip_min/clip_max, batch and threads, which every attack honours). The
+ * job-spec parameter table (adv/job.h) uses the same bits; a parameter an
+ * attack does not read is accepted by validation but has no effect.
+ */
+#define ADV_PARAM_MAP(X)                                                       \
+  X(EPS, 0)                                                                    \
+  X(STEPS, 1)                                                                  \
+  X(STEP_SIZE, 2)                                                              \
+  X(RESTARTS, 3)                                                               \
+  X(RANDOM_START, 4)                                                           \
+  X(TARGETED, 5)                                                               \
+  X(N_TARGET_CLASSES, 6)                                                       \
+  X(LOSS, 7)                                                                   \
+  X(MOMENTUM, 8)                                                               \
+  X(QUERIES, 9)                                                                \
+  X(P_INIT, 10)                                                                \
+  X(CONFIDENCE, 11)                                                            \
+  X(BINARY_STEPS, 12)                                                          \
+  X(INITIAL_CONST, 13)                                                         \
+  X(OVERSHOOT, 14)                                                             \
+  X(CANDIDATES, 15)                                                            \
+  X(FAB, 16) /* alpha_max, eta, beta */                                        \
+  X(SEED, 17)
+
+enum {
+#define ADV__PARAM_BIT(name, bit) ADV_PARAM_##name = 1u << (bit),
+  ADV_PARAM_MAP(ADV__PARAM_BIT)
+#undef ADV__PARAM_BIT
+};
+
+/*
+ * The attack table: ONE row per attack generates the enum, the names,
+ * the defaults (adv_attack_default_params), the minimal-norm flag, the
+ * norms, the targeted flavour, the parameter mask and (in run.c) the
+ * dispatch. Columns:
+ *   ID        enum suffix (ADV_ATTACK_<ID>)
+ *   name      canonical name (CLI, job specs, result JSON)
+ *   aliases   comma-separated extra names accepted on input ("" for none)
+ *   fn        engine entry point (internal; only run.c uses it)
+ *   minimal   1: minimal-norm attack (returns the smallest adversarial it
+ *             finds, eps only decides success); 0: bounded (projected)
+ *   norms     ADV_NORMS_* the attack supports
+ *   target    adv_target_mode
+ *   params    ADV_PARAM_* bits of the fields it reads
+ *   defaults  a comma expression on the adv_attack_params `p` applied on top
+ *             of the common defaults (see adv_attack_default_params)
+ */
+#define ADV_ATTACK_MAP(X)                                                      \
+  X(FGSM, "fgsm", "", adv__attack_fgsm, 0, ADV_NORMS_ANY, ADV_TARGET_CLASS,    \
+    ADV_PARAM_EPS | ADV_PARAM_LOSS | ADV_PARAM_TARGETED, (p.steps = 1))        \
+  X(BIM, "bim", "", adv__attack_pgd, 0, ADV_NORMS_ANY, ADV_TARGET_CLASS,       \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_STEP_SIZE |                    \
+        ADV_PARAM_RESTARTS | ADV_PARAM_RANDOM_START | ADV_PARAM_LOSS |         \
+        ADV_PARAM_TARGETED | ADV_PARAM_SEED,                                   \
+    (p.steps = 10))                                                            \
+  X(PGD, "pgd", "", adv__attack_pgd, 0, ADV_NORMS_ANY, ADV_TARGET_CLASS,       \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_STEP_SIZE |                    \
+        ADV_PARAM_RESTARTS | ADV_PARAM_RANDOM_START | ADV_PARAM_LOSS |         \
+        ADV_PARAM_TARGETED | ADV_PARAM_SEED,                                   \
+    (p.steps = 40, p.random_start = 1))                                        \
+  X(MIFGSM, "mifgsm", "mi-fgsm", adv__attack_pgd, 0, ADV_NORMS_ANY,            \
+    ADV_TARGET_CLASS,                                                          \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_STEP_SIZE |                    \
+        ADV_PARAM_RESTARTS | ADV_PARAM_RANDOM_START | ADV_PARAM_LOSS |         \
+        ADV_PARAM_TARGETED | ADV_PARAM_MOMENTUM | ADV_PARAM_SEED,              \
+    (p.steps = 10))                                                            \
+  /* APGD on cross-entropy (untargeted) */                                     \
+  X(APGD_CE, "apgd-ce", "", adv__attack_apgd, 0, ADV_NORMS_ANY,                \
+    ADV_TARGET_NONE,                                                           \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_STEP_SIZE |                    \
+        ADV_PARAM_RESTARTS | ADV_PARAM_SEED,                                   \
+    (p.steps = 100))                                                           \
+  /* APGD on DLR (untargeted) */                                               \
+  X(APGD_DLR, "apgd-dlr", "", adv__attack_apgd, 0, ADV_NORMS_ANY,              \
+    ADV_TARGET_NONE,                                                           \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_STEP_SIZE |                    \
+        ADV_PARAM_RESTARTS | ADV_PARAM_SEED,                                   \
+    (p.steps = 100))                                                           \
+  /* APGD on targeted DLR over n_target_classes */                             \
+  X(APGD_T, "apgd-t", "", adv__attack_apgd, 0, ADV_NORMS_ANY, ADV_TARGET_TOPK, \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_STEP_SIZE |                    \
+        ADV_PARAM_RESTARTS | ADV_PARAM_N_TARGET_CLASSES | ADV_PARAM_SEED,      \
+    (p.steps = 100, p.targeted = 1))                                           \
+  /* FAB (untargeted) */                                                       \
+  X(FAB, "fab", "", adv__attack_fab, 1, ADV_NORMS_ANY, ADV_TARGET_NONE,        \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_RESTARTS | ADV_PARAM_FAB |     \
+        ADV_PARAM_SEED,                                                        \
+    (p.steps = 100))                                                           \
+  /* FAB targeted over n_target_classes */                                     \
+  X(FAB_T, "fab-t", "", adv__attack_fab, 1, ADV_NORMS_ANY, ADV_TARGET_TOPK,    \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_RESTARTS | ADV_PARAM_FAB |     \
+        ADV_PARAM_N_TARGET_CLASSES | ADV_PARAM_SEED,                           \
+    (p.steps = 100, p.targeted = 1))                                           \
+  /* Carlini-Wagner L2: lr 0.1, 5 binary steps from c = 1 (with lr 0.01        \
+   * pixels saturated at 0/1 barely move in tanh space;                        \
+   * docs/attacks-minimal.md) */                                               \
+  X(CW_L2, "cw", "cw-l2,cw_l2", adv__attack_cw, 1, ADV_NORMS_L2,               \
+    ADV_TARGET_CLASS,                                                          \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_STEP_SIZE |                    \
+        ADV_PARAM_TARGETED | ADV_PARAM_CONFIDENCE | ADV_PARAM_BINARY_STEPS |   \
+        ADV_PARAM_INITIAL_CONST,                                               \
+    (p.steps = 100, p.norm = ADV_NORM_L2, p.step_size = 0.1f,                  \
+     p.binary_steps = 5, p.initial_const = 1.f, p.eps = 0.f))                  \
+  X(DEEPFOOL, "deepfool", "", adv__attack_deepfool, 1, ADV_NORMS_ANY,          \
+    ADV_TARGET_CLASS,                                                          \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_TARGETED |                     \
+        ADV_PARAM_OVERSHOOT | ADV_PARAM_CANDIDATES,                            \
+    (p.steps = 50, p.norm = ADV_NORM_L2, p.eps = 0.f))                         \
+  /* score-based black box */                                                  \
+  X(SQUARE, "square", "", adv__attack_square, 0, ADV_NORMS_ANY,                \
+    ADV_TARGET_CLASS,                                                          \
+    ADV_PARAM_EPS | ADV_PARAM_TARGETED | ADV_PARAM_QUERIES |                   \
+        ADV_PARAM_P_INIT | ADV_PARAM_SEED,                                     \
+    (p.queries = 5000, p.p_init = 0.8f))                                       \
+  /* HopSkipJump, decision-based black box; minimal-norm: no budget unless     \
+   * asked */                                                                  \
+  X(HSJ, "hsj", "hopskipjump", adv__attack_hsj, 1, ADV_NORMS_ANY,              \
+    ADV_TARGET_CLASS,                                                          \
+    ADV_PARAM_EPS | ADV_PARAM_STEPS | ADV_PARAM_TARGETED | ADV_PARAM_QUERIES | \
+        ADV_PARAM_SEED,                                                        \
+    (p.queries = 5000, p.steps = 40, p.norm = ADV_NORM_L2, p.eps = 0.f))
+
+typedef enum adv_attack_kind {
+#define ADV__ATTACK_ENUM(id, name, aliases, fn, minimal, norms, target,        \
+                         params, defaults)                                     \
+  ADV_ATTACK_##id,
+  ADV_ATTACK_MAP(ADV__ATTACK_ENUM)
+#undef ADV__ATTACK_ENUM
+      ADV_ATTACK_COUNT
+} adv_attack_kind;
+
 /* Name <-> kind ("fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "cw",
- * "deepfool", "square", "hsj", ...). Returns -1 for an unknown name. */
+ * "deepfool", "square", "hsj", and the aliases of the table). Returns -1
+ * for an unknown name or NULL. adv_attack_name returns the canonical name,
+ * "unknown" for a kind out of range (never NULL). */
 int adv_attack_kind_from_name(const char *name);
 const char *adv_attack_name(adv_attack_kind kind);
+/* Comma-separated aliases of an attack ("" when none or out of range). */
+const char *adv_attack_aliases(adv_attack_kind kind);
+
+/* Table queries; out-of-range kinds give 0. */
+int adv_attack_is_minimal(adv_attack_kind kind);
+unsigned adv_attack_norms(adv_attack_kind kind); /* ADV_NORMS_* */
+adv_target_mode adv_attack_target_mode(adv_attack_kind kind);
+unsigned adv_attack_param_mask(adv_attack_kind kind); /* ADV_PARAM_* */
 
 typedef struct adv_attack_params {
   adv_attack_kind kind;
   adv_norm norm;
-  float eps;           /* budget; minimal-norm attacks (CW, DeepFool, FAB)
-                          use it only to decide success (<= eps) */
-  float step_size;     /* 0 = the attack's default */
-  int steps;           /* iterations */
-  int restarts;        /* >= 1; the best (successful / highest loss) kept */
-  int random_start;    /* PGD family */
-  int targeted;        /* uses target[] (or n_target_classes for -T) */
-  int n_target_classes;/* APGD-T / FAB-T: top-k classes tried (default 9) */
-  adv_loss_kind loss;  /* PGD/BIM/FGSM/MI-FGSM loss (default CE) */
-  float momentum;      /* MI-FGSM decay mu (default 1.0) */
+  float eps;            /* budget; minimal-norm attacks (CW, DeepFool, FAB)
+                           use it only to decide success (<= eps) */
+  float step_size;      /* 0 = the attack's default */
+  int steps;            /* iterations */
+  int restarts;         /* >= 1; the best (successful / highest loss) kept */
+  int random_start;     /* PGD family */
+  int targeted;         /* uses target[] (or n_target_classes for -T) */
+  int n_target_classes; /* APGD-T / FAB-T: top-k classes tried (default 9) */
+  adv_loss_kind loss;   /* PGD/BIM/FGSM/MI-FGSM loss (default CE) */
+  float momentum;       /* MI-FGSM decay mu (default 1.0) */
   float clip_min, clip_max;
   uint64_t seed;
   int64_t queries;     /* black-box budget per sample (Square, HSJ) */
   float p_init;        /* Square: initial fraction of pixels (0.8 linf) */
-  float kappa;         /* CW confidence */
+  float kappa;         /* CW confidence (job spec / CLI: confidence) */
   int binary_steps;    /* CW binary search steps over c */
   float initial_const; /* CW initial c */
   float overshoot;     /* DeepFool / FAB overshoot */
   int candidates;      /* DeepFool: classes considered (default 10) */
   float alpha_max, eta, beta; /* FAB parameters */
-  int batch;           /* most samples per engine call; 0 (default) = automatic:
-                          the largest power of two <= 256 whose activations
-                          fit 8 MiB (docs/attacks.md) */
-  int threads;         /* engine threads (default 2) */
+  int batch;   /* most samples per engine call; 0 (default) = automatic:
+                  the largest power of two <= 256 whose activations
+                  fit 8 MiB (docs/attacks.md) */
+  int threads; /* engine threads (default 2) */
 } adv_attack_params;
 
 adv_attack_params adv_attack_default_params(adv_attack_kind kind);
 
 /* Per-sample outcome arrays are malloc'd and owned by the result. */
 typedef struct adv_attack_result {
-  int64_t n, per;       /* samples, floats per sample */
-  float *x_adv;         /* n * per */
-  int64_t *pred_clean;  /* argmax on x */
-  int64_t *pred_adv;    /* argmax on x_adv */
+  int64_t n, per;      /* samples, floats per sample */
+  float *x_adv;        /* n * per */
+  int64_t *pred_clean; /* argmax on x */
+  int64_t *pred_adv;   /* argmax on x_adv */
   unsigned char *success;
-  float *linf, *l2, *l0;/* perturbation norms per sample */
-  int64_t *queries;     /* forward queries spent per sample */
-  int64_t forwards;     /* sample-forward passes in total */
-  int64_t backwards;    /* sample-backward passes in total */
+  float *linf, *l2, *l0; /* perturbation norms per sample */
+  int64_t *queries;      /* forward queries spent per sample */
+  int64_t forwards;      /* sample-forward passes in total */
+  int64_t backwards;     /* sample-backward passes in total */
   double seconds;
 } adv_attack_result;
 
@@ -109,8 +248,8 @@ typedef int (*adv_progress_fn)(void *ud, const char *phase, double fraction);
  * be NULL) between iterations: ADV_EABORTED.
  */
 int adv_attack_run(const adv_model *m, const float *x, int64_t n,
-                   const int64_t *y, const int64_t *target,
-                   adv_attack_params p, adv_progress_fn progress, void *ud,
+                   const int64_t *y, const int64_t *target, adv_attack_params p,
+                   adv_progress_fn progress, void *ud,
                    const volatile int *abort_flag, adv_attack_result *res,
                    adv_err *err);
 

@@ -11,73 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-static const char *names[ADV_ATTACK_COUNT] = {
-    "fgsm", "bim", "pgd", "mifgsm", "apgd-ce", "apgd-dlr", "apgd-t",
-    "fab", "fab-t", "cw", "deepfool", "square", "hsj"};
-
-int adv_attack_kind_from_name(const char *name) {
-  for (int i = 0; i < ADV_ATTACK_COUNT; i++)
-    if (!strcmp(names[i], name))
-      return i;
-  if (!strcmp(name, "cw-l2") || !strcmp(name, "cw_l2"))
-    return ADV_ATTACK_CW_L2;
-  if (!strcmp(name, "hopskipjump"))
-    return ADV_ATTACK_HSJ;
-  if (!strcmp(name, "mi-fgsm"))
-    return ADV_ATTACK_MIFGSM;
-  return -1;
-}
-
-const char *adv_attack_name(adv_attack_kind kind) {
-  return kind >= 0 && kind < ADV_ATTACK_COUNT ? names[kind] : "unknown";
-}
-
-adv_attack_params adv_attack_default_params(adv_attack_kind kind) {
-  adv_attack_params p;
-  memset(&p, 0, sizeof(p));
-  p.kind = kind;
-  p.norm = ADV_NORM_LINF;
-  p.eps = 8.f / 255.f;
-  p.restarts = 1;
-  p.n_target_classes = 9;
-  p.loss = ADV_LOSS_CE;
-  p.momentum = 1.0f;
-  p.clip_min = 0.f;
-  p.clip_max = 1.f;
-  p.seed = 0;
-  p.batch = 0; /* automatic (eval.c chunk_of) */
-  p.threads = 2;
-  p.kappa = 0.f;
-  p.binary_steps = 9;
-  p.initial_const = 1e-2f;
-  p.overshoot = 0.02f;
-  p.candidates = 10;
-  p.alpha_max = 0.1f;
-  p.eta = 1.05f;
-  p.beta = 0.9f;
-  switch (kind) {
-  case ADV_ATTACK_FGSM: p.steps = 1; break;
-  case ADV_ATTACK_BIM: p.steps = 10; break;
-  case ADV_ATTACK_PGD: p.steps = 40; p.random_start = 1; break;
-  case ADV_ATTACK_MIFGSM: p.steps = 10; break;
-  case ADV_ATTACK_APGD_CE:
-  case ADV_ATTACK_APGD_DLR: p.steps = 100; break;
-  case ADV_ATTACK_APGD_T: p.steps = 100; p.targeted = 1; break;
-  case ADV_ATTACK_FAB: p.steps = 100; break;
-  case ADV_ATTACK_FAB_T: p.steps = 100; p.targeted = 1; break;
-  case ADV_ATTACK_CW_L2: /* lr 0.1, 5 binary steps from c = 1: with lr 0.01
-                            pixels saturated at 0/1 barely move in tanh space */
-    p.steps = 100; p.norm = ADV_NORM_L2; p.step_size = 0.1f;
-    p.binary_steps = 5; p.initial_const = 1.f; p.eps = 0.f; break;
-  case ADV_ATTACK_DEEPFOOL: p.steps = 50; p.norm = ADV_NORM_L2; p.eps = 0.f; break;
-  case ADV_ATTACK_SQUARE: p.queries = 5000; p.p_init = 0.8f; break;
-  case ADV_ATTACK_HSJ: p.queries = 5000; p.steps = 40; p.norm = ADV_NORM_L2;
-    p.eps = 0.f; break; /* minimal-norm: no budget unless asked */
-  default: break;
-  }
-  return p;
-}
-
 void adv_attack_result_free(adv_attack_result *r) {
   if (!r)
     return;
@@ -92,30 +25,20 @@ void adv_attack_result_free(adv_attack_result *r) {
   memset(r, 0, sizeof(*r));
 }
 
-/* Minimal-norm attacks return the smallest adversarial they find, which
- * may exceed eps; the others are projected into the eps-ball. */
-static int is_minimal(adv_attack_kind k) {
-  return k == ADV_ATTACK_FAB || k == ADV_ATTACK_FAB_T || k == ADV_ATTACK_CW_L2 ||
-         k == ADV_ATTACK_DEEPFOOL || k == ADV_ATTACK_HSJ;
-}
+/* Dispatch, generated from the attack table (adv/attack.h). */
+static const adv__attack_fn dispatch_table[] = {
+#define ADV__ATTACK_FN(id, name, aliases, fn, minimal, norms, target, params,  \
+                       defaults)                                               \
+  [ADV_ATTACK_##id] = fn,
+    ADV_ATTACK_MAP(ADV__ATTACK_FN)
+#undef ADV__ATTACK_FN
+};
+_Static_assert(sizeof(dispatch_table) / sizeof(dispatch_table[0]) ==
+                   ADV_ATTACK_COUNT,
+               "one entry point per adv_attack_kind");
 
 static adv__attack_fn dispatch(adv_attack_kind k) {
-  switch (k) {
-  case ADV_ATTACK_FGSM: return adv__attack_fgsm;
-  case ADV_ATTACK_BIM:
-  case ADV_ATTACK_PGD:
-  case ADV_ATTACK_MIFGSM: return adv__attack_pgd;
-  case ADV_ATTACK_APGD_CE:
-  case ADV_ATTACK_APGD_DLR:
-  case ADV_ATTACK_APGD_T: return adv__attack_apgd;
-  case ADV_ATTACK_FAB:
-  case ADV_ATTACK_FAB_T: return adv__attack_fab;
-  case ADV_ATTACK_CW_L2: return adv__attack_cw;
-  case ADV_ATTACK_DEEPFOOL: return adv__attack_deepfool;
-  case ADV_ATTACK_SQUARE: return adv__attack_square;
-  case ADV_ATTACK_HSJ: return adv__attack_hsj;
-  default: return NULL;
-  }
+  return (int)k >= 0 && k < ADV_ATTACK_COUNT ? dispatch_table[k] : NULL;
 }
 
 static double now_s(void) {
@@ -125,8 +48,8 @@ static double now_s(void) {
 }
 
 int adv_attack_run(const adv_model *m, const float *x, int64_t n,
-                   const int64_t *y, const int64_t *target,
-                   adv_attack_params p, adv_progress_fn progress, void *ud,
+                   const int64_t *y, const int64_t *target, adv_attack_params p,
+                   adv_progress_fn progress, void *ud,
                    const volatile int *abort_flag, adv_attack_result *res,
                    adv_err *err) {
   memset(res, 0, sizeof(*res));
@@ -134,7 +57,8 @@ int adv_attack_run(const adv_model *m, const float *x, int64_t n,
     return adv__error(err, ADV_EINVAL, "model, x, y and n > 0 are required");
   if (p.kind < 0 || p.kind >= ADV_ATTACK_COUNT)
     return adv__error(err, ADV_EINVAL, "unknown attack kind %d", (int)p.kind);
-  if (!(p.clip_max > p.clip_min) || !isfinite(p.clip_min) || !isfinite(p.clip_max))
+  if (!(p.clip_max > p.clip_min) || !isfinite(p.clip_min) ||
+      !isfinite(p.clip_max))
     return adv__error(err, ADV_EINVAL, "need clip_min < clip_max");
   if (!(p.eps >= 0) || !isfinite(p.eps))
     return adv__error(err, ADV_EINVAL, "eps must be a finite number >= 0");
@@ -148,7 +72,8 @@ int adv_attack_run(const adv_model *m, const float *x, int64_t n,
       p.kind != ADV_ATTACK_FAB_T)
     return adv__error(err, ADV_EINVAL, "targeted attack needs target classes");
   if (adv_model_num_inputs(m) != 1)
-    return adv__error(err, ADV_EUNSUPPORTED, "attacks need a single-input model");
+    return adv__error(err, ADV_EUNSUPPORTED,
+                      "attacks need a single-input model");
   adv_eval ev;
   memset(&ev, 0, sizeof(ev));
   ev.m = m;
@@ -221,9 +146,10 @@ int adv_attack_run(const adv_model *m, const float *x, int64_t n,
     ev.classes = od[1];
   }
   for (int64_t i = 0; i < n; i++)
-    if (y[i] < 0 || y[i] >= ev.classes || (target && p.targeted &&
-                                           (target[i] < 0 || target[i] >= ev.classes))) {
-      rc = adv__error(err, ADV_EINVAL, "label or target of sample %lld out of range",
+    if (y[i] < 0 || y[i] >= ev.classes ||
+        (target && p.targeted && (target[i] < 0 || target[i] >= ev.classes))) {
+      rc = adv__error(err, ADV_EINVAL,
+                      "label or target of sample %lld out of range",
                       (long long)i);
       goto fail;
     }
@@ -246,7 +172,7 @@ int adv_attack_run(const adv_model *m, const float *x, int64_t n,
   if ((rc = fn(&ev, x, n, y, target, res->x_adv)))
     goto fail;
   /* epilogue: budget + bounds, then predictions and norms */
-  int bounded = !is_minimal(p.kind);
+  int bounded = !adv_attack_is_minimal(p.kind);
   for (int64_t i = 0; i < n; i++) {
     float *xa = res->x_adv + i * ev.per;
     const float *xi = x + i * ev.per;
@@ -260,7 +186,9 @@ int adv_attack_run(const adv_model *m, const float *x, int64_t n,
       adv__project(xa, xi, ev.per, p.norm, p.eps, p.clip_min, p.clip_max);
     else
       for (int64_t k = 0; k < ev.per; k++)
-        xa[k] = xa[k] < p.clip_min ? p.clip_min : xa[k] > p.clip_max ? p.clip_max : xa[k];
+        xa[k] = xa[k] < p.clip_min   ? p.clip_min
+                : xa[k] > p.clip_max ? p.clip_max
+                                     : xa[k];
   }
   int64_t fw = ev.forwards;
   if ((rc = adv__eval_forward(&ev, res->x_adv, n, z)))

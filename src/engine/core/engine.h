@@ -273,6 +273,9 @@ extern const adv_op_def *const adv__ops[];
 extern const int adv__n_ops;
 /* Index of op_type in adv__ops, or -1. */
 int adv__op_find(const char *op_type);
+/* -1 when every op row is sound (unique name, infer + forward), else the
+ * index of the first bad row (registry.c). */
+int adv__op_table_check(void);
 
 /* ---------- helpers for ops ---------- */
 

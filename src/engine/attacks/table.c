@@ -1,0 +1,687 @@
+/*
+ * table.c - the attack table (names, defaults, flags; generated from
+ * ADV_ATTACK_MAP in adv/attack.h) and the job spec (adv/job.h): its
+ * parameter table, the text setter and the validation.
+ *
+ * Self-contained on purpose: public headers and libc only, no call into
+ * the rest of the engine. It builds as the CMake target adv_table, which
+ * libadv links and which the server (never linking libadv) links to
+ * validate job specs with exactly the engine's rules.
+ */
+#include "adv/attack.h"
+#include "adv/job.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------- the attack table ---------------- */
+
+typedef struct attack_row {
+  const char *name, *aliases;
+  int minimal;
+  unsigned norms;
+  adv_target_mode target;
+  unsigned params;
+} attack_row;
+
+static const attack_row attacks[] = {
+#define ADV__ATTACK_ROW(id, name, aliases, fn, minimal, norms, target, params, \
+                        defaults)                                              \
+  [ADV_ATTACK_##id] = {name, aliases, minimal, norms, target, params},
+    ADV_ATTACK_MAP(ADV__ATTACK_ROW)
+#undef ADV__ATTACK_ROW
+};
+/* Designated initializers would silently leave a hole if the enum and the
+ * rows ever came from different lists; this cannot hold then. */
+_Static_assert(sizeof(attacks) / sizeof(attacks[0]) == ADV_ATTACK_COUNT,
+               "one attack row per adv_attack_kind");
+
+static const attack_row *row(adv_attack_kind k) {
+  return (int)k >= 0 && k < ADV_ATTACK_COUNT ? &attacks[k] : NULL;
+}
+
+/* Non-zero when `name` is one of the comma-separated names in `list`. */
+static int in_list(const char *list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = list; *p;) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == n && !strncmp(p, name, n))
+      return 1;
+    if (!e)
+      break;
+    p = e + 1;
+  }
+  return 0;
+}
+
+int adv_attack_kind_from_name(const char *name) {
+  if (!name)
+    return -1;
+  for (int i = 0; i < ADV_ATTACK_COUNT; i++)
+    if (!strcmp(attacks[i].name, name) || in_list(attacks[i].aliases, name))
+      return i;
+  return -1;
+}
+
+const char *adv_attack_name(adv_attack_kind kind) {
+  return row(kind) ? row(kind)->name : "unknown";
+}
+
+const char *adv_attack_aliases(adv_attack_kind kind) {
+  return row(kind) ? row(kind)->aliases : "";
+}
+
+int adv_attack_is_minimal(adv_attack_kind kind) {
+  return row(kind) ? row(kind)->minimal : 0;
+}
+
+unsigned adv_attack_norms(adv_attack_kind kind) {
+  return row(kind) ? row(kind)->norms : 0;
+}
+
+adv_target_mode adv_attack_target_mode(adv_attack_kind kind) {
+  return row(kind) ? row(kind)->target : ADV_TARGET_NONE;
+}
+
+unsigned adv_attack_param_mask(adv_attack_kind kind) {
+  return row(kind) ? row(kind)->params : 0;
+}
+
+/*
+ * Common defaults first, then the attack's own column of the table. The
+ * common values are also what the result JSON shows for parameters an
+ * attack does not use (binary_steps 9 for PGD, ...), kept byte-stable.
+ */
+adv_attack_params adv_attack_default_params(adv_attack_kind kind) {
+  adv_attack_params p;
+  memset(&p, 0, sizeof(p));
+  p.kind = kind;
+  p.norm = ADV_NORM_LINF;
+  p.eps = 8.f / 255.f;
+  p.restarts = 1;
+  p.n_target_classes = 9;
+  p.loss = ADV_LOSS_CE;
+  p.momentum = 1.0f;
+  p.clip_min = 0.f;
+  p.clip_max = 1.f;
+  p.seed = 0;
+  p.batch = 0; /* automatic (eval.c chunk_of) */
+  p.threads = 2;
+  p.kappa = 0.f;
+  p.binary_steps = 9;
+  p.initial_const = 1e-2f;
+  p.overshoot = 0.02f;
+  p.candidates = 10;
+  p.alpha_max = 0.1f;
+  p.eta = 1.05f;
+  p.beta = 0.9f;
+  switch (kind) {
+#define ADV__ATTACK_DEFAULTS(id, name, aliases, fn, minimal, norms, target,    \
+                             params, defaults)                                 \
+  case ADV_ATTACK_##id:                                                        \
+    (void)defaults;                                                            \
+    break;
+    ADV_ATTACK_MAP(ADV__ATTACK_DEFAULTS)
+#undef ADV__ATTACK_DEFAULTS
+  default:
+    break;
+  }
+  return p;
+}
+
+/* ---------------- names of the other enums ---------------- */
+
+static const char *const suite_names[] = {
+    [ADV_SUITE_AUTOATTACK_STANDARD] = "autoattack-standard",
+    [ADV_SUITE_AUTOATTACK_PLUS] = "autoattack-plus",
+    [ADV_SUITE_CUSTOM] = "custom",
+};
+_Static_assert(sizeof(suite_names) / sizeof(suite_names[0]) ==
+                   ADV_SUITE_CUSTOM + 1,
+               "a name for every suite");
+
+static const char *const loss_names[] = {
+    [ADV_LOSS_CE] = "ce",
+    [ADV_LOSS_CW] = "cw",
+    [ADV_LOSS_DLR] = "dlr",
+    [ADV_LOSS_LOGIT] = "logit",
+};
+_Static_assert(sizeof(loss_names) / sizeof(loss_names[0]) == ADV_LOSS_LOGIT + 1,
+               "a name for every loss");
+
+int adv_suite_from_name(const char *name) {
+  for (int i = 0; name && i <= ADV_SUITE_CUSTOM; i++)
+    if (!strcmp(suite_names[i], name))
+      return i;
+  return -1;
+}
+
+const char *adv_suite_name(adv_suite suite) {
+  return (int)suite >= 0 && suite <= ADV_SUITE_CUSTOM ? suite_names[suite]
+                                                      : "unknown";
+}
+
+int adv_loss_from_name(const char *name) {
+  for (int i = 0; name && i <= ADV_LOSS_LOGIT; i++)
+    if (!strcmp(loss_names[i], name))
+      return i;
+  return -1;
+}
+
+const char *adv_loss_name(adv_loss_kind k) {
+  return (int)k >= 0 && k <= ADV_LOSS_LOGIT ? loss_names[k] : "unknown";
+}
+
+/* ---------------- the job-spec parameter table ---------------- */
+
+#define OFF(field) offsetof(adv_job_spec, field)
+#define BIG 1e12 /* sample counts and offsets */
+
+static const adv_job_param_info params_table[] = {
+    {"kind", ADV_JOB_PT_KIND, 0, 0, 0, OFF(kind), "attack | evaluation"},
+    {"attack", ADV_JOB_PT_ATTACK, 0, 0, 0, OFF(params.kind),
+     "the attack of an attack job"},
+    {"suite", ADV_JOB_PT_SUITE, 0, 0, 0, OFF(suite),
+     "autoattack-standard | autoattack-plus | custom (evaluation)"},
+    {"attacks", ADV_JOB_PT_ATTACKS, 0, 0, 0, OFF(attacks),
+     "attacks of a custom suite, in order"},
+    {"norm", ADV_JOB_PT_NORM, 0, 0, ADV_JOB_SET_NORM, OFF(params.norm),
+     "threat model: inf | 2"},
+    {"eps", ADV_JOB_PT_FLOAT, 0, 1e6, ADV_PARAM_EPS, OFF(params.eps),
+     "perturbation budget (minimal-norm attacks: success threshold)"},
+    {"eps_sweep", ADV_JOB_PT_FLOATS, 0, 1e6, ADV_JOB_SET_EPS_SWEEP,
+     OFF(eps_sweep), "evaluation: budgets to sweep (at most 64)"},
+    {"steps", ADV_JOB_PT_INT, 0, 1000000, ADV_PARAM_STEPS, OFF(params.steps),
+     "iterations"},
+    {"step_size", ADV_JOB_PT_FLOAT, 0, 1e6, ADV_PARAM_STEP_SIZE,
+     OFF(params.step_size),
+     "step size (0 = the attack's default; C&W: learning rate)"},
+    {"restarts", ADV_JOB_PT_INT, 0, 1000, ADV_PARAM_RESTARTS,
+     OFF(params.restarts), "random restarts (best kept)"},
+    {"random_start", ADV_JOB_PT_BOOL, 0, 1, ADV_PARAM_RANDOM_START,
+     OFF(params.random_start),
+     "PGD family: start at a random point of the ball"},
+    {"targeted", ADV_JOB_PT_BOOL, 0, 1, ADV_PARAM_TARGETED,
+     OFF(params.targeted), "targeted attack"},
+    {"target", ADV_JOB_PT_INT64, -1, 2147483647.0, 0, OFF(target),
+     "target class of a targeted attack (-1: a random wrong class per sample)"},
+    {"n_target_classes", ADV_JOB_PT_INT, 1, 1000, ADV_PARAM_N_TARGET_CLASSES,
+     OFF(params.n_target_classes), "APGD-T / FAB-T: top classes tried"},
+    {"loss", ADV_JOB_PT_LOSS, 0, 0, ADV_PARAM_LOSS, OFF(params.loss),
+     "FGSM/BIM/PGD/MI-FGSM loss: ce | cw | dlr | logit"},
+    {"momentum", ADV_JOB_PT_FLOAT, 0, 1e6, ADV_PARAM_MOMENTUM,
+     OFF(params.momentum), "MI-FGSM decay"},
+    {"queries", ADV_JOB_PT_INT64, 0, 1e9, ADV_PARAM_QUERIES,
+     OFF(params.queries), "black-box query budget per sample"},
+    {"p_init", ADV_JOB_PT_FLOAT, 0, 1, ADV_PARAM_P_INIT, OFF(params.p_init),
+     "Square: initial fraction of pixels changed"},
+    {"confidence", ADV_JOB_PT_FLOAT, 0, 1e6, ADV_PARAM_CONFIDENCE,
+     OFF(params.kappa), "C&W confidence kappa"},
+    {"binary_steps", ADV_JOB_PT_INT, 1, 1000, ADV_PARAM_BINARY_STEPS,
+     OFF(params.binary_steps), "C&W binary search steps over c"},
+    {"initial_const", ADV_JOB_PT_FLOAT, 0, 1e6, ADV_PARAM_INITIAL_CONST,
+     OFF(params.initial_const), "C&W initial c"},
+    {"overshoot", ADV_JOB_PT_FLOAT, 0, 10, ADV_PARAM_OVERSHOOT,
+     OFF(params.overshoot), "DeepFool overshoot"},
+    {"candidates", ADV_JOB_PT_INT, 2, 100000, ADV_PARAM_CANDIDATES,
+     OFF(params.candidates), "DeepFool: classes considered"},
+    {"alpha_max", ADV_JOB_PT_FLOAT, 0, 1, ADV_PARAM_FAB, OFF(params.alpha_max),
+     "FAB alpha_max"},
+    {"eta", ADV_JOB_PT_FLOAT, 0, 1e6, ADV_PARAM_FAB, OFF(params.eta),
+     "FAB overshoot eta"},
+    {"beta", ADV_JOB_PT_FLOAT, 0, 1, ADV_PARAM_FAB, OFF(params.beta),
+     "FAB beta"},
+    {"seed", ADV_JOB_PT_UINT64, 0, 18446744073709551615.0, ADV_PARAM_SEED,
+     OFF(params.seed), "random seed (0 .. 2^64-1, recorded exactly)"},
+    {"n", ADV_JOB_PT_INT64, 0, BIG, 0, OFF(n), "samples (0 = all)"},
+    {"shard_offset", ADV_JOB_PT_INT64, 0, BIG, 0, OFF(shard_offset),
+     "first sample of this shard"},
+    {"shard_count", ADV_JOB_PT_INT64, 0, BIG, 0, OFF(shard_count),
+     "samples in this shard (0 = to the end)"},
+    {"threads", ADV_JOB_PT_INT, 1, 256, 0, OFF(params.threads),
+     "engine threads"},
+    {"batch", ADV_JOB_PT_INT, 0, 65536, 0, OFF(params.batch),
+     "most samples per engine call (0 = automatic)"},
+    {"clip_min", ADV_JOB_PT_FLOAT, -1e6, 1e6, 0, OFF(params.clip_min),
+     "lower bound of valid inputs"},
+    {"clip_max", ADV_JOB_PT_FLOAT, -1e6, 1e6, 0, OFF(params.clip_max),
+     "upper bound of valid inputs"},
+    {NULL, 0, 0, 0, 0, 0, NULL},
+};
+
+const adv_job_param_info *adv_job_param_table(int *count) {
+  if (count)
+    *count = (int)(sizeof(params_table) / sizeof(params_table[0])) - 1;
+  return params_table;
+}
+
+adv_job_spec adv_job_spec_default_params(void) {
+  adv_job_spec s;
+  memset(&s, 0, sizeof(s));
+  s.kind = ADV_JOB_ATTACK;
+  s.params = adv_attack_default_params(ADV_ATTACK_PGD);
+  s.suite = ADV_SUITE_AUTOATTACK_STANDARD;
+  s.target = -1;
+  return s;
+}
+
+/* printf into err->msg when err is given; returns `status`. */
+static int fail(adv_err *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(adv_err *err, int status, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+  }
+  return status;
+}
+
+static const adv_job_param_info *find_param(const char *name) {
+  for (const adv_job_param_info *q = params_table; q->name; q++)
+    if (!strcmp(q->name, name))
+      return q;
+  return NULL;
+}
+
+/* Strict integer parse: optional '-', decimal digits only, no overflow. */
+static int parse_i64(const char *v, int64_t *out) {
+  if (!*v || !(*v == '-' || (*v >= '0' && *v <= '9')))
+    return -1;
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (errno || *end || end == v)
+    return -1;
+  *out = (int64_t)x;
+  return 0;
+}
+
+/* Strict unsigned parse: decimal digits only (strtoull alone would accept
+ * "-1" as 2^64-1), no overflow. */
+static int parse_u64(const char *v, uint64_t *out) {
+  if (!(*v >= '0' && *v <= '9'))
+    return -1;
+  char *end;
+  errno = 0;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (errno || *end || end == v)
+    return -1;
+  *out = (uint64_t)x;
+  return 0;
+}
+
+static int parse_f(const char *v, double *out) {
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (errno || *end || end == v || !isfinite(x))
+    return -1;
+  *out = x;
+  return 0;
+}
+
+static int parse_norm(const char *v) {
+  if (!strcmp(v, "inf") || !strcmp(v, "linf"))
+    return ADV_NORM_LINF;
+  if (!strcmp(v, "2") || !strcmp(v, "l2"))
+    return ADV_NORM_L2;
+  return -1;
+}
+
+/* Range text of a numeric entry, for messages. */
+static const char *range_text(const adv_job_param_info *q, char *buf,
+                              size_t n) {
+  if (q->type == ADV_JOB_PT_UINT64)
+    snprintf(buf, n, "an integer in [0, 18446744073709551615]");
+  else if (q->type == ADV_JOB_PT_INT || q->type == ADV_JOB_PT_INT64)
+    snprintf(buf, n, "an integer in [%.0f, %.0f]", q->lo, q->hi);
+  else
+    snprintf(buf, n, "a number in [%g, %g]", q->lo, q->hi);
+  return buf;
+}
+
+int adv_job_spec_set(adv_job_spec *s, const char *name, const char *value,
+                     adv_err *err) {
+  if (!s || !name || !value)
+    return fail(err, ADV_EINVAL, "adv_job_spec_set: NULL argument");
+  const adv_job_param_info *q = find_param(name);
+  if (!q)
+    return fail(err, ADV_ENOTFOUND, "%s: unknown parameter", name);
+  char *f = (char *)s + q->offset;
+  char rb[96];
+  switch (q->type) {
+  case ADV_JOB_PT_INT:
+  case ADV_JOB_PT_INT64: {
+    int64_t x;
+    if (parse_i64(value, &x) || x < (int64_t)q->lo || x > (int64_t)q->hi)
+      return fail(err, ADV_EINVAL, "%s: '%s' is not %s", name, value,
+                  range_text(q, rb, sizeof(rb)));
+    if (q->type == ADV_JOB_PT_INT)
+      *(int *)f = (int)x;
+    else
+      *(int64_t *)f = x;
+    break;
+  }
+  case ADV_JOB_PT_UINT64: {
+    uint64_t x;
+    if (parse_u64(value, &x))
+      return fail(err, ADV_EINVAL, "%s: '%s' is not %s", name, value,
+                  range_text(q, rb, sizeof(rb)));
+    *(uint64_t *)f = x;
+    break;
+  }
+  case ADV_JOB_PT_FLOAT: {
+    double x;
+    if (parse_f(value, &x) || !(x >= q->lo && x <= q->hi))
+      return fail(err, ADV_EINVAL, "%s: '%s' is not %s", name, value,
+                  range_text(q, rb, sizeof(rb)));
+    *(float *)f = (float)x;
+    break;
+  }
+  case ADV_JOB_PT_BOOL: {
+    int b = !strcmp(value, "true") || !strcmp(value, "1")    ? 1
+            : !strcmp(value, "false") || !strcmp(value, "0") ? 0
+                                                             : -1;
+    if (b < 0)
+      return fail(err, ADV_EINVAL, "%s: '%s' is not true or false", name,
+                  value);
+    *(int *)f = b;
+    break;
+  }
+  case ADV_JOB_PT_NORM: {
+    int nm = parse_norm(value);
+    if (nm < 0)
+      return fail(err, ADV_EINVAL, "%s: '%s' must be inf or 2", name, value);
+    *(adv_norm *)f = (adv_norm)nm;
+    break;
+  }
+  case ADV_JOB_PT_ATTACK: {
+    int k = adv_attack_kind_from_name(value);
+    if (k < 0)
+      return fail(err, ADV_EINVAL, "%s: unknown attack '%s'", name, value);
+    *(adv_attack_kind *)f = (adv_attack_kind)k;
+    break;
+  }
+  case ADV_JOB_PT_SUITE: {
+    int k = adv_suite_from_name(value);
+    if (k < 0)
+      return fail(err, ADV_EINVAL, "%s: unknown suite '%s'", name, value);
+    *(adv_suite *)f = (adv_suite)k;
+    break;
+  }
+  case ADV_JOB_PT_KIND: {
+    int k = !strcmp(value, "attack")       ? ADV_JOB_ATTACK
+            : !strcmp(value, "evaluation") ? ADV_JOB_EVALUATION
+                                           : -1;
+    if (k < 0)
+      return fail(err, ADV_EINVAL, "%s: '%s' must be attack or evaluation",
+                  name, value);
+    *(adv_job_kind *)f = (adv_job_kind)k;
+    break;
+  }
+  case ADV_JOB_PT_LOSS: {
+    int k = adv_loss_from_name(value);
+    if (k < 0)
+      return fail(err, ADV_EINVAL, "%s: '%s' must be ce, cw, dlr or logit",
+                  name, value);
+    *(adv_loss_kind *)f = (adv_loss_kind)k;
+    break;
+  }
+  case ADV_JOB_PT_FLOATS:
+  case ADV_JOB_PT_ATTACKS: {
+    int is_f = q->type == ADV_JOB_PT_FLOATS;
+    int cap = is_f ? ADV_JOB_MAX_EPS : ADV_JOB_MAX_ATTACKS, n = 0;
+    float fv[ADV_JOB_MAX_EPS];
+    adv_attack_kind kv[ADV_JOB_MAX_ATTACKS];
+    const char *p = value;
+    for (;;) {
+      const char *e = strchr(p, ',');
+      size_t len = e ? (size_t)(e - p) : strlen(p);
+      char tok[64];
+      if (len == 0 || len >= sizeof(tok))
+        return fail(err, ADV_EINVAL, "%s: empty or overlong item in '%s'", name,
+                    value);
+      if (n >= cap)
+        return fail(err, ADV_EINVAL, "%s: more than %d values", name, cap);
+      memcpy(tok, p, len);
+      tok[len] = 0;
+      if (is_f) {
+        double x;
+        if (parse_f(tok, &x) || !(x >= q->lo && x <= q->hi))
+          return fail(err, ADV_EINVAL, "%s: '%s' is not %s", name, tok,
+                      range_text(q, rb, sizeof(rb)));
+        fv[n++] = (float)x;
+      } else {
+        int k = adv_attack_kind_from_name(tok);
+        if (k < 0)
+          return fail(err, ADV_EINVAL, "%s: unknown attack '%s'", name, tok);
+        kv[n++] = (adv_attack_kind)k;
+      }
+      if (!e)
+        break;
+      p = e + 1;
+    }
+    if (is_f) {
+      memcpy(s->eps_sweep, fv, sizeof(float) * (size_t)n);
+      s->n_eps = n;
+    } else {
+      memcpy(s->attacks, kv, sizeof(adv_attack_kind) * (size_t)n);
+      s->n_attacks = n;
+    }
+    break;
+  }
+  }
+  s->set |= q->bit;
+  return ADV_OK;
+}
+
+/* Re-checks one numeric field of a filled struct against the table. */
+static int check_range(const adv_job_spec *s, const adv_job_param_info *q,
+                       adv_err *err) {
+  const char *f = (const char *)s + q->offset;
+  char rb[96];
+  double x;
+  switch (q->type) {
+  case ADV_JOB_PT_INT:
+    x = *(const int *)f;
+    break;
+  case ADV_JOB_PT_INT64:
+    x = (double)*(const int64_t *)f;
+    break;
+  case ADV_JOB_PT_FLOAT:
+    x = *(const float *)f;
+    break;
+  case ADV_JOB_PT_BOOL:
+    if (*(const int *)f != 0 && *(const int *)f != 1)
+      return fail(err, ADV_EINVAL, "%s: must be true or false", q->name);
+    return 0;
+  default:
+    return 0;
+  }
+  if (!(x >= q->lo && x <= q->hi))
+    return fail(err, ADV_EINVAL, "%s: %.9g is not %s", q->name, x,
+                range_text(q, rb, sizeof(rb)));
+  return 0;
+}
+
+/* The norm and targeting rules of one attack inside the spec. */
+static int check_attack(const adv_job_spec *s, adv_attack_kind k, adv_norm norm,
+                        adv_err *err) {
+  if (!(adv_attack_norms(k) & (1u << norm)))
+    return fail(err, ADV_EINVAL, "norm: %s supports only %s",
+                adv_attack_name(k),
+                adv_attack_norms(k) == ADV_NORMS_L2 ? "2" : "inf");
+  if (s->kind == ADV_JOB_ATTACK && (s->set & ADV_PARAM_TARGETED)) {
+    adv_target_mode tm = adv_attack_target_mode(k);
+    if (tm == ADV_TARGET_NONE && s->params.targeted)
+      return fail(err, ADV_EINVAL, "targeted: %s is untargeted (use %s)",
+                  adv_attack_name(k), k == ADV_ATTACK_FAB ? "fab-t" : "apgd-t");
+    if (tm == ADV_TARGET_TOPK && !s->params.targeted)
+      return fail(err, ADV_EINVAL, "targeted: %s is always targeted",
+                  adv_attack_name(k));
+  }
+  return 0;
+}
+
+int adv_job_spec_validate(const adv_job_spec *s, adv_err *err) {
+  if (!s)
+    return fail(err, ADV_EINVAL, "job spec: NULL");
+  if (s->kind != ADV_JOB_ATTACK && s->kind != ADV_JOB_EVALUATION)
+    return fail(err, ADV_EINVAL, "kind: must be attack or evaluation");
+  for (const adv_job_param_info *q = params_table; q->name; q++)
+    if (check_range(s, q, err))
+      return ADV_EINVAL;
+  const adv_attack_params *p = &s->params;
+  if (p->norm != ADV_NORM_LINF && p->norm != ADV_NORM_L2)
+    return fail(err, ADV_EINVAL, "norm: must be inf or 2");
+  if (!(p->clip_min < p->clip_max))
+    return fail(err, ADV_EINVAL, "clip_max: must be greater than clip_min");
+  if ((int)p->loss < 0 || p->loss > ADV_LOSS_LOGIT)
+    return fail(err, ADV_EINVAL, "loss: must be ce, cw, dlr or logit");
+  if (s->n_eps < 0 || s->n_eps > ADV_JOB_MAX_EPS)
+    return fail(err, ADV_EINVAL, "eps_sweep: at most %d values",
+                ADV_JOB_MAX_EPS);
+  if ((s->set & ADV_JOB_SET_EPS_SWEEP) && s->n_eps == 0)
+    return fail(err, ADV_EINVAL, "eps_sweep: empty");
+  for (int i = 0; i < s->n_eps; i++)
+    if (!(s->eps_sweep[i] >= 0 && s->eps_sweep[i] <= 1e6f))
+      return fail(err, ADV_EINVAL,
+                  "eps_sweep: value %d is not a number in [0, 1e+06]", i);
+  if (s->n_attacks < 0 || s->n_attacks > ADV_JOB_MAX_ATTACKS)
+    return fail(err, ADV_EINVAL, "attacks: at most %d", ADV_JOB_MAX_ATTACKS);
+  if (s->kind == ADV_JOB_ATTACK) {
+    if ((int)p->kind < 0 || p->kind >= ADV_ATTACK_COUNT)
+      return fail(err, ADV_EINVAL, "attack: unknown attack");
+    if (s->n_eps)
+      return fail(err, ADV_EINVAL, "eps_sweep: only for evaluations (use eps)");
+    if (s->n_attacks)
+      return fail(err, ADV_EINVAL,
+                  "attacks: only for evaluations (use attack)");
+    adv_norm nm = (s->set & ADV_JOB_SET_NORM)
+                      ? p->norm
+                      : adv_attack_default_params(p->kind).norm;
+    return check_attack(s, p->kind, nm, err);
+  }
+  if ((int)s->suite < 0 || s->suite > ADV_SUITE_CUSTOM)
+    return fail(err, ADV_EINVAL, "suite: unknown suite");
+  if (s->suite == ADV_SUITE_CUSTOM && s->n_attacks == 0)
+    return fail(err, ADV_EINVAL,
+                "attacks: a custom suite needs at least one attack");
+  if (s->suite != ADV_SUITE_CUSTOM && s->n_attacks)
+    return fail(err, ADV_EINVAL, "attacks: only with suite custom");
+  adv_attack_kind kinds[ADV_JOB_MAX_ATTACKS];
+  int rs[ADV_JOB_MAX_ATTACKS];
+  int ni = adv_job_suite_items(s, kinds, rs);
+  for (int i = 0; i < ni; i++) {
+    if ((int)kinds[i] < 0 || kinds[i] >= ADV_ATTACK_COUNT)
+      return fail(err, ADV_EINVAL, "attacks: item %d is not an attack", i);
+    if (check_attack(s, kinds[i], p->norm, err))
+      return ADV_EINVAL;
+  }
+  return 0;
+}
+
+int adv_job_suite_items(const adv_job_spec *s,
+                        adv_attack_kind kinds[ADV_JOB_MAX_ATTACKS],
+                        int restarts[ADV_JOB_MAX_ATTACKS]) {
+  /* AutoAttack (Croce & Hein 2020): "standard" is APGD-CE, APGD-T, FAB-T,
+   * Square with one restart each; "plus" runs the untargeted attacks with
+   * 5 restarts and adds the targeted ones. */
+  static const struct {
+    adv_attack_kind k;
+    int r;
+  } standard[] = {{ADV_ATTACK_APGD_CE, 1},
+                  {ADV_ATTACK_APGD_T, 1},
+                  {ADV_ATTACK_FAB_T, 1},
+                  {ADV_ATTACK_SQUARE, 1}},
+    plus[] = {{ADV_ATTACK_APGD_CE, 5}, {ADV_ATTACK_APGD_DLR, 5},
+              {ADV_ATTACK_FAB, 5},     {ADV_ATTACK_SQUARE, 1},
+              {ADV_ATTACK_APGD_T, 1},  {ADV_ATTACK_FAB_T, 1}};
+  int n = 0;
+  switch (s->suite) {
+  case ADV_SUITE_AUTOATTACK_STANDARD:
+    for (; n < (int)(sizeof(standard) / sizeof(standard[0])); n++) {
+      kinds[n] = standard[n].k;
+      restarts[n] = standard[n].r;
+    }
+    break;
+  case ADV_SUITE_AUTOATTACK_PLUS:
+    for (; n < (int)(sizeof(plus) / sizeof(plus[0])); n++) {
+      kinds[n] = plus[n].k;
+      restarts[n] = plus[n].r;
+    }
+    break;
+  case ADV_SUITE_CUSTOM:
+    for (; n < s->n_attacks && n < ADV_JOB_MAX_ATTACKS; n++) {
+      kinds[n] = s->attacks[n];
+      restarts[n] = (s->set & ADV_PARAM_RESTARTS) ? s->params.restarts : 1;
+    }
+    break;
+  }
+  return n;
+}
+
+adv_attack_params adv_job_attack_params(const adv_job_spec *s,
+                                        adv_attack_kind kind, float eps,
+                                        int suite_restarts) {
+  adv_attack_params p = adv_attack_default_params(kind);
+  const adv_attack_params *o = &s->params;
+  uint32_t set = s->set;
+  int eval = s->kind == ADV_JOB_EVALUATION;
+  if (eval || (set & ADV_JOB_SET_NORM))
+    p.norm = o->norm;
+  if (set & ADV_PARAM_EPS)
+    p.eps = o->eps;
+  if (eps >= 0)
+    p.eps = eps;
+  if ((set & ADV_PARAM_STEPS) && !(eval && kind == ADV_ATTACK_SQUARE))
+    p.steps = o->steps;
+  if (set & ADV_PARAM_STEP_SIZE)
+    p.step_size = o->step_size;
+  if (eval)
+    p.restarts = suite_restarts;
+  else if (set & ADV_PARAM_RESTARTS)
+    p.restarts = o->restarts;
+  if (set & ADV_PARAM_RANDOM_START)
+    p.random_start = o->random_start;
+  if (!eval && (set & ADV_PARAM_TARGETED))
+    p.targeted = o->targeted;
+  if (set & ADV_PARAM_N_TARGET_CLASSES)
+    p.n_target_classes = o->n_target_classes;
+  if (set & ADV_PARAM_LOSS)
+    p.loss = o->loss;
+  if (set & ADV_PARAM_MOMENTUM)
+    p.momentum = o->momentum;
+  if (set & ADV_PARAM_QUERIES)
+    p.queries = o->queries;
+  if (set & ADV_PARAM_P_INIT)
+    p.p_init = o->p_init;
+  if (set & ADV_PARAM_CONFIDENCE)
+    p.kappa = o->kappa;
+  if (set & ADV_PARAM_BINARY_STEPS)
+    p.binary_steps = o->binary_steps;
+  if (set & ADV_PARAM_INITIAL_CONST)
+    p.initial_const = o->initial_const;
+  if (set & ADV_PARAM_OVERSHOOT)
+    p.overshoot = o->overshoot;
+  if (set & ADV_PARAM_CANDIDATES)
+    p.candidates = o->candidates;
+  if (set & ADV_PARAM_FAB) {
+    p.alpha_max = o->alpha_max;
+    p.eta = o->eta;
+    p.beta = o->beta;
+  }
+  p.seed = o->seed;
+  p.threads = o->threads;
+  p.batch = o->batch;
+  p.clip_min = o->clip_min;
+  p.clip_max = o->clip_max;
+  return p;
+}
