@@ -36,8 +36,8 @@ typedef struct sbx_client_params {
   const char *ca_file;  /* PEM bundle to trust; NULL = the system's */
   const char *bearer;   /* default Authorization: Bearer credential */
   long connect_timeout_s;
-  long timeout_s;       /* whole request; per call override possible */
-  size_t max_response;  /* cap on any response body (bytes) */
+  long timeout_s;      /* whole request; per call override possible */
+  size_t max_response; /* cap on any response body (bytes) */
 } sbx_client_params;
 
 /* connect 5 s, request 60 s, responses up to 64 MiB. */

@@ -190,7 +190,8 @@ int sbx_client_request(sbx_client *c, const char *method, const char *path,
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT, timeout_s > 0 ? timeout_s : c->timeout_s);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT,
+                   timeout_s > 0 ? timeout_s : c->timeout_s);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
   curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
@@ -204,7 +205,8 @@ int sbx_client_request(sbx_client *c, const char *method, const char *path,
   } else {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? (const char *)body : "");
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? len : 0));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t)(body ? len : 0));
   }
   CURLcode rc = curl_easy_perform(e);
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
@@ -214,8 +216,8 @@ int sbx_client_request(sbx_client *c, const char *method, const char *path,
     free(b.p);
     r->status = 0;
     if (b.over) {
-      seterr(err, errlen, "%s %s: response larger than %zu bytes", method,
-             path, c->max_response);
+      seterr(err, errlen, "%s %s: response larger than %zu bytes", method, path,
+             c->max_response);
       return SBX_ELIMIT;
     }
     seterr(err, errlen, "%s %s: %s", method, path, curl_easy_strerror(rc));
