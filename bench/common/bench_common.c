@@ -99,7 +99,7 @@ int bench_time(bench_fn fn, void *ctx, double min_time, bench_timing *t) {
 /* Reads one NPZ member and checks its dtype. */
 static int npz_member(const char *path, const char *name, adv_dtype want,
                       adv_array *a) {
-  adv_errbuf eb = {{0}};
+  adv_err eb = {{0}};
   int rc = adv_npz_read_file(path, name, adv_io_default_limits(), a, &eb);
   if (rc) {
     fprintf(stderr, "%s[%s]: %s\n", path, name, eb.msg);

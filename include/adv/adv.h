@@ -33,19 +33,15 @@ const char *adv_version(void);
 typedef struct adv_model adv_model;
 typedef struct adv_session adv_session;
 
-typedef struct adv_err {
-  char msg[512];
-} adv_err;
-
 /* Hard caps applied while decoding an untrusted ONNX file. */
 typedef struct adv_load_params {
-  size_t max_file_bytes;    /* whole file */
-  size_t max_tensor_bytes;  /* one initializer / constant */
-  size_t max_weight_bytes;  /* all initializers together */
-  int max_nodes;            /* NodeProto count */
-  int max_values;           /* inputs + outputs + initializers + edges */
-  int max_nesting;          /* protobuf message depth */
-  int max_attr_elems;       /* elements in one repeated attribute */
+  size_t max_file_bytes;   /* whole file */
+  size_t max_tensor_bytes; /* one initializer / constant */
+  size_t max_weight_bytes; /* all initializers together */
+  int max_nodes;           /* NodeProto count */
+  int max_values;          /* inputs + outputs + initializers + edges */
+  int max_nesting;         /* protobuf message depth */
+  int max_attr_elems;      /* elements in one repeated attribute */
 } adv_load_params;
 
 adv_load_params adv_load_default_params(void);
@@ -71,7 +67,8 @@ int adv_model_num_inputs(const adv_model *m);
 int adv_model_num_outputs(const adv_model *m);
 const char *adv_model_input_name(const adv_model *m, int i);
 const char *adv_model_output_name(const adv_model *m, int i);
-int adv_model_input_shape(const adv_model *m, int i, int64_t dims[ADV_MAX_DIMS]);
+int adv_model_input_shape(const adv_model *m, int i,
+                          int64_t dims[ADV_MAX_DIMS]);
 /* 1 when output 0 is produced by a final Softmax (a probability), in which
  * case sessions created with logits=1 return the Softmax's input instead. */
 int adv_model_output_is_probability(const adv_model *m);
@@ -88,19 +85,19 @@ typedef struct adv_binding {
 } adv_binding;
 
 typedef struct adv_session_params {
-  int batch;    /* replaces the first dim of input 0 when symbolic; 0 = as
-                   given by bindings or the model */
-  int threads;  /* worker threads for this session, >= 1 */
-  int logits;   /* 1: when the model ends in Softmax, output its input */
-  int grad;     /* 1: plan the backward pass too (input gradients) */
-  int weight_grad; /* 1: also accumulate weight gradients (implies grad) */
+  int batch;        /* replaces the first dim of input 0 when symbolic; 0 = as
+                       given by bindings or the model */
+  int threads;      /* worker threads for this session, >= 1 */
+  int logits;       /* 1: when the model ends in Softmax, output its input */
+  int grad;         /* 1: plan the backward pass too (input gradients) */
+  int weight_grad;  /* 1: also accumulate weight gradients (implies grad) */
   size_t max_bytes; /* cap on the activation, gradient and scratch memory
                        one session plans; 0 = ADV_SESSION_MAX_BYTES. A plan
                        over the cap fails with ADV_ELIMIT (untrusted models
                        can ask for any amount). */
-  int no_rewrite; /* 1: run the graph as written: no Conv+BatchNorm folding,
-                     no absorbed Relu, no Relu/MaxPool swap, identity nodes
-                     kept (for tests and debugging; slower) */
+  int no_rewrite;   /* 1: run the graph as written: no Conv+BatchNorm folding,
+                       no absorbed Relu, no Relu/MaxPool swap, identity nodes
+                       kept (for tests and debugging; slower) */
   int n_bindings;
   const adv_binding *bindings;
 } adv_session_params;
@@ -113,6 +110,29 @@ adv_session_params adv_session_default_params(void);
 int adv_session_init(const adv_model *m, adv_session_params p,
                      adv_session **out, adv_err *err);
 void adv_session_free(adv_session *s);
+
+/*
+ * "A session for this input shape", for single-input models fed data of
+ * shape dims[0..ndim-1] (dims[0], the sample count, is ignored):
+ *
+ * adv_model_check_input: the model has one input of rank ndim whose fixed
+ * dims equal dims[1..] (symbolic dims, -1, accept any size >= 1).
+ * ADV_EUNSUPPORTED (several inputs) or ADV_ESHAPE with the reason.
+ *
+ * adv_session_init_shape: checks as above, then plans a session for
+ * `batch` samples of that shape (p.bindings/p.batch are replaced). On
+ * error *out is NULL.
+ *
+ * adv_model_num_classes: plans at batch 1 (logits=1) and returns the
+ * class count K of an N x K output (K >= 2), else ADV_ESHAPE.
+ */
+int adv_model_check_input(const adv_model *m, int ndim, const int64_t *dims,
+                          adv_err *err);
+int adv_session_init_shape(const adv_model *m, adv_session_params p, int ndim,
+                           const int64_t *dims, int64_t batch,
+                           adv_session **out, adv_err *err);
+int adv_model_num_classes(const adv_model *m, int ndim, const int64_t *dims,
+                          int64_t *classes, adv_err *err);
 
 /* Shapes of the session's runtime inputs/outputs (resolved, concrete). */
 int adv_session_num_inputs(const adv_session *s);

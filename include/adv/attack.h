@@ -253,6 +253,19 @@ int adv_attack_run(const adv_model *m, const float *x, int64_t n,
                    const volatile int *abort_flag, adv_attack_result *res,
                    adv_err *err);
 
+/*
+ * The same for a model whose input has symbolic dims: the samples have
+ * shape dims[1..ndim-1] (dims[0] is ignored), checked against the model
+ * with adv_model_check_input. adv_attack_run is this with the model's
+ * declared shape (ADV_ESHAPE when a dim other than the batch is symbolic).
+ */
+int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims,
+                         const float *x, int64_t n, const int64_t *y,
+                         const int64_t *target, adv_attack_params p,
+                         adv_progress_fn progress, void *ud,
+                         const volatile int *abort_flag,
+                         adv_attack_result *res, adv_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,7 @@
 #define ADV_DATA_H
 
 #include "adv/array.h"
+#include "adv/status.h"
 
 typedef struct adv_io_limits {
   size_t max_file_bytes;  /* compressed/raw file size cap */
@@ -24,34 +25,32 @@ typedef struct adv_io_limits {
 /* Defaults: 2 GiB file, 4 GiB array, 64 NPZ members. */
 adv_io_limits adv_io_default_limits(void);
 
-/* Error message buffer filled on failure (may be NULL). */
-typedef struct adv_errbuf {
-  char msg[256];
-} adv_errbuf;
+/* Errors: the `err` argument (may be NULL) is the engine's one message
+ * type, adv_err (adv/status.h), filled on failure. */
 
 /* NPY: dtypes <f4 <f8 <i8 <i4 |u1 |i1 |b1 (little-endian, C order only;
  * fortran_order True and object dtypes are ADV_EUNSUPPORTED). */
 int adv_npy_read_mem(const void *buf, size_t len, adv_io_limits lim,
-                     adv_array *out, adv_errbuf *err);
+                     adv_array *out, adv_err *err);
 int adv_npy_read_file(const char *path, adv_io_limits lim, adv_array *out,
-                      adv_errbuf *err);
+                      adv_err *err);
 /* Writes version 1.0 NPY atomically (temp file + rename). */
-int adv_npy_write_file(const char *path, const adv_array *a, adv_errbuf *err);
+int adv_npy_write_file(const char *path, const adv_array *a, adv_err *err);
 
 /* NPZ (zip of .npy members, stored or deflate). Reads member `name` (without
  * the ".npy" suffix). ADV_ENOTFOUND when absent. */
 int adv_npz_read_file(const char *path, const char *name, adv_io_limits lim,
-                      adv_array *out, adv_errbuf *err);
+                      adv_array *out, adv_err *err);
 /* Writes an NPZ (stored, no compression) with n members names[i] ->
  * arrays[i]; atomically. */
 int adv_npz_write_file(const char *path, int n, const char *const *names,
-                       const adv_array *arrays, adv_errbuf *err);
+                       const adv_array *arrays, adv_err *err);
 
 /* IDX (MNIST): magic 0x0000 TT ND, big-endian dims; types u8, i8, i16, i32,
  * f32, f64. Gzip detected by magic bytes. u8 stays U8, i16/i32 -> I32
  * (i16 widened), f32 F32, f64 F64. */
 int adv_idx_read_file(const char *path, adv_io_limits lim, adv_array *out,
-                      adv_errbuf *err);
+                      adv_err *err);
 
 /*
  * The dataset convention used by every command:
@@ -70,7 +69,7 @@ typedef struct adv_dataset {
 } adv_dataset;
 
 int adv_dataset_load(const char *data_path, const char *labels_path,
-                     adv_io_limits lim, adv_dataset *ds, adv_errbuf *err);
+                     adv_io_limits lim, adv_dataset *ds, adv_err *err);
 void adv_dataset_free(adv_dataset *ds);
 
 #endif

@@ -28,6 +28,12 @@ typedef enum adv_status {
 #undef ADV__STATUS_ENUM
 } adv_status;
 
+/* The one message type of libadv: functions taking `adv_err *err` (may be
+ * NULL) write a human-readable reason there when they fail. */
+typedef struct adv_err {
+  char msg[512];
+} adv_err;
+
 /* Returns a static, never-NULL description of a status code. */
 const char *adv_strerror(int status);
 /* Returns the symbolic name ("ADV_EFORMAT") of a status code. */

@@ -2,9 +2,10 @@
  * aisbx - the AI Adversarial Sandbox command line.
  *
  *   aisbx predict --model M.onnx --data D [--labels L] [--batch N]
- *                 [--threads T] [--out preds.npy]
+ *                 [--threads T] [--out preds.npy] [--logits logits.npy]
  *   aisbx grad --model M.onnx --data D --loss ce|cw|dlr|logit [--target K]
  *              [--n N] --out G.npy
+ *   aisbx attack ... / aisbx evaluate ...   (attack_cmd.c)
  *   aisbx onnx-check DIR
  *   aisbx version
  *
@@ -31,16 +32,6 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Parses a positive int option value in [lo, hi]; -1 on error. */
-static long parse_int(const char *s, long lo, long hi) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end || end == s || v < lo || v > hi)
-    return -1;
-  return v;
 }
 
 /* ---------------- onnx-check ---------------- */
@@ -204,7 +195,8 @@ static int check_set(const adv_model *m, const char *set, adv_err *err) {
         continue;
       double tol = 1e-5 + 1e-3 * fabs(want);
       double excess = fabs(got - want) - tol;
-      if (!(excess <= 0) && (worst < 0 || excess > worst_excess || isnan(excess))) {
+      if (!(excess <= 0) &&
+          (worst < 0 || excess > worst_excess || isnan(excess))) {
         worst = e;
         worst_excess = excess;
         wa = got;
@@ -273,93 +265,83 @@ static int cmd_onnx_check(int argc, char **argv) {
 
 /* ---------------- predict ---------------- */
 
-/* Checks one option against the command's known list and that it has a
- * value; prints the reason and returns EXIT_BADINPUT, else 0. */
-static int check_opt(const char *cmd, const char *a, const char *v,
-                     const char *const *known, void (*usage)(void)) {
-  int ok = 0;
-  for (int k = 0; known[k]; k++)
-    ok |= !strcmp(a, known[k]);
-  if (!ok) {
-    fprintf(stderr, "aisbx %s: unknown option %s\n", cmd, a);
-    usage();
-    return EXIT_BADINPUT;
-  }
-  if (!v) {
-    fprintf(stderr, "aisbx %s: %s needs a value\n", cmd, a);
-    return EXIT_BADINPUT;
+typedef struct predict_opts {
+  const char *model, *data, *labels, *out, *logits;
+  long batch, threads;
+} predict_opts;
+
+#define POPT(name, type, field, lo, hi)                                        \
+  { name, type, offsetof(predict_opts, field), lo, hi, 0 }
+static const cli_opt predict_table[] = {
+    POPT("--model", CLI_STR, model, 0, 0),
+    POPT("--data", CLI_STR, data, 0, 0),
+    POPT("--labels", CLI_STR, labels, 0, 0),
+    POPT("--out", CLI_STR, out, 0, 0),
+    POPT("--logits", CLI_STR, logits, 0, 0),
+    POPT("--batch", CLI_LONG, batch, 1, 65536),
+    POPT("--threads", CLI_LONG, threads, 1, 256),
+    CLI_END,
+};
+
+static void usage_predict(void) {
+  fprintf(
+      stderr,
+      "usage: aisbx predict --model M.onnx --data D [--labels L] "
+      "[--batch N] [--threads T] [--out preds.npy] [--logits logits.npy]\n"
+      "  D: NPZ with x (N,C,H,W float32 in [0,1] or uint8) and y, or an\n"
+      "     NPY / IDX file of inputs with --labels for the labels\n"
+      "  --out: int64 labels (N); --logits: float32 N x K outputs the attacks\n"
+      "     work on (the pre-softmax logits when the model ends in Softmax)\n");
+}
+
+/* Writes an n-d array of `dtype` to an NPY file; 0 or 1 (printed). */
+static int write_npy(const char *cmd, const char *path, adv_dtype dtype,
+                     int ndim, const int64_t *dims, void *data, size_t nbytes) {
+  adv_array a;
+  memset(&a, 0, sizeof(a));
+  a.dtype = dtype;
+  a.ndim = ndim;
+  memcpy(a.dims, dims, sizeof(int64_t) * (size_t)ndim);
+  a.data = data;
+  a.nbytes = nbytes;
+  adv_err we = {{0}};
+  if (adv_npy_write_file(path, &a, &we)) {
+    fprintf(stderr, "aisbx %s: cannot write %s: %s\n", cmd, path, we.msg);
+    return 1;
   }
   return 0;
 }
 
-
-
-static void usage_predict(void) {
-  fprintf(stderr,
-          "usage: aisbx predict --model M.onnx --data D [--labels L] "
-          "[--batch N] [--threads T] [--out preds.npy]\n"
-          "  D: NPZ with x (N,C,H,W float32 in [0,1] or uint8) and y, or an\n"
-          "     NPY / IDX file of inputs with --labels for the labels\n");
-}
-
 static int cmd_predict(int argc, char **argv) {
-  const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL;
-  long batch = 128, threads = 2;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage_predict();
-      return 0;
-    }
-    static const char *const known[] = {"--model", "--data", "--labels", "--out",
-                                        "--batch", "--threads", NULL};
-    if (check_opt("predict", a, v, known, usage_predict))
-      return EXIT_BADINPUT;
-    if (!strcmp(a, "--model")) model = v;
-    else if (!strcmp(a, "--data")) data = v;
-    else if (!strcmp(a, "--labels")) labels = v;
-    else if (!strcmp(a, "--out")) out = v;
-    else if (!strcmp(a, "--batch")) {
-      if ((batch = parse_int(v, 1, 65536)) < 0) {
-        fprintf(stderr, "aisbx predict: --batch must be 1..65536\n");
-        return EXIT_BADINPUT;
-      }
-    } else if (!strcmp(a, "--threads")) {
-      if ((threads = parse_int(v, 1, 256)) < 0) {
-        fprintf(stderr, "aisbx predict: --threads must be 1..256\n");
-        return EXIT_BADINPUT;
-      }
-    } else {
-      fprintf(stderr, "aisbx predict: unknown option %s\n", a);
-      usage_predict();
-      return EXIT_BADINPUT;
-    }
-    i++;
-  }
-  if (!model || !data) {
+  predict_opts o = {0};
+  o.batch = 128;
+  o.threads = 2;
+  int rc =
+      cli_parse("predict", argc, argv, predict_table, &o, NULL, usage_predict);
+  if (rc)
+    return rc == CLI_HELP ? 0 : rc;
+  if (!o.model || !o.data) {
     usage_predict();
     return EXIT_BADINPUT;
   }
   adv_err err = {{0}};
   adv_model *m = NULL;
-  int rc = adv_model_load_file(model, adv_load_default_params(), &m, &err);
+  rc = adv_model_load_file(o.model, adv_load_default_params(), &m, &err);
   if (rc) {
-    fprintf(stderr, "aisbx predict: model %s: %s\n", model, err.msg);
+    fprintf(stderr, "aisbx predict: model %s: %s\n", o.model, err.msg);
     return EXIT_BADINPUT;
   }
-  adv_errbuf eb = {{0}};
   adv_dataset ds;
   memset(&ds, 0, sizeof(ds));
-  rc = adv_dataset_load(data, labels, adv_io_default_limits(), &ds, &eb);
+  rc = adv_dataset_load(o.data, o.labels, adv_io_default_limits(), &ds, &err);
   if (rc) {
-    fprintf(stderr, "aisbx predict: data %s: %s (%s)\n", data, eb.msg,
+    fprintf(stderr, "aisbx predict: data %s: %s (%s)\n", o.data, err.msg,
             adv_strerror(rc));
     adv_model_free(m);
     return EXIT_BADINPUT;
   }
   int status = 0;
-  int64_t N = ds.x.dims[0];
+  int64_t N = ds.x.dims[0], batch = o.batch;
   int64_t per = N ? adv_array_numel(&ds.x) / N : 0;
   adv_session *full = NULL, *tail = NULL;
   float *logits = NULL;
@@ -367,58 +349,22 @@ static int cmd_predict(int argc, char **argv) {
   int64_t classes = 0;
   if (batch > N && N > 0)
     batch = N;
-  /* check the input shape against the model's declared one */
-  int64_t md[ADV_MAX_DIMS];
-  int mnd = adv_model_num_inputs(m) == 1 ? adv_model_input_shape(m, 0, md) : -1;
-  if (mnd != ds.x.ndim) {
-    fprintf(stderr, "aisbx predict: model wants a rank-%d input, data is rank %d\n",
-            mnd, ds.x.ndim);
-    status = EXIT_BADINPUT;
-    goto done;
-  }
-  for (int d = 1; d < mnd; d++)
-    if (md[d] >= 0 && md[d] != ds.x.dims[d]) {
-      fprintf(stderr, "aisbx predict: input dim %d is %lld, model wants %lld\n",
-              d, (long long)ds.x.dims[d], (long long)md[d]);
-      status = EXIT_BADINPUT;
-      goto done;
-    }
   adv_session_params sp = adv_session_default_params();
-  sp.threads = (int)threads;
+  sp.threads = (int)o.threads;
   sp.logits = 1;
-  adv_array shape_only;
-  memset(&shape_only, 0, sizeof(shape_only));
-  shape_only.dtype = ADV_DTYPE_F32;
-  shape_only.ndim = ds.x.ndim;
-  memcpy(shape_only.dims, ds.x.dims, sizeof(shape_only.dims));
-  adv_binding bd = {adv_model_input_name(m, 0), &shape_only, 0};
-  sp.bindings = &bd;
-  sp.n_bindings = 1;
-  shape_only.dims[0] = batch;
-  if (N > 0 && (rc = adv_session_init(m, sp, &full, &err))) {
+  if ((rc = adv_model_check_input(m, ds.x.ndim, ds.x.dims, &err)) ||
+      (N > 0 &&
+       (rc = adv_model_num_classes(m, ds.x.ndim, ds.x.dims, &classes, &err))) ||
+      (N > 0 && (rc = adv_session_init_shape(m, sp, ds.x.ndim, ds.x.dims, batch,
+                                             &full, &err))) ||
+      (N % batch && (rc = adv_session_init_shape(m, sp, ds.x.ndim, ds.x.dims,
+                                                 N % batch, &tail, &err)))) {
     fprintf(stderr, "aisbx predict: %s\n", err.msg);
     status = EXIT_BADINPUT;
     goto done;
   }
-  if (N % batch) {
-    shape_only.dims[0] = N % batch;
-    if ((rc = adv_session_init(m, sp, &tail, &err))) {
-      fprintf(stderr, "aisbx predict: %s\n", err.msg);
-      status = EXIT_BADINPUT;
-      goto done;
-    }
-  }
-  if (N > 0) {
-    int64_t od[ADV_MAX_DIMS];
-    int ond = adv_session_output_shape(full, 0, od);
-    if (ond != 2 || od[0] != batch) {
-      fprintf(stderr, "aisbx predict: model output is not N x classes\n");
-      status = EXIT_BADINPUT;
-      goto done;
-    }
-    classes = od[1];
-  }
-  logits = malloc(sizeof(float) * (size_t)(batch * (classes ? classes : 1)));
+  logits =
+      malloc(sizeof(float) * (size_t)((N ? N : 1) * (classes ? classes : 1)));
   pred = malloc(sizeof(int64_t) * (size_t)(N ? N : 1));
   if (!logits || !pred) {
     fprintf(stderr, "aisbx predict: out of memory\n");
@@ -429,14 +375,15 @@ static int cmd_predict(int argc, char **argv) {
   for (int64_t s0 = 0; s0 < N; s0 += batch) {
     int64_t bn = N - s0 < batch ? N - s0 : batch;
     adv_session *s = bn == batch ? full : tail;
-    rc = adv_session_forward(s, (const float *)ds.x.data + s0 * per, logits, &err);
+    float *z0 = logits + s0 * classes;
+    rc = adv_session_forward(s, (const float *)ds.x.data + s0 * per, z0, &err);
     if (rc) {
       fprintf(stderr, "aisbx predict: %s\n", err.msg);
       status = 1;
       goto done;
     }
     for (int64_t i = 0; i < bn; i++) {
-      const float *z = logits + i * classes;
+      const float *z = z0 + i * classes;
       int64_t best = 0;
       for (int64_t c = 1; c < classes; c++)
         if (z[c] > z[best])
@@ -448,31 +395,26 @@ static int cmd_predict(int argc, char **argv) {
   if (adv_model_output_is_probability(m))
     printf("note: the model ends in Softmax (its output is a probability); "
            "attacks use the pre-softmax logits\n");
-  printf("samples: %lld  classes: %lld  time: %.3f s  (%.0f images/s, batch %ld, "
-         "%ld threads)\n",
-         (long long)N, (long long)classes, dt, dt > 0 ? (double)N / dt : 0.0,
-         batch, threads);
+  printf(
+      "samples: %lld  classes: %lld  time: %.3f s  (%.0f images/s, batch %lld, "
+      "%ld threads)\n",
+      (long long)N, (long long)classes, dt, dt > 0 ? (double)N / dt : 0.0,
+      (long long)batch, o.threads);
   if (ds.y.data) {
     int64_t correct = 0;
     for (int64_t i = 0; i < N; i++)
       correct += pred[i] == ((int64_t *)ds.y.data)[i];
-    printf("accuracy: %.4f (%lld/%lld)\n", N ? (double)correct / (double)N : 0.0,
-           (long long)correct, (long long)N);
+    printf("accuracy: %.4f (%lld/%lld)\n",
+           N ? (double)correct / (double)N : 0.0, (long long)correct,
+           (long long)N);
   }
-  if (out) {
-    adv_array pa;
-    memset(&pa, 0, sizeof(pa));
-    pa.dtype = ADV_DTYPE_I64;
-    pa.ndim = 1;
-    pa.dims[0] = N;
-    pa.data = pred;
-    pa.nbytes = sizeof(int64_t) * (size_t)N;
-    adv_errbuf we = {{0}};
-    if ((rc = adv_npy_write_file(out, &pa, &we))) {
-      fprintf(stderr, "aisbx predict: cannot write %s: %s\n", out, we.msg);
-      status = 1;
-    }
-  }
+  if (o.out && write_npy("predict", o.out, ADV_DTYPE_I64, 1, &N, pred,
+                         sizeof(int64_t) * (size_t)N))
+    status = 1;
+  int64_t ld[2] = {N, classes};
+  if (o.logits && write_npy("predict", o.logits, ADV_DTYPE_F32, 2, ld, logits,
+                            sizeof(float) * (size_t)(N * classes)))
+    status = 1;
 done:
   free(logits);
   free(pred);
@@ -483,148 +425,117 @@ done:
   return status;
 }
 
-
 /* ---------------- grad ---------------- */
 
+typedef struct grad_opts {
+  const char *model, *data, *labels, *out, *loss;
+  long batch, threads, target, n;
+  double kappa;
+} grad_opts;
+
+#define GOPT(name, type, field, lo, hi, open)                                  \
+  { name, type, offsetof(grad_opts, field), lo, hi, open }
+static const cli_opt grad_table[] = {
+    GOPT("--model", CLI_STR, model, 0, 0, 0),
+    GOPT("--data", CLI_STR, data, 0, 0, 0),
+    GOPT("--labels", CLI_STR, labels, 0, 0, 0),
+    GOPT("--out", CLI_STR, out, 0, 0, 0),
+    GOPT("--loss", CLI_STR, loss, 0, 0, 0),
+    GOPT("--target", CLI_LONG, target, 0, 1000000, 0),
+    GOPT("--kappa", CLI_FLOAT, kappa, 0, 1e30, 1),
+    GOPT("--n", CLI_LONG, n, 1, 100000000, 0),
+    GOPT("--batch", CLI_LONG, batch, 1, 4096, 0),
+    GOPT("--threads", CLI_LONG, threads, 1, 256, 0),
+    CLI_END,
+};
+
 static void usage_grad(void) {
-  fprintf(stderr,
-          "usage: aisbx grad --model M.onnx --data D [--labels L] --loss ce|cw|dlr|logit\n"
-          "                  [--target K] [--kappa C] [--n N] [--batch B] [--threads T]\n"
-          "                  --out G.npy\n"
-          "  writes d(loss_i)/d(x_i) for every sample (float32, shape of x);\n"
-          "  --target K makes ce/cw/dlr targeted at class K (logit: the class);\n"
-          "  losses are the ones an attacker maximizes (docs/losses.md)\n");
+  fprintf(
+      stderr,
+      "usage: aisbx grad --model M.onnx --data D [--labels L] --loss "
+      "ce|cw|dlr|logit\n"
+      "                  [--target K] [--kappa C] [--n N] [--batch B] "
+      "[--threads T]\n"
+      "                  --out G.npy\n"
+      "  writes d(loss_i)/d(x_i) for every sample (float32, shape of x);\n"
+      "  --target K makes ce/cw/dlr targeted at class K (logit: the class);\n"
+      "  losses are the ones an attacker maximizes (docs/losses.md)\n");
 }
 
 static int cmd_grad(int argc, char **argv) {
-  const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL,
-             *loss = NULL;
-  long batch = 64, threads = 2, target = -1, nmax = -1;
-  double kappa = INFINITY;
-  for (int i = 1; i < argc; i += 2) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    static const char *const known[] = {"--model", "--data", "--labels", "--out",
-                                        "--loss", "--target", "--kappa", "--n",
-                                        "--batch", "--threads", NULL};
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage_grad();
-      return 0;
-    }
-    if (check_opt("grad", a, v, known, usage_grad))
-      return EXIT_BADINPUT;
-    if (!strcmp(a, "--model")) model = v;
-    else if (!strcmp(a, "--data")) data = v;
-    else if (!strcmp(a, "--labels")) labels = v;
-    else if (!strcmp(a, "--out")) out = v;
-    else if (!strcmp(a, "--loss")) loss = v;
-    else if (!strcmp(a, "--kappa")) {
-      char *end;
-      kappa = strtod(v, &end);
-      if (*end || !(kappa > 0)) {
-        fprintf(stderr, "aisbx grad: --kappa must be a positive number\n");
-        return EXIT_BADINPUT;
-      }
-    } else {
-      long lim = !strcmp(a, "--threads") ? 256 : !strcmp(a, "--batch") ? 4096
-               : !strcmp(a, "--target") ? 1000000 : 100000000;
-      long lo = !strcmp(a, "--target") ? 0 : 1;
-      long x = parse_int(v, lo, lim);
-      if (x < 0) {
-        fprintf(stderr, "aisbx grad: %s must be an integer in [%ld, %ld]\n", a, lo, lim);
-        return EXIT_BADINPUT;
-      }
-      if (!strcmp(a, "--target")) target = x;
-      else if (!strcmp(a, "--n")) nmax = x;
-      else if (!strcmp(a, "--batch")) batch = x;
-      else threads = x;
-    }
-  }
-  if (!model || !data || !out || !loss) {
+  grad_opts o = {0};
+  o.batch = 64;
+  o.threads = 2;
+  o.target = -1;
+  o.n = -1;
+  o.kappa = INFINITY;
+  int rc = cli_parse("grad", argc, argv, grad_table, &o, NULL, usage_grad);
+  if (rc)
+    return rc == CLI_HELP ? 0 : rc;
+  if (!o.model || !o.data || !o.out || !o.loss) {
     usage_grad();
     return EXIT_BADINPUT;
   }
-  adv_loss_params lp;
-  if (!strcmp(loss, "ce")) lp = adv_loss_default_params(ADV_LOSS_CE);
-  else if (!strcmp(loss, "cw")) lp = adv_loss_default_params(ADV_LOSS_CW);
-  else if (!strcmp(loss, "dlr")) lp = adv_loss_default_params(ADV_LOSS_DLR);
-  else if (!strcmp(loss, "logit")) lp = adv_loss_default_params(ADV_LOSS_LOGIT);
-  else {
+  int lk = adv_loss_from_name(o.loss);
+  if (lk < 0) {
     fprintf(stderr, "aisbx grad: --loss must be ce, cw, dlr or logit\n");
     return EXIT_BADINPUT;
   }
-  lp.kappa = (float)kappa;
-  if (lp.kind == ADV_LOSS_LOGIT && target < 0) {
+  adv_loss_params lp = adv_loss_default_params((adv_loss_kind)lk);
+  lp.kappa = (float)o.kappa;
+  if (lp.kind == ADV_LOSS_LOGIT && o.target < 0) {
     fprintf(stderr, "aisbx grad: --loss logit needs --target K\n");
     return EXIT_BADINPUT;
   }
-  lp.targeted = target >= 0 && lp.kind != ADV_LOSS_LOGIT;
+  lp.targeted = o.target >= 0 && lp.kind != ADV_LOSS_LOGIT;
   adv_err err = {{0}};
   adv_model *m = NULL;
-  if (adv_model_load_file(model, adv_load_default_params(), &m, &err)) {
-    fprintf(stderr, "aisbx grad: model %s: %s\n", model, err.msg);
+  if (adv_model_load_file(o.model, adv_load_default_params(), &m, &err)) {
+    fprintf(stderr, "aisbx grad: model %s: %s\n", o.model, err.msg);
     return EXIT_BADINPUT;
   }
-  adv_errbuf eb = {{0}};
   adv_dataset ds;
   memset(&ds, 0, sizeof(ds));
-  int rc = adv_dataset_load(data, labels, adv_io_default_limits(), &ds, &eb);
+  rc = adv_dataset_load(o.data, o.labels, adv_io_default_limits(), &ds, &err);
   if (rc) {
-    fprintf(stderr, "aisbx grad: data %s: %s\n", data, eb.msg);
+    fprintf(stderr, "aisbx grad: data %s: %s\n", o.data, err.msg);
     adv_model_free(m);
     return EXIT_BADINPUT;
   }
   int status = 0;
   adv_session *full = NULL, *tail = NULL;
-  float *dx = NULL, *z = NULL;
+  float *z = NULL;
   int64_t *tg = NULL;
   adv_array g;
   memset(&g, 0, sizeof(g));
-  int64_t N = ds.x.dims[0];
-  if (nmax > 0 && nmax < N)
-    N = nmax;
+  int64_t N = ds.x.dims[0], batch = o.batch, K = 0;
+  if (o.n > 0 && o.n < N)
+    N = o.n;
   int64_t per = adv_array_numel(&ds.x) / ds.x.dims[0];
   if (!ds.y.data && lp.kind != ADV_LOSS_LOGIT) {
-    fprintf(stderr, "aisbx grad: loss %s needs labels (NPZ y or --labels)\n", loss);
+    fprintf(stderr, "aisbx grad: loss %s needs labels (NPZ y or --labels)\n",
+            o.loss);
     status = EXIT_BADINPUT;
     goto done;
   }
   if (batch > N)
     batch = N;
   adv_session_params sp = adv_session_default_params();
-  sp.threads = (int)threads;
+  sp.threads = (int)o.threads;
   sp.logits = 1;
   sp.grad = 1;
-  adv_array shape_only;
-  memset(&shape_only, 0, sizeof(shape_only));
-  shape_only.dtype = ADV_DTYPE_F32;
-  shape_only.ndim = ds.x.ndim;
-  memcpy(shape_only.dims, ds.x.dims, sizeof(shape_only.dims));
-  adv_binding bd = {adv_model_input_name(m, 0), &shape_only, 0};
-  sp.bindings = &bd;
-  sp.n_bindings = adv_model_num_inputs(m) == 1 ? 1 : 0;
-  shape_only.dims[0] = batch;
-  if ((rc = adv_session_init(m, sp, &full, &err))) {
+  if ((rc = adv_model_num_classes(m, ds.x.ndim, ds.x.dims, &K, &err)) ||
+      (rc = adv_session_init_shape(m, sp, ds.x.ndim, ds.x.dims, batch, &full,
+                                   &err)) ||
+      (N % batch && (rc = adv_session_init_shape(m, sp, ds.x.ndim, ds.x.dims,
+                                                 N % batch, &tail, &err)))) {
     fprintf(stderr, "aisbx grad: %s\n", err.msg);
     status = EXIT_BADINPUT;
     goto done;
   }
-  if (N % batch) {
-    shape_only.dims[0] = N % batch;
-    if ((rc = adv_session_init(m, sp, &tail, &err))) {
-      fprintf(stderr, "aisbx grad: %s\n", err.msg);
-      status = EXIT_BADINPUT;
-      goto done;
-    }
-  }
-  int64_t od[ADV_MAX_DIMS];
-  if (adv_session_output_shape(full, 0, od) != 2) {
-    fprintf(stderr, "aisbx grad: model output is not N x classes\n");
-    status = EXIT_BADINPUT;
-    goto done;
-  }
-  if (target >= od[1]) {
+  if (o.target >= K) {
     fprintf(stderr, "aisbx grad: --target %ld but the model has %lld classes\n",
-            target, (long long)od[1]);
+            o.target, (long long)K);
     status = EXIT_BADINPUT;
     goto done;
   }
@@ -632,14 +543,14 @@ static int cmd_grad(int argc, char **argv) {
   memcpy(gd, ds.x.dims, sizeof(gd));
   gd[0] = N;
   tg = malloc(sizeof(int64_t) * (size_t)(N ? N : 1));
-  z = malloc(sizeof(float) * (size_t)(batch * od[1]));
+  z = malloc(sizeof(float) * (size_t)(batch * K));
   if (!tg || !z || adv_array_alloc(&g, ADV_DTYPE_F32, ds.x.ndim, gd)) {
     fprintf(stderr, "aisbx grad: out of memory\n");
     status = 1;
     goto done;
   }
   for (int64_t i = 0; i < N; i++)
-    tg[i] = target;
+    tg[i] = o.target;
   for (int64_t s0 = 0; s0 < N; s0 += batch) {
     int64_t bn = N - s0 < batch ? N - s0 : batch;
     adv_session *s = bn == batch ? full : tail;
@@ -652,15 +563,14 @@ static int cmd_grad(int argc, char **argv) {
       goto done;
     }
   }
-  if ((rc = adv_npy_write_file(out, &g, &eb))) {
-    fprintf(stderr, "aisbx grad: cannot write %s: %s\n", out, eb.msg);
+  if ((rc = adv_npy_write_file(o.out, &g, &err))) {
+    fprintf(stderr, "aisbx grad: cannot write %s: %s\n", o.out, err.msg);
     status = 1;
     goto done;
   }
-  printf("wrote %s: %lld gradients of %s%s loss\n", out, (long long)N,
-         lp.targeted ? "targeted " : "", loss);
+  printf("wrote %s: %lld gradients of %s%s loss\n", o.out, (long long)N,
+         lp.targeted ? "targeted " : "", o.loss);
 done:
-  free(dx);
   free(z);
   free(tg);
   adv_array_free(&g);
@@ -692,7 +602,9 @@ static void bound_openmp_spinning(char **argv) {
 int main(int argc, char **argv) {
   bound_openmp_spinning(argv);
   if (argc < 2) {
-    fprintf(stderr, "usage: aisbx <predict|grad|attack|evaluate|onnx-check|version> ...\n");
+    fprintf(
+        stderr,
+        "usage: aisbx <predict|grad|attack|evaluate|onnx-check|version> ...\n");
     return EXIT_BADINPUT;
   }
   if (!strcmp(argv[1], "predict"))

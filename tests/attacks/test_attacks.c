@@ -27,7 +27,7 @@ static adv_array BX, BY; /* mnist_batch x, y (64) */
 static int npz(const char *file, const char *member, adv_array *a) {
   char p[1024];
   snprintf(p, sizeof(p), "%s/%s", FIX, file);
-  adv_errbuf eb = {{0}};
+  adv_err eb = {{0}};
   int rc = adv_npz_read_file(p, member, adv_io_default_limits(), a, &eb);
   if (rc)
     fprintf(stderr, "%s[%s]: %s\n", p, member, eb.msg);

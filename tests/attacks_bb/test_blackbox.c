@@ -391,7 +391,7 @@ int main(int argc, char **argv) {
   }
   char path[4096];
   adv_err err;
-  adv_errbuf eb;
+  adv_err eb;
   snprintf(path, sizeof(path), "%s/mnist_cnn.onnx", argv[1]);
   if (adv_model_load_file(path, adv_load_default_params(), &g_mnist, &err) ||
       adv_model_load_file(argv[2], adv_load_default_params(), &g_toy, &err)) {

@@ -56,7 +56,7 @@ static fixture MNIST, FASHION;
 static int load_fixture(const char *model, const char *batch, fixture *f) {
   char p[1024];
   adv_err err = {{0}};
-  adv_errbuf eb = {{0}};
+  adv_err eb = {{0}};
   adv_array x = {0}, y = {0};
   memset(f, 0, sizeof(*f));
   snprintf(p, sizeof(p), "%s/%s", FIX, model);

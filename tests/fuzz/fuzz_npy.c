@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   adv_io_limits lim = adv_io_default_limits();
   lim.max_array_bytes = (size_t)64 << 20; /* stay far below the RSS limit */
   adv_array a;
-  adv_errbuf err;
+  adv_err err;
   int rc = adv_npy_read_mem(data, size, lim, &a, &err);
   if (rc == ADV_OK) {
     if (!a.data ||

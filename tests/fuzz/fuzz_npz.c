@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const char *const names[] = {"x", "y"};
   for (int k = 0; k < 2; k++) {
     adv_array a;
-    adv_errbuf err;
+    adv_err err;
     int rc = adv__npz_read_mem(data, size, names[k], lim, &a, &err);
     if (rc == ADV_OK) {
       if (!a.data ||

@@ -72,7 +72,7 @@ typedef struct fixture {
 } fixture;
 
 static int read_member(const char *path, const char *name, adv_array *a) {
-  adv_errbuf e = {{0}};
+  adv_err e = {{0}};
   int rc = adv_npz_read_file(path, name, adv_io_default_limits(), a, &e);
   if (rc)
     fprintf(stderr, "%s: member %s: %s\n", path, name, e.msg);

@@ -37,7 +37,7 @@ static void check_manifest_line(char *line) {
   const char *path = path_in(IO_DATA_DIR, file);
   adv_io_limits lim = adv_io_default_limits();
   adv_array a;
-  adv_errbuf err;
+  adv_err err;
   memset(&err, 0, sizeof(err));
   int rc;
   if (member)
@@ -150,7 +150,7 @@ static void check_mnist(const char *tag, const char *dir, const char *suffix) {
   snprintf(lp, sizeof(lp), "%s/t10k-labels-idx1-ubyte%s", dir, suffix);
   snprintf(ip, sizeof(ip), "%s/t10k-images-idx3-ubyte%s", dir, suffix);
   adv_io_limits lim = adv_io_default_limits();
-  adv_errbuf err = {{0}};
+  adv_err err = {{0}};
   adv_array lab, img;
   CHECK_EQ_INT(adv_idx_read_file(lp, lim, &lab, &err), ADV_OK);
   CHECK_EQ_INT(adv_idx_read_file(ip, lim, &img, &err), ADV_OK);
@@ -218,7 +218,7 @@ TEST(fashion_mnist_gz) {
 
 /* Loads a dataset expecting status `want`; returns it loaded (or empty). */
 static int ds_load(const char *data, const char *labels, adv_dataset *ds) {
-  adv_errbuf err = {{0}};
+  adv_err err = {{0}};
   int rc = adv_dataset_load(path_in(IO_DATA_DIR, data),
                             labels ? path_in(IO_DATA_DIR, labels) : NULL,
                             adv_io_default_limits(), ds, &err);

@@ -24,7 +24,7 @@ enum { NPY, NPZ_X, IDX };
 /* Runs one reader on a buffer; asserts the error contract. */
 static int run(int kind, const uint8_t *b, size_t n) {
   adv_array a;
-  adv_errbuf err;
+  adv_err err;
   err.msg[0] = '\0';
   int rc;
   if (kind == NPY)
@@ -120,7 +120,7 @@ TEST(npy_file_prefixes) {
   for (size_t l = 0; l < len; l++) {
     CHECK_EQ_INT(util_spit(tmp, full, l), 0);
     adv_array a;
-    adv_errbuf err;
+    adv_err err;
     int rc = adv_npy_read_file(tmp, LIM, &a, &err);
     CHECK(rc == ADV_EFORMAT || rc == ADV_EUNSUPPORTED);
     CHECK(util_is_empty(&a));
@@ -629,7 +629,7 @@ TEST(idx_hostile) {
 
 TEST(file_errors) {
   adv_array a;
-  adv_errbuf err;
+  adv_err err;
   CHECK_EQ_INT(adv_npy_read_file("/nonexistent/x.npy", LIM, &a, &err), ADV_EIO);
   CHECK(util_is_empty(&a));
   CHECK_EQ_INT(adv_npz_read_file(IO_DATA_DIR, "x", LIM, &a, &err), ADV_EIO);

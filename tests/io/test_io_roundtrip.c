@@ -51,7 +51,7 @@ TEST(npy_roundtrip) {
       make(&a, codes[c], s);
       char name[64];
       snprintf(name, sizeof(name), "w_%s_%d.npy", codes[c], s);
-      adv_errbuf err = {{0}};
+      adv_err err = {{0}};
       CHECK_EQ_INT(adv_npy_write_file(p(name), &a, &err), ADV_OK);
       CHECK_EQ_INT(adv_npy_read_file(p(name), lim, &b, &err), ADV_OK);
       CHECK(b.dtype == a.dtype && b.ndim == a.ndim && b.nbytes == a.nbytes);
@@ -82,7 +82,7 @@ TEST(npz_roundtrip) {
       names[n] = nbuf[n];
       make(&arr[n], codes[c], s);
     }
-  adv_errbuf err = {{0}};
+  adv_err err = {{0}};
   /* more members than the default limit of 64? no: 42 */
   CHECK_EQ_INT(adv_npz_write_file(p("w.npz"), n, names, arr, &err), ADV_OK);
   for (int i = 0; i < n; i++) {
@@ -128,7 +128,7 @@ TEST(npz_roundtrip) {
 }
 
 TEST(writer_errors) {
-  adv_errbuf err = {{0}};
+  adv_err err = {{0}};
   adv_array a;
   int64_t d[1] = {4};
   adv_array_alloc(&a, ADV_DTYPE_F32, 1, d);

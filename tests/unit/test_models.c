@@ -47,7 +47,7 @@ static adv_session *session(const adv_model *m, int batch, int logits) {
 static int read_npz(const char *file, const char *member, adv_array *a) {
   char p[1024];
   path(p, sizeof(p), FIX, file);
-  adv_errbuf eb = {{0}};
+  adv_err eb = {{0}};
   int rc = adv_npz_read_file(p, member, adv_io_default_limits(), a, &eb);
   if (rc)
     fprintf(stderr, "%s[%s]: %s\n", p, member, eb.msg);
@@ -57,7 +57,7 @@ static int read_npz(const char *file, const char *member, adv_array *a) {
 static int read_npy(const char *file, adv_array *a) {
   char p[1024];
   path(p, sizeof(p), FIX, file);
-  adv_errbuf eb = {{0}};
+  adv_err eb = {{0}};
   int rc = adv_npy_read_file(p, adv_io_default_limits(), a, &eb);
   if (rc)
     fprintf(stderr, "%s: %s\n", p, eb.msg);
@@ -160,7 +160,7 @@ static void full_testset(const char *model, const char *images,
                          const char *margin_file, int64_t want_correct) {
   adv_model *m = load(model);
   adv_dataset ds = {0};
-  adv_errbuf eb = {{0}};
+  adv_err eb = {{0}};
   adv_array pred = {0}, margin = {0};
   CHECK(m != NULL);
   int rc = adv_dataset_load(images, labels, adv_io_default_limits(), &ds, &eb);

@@ -37,17 +37,8 @@ static adv_session *eval_session(adv_eval *ev, int batch, int worker) {
   sp.threads = worker >= 0 ? 1 : ev->p.threads > 0 ? ev->p.threads : 1;
   sp.logits = 1;
   sp.grad = 1;
-  adv_array shape;
-  memset(&shape, 0, sizeof(shape));
-  shape.dtype = ADV_DTYPE_F32;
-  shape.ndim = ev->in_ndim;
-  memcpy(shape.dims, ev->in_dims, sizeof(shape.dims));
-  shape.dims[0] = batch;
-  adv_binding bd = {adv_model_input_name(ev->m, 0), &shape, 0};
-  sp.bindings = &bd;
-  sp.n_bindings = 1;
   adv_session *s = NULL;
-  if (adv_session_init(ev->m, sp, &s, ev->err))
+  if (adv_session_init_shape(ev->m, sp, ev->in_ndim, ev->in_dims, batch, &s, ev->err))
     return NULL;
   ev->cache[lru].s = s;
   ev->cache[lru].batch = batch;

@@ -47,11 +47,29 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int adv_attack_run(const adv_model *m, const float *x, int64_t n,
-                   const int64_t *y, const int64_t *target, adv_attack_params p,
-                   adv_progress_fn progress, void *ud,
-                   const volatile int *abort_flag, adv_attack_result *res,
+int adv_attack_run(const adv_model *m, const float *x, int64_t n, const int64_t *y,
+                   const int64_t *target, adv_attack_params p, adv_progress_fn progress,
+                   void *ud, const volatile int *abort_flag, adv_attack_result *res,
                    adv_err *err) {
+  int64_t dims[ADV_MAX_DIMS];
+  int nd = m && adv_model_num_inputs(m) == 1 ? adv_model_input_shape(m, 0, dims) : 0;
+  if (nd < 1) { /* let the shaped run report the model's problem */
+    nd = 1;
+    dims[0] = n;
+  }
+  for (int d = 1; d < nd; d++)
+    if (dims[d] < 1)
+      return adv__error(err, ADV_ESHAPE,
+                        "model input dim %d is not fixed (use adv_attack_run_shape)", d);
+  return adv_attack_run_shape(m, nd, dims, x, n, y, target, p, progress, ud, abort_flag,
+                              res, err);
+}
+
+int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims, const float *x,
+                         int64_t n, const int64_t *y, const int64_t *target,
+                         adv_attack_params p, adv_progress_fn progress, void *ud,
+                         const volatile int *abort_flag, adv_attack_result *res,
+                         adv_err *err) {
   memset(res, 0, sizeof(*res));
   if (!m || !x || !y || n <= 0)
     return adv__error(err, ADV_EINVAL, "model, x, y and n > 0 are required");
@@ -82,15 +100,17 @@ int adv_attack_run(const adv_model *m, const float *x, int64_t n,
   ev.progress = progress;
   ev.ud = ud;
   ev.err = err;
-  ev.in_ndim = adv_model_input_shape(m, 0, ev.in_dims);
-  if (ev.in_ndim < 2)
+  if (!dims || ndim < 2 || ndim > ADV_MAX_DIMS)
     return adv__error(err, ADV_ESHAPE, "model input must be batch x ...");
+  int rc0 = adv_model_check_input(m, ndim, dims, err);
+  if (rc0)
+    return rc0;
+  ev.in_ndim = ndim;
+  memcpy(ev.in_dims, dims, sizeof(int64_t) * (size_t)ndim);
+  ev.in_dims[0] = n;
   ev.per = 1;
-  for (int i = 1; i < ev.in_ndim; i++) {
-    if (ev.in_dims[i] < 1)
-      return adv__error(err, ADV_ESHAPE, "model input dim %d is not fixed", i);
+  for (int i = 1; i < ev.in_ndim; i++)
     ev.per *= ev.in_dims[i];
-  }
   double t0 = now_s();
   int rc = ADV_OK;
   float *z = NULL;
@@ -119,32 +139,9 @@ int adv_attack_run(const adv_model *m, const float *x, int64_t n,
     }
   }
   memcpy(res->x_adv, x, sizeof(float) * (size_t)(n * ev.per));
-  /* classes from one forward of the clean batch */
-  {
-    int64_t od[ADV_MAX_DIMS];
-    adv_session_params sp = adv_session_default_params();
-    sp.batch = 1;
-    sp.logits = 1;
-    adv_array shape;
-    memset(&shape, 0, sizeof(shape));
-    shape.dtype = ADV_DTYPE_F32;
-    shape.ndim = ev.in_ndim;
-    memcpy(shape.dims, ev.in_dims, sizeof(shape.dims));
-    shape.dims[0] = 1;
-    adv_binding bd = {adv_model_input_name(m, 0), &shape, 0};
-    sp.bindings = &bd;
-    sp.n_bindings = 1;
-    adv_session *s1 = NULL;
-    if ((rc = adv_session_init(m, sp, &s1, err)))
-      goto fail;
-    int nd = adv_session_output_shape(s1, 0, od);
-    adv_session_free(s1);
-    if (nd != 2 || od[1] < 2) {
-      rc = adv__error(err, ADV_ESHAPE, "model output is not N x classes");
-      goto fail;
-    }
-    ev.classes = od[1];
-  }
+  /* classes from one planning pass at batch 1 */
+  if ((rc = adv_model_num_classes(m, ev.in_ndim, ev.in_dims, &ev.classes, err)))
+    goto fail;
   for (int64_t i = 0; i < n; i++)
     if (y[i] < 0 || y[i] >= ev.classes ||
         (target && p.targeted && (target[i] < 0 || target[i] >= ev.classes))) {

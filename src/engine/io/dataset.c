@@ -20,7 +20,7 @@
 typedef enum file_kind { KIND_NPY, KIND_NPZ, KIND_IDX } file_kind;
 
 /* Classifies a file by its first bytes. */
-static int sniff(const char *path, file_kind *kind, adv_errbuf *err) {
+static int sniff(const char *path, file_kind *kind, adv_err *err) {
   if (!path)
     return adv__fail(err, ADV_EINVAL, "no file path given");
   FILE *f = fopen(path, "rb");
@@ -48,7 +48,7 @@ static int sniff(const char *path, file_kind *kind, adv_errbuf *err) {
 }
 
 /* Prefixes the current error message with a context string. */
-static int with_context(adv_errbuf *err, int rc, const char *what,
+static int with_context(adv_err *err, int rc, const char *what,
                         const char *path) {
   char pre[96];
   snprintf(pre, sizeof(pre), "%.8s '%.64s': ", what, path);
@@ -58,7 +58,7 @@ static int with_context(adv_errbuf *err, int rc, const char *what,
 
 /* Reads a single-array file (NPY or IDX) or member `member` of an NPZ. */
 static int load_one(const char *path, file_kind kind, const char *member,
-                    adv_io_limits lim, adv_array *out, adv_errbuf *err) {
+                    adv_io_limits lim, adv_array *out, adv_err *err) {
   switch (kind) {
   case KIND_NPY:
     return adv_npy_read_file(path, lim, out, err);
@@ -92,7 +92,7 @@ static const char *dtype_name(adv_dtype t) {
 
 /* Turns x into finite F32 with ndim >= 2 and at least one element;
  * 3-D becomes (N, 1, H, W). Replaces *x on success. */
-static int normalize_x(adv_array *x, adv_io_limits lim, adv_errbuf *err) {
+static int normalize_x(adv_array *x, adv_io_limits lim, adv_err *err) {
   if (x->ndim == 3) {
     x->dims[3] = x->dims[2];
     x->dims[2] = x->dims[1];
@@ -147,7 +147,7 @@ static int normalize_x(adv_array *x, adv_io_limits lim, adv_errbuf *err) {
 }
 
 /* Turns labels into a 1-D I64 array of exactly n values in [0, 2^31). */
-static int normalize_y(adv_array *y, int64_t n, adv_errbuf *err) {
+static int normalize_y(adv_array *y, int64_t n, adv_err *err) {
   if (!(y->ndim == 1 || (y->ndim == 2 && y->dims[1] == 1)))
     return adv__fail(err, ADV_ESHAPE, "labels must be 1-D (N) or (N, 1)");
   if (y->dims[0] != n)
@@ -192,7 +192,7 @@ static int normalize_y(adv_array *y, int64_t n, adv_errbuf *err) {
 }
 
 int adv_dataset_load(const char *data_path, const char *labels_path,
-                     adv_io_limits lim, adv_dataset *ds, adv_errbuf *err) {
+                     adv_io_limits lim, adv_dataset *ds, adv_err *err) {
   if (!ds)
     return adv__fail(err, ADV_EINVAL, "no dataset output");
   memset(ds, 0, sizeof(*ds));

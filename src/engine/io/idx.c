@@ -17,7 +17,7 @@
 /* ---- bounded inflate ---- */
 
 int adv__zin_init(adv__zin *z, const uint8_t *in, size_t n, int gzip,
-                  adv_errbuf *err) {
+                  adv_err *err) {
   memset(z, 0, sizeof(*z));
   z->next = in;
   z->left = n;
@@ -60,7 +60,7 @@ static int zin_next_member(adv__zin *z) {
   return 0;
 }
 
-int adv__zin_read(adv__zin *z, void *dst, size_t n, adv_errbuf *err) {
+int adv__zin_read(adv__zin *z, void *dst, size_t n, adv_err *err) {
   uint8_t *out = dst;
   while (n > 0) {
     if (z->ended)
@@ -93,7 +93,7 @@ int adv__zin_read(adv__zin *z, void *dst, size_t n, adv_errbuf *err) {
   return ADV_OK;
 }
 
-int adv__zin_finish(adv__zin *z, adv_errbuf *err) {
+int adv__zin_finish(adv__zin *z, adv_err *err) {
   /* Drive the stream to its end without accepting any more output. */
   for (int guard = 0; !z->ended; guard++) {
     uint8_t extra;
@@ -138,7 +138,7 @@ typedef struct idx_info {
 } idx_info;
 
 /* Validates the 4-byte magic; fills type and ndim. */
-static int idx_magic(const uint8_t *m, idx_info *info, adv_errbuf *err) {
+static int idx_magic(const uint8_t *m, idx_info *info, adv_err *err) {
   memset(info, 0, sizeof(*info));
   if (m[0] != 0 || m[1] != 0)
     return adv__fail(err, ADV_EFORMAT, "not an IDX file (bad magic)");
@@ -177,7 +177,7 @@ static int idx_magic(const uint8_t *m, idx_info *info, adv_errbuf *err) {
 
 /* Reads the dims and checks the decoded size against the limits. */
 static int idx_dims(const uint8_t *d, adv_io_limits lim, idx_info *info,
-                    adv_errbuf *err) {
+                    adv_err *err) {
   size_t out_es = adv_dtype_size(info->out_type);
   size_t n = 1;
   int zero = 0;
@@ -234,7 +234,7 @@ static void idx_convert(uint8_t *buf, const idx_info *info) {
 
 /* Reports the final array; takes ownership of buf. */
 static int idx_finish(uint8_t *buf, const idx_info *info, adv_array *out,
-                      adv_errbuf *err) {
+                      adv_err *err) {
   size_t out_bytes =
       info->raw_bytes / info->in_es * adv_dtype_size(info->out_type);
   idx_convert(buf, info);
@@ -258,7 +258,7 @@ static uint8_t *alloc_out(const idx_info *info, size_t *cap) {
 /* Gzip path: header, then data into a buffer that grows with the actual
  * decompressed size (a tiny file declaring huge dims costs no memory). */
 static int idx_read_gz(const uint8_t *b, size_t len, adv_io_limits lim,
-                       adv_array *out, adv_errbuf *err) {
+                       adv_array *out, adv_err *err) {
   adv__zin z;
   uint8_t *buf = NULL;
   int rc = adv__zin_init(&z, b, len, 1, err);
@@ -328,7 +328,7 @@ fail:
 }
 
 int adv__idx_read_mem(const void *buf, size_t len, adv_io_limits lim,
-                      adv_array *out, adv_errbuf *err) {
+                      adv_array *out, adv_err *err) {
   if (!out)
     return adv__fail(err, ADV_EINVAL, "no output array");
   memset(out, 0, sizeof(*out));
@@ -364,7 +364,7 @@ int adv__idx_read_mem(const void *buf, size_t len, adv_io_limits lim,
 }
 
 int adv_idx_read_file(const char *path, adv_io_limits lim, adv_array *out,
-                      adv_errbuf *err) {
+                      adv_err *err) {
   if (!out)
     return adv__fail(err, ADV_EINVAL, "no output array");
   memset(out, 0, sizeof(*out));

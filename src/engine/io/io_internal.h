@@ -32,16 +32,16 @@
 /* ---- errors / files (npy.c) ---- */
 
 /* Formats a message into err (no-op when err is NULL); returns `code`. */
-int adv__fail(adv_errbuf *err, int code, const char *fmt, ...)
+int adv__fail(adv_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Prepends `prefix` to the message in err (truncating the tail). */
-void adv__err_prefix(adv_errbuf *err, const char *prefix);
+void adv__err_prefix(adv_err *err, const char *prefix);
 
 /* Reads a whole regular file into a malloc'd buffer, refusing files larger
  * than `max_bytes` (ADV_ELIMIT) before allocating. *buf is NULL on error. */
 int adv__read_file(const char *path, size_t max_bytes, uint8_t **buf,
-                   size_t *len, adv_errbuf *err);
+                   size_t *len, adv_err *err);
 
 /* Atomic writer: a temp file next to `path`, renamed over it on commit. */
 typedef struct adv__afile {
@@ -51,10 +51,10 @@ typedef struct adv__afile {
   char *tmp;
 } adv__afile;
 
-int adv__afile_open(adv__afile *f, const char *path, adv_errbuf *err);
-int adv__afile_write(adv__afile *f, const void *p, size_t n, adv_errbuf *err);
+int adv__afile_open(adv__afile *f, const char *path, adv_err *err);
+int adv__afile_write(adv__afile *f, const void *p, size_t n, adv_err *err);
 /* fsync + rename; always releases the handle. */
-int adv__afile_commit(adv__afile *f, adv_errbuf *err);
+int adv__afile_commit(adv__afile *f, adv_err *err);
 /* Removes the temp file and releases the handle (idempotent). */
 void adv__afile_abort(adv__afile *f);
 
@@ -72,17 +72,17 @@ typedef struct adv__npy_info {
  * length (offset of the data). Needs at least 12 bytes (10 for v1.0);
  * returns ADV_EFORMAT when the magic/version is wrong or bytes are short. */
 int adv__npy_header_len(const uint8_t *b, size_t avail, size_t *hlen,
-                        adv_errbuf *err);
+                        adv_err *err);
 /* Parses a complete header of `hlen` bytes (from adv__npy_header_len). */
 int adv__npy_parse_header(const uint8_t *b, size_t hlen, adv_io_limits lim,
-                          adv__npy_info *info, adv_errbuf *err);
+                          adv__npy_info *info, adv_err *err);
 /* Checks an array is well formed for writing (dtype, dims, nbytes). */
-int adv__npy_validate_array(const adv_array *a, adv_errbuf *err);
+int adv__npy_validate_array(const adv_array *a, adv_err *err);
 /* Builds a v1.0 header for `a` into a malloc'd buffer (64-byte aligned). */
 int adv__npy_format_header(const adv_array *a, uint8_t **hdr, size_t *hlen,
-                           adv_errbuf *err);
+                           adv_err *err);
 /* Checks booleans are 0/1. */
-int adv__npy_check_bools(const adv_array *a, adv_errbuf *err);
+int adv__npy_check_bools(const adv_array *a, adv_err *err);
 
 /* ---- bounded inflate (idx.c) ---- */
 
@@ -101,21 +101,21 @@ typedef struct adv__zin {
 } adv__zin;
 
 int adv__zin_init(adv__zin *z, const uint8_t *in, size_t n, int gzip,
-                  adv_errbuf *err);
+                  adv_err *err);
 /* Inflates exactly n bytes into dst; ADV_EFORMAT if the stream ends early
  * or is corrupt. */
-int adv__zin_read(adv__zin *z, void *dst, size_t n, adv_errbuf *err);
+int adv__zin_read(adv__zin *z, void *dst, size_t n, adv_err *err);
 /* Succeeds only if the stream ends here with no further output and (for
  * raw deflate) no unused input. */
-int adv__zin_finish(adv__zin *z, adv_errbuf *err);
+int adv__zin_finish(adv__zin *z, adv_err *err);
 void adv__zin_end(adv__zin *z);
 
 /* ---- in-memory entry points (fuzzing, dataset) ---- */
 
 int adv__idx_read_mem(const void *buf, size_t len, adv_io_limits lim,
-                      adv_array *out, adv_errbuf *err);
+                      adv_array *out, adv_err *err);
 /* Reads member `name` (without ".npy") of an NPZ image held in memory. */
 int adv__npz_read_mem(const void *buf, size_t len, const char *name,
-                      adv_io_limits lim, adv_array *out, adv_errbuf *err);
+                      adv_io_limits lim, adv_array *out, adv_err *err);
 
 #endif

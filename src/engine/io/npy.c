@@ -35,7 +35,7 @@ adv_io_limits adv_io_default_limits(void) {
   return l;
 }
 
-int adv__fail(adv_errbuf *err, int code, const char *fmt, ...) {
+int adv__fail(adv_err *err, int code, const char *fmt, ...) {
   if (err) {
     va_list ap;
     va_start(ap, fmt);
@@ -45,7 +45,7 @@ int adv__fail(adv_errbuf *err, int code, const char *fmt, ...) {
   return code;
 }
 
-void adv__err_prefix(adv_errbuf *err, const char *prefix) {
+void adv__err_prefix(adv_err *err, const char *prefix) {
   if (!err)
     return;
   size_t cap = sizeof(err->msg) - 1;
@@ -80,7 +80,7 @@ static ssize_t read_full(int fd, void *buf, size_t n) {
 
 /* Opens `path` read-only and returns its size; only regular files. */
 static int open_regular(const char *path, int *fd_out, size_t *size,
-                        adv_errbuf *err) {
+                        adv_err *err) {
   *fd_out = -1;
   if (!path)
     return adv__fail(err, ADV_EINVAL, "no file path given");
@@ -108,7 +108,7 @@ static int open_regular(const char *path, int *fd_out, size_t *size,
 }
 
 /* Confirms the descriptor is at end of file (the file did not grow). */
-static int expect_eof(int fd, const char *path, adv_errbuf *err) {
+static int expect_eof(int fd, const char *path, adv_err *err) {
   uint8_t extra;
   ssize_t r = read_full(fd, &extra, 1);
   if (r < 0)
@@ -121,7 +121,7 @@ static int expect_eof(int fd, const char *path, adv_errbuf *err) {
 
 /* Whole-file read with the size cap checked before allocating. */
 int adv__read_file(const char *path, size_t max_bytes, uint8_t **buf,
-                   size_t *len, adv_errbuf *err) {
+                   size_t *len, adv_err *err) {
   *buf = NULL;
   *len = 0;
   int fd;
@@ -172,7 +172,7 @@ static char *dup_str(const char *s) {
 }
 
 /* Creates "<path>.tmp.XXXXXX" in the destination directory. */
-int adv__afile_open(adv__afile *f, const char *path, adv_errbuf *err) {
+int adv__afile_open(adv__afile *f, const char *path, adv_err *err) {
   memset(f, 0, sizeof(*f));
   f->fd = -1;
   if (!path || !*path)
@@ -202,7 +202,7 @@ int adv__afile_open(adv__afile *f, const char *path, adv_errbuf *err) {
   return ADV_OK;
 }
 
-int adv__afile_write(adv__afile *f, const void *p, size_t n, adv_errbuf *err) {
+int adv__afile_write(adv__afile *f, const void *p, size_t n, adv_err *err) {
   const uint8_t *b = p;
   if (f->failed || f->fd < 0)
     return ADV_EIO;
@@ -224,7 +224,7 @@ int adv__afile_write(adv__afile *f, const void *p, size_t n, adv_errbuf *err) {
 
 /* fsync, close and rename over the destination; then fsync the directory
  * (best effort). On any failure the temp file is removed. */
-int adv__afile_commit(adv__afile *f, adv_errbuf *err) {
+int adv__afile_commit(adv__afile *f, adv_err *err) {
   if (f->failed || f->fd < 0) {
     adv__afile_abort(f);
     return adv__fail(err, ADV_EIO, "write failed");
@@ -283,7 +283,7 @@ static uint32_t rd_le32(const uint8_t *p) {
 }
 
 int adv__npy_header_len(const uint8_t *b, size_t avail, size_t *hlen,
-                        adv_errbuf *err) {
+                        adv_err *err) {
   *hlen = 0;
   if (avail < 10 || memcmp(b, npy_magic, 6) != 0)
     return adv__fail(err, ADV_EFORMAT, "not an NPY file (bad magic)");
@@ -371,7 +371,7 @@ static int parse_dim(cursor *c, int64_t *v) {
 }
 
 /* Maps a descr string to a dtype. */
-static int map_descr(const char *s, adv_dtype *t, adv_errbuf *err) {
+static int map_descr(const char *s, adv_dtype *t, adv_err *err) {
   char order = '=';
   const char *k = s;
   if (*k == '<' || *k == '>' || *k == '|' || *k == '=')
@@ -404,7 +404,7 @@ static int map_descr(const char *s, adv_dtype *t, adv_errbuf *err) {
 /* Parses the header dict strictly: exactly the keys descr, fortran_order
  * and shape in any order, an optional trailing comma, then whitespace. */
 int adv__npy_parse_header(const uint8_t *b, size_t hlen, adv_io_limits lim,
-                          adv__npy_info *info, adv_errbuf *err) {
+                          adv__npy_info *info, adv_err *err) {
   memset(info, 0, sizeof(*info));
   size_t pre = (b[6] == 1) ? 10 : 12;
   cursor c = {(const char *)b + pre, (const char *)b + hlen};
@@ -528,7 +528,7 @@ int adv__npy_parse_header(const uint8_t *b, size_t hlen, adv_io_limits lim,
   return ADV_OK;
 }
 
-int adv__npy_check_bools(const adv_array *a, adv_errbuf *err) {
+int adv__npy_check_bools(const adv_array *a, adv_err *err) {
   if (a->dtype != ADV_DTYPE_BOOL)
     return ADV_OK;
   const uint8_t *p = a->data;
@@ -541,7 +541,7 @@ int adv__npy_check_bools(const adv_array *a, adv_errbuf *err) {
 
 /* Allocates the output for a parsed header (data uninitialised by copy). */
 static int alloc_from_info(const adv__npy_info *info, adv_array *out,
-                           adv_errbuf *err) {
+                           adv_err *err) {
   int rc = adv_array_alloc(out, info->dtype, info->ndim, info->dims);
   if (rc == ADV_ENOMEM)
     return adv__fail(err, rc, "out of memory (%zu bytes)", info->data_len);
@@ -554,7 +554,7 @@ static int alloc_from_info(const adv__npy_info *info, adv_array *out,
 }
 
 int adv_npy_read_mem(const void *buf, size_t len, adv_io_limits lim,
-                     adv_array *out, adv_errbuf *err) {
+                     adv_array *out, adv_err *err) {
   if (!out)
     return adv__fail(err, ADV_EINVAL, "no output array");
   memset(out, 0, sizeof(*out));
@@ -591,7 +591,7 @@ int adv_npy_read_mem(const void *buf, size_t len, adv_io_limits lim,
 /* Reads the header, checks the exact file size, then reads the data
  * straight into the output array (no whole-file copy). */
 int adv_npy_read_file(const char *path, adv_io_limits lim, adv_array *out,
-                      adv_errbuf *err) {
+                      adv_err *err) {
   if (!out)
     return adv__fail(err, ADV_EINVAL, "no output array");
   memset(out, 0, sizeof(*out));
@@ -663,7 +663,7 @@ done:
 
 /* ---- writing ---- */
 
-int adv__npy_validate_array(const adv_array *a, adv_errbuf *err) {
+int adv__npy_validate_array(const adv_array *a, adv_err *err) {
   if (!a)
     return adv__fail(err, ADV_EINVAL, "no array");
   size_t es = adv_dtype_size(a->dtype);
@@ -717,7 +717,7 @@ static const char *dtype_descr(adv_dtype t) {
 /* Builds "\x93NUMPY\x01\x00" + len + dict padded with spaces and a final
  * newline so the data starts at a multiple of 64 bytes. */
 int adv__npy_format_header(const adv_array *a, uint8_t **hdr, size_t *hlen,
-                           adv_errbuf *err) {
+                           adv_err *err) {
   *hdr = NULL;
   *hlen = 0;
   int rc = adv__npy_validate_array(a, err);
@@ -752,7 +752,7 @@ int adv__npy_format_header(const adv_array *a, uint8_t **hdr, size_t *hlen,
   return ADV_OK;
 }
 
-int adv_npy_write_file(const char *path, const adv_array *a, adv_errbuf *err) {
+int adv_npy_write_file(const char *path, const adv_array *a, adv_err *err) {
   uint8_t *hdr;
   size_t hlen;
   int rc = adv__npy_format_header(a, &hdr, &hlen, err);

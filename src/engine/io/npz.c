@@ -77,7 +77,7 @@ static const uint8_t *find_zip64(const uint8_t *x, size_t xlen, size_t *sz,
 /* Locates the EOCD: scanning back at most 22 + 65535 bytes for a record
  * whose comment length ends exactly at the end of the buffer. */
 static int find_eocd(const uint8_t *b, size_t len, size_t *at,
-                     adv_errbuf *err) {
+                     adv_err *err) {
   if (len < 22)
     return adv__fail(err, ADV_EFORMAT, "not a ZIP/NPZ file (too short)");
   size_t start = len - 22;
@@ -102,7 +102,7 @@ static int cmp_loff(const void *a, const void *b) {
 /* Parses the whole directory into *ents (malloc'd, *n entries) with every
  * local header checked and member ranges validated. */
 static int parse_zip(const uint8_t *b, size_t len, adv_io_limits lim,
-                     zentry **ents_out, size_t *n_out, adv_errbuf *err) {
+                     zentry **ents_out, size_t *n_out, adv_err *err) {
   *ents_out = NULL;
   *n_out = 0;
   size_t eocd = 0;
@@ -299,7 +299,7 @@ static uint32_t crc_buf(uint32_t crc, const uint8_t *p, size_t n) {
 /* Inflates a deflate member holding an NPY: header first, then the data
  * straight into the output array. */
 static int read_deflated(const uint8_t *src, const zentry *z, adv_io_limits lim,
-                         adv_array *out, adv_errbuf *err) {
+                         adv_array *out, adv_err *err) {
   if (z->usize > ADV__NPY_MAX_HEADER &&
       z->usize - ADV__NPY_MAX_HEADER > (uint64_t)lim.max_array_bytes)
     return adv__fail(err, ADV_ELIMIT,
@@ -364,7 +364,7 @@ done:
 }
 
 int adv__npz_read_mem(const void *buf, size_t len, const char *name,
-                      adv_io_limits lim, adv_array *out, adv_errbuf *err) {
+                      adv_io_limits lim, adv_array *out, adv_err *err) {
   if (!out)
     return adv__fail(err, ADV_EINVAL, "no output array");
   memset(out, 0, sizeof(*out));
@@ -425,7 +425,7 @@ int adv__npz_read_mem(const void *buf, size_t len, const char *name,
 }
 
 int adv_npz_read_file(const char *path, const char *name, adv_io_limits lim,
-                      adv_array *out, adv_errbuf *err) {
+                      adv_array *out, adv_err *err) {
   if (!out)
     return adv__fail(err, ADV_EINVAL, "no output array");
   memset(out, 0, sizeof(*out));
@@ -462,7 +462,7 @@ typedef struct wmember {
 
 /* Writes one local header + NPY member; fills *m. */
 static int write_member(adv__afile *f, uint64_t *off, const char *name,
-                        const adv_array *a, wmember *m, adv_errbuf *err) {
+                        const adv_array *a, wmember *m, adv_err *err) {
   uint8_t *hdr;
   size_t hlen;
   int rc = adv__npy_format_header(a, &hdr, &hlen, err);
@@ -559,7 +559,7 @@ static size_t central_entry(uint8_t *p, const char *name, const wmember *m) {
 }
 
 int adv_npz_write_file(const char *path, int n, const char *const *names,
-                       const adv_array *arrays, adv_errbuf *err) {
+                       const adv_array *arrays, adv_err *err) {
   if (n < 0 || (n > 0 && (!names || !arrays)) || n > 65535)
     return adv__fail(err, ADV_EINVAL, "bad NPZ member list");
   size_t cd_cap = 0;
