@@ -18,6 +18,7 @@
 #define SBX_IPC_H
 #include <stddef.h>
 #include <stdint.h>
+#include "adv/job.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -114,9 +115,17 @@ typedef struct sbx_job_spec {
   uint32_t probe;       /* self-test probe id (kind 1) */
   uint32_t data_in_memfd, model_in_memfd; /* 1: fd 4 / fd 3, not a message */
   uint64_t model_len, data_len;
+  /* kind SBX_JOB_RUN: the engine's whole job spec (adv/job.h), carried as
+   * its bytes (worker and runner come from one build; the runner
+   * re-validates it with adv_job_spec_validate), and where the inputs came
+   * from, for the result document */
+  adv_job_spec job;
+  char model_name[128], model_sha256[65];
+  char data_name[128], data_sha256[65];
 } sbx_job_spec;
 #define SBX_JOB_ATTACK 0u
 #define SBX_JOB_PROBE 1u
+#define SBX_JOB_RUN 2u
 /* Encodes into buf (>= 4096 bytes); returns the length or -1. */
 int sbx_job_spec_encode(const sbx_job_spec *s, void *buf, size_t cap);
 /* Decodes and range-checks; 0 or -EINVAL. */

@@ -194,6 +194,12 @@ int sbx_job_spec_encode(const sbx_job_spec *s, void *buf, size_t cap) {
   sbx_ipc_wr_u32(&w, s->data_in_memfd);
   sbx_ipc_wr_u64(&w, s->model_len);
   sbx_ipc_wr_u64(&w, s->data_len);
+  sbx_ipc_wr_u32(&w, (uint32_t)sizeof(s->job));
+  wr_bytes(&w, &s->job, sizeof(s->job));
+  sbx_ipc_wr_str(&w, s->model_name, sizeof(s->model_name) - 1);
+  sbx_ipc_wr_str(&w, s->model_sha256, sizeof(s->model_sha256) - 1);
+  sbx_ipc_wr_str(&w, s->data_name, sizeof(s->data_name) - 1);
+  sbx_ipc_wr_str(&w, s->data_sha256, sizeof(s->data_sha256) - 1);
   return w.bad ? -1 : (int)w.len;
 }
 
@@ -221,7 +227,16 @@ int sbx_job_spec_decode(const void *p, size_t len, sbx_job_spec *s) {
   s->data_in_memfd = sbx_ipc_rd_u32(&r);
   s->model_len = sbx_ipc_rd_u64(&r);
   s->data_len = sbx_ipc_rd_u64(&r);
-  if (sbx_ipc_rd_done(&r) || ver != SBX_SPEC_VERSION || s->kind > 1 ||
+  if (sbx_ipc_rd_u32(&r) != (uint32_t)sizeof(s->job) ||
+      (size_t)(r.end - r.p) < sizeof(s->job))
+    return -EINVAL;
+  memcpy(&s->job, r.p, sizeof(s->job));
+  r.p += sizeof(s->job);
+  sbx_ipc_rd_str(&r, s->model_name, sizeof(s->model_name));
+  sbx_ipc_rd_str(&r, s->model_sha256, sizeof(s->model_sha256));
+  sbx_ipc_rd_str(&r, s->data_name, sizeof(s->data_name));
+  sbx_ipc_rd_str(&r, s->data_sha256, sizeof(s->data_sha256));
+  if (sbx_ipc_rd_done(&r) || ver != SBX_SPEC_VERSION || s->kind > 2 ||
       s->norm > 1 || s->threads < 1 || s->threads > 256 ||
       s->model_in_memfd > 1 || s->data_in_memfd > 1 || !isfinite(s->eps) ||
       !isfinite(s->step_size))

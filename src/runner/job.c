@@ -13,6 +13,8 @@
 #include "adv/adv.h"
 #include "adv/attack.h"
 #include "adv/data.h"
+#include "adv/evaluate.h"
+#include "adv/report.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -95,11 +97,83 @@ static int attack_params(const sbx_job_spec *s, adv_attack_params *p) {
   return 0;
 }
 
+/* Engine job progress -> PROGRESS messages (fraction of the whole job,
+ * the current attack, the running robust accuracy). */
+static int on_job_progress(void *ud, const adv_job_progress *p) {
+  static struct timespec last;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  double dt = (double)(now.tv_sec - last.tv_sec) +
+              1e-9 * (double)(now.tv_nsec - last.tv_nsec);
+  if (dt >= 0.05 || p->fraction >= 1.0 || p->event != ADV_JOB_EV_PROGRESS) {
+    last = now;
+    sbx_ipc_progress m = {
+        .fraction = p->fraction < 0   ? 0
+                    : p->fraction > 1 ? 1
+                                      : p->fraction,
+        .robust_acc = p->n > 0 ? (double)p->robust / (double)p->n : NAN};
+    snprintf(m.phase, sizeof(m.phase), "%s",
+             p->attack  ? p->attack
+             : p->phase ? p->phase
+                        : "");
+    uint8_t buf[256];
+    int n = sbx_ipc_progress_encode(&m, buf, sizeof(buf));
+    if (n > 0)
+      sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_PROGRESS, buf, (size_t)n);
+  }
+  (void)ud;
+  return sbx__runner_abort;
+}
+
+/* A whole job (attack or evaluation) through the engine's one entry point,
+ * adv_job_run, and the result document through adv_report: the same code
+ * and bytes as `aisbx attack|evaluate`. */
+static int run_job(const sbx_job_spec *spec, adv_model *m, adv_dataset *ds) {
+  adv_err e = {{0}};
+  adv_job_spec js = spec->job;
+  js.params.threads = (int)spec->threads; /* the worker decides threads */
+  int rc = adv_job_spec_validate(&js, &e);
+  if (rc) {
+    sbx__runner_error(rc, "spec: %s", e.msg);
+    return rc;
+  }
+  adv_job_result r;
+  memset(&r, 0, sizeof(r));
+  rc = adv_job_run(m, &ds->x, &ds->y, &js, on_job_progress, NULL,
+                   &sbx__runner_abort, &r, &e);
+  if (rc) {
+    sbx__runner_error(rc, "%s", e.msg[0] ? e.msg : adv_strerror(rc));
+    return rc;
+  }
+  adv_report_meta meta = {spec->model_name, spec->model_sha256, spec->data_name,
+                          spec->data_sha256, NULL};
+  char *doc = NULL;
+  size_t dl = 0;
+  rc = adv_report_write_mem(&doc, &dl, &meta, &js, &r);
+  if (rc) {
+    sbx__runner_error(rc, "writing the result document failed");
+    adv_job_result_free(&r);
+    return rc;
+  }
+  rc = sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_RESULT, doc, dl);
+  free(doc);
+  char hdr[512];
+  int64_t dims[ADV_MAX_DIMS];
+  memcpy(dims, r.x_dims, sizeof(dims));
+  dims[0] = r.n;
+  size_t hl = npy_header(hdr, sizeof(hdr), dims, r.x_ndim);
+  size_t bytes = (size_t)r.n * (size_t)r.per * sizeof(float);
+  if (!rc && hl && r.x_adv)
+    rc = sbx_ipc_send2(RUNNER_OUT_FD, SBX_IPC_ADV_NPY, hdr, hl, r.x_adv, bytes);
+  adv_job_result_free(&r);
+  return rc ? ADV_EIO : 0;
+}
+
 int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
                         size_t model_len, const char *data_path,
                         const void *data, size_t data_len) {
   adv_attack_params ap;
-  int rc = attack_params(spec, &ap);
+  int rc = spec->kind == SBX_JOB_RUN ? 0 : attack_params(spec, &ap);
   if (rc)
     return rc;
   on_progress(NULL, "loading model", 0.0);
@@ -112,7 +186,7 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
   }
   adv_dataset ds;
   memset(&ds, 0, sizeof(ds));
-  adv_errbuf eb = {{0}};
+  adv_err eb = {{0}};
   if (data_path[0]) {
     rc = adv_dataset_load(data_path, NULL, adv_io_default_limits(), &ds, &eb);
   } else {
@@ -133,6 +207,12 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
     adv_dataset_free(&ds);
     adv_model_free(m);
     return ADV_EINVAL;
+  }
+  if (spec->kind == SBX_JOB_RUN) {
+    rc = run_job(spec, m, &ds);
+    adv_dataset_free(&ds);
+    adv_model_free(m);
+    return rc;
   }
   int64_t n = ds.x.dims[0];
   if (spec->n && (int64_t)spec->n < n)
