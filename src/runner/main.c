@@ -227,7 +227,7 @@ int main(int argc, char **argv) {
   sp.memcap = (sbx_memcap_kind)in.spec.memcap_kind;
   sp.cpu_seconds = in.spec.cpu_seconds;
   sbx_file files[1] = {{"data", in.data, in.data_len}};
-  int nfiles = in.spec.kind == SBX_JOB_ATTACK ? 1 : 0;
+  int nfiles = in.spec.kind != SBX_JOB_PROBE ? 1 : 0;
   if ((rc = sbx_sandbox_lock(&sp, files, nfiles, &st))) {
     sbx__runner_error(SBX_ERR_SANDBOX,
                       "cannot enter the sandbox (filesystem/privileges): %s",
