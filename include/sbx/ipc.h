@@ -147,6 +147,7 @@ typedef struct sbx_ipc_error {
 #define SBX_ERR_SYSCALL (-1000) /* killed by the seccomp filter */
 #define SBX_ERR_SANDBOX (-1001) /* could not enter the sandbox */
 #define SBX_ERR_PROTOCOL (-1002)
+#define SBX_ERR_CPU (-1003) /* the CPU time limit was reached */
 int sbx_ipc_error_encode(const sbx_ipc_error *m, void *buf, size_t cap);
 int sbx_ipc_error_decode(const void *p, size_t len, sbx_ipc_error *m);
 

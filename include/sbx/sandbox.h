@@ -15,9 +15,9 @@
  *      Landlock domain that allows nothing but reading files under /in.
  *      Threads created afterwards (the OpenMP pool) inherit all of it.
  *   3. sbx_sandbox_seal()     after the engine's lazy initialisation:
- *      rlimits (AS, CPU, NOFILE, FSIZE 0, NPROC 0, CORE 0) and the seccomp
- *      allow-list (architecture checked: other arch = kill; any syscall not
- *      on the list = the process dies by SIGSYS after the optional
+ *      rlimits (AS, CPU soft N / hard N+1, NOFILE, FSIZE 0, NPROC 0, CORE 0)
+ * and the seccomp allow-list (architecture checked: other arch = kill; any
+ * syscall not on the list = the process dies by SIGSYS after the optional
  *      on_forbidden hook reported it; applied to every thread).
  * Every step is verified (namespace inodes, ENETUNREACH, capget, getrlimit,
  * Landlock denial of "/") and logged through params.log.
@@ -74,6 +74,10 @@ typedef struct sbx_sandbox_params {
   /* Called from the SIGSYS handler when a forbidden syscall is attempted
    * (async-signal-safe code only: e.g. one write()); may be NULL. */
   void (*on_forbidden)(int nr);
+  /* Called from the SIGXCPU handler when the CPU soft limit is reached
+   * (async-signal-safe); the process then exits with 128 + SIGXCPU. The
+   * hard limit, one second later, kills it in any case. May be NULL. */
+  void (*on_cpu_limit)(void);
 } sbx_sandbox_params;
 
 /* What was achieved (for the READY message and the job record). */

@@ -71,6 +71,17 @@ static void on_forbidden(int nr) {
     sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_ERROR, buf, (size_t)n);
 }
 
+/* SIGXCPU hook (async-signal-safe). */
+static void on_cpu_limit(void) {
+  static sbx_ipc_error m;
+  static uint8_t buf[600];
+  m.status = SBX_ERR_CPU;
+  memcpy(m.message, "CPU time limit exceeded", 24);
+  int n = sbx_ipc_error_encode(&m, buf, sizeof(buf));
+  if (n >= 0)
+    sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_ERROR, buf, (size_t)n);
+}
+
 /* ---- reading the inputs ---- */
 typedef struct inputs {
   sbx_job_spec spec;
@@ -208,6 +219,7 @@ int main(int argc, char **argv) {
   sbx_sandbox_default_params(&sp);
   sp.log = sandbox_log;
   sp.on_forbidden = on_forbidden;
+  sp.on_cpu_limit = on_cpu_limit;
   sbx_sandbox_state st;
   int rc = sbx_sandbox_unshare(&sp, &st);
   if (rc) {

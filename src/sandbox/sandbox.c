@@ -445,13 +445,29 @@ int sbx_sandbox_lock(const sbx_sandbox_params *p, const sbx_file *files,
 
 /* ---- step 3: rlimits and seccomp ---- */
 
-static int set_limit(int res, rlim_t v) {
-  struct rlimit r = {v, v}, back;
+static int set_limit2(int res, rlim_t soft, rlim_t hard) {
+  struct rlimit r = {soft, hard}, back;
   if (setrlimit(res, &r) != 0)
     return -errno;
-  if (getrlimit(res, &back) != 0 || back.rlim_cur != v || back.rlim_max != v)
+  if (getrlimit(res, &back) != 0 || back.rlim_cur != soft ||
+      back.rlim_max != hard)
     return -EPERM;
   return 0;
+}
+
+static int set_limit(int res, rlim_t v) {
+  return set_limit2(res, v, v);
+}
+
+static void (*g_on_cpu_limit)(void);
+
+/* SIGXCPU at the CPU soft limit (PID 1 ignores default-action signals, so
+ * the runner needs a handler to end at the soft limit). */
+static void sigxcpu_handler(int sig) {
+  (void)sig;
+  if (g_on_cpu_limit)
+    g_on_cpu_limit();
+  _exit(128 + SIGXCPU);
 }
 
 static void (*g_on_forbidden)(int);
@@ -510,6 +526,15 @@ static int load_seccomp(void) {
     rc = seccomp_rule_add(
         ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
         SCMP_A0(SCMP_CMP_MASKED_EQ, mask, CLONE_THREAD | CLONE_VM));
+  /* NUMA placement (OpenBLAS/oneDNN try mbind on big buffers): "no NUMA
+   * support" is a normal answer, no need to expose the mempolicy code */
+  static const char *const enosys[] = {
+      "mbind", "get_mempolicy", "set_mempolicy", "set_mempolicy_home_node"};
+  for (size_t i = 0; !rc && i < sizeof(enosys) / sizeof(enosys[0]); i++) {
+    int nr = seccomp_syscall_resolve_name(enosys[i]);
+    if (nr != __NR_SCMP_ERROR)
+      rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+  }
   /* clone3's flags live in memory the filter cannot read: make glibc fall
    * back to clone */
   if (!rc)
@@ -552,7 +577,8 @@ int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
     what = "NOFILE";
   if (!rc && (rc = set_limit(RLIMIT_NPROC, 0)))
     what = "NPROC";
-  if (!rc && p->cpu_seconds && (rc = set_limit(RLIMIT_CPU, p->cpu_seconds)))
+  if (!rc && p->cpu_seconds &&
+      (rc = set_limit2(RLIMIT_CPU, p->cpu_seconds, p->cpu_seconds + 1)))
     what = "CPU";
   if (!rc && as != RLIM_INFINITY && (rc = set_limit(RLIMIT_AS, as)))
     what = "AS";
@@ -563,7 +589,8 @@ int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
   }
   st->rlimits = 1;
   logf_(p, SBX_LOG_INFO,
-        "rlimits: AS %s%llu MiB, CPU %u s, NOFILE %u, FSIZE 0, NPROC 0%s, CORE "
+        "rlimits: AS %s%llu MiB, CPU %u s (hard +1), NOFILE %u, FSIZE 0, NPROC "
+        "0%s, CORE "
         "0 (verified); "
         "memory cap by %s",
         as == RLIM_INFINITY ? "unlimited " : "",
@@ -579,6 +606,12 @@ int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
   sigemptyset(&sa.sa_mask);
   g_on_forbidden = p->on_forbidden;
   if (sigaction(SIGSYS, &sa, NULL) != 0)
+    return -errno;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = sigxcpu_handler;
+  sigemptyset(&sa.sa_mask);
+  g_on_cpu_limit = p->on_cpu_limit;
+  if (sigaction(SIGXCPU, &sa, NULL) != 0)
     return -errno;
   if ((rc = load_seccomp())) {
     logf_(p, SBX_LOG_ERROR, "seccomp: cannot load the filter: %s",

@@ -250,8 +250,9 @@ static void classify(const sbx_runner_params *p, sup *s, int status,
   } else if (oom || (o->error_status == ADV_ENOMEM_STATUS &&
                      mc->kind == SBX_MEMCAP_RLIMIT_AS)) {
     snprintf(o->reason, sizeof(o->reason), "memory limit %s exceeded", mem);
-  } else if (sig == SIGXCPU || (sig == SIGKILL && p->cpu_seconds &&
-                                o->cpu_seconds >= p->cpu_seconds - 0.05)) {
+  } else if (o->error_status == SBX_ERR_CPU || sig == SIGXCPU ||
+             (sig == SIGKILL && p->cpu_seconds &&
+              o->cpu_seconds >= p->cpu_seconds)) {
     snprintf(o->reason, sizeof(o->reason), "CPU time limit of %u s exceeded",
              p->cpu_seconds);
   } else if (proto_err) {
@@ -260,8 +261,9 @@ static void classify(const sbx_runner_params *p, sup *s, int status,
   } else if (s->have_error && o->reason[0]) {
     /* the runner's own message (engine text for a bad model/dataset) */
   } else if (sig) {
-    snprintf(o->reason, sizeof(o->reason), "runner died by signal %d (%s)", sig,
-             strsignal(sig));
+    snprintf(o->reason, sizeof(o->reason),
+             "runner died by signal %d (%s) after %.2f s CPU", sig,
+             strsignal(sig), o->cpu_seconds);
   } else if (o->exit_code == 127) {
     snprintf(o->reason, sizeof(o->reason), "cannot execute the runner %s",
              p->runner_path);
