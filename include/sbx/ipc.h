@@ -39,7 +39,8 @@ enum { SBX_IPC_TO_RUNNER = 1, SBX_IPC_TO_WORKER = 2 };
   X(RESULT, 19, 64 * SBX_IPC_MIB, SBX_IPC_TO_WORKER, 1)                        \
   X(ADV_NPY, 20, 1024 * SBX_IPC_MIB, SBX_IPC_TO_WORKER, 1)                     \
   X(ERROR, 21, 1024, SBX_IPC_TO_WORKER, 1)                                     \
-  X(DONE, 22, 0, SBX_IPC_TO_WORKER, 1)
+  X(DONE, 22, 0, SBX_IPC_TO_WORKER, 1)                                         \
+  X(GALLERY, 23, 4 * SBX_IPC_MIB, SBX_IPC_TO_WORKER, 0)
 
 typedef enum sbx_ipc_type {
 #define SBX__IPC_ENUM(name, t, max, dir, once) SBX_IPC_##name = (t),

@@ -61,6 +61,8 @@ typedef enum sbx_runner_status {
 /* "succeeded", "failed", "timed_out", "cancelled". */
 const char *sbx_runner_status_name(sbx_runner_status s);
 
+#define SBX_RUNNER_GALLERY_MAX 16
+
 typedef struct sbx_runner_outcome {
   sbx_runner_status status;
   char reason[600];       /* empty on success */
@@ -80,6 +82,9 @@ typedef struct sbx_runner_outcome {
   size_t result_len;
   uint8_t *adv_npy; /* owned, or NULL */
   size_t adv_npy_len;
+  int n_gallery;                            /* PNG strips received */
+  uint8_t *gallery[SBX_RUNNER_GALLERY_MAX]; /* owned PNG bytes */
+  size_t gallery_len[SBX_RUNNER_GALLERY_MAX];
 } sbx_runner_outcome;
 
 /* Runs one job. spec's limit fields (mem_bytes, memcap_kind, cpu_seconds,

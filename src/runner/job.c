@@ -125,6 +125,71 @@ static int on_job_progress(void *ud, const adv_job_progress *p) {
   return sbx__runner_abort;
 }
 
+#define GALLERY_MAX 8
+
+/* Up to GALLERY_MAX gallery strips: broken samples first, then others;
+ * predictions on the chosen originals and adversarials come from one
+ * small forward each. Failures only cost the gallery (logged). */
+static void send_gallery(const adv_model *m, const adv_dataset *ds,
+                         const adv_job_spec *js, const adv_job_result *r) {
+  int64_t idx[GALLERY_MAX];
+  int k = 0;
+  for (int pass = 0; pass < 2 && k < GALLERY_MAX; pass++)
+    for (int64_t i = 0; i < r->n && k < GALLERY_MAX; i++) {
+      int broken = r->success     ? r->success[i] != 0
+                   : r->broken_by ? r->broken_by[i] >= 0
+                                  : 0;
+      if (broken == (pass == 0))
+        idx[k++] = i;
+    }
+  if (k == 0 || r->classes < 2)
+    return;
+  size_t per = (size_t)r->per;
+  float *xs = malloc(sizeof(float) * per * (size_t)k * 2);
+  float *z = malloc(sizeof(float) * (size_t)r->classes * (size_t)k);
+  int64_t pc[GALLERY_MAX], pa[GALLERY_MAX];
+  adv_session *s = NULL;
+  adv_err e = {{0}};
+  adv_session_params sp = adv_session_default_params();
+  sp.logits = 1;
+  sp.threads = 1;
+  int rc = xs && z
+               ? adv_session_init_shape(m, sp, r->x_ndim, r->x_dims, k, &s, &e)
+               : ADV_ENOMEM;
+  const float *x0 = ds->x.data + (size_t)r->offset * per;
+  for (int j = 0; !rc && j < k; j++) {
+    memcpy(xs + (size_t)j * per, x0 + (size_t)idx[j] * per,
+           per * sizeof(float));
+    memcpy(xs + (size_t)(k + j) * per, r->x_adv + (size_t)idx[j] * per,
+           per * sizeof(float));
+  }
+  for (int pass = 0; !rc && pass < 2; pass++) {
+    rc = adv_session_forward(s, xs + (size_t)pass * (size_t)k * per, z, &e);
+    for (int j = 0; !rc && j < k; j++) {
+      const float *zj = z + (size_t)j * (size_t)r->classes;
+      int64_t best = 0;
+      for (int64_t c = 1; c < r->classes; c++)
+        if (zj[c] > zj[best])
+          best = c;
+      (pass ? pa : pc)[j] = best;
+    }
+  }
+  if (rc)
+    sbx__runner_log(SBX_LOG_WARN, "gallery skipped: %s", e.msg);
+  else {
+    int64_t id[GALLERY_MAX], lab[GALLERY_MAX];
+    for (int j = 0; j < k; j++) {
+      id[j] = r->offset + idx[j]; /* the dataset's sample number */
+      lab[j] = r->label[idx[j]];
+    }
+    sbx__runner_gallery(xs, xs + (size_t)k * per, r->x_ndim, r->x_dims, id, k,
+                        lab, pc, pa, js->params.clip_min, js->params.clip_max);
+  }
+  adv_session_free(s);
+  free(xs);
+  free(z);
+}
+
 /* A whole job (attack or evaluation) through the engine's one entry point,
  * adv_job_run, and the result document through adv_report: the same code
  * and bytes as `aisbx attack|evaluate`. */
@@ -165,6 +230,8 @@ static int run_job(const sbx_job_spec *spec, adv_model *m, adv_dataset *ds) {
   size_t bytes = (size_t)r.n * (size_t)r.per * sizeof(float);
   if (!rc && hl && r.x_adv)
     rc = sbx_ipc_send2(RUNNER_OUT_FD, SBX_IPC_ADV_NPY, hdr, hl, r.x_adv, bytes);
+  if (!rc && r.x_adv)
+    send_gallery(m, ds, &js, &r);
   adv_job_result_free(&r);
   return rc ? ADV_EIO : 0;
 }

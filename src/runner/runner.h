@@ -34,6 +34,18 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
                         size_t model_len, const char *data_path,
                         const void *data, size_t data_len);
 
+/* Sends `count` gallery PNG strips (GALLERY messages): strip j shows
+ * sample j of the packed arrays x and x_adv (count x C x H x W, C 1 or 3;
+ * dims[0] is ignored), captioned with the dataset's sample number
+ * sample_no[j], its label[j] and the clean and adversarial predictions
+ * pred_clean[j] / pred_adv[j]. Non-image shapes send nothing. Returns the
+ * number sent, or -1 when out of memory. */
+int sbx__runner_gallery(const float *x, const float *x_adv, int ndim,
+                        const int64_t *dims, const int64_t *sample_no,
+                        int count, const int64_t *label,
+                        const int64_t *pred_clean, const int64_t *pred_adv,
+                        float clip_min, float clip_max);
+
 /* Self-test probes: each tries one forbidden thing under the full sandbox
  * and reports what happened in a RESULT message; probes the sandbox kills
  * never return. */

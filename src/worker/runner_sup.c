@@ -46,6 +46,9 @@ const char *sbx_runner_status_name(sbx_runner_status s) {
 void sbx_runner_outcome_free(sbx_runner_outcome *o) {
   free(o->result_json);
   free(o->adv_npy);
+  for (int i = 0; i < o->n_gallery; i++)
+    free(o->gallery[i]);
+  o->n_gallery = 0;
   o->result_json = NULL;
   o->adv_npy = NULL;
 }
@@ -140,6 +143,13 @@ static int h_blob(void *ud, uint32_t t, const uint8_t *p, size_t n) {
   if (t == SBX_IPC_RESULT) {
     s->out->result_json = (char *)c;
     s->out->result_len = n;
+  } else if (t == SBX_IPC_GALLERY) {
+    if (s->out->n_gallery >= SBX_RUNNER_GALLERY_MAX) {
+      free(c);
+      return -EMSGSIZE; /* more strips than the protocol allows */
+    }
+    s->out->gallery[s->out->n_gallery] = c;
+    s->out->gallery_len[s->out->n_gallery++] = n;
   } else {
     s->out->adv_npy = c;
     s->out->adv_npy_len = n;
@@ -170,7 +180,7 @@ static const sbx_ipc_dispatch dispatch[] = {
     {SBX_IPC_READY, h_ready},       {SBX_IPC_LOG, h_log},
     {SBX_IPC_PROGRESS, h_progress}, {SBX_IPC_RESULT, h_blob},
     {SBX_IPC_ADV_NPY, h_blob},      {SBX_IPC_ERROR, h_error},
-    {SBX_IPC_DONE, h_done},
+    {SBX_IPC_DONE, h_done},         {SBX_IPC_GALLERY, h_blob},
 };
 
 /* ---- spawning ---- */

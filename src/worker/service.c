@@ -356,6 +356,12 @@ static void run_claim(slot *S, sbx_client *c, json_t *claim) {
     if (!up && o.adv_npy)
       up = upload(c, job, "adversarial.npy", token, "application/octet-stream",
                   o.adv_npy, o.adv_npy_len);
+    for (int i = 0; !up && i < o.n_gallery; i++) {
+      char nm[32];
+      snprintf(nm, sizeof(nm), "gallery-%d.png", i);
+      up = upload(c, job, nm, token, "image/png", o.gallery[i],
+                  o.gallery_len[i]);
+    }
     if (up) {
       state = "failed";
       reason = "uploading the results failed";

@@ -82,6 +82,14 @@ int main(int argc, char **argv) {
     out = 2;
   if (!out && argc > 6 && o.adv_npy && spit(argv[6], o.adv_npy, o.adv_npy_len))
     out = 2;
+  const char *gdir = getenv("RUNJOB_GALLERY"); /* write gallery-{i}.png there */
+  printf("gallery %d\n", o.n_gallery);
+  for (int i = 0; !out && gdir && i < o.n_gallery; i++) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/gallery-%d.png", gdir, i);
+    if (spit(path, o.gallery[i], o.gallery_len[i]))
+      out = 2;
+  }
   sbx_runner_outcome_free(&o);
   free(model);
   free(data);
