@@ -1,0 +1,290 @@
+/*
+ * main.c - aisbx-runner: one job in a fresh sandboxed process.
+ *
+ *   1. enter the namespaces (single-threaded, first thing);
+ *   2. read SPEC, MODEL and DATA (from fd 0, or memfds at fds 3 and 4);
+ *   3. lock: empty root holding /in/data, no_new_privs, no capabilities,
+ *      Landlock;
+ *   4. initialise what the engine would allocate lazily (OpenMP pool with
+ *      the job's thread count, oneDNN's engine, single-threaded OpenBLAS)
+ *      and start the abort watcher thread;
+ *   5. seal: rlimits, seccomp; send READY;
+ *   6. run the job (or a self-test probe), send results, DONE, exit.
+ * Nothing is parsed (model or dataset) before step 5.
+ */
+#define _GNU_SOURCE
+#include "runner.h"
+
+#include <dnnl.h>
+#include <errno.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void openblas_set_num_threads(int);
+
+volatile int sbx__runner_abort;
+
+void sbx__runner_log(sbx_log_level lvl, const char *fmt, ...) {
+  sbx_ipc_log m = {.level = (uint32_t)lvl};
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m.text, sizeof(m.text), fmt, ap);
+  va_end(ap);
+  uint8_t buf[1024];
+  int n = sbx_ipc_log_encode(&m, buf, sizeof(buf));
+  if (n >= 0)
+    sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_LOG, buf, (size_t)n);
+}
+
+void sbx__runner_error(int status, const char *fmt, ...) {
+  sbx_ipc_error m = {.status = status};
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m.message, sizeof(m.message), fmt, ap);
+  va_end(ap);
+  uint8_t buf[1024];
+  int n = sbx_ipc_error_encode(&m, buf, sizeof(buf));
+  if (n >= 0)
+    sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_ERROR, buf, (size_t)n);
+}
+
+static void sandbox_log(void *ud, sbx_log_level lvl, const char *msg) {
+  (void)ud;
+  sbx__runner_log(lvl, "sandbox: %s", msg);
+}
+
+/* SIGSYS hook (async-signal-safe: encode into a static buffer, one write). */
+static void on_forbidden(int nr) {
+  static sbx_ipc_error m;
+  static uint8_t buf[600];
+  m.status = SBX_ERR_SYSCALL;
+  m.forbidden_syscall = (uint32_t)nr;
+  memcpy(m.message, "forbidden system call", 22);
+  int n = sbx_ipc_error_encode(&m, buf, sizeof(buf));
+  if (n >= 0)
+    sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_ERROR, buf, (size_t)n);
+}
+
+/* SIGXCPU hook (async-signal-safe). */
+static void on_cpu_limit(void) {
+  static sbx_ipc_error m;
+  static uint8_t buf[600];
+  m.status = SBX_ERR_CPU;
+  memcpy(m.message, "CPU time limit exceeded", 24);
+  int n = sbx_ipc_error_encode(&m, buf, sizeof(buf));
+  if (n >= 0)
+    sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_ERROR, buf, (size_t)n);
+}
+
+/* ---- reading the inputs ---- */
+typedef struct inputs {
+  sbx_job_spec spec;
+  int have_spec, have_model, have_data;
+  uint8_t *model, *data;
+  size_t model_len, data_len;
+} inputs;
+
+static int on_spec(void *ud, uint32_t type, const uint8_t *p, size_t len) {
+  inputs *in = ud;
+  if (sbx_job_spec_decode(p, len, &in->spec))
+    return -EINVAL;
+  in->have_spec = 1;
+  return 0;
+}
+
+/* Takes a copy of MODEL / DATA payloads (the decoder frees its buffer). */
+static int on_blob(void *ud, uint32_t type, const uint8_t *p, size_t len) {
+  inputs *in = ud;
+  uint8_t *c = malloc(len ? len : 1);
+  if (!c)
+    return -ENOMEM;
+  memcpy(c, p, len);
+  if (type == SBX_IPC_MODEL) {
+    in->model = c;
+    in->model_len = len;
+    in->have_model = 1;
+  } else {
+    in->data = c;
+    in->data_len = len;
+    in->have_data = 1;
+  }
+  return 0;
+}
+
+static int on_abort(void *ud, uint32_t type, const uint8_t *p, size_t len) {
+  sbx__runner_abort = 1;
+  return 0;
+}
+
+/* Reads a whole memfd of the expected size (then closes it). */
+static int read_memfd(int fd, size_t want, uint8_t **out) {
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || (size_t)sb.st_size != want)
+    return -EINVAL;
+  uint8_t *b = malloc(want ? want : 1);
+  if (!b)
+    return -ENOMEM;
+  size_t got = 0;
+  while (got < want) {
+    ssize_t r = pread(fd, b + got, want - got, (off_t)got);
+    if (r <= 0) {
+      free(b);
+      return -EIO;
+    }
+    got += (size_t)r;
+  }
+  close(fd);
+  *out = b;
+  return 0;
+}
+
+static int read_inputs(inputs *in) {
+  static const sbx_ipc_dispatch table[] = {{SBX_IPC_SPEC, on_spec},
+                                           {SBX_IPC_MODEL, on_blob},
+                                           {SBX_IPC_DATA, on_blob},
+                                           {SBX_IPC_ABORT, on_abort}};
+  sbx_ipc_decoder d;
+  sbx_ipc_decoder_init(&d, SBX_IPC_TO_RUNNER, table, 4, in);
+  uint8_t buf[65536];
+  for (;;) {
+    if (in->have_spec && (in->have_model || in->spec.model_in_memfd) &&
+        (in->have_data || in->spec.data_in_memfd) && sbx_ipc_decoder_idle(&d))
+      break;
+    ssize_t r = read(RUNNER_IN_FD, buf, sizeof(buf));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      sbx_ipc_decoder_free(&d);
+      return -EPIPE;
+    }
+    if (sbx_ipc_decoder_feed(&d, buf, (size_t)r)) {
+      sbx__runner_log(SBX_LOG_ERROR, "protocol: %s", d.why);
+      sbx_ipc_decoder_free(&d);
+      return -EPROTO;
+    }
+  }
+  sbx_ipc_decoder_free(&d);
+  int rc = 0;
+  if (in->spec.model_in_memfd && !in->have_model)
+    rc = read_memfd(3, in->spec.model_len, &in->model);
+  in->model_len = in->spec.model_in_memfd ? in->spec.model_len : in->model_len;
+  if (!rc && in->spec.data_in_memfd && !in->have_data)
+    rc = read_memfd(4, in->spec.data_len, &in->data);
+  in->data_len = in->spec.data_in_memfd ? in->spec.data_len : in->data_len;
+  return rc;
+}
+
+/* The abort watcher: ABORT from the worker, or the worker hanging up. */
+static void *abort_watcher(void *arg) {
+  static const sbx_ipc_dispatch table[] = {{SBX_IPC_ABORT, on_abort}};
+  sbx_ipc_decoder d;
+  sbx_ipc_decoder_init(&d, SBX_IPC_TO_RUNNER, table, 1, NULL);
+  uint8_t buf[256];
+  for (;;) {
+    ssize_t r = read(RUNNER_IN_FD, buf, sizeof(buf));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0 || sbx_ipc_decoder_feed(&d, buf, (size_t)r) || sbx__runner_abort)
+      break;
+  }
+  sbx__runner_abort = 1;
+  sbx_ipc_decoder_free(&d);
+  return NULL;
+}
+
+/* Everything the engine would otherwise set up lazily inside the sandbox
+ * (threads cannot be created under RLIMIT_NPROC 0 for a non-root user). */
+static int warm_up(int threads) {
+  openblas_set_num_threads(1);
+  omp_set_num_threads(threads);
+  int seen = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : seen)
+  seen += 1;
+  dnnl_engine_t eng;
+  if (dnnl_engine_create(&eng, dnnl_cpu, 0) == dnnl_success)
+    dnnl_engine_destroy(eng);
+  return seen;
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  sbx_sandbox_params sp;
+  sbx_sandbox_default_params(&sp);
+  sp.log = sandbox_log;
+  sp.on_forbidden = on_forbidden;
+  sp.on_cpu_limit = on_cpu_limit;
+  sbx_sandbox_state st;
+  int rc = sbx_sandbox_unshare(&sp, &st);
+  if (rc) {
+    sbx__runner_error(SBX_ERR_SANDBOX,
+                      "cannot enter the sandbox (namespaces): %s",
+                      strerror(-rc));
+    return 3;
+  }
+  inputs in;
+  memset(&in, 0, sizeof(in));
+  if ((rc = read_inputs(&in))) {
+    sbx__runner_error(SBX_ERR_PROTOCOL, "cannot read the job's inputs: %s",
+                      strerror(-rc));
+    return 3;
+  }
+  sp.mem_bytes = in.spec.mem_bytes;
+  sp.memcap = (sbx_memcap_kind)in.spec.memcap_kind;
+  sp.cpu_seconds = in.spec.cpu_seconds;
+  sbx_file files[1] = {{"data", in.data, in.data_len}};
+  int nfiles = in.spec.kind != SBX_JOB_PROBE ? 1 : 0;
+  if ((rc = sbx_sandbox_lock(&sp, files, nfiles, &st))) {
+    sbx__runner_error(SBX_ERR_SANDBOX,
+                      "cannot enter the sandbox (filesystem/privileges): %s",
+                      strerror(-rc));
+    return 3;
+  }
+  if (st.input_dir[0]) { /* the copy in /in is the one the job reads */
+    free(in.data);
+    in.data = NULL;
+    in.data_len = 0;
+  }
+  int threads = (int)in.spec.threads;
+  int got = warm_up(threads);
+  if (got != threads)
+    sbx__runner_log(SBX_LOG_WARN,
+                    "engine: OpenMP pool has %d threads, %d asked", got,
+                    threads);
+  pthread_t watcher;
+  if (pthread_create(&watcher, NULL, abort_watcher, NULL) != 0) {
+    sbx__runner_error(SBX_ERR_SANDBOX, "cannot start the abort watcher");
+    return 3;
+  }
+  if ((rc = sbx_sandbox_seal(&sp, &st))) {
+    sbx__runner_error(SBX_ERR_SANDBOX,
+                      "cannot enter the sandbox (rlimits/seccomp): %s",
+                      strerror(-rc));
+    return 3;
+  }
+  sbx_ipc_ready ready = {.namespaces = st.namespaces,
+                         .memcap_kind = (uint32_t)st.memcap,
+                         .landlock_abi = (uint32_t)st.landlock_abi,
+                         .pivoted = (uint32_t)st.pivoted};
+  sbx_sandbox_describe(&st, ready.summary, sizeof(ready.summary));
+  uint8_t buf[1024];
+  int n = sbx_ipc_ready_encode(&ready, buf, sizeof(buf));
+  sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_READY, buf, n > 0 ? (size_t)n : 0);
+
+  if (in.spec.kind == SBX_JOB_PROBE)
+    rc = sbx__runner_probe(&in.spec);
+  else
+    rc = sbx__runner_job_run(&in.spec, in.model, in.model_len,
+                             st.input_dir[0] ? "/in/data" : "", in.data,
+                             in.data_len);
+  free(in.model);
+  free(in.data);
+  sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_DONE, NULL, 0);
+  _exit(rc ? 1 : 0); /* no atexit work: the pool threads stay parked */
+}

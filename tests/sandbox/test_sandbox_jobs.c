@@ -1,0 +1,337 @@
+/*
+ * test_sandbox_jobs.c - real jobs through sbx_runner_run and real
+ * sandboxed runners:
+ *   - an attack on the MNIST fixture succeeds and its adversarial examples
+ *     are byte-identical to the same attack run in this process (memfd and
+ *     pipe transports);
+ *   - hostile models (truncated, absurd dims, 1e9-element initializer,
+ *     cycle, external data ../../etc/passwd, NaN weights, 100k nodes) and a
+ *     zip-bomb NPZ each fail with a clear reason, the supervisor survives;
+ *   - memory hog, CPU spin, wall-time limit, cancellation (< 2 s) and a
+ *     forbidden syscall end with the right reason.
+ * Usage: test_sandbox_jobs RUNNER FIXTURES_DIR HOSTILE_DIR
+ */
+#include "adv/adv.h"
+#include "adv/attack.h"
+#include "adv/data.h"
+#include "harness.h"
+#include "sbx/runner.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *g_runner, *g_fix, *g_hostile;
+
+static unsigned char *slurp(const char *dir, const char *name, size_t *n) {
+  char path[1024];
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "cannot open %s\n", path);
+    exit(2);
+  }
+  fseek(f, 0, SEEK_END);
+  long sz = ftell(f);
+  rewind(f);
+  unsigned char *b = malloc((size_t)sz + 1);
+  *n = fread(b, 1, (size_t)sz, f);
+  fclose(f);
+  return b;
+}
+
+static sbx_runner_params params(void) {
+  sbx_runner_params p = sbx_runner_default_params();
+  p.runner_path = g_runner;
+  p.wall_seconds = 60;
+  p.threads = 2;
+  return p;
+}
+
+static sbx_job_spec pgd_spec(int n, int steps) {
+  sbx_job_spec s;
+  memset(&s, 0, sizeof(s));
+  s.kind = SBX_JOB_ATTACK;
+  snprintf(s.attack, sizeof(s.attack), "pgd");
+  s.eps = 0.1;
+  s.steps = (uint32_t)steps;
+  s.seed = 7;
+  s.n = (uint64_t)n;
+  return s;
+}
+
+typedef struct counts {
+  int ready, progress, logs;
+  double last_fraction;
+} counts;
+static void c_ready(void *ud, const sbx_ipc_ready *r) {
+  ((counts *)ud)->ready++;
+}
+static void c_log(void *ud, int level, const char *t) {
+  ((counts *)ud)->logs++;
+}
+static void c_progress(void *ud, const sbx_ipc_progress *p) {
+  counts *c = ud;
+  c->progress++;
+  c->last_fraction = p->fraction;
+}
+
+/* Value of an integer JSON field ("key":N) or -1. */
+static long long json_int(const char *json, const char *key) {
+  char pat[64];
+  snprintf(pat, sizeof(pat), "\"%s\":", key);
+  const char *s = json ? strstr(json, pat) : NULL;
+  return s ? atoll(s + strlen(pat)) : -1;
+}
+
+/* The same attack in this process: the reference for the sandboxed run. */
+static void reference(const sbx_job_spec *s, adv_attack_result *res,
+                      int64_t *robust) {
+  size_t ml;
+  unsigned char *mb = slurp(g_fix, "mnist_cnn.onnx", &ml);
+  adv_model *m = NULL;
+  adv_err e;
+  CHECK(adv_model_load_mem(mb, ml, adv_load_default_params(), &m, &e) == 0);
+  free(mb);
+  char dpath[1024];
+  snprintf(dpath, sizeof(dpath), "%s/demo_mnist.npz", g_fix);
+  adv_dataset ds;
+  adv_errbuf eb;
+  CHECK(adv_dataset_load(dpath, NULL, adv_io_default_limits(), &ds, &eb) == 0);
+  adv_attack_params ap = adv_attack_default_params(ADV_ATTACK_PGD);
+  ap.eps = (float)s->eps;
+  ap.steps = (int)s->steps;
+  ap.seed = s->seed;
+  ap.threads = 2;
+  CHECK(adv_attack_run(m, ds.x.data, (int64_t)s->n, ds.y.data, NULL, ap, NULL,
+                       NULL, NULL, res, &e) == 0);
+  *robust = 0;
+  for (int64_t i = 0; i < (int64_t)s->n; i++)
+    *robust += res->pred_adv[i] == ((int64_t *)ds.y.data)[i];
+  adv_dataset_free(&ds);
+  adv_model_free(m);
+}
+
+static void run_real_job(int use_memfd) {
+  size_t ml, dl;
+  unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
+  unsigned char *data = slurp(g_fix, "demo_mnist.npz", &dl);
+  sbx_runner_params p = params();
+  p.use_memfd = use_memfd;
+  sbx_job_spec s = pgd_spec(16, 10);
+  counts c = {0};
+  sbx_runner_callbacks cb = {&c, c_ready, c_log, c_progress};
+  sbx_runner_outcome o;
+  CHECK_EQ_INT(sbx_runner_run(&p, &s, model, ml, data, dl, &cb, NULL, &o), 0);
+  if (o.status != SBX_RUN_SUCCEEDED)
+    fprintf(stderr, "real job: %s: %s\n", sbx_runner_status_name(o.status),
+            o.reason);
+  CHECK_EQ_INT(o.status, SBX_RUN_SUCCEEDED);
+  CHECK_EQ_INT(c.ready, 1);
+  CHECK(c.progress >= 1);
+  CHECK(c.logs >= 8); /* every sandbox step logs */
+  CHECK_EQ_INT(o.sandbox.namespaces, 63);
+  CHECK_EQ_INT(o.sandbox.pivoted, 1);
+  CHECK(o.sandbox.landlock_abi >= 1);
+  CHECK(o.result_json != NULL);
+  adv_attack_result ref;
+  int64_t robust_ref;
+  reference(&s, &ref, &robust_ref);
+  CHECK_EQ_INT(json_int(o.result_json, "n"), 16);
+  CHECK_EQ_INT(json_int(o.result_json, "robust_correct"), robust_ref);
+  /* NPY payload: header then exactly the reference's bytes */
+  size_t bytes = (size_t)ref.n * (size_t)ref.per * sizeof(float);
+  CHECK(o.adv_npy && o.adv_npy_len > bytes &&
+        memcmp(o.adv_npy, "\x93NUMPY", 6) == 0);
+  if (o.adv_npy && o.adv_npy_len > bytes) {
+    size_t hl = 10 + (size_t)(o.adv_npy[8] | o.adv_npy[9] << 8);
+    CHECK_EQ_INT(o.adv_npy_len, hl + bytes);
+    CHECK(strstr((char *)o.adv_npy + 10, "'shape': (16, 1, 28, 28)") != NULL);
+    CHECK(memcmp(o.adv_npy + hl, ref.x_adv, bytes) == 0);
+  }
+  adv_attack_result_free(&ref);
+  sbx_runner_outcome_free(&o);
+  free(model);
+  free(data);
+}
+
+TEST(real_attack_job_memfd) {
+  run_real_job(1);
+}
+TEST(real_attack_job_pipe) {
+  run_real_job(0);
+}
+
+/* Runs a job on a hostile model (or dataset) and returns its outcome. */
+static void run_hostile(const char *model_name, const char *data_name,
+                        uint64_t mem, sbx_runner_outcome *o) {
+  size_t ml, dl;
+  unsigned char *model = slurp(model_name[0] == '@' ? g_fix : g_hostile,
+                               model_name + (model_name[0] == '@'), &ml);
+  unsigned char *data = slurp(data_name[0] == '@' ? g_fix : g_hostile,
+                              data_name + (data_name[0] == '@'), &dl);
+  sbx_runner_params p = params();
+  if (mem)
+    p.mem_bytes = mem;
+  sbx_job_spec s = pgd_spec(4, 2);
+  CHECK_EQ_INT(sbx_runner_run(&p, &s, model, ml, data, dl, NULL, NULL, o), 0);
+  fprintf(stderr, "  %-24s %s: %s (%.2f s)\n",
+          model_name[0] == '@' ? data_name : model_name,
+          sbx_runner_status_name(o->status), o->reason, o->seconds);
+  free(model);
+  free(data);
+}
+
+TEST(hostile_models_fail_clearly) {
+  static const struct {
+    const char *file, *expect;
+  } cases[] = {
+      {"truncated.onnx", "truncated"},
+      {"absurd_dims.onnx", "shape"},
+      {"huge_initializer.onnx", "larger than"},
+      {"cyclic.onnx", "cycle"},
+      {"external_data.onnx", "external"},
+      {"nan_weights.onnx", "finite"},
+      {"nodes_100k.onnx", "node"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    sbx_runner_outcome o;
+    run_hostile(cases[i].file, "@demo_mnist.npz", 0, &o);
+    CHECK_EQ_INT(o.status, SBX_RUN_FAILED);
+    CHECK(o.ready);            /* parsing happened inside the sealed sandbox */
+    CHECK(o.term_signal == 0); /* a clean error, not a crash */
+    if (!strstr(o.reason, cases[i].expect))
+      fprintf(stderr, "  expected '%s' in the reason\n", cases[i].expect);
+    CHECK(strstr(o.reason, cases[i].expect) != NULL);
+    sbx_runner_outcome_free(&o);
+  }
+}
+
+TEST(zip_bomb_npz_hits_memory_cap) {
+  sbx_runner_outcome o;
+  run_hostile("@mnist_cnn.onnx", "zipbomb.npz", (uint64_t)128 << 20, &o);
+  CHECK_EQ_INT(o.status, SBX_RUN_FAILED);
+  CHECK(strstr(o.reason, "memory limit 128 MiB exceeded") != NULL);
+  sbx_runner_outcome_free(&o);
+}
+
+static void run_probe(int probe, sbx_runner_params p,
+                      const volatile int *abort_flag, sbx_runner_outcome *o) {
+  sbx_job_spec s;
+  memset(&s, 0, sizeof(s));
+  s.kind = SBX_JOB_PROBE;
+  s.probe = (uint32_t)probe;
+  CHECK_EQ_INT(sbx_runner_run(&p, &s, "", 0, "", 0, NULL, abort_flag, o), 0);
+  fprintf(stderr, "  probe %-2d %s: %s (%.2f s)\n", probe,
+          sbx_runner_status_name(o->status), o->reason, o->seconds);
+}
+
+TEST(memory_hog_is_stopped_by_the_cap) {
+  sbx_runner_params p = params();
+  p.mem_bytes = (uint64_t)128 << 20;
+  sbx_runner_outcome o;
+  run_probe(12, p, NULL, &o); /* SBX_PROBE_MEMORY */
+  CHECK_EQ_INT(o.status, SBX_RUN_FAILED);
+  CHECK(strstr(o.reason, "memory limit 128 MiB exceeded") != NULL);
+  sbx_runner_outcome_free(&o);
+}
+
+TEST(cpu_spin_hits_cpu_limit) {
+  sbx_runner_params p = params();
+  p.cpu_seconds = 1;
+  sbx_runner_outcome o;
+  run_probe(13, p, NULL, &o); /* SBX_PROBE_CPU */
+  CHECK_EQ_INT(o.status, SBX_RUN_FAILED);
+  CHECK(strstr(o.reason, "CPU time limit of 1 s exceeded") != NULL);
+  sbx_runner_outcome_free(&o);
+}
+
+TEST(infinite_loop_hits_wall_time) {
+  sbx_runner_params p = params();
+  p.cpu_seconds = 60;
+  p.wall_seconds = 0.5;
+  sbx_runner_outcome o;
+  run_probe(13, p, NULL, &o);
+  CHECK_EQ_INT(o.status, SBX_RUN_TIMED_OUT);
+  CHECK(strstr(o.reason, "wall-time limit") != NULL);
+  CHECK(o.seconds < 0.5 + p.grace_seconds + 0.5);
+  sbx_runner_outcome_free(&o);
+}
+
+TEST(forbidden_syscall_named) {
+  sbx_runner_outcome o;
+  run_probe(3, params(), NULL, &o); /* SBX_PROBE_SOCKET */
+  char want[64];
+  snprintf(want, sizeof(want), "forbidden system call %d (socket)",
+           (int)SYS_socket);
+  CHECK_EQ_INT(o.status, SBX_RUN_FAILED);
+  CHECK(strstr(o.reason, want) != NULL);
+  CHECK_EQ_INT(o.term_signal, SIGSYS);
+  sbx_runner_outcome_free(&o);
+}
+
+static volatile int g_abort;
+static void *set_abort_later(void *arg) {
+  struct timespec ts = {0, 400 * 1000 * 1000};
+  nanosleep(&ts, NULL);
+  g_abort = 1;
+  return NULL;
+}
+
+static void cancel_case(int probe) {
+  g_abort = 0;
+  pthread_t t;
+  pthread_create(&t, NULL, set_abort_later, NULL);
+  sbx_runner_outcome o;
+  if (probe) {
+    sbx_runner_params p = params();
+    p.cpu_seconds = 60;
+    run_probe(probe, p, &g_abort, &o); /* ignores ABORT: SIGKILL after grace */
+  } else {
+    size_t ml, dl;
+    unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
+    unsigned char *data = slurp(g_fix, "demo_mnist.npz", &dl);
+    sbx_runner_params p = params();
+    sbx_job_spec s = pgd_spec(64, 100000); /* engine polls the abort flag */
+    CHECK_EQ_INT(
+        sbx_runner_run(&p, &s, model, ml, data, dl, NULL, &g_abort, &o), 0);
+    fprintf(stderr, "  attack %s: %s (%.2f s)\n",
+            sbx_runner_status_name(o.status), o.reason, o.seconds);
+    free(model);
+    free(data);
+  }
+  pthread_join(t, NULL);
+  CHECK_EQ_INT(o.status, SBX_RUN_CANCELLED);
+  CHECK(o.seconds < 0.4 + 2.0); /* stops within 2 s of the request */
+  sbx_runner_outcome_free(&o);
+}
+
+TEST(cancel_running_attack) {
+  cancel_case(0);
+}
+TEST(cancel_spinning_runner) {
+  cancel_case(13);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s RUNNER FIXTURES HOSTILE_DIR\n", argv[0]);
+    return 2;
+  }
+  g_runner = argv[1];
+  g_fix = argv[2];
+  g_hostile = argv[3];
+  RUN(real_attack_job_memfd);
+  RUN(hostile_models_fail_clearly);
+  RUN(zip_bomb_npz_hits_memory_cap);
+  RUN(memory_hog_is_stopped_by_the_cap);
+  RUN(cpu_spin_hits_cpu_limit);
+  RUN(infinite_loop_hits_wall_time);
+  RUN(forbidden_syscall_named);
+  RUN(cancel_running_attack);
+  RUN(cancel_spinning_runner);
+  RUN(real_attack_job_pipe); /* the supervisor survived all of the above */
+  return harness_report();
+}
