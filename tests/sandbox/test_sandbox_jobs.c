@@ -98,7 +98,7 @@ static void reference(const sbx_job_spec *s, adv_attack_result *res,
   char dpath[1024];
   snprintf(dpath, sizeof(dpath), "%s/demo_mnist.npz", g_fix);
   adv_dataset ds;
-  adv_errbuf eb;
+  adv_err eb;
   CHECK(adv_dataset_load(dpath, NULL, adv_io_default_limits(), &ds, &eb) == 0);
   adv_attack_params ap = adv_attack_default_params(ADV_ATTACK_PGD);
   ap.eps = (float)s->eps;
