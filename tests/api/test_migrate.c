@@ -70,9 +70,14 @@ static char path[256];
 
 static sbx_meta *open_meta(void) {
   sbx_meta_params p = sbx_meta_default_params();
+  char err[512] = "";
   p.sqlite_path = path;
+  p.err = err;
+  p.err_cap = sizeof(err);
   sbx_meta *m = NULL;
   int rc = sbx_meta_open(&p, &m);
+  if (rc)
+    fprintf(stderr, "sbx_meta_open: %s\n", err);
   CHECK_EQ_INT(rc, 0);
   return m;
 }
@@ -121,7 +126,7 @@ TEST(fresh_dir_has_the_tables) {
     return;
   int64_t v = 0;
   CHECK_EQ_INT(sbx_meta_schema_version(m, &v), 0);
-  CHECK_EQ_INT(v, 20);
+  CHECK(v >= 20); /* 20: the server's tables; the job queue's follow */
   CHECK_EQ_INT(srv_tables_present(m), (int)N_SRV_TABLES);
   sbx_meta_close(m);
 }
@@ -129,7 +134,7 @@ TEST(fresh_dir_has_the_tables) {
 TEST(previous_release_upgrades_in_place) {
   /* back to what the previous release left: store schema 1 only, then
    * the server's own scripts with data in the tables */
-  char drop[1024] = "DELETE FROM schema_migrations WHERE version >= 20;";
+  char drop[1024] = "DELETE FROM schema_migrations WHERE version = 20;";
   for (size_t i = 0; i < N_SRV_TABLES; i++) {
     strcat(drop, "DROP TABLE ");
     strcat(drop, SRV_TABLES[i]);
@@ -142,7 +147,8 @@ TEST(previous_release_upgrades_in_place) {
     return;
   int64_t v = 0;
   CHECK_EQ_INT(sbx_meta_schema_version(m, &v), 0);
-  CHECK_EQ_INT(v, 20);
+  CHECK(v >= 20);
+  int64_t upgraded = v;
   CHECK_EQ_INT(srv_tables_present(m), (int)N_SRV_TABLES);
   /* the rows written by the previous release are all there */
   char role[SBX_KIND_MAX] = "";
@@ -174,7 +180,7 @@ TEST(previous_release_upgrades_in_place) {
   if (!m)
     return;
   CHECK_EQ_INT(sbx_meta_schema_version(m, &v), 0);
-  CHECK_EQ_INT(v, 20);
+  CHECK_EQ_INT(v, upgraded);
   sbx_meta_close(m);
 }
 
