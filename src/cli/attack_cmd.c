@@ -214,7 +214,7 @@ static int run_job(const char *cmd, int argc, char **argv, adv_job_kind kind,
   if (!o.quiet && isatty(2))
     fprintf(stderr, "\r%40s\r", "");
   if (rc) {
-    fprintf(stderr, "aisbx %s: %s\n", cmd, err.msg);
+    cli_spec_error(cmd, err.msg); /* "--shard-offset: ..." or as it is */
     rc = exit_of(rc);
     goto done;
   }

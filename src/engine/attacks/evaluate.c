@@ -170,11 +170,14 @@ static void sanity_checks(const adv_model *m, int ndim, const int64_t *dims,
   adv_session_free(s);
 }
 
-int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
-                     const float *x, int64_t n, const int64_t *y,
-                     const adv_job_spec *spec, adv_job_progress_fn progress,
-                     void *ud, const volatile int *abort_flag,
-                     adv_job_result *r, adv_err *err) {
+/* The evaluation; sample i of x is sample id_base + i of the dataset (the
+ * id keys its random streams, so shards draw what the whole run draws). */
+static int evaluate(const adv_model *m, int ndim, const int64_t *dims,
+                    const float *x, int64_t n, const int64_t *y,
+                    int64_t id_base, const adv_job_spec *spec,
+                    adv_job_progress_fn progress, void *ud,
+                    const volatile int *abort_flag, adv_job_result *r,
+                    adv_err *err) {
   memset(r, 0, sizeof(*r));
   int rc = adv_job_spec_validate(spec, err);
   if (rc)
@@ -216,6 +219,7 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
   float *sub = malloc(sizeof(float) * (size_t)(n * per));
   int64_t *sub_y = malloc(sizeof(int64_t) * (size_t)n),
           *idx = malloc(sizeof(int64_t) * (size_t)n);
+  int64_t *gid = malloc(sizeof(int64_t) * (size_t)n);
   r->x_adv = malloc(sizeof(float) * (size_t)(n * per));
   r->pred_clean = malloc(sizeof(int64_t) * (size_t)n);
   r->is_robust = calloc((size_t)n, 1);
@@ -223,8 +227,8 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
   r->linf = calloc((size_t)n, sizeof(float));
   r->l2 = calloc((size_t)n, sizeof(float));
   r->curve = calloc((size_t)ne, sizeof(adv_eval_point));
-  if (!sub || !sub_y || !idx || !r->x_adv || !r->pred_clean || !r->is_robust ||
-      !r->broken_by || !r->linf || !r->l2 || !r->curve) {
+  if (!sub || !sub_y || !idx || !gid || !r->x_adv || !r->pred_clean ||
+      !r->is_robust || !r->broken_by || !r->linf || !r->l2 || !r->curve) {
     rc = adv__error(err, ADV_ENOMEM, "out of memory");
     goto done;
   }
@@ -264,6 +268,7 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
       for (int64_t i = 0; i < n; i++)
         if (r->is_robust[i]) {
           idx[cnt] = i;
+          gid[cnt] = id_base + i;
           sub_y[cnt] = y[i];
           memcpy(sub + cnt * per, x + i * per, sizeof(float) * (size_t)per);
           cnt++;
@@ -273,6 +278,7 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
         continue;
       adv_attack_params p =
           adv_job_attack_params(spec, r->items[a], eps_list[e], restarts[a]);
+      p.sample_ids = gid;
       b.st.attack = adv_attack_name(r->items[a]);
       b.st.active = cnt;
       b.st.robust = robust_now;
@@ -350,18 +356,29 @@ done:
   free(sub);
   free(sub_y);
   free(idx);
+  free(gid);
   if (rc)
     adv_job_result_free(r);
   return rc;
+}
+
+int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
+                     const float *x, int64_t n, const int64_t *y,
+                     const adv_job_spec *spec, adv_job_progress_fn progress,
+                     void *ud, const volatile int *abort_flag,
+                     adv_job_result *r, adv_err *err) {
+  return evaluate(m, ndim, dims, x, n, y, 0, spec, progress, ud, abort_flag, r,
+                  err);
 }
 
 /* ---------------- one attack ---------------- */
 
 static int run_attack(const adv_model *m, int ndim, const int64_t *dims,
                       const float *x, int64_t n, const int64_t *y,
-                      const adv_job_spec *spec, adv_job_progress_fn progress,
-                      void *ud, const volatile int *abort_flag,
-                      adv_job_result *r, adv_err *err) {
+                      int64_t id_base, const adv_job_spec *spec,
+                      adv_job_progress_fn progress, void *ud,
+                      const volatile int *abort_flag, adv_job_result *r,
+                      adv_err *err) {
   adv_attack_kind kind = spec->params.kind;
   adv_attack_params p = adv_job_attack_params(spec, kind, -1.f, 1);
   r->kind = ADV_JOB_ATTACK;
@@ -390,6 +407,12 @@ static int run_attack(const adv_model *m, int ndim, const int64_t *dims,
     else if ((rc = adv_targets_random(p.seed, y, n, K, r->target, err)))
       return rc;
   }
+  int64_t *gid = malloc(sizeof(int64_t) * (size_t)n);
+  if (!gid)
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  for (int64_t i = 0; i < n; i++)
+    gid[i] = id_base + i;
+  p.sample_ids = gid;
   adv_attack_result ar;
   bridge b = {progress, ud, {0}, 0, 1};
   b.st.attack = adv_attack_name(kind);
@@ -400,6 +423,7 @@ static int run_attack(const adv_model *m, int ndim, const int64_t *dims,
   rc = adv_attack_run_shape(m, ndim, dims, x, n, y, r->target, p, bridge_cb, &b,
                             abort_flag, &ar, err);
   r->wall_time_s = now_s() - t0;
+  free(gid); /* p.sample_ids was borrowed for the call; r->params has NULL */
   if (rc)
     return rc;
   /* the attack result's arrays move into the job result */
@@ -464,8 +488,8 @@ int adv_job_run(const adv_model *m, const adv_array *x, const adv_array *y,
   const float *xs = (const float *)x->data + off * per;
   const int64_t *ys = (const int64_t *)y->data + off;
   if (spec->kind == ADV_JOB_EVALUATION) {
-    rc = adv_evaluate_run(m, x->ndim, x->dims, xs, count, ys, spec, progress,
-                          ud, abort_flag, res, err);
+    rc = evaluate(m, x->ndim, x->dims, xs, count, ys, off, spec, progress, ud,
+                  abort_flag, res, err);
   } else {
     if ((rc = adv_model_check_input(m, x->ndim, x->dims, err)))
       return rc;
@@ -475,7 +499,7 @@ int adv_job_run(const adv_model *m, const adv_array *x, const adv_array *y,
     res->x_ndim = x->ndim;
     memcpy(res->x_dims, x->dims, sizeof(res->x_dims));
     res->x_dims[0] = count;
-    rc = run_attack(m, x->ndim, x->dims, xs, count, ys, spec, progress, ud,
+    rc = run_attack(m, x->ndim, x->dims, xs, count, ys, off, spec, progress, ud,
                     abort_flag, res, err);
     if (rc)
       adv_job_result_free(res);
