@@ -16,12 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 void adv_job_result_free(adv_job_result *r) {
   if (!r)
     return;
@@ -254,7 +248,7 @@ static int evaluate(const adv_model *m, int ndim, const int64_t *dims,
     r->correct += r->is_robust[i];
   }
   sanity_checks(m, ndim, dims, x, n, y, spec->params.threads, r);
-  double t_all = now_s();
+  double t_all = adv__now_s();
   int64_t square_extra = 0;
   bridge b = {progress, ud, {0}, 0, 0};
   b.st.n = n;
@@ -289,7 +283,7 @@ static int evaluate(const adv_model *m, int ndim, const int64_t *dims,
         goto done;
       }
       adv_attack_result ar;
-      double t0 = now_s();
+      double t0 = adv__now_s();
       rc = adv_attack_run_shape(m, ndim, dims, sub, cnt, sub_y, NULL, p,
                                 bridge_cb, &b, abort_flag, &ar, err);
       if (rc) {
@@ -303,7 +297,7 @@ static int evaluate(const adv_model *m, int ndim, const int64_t *dims,
         }
         goto done;
       }
-      pt->secs[a] = now_s() - t0;
+      pt->secs[a] = adv__now_s() - t0;
       pt->fw[a] = ar.forwards;
       pt->bw[a] = ar.backwards;
       for (int64_t j = 0; j < cnt; j++)
@@ -338,7 +332,7 @@ static int evaluate(const adv_model *m, int ndim, const int64_t *dims,
          "missed: "
          "possible gradient masking",
          (long long)square_extra);
-  r->wall_time_s = now_s() - t_all;
+  r->wall_time_s = adv__now_s() - t_all;
   for (int a = 0; a < ni; a++)
     r->item_params[a] =
         adv_job_attack_params(spec, r->items[a], eps_list[ne - 1], restarts[a]);
@@ -419,10 +413,10 @@ static int run_attack(const adv_model *m, int ndim, const int64_t *dims,
   b.st.eps = p.eps;
   b.st.active = n;
   b.st.n = n;
-  double t0 = now_s();
+  double t0 = adv__now_s();
   rc = adv_attack_run_shape(m, ndim, dims, x, n, y, r->target, p, bridge_cb, &b,
                             abort_flag, &ar, err);
-  r->wall_time_s = now_s() - t0;
+  r->wall_time_s = adv__now_s() - t0;
   free(gid); /* p.sample_ids was borrowed for the call; r->params has NULL */
   if (rc)
     return rc;

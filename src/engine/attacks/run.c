@@ -41,12 +41,6 @@ static adv__attack_fn dispatch(adv_attack_kind k) {
   return (int)k >= 0 && k < ADV_ATTACK_COUNT ? dispatch_table[k] : NULL;
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 int adv_attack_run(const adv_model *m, const float *x, int64_t n,
                    const int64_t *y, const int64_t *target, adv_attack_params p,
                    adv_progress_fn progress, void *ud,
@@ -115,7 +109,7 @@ int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims,
   ev.per = 1;
   for (int i = 1; i < ev.in_ndim; i++)
     ev.per *= ev.in_dims[i];
-  double t0 = now_s();
+  double t0 = adv__now_s();
   int rc = ADV_OK;
   float *z = NULL;
   res->n = n;
@@ -225,7 +219,7 @@ int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims,
       res->queries[i] = ev.forwards / n;
   res->forwards = ev.forwards;
   res->backwards = ev.backwards;
-  res->seconds = now_s() - t0;
+  res->seconds = adv__now_s() - t0;
   free(z);
   for (int i = 0; i < ADV_EVAL_SESSIONS; i++)
     adv_session_free(ev.cache[i].s);

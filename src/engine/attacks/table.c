@@ -336,6 +336,50 @@ static int parse_norm(const char *v) {
   return -1;
 }
 
+/* The value of a name-valued parameter, -1 when `v` names none. */
+static int enum_of(adv_job_ptype t, const char *v) {
+  switch (t) {
+  case ADV_JOB_PT_BOOL:
+    return !strcmp(v, "true") || !strcmp(v, "1")    ? 1
+           : !strcmp(v, "false") || !strcmp(v, "0") ? 0
+                                                    : -1;
+  case ADV_JOB_PT_NORM:
+    return parse_norm(v);
+  case ADV_JOB_PT_ATTACK:
+    return adv_attack_kind_from_name(v);
+  case ADV_JOB_PT_SUITE:
+    return adv_suite_from_name(v);
+  case ADV_JOB_PT_LOSS:
+    return adv_loss_from_name(v);
+  case ADV_JOB_PT_KIND:
+    return !strcmp(v, "attack")       ? ADV_JOB_ATTACK
+           : !strcmp(v, "evaluation") ? ADV_JOB_EVALUATION
+                                      : -1;
+  default:
+    return -1;
+  }
+}
+
+/* What a name-valued parameter accepts, for messages. */
+static const char *enum_expect(adv_job_ptype t) {
+  switch (t) {
+  case ADV_JOB_PT_BOOL:
+    return "true or false";
+  case ADV_JOB_PT_NORM:
+    return "inf or 2";
+  case ADV_JOB_PT_ATTACK:
+    return "an attack (fgsm, pgd, apgd-ce, ..., see adv/attack.h)";
+  case ADV_JOB_PT_SUITE:
+    return "autoattack-standard, autoattack-plus or custom";
+  case ADV_JOB_PT_LOSS:
+    return "ce, cw, dlr or logit";
+  case ADV_JOB_PT_KIND:
+    return "attack or evaluation";
+  default:
+    return "valid";
+  }
+}
+
 /* Range text of a numeric entry, for messages. */
 static const char *range_text(const adv_job_param_info *q, char *buf,
                               size_t n) {
@@ -386,53 +430,17 @@ int adv_job_spec_set(adv_job_spec *s, const char *name, const char *value,
     *(float *)f = (float)x;
     break;
   }
-  case ADV_JOB_PT_BOOL: {
-    int b = !strcmp(value, "true") || !strcmp(value, "1")    ? 1
-            : !strcmp(value, "false") || !strcmp(value, "0") ? 0
-                                                             : -1;
-    if (b < 0)
-      return fail(err, ADV_EINVAL, "%s: '%s' is not true or false", name,
-                  value);
-    *(int *)f = b;
-    break;
-  }
-  case ADV_JOB_PT_NORM: {
-    int nm = parse_norm(value);
-    if (nm < 0)
-      return fail(err, ADV_EINVAL, "%s: '%s' must be inf or 2", name, value);
-    *(adv_norm *)f = (adv_norm)nm;
-    break;
-  }
-  case ADV_JOB_PT_ATTACK: {
-    int k = adv_attack_kind_from_name(value);
+  case ADV_JOB_PT_BOOL:
+  case ADV_JOB_PT_NORM:
+  case ADV_JOB_PT_ATTACK:
+  case ADV_JOB_PT_SUITE:
+  case ADV_JOB_PT_KIND:
+  case ADV_JOB_PT_LOSS: { /* int-sized enums, by name */
+    int k = enum_of(q->type, value);
     if (k < 0)
-      return fail(err, ADV_EINVAL, "%s: unknown attack '%s'", name, value);
-    *(adv_attack_kind *)f = (adv_attack_kind)k;
-    break;
-  }
-  case ADV_JOB_PT_SUITE: {
-    int k = adv_suite_from_name(value);
-    if (k < 0)
-      return fail(err, ADV_EINVAL, "%s: unknown suite '%s'", name, value);
-    *(adv_suite *)f = (adv_suite)k;
-    break;
-  }
-  case ADV_JOB_PT_KIND: {
-    int k = !strcmp(value, "attack")       ? ADV_JOB_ATTACK
-            : !strcmp(value, "evaluation") ? ADV_JOB_EVALUATION
-                                           : -1;
-    if (k < 0)
-      return fail(err, ADV_EINVAL, "%s: '%s' must be attack or evaluation",
-                  name, value);
-    *(adv_job_kind *)f = (adv_job_kind)k;
-    break;
-  }
-  case ADV_JOB_PT_LOSS: {
-    int k = adv_loss_from_name(value);
-    if (k < 0)
-      return fail(err, ADV_EINVAL, "%s: '%s' must be ce, cw, dlr or logit",
-                  name, value);
-    *(adv_loss_kind *)f = (adv_loss_kind)k;
+      return fail(err, ADV_EINVAL, "%s: '%s' is not %s", name, value,
+                  enum_expect(q->type));
+    *(int *)f = k;
     break;
   }
   case ADV_JOB_PT_FLOATS:
@@ -462,7 +470,8 @@ int adv_job_spec_set(adv_job_spec *s, const char *name, const char *value,
       } else {
         int k = adv_attack_kind_from_name(tok);
         if (k < 0)
-          return fail(err, ADV_EINVAL, "%s: unknown attack '%s'", name, tok);
+          return fail(err, ADV_EINVAL, "%s: '%s' is not %s", name, tok,
+                      enum_expect(ADV_JOB_PT_ATTACK));
         kv[n++] = (adv_attack_kind)k;
       }
       if (!e)

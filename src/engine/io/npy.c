@@ -35,16 +35,6 @@ adv_io_limits adv_io_default_limits(void) {
   return l;
 }
 
-int adv__fail(adv_err *err, int code, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 void adv__err_prefix(adv_err *err, const char *prefix) {
   if (!err)
     return;
