@@ -33,9 +33,6 @@ static const adv__attack_fn dispatch_table[] = {
     ADV_ATTACK_MAP(ADV__ATTACK_FN)
 #undef ADV__ATTACK_FN
 };
-_Static_assert(sizeof(dispatch_table) / sizeof(dispatch_table[0]) ==
-                   ADV_ATTACK_COUNT,
-               "one entry point per adv_attack_kind");
 
 static adv__attack_fn dispatch(adv_attack_kind k) {
   return (int)k >= 0 && k < ADV_ATTACK_COUNT ? dispatch_table[k] : NULL;
