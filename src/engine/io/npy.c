@@ -742,6 +742,34 @@ int adv__npy_format_header(const adv_array *a, uint8_t **hdr, size_t *hlen,
   return ADV_OK;
 }
 
+int adv_npy_write_mem(const adv_array *a, void **buf, size_t *len,
+                      adv_err *err) {
+  *buf = NULL;
+  *len = 0;
+  uint8_t *hdr;
+  size_t hlen;
+  int rc = adv__npy_format_header(a, &hdr, &hlen, err);
+  if (rc)
+    return rc;
+  if (a->nbytes > SIZE_MAX - hlen) {
+    free(hdr);
+    return adv__fail(err, ADV_ELIMIT, "array too large");
+  }
+  uint8_t *b = malloc(hlen + a->nbytes);
+  if (!b) {
+    free(hdr);
+    return adv__fail(err, ADV_ENOMEM, "out of memory (%zu bytes)",
+                     hlen + a->nbytes);
+  }
+  memcpy(b, hdr, hlen);
+  if (a->nbytes)
+    memcpy(b + hlen, a->data, a->nbytes);
+  free(hdr);
+  *buf = b;
+  *len = hlen + a->nbytes;
+  return ADV_OK;
+}
+
 int adv_npy_write_file(const char *path, const adv_array *a, adv_err *err) {
   uint8_t *hdr;
   size_t hlen;
