@@ -168,7 +168,7 @@ static int write_adv(const char *path, const adv_job_result *r) {
 /* Exit code of an engine status: bad input (2) or a failure (1). */
 static int exit_of(int rc) {
   return rc == ADV_EINVAL || rc == ADV_EUNSUPPORTED || rc == ADV_ESHAPE ||
-                 rc == ADV_EDTYPE
+                 rc == ADV_EDTYPE || rc == ADV_EFORMAT || rc == ADV_ELIMIT
              ? EXIT_BADINPUT
              : 1;
 }

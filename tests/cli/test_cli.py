@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 
 aisbx, fix = sys.argv[1], sys.argv[2]
 model = os.path.join(fix, "mnist_cnn.onnx")
@@ -196,6 +197,18 @@ for cmd, extra in (("attack", ["--attack", "apgd-ce", "--steps", "10"]),
           "%s: a shard's per-sample results = the slice" % cmd)
     check(np.array_equal(np.load(T("full.npy"))[8:24], np.load(T("part.npy"))),
           "%s: a shard's adversarials = the slice" % cmd)
+
+# a model with NaN weights is refused with the reason (exit 2), not attacked
+nanm = T("nan.onnx")
+m = onnx.load(model)
+w = m.graph.initializer[-1]  # the last layer's bias: NaN reaches the logits
+arr = onnx.numpy_helper.to_array(w).copy()
+arr.flat[0] = np.nan
+w.CopyFrom(onnx.numpy_helper.from_array(arr, w.name))
+onnx.save(m, nanm)
+for cmd in (["attack", "--attack", "fgsm"], ["evaluate"]):
+    run(*cmd, "--model", nanm, "--data", batch, "--n", "4", "--out", T("x.json"), want=2,
+        err_has="not finite")
 
 print("%d failed" % fails)
 sys.exit(1 if fails else 0)

@@ -152,6 +152,16 @@ int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims,
   }
   if ((rc = adv__eval_forward(&ev, x, n, z)))
     goto fail;
+  /* a model that outputs NaN/Inf on clean data (NaN weights, overflow)
+   * makes every attack meaningless: refuse it with the reason */
+  for (int64_t i = 0; i < n * ev.classes; i++)
+    if (!isfinite(z[i])) {
+      rc = adv__error(
+          err, ADV_EFORMAT,
+          "the model's output on sample %lld is not finite (NaN or Inf)",
+          (long long)(i / ev.classes));
+      goto fail;
+    }
   for (int64_t i = 0; i < n; i++)
     res->pred_clean[i] = adv__argmax(z + i * ev.classes, ev.classes);
   ev.forwards = 0; /* the clean pass is not part of the attack's budget */
