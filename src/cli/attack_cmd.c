@@ -52,7 +52,8 @@ static void usage_attack(void) {
       "         [--threads T] [--batch B] --out result.json [--adv adv.npy]\n"
       "  NAME: fgsm bim pgd mifgsm apgd-ce apgd-dlr apgd-t fab fab-t cw "
       "deepfool square hsj\n"
-      "  every job-spec parameter is an option (docs/attacks.md)\n");
+      "  every job-spec parameter is an option (docs/attacks.md):\n");
+  cli_print_spec_options(stderr);
 }
 
 static void usage_evaluate(void) {
@@ -64,7 +65,9 @@ static void usage_evaluate(void) {
       "         [--norm inf|2] [--eps E | --eps-sweep E1,E2,...] [--n N] "
       "[--seed S]\n"
       "         [--shard-offset O --shard-count C]\n"
-      "         [--threads T] [--batch B] --out result.json [--adv adv.npy]\n");
+      "         [--threads T] [--batch B] --out result.json [--adv adv.npy]\n"
+      "  every job-spec parameter is an option:\n");
+  cli_print_spec_options(stderr);
 }
 
 typedef struct loaded {

@@ -44,6 +44,19 @@ void cli_spec_error(const char *cmd, const char *msg) {
   fprintf(stderr, "aisbx %s: --%s%s\n", cmd, opt, colon);
 }
 
+void cli_print_spec_options(FILE *f) {
+  for (const adv_job_param_info *q = adv_job_param_table(NULL); q->name; q++) {
+    if (!strcmp(q->name, "kind"))
+      continue;
+    char opt[64];
+    size_t i = 0;
+    for (; q->name[i] && i + 1 < sizeof(opt); i++)
+      opt[i] = q->name[i] == '_' ? '-' : q->name[i];
+    opt[i] = 0;
+    fprintf(f, "    --%-18s %s\n", opt, q->help);
+  }
+}
+
 static const adv_job_param_info *spec_param(const char *opt) {
   char name[64];
   if (snake(opt, name, sizeof(name)))
