@@ -235,6 +235,8 @@ static int evaluate(const adv_model *m, int ndim, const int64_t *dims,
     cp.eps = 0.f;
     cp.threads = spec->params.threads;
     cp.batch = spec->params.batch;
+    cp.clip_min = spec->params.clip_min;
+    cp.clip_max = spec->params.clip_max;
     adv_attack_result r0;
     if ((rc = adv_attack_run_shape(m, ndim, dims, x, n, y, NULL, cp, NULL, NULL,
                                    abort_flag, &r0, err)))
@@ -291,8 +293,8 @@ static int evaluate(const adv_model *m, int ndim, const int64_t *dims,
         if (err) {
           char msg[sizeof(err->msg)];
           memcpy(msg, err->msg, sizeof(msg));
-          msg[sizeof(msg) - 40] = 0; /* room for the name */
-          snprintf(err->msg, sizeof(err->msg), "%s: %s",
+          /* the name is at most 16 chars: the tail of a long message goes */
+          snprintf(err->msg, sizeof(err->msg), "%.16s: %.480s",
                    adv_attack_name(r->items[a]), msg);
         }
         goto done;
