@@ -213,14 +213,20 @@ typedef struct adv_attack_params {
   float overshoot;     /* DeepFool / FAB overshoot */
   int candidates;      /* DeepFool: classes considered (default 10) */
   float alpha_max, eta, beta; /* FAB parameters */
-  int batch;   /* most samples per engine call; 0 (default) = automatic:
-                  the largest power of two <= 256 whose activations
-                  fit 8 MiB (docs/attacks.md) */
-  int threads; /* engine threads (default 2) */
+  int batch;         /* most samples per engine call; 0 (default) = automatic:
+                        the largest power of two <= 256 whose activations
+                        fit 8 MiB (docs/attacks.md) */
+  int threads;       /* engine threads (default 2) */
   int resc_schedule; /* Square: 1 (default, SquareAttack's default) rescales
                         the p schedule's breakpoints to `queries`; 0 uses
                         them as absolute iterations, as AutoAttack does
                         (resc_schedule=False; its suites set 0) */
+  const int64_t *sample_ids; /* NULL, or n ids (borrowed for the call) that
+                                key each sample's random streams instead of
+                                its position: a sample's outcome then does
+                                not depend on which others share the call
+                                (APGD, FAB, Square, HSJ; PGD's random start
+                                uses one stream for the call) */
 } adv_attack_params;
 
 adv_attack_params adv_attack_default_params(adv_attack_kind kind);

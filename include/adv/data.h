@@ -36,6 +36,9 @@ int adv_npy_read_file(const char *path, adv_io_limits lim, adv_array *out,
                       adv_err *err);
 /* Writes version 1.0 NPY atomically (temp file + rename). */
 int adv_npy_write_file(const char *path, const adv_array *a, adv_err *err);
+/* The same NPY bytes into a malloc'd buffer (*buf, owned by the caller,
+ * free()); on error *buf is NULL. For results sent over a pipe. */
+int adv_npy_write_mem(const adv_array *a, void **buf, size_t *len, adv_err *err);
 
 /* NPZ (zip of .npy members, stored or deflate). Reads member `name` (without
  * the ".npy" suffix). ADV_ENOTFOUND when absent. */
@@ -70,6 +73,14 @@ typedef struct adv_dataset {
 
 int adv_dataset_load(const char *data_path, const char *labels_path,
                      adv_io_limits lim, adv_dataset *ds, adv_err *err);
+/* The same from bytes in memory (e.g. memfds mapped by the sandboxed
+ * runner): `data` (data_len bytes; NPZ, NPY or IDX by content) and
+ * optional `labels` (NULL for none). The bytes are only read, never kept;
+ * messages call them 'data' and 'labels'. data_len counts against
+ * lim.max_file_bytes like a file's size. */
+int adv_dataset_load_mem(const void *data, size_t data_len, const void *labels,
+                         size_t labels_len, adv_io_limits lim, adv_dataset *ds,
+                         adv_err *err);
 void adv_dataset_free(adv_dataset *ds);
 
 #endif

@@ -52,7 +52,8 @@ static void usage_attack(void) {
       "         [--threads T] [--batch B] --out result.json [--adv adv.npy]\n"
       "  NAME: fgsm bim pgd mifgsm apgd-ce apgd-dlr apgd-t fab fab-t cw "
       "deepfool square hsj\n"
-      "  every job-spec parameter is an option (docs/attacks.md)\n");
+      "  every job-spec parameter is an option (docs/attacks.md):\n");
+  cli_print_spec_options(stderr);
 }
 
 static void usage_evaluate(void) {
@@ -64,7 +65,9 @@ static void usage_evaluate(void) {
       "         [--norm inf|2] [--eps E | --eps-sweep E1,E2,...] [--n N] "
       "[--seed S]\n"
       "         [--shard-offset O --shard-count C]\n"
-      "         [--threads T] [--batch B] --out result.json [--adv adv.npy]\n");
+      "         [--threads T] [--batch B] --out result.json [--adv adv.npy]\n"
+      "  every job-spec parameter is an option:\n");
+  cli_print_spec_options(stderr);
 }
 
 typedef struct loaded {
@@ -168,7 +171,7 @@ static int write_adv(const char *path, const adv_job_result *r) {
 /* Exit code of an engine status: bad input (2) or a failure (1). */
 static int exit_of(int rc) {
   return rc == ADV_EINVAL || rc == ADV_EUNSUPPORTED || rc == ADV_ESHAPE ||
-                 rc == ADV_EDTYPE
+                 rc == ADV_EDTYPE || rc == ADV_EFORMAT || rc == ADV_ELIMIT
              ? EXIT_BADINPUT
              : 1;
 }
@@ -214,7 +217,7 @@ static int run_job(const char *cmd, int argc, char **argv, adv_job_kind kind,
   if (!o.quiet && isatty(2))
     fprintf(stderr, "\r%40s\r", "");
   if (rc) {
-    fprintf(stderr, "aisbx %s: %s\n", cmd, err.msg);
+    cli_spec_error(cmd, err.msg); /* "--shard-offset: ..." or as it is */
     rc = exit_of(rc);
     goto done;
   }

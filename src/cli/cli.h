@@ -49,8 +49,11 @@ typedef struct cli_opt {
 int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *table,
               void *dst, adv_job_spec *spec, void (*usage)(void));
 
-/* Prints a job-spec error as "aisbx CMD: --option: reason" (the message
- * starts with the snake_case parameter name). */
+/* Lists the job-spec options ("--step-size  help") for usage texts. */
+void cli_print_spec_options(FILE *f);
+
+/* Prints an engine message as "aisbx CMD: --option: reason" when it starts
+ * with a job-spec parameter's snake_case name, else as it is. */
 void cli_spec_error(const char *cmd, const char *msg);
 
 #endif

@@ -26,15 +26,34 @@ static int snake(const char *opt, char *out, size_t n) {
 
 void cli_spec_error(const char *cmd, const char *msg) {
   const char *colon = strchr(msg, ':');
-  int n = colon ? (int)(colon - msg) : 0;
-  char opt[64];
-  if (n > 0 && n < (int)sizeof(opt)) {
-    for (int i = 0; i < n; i++)
-      opt[i] = msg[i] == '_' ? '-' : msg[i];
-    opt[n] = 0;
-    fprintf(stderr, "aisbx %s: --%s%s\n", cmd, opt, colon);
-  } else {
+  size_t n = colon ? (size_t)(colon - msg) : 0;
+  char name[64], opt[64];
+  const adv_job_param_info *q = NULL;
+  if (n > 0 && n < sizeof(name)) {
+    memcpy(name, msg, n);
+    name[n] = 0;
+    for (q = adv_job_param_table(NULL); q->name && strcmp(q->name, name); q++)
+      ;
+  }
+  if (!q || !q->name) { /* not "<parameter>: ...": as it is */
     fprintf(stderr, "aisbx %s: %s\n", cmd, msg);
+    return;
+  }
+  for (size_t i = 0; i <= n; i++)
+    opt[i] = name[i] == '_' ? '-' : name[i];
+  fprintf(stderr, "aisbx %s: --%s%s\n", cmd, opt, colon);
+}
+
+void cli_print_spec_options(FILE *f) {
+  for (const adv_job_param_info *q = adv_job_param_table(NULL); q->name; q++) {
+    if (!strcmp(q->name, "kind"))
+      continue;
+    char opt[64];
+    size_t i = 0;
+    for (; q->name[i] && i + 1 < sizeof(opt); i++)
+      opt[i] = q->name[i] == '_' ? '-' : q->name[i];
+    opt[i] = 0;
+    fprintf(f, "    --%-18s %s\n", opt, q->help);
   }
 }
 

@@ -24,29 +24,23 @@ static void sep(jw *w) {
   }
 }
 
-static void jw_begin_obj(jw *w) {
+/* Opens an object ('{') or array ('['); its first member needs no comma. */
+static void jw_open(jw *w, char c) {
   sep(w);
-  fputc('{', w->f);
+  fputc(c, w->f);
   if (w->depth < 63)
     w->first[++w->depth] = 1;
 }
 
-static void jw_end_obj(jw *w) {
-  fputc('}', w->f);
+static void jw_close(jw *w, char c) {
+  fputc(c, w->f);
   w->depth--;
 }
 
-static void jw_begin_arr(jw *w) {
-  sep(w);
-  fputc('[', w->f);
-  if (w->depth < 63)
-    w->first[++w->depth] = 1;
-}
-
-static void jw_end_arr(jw *w) {
-  fputc(']', w->f);
-  w->depth--;
-}
+#define jw_begin_obj(w) jw_open(w, '{')
+#define jw_end_obj(w) jw_close(w, '}')
+#define jw_begin_arr(w) jw_open(w, '[')
+#define jw_end_arr(w) jw_close(w, ']')
 
 static void raw_str(jw *w, const char *s) {
   fputc('"', w->f);

@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 
 aisbx, fix = sys.argv[1], sys.argv[2]
 model = os.path.join(fix, "mnist_cnn.onnx")
@@ -177,7 +178,37 @@ y = np.load(batch)["y"]
 check(r["data"]["n"] == 5 and r["data"]["offset"] == 10 and
       r["per_sample"]["label"] == [int(v) for v in y[10:15]], "shard slice recorded")
 run("attack", "--model", model, "--data", batch, "--attack", "fgsm", "--shard-offset", "64",
-    "--out", T("x.json"), want=2, err_has="shard_offset")
+    "--out", T("x.json"), want=2, err_has="--shard-offset")
+
+# shards see the same random streams as the whole run (ids = dataset
+# indices): the per-sample outcomes of a shard equal the whole run's slice
+for cmd, extra in (("attack", ["--attack", "apgd-ce", "--steps", "10"]),
+                   ("evaluate", ["--steps", "5", "--queries", "50"])):
+    full, part = T(cmd + "_full.json"), T(cmd + "_part.json")
+    common = [cmd, "--model", model, "--data", batch, "--eps", "0.1", "--seed", "4",
+              "--quiet", *extra]
+    run(*common, "--n", "24", "--out", full, "--adv", T("full.npy"))
+    run(*common, "--shard-offset", "8", "--shard-count", "16", "--out", part,
+        "--adv", T("part.npy"))
+    a, b = json.load(open(full))["per_sample"], json.load(open(part))["per_sample"]
+    # (an attack's per-sample "queries" is the call's mean for white-box
+    # attacks, so it legitimately depends on the call)
+    check(all(a[k][8:24] == b[k] for k in b if k != "queries"),
+          "%s: a shard's per-sample results = the slice" % cmd)
+    check(np.array_equal(np.load(T("full.npy"))[8:24], np.load(T("part.npy"))),
+          "%s: a shard's adversarials = the slice" % cmd)
+
+# a model with NaN weights is refused with the reason (exit 2), not attacked
+nanm = T("nan.onnx")
+m = onnx.load(model)
+w = m.graph.initializer[-1]  # the last layer's bias: NaN reaches the logits
+arr = onnx.numpy_helper.to_array(w).copy()
+arr.flat[0] = np.nan
+w.CopyFrom(onnx.numpy_helper.from_array(arr, w.name))
+onnx.save(m, nanm)
+for cmd in (["attack", "--attack", "fgsm"], ["evaluate"]):
+    run(*cmd, "--model", nanm, "--data", batch, "--n", "4", "--out", T("x.json"), want=2,
+        err_has="not finite")
 
 print("%d failed" % fails)
 sys.exit(1 if fails else 0)

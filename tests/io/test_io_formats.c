@@ -216,12 +216,41 @@ TEST(fashion_mnist_gz) {
   check_mnist("fashion", FASHION_DIR, ".gz");
 }
 
+/* adv_dataset_load_mem on the same bytes must give what the file reader
+ * gave: the same status and byte-identical arrays. */
+static void check_mem_same(const char *data, const char *labels, int want,
+                           const adv_dataset *ref) {
+  char dp[1024], lp[1024];
+  snprintf(dp, sizeof(dp), "%s", path_in(IO_DATA_DIR, data));
+  if (labels)
+    snprintf(lp, sizeof(lp), "%s", path_in(IO_DATA_DIR, labels));
+  size_t dl = 0, ll = 0;
+  uint8_t *db = util_slurp(dp, &dl), *lb = labels ? util_slurp(lp, &ll) : NULL;
+  if (db && (!labels || lb)) {
+    adv_dataset m;
+    adv_err err = {{0}};
+    int rc =
+        adv_dataset_load_mem(db, dl, lb, ll, adv_io_default_limits(), &m, &err);
+    CHECK_EQ_INT(rc, want);
+    if (rc == ADV_OK && want == ADV_OK) {
+      CHECK(m.x.nbytes == ref->x.nbytes && m.x.ndim == ref->x.ndim &&
+            !memcmp(m.x.data, ref->x.data, m.x.nbytes));
+      CHECK(m.y.nbytes == ref->y.nbytes &&
+            (!m.y.data || !memcmp(m.y.data, ref->y.data, m.y.nbytes)));
+    }
+    adv_dataset_free(&m);
+  }
+  free(db);
+  free(lb);
+}
+
 /* Loads a dataset expecting status `want`; returns it loaded (or empty). */
 static int ds_load(const char *data, const char *labels, adv_dataset *ds) {
   adv_err err = {{0}};
   int rc = adv_dataset_load(path_in(IO_DATA_DIR, data),
                             labels ? path_in(IO_DATA_DIR, labels) : NULL,
                             adv_io_default_limits(), ds, &err);
+  check_mem_same(data, labels, rc, ds);
   if (rc) {
     CHECK(ds->x.data == NULL && ds->y.data == NULL);
     CHECK(err.msg[0] != '\0');

@@ -62,6 +62,12 @@ TEST(npy_roundtrip) {
       uint8_t *raw = util_slurp(p(name), &len);
       CHECK(raw && len == a.nbytes + (raw[8] | raw[9] << 8) + 10);
       CHECK(raw && ((raw[8] | raw[9] << 8) + 10) % 64 == 0);
+      /* the in-memory writer gives the file's bytes */
+      void *mem = NULL;
+      size_t mlen = 0;
+      CHECK_EQ_INT(adv_npy_write_mem(&a, &mem, &mlen, &err), ADV_OK);
+      CHECK(raw && mem && mlen == len && memcmp(mem, raw, len) == 0);
+      free(mem);
       free(raw);
       note(name, codes[c], &a);
       adv_array_free(&a);

@@ -183,6 +183,17 @@ TEST(suites_and_params) {
 TEST(param_table) {
   int n = 0;
   const adv_job_param_info *t = adv_job_param_table(&n);
+  /* every attack-parameter bit is settable by some job parameter, and every
+   * bit an attack declares exists */
+  uint32_t all = 0, covered = 0;
+#define BIT(name, b) all |= ADV_PARAM_##name;
+  ADV_PARAM_MAP(BIT)
+#undef BIT
+  for (int i = 0; i < n; i++)
+    covered |= t[i].bit & all;
+  CHECK_EQ_INT(covered, all);
+  for (int k = 0; k < ADV_ATTACK_COUNT; k++)
+    CHECK_EQ_INT(adv_attack_param_mask((adv_attack_kind)k) & ~all, 0);
   CHECK(n > 20 && t[n].name == NULL);
   for (int i = 0; i < n; i++) {
     CHECK(t[i].name && t[i].help);

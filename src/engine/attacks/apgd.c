@@ -178,7 +178,7 @@ static int apgd_single(adv_eval *ev, const float *x, int64_t n,
     w->act[na++] = i;
     adv_rng rng;
     adv__rng_seed(&rng, p->seed ^ (stream * 0x9e3779b97f4a7c15ull) ^
-                            ((uint64_t)i * 0xd1b54a32d192ed03ull));
+                            (adv__sample_id(p, i) * 0xd1b54a32d192ed03ull));
     init_point(&rng, w->xa + i * per, x + i * per, per, p);
   }
   if (na == 0)

@@ -37,7 +37,7 @@ typedef struct adv_eval {
     uint64_t last_used;
   } cache[ADV_EVAL_SESSIONS];
   uint64_t tick;
-  int auto_batch;  /* chunk size chosen when p.batch is 0 (eval.c) */
+  int auto_batch;     /* chunk size chosen when p.batch is 0 (eval.c) */
   const float *cur_x; /* input of the eval_chunks call in progress */
   int64_t forwards, backwards; /* sample-level counts */
   const int64_t *pred_clean;   /* argmax on the clean inputs (run.c) */
@@ -69,9 +69,16 @@ typedef struct adv_rng {
 } adv_rng;
 void adv__rng_seed(adv_rng *r, uint64_t seed);
 uint64_t adv__rng_next(adv_rng *r);
-double adv__rng_uniform(adv_rng *r);       /* [0, 1) */
-double adv__rng_normal(adv_rng *r);        /* N(0, 1) */
+double adv__rng_uniform(adv_rng *r);         /* [0, 1) */
+double adv__rng_normal(adv_rng *r);          /* N(0, 1) */
 int64_t adv__rng_int(adv_rng *r, int64_t n); /* [0, n) */
+
+/* The id keying sample i's random streams: p->sample_ids[i] when given,
+ * else i, so a sample draws the same numbers whichever other samples share
+ * the call (evaluation cascades, shards). */
+static inline uint64_t adv__sample_id(const adv_attack_params *p, int64_t i) {
+  return p->sample_ids ? (uint64_t)p->sample_ids[i] : (uint64_t)i;
+}
 
 /* ---- vector helpers on one sample of length `per` ---- */
 int64_t adv__argmax(const float *z, int64_t k);
@@ -91,7 +98,8 @@ double adv__min_tol(const float *z, int64_t K);
  * margin wherever they are re-evaluated (see deepfool.c). */
 int adv__min_settle(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
                     const int64_t *target, int targeted, const float *zc,
-                    double accept, float *x_adv, unsigned char *found, float *z);
+                    double accept, float *x_adv, unsigned char *found,
+                    float *z);
 
 typedef int (*adv__attack_fn)(adv_eval *ev, const float *x, int64_t n,
                               const int64_t *y, const int64_t *target,
@@ -100,7 +108,8 @@ typedef int (*adv__attack_fn)(adv_eval *ev, const float *x, int64_t n,
 int adv__attack_fgsm(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
                      const int64_t *target, float *x_adv);
 int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
-                    const int64_t *target, float *x_adv); /* BIM, PGD, MI-FGSM */
+                    const int64_t *target,
+                    float *x_adv); /* BIM, PGD, MI-FGSM */
 int adv__attack_apgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
                      const int64_t *target, float *x_adv); /* APGD-CE/DLR/T */
 int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,

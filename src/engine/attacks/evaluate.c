@@ -16,12 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 void adv_job_result_free(adv_job_result *r) {
   if (!r)
     return;
@@ -170,11 +164,14 @@ static void sanity_checks(const adv_model *m, int ndim, const int64_t *dims,
   adv_session_free(s);
 }
 
-int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
-                     const float *x, int64_t n, const int64_t *y,
-                     const adv_job_spec *spec, adv_job_progress_fn progress,
-                     void *ud, const volatile int *abort_flag,
-                     adv_job_result *r, adv_err *err) {
+/* The evaluation; sample i of x is sample id_base + i of the dataset (the
+ * id keys its random streams, so shards draw what the whole run draws). */
+static int evaluate(const adv_model *m, int ndim, const int64_t *dims,
+                    const float *x, int64_t n, const int64_t *y,
+                    int64_t id_base, const adv_job_spec *spec,
+                    adv_job_progress_fn progress, void *ud,
+                    const volatile int *abort_flag, adv_job_result *r,
+                    adv_err *err) {
   memset(r, 0, sizeof(*r));
   int rc = adv_job_spec_validate(spec, err);
   if (rc)
@@ -216,6 +213,7 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
   float *sub = malloc(sizeof(float) * (size_t)(n * per));
   int64_t *sub_y = malloc(sizeof(int64_t) * (size_t)n),
           *idx = malloc(sizeof(int64_t) * (size_t)n);
+  int64_t *gid = malloc(sizeof(int64_t) * (size_t)n);
   r->x_adv = malloc(sizeof(float) * (size_t)(n * per));
   r->pred_clean = malloc(sizeof(int64_t) * (size_t)n);
   r->is_robust = calloc((size_t)n, 1);
@@ -223,8 +221,8 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
   r->linf = calloc((size_t)n, sizeof(float));
   r->l2 = calloc((size_t)n, sizeof(float));
   r->curve = calloc((size_t)ne, sizeof(adv_eval_point));
-  if (!sub || !sub_y || !idx || !r->x_adv || !r->pred_clean || !r->is_robust ||
-      !r->broken_by || !r->linf || !r->l2 || !r->curve) {
+  if (!sub || !sub_y || !idx || !gid || !r->x_adv || !r->pred_clean ||
+      !r->is_robust || !r->broken_by || !r->linf || !r->l2 || !r->curve) {
     rc = adv__error(err, ADV_ENOMEM, "out of memory");
     goto done;
   }
@@ -237,6 +235,8 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
     cp.eps = 0.f;
     cp.threads = spec->params.threads;
     cp.batch = spec->params.batch;
+    cp.clip_min = spec->params.clip_min;
+    cp.clip_max = spec->params.clip_max;
     adv_attack_result r0;
     if ((rc = adv_attack_run_shape(m, ndim, dims, x, n, y, NULL, cp, NULL, NULL,
                                    abort_flag, &r0, err)))
@@ -250,7 +250,7 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
     r->correct += r->is_robust[i];
   }
   sanity_checks(m, ndim, dims, x, n, y, spec->params.threads, r);
-  double t_all = now_s();
+  double t_all = adv__now_s();
   int64_t square_extra = 0;
   bridge b = {progress, ud, {0}, 0, 0};
   b.st.n = n;
@@ -264,6 +264,7 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
       for (int64_t i = 0; i < n; i++)
         if (r->is_robust[i]) {
           idx[cnt] = i;
+          gid[cnt] = id_base + i;
           sub_y[cnt] = y[i];
           memcpy(sub + cnt * per, x + i * per, sizeof(float) * (size_t)per);
           cnt++;
@@ -273,6 +274,7 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
         continue;
       adv_attack_params p =
           adv_job_attack_params(spec, r->items[a], eps_list[e], restarts[a]);
+      p.sample_ids = gid;
       b.st.attack = adv_attack_name(r->items[a]);
       b.st.active = cnt;
       b.st.robust = robust_now;
@@ -283,7 +285,7 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
         goto done;
       }
       adv_attack_result ar;
-      double t0 = now_s();
+      double t0 = adv__now_s();
       rc = adv_attack_run_shape(m, ndim, dims, sub, cnt, sub_y, NULL, p,
                                 bridge_cb, &b, abort_flag, &ar, err);
       if (rc) {
@@ -291,13 +293,13 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
         if (err) {
           char msg[sizeof(err->msg)];
           memcpy(msg, err->msg, sizeof(msg));
-          msg[sizeof(msg) - 40] = 0; /* room for the name */
-          snprintf(err->msg, sizeof(err->msg), "%s: %s",
+          /* the name is at most 16 chars: the tail of a long message goes */
+          snprintf(err->msg, sizeof(err->msg), "%.16s: %.480s",
                    adv_attack_name(r->items[a]), msg);
         }
         goto done;
       }
-      pt->secs[a] = now_s() - t0;
+      pt->secs[a] = adv__now_s() - t0;
       pt->fw[a] = ar.forwards;
       pt->bw[a] = ar.backwards;
       for (int64_t j = 0; j < cnt; j++)
@@ -332,7 +334,7 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
          "missed: "
          "possible gradient masking",
          (long long)square_extra);
-  r->wall_time_s = now_s() - t_all;
+  r->wall_time_s = adv__now_s() - t_all;
   for (int a = 0; a < ni; a++)
     r->item_params[a] =
         adv_job_attack_params(spec, r->items[a], eps_list[ne - 1], restarts[a]);
@@ -350,18 +352,29 @@ done:
   free(sub);
   free(sub_y);
   free(idx);
+  free(gid);
   if (rc)
     adv_job_result_free(r);
   return rc;
+}
+
+int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
+                     const float *x, int64_t n, const int64_t *y,
+                     const adv_job_spec *spec, adv_job_progress_fn progress,
+                     void *ud, const volatile int *abort_flag,
+                     adv_job_result *r, adv_err *err) {
+  return evaluate(m, ndim, dims, x, n, y, 0, spec, progress, ud, abort_flag, r,
+                  err);
 }
 
 /* ---------------- one attack ---------------- */
 
 static int run_attack(const adv_model *m, int ndim, const int64_t *dims,
                       const float *x, int64_t n, const int64_t *y,
-                      const adv_job_spec *spec, adv_job_progress_fn progress,
-                      void *ud, const volatile int *abort_flag,
-                      adv_job_result *r, adv_err *err) {
+                      int64_t id_base, const adv_job_spec *spec,
+                      adv_job_progress_fn progress, void *ud,
+                      const volatile int *abort_flag, adv_job_result *r,
+                      adv_err *err) {
   adv_attack_kind kind = spec->params.kind;
   adv_attack_params p = adv_job_attack_params(spec, kind, -1.f, 1);
   r->kind = ADV_JOB_ATTACK;
@@ -390,16 +403,23 @@ static int run_attack(const adv_model *m, int ndim, const int64_t *dims,
     else if ((rc = adv_targets_random(p.seed, y, n, K, r->target, err)))
       return rc;
   }
+  int64_t *gid = malloc(sizeof(int64_t) * (size_t)n);
+  if (!gid)
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  for (int64_t i = 0; i < n; i++)
+    gid[i] = id_base + i;
+  p.sample_ids = gid;
   adv_attack_result ar;
   bridge b = {progress, ud, {0}, 0, 1};
   b.st.attack = adv_attack_name(kind);
   b.st.eps = p.eps;
   b.st.active = n;
   b.st.n = n;
-  double t0 = now_s();
+  double t0 = adv__now_s();
   rc = adv_attack_run_shape(m, ndim, dims, x, n, y, r->target, p, bridge_cb, &b,
                             abort_flag, &ar, err);
-  r->wall_time_s = now_s() - t0;
+  r->wall_time_s = adv__now_s() - t0;
+  free(gid); /* p.sample_ids was borrowed for the call; r->params has NULL */
   if (rc)
     return rc;
   /* the attack result's arrays move into the job result */
@@ -464,8 +484,8 @@ int adv_job_run(const adv_model *m, const adv_array *x, const adv_array *y,
   const float *xs = (const float *)x->data + off * per;
   const int64_t *ys = (const int64_t *)y->data + off;
   if (spec->kind == ADV_JOB_EVALUATION) {
-    rc = adv_evaluate_run(m, x->ndim, x->dims, xs, count, ys, spec, progress,
-                          ud, abort_flag, res, err);
+    rc = evaluate(m, x->ndim, x->dims, xs, count, ys, off, spec, progress, ud,
+                  abort_flag, res, err);
   } else {
     if ((rc = adv_model_check_input(m, x->ndim, x->dims, err)))
       return rc;
@@ -475,7 +495,7 @@ int adv_job_run(const adv_model *m, const adv_array *x, const adv_array *y,
     res->x_ndim = x->ndim;
     memcpy(res->x_dims, x->dims, sizeof(res->x_dims));
     res->x_dims[0] = count;
-    rc = run_attack(m, x->ndim, x->dims, xs, count, ys, spec, progress, ud,
+    rc = run_attack(m, x->ndim, x->dims, xs, count, ys, off, spec, progress, ud,
                     abort_flag, res, err);
     if (rc)
       adv_job_result_free(res);

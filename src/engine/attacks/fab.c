@@ -463,7 +463,7 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
           adv_rng rng;
           adv__rng_seed(
               &rng, p->seed ^ ((uint64_t)(run + 1) * 0x9e3779b97f4a7c15ull) ^
-                        ((uint64_t)i * 0xd1b54a32d192ed03ull));
+                        (adv__sample_id(p, i) * 0xd1b54a32d192ed03ull));
           fab_random_start(&rng, norm, x + i * per, b.x1 + na * per, per, rad,
                            lo, hi);
         }

@@ -619,8 +619,8 @@ int adv__attack_hsj(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   c.start = c.alive + 3 * G;
   uint64_t base = hsj_mix(p->seed ^ 0x48534a41ull); /* "HSJA" salt */
   for (int64_t i = 0; i < n; i++)
-    adv__rng_seed(&c.rng[i],
-                  hsj_mix(base + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
+    adv__rng_seed(&c.rng[i], hsj_mix(base + 0x9e3779b97f4a7c15ull *
+                                                (adv__sample_id(p, i) + 1)));
   /* query 1 of every sample: its prediction at x */
   if ((rc = adv__eval_forward(ev, x, n, z0)))
     goto out;

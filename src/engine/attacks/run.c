@@ -33,18 +33,9 @@ static const adv__attack_fn dispatch_table[] = {
     ADV_ATTACK_MAP(ADV__ATTACK_FN)
 #undef ADV__ATTACK_FN
 };
-_Static_assert(sizeof(dispatch_table) / sizeof(dispatch_table[0]) ==
-                   ADV_ATTACK_COUNT,
-               "one entry point per adv_attack_kind");
 
 static adv__attack_fn dispatch(adv_attack_kind k) {
   return (int)k >= 0 && k < ADV_ATTACK_COUNT ? dispatch_table[k] : NULL;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int adv_attack_run(const adv_model *m, const float *x, int64_t n,
@@ -115,7 +106,7 @@ int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims,
   ev.per = 1;
   for (int i = 1; i < ev.in_ndim; i++)
     ev.per *= ev.in_dims[i];
-  double t0 = now_s();
+  double t0 = adv__now_s();
   int rc = ADV_OK;
   float *z = NULL;
   res->n = n;
@@ -161,6 +152,16 @@ int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims,
   }
   if ((rc = adv__eval_forward(&ev, x, n, z)))
     goto fail;
+  /* a model that outputs NaN/Inf on clean data (NaN weights, overflow)
+   * makes every attack meaningless: refuse it with the reason */
+  for (int64_t i = 0; i < n * ev.classes; i++)
+    if (!isfinite(z[i])) {
+      rc = adv__error(
+          err, ADV_EFORMAT,
+          "the model's output on sample %lld is not finite (NaN or Inf)",
+          (long long)(i / ev.classes));
+      goto fail;
+    }
   for (int64_t i = 0; i < n; i++)
     res->pred_clean[i] = adv__argmax(z + i * ev.classes, ev.classes);
   ev.forwards = 0; /* the clean pass is not part of the attack's budget */
@@ -225,7 +226,7 @@ int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims,
       res->queries[i] = ev.forwards / n;
   res->forwards = ev.forwards;
   res->backwards = ev.backwards;
-  res->seconds = now_s() - t0;
+  res->seconds = adv__now_s() - t0;
   free(z);
   for (int i = 0; i < ADV_EVAL_SESSIONS; i++)
     adv_session_free(ev.cache[i].s);

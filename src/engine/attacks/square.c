@@ -433,8 +433,8 @@ int adv__attack_square(adv_eval *ev, const float *x, int64_t n,
   }
   uint64_t base = sq_mix(p->seed ^ 0x5155415245ull); /* "SQUARE" salt */
   for (int64_t i = 0; i < n; i++)
-    adv__rng_seed(&c.rng[i],
-                  sq_mix(base + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
+    adv__rng_seed(&c.rng[i], sq_mix(base + 0x9e3779b97f4a7c15ull *
+                                               (adv__sample_id(p, i) + 1)));
   /* query 1: is x already fooled (AutoAttack attacks only the others) */
   if ((rc = adv__eval_forward(ev, x, n, c.z)))
     goto out;

@@ -35,10 +35,9 @@ static const attack_row attacks[] = {
     ADV_ATTACK_MAP(ADV__ATTACK_ROW)
 #undef ADV__ATTACK_ROW
 };
-/* Designated initializers would silently leave a hole if the enum and the
- * rows ever came from different lists; this cannot hold then. */
-_Static_assert(sizeof(attacks) / sizeof(attacks[0]) == ADV_ATTACK_COUNT,
-               "one attack row per adv_attack_kind");
+/* (The rows, the enum and run.c's dispatch come from the same macro, so
+ * they cannot disagree; no assert is needed for them. The name tables
+ * below are written by hand and are pinned against their enums.) */
 
 static const attack_row *row(adv_attack_kind k) {
   return (int)k >= 0 && k < ADV_ATTACK_COUNT ? &attacks[k] : NULL;
@@ -137,45 +136,48 @@ adv_attack_params adv_attack_default_params(adv_attack_kind kind) {
 
 /* ---------------- names of the other enums ---------------- */
 
-static const char *const suite_names[] = {
-    [ADV_SUITE_AUTOATTACK_STANDARD] = "autoattack-standard",
-    [ADV_SUITE_AUTOATTACK_PLUS] = "autoattack-plus",
-    [ADV_SUITE_CUSTOM] = "custom",
-};
-_Static_assert(sizeof(suite_names) / sizeof(suite_names[0]) ==
-                   ADV_SUITE_CUSTOM + 1,
-               "a name for every suite");
-
-static const char *const loss_names[] = {
-    [ADV_LOSS_CE] = "ce",
-    [ADV_LOSS_CW] = "cw",
-    [ADV_LOSS_DLR] = "dlr",
-    [ADV_LOSS_LOGIT] = "logit",
-};
-_Static_assert(sizeof(loss_names) / sizeof(loss_names[0]) == ADV_LOSS_LOGIT + 1,
-               "a name for every loss");
-
-int adv_suite_from_name(const char *name) {
-  for (int i = 0; name && i <= ADV_SUITE_CUSTOM; i++)
-    if (!strcmp(suite_names[i], name))
-      return i;
-  return -1;
-}
-
+/* Switches without a default: with -Wswitch (on in -Wall, an error under
+ * ADV_WERROR) a suite or loss added to its enum without a name here fails
+ * the build. */
 const char *adv_suite_name(adv_suite suite) {
-  return (int)suite >= 0 && suite <= ADV_SUITE_CUSTOM ? suite_names[suite]
-                                                      : "unknown";
-}
-
-int adv_loss_from_name(const char *name) {
-  for (int i = 0; name && i <= ADV_LOSS_LOGIT; i++)
-    if (!strcmp(loss_names[i], name))
-      return i;
-  return -1;
+  switch (suite) {
+  case ADV_SUITE_AUTOATTACK_STANDARD:
+    return "autoattack-standard";
+  case ADV_SUITE_AUTOATTACK_PLUS:
+    return "autoattack-plus";
+  case ADV_SUITE_CUSTOM:
+    return "custom";
+  }
+  return "unknown";
 }
 
 const char *adv_loss_name(adv_loss_kind k) {
-  return (int)k >= 0 && k <= ADV_LOSS_LOGIT ? loss_names[k] : "unknown";
+  switch (k) {
+  case ADV_LOSS_CE:
+    return "ce";
+  case ADV_LOSS_CW:
+    return "cw";
+  case ADV_LOSS_DLR:
+    return "dlr";
+  case ADV_LOSS_LOGIT:
+    return "logit";
+  }
+  return "unknown";
+}
+
+int adv_suite_from_name(const char *name) {
+  for (int i = 0; name && strcmp(adv_suite_name((adv_suite)i), "unknown"); i++)
+    if (!strcmp(adv_suite_name((adv_suite)i), name))
+      return i;
+  return -1;
+}
+
+int adv_loss_from_name(const char *name) {
+  for (int i = 0; name && strcmp(adv_loss_name((adv_loss_kind)i), "unknown");
+       i++)
+    if (!strcmp(adv_loss_name((adv_loss_kind)i), name))
+      return i;
+  return -1;
 }
 
 /* ---------------- the job-spec parameter table ---------------- */
@@ -336,6 +338,50 @@ static int parse_norm(const char *v) {
   return -1;
 }
 
+/* The value of a name-valued parameter, -1 when `v` names none. */
+static int enum_of(adv_job_ptype t, const char *v) {
+  switch (t) {
+  case ADV_JOB_PT_BOOL:
+    return !strcmp(v, "true") || !strcmp(v, "1")    ? 1
+           : !strcmp(v, "false") || !strcmp(v, "0") ? 0
+                                                    : -1;
+  case ADV_JOB_PT_NORM:
+    return parse_norm(v);
+  case ADV_JOB_PT_ATTACK:
+    return adv_attack_kind_from_name(v);
+  case ADV_JOB_PT_SUITE:
+    return adv_suite_from_name(v);
+  case ADV_JOB_PT_LOSS:
+    return adv_loss_from_name(v);
+  case ADV_JOB_PT_KIND:
+    return !strcmp(v, "attack")       ? ADV_JOB_ATTACK
+           : !strcmp(v, "evaluation") ? ADV_JOB_EVALUATION
+                                      : -1;
+  default:
+    return -1;
+  }
+}
+
+/* What a name-valued parameter accepts, for messages. */
+static const char *enum_expect(adv_job_ptype t) {
+  switch (t) {
+  case ADV_JOB_PT_BOOL:
+    return "true or false";
+  case ADV_JOB_PT_NORM:
+    return "inf or 2";
+  case ADV_JOB_PT_ATTACK:
+    return "an attack (fgsm, pgd, apgd-ce, ..., see adv/attack.h)";
+  case ADV_JOB_PT_SUITE:
+    return "autoattack-standard, autoattack-plus or custom";
+  case ADV_JOB_PT_LOSS:
+    return "ce, cw, dlr or logit";
+  case ADV_JOB_PT_KIND:
+    return "attack or evaluation";
+  default:
+    return "valid";
+  }
+}
+
 /* Range text of a numeric entry, for messages. */
 static const char *range_text(const adv_job_param_info *q, char *buf,
                               size_t n) {
@@ -386,53 +432,17 @@ int adv_job_spec_set(adv_job_spec *s, const char *name, const char *value,
     *(float *)f = (float)x;
     break;
   }
-  case ADV_JOB_PT_BOOL: {
-    int b = !strcmp(value, "true") || !strcmp(value, "1")    ? 1
-            : !strcmp(value, "false") || !strcmp(value, "0") ? 0
-                                                             : -1;
-    if (b < 0)
-      return fail(err, ADV_EINVAL, "%s: '%s' is not true or false", name,
-                  value);
-    *(int *)f = b;
-    break;
-  }
-  case ADV_JOB_PT_NORM: {
-    int nm = parse_norm(value);
-    if (nm < 0)
-      return fail(err, ADV_EINVAL, "%s: '%s' must be inf or 2", name, value);
-    *(adv_norm *)f = (adv_norm)nm;
-    break;
-  }
-  case ADV_JOB_PT_ATTACK: {
-    int k = adv_attack_kind_from_name(value);
+  case ADV_JOB_PT_BOOL:
+  case ADV_JOB_PT_NORM:
+  case ADV_JOB_PT_ATTACK:
+  case ADV_JOB_PT_SUITE:
+  case ADV_JOB_PT_KIND:
+  case ADV_JOB_PT_LOSS: { /* int-sized enums, by name */
+    int k = enum_of(q->type, value);
     if (k < 0)
-      return fail(err, ADV_EINVAL, "%s: unknown attack '%s'", name, value);
-    *(adv_attack_kind *)f = (adv_attack_kind)k;
-    break;
-  }
-  case ADV_JOB_PT_SUITE: {
-    int k = adv_suite_from_name(value);
-    if (k < 0)
-      return fail(err, ADV_EINVAL, "%s: unknown suite '%s'", name, value);
-    *(adv_suite *)f = (adv_suite)k;
-    break;
-  }
-  case ADV_JOB_PT_KIND: {
-    int k = !strcmp(value, "attack")       ? ADV_JOB_ATTACK
-            : !strcmp(value, "evaluation") ? ADV_JOB_EVALUATION
-                                           : -1;
-    if (k < 0)
-      return fail(err, ADV_EINVAL, "%s: '%s' must be attack or evaluation",
-                  name, value);
-    *(adv_job_kind *)f = (adv_job_kind)k;
-    break;
-  }
-  case ADV_JOB_PT_LOSS: {
-    int k = adv_loss_from_name(value);
-    if (k < 0)
-      return fail(err, ADV_EINVAL, "%s: '%s' must be ce, cw, dlr or logit",
-                  name, value);
-    *(adv_loss_kind *)f = (adv_loss_kind)k;
+      return fail(err, ADV_EINVAL, "%s: '%s' is not %s", name, value,
+                  enum_expect(q->type));
+    *(int *)f = k;
     break;
   }
   case ADV_JOB_PT_FLOATS:
@@ -462,7 +472,8 @@ int adv_job_spec_set(adv_job_spec *s, const char *name, const char *value,
       } else {
         int k = adv_attack_kind_from_name(tok);
         if (k < 0)
-          return fail(err, ADV_EINVAL, "%s: unknown attack '%s'", name, tok);
+          return fail(err, ADV_EINVAL, "%s: '%s' is not %s", name, tok,
+                      enum_expect(ADV_JOB_PT_ATTACK));
         kv[n++] = (adv_attack_kind)k;
       }
       if (!e)
@@ -544,7 +555,7 @@ int adv_job_spec_validate(const adv_job_spec *s, adv_err *err) {
     return fail(err, ADV_EINVAL, "norm: must be inf or 2");
   if (!(p->clip_min < p->clip_max))
     return fail(err, ADV_EINVAL, "clip_max: must be greater than clip_min");
-  if ((int)p->loss < 0 || p->loss > ADV_LOSS_LOGIT)
+  if ((int)p->loss < 0 || !strcmp(adv_loss_name(p->loss), "unknown"))
     return fail(err, ADV_EINVAL, "loss: must be ce, cw, dlr or logit");
   if (s->n_eps < 0 || s->n_eps > ADV_JOB_MAX_EPS)
     return fail(err, ADV_EINVAL, "eps_sweep: at most %d values",
@@ -570,7 +581,7 @@ int adv_job_spec_validate(const adv_job_spec *s, adv_err *err) {
                       : adv_attack_default_params(p->kind).norm;
     return check_attack(s, p->kind, nm, err);
   }
-  if ((int)s->suite < 0 || s->suite > ADV_SUITE_CUSTOM)
+  if ((int)s->suite < 0 || !strcmp(adv_suite_name(s->suite), "unknown"))
     return fail(err, ADV_EINVAL, "suite: unknown suite");
   if (s->suite == ADV_SUITE_CUSTOM && s->n_attacks == 0)
     return fail(err, ADV_EINVAL,

@@ -42,6 +42,8 @@ void adv__arena_free(adv_arena *a);
 /* Formats into err (may be NULL) and returns code. */
 int adv__error(adv_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Monotonic clock in seconds (timings in results). */
+double adv__now_s(void);
 
 /* ---------- attributes ---------- */
 

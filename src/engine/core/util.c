@@ -6,12 +6,15 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef ADV_VERSION
 #define ADV_VERSION "0.0.0"
 #endif
 
-const char *adv_version(void) { return ADV_VERSION; }
+const char *adv_version(void) {
+  return ADV_VERSION;
+}
 
 int adv__error(adv_err *err, int code, const char *fmt, ...) {
   if (err) {
@@ -21,6 +24,12 @@ int adv__error(adv_err *err, int code, const char *fmt, ...) {
     va_end(ap);
   }
   return code;
+}
+
+double adv__now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 const adv_attr *adv__attr_get(const adv_mnode *n, const char *name) {
@@ -135,8 +144,8 @@ int adv__pool_geom(const adv_mnode *n, const adv_tensor *x,
                    adv_err *err) {
   memset(g, 0, sizeof(*g));
   if (x->ndim < 3 || x->ndim > 5)
-    return adv__error(err, ADV_EUNSUPPORTED,
-                     "%s: input rank %d (need 3..5)", n->op_type, x->ndim);
+    return adv__error(err, ADV_EUNSUPPORTED, "%s: input rank %d (need 3..5)",
+                      n->op_type, x->ndim);
   g->nsp = x->ndim - 2;
   const int64_t *v;
   int c;
@@ -147,7 +156,7 @@ int adv__pool_geom(const adv_mnode *n, const adv_tensor *x,
     c = adv__attr_ints(n, "kernel_shape", &v);
     if (c != g->nsp)
       return adv__error(err, ADV_EFORMAT, "%s: kernel_shape missing or wrong",
-                       n->op_type);
+                        n->op_type);
     for (int i = 0; i < g->nsp; i++)
       g->k[i] = v[i];
   }
@@ -182,8 +191,8 @@ int adv__pool_geom(const adv_mnode *n, const adv_tensor *x,
         g->pad_lo[i] < 0 || g->pad_hi[i] < 0 || g->pad_lo[i] > 4096 ||
         g->pad_hi[i] > 4096)
       return adv__error(err, ADV_EFORMAT,
-                       "%s: kernel/stride/dilation/pad out of range",
-                       n->op_type);
+                        "%s: kernel/stride/dilation/pad out of range",
+                        n->op_type);
   }
   const char *ap = adv__attr_str(n, "auto_pad", "NOTSET");
   int64_t ceil_mode = allow_ceil ? adv__attr_int(n, "ceil_mode", 0) : 0;
@@ -211,7 +220,7 @@ int adv__pool_geom(const adv_mnode *n, const adv_tensor *x,
       int64_t span = g->in[i] + g->pad_lo[i] + g->pad_hi[i] - ek;
       if (span < 0)
         return adv__error(err, ADV_ESHAPE, "%s: kernel larger than input",
-                         n->op_type);
+                          n->op_type);
       if (ceil_mode) {
         g->out[i] = (span + g->stride[i] - 1) / g->stride[i] + 1;
         if ((g->out[i] - 1) * g->stride[i] >= g->in[i] + g->pad_lo[i])
@@ -221,7 +230,7 @@ int adv__pool_geom(const adv_mnode *n, const adv_tensor *x,
       }
     } else {
       return adv__error(err, ADV_EFORMAT, "%s: bad auto_pad '%s'", n->op_type,
-                       ap);
+                        ap);
     }
     if (g->out[i] < 1)
       return adv__error(err, ADV_ESHAPE, "%s: empty output", n->op_type);
@@ -277,7 +286,8 @@ void adv__sgemm(int threads, int transA, int transB, int M, int N, int K,
   enum CBLAS_TRANSPOSE tb = transB ? CblasTrans : CblasNoTrans;
   double work = (double)M * N * K;
   if (threads <= 1 || work < 2e6 || omp_in_parallel()) {
-    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                ldc);
     return;
   }
   int by_rows = M >= N || M >= 16 * threads;
@@ -292,12 +302,12 @@ void adv__sgemm(int threads, int transA, int transB, int M, int N, int K,
     if (lo < hi) {
       if (by_rows) {
         const float *Ab = transA ? A + lo : A + (size_t)lo * lda;
-        cblas_sgemm(CblasRowMajor, ta, tb, hi - lo, N, K, alpha, Ab, lda, B, ldb,
-                    beta, C + (size_t)lo * ldc, ldc);
+        cblas_sgemm(CblasRowMajor, ta, tb, hi - lo, N, K, alpha, Ab, lda, B,
+                    ldb, beta, C + (size_t)lo * ldc, ldc);
       } else {
         const float *Bb = transB ? B + (size_t)lo * ldb : B + lo;
-        cblas_sgemm(CblasRowMajor, ta, tb, M, hi - lo, K, alpha, A, lda, Bb, ldb,
-                    beta, C + lo, ldc);
+        cblas_sgemm(CblasRowMajor, ta, tb, M, hi - lo, K, alpha, A, lda, Bb,
+                    ldb, beta, C + lo, ldc);
       }
     }
   }

@@ -19,16 +19,30 @@
 
 typedef enum file_kind { KIND_NPY, KIND_NPZ, KIND_IDX } file_kind;
 
+/* Where a dataset file comes from: a path, or bytes in memory (then
+ * `path` is only its name in messages). */
+typedef struct input {
+  const char *path;
+  const uint8_t *buf; /* NULL: read `path` */
+  size_t len;
+} input;
+
 /* Classifies a file by its first bytes. */
-static int sniff(const char *path, file_kind *kind, adv_err *err) {
-  if (!path)
+static int sniff(const input *in, file_kind *kind, adv_err *err) {
+  if (!in->path)
     return adv__fail(err, ADV_EINVAL, "no file path given");
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return adv__fail(err, ADV_EIO, "cannot open '%s'", path);
   uint8_t m[6] = {0};
-  size_t n = fread(m, 1, sizeof(m), f);
-  fclose(f);
+  size_t n;
+  if (in->buf) {
+    n = in->len < sizeof(m) ? in->len : sizeof(m);
+    memcpy(m, in->buf, n);
+  } else {
+    FILE *f = fopen(in->path, "rb");
+    if (!f)
+      return adv__fail(err, ADV_EIO, "cannot open '%s'", in->path);
+    n = fread(m, 1, sizeof(m), f);
+    fclose(f);
+  }
   if (n >= 6 && memcmp(m, "\x93NUMPY", 6) == 0)
     *kind = KIND_NPY;
   else if (n >= 4 && m[0] == 'P' && m[1] == 'K' &&
@@ -43,7 +57,7 @@ static int sniff(const char *path, file_kind *kind, adv_err *err) {
   else
     return adv__fail(err, ADV_EFORMAT,
                      "'%s' is not an NPY, NPZ or IDX file (unknown magic)",
-                     path);
+                     in->path);
   return ADV_OK;
 }
 
@@ -57,15 +71,28 @@ static int with_context(adv_err *err, int rc, const char *what,
 }
 
 /* Reads a single-array file (NPY or IDX) or member `member` of an NPZ. */
-static int load_one(const char *path, file_kind kind, const char *member,
+static int load_one(const input *in, file_kind kind, const char *member,
                     adv_io_limits lim, adv_array *out, adv_err *err) {
+  if (in->buf) {
+    if (in->len > lim.max_file_bytes)
+      return adv__fail(err, ADV_ELIMIT, "'%s' is above the %zu byte file limit",
+                       in->path, lim.max_file_bytes);
+    switch (kind) {
+    case KIND_NPY:
+      return adv_npy_read_mem(in->buf, in->len, lim, out, err);
+    case KIND_IDX:
+      return adv__idx_read_mem(in->buf, in->len, lim, out, err);
+    default:
+      return adv__npz_read_mem(in->buf, in->len, member, lim, out, err);
+    }
+  }
   switch (kind) {
   case KIND_NPY:
-    return adv_npy_read_file(path, lim, out, err);
+    return adv_npy_read_file(in->path, lim, out, err);
   case KIND_IDX:
-    return adv_idx_read_file(path, lim, out, err);
+    return adv_idx_read_file(in->path, lim, out, err);
   default:
-    return adv_npz_read_file(path, member, lim, out, err);
+    return adv_npz_read_file(in->path, member, lim, out, err);
   }
 }
 
@@ -191,49 +218,56 @@ static int normalize_y(adv_array *y, int64_t n, adv_err *err) {
   return ADV_OK;
 }
 
-int adv_dataset_load(const char *data_path, const char *labels_path,
-                     adv_io_limits lim, adv_dataset *ds, adv_err *err) {
+/* The (x, y) convention on a data input and an optional labels input. */
+static int load_dataset(const input *data, const input *labels,
+                        adv_io_limits lim, adv_dataset *ds, adv_err *err) {
   if (!ds)
     return adv__fail(err, ADV_EINVAL, "no dataset output");
   memset(ds, 0, sizeof(*ds));
-  if (!data_path)
+  if (!data->path)
     return adv__fail(err, ADV_EINVAL, "no data path given");
   file_kind kind;
-  int rc = sniff(data_path, &kind, err);
+  int rc = sniff(data, &kind, err);
   if (rc)
     return rc;
-  if (kind == KIND_NPZ) {
-    uint8_t *buf;
-    size_t len;
-    rc = adv__read_file(data_path, lim.max_file_bytes, &buf, &len, err);
-    if (rc)
-      return rc;
-    rc = adv__npz_read_mem(buf, len, "x", lim, &ds->x, err);
-    if (!rc && !labels_path) {
+  if (kind == KIND_NPZ) { /* x and y from one archive: parse it once */
+    uint8_t *owned = NULL;
+    const uint8_t *buf = data->buf;
+    size_t len = data->len;
+    if (!buf) {
+      rc = adv__read_file(data->path, lim.max_file_bytes, &owned, &len, err);
+      buf = owned;
+    } else if (len > lim.max_file_bytes) {
+      rc = adv__fail(err, ADV_ELIMIT, "'%s' is above the %zu byte file limit",
+                     data->path, lim.max_file_bytes);
+    }
+    if (!rc)
+      rc = adv__npz_read_mem(buf, len, "x", lim, &ds->x, err);
+    if (!rc && !labels) {
       rc = adv__npz_read_mem(buf, len, "y", lim, &ds->y, err);
       if (rc == ADV_ENOTFOUND)
         rc = ADV_OK; /* labels are optional */
     }
-    free(buf);
+    free(owned);
   } else {
-    rc = load_one(data_path, kind, NULL, lim, &ds->x, err);
+    rc = load_one(data, kind, NULL, lim, &ds->x, err);
   }
   if (rc) {
     adv_dataset_free(ds);
-    return with_context(err, rc, "data", data_path);
+    return with_context(err, rc, "data", data->path);
   }
   rc = normalize_x(&ds->x, lim, err);
   if (rc) {
     adv_dataset_free(ds);
-    return with_context(err, rc, "data", data_path);
+    return with_context(err, rc, "data", data->path);
   }
-  if (labels_path) {
-    rc = sniff(labels_path, &kind, err);
+  if (labels) {
+    rc = sniff(labels, &kind, err);
     if (!rc)
-      rc = load_one(labels_path, kind, "y", lim, &ds->y, err);
+      rc = load_one(labels, kind, "y", lim, &ds->y, err);
     if (rc) {
       adv_dataset_free(ds);
-      return with_context(err, rc, "labels", labels_path);
+      return with_context(err, rc, "labels", labels->path);
     }
   }
   if (ds->y.data) {
@@ -241,10 +275,28 @@ int adv_dataset_load(const char *data_path, const char *labels_path,
     if (rc) {
       adv_dataset_free(ds);
       return with_context(err, rc, "labels",
-                          labels_path ? labels_path : data_path);
+                          labels ? labels->path : data->path);
     }
   }
   return ADV_OK;
+}
+
+int adv_dataset_load(const char *data_path, const char *labels_path,
+                     adv_io_limits lim, adv_dataset *ds, adv_err *err) {
+  input d = {data_path, NULL, 0}, l = {labels_path, NULL, 0};
+  return load_dataset(&d, labels_path ? &l : NULL, lim, ds, err);
+}
+
+int adv_dataset_load_mem(const void *data, size_t data_len, const void *labels,
+                         size_t labels_len, adv_io_limits lim, adv_dataset *ds,
+                         adv_err *err) {
+  if (!data || (!labels && labels_len)) {
+    if (ds)
+      memset(ds, 0, sizeof(*ds));
+    return adv__fail(err, ADV_EINVAL, "no data given");
+  }
+  input d = {"data", data, data_len}, l = {"labels", labels, labels_len};
+  return load_dataset(&d, labels ? &l : NULL, lim, ds, err);
 }
 
 void adv_dataset_free(adv_dataset *ds) {

@@ -31,9 +31,11 @@
 
 /* ---- errors / files (npy.c) ---- */
 
-/* Formats a message into err (no-op when err is NULL); returns `code`. */
-int adv__fail(adv_err *err, int code, const char *fmt, ...)
+/* Formats a message into err (no-op when err is NULL); returns `code`:
+ * the engine's one error helper (core/util.c). */
+int adv__error(adv_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+#define adv__fail adv__error
 
 /* Prepends `prefix` to the message in err (truncating the tail). */
 void adv__err_prefix(adv_err *err, const char *prefix);

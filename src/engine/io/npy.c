@@ -35,16 +35,6 @@ adv_io_limits adv_io_default_limits(void) {
   return l;
 }
 
-int adv__fail(adv_err *err, int code, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 void adv__err_prefix(adv_err *err, const char *prefix) {
   if (!err)
     return;
@@ -749,6 +739,34 @@ int adv__npy_format_header(const adv_array *a, uint8_t **hdr, size_t *hlen,
   h[total - 1] = '\n';
   *hdr = h;
   *hlen = total;
+  return ADV_OK;
+}
+
+int adv_npy_write_mem(const adv_array *a, void **buf, size_t *len,
+                      adv_err *err) {
+  *buf = NULL;
+  *len = 0;
+  uint8_t *hdr;
+  size_t hlen;
+  int rc = adv__npy_format_header(a, &hdr, &hlen, err);
+  if (rc)
+    return rc;
+  if (a->nbytes > SIZE_MAX - hlen) {
+    free(hdr);
+    return adv__fail(err, ADV_ELIMIT, "array too large");
+  }
+  uint8_t *b = malloc(hlen + a->nbytes);
+  if (!b) {
+    free(hdr);
+    return adv__fail(err, ADV_ENOMEM, "out of memory (%zu bytes)",
+                     hlen + a->nbytes);
+  }
+  memcpy(b, hdr, hlen);
+  if (a->nbytes)
+    memcpy(b + hlen, a->data, a->nbytes);
+  free(hdr);
+  *buf = b;
+  *len = hlen + a->nbytes;
   return ADV_OK;
 }
 
