@@ -326,6 +326,8 @@ static int upload_query(sbx_s3_writer *w, int part, char *q, size_t cap) {
   return sbx_s3_query(kv, part ? 2 : 1, q, cap);
 }
 
+/* CreateMultipartUpload for w->key after checking with HEAD that the key
+ * is free (blobs are immutable); keeps the upload id. Never retried. */
 static int create_upload(sbx_s3_writer *w) {
   /* blobs are immutable: refuse an existing key before uploading parts */
   int rc = s3_head(w->s, w->key, NULL, NULL, NULL);
@@ -360,6 +362,8 @@ static int create_upload(sbx_s3_writer *w) {
   return rc;
 }
 
+/* Uploads the writer's buffer as the next part (starting the upload on the
+ * first one) and records its ETag; the buffer is empty afterwards. */
 static int upload_part(sbx_s3_writer *w) {
   int rc = SBX_OK;
   if (!w->upload_id && (rc = create_upload(w)))
@@ -428,6 +432,7 @@ int sbx_s3_writer_write(sbx_s3_writer *w, const void *buf, size_t n) {
   return SBX_OK;
 }
 
+/* AbortMultipartUpload, best effort (GC catches what is left). */
 static void abort_upload(sbx_s3 *s, const char *key, const char *upload_id) {
   const char *kv[2] = {"uploadId", upload_id};
   char q[S3_SMALL_MAX * 3 + 16];
@@ -456,6 +461,8 @@ void sbx_s3_writer_abort(sbx_s3_writer *w) {
   free(w);
 }
 
+/* A blob smaller than one part: one conditional PUT; a 412 after a retry
+ * is success when the object carries this writer's token. */
 static int put_single(sbx_s3_writer *w) {
   s3_call c;
   memset(&c, 0, sizeof c);
@@ -473,6 +480,9 @@ static int put_single(sbx_s3_writer *w) {
   return rc;
 }
 
+/* CompleteMultipartUpload with every part's ETag; an error inside a 200
+ * answer is a failure; NoSuchUpload after a retry is success when the
+ * object carries this writer's token. */
 static int complete_upload(sbx_s3_writer *w) {
   sb body = {0}, xml = {0};
   sb_adds(&body, "<CompleteMultipartUpload>");

@@ -16,6 +16,9 @@
 #include "s3_xml.h"
 #include "sbx/crypto.h"
 
+/* curl header callback: the status line of each response (a retry or a
+ * 100 Continue starts over), and the ETag, writer token and length we keep
+ * (values over S3_SMALL_MAX bytes are dropped). */
 static size_t on_header(char *p, size_t sz, size_t nm, void *ud) {
   s3_call *c = ud;
   size_t n = sz * nm;
@@ -56,6 +59,9 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *ud) {
   return n;
 }
 
+/* curl body callback: a 2xx body goes to the sink (a refusal aborts the
+ * transfer) or into the XML buffer (capped at S3_XML_MAX); an error body
+ * keeps its first S3_ERR_MAX bytes for the report. */
 static size_t on_body(char *p, size_t sz, size_t nm, void *ud) {
   s3_call *c = ud;
   size_t n = sz * nm;
@@ -84,6 +90,7 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud) {
   return n;
 }
 
+/* curl read callback: the request body from memory. */
 static size_t on_read(char *p, size_t sz, size_t nm, void *ud) {
   s3_call *c = ud;
   size_t n = sz * nm, left = c->body_n - c->body_off;
@@ -95,6 +102,8 @@ static size_t on_read(char *p, size_t sz, size_t nm, void *ud) {
   return n;
 }
 
+/* curl seek callback: rewinds the body for a resend (auth, redirect-free
+ * retries inside curl). */
 static int on_seek(void *ud, curl_off_t off, int origin) {
   s3_call *c = ud;
   if (origin != SEEK_SET || off < 0 || (uint64_t)off > c->body_n)
@@ -113,6 +122,7 @@ static void report_http(sbx_s3 *s, s3_call *c, const char *path, int rc) {
               msg[0] ? ": " : "", msg);
 }
 
+/* Maps an HTTP status to an sbx_status (sbx/blob.h). */
 static int http_status(long code) {
   if (code / 100 == 2)
     return SBX_OK;
@@ -131,11 +141,13 @@ static int http_status(long code) {
   }
 }
 
+/* Transient answers worth another attempt of an idempotent request. */
 static int retryable_http(long code) {
   return code == 500 || code == 502 || code == 503 || code == 504 ||
          code == 429 || code == 408;
 }
 
+/* Sleeps 100 ms * 2^attempt (at most 5 s) plus up to 100 ms of jitter. */
 static void backoff(int attempt) {
   uint32_t r = 0;
   sbx_random(&r, sizeof r);

@@ -1,7 +1,7 @@
 /*
  * s3_internal.h - private to the S3 backend: the handle, one HTTP exchange
- * (s3_http.c) and the limits shared by s3.c (operations), s3_http.c
- * (transport), s3_sigv4.c and s3_xml.c.
+ * (s3_http.c) and the limits shared by s3.c (operations) and s3_http.c
+ * (transport).
  */
 #ifndef SBX_STORE_S3_INTERNAL_H
 #define SBX_STORE_S3_INTERNAL_H
@@ -22,8 +22,6 @@
 #define S3_XML_MAX (8u << 20)
 #define S3_ERR_MAX (64u << 10)
 #define S3_SMALL_MAX 1024 /* ETag, upload id, header values we keep */
-#define S3_EMPTY_SHA256                                                        \
-  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct sbx_s3 {
   CURL *curl;
@@ -35,7 +33,7 @@ struct sbx_s3 {
   long timeout_ms, connect_ms;
   int retries;
   long requests;
-  sbx_err *err; /* the owner's report (sbx_blob_store), never NULL */
+  sbx_err *err; /* the owner's report (sbx_blob_store's); NULL: none kept */
 };
 
 struct sbx_s3_writer {

@@ -7,6 +7,8 @@
  * clear errors for disk-full and permissions, and the plaintext-window
  * proof over the data dir, the database files and the blobs.
  */
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
 #include <libpq-fe.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -636,11 +638,90 @@ static uint8_t *fixture(const char *name, size_t *n) {
   return tu_read_file(path, &p, n) ? NULL : p;
 }
 
-/* An object as the store wrote it before issue 10 item 9: a version 1
- * stream (tests/fixtures/store, tools/make_stream_fixtures.py) and a data
- * key bound to the object id only. It is still read (and, having no bound
- * digest, re-hashed: a wrong recorded digest is caught), survives a tenant
- * key rotation, and new objects beside it use the current format. */
+/* Inserts an object as the store wrote it before issue 10 item 9 under
+ * tenant t: blob ct (a version 1 stream under dek), the data key wrapped
+ * with the old context (id only), the given size and digest. */
+static void put_legacy(sbx_store *st, const char *t, const char *id,
+                       const sbx_key *dek, const uint8_t *ct, size_t cn,
+                       int64_t size, const uint8_t sha[SBX_SHA256_LEN],
+                       sbx_object *o) {
+  sbx_key mk, tk;
+  sbx_meta *m = sbx_store_meta(st);
+  sbx_tenant_key_row tkr;
+  char ctx[200];
+  CHECK_EQ_INT(sbx_master_key_load(keyspec, &mk), 0);
+  CHECK_EQ_INT(sbx_meta_tenant_key_get(m, t, 0, &tkr), 0);
+  snprintf(ctx, sizeof ctx, "tenant-key|%s|%lld", t, (long long)tkr.version);
+  CHECK_EQ_INT(sbx_key_unwrap(&mk, ctx, strlen(ctx), tkr.wrapped,
+                              sizeof tkr.wrapped, &tk),
+               0);
+  memset(o, 0, sizeof *o);
+  snprintf(o->id, sizeof o->id, "%s", id);
+  snprintf(o->kind, sizeof o->kind, "model");
+  snprintf(o->name, sizeof o->name, "old-%s", id);
+  o->size = size;
+  o->key_version = tkr.version;
+  o->created_at = 1;
+  memcpy(o->sha256, sha, SBX_SHA256_LEN);
+  snprintf(ctx, sizeof ctx, "data-key|%s|%s", t, o->id);
+  CHECK_EQ_INT(sbx_key_wrap(&tk, ctx, strlen(ctx), dek, o->wrapped_dek), 0);
+  sbx_blob_writer *bw;
+  CHECK_EQ_INT(sbx_blob_writer_open(sbx_store_blobs(st), t, o->id, &bw), 0);
+  CHECK_EQ_INT(sbx_blob_writer_write(bw, ct, cn), 0);
+  CHECK_EQ_INT(sbx_blob_writer_commit(bw), 0);
+  CHECK_EQ_INT(sbx_meta_object_insert(m, t, o), 0);
+  sbx_key_wipe(&mk);
+  sbx_key_wipe(&tk);
+}
+
+/* A version 1 stream of pt[0..n) (chunk 2^shift) written with GnuTLS
+ * directly, as the old stream.c did: AD = header | be64(i) | final. */
+static uint8_t *v1_encrypt(const sbx_key *k, const uint8_t *pt, size_t n,
+                           unsigned shift, size_t *out_n) {
+  size_t chunk = (size_t)1 << shift;
+  size_t nchunks = n ? (n + chunk - 1) / chunk : 1;
+  uint8_t *out = malloc(SBX_STREAM_HEADER_LEN + n + nchunks * SBX_TAG_LEN);
+  uint8_t hdr[SBX_STREAM_HEADER_LEN] = {'S', 'B', 'X',           'S',
+                                        1,   1,   (uint8_t)shift};
+  gnutls_aead_cipher_hd_t h;
+  gnutls_datum_t kd = {(unsigned char *)k->b, SBX_KEY_LEN};
+  if (!out || sbx_random(hdr + 8, 20) ||
+      gnutls_aead_cipher_init(&h, GNUTLS_CIPHER_AES_256_GCM, &kd)) {
+    free(out);
+    return NULL;
+  }
+  memcpy(out, hdr, sizeof hdr);
+  size_t o = sizeof hdr;
+  for (size_t i = 0; i < nchunks; i++) {
+    size_t len = i + 1 < nchunks ? chunk : n - i * chunk;
+    uint8_t nonce[12], aad[SBX_STREAM_HEADER_LEN + 9];
+    memcpy(nonce, hdr + 8, 4);
+    memcpy(aad, hdr, sizeof hdr);
+    for (int b = 0; b < 8; b++)
+      nonce[4 + b] = aad[SBX_STREAM_HEADER_LEN + b] =
+          (uint8_t)((uint64_t)i >> (56 - 8 * b));
+    aad[SBX_STREAM_HEADER_LEN + 8] = (uint8_t)(i + 1 == nchunks);
+    size_t olen = len + SBX_TAG_LEN;
+    if (gnutls_aead_cipher_encrypt(h, nonce, 12, aad, sizeof aad, SBX_TAG_LEN,
+                                   pt + i * chunk, len, out + o, &olen)) {
+      free(out);
+      out = NULL;
+      break;
+    }
+    o += olen;
+  }
+  gnutls_aead_cipher_deinit(h);
+  *out_n = o;
+  return out;
+}
+
+/* Objects as the store wrote them before issue 10 item 9 (version 1
+ * stream, data key bound to the id only) are still read, and, having no
+ * bound digest, re-hashed: a wrong recorded digest is caught. A small one
+ * from the committed fixture (tests/fixtures/store, written by
+ * tools/make_stream_fixtures.py) and a 5 MiB one through the hash worker
+ * and the decryptor's plaintext ring; both survive a tenant key rotation
+ * next to a current object. */
 TEST(legacy_object) {
   sbx_store *st = open_store();
   if (!st) {
@@ -648,75 +729,76 @@ TEST(legacy_object) {
     return;
   }
   CHECK_EQ_INT(sbx_store_tenant_create(st, "legacy", "L"), 0);
+  sbx_meta *m = sbx_store_meta(st);
   size_t pn, cn, kn, hn;
   uint8_t *pt = fixture("plain.bin", &pn);
   uint8_t *ct = fixture("stream_v1_3000.bin", &cn);
   uint8_t *khex = fixture("key.hex", &kn);
   uint8_t *shex = fixture("plain.sha256", &hn);
-  CHECK(pt && ct && khex && shex && kn >= 64 && hn >= 64);
-  if (!pt || !ct || !khex || !shex || kn < 64 || hn < 64)
+  size_t big = (5u << 20) + 123, bcn = 0;
+  uint8_t *bd = malloc(big), *bct = NULL;
+  CHECK(pt && ct && khex && shex && kn >= 64 && hn >= 64 && bd);
+  if (!pt || !ct || !khex || !shex || kn < 64 || hn < 64 || !bd)
     goto out;
-  sbx_key mk, tk, dek;
-  sbx_meta *m = sbx_store_meta(st);
-  sbx_tenant_key_row tkr;
-  char ctx[200];
-  CHECK_EQ_INT(sbx_master_key_load(keyspec, &mk), 0);
-  CHECK_EQ_INT(sbx_meta_tenant_key_get(m, "legacy", 0, &tkr), 0);
-  snprintf(ctx, sizeof ctx, "tenant-key|legacy|%lld", (long long)tkr.version);
-  CHECK_EQ_INT(sbx_key_unwrap(&mk, ctx, strlen(ctx), tkr.wrapped,
-                              sizeof tkr.wrapped, &tk),
-               0);
+  sbx_key dek;
+  uint8_t sha[SBX_SHA256_LEN], bsha[SBX_SHA256_LEN];
   CHECK_EQ_INT(sbx_unhex((char *)khex, 64, dek.b, SBX_KEY_LEN), 0);
-  sbx_object o;
-  memset(&o, 0, sizeof o);
-  snprintf(o.id, sizeof o.id, "0123456789abcdef0123456789abcdef");
-  snprintf(o.kind, sizeof o.kind, "model");
-  snprintf(o.name, sizeof o.name, "old.onnx");
-  o.size = (int64_t)pn;
-  o.key_version = tkr.version;
-  o.created_at = 1;
-  CHECK_EQ_INT(sbx_unhex((char *)shex, 64, o.sha256, SBX_SHA256_LEN), 0);
-  snprintf(ctx, sizeof ctx, "data-key|legacy|%s", o.id);
-  CHECK_EQ_INT(sbx_key_wrap(&tk, ctx, strlen(ctx), &dek, o.wrapped_dek), 0);
-  sbx_blob_writer *bw;
-  CHECK_EQ_INT(sbx_blob_writer_open(sbx_store_blobs(st), "legacy", o.id, &bw),
-               0);
-  CHECK_EQ_INT(sbx_blob_writer_write(bw, ct, cn), 0);
-  CHECK_EQ_INT(sbx_blob_writer_commit(bw), 0);
-  CHECK_EQ_INT(sbx_meta_object_insert(m, "legacy", &o), 0);
+  CHECK_EQ_INT(sbx_unhex((char *)shex, 64, sha, SBX_SHA256_LEN), 0);
+  sbx_object o, ob;
+  put_legacy(st, "legacy", "0123456789abcdef0123456789abcdef", &dek, ct, cn,
+             (int64_t)pn, sha, &o);
+  tu_fill(bd, big, 4242);
+  CHECK_EQ_INT(sbx_sha256(bd, big, bsha), 0);
+  bct = v1_encrypt(&dek, bd, big, 12, &bcn);
+  CHECK(bct != NULL);
+  if (!bct)
+    goto out;
+  put_legacy(st, "legacy", "big1", &dek, bct, bcn, (int64_t)big, bsha, &ob);
   void *back = NULL;
   size_t bn = 0;
   CHECK_EQ_INT(sbx_store_get_alloc(st, "legacy", o.id, pn, &back, &bn), 0);
   CHECK(back && bn == pn && memcmp(back, pt, pn) == 0);
   free(back);
-  /* the legacy path still checks the recorded digest */
-  o.sha256[0] ^= 1;
-  put_row(m, "legacy", &o);
-  CHECK_EQ_INT(sbx_store_get_alloc(st, "legacy", o.id, pn, &back, &bn),
-               SBX_ECRYPTO);
-  o.sha256[0] ^= 1;
-  put_row(m, "legacy", &o);
-  /* a current object beside it; both survive a tenant key rotation */
+  back = NULL;
+  CHECK_EQ_INT(sbx_store_get_alloc(st, "legacy", ob.id, big, &back, &bn), 0);
+  CHECK(back && bn == big && memcmp(back, bd, big) == 0);
+  free(back);
+  /* a consumer failing mid-get stops it with its error (worker joined) */
+  count_ctx c = {0, 2u << 20};
+  CHECK_EQ_INT(sbx_store_get(st, "legacy", ob.id, count_sink, &c), SBX_EIO);
+  /* the legacy path still checks the recorded digest, small and large */
+  sbx_object *rows[2] = {&o, &ob};
+  for (int i = 0; i < 2; i++) {
+    rows[i]->sha256[0] ^= 1;
+    put_row(m, "legacy", rows[i]);
+    CHECK_EQ_INT(
+        sbx_store_get_alloc(st, "legacy", rows[i]->id, big, &back, &bn),
+        SBX_ECRYPTO);
+    rows[i]->sha256[0] ^= 1;
+    put_row(m, "legacy", rows[i]);
+  }
+  /* a current object beside them; all survive a tenant key rotation */
   sbx_put_params pp = {"", "model", "new.onnx", 0};
   sbx_object o2;
   CHECK_EQ_INT(sbx_store_put(st, "legacy", &pp, pt, pn, &o2), 0);
   CHECK(memcmp(o2.sha256, o.sha256, SBX_SHA256_LEN) == 0);
   CHECK_EQ_INT(sbx_store_rotate_tenant_key(st, "legacy"), 0);
-  const char *ids[2] = {o.id, o2.id};
-  for (int i = 0; i < 2; i++) {
+  const char *ids[3] = {o.id, o2.id, ob.id};
+  for (int i = 0; i < 3; i++) {
     back = NULL;
-    CHECK_EQ_INT(sbx_store_get_alloc(st, "legacy", ids[i], pn, &back, &bn), 0);
-    CHECK(back && bn == pn && memcmp(back, pt, pn) == 0);
+    CHECK_EQ_INT(sbx_store_get_alloc(st, "legacy", ids[i], big, &back, &bn), 0);
+    CHECK(back && bn == (i == 2 ? big : pn) &&
+          memcmp(back, i == 2 ? bd : pt, bn) == 0);
     free(back);
   }
-  sbx_key_wipe(&mk);
-  sbx_key_wipe(&tk);
   sbx_key_wipe(&dek);
 out:
   free(pt);
   free(ct);
   free(khex);
   free(shex);
+  free(bd);
+  free(bct);
   sbx_store_close(st);
 }
 
