@@ -7,7 +7,7 @@
  *   int main(void) { setup(); RUN(name); cleanup(); return harness_report(); }
  * Every failed CHECK prints file:line and the expression and fails its case.
  *
- * How cases run (see docs in tests/README.md):
+ * How cases run (tests/README.md says why this design):
  *  - The process CTest starts becomes a supervisor before main() runs (a
  *    constructor forks); main() and the cases run in its child, the "main
  *    line", so every process main() starts (servers, helpers) is the main
