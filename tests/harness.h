@@ -532,7 +532,12 @@ __attribute__((constructor)) static void harness__boot(void) {
   if (getppid() != root)
     _exit(1);
   harness__root = root;
-  harness__msg_fd = fds[1];
+  /* a high number, out of the way of tests that close and reopen fds */
+  harness__msg_fd = fcntl(fds[1], F_DUPFD_CLOEXEC, 200);
+  if (harness__msg_fd < 0)
+    harness__msg_fd = fds[1];
+  else
+    close(fds[1]);
   snprintf(mark, sizeof mark, "%d", (int)getpid());
   setenv("ADV_HARNESS_PID", mark, 1);
 }
