@@ -7,7 +7,7 @@
  *   int main(void) { setup(); RUN(name); cleanup(); return harness_report(); }
  * Every failed CHECK prints file:line and the expression and fails its case.
  *
- * How cases run (see docs in tests/README.md):
+ * How cases run (tests/README.md says why this design):
  *  - The process CTest starts becomes a supervisor before main() runs (a
  *    constructor forks); main() and the cases run in its child, the "main
  *    line", so every process main() starts (servers, helpers) is the main
@@ -532,7 +532,12 @@ __attribute__((constructor)) static void harness__boot(void) {
   if (getppid() != root)
     _exit(1);
   harness__root = root;
-  harness__msg_fd = fds[1];
+  /* a high number, out of the way of tests that close and reopen fds */
+  harness__msg_fd = fcntl(fds[1], F_DUPFD_CLOEXEC, 200);
+  if (harness__msg_fd < 0)
+    harness__msg_fd = fds[1];
+  else
+    close(fds[1]);
   snprintf(mark, sizeof mark, "%d", (int)getpid());
   setenv("ADV_HARNESS_PID", mark, 1);
 }
