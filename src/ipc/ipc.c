@@ -347,12 +347,28 @@ static int begin_message(sbx_ipc_decoder *d) {
     d->seen |= bit;
   }
   d->have = 0;
+  d->cap = 0;
   d->buf = NULL;
-  if (d->len) {
-    d->buf = malloc(d->len);
-    if (!d->buf)
-      return fail(d, -ENOMEM, "out of memory for a message");
-  }
+  return 0;
+}
+
+/* Makes room for `more` payload bytes. The buffer grows with the bytes
+ * that actually arrive (doubling, at most the declared length), so a
+ * header alone never makes the decoder allocate its claimed size. */
+static int reserve(sbx_ipc_decoder *d, size_t more) {
+  size_t need = d->have + more;
+  if (need <= d->cap)
+    return 0;
+  size_t cap = d->cap ? d->cap : 4096;
+  while (cap < need)
+    cap *= 2;
+  if (cap > d->len)
+    cap = d->len;
+  uint8_t *b = realloc(d->buf, cap);
+  if (!b)
+    return fail(d, -ENOMEM, "out of memory for a message");
+  d->buf = b;
+  d->cap = cap;
   return 0;
 }
 
@@ -393,6 +409,9 @@ int sbx_ipc_decoder_feed(sbx_ipc_decoder *d, const void *bytes, size_t n) {
         return rc;
     } else {
       size_t k = d->len - d->have < n ? d->len - d->have : n;
+      int rc = reserve(d, k);
+      if (rc)
+        return rc;
       memcpy(d->buf + d->have, p, k);
       d->have += k;
       p += k;
