@@ -52,6 +52,7 @@ static int own_cgroup(const char *controller, char *out, size_t n) {
     char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (!c2)
       continue;
+    *c1 = 0;
     *c2 = 0;
     const char *ctrls = c1 + 1;
     int match = 0;
@@ -75,8 +76,10 @@ static int own_cgroup(const char *controller, char *out, size_t n) {
 static int try_v2(uint64_t bytes, const char *tag, sbx_memcap *mc, char *why,
                   size_t wl) {
   char rel[256], base[384] = "", buf[256];
-  if (own_cgroup("", rel, sizeof(rel)))
+  if (own_cgroup("", rel, sizeof(rel))) {
+    snprintf(why, wl, "cgroup v2: not in use");
     return -1;
+  }
   const char *roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
   for (int i = 0; i < 2; i++) {
     char probe[512];
