@@ -311,6 +311,18 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
     spec.model_in_memfd = f.model >= 0;
     spec.data_in_memfd = f.data >= 0;
   }
+  /* without memfds the bytes travel as messages: their caps apply here */
+  int model_big = !spec.model_in_memfd &&
+                  model_len > sbx_ipc_msgdef_get(SBX_IPC_MODEL)->max_len;
+  int data_big = !spec.data_in_memfd &&
+                 data_len > sbx_ipc_msgdef_get(SBX_IPC_DATA)->max_len;
+  if (model_big || data_big) {
+    rc = -EMSGSIZE;
+    snprintf(out->reason, sizeof(out->reason),
+             "the %s (%zu bytes) is larger than the runner's message cap",
+             model_big ? "model" : "dataset", model_big ? model_len : data_len);
+    goto cleanup;
+  }
   uint8_t specbuf[4096];
   int speclen = sbx_job_spec_encode(&spec, specbuf, sizeof(specbuf));
   if (speclen < 0 || pipe2(to_r, O_CLOEXEC) || pipe2(from_r, O_CLOEXEC)) {
@@ -380,11 +392,6 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
   }
 #undef HDR
   int iov_at = 0;
-  if ((!spec.model_in_memfd &&
-       model_len > sbx_ipc_msgdef_get(SBX_IPC_MODEL)->max_len) ||
-      (!spec.data_in_memfd &&
-       data_len > sbx_ipc_msgdef_get(SBX_IPC_DATA)->max_len))
-    iov_at = niov; /* too large for the pipe: the runner will report it */
   if (f.model >= 0)
     close(f.model);
   if (f.data >= 0)

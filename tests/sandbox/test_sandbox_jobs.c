@@ -8,7 +8,8 @@
  *     cycle, external data ../../etc/passwd, NaN weights, 100k nodes) and a
  *     zip-bomb NPZ each fail with a clear reason, the supervisor survives;
  *   - memory hog, CPU spin, wall-time limit, cancellation (< 2 s) and a
- *     forbidden syscall end with the right reason.
+ *     forbidden syscall end with the right reason;
+ *   - a good job succeeds while hostile ones run beside it.
  * Usage: test_sandbox_jobs RUNNER FIXTURES_DIR HOSTILE_DIR
  */
 #include "adv/adv.h"
@@ -308,6 +309,40 @@ static void cancel_case(int probe) {
   sbx_runner_outcome_free(&o);
 }
 
+/* Another job's runner misbehaving at the same time (zip bomb, CPU spin)
+ * does not disturb a good job: both supervisions run in parallel threads. */
+static void *hostile_neighbour(void *arg) {
+  sbx_runner_outcome *o = arg;
+  size_t ml, dl;
+  unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
+  unsigned char *data = slurp(g_hostile, "zipbomb.npz", &dl);
+  sbx_runner_params p = params();
+  p.mem_bytes = (uint64_t)128 << 20;
+  sbx_job_spec s = pgd_spec(4, 2);
+  sbx_runner_run(&p, &s, model, ml, data, dl, NULL, NULL, &o[0]);
+  p = params();
+  p.cpu_seconds = 1;
+  memset(&s, 0, sizeof(s));
+  s.kind = SBX_JOB_PROBE;
+  s.probe = 13; /* CPU spin */
+  sbx_runner_run(&p, &s, "", 0, "", 0, NULL, NULL, &o[1]);
+  free(model);
+  free(data);
+  return NULL;
+}
+
+TEST(good_job_beside_hostile_ones) {
+  sbx_runner_outcome bad[2];
+  pthread_t t;
+  pthread_create(&t, NULL, hostile_neighbour, bad);
+  run_real_job(1);
+  pthread_join(t, NULL);
+  CHECK(strstr(bad[0].reason, "memory limit 128 MiB exceeded") != NULL);
+  CHECK(strstr(bad[1].reason, "CPU time limit of 1 s exceeded") != NULL);
+  sbx_runner_outcome_free(&bad[0]);
+  sbx_runner_outcome_free(&bad[1]);
+}
+
 TEST(cancel_running_attack) {
   cancel_case(0);
 }
@@ -332,6 +367,7 @@ int main(int argc, char **argv) {
   RUN(forbidden_syscall_named);
   RUN(cancel_running_attack);
   RUN(cancel_spinning_runner);
+  RUN(good_job_beside_hostile_ones);
   RUN(real_attack_job_pipe); /* the supervisor survived all of the above */
   return harness_report();
 }
