@@ -171,6 +171,27 @@ void sbx_memcap_create(uint64_t bytes, const char *tag, sbx_memcap *mc,
            mc->dir, (unsigned long long)(bytes >> 20));
 }
 
+int sbx_memcap_set_limit(sbx_memcap *mc, uint64_t bytes) {
+  char v[32];
+  snprintf(v, sizeof(v), "%llu", (unsigned long long)bytes);
+  int rc = 0;
+  if (mc->kind == SBX_MEMCAP_CGROUP_V2) {
+    rc = write_str(mc->dir, "memory.max", v);
+  } else if (mc->kind == SBX_MEMCAP_CGROUP_V1) {
+    /* v1 wants memsw >= limit at every moment: order by direction */
+    if (bytes >= mc->bytes) {
+      write_str(mc->dir, "memory.memsw.limit_in_bytes", v);
+      rc = write_str(mc->dir, "memory.limit_in_bytes", v);
+    } else {
+      rc = write_str(mc->dir, "memory.limit_in_bytes", v);
+      write_str(mc->dir, "memory.memsw.limit_in_bytes", v);
+    }
+  }
+  if (!rc)
+    mc->bytes = bytes;
+  return rc;
+}
+
 int sbx_memcap_enter(const sbx_memcap *mc) {
   if (mc->kind != SBX_MEMCAP_CGROUP_V1 && mc->kind != SBX_MEMCAP_CGROUP_V2)
     return 0;

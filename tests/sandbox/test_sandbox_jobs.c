@@ -115,6 +115,8 @@ static void reference(const sbx_job_spec *s, adv_attack_result *res,
   adv_model_free(m);
 }
 
+static sbx_runner_pool *g_pool; /* set: run through the pool instead */
+
 static void run_real_job(int use_memfd) {
   size_t ml, dl;
   unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
@@ -125,7 +127,12 @@ static void run_real_job(int use_memfd) {
   counts c = {0};
   sbx_runner_callbacks cb = {&c, c_ready, c_log, c_progress};
   sbx_runner_outcome o;
-  CHECK_EQ_INT(sbx_runner_run(&p, &s, model, ml, data, dl, &cb, NULL, &o), 0);
+  if (g_pool)
+    CHECK_EQ_INT(
+        sbx_runner_pool_run(g_pool, &p, &s, model, ml, data, dl, &cb, NULL, &o),
+        0);
+  else
+    CHECK_EQ_INT(sbx_runner_run(&p, &s, model, ml, data, dl, &cb, NULL, &o), 0);
   if (o.status != SBX_RUN_SUCCEEDED)
     fprintf(stderr, "real job: %s: %s\n", sbx_runner_status_name(o.status),
             o.reason);
@@ -163,6 +170,31 @@ TEST(real_attack_job_memfd) {
 }
 TEST(real_attack_job_pipe) {
   run_real_job(0);
+}
+
+/* Runners started ahead: the same bytes, twice (each spare serves one
+ * job), and a job with a smaller memory cap than the pool's still gets
+ * its own cap. */
+TEST(pool_runs_jobs_with_their_own_limits) {
+  sbx_runner_params p = params();
+  CHECK_EQ_INT(sbx_runner_pool_new(&p, 1, &g_pool), 0);
+  run_real_job(0);
+  run_real_job(0);
+  size_t ml, dl;
+  unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
+  unsigned char *data = slurp(g_hostile, "zipbomb.npz", &dl);
+  p.mem_bytes = (uint64_t)128 << 20;
+  sbx_job_spec s = pgd_spec(4, 2);
+  sbx_runner_outcome o;
+  CHECK_EQ_INT(
+      sbx_runner_pool_run(g_pool, &p, &s, model, ml, data, dl, NULL, NULL, &o),
+      0);
+  CHECK(strstr(o.reason, "memory limit 128 MiB exceeded") != NULL);
+  sbx_runner_outcome_free(&o);
+  free(model);
+  free(data);
+  sbx_runner_pool_free(g_pool);
+  g_pool = NULL;
 }
 
 /* Runs a job on a hostile model (or dataset) and returns its outcome. */
@@ -369,5 +401,6 @@ int main(int argc, char **argv) {
   RUN(cancel_spinning_runner);
   RUN(good_job_beside_hostile_ones);
   RUN(real_attack_job_pipe); /* the supervisor survived all of the above */
+  RUN(pool_runs_jobs_with_their_own_limits);
   return harness_report();
 }
