@@ -98,7 +98,11 @@ static int try_v2(uint64_t bytes, const char *tag, sbx_memcap *mc, char *why,
     return -1;
   }
   write_str(base, "cgroup.subtree_control", "+memory");
-  snprintf(mc->dir, sizeof(mc->dir), "%s/aisbx-%s", base, tag);
+  int w = snprintf(mc->dir, sizeof(mc->dir), "%s/aisbx-%s", base, tag);
+  if (w < 0 || (size_t)w >= sizeof(mc->dir)) {
+    snprintf(why, wl, "cgroup v2: path too long");
+    return -1;
+  }
   if (mkdir(mc->dir, 0755) != 0 && errno != EEXIST) {
     snprintf(why, wl, "cgroup v2: cannot create %s: %s", mc->dir,
              strerror(errno));
@@ -124,8 +128,12 @@ static int try_v1(uint64_t bytes, const char *tag, sbx_memcap *mc, char *why,
              "; cgroup v1: no memory controller");
     return -1;
   }
-  snprintf(mc->dir, sizeof(mc->dir), "/sys/fs/cgroup/memory%s/aisbx-%s",
-           strcmp(rel, "/") ? rel : "", tag);
+  int w = snprintf(mc->dir, sizeof(mc->dir), "/sys/fs/cgroup/memory%s/aisbx-%s",
+                   strcmp(rel, "/") ? rel : "", tag);
+  if (w < 0 || (size_t)w >= sizeof(mc->dir)) {
+    snprintf(why + strlen(why), wl - strlen(why), "; cgroup v1: path too long");
+    return -1;
+  }
   if (mkdir(mc->dir, 0755) != 0 && errno != EEXIST) {
     snprintf(why + strlen(why), wl - strlen(why),
              "; cgroup v1: cannot create %s: %s", mc->dir, strerror(errno));
