@@ -386,6 +386,14 @@ static void supervise(const sbx_runner_params *p, runner_proc *rp,
   out->memcap = rp->mc.kind;
   snprintf(out->memcap_note, sizeof(out->memcap_note), "%s", rp->memcap_note);
   sup s = {.out = out, .cb = cb, .t0 = t0};
+  /* a runner that dies before reading its input must not take the worker
+   * with it: SIGPIPE is blocked in this thread while we write, and any
+   * pending one is consumed at the end (the process's disposition is
+   * left alone) */
+  sigset_t pipe_set, old_mask;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
   uint8_t specbuf[4096];
   int speclen = sbx_job_spec_encode(spec, specbuf, sizeof(specbuf));
   if (speclen < 0)
@@ -506,6 +514,10 @@ static void supervise(const sbx_runner_params *p, runner_proc *rp,
   sbx_ipc_decoder_free(&dec);
   if (out->status != SBX_RUN_SUCCEEDED)
     sbx_runner_outcome_free(out);
+  struct timespec zero = {0, 0};
+  while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE) {
+  }
+  pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 }
 
 /* The spec's limit fields from p and the transport. */

@@ -197,6 +197,24 @@ TEST(pool_runs_jobs_with_their_own_limits) {
   g_pool = NULL;
 }
 
+/* A runner that dies without reading its (large) input: the supervisor
+ * gets EPIPE, not a fatal SIGPIPE, and says what happened. */
+TEST(runner_dying_before_reading_input) {
+  sbx_runner_params p = params();
+  p.runner_path = "/bin/false";
+  p.use_memfd = 0;
+  size_t n = (size_t)8 << 20; /* far more than a pipe buffer */
+  unsigned char *big = calloc(1, n);
+  sbx_job_spec s = pgd_spec(1, 1);
+  sbx_runner_outcome o;
+  CHECK_EQ_INT(sbx_runner_run(&p, &s, big, n, big, n, NULL, NULL, &o), 0);
+  CHECK_EQ_INT(o.status, SBX_RUN_FAILED);
+  CHECK_EQ_INT(o.exit_code, 1);
+  CHECK(strstr(o.reason, "exited with code 1") != NULL);
+  sbx_runner_outcome_free(&o);
+  free(big);
+}
+
 /* Runs a job on a hostile model (or dataset) and returns its outcome. */
 static void run_hostile(const char *model_name, const char *data_name,
                         uint64_t mem, sbx_runner_outcome *o) {
@@ -402,5 +420,6 @@ int main(int argc, char **argv) {
   RUN(good_job_beside_hostile_ones);
   RUN(real_attack_job_pipe); /* the supervisor survived all of the above */
   RUN(pool_runs_jobs_with_their_own_limits);
+  RUN(runner_dying_before_reading_input);
   return harness_report();
 }
