@@ -87,6 +87,7 @@ typedef struct sbx_sandbox_state {
   int pivoted;         /* 1: root is the empty tmpfs */
   int landlock_abi;    /* 0: Landlock unavailable */
   int caps_dropped, no_new_privs, rlimits, seccomp;
+  unsigned outer_uid;     /* the caller's uid before the user namespace */
   sbx_memcap_kind memcap; /* in force after seal */
   char input_dir[64];     /* "/in" when files were placed, else "" */
 } sbx_sandbox_state;

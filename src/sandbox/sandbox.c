@@ -155,6 +155,7 @@ static void reap_and_mirror(pid_t child) {
 int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
   memset(st, 0, sizeof(*st));
   uid_t uid = geteuid();
+  st->outer_uid = (unsigned)uid;
   gid_t gid = getegid();
   unsigned long before[N_NS];
   for (int i = 0; i < N_NS; i++)
@@ -182,11 +183,15 @@ int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
       return -EPERM;
     }
     st->namespaces |= (unsigned)ns_table[i].bit;
-    logf_(p, SBX_LOG_INFO, "namespace %s: entered (inode %lu -> %lu)%s",
-          ns_table[i].name, before[i], after,
-          ns_table[i].flag == CLONE_NEWUSER
-              ? ", uid/gid 0 mapped to the caller's"
-              : "");
+    if (ns_table[i].flag == CLONE_NEWPID) /* no inode until a child exists */
+      logf_(p, SBX_LOG_INFO,
+            "namespace pid: entered (checked after the fork: PID 1)");
+    else
+      logf_(p, SBX_LOG_INFO, "namespace %s: entered (inode %lu -> %lu)%s",
+            ns_table[i].name, before[i], after,
+            ns_table[i].flag == CLONE_NEWUSER
+                ? ", uid/gid 0 mapped to the caller's"
+                : "");
   }
   if (st->namespaces & SBX_NS_MOUNT) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
@@ -595,7 +600,7 @@ int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
         as == RLIM_INFINITY ? "unlimited " : "",
         as == RLIM_INFINITY ? 0ULL : (unsigned long long)(as >> 20),
         p->cpu_seconds, p->max_files ? p->max_files : 16,
-        geteuid() == 0 ? " (does not bind root)" : "",
+        st->outer_uid == 0 ? " (does not bind root)" : "",
         sbx_memcap_name(st->memcap));
 
   struct sigaction sa;

@@ -1,5 +1,6 @@
 /*
- * main.c - aisbx-worker. For now: `aisbx-worker --self-test [--runner P]`
+ * main.c - aisbx-worker. For now: `aisbx-worker --self-test [--verbose]
+ * [--runner P]`
  * (the network part - claim, lease, heartbeat - comes with the worker
  * protocol). The runner is found with --runner, $AISBX_RUNNER, or next to
  * this executable.
@@ -29,15 +30,17 @@ static int default_runner(char *out, size_t n) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: aisbx-worker --self-test [--runner PATH]\n");
+  fprintf(f, "usage: aisbx-worker --self-test [--verbose] [--runner PATH]\n");
 }
 
 int main(int argc, char **argv) {
   const char *runner = getenv("AISBX_RUNNER");
-  int self_test = 0;
+  int self_test = 0, verbose = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--self-test") == 0) {
       self_test = 1;
+    } else if (strcmp(argv[i], "--verbose") == 0) {
+      verbose = 1;
     } else if (strcmp(argv[i], "--runner") == 0 && i + 1 < argc) {
       runner = argv[++i];
     } else if (strcmp(argv[i], "--help") == 0) {
@@ -66,5 +69,5 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  return sbx__worker_self_test(runner, stdout);
+  return sbx__worker_self_test(runner, verbose, stdout);
 }

@@ -5,7 +5,8 @@
  *     are byte-identical to the same attack run in this process (memfd and
  *     pipe transports);
  *   - hostile models (truncated, absurd dims, 1e9-element initializer,
- *     cycle, external data ../../etc/passwd, NaN weights, 100k nodes) and a
+ *     cycle, unsupported op, external data ../../etc/passwd, NaN weights,
+ *     100k nodes) and a
  *     zip-bomb NPZ each fail with a clear reason, the supervisor survives;
  *   - memory hog, CPU spin, wall-time limit, cancellation (< 2 s) and a
  *     forbidden syscall end with the right reason;
@@ -243,6 +244,7 @@ TEST(hostile_models_fail_clearly) {
       {"absurd_dims.onnx", "shape"},
       {"huge_initializer.onnx", "larger than"},
       {"cyclic.onnx", "cycle"},
+      {"unsupported_op.onnx", "NonMaxSuppression"},
       {"external_data.onnx", "external"},
       {"nan_weights.onnx", "finite"},
       {"nodes_100k.onnx", "node"},
