@@ -136,6 +136,12 @@ static void reap_and_mirror(pid_t child) {
   struct rlimit zero = {0, 0};
   setrlimit(RLIMIT_CORE, &zero);
   close_range(0, ~0U, 0); /* the pipes and memfds belong to the child */
+  /* it only waits: no privileges either (kill(self) needs none) */
+  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2];
+  memset(d, 0, sizeof(d));
+  syscall(SYS_capset, &h, d);
   int status;
   while (waitpid(child, &status, 0) < 0)
     if (errno != EINTR)
