@@ -161,7 +161,12 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
   }
   adv_dataset ds;
   memset(&ds, 0, sizeof(ds));
-  adv_errbuf eb = {{0}};
+  /* the engine's readers take an adv_errbuf here and an adv_err in newer
+   * engines; both are { char msg[N] }: one buffer of the larger size, passed
+   * as void *, serves either, so this file builds against both */
+  struct {
+    char msg[512];
+  } eb = {{0}};
   adv_io_limits lim = adv_io_default_limits();
   if (data_len > lim.max_file_bytes) {
     rc = ADV_ELIMIT;
@@ -169,7 +174,7 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
              "%zu bytes, larger than the %zu-byte limit", data_len,
              lim.max_file_bytes);
   } else if (data_path[0]) {
-    rc = adv_dataset_load(data_path, NULL, lim, &ds, &eb);
+    rc = adv_dataset_load(data_path, NULL, lim, &ds, (void *)&eb);
   } else {
     (void)data;
     (void)data_len;

@@ -100,8 +100,11 @@ static void reference(const sbx_job_spec *s, adv_attack_result *res,
   char dpath[1024];
   snprintf(dpath, sizeof(dpath), "%s/demo_mnist.npz", g_fix);
   adv_dataset ds;
-  adv_errbuf eb;
-  CHECK(adv_dataset_load(dpath, NULL, adv_io_default_limits(), &ds, &eb) == 0);
+  struct {
+    char msg[512]; /* adv_errbuf or adv_err, whichever this engine has */
+  } eb;
+  CHECK(adv_dataset_load(dpath, NULL, adv_io_default_limits(), &ds,
+                         (void *)&eb) == 0);
   adv_attack_params ap = adv_attack_default_params(ADV_ATTACK_PGD);
   ap.eps = (float)s->eps;
   ap.steps = (int)s->steps;
