@@ -219,6 +219,34 @@ TEST(runner_dying_before_reading_input) {
   free(big);
 }
 
+/* A real job that would run for hours (PGD with a million steps) ends at
+ * the CPU limit, or at the wall-time limit when that comes first. */
+TEST(endless_attack_hits_cpu_and_wall_limits) {
+  size_t ml, dl;
+  unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
+  unsigned char *data = slurp(g_fix, "demo_mnist.npz", &dl);
+  sbx_job_spec s = pgd_spec(64, 1000000);
+  sbx_runner_params p = params();
+  p.cpu_seconds = 1;
+  sbx_runner_outcome o;
+  CHECK_EQ_INT(sbx_runner_run(&p, &s, model, ml, data, dl, NULL, NULL, &o), 0);
+  fprintf(stderr, "  cpu-limited attack %s: %s (%.2f s)\n",
+          sbx_runner_status_name(o.status), o.reason, o.seconds);
+  CHECK_EQ_INT(o.status, SBX_RUN_FAILED);
+  CHECK(strstr(o.reason, "CPU time limit of 1 s exceeded") != NULL);
+  sbx_runner_outcome_free(&o);
+  p = params();
+  p.wall_seconds = 1.0;
+  CHECK_EQ_INT(sbx_runner_run(&p, &s, model, ml, data, dl, NULL, NULL, &o), 0);
+  fprintf(stderr, "  wall-limited attack %s: %s (%.2f s)\n",
+          sbx_runner_status_name(o.status), o.reason, o.seconds);
+  CHECK_EQ_INT(o.status, SBX_RUN_TIMED_OUT);
+  CHECK(o.seconds < 1.0 + 2.0); /* the engine sees ABORT at once */
+  sbx_runner_outcome_free(&o);
+  free(model);
+  free(data);
+}
+
 /* Runs a job on a hostile model (or dataset) and returns its outcome. */
 static void run_hostile(const char *model_name, const char *data_name,
                         uint64_t mem, sbx_runner_outcome *o) {
@@ -419,6 +447,7 @@ int main(int argc, char **argv) {
   RUN(memory_hog_is_stopped_by_the_cap);
   RUN(cpu_spin_hits_cpu_limit);
   RUN(infinite_loop_hits_wall_time);
+  RUN(endless_attack_hits_cpu_and_wall_limits);
   RUN(forbidden_syscall_named);
   RUN(cancel_running_attack);
   RUN(cancel_spinning_runner);
