@@ -68,6 +68,18 @@ int sbx_ipc_send2(int fd, uint32_t type, const void *a, size_t alen,
   uint8_t hdr[8];
   put32(hdr, type);
   put32(hdr + 4, (uint32_t)(alen + blen));
+  if (8 + alen + blen <= 4096) {
+    /* one write of at most PIPE_BUF bytes is atomic on a pipe: another
+     * writer (a signal handler's report, another thread) can only land
+     * between messages, never inside one */
+    uint8_t one[4096];
+    memcpy(one, hdr, 8);
+    if (alen)
+      memcpy(one + 8, a, alen);
+    if (blen)
+      memcpy(one + 8 + alen, b, blen);
+    return write_all(fd, one, 8 + alen + blen);
+  }
   int rc = write_all(fd, hdr, sizeof(hdr));
   if (!rc && alen)
     rc = write_all(fd, a, alen);

@@ -252,6 +252,7 @@ static void classify(const sbx_runner_params *p, sup *s, int status,
                      mc->kind == SBX_MEMCAP_RLIMIT_AS)) {
     snprintf(o->reason, sizeof(o->reason), "memory limit %s exceeded", mem);
   } else if (o->error_status == SBX_ERR_CPU || sig == SIGXCPU ||
+             o->exit_code == 128 + SIGXCPU ||
              (sig == SIGKILL && p->cpu_seconds &&
               o->cpu_seconds >= p->cpu_seconds)) {
     snprintf(o->reason, sizeof(o->reason), "CPU time limit of %u s exceeded",
