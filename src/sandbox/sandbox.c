@@ -135,8 +135,13 @@ static int verify_no_network(void) {
 static void reap_and_mirror(pid_t child) {
   struct rlimit zero = {0, 0};
   setrlimit(RLIMIT_CORE, &zero);
-  for (int fd = 0; fd < 1024; fd++)
-    close(fd); /* the pipes belong to the child */
+  close_range(0, ~0U, 0); /* the pipes and memfds belong to the child */
+  /* it only waits: no privileges either (kill(self) needs none) */
+  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2];
+  memset(d, 0, sizeof(d));
+  syscall(SYS_capset, &h, d);
   int status;
   while (waitpid(child, &status, 0) < 0)
     if (errno != EINTR)
@@ -156,6 +161,7 @@ static void reap_and_mirror(pid_t child) {
 int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
   memset(st, 0, sizeof(*st));
   uid_t uid = geteuid();
+  st->outer_uid = (unsigned)uid;
   gid_t gid = getegid();
   unsigned long before[N_NS];
   for (int i = 0; i < N_NS; i++)
@@ -183,11 +189,15 @@ int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
       return -EPERM;
     }
     st->namespaces |= (unsigned)ns_table[i].bit;
-    logf_(p, SBX_LOG_INFO, "namespace %s: entered (inode %lu -> %lu)%s",
-          ns_table[i].name, before[i], after,
-          ns_table[i].flag == CLONE_NEWUSER
-              ? ", uid/gid 0 mapped to the caller's"
-              : "");
+    if (ns_table[i].flag == CLONE_NEWPID) /* no inode until a child exists */
+      logf_(p, SBX_LOG_INFO,
+            "namespace pid: entered (checked after the fork: PID 1)");
+    else
+      logf_(p, SBX_LOG_INFO, "namespace %s: entered (inode %lu -> %lu)%s",
+            ns_table[i].name, before[i], after,
+            ns_table[i].flag == CLONE_NEWUSER
+                ? ", uid/gid 0 mapped to the caller's"
+                : "");
   }
   if (st->namespaces & SBX_NS_MOUNT) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
@@ -596,7 +606,7 @@ int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
         as == RLIM_INFINITY ? "unlimited " : "",
         as == RLIM_INFINITY ? 0ULL : (unsigned long long)(as >> 20),
         p->cpu_seconds, p->max_files ? p->max_files : 16,
-        geteuid() == 0 ? " (does not bind root)" : "",
+        st->outer_uid == 0 ? " (does not bind root)" : "",
         sbx_memcap_name(st->memcap));
 
   struct sigaction sa;
