@@ -568,10 +568,11 @@ static int load_seccomp(void) {
   /* getrlimit through prlimit64(0, res, NULL, old): never a new limit */
   if (!rc)
     rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 2,
-                          SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A2(SCMP_CMP_EQ, 0));
+                          SCMP_A0(SCMP_CMP_EQ, 0, 0),
+                          SCMP_A2(SCMP_CMP_EQ, 0, 0));
   if (!rc)
     rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                          SCMP_A0(SCMP_CMP_EQ, PR_GET_SECCOMP));
+                          SCMP_A0(SCMP_CMP_EQ, PR_GET_SECCOMP, 0));
   if (!rc)
     rc = seccomp_load(ctx);
   seccomp_release(ctx);
