@@ -258,7 +258,7 @@ static int write_all(int fd, const void *buf, size_t n) {
 /* An empty tmpfs holding only /in/<files>, read-only, made the root. */
 static int make_empty_root(const sbx_sandbox_params *p, const sbx_file *files,
                            int nfiles, sbx_sandbox_state *st) {
-  const char *mp = "/tmp";
+  const char *mp = NULL;
   size_t total = 65536;
   for (int i = 0; i < nfiles; i++) {
     if (!files[i].name[0] || strchr(files[i].name, '/') ||
@@ -269,14 +269,25 @@ static int make_empty_root(const sbx_sandbox_params *p, const sbx_file *files,
   char opts[128];
   snprintf(opts, sizeof(opts), "size=%zu,nr_inodes=%d,mode=0755", total,
            nfiles + 8);
-  if (mount("sandbox", mp, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) !=
-      0)
-    return -errno;
-  if (mkdir("/tmp/in", 0755) != 0)
+  /* any existing directory will do as the mount point: the mount lives
+   * in our own mount namespace only */
+  static const char *const mps[] = {"/tmp", "/mnt", "/var/tmp", "/dev", "/run"};
+  int mounted = -ENOENT;
+  for (size_t i = 0; i < sizeof(mps) / sizeof(mps[0]) && mounted; i++) {
+    mp = mps[i];
+    mounted =
+        mount("sandbox", mp, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts)
+            ? -errno
+            : 0;
+  }
+  if (mounted)
+    return mounted;
+  char path[64];
+  snprintf(path, sizeof(path), "%s/in", mp);
+  if (mkdir(path, 0755) != 0)
     return -errno;
   for (int i = 0; i < nfiles; i++) {
-    char path[64];
-    snprintf(path, sizeof(path), "/tmp/in/%s", files[i].name);
+    snprintf(path, sizeof(path), "%s/in/%s", mp, files[i].name);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
     if (fd < 0)
       return -errno;
@@ -557,10 +568,11 @@ static int load_seccomp(void) {
   /* getrlimit through prlimit64(0, res, NULL, old): never a new limit */
   if (!rc)
     rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 2,
-                          SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A2(SCMP_CMP_EQ, 0));
+                          SCMP_A0(SCMP_CMP_EQ, 0, 0),
+                          SCMP_A2(SCMP_CMP_EQ, 0, 0));
   if (!rc)
     rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                          SCMP_A0(SCMP_CMP_EQ, PR_GET_SECCOMP));
+                          SCMP_A0(SCMP_CMP_EQ, PR_GET_SECCOMP, 0));
   if (!rc)
     rc = seccomp_load(ctx);
   seccomp_release(ctx);
