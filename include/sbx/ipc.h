@@ -183,12 +183,12 @@ typedef struct sbx_ipc_decoder {
   uint8_t hdr[8];
   size_t hdr_have;
   uint32_t type, len;
-  uint8_t *buf; /* payload being assembled */
-  size_t have;
-  uint64_t seen; /* bit (type & 63) of once-messages seen */
-  int done;      /* a DONE was decoded: nothing may follow */
-  int err;       /* sticky negative errno */
-  char why[128]; /* what went wrong, for logs */
+  uint8_t *buf;     /* payload being assembled */
+  size_t have, cap; /* payload bytes received / allocated */
+  uint64_t seen;    /* bit (type & 63) of once-messages seen */
+  int done;         /* a DONE was decoded: nothing may follow */
+  int err;          /* sticky negative errno */
+  char why[128];    /* what went wrong, for logs */
   const sbx_ipc_dispatch *table;
   int ntable;
   void *ud;

@@ -99,6 +99,32 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec,
                    const volatile int *abort_flag, sbx_runner_outcome *out);
 void sbx_runner_outcome_free(sbx_runner_outcome *o);
 
+/*
+ * A pool of runners started ahead: each spare has been exec'd, loaded its
+ * libraries and entered its namespaces, and waits for its one job on its
+ * pipe (nothing job-specific has happened yet; every spare serves exactly
+ * one job, then a new one is started). This takes exec + library loading
+ * (most of a cold start) off the job's path. Model and data travel over
+ * the pipe (memfds are passed at exec time).
+ *
+ * p is copied (runner_path must outlive the pool); spares 1..64. Safe to
+ * call sbx_runner_pool_run from several threads.
+ */
+typedef struct sbx_runner_pool sbx_runner_pool;
+int sbx_runner_pool_new(const sbx_runner_params *p, int spares,
+                        sbx_runner_pool **out);
+/* Like sbx_runner_run with this job's limits p (p->threads must not exceed
+ * the pool's, else a fresh runner is started; p->use_memfd is ignored).
+ * The wall-time limit and READY time count from this call. */
+int sbx_runner_pool_run(sbx_runner_pool *pool, const sbx_runner_params *p,
+                        const sbx_job_spec *spec, const void *model,
+                        size_t model_len, const void *data, size_t data_len,
+                        const sbx_runner_callbacks *cb,
+                        const volatile int *abort_flag,
+                        sbx_runner_outcome *out);
+/* Kills the spares and frees the pool. */
+void sbx_runner_pool_free(sbx_runner_pool *pool);
+
 #ifdef __cplusplus
 }
 #endif

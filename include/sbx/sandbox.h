@@ -87,6 +87,7 @@ typedef struct sbx_sandbox_state {
   int pivoted;         /* 1: root is the empty tmpfs */
   int landlock_abi;    /* 0: Landlock unavailable */
   int caps_dropped, no_new_privs, rlimits, seccomp;
+  unsigned outer_uid;     /* the caller's uid before the user namespace */
   sbx_memcap_kind memcap; /* in force after seal */
   char input_dir[64];     /* "/in" when files were placed, else "" */
 } sbx_sandbox_state;
@@ -131,6 +132,9 @@ void sbx_memcap_create(uint64_t bytes, const char *tag, sbx_memcap *mc,
 /* In the forked child before exec: moves the calling process into the
  * cgroup (async-signal-safe). 0 or -errno. */
 int sbx_memcap_enter(const sbx_memcap *mc);
+/* Changes the cgroup's limit (a runner started ahead takes its job's cap);
+ * no-op for RLIMIT_AS (the runner applies the job's value). 0 or -errno. */
+int sbx_memcap_set_limit(sbx_memcap *mc, uint64_t bytes);
 /* Number of OOM kills in the cgroup (0 for RLIMIT_AS / unknown). */
 int sbx_memcap_oom_kills(const sbx_memcap *mc);
 /* Peak usage in bytes when known, else 0. */

@@ -68,6 +68,18 @@ int sbx_ipc_send2(int fd, uint32_t type, const void *a, size_t alen,
   uint8_t hdr[8];
   put32(hdr, type);
   put32(hdr + 4, (uint32_t)(alen + blen));
+  if (8 + alen + blen <= 4096) {
+    /* one write of at most PIPE_BUF bytes is atomic on a pipe: another
+     * writer (a signal handler's report, another thread) can only land
+     * between messages, never inside one */
+    uint8_t one[4096];
+    memcpy(one, hdr, 8);
+    if (alen)
+      memcpy(one + 8, a, alen);
+    if (blen)
+      memcpy(one + 8 + alen, b, blen);
+    return write_all(fd, one, 8 + alen + blen);
+  }
   int rc = write_all(fd, hdr, sizeof(hdr));
   if (!rc && alen)
     rc = write_all(fd, a, alen);
@@ -362,12 +374,28 @@ static int begin_message(sbx_ipc_decoder *d) {
     d->seen |= bit;
   }
   d->have = 0;
+  d->cap = 0;
   d->buf = NULL;
-  if (d->len) {
-    d->buf = malloc(d->len);
-    if (!d->buf)
-      return fail(d, -ENOMEM, "out of memory for a message");
-  }
+  return 0;
+}
+
+/* Makes room for `more` payload bytes. The buffer grows with the bytes
+ * that actually arrive (doubling, at most the declared length), so a
+ * header alone never makes the decoder allocate its claimed size. */
+static int reserve(sbx_ipc_decoder *d, size_t more) {
+  size_t need = d->have + more;
+  if (need <= d->cap)
+    return 0;
+  size_t cap = d->cap ? d->cap : 4096;
+  while (cap < need)
+    cap *= 2;
+  if (cap > d->len)
+    cap = d->len;
+  uint8_t *b = realloc(d->buf, cap);
+  if (!b)
+    return fail(d, -ENOMEM, "out of memory for a message");
+  d->buf = b;
+  d->cap = cap;
   return 0;
 }
 
@@ -408,6 +436,9 @@ int sbx_ipc_decoder_feed(sbx_ipc_decoder *d, const void *bytes, size_t n) {
         return rc;
     } else {
       size_t k = d->len - d->have < n ? d->len - d->have : n;
+      int rc = reserve(d, k);
+      if (rc)
+        return rc;
       memcpy(d->buf + d->have, p, k);
       d->have += k;
       p += k;

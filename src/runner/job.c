@@ -288,7 +288,14 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
   on_progress(NULL, "loading model", 0.0);
   adv_model *m = NULL;
   adv_err e = {{0}};
-  rc = adv_model_load_mem(model, model_len, adv_load_default_params(), &m, &e);
+  adv_load_params lp = adv_load_default_params();
+  if (!model || model_len > lp.max_file_bytes) {
+    sbx__runner_error(ADV_ELIMIT,
+                      "model: %zu bytes, larger than the %zu-byte limit",
+                      model_len, lp.max_file_bytes);
+    return ADV_ELIMIT;
+  }
+  rc = adv_model_load_mem(model, model_len, lp, &m, &e);
   if (rc) {
     sbx__runner_error(rc, "model: %s", e.msg[0] ? e.msg : adv_strerror(rc));
     return rc;
@@ -296,8 +303,14 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
   adv_dataset ds;
   memset(&ds, 0, sizeof(ds));
   adv_err eb = {{0}};
-  if (data_path[0]) {
-    rc = adv_dataset_load(data_path, NULL, adv_io_default_limits(), &ds, &eb);
+  adv_io_limits lim = adv_io_default_limits();
+  if (data_len > lim.max_file_bytes) {
+    rc = ADV_ELIMIT;
+    snprintf(eb.msg, sizeof(eb.msg),
+             "%zu bytes, larger than the %zu-byte limit", data_len,
+             lim.max_file_bytes);
+  } else if (data_path[0]) {
+    rc = adv_dataset_load(data_path, NULL, lim, &ds, &eb);
   } else {
     (void)data;
     (void)data_len;

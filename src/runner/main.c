@@ -15,6 +15,9 @@
 #define _GNU_SOURCE
 #include "runner.h"
 
+#include "adv/adv.h"
+#include "adv/data.h"
+
 #include <dnnl.h>
 #include <errno.h>
 #include <omp.h>
@@ -42,16 +45,21 @@ void sbx__runner_log(sbx_log_level lvl, const char *fmt, ...) {
     sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_LOG, buf, (size_t)n);
 }
 
+/* Encodes and sends one ERROR (async-signal-safe: stack buffer, writes). */
+static void send_error(const sbx_ipc_error *m) {
+  uint8_t buf[1024];
+  int n = sbx_ipc_error_encode(m, buf, sizeof(buf));
+  if (n >= 0)
+    sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_ERROR, buf, (size_t)n);
+}
+
 void sbx__runner_error(int status, const char *fmt, ...) {
   sbx_ipc_error m = {.status = status};
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(m.message, sizeof(m.message), fmt, ap);
   va_end(ap);
-  uint8_t buf[1024];
-  int n = sbx_ipc_error_encode(&m, buf, sizeof(buf));
-  if (n >= 0)
-    sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_ERROR, buf, (size_t)n);
+  send_error(&m);
 }
 
 static void sandbox_log(void *ud, sbx_log_level lvl, const char *msg) {
@@ -59,27 +67,19 @@ static void sandbox_log(void *ud, sbx_log_level lvl, const char *msg) {
   sbx__runner_log(lvl, "sandbox: %s", msg);
 }
 
-/* SIGSYS hook (async-signal-safe: encode into a static buffer, one write). */
+/* SIGSYS hook: report the syscall number (async-signal-safe). */
 static void on_forbidden(int nr) {
-  static sbx_ipc_error m;
-  static uint8_t buf[600];
-  m.status = SBX_ERR_SYSCALL;
-  m.forbidden_syscall = (uint32_t)nr;
-  memcpy(m.message, "forbidden system call", 22);
-  int n = sbx_ipc_error_encode(&m, buf, sizeof(buf));
-  if (n >= 0)
-    sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_ERROR, buf, (size_t)n);
+  sbx_ipc_error m = {.status = SBX_ERR_SYSCALL,
+                     .forbidden_syscall = (uint32_t)nr,
+                     .message = "forbidden system call"};
+  send_error(&m);
 }
 
 /* SIGXCPU hook (async-signal-safe). */
 static void on_cpu_limit(void) {
-  static sbx_ipc_error m;
-  static uint8_t buf[600];
-  m.status = SBX_ERR_CPU;
-  memcpy(m.message, "CPU time limit exceeded", 24);
-  int n = sbx_ipc_error_encode(&m, buf, sizeof(buf));
-  if (n >= 0)
-    sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_ERROR, buf, (size_t)n);
+  sbx_ipc_error m = {.status = SBX_ERR_CPU,
+                     .message = "CPU time limit exceeded"};
+  send_error(&m);
 }
 
 /* ---- reading the inputs ---- */
@@ -122,11 +122,17 @@ static int on_abort(void *ud, uint32_t type, const uint8_t *p, size_t len) {
   return 0;
 }
 
-/* Reads a whole memfd of the expected size (then closes it). */
-static int read_memfd(int fd, size_t want, uint8_t **out) {
+/* Reads a whole memfd of the expected size (then closes it). Inputs over
+ * the engine's file cap are not read (*out stays NULL): the job reports
+ * them with the cap, after the sandbox is sealed. */
+static int read_memfd(int fd, size_t want, size_t cap, uint8_t **out) {
   struct stat sb;
   if (fstat(fd, &sb) != 0 || (size_t)sb.st_size != want)
     return -EINVAL;
+  if (want > cap) {
+    close(fd);
+    return 0;
+  }
   uint8_t *b = malloc(want ? want : 1);
   if (!b)
     return -ENOMEM;
@@ -172,10 +178,12 @@ static int read_inputs(inputs *in) {
   sbx_ipc_decoder_free(&d);
   int rc = 0;
   if (in->spec.model_in_memfd && !in->have_model)
-    rc = read_memfd(3, in->spec.model_len, &in->model);
+    rc = read_memfd(3, in->spec.model_len,
+                    adv_load_default_params().max_file_bytes, &in->model);
   in->model_len = in->spec.model_in_memfd ? in->spec.model_len : in->model_len;
   if (!rc && in->spec.data_in_memfd && !in->have_data)
-    rc = read_memfd(4, in->spec.data_len, &in->data);
+    rc = read_memfd(4, in->spec.data_len,
+                    adv_io_default_limits().max_file_bytes, &in->data);
   in->data_len = in->spec.data_in_memfd ? in->spec.data_len : in->data_len;
   return rc;
 }
@@ -239,17 +247,18 @@ int main(int argc, char **argv) {
   sp.memcap = (sbx_memcap_kind)in.spec.memcap_kind;
   sp.cpu_seconds = in.spec.cpu_seconds;
   sbx_file files[1] = {{"data", in.data, in.data_len}};
-  int nfiles = in.spec.kind != SBX_JOB_PROBE ? 1 : 0;
+  int nfiles = in.spec.kind != SBX_JOB_PROBE && in.data ? 1 : 0;
+  size_t data_len = in.data_len; /* kept for the job's size check */
   if ((rc = sbx_sandbox_lock(&sp, files, nfiles, &st))) {
     sbx__runner_error(SBX_ERR_SANDBOX,
                       "cannot enter the sandbox (filesystem/privileges): %s",
                       strerror(-rc));
     return 3;
   }
-  if (st.input_dir[0]) { /* the copy in /in is the one the job reads */
+  if (nfiles &&
+      st.input_dir[0]) { /* the copy in /in is the one the job reads */
     free(in.data);
     in.data = NULL;
-    in.data_len = 0;
   }
   int threads = (int)in.spec.threads;
   int got = warm_up(threads);
@@ -281,8 +290,8 @@ int main(int argc, char **argv) {
     rc = sbx__runner_probe(&in.spec);
   else
     rc = sbx__runner_job_run(&in.spec, in.model, in.model_len,
-                             st.input_dir[0] ? "/in/data" : "", in.data,
-                             in.data_len);
+                             nfiles && st.input_dir[0] ? "/in/data" : "",
+                             in.data, data_len);
   free(in.model);
   free(in.data);
   sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_DONE, NULL, 0);

@@ -3,11 +3,14 @@
  * runner. Each tries one thing the sandbox must refuse. A probe that the
  * kernel refuses with an error reports {"probe":..,"outcome":"refused",
  * "errno":..}; one that the seccomp filter kills never returns (the
- * supervisor sees SIGSYS and the syscall number); one that succeeds
+ * supervisor sees SIGSYS and the syscall number; the memory probe under
+ * RLIMIT_AS reports the engine's ENOMEM like a job); one that succeeds
  * reports "outcome":"ALLOWED", which the self-test prints as FAIL.
  */
 #define _GNU_SOURCE
 #include "runner.h"
+
+#include "adv/status.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -101,10 +104,9 @@ int sbx__runner_probe(const sbx_job_spec *spec) {
     size_t block = (size_t)64 << 20, want = (size_t)spec->mem_bytes * 2;
     for (size_t got = 0; got < want; got += block) {
       char *p = malloc(block);
-      if (!p) {
-        errno = ENOMEM;
-        rc = -1;
-        break;
+      if (!p) { /* RLIMIT_AS: fail like a job would (the engine's ENOMEM) */
+        sbx__runner_error(ADV_ENOMEM, "out of memory");
+        return -1;
       }
       memset(p, 1, block);
       rc = 0;

@@ -52,6 +52,7 @@ static int own_cgroup(const char *controller, char *out, size_t n) {
     char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (!c2)
       continue;
+    *c1 = 0;
     *c2 = 0;
     const char *ctrls = c1 + 1;
     int match = 0;
@@ -75,8 +76,10 @@ static int own_cgroup(const char *controller, char *out, size_t n) {
 static int try_v2(uint64_t bytes, const char *tag, sbx_memcap *mc, char *why,
                   size_t wl) {
   char rel[256], base[384] = "", buf[256];
-  if (own_cgroup("", rel, sizeof(rel)))
+  if (own_cgroup("", rel, sizeof(rel))) {
+    snprintf(why, wl, "cgroup v2: not in use");
     return -1;
+  }
   const char *roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
   for (int i = 0; i < 2; i++) {
     char probe[512];
@@ -95,7 +98,11 @@ static int try_v2(uint64_t bytes, const char *tag, sbx_memcap *mc, char *why,
     return -1;
   }
   write_str(base, "cgroup.subtree_control", "+memory");
-  snprintf(mc->dir, sizeof(mc->dir), "%s/aisbx-%s", base, tag);
+  int w = snprintf(mc->dir, sizeof(mc->dir), "%s/aisbx-%s", base, tag);
+  if (w < 0 || (size_t)w >= sizeof(mc->dir)) {
+    snprintf(why, wl, "cgroup v2: path too long");
+    return -1;
+  }
   if (mkdir(mc->dir, 0755) != 0 && errno != EEXIST) {
     snprintf(why, wl, "cgroup v2: cannot create %s: %s", mc->dir,
              strerror(errno));
@@ -121,8 +128,12 @@ static int try_v1(uint64_t bytes, const char *tag, sbx_memcap *mc, char *why,
              "; cgroup v1: no memory controller");
     return -1;
   }
-  snprintf(mc->dir, sizeof(mc->dir), "/sys/fs/cgroup/memory%s/aisbx-%s",
-           strcmp(rel, "/") ? rel : "", tag);
+  int w = snprintf(mc->dir, sizeof(mc->dir), "/sys/fs/cgroup/memory%s/aisbx-%s",
+                   strcmp(rel, "/") ? rel : "", tag);
+  if (w < 0 || (size_t)w >= sizeof(mc->dir)) {
+    snprintf(why + strlen(why), wl - strlen(why), "; cgroup v1: path too long");
+    return -1;
+  }
   if (mkdir(mc->dir, 0755) != 0 && errno != EEXIST) {
     snprintf(why + strlen(why), wl - strlen(why),
              "; cgroup v1: cannot create %s: %s", mc->dir, strerror(errno));
@@ -166,6 +177,27 @@ void sbx_memcap_create(uint64_t bytes, const char *tag, sbx_memcap *mc,
   }
   snprintf(why, whylen, "%s at %s, %llu MiB", sbx_memcap_name(mc->kind),
            mc->dir, (unsigned long long)(bytes >> 20));
+}
+
+int sbx_memcap_set_limit(sbx_memcap *mc, uint64_t bytes) {
+  char v[32];
+  snprintf(v, sizeof(v), "%llu", (unsigned long long)bytes);
+  int rc = 0;
+  if (mc->kind == SBX_MEMCAP_CGROUP_V2) {
+    rc = write_str(mc->dir, "memory.max", v);
+  } else if (mc->kind == SBX_MEMCAP_CGROUP_V1) {
+    /* v1 wants memsw >= limit at every moment: order by direction */
+    if (bytes >= mc->bytes) {
+      write_str(mc->dir, "memory.memsw.limit_in_bytes", v);
+      rc = write_str(mc->dir, "memory.limit_in_bytes", v);
+    } else {
+      rc = write_str(mc->dir, "memory.limit_in_bytes", v);
+      write_str(mc->dir, "memory.memsw.limit_in_bytes", v);
+    }
+  }
+  if (!rc)
+    mc->bytes = bytes;
+  return rc;
 }
 
 int sbx_memcap_enter(const sbx_memcap *mc) {

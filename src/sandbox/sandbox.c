@@ -135,8 +135,13 @@ static int verify_no_network(void) {
 static void reap_and_mirror(pid_t child) {
   struct rlimit zero = {0, 0};
   setrlimit(RLIMIT_CORE, &zero);
-  for (int fd = 0; fd < 1024; fd++)
-    close(fd); /* the pipes belong to the child */
+  close_range(0, ~0U, 0); /* the pipes and memfds belong to the child */
+  /* it only waits: no privileges either (kill(self) needs none) */
+  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2];
+  memset(d, 0, sizeof(d));
+  syscall(SYS_capset, &h, d);
   int status;
   while (waitpid(child, &status, 0) < 0)
     if (errno != EINTR)
@@ -156,6 +161,7 @@ static void reap_and_mirror(pid_t child) {
 int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
   memset(st, 0, sizeof(*st));
   uid_t uid = geteuid();
+  st->outer_uid = (unsigned)uid;
   gid_t gid = getegid();
   unsigned long before[N_NS];
   for (int i = 0; i < N_NS; i++)
@@ -183,11 +189,15 @@ int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
       return -EPERM;
     }
     st->namespaces |= (unsigned)ns_table[i].bit;
-    logf_(p, SBX_LOG_INFO, "namespace %s: entered (inode %lu -> %lu)%s",
-          ns_table[i].name, before[i], after,
-          ns_table[i].flag == CLONE_NEWUSER
-              ? ", uid/gid 0 mapped to the caller's"
-              : "");
+    if (ns_table[i].flag == CLONE_NEWPID) /* no inode until a child exists */
+      logf_(p, SBX_LOG_INFO,
+            "namespace pid: entered (checked after the fork: PID 1)");
+    else
+      logf_(p, SBX_LOG_INFO, "namespace %s: entered (inode %lu -> %lu)%s",
+            ns_table[i].name, before[i], after,
+            ns_table[i].flag == CLONE_NEWUSER
+                ? ", uid/gid 0 mapped to the caller's"
+                : "");
   }
   if (st->namespaces & SBX_NS_MOUNT) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
@@ -248,7 +258,7 @@ static int write_all(int fd, const void *buf, size_t n) {
 /* An empty tmpfs holding only /in/<files>, read-only, made the root. */
 static int make_empty_root(const sbx_sandbox_params *p, const sbx_file *files,
                            int nfiles, sbx_sandbox_state *st) {
-  const char *mp = "/tmp";
+  const char *mp = NULL;
   size_t total = 65536;
   for (int i = 0; i < nfiles; i++) {
     if (!files[i].name[0] || strchr(files[i].name, '/') ||
@@ -259,14 +269,25 @@ static int make_empty_root(const sbx_sandbox_params *p, const sbx_file *files,
   char opts[128];
   snprintf(opts, sizeof(opts), "size=%zu,nr_inodes=%d,mode=0755", total,
            nfiles + 8);
-  if (mount("sandbox", mp, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) !=
-      0)
-    return -errno;
-  if (mkdir("/tmp/in", 0755) != 0)
+  /* any existing directory will do as the mount point: the mount lives
+   * in our own mount namespace only */
+  static const char *const mps[] = {"/tmp", "/mnt", "/var/tmp", "/dev", "/run"};
+  int mounted = -ENOENT;
+  for (size_t i = 0; i < sizeof(mps) / sizeof(mps[0]) && mounted; i++) {
+    mp = mps[i];
+    mounted =
+        mount("sandbox", mp, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts)
+            ? -errno
+            : 0;
+  }
+  if (mounted)
+    return mounted;
+  char path[64];
+  snprintf(path, sizeof(path), "%s/in", mp);
+  if (mkdir(path, 0755) != 0)
     return -errno;
   for (int i = 0; i < nfiles; i++) {
-    char path[64];
-    snprintf(path, sizeof(path), "/tmp/in/%s", files[i].name);
+    snprintf(path, sizeof(path), "%s/in/%s", mp, files[i].name);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
     if (fd < 0)
       return -errno;
@@ -547,10 +568,11 @@ static int load_seccomp(void) {
   /* getrlimit through prlimit64(0, res, NULL, old): never a new limit */
   if (!rc)
     rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 2,
-                          SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A2(SCMP_CMP_EQ, 0));
+                          SCMP_A0(SCMP_CMP_EQ, 0, 0),
+                          SCMP_A2(SCMP_CMP_EQ, 0, 0));
   if (!rc)
     rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                          SCMP_A0(SCMP_CMP_EQ, PR_GET_SECCOMP));
+                          SCMP_A0(SCMP_CMP_EQ, PR_GET_SECCOMP, 0));
   if (!rc)
     rc = seccomp_load(ctx);
   seccomp_release(ctx);
@@ -596,7 +618,7 @@ int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
         as == RLIM_INFINITY ? "unlimited " : "",
         as == RLIM_INFINITY ? 0ULL : (unsigned long long)(as >> 20),
         p->cpu_seconds, p->max_files ? p->max_files : 16,
-        geteuid() == 0 ? " (does not bind root)" : "",
+        st->outer_uid == 0 ? " (does not bind root)" : "",
         sbx_memcap_name(st->memcap));
 
   struct sigaction sa;

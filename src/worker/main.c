@@ -49,7 +49,7 @@ static void usage(FILE *f) {
   fprintf(f, "usage: aisbx-worker --server URL --token-file F [--slots N] "
              "[--ca-file F]\n"
              "                    [--name NAME] [--threads T] [--runner PATH]\n"
-             "       aisbx-worker --self-test [--runner PATH]\n");
+             "       aisbx-worker --self-test [--verbose] [--runner PATH]\n");
 }
 
 /* Reads the worker token: one line, at most 511 bytes, from a file that
@@ -100,12 +100,16 @@ int main(int argc, char **argv) {
   const char *runner = getenv("AISBX_RUNNER");
   const char *server = NULL, *token_file = NULL, *ca = NULL, *name = NULL;
   long slots = 1, threads = 0;
-  int self_test = 0;
+  int self_test = 0, verbose = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--self-test")) {
       self_test = 1;
+      continue;
+    }
+    if (!strcmp(a, "--verbose")) {
+      verbose = 1;
       continue;
     }
     if (!strcmp(a, "--help")) {
@@ -158,7 +162,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (self_test)
-    return sbx__worker_self_test(runner, stdout);
+    return sbx__worker_self_test(runner, verbose, stdout);
   if (!server || !token_file) {
     usage(stderr);
     return 2;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,6 +262,7 @@ static void classify(const sbx_runner_params *p, sup *s, int status,
                      mc->kind == SBX_MEMCAP_RLIMIT_AS)) {
     snprintf(o->reason, sizeof(o->reason), "memory limit %s exceeded", mem);
   } else if (o->error_status == SBX_ERR_CPU || sig == SIGXCPU ||
+             o->exit_code == 128 + SIGXCPU ||
              (sig == SIGKILL && p->cpu_seconds &&
               o->cpu_seconds >= p->cpu_seconds)) {
     snprintf(o->reason, sizeof(o->reason), "CPU time limit of %u s exceeded",
@@ -283,54 +285,64 @@ static void classify(const sbx_runner_params *p, sup *s, int status,
   }
 }
 
-int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
-                   const void *model, size_t model_len, const void *data,
-                   size_t data_len, const sbx_runner_callbacks *cb,
-                   const volatile int *abort_flag, sbx_runner_outcome *out) {
-  memset(out, 0, sizeof(*out));
-  out->forbidden_syscall = -1;
-  out->exit_code = -1;
-  out->status = SBX_RUN_FAILED;
-  if (!p || !p->runner_path || !spec_in || p->threads < 1) {
-    snprintf(out->reason, sizeof(out->reason), "invalid runner parameters");
-    return -EINVAL;
+/* One started runner: our pipe ends, its process group, its memory cap. */
+typedef struct runner_proc {
+  pid_t pid;
+  int to_w, from_r; /* we write its fd 0, read its fd 1 */
+  sbx_memcap mc;
+  char memcap_note[512];
+  int threads; /* OMP_THREAD_LIMIT it was started with */
+} runner_proc;
+
+/* Kills what is left of the runner, closes our ends, removes its cgroup. */
+static void release(runner_proc *rp) {
+  if (rp->pid > 0) {
+    kill(-rp->pid, SIGKILL);
+    kill(rp->pid, SIGKILL);
+    while (waitpid(rp->pid, NULL, WNOHANG) == 0) {
+      struct timespec ts = {0, 1000000};
+      nanosleep(&ts, NULL);
+    }
   }
-  /* memory cap first: it decides what the runner applies itself */
-  char tag[64];
+  rp->pid = -1;
+  if (rp->to_w >= 0)
+    close(rp->to_w);
+  if (rp->from_r >= 0)
+    close(rp->from_r);
+  rp->to_w = rp->from_r = -1;
+  sbx_memcap_destroy(&rp->mc);
+}
+
+/* Forks + execs a runner with its memory cgroup, pipes, optional memfds
+ * (-1: none) and a clean environment. 0 or -errno (why says it). */
+static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
+                 runner_proc *rp, char *why, size_t wl) {
   static unsigned seq;
+  char tag[64];
   snprintf(tag, sizeof(tag), "%s%s%d-%u", p->tag ? p->tag : "",
            p->tag ? "-" : "", (int)getpid(),
            __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
-  sbx_memcap mc;
-  sbx_memcap_create(p->mem_bytes, tag, &mc, out->memcap_note,
-                    sizeof(out->memcap_note));
-  out->memcap = mc.kind;
-
-  sbx_job_spec spec = *spec_in;
-  spec.mem_bytes = p->mem_bytes;
-  spec.memcap_kind = (uint32_t)mc.kind;
-  spec.cpu_seconds = p->cpu_seconds;
-  spec.threads = (uint32_t)p->threads;
-  spec.model_len = model_len;
-  spec.data_len = data_len;
-  child_fds f = {-1, -1, -1, -1, -1};
-  int to_r[2] = {-1, -1}, from_r[2] = {-1, -1}, rc = 0;
-  if (p->use_memfd) {
-    f.model = make_memfd("aisbx-model", model, model_len);
-    f.data = make_memfd("aisbx-data", data, data_len);
-    spec.model_in_memfd = f.model >= 0;
-    spec.data_in_memfd = f.data >= 0;
+  memset(rp, 0, sizeof(*rp));
+  rp->pid = -1;
+  rp->to_w = rp->from_r = -1;
+  rp->threads = p->threads;
+  /* memory cap first: it decides what the runner applies itself */
+  sbx_memcap_create(p->mem_bytes, tag, &rp->mc, rp->memcap_note,
+                    sizeof(rp->memcap_note));
+  int to_r[2] = {-1, -1}, from_r[2] = {-1, -1};
+  if (pipe2(to_r, O_CLOEXEC) || pipe2(from_r, O_CLOEXEC)) {
+    int e = errno;
+    snprintf(why, wl, "cannot set up the runner: %s", strerror(e));
+    for (int i = 0; i < 2; i++) {
+      if (to_r[i] >= 0)
+        close(to_r[i]);
+      if (from_r[i] >= 0)
+        close(from_r[i]);
+    }
+    sbx_memcap_destroy(&rp->mc);
+    return -e;
   }
-  uint8_t specbuf[4096];
-  int speclen = sbx_job_spec_encode(&spec, specbuf, sizeof(specbuf));
-  if (speclen < 0 || pipe2(to_r, O_CLOEXEC) || pipe2(from_r, O_CLOEXEC)) {
-    rc = speclen < 0 ? -EINVAL : -errno;
-    snprintf(out->reason, sizeof(out->reason), "cannot set up the runner: %s",
-             strerror(-rc));
-    goto cleanup;
-  }
-  f.in_r = to_r[0];
-  f.out_w = from_r[1];
+  child_fds f = {to_r[0], from_r[1], -1, model_fd, data_fd};
   f.err = p->stderr_fd >= 0 ? p->stderr_fd
                             : open("/dev/null", O_WRONLY | O_CLOEXEC);
   char thr[32], lim[32];
@@ -342,27 +354,62 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
                  (char *)"OPENBLAS_NUM_THREADS=1",
                  (char *)"PATH=/nonexistent",
                  NULL};
-
-  sup s = {.out = out, .cb = cb, .t0 = now_s()};
   pid_t pid = fork();
-  if (pid < 0) {
-    rc = -errno;
-    snprintf(out->reason, sizeof(out->reason), "cannot fork the runner: %s",
-             strerror(-rc));
-    goto cleanup;
-  }
+  int e = errno;
   if (pid == 0)
-    exec_runner(p->runner_path, &mc, f, env);
-  setpgid(pid, pid); /* also done by the child; whichever runs first */
+    exec_runner(p->runner_path, &rp->mc, f, env);
   close(to_r[0]);
   close(from_r[1]);
-  to_r[0] = from_r[1] = -1;
   if (p->stderr_fd < 0 && f.err >= 0)
     close(f.err);
-  f.err = -1;
+  if (pid < 0) {
+    snprintf(why, wl, "cannot fork the runner: %s", strerror(e));
+    close(to_r[1]);
+    close(from_r[0]);
+    sbx_memcap_destroy(&rp->mc);
+    return -e;
+  }
+  setpgid(pid, pid); /* also done by the child; whichever runs first */
   fcntl(to_r[1], F_SETFL, O_NONBLOCK);
   fcntl(from_r[0], F_SETFL, O_NONBLOCK);
+  rp->pid = pid;
+  rp->to_w = to_r[1];
+  rp->from_r = from_r[0];
+  return 0;
+}
 
+static void outcome_init(sbx_runner_outcome *out) {
+  memset(out, 0, sizeof(*out));
+  out->forbidden_syscall = -1;
+  out->exit_code = -1;
+  out->status = SBX_RUN_FAILED;
+}
+
+/* Feeds the spec (and MODEL/DATA unless they went by memfd), decodes the
+ * runner's messages, enforces wall time and cancellation from t0, reaps
+ * it and classifies how it ended. */
+static void supervise(const sbx_runner_params *p, runner_proc *rp,
+                      const sbx_job_spec *spec, const void *model,
+                      size_t model_len, const void *data, size_t data_len,
+                      const sbx_runner_callbacks *cb,
+                      const volatile int *abort_flag, double t0,
+                      sbx_runner_outcome *out) {
+  out->memcap = rp->mc.kind;
+  snprintf(out->memcap_note, sizeof(out->memcap_note), "%s", rp->memcap_note);
+  sup s = {.out = out, .cb = cb, .t0 = t0};
+  /* a runner that dies before reading its input must not take the worker
+   * with it: SIGPIPE is blocked in this thread while we write, and any
+   * pending one is consumed at the end (the process's disposition is
+   * left alone) */
+  sigset_t pipe_set, old_mask;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+  uint8_t specbuf[4096];
+  int speclen = sbx_job_spec_encode(spec, specbuf, sizeof(specbuf));
+  if (speclen < 0)
+    speclen =
+        0; /* cannot happen (4 KiB holds every spec); the runner then fails */
   /* pending input: SPEC, then MODEL and DATA unless they went by memfd */
   uint8_t h_spec[8], h_model[8], h_data[8];
   struct iovec iov[6];
@@ -378,36 +425,26 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
   HDR(h_spec, SBX_IPC_SPEC, speclen);
   iov[niov++] = (struct iovec){h_spec, 8};
   iov[niov++] = (struct iovec){specbuf, (size_t)speclen};
-  if (!spec.model_in_memfd) {
+  if (!spec->model_in_memfd) {
     HDR(h_model, SBX_IPC_MODEL, model_len);
     iov[niov++] = (struct iovec){h_model, 8};
     iov[niov++] = (struct iovec){(void *)model, model_len};
   }
-  if (!spec.data_in_memfd) {
+  if (!spec->data_in_memfd) {
     HDR(h_data, SBX_IPC_DATA, data_len);
     iov[niov++] = (struct iovec){h_data, 8};
     iov[niov++] = (struct iovec){(void *)data, data_len};
   }
 #undef HDR
   int iov_at = 0;
-  if ((!spec.model_in_memfd &&
-       model_len > sbx_ipc_msgdef_get(SBX_IPC_MODEL)->max_len) ||
-      (!spec.data_in_memfd &&
-       data_len > sbx_ipc_msgdef_get(SBX_IPC_DATA)->max_len))
-    iov_at = niov; /* too large for the pipe: the runner will report it */
-  if (f.model >= 0)
-    close(f.model);
-  if (f.data >= 0)
-    close(f.data);
-  f.model = f.data = -1;
-
+  pid_t pid = rp->pid;
   sbx_ipc_decoder dec;
   sbx_ipc_decoder_init(&dec, SBX_IPC_TO_WORKER, dispatch,
                        (int)(sizeof(dispatch) / sizeof(dispatch[0])), &s);
   int status = 0, reaped = 0, eof = 0, timed_out = 0, cancelled = 0,
       proto_err = 0;
   int abort_sent = 0;
-  double kill_at = 0, deadline = s.t0 + p->wall_seconds;
+  double kill_at = 0, deadline = t0 + p->wall_seconds;
   struct rusage ru;
   memset(&ru, 0, sizeof(ru));
   uint8_t buf[65536];
@@ -419,8 +456,8 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
       timed_out = 1;
     if ((cancelled || timed_out || proto_err) && !kill_at) {
       /* ask politely (the engine polls its abort flag), then kill */
-      if (iov_at == niov && to_r[1] >= 0 && !proto_err) {
-        sbx_ipc_send(to_r[1], SBX_IPC_ABORT, NULL, 0);
+      if (iov_at == niov && !proto_err) {
+        sbx_ipc_send(rp->to_w, SBX_IPC_ABORT, NULL, 0);
         abort_sent = 1;
       }
       kill_at = t + (abort_sent ? p->grace_seconds : 0);
@@ -432,12 +469,12 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
     struct pollfd pf[2];
     int np = 0;
     if (!eof)
-      pf[np++] = (struct pollfd){from_r[0], POLLIN, 0};
-    if (iov_at < niov && to_r[1] >= 0)
-      pf[np++] = (struct pollfd){to_r[1], POLLOUT, 0};
+      pf[np++] = (struct pollfd){rp->from_r, POLLIN, 0};
+    if (iov_at < niov)
+      pf[np++] = (struct pollfd){rp->to_w, POLLOUT, 0};
     poll(pf, (nfds_t)np, eof ? 10 : 50);
-    if (iov_at < niov && to_r[1] >= 0) {
-      ssize_t w = writev(to_r[1], iov + iov_at, niov - iov_at);
+    if (iov_at < niov) {
+      ssize_t w = writev(rp->to_w, iov + iov_at, niov - iov_at);
       if (w < 0 && errno != EAGAIN && errno != EINTR) {
         iov_at = niov; /* runner gone; its exit explains */
       } else if (w > 0) {
@@ -451,56 +488,213 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
       }
     }
     while (!eof) {
-      ssize_t r = read(from_r[0], buf, sizeof(buf));
+      ssize_t r = read(rp->from_r, buf, sizeof(buf));
       if (r > 0) {
         if (!proto_err && sbx_ipc_decoder_feed(&dec, buf, (size_t)r))
           proto_err = 1;
         continue;
       }
-      if (r == 0)
-        eof = 1;
-      else if (errno != EAGAIN && errno != EINTR)
+      if (r == 0 || (errno != EAGAIN && errno != EINTR))
         eof = 1;
       break;
     }
-    pid_t w = wait4(pid, &status, WNOHANG, &ru);
-    if (w == pid)
+    if (wait4(pid, &status, WNOHANG, &ru) == pid)
       reaped = 1;
   }
   /* whatever the runner wrote before dying (the SIGSYS report) */
   for (;;) {
-    ssize_t r = read(from_r[0], buf, sizeof(buf));
+    ssize_t r = read(rp->from_r, buf, sizeof(buf));
     if (r <= 0)
       break;
     if (!proto_err && sbx_ipc_decoder_feed(&dec, buf, (size_t)r))
       proto_err = 1;
   }
   kill(-pid, SIGKILL); /* stragglers of the group, if any */
-  out->seconds = now_s() - s.t0;
+  rp->pid = -1;        /* reaped */
+  out->seconds = now_s() - t0;
   out->cpu_seconds =
       (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
       (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-  out->mem_peak = sbx_memcap_peak(&mc);
+  out->mem_peak = sbx_memcap_peak(&rp->mc);
   if (!proto_err && !sbx_ipc_decoder_idle(&dec) && WIFEXITED(status) &&
       !WEXITSTATUS(status)) {
     proto_err = 1;
     snprintf(dec.why, sizeof(dec.why), "stream ended inside a message");
   }
-  classify(p, &s, status, timed_out, cancelled, proto_err, dec.why, &mc);
+  classify(p, &s, status, timed_out, cancelled, proto_err, dec.why, &rp->mc);
   sbx_ipc_decoder_free(&dec);
   if (out->status != SBX_RUN_SUCCEEDED)
     sbx_runner_outcome_free(out);
-cleanup:
-  for (int i = 0; i < 2; i++) {
-    if (to_r[i] >= 0)
-      close(to_r[i]);
-    if (from_r[i] >= 0)
-      close(from_r[i]);
+  struct timespec zero = {0, 0};
+  while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE) {
   }
-  if (f.model >= 0)
-    close(f.model);
-  if (f.data >= 0)
-    close(f.data);
-  sbx_memcap_destroy(&mc);
-  return rc;
+  pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+}
+
+/* The spec's limit fields from p and the transport. */
+static sbx_job_spec job_spec(const sbx_runner_params *p, const sbx_job_spec *in,
+                             sbx_memcap_kind memcap, size_t model_len,
+                             size_t data_len, int model_memfd, int data_memfd) {
+  sbx_job_spec spec = *in;
+  spec.mem_bytes = p->mem_bytes;
+  spec.memcap_kind = (uint32_t)memcap;
+  spec.cpu_seconds = p->cpu_seconds;
+  spec.threads = (uint32_t)p->threads;
+  spec.model_len = model_len;
+  spec.data_len = data_len;
+  spec.model_in_memfd = (uint32_t)model_memfd;
+  spec.data_in_memfd = (uint32_t)data_memfd;
+  return spec;
+}
+
+/* Inputs that travel as messages must fit the table's caps. */
+static int check_inline(int model_inline, size_t model_len, int data_inline,
+                        size_t data_len, sbx_runner_outcome *out) {
+  int model_big =
+      model_inline && model_len > sbx_ipc_msgdef_get(SBX_IPC_MODEL)->max_len;
+  int data_big =
+      data_inline && data_len > sbx_ipc_msgdef_get(SBX_IPC_DATA)->max_len;
+  if (!model_big && !data_big)
+    return 0;
+  snprintf(out->reason, sizeof(out->reason),
+           "the %s (%zu bytes) is larger than the runner's message cap",
+           model_big ? "model" : "dataset", model_big ? model_len : data_len);
+  return -EMSGSIZE;
+}
+
+int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
+                   const void *model, size_t model_len, const void *data,
+                   size_t data_len, const sbx_runner_callbacks *cb,
+                   const volatile int *abort_flag, sbx_runner_outcome *out) {
+  outcome_init(out);
+  if (!p || !p->runner_path || !spec_in || p->threads < 1) {
+    snprintf(out->reason, sizeof(out->reason), "invalid runner parameters");
+    return -EINVAL;
+  }
+  int mfd = -1, dfd = -1;
+  if (p->use_memfd) {
+    mfd = make_memfd("aisbx-model", model, model_len);
+    dfd = make_memfd("aisbx-data", data, data_len);
+  }
+  int rc = check_inline(mfd < 0, model_len, dfd < 0, data_len, out);
+  runner_proc rp;
+  double t0 = now_s();
+  if (!rc)
+    rc = spawn(p, mfd, dfd, &rp, out->reason, sizeof(out->reason));
+  if (mfd >= 0)
+    close(mfd);
+  if (dfd >= 0)
+    close(dfd);
+  if (rc)
+    return rc;
+  sbx_job_spec spec =
+      job_spec(p, spec_in, rp.mc.kind, model_len, data_len, mfd >= 0, dfd >= 0);
+  supervise(p, &rp, &spec, model, model_len, data, data_len, cb, abort_flag, t0,
+            out);
+  release(&rp);
+  return 0;
+}
+
+/* ---- a pool of runners started ahead ---- */
+struct sbx_runner_pool {
+  sbx_runner_params p;
+  pthread_mutex_t mu;
+  int n, cap;
+  runner_proc *spare;
+};
+
+int sbx_runner_pool_new(const sbx_runner_params *p, int spares,
+                        sbx_runner_pool **out) {
+  *out = NULL;
+  if (!p || !p->runner_path || p->threads < 1 || spares < 1 || spares > 64)
+    return -EINVAL;
+  sbx_runner_pool *pool = calloc(1, sizeof(*pool));
+  if (!pool)
+    return -ENOMEM;
+  pool->spare = calloc((size_t)spares, sizeof(runner_proc));
+  if (!pool->spare) {
+    free(pool);
+    return -ENOMEM;
+  }
+  pool->p = *p;
+  pool->cap = spares;
+  pthread_mutex_init(&pool->mu, NULL);
+  char why[600];
+  for (int i = 0; i < spares; i++)
+    if (spawn(&pool->p, -1, -1, &pool->spare[pool->n], why, sizeof(why)) == 0)
+      pool->n++;
+  *out = pool;
+  return 0;
+}
+
+/* A spare that is still waiting (not dead) and fits the job, or -1. */
+static int take_spare(sbx_runner_pool *pool, const sbx_runner_params *p,
+                      runner_proc *rp) {
+  int got = -1;
+  pthread_mutex_lock(&pool->mu);
+  while (pool->n > 0 && got < 0) {
+    runner_proc c = pool->spare[--pool->n];
+    if (waitpid(c.pid, NULL, WNOHANG) != 0 || c.threads < p->threads) {
+      release(&c); /* died while waiting, or too few threads allowed */
+      continue;
+    }
+    *rp = c;
+    got = 0;
+  }
+  pthread_mutex_unlock(&pool->mu);
+  return got;
+}
+
+int sbx_runner_pool_run(sbx_runner_pool *pool, const sbx_runner_params *p,
+                        const sbx_job_spec *spec_in, const void *model,
+                        size_t model_len, const void *data, size_t data_len,
+                        const sbx_runner_callbacks *cb,
+                        const volatile int *abort_flag,
+                        sbx_runner_outcome *out) {
+  outcome_init(out);
+  if (!pool || !p || !spec_in || p->threads < 1) {
+    snprintf(out->reason, sizeof(out->reason), "invalid runner parameters");
+    return -EINVAL;
+  }
+  int rc = check_inline(1, model_len, 1, data_len, out);
+  if (rc)
+    return rc;
+  runner_proc rp;
+  double t0 = now_s();
+  if (take_spare(pool, p, &rp) == 0) {
+    sbx_memcap_set_limit(&rp.mc, p->mem_bytes); /* this job's cap */
+  } else {
+    sbx_runner_params q = *p;
+    q.runner_path = pool->p.runner_path;
+    if ((rc = spawn(&q, -1, -1, &rp, out->reason, sizeof(out->reason))))
+      return rc;
+  }
+  sbx_job_spec spec =
+      job_spec(p, spec_in, rp.mc.kind, model_len, data_len, 0, 0);
+  supervise(p, &rp, &spec, model, model_len, data, data_len, cb, abort_flag, t0,
+            out);
+  release(&rp);
+  /* the next job's runner starts now, while the caller handles this one */
+  runner_proc next;
+  char why[600];
+  if (spawn(&pool->p, -1, -1, &next, why, sizeof(why)) == 0) {
+    pthread_mutex_lock(&pool->mu);
+    int kept = pool->n < pool->cap;
+    if (kept)
+      pool->spare[pool->n++] = next;
+    pthread_mutex_unlock(&pool->mu);
+    if (!kept)
+      release(&next);
+  }
+  return 0;
+}
+
+void sbx_runner_pool_free(sbx_runner_pool *pool) {
+  if (!pool)
+    return;
+  for (int i = 0; i < pool->n; i++)
+    release(&pool->spare[i]);
+  pthread_mutex_destroy(&pool->mu);
+  free(pool->spare);
+  free(pool);
 }

@@ -52,7 +52,13 @@ static const char *json_field(const char *json, const char *key, char *out,
   return out;
 }
 
-int sbx__worker_self_test(const char *runner_path, FILE *o) {
+/* --verbose: the runner's own log of every sandbox step, as comments. */
+static void print_log(void *ud, int level, const char *text) {
+  fprintf((FILE *)ud, "# %s%s\n", level == SBX_LOG_WARN ? "WARNING " : "",
+          text);
+}
+
+int sbx__worker_self_test(const char *runner_path, int verbose, FILE *o) {
   int fails = 0;
   sbx_runner_params p = sbx_runner_default_params();
   p.runner_path = runner_path;
@@ -65,7 +71,8 @@ int sbx__worker_self_test(const char *runner_path, FILE *o) {
     spec.kind = SBX_JOB_PROBE;
     spec.probe = 0;
     sbx_runner_outcome out;
-    sbx_runner_run(&p, &spec, "", 0, "", 0, NULL, NULL, &out);
+    sbx_runner_callbacks cb = {.ud = o, .on_log = print_log};
+    sbx_runner_run(&p, &spec, "", 0, "", 0, verbose ? &cb : NULL, NULL, &out);
     if (!out.ready) {
       fprintf(o, "FAIL sandbox the runner did not reach READY: %s\n",
               out.reason);

@@ -258,6 +258,19 @@ static void run_claim(slot *S, sbx_client *c, json_t *claim) {
     finish(c, job, token, "failed", err, NULL);
     return;
   }
+  /* a shard runs its contiguous slice of the samples: the server's
+   * [sample_begin, sample_end) (0, 0 = all) */
+  json_int_t sb = json_integer_value(json_object_get(claim, "sample_begin"));
+  json_int_t se = json_integer_value(json_object_get(claim, "sample_end"));
+  if (sb < 0 || se < 0 || (se > 0 && se <= sb)) {
+    finish(c, job, token, "failed", "bad shard range from the server", NULL);
+    return;
+  }
+  if (se > 0) {
+    spec.shard_offset += (int64_t)sb;
+    spec.shard_count = (int64_t)(se - sb);
+    spec.n = 0;
+  }
   sbx_client_resp model = {0}, data = {0};
   if (fetch(c, job, "model", token, &model, err, sizeof(err)) ||
       fetch(c, job, "dataset", token, &data, err, sizeof(err))) {

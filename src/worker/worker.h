@@ -6,8 +6,9 @@
 #include <stdio.h>
 
 /* Runs every sandbox probe in its own runner and prints one line per
- * check to o. Returns 0 when everything was refused, 1 otherwise. */
-int sbx__worker_self_test(const char *runner_path, FILE *o);
+ * check to o (verbose: also the runner's log of each sandbox step, as
+ * "# " lines). Returns 0 when everything was refused, 1 otherwise. */
+int sbx__worker_self_test(const char *runner_path, int verbose, FILE *o);
 
 /* The network worker (service.c): slots claiming jobs from a server. */
 typedef struct sbx_worker_params {

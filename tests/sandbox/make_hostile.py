@@ -92,6 +92,8 @@ def main():
     w("huge_initializer.onnx",
       model([node("Add", ["x", "w"], "y")], [X], [("y", ["N", 1, 28, 28])],
             [tensor("w", [1000000000], raw=b"\0" * 16)]))
+    w("unsupported_op.onnx",
+      model([node("NonMaxSuppression", ["x"], "y")], [X], [("y", ["N", 1, 28, 28])]))
     w("cyclic.onnx",
       model([node("Add", ["x", "b"], "a"), node("Relu", ["a"], "b"),
              node("Relu", ["a"], "y")], [X], [("y", ["N", 1, 28, 28])]))

@@ -5,10 +5,12 @@
  *     are byte-identical to the same attack run in this process (memfd and
  *     pipe transports);
  *   - hostile models (truncated, absurd dims, 1e9-element initializer,
- *     cycle, external data ../../etc/passwd, NaN weights, 100k nodes) and a
+ *     cycle, unsupported op, external data ../../etc/passwd, NaN weights,
+ *     100k nodes) and a
  *     zip-bomb NPZ each fail with a clear reason, the supervisor survives;
  *   - memory hog, CPU spin, wall-time limit, cancellation (< 2 s) and a
- *     forbidden syscall end with the right reason.
+ *     forbidden syscall end with the right reason;
+ *   - a good job succeeds while hostile ones run beside it.
  * Usage: test_sandbox_jobs RUNNER FIXTURES_DIR HOSTILE_DIR
  */
 #include "adv/adv.h"
@@ -114,6 +116,8 @@ static void reference(const sbx_job_spec *s, adv_attack_result *res,
   adv_model_free(m);
 }
 
+static sbx_runner_pool *g_pool; /* set: run through the pool instead */
+
 static void run_real_job(int use_memfd) {
   size_t ml, dl;
   unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
@@ -124,7 +128,12 @@ static void run_real_job(int use_memfd) {
   counts c = {0};
   sbx_runner_callbacks cb = {&c, c_ready, c_log, c_progress};
   sbx_runner_outcome o;
-  CHECK_EQ_INT(sbx_runner_run(&p, &s, model, ml, data, dl, &cb, NULL, &o), 0);
+  if (g_pool)
+    CHECK_EQ_INT(
+        sbx_runner_pool_run(g_pool, &p, &s, model, ml, data, dl, &cb, NULL, &o),
+        0);
+  else
+    CHECK_EQ_INT(sbx_runner_run(&p, &s, model, ml, data, dl, &cb, NULL, &o), 0);
   if (o.status != SBX_RUN_SUCCEEDED)
     fprintf(stderr, "real job: %s: %s\n", sbx_runner_status_name(o.status),
             o.reason);
@@ -164,6 +173,77 @@ TEST(real_attack_job_pipe) {
   run_real_job(0);
 }
 
+/* Runners started ahead: the same bytes, twice (each spare serves one
+ * job), and a job with a smaller memory cap than the pool's still gets
+ * its own cap. */
+TEST(pool_runs_jobs_with_their_own_limits) {
+  sbx_runner_params p = params();
+  CHECK_EQ_INT(sbx_runner_pool_new(&p, 1, &g_pool), 0);
+  run_real_job(0);
+  run_real_job(0);
+  size_t ml, dl;
+  unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
+  unsigned char *data = slurp(g_hostile, "zipbomb.npz", &dl);
+  p.mem_bytes = (uint64_t)128 << 20;
+  sbx_job_spec s = pgd_spec(4, 2);
+  sbx_runner_outcome o;
+  CHECK_EQ_INT(
+      sbx_runner_pool_run(g_pool, &p, &s, model, ml, data, dl, NULL, NULL, &o),
+      0);
+  CHECK(strstr(o.reason, "memory limit 128 MiB exceeded") != NULL);
+  sbx_runner_outcome_free(&o);
+  free(model);
+  free(data);
+  sbx_runner_pool_free(g_pool);
+  g_pool = NULL;
+}
+
+/* A runner that dies without reading its (large) input: the supervisor
+ * gets EPIPE, not a fatal SIGPIPE, and says what happened. */
+TEST(runner_dying_before_reading_input) {
+  sbx_runner_params p = params();
+  p.runner_path = "/bin/false";
+  p.use_memfd = 0;
+  size_t n = (size_t)8 << 20; /* far more than a pipe buffer */
+  unsigned char *big = calloc(1, n);
+  sbx_job_spec s = pgd_spec(1, 1);
+  sbx_runner_outcome o;
+  CHECK_EQ_INT(sbx_runner_run(&p, &s, big, n, big, n, NULL, NULL, &o), 0);
+  CHECK_EQ_INT(o.status, SBX_RUN_FAILED);
+  CHECK_EQ_INT(o.exit_code, 1);
+  CHECK(strstr(o.reason, "exited with code 1") != NULL);
+  sbx_runner_outcome_free(&o);
+  free(big);
+}
+
+/* A real job that would run for hours (PGD with a million steps) ends at
+ * the CPU limit, or at the wall-time limit when that comes first. */
+TEST(endless_attack_hits_cpu_and_wall_limits) {
+  size_t ml, dl;
+  unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
+  unsigned char *data = slurp(g_fix, "demo_mnist.npz", &dl);
+  sbx_job_spec s = pgd_spec(64, 1000000);
+  sbx_runner_params p = params();
+  p.cpu_seconds = 1;
+  sbx_runner_outcome o;
+  CHECK_EQ_INT(sbx_runner_run(&p, &s, model, ml, data, dl, NULL, NULL, &o), 0);
+  fprintf(stderr, "  cpu-limited attack %s: %s (%.2f s)\n",
+          sbx_runner_status_name(o.status), o.reason, o.seconds);
+  CHECK_EQ_INT(o.status, SBX_RUN_FAILED);
+  CHECK(strstr(o.reason, "CPU time limit of 1 s exceeded") != NULL);
+  sbx_runner_outcome_free(&o);
+  p = params();
+  p.wall_seconds = 1.0;
+  CHECK_EQ_INT(sbx_runner_run(&p, &s, model, ml, data, dl, NULL, NULL, &o), 0);
+  fprintf(stderr, "  wall-limited attack %s: %s (%.2f s)\n",
+          sbx_runner_status_name(o.status), o.reason, o.seconds);
+  CHECK_EQ_INT(o.status, SBX_RUN_TIMED_OUT);
+  CHECK(o.seconds < 1.0 + 2.0); /* the engine sees ABORT at once */
+  sbx_runner_outcome_free(&o);
+  free(model);
+  free(data);
+}
+
 /* Runs a job on a hostile model (or dataset) and returns its outcome. */
 static void run_hostile(const char *model_name, const char *data_name,
                         uint64_t mem, sbx_runner_outcome *o) {
@@ -192,6 +272,7 @@ TEST(hostile_models_fail_clearly) {
       {"absurd_dims.onnx", "shape"},
       {"huge_initializer.onnx", "larger than"},
       {"cyclic.onnx", "cycle"},
+      {"unsupported_op.onnx", "NonMaxSuppression"},
       {"external_data.onnx", "external"},
       {"nan_weights.onnx", "finite"},
       {"nodes_100k.onnx", "node"},
@@ -256,7 +337,7 @@ TEST(infinite_loop_hits_wall_time) {
   run_probe(13, p, NULL, &o);
   CHECK_EQ_INT(o.status, SBX_RUN_TIMED_OUT);
   CHECK(strstr(o.reason, "wall-time limit") != NULL);
-  CHECK(o.seconds < 0.5 + p.grace_seconds + 0.5);
+  CHECK(o.seconds < 0.5 + p.grace_seconds + 1.5);
   sbx_runner_outcome_free(&o);
 }
 
@@ -308,6 +389,40 @@ static void cancel_case(int probe) {
   sbx_runner_outcome_free(&o);
 }
 
+/* Another job's runner misbehaving at the same time (zip bomb, CPU spin)
+ * does not disturb a good job: both supervisions run in parallel threads. */
+static void *hostile_neighbour(void *arg) {
+  sbx_runner_outcome *o = arg;
+  size_t ml, dl;
+  unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
+  unsigned char *data = slurp(g_hostile, "zipbomb.npz", &dl);
+  sbx_runner_params p = params();
+  p.mem_bytes = (uint64_t)128 << 20;
+  sbx_job_spec s = pgd_spec(4, 2);
+  sbx_runner_run(&p, &s, model, ml, data, dl, NULL, NULL, &o[0]);
+  p = params();
+  p.cpu_seconds = 1;
+  memset(&s, 0, sizeof(s));
+  s.kind = SBX_JOB_PROBE;
+  s.probe = 13; /* CPU spin */
+  sbx_runner_run(&p, &s, "", 0, "", 0, NULL, NULL, &o[1]);
+  free(model);
+  free(data);
+  return NULL;
+}
+
+TEST(good_job_beside_hostile_ones) {
+  sbx_runner_outcome bad[2];
+  pthread_t t;
+  pthread_create(&t, NULL, hostile_neighbour, bad);
+  run_real_job(1);
+  pthread_join(t, NULL);
+  CHECK(strstr(bad[0].reason, "memory limit 128 MiB exceeded") != NULL);
+  CHECK(strstr(bad[1].reason, "CPU time limit of 1 s exceeded") != NULL);
+  sbx_runner_outcome_free(&bad[0]);
+  sbx_runner_outcome_free(&bad[1]);
+}
+
 TEST(cancel_running_attack) {
   cancel_case(0);
 }
@@ -329,9 +444,13 @@ int main(int argc, char **argv) {
   RUN(memory_hog_is_stopped_by_the_cap);
   RUN(cpu_spin_hits_cpu_limit);
   RUN(infinite_loop_hits_wall_time);
+  RUN(endless_attack_hits_cpu_and_wall_limits);
   RUN(forbidden_syscall_named);
   RUN(cancel_running_attack);
   RUN(cancel_spinning_runner);
+  RUN(good_job_beside_hostile_ones);
   RUN(real_attack_job_pipe); /* the supervisor survived all of the above */
+  RUN(pool_runs_jobs_with_their_own_limits);
+  RUN(runner_dying_before_reading_input);
   return harness_report();
 }

@@ -1,0 +1,233 @@
+#!/usr/bin/python3
+"""End to end: jobs through the API, run by a real aisbx-worker in sandboxed
+runners.
+
+  e2e_jobs.py BUILD_DIR FIXTURES
+
+Starts `aisbxd` (SQLite, local blob store, TLS) with no local workers on a
+fresh data dir with two tenants, creates a worker token with `aisbxd
+worker-token create`, starts `aisbx-worker` against it, and checks:
+- an attack job's result document equals `aisbx attack` on the same files
+  and seed in every number (paths, digests and wall times aside), and its
+  adversarial.npy is byte-identical; the gallery PNGs are PNGs;
+- the same for an evaluation (custom suite, eps sweep);
+- hostile models fail their jobs with a clear reason while another
+  tenant's job beside them succeeds, and the worker survives;
+- a running job is cancelled within 2 s of the request;
+- a job whose worker is killed (-9) is re-queued and completed by another.
+"""
+import json, os, signal, socket, ssl, subprocess, sys, tempfile, time
+import urllib.error, urllib.request
+
+B, FIX = sys.argv[1], sys.argv[2]
+AISBXD, WORKER, AISBX = (os.path.join(B, n) for n in ("aisbxd", "aisbx-worker", "aisbx"))
+MODEL = os.path.join(FIX, "mnist_cnn.onnx")
+DATA = os.path.join(FIX, "demo_mnist.npz")
+TIMING = {"wall_time_s", "time_s", "seconds"}
+fails = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        fails.append(what)
+
+
+class Api:
+    def __init__(self, base, ca, key):
+        self.base, self.key = base, key
+        self.ctx = ssl.create_default_context(cafile=ca)
+        self.ctx.check_hostname = False  # the embedded cert names 127.0.0.1 / localhost
+
+    def req(self, method, path, body=None, ctype="application/json", raw=False):
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        r = urllib.request.Request(self.base + path, data=data, method=method)
+        r.add_header("Authorization", "Bearer " + self.key)
+        if data is not None:
+            r.add_header("Content-Type", ctype)
+        try:
+            with urllib.request.urlopen(r, context=self.ctx, timeout=60) as f:
+                b = f.read()
+                return f.status, (b if raw else (json.loads(b) if b else None))
+        except urllib.error.HTTPError as e:
+            b = e.read()
+            try:
+                return e.code, json.loads(b)
+            except Exception:
+                return e.code, b
+
+    def upload(self, proj, kind, name, blob):
+        st, o = self.req("POST", f"/api/v1/projects/{proj}/{kind}?name={name}", blob,
+                         "application/octet-stream")
+        assert st == 201, (st, o)
+        return o["id"]
+
+    def job(self, proj, model, dataset, spec):
+        st, o = self.req("POST", f"/api/v1/projects/{proj}/jobs",
+                         {"model_id": model, "dataset_id": dataset, "spec": spec})
+        assert st == 201, (st, o)
+        return o["id"]
+
+    def wait(self, proj, job, timeout=240, states=("succeeded", "failed", "cancelled", "timed_out")):
+        end = time.time() + timeout
+        while time.time() < end:
+            st, o = self.req("GET", f"/api/v1/projects/{proj}/jobs/{job}")
+            if st == 200 and o["state"] in states:
+                return o
+            time.sleep(0.2)
+        return o
+
+
+def strip(o):
+    if isinstance(o, dict):
+        return {k: strip(v) for k, v in o.items()
+                if k not in TIMING and k not in ("path", "sha256")}
+    if isinstance(o, list):
+        return [strip(v) for v in o]
+    return o
+
+
+def cli(argv, out, adv):
+    subprocess.run([AISBX] + argv[:1] + ["--model", MODEL, "--data", DATA, "--out", out,
+                    "--adv", adv] + argv[1:], check=True, stdout=subprocess.DEVNULL)
+    return json.load(open(out)), open(adv, "rb").read()
+
+
+def main():
+    d = tempfile.mkdtemp(prefix="aisbx-e2e-")
+    srv = os.path.join(d, "srv")
+    keys = {}
+    for t in ("t1", "t2"):
+        out = subprocess.run([AISBXD, "init", "--data-dir", srv, "--tenant", t],
+                             check=True, capture_output=True, text=True).stdout
+        keys[t] = [l.split(": ", 1)[1] for l in out.splitlines() if l.startswith("admin-api-key: ")][0]
+    log = open(os.path.join(d, "aisbxd.log"), "w")
+    server = subprocess.Popen([AISBXD, "--data-dir", srv, "--listen", "127.0.0.1:0",
+                               "--workers", "0"], stdout=log, stderr=log)
+    procs = [server]
+    try:
+        pf = os.path.join(srv, "aisbxd.port")
+        for _ in range(200):
+            if os.path.exists(pf) and open(pf).read().strip():
+                break
+            time.sleep(0.05)
+        port = int(open(pf).read())
+        base, ca = f"https://127.0.0.1:{port}", os.path.join(srv, "tls-cert.pem")
+        tok = subprocess.run([AISBXD, "worker-token", "create", "--data-dir", srv, "--name", "e2e"],
+                             check=True, capture_output=True, text=True).stdout
+        token = [w for w in tok.split() if w.count(".") == 1 and "_" in w][0]
+        tf = os.path.join(d, "worker.token")
+        fd = os.open(tf, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, token.encode() + b"\n")
+        os.close(fd)
+        wlog = open(os.path.join(d, "worker.log"), "w")
+
+        def start_worker(name, slots=2):
+            p = subprocess.Popen([WORKER, "--server", base, "--token-file", tf, "--ca-file", ca,
+                                  "--slots", str(slots), "--name", name], stdout=wlog, stderr=wlog)
+            procs.append(p)
+            return p
+
+        w1 = start_worker("w1")
+        a1, a2 = Api(base, ca, keys["t1"]), Api(base, ca, keys["t2"])
+        for a in (a1, a2):
+            st, _ = a.req("POST", "/api/v1/projects", {"id": "p", "name": "P"})
+            assert st == 201, st
+        m1 = a1.upload("p", "models", "mnist_cnn.onnx", open(MODEL, "rb").read())
+        d1 = a1.upload("p", "datasets", "demo_mnist.npz", open(DATA, "rb").read())
+
+        # 1. attack job == aisbx attack
+        spec = {"kind": "attack", "attack": "pgd", "eps": 0.3, "steps": 5, "n": 20,
+                "seed": 9007199254740993}
+        j = a1.job("p", m1, d1, spec)
+        o = a1.wait("p", j)
+        check(o["state"] == "succeeded", f"attack job succeeded ({o['state']}: {o.get('message')})")
+        st, res = a1.req("GET", f"/api/v1/projects/p/jobs/{j}/results")
+        st2, npy = a1.req("GET", f"/api/v1/projects/p/jobs/{j}/results/adversarial.npy", raw=True)
+        ref, refnpy = cli(["attack", "--attack", "pgd", "--eps", "0.3", "--steps", "5", "--n", "20",
+                           "--seed", "9007199254740993"], os.path.join(d, "c.json"), os.path.join(d, "c.npy"))
+        check(st == 200 and strip(res) == strip(ref), "attack results equal aisbx attack in every number")
+        check(st2 == 200 and npy == refnpy, "adversarial.npy byte-identical to aisbx attack --adv")
+        st3, png = a1.req("GET", f"/api/v1/projects/p/jobs/{j}/results/gallery/0.png", raw=True)
+        check(st3 == 200 and png[:8] == b"\x89PNG\r\n\x1a\n", "gallery/0.png is a PNG")
+        st4, _ = a2.req("GET", f"/api/v1/projects/p/jobs/{j}/results")
+        check(st4 in (403, 404), f"another tenant cannot read the results ({st4})")
+
+        # 2. evaluation job == aisbx evaluate
+        spec = {"kind": "evaluation", "suite": "custom", "attacks": ["apgd-ce", "square"],
+                "eps_sweep": [0.05, 0.3], "steps": 10, "queries": 40, "n": 10, "seed": 11}
+        j = a1.job("p", m1, d1, spec)
+        o = a1.wait("p", j)
+        check(o["state"] == "succeeded", "evaluation job succeeded")
+        st, res = a1.req("GET", f"/api/v1/projects/p/jobs/{j}/results")
+        ref, _ = cli(["evaluate", "--suite", "custom", "--attacks", "apgd-ce,square", "--eps-sweep",
+                      "0.05,0.3", "--steps", "10", "--queries", "40", "--n", "10", "--seed", "11"],
+                     os.path.join(d, "e.json"), os.path.join(d, "e.npy"))
+        check(st == 200 and strip(res) == strip(ref), "evaluation results equal aisbx evaluate in every number")
+
+        # 3. hostile models fail with a reason; tenant 2's job beside them succeeds
+        m2 = a2.upload("p", "models", "mnist_cnn.onnx", open(MODEL, "rb").read())
+        d2 = a2.upload("p", "datasets", "demo_mnist.npz", open(DATA, "rb").read())
+        good = a2.job("p", m2, d2, {"kind": "attack", "attack": "fgsm", "eps": 0.1, "n": 50, "seed": 1})
+        blob = open(MODEL, "rb").read()
+        hostile = {"truncated.onnx": blob[: len(blob) // 3], "garbage.onnx": os.urandom(4096),
+                   "empty.onnx": b""}
+        hj = []
+        for name, b in hostile.items():
+            if not b:
+                continue
+            mid = a1.upload("p", "models", name, b)
+            hj.append((name, a1.job("p", mid, d1, {"kind": "attack", "attack": "fgsm", "n": 5})))
+        zip_bomb = os.path.join(d, "bomb.npz")
+        import zipfile
+        with zipfile.ZipFile(zip_bomb, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("x.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 1, 28, 28), }" + b" " * 50 + b"\n" + b"\0" * (300 << 20))
+        bomb = a1.upload("p", "datasets", "bomb.npz", open(zip_bomb, "rb").read())
+        hj.append(("zip-bomb dataset", a1.job("p", m1, bomb, {"kind": "attack", "attack": "fgsm", "n": 5})))
+        for name, jid in hj:
+            o = a1.wait("p", jid)
+            check(o["state"] == "failed" and o.get("message"), f"{name}: failed with a reason: {o.get('message')!r}")
+        o = a2.wait("p", good)
+        check(o["state"] == "succeeded", "tenant 2's job beside the hostile ones succeeded")
+        check(w1.poll() is None, "the worker survived")
+
+        # 4. cancel a running job: stopped within 2 s
+        j = a1.job("p", m1, d1, {"kind": "attack", "attack": "square", "eps": 0.05, "queries": 100000,
+                                 "n": 100, "seed": 2})
+        a1.wait("p", j, 60, states=("running",))
+        t0 = time.time()
+        st, _ = a1.req("POST", f"/api/v1/projects/p/jobs/{j}/cancel")
+        o = a1.wait("p", j, 30)
+        dt = time.time() - t0
+        check(st == 200 and o["state"] == "cancelled" and dt < 2.5,
+              f"running job cancelled in {dt:.2f} s ({o['state']})")
+
+        # 5. kill -9 the worker mid-job: re-queued, another worker completes it
+        j = a1.job("p", m1, d1, {"kind": "attack", "attack": "square", "eps": 0.05, "queries": 3000,
+                                 "n": 40, "seed": 4})
+        a1.wait("p", j, 60, states=("running",))
+        w1.send_signal(signal.SIGKILL)
+        w1.wait()
+        start_worker("w2")
+        o = a1.wait("p", j, 300)
+        check(o["state"] == "succeeded", f"job of a killed worker re-queued and completed ({o['state']})")
+        st, ev = a1.req("GET", f"/api/v1/projects/p/jobs/{j}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    if fails:
+        print("logs in", d)
+        for f in ("aisbxd.log", "worker.log"):
+            print(f"--- {f} (tail)")
+            print("".join(open(os.path.join(d, f)).readlines()[-30:]))
+        sys.exit(1)
+    subprocess.run(["rm", "-rf", d])
+
+
+main()
