@@ -174,7 +174,9 @@ int sbx_meta_job_spec(sbx_meta *m, const char *tenant_id, const char *job_id,
 /* Newest first. cursor 0 starts at the newest; *next (may be NULL)
  * receives the cursor of the following page, 0 when this was the last.
  * limit 1..1000. state -1: all states. fn returns 0 to go on, non-zero to
- * stop (a negative value is returned). project_id NULL: all projects. */
+ * stop (a negative value is returned). project_id NULL: all projects.
+ * Listed jobs carry no progress (progress is all zero, robust accuracy and
+ * ETA -1): sbx_meta_job_get aggregates it from the shards. */
 int sbx_meta_job_list(sbx_meta *m, const char *tenant_id,
                       const char *project_id, int64_t state, int64_t cursor,
                       int limit, int (*fn)(void *ctx, const sbx_job *j),

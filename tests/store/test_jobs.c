@@ -4,15 +4,18 @@
  * every state, progress, shards and their results, limits (defaults, caps,
  * clamping), fair share and quotas, leases (requeue, bounded attempts,
  * stale workers refused), job tokens, worker tokens, tenant scoping, paging,
- * and 200 jobs (20 of them in 4 shards) claimed by 4 concurrent claimers,
- * every shard completed exactly once.
+ * a claimer process killed -9 mid-transaction, 200 jobs (20 of them in 4
+ * shards) claimed by 4 concurrent claimers with every shard completed
+ * exactly once, and the concurrency quota under simultaneous claims.
  *
  * Expected values come from the rules in docs/jobs.md (slice bounds
  * k*n/K, "fewest running, then least recently served", ...), not from
  * running this code.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -952,6 +955,64 @@ TEST(concurrent_claimers_exactly_once) {
   sbx_store_close(st);
 }
 
+/* ---- kill -9 of a claimer: lease lost, shard re-queued, no lock left ---- */
+
+TEST(killed_claimer_requeued) {
+  sbx_store *st = open_store();
+  if (!st) {
+    CHECK(0);
+    return;
+  }
+  sbx_meta *m = sbx_store_meta(st);
+  reset(st);
+  tenant(st, "ta");
+  CHECK_EQ_INT(create(st, "ta", "k1", 10, 1, 7000), 0);
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  pid_t pid = fork();
+  if (pid == 0) { /* the worker: claims, then dies inside a transaction
+                   * that holds its shard's row lock */
+    close(fds[0]);
+    sbx_store *cs = open_store();
+    sbx_job_claim c;
+    char ok = 'n';
+    if (cs && !sbx_store_job_claim(cs, "doomed", 10, 7000, &c) &&
+        !sbx_meta_begin(sbx_store_meta(cs)) &&
+        !sbx_store_job_heartbeat(cs, c.token, 7001, 10, NULL, NULL))
+      ok = 'y';
+    if (write(fds[1], &ok, 1) != 1)
+      _exit(3);
+    pause();
+    _exit(0);
+  }
+  close(fds[1]);
+  char ok = 0;
+  CHECK(read(fds[0], &ok, 1) == 1 && ok == 'y');
+  close(fds[0]);
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  CHECK_EQ_INT(job_state(st, "ta", "k1"), SBX_JOB_RUNNING);
+  /* the lease (7000 + 10) runs out; the next claim re-queues and takes
+   * the shard without waiting on anything the dead worker held */
+  sbx_job_claim c;
+  CHECK_EQ_INT(sbx_store_job_claim(st, "w2", 10, 7011, &c), 0);
+  CHECK(strcmp(c.job_id, "k1") == 0 && c.attempt == 2);
+  CHECK_EQ_INT(
+      sbx_store_job_finish(st, c.token, 7012, SBX_JOB_SUCCEEDED, NULL, NULL),
+      0);
+  CHECK_EQ_INT(job_state(st, "ta", "k1"), SBX_JOB_SUCCEEDED);
+  evlog ev;
+  ev.n = 0;
+  CHECK_EQ_INT(sbx_meta_job_events(m, "ta", "k1", 0, collect_ev, &ev), 0);
+  int lost = 0;
+  for (int i = 0; i < ev.n; i++)
+    lost += strstr(ev.e[i].reason, "worker doomed lost") != NULL;
+  CHECK_EQ_INT(lost, 1);
+  sbx_store_close(st);
+}
+
 /* ---- the quota holds under concurrent claims ---- */
 
 static pthread_barrier_t bar;
@@ -1032,6 +1093,7 @@ int main(void) {
   RUN(worker_tokens);
   RUN(list_paging);
   RUN(concurrent_claimers_exactly_once);
+  RUN(killed_claimer_requeued);
   RUN(quota_under_concurrency);
   tu_rm_rf(root);
   return harness_report();
