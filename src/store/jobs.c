@@ -159,23 +159,47 @@ static int results_ok(const sbx_job_results *r) {
 
 /* ---- events ---- */
 
-/* Appends an event. The caller holds the job row's lock (every path
- * updates the job row first), so MAX(seq) + 1 cannot race. */
+/* Inserts one event with its seq already allocated. */
+static int ev_insert(sbx_meta *m, const char *tenant, const char *job,
+                     int64_t seq, int64_t ts, int64_t shard, int64_t from,
+                     int64_t to, const char *reason) {
+  char r[SBX_JOB_MSG_MAX];
+  snprintf(r, sizeof r, "%s", reason ? reason : "");
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job),  SBX_VI(seq), SBX_VI(ts),
+                  SBX_VI(shard),  SBX_VI(from), SBX_VI(to),  SBX_VT(r)};
+  return sbx__db_exec(DB(m),
+                      "INSERT INTO job_events (tenant_id, job_id, seq, ts, "
+                      "shard, from_state, to_state, reason) VALUES ($1, $2, "
+                      "$3, $4, $5, $6, $7, $8)",
+                      v, 8, NULL, NULL, NULL);
+}
+
+/* Appends an event. Its seq comes from jobs.event_seq, bumped by an UPDATE
+ * of the job row, which takes that row's lock: a job's events never
+ * collide, whoever writes them. PostgreSQL: one statement. */
 static int ev_add(sbx_meta *m, const char *tenant, const char *job, int64_t ts,
                   int64_t shard, int64_t from, int64_t to, const char *reason) {
   char r[SBX_JOB_MSG_MAX];
   snprintf(r, sizeof r, "%s", reason ? reason : "");
   sbx__val v[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(ts), SBX_VI(shard),
                   SBX_VI(from),   SBX_VI(to),  SBX_VT(r)};
-  return sbx__db_exec(
-      DB(m),
-      "INSERT INTO job_events (tenant_id, job_id, seq, ts, "
-      "shard, from_state, to_state, reason) SELECT $1, $2, "
-      "COALESCE(MAX(seq), 0) + 1, CAST($3 AS BIGINT), CAST($4 AS BIGINT), "
-      "CAST($5 AS BIGINT), CAST($6 AS BIGINT), CAST($7 AS "
-      "TEXT) FROM "
-      "job_events WHERE tenant_id = $1 AND job_id = $2",
-      v, 7, NULL, NULL, NULL);
+  if (PG(m))
+    return sbx__db_exec(
+        DB(m),
+        "WITH j AS (UPDATE jobs SET event_seq = event_seq + 1 WHERE "
+        "tenant_id = $1 AND id = $2 RETURNING event_seq) INSERT INTO "
+        "job_events (tenant_id, job_id, seq, ts, shard, from_state, "
+        "to_state, reason) SELECT $1, $2, j.event_seq, $3, $4, $5, $6, $7 "
+        "FROM j",
+        v, 7, NULL, NULL, NULL);
+  int64_t seq = 0;
+  int rc = sbx__db_exec(DB(m),
+                        "UPDATE jobs SET event_seq = event_seq + 1 WHERE "
+                        "tenant_id = $1 AND id = $2 RETURNING event_seq",
+                        v, 2, row_int1, &seq, NULL);
+  if (!rc && !seq)
+    rc = SBX_ENOTFOUND;
+  return rc ? rc : ev_insert(m, tenant, job, seq, ts, shard, from, to, r);
 }
 
 /* ---- limits ---- */
@@ -1269,32 +1293,8 @@ static int row_claim_job(void *ctx, const sbx__row *r) {
   return rc ? rc : 1;
 }
 
-/* Two events of one job in one statement (seq m+1, m+2 from one read of
- * the job's last seq; the caller holds the job row lock). */
-static int ev_add2(sbx_meta *m, const char *tenant, const char *job, int64_t ts,
-                   int64_t shard1, int64_t from1, int64_t to1,
-                   const char *reason1, int64_t shard2, int64_t from2,
-                   int64_t to2, const char *reason2) {
-  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(ts),      SBX_VI(shard1),
-                  SBX_VI(from1),  SBX_VI(to1), SBX_VT(reason1), SBX_VI(shard2),
-                  SBX_VI(from2),  SBX_VI(to2), SBX_VT(reason2)};
-  return sbx__db_exec(
-      DB(m),
-      "INSERT INTO job_events (tenant_id, job_id, seq, ts, shard, "
-      "from_state, to_state, reason) SELECT CAST($1 AS TEXT), CAST($2 AS "
-      "TEXT), x.m + 1, CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS "
-      "BIGINT), CAST($6 AS BIGINT), CAST($7 AS TEXT) FROM (SELECT "
-      "COALESCE(MAX(seq), 0) AS m FROM job_events WHERE tenant_id = $1 AND "
-      "job_id = $2) x UNION ALL SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), "
-      "y.m + 2, CAST($3 AS BIGINT), CAST($8 AS BIGINT), CAST($9 AS BIGINT), "
-      "CAST($10 AS BIGINT), CAST($11 AS TEXT) FROM (SELECT "
-      "COALESCE(MAX(seq), 0) AS m FROM job_events WHERE tenant_id = $1 AND "
-      "job_id = $2) y",
-      v, 11, NULL, NULL, NULL);
-}
-
-/* Tries to claim the oldest queued shard of one tenant (one transaction,
- * six statements on PostgreSQL: the claim path is the queue's hot path).
+/* Tries to claim the oldest queued shard of one tenant (one transaction:
+ * BEGIN, 2-3 statements, COMMIT on PostgreSQL - the queue's hot path).
  * SBX_ENOTFOUND: nothing claimable there (none queued, all locked by other
  * claimers, or the quota filled up meanwhile). */
 static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
@@ -1308,64 +1308,95 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
   picked_ctx p;
   memset(&p, 0, sizeof p);
   p.out = out;
-  sbx__val v[] = {SBX_VT(t->tenant), SBX_VT(worker),
-                  SBX_VB(hash, SBX_SHA256_LEN), SBX_VI(now + lease),
-                  SBX_VI(now)};
-  rc = sbx__db_exec(
-      db,
-      PG(m) ? "UPDATE job_shards AS s SET state = 1, attempts = attempts + "
-              "1, worker_id = $2, token_hash = $3, lease_expires = $4, "
-              "started_at = $5, finished_at = 0, message = '', progress_ppm "
-              "= 0, phase = '', robust_ppm = -1, eta_seconds = -1, "
-              "progress_at = $5 FROM jobs AS j WHERE j.tenant_id = "
-              "s.tenant_id AND j.id = s.job_id AND (s.tenant_id, s.job_id, "
-              "s.shard) = (SELECT x.tenant_id, x.job_id, x.shard FROM "
-              "job_shards x WHERE x.tenant_id = $1 AND x.state = 0 ORDER BY "
-              "x.qseq LIMIT 1 FOR UPDATE SKIP LOCKED) AND s.state = 0 "
-              "RETURNING s.job_id, s.shard, s.sample_begin, s.sample_end, "
-              "s.attempts, j.project_id, j.model_id, j.dataset_id, j.kind, "
-              "j.wall_seconds, j.memory_bytes, j.samples, j.shards"
-            : "UPDATE job_shards SET state = 1, attempts = attempts + 1, "
-              "worker_id = $2, token_hash = $3, lease_expires = $4, "
-              "started_at = $5, finished_at = 0, message = '', progress_ppm "
-              "= 0, phase = '', robust_ppm = -1, eta_seconds = -1, "
-              "progress_at = $5 WHERE (tenant_id, job_id, shard) = (SELECT "
-              "tenant_id, job_id, shard FROM job_shards WHERE tenant_id = $1 "
-              "AND state = 0 ORDER BY qseq LIMIT 1) AND state = 0 RETURNING "
-              "job_id, shard, sample_begin, sample_end, attempts",
-      v, 5, row_picked, &p, NULL);
-  if (!rc && !p.found)
-    rc = SBX_ENOTFOUND;
-  /* the job: queued -> running on its first claim. Always updated: this
-   * takes the job row's lock, which orders the events of a job (ev_add);
-   * SET sees the old row, so claims = 1 after it means "first claim". */
-  int64_t claims = 0;
-  sbx__val jv[] = {SBX_VT(t->tenant), SBX_VT(p.job), SBX_VI(now)};
-  if (!rc)
-    rc = sbx__db_exec(db,
-                      "UPDATE jobs SET state = 1, claims = claims + 1, "
-                      "started_at = CASE WHEN claims = 0 THEN $3 ELSE "
-                      "started_at END, message = CASE WHEN claims = 0 THEN "
-                      "'started' ELSE message END, updated_at = $3 WHERE "
-                      "tenant_id = $1 AND id = $2 RETURNING claims",
-                      jv, 3, row_int1, &claims, NULL);
-  int started = claims == 1;
-  if (!rc && !PG(m))
-    rc = sbx__db_exec(db,
-                      "SELECT project_id, model_id, dataset_id, kind, "
-                      "wall_seconds, memory_bytes, samples, shards FROM jobs "
-                      "WHERE tenant_id = $1 AND id = $2",
-                      jv, 2, row_claim_job, out, NULL);
   char r1[SBX_JOB_MSG_MAX], r2[SBX_JOB_MSG_MAX];
   snprintf(r1, sizeof r1, "started on worker %s", worker);
-  snprintf(r2, sizeof r2, "claimed by worker %s (attempt %lld)", worker,
-           (long long)p.attempts);
-  if (!rc && started)
-    rc = ev_add2(m, t->tenant, p.job, now, -1, SBX_JOB_QUEUED, SBX_JOB_RUNNING,
-                 r1, p.shard, SBX_JOB_QUEUED, SBX_JOB_RUNNING, r2);
-  else if (!rc)
-    rc = ev_add(m, t->tenant, p.job, now, p.shard, SBX_JOB_QUEUED,
-                SBX_JOB_RUNNING, r2);
+  snprintf(r2, sizeof r2, "claimed by worker %s (attempt ", worker);
+  if (PG(m)) {
+    /* one statement: the shard (SKIP LOCKED), then the job (queued ->
+     * running on its first claim; SET sees the old row, so claims = 1
+     * after it means "first"; updating it takes its lock and numbers the
+     * events), then the events */
+    sbx__val v[] = {
+        SBX_VT(t->tenant),   SBX_VT(worker), SBX_VB(hash, SBX_SHA256_LEN),
+        SBX_VI(now + lease), SBX_VI(now),    SBX_VT(r1),
+        SBX_VT(r2)};
+    rc = sbx__db_exec(
+        db,
+        "WITH sh AS (UPDATE job_shards AS u SET state = 1, attempts = "
+        "attempts + 1, worker_id = $2, token_hash = $3, lease_expires = $4, "
+        "started_at = $5, finished_at = 0, message = '', progress_ppm = 0, "
+        "phase = '', robust_ppm = -1, eta_seconds = -1, progress_at = $5 "
+        "WHERE (u.tenant_id, u.job_id, u.shard) = (SELECT x.tenant_id, "
+        "x.job_id, x.shard FROM job_shards x WHERE x.tenant_id = $1 AND "
+        "x.state = 0 ORDER BY x.qseq LIMIT 1 FOR UPDATE SKIP LOCKED) AND "
+        "u.state = 0 RETURNING u.tenant_id, u.job_id, u.shard, "
+        "u.sample_begin, u.sample_end, u.attempts), "
+        "j AS (UPDATE jobs SET state = 1, claims = jobs.claims + 1, "
+        "started_at = CASE WHEN jobs.claims = 0 THEN $5 ELSE "
+        "jobs.started_at END, message = CASE WHEN jobs.claims = 0 THEN "
+        "'started' ELSE jobs.message END, updated_at = $5, event_seq = "
+        "jobs.event_seq + CASE WHEN jobs.claims = 0 THEN 2 ELSE 1 END FROM "
+        "sh WHERE jobs.tenant_id = sh.tenant_id AND jobs.id = sh.job_id "
+        "RETURNING jobs.project_id, jobs.model_id, jobs.dataset_id, "
+        "jobs.kind, jobs.wall_seconds, jobs.memory_bytes, jobs.samples, "
+        "jobs.shards, jobs.claims, jobs.event_seq), "
+        "e AS (INSERT INTO job_events (tenant_id, job_id, seq, ts, shard, "
+        "from_state, to_state, reason) SELECT sh.tenant_id, sh.job_id, "
+        "j.event_seq - 1, $5, -1, 0, 1, CAST($6 AS TEXT) FROM sh, j WHERE "
+        "j.claims = 1 UNION ALL SELECT sh.tenant_id, sh.job_id, j.event_seq, "
+        "$5, sh.shard, 0, 1, CAST($7 AS TEXT) || CAST(sh.attempts AS TEXT) "
+        "|| ')' FROM sh, j) "
+        "SELECT sh.job_id, sh.shard, sh.sample_begin, sh.sample_end, "
+        "sh.attempts, j.project_id, j.model_id, j.dataset_id, j.kind, "
+        "j.wall_seconds, j.memory_bytes, j.samples, j.shards FROM sh, j",
+        v, 7, row_picked, &p, NULL);
+    if (!rc && !p.found)
+      rc = SBX_ENOTFOUND;
+  } else {
+    sbx__val v[] = {SBX_VT(t->tenant), SBX_VT(worker),
+                    SBX_VB(hash, SBX_SHA256_LEN), SBX_VI(now + lease),
+                    SBX_VI(now)};
+    rc = sbx__db_exec(
+        db,
+        "UPDATE job_shards SET state = 1, attempts = attempts + 1, "
+        "worker_id = $2, token_hash = $3, lease_expires = $4, started_at = "
+        "$5, finished_at = 0, message = '', progress_ppm = 0, phase = '', "
+        "robust_ppm = -1, eta_seconds = -1, progress_at = $5 WHERE "
+        "(tenant_id, job_id, shard) = (SELECT tenant_id, job_id, shard FROM "
+        "job_shards WHERE tenant_id = $1 AND state = 0 ORDER BY qseq LIMIT "
+        "1) AND state = 0 RETURNING job_id, shard, sample_begin, sample_end, "
+        "attempts",
+        v, 5, row_picked, &p, NULL);
+    if (!rc && !p.found)
+      rc = SBX_ENOTFOUND;
+    ints_ctx jc;
+    sbx__val jv[] = {SBX_VT(t->tenant), SBX_VT(p.job), SBX_VI(now)};
+    if (!rc)
+      rc = exec_ints(m,
+                     "UPDATE jobs SET state = 1, claims = claims + 1, "
+                     "started_at = CASE WHEN claims = 0 THEN $3 ELSE "
+                     "started_at END, message = CASE WHEN claims = 0 THEN "
+                     "'started' ELSE message END, updated_at = $3, event_seq "
+                     "= event_seq + CASE WHEN claims = 0 THEN 2 ELSE 1 END "
+                     "WHERE tenant_id = $1 AND id = $2 RETURNING claims, "
+                     "event_seq",
+                     jv, 3, 2, &jc);
+    if (!rc)
+      rc = sbx__db_exec(db,
+                        "SELECT project_id, model_id, dataset_id, kind, "
+                        "wall_seconds, memory_bytes, samples, shards FROM "
+                        "jobs WHERE tenant_id = $1 AND id = $2",
+                        jv, 2, row_claim_job, out, NULL);
+    if (!rc && jc.v[0] == 1)
+      rc = ev_insert(m, t->tenant, p.job, jc.v[1] - 1, now, -1, SBX_JOB_QUEUED,
+                     SBX_JOB_RUNNING, r1);
+    if (!rc) {
+      char r3[SBX_JOB_MSG_MAX + 32];
+      snprintf(r3, sizeof r3, "%s%lld)", r2, (long long)p.attempts);
+      rc = ev_insert(m, t->tenant, p.job, jc.v[1], now, p.shard, SBX_JOB_QUEUED,
+                     SBX_JOB_RUNNING, r3);
+    }
+  }
   /* last: the tenant's row (its lock serialises the tenant's claims) */
   if (!rc) {
     sbx__val qv[] = {SBX_VT(t->tenant), SBX_VI(stamp_us())};
@@ -1587,9 +1618,53 @@ static int row_fin(void *ctx, const sbx__row *r) {
   return 1;
 }
 
-static int row_text1(void *ctx, const sbx__row *r) {
-  int rc = sbx__col_text(r, 0, ctx, SBX_JOB_MSG_MAX);
-  return rc ? SBX_EFORMAT : 1;
+/* PostgreSQL, a single-shard job (the common case): the shard, the job
+ * and both events in one statement, committed on its own. 1: done; 0: not
+ * applicable (several shards, or the token is not live: the caller takes
+ * the general path, which tells which); < 0: error. */
+static int finish_fast_pg(sbx_meta *m, const uint8_t *hash, int64_t now,
+                          int64_t state, const char *message, const char *rid,
+                          const char *aid, const char *gal) {
+  sbx__val v[] = {SBX_VB(hash, SBX_SHA256_LEN),
+                  SBX_VI(now),
+                  SBX_VI(state),
+                  SBX_VT(message ? message : ""),
+                  SBX_VT(rid),
+                  SBX_VT(aid),
+                  SBX_VT(gal)};
+  int64_t shard = -1;
+  int rc = sbx__db_exec(
+      DB(m),
+      "WITH sh AS (UPDATE job_shards SET state = $3, finished_at = $2, "
+      "lease_expires = 0, message = CASE WHEN CAST($4 AS TEXT) <> '' THEN "
+      "$4 WHEN CAST($3 AS BIGINT) = 2 THEN 'succeeded' WHEN CAST($3 AS "
+      "BIGINT) = 4 THEN 'cancelled' ELSE 'wall time limit ' || "
+      "CAST(wall_seconds AS TEXT) || ' s exceeded' END, result_id = $5, "
+      "adv_id = $6, gallery = $7, progress_ppm = CASE WHEN CAST($3 AS "
+      "BIGINT) = 2 THEN 1000000 ELSE progress_ppm END, eta_seconds = -1 "
+      "WHERE token_hash = $1 AND state = 1 AND lease_expires >= $2 AND "
+      "(SELECT j.shards FROM jobs j WHERE j.tenant_id = "
+      "job_shards.tenant_id AND j.id = job_shards.job_id AND j.state = 1) "
+      "= 1 RETURNING tenant_id, job_id, shard, message), "
+      "j AS (UPDATE jobs SET state = $3, message = CASE WHEN CAST($3 AS "
+      "BIGINT) = 4 AND jobs.cancel_requested = 1 AND jobs.cancel_reason <> "
+      "'' THEN jobs.cancel_reason WHEN CAST($3 AS BIGINT) = 2 THEN '1 of 1 "
+      "shard succeeded' ELSE sh.message END, finished_at = $2, updated_at = "
+      "$2, shards_done = CASE WHEN CAST($3 AS BIGINT) = 2 THEN 1 ELSE 0 "
+      "END, result_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $5 ELSE "
+      "jobs.result_id END, adv_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN "
+      "$6 ELSE jobs.adv_id END, gallery = CASE WHEN CAST($3 AS BIGINT) = 2 "
+      "THEN $7 ELSE jobs.gallery END, event_seq = jobs.event_seq + 2 FROM "
+      "sh WHERE jobs.tenant_id = sh.tenant_id AND jobs.id = sh.job_id "
+      "RETURNING jobs.message, jobs.event_seq), "
+      "e AS (INSERT INTO job_events (tenant_id, job_id, seq, ts, shard, "
+      "from_state, to_state, reason) SELECT sh.tenant_id, sh.job_id, "
+      "j.event_seq - 1, $2, sh.shard, 1, $3, sh.message FROM sh, j UNION ALL "
+      "SELECT sh.tenant_id, sh.job_id, j.event_seq, $2, -1, 1, $3, "
+      "j.message FROM sh, j) "
+      "SELECT sh.shard FROM sh, j",
+      v, 7, row_int1, &shard, NULL);
+  return rc ? rc : shard >= 0 ? 1 : 0;
 }
 
 int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
@@ -1605,14 +1680,19 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
   int rc = gallery_join(results, gal, sizeof gal);
   if (rc)
     return rc;
+  const char *rid = results ? results->result_id : "";
+  const char *aid = results ? results->adv_id : "";
+  if (PG(m)) {
+    rc = finish_fast_pg(m, token_hash, now, state, message, rid, aid, gal);
+    if (rc)
+      return rc < 0 ? rc : SBX_OK;
+  }
   sbx__db *db = DB(m);
-  /* lock order: the shard (by the token), the job, the tenant's counters */
+  /* lock order: the shard (by the token), the job, the tenant's row */
   if ((rc = sbx__db_begin(db)))
     return rc;
   fin_ctx f;
   memset(&f, 0, sizeof f);
-  const char *rid = results ? results->result_id : "";
-  const char *aid = results ? results->adv_id : "";
   sbx__val v[] = {SBX_VB(token_hash, SBX_SHA256_LEN),
                   SBX_VI(now),
                   SBX_VI(state),
@@ -1626,19 +1706,23 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
       "UPDATE job_shards SET state = $3, finished_at = $2, lease_expires = "
       "0, message = CASE WHEN CAST($4 AS TEXT) <> '' THEN $4 WHEN CAST($3 AS "
       "BIGINT) = 2 THEN 'succeeded' WHEN CAST($3 AS BIGINT) = 4 THEN "
-      "'cancelled' ELSE 'wall time limit ' || wall_seconds || ' s exceeded' "
-      "END, result_id = $5, adv_id = $6, gallery = $7, progress_ppm = CASE "
-      "WHEN CAST($3 AS BIGINT) = 2 THEN 1000000 ELSE progress_ppm END, "
-      "eta_seconds = -1 WHERE token_hash = $1 AND state = 1 AND "
-      "lease_expires >= $2 RETURNING tenant_id, job_id, shard, message",
+      "'cancelled' ELSE 'wall time limit ' || CAST(wall_seconds AS TEXT) || "
+      "' s exceeded' END, result_id = $5, adv_id = $6, gallery = $7, "
+      "progress_ppm = CASE WHEN CAST($3 AS BIGINT) = 2 THEN 1000000 ELSE "
+      "progress_ppm END, eta_seconds = -1 WHERE token_hash = $1 AND state = "
+      "1 AND lease_expires >= $2 RETURNING tenant_id, job_id, shard, "
+      "message",
       v, 7, row_fin, &f, NULL);
   if (!rc && !f.found) {
     sbx__db_rollback(db);
     rc = token_state(m, token_hash, now, NULL);
     return rc ? rc : SBX_EEXPIRED;
   }
-  /* one shard (the common case): the job ends with it, in one statement;
-   * a cancelled job keeps the reason given with the cancel request */
+  /* one shard: the job ends with it (a cancelled job keeps the reason
+   * given with the cancel request); the job row's event_seq numbers both
+   * events */
+  ints_ctx jc;
+  memset(&jc, 0, sizeof jc);
   char jmsg[SBX_JOB_MSG_MAX] = "";
   if (!rc) {
     char want[SBX_JOB_MSG_MAX];
@@ -1647,8 +1731,8 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
     sbx__val jv[] = {SBX_VT(f.tenant), SBX_VT(f.job), SBX_VI(state),
                      SBX_VT(want),     SBX_VI(now),   SBX_VT(rid),
                      SBX_VT(aid),      SBX_VT(gal)};
-    rc = sbx__db_exec(
-        db,
+    rc = exec_ints(
+        m,
         "UPDATE jobs SET state = $3, message = CASE WHEN CAST($3 AS BIGINT) "
         "= 4 AND cancel_requested = 1 AND cancel_reason <> '' THEN "
         "cancel_reason ELSE $4 END, finished_at = $5, updated_at = $5, "
@@ -1656,18 +1740,26 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
         "result_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $6 ELSE result_id "
         "END, adv_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $7 ELSE adv_id "
         "END, gallery = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $8 ELSE "
-        "gallery END WHERE tenant_id = $1 AND id = $2 AND shards = 1 AND "
-        "state = 1 RETURNING message",
-        jv, 8, row_text1, jmsg, NULL);
+        "gallery END, event_seq = event_seq + 2 WHERE tenant_id = $1 AND id "
+        "= $2 AND shards = 1 AND state = 1 RETURNING event_seq",
+        jv, 8, 1, &jc);
   }
-  if (!rc && jmsg[0]) {
-    rc = ev_add2(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state,
-                 f.msg, -1, SBX_JOB_RUNNING, state, jmsg);
-  } else if (!rc) { /* several shards: settle the job from all of them */
-    rc = job_lock(m, f.tenant, f.job, now);
+  if (!rc && jc.found) {
+    rc = ev_insert(m, f.tenant, f.job, jc.v[0] - 1, now, f.shard,
+                   SBX_JOB_RUNNING, state, f.msg);
+    sbx__val mv[] = {SBX_VT(f.tenant), SBX_VT(f.job)};
+    spec_ctx ms = {jmsg, sizeof jmsg, 0, 0};
     if (!rc)
-      rc = ev_add(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state,
-                  f.msg);
+      rc = sbx__db_exec(db,
+                        "SELECT message FROM jobs WHERE tenant_id = $1 AND "
+                        "id = $2",
+                        mv, 2, row_spec, &ms, NULL);
+    if (!rc)
+      rc = ev_insert(m, f.tenant, f.job, jc.v[0], now, -1, SBX_JOB_RUNNING,
+                     state, jmsg);
+  } else if (!rc) { /* several shards: settle the job from all of them */
+    rc =
+        ev_add(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state, f.msg);
     if (!rc)
       rc = job_settle(m, f.tenant, f.job, now);
   }
