@@ -1293,15 +1293,20 @@ static int row_claim_job(void *ctx, const sbx__row *r) {
   return rc ? rc : 1;
 }
 
-/* Tries to claim the oldest queued shard of one tenant (one transaction:
- * BEGIN, 2-3 statements, COMMIT on PostgreSQL - the queue's hot path).
- * SBX_ENOTFOUND: nothing claimable there (none queued, all locked by other
- * claimers, or the quota filled up meanwhile). */
+/* Tries to claim the oldest queued shard of one tenant, atomically: on
+ * PostgreSQL one statement (the queue's hot path), plus BEGIN, a count
+ * and COMMIT when the tenant has a quota; on SQLite a few statements in
+ * one BEGIN IMMEDIATE transaction. SBX_ENOTFOUND: nothing claimable there
+ * (none queued, all locked by other claimers, or the quota filled up
+ * meanwhile). */
 static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
                            int64_t lease, int64_t now, const uint8_t *hash,
                            sbx_job_claim *out) {
   sbx__db *db = DB(m);
-  int rc = sbx__db_begin(db);
+  int pg = PG(m);
+  /* PostgreSQL without a quota: one statement, atomic on its own */
+  int tx = !pg || t->quota > 0;
+  int rc = tx ? sbx__db_begin(db) : SBX_OK;
   if (rc)
     return rc;
   memset(out, 0, sizeof *out);
@@ -1311,15 +1316,16 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
   char r1[SBX_JOB_MSG_MAX], r2[SBX_JOB_MSG_MAX];
   snprintf(r1, sizeof r1, "started on worker %s", worker);
   snprintf(r2, sizeof r2, "claimed by worker %s (attempt ", worker);
-  if (PG(m)) {
+  if (pg) {
     /* one statement: the shard (SKIP LOCKED), then the job (queued ->
      * running on its first claim; SET sees the old row, so claims = 1
      * after it means "first"; updating it takes its lock and numbers the
-     * events), then the events */
+     * events), then the events and, last, the tenant's row (joined to the
+     * job's update, so locked after it: lock order kept) */
     sbx__val v[] = {
-        SBX_VT(t->tenant),   SBX_VT(worker), SBX_VB(hash, SBX_SHA256_LEN),
-        SBX_VI(now + lease), SBX_VI(now),    SBX_VT(r1),
-        SBX_VT(r2)};
+        SBX_VT(t->tenant),   SBX_VT(worker),    SBX_VB(hash, SBX_SHA256_LEN),
+        SBX_VI(now + lease), SBX_VI(now),       SBX_VT(r1),
+        SBX_VT(r2),          SBX_VI(stamp_us())};
     rc = sbx__db_exec(
         db,
         "WITH sh AS (UPDATE job_shards AS u SET state = 1, attempts = "
@@ -1345,11 +1351,13 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
         "j.event_seq - 1, $5, -1, 0, 1, CAST($6 AS TEXT) FROM sh, j WHERE "
         "j.claims = 1 UNION ALL SELECT sh.tenant_id, sh.job_id, j.event_seq, "
         "$5, sh.shard, 0, 1, CAST($7 AS TEXT) || CAST(sh.attempts AS TEXT) "
-        "|| ')' FROM sh, j) "
+        "|| ')' FROM sh, j), "
+        "q AS (UPDATE job_sched SET queued = job_sched.queued - 1, "
+        "last_served = $8 FROM j WHERE job_sched.tenant_id = $1 RETURNING 1) "
         "SELECT sh.job_id, sh.shard, sh.sample_begin, sh.sample_end, "
         "sh.attempts, j.project_id, j.model_id, j.dataset_id, j.kind, "
         "j.wall_seconds, j.memory_bytes, j.samples, j.shards FROM sh, j",
-        v, 7, row_picked, &p, NULL);
+        v, 8, row_picked, &p, NULL);
     if (!rc && !p.found)
       rc = SBX_ENOTFOUND;
   } else {
@@ -1398,7 +1406,7 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
     }
   }
   /* last: the tenant's row (its lock serialises the tenant's claims) */
-  if (!rc) {
+  if (!rc && !pg) {
     sbx__val qv[] = {SBX_VT(t->tenant), SBX_VI(stamp_us())};
     rc = sbx__db_exec(db,
                       "UPDATE job_sched SET queued = queued - 1, last_served "
@@ -1419,11 +1427,12 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
       rc = SBX_ENOTFOUND; /* filled by a concurrent claim */
   }
   if (rc) {
-    sbx__db_rollback(db);
+    if (tx)
+      sbx__db_rollback(db);
     memset(out, 0, sizeof *out);
     return rc;
   }
-  rc = sbx__db_commit(db);
+  rc = tx ? sbx__db_commit(db) : SBX_OK;
   if (rc) {
     memset(out, 0, sizeof *out);
     return rc;
