@@ -149,7 +149,7 @@ typedef struct sbx_job {
   sbx_job_progress progress; /* over all shards (sample-weighted) */
   sbx_job_results results;   /* 1 shard: the shard's; else set by the
                                 server after merging */
-  int64_t seq;               /* creation order (list cursor) */
+  int64_t seq;               /* creation order (microsecond stamp) */
 } sbx_job;
 
 /* Creates a queued job and its shards: shard k covers samples
@@ -171,16 +171,19 @@ int sbx_meta_job_get(sbx_meta *m, const char *tenant_id, const char *project_id,
  * too small); *len (may be NULL) receives its length. */
 int sbx_meta_job_spec(sbx_meta *m, const char *tenant_id, const char *job_id,
                       char *out, size_t cap, size_t *len);
-/* Newest first. cursor 0 starts at the newest; *next (may be NULL)
- * receives the cursor of the following page, 0 when this was the last.
+/* Newest first (creation order, ties by id). after_id NULL or "": from the
+ * newest; else the page after that job (keyset: exact under concurrent
+ * inserts). next (may be NULL, SBX_ID_MAX bytes) receives the id to pass
+ * as after_id for the following page, "" when this page was the last.
  * limit 1..1000. state -1: all states. fn returns 0 to go on, non-zero to
  * stop (a negative value is returned). project_id NULL: all projects.
  * Listed jobs carry no progress (progress is all zero, robust accuracy and
  * ETA -1): sbx_meta_job_get aggregates it from the shards. */
 int sbx_meta_job_list(sbx_meta *m, const char *tenant_id,
-                      const char *project_id, int64_t state, int64_t cursor,
-                      int limit, int (*fn)(void *ctx, const sbx_job *j),
-                      void *ctx, int64_t *next);
+                      const char *project_id, int64_t state,
+                      const char *after_id, int limit,
+                      int (*fn)(void *ctx, const sbx_job *j), void *ctx,
+                      char *next);
 /* Cancel, in every state. queued: cancelled at once. running: cancel
  * requested (queued shards are cancelled at once; running ones see it on
  * their next heartbeat and end with sbx_meta_job_finish(..CANCELLED..), or

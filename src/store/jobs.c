@@ -691,7 +691,7 @@ typedef struct jlist_ctx {
   int (*fn)(void *ctx, const sbx_job *j);
   void *ctx;
   int n;
-  int64_t last_seq;
+  char last[SBX_ID_MAX];
   int rc;
 } jlist_ctx;
 
@@ -701,35 +701,43 @@ static int row_job_list(void *ctx, const sbx__row *r) {
   if ((l->rc = fill_job(&j, r)))
     return l->rc;
   l->n++;
-  l->last_seq = j.seq;
+  memcpy(l->last, j.id, sizeof l->last);
   int rc = l->fn(l->ctx, &j);
   return rc < 0 ? rc : rc ? 1 : 0;
 }
 
 int sbx_meta_job_list(sbx_meta *m, const char *tenant_id,
-                      const char *project_id, int64_t state, int64_t cursor,
-                      int limit, int (*fn)(void *ctx, const sbx_job *j),
-                      void *ctx, int64_t *next) {
+                      const char *project_id, int64_t state,
+                      const char *after_id, int limit,
+                      int (*fn)(void *ctx, const sbx_job *j), void *ctx,
+                      char *next) {
   if (next)
-    *next = 0;
+    next[0] = 0;
   REQUIRE_ID(tenant_id);
-  if ((project_id && !sbx_id_valid(project_id)) || limit < 1 || limit > 1000 ||
-      !fn || cursor < 0)
+  if (after_id && !*after_id)
+    after_id = NULL;
+  if ((project_id && !sbx_id_valid(project_id)) ||
+      (after_id && !sbx_id_valid(after_id)) || limit < 1 || limit > 1000 || !fn)
     return SBX_EINVAL;
-  jlist_ctx l = {fn, ctx, 0, 0, 0};
+  jlist_ctx l;
+  memset(&l, 0, sizeof l);
+  l.fn = fn;
+  l.ctx = ctx;
   sbx__val v[] = {SBX_VT(tenant_id),
                   project_id ? SBX_VT(project_id) : SBX_VNULL, SBX_VI(state),
-                  SBX_VI(cursor ? cursor : INT64_MAX), SBX_VI(limit)};
-  /* Progress is not aggregated in lists (one query per page); read a job
-   * with sbx_meta_job_get for it. */
-  int rc = sbx__db_exec(DB(m),
-                        "SELECT " JOB_COLS " FROM jobs WHERE tenant_id = $1 "
-                        "AND (CAST($2 AS TEXT) IS NULL OR project_id = $2) AND "
-                        "(CAST($3 AS BIGINT) < 0 OR "
-                        "state = $3) AND seq < $4 ORDER BY seq DESC LIMIT $5",
-                        v, 5, row_job_list, &l, NULL);
+                  after_id ? SBX_VT(after_id) : SBX_VNULL, SBX_VI(limit)};
+  /* keyset on (seq, id); progress is not aggregated in lists (one query
+   * per page): sbx_meta_job_get has it */
+  int rc = sbx__db_exec(
+      DB(m),
+      "SELECT " JOB_COLS " FROM jobs WHERE tenant_id = $1 AND (CAST($2 AS "
+      "TEXT) IS NULL OR project_id = $2) AND (CAST($3 AS BIGINT) < 0 OR "
+      "state = $3) AND (CAST($4 AS TEXT) IS NULL OR (seq, id) < (SELECT "
+      "a.seq, a.id FROM jobs a WHERE a.tenant_id = $1 AND a.id = $4)) ORDER "
+      "BY seq DESC, id DESC LIMIT $5",
+      v, 5, row_job_list, &l, NULL);
   if (!rc && next && l.n == limit)
-    *next = l.last_seq;
+    memcpy(next, l.last, SBX_ID_MAX);
   return rc;
 }
 

@@ -790,15 +790,15 @@ TEST(list_paging) {
   CHECK_EQ_INT(create(st, "tb", "other", 10, 1, 100), 0);
   static char ids[16][SBX_ID_MAX];
   memset(ids, 0, sizeof ids);
-  int64_t cur = 0, next = 0;
+  char cur[SBX_ID_MAX] = "", next[SBX_ID_MAX];
   int pages = 0;
   do {
     CHECK_EQ_INT(
-        sbx_meta_job_list(m, "ta", "p1", -1, cur, 3, collect_ids, ids, &next),
+        sbx_meta_job_list(m, "ta", "p1", -1, cur, 3, collect_ids, ids, next),
         0);
-    cur = next;
+    memcpy(cur, next, sizeof cur);
     pages++;
-  } while (cur && pages < 10);
+  } while (cur[0] && pages < 10);
   CHECK_EQ_INT(pages, 3);
   for (int i = 0; i < 7; i++) { /* newest first, each once */
     char want[16];
@@ -806,19 +806,42 @@ TEST(list_paging) {
     CHECK(strcmp(ids[i], want) == 0);
   }
   CHECK(ids[7][0] == 0);
+  /* jobs created in the same microsecond by two servers: the keyset (seq,
+   * id) still pages through each exactly once */
+  CHECK_EQ_INT(sbx__db_exec(sbx__meta_db(m),
+                            "UPDATE jobs SET seq = 42 WHERE tenant_id = 'ta'",
+                            NULL, 0, NULL, NULL, NULL),
+               0);
+  memset(ids, 0, sizeof ids);
+  cur[0] = 0;
+  pages = 0;
+  do {
+    CHECK_EQ_INT(
+        sbx_meta_job_list(m, "ta", NULL, -1, cur, 2, collect_ids, ids, next),
+        0);
+    memcpy(cur, next, sizeof cur);
+    pages++;
+  } while (cur[0] && pages < 10);
+  for (int i = 0; i < 7; i++) {
+    char want[16];
+    snprintf(want, sizeof want, "j%d", 6 - i); /* ties: id descending */
+    CHECK(strcmp(ids[i], want) == 0);
+  }
+  CHECK(ids[7][0] == 0);
   memset(ids, 0, sizeof ids);
   CHECK_EQ_INT(
-      sbx_meta_job_list(m, "ta", "p2", -1, 0, 10, collect_ids, ids, NULL), 0);
+      sbx_meta_job_list(m, "ta", "p2", -1, NULL, 10, collect_ids, ids, NULL),
+      0);
   CHECK(ids[0][0] == 0);
   sbx_job_claim c;
   CHECK_EQ_INT(sbx_store_job_claim(st, "w", 30, 110, &c), 0);
   memset(ids, 0, sizeof ids);
-  CHECK_EQ_INT(sbx_meta_job_list(m, "ta", NULL, SBX_JOB_RUNNING, 0, 10,
+  CHECK_EQ_INT(sbx_meta_job_list(m, "ta", NULL, SBX_JOB_RUNNING, NULL, 10,
                                  collect_ids, ids, NULL),
                0);
   CHECK(strcmp(ids[0], c.job_id) == 0 && ids[1][0] == 0);
   CHECK_EQ_INT(
-      sbx_meta_job_list(m, "ta", NULL, -1, 0, 0, collect_ids, ids, NULL),
+      sbx_meta_job_list(m, "ta", NULL, -1, NULL, 0, collect_ids, ids, NULL),
       SBX_EINVAL);
   sbx_store_close(st);
 }
