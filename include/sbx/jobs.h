@@ -158,8 +158,9 @@ typedef struct sbx_job {
  * clamped, see clamp) and `why` (may be NULL, SBX_JOB_MSG_MAX bytes) names
  * the limit: "wall_seconds 7200 exceeds the tenant cap 3600". Other
  * failures: SBX_EINVAL (bad id/kind/spec, shards > samples, several shards
- * with samples "all"; why says which), SBX_EEXIST (id taken). out (may be
- * NULL) receives the job as stored. */
+ * with samples "all"; why says which), SBX_EEXIST (id taken),
+ * SBX_ENOTFOUND (no such tenant), SBX_EPERM (tenant frozen or shredded).
+ * out (may be NULL) receives the job as stored. */
 int sbx_meta_job_create(sbx_meta *m, const char *tenant_id,
                         const sbx_job_new *j, int64_t now, sbx_job *out,
                         char *why);
@@ -276,8 +277,9 @@ typedef struct sbx_job_scope {
 } sbx_job_scope;
 
 /* SBX_EAUTH: no shard holds this token (never issued, or superseded by a
- * newer claim); SBX_EEXPIRED: its shard ended or its lease ran out. out
- * (may be NULL) receives the scope. */
+ * newer claim); SBX_EEXPIRED: its shard ended or its lease ran out;
+ * SBX_EPERM: the tenant is frozen or shredded. out (may be NULL) receives
+ * the scope. */
 int sbx_meta_job_token_verify(sbx_meta *m,
                               const uint8_t token_hash[SBX_SHA256_LEN],
                               int64_t now, sbx_job_scope *out);

@@ -581,8 +581,21 @@ int sbx_meta_job_create(sbx_meta *m, const char *tenant_id,
       snprintf(why, SBX_JOB_MSG_MAX, "max_attempts must be 0..100");
     return SBX_EINVAL;
   }
+  /* an active tenant only (a frozen one is under incident response) */
+  int64_t tstate = -1;
+  sbx__val tv[] = {SBX_VT(tenant_id)};
+  int rc = sbx__db_exec(DB(m), "SELECT state FROM tenants WHERE id = $1", tv, 1,
+                        row_int1, &tstate, NULL);
+  if (!rc && tstate != SBX_TENANT_ACTIVE) {
+    if (why)
+      snprintf(why, SBX_JOB_MSG_MAX, "%s",
+               tstate < 0 ? "no such tenant" : "the tenant is not active");
+    rc = tstate < 0 ? SBX_ENOTFOUND : SBX_EPERM;
+  }
+  if (rc)
+    return rc;
   sbx_job_limit_set ls;
-  int rc = sbx_meta_job_limits_get(m, tenant_id, 1, &ls);
+  rc = sbx_meta_job_limits_get(m, tenant_id, 1, &ls);
   if (rc)
     return rc;
   sbx_job_limits L = j->limits;
@@ -1216,9 +1229,10 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
   return rc;
 }
 
-int sbx_meta_job_requeue_expired(sbx_meta *m, int64_t now, int64_t *requeued,
-                                 int64_t *failed) {
-  for (int i = 0; i < 10000; i++) {
+/* At most max expired leases, each in its own transaction. */
+static int requeue_some(sbx_meta *m, int64_t now, int max, int64_t *requeued,
+                        int64_t *failed) {
+  for (int i = 0; i < max; i++) {
     int did;
     int rc = requeue_one(m, now, &did);
     if (rc)
@@ -1231,6 +1245,11 @@ int sbx_meta_job_requeue_expired(sbx_meta *m, int64_t now, int64_t *requeued,
       (*failed)++;
   }
   return SBX_OK;
+}
+
+int sbx_meta_job_requeue_expired(sbx_meta *m, int64_t now, int64_t *requeued,
+                                 int64_t *failed) {
+  return requeue_some(m, now, 1000000, requeued, failed);
 }
 
 /* ---- claim ---- */
@@ -1475,7 +1494,7 @@ int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
                       "lease_expires < $1 LIMIT 1",
                       ev, 1, row_int1, &any, NULL);
     if (!rc && any)
-      rc = sbx_meta_job_requeue_expired(m, now, NULL, NULL);
+      rc = requeue_some(m, now, 64, NULL, NULL); /* bounded per claim */
     if (rc)
       return rc;
   }
@@ -1509,6 +1528,7 @@ int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
 typedef struct scope_ctx {
   sbx_job_scope s;
   int64_t state; /* -1: no such token */
+  int64_t tenant_state;
 } scope_ctx;
 
 static int row_scope(void *ctx, const sbx__row *r) {
@@ -1525,6 +1545,7 @@ static int row_scope(void *ctx, const sbx__row *r) {
   s->sample_end = sbx__col_int(r, 7);
   s->lease_expires = sbx__col_int(r, 8);
   x->state = sbx__col_int(r, 9);
+  x->tenant_state = sbx__col_int(r, 10);
   return 1;
 }
 
@@ -1538,10 +1559,10 @@ static int token_state(sbx_meta *m, const uint8_t *hash, int64_t now,
   int rc = sbx__db_exec(DB(m),
                         "SELECT s.tenant_id, s.job_id, j.project_id, "
                         "j.model_id, j.dataset_id, s.shard, s.sample_begin, "
-                        "s.sample_end, s.lease_expires, s.state FROM "
-                        "job_shards s JOIN jobs j ON j.tenant_id = "
-                        "s.tenant_id AND j.id = s.job_id WHERE s.token_hash "
-                        "= $1",
+                        "s.sample_end, s.lease_expires, s.state, t.state "
+                        "FROM job_shards s JOIN jobs j ON j.tenant_id = "
+                        "s.tenant_id AND j.id = s.job_id JOIN tenants t ON "
+                        "t.id = s.tenant_id WHERE s.token_hash = $1",
                         v, 1, row_scope, &x, NULL);
   if (rc)
     return rc;
@@ -1549,6 +1570,8 @@ static int token_state(sbx_meta *m, const uint8_t *hash, int64_t now,
     return SBX_EAUTH;
   if (x.state != SBX_JOB_RUNNING || x.s.lease_expires < now)
     return SBX_EEXPIRED;
+  if (x.tenant_state != SBX_TENANT_ACTIVE)
+    return SBX_EPERM; /* frozen or shredded: the job's inputs are off limits */
   if (out)
     *out = x.s;
   return SBX_OK;

@@ -160,6 +160,23 @@ TEST(lifecycle_single_shard) {
   CHECK_EQ_INT(sbx_store_job_token_verify(st, forged, 1011, &sc), SBX_EAUTH);
   CHECK_EQ_INT(sbx_store_job_token_verify(st, "jt_x", 1011, &sc), SBX_EAUTH);
 
+  /* a frozen tenant's job tokens open nothing */
+  CHECK_EQ_INT(sbx_meta_tenant_set_state(m, "ta", SBX_TENANT_FROZEN), 0);
+  CHECK_EQ_INT(sbx_store_job_token_verify(st, c.token, 1011, &sc), SBX_EPERM);
+  sbx_job_new n2 = new_job("j-frozen");
+  char why[SBX_JOB_MSG_MAX];
+  CHECK_EQ_INT(sbx_meta_job_create(m, "ta", &n2, 1011, NULL, why), SBX_EPERM);
+  CHECK(strstr(why, "not active") != NULL);
+  CHECK_EQ_INT(sbx_meta_tenant_set_state(m, "ta", SBX_TENANT_ACTIVE), 0);
+  CHECK_EQ_INT(sbx_meta_job_create(m, "nosuch", &n2, 1011, NULL, why),
+               SBX_ENOTFOUND);
+  CHECK(strstr(why, "no such tenant") != NULL);
+  CHECK_EQ_INT(sbx_store_job_token_verify(st, c.token, 1011, &sc), 0);
+  CHECK_EQ_INT(sbx_job_state_parse("timed_out"), SBX_JOB_TIMED_OUT);
+  CHECK_EQ_INT(sbx_job_state_parse("nope"), -1);
+  CHECK(strcmp(sbx_job_state_name(SBX_JOB_CANCELLED), "cancelled") == 0);
+  CHECK(strcmp(sbx_job_state_name(99), "unknown") == 0);
+
   /* progress */
   sbx_job_progress p;
   memset(&p, 0, sizeof p);
@@ -552,7 +569,8 @@ TEST(limits) {
   n = new_job("x'; DROP TABLE jobs; --");
   CHECK_EQ_INT(sbx_meta_job_create(m, "ta", &n, 100, &j, why), SBX_EINVAL);
   n = new_job("j4");
-  CHECK(sbx_meta_job_create(m, "nosuchtenant", &n, 100, &j, why) != 0);
+  CHECK_EQ_INT(sbx_meta_job_create(m, "nosuchtenant", &n, 100, &j, why),
+               SBX_ENOTFOUND);
   sbx_store_close(st);
 }
 
