@@ -338,9 +338,21 @@ static int limit_apply(int64_t *val, int64_t def, int64_t cap, int clamp,
   "shards_done, created_at, started_at, finished_at, updated_at, "             \
   "result_id, adv_id, gallery, seq"
 
+/* result_id, adv_id, gallery ("id,id,...") at columns col..col+2 */
+static int fill_results(sbx_job_results *res, const sbx__row *r, int col) {
+  char gal[GALLERY_CAP];
+  int rc = sbx__col_text(r, col, res->result_id, sizeof res->result_id);
+  if (!rc)
+    rc = sbx__col_text(r, col + 1, res->adv_id, sizeof res->adv_id);
+  if (!rc)
+    rc = sbx__col_text(r, col + 2, gal, sizeof gal);
+  if (!rc)
+    gallery_split(gal, res);
+  return rc;
+}
+
 static int fill_job(sbx_job *j, const sbx__row *r) {
   memset(j, 0, sizeof *j);
-  char gal[GALLERY_CAP];
   int rc = sbx__col_text(r, 0, j->id, sizeof j->id);
   if (!rc)
     rc = sbx__col_text(r, 1, j->project_id, sizeof j->project_id);
@@ -365,14 +377,7 @@ static int fill_job(sbx_job *j, const sbx__row *r) {
   j->finished_at = sbx__col_int(r, 16);
   j->updated_at = sbx__col_int(r, 17);
   if (!rc)
-    rc =
-        sbx__col_text(r, 18, j->results.result_id, sizeof j->results.result_id);
-  if (!rc)
-    rc = sbx__col_text(r, 19, j->results.adv_id, sizeof j->results.adv_id);
-  if (!rc)
-    rc = sbx__col_text(r, 20, gal, sizeof gal);
-  if (!rc)
-    gallery_split(gal, &j->results);
+    rc = fill_results(&j->results, r, 18);
   j->seq = sbx__col_int(r, 21);
   j->progress.robust_accuracy = -1;
   j->progress.eta_seconds = -1;
@@ -387,7 +392,6 @@ static int fill_job(sbx_job *j, const sbx__row *r) {
 static int fill_shard(sbx_job_shard *s, int64_t *progress_at,
                       const sbx__row *r) {
   memset(s, 0, sizeof *s);
-  char gal[GALLERY_CAP];
   s->shard = sbx__col_int(r, 0);
   s->sample_begin = sbx__col_int(r, 1);
   s->sample_end = sbx__col_int(r, 2);
@@ -406,14 +410,7 @@ static int fill_shard(sbx_job_shard *s, int64_t *progress_at,
   s->progress.robust_accuracy = rb < 0 ? -1.0 : (double)rb / 1e6;
   s->progress.eta_seconds = sbx__col_int(r, 13);
   if (!rc)
-    rc =
-        sbx__col_text(r, 14, s->results.result_id, sizeof s->results.result_id);
-  if (!rc)
-    rc = sbx__col_text(r, 15, s->results.adv_id, sizeof s->results.adv_id);
-  if (!rc)
-    rc = sbx__col_text(r, 16, gal, sizeof gal);
-  if (!rc)
-    gallery_split(gal, &s->results);
+    rc = fill_results(&s->results, r, 14);
   if (progress_at)
     *progress_at = sbx__col_int(r, 17);
   return rc ? SBX_EFORMAT : SBX_OK;
@@ -1127,20 +1124,23 @@ int sbx_meta_job_set_results(sbx_meta *m, const char *tenant_id,
 
 /* ---- leases: requeue ---- */
 
-typedef struct expired_ctx {
-  char tenant[SBX_ID_MAX], job[SBX_ID_MAX], worker[SBX_ID_MAX];
-  int64_t shard, attempts;
+/* A shard named by a query: columns tenant, job, shard, one number and one
+ * text (expired leases: attempts, worker; finishes: wall time, message). */
+typedef struct shard_ref {
+  char tenant[SBX_ID_MAX], job[SBX_ID_MAX];
+  int64_t shard, n;
+  char text[SBX_JOB_MSG_MAX];
   int found;
-} expired_ctx;
+} shard_ref;
 
-static int row_expired(void *ctx, const sbx__row *r) {
-  expired_ctx *e = ctx;
+static int row_shard_ref(void *ctx, const sbx__row *r) {
+  shard_ref *e = ctx;
   if (sbx__col_text(r, 0, e->tenant, sizeof e->tenant) ||
       sbx__col_text(r, 1, e->job, sizeof e->job) ||
-      sbx__col_text(r, 4, e->worker, sizeof e->worker))
+      sbx__col_text(r, 4, e->text, sizeof e->text))
     return SBX_EFORMAT;
   e->shard = sbx__col_int(r, 2);
-  e->attempts = sbx__col_int(r, 3);
+  e->n = sbx__col_int(r, 3);
   e->found = 1;
   return 1;
 }
@@ -1153,7 +1153,7 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
   int rc = sbx__db_begin(db);
   if (rc)
     return rc;
-  expired_ctx e;
+  shard_ref e; /* n: attempts, text: worker */
   memset(&e, 0, sizeof e);
   sbx__val v[] = {SBX_VI(now)};
   rc = sbx__db_exec(db,
@@ -1165,7 +1165,7 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
                             "worker_id FROM job_shards WHERE state = 1 AND "
                             "lease_expires < $1 ORDER BY lease_expires LIMIT "
                             "1",
-                    v, 1, row_expired, &e, NULL);
+                    v, 1, row_shard_ref, &e, NULL);
   if (rc || !e.found) {
     sbx__db_rollback(db);
     return rc;
@@ -1183,19 +1183,19 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
   if (!rc && jc.v[1]) {
     to = SBX_JOB_CANCELLED;
     snprintf(reason, sizeof reason,
-             "worker %s lost after the job was asked to stop", e.worker);
-  } else if (!rc && e.attempts >= jc.v[0]) {
+             "worker %.63s lost after the job was asked to stop", e.text);
+  } else if (!rc && e.n >= jc.v[0]) {
     to = SBX_JOB_FAILED;
     snprintf(reason, sizeof reason,
-             "worker lost %lld times (last: worker %s stopped renewing its "
+             "worker lost %lld times (last: worker %.63s stopped renewing its "
              "lease)",
-             (long long)e.attempts, e.worker);
+             (long long)e.n, e.text);
   } else {
     to = SBX_JOB_QUEUED;
     snprintf(reason, sizeof reason,
-             "lease expired: worker %s lost (attempt %lld of %lld); "
+             "lease expired: worker %.63s lost (attempt %lld of %lld); "
              "re-queued",
-             e.worker, (long long)e.attempts, (long long)jc.v[0]);
+             e.text, (long long)e.n, (long long)jc.v[0]);
   }
   sbx__val sv[] = {SBX_VT(e.tenant), SBX_VT(e.job), SBX_VI(e.shard),
                    SBX_VI(to),       SBX_VI(now),   SBX_VT(reason)};
@@ -1640,23 +1640,19 @@ int sbx_meta_job_heartbeat(sbx_meta *m,
   return SBX_OK;
 }
 
-typedef struct fin_ctx {
-  char tenant[SBX_ID_MAX], job[SBX_ID_MAX];
-  int64_t shard;
-  char msg[SBX_JOB_MSG_MAX];
-  int found;
-} fin_ctx;
-
-static int row_fin(void *ctx, const sbx__row *r) {
-  fin_ctx *f = ctx;
-  if (sbx__col_text(r, 0, f->tenant, sizeof f->tenant) ||
-      sbx__col_text(r, 1, f->job, sizeof f->job) ||
-      sbx__col_text(r, 3, f->msg, sizeof f->msg))
-    return SBX_EFORMAT;
-  f->shard = sbx__col_int(r, 2);
-  f->found = 1;
-  return 1;
-}
+/* The shard part of a finish: state, message (the caller's, else a
+ * default per state), results. $1 token hash, $2 now, $3 state, $4
+ * message, $5..$7 result ids. */
+#define FINISH_SHARD_SET                                                       \
+  "state = $3, finished_at = $2, lease_expires = 0, message = CASE WHEN "      \
+  "CAST($4 AS TEXT) <> '' THEN $4 WHEN CAST($3 AS BIGINT) = 2 THEN "           \
+  "'succeeded' WHEN CAST($3 AS BIGINT) = 4 THEN 'cancelled' ELSE 'wall "       \
+  "time limit ' || CAST(wall_seconds AS TEXT) || ' s exceeded' END, "          \
+  "result_id = $5, adv_id = $6, gallery = $7, progress_ppm = CASE WHEN "       \
+  "CAST($3 AS BIGINT) = 2 THEN 1000000 ELSE progress_ppm END, eta_seconds "    \
+  "= -1"
+#define FINISH_SHARD_LIVE                                                      \
+  "token_hash = $1 AND state = 1 AND lease_expires >= $2"
 
 /* PostgreSQL, a single-shard job (the common case): the shard, the job
  * and both events in one statement, committed on its own. 1: done; 0: not
@@ -1675,17 +1671,10 @@ static int finish_fast_pg(sbx_meta *m, const uint8_t *hash, int64_t now,
   int64_t shard = -1;
   int rc = sbx__db_exec(
       DB(m),
-      "WITH sh AS (UPDATE job_shards SET state = $3, finished_at = $2, "
-      "lease_expires = 0, message = CASE WHEN CAST($4 AS TEXT) <> '' THEN "
-      "$4 WHEN CAST($3 AS BIGINT) = 2 THEN 'succeeded' WHEN CAST($3 AS "
-      "BIGINT) = 4 THEN 'cancelled' ELSE 'wall time limit ' || "
-      "CAST(wall_seconds AS TEXT) || ' s exceeded' END, result_id = $5, "
-      "adv_id = $6, gallery = $7, progress_ppm = CASE WHEN CAST($3 AS "
-      "BIGINT) = 2 THEN 1000000 ELSE progress_ppm END, eta_seconds = -1 "
-      "WHERE token_hash = $1 AND state = 1 AND lease_expires >= $2 AND "
-      "(SELECT j.shards FROM jobs j WHERE j.tenant_id = "
-      "job_shards.tenant_id AND j.id = job_shards.job_id AND j.state = 1) "
-      "= 1 RETURNING tenant_id, job_id, shard, message), "
+      "WITH sh AS (UPDATE job_shards SET " FINISH_SHARD_SET
+      " WHERE " FINISH_SHARD_LIVE " AND (SELECT j.shards FROM jobs j WHERE "
+      "j.tenant_id = job_shards.tenant_id AND j.id = job_shards.job_id AND "
+      "j.state = 1) = 1 RETURNING tenant_id, job_id, shard, message), "
       "j AS (UPDATE jobs SET state = $3, message = CASE WHEN CAST($3 AS "
       "BIGINT) = 4 AND jobs.cancel_requested = 1 AND jobs.cancel_reason <> "
       "'' THEN jobs.cancel_reason WHEN CAST($3 AS BIGINT) = 2 THEN '1 of 1 "
@@ -1731,7 +1720,7 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
   /* lock order: the shard (by the token), the job, the tenant's row */
   if ((rc = sbx__db_begin(db)))
     return rc;
-  fin_ctx f;
+  shard_ref f; /* text: the shard's message */
   memset(&f, 0, sizeof f);
   sbx__val v[] = {SBX_VB(token_hash, SBX_SHA256_LEN),
                   SBX_VI(now),
@@ -1740,19 +1729,11 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
                   SBX_VT(rid),
                   SBX_VT(aid),
                   SBX_VT(gal)};
-  /* the shard's message: the caller's, else a default per state */
-  rc = sbx__db_exec(
-      db,
-      "UPDATE job_shards SET state = $3, finished_at = $2, lease_expires = "
-      "0, message = CASE WHEN CAST($4 AS TEXT) <> '' THEN $4 WHEN CAST($3 AS "
-      "BIGINT) = 2 THEN 'succeeded' WHEN CAST($3 AS BIGINT) = 4 THEN "
-      "'cancelled' ELSE 'wall time limit ' || CAST(wall_seconds AS TEXT) || "
-      "' s exceeded' END, result_id = $5, adv_id = $6, gallery = $7, "
-      "progress_ppm = CASE WHEN CAST($3 AS BIGINT) = 2 THEN 1000000 ELSE "
-      "progress_ppm END, eta_seconds = -1 WHERE token_hash = $1 AND state = "
-      "1 AND lease_expires >= $2 RETURNING tenant_id, job_id, shard, "
-      "message",
-      v, 7, row_fin, &f, NULL);
+  rc = sbx__db_exec(db,
+                    "UPDATE job_shards SET " FINISH_SHARD_SET
+                    " WHERE " FINISH_SHARD_LIVE " RETURNING tenant_id, "
+                    "job_id, shard, wall_seconds, message",
+                    v, 7, row_shard_ref, &f, NULL);
   if (!rc && !f.found) {
     sbx__db_rollback(db);
     rc = token_state(m, token_hash, now, NULL);
@@ -1767,7 +1748,7 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
   if (!rc) {
     char want[SBX_JOB_MSG_MAX];
     snprintf(want, sizeof want, "%s",
-             state == SBX_JOB_SUCCEEDED ? "1 of 1 shard succeeded" : f.msg);
+             state == SBX_JOB_SUCCEEDED ? "1 of 1 shard succeeded" : f.text);
     sbx__val jv[] = {SBX_VT(f.tenant), SBX_VT(f.job), SBX_VI(state),
                      SBX_VT(want),     SBX_VI(now),   SBX_VT(rid),
                      SBX_VT(aid),      SBX_VT(gal)};
@@ -1786,7 +1767,7 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
   }
   if (!rc && jc.found) {
     rc = ev_insert(m, f.tenant, f.job, jc.v[0] - 1, now, f.shard,
-                   SBX_JOB_RUNNING, state, f.msg);
+                   SBX_JOB_RUNNING, state, f.text);
     sbx__val mv[] = {SBX_VT(f.tenant), SBX_VT(f.job)};
     spec_ctx ms = {jmsg, sizeof jmsg, 0, 0};
     if (!rc)
@@ -1798,8 +1779,8 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
       rc = ev_insert(m, f.tenant, f.job, jc.v[0], now, -1, SBX_JOB_RUNNING,
                      state, jmsg);
   } else if (!rc) { /* several shards: settle the job from all of them */
-    rc =
-        ev_add(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state, f.msg);
+    rc = ev_add(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state,
+                f.text);
     if (!rc)
       rc = job_settle(m, f.tenant, f.job, now);
   }

@@ -59,6 +59,20 @@ static void tenant(sbx_store *st, const char *t) {
   CHECK(rc == 0 || rc == SBX_EEXIST);
 }
 
+/* A store on an empty queue with tenants "ta", "tb", "tc"; NULL (and a
+ * failed check) when it does not open. */
+static sbx_store *setup(void) {
+  sbx_store *st = open_store();
+  CHECK(st != NULL);
+  if (st) {
+    reset(st);
+    tenant(st, "ta");
+    tenant(st, "tb");
+    tenant(st, "tc");
+  }
+  return st;
+}
+
 static sbx_job_new new_job(const char *id) {
   sbx_job_new j;
   memset(&j, 0, sizeof j);
@@ -105,14 +119,10 @@ static int collect_ev(void *ctx, const sbx_job_event *e) {
 /* ---- lifecycle ---- */
 
 TEST(lifecycle_single_shard) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   sbx_job j;
   sbx_job_new n = new_job("j1");
   n.limits.samples = 100;
@@ -247,7 +257,6 @@ TEST(lifecycle_single_shard) {
   CHECK_EQ_INT(sbx_meta_job_events(m, "ta", "j1", 3, collect_ev, &ev), 0);
   CHECK_EQ_INT(ev.n, 2);
   /* tenant scoping */
-  tenant(st, "tb");
   CHECK_EQ_INT(sbx_meta_job_get(m, "tb", NULL, "j1", &j), SBX_ENOTFOUND);
   CHECK_EQ_INT(sbx_meta_job_get(m, "ta", "p2", "j1", &j), SBX_ENOTFOUND);
   ev.n = 0;
@@ -260,14 +269,10 @@ TEST(lifecycle_single_shard) {
 }
 
 TEST(failures_carry_messages) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   CHECK_EQ_INT(create(st, "ta", "jf", 10, 1, 100), 0);
   sbx_job_claim c;
   CHECK_EQ_INT(sbx_store_job_claim(st, "w1", 30, 101, &c), 0);
@@ -311,14 +316,10 @@ TEST(failures_carry_messages) {
 }
 
 TEST(cancel_every_state) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   int64_t s = -1;
   /* queued: cancelled at once, never claimed */
   CHECK_EQ_INT(create(st, "ta", "jq", 10, 1, 100), 0);
@@ -392,14 +393,10 @@ static int collect_shard(void *ctx, const sbx_job_shard *s) {
 }
 
 TEST(shards) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   CHECK_EQ_INT(create(st, "ta", "js", 10, 4, 100), 0);
   /* contiguous slices k*n/K: [0,2) [2,5) [5,7) [7,10) */
   static const int64_t lo[4] = {0, 2, 5, 7}, hi[4] = {2, 5, 7, 10};
@@ -486,15 +483,10 @@ TEST(shards) {
 /* ---- limits ---- */
 
 TEST(limits) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
-  tenant(st, "tb");
   sbx_job_limit_set l;
   CHECK_EQ_INT(sbx_meta_job_limits_get(m, "ta", 1, &l), 0);
   CHECK_EQ_INT(l.default_wall_seconds, 3600);
@@ -577,16 +569,10 @@ TEST(limits) {
 /* ---- fair share, quotas ---- */
 
 TEST(fair_share_and_quota) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
-  tenant(st, "tb");
-  tenant(st, "tc");
   CHECK_EQ_INT(sbx_meta_begin(m), 0); /* 500 jobs, one transaction */
   for (int i = 0; i < 500; i++) {
     char id[16];
@@ -656,14 +642,10 @@ TEST(fair_share_and_quota) {
 /* ---- leases ---- */
 
 TEST(leases_and_stale_workers) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   CHECK_EQ_INT(create(st, "ta", "j1", 10, 1, 100), 0);
   CHECK_EQ_INT(create(st, "ta", "j2", 10, 1, 100), 0);
   sbx_job_claim c1, c2, c3;
@@ -741,13 +723,10 @@ static int count_wt(void *ctx, const sbx_worker_token *t) {
 }
 
 TEST(worker_tokens) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
   char tok[SBX_TOKEN_MAX], tok2[SBX_TOKEN_MAX];
   sbx_worker_token t, v;
   CHECK_EQ_INT(sbx_store_worker_token_create(st, "rack 1", 0, 100, tok, &t), 0);
@@ -791,15 +770,10 @@ static int collect_ids(void *ctx, const sbx_job *j) {
 }
 
 TEST(list_paging) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
-  tenant(st, "tb");
   for (int i = 0; i < 7; i++) {
     char id[16];
     snprintf(id, sizeof id, "j%d", i);
@@ -940,15 +914,10 @@ static int row_ints2(void *ctx, const sbx__row *r) {
 }
 
 TEST(concurrent_claimers_exactly_once) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
-  tenant(st, "tb");
   CHECK_EQ_INT(sbx_meta_begin(m), 0);
   for (int i = 0; i < CJOBS; i++) {
     char id[16];
@@ -999,14 +968,10 @@ TEST(concurrent_claimers_exactly_once) {
 /* ---- kill -9 of a claimer: lease lost, shard re-queued, no lock left ---- */
 
 TEST(killed_claimer_requeued) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   CHECK_EQ_INT(create(st, "ta", "k1", 10, 1, 7000), 0);
   int fds[2];
   CHECK(pipe(fds) == 0);
@@ -1079,14 +1044,10 @@ static void *quota_claimer(void *arg) {
 }
 
 TEST(quota_under_concurrency) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   for (int i = 0; i < 10; i++) {
     char id[16];
     snprintf(id, sizeof id, "q%d", i);
