@@ -969,22 +969,14 @@ static int job_settle(sbx_meta *m, const char *tenant, const char *job,
                         uv, 4, NULL, NULL, NULL);
   }
   /* every shard has ended: so does the job */
-  int64_t final;
+  static const int64_t precedence[] = {SBX_JOB_FAILED, SBX_JOB_TIMED_OUT,
+                                       SBX_JOB_CANCELLED, SBX_JOB_SUCCEEDED};
+  int64_t final = SBX_JOB_SUCCEEDED;
+  for (int i = 3; i >= 0; i--)
+    if (c.n[precedence[i]])
+      final = precedence[i];
   first_msg_ctx f;
-  memset(&f, 0, sizeof f);
-  if (c.n[SBX_JOB_FAILED]) {
-    final = SBX_JOB_FAILED;
-    rc = first_shard_in(m, tenant, job, SBX_JOB_FAILED, &f);
-  } else if (c.n[SBX_JOB_TIMED_OUT]) {
-    final = SBX_JOB_TIMED_OUT;
-    rc = first_shard_in(m, tenant, job, SBX_JOB_TIMED_OUT, &f);
-  } else if (c.n[SBX_JOB_CANCELLED]) {
-    final = SBX_JOB_CANCELLED;
-    rc = first_shard_in(m, tenant, job, SBX_JOB_CANCELLED, &f);
-  } else {
-    final = SBX_JOB_SUCCEEDED;
-    rc = first_shard_in(m, tenant, job, SBX_JOB_SUCCEEDED, &f);
-  }
+  rc = first_shard_in(m, tenant, job, final, &f);
   if (rc)
     return rc;
   if (final == SBX_JOB_SUCCEEDED)

@@ -452,6 +452,24 @@ TEST(shards) {
   CHECK_EQ_INT(sbx_meta_job_get(m, "ta", NULL, "js", &j), 0);
   CHECK(strcmp(j.results.result_id, "merged") == 0);
 
+  /* a shard whose worker is lost goes back in line; its sibling's result
+   * stands; the job succeeds when the retry does */
+  CHECK_EQ_INT(create(st, "ta", "jl", 4, 2, 150), 0);
+  CHECK_EQ_INT(sbx_store_job_claim(st, "w0", 10, 150, &c[0]), 0);
+  CHECK_EQ_INT(sbx_store_job_claim(st, "w1", 60, 150, &c[1]), 0);
+  CHECK_EQ_INT(
+      sbx_store_job_finish(st, c[1].token, 155, SBX_JOB_SUCCEEDED, NULL, NULL),
+      0);
+  CHECK_EQ_INT(sbx_store_job_claim(st, "w2", 60, 161, &c[2]), 0);
+  CHECK(strcmp(c[2].job_id, "jl") == 0 && c[2].shard == 0 &&
+        c[2].attempt == 2 && c[2].sample_end == 2);
+  CHECK_EQ_INT(job_state(st, "ta", "jl"), SBX_JOB_RUNNING);
+  CHECK_EQ_INT(
+      sbx_store_job_finish(st, c[2].token, 162, SBX_JOB_SUCCEEDED, NULL, NULL),
+      0);
+  CHECK_EQ_INT(sbx_meta_job_get(m, "ta", NULL, "jl", &j), 0);
+  CHECK(j.state == SBX_JOB_SUCCEEDED && j.shards_done == 2);
+
   /* one shard fails: queued ones are cancelled, running ones told to
    * stop, the job fails naming the shard */
   CHECK_EQ_INT(create(st, "ta", "jx", 30, 3, 200), 0);
