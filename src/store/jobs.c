@@ -278,6 +278,8 @@ static int limits_row(sbx_meta *m, const char *tenant_id, int64_t a[8]) {
 
 int sbx_meta_job_limits_get(sbx_meta *m, const char *tenant_id, int effective,
                             sbx_job_limit_set *out) {
+  if (!m || !out)
+    return SBX_EINVAL;
   memset(out, 0, sizeof *out);
   REQUIRE_ID(tenant_id);
   int64_t t[8], s[8], r[8];
@@ -488,6 +490,8 @@ static int job_aggregate(sbx_meta *m, const char *tenant, sbx_job *j) {
 
 int sbx_meta_job_get(sbx_meta *m, const char *tenant_id, const char *project_id,
                      const char *job_id, sbx_job *out) {
+  if (!m || !out)
+    return SBX_EINVAL;
   memset(out, 0, sizeof *out);
   REQUIRE_ID(tenant_id);
   REQUIRE_ID(job_id);
@@ -1470,6 +1474,8 @@ int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
                        int64_t lease_seconds, int64_t now,
                        const uint8_t token_hash[SBX_SHA256_LEN],
                        sbx_job_claim *out) {
+  if (!m || !out)
+    return SBX_EINVAL;
   memset(out, 0, sizeof *out);
   REQUIRE_ID(worker_id);
   if (lease_seconds < 1 || lease_seconds > 3600 || !token_hash)
