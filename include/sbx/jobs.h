@@ -287,15 +287,17 @@ int sbx_meta_job_token_verify(sbx_meta *m,
 
 enum {
   SBX_JOB_GO_ON = 0,       /* keep going */
-  SBX_JOB_STOP_CANCEL = 1, /* cancel requested: stop, finish CANCELLED */
+  SBX_JOB_STOP_CANCEL = 1, /* cancel requested (or a sibling failed, or the
+                              tenant was frozen): stop, finish CANCELLED */
   SBX_JOB_STOP_TIMEOUT = 2 /* wall time used up: stop, finish TIMED_OUT */
 };
 
 /* Extends the lease to now + lease_seconds, stores progress (NULL: keep)
  * and sets *stop (SBX_JOB_GO_ON / _STOP_CANCEL / _STOP_TIMEOUT).
  * SBX_EAUTH / SBX_EEXPIRED as sbx_meta_job_token_verify: a dead token
- * cannot revive a lease. The tenant's state is not looked at here (nor in
- * finish): verify the token first on every worker request. */
+ * cannot revive a lease. A frozen or shredded tenant's shards are told to
+ * stop (_STOP_CANCEL); verify the token first on every worker request (the
+ * scope), heartbeat and finish do not refuse them. */
 int sbx_meta_job_heartbeat(sbx_meta *m,
                            const uint8_t token_hash[SBX_SHA256_LEN],
                            int64_t now, int64_t lease_seconds,

@@ -1612,19 +1612,17 @@ int sbx_meta_job_heartbeat(sbx_meta *m,
   int rc = exec_ints(
       m,
       "UPDATE job_shards SET lease_expires = $3, progress_ppm = CASE WHEN "
-      "CAST($4 AS BIGINT) = 1 THEN $5 ELSE progress_ppm END, phase = CASE WHEN "
-      "CAST($4 AS BIGINT) = 1 THEN $6 "
-      "ELSE phase END, robust_ppm = CASE WHEN CAST($4 AS BIGINT) = 1 THEN $7 "
-      "ELSE robust_ppm "
-      "END, eta_seconds = CASE WHEN CAST($4 AS BIGINT) = 1 THEN $8 ELSE "
-      "eta_seconds END, "
-      "progress_at = CASE WHEN CAST($4 AS BIGINT) = 1 THEN $2 ELSE progress_at "
-      "END WHERE "
-      "token_hash = $1 AND state = 1 AND lease_expires >= $2 RETURNING "
-      "started_at, wall_seconds, (SELECT j.cancel_requested FROM jobs j "
-      "WHERE j.tenant_id = job_shards.tenant_id AND j.id = "
-      "job_shards.job_id)",
-      v, 8, 3, &c);
+      "CAST($4 AS BIGINT) = 1 THEN $5 ELSE progress_ppm END, phase = CASE "
+      "WHEN CAST($4 AS BIGINT) = 1 THEN $6 ELSE phase END, robust_ppm = CASE "
+      "WHEN CAST($4 AS BIGINT) = 1 THEN $7 ELSE robust_ppm END, eta_seconds "
+      "= CASE WHEN CAST($4 AS BIGINT) = 1 THEN $8 ELSE eta_seconds END, "
+      "progress_at = CASE WHEN CAST($4 AS BIGINT) = 1 THEN $2 ELSE "
+      "progress_at END WHERE token_hash = $1 AND state = 1 AND lease_expires "
+      ">= $2 RETURNING started_at, wall_seconds, (SELECT j.cancel_requested "
+      "FROM jobs j WHERE j.tenant_id = job_shards.tenant_id AND j.id = "
+      "job_shards.job_id), (SELECT t.state FROM tenants t WHERE t.id = "
+      "job_shards.tenant_id)",
+      v, 8, 4, &c);
   if (rc)
     return rc;
   if (!c.found) {
@@ -1632,9 +1630,9 @@ int sbx_meta_job_heartbeat(sbx_meta *m,
     return rc ? rc : SBX_EEXPIRED;
   }
   if (stop)
-    *stop = c.v[2]                   ? SBX_JOB_STOP_CANCEL
-            : now >= c.v[0] + c.v[1] ? SBX_JOB_STOP_TIMEOUT
-                                     : SBX_JOB_GO_ON;
+    *stop = c.v[2] || c.v[3] != SBX_TENANT_ACTIVE ? SBX_JOB_STOP_CANCEL
+            : now >= c.v[0] + c.v[1]              ? SBX_JOB_STOP_TIMEOUT
+                                                  : SBX_JOB_GO_ON;
   return SBX_OK;
 }
 

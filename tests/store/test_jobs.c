@@ -173,6 +173,9 @@ TEST(lifecycle_single_shard) {
   /* a frozen tenant's job tokens open nothing */
   CHECK_EQ_INT(sbx_meta_tenant_set_state(m, "ta", SBX_TENANT_FROZEN), 0);
   CHECK_EQ_INT(sbx_store_job_token_verify(st, c.token, 1011, &sc), SBX_EPERM);
+  int fstop = -1;
+  CHECK_EQ_INT(sbx_store_job_heartbeat(st, c.token, 1011, 30, NULL, &fstop), 0);
+  CHECK_EQ_INT(fstop, SBX_JOB_STOP_CANCEL);
   sbx_job_new n2 = new_job("j-frozen");
   char why[SBX_JOB_MSG_MAX];
   CHECK_EQ_INT(sbx_meta_job_create(m, "ta", &n2, 1011, NULL, why), SBX_EPERM);
