@@ -149,7 +149,7 @@ typedef struct sbx_job {
   sbx_job_progress progress; /* over all shards (sample-weighted) */
   sbx_job_results results;   /* 1 shard: the shard's; else set by the
                                 server after merging */
-  int64_t seq;               /* creation order (list cursor) */
+  int64_t seq;               /* creation order (microsecond stamp) */
 } sbx_job;
 
 /* Creates a queued job and its shards: shard k covers samples
@@ -158,8 +158,9 @@ typedef struct sbx_job {
  * clamped, see clamp) and `why` (may be NULL, SBX_JOB_MSG_MAX bytes) names
  * the limit: "wall_seconds 7200 exceeds the tenant cap 3600". Other
  * failures: SBX_EINVAL (bad id/kind/spec, shards > samples, several shards
- * with samples "all"; why says which), SBX_EEXIST (id taken). out (may be
- * NULL) receives the job as stored. */
+ * with samples "all"; why says which), SBX_EEXIST (id taken),
+ * SBX_ENOTFOUND (no such tenant), SBX_EPERM (tenant frozen or shredded).
+ * out (may be NULL) receives the job as stored. */
 int sbx_meta_job_create(sbx_meta *m, const char *tenant_id,
                         const sbx_job_new *j, int64_t now, sbx_job *out,
                         char *why);
@@ -171,14 +172,19 @@ int sbx_meta_job_get(sbx_meta *m, const char *tenant_id, const char *project_id,
  * too small); *len (may be NULL) receives its length. */
 int sbx_meta_job_spec(sbx_meta *m, const char *tenant_id, const char *job_id,
                       char *out, size_t cap, size_t *len);
-/* Newest first. cursor 0 starts at the newest; *next (may be NULL)
- * receives the cursor of the following page, 0 when this was the last.
+/* Newest first (creation order, ties by id). after_id NULL or "": from the
+ * newest; else the page after that job (keyset: exact under concurrent
+ * inserts). next (may be NULL, SBX_ID_MAX bytes) receives the id to pass
+ * as after_id for the following page, "" when this page was the last.
  * limit 1..1000. state -1: all states. fn returns 0 to go on, non-zero to
- * stop (a negative value is returned). project_id NULL: all projects. */
+ * stop (a negative value is returned). project_id NULL: all projects.
+ * Listed jobs carry no progress (progress is all zero, robust accuracy and
+ * ETA -1): sbx_meta_job_get aggregates it from the shards. */
 int sbx_meta_job_list(sbx_meta *m, const char *tenant_id,
-                      const char *project_id, int64_t state, int64_t cursor,
-                      int limit, int (*fn)(void *ctx, const sbx_job *j),
-                      void *ctx, int64_t *next);
+                      const char *project_id, int64_t state,
+                      const char *after_id, int limit,
+                      int (*fn)(void *ctx, const sbx_job *j), void *ctx,
+                      char *next);
 /* Cancel, in every state. queued: cancelled at once. running: cancel
  * requested (queued shards are cancelled at once; running ones see it on
  * their next heartbeat and end with sbx_meta_job_finish(..CANCELLED..), or
@@ -250,10 +256,11 @@ typedef struct sbx_job_claim {
  * Order (fair share): among active tenants with queued shards and below
  * their concurrency quota, the one with the fewest running shards, ties
  * by least recently served; FIFO within a tenant. Leases expired by now are
- * re-queued first (sbx_meta_job_requeue_expired). PostgreSQL: FOR UPDATE
- * SKIP LOCKED, so concurrent claimers never wait on each other's shard;
- * SQLite: one BEGIN IMMEDIATE transaction. SBX_ENOTFOUND: nothing runnable.
- */
+ * re-queued first (as sbx_meta_job_requeue_expired, at most 64 per call).
+ * PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers never wait on
+ * each other's shard; one statement (plus a count in a transaction when
+ * the tenant has a quota). SQLite: one BEGIN IMMEDIATE transaction.
+ * SBX_ENOTFOUND: nothing runnable. */
 int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
                        int64_t lease_seconds, int64_t now,
                        const uint8_t token_hash[SBX_SHA256_LEN],
@@ -271,21 +278,26 @@ typedef struct sbx_job_scope {
 } sbx_job_scope;
 
 /* SBX_EAUTH: no shard holds this token (never issued, or superseded by a
- * newer claim); SBX_EEXPIRED: its shard ended or its lease ran out. out
- * (may be NULL) receives the scope. */
+ * newer claim); SBX_EEXPIRED: its shard ended or its lease ran out;
+ * SBX_EPERM: the tenant is frozen or shredded. out (may be NULL) receives
+ * the scope. */
 int sbx_meta_job_token_verify(sbx_meta *m,
                               const uint8_t token_hash[SBX_SHA256_LEN],
                               int64_t now, sbx_job_scope *out);
 
 enum {
   SBX_JOB_GO_ON = 0,       /* keep going */
-  SBX_JOB_STOP_CANCEL = 1, /* cancel requested: stop, finish CANCELLED */
+  SBX_JOB_STOP_CANCEL = 1, /* cancel requested (or a sibling failed, or the
+                              tenant was frozen): stop, finish CANCELLED */
   SBX_JOB_STOP_TIMEOUT = 2 /* wall time used up: stop, finish TIMED_OUT */
 };
 
 /* Extends the lease to now + lease_seconds, stores progress (NULL: keep)
- * and sets *stop (SBX_JOB_GO_ON / _STOP_CANCEL / _STOP_TIMEOUT). Errors as
- * sbx_meta_job_token_verify: a dead token cannot revive a lease. */
+ * and sets *stop (SBX_JOB_GO_ON / _STOP_CANCEL / _STOP_TIMEOUT).
+ * SBX_EAUTH / SBX_EEXPIRED as sbx_meta_job_token_verify: a dead token
+ * cannot revive a lease. A frozen or shredded tenant's shards are told to
+ * stop (_STOP_CANCEL); verify the token first on every worker request (the
+ * scope), heartbeat and finish do not refuse them. */
 int sbx_meta_job_heartbeat(sbx_meta *m,
                            const uint8_t token_hash[SBX_SHA256_LEN],
                            int64_t now, int64_t lease_seconds,

@@ -29,6 +29,7 @@
    " max_attempts BIGINT NOT NULL,"                                            \
    " shards_done BIGINT NOT NULL DEFAULT 0,"                                   \
    " claims BIGINT NOT NULL DEFAULT 0,"                                        \
+   " event_seq BIGINT NOT NULL DEFAULT 0,"                                     \
    " seq BIGINT NOT NULL,"                                                     \
    " result_id TEXT NOT NULL DEFAULT '',"                                      \
    " adv_id TEXT NOT NULL DEFAULT '',"                                         \
