@@ -20,84 +20,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server_internal.h"
+#include "auth.h"
+
+#include "authcache.h"
+#include "dbx.h"
+#include "log.h"
+#include "rbac.h"
+#include "session.h"
+#include "state.h"
+#include "util.h"
 
 #define SBX__TOKEN_MAX 2048
 #define HP_APIKEY "api-key"
 #define HP_REFRESH "refresh-token"
 
-/* ---- base64url ---- */
-static const char B64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-size_t sbx__b64url(const void *in, size_t n, char *out) {
-  const uint8_t *p = in;
-  size_t o = 0, i = 0;
-  for (; i + 2 < n; i += 3) {
-    uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-    out[o++] = B64[v >> 18 & 63];
-    out[o++] = B64[v >> 12 & 63];
-    out[o++] = B64[v >> 6 & 63];
-    out[o++] = B64[v & 63];
-  }
-  if (n - i == 1) {
-    uint32_t v = (uint32_t)p[i] << 16;
-    out[o++] = B64[v >> 18 & 63];
-    out[o++] = B64[v >> 12 & 63];
-  } else if (n - i == 2) {
-    uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-    out[o++] = B64[v >> 18 & 63];
-    out[o++] = B64[v >> 12 & 63];
-    out[o++] = B64[v >> 6 & 63];
-  }
-  out[o] = 0;
-  return o;
-}
-
-static int b64val(char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '-')
-    return 62;
-  if (c == '_')
-    return 63;
-  return -1;
-}
-
-long sbx__unb64url(const char *in, size_t n, uint8_t *out, size_t cap) {
-  if (n % 4 == 1)
-    return -1;
-  size_t o = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < n; i++) {
-    int v = b64val(in[i]);
-    if (v < 0)
-      return -1;
-    acc = acc << 6 | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      if (o >= cap)
-        return -1;
-      out[o++] = (uint8_t)(acc >> bits);
-    }
-  }
-  /* non-canonical trailing bits are refused */
-  if (bits && (acc & ((1u << bits) - 1)))
-    return -1;
-  return (long)o;
-}
-
 /* ---- prefixed opaque tokens ---- */
 
 /* Splits "<pfx><tenant>~<id>.<secret>". */
-static int split_token(const char *tok, const char *pfx, char tenant[SBX_ID_MAX],
-                       char id[SBX_ID_MAX], const char **secret) {
+static int split_token(const char *tok, const char *pfx,
+                       char tenant[SBX_ID_MAX], char id[SBX_ID_MAX],
+                       const char **secret) {
   size_t pl = strlen(pfx), n = strnlen(tok, SBX__TOKEN_MAX + 1);
   if (n > SBX__TOKEN_MAX || strncmp(tok, pfx, pl))
     return SBX_EAUTH;
@@ -116,17 +58,6 @@ static int split_token(const char *tok, const char *pfx, char tenant[SBX_ID_MAX]
   if (!sbx_id_valid(tenant) || !sbx_id_valid(id) || strlen(*secret) != 64)
     return SBX_EAUTH;
   return SBX_OK;
-}
-
-int sbx__rand_hex(char *out, size_t nbytes) {
-  uint8_t b[64];
-  if (nbytes > sizeof b)
-    return SBX_EINVAL;
-  int rc = sbx_random(b, nbytes);
-  if (!rc)
-    sbx_hex(b, nbytes, out);
-  sbx_memwipe(b, sizeof b);
-  return rc;
 }
 
 int sbx__apikey_create(sbx_store *st, const char *tenant, const char *user,
@@ -173,8 +104,7 @@ static int apikey_load(sbx__req *r, const char *tenant, const char *id,
   if (row.revoked_at || (row.expires_at && row.expires_at <= now))
     return SBX_EEXPIRED;
   memset(k, 0, sizeof *k);
-  if (sbx__dbx_apikey_issuer_get(sbx_store_meta(r->st), tenant, id,
-                                 k->issuer))
+  if (sbx__dbx_apikey_issuer_get(sbx_store_meta(r->st), tenant, id, k->issuer))
     return SBX_EAUTH;
   snprintf(k->tenant, SBX_ID_MAX, "%s", tenant);
   snprintf(k->id, SBX_ID_MAX, "%s", id);
@@ -288,9 +218,9 @@ int sbx__jwt_load_or_create(sbx_server *s) {
   if (gnutls_x509_privkey_init(&xk) < 0)
     return SBX_ENOMEM;
   if (rc == SBX_ENOTFOUND) {
-    if (gnutls_x509_privkey_generate(xk, GNUTLS_PK_EDDSA_ED25519,
-                                     GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_ED25519), 0) <
-        0) {
+    if (gnutls_x509_privkey_generate(
+            xk, GNUTLS_PK_EDDSA_ED25519,
+            GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_ED25519), 0) < 0) {
       gnutls_x509_privkey_deinit(xk);
       return SBX_ECRYPTO;
     }
@@ -319,7 +249,7 @@ int sbx__jwt_load_or_create(sbx_server *s) {
   free(pem);
   if (rc) {
     gnutls_x509_privkey_deinit(xk);
-    fprintf(stderr, "aisbxd: JWT key %s: %s\n", path, sbx_strerror(rc));
+    sbx__log("JWT key %s: %s", path, sbx_strerror(rc));
     return rc;
   }
   if (gnutls_privkey_init(&s->jwt_priv) < 0 ||
@@ -353,8 +283,7 @@ void sbx__jwt_free(sbx_server *s) {
 
 json_t *sbx__jwks(const sbx_server *s) {
   return json_pack("{s:[{s:s,s:s,s:s,s:s,s:s}]}", "keys", "kty", "OKP", "crv",
-                   "Ed25519", "x", s->jwt_x, "kid", s->jwt_kid, "alg",
-                   "EdDSA");
+                   "Ed25519", "x", s->jwt_x, "kid", s->jwt_kid, "alg", "EdDSA");
 }
 
 static char *b64_json(json_t *j) {
@@ -416,8 +345,8 @@ static json_t *decode_part(const char *p, size_t n) {
   if (len <= 0)
     return NULL;
   json_error_t e;
-  json_t *j = json_loadb((const char *)buf, (size_t)len,
-                         JSON_REJECT_DUPLICATES, &e);
+  json_t *j =
+      json_loadb((const char *)buf, (size_t)len, JSON_REJECT_DUPLICATES, &e);
   if (j && !json_is_object(j)) {
     json_decref(j);
     return NULL;
@@ -447,7 +376,8 @@ static pthread_mutex_t jwt_cache_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* SHA-256(kid || 0 || token) in one call on a stack buffer (no hash
  * context allocated per request); n <= SBX__TOKEN_MAX. */
-static void jwt_cache_key(const sbx_server *s, const char *tok, size_t n, uint8_t h[32]) {
+static void jwt_cache_key(const sbx_server *s, const char *tok, size_t n,
+                          uint8_t h[32]) {
   char buf[sizeof s->jwt_kid + SBX__TOKEN_MAX + 1];
   size_t k = strnlen(s->jwt_kid, sizeof s->jwt_kid - 1);
   memset(h, 0, 32);
@@ -641,8 +571,8 @@ int sbx__password_hash(const char *pw, char out[160]) {
   uint8_t salt[16];
   if (sbx_random(salt, sizeof salt))
     return SBX_ECRYPTO;
-  int rc = argon2id_hash_encoded(2, 19456, 1, pw, strlen(pw), salt,
-                                 sizeof salt, 32, out, 160);
+  int rc = argon2id_hash_encoded(2, 19456, 1, pw, strlen(pw), salt, sizeof salt,
+                                 32, out, 160);
   return rc == ARGON2_OK ? SBX_OK : SBX_ECRYPTO;
 }
 
@@ -650,5 +580,5 @@ int sbx__password_verify(const char *encoded, const char *pw) {
   if (!encoded[0] || strncmp(encoded, "$argon2id$", 10))
     return SBX_EAUTH;
   return argon2id_verify(encoded, pw, strlen(pw)) == ARGON2_OK ? SBX_OK
-                                                                : SBX_EAUTH;
+                                                               : SBX_EAUTH;
 }

@@ -30,7 +30,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "server_internal.h"
+#include "authcache.h"
+
+#include "dbx.h"
+#include "rbac.h"
+#include "state.h"
+#include "util.h"
 
 #define SBX__AC_SLOTS 1024
 
@@ -68,19 +73,17 @@ struct sbx__authcache {
 
 static _Atomic uint64_t g_epoch = 1;
 
-void sbx__authcache_invalidate(void) { atomic_fetch_add(&g_epoch, 1); }
+void sbx__authcache_invalidate(void) {
+  atomic_fetch_add(&g_epoch, 1);
+}
 
-uint64_t sbx__authcache_epoch(void) { return atomic_load(&g_epoch); }
-
-static double mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+uint64_t sbx__authcache_epoch(void) {
+  return atomic_load(&g_epoch);
 }
 
 /* Entry still usable: loaded under the current epoch, within the TTL. */
 static int fresh(uint64_t epoch, double t) {
-  return epoch == sbx__authcache_epoch() && mono() - t < SBX__AC_TTL_S;
+  return epoch == sbx__authcache_epoch() && sbx__mono() - t < SBX__AC_TTL_S;
 }
 
 /* FNV-1a over NUL-separated strings, for the slot of users/members. */
@@ -146,7 +149,7 @@ void sbx__ac_key_put(struct sbx__authcache *c, const uint8_t h[SBX_SHA256_LEN],
   ac_key *e = &c->keys[slot];
   memcpy(e->h, h, SBX_SHA256_LEN);
   e->epoch = epoch;
-  e->t = mono();
+  e->t = sbx__mono();
   e->last_touch = last_touch;
   e->k = *k;
   e->used = 1;
@@ -155,8 +158,8 @@ void sbx__ac_key_put(struct sbx__authcache *c, const uint8_t h[SBX_SHA256_LEN],
 
 /* Database side of sbx__ac_user: tenant active, user present and enabled,
  * tenant role. */
-static int load_user(sbx_meta *m, const char *tenant, const char *user,
-                     int *ok, int *trole) {
+static int load_user(sbx_meta *m, const char *tenant, const char *user, int *ok,
+                     int *trole) {
   sbx_tenant t;
   sbx_user u;
   char role[SBX_KIND_MAX] = "";
@@ -210,7 +213,7 @@ int sbx__ac_user(sbx__req *r, const char *tenant, const char *user,
     snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
     snprintf(e->user, sizeof e->user, "%s", user);
     e->epoch = epoch;
-    e->t = mono();
+    e->t = sbx__mono();
     e->ok = ok;
     e->trole = role;
     e->used = 1;
@@ -237,8 +240,8 @@ int sbx__ac_member(sbx__req *r, const char *tenant, const char *project,
   }
   uint64_t epoch = sbx__authcache_epoch();
   char mrole[SBX_KIND_MAX] = "";
-  int rc = sbx_meta_membership_get(sbx_store_meta(r->st), tenant, project,
-                                   user, mrole);
+  int rc = sbx_meta_membership_get(sbx_store_meta(r->st), tenant, project, user,
+                                   mrole);
   if (rc && rc != SBX_ENOTFOUND)
     return 0; /* not cached */
   int role = sbx__role_bit(mrole);
@@ -250,7 +253,7 @@ int sbx__ac_member(sbx__req *r, const char *tenant, const char *project,
     snprintf(e->project, sizeof e->project, "%s", project);
     snprintf(e->user, sizeof e->user, "%s", user);
     e->epoch = epoch;
-    e->t = mono();
+    e->t = sbx__mono();
     e->role = role;
     e->used = 1;
     pthread_mutex_unlock(&c->mu);

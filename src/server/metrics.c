@@ -11,8 +11,8 @@
  *   aisbxd_rate_limited_total{scope}          429s: ip, credential
  *
  * The counters are process-wide (all tenants), so no tenant credential may
- * read them: the route's permission "metrics" belongs to no role. Only the
- * operator's token from `metrics_token_file` (a file of mode 0600 or
+ * read them: the route's flag OPERATOR lets only that token in (authz.c). Only
+ * the operator's token from `metrics_token_file` (a file of mode 0600 or
  * stricter, 32..256 printable characters) opens it, compared as SHA-256 in
  * constant time. Without that setting nobody can read /metrics.
  * Counters are lock-free atomics; nothing here allocates per request.
@@ -27,17 +27,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server_internal.h"
+#include "metrics.h"
+
+#include "buf.h"
+#include "log.h"
+#include "reply.h"
+#include "router.h"
+#include "state.h"
 
 static const double BUCKETS[SBX__METRICS_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-
-double sbx__mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Reads the operator token: a regular file, not readable or writable by
  * group/other, one line of 32..256 printable ASCII characters. */
@@ -47,12 +47,10 @@ int sbx__metrics_init(sbx_server *s) {
     return SBX_OK;
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) ||
-      (st.st_mode & 077)) {
-    fprintf(stderr,
-            "aisbxd: metrics_token_file %s: %s\n", path,
-            fd < 0 ? strerror(errno)
-                   : "must be a regular file of mode 0600 (or stricter)");
+  if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+    sbx__log("metrics_token_file %s: %s", path,
+             fd < 0 ? strerror(errno)
+                    : "must be a regular file of mode 0600 (or stricter)");
     if (fd >= 0)
       close(fd);
     return SBX_EPERM;
@@ -71,8 +69,9 @@ int sbx__metrics_init(sbx_server *s) {
     ok = !sbx_sha256(buf, (size_t)n, s->metrics.token_hash);
   sbx_memwipe(buf, sizeof buf);
   if (!ok) {
-    fprintf(stderr, "aisbxd: metrics_token_file %s: want one line of 32..256 "
-                    "printable characters\n", path);
+    sbx__log("metrics_token_file %s: want one line of 32..256 printable "
+             "characters",
+             path);
     return SBX_EINVAL;
   }
   s->metrics.token_set = 1;
@@ -97,8 +96,8 @@ int sbx__metrics_token_ok(sbx__req *r) {
 void sbx__metrics_request(sbx_server *s, int route, int status,
                           double seconds) {
   sbx__metrics *m = &s->metrics;
-  size_t ri = route >= 0 && (size_t)route < sbx__nroutes ? (size_t)route
-                                                          : sbx__nroutes;
+  size_t ri =
+      route >= 0 && (size_t)route < s->nroutes ? (size_t)route : s->nroutes;
   int cls = status / 100 - 1;
   if (cls < 0 || cls > 4)
     cls = 4;
@@ -121,7 +120,7 @@ static void put_u64(sbx__buf *b, uint64_t v) {
   sbx__buf_int(b, (int64_t)(v > INT64_MAX ? INT64_MAX : v));
 }
 
-/* GET /metrics (authorized in http.c by the operator token only). */
+/* GET /metrics (route flag OPERATOR: the operator token only, authz.c). */
 int sbx__metrics_h(sbx__req *r) {
   sbx__metrics *m = &r->srv->metrics;
   sbx__buf b = {NULL, 0, 0, 1u << 20, 0};
@@ -129,16 +128,18 @@ int sbx__metrics_h(sbx__req *r) {
   sbx__buf_str(&b, "# HELP aisbxd_requests_total Requests answered, by route "
                    "and status class.\n"
                    "# TYPE aisbxd_requests_total counter\n");
-  for (size_t i = 0; i <= sbx__nroutes && i <= SBX__METRICS_ROUTES; i++)
+  const sbx__route *routes = r->srv->routes;
+  size_t nroutes = r->srv->nroutes;
+  for (size_t i = 0; i <= nroutes && i <= SBX__METRICS_ROUTES; i++)
     for (int c = 0; c < 5; c++) {
       uint64_t v = ld(&m->requests[i][c]);
       if (!v)
         continue;
       /* route patterns are our own constants: no label escaping needed */
       sbx__buf_str(&b, "aisbxd_requests_total{method=\"");
-      sbx__buf_str(&b, i < sbx__nroutes ? sbx__routes[i].method : "");
+      sbx__buf_str(&b, i < nroutes ? routes[i].method : "");
       sbx__buf_str(&b, "\",route=\"");
-      sbx__buf_str(&b, i < sbx__nroutes ? sbx__routes[i].pattern : "unmatched");
+      sbx__buf_str(&b, i < nroutes ? routes[i].pattern : "unmatched");
       sbx__buf_str(&b, "\",code=\"");
       sbx__buf_str(&b, CLS[c]);
       sbx__buf_str(&b, "\"} ");

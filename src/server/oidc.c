@@ -20,8 +20,18 @@
 #include <string.h>
 #include <time.h>
 
-#include "../store/db.h"
-#include "server_internal.h"
+#include "oidc.h"
+
+#include "auth.h"
+#include "authcache.h"
+#include "dbx.h"
+#include "log.h"
+#include "rbac.h"
+#include "reply.h"
+#include "sbx/sql.h"
+#include "session.h"
+#include "state.h"
+#include "util.h"
 
 #define OIDC_URL_MAX 1024
 #define OIDC_MAX_KEYS 16
@@ -72,7 +82,7 @@ static int url_ok(const char *u) {
     return 1;
   static const char *const lo[] = {"http://127.0.0.1:", "http://127.0.0.1/",
                                    "http://localhost:", "http://localhost/",
-                                   "http://[::1]:", "http://[::1]/"};
+                                   "http://[::1]:",     "http://[::1]/"};
   for (size_t i = 0; i < sizeof lo / sizeof lo[0]; i++)
     if (!strncmp(u, lo[i], strlen(lo[i])))
       return 1;
@@ -156,7 +166,7 @@ static json_t *fetch_json(struct sbx__oidc *o, const char *url,
       j = NULL;
     }
   } else if (rc != CURLE_OK) {
-    fprintf(stderr, "aisbxd: oidc: %s: %s\n", url, curl_easy_strerror(rc));
+    sbx__log("oidc: %s: %s", url, curl_easy_strerror(rc));
   }
   if (b.p)
     sbx_memwipe(b.p, b.n);
@@ -180,8 +190,8 @@ static int discover_locked(struct sbx__oidc *o) {
     return SBX_OK;
   char url[OIDC_URL_MAX + 64];
   size_t n = strlen(o->issuer);
-  snprintf(url, sizeof url, "%s%s.well-known/openid-configuration",
-           o->issuer, n && o->issuer[n - 1] == '/' ? "" : "/");
+  snprintf(url, sizeof url, "%s%s.well-known/openid-configuration", o->issuer,
+           n && o->issuer[n - 1] == '/' ? "" : "/");
   long st;
   json_t *d = fetch_json(o, url, NULL, &st);
   if (!d)
@@ -209,8 +219,7 @@ static int discover_locked(struct sbx__oidc *o) {
   }
   json_decref(d);
   if (rc) {
-    fprintf(stderr, "aisbxd: oidc: discovery document of %s refused\n",
-            o->issuer);
+    sbx__log("oidc: discovery document of %s refused", o->issuer);
     return rc;
   }
   memcpy(o->auth_ep, a, sizeof a);
@@ -263,7 +272,8 @@ static int jwks_fetch_locked(struct sbx__oidc *o) {
       continue;
     uint8_t nb[1024], eb[16];
     gnutls_datum_t m, e;
-    if (b64_bin(k, "n", nb, sizeof nb, &m) || b64_bin(k, "e", eb, sizeof eb, &e))
+    if (b64_bin(k, "n", nb, sizeof nb, &m) ||
+        b64_bin(k, "e", eb, sizeof eb, &e))
       continue;
     memset(&nk[n], 0, sizeof nk[n]);
     snprintf(nk[n].kid, sizeof nk[n].kid, "%s", kid ? kid : "");
@@ -403,10 +413,9 @@ int sbx__oidc_verify_id_token(struct sbx__oidc *o, const char *tok,
   json_t *nbf = json_object_get(p, "nbf");
   int64_t L = o->leeway;
   rc = SBX_EAUTH;
-  if (iss && sub && *sub && strlen(sub) <= 255 && tn &&
-      json_is_integer(exp) && json_is_integer(iat) &&
-      (!nbf || json_is_integer(nbf)) && !strcmp(iss, o->issuer) &&
-      aud_ok(o, p) && strlen(tn) == strlen(nonce) &&
+  if (iss && sub && *sub && strlen(sub) <= 255 && tn && json_is_integer(exp) &&
+      json_is_integer(iat) && (!nbf || json_is_integer(nbf)) &&
+      !strcmp(iss, o->issuer) && aud_ok(o, p) && strlen(tn) == strlen(nonce) &&
       sbx_ct_equal(tn, nonce, strlen(nonce))) {
     int64_t e = json_integer_value(exp), i = json_integer_value(iat);
     if (e + L <= now)
@@ -519,12 +528,12 @@ int sbx__oidc_init(sbx_server *s) {
   else if (!p->oidc_client_id || !*p->oidc_client_id ||
            strlen(p->oidc_client_id) >= sizeof o->client_id)
     why = "oidc_client_id required";
-  else if (!p->oidc_redirect_uri || strncmp(p->oidc_redirect_uri, "https://", 8))
+  else if (!p->oidc_redirect_uri ||
+           strncmp(p->oidc_redirect_uri, "https://", 8))
     why = "oidc_redirect_uri (https) required";
   else if (!p->oidc_tenant || !sbx_id_valid(p->oidc_tenant))
     why = "oidc_tenant required";
-  else if (read_secret(p->oidc_client_secret_spec, o->secret,
-                       sizeof o->secret))
+  else if (read_secret(p->oidc_client_secret_spec, o->secret, sizeof o->secret))
     why = "oidc_client_secret_spec: env:NAME or file:PATH, not empty";
   else if (parse_role_map(o, p->oidc_role_map))
     why = "oidc_role_map: group=role[,group=role...]";
@@ -532,15 +541,14 @@ int sbx__oidc_init(sbx_server *s) {
            strcmp(p->oidc_token_auth, "post"))
     why = "oidc_token_auth: basic or post";
   if (why) {
-    fprintf(stderr, "aisbxd: %s\n", why);
+    sbx__log("%s", why);
     sbx__oidc_delete(o);
     return SBX_EINVAL;
   }
   o->auth_post = p->oidc_token_auth && !strcmp(p->oidc_token_auth, "post");
   snprintf(o->issuer, sizeof o->issuer, "%s", p->oidc_issuer);
   snprintf(o->client_id, sizeof o->client_id, "%s", p->oidc_client_id);
-  snprintf(o->redirect_uri, sizeof o->redirect_uri, "%s",
-           p->oidc_redirect_uri);
+  snprintf(o->redirect_uri, sizeof o->redirect_uri, "%s", p->oidc_redirect_uri);
   snprintf(o->scopes, sizeof o->scopes, "%s",
            p->oidc_scopes ? p->oidc_scopes : "openid");
   if (!strstr(o->scopes, "openid"))
@@ -553,7 +561,7 @@ int sbx__oidc_init(sbx_server *s) {
   o->leeway = p->oidc_leeway_s > 300 ? 300 : p->oidc_leeway_s;
   o->min_refresh = p->oidc_jwks_min_refresh_s;
   if (rc) {
-    fprintf(stderr, "aisbxd: oidc_scopes must include openid\n");
+    sbx__log("oidc_scopes must include openid");
     sbx__oidc_delete(o);
     return rc;
   }
@@ -576,7 +584,9 @@ void sbx__oidc_free(sbx_server *s) {
 
 /* ---- state storage ---- */
 
-static sbx__db *DB(sbx__req *r) { return sbx__meta_db(sbx_store_meta(r->st)); }
+static sbx_meta *M(sbx__req *r) {
+  return sbx_store_meta(r->st);
+}
 
 static int state_put(sbx__req *r, const char *state, const char *binding,
                      const char *nonce, const char *verifier, int64_t now) {
@@ -587,15 +597,15 @@ static int state_put(sbx__req *r, const char *state, const char *binding,
                               bh);
   const char *t = r->srv->oidc->tenant;
   if (!rc) {
-    sbx__val v0[] = {SBX_VT(t), SBX_VI(now)};
-    sbx__db_exec(DB(r),
+    sbx_sql_val v0[] = {SBX_SQL_T(t), SBX_SQL_I(now)};
+    sbx_sql_exec(M(r),
                  "DELETE FROM srv_oidc_states WHERE tenant_id = $1 AND "
                  "expires_at <= $2",
                  v0, 2, NULL, NULL, NULL);
-    sbx__val v[] = {SBX_VT(t),         SBX_VB(sh, 32),
-                    SBX_VB(bh, 32),    SBX_VT(nonce),
-                    SBX_VT(verifier),  SBX_VI(now + OIDC_STATE_TTL)};
-    rc = sbx__db_exec(DB(r),
+    sbx_sql_val v[] = {SBX_SQL_T(t),        SBX_SQL_B(sh, 32),
+                       SBX_SQL_B(bh, 32),   SBX_SQL_T(nonce),
+                       SBX_SQL_T(verifier), SBX_SQL_I(now + OIDC_STATE_TTL)};
+    rc = sbx_sql_exec(M(r),
                       "INSERT INTO srv_oidc_states (tenant_id, state_hash, "
                       "binding_hash, nonce, verifier, expires_at, used_at) "
                       "VALUES ($1, $2, $3, $4, $5, $6, 0)",
@@ -611,15 +621,15 @@ typedef struct state_row {
   int found;
 } state_row;
 
-static int fill_state(void *ctx, const sbx__row *row) {
+static int fill_state(void *ctx, const sbx_sql_row *row) {
   state_row *s = ctx;
   s->found = 1;
-  if (sbx__col_fixed(row, 0, s->bh, 32) ||
-      sbx__col_text(row, 1, s->nonce, sizeof s->nonce) ||
-      sbx__col_text(row, 2, s->verifier, sizeof s->verifier))
+  if (sbx_sql_col_fixed(row, 0, s->bh, 32) ||
+      sbx_sql_col_text(row, 1, s->nonce, sizeof s->nonce) ||
+      sbx_sql_col_text(row, 2, s->verifier, sizeof s->verifier))
     return SBX_EFORMAT;
-  s->expires = sbx__col_int(row, 3);
-  s->used = sbx__col_int(row, 4);
+  s->expires = sbx_sql_col_int(row, 3);
+  s->used = sbx_sql_col_int(row, 4);
   return 0;
 }
 
@@ -633,9 +643,9 @@ static int state_take(sbx__req *r, const char *state, int64_t now,
   if (rc)
     return rc;
   const char *t = r->srv->oidc->tenant;
-  sbx__val v[] = {SBX_VT(t), SBX_VB(sh, 32), SBX_VI(now)};
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_B(sh, 32), SBX_SQL_I(now)};
   int64_t changes = 0;
-  rc = sbx__db_exec(DB(r),
+  rc = sbx_sql_exec(M(r),
                     "UPDATE srv_oidc_states SET used_at = $3 WHERE tenant_id "
                     "= $1 AND state_hash = $2 AND used_at = 0 AND expires_at "
                     "> $3",
@@ -644,7 +654,7 @@ static int state_take(sbx__req *r, const char *state, int64_t now,
     return rc;
   if (changes != 1)
     return SBX_EAUTH;
-  rc = sbx__db_exec(DB(r),
+  rc = sbx_sql_exec(M(r),
                     "SELECT binding_hash, nonce, verifier, expires_at, used_at "
                     "FROM srv_oidc_states WHERE tenant_id = $1 AND "
                     "state_hash = $2",
@@ -747,9 +757,8 @@ static int map_role(struct sbx__oidc *o, json_t *claims) {
     if (json_is_array(g)) {
       size_t i;
       json_t *v;
-      json_array_foreach(g, i, v) hit |= json_is_string(v) &&
-                                         !strcmp(json_string_value(v),
-                                                 o->map[m].group);
+      json_array_foreach(g, i, v) hit |=
+          json_is_string(v) && !strcmp(json_string_value(v), o->map[m].group);
     } else if (json_is_string(g)) {
       const char *s = json_string_value(g);
       size_t gl = strlen(o->map[m].group);
@@ -810,8 +819,8 @@ static int upsert_user(sbx__req *r, struct sbx__oidc *o, json_t *claims,
   if (!rc)
     rc = sbx__dbx_tenant_role_set(m, o->tenant, uid, sbx__role_name(role));
   if (!rc)
-    rc = sbx_meta_audit_append(m, o->tenant, sbx__now(), uid,
-                               "auth.oidc_login", sbx__role_name(role), NULL);
+    rc = sbx_meta_audit_append(m, o->tenant, sbx__now(), uid, "auth.oidc_login",
+                               sbx__role_name(role), NULL);
   if (rc) {
     sbx_meta_rollback(m);
     return rc;
@@ -829,10 +838,10 @@ int sbx__oidc_h_callback(sbx__req *r) {
   struct sbx__oidc *o = r->srv->oidc;
   if (!o)
     return not_configured(r);
-  const char *code = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND,
-                                                 "code");
-  const char *state = MHD_lookup_connection_value(
-      r->conn, MHD_GET_ARGUMENT_KIND, "state");
+  const char *code =
+      MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "code");
+  const char *state =
+      MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "state");
   if (MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "error"))
     return refuse(r, "the identity provider refused the login");
   if (!qarg_ok(code, 512) || !qarg_ok(state, 128))
@@ -864,8 +873,7 @@ int sbx__oidc_h_callback(sbx__req *r) {
                   "grant_type=authorization_code&code=%s&redirect_uri=%s&"
                   "code_verifier=%s%s%s%s%s",
                   ec, ru, st.verifier, o->auth_post ? "&client_id=" : "",
-                  o->auth_post ? ci : "",
-                  o->auth_post ? "&client_secret=" : "",
+                  o->auth_post ? ci : "", o->auth_post ? "&client_secret=" : "",
                   o->auth_post ? cs : "");
   curl_free(ec);
   curl_free(ru);
@@ -889,8 +897,8 @@ int sbx__oidc_h_callback(sbx__req *r) {
   long hs = 0;
   json_t *tr = fetch_json(o, token_ep, form, &hs);
   sbx_memwipe(form, sizeof form);
-  const char *idt = tr ? json_string_value(json_object_get(tr, "id_token"))
-                       : NULL;
+  const char *idt =
+      tr ? json_string_value(json_object_get(tr, "id_token")) : NULL;
   if (!idt) {
     json_decref(tr);
     return refuse(r, "the identity provider refused the code");
@@ -926,10 +934,10 @@ int sbx__oidc_h_callback(sbx__req *r) {
   int ttl = r->srv->p.access_ttl_s > 0 && r->srv->p.access_ttl_s <= 900
                 ? r->srv->p.access_ttl_s
                 : 900;
-  return sbx__reply_json(
-      r, 200,
-      json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s}", "tenant", o->tenant,
-                "user", uid, "role", sbx__role_name(role), "expires_in", ttl,
-                "access_token", at, "token_type", "Bearer", "refresh_token",
-                rt, "csrf_token", csrf));
+  return sbx__reply_json(r, 200,
+                         json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s}",
+                                   "tenant", o->tenant, "user", uid, "role",
+                                   sbx__role_name(role), "expires_in", ttl,
+                                   "access_token", at, "token_type", "Bearer",
+                                   "refresh_token", rt, "csrf_token", csrf));
 }

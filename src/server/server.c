@@ -9,10 +9,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server_internal.h"
-
-int sbx__http_start(sbx_server *s);
-void sbx__http_stop(sbx_server *s);
+#include "auth.h"
+#include "authcache.h"
+#include "dbx.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "oidc.h"
+#include "sbx/server.h"
+#include "state.h"
+#include "table.h"
+#include "tls.h"
+#include "util.h"
 
 sbx_server_params sbx_server_default_params(void) {
   sbx_server_params p;
@@ -46,23 +54,39 @@ typedef struct cfg_key {
   char type; /* s string, i int, l int64 */
   size_t off;
 } cfg_key;
-#define CK(n, t) {#n, t, offsetof(sbx_server_params, n)}
+#define CK(n, t)                                                               \
+  { #n, t, offsetof(sbx_server_params, n) }
 static const cfg_key CFG[] = {
-    CK(data_dir, 's'),        CK(listen, 's'),
-    CK(master_key_spec, 's'), CK(tls_cert_file, 's'),
-    CK(tls_key_file, 's'),    CK(issuer, 's'),
-    CK(max_json_bytes, 'l'),  CK(max_upload_bytes, 'l'),
-    CK(rate_ip_per_s, 'i'),   CK(rate_ip_burst, 'i'),
-    CK(rate_key_per_s, 'i'),  CK(rate_key_burst, 'i'),
-    CK(access_ttl_s, 'i'),    CK(refresh_ttl_s, 'i'),
-    CK(login_max_failures, 'i'), CK(lockout_s, 'i'),
-    CK(blob_fsync, 'i'),      CK(threads, 'i'),
-    CK(session_ttl_s, 'i'),   CK(public_origin, 's'),
-    CK(oidc_issuer, 's'),     CK(oidc_client_id, 's'),
-    CK(oidc_client_secret_spec, 's'), CK(oidc_redirect_uri, 's'),
-    CK(oidc_scopes, 's'),     CK(oidc_tenant, 's'),
-    CK(oidc_groups_claim, 's'), CK(oidc_role_map, 's'),
-    CK(oidc_ca_file, 's'),    CK(oidc_leeway_s, 'i'),
+    CK(data_dir, 's'),
+    CK(listen, 's'),
+    CK(master_key_spec, 's'),
+    CK(tls_cert_file, 's'),
+    CK(tls_key_file, 's'),
+    CK(issuer, 's'),
+    CK(max_json_bytes, 'l'),
+    CK(max_upload_bytes, 'l'),
+    CK(rate_ip_per_s, 'i'),
+    CK(rate_ip_burst, 'i'),
+    CK(rate_key_per_s, 'i'),
+    CK(rate_key_burst, 'i'),
+    CK(access_ttl_s, 'i'),
+    CK(refresh_ttl_s, 'i'),
+    CK(login_max_failures, 'i'),
+    CK(lockout_s, 'i'),
+    CK(blob_fsync, 'i'),
+    CK(threads, 'i'),
+    CK(session_ttl_s, 'i'),
+    CK(public_origin, 's'),
+    CK(oidc_issuer, 's'),
+    CK(oidc_client_id, 's'),
+    CK(oidc_client_secret_spec, 's'),
+    CK(oidc_redirect_uri, 's'),
+    CK(oidc_scopes, 's'),
+    CK(oidc_tenant, 's'),
+    CK(oidc_groups_claim, 's'),
+    CK(oidc_role_map, 's'),
+    CK(oidc_ca_file, 's'),
+    CK(oidc_leeway_s, 'i'),
     CK(oidc_token_auth, 's'),
     CK(oidc_jwks_min_refresh_s, 'i'),
     CK(metrics_token_file, 's'),
@@ -80,8 +104,7 @@ static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
       static size_t used;
       size_t n = strlen(v) + 1;
       if (n > sizeof arena - used) {
-        fprintf(stderr, "aisbxd: config %s: too much configuration text\n",
-                k);
+        sbx__log("config %s: too much configuration text", k);
         return SBX_ELIMIT;
       }
       memcpy(arena + used, v, n);
@@ -93,7 +116,7 @@ static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (errno || *end || end == v || x < 0) {
-      fprintf(stderr, "aisbxd: config %s: not a non-negative integer\n", k);
+      sbx__log("config %s: not a non-negative integer", k);
       return SBX_EINVAL;
     }
     if (CFG[i].type == 'i') {
@@ -104,12 +127,12 @@ static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
       *(int64_t *)base = x;
     }
     if (!strcmp(k, "access_ttl_s") && (x == 0 || x > 900)) {
-      fprintf(stderr, "aisbxd: access_ttl_s must be 1..900\n");
+      sbx__log("access_ttl_s must be 1..900");
       return SBX_EINVAL;
     }
     return SBX_OK;
   }
-  fprintf(stderr, "aisbxd: unknown configuration key '%s'\n", k);
+  sbx__log("unknown configuration key '%s'", k);
   return SBX_EINVAL;
 }
 
@@ -126,7 +149,7 @@ int sbx_server_config_load(sbx_server_params *p, const char *path) {
   if (path) {
     FILE *f = fopen(path, "r");
     if (!f) {
-      fprintf(stderr, "aisbxd: config %s: %s\n", path, strerror(errno));
+      sbx__log("config %s: %s", path, strerror(errno));
       return SBX_EIO;
     }
     char line[2048];
@@ -138,7 +161,7 @@ int sbx_server_config_load(sbx_server_params *p, const char *path) {
         continue;
       char *eq = strchr(l, '=');
       if (!eq) {
-        fprintf(stderr, "aisbxd: %s:%d: expected key = value\n", path, ln);
+        sbx__log("%s:%d: expected key = value", path, ln);
         rc = SBX_EINVAL;
         break;
       }
@@ -174,8 +197,10 @@ static void master_spec(const sbx_server_params *p, char *out, size_t cap) {
     snprintf(out, cap, "file:%s/master.key", p->data_dir);
 }
 
-int sbx__store_open(const sbx_server_params *p, const char *spec,
-                    sbx_store **out) {
+/* Opens the store (migrations included) and the server's srv_jobs table;
+ * creates the embedded default's master key file on first use. */
+static int store_open(const sbx_server_params *p, const char *spec,
+                      sbx_store **out) {
   /* embedded default: a master key file in the data dir, created once */
   if (!strncmp(spec, "file:", 5)) {
     char dd[SBX_PATH_MAX + 16];
@@ -193,7 +218,7 @@ int sbx__store_open(const sbx_server_params *p, const char *spec,
   sp.fsync = p->blob_fsync;
   int rc = sbx_store_open(&sp, out);
   if (!rc) {
-    rc = sbx__dbx_migrate(sbx_store_meta(*out));
+    rc = sbx__dbx_jobs_table(sbx_store_meta(*out));
     if (rc) {
       sbx_store_close(*out);
       *out = NULL;
@@ -226,12 +251,11 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (s->pool.n > SBX__POOL_MAX)
     s->pool.n = SBX__POOL_MAX;
   for (int i = 0; !rc && i < s->pool.n; i++)
-    rc = sbx__store_open(&s->p, s->master_spec, &s->pool.h[i]);
+    rc = store_open(&s->p, s->master_spec, &s->pool.h[i]);
   if (!rc)
     sbx_store_gc(s->pool.h[0], 3600, NULL);
   char cert[SBX_PATH_MAX + 32], key[SBX_PATH_MAX + 32];
-  snprintf(cert, sizeof cert, "%s",
-           p->tls_cert_file ? p->tls_cert_file : "");
+  snprintf(cert, sizeof cert, "%s", p->tls_cert_file ? p->tls_cert_file : "");
   snprintf(key, sizeof key, "%s", p->tls_key_file ? p->tls_key_file : "");
   if (!p->tls_cert_file)
     snprintf(cert, sizeof cert, "%s/tls-cert.pem", s->data_dir);
@@ -245,6 +269,8 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
     rc = sbx__oidc_init(s);
   if (!rc && !(s->ac = sbx__authcache_new()))
     rc = SBX_ENOMEM;
+  s->routes = sbx__routes;
+  s->nroutes = sbx__nroutes;
   if (!rc && sbx__nroutes > SBX__METRICS_ROUTES)
     rc = SBX_ELIMIT;
   if (!rc)
@@ -259,7 +285,9 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   return SBX_OK;
 }
 
-uint16_t sbx_server_port(const sbx_server *s) { return s ? s->port : 0; }
+uint16_t sbx_server_port(const sbx_server *s) {
+  return s ? s->port : 0;
+}
 
 void sbx_server_stop(sbx_server *s) {
   if (!s)
@@ -290,7 +318,7 @@ int sbx_server_init_tenant(const sbx_server_params *p, const char *tenant_id,
   char spec[SBX_PATH_MAX + 8];
   master_spec(p, spec, sizeof spec);
   sbx_store *st = NULL;
-  int rc = sbx__store_open(p, spec, &st);
+  int rc = store_open(p, spec, &st);
   if (rc)
     return rc;
   sbx_meta *m = sbx_store_meta(st);

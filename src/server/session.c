@@ -7,44 +7,30 @@
  * authenticated by the cookie need (1) an Origin header equal to our
  * origin and (2) X-CSRF-Token equal to the token bound to the session
  * (keyed hash of the session secret: given at login, GET /auth/session).
- * Also the tables of oidc.c and totp.c.
+ * The table (srv_sessions) is a migration of the store (meta.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../store/db.h"
-#include "server_internal.h"
+#include "session.h"
+
+#include "audit.h"
+#include "reply.h"
+#include "sbx/sql.h"
+#include "state.h"
+#include "util.h"
 
 #define COOKIE_SESSION "__Host-sbx_session"
 #define HP_SESSION "session"
 #define HP_CSRF "csrf-token"
 
-static const char *SRV_AUTH_TABLES =
-    "CREATE TABLE IF NOT EXISTS srv_sessions ("
-    " tenant_id TEXT NOT NULL, id_hash BLOB NOT NULL, user_id TEXT NOT NULL,"
-    " created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,"
-    " PRIMARY KEY (tenant_id, id_hash));"
-    "CREATE TABLE IF NOT EXISTS srv_oidc_states ("
-    " tenant_id TEXT NOT NULL, state_hash BLOB NOT NULL,"
-    " binding_hash BLOB NOT NULL, nonce TEXT NOT NULL, verifier TEXT NOT NULL,"
-    " expires_at BIGINT NOT NULL, used_at BIGINT NOT NULL DEFAULT 0,"
-    " PRIMARY KEY (tenant_id, state_hash));"
-    "CREATE TABLE IF NOT EXISTS srv_totp ("
-    " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
-    " secret_sealed BLOB NOT NULL, enabled BIGINT NOT NULL,"
-    " last_step BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id));";
-
-static sbx__db *DB(sbx__req *r) { return sbx__meta_db(sbx_store_meta(r->st)); }
-
-int sbx__auth_migrate(sbx_meta *m) {
-  return sbx__db_script(sbx__meta_db(m), SRV_AUTH_TABLES);
+static sbx_meta *M(sbx__req *r) {
+  return sbx_store_meta(r->st);
 }
 
-const char *sbx__cookie(sbx__req *r, const char *name, char *out,
-                        size_t cap) {
-  const char *v =
-      MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
+const char *sbx__cookie(sbx__req *r, const char *name, char *out, size_t cap) {
+  const char *v = MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
   if (!v || !*v || strlen(v) >= cap)
     return NULL;
   snprintf(out, cap, "%s", v);
@@ -72,11 +58,11 @@ typedef struct sess_row {
   int found;
 } sess_row;
 
-static int fill_sess(void *ctx, const sbx__row *row) {
+static int fill_sess(void *ctx, const sbx_sql_row *row) {
   sess_row *s = ctx;
   s->found = 1;
-  s->expires = sbx__col_int(row, 1);
-  return sbx__col_text(row, 0, s->user, sizeof s->user);
+  s->expires = sbx_sql_col_int(row, 1);
+  return sbx_sql_col_text(row, 0, s->user, sizeof s->user);
 }
 
 int sbx__session_authenticate(sbx__req *r) {
@@ -92,8 +78,8 @@ int sbx__session_authenticate(sbx__req *r) {
     return SBX_EAUTH;
   sess_row s;
   memset(&s, 0, sizeof s);
-  sbx__val q[] = {SBX_VT(tenant), SBX_VB(h, 32)};
-  rc = sbx__db_exec(DB(r),
+  sbx_sql_val q[] = {SBX_SQL_T(tenant), SBX_SQL_B(h, 32)};
+  rc = sbx_sql_exec(M(r),
                     "SELECT user_id, expires_at FROM srv_sessions WHERE "
                     "tenant_id = $1 AND id_hash = $2",
                     q, 2, fill_sess, &s, NULL);
@@ -125,16 +111,16 @@ static int csrf_token(sbx__req *r, const char *secret, char out[65]) {
 }
 
 int sbx__origin_ok(sbx__req *r) {
-  const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                   "Origin");
+  const char *origin =
+      MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
   if (!origin)
     return 1;
   char want[512];
   if (r->srv->p.public_origin) {
     snprintf(want, sizeof want, "%s", r->srv->p.public_origin);
   } else {
-    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                   "Host");
+    const char *host =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
     if (!host)
       return 0;
     snprintf(want, sizeof want, "https://%s", host);
@@ -143,16 +129,16 @@ int sbx__origin_ok(sbx__req *r) {
 }
 
 int sbx__session_csrf_check(sbx__req *r) {
-  const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                   "Origin");
+  const char *origin =
+      MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
   if (!origin || !sbx__origin_ok(r)) {
     sbx__problem(r, 403, "Forbidden", "cross-origin request refused");
     return 1;
   }
   char v[160], tenant[SBX_ID_MAX], want[65];
   const char *secret;
-  const char *got = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                "X-CSRF-Token");
+  const char *got =
+      MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-CSRF-Token");
   if (!got || strlen(got) != 64 ||
       !sbx__cookie(r, COOKIE_SESSION, v, sizeof v) ||
       split_cookie(v, tenant, &secret) || csrf_token(r, secret, want) ||
@@ -170,8 +156,8 @@ static int session_delete(sbx__req *r, const char *cookie) {
   if (split_cookie(cookie, tenant, &secret) ||
       sbx_store_keyed_hash(r->st, HP_SESSION, secret, 64, h))
     return SBX_EAUTH;
-  sbx__val q[] = {SBX_VT(tenant), SBX_VB(h, 32)};
-  return sbx__db_exec(DB(r),
+  sbx_sql_val q[] = {SBX_SQL_T(tenant), SBX_SQL_B(h, 32)};
+  return sbx_sql_exec(M(r),
                       "DELETE FROM srv_sessions WHERE tenant_id = $1 AND "
                       "id_hash = $2",
                       q, 2, NULL, NULL, NULL);
@@ -189,14 +175,14 @@ int sbx__session_issue(sbx__req *r, const char *tenant, const char *user,
   if (!rc)
     rc = sbx_store_keyed_hash(r->st, HP_SESSION, secret, 64, h);
   if (!rc) {
-    sbx__val d[] = {SBX_VT(tenant), SBX_VI(now)};
-    sbx__db_exec(DB(r),
+    sbx_sql_val d[] = {SBX_SQL_T(tenant), SBX_SQL_I(now)};
+    sbx_sql_exec(M(r),
                  "DELETE FROM srv_sessions WHERE tenant_id = $1 AND "
                  "expires_at <= $2",
                  d, 2, NULL, NULL, NULL);
-    sbx__val q[] = {SBX_VT(tenant), SBX_VB(h, 32), SBX_VT(user), SBX_VI(now),
-                    SBX_VI(now + ttl)};
-    rc = sbx__db_exec(DB(r),
+    sbx_sql_val q[] = {SBX_SQL_T(tenant), SBX_SQL_B(h, 32), SBX_SQL_T(user),
+                       SBX_SQL_I(now), SBX_SQL_I(now + ttl)};
+    rc = sbx_sql_exec(M(r),
                       "INSERT INTO srv_sessions (tenant_id, id_hash, user_id, "
                       "created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
                       q, 5, NULL, NULL, NULL);
@@ -216,9 +202,9 @@ int sbx__session_issue(sbx__req *r, const char *tenant, const char *user,
 }
 
 int sbx__session_h_get(sbx__req *r) {
-  json_t *o = json_pack("{s:s,s:s,s:b}", "tenant", r->who.tenant, "user",
-                        r->who.user, "cookie_session",
-                        r->who.kind == SBX__CRED_SESSION);
+  json_t *o =
+      json_pack("{s:s,s:s,s:b}", "tenant", r->who.tenant, "user", r->who.user,
+                "cookie_session", r->who.kind == SBX__CRED_SESSION);
   if (o && r->who.kind == SBX__CRED_SESSION) {
     char v[160], tenant[SBX_ID_MAX], csrf[65];
     const char *secret;

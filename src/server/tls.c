@@ -13,7 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server_internal.h"
+#include "tls.h"
+
+#include "log.h"
+#include "sbx/crypto.h"
+#include "sbx/status.h"
 
 static int slurp(const char *path, char **out) {
   FILE *f = fopen(path, "rb");
@@ -49,8 +53,8 @@ static int generate(const char *cert_path, const char *key_path) {
   if (gnutls_x509_privkey_init(&key) < 0 || gnutls_x509_crt_init(&crt) < 0)
     goto out;
   if (gnutls_x509_privkey_generate(
-          key, GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1),
-          0) < 0)
+          key, GNUTLS_PK_ECDSA,
+          GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0) < 0)
     goto out;
   sbx_random(serial, sizeof serial);
   serial[0] &= 0x7f;
@@ -61,15 +65,14 @@ static int generate(const char *cert_path, const char *key_path) {
       gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0,
                                     "aisbxd", 6) < 0 ||
       gnutls_x509_crt_set_key(crt, key) < 0 ||
-      gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME,
-                                           "localhost", 9,
-                                           GNUTLS_FSAN_APPEND) < 0 ||
+      gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, "localhost",
+                                           9, GNUTLS_FSAN_APPEND) < 0 ||
       gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS,
                                            "\x7f\0\0\x01", 4,
                                            GNUTLS_FSAN_APPEND) < 0 ||
-      gnutls_x509_crt_set_subject_alt_name(
-          crt, GNUTLS_SAN_IPADDRESS, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01", 16,
-          GNUTLS_FSAN_APPEND) < 0 ||
+      gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS,
+                                           "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01",
+                                           16, GNUTLS_FSAN_APPEND) < 0 ||
       gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE) < 0 ||
       gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_SERVER, 0) <
           0 ||
@@ -106,8 +109,8 @@ int sbx__tls_ensure(const char *cert_path, const char *key_path,
   if (!rc)
     rc = slurp(key_path, key_pem);
   if (rc) {
-    fprintf(stderr, "aisbxd: TLS certificate %s / key %s: %s\n", cert_path,
-            key_path, sbx_strerror(rc));
+    sbx__log("TLS certificate %s / key %s: %s", cert_path, key_path,
+             sbx_strerror(rc));
     free(*cert_pem);
     *cert_pem = NULL;
     return rc;
@@ -131,7 +134,7 @@ int sbx__tls_ensure(const char *cert_path, const char *key_path,
     gnutls_x509_crt_deinit(crt);
   }
   if (rc) {
-    fprintf(stderr, "aisbxd: %s is not a PEM certificate\n", cert_path);
+    sbx__log("%s is not a PEM certificate", cert_path);
     free(*cert_pem);
     sbx_memwipe(*key_pem, strlen(*key_pem));
     free(*key_pem);

@@ -12,14 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../store/db.h"
-#include "server_internal.h"
+#include "totp.h"
+
+#include "audit.h"
+#include "reply.h"
+#include "sbx/sql.h"
+#include "state.h"
+#include "util.h"
 
 #define TOTP_STEP 30
 #define TOTP_DIGITS 6
 #define TOTP_KEY 20
 
-static sbx__db *DB(sbx__req *r) { return sbx__meta_db(sbx_store_meta(r->st)); }
+static sbx_meta *M(sbx__req *r) {
+  return sbx_store_meta(r->st);
+}
 
 int sbx__totp_code(const uint8_t *key, size_t keylen, uint64_t counter,
                    int digits, uint32_t *code) {
@@ -30,8 +37,7 @@ int sbx__totp_code(const uint8_t *key, size_t keylen, uint64_t counter,
     msg[i] = (uint8_t)(counter & 0xff);
     counter >>= 8;
   }
-  if (gnutls_hmac_fast(GNUTLS_MAC_SHA1, key, keylen, msg, sizeof msg, mac) <
-      0)
+  if (gnutls_hmac_fast(GNUTLS_MAC_SHA1, key, keylen, msg, sizeof msg, mac) < 0)
     return SBX_ECRYPTO;
   int off = mac[19] & 0x0f; /* dynamic truncation, RFC 4226 5.3 */
   uint32_t bin = (uint32_t)(mac[off] & 0x7f) << 24 |
@@ -69,19 +75,19 @@ typedef struct totp_row {
   int found;
 } totp_row;
 
-static int fill_totp(void *ctx, const sbx__row *row) {
+static int fill_totp(void *ctx, const sbx_sql_row *row) {
   totp_row *t = ctx;
   t->found = 1;
-  t->enabled = sbx__col_int(row, 1);
-  t->last_step = sbx__col_int(row, 2);
-  return sbx__col_fixed(row, 0, t->sealed, sizeof t->sealed);
+  t->enabled = sbx_sql_col_int(row, 1);
+  t->last_step = sbx_sql_col_int(row, 2);
+  return sbx_sql_col_fixed(row, 0, t->sealed, sizeof t->sealed);
 }
 
 static int totp_load(sbx__req *r, const char *tenant, const char *user,
                      totp_row *t) {
   memset(t, 0, sizeof *t);
-  sbx__val v[] = {SBX_VT(tenant), SBX_VT(user)};
-  int rc = sbx__db_exec(DB(r),
+  sbx_sql_val v[] = {SBX_SQL_T(tenant), SBX_SQL_T(user)};
+  int rc = sbx_sql_exec(M(r),
                         "SELECT secret_sealed, enabled, last_step FROM "
                         "srv_totp WHERE tenant_id = $1 AND user_id = $2",
                         v, 2, fill_totp, t, NULL);
@@ -142,9 +148,9 @@ static int check(sbx__req *r, const char *tenant, const char *user,
   if (hit < 0 || hit <= t.last_step)
     return SBX_EAUTH;
   /* atomic: two concurrent uses of one code cannot both pass */
-  sbx__val v[] = {SBX_VT(tenant), SBX_VT(user), SBX_VI(hit)};
+  sbx_sql_val v[] = {SBX_SQL_T(tenant), SBX_SQL_T(user), SBX_SQL_I(hit)};
   int64_t changes = 0;
-  rc = sbx__db_exec(DB(r),
+  rc = sbx_sql_exec(M(r),
                     enable ? "UPDATE srv_totp SET last_step = $3, enabled = 1 "
                              "WHERE tenant_id = $1 AND user_id = $2 AND "
                              "last_step < $3"
@@ -172,8 +178,9 @@ int sbx__totp_h_enroll(sbx__req *r) {
   if (!rc)
     rc = sbx_store_field_seal(r->st, t, ctx, key, sizeof key, sealed);
   if (!rc) {
-    sbx__val v[] = {SBX_VT(t), SBX_VT(u), SBX_VB(sealed, sizeof sealed)};
-    rc = sbx__db_exec(DB(r),
+    sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(u),
+                       SBX_SQL_B(sealed, sizeof sealed)};
+    rc = sbx_sql_exec(M(r),
                       "INSERT INTO srv_totp (tenant_id, user_id, "
                       "secret_sealed, enabled, last_step) VALUES ($1, $2, $3, "
                       "0, 0) ON CONFLICT (tenant_id, user_id) DO UPDATE SET "

@@ -115,6 +115,39 @@ static const migration MIGRATIONS[] = {
      " prev_hash BLOB NOT NULL,"
      " hash BLOB NOT NULL,"
      " PRIMARY KEY (tenant_id, seq));"},
+    /* 20..29: the API server's own tables (aisbxd, src/server), created
+     * until then by its own CREATE TABLE IF NOT EXISTS scripts; IF NOT
+     * EXISTS here too, so a data dir that already has them upgrades in
+     * place. (srv_jobs stays with the server until the job queue, 30+.) */
+    {20, "server: roles, lockouts, bootstrap, key issuers, sessions, totp",
+     "CREATE TABLE IF NOT EXISTS srv_tenant_roles ("
+     " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL,"
+     " PRIMARY KEY (tenant_id, user_id));"
+     "CREATE TABLE IF NOT EXISTS srv_lockouts ("
+     " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+     " failures BIGINT NOT NULL, locked_until BIGINT NOT NULL,"
+     " PRIMARY KEY (tenant_id, user_id));"
+     "CREATE TABLE IF NOT EXISTS srv_bootstrap ("
+     " tenant_id TEXT NOT NULL, token_hash BLOB NOT NULL,"
+     " user_id TEXT NOT NULL, expires_at BIGINT NOT NULL,"
+     " used_at BIGINT NOT NULL DEFAULT 0,"
+     " PRIMARY KEY (tenant_id, token_hash));"
+     "CREATE TABLE IF NOT EXISTS srv_api_key_issuers ("
+     " tenant_id TEXT NOT NULL, key_id TEXT NOT NULL, issued_by TEXT NOT NULL,"
+     " PRIMARY KEY (tenant_id, key_id));"
+     "CREATE TABLE IF NOT EXISTS srv_sessions ("
+     " tenant_id TEXT NOT NULL, id_hash BLOB NOT NULL, user_id TEXT NOT NULL,"
+     " created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,"
+     " PRIMARY KEY (tenant_id, id_hash));"
+     "CREATE TABLE IF NOT EXISTS srv_oidc_states ("
+     " tenant_id TEXT NOT NULL, state_hash BLOB NOT NULL,"
+     " binding_hash BLOB NOT NULL, nonce TEXT NOT NULL, verifier TEXT NOT NULL,"
+     " expires_at BIGINT NOT NULL, used_at BIGINT NOT NULL DEFAULT 0,"
+     " PRIMARY KEY (tenant_id, state_hash));"
+     "CREATE TABLE IF NOT EXISTS srv_totp ("
+     " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+     " secret_sealed BLOB NOT NULL, enabled BIGINT NOT NULL,"
+     " last_step BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id));"},
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 

@@ -13,7 +13,9 @@
 #include <sqlite3.h>
 
 #include "../harness.h"
-#include "server_internal.h" /* to sign hostile JWTs with the server key */
+#include "auth.h" /* to sign hostile JWTs with the server key */
+#include "state.h"
+#include "util.h"
 
 static srv S;
 static char g_dir[256], g_cfg[300];
@@ -36,8 +38,8 @@ static int mk_object(const fixture *f, const char *kind, char id[64]) {
   char path[256];
   snprintf(path, sizeof path, "/api/v1/projects/%s/%ss?name=%s%d", f->project,
            kind, kind, ++g_uniq);
-  req_opts o = {f->admin_key, "application/octet-stream", "raw bytes", 0,
-                NULL, 0, 0};
+  req_opts o = {
+      f->admin_key, "application/octet-stream", "raw bytes", 0, NULL, 0, 0};
   resp r;
   long st = http(&S, "POST", path, &o, &r);
   int ok = st == 201 && json_field(r.body, "id", id, 64);
@@ -124,24 +126,23 @@ static const row ROWS[] = {
      "00\",\"email\":\"x@x.org\",\"password\":\"long enough password\"}",
      -1, 401, 0},
     /* OIDC is not configured in this server: 404 (test_oidc covers it) */
-    {"GET", "/api/v1/auth/oidc/login", "/api/v1/auth/oidc/login", NULL, -1,
-     404, 0},
+    {"GET", "/api/v1/auth/oidc/login", "/api/v1/auth/oidc/login", NULL, -1, 404,
+     0},
     {"GET", "/api/v1/auth/oidc/callback",
      "/api/v1/auth/oidc/callback?code=c&state=s", NULL, -1, 404, 0},
     {"POST", "/api/v1/auth/session", "/api/v1/auth/session",
      "{\"tenant\":\"{tenant}\",\"email\":\"nobody@x.org\",\"password\":"
      "\"not the password\"}",
      -1, 401, 0},
-    {"GET", "/api/v1/auth/session", "/api/v1/auth/session", NULL, RALL, 200,
+    {"GET", "/api/v1/auth/session", "/api/v1/auth/session", NULL, RALL, 200, 0},
+    {"DELETE", "/api/v1/auth/session", "/api/v1/auth/session", NULL, RALL, 200,
      0},
-    {"DELETE", "/api/v1/auth/session", "/api/v1/auth/session", NULL, RALL,
-     200, 0},
     {"POST", "/api/v1/auth/totp", "/api/v1/auth/totp", NULL, RALL, 201, 0},
     {"POST", "/api/v1/auth/totp/confirm", "/api/v1/auth/totp/confirm",
      "{\"code\":\"abcdef\"}", RALL, 400, 0},
     {"GET", "/api/v1/me", "/api/v1/me", NULL, RALL, 200, 0},
-    {"GET", "/api/v1/tenants/{tenant}", "/api/v1/tenants/{tenant}", NULL,
-     RALL, 200, 0},
+    {"GET", "/api/v1/tenants/{tenant}", "/api/v1/tenants/{tenant}", NULL, RALL,
+     200, 0},
     {"GET", "/api/v1/projects", "/api/v1/projects", NULL, RALL, 200, 0},
     {"POST", "/api/v1/projects", "/api/v1/projects",
      "{\"id\":\"np{uniq}\",\"name\":\"n\"}", RAD, 201, 0},
@@ -150,8 +151,8 @@ static const row ROWS[] = {
     {"POST", "/api/v1/users", "/api/v1/users",
      "{\"id\":\"u{uniq}\",\"email\":\"u{uniq}@x.org\"}", RAD, 201, 0},
     {"GET", PP "/members", PP "/members", NULL, RA | RAD, 200, 0},
-    {"PUT", PP "/members/{user}", PP "/members/admin",
-     "{\"role\":\"viewer\"}", RAD, 200, 0},
+    {"PUT", PP "/members/{user}", PP "/members/admin", "{\"role\":\"viewer\"}",
+     RAD, 200, 0},
     {"GET", "/api/v1/api-keys", "/api/v1/api-keys", NULL, RAD, 200, 0},
     {"POST", "/api/v1/api-keys", "/api/v1/api-keys", "{\"role\":\"viewer\"}",
      RAD, 201, 0},
@@ -169,8 +170,8 @@ static const row ROWS[] = {
     {"GET", PP "/datasets", PP "/datasets", NULL, RALL, 200, 0},
     {"POST", PP "/datasets", PP "/datasets?name=d{uniq}", "RAW", RD | RAD, 201,
      0},
-    {"GET", PP "/datasets/{dataset}", PP "/datasets/{dataset}", NULL, RALL,
-     200, 0},
+    {"GET", PP "/datasets/{dataset}", PP "/datasets/{dataset}", NULL, RALL, 200,
+     0},
     {"GET", PP "/datasets/{dataset}/content", PP "/datasets/{dataset}/content",
      NULL, RALL, 200, 0},
     {"DELETE", PP "/datasets/{dataset}", PP "/datasets/{dataset}", NULL,
@@ -183,10 +184,10 @@ static const row ROWS[] = {
     {"GET", PP "/jobs/{job}", PP "/jobs/{job}", NULL, RALL, 200, 0},
     {"POST", PP "/jobs/{job}/cancel", PP "/jobs/{job}/cancel", NULL,
      RD | RA | RAD, 200, 'j'},
-    {"GET", PP "/jobs/{job}/results", PP "/jobs/{job}/results", NULL, RALL,
-     200, 0},
-    {"GET", "/api/v1/audit-events", "/api/v1/audit-events", NULL, RA | RAD,
-     200, 0},
+    {"GET", PP "/jobs/{job}/results", PP "/jobs/{job}/results", NULL, RALL, 200,
+     0},
+    {"GET", "/api/v1/audit-events", "/api/v1/audit-events", NULL, RA | RAD, 200,
+     0},
     /* process-wide counters: no tenant role, only the operator token
      * (metrics_prometheus) */
     {"GET", "/metrics", "/metrics", NULL, 0, 200, 0},
@@ -267,8 +268,7 @@ static long call_row(const row *rw, const fixture *f, const char *tok,
 
 /* Role credentials of tenant t1: API keys and JWTs of users with that
  * tenant role. */
-static const char *ROLE_NAMES[4] = {"viewer", "developer", "analyst",
-                                    "admin"};
+static const char *ROLE_NAMES[4] = {"viewer", "developer", "analyst", "admin"};
 static char ROLE_KEY[4][200], ROLE_JWT[4][1200];
 static char EXPIRED_KEY[200], FORGED_KEY[200], FORGED_JWT[1200],
     EXPIRED_JWT[1200];
@@ -290,9 +290,8 @@ static void sign_jwt(const char *hdr, const char *payload, char *out,
   gnutls_free(sig.data);
 }
 
-static void std_payload(char *out, size_t cap, const char *iss,
-                        const char *aud, long iat, long nbf, long exp,
-                        const char *sub) {
+static void std_payload(char *out, size_t cap, const char *iss, const char *aud,
+                        long iat, long nbf, long exp, const char *sub) {
   snprintf(out, cap,
            "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"%s\",\"tid\":\"t1\","
            "\"iat\":%ld,\"nbf\":%ld,\"exp\":%ld,\"jti\":\"j%d\"}",
@@ -332,7 +331,8 @@ TEST(setup_credentials) {
   CHECK(sbx__jwt_load_or_create(&g_fake) == 0);
   char hdr[256], pl[512];
   long now = (long)time(NULL);
-  snprintf(hdr, sizeof hdr, "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
+  snprintf(hdr, sizeof hdr,
+           "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
            g_fake.jwt_kid);
   std_payload(pl, sizeof pl, "aisbxd", "aisbxd", now - 2000, now - 2000,
               now - 1200, "user-admin");
@@ -391,10 +391,10 @@ TEST(authorization_matrix) {
       continue;
     }
     /* no / expired / forged credentials: 401 before anything else */
-    const char *bad[] = {NULL, EXPIRED_KEY, FORGED_KEY, FORGED_JWT,
-                         EXPIRED_JWT, "garbage", "ak_t1~zz.short"};
-    const char *bad_names[] = {"none",       "expired key", "forged key",
-                               "forged jwt", "expired jwt", "garbage",
+    const char *bad[] = {NULL,        EXPIRED_KEY, FORGED_KEY,      FORGED_JWT,
+                         EXPIRED_JWT, "garbage",   "ak_t1~zz.short"};
+    const char *bad_names[] = {"none",         "expired key", "forged key",
+                               "forged jwt",   "expired jwt", "garbage",
                                "malformed key"};
     for (int b = 0; b < 7; b++) {
       long st = call_row(rw, &F1, bad[b], &r);
@@ -437,8 +437,7 @@ TEST(authorization_matrix) {
 }
 
 TEST(security_headers_everywhere) {
-  const char *paths[] = {"/healthz", "/api/v1/projects", "/nope",
-                         "/api/v1/me"};
+  const char *paths[] = {"/healthz", "/api/v1/projects", "/nope", "/api/v1/me"};
   const char *need[] = {"Strict-Transport-Security", "Content-Security-Policy",
                         "X-Content-Type-Options", "Referrer-Policy",
                         "X-Request-Id"};
@@ -473,8 +472,10 @@ TEST(security_headers_everywhere) {
 
 TEST(tls_versions) {
   resp r;
-  req_opts o = {NULL, NULL, NULL, 0, NULL,
-                CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_1, 0};
+  req_opts o = {NULL, NULL,
+                NULL, 0,
+                NULL, CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_1,
+                0};
   http(&S, "GET", "/healthz", &o, &r);
   CHECK(r.curl_rc == CURLE_SSL_CONNECT_ERROR && r.status == 0);
   resp_free(&r);
@@ -519,24 +520,21 @@ TEST(hostile_input) {
   CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":1e999999,\"name\":\"x\"}", 0, J),
                400);
   CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":5,\"name\":\"x\"}", 0, J), 400);
-  CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":\"ok1\",\"name\":[]}", 0, J),
-               400);
+  CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":\"ok1\",\"name\":[]}", 0, J), 400);
   CHECK_EQ_INT(post_json_raw(P, K1,
                              "{\"id\":\"ok2\",\"name\":\"x\",\"admin\":true}",
                              0, J),
                400);
-  CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":\"ok3\",\"name\":\"x\"}", 0,
-                             "text/plain"),
-               415);
+  CHECK_EQ_INT(
+      post_json_raw(P, K1, "{\"id\":\"ok3\",\"name\":\"x\"}", 0, "text/plain"),
+      415);
   /* embedded NUL inside a string */
-  CHECK_EQ_INT(post_json_raw(P, K1, "{\"id\":\"a\\u0000b\",\"name\":\"x\"}",
-                             0, J),
-               400);
+  CHECK_EQ_INT(
+      post_json_raw(P, K1, "{\"id\":\"a\\u0000b\",\"name\":\"x\"}", 0, J), 400);
   /* SQL metacharacters: refused as ids, stored verbatim as data */
-  CHECK_EQ_INT(post_json_raw(P, K1,
-                             "{\"id\":\"p1' OR '1'='1\",\"name\":\"x\"}", 0,
-                             J),
-               400);
+  CHECK_EQ_INT(
+      post_json_raw(P, K1, "{\"id\":\"p1' OR '1'='1\",\"name\":\"x\"}", 0, J),
+      400);
   CHECK_EQ_INT(post_json_raw(P, K1,
                              "{\"id\":\"sqlp\",\"name\":\"x'); DROP TABLE "
                              "projects;--\"}",
@@ -565,8 +563,8 @@ TEST(hostile_input) {
                              "%2Fpasswd",
                              K1, "x", 1, "application/octet-stream"),
                400);
-  CHECK_EQ_INT(post_json_raw("/api/v1/projects/pa/models?name=.hidden", K1,
-                             "x", 1, "application/octet-stream"),
+  CHECK_EQ_INT(post_json_raw("/api/v1/projects/pa/models?name=.hidden", K1, "x",
+                             1, "application/octet-stream"),
                400);
   req_opts asis = {K1, NULL, NULL, 0, NULL, 0, 1};
   CHECK_EQ_INT(http(&S, "GET", "/api/v1/projects/../../etc/passwd", &asis, &r),
@@ -597,13 +595,54 @@ TEST(hostile_input) {
   CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects?limit=1", K1, NULL, &r), 200);
   CHECK(strstr(r.body, "\"next_cursor\":\"") != NULL);
   resp_free(&r);
-  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects?cursor=%27%20OR%201",
-                    K1, NULL, &r),
-               400);
+  CHECK_EQ_INT(
+      jreq(&S, "GET", "/api/v1/projects?cursor=%27%20OR%201", K1, NULL, &r),
+      400);
   resp_free(&r);
   /* the server is still healthy */
   CHECK_EQ_INT(jreq(&S, "GET", "/healthz", NULL, NULL, &r), 200);
   resp_free(&r);
+}
+
+/* Authentication comes before any answer about the body: a caller without
+ * a valid credential learns nothing of a route's body caps or shape (401,
+ * never 413 or 400); the same bodies with a valid key get 413/400. */
+TEST(auth_before_body_caps) {
+  const char *P = "/api/v1/projects";
+  const char *J = "application/json";
+  const char *O = "application/octet-stream";
+  size_t big = 200 * 1024, huge = 2 * 1024 * 1024;
+  char *b = malloc(huge + 16);
+  CHECK(b != NULL);
+  if (!b)
+    return;
+  memset(b, 'a', huge);
+  memcpy(b, "{\"id\":\"", 7);
+  const char *nocred[] = {NULL, "ak_t1~0123456789abcdef.nope", "a.b.c"};
+  for (int i = 0; i < 3; i++) {
+    /* JSON over the 64 KiB cap */
+    CHECK_EQ_INT(post_json_raw(P, nocred[i], b, big, J), 401);
+    /* malformed JSON, wrong content type */
+    CHECK_EQ_INT(post_json_raw(P, nocred[i], "{", 0, J), 401);
+    CHECK_EQ_INT(post_json_raw(P, nocred[i], "{}", 0, "text/plain"), 401);
+    /* a body on a route that takes none */
+    CHECK_EQ_INT(post_json_raw("/api/v1/projects/pa/jobs/j1/cancel", nocred[i],
+                               "{}", 0, J),
+                 401);
+    /* an upload over the 1 MiB cap of the test server */
+    CHECK_EQ_INT(post_json_raw("/api/v1/projects/pa/models?name=big", nocred[i],
+                               b, huge, O),
+                 401);
+  }
+  /* with a valid credential the body is judged */
+  CHECK_EQ_INT(post_json_raw(P, K1, b, big, J), 413);
+  CHECK_EQ_INT(post_json_raw(P, K1, "{", 0, J), 400);
+  CHECK_EQ_INT(
+      post_json_raw("/api/v1/projects/pa/jobs/j1/cancel", K1, "{}", 0, J), 413);
+  CHECK_EQ_INT(
+      post_json_raw("/api/v1/projects/pa/models?name=big", K1, b, huge, O),
+      413);
+  free(b);
 }
 
 TEST(hostile_jwt) {
@@ -653,8 +692,8 @@ TEST(hostile_jwt) {
     sbx__b64url(pl, strlen(pl), pb);
     int n = snprintf(out, sizeof out, "%s.%s", hb, pb);
     uint8_t mac[32], raw[64];
-    long rl = sbx__unb64url(g_fake.jwt_x, strlen(g_fake.jwt_x), raw,
-                            sizeof raw);
+    long rl =
+        sbx__unb64url(g_fake.jwt_x, strlen(g_fake.jwt_x), raw, sizeof raw);
     for (int variant = 0; variant < 2; variant++) {
       if (variant == 0)
         sbx_hmac_sha256(g_fake.jwt_x, strlen(g_fake.jwt_x), out, (size_t)n,
@@ -702,8 +741,7 @@ TEST(hostile_jwt) {
   sign_jwt(hdr, pl, tok, sizeof tok);
   EXPECT_TOKEN(tok, 401);
   /* a user of the token's tenant that does not exist */
-  std_payload(pl, sizeof pl, "aisbxd", "aisbxd", now, now, now + 600,
-              "ghost");
+  std_payload(pl, sizeof pl, "aisbxd", "aisbxd", now, now, now + 600, "ghost");
   sign_jwt(hdr, pl, tok, sizeof tok);
   EXPECT_TOKEN(tok, 401);
   /* structural garbage */
@@ -772,12 +810,10 @@ TEST(bootstrap_and_lockout) {
            "{\"token\":\"%s\",\"email\":\"root@t2.example\",\"password\":"
            "\"a long bootstrap password\"}",
            BOOT2);
-  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/bootstrap", NULL, body, &r),
-               200);
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/bootstrap", NULL, body, &r), 200);
   resp_free(&r);
   /* one-time */
-  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/bootstrap", NULL, body, &r),
-               401);
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/bootstrap", NULL, body, &r), 401);
   resp_free(&r);
   const char *good = "{\"grant_type\":\"password\",\"tenant\":\"t2\","
                      "\"email\":\"root@t2.example\",\"password\":\"a long "
@@ -841,8 +877,7 @@ TEST(api_key_lifecycle) {
   CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects", pk, NULL, &r), 403);
   resp_free(&r);
   /* revocation */
-  snprintf(body, sizeof body, "/api/v1/api-keys/%.16s",
-           strchr(key2, '~') + 1);
+  snprintf(body, sizeof body, "/api/v1/api-keys/%.16s", strchr(key2, '~') + 1);
   CHECK_EQ_INT(jreq(&S, "DELETE", body, K1, NULL, &r), 200);
   resp_free(&r);
   CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", key2, NULL, &r), 401);
@@ -871,8 +906,8 @@ static int db_poke(const char *sql) {
 
 static long upload_as(const char *key, const char *project) {
   char path[256];
-  snprintf(path, sizeof path, "/api/v1/projects/%s/models?name=capm%d",
-           project, ++g_uniq);
+  snprintf(path, sizeof path, "/api/v1/projects/%s/models?name=capm%d", project,
+           ++g_uniq);
   req_opts o = {key, "application/octet-stream", "raw bytes", 0, NULL, 0, 0};
   resp r;
   long st = http(&S, "POST", path, &o, &r);
@@ -1026,7 +1061,8 @@ TEST(api_key_role_capped_by_current_roles) {
 /* Value of the first sample line starting with prefix, or -1. */
 static double metric(const char *body, const char *prefix) {
   size_t n = strlen(prefix);
-  for (const char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+  for (const char *l = body; l && *l;
+       l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
     if (!strncmp(l, prefix, n) && l[n] == ' ')
       return atof(l + n + 1);
   return -1;
@@ -1084,11 +1120,11 @@ TEST(metrics_prometheus) {
 
 TEST(upload_roundtrip_and_audit) {
   resp r;
-  req_opts o = {K1, "application/octet-stream", "\x00\x01binary\xff", 9, NULL,
-                0, 0};
-  CHECK_EQ_INT(http(&S, "POST", "/api/v1/projects/pa/datasets?name=bin.npz",
-                    &o, &r),
-               201);
+  req_opts o = {
+      K1, "application/octet-stream", "\x00\x01binary\xff", 9, NULL, 0, 0};
+  CHECK_EQ_INT(
+      http(&S, "POST", "/api/v1/projects/pa/datasets?name=bin.npz", &o, &r),
+      201);
   char id[64] = "", path[256];
   CHECK(json_field(r.body, "id", id, sizeof id));
   resp_free(&r);
@@ -1097,9 +1133,9 @@ TEST(upload_roundtrip_and_audit) {
   CHECK(r.len == 9 && !memcmp(r.body, "\x00\x01binary\xff", 9));
   resp_free(&r);
   /* the same name twice: conflict */
-  CHECK_EQ_INT(http(&S, "POST", "/api/v1/projects/pa/datasets?name=bin.npz",
-                    &o, &r),
-               409);
+  CHECK_EQ_INT(
+      http(&S, "POST", "/api/v1/projects/pa/datasets?name=bin.npz", &o, &r),
+      409);
   resp_free(&r);
   CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/audit-events?limit=100", K1, NULL, &r),
                200);
@@ -1190,6 +1226,7 @@ int main(int argc, char **argv) {
     RUN(security_headers_everywhere);
     RUN(tls_versions);
     RUN(hostile_input);
+    RUN(auth_before_body_caps);
     RUN(hostile_jwt);
     RUN(refresh_rotation_and_reuse);
     RUN(bootstrap_and_lockout);

@@ -20,7 +20,9 @@
 #include <sys/socket.h>
 
 #include "../harness.h"
-#include "server_internal.h"
+#include "oidc.h"
+#include "totp.h"
+#include "util.h"
 
 static srv S;
 static char g_dir[256], g_cfg[300], K1[200], BOOT1[200];
@@ -103,8 +105,7 @@ static void teardown_server(void) {
 static char ORIGIN_OK[128], USER_BODY[512];
 
 static long session_login(const char *origin, const char *old_cookie,
-                          const char *totp, char cookie[200],
-                          char csrf[80]) {
+                          const char *totp, char cookie[200], char csrf[80]) {
   char body[512], ob[200], cb[260];
   snprintf(body, sizeof body,
            "{\"tenant\":\"t1\",\"email\":\"sam@t1.example\",\"password\":"
@@ -132,9 +133,9 @@ static long session_login(const char *origin, const char *old_cookie,
 }
 
 /* A cookie request; csrf/origin NULL: header left out. */
-static long with_cookie(const char *method, const char *path,
-                        const char *json, const char *cookie,
-                        const char *csrf, const char *origin, resp *r) {
+static long with_cookie(const char *method, const char *path, const char *json,
+                        const char *cookie, const char *csrf,
+                        const char *origin, resp *r) {
   char cb[260], xb[120], ob[200];
   const char *h[4] = {NULL, NULL, NULL, NULL};
   int n = 0;
@@ -175,29 +176,28 @@ TEST(session_cookie_and_csrf) {
         strstr(attrs, "Max-Age="));
   resp_free(&r);
   /* the cookie authenticates reads */
-  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, c1, NULL, NULL, &r),
-               200);
+  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, c1, NULL, NULL, &r), 200);
   CHECK(strstr(r.body, "\"credential\":\"session\"") &&
         strstr(r.body, "\"role\":\"admin\""));
   resp_free(&r);
-  CHECK_EQ_INT(with_cookie("GET", "/api/v1/auth/session", NULL, c1, NULL,
-                           NULL, &r),
-               200);
+  CHECK_EQ_INT(
+      with_cookie("GET", "/api/v1/auth/session", NULL, c1, NULL, NULL, &r),
+      200);
   char x1b[80] = "";
   CHECK(json_field(r.body, "csrf_token", x1b, sizeof x1b) && !strcmp(x1, x1b));
   resp_free(&r);
   /* state-changing: token and origin both required */
   const char *pj = "{\"id\":\"cp1\",\"name\":\"n\"}";
-  CHECK_EQ_INT(with_cookie("POST", "/api/v1/projects", pj, c1, NULL,
-                           ORIGIN_OK, &r),
-               403);
+  CHECK_EQ_INT(
+      with_cookie("POST", "/api/v1/projects", pj, c1, NULL, ORIGIN_OK, &r),
+      403);
   resp_free(&r);
   char wrong[80];
   snprintf(wrong, sizeof wrong, "%s", x1);
   wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
-  CHECK_EQ_INT(with_cookie("POST", "/api/v1/projects", pj, c1, wrong,
-                           ORIGIN_OK, &r),
-               403);
+  CHECK_EQ_INT(
+      with_cookie("POST", "/api/v1/projects", pj, c1, wrong, ORIGIN_OK, &r),
+      403);
   resp_free(&r);
   CHECK_EQ_INT(with_cookie("POST", "/api/v1/projects", pj, c1, x1, NULL, &r),
                403);
@@ -206,9 +206,8 @@ TEST(session_cookie_and_csrf) {
                            "https://evil.example", &r),
                403);
   resp_free(&r);
-  CHECK_EQ_INT(with_cookie("POST", "/api/v1/projects", pj, c1, x1, ORIGIN_OK,
-                           &r),
-               201);
+  CHECK_EQ_INT(
+      with_cookie("POST", "/api/v1/projects", pj, c1, x1, ORIGIN_OK, &r), 201);
   resp_free(&r);
   /* a bearer credential needs no CSRF token (not ambient) */
   CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/projects", K1,
@@ -217,34 +216,29 @@ TEST(session_cookie_and_csrf) {
   resp_free(&r);
   /* the secret is stored only hashed */
   char cmd[600];
-  snprintf(cmd, sizeof cmd, "grep -rqa '%s' '%s'", strchr(c1, '~') + 1,
-           g_dir);
+  snprintf(cmd, sizeof cmd, "grep -rqa '%s' '%s'", strchr(c1, '~') + 1, g_dir);
   CHECK(system(cmd) != 0);
   /* rotation on login: the old session dies, the new one works */
   CHECK_EQ_INT(session_login(ORIGIN_OK, c1, NULL, c2, x2), 200);
   CHECK(strcmp(c1, c2) != 0 && strcmp(x1, x2) != 0);
-  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, c1, NULL, NULL, &r),
-               401);
+  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, c1, NULL, NULL, &r), 401);
   resp_free(&r);
-  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, c2, NULL, NULL, &r),
-               200);
+  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, c2, NULL, NULL, &r), 200);
   resp_free(&r);
   /* the old CSRF token is bound to the old session */
   CHECK_EQ_INT(with_cookie("POST", "/api/v1/projects",
-                           "{\"id\":\"cp3\",\"name\":\"n\"}", c2, x1,
-                           ORIGIN_OK, &r),
+                           "{\"id\":\"cp3\",\"name\":\"n\"}", c2, x1, ORIGIN_OK,
+                           &r),
                403);
   resp_free(&r);
   /* forged cookies */
-  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, "t1~zz", NULL, NULL,
-                           &r),
+  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, "t1~zz", NULL, NULL, &r),
                401);
   resp_free(&r);
   char forged[200];
   snprintf(forged, sizeof forged, "%s", c2);
   forged[strlen(forged) - 1] = forged[strlen(forged) - 1] == '0' ? '1' : '0';
-  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, forged, NULL, NULL,
-                           &r),
+  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, forged, NULL, NULL, &r),
                401);
   resp_free(&r);
   /* logout is state-changing too; afterwards the cookie is dead */
@@ -257,8 +251,7 @@ TEST(session_cookie_and_csrf) {
                200);
   CHECK(strstr(r.body, "\"logged_out\":true") != NULL);
   resp_free(&r);
-  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, c2, NULL, NULL, &r),
-               401);
+  CHECK_EQ_INT(with_cookie("GET", "/api/v1/me", NULL, c2, NULL, NULL, &r), 401);
   resp_free(&r);
 }
 
@@ -409,8 +402,7 @@ typedef struct idp_user {
 } idp_user;
 
 static long idp_req(idp_user *u, const char *method, const char *url,
-                    const char *json, resp *out, char *redirect,
-                    size_t rcap) {
+                    const char *json, resp *out, char *redirect, size_t rcap) {
   memset(out, 0, sizeof *out);
   CURL *c = u->c;
   curl_easy_setopt(c, CURLOPT_URL, url);
@@ -452,10 +444,9 @@ static int idp_user_login(idp_user *u, const char *name) {
   resp_free(&r);
   if (st != 200)
     return -1;
-  snprintf(url, sizeof url, "http://127.0.0.1:%d/api/auth/grant/sbx",
-           IDP_PORT);
-  st = idp_req(u, "PUT", url, "{\"scope\":\"openid profile email\"}", &r,
-               NULL, 0);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/api/auth/grant/sbx", IDP_PORT);
+  st = idp_req(u, "PUT", url, "{\"scope\":\"openid profile email\"}", &r, NULL,
+               0);
   resp_free(&r);
   return st == 200 ? 0 : -1;
 }
@@ -579,7 +570,8 @@ TEST(oidc_login_maps_groups) {
   /* bob's group maps to admin */
   CHECK(start_flow(&BOB, &f, 0) == 0);
   CHECK_EQ_INT(callback(&f, f.bind, &r), 200);
-  CHECK(json_field(r.body, "role", role, sizeof role) && !strcmp(role, "admin"));
+  CHECK(json_field(r.body, "role", role, sizeof role) &&
+        !strcmp(role, "admin"));
   CHECK(json_field(r.body, "access_token", at, sizeof at));
   resp_free(&r);
   CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/projects", at,
@@ -730,7 +722,7 @@ TEST(oidc_id_token_checks) {
   payload(pl, sizeof pl, ISS, "\"sbx\"", "n-1", now, now + 300);
   sign_rs256(k1, hdr, pl, tok, sizeof tok);
   CHECK_EQ_INT(verify(V_SLOW, tok, "n-1"), SBX_OK);
-  CHECK(verify(V_SLOW, tok, "n-2") != SBX_OK);  /* wrong nonce */
+  CHECK(verify(V_SLOW, tok, "n-2") != SBX_OK); /* wrong nonce */
   CHECK(verify(V_SLOW, tok, "n-") != SBX_OK);
   /* forged: same kid, another key */
   sign_rs256(evil, hdr, pl, tok, sizeof tok);
@@ -762,8 +754,7 @@ TEST(oidc_id_token_checks) {
   payload(pl, sizeof pl, ISS, "\"sbx\"", "n-1", now, now + 300);
   const char *algs[] = {"RS512", "none", "HS256", "PS256"};
   for (int i = 0; i < 4; i++) {
-    snprintf(hdr, sizeof hdr, "{\"alg\":\"%s\",\"kid\":\"%s\"}", algs[i],
-             KID1);
+    snprintf(hdr, sizeof hdr, "{\"alg\":\"%s\",\"kid\":\"%s\"}", algs[i], KID1);
     sign_rs256(k1, hdr, pl, tok, sizeof tok);
     CHECK(verify(V_SLOW, tok, "n-1") != SBX_OK);
   }
@@ -860,8 +851,8 @@ static int run_oidc(void) {
   if (f) {
     fprintf(f, "s3cret+/=%%&\n"); /* needs form-encoding in Basic auth */
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s client %s sbx 's3cret+/=%%&' '%s'",
-             g_idp_sh, IDP_DIR, REDIRECT);
+    snprintf(cmd, sizeof cmd, "%s client %s sbx 's3cret+/=%%&' '%s'", g_idp_sh,
+             IDP_DIR, REDIRECT);
     st = system(cmd);
   } else {
     st = -1;

@@ -1,105 +1,72 @@
 /*
- * db_ext.c - the server's own tables and paged list queries, beside the
- * store's schema, over the same driver (src/store/db.h). Same rules as the
- * store: parameterised SQL only, the tenant id in every statement.
- * Server tables carry the prefix srv_ and their own migration record
- * (srv_migrations), so the store's migration checksums are untouched.
+ * dbx.c - the server's queries over the metadata store: the srv_* tables
+ * (created by the store's versioned migrations, src/store/meta.c) and the
+ * paged list queries, through the narrow interface of sbx/sql.h. Same
+ * rules as the store: parameterised SQL only, the tenant id in every
+ * statement. The database layer of the server: it calls nothing above it
+ * (callers drop cached roles themselves, authcache.h).
  */
+#include "dbx.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../store/db.h"
-#include "server_internal.h"
+#include "sbx/sql.h"
 
-static const char *SRV_MIGRATION_1 =
-    "CREATE TABLE IF NOT EXISTS srv_tenant_roles ("
-    " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL,"
-    " PRIMARY KEY (tenant_id, user_id));"
+/* srv_jobs stays here, created the old way, until the job queue of the
+ * store replaces it (its migrations are 30+). */
+static const char *SRV_JOBS_TABLE =
     "CREATE TABLE IF NOT EXISTS srv_jobs ("
     " tenant_id TEXT NOT NULL, id TEXT NOT NULL, project_id TEXT NOT NULL,"
     " attack TEXT NOT NULL, model_id TEXT NOT NULL, dataset_id TEXT NOT NULL,"
     " params TEXT NOT NULL, state TEXT NOT NULL, created_by TEXT NOT NULL,"
     " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (tenant_id, id));"
-    "CREATE TABLE IF NOT EXISTS srv_lockouts ("
-    " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
-    " failures BIGINT NOT NULL, locked_until BIGINT NOT NULL,"
-    " PRIMARY KEY (tenant_id, user_id));"
-    "CREATE TABLE IF NOT EXISTS srv_bootstrap ("
-    " tenant_id TEXT NOT NULL, token_hash BLOB NOT NULL,"
-    " user_id TEXT NOT NULL, expires_at BIGINT NOT NULL,"
-    " used_at BIGINT NOT NULL DEFAULT 0,"
-    " PRIMARY KEY (tenant_id, token_hash));"
-    "CREATE TABLE IF NOT EXISTS srv_migrations (version BIGINT PRIMARY KEY);"
-    /* who created each API key: its role is capped by theirs (routes.c) */
-    "CREATE TABLE IF NOT EXISTS srv_api_key_issuers ("
-    " tenant_id TEXT NOT NULL, key_id TEXT NOT NULL, issued_by TEXT NOT NULL,"
-    " PRIMARY KEY (tenant_id, key_id));";
+    " PRIMARY KEY (tenant_id, id))";
 
-static sbx__db *DB(sbx_meta *m) { return sbx__meta_db(m); }
-
-static int row_count(void *ctx, const sbx__row *r) {
-  *(int64_t *)ctx = sbx__col_int(r, 0);
+static int row_count(void *ctx, const sbx_sql_row *r) {
+  *(int64_t *)ctx = sbx_sql_col_int(r, 0);
   return 0;
 }
 
-int sbx__dbx_migrate(sbx_meta *m) {
-  int rc = sbx__db_begin(DB(m));
-  if (rc)
-    return rc;
-  rc = sbx__db_script(DB(m), SRV_MIGRATION_1);
-  if (!rc)
-    rc = sbx__auth_migrate(m); /* session.c: sessions, OIDC state, TOTP */
-  int64_t n = 0;
-  if (!rc)
-    rc = sbx__db_exec(DB(m), "SELECT COUNT(*) FROM srv_migrations", NULL, 0,
-                      row_count, &n, NULL);
-  if (!rc && n == 0) {
-    sbx__val v[] = {SBX_VI(1)};
-    rc = sbx__db_exec(DB(m), "INSERT INTO srv_migrations (version) VALUES ($1)",
-                      v, 1, NULL, NULL, NULL);
-  }
-  if (rc) {
-    sbx__db_rollback(DB(m));
-    return rc;
-  }
-  return sbx__db_commit(DB(m));
+/* Creates srv_jobs when missing (the other srv_ tables are migrations of
+ * the store). */
+int sbx__dbx_jobs_table(sbx_meta *m) {
+  return sbx_sql_exec(m, SRV_JOBS_TABLE, NULL, 0, NULL, NULL, NULL);
 }
 
-static int fill_text(void *ctx, const sbx__row *r) {
-  return sbx__col_text(r, 0, ctx, SBX_KIND_MAX);
+static int fill_text(void *ctx, const sbx_sql_row *r) {
+  return sbx_sql_col_text(r, 0, ctx, SBX_KIND_MAX);
 }
 
-/* Upserts a tenant role; cached roles of this process are dropped. */
+/* Upserts a tenant role (the caller drops cached roles). */
 int sbx__dbx_tenant_role_set(sbx_meta *m, const char *t, const char *user,
                              const char *role) {
-  sbx__val v[] = {SBX_VT(t), SBX_VT(user), SBX_VT(role)};
-  int rc = sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(user), SBX_SQL_T(role)};
+  int rc = sbx_sql_exec(m,
                         "INSERT INTO srv_tenant_roles (tenant_id, user_id, "
                         "role) VALUES ($1, $2, $3) ON CONFLICT (tenant_id, "
                         "user_id) DO UPDATE SET role = excluded.role",
                         v, 3, NULL, NULL, NULL);
-  sbx__authcache_invalidate();
   return rc;
 }
 
 int sbx__dbx_apikey_issuer_set(sbx_meta *m, const char *t, const char *id,
                                const char *issuer) {
-  sbx__val v[] = {SBX_VT(t), SBX_VT(id), SBX_VT(issuer)};
-  return sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(id), SBX_SQL_T(issuer)};
+  return sbx_sql_exec(m,
                       "INSERT INTO srv_api_key_issuers (tenant_id, key_id, "
                       "issued_by) VALUES ($1, $2, $3)",
                       v, 3, NULL, NULL, NULL);
 }
 
-static int fill_id(void *ctx, const sbx__row *r);
+static int fill_id(void *ctx, const sbx_sql_row *r);
 
 int sbx__dbx_apikey_issuer_get(sbx_meta *m, const char *t, const char *id,
                                char issuer[SBX_ID_MAX]) {
   issuer[0] = 0;
-  sbx__val v[] = {SBX_VT(t), SBX_VT(id)};
-  return sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(id)};
+  return sbx_sql_exec(m,
                       "SELECT issued_by FROM srv_api_key_issuers WHERE "
                       "tenant_id = $1 AND key_id = $2",
                       v, 2, fill_id, issuer, NULL);
@@ -108,8 +75,8 @@ int sbx__dbx_apikey_issuer_get(sbx_meta *m, const char *t, const char *id,
 int sbx__dbx_tenant_role_get(sbx_meta *m, const char *t, const char *user,
                              char role[SBX_KIND_MAX]) {
   role[0] = 0;
-  sbx__val v[] = {SBX_VT(t), SBX_VT(user)};
-  return sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(user)};
+  return sbx_sql_exec(m,
                       "SELECT role FROM srv_tenant_roles WHERE tenant_id = $1 "
                       "AND user_id = $2",
                       v, 2, fill_text, role, NULL);
@@ -117,8 +84,8 @@ int sbx__dbx_tenant_role_get(sbx_meta *m, const char *t, const char *user,
 
 int sbx__dbx_project_exists(sbx_meta *m, const char *t, const char *pid) {
   int64_t n = 0;
-  sbx__val v[] = {SBX_VT(t), SBX_VT(pid)};
-  int rc = sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(pid)};
+  int rc = sbx_sql_exec(m,
                         "SELECT COUNT(*) FROM projects WHERE tenant_id = $1 "
                         "AND id = $2",
                         v, 2, row_count, &n, NULL);
@@ -129,7 +96,7 @@ int sbx__dbx_project_exists(sbx_meta *m, const char *t, const char *pid) {
 
 typedef struct list_spec {
   const char *what;
-  const char *sql; /* $1 tenant, $2 cursor, $3 limit, $4 scope */
+  const char *sql;  /* $1 tenant, $2 cursor, $3 limit, $4 scope */
   const char *cols; /* one letter per column: t text, i int, h hex blob */
   const char *names[10];
   int int_cursor;
@@ -139,19 +106,27 @@ static const list_spec LISTS[] = {
     {"projects",
      "SELECT id, name, created_at FROM projects WHERE tenant_id = $1 AND id > "
      "$2 ORDER BY id LIMIT $3",
-     "tti", {"id", "name", "created_at"}, 0},
+     "tti",
+     {"id", "name", "created_at"},
+     0},
     {"project",
      "SELECT id, name, created_at FROM projects WHERE tenant_id = $1 AND id > "
      "$2 AND id = $4 LIMIT $3",
-     "tti", {"id", "name", "created_at"}, 0},
+     "tti",
+     {"id", "name", "created_at"},
+     0},
     {"users",
      "SELECT id, disabled, created_at FROM users WHERE tenant_id = $1 AND id "
      "> $2 ORDER BY id LIMIT $3",
-     "tii", {"id", "disabled", "created_at"}, 0},
+     "tii",
+     {"id", "disabled", "created_at"},
+     0},
     {"members",
      "SELECT user_id, role FROM memberships WHERE tenant_id = $1 AND user_id "
      "> $2 AND project_id = $4 ORDER BY user_id LIMIT $3",
-     "tt", {"user_id", "role"}, 0},
+     "tt",
+     {"user_id", "role"},
+     0},
     {"api_keys",
      "SELECT id, user_id, project_id, role, created_at, expires_at, "
      "revoked_at, last_used_at FROM api_keys WHERE tenant_id = $1 AND id > $2 "
@@ -164,12 +139,16 @@ static const list_spec LISTS[] = {
      "SELECT id, name, size, sha256, created_at FROM objects WHERE tenant_id = "
      "$1 AND id > $2 AND project_id = $4 AND kind = 'model' ORDER BY id "
      "LIMIT $3",
-     "ttihi", {"id", "name", "size", "sha256", "created_at"}, 0},
+     "ttihi",
+     {"id", "name", "size", "sha256", "created_at"},
+     0},
     {"dataset",
      "SELECT id, name, size, sha256, created_at FROM objects WHERE tenant_id = "
      "$1 AND id > $2 AND project_id = $4 AND kind = 'dataset' ORDER BY id "
      "LIMIT $3",
-     "ttihi", {"id", "name", "size", "sha256", "created_at"}, 0},
+     "ttihi",
+     {"id", "name", "size", "sha256", "created_at"},
+     0},
     {"jobs",
      "SELECT id, attack, model_id, dataset_id, state, created_by, created_at, "
      "updated_at FROM srv_jobs WHERE tenant_id = $1 AND id > $2 AND "
@@ -181,7 +160,9 @@ static const list_spec LISTS[] = {
     {"audit",
      "SELECT seq, ts, actor, action, target, hash FROM audit_events WHERE "
      "tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-     "iittth", {"seq", "ts", "actor", "action", "target", "hash"}, 1},
+     "iittth",
+     {"seq", "ts", "actor", "action", "target", "hash"},
+     1},
 };
 
 typedef struct list_ctx {
@@ -189,7 +170,7 @@ typedef struct list_ctx {
   json_t *items;
 } list_ctx;
 
-static int row_to_json(void *ctx, const sbx__row *r) {
+static int row_to_json(void *ctx, const sbx_sql_row *r) {
   list_ctx *lc = ctx;
   json_t *o = json_object();
   if (!o)
@@ -202,14 +183,14 @@ static int row_to_json(void *ctx, const sbx__row *r) {
     const void *p;
     switch (lc->spec->cols[c]) {
     case 'i':
-      json_object_set_new(o, name, json_integer(sbx__col_int(r, c)));
+      json_object_set_new(o, name, json_integer(sbx_sql_col_int(r, c)));
       break;
     case 't':
-      p = sbx__col_bytes(r, c, &n);
+      p = sbx_sql_col_bytes(r, c, &n);
       json_object_set_new(o, name, json_stringn(p ? p : "", n));
       break;
     case 'h': {
-      p = sbx__col_bytes(r, c, &n);
+      p = sbx_sql_col_bytes(r, c, &n);
       char hex[2 * 64 + 1];
       if (n > 64)
         n = 64;
@@ -226,17 +207,17 @@ static int row_to_json(void *ctx, const sbx__row *r) {
 /* Runs the list query of spec with fn on each row. */
 static int list_exec(sbx_meta *m, const list_spec *spec, const char *t,
                      const char *scope, const char *cursor, int limit,
-                     sbx__row_fn fn, void *ctx) {
-  sbx__val v[4];
-  v[0] = SBX_VT(t);
+                     sbx_sql_row_fn fn, void *ctx) {
+  sbx_sql_val v[4];
+  v[0] = SBX_SQL_T(t);
   if (spec->int_cursor)
-    v[1] = SBX_VI(cursor && *cursor ? strtoll(cursor, NULL, 10) : 0);
+    v[1] = SBX_SQL_I(cursor && *cursor ? strtoll(cursor, NULL, 10) : 0);
   else
-    v[1] = SBX_VT(cursor ? cursor : "");
-  v[2] = SBX_VI(limit);
-  v[3] = SBX_VT(scope ? scope : "");
+    v[1] = SBX_SQL_T(cursor ? cursor : "");
+  v[2] = SBX_SQL_I(limit);
+  v[3] = SBX_SQL_T(scope ? scope : "");
   int nv = strstr(spec->sql, "$4") ? 4 : 3;
-  return sbx__db_exec(DB(m), spec->sql, v, nv, fn, ctx, NULL);
+  return sbx_sql_exec(m, spec->sql, v, nv, fn, ctx, NULL);
 }
 
 static const list_spec *list_spec_of(const char *what) {
@@ -264,7 +245,7 @@ typedef struct text_ctx {
 
 /* One row as a JSON object appended to the buffer: the same fields, order
  * and encodings as row_to_json + json_dumps(JSON_COMPACT). */
-static int row_to_text(void *ctx, const sbx__row *r) {
+static int row_to_text(void *ctx, const sbx_sql_row *r) {
   text_ctx *tc = ctx;
   if (tc->rows == tc->limit) { /* the extra row: there is a next page */
     tc->more = 1;
@@ -282,14 +263,14 @@ static int row_to_text(void *ctx, const sbx__row *r) {
     sbx__buf_put(b, "\":", 2);
     switch (tc->spec->cols[c]) {
     case 'i':
-      sbx__buf_int(b, sbx__col_int(r, c));
+      sbx__buf_int(b, sbx_sql_col_int(r, c));
       break;
     case 't':
-      p = sbx__col_bytes(r, c, &n);
+      p = sbx_sql_col_bytes(r, c, &n);
       sbx__buf_json_str(b, p ? p : "", p ? n : 0);
       break;
     case 'h': {
-      p = sbx__col_bytes(r, c, &n);
+      p = sbx_sql_col_bytes(r, c, &n);
       char hex[2 * 64 + 1];
       if (!p || n > 64)
         n = p ? 64 : 0;
@@ -303,10 +284,10 @@ static int row_to_text(void *ctx, const sbx__row *r) {
   /* the cursor is the first column (id, user_id or seq) */
   if (tc->spec->cols[0] == 'i') {
     snprintf(tc->cursor_out, SBX_ID_MAX, "%lld",
-             (long long)sbx__col_int(r, 0));
+             (long long)sbx_sql_col_int(r, 0));
   } else {
     size_t n = 0;
-    const char *p = sbx__col_bytes(r, 0, &n);
+    const char *p = sbx_sql_col_bytes(r, 0, &n);
     if (!p || n >= SBX_ID_MAX)
       return SBX_EFORMAT;
     memcpy(tc->cursor_out, p, n);
@@ -324,8 +305,7 @@ int sbx__dbx_list_text(sbx_meta *m, const char *what, const char *t,
   *more = 0;
   if (!tc.spec || limit < 1)
     return SBX_EINVAL;
-  int rc = list_exec(m, tc.spec, t, scope, cursor, limit + 1, row_to_text,
-                     &tc);
+  int rc = list_exec(m, tc.spec, t, scope, cursor, limit + 1, row_to_text, &tc);
   *more = tc.more;
   return rc;
 }
@@ -337,18 +317,20 @@ int sbx__dbx_job_insert(sbx_meta *m, const char *t, const char *id,
                         const char *model, const char *dataset,
                         const char *params_json, const char *user,
                         int64_t now) {
-  sbx__val v[] = {SBX_VT(t),      SBX_VT(id),      SBX_VT(project),
-                  SBX_VT(attack), SBX_VT(model),   SBX_VT(dataset),
-                  SBX_VT(params_json), SBX_VT(user), SBX_VI(now)};
-  return sbx__db_exec(DB(m),
-                      "INSERT INTO srv_jobs (tenant_id, id, project_id, attack, "
-                      "model_id, dataset_id, params, state, created_by, "
-                      "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
-                      "$7, 'queued', $8, $9, $9)",
-                      v, 9, NULL, NULL, NULL);
+  sbx_sql_val v[] = {
+      SBX_SQL_T(t),           SBX_SQL_T(id),    SBX_SQL_T(project),
+      SBX_SQL_T(attack),      SBX_SQL_T(model), SBX_SQL_T(dataset),
+      SBX_SQL_T(params_json), SBX_SQL_T(user),  SBX_SQL_I(now)};
+  return sbx_sql_exec(
+      m,
+      "INSERT INTO srv_jobs (tenant_id, id, project_id, attack, "
+      "model_id, dataset_id, params, state, created_by, "
+      "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
+      "$7, 'queued', $8, $9, $9)",
+      v, 9, NULL, NULL, NULL);
 }
 
-static int fill_job(void *ctx, const sbx__row *r) {
+static int fill_job(void *ctx, const sbx_sql_row *r) {
   json_t **out = ctx;
   static const char *names[] = {"id",         "attack",     "model_id",
                                 "dataset_id", "params",     "state",
@@ -356,15 +338,15 @@ static int fill_job(void *ctx, const sbx__row *r) {
   json_t *o = json_object();
   for (int c = 0; c < 9; c++) {
     if (c >= 7) {
-      json_object_set_new(o, names[c], json_integer(sbx__col_int(r, c)));
+      json_object_set_new(o, names[c], json_integer(sbx_sql_col_int(r, c)));
     } else if (c == 4) {
       size_t n = 0;
-      const char *p = sbx__col_bytes(r, c, &n);
+      const char *p = sbx_sql_col_bytes(r, c, &n);
       json_t *pj = json_loadb(p ? p : "{}", n, JSON_REJECT_DUPLICATES, NULL);
       json_object_set_new(o, names[c], pj ? pj : json_object());
     } else {
       size_t n = 0;
-      const char *p = sbx__col_bytes(r, c, &n);
+      const char *p = sbx_sql_col_bytes(r, c, &n);
       json_object_set_new(o, names[c], json_stringn(p ? p : "", n));
     }
   }
@@ -375,8 +357,8 @@ static int fill_job(void *ctx, const sbx__row *r) {
 int sbx__dbx_job_get(sbx_meta *m, const char *t, const char *project,
                      const char *id, json_t **out) {
   *out = NULL;
-  sbx__val v[] = {SBX_VT(t), SBX_VT(project), SBX_VT(id)};
-  int rc = sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(project), SBX_SQL_T(id)};
+  int rc = sbx_sql_exec(m,
                         "SELECT id, attack, model_id, dataset_id, params, "
                         "state, created_by, created_at, updated_at FROM "
                         "srv_jobs WHERE tenant_id = $1 AND project_id = $2 "
@@ -390,8 +372,9 @@ int sbx__dbx_job_get(sbx_meta *m, const char *t, const char *project,
 int sbx__dbx_job_cancel(sbx_meta *m, const char *t, const char *project,
                         const char *id, int64_t now) {
   int64_t ch = 0;
-  sbx__val v[] = {SBX_VT(t), SBX_VT(project), SBX_VT(id), SBX_VI(now)};
-  int rc = sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(project), SBX_SQL_T(id),
+                     SBX_SQL_I(now)};
+  int rc = sbx_sql_exec(m,
                         "UPDATE srv_jobs SET state = 'cancelled', updated_at = "
                         "$4 WHERE tenant_id = $1 AND project_id = $2 AND id = "
                         "$3 AND state IN ('queued', 'running')",
@@ -404,18 +387,18 @@ int sbx__dbx_job_cancel(sbx_meta *m, const char *t, const char *project,
 typedef struct two_ints {
   int64_t a, b;
 } two_ints;
-static int fill_two(void *ctx, const sbx__row *r) {
+static int fill_two(void *ctx, const sbx_sql_row *r) {
   two_ints *x = ctx;
-  x->a = sbx__col_int(r, 0);
-  x->b = sbx__col_int(r, 1);
+  x->a = sbx_sql_col_int(r, 0);
+  x->b = sbx_sql_col_int(r, 1);
   return 0;
 }
 
 int sbx__dbx_lockout_get(sbx_meta *m, const char *t, const char *user,
                          int64_t *failures, int64_t *locked_until) {
   two_ints x = {0, 0};
-  sbx__val v[] = {SBX_VT(t), SBX_VT(user)};
-  int rc = sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(user)};
+  int rc = sbx_sql_exec(m,
                         "SELECT failures, locked_until FROM srv_lockouts WHERE "
                         "tenant_id = $1 AND user_id = $2",
                         v, 2, fill_two, &x, NULL);
@@ -426,9 +409,9 @@ int sbx__dbx_lockout_get(sbx_meta *m, const char *t, const char *user,
 
 int sbx__dbx_lockout_set(sbx_meta *m, const char *t, const char *user,
                          int64_t failures, int64_t locked_until) {
-  sbx__val v[] = {SBX_VT(t), SBX_VT(user), SBX_VI(failures),
-                  SBX_VI(locked_until)};
-  return sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(user), SBX_SQL_I(failures),
+                     SBX_SQL_I(locked_until)};
+  return sbx_sql_exec(m,
                       "INSERT INTO srv_lockouts (tenant_id, user_id, failures, "
                       "locked_until) VALUES ($1, $2, $3, $4) ON CONFLICT "
                       "(tenant_id, user_id) DO UPDATE SET failures = "
@@ -438,49 +421,50 @@ int sbx__dbx_lockout_set(sbx_meta *m, const char *t, const char *user,
 
 int sbx__dbx_bootstrap_put(sbx_meta *m, const char *t, const char *user,
                            const uint8_t hash[32], int64_t expires) {
-  sbx__val v[] = {SBX_VT(t), SBX_VB(hash, 32), SBX_VT(user), SBX_VI(expires)};
-  return sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_B(hash, 32), SBX_SQL_T(user),
+                     SBX_SQL_I(expires)};
+  return sbx_sql_exec(m,
                       "INSERT INTO srv_bootstrap (tenant_id, token_hash, "
                       "user_id, expires_at) VALUES ($1, $2, $3, $4)",
                       v, 4, NULL, NULL, NULL);
 }
 
-static int fill_id(void *ctx, const sbx__row *r) {
-  return sbx__col_text(r, 0, ctx, SBX_ID_MAX);
+static int fill_id(void *ctx, const sbx_sql_row *r) {
+  return sbx_sql_col_text(r, 0, ctx, SBX_ID_MAX);
 }
 
-int sbx__dbx_bootstrap_take(sbx_meta *m, const char *t,
-                            const uint8_t hash[32], int64_t now,
-                            char user[SBX_ID_MAX]) {
+int sbx__dbx_bootstrap_take(sbx_meta *m, const char *t, const uint8_t hash[32],
+                            int64_t now, char user[SBX_ID_MAX]) {
   user[0] = 0;
   int64_t ch = 0;
-  sbx__val v[] = {SBX_VT(t), SBX_VB(hash, 32), SBX_VI(now)};
-  int rc = sbx__db_begin(DB(m));
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_B(hash, 32), SBX_SQL_I(now)};
+  int rc = sbx_meta_begin(m);
   if (rc)
     return rc;
-  rc = sbx__db_exec(DB(m),
-                    "UPDATE srv_bootstrap SET used_at = $3 WHERE tenant_id = $1 "
-                    "AND token_hash = $2 AND used_at = 0 AND expires_at > $3",
-                    v, 3, NULL, NULL, &ch);
+  rc =
+      sbx_sql_exec(m,
+                   "UPDATE srv_bootstrap SET used_at = $3 WHERE tenant_id = $1 "
+                   "AND token_hash = $2 AND used_at = 0 AND expires_at > $3",
+                   v, 3, NULL, NULL, &ch);
   if (!rc && ch != 1)
     rc = SBX_EAUTH;
   if (!rc)
-    rc = sbx__db_exec(DB(m),
+    rc = sbx_sql_exec(m,
                       "SELECT user_id FROM srv_bootstrap WHERE tenant_id = $1 "
                       "AND token_hash = $2",
                       v, 2, fill_id, user, NULL);
   if (rc) {
-    sbx__db_rollback(DB(m));
+    sbx_meta_rollback(m);
     return rc;
   }
-  return sbx__db_commit(DB(m));
+  return sbx_meta_commit(m);
 }
 
 int sbx__dbx_password_set(sbx_meta *m, const char *t, const char *user,
                           const char *hash) {
   int64_t ch = 0;
-  sbx__val v[] = {SBX_VT(t), SBX_VT(user), SBX_VT(hash)};
-  int rc = sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(user), SBX_SQL_T(hash)};
+  int rc = sbx_sql_exec(m,
                         "UPDATE users SET password_hash = $3 WHERE tenant_id = "
                         "$1 AND id = $2",
                         v, 3, NULL, NULL, &ch);
@@ -493,9 +477,10 @@ int sbx__dbx_refresh_insert(sbx_meta *m, const char *t, const char *id,
                             const char *family, const char *user,
                             const uint8_t hash[32], int64_t now,
                             int64_t expires) {
-  sbx__val v[] = {SBX_VT(t),        SBX_VT(id),  SBX_VT(family), SBX_VT(user),
-                  SBX_VB(hash, 32), SBX_VI(now), SBX_VI(expires)};
-  return sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t),      SBX_SQL_T(id),       SBX_SQL_T(family),
+                     SBX_SQL_T(user),   SBX_SQL_B(hash, 32), SBX_SQL_I(now),
+                     SBX_SQL_I(expires)};
+  return sbx_sql_exec(m,
                       "INSERT INTO refresh_tokens (tenant_id, id, family_id, "
                       "user_id, token_hash, created_at, expires_at) VALUES "
                       "($1, $2, $3, $4, $5, $6, $7)",
@@ -508,16 +493,16 @@ typedef struct rt_row {
   int64_t expires, used, revoked;
   int found;
 } rt_row;
-static int fill_rt(void *ctx, const sbx__row *r) {
+static int fill_rt(void *ctx, const sbx_sql_row *r) {
   rt_row *x = ctx;
-  int rc = sbx__col_text(r, 0, x->family, SBX_ID_MAX);
+  int rc = sbx_sql_col_text(r, 0, x->family, SBX_ID_MAX);
   if (!rc)
-    rc = sbx__col_text(r, 1, x->user, SBX_ID_MAX);
+    rc = sbx_sql_col_text(r, 1, x->user, SBX_ID_MAX);
   if (!rc)
-    rc = sbx__col_fixed(r, 2, x->hash, 32);
-  x->expires = sbx__col_int(r, 3);
-  x->used = sbx__col_int(r, 4);
-  x->revoked = sbx__col_int(r, 5);
+    rc = sbx_sql_col_fixed(r, 2, x->hash, 32);
+  x->expires = sbx_sql_col_int(r, 3);
+  x->used = sbx_sql_col_int(r, 4);
+  x->revoked = sbx_sql_col_int(r, 5);
   x->found = 1;
   return rc;
 }
@@ -527,8 +512,8 @@ int sbx__dbx_refresh_get(sbx_meta *m, const char *t, const char *id,
                          uint8_t hash[32], int64_t *expires, int64_t *used,
                          int64_t *revoked) {
   rt_row x = {family, user, hash, 0, 0, 0, 0};
-  sbx__val v[] = {SBX_VT(t), SBX_VT(id)};
-  int rc = sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(id)};
+  int rc = sbx_sql_exec(m,
                         "SELECT family_id, user_id, token_hash, expires_at, "
                         "used_at, revoked_at FROM refresh_tokens WHERE "
                         "tenant_id = $1 AND id = $2",
@@ -544,18 +529,19 @@ int sbx__dbx_refresh_get(sbx_meta *m, const char *t, const char *id,
 int sbx__dbx_refresh_use(sbx_meta *m, const char *t, const char *id,
                          int64_t now) {
   int64_t ch = 0;
-  sbx__val v[] = {SBX_VT(t), SBX_VT(id), SBX_VI(now)};
-  int rc = sbx__db_exec(DB(m),
-                        "UPDATE refresh_tokens SET used_at = $3 WHERE tenant_id "
-                        "= $1 AND id = $2 AND used_at = 0 AND revoked_at = 0",
-                        v, 3, NULL, NULL, &ch);
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(id), SBX_SQL_I(now)};
+  int rc =
+      sbx_sql_exec(m,
+                   "UPDATE refresh_tokens SET used_at = $3 WHERE tenant_id "
+                   "= $1 AND id = $2 AND used_at = 0 AND revoked_at = 0",
+                   v, 3, NULL, NULL, &ch);
   return rc ? rc : (ch == 1 ? SBX_OK : SBX_ECONFLICT);
 }
 
 int sbx__dbx_refresh_revoke_family(sbx_meta *m, const char *t,
                                    const char *family, int64_t now) {
-  sbx__val v[] = {SBX_VT(t), SBX_VT(family), SBX_VI(now)};
-  return sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(family), SBX_SQL_I(now)};
+  return sbx_sql_exec(m,
                       "UPDATE refresh_tokens SET revoked_at = $3 WHERE "
                       "tenant_id = $1 AND family_id = $2 AND revoked_at = 0",
                       v, 3, NULL, NULL, NULL);
@@ -564,8 +550,8 @@ int sbx__dbx_refresh_revoke_family(sbx_meta *m, const char *t,
 int sbx__dbx_apikey_set_expiry(sbx_meta *m, const char *t, const char *id,
                                int64_t expires_at) {
   int64_t ch = 0;
-  sbx__val v[] = {SBX_VT(t), SBX_VT(id), SBX_VI(expires_at)};
-  int rc = sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(id), SBX_SQL_I(expires_at)};
+  int rc = sbx_sql_exec(m,
                         "UPDATE api_keys SET expires_at = $3 WHERE tenant_id = "
                         "$1 AND id = $2 AND revoked_at = 0",
                         v, 3, NULL, NULL, &ch);
@@ -576,9 +562,9 @@ int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
                             const uint8_t index[32], const uint8_t *sealed,
                             size_t sealed_len) {
   int64_t ch = 0;
-  sbx__val v[] = {SBX_VT(t), SBX_VT(user), SBX_VB(index, 32),
-                  SBX_VB(sealed, sealed_len)};
-  int rc = sbx__db_exec(DB(m),
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(user), SBX_SQL_B(index, 32),
+                     SBX_SQL_B(sealed, sealed_len)};
+  int rc = sbx_sql_exec(m,
                         "UPDATE users SET email_index = $3, email_sealed = $4 "
                         "WHERE tenant_id = $1 AND id = $2",
                         v, 4, NULL, NULL, &ch);

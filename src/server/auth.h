@@ -1,0 +1,51 @@
+/*
+ * auth.h - credentials: API keys, own EdDSA access tokens (JWT), refresh
+ * tokens with rotation and family revocation, Argon2id passwords, and
+ * sbx__authenticate, which reads whichever the request carries.
+ */
+#ifndef SBX_SERVER_AUTH_H
+#define SBX_SERVER_AUTH_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "req.h"
+#include "sbx/store.h"
+
+/* Reads the Authorization header (else the session cookie) and fills
+ * r->who (kind NONE when absent). Returns 0, or SBX_EAUTH / SBX_EEXPIRED
+ * for a bad credential. Authorization is sbx__authorize's (authz.h). */
+int sbx__authenticate(sbx__req *r);
+/* API key "ak_<tenant>~<id>.<secret>": creates and stores it (hash only).
+ * key_out >= 160 bytes, id_out >= SBX_ID_MAX. */
+int sbx__apikey_create(sbx_store *st, const char *tenant, const char *user,
+                       const char *project, const char *role,
+                       int64_t expires_at, char *id_out, char *key_out);
+/* The Ed25519 signing key in <data_dir>/jwt-key.pem (created once); a
+ * failure is logged. Freed by sbx__jwt_free. */
+int sbx__jwt_load_or_create(sbx_server *s);
+void sbx__jwt_free(sbx_server *s);
+/* Signs an access token for (tenant, user); tok_out >= 1024. */
+int sbx__jwt_issue(sbx_server *s, const char *tenant, const char *user,
+                   int64_t now, char *tok_out, size_t cap);
+/* Verifies signature (alg fixed to EdDSA, kid must match) and claims. */
+int sbx__jwt_verify(sbx_server *s, const char *tok, int64_t now,
+                    char tenant[SBX_ID_MAX], char user[SBX_ID_MAX],
+                    char jti[SBX_ID_MAX]);
+/* The JWKS document (new reference). */
+json_t *sbx__jwks(const sbx_server *s);
+/* Refresh tokens "rt_<tenant>~<id>.<secret>": issue (new family when
+ * family == NULL) and rotate (reuse of a used token revokes the family).
+ * tok_out >= 160. */
+int sbx__refresh_issue(sbx_server *s, sbx_store *st, const char *tenant,
+                       const char *user, const char *family, int64_t now,
+                       char *tok_out);
+int sbx__refresh_rotate(sbx_server *s, sbx_store *st, const char *tok,
+                        int64_t now, char tenant[SBX_ID_MAX],
+                        char user[SBX_ID_MAX], char *new_tok_out);
+/* Argon2id: encode into out; verify returns 0 when pw matches. */
+int sbx__password_hash(const char *pw, char out[160]);
+int sbx__password_verify(const char *encoded, const char *pw);
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * dbx.h - the server's database layer: queries on the srv_* tables and the
+ * paged lists, over sbx/sql.h. The tables are migrations of the store
+ * (src/store/meta.c, versions 20..29) except srv_jobs (below). Calls
+ * nothing above it; every function returns 0 or a negative sbx_status.
+ */
+#ifndef SBX_SERVER_DBX_H
+#define SBX_SERVER_DBX_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "sbx/meta.h"
+
+/* Creates srv_jobs when missing (replaced by the store's job queue). */
+int sbx__dbx_jobs_table(sbx_meta *m);
+
+/* Upserts a tenant role; the caller drops cached roles afterwards
+ * (sbx__authcache_invalidate). */
+int sbx__dbx_tenant_role_set(sbx_meta *m, const char *t, const char *user,
+                             const char *role);
+/* role "" when the user has no tenant role. */
+int sbx__dbx_tenant_role_get(sbx_meta *m, const char *t, const char *user,
+                             char role[SBX_KIND_MAX]);
+/* SBX_OK when project pid exists in tenant t, else SBX_ENOTFOUND. */
+int sbx__dbx_project_exists(sbx_meta *m, const char *t, const char *pid);
+/* Paged lists (what: projects, project, users, members, api_keys, model,
+ * dataset, jobs, audit): JSON objects appended to items, up to limit with
+ * id > cursor; scope is the project of project lists. */
+int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
+                  const char *scope, const char *cursor, int limit,
+                  json_t *items);
+/* The same list as JSON text: up to limit items, comma-separated, appended
+ * to out (one more row is fetched: *more = 1 when it exists); cursor_out
+ * receives the cursor of the last item appended (its first column). */
+int sbx__dbx_list_text(sbx_meta *m, const char *what, const char *t,
+                       const char *scope, const char *cursor, int limit,
+                       sbx__buf *out, int *more, char cursor_out[SBX_ID_MAX]);
+/* Job records (srv_jobs; to be replaced by the store's job queue). */
+int sbx__dbx_job_insert(sbx_meta *m, const char *t, const char *id,
+                        const char *project, const char *attack,
+                        const char *model, const char *dataset,
+                        const char *params_json, const char *user, int64_t now);
+/* *out: a new JSON object (caller decrefs); SBX_ENOTFOUND when absent. */
+int sbx__dbx_job_get(sbx_meta *m, const char *t, const char *project,
+                     const char *id, json_t **out);
+/* queued/running -> cancelled; SBX_ECONFLICT in any other state. */
+int sbx__dbx_job_cancel(sbx_meta *m, const char *t, const char *project,
+                        const char *id, int64_t now);
+/* Failed-login counters and lockouts (0, 0 when none). */
+int sbx__dbx_lockout_get(sbx_meta *m, const char *t, const char *user,
+                         int64_t *failures, int64_t *locked_until);
+int sbx__dbx_lockout_set(sbx_meta *m, const char *t, const char *user,
+                         int64_t failures, int64_t locked_until);
+/* One-time bootstrap tokens, stored as keyed hashes. */
+int sbx__dbx_bootstrap_put(sbx_meta *m, const char *t, const char *user,
+                           const uint8_t hash[32], int64_t expires);
+/* Consumes a one-time bootstrap token: SBX_EAUTH when unknown/used. */
+int sbx__dbx_bootstrap_take(sbx_meta *m, const char *t, const uint8_t hash[32],
+                            int64_t now, char user[SBX_ID_MAX]);
+/* Refresh tokens (the store's refresh_tokens table). */
+int sbx__dbx_refresh_insert(sbx_meta *m, const char *t, const char *id,
+                            const char *family, const char *user,
+                            const uint8_t hash[32], int64_t now,
+                            int64_t expires);
+/* SBX_ENOTFOUND when absent. */
+int sbx__dbx_refresh_get(sbx_meta *m, const char *t, const char *id,
+                         char family[SBX_ID_MAX], char user[SBX_ID_MAX],
+                         uint8_t hash[32], int64_t *expires, int64_t *used,
+                         int64_t *revoked);
+/* Marks used iff unused and not revoked; SBX_ECONFLICT otherwise. */
+int sbx__dbx_refresh_use(sbx_meta *m, const char *t, const char *id,
+                         int64_t now);
+int sbx__dbx_refresh_revoke_family(sbx_meta *m, const char *t,
+                                   const char *family, int64_t now);
+/* Who created an API key (srv_api_key_issuers); "" when not recorded. */
+int sbx__dbx_apikey_issuer_set(sbx_meta *m, const char *t, const char *id,
+                               const char *issuer);
+int sbx__dbx_apikey_issuer_get(sbx_meta *m, const char *t, const char *id,
+                               char issuer[SBX_ID_MAX]);
+/* SBX_ENOTFOUND when absent or revoked. */
+int sbx__dbx_apikey_set_expiry(sbx_meta *m, const char *t, const char *id,
+                               int64_t expires_at);
+int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
+                            const uint8_t index[32], const uint8_t *sealed,
+                            size_t sealed_len);
+int sbx__dbx_password_set(sbx_meta *m, const char *t, const char *user,
+                          const char *hash);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * req.h - a request in flight and its authenticated caller. Types only.
+ * One sbx__req per HTTP request, allocated by http.c when the headers
+ * arrive and freed when MHD reports the request complete.
+ */
+#ifndef SBX_SERVER_REQ_H
+#define SBX_SERVER_REQ_H
+
+#include <microhttpd.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sbx/meta.h"
+#include "sbx/server.h"
+#include "sbx/store.h"
+
+/* The kind of credential a request carried. WORKER and JOB_TOKEN are the
+ * worker protocol's (worker tokens and per-job tokens): no authenticator
+ * produces them yet, so routes flagged for them are refused (authz.c). */
+enum {
+  SBX__CRED_NONE = 0,
+  SBX__CRED_APIKEY = 1,
+  SBX__CRED_JWT = 2,
+  SBX__CRED_SESSION = 3,  /* browser session cookie (session.c) */
+  SBX__CRED_WORKER = 4,   /* reserved: a worker's registration token */
+  SBX__CRED_JOB_TOKEN = 5 /* reserved: a token scoped to one job */
+};
+
+typedef struct sbx__principal {
+  int kind;
+  char tenant[SBX_ID_MAX];
+  char user[SBX_ID_MAX];
+  char key_id[SBX_ID_MAX];      /* API key id, or JWT jti */
+  char key_project[SBX_ID_MAX]; /* API key project scope ("" = tenant) */
+  int key_role;                 /* API key role bit */
+  char key_issuer[SBX_ID_MAX];  /* API key: who created it ("" = user) */
+  int user_checked; /* 1: user state checked in this request (authcache) */
+  int user_trole;   /* then: the user's tenant role bit */
+} sbx__principal;
+
+#define SBX__EXTRA_HDR 4
+#define SBX__HDR_VALUE_MAX 1536
+#define SBX__MAX_PARAMS 3
+typedef struct sbx__req {
+  sbx_server *srv;
+  struct MHD_Connection *conn;
+  const char *method;
+  char path[SBX_PATH_MAX];
+  char reqid[33];
+  char ip[64];
+  int route; /* index in srv->routes, -1 none */
+  char params[SBX__MAX_PARAMS][SBX_ID_MAX];
+  int role; /* effective role bit for this route */
+  sbx__principal who;
+  double t0;     /* monotonic time the headers arrived (metrics) */
+  sbx_store *st; /* from the pool, released on completion */
+  /* body */
+  char *body;
+  size_t body_len;
+  size_t body_cap;
+  int64_t max_body;
+  int final;                /* the whole body has arrived */
+  sbx_store_writer *upload; /* upload routes: streaming into the store */
+  int64_t upload_len;       /* bytes already written to upload */
+  /* response */
+  int status;
+  char *resp;
+  size_t resp_len;
+  int resp_owned; /* free(resp) after queueing */
+  const char *resp_type;
+  char extra_hdr[SBX__EXTRA_HDR][2][SBX__HDR_VALUE_MAX]; /* name/value
+                                  pairs: Retry-After, Location, Set-Cookie */
+  int nextra;
+} sbx__req;
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * state.h - struct sbx_server: the state of one running aisbxd (config,
+ * store handle pool, rate limiter, JWT key, OIDC and auth-cache handles,
+ * metrics counters, the route table in use). Types only; server.c owns
+ * its lifetime (sbx_server_start .. sbx_server_stop).
+ */
+#ifndef SBX_SERVER_STATE_H
+#define SBX_SERVER_STATE_H
+
+#include <gnutls/abstract.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit.h"
+#include "sbx/server.h"
+#include "sbx/store.h"
+
+/* ---- store handle pool (one handle per request in flight) ---- */
+#define SBX__POOL_MAX 32
+typedef struct sbx__pool {
+  pthread_mutex_t mu;
+  sbx_store *h[SBX__POOL_MAX];
+  int busy[SBX__POOL_MAX];
+  int n;
+} sbx__pool;
+
+/* ---- metrics (metrics.c): lock-free process-wide counters ---- */
+#define SBX__METRICS_ROUTES 64 /* >= the route table (checked at start) */
+#define SBX__METRICS_BUCKETS 14
+typedef struct sbx__metrics {
+  _Atomic uint64_t requests[SBX__METRICS_ROUTES + 1][5]; /* + unmatched */
+  _Atomic uint64_t hist[SBX__METRICS_BUCKETS + 1];       /* + overflow */
+  _Atomic uint64_t sum_us;
+  _Atomic int64_t in_flight;
+  _Atomic uint64_t auth_fail[3];    /* invalid, expired, missing */
+  _Atomic uint64_t rate_limited[2]; /* ip, credential */
+  uint8_t token_hash[32];           /* SHA-256 of the operator token */
+  int token_set;
+} sbx__metrics;
+
+struct sbx__route;     /* router.h */
+struct sbx__oidc;      /* oidc.h */
+struct sbx__authcache; /* authcache.h */
+
+struct sbx_server {
+  sbx_server_params p;
+  char data_dir[SBX_PATH_MAX];
+  char master_spec[SBX_PATH_MAX + 8];
+  char issuer[128];
+  struct MHD_Daemon *d;
+  uint16_t port;
+  char *tls_cert_pem, *tls_key_pem;
+  sbx__pool pool;
+  sbx__ratelimit rl;
+  /* JWT signing key (Ed25519) */
+  gnutls_privkey_t jwt_priv;
+  gnutls_pubkey_t jwt_pub;
+  char jwt_kid[32];
+  char jwt_x[64];            /* base64url public key */
+  struct sbx__oidc *oidc;    /* NULL when OIDC is not configured */
+  struct sbx__authcache *ac; /* NULL: no caching */
+  sbx__metrics metrics;
+  const struct sbx__route *routes; /* the table in use (table.c) */
+  size_t nroutes;
+};
+
+#endif

@@ -1,0 +1,142 @@
+/*
+ * table.c - the route table of aisbxd: every route in one row (method,
+ * pattern, permission, flags, body, handler, documentation). The rows
+ * are the whole truth: sbx__authorize decides from them, the OpenAPI
+ * document and `aisbxd routes` print them. Also the public views of the
+ * table (sbx/server.h).
+ */
+#include "table.h"
+
+#include "metrics.h"
+#include "oidc.h"
+#include "openapi.h"
+#include "routes_admin.h"
+#include "routes_auth.h"
+#include "routes_jobs.h"
+#include "routes_projects.h"
+#include "sbx/server.h"
+#include "session.h"
+#include "totp.h"
+
+#define P "/api/v1/projects/{project}"
+const sbx__route sbx__routes[] = {
+    {"GET", "/healthz", SBX__PERM_NONE, SBX__RF_PUBLIC, SBX__BODY_NONE,
+     sbx__h_healthz, "Liveness", 200},
+    {"GET", "/readyz", SBX__PERM_NONE, SBX__RF_PUBLIC, SBX__BODY_NONE,
+     sbx__h_readyz, "Readiness (store reachable)", 200},
+    {"GET", "/.well-known/jwks.json", SBX__PERM_NONE, SBX__RF_PUBLIC,
+     SBX__BODY_NONE, sbx__h_jwks, "Public keys of the access tokens", 200},
+    {"GET", "/api/v1/openapi.json", SBX__PERM_NONE, SBX__RF_PUBLIC,
+     SBX__BODY_NONE, sbx__h_openapi, "This document", 200},
+    {"POST", "/api/v1/auth/token", SBX__PERM_NONE, SBX__RF_PUBLIC,
+     SBX__BODY_JSON, sbx__h_token, "Password or refresh-token grant", 200},
+    {"POST", "/api/v1/auth/bootstrap", SBX__PERM_NONE, SBX__RF_PUBLIC,
+     SBX__BODY_JSON, sbx__h_bootstrap,
+     "Redeem the one-time bootstrap link of the first admin", 200},
+    {"GET", "/api/v1/auth/oidc/login", SBX__PERM_NONE, SBX__RF_PUBLIC,
+     SBX__BODY_NONE, sbx__oidc_h_login,
+     "Start an OIDC login (302 to the identity provider)", 302},
+    {"GET", "/api/v1/auth/oidc/callback", SBX__PERM_NONE, SBX__RF_PUBLIC,
+     SBX__BODY_NONE, sbx__oidc_h_callback,
+     "OIDC redirect target: code exchange, our tokens and session cookie", 200},
+    {"POST", "/api/v1/auth/session", SBX__PERM_NONE,
+     SBX__RF_PUBLIC | SBX__RF_LOGIN, SBX__BODY_JSON, sbx__h_session_login,
+     "Password login to a browser session cookie", 200},
+    {"GET", "/api/v1/auth/session", SBX__PERM_AUTHENTICATED, 0, SBX__BODY_NONE,
+     sbx__session_h_get, "The caller's session (and its CSRF token)", 200},
+    {"DELETE", "/api/v1/auth/session", SBX__PERM_AUTHENTICATED, 0,
+     SBX__BODY_NONE, sbx__session_h_delete, "Log out of the browser session",
+     200},
+    {"POST", "/api/v1/auth/totp", SBX__PERM_AUTHENTICATED, 0, SBX__BODY_NONE,
+     sbx__totp_h_enroll, "Enroll a TOTP second factor (pending)", 201},
+    {"POST", "/api/v1/auth/totp/confirm", SBX__PERM_AUTHENTICATED, 0,
+     SBX__BODY_JSON, sbx__totp_h_confirm,
+     "Confirm TOTP with a code: enables it", 200},
+    {"GET", "/api/v1/me", SBX__PERM_AUTHENTICATED, 0, SBX__BODY_NONE, sbx__h_me,
+     "The caller", 200},
+    {"GET", "/api/v1/tenants/{tenant}", SBX__PERM_TENANT_READ, 0,
+     SBX__BODY_NONE, sbx__h_tenant_get, "The caller's tenant", 200},
+    {"GET", "/api/v1/projects", SBX__PERM_PROJECT_READ, 0, SBX__BODY_NONE,
+     sbx__h_projects_list, "List projects", 200},
+    {"POST", "/api/v1/projects", SBX__PERM_PROJECT_CREATE, 0, SBX__BODY_JSON,
+     sbx__h_project_create, "Create a project", 201},
+    {"GET", P, SBX__PERM_PROJECT_READ, SBX__RF_PROJECT, SBX__BODY_NONE,
+     sbx__h_project_get, "Get a project", 200},
+    {"GET", "/api/v1/users", SBX__PERM_USER_READ, 0, SBX__BODY_NONE,
+     sbx__h_users_list, "List users", 200},
+    {"POST", "/api/v1/users", SBX__PERM_USER_CREATE, 0, SBX__BODY_JSON,
+     sbx__h_user_create, "Create a local user", 201},
+    {"GET", P "/members", SBX__PERM_MEMBER_READ, SBX__RF_PROJECT,
+     SBX__BODY_NONE, sbx__h_members_list, "List project members", 200},
+    {"PUT", P "/members/{user}", SBX__PERM_MEMBER_WRITE, SBX__RF_PROJECT,
+     SBX__BODY_JSON, sbx__h_member_put, "Set a member's role", 200},
+    {"GET", "/api/v1/api-keys", SBX__PERM_APIKEY_READ, 0, SBX__BODY_NONE,
+     sbx__h_keys_list, "List API keys (never the secrets)", 200},
+    {"POST", "/api/v1/api-keys", SBX__PERM_APIKEY_CREATE, 0, SBX__BODY_JSON,
+     sbx__h_key_create, "Create an API key (shown once)", 201},
+    {"DELETE", "/api/v1/api-keys/{key}", SBX__PERM_APIKEY_REVOKE, 0,
+     SBX__BODY_NONE, sbx__h_key_revoke, "Revoke an API key", 200},
+    {"POST", "/api/v1/api-keys/{key}/rotate", SBX__PERM_APIKEY_CREATE,
+     SBX__RF_BODY_OPTIONAL, SBX__BODY_JSON, sbx__h_key_rotate,
+     "Rotate: new key, the old one expires after an overlap", 201},
+    {"GET", P "/models", SBX__PERM_MODEL_READ, SBX__RF_PROJECT, SBX__BODY_NONE,
+     sbx__h_models_list, "List models", 200},
+    {"POST", P "/models", SBX__PERM_MODEL_WRITE, SBX__RF_PROJECT,
+     SBX__BODY_UPLOAD, sbx__h_model_upload,
+     "Upload a model (raw bytes, ?name=)", 201},
+    {"GET", P "/models/{model}", SBX__PERM_MODEL_READ, SBX__RF_PROJECT,
+     SBX__BODY_NONE, sbx__h_model_get, "Model metadata", 200},
+    {"GET", P "/models/{model}/content", SBX__PERM_MODEL_READ, SBX__RF_PROJECT,
+     SBX__BODY_NONE, sbx__h_model_content, "Download a model", 200},
+    {"DELETE", P "/models/{model}", SBX__PERM_MODEL_DELETE, SBX__RF_PROJECT,
+     SBX__BODY_NONE, sbx__h_model_delete, "Delete a model", 200},
+    {"GET", P "/datasets", SBX__PERM_DATASET_READ, SBX__RF_PROJECT,
+     SBX__BODY_NONE, sbx__h_datasets_list, "List datasets", 200},
+    {"POST", P "/datasets", SBX__PERM_DATASET_WRITE, SBX__RF_PROJECT,
+     SBX__BODY_UPLOAD, sbx__h_dataset_upload,
+     "Upload a dataset (raw bytes, ?name=)", 201},
+    {"GET", P "/datasets/{dataset}", SBX__PERM_DATASET_READ, SBX__RF_PROJECT,
+     SBX__BODY_NONE, sbx__h_dataset_get, "Dataset metadata", 200},
+    {"GET", P "/datasets/{dataset}/content", SBX__PERM_DATASET_READ,
+     SBX__RF_PROJECT, SBX__BODY_NONE, sbx__h_dataset_content,
+     "Download a dataset", 200},
+    {"DELETE", P "/datasets/{dataset}", SBX__PERM_DATASET_DELETE,
+     SBX__RF_PROJECT, SBX__BODY_NONE, sbx__h_dataset_delete, "Delete a dataset",
+     200},
+    {"GET", P "/jobs", SBX__PERM_JOB_READ, SBX__RF_PROJECT, SBX__BODY_NONE,
+     sbx__h_jobs_list, "List jobs", 200},
+    {"POST", P "/jobs", SBX__PERM_JOB_CREATE, SBX__RF_PROJECT, SBX__BODY_JSON,
+     sbx__h_job_create, "Create an attack job", 201},
+    {"GET", P "/jobs/{job}", SBX__PERM_JOB_READ, SBX__RF_PROJECT,
+     SBX__BODY_NONE, sbx__h_job_get, "Get a job", 200},
+    {"POST", P "/jobs/{job}/cancel", SBX__PERM_JOB_CANCEL, SBX__RF_PROJECT,
+     SBX__BODY_NONE, sbx__h_job_cancel, "Cancel a job", 200},
+    {"GET", P "/jobs/{job}/results", SBX__PERM_RESULT_READ, SBX__RF_PROJECT,
+     SBX__BODY_NONE, sbx__h_job_results, "Results of a job", 200},
+    {"GET", "/api/v1/audit-events", SBX__PERM_AUDIT_READ, 0, SBX__BODY_NONE,
+     sbx__h_audit_list, "Audit events (hash-chained)", 200},
+    {"GET", "/metrics", SBX__PERM_METRICS, SBX__RF_OPERATOR, SBX__BODY_NONE,
+     sbx__metrics_h,
+     "Prometheus metrics (operator token from metrics_token_file only)", 200},
+};
+#undef P
+const size_t sbx__nroutes = sizeof sbx__routes / sizeof sbx__routes[0];
+
+size_t sbx_server_route_count(void) {
+  return sbx__nroutes;
+}
+
+sbx_route_info sbx_server_route(size_t i) {
+  sbx_route_info ri = {NULL, NULL, NULL, NULL};
+  if (i < sbx__nroutes) {
+    ri.method = sbx__routes[i].method;
+    ri.pattern = sbx__routes[i].pattern;
+    ri.permission = sbx__route_perm_name(&sbx__routes[i]);
+    ri.summary = sbx__routes[i].summary;
+  }
+  return ri;
+}
+
+char *sbx_server_openapi(void) {
+  return sbx__openapi_json(sbx__routes, sbx__nroutes);
+}

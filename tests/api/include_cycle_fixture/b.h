@@ -1,0 +1,2 @@
+/* b.h - fixture */
+int sbx__b(void);
