@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "db.h"
+#include "jobs_schema.h"
 #include "sbx/meta.h"
 
 struct sbx_meta {
@@ -148,6 +149,8 @@ static const migration MIGRATIONS[] = {
      " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
      " secret_sealed BLOB NOT NULL, enabled BIGINT NOT NULL,"
      " last_step BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id));"},
+    /* the job queue: versions 30.. (jobs_schema.h, jobs.c) */
+    SBX__JOBS_MIGRATIONS
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -224,9 +227,14 @@ static int migrate(sbx_meta *m) {
                         v, 4, NULL, NULL, NULL);
     }
   }
-  /* a database newer than this binary is refused */
+  /* a database newer than this binary is refused (versions are not in
+   * list order: modules append their own ranges) */
+  int64_t newest = 0;
+  for (int i = 0; i < N_MIGRATIONS; i++)
+    if (MIGRATIONS[i].version > newest)
+      newest = MIGRATIONS[i].version;
   for (int j = 0; !rc && j < a.n; j++)
-    if (a.version[j] > MIGRATIONS[N_MIGRATIONS - 1].version)
+    if (a.version[j] > newest)
       rc = SBX_EUNSUPPORTED;
   if (rc) {
     sbx__db_rollback(db);

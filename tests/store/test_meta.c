@@ -62,14 +62,15 @@ TEST(migrations_idempotent) {
     return;
   int64_t v = 0;
   CHECK_EQ_INT(sbx_meta_schema_version(m, &v), 0);
-  CHECK_EQ_INT(v, 20); /* 20: the API server's tables */
+  CHECK(v >= 1); /* the newest migration of any module */
+  int64_t first = v;
   sbx_meta_close(m);
   m = open_meta(); /* second start: nothing re-applied */
   CHECK(m != NULL);
   if (!m)
     return;
   CHECK_EQ_INT(sbx_meta_schema_version(m, &v), 0);
-  CHECK_EQ_INT(v, 20); /* 20: the API server's tables */
+  CHECK_EQ_INT(v, first);
   CHECK(strcmp(sbx_meta_backend_name(m), pg ? "postgres" : "sqlite") == 0);
   sbx_meta_close(m);
   if (!pg) {

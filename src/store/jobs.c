@@ -1,0 +1,1721 @@
+/*
+ * jobs.c - the job queue (sbx/jobs.h) over the sbx__db driver: jobs and
+ * shards, the event log, fair-share claims with leases, limits, worker
+ * tokens. Tables in jobs_schema.h; design in docs/jobs.md.
+ *
+ * Locking (PostgreSQL, READ COMMITTED): every writer takes row locks in the
+ * same order - shard rows (ascending), then the job row, then the tenant's
+ * job_sched row - so writers never deadlock. Claims pick their shard with
+ * FOR UPDATE SKIP LOCKED and so never wait on each other's shard; the
+ * tenant's job_sched row is updated last, conditionally (running < quota),
+ * which makes the quota exact under concurrency. SQLite: every writer is a
+ * BEGIN IMMEDIATE transaction, i.e. serialised.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db.h"
+#include "sbx/jobs.h"
+
+#define PG(m) (sbx__db_backend(sbx__meta_db(m)) == 2)
+#define DB(m) sbx__meta_db(m)
+
+/* built-in limits (sbx_job_limit_set comment in sbx/jobs.h) */
+#define BUILTIN_WALL_DEFAULT 3600
+#define BUILTIN_WALL_MAX 86400
+#define BUILTIN_MEM_DEFAULT (2LL << 30)
+#define BUILTIN_MEM_MAX (16LL << 30)
+#define BUILTIN_SAMPLES_MAX 1000000
+#define BUILTIN_SHARDS_MAX 64
+#define DEFAULT_ATTEMPTS 3
+
+#define REQUIRE_ID(x)                                                          \
+  do {                                                                         \
+    if (!sbx_id_valid(x))                                                      \
+      return SBX_EINVAL;                                                       \
+  } while (0)
+
+static const char *const STATE_NAMES[] = {"queued", "running",   "succeeded",
+                                          "failed", "cancelled", "timed_out"};
+
+const char *sbx_job_state_name(int64_t state) {
+  if (state < 0 || state > SBX_JOB_TIMED_OUT)
+    return "unknown";
+  return STATE_NAMES[state];
+}
+
+int sbx_job_state_parse(const char *s) {
+  for (int i = 0; s && i <= SBX_JOB_TIMED_OUT; i++)
+    if (!strcmp(s, STATE_NAMES[i]))
+      return i;
+  return -1;
+}
+
+int sbx_job_state_terminal(int64_t state) {
+  return state >= SBX_JOB_SUCCEEDED && state <= SBX_JOB_TIMED_OUT;
+}
+
+/* A strictly increasing microsecond stamp for this process (FIFO order of
+ * jobs, "least recently served"): the wall clock, bumped past the last
+ * value handed out so two calls never tie. */
+static int64_t stamp_us(void) {
+  static _Atomic int64_t last;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t v = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+  int64_t prev = atomic_load(&last);
+  for (;;) {
+    int64_t next = v > prev ? v : prev + 1;
+    if (atomic_compare_exchange_weak(&last, &prev, next))
+      return next;
+  }
+}
+
+static int text_ok(const char *s, size_t cap) {
+  return s && strlen(s) < cap;
+}
+
+static void set_why(char *why, const char *fmt, long long a, long long b,
+                    const char *name) {
+  if (why)
+    snprintf(why, SBX_JOB_MSG_MAX, fmt, name, a, b);
+}
+
+/* ---- small row helpers ---- */
+
+static int row_int1(void *ctx, const sbx__row *r) {
+  *(int64_t *)ctx = sbx__col_int(r, 0);
+  return 1;
+}
+
+typedef struct ints_ctx {
+  int64_t v[8];
+  int n, found;
+} ints_ctx;
+
+static int row_ints(void *ctx, const sbx__row *r) {
+  ints_ctx *c = ctx;
+  for (int i = 0; i < c->n; i++)
+    c->v[i] = sbx__col_int(r, i);
+  c->found = 1;
+  return 1;
+}
+
+/* Runs sql and fills the first n int columns of its first row; *found. */
+static int exec_ints(sbx_meta *m, const char *sql, const sbx__val *v, int nv,
+                     int n, ints_ctx *c) {
+  memset(c, 0, sizeof *c);
+  c->n = n;
+  return sbx__db_exec(DB(m), sql, v, nv, row_ints, c, NULL);
+}
+
+/* gallery ids <-> "id,id,id" */
+static int gallery_join(const sbx_job_results *r, char *out, size_t cap) {
+  size_t o = 0;
+  out[0] = 0;
+  if (!r)
+    return SBX_OK;
+  if (r->n_gallery < 0 || r->n_gallery > SBX_JOB_GALLERY_MAX)
+    return SBX_EINVAL;
+  for (int i = 0; i < r->n_gallery; i++) {
+    if (!sbx_id_valid(r->gallery[i]))
+      return SBX_EINVAL;
+    int k = snprintf(out + o, cap - o, "%s%s", i ? "," : "", r->gallery[i]);
+    if (k < 0 || (size_t)k >= cap - o)
+      return SBX_ELIMIT;
+    o += (size_t)k;
+  }
+  return SBX_OK;
+}
+
+static void gallery_split(const char *s, sbx_job_results *r) {
+  r->n_gallery = 0;
+  while (*s && r->n_gallery < SBX_JOB_GALLERY_MAX) {
+    const char *e = strchr(s, ',');
+    size_t n = e ? (size_t)(e - s) : strlen(s);
+    if (n > 0 && n < SBX_ID_MAX) {
+      memcpy(r->gallery[r->n_gallery], s, n);
+      r->gallery[r->n_gallery][n] = 0;
+      r->n_gallery++;
+    }
+    s += n + (e ? 1 : 0);
+  }
+}
+
+static int results_ok(const sbx_job_results *r) {
+  if (!r)
+    return 1;
+  return (!r->result_id[0] || sbx_id_valid(r->result_id)) &&
+         (!r->adv_id[0] || sbx_id_valid(r->adv_id)) && r->n_gallery >= 0 &&
+         r->n_gallery <= SBX_JOB_GALLERY_MAX;
+}
+
+#define GALLERY_CAP (SBX_JOB_GALLERY_MAX * SBX_ID_MAX)
+
+/* ---- events ---- */
+
+/* Appends an event. The caller holds the job row's lock (every path
+ * updates the job row first), so MAX(seq) + 1 cannot race. */
+static int ev_add(sbx_meta *m, const char *tenant, const char *job, int64_t ts,
+                  int64_t shard, int64_t from, int64_t to, const char *reason) {
+  char r[SBX_JOB_MSG_MAX];
+  snprintf(r, sizeof r, "%s", reason ? reason : "");
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(ts), SBX_VI(shard),
+                  SBX_VI(from),   SBX_VI(to),  SBX_VT(r)};
+  return sbx__db_exec(
+      DB(m),
+      "INSERT INTO job_events (tenant_id, job_id, seq, ts, "
+      "shard, from_state, to_state, reason) SELECT $1, $2, "
+      "COALESCE(MAX(seq), 0) + 1, CAST($3 AS BIGINT), CAST($4 AS BIGINT), "
+      "CAST($5 AS BIGINT), CAST($6 AS BIGINT), CAST($7 AS "
+      "TEXT) FROM "
+      "job_events WHERE tenant_id = $1 AND job_id = $2",
+      v, 7, NULL, NULL, NULL);
+}
+
+/* ---- limits ---- */
+
+#define LIM_COLS                                                               \
+  "default_wall_seconds, max_wall_seconds, default_memory_bytes, "             \
+  "max_memory_bytes, default_samples, max_samples, max_shards, "               \
+  "max_concurrency"
+
+static int row_limits(void *ctx, const sbx__row *r) {
+  int64_t *o = ctx;
+  for (int i = 0; i < 8; i++)
+    o[i] = sbx__col_int(r, i);
+  return 1;
+}
+
+static void lim_to_arr(const sbx_job_limit_set *l, int64_t a[8]) {
+  a[0] = l->default_wall_seconds;
+  a[1] = l->max_wall_seconds;
+  a[2] = l->default_memory_bytes;
+  a[3] = l->max_memory_bytes;
+  a[4] = l->default_samples;
+  a[5] = l->max_samples;
+  a[6] = l->max_shards;
+  a[7] = l->max_concurrency;
+}
+
+static void arr_to_lim(const int64_t a[8], sbx_job_limit_set *l) {
+  l->default_wall_seconds = a[0];
+  l->max_wall_seconds = a[1];
+  l->default_memory_bytes = a[2];
+  l->max_memory_bytes = a[3];
+  l->default_samples = a[4];
+  l->max_samples = a[5];
+  l->max_shards = a[6];
+  l->max_concurrency = a[7];
+}
+
+int sbx_meta_job_limits_set(sbx_meta *m, const char *tenant_id,
+                            const sbx_job_limit_set *l, int64_t now) {
+  REQUIRE_ID(tenant_id);
+  if (!l)
+    return SBX_EINVAL;
+  int64_t a[8];
+  lim_to_arr(l, a);
+  for (int i = 0; i < 8; i++) {
+    /* -1 ("none") only for the default sample count and the quota */
+    if (a[i] < -1 || (a[i] == -1 && i != 4 && i != 7))
+      return SBX_EINVAL;
+  }
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(a[0]), SBX_VI(a[1]), SBX_VI(a[2]),
+                  SBX_VI(a[3]),      SBX_VI(a[4]), SBX_VI(a[5]), SBX_VI(a[6]),
+                  SBX_VI(a[7]),      SBX_VI(now)};
+  return sbx__db_exec(
+      DB(m),
+      "INSERT INTO job_limits (tenant_id, " LIM_COLS ", updated_at) VALUES "
+      "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant_id) DO "
+      "UPDATE SET default_wall_seconds = excluded.default_wall_seconds, "
+      "max_wall_seconds = excluded.max_wall_seconds, default_memory_bytes = "
+      "excluded.default_memory_bytes, max_memory_bytes = "
+      "excluded.max_memory_bytes, default_samples = excluded.default_samples, "
+      "max_samples = excluded.max_samples, max_shards = excluded.max_shards, "
+      "max_concurrency = excluded.max_concurrency, updated_at = "
+      "excluded.updated_at",
+      v, 10, NULL, NULL, NULL);
+}
+
+static int limits_row(sbx_meta *m, const char *tenant_id, int64_t a[8]) {
+  memset(a, 0, 8 * sizeof a[0]);
+  sbx__val v[] = {SBX_VT(tenant_id)};
+  return sbx__db_exec(DB(m),
+                      "SELECT " LIM_COLS " FROM job_limits WHERE tenant_id = "
+                      "$1",
+                      v, 1, row_limits, a, NULL);
+}
+
+int sbx_meta_job_limits_get(sbx_meta *m, const char *tenant_id, int effective,
+                            sbx_job_limit_set *out) {
+  memset(out, 0, sizeof *out);
+  REQUIRE_ID(tenant_id);
+  int64_t t[8], s[8], r[8];
+  int rc = limits_row(m, tenant_id, t);
+  if (rc || !effective) {
+    if (!rc)
+      arr_to_lim(t, out);
+    return rc;
+  }
+  if ((rc = limits_row(m, SBX_SYS_TENANT, s)))
+    return rc;
+  static const int64_t builtin[8] = {BUILTIN_WALL_DEFAULT,
+                                     BUILTIN_WALL_MAX,
+                                     BUILTIN_MEM_DEFAULT,
+                                     BUILTIN_MEM_MAX,
+                                     -1,
+                                     BUILTIN_SAMPLES_MAX,
+                                     BUILTIN_SHARDS_MAX,
+                                     -1};
+  for (int i = 0; i < 8; i++) {
+    r[i] = t[i] ? t[i] : s[i] ? s[i] : builtin[i];
+    if (r[i] < 0) /* "none" */
+      r[i] = 0;
+  }
+  for (int i = 0; i < 6; i += 2) /* a default above its cap: the cap */
+    if (r[i] > r[i + 1])
+      r[i] = r[i + 1];
+  arr_to_lim(r, out);
+  return SBX_OK;
+}
+
+/* Applies defaults and caps to one limit; SBX_ELIMIT (or clamps) above
+ * the cap. */
+static int limit_apply(int64_t *val, int64_t def, int64_t cap, int clamp,
+                       const char *name, char *why) {
+  if (*val < 0) {
+    set_why(why, "%s %lld is negative", (long long)*val, 0, name);
+    return SBX_EINVAL;
+  }
+  if (*val == 0)
+    *val = def;
+  if (cap > 0 && *val > cap) {
+    if (!clamp) {
+      set_why(why, "%s %lld exceeds the tenant cap %lld", (long long)*val,
+              (long long)cap, name);
+      return SBX_ELIMIT;
+    }
+    *val = cap;
+  }
+  return SBX_OK;
+}
+
+/* ---- jobs ---- */
+
+#define JOB_COLS                                                               \
+  "id, project_id, model_id, dataset_id, kind, state, cancel_requested, "      \
+  "message, wall_seconds, memory_bytes, samples, shards, max_attempts, "       \
+  "shards_done, created_at, started_at, finished_at, updated_at, "             \
+  "result_id, adv_id, gallery, seq"
+
+static int fill_job(sbx_job *j, const sbx__row *r) {
+  memset(j, 0, sizeof *j);
+  char gal[GALLERY_CAP];
+  int rc = sbx__col_text(r, 0, j->id, sizeof j->id);
+  if (!rc)
+    rc = sbx__col_text(r, 1, j->project_id, sizeof j->project_id);
+  if (!rc)
+    rc = sbx__col_text(r, 2, j->model_id, sizeof j->model_id);
+  if (!rc)
+    rc = sbx__col_text(r, 3, j->dataset_id, sizeof j->dataset_id);
+  if (!rc)
+    rc = sbx__col_text(r, 4, j->kind, sizeof j->kind);
+  j->state = sbx__col_int(r, 5);
+  j->cancel_requested = sbx__col_int(r, 6);
+  if (!rc)
+    rc = sbx__col_text(r, 7, j->message, sizeof j->message);
+  j->limits.wall_seconds = sbx__col_int(r, 8);
+  j->limits.memory_bytes = sbx__col_int(r, 9);
+  j->limits.samples = sbx__col_int(r, 10);
+  j->limits.shards = sbx__col_int(r, 11);
+  j->max_attempts = sbx__col_int(r, 12);
+  j->shards_done = sbx__col_int(r, 13);
+  j->created_at = sbx__col_int(r, 14);
+  j->started_at = sbx__col_int(r, 15);
+  j->finished_at = sbx__col_int(r, 16);
+  j->updated_at = sbx__col_int(r, 17);
+  if (!rc)
+    rc =
+        sbx__col_text(r, 18, j->results.result_id, sizeof j->results.result_id);
+  if (!rc)
+    rc = sbx__col_text(r, 19, j->results.adv_id, sizeof j->results.adv_id);
+  if (!rc)
+    rc = sbx__col_text(r, 20, gal, sizeof gal);
+  if (!rc)
+    gallery_split(gal, &j->results);
+  j->seq = sbx__col_int(r, 21);
+  j->progress.robust_accuracy = -1;
+  j->progress.eta_seconds = -1;
+  return rc ? SBX_EFORMAT : SBX_OK;
+}
+
+#define SHARD_COLS                                                             \
+  "shard, sample_begin, sample_end, state, attempts, worker_id, "              \
+  "lease_expires, started_at, finished_at, message, progress_ppm, phase, "     \
+  "robust_ppm, eta_seconds, result_id, adv_id, gallery, progress_at"
+
+static int fill_shard(sbx_job_shard *s, int64_t *progress_at,
+                      const sbx__row *r) {
+  memset(s, 0, sizeof *s);
+  char gal[GALLERY_CAP];
+  s->shard = sbx__col_int(r, 0);
+  s->sample_begin = sbx__col_int(r, 1);
+  s->sample_end = sbx__col_int(r, 2);
+  s->state = sbx__col_int(r, 3);
+  s->attempts = sbx__col_int(r, 4);
+  int rc = sbx__col_text(r, 5, s->worker_id, sizeof s->worker_id);
+  s->lease_expires = sbx__col_int(r, 6);
+  s->started_at = sbx__col_int(r, 7);
+  s->finished_at = sbx__col_int(r, 8);
+  if (!rc)
+    rc = sbx__col_text(r, 9, s->message, sizeof s->message);
+  s->progress.fraction = (double)sbx__col_int(r, 10) / 1e6;
+  if (!rc)
+    rc = sbx__col_text(r, 11, s->progress.phase, sizeof s->progress.phase);
+  int64_t rb = sbx__col_int(r, 12);
+  s->progress.robust_accuracy = rb < 0 ? -1.0 : (double)rb / 1e6;
+  s->progress.eta_seconds = sbx__col_int(r, 13);
+  if (!rc)
+    rc =
+        sbx__col_text(r, 14, s->results.result_id, sizeof s->results.result_id);
+  if (!rc)
+    rc = sbx__col_text(r, 15, s->results.adv_id, sizeof s->results.adv_id);
+  if (!rc)
+    rc = sbx__col_text(r, 16, gal, sizeof gal);
+  if (!rc)
+    gallery_split(gal, &s->results);
+  if (progress_at)
+    *progress_at = sbx__col_int(r, 17);
+  return rc ? SBX_EFORMAT : SBX_OK;
+}
+
+typedef struct job_one {
+  sbx_job *j;
+  int found, rc;
+} job_one;
+
+static int row_job_one(void *ctx, const sbx__row *r) {
+  job_one *o = ctx;
+  o->found = 1;
+  o->rc = fill_job(o->j, r);
+  return o->rc ? o->rc : 1;
+}
+
+/* Progress of the job over its shards: fraction and robust accuracy
+ * weighted by the shards' sample counts, the phase of the shard that
+ * reported last, the largest ETA of the running shards. */
+typedef struct agg_ctx {
+  double w, wf, wr, wrw;
+  int64_t last_at, eta;
+  char phase[SBX_JOB_PHASE_MAX];
+  int rc;
+} agg_ctx;
+
+static int row_agg(void *ctx, const sbx__row *r) {
+  agg_ctx *a = ctx;
+  sbx_job_shard s;
+  int64_t at = 0;
+  if ((a->rc = fill_shard(&s, &at, r)))
+    return a->rc;
+  double w = (double)(s.sample_end - s.sample_begin);
+  if (w <= 0)
+    w = 1;
+  double f = s.state == SBX_JOB_SUCCEEDED ? 1.0 : s.progress.fraction;
+  a->w += w;
+  a->wf += w * f;
+  if (s.progress.robust_accuracy >= 0) {
+    a->wr += w * s.progress.robust_accuracy;
+    a->wrw += w;
+  }
+  if (s.state == SBX_JOB_RUNNING) {
+    if (at >= a->last_at && s.progress.phase[0]) {
+      a->last_at = at;
+      snprintf(a->phase, sizeof a->phase, "%s", s.progress.phase);
+    }
+    if (s.progress.eta_seconds > a->eta)
+      a->eta = s.progress.eta_seconds;
+  }
+  return 0;
+}
+
+static int job_aggregate(sbx_meta *m, const char *tenant, sbx_job *j) {
+  agg_ctx a;
+  memset(&a, 0, sizeof a);
+  a.eta = -1;
+  a.last_at = -1;
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(j->id)};
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT " SHARD_COLS " FROM job_shards WHERE "
+                        "tenant_id = $1 AND job_id = $2 ORDER BY shard",
+                        v, 2, row_agg, &a, NULL);
+  if (rc)
+    return rc;
+  j->progress.fraction = a.w > 0 ? a.wf / a.w : 0;
+  if (j->state == SBX_JOB_SUCCEEDED)
+    j->progress.fraction = 1.0;
+  j->progress.robust_accuracy = a.wrw > 0 ? a.wr / a.wrw : -1;
+  j->progress.eta_seconds = sbx_job_state_terminal(j->state) ? -1 : a.eta;
+  snprintf(j->progress.phase, sizeof j->progress.phase, "%s", a.phase);
+  return SBX_OK;
+}
+
+int sbx_meta_job_get(sbx_meta *m, const char *tenant_id, const char *project_id,
+                     const char *job_id, sbx_job *out) {
+  memset(out, 0, sizeof *out);
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(job_id);
+  if (project_id && !sbx_id_valid(project_id))
+    return SBX_EINVAL;
+  job_one o = {out, 0, 0};
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id),
+                  project_id ? SBX_VT(project_id) : SBX_VNULL};
+  int rc = sbx__db_exec(
+      DB(m),
+      "SELECT " JOB_COLS " FROM jobs WHERE tenant_id = $1 "
+      "AND id = $2 AND (CAST($3 AS TEXT) IS NULL OR project_id = $3)",
+      v, 3, row_job_one, &o, NULL);
+  if (!rc && !o.found)
+    rc = SBX_ENOTFOUND;
+  if (!rc)
+    rc = job_aggregate(m, tenant_id, out);
+  if (rc)
+    memset(out, 0, sizeof *out);
+  return rc;
+}
+
+typedef struct spec_ctx {
+  char *out;
+  size_t cap, n;
+  int found;
+} spec_ctx;
+
+static int row_spec(void *ctx, const sbx__row *r) {
+  spec_ctx *s = ctx;
+  size_t n;
+  const void *p = sbx__col_bytes(r, 0, &n);
+  s->found = 1;
+  s->n = n;
+  if (n + 1 > s->cap)
+    return SBX_ELIMIT;
+  memcpy(s->out, p, n);
+  s->out[n] = 0;
+  return 1;
+}
+
+int sbx_meta_job_spec(sbx_meta *m, const char *tenant_id, const char *job_id,
+                      char *out, size_t cap, size_t *len) {
+  if (len)
+    *len = 0;
+  if (cap)
+    out[0] = 0;
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(job_id);
+  spec_ctx s = {out, cap, 0, 0};
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id)};
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT spec FROM jobs WHERE tenant_id = $1 AND id = "
+                        "$2",
+                        v, 2, row_spec, &s, NULL);
+  if (!rc && !s.found)
+    rc = SBX_ENOTFOUND;
+  if (rc && cap)
+    out[0] = 0;
+  if (!rc && len)
+    *len = s.n;
+  return rc;
+}
+
+int sbx_meta_job_create(sbx_meta *m, const char *tenant_id,
+                        const sbx_job_new *j, int64_t now, sbx_job *out,
+                        char *why) {
+  if (out)
+    memset(out, 0, sizeof *out);
+  if (why)
+    why[0] = 0;
+  if (!j || !sbx_id_valid(tenant_id) || !sbx_id_valid(j->id) ||
+      !sbx_id_valid(j->project_id) || !sbx_id_valid(j->model_id) ||
+      !sbx_id_valid(j->dataset_id) || !sbx_id_valid(j->kind) ||
+      strlen(j->kind) >= SBX_KIND_MAX || tenant_id[0] == '_') {
+    if (why)
+      snprintf(why, SBX_JOB_MSG_MAX, "invalid id or kind");
+    return SBX_EINVAL;
+  }
+  if (!j->spec || strlen(j->spec) > SBX_JOB_SPEC_MAX) {
+    if (why)
+      snprintf(why, SBX_JOB_MSG_MAX, "spec missing or larger than %d bytes",
+               SBX_JOB_SPEC_MAX);
+    return j->spec ? SBX_ELIMIT : SBX_EINVAL;
+  }
+  if (j->max_attempts < 0 || j->max_attempts > 100) {
+    if (why)
+      snprintf(why, SBX_JOB_MSG_MAX, "max_attempts must be 0..100");
+    return SBX_EINVAL;
+  }
+  sbx_job_limit_set ls;
+  int rc = sbx_meta_job_limits_get(m, tenant_id, 1, &ls);
+  if (rc)
+    return rc;
+  sbx_job_limits L = j->limits;
+  int clamp = j->clamp;
+  if (!rc)
+    rc = limit_apply(&L.wall_seconds, ls.default_wall_seconds,
+                     ls.max_wall_seconds, clamp, "wall_seconds", why);
+  if (!rc)
+    rc = limit_apply(&L.memory_bytes, ls.default_memory_bytes,
+                     ls.max_memory_bytes, clamp, "memory_bytes", why);
+  if (!rc)
+    rc = limit_apply(&L.samples, ls.default_samples, ls.max_samples, clamp,
+                     "samples", why);
+  if (!rc)
+    rc = limit_apply(&L.shards, 1, ls.max_shards, clamp, "shards", why);
+  if (!rc && L.shards > SBX_JOB_SHARDS_MAX) {
+    set_why(why, "%s %lld exceeds the hard cap %lld", (long long)L.shards,
+            SBX_JOB_SHARDS_MAX, "shards");
+    rc = SBX_ELIMIT;
+  }
+  if (!rc && L.samples == 0 && L.shards > 1) {
+    /* "all samples" is a count unknown here: shards need one */
+    if (why)
+      snprintf(why, SBX_JOB_MSG_MAX,
+               "shards %lld need an explicit sample count",
+               (long long)L.shards);
+    rc = SBX_EINVAL;
+  }
+  if (!rc && L.samples > 0 && L.shards > L.samples) {
+    set_why(why, "%s %lld exceeds the sample count %lld", (long long)L.shards,
+            (long long)L.samples, "shards");
+    rc = SBX_EINVAL;
+  }
+  if (rc)
+    return rc;
+  int64_t attempts = j->max_attempts ? j->max_attempts : DEFAULT_ATTEMPTS;
+  int64_t seq = stamp_us();
+  sbx__db *db = DB(m);
+  if ((rc = sbx__db_begin(db)))
+    return rc;
+  sbx__val v[] = {SBX_VT(tenant_id),
+                  SBX_VT(j->id),
+                  SBX_VT(j->project_id),
+                  SBX_VT(j->model_id),
+                  SBX_VT(j->dataset_id),
+                  SBX_VT(j->kind),
+                  SBX_VT(j->spec),
+                  SBX_VI(L.wall_seconds),
+                  SBX_VI(L.memory_bytes),
+                  SBX_VI(L.samples),
+                  SBX_VI(L.shards),
+                  SBX_VI(attempts),
+                  SBX_VI(seq),
+                  SBX_VI(now)};
+  rc = sbx__db_exec(db,
+                    "INSERT INTO jobs (tenant_id, id, project_id, model_id, "
+                    "dataset_id, kind, spec, state, message, wall_seconds, "
+                    "memory_bytes, samples, shards, max_attempts, seq, "
+                    "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
+                    "$7, 0, 'submitted', $8, $9, $10, $11, $12, $13, $14, "
+                    "$14)",
+                    v, 14, NULL, NULL, NULL);
+  for (int64_t k = 0; !rc && k < L.shards; k++) {
+    int64_t b = L.samples * k / L.shards, e = L.samples * (k + 1) / L.shards;
+    sbx__val sv[] = {SBX_VT(tenant_id),
+                     SBX_VT(j->id),
+                     SBX_VI(k),
+                     SBX_VI(b),
+                     SBX_VI(e),
+                     SBX_VI(seq * SBX_JOB_SHARDS_MAX + k),
+                     SBX_VI(L.wall_seconds)};
+    rc = sbx__db_exec(db,
+                      "INSERT INTO job_shards (tenant_id, job_id, shard, "
+                      "sample_begin, sample_end, qseq, wall_seconds) VALUES "
+                      "($1, $2, $3, $4, $5, $6, $7)",
+                      sv, 7, NULL, NULL, NULL);
+  }
+  if (!rc) {
+    char reason[SBX_JOB_MSG_MAX];
+    snprintf(reason, sizeof reason, "submitted (%lld shard%s)",
+             (long long)L.shards, L.shards == 1 ? "" : "s");
+    rc = ev_add(m, tenant_id, j->id, now, -1, -1, SBX_JOB_QUEUED, reason);
+  }
+  if (!rc) {
+    sbx__val qv[] = {SBX_VT(tenant_id), SBX_VI(L.shards)};
+    rc = sbx__db_exec(db,
+                      "INSERT INTO job_sched (tenant_id, queued) VALUES ($1, "
+                      "$2) ON CONFLICT (tenant_id) DO UPDATE SET queued = "
+                      "job_sched.queued + excluded.queued",
+                      qv, 2, NULL, NULL, NULL);
+  }
+  if (rc) {
+    sbx__db_rollback(db);
+    if (rc == SBX_EEXIST && why)
+      snprintf(why, SBX_JOB_MSG_MAX, "job id already exists");
+    return rc == SBX_ECONFLICT ? SBX_EINVAL : rc; /* FK: no such tenant */
+  }
+  if ((rc = sbx__db_commit(db)))
+    return rc;
+  if (out)
+    rc = sbx_meta_job_get(m, tenant_id, NULL, j->id, out);
+  return rc;
+}
+
+typedef struct jlist_ctx {
+  int (*fn)(void *ctx, const sbx_job *j);
+  void *ctx;
+  int n;
+  int64_t last_seq;
+  int rc;
+} jlist_ctx;
+
+static int row_job_list(void *ctx, const sbx__row *r) {
+  jlist_ctx *l = ctx;
+  sbx_job j;
+  if ((l->rc = fill_job(&j, r)))
+    return l->rc;
+  l->n++;
+  l->last_seq = j.seq;
+  int rc = l->fn(l->ctx, &j);
+  return rc < 0 ? rc : rc ? 1 : 0;
+}
+
+int sbx_meta_job_list(sbx_meta *m, const char *tenant_id,
+                      const char *project_id, int64_t state, int64_t cursor,
+                      int limit, int (*fn)(void *ctx, const sbx_job *j),
+                      void *ctx, int64_t *next) {
+  if (next)
+    *next = 0;
+  REQUIRE_ID(tenant_id);
+  if ((project_id && !sbx_id_valid(project_id)) || limit < 1 || limit > 1000 ||
+      !fn || cursor < 0)
+    return SBX_EINVAL;
+  jlist_ctx l = {fn, ctx, 0, 0, 0};
+  sbx__val v[] = {SBX_VT(tenant_id),
+                  project_id ? SBX_VT(project_id) : SBX_VNULL, SBX_VI(state),
+                  SBX_VI(cursor ? cursor : INT64_MAX), SBX_VI(limit)};
+  /* Progress is not aggregated in lists (one query per page); read a job
+   * with sbx_meta_job_get for it. */
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT " JOB_COLS " FROM jobs WHERE tenant_id = $1 "
+                        "AND (CAST($2 AS TEXT) IS NULL OR project_id = $2) AND "
+                        "(CAST($3 AS BIGINT) < 0 OR "
+                        "state = $3) AND seq < $4 ORDER BY seq DESC LIMIT $5",
+                        v, 5, row_job_list, &l, NULL);
+  if (!rc && next && l.n == limit)
+    *next = l.last_seq;
+  return rc;
+}
+
+typedef struct shards_ctx {
+  int (*fn)(void *ctx, const sbx_job_shard *s);
+  void *ctx;
+  int rc;
+} shards_ctx;
+
+static int row_shard_list(void *ctx, const sbx__row *r) {
+  shards_ctx *l = ctx;
+  sbx_job_shard s;
+  if ((l->rc = fill_shard(&s, NULL, r)))
+    return l->rc;
+  int rc = l->fn(l->ctx, &s);
+  return rc < 0 ? rc : rc ? 1 : 0;
+}
+
+int sbx_meta_job_shards(sbx_meta *m, const char *tenant_id, const char *job_id,
+                        int (*fn)(void *ctx, const sbx_job_shard *s),
+                        void *ctx) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(job_id);
+  if (!fn)
+    return SBX_EINVAL;
+  shards_ctx l = {fn, ctx, 0};
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id)};
+  return sbx__db_exec(DB(m),
+                      "SELECT " SHARD_COLS " FROM job_shards WHERE tenant_id "
+                      "= $1 AND job_id = $2 ORDER BY shard",
+                      v, 2, row_shard_list, &l, NULL);
+}
+
+typedef struct ev_ctx {
+  int (*fn)(void *ctx, const sbx_job_event *e);
+  void *ctx;
+} ev_ctx;
+
+static int row_event(void *ctx, const sbx__row *r) {
+  ev_ctx *l = ctx;
+  sbx_job_event e;
+  memset(&e, 0, sizeof e);
+  e.seq = sbx__col_int(r, 0);
+  e.ts = sbx__col_int(r, 1);
+  e.shard = sbx__col_int(r, 2);
+  e.from_state = sbx__col_int(r, 3);
+  e.to_state = sbx__col_int(r, 4);
+  if (sbx__col_text(r, 5, e.reason, sizeof e.reason))
+    return SBX_EFORMAT;
+  int rc = l->fn(l->ctx, &e);
+  return rc < 0 ? rc : rc ? 1 : 0;
+}
+
+int sbx_meta_job_events(sbx_meta *m, const char *tenant_id, const char *job_id,
+                        int64_t after_seq,
+                        int (*fn)(void *ctx, const sbx_job_event *e),
+                        void *ctx) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(job_id);
+  if (!fn)
+    return SBX_EINVAL;
+  ev_ctx l = {fn, ctx};
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id), SBX_VI(after_seq)};
+  return sbx__db_exec(DB(m),
+                      "SELECT seq, ts, shard, from_state, to_state, reason "
+                      "FROM job_events WHERE tenant_id = $1 AND job_id = $2 "
+                      "AND seq > $3 ORDER BY seq",
+                      v, 3, row_event, &l, NULL);
+}
+
+/* ---- settling a job after its shards changed ---- */
+
+typedef struct counts_ctx {
+  int64_t n[6];
+} counts_ctx;
+
+static int row_count_state(void *ctx, const sbx__row *r) {
+  counts_ctx *c = ctx;
+  int64_t s = sbx__col_int(r, 0);
+  if (s >= 0 && s < 6)
+    c->n[s] = sbx__col_int(r, 1);
+  return 0;
+}
+
+typedef struct first_msg_ctx {
+  int64_t shard;
+  char msg[SBX_JOB_MSG_MAX];
+  char result_id[SBX_ID_MAX], adv_id[SBX_ID_MAX];
+  char gallery[GALLERY_CAP];
+  int found;
+} first_msg_ctx;
+
+static int row_first_msg(void *ctx, const sbx__row *r) {
+  first_msg_ctx *f = ctx;
+  f->shard = sbx__col_int(r, 0);
+  f->found = 1;
+  if (sbx__col_text(r, 1, f->msg, sizeof f->msg) ||
+      sbx__col_text(r, 2, f->result_id, sizeof f->result_id) ||
+      sbx__col_text(r, 3, f->adv_id, sizeof f->adv_id) ||
+      sbx__col_text(r, 4, f->gallery, sizeof f->gallery))
+    return SBX_EFORMAT;
+  return 1;
+}
+
+static int first_shard_in(sbx_meta *m, const char *tenant, const char *job,
+                          int64_t state, first_msg_ctx *f) {
+  memset(f, 0, sizeof *f);
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(state)};
+  return sbx__db_exec(DB(m),
+                      "SELECT shard, message, result_id, adv_id, gallery FROM "
+                      "job_shards WHERE tenant_id = $1 AND job_id = $2 AND "
+                      "state = $3 ORDER BY finished_at, shard LIMIT 1",
+                      v, 3, row_first_msg, f, NULL);
+}
+
+typedef struct shard_ids {
+  int64_t v[SBX_JOB_SHARDS_MAX];
+  int n;
+} shard_ids;
+
+static int row_shard_id(void *ctx, const sbx__row *r) {
+  shard_ids *s = ctx;
+  if (s->n < SBX_JOB_SHARDS_MAX)
+    s->v[s->n++] = sbx__col_int(r, 0);
+  return 0;
+}
+
+/* The reason given with the cancel request ("cancelled" if none). */
+static int job_cancel_reason(sbx_meta *m, const char *tenant, const char *job,
+                             char out[SBX_JOB_MSG_MAX]) {
+  spec_ctx s = {out, SBX_JOB_MSG_MAX, 0, 0};
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job)};
+  out[0] = 0;
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT cancel_reason FROM jobs WHERE tenant_id = $1 "
+                        "AND id = $2",
+                        v, 2, row_spec, &s, NULL);
+  if (!rc && !out[0])
+    snprintf(out, SBX_JOB_MSG_MAX, "cancelled");
+  return rc;
+}
+
+/* Derives the job's state from its shards' (the caller holds the job row
+ * lock and runs inside a transaction):
+ * - a failed or timed-out shard, or a cancel request: queued shards are
+ *   cancelled now, running ones are asked to stop (cancel_requested);
+ * - no shard queued or running: the job ends - failed if any shard failed,
+ *   else timed_out, else cancelled, else succeeded. */
+static int job_settle(sbx_meta *m, const char *tenant, const char *job,
+                      int64_t now) {
+  sbx__db *db = DB(m);
+  ints_ctx jc;
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job)};
+  int rc = exec_ints(m,
+                     "SELECT state, cancel_requested, shards FROM jobs WHERE "
+                     "tenant_id = $1 AND id = $2",
+                     v, 2, 3, &jc);
+  if (rc || !jc.found)
+    return rc ? rc : SBX_ENOTFOUND;
+  int64_t jstate = jc.v[0], cancel = jc.v[1], shards = jc.v[2];
+  if (sbx_job_state_terminal(jstate))
+    return SBX_OK;
+  counts_ctx c;
+  memset(&c, 0, sizeof c);
+  rc = sbx__db_exec(db,
+                    "SELECT state, COUNT(*) FROM job_shards WHERE tenant_id = "
+                    "$1 AND job_id = $2 GROUP BY state",
+                    v, 2, row_count_state, &c, NULL);
+  if (rc)
+    return rc;
+  int64_t bad = c.n[SBX_JOB_FAILED] + c.n[SBX_JOB_TIMED_OUT];
+  char reason[SBX_JOB_MSG_MAX];
+  if ((bad || cancel) && c.n[SBX_JOB_QUEUED] > 0) {
+    /* stop what has not started */
+    if (cancel == 1) {
+      rc = job_cancel_reason(m, tenant, job, reason);
+    } else {
+      snprintf(reason, sizeof reason, "another shard of the job %s",
+               c.n[SBX_JOB_FAILED] ? "failed" : "timed out");
+    }
+    shard_ids ids;
+    ids.n = 0;
+    sbx__val cv[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(now), SBX_VT(reason)};
+    if (!rc)
+      rc = sbx__db_exec(db,
+                        "UPDATE job_shards SET state = 4, finished_at = $3, "
+                        "message = $4 WHERE tenant_id = $1 AND job_id = $2 "
+                        "AND state = 0 RETURNING shard",
+                        cv, 4, row_shard_id, &ids, NULL);
+    for (int i = 0; !rc && i < ids.n; i++)
+      rc = ev_add(m, tenant, job, now, ids.v[i], SBX_JOB_QUEUED,
+                  SBX_JOB_CANCELLED, reason);
+    if (!rc && ids.n) {
+      sbx__val qv[] = {SBX_VT(tenant), SBX_VI(ids.n)};
+      rc = sbx__db_exec(db,
+                        "UPDATE job_sched SET queued = queued - $2 WHERE "
+                        "tenant_id = $1",
+                        qv, 2, NULL, NULL, NULL);
+    }
+    if (rc)
+      return rc;
+    c.n[SBX_JOB_CANCELLED] += ids.n;
+    c.n[SBX_JOB_QUEUED] -= ids.n;
+  }
+  if (bad && !cancel && c.n[SBX_JOB_RUNNING] > 0) {
+    rc = sbx__db_exec(db,
+                      "UPDATE jobs SET cancel_requested = 2 WHERE tenant_id "
+                      "= $1 AND id = $2",
+                      v, 2, NULL, NULL, NULL);
+    if (rc)
+      return rc;
+  }
+  int64_t done = c.n[SBX_JOB_SUCCEEDED];
+  if (c.n[SBX_JOB_QUEUED] > 0 || c.n[SBX_JOB_RUNNING] > 0) {
+    sbx__val uv[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(done), SBX_VI(now)};
+    return sbx__db_exec(db,
+                        "UPDATE jobs SET shards_done = $3, updated_at = $4 "
+                        "WHERE tenant_id = $1 AND id = $2",
+                        uv, 4, NULL, NULL, NULL);
+  }
+  /* every shard has ended: so does the job */
+  int64_t final;
+  first_msg_ctx f;
+  memset(&f, 0, sizeof f);
+  if (c.n[SBX_JOB_FAILED]) {
+    final = SBX_JOB_FAILED;
+    rc = first_shard_in(m, tenant, job, SBX_JOB_FAILED, &f);
+  } else if (c.n[SBX_JOB_TIMED_OUT]) {
+    final = SBX_JOB_TIMED_OUT;
+    rc = first_shard_in(m, tenant, job, SBX_JOB_TIMED_OUT, &f);
+  } else if (c.n[SBX_JOB_CANCELLED]) {
+    final = SBX_JOB_CANCELLED;
+    rc = first_shard_in(m, tenant, job, SBX_JOB_CANCELLED, &f);
+  } else {
+    final = SBX_JOB_SUCCEEDED;
+    rc = first_shard_in(m, tenant, job, SBX_JOB_SUCCEEDED, &f);
+  }
+  if (rc)
+    return rc;
+  if (final == SBX_JOB_SUCCEEDED)
+    snprintf(reason, sizeof reason, "%lld of %lld shard%s succeeded",
+             (long long)done, (long long)shards, shards == 1 ? "" : "s");
+  else if (shards > 1 && final != SBX_JOB_CANCELLED)
+    snprintf(reason, sizeof reason, "shard %lld of %lld: %.440s",
+             (long long)f.shard + 1, (long long)shards, f.msg);
+  else if (final == SBX_JOB_CANCELLED && cancel == 1)
+    rc = job_cancel_reason(m, tenant, job, reason);
+  else
+    snprintf(reason, sizeof reason, "%s", f.msg[0] ? f.msg : "cancelled");
+  if (rc)
+    return rc;
+  /* one shard: its results are the job's */
+  int copy = final == SBX_JOB_SUCCEEDED && shards == 1;
+  sbx__val fv[] = {SBX_VT(tenant),   SBX_VT(job),         SBX_VI(final),
+                   SBX_VT(reason),   SBX_VI(now),         SBX_VI(done),
+                   SBX_VI(copy),     SBX_VT(f.result_id), SBX_VT(f.adv_id),
+                   SBX_VT(f.gallery)};
+  rc = sbx__db_exec(
+      db,
+      "UPDATE jobs SET state = $3, message = $4, finished_at = "
+      "$5, updated_at = $5, shards_done = $6, result_id = CASE "
+      "WHEN CAST($7 AS BIGINT) = 1 THEN $8 ELSE result_id END, adv_id = CASE "
+      "WHEN CAST($7 AS BIGINT) = 1 THEN $9 ELSE adv_id END, gallery = CASE "
+      "WHEN "
+      "CAST($7 AS BIGINT) = 1 THEN $10 ELSE gallery END WHERE tenant_id = $1 "
+      "AND id = $2",
+      fv, 10, NULL, NULL, NULL);
+  if (!rc)
+    rc = ev_add(m, tenant, job, now, -1, jstate, final, reason);
+  return rc;
+}
+
+/* Takes the job row's lock (PostgreSQL) before events or settling. */
+static int job_lock(sbx_meta *m, const char *tenant, const char *job,
+                    int64_t now) {
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(now)};
+  int64_t ch = 0;
+  int rc = sbx__db_exec(DB(m),
+                        "UPDATE jobs SET updated_at = $3 WHERE tenant_id = $1 "
+                        "AND id = $2",
+                        v, 3, NULL, NULL, &ch);
+  return rc ? rc : ch ? SBX_OK : SBX_ENOTFOUND;
+}
+
+/* ---- cancel, results ---- */
+
+int sbx_meta_job_cancel(sbx_meta *m, const char *tenant_id,
+                        const char *project_id, const char *job_id, int64_t now,
+                        const char *reason, int64_t *state) {
+  if (state)
+    *state = -1;
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(job_id);
+  if ((project_id && !sbx_id_valid(project_id)) ||
+      (reason && strlen(reason) >= SBX_JOB_MSG_MAX))
+    return SBX_EINVAL;
+  const char *why = reason && *reason ? reason : "cancelled by user";
+  sbx__db *db = DB(m);
+  int rc = sbx__db_begin(db);
+  if (rc)
+    return rc;
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id)};
+  if (PG(m)) /* lock order: shards, job, sched */
+    rc = sbx__db_exec(db,
+                      "SELECT shard FROM job_shards WHERE tenant_id = $1 AND "
+                      "job_id = $2 ORDER BY shard FOR UPDATE",
+                      v, 2, NULL, NULL, NULL);
+  ints_ctx jc;
+  sbx__val pv[] = {SBX_VT(tenant_id), SBX_VT(job_id),
+                   project_id ? SBX_VT(project_id) : SBX_VNULL};
+  if (!rc)
+    rc = exec_ints(
+        m,
+        PG(m) ? "SELECT state, cancel_requested FROM jobs WHERE "
+                "tenant_id = $1 AND id = $2 AND (CAST($3 AS TEXT) IS NULL "
+                "OR project_id = $3) FOR UPDATE"
+              : "SELECT state, cancel_requested FROM jobs WHERE "
+                "tenant_id = $1 AND id = $2 AND (CAST($3 AS TEXT) IS NULL OR "
+                "project_id = $3)",
+        pv, 3, 2, &jc);
+  if (!rc && !jc.found)
+    rc = SBX_ENOTFOUND;
+  if (!rc && !sbx_job_state_terminal(jc.v[0]) && jc.v[1] != 1) {
+    sbx__val cv[] = {SBX_VT(tenant_id), SBX_VT(job_id), SBX_VT(why),
+                     SBX_VI(now)};
+    rc = sbx__db_exec(db,
+                      "UPDATE jobs SET cancel_requested = 1, cancel_reason = "
+                      "$3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+                      cv, 4, NULL, NULL, NULL);
+    if (!rc && jc.v[0] == SBX_JOB_RUNNING) {
+      char note[SBX_JOB_MSG_MAX];
+      snprintf(note, sizeof note, "cancel requested: %s", why);
+      rc = ev_add(m, tenant_id, job_id, now, -1, SBX_JOB_RUNNING,
+                  SBX_JOB_RUNNING, note);
+    }
+    if (!rc)
+      rc = job_settle(m, tenant_id, job_id, now);
+  }
+  int64_t st = 0;
+  if (!rc)
+    rc = exec_ints(m, "SELECT state FROM jobs WHERE tenant_id = $1 AND id = $2",
+                   v, 2, 1, &jc);
+  st = jc.v[0];
+  if (rc) {
+    sbx__db_rollback(db);
+    return rc;
+  }
+  rc = sbx__db_commit(db);
+  if (!rc && state)
+    *state = st;
+  return rc;
+}
+
+int sbx_meta_job_set_results(sbx_meta *m, const char *tenant_id,
+                             const char *job_id, int64_t now,
+                             const sbx_job_results *r) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(job_id);
+  if (!r || !results_ok(r))
+    return SBX_EINVAL;
+  char gal[GALLERY_CAP];
+  int rc = gallery_join(r, gal, sizeof gal);
+  if (rc)
+    return rc;
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id), SBX_VT(r->result_id),
+                  SBX_VT(r->adv_id), SBX_VT(gal),    SBX_VI(now)};
+  int64_t ch = 0;
+  rc = sbx__db_exec(DB(m),
+                    "UPDATE jobs SET result_id = $3, adv_id = $4, gallery = "
+                    "$5, updated_at = $6 WHERE tenant_id = $1 AND id = $2",
+                    v, 6, NULL, NULL, &ch);
+  return rc ? rc : ch ? SBX_OK : SBX_ENOTFOUND;
+}
+
+/* ---- leases: requeue ---- */
+
+typedef struct expired_ctx {
+  char tenant[SBX_ID_MAX], job[SBX_ID_MAX], worker[SBX_ID_MAX];
+  int64_t shard, attempts;
+  int found;
+} expired_ctx;
+
+static int row_expired(void *ctx, const sbx__row *r) {
+  expired_ctx *e = ctx;
+  if (sbx__col_text(r, 0, e->tenant, sizeof e->tenant) ||
+      sbx__col_text(r, 1, e->job, sizeof e->job) ||
+      sbx__col_text(r, 4, e->worker, sizeof e->worker))
+    return SBX_EFORMAT;
+  e->shard = sbx__col_int(r, 2);
+  e->attempts = sbx__col_int(r, 3);
+  e->found = 1;
+  return 1;
+}
+
+/* One expired lease, in its own transaction (lock order: shard, job,
+ * sched). *did: 0 none left, 1 requeued, 2 failed, 3 cancelled. */
+static int requeue_one(sbx_meta *m, int64_t now, int *did) {
+  sbx__db *db = DB(m);
+  *did = 0;
+  int rc = sbx__db_begin(db);
+  if (rc)
+    return rc;
+  expired_ctx e;
+  memset(&e, 0, sizeof e);
+  sbx__val v[] = {SBX_VI(now)};
+  rc = sbx__db_exec(db,
+                    PG(m) ? "SELECT tenant_id, job_id, shard, attempts, "
+                            "worker_id FROM job_shards WHERE state = 1 AND "
+                            "lease_expires < $1 ORDER BY lease_expires LIMIT "
+                            "1 FOR UPDATE SKIP LOCKED"
+                          : "SELECT tenant_id, job_id, shard, attempts, "
+                            "worker_id FROM job_shards WHERE state = 1 AND "
+                            "lease_expires < $1 ORDER BY lease_expires LIMIT "
+                            "1",
+                    v, 1, row_expired, &e, NULL);
+  if (rc || !e.found) {
+    sbx__db_rollback(db);
+    return rc;
+  }
+  ints_ctx jc;
+  sbx__val jv[] = {SBX_VT(e.tenant), SBX_VT(e.job)};
+  rc = job_lock(m, e.tenant, e.job, now);
+  if (!rc)
+    rc = exec_ints(m,
+                   "SELECT max_attempts, cancel_requested FROM jobs WHERE "
+                   "tenant_id = $1 AND id = $2",
+                   jv, 2, 2, &jc);
+  int64_t to;
+  char reason[SBX_JOB_MSG_MAX];
+  if (!rc && jc.v[1]) {
+    to = SBX_JOB_CANCELLED;
+    snprintf(reason, sizeof reason,
+             "worker %s lost after the job was asked to stop", e.worker);
+  } else if (!rc && e.attempts >= jc.v[0]) {
+    to = SBX_JOB_FAILED;
+    snprintf(reason, sizeof reason,
+             "worker lost %lld times (last: worker %s stopped renewing its "
+             "lease)",
+             (long long)e.attempts, e.worker);
+  } else {
+    to = SBX_JOB_QUEUED;
+    snprintf(reason, sizeof reason,
+             "lease expired: worker %s lost (attempt %lld of %lld); "
+             "re-queued",
+             e.worker, (long long)e.attempts, (long long)jc.v[0]);
+  }
+  sbx__val sv[] = {SBX_VT(e.tenant), SBX_VT(e.job), SBX_VI(e.shard),
+                   SBX_VI(to),       SBX_VI(now),   SBX_VT(reason)};
+  if (!rc)
+    rc = sbx__db_exec(
+        db,
+        "UPDATE job_shards SET state = $4, lease_expires = 0, "
+        "finished_at = CASE WHEN CAST($4 AS BIGINT) = 0 THEN 0 ELSE CAST($5 AS "
+        "BIGINT) END, "
+        "message = $6 WHERE tenant_id = $1 AND job_id = $2 "
+        "AND shard = $3 AND state = 1",
+        sv, 6, NULL, NULL, NULL);
+  if (!rc)
+    rc = ev_add(m, e.tenant, e.job, now, e.shard, SBX_JOB_RUNNING, to, reason);
+  if (!rc)
+    rc = job_settle(m, e.tenant, e.job, now);
+  if (!rc) {
+    sbx__val qv[] = {SBX_VT(e.tenant), SBX_VI(to == SBX_JOB_QUEUED)};
+    rc = sbx__db_exec(db,
+                      "UPDATE job_sched SET running = running - 1, queued = "
+                      "queued + $2 WHERE tenant_id = $1",
+                      qv, 2, NULL, NULL, NULL);
+  }
+  if (rc) {
+    sbx__db_rollback(db);
+    return rc;
+  }
+  rc = sbx__db_commit(db);
+  if (!rc)
+    *did = to == SBX_JOB_QUEUED ? 1 : to == SBX_JOB_FAILED ? 2 : 3;
+  return rc;
+}
+
+int sbx_meta_job_requeue_expired(sbx_meta *m, int64_t now, int64_t *requeued,
+                                 int64_t *failed) {
+  for (int i = 0; i < 10000; i++) {
+    int did;
+    int rc = requeue_one(m, now, &did);
+    if (rc)
+      return rc;
+    if (!did)
+      break;
+    if (did == 1 && requeued)
+      (*requeued)++;
+    if (did == 2 && failed)
+      (*failed)++;
+  }
+  return SBX_OK;
+}
+
+/* ---- claim ---- */
+
+typedef struct cand {
+  char tenant[SBX_ID_MAX];
+  int64_t running, quota;
+} cand;
+
+typedef struct cands_ctx {
+  cand c[32];
+  int n;
+} cands_ctx;
+
+static int row_cand(void *ctx, const sbx__row *r) {
+  cands_ctx *c = ctx;
+  if (c->n >= 32)
+    return 1;
+  cand *x = &c->c[c->n];
+  if (sbx__col_text(r, 0, x->tenant, sizeof x->tenant))
+    return 0; /* not an id: skip */
+  x->running = sbx__col_int(r, 1);
+  x->quota = sbx__col_int(r, 2);
+  if (x->quota <= 0 || x->running < x->quota)
+    c->n++;
+  return 0;
+}
+
+typedef struct picked_ctx {
+  char job[SBX_ID_MAX];
+  int64_t shard, begin, end, attempts;
+  int found;
+} picked_ctx;
+
+static int row_picked(void *ctx, const sbx__row *r) {
+  picked_ctx *p = ctx;
+  if (sbx__col_text(r, 0, p->job, sizeof p->job))
+    return SBX_EFORMAT;
+  p->shard = sbx__col_int(r, 1);
+  p->begin = sbx__col_int(r, 2);
+  p->end = sbx__col_int(r, 3);
+  p->attempts = sbx__col_int(r, 4);
+  p->found = 1;
+  return 1;
+}
+
+static int row_claim_job(void *ctx, const sbx__row *r) {
+  sbx_job_claim *c = ctx;
+  if (sbx__col_text(r, 0, c->project_id, sizeof c->project_id) ||
+      sbx__col_text(r, 1, c->model_id, sizeof c->model_id) ||
+      sbx__col_text(r, 2, c->dataset_id, sizeof c->dataset_id) ||
+      sbx__col_text(r, 3, c->kind, sizeof c->kind))
+    return SBX_EFORMAT;
+  c->limits.wall_seconds = sbx__col_int(r, 4);
+  c->limits.memory_bytes = sbx__col_int(r, 5);
+  c->limits.samples = sbx__col_int(r, 6);
+  c->limits.shards = sbx__col_int(r, 7);
+  c->shards = c->limits.shards;
+  return 1;
+}
+
+/* Tries to claim the oldest queued shard of one tenant (one transaction).
+ * SBX_ENOTFOUND: nothing claimable there (none queued, all locked by other
+ * claimers, or the quota filled up meanwhile). */
+static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
+                           int64_t lease, int64_t now, const uint8_t *hash,
+                           sbx_job_claim *out) {
+  sbx__db *db = DB(m);
+  int rc = sbx__db_begin(db);
+  if (rc)
+    return rc;
+  picked_ctx p;
+  memset(&p, 0, sizeof p);
+  sbx__val v[] = {SBX_VT(t->tenant), SBX_VT(worker),
+                  SBX_VB(hash, SBX_SHA256_LEN), SBX_VI(now + lease),
+                  SBX_VI(now)};
+  rc = sbx__db_exec(
+      db,
+      PG(m) ? "UPDATE job_shards SET state = 1, attempts = attempts + 1, "
+              "worker_id = $2, token_hash = $3, lease_expires = $4, "
+              "started_at = $5, finished_at = 0, message = '', progress_ppm "
+              "= 0, phase = '', robust_ppm = -1, eta_seconds = -1, "
+              "progress_at = $5 WHERE (tenant_id, job_id, shard) = (SELECT "
+              "tenant_id, job_id, shard FROM job_shards WHERE tenant_id = $1 "
+              "AND state = 0 ORDER BY qseq LIMIT 1 FOR UPDATE SKIP LOCKED) "
+              "AND state = 0 RETURNING job_id, shard, sample_begin, "
+              "sample_end, attempts"
+            : "UPDATE job_shards SET state = 1, attempts = attempts + 1, "
+              "worker_id = $2, token_hash = $3, lease_expires = $4, "
+              "started_at = $5, finished_at = 0, message = '', progress_ppm "
+              "= 0, phase = '', robust_ppm = -1, eta_seconds = -1, "
+              "progress_at = $5 WHERE (tenant_id, job_id, shard) = (SELECT "
+              "tenant_id, job_id, shard FROM job_shards WHERE tenant_id = $1 "
+              "AND state = 0 ORDER BY qseq LIMIT 1) AND state = 0 RETURNING "
+              "job_id, shard, sample_begin, sample_end, attempts",
+      v, 5, row_picked, &p, NULL);
+  if (!rc && !p.found)
+    rc = SBX_ENOTFOUND;
+  /* the job: queued -> running on its first claim */
+  int64_t started = 0;
+  sbx__val jv[] = {SBX_VT(t->tenant), SBX_VT(p.job), SBX_VI(now)};
+  if (!rc)
+    rc = sbx__db_exec(db,
+                      "UPDATE jobs SET state = 1, started_at = $3, message = "
+                      "'started', updated_at = $3 WHERE tenant_id = $1 AND "
+                      "id = $2 AND state = 0",
+                      jv, 3, NULL, NULL, &started);
+  if (!rc) {
+    memset(out, 0, sizeof *out);
+    rc = sbx__db_exec(db,
+                      "SELECT project_id, model_id, dataset_id, kind, "
+                      "wall_seconds, memory_bytes, samples, shards FROM jobs "
+                      "WHERE tenant_id = $1 AND id = $2",
+                      jv, 2, row_claim_job, out, NULL);
+  }
+  if (!rc && started) {
+    char reason[SBX_JOB_MSG_MAX];
+    snprintf(reason, sizeof reason, "started on worker %s", worker);
+    rc = ev_add(m, t->tenant, p.job, now, -1, SBX_JOB_QUEUED, SBX_JOB_RUNNING,
+                reason);
+  }
+  if (!rc) {
+    char reason[SBX_JOB_MSG_MAX];
+    snprintf(reason, sizeof reason, "claimed by worker %s (attempt %lld)",
+             worker, (long long)p.attempts);
+    rc = ev_add(m, t->tenant, p.job, now, p.shard, SBX_JOB_QUEUED,
+                SBX_JOB_RUNNING, reason);
+  }
+  if (!rc) {
+    int64_t ch = 0;
+    sbx__val qv[] = {SBX_VT(t->tenant), SBX_VI(t->quota), SBX_VI(stamp_us())};
+    rc = sbx__db_exec(db,
+                      "UPDATE job_sched SET running = running + 1, queued = "
+                      "queued - 1, last_served = $3 WHERE tenant_id = $1 AND "
+                      "(CAST($2 AS BIGINT) <= 0 OR running < $2)",
+                      qv, 3, NULL, NULL, &ch);
+    if (!rc && !ch)
+      rc = SBX_ENOTFOUND; /* quota filled by a concurrent claim */
+  }
+  if (rc) {
+    sbx__db_rollback(db);
+    memset(out, 0, sizeof *out);
+    return rc;
+  }
+  rc = sbx__db_commit(db);
+  if (rc) {
+    memset(out, 0, sizeof *out);
+    return rc;
+  }
+  snprintf(out->tenant_id, sizeof out->tenant_id, "%s", t->tenant);
+  snprintf(out->job_id, sizeof out->job_id, "%s", p.job);
+  out->shard = p.shard;
+  out->sample_begin = p.begin;
+  out->sample_end = p.end;
+  out->attempt = p.attempts;
+  out->lease_expires = now + lease;
+  return SBX_OK;
+}
+
+int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
+                       int64_t lease_seconds, int64_t now,
+                       const uint8_t token_hash[SBX_SHA256_LEN],
+                       sbx_job_claim *out) {
+  memset(out, 0, sizeof *out);
+  REQUIRE_ID(worker_id);
+  if (lease_seconds < 1 || lease_seconds > 3600 || !token_hash)
+    return SBX_EINVAL;
+  /* housekeeping first: lost workers' shards go back in line */
+  int64_t any = 0;
+  sbx__val ev[] = {SBX_VI(now)};
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT 1 FROM job_shards WHERE state = 1 AND "
+                        "lease_expires < $1 LIMIT 1",
+                        ev, 1, row_int1, &any, NULL);
+  if (!rc && any)
+    rc = sbx_meta_job_requeue_expired(m, now, NULL, NULL);
+  if (rc)
+    return rc;
+  /* fair share: fewest running, then least recently served */
+  cands_ctx cs;
+  memset(&cs, 0, sizeof cs);
+  rc = sbx__db_exec(DB(m),
+                    "SELECT s.tenant_id, s.running, COALESCE(NULLIF("
+                    "l.max_concurrency, 0), NULLIF(d.max_concurrency, 0), 0) "
+                    "FROM job_sched s JOIN tenants t ON t.id = s.tenant_id "
+                    "AND t.state = 0 LEFT JOIN job_limits l ON l.tenant_id = "
+                    "s.tenant_id LEFT JOIN job_limits d ON d.tenant_id = "
+                    "'_sys' WHERE s.queued > 0 ORDER BY s.running, "
+                    "s.last_served, s.tenant_id LIMIT 32",
+                    NULL, 0, row_cand, &cs, NULL);
+  if (rc)
+    return rc;
+  for (int i = 0; i < cs.n; i++) {
+    rc = claim_in_tenant(m, &cs.c[i], worker_id, lease_seconds, now, token_hash,
+                         out);
+    if (rc != SBX_ENOTFOUND)
+      return rc;
+  }
+  return SBX_ENOTFOUND;
+}
+
+/* ---- job tokens: verify, heartbeat, finish ---- */
+
+static int row_scope(void *ctx, const sbx__row *r) {
+  int64_t *st = ctx;
+  sbx_job_scope *s = (sbx_job_scope *)(st + 1);
+  if (sbx__col_text(r, 0, s->tenant_id, sizeof s->tenant_id) ||
+      sbx__col_text(r, 1, s->job_id, sizeof s->job_id) ||
+      sbx__col_text(r, 2, s->project_id, sizeof s->project_id) ||
+      sbx__col_text(r, 3, s->model_id, sizeof s->model_id) ||
+      sbx__col_text(r, 4, s->dataset_id, sizeof s->dataset_id))
+    return SBX_EFORMAT;
+  s->shard = sbx__col_int(r, 5);
+  s->sample_begin = sbx__col_int(r, 6);
+  s->sample_end = sbx__col_int(r, 7);
+  s->lease_expires = sbx__col_int(r, 8);
+  st[0] = sbx__col_int(r, 9) + 1; /* state + 1: 0 = not found */
+  return 1;
+}
+
+/* Looks the token up; SBX_EAUTH unknown, SBX_EEXPIRED dead. */
+static int token_state(sbx_meta *m, const uint8_t *hash, int64_t now,
+                       sbx_job_scope *out) {
+  struct {
+    int64_t st;
+    sbx_job_scope s;
+  } x;
+  memset(&x, 0, sizeof x);
+  sbx__val v[] = {SBX_VB(hash, SBX_SHA256_LEN)};
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT s.tenant_id, s.job_id, j.project_id, "
+                        "j.model_id, j.dataset_id, s.shard, s.sample_begin, "
+                        "s.sample_end, s.lease_expires, s.state FROM "
+                        "job_shards s JOIN jobs j ON j.tenant_id = "
+                        "s.tenant_id AND j.id = s.job_id WHERE s.token_hash "
+                        "= $1",
+                        v, 1, row_scope, &x, NULL);
+  if (rc)
+    return rc;
+  if (!x.st)
+    return SBX_EAUTH;
+  if (x.st - 1 != SBX_JOB_RUNNING || x.s.lease_expires < now)
+    return SBX_EEXPIRED;
+  if (out)
+    *out = x.s;
+  return SBX_OK;
+}
+
+int sbx_meta_job_token_verify(sbx_meta *m,
+                              const uint8_t token_hash[SBX_SHA256_LEN],
+                              int64_t now, sbx_job_scope *out) {
+  if (out)
+    memset(out, 0, sizeof *out);
+  if (!token_hash)
+    return SBX_EINVAL;
+  return token_state(m, token_hash, now, out);
+}
+
+int sbx_meta_job_heartbeat(sbx_meta *m,
+                           const uint8_t token_hash[SBX_SHA256_LEN],
+                           int64_t now, int64_t lease_seconds,
+                           const sbx_job_progress *p, int *stop) {
+  if (stop)
+    *stop = SBX_JOB_GO_ON;
+  if (!token_hash || lease_seconds < 1 || lease_seconds > 3600)
+    return SBX_EINVAL;
+  if (p && !text_ok(p->phase, sizeof p->phase))
+    return SBX_EINVAL;
+  double f = p ? p->fraction : 0;
+  f = f != f ? 0 : f < 0 ? 0 : f > 1 ? 1 : f;
+  double ra = p ? p->robust_accuracy : -1;
+  int64_t rppm = ra >= 0 && ra <= 1 ? (int64_t)(ra * 1e6 + 0.5) : -1;
+  int64_t eta = p && p->eta_seconds >= 0 ? p->eta_seconds : -1;
+  ints_ctx c;
+  sbx__val v[] = {SBX_VB(token_hash, SBX_SHA256_LEN),
+                  SBX_VI(now),
+                  SBX_VI(now + lease_seconds),
+                  SBX_VI(p != NULL),
+                  SBX_VI((int64_t)(f * 1e6 + 0.5)),
+                  SBX_VT(p ? p->phase : ""),
+                  SBX_VI(rppm),
+                  SBX_VI(eta)};
+  int rc = exec_ints(
+      m,
+      "UPDATE job_shards SET lease_expires = $3, progress_ppm = CASE WHEN "
+      "CAST($4 AS BIGINT) = 1 THEN $5 ELSE progress_ppm END, phase = CASE WHEN "
+      "CAST($4 AS BIGINT) = 1 THEN $6 "
+      "ELSE phase END, robust_ppm = CASE WHEN CAST($4 AS BIGINT) = 1 THEN $7 "
+      "ELSE robust_ppm "
+      "END, eta_seconds = CASE WHEN CAST($4 AS BIGINT) = 1 THEN $8 ELSE "
+      "eta_seconds END, "
+      "progress_at = CASE WHEN CAST($4 AS BIGINT) = 1 THEN $2 ELSE progress_at "
+      "END WHERE "
+      "token_hash = $1 AND state = 1 AND lease_expires >= $2 RETURNING "
+      "started_at, wall_seconds, (SELECT j.cancel_requested FROM jobs j "
+      "WHERE j.tenant_id = job_shards.tenant_id AND j.id = "
+      "job_shards.job_id)",
+      v, 8, 3, &c);
+  if (rc)
+    return rc;
+  if (!c.found) {
+    rc = token_state(m, token_hash, now, NULL);
+    return rc ? rc : SBX_EEXPIRED;
+  }
+  if (stop)
+    *stop = c.v[2]                   ? SBX_JOB_STOP_CANCEL
+            : now >= c.v[0] + c.v[1] ? SBX_JOB_STOP_TIMEOUT
+                                     : SBX_JOB_GO_ON;
+  return SBX_OK;
+}
+
+typedef struct fin_ctx {
+  char tenant[SBX_ID_MAX], job[SBX_ID_MAX];
+  int64_t shard, wall;
+  int found;
+} fin_ctx;
+
+static int row_fin(void *ctx, const sbx__row *r) {
+  fin_ctx *f = ctx;
+  if (sbx__col_text(r, 0, f->tenant, sizeof f->tenant) ||
+      sbx__col_text(r, 1, f->job, sizeof f->job))
+    return SBX_EFORMAT;
+  f->shard = sbx__col_int(r, 2);
+  f->wall = sbx__col_int(r, 3);
+  f->found = 1;
+  return 1;
+}
+
+int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
+                        int64_t now, int64_t state, const char *message,
+                        const sbx_job_results *results) {
+  if (!token_hash || state < SBX_JOB_SUCCEEDED || state > SBX_JOB_TIMED_OUT)
+    return SBX_EINVAL;
+  if (state == SBX_JOB_FAILED && (!message || !*message))
+    return SBX_EINVAL; /* a failure always says what went wrong */
+  if ((message && strlen(message) >= SBX_JOB_MSG_MAX) || !results_ok(results))
+    return SBX_EINVAL;
+  char gal[GALLERY_CAP];
+  int rc = gallery_join(results, gal, sizeof gal);
+  if (rc)
+    return rc;
+  sbx__db *db = DB(m);
+  /* lock order: the shard (by the token), the job, the tenant's counters */
+  if ((rc = sbx__db_begin(db)))
+    return rc;
+  fin_ctx f;
+  memset(&f, 0, sizeof f);
+  sbx__val v[] = {SBX_VB(token_hash, SBX_SHA256_LEN),
+                  SBX_VI(now),
+                  SBX_VI(state),
+                  SBX_VT(message ? message : ""),
+                  SBX_VT(results ? results->result_id : ""),
+                  SBX_VT(results ? results->adv_id : ""),
+                  SBX_VT(gal)};
+  rc = sbx__db_exec(db,
+                    "UPDATE job_shards SET state = $3, finished_at = $2, "
+                    "lease_expires = 0, message = $4, result_id = $5, adv_id "
+                    "= $6, gallery = $7, progress_ppm = CASE WHEN CAST($3 AS "
+                    "BIGINT) = 2 THEN "
+                    "1000000 ELSE progress_ppm END, eta_seconds = -1 WHERE "
+                    "token_hash = $1 AND state = 1 AND lease_expires >= $2 "
+                    "RETURNING tenant_id, job_id, shard, wall_seconds",
+                    v, 7, row_fin, &f, NULL);
+  if (!rc && !f.found) {
+    sbx__db_rollback(db);
+    rc = token_state(m, token_hash, now, NULL);
+    return rc ? rc : SBX_EEXPIRED;
+  }
+  char reason[SBX_JOB_MSG_MAX];
+  if (message && *message)
+    snprintf(reason, sizeof reason, "%s", message);
+  else if (state == SBX_JOB_TIMED_OUT)
+    snprintf(reason, sizeof reason, "wall time limit %lld s exceeded",
+             (long long)f.wall);
+  else
+    snprintf(reason, sizeof reason, "%s",
+             state == SBX_JOB_SUCCEEDED ? "succeeded" : "cancelled");
+  if (!rc && !(message && *message)) {
+    sbx__val mv[] = {SBX_VT(f.tenant), SBX_VT(f.job), SBX_VI(f.shard),
+                     SBX_VT(reason)};
+    rc = sbx__db_exec(db,
+                      "UPDATE job_shards SET message = $4 WHERE tenant_id = "
+                      "$1 AND job_id = $2 AND shard = $3",
+                      mv, 4, NULL, NULL, NULL);
+  }
+  if (!rc)
+    rc = job_lock(m, f.tenant, f.job, now);
+  if (!rc)
+    rc = ev_add(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state,
+                reason);
+  if (!rc)
+    rc = job_settle(m, f.tenant, f.job, now);
+  if (!rc) {
+    sbx__val qv[] = {SBX_VT(f.tenant)};
+    rc = sbx__db_exec(db,
+                      "UPDATE job_sched SET running = running - 1 WHERE "
+                      "tenant_id = $1",
+                      qv, 1, NULL, NULL, NULL);
+  }
+  if (rc) {
+    sbx__db_rollback(db);
+    return rc;
+  }
+  return sbx__db_commit(db);
+}
+
+/* ---- worker tokens ---- */
+
+int sbx_meta_worker_token_create(sbx_meta *m, const sbx_worker_token *t) {
+  if (!t || !sbx_id_valid(t->id) || !text_ok(t->name, SBX_NAME_MAX) ||
+      t->expires_at < 0)
+    return SBX_EINVAL;
+  sbx__val v[] = {SBX_VT(t->id), SBX_VT(t->name),
+                  SBX_VB(t->secret_hash, SBX_SHA256_LEN), SBX_VI(t->created_at),
+                  SBX_VI(t->expires_at)};
+  return sbx__db_exec(DB(m),
+                      "INSERT INTO worker_tokens (id, name, secret_hash, "
+                      "created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                      v, 5, NULL, NULL, NULL);
+}
+
+#define WT_COLS                                                                \
+  "id, name, secret_hash, created_at, expires_at, revoked_at, last_used_at"
+
+static int fill_wt(sbx_worker_token *t, const sbx__row *r) {
+  memset(t, 0, sizeof *t);
+  int rc = sbx__col_text(r, 0, t->id, sizeof t->id);
+  if (!rc)
+    rc = sbx__col_text(r, 1, t->name, sizeof t->name);
+  if (!rc)
+    rc = sbx__col_fixed(r, 2, t->secret_hash, SBX_SHA256_LEN);
+  t->created_at = sbx__col_int(r, 3);
+  t->expires_at = sbx__col_int(r, 4);
+  t->revoked_at = sbx__col_int(r, 5);
+  t->last_used_at = sbx__col_int(r, 6);
+  return rc ? SBX_EFORMAT : SBX_OK;
+}
+
+typedef struct wt_one {
+  sbx_worker_token t;
+  int found, rc;
+} wt_one;
+
+static int row_wt_one(void *ctx, const sbx__row *r) {
+  wt_one *o = ctx;
+  o->found = 1;
+  o->rc = fill_wt(&o->t, r);
+  return o->rc ? o->rc : 1;
+}
+
+int sbx_meta_worker_token_verify(sbx_meta *m, const char *id,
+                                 const uint8_t secret_hash[SBX_SHA256_LEN],
+                                 int64_t now, sbx_worker_token *out) {
+  if (out)
+    memset(out, 0, sizeof *out);
+  if (!sbx_id_valid(id) || !secret_hash)
+    return SBX_EAUTH;
+  wt_one o;
+  memset(&o, 0, sizeof o);
+  sbx__val v[] = {SBX_VT(id)};
+  int rc =
+      sbx__db_exec(DB(m), "SELECT " WT_COLS " FROM worker_tokens WHERE id = $1",
+                   v, 1, row_wt_one, &o, NULL);
+  if (rc)
+    return rc;
+  if (!o.found || !sbx_ct_equal(o.t.secret_hash, secret_hash, SBX_SHA256_LEN))
+    return SBX_EAUTH;
+  if (o.t.revoked_at || (o.t.expires_at && o.t.expires_at <= now))
+    return SBX_EEXPIRED;
+  if (now - o.t.last_used_at >= 60) {
+    sbx__val tv[] = {SBX_VT(id), SBX_VI(now)};
+    rc = sbx__db_exec(DB(m),
+                      "UPDATE worker_tokens SET last_used_at = $2 WHERE id = "
+                      "$1",
+                      tv, 2, NULL, NULL, NULL);
+    if (rc)
+      return rc;
+    o.t.last_used_at = now;
+  }
+  if (out)
+    *out = o.t;
+  return SBX_OK;
+}
+
+int sbx_meta_worker_token_revoke(sbx_meta *m, const char *id, int64_t now) {
+  REQUIRE_ID(id);
+  sbx__val v[] = {SBX_VT(id), SBX_VI(now)};
+  int64_t ch = 0;
+  int rc = sbx__db_exec(DB(m),
+                        "UPDATE worker_tokens SET revoked_at = $2 WHERE id = "
+                        "$1 AND revoked_at = 0",
+                        v, 2, NULL, NULL, &ch);
+  return rc ? rc : ch ? SBX_OK : SBX_ENOTFOUND;
+}
+
+typedef struct wt_list {
+  int (*fn)(void *ctx, const sbx_worker_token *t);
+  void *ctx;
+} wt_list;
+
+static int row_wt_list(void *ctx, const sbx__row *r) {
+  wt_list *l = ctx;
+  sbx_worker_token t;
+  int rc = fill_wt(&t, r);
+  if (rc)
+    return rc;
+  memset(t.secret_hash, 0, sizeof t.secret_hash);
+  rc = l->fn(l->ctx, &t);
+  return rc < 0 ? rc : rc ? 1 : 0;
+}
+
+int sbx_meta_worker_token_list(sbx_meta *m,
+                               int (*fn)(void *ctx, const sbx_worker_token *t),
+                               void *ctx) {
+  if (!fn)
+    return SBX_EINVAL;
+  wt_list l = {fn, ctx};
+  return sbx__db_exec(DB(m),
+                      "SELECT " WT_COLS " FROM worker_tokens ORDER BY "
+                      "created_at, id",
+                      NULL, 0, row_wt_list, &l, NULL);
+}
