@@ -44,13 +44,18 @@ typedef struct sbx_meta_params {
   const char *sqlite_path; /* SQLite: the database file (created 0600) */
   const char *pg_conninfo; /* PostgreSQL: a libpq connection string */
   int busy_timeout_ms;     /* SQLite lock wait, default 5000 */
+  char *err;               /* optional (NULL): on a failed sbx_meta_open,
+                              why (driver message, edited migration...),
+                              NUL-terminated, truncated to err_cap */
+  size_t err_cap;
 } sbx_meta_params;
 
 /* SQLite, no path (must be set), 5 s busy timeout. */
 sbx_meta_params sbx_meta_default_params(void);
 
-/* Connects/opens and applies pending migrations. *out is NULL on error.
- * The params strings are copied. */
+/* Connects/opens and applies pending migrations. *out is NULL on error and
+ * the reason is in p->err when set; nothing is printed. The params strings
+ * are copied. */
 int sbx_meta_open(const sbx_meta_params *p, sbx_meta **out);
 /* Closes; NULL is a no-op. An open transaction is rolled back. */
 void sbx_meta_close(sbx_meta *m);

@@ -8,6 +8,8 @@
 #ifndef SBX_STATUS_H
 #define SBX_STATUS_H
 
+#include "adv/status.h"
+
 #define SBX_STATUS_MAP(X)                                                      \
   X(OK, 0, "success")                                                          \
   X(ENOMEM, -1, "out of memory")                                               \
@@ -38,6 +40,39 @@ typedef enum sbx_status {
   SBX_STATUS_MAP(SBX__STATUS_ENUM)
 #undef SBX__STATUS_ENUM
 } sbx_status;
+
+/* The engine's codes (adv/status.h) share names with ours but not values
+ * (ADV_ENOTFOUND is -8, SBX_ENOTFOUND -4). One row per engine code, so a
+ * code added to ADV_STATUS_MAP without a row here fails to compile
+ * (sbx_status_from_adv's switch names SBX__FROM_ADV_<name>). */
+#define SBX__FROM_ADV_OK SBX_OK
+#define SBX__FROM_ADV_ENOMEM SBX_ENOMEM
+#define SBX__FROM_ADV_EINVAL SBX_EINVAL
+#define SBX__FROM_ADV_EIO SBX_EIO
+#define SBX__FROM_ADV_EFORMAT SBX_EFORMAT
+#define SBX__FROM_ADV_ELIMIT SBX_ELIMIT
+#define SBX__FROM_ADV_EUNSUPPORTED SBX_EUNSUPPORTED
+#define SBX__FROM_ADV_ESHAPE SBX_EINVAL /* input does not fit the model */
+#define SBX__FROM_ADV_ENOTFOUND SBX_ENOTFOUND
+#define SBX__FROM_ADV_EABORTED SBX_EABORTED
+#define SBX__FROM_ADV_EDTYPE SBX_EUNSUPPORTED /* a data type we lack */
+#define SBX__FROM_ADV_EINTERNAL SBX_EINTERNAL
+
+/* Maps an engine status (adv_status) to the service's: the same name where
+ * both have it, ADV_ESHAPE -> SBX_EINVAL, ADV_EDTYPE -> SBX_EUNSUPPORTED,
+ * an unknown code -> SBX_EINTERNAL. Header-only: no link dependency on
+ * libadv. */
+static inline int sbx_status_from_adv(int adv_rc) {
+  switch (adv_rc) {
+#define SBX__FROM_ADV_CASE(name, val, str)                                     \
+  case ADV_##name:                                                             \
+    return SBX__FROM_ADV_##name;
+    ADV_STATUS_MAP(SBX__FROM_ADV_CASE)
+#undef SBX__FROM_ADV_CASE
+  default:
+    return SBX_EINTERNAL;
+  }
+}
 
 /* Returns a static, never-NULL description of a status code (unknown codes
  * give "unknown status"). */

@@ -23,7 +23,10 @@ static int deny(sbx__req *r, int status, const char *title,
   return 1;
 }
 
-int sbx__authz_user_role(sbx__req *r, const char *user, const char *pid) {
+/* The user's current role for this request: the tenant role, else (with
+ * pid) the membership role in pid; 0 for none and for a disabled or
+ * unknown user. Cached (authcache.c). */
+static int user_role(sbx__req *r, const char *user, const char *pid) {
   int trole = 0;
   if (r->who.user_checked && !strcmp(user, r->who.user))
     trole = r->who.user_trole; /* checked moments ago by authentication */
@@ -40,10 +43,9 @@ int sbx__authz_user_role(sbx__req *r, const char *user, const char *pid) {
 int sbx__authz_key_role(sbx__req *r, const char *pid) {
   int role = pid || !r->who.key_project[0] ? r->who.key_role : 0;
   if (role)
-    role = sbx__role_meet(role, sbx__authz_user_role(r, r->who.user, pid));
+    role = sbx__role_meet(role, user_role(r, r->who.user, pid));
   if (role && r->who.key_issuer[0] && strcmp(r->who.key_issuer, r->who.user))
-    role =
-        sbx__role_meet(role, sbx__authz_user_role(r, r->who.key_issuer, pid));
+    role = sbx__role_meet(role, user_role(r, r->who.key_issuer, pid));
   return role;
 }
 
@@ -97,9 +99,8 @@ int sbx__authorize(sbx__req *r, const sbx__route *rt, int auth_rc) {
        (kind == SBX__CRED_APIKEY && r->who.key_project[0] &&
         strcmp(r->who.key_project, pid))))
     return deny(r, 404, "Not Found", NULL);
-  int role = kind == SBX__CRED_APIKEY
-                 ? sbx__authz_key_role(r, pid)
-                 : sbx__authz_user_role(r, r->who.user, pid);
+  int role = kind == SBX__CRED_APIKEY ? sbx__authz_key_role(r, pid)
+                                      : user_role(r, r->who.user, pid);
   if (pid && !role) /* no role in this project: it does not exist */
     return deny(r, 404, "Not Found", NULL);
   /* "authenticated" routes need a valid caller, not a role */

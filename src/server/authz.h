@@ -19,8 +19,5 @@ int sbx__authorize(sbx__req *r, const sbx__route *rt, int auth_rc);
  * role capped by its user's and its creator's current roles; 0 when
  * nothing. */
 int sbx__authz_key_role(sbx__req *r, const char *pid);
-/* The user's current role (tenant role, else, with pid, membership role
- * in pid); 0 for none, disabled or unknown. */
-int sbx__authz_user_role(sbx__req *r, const char *user, const char *pid);
 
 #endif

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "router.h"
+#include "state.h"
 
 void sbx__add_header(sbx__req *r, const char *name, const char *value) {
   if (r->nextra >= SBX__EXTRA_HDR)
@@ -118,6 +120,10 @@ static int json_depth(const char *s, size_t n) {
 
 json_t *sbx__body_object(sbx__req *r, const char *const *allowed) {
   if (!r->body_len) {
+    /* the route's row says whether the body may be absent */
+    if (r->route >= 0 &&
+        (r->srv->routes[r->route].flags & SBX__RF_BODY_OPTIONAL))
+      return json_object();
     sbx__problem(r, 400, "Bad Request", "a JSON object body is required");
     return NULL;
   }

@@ -29,8 +29,10 @@ int sbx__reply_buf(sbx__req *r, int status, sbx__buf *b, const char *type);
  * request. */
 const char *sbx__arg(sbx__req *r, const char *name);
 /* Parses r->body as a JSON object with caps (depth <= 32, size capped by
- * the route). Rejects fields not in allowed (NULL-terminated). On error a
- * 400/415 problem is set and NULL returned; else the caller decrefs. */
+ * the route). Rejects fields not in allowed (NULL-terminated). An absent
+ * body is an empty object on routes flagged BODY_OPTIONAL, else a 400. On
+ * error a 400/415 problem is set and NULL returned; else the caller
+ * decrefs. */
 json_t *sbx__body_object(sbx__req *r, const char *const *allowed);
 
 #endif

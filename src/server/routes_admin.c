@@ -207,19 +207,17 @@ int sbx__h_key_revoke(sbx__req *r) {
 
 int sbx__h_key_rotate(sbx__req *r) {
   int64_t overlap = 86400;
-  if (r->body_len) {
-    static const char *const fields[] = {"overlap_s", NULL};
-    json_t *j = sbx__body_object(r, fields);
-    if (!j)
-      return 0;
-    json_t *o = json_object_get(j, "overlap_s");
-    if (o && (!json_is_integer(o) || json_integer_value(o) < 0 ||
-              json_integer_value(o) > 7 * 86400))
-      return sbx__bad_request(r, j, "overlap_s must be 0..604800");
-    if (o)
-      overlap = json_integer_value(o);
-    json_decref(j);
-  }
+  static const char *const fields[] = {"overlap_s", NULL};
+  json_t *j = sbx__body_object(r, fields); /* optional: {} when absent */
+  if (!j)
+    return 0;
+  json_t *o = json_object_get(j, "overlap_s");
+  if (o && (!json_is_integer(o) || json_integer_value(o) < 0 ||
+            json_integer_value(o) > 7 * 86400))
+    return sbx__bad_request(r, j, "overlap_s must be 0..604800");
+  if (o)
+    overlap = json_integer_value(o);
+  json_decref(j);
   sbx_api_key k;
   int rc = sbx_meta_api_key_get(sbx__meta(r), sbx__tenant(r), r->params[0], &k);
   if (!rc && k.revoked_at)

@@ -18,7 +18,7 @@
 #include "state.h"
 #include "util.h"
 
-/* ---- projects, users, memberships ---- */
+/* ---- projects and memberships ---- */
 
 int sbx__h_projects_list(sbx__req *r) {
   return sbx__list_reply(r, "projects", NULL);

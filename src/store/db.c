@@ -154,7 +154,15 @@ static int pg_status(sbx__db *db, PGresult *res) {
 
 /* ---- open / close ---- */
 
-int sbx__db_open_sqlite(const char *path, int busy_ms, sbx__db **out) {
+/* The handle's message to the caller's buffer, then the handle closed. */
+static void fail_close(sbx__db *db, char *err, size_t cap) {
+  if (err && cap && db->err[0])
+    snprintf(err, cap, "%s", db->err);
+  sbx__db_close(db);
+}
+
+int sbx__db_open_sqlite(const char *path, int busy_ms, sbx__db **out, char *err,
+                        size_t err_cap) {
   *out = NULL;
   if (!path)
     return SBX_EINVAL;
@@ -183,7 +191,7 @@ int sbx__db_open_sqlite(const char *path, int busy_ms, sbx__db **out) {
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     rc = db->lite ? lite_status(db, rc) : SBX_ENOMEM;
-    sbx__db_close(db);
+    fail_close(db, err, err_cap);
     return rc;
   }
   sqlite3_busy_timeout(db->lite, busy_ms > 0 ? busy_ms : 5000);
@@ -196,14 +204,15 @@ int sbx__db_open_sqlite(const char *path, int busy_ms, sbx__db **out) {
   rc = sqlite3_exec(db->lite, pragmas, NULL, NULL, NULL);
   if (rc != SQLITE_OK) {
     rc = lite_status(db, rc);
-    sbx__db_close(db);
+    fail_close(db, err, err_cap);
     return rc;
   }
   *out = db;
   return SBX_OK;
 }
 
-int sbx__db_open_pg(const char *conninfo, sbx__db **out) {
+int sbx__db_open_pg(const char *conninfo, sbx__db **out, char *err,
+                    size_t err_cap) {
   *out = NULL;
   if (!conninfo)
     return SBX_EINVAL;
@@ -215,8 +224,7 @@ int sbx__db_open_pg(const char *conninfo, sbx__db **out) {
   if (!db->pg || PQstatus(db->pg) != CONNECTION_OK) {
     if (db->pg)
       snprintf(db->err, sizeof db->err, "postgres: %s", PQerrorMessage(db->pg));
-    fprintf(stderr, "sbx_meta: %s", db->err);
-    sbx__db_close(db);
+    fail_close(db, err, err_cap);
     return SBX_EBACKEND;
   }
   PGresult *res = PQexec(db->pg, "SET client_min_messages=warning");

@@ -48,10 +48,14 @@ int sbx__col_fixed(const sbx__row *r, int col, void *out, size_t n);
 typedef struct sbx__db sbx__db;
 
 /* Opens a SQLite file (created 0600 if missing) in WAL mode with
- * synchronous=FULL, foreign_keys and secure_delete on. */
-int sbx__db_open_sqlite(const char *path, int busy_timeout_ms, sbx__db **out);
-/* Connects with a libpq conninfo string. */
-int sbx__db_open_pg(const char *conninfo, sbx__db **out);
+ * synchronous=FULL, foreign_keys and secure_delete on. On error *out is
+ * NULL and the driver's message, if any, is copied to err (NULL: none;
+ * truncated to err_cap). Nothing is printed. */
+int sbx__db_open_sqlite(const char *path, int busy_timeout_ms, sbx__db **out,
+                        char *err, size_t err_cap);
+/* Connects with a libpq conninfo string; errors as sbx__db_open_sqlite. */
+int sbx__db_open_pg(const char *conninfo, sbx__db **out, char *err,
+                    size_t err_cap);
 void sbx__db_close(sbx__db *db);
 int sbx__db_backend(const sbx__db *db);
 const char *sbx__db_errmsg(const sbx__db *db);
@@ -70,9 +74,8 @@ int sbx__db_commit(sbx__db *db);
 int sbx__db_rollback(sbx__db *db);
 
 /* The driver handle under a metadata store (borrowed, valid until
- * sbx_meta_close). For service modules that keep their own tables beside
- * the store's (src/server/db_ext.c); they must keep the same rules:
- * parameterised SQL only, tenant id in every query. */
+ * sbx_meta_close). Used by sql.c, the public query interface (sbx/sql.h)
+ * of service modules with tables of their own beside the store's. */
 struct sbx_meta;
 sbx__db *sbx__meta_db(struct sbx_meta *m);
 

@@ -183,7 +183,9 @@ static int row_applied(void *ctx, const sbx__row *r) {
   return 0;
 }
 
-static int migrate(sbx_meta *m) {
+/* Applies pending migrations in one transaction; why (err, may be NULL)
+ * when a migration applied earlier was edited since. */
+static int migrate(sbx_meta *m, char *err, size_t err_cap) {
   sbx__db *db = m->db;
   int rc = sbx__db_script(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
                               " version BIGINT PRIMARY KEY,"
@@ -211,8 +213,10 @@ static int migrate(sbx_meta *m) {
         found = j;
     if (found >= 0) {
       if (a.checksum[found] != migration_checksum(mg)) {
-        fprintf(stderr, "sbx_meta: migration %lld was edited after being "
-                        "applied\n", (long long)mg->version);
+        if (err && err_cap)
+          snprintf(err, err_cap,
+                   "migration %lld was edited after being applied",
+                   (long long)mg->version);
         rc = SBX_ECONFLICT;
       }
       continue;
@@ -259,21 +263,24 @@ int sbx_meta_open(const sbx_meta_params *p, sbx_meta **out) {
   *out = NULL;
   if (!p)
     return SBX_EINVAL;
+  if (p->err && p->err_cap)
+    p->err[0] = 0;
   sbx_meta *m = calloc(1, sizeof *m);
   if (!m)
     return SBX_ENOMEM;
   int rc;
   if (p->backend == SBX_META_SQLITE)
-    rc = sbx__db_open_sqlite(p->sqlite_path, p->busy_timeout_ms, &m->db);
+    rc = sbx__db_open_sqlite(p->sqlite_path, p->busy_timeout_ms, &m->db, p->err,
+                             p->err_cap);
   else if (p->backend == SBX_META_POSTGRES)
-    rc = sbx__db_open_pg(p->pg_conninfo, &m->db);
+    rc = sbx__db_open_pg(p->pg_conninfo, &m->db, p->err, p->err_cap);
   else
     rc = SBX_EINVAL;
   if (!rc)
-    rc = migrate(m);
+    rc = migrate(m, p->err, p->err_cap);
   if (rc) {
-    if (m->db && *sbx__db_errmsg(m->db))
-      fprintf(stderr, "sbx_meta_open: %s\n", sbx__db_errmsg(m->db));
+    if (m->db && *sbx__db_errmsg(m->db) && p->err && p->err_cap && !p->err[0])
+      snprintf(p->err, p->err_cap, "%s", sbx__db_errmsg(m->db));
     sbx_meta_close(m);
     return rc;
   }
