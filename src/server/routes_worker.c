@@ -60,6 +60,15 @@ static json_t *claim_spec(sbx_meta *m, const sbx_job_claim *c) {
   return out;
 }
 
+/* {name, sha256, bytes} of a model or dataset (bytes -1: unreadable). */
+static json_t *object_info(const sbx_object *o) {
+  char hex[65] = "";
+  if (o->size >= 0)
+    sbx_hex(o->sha256, 32, hex);
+  return json_pack("{s:s,s:s,s:I}", "name", o->name, "sha256", hex, "bytes",
+                   (json_int_t)o->size);
+}
+
 int sbx__h_worker_claim(sbx__req *r) {
   static const char *const fields[] = {"worker", "wait", NULL};
   json_t *j = r->body_len ? sbx__body_object(r, fields) : json_object();
@@ -94,11 +103,11 @@ int sbx__h_worker_claim(sbx__req *r) {
     return sbx__problem_rc(r, rc);
   sbx_meta *m = sbx__meta(r);
   sbx_object mo, dobj;
-  int64_t mbytes = -1, dbytes = -1;
-  if (!sbx_meta_object_get(m, c.tenant_id, c.model_id, &mo))
-    mbytes = mo.size;
-  if (!sbx_meta_object_get(m, c.tenant_id, c.dataset_id, &dobj))
-    dbytes = dobj.size;
+  memset(&mo, 0, sizeof mo);
+  memset(&dobj, 0, sizeof dobj);
+  mo.size = dobj.size = -1;
+  sbx_meta_object_get(m, c.tenant_id, c.model_id, &mo);
+  sbx_meta_object_get(m, c.tenant_id, c.dataset_id, &dobj);
   json_t *spec = claim_spec(m, &c);
   if (!spec) {
     /* cannot happen for a spec this server stored; fail the shard so it
@@ -115,11 +124,16 @@ int sbx__h_worker_claim(sbx__req *r) {
       "lease_seconds", (json_int_t)lease, "spec", spec, "limits",
       "wall_seconds", (json_int_t)c.limits.wall_seconds, "memory_bytes",
       (json_int_t)c.limits.memory_bytes, "samples",
-      (json_int_t)c.limits.samples, "model_bytes", (json_int_t)mbytes,
-      "dataset_bytes", (json_int_t)dbytes, "sample_begin",
+      (json_int_t)c.limits.samples, "model_bytes", (json_int_t)mo.size,
+      "dataset_bytes", (json_int_t)dobj.size, "sample_begin",
       (json_int_t)c.sample_begin, "sample_end", (json_int_t)c.sample_end,
       "kind", c.kind);
   sbx_memwipe(c.token, sizeof c.token);
+  /* what the result document names: the object and its plaintext digest */
+  if (out) {
+    json_object_set_new(out, "model", object_info(&mo));
+    json_object_set_new(out, "dataset", object_info(&dobj));
+  }
   return sbx__reply_json(r, 200, out);
 }
 
@@ -164,26 +178,26 @@ int sbx__h_worker_heartbeat(sbx__req *r) {
   json_t *ra = json_object_get(j, "robust_accuracy");
   json_t *eta = json_object_get(j, "eta_seconds");
   int bad = 0;
-  const char *phase = sbx__jstr(j, "phase", SBX_JOB_PHASE_MAX - 1, &bad);
+  const char *phase = sbx__jstr(j, "phase", 256, &bad); /* cut to 63 */
   if (bad ||
       (f && (!json_is_number(f) || json_number_value(f) < 0 ||
              json_number_value(f) > 1)) ||
       (ra && !json_is_null(ra) &&
-       (!json_is_number(ra) || json_number_value(ra) < 0 ||
-        json_number_value(ra) > 1)) ||
+       (!json_is_number(ra) || json_number_value(ra) > 1)) ||
       (eta && !json_is_null(eta) &&
        (!json_is_number(eta) || json_number_value(eta) < 0 ||
         json_number_value(eta) > 1e9)))
-    return sbx__bad_request(r, j,
-                            "fraction 0..1, phase (<64 chars), "
-                            "robust_accuracy 0..1, eta_seconds >= 0");
+    return sbx__bad_request(
+        r, j,
+        "fraction 0..1, phase (a string), robust_accuracy <= 1 "
+        "(< 0: unknown), eta_seconds >= 0");
   int has = json_object_size(j) > 0;
   if (f)
     p.fraction = json_number_value(f);
   if (phase)
     snprintf(p.phase, sizeof p.phase, "%s", phase);
-  if (ra && json_is_number(ra))
-    p.robust_accuracy = json_number_value(ra);
+  if (ra && json_is_number(ra) && json_number_value(ra) >= 0)
+    p.robust_accuracy = json_number_value(ra); /* < 0: unknown */
   if (eta && json_is_number(eta))
     p.eta_seconds = (int64_t)json_number_value(eta);
   json_decref(j);

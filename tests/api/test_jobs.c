@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "../harness.h"
+#include "sbx/crypto.h"
 #include "sbx/jobspec.h"
 
 static srv S;
@@ -79,6 +80,8 @@ static long new_job(const char *key, const char *p, const char *m,
   return post_job(key, p, body, id, NULL);
 }
 
+static json_t *g_last_claim; /* the last claim answer */
+
 typedef struct claim {
   char job[64];
   char token[200];
@@ -94,6 +97,8 @@ static long do_claim(const char *wtok, int wait, claim *c) {
   memset(c, 0, sizeof *c);
   if (st == 200) {
     json_t *j = body_json(&r);
+    json_decref(g_last_claim);
+    g_last_claim = json_incref(j);
     snprintf(c->job, sizeof c->job, "%s",
              json_string_value(json_object_get(j, "job")));
     snprintf(c->token, sizeof c->token, "%s",
@@ -324,6 +329,16 @@ TEST(worker_flow) {
   CHECK_EQ_INT(do_claim(WTOK, 5, &c), 200);
   CHECK(!strcmp(c.job, id));
   CHECK_EQ_INT(c.attempt, 1);
+  /* the claim names the model and its plaintext digest */
+  uint8_t h[32];
+  char hex[65];
+  CHECK(sbx_sha256(MODEL_BYTES, sizeof MODEL_BYTES - 1, h) == 0);
+  sbx_hex(h, 32, hex);
+  json_t *mo = json_object_get(g_last_claim, "model");
+  CHECK(!strcmp(json_string_value(json_object_get(mo, "sha256")), hex));
+  CHECK(!strcmp(json_string_value(json_object_get(mo, "name")), "m"));
+  CHECK_EQ_INT(json_integer_value(json_object_get(mo, "bytes")),
+               sizeof MODEL_BYTES - 1);
   json_t *j = get_job(K1, "p1", id);
   CHECK(!strcmp(jstate(j), "running"));
   json_decref(j);
@@ -715,6 +730,7 @@ int main(int argc, char **argv) {
     RUN(events_stream);
     RUN(worker_token_cli);
   }
+  json_decref(g_last_claim);
   int stop = api_stop(&S);
   if (stop != 0) {
     fprintf(stderr, "aisbxd exit status after SIGTERM: %d\n", stop);
