@@ -117,6 +117,23 @@ int sbx_server_worker_token_revoke(const sbx_server_params *p, const char *id);
 int sbx_server_job_limits_set(const sbx_server_params *p, const char *tenant,
                               const struct sbx_job_limit_set *l);
 
+/* ---- local workers (aisbxd --workers N) ----
+ * N aisbx-worker processes on this host, on loopback TLS with the worker
+ * protocol: a worker token created for the run (0600 file
+ * <data_dir>/local-worker.token; revoked and deleted at stop), the
+ * server's certificate as CA. Dead workers are restarted with backoff. */
+typedef struct sbx_local_workers sbx_local_workers;
+/* worker_bin NULL: aisbx-worker next to this executable (or the build
+ * tree's src/worker). n <= 0: nothing, *out NULL, 0. SBX_ENOTFOUND when
+ * the binary is missing (logged). */
+int sbx_local_workers_start(sbx_server *s, int n, const char *worker_bin,
+                            sbx_local_workers **out);
+/* SIGTERM, SIGKILL after 5 s, token revoked; NULL is a no-op. Call before
+ * sbx_server_stop. */
+void sbx_local_workers_stop(sbx_local_workers *w);
+/* The default N: the number of online CPUs. */
+int sbx_local_workers_default(void);
+
 /* ---- the route table (exported for tests and the OpenAPI generator) ---*/
 typedef struct sbx_route_info {
   const char *method;     /* "GET", "POST", ... */

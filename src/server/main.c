@@ -1,6 +1,7 @@
 /*
  * main.c - the aisbxd command line.
- *   aisbxd --data-dir DIR [--listen HOST:PORT] [--config FILE]
+ *   aisbxd --data-dir DIR [--listen HOST:PORT] [--config FILE] [--workers N]
+ *          [--worker-bin PATH]
  *   aisbxd init --data-dir DIR [--tenant ID] [--name NAME] [--config FILE]
  *   aisbxd worker-token create|list|revoke ID --data-dir DIR [--name N]
  *   aisbxd job-limits set --data-dir DIR [--tenant T] [--max-wall-seconds N]..
@@ -22,6 +23,8 @@
 static void usage(void) {
   fprintf(stderr,
           "usage: aisbxd --data-dir DIR [--listen HOST:PORT] [--config FILE]\n"
+          "              [--workers N (default: one per CPU; 0: none)] "
+          "[--worker-bin PATH]\n"
           "       aisbxd init --data-dir DIR [--tenant ID] [--name NAME] "
           "[--config FILE]\n"
           "       aisbxd worker-token create --data-dir DIR [--name NAME]\n"
@@ -106,6 +109,8 @@ int main(int argc, char **argv) {
   memset(&lim, 0, sizeof lim);
   const char *config = NULL, *data_dir = NULL, *listen = NULL;
   const char *tenant = "default", *name = NULL, *lim_tenant = NULL;
+  const char *worker_bin = NULL;
+  int workers = -1; /* -1: one per CPU */
   for (; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) {
@@ -124,6 +129,16 @@ int main(int argc, char **argv) {
       name = v;
     else if (op == 5 && !strcmp(a, "--tenant"))
       lim_tenant = v;
+    else if (!init && !op && !strcmp(a, "--workers")) {
+      char *end;
+      long x = strtol(v, &end, 10);
+      if (*end || end == v || x < 0 || x > 256) {
+        usage();
+        return 2;
+      }
+      workers = (int)x;
+    } else if (!init && !op && !strcmp(a, "--worker-bin"))
+      worker_bin = v;
     else {
       size_t k = 0, nk = sizeof LIMIT_OPTS / sizeof LIMIT_OPTS[0];
       while (op == 5 && k < nk && strcmp(a, LIMIT_OPTS[k].opt))
@@ -216,9 +231,15 @@ int main(int argc, char **argv) {
     fprintf(f, "%u\n", (unsigned)sbx_server_port(s));
     fclose(f);
   }
+  sbx_local_workers *lw = NULL;
+  if (workers != 0)
+    sbx_local_workers_start(s,
+                            workers < 0 ? sbx_local_workers_default() : workers,
+                            worker_bin, &lw);
   int sig = 0;
   sigwait(&set, &sig);
   fprintf(stderr, "aisbxd: signal %d, shutting down\n", sig);
+  sbx_local_workers_stop(lw);
   sbx_server_stop(s);
   unlink(pf);
   fprintf(stderr, "aisbxd: stopped\n");

@@ -4,7 +4,7 @@
  * limits, the claim / model / heartbeat / results / finish flow driven by
  * this test acting as the worker, job-token scope, cancel in every state,
  * fair share, lease expiry re-queue, server-sent events, worker-token CLI.
- * usage: test_jobs /path/to/aisbxd
+ * usage: test_jobs /path/to/aisbxd [fake_worker.sh]
  */
 #include "api_testutil.h"
 
@@ -670,12 +670,93 @@ TEST(worker_token_cli) {
   CHECK_EQ_INT(do_claim(WTOK, 0, &c), 204); /* the other one still works */
 }
 
+/* ---- local workers (a second server run with --workers 2) ---- */
+
+static const char *g_fake_worker; /* argv[2]: fake_worker.sh */
+
+/* pids of the fake workers that reported (file names of dir); returns
+ * how many, and checks each line. */
+static int fake_reports(const char *dir, pid_t pids[8], int *lines_ok) {
+  char cmd[400], line[256];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && for f in [0-9]*; do [ -f \"$f\" ] && "
+           "echo \"$f $(cat $f)\"; done 2>/dev/null",
+           dir);
+  FILE *p = popen(cmd, "r");
+  int n = 0;
+  *lines_ok = 1;
+  while (p && fgets(line, sizeof line, p) && n < 8) {
+    int pid = 0, code = 0, mode = 0;
+    char name[64];
+    if (sscanf(line, "%d %63s %d %d", &pid, name, &code, &mode) != 4)
+      continue;
+    pids[n++] = pid;
+    /* a real claim with the token it was given: nothing queued, 204;
+     * the token file is 0600 */
+    if (code != 204 || mode != 600 || strncmp(name, "local-", 6))
+      *lines_ok = 0;
+  }
+  if (p)
+    pclose(p);
+  return n;
+}
+
+TEST(local_workers) {
+  char wdir[300];
+  snprintf(wdir, sizeof wdir, "%s/fake-workers", g_dir);
+  CHECK(mkdir(wdir, 0700) == 0);
+  setenv("SBX_FAKE_WORKER_DIR", wdir, 1);
+  srv L;
+  const char *args[] = {"--workers", "2", "--worker-bin", g_fake_worker, NULL};
+  CHECK(api_start_workers(&L, g_dir, g_cfg, "127.0.0.1:0", args) == 0);
+  pid_t pids[8];
+  int ok = 0, n = 0;
+  for (int i = 0; i < 100 && n < 2; i++) {
+    usleep(100000);
+    n = fake_reports(wdir, pids, &ok);
+  }
+  CHECK_EQ_INT(n, 2);
+  CHECK(ok);
+  char tf[400];
+  snprintf(tf, sizeof tf, "%s/local-worker.token", g_dir);
+  CHECK(access(tf, F_OK) == 0);
+  /* one dies: it is restarted */
+  if (n == 2) {
+    kill(pids[0], SIGKILL);
+    for (int i = 0; i < 100 && n < 3; i++) {
+      usleep(100000);
+      n = fake_reports(wdir, pids, &ok);
+    }
+    CHECK_EQ_INT(n, 3);
+    CHECK(ok);
+  }
+  /* shutdown stops them, revokes and removes the token */
+  CHECK_EQ_INT(api_stop(&L), 0);
+  for (int i = 0; i < n; i++)
+    CHECK(kill(pids[i], 0) != 0);
+  CHECK(access(tf, F_OK) != 0);
+  char cmd[800], line[512];
+  snprintf(cmd, sizeof cmd, "%s worker-token list --data-dir %s --config %s",
+           g_aisbxd, g_dir, g_cfg);
+  FILE *p = popen(cmd, "r");
+  int local = 0, revoked = 0;
+  while (p && fgets(line, sizeof line, p))
+    if (strstr(line, "local workers")) {
+      local++;
+      revoked += strstr(line, "revoked=0") == NULL;
+    }
+  if (p)
+    pclose(p);
+  CHECK(local == 1 && revoked == 1);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s AISBXD\n", argv[0]);
     return 2;
   }
   g_aisbxd = argv[1];
+  g_fake_worker = argc > 2 ? argv[2] : NULL;
   signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);
   snprintf(g_dir, sizeof g_dir, "/tmp/sbx-jobs-XXXXXX");
@@ -736,6 +817,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "aisbxd exit status after SIGTERM: %d\n", stop);
     harness_tests_failed++;
   }
+  if (!fx && g_fake_worker)
+    RUN(local_workers);
   snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", g_dir, g_cfg);
   if (system(cmd) != 0)
     fprintf(stderr, "cleanup failed\n");
