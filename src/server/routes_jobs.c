@@ -383,14 +383,43 @@ static int send_object(sbx__req *r, const char *id, size_t max,
   return 0;
 }
 
+typedef struct shard_pick {
+  int64_t want;
+  char id[SBX_ID_MAX];
+} shard_pick;
+
+static int pick_shard(void *ctx, const sbx_job_shard *sh) {
+  shard_pick *p = ctx;
+  if (sh->shard == p->want)
+    snprintf(p->id, sizeof p->id, "%s", sh->results.result_id);
+  return 0;
+}
+
+/* The result JSON. A sharded job has no merged document yet (docs/jobs.md):
+ * ?shard=k serves shard k's, and without it the answer is 409. */
 int sbx__h_job_results(sbx__req *r) {
   sbx_job jb;
   int rc = sbx_meta_job_get(sbx__meta(r), sbx__tenant(r), r->params[0],
                             r->params[1], &jb);
   if (rc)
     return sbx__problem_rc(r, rc);
-  return send_object(r, jb.results.result_id, SBX__RESULT_JSON_MAX,
-                     "application/json");
+  const char *sa = sbx__arg(r, "shard");
+  if (!sa && (jb.limits.shards <= 1 || jb.results.result_id[0]))
+    return send_object(r, jb.results.result_id, SBX__RESULT_JSON_MAX,
+                       "application/json");
+  if (!sa)
+    return sbx__problem(r, 409, "Conflict",
+                        "a sharded job's results are per shard: ?shard=0.."
+                        "shards-1 (no merged document yet)");
+  char *end;
+  long long k = strtoll(sa, &end, 10);
+  if (*end || !*sa || k < 0 || k >= jb.limits.shards)
+    return sbx__problem(r, 400, "Bad Request", "shard: 0..shards-1");
+  shard_pick p = {k, ""};
+  rc = sbx_meta_job_shards(sbx__meta(r), sbx__tenant(r), jb.id, pick_shard, &p);
+  if (rc)
+    return sbx__problem_rc(r, rc);
+  return send_object(r, p.id, SBX__RESULT_JSON_MAX, "application/json");
 }
 
 int sbx__h_job_adversarial(sbx__req *r) {

@@ -670,6 +670,50 @@ TEST(worker_token_cli) {
   CHECK_EQ_INT(do_claim(WTOK, 0, &c), 204); /* the other one still works */
 }
 
+TEST(sharded_job) {
+  drain(K1, "p1");
+  char body[512], id[64];
+  snprintf(body, sizeof body,
+           "{\"model_id\":\"%s\",\"dataset_id\":\"%s\",\"spec\":{\"kind\":"
+           "\"attack\",\"attack\":\"fgsm\",\"n\":10},\"shards\":2}",
+           M1, D1);
+  CHECK_EQ_INT(post_job(K1, "p1", body, id, NULL), 201);
+  claim c[2];
+  for (int k = 0; k < 2; k++) {
+    CHECK_EQ_INT(do_claim(WTOK, 2, &c[k]), 200);
+    CHECK(!strcmp(c[k].job, id));
+    CHECK_EQ_INT(c[k].shard, k);
+    /* each shard's spec is its contiguous slice of the 10 samples */
+    json_t *sp = json_object_get(g_last_claim, "spec");
+    CHECK_EQ_INT(json_integer_value(json_object_get(sp, "shard_offset")),
+                 5 * k);
+    CHECK_EQ_INT(json_integer_value(json_object_get(sp, "shard_count")), 5);
+    CHECK_EQ_INT(
+        json_integer_value(json_object_get(g_last_claim, "sample_begin")),
+        5 * k);
+  }
+  CHECK_EQ_INT(wput(&c[0], "result.json", "{\"s\":0}", 7), 201);
+  CHECK_EQ_INT(wput(&c[1], "result.json", "{\"s\":1}", 7), 201);
+  CHECK_EQ_INT(wpost(&c[1], "finish", "{\"state\":\"succeeded\"}"), 200);
+  json_t *j = get_job(K1, "p1", id);
+  CHECK(!strcmp(jstate(j), "running")); /* shard 0 still runs */
+  json_decref(j);
+  CHECK_EQ_INT(wpost(&c[0], "finish", "{\"state\":\"succeeded\"}"), 200);
+  j = get_job(K1, "p1", id);
+  CHECK(!strcmp(jstate(j), "succeeded"));
+  json_decref(j);
+  char path[256];
+  resp r;
+  snprintf(path, sizeof path, "/api/v1/projects/p1/jobs/%s/results", id);
+  CHECK_EQ_INT(jreq(&S, "GET", path, K1, NULL, &r), 409);
+  resp_free(&r);
+  snprintf(path, sizeof path, "/api/v1/projects/p1/jobs/%s/results?shard=1",
+           id);
+  CHECK_EQ_INT(jreq(&S, "GET", path, K1, NULL, &r), 200);
+  CHECK(r.len == 7 && !memcmp(r.body, "{\"s\":1}", 7));
+  resp_free(&r);
+}
+
 /* ---- local workers (a second server run with --workers 2) ---- */
 
 static const char *g_fake_worker; /* argv[2]: fake_worker.sh */
@@ -809,6 +853,7 @@ int main(int argc, char **argv) {
     RUN(fair_share);
     RUN(lease_expiry_requeues);
     RUN(events_stream);
+    RUN(sharded_job);
     RUN(worker_token_cli);
   }
   json_decref(g_last_claim);
