@@ -149,7 +149,7 @@ typedef struct sbx_job {
   sbx_job_progress progress; /* over all shards (sample-weighted) */
   sbx_job_results results;   /* 1 shard: the shard's; else set by the
                                 server after merging */
-  int64_t seq;               /* creation order (list cursor) */
+  int64_t seq;               /* creation order (microsecond stamp) */
 } sbx_job;
 
 /* Creates a queued job and its shards: shard k covers samples
@@ -158,8 +158,9 @@ typedef struct sbx_job {
  * clamped, see clamp) and `why` (may be NULL, SBX_JOB_MSG_MAX bytes) names
  * the limit: "wall_seconds 7200 exceeds the tenant cap 3600". Other
  * failures: SBX_EINVAL (bad id/kind/spec, shards > samples, several shards
- * with samples "all"; why says which), SBX_EEXIST (id taken). out (may be
- * NULL) receives the job as stored. */
+ * with samples "all"; why says which), SBX_EEXIST (id taken),
+ * SBX_ENOTFOUND (no such tenant), SBX_EPERM (tenant frozen or shredded).
+ * out (may be NULL) receives the job as stored. */
 int sbx_meta_job_create(sbx_meta *m, const char *tenant_id,
                         const sbx_job_new *j, int64_t now, sbx_job *out,
                         char *why);
@@ -171,14 +172,19 @@ int sbx_meta_job_get(sbx_meta *m, const char *tenant_id, const char *project_id,
  * too small); *len (may be NULL) receives its length. */
 int sbx_meta_job_spec(sbx_meta *m, const char *tenant_id, const char *job_id,
                       char *out, size_t cap, size_t *len);
-/* Newest first. cursor 0 starts at the newest; *next (may be NULL)
- * receives the cursor of the following page, 0 when this was the last.
+/* Newest first (creation order, ties by id). after_id NULL or "": from the
+ * newest; else the page after that job (keyset: exact under concurrent
+ * inserts). next (may be NULL, SBX_ID_MAX bytes) receives the id to pass
+ * as after_id for the following page, "" when this page was the last.
  * limit 1..1000. state -1: all states. fn returns 0 to go on, non-zero to
- * stop (a negative value is returned). project_id NULL: all projects. */
+ * stop (a negative value is returned). project_id NULL: all projects.
+ * Listed jobs carry no progress (progress is all zero, robust accuracy and
+ * ETA -1): sbx_meta_job_get aggregates it from the shards. */
 int sbx_meta_job_list(sbx_meta *m, const char *tenant_id,
-                      const char *project_id, int64_t state, int64_t cursor,
-                      int limit, int (*fn)(void *ctx, const sbx_job *j),
-                      void *ctx, int64_t *next);
+                      const char *project_id, int64_t state,
+                      const char *after_id, int limit,
+                      int (*fn)(void *ctx, const sbx_job *j), void *ctx,
+                      char *next);
 /* Cancel, in every state. queued: cancelled at once. running: cancel
  * requested (queued shards are cancelled at once; running ones see it on
  * their next heartbeat and end with sbx_meta_job_finish(..CANCELLED..), or
@@ -271,8 +277,9 @@ typedef struct sbx_job_scope {
 } sbx_job_scope;
 
 /* SBX_EAUTH: no shard holds this token (never issued, or superseded by a
- * newer claim); SBX_EEXPIRED: its shard ended or its lease ran out. out
- * (may be NULL) receives the scope. */
+ * newer claim); SBX_EEXPIRED: its shard ended or its lease ran out;
+ * SBX_EPERM: the tenant is frozen or shredded. out (may be NULL) receives
+ * the scope. */
 int sbx_meta_job_token_verify(sbx_meta *m,
                               const uint8_t token_hash[SBX_SHA256_LEN],
                               int64_t now, sbx_job_scope *out);

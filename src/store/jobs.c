@@ -7,9 +7,11 @@
  * same order - shard rows (ascending), then the job row, then the tenant's
  * job_sched row - so writers never deadlock. Claims pick their shard with
  * FOR UPDATE SKIP LOCKED and so never wait on each other's shard; the
- * tenant's job_sched row is updated last, conditionally (running < quota),
- * which makes the quota exact under concurrency. SQLite: every writer is a
- * BEGIN IMMEDIATE transaction, i.e. serialised.
+ * tenant's job_sched row is updated last, and the running shards counted in
+ * the next statement, which makes the quota exact under concurrency (claims
+ * of one tenant serialise on that row for the instant before COMMIT;
+ * finishing a shard does not touch it). SQLite: every writer is a BEGIN
+ * IMMEDIATE transaction, i.e. serialised.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -157,23 +159,47 @@ static int results_ok(const sbx_job_results *r) {
 
 /* ---- events ---- */
 
-/* Appends an event. The caller holds the job row's lock (every path
- * updates the job row first), so MAX(seq) + 1 cannot race. */
+/* Inserts one event with its seq already allocated. */
+static int ev_insert(sbx_meta *m, const char *tenant, const char *job,
+                     int64_t seq, int64_t ts, int64_t shard, int64_t from,
+                     int64_t to, const char *reason) {
+  char r[SBX_JOB_MSG_MAX];
+  snprintf(r, sizeof r, "%s", reason ? reason : "");
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job),  SBX_VI(seq), SBX_VI(ts),
+                  SBX_VI(shard),  SBX_VI(from), SBX_VI(to),  SBX_VT(r)};
+  return sbx__db_exec(DB(m),
+                      "INSERT INTO job_events (tenant_id, job_id, seq, ts, "
+                      "shard, from_state, to_state, reason) VALUES ($1, $2, "
+                      "$3, $4, $5, $6, $7, $8)",
+                      v, 8, NULL, NULL, NULL);
+}
+
+/* Appends an event. Its seq comes from jobs.event_seq, bumped by an UPDATE
+ * of the job row, which takes that row's lock: a job's events never
+ * collide, whoever writes them. PostgreSQL: one statement. */
 static int ev_add(sbx_meta *m, const char *tenant, const char *job, int64_t ts,
                   int64_t shard, int64_t from, int64_t to, const char *reason) {
   char r[SBX_JOB_MSG_MAX];
   snprintf(r, sizeof r, "%s", reason ? reason : "");
   sbx__val v[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(ts), SBX_VI(shard),
                   SBX_VI(from),   SBX_VI(to),  SBX_VT(r)};
-  return sbx__db_exec(
-      DB(m),
-      "INSERT INTO job_events (tenant_id, job_id, seq, ts, "
-      "shard, from_state, to_state, reason) SELECT $1, $2, "
-      "COALESCE(MAX(seq), 0) + 1, CAST($3 AS BIGINT), CAST($4 AS BIGINT), "
-      "CAST($5 AS BIGINT), CAST($6 AS BIGINT), CAST($7 AS "
-      "TEXT) FROM "
-      "job_events WHERE tenant_id = $1 AND job_id = $2",
-      v, 7, NULL, NULL, NULL);
+  if (PG(m))
+    return sbx__db_exec(
+        DB(m),
+        "WITH j AS (UPDATE jobs SET event_seq = event_seq + 1 WHERE "
+        "tenant_id = $1 AND id = $2 RETURNING event_seq) INSERT INTO "
+        "job_events (tenant_id, job_id, seq, ts, shard, from_state, "
+        "to_state, reason) SELECT $1, $2, j.event_seq, $3, $4, $5, $6, $7 "
+        "FROM j",
+        v, 7, NULL, NULL, NULL);
+  int64_t seq = 0;
+  int rc = sbx__db_exec(DB(m),
+                        "UPDATE jobs SET event_seq = event_seq + 1 WHERE "
+                        "tenant_id = $1 AND id = $2 RETURNING event_seq",
+                        v, 2, row_int1, &seq, NULL);
+  if (!rc && !seq)
+    rc = SBX_ENOTFOUND;
+  return rc ? rc : ev_insert(m, tenant, job, seq, ts, shard, from, to, r);
 }
 
 /* ---- limits ---- */
@@ -312,9 +338,21 @@ static int limit_apply(int64_t *val, int64_t def, int64_t cap, int clamp,
   "shards_done, created_at, started_at, finished_at, updated_at, "             \
   "result_id, adv_id, gallery, seq"
 
+/* result_id, adv_id, gallery ("id,id,...") at columns col..col+2 */
+static int fill_results(sbx_job_results *res, const sbx__row *r, int col) {
+  char gal[GALLERY_CAP];
+  int rc = sbx__col_text(r, col, res->result_id, sizeof res->result_id);
+  if (!rc)
+    rc = sbx__col_text(r, col + 1, res->adv_id, sizeof res->adv_id);
+  if (!rc)
+    rc = sbx__col_text(r, col + 2, gal, sizeof gal);
+  if (!rc)
+    gallery_split(gal, res);
+  return rc;
+}
+
 static int fill_job(sbx_job *j, const sbx__row *r) {
   memset(j, 0, sizeof *j);
-  char gal[GALLERY_CAP];
   int rc = sbx__col_text(r, 0, j->id, sizeof j->id);
   if (!rc)
     rc = sbx__col_text(r, 1, j->project_id, sizeof j->project_id);
@@ -339,14 +377,7 @@ static int fill_job(sbx_job *j, const sbx__row *r) {
   j->finished_at = sbx__col_int(r, 16);
   j->updated_at = sbx__col_int(r, 17);
   if (!rc)
-    rc =
-        sbx__col_text(r, 18, j->results.result_id, sizeof j->results.result_id);
-  if (!rc)
-    rc = sbx__col_text(r, 19, j->results.adv_id, sizeof j->results.adv_id);
-  if (!rc)
-    rc = sbx__col_text(r, 20, gal, sizeof gal);
-  if (!rc)
-    gallery_split(gal, &j->results);
+    rc = fill_results(&j->results, r, 18);
   j->seq = sbx__col_int(r, 21);
   j->progress.robust_accuracy = -1;
   j->progress.eta_seconds = -1;
@@ -361,7 +392,6 @@ static int fill_job(sbx_job *j, const sbx__row *r) {
 static int fill_shard(sbx_job_shard *s, int64_t *progress_at,
                       const sbx__row *r) {
   memset(s, 0, sizeof *s);
-  char gal[GALLERY_CAP];
   s->shard = sbx__col_int(r, 0);
   s->sample_begin = sbx__col_int(r, 1);
   s->sample_end = sbx__col_int(r, 2);
@@ -380,14 +410,7 @@ static int fill_shard(sbx_job_shard *s, int64_t *progress_at,
   s->progress.robust_accuracy = rb < 0 ? -1.0 : (double)rb / 1e6;
   s->progress.eta_seconds = sbx__col_int(r, 13);
   if (!rc)
-    rc =
-        sbx__col_text(r, 14, s->results.result_id, sizeof s->results.result_id);
-  if (!rc)
-    rc = sbx__col_text(r, 15, s->results.adv_id, sizeof s->results.adv_id);
-  if (!rc)
-    rc = sbx__col_text(r, 16, gal, sizeof gal);
-  if (!rc)
-    gallery_split(gal, &s->results);
+    rc = fill_results(&s->results, r, 14);
   if (progress_at)
     *progress_at = sbx__col_int(r, 17);
   return rc ? SBX_EFORMAT : SBX_OK;
@@ -555,8 +578,21 @@ int sbx_meta_job_create(sbx_meta *m, const char *tenant_id,
       snprintf(why, SBX_JOB_MSG_MAX, "max_attempts must be 0..100");
     return SBX_EINVAL;
   }
+  /* an active tenant only (a frozen one is under incident response) */
+  int64_t tstate = -1;
+  sbx__val tv[] = {SBX_VT(tenant_id)};
+  int rc = sbx__db_exec(DB(m), "SELECT state FROM tenants WHERE id = $1", tv, 1,
+                        row_int1, &tstate, NULL);
+  if (!rc && tstate != SBX_TENANT_ACTIVE) {
+    if (why)
+      snprintf(why, SBX_JOB_MSG_MAX, "%s",
+               tstate < 0 ? "no such tenant" : "the tenant is not active");
+    rc = tstate < 0 ? SBX_ENOTFOUND : SBX_EPERM;
+  }
+  if (rc)
+    return rc;
   sbx_job_limit_set ls;
-  int rc = sbx_meta_job_limits_get(m, tenant_id, 1, &ls);
+  rc = sbx_meta_job_limits_get(m, tenant_id, 1, &ls);
   if (rc)
     return rc;
   sbx_job_limits L = j->limits;
@@ -665,7 +701,7 @@ typedef struct jlist_ctx {
   int (*fn)(void *ctx, const sbx_job *j);
   void *ctx;
   int n;
-  int64_t last_seq;
+  char last[SBX_ID_MAX];
   int rc;
 } jlist_ctx;
 
@@ -675,35 +711,43 @@ static int row_job_list(void *ctx, const sbx__row *r) {
   if ((l->rc = fill_job(&j, r)))
     return l->rc;
   l->n++;
-  l->last_seq = j.seq;
+  memcpy(l->last, j.id, sizeof l->last);
   int rc = l->fn(l->ctx, &j);
   return rc < 0 ? rc : rc ? 1 : 0;
 }
 
 int sbx_meta_job_list(sbx_meta *m, const char *tenant_id,
-                      const char *project_id, int64_t state, int64_t cursor,
-                      int limit, int (*fn)(void *ctx, const sbx_job *j),
-                      void *ctx, int64_t *next) {
+                      const char *project_id, int64_t state,
+                      const char *after_id, int limit,
+                      int (*fn)(void *ctx, const sbx_job *j), void *ctx,
+                      char *next) {
   if (next)
-    *next = 0;
+    next[0] = 0;
   REQUIRE_ID(tenant_id);
-  if ((project_id && !sbx_id_valid(project_id)) || limit < 1 || limit > 1000 ||
-      !fn || cursor < 0)
+  if (after_id && !*after_id)
+    after_id = NULL;
+  if ((project_id && !sbx_id_valid(project_id)) ||
+      (after_id && !sbx_id_valid(after_id)) || limit < 1 || limit > 1000 || !fn)
     return SBX_EINVAL;
-  jlist_ctx l = {fn, ctx, 0, 0, 0};
+  jlist_ctx l;
+  memset(&l, 0, sizeof l);
+  l.fn = fn;
+  l.ctx = ctx;
   sbx__val v[] = {SBX_VT(tenant_id),
                   project_id ? SBX_VT(project_id) : SBX_VNULL, SBX_VI(state),
-                  SBX_VI(cursor ? cursor : INT64_MAX), SBX_VI(limit)};
-  /* Progress is not aggregated in lists (one query per page); read a job
-   * with sbx_meta_job_get for it. */
-  int rc = sbx__db_exec(DB(m),
-                        "SELECT " JOB_COLS " FROM jobs WHERE tenant_id = $1 "
-                        "AND (CAST($2 AS TEXT) IS NULL OR project_id = $2) AND "
-                        "(CAST($3 AS BIGINT) < 0 OR "
-                        "state = $3) AND seq < $4 ORDER BY seq DESC LIMIT $5",
-                        v, 5, row_job_list, &l, NULL);
+                  after_id ? SBX_VT(after_id) : SBX_VNULL, SBX_VI(limit)};
+  /* keyset on (seq, id); progress is not aggregated in lists (one query
+   * per page): sbx_meta_job_get has it */
+  int rc = sbx__db_exec(
+      DB(m),
+      "SELECT " JOB_COLS " FROM jobs WHERE tenant_id = $1 AND (CAST($2 AS "
+      "TEXT) IS NULL OR project_id = $2) AND (CAST($3 AS BIGINT) < 0 OR "
+      "state = $3) AND (CAST($4 AS TEXT) IS NULL OR (seq, id) < (SELECT "
+      "a.seq, a.id FROM jobs a WHERE a.tenant_id = $1 AND a.id = $4)) ORDER "
+      "BY seq DESC, id DESC LIMIT $5",
+      v, 5, row_job_list, &l, NULL);
   if (!rc && next && l.n == limit)
-    *next = l.last_seq;
+    memcpy(next, l.last, SBX_ID_MAX);
   return rc;
 }
 
@@ -925,22 +969,14 @@ static int job_settle(sbx_meta *m, const char *tenant, const char *job,
                         uv, 4, NULL, NULL, NULL);
   }
   /* every shard has ended: so does the job */
-  int64_t final;
+  static const int64_t precedence[] = {SBX_JOB_FAILED, SBX_JOB_TIMED_OUT,
+                                       SBX_JOB_CANCELLED, SBX_JOB_SUCCEEDED};
+  int64_t final = SBX_JOB_SUCCEEDED;
+  for (int i = 3; i >= 0; i--)
+    if (c.n[precedence[i]])
+      final = precedence[i];
   first_msg_ctx f;
-  memset(&f, 0, sizeof f);
-  if (c.n[SBX_JOB_FAILED]) {
-    final = SBX_JOB_FAILED;
-    rc = first_shard_in(m, tenant, job, SBX_JOB_FAILED, &f);
-  } else if (c.n[SBX_JOB_TIMED_OUT]) {
-    final = SBX_JOB_TIMED_OUT;
-    rc = first_shard_in(m, tenant, job, SBX_JOB_TIMED_OUT, &f);
-  } else if (c.n[SBX_JOB_CANCELLED]) {
-    final = SBX_JOB_CANCELLED;
-    rc = first_shard_in(m, tenant, job, SBX_JOB_CANCELLED, &f);
-  } else {
-    final = SBX_JOB_SUCCEEDED;
-    rc = first_shard_in(m, tenant, job, SBX_JOB_SUCCEEDED, &f);
-  }
+  rc = first_shard_in(m, tenant, job, final, &f);
   if (rc)
     return rc;
   if (final == SBX_JOB_SUCCEEDED)
@@ -1080,20 +1116,23 @@ int sbx_meta_job_set_results(sbx_meta *m, const char *tenant_id,
 
 /* ---- leases: requeue ---- */
 
-typedef struct expired_ctx {
-  char tenant[SBX_ID_MAX], job[SBX_ID_MAX], worker[SBX_ID_MAX];
-  int64_t shard, attempts;
+/* A shard named by a query: columns tenant, job, shard, one number and one
+ * text (expired leases: attempts, worker; finishes: wall time, message). */
+typedef struct shard_ref {
+  char tenant[SBX_ID_MAX], job[SBX_ID_MAX];
+  int64_t shard, n;
+  char text[SBX_JOB_MSG_MAX];
   int found;
-} expired_ctx;
+} shard_ref;
 
-static int row_expired(void *ctx, const sbx__row *r) {
-  expired_ctx *e = ctx;
+static int row_shard_ref(void *ctx, const sbx__row *r) {
+  shard_ref *e = ctx;
   if (sbx__col_text(r, 0, e->tenant, sizeof e->tenant) ||
       sbx__col_text(r, 1, e->job, sizeof e->job) ||
-      sbx__col_text(r, 4, e->worker, sizeof e->worker))
+      sbx__col_text(r, 4, e->text, sizeof e->text))
     return SBX_EFORMAT;
   e->shard = sbx__col_int(r, 2);
-  e->attempts = sbx__col_int(r, 3);
+  e->n = sbx__col_int(r, 3);
   e->found = 1;
   return 1;
 }
@@ -1106,7 +1145,7 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
   int rc = sbx__db_begin(db);
   if (rc)
     return rc;
-  expired_ctx e;
+  shard_ref e; /* n: attempts, text: worker */
   memset(&e, 0, sizeof e);
   sbx__val v[] = {SBX_VI(now)};
   rc = sbx__db_exec(db,
@@ -1118,7 +1157,7 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
                             "worker_id FROM job_shards WHERE state = 1 AND "
                             "lease_expires < $1 ORDER BY lease_expires LIMIT "
                             "1",
-                    v, 1, row_expired, &e, NULL);
+                    v, 1, row_shard_ref, &e, NULL);
   if (rc || !e.found) {
     sbx__db_rollback(db);
     return rc;
@@ -1136,19 +1175,19 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
   if (!rc && jc.v[1]) {
     to = SBX_JOB_CANCELLED;
     snprintf(reason, sizeof reason,
-             "worker %s lost after the job was asked to stop", e.worker);
-  } else if (!rc && e.attempts >= jc.v[0]) {
+             "worker %.63s lost after the job was asked to stop", e.text);
+  } else if (!rc && e.n >= jc.v[0]) {
     to = SBX_JOB_FAILED;
     snprintf(reason, sizeof reason,
-             "worker lost %lld times (last: worker %s stopped renewing its "
+             "worker lost %lld times (last: worker %.63s stopped renewing its "
              "lease)",
-             (long long)e.attempts, e.worker);
+             (long long)e.n, e.text);
   } else {
     to = SBX_JOB_QUEUED;
     snprintf(reason, sizeof reason,
-             "lease expired: worker %s lost (attempt %lld of %lld); "
+             "lease expired: worker %.63s lost (attempt %lld of %lld); "
              "re-queued",
-             e.worker, (long long)e.attempts, (long long)jc.v[0]);
+             e.text, (long long)e.n, (long long)jc.v[0]);
   }
   sbx__val sv[] = {SBX_VT(e.tenant), SBX_VT(e.job), SBX_VI(e.shard),
                    SBX_VI(to),       SBX_VI(now),   SBX_VT(reason)};
@@ -1165,12 +1204,12 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
     rc = ev_add(m, e.tenant, e.job, now, e.shard, SBX_JOB_RUNNING, to, reason);
   if (!rc)
     rc = job_settle(m, e.tenant, e.job, now);
-  if (!rc) {
-    sbx__val qv[] = {SBX_VT(e.tenant), SBX_VI(to == SBX_JOB_QUEUED)};
+  if (!rc && to == SBX_JOB_QUEUED) {
+    sbx__val qv[] = {SBX_VT(e.tenant)};
     rc = sbx__db_exec(db,
-                      "UPDATE job_sched SET running = running - 1, queued = "
-                      "queued + $2 WHERE tenant_id = $1",
-                      qv, 2, NULL, NULL, NULL);
+                      "UPDATE job_sched SET queued = queued + 1 WHERE "
+                      "tenant_id = $1",
+                      qv, 1, NULL, NULL, NULL);
   }
   if (rc) {
     sbx__db_rollback(db);
@@ -1182,9 +1221,10 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
   return rc;
 }
 
-int sbx_meta_job_requeue_expired(sbx_meta *m, int64_t now, int64_t *requeued,
-                                 int64_t *failed) {
-  for (int i = 0; i < 10000; i++) {
+/* At most max expired leases, each in its own transaction. */
+static int requeue_some(sbx_meta *m, int64_t now, int max, int64_t *requeued,
+                        int64_t *failed) {
+  for (int i = 0; i < max; i++) {
     int did;
     int rc = requeue_one(m, now, &did);
     if (rc)
@@ -1197,6 +1237,11 @@ int sbx_meta_job_requeue_expired(sbx_meta *m, int64_t now, int64_t *requeued,
       (*failed)++;
   }
   return SBX_OK;
+}
+
+int sbx_meta_job_requeue_expired(sbx_meta *m, int64_t now, int64_t *requeued,
+                                 int64_t *failed) {
+  return requeue_some(m, now, 1000000, requeued, failed);
 }
 
 /* ---- claim ---- */
@@ -1229,8 +1274,25 @@ typedef struct picked_ctx {
   char job[SBX_ID_MAX];
   int64_t shard, begin, end, attempts;
   int found;
+  sbx_job_claim *out;
 } picked_ctx;
 
+/* job columns of a claim: project, model, dataset, kind, limits */
+static int claim_job_cols(sbx_job_claim *c, const sbx__row *r, int col) {
+  if (sbx__col_text(r, col, c->project_id, sizeof c->project_id) ||
+      sbx__col_text(r, col + 1, c->model_id, sizeof c->model_id) ||
+      sbx__col_text(r, col + 2, c->dataset_id, sizeof c->dataset_id) ||
+      sbx__col_text(r, col + 3, c->kind, sizeof c->kind))
+    return SBX_EFORMAT;
+  c->limits.wall_seconds = sbx__col_int(r, col + 4);
+  c->limits.memory_bytes = sbx__col_int(r, col + 5);
+  c->limits.samples = sbx__col_int(r, col + 6);
+  c->limits.shards = sbx__col_int(r, col + 7);
+  c->shards = c->limits.shards;
+  return SBX_OK;
+}
+
+/* PostgreSQL: shard columns then the job's; SQLite: shard columns only */
 static int row_picked(void *ctx, const sbx__row *r) {
   picked_ctx *p = ctx;
   if (sbx__col_text(r, 0, p->job, sizeof p->job))
@@ -1240,108 +1302,156 @@ static int row_picked(void *ctx, const sbx__row *r) {
   p->end = sbx__col_int(r, 3);
   p->attempts = sbx__col_int(r, 4);
   p->found = 1;
+  if (r->backend == 2 && claim_job_cols(p->out, r, 5))
+    return SBX_EFORMAT;
   return 1;
 }
 
 static int row_claim_job(void *ctx, const sbx__row *r) {
-  sbx_job_claim *c = ctx;
-  if (sbx__col_text(r, 0, c->project_id, sizeof c->project_id) ||
-      sbx__col_text(r, 1, c->model_id, sizeof c->model_id) ||
-      sbx__col_text(r, 2, c->dataset_id, sizeof c->dataset_id) ||
-      sbx__col_text(r, 3, c->kind, sizeof c->kind))
-    return SBX_EFORMAT;
-  c->limits.wall_seconds = sbx__col_int(r, 4);
-  c->limits.memory_bytes = sbx__col_int(r, 5);
-  c->limits.samples = sbx__col_int(r, 6);
-  c->limits.shards = sbx__col_int(r, 7);
-  c->shards = c->limits.shards;
-  return 1;
+  int rc = claim_job_cols(ctx, r, 0);
+  return rc ? rc : 1;
 }
 
-/* Tries to claim the oldest queued shard of one tenant (one transaction).
- * SBX_ENOTFOUND: nothing claimable there (none queued, all locked by other
- * claimers, or the quota filled up meanwhile). */
+/* Tries to claim the oldest queued shard of one tenant, atomically: on
+ * PostgreSQL one statement (the queue's hot path), plus BEGIN, a count
+ * and COMMIT when the tenant has a quota; on SQLite a few statements in
+ * one BEGIN IMMEDIATE transaction. SBX_ENOTFOUND: nothing claimable there
+ * (none queued, all locked by other claimers, or the quota filled up
+ * meanwhile). */
 static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
                            int64_t lease, int64_t now, const uint8_t *hash,
                            sbx_job_claim *out) {
   sbx__db *db = DB(m);
-  int rc = sbx__db_begin(db);
+  int pg = PG(m);
+  /* PostgreSQL without a quota: one statement, atomic on its own */
+  int tx = !pg || t->quota > 0;
+  int rc = tx ? sbx__db_begin(db) : SBX_OK;
   if (rc)
     return rc;
+  memset(out, 0, sizeof *out);
   picked_ctx p;
   memset(&p, 0, sizeof p);
-  sbx__val v[] = {SBX_VT(t->tenant), SBX_VT(worker),
-                  SBX_VB(hash, SBX_SHA256_LEN), SBX_VI(now + lease),
-                  SBX_VI(now)};
-  rc = sbx__db_exec(
-      db,
-      PG(m) ? "UPDATE job_shards SET state = 1, attempts = attempts + 1, "
-              "worker_id = $2, token_hash = $3, lease_expires = $4, "
-              "started_at = $5, finished_at = 0, message = '', progress_ppm "
-              "= 0, phase = '', robust_ppm = -1, eta_seconds = -1, "
-              "progress_at = $5 WHERE (tenant_id, job_id, shard) = (SELECT "
-              "tenant_id, job_id, shard FROM job_shards WHERE tenant_id = $1 "
-              "AND state = 0 ORDER BY qseq LIMIT 1 FOR UPDATE SKIP LOCKED) "
-              "AND state = 0 RETURNING job_id, shard, sample_begin, "
-              "sample_end, attempts"
-            : "UPDATE job_shards SET state = 1, attempts = attempts + 1, "
-              "worker_id = $2, token_hash = $3, lease_expires = $4, "
-              "started_at = $5, finished_at = 0, message = '', progress_ppm "
-              "= 0, phase = '', robust_ppm = -1, eta_seconds = -1, "
-              "progress_at = $5 WHERE (tenant_id, job_id, shard) = (SELECT "
-              "tenant_id, job_id, shard FROM job_shards WHERE tenant_id = $1 "
-              "AND state = 0 ORDER BY qseq LIMIT 1) AND state = 0 RETURNING "
-              "job_id, shard, sample_begin, sample_end, attempts",
-      v, 5, row_picked, &p, NULL);
-  if (!rc && !p.found)
-    rc = SBX_ENOTFOUND;
-  /* the job: queued -> running on its first claim */
-  int64_t started = 0;
-  sbx__val jv[] = {SBX_VT(t->tenant), SBX_VT(p.job), SBX_VI(now)};
-  if (!rc)
-    rc = sbx__db_exec(db,
-                      "UPDATE jobs SET state = 1, started_at = $3, message = "
-                      "'started', updated_at = $3 WHERE tenant_id = $1 AND "
-                      "id = $2 AND state = 0",
-                      jv, 3, NULL, NULL, &started);
-  if (!rc) {
-    memset(out, 0, sizeof *out);
-    rc = sbx__db_exec(db,
-                      "SELECT project_id, model_id, dataset_id, kind, "
-                      "wall_seconds, memory_bytes, samples, shards FROM jobs "
-                      "WHERE tenant_id = $1 AND id = $2",
-                      jv, 2, row_claim_job, out, NULL);
+  p.out = out;
+  char r1[SBX_JOB_MSG_MAX], r2[SBX_JOB_MSG_MAX];
+  snprintf(r1, sizeof r1, "started on worker %s", worker);
+  snprintf(r2, sizeof r2, "claimed by worker %s (attempt ", worker);
+  if (pg) {
+    /* one statement: the shard (SKIP LOCKED), then the job (queued ->
+     * running on its first claim; SET sees the old row, so claims = 1
+     * after it means "first"; updating it takes its lock and numbers the
+     * events), then the events and, last, the tenant's row (joined to the
+     * job's update, so locked after it: lock order kept) */
+    sbx__val v[] = {
+        SBX_VT(t->tenant),   SBX_VT(worker),    SBX_VB(hash, SBX_SHA256_LEN),
+        SBX_VI(now + lease), SBX_VI(now),       SBX_VT(r1),
+        SBX_VT(r2),          SBX_VI(stamp_us())};
+    rc = sbx__db_exec(
+        db,
+        "WITH sh AS (UPDATE job_shards AS u SET state = 1, attempts = "
+        "attempts + 1, worker_id = $2, token_hash = $3, lease_expires = $4, "
+        "started_at = $5, finished_at = 0, message = '', progress_ppm = 0, "
+        "phase = '', robust_ppm = -1, eta_seconds = -1, progress_at = $5 "
+        "WHERE (u.tenant_id, u.job_id, u.shard) = (SELECT x.tenant_id, "
+        "x.job_id, x.shard FROM job_shards x WHERE x.tenant_id = $1 AND "
+        "x.state = 0 ORDER BY x.qseq LIMIT 1 FOR UPDATE SKIP LOCKED) AND "
+        "u.state = 0 RETURNING u.tenant_id, u.job_id, u.shard, "
+        "u.sample_begin, u.sample_end, u.attempts), "
+        "j AS (UPDATE jobs SET state = 1, claims = jobs.claims + 1, "
+        "started_at = CASE WHEN jobs.claims = 0 THEN $5 ELSE "
+        "jobs.started_at END, message = CASE WHEN jobs.claims = 0 THEN "
+        "'started' ELSE jobs.message END, updated_at = $5, event_seq = "
+        "jobs.event_seq + CASE WHEN jobs.claims = 0 THEN 2 ELSE 1 END FROM "
+        "sh WHERE jobs.tenant_id = sh.tenant_id AND jobs.id = sh.job_id "
+        "RETURNING jobs.project_id, jobs.model_id, jobs.dataset_id, "
+        "jobs.kind, jobs.wall_seconds, jobs.memory_bytes, jobs.samples, "
+        "jobs.shards, jobs.claims, jobs.event_seq), "
+        "e AS (INSERT INTO job_events (tenant_id, job_id, seq, ts, shard, "
+        "from_state, to_state, reason) SELECT sh.tenant_id, sh.job_id, "
+        "j.event_seq - 1, $5, -1, 0, 1, CAST($6 AS TEXT) FROM sh, j WHERE "
+        "j.claims = 1 UNION ALL SELECT sh.tenant_id, sh.job_id, j.event_seq, "
+        "$5, sh.shard, 0, 1, CAST($7 AS TEXT) || CAST(sh.attempts AS TEXT) "
+        "|| ')' FROM sh, j), "
+        "q AS (UPDATE job_sched SET queued = job_sched.queued - 1, "
+        "last_served = $8 FROM j WHERE job_sched.tenant_id = $1 RETURNING 1) "
+        "SELECT sh.job_id, sh.shard, sh.sample_begin, sh.sample_end, "
+        "sh.attempts, j.project_id, j.model_id, j.dataset_id, j.kind, "
+        "j.wall_seconds, j.memory_bytes, j.samples, j.shards FROM sh, j",
+        v, 8, row_picked, &p, NULL);
+    if (!rc && !p.found)
+      rc = SBX_ENOTFOUND;
+  } else {
+    sbx__val v[] = {SBX_VT(t->tenant), SBX_VT(worker),
+                    SBX_VB(hash, SBX_SHA256_LEN), SBX_VI(now + lease),
+                    SBX_VI(now)};
+    rc = sbx__db_exec(
+        db,
+        "UPDATE job_shards SET state = 1, attempts = attempts + 1, "
+        "worker_id = $2, token_hash = $3, lease_expires = $4, started_at = "
+        "$5, finished_at = 0, message = '', progress_ppm = 0, phase = '', "
+        "robust_ppm = -1, eta_seconds = -1, progress_at = $5 WHERE "
+        "(tenant_id, job_id, shard) = (SELECT tenant_id, job_id, shard FROM "
+        "job_shards WHERE tenant_id = $1 AND state = 0 ORDER BY qseq LIMIT "
+        "1) AND state = 0 RETURNING job_id, shard, sample_begin, sample_end, "
+        "attempts",
+        v, 5, row_picked, &p, NULL);
+    if (!rc && !p.found)
+      rc = SBX_ENOTFOUND;
+    ints_ctx jc;
+    sbx__val jv[] = {SBX_VT(t->tenant), SBX_VT(p.job), SBX_VI(now)};
+    if (!rc)
+      rc = exec_ints(m,
+                     "UPDATE jobs SET state = 1, claims = claims + 1, "
+                     "started_at = CASE WHEN claims = 0 THEN $3 ELSE "
+                     "started_at END, message = CASE WHEN claims = 0 THEN "
+                     "'started' ELSE message END, updated_at = $3, event_seq "
+                     "= event_seq + CASE WHEN claims = 0 THEN 2 ELSE 1 END "
+                     "WHERE tenant_id = $1 AND id = $2 RETURNING claims, "
+                     "event_seq",
+                     jv, 3, 2, &jc);
+    if (!rc)
+      rc = sbx__db_exec(db,
+                        "SELECT project_id, model_id, dataset_id, kind, "
+                        "wall_seconds, memory_bytes, samples, shards FROM "
+                        "jobs WHERE tenant_id = $1 AND id = $2",
+                        jv, 2, row_claim_job, out, NULL);
+    if (!rc && jc.v[0] == 1)
+      rc = ev_insert(m, t->tenant, p.job, jc.v[1] - 1, now, -1, SBX_JOB_QUEUED,
+                     SBX_JOB_RUNNING, r1);
+    if (!rc) {
+      char r3[SBX_JOB_MSG_MAX + 32];
+      snprintf(r3, sizeof r3, "%s%lld)", r2, (long long)p.attempts);
+      rc = ev_insert(m, t->tenant, p.job, jc.v[1], now, p.shard, SBX_JOB_QUEUED,
+                     SBX_JOB_RUNNING, r3);
+    }
   }
-  if (!rc && started) {
-    char reason[SBX_JOB_MSG_MAX];
-    snprintf(reason, sizeof reason, "started on worker %s", worker);
-    rc = ev_add(m, t->tenant, p.job, now, -1, SBX_JOB_QUEUED, SBX_JOB_RUNNING,
-                reason);
-  }
-  if (!rc) {
-    char reason[SBX_JOB_MSG_MAX];
-    snprintf(reason, sizeof reason, "claimed by worker %s (attempt %lld)",
-             worker, (long long)p.attempts);
-    rc = ev_add(m, t->tenant, p.job, now, p.shard, SBX_JOB_QUEUED,
-                SBX_JOB_RUNNING, reason);
-  }
-  if (!rc) {
-    int64_t ch = 0;
-    sbx__val qv[] = {SBX_VT(t->tenant), SBX_VI(t->quota), SBX_VI(stamp_us())};
+  /* last: the tenant's row (its lock serialises the tenant's claims) */
+  if (!rc && !pg) {
+    sbx__val qv[] = {SBX_VT(t->tenant), SBX_VI(stamp_us())};
     rc = sbx__db_exec(db,
-                      "UPDATE job_sched SET running = running + 1, queued = "
-                      "queued - 1, last_served = $3 WHERE tenant_id = $1 AND "
-                      "(CAST($2 AS BIGINT) <= 0 OR running < $2)",
-                      qv, 3, NULL, NULL, &ch);
-    if (!rc && !ch)
-      rc = SBX_ENOTFOUND; /* quota filled by a concurrent claim */
+                      "UPDATE job_sched SET queued = queued - 1, last_served "
+                      "= $2 WHERE tenant_id = $1",
+                      qv, 2, NULL, NULL, NULL);
+  }
+  /* the quota, counted in a statement that starts after that lock is held:
+   * every earlier claim of the tenant is committed and counted (a finish
+   * in flight only makes the count higher), ours included */
+  if (!rc && t->quota > 0) {
+    int64_t running = 0;
+    sbx__val cv[] = {SBX_VT(t->tenant)};
+    rc = sbx__db_exec(db,
+                      "SELECT COUNT(*) FROM job_shards WHERE tenant_id = $1 "
+                      "AND state = 1",
+                      cv, 1, row_int1, &running, NULL);
+    if (!rc && running > t->quota)
+      rc = SBX_ENOTFOUND; /* filled by a concurrent claim */
   }
   if (rc) {
-    sbx__db_rollback(db);
+    if (tx)
+      sbx__db_rollback(db);
     memset(out, 0, sizeof *out);
     return rc;
   }
-  rc = sbx__db_commit(db);
+  rc = tx ? sbx__db_commit(db) : SBX_OK;
   if (rc) {
     memset(out, 0, sizeof *out);
     return rc;
@@ -1364,27 +1474,34 @@ int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
   REQUIRE_ID(worker_id);
   if (lease_seconds < 1 || lease_seconds > 3600 || !token_hash)
     return SBX_EINVAL;
-  /* housekeeping first: lost workers' shards go back in line */
-  int64_t any = 0;
-  sbx__val ev[] = {SBX_VI(now)};
-  int rc = sbx__db_exec(DB(m),
-                        "SELECT 1 FROM job_shards WHERE state = 1 AND "
-                        "lease_expires < $1 LIMIT 1",
-                        ev, 1, row_int1, &any, NULL);
-  if (!rc && any)
-    rc = sbx_meta_job_requeue_expired(m, now, NULL, NULL);
-  if (rc)
-    return rc;
+  /* housekeeping first: lost workers' shards go back in line (looked for
+   * once per distinct `now` per process: once a second in production) */
+  static _Atomic int64_t last_sweep = -1;
+  int rc = SBX_OK;
+  if (atomic_exchange(&last_sweep, now) != now) {
+    int64_t any = 0;
+    sbx__val ev[] = {SBX_VI(now)};
+    rc = sbx__db_exec(DB(m),
+                      "SELECT 1 FROM job_shards WHERE state = 1 AND "
+                      "lease_expires < $1 LIMIT 1",
+                      ev, 1, row_int1, &any, NULL);
+    if (!rc && any)
+      rc = requeue_some(m, now, 64, NULL, NULL); /* bounded per claim */
+    if (rc)
+      return rc;
+  }
   /* fair share: fewest running, then least recently served */
   cands_ctx cs;
   memset(&cs, 0, sizeof cs);
   rc = sbx__db_exec(DB(m),
-                    "SELECT s.tenant_id, s.running, COALESCE(NULLIF("
+                    "SELECT s.tenant_id, (SELECT COUNT(*) FROM job_shards r "
+                    "WHERE r.tenant_id = s.tenant_id AND r.state = 1) AS "
+                    "running, COALESCE(NULLIF("
                     "l.max_concurrency, 0), NULLIF(d.max_concurrency, 0), 0) "
                     "FROM job_sched s JOIN tenants t ON t.id = s.tenant_id "
                     "AND t.state = 0 LEFT JOIN job_limits l ON l.tenant_id = "
                     "s.tenant_id LEFT JOIN job_limits d ON d.tenant_id = "
-                    "'_sys' WHERE s.queued > 0 ORDER BY s.running, "
+                    "'_sys' WHERE s.queued > 0 ORDER BY running, "
                     "s.last_served, s.tenant_id LIMIT 32",
                     NULL, 0, row_cand, &cs, NULL);
   if (rc)
@@ -1400,9 +1517,15 @@ int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
 
 /* ---- job tokens: verify, heartbeat, finish ---- */
 
+typedef struct scope_ctx {
+  sbx_job_scope s;
+  int64_t state; /* -1: no such token */
+  int64_t tenant_state;
+} scope_ctx;
+
 static int row_scope(void *ctx, const sbx__row *r) {
-  int64_t *st = ctx;
-  sbx_job_scope *s = (sbx_job_scope *)(st + 1);
+  scope_ctx *x = ctx;
+  sbx_job_scope *s = &x->s;
   if (sbx__col_text(r, 0, s->tenant_id, sizeof s->tenant_id) ||
       sbx__col_text(r, 1, s->job_id, sizeof s->job_id) ||
       sbx__col_text(r, 2, s->project_id, sizeof s->project_id) ||
@@ -1413,33 +1536,34 @@ static int row_scope(void *ctx, const sbx__row *r) {
   s->sample_begin = sbx__col_int(r, 6);
   s->sample_end = sbx__col_int(r, 7);
   s->lease_expires = sbx__col_int(r, 8);
-  st[0] = sbx__col_int(r, 9) + 1; /* state + 1: 0 = not found */
+  x->state = sbx__col_int(r, 9);
+  x->tenant_state = sbx__col_int(r, 10);
   return 1;
 }
 
 /* Looks the token up; SBX_EAUTH unknown, SBX_EEXPIRED dead. */
 static int token_state(sbx_meta *m, const uint8_t *hash, int64_t now,
                        sbx_job_scope *out) {
-  struct {
-    int64_t st;
-    sbx_job_scope s;
-  } x;
+  scope_ctx x;
   memset(&x, 0, sizeof x);
+  x.state = -1;
   sbx__val v[] = {SBX_VB(hash, SBX_SHA256_LEN)};
   int rc = sbx__db_exec(DB(m),
                         "SELECT s.tenant_id, s.job_id, j.project_id, "
                         "j.model_id, j.dataset_id, s.shard, s.sample_begin, "
-                        "s.sample_end, s.lease_expires, s.state FROM "
-                        "job_shards s JOIN jobs j ON j.tenant_id = "
-                        "s.tenant_id AND j.id = s.job_id WHERE s.token_hash "
-                        "= $1",
+                        "s.sample_end, s.lease_expires, s.state, t.state "
+                        "FROM job_shards s JOIN jobs j ON j.tenant_id = "
+                        "s.tenant_id AND j.id = s.job_id JOIN tenants t ON "
+                        "t.id = s.tenant_id WHERE s.token_hash = $1",
                         v, 1, row_scope, &x, NULL);
   if (rc)
     return rc;
-  if (!x.st)
+  if (x.state < 0)
     return SBX_EAUTH;
-  if (x.st - 1 != SBX_JOB_RUNNING || x.s.lease_expires < now)
+  if (x.state != SBX_JOB_RUNNING || x.s.lease_expires < now)
     return SBX_EEXPIRED;
+  if (x.tenant_state != SBX_TENANT_ACTIVE)
+    return SBX_EPERM; /* frozen or shredded: the job's inputs are off limits */
   if (out)
     *out = x.s;
   return SBX_OK;
@@ -1508,21 +1632,60 @@ int sbx_meta_job_heartbeat(sbx_meta *m,
   return SBX_OK;
 }
 
-typedef struct fin_ctx {
-  char tenant[SBX_ID_MAX], job[SBX_ID_MAX];
-  int64_t shard, wall;
-  int found;
-} fin_ctx;
+/* The shard part of a finish: state, message (the caller's, else a
+ * default per state), results. $1 token hash, $2 now, $3 state, $4
+ * message, $5..$7 result ids. */
+#define FINISH_SHARD_SET                                                       \
+  "state = $3, finished_at = $2, lease_expires = 0, message = CASE WHEN "      \
+  "CAST($4 AS TEXT) <> '' THEN $4 WHEN CAST($3 AS BIGINT) = 2 THEN "           \
+  "'succeeded' WHEN CAST($3 AS BIGINT) = 4 THEN 'cancelled' ELSE 'wall "       \
+  "time limit ' || CAST(wall_seconds AS TEXT) || ' s exceeded' END, "          \
+  "result_id = $5, adv_id = $6, gallery = $7, progress_ppm = CASE WHEN "       \
+  "CAST($3 AS BIGINT) = 2 THEN 1000000 ELSE progress_ppm END, eta_seconds "    \
+  "= -1"
+#define FINISH_SHARD_LIVE                                                      \
+  "token_hash = $1 AND state = 1 AND lease_expires >= $2"
 
-static int row_fin(void *ctx, const sbx__row *r) {
-  fin_ctx *f = ctx;
-  if (sbx__col_text(r, 0, f->tenant, sizeof f->tenant) ||
-      sbx__col_text(r, 1, f->job, sizeof f->job))
-    return SBX_EFORMAT;
-  f->shard = sbx__col_int(r, 2);
-  f->wall = sbx__col_int(r, 3);
-  f->found = 1;
-  return 1;
+/* PostgreSQL, a single-shard job (the common case): the shard, the job
+ * and both events in one statement, committed on its own. 1: done; 0: not
+ * applicable (several shards, or the token is not live: the caller takes
+ * the general path, which tells which); < 0: error. */
+static int finish_fast_pg(sbx_meta *m, const uint8_t *hash, int64_t now,
+                          int64_t state, const char *message, const char *rid,
+                          const char *aid, const char *gal) {
+  sbx__val v[] = {SBX_VB(hash, SBX_SHA256_LEN),
+                  SBX_VI(now),
+                  SBX_VI(state),
+                  SBX_VT(message ? message : ""),
+                  SBX_VT(rid),
+                  SBX_VT(aid),
+                  SBX_VT(gal)};
+  int64_t shard = -1;
+  int rc = sbx__db_exec(
+      DB(m),
+      "WITH sh AS (UPDATE job_shards SET " FINISH_SHARD_SET
+      " WHERE " FINISH_SHARD_LIVE " AND (SELECT j.shards FROM jobs j WHERE "
+      "j.tenant_id = job_shards.tenant_id AND j.id = job_shards.job_id AND "
+      "j.state = 1) = 1 RETURNING tenant_id, job_id, shard, message), "
+      "j AS (UPDATE jobs SET state = $3, message = CASE WHEN CAST($3 AS "
+      "BIGINT) = 4 AND jobs.cancel_requested = 1 AND jobs.cancel_reason <> "
+      "'' THEN jobs.cancel_reason WHEN CAST($3 AS BIGINT) = 2 THEN '1 of 1 "
+      "shard succeeded' ELSE sh.message END, finished_at = $2, updated_at = "
+      "$2, shards_done = CASE WHEN CAST($3 AS BIGINT) = 2 THEN 1 ELSE 0 "
+      "END, result_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $5 ELSE "
+      "jobs.result_id END, adv_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN "
+      "$6 ELSE jobs.adv_id END, gallery = CASE WHEN CAST($3 AS BIGINT) = 2 "
+      "THEN $7 ELSE jobs.gallery END, event_seq = jobs.event_seq + 2 FROM "
+      "sh WHERE jobs.tenant_id = sh.tenant_id AND jobs.id = sh.job_id "
+      "RETURNING jobs.message, jobs.event_seq), "
+      "e AS (INSERT INTO job_events (tenant_id, job_id, seq, ts, shard, "
+      "from_state, to_state, reason) SELECT sh.tenant_id, sh.job_id, "
+      "j.event_seq - 1, $2, sh.shard, 1, $3, sh.message FROM sh, j UNION ALL "
+      "SELECT sh.tenant_id, sh.job_id, j.event_seq, $2, -1, 1, $3, "
+      "j.message FROM sh, j) "
+      "SELECT sh.shard FROM sh, j",
+      v, 7, row_int1, &shard, NULL);
+  return rc ? rc : shard >= 0 ? 1 : 0;
 }
 
 int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
@@ -1538,63 +1701,80 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
   int rc = gallery_join(results, gal, sizeof gal);
   if (rc)
     return rc;
+  const char *rid = results ? results->result_id : "";
+  const char *aid = results ? results->adv_id : "";
+  if (PG(m)) {
+    rc = finish_fast_pg(m, token_hash, now, state, message, rid, aid, gal);
+    if (rc)
+      return rc < 0 ? rc : SBX_OK;
+  }
   sbx__db *db = DB(m);
-  /* lock order: the shard (by the token), the job, the tenant's counters */
+  /* lock order: the shard (by the token), the job, the tenant's row */
   if ((rc = sbx__db_begin(db)))
     return rc;
-  fin_ctx f;
+  shard_ref f; /* text: the shard's message */
   memset(&f, 0, sizeof f);
   sbx__val v[] = {SBX_VB(token_hash, SBX_SHA256_LEN),
                   SBX_VI(now),
                   SBX_VI(state),
                   SBX_VT(message ? message : ""),
-                  SBX_VT(results ? results->result_id : ""),
-                  SBX_VT(results ? results->adv_id : ""),
+                  SBX_VT(rid),
+                  SBX_VT(aid),
                   SBX_VT(gal)};
   rc = sbx__db_exec(db,
-                    "UPDATE job_shards SET state = $3, finished_at = $2, "
-                    "lease_expires = 0, message = $4, result_id = $5, adv_id "
-                    "= $6, gallery = $7, progress_ppm = CASE WHEN CAST($3 AS "
-                    "BIGINT) = 2 THEN "
-                    "1000000 ELSE progress_ppm END, eta_seconds = -1 WHERE "
-                    "token_hash = $1 AND state = 1 AND lease_expires >= $2 "
-                    "RETURNING tenant_id, job_id, shard, wall_seconds",
-                    v, 7, row_fin, &f, NULL);
+                    "UPDATE job_shards SET " FINISH_SHARD_SET
+                    " WHERE " FINISH_SHARD_LIVE " RETURNING tenant_id, "
+                    "job_id, shard, wall_seconds, message",
+                    v, 7, row_shard_ref, &f, NULL);
   if (!rc && !f.found) {
     sbx__db_rollback(db);
     rc = token_state(m, token_hash, now, NULL);
     return rc ? rc : SBX_EEXPIRED;
   }
-  char reason[SBX_JOB_MSG_MAX];
-  if (message && *message)
-    snprintf(reason, sizeof reason, "%s", message);
-  else if (state == SBX_JOB_TIMED_OUT)
-    snprintf(reason, sizeof reason, "wall time limit %lld s exceeded",
-             (long long)f.wall);
-  else
-    snprintf(reason, sizeof reason, "%s",
-             state == SBX_JOB_SUCCEEDED ? "succeeded" : "cancelled");
-  if (!rc && !(message && *message)) {
-    sbx__val mv[] = {SBX_VT(f.tenant), SBX_VT(f.job), SBX_VI(f.shard),
-                     SBX_VT(reason)};
-    rc = sbx__db_exec(db,
-                      "UPDATE job_shards SET message = $4 WHERE tenant_id = "
-                      "$1 AND job_id = $2 AND shard = $3",
-                      mv, 4, NULL, NULL, NULL);
-  }
-  if (!rc)
-    rc = job_lock(m, f.tenant, f.job, now);
-  if (!rc)
-    rc = ev_add(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state,
-                reason);
-  if (!rc)
-    rc = job_settle(m, f.tenant, f.job, now);
+  /* one shard: the job ends with it (a cancelled job keeps the reason
+   * given with the cancel request); the job row's event_seq numbers both
+   * events */
+  ints_ctx jc;
+  memset(&jc, 0, sizeof jc);
+  char jmsg[SBX_JOB_MSG_MAX] = "";
   if (!rc) {
-    sbx__val qv[] = {SBX_VT(f.tenant)};
-    rc = sbx__db_exec(db,
-                      "UPDATE job_sched SET running = running - 1 WHERE "
-                      "tenant_id = $1",
-                      qv, 1, NULL, NULL, NULL);
+    char want[SBX_JOB_MSG_MAX];
+    snprintf(want, sizeof want, "%s",
+             state == SBX_JOB_SUCCEEDED ? "1 of 1 shard succeeded" : f.text);
+    sbx__val jv[] = {SBX_VT(f.tenant), SBX_VT(f.job), SBX_VI(state),
+                     SBX_VT(want),     SBX_VI(now),   SBX_VT(rid),
+                     SBX_VT(aid),      SBX_VT(gal)};
+    rc = exec_ints(
+        m,
+        "UPDATE jobs SET state = $3, message = CASE WHEN CAST($3 AS BIGINT) "
+        "= 4 AND cancel_requested = 1 AND cancel_reason <> '' THEN "
+        "cancel_reason ELSE $4 END, finished_at = $5, updated_at = $5, "
+        "shards_done = CASE WHEN CAST($3 AS BIGINT) = 2 THEN 1 ELSE 0 END, "
+        "result_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $6 ELSE result_id "
+        "END, adv_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $7 ELSE adv_id "
+        "END, gallery = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $8 ELSE "
+        "gallery END, event_seq = event_seq + 2 WHERE tenant_id = $1 AND id "
+        "= $2 AND shards = 1 AND state = 1 RETURNING event_seq",
+        jv, 8, 1, &jc);
+  }
+  if (!rc && jc.found) {
+    rc = ev_insert(m, f.tenant, f.job, jc.v[0] - 1, now, f.shard,
+                   SBX_JOB_RUNNING, state, f.text);
+    sbx__val mv[] = {SBX_VT(f.tenant), SBX_VT(f.job)};
+    spec_ctx ms = {jmsg, sizeof jmsg, 0, 0};
+    if (!rc)
+      rc = sbx__db_exec(db,
+                        "SELECT message FROM jobs WHERE tenant_id = $1 AND "
+                        "id = $2",
+                        mv, 2, row_spec, &ms, NULL);
+    if (!rc)
+      rc = ev_insert(m, f.tenant, f.job, jc.v[0], now, -1, SBX_JOB_RUNNING,
+                     state, jmsg);
+  } else if (!rc) { /* several shards: settle the job from all of them */
+    rc = ev_add(m, f.tenant, f.job, now, f.shard, SBX_JOB_RUNNING, state,
+                f.text);
+    if (!rc)
+      rc = job_settle(m, f.tenant, f.job, now);
   }
   if (rc) {
     sbx__db_rollback(db);

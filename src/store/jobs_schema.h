@@ -2,8 +2,8 @@
  * jobs_schema.h - private: the job queue's migrations (versions 30..),
  * spliced into meta.c's MIGRATIONS list as entries. Append only; never edit
  * an applied entry (meta.c refuses edited migrations by checksum).
- * Tables (docs/jobs.md): jobs, job_shards, job_events, job_sched (fair-share
- * counters), job_limits, worker_tokens.
+ * Tables (docs/jobs.md): jobs, job_shards, job_events, job_sched (per tenant:
+ * queued shards, last served), job_limits, worker_tokens.
  */
 #ifndef SBX_STORE_JOBS_SCHEMA_H
 #define SBX_STORE_JOBS_SCHEMA_H
@@ -28,6 +28,8 @@
    " shards BIGINT NOT NULL,"                                                  \
    " max_attempts BIGINT NOT NULL,"                                            \
    " shards_done BIGINT NOT NULL DEFAULT 0,"                                   \
+   " claims BIGINT NOT NULL DEFAULT 0,"                                        \
+   " event_seq BIGINT NOT NULL DEFAULT 0,"                                     \
    " seq BIGINT NOT NULL,"                                                     \
    " result_id TEXT NOT NULL DEFAULT '',"                                      \
    " adv_id TEXT NOT NULL DEFAULT '',"                                         \
@@ -69,6 +71,8 @@
    " WHERE state = 0;"                                                         \
    "CREATE INDEX job_shards_lease ON job_shards(lease_expires)"                \
    " WHERE state = 1;"                                                         \
+   "CREATE INDEX job_shards_running ON job_shards(tenant_id)"                  \
+   " WHERE state = 1;"                                                         \
    "CREATE TABLE job_events ("                                                 \
    " tenant_id TEXT NOT NULL,"                                                 \
    " job_id TEXT NOT NULL,"                                                    \
@@ -82,7 +86,6 @@
    "CREATE TABLE job_sched ("                                                  \
    " tenant_id TEXT PRIMARY KEY,"                                              \
    " queued BIGINT NOT NULL DEFAULT 0,"                                        \
-   " running BIGINT NOT NULL DEFAULT 0,"                                       \
    " last_served BIGINT NOT NULL DEFAULT 0);"                                  \
    "CREATE TABLE job_limits ("                                                 \
    " tenant_id TEXT PRIMARY KEY,"                                              \

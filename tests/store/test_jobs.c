@@ -4,13 +4,18 @@
  * every state, progress, shards and their results, limits (defaults, caps,
  * clamping), fair share and quotas, leases (requeue, bounded attempts,
  * stale workers refused), job tokens, worker tokens, tenant scoping, paging,
- * and 200 jobs claimed by 4 concurrent claimers each completed exactly once.
+ * a claimer process killed -9 mid-transaction, 200 jobs (20 of them in 4
+ * shards) claimed by 4 concurrent claimers with every shard completed
+ * exactly once, and the concurrency quota under simultaneous claims.
  *
  * Expected values come from the rules in docs/jobs.md (slice bounds
  * k*n/K, "fewest running, then least recently served", ...), not from
  * running this code.
  */
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -52,6 +57,20 @@ static void reset(sbx_store *st) {
 static void tenant(sbx_store *st, const char *t) {
   int rc = sbx_store_tenant_create(st, t, t);
   CHECK(rc == 0 || rc == SBX_EEXIST);
+}
+
+/* A store on an empty queue with tenants "ta", "tb", "tc"; NULL (and a
+ * failed check) when it does not open. */
+static sbx_store *setup(void) {
+  sbx_store *st = open_store();
+  CHECK(st != NULL);
+  if (st) {
+    reset(st);
+    tenant(st, "ta");
+    tenant(st, "tb");
+    tenant(st, "tc");
+  }
+  return st;
 }
 
 static sbx_job_new new_job(const char *id) {
@@ -100,14 +119,10 @@ static int collect_ev(void *ctx, const sbx_job_event *e) {
 /* ---- lifecycle ---- */
 
 TEST(lifecycle_single_shard) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   sbx_job j;
   sbx_job_new n = new_job("j1");
   n.limits.samples = 100;
@@ -154,6 +169,23 @@ TEST(lifecycle_single_shard) {
   forged[10] = forged[10] == 'a' ? 'b' : 'a';
   CHECK_EQ_INT(sbx_store_job_token_verify(st, forged, 1011, &sc), SBX_EAUTH);
   CHECK_EQ_INT(sbx_store_job_token_verify(st, "jt_x", 1011, &sc), SBX_EAUTH);
+
+  /* a frozen tenant's job tokens open nothing */
+  CHECK_EQ_INT(sbx_meta_tenant_set_state(m, "ta", SBX_TENANT_FROZEN), 0);
+  CHECK_EQ_INT(sbx_store_job_token_verify(st, c.token, 1011, &sc), SBX_EPERM);
+  sbx_job_new n2 = new_job("j-frozen");
+  char why[SBX_JOB_MSG_MAX];
+  CHECK_EQ_INT(sbx_meta_job_create(m, "ta", &n2, 1011, NULL, why), SBX_EPERM);
+  CHECK(strstr(why, "not active") != NULL);
+  CHECK_EQ_INT(sbx_meta_tenant_set_state(m, "ta", SBX_TENANT_ACTIVE), 0);
+  CHECK_EQ_INT(sbx_meta_job_create(m, "nosuch", &n2, 1011, NULL, why),
+               SBX_ENOTFOUND);
+  CHECK(strstr(why, "no such tenant") != NULL);
+  CHECK_EQ_INT(sbx_store_job_token_verify(st, c.token, 1011, &sc), 0);
+  CHECK_EQ_INT(sbx_job_state_parse("timed_out"), SBX_JOB_TIMED_OUT);
+  CHECK_EQ_INT(sbx_job_state_parse("nope"), -1);
+  CHECK(strcmp(sbx_job_state_name(SBX_JOB_CANCELLED), "cancelled") == 0);
+  CHECK(strcmp(sbx_job_state_name(99), "unknown") == 0);
 
   /* progress */
   sbx_job_progress p;
@@ -225,7 +257,6 @@ TEST(lifecycle_single_shard) {
   CHECK_EQ_INT(sbx_meta_job_events(m, "ta", "j1", 3, collect_ev, &ev), 0);
   CHECK_EQ_INT(ev.n, 2);
   /* tenant scoping */
-  tenant(st, "tb");
   CHECK_EQ_INT(sbx_meta_job_get(m, "tb", NULL, "j1", &j), SBX_ENOTFOUND);
   CHECK_EQ_INT(sbx_meta_job_get(m, "ta", "p2", "j1", &j), SBX_ENOTFOUND);
   ev.n = 0;
@@ -238,14 +269,10 @@ TEST(lifecycle_single_shard) {
 }
 
 TEST(failures_carry_messages) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   CHECK_EQ_INT(create(st, "ta", "jf", 10, 1, 100), 0);
   sbx_job_claim c;
   CHECK_EQ_INT(sbx_store_job_claim(st, "w1", 30, 101, &c), 0);
@@ -289,14 +316,10 @@ TEST(failures_carry_messages) {
 }
 
 TEST(cancel_every_state) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   int64_t s = -1;
   /* queued: cancelled at once, never claimed */
   CHECK_EQ_INT(create(st, "ta", "jq", 10, 1, 100), 0);
@@ -370,14 +393,10 @@ static int collect_shard(void *ctx, const sbx_job_shard *s) {
 }
 
 TEST(shards) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   CHECK_EQ_INT(create(st, "ta", "js", 10, 4, 100), 0);
   /* contiguous slices k*n/K: [0,2) [2,5) [5,7) [7,10) */
   static const int64_t lo[4] = {0, 2, 5, 7}, hi[4] = {2, 5, 7, 10};
@@ -433,6 +452,24 @@ TEST(shards) {
   CHECK_EQ_INT(sbx_meta_job_get(m, "ta", NULL, "js", &j), 0);
   CHECK(strcmp(j.results.result_id, "merged") == 0);
 
+  /* a shard whose worker is lost goes back in line; its sibling's result
+   * stands; the job succeeds when the retry does */
+  CHECK_EQ_INT(create(st, "ta", "jl", 4, 2, 150), 0);
+  CHECK_EQ_INT(sbx_store_job_claim(st, "w0", 10, 150, &c[0]), 0);
+  CHECK_EQ_INT(sbx_store_job_claim(st, "w1", 60, 150, &c[1]), 0);
+  CHECK_EQ_INT(
+      sbx_store_job_finish(st, c[1].token, 155, SBX_JOB_SUCCEEDED, NULL, NULL),
+      0);
+  CHECK_EQ_INT(sbx_store_job_claim(st, "w2", 60, 161, &c[2]), 0);
+  CHECK(strcmp(c[2].job_id, "jl") == 0 && c[2].shard == 0 &&
+        c[2].attempt == 2 && c[2].sample_end == 2);
+  CHECK_EQ_INT(job_state(st, "ta", "jl"), SBX_JOB_RUNNING);
+  CHECK_EQ_INT(
+      sbx_store_job_finish(st, c[2].token, 162, SBX_JOB_SUCCEEDED, NULL, NULL),
+      0);
+  CHECK_EQ_INT(sbx_meta_job_get(m, "ta", NULL, "jl", &j), 0);
+  CHECK(j.state == SBX_JOB_SUCCEEDED && j.shards_done == 2);
+
   /* one shard fails: queued ones are cancelled, running ones told to
    * stop, the job fails naming the shard */
   CHECK_EQ_INT(create(st, "ta", "jx", 30, 3, 200), 0);
@@ -464,15 +501,10 @@ TEST(shards) {
 /* ---- limits ---- */
 
 TEST(limits) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
-  tenant(st, "tb");
   sbx_job_limit_set l;
   CHECK_EQ_INT(sbx_meta_job_limits_get(m, "ta", 1, &l), 0);
   CHECK_EQ_INT(l.default_wall_seconds, 3600);
@@ -547,23 +579,18 @@ TEST(limits) {
   n = new_job("x'; DROP TABLE jobs; --");
   CHECK_EQ_INT(sbx_meta_job_create(m, "ta", &n, 100, &j, why), SBX_EINVAL);
   n = new_job("j4");
-  CHECK(sbx_meta_job_create(m, "nosuchtenant", &n, 100, &j, why) != 0);
+  CHECK_EQ_INT(sbx_meta_job_create(m, "nosuchtenant", &n, 100, &j, why),
+               SBX_ENOTFOUND);
   sbx_store_close(st);
 }
 
 /* ---- fair share, quotas ---- */
 
 TEST(fair_share_and_quota) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
-  tenant(st, "tb");
-  tenant(st, "tc");
   CHECK_EQ_INT(sbx_meta_begin(m), 0); /* 500 jobs, one transaction */
   for (int i = 0; i < 500; i++) {
     char id[16];
@@ -633,14 +660,10 @@ TEST(fair_share_and_quota) {
 /* ---- leases ---- */
 
 TEST(leases_and_stale_workers) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
   CHECK_EQ_INT(create(st, "ta", "j1", 10, 1, 100), 0);
   CHECK_EQ_INT(create(st, "ta", "j2", 10, 1, 100), 0);
   sbx_job_claim c1, c2, c3;
@@ -718,13 +741,10 @@ static int count_wt(void *ctx, const sbx_worker_token *t) {
 }
 
 TEST(worker_tokens) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
   char tok[SBX_TOKEN_MAX], tok2[SBX_TOKEN_MAX];
   sbx_worker_token t, v;
   CHECK_EQ_INT(sbx_store_worker_token_create(st, "rack 1", 0, 100, tok, &t), 0);
@@ -768,15 +788,10 @@ static int collect_ids(void *ctx, const sbx_job *j) {
 }
 
 TEST(list_paging) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
-  tenant(st, "tb");
   for (int i = 0; i < 7; i++) {
     char id[16];
     snprintf(id, sizeof id, "j%d", i);
@@ -785,15 +800,15 @@ TEST(list_paging) {
   CHECK_EQ_INT(create(st, "tb", "other", 10, 1, 100), 0);
   static char ids[16][SBX_ID_MAX];
   memset(ids, 0, sizeof ids);
-  int64_t cur = 0, next = 0;
+  char cur[SBX_ID_MAX] = "", next[SBX_ID_MAX];
   int pages = 0;
   do {
     CHECK_EQ_INT(
-        sbx_meta_job_list(m, "ta", "p1", -1, cur, 3, collect_ids, ids, &next),
+        sbx_meta_job_list(m, "ta", "p1", -1, cur, 3, collect_ids, ids, next),
         0);
-    cur = next;
+    memcpy(cur, next, sizeof cur);
     pages++;
-  } while (cur && pages < 10);
+  } while (cur[0] && pages < 10);
   CHECK_EQ_INT(pages, 3);
   for (int i = 0; i < 7; i++) { /* newest first, each once */
     char want[16];
@@ -801,19 +816,42 @@ TEST(list_paging) {
     CHECK(strcmp(ids[i], want) == 0);
   }
   CHECK(ids[7][0] == 0);
+  /* jobs created in the same microsecond by two servers: the keyset (seq,
+   * id) still pages through each exactly once */
+  CHECK_EQ_INT(sbx__db_exec(sbx__meta_db(m),
+                            "UPDATE jobs SET seq = 42 WHERE tenant_id = 'ta'",
+                            NULL, 0, NULL, NULL, NULL),
+               0);
+  memset(ids, 0, sizeof ids);
+  cur[0] = 0;
+  pages = 0;
+  do {
+    CHECK_EQ_INT(
+        sbx_meta_job_list(m, "ta", NULL, -1, cur, 2, collect_ids, ids, next),
+        0);
+    memcpy(cur, next, sizeof cur);
+    pages++;
+  } while (cur[0] && pages < 10);
+  for (int i = 0; i < 7; i++) {
+    char want[16];
+    snprintf(want, sizeof want, "j%d", 6 - i); /* ties: id descending */
+    CHECK(strcmp(ids[i], want) == 0);
+  }
+  CHECK(ids[7][0] == 0);
   memset(ids, 0, sizeof ids);
   CHECK_EQ_INT(
-      sbx_meta_job_list(m, "ta", "p2", -1, 0, 10, collect_ids, ids, NULL), 0);
+      sbx_meta_job_list(m, "ta", "p2", -1, NULL, 10, collect_ids, ids, NULL),
+      0);
   CHECK(ids[0][0] == 0);
   sbx_job_claim c;
   CHECK_EQ_INT(sbx_store_job_claim(st, "w", 30, 110, &c), 0);
   memset(ids, 0, sizeof ids);
-  CHECK_EQ_INT(sbx_meta_job_list(m, "ta", NULL, SBX_JOB_RUNNING, 0, 10,
+  CHECK_EQ_INT(sbx_meta_job_list(m, "ta", NULL, SBX_JOB_RUNNING, NULL, 10,
                                  collect_ids, ids, NULL),
                0);
   CHECK(strcmp(ids[0], c.job_id) == 0 && ids[1][0] == 0);
   CHECK_EQ_INT(
-      sbx_meta_job_list(m, "ta", NULL, -1, 0, 0, collect_ids, ids, NULL),
+      sbx_meta_job_list(m, "ta", NULL, -1, NULL, 0, collect_ids, ids, NULL),
       SBX_EINVAL);
   sbx_store_close(st);
 }
@@ -859,7 +897,7 @@ static void *claimer(void *arg) {
       break;
     }
     idle = 0;
-    int k = atoi(c.job_id + 1);
+    int k = atoi(c.job_id + 1); /* counts shard claims */
     pthread_mutex_lock(&mu);
     if (k >= 0 && k < CJOBS)
       claimed[k]++;
@@ -894,20 +932,16 @@ static int row_ints2(void *ctx, const sbx__row *r) {
 }
 
 TEST(concurrent_claimers_exactly_once) {
-  sbx_store *st = open_store();
-  if (!st) {
-    CHECK(0);
+  sbx_store *st = setup();
+  if (!st)
     return;
-  }
   sbx_meta *m = sbx_store_meta(st);
-  reset(st);
-  tenant(st, "ta");
-  tenant(st, "tb");
   CHECK_EQ_INT(sbx_meta_begin(m), 0);
   for (int i = 0; i < CJOBS; i++) {
     char id[16];
     snprintf(id, sizeof id, "c%d", i);
-    CHECK_EQ_INT(create(st, i % 2 ? "tb" : "ta", id, 10, 1, time(NULL)), 0);
+    CHECK_EQ_INT(
+        create(st, i % 2 ? "tb" : "ta", id, 10, i % 10 ? 1 : 4, time(NULL)), 0);
   }
   CHECK_EQ_INT(sbx_meta_commit(m), 0);
   pthread_t th[CTHREADS];
@@ -918,7 +952,8 @@ TEST(concurrent_claimers_exactly_once) {
   CHECK_EQ_INT(thread_errors, 0);
   int once = 0, busy = 0;
   for (int i = 0; i < CJOBS; i++) {
-    once += claimed[i] == 1 && completed[i] == 1;
+    int shards = i % 10 ? 1 : 4; /* every 10th job has 4 shards */
+    once += claimed[i] == shards && completed[i] == shards;
     char id[16];
     snprintf(id, sizeof id, "c%d", i);
     CHECK_EQ_INT(job_state(st, i % 2 ? "tb" : "ta", id), SBX_JOB_SUCCEEDED);
@@ -928,17 +963,130 @@ TEST(concurrent_claimers_exactly_once) {
     busy += per_thread[i] > 0;
   fprintf(stderr, "  claims per thread: %d %d %d %d\n", per_thread[0],
           per_thread[1], per_thread[2], per_thread[3]);
-  CHECK(busy >= 2); /* they really ran side by side */
-  /* the fair-share counters came back to zero */
+  if (pg) /* they really ran side by side (SQLite serialises writers and
+           * its busy handler may let one thread win every race) */
+    CHECK(busy >= 2);
+  else
+    (void)busy;
+  /* nothing left queued or running; the queued counters are back to 0 */
   ints2 z = {-1, -1};
-  CHECK_EQ_INT(sbx__db_exec(sbx__meta_db(m),
-                            "SELECT SUM(running), SUM(queued) FROM job_sched",
-                            NULL, 0, row_ints2, &z, NULL),
-               0);
+  CHECK_EQ_INT(
+      sbx__db_exec(sbx__meta_db(m),
+                   "SELECT (SELECT COUNT(*) FROM job_shards WHERE state "
+                   "< 2), (SELECT SUM(queued) FROM job_sched)",
+                   NULL, 0, row_ints2, &z, NULL),
+      0);
   CHECK_EQ_INT(z.a, 0);
   CHECK_EQ_INT(z.b, 0);
   sbx_job_claim c;
   CHECK_EQ_INT(sbx_store_job_claim(st, "w", 30, time(NULL), &c), SBX_ENOTFOUND);
+  sbx_store_close(st);
+}
+
+/* ---- kill -9 of a claimer: lease lost, shard re-queued, no lock left ---- */
+
+TEST(killed_claimer_requeued) {
+  sbx_store *st = setup();
+  if (!st)
+    return;
+  sbx_meta *m = sbx_store_meta(st);
+  CHECK_EQ_INT(create(st, "ta", "k1", 10, 1, 7000), 0);
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  pid_t pid = fork();
+  if (pid == 0) { /* the worker: claims, then dies inside a transaction
+                   * that holds its shard's row lock */
+    close(fds[0]);
+    sbx_store *cs = open_store();
+    sbx_job_claim c;
+    char ok = 'n';
+    if (cs && !sbx_store_job_claim(cs, "doomed", 10, 7000, &c) &&
+        !sbx_meta_begin(sbx_store_meta(cs)) &&
+        !sbx_store_job_heartbeat(cs, c.token, 7001, 10, NULL, NULL))
+      ok = 'y';
+    if (write(fds[1], &ok, 1) != 1)
+      _exit(3);
+    pause();
+    _exit(0);
+  }
+  close(fds[1]);
+  char ok = 0;
+  CHECK(read(fds[0], &ok, 1) == 1 && ok == 'y');
+  close(fds[0]);
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  CHECK_EQ_INT(job_state(st, "ta", "k1"), SBX_JOB_RUNNING);
+  /* the lease (7000 + 10) runs out; the next claim re-queues and takes
+   * the shard without waiting on anything the dead worker held */
+  sbx_job_claim c;
+  CHECK_EQ_INT(sbx_store_job_claim(st, "w2", 10, 7011, &c), 0);
+  CHECK(strcmp(c.job_id, "k1") == 0 && c.attempt == 2);
+  CHECK_EQ_INT(
+      sbx_store_job_finish(st, c.token, 7012, SBX_JOB_SUCCEEDED, NULL, NULL),
+      0);
+  CHECK_EQ_INT(job_state(st, "ta", "k1"), SBX_JOB_SUCCEEDED);
+  evlog ev;
+  ev.n = 0;
+  CHECK_EQ_INT(sbx_meta_job_events(m, "ta", "k1", 0, collect_ev, &ev), 0);
+  int lost = 0;
+  for (int i = 0; i < ev.n; i++)
+    lost += strstr(ev.e[i].reason, "worker doomed lost") != NULL;
+  CHECK_EQ_INT(lost, 1);
+  sbx_store_close(st);
+}
+
+/* ---- the quota holds under concurrent claims ---- */
+
+static pthread_barrier_t bar;
+static atomic_int quota_wins;
+
+static void *quota_claimer(void *arg) {
+  (void)arg;
+  sbx_store *st = open_store();
+  pthread_barrier_wait(&bar);
+  if (!st)
+    return NULL;
+  sbx_job_claim c;
+  int rc;
+  do
+    rc = sbx_store_job_claim(st, "wq", 60, 5000, &c);
+  while (rc == SBX_EBUSY || rc == SBX_ECONFLICT);
+  if (rc == 0)
+    atomic_fetch_add(&quota_wins, 1);
+  else if (rc != SBX_ENOTFOUND)
+    fprintf(stderr, "quota claim: %s\n", sbx_strerror(rc));
+  sbx_store_close(st);
+  return NULL;
+}
+
+TEST(quota_under_concurrency) {
+  sbx_store *st = setup();
+  if (!st)
+    return;
+  sbx_meta *m = sbx_store_meta(st);
+  for (int i = 0; i < 10; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "q%d", i);
+    CHECK_EQ_INT(create(st, "ta", id, 10, 1, 5000), 0);
+  }
+  sbx_job_limit_set l;
+  memset(&l, 0, sizeof l);
+  l.max_concurrency = 2;
+  CHECK_EQ_INT(sbx_meta_job_limits_set(m, "ta", &l, 5000), 0);
+  for (int round = 0; round < 3; round++) {
+    atomic_store(&quota_wins, 0);
+    pthread_t th[6];
+    pthread_barrier_init(&bar, NULL, 6);
+    for (int i = 0; i < 6; i++)
+      pthread_create(&th[i], NULL, quota_claimer, NULL);
+    for (int i = 0; i < 6; i++)
+      pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&bar);
+    /* 6 claimers at once, quota 2: two win in the first round, none after */
+    CHECK_EQ_INT(atomic_load(&quota_wins), round == 0 ? 2 : 0);
+  }
   sbx_store_close(st);
 }
 
@@ -965,6 +1113,8 @@ int main(void) {
   RUN(worker_tokens);
   RUN(list_paging);
   RUN(concurrent_claimers_exactly_once);
+  RUN(killed_claimer_requeued);
+  RUN(quota_under_concurrency);
   tu_rm_rf(root);
   return harness_report();
 }
