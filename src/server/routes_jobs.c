@@ -317,39 +317,33 @@ static int list_row(void *ctx, const sbx_job *j) {
 
 int sbx__h_jobs_list(sbx__req *r) {
   int limit = 50;
-  int64_t cursor = 0, state = -1;
+  int64_t state = -1;
   const char *l = sbx__arg(r, "limit"), *cu = sbx__arg(r, "cursor");
   const char *stn = sbx__arg(r, "state");
-  char *end;
   if (l) {
+    char *end;
     long x = strtol(l, &end, 10);
     if (*end || x < 1 || x > 100)
       return sbx__problem(r, 400, "Bad Request", "limit must be 1..100");
     limit = (int)x;
   }
-  if (cu && *cu) {
-    long long x = strtoll(cu, &end, 10);
-    if (*end || x < 0)
-      return sbx__problem(r, 400, "Bad Request", "malformed cursor");
-    cursor = x;
-  }
+  if (cu && *cu && !sbx_id_valid(cu))
+    return sbx__problem(r, 400, "Bad Request", "malformed cursor");
   if (stn && (state = sbx_job_state_parse(stn)) < 0)
     return sbx__problem(r, 400, "Bad Request",
                         "state: queued|running|succeeded|failed|cancelled|"
                         "timed_out");
   list_ctx c = {r, json_array()};
-  int64_t next = 0;
+  char next[SBX_ID_MAX] = "";
   int rc = sbx_meta_job_list(sbx__meta(r), sbx__tenant(r), r->params[0], state,
-                             cursor, limit, list_row, &c, &next);
+                             cu, limit, list_row, &c, next);
   if (rc) {
     json_decref(c.items);
     return sbx__problem_rc(r, rc);
   }
-  char nc[32];
-  snprintf(nc, sizeof nc, "%" PRId64, next);
   return sbx__reply_json(r, 200,
                          json_pack("{s:o,s:o}", "items", c.items, "next_cursor",
-                                   next ? json_string(nc) : json_null()));
+                                   next[0] ? json_string(next) : json_null()));
 }
 
 int sbx__h_job_cancel(sbx__req *r) {

@@ -670,6 +670,46 @@ TEST(worker_token_cli) {
   CHECK_EQ_INT(do_claim(WTOK, 0, &c), 204); /* the other one still works */
 }
 
+TEST(list_pages) {
+  char a[64], b[64];
+  CHECK_EQ_INT(new_job(K1, "p1", M1, D1, a), 201);
+  CHECK_EQ_INT(new_job(K1, "p1", M1, D1, b), 201);
+  resp r;
+  CHECK_EQ_INT(
+      jreq(&S, "GET", "/api/v1/projects/p1/jobs?limit=1", K1, NULL, &r), 200);
+  json_t *j = body_json(&r);
+  resp_free(&r);
+  json_t *items = json_object_get(j, "items");
+  const char *next = json_string_value(json_object_get(j, "next_cursor"));
+  CHECK(json_array_size(items) == 1 && next);
+  CHECK(!strcmp(
+      json_string_value(json_object_get(json_array_get(items, 0), "id")),
+      b)); /* newest first */
+  char path[256];
+  snprintf(path, sizeof path, "/api/v1/projects/p1/jobs?limit=1&cursor=%s",
+           next ? next : "");
+  json_decref(j);
+  CHECK_EQ_INT(jreq(&S, "GET", path, K1, NULL, &r), 200);
+  j = body_json(&r);
+  resp_free(&r);
+  items = json_object_get(j, "items");
+  CHECK(json_array_size(items) == 1 &&
+        !strcmp(
+            json_string_value(json_object_get(json_array_get(items, 0), "id")),
+            a));
+  json_decref(j);
+  CHECK_EQ_INT(
+      jreq(&S, "GET", "/api/v1/projects/p1/jobs?state=queued", K1, NULL, &r),
+      200);
+  CHECK(strstr(r.body, a) && !strstr(r.body, "\"state\":\"succeeded\""));
+  resp_free(&r);
+  /* another tenant's list never shows them */
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/projects/p2/jobs", K2, NULL, &r), 200);
+  CHECK(!strstr(r.body, a) && !strstr(r.body, b));
+  resp_free(&r);
+  drain(K1, "p1");
+}
+
 TEST(sharded_job) {
   drain(K1, "p1");
   char body[512], id[64];
@@ -854,6 +894,7 @@ int main(int argc, char **argv) {
     RUN(lease_expiry_requeues);
     RUN(events_stream);
     RUN(sharded_job);
+    RUN(list_pages);
     RUN(worker_token_cli);
   }
   json_decref(g_last_claim);
