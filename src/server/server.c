@@ -201,8 +201,8 @@ static void master_spec(const sbx_server_params *p, char *out, size_t cap) {
     snprintf(out, cap, "file:%s/master.key", p->data_dir);
 }
 
-/* Opens the store (migrations included) and the server's srv_jobs table;
- * creates the embedded default's master key file on first use. */
+/* Opens the store (migrations included, the job queue's too); creates the
+ * embedded default's master key file on first use. */
 static int store_open(const sbx_server_params *p, const char *spec,
                       sbx_store **out) {
   /* embedded default: a master key file in the data dir, created once */
@@ -220,15 +220,7 @@ static int store_open(const sbx_server_params *p, const char *spec,
   sp.data_dir = p->data_dir;
   sp.master_key_spec = spec;
   sp.fsync = p->blob_fsync;
-  int rc = sbx_store_open(&sp, out);
-  if (!rc) {
-    rc = sbx__dbx_jobs_table(sbx_store_meta(*out));
-    if (rc) {
-      sbx_store_close(*out);
-      *out = NULL;
-    }
-  }
-  return rc;
+  return sbx_store_open(&sp, out);
 }
 
 /* ---- start / stop ---- */
