@@ -316,19 +316,11 @@ static int list_row(void *ctx, const sbx_job *j) {
 }
 
 int sbx__h_jobs_list(sbx__req *r) {
-  int limit = 50;
+  int limit;
   int64_t state = -1;
-  const char *l = sbx__arg(r, "limit"), *cu = sbx__arg(r, "cursor");
-  const char *stn = sbx__arg(r, "state");
-  if (l) {
-    char *end;
-    long x = strtol(l, &end, 10);
-    if (*end || x < 1 || x > 100)
-      return sbx__problem(r, 400, "Bad Request", "limit must be 1..100");
-    limit = (int)x;
-  }
-  if (cu && *cu && !sbx_id_valid(cu))
-    return sbx__problem(r, 400, "Bad Request", "malformed cursor");
+  const char *cu, *stn = sbx__arg(r, "state");
+  if (sbx__page_args(r, &limit, &cu))
+    return 0;
   if (stn && (state = sbx_job_state_parse(stn)) < 0)
     return sbx__problem(r, 400, "Bad Request",
                         "state: queued|running|succeeded|failed|cancelled|"
@@ -359,22 +351,12 @@ int sbx__h_job_cancel(sbx__req *r) {
 
 /* ---- results ---- */
 
-/* Sends the object id (of the job in the path) as the body. */
+/* Sends a result object of the job in the path. */
 static int send_object(sbx__req *r, const char *id, size_t max,
                        const char *type) {
   if (!id[0])
     return sbx__problem(r, 404, "Not Found", "no such result (yet)");
-  void *data = NULL;
-  size_t n = 0;
-  int rc = sbx_store_get_alloc(r->st, sbx__tenant(r), id, max, &data, &n);
-  if (rc)
-    return sbx__problem_rc(r, rc);
-  r->status = 200;
-  r->resp = data;
-  r->resp_len = n;
-  r->resp_owned = 1;
-  r->resp_type = type;
-  return 0;
+  return sbx__reply_object(r, sbx__tenant(r), id, max, type);
 }
 
 typedef struct shard_pick {

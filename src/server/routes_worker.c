@@ -140,18 +140,9 @@ int sbx__h_worker_claim(sbx__req *r) {
 /* ---- model and dataset ---- */
 
 static int send_input(sbx__req *r, const char *id) {
-  void *data = NULL;
-  size_t n = 0;
-  int rc = sbx_store_get_alloc(r->st, r->who.tenant, id,
-                               (size_t)r->srv->p.max_upload_bytes, &data, &n);
-  if (rc)
-    return sbx__problem_rc(r, rc);
-  r->status = 200;
-  r->resp = data;
-  r->resp_len = n;
-  r->resp_owned = 1;
-  r->resp_type = "application/octet-stream";
-  return 0;
+  return sbx__reply_object(r, r->who.tenant, id,
+                           (size_t)r->srv->p.max_upload_bytes,
+                           "application/octet-stream");
 }
 
 int sbx__h_worker_model(sbx__req *r) {
@@ -237,7 +228,6 @@ static int64_t result_cap(const char *name) {
 int sbx__h_worker_result_put(sbx__req *r) {
   const char *file = r->params[1];
   int64_t cap = result_cap(file);
-  int rc;
   if (!r->upload) {
     if (!cap)
       return sbx__problem(r, 404, "Not Found",
@@ -248,37 +238,13 @@ int sbx__h_worker_result_put(sbx__req *r) {
     if (cl && strtoll(cl, NULL, 10) > cap)
       return sbx__problem(r, 413, "Content Too Large",
                           "result file exceeds its cap");
-    char name[SBX_NAME_MAX];
-    sbx__job_object_name(r->who.job, r->who.job_shard, file, name);
-    sbx_put_params pp = {r->who.job_project, "result", name, 1};
-    rc = sbx_store_writer_open(r->st, r->who.tenant, &pp, &r->upload);
-    if (rc)
-      return sbx__problem_rc(r, rc);
   }
-  if (r->body_len) {
-    if (r->upload_len + (int64_t)r->body_len > cap) {
-      sbx_store_writer_abort(r->upload);
-      r->upload = NULL;
-      return sbx__problem(r, 413, "Content Too Large",
-                          "result file exceeds its cap");
-    }
-    rc = sbx_store_writer_write(r->upload, r->body, r->body_len);
-    r->upload_len += (int64_t)r->body_len;
-    r->body_len = 0;
-    if (rc) {
-      sbx_store_writer_abort(r->upload);
-      r->upload = NULL;
-      return sbx__problem_rc(r, rc);
-    }
-  }
-  if (!r->final)
+  char name[SBX_NAME_MAX];
+  sbx__job_object_name(r->who.job, r->who.job_shard, file, name);
+  sbx_put_params pp = {r->who.job_project, "result", name, 1};
+  sbx_store_writer *w;
+  if (sbx__upload_step(r, r->who.tenant, &pp, cap, &w) != 1)
     return 0;
-  sbx_store_writer *w = r->upload;
-  r->upload = NULL;
-  if (r->upload_len == 0) {
-    sbx_store_writer_abort(w);
-    return sbx__problem(r, 400, "Bad Request", "empty result file");
-  }
   /* the lease must still hold when the file lands (a stale worker's
    * upload is refused, and replaces nothing it did not own) */
   if (sbx_store_job_token_verify(r->st, bearer(r), sbx__now(), NULL)) {
@@ -286,7 +252,7 @@ int sbx__h_worker_result_put(sbx__req *r) {
     return sbx__problem(r, 401, "Unauthorized", "lease lost");
   }
   sbx_object o;
-  rc = sbx_store_writer_commit(w, &o);
+  int rc = sbx_store_writer_commit(w, &o);
   if (rc)
     return sbx__problem_rc(r, rc);
   char hex[65];
