@@ -60,6 +60,9 @@ typedef struct sbx_server_params {
   /* GET /metrics: a file (mode 0600) holding the operator's bearer token;
    * NULL: nobody can read /metrics (tenant credentials never can) */
   const char *metrics_token_file;
+  /* jobs (docs/jobs.md) */
+  int job_lease_s; /* lease of a claimed shard, extended by heartbeats;
+                      default 30 (1..3600) */
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);
@@ -91,6 +94,45 @@ void sbx_server_stop(sbx_server *s);
 int sbx_server_init_tenant(const sbx_server_params *p, const char *tenant_id,
                            const char *name, char *api_key_out,
                            char *bootstrap_out);
+
+/* ---- operator commands on the data dir (aisbxd worker-token, job-limits)
+ * ---- */
+struct sbx_worker_token;
+struct sbx_job_limit_set;
+/* `aisbxd worker-token create`: a worker token "wt_<id>.<secret>" into
+ * token_out (>= 160 bytes; shown once, stored as a keyed hash), its id
+ * into id_out (>= 64 bytes). name may be NULL. */
+int sbx_server_worker_token_create(const sbx_server_params *p,
+                                   const char *name, char *token_out,
+                                   char *id_out);
+/* Lists the worker tokens (never the secrets) in creation order. */
+int sbx_server_worker_token_list(const sbx_server_params *p,
+                                 int (*fn)(void *ctx,
+                                           const struct sbx_worker_token *t),
+                                 void *ctx);
+/* SBX_ENOTFOUND when unknown or already revoked. */
+int sbx_server_worker_token_revoke(const sbx_server_params *p, const char *id);
+/* `aisbxd job-limits set`: the deployment's defaults and caps (the "_sys"
+ * row; tenant NULL) or one tenant's. */
+int sbx_server_job_limits_set(const sbx_server_params *p, const char *tenant,
+                              const struct sbx_job_limit_set *l);
+
+/* ---- local workers (aisbxd --workers N) ----
+ * N aisbx-worker processes on this host, on loopback TLS with the worker
+ * protocol: a worker token created for the run (0600 file
+ * <data_dir>/local-worker.token; revoked and deleted at stop), the
+ * server's certificate as CA. Dead workers are restarted with backoff. */
+typedef struct sbx_local_workers sbx_local_workers;
+/* worker_bin NULL: aisbx-worker next to this executable (or the build
+ * tree's src/worker). n <= 0: nothing, *out NULL, 0. SBX_ENOTFOUND when
+ * the binary is missing (logged). */
+int sbx_local_workers_start(sbx_server *s, int n, const char *worker_bin,
+                            sbx_local_workers **out);
+/* SIGTERM, SIGKILL after 5 s, token revoked; NULL is a no-op. Call before
+ * sbx_server_stop. */
+void sbx_local_workers_stop(sbx_local_workers *w);
+/* The default N: the number of online CPUs. */
+int sbx_local_workers_default(void);
 
 /* ---- the route table (exported for tests and the OpenAPI generator) ---*/
 typedef struct sbx_route_info {

@@ -26,6 +26,7 @@
 #include "dbx.h"
 #include "log.h"
 #include "rbac.h"
+#include "sbx/jobs.h"
 #include "session.h"
 #include "state.h"
 #include "util.h"
@@ -162,6 +163,36 @@ static int apikey_check(sbx__req *r, const char *tok) {
   return SBX_OK;
 }
 
+/* The worker protocol's credentials (docs/worker-protocol.md): a worker
+ * token "wt_<id>.<secret>" (deployment-wide, no tenant) or a job token
+ * "jt_<secret>" whose scope (tenant, job, shard, model, dataset) the store
+ * returns while its shard runs under a live lease. */
+static int worker_check(sbx__req *r, const char *tok) {
+  int64_t now = sbx__now();
+  if (tok[0] == 'w') {
+    sbx_worker_token wt;
+    int rc = sbx_store_worker_token_verify(r->st, tok, now, &wt);
+    if (rc)
+      return rc == SBX_EEXPIRED ? SBX_EEXPIRED : SBX_EAUTH;
+    r->who.kind = SBX__CRED_WORKER;
+    snprintf(r->who.key_id, SBX_ID_MAX, "%s", wt.id);
+    return SBX_OK;
+  }
+  sbx_job_scope sc;
+  int rc = sbx_store_job_token_verify(r->st, tok, now, &sc);
+  if (rc)
+    return rc == SBX_EEXPIRED ? SBX_EEXPIRED : SBX_EAUTH;
+  r->who.kind = SBX__CRED_JOB_TOKEN;
+  snprintf(r->who.tenant, SBX_ID_MAX, "%s", sc.tenant_id);
+  snprintf(r->who.key_id, SBX_ID_MAX, "%s", sc.job_id);
+  snprintf(r->who.job, SBX_ID_MAX, "%s", sc.job_id);
+  snprintf(r->who.job_project, SBX_ID_MAX, "%s", sc.project_id);
+  snprintf(r->who.job_model, SBX_ID_MAX, "%s", sc.model_id);
+  snprintf(r->who.job_dataset, SBX_ID_MAX, "%s", sc.dataset_id);
+  r->who.job_shard = sc.shard;
+  return SBX_OK;
+}
+
 int sbx__authenticate(sbx__req *r) {
   memset(&r->who, 0, sizeof r->who);
   const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
@@ -175,10 +206,8 @@ int sbx__authenticate(sbx__req *r) {
     return SBX_EAUTH;
   if (!strncmp(tok, "ak_", 3))
     return apikey_check(r, tok);
-  /* Hook of the worker protocol (issue 11): worker tokens and job tokens
-   * get prefixes of their own here and set r->who.kind to
-   * SBX__CRED_WORKER / SBX__CRED_JOB_TOKEN; sbx__authorize already lets
-   * them call exactly the routes flagged WORKER / JOB_TOKEN. */
+  if (!strncmp(tok, "wt_", 3) || !strncmp(tok, "jt_", 3))
+    return worker_check(r, tok);
   char tenant[SBX_ID_MAX], user[SBX_ID_MAX], jti[SBX_ID_MAX];
   int rc = sbx__jwt_verify(r->srv, tok, sbx__now(), tenant, user, jti);
   if (rc)

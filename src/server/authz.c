@@ -49,15 +49,14 @@ int sbx__authz_key_role(sbx__req *r, const char *pid) {
   return role;
 }
 
-/* Hook of the worker protocol (issue 11): a worker token may call WORKER
- * routes, a job token only the routes of its own job. No authenticator
- * issues either kind yet, so this is reached only once one does; it is
- * where the token's scope (its job id against the path) will be
- * compared. Returns 1 when the credential's scope covers the request. */
+/* The worker protocol's scope: a worker token covers every WORKER route;
+ * a job token only the JOB_TOKEN routes naming its own job (params[0]).
+ * Returns 1 when the credential's scope covers the request. */
 static int worker_scope_ok(const sbx__req *r, const sbx__route *rt) {
-  (void)r;
-  (void)rt;
-  return 1;
+  if (r->who.kind == SBX__CRED_JOB_TOKEN)
+    return (rt->flags & SBX__RF_JOB_TOKEN) && r->who.job[0] &&
+           !strcmp(r->params[0], r->who.job);
+  return r->who.kind == SBX__CRED_WORKER && (rt->flags & SBX__RF_WORKER);
 }
 
 int sbx__authorize(sbx__req *r, const sbx__route *rt, int auth_rc) {
@@ -84,9 +83,11 @@ int sbx__authorize(sbx__req *r, const sbx__route *rt, int auth_rc) {
                                      : 0;
   int kind = r->who.kind;
   if (want || kind == SBX__CRED_WORKER || kind == SBX__CRED_JOB_TOKEN) {
-    if (kind != want || !worker_scope_ok(r, rt))
+    if (kind != want)
       return deny(r, 403, "Forbidden",
                   "this route takes another kind of credential");
+    if (!worker_scope_ok(r, rt))
+      return deny(r, 403, "Forbidden", "the token is not for this job");
     return 0;
   }
   /* tenant credentials: the role in the project, or in the tenant */

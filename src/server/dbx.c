@@ -14,25 +14,9 @@
 
 #include "sbx/sql.h"
 
-/* srv_jobs stays here, created the old way, until the job queue of the
- * store replaces it (its migrations are 30+). */
-static const char *SRV_JOBS_TABLE =
-    "CREATE TABLE IF NOT EXISTS srv_jobs ("
-    " tenant_id TEXT NOT NULL, id TEXT NOT NULL, project_id TEXT NOT NULL,"
-    " attack TEXT NOT NULL, model_id TEXT NOT NULL, dataset_id TEXT NOT NULL,"
-    " params TEXT NOT NULL, state TEXT NOT NULL, created_by TEXT NOT NULL,"
-    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (tenant_id, id))";
-
 static int row_count(void *ctx, const sbx_sql_row *r) {
   *(int64_t *)ctx = sbx_sql_col_int(r, 0);
   return 0;
-}
-
-/* Creates srv_jobs when missing (the other srv_ tables are migrations of
- * the store). */
-int sbx__dbx_jobs_table(sbx_meta *m) {
-  return sbx_sql_exec(m, SRV_JOBS_TABLE, NULL, 0, NULL, NULL, NULL);
 }
 
 static int fill_text(void *ctx, const sbx_sql_row *r) {
@@ -148,14 +132,6 @@ static const list_spec LISTS[] = {
      "LIMIT $3",
      "ttihi",
      {"id", "name", "size", "sha256", "created_at"},
-     0},
-    {"jobs",
-     "SELECT id, attack, model_id, dataset_id, state, created_by, created_at, "
-     "updated_at FROM srv_jobs WHERE tenant_id = $1 AND id > $2 AND "
-     "project_id = $4 ORDER BY id LIMIT $3",
-     "ttttttii",
-     {"id", "attack", "model_id", "dataset_id", "state", "created_by",
-      "created_at", "updated_at"},
      0},
     {"audit",
      "SELECT seq, ts, actor, action, target, hash FROM audit_events WHERE "
@@ -308,78 +284,6 @@ int sbx__dbx_list_text(sbx_meta *m, const char *what, const char *t,
   int rc = list_exec(m, tc.spec, t, scope, cursor, limit + 1, row_to_text, &tc);
   *more = tc.more;
   return rc;
-}
-
-/* ---- jobs ---- */
-
-int sbx__dbx_job_insert(sbx_meta *m, const char *t, const char *id,
-                        const char *project, const char *attack,
-                        const char *model, const char *dataset,
-                        const char *params_json, const char *user,
-                        int64_t now) {
-  sbx_sql_val v[] = {
-      SBX_SQL_T(t),           SBX_SQL_T(id),    SBX_SQL_T(project),
-      SBX_SQL_T(attack),      SBX_SQL_T(model), SBX_SQL_T(dataset),
-      SBX_SQL_T(params_json), SBX_SQL_T(user),  SBX_SQL_I(now)};
-  return sbx_sql_exec(
-      m,
-      "INSERT INTO srv_jobs (tenant_id, id, project_id, attack, "
-      "model_id, dataset_id, params, state, created_by, "
-      "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
-      "$7, 'queued', $8, $9, $9)",
-      v, 9, NULL, NULL, NULL);
-}
-
-static int fill_job(void *ctx, const sbx_sql_row *r) {
-  json_t **out = ctx;
-  static const char *names[] = {"id",         "attack",     "model_id",
-                                "dataset_id", "params",     "state",
-                                "created_by", "created_at", "updated_at"};
-  json_t *o = json_object();
-  for (int c = 0; c < 9; c++) {
-    if (c >= 7) {
-      json_object_set_new(o, names[c], json_integer(sbx_sql_col_int(r, c)));
-    } else if (c == 4) {
-      size_t n = 0;
-      const char *p = sbx_sql_col_bytes(r, c, &n);
-      json_t *pj = json_loadb(p ? p : "{}", n, JSON_REJECT_DUPLICATES, NULL);
-      json_object_set_new(o, names[c], pj ? pj : json_object());
-    } else {
-      size_t n = 0;
-      const char *p = sbx_sql_col_bytes(r, c, &n);
-      json_object_set_new(o, names[c], json_stringn(p ? p : "", n));
-    }
-  }
-  *out = o;
-  return 0;
-}
-
-int sbx__dbx_job_get(sbx_meta *m, const char *t, const char *project,
-                     const char *id, json_t **out) {
-  *out = NULL;
-  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(project), SBX_SQL_T(id)};
-  int rc = sbx_sql_exec(m,
-                        "SELECT id, attack, model_id, dataset_id, params, "
-                        "state, created_by, created_at, updated_at FROM "
-                        "srv_jobs WHERE tenant_id = $1 AND project_id = $2 "
-                        "AND id = $3",
-                        v, 3, fill_job, out, NULL);
-  if (!rc && !*out)
-    rc = SBX_ENOTFOUND;
-  return rc;
-}
-
-int sbx__dbx_job_cancel(sbx_meta *m, const char *t, const char *project,
-                        const char *id, int64_t now) {
-  int64_t ch = 0;
-  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(project), SBX_SQL_T(id),
-                     SBX_SQL_I(now)};
-  int rc = sbx_sql_exec(m,
-                        "UPDATE srv_jobs SET state = 'cancelled', updated_at = "
-                        "$4 WHERE tenant_id = $1 AND project_id = $2 AND id = "
-                        "$3 AND state IN ('queued', 'running')",
-                        v, 4, NULL, NULL, &ch);
-  return rc ? rc : (ch ? SBX_OK : SBX_ECONFLICT);
 }
 
 /* ---- lockout, bootstrap, passwords ---- */

@@ -1,7 +1,8 @@
 /*
  * dbx.h - the server's database layer: queries on the srv_* tables and the
  * paged lists, over sbx/sql.h. The tables are migrations of the store
- * (src/store/meta.c, versions 20..29) except srv_jobs (below). Calls
+ * (src/store/meta.c, versions 20..29); jobs are the store's job queue
+ * (sbx/jobs.h). Calls
  * nothing above it; every function returns 0 or a negative sbx_status.
  */
 #ifndef SBX_SERVER_DBX_H
@@ -13,9 +14,6 @@
 #include "buf.h"
 #include "sbx/meta.h"
 
-/* Creates srv_jobs when missing (replaced by the store's job queue). */
-int sbx__dbx_jobs_table(sbx_meta *m);
-
 /* Upserts a tenant role; the caller drops cached roles afterwards
  * (sbx__authcache_invalidate). */
 int sbx__dbx_tenant_role_set(sbx_meta *m, const char *t, const char *user,
@@ -26,7 +24,7 @@ int sbx__dbx_tenant_role_get(sbx_meta *m, const char *t, const char *user,
 /* SBX_OK when project pid exists in tenant t, else SBX_ENOTFOUND. */
 int sbx__dbx_project_exists(sbx_meta *m, const char *t, const char *pid);
 /* Paged lists (what: projects, project, users, members, api_keys, model,
- * dataset, jobs, audit): JSON objects appended to items, up to limit with
+ * dataset, audit): JSON objects appended to items, up to limit with
  * id > cursor; scope is the project of project lists. */
 int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
                   const char *scope, const char *cursor, int limit,
@@ -37,17 +35,6 @@ int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
 int sbx__dbx_list_text(sbx_meta *m, const char *what, const char *t,
                        const char *scope, const char *cursor, int limit,
                        sbx__buf *out, int *more, char cursor_out[SBX_ID_MAX]);
-/* Job records (srv_jobs; to be replaced by the store's job queue). */
-int sbx__dbx_job_insert(sbx_meta *m, const char *t, const char *id,
-                        const char *project, const char *attack,
-                        const char *model, const char *dataset,
-                        const char *params_json, const char *user, int64_t now);
-/* *out: a new JSON object (caller decrefs); SBX_ENOTFOUND when absent. */
-int sbx__dbx_job_get(sbx_meta *m, const char *t, const char *project,
-                     const char *id, json_t **out);
-/* queued/running -> cancelled; SBX_ECONFLICT in any other state. */
-int sbx__dbx_job_cancel(sbx_meta *m, const char *t, const char *project,
-                        const char *id, int64_t now);
 /* Failed-login counters and lockouts (0, 0 when none). */
 int sbx__dbx_lockout_get(sbx_meta *m, const char *t, const char *user,
                          int64_t *failures, int64_t *locked_until);

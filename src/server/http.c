@@ -26,35 +26,14 @@
 #include "authz.h"
 #include "log.h"
 #include "metrics.h"
+#include "park.h"
+#include "pool.h"
 #include "ratelimit.h"
 #include "reply.h"
 #include "req.h"
 #include "router.h"
 #include "state.h"
 #include "util.h"
-
-/* ---- store handle pool ---- */
-
-static sbx_store *pool_take(sbx__pool *p) {
-  sbx_store *st = NULL;
-  pthread_mutex_lock(&p->mu);
-  for (int i = 0; i < p->n; i++)
-    if (!p->busy[i]) {
-      p->busy[i] = 1;
-      st = p->h[i];
-      break;
-    }
-  pthread_mutex_unlock(&p->mu);
-  return st;
-}
-
-static void pool_give(sbx__pool *p, sbx_store *st) {
-  pthread_mutex_lock(&p->mu);
-  for (int i = 0; i < p->n; i++)
-    if (p->h[i] == st)
-      p->busy[i] = 0;
-  pthread_mutex_unlock(&p->mu);
-}
 
 /* ---- the MHD callbacks ---- */
 
@@ -71,9 +50,18 @@ static const char *const SECURITY_HEADERS[][2] = {
 };
 
 static enum MHD_Result queue(sbx__req *r) {
-  struct MHD_Response *resp = MHD_create_response_from_buffer(
-      r->resp_len, r->resp ? r->resp : (char *)"",
-      r->resp_owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+  struct MHD_Response *resp;
+  if (r->resp_cb) { /* a stream: the reader owns its state from now on */
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, r->resp_cb,
+                                             r->resp_cb_cls, r->resp_cb_free);
+    if (!resp && r->resp_cb_free)
+      r->resp_cb_free(r->resp_cb_cls);
+    r->resp_cb = NULL;
+  } else {
+    resp = MHD_create_response_from_buffer(
+        r->resp_len, r->resp ? r->resp : (char *)"",
+        r->resp_owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+  }
   if (!resp)
     return MHD_NO;
   r->resp_owned = 0; /* MHD frees it now */
@@ -158,7 +146,7 @@ static int check(sbx__req *r, const char *url) {
     return 1;
   }
   const sbx__route *rt = &s->routes[r->route];
-  r->st = pool_take(&s->pool);
+  r->st = sbx__pool_take(&s->pool);
   if (!r->st) {
     sbx__add_header(r, "Retry-After", "1");
     sbx__problem(r, 503, "Service Unavailable", "server busy");
@@ -187,9 +175,11 @@ static int check(sbx__req *r, const char *url) {
     return refusal(r);
   }
   /* the body caps, for a caller allowed to send it */
-  r->max_body = rt->body == SBX__BODY_UPLOAD ? s->p.max_upload_bytes
-                : rt->body == SBX__BODY_JSON ? s->p.max_json_bytes
-                                             : 0;
+  r->max_body = rt->body == SBX__BODY_UPLOAD && (rt->flags & SBX__RF_JOB_TOKEN)
+                    ? SBX__RESULT_UPLOAD_MAX
+                : rt->body == SBX__BODY_UPLOAD ? s->p.max_upload_bytes
+                : rt->body == SBX__BODY_JSON   ? s->p.max_json_bytes
+                                               : 0;
   const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                MHD_HTTP_HEADER_CONTENT_LENGTH);
   long long clen = cl ? strtoll(cl, NULL, 10) : 0;
@@ -260,13 +250,35 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     return MHD_YES;
   }
   r->final = 1;
+  if (!r->status && !r->st && !(r->st = sbx__pool_take(&s->pool))) {
+    /* resumed after parking and every store handle is busy */
+    if (!r->park_refused && !sbx__park(s, conn))
+      return MHD_YES;
+    sbx__add_header(r, "Retry-After", "1");
+    sbx__problem(r, 503, "Service Unavailable", "server busy");
+  }
   if (!r->status)
     s->routes[r->route].fn(r);
+  if (r->park && !r->status) { /* the handler waits: park, call it again */
+    r->park = 0;
+    sbx__pool_give(&s->pool, r->st);
+    r->st = NULL;
+    if (!sbx__park(s, conn))
+      return MHD_YES;
+    r->park_refused = 1; /* stopping: it answers now */
+    if ((r->st = sbx__pool_take(&s->pool)))
+      s->routes[r->route].fn(r);
+  }
   if (!r->status)
     sbx__problem(r, 500, "Internal Server Error", "no response");
 respond:;
   sbx__metrics_request(s, r->route, r->status, sbx__mono() - r->t0);
+  int stream = r->resp_cb != NULL;
   enum MHD_Result ret = queue(r);
+  if (stream) { /* a long stream takes its handles per read, not for life */
+    sbx__pool_give(&s->pool, r->st);
+    r->st = NULL;
+  }
   if (r->status >= 500 || getenv("AISBXD_LOG_REQUESTS"))
     sbx__log_raw("{\"request_id\":\"%s\",\"method\":\"%s\",\"status\":%d}",
                  r->reqid, method, r->status);
@@ -284,8 +296,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   atomic_fetch_sub(&s->metrics.in_flight, 1);
   if (r->upload)
     sbx_store_writer_abort(r->upload);
+  if (r->resp_cb && r->resp_cb_free) /* a stream never queued */
+    r->resp_cb_free(r->resp_cb_cls);
   if (r->st)
-    pool_give(&s->pool, r->st);
+    sbx__pool_give(&s->pool, r->st);
   if (r->resp_owned)
     free(r->resp);
   free(r->body);
@@ -327,7 +341,7 @@ int sbx__http_start(sbx_server *s) {
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
-                   MHD_USE_ERROR_LOG;
+                   MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
   struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
   struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
   if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
@@ -367,6 +381,7 @@ int sbx__http_start(sbx_server *s) {
 void sbx__http_stop(sbx_server *s) {
   if (s->d) {
     MHD_quiesce_daemon(s->d);
+    sbx__park_stop(s);     /* parked connections resume and answer */
     MHD_stop_daemon(s->d); /* waits for handlers in flight */
     s->d = NULL;
   }

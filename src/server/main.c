@@ -1,7 +1,10 @@
 /*
  * main.c - the aisbxd command line.
- *   aisbxd --data-dir DIR [--listen HOST:PORT] [--config FILE]
+ *   aisbxd --data-dir DIR [--listen HOST:PORT] [--config FILE] [--workers N]
+ *          [--worker-bin PATH]
  *   aisbxd init --data-dir DIR [--tenant ID] [--name NAME] [--config FILE]
+ *   aisbxd worker-token create|list|revoke ID --data-dir DIR [--name N]
+ *   aisbxd job-limits set --data-dir DIR [--tenant T] [--max-wall-seconds N]..
  * Configuration: file, then AISBXD_<KEY> environment variables, then flags.
  */
 #include <signal.h>
@@ -10,15 +13,55 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <stddef.h>
+#include <time.h>
+
+#include "sbx/jobs.h"
 #include "sbx/meta.h"
 #include "sbx/server.h"
 
 static void usage(void) {
   fprintf(stderr,
           "usage: aisbxd --data-dir DIR [--listen HOST:PORT] [--config FILE]\n"
+          "              [--workers N (default: one per CPU; 0: none)] "
+          "[--worker-bin PATH]\n"
           "       aisbxd init --data-dir DIR [--tenant ID] [--name NAME] "
           "[--config FILE]\n"
+          "       aisbxd worker-token create --data-dir DIR [--name NAME]\n"
+          "       aisbxd worker-token list --data-dir DIR\n"
+          "       aisbxd worker-token revoke ID --data-dir DIR\n"
+          "       aisbxd job-limits set --data-dir DIR [--tenant T] "
+          "[--default-wall-seconds N] [--max-wall-seconds N]\n"
+          "              [--default-memory-bytes N] [--max-memory-bytes N] "
+          "[--default-samples N]\n"
+          "              [--max-samples N] [--max-shards N] "
+          "[--max-concurrency N]   (0 inherit, -1 none)\n"
           "       aisbxd openapi | routes\n");
+}
+
+/* --max-wall-seconds etc.: the fields of sbx_job_limit_set */
+static const struct {
+  const char *opt;
+  size_t off;
+} LIMIT_OPTS[] = {
+    {"--default-wall-seconds",
+     offsetof(sbx_job_limit_set, default_wall_seconds)},
+    {"--max-wall-seconds", offsetof(sbx_job_limit_set, max_wall_seconds)},
+    {"--default-memory-bytes",
+     offsetof(sbx_job_limit_set, default_memory_bytes)},
+    {"--max-memory-bytes", offsetof(sbx_job_limit_set, max_memory_bytes)},
+    {"--default-samples", offsetof(sbx_job_limit_set, default_samples)},
+    {"--max-samples", offsetof(sbx_job_limit_set, max_samples)},
+    {"--max-shards", offsetof(sbx_job_limit_set, max_shards)},
+    {"--max-concurrency", offsetof(sbx_job_limit_set, max_concurrency)},
+};
+
+static int print_token(void *ctx, const sbx_worker_token *t) {
+  (void)ctx;
+  printf("%s\t%s\tcreated=%lld\trevoked=%lld\tlast_used=%lld\n", t->id,
+         t->name[0] ? t->name : "-", (long long)t->created_at,
+         (long long)t->revoked_at, (long long)t->last_used_at);
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -38,12 +81,36 @@ int main(int argc, char **argv) {
     }
     return 0;
   }
+  /* operator commands: 2 worker-token create, 3 list, 4 revoke,
+   * 5 job-limits set */
+  int op = 0;
+  const char *revoke_id = NULL;
   if (argc > 1 && !strcmp(argv[1], "init")) {
     init = 1;
     i = 2;
+  } else if (argc > 2 && !strcmp(argv[1], "worker-token")) {
+    op = !strcmp(argv[2], "create")   ? 2
+         : !strcmp(argv[2], "list")   ? 3
+         : !strcmp(argv[2], "revoke") ? 4
+                                      : 0;
+    i = 3;
+    if (op == 4 && argc > 3)
+      revoke_id = argv[i++];
+    if (!op || (op == 4 && !revoke_id)) {
+      usage();
+      return 2;
+    }
+  } else if (argc > 2 && !strcmp(argv[1], "job-limits") &&
+             !strcmp(argv[2], "set")) {
+    op = 5;
+    i = 3;
   }
+  sbx_job_limit_set lim;
+  memset(&lim, 0, sizeof lim);
   const char *config = NULL, *data_dir = NULL, *listen = NULL;
-  const char *tenant = "default", *name = NULL;
+  const char *tenant = "default", *name = NULL, *lim_tenant = NULL;
+  const char *worker_bin = NULL;
+  int workers = -1; /* -1: one per CPU */
   for (; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) {
@@ -58,11 +125,31 @@ int main(int argc, char **argv) {
       listen = v;
     else if (init && !strcmp(a, "--tenant"))
       tenant = v;
-    else if (init && !strcmp(a, "--name"))
+    else if ((init || op == 2) && !strcmp(a, "--name"))
       name = v;
+    else if (op == 5 && !strcmp(a, "--tenant"))
+      lim_tenant = v;
+    else if (!init && !op && !strcmp(a, "--workers")) {
+      char *end;
+      long x = strtol(v, &end, 10);
+      if (*end || end == v || x < 0 || x > 256) {
+        usage();
+        return 2;
+      }
+      workers = (int)x;
+    } else if (!init && !op && !strcmp(a, "--worker-bin"))
+      worker_bin = v;
     else {
-      usage();
-      return 2;
+      size_t k = 0, nk = sizeof LIMIT_OPTS / sizeof LIMIT_OPTS[0];
+      while (op == 5 && k < nk && strcmp(a, LIMIT_OPTS[k].opt))
+        k++;
+      char *end;
+      long long x = op == 5 && k < nk ? strtoll(v, &end, 10) : 0;
+      if (op != 5 || k == nk || *end || end == v || x < -1) {
+        usage();
+        return 2;
+      }
+      *(int64_t *)((char *)&lim + LIMIT_OPTS[k].off) = x;
     }
     i++;
   }
@@ -76,6 +163,32 @@ int main(int argc, char **argv) {
   if (!p.data_dir) {
     usage();
     return 2;
+  }
+  if (op) {
+    int rc = SBX_OK;
+    if (op == 2) {
+      char tok[SBX_TOKEN_MAX], id[SBX_ID_MAX];
+      rc = sbx_server_worker_token_create(&p, name, tok, id);
+      if (!rc) {
+        printf("worker-token-id: %s\n", id);
+        printf("worker-token: %s\n", tok);
+        printf("(shown once: only a keyed hash is stored)\n");
+      }
+    } else if (op == 3) {
+      rc = sbx_server_worker_token_list(&p, print_token, NULL);
+    } else if (op == 4) {
+      rc = sbx_server_worker_token_revoke(&p, revoke_id);
+      if (!rc)
+        printf("revoked: %s\n", revoke_id);
+    } else {
+      rc = sbx_server_job_limits_set(&p, lim_tenant, &lim);
+    }
+    if (rc) {
+      fprintf(stderr, "aisbxd: %s\n", sbx_strerror(rc));
+      return 1;
+    }
+    fflush(stdout);
+    return 0;
   }
   if (init) {
     char key[160], boot[160];
@@ -118,9 +231,15 @@ int main(int argc, char **argv) {
     fprintf(f, "%u\n", (unsigned)sbx_server_port(s));
     fclose(f);
   }
+  sbx_local_workers *lw = NULL;
+  if (workers != 0)
+    sbx_local_workers_start(s,
+                            workers < 0 ? sbx_local_workers_default() : workers,
+                            worker_bin, &lw);
   int sig = 0;
   sigwait(&set, &sig);
   fprintf(stderr, "aisbxd: signal %d, shutting down\n", sig);
+  sbx_local_workers_stop(lw);
   sbx_server_stop(s);
   unlink(pf);
   fprintf(stderr, "aisbxd: stopped\n");

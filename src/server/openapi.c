@@ -77,10 +77,11 @@ char *sbx__openapi_json(const sbx__route *tab, size_t n) {
                                     "content", "application/octet-stream",
                                     "schema", "type", "string", "format",
                                     "binary"));
-      json_object_set_new(op, "parameters",
-                          json_pack("[{s:s,s:s,s:b,s:{s:s}}]", "name", "name",
-                                    "in", "query", "required", 1, "schema",
-                                    "type", "string"));
+      if (!(rt->flags & SBX__RF_JOB_TOKEN)) /* results: no ?name= */
+        json_object_set_new(op, "parameters",
+                            json_pack("[{s:s,s:s,s:b,s:{s:s}}]", "name", "name",
+                                      "in", "query", "required", 1, "schema",
+                                      "type", "string"));
     }
     json_object_set_new(item, method, op);
   }

@@ -15,15 +15,16 @@
 #include "sbx/store.h"
 
 /* The kind of credential a request carried. WORKER and JOB_TOKEN are the
- * worker protocol's (worker tokens and per-job tokens): no authenticator
- * produces them yet, so routes flagged for them are refused (authz.c). */
+ * worker protocol's (docs/worker-protocol.md): worker tokens open the
+ * routes flagged WORKER, job tokens those flagged JOB_TOKEN, for their own
+ * job only (authz.c). */
 enum {
   SBX__CRED_NONE = 0,
   SBX__CRED_APIKEY = 1,
   SBX__CRED_JWT = 2,
   SBX__CRED_SESSION = 3,  /* browser session cookie (session.c) */
-  SBX__CRED_WORKER = 4,   /* reserved: a worker's registration token */
-  SBX__CRED_JOB_TOKEN = 5 /* reserved: a token scoped to one job */
+  SBX__CRED_WORKER = 4,   /* a worker token (wt_...): key_id is its id */
+  SBX__CRED_JOB_TOKEN = 5 /* a job token (jt_...): tenant, job, shard */
 };
 
 typedef struct sbx__principal {
@@ -36,6 +37,12 @@ typedef struct sbx__principal {
   char key_issuer[SBX_ID_MAX];  /* API key: who created it ("" = user) */
   int user_checked; /* 1: user state checked in this request (authcache) */
   int user_trole;   /* then: the user's tenant role bit */
+  /* job tokens: what the token may touch (sbx_job_scope) */
+  char job[SBX_ID_MAX];
+  char job_project[SBX_ID_MAX];
+  char job_model[SBX_ID_MAX];
+  char job_dataset[SBX_ID_MAX];
+  int64_t job_shard;
 } sbx__principal;
 
 #define SBX__EXTRA_HDR 4
@@ -71,6 +78,16 @@ typedef struct sbx__req {
   char extra_hdr[SBX__EXTRA_HDR][2][SBX__HDR_VALUE_MAX]; /* name/value
                                   pairs: Retry-After, Location, Set-Cookie */
   int nextra;
+  /* streamed answers (event streams): MHD_create_response_from_callback */
+  MHD_ContentReaderCallback resp_cb;
+  void *resp_cb_cls;
+  MHD_ContentReaderFreeCallback resp_cb_free;
+  /* waiting (park.h): a handler sets park = 1 and no answer to be
+   * suspended and called again; park_refused = 1 when the server is
+   * stopping (the handler must answer now) */
+  int park;
+  int park_refused;
+  double deadline; /* the handler's own use (claim: end of the long-poll) */
 } sbx__req;
 
 #endif

@@ -15,7 +15,17 @@ static int match(const char *pattern, const char *path,
       const char *pe = strchr(p, '}');
       const char *ue = strchr(u, '/');
       size_t n = ue ? (size_t)(ue - u) : strlen(u);
-      if (!pe || n == 0 || n >= SBX_ID_MAX || np >= SBX__MAX_PARAMS)
+      if (!pe)
+        return 0;
+      /* a literal suffix inside the segment ("{i}.png") ends the id */
+      const char *se = strchr(pe + 1, '/');
+      size_t sl = se ? (size_t)(se - pe - 1) : strlen(pe + 1);
+      if (sl) {
+        if (n <= sl || memcmp(u + n - sl, pe + 1, sl))
+          return 0;
+        n -= sl;
+      }
+      if (n == 0 || n >= SBX_ID_MAX || np >= SBX__MAX_PARAMS)
         return 0;
       memcpy(params[np], u, n);
       params[np][n] = 0;

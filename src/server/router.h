@@ -36,7 +36,8 @@ enum {
 
 typedef struct sbx__route {
   const char *method;
-  const char *pattern; /* {name} matches one id segment */
+  const char *pattern; /* {name} matches one id segment, or its start up
+                          to a literal suffix ("{i}.png") */
   sbx__perm perm;      /* SBX__PERM_NONE with PUBLIC/OPERATOR/WORKER/... */
   int flags;           /* SBX__RF_* */
   int body;            /* SBX__BODY_* */
@@ -44,6 +45,11 @@ typedef struct sbx__route {
   const char *summary;
   int ok_status; /* documented success status */
 } sbx__route;
+
+/* Body cap of UPLOAD routes flagged JOB_TOKEN (a worker's result files;
+ * the handler caps each file name lower); other uploads take
+ * max_upload_bytes, JSON bodies max_json_bytes. */
+#define SBX__RESULT_UPLOAD_MAX ((long long)1 << 30)
 
 /* Matches method + path against the n routes of tab; returns the index
  * and fills r->params, or -1 (*path_known = 1 when the path matched with

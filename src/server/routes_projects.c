@@ -5,6 +5,7 @@
 #include "routes_projects.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,29 +118,11 @@ static int upload(sbx__req *r, const char *kind) {
       return sbx__problem(r, 400, "Bad Request",
                           "query parameter name: 1..128 of [A-Za-z0-9._-], "
                           "not starting with '.'");
-    sbx_put_params pp = {r->params[0], kind, name, 0};
-    rc = sbx_store_writer_open(r->st, sbx__tenant(r), &pp, &r->upload);
-    if (rc)
-      return sbx__problem_rc(r, rc);
   }
-  if (r->body_len) {
-    rc = sbx_store_writer_write(r->upload, r->body, r->body_len);
-    r->upload_len += (int64_t)r->body_len;
-    r->body_len = 0;
-    if (rc) {
-      sbx_store_writer_abort(r->upload);
-      r->upload = NULL;
-      return sbx__problem_rc(r, rc);
-    }
-  }
-  if (!r->final)
+  sbx_put_params pp = {r->params[0], kind, sbx__arg(r, "name"), 0};
+  sbx_store_writer *w;
+  if (sbx__upload_step(r, sbx__tenant(r), &pp, INT64_MAX, &w) != 1)
     return 0;
-  sbx_store_writer *w = r->upload;
-  r->upload = NULL;
-  if (r->upload_len == 0) {
-    sbx_store_writer_abort(w);
-    return sbx__problem(r, 400, "Bad Request", "empty upload");
-  }
   sbx_object o;
   rc = sbx_store_writer_commit(w, &o);
   if (rc)
@@ -169,19 +152,12 @@ static int obj_get(sbx__req *r, const char *kind) {
 static int obj_content(sbx__req *r, const char *kind) {
   sbx_object o;
   int rc = find_object(r, kind, &o);
-  void *data = NULL;
-  size_t n = 0;
-  if (!rc)
-    rc = sbx_store_get_alloc(r->st, sbx__tenant(r), o.id,
-                             (size_t)r->srv->p.max_upload_bytes, &data, &n);
   if (rc)
     return sbx__problem_rc(r, rc);
-  r->status = 200;
-  r->resp = data;
-  r->resp_len = n;
-  r->resp_owned = 1;
-  r->resp_type = "application/octet-stream";
-  sbx__add_header(r, "Content-Disposition", "attachment");
+  sbx__reply_object(r, sbx__tenant(r), o.id, (size_t)r->srv->p.max_upload_bytes,
+                    "application/octet-stream");
+  if (r->status == 200)
+    sbx__add_header(r, "Content-Disposition", "attachment");
   return 0;
 }
 

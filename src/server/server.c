@@ -16,6 +16,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "oidc.h"
+#include "park.h"
+#include "sbx/jobs.h"
 #include "sbx/server.h"
 #include "state.h"
 #include "table.h"
@@ -44,6 +46,7 @@ sbx_server_params sbx_server_default_params(void) {
   p.oidc_groups_claim = "groups";
   p.oidc_leeway_s = 60;
   p.oidc_jwks_min_refresh_s = 60;
+  p.job_lease_s = 30;
   return p;
 }
 
@@ -90,6 +93,7 @@ static const cfg_key CFG[] = {
     CK(oidc_token_auth, 's'),
     CK(oidc_jwks_min_refresh_s, 'i'),
     CK(metrics_token_file, 's'),
+    CK(job_lease_s, 'i'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -197,8 +201,8 @@ static void master_spec(const sbx_server_params *p, char *out, size_t cap) {
     snprintf(out, cap, "file:%s/master.key", p->data_dir);
 }
 
-/* Opens the store (migrations included) and the server's srv_jobs table;
- * creates the embedded default's master key file on first use. */
+/* Opens the store (migrations included, the job queue's too); creates the
+ * embedded default's master key file on first use. */
 static int store_open(const sbx_server_params *p, const char *spec,
                       sbx_store **out) {
   /* embedded default: a master key file in the data dir, created once */
@@ -220,14 +224,7 @@ static int store_open(const sbx_server_params *p, const char *spec,
   sp.err = &err; /* the store never prints: its reason is logged here */
   int rc = sbx_store_open(&sp, out);
   if (rc && err.msg[0])
-    fprintf(stderr, "aisbxd: %s\n", err.msg);
-  if (!rc) {
-    rc = sbx__dbx_jobs_table(sbx_store_meta(*out));
-    if (rc) {
-      sbx_store_close(*out);
-      *out = NULL;
-    }
-  }
+    sbx__log("%s", err.msg);
   return rc;
 }
 
@@ -280,6 +277,8 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (!rc)
     rc = sbx__metrics_init(s);
   if (!rc)
+    rc = sbx__park_start(s);
+  if (!rc)
     rc = sbx__http_start(s);
   if (rc) {
     sbx_server_stop(s);
@@ -297,6 +296,7 @@ void sbx_server_stop(sbx_server *s) {
   if (!s)
     return;
   sbx__http_stop(s);
+  sbx__park_stop(s); /* when http never started */
   for (int i = 0; i < s->pool.n; i++)
     sbx_store_close(s->pool.h[i]);
   sbx__jwt_free(s);
@@ -365,6 +365,63 @@ int sbx_server_init_tenant(const sbx_server_params *p, const char *tenant_id,
     sbx_meta_audit_append(m, tenant_id, sbx__now(), "init", "tenant.create",
                           tenant_id, NULL);
   sbx_memwipe(secret, sizeof secret);
+  sbx_store_close(st);
+  return rc;
+}
+
+/* ---- operator commands ---- */
+
+/* Opens the store of the data dir in p (the caller closes it). */
+static int open_for_cli(const sbx_server_params *p, sbx_store **st) {
+  if (!p || !p->data_dir)
+    return SBX_EINVAL;
+  char spec[SBX_PATH_MAX + 8];
+  master_spec(p, spec, sizeof spec);
+  return store_open(p, spec, st);
+}
+
+int sbx_server_worker_token_create(const sbx_server_params *p, const char *name,
+                                   char *token_out, char *id_out) {
+  sbx_store *st = NULL;
+  int rc = open_for_cli(p, &st);
+  sbx_worker_token t;
+  if (!rc)
+    rc = sbx_store_worker_token_create(st, name ? name : "", 0, sbx__now(),
+                                       token_out, &t);
+  if (!rc)
+    snprintf(id_out, SBX_ID_MAX, "%s", t.id);
+  sbx_store_close(st);
+  return rc;
+}
+
+int sbx_server_worker_token_list(const sbx_server_params *p,
+                                 int (*fn)(void *ctx,
+                                           const struct sbx_worker_token *t),
+                                 void *ctx) {
+  sbx_store *st = NULL;
+  int rc = open_for_cli(p, &st);
+  if (!rc)
+    rc = sbx_meta_worker_token_list(sbx_store_meta(st), fn, ctx);
+  sbx_store_close(st);
+  return rc;
+}
+
+int sbx_server_worker_token_revoke(const sbx_server_params *p, const char *id) {
+  sbx_store *st = NULL;
+  int rc = open_for_cli(p, &st);
+  if (!rc)
+    rc = sbx_meta_worker_token_revoke(sbx_store_meta(st), id, sbx__now());
+  sbx_store_close(st);
+  return rc;
+}
+
+int sbx_server_job_limits_set(const sbx_server_params *p, const char *tenant,
+                              const struct sbx_job_limit_set *l) {
+  sbx_store *st = NULL;
+  int rc = open_for_cli(p, &st);
+  if (!rc)
+    rc = sbx_meta_job_limits_set(
+        sbx_store_meta(st), tenant ? tenant : SBX_SYS_TENANT, l, sbx__now());
   sbx_store_close(st);
   return rc;
 }

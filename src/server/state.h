@@ -39,6 +39,19 @@ typedef struct sbx__metrics {
   int token_set;
 } sbx__metrics;
 
+/* ---- parked connections (park.c): long-polls and event streams ---- */
+struct MHD_Connection;
+typedef struct sbx__parkq {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct MHD_Connection **conn; /* suspended, resumed by the pump */
+  size_t n, cap;
+  int stopping; /* no more parking: the server is shutting down */
+  int kicked;   /* resume now (a job was created in this process) */
+  int started;
+  pthread_t thread;
+} sbx__parkq;
+
 struct sbx__route;     /* router.h */
 struct sbx__oidc;      /* oidc.h */
 struct sbx__authcache; /* authcache.h */
@@ -62,6 +75,8 @@ struct sbx_server {
   struct sbx__authcache *ac; /* NULL: no caching */
   sbx__metrics metrics;
   const struct sbx__route *routes; /* the table in use (table.c) */
+  sbx__parkq park;
+  _Atomic int sse_streams; /* open GET .../events streams */
   size_t nroutes;
 };
 

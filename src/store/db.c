@@ -2,12 +2,14 @@
  * db.c - SQLite and PostgreSQL (libpq) behind the sbx__db interface.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -159,20 +161,28 @@ static void fail_close(sbx__db *db, char *err, size_t cap) {
   sbx__db_close(db);
 }
 
-int sbx__db_open_sqlite(const char *path, int busy_ms, sbx__db **out,
-                        char *err, size_t err_cap) {
+int sbx__db_open_sqlite(const char *path, int busy_ms, sbx__db **out, char *err,
+                        size_t err_cap) {
   *out = NULL;
   if (!path)
     return SBX_EINVAL;
   /* create the file ourselves so it is 0600 (SQLite gives the -wal and
-   * -shm files the same mode) */
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+   * -shm files the same mode). Only when it is missing: close() on any
+   * descriptor of the file drops every POSIX lock this process holds on it,
+   * including those of connections already open (a server's handle pool);
+   * another process closing its connection would then think it is the
+   * last one, checkpoint and delete the WAL under our feet. */
+  struct stat sb;
+  int fd = stat(path, &sb) == 0
+               ? INT_MAX
+               : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0)
     return errno == EACCES || errno == EPERM || errno == EROFS ? SBX_EPERM
            : errno == ENOSPC                                   ? SBX_ENOSPC
            : errno == ENOENT                                   ? SBX_ENOTFOUND
                                                                : SBX_EIO;
-  close(fd);
+  if (fd != INT_MAX)
+    close(fd);
   sbx__db *db = calloc(1, sizeof *db);
   if (!db)
     return SBX_ENOMEM;
@@ -213,8 +223,7 @@ int sbx__db_open_pg(const char *conninfo, sbx__db **out, char *err,
   db->pg = PQconnectdb(conninfo);
   if (!db->pg || PQstatus(db->pg) != CONNECTION_OK) {
     if (db->pg)
-      snprintf(db->err, sizeof db->err, "postgres: %s",
-               PQerrorMessage(db->pg));
+      snprintf(db->err, sizeof db->err, "postgres: %s", PQerrorMessage(db->pg));
     fail_close(db, err, err_cap);
     return SBX_EBACKEND;
   }
@@ -262,12 +271,10 @@ static int lite_prepare(sbx__db *db, const char *sql, sqlite3_stmt **st) {
   if (!q)
     return SBX_ENOMEM;
   for (size_t i = 0; i <= n; i++) /* $N -> ?N */
-    q[i] = (sql[i] == '$' && sql[i + 1] >= '0' && sql[i + 1] <= '9')
-               ? '?'
-               : sql[i];
-  int rc = sqlite3_prepare_v3(db->lite, q, -1,
-                              slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0, st,
-                              NULL);
+    q[i] = (sql[i] == '$' && sql[i + 1] >= '0' && sql[i + 1] <= '9') ? '?'
+                                                                     : sql[i];
+  int rc = sqlite3_prepare_v3(
+      db->lite, q, -1, slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0, st, NULL);
   free(q);
   if (rc != SQLITE_OK)
     return lite_status(db, rc);

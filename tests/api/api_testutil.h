@@ -32,8 +32,8 @@ typedef struct srv {
 static const char *g_aisbxd; /* path of the binary, argv[1] */
 
 /* Runs `aisbxd init` and extracts the admin API key and bootstrap token. */
-static int api_init_tenant(const char *dir, const char *cfg,
-                           const char *tenant, char key[200], char boot[200]) {
+static int api_init_tenant(const char *dir, const char *cfg, const char *tenant,
+                           char key[200], char boot[200]) {
   char cmd[1024];
   snprintf(cmd, sizeof cmd, "%s init --data-dir %s --config %s --tenant %s",
            g_aisbxd, dir, cfg, tenant);
@@ -70,9 +70,11 @@ static void api_write_config(const char *path, const char *extra) {
 }
 
 /* Starts aisbxd on dir with config cfg, listening on listen
- * ("127.0.0.1:0": a free port); waits for the port file. */
-static int api_start_listen(srv *s, const char *dir, const char *cfg,
-                            const char *listen) {
+ * ("127.0.0.1:0": a free port), with workers = NULL: no local workers
+ * (the tests act as the worker themselves), else e.g. {"--workers", "2",
+ * "--worker-bin", path, NULL}; waits for the port file. */
+static int api_start_workers(srv *s, const char *dir, const char *cfg,
+                             const char *listen, const char *const *workers) {
   memset(s, 0, sizeof *s);
   snprintf(s->dir, sizeof s->dir, "%s", dir);
   snprintf(s->cacert, sizeof s->cacert, "%s/tls-cert.pem", dir);
@@ -86,8 +88,12 @@ static int api_start_listen(srv *s, const char *dir, const char *cfg,
     int null = open("/dev/null", O_WRONLY);
     if (null >= 0)
       dup2(null, 1);
-    execl(g_aisbxd, g_aisbxd, "--data-dir", dir, "--listen", listen,
-          "--config", cfg, (char *)NULL);
+    const char *argv[16] = {g_aisbxd, "--data-dir", dir, "--listen",
+                            listen,   "--config",   cfg, "--workers",
+                            "0",      NULL};
+    for (int k = 0; workers && workers[k] && k < 6; k++)
+      argv[7 + k] = workers[k];
+    execv(g_aisbxd, (char *const *)argv);
     _exit(127);
   }
   s->pid = pid;
@@ -110,6 +116,11 @@ static int api_start_listen(srv *s, const char *dir, const char *cfg,
   waitpid(pid, NULL, 0);
   s->pid = 0;
   return -1;
+}
+
+static inline int api_start_listen(srv *s, const char *dir, const char *cfg,
+                                   const char *listen) {
+  return api_start_workers(s, dir, cfg, listen, NULL);
 }
 
 static inline int api_start(srv *s, const char *dir, const char *cfg) {
@@ -183,8 +194,7 @@ static void resp_free(resp *r) {
 }
 
 /* Case-insensitive header lookup; copies the value into out. */
-static int resp_header(const resp *r, const char *name, char *out,
-                       size_t cap) {
+static int resp_header(const resp *r, const char *name, char *out, size_t cap) {
   size_t nl = strlen(name);
   const char *p = r->hdr;
   while (p && *p) {

@@ -106,7 +106,8 @@ typedef struct row {
   const char *body;    /* JSON template, or "RAW" for an upload */
   int roles;           /* roles that must succeed; -1 = public */
   int ok;              /* expected status on success (public: for all) */
-  char fresh;          /* m d j k: a fresh object replaces its placeholder */
+  char fresh;          /* m d j k: a fresh object replaces its placeholder; c: a
+                         fresh job, cancelled */
 } row;
 
 #define PP "/api/v1/projects/{project}"
@@ -184,7 +185,37 @@ static const row ROWS[] = {
     {"GET", PP "/jobs/{job}", PP "/jobs/{job}", NULL, RALL, 200, 0},
     {"POST", PP "/jobs/{job}/cancel", PP "/jobs/{job}/cancel", NULL,
      RD | RA | RAD, 200, 'j'},
-    {"GET", PP "/jobs/{job}/results", PP "/jobs/{job}/results", NULL, RALL, 200,
+    /* the fixture's job never ran: no results (404), but only after the
+     * permission check (403 for roles without result:read) */
+    {"GET", PP "/jobs/{job}/results", PP "/jobs/{job}/results", NULL, RALL, 404,
+     0},
+    {"GET", PP "/jobs/{job}/results/adversarial.npy",
+     PP "/jobs/{job}/results/adversarial.npy", NULL, RALL, 404, 0},
+    {"GET", PP "/jobs/{job}/results/gallery/{i}.png",
+     PP "/jobs/{job}/results/gallery/0.png", NULL, RALL, 404, 0},
+    /* a fresh job, cancelled: its stream holds the history and ends */
+    {"GET", PP "/jobs/{job}/events", PP "/jobs/{job}/events", NULL, RALL, 200,
+     'c'},
+    {"GET", "/api/v1/attacks", "/api/v1/attacks", NULL, RALL, 200, 0},
+    {"GET", "/api/v1/tenants/{tenant}/job-limits",
+     "/api/v1/tenants/{tenant}/job-limits", NULL, RAD, 200, 0},
+    {"PUT", "/api/v1/tenants/{tenant}/job-limits",
+     "/api/v1/tenants/{tenant}/job-limits", "{\"max_concurrency\":0}", RAD, 200,
+     0},
+    /* the worker protocol: no tenant credential opens it (403: another kind
+     * of credential); worker and job tokens: test_jobs token_scope */
+    {"POST", "/api/v1/worker/claim", "/api/v1/worker/claim", "{\"wait\":0}", 0,
+     200, 0},
+    {"GET", "/api/v1/worker/jobs/{job}/model",
+     "/api/v1/worker/jobs/{job}/model", NULL, 0, 200, 0},
+    {"GET", "/api/v1/worker/jobs/{job}/dataset",
+     "/api/v1/worker/jobs/{job}/dataset", NULL, 0, 200, 0},
+    {"POST", "/api/v1/worker/jobs/{job}/heartbeat",
+     "/api/v1/worker/jobs/{job}/heartbeat", "{}", 0, 200, 0},
+    {"PUT", "/api/v1/worker/jobs/{job}/results/{name}",
+     "/api/v1/worker/jobs/{job}/results/result.json", "RAW", 0, 201, 0},
+    {"POST", "/api/v1/worker/jobs/{job}/finish",
+     "/api/v1/worker/jobs/{job}/finish", "{\"state\":\"succeeded\"}", 0, 200,
      0},
     {"GET", "/api/v1/audit-events", "/api/v1/audit-events", NULL, RA | RAD, 200,
      0},
@@ -215,7 +246,7 @@ static void subst(const char *tpl, const fixture *f, const char *fresh_id,
       else if (IS("{dataset}"))
         val = fresh == 'd' ? fresh_id : f->dataset;
       else if (IS("{job}"))
-        val = fresh == 'j' ? fresh_id : f->job;
+        val = fresh == 'j' || fresh == 'c' ? fresh_id : f->job;
       else if (IS("{key}"))
         val = fresh == 'k' ? fresh_id : f->key_id;
       else if (IS("{user}"))
@@ -248,8 +279,18 @@ static long call_row(const row *rw, const fixture *f, const char *tok,
     return -1;
   if (rw->fresh == 'd' && mk_object(f, "dataset", fresh_id))
     return -1;
-  if (rw->fresh == 'j' && mk_job(f, fresh_id))
+  if ((rw->fresh == 'j' || rw->fresh == 'c') && mk_job(f, fresh_id))
     return -1;
+  if (rw->fresh == 'c') { /* ended: its event stream ends at once */
+    char cp[256];
+    snprintf(cp, sizeof cp, "/api/v1/projects/%s/jobs/%s/cancel", f->project,
+             fresh_id);
+    resp cr;
+    long cst = jreq(&S, "POST", cp, f->admin_key, NULL, &cr);
+    resp_free(&cr);
+    if (cst != 200)
+      return -1;
+  }
   if (rw->fresh == 'k' && mk_key(f, "viewer", 3600, fresh_id, NULL))
     return -1;
   char path[512], body[1024];

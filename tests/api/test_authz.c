@@ -1,9 +1,10 @@
 /*
  * test_authz.c - sbx__authorize without a network: the credential-type
- * rules of the worker protocol's route flags (WORKER, JOB_TOKEN), which no
- * route of today's table carries yet, and the consistency of the flags of
- * every row of the real table (table.c).
+ * rules of the worker protocol's route flags (WORKER, JOB_TOKEN), a job
+ * token's scope (its own job in the path), and the consistency of the flags
+ * of every row of the real table (table.c).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +23,8 @@ static int h_none(sbx__req *r) {
 
 /* Runs sbx__authorize on a fresh request with credential kind and auth_rc;
  * returns the HTTP status it set, or 0 when the request may proceed. */
-static int decide(int flags, sbx__perm perm, int kind, int auth_rc) {
+static int decide_job(int flags, sbx__perm perm, int kind, int auth_rc,
+                      const char *token_job, const char *path_job) {
   sbx__route rt = {"POST", "/x", perm, flags, SBX__BODY_NONE, h_none, "x", 200};
   sbx__req *r = calloc(1, sizeof *r);
   if (!r)
@@ -30,12 +32,19 @@ static int decide(int flags, sbx__perm perm, int kind, int auth_rc) {
   r->srv = &srv;
   r->method = "POST";
   r->who.kind = kind;
+  snprintf(r->who.job, sizeof r->who.job, "%s", token_job);
+  snprintf(r->params[0], sizeof r->params[0], "%s", path_job);
   int refused = sbx__authorize(r, &rt, auth_rc);
   int status = refused ? r->status : 0;
   if (r->resp_owned)
     free(r->resp);
   free(r);
   return status;
+}
+
+/* The same with a job token for job j1 on a path naming j1. */
+static int decide(int flags, sbx__perm perm, int kind, int auth_rc) {
+  return decide_job(flags, perm, kind, auth_rc, "j1", "j1");
 }
 
 TEST(worker_and_job_token_routes_take_their_own_credential) {
@@ -57,6 +66,11 @@ TEST(worker_and_job_token_routes_take_their_own_credential) {
   CHECK_EQ_INT(decide(J, SBX__PERM_NONE, SBX__CRED_JOB_TOKEN, 0), 0);
   CHECK_EQ_INT(decide(W, SBX__PERM_NONE, SBX__CRED_JOB_TOKEN, 0), 403);
   CHECK_EQ_INT(decide(J, SBX__PERM_NONE, SBX__CRED_WORKER, 0), 403);
+  /* a job token opens its own job's routes only */
+  CHECK_EQ_INT(
+      decide_job(J, SBX__PERM_NONE, SBX__CRED_JOB_TOKEN, 0, "j1", "j2"), 403);
+  CHECK_EQ_INT(decide_job(J, SBX__PERM_NONE, SBX__CRED_JOB_TOKEN, 0, "", ""),
+               403);
   /* and nothing else: tenant routes, project routes, the operator's */
   CHECK_EQ_INT(decide(0, SBX__PERM_MODEL_READ, SBX__CRED_WORKER, 0), 403);
   CHECK_EQ_INT(
