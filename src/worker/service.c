@@ -132,9 +132,12 @@ static void *heartbeat_main(void *arg) {
   running *R = arg;
   char path[256];
   snprintf(path, sizeof(path), "/api/v1/worker/jobs/%s/heartbeat", R->job);
+  /* once a second: a heartbeat carries the cancel answer, and a running
+   * job must stop within 2 s of a user's cancel (one small request per
+   * running job per second; the lease itself is far longer) */
   double every = R->lease > 3 ? R->lease / 3.0 : 1.0;
-  if (every > 10)
-    every = 10;
+  if (every > 1)
+    every = 1;
   int misses = 0;
   pthread_mutex_lock(&R->mu);
   while (!R->done) {

@@ -11,7 +11,8 @@ worker-token create`, starts `aisbx-worker` against it, and checks:
   and seed in every number (paths, digests and wall times aside), and its
   adversarial.npy is byte-identical; the gallery PNGs are PNGs;
 - the same for an evaluation (custom suite, eps sweep);
-- hostile models fail their jobs with a clear reason while another
+- hostile models and a lying NPZ fail their jobs with a clear reason (the
+  sandbox tests cover the full hostile corpus) while another
   tenant's job beside them succeeds, and the worker survives;
 - a running job is cancelled within 2 s of the request;
 - a job whose worker is killed (-9) is re-queued and completed by another.
@@ -178,12 +179,12 @@ def main():
                 continue
             mid = a1.upload("p", "models", name, b)
             hj.append((name, a1.job("p", mid, d1, {"kind": "attack", "attack": "fgsm", "n": 5})))
-        zip_bomb = os.path.join(d, "bomb.npz")
+        zip_bomb = os.path.join(d, "bad.npz")  # 300 MiB of zeros deflated to ~300 KiB
         import zipfile
         with zipfile.ZipFile(zip_bomb, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("x.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 1, 28, 28), }" + b" " * 50 + b"\n" + b"\0" * (300 << 20))
         bomb = a1.upload("p", "datasets", "bomb.npz", open(zip_bomb, "rb").read())
-        hj.append(("zip-bomb dataset", a1.job("p", m1, bomb, {"kind": "attack", "attack": "fgsm", "n": 5})))
+        hj.append(("NPZ member larger than its header says", a1.job("p", m1, bomb, {"kind": "attack", "attack": "fgsm", "n": 5})))
         for name, jid in hj:
             o = a1.wait("p", jid)
             check(o["state"] == "failed" and o.get("message"), f"{name}: failed with a reason: {o.get('message')!r}")
