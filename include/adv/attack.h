@@ -225,8 +225,7 @@ typedef struct adv_attack_params {
                                 key each sample's random streams instead of
                                 its position: a sample's outcome then does
                                 not depend on which others share the call
-                                (APGD, FAB, Square, HSJ; PGD's random start
-                                uses one stream for the call) */
+                                (PGD family, APGD, FAB, Square, HSJ) */
 } adv_attack_params;
 
 adv_attack_params adv_attack_default_params(adv_attack_kind kind);

@@ -316,6 +316,92 @@ TEST(documented_defaults) {
   }
 }
 
+/* Random (name, value) sequences from a dictionary of awkward tokens: a
+ * failed set leaves the spec byte-identical, every message names the
+ * parameter, and a spec that validates gives attack parameters inside the
+ * table's ranges. (A deterministic fuzz of the untrusted-input path the
+ * server's JSON layer feeds.) */
+TEST(spec_set_random) {
+  static const char *const vals[] = {
+      "",
+      "-",
+      "0",
+      "1",
+      "-1",
+      "2",
+      "inf",
+      "linf",
+      "l2",
+      "nan",
+      "1e19",
+      "1e-3",
+      "0.5",
+      "8",
+      "-0",
+      "0x10",
+      " 1",
+      "1 ",
+      "true",
+      "false",
+      "attack",
+      "evaluation",
+      "custom",
+      "pgd",
+      "apgd-ce,apgd-t",
+      "cw,deepfool,hsj",
+      ",",
+      "apgd-ce,,fab",
+      "0.1,0.2,0.3",
+      "18446744073709551615",
+      "18446744073709551616",
+      "9223372036854775808",
+      "2147483648",
+      "1000000",
+      "1000001",
+      "1e6",
+      "autoattack-plus",
+      "0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1",
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "a"};
+  int nt = 0;
+  const adv_job_param_info *t = adv_job_param_table(&nt);
+  uint64_t st = 0x9e3779b97f4a7c15ull;
+  int bad = 0, valid = 0;
+  for (int round = 0; round < 3000 && !bad; round++) {
+    adv_job_spec s = adv_job_spec_default_params();
+    for (int k = 0; k < 6; k++) {
+      st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+      const char *name = t[st % (uint64_t)nt].name;
+      const char *v = vals[(st >> 20) % (sizeof(vals) / sizeof(vals[0]))];
+      adv_job_spec before = s;
+      adv_err err = {{0}};
+      if (adv_job_spec_set(&s, name, v, &err)) {
+        bad |= memcmp(&before, &s, sizeof(s)) != 0;
+        bad |= strncmp(err.msg, name, strlen(name)) != 0;
+      }
+    }
+    adv_err err = {{0}};
+    if (adv_job_spec_validate(&s, &err)) {
+      bad |= strchr(err.msg, ':') == NULL;
+      continue;
+    }
+    valid++;
+    adv_attack_kind kinds[ADV_JOB_MAX_ATTACKS];
+    int rs[ADV_JOB_MAX_ATTACKS];
+    int ni = s.kind == ADV_JOB_ATTACK ? 1 : adv_job_suite_items(&s, kinds, rs);
+    if (s.kind == ADV_JOB_ATTACK)
+      kinds[0] = s.params.kind, rs[0] = 1;
+    for (int i = 0; i < ni; i++) {
+      adv_attack_params p = adv_job_attack_params(&s, kinds[i], -1.f, rs[i]);
+      bad |= !(p.eps >= 0 && p.eps <= 1e6f) || p.steps < 0 ||
+             p.steps > 1000000 || p.restarts < 0 || p.restarts > 1000 ||
+             p.threads < 1 || !(adv_attack_norms(kinds[i]) & (1u << p.norm));
+    }
+  }
+  CHECK(!bad);
+  CHECK(valid > 100); /* the generator reaches valid specs too */
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     docs_dir = argv[1];
@@ -327,5 +413,6 @@ int main(int argc, char **argv) {
   RUN(param_table);
   RUN(op_table);
   RUN(documented_defaults);
+  RUN(spec_set_random);
   return harness_report();
 }

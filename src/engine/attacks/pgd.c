@@ -59,15 +59,20 @@ int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
     rc = adv__error(ev->err, ADV_ENOMEM, "out of memory");
     goto out;
   }
-  adv_rng rng;
-  adv__rng_seed(&rng, p->seed);
   for (int64_t i = 0; i < n; i++)
     best_loss[i] = -INFINITY;
   for (int r = 0; r < p->restarts && rc == ADV_OK; r++) {
     memcpy(cur, x, bytes);
     if (p->random_start && !bim)
-      for (int64_t i = 0; i < n; i++)
+      for (int64_t i = 0; i < n; i++) {
+        /* each (sample, restart) has its own stream, keyed by the
+         * sample's id: its start does not depend on the other samples */
+        adv_rng rng;
+        adv__rng_seed(&rng, p->seed ^
+                                ((uint64_t)(r + 1) * 0x9e3779b97f4a7c15ull) ^
+                                (adv__sample_id(p, i) * 0xd1b54a32d192ed03ull));
         random_start(&rng, cur + i * per, x + i * per, per, p);
+      }
     if (mom)
       memset(mom, 0, bytes);
     for (int it = 0; it < steps; it++) {
