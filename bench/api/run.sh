@@ -36,7 +36,7 @@ ROUNDS=${ROUNDS:-3}
 SOAK=${SOAK_SECONDS:-300}
 SAMPLE=${SAMPLE_S:-5}
 NPROJ=${NPROJECTS:-10}
-AISBXD="$B/src/server/aisbxd"
+AISBXD="$B/aisbxd"
 [ -x "$AISBXD" ] || { echo "no $AISBXD (cmake --build $B --target aisbxd)"; exit 1; }
 command -v wrk >/dev/null || { echo "wrk not installed (apt-get install wrk)"; exit 1; }
 command -v curl >/dev/null || { echo "curl not installed"; exit 1; }
