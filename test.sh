@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs every test: installs dependencies, checks .clang-format on changed
 # files, builds the release tree (warnings are errors) and an ASan+UBSan
-# tree, runs CTest on both, then the fuzzers.
+# tree, runs CTest on both, the README's main command (./run.sh --once),
+# then the fuzzers.
 # A missing dependency fails (never skips): a test reported as not run or
 # skipped fails this script, and so does a label that selects no test.
 set -euo pipefail
@@ -35,6 +36,10 @@ CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DADV_FUZZ=O
 cmake --build build-fuzz -j"$J" --target fuzzers
 echo "== release tests =="
 run_ctest build -j"$J" --timeout 900
+echo "== the README's main command, once (./run.sh --once on a fresh data dir) =="
+demo=$(mktemp -d)
+AISBX_DATA=$demo ./run.sh --once
+rm -rf "$demo"
 echo "== asan+ubsan tests (label: asan) =="
 ASAN_OPTIONS=detect_leaks=1 run_ctest build-asan -j"$J" -L asan --timeout 900
 echo "== fuzzers (libFuzzer, ${ADV_FUZZ_SECONDS:-20} s each) =="
