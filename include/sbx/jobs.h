@@ -256,10 +256,11 @@ typedef struct sbx_job_claim {
  * Order (fair share): among active tenants with queued shards and below
  * their concurrency quota, the one with the fewest running shards, ties
  * by least recently served; FIFO within a tenant. Leases expired by now are
- * re-queued first (sbx_meta_job_requeue_expired). PostgreSQL: FOR UPDATE
- * SKIP LOCKED, so concurrent claimers never wait on each other's shard;
- * SQLite: one BEGIN IMMEDIATE transaction. SBX_ENOTFOUND: nothing runnable.
- */
+ * re-queued first (as sbx_meta_job_requeue_expired, at most 64 per call).
+ * PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers never wait on
+ * each other's shard; one statement (plus a count in a transaction when
+ * the tenant has a quota). SQLite: one BEGIN IMMEDIATE transaction.
+ * SBX_ENOTFOUND: nothing runnable. */
 int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
                        int64_t lease_seconds, int64_t now,
                        const uint8_t token_hash[SBX_SHA256_LEN],
@@ -286,13 +287,17 @@ int sbx_meta_job_token_verify(sbx_meta *m,
 
 enum {
   SBX_JOB_GO_ON = 0,       /* keep going */
-  SBX_JOB_STOP_CANCEL = 1, /* cancel requested: stop, finish CANCELLED */
+  SBX_JOB_STOP_CANCEL = 1, /* cancel requested (or a sibling failed, or the
+                              tenant was frozen): stop, finish CANCELLED */
   SBX_JOB_STOP_TIMEOUT = 2 /* wall time used up: stop, finish TIMED_OUT */
 };
 
 /* Extends the lease to now + lease_seconds, stores progress (NULL: keep)
- * and sets *stop (SBX_JOB_GO_ON / _STOP_CANCEL / _STOP_TIMEOUT). Errors as
- * sbx_meta_job_token_verify: a dead token cannot revive a lease. */
+ * and sets *stop (SBX_JOB_GO_ON / _STOP_CANCEL / _STOP_TIMEOUT).
+ * SBX_EAUTH / SBX_EEXPIRED as sbx_meta_job_token_verify: a dead token
+ * cannot revive a lease. A frozen or shredded tenant's shards are told to
+ * stop (_STOP_CANCEL); verify the token first on every worker request (the
+ * scope), heartbeat and finish do not refuse them. */
 int sbx_meta_job_heartbeat(sbx_meta *m,
                            const uint8_t token_hash[SBX_SHA256_LEN],
                            int64_t now, int64_t lease_seconds,
