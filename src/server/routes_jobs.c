@@ -284,8 +284,10 @@ int sbx__h_job_create(sbx__req *r) {
   free(text);
   json_decref(j);
   if (rc == SBX_ELIMIT || (rc == SBX_EINVAL && lwhy[0])) {
+    /* a limit over its cap, or shards that do not fit the samples */
     char msg[SBX_JOB_MSG_MAX + 16];
-    snprintf(msg, sizeof msg, "limits: %s", lwhy[0] ? lwhy : "refused");
+    snprintf(msg, sizeof msg, "%s%s", rc == SBX_ELIMIT ? "limits: " : "",
+             lwhy[0] ? lwhy : "refused");
     return sbx__problem(r, 400, "Bad Request", msg);
   }
   if (rc)

@@ -52,8 +52,9 @@ struct sbx_local_workers {
   int stop;
 };
 
-/* The worker binary: next to this executable, or in the build tree's
- * src/worker beside src/server. 0 when found (path in out). */
+/* The worker binary: next to this executable, or in the build tree (its
+ * root, where the runner and worker land, or src/worker). 0 when found
+ * (path in out). */
 static int find_worker_bin(char out[PATH_MAX]) {
   char self[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -61,8 +62,9 @@ static int find_worker_bin(char out[PATH_MAX]) {
     return SBX_ENOTFOUND;
   self[n] = 0;
   char *dir = dirname(self);
-  const char *cands[] = {"%s/aisbx-worker", "%s/../worker/aisbx-worker"};
-  for (size_t i = 0; i < 2; i++) {
+  const char *cands[] = {"%s/aisbx-worker", "%s/../../aisbx-worker",
+                         "%s/../worker/aisbx-worker"};
+  for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
     snprintf(out, PATH_MAX, cands[i], dir);
     if (access(out, X_OK) == 0)
       return SBX_OK;

@@ -1250,6 +1250,18 @@ int sbx_meta_job_requeue_expired(sbx_meta *m, int64_t now, int64_t *requeued,
 
 /* ---- claim ---- */
 
+/* Tenants in line: active, with queued shards; their running shards and
+ * concurrency quota (0: none). SYS: the deployment limits row's id. */
+#define CAND_COLS                                                              \
+  "s.tenant_id, (SELECT COUNT(*) FROM job_shards r WHERE r.tenant_id = "       \
+  "s.tenant_id AND r.state = 1) AS running, COALESCE(NULLIF("                  \
+  "l.max_concurrency, 0), NULLIF(d.max_concurrency, 0), 0) AS quota, "         \
+  "s.last_served"
+#define CAND_FROM(SYS)                                                         \
+  " FROM job_sched s JOIN tenants t ON t.id = s.tenant_id AND t.state = 0 "    \
+  "LEFT JOIN job_limits l ON l.tenant_id = s.tenant_id LEFT JOIN job_limits "  \
+  "d ON d.tenant_id = " SYS " WHERE s.queued > 0"
+
 typedef struct cand {
   char tenant[SBX_ID_MAX];
   int64_t running, quota;
@@ -1279,6 +1291,8 @@ typedef struct picked_ctx {
   int64_t shard, begin, end, attempts;
   int found;
   sbx_job_claim *out;
+  int off;       /* first shard column (1: the tenant comes first) */
+  int candidate; /* off 1: a tenant was in line */
 } picked_ctx;
 
 /* job columns of a claim: project, model, dataset, kind, limits */
@@ -1299,14 +1313,22 @@ static int claim_job_cols(sbx_job_claim *c, const sbx__row *r, int col) {
 /* PostgreSQL: shard columns then the job's; SQLite: shard columns only */
 static int row_picked(void *ctx, const sbx__row *r) {
   picked_ctx *p = ctx;
-  if (sbx__col_text(r, 0, p->job, sizeof p->job))
+  int o = p->off;
+  if (o) { /* the fair-share choice, then maybe no shard (NULLs) */
+    p->candidate = 1;
+    if (sbx__col_text(r, 0, p->out->tenant_id, sizeof p->out->tenant_id))
+      return SBX_EFORMAT;
+    if (sbx__col_null(r, o))
+      return 1;
+  }
+  if (sbx__col_text(r, o, p->job, sizeof p->job))
     return SBX_EFORMAT;
-  p->shard = sbx__col_int(r, 1);
-  p->begin = sbx__col_int(r, 2);
-  p->end = sbx__col_int(r, 3);
-  p->attempts = sbx__col_int(r, 4);
+  p->shard = sbx__col_int(r, o + 1);
+  p->begin = sbx__col_int(r, o + 2);
+  p->end = sbx__col_int(r, o + 3);
+  p->attempts = sbx__col_int(r, o + 4);
   p->found = 1;
-  if (r->backend == 2 && claim_job_cols(p->out, r, 5))
+  if (r->backend == 2 && claim_job_cols(p->out, r, o + 5))
     return SBX_EFORMAT;
   return 1;
 }
@@ -1315,6 +1337,45 @@ static int row_claim_job(void *ctx, const sbx__row *r) {
   int rc = claim_job_cols(ctx, r, 0);
   return rc ? rc : 1;
 }
+
+/* The PostgreSQL claim statement, in pieces shared by the two ways of
+ * choosing the shard ($2 worker, $3 token hash, $4 lease expiry, $5 now,
+ * $6/$7 event reasons, $8 served stamp). sh: the shard (its key compared
+ * with a SKIP LOCKED subquery that follows CLAIM_SHARD_SET); j: the job
+ * (queued -> running on its first claim; SET sees the old row, so claims
+ * = 1 after it means "first"; updating it takes its lock and numbers the
+ * events); e: the events; q: last, the tenant's row (joined to j, so
+ * locked after it: lock order kept). */
+#define CLAIM_SHARD_SET                                                        \
+  "UPDATE job_shards AS u SET state = 1, attempts = attempts + 1, "            \
+  "worker_id = $2, token_hash = $3, lease_expires = $4, started_at = $5, "     \
+  "finished_at = 0, message = '', progress_ppm = 0, phase = '', robust_ppm "   \
+  "= -1, eta_seconds = -1, progress_at = $5 WHERE (u.tenant_id, u.job_id, "    \
+  "u.shard) = "
+#define CLAIM_REST                                                             \
+  " AND u.state = 0 RETURNING u.tenant_id, u.job_id, u.shard, "                \
+  "u.sample_begin, u.sample_end, u.attempts), "                                \
+  "j AS (UPDATE jobs SET state = 1, claims = jobs.claims + 1, started_at = "   \
+  "CASE WHEN jobs.claims = 0 THEN $5 ELSE jobs.started_at END, message = "     \
+  "CASE WHEN jobs.claims = 0 THEN 'started' ELSE jobs.message END, "           \
+  "updated_at = $5, event_seq = jobs.event_seq + CASE WHEN jobs.claims = 0 "   \
+  "THEN 2 ELSE 1 END FROM sh WHERE jobs.tenant_id = sh.tenant_id AND "         \
+  "jobs.id = sh.job_id RETURNING jobs.tenant_id, jobs.project_id, "            \
+  "jobs.model_id, jobs.dataset_id, jobs.kind, jobs.wall_seconds, "             \
+  "jobs.memory_bytes, jobs.samples, jobs.shards, jobs.claims, "                \
+  "jobs.event_seq), "                                                          \
+  "e AS (INSERT INTO job_events (tenant_id, job_id, seq, ts, shard, "          \
+  "from_state, to_state, reason) SELECT sh.tenant_id, sh.job_id, "             \
+  "j.event_seq - 1, $5, -1, 0, 1, CAST($6 AS TEXT) FROM sh, j WHERE "          \
+  "j.claims = 1 UNION ALL SELECT sh.tenant_id, sh.job_id, j.event_seq, $5, "   \
+  "sh.shard, 0, 1, CAST($7 AS TEXT) || CAST(sh.attempts AS TEXT) || ')' "      \
+  "FROM sh, j), "                                                              \
+  "q AS (UPDATE job_sched SET queued = job_sched.queued - 1, last_served = "   \
+  "$8 FROM j WHERE job_sched.tenant_id = j.tenant_id RETURNING 1)"
+#define CLAIM_OUT_COLS                                                         \
+  "sh.job_id, sh.shard, sh.sample_begin, sh.sample_end, sh.attempts, "         \
+  "j.project_id, j.model_id, j.dataset_id, j.kind, j.wall_seconds, "           \
+  "j.memory_bytes, j.samples, j.shards"
 
 /* Tries to claim the oldest queued shard of one tenant, atomically: on
  * PostgreSQL one statement (the queue's hot path), plus BEGIN, a count
@@ -1340,47 +1401,18 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
   snprintf(r1, sizeof r1, "started on worker %s", worker);
   snprintf(r2, sizeof r2, "claimed by worker %s (attempt ", worker);
   if (pg) {
-    /* one statement: the shard (SKIP LOCKED), then the job (queued ->
-     * running on its first claim; SET sees the old row, so claims = 1
-     * after it means "first"; updating it takes its lock and numbers the
-     * events), then the events and, last, the tenant's row (joined to the
-     * job's update, so locked after it: lock order kept) */
+    /* one statement: the oldest queued shard of this tenant */
     sbx__val v[] = {
         SBX_VT(t->tenant),   SBX_VT(worker),    SBX_VB(hash, SBX_SHA256_LEN),
         SBX_VI(now + lease), SBX_VI(now),       SBX_VT(r1),
         SBX_VT(r2),          SBX_VI(stamp_us())};
-    rc = sbx__db_exec(
-        db,
-        "WITH sh AS (UPDATE job_shards AS u SET state = 1, attempts = "
-        "attempts + 1, worker_id = $2, token_hash = $3, lease_expires = $4, "
-        "started_at = $5, finished_at = 0, message = '', progress_ppm = 0, "
-        "phase = '', robust_ppm = -1, eta_seconds = -1, progress_at = $5 "
-        "WHERE (u.tenant_id, u.job_id, u.shard) = (SELECT x.tenant_id, "
-        "x.job_id, x.shard FROM job_shards x WHERE x.tenant_id = $1 AND "
-        "x.state = 0 ORDER BY x.qseq LIMIT 1 FOR UPDATE SKIP LOCKED) AND "
-        "u.state = 0 RETURNING u.tenant_id, u.job_id, u.shard, "
-        "u.sample_begin, u.sample_end, u.attempts), "
-        "j AS (UPDATE jobs SET state = 1, claims = jobs.claims + 1, "
-        "started_at = CASE WHEN jobs.claims = 0 THEN $5 ELSE "
-        "jobs.started_at END, message = CASE WHEN jobs.claims = 0 THEN "
-        "'started' ELSE jobs.message END, updated_at = $5, event_seq = "
-        "jobs.event_seq + CASE WHEN jobs.claims = 0 THEN 2 ELSE 1 END FROM "
-        "sh WHERE jobs.tenant_id = sh.tenant_id AND jobs.id = sh.job_id "
-        "RETURNING jobs.project_id, jobs.model_id, jobs.dataset_id, "
-        "jobs.kind, jobs.wall_seconds, jobs.memory_bytes, jobs.samples, "
-        "jobs.shards, jobs.claims, jobs.event_seq), "
-        "e AS (INSERT INTO job_events (tenant_id, job_id, seq, ts, shard, "
-        "from_state, to_state, reason) SELECT sh.tenant_id, sh.job_id, "
-        "j.event_seq - 1, $5, -1, 0, 1, CAST($6 AS TEXT) FROM sh, j WHERE "
-        "j.claims = 1 UNION ALL SELECT sh.tenant_id, sh.job_id, j.event_seq, "
-        "$5, sh.shard, 0, 1, CAST($7 AS TEXT) || CAST(sh.attempts AS TEXT) "
-        "|| ')' FROM sh, j), "
-        "q AS (UPDATE job_sched SET queued = job_sched.queued - 1, "
-        "last_served = $8 FROM j WHERE job_sched.tenant_id = $1 RETURNING 1) "
-        "SELECT sh.job_id, sh.shard, sh.sample_begin, sh.sample_end, "
-        "sh.attempts, j.project_id, j.model_id, j.dataset_id, j.kind, "
-        "j.wall_seconds, j.memory_bytes, j.samples, j.shards FROM sh, j",
-        v, 8, row_picked, &p, NULL);
+    rc = sbx__db_exec(db,
+                      "WITH sh AS (" CLAIM_SHARD_SET
+                      "(SELECT x.tenant_id, x.job_id, x.shard FROM job_shards "
+                      "x WHERE x.tenant_id = $1 AND x.state = 0 ORDER BY "
+                      "x.qseq LIMIT 1 FOR UPDATE SKIP LOCKED)" CLAIM_REST
+                      " SELECT " CLAIM_OUT_COLS " FROM sh, j",
+                      v, 8, row_picked, &p, NULL);
     if (!rc && !p.found)
       rc = SBX_ENOTFOUND;
   } else {
@@ -1470,6 +1502,57 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
   return SBX_OK;
 }
 
+/* PostgreSQL, the common case in one statement: the fair-share choice and
+ * the claim, when the first tenant in line has no quota and a queued shard
+ * no other claimer holds. SBX_OK: claimed; SBX_ENOTFOUND: no tenant in
+ * line at all; 1: take the general path (quota, or shards all taken by
+ * concurrent claimers). */
+static int claim_fused_pg(sbx_meta *m, const char *worker, int64_t lease,
+                          int64_t now, const uint8_t *hash,
+                          sbx_job_claim *out) {
+  picked_ctx p;
+  memset(&p, 0, sizeof p);
+  p.out = out;
+  p.off = 1;
+  char r1[SBX_JOB_MSG_MAX], r2[SBX_JOB_MSG_MAX];
+  snprintf(r1, sizeof r1, "started on worker %s", worker);
+  snprintf(r2, sizeof r2, "claimed by worker %s (attempt ", worker);
+  sbx__val v[] = {SBX_VT(SBX_SYS_TENANT),
+                  SBX_VT(worker),
+                  SBX_VB(hash, SBX_SHA256_LEN),
+                  SBX_VI(now + lease),
+                  SBX_VI(now),
+                  SBX_VT(r1),
+                  SBX_VT(r2),
+                  SBX_VI(stamp_us())};
+  int rc = sbx__db_exec(
+      DB(m),
+      "WITH c AS (SELECT " CAND_COLS CAND_FROM(
+          "$1") "), best AS (SELECT "
+                "tenant_id, quota FROM c WHERE quota <= 0 OR running < quota "
+                "ORDER BY "
+                "running, last_served, tenant_id LIMIT 1), sh AS "
+                "(" CLAIM_SHARD_SET "(SELECT x.tenant_id, x.job_id, x.shard "
+                "FROM job_shards x WHERE x.tenant_id = (SELECT b.tenant_id "
+                "FROM best b WHERE b.quota <= 0) AND x.state = 0 ORDER BY "
+                "x.qseq LIMIT 1 FOR UPDATE SKIP LOCKED)" CLAIM_REST
+                " SELECT best.tenant_id, " CLAIM_OUT_COLS
+                " FROM best LEFT JOIN (sh "
+                "CROSS JOIN j) ON true",
+      v, 8, row_picked, &p, NULL);
+  if (rc || !p.found) {
+    memset(out, 0, sizeof *out);
+    return rc ? rc : p.candidate ? 1 : SBX_ENOTFOUND;
+  }
+  snprintf(out->job_id, sizeof out->job_id, "%s", p.job);
+  out->shard = p.shard;
+  out->sample_begin = p.begin;
+  out->sample_end = p.end;
+  out->attempt = p.attempts;
+  out->lease_expires = now + lease;
+  return SBX_OK;
+}
+
 int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
                        int64_t lease_seconds, int64_t now,
                        const uint8_t token_hash[SBX_SHA256_LEN],
@@ -1496,20 +1579,18 @@ int sbx_meta_job_claim(sbx_meta *m, const char *worker_id,
     if (rc)
       return rc;
   }
+  if (PG(m) && (rc = claim_fused_pg(m, worker_id, lease_seconds, now,
+                                    token_hash, out)) != 1)
+    return rc;
   /* fair share: fewest running, then least recently served */
   cands_ctx cs;
   memset(&cs, 0, sizeof cs);
-  rc = sbx__db_exec(DB(m),
-                    "SELECT s.tenant_id, (SELECT COUNT(*) FROM job_shards r "
-                    "WHERE r.tenant_id = s.tenant_id AND r.state = 1) AS "
-                    "running, COALESCE(NULLIF("
-                    "l.max_concurrency, 0), NULLIF(d.max_concurrency, 0), 0) "
-                    "FROM job_sched s JOIN tenants t ON t.id = s.tenant_id "
-                    "AND t.state = 0 LEFT JOIN job_limits l ON l.tenant_id = "
-                    "s.tenant_id LEFT JOIN job_limits d ON d.tenant_id = "
-                    "'_sys' WHERE s.queued > 0 ORDER BY running, "
-                    "s.last_served, s.tenant_id LIMIT 32",
-                    NULL, 0, row_cand, &cs, NULL);
+  rc =
+      sbx__db_exec(DB(m),
+                   "SELECT " CAND_COLS CAND_FROM(
+                       "'_sys'") " ORDER BY "
+                                 "running, s.last_served, s.tenant_id LIMIT 32",
+                   NULL, 0, row_cand, &cs, NULL);
   if (rc)
     return rc;
   for (int i = 0; i < cs.n; i++) {
