@@ -62,7 +62,7 @@ init=$("$AISBXD" init --data-dir "$dir" --config "$cfg" --tenant bench)
 key=$(echo "$init" | sed -n 's/^admin-api-key: //p')
 boot=$(echo "$init" | sed -n 's/^bootstrap-token: //p')
 [ -n "$key" ] && [ -n "$boot" ] || die "aisbxd init printed no API key / bootstrap token"
-"$AISBXD" --data-dir "$dir" --listen 127.0.0.1:0 --config "$cfg" >"$dir/server.log" 2>&1 &
+"$AISBXD" --data-dir "$dir" --listen 127.0.0.1:0 --config "$cfg" --workers 0 >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do [ -s "$dir/aisbxd.port" ] && break; sleep 0.1; done
 [ -s "$dir/aisbxd.port" ] || die "aisbxd did not start"
