@@ -311,12 +311,12 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
              lim.max_file_bytes);
   } else if (data_path[0]) {
     rc = adv_dataset_load(data_path, NULL, lim, &ds, &eb);
+  } else if (data) {
+    /* no mount namespace to place /in/data: read the bytes we hold */
+    rc = adv_dataset_load_mem(data, data_len, NULL, 0, lim, &ds, &eb);
   } else {
-    (void)data;
-    (void)data_len;
-    rc = ADV_EUNSUPPORTED;
-    snprintf(eb.msg, sizeof(eb.msg),
-             "no mount namespace: the dataset cannot be placed");
+    rc = ADV_EINVAL;
+    snprintf(eb.msg, sizeof(eb.msg), "no dataset bytes");
   }
   if (rc) {
     sbx__runner_error(rc, "dataset: %s", eb.msg[0] ? eb.msg : adv_strerror(rc));
