@@ -567,11 +567,12 @@ TEST(lease_expiry_requeues) {
   claim c;
   CHECK_EQ_INT(do_claim(WTOK, 2, &c), 200);
   CHECK(!strcmp(c.job, id));
-  /* no heartbeat: the lease (5 s) expires, the sweep (every 2 s)
-   * re-queues */
+  /* no heartbeat: the lease (30 s: long enough that the other cases'
+   * workers keep theirs on a loaded machine under ASan) expires, the sweep
+   * (every 2 s) re-queues */
   json_t *j = NULL;
   int requeued = 0;
-  for (int i = 0; i < 150 && !requeued; i++) {
+  for (int i = 0; i < 450 && !requeued; i++) {
     usleep(100000);
     j = get_job(K1, "p1", id);
     json_t *sh = json_array_get(json_object_get(j, "shard_list"), 0);
@@ -848,7 +849,7 @@ int main(int argc, char **argv) {
   if (!mkdtemp(g_dir))
     return 2;
   snprintf(g_cfg, sizeof g_cfg, "%s.conf", g_dir);
-  api_write_config(g_cfg, "job_lease_s = 5\nmax_upload_bytes = 8388608\n");
+  api_write_config(g_cfg, "job_lease_s = 30\nmax_upload_bytes = 8388608\n");
   if (api_init_tenant(g_dir, g_cfg, "t1", K1, BOOT) ||
       api_init_tenant(g_dir, g_cfg, "t2", K2, BOOT)) {
     fprintf(stderr, "aisbxd init failed\n");
