@@ -60,6 +60,17 @@ typedef struct sbx_server_params {
   /* GET /metrics: a file (mode 0600) holding the operator's bearer token;
    * NULL: nobody can read /metrics (tenant credentials never can) */
   const char *metrics_token_file;
+  /* slow clients (docs/security.md "Slow clients"): deadlines a client
+   * cannot stretch by trickling bytes, and a fair connection budget */
+  int conn_budget;             /* connections in all, default 1000 */
+  int conn_per_ip_max;         /* per address (IPv6: per /64), default 256;
+                                  below that each address gets a fair share
+                                  once half the budget is in use */
+  int tls_handshake_timeout_s; /* from accept, default 5 */
+  int head_timeout_s;          /* whole request head, from the handshake or
+                                  the previous response, default 10 */
+  int body_min_rate;           /* request bytes/s after 5 s, default 1024 */
+  int idle_timeout_s;          /* no progress at all (any phase), 30 */
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);

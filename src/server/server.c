@@ -44,6 +44,12 @@ sbx_server_params sbx_server_default_params(void) {
   p.oidc_groups_claim = "groups";
   p.oidc_leeway_s = 60;
   p.oidc_jwks_min_refresh_s = 60;
+  p.conn_budget = 1000;
+  p.conn_per_ip_max = 256;
+  p.tls_handshake_timeout_s = 5;
+  p.head_timeout_s = 10;
+  p.body_min_rate = 1024;
+  p.idle_timeout_s = 30;
   return p;
 }
 
@@ -90,6 +96,12 @@ static const cfg_key CFG[] = {
     CK(oidc_token_auth, 's'),
     CK(oidc_jwks_min_refresh_s, 'i'),
     CK(metrics_token_file, 's'),
+    CK(conn_budget, 'i'),
+    CK(conn_per_ip_max, 'i'),
+    CK(tls_handshake_timeout_s, 'i'),
+    CK(head_timeout_s, 'i'),
+    CK(body_min_rate, 'i'),
+    CK(idle_timeout_s, 'i'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {

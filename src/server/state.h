@@ -42,6 +42,7 @@ typedef struct sbx__metrics {
 struct sbx__route;     /* router.h */
 struct sbx__oidc;      /* oidc.h */
 struct sbx__authcache; /* authcache.h */
+struct sbx__connguard; /* conn.h */
 
 struct sbx_server {
   sbx_server_params p;
@@ -60,6 +61,7 @@ struct sbx_server {
   char jwt_x[64];            /* base64url public key */
   struct sbx__oidc *oidc;    /* NULL when OIDC is not configured */
   struct sbx__authcache *ac; /* NULL: no caching */
+  struct sbx__connguard *cg; /* slow-client guard (http.c owns it) */
   sbx__metrics metrics;
   const struct sbx__route *routes; /* the table in use (table.c) */
   size_t nroutes;
