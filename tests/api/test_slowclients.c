@@ -15,6 +15,9 @@
  * client on 127.0.0.1 opens a fresh TLS connection every 100 ms and GETs
  * /healthz; each probe has 2 s before it counts as failed (2000 ms). The
  * test asserts: every probe succeeded and their p99 is under 200 ms.
+ * During the attack a sixth address, 127.0.0.6, checks each deadline on
+ * its own: a handshake, a request head and a body (10 bytes/s) trickled
+ * one piece a second must each be ended near its deadline.
  * Before the connection guard (src/server/conn.c) the probes time out as
  * soon as the 1000 attack connections are up.
  *
@@ -231,6 +234,73 @@ static void *attacker(void *arg) {
   return NULL;
 }
 
+/* ---- each deadline on its own (from 127.0.0.6, during the attack) ---- */
+
+/* Seconds until the server ends fd (readable: EOF, an alert or a reset),
+ * while trickle() sends a little every second; cap when it never does. */
+static double until_closed(int fd, gnutls_session_t tls, int kind, double cap) {
+  double t0 = mono(), next = t0 + 1.0;
+  int k = 0;
+  while (mono() - t0 < cap) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 100) > 0)
+      return mono() - t0;
+    if (mono() < next)
+      continue;
+    next += 1.0;
+    ssize_t w;
+    if (kind == 0) { /* one byte of a TLS record */
+      w = send(fd, "\0", 1, MSG_NOSIGNAL);
+    } else { /* a header line, or 10 body bytes */
+      char line[32];
+      int n = kind == 1 ? snprintf(line, sizeof line, "X-T-%d: y\r\n", k++)
+                        : snprintf(line, sizeof line, "0123456789");
+      w = gnutls_record_send(tls, line, (size_t)n) == n ? 1 : -1;
+    }
+    if (w != 1)
+      return mono() - t0;
+  }
+  return cap;
+}
+
+static double g_dl[3] = {-1, -1, -1}; /* handshake, head, body */
+
+/* Measures the three deadlines one after the other. */
+static void *deadlines(void *arg) {
+  (void)arg;
+  /* a handshake that never ends */
+  int fd = tcp_connect("127.0.0.6", 2000);
+  static const unsigned char hdr[5] = {0x16, 0x03, 0x01, 0x40, 0x00};
+  if (fd >= 0 && send(fd, hdr, 5, MSG_NOSIGNAL) == 5)
+    g_dl[0] = until_closed(fd, NULL, 0, 15);
+  if (fd >= 0)
+    close(fd);
+  /* a request head that never ends */
+  fd = tcp_connect("127.0.0.6", 2000);
+  gnutls_session_t s = fd >= 0 ? tls_on(fd, 1) : NULL;
+  static const char l1[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n";
+  if (s && gnutls_record_send(s, l1, sizeof l1 - 1) == sizeof l1 - 1)
+    g_dl[1] = until_closed(fd, s, 1, 15);
+  if (s)
+    gnutls_deinit(s);
+  if (fd >= 0)
+    close(fd);
+  /* a body at 10 bytes/s (a public JSON route: no credential needed) */
+  fd = tcp_connect("127.0.0.6", 2000);
+  s = fd >= 0 ? tls_on(fd, 1) : NULL;
+  static const char h[] =
+      "POST /api/v1/auth/token HTTP/1.1\r\n"
+      "Host: localhost\r\nContent-Type: application/json\r\n"
+      "Content-Length: 4000\r\n\r\n";
+  if (s && gnutls_record_send(s, h, sizeof h - 1) == sizeof h - 1)
+    g_dl[2] = until_closed(fd, s, 2, 15);
+  if (s)
+    gnutls_deinit(s);
+  if (fd >= 0)
+    close(fd);
+  return NULL;
+}
+
 /* ---- the well-behaved client ---- */
 
 /* One probe: connect, handshake (verified), GET /healthz, read the status
@@ -280,7 +350,7 @@ int main(int argc, char **argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   /* the loopback aliases: Linux routes all of 127/8 to lo */
-  for (int i = 2; i <= 5; i++) {
+  for (int i = 2; i <= 6; i++) {
     char src[32];
     snprintf(src, sizeof src, "127.0.0.%d", i);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -327,6 +397,8 @@ int main(int argc, char **argv) {
   double t0 = mono();
   while (mono() - t0 < WARMUP_S)
     usleep(100000);
+  pthread_t thd;
+  pthread_create(&thd, NULL, deadlines, NULL);
   int max_open = 0;
   static double lat[1024];
   int n = 0, failed = 0;
@@ -346,6 +418,7 @@ int main(int argc, char **argv) {
     if (left > 0)
       usleep((useconds_t)(left * 1e6));
   }
+  pthread_join(thd, NULL);
   atomic_store(&g_stop, 1);
   pthread_join(th, NULL);
   qsort(lat, (size_t)n, sizeof lat[0], cmp_d);
@@ -354,6 +427,22 @@ int main(int argc, char **argv) {
   printf("probes %d, failed %d, p50 %.1f ms, p99 %.1f ms, worst %.1f ms; "
          "attack connections open at most %d, reopened %d\n",
          n, failed, p50, p99, worst, max_open, atomic_load(&g_reconnects));
+  printf("deadlines: handshake ended after %.1f s, head after %.1f s, "
+         "body after %.1f s\n",
+         g_dl[0], g_dl[1], g_dl[2]);
+  /* defaults 5 s, 10 s (after the handshake), 1024 B/s after 5 s; the
+   * reaper runs every 100 ms, the machine may be loaded */
+  static const double lo[3] = {4.5, 9.5, 4.5}, hi[3] = {7.5, 12.5, 8.0};
+  static const char *const what[3] = {"TLS handshake", "request head",
+                                      "body rate"};
+  for (int i = 0; i < 3; i++)
+    if (g_dl[i] < lo[i] || g_dl[i] > hi[i]) {
+      fprintf(stderr,
+              "FAIL: %s deadline: connection ended after %.1f s, "
+              "expected %.1f..%.1f\n",
+              what[i], g_dl[i], lo[i], hi[i]);
+      fails++;
+    }
   if (n < 100) {
     fprintf(stderr, "FAIL: only %d probes\n", n);
     fails++;
