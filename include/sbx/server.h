@@ -95,6 +95,18 @@ uint16_t sbx_server_port(const sbx_server *s);
  * a no-op. */
 void sbx_server_stop(sbx_server *s);
 
+/* `aisbxd init --master-key-from SPEC`: where the master key lives.
+ *   pkcs11:URI       an AES-256 key generated inside the token if the URI's
+ *                    object label does not exist yet (sbx_kek_open);
+ *   file:PATH        a key file, created if missing (should be outside
+ *                    the data dir: a warning otherwise);
+ *   credential:NAME  a systemd credential ($CREDENTIALS_DIRECTORY/NAME).
+ * Checks the key opens and records SPEC (without any pin-value) in
+ * DATA_DIR/master-key.spec, which later starts and inits use when
+ * master_key_spec is not configured. Call before the first
+ * sbx_server_init_tenant of a data dir. */
+int sbx_server_init_master_key(const sbx_server_params *p, const char *spec);
+
 /* `aisbxd init`: creates tenant tenant_id (with an admin user, tenant role
  * admin), an Admin API key and a one-time bootstrap token. api_key_out
  * (>= 160 bytes) and bootstrap_out (>= 160 bytes) receive the secrets; they

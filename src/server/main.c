@@ -2,6 +2,7 @@
  * main.c - the aisbxd command line.
  *   aisbxd --data-dir DIR [--listen HOST:PORT] [--config FILE]
  *   aisbxd init --data-dir DIR [--tenant ID] [--name NAME] [--config FILE]
+ *               [--master-key-from pkcs11:URI|file:PATH|credential:NAME]
  * Configuration: file, then AISBXD_<KEY> environment variables, then flags.
  */
 #include <signal.h>
@@ -43,7 +44,7 @@ int main(int argc, char **argv) {
     i = 2;
   }
   const char *config = NULL, *data_dir = NULL, *listen = NULL;
-  const char *tenant = "default", *name = NULL;
+  const char *tenant = "default", *name = NULL, *mk_from = NULL;
   for (; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) {
@@ -60,6 +61,8 @@ int main(int argc, char **argv) {
       tenant = v;
     else if (init && !strcmp(a, "--name"))
       name = v;
+    else if (init && !strcmp(a, "--master-key-from"))
+      mk_from = v; /* pkcs11:URI | file:PATH | credential:NAME */
     else {
       usage();
       return 2;
@@ -79,7 +82,9 @@ int main(int argc, char **argv) {
   }
   if (init) {
     char key[160], boot[160];
-    int rc = sbx_server_init_tenant(&p, tenant, name, key, boot);
+    int rc = mk_from ? sbx_server_init_master_key(&p, mk_from) : 0;
+    if (!rc)
+      rc = sbx_server_init_tenant(&p, tenant, name, key, boot);
     if (rc) {
       fprintf(stderr, "aisbxd init: %s\n", sbx_strerror(rc));
       return 1;

@@ -52,6 +52,7 @@ struct sbx_server {
   struct MHD_Daemon *d;
   uint16_t port;
   char *tls_cert_pem, *tls_key_pem;
+  sbx_kek *kek; /* the master key, for the sealed TLS and JWT keys */
   sbx__pool pool;
   sbx__ratelimit rl;
   /* JWT signing key (Ed25519) */
