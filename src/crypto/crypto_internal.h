@@ -16,6 +16,8 @@ static inline void sbx__be64(uint8_t *p, uint64_t v) {
 
 /* Maps a GnuTLS error code to an sbx_status. */
 int sbx__gnutls_status(int gnutls_rc);
+/* The value of one hex digit, or -1. */
+int sbx__hexval(char c);
 
 /* ---- pkcs11.c: a master key in a PKCS#11 token (behind sbx_kek) ---- */
 typedef struct sbx__p11 sbx__p11;

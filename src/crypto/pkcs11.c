@@ -48,16 +48,6 @@ static void p11_init(void) {
   }
 }
 
-static int hexval(int c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* The value of attribute name in the path part (sep ';', query 0) or the
  * query part (sep '&', query 1) of uri, percent-decoded into out. 1 when
  * found, 0 when absent, -1 when malformed or too long. */
@@ -78,7 +68,8 @@ static int uri_attr(const char *uri, const char *name, int query, char *out,
       for (const char *c = p + nl + 1; c < e; c++) {
         int ch = (unsigned char)*c;
         if (ch == '%') {
-          int h = c + 2 < e ? hexval(c[1]) : -1, l = h >= 0 ? hexval(c[2]) : -1;
+          int h = c + 2 < e ? sbx__hexval(c[1]) : -1,
+              l = h >= 0 ? sbx__hexval(c[2]) : -1;
           if (l < 0)
             return -1;
           ch = h * 16 + l;

@@ -8,7 +8,9 @@
  *            holds no PIN; the server works (API key request, TLS); a copy
  *            of the data dir on a host whose token lacks the key does not
  *            start.
- *   file     --master-key-from file:<outside the data dir>: no warning.
+ *   file     --master-key-from file:<outside the data dir>, and
+ *            credential:NAME (a systemd credential): no warning, no key
+ *            in the data dir; without the credential no start.
  *   default  the embedded default warns on stderr that a key file in the
  *            data dir is no protection against copying it.
  *   upgrade  plain tls-key.pem / jwt-ed25519.pem of an older version (made
@@ -187,6 +189,29 @@ TEST(file_outside_and_default_warning) {
   CHECK_EQ_INT(api_stop(&s), 0);
   CHECK(!file_has(err, "NOT encryption at rest"));
   CHECK(no_plain_keys(dir));
+  /* a systemd credential ($CREDENTIALS_DIRECTORY/NAME) */
+  char creds[256], kf[300];
+  snprintf(creds, sizeof creds, "%s/creds", g_root);
+  mkdir(creds, 0700);
+  snprintf(kf, sizeof kf, "%s/aisbxd-master", creds);
+  CHECK_EQ_INT(sbx_master_key_create_file(kf, NULL), SBX_OK);
+  chmod(kf, 0400);
+  setenv("CREDENTIALS_DIRECTORY", creds, 1);
+  snprintf(dir, sizeof dir, "%s/data-cred", g_root);
+  CHECK_EQ_INT(init_with(dir, cfg, "credential:aisbxd-master", key), 0);
+  snprintf(err, sizeof err, "%s/cred-start.err", g_root);
+  CHECK_EQ_INT(start_logged(&s, dir, cfg, err), 0);
+  CHECK_EQ_INT(http(&s, "GET", "/api/v1/me", &o, &r), 200);
+  resp_free(&r);
+  CHECK_EQ_INT(api_stop(&s), 0);
+  CHECK(!file_has(err, "NOT encryption at rest"));
+  CHECK(!exists(dir, "master.key") && no_plain_keys(dir));
+  /* without the credential the server does not start */
+  unsetenv("CREDENTIALS_DIRECTORY");
+  int started = start_logged(&s, dir, cfg, err) == 0;
+  CHECK(!started);
+  if (started)
+    api_stop(&s);
   /* the embedded default: a key beside the data, and a warning */
   snprintf(dir, sizeof dir, "%s/data-default", g_root);
   CHECK_EQ_INT(init_with(dir, cfg, NULL, key), 0);
