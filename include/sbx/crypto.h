@@ -194,5 +194,68 @@ int sbx_master_key_load_cmd(const char *command, sbx_key *k);
  * with O_EXCL and mode 0600 (fsynced). SBX_EEXIST if the file exists. On
  * success *k (if non-NULL) receives the key. */
 int sbx_master_key_create_file(const char *path, sbx_key *k);
+/* "credential:NAME": the file $CREDENTIALS_DIRECTORY/NAME (a systemd
+ * credential, LoadCredential=/LoadCredentialEncrypted=), same format as a
+ * key file; it may also be owned by root (systemd's), never group/other
+ * readable. NAME is one path component. SBX_ENOTFOUND when the variable is
+ * unset. */
+int sbx_master_key_load_credential(const char *name, sbx_key *k);
+
+/* ---- master key handles (key-encryption keys) ---------------------------*/
+
+/* A master key that wraps and unwraps keys: a software key (the sources
+ * above), or a key that never leaves a PKCS#11 token. Wrapped keys have the
+ * same format either way (sbx_key_wrap), so data can move between them by
+ * sbx_store_rotate_master_key-style re-wrapping. A handle is thread-safe;
+ * it owns its token session. */
+typedef struct sbx_kek sbx_kek;
+
+/* Opens spec: everything sbx_master_key_load takes, "credential:NAME", or
+ *   "pkcs11:token=...;object=LABEL[?pin-value=..|pin-source=FILE]
+ *    [&module-path=/path/module.so]"
+ * an RFC 7512 URI of an AES-256 secret-key object (found by its label) in
+ * a token reached through GnuTLS's PKCS#11 support (p11-kit registered
+ * modules, or only module-path when given). The PIN comes from pin-value,
+ * pin-source (a file, first line) or the environment variable
+ * SBX_PKCS11_PIN. Wrap/unwrap run inside the token (CKM_AES_GCM). *out
+ * is NULL on error: SBX_ENOTFOUND (no such token or key), SBX_EAUTH (PIN),
+ * SBX_EUNSUPPORTED (no PKCS#11 support), SBX_EEXIST (label not unique). */
+int sbx_kek_open(const char *spec, sbx_kek **out);
+/* A handle on a software key (copied). */
+int sbx_kek_from_key(const sbx_key *k, sbx_kek **out);
+/* 1 when the key lives in a token (never in this process). */
+int sbx_kek_in_token(const sbx_kek *kek);
+/* sbx_key_wrap / sbx_key_unwrap under kek. */
+int sbx_kek_wrap(sbx_kek *kek, const void *ctx, size_t ctxlen,
+                 const sbx_key *key, uint8_t out[SBX_WRAPPED_KEY_LEN]);
+int sbx_kek_unwrap(sbx_kek *kek, const void *ctx, size_t ctxlen,
+                   const uint8_t *in, size_t inlen, sbx_key *key);
+/* The kek id written into wrapped keys: sbx_key_id for a software key; for
+ * a token key the first 8 bytes of SHA-256("sbx pkcs11 kek v1" | token
+ * serial | label) (it names the object; the value cannot be read). */
+void sbx_kek_id(const sbx_kek *kek, uint8_t id[SBX_KEY_ID_LEN]);
+/* Wipes and frees (closes the token session). NULL is a no-op. */
+void sbx_kek_free(sbx_kek *kek);
+
+/* Seals a small secret (a PEM private key, <= 64 KiB) under kek for a file:
+ * "SBXK" | 1 | 3 zero | wrapped data key (76) | sbx_seal(data key, ctx, pt).
+ * *out (malloc'd, caller frees) gets *outlen bytes. */
+int sbx_kek_seal_blob(sbx_kek *kek, const char *ctx, const void *pt, size_t n,
+                      uint8_t **out, size_t *outlen);
+/* Opens what sbx_kek_seal_blob made with the same ctx. *out (malloc'd,
+ * NUL-terminated, caller wipes and frees) gets *outlen bytes. SBX_EFORMAT
+ * when in is not a sealed blob, SBX_ECRYPTO when tampered / wrong key. */
+int sbx_kek_open_blob(sbx_kek *kek, const char *ctx, const uint8_t *in,
+                      size_t inlen, uint8_t **out, size_t *outlen);
+
+/* Generates the AES-256 master key inside the token of uri (label = the
+ * URI's object attribute; CKA_SENSITIVE, not CKA_EXTRACTABLE, encrypt and
+ * decrypt only). SBX_EEXIST when a key with that label exists. */
+int sbx_pkcs11_key_create(const char *uri);
+/* Reads the key's CKA_SENSITIVE and CKA_EXTRACTABLE (and whether
+ * CKA_VALUE can be read: then *extractable is 1 too). For tests and
+ * `aisbxd init`. */
+int sbx_pkcs11_key_extractable(const char *uri, int *sensitive,
+                               int *extractable);
 
 #endif

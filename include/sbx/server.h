@@ -63,6 +63,17 @@ typedef struct sbx_server_params {
   /* jobs (docs/jobs.md) */
   int job_lease_s; /* lease of a claimed shard, extended by heartbeats;
                       default 30 (1..3600) */
+  /* slow clients (docs/security.md "Slow clients"): deadlines a client
+   * cannot stretch by trickling bytes, and a fair connection budget */
+  int conn_budget;             /* connections in all, default 1000 */
+  int conn_per_ip_max;         /* per address (IPv6: per /64), default 256;
+                                  below that each address gets a fair share
+                                  once half the budget is in use */
+  int tls_handshake_timeout_s; /* from accept, default 5 */
+  int head_timeout_s;          /* whole request head, from the handshake or
+                                  the previous response, default 10 */
+  int body_min_rate;           /* request bytes/s after 5 s, default 1024 */
+  int idle_timeout_s;          /* no progress at all (any phase), 30 */
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);
@@ -86,6 +97,18 @@ uint16_t sbx_server_port(const sbx_server *s);
 /* Stops accepting, waits for requests in flight, closes the store. NULL is
  * a no-op. */
 void sbx_server_stop(sbx_server *s);
+
+/* `aisbxd init --master-key-from SPEC`: where the master key lives.
+ *   pkcs11:URI       an AES-256 key generated inside the token if the URI's
+ *                    object label does not exist yet (sbx_kek_open);
+ *   file:PATH        a key file, created if missing (should be outside
+ *                    the data dir: a warning otherwise);
+ *   credential:NAME  a systemd credential ($CREDENTIALS_DIRECTORY/NAME).
+ * Checks the key opens and records SPEC (without any pin-value) in
+ * DATA_DIR/master-key.spec, which later starts and inits use when
+ * master_key_spec is not configured. Call before the first
+ * sbx_server_init_tenant of a data dir. */
+int sbx_server_init_master_key(const sbx_server_params *p, const char *spec);
 
 /* `aisbxd init`: creates tenant tenant_id (with an admin user, tenant role
  * admin), an Admin API key and a one-time bootstrap token. api_key_out

@@ -84,7 +84,7 @@ void sbx_hex(const void *in, size_t n, char *out) {
   out[2 * n] = 0;
 }
 
-static int hexval(char c) {
+int sbx__hexval(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';
   if (c >= 'a' && c <= 'f')
@@ -99,7 +99,7 @@ int sbx_unhex(const char *hex, size_t hexlen, void *out, size_t n) {
   if (!hex || hexlen != 2 * n)
     return SBX_EFORMAT;
   for (size_t i = 0; i < n; i++) {
-    int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+    int hi = sbx__hexval(hex[2 * i]), lo = sbx__hexval(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
       sbx_memwipe(out, n);
       return SBX_EFORMAT;

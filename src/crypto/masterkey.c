@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -53,7 +54,8 @@ static int errno_status(int e) {
   }
 }
 
-int sbx_master_key_load_file(const char *path, sbx_key *k) {
+/* Reads a key file; allow_root: root may own it too (systemd credentials). */
+static int load_file(const char *path, sbx_key *k, int allow_root) {
   if (!path || !k)
     return SBX_EINVAL;
   sbx_key_wipe(k);
@@ -70,7 +72,8 @@ int sbx_master_key_load_file(const char *path, sbx_key *k) {
   }
   /* a master key readable by group/other or owned by someone else is
    * refused, like ssh refuses a private key with loose permissions */
-  if ((st.st_mode & 077) || st.st_uid != geteuid()) {
+  if ((st.st_mode & 077) ||
+      (st.st_uid != geteuid() && !(allow_root && st.st_uid == 0))) {
     rc = SBX_EPERM;
     goto out;
   }
@@ -98,6 +101,24 @@ out:
   if (rc)
     sbx_key_wipe(k);
   return rc;
+}
+
+int sbx_master_key_load_file(const char *path, sbx_key *k) {
+  return load_file(path, k, 0);
+}
+
+int sbx_master_key_load_credential(const char *name, sbx_key *k) {
+  if (!name || !k || !*name || strchr(name, '/') || !strcmp(name, "..") ||
+      !strcmp(name, "."))
+    return SBX_EINVAL;
+  sbx_key_wipe(k);
+  const char *dir = getenv("CREDENTIALS_DIRECTORY");
+  if (!dir || !*dir)
+    return SBX_ENOTFOUND;
+  char path[4096];
+  if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
+    return SBX_EINVAL;
+  return load_file(path, k, 1);
 }
 
 int sbx_master_key_load_env(const char *name, sbx_key *k) {
@@ -197,6 +218,8 @@ int sbx_master_key_load(const char *spec, sbx_key *k) {
     return sbx_master_key_load_env(spec + 4, k);
   if (!strncmp(spec, "cmd:", 4))
     return sbx_master_key_load_cmd(spec + 4, k);
+  if (!strncmp(spec, "credential:", 11))
+    return sbx_master_key_load_credential(spec + 11, k);
   sbx_key_wipe(k);
   return SBX_EINVAL;
 }
@@ -209,8 +232,8 @@ int sbx_master_key_create_file(const char *path, sbx_key *out) {
   int rc = sbx_key_generate(&k);
   if (rc)
     return rc;
-  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                0600);
+  int fd =
+      open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     sbx_key_wipe(&k);
     return errno_status(errno);

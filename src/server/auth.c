@@ -24,6 +24,7 @@
 
 #include "authcache.h"
 #include "dbx.h"
+#include "keyfile.h"
 #include "log.h"
 #include "rbac.h"
 #include "sbx/jobs.h"
@@ -226,27 +227,15 @@ int sbx__authenticate(sbx__req *r) {
 
 /* ---- JWT (EdDSA / Ed25519 only; the algorithm is fixed here) ---- */
 
-static int read_file(const char *path, char **out, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return errno == ENOENT ? SBX_ENOTFOUND : SBX_EIO;
-  char *buf = malloc(65536);
-  size_t len = buf ? fread(buf, 1, 65535, f) : 0;
-  fclose(f);
-  if (!buf)
-    return SBX_ENOMEM;
-  buf[len] = 0;
-  *out = buf;
-  *n = len;
-  return SBX_OK;
-}
-
 int sbx__jwt_load_or_create(sbx_server *s) {
   char path[SBX_PATH_MAX + 32];
   snprintf(path, sizeof path, "%s/jwt-ed25519.pem", s->data_dir);
   char *pem = NULL;
   size_t n = 0;
-  int rc = read_file(path, &pem, &n);
+  /* sealed under the master key (keyfile.h); a plain PEM of an older
+   * version is sealed and removed on first start */
+  int rc = sbx__keyfile_load(s->kek, s->data_dir, "jwt-ed25519.sealed",
+                             "jwt-ed25519.pem", "aisbxd jwt key", &pem, &n);
   gnutls_x509_privkey_t xk = NULL;
   if (gnutls_x509_privkey_init(&xk) < 0)
     return SBX_ENOMEM;
@@ -263,13 +252,8 @@ int sbx__jwt_load_or_create(sbx_server *s) {
       gnutls_x509_privkey_deinit(xk);
       return SBX_ECRYPTO;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    rc = fd < 0 ? SBX_EIO : SBX_OK;
-    if (fd >= 0) {
-      if (write(fd, out.data, out.size) != (ssize_t)out.size || fsync(fd))
-        rc = SBX_EIO;
-      close(fd);
-    }
+    rc = sbx__keyfile_create(s->kek, s->data_dir, "jwt-ed25519.sealed",
+                             "aisbxd jwt key", out.data, out.size);
     sbx_memwipe(out.data, out.size);
     gnutls_free(out.data);
   } else if (!rc) {

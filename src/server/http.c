@@ -24,6 +24,7 @@
 
 #include "auth.h"
 #include "authz.h"
+#include "conn.h"
 #include "log.h"
 #include "metrics.h"
 #include "park.h"
@@ -214,6 +215,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
       snprintf(r->reqid, sizeof r->reqid, "0");
     client_ip(r);
     *con_cls = r;
+    sbx__connguard_head_done(s->cg, conn); /* body deadline from now */
     /* Checks that need no body run now. A refusal is queued at once: MHD
      * accepts a response only before the body is read (it then closes the
      * connection instead of reading the body). Successful requests are
@@ -222,11 +224,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     if (c == 0 || c == 2) /* 2: r->status is set, the body is discarded */
       return MHD_YES;
     r->final = 1;
+    sbx__connguard_responding(s->cg, conn);
     goto respond;
   }
   if (*upload_data_size) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
+    sbx__connguard_body(s->cg, conn, n);
     if (r->status) /* refused mid-body: discard up to the cap */
       return MHD_YES;
     if ((int64_t)(r->upload_len + r->body_len + n) > r->max_body)
@@ -250,6 +254,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     return MHD_YES;
   }
   r->final = 1;
+  sbx__connguard_responding(s->cg, conn); /* our time, not the client's */
   if (!r->status && !r->st && !(r->st = sbx__pool_take(&s->pool))) {
     /* resumed after parking and every store handle is busy */
     if (!r->park_refused && !sbx__park(s, conn))
@@ -289,8 +294,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   sbx_server *s = cls;
   sbx__req *r = *con_cls;
-  (void)conn;
   (void)toe;
+  sbx__connguard_request_done(s->cg, conn); /* next head's deadline */
   if (!r)
     return;
   atomic_fetch_sub(&s->metrics.in_flight, 1);
@@ -356,20 +361,38 @@ int sbx__http_start(sbx_server *s) {
     return SBX_EINVAL;
   }
   int threads = s->p.threads > 0 ? s->p.threads : 1;
+  sbx__connguard_params gp = {
+      .budget = s->p.conn_budget > 0 ? s->p.conn_budget : 1000,
+      .per_ip_max = s->p.conn_per_ip_max > 0 ? s->p.conn_per_ip_max : 256,
+      .tls_handshake_timeout_s = s->p.tls_handshake_timeout_s,
+      .head_timeout_s = s->p.head_timeout_s,
+      .body_min_rate = s->p.body_min_rate,
+      .body_grace_s = 5,
+  };
+  s->cg = sbx__connguard_new(&gp);
+  if (!s->cg)
+    return SBX_ENOMEM;
+  /* MHD's own limits stay above the guard's (MHD splits its global limit
+   * between the pool threads; the guard's budget is the one that binds) */
+  unsigned mhd_limit = (unsigned)gp.budget + (unsigned)gp.budget / 4 + 16;
+  unsigned idle = s->p.idle_timeout_s > 0 ? (unsigned)s->p.idle_timeout_s : 30;
   s->d = MHD_start_daemon(
-      flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
-      MHD_OPTION_HTTPS_MEM_CERT, s->tls_cert_pem, MHD_OPTION_HTTPS_MEM_KEY,
-      s->tls_key_pem, MHD_OPTION_HTTPS_PRIORITIES,
+      flags, 0, sbx__connguard_accept, s->cg, on_request, s,
+      MHD_OPTION_NOTIFY_CONNECTION, sbx__connguard_notify, s->cg,
+      MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_HTTPS_MEM_CERT, s->tls_cert_pem,
+      MHD_OPTION_HTTPS_MEM_KEY, s->tls_key_pem, MHD_OPTION_HTTPS_PRIORITIES,
       "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-"
       "POLY1305:+AES-256-GCM:+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-"
       "ECDSA:+ECDHE-RSA",
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned)1000, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)256,
+      MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT,
+      mhd_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)gp.per_ip_max,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_END);
   if (!s->d) {
     sbx__log("cannot listen on %s", s->p.listen);
+    sbx__connguard_free(s->cg);
+    s->cg = NULL;
     return SBX_EIO;
   }
   const union MHD_DaemonInfo *di =
@@ -385,4 +408,6 @@ void sbx__http_stop(sbx_server *s) {
     MHD_stop_daemon(s->d); /* waits for handlers in flight */
     s->d = NULL;
   }
+  sbx__connguard_free(s->cg); /* no MHD callback runs any more */
+  s->cg = NULL;
 }

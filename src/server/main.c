@@ -5,6 +5,7 @@
  *   aisbxd init --data-dir DIR [--tenant ID] [--name NAME] [--config FILE]
  *   aisbxd worker-token create|list|revoke ID --data-dir DIR [--name N]
  *   aisbxd job-limits set --data-dir DIR [--tenant T] [--max-wall-seconds N]..
+ *               [--master-key-from pkcs11:URI|file:PATH|credential:NAME]
  * Configuration: file, then AISBXD_<KEY> environment variables, then flags.
  */
 #include <signal.h>
@@ -109,7 +110,7 @@ int main(int argc, char **argv) {
   memset(&lim, 0, sizeof lim);
   const char *config = NULL, *data_dir = NULL, *listen = NULL;
   const char *tenant = "default", *name = NULL, *lim_tenant = NULL;
-  const char *worker_bin = NULL;
+  const char *worker_bin = NULL, *mk_from = NULL;
   int workers = -1; /* -1: one per CPU */
   for (; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -139,6 +140,8 @@ int main(int argc, char **argv) {
       workers = (int)x;
     } else if (!init && !op && !strcmp(a, "--worker-bin"))
       worker_bin = v;
+    else if (init && !strcmp(a, "--master-key-from"))
+      mk_from = v; /* pkcs11:URI | file:PATH | credential:NAME */
     else {
       size_t k = 0, nk = sizeof LIMIT_OPTS / sizeof LIMIT_OPTS[0];
       while (op == 5 && k < nk && strcmp(a, LIMIT_OPTS[k].opt))
@@ -192,7 +195,9 @@ int main(int argc, char **argv) {
   }
   if (init) {
     char key[160], boot[160];
-    int rc = sbx_server_init_tenant(&p, tenant, name, key, boot);
+    int rc = mk_from ? sbx_server_init_master_key(&p, mk_from) : 0;
+    if (!rc)
+      rc = sbx_server_init_tenant(&p, tenant, name, key, boot);
     if (rc) {
       fprintf(stderr, "aisbxd init: %s\n", sbx_strerror(rc));
       return 1;

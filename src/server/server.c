@@ -3,6 +3,8 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,12 @@ sbx_server_params sbx_server_default_params(void) {
   p.oidc_leeway_s = 60;
   p.oidc_jwks_min_refresh_s = 60;
   p.job_lease_s = 30;
+  p.conn_budget = 1000;
+  p.conn_per_ip_max = 256;
+  p.tls_handshake_timeout_s = 5;
+  p.head_timeout_s = 10;
+  p.body_min_rate = 1024;
+  p.idle_timeout_s = 30;
   return p;
 }
 
@@ -94,6 +102,12 @@ static const cfg_key CFG[] = {
     CK(oidc_jwks_min_refresh_s, 'i'),
     CK(metrics_token_file, 's'),
     CK(job_lease_s, 'i'),
+    CK(conn_budget, 'i'),
+    CK(conn_per_ip_max, 'i'),
+    CK(tls_handshake_timeout_s, 'i'),
+    CK(head_timeout_s, 'i'),
+    CK(body_min_rate, 'i'),
+    CK(idle_timeout_s, 'i'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -194,11 +208,104 @@ int sbx_server_config_load(sbx_server_params *p, const char *path) {
 
 /* ---- store ---- */
 
+/* The master key spec: configured, else the one `aisbxd init
+ * --master-key-from` recorded in DIR/master-key.spec, else the embedded
+ * default file:DIR/master.key. */
 static void master_spec(const sbx_server_params *p, char *out, size_t cap) {
-  if (p->master_key_spec)
+  char path[SBX_PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/master-key.spec", p->data_dir);
+  FILE *f = p->master_key_spec ? NULL : fopen(path, "re");
+  if (p->master_key_spec) {
     snprintf(out, cap, "%s", p->master_key_spec);
-  else
+  } else if (f && fgets(out, (int)cap, f)) {
+    out[strcspn(out, "\r\n")] = 0;
+  } else {
     snprintf(out, cap, "file:%s/master.key", p->data_dir);
+  }
+  if (f)
+    fclose(f);
+}
+
+/* 1 when spec is a key file inside the data dir (copied with it). */
+static int key_beside_data(const sbx_server_params *p, const char *spec) {
+  if (strncmp(spec, "file:", 5))
+    return 0;
+  char kp[PATH_MAX], dp[PATH_MAX];
+  if (!realpath(spec + 5, kp) || !realpath(p->data_dir, dp))
+    return 0;
+  size_t n = strlen(dp);
+  return !strncmp(kp, dp, n) && kp[n] == '/';
+}
+
+/* spec without its pin-value query attribute (never recorded on disk). */
+static void strip_pin(const char *spec, char *out, size_t cap) {
+  snprintf(out, cap, "%s", spec);
+  char *q = strchr(out, '?');
+  if (strncmp(out, "pkcs11:", 7) || !q)
+    return;
+  char *a = q + 1;
+  while (*a) {
+    char *e = strchr(a, '&');
+    size_t len = e ? (size_t)(e - a) + 1 : strlen(a);
+    if (!strncmp(a, "pin-value=", 10))
+      memmove(a, a + len, strlen(a + len) + 1);
+    else
+      a += len;
+  }
+  size_t n = strlen(out);
+  while (n && (out[n - 1] == '&' || out[n - 1] == '?'))
+    out[--n] = 0;
+}
+
+int sbx_server_init_master_key(const sbx_server_params *p, const char *spec) {
+  if (!p || !p->data_dir || !spec)
+    return SBX_EINVAL;
+  if (mkdir(p->data_dir, 0700) && errno != EEXIST)
+    return SBX_EIO;
+  int rc = SBX_OK;
+  if (!strncmp(spec, "pkcs11:", 7)) {
+    rc = sbx_pkcs11_key_create(spec); /* born in the token */
+    if (rc == SBX_EEXIST)
+      rc = SBX_OK;
+  } else if (!strncmp(spec, "file:", 5)) {
+    rc = sbx_master_key_create_file(spec + 5, NULL);
+    if (rc == SBX_EEXIST)
+      rc = SBX_OK;
+  } else if (strncmp(spec, "credential:", 11)) {
+    sbx__log("--master-key-from takes pkcs11:URI, file:PATH or "
+             "credential:NAME");
+    return SBX_EINVAL;
+  }
+  sbx_kek *k = NULL;
+  if (!rc)
+    rc = sbx_kek_open(spec, &k);
+  sbx_kek_free(k);
+  if (rc) {
+    sbx__log("master key %.64s...: %s", spec, sbx_strerror(rc));
+    return rc;
+  }
+  if (key_beside_data(p, spec))
+    sbx__log("warning: the master key file is inside the data dir: a copy "
+             "of the directory includes it");
+  char rec[SBX_PATH_MAX + 8], path[SBX_PATH_MAX + 32];
+  strip_pin(spec, rec, sizeof rec);
+  if (strcmp(rec, spec))
+    sbx__log("the PIN is not recorded: give it to aisbxd as pin-source or "
+             "in SBX_PKCS11_PIN");
+  snprintf(path, sizeof path, "%s/master-key.spec", p->data_dir);
+  char tmp[SBX_PATH_MAX + 40];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return SBX_EIO;
+  size_t n = strlen(rec);
+  rec[n] = '\n';
+  rc = write(fd, rec, n + 1) == (ssize_t)(n + 1) && !fsync(fd) ? SBX_OK
+                                                               : SBX_EIO;
+  close(fd);
+  if (!rc && rename(tmp, path))
+    rc = SBX_EIO;
+  return rc;
 }
 
 /* Opens the store (migrations included, the job queue's too); creates the
@@ -255,6 +362,14 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
     rc = store_open(&s->p, s->master_spec, &s->pool.h[i]);
   if (!rc)
     sbx_store_gc(s->pool.h[0], 3600, NULL);
+  if (!rc)
+    rc = sbx_kek_open(s->master_spec, &s->kek);
+  if (!rc && key_beside_data(&s->p, s->master_spec))
+    sbx__log("warning: the master key %s is inside the data dir: a copy of "
+             "the directory is a copy of the key, so this is NOT encryption "
+             "at rest against copying it. Use `aisbxd init --master-key-from "
+             "pkcs11:...|file:<outside>|credential:NAME`",
+             s->master_spec + 5);
   char cert[SBX_PATH_MAX + 32], key[SBX_PATH_MAX + 32];
   snprintf(cert, sizeof cert, "%s", p->tls_cert_file ? p->tls_cert_file : "");
   snprintf(key, sizeof key, "%s", p->tls_key_file ? p->tls_key_file : "");
@@ -263,7 +378,9 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (!p->tls_key_file)
     snprintf(key, sizeof key, "%s/tls-key.pem", s->data_dir);
   if (!rc)
-    rc = sbx__tls_ensure(cert, key, &s->tls_cert_pem, &s->tls_key_pem, fp_out);
+    rc =
+        sbx__tls_ensure(cert, key, p->tls_key_file ? NULL : s->kek, s->data_dir,
+                        &s->tls_cert_pem, &s->tls_key_pem, fp_out);
   if (!rc)
     rc = sbx__jwt_load_or_create(s);
   if (!rc)
@@ -300,6 +417,7 @@ void sbx_server_stop(sbx_server *s) {
   for (int i = 0; i < s->pool.n; i++)
     sbx_store_close(s->pool.h[i]);
   sbx__jwt_free(s);
+  sbx_kek_free(s->kek);
   sbx__oidc_free(s);
   sbx__authcache_free(s->ac);
   free(s->tls_cert_pem);

@@ -55,6 +55,7 @@ typedef struct sbx__parkq {
 struct sbx__route;     /* router.h */
 struct sbx__oidc;      /* oidc.h */
 struct sbx__authcache; /* authcache.h */
+struct sbx__connguard; /* conn.h */
 
 struct sbx_server {
   sbx_server_params p;
@@ -64,6 +65,7 @@ struct sbx_server {
   struct MHD_Daemon *d;
   uint16_t port;
   char *tls_cert_pem, *tls_key_pem;
+  sbx_kek *kek; /* the master key, for the sealed TLS and JWT keys */
   sbx__pool pool;
   sbx__ratelimit rl;
   /* JWT signing key (Ed25519) */
@@ -73,6 +75,7 @@ struct sbx_server {
   char jwt_x[64];            /* base64url public key */
   struct sbx__oidc *oidc;    /* NULL when OIDC is not configured */
   struct sbx__authcache *ac; /* NULL: no caching */
+  struct sbx__connguard *cg; /* slow-client guard (http.c owns it) */
   sbx__metrics metrics;
   const struct sbx__route *routes; /* the table in use (table.c) */
   sbx__parkq park;

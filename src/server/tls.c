@@ -15,6 +15,7 @@
 
 #include "tls.h"
 
+#include "keyfile.h"
 #include "log.h"
 #include "sbx/crypto.h"
 #include "sbx/status.h"
@@ -43,7 +44,11 @@ static int write_new(const char *path, const void *data, size_t n,
   return rc;
 }
 
-static int generate(const char *cert_path, const char *key_path) {
+/* Generates the certificate and key; writes the certificate to cert_path
+ * and the key to key_path (plain, 0600) or, with kek, sealed into
+ * dir/tls-key.sealed. */
+static int generate(const char *cert_path, const char *key_path, sbx_kek *kek,
+                    const char *dir) {
   gnutls_x509_privkey_t key = NULL;
   gnutls_x509_crt_t crt = NULL;
   gnutls_datum_t kp = {NULL, 0}, cp = {NULL, 0};
@@ -81,7 +86,9 @@ static int generate(const char *cert_path, const char *key_path) {
   if (gnutls_x509_privkey_export2(key, GNUTLS_X509_FMT_PEM, &kp) < 0 ||
       gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &cp) < 0)
     goto out;
-  rc = write_new(key_path, kp.data, kp.size, 0600);
+  rc = kek ? sbx__keyfile_create(kek, dir, "tls-key.sealed", "aisbxd tls key",
+                                 kp.data, kp.size)
+           : write_new(key_path, kp.data, kp.size, 0600);
   if (!rc)
     rc = write_new(cert_path, cp.data, cp.size, 0644);
 out:
@@ -97,17 +104,33 @@ out:
   return rc;
 }
 
-int sbx__tls_ensure(const char *cert_path, const char *key_path,
-                    char **cert_pem, char **key_pem, char fp[96]) {
+/* The sealed key of dir (upgrading a plain key_path), into *key_pem. */
+static int load_sealed(sbx_kek *kek, const char *dir, const char *key_path,
+                       char **key_pem) {
+  const char *base = strrchr(key_path, '/');
+  size_t n;
+  return sbx__keyfile_load(kek, dir, "tls-key.sealed",
+                           base ? base + 1 : key_path, "aisbxd tls key",
+                           key_pem, &n);
+}
+
+int sbx__tls_ensure(const char *cert_path, const char *key_path, sbx_kek *kek,
+                    const char *dir, char **cert_pem, char **key_pem,
+                    char fp[96]) {
   *cert_pem = *key_pem = NULL;
   int rc = slurp(cert_path, cert_pem);
   if (rc == SBX_ENOTFOUND && access(key_path, F_OK) != 0) {
-    rc = generate(cert_path, key_path);
-    if (!rc)
-      rc = slurp(cert_path, cert_pem);
+    char sealed[4200];
+    snprintf(sealed, sizeof sealed, "%s/tls-key.sealed", dir ? dir : ".");
+    if (!kek || access(sealed, F_OK) != 0) {
+      rc = generate(cert_path, key_path, kek, dir);
+      if (!rc)
+        rc = slurp(cert_path, cert_pem);
+    }
   }
   if (!rc)
-    rc = slurp(key_path, key_pem);
+    rc = kek ? load_sealed(kek, dir, key_path, key_pem)
+             : slurp(key_path, key_pem);
   if (rc) {
     sbx__log("TLS certificate %s / key %s: %s", cert_path, key_path,
              sbx_strerror(rc));

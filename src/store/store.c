@@ -33,7 +33,7 @@
 struct sbx_store {
   sbx_meta *meta;
   sbx_blob_store *blobs;
-  sbx_key master;
+  sbx_kek *master; /* software key or PKCS#11 token key */
   sbx_key pepper;
   unsigned chunk_shift;
 };
@@ -101,7 +101,7 @@ static int load_pepper(sbx_store *st, int create, sbx_err *err) {
   if (rc == SBX_ENOTFOUND && create) {
     rc = sbx_key_generate(&st->pepper);
     if (!rc)
-      rc = sbx_key_wrap(&st->master, ctx, sizeof ctx - 1, &st->pepper, w);
+      rc = sbx_kek_wrap(st->master, ctx, sizeof ctx - 1, &st->pepper, w);
     if (!rc)
       rc = sbx_meta_secret_put(st->meta, SYS_TENANT, "pepper", w, sizeof w,
                                now_s());
@@ -111,10 +111,10 @@ static int load_pepper(sbx_store *st, int create, sbx_err *err) {
   }
   if (rc)
     return rc;
-  rc = sbx_key_unwrap(&st->master, ctx, sizeof ctx - 1, w, n, &st->pepper);
+  rc = sbx_kek_unwrap(st->master, ctx, sizeof ctx - 1, w, n, &st->pepper);
   if (rc == SBX_ECRYPTO) {
     uint8_t want[SBX_KEY_ID_LEN], have[SBX_KEY_ID_LEN];
-    sbx_key_id(&st->master, have);
+    sbx_kek_id(st->master, have);
     if (!sbx_wrapped_kek_id(w, n, want) && memcmp(want, have, sizeof want))
       return sbx_err_set(err, SBX_EKEY,
                          "store: the master key does not match this data "
@@ -134,7 +134,8 @@ static int tenant_key(sbx_store *st, const char *t, int64_t version, sbx_key *k,
   if (rc)
     return rc;
   size_t cl = ctx_tenant_key(ctx, sizeof ctx, t, row.version);
-  rc = sbx_key_unwrap(&st->master, ctx, cl, row.wrapped, sizeof row.wrapped, k);
+  rc = sbx_kek_unwrap(st->master, ctx, cl, row.wrapped, sizeof row.wrapped,
+                      k);
   if (!rc && version_out)
     *version_out = row.version;
   return rc;
@@ -203,9 +204,9 @@ int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
   st->chunk_shift = p->chunk_shift ? p->chunk_shift : SBX_STREAM_DEFAULT_SHIFT;
   int rc = SBX_OK;
   if (p->master_key)
-    st->master = *p->master_key;
+    rc = sbx_kek_from_key(p->master_key, &st->master);
   else
-    rc = sbx_master_key_load(p->master_key_spec, &st->master);
+    rc = sbx_kek_open(p->master_key_spec, &st->master);
   if (rc)
     sbx_err_set(p->err, rc, "store: cannot load the master key: %s",
                 sbx_strerror(rc));
@@ -252,7 +253,7 @@ void sbx_store_close(sbx_store *st) {
     return;
   sbx_meta_close(st->meta);
   sbx_blob_close(st->blobs);
-  sbx_key_wipe(&st->master);
+  sbx_kek_free(st->master);
   sbx_key_wipe(&st->pepper);
   free(st);
 }
@@ -285,7 +286,7 @@ int sbx_store_tenant_create(sbx_store *st, const char *tenant_id,
     rc = sbx_key_generate(&fk);
   size_t cl = ctx_tenant_key(ctx, sizeof ctx, tenant_id, 1);
   if (!rc)
-    rc = sbx_key_wrap(&st->master, ctx, cl, &tk, row.wrapped);
+    rc = sbx_kek_wrap(st->master, ctx, cl, &tk, row.wrapped);
   if (!rc)
     rc = sbx_meta_begin(st->meta);
   if (rc)
@@ -849,7 +850,7 @@ int sbx_store_rotate_tenant_key(sbx_store *st, const char *tenant_id) {
   row.created_at = now_s();
   if (!rc) {
     size_t cl = ctx_tenant_key(ctx, sizeof ctx, tenant_id, row.version);
-    rc = sbx_key_wrap(&st->master, ctx, cl, &r.new_tk, row.wrapped);
+    rc = sbx_kek_wrap(st->master, ctx, cl, &r.new_tk, row.wrapped);
   }
   if (!rc)
     rc = sbx_meta_tenant_key_insert(st->meta, tenant_id, &row);
@@ -936,7 +937,7 @@ static int rewrap_tkey(void *ctx, const sbx_tenant_key_row *row) {
   sbx_key k;
   uint8_t w[SBX_WRAPPED_KEY_LEN];
   size_t cl = ctx_tenant_key(kctx, sizeof kctx, c->tenant, row->version);
-  int rc = sbx_key_unwrap(&c->st->master, kctx, cl, row->wrapped,
+  int rc = sbx_kek_unwrap(c->st->master, kctx, cl, row->wrapped,
                           sizeof row->wrapped, &k);
   if (!rc)
     rc = sbx_key_wrap(c->new_mk, kctx, cl, &k, w);
@@ -997,8 +998,11 @@ int sbx_store_rotate_master_key(sbx_store *st, const sbx_key *new_master) {
   else
     rc = sbx_meta_commit(st->meta);
   free(ids.ids);
-  if (!rc)
-    st->master = *new_master;
+  sbx_kek *nk = NULL;
+  if (!rc && !sbx_kek_from_key(new_master, &nk)) {
+    sbx_kek_free(st->master);
+    st->master = nk;
+  }
   return rc;
 }
 

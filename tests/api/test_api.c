@@ -369,6 +369,9 @@ TEST(setup_credentials) {
   /* expired but correctly signed by the server's own key */
   snprintf(g_fake.data_dir, sizeof g_fake.data_dir, "%s", g_dir);
   snprintf(g_fake.issuer, sizeof g_fake.issuer, "aisbxd");
+  char mk[SBX_PATH_MAX + 16]; /* the JWT key is sealed under the master key */
+  snprintf(mk, sizeof mk, "file:%s/master.key", g_dir);
+  CHECK(sbx_kek_open(mk, &g_fake.kek) == 0);
   CHECK(sbx__jwt_load_or_create(&g_fake) == 0);
   char hdr[256], pl[512];
   long now = (long)time(NULL);
