@@ -1,0 +1,125 @@
+/*
+ * test_grad_ops.c - finite-difference checks of the ops added for Engine
+ * III (issue 13): Max, Min, Mean, Sum, Where, ... Same method, tolerances
+ * and report as test_grad_fd.c, whose case builder and checker it reuses
+ * (compiled in with GRAD_FD_NO_MAIN; see that file's header for why the
+ * tolerance cannot hide a real bug).
+ *
+ * Usage: test_grad_ops [-v]   (ADV_GRAD_SEED / ADV_GRAD_ROUNDS as there)
+ */
+#define GRAD_FD_NO_MAIN
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "test_grad_fd.c"
+#pragma GCC diagnostic pop
+
+/* A float initializer whose values sit halfway between the points of the
+ * XG_DISTINCT grid of x, so no element of x is within 2h of any of them:
+ * Max/Min never change their winner under a perturbation of x or W. */
+static tinit *c_wgrid(const char *name, int nd, const int64_t *d, int64_t nx) {
+  tinit *t = c_init(name, 0, nd, d);
+  for (int64_t i = 0; i < t->n; i++)
+    t->f[i] = ((float)rndi(-1, (int)nx) - (float)nx / 2 + 0.5f) * DIST_STEP;
+  return t;
+}
+
+/* Max/Min/Mean/Sum: x alone, with a broadcast W (either side), with
+ * itself (ties share the gradient), and with two weights. */
+TEST(variadic) {
+  static const char *ops[] = {"Max", "Min", "Mean", "Sum"};
+  static const int opsets[] = {8, 12, 13};
+  for (int o = 0; o < 4; o++) {
+    for (int cfg = 0; cfg < 6; cfg++) {
+      const char *op = ops[o];
+      int64_t xa[8], wa[8], va[8];
+      int rx, rw, rv;
+      c_begin(op, opsets[cfg % 3]);
+      if (cfg == 1 || cfg == 5)
+        bshapes(wa, &rw, xa, &rx); /* x broadcast */
+      else
+        bshapes(xa, &rx, wa, &rw);
+      c_x(rx, xa);
+      c_range(XG_DISTINCT, 0, 0);
+      tinit *w = c_wgrid("W", rw, wa, C.nx);
+      c_wcheck(w, 1);
+      switch (cfg) {
+      case 0:
+        c_node(op, "x,W", "y");
+        break;
+      case 1:
+        c_node(op, "W,x", "y");
+        break;
+      case 2:
+        c_node(op, "x", "y");
+        w->wcheck = 0;
+        break;
+      case 3:
+        c_node(op, "x,x", "y");
+        w->wcheck = 0;
+        break;
+      default: { /* three inputs, V of full rank with 1s */
+        rv = rx;
+        for (int i = 0; i < rv; i++)
+          va[i] = (rnd64() & 1) ? 1 : xa[i];
+        if (cfg == 5) { /* x is the small one: V broadcasts to W's shape */
+          rv = rw;
+          for (int i = 0; i < rv; i++)
+            va[i] = (rnd64() & 1) ? 1 : wa[i];
+        }
+        tinit *v = c_wgrid("V", rv, va, C.nx);
+        c_wcheck(v, 1);
+        c_node(op, "W,x,V", "y");
+      }
+      }
+      run_case();
+    }
+  }
+}
+
+/* Where(c, x, W) and Where(c, W, x) with c, x, W broadcast together. */
+TEST(where) {
+  for (int cfg = 0; cfg < 6; cfg++) {
+    int64_t xa[8], wa[8], ca[8];
+    int rx, rw;
+    c_begin("Where", cfg < 3 ? 9 : 16);
+    if (cfg & 1)
+      bshapes(wa, &rw, xa, &rx);
+    else
+      bshapes(xa, &rx, wa, &rw);
+    int rf = rx > rw ? rx : rw;
+    const int64_t *full = rx > rw ? xa : wa;
+    int rc = rndi(0, rf);
+    for (int i = 0; i < rc; i++)
+      ca[i] = (rnd64() & 1) ? 1 : full[rf - rc + i];
+    c_x(rx, xa);
+    tinit *c = c_init("c", 1, rc, ca);
+    if (c->n > 64)
+      c->n = 64; /* cannot happen: shapes are capped at 96, c <= full */
+    for (int64_t i = 0; i < c->n; i++)
+      c->iv[i] = (int64_t)(rnd64() & 1);
+    tinit *w = c_wf("W", rw, wa, -2.f, 2.f);
+    c_wcheck(w, 1);
+    c_node("Where", cfg < 4 ? "c,x,W" : "c,W,x", "y");
+    run_case();
+  }
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-v"))
+      g_verbose = 1;
+  const char *seed = getenv("ADV_GRAD_SEED");
+  if (seed)
+    g_rng = strtoull(seed, NULL, 0);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  printf("seed %#llx, h = %g, rtol = %g, noise factor %g\n",
+         (unsigned long long)g_rng, (double)FD_H, RTOL, NOISE_K);
+  const char *reps_env = getenv("ADV_GRAD_ROUNDS");
+  int rounds = reps_env ? atoi(reps_env) : 3;
+  for (int r = 0; r < rounds; r++) {
+    RUN(variadic);
+    RUN(where);
+  }
+  print_summary();
+  return harness_report();
+}
