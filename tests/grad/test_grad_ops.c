@@ -104,6 +104,66 @@ TEST(where) {
   }
 }
 
+/* Tile with constant repeats (some 1, some 2-3): dx sums the copies. */
+TEST(tile) {
+  for (int cfg = 0; cfg < 4; cfg++) {
+    int64_t xa[8], rep[8];
+    int r = rshape(xa, 1, 4, 3, 24);
+    for (int i = 0; i < r; i++)
+      rep[i] = rndi(1, 3);
+    c_begin("Tile", cfg & 1 ? 6 : 13);
+    c_x(r, xa);
+    c_wi1("r", r, rep);
+    c_node("Tile", "x,r", "y");
+    run_case();
+  }
+}
+
+/* CumSum along every axis form, exclusive and reverse in all four
+ * combinations. */
+TEST(cumsum) {
+  for (int cfg = 0; cfg < 8; cfg++) {
+    int64_t xa[8];
+    int r = rshape(xa, 1, 4, 5, 96);
+    int64_t ax = rndi(-r, r - 1);
+    c_begin("CumSum", cfg < 4 ? 11 : 14);
+    c_x(r, xa);
+    c_init("a", 1, 0, NULL)->iv[0] = ax;
+    c_node("CumSum", "x,a", "y");
+    if (cfg & 1)
+      c_ai("exclusive", 1);
+    if (cfg & 2)
+      c_ai("reverse", 1);
+    run_case();
+  }
+}
+
+/* TopK: largest/smallest, K from the attribute (opset 1) or the input,
+ * any axis. x is drawn all distinct (no element changes rank under the
+ * FD step). */
+TEST(topk) {
+  for (int cfg = 0; cfg < 6; cfg++) {
+    int64_t xa[8];
+    int r = rshape(xa, 1, 4, 5, 96);
+    int ax = rndi(0, r - 1);
+    int64_t k = rndi(1, (int)xa[ax]);
+    c_begin("TopK", cfg == 0 ? 1 : cfg < 3 ? 10 : 11);
+    c_x(r, xa);
+    c_range(XG_DISTINCT, 0, 0);
+    if (cfg == 0) {
+      c_node("TopK", "x", "y,i");
+      c_ai("k", k);
+    } else {
+      c_wi1("k", 1, &k);
+      c_node("TopK", "x,k", "y,i");
+    }
+    c_ai("axis", (cfg & 1) ? ax - r : ax);
+    if (cfg >= 4)
+      c_ai("largest", 0);
+    run_case();
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -119,6 +179,9 @@ int main(int argc, char **argv) {
   for (int r = 0; r < rounds; r++) {
     RUN(variadic);
     RUN(where);
+    RUN(tile);
+    RUN(cumsum);
+    RUN(topk);
   }
   print_summary();
   return harness_report();
