@@ -164,6 +164,76 @@ TEST(topk) {
   }
 }
 
+/* Normalization ops are sharp where a row's spread is comparable to the
+ * FD step (x/sqrt(x^2 + eps) near 0). Their cases feed z = x + P instead
+ * of x, where the constant P alternates +-1.5 along each normalized row
+ * of D >= 2 elements and x is in [-0.5, 0.5]: every row then holds values
+ * at least 2 apart, its standard deviation is >= 0.5, and the FD
+ * truncation error stays ~h^2/0.25 relative. */
+static void c_spread(int nd, const int64_t *d) {
+  tinit *t = c_init("P", 0, nd, d);
+  for (int64_t i = 0; i < t->n; i++)
+    t->f[i] = (i & 1) ? 1.5f : -1.5f;
+  c_range(XG_UNI, -0.5f, 0.5f);
+  c_node("Add", "x,P", "z");
+}
+
+/* LayerNormalization over the trailing dims from axis (normalized part of
+ * >= 2 elements), Scale and B full or broadcast (weights checked); one
+ * config feeds Mean and InvStdDev into the output too. */
+TEST(layernorm) {
+  for (int cfg = 0; cfg < 6; cfg++) {
+    int64_t xa[8], sa[8];
+    int r, a;
+    do {
+      r = rshape(xa, 1, 4, 5, 96);
+      a = cfg == 0 ? r - 1 : rndi(0, r - 1); /* cfg 0: default axis -1 */
+    } while (numel_of(r - a, xa + a) < 2);
+    int rs = r - a;
+    for (int i = 0; i < rs; i++)
+      sa[i] = (cfg & 1) && (rnd64() & 1) ? 1 : xa[a + i];
+    c_begin("LayerNormalization", 17);
+    c_x(r, xa);
+    c_spread(rs, xa + a);
+    c_wcheck(c_wf("S", rs, sa, 0.5f, 1.5f), 1);
+    int has_b = cfg != 2, rb = rndi(0, rs);
+    if (has_b) /* B: a suffix of the normalized shape */
+      c_wcheck(c_wf("B", rb, sa + rs - rb, -1.f, 1.f), 1);
+    const char *in = has_b ? "z,S,B" : "z,S";
+    if (cfg == 5) {
+      c_node("LayerNormalization", in, "t,m,v");
+      c_ai("axis", a - r);
+      c_node("Mul", "t,v", "u");
+      c_node("Add", "u,m", "y");
+    } else {
+      c_node("LayerNormalization", in, "y");
+      if (cfg)
+        c_ai("axis", (cfg & 2) ? a - r : a);
+      if (cfg == 3)
+        c_af("epsilon", 0.1f);
+    }
+    run_case();
+  }
+}
+
+/* InstanceNormalization on N x C x spatial (1-D and 2-D). */
+TEST(instancenorm) {
+  for (int cfg = 0; cfg < 4; cfg++) {
+    int64_t xa[4] = {rndi(1, 2), rndi(1, 3), rndi(2, 5), rndi(2, 4)};
+    int r = cfg & 1 ? 3 : 4;
+    int64_t ca[1] = {xa[1]};
+    c_begin("InstanceNormalization", 6);
+    c_x(r, xa);
+    c_spread(r - 2, xa + 2);
+    c_wcheck(c_wf("S", 1, ca, 0.5f, 1.5f), 1);
+    c_wcheck(c_wf("B", 1, ca, -1.f, 1.f), 1);
+    c_node("InstanceNormalization", "z,S,B", "y");
+    if (cfg >= 2)
+      c_af("epsilon", 0.01f);
+    run_case();
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -182,6 +252,8 @@ int main(int argc, char **argv) {
     RUN(tile);
     RUN(cumsum);
     RUN(topk);
+    RUN(layernorm);
+    RUN(instancenorm);
   }
   print_summary();
   return harness_report();

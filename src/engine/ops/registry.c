@@ -28,7 +28,10 @@
   X(cumsum) \
   X(argmax) \
   X(argmin) \
-  X(topk)
+  X(topk) \
+  X(layernorm) \
+  X(instancenorm) \
+  X(size)
 // clang-format on
 
 #define ADV_OPS(X)                                                             \

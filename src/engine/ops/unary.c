@@ -36,8 +36,6 @@ static const struct {
 static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   if (n->n_in < 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
     return adv__error(err, ADV_EFORMAT, "needs 1 input and 1 output");
-  if (n->in[0]->dtype != ADV_DTYPE_F32)
-    return adv__error(err, ADV_EDTYPE, "float32 input required");
   un_params *up = adv__arena_alloc(&p->arena, sizeof(*up));
   if (!up)
     return ADV_ENOMEM;
@@ -48,6 +46,11 @@ static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
       up->kind = un_names[i].kind;
   if (up->kind < 0)
     return ADV_EINTERNAL;
+  /* int64 Neg/Abs: shape arithmetic (e.g. expanded LayerNormalization) */
+  int int_ok = up->kind == U_NEG || up->kind == U_ABS;
+  if (n->in[0]->dtype != ADV_DTYPE_F32 &&
+      (n->in[0]->dtype != ADV_DTYPE_I64 || !int_ok))
+    return adv__error(err, ADV_EDTYPE, "float32 input required");
   switch (up->kind) {
   case U_LEAKY:
     up->alpha = adv__attr_float(n->m, "alpha", 0.01f);
@@ -82,9 +85,18 @@ static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
 
 static int un_forward(adv_plan *p, adv_pnode *n) {
   const un_params *up = n->params;
+  int64_t len = n->out[0]->numel;
+  if (n->in[0]->dtype == ADV_DTYPE_I64) { /* Neg, Abs (wrapping like C) */
+    const int64_t *xi = n->in[0]->data;
+    int64_t *yi = n->out[0]->data;
+    for (int64_t i = 0; i < len; i++) {
+      uint64_t u = (uint64_t)xi[i];
+      yi[i] = (up->kind == U_NEG || xi[i] < 0) ? (int64_t)(0 - u) : xi[i];
+    }
+    return ADV_OK;
+  }
   const float *x = n->in[0]->data;
   float *y = n->out[0]->data;
-  int64_t len = n->out[0]->numel;
   float al = up->alpha, be = up->beta;
 #define UN_LOOP(expr)                                                          \
   _Pragma("omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)") \
