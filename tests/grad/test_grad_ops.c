@@ -234,6 +234,100 @@ TEST(instancenorm) {
   }
 }
 
+/* Resize / Upsample: every mode, the coordinate transformations, scales
+ * or sizes (axes on opset 18), antialias, exclude_outside,
+ * tf_crop_and_resize with extrapolated elements. The op is linear in x,
+ * so FD is exact up to roundoff. */
+TEST(resize) {
+  static const char *cts[] = {"half_pixel",           "pytorch_half_pixel",
+                              "align_corners",        "asymmetric",
+                              "tf_half_pixel_for_nn", "half_pixel_symmetric",
+                              "tf_crop_and_resize"};
+  static const char *modes[] = {"nearest", "linear", "cubic"};
+  static const char *nms[] = {"round_prefer_floor", "round_prefer_ceil",
+                              "floor", "ceil"};
+  for (int cfg = 0; cfg < 14; cfg++) {
+    int64_t xa[4] = {1, rndi(1, 2), rndi(2, 6), rndi(2, 6)};
+    int r = (cfg % 3 == 2) ? 3 : 4; /* some 1-D (N, C, W) cases */
+    if (r == 3)
+      xa[2] = rndi(3, 9);
+    int mode = cfg % 3;
+    int ct = rndi(0, 6);
+    if (mode == 0 && ct == 6)
+      ct = 0;
+    /* half_pixel_symmetric is Resize-19's; the loader stops at opset 18
+     * and the op accepts the mode there too */
+    int opset = ct == 5 || cfg >= 10 ? 18 : (cfg & 1) ? 13 : 11;
+    int antialias = opset >= 18 && mode != 0 && (cfg & 1);
+    c_begin(cfg == 13 ? "Upsample" : "Resize", cfg == 13 ? 9 : opset);
+    c_x(r, xa);
+    int use_sizes = cfg % 4 == 1;
+    int64_t d1[1] = {r};
+    if (cfg == 13) { /* Upsample-9: integer-ish scales, asymmetric */
+      tinit *s = c_init("s", 0, 1, d1);
+      for (int i = 0; i < r; i++)
+        s->f[i] = i < 2 ? 1.f : (float)rndi(1, 3);
+      c_node("Upsample", "x,s", "y");
+      c_as("mode", mode == 2 ? "linear" : modes[mode]);
+      run_case();
+      continue;
+    }
+    if (use_sizes) {
+      int64_t sz[4];
+      for (int i = 0; i < r; i++)
+        sz[i] = i < 2 ? xa[i] : rndi(1, 8);
+      c_wi1("sz", r, sz);
+    } else {
+      tinit *s = c_init("s", 0, 1, d1);
+      static const float pick[] = {0.5f, 0.6f, 0.75f, 1.f,
+                                   1.5f, 2.f,  2.5f,  3.f};
+      for (int i = 0; i < r; i++)
+        s->f[i] = i < 2 ? 1.f : pick[rndi(0, 7)];
+      for (int i = 2; i < r; i++) /* at least one output element */
+        while ((int64_t)((float)xa[i] * s->f[i]) < 1)
+          s->f[i] = pick[rndi(3, 7)];
+    }
+    const char *in = use_sizes ? "x,,,sz" : "x,,s";
+    if (ct == 6) {
+      int64_t d2[1] = {2 * r};
+      tinit *roi = c_init("roi", 0, 1, d2);
+      for (int i = 0; i < r; i++) {
+        roi->f[i] = i < 2 ? 0.f : rndf(-0.2f, 0.4f);
+        roi->f[r + i] = i < 2 ? 1.f : rndf(0.6f, 1.2f);
+      }
+      in = use_sizes ? "x,roi,,sz" : "x,roi,s";
+    }
+    c_node("Resize", in, "y");
+    c_as("mode", modes[mode]);
+    c_as("coordinate_transformation_mode", cts[ct]);
+    if (mode == 0)
+      c_as("nearest_mode", nms[rndi(0, 3)]);
+    if (mode == 2 && (cfg & 2)) {
+      c_af("cubic_coeff_a", -0.5f);
+      c_ai("exclude_outside", 1);
+    }
+    if (ct == 6)
+      c_af("extrapolation_value", 0.25f);
+    if (antialias)
+      c_ai("antialias", 1);
+    run_case();
+  }
+  /* opset 18 axes: only the spatial axes listed, sizes with
+   * keep_aspect_ratio_policy */
+  for (int cfg = 0; cfg < 2; cfg++) {
+    int64_t xa[4] = {1, 2, rndi(2, 5), rndi(2, 5)};
+    c_begin("Resize", 18);
+    c_x(4, xa);
+    int64_t sz[2] = {rndi(2, 7), rndi(2, 7)}, ax[2] = {2, 3};
+    c_wi1("sz", 2, sz);
+    c_node("Resize", "x,,,sz", "y");
+    c_ais("axes", 2, ax);
+    c_as("mode", "linear");
+    c_as("keep_aspect_ratio_policy", cfg ? "not_smaller" : "not_larger");
+    run_case();
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -254,6 +348,7 @@ int main(int argc, char **argv) {
     RUN(topk);
     RUN(layernorm);
     RUN(instancenorm);
+    RUN(resize);
   }
   print_summary();
   return harness_report();

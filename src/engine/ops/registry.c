@@ -31,7 +31,9 @@
   X(topk) \
   X(layernorm) \
   X(instancenorm) \
-  X(size)
+  X(size) \
+  X(resize) \
+  X(upsample)
 // clang-format on
 
 #define ADV_OPS(X)                                                             \
