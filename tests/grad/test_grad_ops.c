@@ -328,6 +328,65 @@ TEST(resize) {
   }
 }
 
+/* ConvTranspose: groups, strides, dilations, pads, output_padding,
+ * output_shape (incl. larger than natural), auto_pad, 1-D and 2-D; W and B
+ * weight gradients; a batch on 2 threads (samples in parallel). */
+TEST(convtranspose) {
+  for (int cfg = 0; cfg < 10; cfg++) {
+    int oned = cfg == 3 || cfg == 8;
+    int64_t group = (cfg % 4 == 2) ? 2 : 1;
+    int64_t N = cfg == 9 ? 3 : rndi(1, 2), Cg = rndi(1, 2), Mg = rndi(1, 2);
+    int64_t Cin = Cg * group;
+    int64_t xa[4] = {N, Cin, rndi(2, 4), rndi(2, 4)};
+    int64_t k[2] = {rndi(1, 3), rndi(1, 3)}, st[2] = {rndi(1, 3), rndi(1, 2)};
+    int64_t dl[2] = {1, 1};
+    if (cfg == 4 || cfg == 8)
+      dl[0] = dl[1] = 2;
+    int nsp = oned ? 1 : 2;
+    if (oned) {
+      xa[2] = rndi(2, 6);
+      k[0] = rndi(1, 4);
+    }
+    int64_t wa[4] = {Cin, Mg, k[0], k[1]};
+    c_begin("ConvTranspose", cfg & 1 ? 11 : 1);
+    c_x(2 + nsp, xa);
+    c_wcheck(c_wf("W", 2 + nsp, wa, -1.f, 1.f), 1);
+    int64_t M = Mg * group;
+    int has_b = cfg != 1;
+    if (has_b)
+      c_wcheck(c_wf("B", 1, &M, -1.f, 1.f), 1);
+    c_node("ConvTranspose", has_b ? "x,W,B" : "x,W", "y");
+    c_ais("strides", nsp, st);
+    if (group > 1)
+      c_ai("group", group);
+    if (dl[0] > 1)
+      c_ais("dilations", nsp, dl);
+    int64_t natural[2];
+    for (int i = 0; i < nsp; i++)
+      natural[i] = st[i] * (xa[2 + i] - 1) + (k[i] - 1) * dl[i] + 1;
+    if (cfg == 5 || cfg == 8) { /* output_padding below the stride */
+      int64_t opd[2] = {st[0] - 1, st[1] - 1};
+      c_ais("output_padding", nsp, opd);
+    }
+    if (cfg == 6) { /* output_shape: one smaller, one larger */
+      int64_t os[2] = {natural[0] - 1 > 0 ? natural[0] - 1 : 1, natural[1] + 1};
+      c_ais("output_shape", nsp, os);
+    } else if (cfg == 7) {
+      c_as("auto_pad", (rnd64() & 1) ? "SAME_UPPER" : "SAME_LOWER");
+    } else if (cfg != 5) {
+      int64_t pads[4] = {0, 0, 0, 0};
+      for (int i = 0; i < nsp; i++) {
+        pads[i] = rndi(0, 1);
+        pads[i + nsp] = natural[i] - pads[i] > 1 ? rndi(0, 1) : 0;
+      }
+      c_ais("pads", 2 * nsp, pads);
+    }
+    if (cfg == 9)
+      C.threads = 2;
+    run_case();
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -349,6 +408,7 @@ int main(int argc, char **argv) {
     RUN(layernorm);
     RUN(instancenorm);
     RUN(resize);
+    RUN(convtranspose);
   }
   print_summary();
   return harness_report();

@@ -33,7 +33,8 @@
   X(instancenorm) \
   X(size) \
   X(resize) \
-  X(upsample)
+  X(upsample) \
+  X(convtranspose)
 // clang-format on
 
 #define ADV_OPS(X)                                                             \
