@@ -387,6 +387,55 @@ TEST(convtranspose) {
   }
 }
 
+/* Resize's forward splits large outputs over threads: a 2-thread session
+ * must give bitwise the 1-thread output (131072 outputs, above the
+ * parallel threshold), for linear and cubic. */
+TEST(resize_threads) {
+  for (int mode = 0; mode < 2; mode++) {
+    int64_t xd[4] = {1, 2, 128, 128}, sd[1] = {4};
+    float sc[4] = {1.f, 1.f, 1.5f, 1.75f};
+    ob_model b;
+    ob_init(&b, 13);
+    ob_input(&b, "x", 4, xd);
+    ob_init_f32(&b, "s", 1, sd, sc);
+    ob_node(&b, "Resize", "x,,s", "y");
+    ob_attr_str(&b, "mode", mode ? "cubic" : "linear");
+    ob_output(&b, "y");
+    size_t len;
+    unsigned char *bytes = ob_finish(&b, &len);
+    adv_model *m = NULL;
+    adv_err err = {{0}};
+    CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err) ==
+          0);
+    free(bytes);
+    if (!m)
+      return;
+    int64_t nx = 2 * 128 * 128, ny = 2 * 192 * 224;
+    float *x = malloc(sizeof(float) * (size_t)nx);
+    float *y1 = malloc(sizeof(float) * (size_t)ny),
+          *y2 = malloc(sizeof(float) * (size_t)ny);
+    for (int64_t i = 0; i < nx; i++)
+      x[i] = rndf(-1.f, 1.f);
+    float *ys[2] = {y1, y2};
+    for (int t = 0; t < 2; t++) {
+      adv_session_params sp = adv_session_default_params();
+      sp.threads = t + 1;
+      adv_session *s = NULL;
+      CHECK(adv_session_init(m, sp, &s, &err) == 0);
+      int64_t od[ADV_MAX_DIMS];
+      CHECK(s && adv_session_output_shape(s, 0, od) == 4 && od[2] == 192 &&
+            od[3] == 224);
+      CHECK(s && adv_session_forward(s, x, ys[t], &err) == 0);
+      adv_session_free(s);
+    }
+    CHECK(!memcmp(y1, y2, sizeof(float) * (size_t)ny));
+    free(x);
+    free(y1);
+    free(y2);
+    adv_model_free(m);
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -410,6 +459,7 @@ int main(int argc, char **argv) {
     RUN(resize);
     RUN(convtranspose);
   }
+  RUN(resize_threads);
   print_summary();
   return harness_report();
 }

@@ -471,23 +471,35 @@ static void idx_next(const rz_params *rp, int64_t *idx) {
     }                                                                          \
   } while (0)
 
+/* Forward, parallel over chunks of output elements (each chunk starts its
+ * index walk from its first element). */
 static int rz_forward(adv_plan *p, adv_pnode *n) {
-  (void)p;
   const rz_params *rp = n->params;
   const float *x = n->in[0]->data;
   float *y = n->out[0]->data;
-  int64_t idx[ADV_MAX_DIMS] = {0};
-  for (int64_t e = 0; e < n->out[0]->numel; e++, idx_next(rp, idx)) {
-    rz_iter it;
-    if (rz_setup(rp, idx, &it)) {
-      y[e] = rp->extrap;
-      continue;
+  int64_t total = n->out[0]->numel, chunk = 4096;
+  int64_t nch = (total + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(p->threads) if (total > 65536)            \
+    schedule(static)
+  for (int64_t c = 0; c < nch; c++) {
+    int64_t e0 = c * chunk, e1 = e0 + chunk < total ? e0 + chunk : total;
+    int64_t idx[ADV_MAX_DIMS] = {0}, rem = e0;
+    for (int d = rp->nd - 1; d >= 0; d--) {
+      idx[d] = rp->out[d] ? rem % rp->out[d] : 0;
+      rem = rp->out[d] ? rem / rp->out[d] : 0;
     }
-    double acc = 0;
+    for (int64_t e = e0; e < e1; e++, idx_next(rp, idx)) {
+      rz_iter it;
+      if (rz_setup(rp, idx, &it)) {
+        y[e] = rp->extrap;
+        continue;
+      }
+      double acc = 0;
 #define RZ_FWD(off, w) acc += (double)(w)*x[off]
-    RZ_TAPS(rp, it, idx, RZ_FWD);
+      RZ_TAPS(rp, it, idx, RZ_FWD);
 #undef RZ_FWD
-    y[e] = (float)acc;
+      y[e] = (float)acc;
+    }
   }
   return ADV_OK;
 }
