@@ -332,12 +332,20 @@ TEST(resize) {
  * output_shape (incl. larger than natural), auto_pad, 1-D and 2-D; W and B
  * weight gradients; a batch on 2 threads (samples in parallel). */
 TEST(convtranspose) {
-  for (int cfg = 0; cfg < 10; cfg++) {
+  for (int cfg = 0; cfg < 13; cfg++) {
     int oned = cfg == 3 || cfg == 8;
     int64_t group = (cfg % 4 == 2) ? 2 : 1;
-    int64_t N = cfg == 9 ? 3 : rndi(1, 2), Cg = rndi(1, 2), Mg = rndi(1, 2);
+    /* cfg 10-12: batch 8, the oneDNN deconvolution path */
+    int64_t N = cfg == 9 ? 3 : cfg >= 10 ? 8 : rndi(1, 2);
+    int64_t Cg = cfg == 12 ? 8 : cfg >= 10 ? 1 : rndi(1, 2), Mg = rndi(1, 2);
     int64_t Cin = Cg * group;
     int64_t xa[4] = {N, Cin, rndi(2, 4), rndi(2, 4)};
+    if (cfg == 12) { /* 8 input channels: oneDNN's backward-data too */
+      group = 1;
+      Cin = 8;
+      xa[1] = 8;
+      xa[2] = xa[3] = 2;
+    }
     int64_t k[2] = {rndi(1, 3), rndi(1, 3)}, st[2] = {rndi(1, 3), rndi(1, 2)};
     int64_t dl[2] = {1, 1};
     if (cfg == 4 || cfg == 8)
@@ -381,7 +389,7 @@ TEST(convtranspose) {
       }
       c_ais("pads", 2 * nsp, pads);
     }
-    if (cfg == 9)
+    if (cfg == 9 || cfg == 11)
       C.threads = 2;
     run_case();
   }
@@ -436,6 +444,90 @@ TEST(resize_threads) {
   }
 }
 
+/* ConvTranspose on oneDNN (batch >= 8) against the im2col path
+ * (ADV_NO_DNNL=1) at decoder-like sizes the FD cases are too small for:
+ * 8 x 16 x 8 x 8, 4x4 kernel, stride 2, pad 1 (groups 1 and 2, with
+ * output_padding), forward outputs and input gradients within 1e-4 of the
+ * largest magnitude. */
+TEST(convtranspose_dnnl) {
+  for (int cfg = 0; cfg < 2; cfg++) {
+    int64_t G = cfg + 1;
+    int64_t xd[4] = {8, 16, 8, 8}, wd[4] = {16, 8 / G, 4, 4}, bd[1] = {8};
+    int64_t nw = 16 * (8 / G) * 16, nx = 8 * 16 * 64;
+    float *w = malloc(sizeof(float) * (size_t)nw), bias[8];
+    for (int64_t i = 0; i < nw; i++)
+      w[i] = rndf(-0.5f, 0.5f);
+    for (int i = 0; i < 8; i++)
+      bias[i] = rndf(-1.f, 1.f);
+    ob_model b;
+    ob_init(&b, 11);
+    ob_input(&b, "x", 4, xd);
+    ob_init_f32(&b, "W", 4, wd, w);
+    ob_init_f32(&b, "B", 1, bd, bias);
+    ob_node(&b, "ConvTranspose", "x,W,B", "y");
+    int64_t st[2] = {2, 2}, pads[4] = {1, 1, 1, 1}, op[2] = {cfg, 0};
+    ob_attr_ints(&b, "strides", 2, st);
+    ob_attr_ints(&b, "pads", 4, pads);
+    ob_attr_ints(&b, "output_padding", 2, op);
+    if (G > 1)
+      ob_attr_int(&b, "group", G);
+    ob_output(&b, "y");
+    size_t len;
+    unsigned char *bytes = ob_finish(&b, &len);
+    adv_model *m = NULL;
+    adv_err err = {{0}};
+    CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err) ==
+          0);
+    free(bytes);
+    free(w);
+    if (!m)
+      return;
+    int64_t ny = 8 * 8 * (16 + cfg) * 16;
+    float *x = malloc(sizeof(float) * (size_t)nx),
+          *dz = malloc(sizeof(float) * (size_t)ny);
+    float *y[2], *dx[2];
+    for (int64_t i = 0; i < nx; i++)
+      x[i] = rndf(-1.f, 1.f);
+    for (int64_t i = 0; i < ny; i++)
+      dz[i] = rndf(-1.f, 1.f);
+    for (int k = 0; k < 2; k++) { /* k = 0: oneDNN, 1: im2col */
+      y[k] = malloc(sizeof(float) * (size_t)ny);
+      dx[k] = malloc(sizeof(float) * (size_t)nx);
+      if (k)
+        setenv("ADV_NO_DNNL", "1", 1);
+      adv_session_params sp = adv_session_default_params();
+      sp.threads = 2;
+      sp.grad = 1;
+      adv_session *s = NULL;
+      CHECK(adv_session_init(m, sp, &s, &err) == 0);
+      int64_t od[ADV_MAX_DIMS];
+      CHECK(s && adv_session_output_shape(s, 0, od) == 4 && od[2] == 16 + cfg);
+      CHECK(s && adv_session_forward(s, x, y[k], &err) == 0);
+      CHECK(s && adv_session_backward_dz(s, dz, dx[k], NULL, &err) == 0);
+      adv_session_free(s);
+      unsetenv("ADV_NO_DNNL");
+    }
+    double my = 0, ey = 0, mx = 0, ex = 0;
+    for (int64_t i = 0; i < ny; i++) {
+      my = fmax(my, fabs(y[1][i]));
+      ey = fmax(ey, fabs((double)y[0][i] - y[1][i]));
+    }
+    for (int64_t i = 0; i < nx; i++) {
+      mx = fmax(mx, fabs(dx[1][i]));
+      ex = fmax(ex, fabs((double)dx[0][i] - dx[1][i]));
+    }
+    CHECK(my > 0 && ey <= 1e-4 * my);
+    CHECK(mx > 0 && ex <= 1e-4 * mx);
+    for (int k = 0; k < 2; k++) {
+      free(y[k]);
+      free(dx[k]);
+    }
+    free(x);
+    free(dz);
+    adv_model_free(m);
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -460,6 +552,7 @@ int main(int argc, char **argv) {
     RUN(convtranspose);
   }
   RUN(resize_threads);
+  RUN(convtranspose_dnnl);
   print_summary();
   return harness_report();
 }

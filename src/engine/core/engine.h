@@ -229,6 +229,11 @@ int adv__dnnl_conv_forward(adv_plan *p, adv_pnode *n, void *handle);
 int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle);
 /* 1 when backward-data runs on oneDNN (else the caller's im2col path). */
 int adv__dnnl_conv_has_bwd(const void *handle);
+/* oneDNN ConvTranspose (deconvolution), same geometry order with X as src
+ * and Y as dst (PB/PR ignored); run with adv__dnnl_conv_forward /
+ * _backward_data. 0 with *handle set, or -1 to fall back. */
+int adv__dnnl_deconv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
+                          int with_bwd, void **handle, size_t *scratch_bytes);
 
 /* ---------- ops ---------- */
 

@@ -13,16 +13,24 @@
  *   backward: dcol = im2col(dY_g);  dX_g += W_g (Cg x K) * dcol,
  *             dW_g += X_g * dcol^T,  dB[m] += sum of dY over N and space.
  * Samples run in parallel (single-threaded GEMMs) when there are enough of
- * them, else the GEMMs get all threads. No oneDNN path yet.
+ * them, else the GEMMs get all threads. 2-D batches of 8 or more with
+ * constant weights run on oneDNN's deconvolution instead, when it has a
+ * non-reference kernel for the shape (conv_dnnl.c; ADV_NO_DNNL=1 disables
+ * it), as Conv does.
  */
 #include "core/engine.h"
 
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* batch size from which 2-D ConvTranspose runs on oneDNN (as Conv) */
+#define ADV_DNNL_MIN_BATCH 8
 
 typedef struct ct_params {
   int64_t N, C, H, W, M, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL;
   int64_t group, Cg, Mg, K, P;
+  void *dnnl; /* oneDNN deconvolution (conv_dnnl.c), or NULL */
 } ct_params;
 
 /* Reads an ints attribute of nsp values (or leaves def). */
@@ -165,6 +173,22 @@ static int ct_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   n->bw_extra =
       (w->is_const ? 0 : ADV_BW_IN(0)) | (x->is_const ? 0 : ADV_BW_IN(1));
   n->params = cp;
+  /* large 2-D batches with constant W: oneDNN's deconvolution */
+  if (nsp == 2 && cp->N >= ADV_DNNL_MIN_BATCH && w->is_const &&
+      !getenv("ADV_NO_DNNL")) {
+    int64_t geo[18] = {cp->N,  cp->C,  cp->H,  cp->W,  cp->M,  cp->OH,
+                       cp->OW, cp->KH, cp->KW, cp->SH, cp->SW, cp->DH,
+                       cp->DW, cp->PT, cp->PL, 0,      0,      cp->group};
+    size_t sb = 0;
+    if (adv__dnnl_deconv_plan(p, n, geo, b != NULL, p->grad, &cp->dnnl, &sb) ==
+        0) {
+      size_t per = (sb + (size_t)p->threads - 1) / (size_t)p->threads;
+      if (per > n->scratch)
+        n->scratch = per;
+      if (per > n->bw_scratch)
+        n->bw_scratch = per;
+    }
+  }
   int64_t od[4] = {cp->N, cp->M, out[0], nsp == 2 ? out[1] : 0};
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, od);
 }
@@ -266,6 +290,9 @@ static void over_batch(adv_plan *p, adv_pnode *n,
 }
 
 static int ct_forward(adv_plan *p, adv_pnode *n) {
+  const ct_params *cp = n->params;
+  if (cp->dnnl)
+    return adv__dnnl_conv_forward(p, n, cp->dnnl);
   over_batch(p, n, ct_sample);
   return ADV_OK;
 }
@@ -278,8 +305,15 @@ static int ct_backward(adv_plan *p, adv_pnode *n) {
   if (!gy)
     return ADV_OK;
   int64_t OP = cp->OH * cp->OW;
-  if (x->grad)
-    over_batch(p, n, ct_dx_sample);
+  if (x->grad) {
+    if (cp->dnnl && adv__dnnl_conv_has_bwd(cp->dnnl)) {
+      int rc = adv__dnnl_conv_backward_data(p, n, cp->dnnl);
+      if (rc)
+        return rc;
+    } else {
+      over_batch(p, n, ct_dx_sample);
+    }
+  }
   if (b && b->grad)
     for (int64_t s = 0; s < cp->N; s++)
       for (int64_t m = 0; m < cp->M; m++) {
