@@ -305,6 +305,14 @@ int adv__axis(int64_t axis, int rank);
 /* Computes a numpy broadcast of two shapes; ADV_ESHAPE on mismatch. */
 int adv__broadcast_shape(const adv_tensor *a, const adv_tensor *b, int *ndim,
                          int64_t *dims);
+/* Element strides of t inside the broadcast shape (ndim, dims): st[i] is
+ * 0 along dims t is broadcast over, else t's contiguous stride. */
+void adv__bcast_strides(const adv_tensor *t, int ndim, const int64_t *dims,
+                        int64_t *st);
+/* Splits t's shape around axis a: outer = prod dims[:a], len = dims[a],
+ * inner = prod dims[a+1:]. */
+void adv__axis_split(const adv_tensor *t, int a, int64_t *outer, int64_t *len,
+                     int64_t *inner);
 float *adv__scratch(adv_plan *p, adv_pnode *n, int thread);
 /* Sums a gradient of the broadcast shape (ndim, dims) into g, whose shape
  * is t's (numpy broadcasting): g[j] += sum of dy over broadcast copies.

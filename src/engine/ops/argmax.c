@@ -31,12 +31,7 @@ static int arg_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     return ADV_ENOMEM;
   ap->is_min = !strcmp(adv__ops[n->op]->name, "ArgMin");
   ap->last = adv__attr_int(n->m, "select_last_index", 0) != 0;
-  ap->outer = ap->inner = 1;
-  for (int i = 0; i < a; i++)
-    ap->outer *= x->dims[i];
-  for (int i = a + 1; i < x->ndim; i++)
-    ap->inner *= x->dims[i];
-  ap->len = x->dims[a];
+  adv__axis_split(x, a, &ap->outer, &ap->len, &ap->inner);
   n->params = ap;
   int64_t d[ADV_MAX_DIMS];
   int nd = 0;

@@ -27,17 +27,6 @@ static const struct {
     {"Or", C_OR},    {"Xor", C_XOR},        {"Not", C_NOT},
 };
 
-static void bcast_strides(const adv_tensor *t, int nd, const int64_t *dims,
-                          int64_t *st) {
-  int64_t s = 1;
-  for (int i = nd - 1; i >= 0; i--) {
-    int it = i - (nd - t->ndim);
-    int64_t d = it >= 0 ? t->dims[it] : 1;
-    st[i] = (d == 1 && dims[i] != 1) ? 0 : s;
-    s *= d;
-  }
-}
-
 /* Two operands of one type (Not: one), broadcast; output int64 (bool). */
 static int cmp_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   cmp_params *cp = adv__arena_alloc(&p->arena, sizeof(*cp));
@@ -64,8 +53,8 @@ static int cmp_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     return adv__error(err, ADV_EDTYPE, "%s: bool inputs required", name);
   if (adv__broadcast_shape(a, b, &cp->ndim, cp->dims))
     return adv__error(err, ADV_ESHAPE, "%s: shapes do not broadcast", name);
-  bcast_strides(a, cp->ndim, cp->dims, cp->sa);
-  bcast_strides(b, cp->ndim, cp->dims, cp->sb);
+  adv__bcast_strides(a, cp->ndim, cp->dims, cp->sa);
+  adv__bcast_strides(b, cp->ndim, cp->dims, cp->sb);
   n->params = cp;
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_I64, cp->ndim, cp->dims);
 }
@@ -85,6 +74,8 @@ static inline int64_t cmp_f(int k, double x, double y) {
   }
 }
 
+/* int64 operands compare as int64: through double, values above 2^53
+ * would merge. */
 static inline int64_t cmp_i(int k, int64_t x, int64_t y) {
   switch (k) {
   case C_EQ:

@@ -29,12 +29,7 @@ static int cumsum_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   cumsum_params *cp = adv__arena_alloc(&p->arena, sizeof(*cp));
   if (!cp)
     return ADV_ENOMEM;
-  cp->outer = cp->inner = 1;
-  for (int i = 0; i < a; i++)
-    cp->outer *= x->dims[i];
-  for (int i = a + 1; i < x->ndim; i++)
-    cp->inner *= x->dims[i];
-  cp->len = x->dims[a];
+  adv__axis_split(x, a, &cp->outer, &cp->len, &cp->inner);
   cp->exclusive = adv__attr_int(n->m, "exclusive", 0) != 0;
   cp->reverse = adv__attr_int(n->m, "reverse", 0) != 0;
   n->params = cp;

@@ -38,12 +38,7 @@ static int topk_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   topk_params *tp = adv__arena_alloc(&p->arena, sizeof(*tp));
   if (!tp)
     return ADV_ENOMEM;
-  tp->outer = tp->inner = 1;
-  for (int i = 0; i < a; i++)
-    tp->outer *= x->dims[i];
-  for (int i = a + 1; i < x->ndim; i++)
-    tp->inner *= x->dims[i];
-  tp->len = x->dims[a];
+  adv__axis_split(x, a, &tp->outer, &tp->len, &tp->inner);
   tp->k = k;
   tp->largest = adv__attr_int(n->m, "largest", 1) != 0;
   n->params = tp;

@@ -22,18 +22,6 @@ typedef struct var_params {
   int64_t st[16][ADV_MAX_DIMS]; /* element strides per input, 0 = bcast */
 } var_params;
 
-/* Element strides of t inside the broadcast shape (nd, dims). */
-static void bcast_strides(const adv_tensor *t, int nd, const int64_t *dims,
-                          int64_t *st) {
-  int64_t s = 1;
-  for (int i = nd - 1; i >= 0; i--) {
-    int it = i - (nd - t->ndim);
-    int64_t d = it >= 0 ? t->dims[it] : 1;
-    st[i] = (d == 1 && dims[i] != 1) ? 0 : s;
-    s *= d;
-  }
-}
-
 /* Checks 1..16 inputs of one dtype, broadcasts their shapes and records
  * each input's strides. */
 static int var_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
@@ -65,7 +53,7 @@ static int var_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   vp->ndim = acc.ndim;
   memcpy(vp->dims, acc.dims, sizeof(vp->dims));
   for (int k = 0; k < n->n_in; k++)
-    bcast_strides(n->in[k], vp->ndim, vp->dims, vp->st[k]);
+    adv__bcast_strides(n->in[k], vp->ndim, vp->dims, vp->st[k]);
   n->params = vp;
   int rc = adv__tensor_set_shape(n->out[0], dt, vp->ndim, vp->dims);
   n->bw_scratch = (size_t)n->out[0]->numel * sizeof(float);

@@ -15,17 +15,6 @@ typedef struct where_params {
   int64_t st[3][ADV_MAX_DIMS]; /* element strides of c, X, Y; 0 = bcast */
 } where_params;
 
-static void bcast_strides(const adv_tensor *t, int nd, const int64_t *dims,
-                          int64_t *st) {
-  int64_t s = 1;
-  for (int i = nd - 1; i >= 0; i--) {
-    int it = i - (nd - t->ndim);
-    int64_t d = it >= 0 ? t->dims[it] : 1;
-    st[i] = (d == 1 && dims[i] != 1) ? 0 : s;
-    s *= d;
-  }
-}
-
 static int where_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   if (n->n_in != 3 || !n->in[0] || !n->in[1] || !n->in[2] || n->n_out != 1 ||
       !n->out[0])
@@ -52,7 +41,7 @@ static int where_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   wp->ndim = acc.ndim;
   memcpy(wp->dims, acc.dims, sizeof(wp->dims));
   for (int k = 0; k < 3; k++)
-    bcast_strides(n->in[k], wp->ndim, wp->dims, wp->st[k]);
+    adv__bcast_strides(n->in[k], wp->ndim, wp->dims, wp->st[k]);
   n->params = wp;
   int rc = adv__tensor_set_shape(n->out[0], x->dtype, wp->ndim, wp->dims);
   n->bw_scratch = (size_t)n->out[0]->numel * sizeof(float);
