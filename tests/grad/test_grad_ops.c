@@ -102,6 +102,28 @@ TEST(where) {
     c_node("Where", cfg < 4 ? "c,x,W" : "c,W,x", "y");
     run_case();
   }
+  /* a condition computed at run time from x (bool tensors between runtime
+   * nodes; no gradient flows through them): Where(Not(Or(x > a, x < b)),
+   * x, W) with x kept away from a and b */
+  for (int cfg = 0; cfg < 3; cfg++) {
+    int64_t xa[8], wa[8];
+    int rx, rw;
+    bshapes(xa, &rx, wa, &rw);
+    c_begin("Where(runtime)", 16);
+    c_x(rx, xa);
+    float a = rndf(0.2f, 1.f), bb = rndf(-1.f, -0.2f);
+    c_wscalar("a", a);
+    c_wscalar("b", bb);
+    c_kink(a);
+    c_kink(bb);
+    c_wcheck(c_wf("W", rw, wa, -2.f, 2.f), 1);
+    c_node(cfg == 2 ? "GreaterOrEqual" : "Greater", "x,a", "c1");
+    c_node(cfg == 1 ? "LessOrEqual" : "Less", "x,b", "c2");
+    c_node(cfg == 2 ? "Xor" : "Or", "c1,c2", "c3");
+    c_node("Not", "c3", "c");
+    c_node("Where", "c,x,W", "y");
+    run_case();
+  }
 }
 
 /* Tile with constant repeats (some 1, some 2-3): dx sums the copies. */
