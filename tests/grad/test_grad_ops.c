@@ -550,6 +550,47 @@ TEST(convtranspose_dnnl) {
   }
 }
 
+/* Einsum: contractions with x first or second, diagonals, sums, ellipsis
+ * broadcasting, three operands; weight gradients of the other operands. */
+TEST(einsum) {
+  static const struct {
+    const char *eq;
+    int nd;
+    int64_t x[4];
+    int nw;
+    int64_t w[2][4];
+    int wnd[2];
+    int xfirst; /* x is the first operand (else W is, x second) */
+  } E[] = {
+      {"bij,bjk->bik", 3, {2, 3, 4}, 1, {{2, 4, 2}}, {3}, 1},
+      {"bhqd,bhkd->bhqk", 4, {1, 2, 3, 4}, 1, {{1, 2, 2, 4}}, {4}, 0},
+      {"...ij,...jk->...ik", 4, {2, 1, 2, 3}, 1, {{3, 3, 2}}, {3}, 1},
+      {"ii->i", 2, {4, 4}, 0, {{0}}, {0}, 1},
+      {"bii", 3, {2, 3, 3}, 0, {{0}}, {0}, 1},
+      {"ij,ij->", 2, {3, 4}, 1, {{3, 4}}, {2}, 0},
+      {"i,j->ij", 1, {5}, 1, {{3}}, {1}, 1},
+      {"bn,anm,bm->ba", 2, {2, 3}, 2, {{4, 3, 2}, {2, 2}}, {3, 2}, 1},
+      {"abcd->dba", 4, {2, 3, 2, 2}, 0, {{0}}, {0}, 1},
+  };
+  for (size_t e = 0; e < sizeof(E) / sizeof(E[0]); e++) {
+    c_begin("Einsum", 12);
+    c_x(E[e].nd, E[e].x);
+    char in[64];
+    const char *wn[2] = {"W", "V"};
+    for (int k = 0; k < E[e].nw; k++)
+      c_wcheck(c_wf(wn[k], E[e].wnd[k], E[e].w[k], -1.f, 1.f), 1);
+    if (E[e].nw == 0)
+      snprintf(in, sizeof(in), "x");
+    else if (E[e].nw == 2)
+      snprintf(in, sizeof(in), "x,W,V");
+    else
+      snprintf(in, sizeof(in), E[e].xfirst ? "x,W" : "W,x");
+    c_node("Einsum", in, "y");
+    c_as("equation", E[e].eq);
+    run_case();
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -572,6 +613,7 @@ int main(int argc, char **argv) {
     RUN(instancenorm);
     RUN(resize);
     RUN(convtranspose);
+    RUN(einsum);
   }
   RUN(resize_threads);
   RUN(convtranspose_dnnl);

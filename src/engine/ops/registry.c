@@ -34,7 +34,8 @@
   X(size) \
   X(resize) \
   X(upsample) \
-  X(convtranspose)
+  X(convtranspose) \
+  X(einsum)
 // clang-format on
 
 #define ADV_OPS(X)                                                             \
