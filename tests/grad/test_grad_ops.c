@@ -591,6 +591,38 @@ TEST(einsum) {
   }
 }
 
+/* Split: equal halves multiplied together (both slices get gradients), and
+ * sizes [k, m, k] (attribute before opset 13, input after) where only the
+ * outer parts reach the output. */
+TEST(split) {
+  for (int cfg = 0; cfg < 4; cfg++) {
+    int64_t xa[8];
+    int r = rshape(xa, 1, 4, 4, 48);
+    int ax = rndi(0, r - 1);
+    int64_t k = rndi(1, 2), m = rndi(0, 2);
+    c_begin("Split", cfg & 1 ? 13 : 11);
+    if (cfg < 2) {
+      xa[ax] = 2 * k;
+      c_x(r, xa);
+      c_node("Split", "x", "s1,s2");
+    } else {
+      xa[ax] = 2 * k + m;
+      c_x(r, xa);
+      int64_t sz[3] = {k, m, k};
+      if (cfg & 1) {
+        c_wi1("sp", 3, sz);
+        c_node("Split", "x,sp", "s1,s2,s3");
+      } else {
+        c_node("Split", "x", "s1,s2,s3");
+        c_ais("split", 3, sz);
+      }
+    }
+    c_ai("axis", (cfg & 2) ? ax - r : ax);
+    c_node("Mul", cfg < 2 ? "s1,s2" : "s1,s3", "y");
+    run_case();
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -614,6 +646,7 @@ int main(int argc, char **argv) {
     RUN(resize);
     RUN(convtranspose);
     RUN(einsum);
+    RUN(split);
   }
   RUN(resize_threads);
   RUN(convtranspose_dnnl);

@@ -35,7 +35,8 @@
   X(resize) \
   X(upsample) \
   X(convtranspose) \
-  X(einsum)
+  X(einsum) \
+  X(split)
 // clang-format on
 
 #define ADV_OPS(X)                                                             \
