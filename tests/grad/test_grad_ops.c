@@ -623,6 +623,29 @@ TEST(split) {
   }
 }
 
+/* Floor, Ceil, Round (gradient 0: x kept off the integers and halves),
+ * Sin, Cos, Sinh, Cosh. */
+TEST(unary_more) {
+  static const char *ops[] = {"Floor", "Ceil", "Round", "Sin",
+                              "Cos",   "Sinh", "Cosh"};
+  for (int o = 0; o < 7; o++)
+    for (int cfg = 0; cfg < 2; cfg++) {
+      int64_t xa[8];
+      int r = rshape(xa, 1, 4, 5, 60);
+      c_begin(ops[o], 13);
+      c_x(r, xa);
+      c_range(XG_UNI, -1.9f, 1.9f);
+      if (o < 2) /* steps at -1, 0, 1 */
+        for (int k = -1; k <= 1; k++)
+          c_kink((float)k);
+      if (o == 2) /* Round: steps at -1.5, -0.5, 0.5, 1.5 */
+        for (int k = -2; k <= 1; k++)
+          c_kink((float)k + 0.5f);
+      c_node(ops[o], "x", "y");
+      run_case();
+    }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -647,6 +670,7 @@ int main(int argc, char **argv) {
     RUN(convtranspose);
     RUN(einsum);
     RUN(split);
+    RUN(unary_more);
   }
   RUN(resize_threads);
   RUN(convtranspose_dnnl);

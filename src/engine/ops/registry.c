@@ -36,7 +36,14 @@
   X(upsample) \
   X(convtranspose) \
   X(einsum) \
-  X(split)
+  X(split) \
+  X(floor) \
+  X(ceil) \
+  X(round) \
+  X(sin) \
+  X(cos) \
+  X(sinh) \
+  X(cosh)
 // clang-format on
 
 #define ADV_OPS(X)                                                             \
