@@ -229,6 +229,11 @@ int adv__dnnl_conv_forward(adv_plan *p, adv_pnode *n, void *handle);
 int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle);
 /* 1 when backward-data runs on oneDNN (else the caller's im2col path). */
 int adv__dnnl_conv_has_bwd(const void *handle);
+/* oneDNN ConvTranspose (deconvolution), same geometry order with X as src
+ * and Y as dst (PB/PR ignored); run with adv__dnnl_conv_forward /
+ * _backward_data. 0 with *handle set, or -1 to fall back. */
+int adv__dnnl_deconv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
+                          int with_bwd, void **handle, size_t *scratch_bytes);
 
 /* ---------- ops ---------- */
 
@@ -300,6 +305,14 @@ int adv__axis(int64_t axis, int rank);
 /* Computes a numpy broadcast of two shapes; ADV_ESHAPE on mismatch. */
 int adv__broadcast_shape(const adv_tensor *a, const adv_tensor *b, int *ndim,
                          int64_t *dims);
+/* Element strides of t inside the broadcast shape (ndim, dims): st[i] is
+ * 0 along dims t is broadcast over, else t's contiguous stride. */
+void adv__bcast_strides(const adv_tensor *t, int ndim, const int64_t *dims,
+                        int64_t *st);
+/* Splits t's shape around axis a: outer = prod dims[:a], len = dims[a],
+ * inner = prod dims[a+1:]. */
+void adv__axis_split(const adv_tensor *t, int a, int64_t *outer, int64_t *len,
+                     int64_t *inner);
 float *adv__scratch(adv_plan *p, adv_pnode *n, int thread);
 /* Sums a gradient of the broadcast shape (ndim, dims) into g, whose shape
  * is t's (numpy broadcasting): g[j] += sum of dy over broadcast copies.

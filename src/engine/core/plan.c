@@ -37,7 +37,8 @@ adv_session_params adv_session_default_params(void) {
 }
 
 static int fold_always(const adv_pnode *n) {
-  return !strcmp(adv__ops[n->op]->name, "Shape");
+  const char *name = adv__ops[n->op]->name;
+  return !strcmp(name, "Shape") || !strcmp(name, "Size");
 }
 
 /* Converts a caller array into a constant tensor allocated in the plan. */

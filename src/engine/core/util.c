@@ -127,6 +127,27 @@ int adv__broadcast_shape(const adv_tensor *a, const adv_tensor *b, int *ndim,
   return ADV_OK;
 }
 
+void adv__bcast_strides(const adv_tensor *t, int ndim, const int64_t *dims,
+                        int64_t *st) {
+  int64_t s = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    int it = i - (ndim - t->ndim);
+    int64_t d = it >= 0 ? t->dims[it] : 1;
+    st[i] = (d == 1 && dims[i] != 1) ? 0 : s;
+    s *= d;
+  }
+}
+
+void adv__axis_split(const adv_tensor *t, int a, int64_t *outer, int64_t *len,
+                     int64_t *inner) {
+  *outer = *inner = 1;
+  for (int i = 0; i < a; i++)
+    *outer *= t->dims[i];
+  for (int i = a + 1; i < t->ndim; i++)
+    *inner *= t->dims[i];
+  *len = t->dims[a];
+}
+
 float *adv__scratch(adv_plan *p, adv_pnode *n, int thread) {
   (void)n;
   return (float *)(p->scratch + (size_t)thread * p->scratch_per_thread);

@@ -28,17 +28,6 @@ static int kind_of(const char *name) {
   return B_POW;
 }
 
-static void strides_for(const adv_tensor *t, int nd, const int64_t *dims,
-                        int64_t *st) {
-  int64_t s = 1;
-  for (int i = nd - 1; i >= 0; i--) {
-    int it = i - (nd - t->ndim);
-    int64_t d = it >= 0 ? t->dims[it] : 1;
-    st[i] = (d == 1 && dims[i] != 1) ? 0 : s;
-    s *= d;
-  }
-}
-
 static int bin_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   if (n->n_in != 2 || !n->in[0] || !n->in[1] || n->n_out != 1 || !n->out[0])
     return adv__error(err, ADV_EFORMAT, "needs 2 inputs and 1 output");
@@ -63,8 +52,8 @@ static int bin_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   int rc = adv__broadcast_shape(a, &bp->bview, &bp->ndim, bp->dims);
   if (rc)
     return adv__error(err, rc, "shapes do not broadcast");
-  strides_for(a, bp->ndim, bp->dims, bp->sa);
-  strides_for(&bp->bview, bp->ndim, bp->dims, bp->sb);
+  adv__bcast_strides(a, bp->ndim, bp->dims, bp->sa);
+  adv__bcast_strides(&bp->bview, bp->ndim, bp->dims, bp->sb);
   n->params = bp;
   rc = adv__tensor_set_shape(n->out[0], a->dtype, bp->ndim, bp->dims);
   /* backward: per-element partials for each operand before reduction */

@@ -108,8 +108,9 @@ static int reorder_weights(adv_plan *p, dconv *d, const dnnl_memory_desc_t *user
  * Sets *scratch_bytes to the reorder buffers needed. Returns 0 and stores
  * the handle in *handle, or -1 (caller falls back to im2col).
  */
-int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
-                        int relu, int with_bwd, void **handle, size_t *scratch_bytes) {
+static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
+                     int relu, int with_bwd, int deconv, void **handle,
+                     size_t *scratch_bytes) {
   pthread_once(&g_once, eng_init);
   if (!g_eng)
     return -1;
@@ -130,6 +131,8 @@ int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
   int ok = 0;
   dnnl_dims_t sd = {N, C, H, W}, dd = {N, M, OH, OW}, bd = {M};
   dnnl_dims_t wd5 = {G, M / G, C / G, KH, KW}, wd4 = {M, C / G, KH, KW};
+  if (deconv) /* ONNX ConvTranspose W is C x M/G x KH x KW: "iohw" */
+    wd4[1] = C;
   int wnd = G > 1 ? 5 : 4;
   dnnl_memory_desc_t src_any, wei_any, dst_any, bias_md, usrc, uwei, udst;
   dnnl_memory_desc_init_by_tag(&src_any, 4, sd, dnnl_f32, dnnl_format_tag_any);
@@ -139,12 +142,19 @@ int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
   dnnl_memory_desc_init_by_tag(&usrc, 4, sd, dnnl_f32, dnnl_nchw);
   dnnl_memory_desc_init_by_tag(&udst, 4, dd, dnnl_f32, dnnl_nchw);
   dnnl_memory_desc_init_by_tag(&uwei, wnd, G > 1 ? wd5 : wd4, dnnl_f32,
-                               G > 1 ? dnnl_goihw : dnnl_oihw);
+                               deconv ? (G > 1 ? dnnl_giohw : dnnl_iohw)
+                                      : (G > 1 ? dnnl_goihw : dnnl_oihw));
   /* right/bottom padding as far as the windows actually reach (ONNX pads
    * can exceed what the output size uses; oneDNN wants them consistent) */
   int64_t rb = (OH - 1) * SH + (KH - 1) * DH + 1 - H - PT;
   int64_t rr = (OW - 1) * SW + (KW - 1) * DW + 1 - W - PL;
-  if (rb < 0 || rr < 0 || rb > PB || rr > PR)
+  if (deconv) { /* src X (H x W) is the small side: pads of the output */
+    rb = (H - 1) * SH + (KH - 1) * DH + 1 - OH - PT;
+    rr = (W - 1) * SW + (KW - 1) * DW + 1 - OW - PL;
+    if (PT < 0 || PL < 0)
+      return -1;
+  }
+  if (rb < 0 || rr < 0 || (!deconv && (rb > PB || rr > PR)))
     return -1;
   dnnl_dims_t st = {SH, SW}, dl = {DH - 1, DW - 1}, pl = {PT, PL}, pr = {rb, rr};
   dnnl_convolution_desc_t cd;
@@ -157,10 +167,14 @@ int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
                    dnnl_success ||
                dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success))
     goto out;
-  if (dnnl_dilated_convolution_forward_desc_init(
-          &cd, with_bwd ? dnnl_forward_training : dnnl_forward_inference,
-          dnnl_convolution_direct, &src_any, &wei_any, bias ? &bias_md : NULL,
-          &dst_any, st, dl, pl, pr) != dnnl_success ||
+  dnnl_prop_kind_t prop = with_bwd ? dnnl_forward_training : dnnl_forward_inference;
+  if ((deconv ? dnnl_dilated_deconvolution_forward_desc_init(
+                    &cd, prop, dnnl_deconvolution_direct, &src_any, &wei_any,
+                    bias ? &bias_md : NULL, &dst_any, st, dl, pl, pr)
+              : dnnl_dilated_convolution_forward_desc_init(
+                    &cd, prop, dnnl_convolution_direct, &src_any, &wei_any,
+                    bias ? &bias_md : NULL, &dst_any, st, dl, pl, pr)) !=
+          dnnl_success ||
       dnnl_primitive_desc_create(&fpd, &cd, attr, g_eng, NULL) != dnnl_success)
     goto out;
   /* oneDNN's reference kernels are far slower than im2col + GEMM */
@@ -198,9 +212,12 @@ int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
     goto bwd_done;
   if (with_bwd) {
     dnnl_convolution_desc_t bdsc;
-    if (dnnl_dilated_convolution_backward_data_desc_init(
-            &bdsc, dnnl_convolution_direct, &src_any, &wei_any, &dst_any, st, dl, pl,
-            pr) != dnnl_success ||
+    if ((deconv ? dnnl_dilated_deconvolution_backward_data_desc_init(
+                      &bdsc, dnnl_deconvolution_direct, &src_any, &wei_any,
+                      &dst_any, st, dl, pl, pr)
+                : dnnl_dilated_convolution_backward_data_desc_init(
+                      &bdsc, dnnl_convolution_direct, &src_any, &wei_any,
+                      &dst_any, st, dl, pl, pr)) != dnnl_success ||
         dnnl_primitive_desc_create(&bpd, &bdsc, NULL, g_eng, fpd) != dnnl_success)
       goto out;
     const char *bimpl = NULL;
@@ -255,6 +272,20 @@ out:
   }
   *handle = d;
   return 0;
+}
+
+/* Plans a 2-D convolution (see dnnl_plan). */
+int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
+                        int relu, int with_bwd, void **handle, size_t *scratch_bytes) {
+  return dnnl_plan(p, n, g, bias, relu, with_bwd, 0, handle, scratch_bytes);
+}
+
+/* Plans a 2-D ConvTranspose: the same geometry with X (N C H W) as src and
+ * Y (N M OH OW) as dst; PB/PR are unused (derived); adv__dnnl_conv_forward
+ * and adv__dnnl_conv_backward_data then run it. */
+int adv__dnnl_deconv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
+                          int with_bwd, void **handle, size_t *scratch_bytes) {
+  return dnnl_plan(p, n, g, bias, 0, with_bwd, 1, handle, scratch_bytes);
 }
 
 static int run1(dnnl_primitive_t prim, dnnl_stream_t s, int n, dnnl_exec_arg_t *a) {

@@ -6,6 +6,46 @@
 
 #include <string.h>
 
+/* Engine III ops (issue 13), one row per line. */
+// clang-format off
+#define ADV_OPS_III(X) \
+  X(max) \
+  X(min) \
+  X(mean) \
+  X(sum) \
+  X(where) \
+  X(equal) \
+  X(greater) \
+  X(greaterorequal) \
+  X(less) \
+  X(lessorequal) \
+  X(not) \
+  X(and) \
+  X(or) \
+  X(xor) \
+  X(tile) \
+  X(range) \
+  X(cumsum) \
+  X(argmax) \
+  X(argmin) \
+  X(topk) \
+  X(layernorm) \
+  X(instancenorm) \
+  X(size) \
+  X(resize) \
+  X(upsample) \
+  X(convtranspose) \
+  X(einsum) \
+  X(split) \
+  X(floor) \
+  X(ceil) \
+  X(round) \
+  X(sin) \
+  X(cos) \
+  X(sinh) \
+  X(cosh)
+// clang-format on
+
 #define ADV_OPS(X)                                                             \
   X(add)                                                                       \
   X(sub) X(mul) X(div) X(pow) X(prelu) X(relu) X(leakyrelu) X(sigmoid) X(tanh) \
@@ -19,7 +59,7 @@
                                   X(squeeze) X(unsqueeze) X(transpose)         \
                                       X(slice) X(expand) X(concat) X(shape)    \
                                           X(gather) X(cast) X(constant)        \
-                                              X(constantofshape)
+                                              X(constantofshape) ADV_OPS_III(X)
 
 #define ADV__OP_DECL(sym) extern const adv_op_def adv__op_##sym;
 ADV_OPS(ADV__OP_DECL)

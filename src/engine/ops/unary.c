@@ -1,7 +1,8 @@
 /*
  * unary.c - element-wise ops on float32: Relu, LeakyRelu, Sigmoid, Tanh,
  * Erf, Gelu, Exp, Log, Sqrt, Neg, Abs, Reciprocal, HardSigmoid, HardSwish,
- * Softplus, Elu, Selu, Sign, Softsign; and the copies Identity and Dropout (inference: identity,
+ * Softplus, Elu, Selu, Sign, Softsign, Floor, Ceil, Round (gradient 0,
+ * as PyTorch), Sin, Cos, Sinh, Cosh; and the copies Identity and Dropout (inference: identity,
  * mask all true) which accept any dtype.
  */
 #include "core/engine.h"
@@ -12,7 +13,8 @@
 enum {
   U_RELU, U_LEAKY, U_SIGMOID, U_TANH, U_ERF, U_GELU, U_GELU_TANH, U_EXP,
   U_LOG, U_SQRT, U_NEG, U_ABS, U_RECIP, U_HSIG, U_HSWISH, U_SOFTPLUS, U_ELU,
-  U_SELU, U_SIGN, U_SOFTSIGN
+  U_SELU, U_SIGN, U_SOFTSIGN, U_FLOOR, U_CEIL, U_ROUND, U_SIN, U_COS,
+  U_SINH, U_COSH
 };
 
 typedef struct un_params {
@@ -31,13 +33,14 @@ static const struct {
     {"HardSigmoid", U_HSIG}, {"HardSwish", U_HSWISH}, {"Softplus", U_SOFTPLUS},
     {"Elu", U_ELU},         {"Selu", U_SELU},         {"Sign", U_SIGN},
     {"Softsign", U_SOFTSIGN},
+    {"Floor", U_FLOOR},     {"Ceil", U_CEIL},         {"Round", U_ROUND},
+    {"Sin", U_SIN},         {"Cos", U_COS},           {"Sinh", U_SINH},
+    {"Cosh", U_COSH},
 };
 
 static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   if (n->n_in < 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
     return adv__error(err, ADV_EFORMAT, "needs 1 input and 1 output");
-  if (n->in[0]->dtype != ADV_DTYPE_F32)
-    return adv__error(err, ADV_EDTYPE, "float32 input required");
   un_params *up = adv__arena_alloc(&p->arena, sizeof(*up));
   if (!up)
     return ADV_ENOMEM;
@@ -48,6 +51,11 @@ static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
       up->kind = un_names[i].kind;
   if (up->kind < 0)
     return ADV_EINTERNAL;
+  /* int64 Neg/Abs: shape arithmetic (e.g. expanded LayerNormalization) */
+  int int_ok = up->kind == U_NEG || up->kind == U_ABS;
+  if (n->in[0]->dtype != ADV_DTYPE_F32 &&
+      (n->in[0]->dtype != ADV_DTYPE_I64 || !int_ok))
+    return adv__error(err, ADV_EDTYPE, "float32 input required");
   switch (up->kind) {
   case U_LEAKY:
     up->alpha = adv__attr_float(n->m, "alpha", 0.01f);
@@ -82,9 +90,18 @@ static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
 
 static int un_forward(adv_plan *p, adv_pnode *n) {
   const un_params *up = n->params;
+  int64_t len = n->out[0]->numel;
+  if (n->in[0]->dtype == ADV_DTYPE_I64) { /* Neg, Abs (wrapping like C) */
+    const int64_t *xi = n->in[0]->data;
+    int64_t *yi = n->out[0]->data;
+    for (int64_t i = 0; i < len; i++) {
+      uint64_t u = (uint64_t)xi[i];
+      yi[i] = (up->kind == U_NEG || xi[i] < 0) ? (int64_t)(0 - u) : xi[i];
+    }
+    return ADV_OK;
+  }
   const float *x = n->in[0]->data;
   float *y = n->out[0]->data;
-  int64_t len = n->out[0]->numel;
   float al = up->alpha, be = up->beta;
 #define UN_LOOP(expr)                                                          \
   _Pragma("omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)") \
@@ -114,6 +131,13 @@ static int un_forward(adv_plan *p, adv_pnode *n) {
   case U_SELU: UN_LOOP(v > 0.f ? be * v : be * al * (expf(v) - 1.f))
   case U_SIGN: UN_LOOP(v > 0.f ? 1.f : v < 0.f ? -1.f : 0.f)
   case U_SOFTSIGN: UN_LOOP(v / (1.f + fabsf(v)))
+  case U_FLOOR: UN_LOOP(floorf(v))
+  case U_CEIL: UN_LOOP(ceilf(v))
+  case U_ROUND: UN_LOOP(nearbyintf(v)) /* half to even, as ONNX */
+  case U_SIN: UN_LOOP(sinf(v))
+  case U_COS: UN_LOOP(cosf(v))
+  case U_SINH: UN_LOOP(sinhf(v))
+  case U_COSH: UN_LOOP(coshf(v))
   default:
     return ADV_EINTERNAL;
   }
@@ -172,6 +196,11 @@ static int un_backward(adv_plan *p, adv_pnode *n) {
   case U_SELU: BW_LOOP(v > 0.f ? g * be : g * be * al * expf(v))
   case U_SIGN: BW_LOOP(0.f * g)
   case U_SOFTSIGN: BW_LOOP(g / ((1.f + fabsf(v)) * (1.f + fabsf(v))))
+  case U_FLOOR: case U_CEIL: case U_ROUND: BW_LOOP(0.f * g) /* steps */
+  case U_SIN: BW_LOOP(g * cosf(v))
+  case U_COS: BW_LOOP(-g * sinf(v))
+  case U_SINH: BW_LOOP(g * coshf(v))
+  case U_COSH: BW_LOOP(g * sinhf(v))
   default:
     return ADV_EINTERNAL;
   }
@@ -239,6 +268,13 @@ UNARY(adv__op_elu, "Elu")
 UNARY(adv__op_selu, "Selu")
 UNARY(adv__op_sign, "Sign")
 UNARY(adv__op_softsign, "Softsign")
+UNARY(adv__op_floor, "Floor")
+UNARY(adv__op_ceil, "Ceil")
+UNARY(adv__op_round, "Round")
+UNARY(adv__op_sin, "Sin")
+UNARY(adv__op_cos, "Cos")
+UNARY(adv__op_sinh, "Sinh")
+UNARY(adv__op_cosh, "Cosh")
 /* Identity / Dropout backward: the gradient passes through. */
 static int copy_backward(adv_plan *p, adv_pnode *n) {
   (void)p;
