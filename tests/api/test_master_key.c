@@ -91,7 +91,7 @@ static int exists(const char *dir, const char *name) {
 
 /* No file of dir holds a plain PEM private key or a hex master key file. */
 static int no_plain_keys(const char *dir) {
-  char cmd[512];
+  char cmd[1400];
   snprintf(cmd, sizeof cmd,
            "! grep -rl 'PRIVATE KEY' %s --exclude='*.err' >/dev/null && "
            "! find %s -name '*.key' -o -name '*-key.pem' -o -name "
