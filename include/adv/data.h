@@ -38,7 +38,8 @@ int adv_npy_read_file(const char *path, adv_io_limits lim, adv_array *out,
 int adv_npy_write_file(const char *path, const adv_array *a, adv_err *err);
 /* The same NPY bytes into a malloc'd buffer (*buf, owned by the caller,
  * free()); on error *buf is NULL. For results sent over a pipe. */
-int adv_npy_write_mem(const adv_array *a, void **buf, size_t *len, adv_err *err);
+int adv_npy_write_mem(const adv_array *a, void **buf, size_t *len,
+                      adv_err *err);
 
 /* NPZ (zip of .npy members, stored or deflate). Reads member `name` (without
  * the ".npy" suffix). ADV_ENOTFOUND when absent. */

@@ -125,9 +125,8 @@ struct sbx_job_limit_set;
 /* `aisbxd worker-token create`: a worker token "wt_<id>.<secret>" into
  * token_out (>= 160 bytes; shown once, stored as a keyed hash), its id
  * into id_out (>= 64 bytes). name may be NULL. */
-int sbx_server_worker_token_create(const sbx_server_params *p,
-                                   const char *name, char *token_out,
-                                   char *id_out);
+int sbx_server_worker_token_create(const sbx_server_params *p, const char *name,
+                                   char *token_out, char *id_out);
 /* Lists the worker tokens (never the secrets) in creation order. */
 int sbx_server_worker_token_list(const sbx_server_params *p,
                                  int (*fn)(void *ctx,

@@ -150,8 +150,7 @@ static const migration MIGRATIONS[] = {
      " secret_sealed BLOB NOT NULL, enabled BIGINT NOT NULL,"
      " last_step BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id));"},
     /* the job queue: versions 30.. (jobs_schema.h, jobs.c) */
-    SBX__JOBS_MIGRATIONS
-};
+    SBX__JOBS_MIGRATIONS};
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 static int64_t migration_checksum(const migration *mg) {

@@ -76,8 +76,7 @@ static const uint8_t *find_zip64(const uint8_t *x, size_t xlen, size_t *sz,
 
 /* Locates the EOCD: scanning back at most 22 + 65535 bytes for a record
  * whose comment length ends exactly at the end of the buffer. */
-static int find_eocd(const uint8_t *b, size_t len, size_t *at,
-                     adv_err *err) {
+static int find_eocd(const uint8_t *b, size_t len, size_t *at, adv_err *err) {
   if (len < 22)
     return adv__fail(err, ADV_EFORMAT, "not a ZIP/NPZ file (too short)");
   size_t start = len - 22;

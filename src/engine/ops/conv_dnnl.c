@@ -167,7 +167,8 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
                    dnnl_success ||
                dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success))
     goto out;
-  dnnl_prop_kind_t prop = with_bwd ? dnnl_forward_training : dnnl_forward_inference;
+  dnnl_prop_kind_t prop =
+      with_bwd ? dnnl_forward_training : dnnl_forward_inference;
   if ((deconv ? dnnl_dilated_deconvolution_forward_desc_init(
                     &cd, prop, dnnl_deconvolution_direct, &src_any, &wei_any,
                     bias ? &bias_md : NULL, &dst_any, st, dl, pl, pr)
@@ -218,12 +219,14 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
                 : dnnl_dilated_convolution_backward_data_desc_init(
                       &bdsc, dnnl_convolution_direct, &src_any, &wei_any,
                       &dst_any, st, dl, pl, pr)) != dnnl_success ||
-        dnnl_primitive_desc_create(&bpd, &bdsc, NULL, g_eng, fpd) != dnnl_success)
+        dnnl_primitive_desc_create(&bpd, &bdsc, NULL, g_eng, fpd) !=
+            dnnl_success)
       goto out;
     const char *bimpl = NULL;
     /* library code never prints: ONEDNN_VERBOSE=1 shows the chosen
      * implementations when needed */
-    if (dnnl_primitive_desc_query(bpd, dnnl_query_impl_info_str, 0, &bimpl) != dnnl_success ||
+    if (dnnl_primitive_desc_query(bpd, dnnl_query_impl_info_str, 0, &bimpl) !=
+            dnnl_success ||
         !bimpl || strstr(bimpl, "ref"))
       goto bwd_done; /* keep oneDNN forward, im2col backward */
     const dnnl_memory_desc_t *bs = dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_src_md, 0);
@@ -276,7 +279,8 @@ out:
 
 /* Plans a 2-D convolution (see dnnl_plan). */
 int adv__dnnl_conv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
-                        int relu, int with_bwd, void **handle, size_t *scratch_bytes) {
+                        int relu, int with_bwd, void **handle,
+                        size_t *scratch_bytes) {
   return dnnl_plan(p, n, g, bias, relu, with_bwd, 0, handle, scratch_bytes);
 }
 

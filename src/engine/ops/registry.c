@@ -48,18 +48,18 @@
 
 #define ADV_OPS(X)                                                             \
   X(add)                                                                       \
-  X(sub) X(mul) X(div) X(pow) X(prelu) X(relu) X(leakyrelu) X(sigmoid) X(tanh) \
-      X(erf) X(gelu) X(exp) X(log) X(sqrt) X(neg) X(abs) X(reciprocal)         \
-          X(hardsigmoid) X(hardswish) X(softplus) X(elu) X(selu) X(sign)       \
-              X(softsign) X(identity) X(dropout) X(conv) X(gemm) X(matmul)     \
-                  X(softmax) X(logsoftmax) X(maxpool) X(averagepool)           \
-                      X(globalaveragepool) X(globalmaxpool) X(batchnorm)       \
-                          X(pad) X(clip) X(reducemean) X(reducesum)            \
-                              X(reducemax) X(reducemin) X(flatten) X(reshape)  \
-                                  X(squeeze) X(unsqueeze) X(transpose)         \
-                                      X(slice) X(expand) X(concat) X(shape)    \
-                                          X(gather) X(cast) X(constant)        \
-                                              X(constantofshape) ADV_OPS_III(X)
+  X(sub)                                                                       \
+  X(mul) X(div) X(pow) X(prelu) X(relu) X(leakyrelu) X(sigmoid) X(tanh) X(erf) \
+      X(gelu) X(exp) X(log) X(sqrt) X(neg) X(abs) X(reciprocal) X(hardsigmoid) \
+          X(hardswish) X(softplus) X(elu) X(selu) X(sign) X(softsign)          \
+              X(identity) X(dropout) X(conv) X(gemm) X(matmul) X(softmax)      \
+                  X(logsoftmax) X(maxpool) X(averagepool) X(globalaveragepool) \
+                      X(globalmaxpool) X(batchnorm) X(pad) X(clip)             \
+                          X(reducemean) X(reducesum) X(reducemax) X(reducemin) \
+                              X(flatten) X(reshape) X(squeeze) X(unsqueeze)    \
+                                  X(transpose) X(slice) X(expand) X(concat)    \
+                                      X(shape) X(gather) X(cast) X(constant)   \
+                                          X(constantofshape) ADV_OPS_III(X)
 
 #define ADV__OP_DECL(sym) extern const adv_op_def adv__op_##sym;
 ADV_OPS(ADV__OP_DECL)
