@@ -134,8 +134,7 @@ static int tenant_key(sbx_store *st, const char *t, int64_t version, sbx_key *k,
   if (rc)
     return rc;
   size_t cl = ctx_tenant_key(ctx, sizeof ctx, t, row.version);
-  rc = sbx_kek_unwrap(st->master, ctx, cl, row.wrapped, sizeof row.wrapped,
-                      k);
+  rc = sbx_kek_unwrap(st->master, ctx, cl, row.wrapped, sizeof row.wrapped, k);
   if (!rc && version_out)
     *version_out = row.version;
   return rc;

@@ -2,8 +2,8 @@
  * unary.c - element-wise ops on float32: Relu, LeakyRelu, Sigmoid, Tanh,
  * Erf, Gelu, Exp, Log, Sqrt, Neg, Abs, Reciprocal, HardSigmoid, HardSwish,
  * Softplus, Elu, Selu, Sign, Softsign, Floor, Ceil, Round (gradient 0,
- * as PyTorch), Sin, Cos, Sinh, Cosh; and the copies Identity and Dropout (inference: identity,
- * mask all true) which accept any dtype.
+ * as PyTorch), Sin, Cos, Sinh, Cosh; and the copies Identity and Dropout
+ * (inference: identity, mask all true) which accept any dtype.
  */
 #include "core/engine.h"
 
@@ -11,10 +11,33 @@
 #include <string.h>
 
 enum {
-  U_RELU, U_LEAKY, U_SIGMOID, U_TANH, U_ERF, U_GELU, U_GELU_TANH, U_EXP,
-  U_LOG, U_SQRT, U_NEG, U_ABS, U_RECIP, U_HSIG, U_HSWISH, U_SOFTPLUS, U_ELU,
-  U_SELU, U_SIGN, U_SOFTSIGN, U_FLOOR, U_CEIL, U_ROUND, U_SIN, U_COS,
-  U_SINH, U_COSH
+  U_RELU,
+  U_LEAKY,
+  U_SIGMOID,
+  U_TANH,
+  U_ERF,
+  U_GELU,
+  U_GELU_TANH,
+  U_EXP,
+  U_LOG,
+  U_SQRT,
+  U_NEG,
+  U_ABS,
+  U_RECIP,
+  U_HSIG,
+  U_HSWISH,
+  U_SOFTPLUS,
+  U_ELU,
+  U_SELU,
+  U_SIGN,
+  U_SOFTSIGN,
+  U_FLOOR,
+  U_CEIL,
+  U_ROUND,
+  U_SIN,
+  U_COS,
+  U_SINH,
+  U_COSH
 };
 
 typedef struct un_params {
@@ -26,16 +49,15 @@ static const struct {
   const char *name;
   int kind;
 } un_names[] = {
-    {"Relu", U_RELU},       {"LeakyRelu", U_LEAKY},   {"Sigmoid", U_SIGMOID},
-    {"Tanh", U_TANH},       {"Erf", U_ERF},           {"Gelu", U_GELU},
-    {"Exp", U_EXP},         {"Log", U_LOG},           {"Sqrt", U_SQRT},
-    {"Neg", U_NEG},         {"Abs", U_ABS},           {"Reciprocal", U_RECIP},
-    {"HardSigmoid", U_HSIG}, {"HardSwish", U_HSWISH}, {"Softplus", U_SOFTPLUS},
-    {"Elu", U_ELU},         {"Selu", U_SELU},         {"Sign", U_SIGN},
-    {"Softsign", U_SOFTSIGN},
-    {"Floor", U_FLOOR},     {"Ceil", U_CEIL},         {"Round", U_ROUND},
-    {"Sin", U_SIN},         {"Cos", U_COS},           {"Sinh", U_SINH},
-    {"Cosh", U_COSH},
+    {"Relu", U_RELU},         {"LeakyRelu", U_LEAKY},  {"Sigmoid", U_SIGMOID},
+    {"Tanh", U_TANH},         {"Erf", U_ERF},          {"Gelu", U_GELU},
+    {"Exp", U_EXP},           {"Log", U_LOG},          {"Sqrt", U_SQRT},
+    {"Neg", U_NEG},           {"Abs", U_ABS},          {"Reciprocal", U_RECIP},
+    {"HardSigmoid", U_HSIG},  {"HardSwish", U_HSWISH}, {"Softplus", U_SOFTPLUS},
+    {"Elu", U_ELU},           {"Selu", U_SELU},        {"Sign", U_SIGN},
+    {"Softsign", U_SOFTSIGN}, {"Floor", U_FLOOR},      {"Ceil", U_CEIL},
+    {"Round", U_ROUND},       {"Sin", U_SIN},          {"Cos", U_COS},
+    {"Sinh", U_SINH},         {"Cosh", U_COSH},
 };
 
 static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
@@ -131,13 +153,20 @@ static int un_forward(adv_plan *p, adv_pnode *n) {
   case U_SELU: UN_LOOP(v > 0.f ? be * v : be * al * (expf(v) - 1.f))
   case U_SIGN: UN_LOOP(v > 0.f ? 1.f : v < 0.f ? -1.f : 0.f)
   case U_SOFTSIGN: UN_LOOP(v / (1.f + fabsf(v)))
-  case U_FLOOR: UN_LOOP(floorf(v))
-  case U_CEIL: UN_LOOP(ceilf(v))
-  case U_ROUND: UN_LOOP(nearbyintf(v)) /* half to even, as ONNX */
-  case U_SIN: UN_LOOP(sinf(v))
-  case U_COS: UN_LOOP(cosf(v))
-  case U_SINH: UN_LOOP(sinhf(v))
-  case U_COSH: UN_LOOP(coshf(v))
+  case U_FLOOR:
+    UN_LOOP(floorf(v))
+  case U_CEIL:
+    UN_LOOP(ceilf(v))
+  case U_ROUND:
+    UN_LOOP(nearbyintf(v)) /* half to even, as ONNX */
+  case U_SIN:
+    UN_LOOP(sinf(v))
+  case U_COS:
+    UN_LOOP(cosf(v))
+  case U_SINH:
+    UN_LOOP(sinhf(v))
+  case U_COSH:
+    UN_LOOP(coshf(v))
   default:
     return ADV_EINTERNAL;
   }
@@ -196,11 +225,18 @@ static int un_backward(adv_plan *p, adv_pnode *n) {
   case U_SELU: BW_LOOP(v > 0.f ? g * be : g * be * al * expf(v))
   case U_SIGN: BW_LOOP(0.f * g)
   case U_SOFTSIGN: BW_LOOP(g / ((1.f + fabsf(v)) * (1.f + fabsf(v))))
-  case U_FLOOR: case U_CEIL: case U_ROUND: BW_LOOP(0.f * g) /* steps */
-  case U_SIN: BW_LOOP(g * cosf(v))
-  case U_COS: BW_LOOP(-g * sinf(v))
-  case U_SINH: BW_LOOP(g * coshf(v))
-  case U_COSH: BW_LOOP(g * sinhf(v))
+  case U_FLOOR:
+  case U_CEIL:
+  case U_ROUND:
+    BW_LOOP(0.f * g) /* steps */
+  case U_SIN:
+    BW_LOOP(g * cosf(v))
+  case U_COS:
+    BW_LOOP(-g * sinf(v))
+  case U_SINH:
+    BW_LOOP(g * coshf(v))
+  case U_COSH:
+    BW_LOOP(g * sinhf(v))
   default:
     return ADV_EINTERNAL;
   }
