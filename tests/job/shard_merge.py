@@ -15,7 +15,7 @@ problem), never merged and never crash.
 Known limits of shard invariance (the engine's, not the merge's):
 - FGSM: one sign(gradient) step makes a gradient component that is 0 in one
   batch composition and ~1e-9 in another visible (l0/l2 differ in a few
-  pixels). Observed with slices 10/7/13 and 4/20 of 30 samples, not with
+  pixels). Observed with slices 10/7/13 and 4/20 of 30 and 4/4 of 8, not with
   8/8/8, 16/8 or 12/12; PGD with the same slicings matched every time. The
   FGSM case below uses 8/8/8 and exists to exercise the merge of FGSM
   documents, not to claim invariance for every slicing.
