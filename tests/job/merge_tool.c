@@ -59,6 +59,10 @@ int main(int argc, char **argv) {
                                   (char **)&out, &olen, err, sizeof err)
                : sbx_npy_merge((const unsigned char *const *)in, lens, k,
                                (unsigned char **)&out, &olen, err, sizeof err);
+  for (int i = 0; i < k; i++)
+    free(in[i]);
+  free(in);
+  free(lens);
   if (rc) {
     printf("error %d: %s\n", rc, err);
     return 1;
@@ -68,10 +72,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cannot write %s\n", argv[2]);
     return 2;
   }
-  for (int i = 0; i < k; i++)
-    free(in[i]);
-  free(in);
-  free(lens);
   free(out);
   return 0;
 }
