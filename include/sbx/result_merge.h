@@ -33,6 +33,11 @@ extern "C" {
 #define SBX_MERGE_MAX_SAMPLES ((int64_t)1 << 22) /* all shards together */
 #define SBX_MERGE_MAX_NPY ((size_t)1 << 30) /* the merged adversarial.npy */
 
+/* What a merge covered: samples [offset, offset + n) of the data. */
+typedef struct sbx_merge_span {
+  int64_t offset, n;
+} sbx_merge_span;
+
 /*
  * Merges k (1..SBX_MERGE_MAX_SHARDS) shard result documents docs[i] of
  * lens[i] bytes (shard order: shard i + 1 starts where shard i ends) into
@@ -40,10 +45,13 @@ extern "C" {
  * the caller frees it; NUL-terminated, *out_len bytes without the NUL).
  * On error returns SBX_EINVAL (a malformed or inconsistent shard),
  * SBX_ELIMIT (a cap exceeded) or SBX_ENOMEM, with err "shard <i>: <what>"
- * (errlen > 0); *out is then NULL.
+ * (errlen > 0); *out is then NULL. span (may be NULL) receives the
+ * samples the merged document covers, for the caller to check against the
+ * slices it handed out.
  */
 int sbx_result_merge(const char *const *docs, const size_t *lens, int k,
-                     char **out, size_t *out_len, char *err, size_t errlen);
+                     char **out, size_t *out_len, sbx_merge_span *span,
+                     char *err, size_t errlen);
 
 /*
  * Concatenates k NPY v1.0 float32 C-order arrays (the runner's
@@ -51,12 +59,13 @@ int sbx_result_merge(const char *const *docs, const size_t *lens, int k,
  * the trailing shapes must agree; the header is rewritten as the runner
  * writes it. Each input's header must be exactly the runner's for its
  * shape and its size exactly header + data. Returns 0 with *out
- * (malloc'd, caller frees) of *out_len bytes, or SBX_EINVAL / SBX_ELIMIT /
- * SBX_ENOMEM with err; *out is then NULL.
+ * (malloc'd, caller frees) of *out_len bytes and *rows (may be NULL) the
+ * merged first dimension, or SBX_EINVAL / SBX_ELIMIT / SBX_ENOMEM with
+ * err; *out is then NULL.
  */
 int sbx_npy_merge(const unsigned char *const *files, const size_t *lens, int k,
-                  unsigned char **out, size_t *out_len, char *err,
-                  size_t errlen);
+                  unsigned char **out, size_t *out_len, int64_t *rows,
+                  char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -755,7 +755,8 @@ static void write_eval_tail(jw *w, const acc *m, const curve *cv,
 /* ---------------- the merge ---------------- */
 
 int sbx_result_merge(const char *const *docs, const size_t *lens, int k,
-                     char **out, size_t *out_len, char *err, size_t errlen) {
+                     char **out, size_t *out_len, sbx_merge_span *span,
+                     char *err, size_t errlen) {
   mctx c = {err, errlen, -1};
   if (err && errlen)
     err[0] = 0;
@@ -917,6 +918,10 @@ int sbx_result_merge(const char *const *docs, const size_t *lens, int k,
     *out = buf;
     *out_len = blen;
     buf = NULL;
+    if (span) {
+      span->offset = sh[0].offset;
+      span->n = total;
+    }
   }
 done:
   if (f)
@@ -999,8 +1004,8 @@ static size_t npy_shape(const unsigned char *b, size_t len, int64_t *dims,
 }
 
 int sbx_npy_merge(const unsigned char *const *files, const size_t *lens, int k,
-                  unsigned char **out, size_t *out_len, char *err,
-                  size_t errlen) {
+                  unsigned char **out, size_t *out_len, int64_t *rows_out,
+                  char *err, size_t errlen) {
   mctx c = {err, errlen, -1};
   if (err && errlen)
     err[0] = 0;
@@ -1074,5 +1079,7 @@ int sbx_npy_merge(const unsigned char *const *files, const size_t *lens, int k,
   }
   *out = b;
   *out_len = o;
+  if (rows_out)
+    *rows_out = rows;
   return 0;
 }

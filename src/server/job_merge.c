@@ -20,7 +20,8 @@
 typedef struct shard_files {
   int n;
   sbx_job_results res[SBX_MERGE_MAX_SHARDS];
-  int ok; /* every shard succeeded */
+  int64_t begin, end; /* the slices handed out: [begin, end) in all */
+  int ok;             /* every shard succeeded */
 } shard_files;
 
 static int collect(void *ctx, const sbx_job_shard *s) {
@@ -29,6 +30,11 @@ static int collect(void *ctx, const sbx_job_shard *s) {
     return 1;
   if (s->state != SBX_JOB_SUCCEEDED)
     f->ok = 0;
+  if (f->n == 0)
+    f->begin = s->sample_begin;
+  else if (s->sample_begin != f->end) /* the store makes them contiguous */
+    f->ok = 0;
+  f->end = s->sample_end;
   f->res[f->n++] = s->results;
   return 0;
 }
@@ -95,10 +101,21 @@ int sbx__job_merge_results(sbx__req *r, const char *tenant, const sbx_job *j) {
                      sizeof why))) {
     goto done;
   }
+  sbx_merge_span span;
   rc = sbx_result_merge((const char *const *)bufs, lens, f->n, (char **)&out,
-                        &olen, err, sizeof err);
+                        &olen, &span, err, sizeof err);
   if (rc) {
     snprintf(why, sizeof why, "merging the shards' results: %s", err);
+    goto done;
+  }
+  /* the shards' documents must cover the samples they were given */
+  if (span.offset != f->begin || span.offset + span.n != f->end) {
+    snprintf(why, sizeof why,
+             "merging the shards' results: they cover samples %lld..%lld, "
+             "the shards were given %lld..%lld",
+             (long long)span.offset, (long long)(span.offset + span.n - 1),
+             (long long)f->begin, (long long)(f->end - 1));
+    rc = SBX_EINVAL;
     goto done;
   }
   if ((rc =
@@ -115,8 +132,14 @@ int sbx__job_merge_results(sbx__req *r, const char *tenant, const sbx_job *j) {
                      sizeof why))) {
     goto done;
   }
+  int64_t rows = 0;
   rc = sbx_npy_merge((const unsigned char *const *)bufs, lens, f->n,
-                     (unsigned char **)&out, &olen, err, sizeof err);
+                     (unsigned char **)&out, &olen, &rows, err, sizeof err);
+  if (!rc && rows != span.n) {
+    snprintf(err, sizeof err, "%lld adversarial examples for %lld samples",
+             (long long)rows, (long long)span.n);
+    rc = SBX_EINVAL;
+  }
   if (rc) {
     snprintf(why, sizeof why, "merging the shards' adversarial examples: %s",
              err);

@@ -911,6 +911,49 @@ TEST(sharded_job_merged) {
   resp_free(&r);
 }
 
+/* Shards whose documents are contiguous but not the slices they were given
+ * (samples 4..11 for a job over 0..7): the merge refuses them, the job
+ * fails saying which samples. */
+TEST(sharded_job_wrong_slices) {
+  drain(K1, "p1");
+  CHECK_EQ_INT(cli_run("sh1", 4, 4), 0);
+  CHECK_EQ_INT(cli_run("sh2", 8, 4), 0);
+  char body[512], id[64], path[512];
+  snprintf(body, sizeof body,
+           "{\"model_id\":\"%s\",\"dataset_id\":\"%s\",\"spec\":{\"kind\":"
+           "\"attack\",\"attack\":\"pgd\",\"eps\":0.2,\"steps\":3,\"n\":8},"
+           "\"shards\":2}",
+           M1, D1);
+  CHECK_EQ_INT(post_job(K1, "p1", body, id, NULL), 201);
+  claim c[2];
+  for (int k = 0; k < 2; k++)
+    CHECK_EQ_INT(do_claim(WTOK, 2, &c[k]), 200);
+  for (int k = 0; k < 2; k++) {
+    size_t n;
+    snprintf(path, sizeof path, "%s/sh%d.json", g_dir, (int)c[k].shard + 1);
+    char *doc = slurp(path, &n);
+    CHECK(doc != NULL);
+    CHECK_EQ_INT(wput(&c[k], "result.json", doc, doc ? n : 0), 201);
+    free(doc);
+    snprintf(path, sizeof path, "%s/sh%d.npy", g_dir, (int)c[k].shard + 1);
+    char *npy = slurp(path, &n);
+    CHECK_EQ_INT(wput(&c[k], "adversarial.npy", npy, npy ? n : 0), 201);
+    free(npy);
+  }
+  CHECK_EQ_INT(wpost(&c[0], "finish", "{\"state\":\"succeeded\"}"), 200);
+  CHECK_EQ_INT(wpost(&c[1], "finish", "{\"state\":\"succeeded\"}"), 200);
+  json_t *j = get_job(K1, "p1", id);
+  CHECK(!strcmp(jstate(j), "failed"));
+  const char *msg = json_string_value(json_object_get(j, "message"));
+  CHECK(msg && strstr(msg, "they cover samples 4..11, the shards were given "
+                           "0..7"));
+  json_decref(j);
+  resp r;
+  snprintf(path, sizeof path, "/api/v1/projects/p1/jobs/%s/results", id);
+  CHECK_EQ_INT(jreq(&S, "GET", path, K1, NULL, &r), 409);
+  resp_free(&r);
+}
+
 /* ---- local workers (a second server run with --workers 2) ---- */
 
 static const char *g_fake_worker; /* argv[2]: fake_worker.sh */
@@ -1053,8 +1096,10 @@ int main(int argc, char **argv) {
     RUN(lease_expiry_requeues);
     RUN(events_stream);
     RUN(sharded_job);
-    if (g_aisbx)
+    if (g_aisbx) {
       RUN(sharded_job_merged);
+      RUN(sharded_job_wrong_slices);
+    }
     RUN(list_pages);
     RUN(worker_token_cli);
   }

@@ -54,11 +54,12 @@ int main(int argc, char **argv) {
   char err[512];
   void *out = NULL;
   size_t olen = 0;
-  int rc = !strcmp(argv[1], "json")
-               ? sbx_result_merge((const char *const *)in, lens, k,
-                                  (char **)&out, &olen, err, sizeof err)
-               : sbx_npy_merge((const unsigned char *const *)in, lens, k,
-                               (unsigned char **)&out, &olen, err, sizeof err);
+  int rc =
+      !strcmp(argv[1], "json")
+          ? sbx_result_merge((const char *const *)in, lens, k, (char **)&out,
+                             &olen, NULL, err, sizeof err)
+          : sbx_npy_merge((const unsigned char *const *)in, lens, k,
+                          (unsigned char **)&out, &olen, NULL, err, sizeof err);
   for (int i = 0; i < k; i++)
     free(in[i]);
   free(in);
