@@ -61,13 +61,14 @@ static int read_all(sbx__req *r, const char *tenant, const shard_files *f,
   return 0;
 }
 
-/* Stores one merged file under "<job>.<file>"; its id into id. */
+/* Stores one merged file under "<job>.<file>" (never replacing: SBX_EEXIST
+ * when another merge of the job got there first); its id into id. */
 static int store_merged(sbx__req *r, const char *tenant, const sbx_job *j,
                         const char *file, const void *data, size_t n,
                         char id[SBX_ID_MAX]) {
   char name[SBX_NAME_MAX];
   snprintf(name, sizeof name, "%s.%s", j->id, file);
-  sbx_put_params pp = {j->project_id, "result", name, 1};
+  sbx_put_params pp = {j->project_id, "result", name, 0};
   sbx_object o;
   int rc = sbx_store_put(r->st, tenant, &pp, data, n, &o);
   if (!rc)
@@ -118,8 +119,12 @@ int sbx__job_merge_results(sbx__req *r, const char *tenant, const sbx_job *j) {
     rc = SBX_EINVAL;
     goto done;
   }
-  if ((rc =
-           store_merged(r, tenant, j, "result.json", out, olen, res.result_id)))
+  rc = store_merged(r, tenant, j, "result.json", out, olen, res.result_id);
+  if (rc == SBX_EEXIST) { /* two last finishes raced: the first merges */
+    rc = 0;
+    goto done;
+  }
+  if (rc)
     goto done;
   free(out);
   out = NULL;

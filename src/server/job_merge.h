@@ -13,7 +13,9 @@
  * Merges the shards of job j (all succeeded) of tenant: reads each shard's
  * result.json and adversarial.npy from the store (decrypted), merges them,
  * stores the merged files encrypted as "<job>.result.json" and
- * "<job>.adversarial.npy" (kind "result", replacing) and sets them as the
+ * "<job>.adversarial.npy" (kind "result"; when the first exists already,
+ * another finish of the job is merging it and this one returns 0) and
+ * sets them as the
  * job's results with the gallery of the shards (up to 16 strips, in shard
  * order). A merge failure fails the job (succeeded -> failed) with a
  * message naming the shard and the field. Returns 0 or the error.
