@@ -198,6 +198,12 @@ int sbx_meta_job_cancel(sbx_meta *m, const char *tenant_id,
 int sbx_meta_job_set_results(sbx_meta *m, const char *tenant_id,
                              const char *job_id, int64_t now,
                              const sbx_job_results *r);
+/* A sharded job whose merge failed: succeeded -> failed with reason (an
+ * event records it). SBX_ENOTFOUND when the job is not (or no longer)
+ * succeeded. */
+int sbx_meta_job_merge_failed(sbx_meta *m, const char *tenant_id,
+                              const char *job_id, int64_t now,
+                              const char *reason);
 
 typedef struct sbx_job_shard {
   int64_t shard;

@@ -373,8 +373,9 @@ static int pick_shard(void *ctx, const sbx_job_shard *sh) {
   return 0;
 }
 
-/* The result JSON. A sharded job has no merged document yet (docs/jobs.md):
- * ?shard=k serves shard k's, and without it the answer is 409. */
+/* The result JSON. A sharded job's is the server's merge of its shards
+ * (job_merge.c, docs/jobs.md), there once all succeeded; ?shard=k serves
+ * shard k's, and without it the answer is 409 until the merge exists. */
 int sbx__h_job_results(sbx__req *r) {
   sbx_job jb;
   int rc = sbx_meta_job_get(sbx__meta(r), sbx__tenant(r), r->params[0],
@@ -388,7 +389,8 @@ int sbx__h_job_results(sbx__req *r) {
   if (!sa)
     return sbx__problem(r, 409, "Conflict",
                         "a sharded job's results are per shard: ?shard=0.."
-                        "shards-1 (no merged document yet)");
+                        "shards-1 (no merged document: the job has not "
+                        "succeeded)");
   char *end;
   long long k = strtoll(sa, &end, 10);
   if (*end || !*sa || k < 0 || k >= jb.limits.shards)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hutil.h"
+#include "job_merge.h"
 #include "log.h"
 #include "park.h"
 #include "reply.h"
@@ -328,6 +329,13 @@ int sbx__h_worker_finish(sbx__req *r) {
   sbx__park_kick(r->srv); /* event streams: the transition */
   sbx_job jb;
   rc = sbx_meta_job_get(sbx__meta(r), tenant, NULL, job, &jb);
+  /* the last shard of a sharded job: merge the shards' results (a merge
+   * failure fails the job) */
+  if (!rc && jb.limits.shards > 1 && jb.state == SBX_JOB_SUCCEEDED &&
+      !jb.results.result_id[0]) {
+    (void)sbx__job_merge_results(r, tenant, &jb); /* logged, job failed */
+    rc = sbx_meta_job_get(sbx__meta(r), tenant, NULL, job, &jb);
+  }
   if (rc)
     return sbx__problem_rc(r, rc);
   return sbx__reply_json(r, 200,

@@ -1118,6 +1118,37 @@ int sbx_meta_job_set_results(sbx_meta *m, const char *tenant_id,
   return rc ? rc : ch ? SBX_OK : SBX_ENOTFOUND;
 }
 
+/* A sharded job whose shards all succeeded but whose results the server
+ * could not merge: succeeded -> failed with the reason, and its event. */
+int sbx_meta_job_merge_failed(sbx_meta *m, const char *tenant_id,
+                              const char *job_id, int64_t now,
+                              const char *reason) {
+  REQUIRE_ID(tenant_id);
+  REQUIRE_ID(job_id);
+  char why[SBX_JOB_MSG_MAX];
+  snprintf(why, sizeof why, "%s", reason && *reason ? reason : "merge failed");
+  sbx__db *db = DB(m);
+  int rc = sbx__db_begin(db);
+  if (rc)
+    return rc;
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id), SBX_VI(SBX_JOB_FAILED),
+                  SBX_VT(why),       SBX_VI(now),    SBX_VI(SBX_JOB_SUCCEEDED)};
+  int64_t ch = 0;
+  rc = sbx__db_exec(db,
+                    "UPDATE jobs SET state = $3, message = $4, updated_at = "
+                    "$5 WHERE tenant_id = $1 AND id = $2 AND state = $6",
+                    v, 6, NULL, NULL, &ch);
+  if (!rc && ch)
+    rc = ev_add(m, tenant_id, job_id, now, -1, SBX_JOB_SUCCEEDED,
+                SBX_JOB_FAILED, why);
+  if (rc) {
+    sbx__db_rollback(db);
+    return rc;
+  }
+  rc = sbx__db_commit(db);
+  return rc ? rc : ch ? SBX_OK : SBX_ENOTFOUND;
+}
+
 /* ---- leases: requeue ---- */
 
 /* A shard named by a query: columns tenant, job, shard, one number and one

@@ -269,8 +269,9 @@ static void run_claim(slot *S, sbx_client *c, json_t *claim) {
     finish(c, job, token, "failed", "bad shard range from the server", NULL);
     return;
   }
-  if (se > 0) {
-    spec.shard_offset += (int64_t)sb;
+  if (se > 0) { /* the server's spec already carries the slice: set, not
+                 * add (adding ran shard k at twice its offset) */
+    spec.shard_offset = (int64_t)sb;
     spec.shard_count = (int64_t)(se - sb);
     spec.n = 0;
   }

@@ -741,8 +741,14 @@ TEST(sharded_job) {
   CHECK(!strcmp(jstate(j), "running")); /* shard 0 still runs */
   json_decref(j);
   CHECK_EQ_INT(wpost(&c[0], "finish", "{\"state\":\"succeeded\"}"), 200);
+  /* these shard "results" are no result documents: the server's merge
+   * refuses them and the job fails, saying why */
   j = get_job(K1, "p1", id);
-  CHECK(!strcmp(jstate(j), "succeeded"));
+  CHECK(!strcmp(jstate(j), "failed"));
+  const char *msg = json_string_value(json_object_get(j, "message"));
+  CHECK(msg && strstr(msg, "merging the shards' results: shard 0: schema"));
+  if (msg && !strstr(msg, "merging"))
+    fprintf(stderr, "message: %s\n", msg);
   json_decref(j);
   char path[256];
   resp r;
@@ -753,6 +759,199 @@ TEST(sharded_job) {
            id);
   CHECK_EQ_INT(jreq(&S, "GET", path, K1, NULL, &r), 200);
   CHECK(r.len == 7 && !memcmp(r.body, "{\"s\":1}", 7));
+  resp_free(&r);
+}
+
+/* ---- a sharded job's merged results ---- */
+
+static const char *g_aisbx, *g_fixtures; /* argv[3], argv[4] */
+
+/* The whole file (malloc'd) or NULL. */
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+    free(b);
+    b = NULL;
+  }
+  fclose(f);
+  if (b) {
+    b[n] = 0;
+    *len = (size_t)n;
+  }
+  return b;
+}
+
+/* Blanks the number after every "wall_time_s": (timings are not
+ * compared), in place; the new length. */
+static size_t blank_times(char *b, size_t n) {
+  static const char key[] = "\"wall_time_s\":";
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    if (n - i >= sizeof key - 1 && !memcmp(b + i, key, sizeof key - 1)) {
+      memmove(b + o, b + i, sizeof key - 1);
+      o += sizeof key - 1;
+      i += sizeof key - 1;
+      while (i < n && b[i] != ',' && b[i] != '}')
+        i++;
+      b[o++] = 'T';
+    } else
+      b[o++] = b[i++];
+  }
+  return o;
+}
+
+/* Runs aisbx attack pgd (eps 0.2, 3 steps) on the demo data into
+ * dir/<tag>.json and .npy: the whole 8 samples (count 0) or a slice. (Not
+ * FGSM: its single sign step is not bit-exact over batch compositions,
+ * see tests/job/shard_merge.py.) */
+static int cli_run(const char *tag, int offset, int count) {
+  char cmd[1600], sl[96] = "--n 8";
+  if (count)
+    snprintf(sl, sizeof sl, "--shard-offset %d --shard-count %d", offset,
+             count);
+  snprintf(
+      cmd, sizeof cmd,
+      "%s attack --model %s/mnist_cnn.onnx --data %s/demo_mnist.npz "
+      "--attack pgd --eps 0.2 --steps 3 %s --out %s/%s.json --adv %s/%s.npy "
+      "--quiet >/dev/null",
+      g_aisbx, g_fixtures, g_fixtures, sl, g_dir, tag, g_dir, tag);
+  return system(cmd);
+}
+
+TEST(sharded_job_merged) {
+  drain(K1, "p1");
+  /* the references: the CLI on all 8 samples and on the two halves */
+  CHECK_EQ_INT(cli_run("full", 0, 0), 0);
+  CHECK_EQ_INT(cli_run("sh0", 0, 4), 0);
+  CHECK_EQ_INT(cli_run("sh1", 4, 4), 0);
+  char body[512], id[64], path[512];
+  snprintf(body, sizeof body,
+           "{\"model_id\":\"%s\",\"dataset_id\":\"%s\",\"spec\":{\"kind\":"
+           "\"attack\",\"attack\":\"pgd\",\"eps\":0.2,\"steps\":3,\"n\":8},"
+           "\"shards\":"
+           "2}",
+           M1, D1);
+  CHECK_EQ_INT(post_job(K1, "p1", body, id, NULL), 201);
+  claim c[2];
+  for (int k = 0; k < 2; k++) {
+    CHECK_EQ_INT(do_claim(WTOK, 2, &c[k]), 200);
+    CHECK(!strcmp(c[k].job, id));
+  }
+  /* the test is the worker: each shard uploads the CLI's files of its
+   * slice, and one gallery strip */
+  for (int k = 0; k < 2; k++) {
+    int s = (int)c[k].shard;
+    size_t n;
+    snprintf(path, sizeof path, "%s/sh%d.json", g_dir, s);
+    char *doc = slurp(path, &n);
+    CHECK(doc != NULL);
+    CHECK_EQ_INT(wput(&c[k], "result.json", doc, doc ? n : 0), 201);
+    free(doc);
+    snprintf(path, sizeof path, "%s/sh%d.npy", g_dir, s);
+    char *npy = slurp(path, &n);
+    CHECK(npy != NULL);
+    CHECK_EQ_INT(wput(&c[k], "adversarial.npy", npy, npy ? n : 0), 201);
+    free(npy);
+    char png[32];
+    int pl = snprintf(png, sizeof png, "PNG of shard %d", s);
+    CHECK_EQ_INT(wput(&c[k], "gallery-0.png", png, (size_t)pl), 201);
+  }
+  CHECK_EQ_INT(wpost(&c[1], "finish", "{\"state\":\"succeeded\"}"), 200);
+  CHECK_EQ_INT(wpost(&c[0], "finish", "{\"state\":\"succeeded\"}"), 200);
+  json_t *j = get_job(K1, "p1", id);
+  CHECK(!strcmp(jstate(j), "succeeded"));
+  json_decref(j);
+  /* the merged document is the unsharded run's, timings aside */
+  resp r;
+  size_t fl = 0;
+  snprintf(path, sizeof path, "%s/full.json", g_dir);
+  char *full = slurp(path, &fl);
+  CHECK(full != NULL);
+  snprintf(path, sizeof path, "/api/v1/projects/p1/jobs/%s/results", id);
+  CHECK_EQ_INT(jreq(&S, "GET", path, K1, NULL, &r), 200);
+  if (full && r.body) {
+    size_t a = blank_times(full, fl), b = blank_times(r.body, r.len);
+    CHECK(a == b && !memcmp(full, r.body, a));
+    CHECK(strstr(r.body, "\"n\":8}") != NULL);
+  }
+  resp_free(&r);
+  free(full);
+  /* the adversarial examples: the unsharded NPY byte for byte */
+  snprintf(path, sizeof path, "%s/full.npy", g_dir);
+  char *fnpy = slurp(path, &fl);
+  CHECK(fnpy != NULL);
+  snprintf(path, sizeof path,
+           "/api/v1/projects/p1/jobs/%s/results/adversarial.npy", id);
+  CHECK_EQ_INT(jreq(&S, "GET", path, K1, NULL, &r), 200);
+  CHECK(fnpy && r.len == fl && !memcmp(r.body, fnpy, fl));
+  resp_free(&r);
+  free(fnpy);
+  /* the gallery: the shards' strips in shard order */
+  for (int g = 0; g < 2; g++) {
+    char want[32];
+    snprintf(want, sizeof want, "PNG of shard %d", g);
+    snprintf(path, sizeof path,
+             "/api/v1/projects/p1/jobs/%s/results/gallery/%d.png", id, g);
+    CHECK_EQ_INT(jreq(&S, "GET", path, K1, NULL, &r), 200);
+    CHECK(r.len == strlen(want) && !memcmp(r.body, want, r.len));
+    resp_free(&r);
+  }
+  snprintf(path, sizeof path,
+           "/api/v1/projects/p1/jobs/%s/results/gallery/2.png", id);
+  CHECK_EQ_INT(jreq(&S, "GET", path, K1, NULL, &r), 404);
+  resp_free(&r);
+  /* another tenant sees none of it */
+  snprintf(path, sizeof path, "/api/v1/projects/p1/jobs/%s/results", id);
+  CHECK(jreq(&S, "GET", path, K2, NULL, &r) >= 403);
+  resp_free(&r);
+}
+
+/* Shards whose documents are contiguous but not the slices they were given
+ * (samples 4..11 for a job over 0..7): the merge refuses them, the job
+ * fails saying which samples. */
+TEST(sharded_job_wrong_slices) {
+  drain(K1, "p1");
+  CHECK_EQ_INT(cli_run("sh1", 4, 4), 0);
+  CHECK_EQ_INT(cli_run("sh2", 8, 4), 0);
+  char body[512], id[64], path[512];
+  snprintf(body, sizeof body,
+           "{\"model_id\":\"%s\",\"dataset_id\":\"%s\",\"spec\":{\"kind\":"
+           "\"attack\",\"attack\":\"pgd\",\"eps\":0.2,\"steps\":3,\"n\":8},"
+           "\"shards\":2}",
+           M1, D1);
+  CHECK_EQ_INT(post_job(K1, "p1", body, id, NULL), 201);
+  claim c[2];
+  for (int k = 0; k < 2; k++)
+    CHECK_EQ_INT(do_claim(WTOK, 2, &c[k]), 200);
+  for (int k = 0; k < 2; k++) {
+    size_t n;
+    snprintf(path, sizeof path, "%s/sh%d.json", g_dir, (int)c[k].shard + 1);
+    char *doc = slurp(path, &n);
+    CHECK(doc != NULL);
+    CHECK_EQ_INT(wput(&c[k], "result.json", doc, doc ? n : 0), 201);
+    free(doc);
+    snprintf(path, sizeof path, "%s/sh%d.npy", g_dir, (int)c[k].shard + 1);
+    char *npy = slurp(path, &n);
+    CHECK_EQ_INT(wput(&c[k], "adversarial.npy", npy, npy ? n : 0), 201);
+    free(npy);
+  }
+  CHECK_EQ_INT(wpost(&c[0], "finish", "{\"state\":\"succeeded\"}"), 200);
+  CHECK_EQ_INT(wpost(&c[1], "finish", "{\"state\":\"succeeded\"}"), 200);
+  json_t *j = get_job(K1, "p1", id);
+  CHECK(!strcmp(jstate(j), "failed"));
+  const char *msg = json_string_value(json_object_get(j, "message"));
+  CHECK(msg && strstr(msg, "they cover samples 4..11, the shards were given "
+                           "0..7"));
+  json_decref(j);
+  resp r;
+  snprintf(path, sizeof path, "/api/v1/projects/p1/jobs/%s/results", id);
+  CHECK_EQ_INT(jreq(&S, "GET", path, K1, NULL, &r), 409);
   resp_free(&r);
 }
 
@@ -843,6 +1042,8 @@ int main(int argc, char **argv) {
   }
   g_aisbxd = argv[1];
   g_fake_worker = argc > 2 ? argv[2] : NULL;
+  g_aisbx = argc > 4 ? argv[3] : NULL;
+  g_fixtures = argc > 4 ? argv[4] : NULL;
   signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);
   snprintf(g_dir, sizeof g_dir, "/tmp/sbx-jobs-XXXXXX");
@@ -896,6 +1097,10 @@ int main(int argc, char **argv) {
     RUN(lease_expiry_requeues);
     RUN(events_stream);
     RUN(sharded_job);
+    if (g_aisbx) {
+      RUN(sharded_job_merged);
+      RUN(sharded_job_wrong_slices);
+    }
     RUN(list_pages);
     RUN(worker_token_cli);
   }

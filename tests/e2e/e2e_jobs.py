@@ -63,9 +63,11 @@ class Api:
         assert st == 201, (st, o)
         return o["id"]
 
-    def job(self, proj, model, dataset, spec):
-        st, o = self.req("POST", f"/api/v1/projects/{proj}/jobs",
-                         {"model_id": model, "dataset_id": dataset, "spec": spec})
+    def job(self, proj, model, dataset, spec, shards=None):
+        body = {"model_id": model, "dataset_id": dataset, "spec": spec}
+        if shards:
+            body["shards"] = shards
+        st, o = self.req("POST", f"/api/v1/projects/{proj}/jobs", body)
         assert st == 201, (st, o)
         return o["id"]
 
@@ -165,6 +167,24 @@ def main():
                       "0.05,0.3", "--steps", "10", "--queries", "40", "--n", "10", "--seed", "11"],
                      os.path.join(d, "e.json"), os.path.join(d, "e.npy"))
         check(st == 200 and strip(res) == strip(ref), "evaluation results equal aisbx evaluate in every number")
+
+        # 2b. the same evaluation sharded across the workers (issue 11 item 7):
+        # the server's merge equals the unsharded aisbx evaluate
+        j = a1.job("p", m1, d1, spec, shards=3)
+        o = a1.wait("p", j)
+        check(o["state"] == "succeeded" and o.get("shards") == 3,
+              f"sharded evaluation job succeeded ({o['state']}: {o.get('message')})")
+        if o["state"] != "succeeded":
+            for k in range(3):
+                stk, dk = a1.req("GET", f"/api/v1/projects/p/jobs/{j}/results?shard={k}")
+                print(f"  shard {k}: {[(s['shard'], s.get('sample_begin'), s.get('sample_end')) for s in o.get('shard_list', [])][k:k+1]}"
+                      f" document data: {dk.get('data') if stk == 200 else stk}")
+        st, res = a1.req("GET", f"/api/v1/projects/p/jobs/{j}/results")
+        st2, npy = a1.req("GET", f"/api/v1/projects/p/jobs/{j}/results/adversarial.npy", raw=True)
+        check(st == 200 and strip(res) == strip(ref),
+              "sharded evaluation's merged results equal aisbx evaluate in every number")
+        check(st2 == 200 and npy == open(os.path.join(d, "e.npy"), "rb").read(),
+              "sharded evaluation's merged adversarial.npy byte-identical to aisbx evaluate --adv")
 
         # 3. hostile models fail with a reason; tenant 2's job beside them succeeds
         m2 = a2.upload("p", "models", "mnist_cnn.onnx", open(MODEL, "rb").read())
