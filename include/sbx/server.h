@@ -63,6 +63,9 @@ typedef struct sbx_server_params {
   /* jobs (docs/jobs.md) */
   int job_lease_s; /* lease of a claimed shard, extended by heartbeats;
                       default 30 (1..3600) */
+  /* metadata in PostgreSQL (libpq conninfo; a password goes in PGPASSFILE,
+   * not here); NULL: SQLite in data_dir. Replicas share it and data_dir */
+  const char *pg_conninfo;
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);
