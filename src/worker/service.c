@@ -262,7 +262,9 @@ static void run_claim(slot *S, sbx_client *c, json_t *claim) {
     return;
   }
   /* a shard runs its contiguous slice of the samples: the server's
-   * [sample_begin, sample_end) (0, 0 = all) */
+   * [sample_begin, sample_end) (0, 0 = all), already in the claim's spec
+   * as shard_offset / shard_count: set, never added (added, shard k ran
+   * the slice at 2*sample_begin) */
   json_int_t sb = json_integer_value(json_object_get(claim, "sample_begin"));
   json_int_t se = json_integer_value(json_object_get(claim, "sample_end"));
   if (sb < 0 || se < 0 || (se > 0 && se <= sb)) {
@@ -270,7 +272,7 @@ static void run_claim(slot *S, sbx_client *c, json_t *claim) {
     return;
   }
   if (se > 0) {
-    spec.shard_offset += (int64_t)sb;
+    spec.shard_offset = (int64_t)sb;
     spec.shard_count = (int64_t)(se - sb);
     spec.n = 0;
   }
