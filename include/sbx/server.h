@@ -74,6 +74,9 @@ typedef struct sbx_server_params {
                                   the previous response, default 10 */
   int body_min_rate;           /* request bytes/s after 5 s, default 1024 */
   int idle_timeout_s;          /* no progress at all (any phase), 30 */
+  /* metadata in PostgreSQL (libpq conninfo; a password goes in PGPASSFILE,
+   * not here); NULL: SQLite in data_dir. Replicas share it and data_dir */
+  const char *pg_conninfo;
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);

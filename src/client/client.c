@@ -189,6 +189,10 @@ int sbx_client_request(sbx_client *c, const char *method, const char *path,
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  /* aisbxd closes a connection idle for 30 s (MHD_OPTION_CONNECTION_TIMEOUT):
+   * never reuse one idle for 20 s, or a request sent as the server closes it
+   * fails (a worker's results upload after a job of more than 30 s did) */
+  curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, 20L);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
   curl_easy_setopt(e, CURLOPT_TIMEOUT,
                    timeout_s > 0 ? timeout_s : c->timeout_s);

@@ -108,6 +108,7 @@ static const cfg_key CFG[] = {
     CK(head_timeout_s, 'i'),
     CK(body_min_rate, 'i'),
     CK(idle_timeout_s, 'i'),
+    CK(pg_conninfo, 's'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -327,6 +328,10 @@ static int store_open(const sbx_server_params *p, const char *spec,
   sp.data_dir = p->data_dir;
   sp.master_key_spec = spec;
   sp.fsync = p->blob_fsync;
+  if (p->pg_conninfo && *p->pg_conninfo) {
+    sp.meta_backend = SBX_META_POSTGRES;
+    sp.pg_conninfo = p->pg_conninfo;
+  }
   sbx_err err = {0, ""};
   sp.err = &err; /* the store never prints: its reason is logged here */
   int rc = sbx_store_open(&sp, out);

@@ -208,17 +208,24 @@ static int fetch(sbx_client *c, const char *job, const char *what,
   return SBX_OK;
 }
 
-static int upload(sbx_client *c, const char *job, const char *name,
-                  const char *token, const char *ctype, const void *b,
-                  size_t n) {
+/* PUTs one result file; a failure is logged with its HTTP status or
+ * transport error (the job then fails "uploading the results failed"). */
+static int upload(const sbx_worker_params *p, sbx_client *c, const char *job,
+                  const char *name, const char *token, const char *ctype,
+                  const void *b, size_t n) {
   char path[256], err[256];
   snprintf(path, sizeof(path), "/api/v1/worker/jobs/%s/results/%s", job, name);
   sbx_client_resp r;
   int rc = sbx_client_request(c, "PUT", path, token, ctype, b, n, 300, &r, err,
                               sizeof(err));
-  if (rc)
+  if (rc) {
+    logf_(p, "job %s: upload of %s: %s", job, name, err);
     return rc;
+  }
   long st = r.status;
+  if (st != 200 && st != 201 && st != 204)
+    logf_(p, "job %s: upload of %s (%zu bytes): HTTP %ld %.200s", job, name, n,
+          st, r.body);
   sbx_client_resp_free(&r);
   return st == 200 || st == 201 || st == 204 ? 0 : SBX_EIO;
 }
@@ -262,7 +269,9 @@ static void run_claim(slot *S, sbx_client *c, json_t *claim) {
     return;
   }
   /* a shard runs its contiguous slice of the samples: the server's
-   * [sample_begin, sample_end) (0, 0 = all) */
+   * [sample_begin, sample_end) (0, 0 = all), already in the claim's spec
+   * as shard_offset / shard_count: set, never added (added, shard k ran
+   * the slice at 2*sample_begin) */
   json_int_t sb = json_integer_value(json_object_get(claim, "sample_begin"));
   json_int_t se = json_integer_value(json_object_get(claim, "sample_end"));
   if (sb < 0 || se < 0 || (se > 0 && se <= sb)) {
@@ -367,16 +376,16 @@ static void run_claim(slot *S, sbx_client *c, json_t *claim) {
   }
   if (!strcmp(state, "succeeded")) {
     int up = o.result_json
-                 ? upload(c, job, "result.json", token, "application/json",
+                 ? upload(p, c, job, "result.json", token, "application/json",
                           o.result_json, o.result_len)
                  : SBX_EIO;
     if (!up && o.adv_npy)
-      up = upload(c, job, "adversarial.npy", token, "application/octet-stream",
-                  o.adv_npy, o.adv_npy_len);
+      up = upload(p, c, job, "adversarial.npy", token,
+                  "application/octet-stream", o.adv_npy, o.adv_npy_len);
     for (int i = 0; !up && i < o.n_gallery; i++) {
       char nm[32];
       snprintf(nm, sizeof(nm), "gallery-%d.png", i);
-      up = upload(c, job, nm, token, "image/png", o.gallery[i],
+      up = upload(p, c, job, nm, token, "image/png", o.gallery[i],
                   o.gallery_len[i]);
     }
     if (up) {
