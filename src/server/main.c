@@ -5,6 +5,7 @@
  *   aisbxd init --data-dir DIR [--tenant ID] [--name NAME] [--config FILE]
  *   aisbxd worker-token create|list|revoke ID --data-dir DIR [--name N]
  *   aisbxd job-limits set --data-dir DIR [--tenant T] [--max-wall-seconds N]..
+ *   aisbxd audit verify|anchor|export --data-dir DIR ... (audit_cli.c)
  * Configuration: file, then AISBXD_<KEY> environment variables, then flags.
  */
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "audit_cli.h"
 #include "sbx/jobs.h"
 #include "sbx/meta.h"
 #include "sbx/server.h"
@@ -74,6 +76,8 @@ int main(int argc, char **argv) {
     free(doc);
     return 0;
   }
+  if (argc > 1 && !strcmp(argv[1], "audit")) /* audit_cli.c */
+    return sbx__audit_cli(argc, argv);
   if (argc == 2 && !strcmp(argv[1], "routes")) {
     for (size_t k = 0; k < sbx_server_route_count(); k++) {
       sbx_route_info ri = sbx_server_route(k);

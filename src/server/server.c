@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "oidc.h"
 #include "park.h"
+#include "audit_ops.h"
 #include "sbx/jobs.h"
 #include "sbx/server.h"
 #include "state.h"
@@ -47,6 +48,7 @@ sbx_server_params sbx_server_default_params(void) {
   p.oidc_leeway_s = 60;
   p.oidc_jwks_min_refresh_s = 60;
   p.job_lease_s = 30;
+  p.audit_anchor_interval_s = 300;
   return p;
 }
 
@@ -94,6 +96,8 @@ static const cfg_key CFG[] = {
     CK(oidc_jwks_min_refresh_s, 'i'),
     CK(metrics_token_file, 's'),
     CK(job_lease_s, 'i'),
+    CK(audit_anchor_file, 's'),
+    CK(audit_anchor_interval_s, 'i'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -279,6 +283,8 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (!rc)
     rc = sbx__park_start(s);
   if (!rc)
+    rc = sbx__anchor_start(s);
+  if (!rc)
     rc = sbx__http_start(s);
   if (rc) {
     sbx_server_stop(s);
@@ -297,6 +303,7 @@ void sbx_server_stop(sbx_server *s) {
     return;
   sbx__http_stop(s);
   sbx__park_stop(s); /* when http never started */
+  sbx__anchor_stop(s);
   for (int i = 0; i < s->pool.n; i++)
     sbx_store_close(s->pool.h[i]);
   sbx__jwt_free(s);
@@ -373,6 +380,10 @@ int sbx_server_init_tenant(const sbx_server_params *p, const char *tenant_id,
 
 /* Opens the store of the data dir in p (the caller closes it). */
 static int open_for_cli(const sbx_server_params *p, sbx_store **st) {
+  return sbx_server_store_open(p, st);
+}
+
+int sbx_server_store_open(const sbx_server_params *p, sbx_store **st) {
   if (!p || !p->data_dir)
     return SBX_EINVAL;
   char spec[SBX_PATH_MAX + 8];

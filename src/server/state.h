@@ -55,6 +55,7 @@ typedef struct sbx__parkq {
 struct sbx__route;     /* router.h */
 struct sbx__oidc;      /* oidc.h */
 struct sbx__authcache; /* authcache.h */
+struct sbx__anchor;    /* audit_ops.h */
 
 struct sbx_server {
   sbx_server_params p;
@@ -78,6 +79,7 @@ struct sbx_server {
   sbx__parkq park;
   _Atomic int sse_streams; /* open GET .../events streams */
   size_t nroutes;
+  struct sbx__anchor *anchor; /* periodic audit anchor, NULL: off */
 };
 
 #endif

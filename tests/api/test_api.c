@@ -219,6 +219,8 @@ static const row ROWS[] = {
      0},
     {"GET", "/api/v1/audit-events", "/api/v1/audit-events", NULL, RA | RAD, 200,
      0},
+    {"GET", "/api/v1/audit-events/verify", "/api/v1/audit-events/verify", NULL,
+     RAD, 200, 0},
     /* process-wide counters: no tenant role, only the operator token
      * (metrics_prometheus) */
     {"GET", "/metrics", "/metrics", NULL, 0, 200, 0},
@@ -271,6 +273,24 @@ static void subst(const char *tpl, const fixture *f, const char *fresh_id,
   out[o] = 0;
 }
 
+/* The head seq of fixture f's audit chain, read through the verify route
+ * with f's admin key (which must answer "ok":true); -1 on any failure. */
+static long audit_head(const fixture *f) {
+  resp r;
+  long st =
+      jreq(&S, "GET", "/api/v1/audit-events/verify", f->admin_key, NULL, &r);
+  const char *p = st == 200 && r.body && strstr(r.body, "\"ok\":true")
+                      ? strstr(r.body, "\"head_seq\":")
+                      : NULL;
+  long h = p ? strtol(p + strlen("\"head_seq\":"), NULL, 10) : -1;
+  resp_free(&r);
+  return h;
+}
+
+/* When set, call_row stores the audit head of its fixture here right
+ * before the row's own request (after the fresh objects it creates). */
+static long *g_head_before;
+
 /* One call of row rw with token tok against fixture f's objects. */
 static long call_row(const row *rw, const fixture *f, const char *tok,
                      resp *r) {
@@ -304,6 +324,8 @@ static long call_row(const row *rw, const fixture *f, const char *tok,
     o.ctype = "application/json";
     o.body = body;
   }
+  if (g_head_before)
+    *g_head_before = audit_head(f);
   return http(&S, rw->method, path, &o, r);
 }
 
@@ -475,6 +497,54 @@ TEST(authorization_matrix) {
     rows_run++;
   }
   CHECK_EQ_INT(rows_run, NROWS);
+}
+
+/* Every state-changing route (POST/PUT/PATCH/DELETE) reachable with a
+ * tenant credential appends an audit row: each is driven once as admin
+ * (key) and the tenant's chain head must have moved past where it was
+ * right before the request, and the chain must still verify. The worker
+ * protocol's rows (no tenant role opens them, roles 0) are job-token
+ * routes: not covered here. And no route can edit or delete audit rows:
+ * no mutating route under /api/v1/audit-events exists at all. */
+TEST(every_mutation_is_audited) {
+  int checked = 0;
+  for (size_t k = 0; k < NROWS; k++) {
+    const row *rw = &ROWS[k];
+    int mutating = strcmp(rw->method, "GET") && strcmp(rw->method, "HEAD");
+    if (mutating && strstr(rw->pattern, "audit")) {
+      fprintf(stderr, "audit: mutating audit route %s %s\n", rw->method,
+              rw->pattern);
+      CHECK(0);
+    }
+    if (!mutating || rw->roles <= 0 || !(rw->roles & RAD))
+      continue;
+    long before = -1;
+    resp r;
+    g_head_before = &before;
+    long st = call_row(rw, &F1, ROLE_KEY[3], &r);
+    g_head_before = NULL;
+    long after = audit_head(&F1);
+    CHECK_EQ_INT(st, rw->ok);
+    /* a refused request (4xx: the totp row's malformed code) and a logout
+     * without a session change nothing: nothing to audit */
+    int noop = st >= 400 || (r.body && strstr(r.body, "\"logged_out\":false"));
+    if (noop) {
+      CHECK(before >= 0 && after == before);
+      resp_free(&r);
+      continue;
+    }
+    if (before < 0 || after <= before)
+      fprintf(stderr, "audit: %s %s -> %ld, head %ld -> %ld %s\n", rw->method,
+              rw->pattern, st, before, after, r.body ? r.body : "");
+    CHECK(before >= 0 && after > before);
+    resp_free(&r);
+    checked++;
+  }
+  for (size_t i = 0; i < sbx_server_route_count(); i++) {
+    sbx_route_info ri = sbx_server_route(i);
+    CHECK(!(strstr(ri.pattern, "audit") && strcmp(ri.method, "GET")));
+  }
+  CHECK(checked >= 13); /* the table's tenant mutations, not a handful */
 }
 
 TEST(security_headers_everywhere) {
@@ -1264,6 +1334,7 @@ int main(int argc, char **argv) {
     RUN(setup_credentials);
     RUN(matrix_covers_every_route);
     RUN(authorization_matrix);
+    RUN(every_mutation_is_audited);
     RUN(security_headers_everywhere);
     RUN(tls_versions);
     RUN(hostile_input);
