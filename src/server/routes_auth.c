@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "dbx.h"
 #include "hutil.h"
+#include "metrics_ops.h"
 #include "openapi.h"
 #include "reply.h"
 #include "session.h"
@@ -88,6 +89,7 @@ static int grant_password(sbx__req *r, json_t *j, int cookie) {
     rc = sbx_meta_user_find_email(sbx__meta(r), t, idx, &u);
   if (rc) {
     sbx__password_verify(dummy, pw); /* same work either way */
+    sbx__metrics_login_failed(r->srv);
     json_decref(j);
     return sbx__problem(r, 401, "Unauthorized", "invalid credentials");
   }
@@ -111,6 +113,7 @@ static int grant_password(sbx__req *r, json_t *j, int cookie) {
     refused = sbx__totp_check(r, t, u.id, code, now) != SBX_OK;
   }
   if (refused) {
+    sbx__metrics_login_failed(r->srv);
     failures++;
     if (failures >= r->srv->p.login_max_failures) {
       sbx__dbx_lockout_set(sbx__meta(r), t, u.id, 0, now + r->srv->p.lockout_s);

@@ -35,6 +35,7 @@ typedef struct sbx__metrics {
   _Atomic int64_t in_flight;
   _Atomic uint64_t auth_fail[3];    /* invalid, expired, missing */
   _Atomic uint64_t rate_limited[2]; /* ip, credential */
+  _Atomic uint64_t login_failed;    /* refused password logins */
   uint8_t token_hash[32];           /* SHA-256 of the operator token */
   int token_set;
 } sbx__metrics;
