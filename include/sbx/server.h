@@ -71,6 +71,9 @@ typedef struct sbx_server_params {
    * and GET /api/v1/audit-events/verify check the chain against it */
   const char *audit_anchor_file;
   int audit_anchor_interval_s;
+  /* structured logs (one JSON object per line, docs/security.md): the
+   * file they are appended to; NULL: stderr */
+  const char *log_file;
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);
@@ -80,6 +83,13 @@ sbx_server_params sbx_server_default_params(void);
  * (SBX_EINVAL, message on stderr). Secrets are never values here: only
  * specs pointing at a file or an environment variable. */
 int sbx_server_config_load(sbx_server_params *p, const char *path);
+
+/* Reopens log_file (after logrotate moved it; aisbxd does it on SIGHUP):
+ * lines go to the new file from the next one on, none is lost or split.
+ * 0 also when no log_file is set; SBX_EIO when it cannot be opened (the
+ * old file stays in use). */
+struct sbx_server;
+int sbx_server_log_reopen(struct sbx_server *s);
 
 /* ---- audit you can prove (src/server/audit_ops.c) ---- */
 struct sbx_store;

@@ -4,9 +4,9 @@
  * outside the database (the log stream, a file on another volume) so a cut
  * tail is detected, export rows as JSON lines.
  *
- * Anchor line (file and log): {"event":"audit.anchor","time":RFC 3339,
- * "ts":unix,"tenant":ID,"seq":N,"hash":hex}. The verifier uses the line of
- * each tenant with the highest seq.
+ * Anchor line (file and log): {"time":RFC 3339,"level":"info",
+ * "event":"audit.anchor","ts":unix,"tenant":ID,"seq":N,"hash":hex}. The
+ * verifier uses the line of each tenant with the highest seq.
  */
 #include "audit_ops.h"
 
@@ -20,6 +20,7 @@
 #include "hutil.h"
 #include "log.h"
 #include "reply.h"
+#include "reqlog.h"
 #include "sbx/crypto.h"
 #include "sbx/meta.h"
 #include "sbx/server.h"
@@ -78,9 +79,9 @@ static int anchor_read(const char *file, const char *tenant, int64_t *seq,
 
 typedef struct anchor_ctx {
   sbx_meta *m;
-  FILE *file; /* may be NULL */
-  FILE *echo; /* may be NULL */
-  int log;    /* also to the server's log stream */
+  FILE *file;      /* may be NULL */
+  FILE *echo;      /* may be NULL */
+  sbx_server *log; /* also to this server's log stream (may be NULL) */
   int rc;
 } anchor_ctx;
 
@@ -100,7 +101,8 @@ static int anchor_one(void *ctx, const char *tenant) {
   rfc3339(now, when);
   char line[512];
   snprintf(line, sizeof line,
-           "{\"event\":\"audit.anchor\",\"time\":\"%s\",\"ts\":%lld,"
+           "{\"time\":\"%s\",\"level\":\"info\",\"event\":\"audit.anchor\","
+           "\"ts\":%lld,"
            "\"tenant\":\"%s\",\"seq\":%lld,\"hash\":\"%s\"}",
            when, (long long)now, tenant, (long long)seq, hex);
   if (a->file && fprintf(a->file, "%s\n", line) < 0)
@@ -108,13 +110,14 @@ static int anchor_one(void *ctx, const char *tenant) {
   if (a->echo)
     fprintf(a->echo, "%s\n", line);
   if (a->log)
-    sbx__log_raw("%s", line);
+    sbx__reqlog_line(a->log, line);
   return 0;
 }
 
 /* Anchors every tenant of m: to file (NULL: none; appended and fsynced),
- * echo (may be NULL) and, when log, the log stream. */
-static int anchor_all(sbx_meta *m, const char *file, FILE *echo, int log) {
+ * echo (may be NULL) and the log stream of server log (may be NULL). */
+static int anchor_all(sbx_meta *m, const char *file, FILE *echo,
+                      sbx_server *log) {
   anchor_ctx a = {m, NULL, echo, log, 0};
   if (file && !(a.file = fopen(file, "a")))
     return SBX_EIO;
@@ -211,7 +214,7 @@ int sbx_server_audit_anchor(const sbx_server_params *p, const char *anchor_file,
   if (rc)
     return rc;
   rc = anchor_all(sbx_store_meta(st),
-                  anchor_file ? anchor_file : p->audit_anchor_file, out, 0);
+                  anchor_file ? anchor_file : p->audit_anchor_file, out, NULL);
   sbx_store_close(st);
   return rc;
 }
@@ -277,6 +280,7 @@ struct sbx__anchor {
   sbx_store *st;
   const char *file;
   int interval_s;
+  sbx_server *s;
 };
 
 /* The anchor thread: a line per tenant every interval, and at the stop. */
@@ -292,7 +296,7 @@ static void *anchor_main(void *arg) {
       ;
     int stop = a->stop;
     pthread_mutex_unlock(&a->mu);
-    int rc = anchor_all(sbx_store_meta(a->st), a->file, NULL, 1);
+    int rc = anchor_all(sbx_store_meta(a->st), a->file, NULL, a->s);
     if (rc)
       sbx__log("audit anchor failed: %s", sbx_strerror(rc));
     if (stop)
@@ -311,6 +315,7 @@ int sbx__anchor_start(sbx_server *s) {
   pthread_cond_init(&a->cv, NULL);
   a->file = s->p.audit_anchor_file;
   a->interval_s = s->p.audit_anchor_interval_s;
+  a->s = s;
   int rc = sbx_server_store_open(&s->p, &a->st);
   if (!rc && pthread_create(&a->thread, NULL, anchor_main, a))
     rc = SBX_ENOMEM;

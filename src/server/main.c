@@ -1,7 +1,7 @@
 /*
  * main.c - the aisbxd command line.
  *   aisbxd --data-dir DIR [--listen HOST:PORT] [--config FILE] [--workers N]
- *          [--worker-bin PATH]
+ *          [--worker-bin PATH]  (SIGHUP: reopen log_file; SIGTERM: stop)
  *   aisbxd init --data-dir DIR [--tenant ID] [--name NAME] [--config FILE]
  *   aisbxd worker-token create|list|revoke ID --data-dir DIR [--name N]
  *   aisbxd job-limits set --data-dir DIR [--tenant T] [--max-wall-seconds N]..
@@ -210,11 +210,13 @@ int main(int argc, char **argv) {
     fflush(stdout);
     return 0;
   }
-  /* SIGTERM/SIGINT are taken by sigwait below, in this thread only */
+  /* SIGTERM/SIGINT (and SIGHUP: reopen log_file) are taken by sigwait
+   * below, in this thread only */
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
   sbx_server *s = NULL;
@@ -241,7 +243,9 @@ int main(int argc, char **argv) {
                             workers < 0 ? sbx_local_workers_default() : workers,
                             worker_bin, &lw);
   int sig = 0;
-  sigwait(&set, &sig);
+  while (!sigwait(&set, &sig) && sig == SIGHUP) /* logrotate */
+    if (sbx_server_log_reopen(s))
+      fprintf(stderr, "aisbxd: log_file reopen failed\n");
   fprintf(stderr, "aisbxd: signal %d, shutting down\n", sig);
   sbx_local_workers_stop(lw);
   sbx_server_stop(s);

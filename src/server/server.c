@@ -18,6 +18,7 @@
 #include "oidc.h"
 #include "park.h"
 #include "audit_ops.h"
+#include "reqlog.h"
 #include "sbx/jobs.h"
 #include "sbx/server.h"
 #include "state.h"
@@ -98,6 +99,7 @@ static const cfg_key CFG[] = {
     CK(job_lease_s, 'i'),
     CK(audit_anchor_file, 's'),
     CK(audit_anchor_interval_s, 'i'),
+    CK(log_file, 's'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -283,6 +285,8 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (!rc)
     rc = sbx__park_start(s);
   if (!rc)
+    rc = sbx__reqlog_init(s);
+  if (!rc)
     rc = sbx__anchor_start(s);
   if (!rc)
     rc = sbx__http_start(s);
@@ -304,6 +308,7 @@ void sbx_server_stop(sbx_server *s) {
   sbx__http_stop(s);
   sbx__park_stop(s); /* when http never started */
   sbx__anchor_stop(s);
+  sbx__reqlog_free(s);
   for (int i = 0; i < s->pool.n; i++)
     sbx_store_close(s->pool.h[i]);
   sbx__jwt_free(s);

@@ -57,6 +57,7 @@ struct sbx__route;     /* router.h */
 struct sbx__oidc;      /* oidc.h */
 struct sbx__authcache; /* authcache.h */
 struct sbx__anchor;    /* audit_ops.h */
+struct sbx__reqlog;    /* reqlog.h */
 
 struct sbx_server {
   sbx_server_params p;
@@ -81,6 +82,7 @@ struct sbx_server {
   _Atomic int sse_streams; /* open GET .../events streams */
   size_t nroutes;
   struct sbx__anchor *anchor; /* periodic audit anchor, NULL: off */
+  struct sbx__reqlog *reqlog; /* structured logs (reqlog.c) */
 };
 
 #endif
