@@ -144,8 +144,9 @@ void sbx__metrics_ops(sbx__req *r, sbx__buf *b) {
   memset(v, 0, sizeof v);
   sbx_sql_val nv[] = {SBX_SQL_I(now)};
   rc = sbx_sql_exec(m,
-                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN lease_expires < "
-                    "$1 THEN 1 ELSE 0 END), 0), MIN(CASE WHEN progress_at > "
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN "
+                    "lease_expires < $1 THEN 1 ELSE 0 END), 0) AS BIGINT), "
+                    "MIN(CASE WHEN progress_at > "
                     "started_at THEN progress_at ELSE started_at END) FROM "
                     "job_shards WHERE state = 1",
                     nv, 1, row_ints, v, NULL);

@@ -27,7 +27,8 @@ promtool check rules "$src/deploy/prometheus/alerts.yml" || fail "check rules"
 (cd "$src/deploy/prometheus" && promtool test rules alerts_test.yml) || fail "test rules"
 
 # 2. a server, some traffic, its /metrics
-"$bin" init --data-dir "$tmp/dd" --tenant acme >/dev/null || fail "init"
+"$bin" init --data-dir "$tmp/dd" --tenant acme >"$tmp/init" || fail "init"
+key=$(sed -n 's/^admin-api-key: //p' "$tmp/init")
 head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/tok"
 chmod 600 "$tmp/tok"
 printf 'metrics_token_file = %s\n' "$tmp/tok" >"$tmp/conf"
@@ -47,10 +48,32 @@ curl -sk "$base/api/v1/projects" >/dev/null # 401
 curl -sk -X POST -H 'Content-Type: application/json' \
   -d '{"grant_type":"password","tenant":"acme","email":"nobody@example.org","password":"wrong-password-1"}' \
   "$base/api/v1/auth/token" >/dev/null
+# a job that no worker takes (the server runs none): the queue gauges
+api() { # METHOD PATH [curl args]: the response body
+  m=$1 p=$2
+  shift 2
+  curl -sfk -X "$m" -H "Authorization: Bearer $key" "$@" "$base$p"
+}
+api POST /api/v1/projects -H 'Content-Type: application/json' \
+  -d '{"id":"p1","name":"P1"}' >/dev/null || fail "project"
+mid=$(api POST '/api/v1/projects/p1/models?name=m' \
+  -H 'Content-Type: application/octet-stream' --data-binary 'model bytes' |
+  sed 's/.*"id":"\([^"]*\)".*/\1/') || fail "model"
+did=$(api POST '/api/v1/projects/p1/datasets?name=d' \
+  -H 'Content-Type: application/octet-stream' --data-binary 'data bytes' |
+  sed 's/.*"id":"\([^"]*\)".*/\1/') || fail "dataset"
+api POST /api/v1/projects/p1/jobs -H 'Content-Type: application/json' \
+  -d "{\"attack\":\"fgsm\",\"model_id\":\"$mid\",\"dataset_id\":\"$did\"}" \
+  >/dev/null || fail "job"
+sleep 1.1 # the oldest queued job is at least a second old
 curl -sfk -H "Authorization: Bearer $(cat "$tmp/tok")" "$base/metrics" \
   >"$tmp/metrics" || fail "GET /metrics"
 grep -q '^aisbxd_login_failures_total 1$' "$tmp/metrics" ||
   fail "the refused login is not counted"
+grep -q '^aisbxd_jobs_queued 1$' "$tmp/metrics" || fail "queued job not counted"
+age=$(sed -n 's/^aisbxd_job_queue_oldest_age_seconds //p' "$tmp/metrics")
+[ "$age" -ge 1 ] && [ "$age" -lt 60 ] || fail "oldest queued age $age"
+grep -q '^aisbxd_job_shards_running 0$' "$tmp/metrics" || fail "running shards"
 lint=$(promtool check metrics <"$tmp/metrics" 2>&1) || fail "check metrics: $lint"
 [ -z "$lint" ] || fail "check metrics: $lint"
 
