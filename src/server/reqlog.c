@@ -125,6 +125,14 @@ static void clean(const char *s, char *out, size_t cap) {
   out[o] = 0;
 }
 
+/* The route pattern of r ("unmatched" when none). */
+static const char *route_of(const sbx__req *r) {
+  const sbx_server *s = r->srv;
+  if (s->routes && r->route >= 0 && (size_t)r->route < s->nroutes)
+    return s->routes[r->route].pattern;
+  return "unmatched";
+}
+
 /* Writes one line (a single write(2): lines never interleave). */
 static void emit(sbx_server *s, const char *line, size_t n) {
   const struct sbx__reqlog *l = s->reqlog;
@@ -173,8 +181,7 @@ void sbx__reqlog_request(sbx__req *r, const char *method, double seconds) {
                                        : "info",
                     "request", line, sizeof line);
   clean(method, m, sizeof m);
-  clean(r->route >= 0 ? r->srv->routes[r->route].pattern : "unmatched", route,
-        sizeof route);
+  clean(route_of(r), route, sizeof route);
   if (n < 0 || (size_t)n >= sizeof line)
     return;
   int k = snprintf(line + n, sizeof line - (size_t)n,
@@ -194,8 +201,7 @@ void sbx__reqlog_event(sbx__req *r, const char *level, const char *event,
   int n = line_head(r, level, event, line, sizeof line);
   if (n < 0 || (size_t)n >= sizeof line)
     return;
-  clean(r->route >= 0 ? r->srv->routes[r->route].pattern : "unmatched", route,
-        sizeof route);
+  clean(route_of(r), route, sizeof route);
   if (r->srv->reqlog)
     pseudonym(r->srv->reqlog, "target", target, tgt);
   int k = snprintf(line + n, sizeof line - (size_t)n,
