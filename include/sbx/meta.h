@@ -240,4 +240,41 @@ int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
  * removed or reordered. *count (may be NULL) receives the number checked. */
 int sbx_meta_audit_verify(sbx_meta *m, const char *tenant_id, int64_t *count);
 
+/* ---- audit: proof (src/store/audit_verify.c) ---- */
+/* The result of walking one tenant's chain. bad_seq is the position of the
+ * first broken row (0 when the chain is intact): the seq of an edited row,
+ * of a row whose prev_hash does not link, of the first missing seq, or,
+ * for a chain cut short of its anchor, the first seq after the last row. */
+typedef struct sbx_audit_check {
+  int64_t count;    /* rows read */
+  int64_t head_seq; /* last row of the intact prefix (0: none) */
+  uint8_t head_hash[SBX_SHA256_LEN]; /* its hash (zeros when head_seq 0) */
+  int64_t bad_seq;                   /* 0: intact */
+  char reason[96];                   /* "" or why bad_seq is broken */
+} sbx_audit_check;
+
+/* Walks the chain of tenant_id. anchor_seq > 0 with anchor_hash (32 bytes)
+ * is a head recorded earlier outside the database: the chain must still
+ * reach anchor_seq with that hash (tail truncation, rewritten history).
+ * Returns 0 intact, SBX_ECRYPTO broken (out says where and why), other
+ * negatives on store errors. out is always written. */
+int sbx_meta_audit_check(sbx_meta *m, const char *tenant_id, int64_t anchor_seq,
+                         const uint8_t *anchor_hash, sbx_audit_check *out);
+/* The newest row of a tenant: *seq 0 and zero hash when there is none. */
+int sbx_meta_audit_head(sbx_meta *m, const char *tenant_id, int64_t *seq,
+                        uint8_t hash[SBX_SHA256_LEN]);
+/* Calls fn for every tenant that has a tenant row or audit rows, sorted;
+ * a non-zero return from fn stops the walk and is returned. */
+int sbx_meta_audit_tenants(sbx_meta *m,
+                           int (*fn)(void *ctx, const char *tenant_id),
+                           void *ctx);
+/* Calls fn for each row of tenant_id (NULL: every tenant) with since <= ts
+ * < until (until 0: no upper bound), by tenant then seq. The event passed
+ * to fn is valid only during the call; a non-zero return stops the walk. */
+int sbx_meta_audit_list(sbx_meta *m, const char *tenant_id, int64_t since,
+                        int64_t until,
+                        int (*fn)(void *ctx, const char *tenant_id,
+                                  const sbx_audit_event *e),
+                        void *ctx);
+
 #endif

@@ -11,6 +11,7 @@
 #define SBX_SERVER_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "sbx/status.h"
@@ -77,6 +78,16 @@ typedef struct sbx_server_params {
   /* metadata in PostgreSQL (libpq conninfo; a password goes in PGPASSFILE,
    * not here); NULL: SQLite in data_dir. Replicas share it and data_dir */
   const char *pg_conninfo;
+  /* audit chain anchoring (docs/security.md "Audit you can prove"): every
+   * audit_anchor_interval_s (default 300; 0: off) each tenant's chain head
+   * is logged ("audit-anchor" JSON line) and, when set, appended to
+   * audit_anchor_file (put it on another volume); `aisbxd audit verify`
+   * and GET /api/v1/audit-events/verify check the chain against it */
+  const char *audit_anchor_file;
+  int audit_anchor_interval_s;
+  /* structured logs (one JSON object per line, docs/security.md): the
+   * file they are appended to; NULL: stderr */
+  const char *log_file;
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);
@@ -86,6 +97,34 @@ sbx_server_params sbx_server_default_params(void);
  * (SBX_EINVAL, message on stderr). Secrets are never values here: only
  * specs pointing at a file or an environment variable. */
 int sbx_server_config_load(sbx_server_params *p, const char *path);
+
+/* Reopens log_file (after logrotate moved it; aisbxd does it on SIGHUP):
+ * lines go to the new file from the next one on, none is lost or split.
+ * 0 also when no log_file is set; SBX_EIO when it cannot be opened (the
+ * old file stays in use). */
+struct sbx_server;
+int sbx_server_log_reopen(struct sbx_server *s);
+
+/* ---- audit you can prove (src/server/audit_ops.c) ---- */
+struct sbx_store;
+/* Opens the store of p->data_dir as the operator commands do (migrations
+ * applied; the caller closes it with sbx_store_close). */
+int sbx_server_store_open(const sbx_server_params *p, struct sbx_store **out);
+/* Offline verify: walks every tenant's chain (against the last anchor of
+ * each tenant in anchor_file, NULL: p->audit_anchor_file, none: no anchor)
+ * and writes one JSON object per tenant to out. 0 all intact, SBX_ECRYPTO
+ * when a chain is broken (the line says the first broken seq and why). */
+int sbx_server_audit_verify(const sbx_server_params *p, const char *anchor_file,
+                            FILE *out);
+/* Appends every tenant's chain head to anchor_file (NULL:
+ * p->audit_anchor_file; both NULL: SBX_EINVAL) and echoes the lines to
+ * out (may be NULL). */
+int sbx_server_audit_anchor(const sbx_server_params *p, const char *anchor_file,
+                            FILE *out);
+/* Writes the audit rows with since <= ts < until (until 0: no bound) of
+ * tenant (NULL: all) as JSON lines to out. */
+int sbx_server_audit_export(const sbx_server_params *p, const char *tenant,
+                            int64_t since, int64_t until, FILE *out);
 
 typedef struct sbx_server sbx_server;
 

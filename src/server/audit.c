@@ -3,7 +3,10 @@
  */
 #include "audit.h"
 
+#include <stdio.h>
+
 #include "log.h"
+#include "reqlog.h"
 #include "sbx/meta.h"
 #include "util.h"
 
@@ -13,4 +16,7 @@ void sbx__audit(sbx__req *r, const char *action, const char *target) {
                                  action, target, NULL);
   if (rc)
     sbx__log("audit append failed: %s", sbx_strerror(rc));
+  char ev[96];
+  snprintf(ev, sizeof ev, "audit.%s", action);
+  sbx__reqlog_event(r, "info", ev, target);
 }

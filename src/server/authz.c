@@ -13,12 +13,15 @@
 #include "metrics.h"
 #include "rbac.h"
 #include "reply.h"
+#include "reqlog.h"
 #include "session.h"
 
 static int deny(sbx__req *r, int status, const char *title,
                 const char *detail) {
   if (status == 401)
     sbx__add_header(r, "WWW-Authenticate", "Bearer");
+  sbx__reqlog_event(r, "warn",
+                    status == 401 ? "auth.failed" : "permission.denied", NULL);
   sbx__problem(r, status, title, detail);
   return 1;
 }

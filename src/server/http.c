@@ -31,6 +31,7 @@
 #include "pool.h"
 #include "ratelimit.h"
 #include "reply.h"
+#include "reqlog.h"
 #include "req.h"
 #include "router.h"
 #include "state.h"
@@ -284,9 +285,7 @@ respond:;
     sbx__pool_give(&s->pool, r->st);
     r->st = NULL;
   }
-  if (r->status >= 500 || getenv("AISBXD_LOG_REQUESTS"))
-    sbx__log_raw("{\"request_id\":\"%s\",\"method\":\"%s\",\"status\":%d}",
-                 r->reqid, method, r->status);
+  sbx__reqlog_request(r, method, sbx__mono() - r->t0); /* reqlog.c */
   return ret;
 }
 

@@ -1,11 +1,12 @@
 /*
  * main.c - the aisbxd command line.
  *   aisbxd --data-dir DIR [--listen HOST:PORT] [--config FILE] [--workers N]
- *          [--worker-bin PATH]
+ *          [--worker-bin PATH]  (SIGHUP: reopen log_file; SIGTERM: stop)
  *   aisbxd init --data-dir DIR [--tenant ID] [--name NAME] [--config FILE]
  *   aisbxd worker-token create|list|revoke ID --data-dir DIR [--name N]
  *   aisbxd job-limits set --data-dir DIR [--tenant T] [--max-wall-seconds N]..
  *               [--master-key-from pkcs11:URI|file:PATH|credential:NAME]
+ *   aisbxd audit verify|anchor|export --data-dir DIR ... (audit_cli.c)
  * Configuration: file, then AISBXD_<KEY> environment variables, then flags.
  */
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "audit_cli.h"
 #include "sbx/jobs.h"
 #include "sbx/meta.h"
 #include "sbx/server.h"
@@ -75,6 +77,8 @@ int main(int argc, char **argv) {
     free(doc);
     return 0;
   }
+  if (argc > 1 && !strcmp(argv[1], "audit")) /* audit_cli.c */
+    return sbx__audit_cli(argc, argv);
   if (argc == 2 && !strcmp(argv[1], "routes")) {
     for (size_t k = 0; k < sbx_server_route_count(); k++) {
       sbx_route_info ri = sbx_server_route(k);
@@ -211,11 +215,13 @@ int main(int argc, char **argv) {
     fflush(stdout);
     return 0;
   }
-  /* SIGTERM/SIGINT are taken by sigwait below, in this thread only */
+  /* SIGTERM/SIGINT (and SIGHUP: reopen log_file) are taken by sigwait
+   * below, in this thread only */
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
   sbx_server *s = NULL;
@@ -242,7 +248,9 @@ int main(int argc, char **argv) {
                             workers < 0 ? sbx_local_workers_default() : workers,
                             worker_bin, &lw);
   int sig = 0;
-  sigwait(&set, &sig);
+  while (!sigwait(&set, &sig) && sig == SIGHUP) /* logrotate */
+    if (sbx_server_log_reopen(s))
+      fprintf(stderr, "aisbxd: log_file reopen failed\n");
   fprintf(stderr, "aisbxd: signal %d, shutting down\n", sig);
   sbx_local_workers_stop(lw);
   sbx_server_stop(s);

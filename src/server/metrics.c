@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "metrics.h"
+#include "metrics_ops.h"
 
 #include "buf.h"
 #include "log.h"
@@ -194,5 +195,6 @@ int sbx__metrics_h(sbx__req *r) {
   sbx__buf_str(&b, "\naisbxd_rate_limited_total{scope=\"credential\"} ");
   put_u64(&b, ld(&m->rate_limited[1]));
   sbx__buf_put(&b, "\n", 1);
+  sbx__metrics_ops(r, &b); /* metrics_ops.c */
   return sbx__reply_buf(r, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
 }

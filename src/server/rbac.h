@@ -46,6 +46,7 @@ enum {
     SBX__ROLE_DEVELOPER | SBX__ROLE_ANALYST | SBX__ROLE_ADMIN)                 \
   X(RESULT_READ, "result:read", SBX__ROLES_ALL)                                \
   X(AUDIT_READ, "audit:read", SBX__ROLE_ANALYST | SBX__ROLE_ADMIN)             \
+  X(AUDIT_VERIFY, "audit:verify", SBX__ROLE_ADMIN)                             \
   X(JOBLIMIT_READ, "job-limits:read", SBX__ROLE_ADMIN)                         \
   X(JOBLIMIT_WRITE, "job-limits:write", SBX__ROLE_ADMIN)                       \
   /* process-wide counters of all tenants: no tenant role may read them,       \

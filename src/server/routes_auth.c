@@ -12,6 +12,8 @@
 #include "auth.h"
 #include "dbx.h"
 #include "hutil.h"
+#include "metrics_ops.h"
+#include "reqlog.h"
 #include "openapi.h"
 #include "reply.h"
 #include "session.h"
@@ -88,6 +90,8 @@ static int grant_password(sbx__req *r, json_t *j, int cookie) {
     rc = sbx_meta_user_find_email(sbx__meta(r), t, idx, &u);
   if (rc) {
     sbx__password_verify(dummy, pw); /* same work either way */
+    sbx__metrics_login_failed(r->srv);
+    sbx__reqlog_event(r, "warn", "login.failed", NULL);
     json_decref(j);
     return sbx__problem(r, 401, "Unauthorized", "invalid credentials");
   }
@@ -111,11 +115,14 @@ static int grant_password(sbx__req *r, json_t *j, int cookie) {
     refused = sbx__totp_check(r, t, u.id, code, now) != SBX_OK;
   }
   if (refused) {
+    sbx__metrics_login_failed(r->srv);
+    sbx__reqlog_event(r, "warn", "login.failed", u.id);
     failures++;
     if (failures >= r->srv->p.login_max_failures) {
       sbx__dbx_lockout_set(sbx__meta(r), t, u.id, 0, now + r->srv->p.lockout_s);
       sbx_meta_audit_append(sbx__meta(r), t, now, u.id, "auth.lockout", u.id,
                             NULL);
+      sbx__reqlog_event(r, "warn", "lockout", u.id);
     } else {
       sbx__dbx_lockout_set(sbx__meta(r), t, u.id, failures, 0);
     }
@@ -125,6 +132,7 @@ static int grant_password(sbx__req *r, json_t *j, int cookie) {
   if (failures || locked)
     sbx__dbx_lockout_set(sbx__meta(r), t, u.id, 0, 0);
   sbx_meta_audit_append(sbx__meta(r), t, now, u.id, "auth.login", u.id, NULL);
+  sbx__reqlog_event(r, "info", "login.ok", u.id);
   char tcopy[SBX_ID_MAX];
   snprintf(tcopy, sizeof tcopy, "%s", t);
   json_decref(j);

@@ -19,6 +19,8 @@
 #include "metrics.h"
 #include "oidc.h"
 #include "park.h"
+#include "audit_ops.h"
+#include "reqlog.h"
 #include "sbx/jobs.h"
 #include "sbx/server.h"
 #include "state.h"
@@ -55,6 +57,7 @@ sbx_server_params sbx_server_default_params(void) {
   p.head_timeout_s = 10;
   p.body_min_rate = 1024;
   p.idle_timeout_s = 30;
+  p.audit_anchor_interval_s = 300;
   return p;
 }
 
@@ -109,6 +112,9 @@ static const cfg_key CFG[] = {
     CK(body_min_rate, 'i'),
     CK(idle_timeout_s, 'i'),
     CK(pg_conninfo, 's'),
+    CK(audit_anchor_file, 's'),
+    CK(audit_anchor_interval_s, 'i'),
+    CK(log_file, 's'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -401,6 +407,10 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (!rc)
     rc = sbx__park_start(s);
   if (!rc)
+    rc = sbx__reqlog_init(s);
+  if (!rc)
+    rc = sbx__anchor_start(s);
+  if (!rc)
     rc = sbx__http_start(s);
   if (rc) {
     sbx_server_stop(s);
@@ -419,6 +429,8 @@ void sbx_server_stop(sbx_server *s) {
     return;
   sbx__http_stop(s);
   sbx__park_stop(s); /* when http never started */
+  sbx__anchor_stop(s);
+  sbx__reqlog_free(s);
   for (int i = 0; i < s->pool.n; i++)
     sbx_store_close(s->pool.h[i]);
   sbx__jwt_free(s);
@@ -496,6 +508,10 @@ int sbx_server_init_tenant(const sbx_server_params *p, const char *tenant_id,
 
 /* Opens the store of the data dir in p (the caller closes it). */
 static int open_for_cli(const sbx_server_params *p, sbx_store **st) {
+  return sbx_server_store_open(p, st);
+}
+
+int sbx_server_store_open(const sbx_server_params *p, sbx_store **st) {
   if (!p || !p->data_dir)
     return SBX_EINVAL;
   char spec[SBX_PATH_MAX + 8];

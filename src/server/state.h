@@ -35,6 +35,7 @@ typedef struct sbx__metrics {
   _Atomic int64_t in_flight;
   _Atomic uint64_t auth_fail[3];    /* invalid, expired, missing */
   _Atomic uint64_t rate_limited[2]; /* ip, credential */
+  _Atomic uint64_t login_failed;    /* refused password logins */
   uint8_t token_hash[32];           /* SHA-256 of the operator token */
   int token_set;
 } sbx__metrics;
@@ -56,6 +57,8 @@ struct sbx__route;     /* router.h */
 struct sbx__oidc;      /* oidc.h */
 struct sbx__authcache; /* authcache.h */
 struct sbx__connguard; /* conn.h */
+struct sbx__anchor;    /* audit_ops.h */
+struct sbx__reqlog;    /* reqlog.h */
 
 struct sbx_server {
   sbx_server_params p;
@@ -81,6 +84,8 @@ struct sbx_server {
   sbx__parkq park;
   _Atomic int sse_streams; /* open GET .../events streams */
   size_t nroutes;
+  struct sbx__anchor *anchor; /* periodic audit anchor, NULL: off */
+  struct sbx__reqlog *reqlog; /* structured logs (reqlog.c) */
 };
 
 #endif

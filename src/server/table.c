@@ -7,6 +7,7 @@
  */
 #include "table.h"
 
+#include "audit_ops.h"
 #include "metrics.h"
 #include "oidc.h"
 #include "openapi.h"
@@ -156,6 +157,11 @@ const sbx__route sbx__routes[] = {
      "End the claimed shard; the job token dies (job token)", 200},
     {"GET", "/api/v1/audit-events", SBX__PERM_AUDIT_READ, 0, SBX__BODY_NONE,
      sbx__h_audit_list, "Audit events (hash-chained)", 200},
+    {"GET", "/api/v1/audit-events/verify", SBX__PERM_AUDIT_VERIFY, 0,
+     SBX__BODY_NONE, sbx__h_audit_verify,
+     "Walk the tenant's audit hash chain (and its last anchor): the first "
+     "broken row",
+     200},
     {"GET", "/metrics", SBX__PERM_METRICS, SBX__RF_OPERATOR, SBX__BODY_NONE,
      sbx__metrics_h,
      "Prometheus metrics (operator token from metrics_token_file only)", 200},

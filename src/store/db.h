@@ -76,6 +76,13 @@ int sbx__db_rollback(sbx__db *db);
 /* The driver handle under a metadata store (borrowed, valid until
  * sbx_meta_close). Used by sql.c, the public query interface (sbx/sql.h)
  * of service modules with tables of their own beside the store's. */
+/* The chain hash of one audit row (meta.c; audit_verify.c recomputes it):
+ * SHA-256(prev || seq || ts || len-prefixed tenant, actor, action, target).
+ * Writes 32 bytes to out (zeros when the hash cannot be computed). */
+void sbx__audit_hash(const char *tenant_id, int64_t seq, int64_t ts,
+                     const char *actor, const char *action, const char *target,
+                     const uint8_t prev[32], uint8_t out[32]);
+
 struct sbx_meta;
 sbx__db *sbx__meta_db(struct sbx_meta *m);
 

@@ -942,10 +942,11 @@ int sbx_meta_api_key_touch(sbx_meta *m, const char *tenant_id, const char *id,
 
 /* ---- audit (hash chain) ---- */
 
-static void audit_hash(const char *tenant_id, int64_t seq, int64_t ts,
-                       const char *actor, const char *action,
-                       const char *target, const uint8_t prev[32],
-                       uint8_t out[32]) {
+/* The hash of one audit row (db.h): SHA-256 over the previous hash, seq,
+ * ts and the length-prefixed tenant, actor, action and target. */
+void sbx__audit_hash(const char *tenant_id, int64_t seq, int64_t ts,
+                     const char *actor, const char *action, const char *target,
+                     const uint8_t prev[32], uint8_t out[32]) {
   sbx_sha256_ctx c;
   uint8_t num[16];
   if (sbx_sha256_init(&c)) {
@@ -1002,7 +1003,7 @@ int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
     uint8_t hash[32];
     int64_t seq = h.seq + 1;
     if (!rc) {
-      audit_hash(tenant_id, seq, ts, actor, action, target, h.hash, hash);
+      sbx__audit_hash(tenant_id, seq, ts, actor, action, target, h.hash, hash);
       sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(seq),    SBX_VI(ts),
                       SBX_VT(actor),     SBX_VT(action), SBX_VT(target),
                       SBX_VB(h.hash, 32), SBX_VB(hash, 32)};
@@ -1042,8 +1043,8 @@ static int row_verify(void *ctx, const sbx__row *r) {
       sbx__col_fixed(r, 5, e.prev_hash, 32) || sbx__col_fixed(r, 6, e.hash, 32))
     return SBX_ECRYPTO;
   uint8_t h[32];
-  audit_hash(vc->tenant_id, e.seq, e.ts, e.actor, e.action, e.target,
-             vc->prev, h);
+  sbx__audit_hash(vc->tenant_id, e.seq, e.ts, e.actor, e.action, e.target,
+                  vc->prev, h);
   if (e.seq != vc->expect_seq || !sbx_ct_equal(e.prev_hash, vc->prev, 32) ||
       !sbx_ct_equal(h, e.hash, 32))
     return SBX_ECRYPTO;

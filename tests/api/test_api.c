@@ -219,6 +219,8 @@ static const row ROWS[] = {
      0},
     {"GET", "/api/v1/audit-events", "/api/v1/audit-events", NULL, RA | RAD, 200,
      0},
+    {"GET", "/api/v1/audit-events/verify", "/api/v1/audit-events/verify", NULL,
+     RAD, 200, 0},
     /* process-wide counters: no tenant role, only the operator token
      * (metrics_prometheus) */
     {"GET", "/metrics", "/metrics", NULL, 0, 200, 0},
@@ -271,6 +273,24 @@ static void subst(const char *tpl, const fixture *f, const char *fresh_id,
   out[o] = 0;
 }
 
+/* The head seq of fixture f's audit chain, read through the verify route
+ * with f's admin key (which must answer "ok":true); -1 on any failure. */
+static long audit_head(const fixture *f) {
+  resp r;
+  long st =
+      jreq(&S, "GET", "/api/v1/audit-events/verify", f->admin_key, NULL, &r);
+  const char *p = st == 200 && r.body && strstr(r.body, "\"ok\":true")
+                      ? strstr(r.body, "\"head_seq\":")
+                      : NULL;
+  long h = p ? strtol(p + strlen("\"head_seq\":"), NULL, 10) : -1;
+  resp_free(&r);
+  return h;
+}
+
+/* When set, call_row stores the audit head of its fixture here right
+ * before the row's own request (after the fresh objects it creates). */
+static long *g_head_before;
+
 /* One call of row rw with token tok against fixture f's objects. */
 static long call_row(const row *rw, const fixture *f, const char *tok,
                      resp *r) {
@@ -304,6 +324,8 @@ static long call_row(const row *rw, const fixture *f, const char *tok,
     o.ctype = "application/json";
     o.body = body;
   }
+  if (g_head_before)
+    *g_head_before = audit_head(f);
   return http(&S, rw->method, path, &o, r);
 }
 
@@ -478,6 +500,112 @@ TEST(authorization_matrix) {
     rows_run++;
   }
   CHECK_EQ_INT(rows_run, NROWS);
+}
+
+/* Every state-changing route (POST/PUT/PATCH/DELETE) reachable with a
+ * tenant credential appends an audit row: each is driven once as admin
+ * (key) and the tenant's chain head must have moved past where it was
+ * right before the request, and the chain must still verify. The worker
+ * protocol's rows (no tenant role opens them, roles 0) are job-token
+ * routes: not covered here. And no route can edit or delete audit rows:
+ * no mutating route under /api/v1/audit-events exists at all. */
+TEST(every_mutation_is_audited) {
+  int checked = 0;
+  for (size_t k = 0; k < NROWS; k++) {
+    const row *rw = &ROWS[k];
+    int mutating = strcmp(rw->method, "GET") && strcmp(rw->method, "HEAD");
+    if (mutating && strstr(rw->pattern, "audit")) {
+      fprintf(stderr, "audit: mutating audit route %s %s\n", rw->method,
+              rw->pattern);
+      CHECK(0);
+    }
+    if (!mutating || rw->roles <= 0 || !(rw->roles & RAD))
+      continue;
+    long before = -1;
+    resp r;
+    g_head_before = &before;
+    long st = call_row(rw, &F1, ROLE_KEY[3], &r);
+    g_head_before = NULL;
+    long after = audit_head(&F1);
+    CHECK_EQ_INT(st, rw->ok);
+    /* a refused request (4xx: the totp row's malformed code) and a logout
+     * without a session change nothing: nothing to audit */
+    int noop = st >= 400 || (r.body && strstr(r.body, "\"logged_out\":false"));
+    if (noop) {
+      CHECK(before >= 0 && after == before);
+      resp_free(&r);
+      continue;
+    }
+    if (before < 0 || after <= before)
+      fprintf(stderr, "audit: %s %s -> %ld, head %ld -> %ld %s\n", rw->method,
+              rw->pattern, st, before, after, r.body ? r.body : "");
+    CHECK(before >= 0 && after > before);
+    resp_free(&r);
+    checked++;
+  }
+  for (size_t i = 0; i < sbx_server_route_count(); i++) {
+    sbx_route_info ri = sbx_server_route(i);
+    CHECK(!(strstr(ri.pattern, "audit") && strcmp(ri.method, "GET")));
+  }
+  CHECK(checked >= 13); /* the table's tenant mutations, not a handful */
+}
+
+/* The structured log of the whole flow above (log_file): every line one
+ * JSON object with the fixed fields; requests and security events are
+ * there; and no secret the flow created appears anywhere: not the admin
+ * keys, bootstrap tokens, role keys and JWTs, the metrics token, any
+ * password or e-mail address, nor anything shaped like a credential
+ * (ak_, rt_, wt_ prefixes, a JWT header "eyJ", "Bearer"), whichever case
+ * created it. Actor and IP are pseudonyms (ps_ + 16 hex). */
+TEST(logs_hold_no_secret) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/aisbxd.log", g_dir);
+  FILE *f = fopen(path, "r");
+  CHECK(f != NULL);
+  if (!f)
+    return;
+  const char *fixed[] = {K1,         K2,          BOOT1,
+                         BOOT2,      EXPIRED_KEY, FORGED_KEY,
+                         FORGED_JWT, EXPIRED_JWT, METRICS_TOKEN};
+  const char *shapes[] = {"ak_",    "rt_",      "wt_",         "eyJ",
+                          "Bearer", "password", "@t1.example", "@T1.example",
+                          "@x.org", "127.0.0.1"};
+  static char line[8192];
+  int lines = 0, bad = 0, requests = 0, denied = 0, login_ok = 0,
+      login_failed = 0, audit = 0;
+  while (fgets(line, sizeof line, f)) {
+    lines++;
+    int leak = 0;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+      leak |= fixed[i][0] && strstr(line, fixed[i]) != NULL;
+    for (int i = 0; i < 4; i++)
+      leak |= (ROLE_KEY[i][0] && strstr(line, ROLE_KEY[i])) ||
+              (ROLE_JWT[i][0] && strstr(line, ROLE_JWT[i]));
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+      leak |= strstr(line, shapes[i]) != NULL;
+    /* request and security-event lines carry the request's fields; the
+     * audit anchors (no request) the chain head */
+    int anchor = strstr(line, "\"event\":\"audit.anchor\"") != NULL;
+    int shape = !strncmp(line, "{\"time\":\"", 9) &&
+                strstr(line, "\"level\":\"") && strchr(line, '\n') &&
+                (anchor ? strstr(line, "\"hash\":\"") != NULL
+                        : strstr(line, "\"event\":\"") &&
+                              strstr(line, "\"request_id\":\"") &&
+                              strstr(line, "\"actor\":\"") &&
+                              strstr(line, "\"ip\":\"ps_"));
+    if ((leak || !shape) && bad++ < 5)
+      fprintf(stderr, "log line %d (%s): %s", lines, leak ? "leak" : "shape",
+              line);
+    requests += strstr(line, "\"event\":\"request\"") != NULL;
+    denied += strstr(line, "\"event\":\"permission.denied\"") != NULL;
+    login_ok += strstr(line, "\"event\":\"login.ok\"") != NULL;
+    login_failed += strstr(line, "\"event\":\"login.failed\"") != NULL;
+    audit += strstr(line, "\"event\":\"audit.api_key.create\"") != NULL;
+  }
+  fclose(f);
+  CHECK_EQ_INT(bad, 0);
+  CHECK(lines > 1000 && requests > 1000);
+  CHECK(denied > 0 && login_ok > 0 && login_failed > 0 && audit > 0);
 }
 
 TEST(security_headers_everywhere) {
@@ -1242,14 +1370,15 @@ int main(int argc, char **argv) {
   if (!mkdtemp(g_dir))
     return 2;
   snprintf(g_cfg, sizeof g_cfg, "%s.conf", g_dir);
-  char mtok[300], mcfg[400];
+  char mtok[300], mcfg[800];
   snprintf(mtok, sizeof mtok, "%s/metrics.token", g_dir);
   int mfd = open(mtok, O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (mfd < 0 || write(mfd, METRICS_TOKEN, strlen(METRICS_TOKEN)) < 0 ||
       write(mfd, "\n", 1) != 1)
     return 2;
   close(mfd);
-  snprintf(mcfg, sizeof mcfg, "metrics_token_file = %s\n", mtok);
+  snprintf(mcfg, sizeof mcfg,
+           "metrics_token_file = %s\nlog_file = %s/aisbxd.log\n", mtok, g_dir);
   api_write_config(g_cfg, mcfg);
   if (api_init_tenant(g_dir, g_cfg, "t1", K1, BOOT1) ||
       api_init_tenant(g_dir, g_cfg, "t2", K2, BOOT2)) {
@@ -1267,6 +1396,7 @@ int main(int argc, char **argv) {
     RUN(setup_credentials);
     RUN(matrix_covers_every_route);
     RUN(authorization_matrix);
+    RUN(every_mutation_is_audited);
     RUN(security_headers_everywhere);
     RUN(tls_versions);
     RUN(hostile_input);
@@ -1285,6 +1415,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "aisbxd exit status after SIGTERM: %d\n", stop);
     harness_tests_failed++;
   }
+  if (!fx)
+    RUN(logs_hold_no_secret);
   sbx__jwt_free(&g_fake);
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", g_dir, g_cfg);
