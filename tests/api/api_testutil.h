@@ -53,7 +53,12 @@ static int api_init_tenant(const char *dir, const char *cfg, const char *tenant,
   return (st == 0 && key[0] && boot[0]) ? 0 : -1;
 }
 
-static void api_write_config(const char *path, const char *extra) {
+/* Writes the tests' configuration plus extra (may be NULL). strict_conn 0:
+ * the connection guard's deadlines are relaxed (a TLS handshake under ASan
+ * on a loaded 2-core host can take seconds); 1: the defaults, for the
+ * slow-client test that measures them. */
+static void api_write_config_conn(const char *path, const char *extra,
+                                  int strict_conn) {
   FILE *f = fopen(path, "w");
   if (!f)
     return;
@@ -64,9 +69,16 @@ static void api_write_config(const char *path, const char *extra) {
           "rate_ip_per_s = 100000\nrate_ip_burst = 100000\n"
           "rate_key_per_s = 100000\nrate_key_burst = 100000\n"
           "login_max_failures = 3\nlockout_s = 60\n"
-          "%s",
+          "%s%s",
+          strict_conn ? ""
+                      : "tls_handshake_timeout_s = 60\nhead_timeout_s = 60\n"
+                        "idle_timeout_s = 120\n",
           extra ? extra : "");
   fclose(f);
+}
+
+static void api_write_config(const char *path, const char *extra) {
+  api_write_config_conn(path, extra, 0);
 }
 
 /* Starts aisbxd on dir with config cfg, listening on listen

@@ -369,7 +369,7 @@ int main(int argc, char **argv) {
     return 1;
   char cfg[300];
   snprintf(cfg, sizeof cfg, "%s/aisbxd.conf", dir);
-  api_write_config(cfg, NULL); /* connection settings: the defaults */
+  api_write_config_conn(cfg, NULL, 1); /* connection settings: the defaults */
   srv s;
   if (api_start(&s, dir, cfg)) {
     fprintf(stderr, "FAIL: aisbxd did not start\n");
