@@ -15,6 +15,8 @@ worker-token create`, starts `aisbx-worker` against it, and checks:
   sandbox tests cover the full hostile corpus) while another
   tenant's job beside them succeeds, and the worker survives;
 - a running job is cancelled within 2 s of the request;
+- an endless job ends timed_out at its wall-time limit and a job over its
+  memory limit fails naming it, set per job through the API;
 - a job whose worker is killed (-9) is re-queued and completed by another.
 """
 import json, os, signal, socket, ssl, subprocess, sys, tempfile, time
@@ -63,10 +65,12 @@ class Api:
         assert st == 201, (st, o)
         return o["id"]
 
-    def job(self, proj, model, dataset, spec, shards=None):
+    def job(self, proj, model, dataset, spec, shards=None, limits=None):
         body = {"model_id": model, "dataset_id": dataset, "spec": spec}
         if shards:
             body["shards"] = shards
+        if limits:
+            body["limits"] = limits
         st, o = self.req("POST", f"/api/v1/projects/{proj}/jobs", body)
         assert st == 201, (st, o)
         return o["id"]
@@ -220,10 +224,27 @@ def main():
         st, _ = a1.req("POST", f"/api/v1/projects/p/jobs/{j}/cancel")
         o = a1.wait("p", j, 30)
         dt = time.time() - t0
-        check(st == 200 and o["state"] == "cancelled" and dt < 2.5,
+        check(st == 200 and o["state"] == "cancelled" and dt < 2.0,
               f"running job cancelled in {dt:.2f} s ({o['state']})")
 
-        # 5. kill -9 the worker mid-job: re-queued, another worker completes it
+        # 5. limits through the API: an endless job stops at its wall-time
+        # limit (timed_out), a job over its memory limit fails naming it,
+        # and the worker survives both
+        j = a1.job("p", m1, d1, {"kind": "attack", "attack": "square", "eps": 0.05,
+                                 "queries": 1000000, "n": 100, "seed": 3},
+                   limits={"wall_seconds": 3})
+        t0 = time.time()
+        o = a1.wait("p", j, 60)
+        check(o["state"] == "timed_out" and o.get("message"),
+              f"endless job timed_out after {time.time() - t0:.1f} s: {o.get('message')!r}")
+        j = a1.job("p", m1, d1, {"kind": "attack", "attack": "pgd", "eps": 0.1, "n": 100,
+                                 "seed": 3}, limits={"memory_bytes": 8 << 20})
+        o = a1.wait("p", j, 60)
+        check(o["state"] == "failed" and "memory" in (o.get("message") or ""),
+              f"job over its 8 MiB memory limit failed: {o.get('message')!r}")
+        check(w1.poll() is None, "the worker survived the limits")
+
+        # 6. kill -9 the worker mid-job: re-queued, another worker completes it
         j = a1.job("p", m1, d1, {"kind": "attack", "attack": "square", "eps": 0.05, "queries": 3000,
                                  "n": 40, "seed": 4})
         a1.wait("p", j, 60, states=("running",))
