@@ -236,48 +236,6 @@ static int run_job(const sbx_job_spec *spec, adv_model *m, adv_dataset *ds) {
   return rc ? ADV_EIO : 0;
 }
 
-/* A model whose outputs are NaN/Inf on real inputs (NaN weights) makes
- * every attack meaningless: refuse it with a clear reason. Forwards the
- * first samples (at most 8) once. */
-static int check_finite_outputs(const adv_model *m, const adv_array *x,
-                                int64_t n) {
-  int64_t b = n < 8 ? n : 8;
-  adv_session_params sp = adv_session_default_params();
-  sp.batch = (int)b;
-  sp.threads = 1;
-  sp.logits = 1;
-  adv_session *s = NULL;
-  adv_err e = {{0}};
-  int rc = adv_session_init(m, sp, &s, &e);
-  if (rc) {
-    sbx__runner_error(rc, "model: %s", e.msg[0] ? e.msg : adv_strerror(rc));
-    return rc;
-  }
-  int64_t dims[ADV_MAX_DIMS], numel = 1;
-  adv_session_output_shape(s, 0, dims);
-  for (int i = 0; i < ADV_MAX_DIMS && dims[i] > 0; i++)
-    numel *= dims[i];
-  float *out = malloc((size_t)numel * sizeof(float));
-  rc = out ? adv_session_forward(s, x->data, out, &e) : ADV_ENOMEM;
-  if (rc) {
-    sbx__runner_error(rc, "model: %s", e.msg[0] ? e.msg : adv_strerror(rc));
-  } else {
-    for (int64_t i = 0; i < numel; i++)
-      if (!isfinite(out[i])) {
-        rc = ADV_EFORMAT;
-        sbx__runner_error(
-            rc,
-            "model: outputs are not finite (NaN or Inf) on the first %lld "
-            "samples: check its weights",
-            (long long)b);
-        break;
-      }
-  }
-  free(out);
-  adv_session_free(s);
-  return rc;
-}
-
 int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
                         size_t model_len, const char *data_path,
                         const void *data, size_t data_len) {
@@ -330,20 +288,17 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
     adv_model_free(m);
     return ADV_EINVAL;
   }
-  int64_t n = ds.x.dims[0];
-  if (spec->kind != SBX_JOB_RUN && spec->n && (int64_t)spec->n < n)
-    n = (int64_t)spec->n;
-  if ((rc = check_finite_outputs(m, &ds.x, n))) {
-    adv_dataset_free(&ds);
-    adv_model_free(m);
-    return rc;
-  }
+  /* a model with NaN/Inf outputs (NaN weights) is refused by the engine's
+   * clean pass, for attacks and evaluations alike (ADV_EFORMAT) */
   if (spec->kind == SBX_JOB_RUN) {
     rc = run_job(spec, m, &ds);
     adv_dataset_free(&ds);
     adv_model_free(m);
     return rc;
   }
+  int64_t n = ds.x.dims[0];
+  if (spec->n && (int64_t)spec->n < n)
+    n = (int64_t)spec->n;
   adv_attack_result res;
   memset(&res, 0, sizeof(res));
   rc = adv_attack_run(m, ds.x.data, n, ds.y.data, NULL, ap, on_progress, NULL,
