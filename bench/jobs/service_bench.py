@@ -21,8 +21,11 @@ and one `aisbx-worker --slots 1`, then measures:
 Debian's python3, stdlib only. Prints one line per measurement and
 `RESULT key value` lines for run_all.sh.
 """
-import http.client, json, os, resource, signal, ssl, subprocess, sys, tempfile, time
-import urllib.error, urllib.request
+import http.client, json, os, resource, signal, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "tests", "common"))
+from aisbx_api import Api, TERMINAL  # noqa: E402
 
 B, FIX = sys.argv[1], sys.argv[2]
 NDISP = int(sys.argv[3]) if len(sys.argv) > 3 else 50
@@ -32,27 +35,6 @@ MODEL = os.path.join(FIX, "mnist_cnn.onnx")
 DATA = os.path.join(FIX, "demo_mnist.npz")
 STEPS = os.environ.get("ATTACK_STEPS", "300")  # ~10 s on 2 cores, the issue's job size
 NSAMP = os.environ.get("ATTACK_N", "1000")
-TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
-
-
-class Api:
-    def __init__(self, base, ca, key):
-        self.base, self.key = base, key
-        self.ctx = ssl.create_default_context(cafile=ca)
-        self.ctx.check_hostname = False
-
-    def req(self, method, path, body=None, ctype="application/json", raw=False):
-        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        r = urllib.request.Request(self.base + path, data=data, method=method)
-        r.add_header("Authorization", "Bearer " + self.key)
-        if data is not None:
-            r.add_header("Content-Type", ctype)
-        try:
-            with urllib.request.urlopen(r, context=self.ctx, timeout=600) as f:
-                b = f.read()
-                return f.status, (b if raw else (json.loads(b) if b else None))
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
 
 
 def pct(xs, p):

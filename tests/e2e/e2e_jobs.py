@@ -19,79 +19,15 @@ worker-token create`, starts `aisbx-worker` against it, and checks:
   memory limit fails naming it, set per job through the API;
 - a job whose worker is killed (-9) is re-queued and completed by another.
 """
-import json, os, signal, socket, ssl, subprocess, sys, tempfile, time
-import urllib.error, urllib.request
+import json, os, signal, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from aisbx_api import Api, check, fails, strip  # noqa: E402
 
 B, FIX = sys.argv[1], sys.argv[2]
 AISBXD, WORKER, AISBX = (os.path.join(B, n) for n in ("aisbxd", "aisbx-worker", "aisbx"))
 MODEL = os.path.join(FIX, "mnist_cnn.onnx")
 DATA = os.path.join(FIX, "demo_mnist.npz")
-TIMING = {"wall_time_s", "time_s", "seconds"}
-fails = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        fails.append(what)
-
-
-class Api:
-    def __init__(self, base, ca, key):
-        self.base, self.key = base, key
-        self.ctx = ssl.create_default_context(cafile=ca)
-        self.ctx.check_hostname = False  # the embedded cert names 127.0.0.1 / localhost
-
-    def req(self, method, path, body=None, ctype="application/json", raw=False):
-        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        r = urllib.request.Request(self.base + path, data=data, method=method)
-        r.add_header("Authorization", "Bearer " + self.key)
-        if data is not None:
-            r.add_header("Content-Type", ctype)
-        try:
-            with urllib.request.urlopen(r, context=self.ctx, timeout=60) as f:
-                b = f.read()
-                return f.status, (b if raw else (json.loads(b) if b else None))
-        except urllib.error.HTTPError as e:
-            b = e.read()
-            try:
-                return e.code, json.loads(b)
-            except Exception:
-                return e.code, b
-
-    def upload(self, proj, kind, name, blob):
-        st, o = self.req("POST", f"/api/v1/projects/{proj}/{kind}?name={name}", blob,
-                         "application/octet-stream")
-        assert st == 201, (st, o)
-        return o["id"]
-
-    def job(self, proj, model, dataset, spec, shards=None, limits=None):
-        body = {"model_id": model, "dataset_id": dataset, "spec": spec}
-        if shards:
-            body["shards"] = shards
-        if limits:
-            body["limits"] = limits
-        st, o = self.req("POST", f"/api/v1/projects/{proj}/jobs", body)
-        assert st == 201, (st, o)
-        return o["id"]
-
-    def wait(self, proj, job, timeout=240, states=("succeeded", "failed", "cancelled", "timed_out")):
-        end = time.time() + timeout
-        while time.time() < end:
-            st, o = self.req("GET", f"/api/v1/projects/{proj}/jobs/{job}")
-            if st == 200 and o["state"] in states:
-                return o
-            time.sleep(0.2)
-        return o
-
-
-def strip(o):
-    if isinstance(o, dict):
-        return {k: strip(v) for k, v in o.items()
-                if k not in TIMING and k not in ("path", "sha256")}
-    if isinstance(o, list):
-        return [strip(v) for v in o]
-    return o
 
 
 def cli(argv, out, adv):

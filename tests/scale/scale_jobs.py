@@ -21,100 +21,17 @@ and one data dir (master key, blob store, TLS certificate, JWT key); four
   serves one (GET .../results 200); while it answers 409 the test says so.
 Debian's python3, stdlib only (the approach of tests/e2e/e2e_jobs.py).
 """
-import json, os, signal, socket, ssl, subprocess, sys, tempfile, time
-import urllib.error, urllib.request
+import json, os, signal, socket, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from aisbx_api import Api, TERMINAL, check, fails, strip  # noqa: E402
 
 B, FIX = sys.argv[1], sys.argv[2]
 AISBXD, WORKER, AISBX = (os.path.join(B, n) for n in ("aisbxd", "aisbx-worker", "aisbx"))
 MODEL = os.path.join(FIX, "mnist_cnn.onnx")
 DATA = os.path.join(FIX, "demo_mnist.npz")
-TIMING = {"wall_time_s", "time_s", "seconds"}
-TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 LEASE = 3
-fails = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        fails.append(what)
-
-
-class Api:
-    def __init__(self, base, ca, key):
-        self.base, self.key = base, key
-        self.ctx = ssl.create_default_context(cafile=ca)
-        self.ctx.check_hostname = False  # the embedded cert names 127.0.0.1 / localhost
-
-    def req(self, method, path, body=None, ctype="application/json", raw=False, timeout=60):
-        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        r = urllib.request.Request(self.base + path, data=data, method=method)
-        r.add_header("Authorization", "Bearer " + self.key)
-        if data is not None:
-            r.add_header("Content-Type", ctype)
-        try:
-            with urllib.request.urlopen(r, context=self.ctx, timeout=timeout) as f:
-                b = f.read()
-                return f.status, (b if raw else (json.loads(b) if b else None))
-        except urllib.error.HTTPError as e:
-            b = e.read()
-            try:
-                return e.code, json.loads(b)
-            except Exception:
-                return e.code, b
-
-    def upload(self, proj, kind, name, blob):
-        st, o = self.req("POST", f"/api/v1/projects/{proj}/{kind}?name={name}", blob,
-                         "application/octet-stream")
-        assert st == 201, (st, o)
-        return o["id"]
-
-    def job(self, proj, model, dataset, spec, shards=None):
-        body = {"model_id": model, "dataset_id": dataset, "spec": spec}
-        if shards:
-            body["shards"] = shards
-        st, o = self.req("POST", f"/api/v1/projects/{proj}/jobs", body)
-        assert st == 201, (st, o)
-        return o["id"]
-
-    def get(self, proj, job):
-        st, o = self.req("GET", f"/api/v1/projects/{proj}/jobs/{job}")
-        return o if st == 200 else {"state": f"http {st}"}
-
-    def wait(self, proj, job, timeout=180, states=TERMINAL, pred=None):
-        end = time.time() + timeout
-        o = {}
-        while time.time() < end:
-            try:
-                o = self.get(proj, job)
-            except (OSError, urllib.error.URLError):
-                o = {"state": "unreachable"}
-            if o.get("state") in states and (pred is None or pred(o)):
-                return o
-            time.sleep(0.1)
-        return o
-
-    def events(self, proj, job):
-        """The job's transitions, read from its event stream (it ends with
-        `event: end` once the job has ended)."""
-        st, b = self.req("GET", f"/api/v1/projects/{proj}/jobs/{job}/events", raw=True)
-        out, ev = [], None
-        for line in b.decode().splitlines():
-            if line.startswith("event: "):
-                ev = line[7:]
-            elif line.startswith("data: ") and ev == "state":
-                out.append(json.loads(line[6:]))
-        return out
-
-
-def strip(o):
-    if isinstance(o, dict):
-        return {k: strip(v) for k, v in o.items()
-                if k not in TIMING and k not in ("path", "sha256")}
-    if isinstance(o, list):
-        return [strip(v) for v in o]
-    return o
 
 
 def cli(argv, out):

@@ -1,0 +1,104 @@
+"""A small client of aisbxd's HTTPS API for the Python end-to-end tests
+(tests/e2e, tests/scale) and bench/jobs: Debian's python3 stdlib only.
+
+  api = Api("https://127.0.0.1:PORT", "DIR/tls-cert.pem", admin_key)
+  m = api.upload("p", "models", "mnist_cnn.onnx", blob)
+  j = api.job("p", m, d, {"kind": "attack", "attack": "pgd"}, limits={...})
+  o = api.wait("p", j)              # the job once it is terminal (or timeout)
+"""
+import json, ssl, time
+import urllib.error, urllib.request
+
+TIMING = {"wall_time_s", "time_s", "seconds"}
+TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
+fails = []
+
+
+def check(cond, what):
+    """Prints `ok   what` or `FAIL what` and records a failure."""
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        fails.append(what)
+
+
+def strip(o):
+    """A result document without what differs by design between the CLI and
+    the service: wall times, file paths and digests."""
+    if isinstance(o, dict):
+        return {k: strip(v) for k, v in o.items()
+                if k not in TIMING and k not in ("path", "sha256")}
+    if isinstance(o, list):
+        return [strip(v) for v in o]
+    return o
+
+
+class Api:
+    def __init__(self, base, ca, key):
+        self.base, self.key = base, key
+        self.ctx = ssl.create_default_context(cafile=ca)
+        self.ctx.check_hostname = False  # the embedded cert names 127.0.0.1 / localhost
+
+    def req(self, method, path, body=None, ctype="application/json", raw=False, timeout=60):
+        """(HTTP status, parsed JSON | raw bytes); HTTP errors are answers."""
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        r = urllib.request.Request(self.base + path, data=data, method=method)
+        r.add_header("Authorization", "Bearer " + self.key)
+        if data is not None:
+            r.add_header("Content-Type", ctype)
+        try:
+            with urllib.request.urlopen(r, context=self.ctx, timeout=timeout) as f:
+                b = f.read()
+                return f.status, (b if raw else (json.loads(b) if b else None))
+        except urllib.error.HTTPError as e:
+            b = e.read()
+            try:
+                return e.code, json.loads(b)
+            except Exception:
+                return e.code, b
+
+    def upload(self, proj, kind, name, blob):
+        st, o = self.req("POST", f"/api/v1/projects/{proj}/{kind}?name={name}", blob,
+                         "application/octet-stream")
+        assert st == 201, (st, o)
+        return o["id"]
+
+    def job(self, proj, model, dataset, spec, shards=None, limits=None):
+        body = {"model_id": model, "dataset_id": dataset, "spec": spec}
+        if shards:
+            body["shards"] = shards
+        if limits:
+            body["limits"] = limits
+        st, o = self.req("POST", f"/api/v1/projects/{proj}/jobs", body)
+        assert st == 201, (st, o)
+        return o["id"]
+
+    def get(self, proj, job):
+        st, o = self.req("GET", f"/api/v1/projects/{proj}/jobs/{job}")
+        return o if st == 200 else {"state": f"http {st}"}
+
+    def wait(self, proj, job, timeout=240, states=TERMINAL, pred=None, poll=0.1):
+        """Polls the job until its state is in `states` (and pred(job) holds);
+        returns the last answer, also after the timeout."""
+        end = time.time() + timeout
+        o = {}
+        while time.time() < end:
+            try:
+                o = self.get(proj, job)
+            except (OSError, urllib.error.URLError):
+                o = {"state": "unreachable"}
+            if o.get("state") in states and (pred is None or pred(o)):
+                return o
+            time.sleep(poll)
+        return o
+
+    def events(self, proj, job):
+        """The job's transitions, read from its event stream (it ends with
+        `event: end` once the job has ended)."""
+        st, b = self.req("GET", f"/api/v1/projects/{proj}/jobs/{job}/events", raw=True)
+        out, ev = [], None
+        for line in b.decode().splitlines():
+            if line.startswith("event: "):
+                ev = line[7:]
+            elif line.startswith("data: ") and ev == "state":
+                out.append(json.loads(line[6:]))
+        return out
