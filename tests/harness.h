@@ -21,9 +21,14 @@
  *    case ends, the main line kills its snapshot. Cases may therefore build
  *    on what earlier cases left in memory (several suites do), and one
  *    crash or hang costs one case, not the rest of the run.
+ *    After a resume, processes the dead main line had started (a server
+ *    main() started) are the supervisor's children: the resumed main line
+ *    can use them but not waitpid() them.
  *  - A case that ran zero checks fails ("ran no checks"); a run in which no
- *    case ran fails. Under LeakSanitizer each case is leak-checked when it
- *    ends and a leak fails that case.
+ *    case ran fails. A helper that compares on its own and only counts
+ *    failures calls HARNESS_CHECKED() for each comparison it makes. Under
+ * LeakSanitizer each case is leak-checked when it ends and a leak fails that
+ * case.
  *  - exit status 77 (a test that asks to be skipped: a missing peer or
  *    tool) is a failure unless ADV_ALLOW_SKIP=1; CI never sets it.
  *  - The supervisor prints the summary and exits 0 only when every case
