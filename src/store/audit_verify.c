@@ -6,7 +6,9 @@
 #include "db.h"
 #include "sbx/crypto.h"
 #include "sbx/meta.h"
+#include "sbx/privacy.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 
 typedef struct check_ctx {
@@ -17,6 +19,7 @@ typedef struct check_ctx {
   const uint8_t *anchor_hash;
   int anchor_seen;
   sbx_audit_check *out;
+  char last_purge[SBX_NAME_MAX]; /* target of the newest audit.purge row */
 } check_ctx;
 
 /* Marks the chain broken at seq, for why; stops the walk. */
@@ -48,6 +51,8 @@ static int row_check(void *ctx, const sbx__row *r) {
                   c->prev, h);
   if (!sbx_ct_equal(h, e.hash, 32))
     return broken(c, e.seq, "row content does not match its hash");
+  if (!strcmp(e.action, SBX_AUDIT_PURGE_ACTION))
+    memcpy(c->last_purge, e.target, sizeof c->last_purge);
   if (c->anchor_seq == e.seq) {
     if (!sbx_ct_equal(h, c->anchor_hash, 32))
       return broken(c, e.seq, "hash differs from the anchored head");
@@ -60,6 +65,10 @@ static int row_check(void *ctx, const sbx__row *r) {
   return 0;
 }
 
+/* The walk starts after the purge checkpoint (sbx/privacy.h): at seq
+ * base + 1, linked to the checkpoint's hash; an anchor at or before the
+ * checkpoint was purged legitimately (at the checkpoint it must match). At
+ * the end the chain's newest audit.purge row must name the checkpoint. */
 int sbx_meta_audit_check(sbx_meta *m, const char *tenant_id, int64_t anchor_seq,
                          const uint8_t *anchor_hash, sbx_audit_check *out) {
   if (!out)
@@ -67,15 +76,40 @@ int sbx_meta_audit_check(sbx_meta *m, const char *tenant_id, int64_t anchor_seq,
   memset(out, 0, sizeof *out);
   if (!m || !sbx_id_valid(tenant_id) || (anchor_seq > 0 && !anchor_hash))
     return SBX_EINVAL;
-  check_ctx c = {tenant_id, 1, {0}, anchor_seq, anchor_hash, 0, out};
+  check_ctx c = {tenant_id, 1, {0}, anchor_seq, anchor_hash, 0, out, ""};
+  int64_t base = 0;
+  uint8_t base_hash[32];
+  int rc = sbx_meta_audit_base(m, tenant_id, &base, base_hash);
+  if (rc)
+    return rc;
+  memcpy(c.prev, base_hash, 32);
+  c.expect = base + 1;
+  if (base > 0) {
+    out->head_seq = base;
+    memcpy(out->head_hash, c.prev, 32);
+  }
+  if (anchor_seq > 0 && anchor_seq <= base) {
+    if (anchor_seq == base && !sbx_ct_equal(anchor_hash, base_hash, 32))
+      return broken(&c, base, "hash differs from the anchored head");
+    c.anchor_seen = 1;
+  }
   sbx__val v[] = {SBX_VT(tenant_id)};
-  int rc = sbx__db_exec(sbx__meta_db(m),
-                        "SELECT seq, ts, actor, action, target, prev_hash, "
-                        "hash FROM audit_events WHERE tenant_id = $1 ORDER "
-                        "BY seq",
-                        v, 1, row_check, &c, NULL);
+  rc = sbx__db_exec(sbx__meta_db(m),
+                    "SELECT seq, ts, actor, action, target, prev_hash, "
+                    "hash FROM audit_events WHERE tenant_id = $1 ORDER "
+                    "BY seq",
+                    v, 1, row_check, &c, NULL);
   if (rc)
     return out->bad_seq ? SBX_ECRYPTO : rc;
+  if (base > 0) {
+    char want[SBX_NAME_MAX], hex[65];
+    sbx_hex(base_hash, 32, hex);
+    snprintf(want, sizeof want, "through=%" PRId64 " hash=%s", base, hex);
+    if (strcmp(c.last_purge, want))
+      return broken(&c, base + 1,
+                    "purge checkpoint not named by the chain's last "
+                    "audit.purge row");
+  }
   if (anchor_seq > 0 && !c.anchor_seen) {
     char why[96];
     snprintf(why, sizeof why, "chain ends before the anchored head (seq %lld)",
@@ -96,7 +130,7 @@ int sbx_meta_audit_head(sbx_meta *m, const char *tenant_id, int64_t *seq,
                         uint8_t hash[SBX_SHA256_LEN]) {
   if (!m || !sbx_id_valid(tenant_id) || !seq || !hash)
     return SBX_EINVAL;
-  check_ctx c = {tenant_id, 0, {0}, 0, NULL, 0, NULL};
+  check_ctx c = {tenant_id, 0, {0}, 0, NULL, 0, NULL, ""};
   sbx__val v[] = {SBX_VT(tenant_id)};
   int rc = sbx__db_exec(sbx__meta_db(m),
                         "SELECT seq, hash FROM audit_events WHERE tenant_id = "

@@ -150,7 +150,19 @@ static const migration MIGRATIONS[] = {
      " secret_sealed BLOB NOT NULL, enabled BIGINT NOT NULL,"
      " last_step BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id));"},
     /* the job queue: versions 30.. (jobs_schema.h, jobs.c) */
-    SBX__JOBS_MIGRATIONS};
+    SBX__JOBS_MIGRATIONS
+    /* privacy (sbx/privacy.h, privacy.c): retention per tenant; the audit
+     * chain's purge checkpoint (seq and hash of the last purged row) */
+    {48, "privacy: retention, audit purge checkpoints",
+     "CREATE TABLE retention ("
+     " tenant_id TEXT PRIMARY KEY,"
+     " jobs_s BIGINT NOT NULL DEFAULT 0,"
+     " audit_s BIGINT NOT NULL DEFAULT 0,"
+     " updated_at BIGINT NOT NULL);"
+     "CREATE TABLE audit_purges ("
+     " tenant_id TEXT PRIMARY KEY,"
+     " through_seq BIGINT NOT NULL,"
+     " through_hash BLOB NOT NULL);"}};
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 static int64_t migration_checksum(const migration *mg) {
@@ -1024,46 +1036,13 @@ int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
   return rc;
 }
 
-typedef struct verify_ctx {
-  const char *tenant_id;
-  int64_t expect_seq;
-  uint8_t prev[32];
-  int rc;
-} verify_ctx;
-
-static int row_verify(void *ctx, const sbx__row *r) {
-  verify_ctx *vc = ctx;
-  sbx_audit_event e;
-  memset(&e, 0, sizeof e);
-  e.seq = sbx__col_int(r, 0);
-  e.ts = sbx__col_int(r, 1);
-  if (sbx__col_text(r, 2, e.actor, sizeof e.actor) ||
-      sbx__col_text(r, 3, e.action, sizeof e.action) ||
-      sbx__col_text(r, 4, e.target, sizeof e.target) ||
-      sbx__col_fixed(r, 5, e.prev_hash, 32) || sbx__col_fixed(r, 6, e.hash, 32))
-    return SBX_ECRYPTO;
-  uint8_t h[32];
-  sbx__audit_hash(vc->tenant_id, e.seq, e.ts, e.actor, e.action, e.target,
-                  vc->prev, h);
-  if (e.seq != vc->expect_seq || !sbx_ct_equal(e.prev_hash, vc->prev, 32) ||
-      !sbx_ct_equal(h, e.hash, 32))
-    return SBX_ECRYPTO;
-  memcpy(vc->prev, h, 32);
-  vc->expect_seq++;
-  return 0;
-}
-
+/* The walk of audit_verify.c without an anchor: from the purge checkpoint
+ * to the head. */
 int sbx_meta_audit_verify(sbx_meta *m, const char *tenant_id,
                           int64_t *count) {
-  REQUIRE_ID(tenant_id);
-  verify_ctx vc = {tenant_id, 1, {0}, 0};
-  sbx__val v[] = {SBX_VT(tenant_id)};
-  int rc = sbx__db_exec(m->db,
-                        "SELECT seq, ts, actor, action, target, prev_hash, "
-                        "hash FROM audit_events WHERE tenant_id = $1 ORDER "
-                        "BY seq",
-                        v, 1, row_verify, &vc, NULL);
+  sbx_audit_check c;
+  int rc = sbx_meta_audit_check(m, tenant_id, 0, NULL, &c);
   if (count)
-    *count = vc.expect_seq - 1;
+    *count = c.count;
   return rc;
 }

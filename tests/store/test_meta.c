@@ -11,7 +11,13 @@
 
 #include "harness.h"
 #include "sbx/meta.h"
+#include "sbx/privacy.h"
 #include "store_testutil.h"
+
+/* the chain's row hash (src/store/db.h, internal to the store library) */
+void sbx__audit_hash(const char *tenant_id, int64_t seq, int64_t ts,
+                     const char *actor, const char *action, const char *target,
+                     const uint8_t prev[32], uint8_t out[32]);
 
 static char root[] = "/tmp/sbx_meta_XXXXXX";
 static char dbpath[300];
@@ -252,6 +258,137 @@ TEST(edited_migration_refused) {
   sbx_meta_close(m);
 }
 
+/* 30 rows at ts 2000..2029 in tenant tp (fresh per case: tp1, tp2...) */
+static void fill_chain(sbx_meta *m, const char *t) {
+  for (int i = 0; i < 30; i++) {
+    char target[32];
+    snprintf(target, sizeof target, "obj%d", i);
+    CHECK_EQ_INT(sbx_meta_audit_append(m, t, 2000 + i, "u1", "object.put",
+                                       target, NULL),
+                 0);
+  }
+}
+
+/* Purging the oldest rows (retention): the rest still verifies, from the
+ * checkpoint, against anchors before, at and after it; the head is never
+ * purged; a second purge with the same cutoff does nothing. */
+TEST(audit_purge) {
+  sbx_meta *m = open_meta();
+  if (!m) {
+    CHECK(0);
+    return;
+  }
+  fill_chain(m, "tp1");
+  sbx_audit_check c;
+  uint8_t h10[32], hb[32];
+  int64_t seq = 0, n = -1;
+  /* the head at seq 10, as an anchor written then would hold it */
+  CHECK_EQ_INT(sbx_meta_audit_check(m, "tp1", 0, NULL, &c), 0);
+  CHECK_EQ_INT(c.count, 30);
+  CHECK_EQ_INT(sbx_meta_audit_purge(m, "tp1", 2010, &n), 0);
+  CHECK_EQ_INT(n, 10);
+  CHECK_EQ_INT(sbx_meta_audit_base(m, "tp1", &seq, hb), 0);
+  CHECK_EQ_INT(seq, 10);
+  memcpy(h10, hb, 32);
+  /* the checkpoint is row 10's hash: recompute it from rows 1..10 */
+  uint8_t prev[32] = {0};
+  for (int i = 0; i < 10; i++) {
+    char target[32];
+    snprintf(target, sizeof target, "obj%d", i);
+    sbx__audit_hash("tp1", i + 1, 2000 + i, "u1", "object.put", target, prev,
+                    prev);
+  }
+  CHECK(memcmp(prev, h10, 32) == 0);
+  CHECK_EQ_INT(sbx_meta_audit_check(m, "tp1", 0, NULL, &c), 0);
+  CHECK_EQ_INT(c.count, 21); /* 20 kept + the audit.purge row */
+  CHECK_EQ_INT(c.head_seq, 31);
+  CHECK_EQ_INT(sbx_meta_audit_verify(m, "tp1", &n), 0);
+  /* an anchor inside the purged range was purged legitimately; one at the
+   * checkpoint must match it */
+  CHECK_EQ_INT(sbx_meta_audit_check(m, "tp1", 5, h10, &c), 0);
+  CHECK_EQ_INT(sbx_meta_audit_check(m, "tp1", 10, h10, &c), 0);
+  uint8_t wrong[32];
+  memcpy(wrong, h10, 32);
+  wrong[0] ^= 1;
+  CHECK_EQ_INT(sbx_meta_audit_check(m, "tp1", 10, wrong, &c), SBX_ECRYPTO);
+  CHECK_EQ_INT(c.bad_seq, 10);
+  CHECK_EQ_INT(sbx_meta_audit_purge(m, "tp1", 2010, &n), 0);
+  CHECK_EQ_INT(n, 0);
+  /* everything is old: all but the head go */
+  CHECK_EQ_INT(sbx_meta_audit_purge(m, "tp1", INT64_MAX, &n), 0);
+  CHECK_EQ_INT(n, 20);
+  CHECK_EQ_INT(sbx_meta_audit_check(m, "tp1", 0, NULL, &c), 0);
+  CHECK_EQ_INT(c.count, 2); /* the old head and the new audit.purge row */
+  sbx_meta_close(m);
+}
+
+/* What an attacker with database access might do after a purge, each
+ * detected and located: delete rows past the checkpoint and move the
+ * checkpoint over them; delete the checkpoint; edit the purge record. */
+TEST(audit_purge_tamper) {
+  sbx_meta *m = open_meta();
+  if (!m) {
+    CHECK(0);
+    return;
+  }
+  const char *ts[] = {"tq1", "tq2", "tq3"};
+  for (int i = 0; i < 3; i++) {
+    fill_chain(m, ts[i]);
+    int64_t n = 0;
+    CHECK_EQ_INT(sbx_meta_audit_purge(m, ts[i], 2010, &n), 0);
+    CHECK_EQ_INT(n, 10);
+  }
+  sbx_meta_close(m);
+  /* 1. rows 11..15 deleted, checkpoint moved to 15 with row 15's hash */
+  CHECK_EQ_INT(raw_exec("UPDATE audit_purges SET through_seq = 15, "
+                        "through_hash = (SELECT hash FROM audit_events WHERE "
+                        "tenant_id='tq1' AND seq=15) WHERE tenant_id='tq1'"),
+               0);
+  CHECK_EQ_INT(raw_exec("DELETE FROM audit_events WHERE tenant_id='tq1' AND "
+                        "seq <= 15"),
+               0);
+  /* 2. the checkpoint deleted */
+  CHECK_EQ_INT(raw_exec("DELETE FROM audit_purges WHERE tenant_id='tq2'"), 0);
+  /* 3. the purge record edited */
+  CHECK_EQ_INT(raw_exec("UPDATE audit_events SET target='through=1 hash=00' "
+                        "WHERE tenant_id='tq3' AND action='audit.purge'"),
+               0);
+  m = open_meta();
+  if (!m)
+    return;
+  sbx_audit_check c;
+  CHECK_EQ_INT(sbx_meta_audit_check(m, "tq1", 0, NULL, &c), SBX_ECRYPTO);
+  CHECK_EQ_INT(c.bad_seq, 16);
+  CHECK(strstr(c.reason, "audit.purge") != NULL);
+  CHECK_EQ_INT(sbx_meta_audit_check(m, "tq2", 0, NULL, &c), SBX_ECRYPTO);
+  CHECK_EQ_INT(c.bad_seq, 1);
+  CHECK_EQ_INT(sbx_meta_audit_check(m, "tq3", 0, NULL, &c), SBX_ECRYPTO);
+  CHECK_EQ_INT(c.bad_seq, 31);
+  sbx_meta_close(m);
+}
+
+TEST(retention_settings) {
+  sbx_meta *m = open_meta();
+  if (!m) {
+    CHECK(0);
+    return;
+  }
+  sbx_retention r;
+  CHECK_EQ_INT(sbx_meta_retention_get(m, "tr1", &r), 0);
+  CHECK(r.jobs_s == 0 && r.audit_s == 0);
+  sbx_retention w = {86400, 400 * 86400LL, 77};
+  CHECK_EQ_INT(sbx_meta_retention_set(m, "tr1", &w), 0);
+  w.jobs_s = 3600;
+  CHECK_EQ_INT(sbx_meta_retention_set(m, "tr1", &w), 0); /* upsert */
+  CHECK_EQ_INT(sbx_meta_retention_get(m, "tr1", &r), 0);
+  CHECK(r.jobs_s == 3600 && r.audit_s == 400 * 86400LL && r.updated_at == 77);
+  CHECK_EQ_INT(sbx_meta_retention_get(m, "tr2", &r), 0); /* per tenant */
+  CHECK(r.jobs_s == 0);
+  w.audit_s = -1;
+  CHECK_EQ_INT(sbx_meta_retention_set(m, "tr1", &w), SBX_EINVAL);
+  sbx_meta_close(m);
+}
+
 int main(void) {
   if (!mkdtemp(root))
     return 2;
@@ -265,6 +402,9 @@ int main(void) {
   RUN(users_keys_memberships);
   RUN(audit_chain);
   RUN(transactions);
+  RUN(audit_purge);
+  RUN(audit_purge_tamper);
+  RUN(retention_settings);
   RUN(edited_migration_refused);
   tu_rm_rf(root);
   return harness_report();
