@@ -56,8 +56,8 @@ int sbx_meta_audit_purge(sbx_meta *m, const char *tenant_id, int64_t before_ts,
 /* Calls fn with the id and project of up to limit finished jobs of the
  * tenant (succeeded, failed, cancelled, timed_out) that finished before
  * before_ts, oldest first. A non-zero return from fn stops the walk. */
-int sbx_meta_jobs_expired(sbx_meta *m, const char *tenant_id,
-                          int64_t before_ts, int limit,
+int sbx_meta_jobs_expired(sbx_meta *m, const char *tenant_id, int64_t before_ts,
+                          int limit,
                           int (*fn)(void *ctx, const char *job_id,
                                     const char *project_id),
                           void *ctx);
@@ -73,7 +73,6 @@ int sbx_meta_job_objects(sbx_meta *m, const char *tenant_id,
 /* Deletes the job's rows (job, shards, events). Its objects must be
  * deleted first (sbx_meta_job_objects, sbx_store_delete). SBX_ENOTFOUND
  * when there is no such job. */
-int sbx_meta_job_delete(sbx_meta *m, const char *tenant_id,
-                        const char *job_id);
+int sbx_meta_job_delete(sbx_meta *m, const char *tenant_id, const char *job_id);
 
 #endif

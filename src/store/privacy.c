@@ -38,8 +38,7 @@ int sbx_meta_retention_get(sbx_meta *m, const char *tenant_id,
 
 int sbx_meta_retention_set(sbx_meta *m, const char *tenant_id,
                            const sbx_retention *r) {
-  if (!m || !r || !sbx_id_valid(tenant_id) || r->jobs_s < 0 ||
-      r->audit_s < 0)
+  if (!m || !r || !sbx_id_valid(tenant_id) || r->jobs_s < 0 || r->audit_s < 0)
     return SBX_EINVAL;
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(r->jobs_s), SBX_VI(r->audit_s),
                   SBX_VI(r->updated_at)};
@@ -108,8 +107,7 @@ int sbx_meta_audit_purge(sbx_meta *m, const char *tenant_id, int64_t before_ts,
     return rc;
   }
   int64_t n = 0;
-  sbx__val d[] = {SBX_VT(tenant_id), SBX_VI(last.seq),
-                  SBX_VB(last.hash, 32)};
+  sbx__val d[] = {SBX_VT(tenant_id), SBX_VI(last.seq), SBX_VB(last.hash, 32)};
   rc = sbx__db_exec(db,
                     "DELETE FROM audit_events WHERE tenant_id = $1 AND seq "
                     "<= $2",
@@ -123,8 +121,7 @@ int sbx_meta_audit_purge(sbx_meta *m, const char *tenant_id, int64_t before_ts,
                       d, 3, NULL, NULL, NULL);
   char target[SBX_NAME_MAX], hex[65];
   sbx_hex(last.hash, 32, hex);
-  snprintf(target, sizeof target, "through=%" PRId64 " hash=%s", last.seq,
-           hex);
+  snprintf(target, sizeof target, "through=%" PRId64 " hash=%s", last.seq, hex);
   if (!rc)
     rc = sbx_meta_audit_append(m, tenant_id, before_ts > 0 ? before_ts : 0,
                                "system", SBX_AUDIT_PURGE_ACTION, target, NULL);
@@ -152,8 +149,8 @@ static int row_expired(void *ctx, const sbx__row *r) {
   return e->fn(e->ctx, id, project);
 }
 
-int sbx_meta_jobs_expired(sbx_meta *m, const char *tenant_id,
-                          int64_t before_ts, int limit,
+int sbx_meta_jobs_expired(sbx_meta *m, const char *tenant_id, int64_t before_ts,
+                          int limit,
                           int (*fn)(void *ctx, const char *job_id,
                                     const char *project_id),
                           void *ctx) {

@@ -263,9 +263,9 @@ static void fill_chain(sbx_meta *m, const char *t) {
   for (int i = 0; i < 30; i++) {
     char target[32];
     snprintf(target, sizeof target, "obj%d", i);
-    CHECK_EQ_INT(sbx_meta_audit_append(m, t, 2000 + i, "u1", "object.put",
-                                       target, NULL),
-                 0);
+    CHECK_EQ_INT(
+        sbx_meta_audit_append(m, t, 2000 + i, "u1", "object.put", target, NULL),
+        0);
   }
 }
 
