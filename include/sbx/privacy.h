@@ -47,11 +47,12 @@ int sbx_meta_audit_base(sbx_meta *m, const char *tenant_id, int64_t *seq,
 
 /* Deletes the tenant's oldest audit rows with ts < before_ts (a prefix of
  * the chain; the newest row is never deleted), records the checkpoint and
- * appends the "audit.purge" row (actor "system") in the same transaction.
+ * appends the "audit.purge" row (actor "system", time now) in the same
+ * transaction.
  * *purged (may be NULL) receives the number of rows deleted (0: nothing
  * was old enough; then nothing is written). On error nothing changed. */
 int sbx_meta_audit_purge(sbx_meta *m, const char *tenant_id, int64_t before_ts,
-                         int64_t *purged);
+                         int64_t now, int64_t *purged);
 
 /* Calls fn with the id and project of up to limit finished jobs of the
  * tenant (succeeded, failed, cancelled, timed_out) that finished before

@@ -88,6 +88,13 @@ typedef struct sbx_server_params {
   /* structured logs (one JSON object per line, docs/security.md): the
    * file they are appended to; NULL: stderr */
   const char *log_file;
+  /* retention (docs/security.md "Privacy rights"): every
+   * retention_purge_interval_s (default 3600; 0: off) each tenant's
+   * expired jobs and audit rows are purged (audited, with counts); a
+   * tenant's audit retention is never below audit_retention_min_s, the
+   * legal minimum (default 365 days) */
+  int retention_purge_interval_s;
+  int64_t audit_retention_min_s;
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);

@@ -212,6 +212,16 @@ int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
   return list_exec(m, lc.spec, t, scope, cursor, limit, row_to_json, &lc);
 }
 
+int sbx__dbx_query_json(sbx_meta *m, const char *sql, const sbx_sql_val *v,
+                        int nv, const char *cols, const char *const *names,
+                        json_t *items) {
+  list_spec spec = {"query", sql, cols, {0}, 0};
+  for (int i = 0; i < 10 && names[i]; i++)
+    spec.names[i] = names[i];
+  list_ctx lc = {&spec, items};
+  return sbx_sql_exec(m, sql, v, nv, row_to_json, &lc, NULL);
+}
+
 typedef struct text_ctx {
   const list_spec *spec;
   sbx__buf *out;

@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "sbx/meta.h"
+#include "sbx/sql.h"
 
 /* Upserts a tenant role; the caller drops cached roles afterwards
  * (sbx__authcache_invalidate). */
@@ -23,6 +24,12 @@ int sbx__dbx_tenant_role_get(sbx_meta *m, const char *t, const char *user,
                              char role[SBX_KIND_MAX]);
 /* SBX_OK when project pid exists in tenant t, else SBX_ENOTFOUND. */
 int sbx__dbx_project_exists(sbx_meta *m, const char *t, const char *pid);
+/* Runs a query (sbx/sql.h) and appends a JSON object per row to items:
+ * cols has a letter per column (t text, i int, h hex of a blob), names
+ * (NULL-terminated, at most 10) the keys. */
+int sbx__dbx_query_json(sbx_meta *m, const char *sql, const sbx_sql_val *v,
+                        int nv, const char *cols, const char *const *names,
+                        json_t *items);
 /* Paged lists (what: projects, project, users, members, api_keys, model,
  * dataset, audit): JSON objects appended to items, up to limit with
  * id > cursor; scope is the project of project lists. */

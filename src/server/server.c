@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "oidc.h"
 #include "park.h"
+#include "privacy.h"
 #include "audit_ops.h"
 #include "reqlog.h"
 #include "sbx/jobs.h"
@@ -58,6 +59,8 @@ sbx_server_params sbx_server_default_params(void) {
   p.body_min_rate = 1024;
   p.idle_timeout_s = 30;
   p.audit_anchor_interval_s = 300;
+  p.retention_purge_interval_s = 3600;
+  p.audit_retention_min_s = 365 * 86400LL;
   return p;
 }
 
@@ -115,6 +118,8 @@ static const cfg_key CFG[] = {
     CK(audit_anchor_file, 's'),
     CK(audit_anchor_interval_s, 'i'),
     CK(log_file, 's'),
+    CK(retention_purge_interval_s, 'i'),
+    CK(audit_retention_min_s, 'l'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -411,6 +416,8 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (!rc)
     rc = sbx__anchor_start(s);
   if (!rc)
+    rc = sbx__purge_start(s);
+  if (!rc)
     rc = sbx__http_start(s);
   if (rc) {
     sbx_server_stop(s);
@@ -430,6 +437,7 @@ void sbx_server_stop(sbx_server *s) {
   sbx__http_stop(s);
   sbx__park_stop(s); /* when http never started */
   sbx__anchor_stop(s);
+  sbx__purge_stop(s);
   sbx__reqlog_free(s);
   for (int i = 0; i < s->pool.n; i++)
     sbx_store_close(s->pool.h[i]);

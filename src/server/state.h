@@ -58,6 +58,7 @@ struct sbx__oidc;      /* oidc.h */
 struct sbx__authcache; /* authcache.h */
 struct sbx__connguard; /* conn.h */
 struct sbx__anchor;    /* audit_ops.h */
+struct sbx__purge;     /* privacy.h */
 struct sbx__reqlog;    /* reqlog.h */
 
 struct sbx_server {
@@ -85,6 +86,7 @@ struct sbx_server {
   _Atomic int sse_streams; /* open GET .../events streams */
   size_t nroutes;
   struct sbx__anchor *anchor; /* periodic audit anchor, NULL: off */
+  struct sbx__purge *purge;   /* periodic retention purge, NULL: off */
   struct sbx__reqlog *reqlog; /* structured logs (reqlog.c) */
 };
 

@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "oidc.h"
 #include "openapi.h"
+#include "privacy.h"
 #include "routes_admin.h"
 #include "routes_auth.h"
 #include "routes_jobs.h"
@@ -134,6 +135,26 @@ const sbx__route sbx__routes[] = {
     {"PUT", "/api/v1/tenants/{tenant}/job-limits", SBX__PERM_JOBLIMIT_WRITE, 0,
      SBX__BODY_JSON, sbx__h_job_limits_put,
      "Set the tenant's job defaults, caps and concurrency quota", 200},
+    /* privacy rights (privacy.c, docs/security.md "Privacy rights") */
+    {"GET", "/api/v1/tenants/{tenant}/retention", SBX__PERM_RETENTION_READ, 0,
+     SBX__BODY_NONE, sbx__h_retention_get,
+     "The tenant's retention of jobs and audit rows", 200},
+    {"PUT", "/api/v1/tenants/{tenant}/retention", SBX__PERM_RETENTION_WRITE, 0,
+     SBX__BODY_JSON, sbx__h_retention_put,
+     "Set the retention (audit rows: at least the legal minimum)", 200},
+    {"POST", "/api/v1/tenants/{tenant}/retention/purge",
+     SBX__PERM_RETENTION_WRITE, 0, SBX__BODY_NONE, sbx__h_retention_purge,
+     "Run the retention purge now (it also runs periodically)", 200},
+    {"GET", "/api/v1/users/{user}/export", SBX__PERM_AUTHENTICATED, 0,
+     SBX__BODY_NONE, sbx__h_user_export,
+     "Everything held about a user as one JSON document (the user or an "
+     "admin)",
+     200},
+    {"POST", "/api/v1/users/{user}/erase", SBX__PERM_USER_ERASE, 0,
+     SBX__BODY_NONE, sbx__h_user_erase,
+     "Erase a user's personal data and credentials (audit rows keep the bare "
+     "id)",
+     200},
     /* the worker protocol (docs/worker-protocol.md) */
     {"POST", "/api/v1/worker/claim", SBX__PERM_NONE,
      SBX__RF_WORKER | SBX__RF_BODY_OPTIONAL, SBX__BODY_JSON,

@@ -79,7 +79,7 @@ int sbx_meta_audit_base(sbx_meta *m, const char *tenant_id, int64_t *seq,
 /* The purge: the last row to delete is the newest row older than
  * before_ts that is not the head; its hash becomes the checkpoint. */
 int sbx_meta_audit_purge(sbx_meta *m, const char *tenant_id, int64_t before_ts,
-                         int64_t *purged) {
+                         int64_t now, int64_t *purged) {
   if (purged)
     *purged = 0;
   if (!m || !sbx_id_valid(tenant_id))
@@ -123,8 +123,8 @@ int sbx_meta_audit_purge(sbx_meta *m, const char *tenant_id, int64_t before_ts,
   sbx_hex(last.hash, 32, hex);
   snprintf(target, sizeof target, "through=%" PRId64 " hash=%s", last.seq, hex);
   if (!rc)
-    rc = sbx_meta_audit_append(m, tenant_id, before_ts > 0 ? before_ts : 0,
-                               "system", SBX_AUDIT_PURGE_ACTION, target, NULL);
+    rc = sbx_meta_audit_append(m, tenant_id, now, "system",
+                               SBX_AUDIT_PURGE_ACTION, target, NULL);
   if (rc) {
     sbx__db_rollback(db);
     return rc;

@@ -65,6 +65,19 @@ static int mk_job(const fixture *f, char id[64]) {
   return ok ? 0 : -1;
 }
 
+/* A fresh user of fixture f's tenant, without a role. */
+static int mk_user(const fixture *f, char id[64]) {
+  char body[256];
+  snprintf(id, 64, "fu%d", ++g_uniq);
+  snprintf(body, sizeof body, "{\"id\":\"%s\",\"email\":\"%s@x.org\"}", id, id);
+  resp r;
+  long st = jreq(&S, "POST", "/api/v1/users", f->admin_key, body, &r);
+  if (st != 201)
+    fprintf(stderr, "mk_user: %ld %s\n", st, r.body);
+  resp_free(&r);
+  return st == 201 ? 0 : -1;
+}
+
 static int mk_key(const fixture *f, const char *role, long ttl, char id[64],
                   char key[200]) {
   char body[256];
@@ -106,8 +119,8 @@ typedef struct row {
   const char *body;    /* JSON template, or "RAW" for an upload */
   int roles;           /* roles that must succeed; -1 = public */
   int ok;              /* expected status on success (public: for all) */
-  char fresh;          /* m d j k: a fresh object replaces its placeholder; c: a
-                         fresh job, cancelled */
+  char fresh;          /* m d j k u: a fresh object replaces its placeholder
+                         (u: a user); c: a fresh job, cancelled */
 } row;
 
 #define PP "/api/v1/projects/{project}"
@@ -202,6 +215,17 @@ static const row ROWS[] = {
     {"PUT", "/api/v1/tenants/{tenant}/job-limits",
      "/api/v1/tenants/{tenant}/job-limits", "{\"max_concurrency\":0}", RAD, 200,
      0},
+    /* privacy rights: retention, export (the user or an admin), erasure */
+    {"GET", "/api/v1/tenants/{tenant}/retention",
+     "/api/v1/tenants/{tenant}/retention", NULL, RAD, 200, 0},
+    {"PUT", "/api/v1/tenants/{tenant}/retention",
+     "/api/v1/tenants/{tenant}/retention", "{\"jobs_seconds\":0}", RAD, 200, 0},
+    {"POST", "/api/v1/tenants/{tenant}/retention/purge",
+     "/api/v1/tenants/{tenant}/retention/purge", NULL, RAD, 200, 0},
+    {"GET", "/api/v1/users/{user}/export", "/api/v1/users/{user}/export", NULL,
+     RAD, 200, 'u'},
+    {"POST", "/api/v1/users/{user}/erase", "/api/v1/users/{user}/erase", NULL,
+     RAD, 200, 'u'},
     /* the worker protocol: no tenant credential opens it (403: another kind
      * of credential); worker and job tokens: test_jobs token_scope */
     {"POST", "/api/v1/worker/claim", "/api/v1/worker/claim", "{\"wait\":0}", 0,
@@ -252,7 +276,7 @@ static void subst(const char *tpl, const fixture *f, const char *fresh_id,
       else if (IS("{key}"))
         val = fresh == 'k' ? fresh_id : f->key_id;
       else if (IS("{user}"))
-        val = "admin";
+        val = fresh == 'u' ? fresh_id : "admin";
       else if (IS("{uniq}")) {
         snprintf(uniq, sizeof uniq, "%d", ++g_uniq);
         val = uniq;
@@ -312,6 +336,8 @@ static long call_row(const row *rw, const fixture *f, const char *tok,
       return -1;
   }
   if (rw->fresh == 'k' && mk_key(f, "viewer", 3600, fresh_id, NULL))
+    return -1;
+  if (rw->fresh == 'u' && mk_user(f, fresh_id))
     return -1;
   char path[512], body[1024];
   subst(rw->path, f, fresh_id, rw->fresh, path, sizeof path);

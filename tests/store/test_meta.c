@@ -285,7 +285,7 @@ TEST(audit_purge) {
   /* the head at seq 10, as an anchor written then would hold it */
   CHECK_EQ_INT(sbx_meta_audit_check(m, "tp1", 0, NULL, &c), 0);
   CHECK_EQ_INT(c.count, 30);
-  CHECK_EQ_INT(sbx_meta_audit_purge(m, "tp1", 2010, &n), 0);
+  CHECK_EQ_INT(sbx_meta_audit_purge(m, "tp1", 2010, 3000, &n), 0);
   CHECK_EQ_INT(n, 10);
   CHECK_EQ_INT(sbx_meta_audit_base(m, "tp1", &seq, hb), 0);
   CHECK_EQ_INT(seq, 10);
@@ -312,10 +312,10 @@ TEST(audit_purge) {
   wrong[0] ^= 1;
   CHECK_EQ_INT(sbx_meta_audit_check(m, "tp1", 10, wrong, &c), SBX_ECRYPTO);
   CHECK_EQ_INT(c.bad_seq, 10);
-  CHECK_EQ_INT(sbx_meta_audit_purge(m, "tp1", 2010, &n), 0);
+  CHECK_EQ_INT(sbx_meta_audit_purge(m, "tp1", 2010, 3000, &n), 0);
   CHECK_EQ_INT(n, 0);
   /* everything is old: all but the head go */
-  CHECK_EQ_INT(sbx_meta_audit_purge(m, "tp1", INT64_MAX, &n), 0);
+  CHECK_EQ_INT(sbx_meta_audit_purge(m, "tp1", INT64_MAX, 3000, &n), 0);
   CHECK_EQ_INT(n, 20);
   CHECK_EQ_INT(sbx_meta_audit_check(m, "tp1", 0, NULL, &c), 0);
   CHECK_EQ_INT(c.count, 2); /* the old head and the new audit.purge row */
@@ -335,7 +335,7 @@ TEST(audit_purge_tamper) {
   for (int i = 0; i < 3; i++) {
     fill_chain(m, ts[i]);
     int64_t n = 0;
-    CHECK_EQ_INT(sbx_meta_audit_purge(m, ts[i], 2010, &n), 0);
+    CHECK_EQ_INT(sbx_meta_audit_purge(m, ts[i], 2010, 3000, &n), 0);
     CHECK_EQ_INT(n, 10);
   }
   sbx_meta_close(m);
