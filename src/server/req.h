@@ -55,7 +55,8 @@ typedef struct sbx__req {
   char path[SBX_PATH_MAX];
   char reqid[33];
   char ip[64];
-  int route; /* index in srv->routes, -1 none */
+  int route;              /* index in srv->routes, -1 none */
+  const char *bad_target; /* strict.c's verdict on the raw target, or NULL */
   char params[SBX__MAX_PARAMS][SBX_ID_MAX];
   int role; /* effective role bit for this route */
   sbx__principal who;

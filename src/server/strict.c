@@ -1,0 +1,198 @@
+/*
+ * strict.c - strict HTTP/1.1 request checks (issue 12 item 6). See
+ * strict.h and docs/security.md "Strict HTTP".
+ *
+ * libmicrohttpd 0.9.75 (Debian 12) is lenient where leniency enables
+ * request smuggling or parser confusion behind a proxy: the first of two
+ * Content-Length headers wins, Transfer-Encoding silently overrides
+ * Content-Length, a coding list such as "gzip, chunked" leaves the body
+ * unframed (the connection hangs), a bare CR stays inside a value, an
+ * obs-fold line is glued onto the previous header, and whitespace before
+ * the colon is accepted. MHD keeps every header line in its list, so
+ * these checks run on that list at the first access-handler call, before
+ * any route, credential or body is looked at.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+#include "strict.h"
+
+/* RFC 9110 5.6.2: tchar. */
+static int is_tchar(unsigned char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+      (c >= 'a' && c <= 'z'))
+    return 1;
+  return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* 1 when s is a non-empty token. */
+static int is_token(const char *s) {
+  if (!s || !*s)
+    return 0;
+  for (; *s; s++)
+    if (!is_tchar((unsigned char)*s))
+      return 0;
+  return 1;
+}
+
+static int hexval(unsigned char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+const char *sbx__strict_target(const char *uri) {
+  if (!uri || uri[0] != '/')
+    return "request target: origin-form (/path?query) only";
+  for (const unsigned char *p = (const unsigned char *)uri; *p; p++) {
+    if (*p <= 0x20 || *p >= 0x7f)
+      return "request target: control, space or non-ASCII byte";
+    if (*p == '#')
+      return "request target: fragment";
+    if (*p == '%') {
+      int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+      if (hi < 0 || lo < 0)
+        return "request target: malformed percent-encoding";
+      if (hi == 0 && lo == 0)
+        return "request target: %00 (NUL)";
+      p += 2;
+    }
+  }
+  return NULL;
+}
+
+/* What the header scan found. */
+typedef struct scan {
+  int n_cl, n_te, n_auth, n_host;
+  const char *te;  /* the (single) Transfer-Encoding value */
+  const char *why; /* first malformed field, or NULL */
+} scan;
+
+/* 1 when the value is not laid out right after its name in MHD's read
+ * buffer: "name\0" then optional SP/HTAB then the value. libmicrohttpd
+ * 0.9.75 parses each header line in place (the colon becomes the NUL); a
+ * line continued by obs-fold instead gets its name copied to a new pool
+ * block with the continuation appended to it, away from its value. Both
+ * pointers lie in the connection's one memory pool, and the bytes between
+ * are read only while they are at most 8 KiB apart (a head is <= 64 KiB).
+ * Later MHD versions parse differently (0.9.76 rejects or replaces
+ * obs-fold itself), so the check is compiled for <= 0.9.75 only. */
+static int folded(const char *key, size_t klen, const char *value) {
+#if MHD_VERSION <= 0x00097500
+  const char *p = key + klen + 1;
+  uintptr_t vp = (uintptr_t)value, pp = (uintptr_t)p;
+  if (key[klen] != '\0' || vp < pp || vp - pp > 8192)
+    return 1;
+  for (; p < value; p++)
+    if (*p != ' ' && *p != '\t')
+      return 1;
+  return 0;
+#else
+  (void)key;
+  (void)klen;
+  (void)value;
+  return 0;
+#endif
+}
+
+/* MHD_KeyValueIterator over the request headers. */
+static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind,
+                                 const char *key, const char *value) {
+  scan *s = cls;
+  (void)kind;
+  if (s->why)
+    return MHD_NO;
+  if (!is_token(key)) {
+    s->why = "header field name is not a token (whitespace before ':'?)";
+    return MHD_NO;
+  }
+  if (!value)
+    value = "";
+  for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+    if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
+      s->why = "control byte (bare CR?) in a header value";
+      return MHD_NO;
+    }
+  if (folded(key, strlen(key), value)) {
+    s->why = "obs-fold (a header continued on the next line)";
+    return MHD_NO;
+  }
+  if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+    s->n_cl++;
+  else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+    s->n_te++;
+    s->te = value;
+  } else if (!strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION))
+    s->n_auth++;
+  else if (!strcasecmp(key, MHD_HTTP_HEADER_HOST))
+    s->n_host++;
+  return MHD_YES;
+}
+
+/* 1 when v is the single coding "chunked" (any case, optional
+ * surrounding whitespace). */
+static int plain_chunked(const char *v) {
+  while (*v == ' ' || *v == '\t')
+    v++;
+  if (strncasecmp(v, "chunked", 7))
+    return 0;
+  for (v += 7; *v; v++)
+    if (*v != ' ' && *v != '\t')
+      return 0;
+  return 1;
+}
+
+int sbx__strict_head(struct MHD_Connection *c, const char *method,
+                     const char *version, const char **why) {
+  scan s = {0};
+  int http10 = version && !strcmp(version, MHD_HTTP_VERSION_1_0);
+  if (!is_token(method)) {
+    *why = "method is not a token";
+    return 400;
+  }
+  MHD_get_connection_values(c, MHD_HEADER_KIND, on_header, &s);
+  *why = s.why;
+  if (s.why)
+    return 400;
+  if (s.n_host > 1 || (s.n_host == 0 && !http10)) {
+    *why = "exactly one Host header required";
+    return 400;
+  }
+  if (s.n_cl > 1) {
+    *why = "more than one Content-Length";
+    return 400;
+  }
+  if (s.n_auth > 1) {
+    *why = "more than one Authorization";
+    return 400;
+  }
+  if (s.n_te && (s.n_cl || http10)) {
+    *why = s.n_cl ? "Transfer-Encoding with Content-Length"
+                  : "Transfer-Encoding on HTTP/1.0";
+    return 400;
+  }
+  if (s.n_te > 1 || (s.n_te && !plain_chunked(s.te))) {
+    *why = "transfer coding other than chunked";
+    return 501;
+  }
+  return 0;
+}
+
+const char *sbx__bearer_token(struct MHD_Connection *c, int *present) {
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                              MHD_HTTP_HEADER_AUTHORIZATION);
+  if (present)
+    *present = h != NULL;
+  if (!h || strncasecmp(h, "Bearer", 6) || h[6] != ' ')
+    return NULL;
+  h += 6;
+  while (*h == ' ')
+    h++;
+  return *h ? h : NULL;
+}
