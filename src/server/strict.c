@@ -72,19 +72,25 @@ typedef struct scan {
   int n_cl, n_te, n_auth, n_host;
   const char *te;  /* the (single) Transfer-Encoding value */
   const char *why; /* first malformed field, or NULL */
+  int old_parser;  /* libmicrohttpd 0.9.x: see folded() */
 } scan;
 
 /* 1 when the value is not laid out right after its name in MHD's read
  * buffer: "name\0" then optional SP/HTAB then the value. libmicrohttpd
- * 0.9.75 parses each header line in place (the colon becomes the NUL); a
- * line continued by obs-fold instead gets its name copied to a new pool
- * block with the continuation appended to it, away from its value. Both
- * pointers lie in the connection's one memory pool, and the bytes between
- * are read only while they are at most 8 KiB apart (a head is <= 64 KiB).
- * Later MHD versions parse differently (0.9.76 rejects or replaces
- * obs-fold itself), so the check is compiled for <= 0.9.75 only. */
-static int folded(const char *key, size_t klen, const char *value) {
-#if MHD_VERSION <= 0x00097500
+ * 0.9.x (0.9.75 in Debian 12, the same parser through 0.9.77) parses each
+ * header line in place, the colon becoming the NUL; a line continued by
+ * obs-fold instead gets its name copied to a new pool block with the
+ * continuation appended to it, away from its value. Both pointers lie in
+ * the connection's one memory pool, and the bytes between are read only
+ * when they are at most 8 KiB apart (a head is <= 64 KiB). libmicrohttpd
+ * 1.0 rewrote the parser and itself refuses obs-fold under
+ * MHD_OPTION_STRICT_FOR_CLIENT = 1, so the check runs only on a 0.9.x
+ * library (old_parser, decided at run time: the loaded library's layout is
+ * what counts). */
+static int folded(const char *key, size_t klen, const char *value,
+                  int old_parser) {
+  if (!old_parser)
+    return 0;
   const char *p = key + klen + 1;
   uintptr_t vp = (uintptr_t)value, pp = (uintptr_t)p;
   if (key[klen] != '\0' || vp < pp || vp - pp > 8192)
@@ -93,12 +99,6 @@ static int folded(const char *key, size_t klen, const char *value) {
     if (*p != ' ' && *p != '\t')
       return 1;
   return 0;
-#else
-  (void)key;
-  (void)klen;
-  (void)value;
-  return 0;
-#endif
 }
 
 /* MHD_KeyValueIterator over the request headers. */
@@ -119,7 +119,7 @@ static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind,
       s->why = "control byte (bare CR?) in a header value";
       return MHD_NO;
     }
-  if (folded(key, strlen(key), value)) {
+  if (folded(key, strlen(key), value, s->old_parser)) {
     s->why = "obs-fold (a header continued on the next line)";
     return MHD_NO;
   }
@@ -151,6 +151,8 @@ static int plain_chunked(const char *v) {
 int sbx__strict_head(struct MHD_Connection *c, const char *method,
                      const char *version, const char **why) {
   scan s = {0};
+  const char *lib = MHD_get_version();
+  s.old_parser = lib && !strncmp(lib, "0.9.", 4);
   int http10 = version && !strcmp(version, MHD_HTTP_VERSION_1_0);
   if (!is_token(method)) {
     *why = "method is not a token";

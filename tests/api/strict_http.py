@@ -259,6 +259,17 @@ def main():
         expect("scheme_other", head(srv, "GET", "/api/v1/projects",
                                     [host, b"Authorization: Basic " + srv.key.encode()]),
                401, closed=None)
+        # no false positives: what RFC 9110/9112 allow is still accepted
+        expect("allowed_fields",
+               head(srv, "GET", "/api/v1/projects?limit=5&cursor=",
+                    [host, auth, b"X-Long:" + b" " * 300 + b"v", b"X-Empty:", b"X-Blank:   ",
+                     b"X-Obs-Text: \xc3\xa9t\xe9", b"X-Tab:\tv\tw", b"Cookie: a=b; c=d",
+                     b"Cookie: e=f", b"content-length: 0"]), 200, closed=False)
+        expect("bare_lf_line_ends",
+               b"GET /api/v1/projects HTTP/1.1\nHost: 127.0.0.1\n" + auth + b"\n\n", 200,
+               closed=False)
+        expect("leading_ws_first_field",
+               head(srv, "GET", "/api/v1/projects", [b" X: y", host, auth]), 400)
         # a well-formed request on keep-alive is still kept open
         expect("plain_keepalive", head(srv, "GET", "/api/v1/projects", [host, auth]), 200,
                closed=False)
