@@ -12,6 +12,7 @@
  * these checks run on that list at the first access-handler call, before
  * any route, credential or body is looked at.
  */
+#include <ctype.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -37,16 +38,6 @@ static int is_token(const char *s) {
   return 1;
 }
 
-static int hexval(unsigned char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 const char *sbx__strict_target(const char *uri) {
   if (!uri || uri[0] != '/')
     return "request target: origin-form (/path?query) only";
@@ -56,10 +47,9 @@ const char *sbx__strict_target(const char *uri) {
     if (*p == '#')
       return "request target: fragment";
     if (*p == '%') {
-      int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
-      if (hi < 0 || lo < 0)
+      if (!isxdigit(p[1]) || !isxdigit(p[2]))
         return "request target: malformed percent-encoding";
-      if (hi == 0 && lo == 0)
+      if (p[1] == '0' && p[2] == '0')
         return "request target: %00 (NUL)";
       p += 2;
     }

@@ -58,11 +58,13 @@ class Server:
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(20)
+            rc = self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            rc = self.proc.wait()
         self.log.close()
+        # 0: a clean stop (under ASan: no error or leak report either)
+        check(rc == 0, f"aisbxd stopped cleanly (exit {rc})")
         if not fails:
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
