@@ -125,17 +125,14 @@ static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind,
   return MHD_YES;
 }
 
-/* 1 when v is the single coding "chunked" (any case, optional
- * surrounding whitespace). */
+/* 1 when v is the single coding "chunked" (any case) exactly as
+ * libmicrohttpd 0.9.75 recognises it: it strips leading whitespace but
+ * not trailing, and takes any other value (even "chunked ") as a body of
+ * unknown length with no framing, which then hangs. */
 static int plain_chunked(const char *v) {
   while (*v == ' ' || *v == '\t')
     v++;
-  if (strncasecmp(v, "chunked", 7))
-    return 0;
-  for (v += 7; *v; v++)
-    if (*v != ' ' && *v != '\t')
-      return 0;
-  return 1;
+  return !strcasecmp(v, "chunked");
 }
 
 int sbx__strict_head(struct MHD_Connection *c, const char *method,

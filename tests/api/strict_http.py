@@ -182,7 +182,8 @@ def main():
                     chunked), 400)
         # a transfer coding other than plain chunked: 501 at once, no hang
         for name, te in (("te_gzip_chunked", b"gzip, chunked"), ("te_gzip", b"gzip"),
-                         ("te_chunked_chunked", b"chunked, chunked")):
+                         ("te_chunked_chunked", b"chunked, chunked"),
+                         ("te_chunked_trailing_ws", b"chunked ")):
             expect(name, head(srv, "POST", "/api/v1/projects",
                               [host, auth, b"Content-Type: application/json",
                                b"Transfer-Encoding: " + te], chunked), 501)
