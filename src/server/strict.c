@@ -67,16 +67,17 @@ typedef struct scan {
 
 /* 1 when the value is not laid out right after its name in MHD's read
  * buffer: "name\0" then optional SP/HTAB then the value. libmicrohttpd
- * 0.9.x (0.9.75 in Debian 12, the same parser through 0.9.77) parses each
- * header line in place, the colon becoming the NUL; a line continued by
- * obs-fold instead gets its name copied to a new pool block with the
- * continuation appended to it, away from its value. Both pointers lie in
- * the connection's one memory pool, and the bytes between are read only
- * when they are at most 8 KiB apart (a head is <= 64 KiB). libmicrohttpd
- * 1.0 rewrote the parser and itself refuses obs-fold under
- * MHD_OPTION_STRICT_FOR_CLIENT = 1, so the check runs only on a 0.9.x
- * library (old_parser, decided at run time: the loaded library's layout is
- * what counts). */
+ * 0.9.x parses each header line in place, the colon becoming the NUL;
+ * through 0.9.76 (Debian 12: 0.9.75) a line continued by obs-fold instead
+ * gets its name copied to a new pool block with the continuation appended
+ * to it, away from its value. Both pointers lie in the connection's one
+ * memory pool, and the bytes between are read only when they are at most
+ * 8 KiB apart (a head is <= 64 KiB). 0.9.77 replaces the fold by spaces in
+ * the value (RFC 9112 5.2 allows that; the layout then holds and nothing
+ * is refused here), and 1.0 rewrote the parser and refuses obs-fold itself
+ * under MHD_OPTION_STRICT_FOR_CLIENT = 1, so the check runs only on a
+ * 0.9.x library (old_parser, decided at run time: the loaded library's
+ * layout is what counts). */
 static int folded(const char *key, size_t klen, const char *value,
                   int old_parser) {
   if (!old_parser)
