@@ -225,9 +225,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
 /* The strict HTTP checks of the first call: the target's verdict, then the
  * method and header list. Returns 1 with a 400/501 set (to be sent with
  * Connection: close), else 0. */
-static int strict_refusal(sbx__req *r, const char *version) {
+static int strict_refusal(sbx__req *r, const char *url, const char *version) {
   const char *why = r->bad_target;
-  int st = why ? 400 : sbx__strict_head(r->conn, r->method, version, &why);
+  int st = why ? 400 : sbx__strict_head(r->conn, r->method, url, version, &why);
   if (!st)
     return 0;
   sbx__problem(r, st, st == 501 ? "Not Implemented" : "Bad Request", why);
@@ -250,7 +250,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
      * accepts a response only before the body is read (it then closes the
      * connection instead of reading the body). Successful requests are
      * answered on a later call so the connection is kept alive. */
-    int c = strict_refusal(r, version) ? 1 : check(r, url);
+    int c = strict_refusal(r, url, version) ? 1 : check(r, url);
     if (c == 0 || c == 2) /* 2: r->status is set, the body is discarded */
       return MHD_YES;
     r->final = 1;

@@ -38,9 +38,21 @@ static int is_token(const char *s) {
   return 1;
 }
 
+/* 1 when the loaded libmicrohttpd is a 0.9.x one, whose parser leaves the
+ * request line and every header line in place in its read buffer (each
+ * separator turned into a NUL), which the layout checks below rely on. */
+static int old_parser(void) {
+  const char *lib = MHD_get_version();
+  return lib && !strncmp(lib, "0.9.", 4);
+}
+
 const char *sbx__strict_target(const char *uri) {
   if (!uri || uri[0] != '/')
     return "request target: origin-form (/path?query) only";
+  /* a raw NUL ends the string MHD hands on: the target must end where the
+   * space before the version was (now a NUL) */
+  if (old_parser() && strncmp(uri + strlen(uri) + 1, "HTTP/", 5))
+    return "request target: NUL byte";
   for (const unsigned char *p = (const unsigned char *)uri; *p; p++) {
     if (*p <= 0x20 || *p >= 0x7f)
       return "request target: control, space or non-ASCII byte";
@@ -62,8 +74,19 @@ typedef struct scan {
   int n_cl, n_te, n_auth, n_host;
   const char *te;  /* the (single) Transfer-Encoding value */
   const char *why; /* first malformed field, or NULL */
-  int old_parser;  /* libmicrohttpd 0.9.x: see folded() */
+  int old_parser;  /* libmicrohttpd 0.9.x: see folded(), adjacent() */
+  const char *end; /* old_parser: end of the previous line's last string */
 } scan;
+
+/* 1 when next starts the line after the one whose last string ended at
+ * end (its terminating NUL): MHD 0.9.x turned that line's CRLF or LF into
+ * one or two NULs, so next is end + 1 or end + 2. Anything else means a
+ * raw NUL cut a string short (the rest of the line was ignored) or, in
+ * MHD <= 0.9.76, an obs-fold moved a field name away. */
+static int adjacent(const char *end, const char *next) {
+  uintptr_t e = (uintptr_t)end, n = (uintptr_t)next;
+  return n == e + 1 || (n == e + 2 && end[1] == '\0');
+}
 
 /* 1 when the value is not laid out right after its name in MHD's read
  * buffer: "name\0" then optional SP/HTAB then the value. libmicrohttpd
@@ -114,6 +137,13 @@ static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind,
     s->why = "obs-fold (a header continued on the next line)";
     return MHD_NO;
   }
+  if (s->old_parser) {
+    if (s->end && !adjacent(s->end, key)) {
+      s->why = "NUL byte or obs-fold in the request head";
+      return MHD_NO;
+    }
+    s->end = value + strlen(value);
+  }
   if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
     s->n_cl++;
   else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
@@ -137,18 +167,35 @@ static int plain_chunked(const char *v) {
 }
 
 int sbx__strict_head(struct MHD_Connection *c, const char *method,
-                     const char *version, const char **why) {
+                     const char *url, const char *version, const char **why) {
   scan s = {0};
-  const char *lib = MHD_get_version();
-  s.old_parser = lib && !strncmp(lib, "0.9.", 4);
+  s.old_parser = old_parser();
   int http10 = version && !strcmp(version, MHD_HTTP_VERSION_1_0);
   if (!is_token(method)) {
     *why = "method is not a token";
     return 400;
   }
+  if (s.old_parser) {
+    /* method, its NUL (the first space), spaces, then the target (url is
+     * the target's own buffer, decoded in place); the version line's end
+     * starts the header chain */
+    const char *e = method + strlen(method) + 1;
+    uintptr_t ue = (uintptr_t)e, uu = (uintptr_t)url;
+    int bad = !url || uu < ue || uu - ue > 64;
+    for (; !bad && e < url; e++)
+      bad = *e != ' ';
+    if (bad) {
+      *why = "NUL byte in the method";
+      return 400;
+    }
+    if (version && *version)
+      s.end = version + strlen(version);
+  }
   MHD_get_connection_values(c, MHD_HEADER_KIND, on_header, &s);
   *why = s.why;
-  if (s.why)
+  if (!s.why && s.end && s.end[1] != '\0')
+    *why = "NUL byte in the last header line";
+  if (*why)
     return 400;
   if (s.n_host > 1 || (s.n_host == 0 && !http10)) {
     *why = "exactly one Host header required";

@@ -243,6 +243,16 @@ def main():
             names = [o.get("name") for o in json.loads(b).get("items", [])] if st == 200 else []
             check(st == 200 and "a" not in names and "a\0b.onnx" not in names,
                   f"nul_in_upload_name: no object named 'a' stored ({names})")
+        # a raw NUL byte: MHD's strings end there, the rest was ignored
+        expect("nul_raw_in_path",
+               head(srv, "GET", f"/api/v1/projects/p/models/{mid}\0../../x", [host, auth]), 400)
+        expect("nul_raw_in_method", head(srv, "GET\0X", "/api/v1/projects", [host, auth]), 400)
+        expect("nul_raw_in_value", head(srv, "GET", "/api/v1/projects",
+                                        [host + b"\0evil", auth]), 400)
+        expect("nul_raw_in_last_value", head(srv, "GET", "/api/v1/projects",
+                                             [host, auth + b"\0junk"]), 400)
+        expect("nul_raw_in_name", head(srv, "GET", "/api/v1/projects",
+                                       [host, b"X-A\0B: 1", auth]), 400)
         expect("nul_in_query_key",
                head(srv, "GET", "/api/v1/projects?lim%00it=5", [host, auth]), 400)
         # two Authorization headers (first valid): never "first wins"
@@ -273,6 +283,27 @@ def main():
                closed=False)
         expect("leading_ws_first_field",
                head(srv, "GET", "/api/v1/projects", [b" X: y", host, auth]), 400)
+        expect("big_head",
+               head(srv, "GET", "/api/v1/projects",
+                    [host] + [b"X-H%d: %s" % (i, b"v" * 1000) for i in range(45)] + [auth]),
+               200, closed=False)
+        if case("pipelined"):  # two requests in one write: both answered
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            t = srv.ctx.wrap_socket(s)
+            one = head(srv, "GET", "/api/v1/projects", [host, auth, b"X-A: 1"])
+            t.sendall(one + one)
+            buf, deadline = b"", time.monotonic() + 5
+            while buf.count(b"HTTP/1.1 200") < 2 and time.monotonic() < deadline:
+                try:
+                    chunk = t.recv(65536)
+                except (socket.timeout, ssl.SSLError, OSError):
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+            t.close()
+            check(buf.count(b"HTTP/1.1 200") == 2,
+                  f"pipelined: two 200 answers on one connection ({buf.count(b'HTTP/1.1 ')})")
         # a well-formed request on keep-alive is still kept open
         expect("plain_keepalive", head(srv, "GET", "/api/v1/projects", [host, auth]), 200,
                closed=False)
