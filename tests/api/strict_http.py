@@ -24,6 +24,21 @@ def check(cond, what):
         fails.append(what)
 
 
+def recv_until(t, buf, done, deadline):
+    """Reads from TLS socket t onto buf until done(buf) or the deadline;
+    returns (buf, why): why None when done, else "eof" or "timeout"."""
+    while not done(buf):
+        t.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = t.recv(65536)
+        except (socket.timeout, ssl.SSLError, OSError):
+            return buf, "timeout"
+        if not chunk:
+            return buf, "eof"
+        buf += chunk
+    return buf, None
+
+
 class Server:
     """aisbxd on 127.0.0.1, a free port and a temp data dir."""
 
@@ -78,17 +93,10 @@ class Server:
         t = self.ctx.wrap_socket(s)
         try:
             t.sendall(data)
-            buf = b""
             deadline = time.monotonic() + timeout
-            while b"\r\n\r\n" not in buf:
-                t.settimeout(max(0.01, deadline - time.monotonic()))
-                try:
-                    chunk = t.recv(65536)
-                except (socket.timeout, ssl.SSLError, OSError):
-                    return None, {}, b"", False
-                if not chunk:
-                    return None, {}, b"", True
-                buf += chunk
+            buf, why = recv_until(t, b"", lambda b: b"\r\n\r\n" in b, deadline)
+            if why:
+                return None, {}, b"", why == "eof"
             head, body = buf.split(b"\r\n\r\n", 1)
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])
@@ -97,15 +105,7 @@ class Server:
                 k, v = l.split(":", 1)
                 hdrs[k.strip().lower()] = v.strip()
             n = int(hdrs.get("content-length", "0"))
-            while len(body) < n:
-                t.settimeout(max(0.01, deadline - time.monotonic()))
-                try:
-                    chunk = t.recv(65536)
-                except (socket.timeout, ssl.SSLError, OSError):
-                    break
-                if not chunk:
-                    break
-                body += chunk
+            body, _ = recv_until(t, body, lambda b: len(b) >= n, deadline)
             # after the answer: EOF (closed) or nothing within 1 s (kept)
             closed = False
             t.settimeout(1.0)
@@ -292,15 +292,8 @@ def main():
             t = srv.ctx.wrap_socket(s)
             one = head(srv, "GET", "/api/v1/projects", [host, auth, b"X-A: 1"])
             t.sendall(one + one)
-            buf, deadline = b"", time.monotonic() + 5
-            while buf.count(b"HTTP/1.1 200") < 2 and time.monotonic() < deadline:
-                try:
-                    chunk = t.recv(65536)
-                except (socket.timeout, ssl.SSLError, OSError):
-                    break
-                if not chunk:
-                    break
-                buf += chunk
+            buf, _ = recv_until(t, b"", lambda b: b.count(b"HTTP/1.1 200") >= 2,
+                                time.monotonic() + 5)
             t.close()
             check(buf.count(b"HTTP/1.1 200") == 2,
                   f"pipelined: two 200 answers on one connection ({buf.count(b'HTTP/1.1 ')})")
