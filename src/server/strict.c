@@ -8,9 +8,12 @@
  * Content-Length, a coding list such as "gzip, chunked" leaves the body
  * unframed (the connection hangs), a bare CR stays inside a value, an
  * obs-fold line is glued onto the previous header, and whitespace before
- * the colon is accepted. MHD keeps every header line in its list, so
+ * the colon is accepted, and a raw NUL byte silently ends the method, the
+ * target or a header value. MHD keeps every header line in its list, so
  * these checks run on that list at the first access-handler call, before
- * any route, credential or body is looked at.
+ * any route, credential or body is looked at; what the list cannot show
+ * (obs-fold, raw NULs) is read from where MHD 0.9.x left the strings in
+ * its read buffer (folded(), adjacent()).
  */
 #include <ctype.h>
 #include <stddef.h>
