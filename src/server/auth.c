@@ -30,6 +30,7 @@
 #include "sbx/jobs.h"
 #include "session.h"
 #include "state.h"
+#include "strict.h"
 #include "util.h"
 
 #define SBX__TOKEN_MAX 2048
@@ -196,13 +197,12 @@ static int worker_check(sbx__req *r, const char *tok) {
 
 int sbx__authenticate(sbx__req *r) {
   memset(&r->who, 0, sizeof r->who);
-  const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                              MHD_HTTP_HEADER_AUTHORIZATION);
-  if (!h)
+  int present; /* the scheme is case-insensitive (strict.c) */
+  const char *tok = sbx__bearer_token(r->conn, &present);
+  if (!present)
     return sbx__session_authenticate(r); /* browser: the session cookie */
-  if (strncmp(h, "Bearer ", 7))
+  if (!tok)
     return SBX_EAUTH;
-  const char *tok = h + 7;
   if (strnlen(tok, SBX__TOKEN_MAX + 1) > SBX__TOKEN_MAX)
     return SBX_EAUTH;
   if (!strncmp(tok, "ak_", 3))

@@ -10,7 +10,10 @@
  * byte is buffered or stored. Order: per-IP rate limit, route, credential,
  * per-credential rate limit, authorization (authz.c), and only then the
  * body caps: an unauthenticated caller learns nothing about a route's body
- * (401, never 413 or 400).
+ * (401, never 413 or 400). Before all of these, the strict HTTP checks
+ * (strict.c): the raw request target (seen in MHD's URI log callback, which
+ * allocates the request) and the header list; a refusal there is answered
+ * at once with "Connection: close".
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -35,6 +38,7 @@
 #include "req.h"
 #include "router.h"
 #include "state.h"
+#include "strict.h"
 #include "util.h"
 
 /* ---- the MHD callbacks ---- */
@@ -195,33 +199,58 @@ static int check(sbx__req *r, const char *url) {
   return 0;
 }
 
+/* MHD's URI log callback: called with the raw request target once the
+ * request line is parsed, before MHD splits off the query and decodes it.
+ * Allocates the request (its pointer becomes the access handler's
+ * *con_cls; on_completed frees it) and records the target's verdict (a
+ * decoded %00 would otherwise truncate the path or a query value). NULL on
+ * allocation failure: on_request then drops the connection. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+  sbx_server *s = cls;
+  sbx__req *r = calloc(1, sizeof *r);
+  if (!r)
+    return NULL;
+  r->srv = s;
+  r->conn = conn;
+  r->route = -1;
+  r->t0 = sbx__mono();
+  atomic_fetch_add(&s->metrics.in_flight, 1);
+  if (sbx__rand_hex(r->reqid, 16))
+    snprintf(r->reqid, sizeof r->reqid, "0");
+  client_ip(r);
+  r->bad_target = sbx__strict_target(uri);
+  return r;
+}
+
+/* The strict HTTP checks of the first call: the target's verdict, then the
+ * method and header list. Returns 1 with a 400/501 set (to be sent with
+ * Connection: close), else 0. */
+static int strict_refusal(sbx__req *r, const char *url, const char *version) {
+  const char *why = r->bad_target;
+  int st = why ? 400 : sbx__strict_head(r->conn, r->method, url, version, &why);
+  if (!st)
+    return 0;
+  sbx__problem(r, st, st == 501 ? "Not Implemented" : "Bad Request", why);
+  sbx__add_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+  return 1;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
   sbx_server *s = cls;
   sbx__req *r = *con_cls;
-  (void)version;
-  if (!r) {
-    r = calloc(1, sizeof *r);
-    if (!r)
-      return MHD_NO;
-    r->srv = s;
-    r->conn = conn;
+  if (!r) /* on_uri could not allocate it */
+    return MHD_NO;
+  if (!r->method) { /* the first call: the head is complete */
     r->method = method;
-    r->route = -1;
-    r->t0 = sbx__mono();
-    atomic_fetch_add(&s->metrics.in_flight, 1);
-    if (sbx__rand_hex(r->reqid, 16))
-      snprintf(r->reqid, sizeof r->reqid, "0");
-    client_ip(r);
-    *con_cls = r;
     sbx__connguard_head_done(s->cg, conn); /* body deadline from now */
     /* Checks that need no body run now. A refusal is queued at once: MHD
      * accepts a response only before the body is read (it then closes the
      * connection instead of reading the body). Successful requests are
      * answered on a later call so the connection is kept alive. */
-    int c = check(r, url);
+    int c = strict_refusal(r, url, version) ? 1 : check(r, url);
     if (c == 0 || c == 2) /* 2: r->status is set, the body is discarded */
       return MHD_YES;
     r->final = 1;
@@ -383,7 +412,9 @@ int sbx__http_start(sbx_server *s) {
       "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-"
       "POLY1305:+AES-256-GCM:+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-"
       "ECDSA:+ECDHE-RSA",
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_URI_LOG_CALLBACK,
+      on_uri, s, MHD_OPTION_STRICT_FOR_CLIENT,
+      (int)1, /* Host required, no space in the target (strict.c: ours) */
       MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT,
       mhd_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)gp.per_ip_max,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),

@@ -35,6 +35,7 @@
 #include "reply.h"
 #include "router.h"
 #include "state.h"
+#include "strict.h"
 
 static const double BUCKETS[SBX__METRICS_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -83,12 +84,11 @@ int sbx__metrics_init(sbx_server *s) {
 int sbx__metrics_token_ok(sbx__req *r) {
   if (!r->srv->metrics.token_set)
     return 0;
-  const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                              MHD_HTTP_HEADER_AUTHORIZATION);
-  if (!h || strncmp(h, "Bearer ", 7) || strnlen(h + 7, 257) > 256)
+  const char *t = sbx__bearer_token(r->conn, NULL);
+  if (!t || strnlen(t, 257) > 256)
     return 0;
   uint8_t d[SBX_SHA256_LEN];
-  if (sbx_sha256(h + 7, strlen(h + 7), d))
+  if (sbx_sha256(t, strlen(t), d))
     return 0;
   return sbx_ct_equal(d, r->srv->metrics.token_hash, SBX_SHA256_LEN);
 }

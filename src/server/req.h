@@ -55,6 +55,8 @@ typedef struct sbx__req {
   char path[SBX_PATH_MAX];
   char reqid[33];
   char ip[64];
+  /* strict.c's verdict on the raw request target: NULL, or why a 400 */
+  const char *bad_target;
   int route; /* index in srv->routes, -1 none */
   char params[SBX__MAX_PARAMS][SBX_ID_MAX];
   int role; /* effective role bit for this route */

@@ -22,13 +22,13 @@
 #include "sbx/jobs.h"
 #include "sbx/jobspec.h"
 #include "state.h"
+#include "strict.h"
 #include "util.h"
 
 /* The presented bearer token (authentication already checked it). */
 static const char *bearer(sbx__req *r) {
-  const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                              MHD_HTTP_HEADER_AUTHORIZATION);
-  return h && !strncmp(h, "Bearer ", 7) ? h + 7 : "";
+  const char *t = sbx__bearer_token(r->conn, NULL);
+  return t ? t : "";
 }
 
 static int64_t lease_seconds(const sbx__req *r) {
