@@ -110,6 +110,10 @@ struct sbx_store;
 /* Opens the store of p->data_dir as the operator commands do (migrations
  * applied; the caller closes it with sbx_store_close). */
 int sbx_server_store_open(const sbx_server_params *p, struct sbx_store **out);
+/* The master key spec of p's data dir: master_key_spec, else the one
+ * `aisbxd init --master-key-from` recorded, else file:DIR/master.key. */
+int sbx_server_master_key_spec(const sbx_server_params *p, char *out,
+                               size_t cap);
 /* Offline verify: walks every tenant's chain (against the last anchor of
  * each tenant in anchor_file, NULL: p->audit_anchor_file, none: no anchor)
  * and writes one JSON object per tenant to out. 0 all intact, SBX_ECRYPTO

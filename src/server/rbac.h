@@ -49,6 +49,7 @@ enum {
   X(AUDIT_VERIFY, "audit:verify", SBX__ROLE_ADMIN)                             \
   X(JOBLIMIT_READ, "job-limits:read", SBX__ROLE_ADMIN)                         \
   X(JOBLIMIT_WRITE, "job-limits:write", SBX__ROLE_ADMIN)                       \
+  X(INCIDENT, "incident:respond", SBX__ROLE_ADMIN)                             \
   /* process-wide counters of all tenants: no tenant role may read them,       \
    * only the operator's token (route flag OPERATOR) */                        \
   X(METRICS, "metrics", 0)

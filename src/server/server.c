@@ -233,6 +233,14 @@ static void master_spec(const sbx_server_params *p, char *out, size_t cap) {
     fclose(f);
 }
 
+int sbx_server_master_key_spec(const sbx_server_params *p, char *out,
+                               size_t cap) {
+  if (!p || !p->data_dir || !out || cap < 16)
+    return SBX_EINVAL;
+  master_spec(p, out, cap);
+  return SBX_OK;
+}
+
 /* 1 when spec is a key file inside the data dir (copied with it). */
 static int key_beside_data(const sbx_server_params *p, const char *spec) {
   if (strncmp(spec, "file:", 5))
@@ -362,6 +370,9 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   snprintf(s->issuer, sizeof s->issuer, "%s", p->issuer ? p->issuer : "aisbxd");
   master_spec(p, s->master_spec, sizeof s->master_spec);
   pthread_mutex_init(&s->pool.mu, NULL);
+  pthread_cond_init(&s->pool.cv, NULL);
+  pthread_rwlock_init(&s->jwt_mu, NULL);
+  pthread_mutex_init(&s->rot_mu, NULL);
   pthread_mutex_init(&s->rl.mu, NULL);
   int rc = SBX_OK;
   if (mkdir(s->data_dir, 0700) && errno != EEXIST)
@@ -443,6 +454,9 @@ void sbx_server_stop(sbx_server *s) {
     free(s->tls_key_pem);
   }
   pthread_mutex_destroy(&s->pool.mu);
+  pthread_cond_destroy(&s->pool.cv);
+  pthread_rwlock_destroy(&s->jwt_mu);
+  pthread_mutex_destroy(&s->rot_mu);
   pthread_mutex_destroy(&s->rl.mu);
   free(s);
 }

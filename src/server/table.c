@@ -8,6 +8,7 @@
 #include "table.h"
 
 #include "audit_ops.h"
+#include "incident.h"
 #include "metrics.h"
 #include "oidc.h"
 #include "openapi.h"
@@ -46,9 +47,9 @@ const sbx__route sbx__routes[] = {
      "Password login to a browser session cookie", 200},
     {"GET", "/api/v1/auth/session", SBX__PERM_AUTHENTICATED, 0, SBX__BODY_NONE,
      sbx__session_h_get, "The caller's session (and its CSRF token)", 200},
-    {"DELETE", "/api/v1/auth/session", SBX__PERM_AUTHENTICATED, 0,
-     SBX__BODY_NONE, sbx__session_h_delete, "Log out of the browser session",
-     200},
+    {"DELETE", "/api/v1/auth/session", SBX__PERM_AUTHENTICATED,
+     SBX__RF_FREEZE_OK, SBX__BODY_NONE, sbx__session_h_delete,
+     "Log out of the browser session", 200},
     {"POST", "/api/v1/auth/totp", SBX__PERM_AUTHENTICATED, 0, SBX__BODY_NONE,
      sbx__totp_h_enroll, "Enroll a TOTP second factor (pending)", 201},
     {"POST", "/api/v1/auth/totp/confirm", SBX__PERM_AUTHENTICATED, 0,
@@ -76,8 +77,9 @@ const sbx__route sbx__routes[] = {
      sbx__h_keys_list, "List API keys (never the secrets)", 200},
     {"POST", "/api/v1/api-keys", SBX__PERM_APIKEY_CREATE, 0, SBX__BODY_JSON,
      sbx__h_key_create, "Create an API key (shown once)", 201},
-    {"DELETE", "/api/v1/api-keys/{key}", SBX__PERM_APIKEY_REVOKE, 0,
-     SBX__BODY_NONE, sbx__h_key_revoke, "Revoke an API key", 200},
+    {"DELETE", "/api/v1/api-keys/{key}", SBX__PERM_APIKEY_REVOKE,
+     SBX__RF_FREEZE_OK, SBX__BODY_NONE, sbx__h_key_revoke, "Revoke an API key",
+     200},
     {"POST", "/api/v1/api-keys/{key}/rotate", SBX__PERM_APIKEY_CREATE,
      SBX__RF_BODY_OPTIONAL, SBX__BODY_JSON, sbx__h_key_rotate,
      "Rotate: new key, the old one expires after an overlap", 201},
@@ -155,6 +157,26 @@ const sbx__route sbx__routes[] = {
     {"POST", "/api/v1/worker/jobs/{job}/finish", SBX__PERM_NONE,
      SBX__RF_JOB_TOKEN, SBX__BODY_JSON, sbx__h_worker_finish,
      "End the claimed shard; the job token dies (job token)", 200},
+    /* incident response (incident.c, docs/runbook.md): open while the
+     * tenant is frozen */
+    {"POST", "/api/v1/users/{user}/revoke-credentials", SBX__PERM_INCIDENT,
+     SBX__RF_FREEZE_OK, SBX__BODY_NONE, sbx__h_user_revoke_all,
+     "Revoke every session, refresh token and API key of a user", 200},
+    {"PUT", "/api/v1/tenants/{tenant}/freeze", SBX__PERM_INCIDENT,
+     SBX__RF_FREEZE_OK, SBX__BODY_JSON, sbx__h_tenant_freeze,
+     "Freeze (mutations answer 423, reads work) or unfreeze the tenant", 200},
+    {"POST", "/api/v1/tenants/{tenant}/keys/rotate", SBX__PERM_INCIDENT,
+     SBX__RF_FREEZE_OK, SBX__BODY_NONE, sbx__h_tenant_key_rotate,
+     "Rotate the tenant key (data keys re-wrapped, no downtime)", 200},
+    {"POST", "/api/v1/admin/jwt-key/rotate", SBX__PERM_INCIDENT,
+     SBX__RF_FREEZE_OK | SBX__RF_BODY_OPTIONAL, SBX__BODY_JSON,
+     sbx__h_jwt_key_rotate,
+     "Rotate the access-token signing key (old one in the JWKS until its "
+     "tokens expire, or retired at once)",
+     200},
+    {"POST", "/api/v1/admin/master-key/rotate", SBX__PERM_INCIDENT,
+     SBX__RF_FREEZE_OK, SBX__BODY_NONE, sbx__h_master_key_rotate,
+     "Rotate the master key (file keys; no downtime)", 200},
     {"GET", "/api/v1/audit-events", SBX__PERM_AUDIT_READ, 0, SBX__BODY_NONE,
      sbx__h_audit_list, "Audit events (hash-chained)", 200},
     {"GET", "/api/v1/audit-events/verify", SBX__PERM_AUDIT_VERIFY, 0,

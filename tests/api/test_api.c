@@ -217,6 +217,19 @@ static const row ROWS[] = {
     {"POST", "/api/v1/worker/jobs/{job}/finish",
      "/api/v1/worker/jobs/{job}/finish", "{\"state\":\"succeeded\"}", 0, 200,
      0},
+    /* incident tools (test_incident.c drives their effects): an unknown
+     * user (404 for an admin, after the permission check), unfreezing an
+     * active tenant (a no-op that is still audited), key rotations */
+    {"POST", "/api/v1/users/{user}/revoke-credentials",
+     "/api/v1/users/nobody/revoke-credentials", NULL, RAD, 404, 0},
+    {"PUT", "/api/v1/tenants/{tenant}/freeze",
+     "/api/v1/tenants/{tenant}/freeze", "{\"frozen\":false}", RAD, 200, 0},
+    {"POST", "/api/v1/tenants/{tenant}/keys/rotate",
+     "/api/v1/tenants/{tenant}/keys/rotate", NULL, RAD, 200, 0},
+    {"POST", "/api/v1/admin/jwt-key/rotate", "/api/v1/admin/jwt-key/rotate",
+     NULL, RAD, 200, 0},
+    {"POST", "/api/v1/admin/master-key/rotate",
+     "/api/v1/admin/master-key/rotate", NULL, RAD, 200, 0},
     {"GET", "/api/v1/audit-events", "/api/v1/audit-events", NULL, RA | RAD, 200,
      0},
     {"GET", "/api/v1/audit-events/verify", "/api/v1/audit-events/verify", NULL,
