@@ -88,6 +88,15 @@ typedef struct sbx_server_params {
   /* structured logs (one JSON object per line, docs/security.md): the
    * file they are appended to; NULL: stderr */
   const char *log_file;
+  /* forwarding of audit rows and security events to a syslog receiver
+   * (RFC 5424 over TLS, RFC 5425 framing; src/server/syslog.h):
+   * syslog_url = tls://host:port (NULL: off), syslog_ca_file = the CA
+   * that signed the receiver's certificate, syslog_queue_max = messages
+   * kept while the receiver is down (default 10000; then the oldest is
+   * dropped and counted) */
+  const char *syslog_url;
+  const char *syslog_ca_file;
+  int syslog_queue_max;
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);

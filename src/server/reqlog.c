@@ -12,6 +12,8 @@
  */
 #include "reqlog.h"
 
+#include "syslog.h"
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -169,8 +171,10 @@ static int line_head(sbx__req *r, const char *level, const char *event, char *b,
 void sbx__reqlog_line(sbx_server *s, const char *json) {
   char line[1024];
   int n = snprintf(line, sizeof line, "%s\n", json);
-  if (n > 0 && (size_t)n < sizeof line)
+  if (n > 0 && (size_t)n < sizeof line) {
     emit(s, line, (size_t)n);
+    sbx__syslog_event(s, "info", line); /* anchors: the SIEM keeps them */
+  }
 }
 
 void sbx__reqlog_request(sbx__req *r, const char *method, double seconds) {
@@ -206,6 +210,8 @@ void sbx__reqlog_event(sbx__req *r, const char *level, const char *event,
     pseudonym(r->srv->reqlog, "target", target, tgt);
   int k = snprintf(line + n, sizeof line - (size_t)n,
                    ",\"route\":\"%s\",\"target\":\"%s\"}\n", route, tgt);
-  if (k > 0 && (size_t)(n + k) < sizeof line)
+  if (k > 0 && (size_t)(n + k) < sizeof line) {
     emit(r->srv, line, (size_t)(n + k));
+    sbx__syslog_event(r->srv, level, line); /* security events to a SIEM */
+  }
 }

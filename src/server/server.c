@@ -24,6 +24,7 @@
 #include "sbx/jobs.h"
 #include "sbx/server.h"
 #include "state.h"
+#include "syslog.h"
 #include "table.h"
 #include "tls.h"
 #include "util.h"
@@ -115,6 +116,9 @@ static const cfg_key CFG[] = {
     CK(audit_anchor_file, 's'),
     CK(audit_anchor_interval_s, 'i'),
     CK(log_file, 's'),
+    CK(syslog_url, 's'),
+    CK(syslog_ca_file, 's'),
+    CK(syslog_queue_max, 'i'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -420,6 +424,8 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (!rc)
     rc = sbx__reqlog_init(s);
   if (!rc)
+    rc = sbx__syslog_start(s);
+  if (!rc)
     rc = sbx__anchor_start(s);
   if (!rc)
     rc = sbx__http_start(s);
@@ -441,6 +447,7 @@ void sbx_server_stop(sbx_server *s) {
   sbx__http_stop(s);
   sbx__park_stop(s); /* when http never started */
   sbx__anchor_stop(s);
+  sbx__syslog_stop(s); /* after the last anchor */
   sbx__reqlog_free(s);
   for (int i = 0; i < s->pool.n; i++)
     sbx_store_close(s->pool.h[i]);

@@ -64,6 +64,7 @@ struct sbx__authcache; /* authcache.h */
 struct sbx__connguard; /* conn.h */
 struct sbx__anchor;    /* audit_ops.h */
 struct sbx__reqlog;    /* reqlog.h */
+struct sbx__syslog;    /* syslog.h */
 
 struct sbx_server {
   sbx_server_params p;
@@ -101,6 +102,7 @@ struct sbx_server {
   size_t nroutes;
   struct sbx__anchor *anchor; /* periodic audit anchor, NULL: off */
   struct sbx__reqlog *reqlog; /* structured logs (reqlog.c) */
+  struct sbx__syslog *syslog; /* RFC 5424 forwarding (syslog.c), NULL: off */
 };
 
 #endif
