@@ -88,6 +88,11 @@ typedef struct sbx_server_params {
   /* structured logs (one JSON object per line, docs/security.md): the
    * file they are appended to; NULL: stderr */
   const char *log_file;
+  /* size-based rotation of log_file (besides SIGHUP reopen): when it
+   * reaches log_max_bytes (0: never) it becomes log_file.1 (.1 -> .2 ...,
+   * log_keep files kept, default 5) and a new log_file is started */
+  int log_max_bytes;
+  int log_keep;
   /* forwarding of audit rows and security events to a syslog receiver
    * (RFC 5424 over TLS, RFC 5425 framing; src/server/syslog.h):
    * syslog_url = tls://host:port (NULL: off), syslog_ca_file = the CA
@@ -217,6 +222,8 @@ typedef struct sbx_route_info {
   const char *pattern;    /* "/api/v1/projects/{project}/models" */
   const char *permission; /* "model:read"; "public" for unauthenticated */
   const char *summary;
+  const char *no_audit; /* NULL, or why this mutating route appends no
+                           audit row */
 } sbx_route_info;
 
 /* Number of routes; sbx_server_route(i) for i in [0, n). */

@@ -116,6 +116,8 @@ static const cfg_key CFG[] = {
     CK(audit_anchor_file, 's'),
     CK(audit_anchor_interval_s, 'i'),
     CK(log_file, 's'),
+    CK(log_max_bytes, 'i'),
+    CK(log_keep, 'i'),
     CK(syslog_url, 's'),
     CK(syslog_ca_file, 's'),
     CK(syslog_queue_max, 'i'),
