@@ -231,22 +231,37 @@ int sbx__h_tenant_freeze(sbx__req *r) {
                                    "frozen", frozen, "changed", changed));
 }
 
-int sbx__h_tenant_key_rotate(sbx__req *r) {
-  if (not_own_tenant(r))
-    return 0;
+/* Runs fn(r) with every store handle but r's drained (tenant and master
+ * key rotations: no request may see a key change under it); one rotation
+ * at a time. When requests in flight do not finish in time: 503 with
+ * Retry-After set and SBX_EBUSY returned. Otherwise fn's status. */
+static int exclusive(sbx__req *r, int (*fn)(sbx__req *r)) {
   sbx_server *s = r->srv;
   pthread_mutex_lock(&s->rot_mu);
   int rc = sbx__pool_drain(&s->pool, r->st, DRAIN_TIMEOUT_S);
   if (!rc) {
-    rc = sbx_store_rotate_tenant_key(r->st, r->who.tenant);
+    rc = fn(r);
     sbx__pool_undrain(&s->pool);
   }
   pthread_mutex_unlock(&s->rot_mu);
   if (rc == SBX_EBUSY) {
     sbx__add_header(r, "Retry-After", "5");
-    return sbx__problem(r, 503, "Service Unavailable",
-                        "requests still in flight: retry");
+    sbx__problem(r, 503, "Service Unavailable",
+                 "requests still in flight: retry");
   }
+  return rc;
+}
+
+static int tenant_rotate(sbx__req *r) {
+  return sbx_store_rotate_tenant_key(r->st, r->who.tenant);
+}
+
+int sbx__h_tenant_key_rotate(sbx__req *r) {
+  if (not_own_tenant(r))
+    return 0;
+  int rc = exclusive(r, tenant_rotate);
+  if (rc == SBX_EBUSY)
+    return 0;
   if (rc)
     return sbx__problem_rc(r, rc);
   sbx__audit(r, "key.tenant.rotate", r->who.tenant);
@@ -281,40 +296,37 @@ int sbx__h_jwt_key_rotate(sbx__req *r) {
       r, 200, json_pack("{s:s,s:b}", "kid", kid, "retired_old", retire));
 }
 
-int sbx__h_master_key_rotate(sbx__req *r) {
+/* The master key rotation, then every other pool handle reopened with
+ * the new key (they hold the old one); the caller drained the pool. */
+static int master_rotate_live(sbx__req *r) {
   sbx_server *s = r->srv;
-  pthread_mutex_lock(&s->rot_mu);
-  int rc = sbx__pool_drain(&s->pool, r->st, DRAIN_TIMEOUT_S);
-  if (!rc) {
-    sbx_kek *nk = NULL;
-    rc = master_rotate(s->master_spec, r->st, s->kek, s->data_dir,
-                       !s->p.tls_key_file, &nk);
-    if (!rc) {
-      sbx_kek_free(s->kek); /* used only at start and by rotations */
-      s->kek = nk;
-      /* every other handle still holds the old key: reopen them */
-      for (int i = 0; i < s->pool.n; i++) {
-        sbx_store *h = NULL;
-        if (s->pool.h[i] == r->st)
-          continue;
-        int orc = sbx_server_store_open(&s->p, &h);
-        if (orc) {
-          sbx__log("master key rotation: reopening a store handle: %s",
-                   sbx_strerror(orc));
-          continue;
-        }
-        sbx_store_close(s->pool.h[i]);
-        s->pool.h[i] = h;
-      }
+  sbx_kek *nk = NULL;
+  int rc = master_rotate(s->master_spec, r->st, s->kek, s->data_dir,
+                         !s->p.tls_key_file, &nk);
+  if (rc)
+    return rc;
+  sbx_kek_free(s->kek); /* used only at start and by rotations */
+  s->kek = nk;
+  for (int i = 0; i < s->pool.n; i++) {
+    sbx_store *h = NULL;
+    if (s->pool.h[i] == r->st)
+      continue;
+    int orc = sbx_server_store_open(&s->p, &h);
+    if (orc) {
+      sbx__log("master key rotation: reopening a store handle: %s",
+               sbx_strerror(orc));
+      continue;
     }
-    sbx__pool_undrain(&s->pool);
+    sbx_store_close(s->pool.h[i]);
+    s->pool.h[i] = h;
   }
-  pthread_mutex_unlock(&s->rot_mu);
-  if (rc == SBX_EBUSY) {
-    sbx__add_header(r, "Retry-After", "5");
-    return sbx__problem(r, 503, "Service Unavailable",
-                        "requests still in flight: retry");
-  }
+  return SBX_OK;
+}
+
+int sbx__h_master_key_rotate(sbx__req *r) {
+  int rc = exclusive(r, master_rotate_live);
+  if (rc == SBX_EBUSY)
+    return 0;
   if (rc == SBX_EUNSUPPORTED)
     return sbx__problem(r, 409, "Conflict",
                         "the master key is not a file: rotate it where it "

@@ -8,28 +8,17 @@ its effect is not observed. Exit 0 pass, 1 fail."""
 import json
 import os
 import re
-import signal
-import ssl
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from opsutil import FAILS, Server, check  # noqa: E402
 
 AISBXD, RUNBOOK = sys.argv[1], sys.argv[2]
 STEPS = ["freeze", "revoke-user", "rotate-tenant-key", "rotate-jwt-key-retire",
          "rotate-master-key", "unfreeze", "audit-verify"]
 LIVE_ONLY = ["rotate-jwt-key"]
-FAILS = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
-
-
 def blocks():
     text = open(RUNBOOK, encoding="utf-8").read()
     out = {"live": [], "offline": []}
@@ -37,58 +26,6 @@ def blocks():
                          text, re.S):
         out[m.group(2)].append((m.group(1), m.group(3)))
     return out
-
-
-class Server:
-    def __init__(self, d, cfg):
-        self.d, self.cfg, self.p, self.port = d, cfg, None, 0
-
-    def start(self):
-        pf = os.path.join(self.d, "aisbxd.port")
-        if os.path.exists(pf):
-            os.unlink(pf)
-        self.p = subprocess.Popen(
-            [AISBXD, "--data-dir", self.d, "--listen", "127.0.0.1:0",
-             "--config", self.cfg, "--workers", "0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            if os.path.exists(pf):
-                t = open(pf).read().strip()
-                if t:
-                    self.port = int(t)
-                    self.ctx = ssl.create_default_context(
-                        cafile=os.path.join(self.d, "tls-cert.pem"))
-                    return
-            if self.p.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise SystemExit("aisbxd did not start")
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        self.p.wait(timeout=20)
-
-    def url(self):
-        return "https://127.0.0.1:%d" % self.port
-
-    def req(self, method, path, token=None, body=None, raw=None):
-        h = {}
-        if token:
-            h["Authorization"] = "Bearer " + token
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            h["Content-Type"] = "application/json"
-        if raw is not None:
-            data = raw
-            h["Content-Type"] = "application/octet-stream"
-        r = urllib.request.Request(self.url() + path, data=data, headers=h,
-                                   method=method)
-        try:
-            with urllib.request.urlopen(r, context=self.ctx, timeout=30) as f:
-                return f.status, f.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
 
 
 def login(s, email, pw):
@@ -117,7 +54,7 @@ def main():
         check(n in names["offline"], "runbook has offline step " + n)
     for n in LIVE_ONLY:
         check(n in names["live"], "runbook has live step " + n)
-    s = Server(d, cfg)
+    s = Server(AISBXD, d, cfg)
     s.start()
     model = b"runbook model bytes 0123456789"
     st, _ = s.req("POST", "/api/v1/auth/bootstrap",

@@ -17,23 +17,16 @@ import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from opsutil import FAILS, Server, check  # noqa: E402
 
 AISBXD = sys.argv[1]
-FAILS = []
 RSYSLOGD = "/usr/sbin/rsyslogd"
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
 
 
 def sh(*args, **kw):
@@ -103,46 +96,6 @@ action(type="omfile" file="{self.out}" template="raw" asyncWriting="off"
             return []
 
 
-class Server:
-    def __init__(self, d, cfg):
-        self.d, self.cfg = d, cfg
-
-    def start(self):
-        pf = os.path.join(self.d, "aisbxd.port")
-        self.p = subprocess.Popen([AISBXD, "--data-dir", self.d, "--listen", "127.0.0.1:0",
-                                   "--config", self.cfg, "--workers", "0"],
-                                  stdout=subprocess.DEVNULL,
-                                  stderr=open(os.path.join(self.d, "aisbxd.err"), "a"))
-        for _ in range(200):
-            if os.path.exists(pf) and open(pf).read().strip():
-                self.port = int(open(pf).read())
-                self.ctx = ssl.create_default_context(
-                    cafile=os.path.join(self.d, "tls-cert.pem"))
-                return
-            time.sleep(0.1)
-        raise SystemExit("aisbxd did not start")
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        self.p.wait(timeout=30)
-
-    def req(self, method, path, token=None, body=None):
-        h = {}
-        if token:
-            h["Authorization"] = "Bearer " + token
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            h["Content-Type"] = "application/json"
-        r = urllib.request.Request("https://127.0.0.1:%d%s" % (self.port, path),
-                                   data=data, headers=h, method=method)
-        try:
-            with urllib.request.urlopen(r, context=self.ctx, timeout=30) as f:
-                return f.status, f.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-
-
 RFC5424 = re.compile(
     r"^<(\d{1,3})>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) aisbxd (\d+) "
     r"(audit|security|anchor) (-|\[.*\])(?: (.*))?$")
@@ -193,7 +146,7 @@ def main():
     out = sh(AISBXD, "init", "--data-dir", data, "--config", cfg, "--tenant", "t1").stdout
     admin_key = re.search(r"admin-api-key: (\S+)", out).group(1)
     boot = re.search(r"bootstrap-token: (\S+)", out).group(1)
-    s = Server(data, cfg)
+    s = Server(AISBXD, data, cfg)
     s.start()
     pw = "pw-" + os.urandom(8).hex()
     check(s.req("POST", "/api/v1/auth/bootstrap",
@@ -252,6 +205,7 @@ def main():
     el = time.time() - t0
     check(el < 10, "20 requests with the receiver down took %.2f s" % el)
     st, m = s.req("GET", "/metrics", metrics_token)
+    m = m.decode()
     dropped = re.search(r"^aisbxd_syslog_dropped_total (\d+)$", m, re.M)
     conn = re.search(r"^aisbxd_syslog_connected (\d+)$", m, re.M)
     check(st == 200 and dropped and int(dropped.group(1)) >= 10,
@@ -269,6 +223,7 @@ def main():
     check(all(after) and len(after) <= 5 + 2, "at most the queue (5) + new ones after the "
           "outage: %d" % len(after))
     st, m = s.req("GET", "/metrics", metrics_token)
+    m = m.decode()
     check(re.search(r"^aisbxd_syslog_connected 1$", m, re.M) is not None, "connected again")
     s.stop()
     rs.stop()
