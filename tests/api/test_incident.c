@@ -184,7 +184,8 @@ typedef struct loop_ctx {
   const char *old_at; /* an access token issued before every rotation */
   _Atomic int stop;
   int id;
-  long iterations, errors;
+  _Atomic long iterations;
+  long errors;
   char last_error[256];
 } loop_ctx;
 
@@ -237,6 +238,23 @@ static int jwks_keys(void) {
   return n;
 }
 
+/* Waits (up to 120 s: ASan and a busy host make rounds slow) until every
+ * client finished one more whole round than now: its requests ran after
+ * the step just taken. */
+static void one_more_round(loop_ctx *c, int n) {
+  long want[8];
+  for (int i = 0; i < n; i++)
+    want[i] = c[i].iterations + 2; /* the round in progress, then one */
+  for (int t = 0; t < 1200; t++) {
+    int done = 1;
+    for (int i = 0; i < n; i++)
+      done &= c[i].iterations >= want[i];
+    if (done)
+      return;
+    usleep(100000);
+  }
+}
+
 TEST(rotations_under_load) {
   char old_at[1200] = "";
   CHECK_EQ_INT(
@@ -252,19 +270,19 @@ TEST(rotations_under_load) {
     c[i].id = i;
     pthread_create(&th[i], NULL, client_loop, &c[i]);
   }
-  sleep(1);
+  one_more_round(c, NT);
   resp r;
   /* 1. the JWT signing key: the old token keeps working (JWKS) */
   CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/admin/jwt-key/rotate", K, NULL, &r),
                200);
   resp_free(&r);
   CHECK_EQ_INT(jwks_keys(), 2);
-  sleep(1);
+  one_more_round(c, NT);
   /* 2. the tenant key: data keys re-wrapped under a new version */
   CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/tenants/t1/keys/rotate", K, NULL, &r),
                200);
   resp_free(&r);
-  sleep(1);
+  one_more_round(c, NT);
   /* 3. the master key */
   char before[80] = "", after[80] = "", kp[320];
   snprintf(kp, sizeof kp, "%s/master.key", g_dir);
@@ -280,7 +298,7 @@ TEST(rotations_under_load) {
   if (f)
     fclose(f);
   CHECK(strlen(after) >= 64 && strcmp(before, after) != 0);
-  sleep(1);
+  one_more_round(c, NT);
   long total = 0, errors = 0;
   for (int i = 0; i < NT; i++) {
     c[i].stop = 1;
@@ -293,7 +311,7 @@ TEST(rotations_under_load) {
   }
   fprintf(stderr, "rotations under load: %ld rounds, %ld errors\n", total,
           errors);
-  CHECK(total >= 4);
+  CHECK(total >= 4 * 2 * NT); /* each client: two rounds per step */
   CHECK_EQ_INT(errors, 0);
   CHECK(audited("key.jwt.rotate"));
   CHECK(audited("key.tenant.rotate"));
