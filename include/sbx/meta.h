@@ -83,8 +83,11 @@ int sbx_meta_rollback(sbx_meta *m);
 /* ---- tenants ---- */
 typedef enum sbx_tenant_state {
   SBX_TENANT_ACTIVE = 0,
-  SBX_TENANT_FROZEN = 1,  /* incident: reads and writes refused */
-  SBX_TENANT_SHREDDED = 2 /* keys destroyed; data unreadable forever */
+  SBX_TENANT_FROZEN = 1,   /* incident: reads and writes refused */
+  SBX_TENANT_SHREDDED = 2, /* keys destroyed; data unreadable forever */
+  SBX_TENANT_LOCKED = 3    /* incident freeze (aisbxd): reads work, every
+                              mutating route answers 423; no new job shard
+                              is claimed and running ones are stopped */
 } sbx_tenant_state;
 
 typedef struct sbx_tenant {

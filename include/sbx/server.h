@@ -95,6 +95,20 @@ typedef struct sbx_server_params {
    * legal minimum (default 365 days) */
   int retention_purge_interval_s;
   int64_t audit_retention_min_s;
+  /* size-based rotation of log_file (besides SIGHUP reopen): when it
+   * reaches log_max_bytes (0: never) it becomes log_file.1 (.1 -> .2 ...,
+   * log_keep files kept, default 5) and a new log_file is started */
+  int log_max_bytes;
+  int log_keep;
+  /* forwarding of audit rows and security events to a syslog receiver
+   * (RFC 5424 over TLS, RFC 5425 framing; src/server/syslog.h):
+   * syslog_url = tls://host:port (NULL: off), syslog_ca_file = the CA
+   * that signed the receiver's certificate, syslog_queue_max = messages
+   * kept while the receiver is down (default 10000; then the oldest is
+   * dropped and counted) */
+  const char *syslog_url;
+  const char *syslog_ca_file;
+  int syslog_queue_max;
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);
@@ -117,6 +131,10 @@ struct sbx_store;
 /* Opens the store of p->data_dir as the operator commands do (migrations
  * applied; the caller closes it with sbx_store_close). */
 int sbx_server_store_open(const sbx_server_params *p, struct sbx_store **out);
+/* The master key spec of p's data dir: master_key_spec, else the one
+ * `aisbxd init --master-key-from` recorded, else file:DIR/master.key. */
+int sbx_server_master_key_spec(const sbx_server_params *p, char *out,
+                               size_t cap);
 /* Offline verify: walks every tenant's chain (against the last anchor of
  * each tenant in anchor_file, NULL: p->audit_anchor_file, none: no anchor)
  * and writes one JSON object per tenant to out. 0 all intact, SBX_ECRYPTO
@@ -211,6 +229,8 @@ typedef struct sbx_route_info {
   const char *pattern;    /* "/api/v1/projects/{project}/models" */
   const char *permission; /* "model:read"; "public" for unauthenticated */
   const char *summary;
+  const char *no_audit; /* NULL, or why this mutating route appends no
+                           audit row */
 } sbx_route_info;
 
 /* Number of routes; sbx_server_route(i) for i in [0, n). */

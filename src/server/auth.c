@@ -36,6 +36,9 @@
 #define SBX__TOKEN_MAX 2048
 #define HP_APIKEY "api-key"
 #define HP_REFRESH "refresh-token"
+#define JWT_SEALED "jwt-ed25519.sealed"
+#define JWT_CTX "aisbxd jwt key"
+#define JWT_RETIRED "jwt-retired.txt" /* public halves, not secret */
 
 /* ---- prefixed opaque tokens ---- */
 
@@ -227,80 +230,345 @@ int sbx__authenticate(sbx__req *r) {
 
 /* ---- JWT (EdDSA / Ed25519 only; the algorithm is fixed here) ---- */
 
-int sbx__jwt_load_or_create(sbx_server *s) {
-  char path[SBX_PATH_MAX + 32];
-  snprintf(path, sizeof path, "%s/jwt-ed25519.pem", s->data_dir);
+/* A parsed JWT key: the private key (NULL for a retired public key), the
+ * public key, its kid (base64url of 12 bytes of SHA-256 of the raw public
+ * key) and x (base64url raw public key). */
+typedef struct jwt_key {
+  gnutls_privkey_t priv;
+  gnutls_pubkey_t pub;
+  char kid[32], x[64];
+} jwt_key;
+
+static void jwt_key_free(jwt_key *k) {
+  if (k->pub)
+    gnutls_pubkey_deinit(k->pub);
+  if (k->priv)
+    gnutls_privkey_deinit(k->priv);
+  memset(k, 0, sizeof *k);
+}
+
+/* kid and x of k->pub. */
+static int jwt_key_ids(jwt_key *k) {
+  gnutls_datum_t x = {NULL, 0};
+  if (gnutls_pubkey_export_ecc_raw(k->pub, NULL, &x, NULL) < 0)
+    return SBX_ECRYPTO;
+  int rc = SBX_ECRYPTO;
+  if (x.size == 32) {
+    sbx__b64url(x.data, x.size, k->x);
+    uint8_t d[SBX_SHA256_LEN];
+    sbx_sha256(x.data, x.size, d);
+    sbx__b64url(d, 12, k->kid); /* 16 chars */
+    rc = SBX_OK;
+  }
+  gnutls_free(x.data);
+  return rc;
+}
+
+/* Takes xk (consumed, also on error) into k: private, public key, ids. */
+static int jwt_key_from_x509(gnutls_x509_privkey_t xk, jwt_key *k) {
+  memset(k, 0, sizeof *k);
+  if (gnutls_privkey_init(&k->priv) < 0 ||
+      gnutls_privkey_import_x509(k->priv, xk,
+                                 GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE) < 0) {
+    gnutls_x509_privkey_deinit(xk);
+    jwt_key_free(k);
+    return SBX_ECRYPTO;
+  }
+  int rc = SBX_ECRYPTO;
+  if (gnutls_pubkey_init(&k->pub) >= 0 &&
+      gnutls_pubkey_import_privkey(k->pub, k->priv, 0, 0) >= 0)
+    rc = jwt_key_ids(k);
+  if (rc)
+    jwt_key_free(k);
+  return rc;
+}
+
+/* A public key from its base64url raw form x (a retired key). */
+static int jwt_key_from_x(const char *x, jwt_key *k) {
+  memset(k, 0, sizeof *k);
+  uint8_t raw[48];
+  long n = sbx__unb64url(x, strlen(x), raw, sizeof raw);
+  gnutls_datum_t d = {raw, (unsigned)(n > 0 ? n : 0)};
+  int rc = SBX_EFORMAT;
+  if (n == 32 && gnutls_pubkey_init(&k->pub) >= 0 &&
+      gnutls_pubkey_import_ecc_raw(k->pub, GNUTLS_ECC_CURVE_ED25519, &d,
+                                   NULL) >= 0)
+    rc = jwt_key_ids(k);
+  if (rc)
+    jwt_key_free(k);
+  return rc;
+}
+
+/* A fresh Ed25519 key as a PKCS#8 PEM (gnutls_free'd by the caller). */
+static int jwt_generate_pem(gnutls_datum_t *out) {
+  gnutls_x509_privkey_t xk = NULL;
+  out->data = NULL;
+  if (gnutls_x509_privkey_init(&xk) < 0)
+    return SBX_ENOMEM;
+  int rc = SBX_ECRYPTO;
+  if (gnutls_x509_privkey_generate(
+          xk, GNUTLS_PK_EDDSA_ED25519,
+          GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_ED25519), 0) >= 0 &&
+      gnutls_x509_privkey_export2_pkcs8(xk, GNUTLS_X509_FMT_PEM, NULL,
+                                        GNUTLS_PKCS_PLAIN, out) >= 0)
+    rc = SBX_OK;
+  gnutls_x509_privkey_deinit(xk);
+  return rc;
+}
+
+/* The current key of dir (jwt-ed25519.sealed, or the legacy plain PEM),
+ * created when missing (create = 1; else SBX_ENOTFOUND). */
+static int jwt_load_current(sbx_kek *kek, const char *dir, int create,
+                            jwt_key *k) {
   char *pem = NULL;
   size_t n = 0;
   /* sealed under the master key (keyfile.h); a plain PEM of an older
    * version is sealed and removed on first start */
-  int rc = sbx__keyfile_load(s->kek, s->data_dir, "jwt-ed25519.sealed",
-                             "jwt-ed25519.pem", "aisbxd jwt key", &pem, &n);
+  int rc = sbx__keyfile_load(kek, dir, JWT_SEALED, "jwt-ed25519.pem", JWT_CTX,
+                             &pem, &n);
+  if (rc == SBX_ENOTFOUND && create) {
+    gnutls_datum_t out;
+    rc = jwt_generate_pem(&out);
+    if (!rc) {
+      rc = sbx__keyfile_create(kek, dir, JWT_SEALED, JWT_CTX, out.data,
+                               out.size);
+      pem = malloc(out.size + 1);
+      if (!rc && pem) {
+        memcpy(pem, out.data, out.size);
+        pem[out.size] = 0;
+        n = out.size;
+      } else if (!rc) {
+        rc = SBX_ENOMEM;
+      }
+      sbx_memwipe(out.data, out.size);
+      gnutls_free(out.data);
+    }
+  }
   gnutls_x509_privkey_t xk = NULL;
-  if (gnutls_x509_privkey_init(&xk) < 0)
-    return SBX_ENOMEM;
-  if (rc == SBX_ENOTFOUND) {
-    if (gnutls_x509_privkey_generate(
-            xk, GNUTLS_PK_EDDSA_ED25519,
-            GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_ED25519), 0) < 0) {
-      gnutls_x509_privkey_deinit(xk);
-      return SBX_ECRYPTO;
-    }
-    gnutls_datum_t out = {NULL, 0};
-    if (gnutls_x509_privkey_export2_pkcs8(xk, GNUTLS_X509_FMT_PEM, NULL,
-                                          GNUTLS_PKCS_PLAIN, &out) < 0) {
-      gnutls_x509_privkey_deinit(xk);
-      return SBX_ECRYPTO;
-    }
-    rc = sbx__keyfile_create(s->kek, s->data_dir, "jwt-ed25519.sealed",
-                             "aisbxd jwt key", out.data, out.size);
-    sbx_memwipe(out.data, out.size);
-    gnutls_free(out.data);
-  } else if (!rc) {
+  if (!rc && gnutls_x509_privkey_init(&xk) < 0)
+    rc = SBX_ENOMEM;
+  if (!rc) {
     gnutls_datum_t d = {(unsigned char *)pem, (unsigned)n};
     if (gnutls_x509_privkey_import2(xk, &d, GNUTLS_X509_FMT_PEM, NULL, 0) < 0 ||
-        gnutls_x509_privkey_get_pk_algorithm(xk) != GNUTLS_PK_EDDSA_ED25519)
+        gnutls_x509_privkey_get_pk_algorithm(xk) != GNUTLS_PK_EDDSA_ED25519) {
+      gnutls_x509_privkey_deinit(xk);
       rc = SBX_EFORMAT;
+    } else {
+      rc = jwt_key_from_x509(xk, k);
+    }
+  }
+  if (pem) {
     sbx_memwipe(pem, n);
+    free(pem);
   }
-  free(pem);
-  if (rc) {
-    gnutls_x509_privkey_deinit(xk);
-    sbx__log("JWT key %s: %s", path, sbx_strerror(rc));
+  return rc;
+}
+
+/* The retired keys of dir (JWT_RETIRED: lines "kid x retired_at"), those
+ * still verifying at now for tokens of lifetime ttl, at most max. */
+typedef struct jwt_retired {
+  char kid[32], x[64];
+  int64_t at;
+} jwt_retired;
+
+static int jwt_read_retired(const char *dir, int64_t now, int ttl,
+                            jwt_retired *out, int max) {
+  char path[SBX_PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/%s", dir, JWT_RETIRED);
+  FILE *f = fopen(path, "re");
+  int n = 0;
+  if (!f)
+    return 0;
+  char line[256];
+  while (n < max && fgets(line, sizeof line, f)) {
+    jwt_retired e;
+    long long at = 0;
+    if (sscanf(line, "%31s %63s %lld", e.kid, e.x, &at) == 3 &&
+        at + ttl > now) {
+      e.at = at;
+      out[n++] = e;
+    }
+  }
+  fclose(f);
+  return n;
+}
+
+static int jwt_ttl(const sbx_server_params *p) {
+  return p->access_ttl_s > 0 && p->access_ttl_s <= 900 ? p->access_ttl_s : 900;
+}
+
+/* Loads the current key and the retired keys still verifying into the
+ * temporaries cur/old (slots with pub NULL are free). */
+static int jwt_load_set(sbx_kek *kek, const char *dir, int ttl, int64_t now,
+                        jwt_key *cur, jwt_key old[SBX__JWT_OLD],
+                        int64_t old_at[SBX__JWT_OLD]) {
+  memset(old, 0, sizeof(jwt_key) * SBX__JWT_OLD);
+  int rc = jwt_load_current(kek, dir, 1, cur);
+  if (rc)
     return rc;
-  }
-  if (gnutls_privkey_init(&s->jwt_priv) < 0 ||
-      gnutls_privkey_import_x509(s->jwt_priv, xk,
-                                 GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE) < 0) {
-    gnutls_x509_privkey_deinit(xk);
-    return SBX_ECRYPTO;
-  }
-  gnutls_datum_t x = {NULL, 0};
-  if (gnutls_pubkey_init(&s->jwt_pub) < 0 ||
-      gnutls_pubkey_import_privkey(s->jwt_pub, s->jwt_priv, 0, 0) < 0 ||
-      gnutls_pubkey_export_ecc_raw(s->jwt_pub, NULL, &x, NULL) < 0 ||
-      x.size != 32)
-    return SBX_ECRYPTO;
-  sbx__b64url(x.data, x.size, s->jwt_x);
-  uint8_t d[SBX_SHA256_LEN];
-  sbx_sha256(x.data, x.size, d);
-  sbx__b64url(d, 12, s->jwt_kid); /* 16 chars */
-  gnutls_free(x.data);
+  jwt_retired r[SBX__JWT_OLD];
+  int n = jwt_read_retired(dir, now, ttl, r, SBX__JWT_OLD);
+  for (int i = 0, j = 0; i < n; i++)
+    if (strcmp(r[i].kid, cur->kid) && !jwt_key_from_x(r[i].x, &old[j]) &&
+        !strcmp(old[j].kid, r[i].kid))
+      old_at[j++] = r[i].at;
+    else
+      jwt_key_free(&old[j]);
   return SBX_OK;
 }
 
-void sbx__jwt_free(sbx_server *s) {
-  if (s->jwt_pub)
-    gnutls_pubkey_deinit(s->jwt_pub);
-  if (s->jwt_priv)
-    gnutls_privkey_deinit(s->jwt_priv);
-  s->jwt_pub = NULL;
-  s->jwt_priv = NULL;
+/* Installs cur/old into s (write-locked); the replaced keys are freed
+ * after the lock is released (no reader holds them then). */
+static void jwt_install(sbx_server *s, jwt_key *cur, jwt_key old[],
+                        const int64_t old_at[]) {
+  jwt_key gone[SBX__JWT_OLD + 1];
+  memset(gone, 0, sizeof gone);
+  pthread_rwlock_wrlock(&s->jwt_mu);
+  gone[0].priv = s->jwt_priv;
+  gone[0].pub = s->jwt_pub;
+  s->jwt_priv = cur->priv;
+  s->jwt_pub = cur->pub;
+  memcpy(s->jwt_kid, cur->kid, sizeof s->jwt_kid);
+  memcpy(s->jwt_x, cur->x, sizeof s->jwt_x);
+  for (int i = 0; i < SBX__JWT_OLD; i++) {
+    gone[i + 1].pub = s->jwt_old[i].pub;
+    s->jwt_old[i].pub = old[i].pub;
+    memcpy(s->jwt_old[i].kid, old[i].kid, sizeof old[i].kid);
+    memcpy(s->jwt_old[i].x, old[i].x, sizeof old[i].x);
+    s->jwt_old[i].retired_at = old[i].pub ? old_at[i] : 0;
+  }
+  pthread_rwlock_unlock(&s->jwt_mu);
+  for (int i = 0; i < SBX__JWT_OLD + 1; i++)
+    jwt_key_free(&gone[i]);
 }
 
-json_t *sbx__jwks(const sbx_server *s) {
-  return json_pack("{s:[{s:s,s:s,s:s,s:s,s:s}]}", "keys", "kty", "OKP", "crv",
-                   "Ed25519", "x", s->jwt_x, "kid", s->jwt_kid, "alg", "EdDSA");
+int sbx__jwt_load_or_create(sbx_server *s) {
+  jwt_key cur, old[SBX__JWT_OLD];
+  int64_t at[SBX__JWT_OLD] = {0};
+  int rc = jwt_load_set(s->kek, s->data_dir, jwt_ttl(&s->p), sbx__now(), &cur,
+                        old, at);
+  if (rc) {
+    sbx__log("JWT key %s/%s: %s", s->data_dir, JWT_SEALED, sbx_strerror(rc));
+    return rc;
+  }
+  jwt_install(s, &cur, old, at);
+  return SBX_OK;
+}
+
+int sbx__jwt_rotate_files(sbx_kek *kek, const char *dir, int ttl,
+                          int retire_old, int64_t now, char new_kid[32]) {
+  jwt_key cur;
+  int rc = jwt_load_current(kek, dir, 0, &cur);
+  if (rc)
+    return rc;
+  jwt_retired r[SBX__JWT_OLD];
+  int n = retire_old ? 0 : jwt_read_retired(dir, now, ttl, r, SBX__JWT_OLD);
+  if (!retire_old && n == SBX__JWT_OLD)
+    rc = SBX_EBUSY; /* every slot still verifies tokens: wait */
+  char path[SBX_PATH_MAX + 48], tmp[SBX_PATH_MAX + 64],
+      fresh[SBX_PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/%s", dir, JWT_RETIRED);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  snprintf(fresh, sizeof fresh, "%s/%s.new", dir, JWT_SEALED);
+  /* 1. the new key, sealed, beside the current one */
+  gnutls_datum_t pem = {NULL, 0};
+  if (!rc) {
+    unlink(fresh);
+    rc = jwt_generate_pem(&pem);
+  }
+  if (!rc) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.new", JWT_SEALED);
+    rc = sbx__keyfile_create(kek, dir, name, JWT_CTX, pem.data, pem.size);
+  }
+  /* 2. the retired list: the current key (unless retired at once) and
+   * those still verifying */
+  FILE *f = NULL;
+  if (!rc) {
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+      if (fd >= 0)
+        close(fd);
+      rc = SBX_EIO;
+    }
+  }
+  if (f) {
+    for (int i = 0; i < n; i++)
+      fprintf(f, "%s %s %lld\n", r[i].kid, r[i].x, (long long)r[i].at);
+    if (!retire_old)
+      fprintf(f, "%s %s %lld\n", cur.kid, cur.x, (long long)now);
+    if (fflush(f) || fsync(fileno(f)))
+      rc = SBX_EIO;
+    if (fclose(f))
+      rc = SBX_EIO;
+  }
+  /* 3. switch: the retired list first (a crash between leaves the current
+   * key listed as retired too: harmless), then the new key */
+  if (!rc && rename(tmp, path))
+    rc = SBX_EIO;
+  char sealed[SBX_PATH_MAX + 48];
+  snprintf(sealed, sizeof sealed, "%s/%s", dir, JWT_SEALED);
+  if (!rc && rename(fresh, sealed))
+    rc = SBX_EIO;
+  if (rc) {
+    unlink(tmp);
+    unlink(fresh);
+  } else {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      fsync(dfd);
+      close(dfd);
+    }
+  }
+  if (pem.data) {
+    sbx_memwipe(pem.data, pem.size);
+    gnutls_free(pem.data);
+  }
+  jwt_key_free(&cur);
+  if (!rc && new_kid) {
+    jwt_key k;
+    rc = jwt_load_current(kek, dir, 0, &k);
+    if (!rc)
+      snprintf(new_kid, 32, "%s", k.kid);
+    jwt_key_free(&k);
+  }
+  return rc;
+}
+
+int sbx__jwt_rotate(sbx_server *s, int retire_old, char new_kid[32]) {
+  int rc = sbx__jwt_rotate_files(s->kek, s->data_dir, jwt_ttl(&s->p),
+                                 retire_old, sbx__now(), new_kid);
+  if (!rc)
+    rc = sbx__jwt_load_or_create(s);
+  return rc;
+}
+
+void sbx__jwt_free(sbx_server *s) {
+  jwt_key none, old[SBX__JWT_OLD];
+  int64_t at[SBX__JWT_OLD] = {0};
+  memset(&none, 0, sizeof none);
+  memset(old, 0, sizeof old);
+  jwt_install(s, &none, old, at);
+}
+
+json_t *sbx__jwks(sbx_server *s) {
+  json_t *keys = json_array();
+  int64_t now = sbx__now();
+  int ttl = jwt_ttl(&s->p);
+  pthread_rwlock_rdlock(&s->jwt_mu);
+  json_array_append_new(keys, json_pack("{s:s,s:s,s:s,s:s,s:s}", "kty", "OKP",
+                                        "crv", "Ed25519", "x", s->jwt_x, "kid",
+                                        s->jwt_kid, "alg", "EdDSA"));
+  for (int i = 0; i < SBX__JWT_OLD; i++)
+    if (s->jwt_old[i].pub && s->jwt_old[i].retired_at + ttl > now)
+      json_array_append_new(keys, json_pack("{s:s,s:s,s:s,s:s,s:s}", "kty",
+                                            "OKP", "crv", "Ed25519", "x",
+                                            s->jwt_old[i].x, "kid",
+                                            s->jwt_old[i].kid, "alg", "EdDSA"));
+  pthread_rwlock_unlock(&s->jwt_mu);
+  return json_pack("{s:o}", "keys", keys);
 }
 
 static char *b64_json(json_t *j) {
@@ -324,6 +592,7 @@ int sbx__jwt_issue(sbx_server *s, const char *tenant, const char *user,
   int ttl = s->p.access_ttl_s > 0 && s->p.access_ttl_s <= 900
                 ? s->p.access_ttl_s
                 : 900;
+  pthread_rwlock_rdlock(&s->jwt_mu); /* a rotation swaps the key */
   json_t *h = json_pack("{s:s,s:s,s:s}", "alg", "EdDSA", "typ", "JWT", "kid",
                         s->jwt_kid);
   json_t *p = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "iss", s->issuer,
@@ -351,6 +620,7 @@ int sbx__jwt_issue(sbx_server *s, const char *tenant, const char *user,
       }
     }
   }
+  pthread_rwlock_unlock(&s->jwt_mu);
   free(hb);
   free(pb);
   return rc;
@@ -418,6 +688,8 @@ int sbx__jwt_verify(sbx_server *s, const char *tok, int64_t now,
   if (n > SBX__TOKEN_MAX)
     return SBX_EAUTH;
   uint8_t h[32];
+  /* read-locked: the keys (current and retired) stay while in use */
+  pthread_rwlock_rdlock(&s->jwt_mu);
   jwt_cache_key(s, tok, n, h);
   unsigned slot = ((unsigned)h[0] | (unsigned)h[1] << 8) % JWT_CACHE_SLOTS;
   pthread_mutex_lock(&jwt_cache_mu);
@@ -430,6 +702,7 @@ int sbx__jwt_verify(sbx_server *s, const char *tok, int64_t now,
       memcpy(jti, e->jti, SBX_ID_MAX);
     }
     pthread_mutex_unlock(&jwt_cache_mu);
+    pthread_rwlock_unlock(&s->jwt_mu);
     return rc;
   }
   pthread_mutex_unlock(&jwt_cache_mu);
@@ -446,11 +719,28 @@ int sbx__jwt_verify(sbx_server *s, const char *tok, int64_t now,
     e->used = 1;
     pthread_mutex_unlock(&jwt_cache_mu);
   }
+  pthread_rwlock_unlock(&s->jwt_mu);
   return rc;
 }
 
-/* The full check: header (algorithm fixed by us), Ed25519 signature,
- * claims. On success *exp_out receives the token's expiry. */
+/* The public key of kid: the current key, or a retired one still inside
+ * its overlap (tokens it signed may not have expired); NULL otherwise.
+ * The caller holds jwt_mu (read). */
+static gnutls_pubkey_t jwt_pub_for(sbx_server *s, const char *kid,
+                                   int64_t now) {
+  if (!strcmp(kid, s->jwt_kid))
+    return s->jwt_pub;
+  for (int i = 0; i < SBX__JWT_OLD; i++)
+    if (s->jwt_old[i].pub && !strcmp(kid, s->jwt_old[i].kid) &&
+        s->jwt_old[i].retired_at + jwt_ttl(&s->p) > now)
+      return s->jwt_old[i].pub;
+  return NULL;
+}
+
+/* The full check: header (algorithm fixed by us), Ed25519 signature by
+ * the key its kid names (current or retired within the overlap), claims.
+ * The caller holds jwt_mu (read). On success *exp_out receives the
+ * token's expiry. */
 static int jwt_verify_full(sbx_server *s, const char *tok, int64_t now,
                            char tenant[SBX_ID_MAX], char user[SBX_ID_MAX],
                            char jti[SBX_ID_MAX], int64_t *exp_out) {
@@ -463,12 +753,14 @@ static int jwt_verify_full(sbx_server *s, const char *tok, int64_t now,
    * agree with it; anything else (none, HS256, RS256, ...) is refused */
   json_t *h = decode_part(tok, (size_t)(d1 - tok));
   int rc = SBX_EAUTH;
+  gnutls_pubkey_t pub = NULL;
   if (h) {
     const char *alg = json_string_value(json_object_get(h, "alg"));
     const char *kid = json_string_value(json_object_get(h, "kid"));
-    if (alg && kid && !strcmp(alg, "EdDSA") && !strcmp(kid, s->jwt_kid) &&
-        !json_object_get(h, "crit") && !json_object_get(h, "jku") &&
-        !json_object_get(h, "jwk") && !json_object_get(h, "x5u"))
+    if (alg && kid && !strcmp(alg, "EdDSA") &&
+        (pub = jwt_pub_for(s, kid, now)) && !json_object_get(h, "crit") &&
+        !json_object_get(h, "jku") && !json_object_get(h, "jwk") &&
+        !json_object_get(h, "x5u"))
       rc = SBX_OK;
     json_decref(h);
   }
@@ -480,8 +772,8 @@ static int jwt_verify_full(sbx_server *s, const char *tok, int64_t now,
     return SBX_EAUTH;
   gnutls_datum_t data = {(unsigned char *)tok, (unsigned)(d2 - tok)};
   gnutls_datum_t sd = {sig, 64};
-  if (gnutls_pubkey_verify_data2(s->jwt_pub, GNUTLS_SIGN_EDDSA_ED25519, 0,
-                                 &data, &sd) < 0)
+  if (gnutls_pubkey_verify_data2(pub, GNUTLS_SIGN_EDDSA_ED25519, 0, &data,
+                                 &sd) < 0)
     return SBX_EAUTH;
   json_t *p = decode_part(d1 + 1, (size_t)(d2 - d1 - 1));
   if (!p)

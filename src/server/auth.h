@@ -22,8 +22,10 @@ int sbx__authenticate(sbx__req *r);
 int sbx__apikey_create(sbx_store *st, const char *tenant, const char *user,
                        const char *project, const char *role,
                        int64_t expires_at, char *id_out, char *key_out);
-/* The Ed25519 signing key in <data_dir>/jwt-key.pem (created once); a
- * failure is logged. Freed by sbx__jwt_free. */
+/* The Ed25519 signing key sealed in <data_dir>/jwt-ed25519.sealed
+ * (created once) and the retired keys of jwt-retired.txt still verifying;
+ * a failure is logged. Also reloads them after a rotation. Freed by
+ * sbx__jwt_free. */
 int sbx__jwt_load_or_create(sbx_server *s);
 void sbx__jwt_free(sbx_server *s);
 /* Signs an access token for (tenant, user); tok_out >= 1024. */
@@ -33,8 +35,22 @@ int sbx__jwt_issue(sbx_server *s, const char *tenant, const char *user,
 int sbx__jwt_verify(sbx_server *s, const char *tok, int64_t now,
                     char tenant[SBX_ID_MAX], char user[SBX_ID_MAX],
                     char jti[SBX_ID_MAX]);
-/* The JWKS document (new reference). */
-json_t *sbx__jwks(const sbx_server *s);
+/* The JWKS document (new reference): the current key and the retired
+ * ones still verifying tokens issued before a rotation. */
+json_t *sbx__jwks(sbx_server *s);
+/* JWT signing-key rotation on the files of dir (a stopped server's data
+ * dir, or a live one's before sbx__jwt_load_or_create): a new key is
+ * sealed under kek and becomes current; the old one is listed in
+ * jwt-retired.txt (public half only) and keeps verifying for ttl seconds
+ * (the access-token lifetime) unless retire_old = 1 (every access token
+ * issued so far dies at once: the incident case). new_kid (may be NULL)
+ * receives the new kid. SBX_EBUSY when SBX__JWT_OLD retired keys are still
+ * verifying. On error the current key is unchanged. */
+int sbx__jwt_rotate_files(sbx_kek *kek, const char *dir, int ttl,
+                          int retire_old, int64_t now, char new_kid[32]);
+/* The same on a live server, which then signs with the new key at once
+ * and verifies with both. Caller: incident.c (holds s->rot_mu). */
+int sbx__jwt_rotate(sbx_server *s, int retire_old, char new_kid[32]);
 /* Refresh tokens "rt_<tenant>~<id>.<secret>": issue (new family when
  * family == NULL) and rotate (reuse of a used token revokes the family).
  * tok_out >= 160. */

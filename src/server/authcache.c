@@ -170,8 +170,8 @@ static int load_user(sbx_meta *m, const char *tenant, const char *user, int *ok,
     return SBX_OK;
   if (rc)
     return rc;
-  if (t.state != SBX_TENANT_ACTIVE)
-    return SBX_OK;
+  if (t.state != SBX_TENANT_ACTIVE && t.state != SBX_TENANT_LOCKED)
+    return SBX_OK; /* LOCKED (frozen): reads work, authz.c answers 423 */
   rc = sbx_meta_user_get(m, tenant, user, &u);
   if (rc == SBX_ENOTFOUND)
     return SBX_OK;

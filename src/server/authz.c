@@ -10,6 +10,7 @@
 
 #include "authcache.h"
 #include "dbx.h"
+#include "incident.h"
 #include "metrics.h"
 #include "rbac.h"
 #include "reply.h"
@@ -112,8 +113,12 @@ int sbx__authorize(sbx__req *r, const sbx__route *rt, int auth_rc) {
     return deny(r, 403, "Forbidden", "your role lacks this permission");
   r->role = role;
   /* a cookie is ambient: state-changing requests need the CSRF token */
-  if (kind == SBX__CRED_SESSION && strcmp(r->method, "GET") &&
-      strcmp(r->method, "HEAD") && sbx__session_csrf_check(r))
+  int mutating = strcmp(r->method, "GET") && strcmp(r->method, "HEAD");
+  if (kind == SBX__CRED_SESSION && mutating && sbx__session_csrf_check(r))
     return 1;
+  /* a frozen tenant (incident.c) reads, and changes nothing */
+  if (mutating && !(f & SBX__RF_FREEZE_OK) && sbx__incident_locked(r))
+    return deny(r, 423, "Locked",
+                "the tenant is frozen (incident response): read-only");
   return 0;
 }

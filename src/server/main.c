@@ -7,6 +7,7 @@
  *   aisbxd job-limits set --data-dir DIR [--tenant T] [--max-wall-seconds N]..
  *               [--master-key-from pkcs11:URI|file:PATH|credential:NAME]
  *   aisbxd audit verify|anchor|export --data-dir DIR ... (audit_cli.c)
+ *   aisbxd admin revoke-user|freeze|unfreeze|rotate-*-key ... (incident_cli.c)
  * Configuration: file, then AISBXD_<KEY> environment variables, then flags.
  */
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 
 #include "audit_cli.h"
+#include "incident_cli.h"
 #include "sbx/jobs.h"
 #include "sbx/meta.h"
 #include "sbx/server.h"
@@ -39,6 +41,9 @@ static void usage(void) {
           "[--default-samples N]\n"
           "              [--max-samples N] [--max-shards N] "
           "[--max-concurrency N]   (0 inherit, -1 none)\n"
+          "       aisbxd audit verify|anchor|export ...\n"
+          "       aisbxd admin revoke-user|freeze|unfreeze|rotate-tenant-key|"
+          "rotate-jwt-key|rotate-master-key ...\n"
           "       aisbxd openapi | routes\n");
 }
 
@@ -59,6 +64,15 @@ static const struct {
     {"--max-concurrency", offsetof(sbx_job_limit_set, max_concurrency)},
 };
 
+/* Subcommands with a module of their own: argv[1] names them. */
+static const struct {
+  const char *name;
+  int (*fn)(int argc, char **argv);
+} SUBCMDS[] = {
+    {"audit", sbx__audit_cli},    /* audit_cli.c */
+    {"admin", sbx__incident_cli}, /* incident_cli.c: incident tools */
+};
+
 static int print_token(void *ctx, const sbx_worker_token *t) {
   (void)ctx;
   printf("%s\t%s\tcreated=%lld\trevoked=%lld\tlast_used=%lld\n", t->id,
@@ -77,8 +91,9 @@ int main(int argc, char **argv) {
     free(doc);
     return 0;
   }
-  if (argc > 1 && !strcmp(argv[1], "audit")) /* audit_cli.c */
-    return sbx__audit_cli(argc, argv);
+  for (size_t k = 0; argc > 1 && k < sizeof SUBCMDS / sizeof SUBCMDS[0]; k++)
+    if (!strcmp(argv[1], SUBCMDS[k].name))
+      return SUBCMDS[k].fn(argc, argv);
   if (argc == 2 && !strcmp(argv[1], "routes")) {
     for (size_t k = 0; k < sbx_server_route_count(); k++) {
       sbx_route_info ri = sbx_server_route(k);

@@ -25,6 +25,8 @@
  */
 #include "metrics_ops.h"
 
+#include "syslog.h"
+
 #include <gnutls/x509.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -171,8 +173,17 @@ void sbx__metrics_ops(sbx__req *r, sbx__buf *b) {
   metric(b, "aisbxd_tls_cert_age_seconds", "gauge",
          "Time since notBefore of the server's TLS certificate.",
          nb ? now - nb : 0);
+  int64_t sent, dropped, connected;
+  sbx__syslog_counts(r->srv, &sent, &dropped, &connected);
+  metric(b, "aisbxd_syslog_sent_total", "counter",
+         "Messages delivered to the syslog receiver.", sent);
+  metric(b, "aisbxd_syslog_dropped_total", "counter",
+         "Messages dropped: the syslog queue was full (receiver down).",
+         dropped);
+  metric(b, "aisbxd_syslog_connected", "gauge",
+         "1 while connected to the syslog receiver.", connected);
   char path[SBX_PATH_MAX + 32];
-  snprintf(path, sizeof path, "%s/jwt-ed25519.pem", r->srv->data_dir);
+  snprintf(path, sizeof path, "%s/jwt-ed25519.sealed", r->srv->data_dir);
   struct stat st;
   metric(b, "aisbxd_jwt_signing_key_age_seconds", "gauge",
          "Age of the JWT signing key file.",

@@ -52,6 +52,7 @@ enum {
   X(RETENTION_READ, "retention:read", SBX__ROLE_ADMIN)                         \
   X(RETENTION_WRITE, "retention:write", SBX__ROLE_ADMIN)                       \
   X(USER_ERASE, "user:erase", SBX__ROLE_ADMIN)                                 \
+  X(INCIDENT, "incident:respond", SBX__ROLE_ADMIN)                             \
   /* process-wide counters of all tenants: no tenant role may read them,       \
    * only the operator's token (route flag OPERATOR) */                        \
   X(METRICS, "metrics", 0)

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,17 +26,29 @@
 #include "router.h"
 #include "sbx/crypto.h"
 #include "sbx/store.h"
+#include "syslog.h"
 
 struct sbx__reqlog {
   uint8_t key[32];
   int fd; /* -1: stderr */
+  /* size-based rotation (log_max_bytes): bytes in the current file; one
+   * writer at a time rotates (rot) */
+  _Atomic int64_t size;
+  pthread_mutex_t rot;
 };
+
+/* The size of the open log file (0 when unknown). */
+static int64_t fd_size(int fd) {
+  struct stat st;
+  return fd >= 0 && !fstat(fd, &st) ? (int64_t)st.st_size : 0;
+}
 
 int sbx__reqlog_init(sbx_server *s) {
   struct sbx__reqlog *l = calloc(1, sizeof *l);
   if (!l)
     return SBX_ENOMEM;
   l->fd = -1;
+  pthread_mutex_init(&l->rot, NULL);
   int rc = sbx_store_keyed_hash(s->pool.h[0], "log-pseudonym", "v1", 2, l->key);
   if (!rc && s->p.log_file) {
     l->fd =
@@ -44,6 +57,7 @@ int sbx__reqlog_init(sbx_server *s) {
       sbx__log("log_file %s: cannot open", s->p.log_file);
       rc = SBX_EIO;
     }
+    l->size = fd_size(l->fd);
   }
   if (rc) {
     sbx_memwipe(l->key, sizeof l->key);
@@ -60,6 +74,7 @@ void sbx__reqlog_free(sbx_server *s) {
     return;
   if (l->fd >= 0)
     close(l->fd);
+  pthread_mutex_destroy(&l->rot);
   sbx_memwipe(l->key, sizeof l->key);
   free(l);
   s->reqlog = NULL;
@@ -78,7 +93,35 @@ int sbx_server_log_reopen(sbx_server *s) {
   if (!rc)
     fcntl(l->fd, F_SETFD, FD_CLOEXEC);
   close(fd);
+  if (!rc)
+    l->size = fd_size(l->fd);
   return rc;
+}
+
+/* Size-based rotation: log_file.(k-1) -> .k down to log_file -> .1 (the
+ * oldest beyond log_keep is overwritten), then log_file is reopened (the
+ * descriptor swapped atomically, as on SIGHUP). Called by the writer that
+ * pushed the size past log_max_bytes; the others go on writing to the old
+ * file meanwhile (a line is never split: one write() each). */
+static void rotate(sbx_server *s) {
+  struct sbx__reqlog *l = s->reqlog;
+  if (pthread_mutex_trylock(&l->rot))
+    return; /* another writer rotates */
+  if (l->size >= s->p.log_max_bytes) {
+    int keep = s->p.log_keep > 0 ? s->p.log_keep : 5;
+    char from[SBX_PATH_MAX + 16], to[SBX_PATH_MAX + 16];
+    for (int k = keep; k >= 1; k--) {
+      if (k > 1)
+        snprintf(from, sizeof from, "%s.%d", s->p.log_file, k - 1);
+      else
+        snprintf(from, sizeof from, "%s", s->p.log_file);
+      snprintf(to, sizeof to, "%s.%d", s->p.log_file, k);
+      rename(from, to); /* a missing one: nothing to move */
+    }
+    if (sbx_server_log_reopen(s))
+      sbx__log("log_file %s: reopen after rotation failed", s->p.log_file);
+  }
+  pthread_mutex_unlock(&l->rot);
 }
 
 /* "ps_" + 16 hex of HMAC(key, kind|value) into out (>= 20 bytes); "-"
@@ -135,10 +178,12 @@ static const char *route_of(const sbx__req *r) {
 
 /* Writes one line (a single write(2): lines never interleave). */
 static void emit(sbx_server *s, const char *line, size_t n) {
-  const struct sbx__reqlog *l = s->reqlog;
+  struct sbx__reqlog *l = s->reqlog;
   int fd = l && l->fd >= 0 ? l->fd : 2;
   ssize_t w = write(fd, line, n);
-  (void)w;
+  if (l && l->fd >= 0 && w > 0 && s->p.log_max_bytes > 0 &&
+      (l->size += w) >= s->p.log_max_bytes)
+    rotate(s);
 }
 
 /* The common head of a line: time, level, event, request id, tenant, actor
@@ -169,8 +214,10 @@ static int line_head(sbx__req *r, const char *level, const char *event, char *b,
 void sbx__reqlog_line(sbx_server *s, const char *json) {
   char line[1024];
   int n = snprintf(line, sizeof line, "%s\n", json);
-  if (n > 0 && (size_t)n < sizeof line)
+  if (n > 0 && (size_t)n < sizeof line) {
     emit(s, line, (size_t)n);
+    sbx__syslog_event(s, "info", line); /* anchors: the SIEM keeps them */
+  }
 }
 
 void sbx__reqlog_request(sbx__req *r, const char *method, double seconds) {
@@ -195,6 +242,27 @@ void sbx__reqlog_request(sbx__req *r, const char *method, double seconds) {
     emit(r->srv, line, (size_t)(n + k));
 }
 
+void sbx__reqlog_job(sbx__req *r, const char *event, const char *tenant,
+                     const char *job, int64_t shard, const char *state) {
+  const char *level = strcmp(event, "job.state") ? "warn" : "info";
+  char line[1024], route[SBX_PATH_MAX], t[SBX_ID_MAX], j[SBX_ID_MAX], st[32];
+  int n = line_head(r, level, event, line, sizeof line);
+  if (n < 0 || (size_t)n >= sizeof line)
+    return;
+  clean(route_of(r), route, sizeof route);
+  clean(tenant, t, sizeof t);
+  clean(job, j, sizeof j);
+  clean(state, st, sizeof st);
+  int k = snprintf(line + n, sizeof line - (size_t)n,
+                   ",\"route\":\"%s\",\"job_tenant\":\"%s\",\"job\":\"%s\","
+                   "\"shard\":%lld,\"state\":\"%s\"}\n",
+                   route, t, j, (long long)shard, st);
+  if (k > 0 && (size_t)(n + k) < sizeof line) {
+    emit(r->srv, line, (size_t)(n + k));
+    sbx__syslog_event(r->srv, level, line);
+  }
+}
+
 void sbx__reqlog_event(sbx__req *r, const char *level, const char *event,
                        const char *target) {
   char line[1024], route[SBX_PATH_MAX], tgt[24] = "-";
@@ -206,6 +274,8 @@ void sbx__reqlog_event(sbx__req *r, const char *level, const char *event,
     pseudonym(r->srv->reqlog, "target", target, tgt);
   int k = snprintf(line + n, sizeof line - (size_t)n,
                    ",\"route\":\"%s\",\"target\":\"%s\"}\n", route, tgt);
-  if (k > 0 && (size_t)(n + k) < sizeof line)
+  if (k > 0 && (size_t)(n + k) < sizeof line) {
     emit(r->srv, line, (size_t)(n + k));
+    sbx__syslog_event(r->srv, level, line); /* security events to a SIEM */
+  }
 }

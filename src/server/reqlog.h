@@ -27,6 +27,13 @@ void sbx__reqlog_request(sbx__req *r, const char *method, double seconds);
 void sbx__reqlog_event(sbx__req *r, const char *level, const char *event,
                        const char *target);
 
+/* One job event line for request r: event "job.state" (level info) or
+ * "sandbox.violation" (warn) with the job's tenant, job id, shard (-1:
+ * the whole job) and state name; no reason text (a worker's free text is
+ * not logged: the job record keeps it). Also forwarded to syslog. */
+void sbx__reqlog_job(sbx__req *r, const char *event, const char *tenant,
+                     const char *job, int64_t shard, const char *state);
+
 /* Writes one preformatted JSON object (no newline) as a line of the same
  * stream (the audit anchors). */
 void sbx__reqlog_line(sbx_server *s, const char *json);

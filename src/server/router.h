@@ -30,8 +30,11 @@ enum {
   SBX__RF_WORKER = 1 << 3,    /* a worker token only (worker protocol) */
   SBX__RF_JOB_TOKEN = 1 << 4, /* a job-scoped token only (worker protocol) */
   SBX__RF_BODY_OPTIONAL = 1 << 5, /* the JSON body may be absent */
-  SBX__RF_LOGIN = 1 << 6 /* sets a session cookie: a cross-origin request
-                            is refused (login CSRF) */
+  SBX__RF_LOGIN = 1 << 6,    /* sets a session cookie: a cross-origin request
+                               is refused (login CSRF) */
+  SBX__RF_FREEZE_OK = 1 << 7 /* mutating, yet open while the tenant is
+                                frozen (incident tools, logout, key
+                                revocation); other mutations answer 423 */
 };
 
 typedef struct sbx__route {

@@ -17,6 +17,7 @@
 #include "park.h"
 #include "pool.h"
 #include "reply.h"
+#include "reqlog.h"
 #include "sbx/jobs.h"
 #include "sbx/jobspec.h"
 #include "state.h"
@@ -293,6 +294,7 @@ int sbx__h_job_create(sbx__req *r) {
   if (rc)
     return sbx__problem_rc(r, rc);
   sbx__audit(r, "job.create", id);
+  sbx__reqlog_job(r, "job.state", sbx__tenant(r), id, -1, "queued");
   sbx__park_kick(r->srv); /* idle workers' long-polls look now */
   return sbx__reply_json(r, 201, job_json(r, &out, 1));
 }
@@ -347,6 +349,8 @@ int sbx__h_job_cancel(sbx__req *r) {
   if (rc)
     return sbx__problem_rc(r, rc);
   sbx__audit(r, "job.cancel", r->params[1]);
+  sbx__reqlog_job(r, "job.state", sbx__tenant(r), r->params[1], -1,
+                  sbx_job_state_name((int)state));
   sbx__park_kick(r->srv); /* event streams see it now */
   return sbx__h_job_get(r);
 }

@@ -13,11 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "hutil.h"
 #include "job_merge.h"
 #include "log.h"
 #include "park.h"
 #include "reply.h"
+#include "reqlog.h"
 #include "routes_jobs.h"
 #include "sbx/jobs.h"
 #include "sbx/jobspec.h"
@@ -68,6 +70,17 @@ static json_t *object_info(const sbx_object *o) {
     sbx_hex(o->sha256, 32, hex);
   return json_pack("{s:s,s:s,s:I}", "name", o->name, "sha256", hex, "bytes",
                    (json_int_t)o->size);
+}
+
+/* The audit actor of a worker-protocol request: the worker token's id
+ * ("worker:<id>") or, for a job token, "job-token". */
+static const char *worker_actor(sbx__req *r) {
+  static __thread char a[SBX_ID_MAX + 8];
+  if (r->who.kind == SBX__CRED_WORKER)
+    snprintf(a, sizeof a, "worker:%.*s", SBX_ID_MAX - 1, r->who.key_id);
+  else
+    snprintf(a, sizeof a, "job-token");
+  return a;
 }
 
 int sbx__h_worker_claim(sbx__req *r) {
@@ -130,6 +143,10 @@ int sbx__h_worker_claim(sbx__req *r) {
       (json_int_t)c.sample_begin, "sample_end", (json_int_t)c.sample_end,
       "kind", c.kind);
   sbx_memwipe(c.token, sizeof c.token);
+  char target[2 * SBX_ID_MAX + 24];
+  snprintf(target, sizeof target, "%s/%lld", c.job_id, (long long)c.shard);
+  sbx__audit_as(r, c.tenant_id, worker_actor(r), "job.claim", target);
+  sbx__reqlog_job(r, "job.state", c.tenant_id, c.job_id, c.shard, "running");
   /* what the result document names: the object and its plaintext digest */
   if (out) {
     json_object_set_new(out, "model", object_info(&mo));
@@ -256,8 +273,11 @@ int sbx__h_worker_result_put(sbx__req *r) {
   int rc = sbx_store_writer_commit(w, &o);
   if (rc)
     return sbx__problem_rc(r, rc);
-  char hex[65];
+  char hex[65], target[SBX_NAME_MAX + 64];
   sbx_hex(o.sha256, 32, hex);
+  snprintf(target, sizeof target, "%s/%lld/%s", r->who.job,
+           (long long)r->who.job_shard, file);
+  sbx__audit_as(r, r->who.tenant, worker_actor(r), "job.result.upload", target);
   return sbx__reply_json(r, 201,
                          json_pack("{s:s,s:I,s:s}", "name", file, "size",
                                    (json_int_t)o.size, "sha256", hex));
@@ -318,7 +338,8 @@ int sbx__h_worker_finish(sbx__req *r) {
     if (res.gallery[res.n_gallery][0])
       res.n_gallery++;
   }
-  char tenant[SBX_ID_MAX], job[SBX_ID_MAX];
+  char tenant[SBX_ID_MAX], job[SBX_ID_MAX], reason_copy[64];
+  snprintf(reason_copy, sizeof reason_copy, "%s", reason ? reason : "");
   snprintf(tenant, sizeof tenant, "%s", r->who.tenant);
   snprintf(job, sizeof job, "%s", r->who.job);
   int rc =
@@ -327,6 +348,18 @@ int sbx__h_worker_finish(sbx__req *r) {
   if (rc)
     return sbx__problem_rc(r, rc);
   sbx__park_kick(r->srv); /* event streams: the transition */
+  char target[SBX_ID_MAX + 48];
+  snprintf(target, sizeof target, "%s/%lld:%s", job,
+           (long long)r->who.job_shard, sbx_job_state_name(state));
+  sbx__audit_as(r, tenant, worker_actor(r), "job.finish", target);
+  sbx__reqlog_job(r, "job.state", tenant, job, r->who.job_shard,
+                  sbx_job_state_name(state));
+  /* the runner's sandbox killed it (runner.c: "killed by sandbox ...") */
+  if (reason_copy[0] && !strncmp(reason_copy, "killed by sandbox", 17)) {
+    sbx__audit_as(r, tenant, worker_actor(r), "job.sandbox_violation", target);
+    sbx__reqlog_job(r, "sandbox.violation", tenant, job, r->who.job_shard,
+                    sbx_job_state_name(state));
+  }
   sbx_job jb;
   rc = sbx_meta_job_get(sbx__meta(r), tenant, NULL, job, &jb);
   /* the last shard of a sharded job: merge the shards' results (a merge

@@ -25,6 +25,7 @@
 #include "sbx/jobs.h"
 #include "sbx/server.h"
 #include "state.h"
+#include "syslog.h"
 #include "table.h"
 #include "tls.h"
 #include "util.h"
@@ -120,6 +121,11 @@ static const cfg_key CFG[] = {
     CK(log_file, 's'),
     CK(retention_purge_interval_s, 'i'),
     CK(audit_retention_min_s, 'l'),
+    CK(log_max_bytes, 'i'),
+    CK(log_keep, 'i'),
+    CK(syslog_url, 's'),
+    CK(syslog_ca_file, 's'),
+    CK(syslog_queue_max, 'i'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -236,6 +242,14 @@ static void master_spec(const sbx_server_params *p, char *out, size_t cap) {
   }
   if (f)
     fclose(f);
+}
+
+int sbx_server_master_key_spec(const sbx_server_params *p, char *out,
+                               size_t cap) {
+  if (!p || !p->data_dir || !out || cap < 16)
+    return SBX_EINVAL;
+  master_spec(p, out, cap);
+  return SBX_OK;
 }
 
 /* 1 when spec is a key file inside the data dir (copied with it). */
@@ -367,6 +381,9 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   snprintf(s->issuer, sizeof s->issuer, "%s", p->issuer ? p->issuer : "aisbxd");
   master_spec(p, s->master_spec, sizeof s->master_spec);
   pthread_mutex_init(&s->pool.mu, NULL);
+  pthread_cond_init(&s->pool.cv, NULL);
+  pthread_rwlock_init(&s->jwt_mu, NULL);
+  pthread_mutex_init(&s->rot_mu, NULL);
   pthread_mutex_init(&s->rl.mu, NULL);
   int rc = SBX_OK;
   if (mkdir(s->data_dir, 0700) && errno != EEXIST)
@@ -414,6 +431,8 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (!rc)
     rc = sbx__reqlog_init(s);
   if (!rc)
+    rc = sbx__syslog_start(s);
+  if (!rc)
     rc = sbx__anchor_start(s);
   if (!rc)
     rc = sbx__purge_start(s);
@@ -438,6 +457,7 @@ void sbx_server_stop(sbx_server *s) {
   sbx__park_stop(s); /* when http never started */
   sbx__anchor_stop(s);
   sbx__purge_stop(s);
+  sbx__syslog_stop(s); /* after the last anchor */
   sbx__reqlog_free(s);
   for (int i = 0; i < s->pool.n; i++)
     sbx_store_close(s->pool.h[i]);
@@ -451,6 +471,9 @@ void sbx_server_stop(sbx_server *s) {
     free(s->tls_key_pem);
   }
   pthread_mutex_destroy(&s->pool.mu);
+  pthread_cond_destroy(&s->pool.cv);
+  pthread_rwlock_destroy(&s->jwt_mu);
+  pthread_mutex_destroy(&s->rot_mu);
   pthread_mutex_destroy(&s->rl.mu);
   free(s);
 }

@@ -18,11 +18,16 @@
 
 /* ---- store handle pool (one handle per request in flight) ---- */
 #define SBX__POOL_MAX 32
+#define SBX__JWT_OLD 8 /* retired JWT keys still verifying */
 typedef struct sbx__pool {
   pthread_mutex_t mu;
   sbx_store *h[SBX__POOL_MAX];
   int busy[SBX__POOL_MAX];
   int n;
+  /* key rotation (incident.c): while draining, takers wait on cv instead
+   * of getting another handle; the rotation owns every handle */
+  pthread_cond_t cv;
+  int draining;
 } sbx__pool;
 
 /* ---- metrics (metrics.c): lock-free process-wide counters ---- */
@@ -60,6 +65,7 @@ struct sbx__connguard; /* conn.h */
 struct sbx__anchor;    /* audit_ops.h */
 struct sbx__purge;     /* privacy.h */
 struct sbx__reqlog;    /* reqlog.h */
+struct sbx__syslog;    /* syslog.h */
 
 struct sbx_server {
   sbx_server_params p;
@@ -72,11 +78,21 @@ struct sbx_server {
   sbx_kek *kek; /* the master key, for the sealed TLS and JWT keys */
   sbx__pool pool;
   sbx__ratelimit rl;
-  /* JWT signing key (Ed25519) */
+  /* JWT signing key (Ed25519): the current one, and the public halves of
+   * retired ones still verifying tokens issued before a rotation (until
+   * retired_at + the access-token lifetime). jwt_mu: read-locked to sign,
+   * verify and publish; write-locked by a rotation (incident.c). */
+  pthread_rwlock_t jwt_mu;
   gnutls_privkey_t jwt_priv;
   gnutls_pubkey_t jwt_pub;
   char jwt_kid[32];
-  char jwt_x[64];            /* base64url public key */
+  char jwt_x[64]; /* base64url public key */
+  struct {
+    gnutls_pubkey_t pub; /* NULL: free slot */
+    char kid[32], x[64];
+    int64_t retired_at;
+  } jwt_old[SBX__JWT_OLD];
+  pthread_mutex_t rot_mu;    /* one key rotation at a time */
   struct sbx__oidc *oidc;    /* NULL when OIDC is not configured */
   struct sbx__authcache *ac; /* NULL: no caching */
   struct sbx__connguard *cg; /* slow-client guard (http.c owns it) */
@@ -88,6 +104,7 @@ struct sbx_server {
   struct sbx__anchor *anchor; /* periodic audit anchor, NULL: off */
   struct sbx__purge *purge;   /* periodic retention purge, NULL: off */
   struct sbx__reqlog *reqlog; /* structured logs (reqlog.c) */
+  struct sbx__syslog *syslog; /* RFC 5424 forwarding (syslog.c), NULL: off */
 };
 
 #endif

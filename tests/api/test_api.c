@@ -241,6 +241,19 @@ static const row ROWS[] = {
     {"POST", "/api/v1/worker/jobs/{job}/finish",
      "/api/v1/worker/jobs/{job}/finish", "{\"state\":\"succeeded\"}", 0, 200,
      0},
+    /* incident tools (test_incident.c drives their effects): an unknown
+     * user (404 for an admin, after the permission check), unfreezing an
+     * active tenant (a no-op that is still audited), key rotations */
+    {"POST", "/api/v1/users/{user}/revoke-credentials",
+     "/api/v1/users/nobody/revoke-credentials", NULL, RAD, 404, 0},
+    {"PUT", "/api/v1/tenants/{tenant}/freeze",
+     "/api/v1/tenants/{tenant}/freeze", "{\"frozen\":false}", RAD, 200, 0},
+    {"POST", "/api/v1/tenants/{tenant}/keys/rotate",
+     "/api/v1/tenants/{tenant}/keys/rotate", NULL, RAD, 200, 0},
+    {"POST", "/api/v1/admin/jwt-key/rotate", "/api/v1/admin/jwt-key/rotate",
+     NULL, RAD, 200, 0},
+    {"POST", "/api/v1/admin/master-key/rotate",
+     "/api/v1/admin/master-key/rotate", NULL, RAD, 200, 0},
     {"GET", "/api/v1/audit-events", "/api/v1/audit-events", NULL, RA | RAD, 200,
      0},
     {"GET", "/api/v1/audit-events/verify", "/api/v1/audit-events/verify", NULL,
@@ -532,8 +545,8 @@ TEST(authorization_matrix) {
  * tenant credential appends an audit row: each is driven once as admin
  * (key) and the tenant's chain head must have moved past where it was
  * right before the request, and the chain must still verify. The worker
- * protocol's rows (no tenant role opens them, roles 0) are job-token
- * routes: not covered here. And no route can edit or delete audit rows:
+ * protocol's rows (no tenant role opens them, roles 0): see
+ * worker_mutations_are_audited. And no route can edit or delete audit rows:
  * no mutating route under /api/v1/audit-events exists at all. */
 TEST(every_mutation_is_audited) {
   int checked = 0;
@@ -574,6 +587,107 @@ TEST(every_mutation_is_audited) {
     CHECK(!(strstr(ri.pattern, "audit") && strcmp(ri.method, "GET")));
   }
   CHECK(checked >= 13); /* the table's tenant mutations, not a handful */
+}
+
+/* The worker protocol's mutating routes (worker and job tokens) are
+ * audited too, in the claimed job's tenant: every queued shard is claimed
+ * (a row), then each mutating job-token route of the route table is
+ * driven once (heartbeat, result upload, finish) and must append a row,
+ * unless the table says why it does not (sbx_route_info.no_audit: the
+ * heartbeat), in which case it must append none. Runs late: it drains
+ * the queue. */
+static long heads(void) {
+  long a = audit_head(&F1), b = audit_head(&F2);
+  return a < 0 || b < 0 ? -1 : a + b;
+}
+
+TEST(worker_mutations_are_audited) {
+  char cmd[800], line[512], wtok[200] = "";
+  snprintf(cmd, sizeof cmd,
+           "%s worker-token create --data-dir %s --config %s --name audit",
+           g_aisbxd, g_dir, g_cfg);
+  FILE *p = popen(cmd, "r");
+  while (p && fgets(line, sizeof line, p))
+    if (!strncmp(line, "worker-token: ", 14))
+      snprintf(wtok, sizeof wtok, "%.*s", (int)strcspn(line + 14, "\n"),
+               line + 14);
+  CHECK(p && pclose(p) == 0 && wtok[0]);
+  int claims = 0, driven = 0, exempt = 0;
+  for (int n = 0; n < 100; n++) {
+    long before = heads();
+    resp r;
+    long st =
+        jreq(&S, "POST", "/api/v1/worker/claim", wtok, "{\"wait\":0}", &r);
+    char jt[256] = "", job[64] = "";
+    int got = st == 200 && json_field(r.body, "token", jt, sizeof jt) &&
+              json_field(r.body, "job", job, sizeof job);
+    resp_free(&r);
+    if (st == 204)
+      break;
+    CHECK(got);
+    if (!got)
+      break;
+    claims++;
+    CHECK(before >= 0 && heads() > before); /* the claim's row */
+    for (size_t i = 0; i < sbx_server_route_count(); i++) {
+      sbx_route_info ri = sbx_server_route(i);
+      if (!strcmp(ri.method, "GET") ||
+          strncmp(ri.pattern, "/api/v1/worker/jobs/", 20))
+        continue;
+      char path[256];
+      int fin = strstr(ri.pattern, "/finish") != NULL;
+      int up = strstr(ri.pattern, "/results/") != NULL;
+      snprintf(path, sizeof path, "/api/v1/worker/jobs/%s/%s", job,
+               fin  ? "finish"
+               : up ? "results/result.json"
+                    : "heartbeat");
+      CHECK(fin || up || strstr(ri.pattern, "/heartbeat"));
+      /* the first shard ends as the runner reports a sandbox kill */
+      const char *fbody = claims == 1
+                              ? "{\"state\":\"failed\",\"reason\":\"killed by "
+                                "sandbox: forbidden system call 59 "
+                                "(execve)\"}"
+                              : "{\"state\":\"cancelled\"}";
+      const char *body = up ? "{}" : fin ? fbody : "{}";
+      req_opts o = {jt,   up ? "application/octet-stream" : "application/json",
+                    body, 0,
+                    NULL, 0,
+                    0};
+      before = heads();
+      st = http(&S, ri.method, path, &o, &r);
+      resp_free(&r);
+      long after = heads();
+      CHECK(st == 200 || st == 201);
+      if (ri.no_audit) { /* exempt, with the reason in the table */
+        CHECK(strlen(ri.no_audit) > 20 && after == before);
+        exempt++;
+      } else {
+        if (after <= before)
+          fprintf(stderr, "audit: %s %s appended no row\n", ri.method,
+                  ri.pattern);
+        CHECK(before >= 0 && after > before);
+        driven++;
+      }
+    }
+  }
+  CHECK(claims >= 1 && driven >= 2 * claims && exempt == claims);
+  /* the structured log has the job state changes and the violation */
+  char path[300];
+  snprintf(path, sizeof path, "%s/aisbxd.log", g_dir);
+  FILE *f = fopen(path, "r");
+  static char l[8192];
+  int queued = 0, running = 0, failed = 0, violation = 0;
+  while (f && fgets(l, sizeof l, f)) {
+    int js = strstr(l, "\"event\":\"job.state\"") != NULL;
+    queued += js && strstr(l, "\"state\":\"queued\"");
+    running += js && strstr(l, "\"state\":\"running\"");
+    failed += js && strstr(l, "\"state\":\"failed\"");
+    violation += strstr(l, "\"event\":\"sandbox.violation\"") &&
+                 strstr(l, "\"level\":\"warn\"") && !strstr(l, "execve");
+  }
+  if (f)
+    fclose(f);
+  CHECK(queued > 0 && running == claims && failed == 1 && violation == 1);
 }
 
 /* The structured log of the whole flow above (log_file): every line one
@@ -1434,6 +1548,7 @@ int main(int argc, char **argv) {
     RUN(api_key_role_capped_by_current_roles);
     RUN(upload_roundtrip_and_audit);
     RUN(metrics_prometheus);
+    RUN(worker_mutations_are_audited);
     RUN(rate_limits_and_graceful_shutdown);
   }
   int stop = api_stop(&S);

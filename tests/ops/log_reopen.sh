@@ -5,27 +5,10 @@
 # ones; every line is one JSON object (python3 json parses each).
 set -eu
 bin=$1
-command -v curl >/dev/null || { echo "curl not installed" >&2; exit 77; }
-tmp=$(mktemp -d /tmp/ops_log_XXXXXX)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-"$bin" init --data-dir "$tmp/dd" --tenant acme >/dev/null || fail init
+ops_name=ops_log
+. "$(dirname "$0")/lib.sh"
 printf 'log_file = %s/aisbxd.log\n' "$tmp" >"$tmp/conf"
-"$bin" --data-dir "$tmp/dd" --config "$tmp/conf" --listen 127.0.0.1:0 \
-  --workers 0 >/dev/null 2>"$tmp/err" &
-pid=$!
-i=0
-while [ ! -s "$tmp/dd/aisbxd.port" ]; do
-  i=$((i + 1))
-  [ $i -lt 100 ] || fail "server did not start: $(cat "$tmp/err")"
-  sleep 0.1
-done
-base=https://127.0.0.1:$(cat "$tmp/dd/aisbxd.port")
+ops_start "$tmp/conf"
 curl -sk "$base/healthz" >/dev/null
 sleep 0.2
 grep -q '"route":"/healthz"' "$tmp/aisbxd.log" || fail "no request line"

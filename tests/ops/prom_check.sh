@@ -12,37 +12,19 @@ set -eu
 bin=$1
 src=$2
 command -v promtool >/dev/null || { echo "promtool not installed (Debian package prometheus, tools/apt.d/ops.txt)" >&2; exit 77; }
-command -v curl >/dev/null || { echo "curl not installed" >&2; exit 77; }
-tmp=$(mktemp -d /tmp/ops_prom_XXXXXX)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+ops_name=ops_prom
+. "$(dirname "$0")/lib.sh"
 
 # 1. the rules
 promtool check rules "$src/deploy/prometheus/alerts.yml" || fail "check rules"
 (cd "$src/deploy/prometheus" && promtool test rules alerts_test.yml) || fail "test rules"
 
 # 2. a server, some traffic, its /metrics
-"$bin" init --data-dir "$tmp/dd" --tenant acme >"$tmp/init" || fail "init"
-key=$(sed -n 's/^admin-api-key: //p' "$tmp/init")
 head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/tok"
 chmod 600 "$tmp/tok"
 printf 'metrics_token_file = %s\n' "$tmp/tok" >"$tmp/conf"
-"$bin" --data-dir "$tmp/dd" --config "$tmp/conf" --listen 127.0.0.1:0 \
-  --workers 0 >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-i=0
-while [ ! -s "$tmp/dd/aisbxd.port" ]; do
-  i=$((i + 1))
-  [ $i -lt 100 ] || fail "server did not start: $(cat "$tmp/err")"
-  sleep 0.1
-done
-port=$(cat "$tmp/dd/aisbxd.port")
-base=https://127.0.0.1:$port
+ops_start "$tmp/conf"
+key=$(sed -n 's/^admin-api-key: //p' "$tmp/init")
 curl -sk "$base/healthz" >/dev/null
 curl -sk "$base/api/v1/projects" >/dev/null # 401
 curl -sk -X POST -H 'Content-Type: application/json' \
