@@ -132,7 +132,7 @@ static const row ROWS[] = {
     {"GET", "/api/v1/auth/oidc/callback",
      "/api/v1/auth/oidc/callback?code=c&state=s", NULL, -1, 404, 0},
     {"POST", "/api/v1/auth/session", "/api/v1/auth/session",
-     "{\"tenant\":\"{tenant}\",\"email\":\"nobody@x.org\",\"password\":"
+     "{\"tenant\":\"{tenant}\",\"email\":\"nobody-session@x.org\",\"password\":"
      "\"not the password\"}",
      -1, 401, 0},
     {"GET", "/api/v1/auth/session", "/api/v1/auth/session", NULL, RALL, 200, 0},
@@ -197,6 +197,8 @@ static const row ROWS[] = {
     {"GET", PP "/jobs/{job}/events", PP "/jobs/{job}/events", NULL, RALL, 200,
      'c'},
     {"GET", "/api/v1/attacks", "/api/v1/attacks", NULL, RALL, 200, 0},
+    {"PUT", "/api/v1/tenants/{tenant}/quota", "/api/v1/tenants/{tenant}/quota",
+     "{\"max_objects\":0}", RAD, 200, 0},
     {"GET", "/api/v1/tenants/{tenant}/job-limits",
      "/api/v1/tenants/{tenant}/job-limits", NULL, RAD, 200, 0},
     {"PUT", "/api/v1/tenants/{tenant}/job-limits",
@@ -1378,7 +1380,9 @@ int main(int argc, char **argv) {
     return 2;
   close(mfd);
   snprintf(mcfg, sizeof mcfg,
-           "metrics_token_file = %s\nlog_file = %s/aisbxd.log\n", mtok, g_dir);
+           "metrics_token_file = %s\nlog_file = %s/aisbxd.log\n"
+           "public_origin = https://127.0.0.1\n",
+           mtok, g_dir);
   api_write_config(g_cfg, mcfg);
   if (api_init_tenant(g_dir, g_cfg, "t1", K1, BOOT1) ||
       api_init_tenant(g_dir, g_cfg, "t2", K2, BOOT2)) {
