@@ -15,6 +15,9 @@
  */
 #include "api_testutil.h"
 
+#include <ctype.h>
+#include <jansson.h>
+
 #include "../harness.h"
 
 static srv S;
@@ -308,6 +311,201 @@ TEST(throttled_attacker_does_not_lock_out_user) {
   resp_free(&r);
 }
 
+/* ---- 6: OpenAPI request schemas against the handlers ---- */
+
+static char SC_MODEL[64], SC_DATASET[64], SC_KEY[64], SC_JOB[64],
+    SC_JOBTOK[200], SC_WTOK[200];
+
+/* `aisbxd worker-token create` on the running server's data dir. */
+static int worker_token(char out[200]) {
+  char cmd[900], line[400];
+  snprintf(cmd, sizeof cmd, "%s worker-token create --data-dir %s --config %s",
+           g_aisbxd, g_dir, g_cfg);
+  FILE *p = popen(cmd, "r");
+  out[0] = 0;
+  while (p && fgets(line, sizeof line, p)) {
+    line[strcspn(line, "\n")] = 0;
+    if (!strncmp(line, "worker-token: ", 14))
+      snprintf(out, 200, "%.199s", line + 14);
+  }
+  return p && pclose(p) == 0 && out[0] ? 0 : -1;
+}
+
+static int sc_upload(const char *kind, const char *name, char id[64]) {
+  char path[200];
+  snprintf(path, sizeof path, "/api/v1/projects/sp/%ss?name=%s", kind, name);
+  req_opts o = {K1, "application/octet-stream", "not parsed here", 0, NULL, 0,
+                0};
+  resp r;
+  int ok =
+      http(&S, "POST", path, &o, &r) == 201 && json_field(r.body, "id", id, 64);
+  resp_free(&r);
+  return ok ? 0 : -1;
+}
+
+/* The request path of pattern with this test's fixtures. */
+static void sc_path(const char *pattern, char *out, size_t cap) {
+  static const char *const from[] = {"{tenant}", "{project}", "{user}", "{key}",
+                                     "{job}"};
+  const char *to[] = {"t1", "sp", "schema-user", SC_KEY, SC_JOB};
+  size_t o = 0;
+  for (const char *p = pattern; *p && o + 1 < cap;) {
+    size_t k = 0;
+    while (k < 5 && strncmp(p, from[k], strlen(from[k])))
+      k++;
+    if (k < 5) {
+      o += (size_t)snprintf(out + o, cap - o, "%s", to[k]);
+      p += strlen(from[k]);
+    } else {
+      out[o++] = *p++;
+    }
+    if (o >= cap)
+      o = cap - 1;
+  }
+  out[o] = 0;
+}
+
+/* Ids in an example that must name this test's objects. */
+static json_t *sc_fixture(json_t *ex) {
+  json_t *c = json_deep_copy(ex);
+  static const char *const k[] = {"model_id", "dataset_id", "project_id",
+                                  "user_id", "tenant"};
+  const char *v[] = {SC_MODEL, SC_DATASET, "sp", "schema-user", "t1"};
+  for (int i = 0; i < 5; i++)
+    if (json_object_get(c, k[i]))
+      json_object_set_new(c, k[i], json_string(v[i]));
+  return c;
+}
+
+/* Sends body (stolen) to method path with the route's credential. */
+static long sc_send(const char *method, const char *pattern, int public,
+                    json_t *body, resp *r) {
+  char path[300];
+  sc_path(pattern, path, sizeof path);
+  const char *tok = public                                          ? NULL
+                    : !strcmp(pattern, "/api/v1/worker/claim")      ? SC_WTOK
+                    : !strncmp(pattern, "/api/v1/worker/jobs/", 20) ? SC_JOBTOK
+                                                                    : K1;
+  char *txt = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  long st = jreq(&S, method, path, tok, txt, r);
+  free(txt);
+  return st;
+}
+
+/* 1 when the example holds every field of a oneOf branch's "required". */
+static int branch_applies(json_t *branch, json_t *ex) {
+  json_t *req = json_object_get(branch, "required"), *f;
+  size_t i;
+  json_array_foreach(
+      req, i, f) if (!json_object_get(ex, json_string_value(f))) return 0;
+  return json_array_size(req) > 0;
+}
+
+/* Every example with one of its required fields left out: 400. */
+static void sc_invalid_variants(const char *m, const char *pattern, int public,
+                                json_t *sch, json_t *ex) {
+  json_t *req = json_array(), *b, *f;
+  size_t i, k;
+  json_array_extend(req, json_object_get(sch, "required"));
+  json_array_foreach(json_object_get(sch, "oneOf"), i, b) {
+    if (branch_applies(b, ex))
+      json_array_extend(req, json_object_get(b, "required"));
+  }
+  json_array_foreach(req, k, f) {
+    const char *name = json_string_value(f);
+    if (!json_object_get(ex, name))
+      continue;
+    json_t *bad = sc_fixture(ex);
+    json_object_del(bad, name);
+    resp r;
+    long st = sc_send(m, pattern, public, bad, &r);
+    if (st != 400)
+      fprintf(stderr, "%s %s without %s: %ld %s\n", m, pattern, name, st,
+              r.body);
+    CHECK_EQ_INT(st, 400);
+    resp_free(&r);
+  }
+  json_decref(req);
+}
+
+TEST(request_schemas_match_handlers) {
+  resp r;
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/projects", K1,
+                    "{\"id\":\"sp\",\"name\":\"schemas\"}", &r),
+               201);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/users", K1,
+                    "{\"id\":\"schema-user\",\"email\":\"su@t1.example\"}", &r),
+               201);
+  resp_free(&r);
+  char key[200];
+  CHECK(mk_key(3600, SC_KEY, key) > 0);
+  CHECK(sc_upload("model", "m.onnx", SC_MODEL) == 0);
+  CHECK(sc_upload("dataset", "d.npz", SC_DATASET) == 0);
+  CHECK(worker_token(SC_WTOK) == 0);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/openapi.json", NULL, NULL, &r), 200);
+  json_error_t e;
+  json_t *doc = json_loads(r.body, 0, &e), *item, *op;
+  resp_free(&r);
+  CHECK(doc != NULL);
+  const char *pattern, *m;
+  int routes = 0, examples = 0;
+  /* sorted paths: jobs are created before the worker claims one, and the
+   * claim comes before the job-token routes */
+  json_object_foreach(json_object_get(doc, "paths"), pattern, item) {
+    json_object_foreach(item, m, op) {
+      json_t *js = json_object_get(
+          json_object_get(json_object_get(op, "requestBody"), "content"),
+          "application/json");
+      if (!json_is_object(op) || !js)
+        continue;
+      json_t *sch = json_object_get(js, "schema");
+      if (!json_object_get(sch, "examples"))
+        sch = NULL;
+      routes++;
+      char M[8];
+      snprintf(M, sizeof M, "%s", m);
+      for (char *c = M; *c; c++)
+        *c = (char)toupper((unsigned char)*c);
+      if (!sch) { /* a JSON body without a real schema: drift */
+        fprintf(stderr, "%s %s: no request schema with examples\n", M, pattern);
+        CHECK(sch != NULL);
+        continue;
+      }
+      json_t *sec = json_object_get(op, "security");
+      int public = json_is_array(sec) && json_array_size(sec) == 0;
+      json_t *ex;
+      size_t i;
+      json_array_foreach(json_object_get(sch, "examples"), i, ex) {
+        sc_invalid_variants(M, pattern, public, sch, ex);
+      }
+      json_array_foreach(json_object_get(sch, "examples"), i, ex) {
+        examples++;
+        long st = sc_send(M, pattern, public, sc_fixture(ex), &r);
+        /* a well-formed TOTP code that is simply wrong is a 400 too */
+        int semantic = st == 400 &&
+                       !strcmp(pattern, "/api/v1/auth/totp/confirm") &&
+                       strstr(r.body, "wrong or reused code");
+        if ((st == 400 && !semantic) || st >= 500 || st == 0)
+          fprintf(stderr, "%s %s example %zu: %ld %s\n", M, pattern, i, st,
+                  r.body);
+        CHECK((st != 400 || semantic) && st < 500 && st > 0);
+        if (!strcmp(pattern, "/api/v1/worker/claim") && st == 200) {
+          json_field(r.body, "job", SC_JOB, sizeof SC_JOB);
+          json_field(r.body, "token", SC_JOBTOK, sizeof SC_JOBTOK);
+        }
+        resp_free(&r);
+      }
+    }
+  }
+  json_decref(doc);
+  fprintf(stderr, "request schemas: %d JSON routes, %d examples\n", routes,
+          examples);
+  CHECK(routes >= 15 && examples >= routes);
+  CHECK(SC_JOBTOK[0] != 0); /* the claim example found the examples' job */
+}
+
 /* ---- 5: public_origin ---- */
 
 TEST(origin_is_the_configured_one) {
@@ -541,6 +739,7 @@ int main(int argc, char **argv) {
     RUN(rotate_revoked_or_expired_key_refused);
     RUN(login_same_answer_known_and_unknown);
     RUN(throttled_attacker_does_not_lock_out_user);
+    RUN(request_schemas_match_handlers);
     RUN(origin_is_the_configured_one);
     RUN(no_public_origin_no_cookie_sessions);
     int st = api_stop(&S);
