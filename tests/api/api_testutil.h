@@ -30,6 +30,27 @@ typedef struct srv {
 } srv;
 
 static const char *g_aisbxd; /* path of the binary, argv[1] */
+static const char *api_src_ip; /* http(): local address to connect from
+                                  (a 127.0.0.x alias), NULL: any */
+
+/* The start of a test's main: argv[1] is the aisbxd binary; SIGPIPE
+ * ignored, libcurl initialised, a new temp data dir /tmp/sbx-<name>-XXXXXX
+ * in dir and "<dir>.conf" in cfg. Returns 0, else 2 (usage, mkdtemp). */
+static inline int api_main_setup(int argc, char **argv, const char *name,
+                          char dir[256], char cfg[300]) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s AISBXD\n", argv[0]);
+    return 2;
+  }
+  g_aisbxd = argv[1];
+  signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  snprintf(dir, 256, "/tmp/sbx-%s-XXXXXX", name);
+  if (!mkdtemp(dir))
+    return 2;
+  snprintf(cfg, 300, "%s.conf", dir);
+  return 0;
+}
 
 /* Runs `aisbxd init` and extracts the admin API key and bootstrap token. */
 static int api_init_tenant(const char *dir, const char *cfg, const char *tenant,
@@ -284,6 +305,8 @@ static long http(srv *s, const char *method, const char *path,
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   if (o && o->path_as_is)
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+  if (api_src_ip)
+    curl_easy_setopt(c, CURLOPT_INTERFACE, api_src_ip);
   if (o && o->sslversion)
     curl_easy_setopt(c, CURLOPT_SSLVERSION, o->sslversion);
   if (o && o->body) {

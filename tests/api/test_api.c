@@ -1361,17 +1361,8 @@ TEST(rate_limits_and_graceful_shutdown) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s AISBXD\n", argv[0]);
+  if (api_main_setup(argc, argv, "api", g_dir, g_cfg))
     return 2;
-  }
-  g_aisbxd = argv[1];
-  signal(SIGPIPE, SIG_IGN);
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  snprintf(g_dir, sizeof g_dir, "/tmp/sbx-api-XXXXXX");
-  if (!mkdtemp(g_dir))
-    return 2;
-  snprintf(g_cfg, sizeof g_cfg, "%s.conf", g_dir);
   char mtok[300], mcfg[800];
   snprintf(mtok, sizeof mtok, "%s/metrics.token", g_dir);
   int mfd = open(mtok, O_WRONLY | O_CREAT | O_EXCL, 0600);

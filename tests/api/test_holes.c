@@ -31,37 +31,15 @@ static long long g_init_time;
  * connection, with extra header lines (NULL-terminated, may be NULL). */
 static long req_from(const char *src, const char *method, const char *path,
                      const char *json, const char *const *hdrs, resp *out) {
-  memset(out, 0, sizeof *out);
-  CURL *c = curl_easy_init();
-  char url[512];
-  snprintf(url, sizeof url, "https://127.0.0.1:%d%s", S.port, path);
-  struct curl_slist *h = NULL;
-  if (json)
-    h = curl_slist_append(h, "Content-Type: application/json");
-  for (int i = 0; hdrs && hdrs[i]; i++)
-    h = curl_slist_append(h, hdrs[i]);
-  h = curl_slist_append(h, "Expect:");
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_CAINFO, S.cacert);
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  if (src)
-    curl_easy_setopt(c, CURLOPT_INTERFACE, src);
-  if (json)
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-  out->curl_rc = (int)curl_easy_perform(c);
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-  curl_slist_free_all(h);
-  curl_easy_cleanup(c);
-  if (!out->body)
-    out->body = calloc(1, 1);
-  return out->status;
+  srv own = S; /* S's server, a connection of its own */
+  own.c = NULL;
+  req_opts o = {NULL, json ? "application/json" : NULL, json, 0, hdrs, 0, 0};
+  api_src_ip = src;
+  long st = http(&own, method, path, &o, out);
+  api_src_ip = NULL;
+  if (own.c)
+    curl_easy_cleanup(own.c);
+  return st;
 }
 
 /* A top-level integer field of a compact JSON text; -1 when absent. */
@@ -701,17 +679,8 @@ static int quota_server(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s AISBXD\n", argv[0]);
+  if (api_main_setup(argc, argv, "holes", g_dir, g_cfg))
     return 2;
-  }
-  g_aisbxd = argv[1];
-  signal(SIGPIPE, SIG_IGN);
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  snprintf(g_dir, sizeof g_dir, "/tmp/sbx-holes-XXXXXX");
-  if (!mkdtemp(g_dir))
-    return 2;
-  snprintf(g_cfg, sizeof g_cfg, "%s.conf", g_dir);
   /* a fixed port, so that the configured origin names it */
   int rc = 1;
   for (int attempt = 0; attempt < 5 && rc; attempt++) {
