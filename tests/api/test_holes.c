@@ -634,6 +634,14 @@ TEST(storage_quotas) {
   resp_free(&r);
   CHECK_EQ_INT(q_upload("p2", "a", 1, &r), 507);
   resp_free(&r);
+  /* chunked, no length to check first: refused before the commit */
+  api_chunked = 1;
+  CHECK_EQ_INT(q_upload("p2", "a", 3000, &r), 413); /* object cap */
+  resp_free(&r);
+  CHECK_EQ_INT(q_upload("p2", "a", 10, &r), 507); /* tenant bytes */
+  CHECK(strstr(r.body, "tenant byte quota") != NULL);
+  resp_free(&r);
+  api_chunked = 0;
   /* nothing of the refused uploads was left behind */
   q_usage(&ub, &uo);
   CHECK(ub == 3000 && uo == 4);
