@@ -27,18 +27,27 @@ static long long g_init_time;
 
 /* ---- helpers ---- */
 
-/* A JSON request from local address src (a 127.0.0.x alias) on its own
- * connection, with extra header lines (NULL-terminated, may be NULL). */
+/* A JSON request from local address src (a 127.0.0.x alias) on a
+ * keep-alive connection of that address, with extra header lines
+ * (NULL-terminated, may be NULL). */
 static long req_from(const char *src, const char *method, const char *path,
                      const char *json, const char *const *hdrs, resp *out) {
-  srv own = S; /* S's server, a connection of its own */
-  own.c = NULL;
+  static srv own[8]; /* S's server, one connection per address */
+  static const char *addr[8];
+  int k = 0;
+  while (k < 7 && addr[k] && strcmp(addr[k], src))
+    k++;
+  if (!addr[k] || own[k].port != S.port) {
+    if (own[k].c)
+      curl_easy_cleanup(own[k].c);
+    own[k] = S;
+    own[k].c = NULL;
+    addr[k] = src;
+  }
   req_opts o = {NULL, json ? "application/json" : NULL, json, 0, hdrs, 0, 0};
   api_src_ip = src;
-  long st = http(&own, method, path, &o, out);
+  long st = http(&own[k], method, path, &o, out);
   api_src_ip = NULL;
-  if (own.c)
-    curl_easy_cleanup(own.c);
   return st;
 }
 
