@@ -68,13 +68,14 @@ int sbx__quota_usage(sbx_meta *m, const char *tenant, const char *project,
                      int64_t *bytes, int64_t *objects) {
   int64_t u[2] = {0, 0};
   sbx_sql_val v[] = {SBX_SQL_T(tenant), SBX_SQL_T(project ? project : "")};
-  int rc = sbx_sql_exec(m,
-                        project ? "SELECT COALESCE(SUM(size), 0), COUNT(*) "
-                                  "FROM objects WHERE tenant_id = $1 AND "
-                                  "project_id = $2"
-                                : "SELECT COALESCE(SUM(size), 0), COUNT(*) "
-                                  "FROM objects WHERE tenant_id = $1",
-                        v, project ? 2 : 1, fill_usage, u, NULL);
+  int rc = sbx_sql_exec(
+      m,
+      project ? "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT), COUNT(*) "
+                "FROM objects WHERE tenant_id = $1 AND "
+                "project_id = $2"
+              : "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT), COUNT(*) "
+                "FROM objects WHERE tenant_id = $1",
+      v, project ? 2 : 1, fill_usage, u, NULL);
   *bytes = u[0];
   *objects = u[1];
   return rc;

@@ -38,7 +38,7 @@ static int api_chunked; /* http(): 1 = send the body chunked (no length) */
  * ignored, libcurl initialised, a new temp data dir /tmp/sbx-<name>-XXXXXX
  * in dir and "<dir>.conf" in cfg. Returns 0, else 2 (usage, mkdtemp). */
 static inline int api_main_setup(int argc, char **argv, const char *name,
-                          char dir[256], char cfg[300]) {
+                                 char dir[256], char cfg[300]) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s AISBXD\n", argv[0]);
     return 2;
