@@ -31,6 +31,12 @@ typedef struct sbx_server_params {
   const char *issuer;          /* JWT iss/aud, default "aisbxd" */
   int64_t max_json_bytes;      /* JSON request bodies, default 64 KiB */
   int64_t max_upload_bytes;    /* raw model/dataset uploads, default 256 MiB */
+  /* storage quotas (0: no limit), defaults of tenants without their own
+   * (PUT /api/v1/tenants/{t}/quota): bytes and objects per tenant, per
+   * project, and bytes per object (default: max_upload_bytes) */
+  int64_t quota_tenant_bytes, quota_tenant_objects;   /* 50 GiB, 100000 */
+  int64_t quota_project_bytes, quota_project_objects; /* 10 GiB, 20000 */
+  int64_t quota_object_bytes;
   int rate_ip_per_s, rate_ip_burst;   /* per client IP, default 200 / 400 */
   int rate_key_per_s, rate_key_burst; /* per credential, default 100 / 200 */
   int access_ttl_s;            /* access token lifetime, default 900 (cap) */

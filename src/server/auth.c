@@ -26,6 +26,8 @@
 #include "dbx.h"
 #include "keyfile.h"
 #include "log.h"
+#include "reply.h"
+#include "reqlog.h"
 #include "rbac.h"
 #include "sbx/jobs.h"
 #include "session.h"
@@ -122,6 +124,20 @@ static int apikey_load(sbx__req *r, const char *tenant, const char *id,
   return SBX_OK;
 }
 
+/* Within SBX__APIKEY_WARN_S of a key's expiry: a response header on every
+ * use and (when log, at most once a minute per key) a request-log event. */
+static void apikey_expiry_warn(sbx__req *r, const sbx__ac_apikey *k,
+                               int64_t now, int log) {
+  if (!k->expires_at || k->expires_at - now > SBX__APIKEY_WARN_S)
+    return;
+  char v[64];
+  snprintf(v, sizeof v, "%lld; in-days=%lld", (long long)k->expires_at,
+           (long long)((k->expires_at - now) / 86400));
+  sbx__add_header(r, "X-API-Key-Expires", v);
+  if (log)
+    sbx__reqlog_event(r, "warn", "api_key.expiring", k->id);
+}
+
 /* API key: the verified-key cache (authcache.c, keyed by SHA-256 of the
  * presented string, TTL 5 s, dropped on any key/role change of this
  * process), else the database. The expiry is checked on every request, and
@@ -156,6 +172,7 @@ static int apikey_check(sbx__req *r, const char *tok) {
     return SBX_EAUTH; /* tenant suspended, user gone or disabled */
   if (touch)
     sbx_meta_api_key_touch(sbx_store_meta(r->st), k.tenant, k.id, now);
+  apikey_expiry_warn(r, &k, now, touch);
   r->who.kind = SBX__CRED_APIKEY;
   r->who.user_trole = trole;
   r->who.user_checked = 1;

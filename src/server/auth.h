@@ -17,6 +17,13 @@
  * r->who (kind NONE when absent). Returns 0, or SBX_EAUTH / SBX_EEXPIRED
  * for a bad credential. Authorization is sbx__authorize's (authz.h). */
 int sbx__authenticate(sbx__req *r);
+/* API-key lifetimes (security policy: 90-day default, 366 max) and the
+ * window before expiry in which every use of a key is warned about: the
+ * answer carries "X-API-Key-Expires: <unix time>; in-days=<n>" and the
+ * request log a "api_key.expiring" event (once a minute per key). */
+#define SBX__APIKEY_TTL_DEFAULT (90 * 86400)
+#define SBX__APIKEY_TTL_MAX (366 * 86400)
+#define SBX__APIKEY_WARN_S (14 * 86400)
 /* API key "ak_<tenant>~<id>.<secret>": creates and stores it (hash only).
  * key_out >= 160 bytes, id_out >= SBX_ID_MAX. */
 int sbx__apikey_create(sbx_store *st, const char *tenant, const char *user,

@@ -68,7 +68,11 @@ int sbx__authorize(sbx__req *r, const sbx__route *rt, int auth_rc) {
   if (f & SBX__RF_PUBLIC) {
     /* a login that sets a cookie: no cross-origin form may trigger it */
     if ((f & SBX__RF_LOGIN) && !sbx__origin_ok(r))
-      return deny(r, 403, "Forbidden", "cross-origin request refused");
+      return deny(r, 403, "Forbidden",
+                  r->srv->p.public_origin
+                      ? "cross-origin request refused"
+                      : "cookie sessions are disabled until public_origin "
+                        "is configured");
     return 0;
   }
   /* the operator's token opens OPERATOR routes and nothing else */

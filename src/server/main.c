@@ -226,6 +226,8 @@ int main(int argc, char **argv) {
            p.listen, boot);
     printf("bootstrap-token: %s\n", boot);
     printf("admin-api-key: %s\n", key);
+    printf("admin-api-key-expires-in-days: 90 (rotate it: POST "
+           "/api/v1/api-keys/{id}/rotate)\n");
     printf("(shown once: only hashes are stored)\n");
     fflush(stdout);
     return 0;

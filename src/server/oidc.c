@@ -920,11 +920,11 @@ int sbx__oidc_h_callback(sbx__req *r) {
   if (rc)
     return sbx__problem_rc(r, rc);
   /* our session: access + refresh token, and the browser cookie */
-  char at[1024], rt[160], csrf[65];
+  char at[1024], rt[160], csrf[65] = "";
   rc = sbx__jwt_issue(r->srv, o->tenant, uid, now, at, sizeof at);
   if (!rc)
     rc = sbx__refresh_issue(r->srv, r->st, o->tenant, uid, NULL, now, rt);
-  if (!rc)
+  if (!rc && r->srv->p.public_origin) /* else tokens only (no cookie) */
     rc = sbx__session_issue(r, o->tenant, uid, csrf);
   if (rc)
     return sbx__problem_rc(r, rc);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "schemas.h"
+
 char *sbx__openapi_json(const sbx__route *tab, size_t n) {
   json_t *paths = json_object();
   for (size_t i = 0; i < n; i++) {
@@ -65,13 +67,16 @@ char *sbx__openapi_json(const sbx__route *tab, size_t n) {
                            "x-permission", sbx__route_perm_name(rt));
     if (rt->flags & SBX__RF_PUBLIC)
       json_object_set_new(op, "security", json_array());
-    if (rt->body == SBX__BODY_JSON)
+    if (rt->body == SBX__BODY_JSON) {
+      json_t *sch = sbx__request_schema(rt->method, rt->pattern); /* real */
+      if (!sch)
+        sch = json_pack("{s:s}", "type", "object");
       json_object_set_new(op, "requestBody",
-                          json_pack("{s:b,s:{s:{s:{s:s}}}}", "required",
+                          json_pack("{s:b,s:{s:{s:o}}}", "required",
                                     !(rt->flags & SBX__RF_BODY_OPTIONAL),
                                     "content", "application/json", "schema",
-                                    "type", "object"));
-    else if (rt->body == SBX__BODY_UPLOAD) {
+                                    sch));
+    } else if (rt->body == SBX__BODY_UPLOAD) {
       json_object_set_new(op, "requestBody",
                           json_pack("{s:b,s:{s:{s:{s:s,s:s}}}}", "required", 1,
                                     "content", "application/octet-stream",

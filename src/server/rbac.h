@@ -24,6 +24,7 @@ enum {
   X(NONE, "none", 0)                                                           \
   X(AUTHENTICATED, "authenticated", SBX__ROLES_ALL)                            \
   X(TENANT_READ, "tenant:read", SBX__ROLES_ALL)                                \
+  X(QUOTA_WRITE, "quota:write", SBX__ROLE_ADMIN)                               \
   X(PROJECT_READ, "project:read", SBX__ROLES_ALL)                              \
   X(PROJECT_CREATE, "project:create", SBX__ROLE_ADMIN)                         \
   X(USER_READ, "user:read", SBX__ROLE_ADMIN)                                   \

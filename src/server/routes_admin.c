@@ -15,6 +15,7 @@
 #include "authz.h"
 #include "dbx.h"
 #include "hutil.h"
+#include "quota.h"
 #include "rbac.h"
 #include "reply.h"
 #include "util.h"
@@ -52,10 +53,17 @@ int sbx__h_tenant_get(sbx__req *r) {
   int rc = sbx_meta_tenant_get(sbx__meta(r), sbx__tenant(r), &t);
   if (rc)
     return sbx__problem_rc(r, rc);
-  return sbx__reply_json(r, 200,
-                         json_pack("{s:s,s:s,s:I,s:I}", "id", t.id, "name",
-                                   t.name, "state", (json_int_t)t.state,
-                                   "created_at", (json_int_t)t.created_at));
+  json_t *o =
+      json_pack("{s:s,s:s,s:I,s:I}", "id", t.id, "name", t.name, "state",
+                (json_int_t)t.state, "created_at", (json_int_t)t.created_at);
+  json_t *q = sbx__quota_json(r, t.id); /* limits and usage */
+  if (!o || !q) {
+    json_decref(o);
+    json_decref(q);
+    return sbx__problem(r, 500, "Internal Server Error", NULL);
+  }
+  json_object_set_new(o, "quota", q);
+  return sbx__reply_json(r, 200, o);
 }
 
 int sbx__h_audit_list(sbx__req *r) {
@@ -141,10 +149,10 @@ int sbx__h_key_create(sbx__req *r) {
   const char *project = sbx__jstr(j, "project_id", SBX_ID_MAX, &bad);
   const char *user = sbx__jstr(j, "user_id", SBX_ID_MAX, &bad);
   json_t *exp = json_object_get(j, "expires_in_s");
-  int64_t ttl = 90 * 86400;
+  int64_t ttl = SBX__APIKEY_TTL_DEFAULT;
   if (exp) {
     if (!json_is_integer(exp) || json_integer_value(exp) < 1 ||
-        json_integer_value(exp) > 366 * 86400)
+        json_integer_value(exp) > SBX__APIKEY_TTL_MAX)
       bad = 1;
     else
       ttl = json_integer_value(exp);
@@ -220,16 +228,24 @@ int sbx__h_key_rotate(sbx__req *r) {
   json_decref(j);
   sbx_api_key k;
   int rc = sbx_meta_api_key_get(sbx__meta(r), sbx__tenant(r), r->params[0], &k);
-  if (!rc && k.revoked_at)
-    rc = SBX_ENOTFOUND;
-  if (!rc && sbx__role_bit(k.role) > r->role)
-    return sbx__problem(r, 403, "Forbidden", "role above your own");
   int64_t now = sbx__now();
-  int64_t ttl =
-      k.expires_at > k.created_at ? k.expires_at - k.created_at : 90 * 86400;
+  if (rc)
+    return sbx__problem_rc(r, rc);
+  /* a dead key is not renewed: whoever holds it needs a new key */
+  if (k.revoked_at)
+    return sbx__problem(r, 409, "Conflict",
+                        "the key is revoked: create a new key instead");
+  if (k.expires_at && k.expires_at <= now)
+    return sbx__problem(r, 409, "Conflict",
+                        "the key has expired: create a new key instead");
+  if (sbx__role_bit(k.role) > r->role)
+    return sbx__problem(r, 403, "Forbidden", "role above your own");
+  int64_t ttl = k.expires_at > k.created_at &&
+                        k.expires_at - k.created_at <= SBX__APIKEY_TTL_MAX
+                    ? k.expires_at - k.created_at
+                    : SBX__APIKEY_TTL_DEFAULT;
   char id[SBX_ID_MAX], key[160];
-  if (!rc)
-    rc = sbx_meta_begin(sbx__meta(r));
+  rc = sbx_meta_begin(sbx__meta(r));
   if (!rc) {
     rc = sbx__apikey_create(r->st, sbx__tenant(r), k.user_id, k.project_id,
                             k.role, now + ttl, id, key);

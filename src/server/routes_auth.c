@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "dbx.h"
 #include "hutil.h"
+#include "loginguard.h"
 #include "metrics_ops.h"
 #include "reqlog.h"
 #include "openapi.h"
@@ -71,8 +72,20 @@ static int token_reply(sbx__req *r, const char *t, const char *user,
                                    "refresh_token", family ? family : rt));
 }
 
+/* The answer to every refused password login, known account or not. */
+static int login_refused(sbx__req *r, json_t *j, const char *uid) {
+  sbx__metrics_login_failed(r->srv);
+  sbx__reqlog_event(r, "warn", "login.failed", uid);
+  json_decref(j);
+  return sbx__problem(r, 401, "Unauthorized", "invalid credentials");
+}
+
 /* cookie = 1: POST /api/v1/auth/session (browser session instead of
- * tokens). A user with TOTP enabled also needs "totp" (totp.c). */
+ * tokens). A user with TOTP enabled also needs "totp" (totp.c).
+ * Known and unknown accounts get the same answers and the same work (an
+ * Argon2id verify against a dummy hash for the unknown ones); failures
+ * slow down (account, address) pairs only (loginguard.h): 429 with
+ * Retry-After to that address, never a lock of the account. */
 static int grant_password(sbx__req *r, json_t *j, int cookie) {
   int bad = 0;
   const char *t = sbx__jstr(j, "tenant", SBX_ID_MAX, &bad);
@@ -80,32 +93,44 @@ static int grant_password(sbx__req *r, json_t *j, int cookie) {
   const char *pw = sbx__jstr(j, "password", 256, &bad);
   if (bad || !t || !email || !pw || !sbx_id_valid(t))
     return sbx__bad_request(r, j, "tenant, email and password are required");
+  if (cookie && !r->srv->p.public_origin) {
+    json_decref(j);
+    return sbx__problem(r, 403, "Forbidden",
+                        "cookie sessions are disabled until public_origin is "
+                        "configured; use POST /api/v1/auth/token");
+  }
   static const char dummy[] =
       "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$"
       "0Xc0gNfKDqnTM0kj1aJ3PB9PHOAyvCqAmFVRXq9AgnM";
   uint8_t idx[32];
   sbx_user u;
+  sbx__login_guard g;
+  int64_t now = sbx__now();
   int rc = sbx__email_index(r, email, idx);
   if (!rc)
-    rc = sbx_meta_user_find_email(sbx__meta(r), t, idx, &u);
+    rc = sbx__login_guard_load(r, t, idx, now, &g);
   if (rc) {
-    sbx__password_verify(dummy, pw); /* same work either way */
-    sbx__metrics_login_failed(r->srv);
-    sbx__reqlog_event(r, "warn", "login.failed", NULL);
     json_decref(j);
-    return sbx__problem(r, 401, "Unauthorized", "invalid credentials");
+    return sbx__problem_rc(r, rc);
   }
-  int64_t now = sbx__now(), failures = 0, locked = 0;
-  sbx__dbx_lockout_get(sbx__meta(r), t, u.id, &failures, &locked);
-  if (locked > now) {
+  int64_t wait = sbx__login_guard_wait(&g, now);
+  if (wait > 0) {
     char ra[24];
-    snprintf(ra, sizeof ra, "%lld", (long long)(locked - now));
+    snprintf(ra, sizeof ra, "%lld", (long long)wait);
     sbx__add_header(r, "Retry-After", ra);
     json_decref(j);
     return sbx__problem(r, 429, "Too Many Requests",
-                        "account temporarily locked");
+                        "too many failed logins from this address: retry "
+                        "later");
   }
-  int refused = u.disabled || sbx__password_verify(u.password_hash, pw);
+  int known = !sbx_meta_user_find_email(sbx__meta(r), t, idx, &u);
+  /* the same Argon2id work whether the account exists, is disabled or
+   * not */
+  const char *hash = known && !strncmp(u.password_hash, "$argon2id$", 10)
+                         ? u.password_hash
+                         : dummy;
+  int refused = sbx__password_verify(hash, pw);
+  refused = refused || hash == dummy || u.disabled;
   if (!refused && sbx__totp_enabled(r, t, u.id)) {
     const char *code = sbx__jstr(j, "totp", 16, &bad);
     if (!code) {
@@ -115,22 +140,14 @@ static int grant_password(sbx__req *r, json_t *j, int cookie) {
     refused = sbx__totp_check(r, t, u.id, code, now) != SBX_OK;
   }
   if (refused) {
-    sbx__metrics_login_failed(r->srv);
-    sbx__reqlog_event(r, "warn", "login.failed", u.id);
-    failures++;
-    if (failures >= r->srv->p.login_max_failures) {
-      sbx__dbx_lockout_set(sbx__meta(r), t, u.id, 0, now + r->srv->p.lockout_s);
+    if (sbx__login_guard_fail(r, &g, now) && known) {
       sbx_meta_audit_append(sbx__meta(r), t, now, u.id, "auth.lockout", u.id,
                             NULL);
       sbx__reqlog_event(r, "warn", "lockout", u.id);
-    } else {
-      sbx__dbx_lockout_set(sbx__meta(r), t, u.id, failures, 0);
     }
-    json_decref(j);
-    return sbx__problem(r, 401, "Unauthorized", "invalid credentials");
+    return login_refused(r, j, known ? u.id : NULL);
   }
-  if (failures || locked)
-    sbx__dbx_lockout_set(sbx__meta(r), t, u.id, 0, 0);
+  sbx__login_guard_clear(r, &g);
   sbx_meta_audit_append(sbx__meta(r), t, now, u.id, "auth.login", u.id, NULL);
   sbx__reqlog_event(r, "info", "login.ok", u.id);
   char tcopy[SBX_ID_MAX];

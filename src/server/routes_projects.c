@@ -14,6 +14,7 @@
 #include "authcache.h"
 #include "dbx.h"
 #include "hutil.h"
+#include "quota.h"
 #include "rbac.h"
 #include "reply.h"
 #include "state.h"
@@ -119,10 +120,18 @@ static int upload(sbx__req *r, const char *kind) {
                           "query parameter name: 1..128 of [A-Za-z0-9._-], "
                           "not starting with '.'");
   }
+  /* quotas: before anything is stored (declared length) ... */
+  if (!r->upload && sbx__quota_admit(r, sbx__tenant(r), r->params[0], -1))
+    return 0;
   sbx_put_params pp = {r->params[0], kind, sbx__arg(r, "name"), 0};
   sbx_store_writer *w;
   if (sbx__upload_step(r, sbx__tenant(r), &pp, INT64_MAX, &w) != 1)
     return 0;
+  /* ... and the bytes that arrived, before the commit */
+  if (sbx__quota_admit(r, sbx__tenant(r), r->params[0], r->upload_len)) {
+    sbx_store_writer_abort(w);
+    return 0;
+  }
   sbx_object o;
   rc = sbx_store_writer_commit(w, &o);
   if (rc)

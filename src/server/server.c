@@ -37,6 +37,10 @@ sbx_server_params sbx_server_default_params(void) {
   p.issuer = "aisbxd";
   p.max_json_bytes = 64 * 1024;
   p.max_upload_bytes = 256ll << 20;
+  p.quota_tenant_bytes = 50ll << 30;
+  p.quota_tenant_objects = 100000;
+  p.quota_project_bytes = 10ll << 30;
+  p.quota_project_objects = 20000;
   p.rate_ip_per_s = 200;
   p.rate_ip_burst = 400;
   p.rate_key_per_s = 100;
@@ -83,6 +87,11 @@ static const cfg_key CFG[] = {
     CK(issuer, 's'),
     CK(max_json_bytes, 'l'),
     CK(max_upload_bytes, 'l'),
+    CK(quota_tenant_bytes, 'l'),
+    CK(quota_tenant_objects, 'l'),
+    CK(quota_project_bytes, 'l'),
+    CK(quota_project_objects, 'l'),
+    CK(quota_object_bytes, 'l'),
     CK(rate_ip_per_s, 'i'),
     CK(rate_ip_burst, 'i'),
     CK(rate_key_per_s, 'i'),
@@ -515,8 +524,9 @@ int sbx_server_init_tenant(const sbx_server_params *p, const char *tenant_id,
     rc = sbx__dbx_tenant_role_set(m, tenant_id, u.id, "admin");
   char kid[SBX_ID_MAX];
   if (!rc)
-    rc = sbx__apikey_create(st, tenant_id, u.id, "", "admin", 0, kid,
-                            api_key_out);
+    rc = sbx__apikey_create(st, tenant_id, u.id, "", "admin",
+                            sbx__now() + SBX__APIKEY_TTL_DEFAULT, kid,
+                            api_key_out); /* policy: 90 days, not forever */
   char secret[65];
   uint8_t h[SBX_SHA256_LEN];
   if (!rc)

@@ -68,7 +68,8 @@ static int fill_sess(void *ctx, const sbx_sql_row *row) {
 int sbx__session_authenticate(sbx__req *r) {
   char v[160], tenant[SBX_ID_MAX];
   const char *secret;
-  if (!sbx__cookie(r, COOKIE_SESSION, v, sizeof v))
+  /* no public_origin: cookie sessions are off (sbx__session_issue) */
+  if (!r->srv->p.public_origin || !sbx__cookie(r, COOKIE_SESSION, v, sizeof v))
     return SBX_OK;
   if (split_cookie(v, tenant, &secret))
     return SBX_EAUTH;
@@ -115,17 +116,8 @@ int sbx__origin_ok(sbx__req *r) {
       MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
   if (!origin)
     return 1;
-  char want[512];
-  if (r->srv->p.public_origin) {
-    snprintf(want, sizeof want, "%s", r->srv->p.public_origin);
-  } else {
-    const char *host =
-        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
-    if (!host)
-      return 0;
-    snprintf(want, sizeof want, "https://%s", host);
-  }
-  return !strcmp(origin, want);
+  /* only the configured origin: Host is the client's to choose */
+  return r->srv->p.public_origin && !strcmp(origin, r->srv->p.public_origin);
 }
 
 int sbx__session_csrf_check(sbx__req *r) {
@@ -166,6 +158,8 @@ static int session_delete(sbx__req *r, const char *cookie) {
 int sbx__session_issue(sbx__req *r, const char *tenant, const char *user,
                        char csrf_out[65]) {
   char old[160], secret[65];
+  if (!r->srv->p.public_origin)
+    return SBX_EPERM; /* the CSRF/Origin checks need the configured origin */
   if (sbx__cookie(r, COOKIE_SESSION, old, sizeof old))
     session_delete(r, old); /* rotation: no fixation of a planted id */
   int64_t now = sbx__now();

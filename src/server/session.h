@@ -10,7 +10,8 @@
 #include "req.h"
 
 /* Fills r->who (SBX__CRED_SESSION) when the request carries a valid
- * session cookie; SBX_OK with kind NONE when it carries none; SBX_EAUTH /
+ * session cookie; SBX_OK with kind NONE when it carries none or when
+ * public_origin is not configured (cookie sessions off); SBX_EAUTH /
  * SBX_EEXPIRED for a bad one. */
 int sbx__session_authenticate(sbx__req *r);
 /* For state-changing requests authenticated by the cookie: Origin and the
@@ -18,7 +19,8 @@ int sbx__session_authenticate(sbx__req *r);
  * returns 1. Called by sbx__authorize only. */
 int sbx__session_csrf_check(sbx__req *r);
 /* A new session for (tenant, user): deletes the one the request carried
- * (rotation), adds the Set-Cookie header, writes the CSRF token (65). */
+ * (rotation), adds the Set-Cookie header, writes the CSRF token (65).
+ * SBX_EPERM when public_origin is not configured (sessions are off). */
 int sbx__session_issue(sbx__req *r, const char *tenant, const char *user,
                        char csrf_out[65]);
 /* GET / DELETE /api/v1/auth/session. */
@@ -27,7 +29,8 @@ int sbx__session_h_delete(sbx__req *r);
 /* Value of cookie name in the request (NULL when absent or too long for
  * out); out >= cap. */
 const char *sbx__cookie(sbx__req *r, const char *name, char *out, size_t cap);
-/* Origin check for cookie-setting logins: 1 when absent or ours. */
+/* Origin check for cookie-setting logins: 1 when absent or equal to the
+ * configured public_origin (never derived from Host; 0 when unset). */
 int sbx__origin_ok(sbx__req *r);
 
 #endif

@@ -15,6 +15,7 @@
 #include "oidc.h"
 #include "openapi.h"
 #include "privacy.h"
+#include "quota.h"
 #include "routes_admin.h"
 #include "routes_auth.h"
 #include "routes_jobs.h"
@@ -133,6 +134,9 @@ const sbx__route sbx__routes[] = {
      200},
     {"GET", "/api/v1/attacks", SBX__PERM_AUTHENTICATED, 0, SBX__BODY_NONE,
      sbx__h_attacks, "The attack catalogue (parameters as JSON Schema)", 200},
+    {"PUT", "/api/v1/tenants/{tenant}/quota", SBX__PERM_QUOTA_WRITE, 0,
+     SBX__BODY_JSON, sbx__h_quota_put,
+     "Set the tenant's storage quotas (bytes, objects, per project)", 200},
     {"GET", "/api/v1/tenants/{tenant}/job-limits", SBX__PERM_JOBLIMIT_READ, 0,
      SBX__BODY_NONE, sbx__h_job_limits_get,
      "The tenant's job limits (stored and effective)", 200},

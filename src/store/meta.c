@@ -149,6 +149,13 @@ static const migration MIGRATIONS[] = {
      " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
      " secret_sealed BLOB NOT NULL, enabled BIGINT NOT NULL,"
      " last_step BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id));"},
+    /* storage quotas of tenants (src/server/quota.c); 0 inherit, -1 none */
+    {25, "server: storage quotas",
+     "CREATE TABLE IF NOT EXISTS srv_quotas ("
+     " tenant_id TEXT NOT NULL PRIMARY KEY, max_bytes BIGINT NOT NULL,"
+     " max_objects BIGINT NOT NULL, project_max_bytes BIGINT NOT NULL,"
+     " project_max_objects BIGINT NOT NULL,"
+     " max_object_bytes BIGINT NOT NULL);"},
     /* the job queue: versions 30.. (jobs_schema.h, jobs.c) */
     SBX__JOBS_MIGRATIONS
     /* privacy (sbx/privacy.h, privacy.c): retention per tenant; the audit

@@ -30,6 +30,28 @@ typedef struct srv {
 } srv;
 
 static const char *g_aisbxd; /* path of the binary, argv[1] */
+static const char *api_src_ip; /* http(): local address to connect from
+                                  (a 127.0.0.x alias), NULL: any */
+static int api_chunked; /* http(): 1 = send the body chunked (no length) */
+
+/* The start of a test's main: argv[1] is the aisbxd binary; SIGPIPE
+ * ignored, libcurl initialised, a new temp data dir /tmp/sbx-<name>-XXXXXX
+ * in dir and "<dir>.conf" in cfg. Returns 0, else 2 (usage, mkdtemp). */
+static inline int api_main_setup(int argc, char **argv, const char *name,
+                                 char dir[256], char cfg[300]) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s AISBXD\n", argv[0]);
+    return 2;
+  }
+  g_aisbxd = argv[1];
+  signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  snprintf(dir, 256, "/tmp/sbx-%s-XXXXXX", name);
+  if (!mkdtemp(dir))
+    return 2;
+  snprintf(cfg, 300, "%s.conf", dir);
+  return 0;
+}
 
 /* Runs `aisbxd init` and extracts the admin API key and bootstrap token. */
 static int api_init_tenant(const char *dir, const char *cfg, const char *tenant,
@@ -230,6 +252,23 @@ static int resp_header(const resp *r, const char *name, char *out, size_t cap) {
   return 0;
 }
 
+/* The body of a chunked request, handed out in pieces of <= 256 bytes. */
+typedef struct api_rdbuf {
+  const char *p;
+  size_t left;
+} api_rdbuf;
+
+static size_t on_read(char *dst, size_t sz, size_t n, void *ud) {
+  api_rdbuf *b = ud;
+  size_t k = sz * n < b->left ? sz * n : b->left;
+  if (k > 256)
+    k = 256;
+  memcpy(dst, b->p, k);
+  b->p += k;
+  b->left -= k;
+  return k;
+}
+
 typedef struct req_opts {
   const char *token;        /* Bearer token or NULL */
   const char *ctype;        /* Content-Type for bodies */
@@ -271,6 +310,12 @@ static long http(srv *s, const char *method, const char *path,
   }
   for (int i = 0; o && o->extra && o->extra[i]; i++)
     h = curl_slist_append(h, o->extra[i]);
+  api_rdbuf rd = {NULL, 0};
+  if (api_chunked && o && o->body) {
+    rd.p = o->body;
+    rd.left = o->len ? o->len : strlen(o->body);
+    h = curl_slist_append(h, "Transfer-Encoding: chunked");
+  }
   h = curl_slist_append(h, "Expect:");
   curl_easy_setopt(c, CURLOPT_URL, url);
   curl_easy_setopt(c, CURLOPT_CAINFO, s->cacert);
@@ -284,9 +329,15 @@ static long http(srv *s, const char *method, const char *path,
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   if (o && o->path_as_is)
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+  if (api_src_ip)
+    curl_easy_setopt(c, CURLOPT_INTERFACE, api_src_ip);
   if (o && o->sslversion)
     curl_easy_setopt(c, CURLOPT_SSLVERSION, o->sslversion);
-  if (o && o->body) {
+  if (rd.p) {
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &rd);
+  } else if (o && o->body) {
     size_t n = o->len ? o->len : strlen(o->body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);

@@ -145,7 +145,7 @@ static const row ROWS[] = {
     {"GET", "/api/v1/auth/oidc/callback",
      "/api/v1/auth/oidc/callback?code=c&state=s", NULL, -1, 404, 0},
     {"POST", "/api/v1/auth/session", "/api/v1/auth/session",
-     "{\"tenant\":\"{tenant}\",\"email\":\"nobody@x.org\",\"password\":"
+     "{\"tenant\":\"{tenant}\",\"email\":\"nobody-session@x.org\",\"password\":"
      "\"not the password\"}",
      -1, 401, 0},
     {"GET", "/api/v1/auth/session", "/api/v1/auth/session", NULL, RALL, 200, 0},
@@ -210,6 +210,8 @@ static const row ROWS[] = {
     {"GET", PP "/jobs/{job}/events", PP "/jobs/{job}/events", NULL, RALL, 200,
      'c'},
     {"GET", "/api/v1/attacks", "/api/v1/attacks", NULL, RALL, 200, 0},
+    {"PUT", "/api/v1/tenants/{tenant}/quota", "/api/v1/tenants/{tenant}/quota",
+     "{\"max_objects\":0}", RAD, 200, 0},
     {"GET", "/api/v1/tenants/{tenant}/job-limits",
      "/api/v1/tenants/{tenant}/job-limits", NULL, RAD, 200, 0},
     {"PUT", "/api/v1/tenants/{tenant}/job-limits",
@@ -1499,17 +1501,8 @@ TEST(rate_limits_and_graceful_shutdown) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s AISBXD\n", argv[0]);
+  if (api_main_setup(argc, argv, "api", g_dir, g_cfg))
     return 2;
-  }
-  g_aisbxd = argv[1];
-  signal(SIGPIPE, SIG_IGN);
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  snprintf(g_dir, sizeof g_dir, "/tmp/sbx-api-XXXXXX");
-  if (!mkdtemp(g_dir))
-    return 2;
-  snprintf(g_cfg, sizeof g_cfg, "%s.conf", g_dir);
   char mtok[300], mcfg[800];
   snprintf(mtok, sizeof mtok, "%s/metrics.token", g_dir);
   int mfd = open(mtok, O_WRONLY | O_CREAT | O_EXCL, 0600);
@@ -1518,7 +1511,9 @@ int main(int argc, char **argv) {
     return 2;
   close(mfd);
   snprintf(mcfg, sizeof mcfg,
-           "metrics_token_file = %s\nlog_file = %s/aisbxd.log\n", mtok, g_dir);
+           "metrics_token_file = %s\nlog_file = %s/aisbxd.log\n"
+           "public_origin = https://127.0.0.1\n",
+           mtok, g_dir);
   api_write_config(g_cfg, mcfg);
   if (api_init_tenant(g_dir, g_cfg, "t1", K1, BOOT1) ||
       api_init_tenant(g_dir, g_cfg, "t2", K2, BOOT2)) {

@@ -884,8 +884,10 @@ static int run_oidc(void) {
              "oidc_role_map = sbx-analysts=analyst,sbx-admins=admin\n"
              "oidc_jwks_min_refresh_s = 1\n"
              /* glewlwyd does not form-decode Basic credentials */
-             "oidc_token_auth = post\n",
-             ISS, secret_file, REDIRECT);
+             "oidc_token_auth = post\n"
+             /* cookie sessions need the configured origin */
+             "public_origin = https://127.0.0.1:%d\n",
+             ISS, secret_file, REDIRECT, port);
   }
   if (st == 0 && setup_server(extra, listen) == 0) {
     RUN(oidc_login_maps_groups);
