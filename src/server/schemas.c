@@ -116,6 +116,21 @@ static const struct {
      ",\"project_max_objects\":" LIMIT ",\"max_object_bytes\":" LIMIT "},"
      "\"additionalProperties\":false,\"examples\":[{\"max_bytes\":"
      "107374182400,\"max_objects\":50000,\"project_max_bytes\":-1}]}"},
+    {"PUT", "/api/v1/tenants/{tenant}/retention",
+     "{\"type\":\"object\",\"description\":\"seconds; 0: keep forever; "
+     "audit_seconds at least the server's legal minimum\",\"properties\":{"
+     "\"jobs_seconds\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":"
+     "3162240000},\"audit_seconds\":{\"type\":\"integer\",\"minimum\":0,"
+     "\"maximum\":3162240000}},\"additionalProperties\":false,"
+     "\"examples\":[{\"jobs_seconds\":2592000,\"audit_seconds\":0}]}"},
+    {"PUT", "/api/v1/tenants/{tenant}/freeze",
+     "{\"type\":\"object\",\"properties\":{\"frozen\":{\"type\":"
+     "\"boolean\"}},\"required\":[\"frozen\"],\"additionalProperties\":"
+     "false,\"examples\":[{\"frozen\":false}]}"},
+    {"POST", "/api/v1/admin/jwt-key/rotate",
+     "{\"type\":\"object\",\"properties\":{\"retire_old\":{\"type\":"
+     "\"boolean\",\"default\":false}},\"additionalProperties\":false,"
+     "\"examples\":[{}]}"},
     {"PUT", "/api/v1/tenants/{tenant}/job-limits",
      "{\"type\":\"object\",\"description\":\"0: inherit, -1: none (only "
      "default_samples and max_concurrency)\",\"properties\":{"
