@@ -277,9 +277,8 @@ TEST(resize) {
     int ct = rndi(0, 6);
     if (mode == 0 && ct == 6)
       ct = 0;
-    /* half_pixel_symmetric is Resize-19's; the loader stops at opset 18
-     * and the op accepts the mode there too */
-    int opset = ct == 5 || cfg >= 10 ? 18 : (cfg & 1) ? 13 : 11;
+    /* half_pixel_symmetric is Resize-19's */
+    int opset = ct == 5 ? 19 : cfg >= 10 ? 18 : (cfg & 1) ? 13 : 11;
     int antialias = opset >= 18 && mode != 0 && (cfg & 1);
     c_begin(cfg == 13 ? "Upsample" : "Resize", cfg == 13 ? 9 : opset);
     c_x(r, xa);

@@ -206,8 +206,11 @@ static int parse_tensor(pb_reader r0, adv_arena *a, const adv_load_params *p,
     return adv__error(err, ADV_EFORMAT, "malformed TensorProto");
   c->dtype = ot_internal(ot);
   if (c->dtype == ADV_DTYPE_UNDEFINED)
-    return adv__error(err, ADV_EUNSUPPORTED, "tensor data type %d unsupported",
-                     ot);
+    return adv__error(err, ADV_EUNSUPPORTED,
+                      "tensor data type %d%s unsupported", ot,
+                      ot >= 17 && ot <= 20   ? " (float8, opset 19)"
+                      : ot == 21 || ot == 22 ? " (4-bit integer, opset 21)"
+                                             : "");
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++) {
     if (c->dims[i] < 0)
@@ -995,9 +998,9 @@ int adv_model_load_mem(const void *buf, size_t len, adv_load_params p,
   }
   if (m->opset < 0)
     m->opset = 1;
-  if (m->opset < 1 || m->opset > 18) {
+  if (m->opset < 1 || m->opset > 21) {
     rc = adv__error(err, ADV_EUNSUPPORTED,
-                   "opset %d unsupported (supported: 1 to 18)", m->opset);
+                    "opset %d unsupported (supported: 1 to 21)", m->opset);
     goto fail;
   }
   if ((rc = parse_graph(&L, graph)))
