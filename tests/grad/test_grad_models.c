@@ -3,7 +3,10 @@
  * layout (model.onnx + test_data_set_K/input_*.pb) against central finite
  * differences of the model's own forward, at each data set's input:
  *   tests/onnx/if_extra/test_if_data_dependent: gradients through a
- *     data-dependent If (and a nested one), one data set per branch path.
+ *     data-dependent If (and a nested one), one data set per branch path;
+ *   tests/onnx/rnn_extra/test_*: LSTM / GRU backward through time, every
+ *     direction, layout, sequence_lens, peepholes, linear_before_reset,
+ *     and (the *_states cases) the final-state outputs.
  * Input 0 is the runtime input; the other inputs are bound as constants.
  * The loss is L = sum(r * y0) with fixed random weights r, so
  * dL/dx = backward_dz(r) and FD needs forward runs only.

@@ -78,7 +78,8 @@ typedef struct adv_attr {
   size_t slen;
   float *floats;
   int64_t *ints;
-  int n; /* element count of floats/ints */
+  const char **strings; /* STRINGS: NUL-terminated copies */
+  int n;                /* element count of floats/ints/strings */
   adv_const *t;
 } adv_attr;
 

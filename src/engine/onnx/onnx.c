@@ -478,7 +478,7 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
   adv_arena *ar = &L->m->arena;
   uint32_t f;
   int wt;
-  int nf = 0, ni = 0, has[32] = {0};
+  int nf = 0, ni = 0, ns = 0, has[32] = {0};
   pb_reader r = r0;
   a->type = ADV_ATTR_UNDEFINED;
   while (pb_key(&r, &f, &wt)) {
@@ -510,9 +510,11 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
         ni++;
       }
     } else {
+      ns += f == 9 && wt == PB_LEN;
       pb_skip(&r, wt);
     }
-    if (nf > L->p.max_attr_elems || ni > L->p.max_attr_elems)
+    if (nf > L->p.max_attr_elems || ni > L->p.max_attr_elems ||
+        ns > L->p.max_attr_elems)
       return adv__error(L->err, ADV_ELIMIT, "attribute longer than %d elements",
                        L->p.max_attr_elems);
   }
@@ -539,7 +541,12 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
     if (!a->ints)
       return adv__error(L->err, ADV_ENOMEM, "out of memory");
   }
-  int kf = 0, ki = 0;
+  if (ns) {
+    a->strings = adv__arena_alloc(ar, (size_t)ns * sizeof(char *));
+    if (!a->strings)
+      return adv__error(L->err, ADV_ENOMEM, "out of memory");
+  }
+  int kf = 0, ki = 0, ks = 0;
   r = r0;
   while (pb_key(&r, &f, &wt)) {
     if (f == 2 && wt == PB_I32) {
@@ -565,6 +572,14 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
       if (rc)
         return rc;
       L->weight_bytes += (size_t)a->t->numel * adv_dtype_size(a->t->dtype);
+    } else if (f == 9 && wt == PB_LEN && ks < ns) {
+      pb_reader s = pb_bytes(&r);
+      if (r.bad || s.end - s.p > 65536)
+        return adv__error(L->err, ADV_EFORMAT, "bad strings attribute");
+      a->strings[ks] =
+          adv__arena_strndup(ar, (const char *)s.p, (size_t)(s.end - s.p));
+      if (!a->strings[ks++])
+        return adv__error(L->err, ADV_ENOMEM, "out of memory");
     } else if (f == 7) {
       if (wt == PB_LEN) {
         pb_reader s = pb_bytes(&r);
@@ -594,7 +609,9 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
   }
   if (r.bad)
     return adv__error(L->err, ADV_EFORMAT, "malformed attribute '%s'", a->name);
-  a->n = a->type == ADV_ATTR_FLOATS ? kf : ki;
+  a->n = a->type == ADV_ATTR_FLOATS    ? kf
+         : a->type == ADV_ATTR_STRINGS ? ks
+                                       : ki;
   return ADV_OK;
 }
 

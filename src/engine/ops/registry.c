@@ -44,7 +44,8 @@
   X(cos) \
   X(sinh) \
   X(cosh) \
-  X(if)
+  X(if) \
+  X(lstm)
 // clang-format on
 
 /* a long X-macro list: clang-format 14 reflows it differently each run */
