@@ -624,6 +624,47 @@ TEST(split) {
 
 /* Floor, Ceil, Round (gradient 0: x kept off the integers and halves),
  * Sin, Cos, Sinh, Cosh. */
+/* LSTM / GRU: gradients of X and (checked as weights) W, R, B, the
+ * initial states and LSTM's peepholes, through Y, Y_h or Y_c, for every
+ * direction and layout, random sequence_lens (0 included) and GRU's
+ * linear_before_reset. */
+TEST(rnn) {
+  for (int cfg = 0; cfg < 12; cfg++) {
+    int gru = cfg & 1, layout = (cfg / 6) & 1, dk = (cfg / 2) % 3;
+    int64_t S = rndi(1, 3), B = rndi(1, 3), I = rndi(1, 3), H = rndi(1, 3);
+    int64_t D = dk == 2 ? 2 : 1, G = gru ? 3 : 4;
+    c_begin(gru ? "GRU" : "LSTM", 14);
+    int64_t xd[3] = {layout ? B : S, layout ? S : B, I};
+    c_x(3, xd);
+    int64_t wd[3] = {D, G * H, I}, rd[3] = {D, G * H, H},
+            bd[2] = {D, 2 * G * H};
+    int64_t sd[3] = {layout ? B : D, layout ? D : B, H}, pd[2] = {D, 3 * H},
+            lens[3];
+    c_wcheck(c_wf("W", 3, wd, -0.8f, 0.8f), 1);
+    c_wcheck(c_wf("R", 3, rd, -0.8f, 0.8f), 1);
+    c_wcheck(c_wf("B", 2, bd, -0.5f, 0.5f), 1);
+    for (int64_t b = 0; b < B; b++)
+      lens[b] = rndi(0, (int)S);
+    c_wi1("L", (int)B, lens);
+    c_wcheck(c_wf("h0", 3, sd, -0.5f, 0.5f), 1);
+    if (!gru) {
+      c_wcheck(c_wf("c0", 3, sd, -0.5f, 0.5f), 1);
+      c_wcheck(c_wf("P", 2, pd, -0.5f, 0.5f), 1);
+    }
+    int outk = rndi(0, gru ? 1 : 2);
+    c_node(gru ? "GRU" : "LSTM", gru ? "x,W,R,B,L,h0" : "x,W,R,B,L,h0,c0,P",
+           outk == 0   ? "y"
+           : outk == 1 ? ",y"
+                       : ",,y");
+    c_ai("hidden_size", H);
+    c_as("direction", dk == 2 ? "bidirectional" : dk ? "reverse" : "forward");
+    c_ai("layout", layout);
+    if (gru && cfg % 4 == 1)
+      c_ai("linear_before_reset", 1);
+    run_case();
+  }
+}
+
 TEST(unary_more) {
   static const char *ops[] = {"Floor", "Ceil", "Round", "Sin",
                               "Cos",   "Sinh", "Cosh"};
@@ -670,6 +711,7 @@ int main(int argc, char **argv) {
     RUN(einsum);
     RUN(split);
     RUN(unary_more);
+    RUN(rnn);
   }
   RUN(resize_threads);
   RUN(convtranspose_dnnl);

@@ -45,7 +45,8 @@
   X(sinh) \
   X(cosh) \
   X(if) \
-  X(lstm)
+  X(lstm) \
+  X(gru)
 // clang-format on
 
 /* a long X-macro list: clang-format 14 reflows it differently each run */

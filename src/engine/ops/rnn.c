@@ -451,9 +451,195 @@ static int lstm_backward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
+static int gru_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  return rnn_infer(p, n, RNN_GRU, err);
+}
+
+/* One GRU direction: gates z r h; h~ = tanh(x Wh + (r * H') Rh + biases),
+ * or with linear_before_reset tanh(x Wh + r * (H' Rh + Rbh) + Wbh);
+ * H = (1 - z) h~ + z H'. */
+static void gru_dir(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
+                    float *sc) {
+  int64_t H = rp->H, B = rp->B, GH = 3 * H;
+  float *xw = sc, *gates = xw + rp->S * B * GH, *h = gates + B * GH,
+        *rh = h + B * H;
+  float *q = rh + B * H;
+  input_proj(p, n, rp, d, xw);
+  init_state(n, rp, 5, d, h);
+  const float *R = (const float *)n->in[2]->data + d * GH * H,
+              *Rh = R + 2 * H * H;
+  const adv_tensor *bt = n->n_in > 3 ? n->in[3] : NULL;
+  const float *rbh =
+      bt ? (const float *)bt->data + d * 2 * GH + GH + 2 * H : NULL;
+  float *y = n->out[0] ? n->out[0]->data : NULL;
+  for (int64_t s = 0; s < rp->S; s++) {
+    /* z and r (and, with linear_before_reset, H' Rh) from H' */
+    adv__sgemm(p->threads, 0, 1, (int)B, (int)(rp->lbr ? GH : 2 * H), (int)H,
+               1.f, h, (int)H, R, (int)H, 0.f, gates, (int)GH);
+    for (int64_t b = 0; b < B; b++) {
+      int64_t len = seq_len(rp, n, b);
+      if (s >= len) { /* finished items: rows not read, kept finite */
+        memset(rh + b * H, 0, sizeof(float) * (size_t)H);
+        continue;
+      }
+      const float *xr = xw + xrow(rp, is_rev(rp, d) ? len - 1 - s : s, b) * GH;
+      for (int64_t j = 0; j < 2 * H; j++)
+        gates[b * GH + j] = sigm(xr[j] + gates[b * GH + j]);
+      for (int64_t j = 0; j < H; j++)
+        rh[b * H + j] = gates[b * GH + H + j] * h[b * H + j];
+    }
+    if (!rp->lbr) /* (r * H') Rh */
+      adv__sgemm(p->threads, 0, 1, (int)B, (int)H, (int)H, 1.f, rh, (int)H, Rh,
+                 (int)H, 0.f, q, (int)H);
+    for (int64_t b = 0; b < B; b++) {
+      int64_t len = seq_len(rp, n, b);
+      float *hb = h + b * H, *sv = rp->act ? act_at(rp, d, s, b) : NULL;
+      if (s >= len) {
+        if (sv) {
+          memset(sv, 0, sizeof(float) * 4 * (size_t)H);
+          memcpy(sv + 4 * H, hb, sizeof(float) * (size_t)H);
+        }
+        continue;
+      }
+      int64_t t = is_rev(rp, d) ? len - 1 - s : s;
+      const float *xr = xw + xrow(rp, t, b) * GH, *g = gates + b * GH;
+      float *yr = y ? y + yoff(rp, t, d, b) : NULL;
+      for (int64_t j = 0; j < H; j++) {
+        float z = g[j], r = g[H + j], qv, hh;
+        if (rp->lbr) {
+          qv = g[2 * H + j] + (rbh ? rbh[j] : 0.f);
+          hh = tanhf(xr[2 * H + j] + r * qv);
+        } else {
+          qv = 0.f;
+          hh = tanhf(xr[2 * H + j] + q[b * H + j]);
+        }
+        float hv = (1.f - z) * hh + z * hb[j];
+        if (sv) {
+          sv[j] = z;
+          sv[H + j] = r;
+          sv[2 * H + j] = hh;
+          sv[3 * H + j] = qv;
+          sv[4 * H + j] = hv;
+        }
+        hb[j] = hv;
+        if (yr)
+          yr[j] = hv;
+      }
+    }
+  }
+  store_final(n, rp, d, h, NULL);
+}
+
+static int gru_forward(adv_plan *p, adv_pnode *n) {
+  const rnn_params *rp = n->params;
+  if (n->out[0])
+    memset(n->out[0]->data, 0, sizeof(float) * (size_t)n->out[0]->numel);
+  for (int d = 0; d < rp->D; d++)
+    gru_dir(p, n, rp, d, adv__scratch(p, n, 0));
+  return ADV_OK;
+}
+
+/* BPTT of one GRU direction. */
+static void gru_dir_bw(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
+                       float *sc) {
+  int64_t H = rp->H, B = rp->B, GH = 3 * H, SB = rp->S * B;
+  float *da = sc, *dstep = da + SB * GH, *dh = dstep + B * GH, *hp = dh + B * H;
+  float *drh = hp + B * H, *rh = drh + B * H, *zeros = rh + B * H;
+  memset(da, 0, sizeof(float) * (size_t)(SB * GH));
+  memset(zeros, 0, sizeof(float) * (size_t)H);
+  final_grad(n, rp, 1, d, dh);
+  const float *R = (const float *)n->in[2]->data + d * GH * H,
+              *Rh = R + 2 * H * H;
+  float *gR = n->in[2]->grad ? n->in[2]->grad + d * GH * H : NULL;
+  const adv_tensor *bt = n->n_in > 3 ? n->in[3] : NULL;
+  float *gRbh =
+      bt && bt->grad && rp->lbr ? bt->grad + d * 2 * GH + GH + 2 * H : NULL;
+  const float *gy = n->out[0] ? n->out[0]->grad : NULL;
+  for (int64_t s = rp->S - 1; s >= 0; s--) {
+    for (int64_t b = 0; b < B; b++) {
+      int64_t len = seq_len(rp, n, b);
+      float *dab = dstep + b * GH, *dhb = dh + b * H;
+      memcpy(hp + b * H, prev_state(n, rp, d, s, b, 5, 4, zeros),
+             sizeof(float) * (size_t)H);
+      memset(drh + b * H, 0, sizeof(float) * (size_t)H);
+      memset(rh + b * H, 0,
+             sizeof(float) * (size_t)H); /* read by the dRh GEMM */
+      if (s >= len) {
+        memset(dab, 0, sizeof(float) * (size_t)GH);
+        continue;
+      }
+      int64_t t = is_rev(rp, d) ? len - 1 - s : s;
+      const float *sv = act_at(rp, d, s, b), *hpb = hp + b * H;
+      for (int64_t j = 0; j < H; j++) {
+        float dH = dhb[j] + (gy ? gy[yoff(rp, t, d, b) + j] : 0.f);
+        float z = sv[j], r = sv[H + j], hh = sv[2 * H + j], qv = sv[3 * H + j];
+        float dah = dH * (1.f - z) * (1.f - hh * hh);
+        dab[j] = dH * (hpb[j] - hh) * z * (1.f - z);
+        dab[2 * H + j] = dah;
+        dhb[j] = dH * z;
+        if (rp->lbr) {
+          dab[H + j] = dah * qv * r * (1.f - r);
+          drh[b * H + j] = dah * r; /* dq */
+          if (gRbh)
+            gRbh[j] += dah * r;
+        }
+        rh[b * H + j] = r * hpb[j];
+      }
+    }
+    if (rp->lbr) { /* q = H' Rh + Rbh: dH' += dq Rh, dRh += dq^T H' */
+      adv__sgemm(p->threads, 0, 0, (int)B, (int)H, (int)H, 1.f, drh, (int)H, Rh,
+                 (int)H, 1.f, dh, (int)H);
+      if (gR)
+        adv__sgemm(p->threads, 1, 0, (int)H, (int)H, (int)B, 1.f, drh, (int)H,
+                   hp, (int)H, 1.f, gR + 2 * H * H, (int)H);
+    } else { /* d(r * H') = da_h Rh; dRh += da_h^T (r * H') */
+      adv__sgemm(p->threads, 0, 0, (int)B, (int)H, (int)H, 1.f, dstep + 2 * H,
+                 (int)GH, Rh, (int)H, 0.f, drh, (int)H);
+      if (gR)
+        adv__sgemm(p->threads, 1, 0, (int)H, (int)H, (int)B, 1.f, dstep + 2 * H,
+                   (int)GH, rh, (int)H, 1.f, gR + 2 * H * H, (int)H);
+      for (int64_t b = 0; b < B; b++) {
+        if (s >= seq_len(rp, n, b))
+          continue;
+        const float *sv = act_at(rp, d, s, b);
+        for (int64_t j = 0; j < H; j++) {
+          float r = sv[H + j];
+          dstep[b * GH + H + j] =
+              drh[b * H + j] * hp[b * H + j] * r * (1.f - r);
+          dh[b * H + j] += drh[b * H + j] * r;
+        }
+      }
+    }
+    /* z and r: dH' += dA_zr R_zr, dR_zr += dA_zr^T H' */
+    adv__sgemm(p->threads, 0, 0, (int)B, (int)H, (int)(2 * H), 1.f, dstep,
+               (int)GH, R, (int)H, 1.f, dh, (int)H);
+    if (gR)
+      adv__sgemm(p->threads, 1, 0, (int)(2 * H), (int)H, (int)B, 1.f, dstep,
+                 (int)GH, hp, (int)H, 1.f, gR, (int)H);
+    for (int64_t b = 0; b < B; b++) {
+      int64_t len = seq_len(rp, n, b);
+      if (s < len)
+        memcpy(da + xrow(rp, is_rev(rp, d) ? len - 1 - s : s, b) * GH,
+               dstep + b * GH, sizeof(float) * (size_t)GH);
+    }
+  }
+  rnn_dir_tail(p, n, rp, d, da, dh, NULL);
+}
+
+static int gru_backward(adv_plan *p, adv_pnode *n) {
+  const rnn_params *rp = n->params;
+  if (!rp->act)
+    return ADV_EINTERNAL;
+  for (int d = 0; d < rp->D; d++)
+    gru_dir_bw(p, n, rp, d, adv__scratch(p, n, 0));
+  return ADV_OK;
+}
+
 #define RNN_BW_NEEDS                                                           \
   (ADV_BW_IN(0) | ADV_BW_IN(1) | ADV_BW_IN(2) | ADV_BW_IN(4) | ADV_BW_IN(5) |  \
    ADV_BW_IN(6) | ADV_BW_IN(7))
 
 const adv_op_def adv__op_lstm = {"LSTM",        lstm_infer,   lstm_forward,
                                  lstm_backward, RNN_BW_NEEDS, 0};
+const adv_op_def adv__op_gru = {"GRU",        gru_infer,    gru_forward,
+                                gru_backward, RNN_BW_NEEDS, 0};
