@@ -8,7 +8,8 @@ test_data_set_0/{input,output}_*.pb):
   - Pad-19 mode "wrap" (numpy.pad(mode="wrap"), ONNX's own reference);
   - ops whose 19/20/21 versions only add types (float8, int4), loaded at
     their newest opset: Reshape, Transpose, Squeeze, Unsqueeze, Flatten,
-    Cast, Identity, Shape, Size, ConstantOfShape, ReduceMax/Min-20, Equal-19.
+    Cast, Identity, Shape, Size, ConstantOfShape, ReduceMax/Min-20, Equal-19;
+  - Split with 6 outputs (more than the 4 the engine once capped).
 Float runtime inputs are graph inputs; integer parameters are initializers.
 
 Usage: /usr/bin/python3 tools/gen_opset21_cases.py tests/onnx/opset21_extra
@@ -77,6 +78,12 @@ def cases(rng):
                  helper.make_node("Where", ["e", "x", "z"], ["y"])],
                 {"x": z, "z": z[:, :1, :]}, [],
                 {"y": np.where(z == z[:, :1, :], z, z[:, :1, :])}))
+    xs = rng.standard_normal((2, 11)).astype(np.float32)
+    parts = np.split(xs, [2, 4, 6, 8, 10], axis=1)  # ceil(11 / 6) = 2 each, last 1
+    out.append(("split_6_outputs", 21,
+                [helper.make_node("Split", ["x"], ["y%d" % k for k in range(6)], axis=1,
+                                  num_outputs=6)],
+                {"x": xs}, [], {"y%d" % k: v for k, v in enumerate(parts)}))
     return out
 
 

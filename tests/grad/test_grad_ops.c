@@ -620,10 +620,22 @@ TEST(split) {
     c_node("Mul", cfg < 2 ? "s1,s2" : "s1,s3", "y");
     run_case();
   }
+  /* more than 4 outputs (opset 18 num_outputs: equal parts, the last
+   * smaller), every part reaching y */
+  {
+    int64_t xa[2] = {2, 11};
+    c_begin("Split", 18);
+    c_x(2, xa);
+    c_node("Split", "x", "s1,s2,s3,s4,s5,s6");
+    c_ai("axis", 1);
+    c_ai("num_outputs", 6);
+    c_node("Concat", "s6,s5,s4,s3,s2,s1", "c");
+    c_ai("axis", 1);
+    c_node("Mul", "c,x", "y");
+    run_case();
+  }
 }
 
-/* Floor, Ceil, Round (gradient 0: x kept off the integers and halves),
- * Sin, Cos, Sinh, Cosh. */
 /* LSTM / GRU: gradients of X and (checked as weights) W, R, B, the
  * initial states and LSTM's peepholes, through Y, Y_h or Y_c, for every
  * direction and layout, random sequence_lens (0 included) and GRU's
@@ -665,6 +677,8 @@ TEST(rnn) {
   }
 }
 
+/* Floor, Ceil, Round (gradient 0: x kept off the integers and halves),
+ * Sin, Cos, Sinh, Cosh. */
 TEST(unary_more) {
   static const char *ops[] = {"Floor", "Ceil", "Round", "Sin",
                               "Cos",   "Sinh", "Cosh"};

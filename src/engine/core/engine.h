@@ -166,7 +166,7 @@ typedef struct adv_pnode {
   int op;
   int n_in, n_out;
   adv_tensor *in[16];  /* NULL for omitted optional inputs */
-  adv_tensor *out[4];
+  adv_tensor *out[16];
   void *params;        /* op-private, plan arena */
   size_t scratch;      /* bytes of per-thread scratch needed by forward */
   size_t bw_scratch;   /* bytes of per-thread scratch needed by backward */

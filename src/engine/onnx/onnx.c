@@ -908,10 +908,10 @@ static int parse_node(loader *L, pb_reader r0, adv_mnode *n) {
   }
   if (r.bad || !n->op_type)
     return adv__error(L->err, ADV_EFORMAT, "malformed NodeProto");
-  if (nin > 16 || nout > 4)
+  if (nin > 16 || nout > 16)
     return adv__error(L->err, ADV_ELIMIT,
-                     "node '%s' (%s) has %d inputs / %d outputs (max 16/4)",
-                     n->name ? n->name : "", n->op_type, nin, nout);
+                      "node '%s' (%s) has %d inputs / %d outputs (max 16/16)",
+                      n->name ? n->name : "", n->op_type, nin, nout);
   if (nattr > 64)
     return adv__error(L->err, ADV_ELIMIT, "node has more than 64 attributes");
   if (!n->name)
