@@ -20,12 +20,12 @@ case by finite differences.
 Usage: /usr/bin/python3 tools/gen_if_cases.py tests/onnx/if_extra
 (deterministic: a fixed seed).
 """
-import os
 import sys
 
 import numpy as np
-import onnx
 from onnx import helper, numpy_helper, TensorProto
+
+from nodecase import write_case
 
 F = TensorProto.FLOAT
 
@@ -138,19 +138,7 @@ def main():
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                                   producer_name="gen_if_cases")
         model.ir_version = 8
-        d = os.path.join(root, "test_" + name)
-        os.makedirs(d, exist_ok=True)
-        onnx.save(model, os.path.join(d, "model.onnx"))
-        for k, (i_list, o_list) in enumerate(zip(ins, outs)):
-            ds = os.path.join(d, "test_data_set_%d" % k)
-            os.makedirs(ds, exist_ok=True)
-            for i, (nm, v) in enumerate(i_list):
-                with open(os.path.join(ds, "input_%d.pb" % i), "wb") as f:
-                    f.write(numpy_helper.from_array(v, nm).SerializeToString())
-            for i, (nm, v) in enumerate(o_list):
-                with open(os.path.join(ds, "output_%d.pb" % i), "wb") as f:
-                    f.write(numpy_helper.from_array(np.asarray(v, dtype=np.float32), nm)
-                            .SerializeToString())
+        write_case(root, "test_" + name, model, list(zip(ins, outs)))
     print("wrote %d cases under %s" % (len(cases), root))
 
 

@@ -15,12 +15,12 @@ Float runtime inputs are graph inputs; integer parameters are initializers.
 Usage: /usr/bin/python3 tools/gen_opset21_cases.py tests/onnx/opset21_extra
 (deterministic: a fixed seed).
 """
-import os
 import sys
 
 import numpy as np
-import onnx
 from onnx import helper, numpy_helper, TensorProto
+
+from nodecase import write_case
 
 
 def i64(name, v):
@@ -100,15 +100,8 @@ def main():
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                                   producer_name="gen_opset21_cases")
         model.ir_version = 8
-        d = os.path.join(root, "test_opset%d_%s" % (opset, name))
-        os.makedirs(os.path.join(d, "test_data_set_0"), exist_ok=True)
-        onnx.save(model, os.path.join(d, "model.onnx"))
-        for i, (k, v) in enumerate(ins.items()):
-            with open(os.path.join(d, "test_data_set_0", "input_%d.pb" % i), "wb") as f:
-                f.write(numpy_helper.from_array(v, k).SerializeToString())
-        for i, (k, v) in enumerate(outs.items()):
-            with open(os.path.join(d, "test_data_set_0", "output_%d.pb" % i), "wb") as f:
-                f.write(numpy_helper.from_array(np.asarray(v, dtype=np.float32), k).SerializeToString())
+        write_case(root, "test_opset%d_%s" % (opset, name), model,
+                   [(list(ins.items()), list(outs.items()))])
     print("wrote %d cases under %s" % (len(all_cases), root))
 
 

@@ -22,14 +22,14 @@ tests/grad/test_grad_models.c (grad.models).
 Usage: /usr/bin/python3 tools/gen_rnn_cases.py tests/onnx/rnn_extra
 (deterministic: fixed seeds).
 """
-import os
 import sys
 
 import numpy as np
-import onnx
 from onnx import helper, numpy_helper, TensorProto
 from onnx.backend.test.case.node.gru import GRU_Helper
 from onnx.backend.test.case.node.lstm import LSTM_Helper
+
+from nodecase import write_case
 
 
 class LSTMWithC(LSTM_Helper):
@@ -148,16 +148,7 @@ def main():
     root = sys.argv[1]
     for name, *args in CASES:
         model, x, outs, refs = make_case(name, *args)
-        d = os.path.join(root, "test_" + name)
-        ds = os.path.join(d, "test_data_set_0")
-        os.makedirs(ds, exist_ok=True)
-        onnx.save(model, os.path.join(d, "model.onnx"))
-        with open(os.path.join(ds, "input_0.pb"), "wb") as f:
-            f.write(numpy_helper.from_array(x, "X").SerializeToString())
-        for i, (o, v) in enumerate(zip(outs, refs)):
-            with open(os.path.join(ds, "output_%d.pb" % i), "wb") as f:
-                f.write(numpy_helper.from_array(np.ascontiguousarray(v, dtype=np.float32), o)
-                        .SerializeToString())
+        write_case(root, "test_" + name, model, [([("X", x)], list(zip(outs, refs)))])
     print("wrote %d cases under %s" % (len(CASES), root))
 
 

@@ -647,14 +647,12 @@ static void note_bad_sub(loader *L, const char *op, const char *ctx) {
 
 static int scan_graph(loader *L, pb_reader g, const char *ctx, int depth);
 
-/* For a node that is not an If: scans every graph-valued attribute (a Loop
- * or Scan body) for unsupported ops, naming them with the node. */
-static int scan_graph_attrs(loader *L, pb_reader r, const adv_mnode *n,
-                            int depth) {
+/* Calls fn(L, graph, arg) for every graph held by an attribute (fields g
+ * and graphs) of NodeProto r; stops at the first error. */
+static int each_graph_attr(loader *L, pb_reader r,
+                           int (*fn)(loader *, pb_reader, void *), void *arg) {
   uint32_t f;
   int wt;
-  char ctx[160];
-  snprintf(ctx, sizeof(ctx), "%s node '%.100s'", n->op_type, n->name);
   while (pb_key(&r, &f, &wt)) {
     if (f != 5 || wt != PB_LEN) {
       pb_skip(&r, wt);
@@ -665,7 +663,7 @@ static int scan_graph_attrs(loader *L, pb_reader r, const adv_mnode *n,
     int wa;
     while (pb_key(&a, &fa, &wa)) {
       if ((fa == 6 || fa == 11) && wa == PB_LEN) {
-        int rc = scan_graph(L, pb_bytes(&a), ctx, depth);
+        int rc = fn(L, pb_bytes(&a), arg);
         if (rc)
           return rc;
       } else {
@@ -674,6 +672,26 @@ static int scan_graph_attrs(loader *L, pb_reader r, const adv_mnode *n,
     }
   }
   return ADV_OK;
+}
+
+typedef struct scan_arg {
+  const char *ctx;
+  int depth;
+} scan_arg;
+
+static int scan_cb(loader *L, pb_reader g, void *arg) {
+  const scan_arg *sa = arg;
+  return scan_graph(L, g, sa->ctx, sa->depth);
+}
+
+/* For a node that is not an If: scans every graph-valued attribute (a Loop
+ * or Scan body) for unsupported ops, naming them with the node. */
+static int scan_graph_attrs(loader *L, pb_reader r, const adv_mnode *n,
+                            int depth) {
+  char ctx[160];
+  snprintf(ctx, sizeof(ctx), "%.50s node '%.100s'", n->op_type, n->name);
+  scan_arg sa = {ctx, depth};
+  return each_graph_attr(L, r, scan_cb, &sa);
 }
 
 /* Names the unsupported ops of a subgraph that is only scanned (and of
@@ -738,6 +756,33 @@ static int node_graph_attr(pb_reader r, const char *name, pb_reader *g) {
   return 0;
 }
 
+/* Parses initializer TensorProto s into a value of the current scope,
+ * counting its bytes against the weights cap. */
+static int add_initializer(loader *L, pb_reader s) {
+  adv_model *m = L->m;
+  adv_const *c;
+  const char *name;
+  int rc = parse_tensor(s, &m->arena, &L->p, &c, &name, L->err);
+  if (rc)
+    return rc;
+  L->weight_bytes += (size_t)c->numel * adv_dtype_size(c->dtype);
+  if (L->weight_bytes > L->p.max_weight_bytes)
+    return adv__error(L->err, ADV_ELIMIT, "weights exceed %zu bytes",
+                      L->p.max_weight_bytes);
+  int vi = value_def(L, name, strlen(name));
+  if (vi < 0)
+    return vi;
+  adv_mvalue *v = &m->values[vi];
+  if (v->init)
+    return adv__error(L->err, ADV_EFORMAT, "initializer '%s' appears twice",
+                      name);
+  v->init = c;
+  v->dtype = c->dtype;
+  v->ndim = c->ndim;
+  memcpy(v->dims, c->dims, sizeof(c->dims));
+  return ADV_OK;
+}
+
 /*
  * Flattens one branch of If node n (b 0: then_branch, 1: else_branch) into
  * the model: its initializers and node outputs become values of a new
@@ -776,26 +821,7 @@ static int parse_branch(loader *L, pb_reader g0, const adv_mnode *n, int b,
       rc = adv__error(L->err, ADV_EFORMAT, "%s: a branch with %s", desc,
                       f == 11 ? "inputs" : "sparse initializers");
     } else if (f == 5) {
-      adv_const *c;
-      const char *name;
-      if ((rc = parse_tensor(s, &m->arena, &L->p, &c, &name, L->err)))
-        break;
-      L->weight_bytes += (size_t)c->numel * adv_dtype_size(c->dtype);
-      int vi = value_def(L, name, strlen(name));
-      if (vi < 0) {
-        rc = vi;
-        break;
-      }
-      adv_mvalue *v = &m->values[vi];
-      if (v->init) {
-        rc = adv__error(L->err, ADV_EFORMAT, "initializer '%s' appears twice",
-                        name);
-        break;
-      }
-      v->init = c;
-      v->dtype = c->dtype;
-      v->ndim = c->ndim;
-      memcpy(v->dims, c->dims, sizeof(c->dims));
+      rc = add_initializer(L, s);
     } else {
       uint32_t f2;
       int wt2;
@@ -1096,6 +1122,20 @@ done:
   return rc;
 }
 
+static int count_graph(loader *L, pb_reader g, int depth, long *nodes,
+                       long *values, int *n_in, int *n_out);
+
+typedef struct count_arg {
+  int depth;
+  long *nodes, *values;
+} count_arg;
+
+static int count_cb(loader *L, pb_reader g, void *arg) {
+  const count_arg *ca = arg;
+  int di = 0, dout = 0;
+  return count_graph(L, g, ca->depth, ca->nodes, ca->values, &di, &dout);
+}
+
 /* Counts the nodes of graph g and of the subgraphs in its nodes'
  * attributes, and every name that can create a value (for capacities).
  * *n_in, *n_out: graph g's own inputs and outputs. */
@@ -1117,25 +1157,16 @@ static int count_graph(loader *L, pb_reader g, int depth, long *nodes,
       /* inputs and outputs of this node, graphs in its attributes */
       uint32_t f2;
       int wt2;
+      pb_reader s0 = s;
       while (pb_key(&s, &f2, &wt2)) {
         if ((f2 == 1 || f2 == 2) && wt2 == PB_LEN)
           ++*values;
-        if (f2 != 5 || wt2 != PB_LEN) {
-          pb_skip(&s, wt2);
-          continue;
-        }
-        pb_reader a = pb_bytes(&s);
-        uint32_t fa;
-        int wa;
-        while (pb_key(&a, &fa, &wa)) {
-          int di, dout, rc;
-          if ((fa != 6 && fa != 11) || wa != PB_LEN)
-            pb_skip(&a, wa);
-          else if ((rc = count_graph(L, pb_bytes(&a), depth + 1, nodes, values,
-                                     &di, &dout)))
-            return rc;
-        }
+        pb_skip(&s, wt2);
       }
+      count_arg ca = {depth + 1, nodes, values};
+      int rc = each_graph_attr(L, s0, count_cb, &ca);
+      if (rc)
+        return rc;
     } else if (f == 5 || f == 11 || f == 12 || f == 13) {
       ++*values;
       if (f == 11)
@@ -1188,26 +1219,8 @@ static int parse_graph(loader *L, pb_reader g0) {
       pb_skip(&g, wt);
       continue;
     }
-    pb_reader s = pb_bytes(&g);
-    adv_const *c;
-    const char *name;
-    if ((rc = parse_tensor(s, &m->arena, &L->p, &c, &name, L->err)))
+    if ((rc = add_initializer(L, pb_bytes(&g))))
       return rc;
-    L->weight_bytes += (size_t)c->numel * adv_dtype_size(c->dtype);
-    if (L->weight_bytes > L->p.max_weight_bytes)
-      return adv__error(L->err, ADV_ELIMIT, "weights exceed %zu bytes",
-                       L->p.max_weight_bytes);
-    int vi = value_get(L, name, strlen(name), 1);
-    if (vi < 0)
-      return vi;
-    adv_mvalue *v = &m->values[vi];
-    if (v->init)
-      return adv__error(L->err, ADV_EFORMAT, "initializer '%s' appears twice",
-                       name);
-    v->init = c;
-    v->dtype = c->dtype;
-    v->ndim = c->ndim;
-    memcpy(v->dims, c->dims, sizeof(c->dims));
   }
   /* 2. graph inputs (those with an initializer are constants) */
   g = g0;

@@ -249,6 +249,21 @@ static void store_final(adv_pnode *n, const rnn_params *rp, int d,
   }
 }
 
+/* Saved slots of a step past the item's length: gates (the first ng
+ * slots) zero, then the carried state(s) c (LSTM) and h. */
+static void save_carried(float *sv, int64_t H, int ng, const float *c,
+                         const float *h) {
+  if (!sv)
+    return;
+  memset(sv, 0, sizeof(float) * (size_t)(ng * H));
+  sv += ng * H;
+  if (c) {
+    memcpy(sv, c, sizeof(float) * (size_t)H);
+    sv += H;
+  }
+  memcpy(sv, h, sizeof(float) * (size_t)H);
+}
+
 static int lstm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   return rnn_infer(p, n, RNN_LSTM, err);
 }
@@ -274,11 +289,7 @@ static void lstm_dir(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
       float *hb = h + b * H, *cb = c + b * H;
       float *sv = rp->act ? act_at(rp, d, s, b) : NULL;
       if (s >= len) { /* past the item's length: state carried */
-        if (sv) {
-          memset(sv, 0, sizeof(float) * 4 * (size_t)H);
-          memcpy(sv + 4 * H, cb, sizeof(float) * (size_t)H);
-          memcpy(sv + 5 * H, hb, sizeof(float) * (size_t)H);
-        }
+        save_carried(sv, H, 4, cb, hb);
         continue;
       }
       int64_t t = is_rev(rp, d) ? len - 1 - s : s;
@@ -310,15 +321,6 @@ static void lstm_dir(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
     }
   }
   store_final(n, rp, d, h, c);
-}
-
-static int lstm_forward(adv_plan *p, adv_pnode *n) {
-  const rnn_params *rp = n->params;
-  if (n->out[0]) /* steps past a sequence length stay zero */
-    memset(n->out[0]->data, 0, sizeof(float) * (size_t)n->out[0]->numel);
-  for (int d = 0; d < rp->D; d++)
-    lstm_dir(p, n, rp, d, adv__scratch(p, n, 0));
-  return ADV_OK;
 }
 
 /* State k (5 h, 6 c; saved slot `slot`) before step s of item b. */
@@ -442,15 +444,6 @@ static void lstm_dir_bw(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
   rnn_dir_tail(p, n, rp, d, da, dh, dc);
 }
 
-static int lstm_backward(adv_plan *p, adv_pnode *n) {
-  const rnn_params *rp = n->params;
-  if (!rp->act)
-    return ADV_EINTERNAL;
-  for (int d = 0; d < rp->D; d++)
-    lstm_dir_bw(p, n, rp, d, adv__scratch(p, n, 0));
-  return ADV_OK;
-}
-
 static int gru_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   return rnn_infer(p, n, RNN_GRU, err);
 }
@@ -495,10 +488,7 @@ static void gru_dir(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
       int64_t len = seq_len(rp, n, b);
       float *hb = h + b * H, *sv = rp->act ? act_at(rp, d, s, b) : NULL;
       if (s >= len) {
-        if (sv) {
-          memset(sv, 0, sizeof(float) * 4 * (size_t)H);
-          memcpy(sv + 4 * H, hb, sizeof(float) * (size_t)H);
-        }
+        save_carried(sv, H, 4, NULL, hb);
         continue;
       }
       int64_t t = is_rev(rp, d) ? len - 1 - s : s;
@@ -530,12 +520,14 @@ static void gru_dir(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
   store_final(n, rp, d, h, NULL);
 }
 
-static int gru_forward(adv_plan *p, adv_pnode *n) {
+/* LSTM and GRU forward: each direction in turn. */
+static int rnn_forward(adv_plan *p, adv_pnode *n) {
   const rnn_params *rp = n->params;
-  if (n->out[0])
+  if (n->out[0]) /* steps past a sequence length stay zero */
     memset(n->out[0]->data, 0, sizeof(float) * (size_t)n->out[0]->numel);
   for (int d = 0; d < rp->D; d++)
-    gru_dir(p, n, rp, d, adv__scratch(p, n, 0));
+    (rp->kind == RNN_LSTM ? lstm_dir : gru_dir)(p, n, rp, d,
+                                                adv__scratch(p, n, 0));
   return ADV_OK;
 }
 
@@ -626,12 +618,14 @@ static void gru_dir_bw(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
   rnn_dir_tail(p, n, rp, d, da, dh, NULL);
 }
 
-static int gru_backward(adv_plan *p, adv_pnode *n) {
+/* LSTM and GRU backward through time: each direction in turn. */
+static int rnn_backward(adv_plan *p, adv_pnode *n) {
   const rnn_params *rp = n->params;
   if (!rp->act)
     return ADV_EINTERNAL;
   for (int d = 0; d < rp->D; d++)
-    gru_dir_bw(p, n, rp, d, adv__scratch(p, n, 0));
+    (rp->kind == RNN_LSTM ? lstm_dir_bw : gru_dir_bw)(p, n, rp, d,
+                                                      adv__scratch(p, n, 0));
   return ADV_OK;
 }
 
@@ -639,7 +633,7 @@ static int gru_backward(adv_plan *p, adv_pnode *n) {
   (ADV_BW_IN(0) | ADV_BW_IN(1) | ADV_BW_IN(2) | ADV_BW_IN(4) | ADV_BW_IN(5) |  \
    ADV_BW_IN(6) | ADV_BW_IN(7))
 
-const adv_op_def adv__op_lstm = {"LSTM",        lstm_infer,   lstm_forward,
-                                 lstm_backward, RNN_BW_NEEDS, 0};
-const adv_op_def adv__op_gru = {"GRU",        gru_infer,    gru_forward,
-                                gru_backward, RNN_BW_NEEDS, 0};
+const adv_op_def adv__op_lstm = {"LSTM",       lstm_infer,   rnn_forward,
+                                 rnn_backward, RNN_BW_NEEDS, 0};
+const adv_op_def adv__op_gru = {"GRU",        gru_infer,    rnn_forward,
+                                rnn_backward, RNN_BW_NEEDS, 0};
