@@ -17,9 +17,17 @@ writes the shapes real exports take:
 tests/grad/test_grad_models.c checks gradients through the data-dependent
 case by finite differences.
 
-Usage: /usr/bin/python3 tools/gen_if_cases.py tests/onnx/if_extra
+Given a second directory it also writes models the loader or planner must
+refuse with exit 2 and a clear message (a branch with the wrong output
+count, a missing else_branch, branches of different shapes under a
+data-dependent condition, a branch reading its sibling's value, nesting
+deeper than the loader's cap, an unsupported op inside a branch), with
+expect.txt listing each case's message regex.
+
+Usage: /usr/bin/python3 tools/gen_if_cases.py tests/onnx/if_extra tests/onnx/if_bad
 (deterministic: a fixed seed).
 """
+import os
 import sys
 
 import numpy as np
@@ -130,8 +138,56 @@ def two_outputs(rng):
     return "if_two_outputs", graph, 13, [[("x", x)] for x in xs], outs
 
 
+def bad_models():
+    """Malformed or unsupported If models: (name, graph, input x, message regex
+    that tests/onnx/CMakeLists.txt expects with exit code 2)."""
+    def g(name, branch_t, branch_e):
+        nodes = [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+                 helper.make_node("Greater", ["s", "zero"], ["c"])]
+        attrs = {"then_branch": branch_t}
+        if branch_e is not None:
+            attrs["else_branch"] = branch_e
+        nodes.append(helper.make_node("If", ["c"], ["y"], name="bad_if", **attrs))
+        return helper.make_graph(nodes, name, [vi("x", [2])], [vi("y", [2])],
+                                 initializer=[f32("zero", 0.0)])
+    neg = helper.make_graph([helper.make_node("Neg", ["x"], ["a"])], "t", [], [vi("a", [2])])
+    two = helper.make_graph([helper.make_node("Neg", ["x"], ["a"]),
+                             helper.make_node("Abs", ["x"], ["b"])], "e", [],
+                            [vi("a", [2]), vi("b", [2])])
+    cat = helper.make_graph([helper.make_node("Concat", ["x", "x"], ["a"], axis=0)], "e", [],
+                            [vi("a", [4])])
+    sib_t = helper.make_graph([helper.make_node("Neg", ["x"], ["tmp"])], "t", [], [vi("tmp", [2])])
+    sib_e = helper.make_graph([helper.make_node("Abs", ["tmp"], ["b"])], "e", [], [vi("b", [2])])
+    deep = neg
+    for k in range(9):
+        deep = helper.make_graph(
+            [helper.make_node("If", ["c"], ["a%d" % k], then_branch=deep, else_branch=deep)],
+            "n%d" % k, [], [vi("a%d" % k, [2])])
+    det = helper.make_graph([helper.make_node("Det", ["x"], ["a"])], "e", [], [vi("a", [2])])
+    return [
+        ("output_count", g("output_count", neg, two), "else_branch.has.2.outputs"),
+        ("no_else", g("no_else", neg, None), "lacks.else_branch"),
+        ("shape_mismatch", g("shape_mismatch", neg, cat), "different.shapes"),
+        ("sibling_scope", g("sibling_scope", sib_t, sib_e), "undefined.value..tmp"),
+        ("too_deep", g("too_deep", deep, neg), "nested.deeper.than"),
+        ("unsupported_inside", g("unsupported_inside", neg, det),
+         "Det..in.subgraph.of.If.node..bad_if"),
+    ]
+
+
 def main():
     root = sys.argv[1]
+    bad_root = sys.argv[2] if len(sys.argv) > 2 else None
+    if bad_root:
+        x = np.array([1.0, 2.0], np.float32)
+        with open(os.path.join(bad_root, "expect.txt"), "w") as f:
+            f.write("# case | regex of the exit-2 message (tools/gen_if_cases.py)\n")
+            for name, graph, regex in bad_models():
+                model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                          producer_name="gen_if_cases")
+                model.ir_version = 8
+                write_case(bad_root, name, model, [([("x", x)], [("y", x)])])
+                f.write("%s|%s\n" % (name, regex))
     rng = np.random.default_rng(1306)
     cases = [data_dependent(rng), sample_rate(rng), two_outputs(rng)]
     for name, graph, opset, ins, outs in cases:
