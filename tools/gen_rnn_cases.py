@@ -1,10 +1,11 @@
 #!/usr/bin/python3
-"""LSTM / GRU cases beyond ONNX's node tests, with ONNX's own references.
+"""LSTM / GRU / RNN cases beyond ONNX's node tests, with ONNX's own references.
 
 libonnx-testdata's LSTM/GRU node tests cover the forward direction only,
 without reverse or bidirectional runs, sequence_lens, or layout 1 with
 states. The references here are ONNX's own numpy implementations
-(onnx.backend.test.case.node.lstm.LSTM_Helper and gru.GRU_Helper, the code
+(onnx.backend.test.case.node.lstm.LSTM_Helper, gru.GRU_Helper and
+rnn.RNN_Helper, the code
 that made those node tests), applied item by item and direction by
 direction, as the operator spec defines the general case: batch item b
 runs on its first sequence_lens[b] steps (a reverse direction on those
@@ -28,6 +29,7 @@ import numpy as np
 from onnx import helper, numpy_helper, TensorProto
 from onnx.backend.test.case.node.gru import GRU_Helper
 from onnx.backend.test.case.node.lstm import LSTM_Helper
+from onnx.backend.test.case.node.rnn import RNN_Helper
 
 from nodecase import write_case
 
@@ -50,6 +52,9 @@ def run_item(kind, x, W, R, Bv, P, h0, c0, lbr):
         hlp = LSTMWithC(**params)
         y, yh = hlp.step()
         return y[:, 0, 0], yh[0, 0], hlp.last_c[0]
+    if kind == "RNN":
+        y, yh = RNN_Helper(**params).step()
+        return y[:, 0, 0], yh[0, 0], None
     params["linear_before_reset"] = lbr
     y, yh = GRU_Helper(**params).step()
     return y[:, 0, 0], yh[0, 0], None
@@ -58,7 +63,7 @@ def run_item(kind, x, W, R, Bv, P, h0, c0, lbr):
 def make_case(name, kind, S, B, I, H, direction, layout, lens, init, lbr, peep, seed):
     rng = np.random.default_rng(seed)
     D = 2 if direction == "bidirectional" else 1
-    G = 4 if kind == "LSTM" else 3
+    G = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
     W = (0.5 * rng.standard_normal((D, G * H, I))).astype(np.float32)
     R = (0.5 * rng.standard_normal((D, G * H, H))).astype(np.float32)
     Bv = (0.3 * rng.standard_normal((D, 2 * G * H))).astype(np.float32)
@@ -112,8 +117,8 @@ def make_case(name, kind, S, B, I, H, direction, layout, lens, init, lbr, peep, 
     if kind == "GRU":
         attrs["linear_before_reset"] = lbr
     if seed % 2:  # some exporters write the default activations out
-        attrs["activations"] = (["Sigmoid", "Tanh", "Tanh"] if kind == "LSTM"
-                                else ["Sigmoid", "Tanh"]) * D
+        attrs["activations"] = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"],
+                                "RNN": ["Tanh"]}[kind] * D
     nodes = [helper.make_node(kind, ins, outs, **attrs)]
     if name.endswith("_states"):  # one output reading the final states (FD of Y_h/Y_c)
         nodes.append(helper.make_node("Add", ["Y_h", outs[-1]], ["S"]))
@@ -141,6 +146,9 @@ CASES = [
     ("gru_forward_layout1", "GRU", 4, 3, 2, 3, "forward", 1, None, True, 0, False, 24),
     ("lstm_bidirectional_states", "LSTM", 4, 3, 2, 3, "bidirectional", 0, [4, 2, 3], True, 0, True, 15),
     ("gru_bidirectional_states", "GRU", 4, 3, 2, 3, "bidirectional", 1, [4, 2, 3], True, 1, False, 25),
+    ("rnn_bidirectional_lens", "RNN", 5, 3, 4, 6, "bidirectional", 0, [5, 3, 0], True, 0, False, 31),
+    ("rnn_reverse_layout1", "RNN", 4, 2, 3, 5, "reverse", 1, [2, 4], False, 0, False, 32),
+    ("rnn_bidirectional_states", "RNN", 4, 3, 2, 3, "bidirectional", 1, [4, 1, 3], True, 0, False, 35),
 ]
 
 

@@ -636,16 +636,20 @@ TEST(split) {
   }
 }
 
-/* LSTM / GRU: gradients of X and (checked as weights) W, R, B, the
+/* LSTM / GRU / RNN: gradients of X and (checked as weights) W, R, B, the
  * initial states and LSTM's peepholes, through Y, Y_h or Y_c, for every
  * direction and layout, random sequence_lens (0 included) and GRU's
  * linear_before_reset. */
 TEST(rnn) {
-  for (int cfg = 0; cfg < 12; cfg++) {
+  for (int cfg = 0; cfg < 18; cfg++) {
     int gru = cfg & 1, layout = (cfg / 6) & 1, dk = (cfg / 2) % 3;
+    int plain = cfg >= 12; /* RNN */
     int64_t S = rndi(1, 3), B = rndi(1, 3), I = rndi(1, 3), H = rndi(1, 3);
-    int64_t D = dk == 2 ? 2 : 1, G = gru ? 3 : 4;
-    c_begin(gru ? "GRU" : "LSTM", 14);
+    int64_t D = dk == 2 ? 2 : 1, G = plain ? 1 : gru ? 3 : 4;
+    const char *op = plain ? "RNN" : gru ? "GRU" : "LSTM";
+    if (plain)
+      gru = 1; /* same inputs and outputs as GRU */
+    c_begin(op, 14);
     int64_t xd[3] = {layout ? B : S, layout ? S : B, I};
     c_x(3, xd);
     int64_t wd[3] = {D, G * H, I}, rd[3] = {D, G * H, H},
@@ -664,14 +668,14 @@ TEST(rnn) {
       c_wcheck(c_wf("P", 2, pd, -0.5f, 0.5f), 1);
     }
     int outk = rndi(0, gru ? 1 : 2);
-    c_node(gru ? "GRU" : "LSTM", gru ? "x,W,R,B,L,h0" : "x,W,R,B,L,h0,c0,P",
+    c_node(op, gru ? "x,W,R,B,L,h0" : "x,W,R,B,L,h0,c0,P",
            outk == 0   ? "y"
            : outk == 1 ? ",y"
                        : ",,y");
     c_ai("hidden_size", H);
     c_as("direction", dk == 2 ? "bidirectional" : dk ? "reverse" : "forward");
     c_ai("layout", layout);
-    if (gru && cfg % 4 == 1)
+    if (gru && !plain && cfg % 4 == 1)
       c_ai("linear_before_reset", 1);
     run_case();
   }

@@ -46,7 +46,8 @@
   X(cosh) \
   X(if) \
   X(lstm) \
-  X(gru)
+  X(gru) \
+  X(rnn)
 // clang-format on
 
 /* a long X-macro list: clang-format 14 reflows it differently each run */

@@ -1,6 +1,6 @@
 /*
- * rnn.c - LSTM (opsets 7/14) and GRU (opsets 7/14) on float32, forward and
- * backward through time (BPTT).
+ * rnn.c - LSTM, GRU and the plain RNN (opsets 7/14) on float32, forward
+ * and backward through time (BPTT).
  *
  * Shared by both: directions forward / reverse / bidirectional, optional
  * bias B, initial state(s), sequence_lens (per batch item; steps past the
@@ -8,7 +8,7 @@
  * the item's last valid step), layout 0 (X S x B x I, Y S x D x B x H,
  * states D x B x H) or 1 (X B x S x I, Y B x S x D x H, states B x D x H).
  * LSTM also takes peepholes P; GRU linear_before_reset. The default
- * activations only (LSTM Sigmoid/Tanh/Tanh, GRU Sigmoid/Tanh); other
+ * activations only (LSTM Sigmoid/Tanh/Tanh, GRU Sigmoid/Tanh, RNN Tanh); other
  * activations, clip and LSTM input_forget are refused by name.
  *
  * Per direction the input projection of every step is one GEMM
@@ -22,7 +22,19 @@
 #include <math.h>
 #include <string.h>
 
-enum { RNN_LSTM = 0, RNN_GRU = 1 };
+enum { RNN_LSTM = 0, RNN_GRU = 1, RNN_RNN = 2 };
+
+/* Per kind: name, gates, most inputs / outputs, saved floats per step and
+ * item (in units of H), default activations per direction. */
+static const struct rnn_kind {
+  const char *name;
+  int G, max_in, max_out, A, n_act;
+  const char *act[3];
+} kinds[3] = {
+    {"LSTM", 4, 8, 3, 6, 3, {"Sigmoid", "Tanh", "Tanh"}}, /* i o f g C H */
+    {"GRU", 3, 6, 2, 5, 2, {"Sigmoid", "Tanh"}},          /* z r h q H */
+    {"RNN", 1, 6, 2, 1, 1, {"Tanh"}},                     /* H */
+};
 
 typedef struct rnn_params {
   int kind, D, G, A; /* directions, gates, saved floats per step and item */
@@ -71,11 +83,12 @@ static inline int is_rev(const rnn_params *rp, int d) {
 /* Checks shapes/attributes common to LSTM (G = 4) and GRU (G = 3) and
  * sets the output shapes. */
 static int rnn_infer(adv_plan *p, adv_pnode *n, int kind, adv_err *err) {
-  const char *op = kind == RNN_LSTM ? "LSTM" : "GRU";
-  int G = kind == RNN_LSTM ? 4 : 3;
+  const struct rnn_kind *K = &kinds[kind];
+  const char *op = K->name;
+  int G = K->G;
   if (n->n_in < 3 || !n->in[0] || !n->in[1] || !n->in[2])
     return adv__error(err, ADV_EFORMAT, "%s needs X, W and R", op);
-  if (n->n_in > (kind == RNN_LSTM ? 8 : 6))
+  if (n->n_in > K->max_in)
     return adv__error(err, ADV_EFORMAT, "%s: too many inputs", op);
   adv_tensor *x = n->in[0], *w = n->in[1], *r = n->in[2];
   for (int k = 0; k < n->n_in; k++)
@@ -94,10 +107,8 @@ static int rnn_infer(adv_plan *p, adv_pnode *n, int kind, adv_err *err) {
   const adv_attr *acts = adv__attr_get(n->m, "activations");
   if (acts) {
     /* exporters often write the defaults out in full */
-    static const char *const def_lstm[3] = {"Sigmoid", "Tanh", "Tanh"};
-    static const char *const def_gru[2] = {"Sigmoid", "Tanh"};
-    const char *const *def = kind == RNN_LSTM ? def_lstm : def_gru;
-    int per = kind == RNN_LSTM ? 3 : 2;
+    const char *const *def = K->act;
+    int per = K->n_act;
     if (acts->type != ADV_ATTR_STRINGS || !acts->strings || acts->n != per * D)
       return adv__error(
           err, ADV_EUNSUPPORTED,
@@ -148,7 +159,7 @@ static int rnn_infer(adv_plan *p, adv_pnode *n, int kind, adv_err *err) {
        n->in[7]->dims[1] != 3 * H))
     return adv__error(err, ADV_ESHAPE, "LSTM: P shape is not [%d, %lld]", D,
                       (long long)(3 * H));
-  if (n->n_out > (kind == RNN_LSTM ? 3 : 2))
+  if (n->n_out > K->max_out)
     return adv__error(err, ADV_EFORMAT, "%s: too many outputs", op);
   rnn_params *rp = adv__arena_alloc(&p->arena, sizeof(*rp));
   if (!rp)
@@ -164,9 +175,9 @@ static int rnn_infer(adv_plan *p, adv_pnode *n, int kind, adv_err *err) {
   rp->B = B;
   rp->I = I;
   rp->H = H;
-  /* saved per step and item: LSTM i o f g C H; GRU z r h q H (q: the
-   * recurrent part of the h gate, with linear_before_reset) */
-  rp->A = (int)(kind == RNN_LSTM ? 6 : 5);
+  /* saved per step and item: see kinds[] (GRU's q: the recurrent part of
+   * the h gate, with linear_before_reset) */
+  rp->A = K->A;
   if (p->grad) {
     size_t nact = (size_t)D * (size_t)S * (size_t)B * (size_t)rp->A * (size_t)H;
     rp->act = adv__arena_alloc(&p->arena, nact * sizeof(float) + 64);
@@ -520,14 +531,94 @@ static void gru_dir(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
   store_final(n, rp, d, h, NULL);
 }
 
-/* LSTM and GRU forward: each direction in turn. */
+static int vrnn_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  return rnn_infer(p, n, RNN_RNN, err);
+}
+
+/* One direction of the plain RNN: H = tanh(x W^T + H' R^T + Wb + Rb). */
+static void rnn_dir(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
+                    float *sc) {
+  int64_t H = rp->H, B = rp->B;
+  float *xw = sc, *gates = xw + rp->S * B * H, *h = gates + B * H;
+  input_proj(p, n, rp, d, xw);
+  init_state(n, rp, 5, d, h);
+  const float *R = (const float *)n->in[2]->data + d * H * H;
+  float *y = n->out[0] ? n->out[0]->data : NULL;
+  for (int64_t s = 0; s < rp->S; s++) {
+    adv__sgemm(p->threads, 0, 1, (int)B, (int)H, (int)H, 1.f, h, (int)H, R,
+               (int)H, 0.f, gates, (int)H);
+    for (int64_t b = 0; b < B; b++) {
+      int64_t len = seq_len(rp, n, b);
+      float *hb = h + b * H, *sv = rp->act ? act_at(rp, d, s, b) : NULL;
+      if (s >= len) {
+        save_carried(sv, H, 0, NULL, hb);
+        continue;
+      }
+      int64_t t = is_rev(rp, d) ? len - 1 - s : s;
+      const float *xr = xw + xrow(rp, t, b) * H;
+      float *yr = y ? y + yoff(rp, t, d, b) : NULL;
+      for (int64_t j = 0; j < H; j++) {
+        hb[j] = tanhf(xr[j] + gates[b * H + j]);
+        if (sv)
+          sv[j] = hb[j];
+        if (yr)
+          yr[j] = hb[j];
+      }
+    }
+  }
+  store_final(n, rp, d, h, NULL);
+}
+
+/* BPTT of one plain-RNN direction. */
+static void rnn_dir_bw(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
+                       float *sc) {
+  int64_t H = rp->H, B = rp->B, SB = rp->S * B;
+  float *da = sc, *dstep = da + SB * H, *dh = dstep + B * H, *dhp = dh + B * H;
+  float *hp = dhp + B * H, *zeros = hp + B * H;
+  memset(da, 0, sizeof(float) * (size_t)(SB * H));
+  memset(zeros, 0, sizeof(float) * (size_t)H);
+  final_grad(n, rp, 1, d, dh);
+  const float *R = (const float *)n->in[2]->data + d * H * H;
+  float *gR = n->in[2]->grad ? n->in[2]->grad + d * H * H : NULL;
+  const float *gy = n->out[0] ? n->out[0]->grad : NULL;
+  for (int64_t s = rp->S - 1; s >= 0; s--) {
+    for (int64_t b = 0; b < B; b++) {
+      int64_t len = seq_len(rp, n, b);
+      memcpy(hp + b * H, prev_state(n, rp, d, s, b, 5, 0, zeros),
+             sizeof(float) * (size_t)H);
+      if (s >= len) {
+        memset(dstep + b * H, 0, sizeof(float) * (size_t)H);
+        continue;
+      }
+      int64_t t = is_rev(rp, d) ? len - 1 - s : s;
+      const float *sv = act_at(rp, d, s, b);
+      for (int64_t j = 0; j < H; j++) {
+        float dH = dh[b * H + j] + (gy ? gy[yoff(rp, t, d, b) + j] : 0.f);
+        dstep[b * H + j] = dH * (1.f - sv[j] * sv[j]);
+      }
+      memcpy(da + xrow(rp, t, b) * H, dstep + b * H, sizeof(float) * (size_t)H);
+    }
+    adv__sgemm(p->threads, 0, 0, (int)B, (int)H, (int)H, 1.f, dstep, (int)H, R,
+               (int)H, 0.f, dhp, (int)H);
+    for (int64_t b = 0; b < B; b++)
+      if (s < seq_len(rp, n, b))
+        memcpy(dh + b * H, dhp + b * H, sizeof(float) * (size_t)H);
+    if (gR)
+      adv__sgemm(p->threads, 1, 0, (int)H, (int)H, (int)B, 1.f, dstep, (int)H,
+                 hp, (int)H, 1.f, gR, (int)H);
+  }
+  rnn_dir_tail(p, n, rp, d, da, dh, NULL);
+}
+
+/* LSTM, GRU and RNN forward: each direction in turn. */
 static int rnn_forward(adv_plan *p, adv_pnode *n) {
   const rnn_params *rp = n->params;
   if (n->out[0]) /* steps past a sequence length stay zero */
     memset(n->out[0]->data, 0, sizeof(float) * (size_t)n->out[0]->numel);
   for (int d = 0; d < rp->D; d++)
-    (rp->kind == RNN_LSTM ? lstm_dir : gru_dir)(p, n, rp, d,
-                                                adv__scratch(p, n, 0));
+    (rp->kind == RNN_LSTM  ? lstm_dir
+     : rp->kind == RNN_GRU ? gru_dir
+                           : rnn_dir)(p, n, rp, d, adv__scratch(p, n, 0));
   return ADV_OK;
 }
 
@@ -618,14 +709,15 @@ static void gru_dir_bw(adv_plan *p, adv_pnode *n, const rnn_params *rp, int d,
   rnn_dir_tail(p, n, rp, d, da, dh, NULL);
 }
 
-/* LSTM and GRU backward through time: each direction in turn. */
+/* LSTM, GRU and RNN backward through time: each direction in turn. */
 static int rnn_backward(adv_plan *p, adv_pnode *n) {
   const rnn_params *rp = n->params;
   if (!rp->act)
     return ADV_EINTERNAL;
   for (int d = 0; d < rp->D; d++)
-    (rp->kind == RNN_LSTM ? lstm_dir_bw : gru_dir_bw)(p, n, rp, d,
-                                                      adv__scratch(p, n, 0));
+    (rp->kind == RNN_LSTM  ? lstm_dir_bw
+     : rp->kind == RNN_GRU ? gru_dir_bw
+                           : rnn_dir_bw)(p, n, rp, d, adv__scratch(p, n, 0));
   return ADV_OK;
 }
 
@@ -636,4 +728,6 @@ static int rnn_backward(adv_plan *p, adv_pnode *n) {
 const adv_op_def adv__op_lstm = {"LSTM",       lstm_infer,   rnn_forward,
                                  rnn_backward, RNN_BW_NEEDS, 0};
 const adv_op_def adv__op_gru = {"GRU",        gru_infer,    rnn_forward,
+                                rnn_backward, RNN_BW_NEEDS, 0};
+const adv_op_def adv__op_rnn = {"RNN",        vrnn_infer,   rnn_forward,
                                 rnn_backward, RNN_BW_NEEDS, 0};
