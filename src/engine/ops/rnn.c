@@ -180,6 +180,12 @@ static int rnn_infer(adv_plan *p, adv_pnode *n, int kind, adv_err *err) {
   rp->A = K->A;
   if (p->grad) {
     size_t nact = (size_t)D * (size_t)S * (size_t)B * (size_t)rp->A * (size_t)H;
+    if (nact > p->max_bytes / sizeof(float))
+      return adv__error(
+          err, ADV_ELIMIT,
+          "%s: the activations saved for backward need %zu bytes, "
+          "more than the session cap of %zu",
+          op, nact * sizeof(float), p->max_bytes);
     rp->act = adv__arena_alloc(&p->arena, nact * sizeof(float) + 64);
     if (!rp->act)
       return adv__error(err, ADV_ENOMEM,
