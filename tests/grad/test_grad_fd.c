@@ -1558,6 +1558,20 @@ TEST(shape_ops) {
     c_as("mode", "edge");
     run_case();
   }
+  /* Pad-19 mode wrap: pads up to twice the dim (several periods) */
+  for (int cfg = 0; cfg < 3; cfg++) {
+    int64_t dd[3] = {2, rndi(1, 3), rndi(2, 4)}, pads[6];
+    for (int i = 0; i < 3; i++) {
+      pads[i] = rndi(0, 2 * (int)dd[i]);
+      pads[i + 3] = rndi(0, 2 * (int)dd[i]);
+    }
+    c_begin("Pad", 19);
+    c_x(3, dd);
+    c_wi1("pads", 6, pads);
+    c_node("Pad", "x,pads", "y");
+    c_as("mode", "wrap");
+    run_case();
+  }
   /* Clip */
   for (int cfg = 0; cfg < 6; cfg++) {
     int r = rshape(d, 1, 3, 5, 80);

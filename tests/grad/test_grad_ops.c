@@ -277,9 +277,8 @@ TEST(resize) {
     int ct = rndi(0, 6);
     if (mode == 0 && ct == 6)
       ct = 0;
-    /* half_pixel_symmetric is Resize-19's; the loader stops at opset 18
-     * and the op accepts the mode there too */
-    int opset = ct == 5 || cfg >= 10 ? 18 : (cfg & 1) ? 13 : 11;
+    /* half_pixel_symmetric is Resize-19's */
+    int opset = ct == 5 ? 19 : cfg >= 10 ? 18 : (cfg & 1) ? 13 : 11;
     int antialias = opset >= 18 && mode != 0 && (cfg & 1);
     c_begin(cfg == 13 ? "Upsample" : "Resize", cfg == 13 ? 9 : opset);
     c_x(r, xa);
@@ -621,6 +620,65 @@ TEST(split) {
     c_node("Mul", cfg < 2 ? "s1,s2" : "s1,s3", "y");
     run_case();
   }
+  /* more than 4 outputs (opset 18 num_outputs: equal parts, the last
+   * smaller), every part reaching y */
+  {
+    int64_t xa[2] = {2, 11};
+    c_begin("Split", 18);
+    c_x(2, xa);
+    c_node("Split", "x", "s1,s2,s3,s4,s5,s6");
+    c_ai("axis", 1);
+    c_ai("num_outputs", 6);
+    c_node("Concat", "s6,s5,s4,s3,s2,s1", "c");
+    c_ai("axis", 1);
+    c_node("Mul", "c,x", "y");
+    run_case();
+  }
+}
+
+/* LSTM / GRU / RNN: gradients of X and (checked as weights) W, R, B, the
+ * initial states and LSTM's peepholes, through Y, Y_h or Y_c, for every
+ * direction and layout, random sequence_lens (0 included) and GRU's
+ * linear_before_reset. */
+TEST(rnn) {
+  for (int cfg = 0; cfg < 18; cfg++) {
+    int gru = cfg & 1, layout = (cfg / 6) & 1, dk = (cfg / 2) % 3;
+    int plain = cfg >= 12; /* RNN */
+    int64_t S = rndi(1, 3), B = rndi(1, 3), I = rndi(1, 3), H = rndi(1, 3);
+    int64_t D = dk == 2 ? 2 : 1, G = plain ? 1 : gru ? 3 : 4;
+    const char *op = plain ? "RNN" : gru ? "GRU" : "LSTM";
+    if (plain)
+      gru = 1; /* same inputs and outputs as GRU */
+    c_begin(op, 14);
+    int64_t xd[3] = {layout ? B : S, layout ? S : B, I};
+    c_x(3, xd);
+    int64_t wd[3] = {D, G * H, I}, rd[3] = {D, G * H, H},
+            bd[2] = {D, 2 * G * H};
+    int64_t sd[3] = {layout ? B : D, layout ? D : B, H}, pd[2] = {D, 3 * H},
+            lens[3];
+    c_wcheck(c_wf("W", 3, wd, -0.8f, 0.8f), 1);
+    c_wcheck(c_wf("R", 3, rd, -0.8f, 0.8f), 1);
+    c_wcheck(c_wf("B", 2, bd, -0.5f, 0.5f), 1);
+    for (int64_t b = 0; b < B; b++)
+      lens[b] = rndi(0, (int)S);
+    c_wi1("L", (int)B, lens);
+    c_wcheck(c_wf("h0", 3, sd, -0.5f, 0.5f), 1);
+    if (!gru) {
+      c_wcheck(c_wf("c0", 3, sd, -0.5f, 0.5f), 1);
+      c_wcheck(c_wf("P", 2, pd, -0.5f, 0.5f), 1);
+    }
+    int outk = rndi(0, gru ? 1 : 2);
+    c_node(op, gru ? "x,W,R,B,L,h0" : "x,W,R,B,L,h0,c0,P",
+           outk == 0   ? "y"
+           : outk == 1 ? ",y"
+                       : ",,y");
+    c_ai("hidden_size", H);
+    c_as("direction", dk == 2 ? "bidirectional" : dk ? "reverse" : "forward");
+    c_ai("layout", layout);
+    if (gru && !plain && cfg % 4 == 1)
+      c_ai("linear_before_reset", 1);
+    run_case();
+  }
 }
 
 /* Floor, Ceil, Round (gradient 0: x kept off the integers and halves),
@@ -671,6 +729,7 @@ int main(int argc, char **argv) {
     RUN(einsum);
     RUN(split);
     RUN(unary_more);
+    RUN(rnn);
   }
   RUN(resize_threads);
   RUN(convtranspose_dnnl);

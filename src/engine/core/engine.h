@@ -78,7 +78,8 @@ typedef struct adv_attr {
   size_t slen;
   float *floats;
   int64_t *ints;
-  int n; /* element count of floats/ints */
+  const char **strings; /* STRINGS: NUL-terminated copies */
+  int n;                /* element count of floats/ints/strings */
   adv_const *t;
 } adv_attr;
 
@@ -104,6 +105,13 @@ typedef struct adv_mnode {
   int *out; /* value index or -1 */
   int n_attr;
   adv_attr *attr;
+  /* Nodes of If branches are flattened into the model's node list. Such a
+   * node runs only when every guard holds: guard[k] = 2 * cond + b where
+   * cond is the value index of an enclosing If's condition and b is 0 for
+   * its then_branch (cond true), 1 for else_branch. Outermost first. */
+  int n_guard;
+  const int *guard;
+  const char *scope; /* "If node 'name'" of the innermost If, or NULL */
 } adv_mnode;
 
 struct adv_model {
@@ -158,7 +166,7 @@ typedef struct adv_pnode {
   int op;
   int n_in, n_out;
   adv_tensor *in[16];  /* NULL for omitted optional inputs */
-  adv_tensor *out[4];
+  adv_tensor *out[16];
   void *params;        /* op-private, plan arena */
   size_t scratch;      /* bytes of per-thread scratch needed by forward */
   size_t bw_scratch;   /* bytes of per-thread scratch needed by backward */
@@ -177,6 +185,8 @@ typedef struct adv_pnode {
   bool is_identity;    /* set by infer(): out[0] equals in[0] (same shape) */
   bool relu_commutes;  /* set by infer(): op(Relu(x)) == Relu(op(x)) (a max
                           pool whose every window holds an input element) */
+  bool guarded;        /* a runtime node whose If guards are data-dependent */
+  bool skipped;        /* guarded and not taken in the last forward run */
 } adv_pnode;
 
 /* The node applies ReLU to its output (a Relu node absorbed by fuse.c). */
@@ -275,6 +285,10 @@ int adv__fuse_conv(struct adv_plan *p, adv_pnode *n, char *need_n,
  * the Relu/MaxPool swap; then every runtime tensor's def/last_use/needed
  * recomputed from the final node order. */
 int adv__fuse_rewrite(struct adv_plan *p, int rewrite, adv_err *err);
+
+/* If (ops/if.c): the branch a condition tensor selects, 0 (then) when its
+ * first element is nonzero, else 1 (else). */
+int adv__if_branch(const adv_tensor *cond);
 
 extern const adv_op_def *const adv__ops[];
 extern const int adv__n_ops;

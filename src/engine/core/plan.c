@@ -470,6 +470,20 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
       continue;
     const adv_mnode *mn = &m->nodes[i];
     adv_pnode *n = &p->nodes[i];
+    /* nodes of If branches: never planned when a constant condition
+     * rules their branch out; guarded at run time when it is not known */
+    int dead = 0, guarded = 0;
+    for (int g = 0; g < mn->n_guard; g++) {
+      const adv_tensor *c = &p->tensors[mn->guard[g] >> 1];
+      if (!c->is_const || c->numel < 1)
+        guarded = 1;
+      else if (adv__if_branch(c) != (mn->guard[g] & 1))
+        dead = 1;
+    }
+    if (dead) {
+      need_n[i] = 0;
+      continue;
+    }
     n->m = mn;
     n->op = mn->op;
     n->n_in = mn->n_in;
@@ -498,6 +512,10 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
       }
       goto fail;
     }
+    all_const = 1; /* infer may drop inputs (If with a constant condition) */
+    for (int k = 0; k < n->n_in; k++)
+      if (n->in[k] && !n->in[k]->is_const)
+        all_const = 0;
     if (all_const || fold_always(n)) {
       for (int k = 0; k < n->n_out; k++) {
         adv_tensor *t = n->out[k];
@@ -537,6 +555,7 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
       n->runtime = false;
     } else {
       n->runtime = true; /* def/last_use/needed: adv__fuse_rewrite, below */
+      n->guarded = guarded;
       p->run[p->n_run++] = i;
       if (n->scratch > scratch)
         scratch = n->scratch;
@@ -698,6 +717,18 @@ int adv_session_run(adv_session *s, const float *const *inputs,
   return rc;
 }
 
+/* 1 when a guarded node's If branch is not taken in this run: some guard's
+ * condition (computed earlier in the run; the If node reading it keeps it
+ * alive past every node of its branches) selects the other branch. */
+static int guard_fails(const adv_plan *p, const adv_pnode *n) {
+  for (int g = 0; g < n->m->n_guard; g++) {
+    const adv_tensor *c = &p->tensors[n->m->guard[g] >> 1];
+    if (c->numel >= 1 && adv__if_branch(c) != (n->m->guard[g] & 1))
+      return 1;
+  }
+  return 0;
+}
+
 static int session_run_inner(adv_session *s, const float *const *inputs,
                     void *const *outputs, const volatile int *abort_flag,
                     adv_err *err) {
@@ -711,6 +742,8 @@ static int session_run_inner(adv_session *s, const float *const *inputs,
     if (abort_flag && *abort_flag)
       return adv__error(err, ADV_EABORTED, "aborted");
     adv_pnode *n = &p->nodes[p->run[r]];
+    if (n->guarded && (n->skipped = guard_fails(p, n)))
+      continue;
     int rc = adv__ops[n->op]->forward(p, n);
     if (rc)
       return adv__error(err, rc, "node '%s' (%s) failed: %s", n->m->name,
@@ -787,8 +820,9 @@ static int backward_inner(adv_session *s, const float *dz, float *dx,
           memset(t->grad, 0, (size_t)t->numel * sizeof(float));
       }
     }
-    if (n->bw_assign && (!n->out[0] || !n->out[0]->grad)) {
-      /* no upstream gradient: the op returns early, the store is a zero */
+    if (n->skipped || (n->bw_assign && (!n->out[0] || !n->out[0]->grad))) {
+      /* no upstream gradient (or an If branch not taken, whose outputs get
+       * none): the op returns early, the store is a zero */
       for (int k = 0; k < n->n_in; k++)
         if ((n->bw_assign & ADV_BW_IN(k)) && n->in[k]->grad)
           memset(n->in[k]->grad, 0, (size_t)n->in[k]->numel * sizeof(float));

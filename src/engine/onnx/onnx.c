@@ -4,8 +4,12 @@
  * Everything in the file is untrusted. The loader:
  *   - caps the file size, the bytes of every tensor and of all weights, the
  *     node and value counts, tensor rank and repeated attribute lengths;
- *   - refuses external data, sparse initializers, segments and subgraphs
- *     (If/Loop bodies are not parsed: those ops are unsupported anyway);
+ *   - refuses external data, sparse initializers and segments;
+ *   - flattens the then/else subgraphs of If nodes into the node list (their
+ *     nodes carry guards, their own value names are mangled per scope so
+ *     sibling branches may reuse names; outer-scope names resolve as usual);
+ *     the bodies of other ops with subgraphs (Loop, Scan) are only scanned,
+ *     so that unsupported ops inside them are named too;
  *   - converts every tensor to float32 or int64 (other ONNX types are
  *     widened/narrowed on load: double and float16 -> float32, all integer
  *     types and bool -> int64);
@@ -41,6 +45,8 @@ enum {
   OT_DOUBLE = 11, OT_UINT32 = 12, OT_UINT64 = 13, OT_BFLOAT16 = 16
 };
 
+#define ADV_LOADER_MAX_DEPTH 8
+
 typedef struct loader {
   adv_model *m;
   adv_load_params p;
@@ -50,6 +56,17 @@ typedef struct loader {
   int *slots;
   size_t nslots;
   int cap_values;
+  int cap_nodes;
+  /* If-branch scopes, innermost last: names defined in a branch are stored
+   * as prefix[d] + name; guard/n_guard and scope are what the nodes parsed
+   * there get (see adv_mnode) */
+  int depth, n_scopes;
+  char prefix[ADV_LOADER_MAX_DEPTH][48];
+  int guard[ADV_LOADER_MAX_DEPTH];
+  const char *scope;
+  /* unsupported ops found in Loop/Scan bodies, for check_ops */
+  char bad_sub[400];
+  size_t bad_used;
 } loader;
 
 static size_t ot_size(int t) {
@@ -206,8 +223,11 @@ static int parse_tensor(pb_reader r0, adv_arena *a, const adv_load_params *p,
     return adv__error(err, ADV_EFORMAT, "malformed TensorProto");
   c->dtype = ot_internal(ot);
   if (c->dtype == ADV_DTYPE_UNDEFINED)
-    return adv__error(err, ADV_EUNSUPPORTED, "tensor data type %d unsupported",
-                     ot);
+    return adv__error(err, ADV_EUNSUPPORTED,
+                      "tensor data type %d%s unsupported", ot,
+                      ot >= 17 && ot <= 20   ? " (float8, opset 19)"
+                      : ot == 21 || ot == 22 ? " (4-bit integer, opset 21)"
+                                             : "");
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++) {
     if (c->dims[i] < 0)
@@ -338,6 +358,37 @@ static int value_get(loader *L, const char *s, size_t len, int create) {
   return m->n_values++;
 }
 
+/* Looks a name up the way a node in the current scope sees it: a value
+ * defined in an enclosing If branch (innermost first) shadows outer ones;
+ * otherwise the top-level name, created when create. Index or <0. */
+static int value_ref(loader *L, const char *s, size_t len, int create) {
+  char tmp[512 + 48];
+  for (int d = L->depth - 1; d >= 0; d--) {
+    size_t pl = strlen(L->prefix[d]);
+    if (len >= 512)
+      break; /* value_get reports the length */
+    memcpy(tmp, L->prefix[d], pl);
+    memcpy(tmp + pl, s, len);
+    int v = value_get(L, tmp, pl + len, 0);
+    if (v != ADV_ENOTFOUND)
+      return v;
+  }
+  return value_get(L, s, len, create);
+}
+
+/* Creates (or finds) the value `s` defined in the innermost scope. */
+static int value_def(loader *L, const char *s, size_t len) {
+  if (L->depth == 0)
+    return value_get(L, s, len, 1);
+  char tmp[512 + 48];
+  size_t pl = strlen(L->prefix[L->depth - 1]);
+  if (len >= 512)
+    return adv__error(L->err, ADV_ELIMIT, "value name longer than 511 bytes");
+  memcpy(tmp, L->prefix[L->depth - 1], pl);
+  memcpy(tmp + pl, s, len);
+  return value_get(L, tmp, pl + len, 1);
+}
+
 /* Parses a ValueInfoProto's type into v (elem type, rank, dims). */
 static int parse_value_info(loader *L, pb_reader r, int create, int *idx) {
   uint32_t f;
@@ -427,7 +478,7 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
   adv_arena *ar = &L->m->arena;
   uint32_t f;
   int wt;
-  int nf = 0, ni = 0, has[32] = {0};
+  int nf = 0, ni = 0, ns = 0, has[32] = {0};
   pb_reader r = r0;
   a->type = ADV_ATTR_UNDEFINED;
   while (pb_key(&r, &f, &wt)) {
@@ -459,9 +510,11 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
         ni++;
       }
     } else {
+      ns += f == 9 && wt == PB_LEN;
       pb_skip(&r, wt);
     }
-    if (nf > L->p.max_attr_elems || ni > L->p.max_attr_elems)
+    if (nf > L->p.max_attr_elems || ni > L->p.max_attr_elems ||
+        ns > L->p.max_attr_elems)
       return adv__error(L->err, ADV_ELIMIT, "attribute longer than %d elements",
                        L->p.max_attr_elems);
   }
@@ -488,7 +541,12 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
     if (!a->ints)
       return adv__error(L->err, ADV_ENOMEM, "out of memory");
   }
-  int kf = 0, ki = 0;
+  if (ns) {
+    a->strings = adv__arena_alloc(ar, (size_t)ns * sizeof(char *));
+    if (!a->strings)
+      return adv__error(L->err, ADV_ENOMEM, "out of memory");
+  }
+  int kf = 0, ki = 0, ks = 0;
   r = r0;
   while (pb_key(&r, &f, &wt)) {
     if (f == 2 && wt == PB_I32) {
@@ -514,6 +572,14 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
       if (rc)
         return rc;
       L->weight_bytes += (size_t)a->t->numel * adv_dtype_size(a->t->dtype);
+    } else if (f == 9 && wt == PB_LEN && ks < ns) {
+      pb_reader s = pb_bytes(&r);
+      if (r.bad || s.end - s.p > 65536)
+        return adv__error(L->err, ADV_EFORMAT, "bad strings attribute");
+      a->strings[ks] =
+          adv__arena_strndup(ar, (const char *)s.p, (size_t)(s.end - s.p));
+      if (!a->strings[ks++])
+        return adv__error(L->err, ADV_ENOMEM, "out of memory");
     } else if (f == 7) {
       if (wt == PB_LEN) {
         pb_reader s = pb_bytes(&r);
@@ -543,7 +609,295 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
   }
   if (r.bad)
     return adv__error(L->err, ADV_EFORMAT, "malformed attribute '%s'", a->name);
-  a->n = a->type == ADV_ATTR_FLOATS ? kf : ki;
+  a->n = a->type == ADV_ATTR_FLOATS    ? kf
+         : a->type == ADV_ATTR_STRINGS ? ks
+                                       : ki;
+  return ADV_OK;
+}
+
+static int parse_node(loader *L, pb_reader r0, adv_mnode *n);
+
+/* Reads NodeProto / GraphProto / ValueInfoProto string field `field` (the
+ * first one) into *s; 0 when absent. */
+static int pb_string_field(pb_reader r, uint32_t field, pb_reader *s) {
+  uint32_t f;
+  int wt;
+  while (pb_key(&r, &f, &wt)) {
+    if (f == field && wt == PB_LEN) {
+      *s = pb_bytes(&r);
+      return !r.bad;
+    }
+    pb_skip(&r, wt);
+  }
+  return 0;
+}
+
+/* Appends op (with its context) to the loader's list of unsupported ops
+ * found in subgraphs that are not flattened, once per op and context. */
+static void note_bad_sub(loader *L, const char *op, const char *ctx) {
+  char item[320];
+  snprintf(item, sizeof(item), "%.120s (in subgraph of %.180s)", op, ctx);
+  if (strstr(L->bad_sub, item))
+    return;
+  int w = snprintf(L->bad_sub + L->bad_used, sizeof(L->bad_sub) - L->bad_used,
+                   "%s%s", L->bad_used ? ", " : "", item);
+  if (w > 0 && (size_t)w < sizeof(L->bad_sub) - L->bad_used)
+    L->bad_used += (size_t)w;
+}
+
+static int scan_graph(loader *L, pb_reader g, const char *ctx, int depth);
+
+/* Calls fn(L, graph, arg) for every graph held by an attribute (fields g
+ * and graphs) of NodeProto r; stops at the first error. */
+static int each_graph_attr(loader *L, pb_reader r,
+                           int (*fn)(loader *, pb_reader, void *), void *arg) {
+  uint32_t f;
+  int wt;
+  while (pb_key(&r, &f, &wt)) {
+    if (f != 5 || wt != PB_LEN) {
+      pb_skip(&r, wt);
+      continue;
+    }
+    pb_reader a = pb_bytes(&r);
+    uint32_t fa;
+    int wa;
+    while (pb_key(&a, &fa, &wa)) {
+      if ((fa == 6 || fa == 11) && wa == PB_LEN) {
+        int rc = fn(L, pb_bytes(&a), arg);
+        if (rc)
+          return rc;
+      } else {
+        pb_skip(&a, wa);
+      }
+    }
+  }
+  return ADV_OK;
+}
+
+typedef struct scan_arg {
+  const char *ctx;
+  int depth;
+} scan_arg;
+
+static int scan_cb(loader *L, pb_reader g, void *arg) {
+  const scan_arg *sa = arg;
+  return scan_graph(L, g, sa->ctx, sa->depth);
+}
+
+/* For a node that is not an If: scans every graph-valued attribute (a Loop
+ * or Scan body) for unsupported ops, naming them with the node. */
+static int scan_graph_attrs(loader *L, pb_reader r, const adv_mnode *n,
+                            int depth) {
+  char ctx[160];
+  snprintf(ctx, sizeof(ctx), "%.50s node '%.100s'", n->op_type, n->name);
+  scan_arg sa = {ctx, depth};
+  return each_graph_attr(L, r, scan_cb, &sa);
+}
+
+/* Names the unsupported ops of a subgraph that is only scanned (and of
+ * the subgraphs nested in it). */
+static int scan_graph(loader *L, pb_reader g, const char *ctx, int depth) {
+  if (depth > L->p.max_nesting || depth > ADV_LOADER_MAX_DEPTH)
+    return adv__error(L->err, ADV_ELIMIT, "subgraphs nested deeper than %d",
+                      L->p.max_nesting);
+  uint32_t f;
+  int wt;
+  while (pb_key(&g, &f, &wt)) {
+    if (f != 1 || wt != PB_LEN) {
+      pb_skip(&g, wt);
+      continue;
+    }
+    pb_reader nd = pb_bytes(&g), op, dom = {0};
+    char name[128];
+    if (!pb_string_field(nd, 4, &op))
+      continue;
+    int has_dom = pb_string_field(nd, 7, &dom) && dom.end > dom.p;
+    snprintf(name, sizeof(name), "%.*s%s%.*s",
+             has_dom ? (int)(dom.end - dom.p) : 0,
+             has_dom ? (const char *)dom.p : "", has_dom ? ":" : "",
+             (int)(op.end - op.p), (const char *)op.p);
+    if (has_dom && !strncmp(name, "ai.onnx:", 8))
+      memmove(name, name + 8, strlen(name + 8) + 1);
+    if (adv__op_find(name) < 0)
+      note_bad_sub(L, name, ctx);
+    adv_mnode tmp = {.name = "", .op_type = name};
+    pb_reader nm;
+    char nname[104];
+    if (pb_string_field(nd, 3, &nm)) {
+      snprintf(nname, sizeof(nname), "%.*s", (int)(nm.end - nm.p),
+               (const char *)nm.p);
+      tmp.name = nname;
+    }
+    int rc = scan_graph_attrs(L, nd, &tmp, depth + 1);
+    if (rc)
+      return rc;
+  }
+  if (g.bad)
+    return adv__error(L->err, ADV_EFORMAT, "malformed subgraph");
+  return ADV_OK;
+}
+
+/* Finds the graph (field g) of attribute `name` in NodeProto r; 0 if none. */
+static int node_graph_attr(pb_reader r, const char *name, pb_reader *g) {
+  uint32_t f;
+  int wt;
+  size_t nl = strlen(name);
+  while (pb_key(&r, &f, &wt)) {
+    if (f != 5 || wt != PB_LEN) {
+      pb_skip(&r, wt);
+      continue;
+    }
+    pb_reader a = pb_bytes(&r), an;
+    if (!pb_string_field(a, 1, &an) || (size_t)(an.end - an.p) != nl ||
+        memcmp(an.p, name, nl))
+      continue;
+    return pb_string_field(a, 6, g);
+  }
+  return 0;
+}
+
+/* Parses initializer TensorProto s into a value of the current scope,
+ * counting its bytes against the weights cap. */
+static int add_initializer(loader *L, pb_reader s) {
+  adv_model *m = L->m;
+  adv_const *c;
+  const char *name;
+  int rc = parse_tensor(s, &m->arena, &L->p, &c, &name, L->err);
+  if (rc)
+    return rc;
+  L->weight_bytes += (size_t)c->numel * adv_dtype_size(c->dtype);
+  if (L->weight_bytes > L->p.max_weight_bytes)
+    return adv__error(L->err, ADV_ELIMIT, "weights exceed %zu bytes",
+                      L->p.max_weight_bytes);
+  int vi = value_def(L, name, strlen(name));
+  if (vi < 0)
+    return vi;
+  adv_mvalue *v = &m->values[vi];
+  if (v->init)
+    return adv__error(L->err, ADV_EFORMAT, "initializer '%s' appears twice",
+                      name);
+  v->init = c;
+  v->dtype = c->dtype;
+  v->ndim = c->ndim;
+  memcpy(v->dims, c->dims, sizeof(c->dims));
+  return ADV_OK;
+}
+
+/*
+ * Flattens one branch of If node n (b 0: then_branch, 1: else_branch) into
+ * the model: its initializers and node outputs become values of a new
+ * scope, its nodes are appended guarded by (n's condition, b), and the
+ * value indices of its k outputs are stored in outs.
+ */
+static int parse_branch(loader *L, pb_reader g0, const adv_mnode *n, int b,
+                        int *outs, int k) {
+  adv_model *m = L->m;
+  if (L->depth >= L->p.max_nesting || L->depth >= ADV_LOADER_MAX_DEPTH)
+    return adv__error(L->err, ADV_ELIMIT, "If nodes nested deeper than %d",
+                      L->depth);
+  int d = L->depth;
+  snprintf(L->prefix[d], sizeof(L->prefix[d]), "{if%d.%s}", L->n_scopes++,
+           b ? "else" : "then");
+  const char *old_scope = L->scope;
+  char *desc = adv__arena_alloc(&m->arena, strlen(n->name) + 16);
+  if (!desc)
+    return adv__error(L->err, ADV_ENOMEM, "out of memory");
+  sprintf(desc, "If node '%s'", n->name);
+  L->guard[d] = 2 * n->in[0] + b;
+  L->depth++;
+  L->scope = desc;
+  int rc = ADV_OK, nout = 0;
+  uint32_t f;
+  int wt;
+  /* 1. values defined in the branch: initializers and node outputs */
+  pb_reader g = g0;
+  while (rc == ADV_OK && pb_key(&g, &f, &wt)) {
+    if (wt != PB_LEN || (f != 1 && f != 5 && f != 11 && f != 15)) {
+      pb_skip(&g, wt);
+      continue;
+    }
+    pb_reader s = pb_bytes(&g);
+    if (f == 11 || f == 15) {
+      rc = adv__error(L->err, ADV_EFORMAT, "%s: a branch with %s", desc,
+                      f == 11 ? "inputs" : "sparse initializers");
+    } else if (f == 5) {
+      rc = add_initializer(L, s);
+    } else {
+      uint32_t f2;
+      int wt2;
+      while (pb_key(&s, &f2, &wt2)) {
+        if (f2 != 2 || wt2 != PB_LEN) {
+          pb_skip(&s, wt2);
+          continue;
+        }
+        pb_reader o = pb_bytes(&s);
+        if (o.end > o.p &&
+            (rc = value_def(L, (const char *)o.p, (size_t)(o.end - o.p))) < 0)
+          break;
+        rc = ADV_OK;
+      }
+    }
+  }
+  /* 2. nodes; 3. outputs */
+  g = g0;
+  while (rc == ADV_OK && pb_key(&g, &f, &wt)) {
+    if (wt != PB_LEN || (f != 1 && f != 12)) {
+      pb_skip(&g, wt);
+      continue;
+    }
+    pb_reader s = pb_bytes(&g), nm;
+    if (f == 1) {
+      if (m->n_nodes >= L->cap_nodes)
+        rc = adv__error(L->err, ADV_EINTERNAL, "node count");
+      else
+        rc = parse_node(L, s, &m->nodes[m->n_nodes++]);
+    } else if (!pb_string_field(s, 1, &nm)) {
+      rc = adv__error(L->err, ADV_EFORMAT, "%s: unnamed branch output", desc);
+    } else if (nout >= k) {
+      nout++;
+    } else {
+      int vi = value_ref(L, (const char *)nm.p, (size_t)(nm.end - nm.p), 1);
+      if (vi < 0)
+        rc = vi;
+      else
+        outs[nout++] = vi;
+    }
+  }
+  if (rc == ADV_OK && g.bad)
+    rc = adv__error(L->err, ADV_EFORMAT, "%s: malformed branch", desc);
+  if (rc == ADV_OK && nout != k)
+    rc = adv__error(L->err, ADV_EFORMAT, "%s: %s has %d outputs, the node %d",
+                    desc, b ? "else_branch" : "then_branch", nout, k);
+  L->depth--;
+  L->scope = old_scope;
+  return rc;
+}
+
+/* An If node: both branches flattened; the node's inputs become
+ * [cond, then outputs..., else outputs...] (see ops/if.c). */
+static int parse_if(loader *L, pb_reader r0, adv_mnode *n) {
+  int k = n->n_out;
+  if (n->n_in != 1 || n->in[0] < 0)
+    return adv__error(L->err, ADV_EFORMAT,
+                      "If node '%s' needs one condition input", n->name);
+  if (k < 1 || 1 + 2 * k > 16)
+    return adv__error(L->err, ADV_ELIMIT, "If node '%s' has %d outputs (max 7)",
+                      n->name, k);
+  int *in = adv__arena_alloc(&L->m->arena, sizeof(int) * (size_t)(2 * k + 2));
+  if (!in)
+    return adv__error(L->err, ADV_ENOMEM, "out of memory");
+  in[0] = n->in[0];
+  for (int b = 0; b < 2; b++) {
+    pb_reader g;
+    if (!node_graph_attr(r0, b ? "else_branch" : "then_branch", &g))
+      return adv__error(L->err, ADV_EFORMAT, "If node '%s' lacks %s", n->name,
+                        b ? "else_branch" : "then_branch");
+    int rc = parse_branch(L, g, n, b, in + 1 + b * k, k);
+    if (rc)
+      return rc;
+  }
+  n->in = in;
+  n->n_in = 1 + 2 * k;
   return ADV_OK;
 }
 
@@ -580,10 +934,10 @@ static int parse_node(loader *L, pb_reader r0, adv_mnode *n) {
   }
   if (r.bad || !n->op_type)
     return adv__error(L->err, ADV_EFORMAT, "malformed NodeProto");
-  if (nin > 16 || nout > 4)
+  if (nin > 16 || nout > 16)
     return adv__error(L->err, ADV_ELIMIT,
-                     "node '%s' (%s) has %d inputs / %d outputs (max 16/4)",
-                     n->name ? n->name : "", n->op_type, nin, nout);
+                      "node '%s' (%s) has %d inputs / %d outputs (max 16/16)",
+                      n->name ? n->name : "", n->op_type, nin, nout);
   if (nattr > 64)
     return adv__error(L->err, ADV_ELIMIT, "node has more than 64 attributes");
   if (!n->name)
@@ -612,7 +966,7 @@ static int parse_node(loader *L, pb_reader r0, adv_mnode *n) {
     if (f == 1 || f == 2) {
       int idx = -1;
       if (len) {
-        idx = value_get(L, (const char *)s.p, len, 1);
+        idx = value_ref(L, (const char *)s.p, len, 1);
         if (idx < 0)
           return idx;
       }
@@ -629,7 +983,18 @@ static int parse_node(loader *L, pb_reader r0, adv_mnode *n) {
   if (L->weight_bytes > L->p.max_weight_bytes)
     return adv__error(L->err, ADV_ELIMIT, "weights exceed %zu bytes",
                      L->p.max_weight_bytes);
-  return ADV_OK;
+  if (L->depth) {
+    int *g = adv__arena_alloc(ar, sizeof(int) * (size_t)L->depth);
+    if (!g)
+      return adv__error(L->err, ADV_ENOMEM, "out of memory");
+    memcpy(g, L->guard, sizeof(int) * (size_t)L->depth);
+    n->guard = g;
+    n->n_guard = L->depth;
+    n->scope = L->scope;
+  }
+  if (!strcmp(n->op_type, "If"))
+    return parse_if(L, r0, n);
+  return scan_graph_attrs(L, r0, n, L->depth + 1);
 }
 
 /* Kahn topological sort; refuses cycles and values with two producers. */
@@ -679,6 +1044,16 @@ static int topo_sort(loader *L) {
         edges++;
       }
     }
+  /* a guarded node runs after the conditions of its If guards */
+  for (int i = 0; i < nn; i++)
+    for (int k = 0; k < m->nodes[i].n_guard; k++) {
+      int v = m->nodes[i].guard[k] >> 1;
+      if (producer[v] >= 0) {
+        indeg[i]++;
+        cons_cnt[v]++;
+        edges++;
+      }
+    }
   for (int i = 0; i < m->n_outputs; i++) {
     int v = m->outputs[i];
     if (producer[v] < 0 && !m->values[v].init && !m->values[v].is_graph_input) {
@@ -702,6 +1077,12 @@ static int topo_sort(loader *L) {
     for (int k = 0; k < m->nodes[i].n_in; k++) {
       int v = m->nodes[i].in[k];
       if (v >= 0 && producer[v] >= 0)
+        cons[start[v] + cons_cnt[v]++] = i;
+    }
+  for (int i = 0; i < nn; i++)
+    for (int k = 0; k < m->nodes[i].n_guard; k++) {
+      int v = m->nodes[i].guard[k] >> 1;
+      if (producer[v] >= 0)
         cons[start[v] + cons_cnt[v]++] = i;
     }
   int head = 0, tail = 0;
@@ -741,14 +1122,30 @@ done:
   return rc;
 }
 
-/* Parses GraphProto fields into the model (two passes: count, then fill). */
-static int parse_graph(loader *L, pb_reader g0) {
-  adv_model *m = L->m;
+static int count_graph(loader *L, pb_reader g, int depth, long *nodes,
+                       long *values, int *n_in, int *n_out);
+
+typedef struct count_arg {
+  int depth;
+  long *nodes, *values;
+} count_arg;
+
+static int count_cb(loader *L, pb_reader g, void *arg) {
+  const count_arg *ca = arg;
+  int di = 0, dout = 0;
+  return count_graph(L, g, ca->depth, ca->nodes, ca->values, &di, &dout);
+}
+
+/* Counts the nodes of graph g and of the subgraphs in its nodes'
+ * attributes, and every name that can create a value (for capacities).
+ * *n_in, *n_out: graph g's own inputs and outputs. */
+static int count_graph(loader *L, pb_reader g, int depth, long *nodes,
+                       long *values, int *n_in, int *n_out) {
   uint32_t f;
   int wt;
-  int n_node = 0, n_init = 0, n_in = 0, n_out = 0, n_vi = 0;
-  long out_names = 0;
-  pb_reader g = g0;
+  if (depth > L->p.max_nesting || depth > ADV_LOADER_MAX_DEPTH)
+    return adv__error(L->err, ADV_ELIMIT, "subgraphs nested deeper than %d",
+                      L->p.max_nesting);
   while (pb_key(&g, &f, &wt)) {
     if (wt != PB_LEN) {
       pb_skip(&g, wt);
@@ -756,30 +1153,52 @@ static int parse_graph(loader *L, pb_reader g0) {
     }
     pb_reader s = pb_bytes(&g);
     if (f == 1) {
-      n_node++;
-      /* count outputs and inputs of this node for the value table */
+      ++*nodes;
+      /* inputs and outputs of this node, graphs in its attributes */
       uint32_t f2;
       int wt2;
+      pb_reader s0 = s;
       while (pb_key(&s, &f2, &wt2)) {
         if ((f2 == 1 || f2 == 2) && wt2 == PB_LEN)
-          out_names++;
+          ++*values;
         pb_skip(&s, wt2);
       }
-    } else if (f == 5) n_init++;
-    else if (f == 11) n_in++;
-    else if (f == 12) n_out++;
-    else if (f == 13) n_vi++;
-    else if (f == 15)
+      count_arg ca = {depth + 1, nodes, values};
+      int rc = each_graph_attr(L, s0, count_cb, &ca);
+      if (rc)
+        return rc;
+    } else if (f == 5 || f == 11 || f == 12 || f == 13) {
+      ++*values;
+      if (f == 11)
+        ++*n_in;
+      else if (f == 12)
+        ++*n_out;
+    } else if (f == 15) {
       return adv__error(L->err, ADV_EUNSUPPORTED, "sparse initializers refused");
-    if (n_node > L->p.max_nodes)
+    }
+    if (*nodes > L->p.max_nodes)
       return adv__error(L->err, ADV_ELIMIT, "more than %d nodes", L->p.max_nodes);
   }
   if (g.bad)
     return adv__error(L->err, ADV_EFORMAT, "malformed GraphProto");
-  long cap = (long)n_init + n_in + n_out + n_vi + out_names + 1;
+  return ADV_OK;
+}
+
+/* Parses GraphProto fields into the model (two passes: count, then fill). */
+static int parse_graph(loader *L, pb_reader g0) {
+  adv_model *m = L->m;
+  uint32_t f;
+  int wt, n_in = 0, n_out = 0;
+  long n_node = 0, n_names = 0;
+  pb_reader g = g0;
+  int rc = count_graph(L, g0, 0, &n_node, &n_names, &n_in, &n_out);
+  if (rc)
+    return rc;
+  long cap = n_names + 1;
   if (cap > L->p.max_values)
     return adv__error(L->err, ADV_ELIMIT, "more than %d values", L->p.max_values);
   L->cap_values = (int)cap;
+  L->cap_nodes = (int)n_node;
   L->nslots = 16;
   while (L->nslots < (size_t)cap * 2)
     L->nslots <<= 1;
@@ -793,7 +1212,6 @@ static int parse_graph(loader *L, pb_reader g0) {
   for (size_t i = 0; i < L->nslots; i++)
     L->slots[i] = -1;
 
-  int rc;
   /* 1. initializers */
   g = g0;
   while (pb_key(&g, &f, &wt)) {
@@ -801,26 +1219,8 @@ static int parse_graph(loader *L, pb_reader g0) {
       pb_skip(&g, wt);
       continue;
     }
-    pb_reader s = pb_bytes(&g);
-    adv_const *c;
-    const char *name;
-    if ((rc = parse_tensor(s, &m->arena, &L->p, &c, &name, L->err)))
+    if ((rc = add_initializer(L, pb_bytes(&g))))
       return rc;
-    L->weight_bytes += (size_t)c->numel * adv_dtype_size(c->dtype);
-    if (L->weight_bytes > L->p.max_weight_bytes)
-      return adv__error(L->err, ADV_ELIMIT, "weights exceed %zu bytes",
-                       L->p.max_weight_bytes);
-    int vi = value_get(L, name, strlen(name), 1);
-    if (vi < 0)
-      return vi;
-    adv_mvalue *v = &m->values[vi];
-    if (v->init)
-      return adv__error(L->err, ADV_EFORMAT, "initializer '%s' appears twice",
-                       name);
-    v->init = c;
-    v->dtype = c->dtype;
-    v->ndim = c->ndim;
-    memcpy(v->dims, c->dims, sizeof(c->dims));
   }
   /* 2. graph inputs (those with an initializer are constants) */
   g = g0;
@@ -847,6 +1247,8 @@ static int parse_graph(loader *L, pb_reader g0) {
       pb_skip(&g, wt);
       continue;
     }
+    if (m->n_nodes >= L->cap_nodes)
+      return adv__error(L->err, ADV_EINTERNAL, "node count");
     if ((rc = parse_node(L, pb_bytes(&g), &m->nodes[m->n_nodes++])))
       return rc;
   }
@@ -872,10 +1274,12 @@ static int parse_graph(loader *L, pb_reader g0) {
   return ADV_OK;
 }
 
-/* Reports every op not in the op table, by name, in one message. */
+/* Reports every op not in the op table, by name, in one message; ops of
+ * If branches and of Loop/Scan bodies say which node's subgraph holds them:
+ * "X (in subgraph of If node 'name')". */
 static int check_ops(loader *L) {
   adv_model *m = L->m;
-  char buf[400];
+  char buf[600];
   size_t used = 0;
   int bad = 0;
   buf[0] = 0;
@@ -886,14 +1290,24 @@ static int check_ops(loader *L) {
       continue;
     int dup = 0;
     for (int j = 0; j < i && !dup; j++)
-      dup = m->nodes[j].op < 0 && !strcmp(m->nodes[j].op_type, n->op_type);
+      dup = m->nodes[j].op < 0 && !strcmp(m->nodes[j].op_type, n->op_type) &&
+            (m->nodes[j].scope == n->scope ||
+             (m->nodes[j].scope && n->scope &&
+              !strcmp(m->nodes[j].scope, n->scope)));
     if (dup)
       continue;
     bad++;
-    int w = snprintf(buf + used, sizeof(buf) - used, "%s%s", used ? ", " : "",
-                     n->op_type);
+    int w =
+        snprintf(buf + used, sizeof(buf) - used, "%s%s%s%s%s", used ? ", " : "",
+                 n->op_type, n->scope ? " (in subgraph of " : "",
+                 n->scope ? n->scope : "", n->scope ? ")" : "");
     if (w > 0 && (size_t)w < sizeof(buf) - used)
       used += (size_t)w;
+  }
+  if (L->bad_used) {
+    bad += 2; /* plural */
+    snprintf(buf + used, sizeof(buf) - used, "%s%s", used ? ", " : "",
+             L->bad_sub);
   }
   if (bad)
     return adv__error(L->err, ADV_EUNSUPPORTED, "unsupported operator%s: %s",
@@ -995,9 +1409,9 @@ int adv_model_load_mem(const void *buf, size_t len, adv_load_params p,
   }
   if (m->opset < 0)
     m->opset = 1;
-  if (m->opset < 1 || m->opset > 18) {
+  if (m->opset < 1 || m->opset > 21) {
     rc = adv__error(err, ADV_EUNSUPPORTED,
-                   "opset %d unsupported (supported: 1 to 18)", m->opset);
+                    "opset %d unsupported (supported: 1 to 21)", m->opset);
     goto fail;
   }
   if ((rc = parse_graph(&L, graph)))

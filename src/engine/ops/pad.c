@@ -1,5 +1,6 @@
 /*
- * pad.c - Pad: constant, edge and reflect modes; negative pads crop.
+ * pad.c - Pad: constant, edge, reflect and (opset 19) wrap modes; negative
+ * pads crop.
  * Opset < 11: pads/value attributes; opset >= 11: pads and constant_value
  * inputs (must be constant), optional axes input (opset 18).
  * Per dim a source-index map is built at plan time (-1 = constant fill),
@@ -75,10 +76,15 @@ static int pad_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
       return adv__error(err, ADV_EFORMAT, "pads length %d != 2 * rank %d", np, r);
     memcpy(all, pads, sizeof(int64_t) * (size_t)np);
   }
-  int kind = !strcmp(mode, "constant") ? 0 : !strcmp(mode, "edge") ? 1
-           : !strcmp(mode, "reflect") ? 2 : -1;
+  int kind = !strcmp(mode, "constant")  ? 0
+             : !strcmp(mode, "edge")    ? 1
+             : !strcmp(mode, "reflect") ? 2
+             : !strcmp(mode, "wrap")    ? 3
+                                        : -1;
   if (kind < 0)
-    return adv__error(err, ADV_EUNSUPPORTED, "pad mode '%s'", mode);
+    return adv__error(err, ADV_EUNSUPPORTED, "Pad mode '%s' unsupported", mode);
+  if (kind == 3 && p->opset < 19)
+    return adv__error(err, ADV_EFORMAT, "Pad mode 'wrap' needs opset 19");
   pp->nd = r;
   for (int d = 0; d < r; d++) {
     int64_t lo = all[d], hi = all[d + r], in = x->dims[d];
@@ -90,7 +96,8 @@ static int pad_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     if (kind == 2 && (lo >= in || hi >= in) && (lo > 0 || hi > 0))
       return adv__error(err, ADV_EUNSUPPORTED, "reflect pad larger than input");
     if (kind > 0 && in == 0 && out > 0)
-      return adv__error(err, ADV_ESHAPE, "edge/reflect pad of an empty dim");
+      return adv__error(err, ADV_ESHAPE,
+                        "edge/reflect/wrap pad of an empty dim");
     pp->idims[d] = in;
     pp->odims[d] = out;
     pp->map[d] = adv__arena_alloc(&p->arena, sizeof(int64_t) * (size_t)(out + 1));
@@ -103,8 +110,10 @@ static int pad_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
           i = -1;
         else if (kind == 1)
           i = i < 0 ? 0 : in - 1;
-        else
+        else if (kind == 2)
           i = i < 0 ? -i : 2 * (in - 1) - i;
+        else /* wrap: numpy.pad(mode="wrap"), periodic */
+          i = ((i % in) + in) % in;
       }
       pp->map[d][o] = i;
     }

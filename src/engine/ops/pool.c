@@ -66,7 +66,9 @@ static int pool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     return ADV_ENOMEM;
   pp->is_max = !strcmp(adv__ops[n->op]->name, "MaxPool");
   if (!pp->is_max && (g.dil[0] != 1 || (g.nsp > 1 && g.dil[1] != 1)))
-    return adv__error(err, ADV_EUNSUPPORTED, "AveragePool dilations");
+    return adv__error(err, ADV_EUNSUPPORTED,
+                      "AveragePool attribute 'dilations' (opset 19) other than "
+                      "1 is not supported");
   pp->include_pad = (int)adv__attr_int(n->m, "count_include_pad", 0);
   pp->NC = x->dims[0] * x->dims[1];
   if (g.nsp == 2) {

@@ -43,7 +43,11 @@
   X(sin) \
   X(cos) \
   X(sinh) \
-  X(cosh)
+  X(cosh) \
+  X(if) \
+  X(lstm) \
+  X(gru) \
+  X(rnn)
 // clang-format on
 
 /* a long X-macro list: clang-format 14 reflows it differently each run */

@@ -575,6 +575,19 @@ static int cast_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   case 1: case 10: case 11: case 16: dt = ADV_DTYPE_F32; break;
   case 2: case 3: case 4: case 5: case 6: case 7: case 9: case 12: case 13:
     dt = ADV_DTYPE_I64; break;
+  case 17:
+  case 18:
+  case 19:
+  case 20:
+    return adv__error(err, ADV_EUNSUPPORTED,
+                      "Cast to a float8 type (%lld, opset 19) is not supported",
+                      (long long)to);
+  case 21:
+  case 22:
+    return adv__error(
+        err, ADV_EUNSUPPORTED,
+        "Cast to a 4-bit integer type (%lld, opset 21) is not supported",
+        (long long)to);
   default:
     return adv__error(err, ADV_EUNSUPPORTED, "Cast to type %lld", (long long)to);
   }

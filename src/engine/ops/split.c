@@ -16,9 +16,9 @@ typedef struct split_params {
 } split_params;
 
 static int split_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
-  if (n->n_in < 1 || !n->in[0] || n->n_out < 1 || n->n_out > 4)
+  if (n->n_in < 1 || !n->in[0] || n->n_out < 1 || n->n_out > 16)
     return adv__error(err, ADV_EFORMAT,
-                      "Split needs an input and 1..4 outputs");
+                      "Split needs an input and 1..16 outputs");
   adv_tensor *x = n->in[0];
   if (x->dtype != ADV_DTYPE_F32 && x->dtype != ADV_DTYPE_I64)
     return adv__error(err, ADV_EDTYPE, "Split: unsupported input type");
