@@ -125,6 +125,13 @@ void adv_session_free(adv_session *s);
  *
  * adv_model_num_classes: plans at batch 1 (logits=1) and returns the
  * class count K of an N x K output (K >= 2), else ADV_ESHAPE.
+ *
+ * adv_model_fit_data: makes a dataset's inputs x (N x ...) fit the model's
+ * declared input, whose rank decides: equal ranks are checked as
+ * adv_model_check_input; rank-3 data (N x H x W, e.g. MNIST IDX) for a
+ * rank-4 input whose dim 1 is 1 or symbolic becomes N x 1 x H x W (x->ndim
+ * and x->dims change, the bytes do not). Any other mismatch is ADV_ESHAPE
+ * with both shapes in the message; x is unchanged after an error.
  */
 int adv_model_check_input(const adv_model *m, int ndim, const int64_t *dims,
                           adv_err *err);
@@ -133,6 +140,7 @@ int adv_session_init_shape(const adv_model *m, adv_session_params p, int ndim,
                            adv_session **out, adv_err *err);
 int adv_model_num_classes(const adv_model *m, int ndim, const int64_t *dims,
                           int64_t *classes, adv_err *err);
+int adv_model_fit_data(const adv_model *m, adv_array *x, adv_err *err);
 
 /* Shapes of the session's runtime inputs/outputs (resolved, concrete). */
 int adv_session_num_inputs(const adv_session *s);

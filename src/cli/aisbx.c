@@ -352,7 +352,7 @@ static int cmd_predict(int argc, char **argv) {
   adv_session_params sp = adv_session_default_params();
   sp.threads = (int)o.threads;
   sp.logits = 1;
-  if ((rc = adv_model_check_input(m, ds.x.ndim, ds.x.dims, &err)) ||
+  if ((rc = adv_model_fit_data(m, &ds.x, &err)) ||
       (N > 0 &&
        (rc = adv_model_num_classes(m, ds.x.ndim, ds.x.dims, &classes, &err))) ||
       (N > 0 && (rc = adv_session_init_shape(m, sp, ds.x.ndim, ds.x.dims, batch,
@@ -524,7 +524,8 @@ static int cmd_grad(int argc, char **argv) {
   sp.threads = (int)o.threads;
   sp.logits = 1;
   sp.grad = 1;
-  if ((rc = adv_model_num_classes(m, ds.x.ndim, ds.x.dims, &K, &err)) ||
+  if ((rc = adv_model_fit_data(m, &ds.x, &err)) ||
+      (rc = adv_model_num_classes(m, ds.x.ndim, ds.x.dims, &K, &err)) ||
       (rc = adv_session_init_shape(m, sp, ds.x.ndim, ds.x.dims, batch, &full,
                                    &err)) ||
       (N % batch && (rc = adv_session_init_shape(m, sp, ds.x.ndim, ds.x.dims,

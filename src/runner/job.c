@@ -281,6 +281,13 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
     adv_model_free(m);
     return rc;
   }
+  /* the model's declared input rank decides how x is read */
+  if ((rc = adv_model_fit_data(m, &ds.x, &eb)) != 0) {
+    sbx__runner_error(rc, "%s", eb.msg[0] ? eb.msg : adv_strerror(rc));
+    adv_dataset_free(&ds);
+    adv_model_free(m);
+    return rc;
+  }
   if (!ds.y.data) {
     sbx__runner_error(ADV_EINVAL,
                       "dataset: no labels (an NPZ member 'y' is needed)");
