@@ -142,6 +142,37 @@ int adv_model_num_classes(const adv_model *m, int ndim, const int64_t *dims,
                           int64_t *classes, adv_err *err);
 int adv_model_fit_data(const adv_model *m, adv_array *x, adv_err *err);
 
+/*
+ * A single-input view of a model, for models with several inputs and for
+ * input preprocessing (the attacks work on single-input models):
+ *   input    the attacked input's name; NULL or "" = the first float input;
+ *   names/values (n_values): values for the model's other inputs, by input
+ *            name (unknown names are ignored); converted to the input's
+ *            declared type (float -> F32, integer -> I64) and checked
+ *            against its declared fixed dims. Inputs with an initializer
+ *            in the file are constants already (their default). Any other
+ *            input without a value is ADV_EINVAL naming it;
+ *   mean/std (n_norm = 1, or the input's dim 1 = channels): (x - mean) /
+ *            std is prepended to the graph as Sub and Div nodes, so the
+ *            view's input is in pixel space and the model sees normalized
+ *            values (the view's input keeps the attacked input's name).
+ * On success *out is a model with exactly one input; it borrows the base
+ * model's weights and names: free it (adv_model_free) before the base.
+ * The values' arrays are copied (they may be freed after the call). On
+ * error *out is NULL.
+ */
+typedef struct adv_model_bind_params {
+  const char *input;
+  int n_values;
+  const char *const *names;
+  const adv_array *values;
+  int n_norm;
+  const float *mean, *std;
+} adv_model_bind_params;
+
+int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
+                   adv_model **out, adv_err *err);
+
 /* Shapes of the session's runtime inputs/outputs (resolved, concrete). */
 int adv_session_num_inputs(const adv_session *s);
 int adv_session_num_outputs(const adv_session *s);

@@ -16,16 +16,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                "common"))
+from aisbx_api import check, fails  # noqa: E402
+
 aisbx, fix = sys.argv[1], os.path.join(sys.argv[2], "inputs")
 tmp = tempfile.mkdtemp()
-fails = 0
-
-
-def check(cond, msg):
-    global fails
-    print(("ok   " if cond else "FAIL ") + msg)
-    if not cond:
-        fails += 1
 
 
 def run(*args, want=0, err_has=()):
@@ -131,5 +127,83 @@ if os.path.exists(lo):
     ref = np.load(os.path.join(sys.argv[2], "mnist_cnn_logits.npy"))  # PyTorch's
     check(np.allclose(np.load(lo), ref, atol=1e-4), "N x H x W data on an N x 1 x H x W model")
 
-print("%d failure(s)" % fails)
+# ---- item 2: several model inputs. audio_multi.onnx takes gain (first,
+# no default: the NPZ member 'gain'), audio and offset (initializer 0.05)
+data = F("audio_multi_data.npz")
+d = np.load(data)
+x, gain = d["x"], d["gain"]
+z = predict_logits("audio_multi.onnx", data, "--input", "audio", tag="multi")
+ref_m = audio_ref(x, "audio_multi.onnx", gain)
+if z is not None:
+    check(np.allclose(z, ref_m, atol=1e-4),
+          "multi: --input audio, gain from the NPZ, offset from its initializer "
+          "(max diff %.2g)" % np.abs(z - ref_m).max())
+res, adv = attack("audio_multi.onnx", data, 0.1, "multi_pgd", "--input", "audio")
+if res is not None:
+    check(adv.shape == x.shape and np.abs(adv - x).max() <= 0.1 + 1e-6,
+          "multi: adversarials of the audio input within eps")
+    check(res["per_sample"]["pred_adv"] ==
+          list(audio_ref(adv, "audio_multi.onnx", gain).argmax(1)),
+          "multi: adversarial predictions equal numpy's")
+    check(res.get("input", {}).get("name") == "audio", "multi: result records the input")
+# the default is the first float input (gain): then audio has no value
+run("attack", "--model", F("audio_multi.onnx"), "--data", data, "--attack", "pgd",
+    "--out", T("x.json"), want=2, err_has=("'audio'",))
+run("attack", "--model", F("audio_multi.onnx"), "--data", F("audio_data.npz"),
+    "--input", "audio", "--attack", "pgd", "--out", T("x.json"), want=2,
+    err_has=("'gain'",))
+run("attack", "--model", F("audio_multi.onnx"), "--data", data, "--input", "nope",
+    "--attack", "pgd", "--out", T("x.json"), want=2, err_has=("--input", "'nope'"))
+
+# ---- item 3: --mean/--std in front of the model, attacks in pixel space
+mean = np.load(F("image_mean.npy"))
+std = np.load(F("image_std.npy"))
+norm = ("--mean", ",".join("%.9g" % v for v in mean), "--std",
+        ",".join("%.9g" % v for v in std))
+data = F("image_data.npz")
+x = np.load(data)["x"]
+
+
+def image_ref(px):
+    w = weights("image_norm.onnx")
+    xn = (px - mean[None, :, None, None]) / std[None, :, None, None]
+    p = np.pad(xn, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    cols = np.stack([p[:, :, i:i + 4, j:j + 4] for i in range(3) for j in range(3)], -1)
+    c = np.einsum("nchwk,ock->nohw", cols, w["w"].reshape(6, 3, 9))
+    return relu(c + w["b"][None, :, None, None]).mean((2, 3)) @ w["wf"] + w["bf"]
+
+
+z = predict_logits("image_norm.onnx", data, *norm, tag="norm")
+if z is not None:
+    check(np.allclose(z, image_ref(x), atol=1e-4),
+          "norm: logits with --mean/--std equal numpy's on (x - mean) / std "
+          "(max diff %.2g)" % np.abs(z - image_ref(x)).max())
+for eps, clip in ((0.03, ("0", "1")), (0.05, ("-0.5", "1.5"))):
+    res, adv = attack("image_norm.onnx", data, eps, "norm_pgd", "--clip-min", clip[0],
+                      "--clip-max", clip[1], *norm)
+    if res is None:
+        continue
+    lo, hi = float(clip[0]), float(clip[1])
+    check(np.abs(adv - x).max() <= eps + 1e-6 and adv.min() >= lo and adv.max() <= hi,
+          "norm: adversarials within eps %g of the pixels and within [%g, %g]"
+          % (eps, lo, hi))
+    check(res["per_sample"]["pred_adv"] == list(image_ref(adv).argmax(1)),
+          "norm: adversarial predictions equal numpy's on normalized x_adv")
+    check(res["attack_success_rate"] > 0, "norm: PGD in pixel space succeeds sometimes")
+    dom = res.get("input", {})
+    check(np.array_equal(np.float32(dom.get("mean", [])), mean) and
+          np.array_equal(np.float32(dom.get("std", [])), std),
+          "norm: result records mean and std: %s" % dom)
+    check(res["params"]["clip_min"] == lo and res["params"]["clip_max"] == hi,
+          "norm: result records the clip bounds")
+# without the normalization the same attack sees another model
+res0, _ = attack("image_norm.onnx", data, 0.03, "raw_pgd")
+if res0 is not None:
+    check("input" not in res0, "no domain set: the result has no input object")
+run("attack", "--model", F("image_norm.onnx"), "--data", data, "--attack", "pgd",
+    "--mean", "0.5,0.5", "--out", T("x.json"), want=2, err_has=("mean",))
+run("attack", "--model", F("image_norm.onnx"), "--data", data, "--attack", "pgd",
+    "--std", "0", "--out", T("x.json"), want=2, err_has=("--std",))
+
+print("%d failure(s)" % len(fails))
 sys.exit(1 if fails else 0)
