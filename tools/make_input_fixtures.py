@@ -18,6 +18,8 @@ Writes (all small, committed):
                       Relu -> GlobalAveragePool -> Flatten -> Gemm
   image_mean.npy, image_std.npy  the normalization image_norm.onnx expects
                       (image_logits.npy: numpy's forward on (x - mean) / std)
+  binary_sigmoid.onnx x [N, 8] -> Gemm -> Relu -> Gemm 16x1 -> Sigmoid:
+                      one probability (binary_logit.npy: numpy's pre-sigmoid s)
   <name>_data.npz     x (inputs in [0, 1]), y (labels), extra inputs
   <name>_logits.npy   numpy's logits on x
 """
@@ -53,10 +55,10 @@ def save(model, path):
     onnx.save(model, path)
 
 
-def model_of(nodes, inputs, inits, out_dim, name):
+def model_of(nodes, inputs, inits, out_dim, name, out_name="logits"):
     g = helper.make_graph(
         nodes, name, inputs,
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", out_dim])],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["N", out_dim])],
         inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)],
                              producer_name="make_input_fixtures")
@@ -77,6 +79,26 @@ def tabular(rng, out):
     z = relu(x @ w1 + b1) @ w2 + b2
     np.savez(os.path.join(out, "tabular_data.npz"), x=x, y=z.argmax(1).astype(np.int64))
     np.save(os.path.join(out, "tabular_logits.npy"), z.astype(np.float32))
+
+
+def binary(rng, out):
+    """A fraud-style binary classifier: one sigmoid probability (N x 1)."""
+    w1 = rng.normal(0, 0.6, (8, 16)).astype(np.float32)
+    b1 = rng.normal(0, 0.1, 16).astype(np.float32)
+    x = rng.uniform(0, 1, (24, 8)).astype(np.float32)
+    w2, b2 = head(rng, relu(x @ w1 + b1), 1)
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["s"]),
+             helper.make_node("Sigmoid", ["s"], ["prob"])]
+    x_in = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])
+    save(model_of(nodes, [x_in], [init("w1", w1), init("b1", b1), init("w2", w2),
+                                  init("b2", b2)], 1, "binary", "prob"),
+         os.path.join(out, "binary_sigmoid.onnx"))
+    s = relu(x @ w1 + b1) @ w2 + b2
+    np.savez(os.path.join(out, "binary_data.npz"), x=x,
+             y=(s[:, 0] > 0).astype(np.int64))
+    np.save(os.path.join(out, "binary_logit.npy"), s.astype(np.float32))
 
 
 def conv1d(a, w, b):
@@ -172,6 +194,7 @@ def main():
     tabular(rng, a.out)
     audio(rng, a.out)
     image(rng, a.out)
+    binary(np.random.default_rng(14), a.out)
 
 
 if __name__ == "__main__":

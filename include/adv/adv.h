@@ -156,6 +156,10 @@ int adv_model_fit_data(const adv_model *m, adv_array *x, adv_err *err);
  *            std is prepended to the graph as Sub and Div nodes, so the
  *            view's input is in pixel space and the model sees normalized
  *            values (the view's input keeps the attacked input's name).
+ *   binary   1: output 0, N x 1 (a binary classifier: one logit, or the
+ *            probability of a final Sigmoid), becomes N x 2 class scores
+ *            [0, s] with s the logit (softmax gives [1 - p, p]); the
+ *            Sigmoid's input is used when the output comes from one.
  * On success *out is a model with exactly one input; it borrows the base
  * model's weights and names: free it (adv_model_free) before the base.
  * The values' arrays are copied (they may be freed after the call). On
@@ -168,10 +172,14 @@ typedef struct adv_model_bind_params {
   const adv_array *values;
   int n_norm;
   const float *mean, *std;
+  int binary;
 } adv_model_bind_params;
 
 int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
                    adv_model **out, adv_err *err);
+/* 1 when the model's output 0 is declared N x 1 and made by a Sigmoid (a
+ * binary classifier's probability; adv_model_bind's `binary`). */
+int adv_model_binary_output(const adv_model *m);
 
 /* Shapes of the session's runtime inputs/outputs (resolved, concrete). */
 int adv_session_num_inputs(const adv_session *s);

@@ -133,12 +133,15 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
 
 /*
  * The model a job runs on (adv/job.h's input domain): NULL in *out when
- * `base` runs as it is (one input, no input name, no mean/std); otherwise
+ * `base` runs as it is (one input, no input name, no mean/std, not a
+ * binary classifier); otherwise
  * a single-input view (adv_model_bind) attacking spec->input (default: the
  * first float input), with the model's other inputs taken from the data's
  * NPZ members of the same names (data_len bytes at `data`, or the file
  * data_path when data is NULL) or their initializers, and (x - mean) / std
- * in front when the spec sets mean/std. The view borrows `base`: free it
+ * in front when the spec sets mean/std; a binary classifier (output 0
+ * N x 1 from a Sigmoid, adv_model_binary_output) gets it as two classes
+ * (adv_model_bind's `binary`). The view borrows `base`: free it
  * (adv_model_free) first. Errors (ADV_EINVAL naming a missing input or an
  * unknown input name, ADV_ESHAPE for mean/std that do not fit the
  * channels): *out NULL.

@@ -205,5 +205,27 @@ run("attack", "--model", F("image_norm.onnx"), "--data", data, "--attack", "pgd"
 run("attack", "--model", F("image_norm.onnx"), "--data", data, "--attack", "pgd",
     "--std", "0", "--out", T("x.json"), want=2, err_has=("--std",))
 
+# ---- item 4 (part): a binary classifier with one sigmoid output is two
+# classes, scores [0, s] with s the pre-sigmoid logit
+data = F("binary_data.npz")
+x = np.load(data)["x"]
+
+
+def binary_logit(px):
+    w = weights("binary_sigmoid.onnx")
+    return (relu(px @ w["w1"] + w["b1"]) @ w["w2"] + w["b2"])[:, 0]
+
+
+z = predict_logits("binary_sigmoid.onnx", data, tag="binary")
+if z is not None:
+    ref_b = np.stack([np.zeros(len(x)), binary_logit(x)], 1)
+    check(z.shape == (len(x), 2) and np.allclose(z, ref_b, atol=1e-4),
+          "binary: N x 1 sigmoid output read as two classes [0, logit]")
+res, adv = attack("binary_sigmoid.onnx", data, 0.2, "binary_pgd")
+if res is not None:
+    check(res["per_sample"]["pred_adv"] == list((binary_logit(adv) > 0).astype(int)),
+          "binary: adversarial predictions = numpy's sigmoid > 0.5 on x_adv")
+    check(res["attack_success_rate"] > 0, "binary: PGD flips some decisions")
+
 print("%d failure(s)" % len(fails))
 sys.exit(1 if fails else 0)

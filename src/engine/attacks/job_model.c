@@ -3,8 +3,8 @@
  * the sandboxed runner alike. A model with one input and no normalization
  * runs as it is; otherwise adv_model_bind makes a single-input view: the
  * spec's attacked input, the other inputs from the data NPZ's members of
- * the same names (or their initializers), and the spec's mean/std in
- * front.
+ * the same names (or their initializers), the spec's mean/std in front,
+ * and a binary classifier's N x 1 output as two classes.
  */
 #include "adv/data.h"
 #include "adv/evaluate.h"
@@ -47,7 +47,8 @@ int adv_job_model(const adv_model *base, const adv_job_spec *s,
   *out = NULL;
   if (!base || !s)
     return adv__error(err, ADV_EINVAL, "model and spec are required");
-  if (base->n_inputs == 1 && !s->input[0] && !s->n_mean && !s->n_std)
+  int binary = adv_model_binary_output(base);
+  if (base->n_inputs == 1 && !s->input[0] && !s->n_mean && !s->n_std && !binary)
     return ADV_OK; /* as it is */
   int ni = base->n_inputs;
   adv_array *vals = calloc((size_t)(ni ? ni : 1), sizeof(*vals));
@@ -75,7 +76,8 @@ int adv_job_model(const adv_model *base, const adv_job_spec *s,
     std[c] = s->n_std ? s->std[s->n_std == 1 ? 0 : c] : 1.f;
   }
   if (!rc) {
-    adv_model_bind_params bp = {s->input, n, names, vals, nc, mean, std};
+    adv_model_bind_params bp = {s->input, n,    names, vals,
+                                nc,       mean, std,   binary};
     rc = adv_model_bind(base, &bp, out, err);
   }
   for (int i = 0; i < n; i++)

@@ -198,6 +198,65 @@ static int prepend_norm(adv_model *o, int xi, const adv_model_bind_params *p,
   return rc;
 }
 
+/* Output 0 (N x 1: a binary classifier's one logit, or the probability a
+ * final Sigmoid makes of it) becomes two classes [0, s], s the logit:
+ * softmax([0, s]) = [1 - sigmoid(s), sigmoid(s)]. Appends Sub(s, s) (zeros
+ * with s's shape and no gradient) and Concat(axis 1) after the base nodes,
+ * in the two node slots adv_model_bind left at the end. */
+static int binary_head(adv_model *o, adv_err *err) {
+  int ov = o->outputs[0], sv = ov;
+  for (int i = 0; i < o->n_nodes - 2; i++) {
+    const adv_mnode *n = &o->nodes[i];
+    if (n->n_out >= 1 && n->out[0] == ov && n->n_in == 1 &&
+        !strcmp(n->op_type, "Sigmoid"))
+      sv = n->in[0];
+  }
+  const char *name = o->values[ov].name;
+  const char *zname = suffixed(o, name, ":zero");
+  const char *tname = suffixed(o, name, ":two_class");
+  int *outs = adv__arena_alloc(&o->arena, sizeof(int) * (size_t)o->n_outputs);
+  adv_attr *axis = adv__arena_alloc(&o->arena, sizeof(adv_attr));
+  if (!zname || !tname || !outs || !axis)
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  int64_t d2[2] = {-1, 2};
+  int zi = add_value(o, zname, ADV_DTYPE_F32, -1, NULL, NULL);
+  int ti = add_value(o, tname, ADV_DTYPE_F32, 2, d2, NULL);
+  memcpy(outs, o->outputs, sizeof(int) * (size_t)o->n_outputs);
+  outs[0] = ti;
+  o->outputs = outs;
+  o->values[ov].is_graph_output = false;
+  for (int k = 1; k < o->n_outputs; k++)
+    o->values[outs[k]].is_graph_output |= outs[k] == ov;
+  o->values[ti].is_graph_output = true;
+  o->prob_output = 0; /* a Softmax bypass would not apply any more */
+  o->logits_value = -1;
+  adv_mnode *z = &o->nodes[o->n_nodes - 2], *c = &o->nodes[o->n_nodes - 1];
+  int rc = set_node(o, z, "Sub", sv, sv, zi, err);
+  if (!rc)
+    rc = set_node(o, c, "Concat", zi, sv, ti, err);
+  if (rc)
+    return rc;
+  axis->name = "axis";
+  axis->type = ADV_ATTR_INT;
+  axis->i = 1;
+  c->n_attr = 1;
+  c->attr = axis;
+  return ADV_OK;
+}
+
+int adv_model_binary_output(const adv_model *m) {
+  if (!m || m->n_outputs < 1)
+    return 0;
+  int ov = m->outputs[0];
+  const adv_mvalue *v = &m->values[ov];
+  if (v->ndim != 2 || v->dims[1] != 1)
+    return 0;
+  for (int i = 0; i < m->n_nodes; i++) /* made by a Sigmoid */
+    if (m->nodes[i].n_out >= 1 && m->nodes[i].out[0] == ov)
+      return !strcmp(m->nodes[i].op_type, "Sigmoid");
+  return 0;
+}
+
 int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
                    adv_model **out, adv_err *err) {
   *out = NULL;
@@ -229,11 +288,13 @@ int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
     return adv__error(err, ADV_ENOMEM, "out of memory");
   *o = *base; /* borrows names, weights, attributes, subgraphs */
   adv__arena_init(&o->arena, 0);
-  int extra_v = p->n_norm ? 4 : 0, extra_n = p->n_norm ? 2 : 0;
+  int extra_v = (p->n_norm ? 4 : 0) + (p->binary ? 2 : 0);
+  int extra_n = p->n_norm ? 2 : 0, tail_n = p->binary ? 2 : 0;
   o->values = adv__arena_alloc(
       &o->arena, sizeof(adv_mvalue) * (size_t)(base->n_values + extra_v));
-  o->nodes = adv__arena_alloc(&o->arena, sizeof(adv_mnode) *
-                                             (size_t)(base->n_nodes + extra_n));
+  o->nodes = adv__arena_alloc(&o->arena,
+                              sizeof(adv_mnode) *
+                                  (size_t)(base->n_nodes + extra_n + tail_n));
   o->inputs = adv__arena_alloc(&o->arena, sizeof(int));
   int rc = ADV_OK;
   if (!o->values || !o->nodes || !o->inputs) {
@@ -243,7 +304,7 @@ int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
   memcpy(o->values, base->values, sizeof(adv_mvalue) * (size_t)base->n_values);
   memcpy(o->nodes + extra_n, base->nodes,
          sizeof(adv_mnode) * (size_t)base->n_nodes);
-  o->n_nodes = base->n_nodes + extra_n;
+  o->n_nodes = base->n_nodes + extra_n + tail_n;
   o->n_inputs = 1;
   o->inputs[0] = base->inputs[at];
   for (int i = 0; i < base->n_inputs; i++) {
@@ -269,6 +330,8 @@ int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
     memcpy(v->dims, v->init->dims, sizeof(v->dims));
   }
   if (p->n_norm && (rc = prepend_norm(o, o->inputs[0], p, err)))
+    goto fail;
+  if (p->binary && (rc = binary_head(o, err)))
     goto fail;
   *out = o;
   return ADV_OK;
