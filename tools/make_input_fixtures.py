@@ -64,38 +64,37 @@ def model_of(nodes, inputs, inits, out_dim, name, out_name="logits"):
                              producer_name="make_input_fixtures")
 
 
-def tabular(rng, out):
+def mlp(rng, k, out_value):
+    """x [24, 8] in [0, 1] and an MLP Gemm 8x16 -> Relu -> Gemm 16xk whose
+    last output is named out_value: (x, nodes, initializers, numpy's
+    output on x)."""
     w1 = rng.normal(0, 0.6, (8, 16)).astype(np.float32)
     b1 = rng.normal(0, 0.1, 16).astype(np.float32)
     x = rng.uniform(0, 1, (24, 8)).astype(np.float32)
-    w2, b2 = head(rng, relu(x @ w1 + b1), 3)
+    w2, b2 = head(rng, relu(x @ w1 + b1), k)
     nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]),
              helper.make_node("Relu", ["h"], ["r"]),
-             helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"])]
+             helper.make_node("Gemm", ["r", "w2", "b2"], [out_value])]
+    inits = [init("w1", w1), init("b1", b1), init("w2", w2), init("b2", b2)]
+    return x, nodes, inits, relu(x @ w1 + b1) @ w2 + b2
+
+
+def tabular(rng, out):
+    x, nodes, inits, z = mlp(rng, 3, "logits")
     x_in = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])
-    save(model_of(nodes, [x_in], [init("w1", w1), init("b1", b1), init("w2", w2),
-                                  init("b2", b2)], 3, "tabular"),
+    save(model_of(nodes, [x_in], inits, 3, "tabular"),
          os.path.join(out, "tabular_mlp.onnx"))
-    z = relu(x @ w1 + b1) @ w2 + b2
     np.savez(os.path.join(out, "tabular_data.npz"), x=x, y=z.argmax(1).astype(np.int64))
     np.save(os.path.join(out, "tabular_logits.npy"), z.astype(np.float32))
 
 
 def binary(rng, out):
     """A fraud-style binary classifier: one sigmoid probability (N x 1)."""
-    w1 = rng.normal(0, 0.6, (8, 16)).astype(np.float32)
-    b1 = rng.normal(0, 0.1, 16).astype(np.float32)
-    x = rng.uniform(0, 1, (24, 8)).astype(np.float32)
-    w2, b2 = head(rng, relu(x @ w1 + b1), 1)
-    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]),
-             helper.make_node("Relu", ["h"], ["r"]),
-             helper.make_node("Gemm", ["r", "w2", "b2"], ["s"]),
-             helper.make_node("Sigmoid", ["s"], ["prob"])]
+    x, nodes, inits, s = mlp(rng, 1, "s")
+    nodes.append(helper.make_node("Sigmoid", ["s"], ["prob"]))
     x_in = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])
-    save(model_of(nodes, [x_in], [init("w1", w1), init("b1", b1), init("w2", w2),
-                                  init("b2", b2)], 1, "binary", "prob"),
+    save(model_of(nodes, [x_in], inits, 1, "binary", "prob"),
          os.path.join(out, "binary_sigmoid.onnx"))
-    s = relu(x @ w1 + b1) @ w2 + b2
     np.savez(os.path.join(out, "binary_data.npz"), x=x,
              y=(s[:, 0] > 0).astype(np.int64))
     np.save(os.path.join(out, "binary_logit.npy"), s.astype(np.float32))
