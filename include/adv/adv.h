@@ -125,6 +125,13 @@ void adv_session_free(adv_session *s);
  *
  * adv_model_num_classes: plans at batch 1 (logits=1) and returns the
  * class count K of an N x K output (K >= 2), else ADV_ESHAPE.
+ *
+ * adv_model_fit_data: makes a dataset's inputs x (N x ...) fit the model's
+ * declared input, whose rank decides: equal ranks are checked as
+ * adv_model_check_input; rank-3 data (N x H x W, e.g. MNIST IDX) for a
+ * rank-4 input whose dim 1 is 1 or symbolic becomes N x 1 x H x W (x->ndim
+ * and x->dims change, the bytes do not). Any other mismatch is ADV_ESHAPE
+ * with both shapes in the message; x is unchanged after an error.
  */
 int adv_model_check_input(const adv_model *m, int ndim, const int64_t *dims,
                           adv_err *err);
@@ -133,6 +140,46 @@ int adv_session_init_shape(const adv_model *m, adv_session_params p, int ndim,
                            adv_session **out, adv_err *err);
 int adv_model_num_classes(const adv_model *m, int ndim, const int64_t *dims,
                           int64_t *classes, adv_err *err);
+int adv_model_fit_data(const adv_model *m, adv_array *x, adv_err *err);
+
+/*
+ * A single-input view of a model, for models with several inputs and for
+ * input preprocessing (the attacks work on single-input models):
+ *   input    the attacked input's name; NULL or "" = the first float input;
+ *   names/values (n_values): values for the model's other inputs, by input
+ *            name (unknown names are ignored); converted to the input's
+ *            declared type (float -> F32, integer -> I64) and checked
+ *            against its declared fixed dims. Inputs with an initializer
+ *            in the file are constants already (their default). Any other
+ *            input without a value is ADV_EINVAL naming it;
+ *   mean/std (n_norm = 1, or the input's dim 1 = channels): (x - mean) /
+ *            std is prepended to the graph as Sub and Div nodes, so the
+ *            view's input is in pixel space and the model sees normalized
+ *            values (the view's input keeps the attacked input's name).
+ *   binary   1: output 0, N x 1 (a binary classifier: one logit, or the
+ *            probability of a final Sigmoid), becomes N x 2 class scores
+ *            [0, s] with s the logit (softmax gives [1 - p, p]); the
+ *            Sigmoid's input is used when the output comes from one.
+ * On success *out is a model with exactly one input; it borrows the base
+ * model's weights and names: free it (adv_model_free) before the base.
+ * The values' arrays are copied (they may be freed after the call). On
+ * error *out is NULL.
+ */
+typedef struct adv_model_bind_params {
+  const char *input;
+  int n_values;
+  const char *const *names;
+  const adv_array *values;
+  int n_norm;
+  const float *mean, *std;
+  int binary;
+} adv_model_bind_params;
+
+int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
+                   adv_model **out, adv_err *err);
+/* 1 when the model's output 0 is declared N x 1 and made by a Sigmoid (a
+ * binary classifier's probability; adv_model_bind's `binary`). */
+int adv_model_binary_output(const adv_model *m);
 
 /* Shapes of the session's runtime inputs/outputs (resolved, concrete). */
 int adv_session_num_inputs(const adv_session *s);

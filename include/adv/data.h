@@ -60,8 +60,10 @@ int adv_idx_read_file(const char *path, adv_io_limits lim, adv_array *out,
  * The dataset convention used by every command:
  *   data  = NPZ holding `x` (N x C x H x W float32 in [0,1], or uint8 scaled
  *           by 1/255) and optionally `y` (integer labels), or an NPY / IDX
- *           file of inputs (uint8 scaled to [0,1]; IDX 3-D N x H x W becomes
- *           N x 1 x H x W);
+ *           file of inputs (uint8 scaled to [0,1]); x keeps the file's rank
+ *           (N x ... of any rank >= 2): the model's declared input rank
+ *           decides how it is read (adv_model_fit_data: N x H x W for an
+ *           N x 1 x H x W model gets the channel dim);
  *   labels = optional NPY / IDX file of integer labels (overrides NPZ `y`).
  * On success x is F32 with ndim >= 2 and dims[0] == N, y is I64 with N
  * entries or empty (data NULL) when no labels are available. Labels must

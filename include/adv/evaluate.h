@@ -132,6 +132,25 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
                      adv_job_result *res, adv_err *err);
 
 /*
+ * The model a job runs on (adv/job.h's input domain): NULL in *out when
+ * `base` runs as it is (one input, no input name, no mean/std, not a
+ * binary classifier); otherwise
+ * a single-input view (adv_model_bind) attacking spec->input (default: the
+ * first float input), with the model's other inputs taken from the data's
+ * NPZ members of the same names (data_len bytes at `data`, or the file
+ * data_path when data is NULL) or their initializers, and (x - mean) / std
+ * in front when the spec sets mean/std; a binary classifier (output 0
+ * N x 1 from a Sigmoid, adv_model_binary_output) gets it as two classes
+ * (adv_model_bind's `binary`). The view borrows `base`: free it
+ * (adv_model_free) first. Errors (ADV_EINVAL naming a missing input or an
+ * unknown input name, ADV_ESHAPE for mean/std that do not fit the
+ * channels): *out NULL.
+ */
+int adv_job_model(const adv_model *base, const adv_job_spec *spec,
+                  const char *data_path, const void *data, size_t data_len,
+                  adv_model **out, adv_err *err);
+
+/*
  * Random target classes: for each sample a class != y[i] drawn uniformly
  * from the K-1 others with the engine's PRNG (xoshiro256** seeded by
  * splitmix64 of seed), so the same seed gives the same targets everywhere.

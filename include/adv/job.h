@@ -53,7 +53,13 @@ typedef enum adv_suite {
 enum {
   ADV_JOB_SET_NORM = 1u << 24,
   ADV_JOB_SET_EPS_SWEEP = 1u << 25,
+  ADV_JOB_SET_INPUT = 1u << 26,
+  ADV_JOB_SET_MEAN = 1u << 27,
+  ADV_JOB_SET_STD = 1u << 28,
 };
+
+#define ADV_JOB_MAX_CHANNELS 16 /* mean/std values */
+#define ADV_JOB_NAME_MAX 64     /* input name, with its NUL */
 
 typedef struct adv_job_spec {
   adv_job_kind kind;
@@ -79,6 +85,18 @@ typedef struct adv_job_spec {
    * class of every sample, or -1 for a random wrong class per sample
    * (adv_targets_random, from params.seed) */
   int64_t target;
+  /* the input domain (issue 13): the attacked model input by name ("" =
+   * the first float input; the model's other inputs come from the data
+   * NPZ's members of the same names or their initializers), and an
+   * optional (x - mean) / std prepended to the model (n_mean, n_std: 0 =
+   * none, 1 = every channel, or one per channel; a missing one of the two
+   * is mean 0 / std 1). Attacks and clip_min/clip_max are then in the
+   * un-normalized (pixel) space. See adv_model_bind (adv/adv.h). */
+  char input[ADV_JOB_NAME_MAX];
+  int n_mean;
+  float mean[ADV_JOB_MAX_CHANNELS];
+  int n_std;
+  float std[ADV_JOB_MAX_CHANNELS];
 } adv_job_spec;
 
 /* An attack job running PGD with its defaults, nothing set, suite
@@ -144,6 +162,7 @@ typedef enum adv_job_ptype {
   ADV_JOB_PT_LOSS,    /* "ce" | "cw" | "dlr" | "logit" */
   ADV_JOB_PT_FLOATS,  /* comma-separated floats (eps_sweep), lo..hi each */
   ADV_JOB_PT_ATTACKS, /* comma-separated attack names */
+  ADV_JOB_PT_NAME,    /* a string of 1..ADV_JOB_NAME_MAX-1 printable chars */
 } adv_job_ptype;
 
 typedef struct adv_job_param_info {
@@ -159,6 +178,13 @@ typedef struct adv_job_param_info {
 /* The table, terminated by an entry with name NULL; *count (may be NULL)
  * receives the number of entries. Static storage. */
 const adv_job_param_info *adv_job_param_table(int *count);
+
+/* The values of a float-list parameter (ADV_JOB_PT_FLOATS: eps_sweep,
+ * mean, std) in s: returns their count and points *vals at them; *cap
+ * (may be NULL) receives the most values the list takes. -1 for another
+ * parameter. */
+int adv_job_spec_floats(const adv_job_spec *s, const adv_job_param_info *q,
+                        const float **vals, int *cap);
 
 /* Loss name <-> kind ("ce", "cw", "dlr", "logit"); -1 when unknown. */
 int adv_loss_from_name(const char *name);

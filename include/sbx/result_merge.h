@@ -14,7 +14,9 @@
  * The inputs come from sandboxed runners and are UNTRUSTED: sizes are
  * capped, every field is type-checked, the shards must agree on everything
  * but their slice (model, data, attack, parameters, eps sweep...), and
- * their counts must agree with their own per-sample arrays.
+ * their counts must agree with their own per-sample arrays. Everything
+ * between `data` and `clean_accuracy` (attack, params, the optional input
+ * domain object `input` of report.c) is compared and copied as bytes.
  *
  * Library target sbx_jobspec (jansson; never the engine).
  */

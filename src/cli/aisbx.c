@@ -14,6 +14,7 @@
  */
 #include "adv/adv.h"
 #include "adv/data.h"
+#include "adv/evaluate.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -267,6 +268,7 @@ static int cmd_onnx_check(int argc, char **argv) {
 
 typedef struct predict_opts {
   const char *model, *data, *labels, *out, *logits;
+  const char *input, *mean, *std; /* the job spec's input domain */
   long batch, threads;
 } predict_opts;
 
@@ -278,6 +280,9 @@ static const cli_opt predict_table[] = {
     POPT("--labels", CLI_STR, labels, 0, 0),
     POPT("--out", CLI_STR, out, 0, 0),
     POPT("--logits", CLI_STR, logits, 0, 0),
+    POPT("--input", CLI_STR, input, 0, 0),
+    POPT("--mean", CLI_STR, mean, 0, 0),
+    POPT("--std", CLI_STR, std, 0, 0),
     POPT("--batch", CLI_LONG, batch, 1, 65536),
     POPT("--threads", CLI_LONG, threads, 1, 256),
     CLI_END,
@@ -291,7 +296,40 @@ static void usage_predict(void) {
       "  D: NPZ with x (N,C,H,W float32 in [0,1] or uint8) and y, or an\n"
       "     NPY / IDX file of inputs with --labels for the labels\n"
       "  --out: int64 labels (N); --logits: float32 N x K outputs the attacks\n"
-      "     work on (the pre-softmax logits when the model ends in Softmax)\n");
+      "     work on (the pre-softmax logits when the model ends in Softmax)\n"
+      "  --input NAME, --mean M[,M..], --std S[,S..]: as for attack (the\n"
+      "     model input fed with x; normalization put in front of the "
+      "model)\n");
+}
+
+/*
+ * --input/--mean/--std of predict through the job spec's parameters and
+ * adv_job_model: on success *m may be replaced by a single-input view and
+ * *base receives the model it borrows (free *m, then *base). Returns 0 or
+ * EXIT_BADINPUT (printed).
+ */
+static int predict_view(const predict_opts *o, adv_model **m,
+                        adv_model **base) {
+  adv_job_spec s = adv_job_spec_default_params();
+  const char *names[3] = {"input", "mean", "std"};
+  const char *vals[3] = {o->input, o->mean, o->std};
+  adv_err err = {{0}};
+  adv_model *view = NULL;
+  for (int i = 0; i < 3; i++)
+    if (vals[i] && adv_job_spec_set(&s, names[i], vals[i], &err)) {
+      cli_spec_error("predict", err.msg);
+      return EXIT_BADINPUT;
+    }
+  if (adv_job_spec_validate(&s, &err) ||
+      adv_job_model(*m, &s, o->data, NULL, 0, &view, &err)) {
+    cli_spec_error("predict", err.msg);
+    return EXIT_BADINPUT;
+  }
+  if (view) {
+    *base = *m;
+    *m = view;
+  }
+  return 0;
 }
 
 /* Writes an n-d array of `dtype` to an NPY file; 0 or 1 (printed). */
@@ -326,9 +364,15 @@ static int cmd_predict(int argc, char **argv) {
   }
   adv_err err = {{0}};
   adv_model *m = NULL;
+  adv_model *base = NULL; /* the loaded model when m is a view of it */
   rc = adv_model_load_file(o.model, adv_load_default_params(), &m, &err);
   if (rc) {
     fprintf(stderr, "aisbx predict: model %s: %s\n", o.model, err.msg);
+    return EXIT_BADINPUT;
+  }
+  if (predict_view(&o, &m, &base)) {
+    adv_model_free(m);
+    adv_model_free(base);
     return EXIT_BADINPUT;
   }
   adv_dataset ds;
@@ -338,6 +382,7 @@ static int cmd_predict(int argc, char **argv) {
     fprintf(stderr, "aisbx predict: data %s: %s (%s)\n", o.data, err.msg,
             adv_strerror(rc));
     adv_model_free(m);
+    adv_model_free(base);
     return EXIT_BADINPUT;
   }
   int status = 0;
@@ -352,7 +397,7 @@ static int cmd_predict(int argc, char **argv) {
   adv_session_params sp = adv_session_default_params();
   sp.threads = (int)o.threads;
   sp.logits = 1;
-  if ((rc = adv_model_check_input(m, ds.x.ndim, ds.x.dims, &err)) ||
+  if ((rc = adv_model_fit_data(m, &ds.x, &err)) ||
       (N > 0 &&
        (rc = adv_model_num_classes(m, ds.x.ndim, ds.x.dims, &classes, &err))) ||
       (N > 0 && (rc = adv_session_init_shape(m, sp, ds.x.ndim, ds.x.dims, batch,
@@ -422,6 +467,7 @@ done:
   adv_session_free(tail);
   adv_dataset_free(&ds);
   adv_model_free(m);
+  adv_model_free(base);
   return status;
 }
 
@@ -524,7 +570,8 @@ static int cmd_grad(int argc, char **argv) {
   sp.threads = (int)o.threads;
   sp.logits = 1;
   sp.grad = 1;
-  if ((rc = adv_model_num_classes(m, ds.x.ndim, ds.x.dims, &K, &err)) ||
+  if ((rc = adv_model_fit_data(m, &ds.x, &err)) ||
+      (rc = adv_model_num_classes(m, ds.x.ndim, ds.x.dims, &K, &err)) ||
       (rc = adv_session_init_shape(m, sp, ds.x.ndim, ds.x.dims, batch, &full,
                                    &err)) ||
       (N % batch && (rc = adv_session_init_shape(m, sp, ds.x.ndim, ds.x.dims,

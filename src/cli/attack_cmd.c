@@ -207,13 +207,20 @@ static int run_job(const char *cmd, int argc, char **argv, adv_job_kind kind,
   }
   loaded L;
   memset(&L, 0, sizeof(L));
+  adv_model *view = NULL;
   adv_job_result res;
   memset(&res, 0, sizeof(res));
   if ((rc = load_inputs(cmd, &o, &L)))
     goto done;
+  /* several model inputs, --input or --mean/--std: a single-input view */
+  if ((rc = adv_job_model(L.m, &spec, o.data, NULL, 0, &view, &err))) {
+    cli_spec_error(cmd, err.msg);
+    rc = exit_of(rc);
+    goto done;
+  }
   prog pg = {o.quiet, 0};
-  rc = adv_job_run(L.m, &L.ds.x, &L.ds.y, &spec, progress_cb, &pg, NULL, &res,
-                   &err);
+  rc = adv_job_run(view ? view : L.m, &L.ds.x, &L.ds.y, &spec, progress_cb, &pg,
+                   NULL, &res, &err);
   if (!o.quiet && isatty(2))
     fprintf(stderr, "\r%40s\r", "");
   if (rc) {
@@ -244,6 +251,7 @@ static int run_job(const char *cmd, int argc, char **argv, adv_job_kind kind,
 done:
   adv_job_result_free(&res);
   adv_dataset_free(&L.ds);
+  adv_model_free(view); /* before the model it borrows */
   adv_model_free(L.m);
   return rc;
 }

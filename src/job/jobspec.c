@@ -92,6 +92,8 @@ static const char *type_word(adv_job_ptype t) {
     return "an array of numbers";
   case ADV_JOB_PT_ATTACKS:
     return "an array of attack names";
+  case ADV_JOB_PT_NAME:
+    return "a name (string)";
   default:
     return "a string";
   }
@@ -192,11 +194,15 @@ static json_t *field_json(const adv_job_spec *s, const adv_job_param_info *q) {
   case ADV_JOB_PT_LOSS:
     return json_string(adv_loss_name(*(const adv_loss_kind *)f));
   case ADV_JOB_PT_FLOATS: {
+    const float *vals = NULL;
+    int n = adv_job_spec_floats(s, q, &vals, NULL);
     json_t *a = json_array();
-    for (int i = 0; a && i < s->n_eps; i++)
-      json_array_append_new(a, json_real((double)s->eps_sweep[i]));
+    for (int i = 0; a && i < n; i++)
+      json_array_append_new(a, json_real((double)vals[i]));
     return a;
   }
+  case ADV_JOB_PT_NAME:
+    return json_string(f);
   case ADV_JOB_PT_ATTACKS: {
     json_t *a = json_array();
     for (int i = 0; a && i < s->n_attacks; i++)
@@ -311,10 +317,19 @@ static json_t *param_schema(const adv_job_param_info *q, json_t *def) {
     }
     break;
   }
+  case ADV_JOB_PT_NAME:
+    json_object_set_new(p, "type", json_string("string"));
+    json_object_set_new(p, "minLength", json_integer(1));
+    json_object_set_new(p, "maxLength", json_integer(ADV_JOB_NAME_MAX - 1));
+    json_object_set_new(p, "pattern", json_string("^[!#-\\[\\]-~]+$"));
+    break;
   case ADV_JOB_PT_FLOATS:
     json_object_set_new(p, "type", json_string("array"));
     json_object_set_new(p, "minItems", json_integer(1));
-    json_object_set_new(p, "maxItems", json_integer(ADV_JOB_MAX_EPS));
+    json_object_set_new(p, "maxItems",
+                        json_integer(q->bit == ADV_JOB_SET_EPS_SWEEP
+                                         ? ADV_JOB_MAX_EPS
+                                         : ADV_JOB_MAX_CHANNELS));
     json_object_set_new(p, "items",
                         json_pack("{sssfsf}", "type", "number", "minimum",
                                   q->lo, "maximum", q->hi));
@@ -400,11 +415,13 @@ json_t *sbx_attack_catalogue(void) {
   adv_job_spec d = adv_job_spec_default_params();
   for (const adv_job_param_info *q = adv_job_param_table(NULL); q->name; q++)
     if (!q->bit || q->bit >= ADV_JOB_SET_NORM)
-      json_object_set_new(job, q->name,
-                          param_schema(q, q->type == ADV_JOB_PT_FLOATS ||
-                                                  q->type == ADV_JOB_PT_ATTACKS
-                                              ? NULL
-                                              : field_json(&d, q)));
+      json_object_set_new(
+          job, q->name,
+          param_schema(q, q->type == ADV_JOB_PT_FLOATS ||
+                                  q->type == ADV_JOB_PT_ATTACKS ||
+                                  q->type == ADV_JOB_PT_NAME
+                              ? NULL
+                              : field_json(&d, q)));
   return json_pack("{sosos{sssosb}}", "attacks", list, "suites", suites, "job",
                    "type", "object", "properties", job, "additionalProperties",
                    0);

@@ -270,8 +270,35 @@ static void write_bool_arr(jw *w, const char *k, const unsigned char *v,
   jw_end_arr(w);
 }
 
+/* The input domain of the job (issue 13), only when the spec sets one, so
+ * other results keep their bytes: "input": {"name": <the attacked model
+ * input or null for the first float input>, "mean": [...], "std": [...]}
+ * (empty lists when not set; the bounds are params.clip_min/clip_max). */
+static void write_domain(jw *w, const adv_job_spec *s) {
+  if (!(s->set & (ADV_JOB_SET_INPUT | ADV_JOB_SET_MEAN | ADV_JOB_SET_STD)))
+    return;
+  jw_key(w, "input");
+  jw_begin_obj(w);
+  jw_key(w, "name");
+  if (s->input[0])
+    jw_str(w, s->input);
+  else
+    jw_null(w);
+  jw_key(w, "mean");
+  jw_begin_arr(w);
+  for (int i = 0; i < s->n_mean; i++)
+    jw_num(w, s->mean[i]);
+  jw_end_arr(w);
+  jw_key(w, "std");
+  jw_begin_arr(w);
+  for (int i = 0; i < s->n_std; i++)
+    jw_num(w, s->std[i]);
+  jw_end_arr(w);
+  jw_end_obj(w);
+}
+
 static int write_attack(jw *w, const adv_report_meta *meta,
-                        const adv_job_result *r) {
+                        const adv_job_spec *spec, const adv_job_result *r) {
   int64_t n = r->n;
   unsigned char *mask = calloc((size_t)(n ? n : 1), 1);
   if (!mask)
@@ -283,6 +310,7 @@ static int write_attack(jw *w, const adv_report_meta *meta,
   jw_key(w, "attack");
   jw_str(w, adv_attack_name(r->params.kind));
   write_params(w, &r->params);
+  write_domain(w, spec);
   jw_key(w, "clean_accuracy");
   jw_num(w, r->clean_accuracy);
   jw_key(w, "robust_accuracy");
@@ -338,6 +366,7 @@ static int write_evaluation(jw *w, const adv_report_meta *meta,
   write_header(w, "evaluation", meta, r);
   jw_key(w, "suite");
   jw_str(w, adv_suite_name(r->suite));
+  write_domain(w, spec);
   jw_key(w, "attacks");
   jw_begin_arr(w);
   for (int a = 0; a < r->n_items; a++) {
@@ -441,7 +470,7 @@ int adv_report_write_file(FILE *f, const adv_report_meta *meta,
     return ADV_EINVAL;
   jw w = {f, 0, {0}};
   int rc = r->kind == ADV_JOB_EVALUATION ? write_evaluation(&w, meta, spec, r)
-                                         : write_attack(&w, meta, r);
+                                         : write_attack(&w, meta, spec, r);
   if (rc)
     return rc;
   fputc('\n', f);

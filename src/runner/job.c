@@ -281,11 +281,35 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
     adv_model_free(m);
     return rc;
   }
+  /* several inputs, an input name or mean/std: m becomes a single-input
+   * view of the loaded model (base), which it borrows (adv_job_model) */
+  adv_model *base = NULL, *view = NULL;
+  if (spec->kind == SBX_JOB_RUN &&
+      (rc = adv_job_model(m, &spec->job, data_path[0] ? data_path : NULL,
+                          data_path[0] ? NULL : data, data_len, &view, &eb))) {
+    sbx__runner_error(rc, "%s", eb.msg[0] ? eb.msg : adv_strerror(rc));
+    adv_dataset_free(&ds);
+    adv_model_free(m);
+    return rc;
+  }
+  if (view) {
+    base = m;
+    m = view;
+  }
+  /* the model's declared input rank decides how x is read */
+  if ((rc = adv_model_fit_data(m, &ds.x, &eb)) != 0) {
+    sbx__runner_error(rc, "%s", eb.msg[0] ? eb.msg : adv_strerror(rc));
+    adv_dataset_free(&ds);
+    adv_model_free(m);
+    adv_model_free(base);
+    return rc;
+  }
   if (!ds.y.data) {
     sbx__runner_error(ADV_EINVAL,
                       "dataset: no labels (an NPZ member 'y' is needed)");
     adv_dataset_free(&ds);
     adv_model_free(m);
+    adv_model_free(base);
     return ADV_EINVAL;
   }
   /* a model with NaN/Inf outputs (NaN weights) is refused by the engine's
@@ -294,6 +318,7 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
     rc = run_job(spec, m, &ds);
     adv_dataset_free(&ds);
     adv_model_free(m);
+    adv_model_free(base);
     return rc;
   }
   int64_t n = ds.x.dims[0];
@@ -307,6 +332,7 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
     sbx__runner_error(rc, "%s", e.msg[0] ? e.msg : adv_strerror(rc));
     adv_dataset_free(&ds);
     adv_model_free(m);
+    adv_model_free(base);
     return rc;
   }
   int64_t clean = 0, robust = 0, succ = 0;
@@ -345,5 +371,6 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
   adv_attack_result_free(&res);
   adv_dataset_free(&ds);
   adv_model_free(m);
+  adv_model_free(base);
   return rc ? ADV_EIO : 0;
 }

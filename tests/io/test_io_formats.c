@@ -188,11 +188,10 @@ static void check_mnist(const char *tag, const char *dir, const char *suffix) {
   adv_dataset ds;
   CHECK_EQ_INT(adv_dataset_load(ip, lp, lim, &ds, &err), ADV_OK);
   CHECK_EQ_INT(ds.x.dtype, ADV_DTYPE_F32);
-  CHECK_EQ_INT(ds.x.ndim, 4);
+  CHECK_EQ_INT(ds.x.ndim, 3); /* the file's rank (adv_model_fit_data) */
   CHECK_EQ_INT(ds.x.dims[0], r.nimg);
-  CHECK_EQ_INT(ds.x.dims[1], 1);
+  CHECK_EQ_INT(ds.x.dims[1], 28);
   CHECK_EQ_INT(ds.x.dims[2], 28);
-  CHECK_EQ_INT(ds.x.dims[3], 28);
   CHECK_EQ_INT(ds.y.dtype, ADV_DTYPE_I64);
   CHECK_EQ_INT(ds.y.ndim, 1);
   CHECK_EQ_INT(ds.y.dims[0], r.nimg);
@@ -263,9 +262,8 @@ TEST(dataset_npz_u8) {
   adv_dataset ds;
   CHECK_EQ_INT(ds_load("ds_u8.npz", NULL, &ds), ADV_OK);
   CHECK_EQ_INT(ds.x.dtype, ADV_DTYPE_F32);
-  CHECK_EQ_INT(ds.x.ndim, 4);
-  CHECK(ds.x.dims[0] == 5 && ds.x.dims[1] == 1 && ds.x.dims[2] == 3 &&
-        ds.x.dims[3] == 2);
+  CHECK_EQ_INT(ds.x.ndim, 3);
+  CHECK(ds.x.dims[0] == 5 && ds.x.dims[1] == 3 && ds.x.dims[2] == 2);
   for (int i = 0; i < 30; i++)
     CHECK_NEAR(((float *)ds.x.data)[i], util_value("u1", i) / 255.0, 1e-7);
   CHECK_EQ_INT(ds.y.dtype, ADV_DTYPE_I64);
@@ -283,8 +281,8 @@ TEST(dataset_npz_u8) {
   /* labels from an NPZ's y member */
   CHECK_EQ_INT(ds_load("ds_x_npy3.npy", "ds_u8.npz", &ds), ADV_OK);
   CHECK_EQ_INT(ds.y.dims[0], 5);
-  CHECK_EQ_INT(ds.x.ndim, 4);
-  CHECK_EQ_INT(ds.x.dims[1], 1);
+  CHECK_EQ_INT(ds.x.ndim, 3);
+  CHECK_EQ_INT(ds.x.dims[1], 3);
   adv_dataset_free(&ds);
 }
 
@@ -317,7 +315,7 @@ TEST(dataset_rejects) {
   /* IDX data via content sniffing, whatever the extension */
   CHECK_EQ_INT(ds_load("idx_f8.idx.gz", "idx_u1.idx", &ds), ADV_ESHAPE);
   CHECK_EQ_INT(ds_load("idx_f8.idx.gz", NULL, &ds), ADV_OK);
-  CHECK_EQ_INT(ds.x.ndim, 4);
+  CHECK_EQ_INT(ds.x.ndim, 3);
   adv_dataset_free(&ds);
 }
 

@@ -7,8 +7,8 @@ service names its stored objects; the CLI names files)."""
 import json, os, subprocess, sys, tempfile
 
 aisbx, runner, runjob, fixtures = sys.argv[1:5]
-model = os.path.join(fixtures, "mnist_cnn.onnx")
-data = os.path.join(fixtures, "demo_mnist.npz")
+default_model = os.path.join(fixtures, "mnist_cnn.onnx")
+default_data = os.path.join(fixtures, "demo_mnist.npz")
 TIMING = {"wall_time_s", "time_s", "seconds"}
 
 def strip(o):
@@ -34,11 +34,24 @@ CASES = [
      {"kind": "evaluation", "suite": "custom", "attacks": ["apgd-ce", "square"],
       "eps_sweep": [0.05, 0.3], "steps": 10, "queries": 40, "n": 10,
       "seed": 11}),
+    # issue 13: a model with several inputs (the attacked one by name, gain
+    # from the data NPZ) and normalization in front of a model
+    (["attack", "--attack", "pgd", "--eps", "0.1", "--steps", "5", "--seed", "3",
+      "--input", "audio"],
+     {"kind": "attack", "attack": "pgd", "eps": 0.1, "steps": 5, "seed": 3,
+      "input": "audio"}, "inputs/audio_multi.onnx", "inputs/audio_multi_data.npz"),
+    (["attack", "--attack", "pgd", "--eps", "0.03", "--steps", "5", "--seed", "3",
+      "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"],
+     {"kind": "attack", "attack": "pgd", "eps": 0.03, "steps": 5, "seed": 3,
+      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+     "inputs/image_norm.onnx", "inputs/image_data.npz"),
 ]
 
 fails = 0
 with tempfile.TemporaryDirectory() as d:
-    for i, (argv, spec) in enumerate(CASES):
+    for i, (argv, spec, *files) in enumerate(CASES):
+        model, data = ([os.path.join(fixtures, f) for f in files] if files
+                       else (default_model, default_data))
         cj, cn = os.path.join(d, f"c{i}.json"), os.path.join(d, f"c{i}.npy")
         rj, rn = os.path.join(d, f"r{i}.json"), os.path.join(d, f"r{i}.npy")
         subprocess.run([aisbx] + argv[:1] + ["--model", model, "--data", data,

@@ -128,6 +128,41 @@ TEST(canonical_round_trip) {
   }
 }
 
+TEST(input_domain) {
+  /* input, mean and std (issue 13) through JSON equal the CLI's text, and
+   * round-trip; bad ones name the parameter */
+  adv_job_spec a, b = adv_job_spec_default_params();
+  char err[256] = "";
+  CHECK_EQ_INT(parse("{\"attack\":\"pgd\",\"input\":\"audio\",\"mean\":[0."
+                     "485,0.456,0.406],\"std\":[0.25]}",
+                     &a, err, sizeof(err)),
+               0);
+  adv_err ae;
+  CHECK_EQ_INT(adv_job_spec_set(&b, "input", "audio", &ae), 0);
+  CHECK_EQ_INT(adv_job_spec_set(&b, "mean", "0.485,0.456,0.406", &ae), 0);
+  CHECK_EQ_INT(adv_job_spec_set(&b, "std", "0.25", &ae), 0);
+  CHECK(!strcmp(a.input, "audio") && !strcmp(b.input, "audio"));
+  CHECK_EQ_INT(a.n_mean, 3);
+  CHECK_EQ_INT(a.n_std, 1);
+  CHECK(a.mean[1] == 0.456f && a.std[0] == 0.25f);
+  CHECK(!memcmp(a.mean, b.mean, sizeof(a.mean)) && a.n_mean == b.n_mean);
+  CHECK_EQ_INT(a.set, b.set);
+  json_t *j = sbx_jobspec_to_json(&a);
+  char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  adv_job_spec c;
+  CHECK(t && parse(t, &c, err, sizeof(err)) == 0);
+  CHECK(t && !strcmp(c.input, "audio") && c.n_mean == 3 && c.n_std == 1 &&
+        !memcmp(c.mean, a.mean, sizeof(a.mean)));
+  free(t);
+  json_decref(j);
+  expect_bad("{\"input\":\"\"}", "input");
+  expect_bad("{\"input\":\"a b\"}", "input");
+  expect_bad("{\"input\":3}", "input");
+  expect_bad("{\"std\":[0]}", "std");
+  expect_bad("{\"mean\":[1,2],\"std\":[1,2,3]}", "std");
+  expect_bad("{\"mean\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]}", "mean");
+}
+
 TEST(catalogue_matches_table) {
   json_t *c = sbx_attack_catalogue();
   CHECK(c != NULL);
@@ -179,5 +214,6 @@ int main(void) {
   RUN(bad_specs_name_the_parameter);
   RUN(canonical_round_trip);
   RUN(catalogue_matches_table);
+  RUN(input_domain);
   return harness_report();
 }

@@ -457,6 +457,10 @@ int adv_job_run(const adv_model *m, const adv_array *x, const adv_array *y,
     return rc;
   if (!m || !x || !x->data || x->dtype != ADV_DTYPE_F32 || x->ndim < 2)
     return adv__error(err, ADV_EINVAL, "the inputs must be float32 N x ...");
+  adv_array xfit = *x; /* the header only: the model's rank decides */
+  if ((rc = adv_model_fit_data(m, &xfit, err)))
+    return rc;
+  x = &xfit;
   if (!y || !y->data || y->dtype != ADV_DTYPE_I64 ||
       adv_array_numel(y) != x->dims[0])
     return adv__error(err, ADV_EINVAL,

@@ -254,6 +254,13 @@ static const adv_job_param_info params_table[] = {
      "lower bound of valid inputs"},
     {"clip_max", ADV_JOB_PT_FLOAT, -1e6, 1e6, 0, OFF(params.clip_max),
      "upper bound of valid inputs"},
+    {"input", ADV_JOB_PT_NAME, 0, 0, ADV_JOB_SET_INPUT, OFF(input),
+     "the attacked model input (default: the first float input)"},
+    {"mean", ADV_JOB_PT_FLOATS, -1e6, 1e6, ADV_JOB_SET_MEAN, OFF(mean),
+     "normalization (x - mean) / std put in front of the model: 1 or one "
+     "per channel"},
+    {"std", ADV_JOB_PT_FLOATS, 1e-12, 1e6, ADV_JOB_SET_STD, OFF(std),
+     "normalization std: 1 or one per channel"},
     {NULL, 0, 0, 0, 0, 0, NULL},
 };
 
@@ -261,6 +268,28 @@ const adv_job_param_info *adv_job_param_table(int *count) {
   if (count)
     *count = (int)(sizeof(params_table) / sizeof(params_table[0])) - 1;
   return params_table;
+}
+
+/* adv_job_spec_set stores a float list's count in the int before it */
+_Static_assert(OFF(eps_sweep) == OFF(n_eps) + sizeof(int), "n_eps");
+_Static_assert(OFF(mean) == OFF(n_mean) + sizeof(int), "n_mean");
+_Static_assert(OFF(std) == OFF(n_std) + sizeof(int), "n_std");
+
+int adv_job_spec_floats(const adv_job_spec *s, const adv_job_param_info *q,
+                        const float **vals, int *cap) {
+  int n = -1, c = ADV_JOB_MAX_CHANNELS;
+  if (!s || !q || q->type != ADV_JOB_PT_FLOATS)
+    return -1;
+  if (q->offset == OFF(eps_sweep)) {
+    *vals = s->eps_sweep, n = s->n_eps, c = ADV_JOB_MAX_EPS;
+  } else if (q->offset == OFF(mean)) {
+    *vals = s->mean, n = s->n_mean;
+  } else if (q->offset == OFF(std)) {
+    *vals = s->std, n = s->n_std;
+  }
+  if (cap)
+    *cap = c;
+  return n;
 }
 
 adv_job_spec adv_job_spec_default_params(void) {
@@ -445,10 +474,27 @@ int adv_job_spec_set(adv_job_spec *s, const char *name, const char *value,
     *(int *)f = k;
     break;
   }
+  case ADV_JOB_PT_NAME: {
+    size_t len = strlen(value);
+    int ok = len > 0 && len < ADV_JOB_NAME_MAX;
+    for (size_t i = 0; ok && i < len; i++)
+      ok = value[i] > ' ' && value[i] < 127 && value[i] != '"' &&
+           value[i] != '\\';
+    if (!ok)
+      return fail(err, ADV_EINVAL,
+                  "%s: must be 1..%d printable characters (no space, quote "
+                  "or backslash)",
+                  name, ADV_JOB_NAME_MAX - 1);
+    memcpy(f, value, len + 1);
+    break;
+  }
   case ADV_JOB_PT_FLOATS:
   case ADV_JOB_PT_ATTACKS: {
     int is_f = q->type == ADV_JOB_PT_FLOATS;
-    int cap = is_f ? ADV_JOB_MAX_EPS : ADV_JOB_MAX_ATTACKS, n = 0;
+    const float *cur;
+    int cap = ADV_JOB_MAX_ATTACKS, n = 0;
+    if (is_f)
+      adv_job_spec_floats(s, q, &cur, &cap);
     float fv[ADV_JOB_MAX_EPS];
     adv_attack_kind kv[ADV_JOB_MAX_ATTACKS];
     const char *p = value;
@@ -480,9 +526,9 @@ int adv_job_spec_set(adv_job_spec *s, const char *name, const char *value,
         break;
       p = e + 1;
     }
-    if (is_f) {
-      memcpy(s->eps_sweep, fv, sizeof(float) * (size_t)n);
-      s->n_eps = n;
+    if (is_f) { /* eps_sweep, mean, std: the count precedes the array */
+      memcpy(f, fv, sizeof(float) * (size_t)n);
+      *(int *)(f - sizeof(int)) = n;
     } else {
       memcpy(s->attacks, kv, sizeof(adv_attack_kind) * (size_t)n);
       s->n_attacks = n;
@@ -542,6 +588,29 @@ static int check_attack(const adv_job_spec *s, adv_attack_kind k, adv_norm norm,
   return 0;
 }
 
+/* The input domain: the input name is a terminated string, mean and std
+ * have 0, 1 or the same number of channels, std > 0. */
+static int check_domain(const adv_job_spec *s, adv_err *err) {
+  if (!memchr(s->input, 0, sizeof(s->input)))
+    return fail(err, ADV_EINVAL, "input: longer than %d characters",
+                ADV_JOB_NAME_MAX - 1);
+  if (s->n_mean < 0 || s->n_mean > ADV_JOB_MAX_CHANNELS || s->n_std < 0 ||
+      s->n_std > ADV_JOB_MAX_CHANNELS)
+    return fail(err, ADV_EINVAL, "mean: at most %d values",
+                ADV_JOB_MAX_CHANNELS);
+  if (s->n_mean && s->n_std && s->n_mean != s->n_std && s->n_mean != 1 &&
+      s->n_std != 1)
+    return fail(err, ADV_EINVAL, "std: %d values but mean has %d", s->n_std,
+                s->n_mean);
+  for (int i = 0; i < s->n_mean; i++)
+    if (!(s->mean[i] >= -1e6f && s->mean[i] <= 1e6f))
+      return fail(err, ADV_EINVAL, "mean: value %d is not in [-1e6, 1e6]", i);
+  for (int i = 0; i < s->n_std; i++)
+    if (!(s->std[i] > 0 && s->std[i] <= 1e6f))
+      return fail(err, ADV_EINVAL, "std: value %d is not in (0, 1e6]", i);
+  return 0;
+}
+
 int adv_job_spec_validate(const adv_job_spec *s, adv_err *err) {
   if (!s)
     return fail(err, ADV_EINVAL, "job spec: NULL");
@@ -568,6 +637,8 @@ int adv_job_spec_validate(const adv_job_spec *s, adv_err *err) {
                   "eps_sweep: value %d is not a number in [0, 1e+06]", i);
   if (s->n_attacks < 0 || s->n_attacks > ADV_JOB_MAX_ATTACKS)
     return fail(err, ADV_EINVAL, "attacks: at most %d", ADV_JOB_MAX_ATTACKS);
+  if (check_domain(s, err))
+    return ADV_EINVAL;
   if (s->kind == ADV_JOB_ATTACK) {
     if ((int)p->kind < 0 || p->kind >= ADV_ATTACK_COUNT)
       return fail(err, ADV_EINVAL, "attack: unknown attack");

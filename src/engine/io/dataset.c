@@ -6,8 +6,9 @@
  *   "\x93NUMPY" -> NPY, "PK\x03\x04" / "PK\x05\x06" -> NPZ,
  *   1f 8b -> gzip IDX, 00 00 <idx type> <ndim> -> IDX.
  * x becomes F32 (F32 checked finite, F64 narrowed and checked, U8 scaled by
- * 1/255), 3-D inputs (N, H, W) become (N, 1, H, W); labels become a 1-D
- * I64 array of N entries in [0, 2^31).
+ * 1/255) and keeps its rank (the model's declared input rank decides,
+ * adv_model_fit_data); labels become a 1-D I64 array of N entries in
+ * [0, 2^31).
  */
 #include "io/io_internal.h"
 
@@ -117,15 +118,9 @@ static const char *dtype_name(adv_dtype t) {
   }
 }
 
-/* Turns x into finite F32 with ndim >= 2 and at least one element;
- * 3-D becomes (N, 1, H, W). Replaces *x on success. */
+/* Turns x into finite F32 with ndim >= 2 and at least one element, rank
+ * unchanged. Replaces *x on success. */
 static int normalize_x(adv_array *x, adv_io_limits lim, adv_err *err) {
-  if (x->ndim == 3) {
-    x->dims[3] = x->dims[2];
-    x->dims[2] = x->dims[1];
-    x->dims[1] = 1;
-    x->ndim = 4;
-  }
   if (x->ndim < 2)
     return adv__fail(err, ADV_ESHAPE,
                      "inputs need at least 2 dims (N, ...), got %d", x->ndim);
