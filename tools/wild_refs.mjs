@@ -63,6 +63,27 @@ function modelFile(m) {
   return file;
 }
 
+// A synthetic page for text detectors (noise gives an all-zero map): N x C
+// x H x W at value hi (paper) with seeded dark "glyphs" (value lo) of 2-6
+// pixels wide on text lines 8 pixels high every 20 rows, the same in every
+// channel.
+function textBars(data, spec) {
+  const [, C, H, W] = spec.shape;
+  const [lo, hi] = spec.text_bars;
+  const r = mulberry32(spec.seed);
+  const plane = new Float32Array(H * W).fill(hi);
+  for (let y0 = 6; y0 + 8 <= H; y0 += 20)
+    for (let x = 4 + Math.floor(r() * 8); x < W - 8; ) {
+      const w = 2 + Math.floor(r() * 5);
+      if (r() < 0.8)
+        for (let y = y0; y < y0 + 8; y++) plane.fill(lo, y * W + x, y * W + x + w);
+      x += w + 1 + Math.floor(r() * 4);
+    }
+  for (let i = 0; i < data.length; i += H * W) data.set(plane, i);
+  if (data.length % (H * W) || data.length / (H * W) !== spec.shape[0] * C)
+    die(`text_bars: shape [${spec.shape}] is not N x C x H x W`);
+}
+
 // The onnxruntime feeds of entry m (seeded uniform or constant fill).
 function makeFeeds(m) {
   const feeds = {};
@@ -75,7 +96,8 @@ function makeFeeds(m) {
         const r = mulberry32(spec.seed);
         const [lo, hi] = spec.uniform;
         for (let i = 0; i < n; i++) data[i] = lo + (hi - lo) * r();
-      } else data.fill(spec.fill);
+      } else if (spec.text_bars) textBars(data, spec);
+      else data.fill(spec.fill);
     } else if (spec.dtype === "int64") {
       data = new BigInt64Array(n).fill(BigInt(spec.fill));
     } else die(`${m.name}: input dtype ${spec.dtype} not handled`);
