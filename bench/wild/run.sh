@@ -1,0 +1,75 @@
+#!/bin/bash
+# Forward latency of one real sequence model from the wild corpus
+# (tests/wild/manifest.json; default ocr_rec, the PP-OCRv4 recognizer, at
+# batch 1 on a 3x48x160 line) in our engine vs onnxruntime-node, in the same
+# run, idle and with BURNERS background CPU burners on the same cores.
+#
+#   bench/wild/run.sh [BUILD_DIR]
+#
+# Knobs (environment): MODEL (ocr_rec), REPEAT (forward calls timed per
+# side and mode, 30), BURNERS (2). Both sides use 2 intra-op threads and
+# run the same seeded input (tools/wild_refs.mjs). Ours runs with
+# GOMP_SPINCOUNT=30000 (the value aisbx sets for itself) unless
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT is set; onnxruntime with its defaults.
+# Ours also runs a second time with OMP_WAIT_POLICY=passive (column
+# "ours passive"): on a shared box libgomp's spinning is what slows us
+# (issue 13 item 7). Each side does one untimed warm-up call. Prints a
+# Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${1:-build}
+MODEL=${MODEL:-ocr_rec}
+REPEAT=${REPEAT:-30}
+BURNERS=${BURNERS:-2}
+OUT=$BUILD/bench/wild
+if [ -z "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}" ]; then
+  export GOMP_SPINCOUNT=30000
+fi
+
+cmake -S . -B "$BUILD" >/dev/null
+cmake --build "$BUILD" -j2 --target wild_run >/dev/null
+rm -rf "$OUT" && mkdir -p "$OUT/ours"
+node tools/wild_refs.mjs "$OUT/cases" "$MODEL" >/dev/null
+"$BUILD/tests/wild/wild_run" "$OUT/cases/$MODEL" "$OUT/ours" # warm-up, checks it loads
+
+burner_pids=()
+stop_burners() {
+  for p in "${burner_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${burner_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  burner_pids=()
+}
+trap stop_burners EXIT
+
+# ours_ms / ort_ms: "MEAN MIN" in milliseconds for the current load.
+ours_ms() { env "$@" "$BUILD/tests/wild/wild_run" "$OUT/cases/$MODEL" "$OUT/ours" "$REPEAT" | awk '/^forward_ms/ {print $2, $3}'; }
+ort_ms() { node tools/wild_refs.mjs --bench "$MODEL" "$REPEAT" | awk '/^ort_forward_ms/ {print $2, $3}'; }
+
+declare -A mean min
+for mode in idle loaded; do
+  if [ $mode = loaded ]; then
+    for _ in $(seq "$BURNERS"); do
+      (while :; do :; done) &
+      burner_pids+=($!)
+    done
+    sleep 1
+  fi
+  read -r mean[ours,$mode] min[ours,$mode] <<<"$(ours_ms)"
+  read -r mean[pas,$mode] min[pas,$mode] <<<"$(ours_ms -u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive)"
+  read -r mean[ort,$mode] min[ort,$mode] <<<"$(ort_ms)"
+  stop_burners
+done
+
+echo "model $MODEL, batch 1, 2 threads, $REPEAT calls per cell, loaded = $BURNERS busy loops; $(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "ours: ${OMP_WAIT_POLICY:+OMP_WAIT_POLICY=$OMP_WAIT_POLICY }${GOMP_SPINCOUNT:+GOMP_SPINCOUNT=$GOMP_SPINCOUNT}; ours passive: OMP_WAIT_POLICY=passive"
+echo
+echo "| mode | ours ms (mean / min) | ours passive ms | onnxruntime ms | ours / ort | ours passive / ort |"
+echo "| ---- | -------------------- | --------------- | -------------- | ---------- | ------------------ |"
+for mode in idle loaded; do
+  awk -v m=$mode -v a="${mean[ours,$mode]}" -v b="${min[ours,$mode]}" -v p="${mean[pas,$mode]}" -v q="${min[pas,$mode]}" \
+    -v c="${mean[ort,$mode]}" -v d="${min[ort,$mode]}" \
+    'BEGIN {printf "| %s | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f | %.2f |\n", m, a, b, p, q, c, d, a / c, p / c}'
+done
+awk -v a="${mean[ours,loaded]}" -v b="${mean[ours,idle]}" -v p="${mean[pas,loaded]}" -v q="${mean[pas,idle]}" \
+  -v c="${mean[ort,loaded]}" -v d="${mean[ort,idle]}" \
+  'BEGIN {printf "\nloaded / idle (mean): ours %.2fx, ours passive %.2fx, onnxruntime %.2fx\n", a / b, p / q, c / d}'
