@@ -100,7 +100,10 @@ typedef struct sup {
   const sbx_runner_callbacks *cb;
   double t0;
   int done, have_error, logs;
+  sbx_runner_pool *refill; /* start its replacement spare at READY */
 } sup;
+
+static void refill(sbx_runner_pool *pool);
 
 static int h_ready(void *ud, uint32_t t, const uint8_t *p, size_t n) {
   sup *s = ud;
@@ -110,6 +113,10 @@ static int h_ready(void *ud, uint32_t t, const uint8_t *p, size_t n) {
   s->out->ready_seconds = now_s() - s->t0;
   if (s->cb && s->cb->on_ready)
     s->cb->on_ready(s->cb->ud, &s->out->sandbox);
+  if (s->refill) {
+    refill(s->refill);
+    s->refill = NULL;
+  }
   return 0;
 }
 
@@ -387,16 +394,17 @@ static void outcome_init(sbx_runner_outcome *out) {
 
 /* Feeds the spec (and MODEL/DATA unless they went by memfd), decodes the
  * runner's messages, enforces wall time and cancellation from t0, reaps
- * it and classifies how it ended. */
+ * it and classifies how it ended. refill_pool (may be NULL) gets a new
+ * spare when the runner reports READY (or when it ends without). */
 static void supervise(const sbx_runner_params *p, runner_proc *rp,
                       const sbx_job_spec *spec, const void *model,
                       size_t model_len, const void *data, size_t data_len,
                       const sbx_runner_callbacks *cb,
                       const volatile int *abort_flag, double t0,
-                      sbx_runner_outcome *out) {
+                      sbx_runner_pool *refill_pool, sbx_runner_outcome *out) {
   out->memcap = rp->mc.kind;
   snprintf(out->memcap_note, sizeof(out->memcap_note), "%s", rp->memcap_note);
-  sup s = {.out = out, .cb = cb, .t0 = t0};
+  sup s = {.out = out, .cb = cb, .t0 = t0, .refill = refill_pool};
   /* a runner that dies before reading its input must not take the worker
    * with it: SIGPIPE is blocked in this thread while we write, and any
    * pending one is consumed at the end (the process's disposition is
@@ -521,6 +529,8 @@ static void supervise(const sbx_runner_params *p, runner_proc *rp,
     proto_err = 1;
     snprintf(dec.why, sizeof(dec.why), "stream ended inside a message");
   }
+  if (s.refill) /* no READY: the pool still gets its replacement */
+    refill(s.refill);
   classify(p, &s, status, timed_out, cancelled, proto_err, dec.why, &rp->mc);
   sbx_ipc_decoder_free(&dec);
   if (out->status != SBX_RUN_SUCCEEDED)
@@ -590,7 +600,7 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
   sbx_job_spec spec =
       job_spec(p, spec_in, rp.mc.kind, model_len, data_len, mfd >= 0, dfd >= 0);
   supervise(p, &rp, &spec, model, model_len, data, data_len, cb, abort_flag, t0,
-            out);
+            NULL, out);
   release(&rp);
   return 0;
 }
@@ -627,22 +637,47 @@ int sbx_runner_pool_new(const sbx_runner_params *p, int spares,
   return 0;
 }
 
-/* A spare that is still waiting (not dead) and fits the job, or -1. */
+/* A spare that is still waiting (not dead), allows the job's thread count
+ * and now carries the job's memory cap, or -1. A spare whose cgroup
+ * refuses the new limit (v1 answers EBUSY when usage is already above it)
+ * is killed rather than run with the pool's cap. */
 static int take_spare(sbx_runner_pool *pool, const sbx_runner_params *p,
                       runner_proc *rp) {
   int got = -1;
   pthread_mutex_lock(&pool->mu);
   while (pool->n > 0 && got < 0) {
     runner_proc c = pool->spare[--pool->n];
-    if (waitpid(c.pid, NULL, WNOHANG) != 0 || c.threads < p->threads) {
-      release(&c); /* died while waiting, or too few threads allowed */
+    if (waitpid(c.pid, NULL, WNOHANG) != 0 || c.threads < p->threads ||
+        sbx_memcap_set_limit(&c.mc, p->mem_bytes) != 0) {
+      release(&c); /* died while waiting, too few threads, or cap refused */
       continue;
     }
+    if (c.mc.kind == SBX_MEMCAP_CGROUP_V1 || c.mc.kind == SBX_MEMCAP_CGROUP_V2)
+      snprintf(c.memcap_note, sizeof(c.memcap_note),
+               "%s at %s, %llu MiB (set when the job took this runner)",
+               sbx_memcap_name(c.mc.kind), c.mc.dir,
+               (unsigned long long)(p->mem_bytes >> 20));
     *rp = c;
     got = 0;
   }
   pthread_mutex_unlock(&pool->mu);
   return got;
+}
+
+/* Starts a spare with the pool's parameters and adds it (or drops it when
+ * the pool is full). */
+static void refill(sbx_runner_pool *pool) {
+  runner_proc next;
+  char why[600];
+  if (spawn(&pool->p, -1, -1, &next, why, sizeof(why)) != 0)
+    return; /* the next job starts a fresh runner itself */
+  pthread_mutex_lock(&pool->mu);
+  int kept = pool->n < pool->cap;
+  if (kept)
+    pool->spare[pool->n++] = next;
+  pthread_mutex_unlock(&pool->mu);
+  if (!kept)
+    release(&next);
 }
 
 int sbx_runner_pool_run(sbx_runner_pool *pool, const sbx_runner_params *p,
@@ -656,36 +691,34 @@ int sbx_runner_pool_run(sbx_runner_pool *pool, const sbx_runner_params *p,
     snprintf(out->reason, sizeof(out->reason), "invalid runner parameters");
     return -EINVAL;
   }
+  sbx_runner_params q = *p;
+  q.runner_path = pool->p.runner_path;
+  if (model_len + data_len > SBX_RUNNER_POOL_INLINE_MAX) {
+    /* big inputs: a fresh runner with sealed memfds (one copy in the
+     * runner instead of the pipe decoder's transient two; the start-up is
+     * small next to moving such inputs); the spares stay for later jobs */
+    q.use_memfd = 1;
+    return sbx_runner_run(&q, spec_in, model, model_len, data, data_len, cb,
+                          abort_flag, out);
+  }
   int rc = check_inline(1, model_len, 1, data_len, out);
   if (rc)
     return rc;
   runner_proc rp;
   double t0 = now_s();
-  if (take_spare(pool, p, &rp) == 0) {
-    sbx_memcap_set_limit(&rp.mc, p->mem_bytes); /* this job's cap */
-  } else {
-    sbx_runner_params q = *p;
-    q.runner_path = pool->p.runner_path;
-    if ((rc = spawn(&q, -1, -1, &rp, out->reason, sizeof(out->reason))))
-      return rc;
+  if (take_spare(pool, &q, &rp) != 0 &&
+      (rc = spawn(&q, -1, -1, &rp, out->reason, sizeof(out->reason)))) {
+    refill(pool);
+    return rc;
   }
   sbx_job_spec spec =
-      job_spec(p, spec_in, rp.mc.kind, model_len, data_len, 0, 0);
-  supervise(p, &rp, &spec, model, model_len, data, data_len, cb, abort_flag, t0,
-            out);
+      job_spec(&q, spec_in, rp.mc.kind, model_len, data_len, 0, 0);
+  /* the replacement is started as soon as this job's runner is READY: it
+   * loads while the job computes, and neither READY nor the job's end
+   * (a cancel, the result) waits for it */
+  supervise(&q, &rp, &spec, model, model_len, data, data_len, cb, abort_flag,
+            t0, pool, out);
   release(&rp);
-  /* the next job's runner starts now, while the caller handles this one */
-  runner_proc next;
-  char why[600];
-  if (spawn(&pool->p, -1, -1, &next, why, sizeof(why)) == 0) {
-    pthread_mutex_lock(&pool->mu);
-    int kept = pool->n < pool->cap;
-    if (kept)
-      pool->spare[pool->n++] = next;
-    pthread_mutex_unlock(&pool->mu);
-    if (!kept)
-      release(&next);
-  }
   return 0;
 }
 

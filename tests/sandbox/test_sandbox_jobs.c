@@ -304,7 +304,12 @@ static void run_probe(int probe, sbx_runner_params p,
   memset(&s, 0, sizeof(s));
   s.kind = SBX_JOB_PROBE;
   s.probe = (uint32_t)probe;
-  CHECK_EQ_INT(sbx_runner_run(&p, &s, "", 0, "", 0, NULL, abort_flag, o), 0);
+  if (g_pool)
+    CHECK_EQ_INT(
+        sbx_runner_pool_run(g_pool, &p, &s, "", 0, "", 0, NULL, abort_flag, o),
+        0);
+  else
+    CHECK_EQ_INT(sbx_runner_run(&p, &s, "", 0, "", 0, NULL, abort_flag, o), 0);
   fprintf(stderr, "  probe %-2d %s: %s (%.2f s)\n", probe,
           sbx_runner_status_name(o->status), o->reason, o->seconds);
 }
@@ -339,6 +344,54 @@ TEST(infinite_loop_hits_wall_time) {
   CHECK(strstr(o.reason, "wall-time limit") != NULL);
   CHECK(o.seconds < 0.5 + p.grace_seconds + 1.5);
   sbx_runner_outcome_free(&o);
+}
+
+/* A spare started ahead with the pool's default limits (2 GiB, 600 s CPU,
+ * 900 s wall) runs each job under that job's own limits, and jobs the
+ * spares cannot serve (more threads, big inputs) still run. */
+TEST(pool_spares_take_each_jobs_limits) {
+  sbx_runner_params p = sbx_runner_default_params();
+  p.runner_path = g_runner;
+  CHECK_EQ_INT(sbx_runner_pool_new(&p, 1, &g_pool), 0);
+  sbx_runner_outcome o;
+  sbx_runner_params q = params();
+  q.mem_bytes = (uint64_t)128 << 20;
+  run_probe(12, q, NULL, &o); /* SBX_PROBE_MEMORY */
+  CHECK(strstr(o.reason, "memory limit 128 MiB exceeded") != NULL);
+  if (o.memcap == SBX_MEMCAP_CGROUP_V1 || o.memcap == SBX_MEMCAP_CGROUP_V2)
+    CHECK(strstr(o.memcap_note, ", 128 MiB") != NULL);
+  sbx_runner_outcome_free(&o);
+  q = params();
+  q.cpu_seconds = 1;
+  run_probe(13, q, NULL, &o); /* SBX_PROBE_CPU */
+  CHECK(strstr(o.reason, "CPU time limit of 1 s exceeded") != NULL);
+  sbx_runner_outcome_free(&o);
+  q = params();
+  q.cpu_seconds = 60;
+  q.wall_seconds = 0.5;
+  run_probe(13, q, NULL, &o);
+  CHECK_EQ_INT(o.status, SBX_RUN_TIMED_OUT);
+  CHECK(o.seconds < 0.5 + q.grace_seconds + 1.5);
+  sbx_runner_outcome_free(&o);
+  q = params();
+  q.threads = 4; /* above the spares' OMP_THREAD_LIMIT: a fresh runner */
+  run_probe(0, q, NULL, &o);
+  CHECK_EQ_INT(o.status, SBX_RUN_SUCCEEDED);
+  CHECK_EQ_INT(o.ready, 1);
+  sbx_runner_outcome_free(&o);
+  size_t big = SBX_RUNNER_POOL_INLINE_MAX + 1; /* memfds, not the pipe */
+  char *zeros = calloc(1, big);
+  sbx_job_spec s;
+  memset(&s, 0, sizeof(s));
+  s.kind = SBX_JOB_PROBE;
+  CHECK_EQ_INT(
+      sbx_runner_pool_run(g_pool, &q, &s, "", 0, zeros, big, NULL, NULL, &o),
+      0);
+  CHECK_EQ_INT(o.status, SBX_RUN_SUCCEEDED);
+  sbx_runner_outcome_free(&o);
+  free(zeros);
+  sbx_runner_pool_free(g_pool);
+  g_pool = NULL;
 }
 
 TEST(forbidden_syscall_named) {
@@ -451,6 +504,7 @@ int main(int argc, char **argv) {
   RUN(good_job_beside_hostile_ones);
   RUN(real_attack_job_pipe); /* the supervisor survived all of the above */
   RUN(pool_runs_jobs_with_their_own_limits);
+  RUN(pool_spares_take_each_jobs_limits);
   RUN(runner_dying_before_reading_input);
   return harness_report();
 }
