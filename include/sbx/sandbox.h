@@ -78,6 +78,11 @@ typedef struct sbx_sandbox_params {
    * (async-signal-safe); the process then exits with 128 + SIGXCPU. The
    * hard limit, one second later, kills it in any case. May be NULL. */
   void (*on_cpu_limit)(void);
+  /* The seccomp program precompiled by sbx_sandbox_filter_compile (in the
+   * supervisor, once), loaded as is by seal; NULL: seal compiles it with
+   * libseccomp. Borrowed; only read during seal. */
+  const void *filter;
+  size_t filter_len;
 } sbx_sandbox_params;
 
 /* What was achieved (for the READY message and the job record). */
@@ -108,6 +113,13 @@ int sbx_sandbox_lock(const sbx_sandbox_params *p, const sbx_file *files,
                      int nfiles, sbx_sandbox_state *st);
 /* Step 3. */
 int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st);
+
+/* The allow-list seal loads, compiled for this architecture into classic
+ * BPF (struct sock_filter instructions; libseccomp's exact output), for a
+ * supervisor to compile once and hand to every runner (params.filter)
+ * instead of each runner compiling it on its critical path. *prog is
+ * malloc'd (free it); on error *prog is NULL. 0 or -errno. */
+int sbx_sandbox_filter_compile(void **prog, size_t *len);
 
 /* One-line summary of st ("ns=user,pid,... root=tmpfs landlock=7 ..."). */
 void sbx_sandbox_describe(const sbx_sandbox_state *st, char *out, size_t n);

@@ -15,6 +15,9 @@
 
 #define RUNNER_OUT_FD 1
 #define RUNNER_IN_FD 0
+/* Optional: a sealed memfd with the seccomp program the supervisor
+ * compiled once (sbx_sandbox_filter_compile); absent: compiled here. */
+#define RUNNER_FILTER_FD 5
 
 /* Set by the abort watcher (ABORT message or the worker hanging up). */
 extern volatile int sbx__runner_abort;

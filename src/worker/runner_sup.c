@@ -193,8 +193,24 @@ static const sbx_ipc_dispatch dispatch[] = {
 
 /* ---- spawning ---- */
 typedef struct child_fds {
-  int in_r, out_w, err, model, data;
+  int in_r, out_w, err, model, data, filter;
 } child_fds;
+
+/* The seccomp program, compiled once per process and shared by every
+ * runner as a sealed memfd (the runner's fd 5); -1 when it could not be
+ * made (each runner then compiles its own). */
+static int g_filter_fd = -1;
+static pthread_once_t g_filter_once = PTHREAD_ONCE_INIT;
+
+static void make_filter(void) {
+  void *prog;
+  size_t len;
+  if (sbx_sandbox_filter_compile(&prog, &len) == 0) {
+    int fd = make_memfd("aisbx-seccomp", prog, len);
+    g_filter_fd = fd >= 0 ? fd : -1;
+    free(prog);
+  }
+}
 
 /* In the forked child: only async-signal-safe calls until execve. */
 static void exec_runner(const char *path, const sbx_memcap *mc, child_fds f,
@@ -202,14 +218,14 @@ static void exec_runner(const char *path, const sbx_memcap *mc, child_fds f,
   if (sbx_memcap_enter(mc) != 0)
     _exit(126);
   setpgid(0, 0);
-  /* move the fds to 0..4: first above 4 so no dup2 clobbers a source */
-  int src[5] = {f.in_r, f.out_w, f.err, f.model, f.data}, hi[5];
-  for (int i = 0; i < 5; i++) {
+  /* move the fds to 0..5: first above 5 so no dup2 clobbers a source */
+  int src[6] = {f.in_r, f.out_w, f.err, f.model, f.data, f.filter}, hi[6];
+  for (int i = 0; i < 6; i++) {
     hi[i] = src[i] >= 0 ? fcntl(src[i], F_DUPFD_CLOEXEC, 10) : -1;
     if (src[i] >= 0 && hi[i] < 0)
       _exit(126);
   }
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < 6; i++) {
     if (hi[i] >= 0) {
       if (dup2(hi[i], i) != i)
         _exit(126);
@@ -217,7 +233,7 @@ static void exec_runner(const char *path, const sbx_memcap *mc, child_fds f,
       close(i);
     }
   }
-  close_range(5, ~0U, 0);
+  close_range(6, ~0U, 0);
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
@@ -349,7 +365,8 @@ static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
     sbx_memcap_destroy(&rp->mc);
     return -e;
   }
-  child_fds f = {to_r[0], from_r[1], -1, model_fd, data_fd};
+  pthread_once(&g_filter_once, make_filter);
+  child_fds f = {to_r[0], from_r[1], -1, model_fd, data_fd, g_filter_fd};
   f.err = p->stderr_fd >= 0 ? p->stderr_fd
                             : open("/dev/null", O_WRONLY | O_CLOEXEC);
   char thr[32], lim[32];

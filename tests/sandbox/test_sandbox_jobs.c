@@ -394,6 +394,30 @@ TEST(pool_spares_take_each_jobs_limits) {
   g_pool = NULL;
 }
 
+/* The program the supervisor compiles once for every runner: classic BPF
+ * whose first instruction loads seccomp_data.arch (offset 4, kernel ABI)
+ * and whose last returns; the same bytes each time. */
+TEST(precompiled_filter_checks_the_architecture_first) {
+  void *a = NULL, *b = NULL;
+  size_t la = 0, lb = 0;
+  CHECK_EQ_INT(sbx_sandbox_filter_compile(&a, &la), 0);
+  CHECK_EQ_INT(sbx_sandbox_filter_compile(&b, &lb), 0);
+  CHECK(la >= 8 * 8 && la % 8 == 0 && la == lb);
+  if (a && b && la == lb && la >= 16) {
+    CHECK(memcmp(a, b, la) == 0);
+    const uint8_t *f = a;
+    uint16_t code0 = (uint16_t)(f[0] | f[1] << 8);
+    uint32_t k0 =
+        (uint32_t)(f[4] | f[5] << 8 | f[6] << 16 | (uint32_t)f[7] << 24);
+    CHECK_EQ_INT(code0, 0x20); /* BPF_LD | BPF_W | BPF_ABS */
+    CHECK_EQ_INT(k0, 4);       /* offsetof(struct seccomp_data, arch) */
+    uint16_t last = (uint16_t)(f[la - 8] | f[la - 7] << 8);
+    CHECK_EQ_INT(last & 0x07, 0x06); /* BPF_RET */
+  }
+  free(a);
+  free(b);
+}
+
 TEST(forbidden_syscall_named) {
   sbx_runner_outcome o;
   run_probe(3, params(), NULL, &o); /* SBX_PROBE_SOCKET */
@@ -505,6 +529,7 @@ int main(int argc, char **argv) {
   RUN(real_attack_job_pipe); /* the supervisor survived all of the above */
   RUN(pool_runs_jobs_with_their_own_limits);
   RUN(pool_spares_take_each_jobs_limits);
+  RUN(precompiled_filter_checks_the_architecture_first);
   RUN(runner_dying_before_reading_input);
   return harness_report();
 }
