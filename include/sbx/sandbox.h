@@ -144,6 +144,10 @@ void sbx_memcap_create(uint64_t bytes, const char *tag, sbx_memcap *mc,
 /* In the forked child before exec: moves the calling process into the
  * cgroup (async-signal-safe). 0 or -errno. */
 int sbx_memcap_enter(const sbx_memcap *mc);
+/* From the supervisor: moves process pid (all its threads) into the
+ * cgroup; its children created afterwards are born in it. Memory it
+ * charged before stays where it was. 0 or -errno (no-op for RLIMIT_AS). */
+int sbx_memcap_move(const sbx_memcap *mc, int pid);
 /* Changes the cgroup's limit (a runner started ahead takes its job's cap);
  * no-op for RLIMIT_AS (the runner applies the job's value). 0 or -errno. */
 int sbx_memcap_set_limit(sbx_memcap *mc, uint64_t bytes);

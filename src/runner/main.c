@@ -1,6 +1,8 @@
 /*
  * main.c - aisbx-runner: one job in a fresh sandboxed process.
  *
+ *   0. wait for the supervisor's go on fd 6 (it moves us into the job's
+ *      memory cgroup while we load; nothing has been forked yet);
  *   1. enter the namespaces (single-threaded, first thing);
  *   2. read SPEC, MODEL and DATA (from fd 0, or memfds at fds 3 and 4);
  *   3. lock: empty root holding /in/data, no_new_privs, no capabilities,
@@ -247,6 +249,15 @@ int main(int argc, char **argv) {
    * arguments */
   if (argc == 2 && !strcmp(argv[1], "--exit"))
     return 0;
+  /* wait until the supervisor has put us in our memory cgroup (it made
+   * the cgroup while we were exec'd and loaded our libraries) */
+  char go;
+  ssize_t gr;
+  while ((gr = read(RUNNER_GO_FD, &go, 1)) < 0 && errno == EINTR) {
+  }
+  if (gr == 0 || (gr < 0 && errno != EBADF))
+    return 3; /* the supervisor is gone */
+  close(RUNNER_GO_FD);
   sbx_sandbox_params sp;
   sbx_sandbox_default_params(&sp);
   sp.log = sandbox_log;

@@ -200,6 +200,16 @@ int sbx_memcap_set_limit(sbx_memcap *mc, uint64_t bytes) {
   return rc;
 }
 
+int sbx_memcap_move(const sbx_memcap *mc, int pid) {
+  if (mc->kind != SBX_MEMCAP_CGROUP_V1 && mc->kind != SBX_MEMCAP_CGROUP_V2)
+    return 0;
+  char v[32];
+  int n = snprintf(v, sizeof(v), "%d", pid);
+  if (write(mc->procs_fd, v, (size_t)n) != n)
+    return -errno;
+  return 0;
+}
+
 int sbx_memcap_enter(const sbx_memcap *mc) {
   if (mc->kind != SBX_MEMCAP_CGROUP_V1 && mc->kind != SBX_MEMCAP_CGROUP_V2)
     return 0;

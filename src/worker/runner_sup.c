@@ -193,7 +193,7 @@ static const sbx_ipc_dispatch dispatch[] = {
 
 /* ---- spawning ---- */
 typedef struct child_fds {
-  int in_r, out_w, err, model, data, filter;
+  int in_r, out_w, err, model, data, filter, go;
 } child_fds;
 
 /* The seccomp program, compiled once per process and shared by every
@@ -213,19 +213,16 @@ static void make_filter(void) {
 }
 
 /* In the forked child: only async-signal-safe calls until execve. */
-static void exec_runner(const char *path, const sbx_memcap *mc, child_fds f,
-                        char *const env[]) {
-  if (sbx_memcap_enter(mc) != 0)
-    _exit(126);
+static void exec_runner(const char *path, child_fds f, char *const env[]) {
   setpgid(0, 0);
-  /* move the fds to 0..5: first above 5 so no dup2 clobbers a source */
-  int src[6] = {f.in_r, f.out_w, f.err, f.model, f.data, f.filter}, hi[6];
-  for (int i = 0; i < 6; i++) {
+  /* move the fds to 0..6: first above 6 so no dup2 clobbers a source */
+  int src[7] = {f.in_r, f.out_w, f.err, f.model, f.data, f.filter, f.go}, hi[7];
+  for (int i = 0; i < 7; i++) {
     hi[i] = src[i] >= 0 ? fcntl(src[i], F_DUPFD_CLOEXEC, 10) : -1;
     if (src[i] >= 0 && hi[i] < 0)
       _exit(126);
   }
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < 7; i++) {
     if (hi[i] >= 0) {
       if (dup2(hi[i], i) != i)
         _exit(126);
@@ -233,7 +230,7 @@ static void exec_runner(const char *path, const sbx_memcap *mc, child_fds f,
       close(i);
     }
   }
-  close_range(6, ~0U, 0);
+  close_range(7, ~0U, 0);
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
@@ -337,7 +334,11 @@ static void release(runner_proc *rp) {
 }
 
 /* Forks + execs a runner with its memory cgroup, pipes, optional memfds
- * (-1: none) and a clean environment. 0 or -errno (why says it). */
+ * (-1: none) and a clean environment. The cgroup is made while the child
+ * execs and loads its libraries (off the critical path): the runner waits
+ * on its fd 6 before doing anything, the supervisor moves it into the
+ * cgroup (it has not forked yet, so everything it starts is born there)
+ * and then writes the go byte. 0 or -errno (why says it). */
 static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
                  runner_proc *rp, char *why, size_t wl) {
   static unsigned seq;
@@ -348,25 +349,20 @@ static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
   memset(rp, 0, sizeof(*rp));
   rp->pid = -1;
   rp->to_w = rp->from_r = -1;
+  rp->mc.procs_fd = -1;
   rp->threads = p->threads;
-  /* memory cap first: it decides what the runner applies itself */
-  sbx_memcap_create(p->mem_bytes, tag, &rp->mc, rp->memcap_note,
-                    sizeof(rp->memcap_note));
-  int to_r[2] = {-1, -1}, from_r[2] = {-1, -1};
-  if (pipe2(to_r, O_CLOEXEC) || pipe2(from_r, O_CLOEXEC)) {
+  int fds[6] = {-1, -1, -1, -1, -1, -1}; /* to_r[2], from_r[2], go[2] */
+  if (pipe2(fds, O_CLOEXEC) || pipe2(fds + 2, O_CLOEXEC) ||
+      pipe2(fds + 4, O_CLOEXEC)) {
     int e = errno;
     snprintf(why, wl, "cannot set up the runner: %s", strerror(e));
-    for (int i = 0; i < 2; i++) {
-      if (to_r[i] >= 0)
-        close(to_r[i]);
-      if (from_r[i] >= 0)
-        close(from_r[i]);
-    }
-    sbx_memcap_destroy(&rp->mc);
+    for (int i = 0; i < 6; i++)
+      if (fds[i] >= 0)
+        close(fds[i]);
     return -e;
   }
   pthread_once(&g_filter_once, make_filter);
-  child_fds f = {to_r[0], from_r[1], -1, model_fd, data_fd, g_filter_fd};
+  child_fds f = {fds[0], fds[3], -1, model_fd, data_fd, g_filter_fd, fds[4]};
   f.err = p->stderr_fd >= 0 ? p->stderr_fd
                             : open("/dev/null", O_WRONLY | O_CLOEXEC);
   char thr[32], lim[32];
@@ -381,24 +377,48 @@ static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
   pid_t pid = fork();
   int e = errno;
   if (pid == 0)
-    exec_runner(p->runner_path, &rp->mc, f, env);
-  close(to_r[0]);
-  close(from_r[1]);
+    exec_runner(p->runner_path, f, env);
+  close(fds[0]);
+  close(fds[3]);
+  close(fds[4]);
   if (p->stderr_fd < 0 && f.err >= 0)
     close(f.err);
   if (pid < 0) {
     snprintf(why, wl, "cannot fork the runner: %s", strerror(e));
-    close(to_r[1]);
-    close(from_r[0]);
-    sbx_memcap_destroy(&rp->mc);
+    close(fds[1]);
+    close(fds[2]);
+    close(fds[5]);
     return -e;
   }
   setpgid(pid, pid); /* also done by the child; whichever runs first */
-  fcntl(to_r[1], F_SETFL, O_NONBLOCK);
-  fcntl(from_r[0], F_SETFL, O_NONBLOCK);
+  /* the memory cap decides what the runner applies itself (the spec,
+   * written later, says which) */
+  sbx_memcap_create(p->mem_bytes, tag, &rp->mc, rp->memcap_note,
+                    sizeof(rp->memcap_note));
+  int mrc = sbx_memcap_move(&rp->mc, pid);
+  if (mrc) {
+    sbx_memcap_destroy(&rp->mc);
+    rp->mc.kind = SBX_MEMCAP_RLIMIT_AS;
+    snprintf(rp->memcap_note, sizeof(rp->memcap_note),
+             "cannot move the runner into its cgroup (%s); using RLIMIT_AS",
+             strerror(-mrc));
+  }
+  /* go (a runner that already died gets EPIPE; its exit explains) */
+  sigset_t pipe_set, old_mask;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+  if (write(fds[5], "g", 1) < 0 && errno == EPIPE) {
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe_set, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+  close(fds[5]);
+  fcntl(fds[1], F_SETFL, O_NONBLOCK);
+  fcntl(fds[2], F_SETFL, O_NONBLOCK);
   rp->pid = pid;
-  rp->to_w = to_r[1];
-  rp->from_r = from_r[0];
+  rp->to_w = fds[1];
+  rp->from_r = fds[2];
   return 0;
 }
 
