@@ -22,8 +22,9 @@
  * Every step is verified (namespace inodes, ENETUNREACH, capget, getrlimit,
  * Landlock denial of "/") and logged through params.log.
  *
- * The memory cap is arranged by the supervisor before exec
- * (sbx_memcap_create/enter): cgroup v2, else cgroup v1's memory controller,
+ * The memory cap is arranged by the supervisor while the runner loads,
+ * before it enters any namespace (sbx_memcap_create/move): cgroup v2, else
+ * cgroup v1's memory controller,
  * else RLIMIT_AS applied by sbx_sandbox_seal.
  *
  * Errors: 0 or a negative errno; the process is then in an unspecified
@@ -133,7 +134,7 @@ typedef struct sbx_memcap {
   sbx_memcap_kind kind;
   uint64_t bytes;
   char dir[384]; /* the job's cgroup directory (cgroup kinds) */
-  int procs_fd;  /* open cgroup.procs, for sbx_memcap_enter */
+  int procs_fd;  /* open cgroup.procs, for sbx_memcap_move */
 } sbx_memcap;
 /* Creates a cgroup for one job with a memory limit of `bytes` (v2 when its
  * memory controller is usable, else v1's memory controller), or falls back
@@ -141,9 +142,6 @@ typedef struct sbx_memcap {
  * tag names the cgroup (e.g. "job-123"). */
 void sbx_memcap_create(uint64_t bytes, const char *tag, sbx_memcap *mc,
                        char *why, size_t whylen);
-/* In the forked child before exec: moves the calling process into the
- * cgroup (async-signal-safe). 0 or -errno. */
-int sbx_memcap_enter(const sbx_memcap *mc);
 /* From the supervisor: moves process pid (all its threads) into the
  * cgroup; its children created afterwards are born in it. Memory it
  * charged before stays where it was. 0 or -errno (no-op for RLIMIT_AS). */

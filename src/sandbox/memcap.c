@@ -1,9 +1,10 @@
 /*
- * memcap.c - the per-job memory cap, arranged by the supervisor before it
- * execs a runner: a cgroup v2 child with memory.max (when this process's
- * v2 cgroup offers the memory controller), else a cgroup v1 child under
- * the memory controller (as on these machines, /sys/fs/cgroup/memory),
- * else RLIMIT_AS applied by the runner itself (sbx_sandbox_seal).
+ * memcap.c - the per-job memory cap, arranged by the supervisor while a
+ * fresh runner loads (it moves the runner in before the runner forks): a cgroup
+ * v2 child with memory.max (when this process's v2 cgroup offers the memory
+ * controller), else a cgroup v1 child under the memory controller (as on these
+ * machines, /sys/fs/cgroup/memory), else RLIMIT_AS applied by the runner itself
+ * (sbx_sandbox_seal).
  */
 #define _GNU_SOURCE
 #include "sbx/sandbox.h"
@@ -206,14 +207,6 @@ int sbx_memcap_move(const sbx_memcap *mc, int pid) {
   char v[32];
   int n = snprintf(v, sizeof(v), "%d", pid);
   if (write(mc->procs_fd, v, (size_t)n) != n)
-    return -errno;
-  return 0;
-}
-
-int sbx_memcap_enter(const sbx_memcap *mc) {
-  if (mc->kind != SBX_MEMCAP_CGROUP_V1 && mc->kind != SBX_MEMCAP_CGROUP_V2)
-    return 0;
-  if (write(mc->procs_fd, "0", 1) != 1)
     return -errno;
   return 0;
 }
