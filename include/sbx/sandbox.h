@@ -24,8 +24,8 @@
  *
  * The memory cap is arranged by the supervisor while the runner loads,
  * before it enters any namespace (sbx_memcap_create/move): cgroup v2, else
- * cgroup v1's memory controller,
- * else RLIMIT_AS applied by sbx_sandbox_seal.
+ * cgroup v1's memory controller, else RLIMIT_AS applied by
+ * sbx_sandbox_seal.
  *
  * Errors: 0 or a negative errno; the process is then in an unspecified
  * partly-sandboxed state and must exit. Library code never prints.

@@ -1,10 +1,10 @@
 /*
  * memcap.c - the per-job memory cap, arranged by the supervisor while a
- * fresh runner loads (it moves the runner in before the runner forks): a cgroup
- * v2 child with memory.max (when this process's v2 cgroup offers the memory
- * controller), else a cgroup v1 child under the memory controller (as on these
- * machines, /sys/fs/cgroup/memory), else RLIMIT_AS applied by the runner itself
- * (sbx_sandbox_seal).
+ * fresh runner loads (it moves the runner in before the runner forks): a
+ * cgroup v2 child with memory.max (when this process's v2 cgroup offers
+ * the memory controller), else a cgroup v1 child under the memory
+ * controller (as on these machines, /sys/fs/cgroup/memory), else
+ * RLIMIT_AS applied by the runner itself (sbx_sandbox_seal).
  */
 #define _GNU_SOURCE
 #include "sbx/sandbox.h"
