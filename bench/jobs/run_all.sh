@@ -2,7 +2,9 @@
 # bench/jobs/run_all.sh BUILD_DIR [DISPATCH_JOBS] [OVERHEAD_RUNS] - every
 # benchmark of issue 11 item 9 in one run, summarised as ratios:
 #  1. sandbox spawn-to-ready vs fork+exec of /bin/true (tests/sandbox/
-#     bench_spawn; target <= 3x), and with runners started ahead;
+#     bench_spawn; target <= 3x): a cold spawn and a runner started ahead
+#     (what the worker does), side by side, with the floor of a cold start
+#     (exec + library loading alone) and the cost of the network namespace;
 #  2. empty-job dispatch latency p50/p99, POST .../jobs -> running, idle
 #     worker (service_bench.py; target p50 <= 20 ms);
 #  3. queue throughput of the PostgreSQL claim path with 1, 4 and 16
@@ -38,7 +40,9 @@ WAIT_IDLE=0 "$here/run.sh" "$B" | tee "$tmp/claim"
 
 echo "== summary ($(load))"
 awk '/^fork\+exec/ {t=$(NF-2)} /^sandboxed runner/ {r=$(NF-2)} /^started ahead/ {a=$(NF-3)}
-     END {printf "sandbox spawn-to-ready / fork+exec /bin/true: %.1fx (%s / %s ms; target <= 3x); started ahead: %.1fx\n", r/t, r, t, a/t}' "$tmp/spawn"
+     /^floor:/ {f=$(NF-3)} /^network namespace/ {nn=$(NF-1) " ms"}
+     END {printf "sandbox spawn-to-ready / fork+exec /bin/true: cold %.1fx (%s / %s ms; target <= 3x); started ahead (the worker'"'"'s default): %.1fx (%s ms)\n", r/t, r, t, a/t, a;
+          printf "  floor of a cold start, exec + shared libraries of aisbx-runner without any sandbox: %.1fx (%s ms); a network namespace adds %s to unshare\n", f/t, f, nn}' "$tmp/spawn"
 awk '/^RESULT dispatch_p50_ms/ {p50=$3} /^RESULT dispatch_p99_ms/ {p99=$3}
      /^RESULT attack_cli_s/ {c=$3} /^RESULT attack_service_s/ {s=$3}
      /^RESULT attack_cli_min_s/ {cm=$3} /^RESULT attack_service_min_s/ {sm=$3}

@@ -107,15 +107,25 @@ void sbx_runner_outcome_free(sbx_runner_outcome *o);
  * (most of a cold start) off the job's path. Model and data travel over
  * the pipe (memfds are passed at exec time).
  *
- * p is copied (runner_path must outlive the pool); spares 1..64. Safe to
- * call sbx_runner_pool_run from several threads.
+ * p is copied (runner_path must outlive the pool): its limits only size
+ * the spares' cgroups until a job takes one; spares 1..64. Safe to call
+ * sbx_runner_pool_run from several threads.
  */
 typedef struct sbx_runner_pool sbx_runner_pool;
 int sbx_runner_pool_new(const sbx_runner_params *p, int spares,
                         sbx_runner_pool **out);
-/* Like sbx_runner_run with this job's limits p (p->threads must not exceed
- * the pool's, else a fresh runner is started; p->use_memfd is ignored).
- * The wall-time limit and READY time count from this call. */
+/* Inputs larger than this in total (model + dataset) skip the spares. */
+#define SBX_RUNNER_POOL_INLINE_MAX ((size_t)64 << 20)
+/* Like sbx_runner_run, with this job's parameters p, on a spare. Every
+ * limit is the job's: the memory cap is written to the spare's cgroup when
+ * the job takes it (a spare whose cgroup refuses it is killed and the next
+ * one, or a fresh runner, is used), RLIMIT_AS/CPU and the thread count
+ * travel in the spec and are applied by the runner when it seals, after
+ * the job arrived; the wall-time limit and READY time count from this
+ * call. p->threads above the pool's, no spare left, or inputs larger than
+ * SBX_RUNNER_POOL_INLINE_MAX (then sealed memfds, p->use_memfd forced on)
+ * start a fresh runner instead. A replacement spare is started before
+ * returning. p->runner_path is ignored (the pool's is used). */
 int sbx_runner_pool_run(sbx_runner_pool *pool, const sbx_runner_params *p,
                         const sbx_job_spec *spec, const void *model,
                         size_t model_len, const void *data, size_t data_len,

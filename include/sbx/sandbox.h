@@ -22,9 +22,10 @@
  * Every step is verified (namespace inodes, ENETUNREACH, capget, getrlimit,
  * Landlock denial of "/") and logged through params.log.
  *
- * The memory cap is arranged by the supervisor before exec
- * (sbx_memcap_create/enter): cgroup v2, else cgroup v1's memory controller,
- * else RLIMIT_AS applied by sbx_sandbox_seal.
+ * The memory cap is arranged by the supervisor while the runner loads,
+ * before it enters any namespace (sbx_memcap_create/move): cgroup v2, else
+ * cgroup v1's memory controller, else RLIMIT_AS applied by
+ * sbx_sandbox_seal.
  *
  * Errors: 0 or a negative errno; the process is then in an unspecified
  * partly-sandboxed state and must exit. Library code never prints.
@@ -78,6 +79,11 @@ typedef struct sbx_sandbox_params {
    * (async-signal-safe); the process then exits with 128 + SIGXCPU. The
    * hard limit, one second later, kills it in any case. May be NULL. */
   void (*on_cpu_limit)(void);
+  /* The seccomp program precompiled by sbx_sandbox_filter_compile (in the
+   * supervisor, once), loaded as is by seal; NULL: seal compiles it with
+   * libseccomp. Borrowed; only read during seal. */
+  const void *filter;
+  size_t filter_len;
 } sbx_sandbox_params;
 
 /* What was achieved (for the READY message and the job record). */
@@ -109,6 +115,13 @@ int sbx_sandbox_lock(const sbx_sandbox_params *p, const sbx_file *files,
 /* Step 3. */
 int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st);
 
+/* The allow-list seal loads, compiled for this architecture into classic
+ * BPF (struct sock_filter instructions; libseccomp's exact output), for a
+ * supervisor to compile once and hand to every runner (params.filter)
+ * instead of each runner compiling it on its critical path. *prog is
+ * malloc'd (free it); on error *prog is NULL. 0 or -errno. */
+int sbx_sandbox_filter_compile(void **prog, size_t *len);
+
 /* One-line summary of st ("ns=user,pid,... root=tmpfs landlock=7 ..."). */
 void sbx_sandbox_describe(const sbx_sandbox_state *st, char *out, size_t n);
 
@@ -121,7 +134,7 @@ typedef struct sbx_memcap {
   sbx_memcap_kind kind;
   uint64_t bytes;
   char dir[384]; /* the job's cgroup directory (cgroup kinds) */
-  int procs_fd;  /* open cgroup.procs, for sbx_memcap_enter */
+  int procs_fd;  /* open cgroup.procs, for sbx_memcap_move */
 } sbx_memcap;
 /* Creates a cgroup for one job with a memory limit of `bytes` (v2 when its
  * memory controller is usable, else v1's memory controller), or falls back
@@ -129,9 +142,10 @@ typedef struct sbx_memcap {
  * tag names the cgroup (e.g. "job-123"). */
 void sbx_memcap_create(uint64_t bytes, const char *tag, sbx_memcap *mc,
                        char *why, size_t whylen);
-/* In the forked child before exec: moves the calling process into the
- * cgroup (async-signal-safe). 0 or -errno. */
-int sbx_memcap_enter(const sbx_memcap *mc);
+/* From the supervisor: moves process pid (all its threads) into the
+ * cgroup; its children created afterwards are born in it. Memory it
+ * charged before stays where it was. 0 or -errno (no-op for RLIMIT_AS). */
+int sbx_memcap_move(const sbx_memcap *mc, int pid);
 /* Changes the cgroup's limit (a runner started ahead takes its job's cap);
  * no-op for RLIMIT_AS (the runner applies the job's value). 0 or -errno. */
 int sbx_memcap_set_limit(sbx_memcap *mc, uint64_t bytes);

@@ -15,6 +15,12 @@
 
 #define RUNNER_OUT_FD 1
 #define RUNNER_IN_FD 0
+/* Optional: a sealed memfd with the seccomp program the supervisor
+ * compiled once (sbx_sandbox_filter_compile); absent: compiled here. */
+#define RUNNER_FILTER_FD 5
+/* Optional: the supervisor writes one byte here once the runner is in its
+ * memory cgroup; the runner waits for it before anything else. */
+#define RUNNER_GO_FD 6
 
 /* Set by the abort watcher (ABORT message or the worker hanging up). */
 extern volatile int sbx__runner_abort;

@@ -1,9 +1,10 @@
 /*
- * memcap.c - the per-job memory cap, arranged by the supervisor before it
- * execs a runner: a cgroup v2 child with memory.max (when this process's
- * v2 cgroup offers the memory controller), else a cgroup v1 child under
- * the memory controller (as on these machines, /sys/fs/cgroup/memory),
- * else RLIMIT_AS applied by the runner itself (sbx_sandbox_seal).
+ * memcap.c - the per-job memory cap, arranged by the supervisor while a
+ * fresh runner loads (it moves the runner in before the runner forks): a
+ * cgroup v2 child with memory.max (when this process's v2 cgroup offers
+ * the memory controller), else a cgroup v1 child under the memory
+ * controller (as on these machines, /sys/fs/cgroup/memory), else
+ * RLIMIT_AS applied by the runner itself (sbx_sandbox_seal).
  */
 #define _GNU_SOURCE
 #include "sbx/sandbox.h"
@@ -200,10 +201,12 @@ int sbx_memcap_set_limit(sbx_memcap *mc, uint64_t bytes) {
   return rc;
 }
 
-int sbx_memcap_enter(const sbx_memcap *mc) {
+int sbx_memcap_move(const sbx_memcap *mc, int pid) {
   if (mc->kind != SBX_MEMCAP_CGROUP_V1 && mc->kind != SBX_MEMCAP_CGROUP_V2)
     return 0;
-  if (write(mc->procs_fd, "0", 1) != 1)
+  char v[32];
+  int n = snprintf(v, sizeof(v), "%d", pid);
+  if (write(mc->procs_fd, v, (size_t)n) != n)
     return -errno;
   return 0;
 }
@@ -250,11 +253,17 @@ void sbx_memcap_destroy(sbx_memcap *mc) {
   mc->procs_fd = -1;
   if (!mc->dir[0])
     return;
-  for (int i = 0; i < 200; i++) { /* up to ~2 s while the last task exits */
+  /* up to ~2 s while the last task exits: first retries after 0.25 ms
+   * (the usual case, a task finishing its exit), then backing off to
+   * 20 ms; a flat 10 ms sleep cost every job 10 ms after its runner died */
+  long wait_ns = 250 * 1000;
+  for (long waited = 0; waited < 2000L * 1000 * 1000; waited += wait_ns) {
     if (rmdir(mc->dir) == 0 || errno == ENOENT)
       break;
-    struct timespec ts = {0, 10 * 1000 * 1000};
+    struct timespec ts = {0, wait_ns};
     nanosleep(&ts, NULL);
+    if (wait_ns < 20L * 1000 * 1000)
+      wait_ns *= 2;
   }
   mc->dir[0] = 0;
 }

@@ -14,7 +14,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/landlock.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -513,7 +516,8 @@ static int allow(scmp_filter_ctx ctx, const char *name) {
   return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
 }
 
-static int load_seccomp(void) {
+/* The allow-list as a libseccomp context (*out; seccomp_release it). */
+static int build_filter(scmp_filter_ctx *out) {
   static const char *const allowed[] = {
       /* memory (mmap/mprotect with PROT_EXEC: oneDNN's JIT) */
       "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
@@ -573,10 +577,70 @@ static int load_seccomp(void) {
   if (!rc)
     rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
                           SCMP_A0(SCMP_CMP_EQ, PR_GET_SECCOMP, 0));
-  if (!rc)
-    rc = seccomp_load(ctx);
+  if (rc) {
+    seccomp_release(ctx);
+    return rc;
+  }
+  *out = ctx;
+  return 0;
+}
+
+int sbx_sandbox_filter_compile(void **prog, size_t *len) {
+  *prog = NULL;
+  *len = 0;
+  scmp_filter_ctx ctx;
+  int rc = build_filter(&ctx);
+  if (rc)
+    return rc;
+  int fd = memfd_create("aisbx-filter", MFD_CLOEXEC);
+  if (fd < 0) {
+    rc = -errno;
+    seccomp_release(ctx);
+    return rc;
+  }
+  rc = seccomp_export_bpf(ctx, fd);
   seccomp_release(ctx);
-  return rc;
+  off_t n = rc ? -1 : lseek(fd, 0, SEEK_END);
+  if (!rc && (n <= 0 || n % (off_t)sizeof(struct sock_filter) ||
+              n / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS))
+    rc = -EINVAL;
+  void *b = rc ? NULL : malloc((size_t)n);
+  if (!rc && !b)
+    rc = -ENOMEM;
+  if (!rc && pread(fd, b, (size_t)n, 0) != n)
+    rc = -EIO;
+  close(fd);
+  if (rc) {
+    free(b);
+    return rc;
+  }
+  *prog = b;
+  *len = (size_t)n;
+  return 0;
+}
+
+/* Loads the allow-list on every thread: the supervisor's precompiled
+ * program when given (same bytes libseccomp would load), else compiled
+ * here with libseccomp. */
+static int load_seccomp(const sbx_sandbox_params *p) {
+  if (!p->filter) {
+    scmp_filter_ctx ctx;
+    int rc = build_filter(&ctx);
+    if (rc)
+      return rc;
+    rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    return rc;
+  }
+  size_t n = p->filter_len / sizeof(struct sock_filter);
+  if (!n || n > BPF_MAXINSNS || p->filter_len % sizeof(struct sock_filter))
+    return -EINVAL;
+  struct sock_fprog fp = {(unsigned short)n, (struct sock_filter *)p->filter};
+  long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                   SECCOMP_FILTER_FLAG_TSYNC, &fp);
+  if (r < 0)
+    return -errno;
+  return r == 0 ? 0 : -EAGAIN; /* r > 0: a thread could not be synced */
 }
 
 int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
@@ -635,7 +699,7 @@ int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
   g_on_cpu_limit = p->on_cpu_limit;
   if (sigaction(SIGXCPU, &sa, NULL) != 0)
     return -errno;
-  if ((rc = load_seccomp())) {
+  if ((rc = load_seccomp(p))) {
     logf_(p, SBX_LOG_ERROR, "seccomp: cannot load the filter: %s",
           strerror(-rc));
     return rc;
@@ -647,7 +711,8 @@ int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
   st->seccomp = 1;
   logf_(p, SBX_LOG_INFO,
         "seccomp: allow-list in force on every thread (other architectures "
-        "killed, any other syscall fatal; clone for threads only)");
+        "killed, any other syscall fatal; clone for threads only; %s)",
+        p->filter ? "compiled once by the supervisor" : "compiled here");
   return 0;
 }
 

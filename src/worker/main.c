@@ -3,9 +3,12 @@
  * runners (docs/worker-protocol.md), or checks the sandbox:
  *
  *   aisbx-worker --server URL --token-file F [--slots N] [--ca-file F]
- *                [--name NAME] [--threads T] [--runner PATH]
+ *                [--name NAME] [--threads T] [--runner PATH] [--cold-spawn]
  *   aisbx-worker --self-test [--runner PATH]
  *
+ * Each slot keeps one sandboxed runner started ahead for its next job
+ * (every runner still serves one job); --cold-spawn starts each runner
+ * when its job arrives instead.
  * The runner is found with --runner, $AISBX_RUNNER, or next to this
  * executable. SIGINT/SIGTERM stop claiming; running jobs are abandoned to
  * the server's lease sweep (re-queued), never reported as finished.
@@ -49,6 +52,7 @@ static void usage(FILE *f) {
   fprintf(f, "usage: aisbx-worker --server URL --token-file F [--slots N] "
              "[--ca-file F]\n"
              "                    [--name NAME] [--threads T] [--runner PATH]\n"
+             "                    [--cold-spawn]\n"
              "       aisbx-worker --self-test [--verbose] [--runner PATH]\n");
 }
 
@@ -100,7 +104,7 @@ int main(int argc, char **argv) {
   const char *runner = getenv("AISBX_RUNNER");
   const char *server = NULL, *token_file = NULL, *ca = NULL, *name = NULL;
   long slots = 1, threads = 0;
-  int self_test = 0, verbose = 0;
+  int self_test = 0, verbose = 0, cold = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -110,6 +114,10 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(a, "--verbose")) {
       verbose = 1;
+      continue;
+    }
+    if (!strcmp(a, "--cold-spawn")) {
+      cold = 1;
       continue;
     }
     if (!strcmp(a, "--help")) {
@@ -186,6 +194,7 @@ int main(int argc, char **argv) {
   p.runner_path = runner;
   p.slots = (int)slots;
   p.threads = (int)threads;
+  p.cold_spawn = cold;
   p.stop_flag = &g_stop;
   int rc = sbx__worker_serve(&p);
   explicit_bzero(token, sizeof(token));

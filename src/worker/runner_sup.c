@@ -100,7 +100,10 @@ typedef struct sup {
   const sbx_runner_callbacks *cb;
   double t0;
   int done, have_error, logs;
+  sbx_runner_pool *refill; /* start its replacement spare at READY */
 } sup;
+
+static void refill(sbx_runner_pool *pool);
 
 static int h_ready(void *ud, uint32_t t, const uint8_t *p, size_t n) {
   sup *s = ud;
@@ -110,6 +113,10 @@ static int h_ready(void *ud, uint32_t t, const uint8_t *p, size_t n) {
   s->out->ready_seconds = now_s() - s->t0;
   if (s->cb && s->cb->on_ready)
     s->cb->on_ready(s->cb->ud, &s->out->sandbox);
+  if (s->refill) {
+    refill(s->refill);
+    s->refill = NULL;
+  }
   return 0;
 }
 
@@ -186,23 +193,36 @@ static const sbx_ipc_dispatch dispatch[] = {
 
 /* ---- spawning ---- */
 typedef struct child_fds {
-  int in_r, out_w, err, model, data;
+  int in_r, out_w, err, model, data, filter, go;
 } child_fds;
 
+/* The seccomp program, compiled once per process and shared by every
+ * runner as a sealed memfd (the runner's fd 5); -1 when it could not be
+ * made (each runner then compiles its own). */
+static int g_filter_fd = -1;
+static pthread_once_t g_filter_once = PTHREAD_ONCE_INIT;
+
+static void make_filter(void) {
+  void *prog;
+  size_t len;
+  if (sbx_sandbox_filter_compile(&prog, &len) == 0) {
+    int fd = make_memfd("aisbx-seccomp", prog, len);
+    g_filter_fd = fd >= 0 ? fd : -1;
+    free(prog);
+  }
+}
+
 /* In the forked child: only async-signal-safe calls until execve. */
-static void exec_runner(const char *path, const sbx_memcap *mc, child_fds f,
-                        char *const env[]) {
-  if (sbx_memcap_enter(mc) != 0)
-    _exit(126);
+static void exec_runner(const char *path, child_fds f, char *const env[]) {
   setpgid(0, 0);
-  /* move the fds to 0..4: first above 4 so no dup2 clobbers a source */
-  int src[5] = {f.in_r, f.out_w, f.err, f.model, f.data}, hi[5];
-  for (int i = 0; i < 5; i++) {
+  /* move the fds to 0..6: first above 6 so no dup2 clobbers a source */
+  int src[7] = {f.in_r, f.out_w, f.err, f.model, f.data, f.filter, f.go}, hi[7];
+  for (int i = 0; i < 7; i++) {
     hi[i] = src[i] >= 0 ? fcntl(src[i], F_DUPFD_CLOEXEC, 10) : -1;
     if (src[i] >= 0 && hi[i] < 0)
       _exit(126);
   }
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < 7; i++) {
     if (hi[i] >= 0) {
       if (dup2(hi[i], i) != i)
         _exit(126);
@@ -210,7 +230,7 @@ static void exec_runner(const char *path, const sbx_memcap *mc, child_fds f,
       close(i);
     }
   }
-  close_range(5, ~0U, 0);
+  close_range(7, ~0U, 0);
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
@@ -314,7 +334,11 @@ static void release(runner_proc *rp) {
 }
 
 /* Forks + execs a runner with its memory cgroup, pipes, optional memfds
- * (-1: none) and a clean environment. 0 or -errno (why says it). */
+ * (-1: none) and a clean environment. The cgroup is made while the child
+ * execs and loads its libraries (off the critical path): the runner waits
+ * on its fd 6 before doing anything, the supervisor moves it into the
+ * cgroup (it has not forked yet, so everything it starts is born there)
+ * and then writes the go byte. 0 or -errno (why says it). */
 static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
                  runner_proc *rp, char *why, size_t wl) {
   static unsigned seq;
@@ -325,24 +349,20 @@ static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
   memset(rp, 0, sizeof(*rp));
   rp->pid = -1;
   rp->to_w = rp->from_r = -1;
+  rp->mc.procs_fd = -1;
   rp->threads = p->threads;
-  /* memory cap first: it decides what the runner applies itself */
-  sbx_memcap_create(p->mem_bytes, tag, &rp->mc, rp->memcap_note,
-                    sizeof(rp->memcap_note));
-  int to_r[2] = {-1, -1}, from_r[2] = {-1, -1};
-  if (pipe2(to_r, O_CLOEXEC) || pipe2(from_r, O_CLOEXEC)) {
+  int fds[6] = {-1, -1, -1, -1, -1, -1}; /* to_r[2], from_r[2], go[2] */
+  if (pipe2(fds, O_CLOEXEC) || pipe2(fds + 2, O_CLOEXEC) ||
+      pipe2(fds + 4, O_CLOEXEC)) {
     int e = errno;
     snprintf(why, wl, "cannot set up the runner: %s", strerror(e));
-    for (int i = 0; i < 2; i++) {
-      if (to_r[i] >= 0)
-        close(to_r[i]);
-      if (from_r[i] >= 0)
-        close(from_r[i]);
-    }
-    sbx_memcap_destroy(&rp->mc);
+    for (int i = 0; i < 6; i++)
+      if (fds[i] >= 0)
+        close(fds[i]);
     return -e;
   }
-  child_fds f = {to_r[0], from_r[1], -1, model_fd, data_fd};
+  pthread_once(&g_filter_once, make_filter);
+  child_fds f = {fds[0], fds[3], -1, model_fd, data_fd, g_filter_fd, fds[4]};
   f.err = p->stderr_fd >= 0 ? p->stderr_fd
                             : open("/dev/null", O_WRONLY | O_CLOEXEC);
   char thr[32], lim[32];
@@ -357,24 +377,48 @@ static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
   pid_t pid = fork();
   int e = errno;
   if (pid == 0)
-    exec_runner(p->runner_path, &rp->mc, f, env);
-  close(to_r[0]);
-  close(from_r[1]);
+    exec_runner(p->runner_path, f, env);
+  close(fds[0]);
+  close(fds[3]);
+  close(fds[4]);
   if (p->stderr_fd < 0 && f.err >= 0)
     close(f.err);
   if (pid < 0) {
     snprintf(why, wl, "cannot fork the runner: %s", strerror(e));
-    close(to_r[1]);
-    close(from_r[0]);
-    sbx_memcap_destroy(&rp->mc);
+    close(fds[1]);
+    close(fds[2]);
+    close(fds[5]);
     return -e;
   }
   setpgid(pid, pid); /* also done by the child; whichever runs first */
-  fcntl(to_r[1], F_SETFL, O_NONBLOCK);
-  fcntl(from_r[0], F_SETFL, O_NONBLOCK);
+  /* the memory cap decides what the runner applies itself (the spec,
+   * written later, says which) */
+  sbx_memcap_create(p->mem_bytes, tag, &rp->mc, rp->memcap_note,
+                    sizeof(rp->memcap_note));
+  int mrc = sbx_memcap_move(&rp->mc, pid);
+  if (mrc) {
+    sbx_memcap_destroy(&rp->mc);
+    rp->mc.kind = SBX_MEMCAP_RLIMIT_AS;
+    snprintf(rp->memcap_note, sizeof(rp->memcap_note),
+             "cannot move the runner into its cgroup (%s); using RLIMIT_AS",
+             strerror(-mrc));
+  }
+  /* go (a runner that already died gets EPIPE; its exit explains) */
+  sigset_t pipe_set, old_mask;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+  if (write(fds[5], "g", 1) < 0 && errno == EPIPE) {
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe_set, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+  close(fds[5]);
+  fcntl(fds[1], F_SETFL, O_NONBLOCK);
+  fcntl(fds[2], F_SETFL, O_NONBLOCK);
   rp->pid = pid;
-  rp->to_w = to_r[1];
-  rp->from_r = from_r[0];
+  rp->to_w = fds[1];
+  rp->from_r = fds[2];
   return 0;
 }
 
@@ -387,16 +431,17 @@ static void outcome_init(sbx_runner_outcome *out) {
 
 /* Feeds the spec (and MODEL/DATA unless they went by memfd), decodes the
  * runner's messages, enforces wall time and cancellation from t0, reaps
- * it and classifies how it ended. */
+ * it and classifies how it ended. refill_pool (may be NULL) gets a new
+ * spare when the runner reports READY (or when it ends without). */
 static void supervise(const sbx_runner_params *p, runner_proc *rp,
                       const sbx_job_spec *spec, const void *model,
                       size_t model_len, const void *data, size_t data_len,
                       const sbx_runner_callbacks *cb,
                       const volatile int *abort_flag, double t0,
-                      sbx_runner_outcome *out) {
+                      sbx_runner_pool *refill_pool, sbx_runner_outcome *out) {
   out->memcap = rp->mc.kind;
   snprintf(out->memcap_note, sizeof(out->memcap_note), "%s", rp->memcap_note);
-  sup s = {.out = out, .cb = cb, .t0 = t0};
+  sup s = {.out = out, .cb = cb, .t0 = t0, .refill = refill_pool};
   /* a runner that dies before reading its input must not take the worker
    * with it: SIGPIPE is blocked in this thread while we write, and any
    * pending one is consumed at the end (the process's disposition is
@@ -521,6 +566,8 @@ static void supervise(const sbx_runner_params *p, runner_proc *rp,
     proto_err = 1;
     snprintf(dec.why, sizeof(dec.why), "stream ended inside a message");
   }
+  if (s.refill) /* no READY: the pool still gets its replacement */
+    refill(s.refill);
   classify(p, &s, status, timed_out, cancelled, proto_err, dec.why, &rp->mc);
   sbx_ipc_decoder_free(&dec);
   if (out->status != SBX_RUN_SUCCEEDED)
@@ -590,7 +637,7 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
   sbx_job_spec spec =
       job_spec(p, spec_in, rp.mc.kind, model_len, data_len, mfd >= 0, dfd >= 0);
   supervise(p, &rp, &spec, model, model_len, data, data_len, cb, abort_flag, t0,
-            out);
+            NULL, out);
   release(&rp);
   return 0;
 }
@@ -627,22 +674,47 @@ int sbx_runner_pool_new(const sbx_runner_params *p, int spares,
   return 0;
 }
 
-/* A spare that is still waiting (not dead) and fits the job, or -1. */
+/* A spare that is still waiting (not dead), allows the job's thread count
+ * and now carries the job's memory cap, or -1. A spare whose cgroup
+ * refuses the new limit (v1 answers EBUSY when usage is already above it)
+ * is killed rather than run with the pool's cap. */
 static int take_spare(sbx_runner_pool *pool, const sbx_runner_params *p,
                       runner_proc *rp) {
   int got = -1;
   pthread_mutex_lock(&pool->mu);
   while (pool->n > 0 && got < 0) {
     runner_proc c = pool->spare[--pool->n];
-    if (waitpid(c.pid, NULL, WNOHANG) != 0 || c.threads < p->threads) {
-      release(&c); /* died while waiting, or too few threads allowed */
+    if (waitpid(c.pid, NULL, WNOHANG) != 0 || c.threads < p->threads ||
+        sbx_memcap_set_limit(&c.mc, p->mem_bytes) != 0) {
+      release(&c); /* died while waiting, too few threads, or cap refused */
       continue;
     }
+    if (c.mc.kind == SBX_MEMCAP_CGROUP_V1 || c.mc.kind == SBX_MEMCAP_CGROUP_V2)
+      snprintf(c.memcap_note, sizeof(c.memcap_note),
+               "%s at %s, %llu MiB (set when the job took this runner)",
+               sbx_memcap_name(c.mc.kind), c.mc.dir,
+               (unsigned long long)(p->mem_bytes >> 20));
     *rp = c;
     got = 0;
   }
   pthread_mutex_unlock(&pool->mu);
   return got;
+}
+
+/* Starts a spare with the pool's parameters and adds it (or drops it when
+ * the pool is full). */
+static void refill(sbx_runner_pool *pool) {
+  runner_proc next;
+  char why[600];
+  if (spawn(&pool->p, -1, -1, &next, why, sizeof(why)) != 0)
+    return; /* the next job starts a fresh runner itself */
+  pthread_mutex_lock(&pool->mu);
+  int kept = pool->n < pool->cap;
+  if (kept)
+    pool->spare[pool->n++] = next;
+  pthread_mutex_unlock(&pool->mu);
+  if (!kept)
+    release(&next);
 }
 
 int sbx_runner_pool_run(sbx_runner_pool *pool, const sbx_runner_params *p,
@@ -656,36 +728,34 @@ int sbx_runner_pool_run(sbx_runner_pool *pool, const sbx_runner_params *p,
     snprintf(out->reason, sizeof(out->reason), "invalid runner parameters");
     return -EINVAL;
   }
+  sbx_runner_params q = *p;
+  q.runner_path = pool->p.runner_path;
+  if (model_len + data_len > SBX_RUNNER_POOL_INLINE_MAX) {
+    /* big inputs: a fresh runner with sealed memfds (one copy in the
+     * runner instead of the pipe decoder's transient two; the start-up is
+     * small next to moving such inputs); the spares stay for later jobs */
+    q.use_memfd = 1;
+    return sbx_runner_run(&q, spec_in, model, model_len, data, data_len, cb,
+                          abort_flag, out);
+  }
   int rc = check_inline(1, model_len, 1, data_len, out);
   if (rc)
     return rc;
   runner_proc rp;
   double t0 = now_s();
-  if (take_spare(pool, p, &rp) == 0) {
-    sbx_memcap_set_limit(&rp.mc, p->mem_bytes); /* this job's cap */
-  } else {
-    sbx_runner_params q = *p;
-    q.runner_path = pool->p.runner_path;
-    if ((rc = spawn(&q, -1, -1, &rp, out->reason, sizeof(out->reason))))
-      return rc;
+  if (take_spare(pool, &q, &rp) != 0 &&
+      (rc = spawn(&q, -1, -1, &rp, out->reason, sizeof(out->reason)))) {
+    refill(pool);
+    return rc;
   }
   sbx_job_spec spec =
-      job_spec(p, spec_in, rp.mc.kind, model_len, data_len, 0, 0);
-  supervise(p, &rp, &spec, model, model_len, data, data_len, cb, abort_flag, t0,
-            out);
+      job_spec(&q, spec_in, rp.mc.kind, model_len, data_len, 0, 0);
+  /* the replacement is started as soon as this job's runner is READY: it
+   * loads while the job computes, and neither READY nor the job's end
+   * (a cancel, the result) waits for it */
+  supervise(&q, &rp, &spec, model, model_len, data, data_len, cb, abort_flag,
+            t0, pool, out);
   release(&rp);
-  /* the next job's runner starts now, while the caller handles this one */
-  runner_proc next;
-  char why[600];
-  if (spawn(&pool->p, -1, -1, &next, why, sizeof(why)) == 0) {
-    pthread_mutex_lock(&pool->mu);
-    int kept = pool->n < pool->cap;
-    if (kept)
-      pool->spare[pool->n++] = next;
-    pthread_mutex_unlock(&pool->mu);
-    if (!kept)
-      release(&next);
-  }
   return 0;
 }
 

@@ -4,6 +4,10 @@
  * the claimed shard's model and dataset with the job token, runs them in a
  * fresh sandboxed runner (runner_sup.c), heartbeats while it runs (the
  * answer may ask to cancel), uploads the results and finishes the shard.
+ * Runners are started ahead (sbx_runner_pool, one spare per slot, each
+ * serving exactly one job and replaced after it) unless --cold-spawn: a
+ * claimed job then skips exec and library loading; its limits are still
+ * its own (the pool applies them when the job takes the spare).
  * Protocol: docs/worker-protocol.md. The worker holds no database
  * credential and no master key; everything goes through the API.
  */
@@ -31,6 +35,7 @@ typedef struct slot {
   const sbx_worker_params *p;
   volatile int *stop;
   int index;
+  sbx_runner_pool *pool; /* shared by the slots; NULL: cold spawns */
 } slot;
 
 /* What the heartbeat thread shares with the runner callbacks. */
@@ -346,8 +351,11 @@ static void run_claim(slot *S, sbx_client *c, json_t *claim) {
   sbx_runner_outcome o;
   logf_(p, "job %s: running (%zu-byte model, %zu-byte dataset)", job, model.len,
         data.len);
-  int rc = sbx_runner_run(&rp, &js, model.body, model.len, data.body, data.len,
-                          &cb, &R.abort, &o);
+  int rc = S->pool
+               ? sbx_runner_pool_run(S->pool, &rp, &js, model.body, model.len,
+                                     data.body, data.len, &cb, &R.abort, &o)
+               : sbx_runner_run(&rp, &js, model.body, model.len, data.body,
+                                data.len, &cb, &R.abort, &o);
   pthread_mutex_lock(&R.mu);
   R.done = 1;
   pthread_cond_signal(&R.cv);
@@ -472,18 +480,34 @@ int sbx__worker_serve(const sbx_worker_params *p) {
     free(t);
     return SBX_ENOMEM;
   }
+  /* one runner started ahead per slot, with default limits that only
+   * size its cgroup until a job takes it (then the job's apply) */
+  sbx_runner_pool *pool = NULL;
+  if (!p->cold_spawn) {
+    sbx_runner_params rp = sbx_runner_default_params();
+    rp.runner_path = p->runner_path;
+    rp.threads = p->threads > 0 ? p->threads : rp.threads;
+    char tag[96];
+    snprintf(tag, sizeof(tag), "%s-spare", p->name ? p->name : "w");
+    rp.tag = tag;
+    if (sbx_runner_pool_new(&rp, n > 64 ? 64 : n, &pool))
+      logf_(p, "cannot start runners ahead; every job spawns its own");
+  }
   int started = 0;
   for (int i = 0; i < n; i++) {
     S[i].p = p;
     S[i].stop = p->stop_flag;
     S[i].index = i;
+    S[i].pool = pool;
     if (pthread_create(&t[i], NULL, slot_main, &S[i]))
       break;
     started++;
   }
-  logf_(p, "%d slot(s) claiming from %s", started, p->server);
+  logf_(p, "%d slot(s) claiming from %s (%s)", started, p->server,
+        pool ? "one runner started ahead per slot" : "cold runner spawns");
   for (int i = 0; i < started; i++)
     pthread_join(t[i], NULL);
+  sbx_runner_pool_free(pool);
   free(S);
   free(t);
   return started ? SBX_OK : SBX_EINTERNAL;

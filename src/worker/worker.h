@@ -20,6 +20,7 @@ typedef struct sbx_worker_params {
   int slots;               /* jobs at once (default 1) */
   int threads;             /* engine threads per job; 0: the runner's default */
   int poll_seconds;        /* claim long-poll (default 20) */
+  int cold_spawn;          /* 1: no runners started ahead (default 0) */
   FILE *log;               /* where to log (default stderr); NULL: silent */
   volatile int *stop_flag; /* set non-zero to stop (after current jobs) */
 } sbx_worker_params;

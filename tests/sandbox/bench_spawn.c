@@ -4,12 +4,16 @@
  * message: namespaces entered, inputs read, root pivoted, privileges
  * dropped, Landlock, engine initialised, rlimits and seccomp in force.
  * Also: the same with runners started ahead (sbx_runner_pool), where the
- * job's path starts at an already exec'd runner waiting in its namespaces.
+ * job's path starts at an already exec'd runner waiting in its namespaces;
+ * the floor of a cold start (fork+exec of `aisbx-runner --exit`: exec and
+ * loading its shared libraries, no sandbox); and what a network namespace
+ * adds to unshare() (CLONE_NEWUSER|CLONE_NEWNET vs CLONE_NEWUSER alone).
  * Usage: bench_spawn RUNNER [N]
  */
 #define _GNU_SOURCE
 #include "sbx/runner.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +37,58 @@ static int cmp(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Wall time of one fork + execv(path, av) + wait (exits on failure). */
+static double exec_once(const char *path, char *const av[]) {
+  double t0 = now_s();
+  pid_t pid = fork();
+  if (pid == 0) {
+    execv(path, av);
+    _exit(127);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+    fprintf(stderr, "%s failed\n", path);
+    exit(1);
+  }
+  return now_s() - t0;
+}
+
+static double median(double *t, int n) {
+  qsort(t, (size_t)n, sizeof(double), cmp);
+  return t[n / 2];
+}
+
+/* Median time of unshare(flags) in a fresh child, over n runs (the
+ * namespaces' teardown happens after the child exits, off this path). */
+static double median_unshare(int flags, int n) {
+  double *t = calloc((size_t)n, sizeof(double));
+  for (int i = 0; i < n; i++) {
+    int pf[2];
+    if (pipe(pf))
+      exit(1);
+    pid_t pid = fork();
+    if (pid == 0) {
+      double a = now_s();
+      double d = unshare(flags) == 0 ? now_s() - a : -1;
+      _exit(write(pf[1], &d, sizeof(d)) == sizeof(d) ? 0 : 1);
+    }
+    waitpid(pid, NULL, 0);
+    if (read(pf[0], &t[i], sizeof(double)) != sizeof(double) || t[i] < 0) {
+      fprintf(stderr, "unshare(%#x) failed\n", (unsigned)flags);
+      exit(1);
+    }
+    close(pf[0]);
+    close(pf[1]);
+  }
+  qsort(t, (size_t)n, sizeof(double), cmp);
+  double m = t[n / 2];
+  free(t);
+  return m;
+}
+
+/* Rounds interleave the four measurements (the machine's load changes
+ * during a run; each ratio compares times taken side by side). */
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s RUNNER [N]\n", argv[0]);
@@ -43,25 +99,21 @@ int main(int argc, char **argv) {
     n = 1;
   double *plain = calloc((size_t)n, sizeof(double));
   double *sbx = calloc((size_t)n, sizeof(double));
-  for (int i = 0; i < n; i++) {
-    double t0 = now_s();
-    pid_t pid = fork();
-    if (pid == 0) {
-      char *av[] = {(char *)"true", NULL};
-      execv("/bin/true", av);
-      _exit(127);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    plain[i] = now_s() - t0;
-  }
+  double *warm = calloc((size_t)n, sizeof(double));
+  double *floor = calloc((size_t)n, sizeof(double));
   sbx_runner_params p = sbx_runner_default_params();
   p.runner_path = argv[1];
   p.threads = 1;
   sbx_job_spec spec;
   memset(&spec, 0, sizeof(spec));
   spec.kind = SBX_JOB_PROBE; /* probe 0: READY, then a one-line result */
+  sbx_runner_pool *pool;
+  if (sbx_runner_pool_new(&p, 1, &pool))
+    return 1;
+  char *true_av[] = {(char *)"true", NULL};
+  char *floor_av[] = {(char *)"aisbx-runner", (char *)"--exit", NULL};
   for (int i = 0; i < n; i++) {
+    plain[i] = exec_once("/bin/true", true_av);
     sbx_runner_outcome o;
     if (sbx_runner_run(&p, &spec, "", 0, "", 0, NULL, NULL, &o) || !o.ready) {
       fprintf(stderr, "runner failed: %s\n", o.reason);
@@ -69,15 +121,10 @@ int main(int argc, char **argv) {
     }
     sbx[i] = o.ready_seconds;
     sbx_runner_outcome_free(&o);
-  }
-  /* the same with runners started ahead (sbx_runner_pool): job -> READY */
-  double *warm = calloc((size_t)n, sizeof(double));
-  sbx_runner_pool *pool;
-  if (sbx_runner_pool_new(&p, 1, &pool))
-    return 1;
-  for (int i = 0; i < n; i++) {
-    sleep_ms(30); /* let the next spare get ready, as between real jobs */
-    sbx_runner_outcome o;
+    floor[i] = exec_once(argv[1], floor_av);
+    /* runners started ahead (sbx_runner_pool): job -> READY; the spare was
+     * started at the previous pool job's READY, as between real jobs */
+    sleep_ms(5);
     if (sbx_runner_pool_run(pool, &p, &spec, "", 0, "", 0, NULL, NULL, &o) ||
         !o.ready) {
       fprintf(stderr, "runner failed: %s\n", o.reason);
@@ -87,17 +134,24 @@ int main(int argc, char **argv) {
     sbx_runner_outcome_free(&o);
   }
   sbx_runner_pool_free(pool);
-  qsort(warm, (size_t)n, sizeof(double), cmp);
-  qsort(plain, (size_t)n, sizeof(double), cmp);
-  qsort(sbx, (size_t)n, sizeof(double), cmp);
-  double mp = plain[n / 2], ms = sbx[n / 2];
+  double ns_user = median_unshare(CLONE_NEWUSER, n);
+  double ns_net = median_unshare(CLONE_NEWUSER | CLONE_NEWNET, n);
+  double mp = median(plain, n), ms = median(sbx, n), mw = median(warm, n),
+         mf = median(floor, n);
   printf("fork+exec /bin/true        median %.3f ms (n=%d)\n", 1e3 * mp, n);
   printf("sandboxed runner to READY  median %.3f ms (n=%d)\n", 1e3 * ms, n);
   printf("ratio                      %.1fx\n", ms / mp);
-  printf("started ahead: job to READY median %.3f ms, ratio %.1fx\n",
-         1e3 * warm[n / 2], warm[n / 2] / mp);
+  printf("started ahead: job to READY median %.3f ms, ratio %.1fx\n", 1e3 * mw,
+         mw / mp);
+  printf("floor: fork+exec aisbx-runner --exit (libraries, no sandbox) "
+         "median %.3f ms, ratio %.1fx\n",
+         1e3 * mf, mf / mp);
+  printf("network namespace: unshare(USER|NET) %.3f ms vs unshare(USER) "
+         "%.3f ms: +%.3f ms\n",
+         1e3 * ns_net, 1e3 * ns_user, 1e3 * (ns_net - ns_user));
   free(warm);
   free(plain);
   free(sbx);
+  free(floor);
   return 0;
 }

@@ -304,7 +304,12 @@ static void run_probe(int probe, sbx_runner_params p,
   memset(&s, 0, sizeof(s));
   s.kind = SBX_JOB_PROBE;
   s.probe = (uint32_t)probe;
-  CHECK_EQ_INT(sbx_runner_run(&p, &s, "", 0, "", 0, NULL, abort_flag, o), 0);
+  if (g_pool)
+    CHECK_EQ_INT(
+        sbx_runner_pool_run(g_pool, &p, &s, "", 0, "", 0, NULL, abort_flag, o),
+        0);
+  else
+    CHECK_EQ_INT(sbx_runner_run(&p, &s, "", 0, "", 0, NULL, abort_flag, o), 0);
   fprintf(stderr, "  probe %-2d %s: %s (%.2f s)\n", probe,
           sbx_runner_status_name(o->status), o->reason, o->seconds);
 }
@@ -339,6 +344,78 @@ TEST(infinite_loop_hits_wall_time) {
   CHECK(strstr(o.reason, "wall-time limit") != NULL);
   CHECK(o.seconds < 0.5 + p.grace_seconds + 1.5);
   sbx_runner_outcome_free(&o);
+}
+
+/* A spare started ahead with the pool's default limits (2 GiB, 600 s CPU,
+ * 900 s wall) runs each job under that job's own limits, and jobs the
+ * spares cannot serve (more threads, big inputs) still run. */
+TEST(pool_spares_take_each_jobs_limits) {
+  sbx_runner_params p = sbx_runner_default_params();
+  p.runner_path = g_runner;
+  CHECK_EQ_INT(sbx_runner_pool_new(&p, 1, &g_pool), 0);
+  sbx_runner_outcome o;
+  sbx_runner_params q = params();
+  q.mem_bytes = (uint64_t)128 << 20;
+  run_probe(12, q, NULL, &o); /* SBX_PROBE_MEMORY */
+  CHECK(strstr(o.reason, "memory limit 128 MiB exceeded") != NULL);
+  if (o.memcap == SBX_MEMCAP_CGROUP_V1 || o.memcap == SBX_MEMCAP_CGROUP_V2)
+    CHECK(strstr(o.memcap_note, ", 128 MiB") != NULL);
+  sbx_runner_outcome_free(&o);
+  q = params();
+  q.cpu_seconds = 1;
+  run_probe(13, q, NULL, &o); /* SBX_PROBE_CPU */
+  CHECK(strstr(o.reason, "CPU time limit of 1 s exceeded") != NULL);
+  sbx_runner_outcome_free(&o);
+  q = params();
+  q.cpu_seconds = 60;
+  q.wall_seconds = 0.5;
+  run_probe(13, q, NULL, &o);
+  CHECK_EQ_INT(o.status, SBX_RUN_TIMED_OUT);
+  CHECK(o.seconds < 0.5 + q.grace_seconds + 1.5);
+  sbx_runner_outcome_free(&o);
+  q = params();
+  q.threads = 4; /* above the spares' OMP_THREAD_LIMIT: a fresh runner */
+  run_probe(0, q, NULL, &o);
+  CHECK_EQ_INT(o.status, SBX_RUN_SUCCEEDED);
+  CHECK_EQ_INT(o.ready, 1);
+  sbx_runner_outcome_free(&o);
+  size_t big = SBX_RUNNER_POOL_INLINE_MAX + 1; /* memfds, not the pipe */
+  char *zeros = calloc(1, big);
+  sbx_job_spec s;
+  memset(&s, 0, sizeof(s));
+  s.kind = SBX_JOB_PROBE;
+  CHECK_EQ_INT(
+      sbx_runner_pool_run(g_pool, &q, &s, "", 0, zeros, big, NULL, NULL, &o),
+      0);
+  CHECK_EQ_INT(o.status, SBX_RUN_SUCCEEDED);
+  sbx_runner_outcome_free(&o);
+  free(zeros);
+  sbx_runner_pool_free(g_pool);
+  g_pool = NULL;
+}
+
+/* The program the supervisor compiles once for every runner: classic BPF
+ * whose first instruction loads seccomp_data.arch (offset 4, kernel ABI)
+ * and whose last returns; the same bytes each time. */
+TEST(precompiled_filter_checks_the_architecture_first) {
+  void *a = NULL, *b = NULL;
+  size_t la = 0, lb = 0;
+  CHECK_EQ_INT(sbx_sandbox_filter_compile(&a, &la), 0);
+  CHECK_EQ_INT(sbx_sandbox_filter_compile(&b, &lb), 0);
+  CHECK(la >= 8 * 8 && la % 8 == 0 && la == lb);
+  if (a && b && la == lb && la >= 16) {
+    CHECK(memcmp(a, b, la) == 0);
+    const uint8_t *f = a;
+    uint16_t code0 = (uint16_t)(f[0] | f[1] << 8);
+    uint32_t k0 =
+        (uint32_t)(f[4] | f[5] << 8 | f[6] << 16 | (uint32_t)f[7] << 24);
+    CHECK_EQ_INT(code0, 0x20); /* BPF_LD | BPF_W | BPF_ABS */
+    CHECK_EQ_INT(k0, 4);       /* offsetof(struct seccomp_data, arch) */
+    uint16_t last = (uint16_t)(f[la - 8] | f[la - 7] << 8);
+    CHECK_EQ_INT(last & 0x07, 0x06); /* BPF_RET */
+  }
+  free(a);
+  free(b);
 }
 
 TEST(forbidden_syscall_named) {
@@ -451,6 +528,8 @@ int main(int argc, char **argv) {
   RUN(good_job_beside_hostile_ones);
   RUN(real_attack_job_pipe); /* the supervisor survived all of the above */
   RUN(pool_runs_jobs_with_their_own_limits);
+  RUN(pool_spares_take_each_jobs_limits);
+  RUN(precompiled_filter_checks_the_architecture_first);
   RUN(runner_dying_before_reading_input);
   return harness_report();
 }
