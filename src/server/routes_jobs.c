@@ -14,6 +14,7 @@
 
 #include "audit.h"
 #include "hutil.h"
+#include "job_merge.h"
 #include "park.h"
 #include "pool.h"
 #include "reply.h"
@@ -380,6 +381,26 @@ static int pick_shard(void *ctx, const sbx_job_shard *sh) {
 /* The result JSON. A sharded job's is the server's merge of its shards
  * (job_merge.c, docs/jobs.md), there once all succeeded; ?shard=k serves
  * shard k's, and without it the answer is 409 until the merge exists. */
+/* A sharded job turns succeeded when its last shard finishes, and that
+ * finish request then merges the shards' files: a reader in between merges
+ * them itself (the merge is idempotent: the first stored copy wins) and,
+ * when the other merge is still storing, answers 503 with Retry-After: 1.
+ * Returns 1 when that answer was sent (the caller returns 0). */
+static int merged_ready(sbx__req *r, sbx_job *jb) {
+  if (jb->limits.shards <= 1 || jb->state != SBX_JOB_SUCCEEDED ||
+      jb->results.result_id[0])
+    return 0;
+  (void)sbx__job_merge_results(r, sbx__tenant(r), jb);
+  if (!sbx_meta_job_get(sbx__meta(r), sbx__tenant(r), jb->project_id, jb->id,
+                        jb) &&
+      (jb->results.result_id[0] || jb->state != SBX_JOB_SUCCEEDED))
+    return 0;
+  sbx__add_header(r, "Retry-After", "1");
+  sbx__problem(r, 503, "Service Unavailable",
+               "the shards' results are being merged: retry in a second");
+  return 1;
+}
+
 int sbx__h_job_results(sbx__req *r) {
   sbx_job jb;
   int rc = sbx_meta_job_get(sbx__meta(r), sbx__tenant(r), r->params[0],
@@ -387,6 +408,8 @@ int sbx__h_job_results(sbx__req *r) {
   if (rc)
     return sbx__problem_rc(r, rc);
   const char *sa = sbx__arg(r, "shard");
+  if (!sa && merged_ready(r, &jb))
+    return 0;
   if (!sa && (jb.limits.shards <= 1 || jb.results.result_id[0]))
     return send_object(r, jb.results.result_id, SBX__RESULT_JSON_MAX,
                        "application/json");
@@ -412,6 +435,8 @@ int sbx__h_job_adversarial(sbx__req *r) {
                             r->params[1], &jb);
   if (rc)
     return sbx__problem_rc(r, rc);
+  if (merged_ready(r, &jb))
+    return 0;
   return send_object(r, jb.results.adv_id, SBX__RESULT_NPY_MAX,
                      "application/octet-stream");
 }

@@ -39,7 +39,18 @@ class Api:
         self.ctx.check_hostname = False  # the embedded cert names 127.0.0.1 / localhost
 
     def req(self, method, path, body=None, ctype="application/json", raw=False, timeout=60):
-        """(HTTP status, parsed JSON | raw bytes); HTTP errors are answers."""
+        """(HTTP status, parsed JSON | raw bytes); HTTP errors are answers. A
+        503 with Retry-After (a sharded job's results being merged) is
+        retried as a client should, up to 10 times."""
+        for _ in range(10):
+            st, o, retry = self._req(method, path, body, ctype, raw, timeout)
+            if st != 503 or retry is None:
+                break
+            time.sleep(min(float(retry), 5.0))
+        return st, o
+
+    def _req(self, method, path, body, ctype, raw, timeout):
+        """One request: (status, body, Retry-After or None)."""
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         r = urllib.request.Request(self.base + path, data=data, method=method)
         r.add_header("Authorization", "Bearer " + self.key)
@@ -48,13 +59,13 @@ class Api:
         try:
             with urllib.request.urlopen(r, context=self.ctx, timeout=timeout) as f:
                 b = f.read()
-                return f.status, (b if raw else (json.loads(b) if b else None))
+                return f.status, (b if raw else (json.loads(b) if b else None)), None
         except urllib.error.HTTPError as e:
             b = e.read()
             try:
-                return e.code, json.loads(b)
+                return e.code, json.loads(b), e.headers.get("Retry-After")
             except Exception:
-                return e.code, b
+                return e.code, b, e.headers.get("Retry-After")
 
     def upload(self, proj, kind, name, blob):
         st, o = self.req("POST", f"/api/v1/projects/{proj}/{kind}?name={name}", blob,
