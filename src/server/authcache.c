@@ -14,6 +14,9 @@
  *   users    (tenant, user) -> tenant active && user exists && enabled,
  *            and the user's tenant role.
  *   members  (tenant, project, user) -> membership role.
+ *   denies   (tenant, "user"|"family", id) -> the access-token deny-list
+ *            row (sbx_meta_token_denied): revoked sessions, reused
+ *            refresh families.
  *
  * Freshness: an entry is used for at most SBX__AC_TTL_S seconds (changes
  * made by another process - another replica, the CLI - take effect within
@@ -64,11 +67,20 @@ typedef struct ac_member {
   int used;
 } ac_member;
 
+typedef struct ac_deny {
+  char tenant[SBX_ID_MAX], kind[8], subject[SBX_ID_MAX];
+  uint64_t epoch;
+  double t;
+  int64_t nbf;
+  int used;
+} ac_deny;
+
 struct sbx__authcache {
   pthread_mutex_t mu;
   ac_key keys[SBX__AC_SLOTS];
   ac_user users[SBX__AC_SLOTS];
   ac_member members[SBX__AC_SLOTS];
+  ac_deny denies[SBX__AC_SLOTS];
 };
 
 static _Atomic uint64_t g_epoch = 1;
@@ -259,4 +271,43 @@ int sbx__ac_member(sbx__req *r, const char *tenant, const char *project,
     pthread_mutex_unlock(&c->mu);
   }
   return role;
+}
+
+int sbx__ac_denied(sbx__req *r, const char *tenant, const char *kind,
+                   const char *subject, int64_t *nbf) {
+  struct sbx__authcache *c = r->srv->ac;
+  unsigned slot = slot_of(tenant, kind, subject);
+  *nbf = 0;
+  if (c) {
+    pthread_mutex_lock(&c->mu);
+    ac_deny *e = &c->denies[slot];
+    if (e->used && fresh(e->epoch, e->t) && !strcmp(e->tenant, tenant) &&
+        !strcmp(e->kind, kind) && !strcmp(e->subject, subject)) {
+      *nbf = e->nbf;
+      pthread_mutex_unlock(&c->mu);
+      return SBX_OK;
+    }
+    pthread_mutex_unlock(&c->mu);
+  }
+  uint64_t epoch = sbx__authcache_epoch();
+  int64_t v = 0;
+  int rc = sbx_meta_token_denied(sbx_store_meta(r->st), tenant, kind, subject,
+                                 sbx__now(), &v);
+  if (rc) /* a database error is not cached, and refuses */
+    return SBX_EAUTH;
+  if (c && strlen(tenant) < SBX_ID_MAX && strlen(kind) < 8 &&
+      strlen(subject) < SBX_ID_MAX) {
+    pthread_mutex_lock(&c->mu);
+    ac_deny *e = &c->denies[slot];
+    snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
+    snprintf(e->kind, sizeof e->kind, "%s", kind);
+    snprintf(e->subject, sizeof e->subject, "%s", subject);
+    e->epoch = epoch;
+    e->t = sbx__mono();
+    e->nbf = v;
+    e->used = 1;
+    pthread_mutex_unlock(&c->mu);
+  }
+  *nbf = v;
+  return SBX_OK;
 }

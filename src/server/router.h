@@ -30,9 +30,17 @@ enum {
   SBX__RF_WORKER = 1 << 3,    /* a worker token only (worker protocol) */
   SBX__RF_JOB_TOKEN = 1 << 4, /* a job-scoped token only (worker protocol) */
   SBX__RF_BODY_OPTIONAL = 1 << 5, /* the JSON body may be absent */
-  SBX__RF_LOGIN = 1 << 6 /* sets a session cookie: a cross-origin request
-                            is refused (login CSRF) */
+  SBX__RF_LOGIN = 1 << 6,  /* sets a session cookie: a cross-origin request
+                             is refused (login CSRF) */
+  SBX__RF_STEPUP = 1 << 7, /* credential changes: a session or an access
+                              token whose interactive authentication is at
+                              most SBX__STEPUP_S old; never an API key */
+  SBX__RF_SELF = 1 << 8    /* params[0] naming the caller's own user opens
+                              the route whatever the permission */
 };
+/* Step-up window: seconds since the last password (+TOTP) login or
+ * POST /api/v1/auth/reauth. */
+#define SBX__STEPUP_S 300
 
 typedef struct sbx__route {
   const char *method;
