@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 #include "../harness.h"
+#include "auth_testutil.h"
 #include "auth.h" /* to sign hostile JWTs with the server key */
 #include "state.h"
 #include "util.h"
@@ -1207,16 +1208,7 @@ TEST(api_key_lifecycle) {
 /* Runs one SQL statement on the server's meta.db from this process (a
  * change the server's caches cannot know about). 0 on success. */
 static int db_poke(const char *sql) {
-  char path[320];
-  snprintf(path, sizeof path, "%s/meta.db", g_dir);
-  sqlite3 *db = NULL;
-  int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-  if (rc == SQLITE_OK) {
-    sqlite3_busy_timeout(db, 5000);
-    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-  }
-  sqlite3_close(db);
-  return rc == SQLITE_OK ? 0 : -1;
+  return api_db_poke(g_dir, sql);
 }
 
 static long upload_as(const char *key, const char *project) {
