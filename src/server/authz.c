@@ -108,8 +108,10 @@ int sbx__authorize(sbx__req *r, const sbx__route *rt, int auth_rc) {
   if (pid && !role) /* no role in this project: it does not exist */
     return deny(r, 404, "Not Found", NULL);
   /* "authenticated" routes need a valid caller, not a role; SELF routes
-   * are open to the user they name */
-  int self = (f & SBX__RF_SELF) && !strcmp(r->params[0], r->who.user);
+   * are open to the user they name, through an interactive credential
+   * (an API key does not act on its user's account) */
+  int self = (f & SBX__RF_SELF) && kind != SBX__CRED_APIKEY &&
+             !strcmp(r->params[0], r->who.user);
   if (rt->perm != SBX__PERM_AUTHENTICATED && !self &&
       !(sbx__perm_roles(rt->perm) & role))
     return deny(r, 403, "Forbidden", "your role lacks this permission");

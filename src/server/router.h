@@ -36,7 +36,8 @@ enum {
                               token whose interactive authentication is at
                               most SBX__STEPUP_S old; never an API key */
   SBX__RF_SELF = 1 << 8    /* params[0] naming the caller's own user opens
-                              the route whatever the permission */
+                              the route whatever the permission (a session
+                              or access token, not an API key) */
 };
 /* Step-up window: seconds since the last password (+TOTP) login or
  * POST /api/v1/auth/reauth. */

@@ -123,10 +123,20 @@ int sbx__h_password_change(sbx__req *r) {
   if (!rc)
     rc = sbx__dbx_password_set(sbx__meta(r), sbx__tenant(r), r->who.user, hash);
   sbx_memwipe(hash, sizeof hash);
+  /* whoever held the old password holds no session any more (this one
+   * included: log in again with the new password) */
+  sbx_revoke_counts c = {0, 0, 0};
+  if (!rc)
+    rc = sbx_meta_user_revoke_all(sbx__meta(r), sbx__tenant(r), r->who.user,
+                                  sbx__now(), 0, &c);
+  sbx__authcache_invalidate();
   if (rc)
     return sbx__problem_rc(r, rc);
   sbx__audit(r, "auth.password_change", r->who.user);
-  return sbx__reply_json(r, 200, json_pack("{s:b}", "changed", 1));
+  return sbx__reply_json(
+      r, 200,
+      json_pack("{s:b,s:I}", "changed", 1, "sessions_revoked",
+                (json_int_t)(c.sessions + c.refresh_tokens)));
 }
 
 /* The user of params[0] exists in the caller's tenant: 0, else answers

@@ -189,6 +189,9 @@ TEST(reauth_with_access_token) {
                   "\"new_password\":\"rita's second password\"}"),
                200);
   CHECK_EQ_INT(login("rita", NULL, NULL, NULL), 401);
+  /* every token of the old password ended with it */
+  CHECK_EQ_INT(as(at3, "GET", "/api/v1/me", NULL), 401);
+  CHECK_EQ_INT(as(at, "GET", "/api/v1/me", NULL), 401);
 }
 
 /* A browser session: fresh after login; 6 min later (its auth_at moved
@@ -343,6 +346,8 @@ TEST(revoke_sessions) {
   /* not for another user's sessions, nor across tenants */
   CHECK_EQ_INT(as(at, "POST", "/api/v1/users/boss/revoke-sessions", NULL), 403);
   CHECK_EQ_INT(as(K2, "POST", "/api/v1/users/rev1/revoke-sessions", NULL), 404);
+  CHECK_EQ_INT(as(key, "POST", "/api/v1/users/rev1/revoke-sessions", NULL),
+               403); /* an API key does not act on its user's account */
   CHECK_EQ_INT(as(at, "GET", "/api/v1/me", NULL), 200);
   /* its own: every access token and refresh token ends now; API keys are
    * separate (api_keys: true) */

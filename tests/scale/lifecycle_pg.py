@@ -7,24 +7,15 @@ refuse within the auth cache's window, 5 s (SBX__AC_TTL_S,
 docs/security.md), and the test records how long each took.
 usage: pg_run.sh python3 lifecycle_pg.py BUILD_DIR
 """
-import os, signal, subprocess, sys, tempfile, time
+import os, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from aisbx_api import Api, check, fails  # noqa: E402
+from aisbx_api import Api, check, finish, free_port, init_tenants, start_aisbxd, stop  # noqa: E402
 
 AISBXD = os.path.join(sys.argv[1], "aisbxd")
 WINDOW = 5.0  # the documented bound
 SLACK = 0.2   # the poll interval (0.05 s) and the clock reads around it
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def main():
@@ -33,44 +24,17 @@ def main():
     env = dict(os.environ, AISBXD_PG_CONNINFO=os.environ["SBX_TEST_PG"], AISBXD_BLOB_FSYNC="0",
                AISBXD_RATE_IP_PER_S="100000", AISBXD_RATE_IP_BURST="100000",
                AISBXD_RATE_KEY_PER_S="100000", AISBXD_RATE_KEY_BURST="100000")
-    keys = {}
-    for t in ("t1", "t2"):
-        out = subprocess.run([AISBXD, "init", "--data-dir", srv, "--tenant", t], env=env,
-                             check=True, capture_output=True, text=True).stdout
-        keys[t] = [l.split(": ", 1)[1] for l in out.splitlines() if l.startswith("admin-api-key: ")][0]
+    keys = init_tenants(AISBXD, srv, ("t1", "t2"), env)
     procs, ports = [], {"A": free_port(), "B": free_port()}
-    ca, pf = os.path.join(srv, "tls-cert.pem"), os.path.join(srv, "aisbxd.port")
     try:
-        for name in ("A", "B"):  # one at a time: both write aisbxd.port
-            if os.path.exists(pf):
-                os.unlink(pf)
-            log = open(os.path.join(d, f"aisbxd-{name}.log"), "a")
-            procs.append(subprocess.Popen([AISBXD, "--data-dir", srv, "--listen",
-                                           f"127.0.0.1:{ports[name]}", "--workers", "0"],
-                                          env=env, stdout=log, stderr=log))
-            for _ in range(400):
-                if os.path.exists(pf) and open(pf).read().strip():
-                    break
-                time.sleep(0.05)
-            assert int(open(pf).read()) == ports[name], "server did not start"
-        run({n: f"https://127.0.0.1:{p}" for n, p in ports.items()}, ca, keys)
+        for name in ("A", "B"):  # one at a time (start_aisbxd)
+            procs.append(start_aisbxd(AISBXD, srv, ports[name], env,
+                                      os.path.join(d, f"aisbxd-{name}.log")))
+        run({n: f"https://127.0.0.1:{p}" for n, p in ports.items()},
+            os.path.join(srv, "tls-cert.pem"), keys)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    if fails:
-        print("logs in", d)
-        for f in sorted(os.listdir(d)):
-            if f.endswith(".log"):
-                print(f"--- {f} (tail)")
-                print("".join(open(os.path.join(d, f), errors="replace").readlines()[-20:]))
-        sys.exit(1)
-    subprocess.run(["rm", "-rf", d])
+        stop(procs)
+    finish(d, None)
 
 
 def run(base, ca, keys):
