@@ -282,19 +282,21 @@ int sbx_meta_audit_list(sbx_meta *m, const char *tenant_id, int64_t since,
 /* How long a deny-list row outlives its event: the longest access-token
  * lifetime (900 s) plus the clock skew the server accepts (60 s). */
 #define SBX_ACCESS_TOKEN_MAX_S 960
-#define SBX_REVOKE_API_KEYS 1u /* sbx_meta_user_revoke_all: API keys too */
+#define SBX_REVOKE_API_KEYS 1u    /* sbx_meta_user_revoke_all: its API keys */
+#define SBX_REVOKE_ISSUED_KEYS 2u /* ... and the keys it created for others */
 
 typedef struct sbx_revoke_counts {
   int64_t sessions;       /* browser sessions deleted */
   int64_t refresh_tokens; /* live refresh tokens revoked */
-  int64_t api_keys;       /* API keys revoked (with SBX_REVOKE_API_KEYS) */
+  int64_t api_keys;       /* API keys revoked (SBX_REVOKE_*_KEYS) */
 } sbx_revoke_counts;
 
 /* Revokes everything user_id of tenant_id holds, in one transaction: its
  * browser sessions are deleted, its refresh tokens revoked, the access
  * tokens of their families and every access token of the user issued
- * before now deny-listed (sbx_meta_token_denied), and with
- * SBX_REVOKE_API_KEYS its API keys revoked. The user row itself is not
+ * before now deny-listed (sbx_meta_token_denied); with SBX_REVOKE_API_KEYS
+ * its API keys are revoked, with SBX_REVOKE_ISSUED_KEYS the keys it created
+ * for other users too (incident response). The user row itself is not
  * touched (it may not even exist any more). out (may be NULL) receives the
  * counts; zeroed on error, when nothing changed. Server processes see the
  * effect within their auth cache's window (docs/security.md). */

@@ -263,14 +263,16 @@ int sbx__h_user_totp_reset(sbx__req *r) {
 }
 
 int sbx__h_user_revoke_sessions(sbx__req *r) {
-  static const char *const fields[] = {"api_keys", NULL};
+  static const char *const fields[] = {"api_keys", "issued_keys", NULL};
   json_t *j = sbx__body_object(r, fields); /* optional: {} when absent */
   if (!j)
     return 0;
   json_t *ak = json_object_get(j, "api_keys");
-  if (ak && !json_is_boolean(ak))
-    return sbx__bad_request(r, j, "api_keys must be a boolean");
-  unsigned flags = ak && json_is_true(ak) ? SBX_REVOKE_API_KEYS : 0;
+  json_t *ik = json_object_get(j, "issued_keys");
+  if ((ak && !json_is_boolean(ak)) || (ik && !json_is_boolean(ik)))
+    return sbx__bad_request(r, j, "api_keys, issued_keys: booleans");
+  unsigned flags = (ak && json_is_true(ak) ? SBX_REVOKE_API_KEYS : 0) |
+                   (ik && json_is_true(ik) ? SBX_REVOKE_ISSUED_KEYS : 0);
   json_decref(j);
   if (user_exists(r))
     return 0;

@@ -82,6 +82,12 @@ static int revoke_all_tx(sbx_meta *m, const char *t, const char *u, int64_t now,
              "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND "
              "user_id = $2 AND revoked_at = 0",
              v3, 3, &c->api_keys);
+  if (!rc && (flags & SBX_REVOKE_ISSUED_KEYS))
+    rc = run(m,
+             "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND "
+             "revoked_at = 0 AND id IN (SELECT key_id FROM "
+             "srv_api_key_issuers WHERE tenant_id = $1 AND issued_by = $2)",
+             v3, 3, &c->api_keys);
   if (!rc) {
     sbx__val vx[] = {SBX_VT(t), SBX_VI(now)};
     rc = run(m,

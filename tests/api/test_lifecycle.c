@@ -359,6 +359,16 @@ TEST(revoke_sessions) {
   CHECK(as_says(K1, "POST", "/api/v1/users/rev1/revoke-sessions",
                 "{\"api_keys\":true}", 200, "\"api_keys\":1"));
   CHECK_EQ_INT(as(key, "GET", "/api/v1/me", NULL), 401);
+  /* incident response: the keys a (compromised) admin made for others */
+  char vkey[200] = "";
+  CHECK_EQ_INT(mk_key(BOSS, "{\"role\":\"viewer\",\"user_id\":\"rev1\"}", vkey),
+               201);
+  CHECK_EQ_INT(as(vkey, "GET", "/api/v1/me", NULL), 200);
+  CHECK(as_says(K1, "POST", "/api/v1/users/boss/revoke-sessions",
+                "{\"issued_keys\":true}", 200, "\"api_keys\":"));
+  CHECK_EQ_INT(as(vkey, "GET", "/api/v1/me", NULL), 401);
+  CHECK_EQ_INT(as(BOSS, "GET", "/api/v1/me", NULL), 401);
+  CHECK_EQ_INT(login("boss", NULL, BOSS, NULL), 200);
   sleep(1);
   char at3[1200] = "";
   CHECK_EQ_INT(login("rev1", NULL, at3, NULL), 200);
