@@ -280,4 +280,52 @@ int sbx_meta_audit_list(sbx_meta *m, const char *tenant_id, int64_t since,
                                   const sbx_audit_event *e),
                         void *ctx);
 
+/* ---- user lifecycle and revocation (src/store/lifecycle.c) ---- */
+
+/* How long a deny-list row outlives its event: the longest access-token
+ * lifetime (900 s) plus the clock skew the server accepts (60 s). */
+#define SBX_ACCESS_TOKEN_MAX_S 960
+#define SBX_REVOKE_API_KEYS 1u    /* sbx_meta_user_revoke_all: its API keys */
+#define SBX_REVOKE_ISSUED_KEYS 2u /* ... and the keys it created for others */
+
+typedef struct sbx_revoke_counts {
+  int64_t sessions;       /* browser sessions deleted */
+  int64_t refresh_tokens; /* live refresh tokens revoked */
+  int64_t api_keys;       /* API keys revoked (SBX_REVOKE_*_KEYS) */
+} sbx_revoke_counts;
+
+/* Revokes everything user_id of tenant_id holds, in one transaction: its
+ * browser sessions are deleted, its refresh tokens revoked, the access
+ * tokens of their families and every access token of the user issued
+ * before now deny-listed (sbx_meta_token_denied); with SBX_REVOKE_API_KEYS
+ * its API keys are revoked, with SBX_REVOKE_ISSUED_KEYS the keys it created
+ * for other users too (incident response). The user row itself is not
+ * touched (it may not even exist any more). out (may be NULL) receives the
+ * counts; zeroed on error, when nothing changed. Server processes see the
+ * effect within their auth cache's window (docs/security.md). */
+int sbx_meta_user_revoke_all(sbx_meta *m, const char *tenant_id,
+                             const char *user_id, int64_t now, unsigned flags,
+                             sbx_revoke_counts *out);
+/* Sets users.disabled; SBX_ENOTFOUND for an unknown user. */
+int sbx_meta_user_set_disabled(sbx_meta *m, const char *tenant_id,
+                               const char *user_id, int disabled);
+/* Deletes a user: sbx_meta_user_revoke_all with SBX_REVOKE_API_KEYS, then
+ * its memberships, tenant role, TOTP, lockout and user rows; one
+ * transaction. SBX_ENOTFOUND (nothing changed) for an unknown user. Audit
+ * rows keep the id. */
+int sbx_meta_user_delete(sbx_meta *m, const char *tenant_id,
+                         const char *user_id, int64_t now);
+/* Removes a membership; SBX_ENOTFOUND when there is none. */
+int sbx_meta_membership_delete(sbx_meta *m, const char *tenant_id,
+                               const char *project_id, const char *user_id);
+/* Deny-lists every access token of refresh family family_id (reuse). */
+int sbx_meta_family_deny(sbx_meta *m, const char *tenant_id,
+                         const char *family_id, int64_t now);
+/* *not_before of the live deny-list row (kind "user" or "family",
+ * subject), 0 when none. A "user" row refuses the user's tokens issued
+ * before *not_before; a "family" row every token of the family. */
+int sbx_meta_token_denied(sbx_meta *m, const char *tenant_id, const char *kind,
+                          const char *subject, int64_t now,
+                          int64_t *not_before);
+
 #endif

@@ -229,19 +229,29 @@ int sbx__authenticate(sbx__req *r) {
     return apikey_check(r, tok);
   if (!strncmp(tok, "wt_", 3) || !strncmp(tok, "jt_", 3))
     return worker_check(r, tok);
-  char tenant[SBX_ID_MAX], user[SBX_ID_MAX], jti[SBX_ID_MAX];
-  int rc = sbx__jwt_verify(r->srv, tok, sbx__now(), tenant, user, jti);
+  sbx__jwt_claims c;
+  int rc = sbx__jwt_verify_claims(r->srv, tok, sbx__now(), &c);
   if (rc)
     return rc;
   int trole; /* tenant active, user present and enabled (cached) */
-  if (sbx__ac_user(r, tenant, user, &trole))
+  if (sbx__ac_user(r, c.tenant, c.user, &trole))
     return SBX_EAUTH;
+  /* revoked before its expiry: the user's sessions (issued before the
+   * revocation) or its refresh family (reuse); deny-list, cached */
+  int64_t nbf = 0;
+  if (sbx__ac_denied(r, c.tenant, "user", c.user, &nbf) || c.iat < nbf)
+    return SBX_EEXPIRED;
+  if (c.family[0] &&
+      (sbx__ac_denied(r, c.tenant, "family", c.family, &nbf) || nbf))
+    return SBX_EEXPIRED;
   r->who.kind = SBX__CRED_JWT;
   r->who.user_trole = trole;
   r->who.user_checked = 1;
-  snprintf(r->who.tenant, SBX_ID_MAX, "%s", tenant);
-  snprintf(r->who.user, SBX_ID_MAX, "%s", user);
-  snprintf(r->who.key_id, SBX_ID_MAX, "%s", jti);
+  r->who.auth_time = c.auth_time;
+  snprintf(r->who.tenant, SBX_ID_MAX, "%s", c.tenant);
+  snprintf(r->who.user, SBX_ID_MAX, "%s", c.user);
+  snprintf(r->who.key_id, SBX_ID_MAX, "%s", c.jti);
+  snprintf(r->who.family, SBX_ID_MAX, "%s", c.family);
   return SBX_OK;
 }
 
@@ -602,6 +612,12 @@ static char *b64_json(json_t *j) {
 
 int sbx__jwt_issue(sbx_server *s, const char *tenant, const char *user,
                    int64_t now, char *tok_out, size_t cap) {
+  return sbx__jwt_issue_fam(s, tenant, user, NULL, 0, now, tok_out, cap);
+}
+
+int sbx__jwt_issue_fam(sbx_server *s, const char *tenant, const char *user,
+                       const char *family, int64_t auth_time, int64_t now,
+                       char *tok_out, size_t cap) {
   char jti[33];
   int rc = sbx__rand_hex(jti, 16);
   if (rc)
@@ -616,6 +632,10 @@ int sbx__jwt_issue(sbx_server *s, const char *tenant, const char *user,
                         "aud", s->issuer, "sub", user, "tid", tenant, "iat",
                         (json_int_t)now, "nbf", (json_int_t)now, "exp",
                         (json_int_t)(now + ttl), "jti", jti);
+  if (p && family && *family)
+    json_object_set_new(p, "fam", json_string(family));
+  if (p && auth_time > 0)
+    json_object_set_new(p, "auth_time", json_integer(auth_time));
   char *hb = h ? b64_json(h) : NULL, *pb = p ? b64_json(p) : NULL;
   json_decref(h);
   json_decref(p);
@@ -671,8 +691,7 @@ static json_t *decode_part(const char *p, size_t n) {
 #define JWT_CACHE_SLOTS 1024
 typedef struct jwt_cache_ent {
   uint8_t h[32];
-  int64_t exp;
-  char tenant[SBX_ID_MAX], user[SBX_ID_MAX], jti[SBX_ID_MAX];
+  sbx__jwt_claims c;
   int used;
 } jwt_cache_ent;
 static jwt_cache_ent jwt_cache[JWT_CACHE_SLOTS];
@@ -695,12 +714,24 @@ static void jwt_cache_key(const sbx_server *s, const char *tok, size_t n,
 }
 
 static int jwt_verify_full(sbx_server *s, const char *tok, int64_t now,
-                           char tenant[SBX_ID_MAX], char user[SBX_ID_MAX],
-                           char jti[SBX_ID_MAX], int64_t *exp_out);
+                           sbx__jwt_claims *c);
 
 int sbx__jwt_verify(sbx_server *s, const char *tok, int64_t now,
                     char tenant[SBX_ID_MAX], char user[SBX_ID_MAX],
                     char jti[SBX_ID_MAX]) {
+  sbx__jwt_claims c;
+  int rc = sbx__jwt_verify_claims(s, tok, now, &c);
+  if (rc == SBX_OK) {
+    memcpy(tenant, c.tenant, SBX_ID_MAX);
+    memcpy(user, c.user, SBX_ID_MAX);
+    memcpy(jti, c.jti, SBX_ID_MAX);
+  }
+  return rc;
+}
+
+int sbx__jwt_verify_claims(sbx_server *s, const char *tok, int64_t now,
+                           sbx__jwt_claims *c) {
+  memset(c, 0, sizeof *c);
   size_t n = strnlen(tok, SBX__TOKEN_MAX + 1);
   if (n > SBX__TOKEN_MAX)
     return SBX_EAUTH;
@@ -712,29 +743,24 @@ int sbx__jwt_verify(sbx_server *s, const char *tok, int64_t now,
   pthread_mutex_lock(&jwt_cache_mu);
   jwt_cache_ent *e = &jwt_cache[slot];
   if (e->used && !memcmp(e->h, h, 32)) {
-    int rc = e->exp <= now ? SBX_EEXPIRED : SBX_OK;
-    if (rc == SBX_OK) {
-      memcpy(tenant, e->tenant, SBX_ID_MAX);
-      memcpy(user, e->user, SBX_ID_MAX);
-      memcpy(jti, e->jti, SBX_ID_MAX);
-    }
+    int rc = e->c.exp <= now ? SBX_EEXPIRED : SBX_OK;
+    if (rc == SBX_OK)
+      *c = e->c;
     pthread_mutex_unlock(&jwt_cache_mu);
     pthread_rwlock_unlock(&s->jwt_mu);
     return rc;
   }
   pthread_mutex_unlock(&jwt_cache_mu);
-  int64_t exp = 0;
-  int rc = jwt_verify_full(s, tok, now, tenant, user, jti, &exp);
+  int rc = jwt_verify_full(s, tok, now, c);
   if (rc == SBX_OK) {
     pthread_mutex_lock(&jwt_cache_mu);
     e = &jwt_cache[slot];
     memcpy(e->h, h, 32);
-    e->exp = exp;
-    memcpy(e->tenant, tenant, SBX_ID_MAX);
-    memcpy(e->user, user, SBX_ID_MAX);
-    memcpy(e->jti, jti, SBX_ID_MAX);
+    e->c = *c;
     e->used = 1;
     pthread_mutex_unlock(&jwt_cache_mu);
+  } else {
+    memset(c, 0, sizeof *c);
   }
   pthread_rwlock_unlock(&s->jwt_mu);
   return rc;
@@ -759,8 +785,7 @@ static gnutls_pubkey_t jwt_pub_for(sbx_server *s, const char *kid,
  * The caller holds jwt_mu (read). On success *exp_out receives the
  * token's expiry. */
 static int jwt_verify_full(sbx_server *s, const char *tok, int64_t now,
-                           char tenant[SBX_ID_MAX], char user[SBX_ID_MAX],
-                           char jti[SBX_ID_MAX], int64_t *exp_out) {
+                           sbx__jwt_claims *c) {
   size_t n = strnlen(tok, SBX__TOKEN_MAX + 1);
   const char *d1 = memchr(tok, '.', n);
   const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - tok)) : NULL;
@@ -801,21 +826,28 @@ static int jwt_verify_full(sbx_server *s, const char *tok, int64_t now,
   const char *tid = json_string_value(json_object_get(p, "tid"));
   const char *id = json_string_value(json_object_get(p, "jti"));
   json_t *exp = json_object_get(p, "exp"), *nbf = json_object_get(p, "nbf");
+  json_t *fam = json_object_get(p, "fam"),
+         *at = json_object_get(p, "auth_time");
+  json_t *iat = json_object_get(p, "iat");
   rc = SBX_EAUTH;
   if (iss && aud && sub && tid && id && json_is_integer(exp) &&
       json_is_integer(nbf) && !strcmp(iss, s->issuer) &&
       !strcmp(aud, s->issuer) && sbx_id_valid(sub) && sbx_id_valid(tid) &&
-      sbx_id_valid(id)) {
+      sbx_id_valid(id) && (!fam || sbx_id_valid(json_string_value(fam))) &&
+      (!at || json_is_integer(at)) && (!iat || json_is_integer(iat))) {
     int64_t e = json_integer_value(exp), b = json_integer_value(nbf);
     if (e <= now)
       rc = SBX_EEXPIRED;
     else if (b > now + 30 || e - b > 900 + 60)
       rc = SBX_EAUTH;
     else {
-      snprintf(tenant, SBX_ID_MAX, "%s", tid);
-      snprintf(user, SBX_ID_MAX, "%s", sub);
-      snprintf(jti, SBX_ID_MAX, "%s", id);
-      *exp_out = e;
+      snprintf(c->tenant, SBX_ID_MAX, "%s", tid);
+      snprintf(c->user, SBX_ID_MAX, "%s", sub);
+      snprintf(c->jti, SBX_ID_MAX, "%s", id);
+      snprintf(c->family, SBX_ID_MAX, "%s", fam ? json_string_value(fam) : "");
+      c->iat = iat ? json_integer_value(iat) : b;
+      c->auth_time = at ? json_integer_value(at) : 0;
+      c->exp = e;
       rc = SBX_OK;
     }
   }
@@ -868,6 +900,8 @@ int sbx__refresh_rotate(sbx_server *s, sbx_store *st, const char *tok,
   if (used || revoked) {
     /* replay of a rotated token: the family is compromised */
     sbx__dbx_refresh_revoke_family(m, tenant, family, now);
+    sbx_meta_family_deny(m, tenant, family, now); /* its access tokens */
+    sbx__authcache_invalidate();
     sbx_meta_audit_append(m, tenant, now, user, "auth.refresh_reuse", family,
                           NULL);
     return SBX_EEXPIRED;
@@ -884,11 +918,26 @@ int sbx__refresh_rotate(sbx_server *s, sbx_store *st, const char *tok,
     sbx_meta_rollback(m);
     if (rc == SBX_ECONFLICT) { /* lost a race with another use: reuse */
       sbx__dbx_refresh_revoke_family(m, tenant, family, now);
+      sbx_meta_family_deny(m, tenant, family, now);
+      sbx__authcache_invalidate();
       return SBX_EEXPIRED;
     }
     return rc;
   }
   return sbx_meta_commit(m);
+}
+
+void sbx__refresh_family(sbx_store *st, const char *tok,
+                         char family[SBX_ID_MAX]) {
+  char tenant[SBX_ID_MAX], id[SBX_ID_MAX], user[SBX_ID_MAX];
+  const char *secret;
+  uint8_t h[SBX_SHA256_LEN];
+  int64_t exp, used, revoked;
+  family[0] = 0;
+  if (split_token(tok, "rt_", tenant, id, &secret) ||
+      sbx__dbx_refresh_get(sbx_store_meta(st), tenant, id, family, user, h,
+                           &exp, &used, &revoked))
+    family[0] = 0;
 }
 
 /* ---- passwords: Argon2id, OWASP minimum parameters (m=19 MiB, t=2) ---- */

@@ -38,10 +38,26 @@ void sbx__jwt_free(sbx_server *s);
 /* Signs an access token for (tenant, user); tok_out >= 1024. */
 int sbx__jwt_issue(sbx_server *s, const char *tenant, const char *user,
                    int64_t now, char *tok_out, size_t cap);
+/* The same with the refresh family the token belongs to (claim "fam",
+ * NULL: none) and the time of the interactive login it comes from (claim
+ * "auth_time", 0: none, e.g. a refresh grant): what revocation by family
+ * and step-up (authz.c) read. */
+int sbx__jwt_issue_fam(sbx_server *s, const char *tenant, const char *user,
+                       const char *family, int64_t auth_time, int64_t now,
+                       char *tok_out, size_t cap);
+/* The verified claims of an access token. */
+typedef struct sbx__jwt_claims {
+  char tenant[SBX_ID_MAX], user[SBX_ID_MAX], jti[SBX_ID_MAX];
+  char family[SBX_ID_MAX]; /* "" when the token has none */
+  int64_t iat, auth_time, exp;
+} sbx__jwt_claims;
 /* Verifies signature (alg fixed to EdDSA, kid must match) and claims. */
 int sbx__jwt_verify(sbx_server *s, const char *tok, int64_t now,
                     char tenant[SBX_ID_MAX], char user[SBX_ID_MAX],
                     char jti[SBX_ID_MAX]);
+/* The same, with every claim the server uses in *c (zeroed on error). */
+int sbx__jwt_verify_claims(sbx_server *s, const char *tok, int64_t now,
+                           sbx__jwt_claims *c);
 /* The JWKS document (new reference): the current key and the retired
  * ones still verifying tokens issued before a rotation. */
 json_t *sbx__jwks(sbx_server *s);
@@ -67,6 +83,10 @@ int sbx__refresh_issue(sbx_server *s, sbx_store *st, const char *tenant,
 int sbx__refresh_rotate(sbx_server *s, sbx_store *st, const char *tok,
                         int64_t now, char tenant[SBX_ID_MAX],
                         char user[SBX_ID_MAX], char *new_tok_out);
+/* The family id of a refresh token as the client holds it ("" when
+ * malformed or unknown); for the access token issued with it. */
+void sbx__refresh_family(sbx_store *st, const char *tok,
+                         char family[SBX_ID_MAX]);
 /* Argon2id: encode into out; verify returns 0 when pw matches. */
 int sbx__password_hash(const char *pw, char out[160]);
 int sbx__password_verify(const char *encoded, const char *pw);

@@ -4,7 +4,7 @@
  * Without it every authenticated request ran 3-4 SQLite statements before
  * the handler's own (API key row, tenant state, user row, tenant role),
  * and each autocommit read takes and drops the WAL read lock: most of the
- * per-request CPU. Three bounded, direct-mapped tables (SBX__AC_SLOTS
+ * per-request CPU. Four bounded, direct-mapped tables (SBX__AC_SLOTS
  * entries each, a collision simply replaces the older entry):
  *
  *   keys     SHA-256 of the presented API key string -> key id, tenant,
@@ -14,6 +14,9 @@
  *   users    (tenant, user) -> tenant active && user exists && enabled,
  *            and the user's tenant role.
  *   members  (tenant, project, user) -> membership role.
+ *   denies   (tenant, "user"|"family", id) -> the access-token deny-list
+ *            row (sbx_meta_token_denied): revoked sessions, reused
+ *            refresh families.
  *
  * Freshness: an entry is used for at most SBX__AC_TTL_S seconds (changes
  * made by another process - another replica, the CLI - take effect within
@@ -48,27 +51,24 @@ typedef struct ac_key {
   int used;
 } ac_key;
 
-typedef struct ac_user {
-  char tenant[SBX_ID_MAX], user[SBX_ID_MAX];
+/* users, members and denies: a key of up to three ids (NUL-separated,
+ * compared with its length) and up to two values */
+#define AC_ROW_KEY (3 * SBX_ID_MAX)
+typedef struct ac_row {
+  char key[AC_ROW_KEY];
+  size_t klen;
   uint64_t epoch;
   double t;
-  int ok, trole;
+  int64_t v[2];
   int used;
-} ac_user;
-
-typedef struct ac_member {
-  char tenant[SBX_ID_MAX], project[SBX_ID_MAX], user[SBX_ID_MAX];
-  uint64_t epoch;
-  double t;
-  int role;
-  int used;
-} ac_member;
+} ac_row;
 
 struct sbx__authcache {
   pthread_mutex_t mu;
   ac_key keys[SBX__AC_SLOTS];
-  ac_user users[SBX__AC_SLOTS];
-  ac_member members[SBX__AC_SLOTS];
+  ac_row users[SBX__AC_SLOTS];   /* (tenant, user) -> ok, tenant role */
+  ac_row members[SBX__AC_SLOTS]; /* (tenant, project, user) -> role */
+  ac_row denies[SBX__AC_SLOTS];  /* (tenant, kind, id) -> not_before */
 };
 
 static _Atomic uint64_t g_epoch = 1;
@@ -86,16 +86,59 @@ static int fresh(uint64_t epoch, double t) {
   return epoch == sbx__authcache_epoch() && sbx__mono() - t < SBX__AC_TTL_S;
 }
 
-/* FNV-1a over NUL-separated strings, for the slot of users/members. */
-static unsigned slot_of(const char *a, const char *b, const char *c) {
-  uint64_t h = 1469598103934665603ull;
+/* The row key "a\0b\0c" (c may be NULL) into k; its length, 0 when an id
+ * is too long (such a lookup is not cached). */
+static size_t row_key(char k[AC_ROW_KEY], const char *a, const char *b,
+                      const char *c) {
   const char *s[3] = {a, b, c};
+  size_t n = 0;
   for (int i = 0; i < 3 && s[i]; i++) {
-    for (const char *p = s[i]; *p; p++)
-      h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull;
+    size_t l = strlen(s[i]);
+    if (l >= SBX_ID_MAX)
+      return 0;
+    memcpy(k + n, s[i], l + 1);
+    n += l + 1;
   }
+  return n;
+}
+
+/* FNV-1a of a row key: its slot. */
+static unsigned row_slot(const char *k, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (uint8_t)k[i]) * 1099511628211ull;
   return (unsigned)(h % SBX__AC_SLOTS);
+}
+
+/* A fresh row of tab under key k (n bytes): 1 and v, else 0. */
+static int row_get(struct sbx__authcache *c, ac_row *tab, const char *k,
+                   size_t n, int64_t v[2]) {
+  if (!c || !n)
+    return 0;
+  pthread_mutex_lock(&c->mu);
+  ac_row *e = &tab[row_slot(k, n)];
+  int hit =
+      e->used && fresh(e->epoch, e->t) && e->klen == n && !memcmp(e->key, k, n);
+  if (hit)
+    memcpy(v, e->v, sizeof e->v);
+  pthread_mutex_unlock(&c->mu);
+  return hit;
+}
+
+/* Stores v under key k (n bytes), loaded under epoch. */
+static void row_put(struct sbx__authcache *c, ac_row *tab, const char *k,
+                    size_t n, uint64_t epoch, const int64_t v[2]) {
+  if (!c || !n)
+    return;
+  pthread_mutex_lock(&c->mu);
+  ac_row *e = &tab[row_slot(k, n)];
+  memcpy(e->key, k, n);
+  e->klen = n;
+  e->epoch = epoch;
+  e->t = sbx__mono();
+  memcpy(e->v, v, sizeof e->v);
+  e->used = 1;
+  pthread_mutex_unlock(&c->mu);
 }
 
 struct sbx__authcache *sbx__authcache_new(void) {
@@ -188,75 +231,58 @@ static int load_user(sbx_meta *m, const char *tenant, const char *user, int *ok,
 int sbx__ac_user(sbx__req *r, const char *tenant, const char *user,
                  int *trole) {
   struct sbx__authcache *c = r->srv->ac;
-  unsigned slot = slot_of(tenant, user, NULL);
-  *trole = 0;
-  if (c) {
-    pthread_mutex_lock(&c->mu);
-    ac_user *e = &c->users[slot];
-    if (e->used && fresh(e->epoch, e->t) && !strcmp(e->tenant, tenant) &&
-        !strcmp(e->user, user)) {
-      int ok = e->ok;
-      *trole = ok ? e->trole : 0;
-      pthread_mutex_unlock(&c->mu);
-      return ok ? SBX_OK : SBX_EAUTH;
+  char k[AC_ROW_KEY];
+  size_t n = row_key(k, tenant, user, NULL);
+  int64_t v[2] = {0, 0}; /* ok, tenant role */
+  if (!row_get(c, c ? c->users : NULL, k, n, v)) {
+    uint64_t epoch = sbx__authcache_epoch();
+    int ok = 0, role = 0;
+    if (load_user(sbx_store_meta(r->st), tenant, user, &ok, &role)) {
+      *trole = 0; /* a database error is not cached */
+      return SBX_EAUTH;
     }
-    pthread_mutex_unlock(&c->mu);
+    v[0] = ok;
+    v[1] = role;
+    row_put(c, c ? c->users : NULL, k, n, epoch, v);
   }
-  uint64_t epoch = sbx__authcache_epoch();
-  int ok = 0, role = 0;
-  int rc = load_user(sbx_store_meta(r->st), tenant, user, &ok, &role);
-  if (rc) /* a database error is not cached */
-    return SBX_EAUTH;
-  if (c && strlen(tenant) < SBX_ID_MAX && strlen(user) < SBX_ID_MAX) {
-    pthread_mutex_lock(&c->mu);
-    ac_user *e = &c->users[slot];
-    snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
-    snprintf(e->user, sizeof e->user, "%s", user);
-    e->epoch = epoch;
-    e->t = sbx__mono();
-    e->ok = ok;
-    e->trole = role;
-    e->used = 1;
-    pthread_mutex_unlock(&c->mu);
-  }
-  *trole = ok ? role : 0;
-  return ok ? SBX_OK : SBX_EAUTH;
+  *trole = v[0] ? (int)v[1] : 0;
+  return v[0] ? SBX_OK : SBX_EAUTH;
 }
 
 int sbx__ac_member(sbx__req *r, const char *tenant, const char *project,
                    const char *user) {
   struct sbx__authcache *c = r->srv->ac;
-  unsigned slot = slot_of(tenant, project, user);
-  if (c) {
-    pthread_mutex_lock(&c->mu);
-    ac_member *e = &c->members[slot];
-    if (e->used && fresh(e->epoch, e->t) && !strcmp(e->tenant, tenant) &&
-        !strcmp(e->project, project) && !strcmp(e->user, user)) {
-      int role = e->role;
-      pthread_mutex_unlock(&c->mu);
-      return role;
+  char k[AC_ROW_KEY];
+  size_t n = row_key(k, tenant, project, user);
+  int64_t v[2] = {0, 0}; /* membership role */
+  if (!row_get(c, c ? c->members : NULL, k, n, v)) {
+    uint64_t epoch = sbx__authcache_epoch();
+    char mrole[SBX_KIND_MAX] = "";
+    int rc = sbx_meta_membership_get(sbx_store_meta(r->st), tenant, project,
+                                     user, mrole);
+    if (rc && rc != SBX_ENOTFOUND)
+      return 0; /* not cached */
+    v[0] = sbx__role_bit(mrole);
+    row_put(c, c ? c->members : NULL, k, n, epoch, v);
+  }
+  return (int)v[0];
+}
+
+int sbx__ac_denied(sbx__req *r, const char *tenant, const char *kind,
+                   const char *subject, int64_t *nbf) {
+  struct sbx__authcache *c = r->srv->ac;
+  char k[AC_ROW_KEY];
+  size_t n = row_key(k, tenant, kind, subject);
+  int64_t v[2] = {0, 0}; /* not_before */
+  if (!row_get(c, c ? c->denies : NULL, k, n, v)) {
+    uint64_t epoch = sbx__authcache_epoch();
+    if (sbx_meta_token_denied(sbx_store_meta(r->st), tenant, kind, subject,
+                              sbx__now(), &v[0])) {
+      *nbf = 0; /* a database error is not cached, and refuses */
+      return SBX_EAUTH;
     }
-    pthread_mutex_unlock(&c->mu);
+    row_put(c, c ? c->denies : NULL, k, n, epoch, v);
   }
-  uint64_t epoch = sbx__authcache_epoch();
-  char mrole[SBX_KIND_MAX] = "";
-  int rc = sbx_meta_membership_get(sbx_store_meta(r->st), tenant, project, user,
-                                   mrole);
-  if (rc && rc != SBX_ENOTFOUND)
-    return 0; /* not cached */
-  int role = sbx__role_bit(mrole);
-  if (c && strlen(tenant) < SBX_ID_MAX && strlen(project) < SBX_ID_MAX &&
-      strlen(user) < SBX_ID_MAX) {
-    pthread_mutex_lock(&c->mu);
-    ac_member *e = &c->members[slot];
-    snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
-    snprintf(e->project, sizeof e->project, "%s", project);
-    snprintf(e->user, sizeof e->user, "%s", user);
-    e->epoch = epoch;
-    e->t = sbx__mono();
-    e->role = role;
-    e->used = 1;
-    pthread_mutex_unlock(&c->mu);
-  }
-  return role;
+  *nbf = v[0];
+  return SBX_OK;
 }

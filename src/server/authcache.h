@@ -12,7 +12,11 @@
 
 struct sbx__authcache; /* opaque */
 
-#define SBX__AC_TTL_S 5.0 /* seconds an entry may be used at most */
+/* Seconds an entry may be used at most: the window in which a change made
+ * by another process (another replica, the CLI) may still be unseen here:
+ * role changes, disabled or deleted users, removed members, revoked keys,
+ * sessions and token families (docs/security.md). Keep it <= 5. */
+#define SBX__AC_TTL_S 5.0
 typedef struct sbx__ac_apikey {
   char tenant[SBX_ID_MAX], id[SBX_ID_MAX], user[SBX_ID_MAX];
   char project[SBX_ID_MAX], issuer[SBX_ID_MAX];
@@ -42,5 +46,10 @@ int sbx__ac_user(sbx__req *r, const char *tenant, const char *user, int *trole);
 /* The user's membership role bit in project (0 none). */
 int sbx__ac_member(sbx__req *r, const char *tenant, const char *project,
                    const char *user);
+/* The access-token deny-list row (tenant, kind "user"|"family", subject):
+ * SBX_OK with *nbf its not_before (0: none); SBX_EAUTH when the database
+ * could not be read (the caller refuses). Cached like the rest. */
+int sbx__ac_denied(sbx__req *r, const char *tenant, const char *kind,
+                   const char *subject, int64_t *nbf);
 
 #endif

@@ -16,6 +16,7 @@
 #include "reply.h"
 #include "reqlog.h"
 #include "session.h"
+#include "util.h"
 
 static int deny(sbx__req *r, int status, const char *title,
                 const char *detail) {
@@ -111,11 +112,27 @@ int sbx__authorize(sbx__req *r, const sbx__route *rt, int auth_rc) {
                                       : user_role(r, r->who.user, pid);
   if (pid && !role) /* no role in this project: it does not exist */
     return deny(r, 404, "Not Found", NULL);
-  /* "authenticated" routes need a valid caller, not a role */
-  if (rt->perm != SBX__PERM_AUTHENTICATED &&
+  /* "authenticated" routes need a valid caller, not a role; SELF routes
+   * are open to the user they name, through an interactive credential
+   * (an API key does not act on its user's account) */
+  int self = (f & SBX__RF_SELF) && kind != SBX__CRED_APIKEY &&
+             !strcmp(r->params[0], r->who.user);
+  if (rt->perm != SBX__PERM_AUTHENTICATED && !self &&
       !(sbx__perm_roles(rt->perm) & role))
     return deny(r, 403, "Forbidden", "your role lacks this permission");
   r->role = role;
+  /* credential changes: an interactive login, recently (step-up) */
+  if (f & SBX__RF_STEPUP) {
+    if (kind != SBX__CRED_SESSION && kind != SBX__CRED_JWT)
+      return deny(r, 403, "Forbidden",
+                  "step-up required: this route takes a browser session or "
+                  "an access token from a password login, never an API key");
+    if (r->who.auth_time <= 0 || sbx__now() - r->who.auth_time > SBX__STEPUP_S)
+      return deny(r, 401, "Unauthorized",
+                  "step-up required: re-authenticate with POST "
+                  "/api/v1/auth/reauth (password, and TOTP when enrolled); "
+                  "valid for 5 minutes");
+  }
   /* a cookie is ambient: state-changing requests need the CSRF token */
   int mutating = strcmp(r->method, "GET") && strcmp(r->method, "HEAD");
   if (kind == SBX__CRED_SESSION && mutating && sbx__session_csrf_check(r))

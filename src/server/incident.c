@@ -194,8 +194,13 @@ static int not_own_tenant(sbx__req *r) {
 
 int sbx__h_user_revoke_all(sbx__req *r) {
   sbx_revoke_counts c;
-  int rc = sbx_meta_user_revoke_all(sbx_store_meta(r->st), r->who.tenant,
-                                    r->params[0], sbx__now(), &c);
+  sbx_user u;
+  int rc = sbx_meta_user_get(sbx_store_meta(r->st), r->who.tenant,
+                             r->params[0], &u);
+  if (!rc)
+    rc = sbx_meta_user_revoke_all(
+        sbx_store_meta(r->st), r->who.tenant, r->params[0], sbx__now(),
+        SBX_REVOKE_API_KEYS | SBX_REVOKE_ISSUED_KEYS, &c);
   if (rc)
     return sbx__problem_rc(r, rc);
   sbx__authcache_invalidate(); /* cached keys of the user die at once */
@@ -356,8 +361,12 @@ int sbx__incident_revoke_user(const sbx_server_params *p, const char *tenant,
   sbx_store *st = NULL;
   tenant = tenant ? tenant : "default";
   int rc = sbx_server_store_open(p, &st);
+  sbx_user u;
+  if (!rc)
+    rc = sbx_meta_user_get(sbx_store_meta(st), tenant, user, &u);
   if (!rc)
     rc = sbx_meta_user_revoke_all(sbx_store_meta(st), tenant, user, sbx__now(),
+                                  SBX_REVOKE_API_KEYS | SBX_REVOKE_ISSUED_KEYS,
                                   out);
   if (!rc)
     rc = cli_audit(st, tenant, "user.revoke_credentials", user);

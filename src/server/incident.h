@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "req.h"
-#include "sbx/incident.h"
+#include "sbx/meta.h"
 
 /* 1 when the caller's tenant is frozen (SBX_TENANT_LOCKED): authz.c then
  * answers 423 to a mutating route not flagged FREEZE_OK. One primary-key

@@ -919,11 +919,15 @@ int sbx__oidc_h_callback(sbx__req *r) {
   json_decref(claims);
   if (rc)
     return sbx__problem_rc(r, rc);
-  /* our session: access + refresh token, and the browser cookie */
-  char at[1024], rt[160], csrf[65] = "";
-  rc = sbx__jwt_issue(r->srv, o->tenant, uid, now, at, sizeof at);
+  /* our session: access + refresh token (one family: revoked together),
+   * and the browser cookie; the IdP login is an interactive one (step-up) */
+  char at[1024], rt[160], csrf[65] = "", fam[SBX_ID_MAX];
+  rc = sbx__rand_hex(fam, 16);
   if (!rc)
-    rc = sbx__refresh_issue(r->srv, r->st, o->tenant, uid, NULL, now, rt);
+    rc = sbx__jwt_issue_fam(r->srv, o->tenant, uid, fam, now, now, at,
+                            sizeof at);
+  if (!rc)
+    rc = sbx__refresh_issue(r->srv, r->st, o->tenant, uid, fam, now, rt);
   if (!rc && r->srv->p.public_origin) /* else tokens only (no cookie) */
     rc = sbx__session_issue(r, o->tenant, uid, csrf);
   if (rc)

@@ -29,6 +29,7 @@ enum {
   X(PROJECT_CREATE, "project:create", SBX__ROLE_ADMIN)                         \
   X(USER_READ, "user:read", SBX__ROLE_ADMIN)                                   \
   X(USER_CREATE, "user:create", SBX__ROLE_ADMIN)                               \
+  X(USER_WRITE, "user:write", SBX__ROLE_ADMIN)                                 \
   X(MEMBER_READ, "member:read", SBX__ROLE_ANALYST | SBX__ROLE_ADMIN)           \
   X(MEMBER_WRITE, "member:write", SBX__ROLE_ADMIN)                             \
   X(APIKEY_READ, "apikey:read", SBX__ROLE_ADMIN)                               \

@@ -37,6 +37,12 @@ typedef struct sbx__principal {
   char key_issuer[SBX_ID_MAX];  /* API key: who created it ("" = user) */
   int user_checked; /* 1: user state checked in this request (authcache) */
   int user_trole;   /* then: the user's tenant role bit */
+  /* step-up (authz.c): when the caller last proved a password (or an
+   * identity provider login) interactively; 0 never (API keys, tokens
+   * from a refresh grant). Sessions: srv_sessions.auth_at; access tokens:
+   * their "auth_time" claim. */
+  int64_t auth_time;
+  char family[SBX_ID_MAX]; /* access token: its refresh family ("" none) */
   /* job tokens: what the token may touch (sbx_job_scope) */
   char job[SBX_ID_MAX];
   char job_project[SBX_ID_MAX];

@@ -30,12 +30,21 @@ enum {
   SBX__RF_WORKER = 1 << 3,    /* a worker token only (worker protocol) */
   SBX__RF_JOB_TOKEN = 1 << 4, /* a job-scoped token only (worker protocol) */
   SBX__RF_BODY_OPTIONAL = 1 << 5, /* the JSON body may be absent */
-  SBX__RF_LOGIN = 1 << 6,    /* sets a session cookie: a cross-origin request
-                               is refused (login CSRF) */
-  SBX__RF_FREEZE_OK = 1 << 7 /* mutating, yet open while the tenant is
-                                frozen (incident tools, logout, key
-                                revocation); other mutations answer 423 */
+  SBX__RF_LOGIN = 1 << 6,     /* sets a session cookie: a cross-origin request
+                                is refused (login CSRF) */
+  SBX__RF_FREEZE_OK = 1 << 7, /* mutating, yet open while the tenant is
+                                 frozen (incident tools, logout, key
+                                 revocation); other mutations answer 423 */
+  SBX__RF_STEPUP = 1 << 8,    /* credential changes: a session or an access
+                                 token whose interactive authentication is at
+                                 most SBX__STEPUP_S old; never an API key */
+  SBX__RF_SELF = 1 << 9       /* params[0] naming the caller's own user opens
+                                 the route whatever the permission (a session
+                                 or access token, not an API key) */
 };
+/* Step-up window: seconds since the last password (+TOTP) login or
+ * POST /api/v1/auth/reauth. */
+#define SBX__STEPUP_S 300
 
 typedef struct sbx__route {
   const char *method;

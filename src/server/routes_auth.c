@@ -54,13 +54,24 @@ int sbx__h_openapi(sbx__req *r) {
   return 0;
 }
 
+/* The access token (and, for a login: family == NULL, a refresh token of
+ * a new family) of (t, user); family: the rotated refresh token of a
+ * refresh grant. The access token names its refresh family (revocation by
+ * family) and, for a login, its time (step-up, authz.c). */
 static int token_reply(sbx__req *r, const char *t, const char *user,
                        const char *family) {
-  char at[1024], rt[160];
+  char at[1024], rt[160], fam[SBX_ID_MAX];
   int64_t now = sbx__now();
-  int rc = sbx__jwt_issue(r->srv, t, user, now, at, sizeof at);
+  int rc = SBX_OK;
+  if (family)
+    sbx__refresh_family(r->st, family, fam);
+  else
+    rc = sbx__rand_hex(fam, 16);
   if (!rc && !family)
-    rc = sbx__refresh_issue(r->srv, r->st, t, user, NULL, now, rt);
+    rc = sbx__refresh_issue(r->srv, r->st, t, user, fam, now, rt);
+  if (!rc)
+    rc = sbx__jwt_issue_fam(r->srv, t, user, fam, family ? 0 : now, now, at,
+                            sizeof at);
   if (rc)
     return sbx__problem_rc(r, rc);
   int ttl = r->srv->p.access_ttl_s > 0 && r->srv->p.access_ttl_s <= 900

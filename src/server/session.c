@@ -54,7 +54,7 @@ static int split_cookie(const char *v, char tenant[SBX_ID_MAX],
 
 typedef struct sess_row {
   char user[SBX_ID_MAX];
-  int64_t expires;
+  int64_t expires, auth_at;
   int found;
 } sess_row;
 
@@ -62,6 +62,7 @@ static int fill_sess(void *ctx, const sbx_sql_row *row) {
   sess_row *s = ctx;
   s->found = 1;
   s->expires = sbx_sql_col_int(row, 1);
+  s->auth_at = sbx_sql_col_int(row, 2);
   return sbx_sql_col_text(row, 0, s->user, sizeof s->user);
 }
 
@@ -81,7 +82,8 @@ int sbx__session_authenticate(sbx__req *r) {
   memset(&s, 0, sizeof s);
   sbx_sql_val q[] = {SBX_SQL_T(tenant), SBX_SQL_B(h, 32)};
   rc = sbx_sql_exec(M(r),
-                    "SELECT user_id, expires_at FROM srv_sessions WHERE "
+                    "SELECT user_id, expires_at, auth_at FROM srv_sessions "
+                    "WHERE "
                     "tenant_id = $1 AND id_hash = $2",
                     q, 2, fill_sess, &s, NULL);
   if (rc || !s.found)
@@ -97,6 +99,7 @@ int sbx__session_authenticate(sbx__req *r) {
   char hex[17];
   sbx_hex(h, 8, hex);
   r->who.kind = SBX__CRED_SESSION;
+  r->who.auth_time = s.auth_at;
   snprintf(r->who.tenant, SBX_ID_MAX, "%s", tenant);
   snprintf(r->who.user, SBX_ID_MAX, "%s", s.user);
   snprintf(r->who.key_id, SBX_ID_MAX, "s-%s", hex);
@@ -174,11 +177,13 @@ int sbx__session_issue(sbx__req *r, const char *tenant, const char *user,
                  "DELETE FROM srv_sessions WHERE tenant_id = $1 AND "
                  "expires_at <= $2",
                  d, 2, NULL, NULL, NULL);
+    /* a login is an interactive authentication: auth_at (step-up) */
     sbx_sql_val q[] = {SBX_SQL_T(tenant), SBX_SQL_B(h, 32), SBX_SQL_T(user),
                        SBX_SQL_I(now), SBX_SQL_I(now + ttl)};
     rc = sbx_sql_exec(M(r),
                       "INSERT INTO srv_sessions (tenant_id, id_hash, user_id, "
-                      "created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                      "created_at, expires_at, auth_at) VALUES ($1, $2, $3, "
+                      "$4, $5, $4)",
                       q, 5, NULL, NULL, NULL);
   }
   if (!rc)
@@ -193,6 +198,24 @@ int sbx__session_issue(sbx__req *r, const char *tenant, const char *user,
   }
   sbx_memwipe(secret, sizeof secret);
   return rc;
+}
+
+int sbx__session_stamp(sbx__req *r, int64_t now) {
+  char v[160], tenant[SBX_ID_MAX];
+  const char *secret;
+  uint8_t h[SBX_SHA256_LEN];
+  if (r->who.kind != SBX__CRED_SESSION ||
+      !sbx__cookie(r, COOKIE_SESSION, v, sizeof v) ||
+      split_cookie(v, tenant, &secret) ||
+      sbx_store_keyed_hash(r->st, HP_SESSION, secret, 64, h))
+    return SBX_EAUTH;
+  int64_t ch = 0;
+  sbx_sql_val q[] = {SBX_SQL_T(tenant), SBX_SQL_B(h, 32), SBX_SQL_I(now)};
+  int rc = sbx_sql_exec(M(r),
+                        "UPDATE srv_sessions SET auth_at = $3 WHERE "
+                        "tenant_id = $1 AND id_hash = $2",
+                        q, 3, NULL, NULL, &ch);
+  return rc ? rc : (ch ? SBX_OK : SBX_EAUTH);
 }
 
 int sbx__session_h_get(sbx__req *r) {

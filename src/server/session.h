@@ -23,6 +23,10 @@ int sbx__session_csrf_check(sbx__req *r);
  * SBX_EPERM when public_origin is not configured (sessions are off). */
 int sbx__session_issue(sbx__req *r, const char *tenant, const char *user,
                        char csrf_out[65]);
+/* Step-up: records now as the last interactive authentication of the
+ * session the request carries (srv_sessions.auth_at). SBX_EAUTH when the
+ * request has no session. */
+int sbx__session_stamp(sbx__req *r, int64_t now);
 /* GET / DELETE /api/v1/auth/session. */
 int sbx__session_h_get(sbx__req *r);
 int sbx__session_h_delete(sbx__req *r);

@@ -4,6 +4,10 @@
  * or before the last accepted one is refused (no replay of a code).
  *   POST /api/v1/auth/totp          new secret (pending until confirmed)
  *   POST /api/v1/auth/totp/confirm  {"code"}: enables it
+ *   DELETE /api/v1/auth/totp        removes it (the caller's own)
+ * All three are step-up routes (authz.c): a session or access token from a
+ * password login at most 5 min old, never an API key. An Admin resets a
+ * user's TOTP with DELETE /api/v1/users/{user}/totp (routes_users.c).
  * Once enabled, the password grant (and the session login) need "totp".
  * The secret is sealed with the tenant's field key.
  */
@@ -226,4 +230,26 @@ int sbx__totp_h_confirm(sbx__req *r) {
     return sbx__problem_rc(r, rc);
   sbx__audit(r, "auth.totp_enable", r->who.user);
   return sbx__reply_json(r, 200, json_pack("{s:b}", "enabled", 1));
+}
+
+int sbx__totp_delete(sbx__req *r, const char *tenant, const char *user,
+                     int *removed) {
+  int64_t ch = 0;
+  sbx_sql_val v[] = {SBX_SQL_T(tenant), SBX_SQL_T(user)};
+  int rc = sbx_sql_exec(M(r),
+                        "DELETE FROM srv_totp WHERE tenant_id = $1 AND "
+                        "user_id = $2",
+                        v, 2, NULL, NULL, &ch);
+  *removed = !rc && ch > 0;
+  return rc;
+}
+
+int sbx__totp_h_remove(sbx__req *r) {
+  int removed = 0;
+  int rc = sbx__totp_delete(r, r->who.tenant, r->who.user, &removed);
+  if (rc)
+    return sbx__problem_rc(r, rc);
+  if (removed)
+    sbx__audit(r, "auth.totp_remove", r->who.user);
+  return sbx__reply_json(r, 200, json_pack("{s:b}", "removed", removed));
 }

@@ -21,6 +21,12 @@ int sbx__totp_check(sbx__req *r, const char *tenant, const char *user,
 /* POST /api/v1/auth/totp and /api/v1/auth/totp/confirm. */
 int sbx__totp_h_enroll(sbx__req *r);
 int sbx__totp_h_confirm(sbx__req *r);
+/* Removes the user's TOTP (pending or enabled); *removed = 1 when there
+ * was one. The password alone logs in again afterwards. */
+int sbx__totp_delete(sbx__req *r, const char *tenant, const char *user,
+                     int *removed);
+/* DELETE /api/v1/auth/totp: the caller's own (step-up route). */
+int sbx__totp_h_remove(sbx__req *r);
 /* RFC 4648 base32 without padding; out needs 8*ceil(n/5)/5+1. */
 void sbx__base32(const uint8_t *in, size_t n, char *out);
 

@@ -10,6 +10,7 @@
 
 #include "db.h"
 #include "jobs_schema.h"
+#include "lifecycle_schema.h"
 #include "sbx/meta.h"
 
 struct sbx_meta {
@@ -149,6 +150,8 @@ static const migration MIGRATIONS[] = {
      " tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
      " secret_sealed BLOB NOT NULL, enabled BIGINT NOT NULL,"
      " last_step BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id));"},
+    /* the user lifecycle: version 21 (lifecycle_schema.h, lifecycle.c) */
+    SBX__LIFECYCLE_MIGRATIONS,
     /* storage quotas of tenants (src/server/quota.c); 0 inherit, -1 none */
     {25, "server: storage quotas",
      "CREATE TABLE IF NOT EXISTS srv_quotas ("

@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 #include "../harness.h"
+#include "auth_testutil.h"
 #include "auth.h" /* to sign hostile JWTs with the server key */
 #include "state.h"
 #include "util.h"
@@ -65,17 +66,50 @@ static int mk_job(const fixture *f, char id[64]) {
   return ok ? 0 : -1;
 }
 
-/* A fresh user of fixture f's tenant, without a role. */
-static int mk_user(const fixture *f, char id[64]) {
-  char body[256];
-  snprintf(id, 64, "fu%d", ++g_uniq);
-  snprintf(body, sizeof body, "{\"id\":\"%s\",\"email\":\"%s@x.org\"}", id, id);
+/* A password login of user (password "password-of-<user>") in tenant:
+ * its access token into tok (a fresh one passes step-up for 5 min). */
+static int login_jwt(const char *tenant, const char *user, char tok[1200]) {
+  char body[512];
+  snprintf(body, sizeof body,
+           "{\"grant_type\":\"password\",\"tenant\":\"%s\",\"email\":\"%s@"
+           "%s.example\",\"password\":\"password-of-%s\"}",
+           tenant, user, tenant, user);
   resp r;
-  long st = jreq(&S, "POST", "/api/v1/users", f->admin_key, body, &r);
-  if (st != 201)
-    fprintf(stderr, "mk_user: %ld %s\n", st, r.body);
+  long st = jreq(&S, "POST", "/api/v1/auth/token", NULL, body, &r);
+  int ok = st == 200 && json_field(r.body, "access_token", tok, 1200);
+  if (!ok)
+    fprintf(stderr, "login %s/%s: %ld %s\n", tenant, user, st, r.body);
   resp_free(&r);
-  return st == 201 ? 0 : -1;
+  return ok ? 0 : -1;
+}
+
+/* Issue 12 item 2: API keys are created only by a session or an access
+ * token from a recent password login (step-up), never by an API key. The
+ * fixtures' admin for that: user "stepadm" (tenant admin) of f's tenant,
+ * created once with f's admin key, logged in again when its token is more
+ * than 2 min old. */
+static const char *step_tok(const fixture *f) {
+  static char tok[2][1200];
+  static time_t at[2];
+  int i = f == &F2;
+  if (tok[i][0] && time(NULL) - at[i] < 120)
+    return tok[i];
+  if (!at[i]) {
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"id\":\"stepadm\",\"email\":\"stepadm@%s.example\","
+             "\"password\":\"password-of-stepadm\",\"role\":\"admin\"}",
+             f->tenant);
+    resp r;
+    long st = jreq(&S, "POST", "/api/v1/users", f->admin_key, body, &r);
+    resp_free(&r);
+    if (st != 201)
+      fprintf(stderr, "stepadm %s: %ld\n", f->tenant, st);
+  }
+  tok[i][0] = 0;
+  if (login_jwt(f->tenant, "stepadm", tok[i]) == 0)
+    at[i] = time(NULL);
+  return tok[i];
 }
 
 static int mk_key(const fixture *f, const char *role, long ttl, char id[64],
@@ -84,13 +118,35 @@ static int mk_key(const fixture *f, const char *role, long ttl, char id[64],
   snprintf(body, sizeof body, "{\"role\":\"%s\",\"expires_in_s\":%ld}", role,
            ttl);
   resp r;
-  long st = jreq(&S, "POST", "/api/v1/api-keys", f->admin_key, body, &r);
+  long st = jreq(&S, "POST", "/api/v1/api-keys", step_tok(f), body, &r);
   int ok = st == 201 && json_field(r.body, "id", id, 64) &&
            (!key || json_field(r.body, "key", key, 200));
   if (!ok)
     fprintf(stderr, "mk_key: %ld %s\n", st, r.body);
   resp_free(&r);
   return ok ? 0 : -1;
+}
+
+/* A fresh user of f's tenant (tenant role viewer, viewer in f's project):
+ * the target of the lifecycle rows (PATCH/DELETE a user, revoke, ...). */
+static int mk_user(const fixture *f, char id[64]) {
+  char body[256], path[256];
+  snprintf(id, 64, "fu%d", ++g_uniq);
+  snprintf(body, sizeof body,
+           "{\"id\":\"%s\",\"email\":\"%s@x.org\",\"role\":\"viewer\"}", id,
+           id);
+  resp r;
+  long st = jreq(&S, "POST", "/api/v1/users", f->admin_key, body, &r);
+  resp_free(&r);
+  snprintf(path, sizeof path, "/api/v1/projects/%s/members/%s", f->project, id);
+  long st2 = st == 201 ? jreq(&S, "PUT", path, f->admin_key,
+                              "{\"role\":\"viewer\"}", &r)
+                       : -1;
+  if (st2 >= 0)
+    resp_free(&r);
+  if (st != 201 || st2 != 200)
+    fprintf(stderr, "mk_user: %ld %ld\n", st, st2);
+  return st == 201 && st2 == 200 ? 0 : -1;
 }
 
 static int setup_fixture(fixture *f) {
@@ -119,8 +175,8 @@ typedef struct row {
   const char *body;    /* JSON template, or "RAW" for an upload */
   int roles;           /* roles that must succeed; -1 = public */
   int ok;              /* expected status on success (public: for all) */
-  char fresh;          /* m d j k u: a fresh object replaces its placeholder
-                         (u: a user); c: a fresh job, cancelled */
+  char fresh;          /* m d j k u: a fresh object (u: user) replaces its
+                         placeholder; c: a fresh job, cancelled */
 } row;
 
 #define PP "/api/v1/projects/{project}"
@@ -151,9 +207,18 @@ static const row ROWS[] = {
     {"GET", "/api/v1/auth/session", "/api/v1/auth/session", NULL, RALL, 200, 0},
     {"DELETE", "/api/v1/auth/session", "/api/v1/auth/session", NULL, RALL, 200,
      0},
+    /* step-up (issue 12 item 2): a wrong password is 401 for every role's
+     * access token; API keys are refused outright */
+    {"POST", "/api/v1/auth/reauth", "/api/v1/auth/reauth",
+     "{\"password\":\"not the password\"}", RALL, 401, 0},
+    {"POST", "/api/v1/auth/passphrase", "/api/v1/auth/passphrase",
+     "{\"current_password\":\"not the password\",\"new_password\":\"a new "
+     "long password\"}",
+     RALL, 401, 0},
     {"POST", "/api/v1/auth/totp", "/api/v1/auth/totp", NULL, RALL, 201, 0},
     {"POST", "/api/v1/auth/totp/confirm", "/api/v1/auth/totp/confirm",
      "{\"code\":\"abcdef\"}", RALL, 400, 0},
+    {"DELETE", "/api/v1/auth/totp", "/api/v1/auth/totp", NULL, RALL, 200, 0},
     {"GET", "/api/v1/me", "/api/v1/me", NULL, RALL, 200, 0},
     {"GET", "/api/v1/tenants/{tenant}", "/api/v1/tenants/{tenant}", NULL, RALL,
      200, 0},
@@ -164,9 +229,20 @@ static const row ROWS[] = {
     {"GET", "/api/v1/users", "/api/v1/users", NULL, RAD, 200, 0},
     {"POST", "/api/v1/users", "/api/v1/users",
      "{\"id\":\"u{uniq}\",\"email\":\"u{uniq}@x.org\"}", RAD, 201, 0},
+    /* the user lifecycle (issue 12 item 3), each on a fresh user */
+    {"PATCH", "/api/v1/users/{user}", "/api/v1/users/{user}",
+     "{\"role\":\"developer\"}", RAD, 200, 'u'},
+    {"DELETE", "/api/v1/users/{user}", "/api/v1/users/{user}", NULL, RAD, 200,
+     'u'},
+    {"DELETE", "/api/v1/users/{user}/totp", "/api/v1/users/{user}/totp", NULL,
+     RAD, 200, 'u'},
+    {"POST", "/api/v1/users/{user}/revoke-sessions",
+     "/api/v1/users/{user}/revoke-sessions", "{\"api_keys\":true}", RAD, 200,
+     'u'},
     {"GET", PP "/members", PP "/members", NULL, RA | RAD, 200, 0},
     {"PUT", PP "/members/{user}", PP "/members/admin", "{\"role\":\"viewer\"}",
      RAD, 200, 0},
+    {"DELETE", PP "/members/{user}", PP "/members/{user}", NULL, RAD, 200, 'u'},
     {"GET", "/api/v1/api-keys", "/api/v1/api-keys", NULL, RAD, 200, 0},
     {"POST", "/api/v1/api-keys", "/api/v1/api-keys", "{\"role\":\"viewer\"}",
      RAD, 201, 0},
@@ -265,6 +341,24 @@ static const row ROWS[] = {
     {"GET", "/metrics", "/metrics", NULL, 0, 200, 0},
 };
 #define NROWS (sizeof ROWS / sizeof ROWS[0])
+
+/* Step-up routes (issue 12 item 2): API keys are refused (403) whatever
+ * their role; a role's access token from a fresh login gets what the
+ * row's roles say. */
+static int row_stepup(const row *rw) {
+  static const char *const STEPUP[][2] = {
+      {"POST", "/api/v1/auth/reauth"},
+      {"POST", "/api/v1/auth/passphrase"},
+      {"POST", "/api/v1/auth/totp"},
+      {"POST", "/api/v1/auth/totp/confirm"},
+      {"DELETE", "/api/v1/auth/totp"},
+      {"POST", "/api/v1/api-keys"},
+      {"POST", "/api/v1/api-keys/{key}/rotate"}};
+  for (size_t i = 0; i < sizeof STEPUP / sizeof STEPUP[0]; i++)
+    if (!strcmp(rw->method, STEPUP[i][0]) && !strcmp(rw->pattern, STEPUP[i][1]))
+      return 1;
+  return 0;
+}
 
 static void subst(const char *tpl, const fixture *f, const char *fresh_id,
                   char fresh, char *out, size_t cap) {
@@ -377,6 +471,18 @@ static char ROLE_KEY[4][200], ROLE_JWT[4][1200];
 static char EXPIRED_KEY[200], FORGED_KEY[200], FORGED_JWT[1200],
     EXPIRED_JWT[1200];
 
+static time_t ROLE_JWT_AT; /* when ROLE_JWT were issued (step-up rows) */
+
+/* Step-up rows need access tokens from a login at most 5 min old: the
+ * role tokens are renewed (a new password login each) after 2 min. */
+static void fresh_role_jwts(void) {
+  if (ROLE_JWT_AT && time(NULL) - ROLE_JWT_AT < 120)
+    return;
+  for (int i = 0; i < 4; i++)
+    login_jwt("t1", ROLE_NAMES[i], ROLE_JWT[i]);
+  ROLE_JWT_AT = time(NULL);
+}
+
 static sbx_server g_fake; /* holds the server's JWT key for forging */
 
 static void sign_jwt(const char *hdr, const char *payload, char *out,
@@ -421,6 +527,7 @@ TEST(setup_credentials) {
     CHECK(json_field(r.body, "access_token", ROLE_JWT[i], sizeof ROLE_JWT[i]));
     resp_free(&r);
   }
+  ROLE_JWT_AT = time(NULL);
   char id[64];
   CHECK(mk_key(&F1, "admin", 1, id, EXPIRED_KEY) == 0);
   snprintf(FORGED_KEY, sizeof FORGED_KEY, "%s", ROLE_KEY[3]);
@@ -508,13 +615,17 @@ TEST(authorization_matrix) {
       CHECK(!expect_fail(rw, bad_names[b], 401, st, r.body));
       resp_free(&r);
     }
+    if (row_stepup(rw))
+      fresh_role_jwts();
     for (int kind = 0; kind < 2; kind++) {
+      /* step-up rows: no API key passes, whatever its role */
+      int roles = row_stepup(rw) && !kind ? 0 : rw->roles;
       for (int ri = 0; ri < 4; ri++) {
         const char *tok = kind ? ROLE_JWT[ri] : ROLE_KEY[ri];
         char what[64];
         snprintf(what, sizeof what, "%s %s own", kind ? "jwt" : "key",
                  ROLE_NAMES[ri]);
-        long want = (rw->roles & (1 << ri)) ? rw->ok : 403;
+        long want = (roles & (1 << ri)) ? rw->ok : 403;
         long st = call_row(rw, &F1, tok, &r);
         CHECK(!expect_fail(rw, what, want, st, r.body));
         resp_free(&r);
@@ -528,7 +639,7 @@ TEST(authorization_matrix) {
         if (names_obj) {
           /* project routes: the project is invisible (404) whatever the
            * role; tenant-level routes check the permission first (403) */
-          long w2 = (project_scoped || (rw->roles & (1 << ri))) ? 404 : 403;
+          long w2 = (project_scoped || (roles & (1 << ri))) ? 404 : 403;
           CHECK(!expect_fail(rw, what, w2, st, r.body));
         } else {
           CHECK(!expect_fail(rw, what, want, st, r.body));
@@ -565,7 +676,9 @@ TEST(every_mutation_is_audited) {
     long before = -1;
     resp r;
     g_head_before = &before;
-    long st = call_row(rw, &F1, ROLE_KEY[3], &r);
+    if (row_stepup(rw))
+      fresh_role_jwts();
+    long st = call_row(rw, &F1, row_stepup(rw) ? ROLE_JWT[3] : ROLE_KEY[3], &r);
     g_head_before = NULL;
     long after = audit_head(&F1);
     CHECK_EQ_INT(st, rw->ok);
@@ -1081,8 +1194,10 @@ TEST(refresh_rotation_and_reuse) {
                       "\"email\":\"viewer@t1.example\",\"password\":"
                       "\"password-of-viewer\"}";
   CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, login, &r), 200);
-  char rt1[200] = "", rt2[200] = "", rt3[200] = "", at[1200] = "";
+  char rt1[200] = "", rt2[200] = "", rt3[200] = "", at[1200] = "",
+       at0[1200] = "", at3[1200] = "";
   CHECK(json_field(r.body, "refresh_token", rt1, sizeof rt1));
+  CHECK(json_field(r.body, "access_token", at0, sizeof at0));
   resp_free(&r);
   char body[512];
   snprintf(body, sizeof body,
@@ -1101,9 +1216,18 @@ TEST(refresh_rotation_and_reuse) {
            "{\"grant_type\":\"refresh_token\",\"refresh_token\":\"%s\"}", rt2);
   CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, body, &r), 401);
   resp_free(&r);
+  /* issue 12 item 3: the family's access tokens (the login's and the
+   * refresh grant's, both valid for 15 min) stop at once, not at expiry */
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", at, NULL, &r), 401);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", at0, NULL, &r), 401);
+  resp_free(&r);
   /* a fresh login starts a new family that works */
   CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/auth/token", NULL, login, &r), 200);
   CHECK(json_field(r.body, "refresh_token", rt3, sizeof rt3));
+  CHECK(json_field(r.body, "access_token", at3, sizeof at3));
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/me", at3, NULL, &r), 200);
   resp_free(&r);
   snprintf(body, sizeof body,
            "{\"grant_type\":\"refresh_token\",\"refresh_token\":\"%s\"}", rt3);
@@ -1167,7 +1291,12 @@ TEST(api_key_lifecycle) {
   resp_free(&r);
   /* rotation with overlap 0: old key dies now, new one works */
   snprintf(body, sizeof body, "/api/v1/api-keys/%s/rotate", id);
-  CHECK_EQ_INT(jreq(&S, "POST", body, K1, "{\"overlap_s\":0}", &r), 201);
+  /* an API key (even the tenant's admin key) cannot rotate: step-up */
+  CHECK_EQ_INT(jreq(&S, "POST", body, K1, "{\"overlap_s\":0}", &r), 403);
+  CHECK(strstr(r.body, "step-up") != NULL);
+  resp_free(&r);
+  CHECK_EQ_INT(jreq(&S, "POST", body, step_tok(&F1), "{\"overlap_s\":0}", &r),
+               201);
   char key2[200] = "";
   CHECK(json_field(r.body, "key", key2, sizeof key2));
   resp_free(&r);
@@ -1177,7 +1306,7 @@ TEST(api_key_lifecycle) {
   resp_free(&r);
   /* a project-scoped key sees its project only */
   char pk[200] = "";
-  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/api-keys", K1,
+  CHECK_EQ_INT(jreq(&S, "POST", "/api/v1/api-keys", step_tok(&F1),
                     "{\"role\":\"developer\",\"project_id\":\"pa\"}", &r),
                201);
   CHECK(json_field(r.body, "key", pk, sizeof pk));
@@ -1206,16 +1335,7 @@ TEST(api_key_lifecycle) {
 /* Runs one SQL statement on the server's meta.db from this process (a
  * change the server's caches cannot know about). 0 on success. */
 static int db_poke(const char *sql) {
-  char path[320];
-  snprintf(path, sizeof path, "%s/meta.db", g_dir);
-  sqlite3 *db = NULL;
-  int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-  if (rc == SQLITE_OK) {
-    sqlite3_busy_timeout(db, 5000);
-    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-  }
-  sqlite3_close(db);
-  return rc == SQLITE_OK ? 0 : -1;
+  return api_db_poke(g_dir, sql);
 }
 
 static long upload_as(const char *key, const char *project) {
@@ -1272,7 +1392,7 @@ TEST(api_key_role_capped_by_current_roles) {
   resp_free(&r);
   /* a developer key of capu (a project admin): works while capu is one */
   char ku[200], kv[200], kd[200];
-  CHECK_EQ_INT(key_for(K1,
+  CHECK_EQ_INT(key_for(step_tok(&F1),
                        "{\"role\":\"developer\",\"project_id\":\"pa\","
                        "\"user_id\":\"capu\"}",
                        ku),
@@ -1305,7 +1425,7 @@ TEST(api_key_role_capped_by_current_roles) {
   CHECK_EQ_INT(get_as(ku, "/api/v1/projects/pa/members"), 403); /* dev */
   /* a key of a user with no role in the project: the project is not there
    * for it; a tenant-wide key of a user without tenant role: 403 */
-  CHECK_EQ_INT(key_for(K1,
+  CHECK_EQ_INT(key_for(step_tok(&F1),
                        "{\"role\":\"admin\",\"project_id\":\"pa\","
                        "\"user_id\":\"capv\"}",
                        kv),
@@ -1313,8 +1433,9 @@ TEST(api_key_role_capped_by_current_roles) {
   CHECK_EQ_INT(get_as(kv, "/api/v1/projects/pa/models"), 404);
   CHECK_EQ_INT(upload_as(kv, "pa"), 404);
   char kt[200];
-  CHECK_EQ_INT(key_for(K1, "{\"role\":\"admin\",\"user_id\":\"capv\"}", kt),
-               201);
+  CHECK_EQ_INT(
+      key_for(step_tok(&F1), "{\"role\":\"admin\",\"user_id\":\"capv\"}", kt),
+      201);
   CHECK_EQ_INT(get_as(kt, "/api/v1/projects"), 403);
   CHECK_EQ_INT(get_as(kt, "/api/v1/users"), 403);
   /* the creator's role caps too: a second tenant admin creates a key for
@@ -1356,14 +1477,15 @@ TEST(api_key_role_capped_by_current_roles) {
    * verified key is cached (TTL 5 s): a key of 2 s used at once, again
    * after 3 s */
   char ke[200];
-  CHECK_EQ_INT(key_for(K1, "{\"role\":\"viewer\",\"expires_in_s\":2}", ke),
-               201);
+  CHECK_EQ_INT(
+      key_for(step_tok(&F1), "{\"role\":\"viewer\",\"expires_in_s\":2}", ke),
+      201);
   CHECK_EQ_INT(get_as(ke, "/api/v1/projects"), 200);
   sleep(3);
   CHECK_EQ_INT(get_as(ke, "/api/v1/projects"), 401);
   /* revocation of a key in use (cached) takes effect on the next request */
   char ki[200], path[128];
-  CHECK_EQ_INT(key_for(K1, "{\"role\":\"viewer\"}", ki), 201);
+  CHECK_EQ_INT(key_for(step_tok(&F1), "{\"role\":\"viewer\"}", ki), 201);
   CHECK_EQ_INT(get_as(ki, "/api/v1/projects"), 200);
   CHECK_EQ_INT(get_as(ki, "/api/v1/projects"), 200);
   snprintf(path, sizeof path, "/api/v1/api-keys/%.16s", strchr(ki, '~') + 1);
@@ -1451,12 +1573,23 @@ TEST(upload_roundtrip_and_audit) {
       http(&S, "POST", "/api/v1/projects/pa/datasets?name=bin.npz", &o, &r),
       409);
   resp_free(&r);
-  CHECK_EQ_INT(jreq(&S, "GET", "/api/v1/audit-events?limit=100", K1, NULL, &r),
-               200);
-  CHECK(strstr(r.body, "dataset.upload") && strstr(r.body, "job.create") &&
-        strstr(r.body, "api_key.revoke"));
-  CHECK(!strstr(r.body, "root@t2")); /* no other tenant's events */
-  resp_free(&r);
+  /* every page of the tenant's audit events (hundreds by now) */
+  int seen = 0, pages = 0, other = 0;
+  char cursor[64] = "", apath[160];
+  do {
+    snprintf(apath, sizeof apath, "/api/v1/audit-events?limit=100%s%s",
+             cursor[0] ? "&cursor=" : "", cursor);
+    CHECK_EQ_INT(jreq(&S, "GET", apath, K1, NULL, &r), 200);
+    seen |= (strstr(r.body, "dataset.upload") ? 1 : 0) |
+            (strstr(r.body, "job.create") ? 2 : 0) |
+            (strstr(r.body, "api_key.revoke") ? 4 : 0);
+    other |= strstr(r.body, "root@t2") != NULL; /* no other tenant's */
+    if (!json_field(r.body, "next_cursor", cursor, sizeof cursor))
+      cursor[0] = 0;
+    resp_free(&r);
+  } while (cursor[0] && ++pages < 100);
+  CHECK_EQ_INT(seen, 7);
+  CHECK(!other);
 }
 
 TEST(rate_limits_and_graceful_shutdown) {

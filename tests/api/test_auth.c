@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "../harness.h"
+#include "auth_testutil.h"
 #include "oidc.h"
 #include "totp.h"
 #include "util.h"
@@ -29,52 +30,10 @@ static char g_dir[256], g_cfg[300], K1[200], BOOT1[200];
 
 /* ---- small helpers ---- */
 
-/* Value of the Set-Cookie for name (up to ';' when attrs == 0). */
-static int set_cookie(const resp *r, const char *name, char *out, size_t cap,
-                      int attrs) {
-  size_t nl = strlen(name);
-  for (const char *p = r->hdr; p && *p;) {
-    if (!strncasecmp(p, "Set-Cookie:", 11)) {
-      const char *v = p + 11;
-      while (*v == ' ')
-        v++;
-      if (!strncmp(v, name, nl) && v[nl] == '=') {
-        v += attrs ? 0 : nl + 1;
-        size_t n = attrs ? strcspn(v, "\r\n") : strcspn(v, ";\r\n");
-        if (n >= cap)
-          return 0;
-        memcpy(out, v, n);
-        out[n] = 0;
-        return 1;
-      }
-    }
-    p = strchr(p, '\n');
-    if (p)
-      p++;
-  }
-  return 0;
-}
-
 static long req_h(const char *method, const char *path, const char *json,
                   const char *const *hdrs, resp *r) {
   req_opts o = {NULL, json ? "application/json" : NULL, json, 0, hdrs, 0, 0};
   return http(&S, method, path, &o, r);
-}
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t l = sizeof a;
-  int port = -1;
-  if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof a) &&
-      !getsockname(fd, (struct sockaddr *)&a, &l))
-    port = ntohs(a.sin_port);
-  if (fd >= 0)
-    close(fd);
-  return port;
 }
 
 static int setup_server(const char *extra, const char *listen) {
@@ -274,33 +233,6 @@ TEST(totp_rfc6238_vectors) {
   char b32[64];
   sbx__base32(key, 20, b32);
   CHECK(!strcmp(b32, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
-}
-
-static int unbase32(const char *s, uint8_t *out, size_t cap) {
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t n = 0;
-  for (; *s; s++) {
-    const char *A = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    const char *p = strchr(A, *s);
-    if (!p)
-      return -1;
-    acc = acc << 5 | (uint32_t)(p - A);
-    bits += 5;
-    if (bits >= 8) {
-      bits -= 8;
-      if (n >= cap)
-        return -1;
-      out[n++] = (uint8_t)(acc >> bits);
-    }
-  }
-  return (int)n;
-}
-
-static void code_at(const uint8_t *k, int kl, long long step, char out[8]) {
-  uint32_t c = 0;
-  sbx__totp_code(k, (size_t)kl, (uint64_t)step, 6, &c);
-  snprintf(out, 8, "%06u", c);
 }
 
 TEST(totp_enroll_login_replay) {

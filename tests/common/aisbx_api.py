@@ -113,3 +113,71 @@ class Api:
             elif line.startswith("data: ") and ev == "state":
                 out.append(json.loads(line[6:]))
         return out
+
+
+def free_port():
+    """A free TCP port on 127.0.0.1 (closed again: a small race, fine here)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start_aisbxd(aisbxd, data_dir, port, env, log_path, extra=()):
+    """Starts aisbxd on data_dir listening on 127.0.0.1:port (output appended
+    to log_path) and waits for it to write DATA_DIR/aisbxd.port. Start
+    servers sharing a data dir one at a time: each writes that file, and the
+    first creates the TLS certificate and JWT key the others share."""
+    import os, subprocess
+    pf = os.path.join(data_dir, "aisbxd.port")
+    if os.path.exists(pf):
+        os.unlink(pf)
+    log = open(log_path, "a")
+    p = subprocess.Popen([aisbxd, "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}",
+                          "--workers", "0", *extra], env=env, stdout=log, stderr=log)
+    for _ in range(400):
+        if os.path.exists(pf) and open(pf).read().strip():
+            break
+        time.sleep(0.05)
+    assert int(open(pf).read()) == port, "server did not start"
+    return p
+
+
+def stop(procs):
+    """SIGTERM to every process still running, then waits up to 10 s for
+    each (SIGKILL after that)."""
+    import signal, subprocess
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def finish(d, logs, lines=20):
+    """After a test: on failures prints the tail of each log in d (names, or
+    None: every *.log) and exits 1; otherwise removes d."""
+    import os, subprocess, sys
+    if fails:
+        print("logs in", d)
+        for f in logs or sorted(n for n in os.listdir(d) if n.endswith(".log")):
+            print(f"--- {f} (tail)")
+            print("".join(open(os.path.join(d, f), errors="replace").readlines()[-lines:]))
+        sys.exit(1)
+    subprocess.run(["rm", "-rf", d])
+
+
+def init_tenants(aisbxd, data_dir, tenants, env=None):
+    """`aisbxd init` of each tenant in data_dir: {tenant: admin API key}."""
+    import subprocess
+    keys = {}
+    for t in tenants:
+        out = subprocess.run([aisbxd, "init", "--data-dir", data_dir, "--tenant", t], env=env,
+                             check=True, capture_output=True, text=True).stdout
+        keys[t] = [l.split(": ", 1)[1] for l in out.splitlines() if l.startswith("admin-api-key: ")][0]
+    return keys

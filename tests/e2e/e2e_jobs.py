@@ -22,7 +22,7 @@ worker-token create`, starts `aisbx-worker` against it, and checks:
 import json, os, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from aisbx_api import Api, check, fails, strip  # noqa: E402
+from aisbx_api import Api, check, finish, init_tenants, stop, strip  # noqa: E402
 
 B, FIX = sys.argv[1], sys.argv[2]
 AISBXD, WORKER, AISBX = (os.path.join(B, n) for n in ("aisbxd", "aisbx-worker", "aisbx"))
@@ -39,11 +39,7 @@ def cli(argv, out, adv):
 def main():
     d = tempfile.mkdtemp(prefix="aisbx-e2e-")
     srv = os.path.join(d, "srv")
-    keys = {}
-    for t in ("t1", "t2"):
-        out = subprocess.run([AISBXD, "init", "--data-dir", srv, "--tenant", t],
-                             check=True, capture_output=True, text=True).stdout
-        keys[t] = [l.split(": ", 1)[1] for l in out.splitlines() if l.startswith("admin-api-key: ")][0]
+    keys = init_tenants(AISBXD, srv, ("t1", "t2"))
     log = open(os.path.join(d, "aisbxd.log"), "w")
     server = subprocess.Popen([AISBXD, "--data-dir", srv, "--listen", "127.0.0.1:0",
                                "--workers", "0"], stdout=log, stderr=log)
@@ -191,21 +187,8 @@ def main():
         check(o["state"] == "succeeded", f"job of a killed worker re-queued and completed ({o['state']})")
         st, ev = a1.req("GET", f"/api/v1/projects/p/jobs/{j}")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    if fails:
-        print("logs in", d)
-        for f in ("aisbxd.log", "worker.log"):
-            print(f"--- {f} (tail)")
-            print("".join(open(os.path.join(d, f)).readlines()[-30:]))
-        sys.exit(1)
-    subprocess.run(["rm", "-rf", d])
+        stop(procs)
+    finish(d, ("aisbxd.log", "worker.log"), 30)
 
 
 main()

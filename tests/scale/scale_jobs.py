@@ -21,11 +21,12 @@ and one data dir (master key, blob store, TLS certificate, JWT key); four
   serves one (GET .../results 200); while it answers 409 the test says so.
 Debian's python3, stdlib only (the approach of tests/e2e/e2e_jobs.py).
 """
-import json, os, signal, socket, subprocess, sys, tempfile, time
+import json, os, signal, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from aisbx_api import Api, TERMINAL, check, fails, strip  # noqa: E402
+from aisbx_api import (Api, TERMINAL, check, finish, free_port, init_tenants,  # noqa: E402
+                       start_aisbxd, stop, strip)
 
 B, FIX = sys.argv[1], sys.argv[2]
 AISBXD, WORKER, AISBX = (os.path.join(B, n) for n in ("aisbxd", "aisbx-worker", "aisbx"))
@@ -38,14 +39,6 @@ def cli(argv, out):
     subprocess.run([AISBX] + argv[:1] + ["--model", MODEL, "--data", DATA, "--out", out] + argv[1:],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.load(open(out))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def once_succeeded(evs):
@@ -64,34 +57,20 @@ def main():
                AISBXD_JOB_LEASE_S=str(LEASE), AISBXD_BLOB_FSYNC="0",
                AISBXD_RATE_IP_PER_S="100000", AISBXD_RATE_IP_BURST="100000",
                AISBXD_RATE_KEY_PER_S="100000", AISBXD_RATE_KEY_BURST="100000")
-    keys = {}
-    for t in ("t1", "t2"):
-        out = subprocess.run([AISBXD, "init", "--data-dir", srv, "--tenant", t], env=env,
-                             check=True, capture_output=True, text=True).stdout
-        keys[t] = [l.split(": ", 1)[1] for l in out.splitlines() if l.startswith("admin-api-key: ")][0]
+    keys = init_tenants(AISBXD, srv, ("t1", "t2"), env)
     check(not os.path.exists(os.path.join(srv, "meta.db")) or
           os.path.getsize(os.path.join(srv, "meta.db")) == 0,
           "metadata lives in PostgreSQL (no SQLite meta.db in the data dir)")
     procs, servers, workers = [], {}, {}
     ports = {"A": free_port(), "B": free_port()}
     ca = os.path.join(srv, "tls-cert.pem")
-    pf = os.path.join(srv, "aisbxd.port")
 
     def start_server(name):
         # one at a time: both write DATA_DIR/aisbxd.port, and the first run
         # creates the TLS certificate and the JWT key that the other shares
-        if os.path.exists(pf):
-            os.unlink(pf)
-        log = open(os.path.join(d, f"aisbxd-{name}.log"), "a")
-        p = subprocess.Popen([AISBXD, "--data-dir", srv, "--listen", f"127.0.0.1:{ports[name]}",
-                              "--workers", "0"], env=env, stdout=log, stderr=log)
+        p = start_aisbxd(AISBXD, srv, ports[name], env, os.path.join(d, f"aisbxd-{name}.log"))
         procs.append(p)
         servers[name] = p
-        for _ in range(400):
-            if os.path.exists(pf) and open(pf).read().strip():
-                break
-            time.sleep(0.05)
-        assert int(open(pf).read()) == ports[name], "server did not start"
         return p
 
     try:
@@ -269,22 +248,8 @@ def main():
         check(all(p.poll() is None for p in workers.values()), "all workers alive at the end")
         print(f"info total {time.time() - t_start:.1f} s")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    if fails:
-        print("logs in", d)
-        for f in sorted(os.listdir(d)):
-            if f.endswith(".log"):
-                print(f"--- {f} (tail)")
-                print("".join(open(os.path.join(d, f), errors="replace").readlines()[-20:]))
-        sys.exit(1)
-    subprocess.run(["rm", "-rf", d])
+        stop(procs)
+    finish(d, None)
 
 
 main()
