@@ -116,6 +116,30 @@ static const struct {
      ",\"project_max_objects\":" LIMIT ",\"max_object_bytes\":" LIMIT "},"
      "\"additionalProperties\":false,\"examples\":[{\"max_bytes\":"
      "107374182400,\"max_objects\":50000,\"project_max_bytes\":-1}]}"},
+    {"POST", "/api/v1/auth/reauth",
+     "{\"type\":\"object\",\"properties\":{\"password\":" PASSWORD
+     ",\"totp\":{\"type\":\"string\",\"pattern\":\"^[0-9]{6}$\"}},"
+     "\"required\":[\"password\"],\"additionalProperties\":false,"
+     "\"examples\":[{\"password\":\"correct horse battery\"}]}"},
+    {"POST", "/api/v1/auth/passphrase",
+     "{\"type\":\"object\",\"properties\":{\"current_password\":"
+     "{\"type\":\"string\",\"maxLength\":256},\"new_password\":" PASSWORD
+     ",\"totp\":{\"type\":\"string\",\"pattern\":\"^[0-9]{6}$\"}},"
+     "\"required\":[\"current_password\",\"new_password\"],"
+     "\"additionalProperties\":false,\"examples\":[{\"current_password\":"
+     "\"correct horse battery\",\"new_password\":\"a brand new long "
+     "password\"}]}"},
+    {"PATCH", "/api/v1/users/{user}",
+     "{\"type\":\"object\",\"properties\":{\"role\":{\"enum\":["
+     "\"viewer\",\"developer\",\"analyst\",\"admin\",\"none\"]},"
+     "\"disabled\":{\"type\":\"boolean\"}},\"minProperties\":1,"
+     "\"additionalProperties\":false,\"examples\":[{\"role\":\"viewer\"},"
+     "{\"disabled\":false}]}"},
+    {"POST", "/api/v1/users/{user}/revoke-sessions",
+     "{\"type\":\"object\",\"properties\":{\"api_keys\":{\"type\":"
+     "\"boolean\",\"default\":false},\"issued_keys\":{\"type\":"
+     "\"boolean\",\"default\":false}},\"additionalProperties\":false,"
+     "\"examples\":[{\"api_keys\":false},{}]}"},
     {"PUT", "/api/v1/tenants/{tenant}/retention",
      "{\"type\":\"object\",\"description\":\"seconds; 0: keep forever; "
      "audit_seconds at least the server's legal minimum\",\"properties\":{"
