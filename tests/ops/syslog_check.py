@@ -159,7 +159,8 @@ def main():
     st, b = s.req("POST", "/api/v1/auth/token", body={
         "grant_type": "password", "tenant": "t1", "email": "boss@t1.example", "password": pw})
     tok = json.loads(b)
-    st, b = s.req("POST", "/api/v1/api-keys", admin_key, {"role": "viewer"})
+    # API keys are created with a fresh login's token (step-up), never a key
+    st, b = s.req("POST", "/api/v1/api-keys", tok["access_token"], {"role": "viewer"})
     new_key = json.loads(b)["key"]
     check(s.req("GET", "/api/v1/me", "garbage-token")[0] == 401, "bad credential")
     secrets = [admin_key, boot, pw, new_key, tok["access_token"], tok["refresh_token"],
@@ -214,7 +215,7 @@ def main():
     # ---- receiver back: reconnect, new rows arrive ----
     before = len(rs.lines())
     rs.start()
-    s.req("POST", "/api/v1/api-keys", admin_key, {"role": "viewer"})
+    s.req("POST", "/api/v1/api-keys", tok["access_token"], {"role": "viewer"})
     check(wait_for(lambda: len(rs.lines()) > before and has(
         lambda p: p["params"].get("action") == "api_key.create"
         and int(p["params"]["seq"]) == max(k[1] for k in exp) + 1), 40),
