@@ -86,6 +86,11 @@ struct sbx_server {
   size_t nroutes;
   struct sbx__anchor *anchor; /* periodic audit anchor, NULL: off */
   struct sbx__reqlog *reqlog; /* structured logs (reqlog.c) */
+  struct {                    /* confine.c */
+    int entered, low_port, landlock_abi, landlock_rules;
+    unsigned uid;
+    char user[64];
+  } confine;
 };
 
 #endif

@@ -7,6 +7,9 @@ set -eu
 bin=$1
 command -v curl >/dev/null || { echo "curl not installed" >&2; exit 77; }
 tmp=$(mktemp -d /tmp/ops_log_XXXXXX)
+# started as root, aisbxd runs as run_as_user, who must own the log dir to
+# create the new file after the rotation (docs/security.md)
+[ "$(id -u)" != 0 ] || chown nobody "$tmp"
 pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
@@ -15,7 +18,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 "$bin" init --data-dir "$tmp/dd" --tenant acme >/dev/null || fail init
-printf 'log_file = %s/aisbxd.log\n' "$tmp" >"$tmp/conf"
+printf 'log_file = %s/aisbxd.log\nrun_as_user = nobody\n' "$tmp" >"$tmp/conf"
 "$bin" --data-dir "$tmp/dd" --config "$tmp/conf" --listen 127.0.0.1:0 \
   --workers 0 >/dev/null 2>"$tmp/err" &
 pid=$!

@@ -14,6 +14,7 @@ src=$2
 command -v promtool >/dev/null || { echo "promtool not installed (Debian package prometheus, tools/apt.d/ops.txt)" >&2; exit 77; }
 command -v curl >/dev/null || { echo "curl not installed" >&2; exit 77; }
 tmp=$(mktemp -d /tmp/ops_prom_XXXXXX)
+chmod 711 "$tmp" # aisbxd started as root runs as nobody (docs/security.md)
 pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
