@@ -519,7 +519,7 @@ static const char *const allowed[] = {
     "poll", "ppoll", "select", "pselect6", "eventfd2",
     /* threads */
     "futex", "set_robust_list", "rseq", "sched_yield", "sched_getaffinity",
-    "getcpu", "membarrier", "exit", "exit_group", "gettid", "getpid", "tgkill",
+    "getcpu", "membarrier", "exit", "exit_group", "gettid", "getpid",
     "wait4", /* the worker launcher, at stop */
     /* signals: masks, sigwait (SIGTERM/SIGHUP), returning from handlers */
     "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait", "restart_syscall",
@@ -560,6 +560,10 @@ static int load_seccomp(int *nrules) {
     rc = seccomp_rule_add(
         ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
         SCMP_A0(SCMP_CMP_MASKED_EQ, cmask, CLONE_THREAD | CLONE_VM));
+  /* signals to our own threads only (MHD wakes its threads) */
+  if (!rc)
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+                          SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
   /* clone3 keeps its flags in memory the filter cannot read: glibc falls
    * back to clone */
   if (!rc)
