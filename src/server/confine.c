@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sbx/sandbox.h"
 #include "state.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -533,41 +534,30 @@ static const char *const allowed[] = {
 /* Only under ASan/LSan (-DADV_SANITIZE=ON): the leak check at exit stops
  * the world with a ptrace()ing helper made by clone(), and reports read
  * /proc/self/maps; signal handlers of the runtime. */
-static const char *const extra_sanitizer[] = {
-    "clone",           "ptrace",         "prctl",
-    "rt_sigaction",    "waitid",         "kill",
-    "getppid",         "sched_getparam", "sched_getscheduler",
-    "process_vm_readv"};
+static const char *const extra_sanitizer[] = {"clone",
+                                              "ptrace",
+                                              "prctl",
+                                              "rt_sigaction",
+                                              "waitid",
+                                              "kill",
+                                              "getppid",
+                                              "sched_getparam",
+                                              "sched_getscheduler",
+                                              "process_vm_readv",
+                                              "getdents"};
 
 static int load_seccomp(int *nrules) {
-  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+  scmp_filter_ctx ctx = sbx_seccomp_base(!CONFINE_SANITIZER);
   if (!ctx)
     return -ENOMEM;
-  int rc =
-      seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-  if (!rc)
-    rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
-  if (!rc)
-    rc = allow_list(ctx, allowed, sizeof allowed / sizeof allowed[0]);
+  int rc = allow_list(ctx, allowed, sizeof allowed / sizeof allowed[0]);
   if (!rc && CONFINE_SANITIZER)
     rc = allow_list(ctx, extra_sanitizer,
                     sizeof extra_sanitizer / sizeof extra_sanitizer[0]);
-  /* threads only: CLONE_THREAD|CLONE_VM and no namespace flag */
-  const uint64_t cmask = CLONE_THREAD | CLONE_VM | CLONE_NEWUSER | CLONE_NEWNS |
-                         CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
-                         CLONE_NEWUTS | CLONE_NEWCGROUP;
-  if (!rc && !CONFINE_SANITIZER)
-    rc = seccomp_rule_add(
-        ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-        SCMP_A0(SCMP_CMP_MASKED_EQ, cmask, CLONE_THREAD | CLONE_VM));
   /* signals to our own threads only (MHD wakes its threads) */
   if (!rc)
     rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
                           SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
-  /* clone3 keeps its flags in memory the filter cannot read: glibc falls
-   * back to clone */
-  if (!rc)
-    rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
   /* memory never becomes executable (no JIT here) */
   if (!rc)
     rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
