@@ -111,17 +111,19 @@ static void spawn(const char *bin, const lw_order *o, lw_proc *p, int i) {
   }
 }
 
-/* Reads exactly n bytes; 0, or -1 at EOF/error. */
-static int read_full(int fd, void *buf, size_t n) {
+/* Reads (wr 0) or writes (wr 1) exactly n bytes; 0, or -1 at EOF/error.
+ * Not inlined: GCC's overread check misjudges the order's size. */
+__attribute__((noinline)) static int io_full(int fd, void *buf, size_t n,
+                                             int wr) {
   char *c = buf;
   while (n) {
-    ssize_t r = read(fd, c, n);
-    if (r < 0 && errno == EINTR)
+    ssize_t k = wr ? write(fd, c, n) : read(fd, c, n);
+    if (k < 0 && errno == EINTR)
       continue;
-    if (r <= 0)
+    if (k <= 0)
       return -1;
-    c += r;
-    n -= (size_t)r;
+    c += k;
+    n -= (size_t)k;
   }
   return 0;
 }
@@ -153,7 +155,7 @@ static void launcher_main(int n, const char *bin, int rfd) {
   close_range(3, (unsigned)rfd - 1, 0); /* nothing of the server's */
   close_range((unsigned)rfd + 1, ~0U, 0);
   lw_order o;
-  if (read_full(rfd, &o, sizeof o))
+  if (io_full(rfd, &o, sizeof o, 0))
     _exit(0); /* the server stopped before starting us */
   o.url[sizeof o.url - 1] = o.ca[sizeof o.ca - 1] = 0;
   o.token_file[sizeof o.token_file - 1] = 0;
@@ -246,23 +248,6 @@ static void drop_token(sbx_local_workers *w) {
   w->token_id[0] = 0;
 }
 
-/* Writes the order in one piece (the pipe takes it: nothing else is in it).
- * 0 or -1. */
-__attribute__((noinline)) static int send_order(int fd, const lw_order *o) {
-  const char *c = (const char *)o;
-  size_t n = sizeof *o;
-  while (n) {
-    ssize_t k = write(fd, c, n);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0)
-      return -1;
-    c += k;
-    n -= (size_t)k;
-  }
-  return 0;
-}
-
 int sbx_local_workers_start(sbx_server *s, sbx_local_workers *w) {
   if (!w)
     return SBX_OK;
@@ -302,7 +287,7 @@ int sbx_local_workers_start(sbx_server *s, sbx_local_workers *w) {
       close(fd);
   }
   sbx_memwipe(tok, sizeof tok);
-  if (!rc && send_order(w->pipe_w, &w->o))
+  if (!rc && io_full(w->pipe_w, &w->o, sizeof w->o, 1))
     rc = SBX_EIO; /* the launcher is gone */
   if (rc) {
     sbx__log("local workers: %s", sbx_strerror(rc));
