@@ -129,6 +129,15 @@ void sbx_sandbox_describe(const sbx_sandbox_state *st, char *out, size_t n);
  * unknown); out is always NUL-terminated. */
 void sbx_syscall_name(int nr, char *out, size_t n);
 
+/* The base both seccomp allow-lists build on (the runner's and aisbxd's,
+ * src/server/confine.c): a libseccomp scmp_filter_ctx (as void *) whose
+ * default action is SCMP_ACT_TRAP (SIGSYS), other architectures killed
+ * (SCMP_FLTATR_ACT_BADARCH = KILL_PROCESS), TSYNC on load, clone3 answered
+ * ENOSYS (glibc falls back to clone), and with threads_only clone allowed
+ * only as CLONE_THREAD|CLONE_VM without a namespace flag. The caller adds
+ * its rules, loads it and releases it (seccomp_release). NULL on error. */
+void *sbx_seccomp_base(int threads_only);
+
 /* ---- memory cap, for the supervisor ---- */
 typedef struct sbx_memcap {
   sbx_memcap_kind kind;

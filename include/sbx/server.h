@@ -115,6 +115,12 @@ typedef struct sbx_server_params {
   const char *syslog_url;
   const char *syslog_ca_file;
   int syslog_queue_max;
+  /* server confinement (docs/security.md "Server confinement"): started as
+   * root, aisbxd drops to run_as_user (NULL: "aisbxd" when that user
+   * exists, else "nobody"); confine "on" (NULL, the default) or "off"
+   * (debugging only: no uid drop, no Landlock, no seccomp) */
+  const char *run_as_user;
+  const char *confine;
 } sbx_server_params;
 
 sbx_server_params sbx_server_default_params(void);
@@ -218,13 +224,23 @@ int sbx_server_job_limits_set(const sbx_server_params *p, const char *tenant,
  * <data_dir>/local-worker.token; revoked and deleted at stop), the
  * server's certificate as CA. Dead workers are restarted with backoff. */
 typedef struct sbx_local_workers sbx_local_workers;
-/* worker_bin NULL: aisbx-worker next to this executable (or the build
- * tree's src/worker). n <= 0: nothing, *out NULL, 0. SBX_ENOTFOUND when
- * the binary is missing (logged). */
-int sbx_local_workers_start(sbx_server *s, int n, const char *worker_bin,
-                            sbx_local_workers **out);
-/* SIGTERM, SIGKILL after 5 s, token revoked; NULL is a no-op. Call before
- * sbx_server_stop. */
+/* Step 1, BEFORE sbx_server_start, while the caller is single-threaded:
+ * finds the worker binary (worker_bin NULL: aisbx-worker next to this
+ * executable or in the build tree) and forks the launcher, a process with
+ * the caller's credentials that holds nothing of the server (it is forked
+ * before any key, database or socket is opened) and that alone starts
+ * workers, so the confined server never needs fork or execve. n <= 0:
+ * nothing, *out NULL, 0. SBX_ENOTFOUND when the binary is missing
+ * (logged). */
+int sbx_local_workers_fork(int n, const char *worker_bin,
+                           sbx_local_workers **out);
+/* Step 2, after sbx_server_start: creates the run's worker token and sends
+ * the launcher its only order (URL, CA, token file). w NULL: 0. On error
+ * the token is revoked; still call sbx_local_workers_stop. */
+int sbx_local_workers_start(sbx_server *s, sbx_local_workers *w);
+/* Closes the launcher's pipe: it sends SIGTERM, SIGKILL after 5 s, and
+ * exits; waits for it; token revoked; frees w. NULL is a no-op. Call
+ * before sbx_server_stop. */
 void sbx_local_workers_stop(sbx_local_workers *w);
 /* The default N: the number of online CPUs. */
 int sbx_local_workers_default(void);

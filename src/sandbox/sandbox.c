@@ -516,6 +516,34 @@ static int allow(scmp_filter_ctx ctx, const char *name) {
   return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
 }
 
+/* The shared base of the allow-lists (sbx/sandbox.h). */
+void *sbx_seccomp_base(int threads_only) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+  if (!ctx)
+    return NULL;
+  int rc =
+      seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  if (!rc)
+    rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+  /* threads only: CLONE_THREAD|CLONE_VM and no namespace flags */
+  const uint64_t mask = CLONE_THREAD | CLONE_VM | CLONE_NEWUSER | CLONE_NEWNS |
+                        CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
+                        CLONE_NEWUTS | CLONE_NEWCGROUP;
+  if (!rc && threads_only)
+    rc = seccomp_rule_add(
+        ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+        SCMP_A0(SCMP_CMP_MASKED_EQ, mask, CLONE_THREAD | CLONE_VM));
+  /* clone3's flags live in memory the filter cannot read: make glibc fall
+   * back to clone */
+  if (!rc)
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+  if (rc) {
+    seccomp_release(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
 /* The allow-list as a libseccomp context (*out; seccomp_release it). */
 static int build_filter(scmp_filter_ctx *out) {
   static const char *const allowed[] = {
@@ -534,23 +562,12 @@ static int build_filter(scmp_filter_ctx *out) {
       "rt_sigreturn", "rt_sigprocmask", "restart_syscall", "tgkill",
       /* the end */
       "exit", "exit_group"};
-  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+  scmp_filter_ctx ctx = sbx_seccomp_base(1);
   if (!ctx)
     return -ENOMEM;
-  int rc =
-      seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-  if (!rc)
-    rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+  int rc = 0;
   for (size_t i = 0; !rc && i < sizeof(allowed) / sizeof(allowed[0]); i++)
     rc = allow(ctx, allowed[i]);
-  /* threads only: CLONE_THREAD|CLONE_VM and no namespace flags */
-  const uint64_t mask = CLONE_THREAD | CLONE_VM | CLONE_NEWUSER | CLONE_NEWNS |
-                        CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
-                        CLONE_NEWUTS | CLONE_NEWCGROUP;
-  if (!rc)
-    rc = seccomp_rule_add(
-        ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-        SCMP_A0(SCMP_CMP_MASKED_EQ, mask, CLONE_THREAD | CLONE_VM));
   /* NUMA placement (OpenBLAS/oneDNN try mbind on big buffers): "no NUMA
    * support" is a normal answer, no need to expose the mempolicy code */
   static const char *const enosys[] = {
@@ -560,10 +577,6 @@ static int build_filter(scmp_filter_ctx *out) {
     if (nr != __NR_SCMP_ERROR)
       rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
   }
-  /* clone3's flags live in memory the filter cannot read: make glibc fall
-   * back to clone */
-  if (!rc)
-    rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
   /* read-only opens (Landlock and the read-only root decide what exists) */
   const uint64_t omask = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND | O_TMPFILE;
   if (!rc)

@@ -276,7 +276,7 @@ struct sbx__anchor {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   pthread_t thread;
-  int stop;
+  int stop, running;
   sbx_store *st;
   const char *file;
   int interval_s;
@@ -317,8 +317,6 @@ int sbx__anchor_start(sbx_server *s) {
   a->interval_s = s->p.audit_anchor_interval_s;
   a->s = s;
   int rc = sbx_server_store_open(&s->p, &a->st);
-  if (!rc && pthread_create(&a->thread, NULL, anchor_main, a))
-    rc = SBX_ENOMEM;
   if (rc) {
     sbx_store_close(a->st);
     pthread_cond_destroy(&a->cv);
@@ -330,6 +328,16 @@ int sbx__anchor_start(sbx_server *s) {
   return 0;
 }
 
+int sbx__anchor_run(sbx_server *s) {
+  struct sbx__anchor *a = s->anchor;
+  if (!a)
+    return 0;
+  if (pthread_create(&a->thread, NULL, anchor_main, a))
+    return SBX_ENOMEM;
+  a->running = 1;
+  return 0;
+}
+
 void sbx__anchor_stop(sbx_server *s) {
   struct sbx__anchor *a = s->anchor;
   if (!a)
@@ -338,7 +346,8 @@ void sbx__anchor_stop(sbx_server *s) {
   a->stop = 1;
   pthread_cond_signal(&a->cv);
   pthread_mutex_unlock(&a->mu);
-  pthread_join(a->thread, NULL);
+  if (a->running)
+    pthread_join(a->thread, NULL);
   sbx_store_close(a->st);
   pthread_cond_destroy(&a->cv);
   pthread_mutex_destroy(&a->mu);

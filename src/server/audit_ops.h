@@ -14,9 +14,12 @@
  * its last anchor (audit_anchor_file) and answers where it first breaks. */
 int sbx__h_audit_verify(sbx__req *r);
 
-/* Starts the anchor thread of s (no-op when audit_anchor_interval_s is 0);
- * it has a store handle of its own. Returns 0 or a negative error. */
+/* Prepares the periodic anchor of s (no-op when audit_anchor_interval_s is
+ * 0): opens its own store handle; sbx__anchor_run then starts its thread
+ * (split so that the server confines itself in between: confine.h).
+ * Return 0 or a negative error. */
 int sbx__anchor_start(sbx_server *s);
+int sbx__anchor_run(sbx_server *s);
 /* Writes a last anchor and joins the thread; safe when never started. */
 void sbx__anchor_stop(sbx_server *s);
 

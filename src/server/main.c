@@ -21,6 +21,7 @@
 
 #include "audit_cli.h"
 #include "incident_cli.h"
+#include "confine.h"
 #include "sbx/jobs.h"
 #include "sbx/meta.h"
 #include "sbx/server.h"
@@ -176,6 +177,7 @@ int main(int argc, char **argv) {
     i++;
   }
   sbx_server_params p = sbx_server_default_params();
+  p.confine = "on"; /* aisbxd confines itself unless configured off */
   if (sbx_server_config_load(&p, config))
     return 2;
   if (data_dir)
@@ -221,6 +223,9 @@ int main(int argc, char **argv) {
       fprintf(stderr, "aisbxd init: %s\n", sbx_strerror(rc));
       return 1;
     }
+    /* as root: the data dir belongs to the user the server will run as */
+    if (sbx__confine_own_data_dir(&p))
+      return 1;
     printf("tenant: %s\n", tenant);
     printf("bootstrap-link: https://%s/api/v1/auth/bootstrap#token=%s\n",
            p.listen, boot);
@@ -241,11 +246,18 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+  /* the worker launcher, forked while nothing is open and before any
+   * thread: the confined server never forks or execs (workers.c) */
+  sbx_local_workers *lw = NULL;
+  if (workers != 0)
+    sbx_local_workers_fork(workers < 0 ? sbx_local_workers_default() : workers,
+                           worker_bin, &lw);
   sbx_server *s = NULL;
   char fp[96] = "";
-  int rc = sbx_server_start(&p, &s, fp);
+  int rc = sbx_server_start(&p, &s, fp); /* confined on return (confine.h) */
   if (rc) {
     fprintf(stderr, "aisbxd: start failed: %s\n", sbx_strerror(rc));
+    sbx_local_workers_stop(lw);
     return 1;
   }
   printf("tls-fingerprint-sha256: %s\n", fp);
@@ -254,16 +266,13 @@ int main(int argc, char **argv) {
   fflush(stdout);
   char pf[4096];
   snprintf(pf, sizeof pf, "%s/aisbxd.port", p.data_dir);
+  unlink(pf); /* maybe left by an earlier run as another user */
   FILE *f = fopen(pf, "w");
   if (f) {
     fprintf(f, "%u\n", (unsigned)sbx_server_port(s));
     fclose(f);
   }
-  sbx_local_workers *lw = NULL;
-  if (workers != 0)
-    sbx_local_workers_start(s,
-                            workers < 0 ? sbx_local_workers_default() : workers,
-                            worker_bin, &lw);
+  sbx_local_workers_start(s, lw);
   int sig = 0;
   while (!sigwait(&set, &sig) && sig == SIGHUP) /* logrotate */
     if (sbx_server_log_reopen(s))

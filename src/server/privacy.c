@@ -144,6 +144,7 @@ struct sbx__purge {
   int interval_s;
   int64_t min_audit_s;
   sbx_store *st; /* its own handle: purges never hold a request's */
+  int running;    /* the thread was started (sbx__purge_run) */
 };
 
 static int purge_one(void *ctx, const char *tenant) {
@@ -189,8 +190,6 @@ int sbx__purge_start(sbx_server *s) {
   p->interval_s = s->p.retention_purge_interval_s;
   p->min_audit_s = s->p.audit_retention_min_s;
   int rc = sbx_server_store_open(&s->p, &p->st);
-  if (!rc && pthread_create(&p->thread, NULL, purge_main, p))
-    rc = SBX_ENOMEM;
   if (rc) {
     sbx_store_close(p->st);
     pthread_cond_destroy(&p->cv);
@@ -202,6 +201,16 @@ int sbx__purge_start(sbx_server *s) {
   return 0;
 }
 
+int sbx__purge_run(sbx_server *s) {
+  struct sbx__purge *p = s->purge;
+  if (!p)
+    return 0;
+  if (pthread_create(&p->thread, NULL, purge_main, p))
+    return SBX_ENOMEM;
+  p->running = 1;
+  return 0;
+}
+
 void sbx__purge_stop(sbx_server *s) {
   struct sbx__purge *p = s->purge;
   if (!p)
@@ -210,7 +219,8 @@ void sbx__purge_stop(sbx_server *s) {
   p->stop = 1;
   pthread_cond_signal(&p->cv);
   pthread_mutex_unlock(&p->mu);
-  pthread_join(p->thread, NULL);
+  if (p->running)
+    pthread_join(p->thread, NULL);
   sbx_store_close(p->st);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);

@@ -24,9 +24,12 @@ typedef struct sbx__purge_counts {
 int sbx__retention_purge(sbx_store *st, const char *tenant, int64_t now,
                          int64_t min_audit_s, sbx__purge_counts *c);
 
-/* The periodic purge thread (retention_purge_interval_s; 0: none). Start
- * returns 0 or a negative status (nothing started); stop joins it. */
+/* The periodic purge (retention_purge_interval_s; 0: none). Start opens
+ * its store handle (before confinement: confine.h), run starts its thread
+ * (after: confinement needs a single-threaded process); each returns 0 or
+ * a negative status; stop joins the thread and closes the handle. */
 int sbx__purge_start(sbx_server *s);
+int sbx__purge_run(sbx_server *s);
 void sbx__purge_stop(sbx_server *s);
 
 /* Handlers (table.c). */

@@ -13,6 +13,7 @@
 
 #include "auth.h"
 #include "authcache.h"
+#include "confine.h"
 #include "dbx.h"
 #include "http.h"
 #include "log.h"
@@ -135,6 +136,8 @@ static const cfg_key CFG[] = {
     CK(syslog_url, 's'),
     CK(syslog_ca_file, 's'),
     CK(syslog_queue_max, 'i'),
+    CK(run_as_user, 's'),
+    CK(confine, 's'),
 };
 
 static int cfg_set(sbx_server_params *p, const char *k, const char *v) {
@@ -436,17 +439,26 @@ int sbx_server_start(const sbx_server_params *p, sbx_server **out,
   if (!rc)
     rc = sbx__metrics_init(s);
   if (!rc)
-    rc = sbx__park_start(s);
-  if (!rc)
     rc = sbx__reqlog_init(s);
   if (!rc)
-    rc = sbx__syslog_start(s);
+    rc = sbx__anchor_start(s); /* its store; the thread comes later */
   if (!rc)
-    rc = sbx__anchor_start(s);
+    rc = sbx__purge_start(s); /* its store; the thread comes later */
+  /* confinement (confine.h): everything is open, no thread exists yet */
   if (!rc)
-    rc = sbx__purge_start(s);
+    rc = sbx__confine_enter(s);
+  if (!rc)
+    rc = sbx__park_start(s);
+  if (!rc)
+    rc = sbx__syslog_start(s); /* its CA file is in the Landlock rules */
+  if (!rc)
+    rc = sbx__anchor_run(s);
+  if (!rc)
+    rc = sbx__purge_run(s);
   if (!rc)
     rc = sbx__http_start(s);
+  if (!rc)
+    rc = sbx__confine_seal(s); /* the listener is bound */
   if (rc) {
     sbx_server_stop(s);
     return rc;

@@ -105,6 +105,11 @@ struct sbx_server {
   struct sbx__purge *purge;   /* periodic retention purge, NULL: off */
   struct sbx__reqlog *reqlog; /* structured logs (reqlog.c) */
   struct sbx__syslog *syslog; /* RFC 5424 forwarding (syslog.c), NULL: off */
+  struct {                    /* confine.c */
+    int entered, low_port, landlock_abi, landlock_rules;
+    unsigned uid;
+    char user[64];
+  } confine;
 };
 
 #endif

@@ -336,7 +336,7 @@ int main(int argc, char **argv) {
     return 77;
   }
   snprintf(g_root, sizeof g_root, "/tmp/sbx_mk_XXXXXX");
-  if (!mkdtemp(g_root))
+  if (!mkdtemp(g_root) || chmod(g_root, 0711)) /* aisbxd runs as nobody */
     return 1;
   snprintf(g_pinfile, sizeof g_pinfile, "%s/pin", g_root);
   FILE *f = fopen(g_pinfile, "w");

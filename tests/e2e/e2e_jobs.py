@@ -38,6 +38,7 @@ def cli(argv, out, adv):
 
 def main():
     d = tempfile.mkdtemp(prefix="aisbx-e2e-")
+    os.chmod(d, 0o711)  # aisbxd started as root runs as nobody (docs/security.md)
     srv = os.path.join(d, "srv")
     keys = init_tenants(AISBXD, srv, ("t1", "t2"))
     log = open(os.path.join(d, "aisbxd.log"), "w")

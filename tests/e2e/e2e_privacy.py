@@ -55,6 +55,7 @@ def audit_rows(api):
 
 def main():
     d = tempfile.mkdtemp(prefix="aisbx-privacy-")
+    os.chmod(d, 0o711)  # aisbxd started as root runs as nobody (confinement)
     srv = os.path.join(d, "srv")
     out = subprocess.run([AISBXD, "init", "--data-dir", srv, "--tenant", "t1"],
                          check=True, capture_output=True, text=True).stdout

@@ -5,6 +5,10 @@
 # Needs $bin (the aisbxd binary) and $ops_name (the temp dir prefix).
 command -v curl >/dev/null || { echo "curl not installed" >&2; exit 77; }
 tmp=$(mktemp -d "/tmp/${ops_name}_XXXXXX")
+# started as root, aisbxd runs as run_as_user (nobody here): it must reach
+# its data dir below $tmp and create the log files in $tmp (reopen after a
+# rotation; docs/security.md "Server confinement")
+[ "$(id -u)" != 0 ] || chown nobody "$tmp"
 pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null

@@ -52,6 +52,7 @@ def once_succeeded(evs):
 def main():
     t_start = time.time()
     d = tempfile.mkdtemp(prefix="aisbx-scale-")
+    os.chmod(d, 0o711)  # aisbxd started as root runs as nobody (docs/security.md)
     srv = os.path.join(d, "srv")
     env = dict(os.environ, AISBXD_PG_CONNINFO=os.environ["SBX_TEST_PG"],
                AISBXD_JOB_LEASE_S=str(LEASE), AISBXD_BLOB_FSYNC="0",
