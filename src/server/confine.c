@@ -333,8 +333,9 @@ static int landlock(sbx_server *s, long *abi_out, int *rules_out) {
   char dir[SBX_PATH_MAX + 8];
   int rc = ll_allow(&l, s->data_dir, LL_RW);
   if (!rc && s->p.log_file) {
-    dir_of(s->p.log_file, dir, sizeof dir); /* reopen after logrotate */
-    rc = ll_allow(&l, dir, LL_APPEND);
+    dir_of(s->p.log_file, dir, sizeof dir); /* reopen after logrotate; */
+    /* size-based rotation renames and removes files in it (same dir) */
+    rc = ll_allow(&l, dir, LL_APPEND | LANDLOCK_ACCESS_FS_REMOVE_FILE);
   }
   if (!rc && s->p.audit_anchor_file) {
     dir_of(s->p.audit_anchor_file, dir, sizeof dir);

@@ -15,6 +15,7 @@
 
 #include <fcntl.h>
 #include <jansson.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,6 +275,24 @@ int sbx__h_tenant_key_rotate(sbx__req *r) {
       r, 200, json_pack("{s:s,s:b}", "tenant", r->who.tenant, "rotated", 1));
 }
 
+/* Started as root, the confined server runs as run_as_user and cannot
+ * read or replace its root-owned key files (docs/security.md "Server
+ * confinement"): live JWT and master-key rotation then answer 409 naming
+ * the ways that work (offline `aisbxd admin rotate-...`, or aisbxd run as
+ * its own user). Returns 1 when that answer was sent. */
+static int keys_out_of_reach(sbx__req *r) {
+  char p[SBX_PATH_MAX + 48];
+  snprintf(p, sizeof p, "%s/jwt-ed25519.sealed", r->srv->data_dir);
+  if (!access(p, R_OK) || errno != EACCES)
+    return 0;
+  sbx__problem(r, 409, "Conflict",
+               "the key files belong to root and this server runs confined "
+               "as another user: rotate with `aisbxd admin rotate-jwt-key` / "
+               "`rotate-master-key` on the stopped data dir, or run aisbxd "
+               "as its own user (docs/runbook.md)");
+  return 1;
+}
+
 int sbx__h_jwt_key_rotate(sbx__req *r) {
   static const char *const fields[] = {"retire_old", NULL};
   json_t *j = sbx__body_object(r, fields); /* optional: {} when absent */
@@ -286,6 +305,8 @@ int sbx__h_jwt_key_rotate(sbx__req *r) {
   }
   int retire = ro && json_is_true(ro);
   json_decref(j);
+  if (keys_out_of_reach(r))
+    return 0;
   char kid[32] = "";
   pthread_mutex_lock(&r->srv->rot_mu);
   int rc = sbx__jwt_rotate(r->srv, retire, kid);
@@ -329,6 +350,8 @@ static int master_rotate_live(sbx__req *r) {
 }
 
 int sbx__h_master_key_rotate(sbx__req *r) {
+  if (keys_out_of_reach(r))
+    return 0;
   int rc = exclusive(r, master_rotate_live);
   if (rc == SBX_EBUSY)
     return 0;

@@ -44,6 +44,7 @@ class Server:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="aisbx-strict-")
+        os.chmod(self.dir, 0o711)  # aisbxd started as root runs as nobody (confinement)
         data = os.path.join(self.dir, "srv")
         cfg = os.path.join(self.dir, "aisbxd.conf")
         with open(cfg, "w") as f:

@@ -328,6 +328,8 @@ static const row ROWS[] = {
      "/api/v1/tenants/{tenant}/freeze", "{\"frozen\":false}", RAD, 200, 0},
     {"POST", "/api/v1/tenants/{tenant}/keys/rotate",
      "/api/v1/tenants/{tenant}/keys/rotate", NULL, RAD, 200, 0},
+    /* live key rotation: 200, but 409 from a server started as root (it
+     * runs confined as nobody, its key files stay root's: row_ok) */
     {"POST", "/api/v1/admin/jwt-key/rotate", "/api/v1/admin/jwt-key/rotate",
      NULL, RAD, 200, 0},
     {"POST", "/api/v1/admin/master-key/rotate",
@@ -358,6 +360,16 @@ static int row_stepup(const row *rw) {
     if (!strcmp(rw->method, STEPUP[i][0]) && !strcmp(rw->pattern, STEPUP[i][1]))
       return 1;
   return 0;
+}
+
+/* The status row rw answers on success here: the live key rotations
+ * refuse (409) on a server started as root (docs/security.md "Server
+ * confinement"; api_confine), as this one is in CI. */
+static long row_ok(const row *rw) {
+  if (getuid() == 0 && !strncmp(rw->pattern, "/api/v1/admin/", 14) &&
+      strstr(rw->pattern, "-key/rotate"))
+    return 409;
+  return rw->ok;
 }
 
 static void subst(const char *tpl, const fixture *f, const char *fresh_id,
@@ -625,7 +637,7 @@ TEST(authorization_matrix) {
         char what[64];
         snprintf(what, sizeof what, "%s %s own", kind ? "jwt" : "key",
                  ROLE_NAMES[ri]);
-        long want = (roles & (1 << ri)) ? rw->ok : 403;
+        long want = (roles & (1 << ri)) ? row_ok(rw) : 403;
         long st = call_row(rw, &F1, tok, &r);
         CHECK(!expect_fail(rw, what, want, st, r.body));
         resp_free(&r);
@@ -681,7 +693,7 @@ TEST(every_mutation_is_audited) {
     long st = call_row(rw, &F1, row_stepup(rw) ? ROLE_JWT[3] : ROLE_KEY[3], &r);
     g_head_before = NULL;
     long after = audit_head(&F1);
-    CHECK_EQ_INT(st, rw->ok);
+    CHECK_EQ_INT(st, row_ok(rw));
     /* a refused request (4xx: the totp row's malformed code) and a logout
      * without a session change nothing: nothing to audit */
     int noop = st >= 400 || (r.body && strstr(r.body, "\"logged_out\":false"));

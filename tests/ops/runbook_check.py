@@ -37,11 +37,16 @@ def login(s, email, pw):
 
 def main():
     d = tempfile.mkdtemp(prefix="sbx_runbook_")
+    os.chmod(d, 0o711)  # aisbxd started as root runs as nobody (confinement)
     cfg = os.path.join(d, "aisbxd.conf")
     with open(cfg, "w") as f:
         f.write("blob_fsync = 0\nrate_ip_per_s = 100000\nrate_ip_burst = 100000\n"
                 "rate_key_per_s = 100000\nrate_key_burst = 100000\n"
-                "tls_handshake_timeout_s = 60\nhead_timeout_s = 60\n")
+                "tls_handshake_timeout_s = 60\nhead_timeout_s = 60\n"
+                # live key rotation replaces root-owned key files: a server
+                # started as root runs confined as nobody and answers 409
+                # (api_confine); the runbook's live steps run unconfined
+                "confine = off\n")
     out = subprocess.run([AISBXD, "init", "--data-dir", d, "--config", cfg,
                           "--tenant", "t1"], capture_output=True, text=True,
                          check=True).stdout

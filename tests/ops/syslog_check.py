@@ -127,6 +127,7 @@ def main():
         print("SKIP: rsyslog / rsyslog-gnutls not installed")
         return 77
     d = tempfile.mkdtemp(prefix="sbx_syslog_")
+    os.chmod(d, 0o711)  # aisbxd started as root runs as nobody (confinement)
     ca, crt, key = make_pki(d)
     port = free_port()
     rs = Rsyslog(d, port, ca, crt, key)

@@ -20,6 +20,7 @@ SLACK = 0.2   # the poll interval (0.05 s) and the clock reads around it
 
 def main():
     d = tempfile.mkdtemp(prefix="aisbx-life-")
+    os.chmod(d, 0o711)  # aisbxd started as root runs as nobody (confinement)
     srv = os.path.join(d, "srv")
     env = dict(os.environ, AISBXD_PG_CONNINFO=os.environ["SBX_TEST_PG"], AISBXD_BLOB_FSYNC="0",
                AISBXD_RATE_IP_PER_S="100000", AISBXD_RATE_IP_BURST="100000",
