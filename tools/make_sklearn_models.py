@@ -9,20 +9,20 @@ in Debian), written to tests/fixtures/ml/:
   rf.onnx           Scaler -> TreeEnsembleClassifier (RandomForest, 5 trees)
   gb.onnx           Scaler -> TreeEnsembleClassifier (GradientBoosting,
                     3 classes x 8 trees, base_values, post_transform SOFTMAX)
-  lr.onnx           Scaler -> Normalizer(L2)?no: Scaler -> LinearClassifier
-                    (multinomial LogisticRegression, SOFTMAX)
-  rf_modes.onnx     rf.onnx with each tree's tests rewritten into an
-                    equivalent BRANCH_LT / GTE / GT / LEQ form, plus one tree of
-                    BRANCH_EQ / NEQ tests; ArrayFeatureExtractor picks the
-                    features, a Normalizer-free path (node coverage)
-  gbr.onnx          Scaler -> Normalizer(L2) -> TreeEnsembleRegressor
-                    (GradientBoostingRegressor of petal width, AVERAGE of 1)
+  lr.onnx           Scaler -> LinearClassifier (multinomial LogisticRegression,
+                    post_transform SOFTMAX)
+  rf_zipmap.onnx    rf.onnx with a ZipMap (seq(map)) as graph output 0
+  rf_modes.onnx     the rf forest behind an ArrayFeatureExtractor, its trees'
+                    `x <= t` tests rewritten into the equivalent BRANCH_LT /
+                    GTE / GT forms, plus one tree of BRANCH_EQ / NEQ tests
+  gbr.onnx          Scaler -> ArrayFeatureExtractor -> Normalizer(L2) ->
+                    TreeEnsembleRegressor (GradientBoostingRegressor)
   linreg.onnx       Scaler -> LinearRegressor (LinearRegression)
 
 Graph outputs: output 0 is the float32 probabilities [N, C] (the tensor the
 engine attacks), output 1 the int64 label [N] (skl2onnx's order is the
-reverse; the engine always uses graph output 0). Every model is checked here
-against the estimator's own predict_proba / predict (1e-5) before writing.
+reverse; the engine always uses graph output 0). The references are
+onnxruntime-node's outputs, computed at test time (tests/ml/check.mjs).
 Run: /usr/bin/python3 tools/make_sklearn_models.py
 """
 import os
@@ -122,8 +122,7 @@ def rf_tree_node(rf, src, modes=None, extra=None):
         ci += extra["ci"]
         cw += extra["cw"]
     return helper.make_node(
-        "TreeEnsembleClassifier", [src], ["probabilities", "label"] if True
-        else [], domain=ML, **{"nodes_" + k: v for k, v in a.items()},
+        "TreeEnsembleClassifier", [src], ["label", "probabilities"], domain=ML, **{"nodes_" + k: v for k, v in a.items()},
         class_treeids=ct, class_nodeids=cn, class_ids=ci, class_weights=cw,
         classlabels_int64s=[0, 1, 2], post_transform="NONE")
 
@@ -149,18 +148,28 @@ def main():
     Xs = sc.transform(X).astype(np.float32)
     xs = sc.transform(xt).astype(np.float32)
 
-    def check(name, got, want):
-        err = np.abs(np.asarray(got, np.float64) - want).max()
-        assert err < 1e-5, (name, err)
-
     # RandomForest
     rf = RandomForestClassifier(n_estimators=5, max_depth=4,
                                 random_state=0).fit(Xs, y)
     node = fix_outputs(rf_tree_node(rf, "xs"))
     m = model([scaler_node(sc, "x", "xs"), node], 4, clf_outputs(3), "rf")
     onnx.save(m, os.path.join(OUT, "rf.onnx"))
-    rf_ref = rf.predict_proba(xs)
-    check("rf", forest_proba(rf, xs), rf_ref)
+    # rf.onnx with skl2onnx's ZipMap on the probabilities: graph output 0
+    # is then a seq(map(int64, float)), which the engine reads as the
+    # probabilities tensor
+    m.graph.node.append(helper.make_node(
+        "ZipMap", ["probabilities"], ["output_probability"], domain=ML,
+        classlabels_int64s=[0, 1, 2]))
+    mt = onnx.TypeProto()
+    mt.map_type.key_type = TensorProto.INT64
+    mt.map_type.value_type.CopyFrom(
+        helper.make_tensor_type_proto(TensorProto.FLOAT, []))
+    label = m.graph.output[1]
+    del m.graph.output[:]
+    m.graph.output.extend([helper.make_value_info(
+        "output_probability", helper.make_sequence_type_proto(mt)), label])
+    onnx.checker.check_model(m)
+    onnx.save(m, os.path.join(OUT, "rf_zipmap.onnx"))
 
     # the same forest, every test mode (+ one EQ/NEQ tree of zero weight
     # effect on the argmax: 1e-3 to class k on exact matches)
@@ -262,10 +271,6 @@ def main():
         "variable", TensorProto.FLOAT, ["N", 1])], "linreg")
     onnx.save(m, os.path.join(OUT, "linreg.onnx"))
     print("wrote", OUT)
-
-
-def forest_proba(rf, xs):
-    return np.mean([t.predict_proba(xs) for t in rf.estimators_], axis=0)
 
 
 if __name__ == "__main__":

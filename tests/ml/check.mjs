@@ -3,7 +3,7 @@
 // against onnxruntime-node, which computes every reference here at test time:
 //   node tests/ml/check.mjs AISBX FIXTURE_DIR WORK_DIR
 // 1. classifiers: `aisbx predict --logits` probabilities within 1e-5 of
-//    onnxruntime's output 0, labels equal to its output 1;
+//    onnxruntime's, predicted labels equal to its label output;
 // 2. regressors: `aisbx onnx-check` on a backend-test case whose outputs
 //    onnxruntime wrote;
 // 3. white-box attacks refuse the tree models naming the op;
@@ -109,19 +109,26 @@ function tensorProto(name, t) {
   return Buffer.concat(parts);
 }
 
-async function ortRun(model, x, n) {
+// onnxruntime's outputs (all, or the named ones) on n samples x.
+async function ortRun(model, x, n, names) {
   const sess = await ort.InferenceSession.create(model);
-  const res = await sess.run({ [sess.inputNames[0]]: new ort.Tensor("float32", x, [n, x.length / n]) });
-  return sess.outputNames.map((k) => res[k]);
+  const fetch = names || sess.outputNames;
+  const feeds = { [sess.inputNames[0]]: new ort.Tensor("float32", x, [n, x.length / n]) };
+  const res = await sess.run(feeds, fetch);
+  return fetch.map((k) => res[k]);
 }
 
 const ds = readNpz(path.join(FIX, "iris.npz"));
 const N = ds.x.shape[0], F = ds.x.shape[1];
 
-// 1. classifier probabilities
-for (const name of ["rf", "rf_modes", "gb", "lr"]) {
+// 1. classifier probabilities. onnxruntime-node returns no seq(map)
+// outputs: rf_zipmap's probabilities reference is rf.onnx's (the same graph
+// without the ZipMap), its label onnxruntime's on rf_zipmap itself.
+for (const name of ["rf", "rf_modes", "gb", "lr", "rf_zipmap"]) {
   const model = path.join(FIX, `${name}.onnx`);
-  const [prob, label] = await ortRun(model, ds.x.data, N);
+  const zm = name === "rf_zipmap";
+  const [prob] = await ortRun(zm ? path.join(FIX, "rf.onnx") : model, ds.x.data, N, ["probabilities"]);
+  const [label] = await ortRun(model, ds.x.data, N, ["label"]);
   const lg = path.join(WORK, `${name}_logits.npy`), pr = path.join(WORK, `${name}_pred.npy`);
   const r = run(["predict", "--model", model, "--data", path.join(FIX, "iris.npz"), "--logits", lg, "--out", pr, "--threads", "1"]);
   check(r.code === 0, `${name}: aisbx predict ran ${r.err.trim()}`);
@@ -198,7 +205,7 @@ for (const [name, atk, norm, eps] of cases) {
   }
   check(inBox && inBall, `${tag}: adversarials in [0,1] and within eps`);
   check(succ, `${tag}: success flags consistent with labels, predictions and distances`);
-  const [, olab] = await ortRun(model, xa.data, N);
+  const [olab] = await ortRun(model, xa.data, N, ["label"]);
   let agree = 0;
   for (let i = 0; i < N; i++) agree += Number(olab.data[i]) === ps.pred_adv[i];
   check(agree === N, `${tag}: onnxruntime agrees on ${agree}/${N} adversarial predictions`);
