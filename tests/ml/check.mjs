@@ -18,6 +18,7 @@ import zlib from "node:zlib";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
+import { tensorProto } from "../../tools/onnx_pb.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const require = createRequire(path.join(ROOT, "package.json"));
@@ -82,31 +83,6 @@ function readNpz(file) {
 function run(args) {
   const r = spawnSync(AISBX, args, { encoding: "utf8" });
   return { code: r.status, out: r.stdout, err: r.stderr };
-}
-
-// protobuf TensorProto (dims 1, data_type 2, name 8, raw_data 9), as in
-// tools/wild_refs.mjs.
-function varint(v) {
-  const out = [];
-  let x = BigInt.asUintN(64, BigInt(v));
-  do {
-    let b = Number(x & 0x7fn);
-    x >>= 7n;
-    if (x) b |= 0x80;
-    out.push(b);
-  } while (x);
-  return Buffer.from(out);
-}
-function field(num, bytes) {
-  return Buffer.concat([varint((num << 3) | 2), varint(bytes.length), bytes]);
-}
-function tensorProto(name, t) {
-  const parts = t.dims.map((d) => Buffer.concat([varint(1 << 3), varint(d)]));
-  parts.push(Buffer.concat([varint(2 << 3), varint({ float32: 1, int64: 7 }[t.type])]));
-  parts.push(field(8, Buffer.from(name)));
-  const d = t.data;
-  parts.push(field(9, Buffer.from(d.buffer, d.byteOffset, d.byteLength)));
-  return Buffer.concat(parts);
 }
 
 // onnxruntime's outputs (all, or the named ones) on n samples x.

@@ -14,5 +14,9 @@ void adv__ml_apply_post(int pt, float *z, int c);
  * error (err set). */
 int adv__ml_input(const adv_tensor *x, int64_t *rows, int64_t *feat,
                   adv_err *err);
+/* Output shapes of a classifier (label int64 [rows], scores float32
+ * [rows, c], each when present) or regressor (Y float32 [rows, c]). */
+int adv__ml_out_shapes(adv_pnode *n, int clf, int64_t rows, int c,
+                       adv_err *err);
 
 #endif

@@ -63,16 +63,10 @@ static int lin_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   lp->w = w->floats;
   lp->b = b ? b->floats : NULL;
   n->params = lp;
-  int64_t d[2] = {lp->rows, lp->c};
-  if (!clf)
-    return !n->out[0] ? adv__error(err, ADV_EFORMAT, "needs output Y")
-                      : adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 2, d);
-  if (n->out[0] && (rc = adv__tensor_set_shape(n->out[0], ADV_DTYPE_I64, 1, d)))
-    return rc;
-  if (n->n_out > 1 && n->out[1])
-    return adv__tensor_set_shape(n->out[1], ADV_DTYPE_F32, 2, d);
-  /* scores are needed for the label: Z is required here */
-  return adv__error(err, ADV_EUNSUPPORTED, "LinearClassifier needs output Z");
+  /* the classifier computes its label from Z: Z is required here */
+  if (clf && (n->n_out < 2 || !n->out[1]))
+    return adv__error(err, ADV_EUNSUPPORTED, "LinearClassifier needs output Z");
+  return adv__ml_out_shapes(n, clf, lp->rows, lp->c, err);
 }
 
 static int lin_forward(adv_plan *p, adv_pnode *n) {

@@ -122,6 +122,22 @@ int adv__ml_input(const adv_tensor *x, int64_t *rows, int64_t *feat,
   return ADV_OK;
 }
 
+/* Output shapes of a classifier (label int64 [rows], scores float32
+ * [rows, c], each when present) or regressor (Y float32 [rows, c]). */
+int adv__ml_out_shapes(adv_pnode *n, int clf, int64_t rows, int c,
+                       adv_err *err) {
+  int64_t d[2] = {rows, c};
+  int rc;
+  if (!clf)
+    return !n->out[0] ? adv__error(err, ADV_EFORMAT, "needs output Y")
+                      : adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 2, d);
+  if (n->out[0] && (rc = adv__tensor_set_shape(n->out[0], ADV_DTYPE_I64, 1, d)))
+    return rc;
+  if (n->n_out > 1 && n->out[1])
+    return adv__tensor_set_shape(n->out[1], ADV_DTYPE_F32, 2, d);
+  return ADV_OK;
+}
+
 /*
  * Reads the node arrays of m (prefix "nodes_") into tp->nodes, resolving
  * child node ids to indices; roots are each tree's first node. Arrays in
@@ -317,15 +333,7 @@ static int tree_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   for (int j = 0; j < tp->n_out; j++)
     tp->base[j] = nb > 0 ? bv[j] : 0.0f;
   n->params = tp;
-  int64_t d[2] = {rows, tp->n_out};
-  if (!clf)
-    return !n->out[0] ? adv__error(err, ADV_EFORMAT, "needs output Y")
-                      : adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, 2, d);
-  if (n->out[0] && (rc = adv__tensor_set_shape(n->out[0], ADV_DTYPE_I64, 1, d)))
-    return rc;
-  if (n->n_out > 1 && n->out[1])
-    return adv__tensor_set_shape(n->out[1], ADV_DTYPE_F32, 2, d);
-  return ADV_OK;
+  return adv__ml_out_shapes(n, clf, rows, tp->n_out, err);
 }
 
 /* The leaf of the tree rooted at node r reached by sample x. */
