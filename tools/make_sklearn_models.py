@@ -270,6 +270,29 @@ def main():
     m = model(nodes, 4, [helper.make_tensor_value_info(
         "variable", TensorProto.FLOAT, ["N", 1])], "linreg")
     onnx.save(m, os.path.join(OUT, "linreg.onnx"))
+    # malformed trees the engine must refuse (tests/ml/check.mjs)
+    def bad_tree(name, **kw):
+        a = dict(nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2],
+                 nodes_featureids=[1, 0, 0], nodes_values=[0.5, 0.0, 0.0],
+                 nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"],
+                 nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0],
+                 class_treeids=[0, 0], class_nodeids=[1, 2],
+                 class_ids=[0, 1], class_weights=[1.0, 1.0],
+                 classlabels_int64s=[0, 1, 2])
+        a.update(kw)
+        node = helper.make_node("TreeEnsembleClassifier", ["x"],
+                                ["probabilities", "label"], domain=ML, **a)
+        g = helper.make_graph([node], name, [helper.make_tensor_value_info(
+            "x", TensorProto.FLOAT, ["N", 4])], clf_outputs(3))
+        m = helper.make_model(g, opset_imports=[
+            helper.make_opsetid("", 17), helper.make_opsetid(ML, 3)])
+        m.ir_version = 8
+        onnx.save(m, os.path.join(OUT, name + ".onnx"))
+    bad_tree("bad_child", nodes_falsenodeids=[7, 0, 0])
+    bad_tree("bad_self", nodes_truenodeids=[0, 0, 0])
+    bad_tree("bad_feature", nodes_featureids=[4, 0, 0])
+    bad_tree("bad_class", class_ids=[0, 3])
+    bad_tree("bad_mode", nodes_modes=["BRANCH_XX", "LEAF", "LEAF"])
     print("wrote", OUT)
 
 

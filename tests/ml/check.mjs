@@ -135,6 +135,14 @@ for (const name of ["gbr", "linreg"]) {
   check(r.code === 0, `${name}: aisbx onnx-check vs onnxruntime ${(r.out + r.err).trim().split("\n").pop()}`);
 }
 
+// 2b. malformed trees are refused at planning, with the reason
+for (const [name, why] of [["bad_child", /bad child/], ["bad_self", /bad child/],
+                           ["bad_feature", /beyond input width/], ["bad_class", /bad node or class/],
+                           ["bad_mode", /BRANCH_XX unsupported/]]) {
+  const r = run(["predict", "--model", path.join(FIX, `${name}.onnx`), "--data", path.join(FIX, "iris.npz")]);
+  check(r.code !== 0 && why.test(r.err), `${name} refused: ${r.err.trim()}`);
+}
+
 // 3. white-box attacks refuse trees, naming the op
 for (const a of ["pgd", "fgsm", "apgd-ce"]) {
   const r = run(["attack", "--model", path.join(FIX, "rf.onnx"), "--data", path.join(FIX, "iris.npz"),
