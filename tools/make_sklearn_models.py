@@ -290,6 +290,8 @@ def main():
         onnx.save(m, os.path.join(OUT, name + ".onnx"))
     bad_tree("bad_child", nodes_falsenodeids=[7, 0, 0])
     bad_tree("bad_self", nodes_truenodeids=[0, 0, 0])
+    bad_tree("bad_cycle", nodes_modes=["BRANCH_LEQ", "BRANCH_LEQ", "LEAF"],
+             nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 2, 0])
     bad_tree("bad_feature", nodes_featureids=[4, 0, 0])
     bad_tree("bad_class", class_ids=[0, 3])
     bad_tree("bad_mode", nodes_modes=["BRANCH_XX", "LEAF", "LEAF"])

@@ -137,6 +137,7 @@ for (const name of ["gbr", "linreg"]) {
 
 // 2b. malformed trees are refused at planning, with the reason
 for (const [name, why] of [["bad_child", /bad child/], ["bad_self", /bad child/],
+                           ["bad_cycle", /do not form trees/],
                            ["bad_feature", /beyond input width/], ["bad_class", /bad node or class/],
                            ["bad_mode", /BRANCH_XX unsupported/]]) {
   const r = run(["predict", "--model", path.join(FIX, `${name}.onnx`), "--data", path.join(FIX, "iris.npz")]);

@@ -212,6 +212,28 @@ static int read_nodes(adv_plan *p, const adv_mnode *m, tree_params *tp,
     if (fid[i] + 1 > tp->n_feat)
       tp->n_feat = fid[i] + 1;
   }
+  /* every node reachable from a root has one parent and roots none: then
+   * no walk can loop (a cycle reached from a root would give one of its
+   * nodes a second parent, or its root a parent) */
+  int *par = calloc((size_t)n, sizeof(int));
+  int oom = !par, bad = oom;
+  for (int i = 0; i < n && !bad; i++)
+    if (tp->nodes[i].mode != M_LEAF) {
+      par[tp->nodes[i].t]++;
+      par[tp->nodes[i].f] += tp->nodes[i].f != tp->nodes[i].t;
+    }
+  for (int i = 0; i < n && !bad; i++)
+    bad = par[i] > 1;
+  for (int r = 0; r < tp->n_trees && !bad; r++)
+    bad = par[tp->roots[r]] != 0;
+  free(par);
+  if (bad) {
+    free(k);
+    return !oom ? adv__error(err, ADV_EFORMAT,
+                             "tree nodes do not form trees (shared child or "
+                             "cycle)")
+                : ADV_ENOMEM;
+  }
   *keys_out = k;
   return ADV_OK;
 }
@@ -339,7 +361,7 @@ static int tree_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
 /* The leaf of the tree rooted at node r reached by sample x. */
 static const tnode *walk(const tree_params *tp, int r, const float *x) {
   const tnode *t = &tp->nodes[r];
-  /* a cycle in a malformed model: give up after n_nodes steps */
+  /* read_nodes refused cycles; the bound is a second guard */
   for (int s = 0; t->mode != M_LEAF && s < tp->n_nodes; s++) {
     float v = x[t->feat];
     int go;
