@@ -6,7 +6,8 @@
 //    onnxruntime's, predicted labels equal to its label output;
 // 2. regressors: `aisbx onnx-check` on a backend-test case whose outputs
 //    onnxruntime wrote;
-// 3. white-box attacks refuse the tree models naming the op;
+// 3. white-box attacks refuse the tree models naming the op; the linear
+//    model's input gradient matches central differences of onnxruntime;
 // 4. `aisbx attack --attack square|hsj` on the tree models: adversarials
 //    within [0,1] and eps (every Square one; HSJ's successes), no backward
 //    pass, robust accuracy <= clean accuracy, some success, and the reported
@@ -152,10 +153,39 @@ for (const a of ["pgd", "fgsm", "apgd-ce"]) {
         `${a} on rf refused: ${r.err.trim()}`);
 }
 
-// 4. black-box attacks
+// 3b. the linear model has gradients (Scaler, LinearClassifier with
+// SOFTMAX): `aisbx grad --loss logit --target 1` (d z_1 / d x) against
+// central differences of onnxruntime's probabilities, h = 2e-3 (the error shrinks as h^2)
+{
+  const g = path.join(WORK, "lr_grad.npy");
+  const r = run(["grad", "--model", path.join(FIX, "lr.onnx"), "--data", path.join(FIX, "iris.npz"),
+                 "--loss", "logit", "--target", "1", "--out", g]);
+  check(r.code === 0, `lr: aisbx grad ran ${r.err.trim()}`);
+  if (r.code === 0) {
+    const ga = parseNpy(fs.readFileSync(g)).data, h = 2e-3;
+    let worst = 0;
+    for (let k = 0; k < F; k++) {
+      const xp = Float32Array.from(ds.x.data), xm = Float32Array.from(ds.x.data);
+      for (let i = 0; i < N; i++) {
+        xp[i * F + k] += h;
+        xm[i * F + k] -= h;
+      }
+      const [zp] = await ortRun(path.join(FIX, "lr.onnx"), xp, N, ["probabilities"]);
+      const [zm] = await ortRun(path.join(FIX, "lr.onnx"), xm, N, ["probabilities"]);
+      for (let i = 0; i < N; i++) {
+        const fd = (zp.data[i * 3 + 1] - zm.data[i * 3 + 1]) / (2 * h);
+        worst = Math.max(worst, Math.abs(ga[i * F + k] - fd) / (1e-3 + 1e-2 * Math.abs(fd)));
+      }
+    }
+    check(worst <= 1, `lr: d z_1/dx vs onnxruntime central differences, worst |diff| / (1e-3 + 1e-2 |fd|) = ${worst.toFixed(3)}`);
+  }
+}
+
+// 4. black-box attacks (and PGD on the differentiable linear model)
 const cases = [
   ["rf", "square", "inf", 0.15], ["gb", "square", "inf", 0.15],
   ["rf", "hsj", "2", 0.3], ["gb", "hsj", "inf", 0.15], ["lr", "square", "2", 0.3],
+  ["lr", "pgd", "inf", 0.1],
 ];
 for (const [name, atk, norm, eps] of cases) {
   const tag = `${atk}/${norm} eps ${eps} on ${name}`;
@@ -171,7 +201,8 @@ for (const [name, atk, norm, eps] of cases) {
   const ps = res.per_sample;
   check(res.robust_accuracy <= res.clean_accuracy && res.attack_success_rate > 0,
         `${tag}: robust ${res.robust_accuracy} <= clean ${res.clean_accuracy}, success ${res.attack_success_rate} > 0`);
-  check(res.queries.backward === 0 && res.queries.forward > 0, `${tag}: forward-only (${res.queries.forward} forwards)`);
+  if (atk !== "pgd")
+    check(res.queries.backward === 0 && res.queries.forward > 0, `${tag}: forward-only (${res.queries.forward} forwards)`);
   let inBox = true, inBall = true, succ = true;
   for (let i = 0; i < N; i++) {
     let li = 0, l2 = 0;

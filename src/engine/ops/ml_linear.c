@@ -11,7 +11,8 @@
  *   ZipMap: treated as its input (the probabilities tensor), since the
  *     engine has no sequence-of-maps values.
  *   ArrayFeatureExtractor: Z[..., k] = X[..., Y[k]] for int64 indices Y.
- * No gradients.
+ * Gradients (to the input) for LinearClassifier, LinearRegressor and
+ * Scaler; Normalizer, ZipMap and ArrayFeatureExtractor have none.
  */
 #include "core/engine.h"
 #include "ops/ml.h"
@@ -93,6 +94,36 @@ static int lin_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
+/*
+ * Backward of LinearClassifier / LinearRegressor from the scores' gradient
+ * (Z of the classifier, Y of the regressor): through post_transform
+ * (SOFTMAX: ds = z * (dz - sum(dz * z)); LOGISTIC: ds = dz * z * (1 - z);
+ * z the transformed scores), then dx += ds W. The label has no gradient.
+ */
+static int lin_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const lin_params *lp = n->params;
+  const adv_tensor *zt = lp->clf ? n->out[1] : n->out[0];
+  const float *z = zt->data, *gz = zt->grad;
+  float *gx = n->in[0]->grad;
+  if (!gz || !gx)
+    return ADV_OK;
+  for (int64_t r = 0; r < lp->rows; r++) {
+    const float *zr = z + r * lp->c, *gr = gz + r * lp->c;
+    double acc = 0;
+    for (int j = 0; j < lp->c; j++)
+      acc += (double)gr[j] * zr[j];
+    for (int j = 0; j < lp->c; j++) {
+      float ds = lp->post == 2   ? zr[j] * (gr[j] - (float)acc)
+                 : lp->post == 1 ? gr[j] * zr[j] * (1.0f - zr[j])
+                                 : gr[j];
+      for (int64_t k = 0; k < lp->feat; k++)
+        gx[r * lp->feat + k] += ds * lp->w[j * lp->feat + k];
+    }
+  }
+  return ADV_OK;
+}
+
 typedef struct scale_params {
   int64_t feat;
   int n_off, n_sc, norm; /* norm: 0 MAX, 1 L1, 2 L2 */
@@ -147,6 +178,19 @@ static int scaler_forward(adv_plan *p, adv_pnode *n) {
     float s = !sp->sc ? 1.0f : sp->sc[sp->n_sc > 1 ? k : 0];
     y[i] = (x[i] - o) * s;
   }
+  return ADV_OK;
+}
+
+/* Scaler backward: dx += dy * scale. */
+static int scaler_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const scale_params *sp = n->params;
+  const float *gy = n->out[0]->grad;
+  float *gx = n->in[0]->grad;
+  if (!gy || !gx)
+    return ADV_OK;
+  for (int64_t i = 0; i < n->in[0]->numel; i++)
+    gx[i] += gy[i] * (!sp->sc ? 1.0f : sp->sc[sp->n_sc > 1 ? i % sp->feat : 0]);
   return ADV_OK;
 }
 
@@ -227,12 +271,20 @@ static int afe_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
-const adv_op_def adv__op_ml_linclf = {
-    "ai.onnx.ml:LinearClassifier", lin_infer, lin_forward, NULL, 0, 0};
-const adv_op_def adv__op_ml_linreg = {
-    "ai.onnx.ml:LinearRegressor", lin_infer, lin_forward, NULL, 0, 0};
+const adv_op_def adv__op_ml_linclf = {"ai.onnx.ml:LinearClassifier",
+                                      lin_infer,
+                                      lin_forward,
+                                      lin_backward,
+                                      ADV_BW_OUT(1),
+                                      0};
+const adv_op_def adv__op_ml_linreg = {"ai.onnx.ml:LinearRegressor",
+                                      lin_infer,
+                                      lin_forward,
+                                      lin_backward,
+                                      ADV_BW_OUT(0),
+                                      0};
 const adv_op_def adv__op_ml_scaler = {
-    "ai.onnx.ml:Scaler", scaler_infer, scaler_forward, NULL, 0, 0};
+    "ai.onnx.ml:Scaler", scaler_infer, scaler_forward, scaler_backward, 0, 0};
 const adv_op_def adv__op_ml_normalizer = {
     "ai.onnx.ml:Normalizer", scaler_infer, normalizer_forward, NULL, 0, 0};
 const adv_op_def adv__op_ml_zipmap = {
