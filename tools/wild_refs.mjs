@@ -20,6 +20,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
+import { tensorProto as pbTensor } from "./onnx_pb.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const MANIFEST = path.join(ROOT, "tests/wild/manifest.json");
@@ -106,32 +107,14 @@ function makeFeeds(m) {
   return feeds;
 }
 
-// protobuf helpers: varint, and a length-delimited field.
-function varint(v) {
-  const out = [];
-  let x = BigInt.asUintN(64, BigInt(v));
-  do {
-    let b = Number(x & 0x7fn);
-    x >>= 7n;
-    if (x) b |= 0x80;
-    out.push(b);
-  } while (x);
-  return Buffer.from(out);
-}
-function field(num, bytes) {
-  return Buffer.concat([varint((num << 3) | 2), varint(bytes.length), bytes]);
-}
-
-// A serialized onnx.TensorProto: dims (1), data_type (2), name (8), raw_data (9).
-const DTYPE = { float32: 1, int64: 7, bool: 9 };
+// TensorProto writer shared with tests/ml/check.mjs; a type it does not
+// handle is fatal
 function tensorProto(name, t) {
-  if (!(t.type in DTYPE)) die(`${name}: output type ${t.type} not handled`);
-  const parts = t.dims.map((d) => Buffer.concat([varint(1 << 3), varint(d)]));
-  parts.push(Buffer.concat([varint(2 << 3), varint(DTYPE[t.type])]));
-  parts.push(field(8, Buffer.from(name)));
-  const d = t.data;
-  parts.push(field(9, Buffer.from(d.buffer, d.byteOffset, d.byteLength)));
-  return Buffer.concat(parts);
+  try {
+    return pbTensor(name, t);
+  } catch (e) {
+    die(e.message);
+  }
 }
 
 function sessionOptions() {

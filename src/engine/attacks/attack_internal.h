@@ -37,6 +37,8 @@ typedef struct adv_eval {
     uint64_t last_used;
   } cache[ADV_EVAL_SESSIONS];
   uint64_t tick;
+  int forward_only;   /* black-box attack: sessions planned without
+                         gradients (models with ops that have none) */
   int auto_batch;     /* chunk size chosen when p.batch is 0 (eval.c) */
   const float *cur_x; /* input of the eval_chunks call in progress */
   int64_t forwards, backwards; /* sample-level counts */

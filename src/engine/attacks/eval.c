@@ -37,7 +37,7 @@ static adv_session *eval_session(adv_eval *ev, int batch, int worker) {
   adv_session_params sp = adv_session_default_params();
   sp.threads = worker >= 0 ? 1 : ev->p.threads > 0 ? ev->p.threads : 1;
   sp.logits = 1;
-  sp.grad = 1;
+  sp.grad = !ev->forward_only;
   adv_session *s = NULL;
   if (adv_session_init_shape(ev->m, sp, ev->in_ndim, ev->in_dims, batch, &s,
                              ev->err))

@@ -95,6 +95,7 @@ int adv_attack_run_shape(const adv_model *m, int ndim, const int64_t *dims,
   ev.progress = progress;
   ev.ud = ud;
   ev.err = err;
+  ev.forward_only = p.kind == ADV_ATTACK_SQUARE || p.kind == ADV_ATTACK_HSJ;
   if (!dims || ndim < 2 || ndim > ADV_MAX_DIMS)
     return adv__error(err, ADV_ESHAPE, "model input must be batch x ...");
   int rc0 = adv_model_check_input(m, ndim, dims, err);

@@ -384,10 +384,11 @@ static int sq_pass(sq_ctx *c, int init, double p, int *any) {
 int adv__attack_square(adv_eval *ev, const float *x, int64_t n,
                        const int64_t *y, const int64_t *target, float *x_adv) {
   const adv_attack_params *p = &ev->p;
-  if (ev->in_ndim != 4)
+  /* tabular N x F inputs: a 1 x 1 x F image (one feature per window) */
+  if (ev->in_ndim != 4 && ev->in_ndim != 2)
     return adv__error(
         ev->err, ADV_EUNSUPPORTED,
-        "square: needs N x C x H x W inputs (model input rank %d)",
+        "square: needs N x C x H x W or N x F inputs (model input rank %d)",
         ev->in_ndim);
   double p_init = p->p_init > 0 ? p->p_init : 0.8;
   if (!(p_init <= 1.0))
@@ -402,9 +403,10 @@ int adv__attack_square(adv_eval *ev, const float *x, int64_t n,
   c.K = ev->classes;
   c.Q = p->queries > 0 ? p->queries : SQ_DEFAULT_QUERIES;
   c.B = p->batch > 0 ? p->batch : 256;
-  c.C = (int)ev->in_dims[1];
-  c.H = (int)ev->in_dims[2];
-  c.W = (int)ev->in_dims[3];
+  int tab = ev->in_ndim == 2;
+  c.C = tab ? 1 : (int)ev->in_dims[1];
+  c.H = tab ? 1 : (int)ev->in_dims[2];
+  c.W = (int)ev->in_dims[tab ? 1 : 3];
   c.targeted = p->targeted && target;
   c.lab = c.targeted ? target : y;
   c.l2 = p->norm == ADV_NORM_L2;

@@ -47,7 +47,15 @@
   X(if) \
   X(lstm) \
   X(gru) \
-  X(rnn)
+  X(rnn) \
+  X(ml_treeclf) \
+  X(ml_treereg) \
+  X(ml_linclf) \
+  X(ml_linreg) \
+  X(ml_scaler) \
+  X(ml_normalizer) \
+  X(ml_zipmap) \
+  X(ml_afe)
 // clang-format on
 
 /* a long X-macro list: clang-format 14 reflows it differently each run */
