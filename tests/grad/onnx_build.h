@@ -222,6 +222,17 @@ static inline void ob_init_i64(ob_model *m, const char *name, int nd,
   ob__msg(&m->graph, 5, &t);
 }
 
+/* Initializer of any ONNX element type dtype (TensorProto.DataType) whose
+ * little-endian raw_data is the nbytes at raw. */
+static inline void ob_init_raw(ob_model *m, const char *name, int dtype, int nd,
+                               const int64_t *dims, const void *raw,
+                               size_t nbytes) {
+  ob_buf t = {0};
+  ob__tensor_head(&t, name, dtype, nd, dims);
+  ob__bytes(&t, 9, raw, nbytes);
+  ob__msg(&m->graph, 5, &t);
+}
+
 /* Writes each comma-separated name of list as a repeated string field. */
 static inline void ob__names(ob_buf *b, int field, const char *list) {
   if (!list)
