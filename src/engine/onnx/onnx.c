@@ -227,6 +227,7 @@ static int parse_tensor(pb_reader r0, adv_arena *a, const adv_load_params *p,
   if (r.bad)
     return adv__error(err, ADV_EFORMAT, "malformed TensorProto");
   c->dtype = ot_internal(ot);
+  c->onnx_type = ot;
   if (c->dtype == ADV_DTYPE_UNDEFINED)
     return adv__error(err, ADV_EUNSUPPORTED,
                       "tensor data type %d%s unsupported", ot,
@@ -435,8 +436,10 @@ static int parse_value_info(loader *L, pb_reader r, int create, int *idx) {
     while (pb_key(&tt, &f, &wt)) {
       if (f == 1 && wt == PB_VARINT) {
         int ot = (int)pb_varint(&tt);
-        if (!v->init)
+        if (!v->init) {
           v->dtype = ot_internal(ot);
+          v->onnx_type = ot;
+        }
       } else if (f == 2 && wt == PB_LEN) {
         pb_reader sh = pb_bytes(&tt);
         int nd = 0;
@@ -792,6 +795,7 @@ static int add_initializer(loader *L, pb_reader s) {
                       name);
   v->init = c;
   v->dtype = c->dtype;
+  v->onnx_type = c->onnx_type;
   v->ndim = c->ndim;
   memcpy(v->dims, c->dims, sizeof(c->dims));
   return ADV_OK;

@@ -47,7 +47,9 @@
   X(if) \
   X(lstm) \
   X(gru) \
-  X(rnn)
+  X(rnn) \
+  X(quantizelinear) \
+  X(dequantizelinear)
 // clang-format on
 
 /* a long X-macro list: clang-format 14 reflows it differently each run */
