@@ -704,6 +704,65 @@ TEST(unary_more) {
     }
 }
 
+/* QuantizeLinear -> DequantizeLinear (per axis, uint8 zero points): the
+ * forward is numpy's reference fake quantization, (clip(rint(x / s) + zp,
+ * 0, 255) - zp) * s, and the backward the documented straight-through
+ * estimator: dx = dy (to 1e-6: dy / s * s) where x / s + zp lies in
+ * [-0.5, 255.5], else 0 (a
+ * rounding has no gradient; finite differences would see steps). x spans
+ * both saturated ends. */
+TEST(quant_ste) {
+  enum { C = 3, W = 40 };
+  int64_t xd[3] = {2, C, W}, cd[1] = {C};
+  float sc[C] = {0.02f, 0.05f, 0.1f};
+  unsigned char zp[C] = {0, 128, 250};
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "x", 3, xd);
+  ob_init_f32(&b, "s", 1, cd, sc);
+  ob_init_raw(&b, "z", 2, 1, cd, zp, C);
+  ob_node(&b, "QuantizeLinear", "x,s,z", "q");
+  ob_node(&b, "DequantizeLinear", "q,s,z", "y");
+  ob_output(&b, "y");
+  size_t len;
+  unsigned char *bytes = ob_finish(&b, &len);
+  adv_model *m = NULL;
+  adv_err err = {{0}};
+  CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err) ==
+        0);
+  free(bytes);
+  if (!m)
+    return;
+  adv_session_params sp = adv_session_default_params();
+  sp.grad = 1;
+  adv_session *s = NULL;
+  CHECK(adv_session_init(m, sp, &s, &err) == 0);
+  enum { N = 2 * C * W };
+  float x[N], y[N], dy[N], dx[N];
+  for (int i = 0; i < N; i++) {
+    x[i] = rndf(-30.f, 30.f);
+    dy[i] = rndf(-1.f, 1.f);
+  }
+  CHECK(s && adv_session_forward(s, x, y, &err) == 0);
+  CHECK(s && adv_session_backward_dz(s, dy, dx, NULL, &err) == 0);
+  int bad_y = 0, bad_dx = 0, inside = 0, outside = 0;
+  for (int i = 0; s && i < N; i++) {
+    int c = (i / W) % C;
+    double r = (double)x[i] / (double)sc[c], q = nearbyint(r) + zp[c];
+    q = q < 0 ? 0 : q > 255 ? 255 : q;
+    bad_y += fabs(y[i] - (q - zp[c]) * sc[c]) > 1e-6;
+    int in = r + zp[c] >= -0.5 && r + zp[c] <= 255.5;
+    inside += in;
+    outside += !in;
+    bad_dx += fabsf(dx[i] - (in ? dy[i] : 0.f)) > 1e-6f;
+  }
+  CHECK_EQ_INT(bad_y, 0);
+  CHECK_EQ_INT(bad_dx, 0);
+  CHECK(inside > 0 && outside > 0);
+  adv_session_free(s);
+  adv_model_free(m);
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -733,6 +792,7 @@ int main(int argc, char **argv) {
   }
   RUN(resize_threads);
   RUN(convtranspose_dnnl);
+  RUN(quant_ste);
   print_summary();
   return harness_report();
 }
