@@ -708,9 +708,8 @@ TEST(unary_more) {
  * forward is numpy's reference fake quantization, (clip(rint(x / s) + zp,
  * 0, 255) - zp) * s, and the backward the documented straight-through
  * estimator: dx = dy (to 1e-6: dy / s * s) where x / s + zp lies in
- * [-0.5, 255.5], else 0 (a
- * rounding has no gradient; finite differences would see steps). x spans
- * both saturated ends. */
+ * [-0.5, 255.5], else 0 (a rounding has no gradient; finite differences
+ * would see steps). x spans both saturated ends. */
 TEST(quant_ste) {
   enum { C = 3, W = 40 };
   int64_t xd[3] = {2, C, W}, cd[1] = {C};
