@@ -198,3 +198,69 @@ const adv_op_def adv__op_dequantizelinear = {"DequantizeLinear",
                                              dqlin_backward,
                                              ADV_BW_IN(1) | ADV_BW_IN(2),
                                              0};
+
+/* ---------- DynamicQuantizeLinear ---------- */
+
+/*
+ * DynamicQuantizeLinear(x) -> y (uint8 values), y_scale, y_zero_point:
+ * the range [min(0, min x), max(0, max x)] is mapped onto [0, 255]:
+ * scale = (hi - lo) / 255, zp = saturate(rint(-lo / scale)), y =
+ * saturate(rint(x / scale) + zp). An all-zero x gives scale 0, zp 0, y 0.
+ * Backward: straight-through, dx += dy / scale (the dependence of scale and
+ * zero point on x is ignored, as in quantization-aware training).
+ */
+static int dyn_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  (void)p;
+  if (n->n_in != 1 || !n->in[0] || n->n_out != 3 || !n->out[0] || !n->out[1] ||
+      !n->out[2])
+    return adv__error(err, ADV_EFORMAT,
+                      "DynamicQuantizeLinear needs 1 input and 3 outputs");
+  adv_tensor *x = n->in[0];
+  if (x->dtype != ADV_DTYPE_F32)
+    return adv__error(err, ADV_EDTYPE,
+                      "DynamicQuantizeLinear: x must be float");
+  int rc = adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, x->dims);
+  if (!rc)
+    rc = adv__tensor_set_shape(n->out[1], ADV_DTYPE_F32, 0, x->dims);
+  if (!rc)
+    rc = adv__tensor_set_shape(n->out[2], ADV_DTYPE_F32, 0, x->dims);
+  return rc;
+}
+
+/* Saturates q to [lo, hi]. */
+static inline float sat(float q, float lo, float hi) {
+  return q < lo ? lo : q > hi ? hi : q;
+}
+
+static int dyn_forward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const float *x = n->in[0]->data;
+  float *y = n->out[0]->data, lo = 0.f, hi = 0.f;
+  int64_t ne = n->in[0]->numel;
+  for (int64_t e = 0; e < ne; e++) {
+    lo = x[e] < lo ? x[e] : lo;
+    hi = x[e] > hi ? x[e] : hi;
+  }
+  float scale = (hi - lo) / 255.f;
+  float zp = scale > 0 ? sat(nearbyintf(-lo / scale), 0.f, 255.f) : 0.f;
+  for (int64_t e = 0; e < ne; e++)
+    y[e] = scale > 0 ? sat(nearbyintf(x[e] / scale) + zp, 0.f, 255.f) : 0.f;
+  *(float *)n->out[1]->data = scale;
+  *(float *)n->out[2]->data = zp;
+  return ADV_OK;
+}
+
+static int dyn_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  adv_tensor *xt = n->in[0], *yt = n->out[0];
+  float scale = *(const float *)n->out[1]->data;
+  if (!xt->grad || !yt->grad || !(scale > 0))
+    return ADV_OK;
+  for (int64_t e = 0; e < xt->numel; e++)
+    xt->grad[e] += yt->grad[e] / scale;
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_dynamicquantizelinear = {
+    "DynamicQuantizeLinear", dyn_infer, dyn_forward, dyn_backward,
+    ADV_BW_OUT(1),           0};

@@ -49,7 +49,8 @@
   X(gru) \
   X(rnn) \
   X(quantizelinear) \
-  X(dequantizelinear)
+  X(dequantizelinear) \
+  X(dynamicquantizelinear)
 // clang-format on
 
 /* a long X-macro list: clang-format 14 reflows it differently each run */
