@@ -264,3 +264,225 @@ static int dyn_backward(adv_plan *p, adv_pnode *n) {
 const adv_op_def adv__op_dynamicquantizelinear = {
     "DynamicQuantizeLinear", dyn_infer, dyn_forward, dyn_backward,
     ADV_BW_OUT(1),           0};
+
+/* ---------- MatMulInteger, QLinearMatMul ---------- */
+
+/*
+ * Both evaluate Y = deq(A) @ deq(B) in float, deq(t) = (t - zp) * scale:
+ * A [..., M, K] and B [K, N] or [..., K, N] with A's batch dims. A's zero
+ * point (and scale) is per tensor or per row (M), B's per tensor or per
+ * column (N). MatMulInteger has unit scales and returns the int32
+ * accumulator (as float32); QLinearMatMul quantizes Y with y_scale and
+ * y_zero_point (saturating to y_zero_point's type).
+ * Backward (float A or B, e.g. the output of a QuantizeLinear): the exact
+ * gradient of the float product, through QLinearMatMul's output rounding
+ * straight-through (dY / y_scale where Y is not saturated, else 0).
+ */
+typedef struct qmm_params {
+  int64_t batch, m, k, n;
+  int b_batched;
+  int ia[3], ib[3]; /* input indices of A, its scale, its zp (-1 absent) */
+  int iys, iyz;     /* y_scale, y_zero_point (-1: MatMulInteger) */
+  float qmin, qmax;
+} qmm_params;
+
+/* Input k of n, NULL when k < 0 or absent. */
+static inline const adv_tensor *in_or_null(const adv_pnode *n, int k) {
+  return k >= 0 && k < n->n_in ? n->in[k] : NULL;
+}
+
+/* Value of per-tensor-or-per-index tensor t at index i (def when absent). */
+static inline float pt_val(const adv_tensor *t, int64_t i, float def) {
+  if (!t)
+    return def;
+  return elem_f(t, t->numel > 1 ? i : 0);
+}
+
+/* Sets qmin/qmax from the type of input k (or output_dtype): the zero
+ * point's stored type, or uint8 when unknown (see QuantizeLinear). */
+static int q_range(const adv_plan *p, const adv_pnode *n, int k, float *qmin,
+                   float *qmax) {
+  int qt = input_onnx_type(p, n, k);
+  const adv_tensor *z = in_or_null(n, k);
+  if (!qt && z && z->is_const) {
+    qt = QT_UINT8;
+    for (int64_t e = 0; e < z->numel; e++)
+      if (elem_f(z, e) < 0)
+        qt = QT_INT8;
+  }
+  switch (qt) {
+  case QT_INT8:
+    *qmin = -128.f;
+    *qmax = 127.f;
+    return ADV_OK;
+  case QT_UINT16:
+    *qmin = 0.f;
+    *qmax = 65535.f;
+    return ADV_OK;
+  case QT_INT16:
+    *qmin = -32768.f;
+    *qmax = 32767.f;
+    return ADV_OK;
+  case 0:
+  case QT_UINT8:
+    *qmin = 0.f;
+    *qmax = 255.f;
+    return ADV_OK;
+  default:
+    return ADV_EUNSUPPORTED;
+  }
+}
+
+/* Shared infer; qlinear selects QLinearMatMul's input layout. */
+static int qmm_infer(adv_plan *p, adv_pnode *n, adv_err *err, int qlinear) {
+  const char *op = qlinear ? "QLinearMatMul" : "MatMulInteger";
+  qmm_params *q = adv__arena_alloc(&p->arena, sizeof(*q));
+  if (!q)
+    return ADV_ENOMEM;
+  if (qlinear) {
+    int ia[3] = {0, 1, 2}, ib[3] = {3, 4, 5};
+    memcpy(q->ia, ia, sizeof(ia));
+    memcpy(q->ib, ib, sizeof(ib));
+    q->iys = 6;
+    q->iyz = 7;
+  } else {
+    int ia[3] = {0, -1, 2}, ib[3] = {1, -1, 3};
+    memcpy(q->ia, ia, sizeof(ia));
+    memcpy(q->ib, ib, sizeof(ib));
+    q->iys = q->iyz = -1;
+  }
+  int need = qlinear ? 8 : 2;
+  if (n->n_in < need || n->n_out != 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "%s: needs %d inputs and 1 output", op,
+                      need);
+  for (int k = 0; k < n->n_in; k++)
+    if (!n->in[k] && (qlinear || k < 2))
+      return adv__error(err, ADV_EFORMAT, "%s: input %d missing", op, k);
+  const adv_tensor *a = n->in[q->ia[0]], *b = n->in[q->ib[0]];
+  if (a->ndim < 2 || b->ndim < 2 || b->ndim > a->ndim ||
+      a->dims[a->ndim - 1] != b->dims[b->ndim - 2])
+    return adv__error(err, ADV_ESHAPE, "%s: shapes do not multiply", op);
+  q->m = a->dims[a->ndim - 2];
+  q->k = a->dims[a->ndim - 1];
+  q->n = b->dims[b->ndim - 1];
+  q->batch = a->numel / (q->m * q->k > 0 ? q->m * q->k : 1);
+  int64_t bb = b->numel / (q->k * q->n > 0 ? q->k * q->n : 1);
+  if (bb != 1 && bb != q->batch)
+    return adv__error(err, ADV_ESHAPE, "%s: batch dims differ", op);
+  q->b_batched = bb != 1;
+  for (int s = 1; s < 3; s++) {
+    const adv_tensor *ta = in_or_null(n, q->ia[s]),
+                     *tb = in_or_null(n, q->ib[s]);
+    if ((ta && ta->numel != 1 && ta->numel != q->m) ||
+        (tb && tb->numel != 1 && tb->numel != q->n))
+      return adv__error(err, ADV_ESHAPE,
+                        "%s: scales/zero points must be per tensor, per row "
+                        "of A or per column of B",
+                        op);
+    if ((ta && s == 1 && ta->dtype != ADV_DTYPE_F32) ||
+        (tb && s == 1 && tb->dtype != ADV_DTYPE_F32))
+      return adv__error(err, ADV_EDTYPE, "%s: scales must be float", op);
+  }
+  if (qlinear) {
+    if (n->in[6]->numel != 1 || n->in[7]->numel != 1 ||
+        n->in[6]->dtype != ADV_DTYPE_F32)
+      return adv__error(err, ADV_ESHAPE,
+                        "%s: y_scale/y_zero_point must be "
+                        "scalars",
+                        op);
+    if (q_range(p, n, 7, &q->qmin, &q->qmax))
+      return adv__error(err, ADV_EUNSUPPORTED, "%s: quantized type unsupported",
+                        op);
+  }
+  n->params = q;
+  int64_t dims[ADV_MAX_DIMS];
+  memcpy(dims, a->dims, sizeof(dims));
+  dims[a->ndim - 1] = q->n;
+  return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, a->ndim, dims);
+}
+
+static int mmi_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  return qmm_infer(p, n, err, 0);
+}
+
+static int qlmm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  return qmm_infer(p, n, err, 1);
+}
+
+/* Dequantized A[bi, r, c] and B[bi, r, c]. */
+static inline float deq_a(const adv_pnode *n, const qmm_params *q, int64_t bi,
+                          int64_t r, int64_t c) {
+  float v = elem_f(n->in[q->ia[0]], (bi * q->m + r) * q->k + c);
+  return (v - pt_val(in_or_null(n, q->ia[2]), r, 0.f)) *
+         pt_val(in_or_null(n, q->ia[1]), r, 1.f);
+}
+
+static inline float deq_b(const adv_pnode *n, const qmm_params *q, int64_t bi,
+                          int64_t r, int64_t c) {
+  float v =
+      elem_f(n->in[q->ib[0]], ((q->b_batched ? bi : 0) * q->k + r) * q->n + c);
+  return (v - pt_val(in_or_null(n, q->ib[2]), c, 0.f)) *
+         pt_val(in_or_null(n, q->ib[1]), c, 1.f);
+}
+
+/* Float accumulator of Y[bi, i, j]. */
+static float qmm_acc(const adv_pnode *n, const qmm_params *q, int64_t bi,
+                     int64_t i, int64_t j) {
+  float acc = 0.f;
+  for (int64_t t = 0; t < q->k; t++)
+    acc += deq_a(n, q, bi, i, t) * deq_b(n, q, bi, t, j);
+  return acc;
+}
+
+static int qmm_forward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const qmm_params *q = n->params;
+  float *y = n->out[0]->data;
+  float ys = q->iys >= 0 ? elem_f(n->in[q->iys], 0) : 1.f;
+  float yz = q->iyz >= 0 ? elem_f(n->in[q->iyz], 0) : 0.f;
+  for (int64_t bi = 0; bi < q->batch; bi++)
+    for (int64_t i = 0; i < q->m; i++)
+      for (int64_t j = 0; j < q->n; j++) {
+        float acc = qmm_acc(n, q, bi, i, j);
+        if (q->iys >= 0)
+          acc = sat(nearbyintf(acc / ys) + yz, q->qmin, q->qmax);
+        y[(bi * q->m + i) * q->n + j] = acc;
+      }
+  return ADV_OK;
+}
+
+static int qmm_backward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const qmm_params *q = n->params;
+  adv_tensor *at = n->in[q->ia[0]], *bt = n->in[q->ib[0]], *yt = n->out[0];
+  if (!yt->grad || (!at->grad && !bt->grad))
+    return ADV_OK;
+  float ys = q->iys >= 0 ? elem_f(n->in[q->iys], 0) : 1.f;
+  float yz = q->iyz >= 0 ? elem_f(n->in[q->iyz], 0) : 0.f;
+  const adv_tensor *as = in_or_null(n, q->ia[1]), *bs = in_or_null(n, q->ib[1]);
+  for (int64_t bi = 0; bi < q->batch; bi++)
+    for (int64_t i = 0; i < q->m; i++)
+      for (int64_t j = 0; j < q->n; j++) {
+        float g = yt->grad[(bi * q->m + i) * q->n + j];
+        if (q->iys >= 0) {
+          float r = qmm_acc(n, q, bi, i, j) / ys + yz;
+          g = r >= q->qmin - 0.5f && r <= q->qmax + 0.5f ? g / ys : 0.f;
+        }
+        if (g == 0.f)
+          continue;
+        for (int64_t t = 0; t < q->k; t++) {
+          if (at->grad)
+            at->grad[(bi * q->m + i) * q->k + t] +=
+                g * deq_b(n, q, bi, t, j) * pt_val(as, i, 1.f);
+          if (bt->grad)
+            bt->grad[((q->b_batched ? bi : 0) * q->k + t) * q->n + j] +=
+                g * deq_a(n, q, bi, i, t) * pt_val(bs, j, 1.f);
+        }
+      }
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_matmulinteger = {
+    "MatMulInteger", mmi_infer, qmm_forward, qmm_backward, 0xffu, 0};
+const adv_op_def adv__op_qlinearmatmul = {
+    "QLinearMatMul", qlmm_infer, qmm_forward, qmm_backward, 0xffu, 0};

@@ -50,7 +50,9 @@
   X(rnn) \
   X(quantizelinear) \
   X(dequantizelinear) \
-  X(dynamicquantizelinear)
+  X(dynamicquantizelinear) \
+  X(matmulinteger) \
+  X(qlinearmatmul)
 // clang-format on
 
 /* a long X-macro list: clang-format 14 reflows it differently each run */
