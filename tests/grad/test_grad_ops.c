@@ -704,6 +704,32 @@ TEST(unary_more) {
     }
 }
 
+/* MatMulInteger evaluated in float is linear in a float A (the output of a
+ * QuantizeLinear in real graphs) and in float weights: x @ (B - zp_B) with
+ * integer B and per-column zero points, and x @ W with W's gradient. */
+TEST(matmulinteger) {
+  for (int cfg = 0; cfg < 2; cfg++) {
+    int64_t xa[2] = {rndi(1, 4), rndi(1, 5)}, n = rndi(1, 4);
+    int64_t wd[2] = {xa[1], n}, zd[1] = {n}, bv[64], zv[8];
+    for (int64_t i = 0; i < xa[1] * n; i++)
+      bv[i] = rndi(0, 255);
+    for (int64_t i = 0; i < n; i++)
+      zv[i] = rndi(0, 255);
+    c_begin("MatMulInteger", 10);
+    c_x(2, xa);
+    if (cfg == 0) {
+      c_wi("B", 2, wd, bv);
+      c_wi("zb", 1, zd, zv);
+      c_wi("za", 0, NULL, zv);
+      c_node("MatMulInteger", "x,B,za,zb", "y");
+    } else {
+      c_wcheck(c_wf("W", 2, wd, -2.f, 2.f), 1);
+      c_node("MatMulInteger", "x,W", "y");
+    }
+    run_case();
+  }
+}
+
 /* QuantizeLinear -> DequantizeLinear (per axis, uint8 zero points): the
  * forward is numpy's reference fake quantization, (clip(rint(x / s) + zp,
  * 0, 255) - zp) * s, and the backward the documented straight-through
@@ -788,6 +814,7 @@ int main(int argc, char **argv) {
     RUN(split);
     RUN(unary_more);
     RUN(rnn);
+    RUN(matmulinteger);
   }
   RUN(resize_threads);
   RUN(convtranspose_dnnl);
