@@ -730,6 +730,32 @@ TEST(matmulinteger) {
   }
 }
 
+/* ConvInteger evaluated in float: linear in a float x and in float
+ * weights (groups, strides, pads, dilations; 1-D and 2-D), with integer
+ * zero points subtracted. */
+TEST(convinteger) {
+  for (int cfg = 0; cfg < 4; cfg++) {
+    int sp = cfg & 1 ? 1 : 2, g = cfg & 2 ? 2 : 1;
+    int64_t c = 2 * g, oc = 2 * g;
+    int64_t xa[4] = {2, c, 5, 6}, wd[4] = {oc, c / g, 2, 3};
+    if (sp == 1) {
+      xa[2] = 7;
+      wd[2] = 3;
+    }
+    int64_t pads[4] = {1, 0, 0, 1}, st[2] = {1, 2}, dl[2] = {2, 1}, zx = 3;
+    c_begin("ConvInteger", 10);
+    c_x(2 + sp, xa);
+    c_wcheck(c_wf("W", 2 + sp, wd, -2.f, 2.f), 1);
+    c_wi("zx", 0, NULL, &zx);
+    c_node("ConvInteger", "x,W,zx", "y");
+    c_ai("group", g);
+    c_ais("pads", 2 * sp, sp == 2 ? pads : (int64_t[]){1, 2});
+    c_ais("strides", sp, st + 2 - sp);
+    c_ais("dilations", sp, dl + 2 - sp);
+    run_case();
+  }
+}
+
 /* QuantizeLinear -> DequantizeLinear (per axis, uint8 zero points): the
  * forward is numpy's reference fake quantization, (clip(rint(x / s) + zp,
  * 0, 255) - zp) * s, and the backward the documented straight-through
@@ -815,6 +841,7 @@ int main(int argc, char **argv) {
     RUN(unary_more);
     RUN(rnn);
     RUN(matmulinteger);
+    RUN(convinteger);
   }
   RUN(resize_threads);
   RUN(convtranspose_dnnl);

@@ -486,3 +486,251 @@ const adv_op_def adv__op_matmulinteger = {
     "MatMulInteger", mmi_infer, qmm_forward, qmm_backward, 0xffu, 0};
 const adv_op_def adv__op_qlinearmatmul = {
     "QLinearMatMul", qlmm_infer, qmm_forward, qmm_backward, 0xffu, 0};
+
+/* ---------- ConvInteger, QLinearConv ---------- */
+
+/*
+ * Both evaluate a direct 1-D or 2-D convolution of the dequantized x and w
+ * in float (groups, strides, dilations, pads, auto_pad): x's zero point and
+ * scale per tensor, w's per tensor or per output channel. ConvInteger
+ * returns the int32 accumulator (as float32); QLinearConv adds its int32
+ * bias B (scale x_scale * w_scale) and quantizes with y_scale and
+ * y_zero_point. Backward as for QLinearMatMul: exact through the float
+ * convolution (dx and dw), straight-through at the output rounding.
+ */
+typedef struct qconv_params {
+  int64_t n, c, h, w, oc, kh, kw, oh, ow, group;
+  int64_t sh, sw, dh, dw, ph, pw; /* strides, dilations, top/left pads */
+  int ix[3], iw[3];               /* x, scale, zp; w, scale, zp (-1 none) */
+  int iys, iyz, ib;
+  float qmin, qmax;
+} qconv_params;
+
+/* Reads a 1- or 2-element int attribute into v[2] (rank-1 convolutions use
+ * v[1]); def when absent. */
+static void conv_attr2(const adv_mnode *m, const char *name, int sp,
+                       int64_t def, int64_t *v) {
+  const int64_t *a;
+  int k = adv__attr_ints(m, name, &a);
+  v[0] = v[1] = def;
+  for (int i = 0; i < sp && i < k; i++)
+    v[2 - sp + i] = a[i];
+}
+
+static int qconv_infer_common(adv_plan *p, adv_pnode *n, adv_err *err,
+                              int qlinear) {
+  const char *op = qlinear ? "QLinearConv" : "ConvInteger";
+  qconv_params *q = adv__arena_alloc(&p->arena, sizeof(*q));
+  if (!q)
+    return ADV_ENOMEM;
+  int ix[3] = {0, qlinear ? 1 : -1, 2};
+  int iw[3] = {qlinear ? 3 : 1, qlinear ? 4 : -1, qlinear ? 5 : 3};
+  memcpy(q->ix, ix, sizeof(ix));
+  memcpy(q->iw, iw, sizeof(iw));
+  q->iys = qlinear ? 6 : -1;
+  q->iyz = qlinear ? 7 : -1;
+  q->ib = qlinear ? 8 : -1;
+  int need = qlinear ? 8 : 2;
+  if (n->n_in < need || n->n_out != 1 || !n->out[0])
+    return adv__error(err, ADV_EFORMAT, "%s: needs %d inputs and 1 output", op,
+                      need);
+  for (int k = 0; k < need; k++)
+    if (!n->in[k])
+      return adv__error(err, ADV_EFORMAT, "%s: input %d missing", op, k);
+  const adv_tensor *x = n->in[ix[0]], *w = n->in[iw[0]];
+  int sp = x->ndim - 2;
+  if ((sp != 1 && sp != 2) || w->ndim != x->ndim)
+    return adv__error(err, ADV_EUNSUPPORTED,
+                      "%s: only 1-D and 2-D convolutions are supported", op);
+  q->n = x->dims[0];
+  q->c = x->dims[1];
+  q->h = sp == 2 ? x->dims[2] : 1;
+  q->w = x->dims[x->ndim - 1];
+  q->oc = w->dims[0];
+  q->kh = sp == 2 ? w->dims[2] : 1;
+  q->kw = w->dims[w->ndim - 1];
+  q->group = adv__attr_int(n->m, "group", 1);
+  if (q->group < 1 || q->c != w->dims[1] * q->group || q->oc % q->group)
+    return adv__error(err, ADV_ESHAPE, "%s: channels do not match groups", op);
+  int64_t st[2], dl[2], pads[4] = {0, 0, 0, 0};
+  conv_attr2(n->m, "strides", sp, 1, st);
+  conv_attr2(n->m, "dilations", sp, 1, dl);
+  const int64_t *pa;
+  int np = adv__attr_ints(n->m, "pads", &pa);
+  if (np == 2 * sp)
+    for (int i = 0; i < sp; i++) {
+      pads[2 - sp + i] = pa[i];
+      pads[4 - sp + i] = pa[sp + i];
+    }
+  q->sh = st[0];
+  q->sw = st[1];
+  q->dh = dl[0];
+  q->dw = dl[1];
+  if (q->sh < 1 || q->sw < 1 || q->dh < 1 || q->dw < 1)
+    return adv__error(err, ADV_EFORMAT, "%s: bad strides/dilations", op);
+  const char *ap = adv__attr_str(n->m, "auto_pad", "NOTSET");
+  int64_t in[2] = {q->h, q->w}, k[2] = {q->kh, q->kw}, out[2];
+  for (int i = 0; i < 2; i++) {
+    int64_t ek = (k[i] - 1) * dl[i] + 1;
+    if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+      out[i] = (in[i] + st[i] - 1) / st[i];
+      int64_t tot = (out[i] - 1) * st[i] + ek - in[i];
+      tot = tot < 0 ? 0 : tot;
+      pads[i] = !strcmp(ap, "SAME_UPPER") ? tot / 2 : tot - tot / 2;
+      pads[2 + i] = tot - pads[i];
+    } else if (!strcmp(ap, "VALID")) {
+      pads[i] = pads[2 + i] = 0;
+    }
+    out[i] = (in[i] + pads[i] + pads[2 + i] - ek) / st[i] + 1;
+    if (out[i] < 1)
+      return adv__error(err, ADV_ESHAPE, "%s: kernel larger than input", op);
+  }
+  q->ph = pads[0];
+  q->pw = pads[1];
+  q->oh = out[0];
+  q->ow = out[1];
+  const adv_tensor *wz = in_or_null(n, iw[2]), *ws = in_or_null(n, iw[1]);
+  if ((wz && wz->numel != 1 && wz->numel != q->oc) ||
+      (ws && ws->numel != 1 && ws->numel != q->oc))
+    return adv__error(err, ADV_ESHAPE,
+                      "%s: w's scale/zero point must be per tensor or per "
+                      "output channel",
+                      op);
+  if (qlinear) {
+    if (n->in[6]->numel != 1 || n->in[7]->numel != 1 || n->in[1]->numel != 1 ||
+        n->in[2]->numel != 1)
+      return adv__error(err, ADV_ESHAPE,
+                        "%s: x and y scales/zero points must be scalars", op);
+    const adv_tensor *b = in_or_null(n, 8);
+    if (b && b->numel != q->oc)
+      return adv__error(err, ADV_ESHAPE, "%s: bias must have %lld elements", op,
+                        (long long)q->oc);
+    if (q_range(p, n, 7, &q->qmin, &q->qmax))
+      return adv__error(err, ADV_EUNSUPPORTED, "%s: quantized type unsupported",
+                        op);
+  }
+  n->params = q;
+  n->bw_scratch = sizeof(float) * (size_t)(q->n * q->oc * q->oh * q->ow);
+  int64_t dims[4] = {q->n, q->oc, q->oh, q->ow};
+  if (sp == 1)
+    dims[2] = q->ow;
+  return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, dims);
+}
+
+static int convi_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  return qconv_infer_common(p, n, err, 0);
+}
+
+static int qlconv_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
+  return qconv_infer_common(p, n, err, 1);
+}
+
+/* Runs BODY for every multiply-accumulate term of the convolution, with
+ * yi, xi, wi the output, x and w element indices and oc the output
+ * channel. */
+#define QCONV_FOR_EACH(q, BODY)                                                \
+  for (int64_t b_ = 0; b_ < (q)->n; b_++)                                      \
+    for (int64_t o_ = 0; o_ < (q)->oc; o_++) {                                 \
+      int64_t cpg_ = (q)->c / (q)->group;                                      \
+      int64_t g_ = o_ / ((q)->oc / (q)->group);                                \
+      for (int64_t y_ = 0; y_ < (q)->oh; y_++)                                 \
+        for (int64_t x_ = 0; x_ < (q)->ow; x_++) {                             \
+          int64_t yi = ((b_ * (q)->oc + o_) * (q)->oh + y_) * (q)->ow + x_;    \
+          int64_t oc = o_;                                                     \
+          (void)oc;                                                            \
+          for (int64_t ci_ = 0; ci_ < cpg_; ci_++)                             \
+            for (int64_t i_ = 0; i_ < (q)->kh; i_++) {                         \
+              int64_t hy_ = y_ * (q)->sh - (q)->ph + i_ * (q)->dh;             \
+              if (hy_ < 0 || hy_ >= (q)->h)                                    \
+                continue;                                                      \
+              for (int64_t j_ = 0; j_ < (q)->kw; j_++) {                       \
+                int64_t wx_ = x_ * (q)->sw - (q)->pw + j_ * (q)->dw;           \
+                if (wx_ < 0 || wx_ >= (q)->w)                                  \
+                  continue;                                                    \
+                int64_t xi =                                                   \
+                    ((b_ * (q)->c + g_ * cpg_ + ci_) * (q)->h + hy_) *         \
+                        (q)->w +                                               \
+                    wx_;                                                       \
+                int64_t wi =                                                   \
+                    ((o_ * cpg_ + ci_) * (q)->kh + i_) * (q)->kw + j_;         \
+                BODY                                                           \
+              }                                                                \
+            }                                                                  \
+        }                                                                      \
+    }
+
+/* Dequantized x and w elements. */
+static inline float qc_x(const adv_pnode *n, const qconv_params *q,
+                         int64_t xi) {
+  return (elem_f(n->in[q->ix[0]], xi) -
+          pt_val(in_or_null(n, q->ix[2]), 0, 0.f)) *
+         pt_val(in_or_null(n, q->ix[1]), 0, 1.f);
+}
+
+static inline float qc_w(const adv_pnode *n, const qconv_params *q, int64_t wi,
+                         int64_t oc) {
+  return (elem_f(n->in[q->iw[0]], wi) -
+          pt_val(in_or_null(n, q->iw[2]), oc, 0.f)) *
+         pt_val(in_or_null(n, q->iw[1]), oc, 1.f);
+}
+
+/* Float accumulators (bias included) of every output into acc. */
+static void qconv_acc(const adv_pnode *n, const qconv_params *q, float *acc) {
+  int64_t ny = q->n * q->oc * q->oh * q->ow;
+  for (int64_t e = 0; e < ny; e++) {
+    int64_t o = (e / (q->oh * q->ow)) % q->oc;
+    const adv_tensor *b = in_or_null(n, q->ib);
+    acc[e] = b ? elem_f(b, o) * pt_val(in_or_null(n, q->ix[1]), 0, 1.f) *
+                     pt_val(in_or_null(n, q->iw[1]), o, 1.f)
+               : 0.f;
+  }
+  QCONV_FOR_EACH(q, { acc[yi] += qc_x(n, q, xi) * qc_w(n, q, wi, oc); })
+}
+
+static int qconv_forward(adv_plan *p, adv_pnode *n) {
+  (void)p;
+  const qconv_params *q = n->params;
+  float *y = n->out[0]->data;
+  qconv_acc(n, q, y);
+  if (q->iys < 0)
+    return ADV_OK;
+  float ys = elem_f(n->in[q->iys], 0), yz = elem_f(n->in[q->iyz], 0);
+  for (int64_t e = 0; e < n->out[0]->numel; e++)
+    y[e] = sat(nearbyintf(y[e] / ys) + yz, q->qmin, q->qmax);
+  return ADV_OK;
+}
+
+static int qconv_backward(adv_plan *p, adv_pnode *n) {
+  const qconv_params *q = n->params;
+  adv_tensor *xt = n->in[q->ix[0]], *wt = n->in[q->iw[0]], *yt = n->out[0];
+  if (!yt->grad || (!xt->grad && !wt->grad))
+    return ADV_OK;
+  float *g = adv__scratch(p, n, 0);
+  if (q->iys >= 0) {
+    float ys = elem_f(n->in[q->iys], 0), yz = elem_f(n->in[q->iyz], 0);
+    qconv_acc(n, q, g);
+    for (int64_t e = 0; e < yt->numel; e++) {
+      float r = g[e] / ys + yz;
+      g[e] =
+          r >= q->qmin - 0.5f && r <= q->qmax + 0.5f ? yt->grad[e] / ys : 0.f;
+    }
+  } else {
+    memcpy(g, yt->grad, sizeof(float) * (size_t)yt->numel);
+  }
+  float xs = pt_val(in_or_null(n, q->ix[1]), 0, 1.f);
+  const adv_tensor *ws = in_or_null(n, q->iw[1]);
+  QCONV_FOR_EACH(q, {
+    if (g[yi] != 0.f) {
+      if (xt->grad)
+        xt->grad[xi] += g[yi] * qc_w(n, q, wi, oc) * xs;
+      if (wt->grad)
+        wt->grad[wi] += g[yi] * qc_x(n, q, xi) * pt_val(ws, oc, 1.f);
+    }
+  })
+  return ADV_OK;
+}
+
+const adv_op_def adv__op_convinteger = {
+    "ConvInteger", convi_infer, qconv_forward, qconv_backward, 0x1ffu, 0};
+const adv_op_def adv__op_qlinearconv = {
+    "QLinearConv", qlconv_infer, qconv_forward, qconv_backward, 0x1ffu, 0};

@@ -52,7 +52,9 @@
   X(dequantizelinear) \
   X(dynamicquantizelinear) \
   X(matmulinteger) \
-  X(qlinearmatmul)
+  X(qlinearmatmul) \
+  X(convinteger) \
+  X(qlinearconv)
 // clang-format on
 
 /* a long X-macro list: clang-format 14 reflows it differently each run */
