@@ -47,6 +47,45 @@ static int input_onnx_type(const adv_plan *p, const adv_pnode *n, int k) {
   return p->model->values[n->m->in[k]].onnx_type;
 }
 
+/* Sets qmin/qmax from opset 21's output_dtype attribute, else from the
+ * stored type of zero-point input k; a constant zero point of unknown type
+ * is int8 when negative, else uint8; uint8 when absent.
+ * ADV_EUNSUPPORTED for other types. */
+static int q_range(const adv_plan *p, const adv_pnode *n, int k, float *qmin,
+                   float *qmax) {
+  int qt = (int)adv__attr_int(n->m, "output_dtype", 0);
+  if (!qt)
+    qt = input_onnx_type(p, n, k);
+  const adv_tensor *z = (k < n->n_in ? n->in[k] : NULL);
+  if (!qt && z && z->is_const) {
+    qt = QT_UINT8;
+    for (int64_t e = 0; e < z->numel; e++)
+      if (elem_f(z, e) < 0)
+        qt = QT_INT8;
+  }
+  switch (qt) {
+  case QT_INT8:
+    *qmin = -128.f;
+    *qmax = 127.f;
+    return ADV_OK;
+  case QT_UINT16:
+    *qmin = 0.f;
+    *qmax = 65535.f;
+    return ADV_OK;
+  case QT_INT16:
+    *qmin = -32768.f;
+    *qmax = 32767.f;
+    return ADV_OK;
+  case 0:
+  case QT_UINT8:
+    *qmin = 0.f;
+    *qmax = 255.f;
+    return ADV_OK;
+  default:
+    return ADV_EUNSUPPORTED;
+  }
+}
+
 /* Shared infer of both ops: checks inputs, finds the per-axis layout and
  * sets the float32 output of x's shape. */
 static int quant_infer(adv_plan *p, adv_pnode *n, adv_err *err, const char *op,
@@ -80,38 +119,9 @@ static int quant_infer(adv_plan *p, adv_pnode *n, adv_err *err, const char *op,
   }
   if (z && z->numel != s->numel)
     return adv__error(err, ADV_ESHAPE, "%s: zero_point and scale differ", op);
-  int qt = (int)adv__attr_int(n->m, "output_dtype", 0);
-  if (!qt)
-    qt = input_onnx_type(p, n, 2);
-  if (!qt && z && z->is_const) { /* undeclared: a negative zero point */
-    qt = QT_UINT8;
-    for (int64_t e = 0; e < z->numel; e++)
-      if (elem_f(z, e) < 0)
-        qt = QT_INT8;
-  }
-  switch (qt) {
-  case QT_INT8:
-    qp->qmin = -128.f;
-    qp->qmax = 127.f;
-    break;
-  case QT_UINT16:
-    qp->qmin = 0.f;
-    qp->qmax = 65535.f;
-    break;
-  case QT_INT16:
-    qp->qmin = -32768.f;
-    qp->qmax = 32767.f;
-    break;
-  case 0:
-  case QT_UINT8:
-    qp->qmin = 0.f;
-    qp->qmax = 255.f;
-    break;
-  default:
-    if (quantize)
-      return adv__error(err, ADV_EUNSUPPORTED,
-                        "%s: quantized type %d unsupported", op, qt);
-  }
+  if (q_range(p, n, 2, &qp->qmin, &qp->qmax) && quantize)
+    return adv__error(err, ADV_EUNSUPPORTED, "%s: quantized type unsupported",
+                      op);
   n->params = qp;
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, x->dims);
 }
@@ -296,41 +306,6 @@ static inline float pt_val(const adv_tensor *t, int64_t i, float def) {
   if (!t)
     return def;
   return elem_f(t, t->numel > 1 ? i : 0);
-}
-
-/* Sets qmin/qmax from the type of input k (or output_dtype): the zero
- * point's stored type, or uint8 when unknown (see QuantizeLinear). */
-static int q_range(const adv_plan *p, const adv_pnode *n, int k, float *qmin,
-                   float *qmax) {
-  int qt = input_onnx_type(p, n, k);
-  const adv_tensor *z = in_or_null(n, k);
-  if (!qt && z && z->is_const) {
-    qt = QT_UINT8;
-    for (int64_t e = 0; e < z->numel; e++)
-      if (elem_f(z, e) < 0)
-        qt = QT_INT8;
-  }
-  switch (qt) {
-  case QT_INT8:
-    *qmin = -128.f;
-    *qmax = 127.f;
-    return ADV_OK;
-  case QT_UINT16:
-    *qmin = 0.f;
-    *qmax = 65535.f;
-    return ADV_OK;
-  case QT_INT16:
-    *qmin = -32768.f;
-    *qmax = 32767.f;
-    return ADV_OK;
-  case 0:
-  case QT_UINT8:
-    *qmin = 0.f;
-    *qmax = 255.f;
-    return ADV_OK;
-  default:
-    return ADV_EUNSUPPORTED;
-  }
 }
 
 /* Shared infer; qlinear selects QLinearMatMul's input layout. */
