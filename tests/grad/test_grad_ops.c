@@ -814,6 +814,81 @@ TEST(quant_ste) {
   adv_model_free(m);
 }
 
+/* QLinearMatMul with a float A (a QuantizeLinear's output in real graphs)
+ * against its definition: y = clip(rint(acc / ys) + yz, 0, 255) with acc =
+ * sum_k (a - az) as (B - bz[n]) bs[n] (per-column B), and the documented
+ * backward: the exact gradient of acc, straight-through at the rounding
+ * (dy / ys where acc / ys + yz is in [-0.5, 255.5], else 0). */
+TEST(qlinearmatmul_ste) {
+  enum { M = 3, K = 4, N = 5 };
+  int64_t ad[2] = {M, K}, bd[2] = {K, N}, nd[1] = {N};
+  unsigned char bq[K * N], bz[N], az = 7, yz = 100;
+  float bs[N], as = 0.5f, ys = 0.25f;
+  for (int i = 0; i < K * N; i++)
+    bq[i] = (unsigned char)rndi(0, 255);
+  for (int j = 0; j < N; j++) {
+    bz[j] = (unsigned char)rndi(100, 150);
+    bs[j] = rndf(0.002f, 0.01f);
+  }
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "a", 2, ad);
+  ob_init_f32(&b, "as", 0, NULL, &as);
+  ob_init_raw(&b, "az", 2, 0, NULL, &az, 1);
+  ob_init_raw(&b, "B", 2, 2, bd, bq, K * N);
+  ob_init_f32(&b, "bs", 1, nd, bs);
+  ob_init_raw(&b, "bz", 2, 1, nd, bz, N);
+  ob_init_f32(&b, "ys", 0, NULL, &ys);
+  ob_init_raw(&b, "yz", 2, 0, NULL, &yz, 1);
+  ob_node(&b, "QLinearMatMul", "a,as,az,B,bs,bz,ys,yz", "y");
+  ob_output(&b, "y");
+  size_t len;
+  unsigned char *bytes = ob_finish(&b, &len);
+  adv_model *m = NULL;
+  adv_err err = {{0}};
+  CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err) ==
+        0);
+  free(bytes);
+  if (!m)
+    return;
+  adv_session_params sp = adv_session_default_params();
+  sp.grad = 1;
+  adv_session *s = NULL;
+  CHECK(adv_session_init(m, sp, &s, &err) == 0);
+  float a[M * K], y[M * N], dy[M * N], dx[M * K];
+  for (int i = 0; i < M * K; i++)
+    a[i] = rndf(-250.f, 250.f);
+  for (int i = 0; i < M * N; i++)
+    dy[i] = rndf(-1.f, 1.f);
+  CHECK(s && adv_session_forward(s, a, y, &err) == 0);
+  CHECK(s && adv_session_backward_dz(s, dy, dx, NULL, &err) == 0);
+  double want_dx[M * K] = {0};
+  int bad_y = 0, bad_dx = 0, sat = 0;
+  for (int i = 0; s && i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double acc = 0;
+      for (int k = 0; k < K; k++)
+        acc += (a[i * K + k] - az) * (double)as * (bq[k * N + j] - bz[j]) *
+               (double)bs[j];
+      double r = acc / ys + yz, q = nearbyint(r);
+      q = q < 0 ? 0 : q > 255 ? 255 : q;
+      /* float32 accumulation may flip an exact .5 tie: allow 1 step there */
+      bad_y += fabs(y[i * N + j] - q) > (fabs(r - floor(r) - 0.5) < 1e-3);
+      int in = r >= -0.5 && r <= 255.5;
+      sat += !in;
+      for (int k = 0; in && k < K; k++)
+        want_dx[i * K + k] += dy[i * N + j] / ys * (double)as *
+                              (bq[k * N + j] - bz[j]) * (double)bs[j];
+    }
+  for (int i = 0; s && i < M * K; i++)
+    bad_dx += fabs(dx[i] - want_dx[i]) > 1e-4 * (1 + fabs(want_dx[i]));
+  CHECK_EQ_INT(bad_y, 0);
+  CHECK_EQ_INT(bad_dx, 0);
+  CHECK(sat > 0 && sat < M * N);
+  adv_session_free(s);
+  adv_model_free(m);
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -846,6 +921,7 @@ int main(int argc, char **argv) {
   RUN(resize_threads);
   RUN(convtranspose_dnnl);
   RUN(quant_ste);
+  RUN(qlinearmatmul_ste);
   print_summary();
   return harness_report();
 }
