@@ -277,6 +277,19 @@ static inline void ob_attr_int(ob_model *m, const char *name, int64_t v) {
   ob__attr_done(m, &a);
 }
 
+/* Tensor attribute (a Constant's value): ONNX type dtype, raw_data raw. */
+static inline void ob_attr_tensor_raw(ob_model *m, const char *name, int dtype,
+                                      int nd, const int64_t *dims,
+                                      const void *raw, size_t nbytes) {
+  ob_buf a = {0}, t = {0};
+  ob__str(&a, 1, name);
+  ob__tensor_head(&t, "", dtype, nd, dims);
+  ob__bytes(&t, 9, raw, nbytes);
+  ob__msg(&a, 5, &t);
+  ob__int(&a, 20, 4); /* TENSOR */
+  ob__attr_done(m, &a);
+}
+
 static inline void ob_attr_float(ob_model *m, const char *name, float v) {
   ob_buf a = {0};
   ob__str(&a, 1, name);

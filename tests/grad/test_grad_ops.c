@@ -889,6 +889,50 @@ TEST(qlinearmatmul_ste) {
   adv_model_free(m);
 }
 
+/* Symmetric int8 quantization with the zero point from a Constant node (as
+ * PyTorch exports it): the range is int8's, [-128, 127], taken from the
+ * Constant's stored type, not uint8's. */
+TEST(quant_int8_constant_zp) {
+  enum { N = 64 };
+  int64_t xd[1] = {N};
+  float sc = 0.05f;
+  signed char z = 0;
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "x", 1, xd);
+  ob_init_f32(&b, "s", 0, NULL, &sc);
+  ob_node(&b, "Constant", NULL, "z");
+  ob_attr_tensor_raw(&b, "value", 3, 0, NULL, &z, 1);
+  ob_node(&b, "QuantizeLinear", "x,s,z", "y");
+  ob_output(&b, "y");
+  size_t len;
+  unsigned char *bytes = ob_finish(&b, &len);
+  adv_model *m = NULL;
+  adv_session *s = NULL;
+  adv_err err = {{0}};
+  CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err) ==
+        0);
+  free(bytes);
+  CHECK(m && adv_session_init(m, adv_session_default_params(), &s, &err) == 0);
+  if (!s)
+    fprintf(stderr, "%s\n", err.msg);
+  float x[N], y[N];
+  for (int i = 0; i < N; i++)
+    x[i] = rndf(-8.f, 8.f);
+  CHECK(s && adv_session_forward(s, x, y, &err) == 0);
+  int bad = 0, neg = 0;
+  for (int i = 0; s && i < N; i++) {
+    double q = nearbyint((double)x[i] / (double)sc);
+    q = q < -128 ? -128 : q > 127 ? 127 : q;
+    bad += y[i] != (float)q;
+    neg += q < 0;
+  }
+  CHECK_EQ_INT(bad, 0);
+  CHECK(neg > 0);
+  adv_session_free(s);
+  adv_model_free(m);
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -922,6 +966,7 @@ int main(int argc, char **argv) {
   RUN(convtranspose_dnnl);
   RUN(quant_ste);
   RUN(qlinearmatmul_ste);
+  RUN(quant_int8_constant_zp);
   print_summary();
   return harness_report();
 }

@@ -1010,6 +1010,11 @@ static int parse_node(loader *L, pb_reader r0, adv_mnode *n) {
     n->n_guard = L->depth;
     n->scope = L->scope;
   }
+  /* a Constant's stored type (e.g. an int8 zero point) is its output's */
+  const adv_attr *cv = adv__attr_get(n, "value");
+  if (!strcmp(n->op_type, "Constant") && n->n_out == 1 && n->out[0] >= 0 &&
+      cv && cv->type == ADV_ATTR_TENSOR && cv->t)
+    L->m->values[n->out[0]].onnx_type = cv->t->onnx_type;
   if (!strcmp(n->op_type, "If"))
     return parse_if(L, r0, n);
   return scan_graph_attrs(L, r0, n, L->depth + 1);
