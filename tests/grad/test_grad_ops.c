@@ -756,6 +756,26 @@ TEST(convinteger) {
   }
 }
 
+/* Finishes b, loads it and opens a session (gradients when grad) on it;
+ * NULL (after a failed check, message printed) on error. *m receives the
+ * model (free it after the session). */
+static adv_session *q_session(ob_model *b, int grad, adv_model **m) {
+  size_t len;
+  unsigned char *bytes = ob_finish(b, &len);
+  adv_err err = {{0}};
+  *m = NULL;
+  CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), m, &err) ==
+        0);
+  free(bytes);
+  adv_session_params sp = adv_session_default_params();
+  sp.grad = grad;
+  adv_session *s = NULL;
+  CHECK(*m && adv_session_init(*m, sp, &s, &err) == 0);
+  if (!s)
+    fprintf(stderr, "%s\n", err.msg);
+  return s;
+}
+
 /* QuantizeLinear -> DequantizeLinear (per axis, uint8 zero points): the
  * forward is numpy's reference fake quantization, (clip(rint(x / s) + zp,
  * 0, 255) - zp) * s, and the backward the documented straight-through
@@ -775,19 +795,9 @@ TEST(quant_ste) {
   ob_node(&b, "QuantizeLinear", "x,s,z", "q");
   ob_node(&b, "DequantizeLinear", "q,s,z", "y");
   ob_output(&b, "y");
-  size_t len;
-  unsigned char *bytes = ob_finish(&b, &len);
-  adv_model *m = NULL;
+  adv_model *m;
+  adv_session *s = q_session(&b, 1, &m);
   adv_err err = {{0}};
-  CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err) ==
-        0);
-  free(bytes);
-  if (!m)
-    return;
-  adv_session_params sp = adv_session_default_params();
-  sp.grad = 1;
-  adv_session *s = NULL;
-  CHECK(adv_session_init(m, sp, &s, &err) == 0);
   enum { N = 2 * C * W };
   float x[N], y[N], dy[N], dx[N];
   for (int i = 0; i < N; i++) {
@@ -842,19 +852,9 @@ TEST(qlinearmatmul_ste) {
   ob_init_raw(&b, "yz", 2, 0, NULL, &yz, 1);
   ob_node(&b, "QLinearMatMul", "a,as,az,B,bs,bz,ys,yz", "y");
   ob_output(&b, "y");
-  size_t len;
-  unsigned char *bytes = ob_finish(&b, &len);
-  adv_model *m = NULL;
+  adv_model *m;
+  adv_session *s = q_session(&b, 1, &m);
   adv_err err = {{0}};
-  CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err) ==
-        0);
-  free(bytes);
-  if (!m)
-    return;
-  adv_session_params sp = adv_session_default_params();
-  sp.grad = 1;
-  adv_session *s = NULL;
-  CHECK(adv_session_init(m, sp, &s, &err) == 0);
   float a[M * K], y[M * N], dy[M * N], dx[M * K];
   for (int i = 0; i < M * K; i++)
     a[i] = rndf(-250.f, 250.f);
@@ -905,17 +905,9 @@ TEST(quant_int8_constant_zp) {
   ob_attr_tensor_raw(&b, "value", 3, 0, NULL, &z, 1);
   ob_node(&b, "QuantizeLinear", "x,s,z", "y");
   ob_output(&b, "y");
-  size_t len;
-  unsigned char *bytes = ob_finish(&b, &len);
-  adv_model *m = NULL;
-  adv_session *s = NULL;
+  adv_model *m;
+  adv_session *s = q_session(&b, 0, &m);
   adv_err err = {{0}};
-  CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err) ==
-        0);
-  free(bytes);
-  CHECK(m && adv_session_init(m, adv_session_default_params(), &s, &err) == 0);
-  if (!s)
-    fprintf(stderr, "%s\n", err.msg);
   float x[N], y[N];
   for (int i = 0; i < N; i++)
     x[i] = rndf(-8.f, 8.f);
