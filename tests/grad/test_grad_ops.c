@@ -925,6 +925,71 @@ TEST(quant_int8_constant_zp) {
   adv_model_free(m);
 }
 
+/* QLinearConv with a 1x1 kernel (per-output-channel w scale and zero
+ * point, int32 bias) against its definition, forward and the documented
+ * straight-through backward, as qlinearmatmul_ste. */
+TEST(qlinearconv_ste) {
+  enum { C = 3, P = 6, OC = 4 };
+  int64_t xd[4] = {1, C, 1, P}, wd[4] = {OC, C, 1, 1}, od[1] = {OC};
+  unsigned char wq[OC * C], wz[OC], xz = 9, yz = 120;
+  int32_t bias[OC];
+  float ws[OC], xs = 0.5f, ys = 0.25f;
+  for (int i = 0; i < OC * C; i++)
+    wq[i] = (unsigned char)rndi(0, 255);
+  for (int o = 0; o < OC; o++) {
+    wz[o] = (unsigned char)rndi(100, 150);
+    ws[o] = rndf(0.002f, 0.01f);
+    bias[o] = rndi(-2000, 2000);
+  }
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "x", 4, xd);
+  ob_init_f32(&b, "xs", 0, NULL, &xs);
+  ob_init_raw(&b, "xz", 2, 0, NULL, &xz, 1);
+  ob_init_raw(&b, "w", 2, 4, wd, wq, OC * C);
+  ob_init_f32(&b, "ws", 1, od, ws);
+  ob_init_raw(&b, "wz", 2, 1, od, wz, OC);
+  ob_init_f32(&b, "ys", 0, NULL, &ys);
+  ob_init_raw(&b, "yz", 2, 0, NULL, &yz, 1);
+  ob_init_raw(&b, "B", 6, 1, od, bias, sizeof(bias));
+  ob_node(&b, "QLinearConv", "x,xs,xz,w,ws,wz,ys,yz,B", "y");
+  ob_output(&b, "y");
+  adv_model *m;
+  adv_session *s = q_session(&b, 1, &m);
+  adv_err err = {{0}};
+  float x[C * P], y[OC * P], dy[OC * P], dx[C * P];
+  for (int i = 0; i < C * P; i++)
+    x[i] = rndf(-250.f, 250.f);
+  for (int i = 0; i < OC * P; i++)
+    dy[i] = rndf(-1.f, 1.f);
+  CHECK(s && adv_session_forward(s, x, y, &err) == 0);
+  CHECK(s && adv_session_backward_dz(s, dy, dx, NULL, &err) == 0);
+  double want_dx[C * P] = {0};
+  int bad_y = 0, bad_dx = 0, sat = 0;
+  for (int o = 0; s && o < OC; o++)
+    for (int q = 0; q < P; q++) {
+      double acc = bias[o] * (double)xs * (double)ws[o];
+      for (int c = 0; c < C; c++)
+        acc += (x[c * P + q] - xz) * (double)xs * (wq[o * C + c] - wz[o]) *
+               (double)ws[o];
+      double r = acc / ys + yz, v = nearbyint(r);
+      v = v < 0 ? 0 : v > 255 ? 255 : v;
+      bad_y += fabs(y[o * P + q] - v) > (fabs(r - floor(r) - 0.5) < 1e-3);
+      int in = r >= -0.5 && r <= 255.5;
+      sat += !in;
+      for (int c = 0; in && c < C; c++)
+        want_dx[c * P + q] += dy[o * P + q] / ys * (double)xs *
+                              (wq[o * C + c] - wz[o]) * (double)ws[o];
+    }
+  for (int i = 0; s && i < C * P; i++)
+    bad_dx += fabs(dx[i] - want_dx[i]) > 1e-4 * (1 + fabs(want_dx[i]));
+  CHECK_EQ_INT(bad_y, 0);
+  CHECK_EQ_INT(bad_dx, 0);
+  CHECK(sat > 0 && sat < OC * P);
+  adv_session_free(s);
+  adv_model_free(m);
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -958,6 +1023,7 @@ int main(int argc, char **argv) {
   RUN(convtranspose_dnnl);
   RUN(quant_ste);
   RUN(qlinearmatmul_ste);
+  RUN(qlinearconv_ste);
   RUN(quant_int8_constant_zp);
   print_summary();
   return harness_report();
