@@ -12,7 +12,6 @@
 
 #include "hutil.h"
 #include "log.h"
-#include "routes_jobs.h"
 #include "sbx/result_merge.h"
 #include "sbx/store.h"
 #include "util.h"

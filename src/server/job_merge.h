@@ -9,6 +9,11 @@
 #include "req.h"
 #include "sbx/jobs.h"
 
+/* Caps on the result files a worker uploads (per file). */
+#define SBX__RESULT_JSON_MAX ((int64_t)64 << 20) /* result.json */
+#define SBX__RESULT_NPY_MAX ((int64_t)1 << 30)   /* adversarial.npy */
+#define SBX__RESULT_PNG_MAX ((int64_t)4 << 20)   /* gallery-{i}.png */
+
 /*
  * Merges the shards of job j (all succeeded) of tenant: reads each shard's
  * result.json and adversarial.npy from the store (decrypted), merges them,

@@ -14,7 +14,6 @@
 
 #include "audit.h"
 #include "hutil.h"
-#include "job_merge.h"
 #include "park.h"
 #include "pool.h"
 #include "reply.h"

@@ -10,13 +10,9 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "job_merge.h" /* the caps on result files */
 #include "req.h"
 #include "sbx/jobs.h"
-
-/* Caps on the result files a worker uploads (per file). */
-#define SBX__RESULT_JSON_MAX ((int64_t)64 << 20) /* result.json */
-#define SBX__RESULT_NPY_MAX ((int64_t)1 << 30)   /* adversarial.npy */
-#define SBX__RESULT_PNG_MAX ((int64_t)4 << 20)   /* gallery-{i}.png */
 
 int sbx__h_attacks(sbx__req *r);
 int sbx__h_jobs_list(sbx__req *r);

@@ -222,6 +222,17 @@ static inline void ob_init_i64(ob_model *m, const char *name, int nd,
   ob__msg(&m->graph, 5, &t);
 }
 
+/* Initializer of any ONNX element type dtype (TensorProto.DataType) whose
+ * little-endian raw_data is the nbytes at raw. */
+static inline void ob_init_raw(ob_model *m, const char *name, int dtype, int nd,
+                               const int64_t *dims, const void *raw,
+                               size_t nbytes) {
+  ob_buf t = {0};
+  ob__tensor_head(&t, name, dtype, nd, dims);
+  ob__bytes(&t, 9, raw, nbytes);
+  ob__msg(&m->graph, 5, &t);
+}
+
 /* Writes each comma-separated name of list as a repeated string field. */
 static inline void ob__names(ob_buf *b, int field, const char *list) {
   if (!list)
@@ -263,6 +274,19 @@ static inline void ob_attr_int(ob_model *m, const char *name, int64_t v) {
   ob__str(&a, 1, name);
   ob__int(&a, 3, v);
   ob__int(&a, 20, OB_ATTR_INT);
+  ob__attr_done(m, &a);
+}
+
+/* Tensor attribute (a Constant's value): ONNX type dtype, raw_data raw. */
+static inline void ob_attr_tensor_raw(ob_model *m, const char *name, int dtype,
+                                      int nd, const int64_t *dims,
+                                      const void *raw, size_t nbytes) {
+  ob_buf a = {0}, t = {0};
+  ob__str(&a, 1, name);
+  ob__tensor_head(&t, "", dtype, nd, dims);
+  ob__bytes(&t, 9, raw, nbytes);
+  ob__msg(&a, 5, &t);
+  ob__int(&a, 20, 4); /* TENSOR */
   ob__attr_done(m, &a);
 }
 

@@ -704,6 +704,292 @@ TEST(unary_more) {
     }
 }
 
+/* MatMulInteger evaluated in float is linear in a float A (the output of a
+ * QuantizeLinear in real graphs) and in float weights: x @ (B - zp_B) with
+ * integer B and per-column zero points, and x @ W with W's gradient. */
+TEST(matmulinteger) {
+  for (int cfg = 0; cfg < 2; cfg++) {
+    int64_t xa[2] = {rndi(1, 4), rndi(1, 5)}, n = rndi(1, 4);
+    int64_t wd[2] = {xa[1], n}, zd[1] = {n}, bv[64], zv[8];
+    for (int64_t i = 0; i < xa[1] * n; i++)
+      bv[i] = rndi(0, 255);
+    for (int64_t i = 0; i < n; i++)
+      zv[i] = rndi(0, 255);
+    c_begin("MatMulInteger", 10);
+    c_x(2, xa);
+    if (cfg == 0) {
+      c_wi("B", 2, wd, bv);
+      c_wi("zb", 1, zd, zv);
+      c_wi("za", 0, NULL, zv);
+      c_node("MatMulInteger", "x,B,za,zb", "y");
+    } else {
+      c_wcheck(c_wf("W", 2, wd, -2.f, 2.f), 1);
+      c_node("MatMulInteger", "x,W", "y");
+    }
+    run_case();
+  }
+}
+
+/* ConvInteger evaluated in float: linear in a float x and in float
+ * weights (groups, strides, pads, dilations; 1-D and 2-D), with integer
+ * zero points subtracted. */
+TEST(convinteger) {
+  for (int cfg = 0; cfg < 4; cfg++) {
+    int sp = cfg & 1 ? 1 : 2, g = cfg & 2 ? 2 : 1;
+    int64_t c = 2 * g, oc = 2 * g;
+    int64_t xa[4] = {2, c, 5, 6}, wd[4] = {oc, c / g, 2, 3};
+    if (sp == 1) {
+      xa[2] = 7;
+      wd[2] = 3;
+    }
+    int64_t pads[4] = {1, 0, 0, 1}, st[2] = {1, 2}, dl[2] = {2, 1}, zx = 3;
+    c_begin("ConvInteger", 10);
+    c_x(2 + sp, xa);
+    c_wcheck(c_wf("W", 2 + sp, wd, -2.f, 2.f), 1);
+    c_wi("zx", 0, NULL, &zx);
+    c_node("ConvInteger", "x,W,zx", "y");
+    c_ai("group", g);
+    c_ais("pads", 2 * sp, sp == 2 ? pads : (int64_t[]){1, 2});
+    c_ais("strides", sp, st + 2 - sp);
+    c_ais("dilations", sp, dl + 2 - sp);
+    run_case();
+  }
+}
+
+/* Finishes b, loads it and opens a session (gradients when grad) on it;
+ * NULL (after a failed check, message printed) on error. *m receives the
+ * model (free it after the session). */
+static adv_session *q_session(ob_model *b, int grad, adv_model **m) {
+  size_t len;
+  unsigned char *bytes = ob_finish(b, &len);
+  adv_err err = {{0}};
+  *m = NULL;
+  CHECK(adv_model_load_mem(bytes, len, adv_load_default_params(), m, &err) ==
+        0);
+  free(bytes);
+  adv_session_params sp = adv_session_default_params();
+  sp.grad = grad;
+  adv_session *s = NULL;
+  CHECK(*m && adv_session_init(*m, sp, &s, &err) == 0);
+  if (!s)
+    fprintf(stderr, "%s\n", err.msg);
+  return s;
+}
+
+/* QuantizeLinear -> DequantizeLinear (per axis, uint8 zero points): the
+ * forward is numpy's reference fake quantization, (clip(rint(x / s) + zp,
+ * 0, 255) - zp) * s, and the backward the documented straight-through
+ * estimator: dx = dy (to 1e-6: dy / s * s) where x / s + zp lies in
+ * [-0.5, 255.5], else 0 (a rounding has no gradient; finite differences
+ * would see steps). x spans both saturated ends. */
+TEST(quant_ste) {
+  enum { C = 3, W = 40 };
+  int64_t xd[3] = {2, C, W}, cd[1] = {C};
+  float sc[C] = {0.02f, 0.05f, 0.1f};
+  unsigned char zp[C] = {0, 128, 250};
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "x", 3, xd);
+  ob_init_f32(&b, "s", 1, cd, sc);
+  ob_init_raw(&b, "z", 2, 1, cd, zp, C);
+  ob_node(&b, "QuantizeLinear", "x,s,z", "q");
+  ob_node(&b, "DequantizeLinear", "q,s,z", "y");
+  ob_output(&b, "y");
+  adv_model *m;
+  adv_session *s = q_session(&b, 1, &m);
+  adv_err err = {{0}};
+  enum { N = 2 * C * W };
+  float x[N], y[N], dy[N], dx[N];
+  for (int i = 0; i < N; i++) {
+    x[i] = rndf(-30.f, 30.f);
+    dy[i] = rndf(-1.f, 1.f);
+  }
+  CHECK(s && adv_session_forward(s, x, y, &err) == 0);
+  CHECK(s && adv_session_backward_dz(s, dy, dx, NULL, &err) == 0);
+  int bad_y = 0, bad_dx = 0, inside = 0, outside = 0;
+  for (int i = 0; s && i < N; i++) {
+    int c = (i / W) % C;
+    double r = (double)x[i] / (double)sc[c], q = nearbyint(r) + zp[c];
+    q = q < 0 ? 0 : q > 255 ? 255 : q;
+    bad_y += fabs(y[i] - (q - zp[c]) * sc[c]) > 1e-6;
+    int in = r + zp[c] >= -0.5 && r + zp[c] <= 255.5;
+    inside += in;
+    outside += !in;
+    bad_dx += fabsf(dx[i] - (in ? dy[i] : 0.f)) > 1e-6f;
+  }
+  CHECK_EQ_INT(bad_y, 0);
+  CHECK_EQ_INT(bad_dx, 0);
+  CHECK(inside > 0 && outside > 0);
+  adv_session_free(s);
+  adv_model_free(m);
+}
+
+/* QLinearMatMul with a float A (a QuantizeLinear's output in real graphs)
+ * against its definition: y = clip(rint(acc / ys) + yz, 0, 255) with acc =
+ * sum_k (a - az) as (B - bz[n]) bs[n] (per-column B), and the documented
+ * backward: the exact gradient of acc, straight-through at the rounding
+ * (dy / ys where acc / ys + yz is in [-0.5, 255.5], else 0). */
+TEST(qlinearmatmul_ste) {
+  enum { M = 3, K = 4, N = 5 };
+  int64_t ad[2] = {M, K}, bd[2] = {K, N}, nd[1] = {N};
+  unsigned char bq[K * N], bz[N], az = 7, yz = 100;
+  float bs[N], as = 0.5f, ys = 0.25f;
+  for (int i = 0; i < K * N; i++)
+    bq[i] = (unsigned char)rndi(0, 255);
+  for (int j = 0; j < N; j++) {
+    bz[j] = (unsigned char)rndi(100, 150);
+    bs[j] = rndf(0.002f, 0.01f);
+  }
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "a", 2, ad);
+  ob_init_f32(&b, "as", 0, NULL, &as);
+  ob_init_raw(&b, "az", 2, 0, NULL, &az, 1);
+  ob_init_raw(&b, "B", 2, 2, bd, bq, K * N);
+  ob_init_f32(&b, "bs", 1, nd, bs);
+  ob_init_raw(&b, "bz", 2, 1, nd, bz, N);
+  ob_init_f32(&b, "ys", 0, NULL, &ys);
+  ob_init_raw(&b, "yz", 2, 0, NULL, &yz, 1);
+  ob_node(&b, "QLinearMatMul", "a,as,az,B,bs,bz,ys,yz", "y");
+  ob_output(&b, "y");
+  adv_model *m;
+  adv_session *s = q_session(&b, 1, &m);
+  adv_err err = {{0}};
+  float a[M * K], y[M * N], dy[M * N], dx[M * K];
+  for (int i = 0; i < M * K; i++)
+    a[i] = rndf(-250.f, 250.f);
+  for (int i = 0; i < M * N; i++)
+    dy[i] = rndf(-1.f, 1.f);
+  CHECK(s && adv_session_forward(s, a, y, &err) == 0);
+  CHECK(s && adv_session_backward_dz(s, dy, dx, NULL, &err) == 0);
+  double want_dx[M * K] = {0};
+  int bad_y = 0, bad_dx = 0, sat = 0;
+  for (int i = 0; s && i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double acc = 0;
+      for (int k = 0; k < K; k++)
+        acc += (a[i * K + k] - az) * (double)as * (bq[k * N + j] - bz[j]) *
+               (double)bs[j];
+      double r = acc / ys + yz, q = nearbyint(r);
+      q = q < 0 ? 0 : q > 255 ? 255 : q;
+      /* float32 accumulation may flip an exact .5 tie: allow 1 step there */
+      bad_y += fabs(y[i * N + j] - q) > (fabs(r - floor(r) - 0.5) < 1e-3);
+      int in = r >= -0.5 && r <= 255.5;
+      sat += !in;
+      for (int k = 0; in && k < K; k++)
+        want_dx[i * K + k] += dy[i * N + j] / ys * (double)as *
+                              (bq[k * N + j] - bz[j]) * (double)bs[j];
+    }
+  for (int i = 0; s && i < M * K; i++)
+    bad_dx += fabs(dx[i] - want_dx[i]) > 1e-4 * (1 + fabs(want_dx[i]));
+  CHECK_EQ_INT(bad_y, 0);
+  CHECK_EQ_INT(bad_dx, 0);
+  CHECK(sat > 0 && sat < M * N);
+  adv_session_free(s);
+  adv_model_free(m);
+}
+
+/* Symmetric int8 quantization with the zero point from a Constant node (as
+ * PyTorch exports it): the range is int8's, [-128, 127], taken from the
+ * Constant's stored type, not uint8's. */
+TEST(quant_int8_constant_zp) {
+  enum { N = 64 };
+  int64_t xd[1] = {N};
+  float sc = 0.05f;
+  signed char z = 0;
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "x", 1, xd);
+  ob_init_f32(&b, "s", 0, NULL, &sc);
+  ob_node(&b, "Constant", NULL, "z");
+  ob_attr_tensor_raw(&b, "value", 3, 0, NULL, &z, 1);
+  ob_node(&b, "QuantizeLinear", "x,s,z", "y");
+  ob_output(&b, "y");
+  adv_model *m;
+  adv_session *s = q_session(&b, 0, &m);
+  adv_err err = {{0}};
+  float x[N], y[N];
+  for (int i = 0; i < N; i++)
+    x[i] = rndf(-8.f, 8.f);
+  CHECK(s && adv_session_forward(s, x, y, &err) == 0);
+  int bad = 0, neg = 0;
+  for (int i = 0; s && i < N; i++) {
+    double q = nearbyint((double)x[i] / (double)sc);
+    q = q < -128 ? -128 : q > 127 ? 127 : q;
+    bad += y[i] != (float)q;
+    neg += q < 0;
+  }
+  CHECK_EQ_INT(bad, 0);
+  CHECK(neg > 0);
+  adv_session_free(s);
+  adv_model_free(m);
+}
+
+/* QLinearConv with a 1x1 kernel (per-output-channel w scale and zero
+ * point, int32 bias) against its definition, forward and the documented
+ * straight-through backward, as qlinearmatmul_ste. */
+TEST(qlinearconv_ste) {
+  enum { C = 3, P = 6, OC = 4 };
+  int64_t xd[4] = {1, C, 1, P}, wd[4] = {OC, C, 1, 1}, od[1] = {OC};
+  unsigned char wq[OC * C], wz[OC], xz = 9, yz = 120;
+  int32_t bias[OC];
+  float ws[OC], xs = 0.5f, ys = 0.25f;
+  for (int i = 0; i < OC * C; i++)
+    wq[i] = (unsigned char)rndi(0, 255);
+  for (int o = 0; o < OC; o++) {
+    wz[o] = (unsigned char)rndi(100, 150);
+    ws[o] = rndf(0.002f, 0.01f);
+    bias[o] = rndi(-2000, 2000);
+  }
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "x", 4, xd);
+  ob_init_f32(&b, "xs", 0, NULL, &xs);
+  ob_init_raw(&b, "xz", 2, 0, NULL, &xz, 1);
+  ob_init_raw(&b, "w", 2, 4, wd, wq, OC * C);
+  ob_init_f32(&b, "ws", 1, od, ws);
+  ob_init_raw(&b, "wz", 2, 1, od, wz, OC);
+  ob_init_f32(&b, "ys", 0, NULL, &ys);
+  ob_init_raw(&b, "yz", 2, 0, NULL, &yz, 1);
+  ob_init_raw(&b, "B", 6, 1, od, bias, sizeof(bias));
+  ob_node(&b, "QLinearConv", "x,xs,xz,w,ws,wz,ys,yz,B", "y");
+  ob_output(&b, "y");
+  adv_model *m;
+  adv_session *s = q_session(&b, 1, &m);
+  adv_err err = {{0}};
+  float x[C * P], y[OC * P], dy[OC * P], dx[C * P];
+  for (int i = 0; i < C * P; i++)
+    x[i] = rndf(-250.f, 250.f);
+  for (int i = 0; i < OC * P; i++)
+    dy[i] = rndf(-1.f, 1.f);
+  CHECK(s && adv_session_forward(s, x, y, &err) == 0);
+  CHECK(s && adv_session_backward_dz(s, dy, dx, NULL, &err) == 0);
+  double want_dx[C * P] = {0};
+  int bad_y = 0, bad_dx = 0, sat = 0;
+  for (int o = 0; s && o < OC; o++)
+    for (int q = 0; q < P; q++) {
+      double acc = bias[o] * (double)xs * (double)ws[o];
+      for (int c = 0; c < C; c++)
+        acc += (x[c * P + q] - xz) * (double)xs * (wq[o * C + c] - wz[o]) *
+               (double)ws[o];
+      double r = acc / ys + yz, v = nearbyint(r);
+      v = v < 0 ? 0 : v > 255 ? 255 : v;
+      bad_y += fabs(y[o * P + q] - v) > (fabs(r - floor(r) - 0.5) < 1e-3);
+      int in = r >= -0.5 && r <= 255.5;
+      sat += !in;
+      for (int c = 0; in && c < C; c++)
+        want_dx[c * P + q] += dy[o * P + q] / ys * (double)xs *
+                              (wq[o * C + c] - wz[o]) * (double)ws[o];
+    }
+  for (int i = 0; s && i < C * P; i++)
+    bad_dx += fabs(dx[i] - want_dx[i]) > 1e-4 * (1 + fabs(want_dx[i]));
+  CHECK_EQ_INT(bad_y, 0);
+  CHECK_EQ_INT(bad_dx, 0);
+  CHECK(sat > 0 && sat < OC * P);
+  adv_session_free(s);
+  adv_model_free(m);
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-v"))
@@ -730,9 +1016,15 @@ int main(int argc, char **argv) {
     RUN(split);
     RUN(unary_more);
     RUN(rnn);
+    RUN(matmulinteger);
+    RUN(convinteger);
   }
   RUN(resize_threads);
   RUN(convtranspose_dnnl);
+  RUN(quant_ste);
+  RUN(qlinearmatmul_ste);
+  RUN(qlinearconv_ste);
+  RUN(quant_int8_constant_zp);
   print_summary();
   return harness_report();
 }

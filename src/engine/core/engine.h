@@ -67,6 +67,7 @@ typedef struct adv_const {
   int64_t dims[ADV_MAX_DIMS];
   int64_t numel;
   void *data; /* arena memory */
+  int onnx_type; /* TensorProto.DataType as stored (2 uint8, 3 int8...) */
 } adv_const;
 
 typedef struct adv_attr {
@@ -92,6 +93,7 @@ typedef struct adv_mvalue {
   int64_t dims[ADV_MAX_DIMS];    /* -1 for symbolic/unknown */
   const char *sym[ADV_MAX_DIMS]; /* dim_param names or NULL */
   adv_const *init;               /* initializer, or NULL */
+  int onnx_type; /* declared/stored TensorProto.DataType, 0 when unknown */
   bool is_graph_input;
   bool is_graph_output;
 } adv_mvalue;

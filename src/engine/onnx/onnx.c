@@ -67,6 +67,7 @@ typedef struct loader {
   /* unsupported ops found in Loop/Scan bodies, for check_ops */
   char bad_sub[400];
   size_t bad_used;
+  int n_bad_sub;
 } loader;
 
 static size_t ot_size(int t) {
@@ -163,10 +164,14 @@ static void put_typed(adv_const *c, int64_t k, int ot, double dv, int64_t iv,
 /*
  * Parses a serialized TensorProto into an adv_const allocated in arena a.
  * Two passes: the first finds dims, type and location, the second decodes
- * the data field that carries the values.
+ * the data field that carries the values. When weight_bytes is not NULL,
+ * the tensor's size as stored (its ONNX element size: a uint8 weight counts
+ * one byte) is added to *weight_bytes and checked against the weights cap
+ * before anything is allocated or converted.
  */
 static int parse_tensor(pb_reader r0, adv_arena *a, const adv_load_params *p,
-                        adv_const **out, const char **name, adv_err *err) {
+                        adv_const **out, const char **name,
+                        size_t *weight_bytes, adv_err *err) {
   adv_const *c = adv__arena_alloc(a, sizeof(*c));
   if (!c)
     return adv__error(err, ADV_ENOMEM, "out of memory");
@@ -222,6 +227,7 @@ static int parse_tensor(pb_reader r0, adv_arena *a, const adv_load_params *p,
   if (r.bad)
     return adv__error(err, ADV_EFORMAT, "malformed TensorProto");
   c->dtype = ot_internal(ot);
+  c->onnx_type = ot;
   if (c->dtype == ADV_DTYPE_UNDEFINED)
     return adv__error(err, ADV_EUNSUPPORTED,
                       "tensor data type %d%s unsupported", ot,
@@ -240,6 +246,12 @@ static int parse_tensor(pb_reader r0, adv_arena *a, const adv_load_params *p,
   if ((size_t)numel * 8 > p->max_tensor_bytes)
     return adv__error(err, ADV_ELIMIT, "tensor larger than %zu bytes",
                      p->max_tensor_bytes);
+  if (weight_bytes) {
+    *weight_bytes += (size_t)numel * ot_size(ot);
+    if (*weight_bytes > p->max_weight_bytes)
+      return adv__error(err, ADV_ELIMIT, "weights exceed %zu bytes",
+                        p->max_weight_bytes);
+  }
   c->ndim = ndim;
   c->numel = numel;
   size_t es = adv_dtype_size(c->dtype);
@@ -424,8 +436,10 @@ static int parse_value_info(loader *L, pb_reader r, int create, int *idx) {
     while (pb_key(&tt, &f, &wt)) {
       if (f == 1 && wt == PB_VARINT) {
         int ot = (int)pb_varint(&tt);
-        if (!v->init)
+        if (!v->init) {
           v->dtype = ot_internal(ot);
+          v->onnx_type = ot;
+        }
       } else if (f == 2 && wt == PB_LEN) {
         pb_reader sh = pb_bytes(&tt);
         int nd = 0;
@@ -568,7 +582,7 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
       pb_reader s = pb_bytes(&r);
       if (r.bad)
         break;
-      int rc = parse_tensor(s, ar, &L->p, &a->t, NULL, L->err);
+      int rc = parse_tensor(s, ar, &L->p, &a->t, NULL, NULL, L->err);
       if (rc)
         return rc;
       L->weight_bytes += (size_t)a->t->numel * adv_dtype_size(a->t->dtype);
@@ -636,9 +650,15 @@ static int pb_string_field(pb_reader r, uint32_t field, pb_reader *s) {
  * found in subgraphs that are not flattened, once per op and context. */
 static void note_bad_sub(loader *L, const char *op, const char *ctx) {
   char item[320];
-  snprintf(item, sizeof(item), "%.120s (in subgraph of %.180s)", op, ctx);
-  if (strstr(L->bad_sub, item))
-    return;
+  if (ctx)
+    snprintf(item, sizeof(item), "%.120s (in subgraph of %.180s)", op, ctx);
+  else
+    snprintf(item, sizeof(item), "%.120s", op);
+  for (const char *q = L->bad_sub; (q = strstr(q, item)); q++)
+    if ((q == L->bad_sub || q[-1] == ' ') &&
+        (q[strlen(item)] == ',' || !q[strlen(item)]))
+      return;
+  L->n_bad_sub++;
   int w = snprintf(L->bad_sub + L->bad_used, sizeof(L->bad_sub) - L->bad_used,
                    "%s%s", L->bad_used ? ", " : "", item);
   if (w > 0 && (size_t)w < sizeof(L->bad_sub) - L->bad_used)
@@ -762,13 +782,10 @@ static int add_initializer(loader *L, pb_reader s) {
   adv_model *m = L->m;
   adv_const *c;
   const char *name;
-  int rc = parse_tensor(s, &m->arena, &L->p, &c, &name, L->err);
+  int rc =
+      parse_tensor(s, &m->arena, &L->p, &c, &name, &L->weight_bytes, L->err);
   if (rc)
     return rc;
-  L->weight_bytes += (size_t)c->numel * adv_dtype_size(c->dtype);
-  if (L->weight_bytes > L->p.max_weight_bytes)
-    return adv__error(L->err, ADV_ELIMIT, "weights exceed %zu bytes",
-                      L->p.max_weight_bytes);
   int vi = value_def(L, name, strlen(name));
   if (vi < 0)
     return vi;
@@ -778,6 +795,7 @@ static int add_initializer(loader *L, pb_reader s) {
                       name);
   v->init = c;
   v->dtype = c->dtype;
+  v->onnx_type = c->onnx_type;
   v->ndim = c->ndim;
   memcpy(v->dims, c->dims, sizeof(c->dims));
   return ADV_OK;
@@ -992,6 +1010,11 @@ static int parse_node(loader *L, pb_reader r0, adv_mnode *n) {
     n->n_guard = L->depth;
     n->scope = L->scope;
   }
+  /* a Constant's stored type (e.g. an int8 zero point) is its output's */
+  const adv_attr *cv = adv__attr_get(n, "value");
+  if (!strcmp(n->op_type, "Constant") && n->n_out == 1 && n->out[0] >= 0 &&
+      cv && cv->type == ADV_ATTR_TENSOR && cv->t)
+    L->m->values[n->out[0]].onnx_type = cv->t->onnx_type;
   if (!strcmp(n->op_type, "If"))
     return parse_if(L, r0, n);
   return scan_graph_attrs(L, r0, n, L->depth + 1);
@@ -1305,7 +1328,7 @@ static int check_ops(loader *L) {
       used += (size_t)w;
   }
   if (L->bad_used) {
-    bad += 2; /* plural */
+    bad += L->n_bad_sub;
     snprintf(buf + used, sizeof(buf) - used, "%s%s", used ? ", " : "",
              L->bad_sub);
   }
@@ -1313,6 +1336,20 @@ static int check_ops(loader *L) {
     return adv__error(L->err, ADV_EUNSUPPORTED, "unsupported operator%s: %s",
                      bad > 1 ? "s" : "", buf);
   return ADV_OK;
+}
+
+/* Refuses a model using an op we lack (at top level or in any subgraph)
+ * before any initializer is decoded, so that refusing a large model costs
+ * no conversion and no memory: one pass over the graph's nodes, naming
+ * every unsupported op as check_ops does. */
+static int precheck_ops(loader *L, pb_reader g) {
+  int rc = scan_graph(L, g, NULL, 0);
+  if (rc)
+    return rc;
+  if (!L->bad_used)
+    return ADV_OK;
+  return adv__error(L->err, ADV_EUNSUPPORTED, "unsupported operator%s: %s",
+                    L->n_bad_sub > 1 ? "s" : "", L->bad_sub);
 }
 
 /* Marks the model as ending in a probability when output 0 is produced by
@@ -1414,6 +1451,8 @@ int adv_model_load_mem(const void *buf, size_t len, adv_load_params p,
                     "opset %d unsupported (supported: 1 to 21)", m->opset);
     goto fail;
   }
+  if ((rc = precheck_ops(&L, graph)))
+    goto fail;
   if ((rc = parse_graph(&L, graph)))
     goto fail;
   if ((rc = check_ops(&L)))
@@ -1474,7 +1513,7 @@ int adv_tensorproto_read(const void *buf, size_t len, adv_array *out,
   adv_load_params p = adv_load_default_params();
   adv__arena_init(&a, p.max_tensor_bytes + (1 << 20));
   adv_const *c;
-  int rc = parse_tensor(pb_init(buf, len), &a, &p, &c, NULL, err);
+  int rc = parse_tensor(pb_init(buf, len), &a, &p, &c, NULL, NULL, err);
   if (rc == ADV_OK) {
     rc = adv_array_alloc(out, c->dtype, c->ndim, c->dims);
     if (rc == ADV_OK)

@@ -55,7 +55,14 @@
   X(ml_scaler) \
   X(ml_normalizer) \
   X(ml_zipmap) \
-  X(ml_afe)
+  X(ml_afe) \
+  X(quantizelinear) \
+  X(dequantizelinear) \
+  X(dynamicquantizelinear) \
+  X(matmulinteger) \
+  X(qlinearmatmul) \
+  X(convinteger) \
+  X(qlinearconv)
 // clang-format on
 
 /* a long X-macro list: clang-format 14 reflows it differently each run */

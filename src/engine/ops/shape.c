@@ -11,6 +11,7 @@
  */
 #include "core/engine.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ---------- shared strided copy ---------- */
@@ -591,28 +592,59 @@ static int cast_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   default:
     return adv__error(err, ADV_EUNSUPPORTED, "Cast to type %lld", (long long)to);
   }
-  n->params = (void *)(intptr_t)(to == 9); /* to bool */
+  /* 1: to bool, 2: round to float16, 3: round to bfloat16 */
+  n->params = (void *)(intptr_t)(to == 9 ? 1 : to == 10 ? 2 : to == 16 ? 3 : 0);
   adv_tensor *x = n->in[0];
   return adv__tensor_set_shape(n->out[0], dt, x->ndim, x->dims);
+}
+
+/* v rounded to the nearest float16 (ties to even, like numpy's
+ * astype(float16)): overflow gives +-inf, NaN stays NaN. */
+static float round_f16(float v) {
+  if (v != v || isinf(v))
+    return v;
+  float a = fabsf(v);
+  if (a >= 65520.f) /* halfway between 65504 and 2^16 and above */
+    return copysignf(INFINITY, v);
+  int e;
+  frexpf(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+  /* 11 significant bits for normals (e >= -13), fixed 2^-24 below */
+  int q = e - 11 < -24 ? -24 : e - 11;
+  return copysignf(ldexpf(nearbyintf(ldexpf(a, -q)), q), v);
+}
+
+/* v rounded to the nearest bfloat16 (ties to even); NaN stays NaN. */
+static float round_bf16(float v) {
+  if (v != v)
+    return v;
+  uint32_t b;
+  memcpy(&b, &v, 4);
+  b = (uint32_t)(((uint64_t)b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u);
+  memcpy(&v, &b, 4);
+  return v;
 }
 
 static int cast_forward(adv_plan *p, adv_pnode *n) {
   (void)p;
   const adv_tensor *x = n->in[0];
   adv_tensor *y = n->out[0];
-  int to_bool = (int)(intptr_t)n->params;
+  int mode = (int)(intptr_t)n->params, to_bool = mode == 1;
   for (int64_t i = 0; i < x->numel; i++) {
     if (x->dtype == ADV_DTYPE_F32) {
       float v = ((const float *)x->data)[i];
       if (y->dtype == ADV_DTYPE_F32)
-        ((float *)y->data)[i] = v;
+        ((float *)y->data)[i] = mode == 2   ? round_f16(v)
+                                : mode == 3 ? round_bf16(v)
+                                            : v;
       else
         ((int64_t *)y->data)[i] = to_bool ? v != 0.f
                                   : (v != v || v >= 9.2e18f || v <= -9.2e18f) ? 0 : (int64_t)v;
     } else {
       int64_t v = ((const int64_t *)x->data)[i];
       if (y->dtype == ADV_DTYPE_F32)
-        ((float *)y->data)[i] = (float)v;
+        ((float *)y->data)[i] = mode == 2   ? round_f16((float)v)
+                                : mode == 3 ? round_bf16((float)v)
+                                            : (float)v;
       else
         ((int64_t *)y->data)[i] = to_bool ? v != 0 : v;
     }
