@@ -196,8 +196,8 @@ static int not_own_tenant(sbx__req *r) {
 int sbx__h_user_revoke_all(sbx__req *r) {
   sbx_revoke_counts c;
   sbx_user u;
-  int rc = sbx_meta_user_get(sbx_store_meta(r->st), r->who.tenant,
-                             r->params[0], &u);
+  int rc =
+      sbx_meta_user_get(sbx_store_meta(r->st), r->who.tenant, r->params[0], &u);
   if (!rc)
     rc = sbx_meta_user_revoke_all(
         sbx_store_meta(r->st), r->who.tenant, r->params[0], sbx__now(),

@@ -144,7 +144,7 @@ struct sbx__purge {
   int interval_s;
   int64_t min_audit_s;
   sbx_store *st; /* its own handle: purges never hold a request's */
-  int running;    /* the thread was started (sbx__purge_run) */
+  int running;   /* the thread was started (sbx__purge_run) */
 };
 
 static int purge_one(void *ctx, const char *tenant) {

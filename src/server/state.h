@@ -31,7 +31,7 @@ typedef struct sbx__pool {
 } sbx__pool;
 
 /* ---- metrics (metrics.c): lock-free process-wide counters ---- */
-#define SBX__METRICS_ROUTES 128/* >= the route table (checked at start) */
+#define SBX__METRICS_ROUTES 128 /* >= the route table (checked at start) */
 #define SBX__METRICS_BUCKETS 14
 typedef struct sbx__metrics {
   _Atomic uint64_t requests[SBX__METRICS_ROUTES + 1][5]; /* + unmatched */

@@ -120,8 +120,7 @@ TEST(status_shows_confinement) {
   /* started as root it cannot reach its root-owned key files: live JWT
    * and master-key rotation say so (409) instead of failing (500) */
   if (getuid() == 0) {
-    CHECK_EQ_INT(http(&s, "POST", "/api/v1/admin/jwt-key/rotate", &o, &r),
-                 409);
+    CHECK_EQ_INT(http(&s, "POST", "/api/v1/admin/jwt-key/rotate", &o, &r), 409);
     CHECK(r.body && strstr(r.body, "aisbxd admin rotate-jwt-key"));
     resp_free(&r);
     CHECK_EQ_INT(http(&s, "POST", "/api/v1/admin/master-key/rotate", &o, &r),

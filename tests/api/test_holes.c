@@ -202,7 +202,8 @@ TEST(rotate_revoked_or_expired_key_refused) {
   /* a live key rotates */
   CHECK(mk_key(3600, id, key) > 0);
   snprintf(path, sizeof path, "/api/v1/api-keys/%s/rotate", id);
-  CHECK_EQ_INT(jreq(&S, "POST", path, step_tok(), "{\"overlap_s\":0}", &r), 201);
+  CHECK_EQ_INT(jreq(&S, "POST", path, step_tok(), "{\"overlap_s\":0}", &r),
+               201);
   resp_free(&r);
   /* a revoked one does not */
   CHECK(mk_key(3600, id, key) > 0);
@@ -402,10 +403,11 @@ static long sc_send(const char *method, const char *pattern, int public,
                     json_t *body, resp *r) {
   char path[300];
   sc_path(pattern, path, sizeof path);
-  const char *tok = public                                          ? NULL
-                    : !strcmp(pattern, "/api/v1/worker/claim")      ? SC_WTOK
-                    : !strncmp(pattern, "/api/v1/worker/jobs/", 20) ? SC_JOBTOK
-                                                                    : step_tok();
+  const char *tok = public                                     ? NULL
+                    : !strcmp(pattern, "/api/v1/worker/claim") ? SC_WTOK
+                    : !strncmp(pattern, "/api/v1/worker/jobs/", 20)
+                        ? SC_JOBTOK
+                        : step_tok();
   char *txt = json_dumps(body, JSON_COMPACT);
   json_decref(body);
   long st = jreq(&S, method, path, tok, txt, r);
