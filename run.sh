@@ -8,7 +8,8 @@
 #
 #   ./run.sh                # keep serving after the job (Ctrl-C stops)
 #   ./run.sh --once         # exit after the job (CI)
-#   AISBX_DATA=DIR ./run.sh # data directory (default ./.aisbx)
+#   AISBX_DATA=DIR ./run.sh # data directory (default ./.aisbx; as root, when
+#                           # nobody cannot reach it: /var/lib/aisbx-demo/...)
 #   AISBX_EPS, AISBX_N      # the evaluation's eps (default 0.3) and samples
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,7 +28,17 @@ data=${AISBX_DATA:-$PWD/.aisbx}
 eps=${AISBX_EPS:-0.3}
 n=${AISBX_N:-100}
 mkdir -p "$data"
-chmod 700 "$data"
+# started as root, aisbxd confines itself and runs as nobody (docs/security.md
+# "Server confinement"): its data dir must be reachable by that user. The
+# files in it stay 0600; the directory is searchable, not listable.
+chmod 711 "$data"
+if [ "$(id -u)" = 0 ] && ! runuser -u nobody -- test -x "$data" 2>/dev/null; then
+  alt=/var/lib/aisbx-demo/$(printf %s "$data" | sha256sum | cut -c1-12)
+  echo "run.sh: $data is not reachable by the unprivileged user aisbxd runs as (a parent directory is private); using $alt" >&2
+  data=$alt
+  mkdir -p "$data"
+  chmod 711 /var/lib/aisbx-demo "$data"
+fi
 if [ ! -f "$data/admin-api-key" ]; then
   # first start: tenant, keys, admin; the API key is printed once: keep it
   # in a 0600 file of the data dir for this demo
