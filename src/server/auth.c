@@ -904,7 +904,7 @@ int sbx__refresh_rotate(sbx_server *s, sbx_store *st, const char *tok,
     sbx__authcache_invalidate();
     sbx_meta_audit_append(m, tenant, now, user, "auth.refresh_reuse", family,
                           NULL);
-    return SBX_EEXPIRED;
+    return SBX_ECONFLICT; /* the caller logs "token.reuse" */
   }
   if (exp <= now)
     return SBX_EEXPIRED;
@@ -920,7 +920,7 @@ int sbx__refresh_rotate(sbx_server *s, sbx_store *st, const char *tok,
       sbx__dbx_refresh_revoke_family(m, tenant, family, now);
       sbx_meta_family_deny(m, tenant, family, now);
       sbx__authcache_invalidate();
-      return SBX_EEXPIRED;
+      return SBX_ECONFLICT;
     }
     return rc;
   }

@@ -75,8 +75,9 @@ int sbx__jwt_rotate_files(sbx_kek *kek, const char *dir, int ttl,
  * and verifies with both. Caller: incident.c (holds s->rot_mu). */
 int sbx__jwt_rotate(sbx_server *s, int retire_old, char new_kid[32]);
 /* Refresh tokens "rt_<tenant>~<id>.<secret>": issue (new family when
- * family == NULL) and rotate (reuse of a used token revokes the family).
- * tok_out >= 160. */
+ * family == NULL) and rotate (reuse of a used token revokes the family and
+ * deny-lists its access tokens: SBX_ECONFLICT, with tenant and user set;
+ * an unknown or expired token: SBX_EAUTH / SBX_EEXPIRED). tok_out >= 160. */
 int sbx__refresh_issue(sbx_server *s, sbx_store *st, const char *tenant,
                        const char *user, const char *family, int64_t now,
                        char *tok_out);

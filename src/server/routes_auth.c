@@ -201,7 +201,9 @@ int sbx__h_token(sbx__req *r) {
     char t[SBX_ID_MAX], user[SBX_ID_MAX], nrt[160];
     int rc = sbx__refresh_rotate(r->srv, r->st, rt, sbx__now(), t, user, nrt);
     json_decref(j);
-    if (rc == SBX_EAUTH || rc == SBX_EEXPIRED)
+    if (rc == SBX_ECONFLICT) /* a used token again: the family is revoked */
+      sbx__reqlog_event(r, "warn", "token.reuse", user);
+    if (rc == SBX_EAUTH || rc == SBX_EEXPIRED || rc == SBX_ECONFLICT)
       return sbx__problem(r, 401, "Unauthorized", "invalid refresh token");
     if (rc)
       return sbx__problem_rc(r, rc);

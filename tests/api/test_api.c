@@ -839,7 +839,7 @@ TEST(logs_hold_no_secret) {
                           "@x.org", "127.0.0.1"};
   static char line[8192];
   int lines = 0, bad = 0, requests = 0, denied = 0, login_ok = 0,
-      login_failed = 0, audit = 0;
+      login_failed = 0, audit = 0, reuse = 0;
   while (fgets(line, sizeof line, f)) {
     lines++;
     int leak = 0;
@@ -868,11 +868,13 @@ TEST(logs_hold_no_secret) {
     login_ok += strstr(line, "\"event\":\"login.ok\"") != NULL;
     login_failed += strstr(line, "\"event\":\"login.failed\"") != NULL;
     audit += strstr(line, "\"event\":\"audit.api_key.create\"") != NULL;
+    reuse += strstr(line, "\"event\":\"token.reuse\"") != NULL;
   }
   fclose(f);
   CHECK_EQ_INT(bad, 0);
   CHECK(lines > 1000 && requests > 1000);
   CHECK(denied > 0 && login_ok > 0 && login_failed > 0 && audit > 0);
+  CHECK(reuse > 0); /* refresh_rotation_and_reuse replayed a used token */
 }
 
 TEST(security_headers_everywhere) {
