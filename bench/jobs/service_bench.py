@@ -44,6 +44,7 @@ def pct(xs, p):
 
 def main():
     d = tempfile.mkdtemp(prefix="aisbx-bench-jobs-")
+    os.chmod(d, 0o711)  # aisbxd started as root runs as nobody (confinement)
     srv = os.path.join(d, "srv")
     # polling back to back would hit the per-credential rate limit
     env = dict(os.environ, AISBXD_BLOB_FSYNC="0", AISBXD_RATE_IP_PER_S="100000",
