@@ -437,20 +437,15 @@ int sbx__h_user_export(sbx__req *r) {
 
 /* ---- erasure ---- */
 
-/* Every row about user $2 of tenant $1 that holds personal data or a
- * credential, children first; the user row last. */
+/* What sbx_meta_user_delete (the lifecycle's DELETE of a user) leaves of
+ * user $2 of tenant $1: the revoked credentials' rows, which still hold
+ * the user's id and times; issuer rows before their keys. */
 static const char *const ERASE_SQL[] = {
-    "DELETE FROM srv_sessions WHERE tenant_id = $1 AND user_id = $2",
     "DELETE FROM refresh_tokens WHERE tenant_id = $1 AND user_id = $2",
     "DELETE FROM srv_api_key_issuers WHERE tenant_id = $1 AND key_id IN "
     "(SELECT id FROM api_keys WHERE tenant_id = $1 AND user_id = $2)",
     "DELETE FROM api_keys WHERE tenant_id = $1 AND user_id = $2",
-    "DELETE FROM srv_totp WHERE tenant_id = $1 AND user_id = $2",
-    "DELETE FROM srv_lockouts WHERE tenant_id = $1 AND user_id = $2",
     "DELETE FROM srv_bootstrap WHERE tenant_id = $1 AND user_id = $2",
-    "DELETE FROM srv_tenant_roles WHERE tenant_id = $1 AND user_id = $2",
-    "DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2",
-    "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
 };
 
 /* POST /api/v1/users/{user}/erase (Admin): the user's personal data and
@@ -462,12 +457,13 @@ int sbx__h_user_erase(sbx__req *r) {
                         "an admin cannot erase themselves; another admin "
                         "must");
   sbx_meta *m = sbx__meta(r);
-  sbx_user u;
-  int rc = sbx_meta_user_get(m, sbx__tenant(r), uid, &u);
+  int rc = sbx_meta_begin(m);
   if (rc)
     return sbx__problem_rc(r, rc);
-  if ((rc = sbx_meta_begin(m)))
-    return sbx__problem_rc(r, rc);
+  /* the user row, roles, memberships, TOTP, lockouts; sessions deleted,
+   * tokens and keys revoked, its access tokens deny-listed (SBX_ENOTFOUND:
+   * no such user) */
+  rc = sbx_meta_user_delete(m, sbx__tenant(r), uid, sbx__now());
   sbx_sql_val v[] = {SBX_SQL_T(sbx__tenant(r)), SBX_SQL_T(uid)};
   for (size_t i = 0; !rc && i < sizeof ERASE_SQL / sizeof ERASE_SQL[0]; i++)
     rc = sbx_sql_exec(m, ERASE_SQL[i], v, 2, NULL, NULL, NULL);
