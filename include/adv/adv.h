@@ -160,6 +160,10 @@ int adv_model_fit_data(const adv_model *m, adv_array *x, adv_err *err);
  *            probability of a final Sigmoid), becomes N x 2 class scores
  *            [0, s] with s the logit (softmax gives [1 - p, p]); the
  *            Sigmoid's input is used when the output comes from one.
+ *   output   NULL or "": the outputs as they are; else the view has one
+ *            output, the model's output of that name (as it is: no
+ *            Softmax bypass), for the output-distance objective
+ *            (ADV_EINVAL naming the outputs when there is none).
  * On success *out is a model with exactly one input; it borrows the base
  * model's weights and names: free it (adv_model_free) before the base.
  * The values' arrays are copied (they may be freed after the call). On
@@ -173,6 +177,7 @@ typedef struct adv_model_bind_params {
   int n_norm;
   const float *mean, *std;
   int binary;
+  const char *output;
 } adv_model_bind_params;
 
 int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
@@ -221,6 +226,15 @@ int adv_session_forward(adv_session *s, const float *x, float *logits,
  *   DLR       untargeted  -(z_y - max_{i!=y} z_i) / (z_p1 - z_p3 + 1e-12)
  *             targeted    -(z_y - z_t) / (z_p1 - (z_p3 + z_p4)/2 + 1e-12)
  *   LOGIT     z_k with k = target[i]
+ *   OUTPUT_DIST (the output-distance objective, any output shape: z is
+ *             N x K with K the output's floats per sample, K >= 1; r =
+ *             row y[i] of lp.ref, n_ref x K reference outputs)
+ *             untargeted  ||z - r||_2        (r = the clean output f(x))
+ *             targeted    -||z - r||_2       (r = the target output t)
+ *             gradient (z - r) / ||z - r|| (negated when targeted); at
+ *             z == r the norm has no gradient: untargeted uses the
+ *             subgradient u_j = (+-1) / sqrt(K) (sign alternating with j),
+ *             targeted 0.
  * z_p1 >= z_p2 >= ... are the sorted logits. Ties in max go to the lowest
  * index (PyTorch's convention).
  */
@@ -229,12 +243,16 @@ typedef enum adv_loss_kind {
   ADV_LOSS_CW,
   ADV_LOSS_DLR,
   ADV_LOSS_LOGIT,
+  ADV_LOSS_OUTPUT_DIST,
 } adv_loss_kind;
 
 typedef struct adv_loss_params {
   adv_loss_kind kind;
-  int targeted; /* uses target[] */
-  float kappa;  /* CW confidence cap; INFINITY = no cap */
+  int targeted;     /* uses target[] */
+  float kappa;      /* CW confidence cap; INFINITY = no cap */
+  const float *ref; /* OUTPUT_DIST: reference rows (borrowed), indexed by
+                       y[i]; NULL otherwise */
+  int64_t n_ref;    /* rows in ref (y[i] must be in [0, n_ref)) */
 } adv_loss_params;
 
 adv_loss_params adv_loss_default_params(adv_loss_kind kind);

@@ -9,8 +9,9 @@
  *   adv_attack_result_free(&r);
  *
  * Inputs x (n samples, C-order, the model's input shape without the batch
- * dim) must lie in [clip_min, clip_max]. Every adversarial example returned
- * lies in [clip_min, clip_max] and, for bounded attacks, within eps of x in
+ * dim) must lie in [clip_min, clip_max] (per channel with n_clip: channel
+ * = dim 1 of the input). Every adversarial example returned lies in the
+ * same bounds and, for bounded attacks, within eps of x in
  * the attack's norm (checked before returning). A run is a deterministic
  * function of its inputs and p.seed (same thread count => same bytes).
  *
@@ -190,6 +191,17 @@ unsigned adv_attack_norms(adv_attack_kind kind); /* ADV_NORMS_* */
 adv_target_mode adv_attack_target_mode(adv_attack_kind kind);
 unsigned adv_attack_param_mask(adv_attack_kind kind); /* ADV_PARAM_* */
 
+/* What an attack optimizes (issue 13 item 4). */
+typedef enum adv_objective {
+  ADV_OBJECTIVE_CLASSIFY = 0,    /* "classify": N x K class scores, labels */
+  ADV_OBJECTIVE_OUTPUT_DISTANCE, /* "output-distance": any output shape;
+                                    untargeted maximizes ||f(x') - f(x)||_2,
+                                    targeted minimizes ||f(x') - t||_2 */
+} adv_objective;
+
+/* Most channels with their own clip bounds (adv_attack_params.n_clip). */
+#define ADV_CLIP_MAX_CHANNELS 16
+
 typedef struct adv_attack_params {
   adv_attack_kind kind;
   adv_norm norm;
@@ -203,7 +215,13 @@ typedef struct adv_attack_params {
   int n_target_classes; /* APGD-T / FAB-T: top-k classes tried (default 9) */
   adv_loss_kind loss;   /* PGD/BIM/FGSM/MI-FGSM loss (default CE) */
   float momentum;       /* MI-FGSM decay mu (default 1.0) */
-  float clip_min, clip_max;
+  float clip_min, clip_max; /* the input domain of every value; with n_clip
+                               > 0 the envelope of the per-channel bounds */
+  int n_clip; /* 0: clip_min/clip_max bound every value; else the attacked
+                 input's channel count (its dim 1, as --mean/--std) and
+                 channel c of every sample lies in [clip_lo[c], clip_hi[c]]
+                 (clip_lo[c] < clip_hi[c]) */
+  float clip_lo[ADV_CLIP_MAX_CHANNELS], clip_hi[ADV_CLIP_MAX_CHANNELS];
   uint64_t seed;
   int64_t queries;     /* black-box budget per sample (Square, HSJ) */
   float p_init;        /* Square: initial fraction of pixels (0.8 linf) */
@@ -221,6 +239,19 @@ typedef struct adv_attack_params {
                         the p schedule's breakpoints to `queries`; 0 uses
                         them as absolute iterations, as AutoAttack does
                         (resc_schedule=False; its suites set 0) */
+  /* the output-distance objective (docs/objectives.md): output 0 of the
+   * model as it is (no Softmax bypass), K = its floats per sample. Labels
+   * are not used (y may be NULL); targeted (targeted = 1) needs
+   * target_output: target_output_n rows of K floats (borrowed for the
+   * call), 1 (every sample) or n. Success: min_distance > 0 and,
+   * untargeted, ||f(x_adv) - f(x)|| >= min_distance, targeted
+   * ||f(x_adv) - t|| <= min_distance (HSJ's decision). Supported by fgsm,
+   * bim, pgd, mifgsm, apgd-ce (its CE step on this loss), square and hsj
+   * (which needs min_distance > 0); the others refuse it. */
+  adv_objective objective;
+  float min_distance;
+  const float *target_output;
+  int64_t target_output_n;
   const int64_t *sample_ids; /* NULL, or n ids (borrowed for the call) that
                                 key each sample's random streams instead of
                                 its position: a sample's outcome then does
@@ -239,6 +270,12 @@ typedef struct adv_attack_result {
   unsigned char *success;
   float *linf, *l2, *l0; /* perturbation norms per sample */
   int64_t *queries;      /* forward queries spent per sample */
+  /* output-distance objective (NULL otherwise; pred_* are then -1):
+   * out_dist ||f(x_adv) - f(x)||_2, out_rel out_dist / ||f(x)||_2 (0 when
+   * f(x) = 0), and targeted: tgt_dist ||f(x_adv) - t||_2 and
+   * tgt_dist_clean ||f(x) - t||_2 (NULL when untargeted) */
+  int64_t out_per; /* floats of the output per sample */
+  float *out_dist, *out_rel, *tgt_dist, *tgt_dist_clean;
   int64_t forwards;      /* sample-forward passes in total */
   int64_t backwards;     /* sample-backward passes in total */
   double seconds;

@@ -68,6 +68,15 @@ typedef struct adv_job_result {
   unsigned char *success;
   float *l0;
   int64_t *queries;
+  /* attack job with the output-distance objective (params.objective; NULL
+   * / 0 otherwise): per sample ||f(x_adv) - f(x)||_2, that over
+   * ||f(x)||_2, and targeted ||f(x_adv) - t||_2 and ||f(x) - t||_2; their
+   * means and medians. pred_clean/pred_adv are -1, classes 0 and the
+   * accuracies 0 (the report writes null). */
+  int64_t out_per; /* floats of the measured output per sample */
+  float *out_dist, *out_rel, *tgt_dist, *tgt_dist_clean;
+  double out_dist_mean, out_dist_median, out_rel_mean, out_rel_median;
+  double tgt_dist_mean, tgt_dist_median, tgt_dist_clean_mean;
   /* evaluation */
   adv_suite suite;
   int n_items;
@@ -106,7 +115,8 @@ typedef int (*adv_job_progress_fn)(void *ud, const adv_job_progress *p);
 
 /*
  * Runs a job on a loaded single-input model. x: the dataset (F32, dims[0]
- * = N; symbolic model dims take the data's size), y: I64 labels (N). The
+ * = N; symbolic model dims take the data's size), y: I64 labels (N; may
+ * be NULL for the output-distance objective, which uses none). The
  * spec is validated first (ADV_EINVAL naming the parameter). Samples: the
  * shard slice, then the first spec->n. progress (may be NULL) and
  * abort_flag (may be NULL, polled between iterations) as in adv_attack_run.

@@ -56,6 +56,8 @@ enum {
   ADV_JOB_SET_INPUT = 1u << 26,
   ADV_JOB_SET_MEAN = 1u << 27,
   ADV_JOB_SET_STD = 1u << 28,
+  ADV_JOB_SET_OBJECTIVE = 1u << 29, /* objective, min_distance */
+  ADV_JOB_SET_OUTPUT = 1u << 30,
 };
 
 #define ADV_JOB_MAX_CHANNELS 16 /* mean/std values */
@@ -97,6 +99,24 @@ typedef struct adv_job_spec {
   float mean[ADV_JOB_MAX_CHANNELS];
   int n_std;
   float std[ADV_JOB_MAX_CHANNELS];
+  /* per-channel clip bounds (issue 13): set through clip_min/clip_max
+   * with one value per channel (dim 1 of the attacked input, <=
+   * ADV_CLIP_MAX_CHANNELS). 0 = the scalar params.clip_min/clip_max for
+   * every channel; with a list, the scalar holds the list's envelope (its
+   * min for clip_min, its max for clip_max). A list of one side with a
+   * scalar other side broadcasts the scalar. */
+  int n_clip_min;
+  float clip_min_ch[ADV_CLIP_MAX_CHANNELS];
+  int n_clip_max;
+  float clip_max_ch[ADV_CLIP_MAX_CHANNELS];
+  /* the output-distance objective (issue 13 item 4; params.objective,
+   * params.min_distance): the model output it measures by name ("" =
+   * output 0), and for a targeted attack the target output - borrowed,
+   * set by the caller (the CLI's --target-output), never part of the JSON
+   * form: float32, one sample's output (broadcast) or one per dataset
+   * sample (the same N as the data, sliced with it). */
+  char output[ADV_JOB_NAME_MAX];
+  const adv_array *target_output;
 } adv_job_spec;
 
 /* An attack job running PGD with its defaults, nothing set, suite
@@ -155,14 +175,18 @@ typedef enum adv_job_ptype {
   ADV_JOB_PT_UINT64, /* uint64_t field, 0 .. UINT64_MAX */
   ADV_JOB_PT_FLOAT,  /* finite, lo..hi */
   ADV_JOB_PT_BOOL,
-  ADV_JOB_PT_NORM,    /* "inf" | "2" */
-  ADV_JOB_PT_ATTACK,  /* an attack name */
-  ADV_JOB_PT_SUITE,   /* a suite name */
-  ADV_JOB_PT_KIND,    /* "attack" | "evaluation" */
-  ADV_JOB_PT_LOSS,    /* "ce" | "cw" | "dlr" | "logit" */
-  ADV_JOB_PT_FLOATS,  /* comma-separated floats (eps_sweep), lo..hi each */
-  ADV_JOB_PT_ATTACKS, /* comma-separated attack names */
-  ADV_JOB_PT_NAME,    /* a string of 1..ADV_JOB_NAME_MAX-1 printable chars */
+  ADV_JOB_PT_NORM,      /* "inf" | "2" */
+  ADV_JOB_PT_ATTACK,    /* an attack name */
+  ADV_JOB_PT_SUITE,     /* a suite name */
+  ADV_JOB_PT_KIND,      /* "attack" | "evaluation" */
+  ADV_JOB_PT_LOSS,      /* "ce" | "cw" | "dlr" | "logit" */
+  ADV_JOB_PT_FLOATS,    /* comma-separated floats (eps_sweep), lo..hi each */
+  ADV_JOB_PT_ATTACKS,   /* comma-separated attack names */
+  ADV_JOB_PT_NAME,      /* a string of 1..ADV_JOB_NAME_MAX-1 printable chars */
+  ADV_JOB_PT_OBJECTIVE, /* "classify" | "output-distance" */
+  ADV_JOB_PT_BOUND,     /* a float (the field, lo..hi), or comma-separated
+                           one per channel (clip_min/clip_max: the list goes
+                           to clip_min_ch/clip_max_ch, adv_job_spec_bound) */
 } adv_job_ptype;
 
 typedef struct adv_job_param_info {
@@ -185,6 +209,12 @@ const adv_job_param_info *adv_job_param_table(int *count);
  * parameter. */
 int adv_job_spec_floats(const adv_job_spec *s, const adv_job_param_info *q,
                         const float **vals, int *cap);
+
+/* The per-channel list of a bound parameter (ADV_JOB_PT_BOUND) in s:
+ * returns its count (0: the scalar field applies to every channel) and
+ * points *vals at it; -1 for another parameter. */
+int adv_job_spec_bound(const adv_job_spec *s, const adv_job_param_info *q,
+                       const float **vals);
 
 /* Loss name <-> kind ("ce", "cw", "dlr", "logit"); -1 when unknown. */
 int adv_loss_from_name(const char *name);

@@ -18,7 +18,7 @@
 
 /* Options of the job commands that are not job-spec parameters. */
 typedef struct job_opts {
-  const char *model, *data, *labels, *out, *adv;
+  const char *model, *data, *labels, *out, *adv, *target_output;
   int quiet;
 } job_opts;
 
@@ -31,6 +31,7 @@ static const cli_opt job_table[] = {
     JOPT("--out", CLI_STR, out),
     JOPT("--adv", CLI_STR, adv),
     JOPT("--quiet", CLI_FLAG, quiet),
+    JOPT("--target-output", CLI_STR, target_output),
     CLI_END,
 };
 
@@ -50,6 +51,9 @@ static void usage_attack(void) {
       "         [--binary-steps B] [--initial-const C] [--confidence K]\n"
       "         [--overshoot O] [--p-init P] [--n-target-classes T]\n"
       "         [--threads T] [--batch B] --out result.json [--adv adv.npy]\n"
+      "         [--objective output-distance [--output NAME] "
+      "[--min-distance D]\n"
+      "          [--target-output T.npy]]  (docs/objectives.md)\n"
       "  NAME: fgsm bim pgd mifgsm apgd-ce apgd-dlr apgd-t fab fab-t cw "
       "deepfool square hsj\n"
       "  every job-spec parameter is an option (docs/attacks.md):\n");
@@ -76,7 +80,8 @@ typedef struct loaded {
   char model_sha[65], data_sha[65];
 } loaded;
 
-static int load_inputs(const char *cmd, const job_opts *o, loaded *L) {
+static int load_inputs(const char *cmd, const job_opts *o, loaded *L,
+                       int need_labels) {
   adv_err err = {{0}};
   if (adv_model_load_file(o->model, adv_load_default_params(), &L->m, &err)) {
     fprintf(stderr, "aisbx %s: model %s: %s\n", cmd, o->model, err.msg);
@@ -87,7 +92,7 @@ static int load_inputs(const char *cmd, const job_opts *o, loaded *L) {
     fprintf(stderr, "aisbx %s: data %s: %s\n", cmd, o->data, err.msg);
     return EXIT_BADINPUT;
   }
-  if (!L->ds.y.data) {
+  if (!L->ds.y.data && need_labels) {
     fprintf(stderr, "aisbx %s: the data has no labels (NPZ y or --labels)\n",
             cmd);
     return EXIT_BADINPUT;
@@ -201,8 +206,31 @@ static int run_job(const char *cmd, int argc, char **argv, adv_job_kind kind,
     return EXIT_BADINPUT;
   }
   adv_err err = {{0}};
+  int obj = spec.params.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE;
+  adv_array tout;
+  memset(&tout, 0, sizeof(tout));
+  if (o.target_output) { /* a targeted output-distance attack */
+    if (!obj) {
+      fprintf(stderr,
+              "aisbx %s: --target-output needs --objective "
+              "output-distance\n",
+              cmd);
+      return EXIT_BADINPUT;
+    }
+    if (adv_npy_read_file(o.target_output, adv_io_default_limits(), &tout,
+                          &err) ||
+        tout.dtype != ADV_DTYPE_F32) {
+      fprintf(stderr, "aisbx %s: target output %s: %s\n", cmd, o.target_output,
+              err.msg[0] ? err.msg : "must be float32");
+      adv_array_free(&tout);
+      return EXIT_BADINPUT;
+    }
+    spec.target_output = &tout;
+    adv_job_spec_set(&spec, "targeted", "true", &err);
+  }
   if (adv_job_spec_validate(&spec, &err)) {
     cli_spec_error(cmd, err.msg);
+    adv_array_free(&tout);
     return EXIT_BADINPUT;
   }
   loaded L;
@@ -210,7 +238,7 @@ static int run_job(const char *cmd, int argc, char **argv, adv_job_kind kind,
   adv_model *view = NULL;
   adv_job_result res;
   memset(&res, 0, sizeof(res));
-  if ((rc = load_inputs(cmd, &o, &L)))
+  if ((rc = load_inputs(cmd, &o, &L, !obj)))
     goto done;
   /* several model inputs, --input or --mean/--std: a single-input view */
   if ((rc = adv_job_model(L.m, &spec, o.data, NULL, 0, &view, &err))) {
@@ -235,7 +263,15 @@ static int run_job(const char *cmd, int argc, char **argv, adv_job_kind kind,
   if (kind == ADV_JOB_EVALUATION)
     for (int i = 0; i < res.n_warnings; i++)
       fprintf(stderr, "warning: %s\n", res.warnings[i]);
-  if (kind == ADV_JOB_ATTACK)
+  if (kind == ADV_JOB_ATTACK && obj) {
+    printf("%s: output distance mean %.6g (relative %.4g), median %.6g, "
+           "%.2f s -> %s\n",
+           adv_attack_name(res.params.kind), res.out_dist_mean,
+           res.out_rel_mean, res.out_dist_median, res.wall_time_s, o.out);
+    if (res.tgt_dist)
+      printf("  distance to the target: mean %.6g (clean %.6g)\n",
+             res.tgt_dist_mean, res.tgt_dist_clean_mean);
+  } else if (kind == ADV_JOB_ATTACK)
     printf("%s: clean accuracy %.4f, robust accuracy %.4f, success rate %.4f, "
            "%.2f s -> %s\n",
            adv_attack_name(res.params.kind), res.clean_accuracy,
@@ -253,6 +289,7 @@ done:
   adv_dataset_free(&L.ds);
   adv_model_free(view); /* before the model it borrows */
   adv_model_free(L.m);
+  adv_array_free(&tout);
   return rc;
 }
 

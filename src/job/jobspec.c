@@ -32,7 +32,8 @@ static const adv_job_param_info *find(const char *name) {
 
 static int numeric(adv_job_ptype t) {
   return t == ADV_JOB_PT_INT || t == ADV_JOB_PT_INT64 ||
-         t == ADV_JOB_PT_UINT64 || t == ADV_JOB_PT_FLOAT;
+         t == ADV_JOB_PT_UINT64 || t == ADV_JOB_PT_FLOAT ||
+         t == ADV_JOB_PT_BOUND;
 }
 
 /* Writes the text form of one JSON scalar into buf; -1 when the JSON type
@@ -46,7 +47,7 @@ static int scalar_text(const adv_job_param_info *q, const json_t *v, char *buf,
       return 0;
     }
     if (json_is_real(v)) {
-      if (q->type != ADV_JOB_PT_FLOAT)
+      if (q->type != ADV_JOB_PT_FLOAT && q->type != ADV_JOB_PT_BOUND)
         return -1; /* an integer parameter never takes 2.5 or 1e19 */
       snprintf(buf, n, "%.17g", json_real_value(v));
       return 0;
@@ -94,6 +95,8 @@ static const char *type_word(adv_job_ptype t) {
     return "an array of attack names";
   case ADV_JOB_PT_NAME:
     return "a name (string)";
+  case ADV_JOB_PT_BOUND:
+    return "a number or an array of numbers (one per channel)";
   default:
     return "a string";
   }
@@ -112,7 +115,8 @@ int sbx_jobspec_from_json(const json_t *obj, adv_job_spec *out, char *err,
     if (!q)
       return seterr(err, errlen, "%.64s: unknown parameter", key);
     char text[1024];
-    if (q->type == ADV_JOB_PT_FLOATS || q->type == ADV_JOB_PT_ATTACKS) {
+    if (q->type == ADV_JOB_PT_FLOATS || q->type == ADV_JOB_PT_ATTACKS ||
+        (q->type == ADV_JOB_PT_BOUND && json_is_array(v))) {
       if (!json_is_array(v) || json_array_size(v) == 0)
         return seterr(err, errlen, "%s: must be %s", key, type_word(q->type));
       size_t off = 0, i;
@@ -120,7 +124,7 @@ int sbx_jobspec_from_json(const json_t *obj, adv_job_spec *out, char *err,
       json_array_foreach(v, i, e) {
         char item[64];
         int bad =
-            q->type == ADV_JOB_PT_FLOATS
+            q->type != ADV_JOB_PT_ATTACKS
                 ? !json_is_number(e) || snprintf(item, sizeof(item), "%.17g",
                                                  json_number_value(e)) < 0
                 : !json_is_string(e) ||
@@ -179,6 +183,16 @@ static json_t *field_json(const adv_job_spec *s, const adv_job_param_info *q) {
   }
   case ADV_JOB_PT_FLOAT:
     return json_real((double)*(const float *)f);
+  case ADV_JOB_PT_BOUND: {
+    const float *vals = NULL;
+    int n = adv_job_spec_bound(s, q, &vals);
+    if (n <= 0)
+      return json_real((double)*(const float *)f);
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++)
+      json_array_append_new(a, json_real((double)vals[i]));
+    return a;
+  }
   case ADV_JOB_PT_BOOL:
     return json_boolean(*(const int *)f);
   case ADV_JOB_PT_NORM:
@@ -193,6 +207,11 @@ static json_t *field_json(const adv_job_spec *s, const adv_job_param_info *q) {
                            : "attack");
   case ADV_JOB_PT_LOSS:
     return json_string(adv_loss_name(*(const adv_loss_kind *)f));
+  case ADV_JOB_PT_OBJECTIVE:
+    return json_string(*(const adv_objective *)f ==
+                               ADV_OBJECTIVE_OUTPUT_DISTANCE
+                           ? "output-distance"
+                           : "classify");
   case ADV_JOB_PT_FLOATS: {
     const float *vals = NULL;
     int n = adv_job_spec_floats(s, q, &vals, NULL);
@@ -237,9 +256,9 @@ static int always(const char *name, const adv_job_spec *s) {
   if (!strcmp(name, "batch"))
     return s->params.batch != d.params.batch;
   if (!strcmp(name, "clip_min"))
-    return s->params.clip_min != d.params.clip_min;
+    return s->params.clip_min != d.params.clip_min || s->n_clip_min;
   if (!strcmp(name, "clip_max"))
-    return s->params.clip_max != d.params.clip_max;
+    return s->params.clip_max != d.params.clip_max || s->n_clip_max;
   return 0;
 }
 
@@ -295,6 +314,10 @@ static json_t *param_schema(const adv_job_param_info *q, json_t *def) {
     json_object_set_new(p, "enum",
                         json_pack("[ssss]", "ce", "cw", "dlr", "logit"));
     break;
+  case ADV_JOB_PT_OBJECTIVE:
+    json_object_set_new(p, "enum",
+                        json_pack("[ss]", "classify", "output-distance"));
+    break;
   case ADV_JOB_PT_SUITE: {
     json_t *e = json_array();
     for (int i = 0; i <= ADV_SUITE_CUSTOM; i++)
@@ -322,6 +345,14 @@ static json_t *param_schema(const adv_job_param_info *q, json_t *def) {
     json_object_set_new(p, "minLength", json_integer(1));
     json_object_set_new(p, "maxLength", json_integer(ADV_JOB_NAME_MAX - 1));
     json_object_set_new(p, "pattern", json_string("^[!#-\\[\\]-~]+$"));
+    break;
+  case ADV_JOB_PT_BOUND: /* a number, or one per channel */
+    json_object_set_new(
+        p, "oneOf",
+        json_pack("[{sssfsf}{sssisis{sssfsf}}]", "type", "number", "minimum",
+                  q->lo, "maximum", q->hi, "type", "array", "minItems", 1,
+                  "maxItems", ADV_CLIP_MAX_CHANNELS, "items", "type", "number",
+                  "minimum", q->lo, "maximum", q->hi));
     break;
   case ADV_JOB_PT_FLOATS:
     json_object_set_new(p, "type", json_string("array"));

@@ -161,6 +161,14 @@ static const char *loss_of(const adv_attack_params *p) {
   }
 }
 
+/* A JSON array of n numbers. */
+static void write_floats(jw *w, const float *v, int n) {
+  jw_begin_arr(w);
+  for (int i = 0; i < n; i++)
+    jw_num(w, v[i]);
+  jw_end_arr(w);
+}
+
 static void write_params(jw *w, const adv_attack_params *p) {
   jw_key(w, "params");
   jw_begin_obj(w);
@@ -184,10 +192,16 @@ static void write_params(jw *w, const adv_attack_params *p) {
   jw_int(w, p->queries);
   jw_key(w, "seed");
   jw_uint(w, p->seed);
-  jw_key(w, "clip_min");
-  jw_num(w, p->clip_min);
+  jw_key(w, "clip_min"); /* per-channel bounds: one value per channel */
+  if (p->n_clip > 0)
+    write_floats(w, p->clip_lo, p->n_clip);
+  else
+    jw_num(w, p->clip_min);
   jw_key(w, "clip_max");
-  jw_num(w, p->clip_max);
+  if (p->n_clip > 0)
+    write_floats(w, p->clip_hi, p->n_clip);
+  else
+    jw_num(w, p->clip_max);
   jw_key(w, "loss");
   jw_str(w, loss_of(p));
   jw_key(w, "momentum");
@@ -297,26 +311,81 @@ static void write_domain(jw *w, const adv_job_spec *s) {
   jw_end_obj(w);
 }
 
+/* {"mean": a, "median": b} under key k. */
+static void write_mm(jw *w, const char *k, double mean, double median) {
+  jw_key(w, k);
+  jw_begin_obj(w);
+  jw_key(w, "mean");
+  jw_num(w, mean);
+  jw_key(w, "median");
+  jw_num(w, median);
+  jw_end_obj(w);
+}
+
+/* The output-distance objective's summary (issue 13 item 4,
+ * docs/results-schema.md): "objective": {"name", "output", "targeted",
+ * "min_distance", "output_floats", "output_distance": {mean, median},
+ * "relative_distance": {...}, targeted: "target_distance": {mean, median,
+ * "clean_mean"}}. */
+static void write_objective(jw *w, const adv_job_spec *s,
+                            const adv_job_result *r) {
+  jw_key(w, "objective");
+  jw_begin_obj(w);
+  jw_key(w, "name");
+  jw_str(w, "output-distance");
+  jw_key(w, "output");
+  if (s->output[0])
+    jw_str(w, s->output);
+  else
+    jw_null(w);
+  jw_key(w, "targeted");
+  jw_bool(w, r->params.targeted);
+  jw_key(w, "min_distance");
+  jw_num(w, r->params.min_distance);
+  jw_key(w, "output_floats");
+  jw_int(w, r->out_per);
+  write_mm(w, "output_distance", r->out_dist_mean, r->out_dist_median);
+  write_mm(w, "relative_distance", r->out_rel_mean, r->out_rel_median);
+  if (r->tgt_dist) {
+    write_mm(w, "target_distance", r->tgt_dist_mean, r->tgt_dist_median);
+    jw_key(w, "target_distance_clean_mean");
+    jw_num(w, r->tgt_dist_clean_mean);
+  }
+  jw_end_obj(w);
+}
+
 static int write_attack(jw *w, const adv_report_meta *meta,
                         const adv_job_spec *spec, const adv_job_result *r) {
   int64_t n = r->n;
   unsigned char *mask = calloc((size_t)(n ? n : 1), 1);
   if (!mask)
     return ADV_ENOMEM;
+  int obj = r->params.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE;
   for (int64_t i = 0; i < n; i++)
-    mask[i] = r->pred_clean[i] == r->label[i] && r->success[i];
+    mask[i] = (obj || r->pred_clean[i] == r->label[i]) && r->success[i];
   jw_begin_obj(w);
   write_header(w, "attack", meta, r);
   jw_key(w, "attack");
   jw_str(w, adv_attack_name(r->params.kind));
   write_params(w, &r->params);
   write_domain(w, spec);
-  jw_key(w, "clean_accuracy");
-  jw_num(w, r->clean_accuracy);
+  if (obj)
+    write_objective(w, spec, r);
+  jw_key(w, "clean_accuracy"); /* null: the objective has no classes */
+  if (obj)
+    jw_null(w);
+  else
+    jw_num(w, r->clean_accuracy);
   jw_key(w, "robust_accuracy");
-  jw_num(w, r->robust_accuracy);
+  if (obj)
+    jw_null(w);
+  else
+    jw_num(w, r->robust_accuracy);
   jw_key(w, "attack_success_rate");
-  jw_num(w, r->attack_success_rate);
+  if (obj && !(r->params.min_distance > 0))
+    jw_null(w); /* no success criterion */
+  else
+    jw_num(w, r->attack_success_rate);
   jw_key(w, "norms");
   jw_begin_obj(w);
   stats(w, "linf", r->linf, mask, n);
@@ -336,11 +405,20 @@ static int write_attack(jw *w, const adv_report_meta *meta,
   jw_num(w, r->wall_time_s);
   jw_key(w, "per_sample");
   jw_begin_obj(w);
-  write_i64_arr(w, "label", r->label, n);
-  if (r->target)
-    write_i64_arr(w, "target", r->target, n);
-  write_i64_arr(w, "pred_clean", r->pred_clean, n);
-  write_i64_arr(w, "pred_adv", r->pred_adv, n);
+  if (obj) {
+    write_f_arr(w, "output_distance", r->out_dist, n);
+    write_f_arr(w, "relative_distance", r->out_rel, n);
+    if (r->tgt_dist) {
+      write_f_arr(w, "target_distance", r->tgt_dist, n);
+      write_f_arr(w, "target_distance_clean", r->tgt_dist_clean, n);
+    }
+  } else {
+    write_i64_arr(w, "label", r->label, n);
+    if (r->target)
+      write_i64_arr(w, "target", r->target, n);
+    write_i64_arr(w, "pred_clean", r->pred_clean, n);
+    write_i64_arr(w, "pred_adv", r->pred_adv, n);
+  }
   write_bool_arr(w, "success", r->success, n);
   write_f_arr(w, "linf", r->linf, n);
   write_f_arr(w, "l2", r->l2, n);

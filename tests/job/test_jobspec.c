@@ -163,6 +163,57 @@ TEST(input_domain) {
   expect_bad("{\"mean\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]}", "mean");
 }
 
+TEST(clip_per_channel) {
+  /* clip_min/clip_max as a JSON number or an array (one per channel, issue
+   * 13 item 3) equal the CLI's text, round-trip, reach the attack's
+   * parameters with their envelope, and bad lists name the parameter */
+  adv_job_spec a, b = adv_job_spec_default_params();
+  char err[256] = "";
+  CHECK_EQ_INT(parse("{\"attack\":\"pgd\",\"clip_min\":[0,0.25,-1],"
+                     "\"clip_max\":0.75}",
+                     &a, err, sizeof(err)),
+               0);
+  adv_err ae;
+  CHECK_EQ_INT(adv_job_spec_set(&b, "clip_min", "0,0.25,-1", &ae), 0);
+  CHECK_EQ_INT(adv_job_spec_set(&b, "clip_max", "0.75", &ae), 0);
+  CHECK_EQ_INT(a.n_clip_min, 3);
+  CHECK_EQ_INT(a.n_clip_max, 0);
+  CHECK(a.clip_min_ch[1] == 0.25f && a.params.clip_min == -1.f &&
+        a.params.clip_max == 0.75f);
+  CHECK(!memcmp(a.clip_min_ch, b.clip_min_ch, sizeof(a.clip_min_ch)) &&
+        a.n_clip_min == b.n_clip_min && a.params.clip_min == b.params.clip_min);
+  adv_attack_params p = adv_job_attack_params(&a, ADV_ATTACK_PGD, -1, 1);
+  CHECK_EQ_INT(p.n_clip, 3);
+  CHECK(p.clip_lo[2] == -1.f && p.clip_hi[0] == 0.75f && p.clip_hi[2] == 0.75f);
+  CHECK(p.clip_min == -1.f && p.clip_max == 0.75f);
+  json_t *j = sbx_jobspec_to_json(&a);
+  char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  adv_job_spec c;
+  CHECK(t && parse(t, &c, err, sizeof(err)) == 0);
+  CHECK(t && c.n_clip_min == 3 && c.clip_min_ch[1] == 0.25f &&
+        c.params.clip_max == 0.75f);
+  CHECK(t && json_is_array(json_object_get(j, "clip_min")) &&
+        json_is_number(json_object_get(j, "clip_max")));
+  free(t);
+  json_decref(j);
+  CHECK_EQ_INT(
+      parse("{\"clip_min\":-0.5,\"clip_max\":[2]}", &c, err, sizeof(err)), 0);
+  CHECK(c.params.clip_min == -0.5f && c.params.clip_max == 2.f &&
+        c.n_clip_max == 0);
+  expect_bad("{\"clip_min\":[0,0.5],\"clip_max\":[1,0.4]}", "clip_max");
+  expect_bad("{\"clip_min\":[0,0],\"clip_max\":[1,1,1]}", "clip_max");
+  expect_bad("{\"clip_min\":[0,\"a\"]}", "clip_min");
+  expect_bad("{\"clip_min\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}", "clip_min");
+  expect_bad("{\"clip_min\":[0,2e6]}", "clip_min");
+  expect_bad("{\"clip_max\":true}", "clip_max");
+  /* the catalogue offers both forms */
+  json_t *cat = sbx_attack_catalogue();
+  json_t *cm = json_object_get(
+      json_object_get(json_object_get(cat, "job"), "properties"), "clip_min");
+  CHECK(json_array_size(json_object_get(cm, "oneOf")) == 2);
+  json_decref(cat);
+}
+
 TEST(catalogue_matches_table) {
   json_t *c = sbx_attack_catalogue();
   CHECK(c != NULL);
@@ -215,5 +266,6 @@ int main(void) {
   RUN(canonical_round_trip);
   RUN(catalogue_matches_table);
   RUN(input_domain);
+  RUN(clip_per_channel);
   return harness_report();
 }

@@ -97,10 +97,10 @@ static int ws_init(apgd_ws *w, int64_t n, int64_t per, int64_t K, int iters) {
 
 /* P: projection onto the eps-ball around x and the clip box. For L2 the
  * reference's formula: x + d / ||d|| * min(eps, ||d||). */
-static void proj(float *v, const float *x, int64_t per,
-                 const adv_attack_params *p) {
+static void proj(float *v, const float *x, int64_t per, const adv_eval *ev) {
+  const adv_attack_params *p = &ev->p;
   if (p->norm == ADV_NORM_LINF) {
-    adv__project(v, x, per, ADV_NORM_LINF, p->eps, p->clip_min, p->clip_max);
+    adv__project(v, x, per, ADV_NORM_LINF, p->eps, ev->lo, ev->hi);
     return;
   }
   double s = 0;
@@ -112,7 +112,7 @@ static void proj(float *v, const float *x, int64_t per,
   double f = (nrm > p->eps ? p->eps : nrm) / (nrm + 1e-12);
   for (int64_t k = 0; k < per; k++) {
     float t = (float)(x[k] + ((double)v[k] - x[k]) * f);
-    v[k] = t < p->clip_min ? p->clip_min : t > p->clip_max ? p->clip_max : t;
+    v[k] = adv__clipf(t, ev->lo[k], ev->hi[k]);
   }
 }
 
@@ -139,7 +139,8 @@ static int eval_active(adv_eval *ev, apgd_ws *w, int64_t na, adv_loss_params lp,
 /* Random start of the reference: L-inf x + eps * t / max|t| with t
  * uniform in [-1, 1]; L2 x + eps * t / ||t|| with t normal; then clipped. */
 static void init_point(adv_rng *rng, float *xa, const float *x, int64_t per,
-                       const adv_attack_params *p) {
+                       const adv_eval *ev) {
+  const adv_attack_params *p = &ev->p;
   double m = 0;
   for (int64_t k = 0; k < per; k++) {
     double t = p->norm == ADV_NORM_LINF ? 2 * adv__rng_uniform(rng) - 1
@@ -151,7 +152,7 @@ static void init_point(adv_rng *rng, float *xa, const float *x, int64_t per,
     m = sqrt(m);
   for (int64_t k = 0; k < per; k++) {
     float v = x[k] + (float)(p->eps * xa[k] / (m + 1e-12));
-    xa[k] = v < p->clip_min ? p->clip_min : v > p->clip_max ? p->clip_max : v;
+    xa[k] = adv__clipf(v, ev->lo[k], ev->hi[k]);
   }
 }
 
@@ -179,7 +180,7 @@ static int apgd_single(adv_eval *ev, const float *x, int64_t n,
     adv_rng rng;
     adv__rng_seed(&rng, p->seed ^ (stream * 0x9e3779b97f4a7c15ull) ^
                             (adv__sample_id(p, i) * 0xd1b54a32d192ed03ull));
-    init_point(&rng, w->xa + i * per, x + i * per, per, p);
+    init_point(&rng, w->xa + i * per, x + i * per, per, ev);
   }
   if (na == 0)
     return ADV_OK;
@@ -196,8 +197,8 @@ static int apgd_single(adv_eval *ev, const float *x, int64_t n,
     w->loss_best_last[i] = w->tmp_loss[a];
     w->reduced_last[i] = 1;
     w->step[i] = step0;
-    if (adv__argmax(w->tmp_z + a * K, K) !=
-        y[i]) { /* the start already fools */
+    if (adv__eval_fooled(ev, w->tmp_z + a * K, y[i], -1,
+                         0)) { /* the start already fools */
       memcpy(x_adv + i * per, w->xa + i * per, sizeof(float) * (size_t)per);
       broken[i] = 1;
       w->active[i] = 0;
@@ -234,12 +235,12 @@ static int apgd_single(adv_eval *ev, const float *x, int64_t n,
         for (int64_t c = 0; c < per; c++)
           z1[c] = xa[c] + f * g[c];
       }
-      proj(z1, xi, per, p);
+      proj(z1, xi, per, ev);
       for (int64_t c = 0; c < per; c++) {
         float g2 = xa[c] - xo[c];
         z1[c] = xa[c] + (z1[c] - xa[c]) * a_m + g2 * (1.f - a_m);
       }
-      proj(z1, xi, per, p);
+      proj(z1, xi, per, ev);
       memcpy(xo, xa, sizeof(float) * (size_t)per);
       memcpy(xa, z1, sizeof(float) * (size_t)per);
     }
@@ -249,7 +250,7 @@ static int apgd_single(adv_eval *ev, const float *x, int64_t n,
       int64_t i = w->act[q];
       float l = w->tmp_loss[q];
       w->loss_steps[(size_t)it * (size_t)n + (size_t)i] = l;
-      if (adv__argmax(w->tmp_z + q * K, K) != y[i]) {
+      if (adv__eval_fooled(ev, w->tmp_z + q * K, y[i], -1, 0)) {
         memcpy(x_adv + i * per, w->xa + i * per, sizeof(float) * (size_t)per);
         broken[i] = 1;
         w->active[i] = 0; /* done: stop iterating this point */
@@ -319,8 +320,9 @@ int adv__attack_apgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   /* clean logits are needed only to pick APGD-T's target classes */
   if (p->kind == ADV_ATTACK_APGD_T && (rc = adv__eval_forward(ev, x, n, z)))
     goto out;
+  int obj = p->objective == ADV_OBJECTIVE_OUTPUT_DISTANCE;
   for (int64_t i = 0; i < n; i++) /* the clean predictions run.c made */
-    broken[i] = ev->pred_clean[i] != y[i];
+    broken[i] = !obj && ev->pred_clean[i] != y[i];
   if (p->kind == ADV_ATTACK_APGD_T) {
     /* targets: the 2nd, 3rd, ... most likely classes on the clean input */
     int nt = p->n_target_classes > 0 ? p->n_target_classes : 9;
@@ -356,15 +358,24 @@ int adv__attack_apgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
                          1.0 / (nt * p->restarts));
     }
   } else {
-    adv_loss_params lp = adv_loss_default_params(
-        p->kind == ADV_ATTACK_APGD_DLR ? ADV_LOSS_DLR : ADV_LOSS_CE);
+    adv_loss_params lp = adv__eval_loss(
+        ev, p->kind == ADV_ATTACK_APGD_DLR ? ADV_LOSS_DLR : ADV_LOSS_CE, 0);
     if (p->kind == ADV_ATTACK_APGD_DLR && K < 3) {
       rc = adv__error(ev->err, ADV_EINVAL, "APGD-DLR needs at least 3 classes");
       goto out;
     }
-    for (int r = 0; r < p->restarts && rc == ADV_OK; r++)
+    for (int r = 0; r < p->restarts && rc == ADV_OK; r++) {
       rc = apgd_single(ev, x, n, y, NULL, lp, (uint64_t)(r + 1), x_adv, broken,
                        &w, (double)r / p->restarts, 1.0 / p->restarts);
+      /* output distance: a sample that reached no min_distance keeps the
+       * best point of the best restart (z scratch: its loss) */
+      for (int64_t i = 0; obj && rc == ADV_OK && i < n; i++)
+        if (!broken[i] && (r == 0 || w.loss_best[i] > z[i])) {
+          z[i] = w.loss_best[i];
+          memcpy(x_adv + i * ev->per, w.x_best + i * ev->per,
+                 sizeof(float) * (size_t)ev->per);
+        }
+    }
   }
   (void)target;
 out:

@@ -45,6 +45,14 @@ typedef struct adv_eval {
   const int64_t *pred_clean;   /* argmax on the clean inputs (run.c) */
   int64_t *sample_queries;     /* per-sample forward queries, filled by
                                   attacks that track them (black box) */
+  /* output-distance objective (p.objective): the reference rows, n_ref x
+   * classes - the clean outputs f(x) (untargeted) or the target outputs
+   * (targeted) - and y[i] = the row of sample i (run.c) */
+  const float *ref;
+  int64_t n_ref;
+  const float *lo, *hi; /* per-value clip bounds of one sample (per floats,
+                           from clip_min/clip_max or the per-channel
+                           clip_lo/clip_hi; run.c) */
   const volatile int *abort_flag;
   adv_progress_fn progress;
   void *ud;
@@ -62,6 +70,23 @@ int adv__eval_grad(adv_eval *ev, const float *x, int64_t n, adv_loss_params lp,
  * forward at the same x (recomputed internally). */
 int adv__eval_grad_dz(adv_eval *ev, const float *x, int64_t n, const float *dz,
                       float *logits, float *dx);
+/* The loss parameters of an attack: `kind` (with targeted) for the
+ * classification objective, the output distance to ev->ref otherwise. */
+adv_loss_params adv__eval_loss(const adv_eval *ev, adv_loss_kind kind,
+                               int targeted);
+/* Whether output z (one sample, ev->classes floats) is adversarial:
+ * classification: argmax != y (targeted: == t); output distance: the
+ * min_distance criterion against ev->ref row y (never without
+ * min_distance > 0). */
+int adv__eval_fooled(const adv_eval *ev, const float *z, int64_t y, int64_t t,
+                     int targeted);
+/* ||z - ev->ref row `row`||_2 (output-distance objective). */
+double adv__eval_out_dist(const adv_eval *ev, const float *z, int64_t row);
+/* Floats per sample of output 0 as it is (no Softmax bypass), from a
+ * batch-1 plan for samples of shape dims[1..ndim-1]: the output-distance
+ * objective's K. ADV_ESHAPE when the output is not float N x ... */
+int adv__output_floats(const adv_model *m, int ndim, const int64_t *dims,
+                       int64_t *k, adv_err *err);
 /* Non-zero when the caller asked to abort (flag or progress callback). */
 int adv__eval_aborted(adv_eval *ev, const char *phase, double fraction);
 
@@ -84,9 +109,22 @@ static inline uint64_t adv__sample_id(const adv_attack_params *p, int64_t i) {
 
 /* ---- vector helpers on one sample of length `per` ---- */
 int64_t adv__argmax(const float *z, int64_t k);
-/* x_adv <- clip(x + proj_eps(x_adv - x), lo, hi) for the attack's norm. */
+/* x_adv <- clip(x + proj_eps(x_adv - x), lo, hi) for the attack's norm;
+ * lo/hi: per-value bounds (adv_eval.lo/hi). */
 void adv__project(float *x_adv, const float *x, int64_t per, adv_norm norm,
-                  float eps, float lo, float hi);
+                  float eps, const float *lo, const float *hi);
+/* v clipped to [lo, hi]. */
+static inline float adv__clipf(float v, float lo, float hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+/* x[0..per) clipped to the per-value bounds lo/hi in place. */
+void adv__clip_box(float *x, int64_t per, const float *lo, const float *hi);
+/* Per-value bounds of one sample from p's clip_min/clip_max or per-channel
+ * clip_lo/clip_hi (channel = dim 1 of dims, the batch being dims[0]):
+ * lo/hi receive per floats. ADV_EINVAL when n_clip does not match the
+ * channels or a channel's bounds are not lo < hi. */
+int adv__clip_bounds(const adv_attack_params *p, int ndim, const int64_t *dims,
+                     int64_t per, float *lo, float *hi, adv_err *err);
 double adv__norm_linf(const float *a, const float *b, int64_t per);
 double adv__norm_l2(const float *a, const float *b, int64_t per);
 

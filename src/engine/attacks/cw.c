@@ -100,10 +100,12 @@ static int cw_success(const float *z, int64_t K, int64_t y, int64_t t,
   return targeted ? b == t : b != y;
 }
 
-/* w0 = atanh((x - m)/h * 0.999999) for one sample. */
-static void cw_to_tanh(const float *x0, float *w, int64_t per, double m,
-                       double h) {
+/* w0 = atanh((x - m)/h * 0.999999) for one sample (m, h per value from
+ * the clip bounds lo/hi). */
+static void cw_to_tanh(const float *x0, float *w, int64_t per, const float *lo,
+                       const float *hi) {
   for (int64_t k = 0; k < per; k++) {
+    double m = 0.5 * ((double)hi[k] + lo[k]), h = 0.5 * ((double)hi[k] - lo[k]);
     double u = ((double)x0[k] - m) / h * 0.999999;
     u = u > 0.999999 ? 0.999999 : u < -0.999999 ? -0.999999 : u;
     w[k] = (float)atanh(u);
@@ -120,9 +122,7 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   double lr = p->step_size > 0 ? p->step_size : 0.01;
   double c0 = p->initial_const > 0 ? p->initial_const : 1e-3;
   float kappa = p->kappa > 0 ? p->kappa : 0.f;
-  double lo = p->clip_min, hi = p->clip_max, mid = 0.5 * (hi + lo),
-         half = 0.5 * (hi - lo);
-  double snap = 1e-6 * (hi - lo);
+  const float *lo = ev->lo, *hi = ev->hi; /* per value: mid, half below */
   int check_every = steps / 10 > 0 ? steps / 10 : 1;
   const double b1 = 0.9, b2 = 0.999, aeps = 1e-8;
   adv_loss_params lp = adv_loss_default_params(ADV_LOSS_CW);
@@ -182,7 +182,7 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
       b.idx[na] = i;
       b.lab[na] = y[i];
       b.tgt[na] = targeted ? target[i] : 0;
-      cw_to_tanh(x + i * per, b.w + na * per, per, mid, half);
+      cw_to_tanh(x + i * per, b.w + na * per, per, lo, hi);
       na++;
     }
     memset(b.m, 0, sizeof(float) * (size_t)(na * per));
@@ -197,9 +197,10 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
         const float *wj = b.w + j * per, *x0 = x + b.idx[j] * per;
         float *xj = b.xp + j * per;
         for (int64_t k = 0; k < per; k++) {
-          double v = tanh((double)wj[k]) * half + mid;
-          v = v < lo ? lo : v > hi ? hi : v;
-          xj[k] = fabs(v - x0[k]) <= snap ? x0[k] : (float)v;
+          double half = 0.5 * ((double)hi[k] - lo[k]);
+          double v = tanh((double)wj[k]) * half + 0.5 * ((double)hi[k] + lo[k]);
+          v = v < lo[k] ? lo[k] : v > hi[k] ? hi[k] : v;
+          xj[k] = fabs(v - x0[k]) <= 2e-6 * half ? x0[k] : (float)v;
         }
       }
       if ((rc = adv__eval_grad(ev, b.xp, na, lp, b.lab, targeted ? b.tgt : NULL,
@@ -238,7 +239,7 @@ int adv__attack_cw(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
         for (int64_t k = 0; k < per; k++) {
           double th = tanh((double)wj[k]);
           double gx = 2.0 * ((double)xj[k] - x0[k]) - b.c[i] * gj[k];
-          double gw = gx * half * (1.0 - th * th);
+          double gw = gx * 0.5 * ((double)hi[k] - lo[k]) * (1.0 - th * th);
           double mk = b1 * mj[k] + (1 - b1) * gw,
                  vk = b2 * vj[k] + (1 - b2) * gw * gw;
           mj[k] = (float)mk;

@@ -144,7 +144,6 @@ int adv__min_settle(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
                     const int64_t *target, int targeted, const float *zc,
                     double accept, float *x_adv, unsigned char *found,
                     float *z) {
-  const adv_attack_params *p = &ev->p;
   int64_t per = ev->per, K = ev->classes;
   const int rounds = 6;
   for (int round = 0; round <= rounds; round++) {
@@ -176,9 +175,7 @@ int adv__min_settle(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
         s = 1 + pow(10.0, round - 6);
       for (int64_t k = 0; k < per; k++) {
         float v = (float)(xi[k] + ((double)xa[k] - xi[k]) * s);
-        xa[k] = v < p->clip_min   ? p->clip_min
-                : v > p->clip_max ? p->clip_max
-                                  : v;
+        xa[k] = adv__clipf(v, ev->lo[k], ev->hi[k]);
       }
       pending = 1;
     }
@@ -197,7 +194,7 @@ int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
   int targeted = p->targeted && target;
   int64_t C = p->candidates >= 2 && p->candidates <= K ? p->candidates : K;
   double os = p->overshoot > 0 ? p->overshoot : 0.0;
-  float lo = p->clip_min, hi = p->clip_max;
+  const float *lo = ev->lo, *hi = ev->hi;
   int64_t ncand = targeted ? 1 : C - 1; /* backwards per iteration */
   df_buf b;
   memset(&b, 0, sizeof(b));
@@ -297,13 +294,13 @@ int adv__attack_deepfool(adv_eval *ev, const float *x, int64_t n,
                                                   : w[k] < 0 ? -a
                                                              : 0.0);
           double v = (double)x0[k] + r[k] + step;
-          v = v < lo ? lo : v > hi ? hi : v;
+          v = v < lo[k] ? lo[k] : v > hi[k] ? hi[k] : v;
           r[k] = (float)(v - x0[k]);
         }
       }
       for (int64_t k = 0; k < per; k++) {
         float v = (float)(x0[k] + (1.0 + os) * r[k]);
-        xc[k] = v < lo ? lo : v > hi ? hi : v;
+        xc[k] = adv__clipf(v, lo[k], hi[k]);
       }
     }
     /* test the new iterates; fooled samples leave the active set */

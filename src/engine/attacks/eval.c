@@ -36,7 +36,8 @@ static adv_session *eval_session(adv_eval *ev, int batch, int worker) {
   ev->cache[lru].s = NULL;
   adv_session_params sp = adv_session_default_params();
   sp.threads = worker >= 0 ? 1 : ev->p.threads > 0 ? ev->p.threads : 1;
-  sp.logits = 1;
+  sp.logits = ev->p.objective == ADV_OBJECTIVE_CLASSIFY; /* the output as
+                                       it is for the output distance */
   sp.grad = !ev->forward_only;
   adv_session *s = NULL;
   if (adv_session_init_shape(ev->m, sp, ev->in_ndim, ev->in_dims, batch, &s,
@@ -213,12 +214,35 @@ static int grad_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn,
       g->loss ? g->loss + s0 : NULL, g->dx + s0 * ev->per, err);
 }
 
+/* Forward, the loss on the output (any shape: K = ev->classes floats per
+ * sample) and backward from its gradient: the output-distance objective,
+ * whose outputs adv_session_grad (N x K class scores only) cannot take. */
+static int obj_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn,
+                     void *ctx, adv_err *err) {
+  grad_ctx *g = ctx;
+  int64_t K = ev->classes;
+  float *buf = malloc(sizeof(float) * (size_t)(2 * bn * K));
+  if (!buf)
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  float *z = g->logits ? g->logits + s0 * K : buf + bn * K;
+  int rc = adv_session_forward(s, ev->cur_x + s0 * ev->per, z, err);
+  if (rc == ADV_OK)
+    rc = adv_loss_eval(g->lp, z, bn, K, g->y + s0, NULL,
+                       g->loss ? g->loss + s0 : NULL, buf, err);
+  if (rc == ADV_OK)
+    rc = adv_session_backward_dz(s, buf, g->dx + s0 * ev->per, ev->abort_flag,
+                                 err);
+  free(buf);
+  return rc;
+}
+
 int adv__eval_grad(adv_eval *ev, const float *x, int64_t n, adv_loss_params lp,
                    const int64_t *y, const int64_t *target, float *logits,
                    float *loss, float *dx) {
   grad_ctx g = {lp, y, target, logits, loss, dx, NULL};
   ev->cur_x = x;
-  int rc = eval_chunks(ev, n, grad_chunk, &g);
+  int rc = eval_chunks(
+      ev, n, lp.kind == ADV_LOSS_OUTPUT_DIST ? obj_chunk : grad_chunk, &g);
   if (!rc) {
     ev->forwards += n;
     ev->backwards += n;
@@ -263,6 +287,36 @@ int adv__eval_grad_dz(adv_eval *ev, const float *x, int64_t n, const float *dz,
   }
   free(tmp);
   return rc;
+}
+
+adv_loss_params adv__eval_loss(const adv_eval *ev, adv_loss_kind kind,
+                               int targeted) {
+  if (ev->p.objective != ADV_OBJECTIVE_OUTPUT_DISTANCE) {
+    adv_loss_params lp = adv_loss_default_params(kind);
+    lp.targeted = targeted;
+    return lp;
+  }
+  adv_loss_params lp = adv_loss_default_params(ADV_LOSS_OUTPUT_DIST);
+  lp.targeted = ev->p.targeted;
+  lp.ref = ev->ref;
+  lp.n_ref = ev->n_ref;
+  return lp;
+}
+
+double adv__eval_out_dist(const adv_eval *ev, const float *z, int64_t row) {
+  return adv__norm_l2(z, ev->ref + row * ev->classes, ev->classes);
+}
+
+int adv__eval_fooled(const adv_eval *ev, const float *z, int64_t y, int64_t t,
+                     int targeted) {
+  if (ev->p.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE) {
+    double md = ev->p.min_distance, d = adv__eval_out_dist(ev, z, y);
+    if (!(md > 0))
+      return 0;
+    return ev->p.targeted ? d <= md : d >= md;
+  }
+  int64_t a = adv__argmax(z, ev->classes);
+  return targeted ? a == t : a != y;
 }
 
 int adv__eval_aborted(adv_eval *ev, const char *phase, double fraction) {
@@ -329,13 +383,12 @@ int64_t adv__argmax(const float *z, int64_t k) {
 }
 
 void adv__project(float *xa, const float *x, int64_t per, adv_norm norm,
-                  float eps, float lo, float hi) {
+                  float eps, const float *lo, const float *hi) {
   if (norm == ADV_NORM_LINF) {
     for (int64_t i = 0; i < per; i++) {
       float d = xa[i] - x[i];
       d = d > eps ? eps : d < -eps ? -eps : d;
-      float v = x[i] + d;
-      xa[i] = v < lo ? lo : v > hi ? hi : v;
+      xa[i] = adv__clipf(x[i] + d, lo[i], hi[i]);
     }
     return;
   }
@@ -349,8 +402,41 @@ void adv__project(float *xa, const float *x, int64_t per, adv_norm norm,
   double f = nrm > eps ? (double)eps / nrm * (1.0 - 1e-6) : 1.0;
   for (int64_t i = 0; i < per; i++) {
     float v = (float)((double)x[i] + ((double)xa[i] - x[i]) * f);
-    xa[i] = v < lo ? lo : v > hi ? hi : v;
+    xa[i] = adv__clipf(v, lo[i], hi[i]);
   }
+}
+
+void adv__clip_box(float *x, int64_t per, const float *lo, const float *hi) {
+  for (int64_t i = 0; i < per; i++)
+    x[i] = adv__clipf(x[i], lo[i], hi[i]);
+}
+
+int adv__clip_bounds(const adv_attack_params *p, int ndim, const int64_t *dims,
+                     int64_t per, float *lo, float *hi, adv_err *err) {
+  if (p->n_clip == 0) {
+    for (int64_t k = 0; k < per; k++) {
+      lo[k] = p->clip_min;
+      hi[k] = p->clip_max;
+    }
+    return ADV_OK;
+  }
+  if (p->n_clip < 0 || p->n_clip > ADV_CLIP_MAX_CHANNELS || ndim < 2 ||
+      dims[1] != p->n_clip)
+    return adv__error(err, ADV_EINVAL,
+                      "clip_min/clip_max: %d per-channel values but the "
+                      "input has %lld channels (dim 1)",
+                      p->n_clip, ndim < 2 ? 0LL : (long long)dims[1]);
+  for (int c = 0; c < p->n_clip; c++)
+    if (!(p->clip_lo[c] < p->clip_hi[c]) || !isfinite(p->clip_lo[c]) ||
+        !isfinite(p->clip_hi[c]))
+      return adv__error(err, ADV_EINVAL,
+                        "clip_max: channel %d needs clip_min < clip_max", c);
+  int64_t inner = per / p->n_clip;
+  for (int64_t k = 0; k < per; k++) {
+    lo[k] = p->clip_lo[k / inner];
+    hi[k] = p->clip_hi[k / inner];
+  }
+  return ADV_OK;
 }
 
 double adv__norm_linf(const float *a, const float *b, int64_t per) {

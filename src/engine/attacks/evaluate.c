@@ -28,6 +28,10 @@ void adv_job_result_free(adv_job_result *r) {
   free(r->success);
   free(r->l0);
   free(r->queries);
+  free(r->out_dist);
+  free(r->out_rel);
+  free(r->tgt_dist);
+  free(r->tgt_dist_clean);
   free(r->curve);
   free(r->is_robust);
   free(r->broken_by);
@@ -235,8 +239,12 @@ static int evaluate(const adv_model *m, int ndim, const int64_t *dims,
     cp.eps = 0.f;
     cp.threads = spec->params.threads;
     cp.batch = spec->params.batch;
-    cp.clip_min = spec->params.clip_min;
-    cp.clip_max = spec->params.clip_max;
+    adv_attack_params jp = adv_job_attack_params(spec, ADV_ATTACK_FGSM, 0, 1);
+    cp.clip_min = jp.clip_min; /* the domain, per channel when given */
+    cp.clip_max = jp.clip_max;
+    cp.n_clip = jp.n_clip;
+    memcpy(cp.clip_lo, jp.clip_lo, sizeof(cp.clip_lo));
+    memcpy(cp.clip_hi, jp.clip_hi, sizeof(cp.clip_hi));
     adv_attack_result r0;
     if ((rc = adv_attack_run_shape(m, ndim, dims, x, n, y, NULL, cp, NULL, NULL,
                                    abort_flag, &r0, err)))
@@ -369,6 +377,93 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
 
 /* ---------------- one attack ---------------- */
 
+/* Mean and median of n floats (v is not changed). */
+static int mean_median(const float *v, int64_t n, double *mean,
+                       double *median) {
+  float *t = malloc(sizeof(float) * (size_t)(n ? n : 1));
+  if (!t)
+    return ADV_ENOMEM;
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) {
+    s += v[i];
+    t[i] = v[i];
+  }
+  for (int64_t i = 1; i < n; i++) /* insertion sort: n is a job's samples */
+    for (int64_t j = i; j > 0 && t[j - 1] > t[j]; j--) {
+      float a = t[j];
+      t[j] = t[j - 1];
+      t[j - 1] = a;
+    }
+  *mean = n ? s / (double)n : 0;
+  *median = !n ? 0 : n % 2 ? t[n / 2] : 0.5 * ((double)t[n / 2 - 1] + t[n / 2]);
+  free(t);
+  return ADV_OK;
+}
+
+/*
+ * The output-distance objective's attack job: the target output sliced
+ * like the data (off, n of the dataset's N rows, or one row for all),
+ * the attack, and the distances' summary. The effective params keep no
+ * borrowed pointer.
+ */
+static int run_objective(const adv_model *m, int ndim, const int64_t *dims,
+                         const float *x, int64_t n, int64_t N, int64_t off,
+                         adv_attack_params p, const adv_job_spec *spec,
+                         adv_progress_fn cb, void *ud,
+                         const volatile int *abort_flag, adv_job_result *r,
+                         adv_err *err) {
+  int64_t K = 0;
+  int rc = adv__output_floats(m, ndim, dims, &K, err);
+  if (rc)
+    return rc;
+  const adv_array *t = spec->target_output;
+  if (p.targeted) {
+    int64_t tn = t && t->dtype == ADV_DTYPE_F32 ? adv_array_numel(t) : -1;
+    if (tn != K && tn != N * K)
+      return adv__error(err, ADV_EINVAL,
+                        "target output: %lld floats, but one sample's output "
+                        "has %lld (and the data's %lld samples' %lld)",
+                        (long long)tn, (long long)K, (long long)N,
+                        (long long)(N * K));
+    p.target_output = (const float *)t->data + (tn == K ? 0 : off * K);
+    p.target_output_n = tn == K ? 1 : n;
+  }
+  adv_attack_result ar;
+  double t0 = adv__now_s();
+  rc = adv_attack_run_shape(m, ndim, dims, x, n, NULL, NULL, p, cb, ud,
+                            abort_flag, &ar, err);
+  r->wall_time_s = adv__now_s() - t0;
+  if (rc)
+    return rc;
+  r->x_adv = ar.x_adv;
+  r->pred_clean = ar.pred_clean;
+  r->pred_adv = ar.pred_adv;
+  r->success = ar.success;
+  r->linf = ar.linf;
+  r->l2 = ar.l2;
+  r->l0 = ar.l0;
+  r->queries = ar.queries;
+  r->forwards = ar.forwards;
+  r->backwards = ar.backwards;
+  r->out_per = ar.out_per;
+  r->out_dist = ar.out_dist;
+  r->out_rel = ar.out_rel;
+  r->tgt_dist = ar.tgt_dist;
+  r->tgt_dist_clean = ar.tgt_dist_clean;
+  int64_t ok = 0;
+  for (int64_t i = 0; i < n; i++)
+    ok += r->success[i];
+  r->attack_success_rate = (double)ok / (double)n;
+  double unused;
+  if (mean_median(r->out_dist, n, &r->out_dist_mean, &r->out_dist_median) ||
+      mean_median(r->out_rel, n, &r->out_rel_mean, &r->out_rel_median) ||
+      (r->tgt_dist &&
+       (mean_median(r->tgt_dist, n, &r->tgt_dist_mean, &r->tgt_dist_median) ||
+        mean_median(r->tgt_dist_clean, n, &r->tgt_dist_clean_mean, &unused))))
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  return ADV_OK;
+}
+
 static int run_attack(const adv_model *m, int ndim, const int64_t *dims,
                       const float *x, int64_t n, const int64_t *y,
                       int64_t id_base, const adv_job_spec *spec,
@@ -379,6 +474,23 @@ static int run_attack(const adv_model *m, int ndim, const int64_t *dims,
   adv_attack_params p = adv_job_attack_params(spec, kind, -1.f, 1);
   r->kind = ADV_JOB_ATTACK;
   r->params = p;
+  if (p.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE) {
+    int64_t *gid = malloc(sizeof(int64_t) * (size_t)n);
+    if (!gid)
+      return adv__error(err, ADV_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++)
+      gid[i] = id_base + i;
+    p.sample_ids = gid;
+    bridge b = {progress, ud, {0}, 0, 1};
+    b.st.attack = adv_attack_name(kind);
+    b.st.eps = p.eps;
+    b.st.active = n;
+    b.st.n = n;
+    int rc = run_objective(m, ndim, dims, x, n, dims[0], id_base, p, spec,
+                           bridge_cb, &b, abort_flag, r, err);
+    free(gid);
+    return rc;
+  }
   int rc = adv_model_num_classes(m, ndim, dims, &r->classes, err);
   if (rc)
     return rc;
@@ -461,8 +573,12 @@ int adv_job_run(const adv_model *m, const adv_array *x, const adv_array *y,
   if ((rc = adv_model_fit_data(m, &xfit, err)))
     return rc;
   x = &xfit;
-  if (!y || !y->data || y->dtype != ADV_DTYPE_I64 ||
-      adv_array_numel(y) != x->dims[0])
+  int obj = spec->kind == ADV_JOB_ATTACK &&
+            spec->params.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE;
+  if (obj && y && !y->data)
+    y = NULL; /* the objective uses no labels */
+  if ((!obj || y) && (!y || !y->data || y->dtype != ADV_DTYPE_I64 ||
+                      adv_array_numel(y) != x->dims[0]))
     return adv__error(err, ADV_EINVAL,
                       "the data has no labels (one int64 per sample)");
   int64_t N = x->dims[0];
@@ -486,7 +602,7 @@ int adv_job_run(const adv_model *m, const adv_array *x, const adv_array *y,
     return adv__error(err, ADV_EINVAL, "the data has no samples");
   int64_t per = adv_array_numel(x) / N, off = spec->shard_offset;
   const float *xs = (const float *)x->data + off * per;
-  const int64_t *ys = (const int64_t *)y->data + off;
+  const int64_t *ys = y ? (const int64_t *)y->data + off : NULL;
   if (spec->kind == ADV_JOB_EVALUATION) {
     rc = evaluate(m, x->ndim, x->dims, xs, count, ys, off, spec, progress, ud,
                   abort_flag, res, err);

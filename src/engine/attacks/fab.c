@@ -185,7 +185,7 @@ static double fab_lambda(fab_key *k, int64_t n, double r) {
 }
 
 static void fab_project(adv_norm norm, const float *t, const float *w, double r,
-                        int64_t per, double lo, double hi, float *d,
+                        int64_t per, const float *lo, const float *hi, float *d,
                         fab_key *keys) {
   double sg = r >= 0 ? 1.0 : -1.0;
   r = fabs(r);
@@ -198,7 +198,7 @@ static void fab_project(adv_norm norm, const float *t, const float *w, double r,
     double wk = sg * w[k];
     if (wk == 0)
       continue;
-    double cap = wk > 0 ? hi - t[k] : t[k] - lo; /* >= 0 */
+    double cap = wk > 0 ? (double)hi[k] - t[k] : (double)t[k] - lo[k];
     if (cap < 0)
       cap = 0;
     double aw = fabs(wk);
@@ -215,10 +215,10 @@ static void fab_project(adv_norm norm, const float *t, const float *w, double r,
     }
     if (norm == ADV_NORM_L2) {
       v = lam * wk;
-      double l = lo - t[k], u = hi - t[k];
+      double l = (double)lo[k] - t[k], u = (double)hi[k] - t[k];
       v = v < l ? l : v > u ? u : v;
     } else {
-      double cap = wk > 0 ? hi - t[k] : t[k] - lo;
+      double cap = wk > 0 ? (double)hi[k] - t[k] : (double)t[k] - lo[k];
       cap = cap < 0 ? 0 : cap;
       v = (wk > 0 ? 1.0 : -1.0) * (lam < cap ? lam : cap);
     }
@@ -263,8 +263,8 @@ static int64_t fab_rank_class(const float *z, int64_t K, int r) {
 
 /* Random restart point: x0 + rad/2 * u/||u||, clipped. */
 static void fab_random_start(adv_rng *rng, adv_norm norm, const float *x0,
-                             float *x1, int64_t per, double rad, double lo,
-                             double hi) {
+                             float *x1, int64_t per, double rad,
+                             const float *lo, const float *hi) {
   double s = 0;
   for (int64_t k = 0; k < per; k++) {
     double u = norm == ADV_NORM_LINF ? 2 * adv__rng_uniform(rng) - 1
@@ -277,7 +277,7 @@ static void fab_random_start(adv_rng *rng, adv_norm norm, const float *x0,
   double f = s > 0 ? 0.5 * rad / s : 0;
   for (int64_t k = 0; k < per; k++) {
     double v = x0[k] + f * x1[k];
-    x1[k] = (float)(v < lo ? lo : v > hi ? hi : v);
+    x1[k] = (float)(v < lo[k] ? lo[k] : v > hi[k] ? hi[k] : v);
   }
 }
 
@@ -289,7 +289,6 @@ static void fab_random_start(adv_rng *rng, adv_norm norm, const float *x0,
  */
 static int fab_final_search(adv_eval *ev, fab_buf *b, const float *x,
                             int64_t na, fab_mode mode, float *x_adv) {
-  const adv_attack_params *p = &ev->p;
   int64_t per = ev->per, K = ev->classes;
   float *delta = b->g, *x3 = b->x1;
   int rc;
@@ -335,9 +334,9 @@ static int fab_final_search(adv_eval *ev, fab_buf *b, const float *x,
       float *xj = x3 + j * per;
       for (int64_t k = 0; k < per; k++) {
         double v = x0[k] + s * dj[k];
-        xj[k] = (float)(v < p->clip_min   ? p->clip_min
-                        : v > p->clip_max ? p->clip_max
-                                          : v);
+        xj[k] = (float)(v < ev->lo[k]   ? ev->lo[k]
+                        : v > ev->hi[k] ? ev->hi[k]
+                                        : v);
       }
     }
     if ((rc = adv__eval_forward(ev, x3, na, b->zt)))
@@ -387,8 +386,9 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
     ntc = p->n_target_classes > 0 ? p->n_target_classes : 9;
     ntc = ntc < K - 1 ? ntc : (int)(K - 1);
   }
-  double lo = p->clip_min, hi = p->clip_max;
-  double rad0 = (norm == ADV_NORM_LINF ? 0.3 : 1.0) * (hi - lo);
+  const float *lo = ev->lo, *hi = ev->hi; /* per value */
+  double rad0 =
+      (norm == ADV_NORM_LINF ? 0.3 : 1.0) * ((double)p->clip_max - p->clip_min);
   fab_buf b;
   memset(&b, 0, sizeof(b));
   size_t xs = sizeof(float) * (size_t)(n * per),
@@ -541,7 +541,7 @@ int adv__attack_fab(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
           for (int64_t k = 0; k < per; k++) {
             double v = (1 - al) * ((double)x1[k] + eta * d1[k]) +
                        al * ((double)x0[k] + eta * d2[k]);
-            x1[k] = (float)(v < lo ? lo : v > hi ? hi : v);
+            x1[k] = (float)(v < lo[k] ? lo[k] : v > hi[k] ? hi[k] : v);
           }
         }
         /* 4. test, keep the smallest adversarial, step back towards x0 */

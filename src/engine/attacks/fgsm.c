@@ -14,8 +14,7 @@
 int adv__attack_fgsm(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
                      const int64_t *target, float *x_adv) {
   const adv_attack_params *p = &ev->p;
-  adv_loss_params lp = adv_loss_default_params(p->loss);
-  lp.targeted = p->targeted;
+  adv_loss_params lp = adv__eval_loss(ev, p->loss, p->targeted);
   float *g = malloc(sizeof(float) * (size_t)(n * ev->per));
   if (!g)
     return adv__error(ev->err, ADV_ENOMEM, "out of memory");
@@ -37,7 +36,7 @@ int adv__attack_fgsm(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
                                            : (float)(p->eps * gi[k] / nrm);
         xa[k] = xi[k] + d;
       }
-      adv__project(xa, xi, ev->per, p->norm, p->eps, p->clip_min, p->clip_max);
+      adv__project(xa, xi, ev->per, p->norm, p->eps, ev->lo, ev->hi);
     }
   }
   free(g);

@@ -58,9 +58,11 @@ typedef struct hsj_ctx {
   int64_t n, per, K, Q, B;
   int targeted, linf, steps;
   int blend; /* the running binary search is the init blend search */
-  float lo, hi;
+  const float *lo, *hi; /* per-value clip bounds (adv_eval) */
+  double range;         /* clip_max - clip_min (the envelope) */
   double theta;
   int64_t *pred0; /* n predictions on x */
+  const float *z0; /* n outputs on x (the output-distance objective) */
   int64_t *q;     /* n queries so far */
   adv_rng *rng;   /* n streams */
   /* the group being attacked: samples g0 .. g0 + G - 1; per sample g: */
@@ -147,10 +149,10 @@ static int hsj_flush(hsj_ctx *c, int64_t m, hsj_take_fn take) {
     return rc;
   for (int64_t k = 0; k < m; k++) {
     int64_t g = c->owner[k], i = c->g0 + g;
-    int64_t am = adv__argmax(c->z + k * c->K, c->K);
     c->q[i]++;
     take(c, g, c->rows + k * c->per,
-         c->targeted ? am == c->lab[i] : am != c->lab[i]);
+         adv__eval_fooled(c->ev, c->z + k * c->K, c->lab[i], c->lab[i],
+                          c->targeted));
   }
   return ADV_OK;
 }
@@ -201,8 +203,9 @@ static int noise_build(hsj_ctx *c, int64_t g, float *row) {
   if (c->q[i] >= c->Q)
     return 0;
   for (int64_t k = 0; k < c->per; k++)
-    row[k] = hsj_clip(c->lo + (c->hi - c->lo) * adv__rng_uniform(&c->rng[i]),
-                      c->lo, c->hi);
+    row[k] = hsj_clip(c->lo[k] + ((double)c->hi[k] - c->lo[k]) *
+                                     adv__rng_uniform(&c->rng[i]),
+                      c->lo[k], c->hi[k]);
   return 1;
 }
 
@@ -232,7 +235,7 @@ static void bs_take(hsj_ctx *c, int64_t g, const float *row, int adv) {
 static void blend_row(const hsj_ctx *c, int64_t g, double a, float *row) {
   const float *xi = c->x + (c->g0 + g) * c->per, *p = c->pt + g * c->per;
   for (int64_t k = 0; k < c->per; k++)
-    row[k] = hsj_clip((1.0 - a) * xi[k] + a * p[k], c->lo, c->hi);
+    row[k] = hsj_clip((1.0 - a) * xi[k] + a * p[k], c->lo[k], c->hi[k]);
 }
 
 /* The midpoint of sample g's bracket: the blend (init, or L2) or the
@@ -249,7 +252,7 @@ static int bs_build(hsj_ctx *c, int64_t g, float *row) {
     const float *xi = c->x + i * c->per, *p = c->pt + g * c->per;
     for (int64_t k = 0; k < c->per; k++) {
       double v = p[k], l = (double)xi[k] - a, h = (double)xi[k] + a;
-      row[k] = hsj_clip(v < l ? l : v > h ? h : v, c->lo, c->hi);
+      row[k] = hsj_clip(v < l ? l : v > h ? h : v, c->lo[k], c->hi[k]);
     }
   } else {
     blend_row(c, g, a, row);
@@ -295,7 +298,7 @@ static int gp_build(hsj_ctx *c, int64_t g, float *row) {
   }
   const float *cu = c->cur + g * c->per, *u = c->upd + g * c->per;
   for (int64_t k = 0; k < c->per; k++)
-    row[k] = hsj_clip((double)cu[k] + c->step[g] * u[k], c->lo, c->hi);
+    row[k] = hsj_clip((double)cu[k] + c->step[g] * u[k], c->lo[k], c->hi[k]);
   return 1;
 }
 
@@ -354,7 +357,7 @@ static void grad_probe(hsj_ctx *c, int64_t g, float *row) {
   double f = c->delta[g] / (sqrt(s) + 1e-300);
   const float *cu = c->cur + g * c->per;
   for (int64_t k = 0; k < c->per; k++)
-    row[k] = hsj_clip((double)cu[k] + f * row[k], c->lo, c->hi);
+    row[k] = hsj_clip((double)cu[k] + f * row[k], c->lo[k], c->hi[k]);
 }
 
 /*
@@ -424,7 +427,11 @@ static int64_t hsj_batch_start(const hsj_ctx *c, int64_t i) {
   const float *xi = c->x + i * c->per;
   for (int64_t s = 1; s < c->n && seen < HSJ_MAX_CANDIDATES; s++) {
     int64_t j = (i + s) % c->n;
-    if (c->targeted ? c->pred0[j] != c->lab[i] : c->pred0[j] == c->lab[i])
+    int adv = c->ev->p.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE
+                  ? adv__eval_fooled(c->ev, c->z0 + j * c->K, c->lab[i], -1, 0)
+              : c->targeted ? c->pred0[j] == c->lab[i]
+                            : c->pred0[j] != c->lab[i];
+    if (!adv)
       continue;
     seen++;
     double d = hsj_dist(c, c->x + j * c->per, xi);
@@ -510,7 +517,7 @@ static int hsj_group(hsj_ctx *c) {
         continue;
       int64_t i = c->g0 + g;
       if (t == 1)
-        c->delta[g] = 0.1 * ((double)c->hi - c->lo);
+        c->delta[g] = 0.1 * c->range;
       else
         c->delta[g] = (c->linf ? d : sqrt(d)) * c->theta * c->dpu[g];
       int64_t ne = (int64_t)(HSJ_INIT_EVALS * sqrt((double)t));
@@ -569,8 +576,9 @@ int adv__attack_hsj(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   c.lab = c.targeted ? target : y;
   c.linf = p->norm == ADV_NORM_LINF;
   c.steps = p->steps > 0 ? p->steps : HSJ_DEFAULT_STEPS;
-  c.lo = p->clip_min;
-  c.hi = p->clip_max;
+  c.lo = ev->lo;
+  c.hi = ev->hi;
+  c.range = (double)p->clip_max - p->clip_min;
   double d = (double)c.per;
   c.theta = c.linf ? 1.0 / (d * d) : 1.0 / (d * sqrt(d));
   /* group size: bounded by the batch and by the per-sample state */
@@ -624,6 +632,8 @@ int adv__attack_hsj(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   /* query 1 of every sample: its prediction at x */
   if ((rc = adv__eval_forward(ev, x, n, z0)))
     goto out;
+  int obj = p->objective == ADV_OBJECTIVE_OUTPUT_DISTANCE;
+  c.z0 = z0;
   for (int64_t i = 0; i < n; i++) {
     c.pred0[i] = adv__argmax(z0 + i * c.K, c.K);
     c.q[i] = 1;
@@ -632,7 +642,9 @@ int adv__attack_hsj(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
     c.G = n - c.g0 < G ? n - c.g0 : G;
     for (int64_t g = 0; g < c.G; g++) {
       int64_t i = c.g0 + g;
-      int fooled = c.targeted ? c.pred0[i] == c.lab[i] : c.pred0[i] != c.lab[i];
+      int fooled = obj ? adv__eval_fooled(ev, z0 + i * c.K, c.lab[i], -1, 0)
+                   : c.targeted ? c.pred0[i] == c.lab[i]
+                                : c.pred0[i] != c.lab[i];
       c.alive[g] = !fooled && c.Q > 1; /* fooled at x: x_adv = x */
       c.bestd[g] = INFINITY;
     }

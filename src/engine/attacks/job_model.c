@@ -47,8 +47,10 @@ int adv_job_model(const adv_model *base, const adv_job_spec *s,
   *out = NULL;
   if (!base || !s)
     return adv__error(err, ADV_EINVAL, "model and spec are required");
-  int binary = adv_model_binary_output(base);
-  if (base->n_inputs == 1 && !s->input[0] && !s->n_mean && !s->n_std && !binary)
+  int obj = s->params.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE;
+  int binary = !obj && adv_model_binary_output(base);
+  if (base->n_inputs == 1 && !s->input[0] && !s->n_mean && !s->n_std &&
+      !binary && !(obj && s->output[0]))
     return ADV_OK; /* as it is */
   int ni = base->n_inputs;
   adv_array *vals = calloc((size_t)(ni ? ni : 1), sizeof(*vals));
@@ -76,8 +78,9 @@ int adv_job_model(const adv_model *base, const adv_job_spec *s,
     std[c] = s->n_std ? s->std[s->n_std == 1 ? 0 : c] : 1.f;
   }
   if (!rc) {
-    adv_model_bind_params bp = {s->input, n,    names, vals,
-                                nc,       mean, std,   binary};
+    adv_model_bind_params bp = {s->input, n,      names,
+                                vals,     nc,     mean,
+                                std,      binary, obj ? s->output : NULL};
     rc = adv_model_bind(base, &bp, out, err);
   }
   for (int i = 0; i < n; i++)

@@ -18,7 +18,8 @@
 
 /* Uniform random start: L-inf box, or a uniform point of the L2 ball. */
 static void random_start(adv_rng *rng, float *xa, const float *x, int64_t per,
-                         const adv_attack_params *p) {
+                         const adv_eval *ev) {
+  const adv_attack_params *p = &ev->p;
   if (p->norm == ADV_NORM_LINF) {
     for (int64_t k = 0; k < per; k++)
       xa[k] = x[k] + (float)((2 * adv__rng_uniform(rng) - 1) * p->eps);
@@ -33,7 +34,7 @@ static void random_start(adv_rng *rng, float *xa, const float *x, int64_t per,
     for (int64_t k = 0; k < per; k++)
       xa[k] = x[k] + (float)(xa[k] * r);
   }
-  adv__project(xa, x, per, p->norm, p->eps, p->clip_min, p->clip_max);
+  adv__project(xa, x, per, p->norm, p->eps, ev->lo, ev->hi);
 }
 
 int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
@@ -45,8 +46,7 @@ int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
   float alpha = p->step_size > 0 ? p->step_size
                 : (bim || mi)    ? p->eps / (float)steps
                                  : 2.5f * p->eps / (float)steps;
-  adv_loss_params lp = adv_loss_default_params(p->loss);
-  lp.targeted = p->targeted;
+  adv_loss_params lp = adv__eval_loss(ev, p->loss, p->targeted);
   size_t bytes = sizeof(float) * (size_t)(n * per);
   float *cur = malloc(bytes), *g = malloc(bytes),
         *mom = mi ? calloc(1, bytes) : NULL;
@@ -71,7 +71,7 @@ int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
         adv__rng_seed(&rng, p->seed ^
                                 ((uint64_t)(r + 1) * 0x9e3779b97f4a7c15ull) ^
                                 (adv__sample_id(p, i) * 0xd1b54a32d192ed03ull));
-        random_start(&rng, cur + i * per, x + i * per, per, p);
+        random_start(&rng, cur + i * per, x + i * per, per, ev);
       }
     if (mom)
       memset(mom, 0, bytes);
@@ -107,8 +107,7 @@ int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
           for (int64_t k = 0; k < per; k++)
             ci[k] += f * gi[k];
         }
-        adv__project(ci, x + i * per, per, p->norm, p->eps, p->clip_min,
-                     p->clip_max);
+        adv__project(ci, x + i * per, per, p->norm, p->eps, ev->lo, ev->hi);
       }
     }
     /* evaluate the final iterate of this restart (forward only: the loss
@@ -119,8 +118,8 @@ int adv__attack_pgd(adv_eval *ev, const float *x, int64_t n, const int64_t *y,
     for (int64_t i = 0; i < n; i++) {
       if (done[i])
         continue;
-      int64_t pr = adv__argmax(z + i * K, K);
-      int fooled = p->targeted && target ? pr == target[i] : pr != y[i];
+      int fooled = adv__eval_fooled(
+          ev, z + i * K, y[i], target ? target[i] : -1, p->targeted && target);
       if (fooled || loss[i] > best_loss[i]) {
         memcpy(x_adv + i * per, cur + i * per, sizeof(float) * (size_t)per);
         best_loss[i] = loss[i];

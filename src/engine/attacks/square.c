@@ -46,7 +46,8 @@ typedef struct sq_ctx {
   float *xa;          /* best point of every sample (the output) */
   int64_t n, per, K, Q, B;
   int C, H, W, targeted, l2;
-  float eps, lo, hi;
+  float eps;
+  const float *lo, *hi; /* per-value clip bounds (adv_eval) */
   double p_init;
   int rescale;      /* p schedule rescaled to the budget (p.resc_schedule) */
   adv_rng *rng;     /* n streams */
@@ -80,9 +81,17 @@ static float sq_clip(float v, float lo, float hi) {
  * The objective of sample i on its logits z (minimized) and whether z
  * fools the model (argmax criterion, the same as the run epilogue's):
  * untargeted margin z_y - max_{k!=y} z_k; targeted CE logsumexp(z) - z_t.
+ * The output-distance objective: minus the distance to the clean output
+ * (untargeted) or the distance to the target; fooled: min_distance.
  */
 static double sq_loss(const sq_ctx *c, const float *z, int64_t i, int *fooled) {
   int64_t K = c->K, l = c->lab[i];
+  if (c->ev->p.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE) {
+    /* minimized: -||f - f(x)|| (untargeted), ||f - t|| (targeted) */
+    double d = adv__eval_out_dist(c->ev, z, l);
+    *fooled = adv__eval_fooled(c->ev, z, l, -1, 0);
+    return c->ev->p.targeted ? d : -d;
+  }
   int64_t am = adv__argmax(z, K);
   *fooled = c->targeted ? am == l : am != l;
   if (!c->targeted) {
@@ -185,7 +194,7 @@ static void sq_linf_init(sq_ctx *c, int64_t i, float *row) {
       float e = sq_bit(&c->rng[i]) ? c->eps : -c->eps;
       for (int r = 0; r < c->H; r++) {
         int64_t k = ch * hw + (int64_t)r * c->W + col;
-        row[k] = sq_clip(xi[k] + e, c->lo, c->hi);
+        row[k] = sq_clip(xi[k] + e, c->lo[k], c->hi[k]);
       }
     }
   adv__project(row, xi, c->per, ADV_NORM_LINF, c->eps, c->lo, c->hi);
@@ -213,7 +222,7 @@ static void sq_linf_propose(sq_ctx *c, int64_t i, double p, float *row) {
       for (int a = 0; a < s; a++)
         for (int b = 0; b < s; b++) {
           int64_t k = ch * hw + (int64_t)(r0 + a) * c->W + c0 + b;
-          row[k] = sq_clip(xi[k] + e, c->lo, c->hi);
+          row[k] = sq_clip(xi[k] + e, c->lo[k], c->hi[k]);
           changed |= fabsf(row[k] - xb[k]) >= 1e-7f;
         }
     }
@@ -231,7 +240,7 @@ static void sq_l2_finish(sq_ctx *c, int64_t i, float *row) {
     s += (double)row[k] * row[k];
   double f = c->eps / (sqrt(s) + 1e-12);
   for (int64_t k = 0; k < c->per; k++)
-    row[k] = sq_clip((float)((double)xi[k] + f * row[k]), c->lo, c->hi);
+    row[k] = sq_clip((float)((double)xi[k] + f * row[k]), c->lo[k], c->hi[k]);
   adv__project(row, xi, c->per, ADV_NORM_L2, c->eps, c->lo, c->hi);
 }
 
@@ -411,8 +420,8 @@ int adv__attack_square(adv_eval *ev, const float *x, int64_t n,
   c.lab = c.targeted ? target : y;
   c.l2 = p->norm == ADV_NORM_L2;
   c.eps = p->eps;
-  c.lo = p->clip_min;
-  c.hi = p->clip_max;
+  c.lo = ev->lo;
+  c.hi = ev->hi;
   c.p_init = p_init;
   c.rescale = p->resc_schedule;
   int64_t hw = (int64_t)c.H * c.W, zrows = n > c.B ? n : c.B;

@@ -161,6 +161,8 @@ const char *adv_loss_name(adv_loss_kind k) {
     return "dlr";
   case ADV_LOSS_LOGIT:
     return "logit";
+  case ADV_LOSS_OUTPUT_DIST: /* the objective's, never a --loss */
+    break;
   }
   return "unknown";
 }
@@ -250,10 +252,10 @@ static const adv_job_param_info params_table[] = {
      "engine threads"},
     {"batch", ADV_JOB_PT_INT, 0, 65536, 0, OFF(params.batch),
      "most samples per engine call (0 = automatic)"},
-    {"clip_min", ADV_JOB_PT_FLOAT, -1e6, 1e6, 0, OFF(params.clip_min),
-     "lower bound of valid inputs"},
-    {"clip_max", ADV_JOB_PT_FLOAT, -1e6, 1e6, 0, OFF(params.clip_max),
-     "upper bound of valid inputs"},
+    {"clip_min", ADV_JOB_PT_BOUND, -1e6, 1e6, 0, OFF(params.clip_min),
+     "lower bound of valid inputs: one value, or one per channel (dim 1)"},
+    {"clip_max", ADV_JOB_PT_BOUND, -1e6, 1e6, 0, OFF(params.clip_max),
+     "upper bound of valid inputs: one value, or one per channel (dim 1)"},
     {"input", ADV_JOB_PT_NAME, 0, 0, ADV_JOB_SET_INPUT, OFF(input),
      "the attacked model input (default: the first float input)"},
     {"mean", ADV_JOB_PT_FLOATS, -1e6, 1e6, ADV_JOB_SET_MEAN, OFF(mean),
@@ -261,6 +263,16 @@ static const adv_job_param_info params_table[] = {
      "per channel"},
     {"std", ADV_JOB_PT_FLOATS, 1e-12, 1e6, ADV_JOB_SET_STD, OFF(std),
      "normalization std: 1 or one per channel"},
+    {"objective", ADV_JOB_PT_OBJECTIVE, 0, 0, ADV_JOB_SET_OBJECTIVE,
+     OFF(params.objective),
+     "classify (class scores, labels) | output-distance (any output: "
+     "maximize ||f(x') - f(x)||, targeted: minimize ||f(x') - t||)"},
+    {"output", ADV_JOB_PT_NAME, 0, 0, ADV_JOB_SET_OUTPUT, OFF(output),
+     "output-distance: the model output measured (default: output 0)"},
+    {"min_distance", ADV_JOB_PT_FLOAT, 0, 1e30, ADV_JOB_SET_OBJECTIVE,
+     OFF(params.min_distance),
+     "output-distance: success when the distance reaches it (targeted: "
+     "falls to it); 0 = none (hsj needs one)"},
     {NULL, 0, 0, 0, 0, 0, NULL},
 };
 
@@ -290,6 +302,18 @@ int adv_job_spec_floats(const adv_job_spec *s, const adv_job_param_info *q,
   if (cap)
     *cap = c;
   return n;
+}
+
+int adv_job_spec_bound(const adv_job_spec *s, const adv_job_param_info *q,
+                       const float **vals) {
+  if (!s || !q || q->type != ADV_JOB_PT_BOUND)
+    return -1;
+  if (q->offset == OFF(params.clip_min)) {
+    *vals = s->clip_min_ch;
+    return s->n_clip_min;
+  }
+  *vals = s->clip_max_ch;
+  return s->n_clip_max;
 }
 
 adv_job_spec adv_job_spec_default_params(void) {
@@ -382,6 +406,10 @@ static int enum_of(adv_job_ptype t, const char *v) {
     return adv_suite_from_name(v);
   case ADV_JOB_PT_LOSS:
     return adv_loss_from_name(v);
+  case ADV_JOB_PT_OBJECTIVE:
+    return !strcmp(v, "classify")          ? ADV_OBJECTIVE_CLASSIFY
+           : !strcmp(v, "output-distance") ? ADV_OBJECTIVE_OUTPUT_DISTANCE
+                                           : -1;
   case ADV_JOB_PT_KIND:
     return !strcmp(v, "attack")       ? ADV_JOB_ATTACK
            : !strcmp(v, "evaluation") ? ADV_JOB_EVALUATION
@@ -404,6 +432,8 @@ static const char *enum_expect(adv_job_ptype t) {
     return "autoattack-standard, autoattack-plus or custom";
   case ADV_JOB_PT_LOSS:
     return "ce, cw, dlr or logit";
+  case ADV_JOB_PT_OBJECTIVE:
+    return "classify or output-distance";
   case ADV_JOB_PT_KIND:
     return "attack or evaluation";
   default:
@@ -466,6 +496,7 @@ int adv_job_spec_set(adv_job_spec *s, const char *name, const char *value,
   case ADV_JOB_PT_ATTACK:
   case ADV_JOB_PT_SUITE:
   case ADV_JOB_PT_KIND:
+  case ADV_JOB_PT_OBJECTIVE:
   case ADV_JOB_PT_LOSS: { /* int-sized enums, by name */
     int k = enum_of(q->type, value);
     if (k < 0)
@@ -488,13 +519,16 @@ int adv_job_spec_set(adv_job_spec *s, const char *name, const char *value,
     memcpy(f, value, len + 1);
     break;
   }
+  case ADV_JOB_PT_BOUND:
   case ADV_JOB_PT_FLOATS:
   case ADV_JOB_PT_ATTACKS: {
-    int is_f = q->type == ADV_JOB_PT_FLOATS;
+    int is_f = q->type != ADV_JOB_PT_ATTACKS;
     const float *cur;
     int cap = ADV_JOB_MAX_ATTACKS, n = 0;
-    if (is_f)
+    if (q->type == ADV_JOB_PT_FLOATS)
       adv_job_spec_floats(s, q, &cur, &cap);
+    else if (q->type == ADV_JOB_PT_BOUND)
+      cap = ADV_CLIP_MAX_CHANNELS;
     float fv[ADV_JOB_MAX_EPS];
     adv_attack_kind kv[ADV_JOB_MAX_ATTACKS];
     const char *p = value;
@@ -526,7 +560,18 @@ int adv_job_spec_set(adv_job_spec *s, const char *name, const char *value,
         break;
       p = e + 1;
     }
-    if (is_f) { /* eps_sweep, mean, std: the count precedes the array */
+    if (q->type == ADV_JOB_PT_BOUND) { /* scalar, or list + envelope */
+      int is_min = q->offset == OFF(params.clip_min);
+      float env = fv[0];
+      for (int i = 1; i < n; i++)
+        env =
+            is_min ? (fv[i] < env ? fv[i] : env) : (fv[i] > env ? fv[i] : env);
+      *(float *)f = env;
+      float *lst = is_min ? s->clip_min_ch : s->clip_max_ch;
+      memcpy(lst, fv, sizeof(float) * (size_t)n);
+      *(is_min ? &s->n_clip_min : &s->n_clip_max) = n > 1 ? n : 0;
+    } else if (is_f) { /* eps_sweep, mean, std: the count precedes the
+                          array */
       memcpy(f, fv, sizeof(float) * (size_t)n);
       *(int *)(f - sizeof(int)) = n;
     } else {
@@ -554,6 +599,7 @@ static int check_range(const adv_job_spec *s, const adv_job_param_info *q,
     x = (double)*(const int64_t *)f;
     break;
   case ADV_JOB_PT_FLOAT:
+  case ADV_JOB_PT_BOUND:
     x = *(const float *)f;
     break;
   case ADV_JOB_PT_BOOL:
@@ -588,6 +634,78 @@ static int check_attack(const adv_job_spec *s, adv_attack_kind k, adv_norm norm,
   return 0;
 }
 
+/* Per-channel clip bounds: 0 or 2..ADV_CLIP_MAX_CHANNELS values, the two
+ * lists of the same length when both are given, every value in range and
+ * every channel's min below its max (a scalar side broadcasts). */
+static int check_clip(const adv_job_spec *s, adv_err *err) {
+  int a = s->n_clip_min, b = s->n_clip_max;
+  if (a < 0 || a == 1 || a > ADV_CLIP_MAX_CHANNELS)
+    return fail(err, ADV_EINVAL, "clip_min: 1 or 2..%d values",
+                ADV_CLIP_MAX_CHANNELS);
+  if (b < 0 || b == 1 || b > ADV_CLIP_MAX_CHANNELS)
+    return fail(err, ADV_EINVAL, "clip_max: 1 or 2..%d values",
+                ADV_CLIP_MAX_CHANNELS);
+  if (a && b && a != b)
+    return fail(err, ADV_EINVAL,
+                "clip_max: %d values but clip_min has %d (one per channel)", b,
+                a);
+  int c = a > b ? a : b;
+  for (int i = 0; i < c; i++) {
+    float lo = a ? s->clip_min_ch[i] : s->params.clip_min,
+          hi = b ? s->clip_max_ch[i] : s->params.clip_max;
+    if (!(lo >= -1e6f && lo <= 1e6f) || !(hi >= -1e6f && hi <= 1e6f))
+      return fail(err, ADV_EINVAL,
+                  "clip_min/clip_max: channel %d is not in [-1e6, 1e6]", i);
+    if (!(lo < hi))
+      return fail(err, ADV_EINVAL,
+                  "clip_max: channel %d: %g is not greater than clip_min %g", i,
+                  (double)hi, (double)lo);
+  }
+  return 0;
+}
+
+/* The output-distance objective: attack jobs with an attack that takes it
+ * (adv/attack.h), hsj with a min_distance, output only with it. */
+static int check_objective(const adv_job_spec *s, adv_err *err) {
+  const adv_attack_params *p = &s->params;
+  if (!memchr(s->output, 0, sizeof(s->output)))
+    return fail(err, ADV_EINVAL, "output: longer than %d characters",
+                ADV_JOB_NAME_MAX - 1);
+  if (p->objective == ADV_OBJECTIVE_CLASSIFY) {
+    if (s->output[0])
+      return fail(err, ADV_EINVAL,
+                  "output: only with objective output-distance");
+    return 0;
+  }
+  if (p->objective != ADV_OBJECTIVE_OUTPUT_DISTANCE)
+    return fail(err, ADV_EINVAL,
+                "objective: must be classify or "
+                "output-distance");
+  if (s->kind != ADV_JOB_ATTACK)
+    return fail(err, ADV_EINVAL,
+                "objective: output-distance runs as an attack job (aisbx "
+                "attack); an evaluation measures robust accuracy of a "
+                "classifier");
+  adv_attack_kind k = p->kind;
+  if (!(k == ADV_ATTACK_FGSM || k == ADV_ATTACK_BIM || k == ADV_ATTACK_PGD ||
+        k == ADV_ATTACK_MIFGSM || k == ADV_ATTACK_APGD_CE ||
+        k == ADV_ATTACK_SQUARE || k == ADV_ATTACK_HSJ))
+    return fail(err, ADV_EINVAL,
+                "objective: %s does not support output-distance (it needs "
+                "class scores): use fgsm, bim, pgd, mifgsm, apgd-ce, square "
+                "or hsj",
+                adv_attack_name(k));
+  if (p->targeted && !s->target_output)
+    return fail(err, ADV_EINVAL,
+                "targeted: a targeted output-distance attack needs the "
+                "target output (--target-output FILE.npy, CLI only)");
+  if (k == ADV_ATTACK_HSJ && !(p->min_distance > 0))
+    return fail(err, ADV_EINVAL,
+                "min_distance: hsj with objective output-distance needs "
+                "min_distance > 0 (its adversarial criterion)");
+  return 0;
+}
+
 /* The input domain: the input name is a terminated string, mean and std
  * have 0, 1 or the same number of channels, std > 0. */
 static int check_domain(const adv_job_spec *s, adv_err *err) {
@@ -608,7 +726,7 @@ static int check_domain(const adv_job_spec *s, adv_err *err) {
   for (int i = 0; i < s->n_std; i++)
     if (!(s->std[i] > 0 && s->std[i] <= 1e6f))
       return fail(err, ADV_EINVAL, "std: value %d is not in (0, 1e6]", i);
-  return 0;
+  return check_clip(s, err);
 }
 
 int adv_job_spec_validate(const adv_job_spec *s, adv_err *err) {
@@ -637,7 +755,7 @@ int adv_job_spec_validate(const adv_job_spec *s, adv_err *err) {
                   "eps_sweep: value %d is not a number in [0, 1e+06]", i);
   if (s->n_attacks < 0 || s->n_attacks > ADV_JOB_MAX_ATTACKS)
     return fail(err, ADV_EINVAL, "attacks: at most %d", ADV_JOB_MAX_ATTACKS);
-  if (check_domain(s, err))
+  if (check_domain(s, err) || check_objective(s, err))
     return ADV_EINVAL;
   if (s->kind == ADV_JOB_ATTACK) {
     if ((int)p->kind < 0 || p->kind >= ADV_ATTACK_COUNT)
@@ -718,11 +836,14 @@ static size_t field_size(adv_job_ptype t) {
   case ADV_JOB_PT_UINT64:
     return 8;
   case ADV_JOB_PT_FLOAT:
+  case ADV_JOB_PT_BOUND:
     return sizeof(float);
   case ADV_JOB_PT_NORM:
     return sizeof(adv_norm);
   case ADV_JOB_PT_LOSS:
     return sizeof(adv_loss_kind);
+  case ADV_JOB_PT_OBJECTIVE:
+    return sizeof(adv_objective);
   case ADV_JOB_PT_ATTACK:
     return sizeof(adv_attack_kind);
   default:
@@ -763,5 +884,17 @@ adv_attack_params adv_job_attack_params(const adv_job_spec *s,
   p.batch = s->params.batch;
   p.clip_min = s->params.clip_min;
   p.clip_max = s->params.clip_max;
+  int nc = s->n_clip_min > s->n_clip_max ? s->n_clip_min : s->n_clip_max;
+  if (nc > 0 && nc <= ADV_CLIP_MAX_CHANNELS) { /* per channel + envelope */
+    p.n_clip = nc;
+    for (int c = 0; c < nc; c++) {
+      p.clip_lo[c] = s->n_clip_min ? s->clip_min_ch[c] : s->params.clip_min;
+      p.clip_hi[c] = s->n_clip_max ? s->clip_max_ch[c] : s->params.clip_max;
+      p.clip_min =
+          c == 0 || p.clip_lo[c] < p.clip_min ? p.clip_lo[c] : p.clip_min;
+      p.clip_max =
+          c == 0 || p.clip_hi[c] > p.clip_max ? p.clip_hi[c] : p.clip_max;
+    }
+  }
   return p;
 }

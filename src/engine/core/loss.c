@@ -14,6 +14,8 @@ adv_loss_params adv_loss_default_params(adv_loss_kind kind) {
   lp.kind = kind;
   lp.targeted = 0;
   lp.kappa = INFINITY;
+  lp.ref = NULL;
+  lp.n_ref = 0;
   return lp;
 }
 
@@ -46,9 +48,51 @@ static void top4(const float *z, int64_t k, int64_t idx[4]) {
   }
 }
 
+/*
+ * The output-distance loss (adv/adv.h): sample i against reference row
+ * y[i]; untargeted ||z - r||_2, targeted -||z - r||_2, with the gradient
+ * (z - r) / ||z - r|| (negated when targeted) and, at z == r, the
+ * subgradient (+-1)/sqrt(k) (untargeted) or 0 (targeted).
+ */
+static int output_dist(adv_loss_params lp, const float *z, int64_t n, int64_t k,
+                       const int64_t *y, float *loss, float *dz, adv_err *err) {
+  if (k < 1 || !lp.ref || !y)
+    return adv__error(err, ADV_EINVAL,
+                      "output distance needs reference outputs and rows");
+  double sign = lp.targeted ? -1.0 : 1.0;
+  for (int64_t i = 0; i < n; i++) {
+    if (y[i] < 0 || y[i] >= lp.n_ref)
+      return adv__error(err, ADV_EINVAL, "reference row %lld out of range",
+                        (long long)y[i]);
+    const float *zi = z + i * k, *ri = lp.ref + y[i] * k;
+    double s = 0;
+    for (int64_t j = 0; j < k; j++) {
+      double d = (double)zi[j] - ri[j];
+      s += d * d;
+    }
+    double nrm = sqrt(s);
+    if (loss)
+      loss[i] = (float)(sign * nrm);
+    if (!dz)
+      continue;
+    float *gi = dz + i * k;
+    if (nrm > 0) {
+      for (int64_t j = 0; j < k; j++)
+        gi[j] = (float)(sign * ((double)zi[j] - ri[j]) / nrm);
+    } else {
+      float u = lp.targeted ? 0.f : (float)(1.0 / sqrt((double)k));
+      for (int64_t j = 0; j < k; j++)
+        gi[j] = j % 2 ? -u : u;
+    }
+  }
+  return ADV_OK;
+}
+
 int adv_loss_eval(adv_loss_params lp, const float *z, int64_t n, int64_t k,
                   const int64_t *y, const int64_t *target, float *loss,
                   float *dz, adv_err *err) {
+  if (lp.kind == ADV_LOSS_OUTPUT_DIST)
+    return output_dist(lp, z, n, k, y, loss, dz, err);
   if (k < 2)
     return adv__error(err, ADV_EINVAL, "need at least 2 classes");
   if ((lp.kind == ADV_LOSS_DLR) && k < (lp.targeted ? 4 : 3))

@@ -257,6 +257,38 @@ int adv_model_binary_output(const adv_model *m) {
   return 0;
 }
 
+/* The view's only output becomes the base output named `name` (as it is:
+ * no Softmax bypass, no logits value). */
+static int pick_output(adv_model *o, const char *name, adv_err *err) {
+  int at = -1;
+  for (int i = 0; i < o->n_outputs && at < 0; i++)
+    if (!strcmp(o->values[o->outputs[i]].name, name))
+      at = i;
+  if (at < 0) {
+    char names[256] = "";
+    size_t u = 0;
+    for (int i = 0; i < o->n_outputs && u + 1 < sizeof(names); i++) {
+      int w = snprintf(names + u, sizeof(names) - u, "%s'%s'", i ? ", " : "",
+                       o->values[o->outputs[i]].name);
+      u += w > 0 ? (size_t)w : 0;
+    }
+    return adv__error(err, ADV_EINVAL,
+                      "output: the model has no output '%s' (its outputs: %s)",
+                      name, o->n_outputs ? names : "none");
+  }
+  int *outs = adv__arena_alloc(&o->arena, sizeof(int));
+  if (!outs)
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  outs[0] = o->outputs[at];
+  for (int i = 0; i < o->n_outputs; i++)
+    o->values[o->outputs[i]].is_graph_output = i == at;
+  o->outputs = outs;
+  o->n_outputs = 1;
+  o->prob_output = 0;
+  o->logits_value = -1;
+  return ADV_OK;
+}
+
 int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
                    adv_model **out, adv_err *err) {
   *out = NULL;
@@ -332,6 +364,8 @@ int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
   if (p->n_norm && (rc = prepend_norm(o, o->inputs[0], p, err)))
     goto fail;
   if (p->binary && (rc = binary_head(o, err)))
+    goto fail;
+  if (p->output && p->output[0] && (rc = pick_output(o, p->output, err)))
     goto fail;
   *out = o;
   return ADV_OK;
