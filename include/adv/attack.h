@@ -276,8 +276,8 @@ typedef struct adv_attack_result {
    * tgt_dist_clean ||f(x) - t||_2 (NULL when untargeted) */
   int64_t out_per; /* floats of the output per sample */
   float *out_dist, *out_rel, *tgt_dist, *tgt_dist_clean;
-  int64_t forwards;      /* sample-forward passes in total */
-  int64_t backwards;     /* sample-backward passes in total */
+  int64_t forwards;  /* sample-forward passes in total */
+  int64_t backwards; /* sample-backward passes in total */
   double seconds;
 } adv_attack_result;
 

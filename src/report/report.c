@@ -361,8 +361,12 @@ static int write_attack(jw *w, const adv_report_meta *meta,
   if (!mask)
     return ADV_ENOMEM;
   int obj = r->params.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE;
+  /* norms over the successful adversarials; the output distance without a
+   * min_distance has no success: over every sample */
+  int all = obj && !(r->params.min_distance > 0);
   for (int64_t i = 0; i < n; i++)
-    mask[i] = (obj || r->pred_clean[i] == r->label[i]) && r->success[i];
+    mask[i] =
+        all || ((obj || r->pred_clean[i] == r->label[i]) && r->success[i]);
   jw_begin_obj(w);
   write_header(w, "attack", meta, r);
   jw_key(w, "attack");

@@ -214,6 +214,37 @@ TEST(clip_per_channel) {
   json_decref(cat);
 }
 
+TEST(objective_fields) {
+  /* objective, output and min_distance (issue 13 item 4) through JSON;
+   * the target output is CLI-only, so a targeted one is refused */
+  adv_job_spec a;
+  char err[256] = "";
+  CHECK_EQ_INT(parse("{\"attack\":\"square\",\"objective\":\"output-"
+                     "distance\",\"output\":\"emb\",\"min_distance\":0.5}",
+                     &a, err, sizeof(err)),
+               0);
+  CHECK(a.params.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE &&
+        !strcmp(a.output, "emb") && a.params.min_distance == 0.5f);
+  adv_attack_params p = adv_job_attack_params(&a, ADV_ATTACK_SQUARE, -1, 1);
+  CHECK(p.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE && p.min_distance == 0.5f);
+  json_t *j = sbx_jobspec_to_json(&a);
+  CHECK(j && !strcmp(json_string_value(json_object_get(j, "objective")),
+                     "output-distance"));
+  json_decref(j);
+  expect_bad("{\"objective\":\"regress\"}", "objective");
+  expect_bad("{\"attack\":\"cw\",\"objective\":\"output-distance\"}",
+             "objective");
+  expect_bad("{\"attack\":\"hsj\",\"objective\":\"output-distance\"}",
+             "min_distance");
+  expect_bad("{\"output\":\"emb\"}", "output");
+  expect_bad("{\"attack\":\"pgd\",\"objective\":\"output-distance\","
+             "\"targeted\":true}",
+             "targeted");
+  expect_bad("{\"kind\":\"evaluation\",\"objective\":\"output-"
+             "distance\"}",
+             "objective");
+}
+
 TEST(catalogue_matches_table) {
   json_t *c = sbx_attack_catalogue();
   CHECK(c != NULL);
@@ -267,5 +298,6 @@ int main(void) {
   RUN(catalogue_matches_table);
   RUN(input_domain);
   RUN(clip_per_channel);
+  RUN(objective_fields);
   return harness_report();
 }

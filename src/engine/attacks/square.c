@@ -350,7 +350,7 @@ static int sq_eval(sq_ctx *c, int64_t m, int init) {
     int fooled;
     double loss = sq_loss(c, c->z + k * c->K, i, &fooled);
     c->q[i]++;
-    int improved = init || loss < c->loss_min[i];
+    int improved = (init && !c->ev->p.objective) || loss < c->loss_min[i];
     if (improved)
       c->loss_min[i] = loss;
     if (improved || fooled)
@@ -451,7 +451,9 @@ int adv__attack_square(adv_eval *ev, const float *x, int64_t n,
     goto out;
   for (int64_t i = 0; i < n; i++) {
     int fooled;
-    sq_loss(&c, c.z + i * c.K, i, &fooled);
+    /* output distance: x itself is the first best point, so the result is
+     * never worse than x (classification accepts the initialization) */
+    c.loss_min[i] = sq_loss(&c, c.z + i * c.K, i, &fooled);
     c.q[i] = 1;
     c.done[i] = (unsigned char)(fooled || !(c.eps > 0));
   }
