@@ -377,6 +377,26 @@ int adv_evaluate_run(const adv_model *m, int ndim, const int64_t *dims,
 
 /* ---------------- one attack ---------------- */
 
+/* The attack result's arrays and counts move into the job result (ar is
+ * left to be dropped, not freed). */
+static void take_arrays(adv_job_result *r, const adv_attack_result *ar) {
+  r->x_adv = ar->x_adv;
+  r->pred_clean = ar->pred_clean;
+  r->pred_adv = ar->pred_adv;
+  r->success = ar->success;
+  r->linf = ar->linf;
+  r->l2 = ar->l2;
+  r->l0 = ar->l0;
+  r->queries = ar->queries;
+  r->forwards = ar->forwards;
+  r->backwards = ar->backwards;
+  r->out_per = ar->out_per;
+  r->out_dist = ar->out_dist;
+  r->out_rel = ar->out_rel;
+  r->tgt_dist = ar->tgt_dist;
+  r->tgt_dist_clean = ar->tgt_dist_clean;
+}
+
 /* Mean and median of n floats (v is not changed). */
 static int mean_median(const float *v, int64_t n, double *mean,
                        double *median) {
@@ -435,21 +455,7 @@ static int run_objective(const adv_model *m, int ndim, const int64_t *dims,
   r->wall_time_s = adv__now_s() - t0;
   if (rc)
     return rc;
-  r->x_adv = ar.x_adv;
-  r->pred_clean = ar.pred_clean;
-  r->pred_adv = ar.pred_adv;
-  r->success = ar.success;
-  r->linf = ar.linf;
-  r->l2 = ar.l2;
-  r->l0 = ar.l0;
-  r->queries = ar.queries;
-  r->forwards = ar.forwards;
-  r->backwards = ar.backwards;
-  r->out_per = ar.out_per;
-  r->out_dist = ar.out_dist;
-  r->out_rel = ar.out_rel;
-  r->tgt_dist = ar.tgt_dist;
-  r->tgt_dist_clean = ar.tgt_dist_clean;
+  take_arrays(r, &ar);
   int64_t ok = 0;
   for (int64_t i = 0; i < n; i++)
     ok += r->success[i];
@@ -534,17 +540,7 @@ static int run_attack(const adv_model *m, int ndim, const int64_t *dims,
   free(gid); /* p.sample_ids was borrowed for the call; r->params has NULL */
   if (rc)
     return rc;
-  /* the attack result's arrays move into the job result */
-  r->x_adv = ar.x_adv;
-  r->pred_clean = ar.pred_clean;
-  r->pred_adv = ar.pred_adv;
-  r->success = ar.success;
-  r->linf = ar.linf;
-  r->l2 = ar.l2;
-  r->l0 = ar.l0;
-  r->queries = ar.queries;
-  r->forwards = ar.forwards;
-  r->backwards = ar.backwards;
+  take_arrays(r, &ar);
   int64_t broken = 0;
   for (int64_t i = 0; i < n; i++) {
     int c = r->pred_clean[i] == y[i];

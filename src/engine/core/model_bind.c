@@ -257,6 +257,20 @@ int adv_model_binary_output(const adv_model *m) {
   return 0;
 }
 
+/* "'a', 'b', ..." of the n values idx[] of m into names (256 bytes,
+ * truncated), "none" when n is 0; returns names. */
+static const char *list_names(const adv_model *m, const int *idx, int n,
+                              char names[256]) {
+  size_t u = 0;
+  snprintf(names, 256, "none");
+  for (int i = 0; i < n && u + 1 < 256; i++) {
+    int w = snprintf(names + u, 256 - u, "%s'%s'", i ? ", " : "",
+                     m->values[idx[i]].name);
+    u += w > 0 ? (size_t)w : 0;
+  }
+  return names;
+}
+
 /* The view's only output becomes the base output named `name` (as it is:
  * no Softmax bypass, no logits value). */
 static int pick_output(adv_model *o, const char *name, adv_err *err) {
@@ -265,16 +279,10 @@ static int pick_output(adv_model *o, const char *name, adv_err *err) {
     if (!strcmp(o->values[o->outputs[i]].name, name))
       at = i;
   if (at < 0) {
-    char names[256] = "";
-    size_t u = 0;
-    for (int i = 0; i < o->n_outputs && u + 1 < sizeof(names); i++) {
-      int w = snprintf(names + u, sizeof(names) - u, "%s'%s'", i ? ", " : "",
-                       o->values[o->outputs[i]].name);
-      u += w > 0 ? (size_t)w : 0;
-    }
+    char names[256];
     return adv__error(err, ADV_EINVAL,
                       "output: the model has no output '%s' (its outputs: %s)",
-                      name, o->n_outputs ? names : "none");
+                      name, list_names(o, o->outputs, o->n_outputs, names));
   }
   int *outs = adv__arena_alloc(&o->arena, sizeof(int));
   if (!outs)
@@ -301,16 +309,11 @@ int adv_model_bind(const adv_model *base, const adv_model_bind_params *p,
       if (!strcmp(base->values[base->inputs[i]].name, p->input))
         at = i;
     if (at < 0) {
-      char names[256] = "";
-      size_t u = 0;
-      for (int i = 0; i < base->n_inputs && u + 1 < sizeof(names); i++) {
-        int w = snprintf(names + u, sizeof(names) - u, "%s'%s'", i ? ", " : "",
-                         base->values[base->inputs[i]].name);
-        u += w > 0 ? (size_t)w : 0;
-      }
+      char names[256];
       return adv__error(err, ADV_EINVAL,
                         "input: the model has no input '%s' (its inputs: %s)",
-                        p->input, base->n_inputs ? names : "none");
+                        p->input,
+                        list_names(base, base->inputs, base->n_inputs, names));
     }
   } else if ((at = first_float_input(base)) < 0) {
     return adv__error(err, ADV_EUNSUPPORTED, "the model has no float input");
