@@ -251,7 +251,9 @@ static int warm_up(int threads) {
  */
 #if defined(__SANITIZE_ADDRESS__)
 const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "detect_leaks=0"; }
+const char *__asan_default_options(void) {
+  return "detect_leaks=0";
+}
 #endif
 
 int main(int argc, char **argv) {
