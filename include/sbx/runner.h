@@ -107,8 +107,8 @@ void sbx_runner_outcome_free(sbx_runner_outcome *o);
  * (most of a cold start) off the job's path. Model and data travel over
  * the pipe (memfds are passed at exec time).
  *
- * p is copied (runner_path must outlive the pool): its limits only size
- * the spares' cgroups until a job takes one; spares 1..64. Safe to call
+ * p is copied, its tag too (runner_path must outlive the pool): its limits only
+ * size the spares' cgroups until a job takes one; spares 1..64. Safe to call
  * sbx_runner_pool_run from several threads.
  */
 typedef struct sbx_runner_pool sbx_runner_pool;

@@ -469,6 +469,19 @@ int sbx_sandbox_lock(const sbx_sandbox_params *p, const sbx_file *files,
 
 /* ---- step 3: rlimits and seccomp ---- */
 
+/* 1 in an AddressSanitizer build (GCC defines __SANITIZE_ADDRESS__, clang
+ * has __has_feature(address_sanitizer)). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SBX_ASAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SBX_ASAN_BUILD 1
+#endif
+#endif
+#ifndef SBX_ASAN_BUILD
+#define SBX_ASAN_BUILD 0
+#endif
+
 static int set_limit2(int res, rlim_t soft, rlim_t hard) {
   struct rlimit r = {soft, hard}, back;
   if (setrlimit(res, &r) != 0)
@@ -568,6 +581,15 @@ static int build_filter(scmp_filter_ctx *out) {
   int rc = 0;
   for (size_t i = 0; !rc && i < sizeof(allowed) / sizeof(allowed[0]); i++)
     rc = allow(ctx, allowed[i]);
+#if SBX_ASAN_BUILD
+  /* AddressSanitizer's own runtime (tests only): it swaps each thread's
+   * alternate signal stack at thread exit and asks for its parent when it
+   * reports */
+  if (!rc)
+    rc = allow(ctx, "sigaltstack");
+  if (!rc)
+    rc = allow(ctx, "getppid");
+#endif
   /* NUMA placement (OpenBLAS/oneDNN try mbind on big buffers): "no NUMA
    * support" is a normal answer, no need to expose the mempolicy code */
   static const char *const enosys[] = {
@@ -679,6 +701,18 @@ int sbx_sandbox_seal(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
   if (!rc && p->cpu_seconds &&
       (rc = set_limit2(RLIMIT_CPU, p->cpu_seconds, p->cpu_seconds + 1)))
     what = "CPU";
+#if SBX_ASAN_BUILD
+  /* AddressSanitizer reserves terabytes of shadow memory at start-up: any
+   * address-space limit would make its next mapping fail. Sanitizer builds
+   * (tests only) keep the cgroup cap, when there is one, and say so. */
+  if (as != RLIM_INFINITY) {
+    logf_(p, SBX_LOG_WARN,
+          "rlimits: RLIMIT_AS not set in an AddressSanitizer build");
+    as = RLIM_INFINITY;
+    if (st->memcap == SBX_MEMCAP_RLIMIT_AS)
+      st->memcap = SBX_MEMCAP_NONE;
+  }
+#endif
   if (!rc && as != RLIM_INFINITY && (rc = set_limit(RLIMIT_AS, as)))
     what = "AS";
   if (rc) {

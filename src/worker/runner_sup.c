@@ -342,7 +342,7 @@ static void release(runner_proc *rp) {
 static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
                  runner_proc *rp, char *why, size_t wl) {
   static unsigned seq;
-  char tag[64];
+  char tag[96];
   snprintf(tag, sizeof(tag), "%s%s%d-%u", p->tag ? p->tag : "",
            p->tag ? "-" : "", (int)getpid(),
            __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
@@ -644,7 +644,8 @@ int sbx_runner_run(const sbx_runner_params *p, const sbx_job_spec *spec_in,
 
 /* ---- a pool of runners started ahead ---- */
 struct sbx_runner_pool {
-  sbx_runner_params p;
+  sbx_runner_params p; /* p.tag points at tag below */
+  char tag[96];
   pthread_mutex_t mu;
   int n, cap;
   runner_proc *spare;
@@ -664,6 +665,10 @@ int sbx_runner_pool_new(const sbx_runner_params *p, int spares,
     return -ENOMEM;
   }
   pool->p = *p;
+  if (p->tag) { /* the caller's tag need not outlive this call */
+    snprintf(pool->tag, sizeof(pool->tag), "%s", p->tag);
+    pool->p.tag = pool->tag;
+  }
   pool->cap = spares;
   pthread_mutex_init(&pool->mu, NULL);
   char why[600];
