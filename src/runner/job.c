@@ -304,7 +304,11 @@ int sbx__runner_job_run(const sbx_job_spec *spec, const void *model,
     adv_model_free(base);
     return rc;
   }
-  if (!ds.y.data) {
+  /* labels: every job needs them but an output-distance attack job
+   * (docs/objectives.md), which compares outputs, not classes */
+  if (!ds.y.data &&
+      !(spec->kind == SBX_JOB_RUN &&
+        spec->job.params.objective == ADV_OBJECTIVE_OUTPUT_DISTANCE)) {
     sbx__runner_error(ADV_EINVAL,
                       "dataset: no labels (an NPZ member 'y' is needed)");
     adv_dataset_free(&ds);

@@ -21,6 +21,8 @@ worker-token create`, starts `aisbx-worker` against it, and checks:
 """
 import json, os, signal, subprocess, sys, tempfile, time
 
+import numpy as np
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 from aisbx_api import Api, check, finish, init_tenants, stop, strip  # noqa: E402
 
@@ -35,8 +37,8 @@ MODEL = os.path.join(FIX, "mnist_cnn.onnx")
 DATA = os.path.join(FIX, "demo_mnist.npz")
 
 
-def cli(argv, out, adv):
-    subprocess.run([AISBX] + argv[:1] + ["--model", MODEL, "--data", DATA, "--out", out,
+def cli(argv, out, adv, data=DATA):
+    subprocess.run([AISBX] + argv[:1] + ["--model", MODEL, "--data", data, "--out", out,
                     "--adv", adv] + argv[1:], check=True, stdout=subprocess.DEVNULL)
     return json.load(open(out)), open(adv, "rb").read()
 
@@ -97,6 +99,24 @@ def main():
         check(st3 == 200 and png[:8] == b"\x89PNG\r\n\x1a\n", "gallery/0.png is a PNG")
         st4, _ = a2.req("GET", f"/api/v1/projects/p/jobs/{j}/results")
         check(st4 in (403, 404), f"another tenant cannot read the results ({st4})")
+
+        # 1b. an output-distance job on a dataset without labels (x only)
+        with np.load(DATA) as z:
+            xonly = os.path.join(d, "xonly.npz")
+            np.savez(xonly, x=z["x"][:8])
+        dx = a1.upload("p", "datasets", "xonly.npz", open(xonly, "rb").read())
+        spec = {"kind": "attack", "attack": "pgd", "objective": "output-distance", "eps": 0.1,
+                "steps": 3, "n": 8, "seed": 5}
+        j = a1.job("p", m1, dx, spec)
+        o = a1.wait("p", j)
+        check(o["state"] == "succeeded",
+              f"output-distance job on unlabelled data succeeded ({o['state']}: {o.get('message')})")
+        st, res = a1.req("GET", f"/api/v1/projects/p/jobs/{j}/results")
+        ref, _ = cli(["attack", "--attack", "pgd", "--objective", "output-distance", "--eps", "0.1",
+                      "--steps", "3", "--n", "8", "--seed", "5"], os.path.join(d, "o.json"),
+                     os.path.join(d, "o.npy"), data=xonly)
+        check(st == 200 and strip(res) == strip(ref),
+              "output-distance results equal aisbx attack in every number")
 
         if not SANITIZED:  # slow under the sanitizers; the release run covers it
             # 2. evaluation job == aisbx evaluate
