@@ -43,7 +43,8 @@ static void coalesce(bin_params *bp) {
   for (int i = bp->ndim - 1; i >= 0; i--) {
     if (bp->dims[i] == 1)
       continue;
-    if (m > 0 && bp->sa[i] == a[m - 1] * d[m - 1] && bp->sb[i] == b[m - 1] * d[m - 1]) {
+    if (m > 0 && bp->sa[i] == a[m - 1] * d[m - 1] &&
+        bp->sb[i] == b[m - 1] * d[m - 1]) {
       d[m - 1] *= bp->dims[i];
       continue;
     }
@@ -143,29 +144,55 @@ static void run_f32(const bin_params *bp, const float *a, const float *b,
         py[j] = fop(k, pa[j * sa], pb[j * sb]);
     } else if (sa == 1 && sb == 1) {
       switch (k) {
-      case B_ADD: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + pb[j]; break;
-      case B_SUB: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - pb[j]; break;
-      case B_MUL: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] * pb[j]; break;
-      case B_DIV: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] / pb[j]; break;
+      case B_ADD:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + pb[j];
+        break;
+      case B_SUB:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - pb[j];
+        break;
+      case B_MUL:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] * pb[j];
+        break;
+      case B_DIV:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] / pb[j];
+        break;
       default: for (int64_t j = 0; j < inner; j++) py[j] = powf(pa[j], pb[j]);
       }
     } else if (sa == 1 && sb == 0) {
       float v = pb[0];
       switch (k) {
-      case B_ADD: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + v; break;
-      case B_SUB: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - v; break;
-      case B_MUL: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] * v; break;
-      case B_DIV: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] / v; break;
+      case B_ADD:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + v;
+        break;
+      case B_SUB:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - v;
+        break;
+      case B_MUL:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] * v;
+        break;
+      case B_DIV:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] / v;
+        break;
       default: for (int64_t j = 0; j < inner; j++) py[j] = powf(pa[j], v);
       }
     } else if (sa == 0 && sb == 1) {
       float v = pa[0];
       switch (k) {
-      case B_ADD: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v + pb[j]; break;
-      case B_SUB: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v - pb[j]; break;
-      case B_MUL: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v * pb[j]; break;
-      case B_DIV: BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v / pb[j]; break;
-      default: for (int64_t j = 0; j < inner; j++) py[j] = powf(v, pb[j]);
+      case B_ADD:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v + pb[j];
+        break;
+      case B_SUB:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v - pb[j];
+        break;
+      case B_MUL:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v * pb[j];
+        break;
+      case B_DIV:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v / pb[j];
+        break;
+      default:
+        for (int64_t j = 0; j < inner; j++)
+          py[j] = powf(v, pb[j]);
       }
     } else {
       for (int64_t j = 0; j < inner; j++)

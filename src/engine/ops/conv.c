@@ -230,8 +230,8 @@ static void conv_chunk_raw(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int
     /* channels in parallel when the chunk has T threads (small batches) and
      * enough work to pay for waking them */
     int64_t work = S * cp->C * cp->P * cp->KH * cp->KW;
-#pragma omp parallel for num_threads(T) if (T > 1 && work > 262144) collapse(2)    \
-    schedule(static)
+#pragma omp parallel for num_threads(T) if (T > 1 && work > 262144)            \
+    collapse(2) schedule(static)
     for (int64_t s = s0; s < s0 + S; s++)
       for (int64_t c = 0; c < cp->C; c++)
         depthwise(cp, x + s * CHW + c * cp->H * cp->W, w + c * cp->KH * cp->KW,
