@@ -4,6 +4,7 @@
 #include "bench_common.h"
 
 #include "adv/data.h"
+#include "adv/threading.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -23,6 +24,15 @@ long bench_peak_rss_kb(void) {
   if (getrusage(RUSAGE_SELF, &ru))
     return -1;
   return ru.ru_maxrss; /* KiB on Linux */
+}
+
+/* User + system CPU seconds of the whole process so far. */
+static double cpu_now(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru))
+    return 0;
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
 int bench_nproc(void) {
@@ -76,7 +86,7 @@ int bench_time(bench_fn fn, void *ctx, double min_time, bench_timing *t) {
     reps = reps < 3 ? 3 : reps > 5 ? 5 : reps;
     iters = 1;
   }
-  double per[5];
+  double per[5], c0 = cpu_now();
   for (int r = 0; r < reps; r++) {
     double a = bench_now();
     for (int i = 0; i < iters; i++) {
@@ -88,6 +98,7 @@ int bench_time(bench_fn fn, void *ctx, double min_time, bench_timing *t) {
     t->total_s += el;
     per[r] = el / iters;
   }
+  t->cpu_s = cpu_now() - c0;
   qsort(per, (size_t)reps, sizeof(double), cmp_double);
   t->reps = reps;
   t->iters_per_rep = iters;
@@ -249,8 +260,20 @@ static void bench_usage(const char *prog, const int *def, int n_def) {
   exit(2);
 }
 
+void bench_threading_env(char **argv) {
+  if (adv_threading_env_apply() > 0)
+    execv("/proc/self/exe", argv);
+  /* nothing to set (the user chose), or exec failed: current settings */
+}
+
 void bench_parse_options(int argc, char **argv, const char *prog, const int *def,
                          int n_def, bench_options *o) {
+  if (argc == 2 && !strcmp(argv[1], "-E")) {
+    for (const char *const *e = adv_threading_env(); *e; e++)
+      printf("%s\n", *e);
+    exit(0);
+  }
+  bench_threading_env(argv);
   memset(o, 0, sizeof(*o));
   for (int i = 0; i < n_def && i < BENCH_MAX_BATCHES; i++)
     o->batches[o->n_batches++] = def[i];

@@ -33,6 +33,8 @@ typedef struct bench_timing {
   double median_s;   /* median over reps of seconds per call */
   double best_s;     /* fastest rep, seconds per call */
   double total_s;    /* timed seconds (warm-up excluded) */
+  double cpu_s;      /* CPU seconds (user + system, all threads of the
+                        process) over the same timed part */
 } bench_timing;
 
 /* Warm-up, then reps x iters_per_rep timed calls sized so the timed part
@@ -78,8 +80,17 @@ typedef struct bench_options {
   double min_time;   /* timed seconds per configuration (default 1.5) */
 } bench_options;
 
+/* Runs the program under the engine's threading environment, as aisbx
+ * does (adv/threading.h): sets what the user has not chosen and, if that
+ * was anything, re-executes /proc/self/exe with argv (returns only when
+ * there was nothing to set or the exec failed). */
+void bench_threading_env(char **argv);
+
 /* Parses argv into *o; batches default to the n_def values of def. Prints
- * the usage line (with prog and def) and exits 2 on a bad command line. */
+ * the usage line (with prog and def) and exits 2 on a bad command line.
+ * First applies bench_threading_env(argv). `PROG -E` prints the engine's
+ * threading environment (one NAME=VALUE a line, for the PyTorch side of
+ * bench/common/lib.sh) and exits 0. */
 void bench_parse_options(int argc, char **argv, const char *prog, const int *def,
                          int n_def, bench_options *o);
 

@@ -58,7 +58,8 @@ def time_fn(fn, min_time):
     Warm-up until 0.3 s have passed (at least one call, two when a call
     takes under 0.5 s); t = the mean warm-up call after the first; then 5 reps of round(min_time/5/t) calls when a call
     takes t < min_time/5, else clamp(ceil(min_time/t), 3, 5) reps of one
-    call. Returns a dict with median/best seconds per call and the counts.
+    call. Returns a dict with median/best seconds per call, the counts, and
+    the timed wall and CPU (process, all threads) seconds.
     """
     t0 = time.perf_counter()
     warm = 0
@@ -79,7 +80,7 @@ def time_fn(fn, min_time):
         reps, iters = 5, max(1, int(min_time / 5 / last + 0.5))
     else:
         reps, iters = min(5, max(3, math.ceil(min_time / last))), 1
-    per, total = [], 0.0
+    per, total, c0 = [], 0.0, time.process_time()
     for _ in range(reps):
         a = time.perf_counter()
         for _ in range(iters):
@@ -87,10 +88,11 @@ def time_fn(fn, min_time):
         el = time.perf_counter() - a
         total += el
         per.append(el / iters)
+    cpu = time.process_time() - c0
     per.sort()
     med = per[reps // 2] if reps % 2 else 0.5 * (per[reps // 2 - 1] + per[reps // 2])
     return {"median_s": med, "best_s": per[0], "warmup": warm, "reps": reps,
-            "iters_per_rep": iters, "timed_s": total}
+            "iters_per_rep": iters, "timed_s": total, "cpu_s": cpu}
 
 
 def peak_rss_kb():

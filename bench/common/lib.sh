@@ -43,28 +43,71 @@ wait_idle() {
   [ $(($(date +%s) - t0)) -le 1 ] || echo "  (waited $(($(date +%s) - t0))s for idle CPUs)" >&2
 }
 
-# bound_spinning: libgomp threads spin ~300k iterations at every barrier by
-# default, which collapses throughput as soon as another thread wants the
-# CPU: another process (measured here: 10-100x slower at batch 1 with one
-# other busy process on 2 cores; hence aisbx runs with GOMP_SPINCOUNT=30000,
-# src/cli/aisbx.c), or, inside PyTorch, OpenBLAS's own threads (PyTorch's
-# batch-1 convolutions run 1.5-2.7x faster with a bounded spin on an idle
-# machine). Unless the caller chose a policy, both sides run with aisbx's
-# GOMP_SPINCOUNT=30000; TORCH_ENV=default runs PyTorch with the libgomp
-# defaults instead (TORCH_RUN is the prefix for its command). Prints the
-# settings for the record.
+# threading_env BIN: the OpenMP/OpenBLAS environment of both sides. Ours
+# (BIN, a bench program) applies the engine's own, the one aisbx and the
+# sandboxed runner use (include/adv/threading.h; BIN -E prints it), except
+# where the caller set a variable. PyTorch runs with the same variables
+# (TORCH_RUN, the prefix of its command) unless TORCH_ENV=default: then
+# with the libgomp/OpenBLAS defaults (libgomp spins ~300k iterations at
+# every barrier, which collapses throughput as soon as another thread wants
+# the CPU). Prints the settings for the record.
 # shellcheck disable=SC2034 # TORCH_RUN is used by the sourcing run.sh
-bound_spinning() {
-  if [ -z "${OMP_WAIT_POLICY:-}" ] && [ -z "${GOMP_SPINCOUNT:-}" ]; then
-    export GOMP_SPINCOUNT=30000
-  fi
-  TORCH_RUN=()
+threading_env() {
+  local -a ours=()
+  local e
+  while IFS= read -r e; do
+    # the caller's own setting wins, as in adv_threading_env_apply()
+    case $e in
+      OMP_WAIT_POLICY=*) [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}" ] && continue ;;
+      *) [ -n "$(printenv "${e%%=*}")" ] && continue ;;
+    esac
+    ours+=("$e")
+  done < <("$1" -E)
   if [ "${TORCH_ENV:-same}" = default ]; then
-    TORCH_RUN=(env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY)
-    echo "libgomp: OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset} (ours); PyTorch: libgomp defaults"
+    TORCH_RUN=(env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY -u OPENBLAS_NUM_THREADS)
+    echo "threading: ours ${ours[*]} ${OMP_WAIT_POLICY:+OMP_WAIT_POLICY=$OMP_WAIT_POLICY }${GOMP_SPINCOUNT:+GOMP_SPINCOUNT=$GOMP_SPINCOUNT}; PyTorch: libgomp/OpenBLAS defaults"
   else
-    echo "libgomp: OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset} (both sides)"
+    TORCH_RUN=(env "${ours[@]}")
+    echo "threading (both sides): ${ours[*]} ${OMP_WAIT_POLICY:+OMP_WAIT_POLICY=$OMP_WAIT_POLICY }${GOMP_SPINCOUNT:+GOMP_SPINCOUNT=$GOMP_SPINCOUNT}"
   fi
+}
+
+# start_burners N: N background CPU burners (busy shell loops) on this
+# machine's cores, the "loaded" mode of the benchmarks: what any shared host
+# or a worker running several jobs looks like to us. BURNER_PIN=1 pins
+# burner i to CPU i mod nproc (taskset), else the scheduler places them.
+# Their pids are in BURNER_PIDS; stop them with stop_burners (also safe to
+# call from an EXIT trap when none run). Waits 1 s for them to be running.
+BURNER_PIDS=()
+start_burners() {
+  local i ncpu
+  ncpu=$(nproc)
+  for ((i = 0; i < $1; i++)); do
+    (while :; do :; done) &
+    BURNER_PIDS+=($!)
+    if [ "${BURNER_PIN:-0}" = 1 ]; then
+      taskset -p -c $((i % ncpu)) "$!" >/dev/null
+    fi
+  done
+  [ "$1" -le 0 ] || sleep 1
+}
+
+# stop_burners: kills and reaps the burners start_burners started.
+stop_burners() {
+  local p
+  for p in "${BURNER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${BURNER_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  BURNER_PIDS=()
+}
+
+# burners_note N: how the loaded mode was run, for the printed header.
+burners_note() {
+  echo "loaded = $1 busy loop(s) ($([ "${BURNER_PIN:-0}" = 1 ] && echo pinned || echo unpinned)) on $(nproc) CPUs"
+}
+
+# tag_load MODE: prefixes every JSON line of stdin with "load": MODE.
+tag_load() {
+  sed "s/^{/{\"load\": \"$1\", /"
 }
 
 # run_engine_bench KIND DEFAULT_BATCHES [BUILD_DIR] - the body of
@@ -85,6 +128,7 @@ run_engine_bench() {
   MODELS=${MODELS:-"mnist_cnn fashion_resnet resnet18_cifar"}
   MD=${BENCH_MODELS_DIR:-$repo/build/bench_models}
   PY=${PYTHON:-/usr/bin/python3}
+  BURNERS=${BURNERS:-$(nproc)}
   OUT=${OUT:-$B/bench/$kind/results.jsonl}
 
   cmake -S . -B "$B" >/dev/null
@@ -104,29 +148,41 @@ run_engine_bench() {
   }
 
   tmp=$(mktemp -d /tmp/bench_$kind.XXXXXX)
-  trap 'rm -rf "$tmp"' EXIT
+  trap 'stop_burners; rm -rf "$tmp"' EXIT
   mkdir -p "$(dirname "$OUT")"
   : >"$OUT"
   echo "bench/$kind: threads=$T batches=$BATCHES min_time=${MIN_TIME}s rounds=$ROUNDS  $(nproc) CPUs"
-  bound_spinning
+  if [ "$BURNERS" -gt 0 ]; then
+    echo "modes: idle, then $(burners_note "$BURNERS") (per configuration)"
+  fi
+  threading_env "$BIN"
   echo "load before: $(load); busy:$(busy)"
   start=$(date +%s)
+  local modes=idle
+  [ "$BURNERS" -le 0 ] || modes="idle loaded"
   for r in $(seq "$ROUNDS"); do
     echo "round $r/$ROUNDS"
     for m in $MODELS; do
       onnx=$(onnx_of "$m")
       for b in ${BATCHES//,/ }; do
-        wait_idle "$WAIT_IDLE"
-        # PyTorch first in odd rounds (it writes the reference the C side
-        # reads; the inputs are deterministic), ours first in even ones
-        if [ $((r % 2)) -eq 0 ]; then
-          "$BIN" -n "$m" -b "$b" -t "$T" -m "$MIN_TIME" -r "$tmp/$m" "$onnx" >>"$OUT"
-        fi
-        "${TORCH_RUN[@]}" "$PY" bench/$kind/${kind}_torch.py --model "$m" --batches "$b" \
-          --threads "$T" --min-time "$MIN_TIME" --ref-out "$tmp/$m" >>"$OUT"
-        if [ $((r % 2)) -eq 1 ]; then
-          "$BIN" -n "$m" -b "$b" -t "$T" -m "$MIN_TIME" -r "$tmp/$m" "$onnx" >>"$OUT"
-        fi
+        for mode in $modes; do
+          if [ "$mode" = idle ]; then
+            wait_idle "$WAIT_IDLE"
+          else
+            start_burners "$BURNERS"
+          fi
+          # PyTorch first in odd rounds (it writes the reference the C side
+          # reads; the inputs are deterministic), ours first in even ones
+          if [ $((r % 2)) -eq 0 ]; then
+            "$BIN" -n "$m" -b "$b" -t "$T" -m "$MIN_TIME" -r "$tmp/$m" "$onnx" | tag_load "$mode" >>"$OUT"
+          fi
+          "${TORCH_RUN[@]}" "$PY" bench/$kind/${kind}_torch.py --model "$m" --batches "$b" \
+            --threads "$T" --min-time "$MIN_TIME" --ref-out "$tmp/$m" | tag_load "$mode" >>"$OUT"
+          if [ $((r % 2)) -eq 1 ]; then
+            "$BIN" -n "$m" -b "$b" -t "$T" -m "$MIN_TIME" -r "$tmp/$m" "$onnx" | tag_load "$mode" >>"$OUT"
+          fi
+          stop_burners
+        done
       done
     done
   done

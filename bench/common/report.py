@@ -14,7 +14,11 @@ and the last column is the median of that error against a float64 PyTorch
 gradient of the first 16 samples, for each side. Ratios are ours / PyTorch; targets (from the issues): forward
 >= 3x at batch 1 and >= 1x at batch 128; grad >= 1.5x on mnist_cnn and
 fashion_resnet and >= 1x on resnet18_cifar at batch 128; peak RSS <= 1x
-everywhere. Standard library only (any python3).
+everywhere. That table uses the idle records (no "load" field, or "load":
+"idle"); when the run also has "loaded" records (bench/common/lib.sh's
+BURNERS), a second table puts each side's loaded/idle slowdown side by side
+(medians of the rounds; target: ours no worse than PyTorch's), with the
+cores each side kept busy (CPU seconds / wall seconds of the timed part). Standard library only (any python3).
 """
 import json
 import sys
@@ -22,8 +26,10 @@ import sys
 MODEL_ORDER = {"mnist_cnn": 0, "fashion_resnet": 1, "resnet18_cifar": 2}
 
 
-def load(path, bench):
-    """{(model, batch): {side: [records...]}} in model order."""
+def load(path, bench, mode="idle"):
+    """{(model, batch): {side: [records...]}} in model order, of one load mode
+    ("idle", or "loaded": run with background CPU burners; records without a
+    "load" field are idle ones)."""
     recs = {}
     with open(path) as f:
         for line in f:
@@ -31,7 +37,7 @@ def load(path, bench):
             if not line.startswith("{"):
                 continue
             r = json.loads(line)
-            if r.get("bench") != bench:
+            if r.get("bench") != bench or r.get("load", "idle") != mode:
                 continue
             recs.setdefault((r["model"], r["batch"]), {}).setdefault(r["side"], []).append(r)
     return dict(sorted(recs.items(), key=lambda kv: (MODEL_ORDER.get(kv[0][0], 9), kv[0])))
@@ -46,6 +52,59 @@ def spread(rs):
         return None
     v = [r["images_per_s"] for r in rs]
     return (max(v) - min(v)) / max(v)
+
+
+def median(v):
+    v = sorted(v)
+    n = len(v)
+    return None if not n else v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def med_rate(rs):
+    """Median images/s of the rounds."""
+    return median([r["images_per_s"] for r in rs])
+
+
+def med_cores(rs):
+    """Median CPU seconds per wall second of the timed part (cores kept busy;
+    records without cpu_s give None)."""
+    return median([r["cpu_s"] / r["timed_s"] for r in rs if r.get("cpu_s") is not None
+                   and r.get("timed_s")])
+
+
+def loaded_table(idle, loaded):
+    """Loaded vs idle: per (model, batch) and side, the median images/s of
+    the rounds idle and with burners, the slowdown idle rate / loaded rate
+    (= loaded time / idle time), and the cores each side kept busy. The
+    target is ours <= PyTorch's slowdown. Returns the number of misses."""
+    head = ["model", "batch", "ours idle img/s", "ours loaded img/s", "ours loaded/idle",
+            "PyTorch idle img/s", "PyTorch loaded img/s", "PyTorch loaded/idle",
+            "target ours <= PyTorch", "", "cores busy ours idle/loaded",
+            "cores busy PyTorch idle/loaded"]
+    print(row(head))
+    print(row(["---"] * len(head)))
+    misses = 0
+    for key, lsides in loaded.items():
+        isides = idle.get(key, {})
+        cells = [key[0], str(key[1])]
+        slow = {}
+        for side in ("adv", "torch"):
+            ri, rl = med_rate(isides.get(side, [])), med_rate(lsides.get(side, []))
+            slow[side] = ri / rl if ri and rl else None
+            cells += [fmt_rate(ri), fmt_rate(rl),
+                      "-" if slow[side] is None else "%.2fx" % slow[side]]
+        ok = None
+        if slow["adv"] is not None and slow["torch"] is not None:
+            ok = slow["adv"] <= slow["torch"]
+            misses += not ok
+        cells += ["%.2f" % (slow["adv"] / slow["torch"]) if ok is not None else "-",
+                  "" if ok is None else "ok" if ok else "MISS"]
+        for side in ("adv", "torch"):
+            ci, cl = med_cores(isides.get(side, [])), med_cores(lsides.get(side, []))
+            cells.append("%s / %s" % ("-" if ci is None else "%.2f" % ci,
+                                      "-" if cl is None else "%.2f" % cl))
+        print(row(cells))
+    return misses
 
 
 def fmt_rate(v):
@@ -122,6 +181,11 @@ def main():
                       "-" if ag < 0 else "%d/%d" % (ag, batch),
                       "%s / %s" % ("-" if ea < 0 else "%.1e" % ea, "-" if et < 0 else "%.1e" % et)]
         print(row(cells))
+    loaded = load(path, bench, "loaded")
+    if loaded:
+        print("\nloaded (background CPU burners) vs idle, medians of the rounds; "
+              "loaded/idle = idle img/s / loaded img/s:\n")
+        misses += loaded_table(recs, loaded)
     print("\n%d target(s) missed" % misses)
 
 

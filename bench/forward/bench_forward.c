@@ -108,6 +108,7 @@ static int run_batch(const bench_options *o, const adv_model *m, int batch) {
   bench_json_int(&j, "reps", t.reps);
   bench_json_int(&j, "iters_per_rep", t.iters_per_rep);
   bench_json_num(&j, "timed_s", t.total_s);
+  bench_json_num(&j, "cpu_s", t.cpu_s);
   bench_json_num(&j, "init_s", init_s);
   bench_json_int(&j, "arena_bytes", (long long)adv_session_arena_bytes(s));
   bench_json_num(&j, "max_abs_logit", zmax);

@@ -47,7 +47,7 @@ def main():
                  "threads": torch.get_num_threads(), "images_per_s": ips,
                  "best_images_per_s": b / t["best_s"], "ms_per_call": t["median_s"] * 1e3,
                  "warmup": t["warmup"], "reps": t["reps"], "iters_per_rep": t["iters_per_rep"],
-                 "timed_s": t["timed_s"], "peak_rss_kb": bc.peak_rss_kb(),
+                 "timed_s": t["timed_s"], "cpu_s": t["cpu_s"], "peak_rss_kb": bc.peak_rss_kb(),
                  "torch": torch.__version__})
         print("  torch %-16s b%-4d %10.1f img/s  (%.3f ms/call, %dx%d)"
               % (a.model, b, ips, t["median_s"] * 1e3, t["reps"], t["iters_per_rep"]),

@@ -92,7 +92,7 @@ def main():
                  "threads": torch.get_num_threads(), "images_per_s": ips,
                  "best_images_per_s": b / t["best_s"], "ms_per_call": t["median_s"] * 1e3,
                  "warmup": t["warmup"], "reps": t["reps"], "iters_per_rep": t["iters_per_rep"],
-                 "timed_s": t["timed_s"], "rss_setup_kb": rss_setup, "peak_rss_kb": peak,
+                 "timed_s": t["timed_s"], "cpu_s": t["cpu_s"], "rss_setup_kb": rss_setup, "peak_rss_kb": peak,
                  "dx64_rel_median": float(np.median(err64)), "dx64_rel_max": err64[-1],
                  "n64": n64,
                  "torch": torch.__version__})

@@ -18,10 +18,16 @@
 #   PYTHON    interpreter with torch (default /usr/bin/python3)
 #   WAIT_IDLE before each configuration wait up to this many seconds for
 #             idle CPUs (shared machines; default 20, 0 = off)
-#   GOMP_SPINCOUNT / OMP_WAIT_POLICY  libgomp policy of both sides; when
-#             neither is set, GOMP_SPINCOUNT=30000 as aisbx uses
-#   TORCH_ENV default: PyTorch runs with the libgomp defaults instead (its
-#             batch-1 numbers drop 1.5-2.7x; see bench/common/lib.sh)
+#   OMP_WAIT_POLICY / GOMP_SPINCOUNT / OPENBLAS_NUM_THREADS  threading of
+#             both sides; what is not set comes from the engine's threading
+#             environment, the one aisbx uses (include/adv/threading.h)
+#   TORCH_ENV default: PyTorch runs with the libgomp/OpenBLAS defaults
+#             instead (see bench/common/lib.sh)
+#   BURNERS   loaded mode: after each configuration's idle measurement,
+#             the same again with this many background CPU burners (busy
+#             loops) on the same cores; the report adds each side's
+#             loaded/idle slowdown side by side (default nproc, 0 = idle
+#             only). BURNER_PIN=1 pins burner i to CPU i mod nproc.
 #   OUT       JSON lines file (default BUILD_DIR/bench/grad/results.jsonl)
 #
 # Every (model, batch) runs in its own process on each side, so each peak

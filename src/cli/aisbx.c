@@ -15,6 +15,7 @@
 #include "adv/adv.h"
 #include "adv/data.h"
 #include "adv/evaluate.h"
+#include "adv/threading.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -629,25 +630,22 @@ done:
 }
 
 /*
- * OpenMP threads spin ~300k iterations at every barrier by default, which
- * collapses throughput as soon as the machine is shared (measured: 2x
- * slower with a load average of 6 on 2 cores; 10000 spins halved the speed
- * on an idle machine, 30000 keeps it). libgomp reads its settings
- * before main(), so when the user has not chosen a wait policy we set a
- * bounded spin and re-execute ourselves once.
+ * The engine's threading environment (adv/threading.h: a passive OpenMP
+ * wait policy, single-threaded OpenBLAS) unless the user chose otherwise.
+ * libgomp and OpenBLAS read it when they load, before main(), so when
+ * anything had to be set we re-execute ourselves once (AISBX_NO_REEXEC
+ * marks the second run, and lets a caller skip the step).
  */
-static void bound_openmp_spinning(char **argv) {
-  if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") ||
-      getenv("AISBX_NO_REEXEC"))
+static void apply_threading_env(char **argv) {
+  if (getenv("AISBX_NO_REEXEC") || adv_threading_env_apply() <= 0)
     return;
-  setenv("GOMP_SPINCOUNT", "30000", 1);
   setenv("AISBX_NO_REEXEC", "1", 1);
   execv("/proc/self/exe", argv);
-  /* exec failed: carry on with the default policy */
+  /* exec failed: carry on with the current settings */
 }
 
 int main(int argc, char **argv) {
-  bound_openmp_spinning(argv);
+  apply_threading_env(argv);
   if (argc < 2) {
     fprintf(
         stderr,

@@ -6,6 +6,8 @@
 #define _GNU_SOURCE
 #include "sbx/runner.h"
 
+#include "adv/threading.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -368,12 +370,17 @@ static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
   char thr[32], lim[32];
   snprintf(thr, sizeof(thr), "OMP_NUM_THREADS=%d", p->threads);
   snprintf(lim, sizeof(lim), "OMP_THREAD_LIMIT=%d", p->threads);
-  char *env[] = {thr,
-                 lim,
-                 (char *)"OMP_WAIT_POLICY=passive",
-                 (char *)"OPENBLAS_NUM_THREADS=1",
-                 (char *)"PATH=/nonexistent",
-                 NULL};
+  /* the engine's threading environment (adv/threading.h, the same as
+   * aisbx's), then ours; the user's environment is not passed on */
+  const char *const *te = adv_threading_env();
+  char *env[16];
+  int ne = 0;
+  env[ne++] = thr;
+  env[ne++] = lim;
+  for (int i = 0; te[i] && ne < 14; i++)
+    env[ne++] = (char *)te[i];
+  env[ne++] = (char *)"PATH=/nonexistent";
+  env[ne] = NULL;
   pid_t pid = fork();
   int e = errno;
   if (pid == 0)

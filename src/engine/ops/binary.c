@@ -17,6 +17,11 @@ typedef struct bin_params {
   int64_t dims[ADV_MAX_DIMS];
   int64_t sa[ADV_MAX_DIMS], sb[ADV_MAX_DIMS]; /* element strides, 0 = bcast */
   adv_tensor bview; /* b's shape as broadcast (PRelu per-channel slopes) */
+  /* the forward's index space: dims/sa/sb with size-1 dims dropped and
+   * neighbours merged where both operands run on contiguously (or both
+   * stay broadcast), so the inner loop is as long as possible */
+  int fnd;
+  int64_t fdims[ADV_MAX_DIMS], fsa[ADV_MAX_DIMS], fsb[ADV_MAX_DIMS];
 } bin_params;
 
 static int kind_of(const char *name) {
@@ -26,6 +31,39 @@ static int kind_of(const char *name) {
   if (!strcmp(name, "Div")) return B_DIV;
   if (!strcmp(name, "PRelu")) return B_PRELU;
   return B_POW;
+}
+
+/* Fills bp->fnd/fdims/fsa/fsb from ndim/dims/sa/sb: dims of size 1 go
+ * away, and dim d merges into the (merged) dim after it when, for both
+ * operands, stepping d once equals stepping the whole inner dim
+ * (stride[d] == stride[d+1] * dims[d+1]; 0 == 0 for a broadcast one). */
+static void coalesce(bin_params *bp) {
+  int m = 0; /* merged dims, innermost first */
+  int64_t d[ADV_MAX_DIMS], a[ADV_MAX_DIMS], b[ADV_MAX_DIMS];
+  for (int i = bp->ndim - 1; i >= 0; i--) {
+    if (bp->dims[i] == 1)
+      continue;
+    if (m > 0 && bp->sa[i] == a[m - 1] * d[m - 1] &&
+        bp->sb[i] == b[m - 1] * d[m - 1]) {
+      d[m - 1] *= bp->dims[i];
+      continue;
+    }
+    d[m] = bp->dims[i];
+    a[m] = bp->sa[i];
+    b[m] = bp->sb[i];
+    m++;
+  }
+  if (m == 0) { /* all dims 1 (or rank 0 with one element): one element */
+    d[0] = 1;
+    a[0] = b[0] = 0;
+    m = bp->ndim > 0 ? 1 : 0;
+  }
+  bp->fnd = m;
+  for (int i = 0; i < m; i++) {
+    bp->fdims[i] = d[m - 1 - i];
+    bp->fsa[i] = a[m - 1 - i];
+    bp->fsb[i] = b[m - 1 - i];
+  }
 }
 
 static int bin_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
@@ -54,12 +92,16 @@ static int bin_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
     return adv__error(err, rc, "shapes do not broadcast");
   adv__bcast_strides(a, bp->ndim, bp->dims, bp->sa);
   adv__bcast_strides(&bp->bview, bp->ndim, bp->dims, bp->sb);
+  coalesce(bp);
   n->params = bp;
   rc = adv__tensor_set_shape(n->out[0], a->dtype, bp->ndim, bp->dims);
   /* backward: per-element partials for each operand before reduction */
   n->bw_scratch = (size_t)n->out[0]->numel * 2 * sizeof(float);
   return rc;
 }
+
+/* the inner loops of run_f32: vectorized whatever the optimisation level */
+#define BIN_SIMD _Pragma("omp simd")
 
 static inline float fop(int k, float x, float y) {
   switch (k) {
@@ -72,27 +114,28 @@ static inline float fop(int k, float x, float y) {
   }
 }
 
-/* Float kernel over the broadcast index space; the innermost dim is the
- * vectorizable loop. Parallel over outer rows. */
+/* Float kernel over the (coalesced) broadcast index space; the innermost
+ * dim is the vectorized loop (omp simd: the output may be one of the
+ * inputs, element for element, never shifted). Parallel over outer rows. */
 static void run_f32(const bin_params *bp, const float *a, const float *b,
                     float *y, int64_t total, int threads) {
-  int nd = bp->ndim;
+  int nd = bp->fnd;
   int k = bp->kind;
   if (nd == 0) {
     y[0] = fop(k, a[0], b[0]);
     return;
   }
-  int64_t inner = bp->dims[nd - 1];
-  int64_t sa = bp->sa[nd - 1], sb = bp->sb[nd - 1];
+  int64_t inner = bp->fdims[nd - 1];
+  int64_t sa = bp->fsa[nd - 1], sb = bp->fsb[nd - 1];
   int64_t rows = inner ? total / inner : 0;
 #pragma omp parallel for num_threads(threads) if (total > 65536) schedule(static)
   for (int64_t r = 0; r < rows; r++) {
     int64_t rem = r, oa = 0, ob = 0;
     for (int d = nd - 2; d >= 0; d--) {
-      int64_t i = rem % bp->dims[d];
-      rem /= bp->dims[d];
-      oa += i * bp->sa[d];
-      ob += i * bp->sb[d];
+      int64_t i = rem % bp->fdims[d];
+      rem /= bp->fdims[d];
+      oa += i * bp->fsa[d];
+      ob += i * bp->fsb[d];
     }
     const float *pa = a + oa, *pb = b + ob;
     float *py = y + r * inner;
@@ -101,20 +144,55 @@ static void run_f32(const bin_params *bp, const float *a, const float *b,
         py[j] = fop(k, pa[j * sa], pb[j * sb]);
     } else if (sa == 1 && sb == 1) {
       switch (k) {
-      case B_ADD: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + pb[j]; break;
-      case B_SUB: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - pb[j]; break;
-      case B_MUL: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] * pb[j]; break;
-      case B_DIV: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] / pb[j]; break;
+      case B_ADD:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + pb[j];
+        break;
+      case B_SUB:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - pb[j];
+        break;
+      case B_MUL:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] * pb[j];
+        break;
+      case B_DIV:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] / pb[j];
+        break;
       default: for (int64_t j = 0; j < inner; j++) py[j] = powf(pa[j], pb[j]);
       }
     } else if (sa == 1 && sb == 0) {
       float v = pb[0];
       switch (k) {
-      case B_ADD: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + v; break;
-      case B_SUB: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - v; break;
-      case B_MUL: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] * v; break;
-      case B_DIV: for (int64_t j = 0; j < inner; j++) py[j] = pa[j] / v; break;
+      case B_ADD:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] + v;
+        break;
+      case B_SUB:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] - v;
+        break;
+      case B_MUL:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] * v;
+        break;
+      case B_DIV:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = pa[j] / v;
+        break;
       default: for (int64_t j = 0; j < inner; j++) py[j] = powf(pa[j], v);
+      }
+    } else if (sa == 0 && sb == 1) {
+      float v = pa[0];
+      switch (k) {
+      case B_ADD:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v + pb[j];
+        break;
+      case B_SUB:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v - pb[j];
+        break;
+      case B_MUL:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v * pb[j];
+        break;
+      case B_DIV:
+        BIN_SIMD for (int64_t j = 0; j < inner; j++) py[j] = v / pb[j];
+        break;
+      default:
+        for (int64_t j = 0; j < inner; j++)
+          py[j] = powf(v, pb[j]);
       }
     } else {
       for (int64_t j = 0; j < inner; j++)

@@ -177,24 +177,39 @@ static void im2col(const conv_params *cp, const float *x, float *col, int64_t ld
       }
 }
 
-/* Direct depthwise conv for one channel of one sample. */
+/*
+ * Direct depthwise conv for one channel of one sample. Per output row: the
+ * bias, then one multiply-add sweep per kernel tap (kh, kw) over the
+ * output columns whose input column lies inside the image (valid_cols), so
+ * the inner loop is contiguous (stride 1) and vectorizes. Each output still
+ * adds its taps in kh-major, kw-minor order, as a per-output loop would.
+ */
 static void depthwise(const conv_params *cp, const float *x, const float *w,
                       float bias, float *y) {
-  for (int64_t oh = 0; oh < cp->OH; oh++)
-    for (int64_t ow = 0; ow < cp->OW; ow++) {
-      float acc = bias;
-      for (int64_t kh = 0; kh < cp->KH; kh++) {
-        int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
-        if (ih < 0 || ih >= cp->H)
-          continue;
-        for (int64_t kw = 0; kw < cp->KW; kw++) {
-          int64_t iw = ow * cp->SW - cp->PL + kw * cp->DW;
-          if (iw >= 0 && iw < cp->W)
-            acc += x[ih * cp->W + iw] * w[kh * cp->KW + kw];
+  for (int64_t oh = 0; oh < cp->OH; oh++) {
+    float *restrict yr = y + oh * cp->OW;
+    for (int64_t ow = 0; ow < cp->OW; ow++)
+      yr[ow] = bias;
+    for (int64_t kh = 0; kh < cp->KH; kh++) {
+      int64_t ih = oh * cp->SH - cp->PT + kh * cp->DH;
+      if (ih < 0 || ih >= cp->H)
+        continue;
+      const float *restrict xr = x + ih * cp->W;
+      for (int64_t kw = 0; kw < cp->KW; kw++) {
+        int64_t iw0 = -cp->PL + kw * cp->DW, lo, hi;
+        valid_cols(cp, iw0, &lo, &hi);
+        float wv = w[kh * cp->KW + kw];
+        if (cp->SW == 1) {
+#pragma omp simd
+          for (int64_t ow = lo; ow < hi; ow++)
+            yr[ow] += xr[ow + iw0] * wv;
+        } else {
+          for (int64_t ow = lo; ow < hi; ow++)
+            yr[ow] += xr[ow * cp->SW + iw0] * wv;
         }
       }
-      y[oh * cp->OW + ow] = acc;
     }
+  }
 }
 
 /*
@@ -212,6 +227,11 @@ static void conv_chunk_raw(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int
   float *y = n->out[0]->data;
   int64_t CHW = cp->C * cp->H * cp->W, MP = cp->M * cp->P;
   if (cp->depthwise) {
+    /* channels in parallel when the chunk has T threads (small batches) and
+     * enough work to pay for waking them */
+    int64_t work = S * cp->C * cp->P * cp->KH * cp->KW;
+#pragma omp parallel for num_threads(T) if (T > 1 && work > 262144)            \
+    collapse(2) schedule(static)
     for (int64_t s = s0; s < s0 + S; s++)
       for (int64_t c = 0; c < cp->C; c++)
         depthwise(cp, x + s * CHW + c * cp->H * cp->W, w + c * cp->KH * cp->KW,
