@@ -37,6 +37,30 @@ MODEL = os.path.join(FIX, "mnist_cnn.onnx")
 DATA = os.path.join(FIX, "demo_mnist.npz")
 
 
+def first_diff(a, b, path=""):
+    """Where two JSON documents first differ, and the two values there."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k, "<absent>") != b.get(k, "<absent>"):
+                return first_diff(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{path}.{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return first_diff(x, y, f"{path}[{i}]")
+    return f"{path}: service {str(a)[:120]} / cli {str(b)[:120]}"
+
+
+def close(a, b, rel):
+    """a == b, floats within rel (relative) of each other."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y, rel) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= rel * max(abs(a), abs(b))
+    return a == b
+
+
 def cli(argv, out, adv, data=DATA):
     subprocess.run([AISBX] + argv[:1] + ["--model", MODEL, "--data", data, "--out", out,
                     "--adv", adv] + argv[1:], check=True, stdout=subprocess.DEVNULL)
@@ -115,8 +139,14 @@ def main():
         ref, _ = cli(["attack", "--attack", "pgd", "--objective", "output-distance", "--eps", "0.1",
                       "--steps", "3", "--n", "8", "--seed", "5"], os.path.join(d, "o.json"),
                      os.path.join(d, "o.npy"), data=xonly)
-        check(st == 200 and strip(res) == strip(ref),
-              "output-distance results equal aisbx attack in every number")
+        # the distances are computed from the model's raw outputs, and those
+        # differ between the runner and the CLI in the last bit (1 float ULP,
+        # seen on mnist_cnn): equal within 1e-6 relative, everything else
+        # (the adversarial points' norms, success, params) equal exactly
+        check(st == 200 and close(strip(res), strip(ref), 1e-6),
+              "output-distance results equal aisbx attack (distances within 1e-6 relative)"
+              + ("" if st != 200 or close(strip(res), strip(ref), 1e-6)
+                 else f": first difference {first_diff(strip(res), strip(ref))}"))
 
         if not SANITIZED:  # slow under the sanitizers; the release run covers it
             # 2. evaluation job == aisbx evaluate
@@ -185,7 +215,7 @@ def main():
             o = a1.wait("p", j, 30)
             dt = time.time() - t0
             check(st == 200 and o["state"] == "cancelled" and dt < 2.0,
-                  f"running job cancelled in {dt:.2f} s, ({o['state']})")
+                  f"running job cancelled in {dt:.2f} s ({o['state']})")
 
             # 5. limits through the API: an endless job stops at its wall-time
             # limit (timed_out), a job over its memory limit fails naming it,
