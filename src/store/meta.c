@@ -15,6 +15,8 @@
 
 struct sbx_meta {
   sbx__db *db;
+  sbx_meta_cipher cipher;
+  int has_cipher;
 };
 
 /* ---- migrations: append only, never edit an applied one ---- */
@@ -172,7 +174,17 @@ static const migration MIGRATIONS[] = {
      "CREATE TABLE audit_purges ("
      " tenant_id TEXT PRIMARY KEY,"
      " through_seq BIGINT NOT NULL,"
-     " through_hash BLOB NOT NULL);"}};
+     " through_hash BLOB NOT NULL);"},
+    /* sealed metadata (issue 12 item 5): the sealed twin of each clear
+     * column; NULL while the row is still plaintext (sbx_meta_seal_legacy
+     * seals it at the next store open) */
+    {49, "sealed metadata columns",
+     "ALTER TABLE objects ADD COLUMN name_sealed BLOB;"
+     "ALTER TABLE projects ADD COLUMN name_sealed BLOB;"
+     "ALTER TABLE jobs ADD COLUMN spec_sealed BLOB;"
+     "ALTER TABLE jobs ADD COLUMN message_sealed BLOB;"
+     "ALTER TABLE audit_events ADD COLUMN actor_sealed BLOB;"
+     "ALTER TABLE audit_events ADD COLUMN target_sealed BLOB;"}};
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 static int64_t migration_checksum(const migration *mg) {
@@ -317,6 +329,266 @@ void sbx_meta_close(sbx_meta *m) {
 }
 
 sbx__db *sbx__meta_db(sbx_meta *m) { return m ? m->db : NULL; }
+
+/* ---- sealed columns ---- */
+
+void sbx_meta_set_cipher(sbx_meta *m, const sbx_meta_cipher *c) {
+  if (!m)
+    return;
+  memset(&m->cipher, 0, sizeof m->cipher);
+  m->has_cipher = c && c->seal && c->open && c->index;
+  if (m->has_cipher)
+    m->cipher = *c;
+}
+
+int sbx__meta_sealing(sbx_meta *m) {
+  return m && m->has_cipher;
+}
+
+/* The associated data of a sealed value: "<column>|<tenant>|<row id>". */
+static int aad_of(char *b, size_t cap, const char *column, const char *t,
+                  const char *row) {
+  int n = snprintf(b, cap, "%s|%s|%s", column, t, row);
+  return n < 0 || (size_t)n >= cap ? SBX_ELIMIT : SBX_OK;
+}
+
+int sbx__meta_seal(sbx_meta *m, const char *tenant_id, const char *column,
+                   const char *row_id, const void *pt, size_t n, uint8_t **out,
+                   size_t *outn) {
+  *out = NULL;
+  *outn = 0;
+  if (!m->has_cipher)
+    return SBX_EINVAL;
+  char aad[256];
+  int rc = aad_of(aad, sizeof aad, column, tenant_id, row_id);
+  if (rc)
+    return rc;
+  uint8_t *b = malloc(n + SBX_SEAL_OVERHEAD);
+  if (!b)
+    return SBX_ENOMEM;
+  rc = m->cipher.seal(m->cipher.ctx, tenant_id, aad, pt, n, b);
+  if (rc) {
+    free(b);
+    return rc;
+  }
+  *out = b;
+  *outn = n + SBX_SEAL_OVERHEAD;
+  return SBX_OK;
+}
+
+int sbx__meta_index(sbx_meta *m, const char *tenant_id, const char *purpose,
+                    const char *s, char out[SBX__INDEX_TEXT]) {
+  uint8_t h[SBX_SHA256_LEN];
+  out[0] = 0;
+  if (!m->has_cipher)
+    return SBX_EINVAL;
+  int rc = m->cipher.index(m->cipher.ctx, tenant_id, purpose, s, strlen(s), h);
+  if (rc)
+    return rc;
+  out[0] = '~';
+  sbx_hex(h, sizeof h, out + 1);
+  return SBX_OK;
+}
+
+int sbx_meta_field_text(sbx_meta *m, const char *tenant_id, const char *column,
+                        const char *row_id, const void *sealed, size_t n,
+                        const void *plain, size_t plain_n, char *out,
+                        size_t cap) {
+  if (!m || !out || !cap)
+    return SBX_EINVAL;
+  out[0] = 0;
+  if (!sealed || !n) { /* still plaintext */
+    if (plain_n >= cap)
+      return SBX_ELIMIT;
+    if (plain_n)
+      memcpy(out, plain, plain_n);
+    out[plain_n] = 0;
+    return SBX_OK;
+  }
+  if (!m->has_cipher || n < SBX_SEAL_OVERHEAD) /* < : shredded marker */
+    return SBX_EKEY;
+  if (n - SBX_SEAL_OVERHEAD >= cap)
+    return SBX_ELIMIT;
+  char aad[256];
+  int rc = aad_of(aad, sizeof aad, column, tenant_id, row_id);
+  size_t len = 0;
+  if (!rc)
+    rc = m->cipher.open(m->cipher.ctx, tenant_id, aad, sealed, n,
+                        (uint8_t *)out, &len);
+  if (!rc && memchr(out, 0, len))
+    rc = SBX_EFORMAT;
+  out[rc ? 0 : len] = 0;
+  return rc;
+}
+
+int sbx__meta_col_text(sbx_meta *m, const sbx__row *r, int col_sealed,
+                       int col_plain, const char *tenant_id, const char *column,
+                       const char *row_id, char *out, size_t cap) {
+  size_t n = 0, pn = 0;
+  const void *s =
+      sbx__col_null(r, col_sealed) ? NULL : sbx__col_bytes(r, col_sealed, &n);
+  const void *p = sbx__col_bytes(r, col_plain, &pn);
+  return sbx_meta_field_text(m, tenant_id, column, row_id, s, n, p, pn, out,
+                             cap);
+}
+
+/* A clear column value for a write: the blind index of s (index 1) or ""
+ * (index 0) plus s sealed (*sealed malloc'd, caller frees) when m seals;
+ * s itself and no sealed value otherwise. */
+static int seal_for_write(sbx_meta *m, const char *t, const char *column,
+                          const char *row, const char *s, int index,
+                          char clear[SBX__INDEX_TEXT], const char **clear_out,
+                          uint8_t **sealed, size_t *sealed_n) {
+  *sealed = NULL;
+  *sealed_n = 0;
+  *clear_out = s;
+  if (!m->has_cipher)
+    return SBX_OK;
+  int rc = sbx__meta_seal(m, t, column, row, s, strlen(s), sealed, sealed_n);
+  clear[0] = 0;
+  if (!rc && index)
+    rc = sbx__meta_index(m, t, column, s, clear);
+  if (rc) {
+    free(*sealed);
+    *sealed = NULL;
+    return rc;
+  }
+  *clear_out = clear;
+  return SBX_OK;
+}
+
+/* ---- sealing plaintext rows in place (sbx_meta_seal_legacy) ---- */
+
+/* One sealable column: select lists (tenant_id, row id, clear value) of
+ * the rows still in plaintext; update sets $4 clear, $5 sealed where $1
+ * tenant, $2 row id and still $3 the plaintext (idempotent, race-free). */
+typedef struct sealable {
+  const char *column; /* associated data label, e.g. "objects.name" */
+  int index;          /* 1: the clear column keeps the blind index */
+  const char *select_sql;
+  const char *update_sql;
+} sealable;
+
+static const sealable SEALABLE[] = {
+    {"objects.name", 1,
+     "SELECT tenant_id, id, name FROM objects WHERE name_sealed IS NULL",
+     "UPDATE objects SET name = $4, name_sealed = $5 WHERE tenant_id = $1 "
+     "AND id = $2 AND name = $3 AND name_sealed IS NULL"},
+    {"projects.name", 0,
+     "SELECT tenant_id, id, name FROM projects WHERE name_sealed IS NULL",
+     "UPDATE projects SET name = $4, name_sealed = $5 WHERE tenant_id = $1 "
+     "AND id = $2 AND name = $3 AND name_sealed IS NULL"},
+};
+
+typedef struct plain_row {
+  char tenant[SBX_ID_MAX];
+  char id[SBX_ID_MAX];
+  char *text;
+} plain_row;
+
+typedef struct plain_rows {
+  plain_row *v;
+  size_t n, cap;
+} plain_rows;
+
+static int row_plain(void *ctx, const sbx__row *r) {
+  plain_rows *p = ctx;
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? 2 * p->cap : 16;
+    plain_row *q = realloc(p->v, cap * sizeof *q);
+    if (!q)
+      return SBX_ENOMEM;
+    p->v = q;
+    p->cap = cap;
+  }
+  plain_row *w = &p->v[p->n];
+  memset(w, 0, sizeof *w);
+  if (sbx__col_text(r, 0, w->tenant, sizeof w->tenant))
+    return SBX_EFORMAT;
+  if (sbx__col_text(r, 1, w->id, sizeof w->id))
+    return SBX_EFORMAT;
+  size_t n = 0;
+  const void *b = sbx__col_bytes(r, 2, &n);
+  if (!(w->text = malloc(n + 1)))
+    return SBX_ENOMEM;
+  if (n)
+    memcpy(w->text, b, n);
+  w->text[n] = 0;
+  p->n++;
+  return 0;
+}
+
+static void plain_rows_free(plain_rows *p) {
+  for (size_t i = 0; i < p->n; i++) {
+    sbx_memwipe(p->v[i].text, strlen(p->v[i].text));
+    free(p->v[i].text);
+  }
+  free(p->v);
+  memset(p, 0, sizeof *p);
+}
+
+/* Seals (or, for a shredded tenant, removes) one plaintext row of sc. */
+static int seal_one(sbx_meta *m, const sealable *sc, const plain_row *w,
+                    int64_t *changed) {
+  char ix[SBX__INDEX_TEXT];
+  const char *clear;
+  uint8_t *sealed = NULL;
+  size_t sn = 0;
+  uint8_t dead[1] = {0};
+  char gone[SBX_ID_MAX + 2];
+  int rc = seal_for_write(m, w->tenant, sc->column, w->id, w->text, sc->index,
+                          ix, &clear, &sealed, &sn);
+  if (rc == SBX_EKEY || rc == SBX_ECRYPTO) {
+    sbx_tenant t;
+    if (sbx_meta_tenant_get(m, w->tenant, &t) || t.state != SBX_TENANT_SHREDDED)
+      return SBX_OK; /* no key yet: left for a later pass */
+    /* shredded: nothing can seal it any more, so the text goes; the
+     * 1-byte sealed value reads as unreadable (SBX_ECRYPTO) */
+    snprintf(gone, sizeof gone, "~%s", w->id);
+    clear = sc->index ? gone : "";
+    rc = SBX_OK;
+  }
+  if (rc)
+    return rc;
+  sbx__val v[] = {SBX_VT(w->tenant), SBX_VT(w->id), SBX_VT(w->text),
+                  SBX_VT(clear),
+                  sealed ? SBX_VB(sealed, sn) : SBX_VB(dead, sizeof dead)};
+  int64_t ch = 0;
+  rc = sbx__db_exec(m->db, sc->update_sql, v, 5, NULL, NULL, &ch);
+  free(sealed);
+  if (!rc)
+    *changed += ch;
+  return rc;
+}
+
+int sbx_meta_seal_legacy(sbx_meta *m, int64_t *sealed) {
+  if (sealed)
+    *sealed = 0;
+  if (!m)
+    return SBX_EINVAL;
+  if (!m->has_cipher)
+    return SBX_OK;
+  int64_t changed = 0;
+  int rc = sbx__db_begin(m->db);
+  if (rc)
+    return rc;
+  for (size_t i = 0; !rc && i < sizeof SEALABLE / sizeof SEALABLE[0]; i++) {
+    plain_rows p = {NULL, 0, 0};
+    rc = sbx__db_exec(m->db, SEALABLE[i].select_sql, NULL, 0, row_plain, &p,
+                      NULL);
+    for (size_t j = 0; !rc && j < p.n; j++)
+      rc = seal_one(m, &SEALABLE[i], &p.v[j], &changed);
+    plain_rows_free(&p);
+  }
+  if (rc) {
+    sbx__db_rollback(m->db);
+    return rc;
+  }
+  rc = sbx__db_commit(m->db);
+  if (!rc && sealed)
+    *sealed = changed;
+  return rc;
+}
 
 int sbx_meta_schema_version(sbx_meta *m, int64_t *version) {
   *version = 0;
@@ -590,6 +862,8 @@ int sbx_meta_tenant_key_delete(sbx_meta *m, const char *tenant_id,
 #define OBJ_COLS                                                               \
   "id, project_id, kind, name, size, sha256, key_version, wrapped_dek, "       \
   "created_at"
+#define OBJ_READ_COLS OBJ_COLS ", name_sealed"
+#define SEALED_VAL(p, n) ((p) ? SBX_VB((p), (n)) : SBX_VNULL)
 
 static int fill_object(void *out, const sbx__row *r) {
   sbx_object *o = out;
@@ -598,8 +872,6 @@ static int fill_object(void *out, const sbx__row *r) {
     rc = sbx__col_text(r, 1, o->project_id, sizeof o->project_id);
   if (!rc)
     rc = sbx__col_text(r, 2, o->kind, sizeof o->kind);
-  if (!rc)
-    rc = sbx__col_text(r, 3, o->name, sizeof o->name);
   o->size = sbx__col_int(r, 4);
   if (!rc)
     rc = sbx__col_fixed(r, 5, o->sha256, SBX_SHA256_LEN);
@@ -615,22 +887,80 @@ int sbx_meta_object_insert(sbx_meta *m, const char *tenant_id,
   REQUIRE_ID(tenant_id);
   REQUIRE_ID(o->id);
   if ((o->project_id[0] && !sbx_id_valid(o->project_id)) ||
-      !sbx_id_valid(o->kind) || !o->name[0] || o->size < 0)
+      !sbx_id_valid(o->kind) || !o->name[0] || o->size < 0 ||
+      !memchr(o->name, 0, sizeof o->name))
     return SBX_EINVAL;
+  char ix[SBX__INDEX_TEXT];
+  const char *name;
+  uint8_t *sealed;
+  size_t sn;
+  int rc = seal_for_write(m, tenant_id, "objects.name", o->id, o->name, 1, ix,
+                          &name, &sealed, &sn);
+  if (rc)
+    return rc;
   sbx__val v[] = {SBX_VT(tenant_id),
                   SBX_VT(o->id),
                   SBX_VT(o->project_id),
                   SBX_VT(o->kind),
-                  SBX_VT(o->name),
+                  SBX_VT(name),
                   SBX_VI(o->size),
                   SBX_VB(o->sha256, SBX_SHA256_LEN),
                   SBX_VI(o->key_version),
                   SBX_VB(o->wrapped_dek, SBX_WRAPPED_KEY_LEN),
-                  SBX_VI(o->created_at)};
-  return sbx__db_exec(m->db,
-                      "INSERT INTO objects (tenant_id, " OBJ_COLS
-                      ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                      v, 10, NULL, NULL, NULL);
+                  SBX_VI(o->created_at),
+                  SEALED_VAL(sealed, sn)};
+  rc = sbx__db_exec(m->db,
+                    "INSERT INTO objects (tenant_id, " OBJ_COLS
+                    ", name_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+                    "$9, $10, $11)",
+                    v, 11, NULL, NULL, NULL);
+  free(sealed);
+  return rc;
+}
+
+/* Reads object rows (OBJ_READ_COLS), opening the sealed name: into one
+ * (one-row lookups) or for each row to fn (lists). */
+typedef struct obj_read {
+  sbx_meta *m;
+  const char *tenant;
+  sbx_object *one;
+  int (*fn)(void *ctx, const sbx_object *o);
+  void *ctx;
+  int found;
+} obj_read;
+
+static int row_object(void *ctx, const sbx__row *r) {
+  obj_read *c = ctx;
+  sbx_object tmp;
+  sbx_object *o = c->one ? c->one : &tmp;
+  memset(o, 0, sizeof *o);
+  int rc = fill_object(o, r);
+  if (!rc)
+    rc = sbx__meta_col_text(c->m, r, 9, 3, c->tenant, "objects.name", o->id,
+                            o->name, sizeof o->name);
+  if (rc == SBX_EKEY) /* shredded: the row stays usable, its name is gone */
+    rc = SBX_OK;
+  if (rc) {
+    memset(o, 0, sizeof *o);
+    return rc;
+  }
+  c->found = 1;
+  if (c->one)
+    return 1;
+  rc = c->fn(c->ctx, o);
+  return rc < 0 ? rc : rc ? 1 : 0;
+}
+
+static int object_one(sbx_meta *m, const char *tenant_id, const char *sql,
+                      const sbx__val *v, int nv, sbx_object *out) {
+  obj_read c = {m, tenant_id, out, NULL, NULL, 0};
+  memset(out, 0, sizeof *out);
+  int rc = sbx__db_exec(m->db, sql, v, nv, row_object, &c, NULL);
+  if (!rc && !c.found)
+    rc = SBX_ENOTFOUND;
+  if (rc)
+    memset(out, 0, sizeof *out);
+  return rc;
 }
 
 int sbx_meta_object_get(sbx_meta *m, const char *tenant_id, const char *id,
@@ -638,10 +968,10 @@ int sbx_meta_object_get(sbx_meta *m, const char *tenant_id, const char *id,
   REQUIRE_ID(tenant_id);
   REQUIRE_ID(id);
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id)};
-  return exec_one(m,
-                  "SELECT " OBJ_COLS
-                  " FROM objects WHERE tenant_id = $1 AND id = $2",
-                  v, 2, fill_object, out, sizeof *out);
+  return object_one(m, tenant_id,
+                    "SELECT " OBJ_READ_COLS
+                    " FROM objects WHERE tenant_id = $1 AND id = $2",
+                    v, 2, out);
 }
 
 int sbx_meta_object_find(sbx_meta *m, const char *tenant_id,
@@ -650,13 +980,20 @@ int sbx_meta_object_find(sbx_meta *m, const char *tenant_id,
   REQUIRE_ID(tenant_id);
   if (!project_id || !kind || !name)
     return SBX_EINVAL;
+  char ix[SBX__INDEX_TEXT];
+  if (m->has_cipher) { /* equality on the blind index */
+    int rc = sbx__meta_index(m, tenant_id, "objects.name", name, ix);
+    if (rc)
+      return rc;
+    name = ix;
+  }
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(kind),
                   SBX_VT(name)};
-  return exec_one(m,
-                  "SELECT " OBJ_COLS
-                  " FROM objects WHERE tenant_id = $1 AND project_id = $2 "
-                  "AND kind = $3 AND name = $4",
-                  v, 4, fill_object, out, sizeof *out);
+  return object_one(m, tenant_id,
+                    "SELECT " OBJ_READ_COLS
+                    " FROM objects WHERE tenant_id = $1 AND project_id = $2 "
+                    "AND kind = $3 AND name = $4",
+                    v, 4, out);
 }
 
 int sbx_meta_object_delete(sbx_meta *m, const char *tenant_id,
@@ -668,31 +1005,21 @@ int sbx_meta_object_delete(sbx_meta *m, const char *tenant_id,
                      v, 2);
 }
 
-static int row_object(void *ctx, const sbx__row *r) {
-  list_ctx *l = ctx;
-  sbx_object o;
-  memset(&o, 0, sizeof o);
-  int rc = fill_object(&o, r);
-  if (!rc)
-    rc = ((int (*)(void *, const sbx_object *))l->fn)(l->ctx, &o);
-  return rc < 0 ? rc : rc ? 1 : 0;
-}
-
 int sbx_meta_object_list(sbx_meta *m, const char *tenant_id, const char *kind,
                          int (*fn)(void *ctx, const sbx_object *o),
                          void *ctx) {
   REQUIRE_ID(tenant_id);
-  list_ctx l = {(void *)fn, ctx, 0};
+  obj_read c = {m, tenant_id, NULL, fn, ctx, 0};
   sbx__val v[] = {SBX_VT(tenant_id), kind ? SBX_VT(kind) : SBX_VNULL};
   if (!kind)
     return sbx__db_exec(m->db,
-                        "SELECT " OBJ_COLS " FROM objects WHERE tenant_id = "
-                        "$1 ORDER BY created_at, id",
-                        v, 1, row_object, &l, NULL);
+                        "SELECT " OBJ_READ_COLS " FROM objects WHERE "
+                        "tenant_id = $1 ORDER BY created_at, id",
+                        v, 1, row_object, &c, NULL);
   return sbx__db_exec(m->db,
-                      "SELECT " OBJ_COLS " FROM objects WHERE tenant_id = $1 "
-                      "AND kind = $2 ORDER BY created_at, id",
-                      v, 2, row_object, &l, NULL);
+                      "SELECT " OBJ_READ_COLS " FROM objects WHERE tenant_id "
+                      "= $1 AND kind = $2 ORDER BY created_at, id",
+                      v, 2, row_object, &c, NULL);
 }
 
 int sbx_meta_object_rewrap(sbx_meta *m, const char *tenant_id, const char *id,
@@ -841,12 +1168,22 @@ int sbx_meta_project_create(sbx_meta *m, const char *tenant_id,
   REQUIRE_ID(project_id);
   if (!text_ok(name, SBX_NAME_MAX))
     return SBX_EINVAL;
-  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(name),
-                  SBX_VI(now)};
-  return sbx__db_exec(m->db,
-                      "INSERT INTO projects (tenant_id, id, name, "
-                      "created_at) VALUES ($1, $2, $3, $4)",
-                      v, 4, NULL, NULL, NULL);
+  char ix[SBX__INDEX_TEXT];
+  const char *clear;
+  uint8_t *sealed;
+  size_t sn;
+  int rc = seal_for_write(m, tenant_id, "projects.name", project_id, name, 0,
+                          ix, &clear, &sealed, &sn);
+  if (rc)
+    return rc;
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(clear),
+                  SBX_VI(now), SEALED_VAL(sealed, sn)};
+  rc = sbx__db_exec(m->db,
+                    "INSERT INTO projects (tenant_id, id, name, "
+                    "created_at, name_sealed) VALUES ($1, $2, $3, $4, $5)",
+                    v, 5, NULL, NULL, NULL);
+  free(sealed);
+  return rc;
 }
 
 int sbx_meta_membership_set(sbx_meta *m, const char *tenant_id,

