@@ -218,7 +218,8 @@ int sbx_meta_secret_get(sbx_meta *m, const char *tenant_id, const char *name,
 /* ---- users, projects, memberships ---- */
 typedef struct sbx_user {
   char id[SBX_ID_MAX];
-  uint8_t email_index[SBX_SHA256_LEN]; /* (hash) HMAC(pepper, lower(email)) */
+  uint8_t email_index[SBX_SHA256_LEN]; /* (hash) sbx_store_blind_index(
+                                          tenant, "email", lower(email)) */
   uint8_t email_sealed[SBX_NAME_MAX + SBX_SEAL_OVERHEAD]; /* (sealed) */
   size_t email_sealed_len;
   char password_hash[160]; /* argon2id encoded string, "" for OIDC users */

@@ -528,8 +528,8 @@ int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
   sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(user), SBX_SQL_B(index, 32),
                      SBX_SQL_B(sealed, sealed_len)};
   int rc = sbx_sql_exec(m,
-                        "UPDATE users SET email_index = $3, email_sealed = $4 "
-                        "WHERE tenant_id = $1 AND id = $2",
+                        "UPDATE users SET email_index = $3, email_sealed = $4, "
+                        "email_index_v = 1 WHERE tenant_id = $1 AND id = $2",
                         v, 4, NULL, NULL, &ch);
   return rc ? rc : (ch ? SBX_OK : SBX_ENOTFOUND);
 }

@@ -184,7 +184,12 @@ static const migration MIGRATIONS[] = {
      "ALTER TABLE jobs ADD COLUMN spec_sealed BLOB;"
      "ALTER TABLE jobs ADD COLUMN message_sealed BLOB;"
      "ALTER TABLE audit_events ADD COLUMN actor_sealed BLOB;"
-     "ALTER TABLE audit_events ADD COLUMN target_sealed BLOB;"}};
+     "ALTER TABLE audit_events ADD COLUMN target_sealed BLOB;"},
+    /* e-mail lookup index: 0 = HMAC under the deployment pepper (the same
+     * person linkable across tenants), 1 = the tenant's blind-index key;
+     * sbx_store_open re-indexes version 0 rows */
+    {50, "per-tenant e-mail index",
+     "ALTER TABLE users ADD COLUMN email_index_v BIGINT NOT NULL DEFAULT 0;"}};
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 static int64_t migration_checksum(const migration *mg) {
@@ -1103,18 +1108,21 @@ int sbx_meta_user_insert(sbx_meta *m, const char *tenant_id,
   if (u->email_sealed_len > sizeof u->email_sealed ||
       !text_ok(u->password_hash, sizeof u->password_hash))
     return SBX_EINVAL;
+  /* with a cipher, callers index e-mails with the tenant's key
+   * (sbx_store_blind_index): version 1 */
   sbx__val v[] = {SBX_VT(tenant_id),
                   SBX_VT(u->id),
                   SBX_VB(u->email_index, SBX_SHA256_LEN),
                   SBX_VB(u->email_sealed, u->email_sealed_len),
                   SBX_VT(u->password_hash),
                   SBX_VI(u->disabled),
-                  SBX_VI(u->created_at)};
+                  SBX_VI(u->created_at),
+                  SBX_VI(m->has_cipher ? 1 : 0)};
   return sbx__db_exec(m->db,
                       "INSERT INTO users (tenant_id, id, email_index, "
-                      "email_sealed, password_hash, disabled, created_at) "
-                      "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                      v, 7, NULL, NULL, NULL);
+                      "email_sealed, password_hash, disabled, created_at, "
+                      "email_index_v) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                      v, 8, NULL, NULL, NULL);
 }
 
 static int fill_user(void *out, const sbx__row *r) {

@@ -2,6 +2,7 @@
  * store.c - envelope encryption + two-phase durable puts over sbx_meta and
  * sbx_blob. See include/sbx/store.h and docs/storage.md.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "hashq.h"
+#include "sbx/sql.h"
 #include "sbx/store.h"
 
 #define SYS_TENANT "_sys"
@@ -251,6 +253,103 @@ static int put_field_key(sbx_store *st, const char *t, const sbx_key *tk,
   return rc;
 }
 
+/* ---- e-mail indexes of older versions (users.email_index_v 0) ---- */
+
+typedef struct old_user {
+  char tenant[SBX_ID_MAX], id[SBX_ID_MAX];
+  uint8_t sealed[SBX_NAME_MAX + SBX_SEAL_OVERHEAD];
+  size_t n;
+} old_user;
+
+typedef struct old_users {
+  old_user *v;
+  size_t n, cap;
+} old_users;
+
+static int row_old_user(void *ctx, const sbx_sql_row *r) {
+  old_users *u = ctx;
+  if (u->n == u->cap) {
+    size_t cap = u->cap ? 2 * u->cap : 16;
+    old_user *q = realloc(u->v, cap * sizeof *q);
+    if (!q)
+      return SBX_ENOMEM;
+    u->v = q;
+    u->cap = cap;
+  }
+  old_user *w = &u->v[u->n];
+  size_t n = 0;
+  const void *p = sbx_sql_col_bytes(r, 2, &n);
+  if (sbx_sql_col_text(r, 0, w->tenant, sizeof w->tenant) ||
+      sbx_sql_col_text(r, 1, w->id, sizeof w->id) || n > sizeof w->sealed)
+    return SBX_EFORMAT;
+  memcpy(w->sealed, p, n);
+  w->n = n;
+  u->n++;
+  return 0;
+}
+
+/* The new index of one old row: the tenant's blind index of the lower-case
+ * e-mail the way the server computes it ("email"), or of the user id for
+ * rows without one (the placeholders "email-index-unset" of a tenant's
+ * first admin, "email-index-oidc" of OIDC users: never looked up, only
+ * unique); random bytes when the e-mail cannot be read (shredded tenant:
+ * nothing to find any more). */
+static int reindex_user(sbx_store *st, const old_user *w,
+                        uint8_t idx[SBX_SHA256_LEN]) {
+  char ctx[96], email[SBX_NAME_MAX];
+  size_t n = 0;
+  snprintf(ctx, sizeof ctx, "users.email|%s", w->id);
+  int rc =
+      cipher_open(st, w->tenant, ctx, w->sealed, w->n, (uint8_t *)email, &n);
+  if (rc == SBX_EKEY || rc == SBX_ECRYPTO) /* shredded (or unreadable) */
+    return sbx_random(idx, SBX_SHA256_LEN);
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < n; i++)
+    email[i] = (char)tolower((unsigned char)email[i]);
+  if (n)
+    rc = cipher_index(st, w->tenant, "email", email, n, idx);
+  else
+    rc = cipher_index(st, w->tenant,
+                      strncmp(w->id, "oidc-", 5) ? "email-index-unset"
+                                                 : "email-index-oidc",
+                      w->id, strlen(w->id), idx);
+  sbx_memwipe(email, sizeof email);
+  return rc;
+}
+
+static int reindex_emails(sbx_store *st) {
+  old_users u = {NULL, 0, 0};
+  int rc = sbx_meta_begin(st->meta);
+  if (rc)
+    return rc;
+  rc = sbx_sql_exec(st->meta,
+                    "SELECT tenant_id, id, email_sealed FROM users WHERE "
+                    "email_index_v = 0",
+                    NULL, 0, row_old_user, &u, NULL);
+  for (size_t i = 0; !rc && i < u.n; i++) {
+    uint8_t idx[SBX_SHA256_LEN];
+    rc = reindex_user(st, &u.v[i], idx);
+    sbx_sql_val v[] = {SBX_SQL_T(u.v[i].tenant), SBX_SQL_T(u.v[i].id),
+                       SBX_SQL_B(idx, sizeof idx)};
+    if (!rc)
+      rc = sbx_sql_exec(st->meta,
+                        "UPDATE users SET email_index = $3, email_index_v = 1 "
+                        "WHERE tenant_id = $1 AND id = $2 AND "
+                        "email_index_v = 0",
+                        v, 3, NULL, NULL, NULL);
+  }
+  if (u.v) {
+    sbx_memwipe(u.v, u.cap * sizeof *u.v);
+    free(u.v);
+  }
+  if (rc) {
+    sbx_meta_rollback(st->meta);
+    return rc;
+  }
+  return sbx_meta_commit(st->meta);
+}
+
 /* ---- open / close ---- */
 
 int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
@@ -305,6 +404,8 @@ int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
     sbx_meta_cipher c = {st, cipher_seal, cipher_open, cipher_index};
     sbx_meta_set_cipher(st->meta, &c);
     rc = sbx_meta_seal_legacy(st->meta, NULL);
+    if (!rc)
+      rc = reindex_emails(st);
     if (rc)
       sbx_err_set(p->err, rc, "store: sealing plaintext metadata: %s",
                   sbx_strerror(rc));
@@ -1134,6 +1235,17 @@ int sbx_store_field_open(sbx_store *st, const char *tenant_id, const char *ctx,
     return rc;
   rc = sbx_open(&fk, ctx, strlen(ctx), in, inlen, out, outlen);
   sbx_key_wipe(&fk);
+  return rc;
+}
+
+int sbx_store_blind_index(sbx_store *st, const char *tenant_id,
+                          const char *purpose, const void *data, size_t n,
+                          uint8_t out[SBX_SHA256_LEN]) {
+  if (!st || !purpose || (n && !data) || !sbx_id_valid(tenant_id))
+    return SBX_EINVAL;
+  int rc = cipher_index(st, tenant_id, purpose, data, n, out);
+  if (rc && rc != SBX_ENOMEM && rc != SBX_EIO && rc != SBX_ELIMIT)
+    rc = SBX_EKEY;
   return rc;
 }
 

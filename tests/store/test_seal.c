@@ -6,7 +6,8 @@
  * file after a WAL checkpoint, or a pg_dump) holds none of the names the
  * test created; plaintext rows of older versions are sealed at the next
  * store open; crypto-shredding makes the sealed names unreadable; e-mail
- * indexes differ between tenants for the same address.
+ * indexes differ between tenants for the same address (and older
+ * deployment-wide indexes are replaced at open).
  */
 #define _GNU_SOURCE
 #include <sys/wait.h>
@@ -289,6 +290,91 @@ TEST(shredding_makes_names_unreadable) {
   sbx_store_close(st);
 }
 
+typedef struct idx_row {
+  uint8_t idx[SBX_SHA256_LEN];
+  int64_t v;
+} idx_row;
+
+static int fill_idx(void *ctx, const sbx_sql_row *r) {
+  idx_row *x = ctx;
+  x->v = sbx_sql_col_int(r, 1);
+  return sbx_sql_col_fixed(r, 0, x->idx, sizeof x->idx);
+}
+
+TEST(email_index_per_tenant) {
+  static const char mail[] = "alice.kestrel@example.org";
+  sbx_store *st = open_store();
+  CHECK(st != NULL);
+  if (!st)
+    return;
+  CHECK_EQ_INT(sbx_store_tenant_create(st, "ea", "a"), 0);
+  CHECK_EQ_INT(sbx_store_tenant_create(st, "eb", "b"), 0);
+  uint8_t a1[32], a2[32], b1[32], pep[32];
+  CHECK_EQ_INT(sbx_store_blind_index(st, "ea", "email", mail, strlen(mail), a1),
+               0);
+  CHECK_EQ_INT(sbx_store_blind_index(st, "ea", "email", mail, strlen(mail), a2),
+               0);
+  CHECK_EQ_INT(sbx_store_blind_index(st, "eb", "email", mail, strlen(mail), b1),
+               0);
+  CHECK(!memcmp(a1, a2, 32));     /* equality lookups work */
+  CHECK(memcmp(a1, b1, 32) != 0); /* not linkable across tenants */
+  /* neither is the deployment-wide hash of older versions */
+  CHECK_EQ_INT(sbx_store_keyed_hash(st, "email", mail, strlen(mail), pep), 0);
+  CHECK(memcmp(a1, pep, 32) != 0 && memcmp(b1, pep, 32) != 0);
+  /* users of both tenants with that address, one written the old way */
+  sbx_user u;
+  memset(&u, 0, sizeof u);
+  snprintf(u.id, sizeof u.id, "alice");
+  u.created_at = 1;
+  CHECK_EQ_INT(sbx_store_field_seal(st, "ea", "users.email|alice", mail,
+                                    strlen(mail), u.email_sealed),
+               0);
+  u.email_sealed_len = strlen(mail) + SBX_SEAL_OVERHEAD;
+  memcpy(u.email_index, a1, 32);
+  CHECK_EQ_INT(sbx_meta_user_insert(sbx_store_meta(st), "ea", &u), 0);
+  CHECK_EQ_INT(sbx_store_field_seal(st, "eb", "users.email|alice", mail,
+                                    strlen(mail), u.email_sealed),
+               0);
+  memcpy(u.email_index, pep, 32); /* an older binary's index */
+  sbx_store_close(st);
+  sbx_meta *m = open_plain_meta();
+  CHECK(m != NULL);
+  if (!m)
+    return;
+  CHECK_EQ_INT(sbx_meta_user_insert(m, "eb", &u), 0);
+  sbx_meta_close(m);
+  st = open_store(); /* re-indexes the old row */
+  CHECK(st != NULL);
+  if (!st)
+    return;
+  idx_row ra = {{0}, -1}, rb = {{0}, -1};
+  sbx_sql_val va[] = {SBX_SQL_T("ea"), SBX_SQL_T("alice")};
+  sbx_sql_val vb[] = {SBX_SQL_T("eb"), SBX_SQL_T("alice")};
+  static const char q[] = "SELECT email_index, email_index_v FROM users "
+                          "WHERE tenant_id = $1 AND id = $2";
+  CHECK_EQ_INT(sbx_sql_exec(sbx_store_meta(st), q, va, 2, fill_idx, &ra, NULL),
+               0);
+  CHECK_EQ_INT(sbx_sql_exec(sbx_store_meta(st), q, vb, 2, fill_idx, &rb, NULL),
+               0);
+  CHECK(!memcmp(ra.idx, a1, 32) && ra.v == 1);
+  CHECK(!memcmp(rb.idx, b1, 32) && rb.v == 1);
+  CHECK(memcmp(ra.idx, rb.idx, 32) != 0);
+  sbx_user got;
+  CHECK_EQ_INT(sbx_meta_user_find_email(sbx_store_meta(st), "eb", b1, &got), 0);
+  CHECK(!strcmp(got.id, "alice"));
+  /* shredding takes the index key with it */
+  CHECK_EQ_INT(sbx_store_shred_tenant(st, "eb"), 0);
+  CHECK_EQ_INT(sbx_store_blind_index(st, "eb", "email", mail, strlen(mail), b1),
+               SBX_EKEY);
+  CHECK_EQ_INT(sbx_meta_checkpoint(sbx_store_meta(st)), 0);
+  sbx_store_close(st);
+  size_t n;
+  uint8_t *raw = raw_db(&n);
+  CHECK(raw != NULL);
+  CHECK(!holds(raw, n, mail));
+  free(raw);
+}
+
 int main(void) {
   if (!mkdtemp(root))
     return 2;
@@ -306,6 +392,7 @@ int main(void) {
   RUN(names_not_at_rest);
   RUN(legacy_rows_sealed_at_open);
   RUN(shredding_makes_names_unreadable);
+  RUN(email_index_per_tenant);
   tu_rm_rf(root);
   return harness_report();
 }
