@@ -483,6 +483,10 @@ static const sealable SEALABLE[] = {
      "SELECT tenant_id, id, name FROM projects WHERE name_sealed IS NULL",
      "UPDATE projects SET name = $4, name_sealed = $5 WHERE tenant_id = $1 "
      "AND id = $2 AND name = $3 AND name_sealed IS NULL"},
+    {"jobs.spec", 0,
+     "SELECT tenant_id, id, spec FROM jobs WHERE spec_sealed IS NULL",
+     "UPDATE jobs SET spec = $4, spec_sealed = $5 WHERE tenant_id = $1 AND "
+     "id = $2 AND spec = $3 AND spec_sealed IS NULL"},
 };
 
 typedef struct plain_row {

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "sbx/jobs.h"
 #include "sbx/sql.h"
 #include "store_testutil.h"
 
@@ -130,7 +131,24 @@ static void raw_name(sbx_store *st, const char *t, const char *id,
 
 static const char *const NAMES[] = {
     "Proj-Zebra-Alpha-7731", "model-Quokka-9241.onnx",
-    "dataset-Narwhal-5512.npz", "report-Axolotl-0087.json"};
+    "dataset-Narwhal-5512.npz", "report-Axolotl-0087.json",
+    "spec-Pangolin-3141"};
+
+static int create_job(sbx_meta *m, const char *t, const char *id,
+                      const char *spec) {
+  sbx_job_new j;
+  memset(&j, 0, sizeof j);
+  j.id = id;
+  j.project_id = "p1";
+  j.model_id = "model1";
+  j.dataset_id = "data1";
+  j.kind = "attack";
+  j.spec = spec;
+  j.limits.samples = 4;
+  j.limits.shards = 1;
+  char why[SBX_JOB_MSG_MAX];
+  return sbx_meta_job_create(m, t, &j, 1000, NULL, why);
+}
 
 TEST(names_not_at_rest) {
   sbx_store *st = open_store();
@@ -170,6 +188,14 @@ TEST(names_not_at_rest) {
   raw_name(st, "sb", d.id, rd);
   CHECK(ra[0] == '~' && strlen(ra) == 65);
   CHECK(rd[0] == '~' && strcmp(ra, rd) != 0);
+  /* a job spec */
+  static const char spec[] =
+      "{\"attack\":\"fgsm\",\"note\":\"spec-Pangolin-3141\"}";
+  CHECK_EQ_INT(create_job(m, "sa", "job1", spec), 0);
+  char sp[256];
+  size_t sl = 0;
+  CHECK_EQ_INT(sbx_meta_job_spec(m, "sa", "job1", sp, sizeof sp, &sl), 0);
+  CHECK(!strcmp(sp, spec) && sl == strlen(spec));
   CHECK_EQ_INT(sbx_meta_checkpoint(m), 0);
   sbx_store_close(st);
   size_t n;
@@ -203,12 +229,14 @@ TEST(legacy_rows_sealed_at_open) {
   snprintf(o.name, sizeof o.name, "Legacy-Okapi-4421.onnx");
   o.key_version = 1;
   CHECK_EQ_INT(sbx_meta_object_insert(m, "sl", &o), 0);
+  CHECK_EQ_INT(create_job(m, "sl", "ljob", "{\"n\":\"Legacy-Spec-Civet\"}"), 0);
   CHECK_EQ_INT(sbx_meta_checkpoint(m), 0);
   sbx_meta_close(m);
   size_t n;
   uint8_t *raw = raw_db(&n);
   CHECK(holds(raw, n, "Legacy-Okapi-4421.onnx")); /* the grep can fail */
   CHECK(holds(raw, n, "Legacy-Ibex-3310"));
+  CHECK(holds(raw, n, "Legacy-Spec-Civet"));
   free(raw);
   /* the next store open seals them in place */
   st = open_store();
@@ -221,6 +249,11 @@ TEST(legacy_rows_sealed_at_open) {
                0);
   CHECK(!strcmp(got.id, "legacy1") &&
         !strcmp(got.name, "Legacy-Okapi-4421.onnx"));
+  char sp[64];
+  CHECK_EQ_INT(
+      sbx_meta_job_spec(sbx_store_meta(st), "sl", "ljob", sp, sizeof sp, NULL),
+      0);
+  CHECK(!strcmp(sp, "{\"n\":\"Legacy-Spec-Civet\"}"));
   int64_t again = -1;
   CHECK_EQ_INT(sbx_meta_seal_legacy(sbx_store_meta(st), &again), 0);
   CHECK_EQ_INT(again, 0); /* idempotent */
@@ -230,6 +263,7 @@ TEST(legacy_rows_sealed_at_open) {
   CHECK(raw != NULL);
   CHECK(!holds(raw, n, "Legacy-Okapi-4421.onnx"));
   CHECK(!holds(raw, n, "Legacy-Ibex-3310"));
+  CHECK(!holds(raw, n, "Legacy-Spec-Civet"));
   free(raw);
 }
 
