@@ -101,6 +101,13 @@ int sbx_meta_field_text(sbx_meta *m, const char *tenant_id, const char *column,
                         const char *row_id, const void *sealed, size_t n,
                         const void *plain, size_t plain_n, char *out,
                         size_t cap);
+/* The clear-column form of a blind index: "~" + 64 hex of the tenant's
+ * index of s for purpose ("objects.name"; "audit.id" for the actor and
+ * target of audit rows), for equality in a caller's own query.
+ * SBX_EINVAL without a cipher, SBX_EKEY when the tenant has no key. */
+#define SBX_META_INDEX_TEXT 66
+int sbx_meta_blind_text(sbx_meta *m, const char *tenant_id, const char *purpose,
+                        const char *s, char out[SBX_META_INDEX_TEXT]);
 /* Seals the plaintext rows left by older versions (or by handles without a
  * cipher) in place, one transaction: the sealed column is filled and the
  * clear column replaced by the blind index (or blanked). Rows of shredded

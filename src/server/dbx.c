@@ -138,10 +138,12 @@ static const list_spec LISTS[] = {
      {"id", "name", "objects.name", "size", "sha256", "created_at"},
      0},
     {"audit",
-     "SELECT seq, ts, actor, action, target, hash FROM audit_events WHERE "
-     "tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-     "iittth",
-     {"seq", "ts", "actor", "action", "target", "hash"},
+     "SELECT seq, ts, actor, actor_sealed, action, target, target_sealed, "
+     "hash FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq "
+     "LIMIT $3",
+     "iis-ts-h",
+     {"seq", "ts", "actor", "audit_events.actor", "action", "target",
+      "audit_events.target", "hash"},
      1},
 };
 
@@ -251,10 +253,16 @@ int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
 int sbx__dbx_query_json(sbx_meta *m, const char *sql, const sbx_sql_val *v,
                         int nv, const char *cols, const char *const *names,
                         json_t *items) {
+  return sbx__dbx_query_json_t(m, NULL, sql, v, nv, cols, names, items);
+}
+
+int sbx__dbx_query_json_t(sbx_meta *m, const char *t, const char *sql,
+                          const sbx_sql_val *v, int nv, const char *cols,
+                          const char *const *names, json_t *items) {
   list_spec spec = {"query", sql, cols, {0}, 0};
   for (int i = 0; i < 10 && names[i]; i++)
     spec.names[i] = names[i];
-  list_ctx lc = {&spec, items, m, NULL};
+  list_ctx lc = {&spec, items, m, t};
   return sbx_sql_exec(m, sql, v, nv, row_to_json, &lc, NULL);
 }
 

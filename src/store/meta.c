@@ -437,9 +437,10 @@ int sbx__meta_col_text(sbx_meta *m, const sbx__row *r, int col_sealed,
                              cap);
 }
 
-/* A clear column value for a write: the blind index of s (index 1) or ""
- * (index 0) plus s sealed (*sealed malloc'd, caller frees) when m seals;
- * s itself and no sealed value otherwise. */
+/* A clear column value for a write: the blind index of s (index 1: of
+ * purpose column, 2: of purpose "audit.id") or "" (index 0) plus s sealed
+ * (*sealed malloc'd, caller frees) when m seals; s itself and no sealed value
+ * otherwise. */
 static int seal_for_write(sbx_meta *m, const char *t, const char *column,
                           const char *row, const char *s, int index,
                           char clear[SBX__INDEX_TEXT], const char **clear_out,
@@ -452,7 +453,7 @@ static int seal_for_write(sbx_meta *m, const char *t, const char *column,
   int rc = sbx__meta_seal(m, t, column, row, s, strlen(s), sealed, sealed_n);
   clear[0] = 0;
   if (!rc && index)
-    rc = sbx__meta_index(m, t, column, s, clear);
+    rc = sbx__meta_index(m, t, index == 2 ? "audit.id" : column, s, clear);
   if (rc) {
     free(*sealed);
     *sealed = NULL;
@@ -469,7 +470,8 @@ static int seal_for_write(sbx_meta *m, const char *t, const char *column,
  * tenant, $2 row id and still $3 the plaintext (idempotent, race-free). */
 typedef struct sealable {
   const char *column; /* associated data label, e.g. "objects.name" */
-  int index;          /* 1: the clear column keeps the blind index */
+  int index;          /* 1: the clear column keeps the blind index (of
+                         purpose column; 2: of purpose "audit.id") */
   const char *select_sql;
   const char *update_sql;
 } sealable;
@@ -487,6 +489,21 @@ static const sealable SEALABLE[] = {
      "SELECT tenant_id, id, spec FROM jobs WHERE spec_sealed IS NULL",
      "UPDATE jobs SET spec = $4, spec_sealed = $5 WHERE tenant_id = $1 AND "
      "id = $2 AND spec = $3 AND spec_sealed IS NULL"},
+    /* audit rows: of tenants with a field key only ("_sys" has none) */
+    {"audit_events.actor", 2,
+     "SELECT tenant_id, CAST(seq AS TEXT), actor FROM audit_events a WHERE "
+     "actor_sealed IS NULL AND EXISTS (SELECT 1 FROM secrets s WHERE "
+     "s.tenant_id = a.tenant_id AND s.name = 'field-key')",
+     "UPDATE audit_events SET actor = $4, actor_sealed = $5 WHERE tenant_id "
+     "= $1 AND seq = CAST($2 AS BIGINT) AND actor = $3 AND actor_sealed IS "
+     "NULL"},
+    {"audit_events.target", 2,
+     "SELECT tenant_id, CAST(seq AS TEXT), target FROM audit_events a WHERE "
+     "target_sealed IS NULL AND EXISTS (SELECT 1 FROM secrets s WHERE "
+     "s.tenant_id = a.tenant_id AND s.name = 'field-key')",
+     "UPDATE audit_events SET target = $4, target_sealed = $5 WHERE "
+     "tenant_id = $1 AND seq = CAST($2 AS BIGINT) AND target = $3 AND "
+     "target_sealed IS NULL"},
 };
 
 typedef struct plain_row {
@@ -1352,6 +1369,42 @@ static int row_head(void *ctx, const sbx__row *r) {
   return sbx__col_fixed(r, 1, h->hash, 32) ? SBX_EFORMAT : 1;
 }
 
+/* One audit field for the row: with a cipher, sealed for
+ * "audit_events.<column>|<tenant>|<seq>" and the clear column holding the
+ * blind index (purpose "audit.id", shared by actor and target so that
+ * "rows naming user u" stays one equality); plaintext when there is no
+ * cipher or the tenant has no field key ("_sys", unknown tenants). */
+static int audit_field(sbx_meta *m, const char *t, const char *column,
+                       int64_t seq, const char *s, char ix[SBX__INDEX_TEXT],
+                       const char **clear, uint8_t **sealed, size_t *n) {
+  char row[24];
+  *clear = s;
+  *sealed = NULL;
+  *n = 0;
+  if (!m->has_cipher)
+    return SBX_OK;
+  snprintf(row, sizeof row, "%lld", (long long)seq);
+  int rc = sbx__meta_seal(m, t, column, row, s, strlen(s), sealed, n);
+  if (rc == SBX_EKEY)
+    return SBX_OK;
+  if (!rc)
+    rc = sbx__meta_index(m, t, "audit.id", s, ix);
+  if (rc) {
+    free(*sealed);
+    *sealed = NULL;
+    return rc;
+  }
+  *clear = ix;
+  return SBX_OK;
+}
+
+int sbx_meta_blind_text(sbx_meta *m, const char *tenant_id, const char *purpose,
+                        const char *s, char out[SBX_META_INDEX_TEXT]) {
+  if (!m || !purpose || !s || !sbx_id_valid(tenant_id))
+    return SBX_EINVAL;
+  return sbx__meta_index(m, tenant_id, purpose, s, out);
+}
+
 int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
                           const char *actor, const char *action,
                           const char *target, int64_t *seq_out) {
@@ -1373,17 +1426,32 @@ int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
                       v1, 1, row_head, &h, NULL);
     uint8_t hash[32];
     int64_t seq = h.seq + 1;
+    char ia[SBX__INDEX_TEXT], it[SBX__INDEX_TEXT];
+    const char *ca = actor, *ct = target;
+    uint8_t *sa = NULL, *st = NULL;
+    size_t na = 0, nt = 0;
+    if (!rc)
+      rc = audit_field(m, tenant_id, "audit_events.actor", seq, actor, ia, &ca,
+                       &sa, &na);
+    if (!rc)
+      rc = audit_field(m, tenant_id, "audit_events.target", seq, target, it,
+                       &ct, &st, &nt);
     if (!rc) {
+      /* the chain hashes the plaintext (exports carry verifiable rows) */
       sbx__audit_hash(tenant_id, seq, ts, actor, action, target, h.hash, hash);
-      sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(seq),    SBX_VI(ts),
-                      SBX_VT(actor),     SBX_VT(action), SBX_VT(target),
-                      SBX_VB(h.hash, 32), SBX_VB(hash, 32)};
+      sbx__val v[] = {SBX_VT(tenant_id),  SBX_VI(seq),      SBX_VI(ts),
+                      SBX_VT(ca),         SBX_VT(action),   SBX_VT(ct),
+                      SBX_VB(h.hash, 32), SBX_VB(hash, 32), SEALED_VAL(sa, na),
+                      SEALED_VAL(st, nt)};
       rc = sbx__db_exec(m->db,
                         "INSERT INTO audit_events (tenant_id, seq, ts, "
-                        "actor, action, target, prev_hash, hash) VALUES "
-                        "($1, $2, $3, $4, $5, $6, $7, $8)",
-                        v, 8, NULL, NULL, NULL);
+                        "actor, action, target, prev_hash, hash, "
+                        "actor_sealed, target_sealed) VALUES ($1, $2, $3, "
+                        "$4, $5, $6, $7, $8, $9, $10)",
+                        v, 10, NULL, NULL, NULL);
     }
+    free(sa);
+    free(st);
     if (rc) {
       sbx__db_rollback(m->db);
       continue;

@@ -5,7 +5,8 @@
  * per-tenant blind index for name lookups; the raw database (the SQLite
  * file after a WAL checkpoint, or a pg_dump) holds none of the names the
  * test created; plaintext rows of older versions are sealed at the next
- * store open; crypto-shredding makes the sealed names unreadable; e-mail
+ * store open; audit actor/target are sealed with the chain still
+ * verifying; crypto-shredding makes the sealed names unreadable; e-mail
  * indexes differ between tenants for the same address (and older
  * deployment-wide indexes are replaced at open).
  */
@@ -112,6 +113,11 @@ static int collect_name(void *ctx, const sbx_object *o) {
   names *c = ctx;
   if (c->n < 8)
     snprintf(c->v[c->n++], SBX_NAME_MAX, "%s", o->name);
+  return 0;
+}
+
+static int count_row(void *ctx, const sbx_sql_row *r) {
+  *(int64_t *)ctx = sbx_sql_col_int(r, 0);
   return 0;
 }
 
@@ -324,6 +330,74 @@ TEST(shredding_makes_names_unreadable) {
   sbx_store_close(st);
 }
 
+typedef struct audit_seen {
+  int n, named;
+} audit_seen;
+
+static int see_audit(void *ctx, const char *t, const sbx_audit_event *e) {
+  audit_seen *a = ctx;
+  (void)t;
+  a->n++;
+  a->named += !strcmp(e->actor, "user-Wombat-1234") &&
+              !strcmp(e->target, "target-Ocelot-5678");
+  return 0;
+}
+
+TEST(audit_fields_sealed) {
+  sbx_store *st = open_store();
+  CHECK(st != NULL);
+  if (!st)
+    return;
+  sbx_meta *m = sbx_store_meta(st);
+  CHECK_EQ_INT(sbx_store_tenant_create(st, "au", "audited"), 0);
+  for (int i = 0; i < 3; i++)
+    CHECK_EQ_INT(sbx_meta_audit_append(m, "au", 100 + i, "user-Wombat-1234",
+                                       "object.put", "target-Ocelot-5678",
+                                       NULL),
+                 0);
+  /* "_sys" has no tenant key: its rows stay readable (and clear) */
+  CHECK_EQ_INT(
+      sbx_meta_audit_append(m, "_sys", 100, "ops", "deploy.check", "x", NULL),
+      0);
+  int64_t count = 0;
+  CHECK_EQ_INT(sbx_meta_audit_verify(m, "au", &count), 0);
+  CHECK_EQ_INT(count, 3);
+  audit_seen a = {0, 0};
+  CHECK_EQ_INT(sbx_meta_audit_list(m, "au", 0, 0, see_audit, &a), 0);
+  CHECK(a.n == 3 && a.named == 3);
+  /* rows naming the user: one equality on its blind index */
+  char ix[SBX_META_INDEX_TEXT];
+  CHECK_EQ_INT(sbx_meta_blind_text(m, "au", "audit.id", "user-Wombat-1234", ix),
+               0);
+  int64_t hits = 0;
+  sbx_sql_val v[] = {SBX_SQL_T("au"), SBX_SQL_T(ix)};
+  CHECK_EQ_INT(sbx_sql_exec(m,
+                            "SELECT COUNT(*) FROM audit_events WHERE "
+                            "tenant_id = $1 AND actor = $2",
+                            v, 2, count_row, &hits, NULL),
+               0);
+  CHECK_EQ_INT(hits, 3);
+  CHECK_EQ_INT(sbx_meta_checkpoint(m), 0);
+  size_t n;
+  uint8_t *raw = raw_db(&n);
+  CHECK(raw != NULL);
+  CHECK(!holds(raw, n, "user-Wombat-1234"));
+  CHECK(!holds(raw, n, "target-Ocelot-5678"));
+  free(raw);
+  /* a sealed field moved to another row does not open there */
+  CHECK_EQ_INT(sbx_sql_exec(m,
+                            "UPDATE audit_events SET target_sealed = (SELECT "
+                            "target_sealed FROM audit_events WHERE tenant_id "
+                            "= 'au' AND seq = 1) WHERE tenant_id = 'au' AND "
+                            "seq = 2",
+                            NULL, 0, NULL, NULL, NULL),
+               0);
+  sbx_audit_check c;
+  CHECK_EQ_INT(sbx_meta_audit_check(m, "au", 0, NULL, &c), SBX_ECRYPTO);
+  CHECK_EQ_INT(c.bad_seq, 2);
+  sbx_store_close(st);
+}
+
 typedef struct idx_row {
   uint8_t idx[SBX_SHA256_LEN];
   int64_t v;
@@ -427,6 +501,7 @@ int main(void) {
   RUN(legacy_rows_sealed_at_open);
   RUN(shredding_makes_names_unreadable);
   RUN(email_index_per_tenant);
+  RUN(audit_fields_sealed);
   tu_rm_rf(root);
   return harness_report();
 }
