@@ -189,7 +189,22 @@ static const migration MIGRATIONS[] = {
      * person linkable across tenants), 1 = the tenant's blind-index key;
      * sbx_store_open re-indexes version 0 rows */
     {50, "per-tenant e-mail index",
-     "ALTER TABLE users ADD COLUMN email_index_v BIGINT NOT NULL DEFAULT 0;"}};
+     "ALTER TABLE users ADD COLUMN email_index_v BIGINT NOT NULL DEFAULT 0;"},
+    /* sbx_meta_seal_legacy runs at every store open: its "still
+     * plaintext" scans read these partial indexes (empty once sealed),
+     * not the tables */
+    {51, "partial indexes of plaintext rows",
+     "CREATE INDEX objects_plain ON objects(tenant_id)"
+     " WHERE name_sealed IS NULL;"
+     "CREATE INDEX projects_plain ON projects(tenant_id)"
+     " WHERE name_sealed IS NULL;"
+     "CREATE INDEX jobs_plain ON jobs(tenant_id) WHERE spec_sealed IS NULL;"
+     "CREATE INDEX audit_actor_plain ON audit_events(tenant_id)"
+     " WHERE actor_sealed IS NULL;"
+     "CREATE INDEX audit_target_plain ON audit_events(tenant_id)"
+     " WHERE target_sealed IS NULL;"
+     "CREATE INDEX users_index_v0 ON users(tenant_id)"
+     " WHERE email_index_v = 0;"}};
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 static int64_t migration_checksum(const migration *mg) {
