@@ -257,6 +257,8 @@ static int put_field_key(sbx_store *st, const char *t, const sbx_key *tk,
 
 typedef struct old_user {
   char tenant[SBX_ID_MAX], id[SBX_ID_MAX];
+  int has_password; /* a local account (OIDC users and an unused
+                       bootstrap admin have none) */
   uint8_t sealed[SBX_NAME_MAX + SBX_SEAL_OVERHEAD];
   size_t n;
 } old_user;
@@ -284,16 +286,20 @@ static int row_old_user(void *ctx, const sbx_sql_row *r) {
     return SBX_EFORMAT;
   memcpy(w->sealed, p, n);
   w->n = n;
+  size_t pn = 0;
+  sbx_sql_col_bytes(r, 3, &pn);
+  w->has_password = pn > 0;
   u->n++;
   return 0;
 }
 
-/* The new index of one old row: the tenant's blind index of the lower-case
- * e-mail the way the server computes it ("email"), or of the user id for
- * rows without one (the placeholders "email-index-unset" of a tenant's
- * first admin, "email-index-oidc" of OIDC users: never looked up, only
- * unique); random bytes when the e-mail cannot be read (shredded tenant:
- * nothing to find any more). */
+/* The new index of one old row: for a local account (it has a password)
+ * the tenant's blind index of the lower-case e-mail the way the server
+ * computes it ("email"); else a placeholder by user id, as the server
+ * writes them ("email-index-unset": the first admin before its bootstrap,
+ * "email-index-oidc": OIDC users, never linked to local accounts by
+ * e-mail): never looked up, only unique. Random bytes when the e-mail
+ * cannot be read (shredded tenant: nothing to find any more). */
 static int reindex_user(sbx_store *st, const old_user *w,
                         uint8_t idx[SBX_SHA256_LEN]) {
   char ctx[96], email[SBX_NAME_MAX];
@@ -307,13 +313,12 @@ static int reindex_user(sbx_store *st, const old_user *w,
     return rc;
   for (size_t i = 0; i < n; i++)
     email[i] = (char)tolower((unsigned char)email[i]);
-  if (n)
+  if (w->has_password)
     rc = cipher_index(st, w->tenant, "email", email, n, idx);
   else
     rc = cipher_index(st, w->tenant,
-                      strncmp(w->id, "oidc-", 5) ? "email-index-unset"
-                                                 : "email-index-oidc",
-                      w->id, strlen(w->id), idx);
+                      n ? "email-index-oidc" : "email-index-unset", w->id,
+                      strlen(w->id), idx);
   sbx_memwipe(email, sizeof email);
   return rc;
 }
@@ -324,8 +329,8 @@ static int reindex_emails(sbx_store *st) {
   if (rc)
     return rc;
   rc = sbx_sql_exec(st->meta,
-                    "SELECT tenant_id, id, email_sealed FROM users WHERE "
-                    "email_index_v = 0",
+                    "SELECT tenant_id, id, email_sealed, password_hash FROM "
+                    "users WHERE email_index_v = 0",
                     NULL, 0, row_old_user, &u, NULL);
   for (size_t i = 0; !rc && i < u.n; i++) {
     uint8_t idx[SBX_SHA256_LEN];

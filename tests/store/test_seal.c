@@ -422,6 +422,7 @@ TEST(email_index_per_tenant) {
   sbx_user u;
   memset(&u, 0, sizeof u);
   snprintf(u.id, sizeof u.id, "alice");
+  snprintf(u.password_hash, sizeof u.password_hash, "$argon2id$v=19$x");
   u.created_at = 1;
   CHECK_EQ_INT(sbx_store_field_seal(st, "ea", "users.email|alice", mail,
                                     strlen(mail), u.email_sealed),
