@@ -69,6 +69,53 @@ const char *sbx_meta_last_error(const sbx_meta *m);
 /* 1 when s is a valid id (see SBX_ID_MAX). */
 int sbx_id_valid(const char *s);
 
+/* ---- sealed columns (docs/security.md, "Metadata at rest") ----
+ * Names, specs and audit actor/target are stored sealed (AES-256-GCM under
+ * the tenant's field key, associated data "<table>.<column>|<tenant>|<row
+ * id>") once a cipher is installed; columns that need equality hold a
+ * per-tenant blind index ("~" + hex HMAC) instead of the plaintext. A handle
+ * without a cipher (plain sbx_meta_open) reads and writes plaintext, as
+ * before; sbx_store_open installs the store's cipher on its handle. */
+typedef struct sbx_meta_cipher {
+  void *ctx; /* borrowed: must outlive the handle */
+  /* out: n + SBX_SEAL_OVERHEAD bytes */
+  int (*seal)(void *ctx, const char *tenant_id, const char *aad, const void *pt,
+              size_t n, uint8_t *out);
+  /* out: n - SBX_SEAL_OVERHEAD bytes; *outlen receives the length */
+  int (*open)(void *ctx, const char *tenant_id, const char *aad,
+              const uint8_t *in, size_t n, uint8_t *out, size_t *outlen);
+  /* per-tenant blind index of data for equality lookups of purpose */
+  int (*index)(void *ctx, const char *tenant_id, const char *purpose,
+               const void *data, size_t n, uint8_t out[SBX_SHA256_LEN]);
+} sbx_meta_cipher;
+
+/* Installs (copies) c, or removes the cipher (NULL). */
+void sbx_meta_set_cipher(sbx_meta *m, const sbx_meta_cipher *c);
+/* Reads a sealable text column as a caller's own query returned it:
+ * sealed (NULL or n 0: the row is still plaintext) is opened with the
+ * associated data "<column>|<tenant_id>|<row_id>" (column e.g.
+ * "objects.name"), else plain (plain_n bytes) is copied. out is
+ * NUL-terminated; SBX_ELIMIT when it does not fit, SBX_EKEY/SBX_ECRYPTO
+ * when the tenant's key is gone (shredded) or the value was tampered. */
+int sbx_meta_field_text(sbx_meta *m, const char *tenant_id, const char *column,
+                        const char *row_id, const void *sealed, size_t n,
+                        const void *plain, size_t plain_n, char *out,
+                        size_t cap);
+/* The clear-column form of a blind index: "~" + 64 hex of the tenant's
+ * index of s for purpose ("objects.name"; "audit.id" for the actor and
+ * target of audit rows), for equality in a caller's own query.
+ * SBX_EINVAL without a cipher, SBX_EKEY when the tenant has no key. */
+#define SBX_META_INDEX_TEXT 66
+int sbx_meta_blind_text(sbx_meta *m, const char *tenant_id, const char *purpose,
+                        const char *s, char out[SBX_META_INDEX_TEXT]);
+/* Seals the plaintext rows left by older versions (or by handles without a
+ * cipher) in place, one transaction: the sealed column is filled and the
+ * clear column replaced by the blind index (or blanked). Rows of shredded
+ * tenants, which can no longer be sealed, get their clear text removed.
+ * Idempotent; a no-op without a cipher. *sealed (may be NULL) receives the
+ * number of rows changed. */
+int sbx_meta_seal_legacy(sbx_meta *m, int64_t *sealed);
+
 /* SQLite: checkpoints the WAL into the database file and truncates it
  * (with secure_delete on, deleted rows are then zeroed on disk).
  * PostgreSQL: no-op (see docs/storage.md on shredding). */
@@ -178,7 +225,8 @@ int sbx_meta_secret_get(sbx_meta *m, const char *tenant_id, const char *name,
 /* ---- users, projects, memberships ---- */
 typedef struct sbx_user {
   char id[SBX_ID_MAX];
-  uint8_t email_index[SBX_SHA256_LEN]; /* (hash) HMAC(pepper, lower(email)) */
+  uint8_t email_index[SBX_SHA256_LEN]; /* (hash) sbx_store_blind_index(
+                                          tenant, "email", lower(email)) */
   uint8_t email_sealed[SBX_NAME_MAX + SBX_SEAL_OVERHEAD]; /* (sealed) */
   size_t email_sealed_len;
   char password_hash[160]; /* argon2id encoded string, "" for OIDC users */

@@ -7,7 +7,8 @@
  * (tenant_keys, wrapped) -> per-object data keys (objects.wrapped_dek) and a
  * per-tenant field key (secrets "field-key") for sensitive DB fields. A
  * deployment pepper (secrets "_sys"/"pepper", wrapped by the master key)
- * keys the hashes of API-key secrets, refresh tokens and e-mail indexes.
+ * keys the hashes of API-key secrets and refresh tokens; e-mail indexes
+ * and name indexes are keyed per tenant (sbx_store_blind_index).
  *
  * Visibility: an object exists when its metadata row exists. A put writes
  * and fsyncs the encrypted blob, renames it into place, and only then
@@ -136,8 +137,16 @@ int sbx_store_field_seal(sbx_store *st, const char *tenant_id, const char *ctx,
 int sbx_store_field_open(sbx_store *st, const char *tenant_id, const char *ctx,
                          const uint8_t *in, size_t inlen, uint8_t *out,
                          size_t *outlen);
+/* Per-tenant blind index for equality lookups of personal data (e-mail):
+ * HMAC(HMAC(the tenant's field key, "blind-index|" purpose), data). The
+ * same data gives unrelated values in two tenants, and none can be
+ * computed once the tenant is shredded (SBX_EKEY; SBX_EKEY too for an
+ * unknown tenant). */
+int sbx_store_blind_index(sbx_store *st, const char *tenant_id,
+                          const char *purpose, const void *data, size_t n,
+                          uint8_t out[SBX_SHA256_LEN]);
 /* Keyed hash for secrets that are only compared (API-key secrets, refresh
- * tokens, e-mail lookup index): HMAC-SHA256(pepper, purpose | 0 | data). */
+ * tokens): HMAC-SHA256(pepper, purpose | 0 | data). */
 int sbx_store_keyed_hash(sbx_store *st, const char *purpose, const void *data,
                          size_t n, uint8_t out[SBX_SHA256_LEN]);
 

@@ -81,23 +81,26 @@ int sbx__dbx_project_exists(sbx_meta *m, const char *t, const char *pid) {
 typedef struct list_spec {
   const char *what;
   const char *sql;  /* $1 tenant, $2 cursor, $3 limit, $4 scope */
-  const char *cols; /* one letter per column: t text, i int, h hex blob */
+  const char *cols; /* one letter per column: t text, i int, h hex blob,
+                       s sealable text: the clear column, followed by its
+                       sealed twin '-' whose name is the associated-data
+                       label (sbx_meta_field_text; row id: column 0) */
   const char *names[10];
   int int_cursor;
 } list_spec;
 
 static const list_spec LISTS[] = {
     {"projects",
-     "SELECT id, name, created_at FROM projects WHERE tenant_id = $1 AND id > "
-     "$2 ORDER BY id LIMIT $3",
-     "tti",
-     {"id", "name", "created_at"},
+     "SELECT id, name, name_sealed, created_at FROM projects WHERE tenant_id = "
+     "$1 AND id > $2 ORDER BY id LIMIT $3",
+     "ts-i",
+     {"id", "name", "projects.name", "created_at"},
      0},
     {"project",
-     "SELECT id, name, created_at FROM projects WHERE tenant_id = $1 AND id > "
-     "$2 AND id = $4 LIMIT $3",
-     "tti",
-     {"id", "name", "created_at"},
+     "SELECT id, name, name_sealed, created_at FROM projects WHERE tenant_id = "
+     "$1 AND id > $2 AND id = $4 LIMIT $3",
+     "ts-i",
+     {"id", "name", "projects.name", "created_at"},
      0},
     {"users",
      "SELECT id, disabled, created_at FROM users WHERE tenant_id = $1 AND id "
@@ -120,31 +123,55 @@ static const list_spec LISTS[] = {
       "revoked_at", "last_used_at"},
      0},
     {"model",
-     "SELECT id, name, size, sha256, created_at FROM objects WHERE tenant_id = "
-     "$1 AND id > $2 AND project_id = $4 AND kind = 'model' ORDER BY id "
-     "LIMIT $3",
-     "ttihi",
-     {"id", "name", "size", "sha256", "created_at"},
+     "SELECT id, name, name_sealed, size, sha256, created_at FROM objects "
+     "WHERE tenant_id = $1 AND id > $2 AND project_id = $4 AND kind = 'model' "
+     "ORDER BY id LIMIT $3",
+     "ts-ihi",
+     {"id", "name", "objects.name", "size", "sha256", "created_at"},
      0},
     {"dataset",
-     "SELECT id, name, size, sha256, created_at FROM objects WHERE tenant_id = "
-     "$1 AND id > $2 AND project_id = $4 AND kind = 'dataset' ORDER BY id "
-     "LIMIT $3",
-     "ttihi",
-     {"id", "name", "size", "sha256", "created_at"},
+     "SELECT id, name, name_sealed, size, sha256, created_at FROM objects "
+     "WHERE tenant_id = $1 AND id > $2 AND project_id = $4 AND kind = "
+     "'dataset' "
+     "ORDER BY id LIMIT $3",
+     "ts-ihi",
+     {"id", "name", "objects.name", "size", "sha256", "created_at"},
      0},
     {"audit",
-     "SELECT seq, ts, actor, action, target, hash FROM audit_events WHERE "
-     "tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-     "iittth",
-     {"seq", "ts", "actor", "action", "target", "hash"},
+     "SELECT seq, ts, actor, actor_sealed, action, target, target_sealed, "
+     "hash FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq "
+     "LIMIT $3",
+     "iis-ts-h",
+     {"seq", "ts", "actor", "audit_events.actor", "action", "target",
+      "audit_events.target", "hash"},
      1},
 };
 
 typedef struct list_ctx {
   const list_spec *spec;
   json_t *items;
+  sbx_meta *m;
+  const char *tenant; /* NULL: no 's' columns */
 } list_ctx;
+
+/* The clear text of 's' column c of r (sealed twin in c + 1). */
+static int sealed_text(sbx_meta *m, const char *t, const list_spec *spec,
+                       const sbx_sql_row *r, int c, char *out, size_t cap) {
+  char row_id[SBX_ID_MAX];
+  size_t n = 0, pn = 0;
+  if (!t)
+    return SBX_EINVAL;
+  if (spec->cols[0] == 'i') {
+    snprintf(row_id, sizeof row_id, "%lld", (long long)sbx_sql_col_int(r, 0));
+  } else if (sbx_sql_col_text(r, 0, row_id, sizeof row_id)) {
+    return SBX_EFORMAT;
+  }
+  const void *p = sbx_sql_col_bytes(r, c, &pn);
+  const void *sealed =
+      sbx_sql_col_null(r, c + 1) ? NULL : sbx_sql_col_bytes(r, c + 1, &n);
+  return sbx_meta_field_text(m, t, spec->names[c + 1], row_id, sealed, n, p, pn,
+                             out, cap);
+}
 
 static int row_to_json(void *ctx, const sbx_sql_row *r) {
   list_ctx *lc = ctx;
@@ -172,6 +199,17 @@ static int row_to_json(void *ctx, const sbx_sql_row *r) {
         n = 64;
       sbx_hex(p, n, hex);
       json_object_set_new(o, name, json_string(hex));
+      break;
+    }
+    case 's': {
+      char text[SBX_NAME_MAX + 1];
+      int rc =
+          sealed_text(lc->m, lc->tenant, lc->spec, r, c, text, sizeof text);
+      if (rc) {
+        json_decref(o);
+        return rc;
+      }
+      json_object_set_new(o, name, json_string(text));
       break;
     }
     }
@@ -206,7 +244,7 @@ static const list_spec *list_spec_of(const char *what) {
 int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
                   const char *scope, const char *cursor, int limit,
                   json_t *items) {
-  list_ctx lc = {list_spec_of(what), items};
+  list_ctx lc = {list_spec_of(what), items, m, t};
   if (!lc.spec)
     return SBX_EINVAL;
   return list_exec(m, lc.spec, t, scope, cursor, limit, row_to_json, &lc);
@@ -215,14 +253,22 @@ int sbx__dbx_list(sbx_meta *m, const char *what, const char *t,
 int sbx__dbx_query_json(sbx_meta *m, const char *sql, const sbx_sql_val *v,
                         int nv, const char *cols, const char *const *names,
                         json_t *items) {
+  return sbx__dbx_query_json_t(m, NULL, sql, v, nv, cols, names, items);
+}
+
+int sbx__dbx_query_json_t(sbx_meta *m, const char *t, const char *sql,
+                          const sbx_sql_val *v, int nv, const char *cols,
+                          const char *const *names, json_t *items) {
   list_spec spec = {"query", sql, cols, {0}, 0};
   for (int i = 0; i < 10 && names[i]; i++)
     spec.names[i] = names[i];
-  list_ctx lc = {&spec, items};
+  list_ctx lc = {&spec, items, m, t};
   return sbx_sql_exec(m, sql, v, nv, row_to_json, &lc, NULL);
 }
 
 typedef struct text_ctx {
+  sbx_meta *m;
+  const char *tenant;
   const list_spec *spec;
   sbx__buf *out;
   int limit, rows, more;
@@ -242,6 +288,8 @@ static int row_to_text(void *ctx, const sbx_sql_row *r) {
   for (int c = 0; tc->spec->cols[c] && tc->spec->names[c]; c++) {
     size_t n = 0;
     const void *p;
+    if (tc->spec->cols[c] == '-') /* a sealed twin: read with its 's' */
+      continue;
     if (c)
       sbx__buf_put(b, ",", 1);
     sbx__buf_put(b, "\"", 1);
@@ -262,6 +310,15 @@ static int row_to_text(void *ctx, const sbx_sql_row *r) {
         n = p ? 64 : 0;
       sbx_hex(p ? p : "", n, hex);
       sbx__buf_json_str(b, hex, 2 * n);
+      break;
+    }
+    case 's': {
+      char text[SBX_NAME_MAX + 1];
+      int rc =
+          sealed_text(tc->m, tc->tenant, tc->spec, r, c, text, sizeof text);
+      if (rc)
+        return rc;
+      sbx__buf_json_str(b, text, strlen(text));
       break;
     }
     }
@@ -286,7 +343,7 @@ static int row_to_text(void *ctx, const sbx_sql_row *r) {
 int sbx__dbx_list_text(sbx_meta *m, const char *what, const char *t,
                        const char *scope, const char *cursor, int limit,
                        sbx__buf *out, int *more, char cursor_out[SBX_ID_MAX]) {
-  text_ctx tc = {list_spec_of(what), out, limit, 0, 0, cursor_out};
+  text_ctx tc = {m, t, list_spec_of(what), out, limit, 0, 0, cursor_out};
   cursor_out[0] = 0;
   *more = 0;
   if (!tc.spec || limit < 1)
@@ -479,8 +536,8 @@ int sbx__dbx_user_set_email(sbx_meta *m, const char *t, const char *user,
   sbx_sql_val v[] = {SBX_SQL_T(t), SBX_SQL_T(user), SBX_SQL_B(index, 32),
                      SBX_SQL_B(sealed, sealed_len)};
   int rc = sbx_sql_exec(m,
-                        "UPDATE users SET email_index = $3, email_sealed = $4 "
-                        "WHERE tenant_id = $1 AND id = $2",
+                        "UPDATE users SET email_index = $3, email_sealed = $4, "
+                        "email_index_v = 1 WHERE tenant_id = $1 AND id = $2",
                         v, 4, NULL, NULL, &ch);
   return rc ? rc : (ch ? SBX_OK : SBX_ENOTFOUND);
 }

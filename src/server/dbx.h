@@ -30,6 +30,12 @@ int sbx__dbx_project_exists(sbx_meta *m, const char *t, const char *pid);
 int sbx__dbx_query_json(sbx_meta *m, const char *sql, const sbx_sql_val *v,
                         int nv, const char *cols, const char *const *names,
                         json_t *items);
+/* The same over rows of tenant t, where cols may also hold 's' (a sealable
+ * text column, its sealed twin next as '-' named by its associated-data
+ * label, e.g. "audit_events.actor"; the row id is column 0). */
+int sbx__dbx_query_json_t(sbx_meta *m, const char *t, const char *sql,
+                          const sbx_sql_val *v, int nv, const char *cols,
+                          const char *const *names, json_t *items);
 /* Paged lists (what: projects, project, users, members, api_keys, model,
  * dataset, audit): JSON objects appended to items, up to limit with
  * id > cursor; scope is the project of project lists. */

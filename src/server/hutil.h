@@ -29,8 +29,11 @@ int sbx__bad_request(sbx__req *r, json_t *j, const char *why);
 int sbx__page_args(sbx__req *r, int *limit, const char **cursor);
 /* A paged list (dbx.h's what/scope) from ?limit= and ?cursor=. */
 int sbx__list_reply(sbx__req *r, const char *what, const char *scope);
-/* Keyed hash of the lower-cased e-mail (the users.email_index column). */
-int sbx__email_index(sbx__req *r, const char *email, uint8_t out[32]);
+/* The users.email_index of an e-mail in tenant: the tenant's blind index
+ * of the lower-cased address (sbx_store_blind_index "email"); for an
+ * unknown or shredded tenant a pepper hash that matches no row. */
+int sbx__email_index(sbx__req *r, const char *tenant, const char *email,
+                     uint8_t out[32]);
 /* 1 when e looks like an e-mail address (3..254 printable, an '@'). */
 int sbx__email_valid(const char *e);
 /* 1 when pw has 12..256 bytes. */

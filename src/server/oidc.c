@@ -806,8 +806,8 @@ static int upsert_user(sbx__req *r, struct sbx__oidc *o, json_t *claims,
       email = "";
     char ctx[96];
     snprintf(ctx, sizeof ctx, "users.email|%s", uid);
-    rc = sbx_store_keyed_hash(r->st, "email-index-oidc", key, (size_t)kn,
-                              u.email_index);
+    rc = sbx_store_blind_index(r->st, o->tenant, "email-index-oidc", key,
+                               (size_t)kn, u.email_index);
     if (!rc)
       rc = sbx_store_field_seal(r->st, o->tenant, ctx, email, strlen(email),
                                 u.email_sealed);

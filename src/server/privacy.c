@@ -321,7 +321,8 @@ int sbx__h_retention_purge(sbx__req *r) {
 
 /* ---- export ---- */
 
-/* One section of the export: rows about user $2 of tenant $1. */
+/* One section of the export: rows about user $2 of tenant $1 ($3: the
+ * user's audit blind index, sbx_meta_blind_text "audit.id"). */
 typedef struct export_section {
   const char *name;
   const char *sql;
@@ -353,21 +354,45 @@ static const export_section SECTIONS[] = {
      "LIMIT " EXPORT_ROWS,
      "iiii",
      {"created_at", "expires_at", "used_at", "revoked_at"}},
-    {"jobs",
-     "SELECT j.id, j.project_id, j.kind, j.state, j.created_at, "
-     "j.finished_at FROM jobs j JOIN audit_events a ON a.tenant_id = "
-     "j.tenant_id AND a.target = j.id AND a.action = 'job.create' WHERE "
-     "j.tenant_id = $1 AND a.actor = $2 ORDER BY j.created_at, j.id "
-     "LIMIT " EXPORT_ROWS,
-     "tttiii",
-     {"id", "project_id", "kind", "state", "created_at", "finished_at"}},
     {"audit_events",
-     "SELECT seq, ts, actor, action, target FROM audit_events WHERE "
-     "tenant_id = $1 AND (actor = $2 OR target = $2) ORDER BY seq "
-     "LIMIT " EXPORT_ROWS,
-     "iittt",
-     {"seq", "ts", "actor", "action", "target"}},
+     "SELECT seq, ts, actor, actor_sealed, action, target, target_sealed "
+     "FROM audit_events WHERE tenant_id = $1 AND (actor = $2 OR target = $2 "
+     "OR actor = $3 OR target = $3) ORDER BY seq LIMIT " EXPORT_ROWS,
+     "iis-ts-",
+     {"seq", "ts", "actor", "audit_events.actor", "action", "target",
+      "audit_events.target"}},
 };
+
+/* The "jobs" section: the jobs whose job.create row names uid as actor
+ * (their targets, opened from the audit section's rows). */
+static int export_jobs(sbx__req *r, const char *uid, json_t *audit,
+                       json_t *doc) {
+  json_t *jobs = json_array();
+  if (!jobs)
+    return SBX_ENOMEM;
+  int rc = SBX_OK;
+  size_t i;
+  json_t *e;
+  json_array_foreach(audit, i, e) {
+    const char *action = json_string_value(json_object_get(e, "action"));
+    const char *actor = json_string_value(json_object_get(e, "actor"));
+    const char *job = json_string_value(json_object_get(e, "target"));
+    if (rc || !action || !actor || !job || strcmp(action, "job.create") ||
+        strcmp(actor, uid) || !sbx_id_valid(job))
+      continue;
+    sbx_sql_val v[] = {SBX_SQL_T(sbx__tenant(r)), SBX_SQL_T(job)};
+    rc = sbx__dbx_query_json(
+        sbx__meta(r),
+        "SELECT id, project_id, kind, state, created_at, finished_at FROM "
+        "jobs WHERE tenant_id = $1 AND id = $2",
+        v, 2, "tttiii",
+        (const char *const[]){"id", "project_id", "kind", "state", "created_at",
+                              "finished_at", NULL},
+        jobs);
+  }
+  json_object_set_new(doc, "jobs", jobs);
+  return rc;
+}
 
 /* The caller may see user u's data: u themselves, or a tenant Admin. */
 static int may_see_user(sbx__req *r, const char *u) {
@@ -419,13 +444,21 @@ int sbx__h_user_export(sbx__req *r) {
                           (json_int_t)sbx__now(), "user", user_record(r, &u));
   if (!doc)
     return sbx__problem_rc(r, SBX_ENOMEM);
-  sbx_sql_val v[] = {SBX_SQL_T(sbx__tenant(r)), SBX_SQL_T(uid)};
+  /* rows naming the user hold its blind index (sealed audit fields) */
+  char ix[SBX_META_INDEX_TEXT] = "~";
+  if (sbx_meta_blind_text(sbx__meta(r), sbx__tenant(r), "audit.id", uid, ix))
+    snprintf(ix, sizeof ix, "~");
+  sbx_sql_val v[] = {SBX_SQL_T(sbx__tenant(r)), SBX_SQL_T(uid), SBX_SQL_T(ix)};
   for (size_t i = 0; !rc && i < sizeof SECTIONS / sizeof SECTIONS[0]; i++) {
     json_t *items = json_array();
-    rc = items ? sbx__dbx_query_json(sbx__meta(r), SECTIONS[i].sql, v, 2,
-                                     SECTIONS[i].cols, SECTIONS[i].names, items)
+    int nv = strstr(SECTIONS[i].sql, "$3") ? 3 : 2;
+    rc = items ? sbx__dbx_query_json_t(sbx__meta(r), sbx__tenant(r),
+                                       SECTIONS[i].sql, v, nv, SECTIONS[i].cols,
+                                       SECTIONS[i].names, items)
                : SBX_ENOMEM;
     json_object_set_new(doc, SECTIONS[i].name, items);
+    if (!rc && !strcmp(SECTIONS[i].name, "audit_events"))
+      rc = export_jobs(r, uid, items, doc);
   }
   if (rc) {
     json_decref(doc);

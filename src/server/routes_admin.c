@@ -103,7 +103,7 @@ int sbx__h_user_create(sbx__req *r) {
   u.created_at = sbx__now();
   char ctx[96];
   snprintf(ctx, sizeof ctx, "users.email|%s", id);
-  int rc = sbx__email_index(r, email, u.email_index);
+  int rc = sbx__email_index(r, sbx__tenant(r), email, u.email_index);
   if (!rc)
     rc = sbx_store_field_seal(r->st, sbx__tenant(r), ctx, email, strlen(email),
                               u.email_sealed);

@@ -117,7 +117,7 @@ static int grant_password(sbx__req *r, json_t *j, int cookie) {
   sbx_user u;
   sbx__login_guard g;
   int64_t now = sbx__now();
-  int rc = sbx__email_index(r, email, idx);
+  int rc = sbx__email_index(r, t, email, idx);
   if (!rc)
     rc = sbx__login_guard_load(r, t, idx, now, &g);
   if (rc) {
@@ -254,7 +254,7 @@ int sbx__h_bootstrap(sbx__req *r) {
   if (!rc)
     rc = sbx__password_hash(pw, hash);
   if (!rc)
-    rc = sbx__email_index(r, email, idx);
+    rc = sbx__email_index(r, t, email, idx);
   snprintf(ctx, sizeof ctx, "users.email|%s", user);
   if (!rc)
     rc = sbx_store_field_seal(r->st, t, ctx, email, strlen(email), sealed);

@@ -524,8 +524,8 @@ int sbx_server_init_tenant(const sbx_server_params *p, const char *tenant_id,
   char ctx[80];
   snprintf(ctx, sizeof ctx, "%s%s", ctx_pfx, u.id);
   if (!rc)
-    rc = sbx_store_keyed_hash(st, "email-index-unset", u.id, strlen(u.id),
-                              u.email_index);
+    rc = sbx_store_blind_index(st, tenant_id, "email-index-unset", u.id,
+                               strlen(u.id), u.email_index);
   if (!rc) {
     rc = sbx_store_field_seal(st, tenant_id, ctx, "", 0, u.email_sealed);
     u.email_sealed_len = SBX_SEAL_OVERHEAD;

@@ -20,7 +20,39 @@ typedef struct check_ctx {
   int anchor_seen;
   sbx_audit_check *out;
   char last_purge[SBX_NAME_MAX]; /* target of the newest audit.purge row */
+  sbx_meta *m;
 } check_ctx;
+
+/* 0 when clear column col of a sealed field holds the blind index of the
+ * opened text (an edited index would hide the row from lookups). */
+static int index_matches(sbx_meta *m, const char *t, const sbx__row *r, int col,
+                         const char *text) {
+  char ix[SBX__INDEX_TEXT];
+  size_t n = 0;
+  const void *p = sbx__col_bytes(r, col, &n);
+  if (sbx__meta_index(m, t, "audit.id", text, ix))
+    return SBX_EKEY;
+  return n == strlen(ix) && !memcmp(p, ix, n) ? SBX_OK : SBX_ECRYPTO;
+}
+
+/* Actor and target of an audit row: clear columns ca, ct, their sealed
+ * twins in ca + 1, ct + 1 (see sbx_meta_audit_append), opened; with
+ * check, the clear columns of sealed fields must be their blind index. */
+static int audit_fields(sbx_meta *m, const char *t, const sbx__row *r, int ca,
+                        int ct, int check, sbx_audit_event *e) {
+  char row[24];
+  snprintf(row, sizeof row, "%lld", (long long)e->seq);
+  int rc = sbx__meta_col_text(m, r, ca + 1, ca, t, "audit_events.actor", row,
+                              e->actor, sizeof e->actor);
+  if (!rc)
+    rc = sbx__meta_col_text(m, r, ct + 1, ct, t, "audit_events.target", row,
+                            e->target, sizeof e->target);
+  if (!rc && check && !sbx__col_null(r, ca + 1))
+    rc = index_matches(m, t, r, ca, e->actor);
+  if (!rc && check && !sbx__col_null(r, ct + 1))
+    rc = index_matches(m, t, r, ct, e->target);
+  return rc;
+}
 
 /* Marks the chain broken at seq, for why; stops the walk. */
 static int broken(check_ctx *c, int64_t seq, const char *why) {
@@ -37,10 +69,17 @@ static int row_check(void *ctx, const sbx__row *r) {
   e.seq = sbx__col_int(r, 0);
   e.ts = sbx__col_int(r, 1);
   c->out->count++;
-  if (sbx__col_text(r, 2, e.actor, sizeof e.actor) ||
-      sbx__col_text(r, 3, e.action, sizeof e.action) ||
-      sbx__col_text(r, 4, e.target, sizeof e.target) ||
-      sbx__col_fixed(r, 5, e.prev_hash, 32) || sbx__col_fixed(r, 6, e.hash, 32))
+  int rc = audit_fields(c->m, c->tenant_id, r, 2, 5, 1, &e);
+  if (rc == SBX_EKEY)
+    return broken(c, e.seq,
+                  "actor/target unreadable: the tenant's key is "
+                  "gone (shredded)");
+  if (rc && rc != SBX_ELIMIT && rc != SBX_EFORMAT)
+    return broken(c, e.seq,
+                  "sealed actor/target or its index edited "
+                  "(does not open / match)");
+  if (rc || sbx__col_text(r, 4, e.action, sizeof e.action) ||
+      sbx__col_fixed(r, 7, e.prev_hash, 32) || sbx__col_fixed(r, 8, e.hash, 32))
     return broken(c, e.seq, "row unreadable (field too long or wrong size)");
   if (e.seq != c->expect)
     return broken(c, c->expect, "row missing (gap in seq)");
@@ -76,7 +115,7 @@ int sbx_meta_audit_check(sbx_meta *m, const char *tenant_id, int64_t anchor_seq,
   memset(out, 0, sizeof *out);
   if (!m || !sbx_id_valid(tenant_id) || (anchor_seq > 0 && !anchor_hash))
     return SBX_EINVAL;
-  check_ctx c = {tenant_id, 1, {0}, anchor_seq, anchor_hash, 0, out, ""};
+  check_ctx c = {tenant_id, 1, {0}, anchor_seq, anchor_hash, 0, out, "", m};
   int64_t base = 0;
   uint8_t base_hash[32];
   int rc = sbx_meta_audit_base(m, tenant_id, &base, base_hash);
@@ -95,9 +134,9 @@ int sbx_meta_audit_check(sbx_meta *m, const char *tenant_id, int64_t anchor_seq,
   }
   sbx__val v[] = {SBX_VT(tenant_id)};
   rc = sbx__db_exec(sbx__meta_db(m),
-                    "SELECT seq, ts, actor, action, target, prev_hash, "
-                    "hash FROM audit_events WHERE tenant_id = $1 ORDER "
-                    "BY seq",
+                    "SELECT seq, ts, actor, actor_sealed, action, target, "
+                    "target_sealed, prev_hash, hash FROM audit_events WHERE "
+                    "tenant_id = $1 ORDER BY seq",
                     v, 1, row_check, &c, NULL);
   if (rc)
     return out->bad_seq ? SBX_ECRYPTO : rc;
@@ -130,7 +169,7 @@ int sbx_meta_audit_head(sbx_meta *m, const char *tenant_id, int64_t *seq,
                         uint8_t hash[SBX_SHA256_LEN]) {
   if (!m || !sbx_id_valid(tenant_id) || !seq || !hash)
     return SBX_EINVAL;
-  check_ctx c = {tenant_id, 0, {0}, 0, NULL, 0, NULL, ""};
+  check_ctx c = {tenant_id, 0, {0}, 0, NULL, 0, NULL, "", m};
   sbx__val v[] = {SBX_VT(tenant_id)};
   int rc = sbx__db_exec(sbx__meta_db(m),
                         "SELECT seq, hash FROM audit_events WHERE tenant_id = "
@@ -170,6 +209,7 @@ int sbx_meta_audit_tenants(sbx_meta *m,
 typedef struct list_ctx {
   int (*fn)(void *ctx, const char *tenant_id, const sbx_audit_event *e);
   void *ctx;
+  sbx_meta *m;
 } list_ctx;
 
 /* Row callback of sbx_meta_audit_list. */
@@ -182,10 +222,15 @@ static int row_list(void *ctx, const sbx__row *r) {
     return SBX_EFORMAT;
   e.seq = sbx__col_int(r, 1);
   e.ts = sbx__col_int(r, 2);
-  if (sbx__col_text(r, 3, e.actor, sizeof e.actor) ||
-      sbx__col_text(r, 4, e.action, sizeof e.action) ||
-      sbx__col_text(r, 5, e.target, sizeof e.target) ||
-      sbx__col_fixed(r, 6, e.prev_hash, 32) || sbx__col_fixed(r, 7, e.hash, 32))
+  int rc = audit_fields(l->m, tenant, r, 3, 6, 0, &e);
+  if (rc == SBX_EKEY) { /* a shredded tenant's rows: ids and times only */
+    e.actor[0] = e.target[0] = 0;
+    rc = SBX_OK;
+  }
+  if (rc)
+    return rc;
+  if (sbx__col_text(r, 5, e.action, sizeof e.action) ||
+      sbx__col_fixed(r, 8, e.prev_hash, 32) || sbx__col_fixed(r, 9, e.hash, 32))
     return SBX_EFORMAT;
   return l->fn(l->ctx, tenant, &e);
 }
@@ -197,12 +242,13 @@ int sbx_meta_audit_list(sbx_meta *m, const char *tenant_id, int64_t since,
                         void *ctx) {
   if (!m || !fn || (tenant_id && !sbx_id_valid(tenant_id)))
     return SBX_EINVAL;
-  list_ctx l = {fn, ctx};
+  list_ctx l = {fn, ctx, m};
   sbx__val v[] = {SBX_VI(since), SBX_VI(until > 0 ? until : INT64_MAX),
                   SBX_VT(tenant_id ? tenant_id : "")};
   return sbx__db_exec(sbx__meta_db(m),
-                      "SELECT tenant_id, seq, ts, actor, action, target, "
-                      "prev_hash, hash FROM audit_events WHERE ts >= $1 AND "
+                      "SELECT tenant_id, seq, ts, actor, actor_sealed, "
+                      "action, target, target_sealed, prev_hash, hash FROM "
+                      "audit_events WHERE ts >= $1 AND "
                       "ts < $2 AND ($3 = '' OR tenant_id = $3) ORDER BY "
                       "tenant_id, seq",
                       v, 3, row_list, &l, NULL);

@@ -86,4 +86,23 @@ void sbx__audit_hash(const char *tenant_id, int64_t seq, int64_t ts,
 struct sbx_meta;
 sbx__db *sbx__meta_db(struct sbx_meta *m);
 
+/* Sealed columns (meta.c; see sbx_meta_set_cipher). 1 when m has a cipher:
+ * writers then store sealed values and blind indexes, else plaintext. */
+int sbx__meta_sealing(struct sbx_meta *m);
+/* Seals pt (n bytes) for "<column>|<tenant>|<row_id>" into a malloc'd
+ * buffer (*out, caller frees, *outn bytes). */
+int sbx__meta_seal(struct sbx_meta *m, const char *tenant_id,
+                   const char *column, const char *row_id, const void *pt,
+                   size_t n, uint8_t **out, size_t *outn);
+/* The blind index text of s for purpose in tenant_id: "~" + 64 hex. */
+#define SBX__INDEX_TEXT 66
+int sbx__meta_index(struct sbx_meta *m, const char *tenant_id,
+                    const char *purpose, const char *s,
+                    char out[SBX__INDEX_TEXT]);
+/* sbx_meta_field_text over column col_sealed (sealed) and col_plain
+ * (clear) of a row. */
+int sbx__meta_col_text(struct sbx_meta *m, const sbx__row *r, int col_sealed,
+                       int col_plain, const char *tenant_id, const char *column,
+                       const char *row_id, char *out, size_t cap);
+
 #endif

@@ -533,6 +533,24 @@ static int row_spec(void *ctx, const sbx__row *r) {
   return 1;
 }
 
+typedef struct sealed_spec {
+  sbx_meta *m;
+  const char *tenant, *job;
+  spec_ctx *s;
+} sealed_spec;
+
+/* Row (spec, spec_sealed): the spec opened (or, not yet sealed, copied). */
+static int row_sealed_spec(void *ctx, const sbx__row *r) {
+  sealed_spec *c = ctx;
+  c->s->found = 1;
+  int rc = sbx__meta_col_text(c->m, r, 1, 0, c->tenant, "jobs.spec", c->job,
+                              c->s->out, c->s->cap);
+  if (rc)
+    return rc;
+  c->s->n = strlen(c->s->out);
+  return 1;
+}
+
 int sbx_meta_job_spec(sbx_meta *m, const char *tenant_id, const char *job_id,
                       char *out, size_t cap, size_t *len) {
   if (len)
@@ -541,12 +559,15 @@ int sbx_meta_job_spec(sbx_meta *m, const char *tenant_id, const char *job_id,
     out[0] = 0;
   REQUIRE_ID(tenant_id);
   REQUIRE_ID(job_id);
+  if (!cap)
+    return SBX_ELIMIT;
   spec_ctx s = {out, cap, 0, 0};
+  sealed_spec c = {m, tenant_id, job_id, &s};
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id)};
   int rc = sbx__db_exec(DB(m),
-                        "SELECT spec FROM jobs WHERE tenant_id = $1 AND id = "
-                        "$2",
-                        v, 2, row_spec, &s, NULL);
+                        "SELECT spec, spec_sealed FROM jobs WHERE tenant_id = "
+                        "$1 AND id = $2",
+                        v, 2, row_sealed_spec, &c, NULL);
   if (!rc && !s.found)
     rc = SBX_ENOTFOUND;
   if (rc && cap)
@@ -635,30 +656,41 @@ int sbx_meta_job_create(sbx_meta *m, const char *tenant_id,
   int64_t attempts = j->max_attempts ? j->max_attempts : DEFAULT_ATTEMPTS;
   int64_t seq = stamp_us();
   sbx__db *db = DB(m);
-  if ((rc = sbx__db_begin(db)))
+  /* the spec is sealed (names, parameters), the clear column left "" */
+  uint8_t *sealed = NULL;
+  size_t sealed_n = 0;
+  if (sbx__meta_sealing(m) &&
+      (rc = sbx__meta_seal(m, tenant_id, "jobs.spec", j->id, j->spec,
+                           strlen(j->spec), &sealed, &sealed_n)))
     return rc;
+  if ((rc = sbx__db_begin(db))) {
+    free(sealed);
+    return rc;
+  }
   sbx__val v[] = {SBX_VT(tenant_id),
                   SBX_VT(j->id),
                   SBX_VT(j->project_id),
                   SBX_VT(j->model_id),
                   SBX_VT(j->dataset_id),
                   SBX_VT(j->kind),
-                  SBX_VT(j->spec),
+                  SBX_VT(sealed ? "" : j->spec),
                   SBX_VI(L.wall_seconds),
                   SBX_VI(L.memory_bytes),
                   SBX_VI(L.samples),
                   SBX_VI(L.shards),
                   SBX_VI(attempts),
                   SBX_VI(seq),
-                  SBX_VI(now)};
+                  SBX_VI(now),
+                  sealed ? SBX_VB(sealed, sealed_n) : SBX_VNULL};
   rc = sbx__db_exec(db,
                     "INSERT INTO jobs (tenant_id, id, project_id, model_id, "
                     "dataset_id, kind, spec, state, message, wall_seconds, "
                     "memory_bytes, samples, shards, max_attempts, seq, "
-                    "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
-                    "$7, 0, 'submitted', $8, $9, $10, $11, $12, $13, $14, "
-                    "$14)",
-                    v, 14, NULL, NULL, NULL);
+                    "created_at, updated_at, spec_sealed) VALUES ($1, $2, $3, "
+                    "$4, $5, $6, $7, 0, 'submitted', $8, $9, $10, $11, $12, "
+                    "$13, $14, $14, $15)",
+                    v, 15, NULL, NULL, NULL);
+  free(sealed);
   for (int64_t k = 0; !rc && k < L.shards; k++) {
     int64_t b = L.samples * k / L.shards, e = L.samples * (k + 1) / L.shards;
     sbx__val sv[] = {SBX_VT(tenant_id),

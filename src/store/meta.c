@@ -15,6 +15,8 @@
 
 struct sbx_meta {
   sbx__db *db;
+  sbx_meta_cipher cipher;
+  int has_cipher;
 };
 
 /* ---- migrations: append only, never edit an applied one ---- */
@@ -172,7 +174,37 @@ static const migration MIGRATIONS[] = {
      "CREATE TABLE audit_purges ("
      " tenant_id TEXT PRIMARY KEY,"
      " through_seq BIGINT NOT NULL,"
-     " through_hash BLOB NOT NULL);"}};
+     " through_hash BLOB NOT NULL);"},
+    /* sealed metadata (issue 12 item 5): the sealed twin of each clear
+     * column; NULL while the row is still plaintext (sbx_meta_seal_legacy
+     * seals it at the next store open) */
+    {49, "sealed metadata columns",
+     "ALTER TABLE objects ADD COLUMN name_sealed BLOB;"
+     "ALTER TABLE projects ADD COLUMN name_sealed BLOB;"
+     "ALTER TABLE jobs ADD COLUMN spec_sealed BLOB;"
+     "ALTER TABLE jobs ADD COLUMN message_sealed BLOB;"
+     "ALTER TABLE audit_events ADD COLUMN actor_sealed BLOB;"
+     "ALTER TABLE audit_events ADD COLUMN target_sealed BLOB;"},
+    /* e-mail lookup index: 0 = HMAC under the deployment pepper (the same
+     * person linkable across tenants), 1 = the tenant's blind-index key;
+     * sbx_store_open re-indexes version 0 rows */
+    {50, "per-tenant e-mail index",
+     "ALTER TABLE users ADD COLUMN email_index_v BIGINT NOT NULL DEFAULT 0;"},
+    /* sbx_meta_seal_legacy runs at every store open: its "still
+     * plaintext" scans read these partial indexes (empty once sealed),
+     * not the tables */
+    {51, "partial indexes of plaintext rows",
+     "CREATE INDEX objects_plain ON objects(tenant_id)"
+     " WHERE name_sealed IS NULL;"
+     "CREATE INDEX projects_plain ON projects(tenant_id)"
+     " WHERE name_sealed IS NULL;"
+     "CREATE INDEX jobs_plain ON jobs(tenant_id) WHERE spec_sealed IS NULL;"
+     "CREATE INDEX audit_actor_plain ON audit_events(tenant_id)"
+     " WHERE actor_sealed IS NULL;"
+     "CREATE INDEX audit_target_plain ON audit_events(tenant_id)"
+     " WHERE target_sealed IS NULL;"
+     "CREATE INDEX users_index_v0 ON users(tenant_id)"
+     " WHERE email_index_v = 0;"}};
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 static int64_t migration_checksum(const migration *mg) {
@@ -317,6 +349,287 @@ void sbx_meta_close(sbx_meta *m) {
 }
 
 sbx__db *sbx__meta_db(sbx_meta *m) { return m ? m->db : NULL; }
+
+/* ---- sealed columns ---- */
+
+void sbx_meta_set_cipher(sbx_meta *m, const sbx_meta_cipher *c) {
+  if (!m)
+    return;
+  memset(&m->cipher, 0, sizeof m->cipher);
+  m->has_cipher = c && c->seal && c->open && c->index;
+  if (m->has_cipher)
+    m->cipher = *c;
+}
+
+int sbx__meta_sealing(sbx_meta *m) {
+  return m && m->has_cipher;
+}
+
+/* The associated data of a sealed value: "<column>|<tenant>|<row id>". */
+static int aad_of(char *b, size_t cap, const char *column, const char *t,
+                  const char *row) {
+  int n = snprintf(b, cap, "%s|%s|%s", column, t, row);
+  return n < 0 || (size_t)n >= cap ? SBX_ELIMIT : SBX_OK;
+}
+
+int sbx__meta_seal(sbx_meta *m, const char *tenant_id, const char *column,
+                   const char *row_id, const void *pt, size_t n, uint8_t **out,
+                   size_t *outn) {
+  *out = NULL;
+  *outn = 0;
+  if (!m->has_cipher)
+    return SBX_EINVAL;
+  char aad[256];
+  int rc = aad_of(aad, sizeof aad, column, tenant_id, row_id);
+  if (rc)
+    return rc;
+  uint8_t *b = malloc(n + SBX_SEAL_OVERHEAD);
+  if (!b)
+    return SBX_ENOMEM;
+  rc = m->cipher.seal(m->cipher.ctx, tenant_id, aad, pt, n, b);
+  if (rc) {
+    free(b);
+    return rc;
+  }
+  *out = b;
+  *outn = n + SBX_SEAL_OVERHEAD;
+  return SBX_OK;
+}
+
+int sbx__meta_index(sbx_meta *m, const char *tenant_id, const char *purpose,
+                    const char *s, char out[SBX__INDEX_TEXT]) {
+  uint8_t h[SBX_SHA256_LEN];
+  out[0] = 0;
+  if (!m->has_cipher)
+    return SBX_EINVAL;
+  int rc = m->cipher.index(m->cipher.ctx, tenant_id, purpose, s, strlen(s), h);
+  if (rc)
+    return rc;
+  out[0] = '~';
+  sbx_hex(h, sizeof h, out + 1);
+  return SBX_OK;
+}
+
+int sbx_meta_field_text(sbx_meta *m, const char *tenant_id, const char *column,
+                        const char *row_id, const void *sealed, size_t n,
+                        const void *plain, size_t plain_n, char *out,
+                        size_t cap) {
+  if (!m || !out || !cap)
+    return SBX_EINVAL;
+  out[0] = 0;
+  if (!sealed || !n) { /* still plaintext */
+    if (plain_n >= cap)
+      return SBX_ELIMIT;
+    if (plain_n)
+      memcpy(out, plain, plain_n);
+    out[plain_n] = 0;
+    return SBX_OK;
+  }
+  if (!m->has_cipher || n < SBX_SEAL_OVERHEAD) /* < : shredded marker */
+    return SBX_EKEY;
+  if (n - SBX_SEAL_OVERHEAD >= cap)
+    return SBX_ELIMIT;
+  char aad[256];
+  int rc = aad_of(aad, sizeof aad, column, tenant_id, row_id);
+  size_t len = 0;
+  if (!rc)
+    rc = m->cipher.open(m->cipher.ctx, tenant_id, aad, sealed, n,
+                        (uint8_t *)out, &len);
+  if (!rc && memchr(out, 0, len))
+    rc = SBX_EFORMAT;
+  out[rc ? 0 : len] = 0;
+  return rc;
+}
+
+int sbx__meta_col_text(sbx_meta *m, const sbx__row *r, int col_sealed,
+                       int col_plain, const char *tenant_id, const char *column,
+                       const char *row_id, char *out, size_t cap) {
+  size_t n = 0, pn = 0;
+  const void *s =
+      sbx__col_null(r, col_sealed) ? NULL : sbx__col_bytes(r, col_sealed, &n);
+  const void *p = sbx__col_bytes(r, col_plain, &pn);
+  return sbx_meta_field_text(m, tenant_id, column, row_id, s, n, p, pn, out,
+                             cap);
+}
+
+/* A clear column value for a write: the blind index of s (index 1: of
+ * purpose column, 2: of purpose "audit.id") or "" (index 0) plus s sealed
+ * (*sealed malloc'd, caller frees) when m seals; s itself and no sealed value
+ * otherwise. */
+static int seal_for_write(sbx_meta *m, const char *t, const char *column,
+                          const char *row, const char *s, int index,
+                          char clear[SBX__INDEX_TEXT], const char **clear_out,
+                          uint8_t **sealed, size_t *sealed_n) {
+  *sealed = NULL;
+  *sealed_n = 0;
+  *clear_out = s;
+  if (!m->has_cipher)
+    return SBX_OK;
+  int rc = sbx__meta_seal(m, t, column, row, s, strlen(s), sealed, sealed_n);
+  clear[0] = 0;
+  if (!rc && index)
+    rc = sbx__meta_index(m, t, index == 2 ? "audit.id" : column, s, clear);
+  if (rc) {
+    free(*sealed);
+    *sealed = NULL;
+    return rc;
+  }
+  *clear_out = clear;
+  return SBX_OK;
+}
+
+/* ---- sealing plaintext rows in place (sbx_meta_seal_legacy) ---- */
+
+/* One sealable column: select lists (tenant_id, row id, clear value) of
+ * the rows still in plaintext; update sets $4 clear, $5 sealed where $1
+ * tenant, $2 row id and still $3 the plaintext (idempotent, race-free). */
+typedef struct sealable {
+  const char *column; /* associated data label, e.g. "objects.name" */
+  int index;          /* 1: the clear column keeps the blind index (of
+                         purpose column; 2: of purpose "audit.id") */
+  const char *select_sql;
+  const char *update_sql;
+} sealable;
+
+static const sealable SEALABLE[] = {
+    {"objects.name", 1,
+     "SELECT tenant_id, id, name FROM objects WHERE name_sealed IS NULL",
+     "UPDATE objects SET name = $4, name_sealed = $5 WHERE tenant_id = $1 "
+     "AND id = $2 AND name = $3 AND name_sealed IS NULL"},
+    {"projects.name", 0,
+     "SELECT tenant_id, id, name FROM projects WHERE name_sealed IS NULL",
+     "UPDATE projects SET name = $4, name_sealed = $5 WHERE tenant_id = $1 "
+     "AND id = $2 AND name = $3 AND name_sealed IS NULL"},
+    {"jobs.spec", 0,
+     "SELECT tenant_id, id, spec FROM jobs WHERE spec_sealed IS NULL",
+     "UPDATE jobs SET spec = $4, spec_sealed = $5 WHERE tenant_id = $1 AND "
+     "id = $2 AND spec = $3 AND spec_sealed IS NULL"},
+    /* audit rows: of tenants with a field key only ("_sys" has none) */
+    {"audit_events.actor", 2,
+     "SELECT tenant_id, CAST(seq AS TEXT), actor FROM audit_events a WHERE "
+     "actor_sealed IS NULL AND EXISTS (SELECT 1 FROM secrets s WHERE "
+     "s.tenant_id = a.tenant_id AND s.name = 'field-key')",
+     "UPDATE audit_events SET actor = $4, actor_sealed = $5 WHERE tenant_id "
+     "= $1 AND seq = CAST($2 AS BIGINT) AND actor = $3 AND actor_sealed IS "
+     "NULL"},
+    {"audit_events.target", 2,
+     "SELECT tenant_id, CAST(seq AS TEXT), target FROM audit_events a WHERE "
+     "target_sealed IS NULL AND EXISTS (SELECT 1 FROM secrets s WHERE "
+     "s.tenant_id = a.tenant_id AND s.name = 'field-key')",
+     "UPDATE audit_events SET target = $4, target_sealed = $5 WHERE "
+     "tenant_id = $1 AND seq = CAST($2 AS BIGINT) AND target = $3 AND "
+     "target_sealed IS NULL"},
+};
+
+typedef struct plain_row {
+  char tenant[SBX_ID_MAX];
+  char id[SBX_ID_MAX];
+  char *text;
+} plain_row;
+
+typedef struct plain_rows {
+  plain_row *v;
+  size_t n, cap;
+} plain_rows;
+
+static int row_plain(void *ctx, const sbx__row *r) {
+  plain_rows *p = ctx;
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? 2 * p->cap : 16;
+    plain_row *q = realloc(p->v, cap * sizeof *q);
+    if (!q)
+      return SBX_ENOMEM;
+    p->v = q;
+    p->cap = cap;
+  }
+  plain_row *w = &p->v[p->n];
+  memset(w, 0, sizeof *w);
+  if (sbx__col_text(r, 0, w->tenant, sizeof w->tenant))
+    return SBX_EFORMAT;
+  if (sbx__col_text(r, 1, w->id, sizeof w->id))
+    return SBX_EFORMAT;
+  size_t n = 0;
+  const void *b = sbx__col_bytes(r, 2, &n);
+  if (!(w->text = malloc(n + 1)))
+    return SBX_ENOMEM;
+  if (n)
+    memcpy(w->text, b, n);
+  w->text[n] = 0;
+  p->n++;
+  return 0;
+}
+
+static void plain_rows_free(plain_rows *p) {
+  for (size_t i = 0; i < p->n; i++) {
+    sbx_memwipe(p->v[i].text, strlen(p->v[i].text));
+    free(p->v[i].text);
+  }
+  free(p->v);
+  memset(p, 0, sizeof *p);
+}
+
+/* Seals (or, for a shredded tenant, removes) one plaintext row of sc. */
+static int seal_one(sbx_meta *m, const sealable *sc, const plain_row *w,
+                    int64_t *changed) {
+  char ix[SBX__INDEX_TEXT];
+  const char *clear;
+  uint8_t *sealed = NULL;
+  size_t sn = 0;
+  uint8_t dead[1] = {0};
+  char gone[SBX_ID_MAX + 2];
+  int rc = seal_for_write(m, w->tenant, sc->column, w->id, w->text, sc->index,
+                          ix, &clear, &sealed, &sn);
+  if (rc == SBX_EKEY || rc == SBX_ECRYPTO) {
+    sbx_tenant t;
+    if (sbx_meta_tenant_get(m, w->tenant, &t) || t.state != SBX_TENANT_SHREDDED)
+      return SBX_OK; /* no key yet: left for a later pass */
+    /* shredded: nothing can seal it any more, so the text goes; the
+     * 1-byte sealed value reads as unreadable (SBX_ECRYPTO) */
+    snprintf(gone, sizeof gone, "~%s", w->id);
+    clear = sc->index ? gone : "";
+    rc = SBX_OK;
+  }
+  if (rc)
+    return rc;
+  sbx__val v[] = {SBX_VT(w->tenant), SBX_VT(w->id), SBX_VT(w->text),
+                  SBX_VT(clear),
+                  sealed ? SBX_VB(sealed, sn) : SBX_VB(dead, sizeof dead)};
+  int64_t ch = 0;
+  rc = sbx__db_exec(m->db, sc->update_sql, v, 5, NULL, NULL, &ch);
+  free(sealed);
+  if (!rc)
+    *changed += ch;
+  return rc;
+}
+
+int sbx_meta_seal_legacy(sbx_meta *m, int64_t *sealed) {
+  if (sealed)
+    *sealed = 0;
+  if (!m)
+    return SBX_EINVAL;
+  if (!m->has_cipher)
+    return SBX_OK;
+  int64_t changed = 0;
+  int rc = sbx__db_begin(m->db);
+  if (rc)
+    return rc;
+  for (size_t i = 0; !rc && i < sizeof SEALABLE / sizeof SEALABLE[0]; i++) {
+    plain_rows p = {NULL, 0, 0};
+    rc = sbx__db_exec(m->db, SEALABLE[i].select_sql, NULL, 0, row_plain, &p,
+                      NULL);
+    for (size_t j = 0; !rc && j < p.n; j++)
+      rc = seal_one(m, &SEALABLE[i], &p.v[j], &changed);
+    plain_rows_free(&p);
+  }
+  if (rc) {
+    sbx__db_rollback(m->db);
+    return rc;
+  }
+  rc = sbx__db_commit(m->db);
+  if (!rc && sealed)
+    *sealed = changed;
+  return rc;
+}
 
 int sbx_meta_schema_version(sbx_meta *m, int64_t *version) {
   *version = 0;
@@ -590,6 +903,8 @@ int sbx_meta_tenant_key_delete(sbx_meta *m, const char *tenant_id,
 #define OBJ_COLS                                                               \
   "id, project_id, kind, name, size, sha256, key_version, wrapped_dek, "       \
   "created_at"
+#define OBJ_READ_COLS OBJ_COLS ", name_sealed"
+#define SEALED_VAL(p, n) ((p) ? SBX_VB((p), (n)) : SBX_VNULL)
 
 static int fill_object(void *out, const sbx__row *r) {
   sbx_object *o = out;
@@ -598,8 +913,6 @@ static int fill_object(void *out, const sbx__row *r) {
     rc = sbx__col_text(r, 1, o->project_id, sizeof o->project_id);
   if (!rc)
     rc = sbx__col_text(r, 2, o->kind, sizeof o->kind);
-  if (!rc)
-    rc = sbx__col_text(r, 3, o->name, sizeof o->name);
   o->size = sbx__col_int(r, 4);
   if (!rc)
     rc = sbx__col_fixed(r, 5, o->sha256, SBX_SHA256_LEN);
@@ -615,22 +928,80 @@ int sbx_meta_object_insert(sbx_meta *m, const char *tenant_id,
   REQUIRE_ID(tenant_id);
   REQUIRE_ID(o->id);
   if ((o->project_id[0] && !sbx_id_valid(o->project_id)) ||
-      !sbx_id_valid(o->kind) || !o->name[0] || o->size < 0)
+      !sbx_id_valid(o->kind) || !o->name[0] || o->size < 0 ||
+      !memchr(o->name, 0, sizeof o->name))
     return SBX_EINVAL;
+  char ix[SBX__INDEX_TEXT];
+  const char *name;
+  uint8_t *sealed;
+  size_t sn;
+  int rc = seal_for_write(m, tenant_id, "objects.name", o->id, o->name, 1, ix,
+                          &name, &sealed, &sn);
+  if (rc)
+    return rc;
   sbx__val v[] = {SBX_VT(tenant_id),
                   SBX_VT(o->id),
                   SBX_VT(o->project_id),
                   SBX_VT(o->kind),
-                  SBX_VT(o->name),
+                  SBX_VT(name),
                   SBX_VI(o->size),
                   SBX_VB(o->sha256, SBX_SHA256_LEN),
                   SBX_VI(o->key_version),
                   SBX_VB(o->wrapped_dek, SBX_WRAPPED_KEY_LEN),
-                  SBX_VI(o->created_at)};
-  return sbx__db_exec(m->db,
-                      "INSERT INTO objects (tenant_id, " OBJ_COLS
-                      ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                      v, 10, NULL, NULL, NULL);
+                  SBX_VI(o->created_at),
+                  SEALED_VAL(sealed, sn)};
+  rc = sbx__db_exec(m->db,
+                    "INSERT INTO objects (tenant_id, " OBJ_COLS
+                    ", name_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+                    "$9, $10, $11)",
+                    v, 11, NULL, NULL, NULL);
+  free(sealed);
+  return rc;
+}
+
+/* Reads object rows (OBJ_READ_COLS), opening the sealed name: into one
+ * (one-row lookups) or for each row to fn (lists). */
+typedef struct obj_read {
+  sbx_meta *m;
+  const char *tenant;
+  sbx_object *one;
+  int (*fn)(void *ctx, const sbx_object *o);
+  void *ctx;
+  int found;
+} obj_read;
+
+static int row_object(void *ctx, const sbx__row *r) {
+  obj_read *c = ctx;
+  sbx_object tmp;
+  sbx_object *o = c->one ? c->one : &tmp;
+  memset(o, 0, sizeof *o);
+  int rc = fill_object(o, r);
+  if (!rc)
+    rc = sbx__meta_col_text(c->m, r, 9, 3, c->tenant, "objects.name", o->id,
+                            o->name, sizeof o->name);
+  if (rc == SBX_EKEY) /* shredded: the row stays usable, its name is gone */
+    rc = SBX_OK;
+  if (rc) {
+    memset(o, 0, sizeof *o);
+    return rc;
+  }
+  c->found = 1;
+  if (c->one)
+    return 1;
+  rc = c->fn(c->ctx, o);
+  return rc < 0 ? rc : rc ? 1 : 0;
+}
+
+static int object_one(sbx_meta *m, const char *tenant_id, const char *sql,
+                      const sbx__val *v, int nv, sbx_object *out) {
+  obj_read c = {m, tenant_id, out, NULL, NULL, 0};
+  memset(out, 0, sizeof *out);
+  int rc = sbx__db_exec(m->db, sql, v, nv, row_object, &c, NULL);
+  if (!rc && !c.found)
+    rc = SBX_ENOTFOUND;
+  if (rc)
+    memset(out, 0, sizeof *out);
+  return rc;
 }
 
 int sbx_meta_object_get(sbx_meta *m, const char *tenant_id, const char *id,
@@ -638,10 +1009,10 @@ int sbx_meta_object_get(sbx_meta *m, const char *tenant_id, const char *id,
   REQUIRE_ID(tenant_id);
   REQUIRE_ID(id);
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id)};
-  return exec_one(m,
-                  "SELECT " OBJ_COLS
-                  " FROM objects WHERE tenant_id = $1 AND id = $2",
-                  v, 2, fill_object, out, sizeof *out);
+  return object_one(m, tenant_id,
+                    "SELECT " OBJ_READ_COLS
+                    " FROM objects WHERE tenant_id = $1 AND id = $2",
+                    v, 2, out);
 }
 
 int sbx_meta_object_find(sbx_meta *m, const char *tenant_id,
@@ -650,13 +1021,20 @@ int sbx_meta_object_find(sbx_meta *m, const char *tenant_id,
   REQUIRE_ID(tenant_id);
   if (!project_id || !kind || !name)
     return SBX_EINVAL;
+  char ix[SBX__INDEX_TEXT];
+  if (m->has_cipher) { /* equality on the blind index */
+    int rc = sbx__meta_index(m, tenant_id, "objects.name", name, ix);
+    if (rc)
+      return rc;
+    name = ix;
+  }
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(kind),
                   SBX_VT(name)};
-  return exec_one(m,
-                  "SELECT " OBJ_COLS
-                  " FROM objects WHERE tenant_id = $1 AND project_id = $2 "
-                  "AND kind = $3 AND name = $4",
-                  v, 4, fill_object, out, sizeof *out);
+  return object_one(m, tenant_id,
+                    "SELECT " OBJ_READ_COLS
+                    " FROM objects WHERE tenant_id = $1 AND project_id = $2 "
+                    "AND kind = $3 AND name = $4",
+                    v, 4, out);
 }
 
 int sbx_meta_object_delete(sbx_meta *m, const char *tenant_id,
@@ -668,31 +1046,21 @@ int sbx_meta_object_delete(sbx_meta *m, const char *tenant_id,
                      v, 2);
 }
 
-static int row_object(void *ctx, const sbx__row *r) {
-  list_ctx *l = ctx;
-  sbx_object o;
-  memset(&o, 0, sizeof o);
-  int rc = fill_object(&o, r);
-  if (!rc)
-    rc = ((int (*)(void *, const sbx_object *))l->fn)(l->ctx, &o);
-  return rc < 0 ? rc : rc ? 1 : 0;
-}
-
 int sbx_meta_object_list(sbx_meta *m, const char *tenant_id, const char *kind,
                          int (*fn)(void *ctx, const sbx_object *o),
                          void *ctx) {
   REQUIRE_ID(tenant_id);
-  list_ctx l = {(void *)fn, ctx, 0};
+  obj_read c = {m, tenant_id, NULL, fn, ctx, 0};
   sbx__val v[] = {SBX_VT(tenant_id), kind ? SBX_VT(kind) : SBX_VNULL};
   if (!kind)
     return sbx__db_exec(m->db,
-                        "SELECT " OBJ_COLS " FROM objects WHERE tenant_id = "
-                        "$1 ORDER BY created_at, id",
-                        v, 1, row_object, &l, NULL);
+                        "SELECT " OBJ_READ_COLS " FROM objects WHERE "
+                        "tenant_id = $1 ORDER BY created_at, id",
+                        v, 1, row_object, &c, NULL);
   return sbx__db_exec(m->db,
-                      "SELECT " OBJ_COLS " FROM objects WHERE tenant_id = $1 "
-                      "AND kind = $2 ORDER BY created_at, id",
-                      v, 2, row_object, &l, NULL);
+                      "SELECT " OBJ_READ_COLS " FROM objects WHERE tenant_id "
+                      "= $1 AND kind = $2 ORDER BY created_at, id",
+                      v, 2, row_object, &c, NULL);
 }
 
 int sbx_meta_object_rewrap(sbx_meta *m, const char *tenant_id, const char *id,
@@ -776,18 +1144,21 @@ int sbx_meta_user_insert(sbx_meta *m, const char *tenant_id,
   if (u->email_sealed_len > sizeof u->email_sealed ||
       !text_ok(u->password_hash, sizeof u->password_hash))
     return SBX_EINVAL;
+  /* with a cipher, callers index e-mails with the tenant's key
+   * (sbx_store_blind_index): version 1 */
   sbx__val v[] = {SBX_VT(tenant_id),
                   SBX_VT(u->id),
                   SBX_VB(u->email_index, SBX_SHA256_LEN),
                   SBX_VB(u->email_sealed, u->email_sealed_len),
                   SBX_VT(u->password_hash),
                   SBX_VI(u->disabled),
-                  SBX_VI(u->created_at)};
+                  SBX_VI(u->created_at),
+                  SBX_VI(m->has_cipher ? 1 : 0)};
   return sbx__db_exec(m->db,
                       "INSERT INTO users (tenant_id, id, email_index, "
-                      "email_sealed, password_hash, disabled, created_at) "
-                      "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                      v, 7, NULL, NULL, NULL);
+                      "email_sealed, password_hash, disabled, created_at, "
+                      "email_index_v) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                      v, 8, NULL, NULL, NULL);
 }
 
 static int fill_user(void *out, const sbx__row *r) {
@@ -841,12 +1212,22 @@ int sbx_meta_project_create(sbx_meta *m, const char *tenant_id,
   REQUIRE_ID(project_id);
   if (!text_ok(name, SBX_NAME_MAX))
     return SBX_EINVAL;
-  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(name),
-                  SBX_VI(now)};
-  return sbx__db_exec(m->db,
-                      "INSERT INTO projects (tenant_id, id, name, "
-                      "created_at) VALUES ($1, $2, $3, $4)",
-                      v, 4, NULL, NULL, NULL);
+  char ix[SBX__INDEX_TEXT];
+  const char *clear;
+  uint8_t *sealed;
+  size_t sn;
+  int rc = seal_for_write(m, tenant_id, "projects.name", project_id, name, 0,
+                          ix, &clear, &sealed, &sn);
+  if (rc)
+    return rc;
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(clear),
+                  SBX_VI(now), SEALED_VAL(sealed, sn)};
+  rc = sbx__db_exec(m->db,
+                    "INSERT INTO projects (tenant_id, id, name, "
+                    "created_at, name_sealed) VALUES ($1, $2, $3, $4, $5)",
+                    v, 5, NULL, NULL, NULL);
+  free(sealed);
+  return rc;
 }
 
 int sbx_meta_membership_set(sbx_meta *m, const char *tenant_id,
@@ -1003,6 +1384,42 @@ static int row_head(void *ctx, const sbx__row *r) {
   return sbx__col_fixed(r, 1, h->hash, 32) ? SBX_EFORMAT : 1;
 }
 
+/* One audit field for the row: with a cipher, sealed for
+ * "audit_events.<column>|<tenant>|<seq>" and the clear column holding the
+ * blind index (purpose "audit.id", shared by actor and target so that
+ * "rows naming user u" stays one equality); plaintext when there is no
+ * cipher or the tenant has no field key ("_sys", unknown tenants). */
+static int audit_field(sbx_meta *m, const char *t, const char *column,
+                       int64_t seq, const char *s, char ix[SBX__INDEX_TEXT],
+                       const char **clear, uint8_t **sealed, size_t *n) {
+  char row[24];
+  *clear = s;
+  *sealed = NULL;
+  *n = 0;
+  if (!m->has_cipher)
+    return SBX_OK;
+  snprintf(row, sizeof row, "%lld", (long long)seq);
+  int rc = sbx__meta_seal(m, t, column, row, s, strlen(s), sealed, n);
+  if (rc == SBX_EKEY)
+    return SBX_OK;
+  if (!rc)
+    rc = sbx__meta_index(m, t, "audit.id", s, ix);
+  if (rc) {
+    free(*sealed);
+    *sealed = NULL;
+    return rc;
+  }
+  *clear = ix;
+  return SBX_OK;
+}
+
+int sbx_meta_blind_text(sbx_meta *m, const char *tenant_id, const char *purpose,
+                        const char *s, char out[SBX_META_INDEX_TEXT]) {
+  if (!m || !purpose || !s || !sbx_id_valid(tenant_id))
+    return SBX_EINVAL;
+  return sbx__meta_index(m, tenant_id, purpose, s, out);
+}
+
 int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
                           const char *actor, const char *action,
                           const char *target, int64_t *seq_out) {
@@ -1024,17 +1441,32 @@ int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
                       v1, 1, row_head, &h, NULL);
     uint8_t hash[32];
     int64_t seq = h.seq + 1;
+    char ia[SBX__INDEX_TEXT], it[SBX__INDEX_TEXT];
+    const char *ca = actor, *ct = target;
+    uint8_t *sa = NULL, *st = NULL;
+    size_t na = 0, nt = 0;
+    if (!rc)
+      rc = audit_field(m, tenant_id, "audit_events.actor", seq, actor, ia, &ca,
+                       &sa, &na);
+    if (!rc)
+      rc = audit_field(m, tenant_id, "audit_events.target", seq, target, it,
+                       &ct, &st, &nt);
     if (!rc) {
+      /* the chain hashes the plaintext (exports carry verifiable rows) */
       sbx__audit_hash(tenant_id, seq, ts, actor, action, target, h.hash, hash);
-      sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(seq),    SBX_VI(ts),
-                      SBX_VT(actor),     SBX_VT(action), SBX_VT(target),
-                      SBX_VB(h.hash, 32), SBX_VB(hash, 32)};
+      sbx__val v[] = {SBX_VT(tenant_id),  SBX_VI(seq),      SBX_VI(ts),
+                      SBX_VT(ca),         SBX_VT(action),   SBX_VT(ct),
+                      SBX_VB(h.hash, 32), SBX_VB(hash, 32), SEALED_VAL(sa, na),
+                      SEALED_VAL(st, nt)};
       rc = sbx__db_exec(m->db,
                         "INSERT INTO audit_events (tenant_id, seq, ts, "
-                        "actor, action, target, prev_hash, hash) VALUES "
-                        "($1, $2, $3, $4, $5, $6, $7, $8)",
-                        v, 8, NULL, NULL, NULL);
+                        "actor, action, target, prev_hash, hash, "
+                        "actor_sealed, target_sealed) VALUES ($1, $2, $3, "
+                        "$4, $5, $6, $7, $8, $9, $10)",
+                        v, 10, NULL, NULL, NULL);
     }
+    free(sa);
+    free(st);
     if (rc) {
       sbx__db_rollback(m->db);
       continue;

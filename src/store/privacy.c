@@ -169,13 +169,26 @@ int sbx_meta_jobs_expired(sbx_meta *m, const char *tenant_id, int64_t before_ts,
 typedef struct objects_ctx {
   int (*fn)(void *ctx, const char *object_id);
   void *ctx;
+  sbx_meta *m;
+  const char *tenant;
+  const char *prefix;
 } objects_ctx;
 
+/* Rows (id, name, name_sealed): fn for those whose name starts with the
+ * prefix (names are sealed, so the prefix is matched here, not in SQL). */
 static int row_object(void *ctx, const sbx__row *r) {
   objects_ctx *o = ctx;
-  char id[SBX_ID_MAX];
+  char id[SBX_ID_MAX], name[SBX_NAME_MAX];
   if (sbx__col_text(r, 0, id, sizeof id))
     return SBX_EFORMAT;
+  int rc = sbx__meta_col_text(o->m, r, 2, 1, o->tenant, "objects.name", id,
+                              name, sizeof name);
+  if (rc == SBX_EKEY) /* shredded tenant: no name to match */
+    return 0;
+  if (rc)
+    return rc;
+  if (strncmp(name, o->prefix, strlen(o->prefix)))
+    return 0;
   return o->fn(o->ctx, id);
 }
 
@@ -188,15 +201,13 @@ int sbx_meta_job_objects(sbx_meta *m, const char *tenant_id,
     return SBX_EINVAL;
   char prefix[SBX_ID_MAX + 2];
   snprintf(prefix, sizeof prefix, "%s.", job_id);
-  objects_ctx o = {fn, ctx};
-  /* substr, not LIKE: '_' in an id would be a wildcard */
-  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id), SBX_VT(prefix),
-                  SBX_VI(strlen(prefix))};
+  objects_ctx o = {fn, ctx, m, tenant_id, prefix};
+  sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(project_id)};
   return sbx__db_exec(sbx__meta_db(m),
-                      "SELECT id FROM objects WHERE tenant_id = $1 AND "
-                      "project_id = $2 AND kind IN ('result', 'jobinfo') AND "
-                      "substr(name, 1, $4) = $3 ORDER BY id",
-                      v, 4, row_object, &o, NULL);
+                      "SELECT id, name, name_sealed FROM objects WHERE "
+                      "tenant_id = $1 AND project_id = $2 AND kind IN "
+                      "('result', 'jobinfo') ORDER BY id",
+                      v, 2, row_object, &o, NULL);
 }
 
 int sbx_meta_job_delete(sbx_meta *m, const char *tenant_id,

@@ -2,6 +2,7 @@
  * store.c - envelope encryption + two-phase durable puts over sbx_meta and
  * sbx_blob. See include/sbx/store.h and docs/storage.md.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "hashq.h"
+#include "sbx/sql.h"
 #include "sbx/store.h"
 
 #define SYS_TENANT "_sys"
@@ -36,6 +38,12 @@ struct sbx_store {
   sbx_kek *master; /* software key or PKCS#11 token key */
   sbx_key pepper;
   unsigned chunk_shift;
+  /* the last field key unwrapped, valid while the tenant's stored wrapped
+   * field key is still these bytes (a rotation re-wraps it, a shred
+   * overwrites it: either way the next use unwraps again or fails) */
+  char fk_tenant[SBX_ID_MAX];
+  uint8_t fk_wrapped[8 + SBX_WRAPPED_KEY_LEN];
+  sbx_key fk;
 };
 
 struct sbx_store_writer {
@@ -163,6 +171,10 @@ static int field_key(sbx_store *st, const char *t, sbx_key *fk) {
     return rc;
   if (n != sizeof buf)
     return SBX_ECRYPTO;
+  if (!strcmp(st->fk_tenant, t) && !memcmp(st->fk_wrapped, buf, sizeof buf)) {
+    *fk = st->fk;
+    return SBX_OK;
+  }
   int64_t v = 0;
   for (int i = 0; i < 8; i++)
     v = v << 8 | buf[i];
@@ -172,6 +184,58 @@ static int field_key(sbx_store *st, const char *t, sbx_key *fk) {
   size_t cl = ctx_field_key(ctx, sizeof ctx, t);
   rc = sbx_key_unwrap(&tk, ctx, cl, buf + 8, SBX_WRAPPED_KEY_LEN, fk);
   sbx_key_wipe(&tk);
+  if (!rc && strlen(t) < sizeof st->fk_tenant) {
+    snprintf(st->fk_tenant, sizeof st->fk_tenant, "%s", t);
+    memcpy(st->fk_wrapped, buf, sizeof buf);
+    st->fk = *fk;
+  }
+  return rc;
+}
+
+/* ---- the metadata cipher (sbx_meta_set_cipher): sealed columns under
+ * the tenant's field key, blind indexes under a key derived from it ---- */
+
+static int cipher_seal(void *ctx, const char *t, const char *aad,
+                       const void *pt, size_t n, uint8_t *out) {
+  sbx_key fk;
+  int rc = field_key(ctx, t, &fk);
+  if (!rc)
+    rc = sbx_seal(&fk, aad, strlen(aad), pt, n, out);
+  sbx_key_wipe(&fk);
+  return rc;
+}
+
+static int cipher_open(void *ctx, const char *t, const char *aad,
+                       const uint8_t *in, size_t n, uint8_t *out,
+                       size_t *outlen) {
+  sbx_key fk;
+  int rc = field_key(ctx, t, &fk);
+  if (rc && rc != SBX_ENOMEM && rc != SBX_EIO)
+    rc = SBX_EKEY; /* no usable field key: shredded */
+  if (!rc)
+    rc = sbx_open(&fk, aad, strlen(aad), in, n, out, outlen);
+  sbx_key_wipe(&fk);
+  return rc;
+}
+
+/* HMAC(HMAC(field key, "blind-index|" purpose), data): per tenant and per
+ * purpose, gone with the tenant's keys. */
+static int cipher_index(void *ctx, const char *t, const char *purpose,
+                        const void *data, size_t n,
+                        uint8_t out[SBX_SHA256_LEN]) {
+  sbx_key fk;
+  uint8_t bik[SBX_SHA256_LEN];
+  char label[96];
+  int l = snprintf(label, sizeof label, "blind-index|%s", purpose);
+  if (l < 0 || (size_t)l >= sizeof label)
+    return SBX_ELIMIT;
+  int rc = field_key(ctx, t, &fk);
+  if (!rc)
+    rc = sbx_hmac_sha256(fk.b, SBX_KEY_LEN, label, (size_t)l, bik);
+  if (!rc)
+    rc = sbx_hmac_sha256(bik, sizeof bik, data, n, out);
+  sbx_key_wipe(&fk);
+  sbx_memwipe(bik, sizeof bik);
   return rc;
 }
 
@@ -187,6 +251,108 @@ static int put_field_key(sbx_store *st, const char *t, const sbx_key *tk,
     rc =
         sbx_meta_secret_put(st->meta, t, "field-key", buf, sizeof buf, now_s());
   return rc;
+}
+
+/* ---- e-mail indexes of older versions (users.email_index_v 0) ---- */
+
+typedef struct old_user {
+  char tenant[SBX_ID_MAX], id[SBX_ID_MAX];
+  int has_password; /* a local account (OIDC users and an unused
+                       bootstrap admin have none) */
+  uint8_t sealed[SBX_NAME_MAX + SBX_SEAL_OVERHEAD];
+  size_t n;
+} old_user;
+
+typedef struct old_users {
+  old_user *v;
+  size_t n, cap;
+} old_users;
+
+static int row_old_user(void *ctx, const sbx_sql_row *r) {
+  old_users *u = ctx;
+  if (u->n == u->cap) {
+    size_t cap = u->cap ? 2 * u->cap : 16;
+    old_user *q = realloc(u->v, cap * sizeof *q);
+    if (!q)
+      return SBX_ENOMEM;
+    u->v = q;
+    u->cap = cap;
+  }
+  old_user *w = &u->v[u->n];
+  size_t n = 0;
+  const void *p = sbx_sql_col_bytes(r, 2, &n);
+  if (sbx_sql_col_text(r, 0, w->tenant, sizeof w->tenant) ||
+      sbx_sql_col_text(r, 1, w->id, sizeof w->id) || n > sizeof w->sealed)
+    return SBX_EFORMAT;
+  memcpy(w->sealed, p, n);
+  w->n = n;
+  size_t pn = 0;
+  sbx_sql_col_bytes(r, 3, &pn);
+  w->has_password = pn > 0;
+  u->n++;
+  return 0;
+}
+
+/* The new index of one old row: for a local account (it has a password)
+ * the tenant's blind index of the lower-case e-mail the way the server
+ * computes it ("email"); else a placeholder by user id, as the server
+ * writes them ("email-index-unset": the first admin before its bootstrap,
+ * "email-index-oidc": OIDC users, never linked to local accounts by
+ * e-mail): never looked up, only unique. Random bytes when the e-mail
+ * cannot be read (shredded tenant: nothing to find any more). */
+static int reindex_user(sbx_store *st, const old_user *w,
+                        uint8_t idx[SBX_SHA256_LEN]) {
+  char ctx[96], email[SBX_NAME_MAX];
+  size_t n = 0;
+  snprintf(ctx, sizeof ctx, "users.email|%s", w->id);
+  int rc =
+      cipher_open(st, w->tenant, ctx, w->sealed, w->n, (uint8_t *)email, &n);
+  if (rc == SBX_EKEY || rc == SBX_ECRYPTO) /* shredded (or unreadable) */
+    return sbx_random(idx, SBX_SHA256_LEN);
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < n; i++)
+    email[i] = (char)tolower((unsigned char)email[i]);
+  if (w->has_password)
+    rc = cipher_index(st, w->tenant, "email", email, n, idx);
+  else
+    rc = cipher_index(st, w->tenant,
+                      n ? "email-index-oidc" : "email-index-unset", w->id,
+                      strlen(w->id), idx);
+  sbx_memwipe(email, sizeof email);
+  return rc;
+}
+
+static int reindex_emails(sbx_store *st) {
+  old_users u = {NULL, 0, 0};
+  int rc = sbx_meta_begin(st->meta);
+  if (rc)
+    return rc;
+  rc = sbx_sql_exec(st->meta,
+                    "SELECT tenant_id, id, email_sealed, password_hash FROM "
+                    "users WHERE email_index_v = 0",
+                    NULL, 0, row_old_user, &u, NULL);
+  for (size_t i = 0; !rc && i < u.n; i++) {
+    uint8_t idx[SBX_SHA256_LEN];
+    rc = reindex_user(st, &u.v[i], idx);
+    sbx_sql_val v[] = {SBX_SQL_T(u.v[i].tenant), SBX_SQL_T(u.v[i].id),
+                       SBX_SQL_B(idx, sizeof idx)};
+    if (!rc)
+      rc = sbx_sql_exec(st->meta,
+                        "UPDATE users SET email_index = $3, email_index_v = 1 "
+                        "WHERE tenant_id = $1 AND id = $2 AND "
+                        "email_index_v = 0",
+                        v, 3, NULL, NULL, NULL);
+  }
+  if (u.v) {
+    sbx_memwipe(u.v, u.cap * sizeof *u.v);
+    free(u.v);
+  }
+  if (rc) {
+    sbx_meta_rollback(st->meta);
+    return rc;
+  }
+  return sbx_meta_commit(st->meta);
 }
 
 /* ---- open / close ---- */
@@ -239,6 +405,16 @@ int sbx_store_open(const sbx_store_params *p, sbx_store **out) {
   }
   if (!rc)
     rc = load_pepper(st, 1, p->err);
+  if (!rc) {
+    sbx_meta_cipher c = {st, cipher_seal, cipher_open, cipher_index};
+    sbx_meta_set_cipher(st->meta, &c);
+    rc = sbx_meta_seal_legacy(st->meta, NULL);
+    if (!rc)
+      rc = reindex_emails(st);
+    if (rc)
+      sbx_err_set(p->err, rc, "store: sealing plaintext metadata: %s",
+                  sbx_strerror(rc));
+  }
   if (rc) {
     sbx_store_close(st);
     return rc;
@@ -254,6 +430,7 @@ void sbx_store_close(sbx_store *st) {
   sbx_blob_close(st->blobs);
   sbx_kek_free(st->master);
   sbx_key_wipe(&st->pepper);
+  sbx_key_wipe(&st->fk);
   free(st);
 }
 
@@ -1011,6 +1188,8 @@ int sbx_store_shred_tenant(sbx_store *st, const char *tenant_id) {
   int rc = sbx_meta_begin(st->meta);
   if (rc)
     return rc;
+  memset(st->fk_tenant, 0, sizeof st->fk_tenant);
+  sbx_key_wipe(&st->fk);
   rc = sbx_meta_tenant_key_delete(st->meta, tenant_id, 0);
   if (rc == SBX_ENOTFOUND)
     rc = SBX_OK; /* already shredded */
@@ -1061,6 +1240,17 @@ int sbx_store_field_open(sbx_store *st, const char *tenant_id, const char *ctx,
     return rc;
   rc = sbx_open(&fk, ctx, strlen(ctx), in, inlen, out, outlen);
   sbx_key_wipe(&fk);
+  return rc;
+}
+
+int sbx_store_blind_index(sbx_store *st, const char *tenant_id,
+                          const char *purpose, const void *data, size_t n,
+                          uint8_t out[SBX_SHA256_LEN]) {
+  if (!st || !purpose || (n && !data) || !sbx_id_valid(tenant_id))
+    return SBX_EINVAL;
+  int rc = cipher_index(st, tenant_id, purpose, data, n, out);
+  if (rc && rc != SBX_ENOMEM && rc != SBX_EIO && rc != SBX_ELIMIT)
+    rc = SBX_EKEY;
   return rc;
 }
 

@@ -79,7 +79,10 @@ def main():
         email = f"alice.{os.getpid()}@privacy.example"
         pw = "alice's long password"
 
-        st, _ = admin.req("POST", "/api/v1/projects", {"id": "p", "name": "P"})
+        # names sealed at rest (issue 12 item 5): distinctive, grepped below
+        names = {"project": f"Project-Marmot-{os.getpid()}", "model": f"model-Quokka-{os.getpid()}.onnx",
+                 "dataset": f"data-Narwhal-{os.getpid()}.npz"}
+        st, _ = admin.req("POST", "/api/v1/projects", {"id": "p", "name": names["project"]})
         check(st == 201, "project created")
         for uid, mail, role in (("alice", email, "developer"), ("bob", "bob@privacy.example", "viewer")):
             st, o = admin.req("POST", "/api/v1/users", {"id": uid, "email": mail, "password": pw,
@@ -98,8 +101,13 @@ def main():
         alice = Api(base, ca, tok)
         st, btok = login("bob@privacy.example")
         bob = Api(base, ca, btok)
-        m = admin.upload("p", "models", "m.onnx", open(MODEL, "rb").read())
-        ds = admin.upload("p", "datasets", "d.npz", open(DATA, "rb").read())
+        m = admin.upload("p", "models", names["model"], open(MODEL, "rb").read())
+        ds = admin.upload("p", "datasets", names["dataset"], open(DATA, "rb").read())
+        st, pl = admin.req("GET", "/api/v1/projects")
+        st2, ml = admin.req("GET", "/api/v1/projects/p/models")
+        check(st == 200 and st2 == 200 and names["project"] in [x.get("name") for x in pl["items"]]
+              and names["model"] in [x.get("name") for x in ml["items"]],
+              "project and model names are served in clear to the caller")
         j = alice.job("p", m, ds, {"kind": "attack", "attack": "fgsm", "eps": 0.1, "n": 4})
         o = admin.wait("p", j)
         check(o["state"] == "succeeded", f"alice's job succeeded ({o['state']}: {o.get('message')})")
@@ -186,6 +194,10 @@ def main():
     r = subprocess.run([AISBXD, "audit", "verify", "--data-dir", srv], capture_output=True, text=True)
     check(r.returncode == 0, f"aisbxd audit verify offline after purges and erasure (exit {r.returncode}: "
                              f"{r.stdout.strip()[-200:]} {r.stderr.strip()[-200:]})")
+    dbs = [p for p in glob.glob(os.path.join(srv, "meta.db*")) if os.path.isfile(p)]
+    hits = grep_tree(srv, [n.encode() for n in names.values()])
+    check(dbs and not [h for h in hits if os.path.basename(h[0]).startswith("meta.db")],
+          f"no project/model/dataset name in the SQLite file ({hits[:3]})")
     needles = [email.encode(), email.upper().encode(), email.encode("utf-16-le")]
     hits = grep_tree(srv, needles) + grep_tree(d, needles)
     check(not hits, f"alice's e-mail is nowhere in the data dir or the logs ({hits[:3]})")

@@ -173,4 +173,23 @@ static inline long tu_windows_scan_tree(const tu_windows *w, const char *dir,
   return hits;
 }
 
+/* Opens the store of data_dir with the master key spec, on PostgreSQL
+ * when pg (a conninfo) is set, else SQLite; NULL (reason on stderr) on
+ * error. */
+static inline sbx_store *tu_open_store(const char *data_dir,
+                                       const char *key_spec, const char *pg) {
+  sbx_store_params p = sbx_store_default_params();
+  p.data_dir = data_dir;
+  p.master_key_spec = key_spec;
+  if (pg) {
+    p.meta_backend = SBX_META_POSTGRES;
+    p.pg_conninfo = pg;
+  }
+  sbx_store *st = NULL;
+  int rc = sbx_store_open(&p, &st);
+  if (rc)
+    fprintf(stderr, "sbx_store_open: %s\n", sbx_strerror(rc));
+  return st;
+}
+
 #endif
