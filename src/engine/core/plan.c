@@ -41,6 +41,40 @@ static int fold_always(const adv_pnode *n) {
   return !strcmp(name, "Shape") || !strcmp(name, "Size");
 }
 
+/* Inputs read as stored (see engine.h): the integer inputs of the
+ * quantized ops (data and zero points; scales and int32 biases are wide)
+ * and Cast's input. */
+static const struct {
+  const char *op;
+  unsigned in;
+} stored_inputs[] = {
+    {"Cast", 1u << 0},
+    {"DequantizeLinear", 1u << 0 | 1u << 2}, /* x, x_zero_point */
+    {"QuantizeLinear", 1u << 2},             /* y_zero_point */
+    {"MatMulInteger", 0xfu},                 /* a, b, zero points */
+    {"ConvInteger", 0xfu},                   /* x, w, zero points */
+    {"QLinearMatMul", 1u << 0 | 1u << 2 | 1u << 3 | 1u << 5 | 1u << 7},
+    {"QLinearConv", 1u << 0 | 1u << 2 | 1u << 3 | 1u << 5 | 1u << 7},
+};
+
+unsigned adv__op_stored_inputs(const char *name) {
+  for (size_t i = 0; i < sizeof(stored_inputs) / sizeof(stored_inputs[0]); i++)
+    if (!strcmp(name, stored_inputs[i].op))
+      return stored_inputs[i].in;
+  return 0;
+}
+
+/* Widens n's constant inputs held in a storage dtype that its op does not
+ * read as stored (adv__op_stored_inputs): the generic fallback, so that
+ * only those ops see U8/I8/F16/BF16 tensors. 0 or ADV_ENOMEM. */
+static int widen_inputs(adv_plan *p, adv_pnode *n) {
+  unsigned ok = adv__op_stored_inputs(adv__ops[n->op]->name);
+  for (int k = 0; k < n->n_in && k < 16; k++)
+    if (n->in[k] && !(ok & (1u << k)) && adv__tensor_widen(p, n->in[k]))
+      return ADV_ENOMEM;
+  return ADV_OK;
+}
+
 /* Converts a caller array into a constant tensor allocated in the plan. */
 static int bind_const(adv_plan *p, adv_tensor *t, const adv_array *a,
                       adv_err *err) {
@@ -496,6 +530,10 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
     }
     for (int k = 0; k < mn->n_out; k++)
       n->out[k] = mn->out[k] >= 0 ? &p->tensors[mn->out[k]] : NULL;
+    if (widen_inputs(p, n)) {
+      rc = adv__error(err, ADV_ENOMEM, "out of memory while widening weights");
+      goto fail;
+    }
     if (!all_const && !sp.no_rewrite && !strcmp(mn->op_type, "Conv") &&
         (rc = adv__fuse_conv(p, n, need_n, fc))) {
       rc = adv__error(err, rc, "out of memory");
@@ -565,6 +603,10 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
     goto fail;
   for (int i = 0; i < p->n_out; i++) {
     adv_tensor *t = &p->tensors[p->out_idx[i]];
+    if (adv__tensor_widen(p, t)) { /* an initializer as a graph output */
+      rc = adv__error(err, ADV_ENOMEM, "out of memory while widening weights");
+      goto fail;
+    }
     t->is_output = true;
     if (!t->is_const) {
       if (!t->is_input && t->def < 0) {
