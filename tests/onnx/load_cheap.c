@@ -229,9 +229,109 @@ TEST(uint8_weights_stay_uint8) {
   free(z);
 }
 
+/* Runs a model with one input x (n zeros) and n_out outputs of n floats
+ * each into y[k]; returns the status. */
+static int run_zeros(const unsigned char *bytes, size_t len, int64_t n,
+                     int n_out, float **y) {
+  adv_model *m = NULL;
+  adv_session *s = NULL;
+  adv_err err = {{0}};
+  int rc = adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err);
+  if (!rc)
+    rc = adv_session_init(m, adv_session_default_params(), &s, &err);
+  float *x = calloc((size_t)n, sizeof(float));
+  if (!rc) {
+    const float *in[1] = {x};
+    rc = adv_session_run(s, in, (void *const *)y, NULL, &err);
+  }
+  (void)n_out;
+  if (rc)
+    fprintf(stderr, "run: %s\n", err.msg);
+  free(x);
+  adv_session_free(s);
+  adv_model_free(m);
+  return rc;
+}
+
+/* Weights kept as stored give exactly their values, whether a kernel reads
+ * them as stored (Cast, DequantizeLinear) or the planner widens them for
+ * another op (Add): float16 / bfloat16 bit patterns whose values follow
+ * from the formats' definitions (1 sign, 5/8 exponent bits with bias
+ * 15/127, 10/7 fraction bits; 0x0001 a float16 subnormal, 2^-24), int8 and
+ * uint8 values. */
+TEST(stored_types_read_exactly) {
+  enum { N = 5, OT_INT8 = 3, OT_FLOAT16 = 10, OT_BFLOAT16 = 16 };
+  const uint16_t h[N] = {0x3C00, 0xC000, 0x0001, 0x7BFF, 0x3555};
+  const float h_want[N] = {1.f, -2.f, 5.9604644775390625e-08f, 65504.f,
+                           0.333251953125f};
+  const uint16_t bf[N] = {0x3F80, 0xC0A0, 0x3EAB, 0x7F7F, 0x8000};
+  const float bf_want[N] = {1.f, -5.f, 0.333984375f, 3.3895313892515355e38f,
+                            -0.f};
+  const int8_t i8[N] = {-128, -3, 0, 5, 127};
+  const uint8_t u8[N] = {0, 1, 128, 200, 255};
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "x", 1, (int64_t[]){N});
+  ob_init_raw(&b, "H", OT_FLOAT16, 1, (int64_t[]){N}, h, sizeof(h));
+  ob_init_raw(&b, "H2", OT_FLOAT16, 1, (int64_t[]){N}, h, sizeof(h));
+  ob_init_raw(&b, "B", OT_BFLOAT16, 1, (int64_t[]){N}, bf, sizeof(bf));
+  ob_init_raw(&b, "I", OT_INT8, 1, (int64_t[]){N}, i8, sizeof(i8));
+  ob_init_raw(&b, "U", OT_UINT8, 1, (int64_t[]){N}, u8, sizeof(u8));
+  ob_init_f32(&b, "s", 0, NULL, (float[]){0.5f});
+  ob_init_raw(&b, "z", OT_INT8, 0, NULL, (int8_t[]){-3}, 1);
+  /* float16 and bfloat16 graphs around float I/O: widened for Add */
+  ob_node(&b, "Cast", "x", "x16");
+  ob_attr_int(&b, "to", OT_FLOAT16);
+  ob_node(&b, "Add", "x16,H", "h16");
+  ob_node(&b, "Cast", "h16", "yh");
+  ob_attr_int(&b, "to", 1);
+  ob_node(&b, "Cast", "x", "xb");
+  ob_attr_int(&b, "to", OT_BFLOAT16);
+  ob_node(&b, "Add", "xb,B", "b16");
+  ob_node(&b, "Cast", "b16", "yb");
+  ob_attr_int(&b, "to", 1);
+  /* read as stored: DequantizeLinear (int8), Cast (uint8, float16) */
+  ob_node(&b, "DequantizeLinear", "I,s,z", "dq");
+  ob_node(&b, "Add", "x,dq", "yi");
+  ob_node(&b, "Cast", "U", "uf");
+  ob_attr_int(&b, "to", 1);
+  ob_node(&b, "Add", "x,uf", "yu");
+  ob_node(&b, "Cast", "H2", "hf");
+  ob_attr_int(&b, "to", 1);
+  ob_node(&b, "Add", "x,hf", "yc");
+  /* int8 widened for an integer Add (after DequantizeLinear read it) */
+  ob_node(&b, "Add", "I,I", "i2");
+  ob_node(&b, "Cast", "i2", "i2f");
+  ob_attr_int(&b, "to", 1);
+  ob_node(&b, "Add", "x,i2f", "yw");
+  const char *outs[] = {"yh", "yb", "yi", "yu", "yc", "yw"};
+  enum { NO = sizeof(outs) / sizeof(outs[0]) };
+  for (int k = 0; k < NO; k++)
+    ob_output(&b, outs[k]);
+  size_t len;
+  unsigned char *bytes = ob_finish(&b, &len);
+  float y[NO][N], *yp[NO];
+  for (int k = 0; k < NO; k++)
+    yp[k] = y[k];
+  int rc = run_zeros(bytes, len, N, NO, yp);
+  free(bytes);
+  CHECK_EQ_INT(rc, ADV_OK);
+  if (rc)
+    return;
+  for (int i = 0; i < N; i++) {
+    CHECK(y[0][i] == h_want[i]);
+    CHECK(y[1][i] == bf_want[i]);
+    CHECK(y[2][i] == (float)(i8[i] + 3) * 0.5f);
+    CHECK(y[3][i] == (float)u8[i]);
+    CHECK(y[4][i] == h_want[i]);
+    CHECK(y[5][i] == 2.f * (float)i8[i]);
+  }
+}
+
 int main(void) {
   RUN(unsupported_refused_before_weights);
   RUN(weights_cap_counts_stored_bytes);
   RUN(uint8_weights_stay_uint8);
+  RUN(stored_types_read_exactly);
   return harness_report();
 }
