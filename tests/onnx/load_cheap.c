@@ -328,10 +328,78 @@ TEST(stored_types_read_exactly) {
   }
 }
 
+/* Sessions of one model share the widened copy of a float16 weight: a
+ * second session adds far less than the 32 MiB float copy to the RSS, and
+ * both compute y = x @ W exactly as a reference from the float16 values
+ * (powers of two: every product and sum below is exact in float). */
+TEST(sessions_share_widened_weights) {
+  enum { K = 2048, NC = 4096, OT_FLOAT16 = 10 };
+  uint16_t *h = malloc(sizeof(uint16_t) * K * NC);
+  float *x = malloc(sizeof(float) * K), *ref = calloc(NC, sizeof(float));
+  float *y1 = malloc(sizeof(float) * NC), *y2 = malloc(sizeof(float) * NC);
+  if (!h || !x || !ref || !y1 || !y2)
+    abort();
+  /* W[k][j] = +-2^(e - 15), e in 10..20 (float16 normals) */
+  for (size_t i = 0; i < (size_t)K * NC; i++)
+    h[i] = (uint16_t)((i % 3 == 0 ? 0x8000u : 0u) | (10u + i % 11u) << 10);
+  for (int k = 0; k < K; k++)
+    x[k] = k % 5 == 0 ? 1.f : 0.f;
+  for (int k = 0; k < K; k += 5)
+    for (int j = 0; j < NC; j++) {
+      size_t i = (size_t)k * NC + (size_t)j;
+      ref[j] += (i % 3 == 0 ? -1.f : 1.f) * ldexpf(1.f, (int)(i % 11) - 5);
+    }
+  ob_model b;
+  ob_init(&b, 13);
+  ob_input(&b, "x", 2, (int64_t[]){1, K});
+  ob_init_raw(&b, "W", OT_FLOAT16, 2, (int64_t[]){K, NC}, h,
+              sizeof(uint16_t) * K * NC);
+  free(h);
+  ob_node(&b, "MatMul", "x,W", "y");
+  ob_output(&b, "y");
+  size_t len;
+  unsigned char *bytes = ob_finish(&b, &len);
+  adv_model *m = NULL;
+  adv_session *s1 = NULL, *s2 = NULL;
+  adv_err err = {{0}};
+  int rc = adv_model_load_mem(bytes, len, adv_load_default_params(), &m, &err);
+  free(bytes);
+  CHECK_EQ_INT(rc, ADV_OK);
+  if (!rc)
+    rc = adv_session_init(m, adv_session_default_params(), &s1, &err);
+  long rss1 = proc_status_kb("VmRSS:");
+  if (!rc)
+    rc = adv_session_init(m, adv_session_default_params(), &s2, &err);
+  long grown_kb = proc_status_kb("VmRSS:") - rss1;
+  CHECK_EQ_INT(rc, ADV_OK);
+  if (rc) {
+    fprintf(stderr, "%s\n", err.msg);
+  } else {
+    const float *in[1] = {x};
+    void *o1[1] = {y1}, *o2[1] = {y2};
+    CHECK_EQ_INT(adv_session_run(s1, in, o1, NULL, &err), ADV_OK);
+    CHECK_EQ_INT(adv_session_run(s2, in, o2, NULL, &err), ADV_OK);
+    int bad = 0;
+    for (int j = 0; j < NC; j++)
+      bad += y1[j] != ref[j] || y2[j] != ref[j];
+    CHECK_EQ_INT(bad, 0);
+  }
+  fprintf(stderr, "second session: RSS +%ld KiB\n", grown_kb);
+  CHECK(grown_kb < 8 * 1024); /* the float copy is 32 MiB */
+  adv_session_free(s1);
+  adv_session_free(s2);
+  adv_model_free(m);
+  free(x);
+  free(ref);
+  free(y1);
+  free(y2);
+}
+
 int main(void) {
   RUN(unsupported_refused_before_weights);
   RUN(weights_cap_counts_stored_bytes);
   RUN(uint8_weights_stay_uint8);
   RUN(stored_types_read_exactly);
+  RUN(sessions_share_widened_weights);
   return harness_report();
 }

@@ -73,6 +73,12 @@ typedef struct adv_const {
   int64_t numel;
   void *data; /* arena memory */
   int onnx_type; /* TensorProto.DataType as stored (2 uint8, 3 int8...) */
+  /* Initializers in a storage dtype: the widened copy (F32 for F16/BF16,
+   * I64 for U8/I8) made by the first session that needs it and shared by
+   * every later one (adv__tensor_widen), malloc'd, freed with `owner`;
+   * NULL until then. Written once under a lock (adv__const_wide). */
+  void *wide;
+  const struct adv_model *owner; /* the model that frees `wide` */
 } adv_const;
 
 typedef struct adv_attr {
@@ -359,11 +365,16 @@ static inline float adv__elem_f32(const adv_tensor *t, int64_t e) {
 void adv__widen(adv_dtype src_t, const void *src, int64_t numel, void *dst);
 /* The compute dtype of t: F32 for F16/BF16, I64 for U8/I8, else t. */
 adv_dtype adv__dtype_wide(adv_dtype t);
-/* When constant t holds a storage dtype: replaces its data with a widened
- * copy in the plan arena (the model's stored bytes are not touched) and
- * sets its dtype to the wide type. Every later reader sees the wide tensor.
- * No-op for other tensors. 0 or ADV_ENOMEM (t unchanged). */
+/* When constant t holds a storage dtype: points it at a widened copy and
+ * sets its dtype to the wide type, so that every later reader of t sees
+ * the wide tensor. For a model initializer the copy is the model's shared
+ * one (adv_const.wide, made once for all sessions; the stored bytes stay,
+ * sessions may still read them); for any other constant it goes to the
+ * plan arena. No-op for other tensors. 0 or ADV_ENOMEM (t unchanged). */
 int adv__tensor_widen(struct adv_plan *p, adv_tensor *t);
+/* The widened copy of initializer c (see adv_const.wide) when some session
+ * made it, else NULL; thread-safe. */
+const void *adv__const_wide(const adv_const *c);
 
 /* Reads a constant integer tensor (I64) into out (max n); returns count
  * or a negative status when the tensor is not constant / not integer. */

@@ -474,6 +474,12 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
       adv__tensor_set_shape(t, v->init->dtype, v->init->ndim, v->init->dims);
       t->data = v->init->data;
       t->is_const = true;
+      const void *wide =
+          adv__dtype_is_stored(t->dtype) ? adv__const_wide(v->init) : NULL;
+      if (wide) { /* widened by an earlier session of the model */
+        t->dtype = adv__dtype_wide(t->dtype);
+        t->data = (void *)wide;
+      }
     }
   }
   p->n_in = 0;

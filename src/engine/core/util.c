@@ -4,6 +4,9 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -157,16 +160,47 @@ void adv__widen(adv_dtype src_t, const void *src, int64_t numel, void *dst) {
   }
 }
 
+/* Guards adv_const.wide of every model (plan time only: rare and short). */
+static pthread_mutex_t wide_lock = PTHREAD_MUTEX_INITIALIZER;
+
+const void *adv__const_wide(const adv_const *c) {
+  pthread_mutex_lock(&wide_lock);
+  const void *w = c->wide;
+  pthread_mutex_unlock(&wide_lock);
+  return w;
+}
+
+/* The model initializer whose stored data t (a tensor of plan p) points
+ * at, else NULL. */
+static adv_const *stored_init(const adv_plan *p, const adv_tensor *t) {
+  ptrdiff_t i = t - p->tensors;
+  if (i < 0 || i >= p->n_tensors)
+    return NULL;
+  adv_const *c = p->model->values[i].init;
+  return c && c->data == t->data && c->dtype == t->dtype ? c : NULL;
+}
+
 /* The planner's generic fallback for ops that read only F32/I64: one
- * widened copy per constant, in the plan arena (see engine.h). */
+ * widened copy per initializer and model, or per constant and plan (see
+ * engine.h). */
 int adv__tensor_widen(adv_plan *p, adv_tensor *t) {
   if (!t || !t->is_const || !adv__dtype_is_stored(t->dtype))
     return ADV_OK;
   adv_dtype w = adv__dtype_wide(t->dtype);
-  void *d = adv__arena_alloc(&p->arena, (size_t)t->numel * adv_dtype_size(w));
+  size_t bytes = (size_t)t->numel * adv_dtype_size(w);
+  adv_const *c = stored_init(p, t);
+  void *d = NULL;
+  if (c) {
+    pthread_mutex_lock(&wide_lock);
+    if (!c->wide && (c->wide = malloc(bytes ? bytes : 1)))
+      adv__widen(t->dtype, t->data, t->numel, c->wide);
+    d = c->wide;
+    pthread_mutex_unlock(&wide_lock);
+  } else if ((d = adv__arena_alloc(&p->arena, bytes))) {
+    adv__widen(t->dtype, t->data, t->numel, d);
+  }
   if (!d)
     return ADV_ENOMEM;
-  adv__widen(t->dtype, t->data, t->numel, d);
   t->data = d;
   t->dtype = w;
   return ADV_OK;

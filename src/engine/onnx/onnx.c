@@ -804,6 +804,7 @@ static int add_initializer(loader *L, pb_reader s) {
     return adv__error(L->err, ADV_EFORMAT, "initializer '%s' appears twice",
                       name);
   v->init = c;
+  c->owner = m;
   v->dtype = ot_internal(c->onnx_type); /* c->dtype may be a storage type */
   v->onnx_type = c->onnx_type;
   v->ndim = c->ndim;
@@ -1538,6 +1539,9 @@ int adv_tensorproto_read(const void *buf, size_t len, adv_array *out,
 void adv_model_free(adv_model *m) {
   if (!m)
     return;
+  for (int i = 0; i < m->n_values; i++) /* widened copies of own weights */
+    if (m->values[i].init && m->values[i].init->owner == m)
+      free(m->values[i].init->wide);
   adv__arena_free(&m->arena);
   free(m);
 }
