@@ -253,6 +253,12 @@ static int run_zeros(const unsigned char *bytes, size_t len, int64_t n,
   return rc;
 }
 
+/* Appends y = Cast(x, to). */
+static void cast(ob_model *b, const char *x, int to, const char *y) {
+  ob_node(b, "Cast", x, y);
+  ob_attr_int(b, "to", to);
+}
+
 /* Weights kept as stored give exactly their values, whether a kernel reads
  * them as stored (Cast, DequantizeLinear) or the planner widens them for
  * another op (Add): float16 / bfloat16 bit patterns whose values follow
@@ -280,29 +286,22 @@ TEST(stored_types_read_exactly) {
   ob_init_f32(&b, "s", 0, NULL, (float[]){0.5f});
   ob_init_raw(&b, "z", OT_INT8, 0, NULL, (int8_t[]){-3}, 1);
   /* float16 and bfloat16 graphs around float I/O: widened for Add */
-  ob_node(&b, "Cast", "x", "x16");
-  ob_attr_int(&b, "to", OT_FLOAT16);
+  cast(&b, "x", OT_FLOAT16, "x16");
   ob_node(&b, "Add", "x16,H", "h16");
-  ob_node(&b, "Cast", "h16", "yh");
-  ob_attr_int(&b, "to", 1);
-  ob_node(&b, "Cast", "x", "xb");
-  ob_attr_int(&b, "to", OT_BFLOAT16);
+  cast(&b, "h16", 1, "yh");
+  cast(&b, "x", OT_BFLOAT16, "xb");
   ob_node(&b, "Add", "xb,B", "b16");
-  ob_node(&b, "Cast", "b16", "yb");
-  ob_attr_int(&b, "to", 1);
+  cast(&b, "b16", 1, "yb");
   /* read as stored: DequantizeLinear (int8), Cast (uint8, float16) */
   ob_node(&b, "DequantizeLinear", "I,s,z", "dq");
   ob_node(&b, "Add", "x,dq", "yi");
-  ob_node(&b, "Cast", "U", "uf");
-  ob_attr_int(&b, "to", 1);
+  cast(&b, "U", 1, "uf");
   ob_node(&b, "Add", "x,uf", "yu");
-  ob_node(&b, "Cast", "H2", "hf");
-  ob_attr_int(&b, "to", 1);
+  cast(&b, "H2", 1, "hf");
   ob_node(&b, "Add", "x,hf", "yc");
   /* int8 widened for an integer Add (after DequantizeLinear read it) */
   ob_node(&b, "Add", "I,I", "i2");
-  ob_node(&b, "Cast", "i2", "i2f");
-  ob_attr_int(&b, "to", 1);
+  cast(&b, "i2", 1, "i2f");
   ob_node(&b, "Add", "x,i2f", "yw");
   const char *outs[] = {"yh", "yb", "yi", "yu", "yc", "yw"};
   enum { NO = sizeof(outs) / sizeof(outs[0]) };

@@ -630,19 +630,9 @@ static int cast_forward(adv_plan *p, adv_pnode *n) {
   adv_tensor *y = n->out[0];
   int mode = (int)(intptr_t)n->params, to_bool = mode == 1;
   for (int64_t i = 0; i < x->numel; i++) {
-    if (x->dtype == ADV_DTYPE_F32) {
-      float v = ((const float *)x->data)[i];
-      if (y->dtype == ADV_DTYPE_F32)
-        ((float *)y->data)[i] = mode == 2   ? round_f16(v)
-                                : mode == 3 ? round_bf16(v)
-                                            : v;
-      else
-        ((int64_t *)y->data)[i] = to_bool ? v != 0.f
-                                  : (v != v || v >= 9.2e18f || v <= -9.2e18f)
-                                      ? 0
-                                      : (int64_t)v;
-    } else if (x->dtype != ADV_DTYPE_I64) { /* a weight kept as stored */
-      float v = adv__elem_f32(x, i);
+    if (x->dtype != ADV_DTYPE_I64) { /* F32, or a weight kept as stored */
+      float v = x->dtype == ADV_DTYPE_F32 ? ((const float *)x->data)[i]
+                                          : adv__elem_f32(x, i);
       if (y->dtype == ADV_DTYPE_F32)
         ((float *)y->data)[i] = mode == 2   ? round_f16(v)
                                 : mode == 3 ? round_bf16(v)
