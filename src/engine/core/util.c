@@ -5,7 +5,7 @@
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
-#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include <stdio.h>
@@ -173,10 +173,12 @@ const void *adv__const_wide(const adv_const *c) {
 /* The model initializer whose stored data t (a tensor of plan p) points
  * at, else NULL. */
 static adv_const *stored_init(const adv_plan *p, const adv_tensor *t) {
-  ptrdiff_t i = t - p->tensors;
-  if (i < 0 || i >= p->n_tensors)
+  /* t may be a plan-arena tensor (fuse.c): compare addresses, not pointers
+   * into different objects */
+  uintptr_t a = (uintptr_t)t, b = (uintptr_t)p->tensors;
+  if (a < b || a >= b + (uintptr_t)p->n_tensors * sizeof(adv_tensor))
     return NULL;
-  adv_const *c = p->model->values[i].init;
+  adv_const *c = p->model->values[(a - b) / sizeof(adv_tensor)].init;
   return c && c->data == t->data && c->dtype == t->dtype ? c : NULL;
 }
 
