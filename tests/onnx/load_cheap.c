@@ -11,7 +11,11 @@
  *     planning and running y = x @ DequantizeLinear(W) with 32 Mi uint8
  *     weights peaks below 6 x 32 MiB (file bytes 1, stored weights 1, the
  *     folded float weights 4; converting W to int64 on load took 8 more),
- *     and y matches a double-precision reference computed here from W.
+ *     and y matches a double-precision reference computed here from W; a
+ *     second session of the model shares the folded float weights;
+ *   - float16/bfloat16/int8/uint8 weights read exactly, by the ops that
+ *     read them as stored and after the planner widened them;
+ *   - sessions of one model share the widened copy of a float16 weight.
  */
 #include "harness.h"
 #include "onnx_build.h"
@@ -203,6 +207,23 @@ TEST(uint8_weights_stay_uint8) {
     CHECK_EQ_INT(adv_session_run(ss, in, out, NULL, &err), ADV_OK);
   }
   long peak_kb = proc_status_kb("VmHWM:");
+  /* a second session shares the folded float weights (128 MiB) */
+  long rss1 = proc_status_kb("VmRSS:");
+  adv_session *s2 = NULL;
+  CHECK_EQ_INT(adv_session_init(m, adv_session_default_params(), &s2, &err),
+               ADV_OK);
+  long grown2_kb = proc_status_kb("VmRSS:") - rss1;
+  fprintf(stderr, "second session: RSS +%ld KiB\n", grown2_kb);
+  CHECK(grown2_kb < 8 * 1024);
+  float *y2 = malloc(sizeof(float) * DQ_N);
+  if (s2) {
+    const float *in[1] = {x};
+    void *out[1] = {y2};
+    CHECK_EQ_INT(adv_session_run(s2, in, out, NULL, &err), ADV_OK);
+    CHECK(!rc && memcmp(y, y2, sizeof(float) * DQ_N) == 0);
+  }
+  free(y2);
+  adv_session_free(s2);
   adv_session_free(ss);
   adv_model_free(m);
   size_t grown = (size_t)(peak_kb - base_kb) * 1024;

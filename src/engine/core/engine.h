@@ -143,6 +143,14 @@ struct adv_model {
   int *outputs;
   int prob_output;     /* 1 when output 0 comes from a final Softmax */
   int logits_value;    /* value index of that Softmax's input, else -1 */
+  /* Fold cache: folded[v] is the data of value v when a session folded a
+   * DequantizeLinear/Cast of initializers into it (the float weight), made
+   * once and shared by every later session (adv__fold_get/put); NULL until
+   * then. n_folded entries, malloc'd by the loader, freed with folded_owner
+   * (a view from adv_model_bind shares its base's). */
+  void **folded;
+  int n_folded;
+  const struct adv_model *folded_owner;
 };
 
 /* ---------- plan ---------- */
@@ -375,6 +383,12 @@ int adv__tensor_widen(struct adv_plan *p, adv_tensor *t);
 /* The widened copy of initializer c (see adv_const.wide) when some session
  * made it, else NULL; thread-safe. */
 const void *adv__const_wide(const adv_const *c);
+/* Fold cache of model m (see adv_model.folded), thread-safe. get: value
+ * vi's shared folded data or NULL. put: publishes *data (malloc'd) for vi
+ * and hands it to the model; when another session was first, frees *data
+ * and points it at the published one. */
+const void *adv__fold_get(const struct adv_model *m, int vi);
+void adv__fold_put(const struct adv_model *m, int vi, void **data);
 
 /* Reads a constant integer tensor (I64) into out (max n); returns count
  * or a negative status when the tensor is not constant / not integer. */

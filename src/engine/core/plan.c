@@ -64,6 +64,27 @@ unsigned adv__op_stored_inputs(const char *name) {
   return 0;
 }
 
+/* The value index of n's output when folding n gives the same result in
+ * every session of the model: a DequantizeLinear or Cast (the float weight
+ * of a stored one) whose inputs are all the loader's initializers, as
+ * stored or widened. -1 otherwise. */
+static int fold_shared(const adv_plan *p, const adv_pnode *n) {
+  const adv_mnode *mn = n->m;
+  if (n->n_out != 1 || !n->out[0] || mn->out[0] < 0 || mn->n_guard ||
+      n->scratch ||
+      (strcmp(mn->op_type, "DequantizeLinear") && strcmp(mn->op_type, "Cast")))
+    return -1;
+  for (int k = 0; k < n->n_in; k++) {
+    if (mn->in[k] < 0)
+      continue;
+    const adv_const *c = p->model->values[mn->in[k]].init;
+    const void *d = n->in[k] ? n->in[k]->data : NULL;
+    if (!c || !c->owner || (d != c->data && d != c->wide))
+      return -1;
+  }
+  return mn->out[0];
+}
+
 /* Widens n's constant inputs held in a storage dtype that its op does not
  * read as stored (adv__op_stored_inputs): the generic fallback, so that
  * only those ops see U8/I8/F16/BF16 tensors. 0 or ADV_ENOMEM. */
@@ -560,7 +581,32 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
     for (int k = 0; k < n->n_in; k++)
       if (n->in[k] && !n->in[k]->is_const)
         all_const = 0;
-    if (all_const || fold_always(n)) {
+    int shared = all_const ? fold_shared(p, n) : -1;
+    const void *cached = shared >= 0 ? adv__fold_get(m, shared) : NULL;
+    if (cached) { /* folded by an earlier session of the model */
+      n->out[0]->data = (void *)cached;
+      n->out[0]->is_const = true;
+      n->runtime = false;
+    } else if (shared >= 0) { /* fold into the model's cache */
+      adv_tensor *t = n->out[0];
+      size_t bytes = (size_t)t->numel * adv_dtype_size(t->dtype);
+      void *d = malloc(bytes ? bytes : 1);
+      if (!d) {
+        rc = adv__error(err, ADV_ENOMEM, "out of memory while folding");
+        goto fail;
+      }
+      t->data = d;
+      t->is_const = true;
+      if ((rc = adv__ops[n->op]->forward(p, n))) {
+        free(d);
+        rc = adv__error(err, rc, "node '%s' (%s): folding failed", mn->name,
+                        mn->op_type);
+        goto fail;
+      }
+      adv__fold_put(m, shared, &d);
+      t->data = d;
+      n->runtime = false;
+    } else if (all_const || fold_always(n)) {
       for (int k = 0; k < n->n_out; k++) {
         adv_tensor *t = n->out[k];
         if (!t)

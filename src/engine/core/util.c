@@ -170,6 +170,28 @@ const void *adv__const_wide(const adv_const *c) {
   return w;
 }
 
+const void *adv__fold_get(const adv_model *m, int vi) {
+  if (!m->folded || vi < 0 || vi >= m->n_folded)
+    return NULL;
+  pthread_mutex_lock(&wide_lock);
+  const void *d = m->folded[vi];
+  pthread_mutex_unlock(&wide_lock);
+  return d;
+}
+
+void adv__fold_put(const adv_model *m, int vi, void **data) {
+  if (!m->folded || vi < 0 || vi >= m->n_folded)
+    return;
+  pthread_mutex_lock(&wide_lock);
+  if (m->folded[vi]) { /* another session was first */
+    free(*data);
+    *data = m->folded[vi];
+  } else {
+    m->folded[vi] = *data;
+  }
+  pthread_mutex_unlock(&wide_lock);
+}
+
 /* The model initializer whose stored data t (a tensor of plan p) points
  * at, else NULL. */
 static adv_const *stored_init(const adv_plan *p, const adv_tensor *t) {

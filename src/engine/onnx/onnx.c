@@ -1472,6 +1472,13 @@ int adv_model_load_mem(const void *buf, size_t len, adv_load_params p,
     goto fail;
   detect_probability(m);
   free(L.slots);
+  m->folded = calloc((size_t)m->n_values + 1, sizeof(void *));
+  if (!m->folded) {
+    adv_model_free(m);
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  }
+  m->n_folded = m->n_values;
+  m->folded_owner = m;
   *out = m;
   return ADV_OK;
 fail:
@@ -1542,6 +1549,11 @@ void adv_model_free(adv_model *m) {
   for (int i = 0; i < m->n_values; i++) /* widened copies of own weights */
     if (m->values[i].init && m->values[i].init->owner == m)
       free(m->values[i].init->wide);
+  if (m->folded_owner == m) {
+    for (int i = 0; i < m->n_folded; i++)
+      free(m->folded[i]);
+    free(m->folded);
+  }
   adv__arena_free(&m->arena);
   free(m);
 }
