@@ -11,8 +11,9 @@
  *     planning and running y = x @ DequantizeLinear(W) with 32 Mi uint8
  *     weights peaks below 6 x 32 MiB (file bytes 1, stored weights 1, the
  *     folded float weights 4; converting W to int64 on load took 8 more),
- *     and y matches a double-precision reference computed here from W; a
- *     second session of the model shares the folded float weights;
+ *     and y matches a double-precision reference computed here from W;
+ *     once folded, the stored copy is released (the planned model holds
+ *     < 4.5 W) and a second session shares the folded float weights;
  *   - float16/bfloat16/int8/uint8 weights read exactly, by the ops that
  *     read them as stored and after the planner widened them;
  *   - sessions of one model share the widened copy of a float16 weight.
@@ -200,6 +201,10 @@ TEST(uint8_weights_stay_uint8) {
   rc = adv_session_init(m, adv_session_default_params(), &ss, &err);
   CHECK_EQ_INT(rc, ADV_OK);
   double t_plan = now() - t0;
+  /* planned: the float weights (4 W) stay, the stored copy (1 W) went */
+  size_t held = (size_t)(proc_status_kb("VmRSS:") - base_kb) * 1024;
+  fprintf(stderr, "after planning: RSS +%.1f MiB\n", (double)held / (1 << 20));
+  CHECK(held < 4 * BIG_WEIGHTS + BIG_WEIGHTS / 2);
   float *y = malloc(sizeof(float) * DQ_N);
   if (!rc) {
     const float *in[1] = {x};

@@ -76,10 +76,17 @@ typedef struct adv_const {
   /* Initializers in a storage dtype: the widened copy (F32 for F16/BF16,
    * I64 for U8/I8) made by the first session that needs it and shared by
    * every later one (adv__tensor_widen), malloc'd, freed with `owner`;
-   * NULL until then. Written once under a lock (adv__const_wide). */
+   * NULL until then. Written once under adv__weights_lock. */
   void *wide;
   const struct adv_model *owner; /* the model that frees `wide` */
+  /* Stored weights of ADV_OWN_DATA_BYTES or more: data is adv__big_alloc'd
+   * (not arena memory), freed with `owner`, or earlier, set to NULL, once every
+   * node of the model reading it is a fold in the model's fold cache
+   * (plan.c, under adv__weights_lock): no session reads it after that. */
+  bool own_data;
 } adv_const;
+
+#define ADV_OWN_DATA_BYTES ((size_t)1 << 20)
 
 typedef struct adv_attr {
   const char *name;
@@ -145,9 +152,10 @@ struct adv_model {
   int logits_value;    /* value index of that Softmax's input, else -1 */
   /* Fold cache: folded[v] is the data of value v when a session folded a
    * DequantizeLinear/Cast of initializers into it (the float weight), made
-   * once and shared by every later session (adv__fold_get/put); NULL until
-   * then. n_folded entries, malloc'd by the loader, freed with folded_owner
-   * (a view from adv_model_bind shares its base's). */
+   * once and shared by every later session (plan.c, written under
+   * adv__weights_lock); NULL until then. n_folded entries, malloc'd by the
+   * loader, freed with folded_owner (a view from adv_model_bind shares its
+   * base's). */
   void **folded;
   int n_folded;
   const struct adv_model *folded_owner;
@@ -380,15 +388,14 @@ adv_dtype adv__dtype_wide(adv_dtype t);
  * sessions may still read them); for any other constant it goes to the
  * plan arena. No-op for other tensors. 0 or ADV_ENOMEM (t unchanged). */
 int adv__tensor_widen(struct adv_plan *p, adv_tensor *t);
-/* The widened copy of initializer c (see adv_const.wide) when some session
- * made it, else NULL; thread-safe. */
-const void *adv__const_wide(const adv_const *c);
-/* Fold cache of model m (see adv_model.folded), thread-safe. get: value
- * vi's shared folded data or NULL. put: publishes *data (malloc'd) for vi
- * and hands it to the model; when another session was first, frees *data
- * and points it at the published one. */
-const void *adv__fold_get(const struct adv_model *m, int vi);
-void adv__fold_put(const struct adv_model *m, int vi, void **data);
+/* Page-mapped memory for large stored weights (adv_const.own_data): NULL
+ * on failure; free with adv__big_free and the same size. */
+void *adv__big_alloc(size_t n);
+void adv__big_free(void *d, size_t n);
+/* The one lock of the weights shared by sessions: adv_const.wide,
+ * adv_const.data when own_data, adv_model.folded. */
+void adv__weights_lock(void);
+void adv__weights_unlock(void);
 
 /* Reads a constant integer tensor (I64) into out (max n); returns count
  * or a negative status when the tensor is not constant / not integer. */

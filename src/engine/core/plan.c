@@ -64,25 +64,73 @@ unsigned adv__op_stored_inputs(const char *name) {
   return 0;
 }
 
-/* The value index of n's output when folding n gives the same result in
- * every session of the model: a DequantizeLinear or Cast (the float weight
- * of a stored one) whose inputs are all the loader's initializers, as
- * stored or widened. -1 otherwise. */
-static int fold_shared(const adv_plan *p, const adv_pnode *n) {
-  const adv_mnode *mn = n->m;
-  if (n->n_out != 1 || !n->out[0] || mn->out[0] < 0 || mn->n_guard ||
-      n->scratch ||
+/* 1 when folding model node mn gives the same result in every session of
+ * model m: a DequantizeLinear or Cast (the float weight of a stored one)
+ * outside If branches whose inputs are all the loader's initializers. */
+static int folds_shared(const adv_model *m, const adv_mnode *mn) {
+  if (mn->n_out != 1 || mn->out[0] < 0 || mn->out[0] >= m->n_folded ||
+      !m->folded || mn->n_guard ||
       (strcmp(mn->op_type, "DequantizeLinear") && strcmp(mn->op_type, "Cast")))
-    return -1;
-  for (int k = 0; k < n->n_in; k++) {
-    if (mn->in[k] < 0)
+    return 0;
+  for (int k = 0; k < mn->n_in; k++)
+    if (mn->in[k] >= 0 &&
+        (!m->values[mn->in[k]].init || !m->values[mn->in[k]].init->owner))
+      return 0;
+  return 1;
+}
+
+/* Releases the stored bytes of n's inputs (adv_const.own_data) that no
+ * node of the model needs any more: every reader is a fold already in the
+ * model's fold cache, and the value is no graph output. Under the weights
+ * lock. */
+static void release_folded_inputs(const adv_model *m, const adv_mnode *mn) {
+  for (int k = 0; k < mn->n_in; k++) {
+    int v = mn->in[k];
+    adv_const *c = v >= 0 ? m->values[v].init : NULL;
+    if (!c || !c->own_data || !c->data || m->values[v].is_graph_output)
       continue;
-    const adv_const *c = p->model->values[mn->in[k]].init;
-    const void *d = n->in[k] ? n->in[k]->data : NULL;
-    if (!c || !c->owner || (d != c->data && d != c->wide))
-      return -1;
+    int unread = 1;
+    for (int j = 0; j < m->n_nodes && unread; j++)
+      for (int q = 0; q < m->nodes[j].n_in && unread; q++)
+        if (m->nodes[j].in[q] == v)
+          unread = folds_shared(m, &m->nodes[j]) &&
+                   m->folded[m->nodes[j].out[0]] != NULL;
+    if (unread) {
+      adv__big_free(c->data, (size_t)c->numel * adv_dtype_size(c->dtype));
+      c->data = NULL;
+    }
   }
-  return mn->out[0];
+}
+
+/* Folds node n (folds_shared) into the model's fold cache, or takes the
+ * result an earlier session put there. Under the weights lock, so that no
+ * session reads stored weights while another releases them. 0 or an error
+ * status. */
+static int fold_into_model(adv_plan *p, adv_pnode *n) {
+  const adv_model *m = p->model;
+  adv_tensor *t = n->out[0];
+  int vi = n->m->out[0], rc = ADV_OK;
+  adv__weights_lock();
+  void *d = m->folded[vi];
+  if (!d) {
+    size_t bytes = (size_t)t->numel * adv_dtype_size(t->dtype);
+    if (!(d = malloc(bytes ? bytes : 1))) {
+      rc = ADV_ENOMEM;
+    } else {
+      t->data = d;
+      if ((rc = adv__ops[n->op]->forward(p, n))) {
+        free(d);
+        d = NULL;
+      } else {
+        m->folded[vi] = d;
+        release_folded_inputs(m, n->m);
+      }
+    }
+  }
+  adv__weights_unlock();
+  t->data = d;
+  t->is_const = d != NULL;
+  return rc;
 }
 
 /* Widens n's constant inputs held in a storage dtype that its op does not
@@ -495,8 +543,13 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
       adv__tensor_set_shape(t, v->init->dtype, v->init->ndim, v->init->dims);
       t->data = v->init->data;
       t->is_const = true;
-      const void *wide =
-          adv__dtype_is_stored(t->dtype) ? adv__const_wide(v->init) : NULL;
+      const void *wide = NULL;
+      if (adv__dtype_is_stored(t->dtype)) { /* shared: see adv_const */
+        adv__weights_lock();
+        t->data = v->init->data;
+        wide = v->init->wide;
+        adv__weights_unlock();
+      }
       if (wide) { /* widened by an earlier session of the model */
         t->dtype = adv__dtype_wide(t->dtype);
         t->data = (void *)wide;
@@ -581,30 +634,12 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
     for (int k = 0; k < n->n_in; k++)
       if (n->in[k] && !n->in[k]->is_const)
         all_const = 0;
-    int shared = all_const ? fold_shared(p, n) : -1;
-    const void *cached = shared >= 0 ? adv__fold_get(m, shared) : NULL;
-    if (cached) { /* folded by an earlier session of the model */
-      n->out[0]->data = (void *)cached;
-      n->out[0]->is_const = true;
-      n->runtime = false;
-    } else if (shared >= 0) { /* fold into the model's cache */
-      adv_tensor *t = n->out[0];
-      size_t bytes = (size_t)t->numel * adv_dtype_size(t->dtype);
-      void *d = malloc(bytes ? bytes : 1);
-      if (!d) {
-        rc = adv__error(err, ADV_ENOMEM, "out of memory while folding");
-        goto fail;
-      }
-      t->data = d;
-      t->is_const = true;
-      if ((rc = adv__ops[n->op]->forward(p, n))) {
-        free(d);
+    if (all_const && n->out[0] && !n->scratch && folds_shared(m, mn)) {
+      if ((rc = fold_into_model(p, n))) {
         rc = adv__error(err, rc, "node '%s' (%s): folding failed", mn->name,
                         mn->op_type);
         goto fail;
       }
-      adv__fold_put(m, shared, &d);
-      t->data = d;
       n->runtime = false;
     } else if (all_const || fold_always(n)) {
       for (int k = 0; k < n->n_out; k++) {

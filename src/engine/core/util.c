@@ -6,6 +6,7 @@
 #include <omp.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 
 #include <stdio.h>
@@ -160,35 +161,26 @@ void adv__widen(adv_dtype src_t, const void *src, int64_t numel, void *dst) {
   }
 }
 
-/* Guards adv_const.wide of every model (plan time only: rare and short). */
+/* Guards the weights sessions share (adv__weights_lock; plan time only). */
 static pthread_mutex_t wide_lock = PTHREAD_MUTEX_INITIALIZER;
 
-const void *adv__const_wide(const adv_const *c) {
-  pthread_mutex_lock(&wide_lock);
-  const void *w = c->wide;
-  pthread_mutex_unlock(&wide_lock);
-  return w;
+/* mmap, so that a released weight goes back to the system at once (a
+ * large free() may stay in malloc's heap). */
+void *adv__big_alloc(size_t n) {
+  void *d = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return d == MAP_FAILED ? NULL : d;
 }
 
-const void *adv__fold_get(const adv_model *m, int vi) {
-  if (!m->folded || vi < 0 || vi >= m->n_folded)
-    return NULL;
-  pthread_mutex_lock(&wide_lock);
-  const void *d = m->folded[vi];
-  pthread_mutex_unlock(&wide_lock);
-  return d;
+void adv__big_free(void *d, size_t n) {
+  if (d)
+    munmap(d, n ? n : 1);
 }
 
-void adv__fold_put(const adv_model *m, int vi, void **data) {
-  if (!m->folded || vi < 0 || vi >= m->n_folded)
-    return;
+void adv__weights_lock(void) {
   pthread_mutex_lock(&wide_lock);
-  if (m->folded[vi]) { /* another session was first */
-    free(*data);
-    *data = m->folded[vi];
-  } else {
-    m->folded[vi] = *data;
-  }
+}
+void adv__weights_unlock(void) {
   pthread_mutex_unlock(&wide_lock);
 }
 

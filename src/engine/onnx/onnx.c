@@ -261,18 +261,23 @@ static int parse_tensor(pb_reader r0, adv_arena *a, const adv_load_params *p,
   }
   c->ndim = ndim;
   c->numel = numel;
+  if (has_raw && (size_t)(raw.end - raw.p) != (size_t)numel * ot_size(ot))
+    return adv__error(err, ADV_EFORMAT,
+                      "raw_data holds %zu bytes, shape needs %zu",
+                      (size_t)(raw.end - raw.p), (size_t)numel * ot_size(ot));
   if (keep && has_raw && ot_stored(ot) != ADV_DTYPE_UNDEFINED)
     c->dtype = ot_stored(ot);
   size_t es = adv_dtype_size(c->dtype);
-  c->data = adv__arena_alloc(a, (size_t)numel * es);
+  if (c->dtype == ot_stored(ot) && (size_t)numel * es >= ADV_OWN_DATA_BYTES) {
+    c->data = adv__big_alloc((size_t)numel * es); /* see adv_const */
+    c->own_data = true;
+  } else {
+    c->data = adv__arena_alloc(a, (size_t)numel * es);
+  }
   if (!c->data)
     return adv__error(err, ADV_ENOMEM, "out of memory for tensor");
   if (has_raw) {
     size_t os = ot_size(ot);
-    if ((size_t)(raw.end - raw.p) != (size_t)numel * os)
-      return adv__error(err, ADV_EFORMAT,
-                       "raw_data holds %zu bytes, shape needs %zu",
-                       (size_t)(raw.end - raw.p), (size_t)numel * os);
     if ((c->dtype == ADV_DTYPE_F32 && ot == OT_FLOAT) ||
         c->dtype == ot_stored(ot)) {
       memcpy(c->data, raw.p, (size_t)numel * os);
@@ -797,12 +802,14 @@ static int add_initializer(loader *L, pb_reader s) {
   if (rc)
     return rc;
   int vi = value_def(L, name, strlen(name));
-  if (vi < 0)
-    return vi;
+  if (vi < 0 || m->values[vi].init) {
+    if (c->own_data)
+      adv__big_free(c->data, (size_t)c->numel * adv_dtype_size(c->dtype));
+    return vi < 0 ? vi
+                  : adv__error(L->err, ADV_EFORMAT,
+                               "initializer '%s' appears twice", name);
+  }
   adv_mvalue *v = &m->values[vi];
-  if (v->init)
-    return adv__error(L->err, ADV_EFORMAT, "initializer '%s' appears twice",
-                      name);
   v->init = c;
   c->owner = m;
   v->dtype = ot_internal(c->onnx_type); /* c->dtype may be a storage type */
@@ -1547,8 +1554,12 @@ void adv_model_free(adv_model *m) {
   if (!m)
     return;
   for (int i = 0; i < m->n_values; i++) /* widened copies of own weights */
-    if (m->values[i].init && m->values[i].init->owner == m)
+    if (m->values[i].init && m->values[i].init->owner == m) {
       free(m->values[i].init->wide);
+      const adv_const *c = m->values[i].init;
+      if (c->own_data)
+        adv__big_free(c->data, (size_t)c->numel * adv_dtype_size(c->dtype));
+    }
   if (m->folded_owner == m) {
     for (int i = 0; i < m->n_folded; i++)
       free(m->folded[i]);
