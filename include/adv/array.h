@@ -22,6 +22,8 @@ typedef enum adv_dtype {
   ADV_DTYPE_U8,
   ADV_DTYPE_I8,
   ADV_DTYPE_BOOL,
+  ADV_DTYPE_F16,  /* IEEE half, raw bits in a uint16_t */
+  ADV_DTYPE_BF16, /* bfloat16, raw bits in a uint16_t */
 } adv_dtype;
 
 typedef struct adv_array {

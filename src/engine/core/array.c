@@ -17,6 +17,9 @@ size_t adv_dtype_size(adv_dtype t) {
   case ADV_DTYPE_I8:
   case ADV_DTYPE_BOOL:
     return 1;
+  case ADV_DTYPE_F16:
+  case ADV_DTYPE_BF16:
+    return 2;
   default:
     return 0;
   }

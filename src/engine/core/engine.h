@@ -61,14 +61,32 @@ typedef enum adv_attr_type {
   ADV_ATTR_GRAPHS = 10,
 } adv_attr_type;
 
+/* Storage dtypes: initializers of 1-byte integer (U8, I8) and 16-bit float
+ * (F16, BF16) types keep their stored type in memory (1 or 2 bytes per
+ * weight); every other tensor is F32 or I64. At plan time only the inputs
+ * adv__op_stored_inputs names may be such a tensor; any other consumer
+ * gets it widened once (adv__tensor_widen). */
 typedef struct adv_const {
-  adv_dtype dtype; /* F32 or I64 once loaded (other types converted) */
+  adv_dtype dtype; /* F32 or I64, or a storage dtype for initializers */
   int ndim;
   int64_t dims[ADV_MAX_DIMS];
   int64_t numel;
   void *data; /* arena memory */
   int onnx_type; /* TensorProto.DataType as stored (2 uint8, 3 int8...) */
+  /* Initializers in a storage dtype: the widened copy (F32 for F16/BF16,
+   * I64 for U8/I8) made by the first session that needs it and shared by
+   * every later one (adv__tensor_widen), malloc'd, freed with `owner`;
+   * NULL until then. Written once under adv__weights_lock. */
+  void *wide;
+  const struct adv_model *owner; /* the model that frees `wide` */
+  /* Stored weights of ADV_OWN_DATA_BYTES or more: data is adv__big_alloc'd
+   * (not arena memory), freed with `owner`, or earlier, set to NULL, once every
+   * node of the model reading it is a fold in the model's fold cache
+   * (plan.c, under adv__weights_lock): no session reads it after that. */
+  bool own_data;
 } adv_const;
+
+#define ADV_OWN_DATA_BYTES ((size_t)1 << 20)
 
 typedef struct adv_attr {
   const char *name;
@@ -92,7 +110,8 @@ typedef struct adv_mvalue {
   int ndim;                      /* -1 when the rank is unknown */
   int64_t dims[ADV_MAX_DIMS];    /* -1 for symbolic/unknown */
   const char *sym[ADV_MAX_DIMS]; /* dim_param names or NULL */
-  adv_const *init;               /* initializer, or NULL */
+  adv_const *init;               /* initializer, or NULL; its dtype may
+                                    be a storage dtype (dtype: the wide) */
   int onnx_type; /* declared/stored TensorProto.DataType, 0 when unknown */
   bool is_graph_input;
   bool is_graph_output;
@@ -131,12 +150,21 @@ struct adv_model {
   int *outputs;
   int prob_output;     /* 1 when output 0 comes from a final Softmax */
   int logits_value;    /* value index of that Softmax's input, else -1 */
+  /* Fold cache: folded[v] is the data of value v when a session folded a
+   * DequantizeLinear/Cast of initializers into it (the float weight), made
+   * once and shared by every later session (plan.c, written under
+   * adv__weights_lock); NULL until then. n_folded entries, malloc'd by the
+   * loader, freed with folded_owner (a view from adv_model_bind shares its
+   * base's). */
+  void **folded;
+  int n_folded;
+  const struct adv_model *folded_owner;
 };
 
 /* ---------- plan ---------- */
 
 typedef struct adv_tensor {
-  adv_dtype dtype; /* F32 or I64 */
+  adv_dtype dtype; /* F32 or I64; constants may hold a storage dtype */
   int ndim;
   int64_t dims[ADV_MAX_DIMS];
   int64_t numel;
@@ -268,6 +296,12 @@ typedef struct adv_op_def {
   unsigned bw_needs_wgrad; /* extra reads only when weight grads are on */
 } adv_op_def;
 
+/* Which inputs of op `name` may be constants in a storage dtype
+ * (U8/I8/F16/BF16, see adv_const), read with adv__elem_f32: bit k for input
+ * k. The quantized ops and Cast (plan.c's table); 0 for every other op,
+ * whose such inputs the planner widens to F32/I64 before infer(). */
+unsigned adv__op_stored_inputs(const char *name);
+
 #define ADV_BW_IN(k) (1u << (k))
 #define ADV_BW_OUT(k) (1u << (16 + (k)))
 
@@ -313,6 +347,56 @@ int adv__attr_ints(const adv_mnode *n, const char *name, const int64_t **out);
 /* Sets shape and numel; returns ADV_ELIMIT on overflow. */
 int adv__tensor_set_shape(adv_tensor *t, adv_dtype dt, int ndim,
                           const int64_t *dims);
+/* float16 / bfloat16 bits to float (exact). */
+float adv__f16_to_f32(uint16_t h);
+float adv__bf16_to_f32(uint16_t h);
+/* 1 for the storage dtypes U8, I8, F16, BF16 (see adv_const). */
+static inline int adv__dtype_is_stored(adv_dtype t) {
+  return t == ADV_DTYPE_U8 || t == ADV_DTYPE_I8 || t == ADV_DTYPE_F16 ||
+         t == ADV_DTYPE_BF16;
+}
+/* Element e of t as float, for any tensor dtype (F32, I64 and the storage
+ * dtypes). */
+static inline float adv__elem_f32(const adv_tensor *t, int64_t e) {
+  switch (t->dtype) {
+  case ADV_DTYPE_F32:
+    return ((const float *)t->data)[e];
+  case ADV_DTYPE_I64:
+    return (float)((const int64_t *)t->data)[e];
+  case ADV_DTYPE_U8:
+    return ((const uint8_t *)t->data)[e];
+  case ADV_DTYPE_I8:
+    return ((const int8_t *)t->data)[e];
+  case ADV_DTYPE_F16:
+    return adv__f16_to_f32(((const uint16_t *)t->data)[e]);
+  case ADV_DTYPE_BF16:
+    return adv__bf16_to_f32(((const uint16_t *)t->data)[e]);
+  default:
+    return 0.f;
+  }
+}
+/* Converts numel elements of storage dtype src_t at src into dst, which is
+ * float for F16/BF16 and int64 for U8/I8 (the wide type, see
+ * adv__dtype_wide). */
+void adv__widen(adv_dtype src_t, const void *src, int64_t numel, void *dst);
+/* The compute dtype of t: F32 for F16/BF16, I64 for U8/I8, else t. */
+adv_dtype adv__dtype_wide(adv_dtype t);
+/* When constant t holds a storage dtype: points it at a widened copy and
+ * sets its dtype to the wide type, so that every later reader of t sees
+ * the wide tensor. For a model initializer the copy is the model's shared
+ * one (adv_const.wide, made once for all sessions; the stored bytes stay,
+ * sessions may still read them); for any other constant it goes to the
+ * plan arena. No-op for other tensors. 0 or ADV_ENOMEM (t unchanged). */
+int adv__tensor_widen(struct adv_plan *p, adv_tensor *t);
+/* Page-mapped memory for large stored weights (adv_const.own_data): NULL
+ * on failure; free with adv__big_free and the same size. */
+void *adv__big_alloc(size_t n);
+void adv__big_free(void *d, size_t n);
+/* The one lock of the weights shared by sessions: adv_const.wide,
+ * adv_const.data when own_data, adv_model.folded. */
+void adv__weights_lock(void);
+void adv__weights_unlock(void);
+
 /* Reads a constant integer tensor (I64) into out (max n); returns count
  * or a negative status when the tensor is not constant / not integer. */
 int adv__const_ints(const adv_tensor *t, int64_t *out, int max);

@@ -114,7 +114,9 @@ static int fold_bn(adv_plan *p, adv_pnode *n, const adv_mnode *bn) {
   int64_t M = w->dims[0];
   const float *prm[4];
   for (int k = 1; k < 5; k++) {
-    const adv_tensor *t = bn->in[k] >= 0 ? &p->tensors[bn->in[k]] : NULL;
+    adv_tensor *t = bn->in[k] >= 0 ? &p->tensors[bn->in[k]] : NULL;
+    if (t && adv__tensor_widen(p, t)) /* float16 BatchNorm parameters */
+      return ADV_ENOMEM;
     if (!t || !t->is_const || t->dtype != ADV_DTYPE_F32 || t->numel != M)
       return 0;
     prm[k - 1] = t->data;

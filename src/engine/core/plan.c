@@ -41,6 +41,109 @@ static int fold_always(const adv_pnode *n) {
   return !strcmp(name, "Shape") || !strcmp(name, "Size");
 }
 
+/* Inputs read as stored (see engine.h): the integer inputs of the
+ * quantized ops (data and zero points; scales and int32 biases are wide)
+ * and Cast's input. */
+static const struct {
+  const char *op;
+  unsigned in;
+} stored_inputs[] = {
+    {"Cast", 1u << 0},
+    {"DequantizeLinear", 1u << 0 | 1u << 2}, /* x, x_zero_point */
+    {"QuantizeLinear", 1u << 2},             /* y_zero_point */
+    {"MatMulInteger", 0xfu},                 /* a, b, zero points */
+    {"ConvInteger", 0xfu},                   /* x, w, zero points */
+    {"QLinearMatMul", 1u << 0 | 1u << 2 | 1u << 3 | 1u << 5 | 1u << 7},
+    {"QLinearConv", 1u << 0 | 1u << 2 | 1u << 3 | 1u << 5 | 1u << 7},
+};
+
+unsigned adv__op_stored_inputs(const char *name) {
+  for (size_t i = 0; i < sizeof(stored_inputs) / sizeof(stored_inputs[0]); i++)
+    if (!strcmp(name, stored_inputs[i].op))
+      return stored_inputs[i].in;
+  return 0;
+}
+
+/* 1 when folding model node mn gives the same result in every session of
+ * model m: a DequantizeLinear or Cast (the float weight of a stored one)
+ * outside If branches whose inputs are all the loader's initializers. */
+static int folds_shared(const adv_model *m, const adv_mnode *mn) {
+  if (mn->n_out != 1 || mn->out[0] < 0 || mn->out[0] >= m->n_folded ||
+      !m->folded || mn->n_guard ||
+      (strcmp(mn->op_type, "DequantizeLinear") && strcmp(mn->op_type, "Cast")))
+    return 0;
+  for (int k = 0; k < mn->n_in; k++)
+    if (mn->in[k] >= 0 &&
+        (!m->values[mn->in[k]].init || !m->values[mn->in[k]].init->owner))
+      return 0;
+  return 1;
+}
+
+/* Releases the stored bytes of n's inputs (adv_const.own_data) that no
+ * node of the model needs any more: every reader is a fold already in the
+ * model's fold cache, and the value is no graph output. Under the weights
+ * lock. */
+static void release_folded_inputs(const adv_model *m, const adv_mnode *mn) {
+  for (int k = 0; k < mn->n_in; k++) {
+    int v = mn->in[k];
+    adv_const *c = v >= 0 ? m->values[v].init : NULL;
+    if (!c || !c->own_data || !c->data || m->values[v].is_graph_output)
+      continue;
+    int unread = 1;
+    for (int j = 0; j < m->n_nodes && unread; j++)
+      for (int q = 0; q < m->nodes[j].n_in && unread; q++)
+        if (m->nodes[j].in[q] == v)
+          unread = folds_shared(m, &m->nodes[j]) &&
+                   m->folded[m->nodes[j].out[0]] != NULL;
+    if (unread) {
+      adv__big_free(c->data, (size_t)c->numel * adv_dtype_size(c->dtype));
+      c->data = NULL;
+    }
+  }
+}
+
+/* Folds node n (folds_shared) into the model's fold cache, or takes the
+ * result an earlier session put there. Under the weights lock, so that no
+ * session reads stored weights while another releases them. 0 or an error
+ * status. */
+static int fold_into_model(adv_plan *p, adv_pnode *n) {
+  const adv_model *m = p->model;
+  adv_tensor *t = n->out[0];
+  int vi = n->m->out[0], rc = ADV_OK;
+  adv__weights_lock();
+  void *d = m->folded[vi];
+  if (!d) {
+    size_t bytes = (size_t)t->numel * adv_dtype_size(t->dtype);
+    if (!(d = malloc(bytes ? bytes : 1))) {
+      rc = ADV_ENOMEM;
+    } else {
+      t->data = d;
+      if ((rc = adv__ops[n->op]->forward(p, n))) {
+        free(d);
+        d = NULL;
+      } else {
+        m->folded[vi] = d;
+        release_folded_inputs(m, n->m);
+      }
+    }
+  }
+  adv__weights_unlock();
+  t->data = d;
+  t->is_const = d != NULL;
+  return rc;
+}
+
+/* Widens n's constant inputs held in a storage dtype that its op does not
+ * read as stored (adv__op_stored_inputs): the generic fallback, so that
+ * only those ops see U8/I8/F16/BF16 tensors. 0 or ADV_ENOMEM. */
+static int widen_inputs(adv_plan *p, adv_pnode *n) {
+  unsigned ok = adv__op_stored_inputs(adv__ops[n->op]->name);
+  for (int k = 0; k < n->n_in && k < 16; k++)
+    if (n->in[k] && !(ok & (1u << k)) && adv__tensor_widen(p, n->in[k]))
+      return ADV_ENOMEM;
+  return ADV_OK;
+}
+
 /* Converts a caller array into a constant tensor allocated in the plan. */
 static int bind_const(adv_plan *p, adv_tensor *t, const adv_array *a,
                       adv_err *err) {
@@ -440,6 +543,17 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
       adv__tensor_set_shape(t, v->init->dtype, v->init->ndim, v->init->dims);
       t->data = v->init->data;
       t->is_const = true;
+      const void *wide = NULL;
+      if (adv__dtype_is_stored(t->dtype)) { /* shared: see adv_const */
+        adv__weights_lock();
+        t->data = v->init->data;
+        wide = v->init->wide;
+        adv__weights_unlock();
+      }
+      if (wide) { /* widened by an earlier session of the model */
+        t->dtype = adv__dtype_wide(t->dtype);
+        t->data = (void *)wide;
+      }
     }
   }
   p->n_in = 0;
@@ -496,6 +610,10 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
     }
     for (int k = 0; k < mn->n_out; k++)
       n->out[k] = mn->out[k] >= 0 ? &p->tensors[mn->out[k]] : NULL;
+    if (widen_inputs(p, n)) {
+      rc = adv__error(err, ADV_ENOMEM, "out of memory while widening weights");
+      goto fail;
+    }
     if (!all_const && !sp.no_rewrite && !strcmp(mn->op_type, "Conv") &&
         (rc = adv__fuse_conv(p, n, need_n, fc))) {
       rc = adv__error(err, rc, "out of memory");
@@ -516,7 +634,14 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
     for (int k = 0; k < n->n_in; k++)
       if (n->in[k] && !n->in[k]->is_const)
         all_const = 0;
-    if (all_const || fold_always(n)) {
+    if (all_const && n->out[0] && !n->scratch && folds_shared(m, mn)) {
+      if ((rc = fold_into_model(p, n))) {
+        rc = adv__error(err, rc, "node '%s' (%s): folding failed", mn->name,
+                        mn->op_type);
+        goto fail;
+      }
+      n->runtime = false;
+    } else if (all_const || fold_always(n)) {
       for (int k = 0; k < n->n_out; k++) {
         adv_tensor *t = n->out[k];
         if (!t)
@@ -565,6 +690,10 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
     goto fail;
   for (int i = 0; i < p->n_out; i++) {
     adv_tensor *t = &p->tensors[p->out_idx[i]];
+    if (adv__tensor_widen(p, t)) { /* an initializer as a graph output */
+      rc = adv__error(err, ADV_ENOMEM, "out of memory while widening weights");
+      goto fail;
+    }
     t->is_output = true;
     if (!t->is_const) {
       if (!t->is_input && t->def < 0) {

@@ -2,7 +2,12 @@
 #include "core/engine.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <stdlib.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -84,6 +89,136 @@ int adv__tensor_set_shape(adv_tensor *t, adv_dtype dt, int ndim,
   t->dtype = dt;
   t->ndim = ndim;
   t->numel = n;
+  return ADV_OK;
+}
+
+/* IEEE binary16 bits to float: normals, subnormals, inf and NaN (exact). */
+float adv__f16_to_f32(uint16_t h) {
+  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  uint32_t bits;
+  if (e == 0) {
+    if (m == 0) {
+      bits = s;
+    } else { /* subnormal: m * 2^-24 */
+      float f = ldexpf((float)m, -24);
+      return s ? -f : f;
+    }
+  } else if (e == 31) {
+    bits = s | 0x7f800000u | (m << 13);
+  } else {
+    bits = s | ((e + 112) << 23) | (m << 13);
+  }
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+/* bfloat16 bits are the high half of a float's. */
+float adv__bf16_to_f32(uint16_t h) {
+  uint32_t bits = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+adv_dtype adv__dtype_wide(adv_dtype t) {
+  switch (t) {
+  case ADV_DTYPE_F16:
+  case ADV_DTYPE_BF16:
+    return ADV_DTYPE_F32;
+  case ADV_DTYPE_U8:
+  case ADV_DTYPE_I8:
+    return ADV_DTYPE_I64;
+  default:
+    return t;
+  }
+}
+
+/* Storage dtype -> wide type, element by element (see engine.h). */
+void adv__widen(adv_dtype src_t, const void *src, int64_t numel, void *dst) {
+  float *f = dst;
+  int64_t *d = dst;
+  const uint16_t *h = src;
+  switch (src_t) { /* one loop per type: this runs over whole weights */
+  case ADV_DTYPE_F16:
+    for (int64_t e = 0; e < numel; e++)
+      f[e] = adv__f16_to_f32(h[e]);
+    break;
+  case ADV_DTYPE_BF16:
+    for (int64_t e = 0; e < numel; e++)
+      f[e] = adv__bf16_to_f32(h[e]);
+    break;
+  case ADV_DTYPE_U8:
+    for (int64_t e = 0; e < numel; e++)
+      d[e] = ((const uint8_t *)src)[e];
+    break;
+  case ADV_DTYPE_I8:
+    for (int64_t e = 0; e < numel; e++)
+      d[e] = ((const int8_t *)src)[e];
+    break;
+  default:
+    break;
+  }
+}
+
+/* Guards the weights sessions share (adv__weights_lock; plan time only). */
+static pthread_mutex_t wide_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* mmap, so that a released weight goes back to the system at once (a
+ * large free() may stay in malloc's heap). */
+void *adv__big_alloc(size_t n) {
+  void *d = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return d == MAP_FAILED ? NULL : d;
+}
+
+void adv__big_free(void *d, size_t n) {
+  if (d)
+    munmap(d, n ? n : 1);
+}
+
+void adv__weights_lock(void) {
+  pthread_mutex_lock(&wide_lock);
+}
+void adv__weights_unlock(void) {
+  pthread_mutex_unlock(&wide_lock);
+}
+
+/* The model initializer whose stored data t (a tensor of plan p) points
+ * at, else NULL. */
+static adv_const *stored_init(const adv_plan *p, const adv_tensor *t) {
+  /* t may be a plan-arena tensor (fuse.c): compare addresses, not pointers
+   * into different objects */
+  uintptr_t a = (uintptr_t)t, b = (uintptr_t)p->tensors;
+  if (a < b || a >= b + (uintptr_t)p->n_tensors * sizeof(adv_tensor))
+    return NULL;
+  adv_const *c = p->model->values[(a - b) / sizeof(adv_tensor)].init;
+  return c && c->data == t->data && c->dtype == t->dtype ? c : NULL;
+}
+
+/* The planner's generic fallback for ops that read only F32/I64: one
+ * widened copy per initializer and model, or per constant and plan (see
+ * engine.h). */
+int adv__tensor_widen(adv_plan *p, adv_tensor *t) {
+  if (!t || !t->is_const || !adv__dtype_is_stored(t->dtype))
+    return ADV_OK;
+  adv_dtype w = adv__dtype_wide(t->dtype);
+  size_t bytes = (size_t)t->numel * adv_dtype_size(w);
+  adv_const *c = stored_init(p, t);
+  void *d = NULL;
+  if (c) {
+    pthread_mutex_lock(&wide_lock);
+    if (!c->wide && (c->wide = malloc(bytes ? bytes : 1)))
+      adv__widen(t->dtype, t->data, t->numel, c->wide);
+    d = c->wide;
+    pthread_mutex_unlock(&wide_lock);
+  } else if ((d = adv__arena_alloc(&p->arena, bytes))) {
+    adv__widen(t->dtype, t->data, t->numel, d);
+  }
+  if (!d)
+    return ADV_ENOMEM;
+  t->data = d;
+  t->dtype = w;
   return ADV_OK;
 }
 

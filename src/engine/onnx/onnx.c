@@ -10,9 +10,13 @@
  *     sibling branches may reuse names; outer-scope names resolve as usual);
  *     the bodies of other ops with subgraphs (Loop, Scan) are only scanned,
  *     so that unsupported ops inside them are named too;
- *   - converts every tensor to float32 or int64 (other ONNX types are
- *     widened/narrowed on load: double and float16 -> float32, all integer
- *     types and bool -> int64);
+ *   - keeps initializers of 1-byte integer (uint8, int8) and 16-bit float
+ *     (float16, bfloat16) types in their stored type (raw_data copied as
+ *     is: 1 or 2 bytes per weight); the planner widens them only for ops
+ *     that need it (see adv_const in core/engine.h). Every other tensor is
+ *     converted to float32 or int64 on load (double -> float32, the other
+ *     integer types and bool -> int64; attribute tensors and typed-field
+ *     data likewise);
  *   - resolves names to value indices, checks each input is defined,
  *     topologically sorts the nodes and reports unknown ops by name.
  * Field numbers follow onnx.proto (ONNX IR version 8).
@@ -80,7 +84,24 @@ static size_t ot_size(int t) {
   }
 }
 
-/* Which internal dtype a given ONNX type is loaded as. */
+/* The storage dtype an initializer of ONNX type t keeps in memory, or
+ * UNDEFINED when it is converted to float32/int64 on load. */
+static adv_dtype ot_stored(int t) {
+  switch (t) {
+  case OT_UINT8:
+    return ADV_DTYPE_U8;
+  case OT_INT8:
+    return ADV_DTYPE_I8;
+  case OT_FLOAT16:
+    return ADV_DTYPE_F16;
+  case OT_BFLOAT16:
+    return ADV_DTYPE_BF16;
+  default:
+    return ADV_DTYPE_UNDEFINED;
+  }
+}
+
+/* Which internal (compute) dtype a given ONNX type is loaded as. */
 static adv_dtype ot_internal(int t) {
   switch (t) {
   case OT_FLOAT: case OT_DOUBLE: case OT_FLOAT16: case OT_BFLOAT16:
@@ -93,26 +114,6 @@ static adv_dtype ot_internal(int t) {
   }
 }
 
-static float half_to_float(uint16_t h) {
-  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  uint32_t bits;
-  if (e == 0) {
-    if (m == 0) {
-      bits = s;
-    } else { /* subnormal */
-      float f = ldexpf((float)m, -24);
-      return s ? -f : f;
-    }
-  } else if (e == 31) {
-    bits = s | 0x7f800000u | (m << 13);
-  } else {
-    bits = s | ((e + 112) << 23) | (m << 13);
-  }
-  float f;
-  memcpy(&f, &bits, 4);
-  return f;
-}
-
 /* Converts one raw little-endian element of ONNX type t into dst. */
 static void conv_elem(int t, const uint8_t *src, adv_dtype dt, void *dst) {
   double v = 0;
@@ -121,7 +122,12 @@ static void conv_elem(int t, const uint8_t *src, adv_dtype dt, void *dst) {
   switch (t) {
   case OT_FLOAT: { float f; memcpy(&f, src, 4); v = f; is_int = 0; break; }
   case OT_DOUBLE: { double d; memcpy(&d, src, 8); v = d; is_int = 0; break; }
-  case OT_FLOAT16: { uint16_t h = (uint16_t)(src[0] | src[1] << 8); v = half_to_float(h); is_int = 0; break; }
+  case OT_FLOAT16: {
+    uint16_t h = (uint16_t)(src[0] | src[1] << 8);
+    v = adv__f16_to_f32(h);
+    is_int = 0;
+    break;
+  }
   case OT_BFLOAT16: { uint32_t b = (uint32_t)(src[0] | src[1] << 8) << 16; float f; memcpy(&f, &b, 4); v = f; is_int = 0; break; }
   case OT_UINT8: case OT_BOOL: iv = src[0]; break;
   case OT_INT8: iv = (int8_t)src[0]; break;
@@ -143,7 +149,7 @@ static void put_typed(adv_const *c, int64_t k, int ot, double dv, int64_t iv,
   if (c->dtype == ADV_DTYPE_F32) {
     float f;
     if (ot == OT_FLOAT16 && !is_float)
-      f = half_to_float((uint16_t)iv);
+      f = adv__f16_to_f32((uint16_t)iv);
     else if (ot == OT_BFLOAT16 && !is_float) {
       uint32_t b = (uint32_t)iv << 16;
       memcpy(&f, &b, 4);
@@ -167,11 +173,12 @@ static void put_typed(adv_const *c, int64_t k, int ot, double dv, int64_t iv,
  * the data field that carries the values. When weight_bytes is not NULL,
  * the tensor's size as stored (its ONNX element size: a uint8 weight counts
  * one byte) is added to *weight_bytes and checked against the weights cap
- * before anything is allocated or converted.
+ * before anything is allocated or converted. With keep, raw_data of a
+ * storage type (ot_stored) is kept as stored instead of converted.
  */
 static int parse_tensor(pb_reader r0, adv_arena *a, const adv_load_params *p,
                         adv_const **out, const char **name,
-                        size_t *weight_bytes, adv_err *err) {
+                        size_t *weight_bytes, int keep, adv_err *err) {
   adv_const *c = adv__arena_alloc(a, sizeof(*c));
   if (!c)
     return adv__error(err, ADV_ENOMEM, "out of memory");
@@ -254,18 +261,26 @@ static int parse_tensor(pb_reader r0, adv_arena *a, const adv_load_params *p,
   }
   c->ndim = ndim;
   c->numel = numel;
+  if (has_raw && (size_t)(raw.end - raw.p) != (size_t)numel * ot_size(ot))
+    return adv__error(err, ADV_EFORMAT,
+                      "raw_data holds %zu bytes, shape needs %zu",
+                      (size_t)(raw.end - raw.p), (size_t)numel * ot_size(ot));
+  if (keep && has_raw && ot_stored(ot) != ADV_DTYPE_UNDEFINED)
+    c->dtype = ot_stored(ot);
   size_t es = adv_dtype_size(c->dtype);
-  c->data = adv__arena_alloc(a, (size_t)numel * es);
+  if (c->dtype == ot_stored(ot) && (size_t)numel * es >= ADV_OWN_DATA_BYTES) {
+    c->data = adv__big_alloc((size_t)numel * es); /* see adv_const */
+    c->own_data = true;
+  } else {
+    c->data = adv__arena_alloc(a, (size_t)numel * es);
+  }
   if (!c->data)
     return adv__error(err, ADV_ENOMEM, "out of memory for tensor");
   if (has_raw) {
     size_t os = ot_size(ot);
-    if ((size_t)(raw.end - raw.p) != (size_t)numel * os)
-      return adv__error(err, ADV_EFORMAT,
-                       "raw_data holds %zu bytes, shape needs %zu",
-                       (size_t)(raw.end - raw.p), (size_t)numel * os);
-    if (c->dtype == ADV_DTYPE_F32 && ot == OT_FLOAT) {
-      memcpy(c->data, raw.p, (size_t)numel * 4);
+    if ((c->dtype == ADV_DTYPE_F32 && ot == OT_FLOAT) ||
+        c->dtype == ot_stored(ot)) {
+      memcpy(c->data, raw.p, (size_t)numel * os);
     } else if (c->dtype == ADV_DTYPE_I64 && ot == OT_INT64) {
       memcpy(c->data, raw.p, (size_t)numel * 8);
     } else {
@@ -582,7 +597,7 @@ static int parse_attr(loader *L, pb_reader r0, adv_attr *a) {
       pb_reader s = pb_bytes(&r);
       if (r.bad)
         break;
-      int rc = parse_tensor(s, ar, &L->p, &a->t, NULL, NULL, L->err);
+      int rc = parse_tensor(s, ar, &L->p, &a->t, NULL, NULL, 0, L->err);
       if (rc)
         return rc;
       L->weight_bytes += (size_t)a->t->numel * adv_dtype_size(a->t->dtype);
@@ -783,18 +798,21 @@ static int add_initializer(loader *L, pb_reader s) {
   adv_const *c;
   const char *name;
   int rc =
-      parse_tensor(s, &m->arena, &L->p, &c, &name, &L->weight_bytes, L->err);
+      parse_tensor(s, &m->arena, &L->p, &c, &name, &L->weight_bytes, 1, L->err);
   if (rc)
     return rc;
   int vi = value_def(L, name, strlen(name));
-  if (vi < 0)
-    return vi;
+  if (vi < 0 || m->values[vi].init) {
+    if (c->own_data)
+      adv__big_free(c->data, (size_t)c->numel * adv_dtype_size(c->dtype));
+    return vi < 0 ? vi
+                  : adv__error(L->err, ADV_EFORMAT,
+                               "initializer '%s' appears twice", name);
+  }
   adv_mvalue *v = &m->values[vi];
-  if (v->init)
-    return adv__error(L->err, ADV_EFORMAT, "initializer '%s' appears twice",
-                      name);
   v->init = c;
-  v->dtype = c->dtype;
+  c->owner = m;
+  v->dtype = ot_internal(c->onnx_type); /* c->dtype may be a storage type */
   v->onnx_type = c->onnx_type;
   v->ndim = c->ndim;
   memcpy(v->dims, c->dims, sizeof(c->dims));
@@ -1461,6 +1479,13 @@ int adv_model_load_mem(const void *buf, size_t len, adv_load_params p,
     goto fail;
   detect_probability(m);
   free(L.slots);
+  m->folded = calloc((size_t)m->n_values + 1, sizeof(void *));
+  if (!m->folded) {
+    adv_model_free(m);
+    return adv__error(err, ADV_ENOMEM, "out of memory");
+  }
+  m->n_folded = m->n_values;
+  m->folded_owner = m;
   *out = m;
   return ADV_OK;
 fail:
@@ -1513,7 +1538,7 @@ int adv_tensorproto_read(const void *buf, size_t len, adv_array *out,
   adv_load_params p = adv_load_default_params();
   adv__arena_init(&a, p.max_tensor_bytes + (1 << 20));
   adv_const *c;
-  int rc = parse_tensor(pb_init(buf, len), &a, &p, &c, NULL, NULL, err);
+  int rc = parse_tensor(pb_init(buf, len), &a, &p, &c, NULL, NULL, 0, err);
   if (rc == ADV_OK) {
     rc = adv_array_alloc(out, c->dtype, c->ndim, c->dims);
     if (rc == ADV_OK)
@@ -1528,6 +1553,18 @@ int adv_tensorproto_read(const void *buf, size_t len, adv_array *out,
 void adv_model_free(adv_model *m) {
   if (!m)
     return;
+  for (int i = 0; i < m->n_values; i++) /* widened copies of own weights */
+    if (m->values[i].init && m->values[i].init->owner == m) {
+      free(m->values[i].init->wide);
+      const adv_const *c = m->values[i].init;
+      if (c->own_data)
+        adv__big_free(c->data, (size_t)c->numel * adv_dtype_size(c->dtype));
+    }
+  if (m->folded_owner == m) {
+    for (int i = 0; i < m->n_folded; i++)
+      free(m->folded[i]);
+    free(m->folded);
+  }
   adv__arena_free(&m->arena);
   free(m);
 }

@@ -9,8 +9,12 @@
  * even, like numpy and onnxruntime. Blocked quantization (opset 21
  * block_size > 0) is refused.
  *
- * Quantized tensors are held as float32 tensors of integer values (a "fake
- * quantized" tensor), so that gradients can flow through Q/DQ pairs:
+ * Integer initializers (uint8/int8 weights and zero points) are read as
+ * stored, 1 byte per element (adv__op_stored_inputs); a DequantizeLinear of a
+ * constant is folded at plan time into the float weight once.
+ * Quantized tensors computed at run time are held as float32 tensors of
+ * integer values (a "fake quantized" tensor), so that gradients can flow
+ * through Q/DQ pairs:
  *   - QuantizeLinear's rounding has no gradient; its backward is the
  *     straight-through estimator: dx += dy / scale where x / scale + zp
  *     lies inside the quantized range, 0 where it saturates (as PyTorch's
@@ -33,10 +37,10 @@ typedef struct quant_params {
   float qmin, qmax;  /* quantized range (QuantizeLinear) */
 } quant_params;
 
-/* Element e of t as float (F32 or I64 tensors). */
+/* Element e of t as float (F32, I64, or uint8/int8 weights kept as stored:
+ * the integer inputs of the ops below, see adv__op_stored_inputs). */
 static inline float elem_f(const adv_tensor *t, int64_t e) {
-  return t->dtype == ADV_DTYPE_F32 ? ((const float *)t->data)[e]
-                                   : (float)((const int64_t *)t->data)[e];
+  return adv__elem_f32(t, e);
 }
 
 /* The stored ONNX type of input k of n (an initializer or a declared graph
@@ -170,15 +174,53 @@ static int qlin_backward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
+/* y[i] = (x[off + i] - z) * s for i < len, x of x's dtype: one loop per
+ * type, as this runs over whole (folded) weights. */
+static void dq_run(const adv_tensor *x, int64_t off, int64_t len, float z,
+                   float s, float *y) {
+  switch (x->dtype) {
+  case ADV_DTYPE_U8: {
+    const uint8_t *v = (const uint8_t *)x->data + off;
+    for (int64_t i = 0; i < len; i++)
+      y[i] = ((float)v[i] - z) * s;
+    break;
+  }
+  case ADV_DTYPE_I8: {
+    const int8_t *v = (const int8_t *)x->data + off;
+    for (int64_t i = 0; i < len; i++)
+      y[i] = ((float)v[i] - z) * s;
+    break;
+  }
+  default:
+    for (int64_t i = 0; i < len; i++)
+      y[i] = (elem_f(x, off + i) - z) * s;
+  }
+}
+
 static int dqlin_forward(adv_plan *p, adv_pnode *n) {
   (void)p;
   const quant_params *qp = n->params;
   const adv_tensor *x = n->in[0];
   const float *s = n->in[1]->data;
   float *y = n->out[0]->data;
-  for (int64_t e = 0; e < n->out[0]->numel; e++) {
-    int64_t c = (e / qp->inner) % qp->ch;
-    y[e] = (elem_f(x, e) - zp_of(n, c)) * s[c];
+  int64_t ne = n->out[0]->numel, inner = qp->inner;
+  if (qp->ch > 1 && inner == 1) { /* per axis, the last axis */
+    const uint8_t *u = x->data;
+    const int8_t *i8 = x->data;
+    for (int64_t e = 0; e < ne; e += qp->ch)
+      for (int64_t c = 0; c < qp->ch; c++) {
+        float v = x->dtype == ADV_DTYPE_U8   ? (float)u[e + c]
+                  : x->dtype == ADV_DTYPE_I8 ? (float)i8[e + c]
+                                             : elem_f(x, e + c);
+        y[e + c] = (v - zp_of(n, c)) * s[c];
+      }
+    return ADV_OK;
+  }
+  if (qp->ch == 1)
+    inner = ne;
+  for (int64_t e = 0; e < ne; e += inner) {
+    int64_t c = (e / inner) % qp->ch;
+    dq_run(x, e, inner, zp_of(n, c), s[c], y + e);
   }
   return ADV_OK;
 }

@@ -630,8 +630,9 @@ static int cast_forward(adv_plan *p, adv_pnode *n) {
   adv_tensor *y = n->out[0];
   int mode = (int)(intptr_t)n->params, to_bool = mode == 1;
   for (int64_t i = 0; i < x->numel; i++) {
-    if (x->dtype == ADV_DTYPE_F32) {
-      float v = ((const float *)x->data)[i];
+    if (x->dtype != ADV_DTYPE_I64) { /* F32, or a weight kept as stored */
+      float v = x->dtype == ADV_DTYPE_F32 ? ((const float *)x->data)[i]
+                                          : adv__elem_f32(x, i);
       if (y->dtype == ADV_DTYPE_F32)
         ((float *)y->data)[i] = mode == 2   ? round_f16(v)
                                 : mode == 3 ? round_bf16(v)
@@ -842,7 +843,8 @@ const adv_op_def adv__op_expand = {"Expand", expand_infer, strided_forward, stri
 const adv_op_def adv__op_concat = {"Concat", concat_infer, concat_forward, concat_backward, 0, 0};
 const adv_op_def adv__op_shape = {"Shape", shape_infer, shape_forward, NULL, 0, 0};
 const adv_op_def adv__op_gather = {"Gather", gather_infer, gather_forward, gather_backward, 0, 0};
-/* Cast passes gradients only float -> float (copy_backward checks). */
+/* Cast passes gradients only float -> float (copy_backward checks); it
+ * reads weights kept as stored (uint8/int8/float16/bfloat16) directly. */
 const adv_op_def adv__op_cast = {"Cast", cast_infer, cast_forward, copy_backward, 0, 0};
 const adv_op_def adv__op_constant = {"Constant", constant_infer, constant_forward, NULL, 0, 0};
 const adv_op_def adv__op_constantofshape = {"ConstantOfShape", cos_infer, cos_forward, NULL, 0, 0};
