@@ -41,20 +41,32 @@ mapfile -t files < <({
   echo "$untracked"
 } | grep -v '^$' | sort -u)
 
+# The changed lines of every file, from ONE git diff (a diff per file cost
+# ~0.2 s each, minutes for a few hundred files): largs[FILE] holds its
+# clang-format --lines=A:B arguments; a file added since base has all its
+# lines there. Untracked files and --whole-files are checked whole.
+declare -A largs
+while IFS=$'\t' read -r f a; do
+  largs[$f]+="$a "
+done < <(git diff -U0 "$base" -- '*.c' '*.h' | awk '
+  /^\+\+\+ b\// { f = substr($0, 7) }
+  /^@@ / {
+    if (!match($0, /\+[0-9]+(,[0-9]+)?/)) next
+    n = split(substr($0, RSTART + 1, RLENGTH - 1), p, ",")
+    c = n > 1 ? p[2] : 1
+    if (c > 0) printf "%s\t--lines=%d:%d\n", f, p[1], p[1] + c - 1
+  }')
+
 # line_args FILE: clang-format --lines=A:B arguments for the lines of FILE
-# changed since base; nothing when only deletions; "all" for a new file.
+# changed since base; nothing when only deletions; "all" for an untracked
+# file or --whole-files.
 line_args() {
-  if [ $whole = 1 ] || grep -qxF -- "$1" <<<"$untracked" ||
-    ! git cat-file -e "$base:$1" 2>/dev/null; then
+  if [ $whole = 1 ] || grep -qxF -- "$1" <<<"$untracked"; then
     echo all
     return
   fi
-  git diff -U0 "$base" -- "$1" | sed -n 's/^@@ -[0-9,]* +\([0-9]*\)\(,\([0-9]*\)\)\? @@.*/\1 \3/p' |
-    while read -r start count; do
-      count=${count:-1}
-      [ "$count" = 0 ] && continue
-      echo "--lines=$start:$((start + count - 1))"
-    done
+  [ -n "${largs[$1]:-}" ] && printf '%s\n' ${largs[$1]}
+  return 0
 }
 
 bad=0
