@@ -1859,20 +1859,6 @@ static int token_state(sbx_meta *m, const uint8_t *hash, int64_t now,
   return SBX_OK;
 }
 
-typedef struct token_job_ctx {
-  char tenant[SBX_ID_MAX], job[SBX_ID_MAX];
-  int found;
-} token_job_ctx;
-
-static int row_token_job(void *ctx, const sbx__row *r) {
-  token_job_ctx *t = ctx;
-  if (sbx__col_text(r, 0, t->tenant, sizeof t->tenant) ||
-      sbx__col_text(r, 1, t->job, sizeof t->job))
-    return SBX_EFORMAT;
-  t->found = 1;
-  return 1;
-}
-
 /* Seals text s (a worker's phase or message) for the job of the running
  * shard of token hash, as jt_seal; a token that names no running shard
  * leaves s clear (the caller's statement then matches no row either). */
@@ -1883,13 +1869,13 @@ static int jt_seal_token(sbx_meta *m, const uint8_t *hash, const char *s,
   t->n = 0;
   if (!*t->clear || !sbx__meta_sealing(m))
     return SBX_OK;
-  token_job_ctx x;
+  shard_ref x; /* the shard's tenant and job */
   memset(&x, 0, sizeof x);
   sbx__val v[] = {SBX_VB(hash, SBX_SHA256_LEN)};
   int rc = sbx__db_exec(DB(m),
-                        "SELECT tenant_id, job_id FROM job_shards WHERE "
-                        "token_hash = $1 AND state = 1",
-                        v, 1, row_token_job, &x, NULL);
+                        "SELECT tenant_id, job_id, shard, attempts, worker_id "
+                        "FROM job_shards WHERE token_hash = $1 AND state = 1",
+                        v, 1, row_shard_ref, &x, NULL);
   if (rc || !x.found)
     return rc;
   return jt_seal(m, x.tenant, x.job, s, t);

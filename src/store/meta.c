@@ -214,6 +214,7 @@ static const migration MIGRATIONS[] = {
      "ALTER TABLE job_shards ADD COLUMN phase_sealed BLOB;"
      "ALTER TABLE job_shards ADD COLUMN violation BIGINT NOT NULL DEFAULT 0;"
      "ALTER TABLE job_events ADD COLUMN reason_sealed BLOB;"
+     "ALTER TABLE tenants ADD COLUMN name_sealed BLOB;"
      "UPDATE job_shards SET violation = 1 WHERE message LIKE"
      " 'killed by sandbox%';"
      "CREATE INDEX jobs_msg_plain ON jobs(tenant_id)"
@@ -557,6 +558,13 @@ static const sealable SEALABLE[] = {
      "reason_sealed IS NULL AND reason <> ''",
      "UPDATE job_events SET reason = $4, reason_sealed = $5 WHERE tenant_id "
      "= $1 AND job_id = $2 AND reason = $3 AND reason_sealed IS NULL"},
+    /* tenant names: under the tenant's own field key (once it has one) */
+    {"tenants.name", 0,
+     "SELECT id, id, name FROM tenants t WHERE name_sealed IS NULL AND "
+     "EXISTS (SELECT 1 FROM secrets s WHERE s.tenant_id = t.id AND s.name = "
+     "'field-key')",
+     "UPDATE tenants SET name = $4, name_sealed = $5 WHERE id = $1 AND id = "
+     "$2 AND name = $3 AND name_sealed IS NULL"},
     /* audit rows: of tenants with a field key only ("_sys" has none) */
     {"audit_events.actor", 2,
      "SELECT tenant_id, CAST(seq AS TEXT), actor FROM audit_events a WHERE "
@@ -653,6 +661,23 @@ static int seal_one(sbx_meta *m, const sealable *sc, const plain_row *w,
   if (!rc)
     *changed += ch;
   return rc;
+}
+
+int sbx__meta_tenant_seal_name(sbx_meta *m, const char *tenant_id,
+                               const char *name) {
+  if (!m->has_cipher)
+    return SBX_OK;
+  const sealable *sc = NULL;
+  for (size_t i = 0; i < sizeof SEALABLE / sizeof SEALABLE[0]; i++)
+    if (!strcmp(SEALABLE[i].column, "tenants.name"))
+      sc = &SEALABLE[i];
+  plain_row w;
+  memset(&w, 0, sizeof w);
+  snprintf(w.tenant, sizeof w.tenant, "%s", tenant_id);
+  snprintf(w.id, sizeof w.id, "%s", tenant_id);
+  w.text = (char *)name;
+  int64_t ch = 0;
+  return seal_one(m, sc, &w, &ch);
 }
 
 int sbx_meta_seal_legacy(sbx_meta *m, int64_t *sealed) {
@@ -803,13 +828,44 @@ static int fill_tenant(void *out, const sbx__row *r) {
   return rc;
 }
 
+typedef struct tenant_ctx {
+  sbx_meta *m;
+  sbx_tenant *t;
+  int found;
+} tenant_ctx;
+
+/* A tenant row with its name opened (sealed in name_sealed, column 4); a
+ * shredded tenant's name reads as "". */
+static int row_tenant(void *ctx, const sbx__row *r) {
+  tenant_ctx *c = ctx;
+  c->found = 1;
+  int rc = fill_tenant(c->t, r);
+  if (!rc)
+    rc = sbx__meta_col_text(c->m, r, 4, 1, c->t->id, "tenants.name", c->t->id,
+                            c->t->name, sizeof c->t->name);
+  if (rc == SBX_EKEY) {
+    c->t->name[0] = 0;
+    rc = SBX_OK;
+  }
+  return rc ? rc : 1;
+}
+
 int sbx_meta_tenant_get(sbx_meta *m, const char *tenant_id, sbx_tenant *out) {
   REQUIRE_ID(tenant_id);
+  if (!out)
+    return SBX_EINVAL;
+  memset(out, 0, sizeof *out);
+  tenant_ctx c = {m, out, 0};
   sbx__val v[] = {SBX_VT(tenant_id)};
-  return exec_one(m,
-                  "SELECT id, name, state, created_at FROM tenants "
-                  "WHERE id = $1",
-                  v, 1, fill_tenant, out, sizeof *out);
+  int rc = sbx__db_exec(m->db,
+                        "SELECT id, name, state, created_at, name_sealed FROM "
+                        "tenants WHERE id = $1",
+                        v, 1, row_tenant, &c, NULL);
+  if (!rc && !c.found)
+    rc = SBX_ENOTFOUND;
+  if (rc)
+    memset(out, 0, sizeof *out);
+  return rc;
 }
 
 int sbx_meta_tenant_set_state(sbx_meta *m, const char *tenant_id,

@@ -125,9 +125,9 @@ static void raw_name(sbx_store *st, const char *t, const char *id,
 }
 
 static const char *const NAMES[] = {
-    "Proj-Zebra-Alpha-7731", "model-Quokka-9241.onnx",
+    "Proj-Zebra-Alpha-7731",    "model-Quokka-9241.onnx",
     "dataset-Narwhal-5512.npz", "report-Axolotl-0087.json",
-    "spec-Pangolin-3141"};
+    "spec-Pangolin-3141",       "Tenant-Marmoset-8808"};
 
 static int create_job(sbx_meta *m, const char *t, const char *id,
                       const char *spec) {
@@ -151,7 +151,10 @@ TEST(names_not_at_rest) {
   if (!st)
     return;
   sbx_meta *m = sbx_store_meta(st);
-  CHECK_EQ_INT(sbx_store_tenant_create(st, "sa", "tenant a"), 0);
+  CHECK_EQ_INT(sbx_store_tenant_create(st, "sa", NAMES[5]), 0);
+  sbx_tenant tn;
+  CHECK_EQ_INT(sbx_meta_tenant_get(m, "sa", &tn), 0);
+  CHECK(!strcmp(tn.name, NAMES[5]) && !strcmp(tn.id, "sa"));
   CHECK_EQ_INT(sbx_store_tenant_create(st, "sb", "tenant b"), 0);
   CHECK_EQ_INT(sbx_meta_project_create(m, "sa", "p1", NAMES[0], 1), 0);
   sbx_object a, b, c, d, got;
@@ -368,6 +371,21 @@ TEST(job_texts_not_at_rest) {
   ev = (ev_seen){0, ""};
   CHECK_EQ_INT(sbx_meta_job_events(m, "sj", "jr", 0, see_event, &ev), 0);
   CHECK(strstr(ev.all, "cancel requested: cancel-Serval-5077") != NULL);
+  /* jv: killed by the sandbox; /metrics counts it by a clear flag */
+  CHECK_EQ_INT(create_job(m, "sj", "jv", "{}"), 0);
+  CHECK_EQ_INT(claim_of(st, "sj", "jv", &c), 0);
+  CHECK_EQ_INT(sbx_store_job_finish(st, c.token, 1007, SBX_JOB_FAILED,
+                                    "killed by sandbox: forbidden system "
+                                    "call 41 (socket)",
+                                    NULL),
+               0);
+  int64_t kills = -1;
+  CHECK_EQ_INT(sbx_sql_exec(m,
+                            "SELECT COUNT(*) FROM job_shards WHERE "
+                            "violation = 1",
+                            NULL, 0, count_row, &kills, NULL),
+               0);
+  CHECK_EQ_INT(kills, 1);
   CHECK_EQ_INT(sbx_meta_checkpoint(m), 0);
   sbx_store_close(st);
   size_t n;
@@ -377,6 +395,7 @@ TEST(job_texts_not_at_rest) {
   for (size_t i = 0; i < sizeof JOB_TEXTS / sizeof JOB_TEXTS[0]; i++)
     CHECK(!holds(raw, n, JOB_TEXTS[i]));
   CHECK(!holds(raw, n, "fail-Tapir"));
+  CHECK(!holds(raw, n, "forbidden system call 41"));
   free(raw);
 }
 
@@ -434,6 +453,10 @@ TEST(shredding_makes_names_unreadable) {
   CHECK_EQ_INT((int)strlen(got.name), 0); /* the row, not its name */
   CHECK(sbx_meta_object_find(m, "ss", "sp", "model", "Shred-Dugong-6061",
                              &got) != 0);
+  sbx_tenant tn; /* the tenant stays, shredded, without its name */
+  CHECK_EQ_INT(sbx_meta_tenant_get(m, "ss", &tn), 0);
+  CHECK_EQ_INT(tn.state, SBX_TENANT_SHREDDED);
+  CHECK_EQ_INT((int)strlen(tn.name), 0);
   sbx_store_close(st);
 }
 
