@@ -424,6 +424,10 @@ TEST(shredding_makes_names_unreadable) {
                0);
   sbx_object o, got;
   CHECK_EQ_INT(put_named(st, "ss", "sp", "model", "Shred-Dugong-6061", &o), 0);
+  /* a job running when the tenant is shredded still ends */
+  CHECK_EQ_INT(create_job(m, "ss", "sjob", "{}"), 0);
+  sbx_job_claim jc;
+  CHECK_EQ_INT(claim_of(st, "ss", "sjob", &jc), 0);
   sealed_row s = {.n = 0};
   sbx_sql_val v[] = {SBX_SQL_T("ss"), SBX_SQL_T(o.id)};
   CHECK_EQ_INT(sbx_sql_exec(m,
@@ -453,6 +457,21 @@ TEST(shredding_makes_names_unreadable) {
   CHECK_EQ_INT((int)strlen(got.name), 0); /* the row, not its name */
   CHECK(sbx_meta_object_find(m, "ss", "sp", "model", "Shred-Dugong-6061",
                              &got) != 0);
+  sbx_job_progress p;
+  memset(&p, 0, sizeof p);
+  p.robust_accuracy = -1;
+  p.eta_seconds = -1;
+  snprintf(p.phase, sizeof p.phase, "phase-Shred-Okapi");
+  int stop = -1;
+  CHECK_EQ_INT(sbx_store_job_heartbeat(st, jc.token, 1001, 60, &p, &stop), 0);
+  CHECK_EQ_INT(stop, SBX_JOB_STOP_CANCEL);
+  CHECK_EQ_INT(sbx_store_job_finish(st, jc.token, 1002, SBX_JOB_FAILED,
+                                    "fail-Shred-Okapi", NULL),
+               0);
+  sbx_job sj;
+  CHECK_EQ_INT(sbx_meta_job_get(m, "ss", NULL, "sjob", &sj), 0);
+  CHECK_EQ_INT(sj.state, SBX_JOB_FAILED);
+  CHECK_EQ_INT((int)strlen(sj.message), 0);
   sbx_tenant tn; /* the tenant stays, shredded, without its name */
   CHECK_EQ_INT(sbx_meta_tenant_get(m, "ss", &tn), 0);
   CHECK_EQ_INT(tn.state, SBX_TENANT_SHREDDED);
