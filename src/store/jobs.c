@@ -177,7 +177,8 @@ typedef struct jtext {
 
 /* Seals s (NULL: "") for job of tenant when m seals; t->clear is then "".
  * A shredded tenant's text, which nothing can seal any more, is dropped
- * (stored as ""), so its jobs still end and their leases still expire.
+ * (stored as ""), so its jobs still end and their leases still expire; a
+ * tenant without a field key keeps it clear.
  * Free with jt_free (also after an error). */
 static int jt_seal(sbx_meta *m, const char *tenant, const char *job,
                    const char *s, jtext *t) {
@@ -189,9 +190,16 @@ static int jt_seal(sbx_meta *m, const char *tenant, const char *job,
   int rc = sbx__meta_seal(m, tenant, JOB_TEXT, job, t->clear, strlen(t->clear),
                           &t->sealed, &t->n);
   sbx_tenant ten;
+  uint8_t fk[96];
+  size_t fkn = sizeof fk;
   if ((rc == SBX_EKEY || rc == SBX_ECRYPTO) &&
       !sbx_meta_tenant_get(m, tenant, &ten) && ten.state == SBX_TENANT_SHREDDED)
     rc = SBX_OK;
+  else if (rc == SBX_EKEY &&
+           sbx_meta_secret_get(m, tenant, "field-key", fk, &fkn) ==
+               SBX_ENOTFOUND) /* no field key at all (as audit rows of such
+                                 tenants): clear, sealed at a later open */
+    return SBX_OK;
   if (!rc)
     t->clear = "";
   return rc;
