@@ -124,9 +124,7 @@ void sbx__metrics_ops(sbx__req *r, sbx__buf *b) {
   if (rc)
     sbx__log("metrics: security events: %s", sbx_strerror(rc));
   int64_t v[4] = {0, 0, 0, 0};
-  rc = sbx_sql_exec(m,
-                    "SELECT COUNT(*) FROM job_shards WHERE message LIKE "
-                    "'killed by sandbox%'",
+  rc = sbx_sql_exec(m, "SELECT COUNT(*) FROM job_shards WHERE violation = 1",
                     NULL, 0, row_ints, v, NULL);
   if (!rc)
     metric(b, "aisbxd_sandbox_violations_total", "counter",

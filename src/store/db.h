@@ -99,6 +99,11 @@ int sbx__meta_seal(struct sbx_meta *m, const char *tenant_id,
 int sbx__meta_index(struct sbx_meta *m, const char *tenant_id,
                     const char *purpose, const char *s,
                     char out[SBX__INDEX_TEXT]);
+/* Seals tenant_id's name (as stored by sbx_meta_tenant_create) under its
+ * own field key, once that key exists (sbx_store_tenant_create, in its
+ * transaction); a no-op without a cipher. */
+int sbx__meta_tenant_seal_name(struct sbx_meta *m, const char *tenant_id,
+                               const char *name);
 /* sbx_meta_field_text over column col_sealed (sealed) and col_plain
  * (clear) of a row. */
 int sbx__meta_col_text(struct sbx_meta *m, const sbx__row *r, int col_sealed,

@@ -157,6 +157,78 @@ static int results_ok(const sbx_job_results *r) {
 
 #define GALLERY_CAP (SBX_JOB_GALLERY_MAX * SBX_ID_MAX)
 
+/* ---- job texts (docs/security.md "Metadata at rest") ----
+ * jobs.message, jobs.cancel_reason, job_shards.message, job_shards.phase
+ * and job_events.reason are sealed under the tenant's field key into their
+ * <column>_sealed twin (the clear column left ''), all with the associated
+ * data "jobs.text|<tenant>|<job id>": one label and row id for every text
+ * of a job, so statements can still copy a text from one column to another
+ * in SQL (a cancel reason becomes the job's message, a shard's message an
+ * event's reason). Texts written as SQL literals by the code itself
+ * ('started', 'succeeded', claim events naming the worker) stay clear until
+ * the next store open seals them. Empty texts are stored clear. */
+#define JOB_TEXT "jobs.text"
+
+typedef struct jtext {
+  const char *clear; /* the clear column's value: the text, or "" */
+  uint8_t *sealed;   /* malloc'd; NULL: not sealed */
+  size_t n;
+} jtext;
+
+/* Seals s (NULL: "") for job of tenant when m seals; t->clear is then "".
+ * A shredded tenant's text, which nothing can seal any more, is dropped
+ * (stored as ""), so its jobs still end and their leases still expire; a
+ * tenant without a field key keeps it clear.
+ * Free with jt_free (also after an error). */
+static int jt_seal(sbx_meta *m, const char *tenant, const char *job,
+                   const char *s, jtext *t) {
+  t->clear = s ? s : "";
+  t->sealed = NULL;
+  t->n = 0;
+  if (!*t->clear || !sbx__meta_sealing(m))
+    return SBX_OK;
+  int rc = sbx__meta_seal(m, tenant, JOB_TEXT, job, t->clear, strlen(t->clear),
+                          &t->sealed, &t->n);
+  sbx_tenant ten;
+  uint8_t fk[96];
+  size_t fkn = sizeof fk;
+  if ((rc == SBX_EKEY || rc == SBX_ECRYPTO) &&
+      !sbx_meta_tenant_get(m, tenant, &ten) && ten.state == SBX_TENANT_SHREDDED)
+    rc = SBX_OK;
+  else if (rc == SBX_EKEY &&
+           sbx_meta_secret_get(m, tenant, "field-key", fk, &fkn) ==
+               SBX_ENOTFOUND) /* no field key at all (as audit rows of such
+                                 tenants): clear, sealed at a later open */
+    return SBX_OK;
+  if (!rc)
+    t->clear = "";
+  return rc;
+}
+
+/* The sealed twin's parameter: the sealed bytes, or NULL. */
+static sbx__val jt_val(const jtext *t) {
+  return t->sealed ? SBX_VB(t->sealed, t->n) : SBX_VNULL;
+}
+
+static void jt_free(jtext *t) {
+  free(t->sealed);
+  t->sealed = NULL;
+}
+
+/* A job text from a row: column col_sealed opened, or col_plain copied
+ * (still plaintext). A text of a shredded tenant reads as "". */
+static int jt_read(sbx_meta *m, const sbx__row *r, int col_sealed,
+                   int col_plain, const char *tenant, const char *job,
+                   char *out, size_t cap) {
+  int rc = sbx__meta_col_text(m, r, col_sealed, col_plain, tenant, JOB_TEXT,
+                              job, out, cap);
+  if (rc == SBX_EKEY) {
+    out[0] = 0;
+    rc = SBX_OK;
+  }
+  return rc;
+}
+
 /* ---- events ---- */
 
 /* Inserts one event with its seq already allocated. */
@@ -165,13 +237,19 @@ static int ev_insert(sbx_meta *m, const char *tenant, const char *job,
                      int64_t to, const char *reason) {
   char r[SBX_JOB_MSG_MAX];
   snprintf(r, sizeof r, "%s", reason ? reason : "");
-  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job),  SBX_VI(seq), SBX_VI(ts),
-                  SBX_VI(shard),  SBX_VI(from), SBX_VI(to),  SBX_VT(r)};
-  return sbx__db_exec(DB(m),
+  jtext t;
+  int rc = jt_seal(m, tenant, job, r, &t);
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job),     SBX_VI(seq),
+                  SBX_VI(ts),     SBX_VI(shard),   SBX_VI(from),
+                  SBX_VI(to),     SBX_VT(t.clear), jt_val(&t)};
+  if (!rc)
+    rc = sbx__db_exec(DB(m),
                       "INSERT INTO job_events (tenant_id, job_id, seq, ts, "
-                      "shard, from_state, to_state, reason) VALUES ($1, $2, "
-                      "$3, $4, $5, $6, $7, $8)",
-                      v, 8, NULL, NULL, NULL);
+                      "shard, from_state, to_state, reason, reason_sealed) "
+                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                      v, 9, NULL, NULL, NULL);
+  jt_free(&t);
+  return rc;
 }
 
 /* Appends an event. Its seq comes from jobs.event_seq, bumped by an UPDATE
@@ -181,17 +259,24 @@ static int ev_add(sbx_meta *m, const char *tenant, const char *job, int64_t ts,
                   int64_t shard, int64_t from, int64_t to, const char *reason) {
   char r[SBX_JOB_MSG_MAX];
   snprintf(r, sizeof r, "%s", reason ? reason : "");
-  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(ts), SBX_VI(shard),
-                  SBX_VI(from),   SBX_VI(to),  SBX_VT(r)};
-  if (PG(m))
-    return sbx__db_exec(
-        DB(m),
-        "WITH j AS (UPDATE jobs SET event_seq = event_seq + 1 WHERE "
-        "tenant_id = $1 AND id = $2 RETURNING event_seq) INSERT INTO "
-        "job_events (tenant_id, job_id, seq, ts, shard, from_state, "
-        "to_state, reason) SELECT $1, $2, j.event_seq, $3, $4, $5, $6, $7 "
-        "FROM j",
-        v, 7, NULL, NULL, NULL);
+  if (PG(m)) {
+    jtext t;
+    int rc = jt_seal(m, tenant, job, r, &t);
+    sbx__val v[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(ts),      SBX_VI(shard),
+                    SBX_VI(from),   SBX_VI(to),  SBX_VT(t.clear), jt_val(&t)};
+    if (!rc)
+      rc = sbx__db_exec(
+          DB(m),
+          "WITH j AS (UPDATE jobs SET event_seq = event_seq + 1 WHERE "
+          "tenant_id = $1 AND id = $2 RETURNING event_seq) INSERT INTO "
+          "job_events (tenant_id, job_id, seq, ts, shard, from_state, "
+          "to_state, reason, reason_sealed) SELECT $1, $2, j.event_seq, $3, "
+          "$4, $5, $6, $7, $8 FROM j",
+          v, 8, NULL, NULL, NULL);
+    jt_free(&t);
+    return rc;
+  }
+  sbx__val v[] = {SBX_VT(tenant), SBX_VT(job)};
   int64_t seq = 0;
   int rc = sbx__db_exec(DB(m),
                         "UPDATE jobs SET event_seq = event_seq + 1 WHERE "
@@ -338,7 +423,7 @@ static int limit_apply(int64_t *val, int64_t def, int64_t cap, int clamp,
   "id, project_id, model_id, dataset_id, kind, state, cancel_requested, "      \
   "message, wall_seconds, memory_bytes, samples, shards, max_attempts, "       \
   "shards_done, created_at, started_at, finished_at, updated_at, "             \
-  "result_id, adv_id, gallery, seq"
+  "result_id, adv_id, gallery, seq, message_sealed"
 
 /* result_id, adv_id, gallery ("id,id,...") at columns col..col+2 */
 static int fill_results(sbx_job_results *res, const sbx__row *r, int col) {
@@ -353,7 +438,8 @@ static int fill_results(sbx_job_results *res, const sbx__row *r, int col) {
   return rc;
 }
 
-static int fill_job(sbx_job *j, const sbx__row *r) {
+static int fill_job(sbx_meta *m, const char *tenant, sbx_job *j,
+                    const sbx__row *r) {
   memset(j, 0, sizeof *j);
   int rc = sbx__col_text(r, 0, j->id, sizeof j->id);
   if (!rc)
@@ -367,7 +453,7 @@ static int fill_job(sbx_job *j, const sbx__row *r) {
   j->state = sbx__col_int(r, 5);
   j->cancel_requested = sbx__col_int(r, 6);
   if (!rc)
-    rc = sbx__col_text(r, 7, j->message, sizeof j->message);
+    rc = jt_read(m, r, 22, 7, tenant, j->id, j->message, sizeof j->message);
   j->limits.wall_seconds = sbx__col_int(r, 8);
   j->limits.memory_bytes = sbx__col_int(r, 9);
   j->limits.samples = sbx__col_int(r, 10);
@@ -383,15 +469,18 @@ static int fill_job(sbx_job *j, const sbx__row *r) {
   j->seq = sbx__col_int(r, 21);
   j->progress.robust_accuracy = -1;
   j->progress.eta_seconds = -1;
-  return rc ? SBX_EFORMAT : SBX_OK;
+  return rc == SBX_ECRYPTO ? rc : rc ? SBX_EFORMAT : SBX_OK;
 }
 
 #define SHARD_COLS                                                             \
   "shard, sample_begin, sample_end, state, attempts, worker_id, "              \
   "lease_expires, started_at, finished_at, message, progress_ppm, phase, "     \
-  "robust_ppm, eta_seconds, result_id, adv_id, gallery, progress_at"
+  "robust_ppm, eta_seconds, result_id, adv_id, gallery, progress_at, "         \
+  "message_sealed, phase_sealed"
 
-static int fill_shard(sbx_job_shard *s, int64_t *progress_at,
+/* A shard of job (tenant) from a SHARD_COLS row, its texts opened. */
+static int fill_shard(sbx_meta *m, const char *tenant, const char *job,
+                      sbx_job_shard *s, int64_t *progress_at,
                       const sbx__row *r) {
   memset(s, 0, sizeof *s);
   s->shard = sbx__col_int(r, 0);
@@ -404,10 +493,11 @@ static int fill_shard(sbx_job_shard *s, int64_t *progress_at,
   s->started_at = sbx__col_int(r, 7);
   s->finished_at = sbx__col_int(r, 8);
   if (!rc)
-    rc = sbx__col_text(r, 9, s->message, sizeof s->message);
+    rc = jt_read(m, r, 18, 9, tenant, job, s->message, sizeof s->message);
   s->progress.fraction = (double)sbx__col_int(r, 10) / 1e6;
   if (!rc)
-    rc = sbx__col_text(r, 11, s->progress.phase, sizeof s->progress.phase);
+    rc = jt_read(m, r, 19, 11, tenant, job, s->progress.phase,
+                 sizeof s->progress.phase);
   int64_t rb = sbx__col_int(r, 12);
   s->progress.robust_accuracy = rb < 0 ? -1.0 : (double)rb / 1e6;
   s->progress.eta_seconds = sbx__col_int(r, 13);
@@ -415,10 +505,12 @@ static int fill_shard(sbx_job_shard *s, int64_t *progress_at,
     rc = fill_results(&s->results, r, 14);
   if (progress_at)
     *progress_at = sbx__col_int(r, 17);
-  return rc ? SBX_EFORMAT : SBX_OK;
+  return rc == SBX_ECRYPTO ? rc : rc ? SBX_EFORMAT : SBX_OK;
 }
 
 typedef struct job_one {
+  sbx_meta *m;
+  const char *tenant;
   sbx_job *j;
   int found, rc;
 } job_one;
@@ -426,7 +518,7 @@ typedef struct job_one {
 static int row_job_one(void *ctx, const sbx__row *r) {
   job_one *o = ctx;
   o->found = 1;
-  o->rc = fill_job(o->j, r);
+  o->rc = fill_job(o->m, o->tenant, o->j, r);
   return o->rc ? o->rc : 1;
 }
 
@@ -434,6 +526,8 @@ static int row_job_one(void *ctx, const sbx__row *r) {
  * weighted by the shards' sample counts, the phase of the shard that
  * reported last, the largest ETA of the running shards. */
 typedef struct agg_ctx {
+  sbx_meta *m;
+  const char *tenant, *job;
   double w, wf, wr, wrw;
   int64_t last_at, eta;
   char phase[SBX_JOB_PHASE_MAX];
@@ -444,7 +538,7 @@ static int row_agg(void *ctx, const sbx__row *r) {
   agg_ctx *a = ctx;
   sbx_job_shard s;
   int64_t at = 0;
-  if ((a->rc = fill_shard(&s, &at, r)))
+  if ((a->rc = fill_shard(a->m, a->tenant, a->job, &s, &at, r)))
     return a->rc;
   double w = (double)(s.sample_end - s.sample_begin);
   if (w <= 0)
@@ -472,6 +566,9 @@ static int job_aggregate(sbx_meta *m, const char *tenant, sbx_job *j) {
   memset(&a, 0, sizeof a);
   a.eta = -1;
   a.last_at = -1;
+  a.m = m;
+  a.tenant = tenant;
+  a.job = j->id;
   sbx__val v[] = {SBX_VT(tenant), SBX_VT(j->id)};
   int rc = sbx__db_exec(DB(m),
                         "SELECT " SHARD_COLS " FROM job_shards WHERE "
@@ -497,7 +594,7 @@ int sbx_meta_job_get(sbx_meta *m, const char *tenant_id, const char *project_id,
   REQUIRE_ID(job_id);
   if (project_id && !sbx_id_valid(project_id))
     return SBX_EINVAL;
-  job_one o = {out, 0, 0};
+  job_one o = {m, tenant_id, out, 0, 0};
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id),
                   project_id ? SBX_VT(project_id) : SBX_VNULL};
   int rc = sbx__db_exec(
@@ -519,19 +616,6 @@ typedef struct spec_ctx {
   size_t cap, n;
   int found;
 } spec_ctx;
-
-static int row_spec(void *ctx, const sbx__row *r) {
-  spec_ctx *s = ctx;
-  size_t n;
-  const void *p = sbx__col_bytes(r, 0, &n);
-  s->found = 1;
-  s->n = n;
-  if (n + 1 > s->cap)
-    return SBX_ELIMIT;
-  memcpy(s->out, p, n);
-  s->out[n] = 0;
-  return 1;
-}
 
 typedef struct sealed_spec {
   sbx_meta *m;
@@ -734,6 +818,8 @@ int sbx_meta_job_create(sbx_meta *m, const char *tenant_id,
 }
 
 typedef struct jlist_ctx {
+  sbx_meta *m;
+  const char *tenant;
   int (*fn)(void *ctx, const sbx_job *j);
   void *ctx;
   int n;
@@ -744,7 +830,7 @@ typedef struct jlist_ctx {
 static int row_job_list(void *ctx, const sbx__row *r) {
   jlist_ctx *l = ctx;
   sbx_job j;
-  if ((l->rc = fill_job(&j, r)))
+  if ((l->rc = fill_job(l->m, l->tenant, &j, r)))
     return l->rc;
   l->n++;
   memcpy(l->last, j.id, sizeof l->last);
@@ -767,6 +853,8 @@ int sbx_meta_job_list(sbx_meta *m, const char *tenant_id,
     return SBX_EINVAL;
   jlist_ctx l;
   memset(&l, 0, sizeof l);
+  l.m = m;
+  l.tenant = tenant_id;
   l.fn = fn;
   l.ctx = ctx;
   sbx__val v[] = {SBX_VT(tenant_id),
@@ -788,6 +876,8 @@ int sbx_meta_job_list(sbx_meta *m, const char *tenant_id,
 }
 
 typedef struct shards_ctx {
+  sbx_meta *m;
+  const char *tenant, *job;
   int (*fn)(void *ctx, const sbx_job_shard *s);
   void *ctx;
   int rc;
@@ -796,7 +886,7 @@ typedef struct shards_ctx {
 static int row_shard_list(void *ctx, const sbx__row *r) {
   shards_ctx *l = ctx;
   sbx_job_shard s;
-  if ((l->rc = fill_shard(&s, NULL, r)))
+  if ((l->rc = fill_shard(l->m, l->tenant, l->job, &s, NULL, r)))
     return l->rc;
   int rc = l->fn(l->ctx, &s);
   return rc < 0 ? rc : rc ? 1 : 0;
@@ -809,7 +899,7 @@ int sbx_meta_job_shards(sbx_meta *m, const char *tenant_id, const char *job_id,
   REQUIRE_ID(job_id);
   if (!fn)
     return SBX_EINVAL;
-  shards_ctx l = {fn, ctx, 0};
+  shards_ctx l = {m, tenant_id, job_id, fn, ctx, 0};
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id)};
   return sbx__db_exec(DB(m),
                       "SELECT " SHARD_COLS " FROM job_shards WHERE tenant_id "
@@ -818,6 +908,8 @@ int sbx_meta_job_shards(sbx_meta *m, const char *tenant_id, const char *job_id,
 }
 
 typedef struct ev_ctx {
+  sbx_meta *m;
+  const char *tenant, *job;
   int (*fn)(void *ctx, const sbx_job_event *e);
   void *ctx;
 } ev_ctx;
@@ -831,9 +923,10 @@ static int row_event(void *ctx, const sbx__row *r) {
   e.shard = sbx__col_int(r, 2);
   e.from_state = sbx__col_int(r, 3);
   e.to_state = sbx__col_int(r, 4);
-  if (sbx__col_text(r, 5, e.reason, sizeof e.reason))
-    return SBX_EFORMAT;
-  int rc = l->fn(l->ctx, &e);
+  int rc = jt_read(l->m, r, 6, 5, l->tenant, l->job, e.reason, sizeof e.reason);
+  if (rc)
+    return rc == SBX_ECRYPTO ? rc : SBX_EFORMAT;
+  rc = l->fn(l->ctx, &e);
   return rc < 0 ? rc : rc ? 1 : 0;
 }
 
@@ -845,13 +938,14 @@ int sbx_meta_job_events(sbx_meta *m, const char *tenant_id, const char *job_id,
   REQUIRE_ID(job_id);
   if (!fn)
     return SBX_EINVAL;
-  ev_ctx l = {fn, ctx};
+  ev_ctx l = {m, tenant_id, job_id, fn, ctx};
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id), SBX_VI(after_seq)};
-  return sbx__db_exec(DB(m),
-                      "SELECT seq, ts, shard, from_state, to_state, reason "
-                      "FROM job_events WHERE tenant_id = $1 AND job_id = $2 "
-                      "AND seq > $3 ORDER BY seq",
-                      v, 3, row_event, &l, NULL);
+  return sbx__db_exec(
+      DB(m),
+      "SELECT seq, ts, shard, from_state, to_state, reason, "
+      "reason_sealed FROM job_events WHERE tenant_id = $1 AND job_id = $2 "
+      "AND seq > $3 ORDER BY seq",
+      v, 3, row_event, &l, NULL);
 }
 
 /* ---- settling a job after its shards changed ---- */
@@ -869,6 +963,8 @@ static int row_count_state(void *ctx, const sbx__row *r) {
 }
 
 typedef struct first_msg_ctx {
+  sbx_meta *m;
+  const char *tenant, *job;
   int64_t shard;
   char msg[SBX_JOB_MSG_MAX];
   char result_id[SBX_ID_MAX], adv_id[SBX_ID_MAX];
@@ -880,8 +976,10 @@ static int row_first_msg(void *ctx, const sbx__row *r) {
   first_msg_ctx *f = ctx;
   f->shard = sbx__col_int(r, 0);
   f->found = 1;
-  if (sbx__col_text(r, 1, f->msg, sizeof f->msg) ||
-      sbx__col_text(r, 2, f->result_id, sizeof f->result_id) ||
+  int rc = jt_read(f->m, r, 5, 1, f->tenant, f->job, f->msg, sizeof f->msg);
+  if (rc)
+    return rc;
+  if (sbx__col_text(r, 2, f->result_id, sizeof f->result_id) ||
       sbx__col_text(r, 3, f->adv_id, sizeof f->adv_id) ||
       sbx__col_text(r, 4, f->gallery, sizeof f->gallery))
     return SBX_EFORMAT;
@@ -891,12 +989,16 @@ static int row_first_msg(void *ctx, const sbx__row *r) {
 static int first_shard_in(sbx_meta *m, const char *tenant, const char *job,
                           int64_t state, first_msg_ctx *f) {
   memset(f, 0, sizeof *f);
+  f->m = m;
+  f->tenant = tenant;
+  f->job = job;
   sbx__val v[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(state)};
-  return sbx__db_exec(DB(m),
-                      "SELECT shard, message, result_id, adv_id, gallery FROM "
-                      "job_shards WHERE tenant_id = $1 AND job_id = $2 AND "
-                      "state = $3 ORDER BY finished_at, shard LIMIT 1",
-                      v, 3, row_first_msg, f, NULL);
+  return sbx__db_exec(
+      DB(m),
+      "SELECT shard, message, result_id, adv_id, gallery, "
+      "message_sealed FROM job_shards WHERE tenant_id = $1 AND job_id = $2 AND "
+      "state = $3 ORDER BY finished_at, shard LIMIT 1",
+      v, 3, row_first_msg, f, NULL);
 }
 
 typedef struct shard_ids {
@@ -911,16 +1013,30 @@ static int row_shard_id(void *ctx, const sbx__row *r) {
   return 0;
 }
 
+/* One job text of a query's single row: columns (clear, sealed). */
+typedef struct jt_one {
+  sbx_meta *m;
+  const char *tenant, *job;
+  char *out;
+  size_t cap;
+} jt_one;
+
+static int row_jt_one(void *ctx, const sbx__row *r) {
+  jt_one *o = ctx;
+  int rc = jt_read(o->m, r, 1, 0, o->tenant, o->job, o->out, o->cap);
+  return rc ? rc : 1;
+}
+
 /* The reason given with the cancel request ("cancelled" if none). */
 static int job_cancel_reason(sbx_meta *m, const char *tenant, const char *job,
                              char out[SBX_JOB_MSG_MAX]) {
-  spec_ctx s = {out, SBX_JOB_MSG_MAX, 0, 0};
+  jt_one o = {m, tenant, job, out, SBX_JOB_MSG_MAX};
   sbx__val v[] = {SBX_VT(tenant), SBX_VT(job)};
   out[0] = 0;
   int rc = sbx__db_exec(DB(m),
-                        "SELECT cancel_reason FROM jobs WHERE tenant_id = $1 "
-                        "AND id = $2",
-                        v, 2, row_spec, &s, NULL);
+                        "SELECT cancel_reason, cancel_reason_sealed FROM jobs "
+                        "WHERE tenant_id = $1 AND id = $2",
+                        v, 2, row_jt_one, &o, NULL);
   if (!rc && !out[0])
     snprintf(out, SBX_JOB_MSG_MAX, "cancelled");
   return rc;
@@ -966,13 +1082,18 @@ static int job_settle(sbx_meta *m, const char *tenant, const char *job,
     }
     shard_ids ids;
     ids.n = 0;
-    sbx__val cv[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(now), SBX_VT(reason)};
+    jtext t = {"", NULL, 0};
+    if (!rc)
+      rc = jt_seal(m, tenant, job, reason, &t);
+    sbx__val cv[] = {SBX_VT(tenant), SBX_VT(job), SBX_VI(now), SBX_VT(t.clear),
+                     jt_val(&t)};
     if (!rc)
       rc = sbx__db_exec(db,
                         "UPDATE job_shards SET state = 4, finished_at = $3, "
-                        "message = $4 WHERE tenant_id = $1 AND job_id = $2 "
-                        "AND state = 0 RETURNING shard",
-                        cv, 4, row_shard_id, &ids, NULL);
+                        "message = $4, message_sealed = $5 WHERE tenant_id = "
+                        "$1 AND job_id = $2 AND state = 0 RETURNING shard",
+                        cv, 5, row_shard_id, &ids, NULL);
+    jt_free(&t);
     for (int i = 0; !rc && i < ids.n; i++)
       rc = ev_add(m, tenant, job, now, ids.v[i], SBX_JOB_QUEUED,
                   SBX_JOB_CANCELLED, reason);
@@ -1029,20 +1150,27 @@ static int job_settle(sbx_meta *m, const char *tenant, const char *job,
     return rc;
   /* one shard: its results are the job's */
   int copy = final == SBX_JOB_SUCCEEDED && shards == 1;
-  sbx__val fv[] = {SBX_VT(tenant),   SBX_VT(job),         SBX_VI(final),
-                   SBX_VT(reason),   SBX_VI(now),         SBX_VI(done),
-                   SBX_VI(copy),     SBX_VT(f.result_id), SBX_VT(f.adv_id),
-                   SBX_VT(f.gallery)};
+  jtext t;
+  if ((rc = jt_seal(m, tenant, job, reason, &t))) {
+    jt_free(&t);
+    return rc;
+  }
+  sbx__val fv[] = {SBX_VT(tenant),    SBX_VT(job),         SBX_VI(final),
+                   SBX_VT(t.clear),   SBX_VI(now),         SBX_VI(done),
+                   SBX_VI(copy),      SBX_VT(f.result_id), SBX_VT(f.adv_id),
+                   SBX_VT(f.gallery), jt_val(&t)};
   rc = sbx__db_exec(
       db,
-      "UPDATE jobs SET state = $3, message = $4, finished_at = "
+      "UPDATE jobs SET state = $3, message = $4, message_sealed = $11, "
+      "finished_at = "
       "$5, updated_at = $5, shards_done = $6, result_id = CASE "
       "WHEN CAST($7 AS BIGINT) = 1 THEN $8 ELSE result_id END, adv_id = CASE "
       "WHEN CAST($7 AS BIGINT) = 1 THEN $9 ELSE adv_id END, gallery = CASE "
       "WHEN "
       "CAST($7 AS BIGINT) = 1 THEN $10 ELSE gallery END WHERE tenant_id = $1 "
       "AND id = $2",
-      fv, 10, NULL, NULL, NULL);
+      fv, 11, NULL, NULL, NULL);
+  jt_free(&t);
   if (!rc)
     rc = ev_add(m, tenant, job, now, -1, jstate, final, reason);
   return rc;
@@ -1099,12 +1227,17 @@ int sbx_meta_job_cancel(sbx_meta *m, const char *tenant_id,
   if (!rc && !jc.found)
     rc = SBX_ENOTFOUND;
   if (!rc && !sbx_job_state_terminal(jc.v[0]) && jc.v[1] != 1) {
-    sbx__val cv[] = {SBX_VT(tenant_id), SBX_VT(job_id), SBX_VT(why),
-                     SBX_VI(now)};
-    rc = sbx__db_exec(db,
-                      "UPDATE jobs SET cancel_requested = 1, cancel_reason = "
-                      "$3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
-                      cv, 4, NULL, NULL, NULL);
+    jtext t;
+    rc = jt_seal(m, tenant_id, job_id, why, &t);
+    sbx__val cv[] = {SBX_VT(tenant_id), SBX_VT(job_id), SBX_VT(t.clear),
+                     SBX_VI(now), jt_val(&t)};
+    if (!rc)
+      rc = sbx__db_exec(db,
+                        "UPDATE jobs SET cancel_requested = 1, cancel_reason "
+                        "= $3, cancel_reason_sealed = $5, updated_at = $4 "
+                        "WHERE tenant_id = $1 AND id = $2",
+                        cv, 5, NULL, NULL, NULL);
+    jt_free(&t);
     if (!rc && jc.v[0] == SBX_JOB_RUNNING) {
       char note[SBX_JOB_MSG_MAX];
       snprintf(note, sizeof note, "cancel requested: %s", why);
@@ -1160,16 +1293,22 @@ int sbx_meta_job_merge_failed(sbx_meta *m, const char *tenant_id,
   char why[SBX_JOB_MSG_MAX];
   snprintf(why, sizeof why, "%s", reason && *reason ? reason : "merge failed");
   sbx__db *db = DB(m);
-  int rc = sbx__db_begin(db);
+  jtext t;
+  int rc = jt_seal(m, tenant_id, job_id, why, &t);
+  if (!rc && (rc = sbx__db_begin(db)))
+    jt_free(&t);
   if (rc)
     return rc;
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(job_id), SBX_VI(SBX_JOB_FAILED),
-                  SBX_VT(why),       SBX_VI(now),    SBX_VI(SBX_JOB_SUCCEEDED)};
+                  SBX_VT(t.clear),   SBX_VI(now),    SBX_VI(SBX_JOB_SUCCEEDED),
+                  jt_val(&t)};
   int64_t ch = 0;
   rc = sbx__db_exec(db,
-                    "UPDATE jobs SET state = $3, message = $4, updated_at = "
-                    "$5 WHERE tenant_id = $1 AND id = $2 AND state = $6",
-                    v, 6, NULL, NULL, &ch);
+                    "UPDATE jobs SET state = $3, message = $4, message_sealed "
+                    "= $7, updated_at = $5 WHERE tenant_id = $1 AND id = $2 "
+                    "AND state = $6",
+                    v, 7, NULL, NULL, &ch);
+  jt_free(&t);
   if (!rc && ch)
     rc = ev_add(m, tenant_id, job_id, now, -1, SBX_JOB_SUCCEEDED,
                 SBX_JOB_FAILED, why);
@@ -1186,6 +1325,7 @@ int sbx_meta_job_merge_failed(sbx_meta *m, const char *tenant_id,
 /* A shard named by a query: columns tenant, job, shard, one number and one
  * text (expired leases: attempts, worker; finishes: wall time, message). */
 typedef struct shard_ref {
+  sbx_meta *m; /* set: the text is a job text, its sealed form column 5 */
   char tenant[SBX_ID_MAX], job[SBX_ID_MAX];
   int64_t shard, n;
   char text[SBX_JOB_MSG_MAX];
@@ -1195,9 +1335,13 @@ typedef struct shard_ref {
 static int row_shard_ref(void *ctx, const sbx__row *r) {
   shard_ref *e = ctx;
   if (sbx__col_text(r, 0, e->tenant, sizeof e->tenant) ||
-      sbx__col_text(r, 1, e->job, sizeof e->job) ||
-      sbx__col_text(r, 4, e->text, sizeof e->text))
+      sbx__col_text(r, 1, e->job, sizeof e->job))
     return SBX_EFORMAT;
+  int rc =
+      e->m ? jt_read(e->m, r, 5, 4, e->tenant, e->job, e->text, sizeof e->text)
+           : sbx__col_text(r, 4, e->text, sizeof e->text);
+  if (rc)
+    return e->m && rc == SBX_ECRYPTO ? rc : SBX_EFORMAT;
   e->shard = sbx__col_int(r, 2);
   e->n = sbx__col_int(r, 3);
   e->found = 1;
@@ -1256,17 +1400,22 @@ static int requeue_one(sbx_meta *m, int64_t now, int *did) {
              "re-queued",
              e.text, (long long)e.n, (long long)jc.v[0]);
   }
+  jtext t = {"", NULL, 0};
+  if (!rc)
+    rc = jt_seal(m, e.tenant, e.job, reason, &t);
   sbx__val sv[] = {SBX_VT(e.tenant), SBX_VT(e.job), SBX_VI(e.shard),
-                   SBX_VI(to),       SBX_VI(now),   SBX_VT(reason)};
+                   SBX_VI(to),       SBX_VI(now),   SBX_VT(t.clear),
+                   jt_val(&t)};
   if (!rc)
     rc = sbx__db_exec(
         db,
         "UPDATE job_shards SET state = $4, lease_expires = 0, "
         "finished_at = CASE WHEN CAST($4 AS BIGINT) = 0 THEN 0 ELSE CAST($5 AS "
         "BIGINT) END, "
-        "message = $6 WHERE tenant_id = $1 AND job_id = $2 "
-        "AND shard = $3 AND state = 1",
-        sv, 6, NULL, NULL, NULL);
+        "message = $6, message_sealed = $7 WHERE tenant_id = $1 AND job_id = "
+        "$2 AND shard = $3 AND state = 1",
+        sv, 7, NULL, NULL, NULL);
+  jt_free(&t);
   if (!rc)
     rc = ev_add(m, e.tenant, e.job, now, e.shard, SBX_JOB_RUNNING, to, reason);
   if (!rc)
@@ -1412,15 +1561,17 @@ static int row_claim_job(void *ctx, const sbx__row *r) {
 #define CLAIM_SHARD_SET                                                        \
   "UPDATE job_shards AS u SET state = 1, attempts = attempts + 1, "            \
   "worker_id = $2, token_hash = $3, lease_expires = $4, started_at = $5, "     \
-  "finished_at = 0, message = '', progress_ppm = 0, phase = '', robust_ppm "   \
-  "= -1, eta_seconds = -1, progress_at = $5 WHERE (u.tenant_id, u.job_id, "    \
-  "u.shard) = "
+  "finished_at = 0, message = '', message_sealed = NULL, progress_ppm = 0, "   \
+  "phase = '', phase_sealed = NULL, robust_ppm = -1, eta_seconds = -1, "       \
+  "violation = 0, progress_at = $5 WHERE (u.tenant_id, u.job_id, u.shard) = "
 #define CLAIM_REST                                                             \
   " AND u.state = 0 RETURNING u.tenant_id, u.job_id, u.shard, "                \
   "u.sample_begin, u.sample_end, u.attempts), "                                \
   "j AS (UPDATE jobs SET state = 1, claims = jobs.claims + 1, started_at = "   \
   "CASE WHEN jobs.claims = 0 THEN $5 ELSE jobs.started_at END, message = "     \
   "CASE WHEN jobs.claims = 0 THEN 'started' ELSE jobs.message END, "           \
+  "message_sealed = CASE WHEN jobs.claims = 0 THEN NULL ELSE "                 \
+  "jobs.message_sealed END, "                                                  \
   "updated_at = $5, event_seq = jobs.event_seq + CASE WHEN jobs.claims = 0 "   \
   "THEN 2 ELSE 1 END FROM sh WHERE jobs.tenant_id = sh.tenant_id AND "         \
   "jobs.id = sh.job_id RETURNING jobs.tenant_id, jobs.project_id, "            \
@@ -1486,7 +1637,8 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
         db,
         "UPDATE job_shards SET state = 1, attempts = attempts + 1, "
         "worker_id = $2, token_hash = $3, lease_expires = $4, started_at = "
-        "$5, finished_at = 0, message = '', progress_ppm = 0, phase = '', "
+        "$5, finished_at = 0, message = '', message_sealed = NULL, "
+        "progress_ppm = 0, phase = '', phase_sealed = NULL, violation = 0, "
         "robust_ppm = -1, eta_seconds = -1, progress_at = $5 WHERE "
         "(tenant_id, job_id, shard) = (SELECT tenant_id, job_id, shard FROM "
         "job_shards WHERE tenant_id = $1 AND state = 0 ORDER BY qseq LIMIT "
@@ -1502,7 +1654,9 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
                      "UPDATE jobs SET state = 1, claims = claims + 1, "
                      "started_at = CASE WHEN claims = 0 THEN $3 ELSE "
                      "started_at END, message = CASE WHEN claims = 0 THEN "
-                     "'started' ELSE message END, updated_at = $3, event_seq "
+                     "'started' ELSE message END, message_sealed = CASE WHEN "
+                     "claims = 0 THEN NULL ELSE message_sealed END, "
+                     "updated_at = $3, event_seq "
                      "= event_seq + CASE WHEN claims = 0 THEN 2 ELSE 1 END "
                      "WHERE tenant_id = $1 AND id = $2 RETURNING claims, "
                      "event_seq",
@@ -1719,6 +1873,28 @@ static int token_state(sbx_meta *m, const uint8_t *hash, int64_t now,
   return SBX_OK;
 }
 
+/* Seals text s (a worker's phase or message) for the job of the running
+ * shard of token hash, as jt_seal; a token that names no running shard
+ * leaves s clear (the caller's statement then matches no row either). */
+static int jt_seal_token(sbx_meta *m, const uint8_t *hash, const char *s,
+                         jtext *t) {
+  t->clear = s ? s : "";
+  t->sealed = NULL;
+  t->n = 0;
+  if (!*t->clear || !sbx__meta_sealing(m))
+    return SBX_OK;
+  shard_ref x; /* the shard's tenant and job */
+  memset(&x, 0, sizeof x);
+  sbx__val v[] = {SBX_VB(hash, SBX_SHA256_LEN)};
+  int rc = sbx__db_exec(DB(m),
+                        "SELECT tenant_id, job_id, shard, attempts, worker_id "
+                        "FROM job_shards WHERE token_hash = $1 AND state = 1",
+                        v, 1, row_shard_ref, &x, NULL);
+  if (rc || !x.found)
+    return rc;
+  return jt_seal(m, x.tenant, x.job, s, t);
+}
+
 int sbx_meta_job_token_verify(sbx_meta *m,
                               const uint8_t token_hash[SBX_SHA256_LEN],
                               int64_t now, sbx_job_scope *out) {
@@ -1745,19 +1921,28 @@ int sbx_meta_job_heartbeat(sbx_meta *m,
   int64_t rppm = ra >= 0 && ra <= 1 ? (int64_t)(ra * 1e6 + 0.5) : -1;
   int64_t eta = p && p->eta_seconds >= 0 ? p->eta_seconds : -1;
   ints_ctx c;
+  jtext ph; /* the phase sealed */
+  int rc = jt_seal_token(m, token_hash, p ? p->phase : "", &ph);
+  if (rc) {
+    jt_free(&ph);
+    return rc;
+  }
   sbx__val v[] = {SBX_VB(token_hash, SBX_SHA256_LEN),
                   SBX_VI(now),
                   SBX_VI(now + lease_seconds),
                   SBX_VI(p != NULL),
                   SBX_VI((int64_t)(f * 1e6 + 0.5)),
-                  SBX_VT(p ? p->phase : ""),
+                  SBX_VT(ph.clear),
                   SBX_VI(rppm),
-                  SBX_VI(eta)};
-  int rc = exec_ints(
+                  SBX_VI(eta),
+                  jt_val(&ph)};
+  rc = exec_ints(
       m,
       "UPDATE job_shards SET lease_expires = $3, progress_ppm = CASE WHEN "
       "CAST($4 AS BIGINT) = 1 THEN $5 ELSE progress_ppm END, phase = CASE "
-      "WHEN CAST($4 AS BIGINT) = 1 THEN $6 ELSE phase END, robust_ppm = CASE "
+      "WHEN CAST($4 AS BIGINT) = 1 THEN $6 ELSE phase END, phase_sealed = "
+      "CASE WHEN CAST($4 AS BIGINT) = 1 THEN $9 ELSE phase_sealed END, "
+      "robust_ppm = CASE "
       "WHEN CAST($4 AS BIGINT) = 1 THEN $7 ELSE robust_ppm END, eta_seconds "
       "= CASE WHEN CAST($4 AS BIGINT) = 1 THEN $8 ELSE eta_seconds END, "
       "progress_at = CASE WHEN CAST($4 AS BIGINT) = 1 THEN $2 ELSE "
@@ -1766,7 +1951,8 @@ int sbx_meta_job_heartbeat(sbx_meta *m,
       "FROM jobs j WHERE j.tenant_id = job_shards.tenant_id AND j.id = "
       "job_shards.job_id), (SELECT t.state FROM tenants t WHERE t.id = "
       "job_shards.tenant_id)",
-      v, 8, 4, &c);
+      v, 9, 4, &c);
+  jt_free(&ph);
   if (rc)
     return rc;
   if (!c.found) {
@@ -1782,57 +1968,79 @@ int sbx_meta_job_heartbeat(sbx_meta *m,
 
 /* The shard part of a finish: state, message (the caller's, else a
  * default per state), results. $1 token hash, $2 now, $3 state, $4
- * message, $5..$7 result ids. */
+ * message (clear column), $5..$7 result ids, $8 message sealed (or NULL),
+ * $9 1 when the caller gave a message, $10 the sandbox-violation flag. */
 #define FINISH_SHARD_SET                                                       \
   "state = $3, finished_at = $2, lease_expires = 0, message = CASE WHEN "      \
-  "CAST($4 AS TEXT) <> '' THEN $4 WHEN CAST($3 AS BIGINT) = 2 THEN "           \
-  "'succeeded' WHEN CAST($3 AS BIGINT) = 4 THEN 'cancelled' ELSE 'wall "       \
+  "CAST($9 AS BIGINT) = 1 THEN CAST($4 AS TEXT) WHEN CAST($3 AS BIGINT) = 2 "  \
+  "THEN 'succeeded' WHEN CAST($3 AS BIGINT) = 4 THEN 'cancelled' ELSE 'wall "  \
   "time limit ' || CAST(wall_seconds AS TEXT) || ' s exceeded' END, "          \
+  "message_sealed = $8, violation = $10, "                                     \
   "result_id = $5, adv_id = $6, gallery = $7, progress_ppm = CASE WHEN "       \
   "CAST($3 AS BIGINT) = 2 THEN 1000000 ELSE progress_ppm END, eta_seconds "    \
   "= -1"
 #define FINISH_SHARD_LIVE                                                      \
   "token_hash = $1 AND state = 1 AND lease_expires >= $2"
 
+/* The runner's prefix of a shard killed by the sandbox (runner.h): such
+ * shards carry the clear flag violation = 1, counted by /metrics, since
+ * their message is sealed. */
+#define SBX__SANDBOX_VIOLATION "killed by sandbox"
+
+/* The job's message when its cancel request gave a reason (sealed or not). */
+#define CANCEL_GAVE_REASON                                                     \
+  "CAST($3 AS BIGINT) = 4 AND jobs.cancel_requested = 1 AND "                  \
+  "(jobs.cancel_reason <> '' OR jobs.cancel_reason_sealed IS NOT NULL)"
+
 /* PostgreSQL, a single-shard job (the common case): the shard, the job
- * and both events in one statement, committed on its own. 1: done; 0: not
- * applicable (several shards, or the token is not live: the caller takes
- * the general path, which tells which); < 0: error. */
+ * and both events in one statement, committed on its own (texts: the
+ * caller's message sealed in mt, $8/$9/$10 of FINISH_SHARD_SET). 1: done;
+ * 0: not applicable (several shards, or the token is not live: the caller
+ * takes the general path, which tells which); < 0: error. */
 static int finish_fast_pg(sbx_meta *m, const uint8_t *hash, int64_t now,
-                          int64_t state, const char *message, const char *rid,
-                          const char *aid, const char *gal) {
+                          int64_t state, const jtext *mt, int given,
+                          int violation, const char *rid, const char *aid,
+                          const char *gal) {
   sbx__val v[] = {SBX_VB(hash, SBX_SHA256_LEN),
                   SBX_VI(now),
                   SBX_VI(state),
-                  SBX_VT(message ? message : ""),
+                  SBX_VT(mt->clear),
                   SBX_VT(rid),
                   SBX_VT(aid),
-                  SBX_VT(gal)};
+                  SBX_VT(gal),
+                  jt_val(mt),
+                  SBX_VI(given),
+                  SBX_VI(violation)};
   int64_t shard = -1;
   int rc = sbx__db_exec(
       DB(m),
       "WITH sh AS (UPDATE job_shards SET " FINISH_SHARD_SET
       " WHERE " FINISH_SHARD_LIVE " AND (SELECT j.shards FROM jobs j WHERE "
       "j.tenant_id = job_shards.tenant_id AND j.id = job_shards.job_id AND "
-      "j.state = 1) = 1 RETURNING tenant_id, job_id, shard, message), "
-      "j AS (UPDATE jobs SET state = $3, message = CASE WHEN CAST($3 AS "
-      "BIGINT) = 4 AND jobs.cancel_requested = 1 AND jobs.cancel_reason <> "
-      "'' THEN jobs.cancel_reason WHEN CAST($3 AS BIGINT) = 2 THEN '1 of 1 "
-      "shard succeeded' ELSE sh.message END, finished_at = $2, updated_at = "
+      "j.state = 1) = 1 RETURNING tenant_id, job_id, shard, message, "
+      "message_sealed), "
+      "j AS (UPDATE jobs SET state = $3, message = CASE "
+      "WHEN " CANCEL_GAVE_REASON
+      " THEN jobs.cancel_reason WHEN CAST($3 AS BIGINT) = 2 THEN '1 of 1 "
+      "shard succeeded' ELSE sh.message END, message_sealed = CASE "
+      "WHEN " CANCEL_GAVE_REASON
+      " THEN jobs.cancel_reason_sealed WHEN CAST($3 AS BIGINT) = 2 THEN "
+      "NULL ELSE sh.message_sealed END, finished_at = $2, updated_at = "
       "$2, shards_done = CASE WHEN CAST($3 AS BIGINT) = 2 THEN 1 ELSE 0 "
       "END, result_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $5 ELSE "
       "jobs.result_id END, adv_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN "
       "$6 ELSE jobs.adv_id END, gallery = CASE WHEN CAST($3 AS BIGINT) = 2 "
       "THEN $7 ELSE jobs.gallery END, event_seq = jobs.event_seq + 2 FROM "
       "sh WHERE jobs.tenant_id = sh.tenant_id AND jobs.id = sh.job_id "
-      "RETURNING jobs.message, jobs.event_seq), "
+      "RETURNING jobs.message, jobs.message_sealed, jobs.event_seq), "
       "e AS (INSERT INTO job_events (tenant_id, job_id, seq, ts, shard, "
-      "from_state, to_state, reason) SELECT sh.tenant_id, sh.job_id, "
-      "j.event_seq - 1, $2, sh.shard, 1, $3, sh.message FROM sh, j UNION ALL "
-      "SELECT sh.tenant_id, sh.job_id, j.event_seq, $2, -1, 1, $3, "
-      "j.message FROM sh, j) "
+      "from_state, to_state, reason, reason_sealed) SELECT sh.tenant_id, "
+      "sh.job_id, j.event_seq - 1, $2, sh.shard, 1, $3, sh.message, "
+      "sh.message_sealed FROM sh, j UNION ALL SELECT sh.tenant_id, "
+      "sh.job_id, j.event_seq, $2, -1, 1, $3, j.message, j.message_sealed "
+      "FROM sh, j) "
       "SELECT sh.shard FROM sh, j",
-      v, 7, row_int1, &shard, NULL);
+      v, 10, row_int1, &shard, NULL);
   return rc ? rc : shard >= 0 ? 1 : 0;
 }
 
@@ -1851,29 +2059,47 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
     return rc;
   const char *rid = results ? results->result_id : "";
   const char *aid = results ? results->adv_id : "";
+  int given = message && *message;
+  int violation = given && !strncmp(message, SBX__SANDBOX_VIOLATION,
+                                    strlen(SBX__SANDBOX_VIOLATION));
+  jtext mt;
+  if ((rc = jt_seal_token(m, token_hash, message, &mt))) {
+    jt_free(&mt);
+    return rc;
+  }
   if (PG(m)) {
-    rc = finish_fast_pg(m, token_hash, now, state, message, rid, aid, gal);
-    if (rc)
+    rc = finish_fast_pg(m, token_hash, now, state, &mt, given, violation, rid,
+                        aid, gal);
+    if (rc) {
+      jt_free(&mt);
       return rc < 0 ? rc : SBX_OK;
+    }
   }
   sbx__db *db = DB(m);
   /* lock order: the shard (by the token), the job, the tenant's row */
-  if ((rc = sbx__db_begin(db)))
+  if ((rc = sbx__db_begin(db))) {
+    jt_free(&mt);
     return rc;
+  }
   shard_ref f; /* text: the shard's message */
   memset(&f, 0, sizeof f);
   sbx__val v[] = {SBX_VB(token_hash, SBX_SHA256_LEN),
                   SBX_VI(now),
                   SBX_VI(state),
-                  SBX_VT(message ? message : ""),
+                  SBX_VT(mt.clear),
                   SBX_VT(rid),
                   SBX_VT(aid),
-                  SBX_VT(gal)};
+                  SBX_VT(gal),
+                  jt_val(&mt),
+                  SBX_VI(given),
+                  SBX_VI(violation)};
+  f.m = m;
   rc = sbx__db_exec(db,
                     "UPDATE job_shards SET " FINISH_SHARD_SET
                     " WHERE " FINISH_SHARD_LIVE " RETURNING tenant_id, "
-                    "job_id, shard, wall_seconds, message",
-                    v, 7, row_shard_ref, &f, NULL);
+                    "job_id, shard, wall_seconds, message, message_sealed",
+                    v, 10, row_shard_ref, &f, NULL);
+  jt_free(&mt);
   if (!rc && !f.found) {
     sbx__db_rollback(db);
     rc = token_state(m, token_hash, now, NULL);
@@ -1889,32 +2115,37 @@ int sbx_meta_job_finish(sbx_meta *m, const uint8_t token_hash[SBX_SHA256_LEN],
     char want[SBX_JOB_MSG_MAX];
     snprintf(want, sizeof want, "%s",
              state == SBX_JOB_SUCCEEDED ? "1 of 1 shard succeeded" : f.text);
+    jtext wt;
+    rc = jt_seal(m, f.tenant, f.job, want, &wt);
     sbx__val jv[] = {SBX_VT(f.tenant), SBX_VT(f.job), SBX_VI(state),
-                     SBX_VT(want),     SBX_VI(now),   SBX_VT(rid),
-                     SBX_VT(aid),      SBX_VT(gal)};
-    rc = exec_ints(
-        m,
-        "UPDATE jobs SET state = $3, message = CASE WHEN CAST($3 AS BIGINT) "
-        "= 4 AND cancel_requested = 1 AND cancel_reason <> '' THEN "
-        "cancel_reason ELSE $4 END, finished_at = $5, updated_at = $5, "
-        "shards_done = CASE WHEN CAST($3 AS BIGINT) = 2 THEN 1 ELSE 0 END, "
-        "result_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $6 ELSE result_id "
-        "END, adv_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $7 ELSE adv_id "
-        "END, gallery = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $8 ELSE "
-        "gallery END, event_seq = event_seq + 2 WHERE tenant_id = $1 AND id "
-        "= $2 AND shards = 1 AND state = 1 RETURNING event_seq",
-        jv, 8, 1, &jc);
+                     SBX_VT(wt.clear), SBX_VI(now),   SBX_VT(rid),
+                     SBX_VT(aid),      SBX_VT(gal),   jt_val(&wt)};
+    if (!rc)
+      rc = exec_ints(
+          m,
+          "UPDATE jobs SET state = $3, message = CASE WHEN " CANCEL_GAVE_REASON
+          " THEN cancel_reason ELSE $4 END, message_sealed = CASE "
+          "WHEN " CANCEL_GAVE_REASON " THEN cancel_reason_sealed ELSE $9 END, "
+          "finished_at = $5, updated_at = $5, "
+          "shards_done = CASE WHEN CAST($3 AS BIGINT) = 2 THEN 1 ELSE 0 END, "
+          "result_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $6 ELSE result_id "
+          "END, adv_id = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $7 ELSE adv_id "
+          "END, gallery = CASE WHEN CAST($3 AS BIGINT) = 2 THEN $8 ELSE "
+          "gallery END, event_seq = event_seq + 2 WHERE tenant_id = $1 AND id "
+          "= $2 AND shards = 1 AND state = 1 RETURNING event_seq",
+          jv, 9, 1, &jc);
+    jt_free(&wt);
   }
   if (!rc && jc.found) {
     rc = ev_insert(m, f.tenant, f.job, jc.v[0] - 1, now, f.shard,
                    SBX_JOB_RUNNING, state, f.text);
     sbx__val mv[] = {SBX_VT(f.tenant), SBX_VT(f.job)};
-    spec_ctx ms = {jmsg, sizeof jmsg, 0, 0};
+    jt_one ms = {m, f.tenant, f.job, jmsg, sizeof jmsg};
     if (!rc)
       rc = sbx__db_exec(db,
-                        "SELECT message FROM jobs WHERE tenant_id = $1 AND "
-                        "id = $2",
-                        mv, 2, row_spec, &ms, NULL);
+                        "SELECT message, message_sealed FROM jobs WHERE "
+                        "tenant_id = $1 AND id = $2",
+                        mv, 2, row_jt_one, &ms, NULL);
     if (!rc)
       rc = ev_insert(m, f.tenant, f.job, jc.v[0], now, -1, SBX_JOB_RUNNING,
                      state, jmsg);

@@ -204,7 +204,29 @@ static const migration MIGRATIONS[] = {
      "CREATE INDEX audit_target_plain ON audit_events(tenant_id)"
      " WHERE target_sealed IS NULL;"
      "CREATE INDEX users_index_v0 ON users(tenant_id)"
-     " WHERE email_index_v = 0;"}};
+     " WHERE email_index_v = 0;"},
+    /* the job texts sealed (jobs.c "job texts"): messages, the cancel
+     * reason, the phase, event reasons; the sandbox-violation count of
+     * /metrics reads a clear flag instead of the shard message */
+    {52, "sealed job texts",
+     "ALTER TABLE jobs ADD COLUMN cancel_reason_sealed BLOB;"
+     "ALTER TABLE job_shards ADD COLUMN message_sealed BLOB;"
+     "ALTER TABLE job_shards ADD COLUMN phase_sealed BLOB;"
+     "ALTER TABLE job_shards ADD COLUMN violation BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE job_events ADD COLUMN reason_sealed BLOB;"
+     "ALTER TABLE tenants ADD COLUMN name_sealed BLOB;"
+     "UPDATE job_shards SET violation = 1 WHERE message LIKE"
+     " 'killed by sandbox%';"
+     "CREATE INDEX jobs_msg_plain ON jobs(tenant_id)"
+     " WHERE message_sealed IS NULL AND message <> '';"
+     "CREATE INDEX jobs_cancel_plain ON jobs(tenant_id)"
+     " WHERE cancel_reason_sealed IS NULL AND cancel_reason <> '';"
+     "CREATE INDEX shards_msg_plain ON job_shards(tenant_id)"
+     " WHERE message_sealed IS NULL AND message <> '';"
+     "CREATE INDEX shards_phase_plain ON job_shards(tenant_id)"
+     " WHERE phase_sealed IS NULL AND phase <> '';"
+     "CREATE INDEX events_plain ON job_events(tenant_id)"
+     " WHERE reason_sealed IS NULL AND reason <> '';"}};
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 static int64_t migration_checksum(const migration *mg) {
@@ -348,7 +370,9 @@ void sbx_meta_close(sbx_meta *m) {
   free(m);
 }
 
-sbx__db *sbx__meta_db(sbx_meta *m) { return m ? m->db : NULL; }
+sbx__db *sbx__meta_db(sbx_meta *m) {
+  return m ? m->db : NULL;
+}
 
 /* ---- sealed columns ---- */
 
@@ -504,6 +528,43 @@ static const sealable SEALABLE[] = {
      "SELECT tenant_id, id, spec FROM jobs WHERE spec_sealed IS NULL",
      "UPDATE jobs SET spec = $4, spec_sealed = $5 WHERE tenant_id = $1 AND "
      "id = $2 AND spec = $3 AND spec_sealed IS NULL"},
+    /* job texts: one associated-data label and row id (the job) for all
+     * of a job's texts, so SQL can copy them between columns (jobs.c);
+     * equal texts of one job are sealed by one update */
+    {"jobs.text", 0,
+     "SELECT DISTINCT tenant_id, id, message FROM jobs WHERE message_sealed "
+     "IS NULL AND message <> ''",
+     "UPDATE jobs SET message = $4, message_sealed = $5 WHERE tenant_id = $1 "
+     "AND id = $2 AND message = $3 AND message_sealed IS NULL"},
+    {"jobs.text", 0,
+     "SELECT DISTINCT tenant_id, id, cancel_reason FROM jobs WHERE "
+     "cancel_reason_sealed IS NULL AND cancel_reason <> ''",
+     "UPDATE jobs SET cancel_reason = $4, cancel_reason_sealed = $5 WHERE "
+     "tenant_id = $1 AND id = $2 AND cancel_reason = $3 AND "
+     "cancel_reason_sealed IS NULL"},
+    {"jobs.text", 0,
+     "SELECT DISTINCT tenant_id, job_id, message FROM job_shards WHERE "
+     "message_sealed IS NULL AND message <> ''",
+     "UPDATE job_shards SET message = $4, message_sealed = $5 WHERE "
+     "tenant_id = $1 AND job_id = $2 AND message = $3 AND message_sealed IS "
+     "NULL"},
+    {"jobs.text", 0,
+     "SELECT DISTINCT tenant_id, job_id, phase FROM job_shards WHERE "
+     "phase_sealed IS NULL AND phase <> ''",
+     "UPDATE job_shards SET phase = $4, phase_sealed = $5 WHERE tenant_id = "
+     "$1 AND job_id = $2 AND phase = $3 AND phase_sealed IS NULL"},
+    {"jobs.text", 0,
+     "SELECT DISTINCT tenant_id, job_id, reason FROM job_events WHERE "
+     "reason_sealed IS NULL AND reason <> ''",
+     "UPDATE job_events SET reason = $4, reason_sealed = $5 WHERE tenant_id "
+     "= $1 AND job_id = $2 AND reason = $3 AND reason_sealed IS NULL"},
+    /* tenant names: under the tenant's own field key (once it has one) */
+    {"tenants.name", 0,
+     "SELECT id, id, name FROM tenants t WHERE name_sealed IS NULL AND "
+     "EXISTS (SELECT 1 FROM secrets s WHERE s.tenant_id = t.id AND s.name = "
+     "'field-key')",
+     "UPDATE tenants SET name = $4, name_sealed = $5 WHERE id = $1 AND id = "
+     "$2 AND name = $3 AND name_sealed IS NULL"},
     /* audit rows: of tenants with a field key only ("_sys" has none) */
     {"audit_events.actor", 2,
      "SELECT tenant_id, CAST(seq AS TEXT), actor FROM audit_events a WHERE "
@@ -602,6 +663,23 @@ static int seal_one(sbx_meta *m, const sealable *sc, const plain_row *w,
   return rc;
 }
 
+int sbx__meta_tenant_seal_name(sbx_meta *m, const char *tenant_id,
+                               const char *name) {
+  if (!m->has_cipher)
+    return SBX_OK;
+  const sealable *sc = NULL;
+  for (size_t i = 0; i < sizeof SEALABLE / sizeof SEALABLE[0]; i++)
+    if (!strcmp(SEALABLE[i].column, "tenants.name"))
+      sc = &SEALABLE[i];
+  plain_row w;
+  memset(&w, 0, sizeof w);
+  snprintf(w.tenant, sizeof w.tenant, "%s", tenant_id);
+  snprintf(w.id, sizeof w.id, "%s", tenant_id);
+  w.text = (char *)name;
+  int64_t ch = 0;
+  return seal_one(m, sc, &w, &ch);
+}
+
 int sbx_meta_seal_legacy(sbx_meta *m, int64_t *sealed) {
   if (sealed)
     *sealed = 0;
@@ -633,8 +711,8 @@ int sbx_meta_seal_legacy(sbx_meta *m, int64_t *sealed) {
 
 int sbx_meta_schema_version(sbx_meta *m, int64_t *version) {
   *version = 0;
-  return sbx__db_exec(m->db, "SELECT MAX(version) FROM schema_migrations",
-                      NULL, 0, row_int, version, NULL);
+  return sbx__db_exec(m->db, "SELECT MAX(version) FROM schema_migrations", NULL,
+                      0, row_int, version, NULL);
 }
 
 const char *sbx_meta_backend_name(const sbx_meta *m) {
@@ -728,8 +806,8 @@ static int exec_change(sbx_meta *m, const char *sql, const sbx__val *v,
 
 /* ---- tenants ---- */
 
-int sbx_meta_tenant_create(sbx_meta *m, const char *tenant_id,
-                           const char *name, int64_t now) {
+int sbx_meta_tenant_create(sbx_meta *m, const char *tenant_id, const char *name,
+                           int64_t now) {
   REQUIRE_ID(tenant_id);
   if (!text_ok(name, SBX_NAME_MAX) || tenant_id[0] == '_')
     return SBX_EINVAL;
@@ -750,13 +828,44 @@ static int fill_tenant(void *out, const sbx__row *r) {
   return rc;
 }
 
+typedef struct tenant_ctx {
+  sbx_meta *m;
+  sbx_tenant *t;
+  int found;
+} tenant_ctx;
+
+/* A tenant row with its name opened (sealed in name_sealed, column 4); a
+ * shredded tenant's name reads as "". */
+static int row_tenant(void *ctx, const sbx__row *r) {
+  tenant_ctx *c = ctx;
+  c->found = 1;
+  int rc = fill_tenant(c->t, r);
+  if (!rc)
+    rc = sbx__meta_col_text(c->m, r, 4, 1, c->t->id, "tenants.name", c->t->id,
+                            c->t->name, sizeof c->t->name);
+  if (rc == SBX_EKEY) {
+    c->t->name[0] = 0;
+    rc = SBX_OK;
+  }
+  return rc ? rc : 1;
+}
+
 int sbx_meta_tenant_get(sbx_meta *m, const char *tenant_id, sbx_tenant *out) {
   REQUIRE_ID(tenant_id);
+  if (!out)
+    return SBX_EINVAL;
+  memset(out, 0, sizeof *out);
+  tenant_ctx c = {m, out, 0};
   sbx__val v[] = {SBX_VT(tenant_id)};
-  return exec_one(m,
-                  "SELECT id, name, state, created_at FROM tenants "
-                  "WHERE id = $1",
-                  v, 1, fill_tenant, out, sizeof *out);
+  int rc = sbx__db_exec(m->db,
+                        "SELECT id, name, state, created_at, name_sealed FROM "
+                        "tenants WHERE id = $1",
+                        v, 1, row_tenant, &c, NULL);
+  if (!rc && !c.found)
+    rc = SBX_ENOTFOUND;
+  if (rc)
+    memset(out, 0, sizeof *out);
+  return rc;
 }
 
 int sbx_meta_tenant_set_state(sbx_meta *m, const char *tenant_id,
@@ -811,8 +920,8 @@ static int fill_tkey(void *out, const sbx__row *r) {
   return sbx__col_fixed(r, 1, k->wrapped, SBX_WRAPPED_KEY_LEN);
 }
 
-int sbx_meta_tenant_key_get(sbx_meta *m, const char *tenant_id,
-                            int64_t version, sbx_tenant_key_row *out) {
+int sbx_meta_tenant_key_get(sbx_meta *m, const char *tenant_id, int64_t version,
+                            sbx_tenant_key_row *out) {
   REQUIRE_ID(tenant_id);
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(version)};
   if (version == 0)
@@ -890,8 +999,7 @@ int sbx_meta_tenant_key_delete(sbx_meta *m, const char *tenant_id,
   REQUIRE_ID(tenant_id);
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VI(version)};
   if (version == 0)
-    return exec_change(m, "DELETE FROM tenant_keys WHERE tenant_id = $1", v,
-                       1);
+    return exec_change(m, "DELETE FROM tenant_keys WHERE tenant_id = $1", v, 1);
   return exec_change(m,
                      "DELETE FROM tenant_keys WHERE tenant_id = $1 AND "
                      "version = $2",
@@ -1037,8 +1145,7 @@ int sbx_meta_object_find(sbx_meta *m, const char *tenant_id,
                     v, 4, out);
 }
 
-int sbx_meta_object_delete(sbx_meta *m, const char *tenant_id,
-                           const char *id) {
+int sbx_meta_object_delete(sbx_meta *m, const char *tenant_id, const char *id) {
   REQUIRE_ID(tenant_id);
   REQUIRE_ID(id);
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id)};
@@ -1047,8 +1154,7 @@ int sbx_meta_object_delete(sbx_meta *m, const char *tenant_id,
 }
 
 int sbx_meta_object_list(sbx_meta *m, const char *tenant_id, const char *kind,
-                         int (*fn)(void *ctx, const sbx_object *o),
-                         void *ctx) {
+                         int (*fn)(void *ctx, const sbx_object *o), void *ctx) {
   REQUIRE_ID(tenant_id);
   obj_read c = {m, tenant_id, NULL, fn, ctx, 0};
   sbx__val v[] = {SBX_VT(tenant_id), kind ? SBX_VT(kind) : SBX_VNULL};
@@ -1081,8 +1187,8 @@ int sbx_meta_object_count(sbx_meta *m, const char *tenant_id, int64_t *n) {
   *n = 0;
   sbx__val v[] = {SBX_VT(tenant_id)};
   return sbx__db_exec(m->db,
-                      "SELECT COUNT(*) FROM objects WHERE tenant_id = $1", v,
-                      1, row_int, n, NULL);
+                      "SELECT COUNT(*) FROM objects WHERE tenant_id = $1", v, 1,
+                      row_int, n, NULL);
 }
 
 /* ---- secrets ---- */
@@ -1188,10 +1294,9 @@ int sbx_meta_user_get(sbx_meta *m, const char *tenant_id, const char *id,
   REQUIRE_ID(tenant_id);
   REQUIRE_ID(id);
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id)};
-  return exec_one(m,
-                  "SELECT " USER_COLS
-                  " FROM users WHERE tenant_id = $1 AND id = $2",
-                  v, 2, fill_user, out, sizeof *out);
+  return exec_one(
+      m, "SELECT " USER_COLS " FROM users WHERE tenant_id = $1 AND id = $2", v,
+      2, fill_user, out, sizeof *out);
 }
 
 int sbx_meta_user_find_email(sbx_meta *m, const char *tenant_id,
@@ -1276,14 +1381,10 @@ int sbx_meta_api_key_insert(sbx_meta *m, const char *tenant_id,
   REQUIRE_ID(k->role);
   if (k->project_id[0] && !sbx_id_valid(k->project_id))
     return SBX_EINVAL;
-  sbx__val v[] = {SBX_VT(tenant_id),
-                  SBX_VT(k->id),
-                  SBX_VT(k->user_id),
-                  SBX_VT(k->project_id),
-                  SBX_VT(k->role),
-                  SBX_VB(k->secret_hash, SBX_SHA256_LEN),
-                  SBX_VI(k->created_at),
-                  SBX_VI(k->expires_at)};
+  sbx__val v[] = {SBX_VT(tenant_id),     SBX_VT(k->id),
+                  SBX_VT(k->user_id),    SBX_VT(k->project_id),
+                  SBX_VT(k->role),       SBX_VB(k->secret_hash, SBX_SHA256_LEN),
+                  SBX_VI(k->created_at), SBX_VI(k->expires_at)};
   return sbx__db_exec(m->db,
                       "INSERT INTO api_keys (tenant_id, id, user_id, "
                       "project_id, role, secret_hash, created_at, "
@@ -1321,8 +1422,8 @@ int sbx_meta_api_key_get(sbx_meta *m, const char *tenant_id, const char *id,
                   v, 2, fill_api_key, out, sizeof *out);
 }
 
-int sbx_meta_api_key_revoke(sbx_meta *m, const char *tenant_id,
-                            const char *id, int64_t now) {
+int sbx_meta_api_key_revoke(sbx_meta *m, const char *tenant_id, const char *id,
+                            int64_t now) {
   REQUIRE_ID(tenant_id);
   REQUIRE_ID(id);
   sbx__val v[] = {SBX_VT(tenant_id), SBX_VT(id), SBX_VI(now)};
@@ -1428,9 +1529,8 @@ int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
       !text_ok(target, SBX_NAME_MAX))
     return SBX_EINVAL;
   int rc = SBX_ECONFLICT;
-  for (int attempt = 0; attempt < 8 && (rc == SBX_EEXIST ||
-                                        rc == SBX_ECONFLICT);
-       attempt++) {
+  for (int attempt = 0;
+       attempt < 8 && (rc == SBX_EEXIST || rc == SBX_ECONFLICT); attempt++) {
     head_ctx h = {0, {0}};
     if ((rc = sbx__db_begin(m->db)))
       return rc;
@@ -1480,8 +1580,7 @@ int sbx_meta_audit_append(sbx_meta *m, const char *tenant_id, int64_t ts,
 
 /* The walk of audit_verify.c without an anchor: from the purge checkpoint
  * to the head. */
-int sbx_meta_audit_verify(sbx_meta *m, const char *tenant_id,
-                          int64_t *count) {
+int sbx_meta_audit_verify(sbx_meta *m, const char *tenant_id, int64_t *count) {
   sbx_audit_check c;
   int rc = sbx_meta_audit_check(m, tenant_id, 0, NULL, &c);
   if (count)

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "db.h"
 #include "hashq.h"
 #include "sbx/sql.h"
 #include "sbx/store.h"
@@ -473,6 +474,9 @@ int sbx_store_tenant_create(sbx_store *st, const char *tenant_id,
     rc = sbx_meta_tenant_key_insert(st->meta, tenant_id, &row);
   if (!rc)
     rc = put_field_key(st, tenant_id, &tk, 1, &fk);
+  if (!rc) /* the name sealed under the key just made */
+    rc = sbx__meta_tenant_seal_name(st->meta, tenant_id,
+                                    name ? name : tenant_id);
   if (rc)
     sbx_meta_rollback(st->meta);
   else

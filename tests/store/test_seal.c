@@ -125,9 +125,9 @@ static void raw_name(sbx_store *st, const char *t, const char *id,
 }
 
 static const char *const NAMES[] = {
-    "Proj-Zebra-Alpha-7731", "model-Quokka-9241.onnx",
+    "Proj-Zebra-Alpha-7731",    "model-Quokka-9241.onnx",
     "dataset-Narwhal-5512.npz", "report-Axolotl-0087.json",
-    "spec-Pangolin-3141"};
+    "spec-Pangolin-3141",       "Tenant-Marmoset-8808"};
 
 static int create_job(sbx_meta *m, const char *t, const char *id,
                       const char *spec) {
@@ -151,7 +151,10 @@ TEST(names_not_at_rest) {
   if (!st)
     return;
   sbx_meta *m = sbx_store_meta(st);
-  CHECK_EQ_INT(sbx_store_tenant_create(st, "sa", "tenant a"), 0);
+  CHECK_EQ_INT(sbx_store_tenant_create(st, "sa", NAMES[5]), 0);
+  sbx_tenant tn;
+  CHECK_EQ_INT(sbx_meta_tenant_get(m, "sa", &tn), 0);
+  CHECK(!strcmp(tn.name, NAMES[5]) && !strcmp(tn.id, "sa"));
   CHECK_EQ_INT(sbx_store_tenant_create(st, "sb", "tenant b"), 0);
   CHECK_EQ_INT(sbx_meta_project_create(m, "sa", "p1", NAMES[0], 1), 0);
   sbx_object a, b, c, d, got;
@@ -225,6 +228,10 @@ TEST(legacy_rows_sealed_at_open) {
   o.key_version = 1;
   CHECK_EQ_INT(sbx_meta_object_insert(m, "sl", &o), 0);
   CHECK_EQ_INT(create_job(m, "sl", "ljob", "{\"n\":\"Legacy-Spec-Civet\"}"), 0);
+  int64_t jstate = -1;
+  CHECK_EQ_INT(sbx_meta_job_cancel(m, "sl", NULL, "ljob", 1000,
+                                   "Legacy-Cancel-Margay", &jstate),
+               0);
   CHECK_EQ_INT(sbx_meta_checkpoint(m), 0);
   sbx_meta_close(m);
   size_t n;
@@ -232,6 +239,7 @@ TEST(legacy_rows_sealed_at_open) {
   CHECK(holds(raw, n, "Legacy-Okapi-4421.onnx")); /* the grep can fail */
   CHECK(holds(raw, n, "Legacy-Ibex-3310"));
   CHECK(holds(raw, n, "Legacy-Spec-Civet"));
+  CHECK(holds(raw, n, "Legacy-Cancel-Margay"));
   free(raw);
   /* the next store open seals them in place */
   st = open_store();
@@ -249,6 +257,10 @@ TEST(legacy_rows_sealed_at_open) {
       sbx_meta_job_spec(sbx_store_meta(st), "sl", "ljob", sp, sizeof sp, NULL),
       0);
   CHECK(!strcmp(sp, "{\"n\":\"Legacy-Spec-Civet\"}"));
+  sbx_job lj;
+  CHECK_EQ_INT(sbx_meta_job_get(sbx_store_meta(st), "sl", NULL, "ljob", &lj),
+               0);
+  CHECK(!strcmp(lj.message, "Legacy-Cancel-Margay"));
   int64_t again = -1;
   CHECK_EQ_INT(sbx_meta_seal_legacy(sbx_store_meta(st), &again), 0);
   CHECK_EQ_INT(again, 0); /* idempotent */
@@ -259,6 +271,131 @@ TEST(legacy_rows_sealed_at_open) {
   CHECK(!holds(raw, n, "Legacy-Okapi-4421.onnx"));
   CHECK(!holds(raw, n, "Legacy-Ibex-3310"));
   CHECK(!holds(raw, n, "Legacy-Spec-Civet"));
+  CHECK(!holds(raw, n, "Legacy-Cancel-Margay"));
+  free(raw);
+}
+
+/* Claims shards (lease 60 s) until one of job (tenant t) comes: jobs of
+ * the other cases may be queued too. */
+static int claim_of(sbx_store *st, const char *t, const char *job,
+                    sbx_job_claim *c) {
+  for (int i = 0; i < 16; i++) {
+    int rc = sbx_store_job_claim(st, "w-seal", 60, 1000, c);
+    if (rc)
+      return rc;
+    if (!strcmp(c->tenant_id, t) && !strcmp(c->job_id, job))
+      return 0;
+  }
+  return SBX_ENOTFOUND;
+}
+
+typedef struct ev_seen {
+  int n;
+  char all[4096];
+} ev_seen;
+
+static int see_event(void *ctx, const sbx_job_event *e) {
+  ev_seen *s = ctx;
+  size_t l = strlen(s->all);
+  snprintf(s->all + l, sizeof s->all - l, "%s\n", e->reason);
+  s->n++;
+  return 0;
+}
+
+static int see_shard(void *ctx, const sbx_job_shard *sh) {
+  snprintf(ctx, SBX_JOB_MSG_MAX, "%s", sh->message);
+  return 0;
+}
+
+static const char *const JOB_TEXTS[] = {
+    "phase-Gharial-6620", "fail-Tapir-2718: model diverged",
+    "cancel-Dugong-1618", "cancel-Serval-5077"};
+
+TEST(job_texts_not_at_rest) {
+  sbx_store *st = open_store();
+  CHECK(st != NULL);
+  if (!st)
+    return;
+  sbx_meta *m = sbx_store_meta(st);
+  CHECK_EQ_INT(sbx_store_tenant_create(st, "sj", "tenant j"), 0);
+  CHECK_EQ_INT(create_job(m, "sj", "jf", "{}"), 0);
+  CHECK_EQ_INT(create_job(m, "sj", "jq", "{}"), 0);
+  CHECK_EQ_INT(create_job(m, "sj", "jr", "{}"), 0);
+  /* jf: a phase reported, then failed with a message */
+  sbx_job_claim c;
+  CHECK_EQ_INT(claim_of(st, "sj", "jf", &c), 0);
+  sbx_job_progress p;
+  memset(&p, 0, sizeof p);
+  p.fraction = 0.5;
+  p.robust_accuracy = -1;
+  p.eta_seconds = 10;
+  snprintf(p.phase, sizeof p.phase, "%s", JOB_TEXTS[0]);
+  int stop = -1;
+  CHECK_EQ_INT(sbx_store_job_heartbeat(st, c.token, 1001, 60, &p, &stop), 0);
+  sbx_job j;
+  CHECK_EQ_INT(sbx_meta_job_get(m, "sj", NULL, "jf", &j), 0);
+  CHECK(!strcmp(j.progress.phase, JOB_TEXTS[0]));
+  CHECK_EQ_INT(sbx_store_job_finish(st, c.token, 1002, SBX_JOB_FAILED,
+                                    JOB_TEXTS[1], NULL),
+               0);
+  CHECK_EQ_INT(sbx_meta_job_get(m, "sj", NULL, "jf", &j), 0);
+  CHECK_EQ_INT(j.state, SBX_JOB_FAILED);
+  CHECK(!strcmp(j.message, JOB_TEXTS[1]));
+  char smsg[SBX_JOB_MSG_MAX] = "";
+  CHECK_EQ_INT(sbx_meta_job_shards(m, "sj", "jf", see_shard, smsg), 0);
+  CHECK(!strcmp(smsg, JOB_TEXTS[1]));
+  ev_seen ev = {0, ""};
+  CHECK_EQ_INT(sbx_meta_job_events(m, "sj", "jf", 0, see_event, &ev), 0);
+  CHECK(strstr(ev.all, JOB_TEXTS[1]) != NULL);
+  CHECK(strstr(ev.all, "started on worker w-seal") != NULL);
+  /* jq: cancelled while queued, with a reason */
+  int64_t state = -1;
+  CHECK_EQ_INT(
+      sbx_meta_job_cancel(m, "sj", NULL, "jq", 1003, JOB_TEXTS[2], &state), 0);
+  CHECK_EQ_INT(state, SBX_JOB_CANCELLED);
+  CHECK_EQ_INT(sbx_meta_job_get(m, "sj", NULL, "jq", &j), 0);
+  CHECK(!strcmp(j.message, JOB_TEXTS[2]));
+  /* jr: cancelled while running; the worker then ends it (the job keeps
+   * the cancel reason: copied in SQL on PostgreSQL's fast path) */
+  CHECK_EQ_INT(claim_of(st, "sj", "jr", &c), 0);
+  CHECK_EQ_INT(
+      sbx_meta_job_cancel(m, "sj", NULL, "jr", 1004, JOB_TEXTS[3], &state), 0);
+  CHECK_EQ_INT(sbx_store_job_heartbeat(st, c.token, 1005, 60, NULL, &stop), 0);
+  CHECK_EQ_INT(stop, SBX_JOB_STOP_CANCEL);
+  CHECK_EQ_INT(
+      sbx_store_job_finish(st, c.token, 1006, SBX_JOB_CANCELLED, NULL, NULL),
+      0);
+  CHECK_EQ_INT(sbx_meta_job_get(m, "sj", NULL, "jr", &j), 0);
+  CHECK_EQ_INT(j.state, SBX_JOB_CANCELLED);
+  CHECK(!strcmp(j.message, JOB_TEXTS[3]));
+  ev = (ev_seen){0, ""};
+  CHECK_EQ_INT(sbx_meta_job_events(m, "sj", "jr", 0, see_event, &ev), 0);
+  CHECK(strstr(ev.all, "cancel requested: cancel-Serval-5077") != NULL);
+  /* jv: killed by the sandbox; /metrics counts it by a clear flag */
+  CHECK_EQ_INT(create_job(m, "sj", "jv", "{}"), 0);
+  CHECK_EQ_INT(claim_of(st, "sj", "jv", &c), 0);
+  CHECK_EQ_INT(sbx_store_job_finish(st, c.token, 1007, SBX_JOB_FAILED,
+                                    "killed by sandbox: forbidden system "
+                                    "call 41 (socket)",
+                                    NULL),
+               0);
+  int64_t kills = -1;
+  CHECK_EQ_INT(sbx_sql_exec(m,
+                            "SELECT COUNT(*) FROM job_shards WHERE "
+                            "violation = 1",
+                            NULL, 0, count_row, &kills, NULL),
+               0);
+  CHECK_EQ_INT(kills, 1);
+  CHECK_EQ_INT(sbx_meta_checkpoint(m), 0);
+  sbx_store_close(st);
+  size_t n;
+  uint8_t *raw = raw_db(&n);
+  CHECK(raw != NULL && n > 0);
+  CHECK(holds(raw, n, "jf")); /* ids stay clear (the grep works) */
+  for (size_t i = 0; i < sizeof JOB_TEXTS / sizeof JOB_TEXTS[0]; i++)
+    CHECK(!holds(raw, n, JOB_TEXTS[i]));
+  CHECK(!holds(raw, n, "fail-Tapir"));
+  CHECK(!holds(raw, n, "forbidden system call 41"));
   free(raw);
 }
 
@@ -287,6 +424,10 @@ TEST(shredding_makes_names_unreadable) {
                0);
   sbx_object o, got;
   CHECK_EQ_INT(put_named(st, "ss", "sp", "model", "Shred-Dugong-6061", &o), 0);
+  /* a job running when the tenant is shredded still ends */
+  CHECK_EQ_INT(create_job(m, "ss", "sjob", "{}"), 0);
+  sbx_job_claim jc;
+  CHECK_EQ_INT(claim_of(st, "ss", "sjob", &jc), 0);
   sealed_row s = {.n = 0};
   sbx_sql_val v[] = {SBX_SQL_T("ss"), SBX_SQL_T(o.id)};
   CHECK_EQ_INT(sbx_sql_exec(m,
@@ -316,6 +457,25 @@ TEST(shredding_makes_names_unreadable) {
   CHECK_EQ_INT((int)strlen(got.name), 0); /* the row, not its name */
   CHECK(sbx_meta_object_find(m, "ss", "sp", "model", "Shred-Dugong-6061",
                              &got) != 0);
+  sbx_job_progress p;
+  memset(&p, 0, sizeof p);
+  p.robust_accuracy = -1;
+  p.eta_seconds = -1;
+  snprintf(p.phase, sizeof p.phase, "phase-Shred-Okapi");
+  int stop = -1;
+  CHECK_EQ_INT(sbx_store_job_heartbeat(st, jc.token, 1001, 60, &p, &stop), 0);
+  CHECK_EQ_INT(stop, SBX_JOB_STOP_CANCEL);
+  CHECK_EQ_INT(sbx_store_job_finish(st, jc.token, 1002, SBX_JOB_FAILED,
+                                    "fail-Shred-Okapi", NULL),
+               0);
+  sbx_job sj;
+  CHECK_EQ_INT(sbx_meta_job_get(m, "ss", NULL, "sjob", &sj), 0);
+  CHECK_EQ_INT(sj.state, SBX_JOB_FAILED);
+  CHECK_EQ_INT((int)strlen(sj.message), 0);
+  sbx_tenant tn; /* the tenant stays, shredded, without its name */
+  CHECK_EQ_INT(sbx_meta_tenant_get(m, "ss", &tn), 0);
+  CHECK_EQ_INT(tn.state, SBX_TENANT_SHREDDED);
+  CHECK_EQ_INT((int)strlen(tn.name), 0);
   sbx_store_close(st);
 }
 
@@ -492,6 +652,7 @@ int main(void) {
   RUN(shredding_makes_names_unreadable);
   RUN(email_index_per_tenant);
   RUN(audit_fields_sealed);
+  RUN(job_texts_not_at_rest);
   tu_rm_rf(root);
   return harness_report();
 }
