@@ -28,18 +28,7 @@ static char keyspec[300], datadir[256];
 static const char *pg;
 
 static sbx_store *open_store(void) {
-  sbx_store_params p = sbx_store_default_params();
-  p.data_dir = datadir;
-  p.master_key_spec = keyspec;
-  if (pg) {
-    p.meta_backend = SBX_META_POSTGRES;
-    p.pg_conninfo = pg;
-  }
-  sbx_store *st = NULL;
-  int rc = sbx_store_open(&p, &st);
-  if (rc)
-    fprintf(stderr, "sbx_store_open: %s\n", sbx_strerror(rc));
-  return st;
+  return tu_open_store(datadir, keyspec, pg);
 }
 
 /* Every test starts from an empty queue (claims span tenants). */
