@@ -24,9 +24,17 @@ struct sbx__db {
   int depth;  /* transaction nesting */
   int doomed; /* an inner level rolled back */
   struct {
-    const char *sql; /* static SQL text: cached by pointer */
+    const char *sql; /* found by pointer, checked against text */
+    char *text;      /* malloc'd copy */
     sqlite3_stmt *st;
   } cache[STMT_CACHE];
+  /* PostgreSQL: statements prepared once per connection (named "s<i>"),
+   * found by pointer and checked against a copy of the text; parsing and
+   * planning the queue's statements cost more than executing them */
+  struct {
+    const char *sql;
+    char *text; /* malloc'd copy */
+  } pgcache[STMT_CACHE];
   char err[512];
 };
 
@@ -37,6 +45,10 @@ static uint64_t be_load(const uint8_t *p, size_t n) {
   for (size_t i = 0; i < n; i++)
     v = v << 8 | p[i];
   return v;
+}
+
+int sbx__row_ncols(const sbx__row *r) {
+  return r->backend == 1 ? sqlite3_column_count(r->h) : PQnfields(r->h);
 }
 
 int sbx__col_null(const sbx__row *r, int col) {
@@ -239,10 +251,14 @@ void sbx__db_close(sbx__db *db) {
   for (int i = 0; i < STMT_CACHE; i++)
     if (db->cache[i].st)
       sqlite3_finalize(db->cache[i].st);
+  for (int i = 0; i < STMT_CACHE; i++)
+    free(db->cache[i].text);
   if (db->lite)
     sqlite3_close(db->lite);
   if (db->pg)
     PQfinish(db->pg);
+  for (int i = 0; i < STMT_CACHE; i++)
+    free(db->pgcache[i].text);
   free(db);
 }
 
@@ -259,7 +275,7 @@ const char *sbx__db_errmsg(const sbx__db *db) {
 static int lite_prepare(sbx__db *db, const char *sql, sqlite3_stmt **st) {
   int slot = -1;
   for (int i = 0; i < STMT_CACHE; i++) {
-    if (db->cache[i].sql == sql) {
+    if (db->cache[i].sql == sql && !strcmp(db->cache[i].text, sql)) {
       *st = db->cache[i].st;
       return SBX_OK;
     }
@@ -278,9 +294,13 @@ static int lite_prepare(sbx__db *db, const char *sql, sqlite3_stmt **st) {
   free(q);
   if (rc != SQLITE_OK)
     return lite_status(db, rc);
-  if (slot >= 0) {
+  if (slot >= 0 && (db->cache[slot].text = strdup(sql)) != NULL) {
     db->cache[slot].sql = sql;
     db->cache[slot].st = *st;
+  } else if (slot >= 0) {
+    sqlite3_finalize(*st); /* out of memory: prepared again, uncached */
+    *st = NULL;
+    return SBX_ENOMEM;
   }
   return SBX_OK;
 }
@@ -341,6 +361,70 @@ static int lite_exec(sbx__db *db, const char *sql, const sbx__val *v, int nv,
   return status;
 }
 
+/* The slot of sql in the prepared-statement cache, preparing it there on
+ * first use; -1: run it unprepared (cache full, or the server refused to
+ * prepare it: the unprepared run then reports that error). */
+static int pg_slot(sbx__db *db, const char *sql) {
+  int free_slot = -1;
+  for (int i = 0; i < STMT_CACHE; i++) {
+    if (db->pgcache[i].sql == sql && !strcmp(db->pgcache[i].text, sql))
+      return i;
+    if (!db->pgcache[i].sql && free_slot < 0)
+      free_slot = i;
+  }
+  if (free_slot < 0)
+    return -1;
+  char name[16];
+  snprintf(name, sizeof name, "s%d", free_slot);
+  char *text = strdup(sql);
+  if (!text)
+    return -1;
+  PGresult *res = PQprepare(db->pg, name, sql, 0, NULL);
+  int ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+  PQclear(res);
+  if (!ok) {
+    free(text);
+    return -1;
+  }
+  db->pgcache[free_slot].sql = sql;
+  db->pgcache[free_slot].text = text;
+  return free_slot;
+}
+
+/* Forgets slot i here, and on the server when it still has it. */
+static void pg_forget(sbx__db *db, int i, int on_server) {
+  char q[32];
+  snprintf(q, sizeof q, "DEALLOCATE s%d", i);
+  if (on_server)
+    PQclear(PQexec(db->pg, q));
+  free(db->pgcache[i].text);
+  db->pgcache[i].text = NULL;
+  db->pgcache[i].sql = NULL;
+}
+
+/* Runs sql with its parameters, prepared when it can be. A prepared
+ * statement the server no longer has (26000), or whose cached plan no
+ * longer fits a changed table (0A000), is dropped and the statement run
+ * unprepared once; any other error is the statement's own. The caller
+ * PQclear()s the result (NULL: out of memory). */
+static PGresult *pg_run(sbx__db *db, const char *sql, int nv,
+                        const char *const *vals, const int *lens,
+                        const int *fmts) {
+  int i = pg_slot(db, sql);
+  if (i >= 0) {
+    char name[16];
+    snprintf(name, sizeof name, "s%d", i);
+    PGresult *res = PQexecPrepared(db->pg, name, nv, vals, lens, fmts, 1);
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!st || (strcmp(st, "26000") && strcmp(st, "0A000")) || db->depth > 0)
+      return res; /* in a transaction the error stands: it is aborted */
+    int gone = !strcmp(st, "26000");
+    PQclear(res);
+    pg_forget(db, i, !gone);
+  }
+  return PQexecParams(db->pg, sql, nv, NULL, vals, lens, fmts, 1);
+}
+
 static int pg_exec(sbx__db *db, const char *sql, const sbx__val *v, int nv,
                    sbx__row_fn fn, void *ctx, int64_t *changes) {
   const char *vals[MAX_PARAMS];
@@ -368,7 +452,7 @@ static int pg_exec(sbx__db *db, const char *sql, const sbx__val *v, int nv,
       vals[i] = NULL;
     }
   }
-  PGresult *res = PQexecParams(db->pg, sql, nv, NULL, vals, lens, fmts, 1);
+  PGresult *res = pg_run(db, sql, nv, vals, lens, fmts);
   ExecStatusType es = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   int status = SBX_OK;
   if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {

@@ -40,6 +40,8 @@ int sbx__col_null(const sbx__row *r, int col);
 int64_t sbx__col_int(const sbx__row *r, int col);
 /* Pointer valid until the callback returns. Text columns too. */
 const void *sbx__col_bytes(const sbx__row *r, int col, size_t *n);
+/* The number of columns of the row's result. */
+int sbx__row_ncols(const sbx__row *r);
 /* Copies a text column NUL-terminated; SBX_ELIMIT when it does not fit. */
 int sbx__col_text(const sbx__row *r, int col, char *out, size_t cap);
 /* Copies a blob column of exactly n bytes; SBX_EFORMAT otherwise. */
@@ -61,7 +63,10 @@ int sbx__db_backend(const sbx__db *db);
 const char *sbx__db_errmsg(const sbx__db *db);
 
 /* Runs one parameterised statement; fn (may be NULL) sees each row;
- * *changes (may be NULL) gets the number of rows changed. */
+ * *changes (may be NULL) gets the number of rows changed. Statements are
+ * prepared once per handle and cached (found by the pointer sql, checked
+ * against a copy of its text), so a hot statement is neither parsed nor
+ * planned again; sql may be any buffer. */
 int sbx__db_exec(sbx__db *db, const char *sql, const sbx__val *v, int nv,
                  sbx__row_fn fn, void *ctx, int64_t *changes);
 /* Runs a parameter-less multi-statement script (migrations). "BLOB" in

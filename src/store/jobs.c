@@ -1563,7 +1563,7 @@ static int row_claim_job(void *ctx, const sbx__row *r) {
   "worker_id = $2, token_hash = $3, lease_expires = $4, started_at = $5, "     \
   "finished_at = 0, message = '', message_sealed = NULL, progress_ppm = 0, "   \
   "phase = '', phase_sealed = NULL, robust_ppm = -1, eta_seconds = -1, "       \
-  "violation = 0, progress_at = $5 WHERE (u.tenant_id, u.job_id, u.shard) = "
+  "violation = 0, progress_at = $5 WHERE u.ctid = "
 #define CLAIM_REST                                                             \
   " AND u.state = 0 RETURNING u.tenant_id, u.job_id, u.shard, "                \
   "u.sample_begin, u.sample_end, u.attempts), "                                \
@@ -1622,7 +1622,7 @@ static int claim_in_tenant(sbx_meta *m, const cand *t, const char *worker,
         SBX_VT(r2),          SBX_VI(stamp_us())};
     rc = sbx__db_exec(db,
                       "WITH sh AS (" CLAIM_SHARD_SET
-                      "(SELECT x.tenant_id, x.job_id, x.shard FROM job_shards "
+                      "(SELECT x.ctid FROM job_shards "
                       "x WHERE x.tenant_id = $1 AND x.state = 0 ORDER BY "
                       "x.qseq LIMIT 1 FOR UPDATE SKIP LOCKED)" CLAIM_REST
                       " SELECT " CLAIM_OUT_COLS " FROM sh, j",
@@ -1749,7 +1749,7 @@ static int claim_fused_pg(sbx_meta *m, const char *worker, int64_t lease,
                 "tenant_id, quota FROM c WHERE quota <= 0 OR running < quota "
                 "ORDER BY "
                 "running, last_served, tenant_id LIMIT 1), sh AS "
-                "(" CLAIM_SHARD_SET "(SELECT x.tenant_id, x.job_id, x.shard "
+                "(" CLAIM_SHARD_SET "(SELECT x.ctid "
                 "FROM job_shards x WHERE x.tenant_id = (SELECT b.tenant_id "
                 "FROM best b WHERE b.quota <= 0) AND x.state = 0 ORDER BY "
                 "x.qseq LIMIT 1 FOR UPDATE SKIP LOCKED)" CLAIM_REST
