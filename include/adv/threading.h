@@ -48,6 +48,29 @@ static inline const char *const *adv_threading_env(void) {
 }
 
 /*
+ * The variables that choose which math kernels run, and so the exact bits
+ * of every result: OpenBLAS's core type and cache-size overrides, oneDNN's
+ * ISA cap and hints. The sandboxed runner gets a clean environment; its
+ * supervisor copies these (and only these) from its own, so a job's results
+ * equal `aisbx attack|evaluate` run in the same environment bit for bit. A
+ * host that sets e.g. OPENBLAS_CORETYPE=Haswell (seen on these machines)
+ * otherwise gets Haswell kernels in the CLI and natively detected ones
+ * (SkylakeX on AVX-512) in the runner: the same results to within 1 ULP,
+ * not byte for byte. NULL-terminated names.
+ */
+#define ADV_KERNEL_ENV_NAMES                                                   \
+  {                                                                            \
+    "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "ONEDNN_MAX_CPU_ISA",             \
+        "DNNL_MAX_CPU_ISA", "ONEDNN_CPU_ISA_HINTS", "DNNL_CPU_ISA_HINTS", NULL \
+  }
+
+/* The list above, as a static NULL-terminated array (never freed). */
+static inline const char *const *adv_kernel_env_names(void) {
+  static const char *const names[] = ADV_KERNEL_ENV_NAMES;
+  return names;
+}
+
+/*
  * Puts adv_threading_env() into this process's environment where the user
  * has not chosen: the OpenMP wait policy is left alone when OMP_WAIT_POLICY
  * or GOMP_SPINCOUNT is set, every other variable when it is set. Returns

@@ -373,12 +373,24 @@ static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
   /* the engine's threading environment (adv/threading.h, the same as
    * aisbx's), then ours; the user's environment is not passed on */
   const char *const *te = adv_threading_env();
-  char *env[16];
+  char *env[32];
   int ne = 0;
   env[ne++] = thr;
   env[ne++] = lim;
   for (int i = 0; te[i] && ne < 14; i++)
     env[ne++] = (char *)te[i];
+  /* the kernel choice of the worker's environment (adv/threading.h), so
+   * results match the CLI's in the same environment bit for bit; bounded
+   * values, copied before the fork */
+  char kv[12][160];
+  const char *const *kn = adv_kernel_env_names();
+  for (int i = 0, k = 0; kn[i] && k < 12 && ne < 30; i++) {
+    const char *val = getenv(kn[i]);
+    if (!val || strlen(val) > 64)
+      continue;
+    snprintf(kv[k], sizeof(kv[k]), "%s=%s", kn[i], val);
+    env[ne++] = kv[k++];
+  }
   env[ne++] = (char *)"PATH=/nonexistent";
   env[ne] = NULL;
   pid_t pid = fork();

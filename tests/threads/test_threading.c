@@ -10,7 +10,8 @@
  *     PASSIVE with a spin count of 0; a user's GOMP_SPINCOUNT is kept;
  *   - the sandboxed runner is started with the same variables: the
  *     supervisor (sbx_runner_run) starts a stand-in runner that writes its
- *     environment to the job's stderr.
+ *     environment to the job's stderr; of the supervisor's own variables
+ *     only the kernel choice (adv_kernel_env_names) reaches it.
  * Usage: test_threading AISBX
  */
 #define _GNU_SOURCE
@@ -177,6 +178,11 @@ TEST(runner_starts_with_the_same_environment) {
   int efd = open(errp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   CHECK(efd >= 0);
 
+  /* the kernel choice passes (adv_kernel_env_names), nothing else does */
+  char *old_ct = getenv("OPENBLAS_CORETYPE");
+  old_ct = old_ct ? strdup(old_ct) : NULL;
+  setenv("OPENBLAS_CORETYPE", "Sandybridge", 1);
+  setenv("TEST_THREADING_SECRET", "must-not-pass", 1);
   sbx_runner_params p = sbx_runner_default_params();
   p.runner_path = script;
   p.wall_seconds = 20;
@@ -195,6 +201,12 @@ TEST(runner_starts_with_the_same_environment) {
   CHECK_EQ_INT(o.exit_code, 3);
   sbx_runner_outcome_free(&o);
   close(efd);
+  unsetenv("TEST_THREADING_SECRET");
+  if (old_ct)
+    setenv("OPENBLAS_CORETYPE", old_ct, 1);
+  else
+    unsetenv("OPENBLAS_CORETYPE");
+  free(old_ct);
 
   char *env = slurp(errp);
   CHECK(env != NULL);
@@ -207,6 +219,8 @@ TEST(runner_starts_with_the_same_environment) {
     CHECK(strstr(env, "OMP_WAIT_POLICY=passive\n") != NULL);
     CHECK(strstr(env, "GOMP_SPINCOUNT") == NULL);
     CHECK(strstr(env, "OMP_THREAD_LIMIT=2\n") != NULL);
+    CHECK(strstr(env, "OPENBLAS_CORETYPE=Sandybridge\n") != NULL);
+    CHECK(strstr(env, "TEST_THREADING_SECRET") == NULL);
   }
   free(env);
   unlink(errp);
