@@ -41,6 +41,10 @@ typedef struct sbx_runner_params {
   int use_memfd;           /* 1 (default): model/data via sealed memfds */
   int stderr_fd;           /* runner's stderr; -1 (default) = /dev/null */
   const char *tag;         /* names the job's cgroup (default: pid-based) */
+  int unshare_in_runner;   /* 1: fork, and the runner enters its namespaces
+                              itself; 0 (default): it is cloned into them
+                              (sbx_sandbox_clone; fork + unshare when the
+                              kernel refuses) */
 } sbx_runner_params;
 
 sbx_runner_params sbx_runner_default_params(void);

@@ -3,7 +3,8 @@
  *
  *   0. wait for the supervisor's go on fd 6 (it moves us into the job's
  *      memory cgroup while we load; nothing has been forked yet);
- *   1. enter the namespaces (single-threaded, first thing);
+ *   1. enter the namespaces (single-threaded, first thing), or check
+ *      the ones the supervisor cloned us into (argv[1] "--ns=...");
  *   2. read SPEC, MODEL and DATA (from fd 0, or memfds at fds 3 and 4);
  *   3. lock: empty root holding /in/data, no_new_privs, no capabilities,
  *      Landlock;
@@ -258,8 +259,8 @@ const char *__asan_default_options(void) {
 
 int main(int argc, char **argv) {
   /* `aisbx-runner --exit`: exec and library loading only, nothing else (the
-   * floor of a cold start, for bench_spawn); the supervisor never passes
-   * arguments */
+   * floor of a cold start, for bench_spawn); the supervisor passes only
+   * "--ns=..." (sbx_sandbox_clone) */
   if (argc == 2 && !strcmp(argv[1], "--exit"))
     return 0;
   /* wait until the supervisor has put us in our memory cgroup (it made
@@ -281,7 +282,10 @@ int main(int argc, char **argv) {
   sp.filter = filter;
   sp.filter_len = filter_len;
   sbx_sandbox_state st;
-  int rc = sbx_sandbox_unshare(&sp, &st);
+  /* born in our namespaces (the supervisor cloned us into them) or not */
+  int rc = argc == 2 && !strncmp(argv[1], "--ns=", 5)
+               ? sbx_sandbox_adopt(&sp, argv[1], &st)
+               : sbx_sandbox_unshare(&sp, &st);
   if (rc) {
     sbx__runner_error(SBX_ERR_SANDBOX,
                       "cannot enter the sandbox (namespaces): %s",

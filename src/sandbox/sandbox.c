@@ -161,6 +161,31 @@ static void reap_and_mirror(pid_t child) {
   _exit(128 + sig);
 }
 
+/* What every new set of namespaces needs before use, verified: mounts
+ * private to the mount namespace, our own hostname, and no network at all
+ * in the network namespace. */
+static int ns_settle(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
+  if (st->namespaces & SBX_NS_MOUNT) {
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+      int e = errno;
+      logf_(p, SBX_LOG_ERROR, "mount namespace: cannot make / private: %s",
+            strerror(e));
+      return -e;
+    }
+  }
+  if (st->namespaces & SBX_NS_UTS)
+    sethostname("sandbox", 7);
+  if (st->namespaces & SBX_NS_NET) {
+    if (verify_no_network()) {
+      logf_(p, SBX_LOG_ERROR,
+            "network namespace: a connect() did not fail with ENETUNREACH");
+      return -EPERM;
+    }
+    logf_(p, SBX_LOG_INFO, "network namespace: empty (connect -> ENETUNREACH)");
+  }
+  return 0;
+}
+
 int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
   memset(st, 0, sizeof(*st));
   uid_t uid = geteuid();
@@ -202,24 +227,9 @@ int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
                 ? ", uid/gid 0 mapped to the caller's"
                 : "");
   }
-  if (st->namespaces & SBX_NS_MOUNT) {
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
-      int e = errno;
-      logf_(p, SBX_LOG_ERROR, "mount namespace: cannot make / private: %s",
-            strerror(e));
-      return -e;
-    }
-  }
-  if (st->namespaces & SBX_NS_UTS)
-    sethostname("sandbox", 7);
-  if (st->namespaces & SBX_NS_NET) {
-    if (verify_no_network()) {
-      logf_(p, SBX_LOG_ERROR,
-            "network namespace: a connect() did not fail with ENETUNREACH");
-      return -EPERM;
-    }
-    logf_(p, SBX_LOG_INFO, "network namespace: empty (connect -> ENETUNREACH)");
-  }
+  int rc = ns_settle(p, st);
+  if (rc)
+    return rc;
   if (st->namespaces & SBX_NS_PID) {
     pid_t pid = fork();
     if (pid < 0) {
@@ -237,6 +247,138 @@ int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
     }
     logf_(p, SBX_LOG_INFO, "pid namespace: running as PID 1");
   }
+  return 0;
+}
+
+/* The flags of a runner cloned into its namespaces: all six or none. */
+#define CLONE_ALL_NS                                                           \
+  (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |  \
+   CLONE_NEWUTS)
+
+/* Inode of the namespace a process is in for table entry i ("pid", not
+ * "pid_for_children": the cloned runner is itself in the new one). */
+static unsigned long ns_inode_in(int i) {
+  return ns_inode(ns_table[i].flag == CLONE_NEWPID ? "pid" : ns_table[i].proc);
+}
+
+pid_t sbx_sandbox_clone(char *arg, size_t argn) {
+  if (!arg || argn < 96) {
+    errno = EINVAL;
+    return -1;
+  }
+  uid_t uid = geteuid();
+  gid_t gid = getegid();
+  unsigned long before[N_NS];
+  for (int i = 0; i < N_NS; i++)
+    if (!(before[i] = ns_inode_in(i))) {
+      errno = ENOENT; /* no /proc: the runner checks nothing then */
+      return -1;
+    }
+  /* written before the clone: the child execs with it */
+  snprintf(arg, argn, "--ns=%u:%u:%lu,%lu,%lu,%lu,%lu,%lu", (unsigned)uid,
+           (unsigned)gid, before[0], before[1], before[2], before[3], before[4],
+           before[5]);
+  int sync[2];
+  if (pipe2(sync, O_CLOEXEC))
+    return -1;
+  /* like fork(): the child continues here on a copy of our stack */
+  pid_t pid =
+      (pid_t)syscall(SYS_clone, CLONE_ALL_NS | SIGCHLD, NULL, NULL, NULL, NULL);
+  if (pid < 0) {
+    int e = errno;
+    close(sync[0]);
+    close(sync[1]);
+    errno = e;
+    return -1;
+  }
+  if (pid == 0) { /* async-signal-safe calls only from here on */
+    close(sync[1]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    char c;
+    ssize_t r;
+    while ((r = read(sync[0], &c, 1)) < 0 && errno == EINTR) {
+    }
+    if (r != 1)
+      _exit(126); /* the supervisor could not map our ids, or died */
+    close(sync[0]);
+    return 0;
+  }
+  close(sync[0]);
+  /* uid/gid 0 inside = ours outside, before the exec (an unmapped process
+   * loses its capabilities in the namespace when it execs) */
+  char path[64], map[64];
+  snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
+  int rc = write_file(path, "deny");
+  if (rc == -ENOENT)
+    rc = 0;
+  if (!rc) {
+    snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+    snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)uid);
+    rc = write_file(path, map);
+  }
+  if (!rc) {
+    snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+    snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)gid);
+    rc = write_file(path, map);
+  }
+  if (rc || write(sync[1], "g", 1) != 1) {
+    int e = rc ? -rc : errno;
+    close(sync[1]);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    errno = e;
+    return -1;
+  }
+  close(sync[1]);
+  return pid;
+}
+
+int sbx_sandbox_adopt(const sbx_sandbox_params *p, const char *arg,
+                      sbx_sandbox_state *st) {
+  memset(st, 0, sizeof(*st));
+  unsigned uid, gid;
+  unsigned long before[N_NS];
+  char end;
+  if (!arg || sscanf(arg, "--ns=%u:%u:%lu,%lu,%lu,%lu,%lu,%lu%c", &uid, &gid,
+                     &before[0], &before[1], &before[2], &before[3], &before[4],
+                     &before[5], &end) != 8) {
+    logf_(p, SBX_LOG_ERROR,
+          "namespaces: malformed argument from the supervisor");
+    return -EINVAL;
+  }
+  st->outer_uid = uid;
+  for (int i = 0; i < N_NS; i++) {
+    unsigned long after = ns_inode_in(i);
+    if (!after || after == before[i]) {
+      logf_(p, SBX_LOG_ERROR,
+            "namespace %s: not entered at clone (inode %lu -> %lu)",
+            ns_table[i].name, before[i], after);
+      return -EPERM;
+    }
+    if (ns_table[i].flag == CLONE_NEWUSER && (getuid() != 0 || getgid() != 0)) {
+      logf_(p, SBX_LOG_ERROR, "namespace user: ids not mapped (uid %u)",
+            (unsigned)getuid());
+      return -EPERM;
+    }
+    st->namespaces |= (unsigned)ns_table[i].bit;
+    logf_(p, SBX_LOG_INFO,
+          "namespace %s: entered at clone, before exec (inode %lu -> %lu)%s",
+          ns_table[i].name, before[i], after,
+          ns_table[i].flag == CLONE_NEWUSER
+              ? ", uid/gid 0 mapped to the caller's"
+              : "");
+  }
+  int rc = ns_settle(p, st);
+  if (rc)
+    return rc;
+  st->pid1 = getpid() == 1;
+  if (!st->pid1) {
+    logf_(p, SBX_LOG_ERROR, "pid namespace: runner is not PID 1");
+    return -EPERM;
+  }
+  prctl(PR_SET_PDEATHSIG, SIGKILL); /* kept across exec; set again */
+  logf_(p, SBX_LOG_INFO, "pid namespace: running as PID 1 (no fork needed)");
   return 0;
 }
 

@@ -215,7 +215,8 @@ static void make_filter(void) {
 }
 
 /* In the forked child: only async-signal-safe calls until execve. */
-static void exec_runner(const char *path, child_fds f, char *const env[]) {
+static void exec_runner(const char *path, child_fds f, char *const env[],
+                        const char *nsarg) {
   setpgid(0, 0);
   /* move the fds to 0..6: first above 6 so no dup2 clobbers a source */
   int src[7] = {f.in_r, f.out_w, f.err, f.model, f.data, f.filter, f.go}, hi[7];
@@ -236,7 +237,7 @@ static void exec_runner(const char *path, child_fds f, char *const env[]) {
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
-  char *argv[] = {(char *)"aisbx-runner", NULL};
+  char *argv[] = {(char *)"aisbx-runner", (char *)nsarg, NULL};
   execve(path, argv, env);
   _exit(127);
 }
@@ -393,10 +394,18 @@ static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
   }
   env[ne++] = (char *)"PATH=/nonexistent";
   env[ne] = NULL;
-  pid_t pid = fork();
+  /* born in its namespaces (sbx_sandbox_clone), else a plain fork and the
+   * runner enters them itself */
+  char nsarg[160] = "";
+  pid_t pid =
+      p->unshare_in_runner ? -1 : sbx_sandbox_clone(nsarg, sizeof(nsarg));
+  if (pid < 0) {
+    nsarg[0] = '\0';
+    pid = fork();
+  }
   int e = errno;
   if (pid == 0)
-    exec_runner(p->runner_path, f, env);
+    exec_runner(p->runner_path, f, env, nsarg[0] ? nsarg : NULL);
   close(fds[0]);
   close(fds[3]);
   close(fds[4]);

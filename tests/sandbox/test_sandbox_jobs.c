@@ -66,13 +66,19 @@ static sbx_job_spec pgd_spec(int n, int steps) {
 
 typedef struct counts {
   int ready, progress, logs;
+  int cloned, forked; /* how the runner became PID 1 (its log says) */
   double last_fraction;
 } counts;
 static void c_ready(void *ud, const sbx_ipc_ready *r) {
   ((counts *)ud)->ready++;
 }
 static void c_log(void *ud, int level, const char *t) {
-  ((counts *)ud)->logs++;
+  counts *c = ud;
+  c->logs++;
+  if (strstr(t, "pid namespace: running as PID 1 (no fork needed)"))
+    c->cloned++;
+  else if (strstr(t, "pid namespace: running as PID 1"))
+    c->forked++;
 }
 static void c_progress(void *ud, const sbx_ipc_progress *p) {
   counts *c = ud;
@@ -118,12 +124,13 @@ static void reference(const sbx_job_spec *s, adv_attack_result *res,
 
 static sbx_runner_pool *g_pool; /* set: run through the pool instead */
 
-static void run_real_job(int use_memfd) {
+static void run_real_job(int use_memfd, int unshare_in_runner) {
   size_t ml, dl;
   unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
   unsigned char *data = slurp(g_fix, "demo_mnist.npz", &dl);
   sbx_runner_params p = params();
   p.use_memfd = use_memfd;
+  p.unshare_in_runner = unshare_in_runner;
   sbx_job_spec s = pgd_spec(16, 10);
   counts c = {0};
   sbx_runner_callbacks cb = {&c, c_ready, c_log, c_progress};
@@ -142,6 +149,12 @@ static void run_real_job(int use_memfd) {
   CHECK(c.progress >= 1);
   CHECK(c.logs >= 8); /* every sandbox step logs */
   CHECK_EQ_INT(o.sandbox.namespaces, 63);
+  /* both ways to PID 1 give the same sandbox: cloned into the namespaces
+   * by the supervisor (the default), or unshare + fork in the runner */
+  if (!g_pool) { /* a spare's start-up logs are its own */
+    CHECK_EQ_INT(c.cloned, unshare_in_runner ? 0 : 1);
+    CHECK_EQ_INT(c.forked, unshare_in_runner ? 1 : 0);
+  }
   CHECK_EQ_INT(o.sandbox.pivoted, 1);
   CHECK(o.sandbox.landlock_abi >= 1);
   CHECK(o.result_json != NULL);
@@ -167,10 +180,13 @@ static void run_real_job(int use_memfd) {
 }
 
 TEST(real_attack_job_memfd) {
-  run_real_job(1);
+  run_real_job(1, 0);
 }
 TEST(real_attack_job_pipe) {
-  run_real_job(0);
+  run_real_job(0, 0);
+}
+TEST(real_attack_job_runner_unshares) {
+  run_real_job(1, 1);
 }
 
 /* Runners started ahead: the same bytes, twice (each spare serves one
@@ -179,8 +195,8 @@ TEST(real_attack_job_pipe) {
 TEST(pool_runs_jobs_with_their_own_limits) {
   sbx_runner_params p = params();
   CHECK_EQ_INT(sbx_runner_pool_new(&p, 1, &g_pool), 0);
-  run_real_job(0);
-  run_real_job(0);
+  run_real_job(0, 0);
+  run_real_job(0, 0);
   size_t ml, dl;
   unsigned char *model = slurp(g_fix, "mnist_cnn.onnx", &ml);
   unsigned char *data = slurp(g_hostile, "zipbomb.npz", &dl);
@@ -492,7 +508,7 @@ TEST(good_job_beside_hostile_ones) {
   sbx_runner_outcome bad[2];
   pthread_t t;
   pthread_create(&t, NULL, hostile_neighbour, bad);
-  run_real_job(1);
+  run_real_job(1, 0);
   pthread_join(t, NULL);
   CHECK(strstr(bad[0].reason, "memory limit 128 MiB exceeded") != NULL);
   CHECK(strstr(bad[1].reason, "CPU time limit of 1 s exceeded") != NULL);
@@ -527,6 +543,7 @@ int main(int argc, char **argv) {
   RUN(cancel_spinning_runner);
   RUN(good_job_beside_hostile_ones);
   RUN(real_attack_job_pipe); /* the supervisor survived all of the above */
+  RUN(real_attack_job_runner_unshares);
   RUN(pool_runs_jobs_with_their_own_limits);
   RUN(pool_spares_take_each_jobs_limits);
   RUN(precompiled_filter_checks_the_architecture_first);
