@@ -8,7 +8,11 @@
  * the floor of a cold start (fork+exec of `aisbx-runner --exit`: exec and
  * loading its shared libraries, no sandbox); and what a network namespace
  * adds to unshare() (CLONE_NEWUSER|CLONE_NEWNET vs CLONE_NEWUSER alone).
- * Usage: bench_spawn RUNNER [N]
+ * Usage: bench_spawn RUNNER [N] [steps]
+ * With "steps": only N cold spawns, and where their time goes - for each
+ * LOG message of the runner (one per sandbox step, in order), the median
+ * time from sbx_runner_run's start to its arrival at the supervisor, then
+ * READY's.
  */
 #define _GNU_SOURCE
 #include "sbx/runner.h"
@@ -87,6 +91,67 @@ static double median_unshare(int flags, int n) {
   return m;
 }
 
+/* Arrival times of one cold spawn's LOG messages. */
+#define MAX_STEPS 48
+typedef struct steps {
+  double t0;
+  int n;
+  double at[MAX_STEPS];
+  char what[MAX_STEPS][48];
+} steps;
+
+static void on_step(void *ud, int level, const char *text) {
+  (void)level;
+  steps *s = ud;
+  if (s->n >= MAX_STEPS)
+    return;
+  s->at[s->n] = now_s() - s->t0;
+  snprintf(s->what[s->n], sizeof(s->what[s->n]), "%s", text);
+  s->n++;
+}
+
+/* The "steps" mode (see the top). */
+static int run_steps(sbx_runner_params *p, const sbx_job_spec *spec, int n) {
+  steps *all = calloc((size_t)n, sizeof(steps));
+  double *ready = calloc((size_t)n, sizeof(double)), *col;
+  col = calloc((size_t)n, sizeof(double));
+  if (!all || !ready || !col)
+    return 1;
+  for (int i = 0; i < n; i++) {
+    sbx_runner_callbacks cb = {&all[i], NULL, on_step, NULL};
+    sbx_runner_outcome o;
+    all[i].t0 = now_s();
+    if (sbx_runner_run(p, spec, "", 0, "", 0, &cb, NULL, &o) || !o.ready) {
+      fprintf(stderr, "runner failed: %s\n", o.reason);
+      return 1;
+    }
+    ready[i] = o.ready_seconds;
+    sbx_runner_outcome_free(&o);
+    if (all[i].n != all[0].n) {
+      fprintf(stderr, "runs logged different steps\n");
+      return 1;
+    }
+  }
+  printf("cold spawn, median ms from sbx_runner_run to each LOG's arrival "
+         "(n=%d):\n",
+         n);
+  double prev = 0;
+  for (int k = 0; k < all[0].n; k++) {
+    for (int i = 0; i < n; i++)
+      col[i] = all[i].at[k];
+    double m = median(col, n);
+    printf("  %7.3f  (+%6.3f)  %s\n", 1e3 * m, 1e3 * (m - prev),
+           all[0].what[k]);
+    prev = m;
+  }
+  double mr = median(ready, n);
+  printf("  %7.3f  (+%6.3f)  READY\n", 1e3 * mr, 1e3 * (mr - prev));
+  free(all);
+  free(ready);
+  free(col);
+  return 0;
+}
+
 /* Rounds interleave the four measurements (the machine's load changes
  * during a run; each ratio compares times taken side by side). */
 int main(int argc, char **argv) {
@@ -107,6 +172,8 @@ int main(int argc, char **argv) {
   sbx_job_spec spec;
   memset(&spec, 0, sizeof(spec));
   spec.kind = SBX_JOB_PROBE; /* probe 0: READY, then a one-line result */
+  if (argc > 3 && !strcmp(argv[3], "steps"))
+    return run_steps(&p, &spec, n);
   sbx_runner_pool *pool;
   if (sbx_runner_pool_new(&p, 1, &pool))
     return 1;
