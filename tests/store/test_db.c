@@ -10,7 +10,8 @@
  *  - statements the server dropped behind our back (DEALLOCATE ALL) are
  *    prepared again;
  *  - a failing statement inside a transaction still fails it, and the
- *    rollback leaves nothing behind;
+ *    rollback leaves nothing behind; a statement first prepared inside a
+ *    transaction that rolled back still works in the next one;
  *  - constraint errors keep their status (SBX_EEXIST) when prepared.
  * Expected values are the rows the test itself inserted.
  */
@@ -125,6 +126,15 @@ TEST(cache_keeps_meaning) {
   CHECK_EQ_INT(sbx__db_rollback(db), 0);
   CHECK_EQ_INT(sel(db, SEL, 11).n, 0);
   CHECK_EQ_INT(sel(db, SEL, 1).n, 10);
+  /* a statement first prepared inside a transaction that rolls back is
+   * still usable, inside the next transaction too */
+  static const char *const FRESH = "SELECT v FROM t WHERE k = $1 OR k = 2";
+  CHECK_EQ_INT(sbx__db_begin(db), 0);
+  CHECK_EQ_INT(sel(db, FRESH, 1).sum, 300);
+  CHECK_EQ_INT(sbx__db_rollback(db), 0);
+  CHECK_EQ_INT(sbx__db_begin(db), 0);
+  CHECK_EQ_INT(sel(db, FRESH, 3).sum, 500);
+  CHECK_EQ_INT(sbx__db_commit(db), 0);
   CHECK_EQ_INT(sbx__db_script(db, "DROP TABLE t"), 0);
   sbx__db_close(other);
   sbx__db_close(db);
