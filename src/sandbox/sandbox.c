@@ -104,17 +104,38 @@ static const struct {
 };
 enum { N_NS = sizeof(ns_table) / sizeof(ns_table[0]) };
 
-/* Maps uid/gid 0 inside the new user namespace to the caller's ids. */
-static int map_ids(uid_t uid, gid_t gid) {
-  char buf[64];
-  int rc = write_file("/proc/self/setgroups", "deny");
+/* Logs namespace table entry i as entered (how: "" or ", at clone...")
+ * with its inodes before and after. */
+static void log_entered(const sbx_sandbox_params *p, int i, const char *how,
+                        unsigned long before, unsigned long after) {
+  logf_(p, SBX_LOG_INFO, "namespace %s: entered%s (inode %lu -> %lu)%s",
+        ns_table[i].name, how, before, after,
+        ns_table[i].flag == CLONE_NEWUSER ? ", uid/gid 0 mapped to the caller's"
+                                          : "");
+}
+
+/* Maps uid/gid 0 inside the user namespace of process `who` ("self" or a
+ * pid) to uid/gid outside: setgroups denied first (an unprivileged writer
+ * must), then one line each. 0 or -errno. */
+static int write_id_maps(const char *who, uid_t uid, gid_t gid) {
+  char path[64], buf[64];
+  snprintf(path, sizeof(path), "/proc/%s/setgroups", who);
+  int rc = write_file(path, "deny");
   if (rc && rc != -ENOENT)
     return rc;
+  snprintf(path, sizeof(path), "/proc/%s/uid_map", who);
   snprintf(buf, sizeof(buf), "0 %u 1\n", (unsigned)uid);
-  if ((rc = write_file("/proc/self/uid_map", buf)))
+  if ((rc = write_file(path, buf)))
     return rc;
+  snprintf(path, sizeof(path), "/proc/%s/gid_map", who);
   snprintf(buf, sizeof(buf), "0 %u 1\n", (unsigned)gid);
-  if ((rc = write_file("/proc/self/gid_map", buf)))
+  return write_file(path, buf);
+}
+
+/* Maps uid/gid 0 inside the new user namespace to the caller's ids. */
+static int map_ids(uid_t uid, gid_t gid) {
+  int rc = write_id_maps("self", uid, gid);
+  if (rc)
     return rc;
   return getuid() == 0 && getgid() == 0 ? 0 : -EPERM;
 }
@@ -221,11 +242,7 @@ int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st) {
       logf_(p, SBX_LOG_INFO,
             "namespace pid: entered (checked after the fork: PID 1)");
     else
-      logf_(p, SBX_LOG_INFO, "namespace %s: entered (inode %lu -> %lu)%s",
-            ns_table[i].name, before[i], after,
-            ns_table[i].flag == CLONE_NEWUSER
-                ? ", uid/gid 0 mapped to the caller's"
-                : "");
+      log_entered(p, i, "", before[i], after);
   }
   int rc = ns_settle(p, st);
   if (rc)
@@ -306,21 +323,9 @@ pid_t sbx_sandbox_clone(char *arg, size_t argn) {
   close(sync[0]);
   /* uid/gid 0 inside = ours outside, before the exec (an unmapped process
    * loses its capabilities in the namespace when it execs) */
-  char path[64], map[64];
-  snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
-  int rc = write_file(path, "deny");
-  if (rc == -ENOENT)
-    rc = 0;
-  if (!rc) {
-    snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
-    snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)uid);
-    rc = write_file(path, map);
-  }
-  if (!rc) {
-    snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
-    snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)gid);
-    rc = write_file(path, map);
-  }
+  char who[16];
+  snprintf(who, sizeof(who), "%d", (int)pid);
+  int rc = write_id_maps(who, uid, gid);
   if (rc || write(sync[1], "g", 1) != 1) {
     int e = rc ? -rc : errno;
     close(sync[1]);
@@ -362,12 +367,7 @@ int sbx_sandbox_adopt(const sbx_sandbox_params *p, const char *arg,
       return -EPERM;
     }
     st->namespaces |= (unsigned)ns_table[i].bit;
-    logf_(p, SBX_LOG_INFO,
-          "namespace %s: entered at clone, before exec (inode %lu -> %lu)%s",
-          ns_table[i].name, before[i], after,
-          ns_table[i].flag == CLONE_NEWUSER
-              ? ", uid/gid 0 mapped to the caller's"
-              : "");
+    log_entered(p, i, " at clone, before exec", before[i], after);
   }
   int rc = ns_settle(p, st);
   if (rc)

@@ -22,6 +22,7 @@
 #include "db.h"
 #include "harness.h"
 #include "sbx/status.h"
+#include "store_testutil.h"
 
 static const char *pg;
 static char path[] = "/tmp/sbx_dbtest_XXXXXX";
@@ -148,15 +149,7 @@ int main(void) {
     return 2;
   fprintf(stderr, "backend: %s\n", pg ? "postgres" : "sqlite");
   RUN(cache_keeps_meaning);
-  if (!pg) {
-    char f[320];
-    snprintf(f, sizeof f, "%s/t.db", path);
-    remove(f);
-    snprintf(f, sizeof f, "%s/t.db-wal", path);
-    remove(f);
-    snprintf(f, sizeof f, "%s/t.db-shm", path);
-    remove(f);
-    rmdir(path);
-  }
+  if (!pg)
+    tu_rm_rf(path);
   return harness_report();
 }
