@@ -109,24 +109,29 @@ int sbx_sandbox_unshare(const sbx_sandbox_params *p, sbx_sandbox_state *st);
 
 /*
  * Step 1, done by the supervisor instead (the faster path; bubblewrap does
- * the same): sbx_sandbox_clone() replaces fork() before exec'ing a runner
- * and gives a child born in new user, PID, mount, network, IPC and UTS
- * namespaces - all six or none - with uid/gid 0 inside mapped to the
- * caller's ids before it returns 0 in the child. The exec'd runner is then
- * PID 1 without a fork of its own; that fork copied the page tables of the
- * loaded runner (oneDNN alone maps ~40 MB): ~2 ms of a ~20 ms cold start.
- * Returns like fork(): 0 in the child (which may only make
- * async-signal-safe calls, then exec), the child's pid in the caller, -1
- * with errno when the kernel or /proc refuses (the caller then forks and
- * the runner calls sbx_sandbox_unshare, which logs each namespace it
- * cannot get). arg (>= 96 bytes) receives the runner's "--ns=..." argument:
- * the caller's ids and the inodes of its namespaces.
+ * the same): sbx_sandbox_clone() replaces fork() + exec of a runner and
+ * gives a child born in new user, PID, mount, network, IPC and UTS
+ * namespaces - all six or none. The child maps uid/gid 0 inside to the
+ * caller's ids itself, then calls fn(fn_arg), which must execve() or
+ * _exit(). Like posix_spawn, the child runs in the caller's memory on its
+ * own stack (CLONE_VM | CLONE_VFORK) and the calling thread sleeps until
+ * it has exec'd or exited: no page tables are copied, however large the
+ * caller. So fn may only make system calls (async-signal-safe ones) and
+ * must not return; it runs with every signal blocked, and the exec'd
+ * program starts so (the runner unblocks them first thing). The exec'd
+ * runner is PID 1 without a fork of its own.
+ * Returns the child's pid, or -1 with errno when the kernel or /proc
+ * refuses (no child is left then; the caller forks and the runner calls
+ * sbx_sandbox_unshare, which logs each namespace it cannot get). arg (>=
+ * 96 bytes) receives the runner's "--ns=..." argument, written before the
+ * clone: the caller's ids and the inodes of its namespaces.
  * The runner passes that argument to sbx_sandbox_adopt() in place of
  * sbx_sandbox_unshare(): it checks that each namespace differs from the
  * supervisor's, that uid/gid are 0 and the process is PID 1, settles the
  * namespaces (private mounts, hostname, no network) and logs each step.
  */
-pid_t sbx_sandbox_clone(char *arg, size_t argn);
+pid_t sbx_sandbox_clone(char *arg, size_t argn, void (*fn)(void *),
+                        void *fn_arg);
 int sbx_sandbox_adopt(const sbx_sandbox_params *p, const char *arg,
                       sbx_sandbox_state *st);
 

@@ -12,7 +12,8 @@
  *      the job's thread count, oneDNN's engine, single-threaded OpenBLAS)
  *      and start the abort watcher thread;
  *   5. seal: rlimits, seccomp (the program the supervisor compiled once,
- *      passed at fd 5, else compiled here); send READY;
+ *      passed at fd 5, else compiled here); send READY, preceded by the
+ *      LOG of every step so far (held until then, or until an error);
  *   6. run the job (or a self-test probe), send results, DONE, exit.
  * Nothing is parsed (model or dataset) before step 5.
  */
@@ -26,6 +27,7 @@
 #include <errno.h>
 #include <omp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,64 @@ void openblas_set_num_threads(int);
 
 volatile int sbx__runner_abort;
 
+/*
+ * Log messages of the start-up, held until READY (or an error, or a
+ * forbidden syscall) and then written together: one wake-up of the
+ * supervisor instead of one per sandbox step. Each held message is a whole
+ * frame (header + payload); flushing writes whole frames in writes of at
+ * most 4096 bytes, so a frame is never split by another writer.
+ */
+static struct {
+  uint8_t buf[16384];
+  size_t len;
+  int on; /* 1 until READY */
+} g_held = {.on = 1};
+
+/* Writes the held frames, if any (async-signal-safe: a signal arrives at
+ * a syscall or an instruction that faults, never inside hold()'s copy,
+ * which makes none). */
+static void flush_held(void) {
+  size_t off = 0;
+  while (off < g_held.len) {
+    size_t n = 0; /* whole frames up to 4096 bytes */
+    while (off + n < g_held.len) {
+      const uint8_t *h = g_held.buf + off + n;
+      size_t f = 8 + ((size_t)h[4] | (size_t)h[5] << 8 | (size_t)h[6] << 16 |
+                      (size_t)h[7] << 24);
+      if (n && n + f > 4096)
+        break;
+      n += f;
+    }
+    const uint8_t *p = g_held.buf + off;
+    size_t left = n;
+    while (left) {
+      ssize_t w = write(RUNNER_OUT_FD, p, left);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        break;
+      p += w;
+      left -= (size_t)w;
+    }
+    off += n;
+  }
+  g_held.len = 0;
+}
+
+/* Appends one frame to the held logs; 0, or -1 when they are off or full. */
+static int hold(uint32_t type, const uint8_t *payload, size_t n) {
+  if (!g_held.on || g_held.len + 8 + n > sizeof(g_held.buf))
+    return -1;
+  uint8_t *h = g_held.buf + g_held.len;
+  for (int i = 0; i < 4; i++) {
+    h[i] = (uint8_t)(type >> (8 * i));
+    h[4 + i] = (uint8_t)(n >> (8 * i));
+  }
+  memcpy(h + 8, payload, n);
+  g_held.len += 8 + n;
+  return 0;
+}
+
 void sbx__runner_log(sbx_log_level lvl, const char *fmt, ...) {
   sbx_ipc_log m = {.level = (uint32_t)lvl};
   va_list ap;
@@ -45,12 +105,15 @@ void sbx__runner_log(sbx_log_level lvl, const char *fmt, ...) {
   va_end(ap);
   uint8_t buf[1024];
   int n = sbx_ipc_log_encode(&m, buf, sizeof(buf));
-  if (n >= 0)
+  if (n >= 0 && hold(SBX_IPC_LOG, buf, (size_t)n) != 0) {
+    flush_held();
     sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_LOG, buf, (size_t)n);
+  }
 }
 
 /* Encodes and sends one ERROR (async-signal-safe: stack buffer, writes). */
 static void send_error(const sbx_ipc_error *m) {
+  flush_held();
   uint8_t buf[1024];
   int n = sbx_ipc_error_encode(m, buf, sizeof(buf));
   if (n >= 0)
@@ -263,6 +326,13 @@ int main(int argc, char **argv) {
    * "--ns=..." (sbx_sandbox_clone) */
   if (argc == 2 && !strcmp(argv[1], "--exit"))
     return 0;
+  /* a runner cloned by the supervisor starts with every signal blocked
+   * (sbx_sandbox_clone): no signal of ours is blocked from here on */
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  if (getenv("AISBX_RUNNER_LOG_EACH")) /* sbx_runner_params.log_each_step */
+    g_held.on = 0;
   /* wait until the supervisor has put us in our memory cgroup (it made
    * the cgroup while we were exec'd and loaded our libraries) */
   char go;
@@ -341,7 +411,12 @@ int main(int argc, char **argv) {
   sbx_sandbox_describe(&st, ready.summary, sizeof(ready.summary));
   uint8_t buf[1024];
   int n = sbx_ipc_ready_encode(&ready, buf, sizeof(buf));
-  sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_READY, buf, n > 0 ? (size_t)n : 0);
+  if (hold(SBX_IPC_READY, buf, n > 0 ? (size_t)n : 0) != 0) {
+    flush_held();
+    sbx_ipc_send(RUNNER_OUT_FD, SBX_IPC_READY, buf, n > 0 ? (size_t)n : 0);
+  }
+  flush_held();
+  g_held.on = 0;
 
   if (in.spec.kind == SBX_JOB_PROBE)
     rc = sbx__runner_probe(&in.spec);

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -278,8 +279,40 @@ static unsigned long ns_inode_in(int i) {
   return ns_inode(ns_table[i].flag == CLONE_NEWPID ? "pid" : ns_table[i].proc);
 }
 
-pid_t sbx_sandbox_clone(char *arg, size_t argn) {
-  if (!arg || argn < 96) {
+/* What the parent of sbx_sandbox_clone() hands its child: the id maps
+ * formatted beforehand (the child shares our memory and only makes
+ * system calls), the function that execs, and where the child reports a
+ * failure before it gives up (the same memory, read after the clone). */
+typedef struct clone_ctx {
+  char uid_map[32], gid_map[32];
+  void (*fn)(void *);
+  void *fn_arg;
+  volatile int err; /* errno of the failed map write, set by the child */
+} clone_ctx;
+
+/* The child of sbx_sandbox_clone(), on its own stack, sharing our memory
+ * until it execs: maps uid/gid 0 of its new user namespace to ours (a
+ * process may map its own ids in a namespace it was born in, setgroups
+ * denied first), then runs fn, which must exec or _exit. */
+static int clone_child(void *v) {
+  clone_ctx *c = v;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  int rc = write_file("/proc/self/setgroups", "deny");
+  if (!rc || rc == -ENOENT)
+    rc = write_file("/proc/self/uid_map", c->uid_map);
+  if (!rc)
+    rc = write_file("/proc/self/gid_map", c->gid_map);
+  if (rc) {
+    c->err = -rc;
+    _exit(126);
+  }
+  c->fn(c->fn_arg);
+  _exit(127);
+}
+
+pid_t sbx_sandbox_clone(char *arg, size_t argn, void (*fn)(void *),
+                        void *fn_arg) {
+  if (!arg || argn < 96 || !fn) {
     errno = EINVAL;
     return -1;
   }
@@ -295,47 +328,40 @@ pid_t sbx_sandbox_clone(char *arg, size_t argn) {
   snprintf(arg, argn, "--ns=%u:%u:%lu,%lu,%lu,%lu,%lu,%lu", (unsigned)uid,
            (unsigned)gid, before[0], before[1], before[2], before[3], before[4],
            before[5]);
-  int sync[2];
-  if (pipe2(sync, O_CLOEXEC))
+  clone_ctx c = {.fn = fn, .fn_arg = fn_arg, .err = 0};
+  snprintf(c.uid_map, sizeof(c.uid_map), "0 %u 1\n", (unsigned)uid);
+  snprintf(c.gid_map, sizeof(c.gid_map), "0 %u 1\n", (unsigned)gid);
+  /* the child's own stack; it runs in our memory (CLONE_VM) and this
+   * thread sleeps until it has exec'd or exited (CLONE_VFORK), like
+   * posix_spawn: no page tables copied, however large the caller */
+  size_t ss = 64 * 1024;
+  void *stk = mmap(NULL, ss, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stk == MAP_FAILED)
     return -1;
-  /* like fork(): the child continues here on a copy of our stack */
-  pid_t pid =
-      (pid_t)syscall(SYS_clone, CLONE_ALL_NS | SIGCHLD, NULL, NULL, NULL, NULL);
+  /* no handler of ours may run in the child (it would run in our memory):
+   * every signal stays blocked in it through the exec, and the runner
+   * unblocks them first thing */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int saved = errno;
+  pid_t pid = clone(clone_child, (char *)stk + ss,
+                    CLONE_VM | CLONE_VFORK | CLONE_ALL_NS | SIGCHLD, &c);
+  int e = errno; /* the child's calls wrote our errno too */
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  munmap(stk, ss);
   if (pid < 0) {
-    int e = errno;
-    close(sync[0]);
-    close(sync[1]);
     errno = e;
     return -1;
   }
-  if (pid == 0) { /* async-signal-safe calls only from here on */
-    close(sync[1]);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    char c;
-    ssize_t r;
-    while ((r = read(sync[0], &c, 1)) < 0 && errno == EINTR) {
-    }
-    if (r != 1)
-      _exit(126); /* the supervisor could not map our ids, or died */
-    close(sync[0]);
-    return 0;
-  }
-  close(sync[0]);
-  /* uid/gid 0 inside = ours outside, before the exec (an unmapped process
-   * loses its capabilities in the namespace when it execs) */
-  char who[16];
-  snprintf(who, sizeof(who), "%d", (int)pid);
-  int rc = write_id_maps(who, uid, gid);
-  if (rc || write(sync[1], "g", 1) != 1) {
-    int e = rc ? -rc : errno;
-    close(sync[1]);
-    kill(pid, SIGKILL);
+  if (c.err) { /* the kernel refused the id maps: reap, let the caller fork */
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
-    errno = e;
+    errno = c.err;
     return -1;
   }
-  close(sync[1]);
+  errno = saved;
   return pid;
 }
 

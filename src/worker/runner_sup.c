@@ -214,9 +214,13 @@ static void make_filter(void) {
   }
 }
 
-/* In the forked child: only async-signal-safe calls until execve. */
+/* In the child: only async-signal-safe calls until execve. unblock: 1 in a
+ * forked child (the runner starts with no signal blocked), 0 in the child
+ * of sbx_sandbox_clone (it shares our memory: no handler of ours may run
+ * in it, so signals stay blocked through the exec and the runner unblocks
+ * them itself). */
 static void exec_runner(const char *path, child_fds f, char *const env[],
-                        const char *nsarg) {
+                        const char *nsarg, int unblock) {
   setpgid(0, 0);
   /* move the fds to 0..6: first above 6 so no dup2 clobbers a source */
   int src[7] = {f.in_r, f.out_w, f.err, f.model, f.data, f.filter, f.go}, hi[7];
@@ -234,12 +238,27 @@ static void exec_runner(const char *path, child_fds f, char *const env[],
     }
   }
   close_range(7, ~0U, 0);
-  sigset_t all;
-  sigemptyset(&all);
-  sigprocmask(SIG_SETMASK, &all, NULL);
+  if (unblock) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+  }
   char *argv[] = {(char *)"aisbx-runner", (char *)nsarg, NULL};
   execve(path, argv, env);
   _exit(127);
+}
+
+/* exec_runner's arguments for the child of sbx_sandbox_clone. */
+typedef struct exec_args {
+  const char *path;
+  child_fds f;
+  char *const *env;
+  const char *nsarg;
+} exec_args;
+
+static void exec_runner_cloned(void *v) {
+  const exec_args *a = v;
+  exec_runner(a->path, a->f, a->env, a->nsarg, 0);
 }
 
 /* Why the runner ended, in words a user can act on. */
@@ -385,27 +404,31 @@ static int spawn(const sbx_runner_params *p, int model_fd, int data_fd,
    * values, copied before the fork */
   char kv[12][160];
   const char *const *kn = adv_kernel_env_names();
-  for (int i = 0, k = 0; kn[i] && k < 12 && ne < 30; i++) {
+  for (int i = 0, k = 0; kn[i] && k < 12 && ne < 29; i++) {
     const char *val = getenv(kn[i]);
     if (!val || strlen(val) > 64)
       continue;
     snprintf(kv[k], sizeof(kv[k]), "%s=%s", kn[i], val);
     env[ne++] = kv[k++];
   }
+  if (p->log_each_step)
+    env[ne++] = (char *)"AISBX_RUNNER_LOG_EACH=1";
   env[ne++] = (char *)"PATH=/nonexistent";
   env[ne] = NULL;
   /* born in its namespaces (sbx_sandbox_clone), else a plain fork and the
    * runner enters them itself */
   char nsarg[160] = "";
-  pid_t pid =
-      p->unshare_in_runner ? -1 : sbx_sandbox_clone(nsarg, sizeof(nsarg));
+  exec_args ea = {p->runner_path, f, env, nsarg};
+  pid_t pid = p->unshare_in_runner ? -1
+                                   : sbx_sandbox_clone(nsarg, sizeof(nsarg),
+                                                       exec_runner_cloned, &ea);
   if (pid < 0) {
     nsarg[0] = '\0';
     pid = fork();
+    if (pid == 0)
+      exec_runner(p->runner_path, f, env, NULL, 1);
   }
   int e = errno;
-  if (pid == 0)
-    exec_runner(p->runner_path, f, env, nsarg[0] ? nsarg : NULL);
   close(fds[0]);
   close(fds[3]);
   close(fds[4]);

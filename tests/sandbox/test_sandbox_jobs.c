@@ -13,15 +13,18 @@
  *   - a good job succeeds while hostile ones run beside it.
  * Usage: test_sandbox_jobs RUNNER FIXTURES_DIR HOSTILE_DIR
  */
+#define _GNU_SOURCE
 #include "adv/adv.h"
 #include "adv/attack.h"
 #include "adv/data.h"
 #include "harness.h"
 #include "sbx/runner.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,11 +69,14 @@ static sbx_job_spec pgd_spec(int n, int steps) {
 
 typedef struct counts {
   int ready, progress, logs;
+  int logs_at_ready;  /* start-up logs arrive before READY (held till then) */
   int cloned, forked; /* how the runner became PID 1 (its log says) */
   double last_fraction;
 } counts;
 static void c_ready(void *ud, const sbx_ipc_ready *r) {
-  ((counts *)ud)->ready++;
+  counts *c = ud;
+  c->ready++;
+  c->logs_at_ready = c->logs;
 }
 static void c_log(void *ud, int level, const char *t) {
   counts *c = ud;
@@ -152,6 +158,8 @@ static void run_real_job(int use_memfd, int unshare_in_runner) {
   /* both ways to PID 1 give the same sandbox: cloned into the namespaces
    * by the supervisor (the default), or unshare + fork in the runner */
   if (!g_pool) { /* a spare's start-up logs are its own */
+    /* the start-up logs were sent with READY, in front of it */
+    CHECK(c.logs_at_ready >= 8);
     CHECK_EQ_INT(c.cloned, unshare_in_runner ? 0 : 1);
     CHECK_EQ_INT(c.forked, unshare_in_runner ? 1 : 0);
   }
@@ -230,6 +238,60 @@ TEST(runner_dying_before_reading_input) {
   CHECK(strstr(o.reason, "exited with code 1") != NULL);
   sbx_runner_outcome_free(&o);
   free(big);
+}
+
+/* The runner holds its start-up logs until READY; when a step fails
+ * first, they must still reach the supervisor, ahead of the ERROR. Here
+ * the runner gets a malformed namespace argument (it was not cloned by a
+ * supervisor): its log says why, then its ERROR, then exit code 3. */
+TEST(start_up_logs_precede_an_early_error) {
+  int out[2], go[2];
+  CHECK_EQ_INT(pipe(out), 0);
+  CHECK_EQ_INT(pipe(go), 0);
+  CHECK_EQ_INT(write(go[1], "g", 1), 1);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDWR);
+    if (dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(devnull, 2) < 0 ||
+        dup2(go[0], 6) < 0)
+      _exit(126);
+    close_range(7, ~0U, 0);
+    char *av[] = {(char *)"aisbx-runner", (char *)"--ns=garbage", NULL};
+    char *env[] = {(char *)"PATH=/nonexistent", NULL};
+    execve(g_runner, av, env);
+    _exit(127);
+  }
+  close(out[1]);
+  close(go[0]);
+  close(go[1]);
+  uint8_t buf[16384];
+  size_t len = 0;
+  ssize_t r;
+  while (len < sizeof(buf) &&
+         (r = read(out[0], buf + len, sizeof(buf) - len)) > 0)
+    len += (size_t)r;
+  close(out[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+  int log_at = -1, err_at = -1, k = 0;
+  for (size_t off = 0; off + 8 <= len; k++) {
+    uint32_t type = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 |
+                    (uint32_t)buf[off + 3] << 24;
+    size_t n = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 |
+               (size_t)buf[off + 7] << 24;
+    if (off + 8 + n > len)
+      break;
+    sbx_ipc_log m;
+    if (type == SBX_IPC_LOG && sbx_ipc_log_decode(buf + off + 8, n, &m) == 0 &&
+        strstr(m.text, "malformed argument from the supervisor"))
+      log_at = k;
+    if (type == SBX_IPC_ERROR)
+      err_at = k;
+    off += 8 + n;
+  }
+  CHECK(log_at >= 0);
+  CHECK(err_at > log_at);
 }
 
 /* A real job that would run for hours (PGD with a million steps) ends at
@@ -548,5 +610,6 @@ int main(int argc, char **argv) {
   RUN(pool_spares_take_each_jobs_limits);
   RUN(precompiled_filter_checks_the_architecture_first);
   RUN(runner_dying_before_reading_input);
+  RUN(start_up_logs_precede_an_early_error);
   return harness_report();
 }
