@@ -40,22 +40,29 @@ void openblas_set_num_threads(int);
 volatile int sbx__runner_abort;
 
 /*
- * Log messages of the start-up, held until READY (or an error, or a
- * forbidden syscall) and then written together: one wake-up of the
- * supervisor instead of one per sandbox step. Each held message is a whole
- * frame (header + payload); flushing writes whole frames in writes of at
- * most 4096 bytes, so a frame is never split by another writer.
+ * Log messages of the start-up, held and written together: one wake-up of
+ * the supervisor instead of one per sandbox step. Held until the engine's
+ * warm-up (which could be killed, e.g. by the memory cap, and the logs so
+ * far must not die with it), then again until READY; an error (ERROR, or
+ * the SIGSYS/SIGXCPU handlers) writes them first. Each held message is a
+ * whole frame (header + payload, as sbx_ipc_send2 writes it); flushing
+ * writes whole frames in writes of at most 4096 bytes, so another writer
+ * can never split one. `busy` is taken (atomically) by whoever appends or
+ * flushes; a signal handler that finds it taken (it interrupted main, or
+ * runs on another thread meanwhile) sends its ERROR without the held logs
+ * rather than corrupt them.
  */
 static struct {
   uint8_t buf[16384];
   size_t len;
-  int on; /* 1 until READY */
+  int on;   /* 1 until READY */
+  int busy; /* 1 while hold() or flush_held() works on buf */
 } g_held = {.on = 1};
 
-/* Writes the held frames, if any (async-signal-safe: a signal arrives at
- * a syscall or an instruction that faults, never inside hold()'s copy,
- * which makes none). */
+/* Writes the held frames, if any (async-signal-safe). */
 static void flush_held(void) {
+  if (__atomic_exchange_n(&g_held.busy, 1, __ATOMIC_ACQUIRE))
+    return;
   size_t off = 0;
   while (off < g_held.len) {
     size_t n = 0; /* whole frames up to 4096 bytes */
@@ -81,11 +88,14 @@ static void flush_held(void) {
     off += n;
   }
   g_held.len = 0;
+  __atomic_store_n(&g_held.busy, 0, __ATOMIC_RELEASE);
 }
 
-/* Appends one frame to the held logs; 0, or -1 when they are off or full. */
+/* Appends one frame to the held logs; 0, or -1 when they are off, full or
+ * busy (the caller then flushes and sends the frame itself). */
 static int hold(uint32_t type, const uint8_t *payload, size_t n) {
-  if (!g_held.on || g_held.len + 8 + n > sizeof(g_held.buf))
+  if (!g_held.on || g_held.len + 8 + n > sizeof(g_held.buf) ||
+      __atomic_exchange_n(&g_held.busy, 1, __ATOMIC_ACQUIRE))
     return -1;
   uint8_t *h = g_held.buf + g_held.len;
   for (int i = 0; i < 4; i++) {
@@ -94,6 +104,7 @@ static int hold(uint32_t type, const uint8_t *payload, size_t n) {
   }
   memcpy(h + 8, payload, n);
   g_held.len += 8 + n;
+  __atomic_store_n(&g_held.busy, 0, __ATOMIC_RELEASE);
   return 0;
 }
 
@@ -387,6 +398,7 @@ int main(int argc, char **argv) {
     in.data = NULL;
   }
   int threads = (int)in.spec.threads;
+  flush_held(); /* the steps so far, before the engine starts */
   int got = warm_up(threads);
   if (got != threads)
     sbx__runner_log(SBX_LOG_WARN,

@@ -36,6 +36,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* 1 in an AddressSanitizer build (GCC defines __SANITIZE_ADDRESS__, clang
+ * has __has_feature(address_sanitizer)). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SBX_ASAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SBX_ASAN_BUILD 1
+#endif
+#endif
+#ifndef SBX_ASAN_BUILD
+#define SBX_ASAN_BUILD 0
+#endif
+#if SBX_ASAN_BUILD
+#include <sanitizer/asan_interface.h>
+#endif
+
 #define IN_DIR "/in"
 
 const char *sbx_memcap_name(sbx_memcap_kind k) {
@@ -294,8 +310,19 @@ typedef struct clone_ctx {
  * until it execs: maps uid/gid 0 of its new user namespace to ours (a
  * process may map its own ids in a namespace it was born in, setgroups
  * denied first), then runs fn, which must exec or _exit. */
-static int clone_child(void *v) {
+__attribute__((no_sanitize_address)) static int clone_child(void *v) {
   clone_ctx *c = v;
+  /* a handler of ours must not run here, in our memory: every signal is
+   * blocked, faults then kill (the kernel resets a blocked fault signal to
+   * its default), and abort() would unblock SIGABRT - so these are reset
+   * in the child's own copy of the handler table */
+  static const int sync_sigs[] = {SIGABRT, SIGSEGV, SIGBUS, SIGILL,
+                                  SIGFPE,  SIGTRAP, SIGSYS};
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof(dfl));
+  dfl.sa_handler = SIG_DFL;
+  for (size_t i = 0; i < sizeof(sync_sigs) / sizeof(sync_sigs[0]); i++)
+    sigaction(sync_sigs[i], &dfl, NULL);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   int rc = write_file("/proc/self/setgroups", "deny");
   if (!rc || rc == -ENOENT)
@@ -334,11 +361,18 @@ pid_t sbx_sandbox_clone(char *arg, size_t argn, void (*fn)(void *),
   /* the child's own stack; it runs in our memory (CLONE_VM) and this
    * thread sleeps until it has exec'd or exited (CLONE_VFORK), like
    * posix_spawn: no page tables copied, however large the caller */
-  size_t ss = 64 * 1024;
-  void *stk = mmap(NULL, ss, PROT_READ | PROT_WRITE,
+  size_t ss = 64 * 1024, guard = 4096; /* a guard page below it */
+  char *map = mmap(NULL, ss + guard, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stk == MAP_FAILED)
+  if (map == MAP_FAILED)
     return -1;
+  if (mprotect(map, guard, PROT_NONE) != 0) {
+    int e = errno;
+    munmap(map, ss + guard);
+    errno = e;
+    return -1;
+  }
+  char *stk = map + guard;
   /* no handler of ours may run in the child (it would run in our memory):
    * every signal stays blocked in it through the exec, and the runner
    * unblocks them first thing */
@@ -346,11 +380,16 @@ pid_t sbx_sandbox_clone(char *arg, size_t argn, void (*fn)(void *),
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int saved = errno;
-  pid_t pid = clone(clone_child, (char *)stk + ss,
+  pid_t pid = clone(clone_child, stk + ss,
                     CLONE_VM | CLONE_VFORK | CLONE_ALL_NS | SIGCHLD, &c);
   int e = errno; /* the child's calls wrote our errno too */
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  munmap(stk, ss);
+#if SBX_ASAN_BUILD
+  /* whatever AddressSanitizer marked on the child's stack must not
+   * outlive it (a later mapping may reuse the addresses) */
+  __asan_unpoison_memory_region(stk, ss);
+#endif
+  munmap(map, ss + guard);
   if (pid < 0) {
     errno = e;
     return -1;
@@ -636,19 +675,6 @@ int sbx_sandbox_lock(const sbx_sandbox_params *p, const sbx_file *files,
 }
 
 /* ---- step 3: rlimits and seccomp ---- */
-
-/* 1 in an AddressSanitizer build (GCC defines __SANITIZE_ADDRESS__, clang
- * has __has_feature(address_sanitizer)). */
-#if defined(__SANITIZE_ADDRESS__)
-#define SBX_ASAN_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SBX_ASAN_BUILD 1
-#endif
-#endif
-#ifndef SBX_ASAN_BUILD
-#define SBX_ASAN_BUILD 0
-#endif
 
 static int set_limit2(int res, rlim_t soft, rlim_t hard) {
   struct rlimit r = {soft, hard}, back;

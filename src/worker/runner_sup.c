@@ -219,8 +219,9 @@ static void make_filter(void) {
  * of sbx_sandbox_clone (it shares our memory: no handler of ours may run
  * in it, so signals stay blocked through the exec and the runner unblocks
  * them itself). */
-static void exec_runner(const char *path, child_fds f, char *const env[],
-                        const char *nsarg, int unblock) {
+__attribute__((no_sanitize_address)) static void
+exec_runner(const char *path, child_fds f, char *const env[], const char *nsarg,
+            int unblock) {
   setpgid(0, 0);
   /* move the fds to 0..6: first above 6 so no dup2 clobbers a source */
   int src[7] = {f.in_r, f.out_w, f.err, f.model, f.data, f.filter, f.go}, hi[7];
@@ -256,7 +257,7 @@ typedef struct exec_args {
   const char *nsarg;
 } exec_args;
 
-static void exec_runner_cloned(void *v) {
+__attribute__((no_sanitize_address)) static void exec_runner_cloned(void *v) {
   const exec_args *a = v;
   exec_runner(a->path, a->f, a->env, a->nsarg, 0);
 }

@@ -21,6 +21,7 @@
 #include "sbx/runner.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -240,23 +241,25 @@ TEST(runner_dying_before_reading_input) {
   free(big);
 }
 
-/* The runner holds its start-up logs until READY; when a step fails
- * first, they must still reach the supervisor, ahead of the ERROR. Here
- * the runner gets a malformed namespace argument (it was not cloned by a
- * supervisor): its log says why, then its ERROR, then exit code 3. */
-TEST(start_up_logs_precede_an_early_error) {
+/* Runs RUNNER (args: argv[1] or none) with fd 0 = in_r, 1 = a pipe whose
+ * read end is returned in *out_r, 2-5 = /dev/null and its go byte already
+ * on fd 6 (what the supervisor does, without namespaces of its own). */
+static pid_t start_bare_runner(const char *arg, int in_r, int *out_r) {
   int out[2], go[2];
-  CHECK_EQ_INT(pipe(out), 0);
-  CHECK_EQ_INT(pipe(go), 0);
-  CHECK_EQ_INT(write(go[1], "g", 1), 1);
+  if (pipe2(out, O_CLOEXEC) || pipe2(go, O_CLOEXEC) ||
+      write(go[1], "g", 1) != 1)
+    return -1;
   pid_t pid = fork();
   if (pid == 0) {
     int devnull = open("/dev/null", O_RDWR);
-    if (dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(devnull, 2) < 0 ||
+    if (devnull < 0 || dup2(in_r, 0) < 0 || dup2(out[1], 1) < 0 ||
         dup2(go[0], 6) < 0)
       _exit(126);
+    for (int fd = 2; fd <= 5; fd++)
+      if (dup2(devnull, fd) < 0)
+        _exit(126);
     close_range(7, ~0U, 0);
-    char *av[] = {(char *)"aisbx-runner", (char *)"--ns=garbage", NULL};
+    char *av[] = {(char *)"aisbx-runner", (char *)arg, NULL};
     char *env[] = {(char *)"PATH=/nonexistent", NULL};
     execve(g_runner, av, env);
     _exit(127);
@@ -264,17 +267,23 @@ TEST(start_up_logs_precede_an_early_error) {
   close(out[1]);
   close(go[0]);
   close(go[1]);
-  uint8_t buf[16384];
+  *out_r = out[0];
+  return pid;
+}
+
+/* Reads fd to EOF; which frame (0-based) was the first LOG containing
+ * `text` and which the ERROR (-1: none), and how many LOG frames came
+ * before the ERROR. */
+static void read_frames(int fd, const char *text, int *log_at, int *err_at,
+                        int *logs_before_err) {
+  static uint8_t buf[65536];
   size_t len = 0;
   ssize_t r;
-  while (len < sizeof(buf) &&
-         (r = read(out[0], buf + len, sizeof(buf) - len)) > 0)
+  while (len < sizeof(buf) && (r = read(fd, buf + len, sizeof(buf) - len)) > 0)
     len += (size_t)r;
-  close(out[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 3);
-  int log_at = -1, err_at = -1, k = 0;
+  *log_at = *err_at = -1;
+  *logs_before_err = 0;
+  int k = 0;
   for (size_t off = 0; off + 8 <= len; k++) {
     uint32_t type = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 |
                     (uint32_t)buf[off + 3] << 24;
@@ -283,14 +292,64 @@ TEST(start_up_logs_precede_an_early_error) {
     if (off + 8 + n > len)
       break;
     sbx_ipc_log m;
-    if (type == SBX_IPC_LOG && sbx_ipc_log_decode(buf + off + 8, n, &m) == 0 &&
-        strstr(m.text, "malformed argument from the supervisor"))
-      log_at = k;
-    if (type == SBX_IPC_ERROR)
-      err_at = k;
+    if (type == SBX_IPC_LOG && *err_at < 0)
+      ++*logs_before_err;
+    if (type == SBX_IPC_LOG && *log_at < 0 &&
+        sbx_ipc_log_decode(buf + off + 8, n, &m) == 0 && strstr(m.text, text))
+      *log_at = k;
+    if (type == SBX_IPC_ERROR && *err_at < 0)
+      *err_at = k;
     off += 8 + n;
   }
+}
+
+/* The runner holds its start-up logs (it sends them in front of READY);
+ * when a step fails first, they still reach the supervisor, ahead of the
+ * ERROR. Here the runner gets a malformed namespace argument (it was not
+ * cloned by a supervisor): its log says why, then its ERROR, exit code 3. */
+TEST(start_up_logs_precede_an_early_error) {
+  int in[2], out_r = -1;
+  CHECK_EQ_INT(pipe2(in, O_CLOEXEC), 0);
+  pid_t pid = start_bare_runner("--ns=garbage", in[0], &out_r);
+  CHECK(pid > 0);
+  if (pid <= 0)
+    return;
+  close(in[0]);
+  close(in[1]);
+  int log_at, err_at, nlogs;
+  read_frames(out_r, "malformed argument from the supervisor", &log_at, &err_at,
+              &nlogs);
+  close(out_r);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 3);
   CHECK(log_at >= 0);
+  CHECK(err_at > log_at);
+}
+
+/* ... and they are really held: a runner that enters its namespaces
+ * itself (no --ns: unshare) and then waits for its inputs has logged six
+ * namespaces but sent nothing; when its input pipe closes it fails, and
+ * the six LOGs arrive, ahead of its ERROR. */
+TEST(start_up_logs_are_held) {
+  int in[2], out_r = -1;
+  CHECK_EQ_INT(pipe2(in, O_CLOEXEC), 0);
+  pid_t pid = start_bare_runner(NULL, in[0], &out_r);
+  CHECK(pid > 0);
+  if (pid <= 0)
+    return;
+  close(in[0]);
+  struct pollfd pf = {.fd = out_r, .events = POLLIN};
+  CHECK_EQ_INT(poll(&pf, 1, 1000), 0); /* a second: nothing sent */
+  close(in[1]);
+  int log_at, err_at, nlogs;
+  read_frames(out_r, "namespace uts: entered", &log_at, &err_at, &nlogs);
+  close(out_r);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+  CHECK(log_at >= 0);
+  CHECK(nlogs >= 6);
   CHECK(err_at > log_at);
 }
 
@@ -611,5 +670,6 @@ int main(int argc, char **argv) {
   RUN(precompiled_filter_checks_the_architecture_first);
   RUN(runner_dying_before_reading_input);
   RUN(start_up_logs_precede_an_early_error);
+  RUN(start_up_logs_are_held);
   return harness_report();
 }
