@@ -131,27 +131,31 @@ static void log_entered(const sbx_sandbox_params *p, int i, const char *how,
                                           : "");
 }
 
-/* Maps uid/gid 0 inside the user namespace of process `who` ("self" or a
- * pid) to uid/gid outside: setgroups denied first (an unprivileged writer
- * must), then one line each. 0 or -errno. */
-static int write_id_maps(const char *who, uid_t uid, gid_t gid) {
-  char path[64], buf[64];
-  snprintf(path, sizeof(path), "/proc/%s/setgroups", who);
-  int rc = write_file(path, "deny");
+/* Maps uid/gid 0 inside the calling process's new user namespace to the
+ * ids outside, given as formatted lines ("0 <id> 1\n"): setgroups denied
+ * first (an unprivileged writer must), then one line each. Only system
+ * calls (the child of sbx_sandbox_clone runs it in our memory). 0 or
+ * -errno. */
+static int write_own_maps(const char *uid_line, const char *gid_line) {
+  int rc = write_file("/proc/self/setgroups", "deny");
   if (rc && rc != -ENOENT)
     return rc;
-  snprintf(path, sizeof(path), "/proc/%s/uid_map", who);
-  snprintf(buf, sizeof(buf), "0 %u 1\n", (unsigned)uid);
-  if ((rc = write_file(path, buf)))
+  if ((rc = write_file("/proc/self/uid_map", uid_line)))
     return rc;
-  snprintf(path, sizeof(path), "/proc/%s/gid_map", who);
-  snprintf(buf, sizeof(buf), "0 %u 1\n", (unsigned)gid);
-  return write_file(path, buf);
+  return write_file("/proc/self/gid_map", gid_line);
+}
+
+/* The line of uid_map/gid_map that maps 0 inside to `id` outside. */
+static void id_map_line(char *out, size_t n, unsigned id) {
+  snprintf(out, n, "0 %u 1\n", id);
 }
 
 /* Maps uid/gid 0 inside the new user namespace to the caller's ids. */
 static int map_ids(uid_t uid, gid_t gid) {
-  int rc = write_id_maps("self", uid, gid);
+  char ul[32], gl[32];
+  id_map_line(ul, sizeof(ul), (unsigned)uid);
+  id_map_line(gl, sizeof(gl), (unsigned)gid);
+  int rc = write_own_maps(ul, gl);
   if (rc)
     return rc;
   return getuid() == 0 && getgid() == 0 ? 0 : -EPERM;
@@ -324,11 +328,7 @@ __attribute__((no_sanitize_address)) static int clone_child(void *v) {
   for (size_t i = 0; i < sizeof(sync_sigs) / sizeof(sync_sigs[0]); i++)
     sigaction(sync_sigs[i], &dfl, NULL);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  int rc = write_file("/proc/self/setgroups", "deny");
-  if (!rc || rc == -ENOENT)
-    rc = write_file("/proc/self/uid_map", c->uid_map);
-  if (!rc)
-    rc = write_file("/proc/self/gid_map", c->gid_map);
+  int rc = write_own_maps(c->uid_map, c->gid_map);
   if (rc) {
     c->err = -rc;
     _exit(126);
@@ -356,8 +356,8 @@ pid_t sbx_sandbox_clone(char *arg, size_t argn, void (*fn)(void *),
            (unsigned)gid, before[0], before[1], before[2], before[3], before[4],
            before[5]);
   clone_ctx c = {.fn = fn, .fn_arg = fn_arg, .err = 0};
-  snprintf(c.uid_map, sizeof(c.uid_map), "0 %u 1\n", (unsigned)uid);
-  snprintf(c.gid_map, sizeof(c.gid_map), "0 %u 1\n", (unsigned)gid);
+  id_map_line(c.uid_map, sizeof(c.uid_map), (unsigned)uid);
+  id_map_line(c.gid_map, sizeof(c.gid_map), (unsigned)gid);
   /* the child's own stack; it runs in our memory (CLONE_VM) and this
    * thread sleeps until it has exec'd or exited (CLONE_VFORK), like
    * posix_spawn: no page tables copied, however large the caller */

@@ -271,36 +271,45 @@ static pid_t start_bare_runner(const char *arg, int in_r, int *out_r) {
   return pid;
 }
 
-/* Reads fd to EOF; which frame (0-based) was the first LOG containing
- * `text` and which the ERROR (-1: none), and how many LOG frames came
- * before the ERROR. */
+/* What read_frames looks for and finds, message by message. */
+typedef struct frames {
+  const char *text;
+  int k, log_at, err_at, logs_before_err;
+} frames;
+
+static int on_frame(void *ud, uint32_t type, const uint8_t *p, size_t n) {
+  frames *f = ud;
+  sbx_ipc_log m;
+  if (type == SBX_IPC_LOG && f->err_at < 0)
+    f->logs_before_err++;
+  if (type == SBX_IPC_LOG && f->log_at < 0 &&
+      sbx_ipc_log_decode(p, n, &m) == 0 && strstr(m.text, f->text))
+    f->log_at = f->k;
+  if (type == SBX_IPC_ERROR && f->err_at < 0)
+    f->err_at = f->k;
+  f->k++;
+  return 0;
+}
+
+/* Reads fd to EOF through the worker's decoder; which message (0-based)
+ * was the first LOG containing `text` and which the ERROR (-1: none), and
+ * how many LOGs came before the ERROR. */
 static void read_frames(int fd, const char *text, int *log_at, int *err_at,
                         int *logs_before_err) {
-  static uint8_t buf[65536];
-  size_t len = 0;
+  static const sbx_ipc_dispatch table[] = {{SBX_IPC_LOG, on_frame},
+                                           {SBX_IPC_ERROR, on_frame}};
+  frames f = {text, 0, -1, -1, 0};
+  sbx_ipc_decoder d;
+  sbx_ipc_decoder_init(&d, SBX_IPC_TO_WORKER, table, 2, &f);
+  uint8_t buf[4096];
   ssize_t r;
-  while (len < sizeof(buf) && (r = read(fd, buf + len, sizeof(buf) - len)) > 0)
-    len += (size_t)r;
-  *log_at = *err_at = -1;
-  *logs_before_err = 0;
-  int k = 0;
-  for (size_t off = 0; off + 8 <= len; k++) {
-    uint32_t type = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 |
-                    (uint32_t)buf[off + 3] << 24;
-    size_t n = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 |
-               (size_t)buf[off + 7] << 24;
-    if (off + 8 + n > len)
-      break;
-    sbx_ipc_log m;
-    if (type == SBX_IPC_LOG && *err_at < 0)
-      ++*logs_before_err;
-    if (type == SBX_IPC_LOG && *log_at < 0 &&
-        sbx_ipc_log_decode(buf + off + 8, n, &m) == 0 && strstr(m.text, text))
-      *log_at = k;
-    if (type == SBX_IPC_ERROR && *err_at < 0)
-      *err_at = k;
-    off += 8 + n;
+  while ((r = read(fd, buf, sizeof(buf))) > 0 &&
+         sbx_ipc_decoder_feed(&d, buf, (size_t)r) == 0) {
   }
+  sbx_ipc_decoder_free(&d);
+  *log_at = f.log_at;
+  *err_at = f.err_at;
+  *logs_before_err = f.logs_before_err;
 }
 
 /* The runner holds its start-up logs (it sends them in front of READY);
