@@ -7,6 +7,7 @@
 #include "adv/threading.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -43,6 +44,32 @@ int bench_nproc(void) {
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
+}
+
+#define PAIRED_REP_S 0.5 /* seconds per rep in the paired loaded mode */
+
+/* The burners of the paired loaded mode: the pids in BENCH_BURNERS
+ * (separated by spaces or commas), at most max; 0 when unset. */
+static int burner_pids(pid_t *out, int max) {
+  const char *e = getenv("BENCH_BURNERS");
+  int n = 0;
+  while (e && *e && n < max) {
+    char *end;
+    long v = strtol(e, &end, 10);
+    if (end == e) {
+      e++;
+      continue;
+    }
+    if (v > 1)
+      out[n++] = (pid_t)v;
+    e = end;
+  }
+  return n;
+}
+
+static void signal_burners(const pid_t *p, int n, int sig) {
+  for (int i = 0; i < n; i++)
+    kill(p[i], sig);
 }
 
 /*
@@ -86,25 +113,66 @@ int bench_time(bench_fn fn, void *ctx, double min_time, bench_timing *t) {
     reps = reps < 3 ? 3 : reps > 5 ? 5 : reps;
     iters = 1;
   }
-  double per[5], c0 = cpu_now();
-  for (int r = 0; r < reps; r++) {
-    double a = bench_now();
+  pid_t burners[16];
+  int nb = burner_pids(burners, 16);
+  /* paired: reps of at least PAIRED_REP_S, so that each half is a stretch
+   * of steady load as on a busy host, not a flicker */
+  if (nb && iters * last < PAIRED_REP_S)
+    iters = (int)(PAIRED_REP_S / last + 0.5) < 1
+                ? 1
+                : (int)(PAIRED_REP_S / last + 0.5);
+  double per[2][5], cpu[2] = {0, 0}, total[2] = {0, 0};
+  for (int r = 0; r < reps * (nb ? 2 : 1); r++) {
+    int loaded = nb && (r & 1);
+    if (loaded)
+      signal_burners(burners, nb, SIGCONT);
+    double c0 = cpu_now(), a = bench_now();
     for (int i = 0; i < iters; i++) {
       int rc = fn(ctx);
-      if (rc)
+      if (rc) {
+        if (loaded)
+          signal_burners(burners, nb, SIGSTOP);
         return rc;
+      }
     }
     double el = bench_now() - a;
-    t->total_s += el;
-    per[r] = el / iters;
+    cpu[loaded] += cpu_now() - c0;
+    if (loaded)
+      signal_burners(burners, nb, SIGSTOP);
+    total[loaded] += el;
+    per[loaded][nb ? r / 2 : r] = el / iters;
   }
-  t->cpu_s = cpu_now() - c0;
-  qsort(per, (size_t)reps, sizeof(double), cmp_double);
   t->reps = reps;
   t->iters_per_rep = iters;
-  t->best_s = per[0];
-  t->median_s = reps % 2 ? per[reps / 2] : 0.5 * (per[reps / 2 - 1] + per[reps / 2]);
+  t->paired = nb > 0;
+  for (int m = 0; m <= t->paired; m++) {
+    qsort(per[m], (size_t)reps, sizeof(double), cmp_double);
+    double med = reps % 2 ? per[m][reps / 2]
+                          : 0.5 * (per[m][reps / 2 - 1] + per[m][reps / 2]);
+    if (m) {
+      t->loaded_median_s = med;
+      t->loaded_best_s = per[m][0];
+      t->loaded_total_s = total[m];
+      t->loaded_cpu_s = cpu[m];
+    } else {
+      t->median_s = med;
+      t->best_s = per[m][0];
+      t->total_s = total[m];
+      t->cpu_s = cpu[m];
+    }
+  }
   return 0;
+}
+
+bench_timing bench_timing_mode(const bench_timing *t, int loaded) {
+  bench_timing m = *t;
+  if (loaded && t->paired) {
+    m.median_s = t->loaded_median_s;
+    m.best_s = t->loaded_best_s;
+    m.total_s = t->loaded_total_s;
+    m.cpu_s = t->loaded_cpu_s;
+  }
+  return m;
 }
 
 /* Reads one NPZ member and checks its dtype. */
@@ -306,4 +374,19 @@ int64_t bench_numel(const int64_t *d, int nd) {
   for (int i = 0; i < nd; i++)
     n *= d[i];
   return n;
+}
+
+void bench_json_timing(bench_json *j, const bench_timing *t, int loaded,
+                       int batch) {
+  bench_timing m = bench_timing_mode(t, loaded);
+  if (t->paired)
+    bench_json_str(j, "load", loaded ? "loaded" : "idle");
+  bench_json_num(j, "images_per_s", batch / m.median_s);
+  bench_json_num(j, "best_images_per_s", batch / m.best_s);
+  bench_json_num(j, "ms_per_call", m.median_s * 1e3);
+  bench_json_int(j, "warmup", m.warmup_iters);
+  bench_json_int(j, "reps", m.reps);
+  bench_json_int(j, "iters_per_rep", m.iters_per_rep);
+  bench_json_num(j, "timed_s", m.total_s);
+  bench_json_num(j, "cpu_s", m.cpu_s);
 }

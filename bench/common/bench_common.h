@@ -35,11 +35,25 @@ typedef struct bench_timing {
   double total_s;    /* timed seconds (warm-up excluded) */
   double cpu_s;      /* CPU seconds (user + system, all threads of the
                         process) over the same timed part */
+  int paired;        /* 1: the loaded half below was measured too */
+  double loaded_median_s, loaded_best_s, loaded_total_s, loaded_cpu_s;
 } bench_timing;
+
+/* t as measured with the burners running (loaded = 1, only when
+ * t->paired) or stopped (loaded = 0): the median_s/best_s/total_s/cpu_s of
+ * that half, the counts of both. */
+bench_timing bench_timing_mode(const bench_timing *t, int loaded);
 
 /* Warm-up, then reps x iters_per_rep timed calls sized so the timed part
  * takes about min_time seconds (at least 3 reps, one call per rep for
- * slow calls). Returns the first non-zero status of fn, else 0. */
+ * slow calls). Returns the first non-zero status of fn, else 0.
+ *
+ * Paired loaded mode: when the environment has BENCH_BURNERS (pids of
+ * background CPU burners that the caller started and stopped with
+ * SIGSTOP), every rep is run twice in a row, once with the burners stopped
+ * and once with them continued (SIGCONT before, SIGSTOP after), and both
+ * halves are kept (t->paired = 1): the idle and loaded times of one
+ * configuration come from the same seconds of the machine. */
 int bench_time(bench_fn fn, void *ctx, double min_time, bench_timing *t);
 
 /* Reads member `name` of an NPZ as float32 (F32 only) into a malloc'd
@@ -108,6 +122,12 @@ void bench_json_begin(bench_json *j, FILE *f);
 void bench_json_str(bench_json *j, const char *key, const char *val);
 void bench_json_int(bench_json *j, const char *key, long long val);
 void bench_json_num(bench_json *j, const char *key, double val);
+/* The fields of one record of a timed configuration of `batch` images:
+ * "load" (paired mode only: "idle" or "loaded" as `loaded` says), images/s
+ * (median and best), ms per call, warm-up calls, reps, calls per rep, timed
+ * and CPU seconds of that half of t. */
+void bench_json_timing(bench_json *j, const bench_timing *t, int loaded,
+                       int batch);
 void bench_json_end(bench_json *j);
 
 #endif

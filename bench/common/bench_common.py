@@ -8,6 +8,7 @@ import json
 import math
 import os
 import resource
+import signal
 import sys
 import time
 
@@ -17,6 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
+PAIRED_REP_S = 0.5  # seconds per rep in the paired loaded mode (bench_common.c)
 MODELS = ("mnist_cnn", "fashion_resnet", "resnet18_cifar")
 
 
@@ -59,7 +61,10 @@ def time_fn(fn, min_time):
     takes under 0.5 s); t = the mean warm-up call after the first; then 5 reps of round(min_time/5/t) calls when a call
     takes t < min_time/5, else clamp(ceil(min_time/t), 3, 5) reps of one
     call. Returns a dict with median/best seconds per call, the counts, and
-    the timed wall and CPU (process, all threads) seconds.
+    the timed wall and CPU (process, all threads) seconds. In the paired
+    loaded mode (BENCH_BURNERS set) every rep runs twice in a row, burners
+    stopped then continued, and the dict of the loaded half is under
+    "loaded".
     """
     t0 = time.perf_counter()
     warm = 0
@@ -80,19 +85,58 @@ def time_fn(fn, min_time):
         reps, iters = 5, max(1, int(min_time / 5 / last + 0.5))
     else:
         reps, iters = min(5, max(3, math.ceil(min_time / last))), 1
-    per, total, c0 = [], 0.0, time.process_time()
-    for _ in range(reps):
-        a = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        el = time.perf_counter() - a
-        total += el
-        per.append(el / iters)
-    cpu = time.process_time() - c0
-    per.sort()
-    med = per[reps // 2] if reps % 2 else 0.5 * (per[reps // 2 - 1] + per[reps // 2])
-    return {"median_s": med, "best_s": per[0], "warmup": warm, "reps": reps,
-            "iters_per_rep": iters, "timed_s": total, "cpu_s": cpu}
+    burners = burner_pids()
+    if burners and iters * last < PAIRED_REP_S:  # steady halves, as bench_common.c
+        iters = max(1, int(PAIRED_REP_S / last + 0.5))
+    per, total, cpu = ([], []), [0.0, 0.0], [0.0, 0.0]
+    for r in range(reps * (2 if burners else 1)):
+        loaded = 1 if burners and r % 2 else 0
+        if loaded:
+            signal_burners(burners, signal.SIGCONT)
+        c0, a = time.process_time(), time.perf_counter()
+        try:
+            for _ in range(iters):
+                fn()
+        finally:
+            el = time.perf_counter() - a
+            cpu[loaded] += time.process_time() - c0
+            if loaded:
+                signal_burners(burners, signal.SIGSTOP)
+        total[loaded] += el
+        per[loaded].append(el / iters)
+
+    def half(m):
+        p = sorted(per[m])
+        med = p[reps // 2] if reps % 2 else 0.5 * (p[reps // 2 - 1] + p[reps // 2])
+        return {"median_s": med, "best_s": p[0], "warmup": warm, "reps": reps,
+                "iters_per_rep": iters, "timed_s": total[m], "cpu_s": cpu[m]}
+    t = half(0)
+    if burners:
+        t["loaded"] = half(1)
+    return t
+
+
+def burner_pids():
+    """The burners of the paired loaded mode (BENCH_BURNERS, as in
+    bench_common.c): pids the caller started and stopped with SIGSTOP."""
+    return [int(v) for v in os.environ.get("BENCH_BURNERS", "").replace(",", " ").split()
+            if v.isdigit() and int(v) > 1][:16]
+
+
+def signal_burners(pids, sig):
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+
+
+def modes(t):
+    """(load tag or None, timing) per mode of a time_fn result: the one
+    unpaired measurement, or its idle and loaded halves."""
+    if "loaded" not in t:
+        return [(None, t)]
+    return [("idle", t), ("loaded", t["loaded"])]
 
 
 def peak_rss_kb():

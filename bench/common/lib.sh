@@ -95,7 +95,8 @@ start_burners() {
 # stop_burners: kills and reaps the burners start_burners started.
 stop_burners() {
   local p
-  for p in "${BURNER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # (SIGKILL: a burner the paired mode stopped would not act on SIGTERM)
+  for p in "${BURNER_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   for p in "${BURNER_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   BURNER_PIDS=()
 }
@@ -105,9 +106,10 @@ burners_note() {
   echo "loaded = $1 busy loop(s) ($([ "${BURNER_PIN:-0}" = 1 ] && echo pinned || echo unpinned)) on $(nproc) CPUs"
 }
 
-# tag_load MODE: prefixes every JSON line of stdin with "load": MODE.
+# tag_load MODE: prefixes every JSON line of stdin with "load": MODE (the
+# paired mode's records carry their own).
 tag_load() {
-  sed "s/^{/{\"load\": \"$1\", /"
+  if [ "$1" = paired ]; then cat; else sed "s/^{/{\"load\": \"$1\", /"; fi
 }
 
 # run_engine_bench KIND DEFAULT_BATCHES [BUILD_DIR] - the body of
@@ -152,24 +154,40 @@ run_engine_bench() {
   mkdir -p "$(dirname "$OUT")"
   : >"$OUT"
   echo "bench/$kind: threads=$T batches=$BATCHES min_time=${MIN_TIME}s rounds=$ROUNDS  $(nproc) CPUs"
-  if [ "$BURNERS" -gt 0 ]; then
+  if [ "$BURNERS" -gt 0 ] && [ "${PAIRED:-1}" = 1 ]; then
+    echo "modes: idle and $(burners_note "$BURNERS"), alternating rep by rep (paired)"
+  elif [ "$BURNERS" -gt 0 ]; then
     echo "modes: idle, then $(burners_note "$BURNERS") (per configuration)"
   fi
   threading_env "$BIN"
   echo "load before: $(load); busy:$(busy)"
   start=$(date +%s)
+  # PAIRED=1 (the default with burners): the burners run for the whole
+  # bench but are stopped (SIGSTOP) except during every other timed rep
+  # (bench_time / time_fn take their pids from BENCH_BURNERS), so each
+  # configuration's idle and loaded halves come from the same seconds;
+  # PAIRED=0: each configuration runs idle, then again with the burners
+  # running throughout.
   local modes=idle
-  [ "$BURNERS" -le 0 ] || modes="idle loaded"
+  PAIRED=${PAIRED:-1}
+  if [ "$BURNERS" -gt 0 ] && [ "$PAIRED" = 1 ]; then
+    modes=paired
+    start_burners "$BURNERS"
+    kill -STOP "${BURNER_PIDS[@]}"
+    export BENCH_BURNERS="${BURNER_PIDS[*]}"
+  elif [ "$BURNERS" -gt 0 ]; then
+    modes="idle loaded"
+  fi
   for r in $(seq "$ROUNDS"); do
     echo "round $r/$ROUNDS"
     for m in $MODELS; do
       onnx=$(onnx_of "$m")
       for b in ${BATCHES//,/ }; do
         for mode in $modes; do
-          if [ "$mode" = idle ]; then
-            wait_idle "$WAIT_IDLE"
-          else
+          if [ "$mode" = loaded ]; then
             start_burners "$BURNERS"
+          else
+            wait_idle "$WAIT_IDLE"
           fi
           # PyTorch first in odd rounds (it writes the reference the C side
           # reads; the inputs are deterministic), ours first in even ones
@@ -181,11 +199,13 @@ run_engine_bench() {
           if [ $((r % 2)) -eq 1 ]; then
             "$BIN" -n "$m" -b "$b" -t "$T" -m "$MIN_TIME" -r "$tmp/$m" "$onnx" | tag_load "$mode" >>"$OUT"
           fi
-          stop_burners
+          [ "$mode" = paired ] || stop_burners
         done
       done
     done
   done
+  stop_burners
+  unset BENCH_BURNERS
   echo "load after:  $(load); busy:$(busy)  ($(($(date +%s) - start)) s)"
   echo
   "$PY" bench/common/report.py "$kind" "$OUT"

@@ -93,33 +93,32 @@ static int run_batch(const bench_options *o, const adv_model *m, int batch) {
     diff = bench_max_abs_diff(z, zref, (size_t)nz);
     agree = bench_argmax_agree(z, zref, out_d[0], out_d[1]);
   }
-  double ips = batch / t.median_s;
-  bench_json j;
-  bench_json_begin(&j, stdout);
-  bench_json_str(&j, "bench", "forward");
-  bench_json_str(&j, "side", "adv");
-  bench_json_str(&j, "model", o->name);
-  bench_json_int(&j, "batch", batch);
-  bench_json_int(&j, "threads", o->threads);
-  bench_json_num(&j, "images_per_s", ips);
-  bench_json_num(&j, "best_images_per_s", batch / t.best_s);
-  bench_json_num(&j, "ms_per_call", t.median_s * 1e3);
-  bench_json_int(&j, "warmup", t.warmup_iters);
-  bench_json_int(&j, "reps", t.reps);
-  bench_json_int(&j, "iters_per_rep", t.iters_per_rep);
-  bench_json_num(&j, "timed_s", t.total_s);
-  bench_json_num(&j, "cpu_s", t.cpu_s);
-  bench_json_num(&j, "init_s", init_s);
-  bench_json_int(&j, "arena_bytes", (long long)adv_session_arena_bytes(s));
-  bench_json_num(&j, "max_abs_logit", zmax);
-  if (zref) {
-    bench_json_num(&j, "max_abs_diff", diff);
-    bench_json_int(&j, "argmax_agree", agree);
+  /* one record per mode (idle, and loaded in the paired mode) */
+  for (int mode = 0; mode <= t.paired; mode++) {
+    bench_json j;
+    bench_json_begin(&j, stdout);
+    bench_json_str(&j, "bench", "forward");
+    bench_json_str(&j, "side", "adv");
+    bench_json_str(&j, "model", o->name);
+    bench_json_int(&j, "batch", batch);
+    bench_json_int(&j, "threads", o->threads);
+    bench_json_timing(&j, &t, mode, batch);
+    bench_json_num(&j, "init_s", init_s);
+    bench_json_int(&j, "arena_bytes", (long long)adv_session_arena_bytes(s));
+    bench_json_num(&j, "max_abs_logit", zmax);
+    if (zref) {
+      bench_json_num(&j, "max_abs_diff", diff);
+      bench_json_int(&j, "argmax_agree", agree);
+    }
+    bench_json_int(&j, "peak_rss_kb", bench_peak_rss_kb());
+    bench_json_end(&j);
   }
-  bench_json_int(&j, "peak_rss_kb", bench_peak_rss_kb());
-  bench_json_end(&j);
+  double ips = batch / t.median_s;
   fprintf(stderr, "  adv   %-16s b%-4d %10.1f img/s  (%.3f ms/call, %dx%d)",
           o->name, batch, ips, t.median_s * 1e3, t.reps, t.iters_per_rep);
+  if (t.paired)
+    fprintf(stderr, "  loaded %.1f img/s (loaded/idle %.2f)",
+            batch / t.loaded_median_s, t.loaded_median_s / t.median_s);
   if (zref)
     fprintf(stderr, "  max|dz| %.2e  argmax %lld/%lld", diff,
             (long long)agree, (long long)out_d[0]);

@@ -42,13 +42,17 @@ def main():
             z = model(x).numpy()
         if a.ref_out:
             np.savez("%s_b%d.npz" % (a.ref_out, b), x=xn, logits=z)
+        for mode, tm in bc.modes(t):
+            rec = {"bench": "forward", "side": "torch", "model": a.model, "batch": b,
+                     "threads": torch.get_num_threads(), "images_per_s": b / tm["median_s"],
+                     "best_images_per_s": b / tm["best_s"], "ms_per_call": tm["median_s"] * 1e3,
+                     "warmup": tm["warmup"], "reps": tm["reps"], "iters_per_rep": tm["iters_per_rep"],
+                     "timed_s": tm["timed_s"], "cpu_s": tm["cpu_s"], "peak_rss_kb": bc.peak_rss_kb(),
+                     "torch": torch.__version__}
+            if mode:
+                rec["load"] = mode
+            bc.emit(rec)
         ips = b / t["median_s"]
-        bc.emit({"bench": "forward", "side": "torch", "model": a.model, "batch": b,
-                 "threads": torch.get_num_threads(), "images_per_s": ips,
-                 "best_images_per_s": b / t["best_s"], "ms_per_call": t["median_s"] * 1e3,
-                 "warmup": t["warmup"], "reps": t["reps"], "iters_per_rep": t["iters_per_rep"],
-                 "timed_s": t["timed_s"], "cpu_s": t["cpu_s"], "peak_rss_kb": bc.peak_rss_kb(),
-                 "torch": torch.__version__})
         print("  torch %-16s b%-4d %10.1f img/s  (%.3f ms/call, %dx%d)"
               % (a.model, b, ips, t["median_s"] * 1e3, t["reps"], t["iters_per_rep"]),
               file=sys.stderr, flush=True)

@@ -187,43 +187,42 @@ static int run_batch(const bench_options *o, const adv_model *m, int batch) {
       goto done;
     }
   }
-  double ips = batch / t.median_s;
-  bench_json j;
-  bench_json_begin(&j, stdout);
-  bench_json_str(&j, "bench", "grad");
-  bench_json_str(&j, "side", "adv");
-  bench_json_str(&j, "model", o->name);
-  bench_json_int(&j, "batch", batch);
-  bench_json_int(&j, "threads", o->threads);
-  bench_json_num(&j, "images_per_s", ips);
-  bench_json_num(&j, "best_images_per_s", batch / t.best_s);
-  bench_json_num(&j, "ms_per_call", t.median_s * 1e3);
-  bench_json_int(&j, "warmup", t.warmup_iters);
-  bench_json_int(&j, "reps", t.reps);
-  bench_json_int(&j, "iters_per_rep", t.iters_per_rep);
-  bench_json_num(&j, "timed_s", t.total_s);
-  bench_json_num(&j, "cpu_s", t.cpu_s);
-  bench_json_num(&j, "init_s", init_s);
-  bench_json_int(&j, "arena_bytes", (long long)adv_session_arena_bytes(s));
-  bench_json_num(&j, "max_abs_dx", dxmax);
-  if (ref.dx) {
-    bench_json_num(&j, "max_abs_diff_logits", zdiff);
-    bench_json_num(&j, "max_abs_diff_dx", dxdiff);
-    bench_json_num(&j, "dx_rel_diff", dxmax > 0 ? dxdiff / dxmax : dxdiff);
-    bench_json_num(&j, "dx_rel_median", rel_med);
-    bench_json_num(&j, "dx_rel_max", rel_max);
-    bench_json_int(&j, "dx_agree", agree);
-    bench_json_num(&j, "dx64_rel_median", rel64_med);
-    bench_json_num(&j, "dx64_rel_max", rel64_max);
-    bench_json_int(&j, "n64", ref.n64);
+  /* one record per mode (idle, and loaded in the paired mode) */
+  for (int mode = 0; mode <= t.paired; mode++) {
+    bench_json j;
+    bench_json_begin(&j, stdout);
+    bench_json_str(&j, "bench", "grad");
+    bench_json_str(&j, "side", "adv");
+    bench_json_str(&j, "model", o->name);
+    bench_json_int(&j, "batch", batch);
+    bench_json_int(&j, "threads", o->threads);
+    bench_json_timing(&j, &t, mode, batch);
+    bench_json_num(&j, "init_s", init_s);
+    bench_json_int(&j, "arena_bytes", (long long)adv_session_arena_bytes(s));
+    bench_json_num(&j, "max_abs_dx", dxmax);
+    if (ref.dx) {
+      bench_json_num(&j, "max_abs_diff_logits", zdiff);
+      bench_json_num(&j, "max_abs_diff_dx", dxdiff);
+      bench_json_num(&j, "dx_rel_diff", dxmax > 0 ? dxdiff / dxmax : dxdiff);
+      bench_json_num(&j, "dx_rel_median", rel_med);
+      bench_json_num(&j, "dx_rel_max", rel_max);
+      bench_json_int(&j, "dx_agree", agree);
+      bench_json_num(&j, "dx64_rel_median", rel64_med);
+      bench_json_num(&j, "dx64_rel_max", rel64_max);
+      bench_json_int(&j, "n64", ref.n64);
+    }
+    bench_json_int(&j, "rss_setup_kb", rss_setup);
+    bench_json_int(&j, "peak_rss_kb", bench_peak_rss_kb());
+    bench_json_end(&j);
   }
-  bench_json_int(&j, "rss_setup_kb", rss_setup);
-  bench_json_int(&j, "peak_rss_kb", bench_peak_rss_kb());
-  bench_json_end(&j);
+  double ips = batch / t.median_s;
   fprintf(stderr, "  adv   %-16s b%-4d %10.1f img/s  (%.3f ms/call, %dx%d)  "
                   "peak RSS %.1f MiB",
           o->name, batch, ips, t.median_s * 1e3, t.reps, t.iters_per_rep,
           bench_peak_rss_kb() / 1024.0);
+  if (t.paired)
+    fprintf(stderr, "  loaded %.1f img/s (loaded/idle %.2f)",
+            batch / t.loaded_median_s, t.loaded_median_s / t.median_s);
   if (ref.dx)
     fprintf(stderr, "  max|dz| %.2e  dx agree %lld/%d (median rel %.1e; "
                     "vs float64 %.1e)",

@@ -87,15 +87,19 @@ def main():
             np.savez("%s_b%d.npz" % (a.ref_out, b), x=xn, y=yn,
                      logits=z.detach().numpy(), dx=x.grad.numpy(),
                      dx64=dx64.astype(np.float32))
+        for mode, tm in bc.modes(t):
+            rec = {"bench": "grad", "side": "torch", "model": a.model, "batch": b,
+                     "threads": torch.get_num_threads(), "images_per_s": b / tm["median_s"],
+                     "best_images_per_s": b / tm["best_s"], "ms_per_call": tm["median_s"] * 1e3,
+                     "warmup": tm["warmup"], "reps": tm["reps"], "iters_per_rep": tm["iters_per_rep"],
+                     "timed_s": tm["timed_s"], "cpu_s": tm["cpu_s"], "rss_setup_kb": rss_setup, "peak_rss_kb": peak,
+                     "dx64_rel_median": float(np.median(err64)), "dx64_rel_max": err64[-1],
+                     "n64": n64,
+                     "torch": torch.__version__}
+            if mode:
+                rec["load"] = mode
+            bc.emit(rec)
         ips = b / t["median_s"]
-        bc.emit({"bench": "grad", "side": "torch", "model": a.model, "batch": b,
-                 "threads": torch.get_num_threads(), "images_per_s": ips,
-                 "best_images_per_s": b / t["best_s"], "ms_per_call": t["median_s"] * 1e3,
-                 "warmup": t["warmup"], "reps": t["reps"], "iters_per_rep": t["iters_per_rep"],
-                 "timed_s": t["timed_s"], "cpu_s": t["cpu_s"], "rss_setup_kb": rss_setup, "peak_rss_kb": peak,
-                 "dx64_rel_median": float(np.median(err64)), "dx64_rel_max": err64[-1],
-                 "n64": n64,
-                 "torch": torch.__version__})
         print("  torch %-16s b%-4d %10.1f img/s  (%.3f ms/call, %dx%d)  peak RSS %.1f MiB"
               % (a.model, b, ips, t["median_s"] * 1e3, t["reps"], t["iters_per_rep"],
                  peak / 1024), file=sys.stderr, flush=True)

@@ -30,6 +30,15 @@ extern "C" {
 /* Engine version string, e.g. "0.1.0". */
 const char *adv_version(void);
 
+/*
+ * Creates the engine's worker threads for loops of up to `threads` threads
+ * now instead of at the first loop that wants them (a sandbox may forbid
+ * creating threads later). Returns how many threads a loop can use, the
+ * caller included (fewer than asked when the system refused a thread; the
+ * engine then runs with those). Thread-safe; the threads live until exit.
+ */
+int adv_threads_prepare(int threads);
+
 typedef struct adv_model adv_model;
 typedef struct adv_session adv_session;
 

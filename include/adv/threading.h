@@ -18,7 +18,8 @@
  *     region on an idle machine, which the engine keeps small by running
  *     small ops on one thread (the `if (work > ...)` clauses of the
  *     kernels).
- *   OPENBLAS_NUM_THREADS=1 - all parallelism is the engine's own (OpenMP);
+ *   OPENBLAS_NUM_THREADS=1 - all parallelism is the engine's own (its
+ *     thread team, src/engine/core/parallel.c, and OpenMP inside oneDNN);
  *     it calls OpenBLAS single-threaded (openblas_set_num_threads(1) in
  *     plan.c), so OpenBLAS's pthread pool, created when the library loads
  *     with one thread per core, is never used: this keeps it from being

@@ -404,6 +404,12 @@ int main(int argc, char **argv) {
     sbx__runner_log(SBX_LOG_WARN,
                     "engine: OpenMP pool has %d threads, %d asked", got,
                     threads);
+  /* the engine's own thread team (src/engine/core/parallel.c) */
+  got = adv_threads_prepare(threads);
+  if (got != threads)
+    sbx__runner_log(SBX_LOG_WARN,
+                    "engine: thread team has %d threads, %d asked", got,
+                    threads);
   pthread_t watcher;
   if (pthread_create(&watcher, NULL, abort_watcher, NULL) != 0) {
     sbx__runner_error(SBX_ERR_SANDBOX, "cannot start the abort watcher");

@@ -92,6 +92,34 @@ static void chunk_span(const chunking *c, int64_t i, int64_t *s0, int *bn) {
   *bn = (int)(c->base + (i < c->extra));
 }
 
+/* One eval_chunks call, for its adv__par_each items: the sessions of each
+ * worker slot, and per slot the first failure (its chunk, code, message). */
+typedef struct eval_job {
+  adv_eval *ev;
+  chunking ck;
+  chunk_fn fn;
+  void *ctx;
+  adv_session *big[ADV_EVAL_WORKERS], *small[ADV_EVAL_WORKERS];
+  int rc[ADV_EVAL_WORKERS];
+  int64_t failed[ADV_EVAL_WORKERS];
+  adv_err err[ADV_EVAL_WORKERS];
+} eval_job;
+
+/* Chunks [lo, hi) on worker slot w's sessions; a slot stops at its first
+ * failure. */
+static void eval_chunk(void *arg, int64_t lo, int64_t hi, int w) {
+  eval_job *j = arg;
+  for (int64_t c = lo; c < hi && !j->rc[w]; c++) {
+    int64_t s0;
+    int bn;
+    chunk_span(&j->ck, c, &s0, &bn);
+    j->rc[w] = j->fn(j->ev, c < j->ck.extra ? j->big[w] : j->small[w], s0, bn,
+                     j->ctx, &j->err[w]);
+    if (j->rc[w])
+      j->failed[w] = c;
+  }
+}
+
 /*
  * Runs fn over n samples in near-equal chunks of at most chunk_of(ev):
  * at least ceil(n / B) chunks, and up to 4 when n allows chunks of 8 or
@@ -119,7 +147,9 @@ static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
     ck.nch = 1;
   ck.base = n / ck.nch;
   ck.extra = n % ck.nch;
-  int T = ev->p.threads > 0 ? ev->p.threads : 1;
+  /* fewer workers while other processes preempt ours (parallel.c); the
+   * chunking, and so every result, stays the same */
+  int T = adv__threads_for_run(ev->p.threads > 0 ? ev->p.threads : 1);
   int W = T < ADV_EVAL_WORKERS ? T : ADV_EVAL_WORKERS;
   if (W > ck.nch)
     W = (int)ck.nch;
@@ -137,47 +167,34 @@ static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
     }
     return ADV_OK;
   }
-  /* sessions first (the cache is not thread-safe): worker w runs chunks
-   * w, w + W, ...: a session of base + 1 samples if it has one of the
-   * first `extra` chunks, one of base samples if it has any other. (The
-   * cache holds more sessions than one call needs and evicts the least
-   * recently used, so none of these evicts another.) */
-  adv_session *big[ADV_EVAL_WORKERS] = {0}, *small[ADV_EVAL_WORKERS] = {0};
+  /* sessions first (the cache is not thread-safe): every worker slot gets
+   * a session of base + 1 samples when there are such chunks (the first
+   * `extra`), and one of base samples when there are others: the threads
+   * claim chunks one at a time (adv__par_each), so any slot may run any
+   * chunk, on identical sessions of that chunk's size. (The cache holds
+   * more sessions than one call needs and evicts the least recently used,
+   * so none of these evicts another.) */
+  eval_job j = {.ev = ev, .ck = ck, .fn = fn, .ctx = ctx};
   for (int w = 0; w < W; w++) {
-    if (w < ck.extra && !(big[w] = eval_session(ev, (int)ck.base + 1, w)))
+    if (ck.extra && !(j.big[w] = eval_session(ev, (int)ck.base + 1, w)))
       return ADV_EINVAL;
-    int has_small = 0;
-    for (int64_t c = w; c < ck.nch && !has_small; c += W)
-      has_small = c >= ck.extra;
-    if (has_small && !(small[w] = eval_session(ev, (int)ck.base, w)))
+    if (ck.nch > ck.extra && !(j.small[w] = eval_session(ev, (int)ck.base, w)))
       return ADV_EINVAL;
   }
-  int rc_w[ADV_EVAL_WORKERS] = {0};
-  adv_err err_w[ADV_EVAL_WORKERS];
-  memset(err_w, 0, sizeof(err_w));
-#pragma omp parallel num_threads(W)
-  {
-    /* The team may be smaller than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC, a
-     * caller's own parallel region): thread t then runs worker slots t,
-     * t + nt, ..., so every chunk runs, on its slot's sessions, whatever
-     * the team size (and the bytes stay the same). */
-    int nt = omp_get_num_threads();
-    for (int w = omp_get_thread_num(); w < W; w += nt)
-      for (int64_t c = w; c < ck.nch && !rc_w[w]; c += W) {
-        int64_t s0;
-        int bn;
-        chunk_span(&ck, c, &s0, &bn);
-        rc_w[w] =
-            fn(ev, c < ck.extra ? big[w] : small[w], s0, bn, ctx, &err_w[w]);
-      }
-  }
+  adv__run_stamp st;
+  adv__run_mark(&st);
+  adv__par_each(W, ck.nch, eval_chunk, &j);
+  adv__run_observe(&st);
+  /* the error of the lowest-numbered failing chunk */
+  int first = -1;
   for (int w = 0; w < W; w++)
-    if (rc_w[w]) {
-      if (ev->err)
-        *ev->err = err_w[w];
-      return rc_w[w];
-    }
-  return ADV_OK;
+    if (j.rc[w] && (first < 0 || j.failed[w] < j.failed[first]))
+      first = w;
+  if (first < 0)
+    return ADV_OK;
+  if (ev->err)
+    *ev->err = j.err[first];
+  return j.rc[first];
 }
 
 static int fwd_chunk(adv_eval *ev, adv_session *s, int64_t s0, int bn,

@@ -226,7 +226,8 @@ typedef struct adv_plan {
   const adv_model *model;
   adv_arena arena;  /* plan-lifetime allocations (params, folded consts) */
   int opset;
-  int threads;
+  int threads;         /* threads of the current run (see threads_planned) */
+  int threads_planned; /* threads the session was planned for */
   int n_tensors;
   adv_tensor *tensors; /* parallel to model->values */
   int n_nodes;
@@ -420,6 +421,39 @@ float *adv__scratch(adv_plan *p, adv_pnode *n, int thread);
  * as dy). */
 void adv__unbroadcast_add(const adv_tensor *t, float *g, int ndim,
                           const int64_t *dims, const float *dy);
+
+/* A parallel loop body (parallel.c): items [lo, hi) of the loop, run by
+ * thread `worker` (0 = the loop's caller; always < the loop's thread
+ * count, so it indexes per-thread scratch). Each output element must be
+ * written by the chunk that owns its item: which thread runs a chunk
+ * never changes a result. */
+typedef void (*adv__par_fn)(void *ctx, int64_t lo, int64_t hi, int worker);
+/* Runs fn over items [0, n) on up to `threads` threads in chunks of at
+ * least `grain` items that threads claim one at a time; the caller takes
+ * part and returns when every chunk is done, without waiting for a worker
+ * that had not started. threads <= 1, a loop inside a chunk, or a loop
+ * while another runs: fn(ctx, 0, n, 0) on the calling thread. */
+void adv__par_for(int threads, int64_t n, int64_t grain, adv__par_fn fn,
+                  void *ctx);
+/* adv__par_for with every item claimed on its own (coarse items such as
+ * the evaluator's sample chunks; up to 65535 items, else grouped). */
+void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx);
+
+/* Load adaptation (parallel.c): the threads a run planned for `threads`
+ * uses now (fewer while other processes preempt the engine's threads). */
+int adv__threads_for_run(int threads);
+/* A run's start, for adv__run_observe. */
+typedef struct adv__run_stamp {
+  int on;
+  long long ns, cpu;
+} adv__run_stamp;
+void adv__run_mark(adv__run_stamp *st);
+/* Counts the run since st (its wall time and the process's CPU time)
+ * towards the next thread-count decision. */
+void adv__run_observe(const adv__run_stamp *st);
+/* Tests: one closed window of `busy` cores busy over ns of run time, as if
+ * measured. */
+void adv__threads_adapt_feed(double busy, long long ns);
 
 /* Row-major SGEMM C = alpha op(A) op(B) + beta C split over `threads`
  * OpenMP threads by blocks of rows of C (or columns when C is wide);

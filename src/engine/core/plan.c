@@ -497,6 +497,7 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
   p->model = m;
   p->opset = m->opset;
   p->threads = sp.threads;
+  p->threads_planned = sp.threads;
   p->weight_grad = sp.weight_grad != 0;
   p->max_bytes = sp.max_bytes ? sp.max_bytes : ADV_SESSION_MAX_BYTES;
   p->grad = sp.grad != 0 || p->weight_grad;
@@ -810,28 +811,38 @@ size_t adv_session_arena_bytes(const adv_session *s) { return s->p.arena_bytes; 
  * 1.2e-38 (softmax probabilities of e^-60 times weights), and x86 handles
  * them ~100x slower. Sessions run with flush-to-zero and denormals-are-zero
  * (FTZ|DAZ) on the engine's threads; the caller's MXCSR is restored on
- * return, the OpenMP pool threads keep the setting. Numerically this only
+ * return, the OpenMP pool threads keep the setting (the team's threads take
+ * the caller's MXCSR with each loop). Numerically this only
  * zeroes magnitudes below FLT_MIN.
  */
-/* All parallelism is ours (OpenMP): OpenBLAS runs single-threaded. Set
+/* All parallelism is ours (the thread team of parallel.c, and OpenMP inside
+ * oneDNN): OpenBLAS runs single-threaded. Set
  * once per process, because sessions may run concurrently (eval.c workers)
  * and the setting is global. */
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static void blas_set_one(void) { openblas_set_num_threads(1); }
 static void blas_single_threaded(void) { pthread_once(&blas_once, blas_set_one); }
 
-static unsigned ftz_enter(adv_plan *p) {
+/* Entering a run: FTZ|DAZ on (the caller's MXCSR is returned for
+ * run_leave), and this run's thread count (load adaptation, parallel.c). */
+static unsigned run_enter(adv_plan *p, adv__run_stamp *st) {
   unsigned old = _mm_getcsr();
   if (!p->ftz_pool) { /* pool threads keep MXCSR: once per session */
-#pragma omp parallel num_threads(p->threads)
+#pragma omp parallel num_threads(p->threads_planned)
     _mm_setcsr(_mm_getcsr() | 0x8040);
     p->ftz_pool = true;
   }
   _mm_setcsr(old | 0x8040);
+  p->threads = adv__threads_for_run(p->threads_planned);
+  adv__run_mark(st);
   return old;
 }
 
-static void ftz_leave(unsigned old) { _mm_setcsr(old); }
+static void run_leave(adv_plan *p, unsigned old, const adv__run_stamp *st) {
+  adv__run_observe(st);
+  p->threads = p->threads_planned;
+  _mm_setcsr(old);
+}
 
 static int session_run_inner(adv_session *s, const float *const *inputs,
                              void *const *outputs, const volatile int *abort_flag,
@@ -840,9 +851,10 @@ static int session_run_inner(adv_session *s, const float *const *inputs,
 int adv_session_run(adv_session *s, const float *const *inputs,
                     void *const *outputs, const volatile int *abort_flag,
                     adv_err *err) {
-  unsigned old = ftz_enter(&s->p);
+  adv__run_stamp st;
+  unsigned old = run_enter(&s->p, &st);
   int rc = session_run_inner(s, inputs, outputs, abort_flag, err);
-  ftz_leave(old);
+  run_leave(&s->p, old, &st);
   return rc;
 }
 
@@ -916,9 +928,10 @@ static int backward_inner(adv_session *s, const float *dz, float *dx,
 
 int adv_session_backward_dz(adv_session *s, const float *dz, float *dx,
                             const volatile int *abort_flag, adv_err *err) {
-  unsigned old = ftz_enter(&s->p);
+  adv__run_stamp st;
+  unsigned old = run_enter(&s->p, &st);
   int rc = backward_inner(s, dz, dx, abort_flag, err);
-  ftz_leave(old);
+  run_leave(&s->p, old, &st);
   return rc;
 }
 

@@ -432,39 +432,65 @@ void adv__unbroadcast_add(const adv_tensor *t, float *g, int ndim,
   }
 }
 
-/* Splits C into row blocks (or column blocks when C is wide and short)
- * and runs one single-threaded cblas_sgemm per block. Small problems run
- * on the calling thread. */
+/* One adv__sgemm call's operands, for its chunks. */
+typedef struct sgemm_job {
+  enum CBLAS_TRANSPOSE ta, tb;
+  int M, N, K, lda, ldb, ldc, by_rows;
+  float alpha, beta;
+  const float *A, *B;
+  float *C;
+} sgemm_job;
+
+/* Units [lo, hi) of 16 rows (or 16 columns) of C: one single-threaded
+ * cblas_sgemm (an adv__par_for chunk). */
+static void sgemm_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const sgemm_job *j = arg;
+  int total = j->by_rows ? j->M : j->N;
+  int a = (int)lo * 16, b = (int)hi * 16 > total ? total : (int)hi * 16;
+  if (j->by_rows) {
+    const float *Ab =
+        j->ta == CblasTrans ? j->A + a : j->A + (size_t)a * j->lda;
+    cblas_sgemm(CblasRowMajor, j->ta, j->tb, b - a, j->N, j->K, j->alpha, Ab,
+                j->lda, j->B, j->ldb, j->beta, j->C + (size_t)a * j->ldc,
+                j->ldc);
+  } else {
+    const float *Bb =
+        j->tb == CblasTrans ? j->B + (size_t)a * j->ldb : j->B + a;
+    cblas_sgemm(CblasRowMajor, j->ta, j->tb, j->M, b - a, j->K, j->alpha, j->A,
+                j->lda, Bb, j->ldb, j->beta, j->C + a, j->ldc);
+  }
+}
+
+/* Splits C into blocks of 16-row units (or 16-column units when C is wide
+ * and short) that the engine's threads claim (adv__par_for), one
+ * single-threaded cblas_sgemm per block. Small problems run on the calling
+ * thread. */
 void adv__sgemm(int threads, int transA, int transB, int M, int N, int K,
                 float alpha, const float *A, int lda, const float *B, int ldb,
                 float beta, float *C, int ldc) {
   enum CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans;
   enum CBLAS_TRANSPOSE tb = transB ? CblasTrans : CblasNoTrans;
   double work = (double)M * N * K;
-  if (threads <= 1 || work < 2e6 || omp_in_parallel()) {
+  if (threads <= 1 || work < 2e6) {
     cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C,
                 ldc);
     return;
   }
-  int by_rows = M >= N || M >= 16 * threads;
-#pragma omp parallel num_threads(threads)
-  {
-    int t = omp_get_thread_num(), T = omp_get_num_threads();
-    int total = by_rows ? M : N;
-    int blk = (total + T - 1) / T;
-    if (!by_rows)
-      blk = (blk + 15) & ~15; /* keep column blocks vector-aligned */
-    int lo = t * blk, hi = lo + blk > total ? total : lo + blk;
-    if (lo < hi) {
-      if (by_rows) {
-        const float *Ab = transA ? A + lo : A + (size_t)lo * lda;
-        cblas_sgemm(CblasRowMajor, ta, tb, hi - lo, N, K, alpha, Ab, lda, B,
-                    ldb, beta, C + (size_t)lo * ldc, ldc);
-      } else {
-        const float *Bb = transB ? B + (size_t)lo * ldb : B + lo;
-        cblas_sgemm(CblasRowMajor, ta, tb, M, hi - lo, K, alpha, A, lda, Bb,
-                    ldb, beta, C + lo, ldc);
-      }
-    }
-  }
+  sgemm_job j = {.ta = ta,
+                 .tb = tb,
+                 .M = M,
+                 .N = N,
+                 .K = K,
+                 .lda = lda,
+                 .ldb = ldb,
+                 .ldc = ldc,
+                 .by_rows = M >= N || M >= 16 * threads,
+                 .alpha = alpha,
+                 .beta = beta,
+                 .A = A,
+                 .B = B,
+                 .C = C};
+  int total = j.by_rows ? M : N;
+  adv__par_for(threads, (total + 15) / 16, 1, sgemm_chunk, &j);
 }

@@ -48,6 +48,31 @@ static int bn_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, x->dims);
 }
 
+struct bn_fw_job {
+  const bn_params *bp;
+  const float *ab;
+  const float *x;
+  float *y;
+};
+
+/* A chunk [lo, hi) of bn_fw's loop over r (adv__par_for). */
+static void bn_fw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct bn_fw_job *j = arg;
+  const bn_params *bp = j->bp;
+  const float *ab = j->ab;
+  const float *x = j->x;
+  float *y = j->y;
+  for (int64_t r = lo; r < hi; r++) {
+    int64_t c = r % bp->C;
+    float a = ab[2 * c], o = ab[2 * c + 1];
+    const float *xr = x + r * bp->S;
+    float *yr = y + r * bp->S;
+    for (int64_t i = 0; i < bp->S; i++)
+      yr[i] = a * xr[i] + o;
+  }
+}
+
 static int bn_forward(adv_plan *p, adv_pnode *n) {
   const bn_params *bp = n->params;
   const float *x = n->in[0]->data, *sc = n->in[1]->data, *b = n->in[2]->data,
@@ -60,16 +85,37 @@ static int bn_forward(adv_plan *p, adv_pnode *n) {
     ab[2 * c + 1] = b[c] - a * mu[c];
   }
   int64_t rows = bp->N * bp->C;
-#pragma omp parallel for num_threads(p->threads) if (rows * bp->S > 65536)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t c = r % bp->C;
-    float a = ab[2 * c], o = ab[2 * c + 1];
-    const float *xr = x + r * bp->S;
-    float *yr = y + r * bp->S;
-    for (int64_t i = 0; i < bp->S; i++)
-      yr[i] = a * xr[i] + o;
-  }
+  struct bn_fw_job bn_fw_j = {.bp = bp, .ab = ab, .x = x, .y = y};
+  adv__par_for((rows * bp->S > 65536) ? (p->threads) : 1, rows,
+               16384 / (bp->S + 1) + 1, bn_fw_chunk, &bn_fw_j);
   return ADV_OK;
+}
+
+struct bn_bw_job {
+  const bn_params *bp;
+  const float *sc;
+  const float *var;
+  const float *gy;
+  float *gx;
+};
+
+/* A chunk [lo, hi) of bn_bw's loop over r (adv__par_for). */
+static void bn_bw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct bn_bw_job *j = arg;
+  const bn_params *bp = j->bp;
+  const float *sc = j->sc;
+  const float *var = j->var;
+  const float *gy = j->gy;
+  float *gx = j->gx;
+  for (int64_t r = lo; r < hi; r++) {
+    int64_t c = r % bp->C;
+    float a = sc[c] / sqrtf(var[c] + bp->eps);
+    const float *g = gy + r * bp->S;
+    float *d = gx + r * bp->S;
+    for (int64_t i = 0; i < bp->S; i++)
+      d[i] += a * g[i];
+  }
 }
 
 /*
@@ -89,15 +135,10 @@ static int bn_backward(adv_plan *p, adv_pnode *n) {
   int64_t rows = bp->N * bp->C;
   if (x->grad) {
     float *gx = x->grad;
-#pragma omp parallel for num_threads(p->threads) if (rows * bp->S > 65536)
-    for (int64_t r = 0; r < rows; r++) {
-      int64_t c = r % bp->C;
-      float a = sc[c] / sqrtf(var[c] + bp->eps);
-      const float *g = gy + r * bp->S;
-      float *d = gx + r * bp->S;
-      for (int64_t i = 0; i < bp->S; i++)
-        d[i] += a * g[i];
-    }
+    struct bn_bw_job bn_bw_j = {
+        .bp = bp, .sc = sc, .var = var, .gy = gy, .gx = gx};
+    adv__par_for((rows * bp->S > 65536) ? (p->threads) : 1, rows,
+                 16384 / (bp->S + 1) + 1, bn_bw_chunk, &bn_bw_j);
   }
   float *gsc = n->in[1]->grad, *gb = n->in[2]->grad, *gmu = n->in[3]->grad,
         *gvar = n->in[4]->grad;

@@ -114,22 +114,33 @@ static inline float fop(int k, float x, float y) {
   }
 }
 
-/* Float kernel over the (coalesced) broadcast index space; the innermost
- * dim is the vectorized loop (omp simd: the output may be one of the
- * inputs, element for element, never shifted). Parallel over outer rows. */
-static void run_f32(const bin_params *bp, const float *a, const float *b,
-                    float *y, int64_t total, int threads) {
-  int nd = bp->fnd;
-  int k = bp->kind;
-  if (nd == 0) {
-    y[0] = fop(k, a[0], b[0]);
-    return;
-  }
-  int64_t inner = bp->fdims[nd - 1];
-  int64_t sa = bp->fsa[nd - 1], sb = bp->fsb[nd - 1];
-  int64_t rows = inner ? total / inner : 0;
-#pragma omp parallel for num_threads(threads) if (total > 65536) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
+/* What bin_fw_chunk reads (adv__par_for context). */
+struct bin_fw_job {
+  const bin_params *bp;
+  const float *a;
+  const float *b;
+  float *y;
+  int nd;
+  int k;
+  int64_t inner;
+  int64_t sa;
+  int64_t sb;
+};
+
+/* A chunk [lo, hi) of bin_fw's loop over r (adv__par_for). */
+static void bin_fw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct bin_fw_job *j = arg;
+  const bin_params *bp = j->bp;
+  const float *a = j->a;
+  const float *b = j->b;
+  float *y = j->y;
+  int nd = j->nd;
+  int k = j->k;
+  int64_t inner = j->inner;
+  int64_t sa = j->sa;
+  int64_t sb = j->sb;
+  for (int64_t r = lo; r < hi; r++) {
     int64_t rem = r, oa = 0, ob = 0;
     for (int d = nd - 2; d >= 0; d--) {
       int64_t i = rem % bp->fdims[d];
@@ -201,6 +212,33 @@ static void run_f32(const bin_params *bp, const float *a, const float *b,
   }
 }
 
+/* Float kernel over the (coalesced) broadcast index space; the innermost
+ * dim is the vectorized loop (omp simd: the output may be one of the
+ * inputs, element for element, never shifted). Parallel over outer rows. */
+static void run_f32(const bin_params *bp, const float *a, const float *b,
+                    float *y, int64_t total, int threads) {
+  int nd = bp->fnd;
+  int k = bp->kind;
+  if (nd == 0) {
+    y[0] = fop(k, a[0], b[0]);
+    return;
+  }
+  int64_t inner = bp->fdims[nd - 1];
+  int64_t sa = bp->fsa[nd - 1], sb = bp->fsb[nd - 1];
+  int64_t rows = inner ? total / inner : 0;
+  struct bin_fw_job bin_fw_j = {.bp = bp,
+                                .a = a,
+                                .b = b,
+                                .y = y,
+                                .nd = nd,
+                                .k = k,
+                                .inner = inner,
+                                .sa = sa,
+                                .sb = sb};
+  adv__par_for((total > 65536) ? (threads) : 1, rows, 16384 / (inner + 1) + 1,
+               bin_fw_chunk, &bin_fw_j);
+}
+
 static int bin_forward(adv_plan *p, adv_pnode *n) {
   const bin_params *bp = n->params;
   adv_tensor *a = n->in[0], *b = n->in[1], *y = n->out[0];
@@ -251,6 +289,34 @@ static int bin_forward(adv_plan *p, adv_pnode *n) {
   return ADV_OK;
 }
 
+/* What bin_bw_same_chunk reads (adv__par_for context). */
+struct bin_bw_same_job {
+  const float *gy;
+  float *ga;
+  float *gb;
+  float sb;
+  int need_a;
+  int need_b;
+};
+
+/* A chunk [lo, hi) of bin_bw_same's loop over e (adv__par_for). */
+static void bin_bw_same_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct bin_bw_same_job *j = arg;
+  const float *gy = j->gy;
+  float *ga = j->ga;
+  float *gb = j->gb;
+  float sb = j->sb;
+  int need_a = j->need_a;
+  int need_b = j->need_b;
+  for (int64_t e = lo; e < hi; e++) {
+    if (need_a)
+      ga[e] += gy[e];
+    if (need_b)
+      gb[e] += sb * gy[e];
+  }
+}
+
 /*
  * Backward: with the operands broadcast to the output index e,
  *   Add: da = dy, db = dy          Sub: da = dy, db = -dy
@@ -270,13 +336,14 @@ static int bin_backward(adv_plan *p, adv_pnode *n) {
   if ((k == B_ADD || k == B_SUB) && a->numel == total && b->numel == total) {
     /* no broadcast: the gradient passes straight through */
     float sb = k == B_SUB ? -1.f : 1.f, *ga = a->grad, *gb = b->grad;
-#pragma omp parallel for num_threads(p->threads) if (total > 65536) schedule(static)
-    for (int64_t e = 0; e < total; e++) {
-      if (need_a)
-        ga[e] += gy[e];
-      if (need_b)
-        gb[e] += sb * gy[e];
-    }
+    struct bin_bw_same_job bin_bw_same_j = {.gy = gy,
+                                            .ga = ga,
+                                            .gb = gb,
+                                            .sb = sb,
+                                            .need_a = need_a,
+                                            .need_b = need_b};
+    adv__par_for((total > 65536) ? (p->threads) : 1, total, 16384,
+                 bin_bw_same_chunk, &bin_bw_same_j);
     return ADV_OK;
   }
   float *ta = adv__scratch(p, n, 0), *tb = ta + total;

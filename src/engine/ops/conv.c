@@ -14,7 +14,6 @@
 #include "core/engine.h"
 
 #include <cblas.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,6 +219,28 @@ static void depthwise(const conv_params *cp, const float *x, const float *w,
   }
 }
 
+/* A depthwise forward's operands, for its adv__par_for chunks. */
+typedef struct dw_job {
+  const conv_params *cp;
+  const float *x, *w, *b;
+  float *y;
+  int64_t s0;
+} dw_job;
+
+/* (sample, channel) pairs [lo, hi) after sample s0, row-major. */
+static void dw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const dw_job *j = arg;
+  const conv_params *cp = j->cp;
+  int64_t CHW = cp->C * cp->H * cp->W, MP = cp->M * cp->P;
+  for (int64_t i = lo; i < hi; i++) {
+    int64_t s = j->s0 + i / cp->C, c = i % cp->C;
+    depthwise(cp, j->x + s * CHW + c * cp->H * cp->W,
+              j->w + c * cp->KH * cp->KW, j->b ? j->b[c] : 0.f,
+              j->y + s * MP + c * cp->P);
+  }
+}
+
 /*
  * Forward of samples [s0, s0+S): per group one GEMM
  *   out (Mg x S*P) = W_g (Mg x K) * col (K x S*P)
@@ -238,12 +259,8 @@ static void conv_chunk_raw(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int
     /* channels in parallel when the chunk has T threads (small batches) and
      * enough work to pay for waking them */
     int64_t work = S * cp->C * cp->P * cp->KH * cp->KW;
-#pragma omp parallel for num_threads(T) if (T > 1 && work > 262144)            \
-    collapse(2) schedule(static)
-    for (int64_t s = s0; s < s0 + S; s++)
-      for (int64_t c = 0; c < cp->C; c++)
-        depthwise(cp, x + s * CHW + c * cp->H * cp->W, w + c * cp->KH * cp->KW,
-                  b ? b[c] : 0.f, y + s * MP + c * cp->P);
+    dw_job j = {.cp = cp, .x = x, .w = w, .b = b, .y = y, .s0 = s0};
+    adv__par_for(T > 1 && work > 262144 ? T : 1, S * cp->C, 1, dw_chunk, &j);
     return;
   }
   if (cp->direct_1x1) {
@@ -294,6 +311,24 @@ static void conv_chunk(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int thr
   }
 }
 
+/* conv_over_batch's node and per-chunk function, for adv__par_for. */
+typedef struct conv_batch_job {
+  adv_plan *p;
+  adv_pnode *n;
+  void (*fn)(adv_plan *, adv_pnode *, int64_t, int64_t, int, int);
+} conv_batch_job;
+
+/* Chunks [lo, hi) of S samples, each with single-threaded BLAS on the
+ * claiming thread's scratch. */
+static void conv_batch_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  const conv_batch_job *j = arg;
+  const conv_params *cp = j->n->params;
+  for (int64_t c = lo; c < hi; c++) {
+    int64_t s0 = c * cp->S, S = cp->N - s0 < cp->S ? cp->N - s0 : cp->S;
+    j->fn(j->p, j->n, s0, S, worker, 1);
+  }
+}
+
 /* Runs fn over the batch in chunks of S samples: chunks in parallel with
  * single-threaded BLAS when there are enough of them, else one chunk at a
  * time with multi-threaded BLAS. */
@@ -304,15 +339,8 @@ static void conv_over_batch(adv_plan *p, adv_pnode *n,
   int T = p->threads;
   int64_t nch = (cp->N + cp->S - 1) / cp->S;
   if (T > 1 && nch >= T) {
-#pragma omp parallel num_threads(T)
-    {
-      int t = omp_get_thread_num();
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t c = 0; c < nch; c++) {
-        int64_t s0 = c * cp->S, S = cp->N - s0 < cp->S ? cp->N - s0 : cp->S;
-        fn(p, n, s0, S, t, 1);
-      }
-    }
+    conv_batch_job j = {.p = p, .n = n, .fn = fn};
+    adv__par_for(T, nch, 1, conv_batch_chunk, &j);
   } else { /* few chunks: parallelize inside each GEMM */
     for (int64_t c = 0; c < nch; c++) {
       int64_t s0 = c * cp->S, S = cp->N - s0 < cp->S ? cp->N - s0 : cp->S;
@@ -427,6 +455,23 @@ static void conv_dx_chunk(adv_plan *p, adv_pnode *n, int64_t s0, int64_t S, int 
   }
 }
 
+/* What conv_relu_bw_chunk reads (adv__par_for context). */
+struct conv_relu_bw_job {
+  const float *y;
+  float *gy;
+};
+
+/* A chunk [lo, hi) of conv_relu_bw's loop over i (adv__par_for). */
+static void conv_relu_bw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct conv_relu_bw_job *j = arg;
+  const float *y = j->y;
+  float *gy = j->gy;
+  for (int64_t i = lo; i < hi; i++) {
+    gy[i] = y[i] > 0.f ? gy[i] : 0.f;
+  }
+}
+
 /*
  * Backward: dX = conv^T(dY, W) per sample (parallel over samples);
  * dW += dY_g * col(X)_g^T and dB += sum dY, accumulated serially over the
@@ -444,9 +489,9 @@ static int conv_backward(adv_plan *p, adv_pnode *n) {
      * reads a gradient, and every consumer has already added to it) */
     const float *y = n->out[0]->data;
     int64_t len = n->out[0]->numel;
-#pragma omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)
-    for (int64_t i = 0; i < len; i++)
-      gy[i] = y[i] > 0.f ? gy[i] : 0.f;
+    struct conv_relu_bw_job conv_relu_bw_j = {.y = y, .gy = gy};
+    adv__par_for((len > 65536) ? (p->threads) : 1, len, 16384,
+                 conv_relu_bw_chunk, &conv_relu_bw_j);
   }
   if (x->grad) {
     if (cp->dnnl && adv__dnnl_conv_has_bwd(cp->dnnl)) {

@@ -321,6 +321,23 @@ int adv__dnnl_conv_forward(adv_plan *p, adv_pnode *n, void *handle) {
   return rc ? ADV_EINTERNAL : ADV_OK;
 }
 
+/* What dnnl_gx_add_chunk reads (adv__par_for context). */
+struct dnnl_gx_add_job {
+  const float *ud;
+  float *gx;
+};
+
+/* A chunk [lo, hi) of dnnl_gx_add's loop over i (adv__par_for). */
+static void dnnl_gx_add_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct dnnl_gx_add_job *j = arg;
+  const float *ud = j->ud;
+  float *gx = j->gx;
+  for (int64_t i = lo; i < hi; i++) {
+    gx[i] += ud[i];
+  }
+}
+
 /* Backward data: gx += conv^T(gy, W), through oneDNN's layouts. */
 int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle) {
   dconv *d = handle;
@@ -359,9 +376,9 @@ int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle) {
     return ADV_OK;
   float *gx = n->in[0]->grad;
   int64_t len = d->src_numel;
-#pragma omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)
-  for (int64_t i = 0; i < len; i++)
-    gx[i] += ud[i];
+  struct dnnl_gx_add_job dnnl_gx_add_j = {.ud = ud, .gx = gx};
+  adv__par_for((len > 65536) ? (p->threads) : 1, len, 16384, dnnl_gx_add_chunk,
+               &dnnl_gx_add_j);
   return ADV_OK;
 }
 

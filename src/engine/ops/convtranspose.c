@@ -20,7 +20,6 @@
  */
 #include "core/engine.h"
 
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -269,6 +268,20 @@ static void ct_dx_sample(adv_plan *p, adv_pnode *n, int64_t s, int t, int T) {
   }
 }
 
+/* over_batch's node and per-sample function, for adv__par_for. */
+typedef struct ct_batch_job {
+  adv_plan *p;
+  adv_pnode *n;
+  void (*fn)(adv_plan *, adv_pnode *, int64_t, int, int);
+} ct_batch_job;
+
+/* Samples [lo, hi), one BLAS thread each, on the claiming thread's scratch. */
+static void ct_batch_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  const ct_batch_job *j = arg;
+  for (int64_t s = lo; s < hi; s++)
+    j->fn(j->p, j->n, s, worker, 1);
+}
+
 /* Runs fn for every sample: in parallel (one BLAS thread each) when the
  * batch covers the threads, else serially with threaded GEMMs. */
 static void over_batch(adv_plan *p, adv_pnode *n,
@@ -276,13 +289,8 @@ static void over_batch(adv_plan *p, adv_pnode *n,
   const ct_params *cp = n->params;
   int T = p->threads;
   if (T > 1 && cp->N >= T) {
-#pragma omp parallel num_threads(T)
-    {
-      int t = omp_get_thread_num();
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t s = 0; s < cp->N; s++)
-        fn(p, n, s, t, 1);
-    }
+    ct_batch_job j = {.p = p, .n = n, .fn = fn};
+    adv__par_for(T, cp->N, 1, ct_batch_chunk, &j);
   } else {
     for (int64_t s = 0; s < cp->N; s++)
       fn(p, n, s, 0, T);

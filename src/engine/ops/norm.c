@@ -153,17 +153,31 @@ static inline int64_t b_off(const norm_params *np, int64_t r, int64_t j) {
   return np->bidx ? np->bidx[j] : r % np->C;
 }
 
-static int norm_forward(adv_plan *p, adv_pnode *n) {
-  const norm_params *np = n->params;
-  const float *x = n->in[0]->data, *sc = n->in[1]->data;
-  const float *b = n->n_in > 2 && n->in[2] ? n->in[2]->data : NULL;
-  float *y = n->out[0]->data;
-  float *om = n->n_out > 1 && n->out[1] ? n->out[1]->data : NULL;
-  float *oi = n->n_out > 2 && n->out[2] ? n->out[2]->data : NULL;
-  int has_b = b && (np->bidx || !np->sidx);
-#pragma omp parallel for num_threads(p->threads) if (np->rows * np->D > 65536) \
-    schedule(static)
-  for (int64_t r = 0; r < np->rows; r++) {
+/* What norm_fw_chunk reads (adv__par_for context). */
+struct norm_fw_job {
+  const norm_params *np;
+  const float *x;
+  const float *sc;
+  const float *b;
+  float *y;
+  float *om;
+  float *oi;
+  int has_b;
+};
+
+/* A chunk [lo, hi) of norm_fw's loop over r (adv__par_for). */
+static void norm_fw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct norm_fw_job *j = arg;
+  const norm_params *np = j->np;
+  const float *x = j->x;
+  const float *sc = j->sc;
+  const float *b = j->b;
+  float *y = j->y;
+  float *om = j->om;
+  float *oi = j->oi;
+  int has_b = j->has_b;
+  for (int64_t r = lo; r < hi; r++) {
     float mu, inv;
     row_stats(np, x, r, &mu, &inv);
     const float *xr = x + r * np->D;
@@ -176,6 +190,26 @@ static int norm_forward(adv_plan *p, adv_pnode *n) {
     if (oi)
       oi[r] = inv;
   }
+}
+
+static int norm_forward(adv_plan *p, adv_pnode *n) {
+  const norm_params *np = n->params;
+  const float *x = n->in[0]->data, *sc = n->in[1]->data;
+  const float *b = n->n_in > 2 && n->in[2] ? n->in[2]->data : NULL;
+  float *y = n->out[0]->data;
+  float *om = n->n_out > 1 && n->out[1] ? n->out[1]->data : NULL;
+  float *oi = n->n_out > 2 && n->out[2] ? n->out[2]->data : NULL;
+  int has_b = b && (np->bidx || !np->sidx);
+  struct norm_fw_job norm_fw_j = {.np = np,
+                                  .x = x,
+                                  .sc = sc,
+                                  .b = b,
+                                  .y = y,
+                                  .om = om,
+                                  .oi = oi,
+                                  .has_b = has_b};
+  adv__par_for((np->rows * np->D > 65536) ? (p->threads) : 1, np->rows,
+               16384 / (np->D + 1) + 1, norm_fw_chunk, &norm_fw_j);
   return ADV_OK;
 }
 

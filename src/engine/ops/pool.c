@@ -167,9 +167,20 @@ static void maxpool2x2_row(const float *r0, const float *r1, float *yr, int64_t 
   }
 }
 
-static void maxpool2x2(const pool_params *pp, const float *x, float *y, int threads) {
-#pragma omp parallel for num_threads(threads) if (pp->NC * pp->OH * pp->OW > 16384)
-  for (int64_t c = 0; c < pp->NC; c++) {
+struct maxpool2x2_job {
+  const pool_params *pp;
+  const float *x;
+  float *y;
+};
+
+/* A chunk [lo, hi) of maxpool2x2's loop over c (adv__par_for). */
+static void maxpool2x2_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct maxpool2x2_job *j = arg;
+  const pool_params *pp = j->pp;
+  const float *x = j->x;
+  float *y = j->y;
+  for (int64_t c = lo; c < hi; c++) {
     const float *xc = x + c * pp->H * pp->W;
     float *yc = y + c * pp->OH * pp->OW;
     for (int64_t oh = 0; oh < pp->OH; oh++) {
@@ -177,6 +188,13 @@ static void maxpool2x2(const pool_params *pp, const float *x, float *y, int thre
       maxpool2x2_row(r0, r0 + pp->W, yc + oh * pp->OW, pp->OW);
     }
   }
+}
+
+static void maxpool2x2(const pool_params *pp, const float *x, float *y,
+                       int threads) {
+  struct maxpool2x2_job maxpool2x2_j = {.pp = pp, .x = x, .y = y};
+  adv__par_for((pp->NC * pp->OH * pp->OW > 16384) ? (threads) : 1, pp->NC, 1,
+               maxpool2x2_chunk, &maxpool2x2_j);
 }
 
 /*
@@ -226,12 +244,24 @@ static void maxpool2x2_bw_row_assign(const float *r0, const float *r1, const flo
   }
 }
 
-/* Backward of maxpool2x2: dy to the window's first maximum (accumulating,
- * or, with assign, storing every element of an exactly tiled input). */
-static void maxpool2x2_bw(const pool_params *pp, const float *x, const float *gy,
-                          float *gx, int assign, int threads) {
-#pragma omp parallel for num_threads(threads) if (pp->NC * pp->OH * pp->OW > 16384)
-  for (int64_t c = 0; c < pp->NC; c++) {
+struct maxpool2x2_bw_job {
+  const pool_params *pp;
+  const float *x;
+  const float *gy;
+  float *gx;
+  int assign;
+};
+
+/* A chunk [lo, hi) of maxpool2x2_bw's loop over c (adv__par_for). */
+static void maxpool2x2_bw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct maxpool2x2_bw_job *j = arg;
+  const pool_params *pp = j->pp;
+  const float *x = j->x;
+  const float *gy = j->gy;
+  float *gx = j->gx;
+  int assign = j->assign;
+  for (int64_t c = lo; c < hi; c++) {
     const float *xc = x + c * pp->H * pp->W;
     float *gc = gx + c * pp->H * pp->W;
     const float *gyc = gy + c * pp->OH * pp->OW;
@@ -257,16 +287,30 @@ static void maxpool2x2_bw(const pool_params *pp, const float *x, const float *gy
   }
 }
 
-static int pool_forward(adv_plan *p, adv_pnode *n) {
-  const pool_params *pp = n->params;
-  const float *x = n->in[0]->data;
-  float *y = n->out[0]->data;
-  if (is2x2(pp)) {
-    maxpool2x2(pp, x, y, p->threads);
-    return ADV_OK;
-  }
-#pragma omp parallel for num_threads(p->threads) if (pp->NC * pp->OH * pp->OW > 16384)
-  for (int64_t c = 0; c < pp->NC; c++) {
+/* Backward of maxpool2x2: dy to the window's first maximum (accumulating,
+ * or, with assign, storing every element of an exactly tiled input). */
+static void maxpool2x2_bw(const pool_params *pp, const float *x,
+                          const float *gy, float *gx, int assign, int threads) {
+  struct maxpool2x2_bw_job maxpool2x2_bw_j = {
+      .pp = pp, .x = x, .gy = gy, .gx = gx, .assign = assign};
+  adv__par_for((pp->NC * pp->OH * pp->OW > 16384) ? (threads) : 1, pp->NC, 1,
+               maxpool2x2_bw_chunk, &maxpool2x2_bw_j);
+}
+
+struct pool_fw_job {
+  const pool_params *pp;
+  const float *x;
+  float *y;
+};
+
+/* A chunk [lo, hi) of pool_fw's loop over c (adv__par_for). */
+static void pool_fw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct pool_fw_job *j = arg;
+  const pool_params *pp = j->pp;
+  const float *x = j->x;
+  float *y = j->y;
+  for (int64_t c = lo; c < hi; c++) {
     const float *xc = x + c * pp->H * pp->W;
     float *yc = y + c * pp->OH * pp->OW;
     for (int64_t oh = 0; oh < pp->OH; oh++)
@@ -308,6 +352,19 @@ static int pool_forward(adv_plan *p, adv_pnode *n) {
         }
       }
   }
+}
+
+static int pool_forward(adv_plan *p, adv_pnode *n) {
+  const pool_params *pp = n->params;
+  const float *x = n->in[0]->data;
+  float *y = n->out[0]->data;
+  if (is2x2(pp)) {
+    maxpool2x2(pp, x, y, p->threads);
+    return ADV_OK;
+  }
+  struct pool_fw_job pool_fw_j = {.pp = pp, .x = x, .y = y};
+  adv__par_for((pp->NC * pp->OH * pp->OW > 16384) ? (p->threads) : 1, pp->NC, 1,
+               pool_fw_chunk, &pool_fw_j);
   return ADV_OK;
 }
 
@@ -327,15 +384,22 @@ static int gpool_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, od);
 }
 
-static int gpool_forward(adv_plan *p, adv_pnode *n) {
-  const adv_tensor *x = n->in[0];
-  int64_t nc = x->dims[0] * x->dims[1];
-  int64_t sp = nc ? x->numel / nc : 0;
-  const float *xd = x->data;
-  float *y = n->out[0]->data;
-  int is_max = !strcmp(adv__ops[n->op]->name, "GlobalMaxPool");
-#pragma omp parallel for num_threads(p->threads) if (x->numel > 65536)
-  for (int64_t c = 0; c < nc; c++) {
+struct gpool_fw_job {
+  const float *xd;
+  float *y;
+  int64_t sp;
+  int is_max;
+};
+
+/* A chunk [lo, hi) of gpool_fw's loop over c (adv__par_for). */
+static void gpool_fw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct gpool_fw_job *j = arg;
+  const float *xd = j->xd;
+  float *y = j->y;
+  int64_t sp = j->sp;
+  int is_max = j->is_max;
+  for (int64_t c = lo; c < hi; c++) {
     const float *xc = xd + c * sp;
     if (is_max) {
       float m = -INFINITY;
@@ -349,26 +413,38 @@ static int gpool_forward(adv_plan *p, adv_pnode *n) {
       y[c] = sp ? s / (float)sp : 0.f;
     }
   }
+}
+
+static int gpool_forward(adv_plan *p, adv_pnode *n) {
+  const adv_tensor *x = n->in[0];
+  int64_t nc = x->dims[0] * x->dims[1];
+  int64_t sp = nc ? x->numel / nc : 0;
+  const float *xd = x->data;
+  float *y = n->out[0]->data;
+  int is_max = !strcmp(adv__ops[n->op]->name, "GlobalMaxPool");
+  struct gpool_fw_job gpool_fw_j = {
+      .xd = xd, .y = y, .sp = sp, .is_max = is_max};
+  adv__par_for((x->numel > 65536) ? (p->threads) : 1, nc, 1, gpool_fw_chunk,
+               &gpool_fw_j);
   return ADV_OK;
 }
 
-/*
- * Backward. MaxPool: the window's first maximum in row-major scan order
- * (the forward's rule, and PyTorch's) receives dy. AveragePool: dy / count
- * to every in-input element of the window, count as in forward.
- */
-static int pool_backward(adv_plan *p, adv_pnode *n) {
-  const pool_params *pp = n->params;
-  const float *x = n->in[0]->data, *gy = n->out[0]->grad;
-  float *gx = n->in[0]->grad;
-  if (!gy || !gx)
-    return ADV_OK;
-  if (is2x2(pp)) {
-    maxpool2x2_bw(pp, x, gy, gx, (n->bw_assign & ADV_BW_IN(0)) != 0, p->threads);
-    return ADV_OK;
-  }
-#pragma omp parallel for num_threads(p->threads) if (pp->NC * pp->OH * pp->OW > 16384)
-  for (int64_t c = 0; c < pp->NC; c++) {
+struct pool_bw_job {
+  const pool_params *pp;
+  const float *x;
+  const float *gy;
+  float *gx;
+};
+
+/* A chunk [lo, hi) of pool_bw's loop over c (adv__par_for). */
+static void pool_bw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct pool_bw_job *j = arg;
+  const pool_params *pp = j->pp;
+  const float *x = j->x;
+  const float *gy = j->gy;
+  float *gx = j->gx;
+  for (int64_t c = lo; c < hi; c++) {
     const float *xc = x + c * pp->H * pp->W;
     float *gc = gx + c * pp->H * pp->W;
     const float *gyc = gy + c * pp->OH * pp->OW;
@@ -417,22 +493,48 @@ static int pool_backward(adv_plan *p, adv_pnode *n) {
         }
       }
   }
+}
+
+/*
+ * Backward. MaxPool: the window's first maximum in row-major scan order
+ * (the forward's rule, and PyTorch's) receives dy. AveragePool: dy / count
+ * to every in-input element of the window, count as in forward.
+ */
+static int pool_backward(adv_plan *p, adv_pnode *n) {
+  const pool_params *pp = n->params;
+  const float *x = n->in[0]->data, *gy = n->out[0]->grad;
+  float *gx = n->in[0]->grad;
+  if (!gy || !gx)
+    return ADV_OK;
+  if (is2x2(pp)) {
+    maxpool2x2_bw(pp, x, gy, gx, (n->bw_assign & ADV_BW_IN(0)) != 0,
+                  p->threads);
+    return ADV_OK;
+  }
+  struct pool_bw_job pool_bw_j = {.pp = pp, .x = x, .gy = gy, .gx = gx};
+  adv__par_for((pp->NC * pp->OH * pp->OW > 16384) ? (p->threads) : 1, pp->NC, 1,
+               pool_bw_chunk, &pool_bw_j);
   return ADV_OK;
 }
 
-/* Global pooling backward: mean spreads dy/S; max goes to the first max. */
-static int gpool_backward(adv_plan *p, adv_pnode *n) {
-  const adv_tensor *x = n->in[0];
-  const float *gy = n->out[0]->grad;
-  float *gx = x->grad;
-  if (!gy || !gx)
-    return ADV_OK;
-  int64_t nc = x->dims[0] * x->dims[1];
-  int64_t sp = nc ? x->numel / nc : 0;
-  const float *xd = x->data;
-  int is_max = !strcmp(adv__ops[n->op]->name, "GlobalMaxPool");
-#pragma omp parallel for num_threads(p->threads) if (x->numel > 65536)
-  for (int64_t c = 0; c < nc; c++) {
+struct gpool_bw_job {
+  const float *gy;
+  float *gx;
+  const float *xd;
+  int64_t sp;
+  int is_max;
+};
+
+/* A chunk [lo, hi) of gpool_bw's loop over c (adv__par_for). */
+static void gpool_bw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct gpool_bw_job *j = arg;
+  const float *gy = j->gy;
+  float *gx = j->gx;
+  const float *xd = j->xd;
+  int64_t sp = j->sp;
+  int is_max = j->is_max;
+  for (int64_t c = lo; c < hi; c++) {
     float *gc = gx + c * sp;
     if (is_max) {
       int64_t best = 0;
@@ -447,6 +549,23 @@ static int gpool_backward(adv_plan *p, adv_pnode *n) {
         gc[i] += g;
     }
   }
+}
+
+/* Global pooling backward: mean spreads dy/S; max goes to the first max. */
+static int gpool_backward(adv_plan *p, adv_pnode *n) {
+  const adv_tensor *x = n->in[0];
+  const float *gy = n->out[0]->grad;
+  float *gx = x->grad;
+  if (!gy || !gx)
+    return ADV_OK;
+  int64_t nc = x->dims[0] * x->dims[1];
+  int64_t sp = nc ? x->numel / nc : 0;
+  const float *xd = x->data;
+  int is_max = !strcmp(adv__ops[n->op]->name, "GlobalMaxPool");
+  struct gpool_bw_job gpool_bw_j = {
+      .gy = gy, .gx = gx, .xd = xd, .sp = sp, .is_max = is_max};
+  adv__par_for((x->numel > 65536) ? (p->threads) : 1, nc, 1, gpool_bw_chunk,
+               &gpool_bw_j);
   return ADV_OK;
 }
 

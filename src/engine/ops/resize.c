@@ -471,17 +471,25 @@ static void idx_next(const rz_params *rp, int64_t *idx) {
     }                                                                          \
   } while (0)
 
-/* Forward, parallel over chunks of output elements (each chunk starts its
- * index walk from its first element). */
-static int rz_forward(adv_plan *p, adv_pnode *n) {
-  const rz_params *rp = n->params;
-  const float *x = n->in[0]->data;
-  float *y = n->out[0]->data;
-  int64_t total = n->out[0]->numel, chunk = 4096;
-  int64_t nch = (total + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(p->threads) if (total > 65536)            \
-    schedule(static)
-  for (int64_t c = 0; c < nch; c++) {
+/* What rz_fw_chunk reads (adv__par_for context). */
+struct rz_fw_job {
+  const rz_params *rp;
+  const float *x;
+  float *y;
+  int64_t total;
+  int64_t chunk;
+};
+
+/* A chunk [lo, hi) of rz_fw's loop over c (adv__par_for). */
+static void rz_fw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct rz_fw_job *j = arg;
+  const rz_params *rp = j->rp;
+  const float *x = j->x;
+  float *y = j->y;
+  int64_t total = j->total;
+  int64_t chunk = j->chunk;
+  for (int64_t c = lo; c < hi; c++) {
     int64_t e0 = c * chunk, e1 = e0 + chunk < total ? e0 + chunk : total;
     int64_t idx[ADV_MAX_DIMS] = {0}, rem = e0;
     for (int d = rp->nd - 1; d >= 0; d--) {
@@ -501,6 +509,20 @@ static int rz_forward(adv_plan *p, adv_pnode *n) {
       y[e] = (float)acc;
     }
   }
+}
+
+/* Forward, parallel over chunks of output elements (each chunk starts its
+ * index walk from its first element). */
+static int rz_forward(adv_plan *p, adv_pnode *n) {
+  const rz_params *rp = n->params;
+  const float *x = n->in[0]->data;
+  float *y = n->out[0]->data;
+  int64_t total = n->out[0]->numel, chunk = 4096;
+  int64_t nch = (total + chunk - 1) / chunk;
+  struct rz_fw_job rz_fw_j = {
+      .rp = rp, .x = x, .y = y, .total = total, .chunk = chunk};
+  adv__par_for((total > 65536) ? (p->threads) : 1, nch, 4, rz_fw_chunk,
+               &rz_fw_j);
   return ADV_OK;
 }
 

@@ -49,13 +49,20 @@ static int sm_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   return adv__tensor_set_shape(n->out[0], ADV_DTYPE_F32, x->ndim, x->dims);
 }
 
-static int sm_forward(adv_plan *p, adv_pnode *n) {
-  const sm_params *sp = n->params;
-  const float *x = n->in[0]->data;
-  float *y = n->out[0]->data;
-  int64_t rows = sp->outer * sp->inner;
-#pragma omp parallel for num_threads(p->threads) if (rows * sp->len > 65536)
-  for (int64_t r = 0; r < rows; r++) {
+struct sm_fw_job {
+  const sm_params *sp;
+  const float *x;
+  float *y;
+};
+
+/* A chunk [lo, hi) of sm_fw's loop over r (adv__par_for). */
+static void sm_fw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct sm_fw_job *j = arg;
+  const sm_params *sp = j->sp;
+  const float *x = j->x;
+  float *y = j->y;
+  for (int64_t r = lo; r < hi; r++) {
     int64_t o = r / sp->inner, i = r % sp->inner;
     const float *xr = x + o * sp->len * sp->inner + i;
     float *yr = y + o * sp->len * sp->inner + i;
@@ -74,21 +81,35 @@ static int sm_forward(adv_plan *p, adv_pnode *n) {
         yr[k * sp->inner] = (float)(exp((double)(xr[k * sp->inner] - mx)) / sum);
     }
   }
+}
+
+static int sm_forward(adv_plan *p, adv_pnode *n) {
+  const sm_params *sp = n->params;
+  const float *x = n->in[0]->data;
+  float *y = n->out[0]->data;
+  int64_t rows = sp->outer * sp->inner;
+  struct sm_fw_job sm_fw_j = {.sp = sp, .x = x, .y = y};
+  adv__par_for((rows * sp->len > 65536) ? (p->threads) : 1, rows,
+               16384 / (sp->len + 1) + 1, sm_fw_chunk, &sm_fw_j);
   return ADV_OK;
 }
 
-/* Backward from the output y along the normalized dim:
- *   Softmax:    dx = y * (dy - sum(dy * y))
- *   LogSoftmax: dx = dy - exp(y) * sum(dy) */
-static int sm_backward(adv_plan *p, adv_pnode *n) {
-  const sm_params *sp = n->params;
-  const float *y = n->out[0]->data, *gy = n->out[0]->grad;
-  float *gx = n->in[0]->grad;
-  if (!gy || !gx)
-    return ADV_OK;
-  int64_t rows = sp->outer * sp->inner;
-#pragma omp parallel for num_threads(p->threads) if (rows * sp->len > 65536)
-  for (int64_t r = 0; r < rows; r++) {
+struct sm_bw_job {
+  const sm_params *sp;
+  const float *y;
+  const float *gy;
+  float *gx;
+};
+
+/* A chunk [lo, hi) of sm_bw's loop over r (adv__par_for). */
+static void sm_bw_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const struct sm_bw_job *j = arg;
+  const sm_params *sp = j->sp;
+  const float *y = j->y;
+  const float *gy = j->gy;
+  float *gx = j->gx;
+  for (int64_t r = lo; r < hi; r++) {
     int64_t o = r / sp->inner, i = r % sp->inner;
     int64_t base = o * sp->len * sp->inner + i;
     double acc = 0;
@@ -104,6 +125,21 @@ static int sm_backward(adv_plan *p, adv_pnode *n) {
         gx[e] += y[e] * (gy[e] - (float)acc);
     }
   }
+}
+
+/* Backward from the output y along the normalized dim:
+ *   Softmax:    dx = y * (dy - sum(dy * y))
+ *   LogSoftmax: dx = dy - exp(y) * sum(dy) */
+static int sm_backward(adv_plan *p, adv_pnode *n) {
+  const sm_params *sp = n->params;
+  const float *y = n->out[0]->data, *gy = n->out[0]->grad;
+  float *gx = n->in[0]->grad;
+  if (!gy || !gx)
+    return ADV_OK;
+  int64_t rows = sp->outer * sp->inner;
+  struct sm_bw_job sm_bw_j = {.sp = sp, .y = y, .gy = gy, .gx = gx};
+  adv__par_for((rows * sp->len > 65536) ? (p->threads) : 1, rows,
+               16384 / (sp->len + 1) + 1, sm_bw_chunk, &sm_bw_j);
   return ADV_OK;
 }
 

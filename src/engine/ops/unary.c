@@ -110,24 +110,24 @@ static int un_infer(adv_plan *p, adv_pnode *n, adv_err *err) {
   return adv__tensor_set_shape(n->out[0], x->dtype, x->ndim, x->dims);
 }
 
-static int un_forward(adv_plan *p, adv_pnode *n) {
-  const un_params *up = n->params;
-  int64_t len = n->out[0]->numel;
-  if (n->in[0]->dtype == ADV_DTYPE_I64) { /* Neg, Abs (wrapping like C) */
-    const int64_t *xi = n->in[0]->data;
-    int64_t *yi = n->out[0]->data;
-    for (int64_t i = 0; i < len; i++) {
-      uint64_t u = (uint64_t)xi[i];
-      yi[i] = (up->kind == U_NEG || xi[i] < 0) ? (int64_t)(0 - u) : xi[i];
-    }
-    return ADV_OK;
-  }
-  const float *x = n->in[0]->data;
-  float *y = n->out[0]->data;
+/* One unary op's arrays, for its adv__par_for chunks. */
+typedef struct un_job {
+  const un_params *up;
+  const float *x, *gy;
+  float *y, *gx;
+  int assign;
+} un_job;
+
+/* Forward over elements [lo, hi) (an adv__par_for chunk). */
+static void un_forward_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const un_job *j = arg;
+  const un_params *up = j->up;
+  const float *x = j->x;
+  float *y = j->y;
   float al = up->alpha, be = up->beta;
 #define UN_LOOP(expr)                                                          \
-  _Pragma("omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)") \
-  for (int64_t i = 0; i < len; i++) {                                          \
+  for (int64_t i = lo; i < hi; i++) {                                          \
     float v = x[i];                                                            \
     y[i] = (expr);                                                             \
   }                                                                            \
@@ -168,38 +168,50 @@ static int un_forward(adv_plan *p, adv_pnode *n) {
   case U_COSH:
     UN_LOOP(coshf(v))
   default:
-    return ADV_EINTERNAL;
+    break; /* refused by un_forward */
   }
 #undef UN_LOOP
+}
+
+static int un_forward(adv_plan *p, adv_pnode *n) {
+  const un_params *up = n->params;
+  int64_t len = n->out[0]->numel;
+  if (n->in[0]->dtype == ADV_DTYPE_I64) { /* Neg, Abs (wrapping like C) */
+    const int64_t *xi = n->in[0]->data;
+    int64_t *yi = n->out[0]->data;
+    for (int64_t i = 0; i < len; i++) {
+      uint64_t u = (uint64_t)xi[i];
+      yi[i] = (up->kind == U_NEG || xi[i] < 0) ? (int64_t)(0 - u) : xi[i];
+    }
+    return ADV_OK;
+  }
+  if (up->kind > U_COSH)
+    return ADV_EINTERNAL;
+  un_job j = {.up = up, .x = n->in[0]->data, .y = n->out[0]->data};
+  adv__par_for(len > 65536 ? p->threads : 1, len, 16384, un_forward_chunk, &j);
   return ADV_OK;
 }
 
-/*
- * Backward from the input x (PyTorch's conventions at kinks: ReLU'(0) = 0,
- * |x|'(0) = 0, HardSigmoid'(x) = alpha strictly inside its linear part,
- * HardSwish'(x) = x/3 + 1/2 on [-3, 3], Softplus'(x) = 1 above 20).
- */
-static int un_backward(adv_plan *p, adv_pnode *n) {
-  const un_params *up = n->params;
-  adv_tensor *xt = n->in[0];
-  if (!xt->grad || !n->out[0]->grad)
-    return ADV_OK;
-  const float *x = xt->data, *gy = n->out[0]->grad;
-  float *gx = xt->grad;
-  int64_t len = xt->numel;
+/* Backward over elements [lo, hi) (an adv__par_for chunk). */
+static void un_backward_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  const un_job *j = arg;
+  const un_params *up = j->up;
+  const float *x = j->x, *gy = j->gy;
+  float *gx = j->gx;
   float al = up->alpha, be = up->beta;
-  int assign = (n->bw_assign & ADV_BW_IN(0)) != 0;
+  int assign = j->assign;
 #define BW_LOOP(expr)                                                          \
   if (assign) {                                                                \
-    _Pragma("omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)") \
-    for (int64_t i = 0; i < len; i++) {                                        \
-      float v = x[i], g = gy[i];  (void)v;                                     \
+    for (int64_t i = lo; i < hi; i++) {                                        \
+      float v = x[i], g = gy[i];                                               \
+      (void)v;                                                                 \
       gx[i] = (expr);                                                          \
     }                                                                          \
   } else {                                                                     \
-    _Pragma("omp parallel for num_threads(p->threads) if (len > 65536) schedule(static)") \
-    for (int64_t i = 0; i < len; i++) {                                        \
-      float v = x[i], g = gy[i];  (void)v;                                     \
+    for (int64_t i = lo; i < hi; i++) {                                        \
+      float v = x[i], g = gy[i];                                               \
+      (void)v;                                                                 \
       gx[i] += (expr);                                                         \
     }                                                                          \
   }                                                                            \
@@ -238,9 +250,30 @@ static int un_backward(adv_plan *p, adv_pnode *n) {
   case U_COSH:
     BW_LOOP(g * sinhf(v))
   default:
-    return ADV_EINTERNAL;
+    break; /* refused by un_backward */
   }
 #undef BW_LOOP
+}
+
+/*
+ * Backward from the input x (PyTorch's conventions at kinks: ReLU'(0) = 0,
+ * |x|'(0) = 0, HardSigmoid'(x) = alpha strictly inside its linear part,
+ * HardSwish'(x) = x/3 + 1/2 on [-3, 3], Softplus'(x) = 1 above 20).
+ */
+static int un_backward(adv_plan *p, adv_pnode *n) {
+  const un_params *up = n->params;
+  adv_tensor *xt = n->in[0];
+  if (!xt->grad || !n->out[0]->grad)
+    return ADV_OK;
+  if (up->kind > U_COSH)
+    return ADV_EINTERNAL;
+  int64_t len = xt->numel;
+  un_job j = {.up = up,
+              .x = xt->data,
+              .gy = n->out[0]->grad,
+              .gx = xt->grad,
+              .assign = (n->bw_assign & ADV_BW_IN(0)) != 0};
+  adv__par_for(len > 65536 ? p->threads : 1, len, 16384, un_backward_chunk, &j);
   return ADV_OK;
 }
 

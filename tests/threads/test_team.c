@@ -1,0 +1,307 @@
+/*
+ * test_team.c - the engine's thread team (src/engine/core/parallel.c,
+ * issue 13 item 7):
+ *   - every item of a loop runs exactly once, on a thread index below the
+ *     loop's thread count, for any (n, grain, threads), and across many
+ *     short loops in a row (stale claims of a finished loop would show up
+ *     as items run twice or on the wrong loop);
+ *   - a loop inside a chunk, and loops of several user threads at once,
+ *     run serially on their caller and still cover every item;
+ *   - a worker that never runs does not hold the caller: in a forked child
+ *     (the team's threads are not there) a 4-thread loop completes on the
+ *     caller alone;
+ *   - the load adaptation's policy: a window with less than 0.9 cores busy
+ *     (or under 0.45 of a large team) halves the threads, down to one; two
+ *     quiet windows double them back; a busy team stays whole;
+ *   - results do not depend on the thread count: gradients and logits of
+ *     fashion_resnet (ops on the team) and mnist_cnn at batch 16 are the
+ *     same bytes with 1, 2 and 3 threads.
+ * Usage: test_team FIXTURES_DIR
+ */
+#define _GNU_SOURCE
+#include "adv/adv.h"
+#include "core/engine.h"
+#include "harness.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *g_fixtures;
+
+/* A loop's record: how often each item ran, the largest worker index
+ * seen, and chunks that ran. */
+typedef struct {
+  _Atomic int *hits;
+  _Atomic int max_worker;
+  _Atomic long chunks;
+} cover;
+
+static void cover_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  cover *c = arg;
+  for (int64_t i = lo; i < hi; i++)
+    atomic_fetch_add(&c->hits[i], 1);
+  int m = atomic_load(&c->max_worker);
+  while (worker > m &&
+         !atomic_compare_exchange_weak(&c->max_worker, &m, worker))
+    ;
+  atomic_fetch_add(&c->chunks, 1);
+}
+
+/* Runs one loop of n items and checks every item ran once and every worker
+ * index was below `threads`. Returns 1 when all is well. */
+static int run_cover(int threads, int64_t n, int64_t grain) {
+  cover c = {.hits = calloc((size_t)(n ? n : 1), sizeof(_Atomic int))};
+  if (!c.hits)
+    return 0;
+  adv__par_for(threads, n, grain, cover_chunk, &c);
+  int ok = atomic_load(&c.max_worker) < (threads > 1 ? threads : 1);
+  for (int64_t i = 0; i < n; i++)
+    ok &= atomic_load(&c.hits[i]) == 1;
+  ok &= n == 0 ? atomic_load(&c.chunks) == 0 : atomic_load(&c.chunks) >= 1;
+  free(c.hits);
+  return ok;
+}
+
+TEST(every_item_runs_once) {
+  CHECK(adv_threads_prepare(4) == 4);
+  const int threads[] = {1, 2, 3, 4};
+  const int64_t ns[] = {0, 1, 7, 1000, 100003};
+  const int64_t grains[] = {1, 16, 5000};
+  for (int t = 0; t < 4; t++)
+    for (int k = 0; k < 5; k++)
+      for (int g = 0; g < 3; g++)
+        if (!run_cover(threads[t], ns[k], grains[g])) {
+          fprintf(stderr, "threads %d n %lld grain %lld\n", threads[t],
+                  (long long)ns[k], (long long)grains[g]);
+          CHECK(0);
+        }
+  HARNESS_CHECKED();
+}
+
+TEST(more_items_than_the_claim_word_counts) {
+  /* 70000 single-item chunks exceed the 16-bit chunk count: the team
+   * groups them, and every item still runs once */
+  CHECK(run_cover(2, 70000, 1));
+  cover c = {.hits = calloc(70000, sizeof(_Atomic int))};
+  CHECK(c.hits != NULL);
+  adv__par_each(2, 70000, cover_chunk, &c);
+  int ok = 1;
+  for (int i = 0; i < 70000; i++)
+    ok &= atomic_load(&c.hits[i]) == 1;
+  CHECK(ok);
+  free(c.hits);
+}
+
+/* Many short loops back to back: a worker late for loop k must not claim
+ * an item of loop k + 1 it was not invited to, nor run loop k's function
+ * again. */
+typedef struct {
+  _Atomic long sum;
+  long loop;
+  _Atomic int wrong;
+} seq_ctx;
+
+static void seq_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  seq_ctx *c = arg;
+  (void)worker;
+  for (int64_t i = lo; i < hi; i++)
+    atomic_fetch_add(&c->sum, c->loop * 1000 + i);
+}
+
+TEST(many_short_loops) {
+  CHECK(adv_threads_prepare(3) == 3);
+  int ok = 1;
+  for (long l = 0; l < 20000 && ok; l++) {
+    seq_ctx c = {.loop = l};
+    int64_t n = 1 + l % 97;
+    adv__par_for(2 + (int)(l % 2), n, 1, seq_chunk, &c);
+    long want = c.loop * 1000 * n + n * (n - 1) / 2;
+    ok = atomic_load(&c.sum) == want;
+    if (!ok)
+      fprintf(stderr, "loop %ld: sum %ld, want %ld\n", l, atomic_load(&c.sum),
+              want);
+  }
+  CHECK(ok);
+}
+
+/* A loop started inside a chunk runs on that thread alone. */
+typedef struct {
+  _Atomic int inner_calls, inner_bad;
+} nest_ctx;
+
+static void inner_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  nest_ctx *c = arg;
+  atomic_fetch_add(&c->inner_calls, 1);
+  if (lo != 0 || hi != 100 || worker != 0)
+    atomic_fetch_add(&c->inner_bad, 1);
+}
+
+static void outer_chunk(void *arg, int64_t lo, int64_t hi, int worker) {
+  (void)worker;
+  for (int64_t i = lo; i < hi; i++)
+    adv__par_for(2, 100, 1, inner_chunk, arg);
+}
+
+TEST(a_loop_inside_a_chunk_runs_serially) {
+  nest_ctx c = {0};
+  adv__par_for(2, 8, 1, outer_chunk, &c);
+  CHECK(atomic_load(&c.inner_calls) == 8);
+  CHECK(atomic_load(&c.inner_bad) == 0);
+}
+
+static void *user_thread(void *arg) {
+  _Atomic int *bad = arg;
+  for (int l = 0; l < 2000; l++)
+    if (!run_cover(2, 1 + l % 300, 1))
+      atomic_fetch_add(bad, 1);
+  return NULL;
+}
+
+TEST(several_callers_at_once) {
+  _Atomic int bad = 0;
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++)
+    CHECK(pthread_create(&t[i], NULL, user_thread, &bad) == 0);
+  for (int i = 0; i < 4; i++)
+    pthread_join(t[i], NULL);
+  CHECK(atomic_load(&bad) == 0);
+}
+
+TEST(a_worker_that_never_runs_does_not_hold_the_caller) {
+  CHECK(adv_threads_prepare(4) == 4);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) { /* the child has the caller's thread only */
+    alarm(20);    /* a caller waiting for the absent workers dies here */
+    int ok = 1;
+    for (int l = 0; l < 200 && ok; l++)
+      ok = run_cover(4, 1000, 1);
+    _exit(ok ? 0 : 1);
+  }
+  int st = 0;
+  CHECK(waitpid(pid, &st, 0) == pid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+TEST(load_adaptation_policy) {
+  /* the policy's state is process-wide: quiet windows bring it back to a
+   * whole team whatever ran before */
+  for (int i = 0; i < 16; i++)
+    adv__threads_adapt_feed(1.8, 20000000);
+  CHECK(adv__threads_for_run(2) == 2);
+  adv__threads_adapt_feed(1.7, 20000000); /* two threads busy: whole */
+  CHECK(adv__threads_for_run(2) == 2);
+  adv__threads_adapt_feed(0.6, 20000000); /* oversubscribed: halve */
+  CHECK(adv__threads_for_run(2) == 1);
+  adv__threads_adapt_feed(0.6, 20000000); /* never below one */
+  CHECK(adv__threads_for_run(2) == 1);
+  adv__threads_adapt_feed(0.7, 20000000); /* one thread, still loaded */
+  adv__threads_adapt_feed(1.0, 20000000); /* one quiet window: not yet */
+  CHECK(adv__threads_for_run(2) == 1);
+  adv__threads_adapt_feed(1.0, 20000000); /* two in a row: whole again */
+  CHECK(adv__threads_for_run(2) == 2);
+  /* a team of 8 keeping 3 cores busy is oversubscribed too (under 0.45 of
+   * its threads): 4, then 2, ... and back one level per two quiet windows */
+  CHECK(adv__threads_for_run(8) == 8);
+  adv__threads_adapt_feed(3.0, 20000000);
+  CHECK(adv__threads_for_run(8) == 4);
+  adv__threads_adapt_feed(1.5, 20000000); /* 4 threads, 1.5 busy: halve */
+  CHECK(adv__threads_for_run(8) == 2);
+  adv__threads_adapt_feed(1.8, 20000000);
+  adv__threads_adapt_feed(1.8, 20000000);
+  CHECK(adv__threads_for_run(8) == 4);
+}
+
+/* Logits and input gradient of `model` at batch 16 with `threads`
+ * threads on the fixed input x (malloc'd into *z, *dx). 0 on success. */
+static int grad_of(const char *model, int threads, const float *x, int64_t per,
+                   float **z, float **dx, int64_t *nz) {
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s.onnx", g_fixtures, model);
+  adv_model *m = NULL;
+  adv_session *s = NULL;
+  adv_err err = {{0}};
+  if (adv_model_load_file(path, adv_load_default_params(), &m, &err))
+    return fprintf(stderr, "%s: %s\n", path, err.msg), -1;
+  adv_session_params sp = adv_session_default_params();
+  sp.batch = 16;
+  sp.threads = threads;
+  sp.logits = 1;
+  sp.grad = 1;
+  int rc = adv_session_init(m, sp, &s, &err);
+  int64_t d[ADV_MAX_DIMS];
+  if (!rc && adv_session_output_shape(s, 0, d) != 2)
+    rc = -1;
+  if (!rc) {
+    *nz = d[0] * d[1];
+    *z = malloc((size_t)*nz * sizeof(float));
+    *dx = malloc((size_t)(16 * per) * sizeof(float));
+    float loss[16];
+    int64_t y[16];
+    for (int i = 0; i < 16; i++)
+      y[i] = i % d[1];
+    rc = !*z || !*dx ||
+         adv_session_grad(s, x, adv_loss_default_params(ADV_LOSS_CE), y, NULL,
+                          *z, loss, *dx, &err);
+  }
+  if (rc)
+    fprintf(stderr, "%s: %s\n", model, err.msg);
+  adv_session_free(s);
+  adv_model_free(m);
+  return rc;
+}
+
+TEST(results_do_not_depend_on_the_thread_count) {
+  const char *models[] = {"fashion_resnet", "mnist_cnn"};
+  const int64_t per = 28 * 28;
+  float *x = malloc(16 * per * sizeof(float));
+  CHECK(x != NULL);
+  uint32_t r = 12345;
+  for (int64_t i = 0; i < 16 * per; i++) {
+    r = r * 1664525u + 1013904223u;
+    x[i] = (float)(r >> 8) / 16777216.f;
+  }
+  for (int k = 0; k < 2; k++) {
+    float *z1 = NULL, *dx1 = NULL;
+    int64_t nz = 0;
+    CHECK(grad_of(models[k], 1, x, per, &z1, &dx1, &nz) == 0);
+    for (int t = 2; t <= 3; t++) {
+      float *z = NULL, *dx = NULL;
+      int64_t nz2 = 0;
+      CHECK(grad_of(models[k], t, x, per, &z, &dx, &nz2) == 0);
+      CHECK(nz2 == nz);
+      if (memcmp(z, z1, (size_t)nz * sizeof(float)) ||
+          memcmp(dx, dx1, (size_t)(16 * per) * sizeof(float))) {
+        fprintf(stderr, "%s: %d threads differ from 1\n", models[k], t);
+        CHECK(0);
+      }
+      free(z);
+      free(dx);
+    }
+    free(z1);
+    free(dx1);
+  }
+  free(x);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: test_team FIXTURES_DIR\n");
+    return 2;
+  }
+  g_fixtures = argv[1];
+  RUN(every_item_runs_once);
+  RUN(more_items_than_the_claim_word_counts);
+  RUN(many_short_loops);
+  RUN(a_loop_inside_a_chunk_runs_serially);
+  RUN(several_callers_at_once);
+  RUN(a_worker_that_never_runs_does_not_hold_the_caller);
+  RUN(results_do_not_depend_on_the_thread_count);
+  RUN(load_adaptation_policy);
+  return harness_report();
+}
