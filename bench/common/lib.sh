@@ -83,7 +83,10 @@ start_burners() {
   local i ncpu
   ncpu=$(nproc)
   for ((i = 0; i < $1; i++)); do
-    (while :; do :; done) &
+    # a session of its own: a stopped burner (paired mode) in our process
+    # group would get SIGHUP + SIGCONT from the kernel as soon as the group
+    # is orphaned (run.sh started in the background of a shell that exits)
+    setsid bash -c 'while :; do :; done' &
     BURNER_PIDS+=($!)
     if [ "${BURNER_PIN:-0}" = 1 ]; then
       taskset -p -c $((i % ncpu)) "$!" >/dev/null

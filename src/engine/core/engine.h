@@ -222,12 +222,18 @@ typedef struct adv_pnode {
 /* The node applies ReLU to its output (a Relu node absorbed by fuse.c). */
 #define ADV_FUSE_RELU 1u
 
+/* A run's start, for adv__run_observe. */
+typedef struct adv__run_stamp {
+  int on;
+  long long ns, cpu;
+} adv__run_stamp;
 typedef struct adv_plan {
   const adv_model *model;
   adv_arena arena;  /* plan-lifetime allocations (params, folded consts) */
   int opset;
-  int threads;         /* threads of the current run (see threads_planned) */
-  int threads_planned; /* threads the session was planned for */
+  int threads;          /* threads of the current run (see threads_planned) */
+  int threads_planned;  /* threads the session was planned for */
+  adv__run_stamp stamp; /* the current run's start (load adaptation) */
   int n_tensors;
   adv_tensor *tensors; /* parallel to model->values */
   int n_nodes;
@@ -442,15 +448,14 @@ void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx);
 /* Load adaptation (parallel.c): the threads a run planned for `threads`
  * uses now (fewer while other processes preempt the engine's threads). */
 int adv__threads_for_run(int threads);
-/* A run's start, for adv__run_observe. */
-typedef struct adv__run_stamp {
-  int on;
-  long long ns, cpu;
-} adv__run_stamp;
 void adv__run_mark(adv__run_stamp *st);
 /* Counts the run since st (its wall time and the process's CPU time)
  * towards the next thread-count decision. */
 void adv__run_observe(const adv__run_stamp *st);
+/* Between the nodes of a run: when a window's worth of time has passed
+ * since st, counts it (as adv__run_observe), restarts st and returns 1 (the
+ * caller takes adv__threads_for_run again); else 0. */
+int adv__run_tick(adv__run_stamp *st);
 /* Tests: one closed window of `busy` cores busy over ns of run time, as if
  * measured. */
 void adv__threads_adapt_feed(double busy, long long ns);

@@ -356,6 +356,14 @@ void adv__run_observe(const adv__run_stamp *st) {
   adapt_decide((double)wcpu / (double)wns, wns);
 }
 
+int adv__run_tick(adv__run_stamp *st) {
+  if (!st->on || clock_ns(CLOCK_MONOTONIC) - st->ns < ADAPT_WINDOW_NS)
+    return 0;
+  adv__run_observe(st);
+  adv__run_mark(st);
+  return 1;
+}
+
 void adv__threads_adapt_feed(double busy, long long ns) {
   adapt_decide(busy, ns);
 }

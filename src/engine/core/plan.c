@@ -825,7 +825,7 @@ static void blas_single_threaded(void) { pthread_once(&blas_once, blas_set_one);
 
 /* Entering a run: FTZ|DAZ on (the caller's MXCSR is returned for
  * run_leave), and this run's thread count (load adaptation, parallel.c). */
-static unsigned run_enter(adv_plan *p, adv__run_stamp *st) {
+static unsigned run_enter(adv_plan *p) {
   unsigned old = _mm_getcsr();
   if (!p->ftz_pool) { /* pool threads keep MXCSR: once per session */
 #pragma omp parallel num_threads(p->threads_planned)
@@ -834,12 +834,19 @@ static unsigned run_enter(adv_plan *p, adv__run_stamp *st) {
   }
   _mm_setcsr(old | 0x8040);
   p->threads = adv__threads_for_run(p->threads_planned);
-  adv__run_mark(st);
+  adv__run_mark(&p->stamp);
   return old;
 }
 
-static void run_leave(adv_plan *p, unsigned old, const adv__run_stamp *st) {
-  adv__run_observe(st);
+/* Between two nodes of a run: a long run (a large batch) counts its time
+ * so far, and its next nodes take the thread count decided now. */
+static void run_tick(adv_plan *p) {
+  if (adv__run_tick(&p->stamp))
+    p->threads = adv__threads_for_run(p->threads_planned);
+}
+
+static void run_leave(adv_plan *p, unsigned old) {
+  adv__run_observe(&p->stamp);
   p->threads = p->threads_planned;
   _mm_setcsr(old);
 }
@@ -851,10 +858,9 @@ static int session_run_inner(adv_session *s, const float *const *inputs,
 int adv_session_run(adv_session *s, const float *const *inputs,
                     void *const *outputs, const volatile int *abort_flag,
                     adv_err *err) {
-  adv__run_stamp st;
-  unsigned old = run_enter(&s->p, &st);
+  unsigned old = run_enter(&s->p);
   int rc = session_run_inner(s, inputs, outputs, abort_flag, err);
-  run_leave(&s->p, old, &st);
+  run_leave(&s->p, old);
   return rc;
 }
 
@@ -880,6 +886,7 @@ static int session_run_inner(adv_session *s, const float *const *inputs,
     memcpy(t->data, inputs[i], (size_t)t->numel * sizeof(float));
   }
   for (int r = 0; r < p->n_run; r++) {
+    run_tick(p);
     if (abort_flag && *abort_flag)
       return adv__error(err, ADV_EABORTED, "aborted");
     adv_pnode *n = &p->nodes[p->run[r]];
@@ -928,10 +935,9 @@ static int backward_inner(adv_session *s, const float *dz, float *dx,
 
 int adv_session_backward_dz(adv_session *s, const float *dz, float *dx,
                             const volatile int *abort_flag, adv_err *err) {
-  adv__run_stamp st;
-  unsigned old = run_enter(&s->p, &st);
+  unsigned old = run_enter(&s->p);
   int rc = backward_inner(s, dz, dx, abort_flag, err);
-  run_leave(&s->p, old, &st);
+  run_leave(&s->p, old);
   return rc;
 }
 
@@ -950,6 +956,7 @@ static int backward_inner(adv_session *s, const float *dz, float *dx,
     adv_pnode *n = &p->nodes[p->run[r]];
     if (!n->backward)
       continue;
+    run_tick(p);
     if (abort_flag && *abort_flag)
       return adv__error(err, ADV_EABORTED, "aborted");
     for (int k = 0; k < n->n_in; k++) {
