@@ -11,11 +11,12 @@
  *     (the team's threads are not there) a 4-thread loop completes on the
  *     caller alone;
  *   - the load adaptation's policy: a window with less than 0.9 cores busy
- *     (or under 0.45 of a large team) halves the threads, down to one; two
- *     quiet windows double them back; a busy team stays whole;
+ *     halves the threads, down to one; two quiet windows (>= 0.95) in a
+ *     row double them back; a quiet team stays whole;
  *   - results do not depend on the thread count: gradients and logits of
  *     fashion_resnet (ops on the team) and mnist_cnn at batch 16 are the
- *     same bytes with 1, 2 and 3 threads.
+ *     same bytes with 1, 2 and 3 threads, and with 2 threads planned but
+ *     run on one by the load adaptation.
  * Usage: test_team FIXTURES_DIR
  */
 #define _GNU_SOURCE
@@ -190,31 +191,32 @@ TEST(a_worker_that_never_runs_does_not_hold_the_caller) {
 
 TEST(load_adaptation_policy) {
   /* the policy's state is process-wide: quiet windows bring it back to a
-   * whole team whatever ran before */
+   * whole team whatever ran before (teams of up to 4 threads in the other
+   * cases: at most 2 levels down) */
   for (int i = 0; i < 16; i++)
     adv__threads_adapt_feed(1.8, 20000000);
-  CHECK(adv__threads_for_run(2) == 2);
-  adv__threads_adapt_feed(1.7, 20000000); /* two threads busy: whole */
-  CHECK(adv__threads_for_run(2) == 2);
+  CHECK(adv__threads_for_run(8) == 8);
+  adv__threads_adapt_feed(1.2, 20000000); /* quiet, much serial work: whole */
+  CHECK(adv__threads_for_run(8) == 8);
   adv__threads_adapt_feed(0.6, 20000000); /* oversubscribed: halve */
-  CHECK(adv__threads_for_run(2) == 1);
-  adv__threads_adapt_feed(0.6, 20000000); /* never below one */
-  CHECK(adv__threads_for_run(2) == 1);
+  CHECK(adv__threads_for_run(8) == 4);
+  adv__threads_adapt_feed(0.6, 20000000);
+  CHECK(adv__threads_for_run(8) == 2);
+  CHECK(adv__threads_for_run(2) == 1); /* a smaller team: never below one */
+  adv__threads_adapt_feed(0.6, 20000000);
+  adv__threads_adapt_feed(0.6, 20000000); /* down to one, and no further */
+  CHECK(adv__threads_for_run(8) == 1);
   adv__threads_adapt_feed(0.7, 20000000); /* one thread, still loaded */
   adv__threads_adapt_feed(1.0, 20000000); /* one quiet window: not yet */
-  CHECK(adv__threads_for_run(2) == 1);
-  adv__threads_adapt_feed(1.0, 20000000); /* two in a row: whole again */
-  CHECK(adv__threads_for_run(2) == 2);
-  /* a team of 8 keeping 3 cores busy is oversubscribed too (under 0.45 of
-   * its threads): 4, then 2, ... and back one level per two quiet windows */
-  CHECK(adv__threads_for_run(8) == 8);
-  adv__threads_adapt_feed(3.0, 20000000);
-  CHECK(adv__threads_for_run(8) == 4);
-  adv__threads_adapt_feed(1.5, 20000000); /* 4 threads, 1.5 busy: halve */
+  CHECK(adv__threads_for_run(8) == 1);
+  adv__threads_adapt_feed(0.92, 20000000); /* neither: breaks the run */
+  adv__threads_adapt_feed(1.0, 20000000);
+  CHECK(adv__threads_for_run(8) == 1);
+  adv__threads_adapt_feed(1.0, 20000000); /* two in a row: double */
   CHECK(adv__threads_for_run(8) == 2);
-  adv__threads_adapt_feed(1.8, 20000000);
-  adv__threads_adapt_feed(1.8, 20000000);
-  CHECK(adv__threads_for_run(8) == 4);
+  for (int i = 0; i < 4; i++)
+    adv__threads_adapt_feed(1.0, 20000000);
+  CHECK(adv__threads_for_run(8) == 8);
 }
 
 /* Logits and input gradient of `model` at batch 16 with `threads`
@@ -283,6 +285,25 @@ TEST(results_do_not_depend_on_the_thread_count) {
       free(z);
       free(dx);
     }
+    /* 2 threads planned, run on one by the load adaptation (loaded
+     * windows fed to the policy): the same bytes */
+    for (int i = 0; i < 4; i++)
+      adv__threads_adapt_feed(0.6, 20000000);
+    CHECK(adv__threads_for_run(2) == 1);
+    float *z = NULL, *dx = NULL;
+    int64_t nz2 = 0;
+    CHECK(grad_of(models[k], 2, x, per, &z, &dx, &nz2) == 0);
+    CHECK(nz2 == nz);
+    if (memcmp(z, z1, (size_t)nz * sizeof(float)) ||
+        memcmp(dx, dx1, (size_t)(16 * per) * sizeof(float))) {
+      fprintf(stderr, "%s: 2 threads run on 1 differ\n", models[k]);
+      CHECK(0);
+    }
+    free(z);
+    free(dx);
+    for (int i = 0; i < 16; i++)
+      adv__threads_adapt_feed(1.8, 20000000);
+    CHECK(adv__threads_for_run(2) == 2);
     free(z1);
     free(dx1);
   }

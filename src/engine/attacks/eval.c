@@ -125,14 +125,14 @@ static void eval_chunk(void *arg, int64_t lo, int64_t hi, int w) {
  * at least ceil(n / B) chunks, and up to 4 when n allows chunks of 8 or
  * more, so that a small call (a black-box query over the few points still
  * robust) still feeds every worker. With p.threads > 1 and at least two
- * chunks, the chunks are dealt round-robin to up to min(threads,
- * ADV_EVAL_WORKERS) workers, each running its own 1-thread session: no
- * fork/join or barrier per op, and each core keeps its own chunk's buffers
- * in its cache (faster than splitting every op over the threads).
- * Otherwise one multi-threaded session per chunk size. The chunking
- * depends on n and B only, never on the thread count, so results do not
- * either. On error returns the code of a failing chunk (that of the
- * lowest-numbered worker with a failure) with its message in ev->err.
+ * chunks, up to W = min(threads, ADV_EVAL_WORKERS) worker slots claim the
+ * chunks one at a time (adv__par_each), each slot running its own 1-thread
+ * sessions: no fork/join or barrier per op, and each core keeps its own
+ * chunk's buffers in its cache (faster than splitting every op over the
+ * threads). Otherwise one multi-threaded session per chunk size. The
+ * chunking depends on n and B only, never on the thread count, so results
+ * do not either. On error returns the code of the lowest-numbered chunk
+ * that failed, with its message in ev->err.
  */
 static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
   if (n <= 0)
@@ -147,9 +147,9 @@ static int eval_chunks(adv_eval *ev, int64_t n, chunk_fn fn, void *ctx) {
     ck.nch = 1;
   ck.base = n / ck.nch;
   ck.extra = n % ck.nch;
-  /* fewer workers while other processes preempt ours (parallel.c); the
-   * chunking, and so every result, stays the same */
-  int T = adv__threads_for_run(ev->p.threads > 0 ? ev->p.threads : 1);
+  /* (the load adaptation may run the W slots on fewer threads: the
+   * chunking, the sessions and so every result stay those of W) */
+  int T = ev->p.threads > 0 ? ev->p.threads : 1;
   int W = T < ADV_EVAL_WORKERS ? T : ADV_EVAL_WORKERS;
   if (W > ck.nch)
     W = (int)ck.nch;

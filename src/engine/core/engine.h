@@ -231,8 +231,7 @@ typedef struct adv_plan {
   const adv_model *model;
   adv_arena arena;  /* plan-lifetime allocations (params, folded consts) */
   int opset;
-  int threads;          /* threads of the current run (see threads_planned) */
-  int threads_planned;  /* threads the session was planned for */
+  int threads;          /* threads the session was planned for */
   adv__run_stamp stamp; /* the current run's start (load adaptation) */
   int n_tensors;
   adv_tensor *tensors; /* parallel to model->values */
@@ -445,17 +444,18 @@ void adv__par_for(int threads, int64_t n, int64_t grain, adv__par_fn fn,
  * the evaluator's sample chunks; up to 65535 items, else grouped). */
 void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx);
 
-/* Load adaptation (parallel.c): the threads a run planned for `threads`
- * uses now (fewer while other processes preempt the engine's threads). */
+/* Load adaptation (parallel.c): how many of a loop's `threads` threads run
+ * it now (fewer while other processes hold the cores). Only execution
+ * changes: every loop's chunks, and every session's plan, stay those of
+ * `threads`, so results never depend on the load. */
 int adv__threads_for_run(int threads);
 void adv__run_mark(adv__run_stamp *st);
 /* Counts the run since st (its wall time and the process's CPU time)
  * towards the next thread-count decision. */
 void adv__run_observe(const adv__run_stamp *st);
 /* Between the nodes of a run: when a window's worth of time has passed
- * since st, counts it (as adv__run_observe), restarts st and returns 1 (the
- * caller takes adv__threads_for_run again); else 0. */
-int adv__run_tick(adv__run_stamp *st);
+ * since st, counts it (as adv__run_observe) and restarts st. */
+void adv__run_tick(adv__run_stamp *st);
 /* Tests: one closed window of `busy` cores busy over ns of run time, as if
  * measured. */
 void adv__threads_adapt_feed(double busy, long long ns);

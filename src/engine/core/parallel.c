@@ -62,6 +62,7 @@ static struct {
   pthread_mutex_t busy; /* held by the caller of the running loop */
   pthread_mutex_t grow; /* creation of workers */
   _Atomic int n_workers;
+  int create_failed; /* pthread_create refused once: no more tries */
   team_worker w[TEAM_MAX];
   /* The running loop: written by its caller before the claim word is
    * published, and read by a thread only after it claimed a chunk of that
@@ -141,9 +142,25 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+/* In a forked child only the forking thread exists: the locks start free
+ * (another thread may have held one at the fork). The workers the parent
+ * had are counted still but absent: a loop invites them and its caller
+ * runs every chunk itself, since nobody waits for a worker that has not
+ * claimed one (tests/threads/test_team.c). */
+static void team_atfork_child(void) {
+  pthread_mutex_init(&team.busy, NULL);
+  pthread_mutex_init(&team.grow, NULL);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void team_atfork_register(void) {
+  pthread_atfork(NULL, NULL, team_atfork_child);
+}
+
 /* Makes sure workers 1..want-1 exist; returns how many threads a loop can
  * use (the caller included), at least 1. */
 static int team_grow(int want) {
+  pthread_once(&atfork_once, team_atfork_register);
   if (want > TEAM_MAX)
     want = TEAM_MAX;
   int have = atomic_load(&team.n_workers) + 1;
@@ -151,7 +168,7 @@ static int team_grow(int want) {
     return want;
   pthread_mutex_lock(&team.grow);
   have = atomic_load(&team.n_workers) + 1;
-  while (have < want) {
+  while (have < want && !team.create_failed) {
     team_worker *w = &team.w[have];
     w->index = have;
     atomic_store(&w->invite, atomic_load(&team.gen));
@@ -162,8 +179,10 @@ static int team_grow(int want) {
     pthread_attr_setstacksize(&a, 4 << 20);
     int rc = pthread_create(&tid, &a, worker_main, w);
     pthread_attr_destroy(&a);
-    if (rc)
-      break; /* e.g. inside a sandbox: run with the workers there are */
+    if (rc) { /* e.g. inside a sandbox: run with the workers there are */
+      team.create_failed = 1;
+      break;
+    }
     have++;
     atomic_store(&team.n_workers, have - 1);
   }
@@ -186,8 +205,11 @@ static void team_run(int threads, int64_t n, int64_t chunk, adv__par_fn fn,
     if ((n + chunk - 1) / chunk > TEAM_CHUNKS_MAX)
       chunk = (n + TEAM_CHUNKS_MAX - 1) / TEAM_CHUNKS_MAX;
     int64_t nch = (n + chunk - 1) / chunk;
-    if (nch > 1 && pthread_mutex_trylock(&team.busy) == 0) {
-      int T = team_grow(threads < nch ? threads : (int)nch);
+    /* the chunks are those of `threads`; how many threads run them
+     * follows the load (adv__threads_for_run) */
+    int run = adv__threads_for_run(threads);
+    if (nch > 1 && run > 1 && pthread_mutex_trylock(&team.busy) == 0) {
+      int T = team_grow(run < nch ? run : (int)nch);
       if (T > 1) {
         in_team = 1;
         uint32_t gen = atomic_fetch_add(&team.gen, 1) + 1;
@@ -253,28 +275,29 @@ void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx) {
  * Load adaptation. On a machine whose cores are busy with other processes,
  * a team of T threads gets its CPU time in slices that do not line up: the
  * threads wait for each other at every loop end and every oneDNN (OpenMP)
- * barrier. Two threads beside two busy loops on two cores ran at 0.55-0.6x
- * the speed of ONE thread there (bench/README.md, "Load adaptation"). So
- * while the machine is oversubscribed the engine runs with fewer threads.
+ * barrier, and each waiting thread hands its core to another process. So
+ * while the machine is oversubscribed the engine runs its loops on fewer
+ * threads (bench/README.md, "Load adaptation and the paired loaded mode").
+ *
+ * Only execution changes: a loop's chunks and a session's plan stay those
+ * of the thread count asked for, so the same job gives the same bytes on a
+ * quiet machine and on a busy one (tests/threads/test_team.c checks that
+ * the kernels do not even depend on the planned count).
  *
  * The signal: the process's CPU time over the wall time of engine runs
  * ("cores busy"), accumulated over windows of ADAPT_WINDOW_NS of run time.
- * On a quiet machine one thread keeps a core busy all the time and two keep
- * 1.3-1.9 busy on parallel work; when other processes hold the cores, our
- * runnable threads wait in the run queue and two threads keep 0.55-0.85
- * busy, one 0.55-0.8. A window below ADAPT_BUSY_LOW cores (or below
- * ADAPT_SHARE_LOW of the threads running, for large teams) halves the
- * threads (level + 1); at a halved level, ADAPT_QUIET windows in a row at or
- * above ADAPT_BUSY_HIGH cores double them back. Results do not change:
- * every kernel gives the same bytes for any thread count
- * (tests/threads/test_team.c).
+ * On a quiet machine the engine keeps at least one core busy (one thread
+ * all the time; two keep 1.3-1.9 on parallel work); when other processes
+ * hold the cores its runnable threads wait in the run queue and it keeps
+ * 0.5-0.85 busy. A window below ADAPT_BUSY_LOW halves the threads (level +
+ * 1, down to one thread for the largest team seen); ADAPT_QUIET windows in
+ * a row at or above ADAPT_BUSY_HIGH double them back.
  *
  * ADV_THREADS_ADAPT=0 in the environment turns it off; =force pins the
  * halved level (tests).
  */
 #define ADAPT_WINDOW_NS 20000000LL /* 20 ms of run time per decision */
 #define ADAPT_BUSY_LOW 0.9         /* cores busy: oversubscribed below */
-#define ADAPT_SHARE_LOW 0.45       /* ... or below this share of the team */
 #define ADAPT_BUSY_HIGH 0.95       /* ... quiet at or above */
 #define ADAPT_QUIET 2
 
@@ -282,9 +305,11 @@ static struct {
   pthread_once_t once;
   int mode;  /* 1 adapt, 0 off, 2 forced */
   int debug; /* ADV_ADAPT_DEBUG: each decision on stderr */
-  _Atomic int level, quiet_seen, max_threads;
-  _Atomic long long win_ns, win_cpu;
-} adapt = {.once = PTHREAD_ONCE_INIT};
+  _Atomic int level, max_threads;
+  pthread_mutex_t lock; /* the window and the decision */
+  long long win_ns, win_cpu;
+  int quiet_seen;
+} adapt = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void adapt_init(void) {
   const char *e = getenv("ADV_THREADS_ADAPT");
@@ -319,51 +344,53 @@ void adv__run_mark(adv__run_stamp *st) {
   }
 }
 
-/* One closed window with `busy` cores busy: the next level. */
+/* One closed window with `busy` cores busy: the next level. Called with
+ * adapt.lock held. */
 static void adapt_decide(double busy, long long wns) {
-  pthread_once(&adapt.once, adapt_init);
   int level = atomic_load(&adapt.level);
   int max = atomic_load(&adapt.max_threads), top = 0;
   while ((max >> (top + 1)) >= 1)
     top++; /* the level where the largest team is down to one thread */
-  int t = max >> level < 1 ? 1 : max >> level;
   if (adapt.debug)
     fprintf(stderr, "adapt: %.2f cores busy over %.1f ms, level %d\n", busy,
             wns / 1e6, level);
-  if (busy < ADAPT_BUSY_LOW || busy < ADAPT_SHARE_LOW * t) {
-    atomic_store(&adapt.quiet_seen, 0);
+  if (busy < ADAPT_BUSY_LOW) {
+    adapt.quiet_seen = 0;
     if (level < top)
       atomic_store(&adapt.level, level + 1);
-  } else if (level > 0 && busy >= ADAPT_BUSY_HIGH &&
-             atomic_fetch_add(&adapt.quiet_seen, 1) + 1 >= ADAPT_QUIET) {
-    atomic_store(&adapt.quiet_seen, 0);
+  } else if (busy < ADAPT_BUSY_HIGH || level == 0) {
+    adapt.quiet_seen = 0;
+  } else if (++adapt.quiet_seen >= ADAPT_QUIET) {
+    adapt.quiet_seen = 0;
     atomic_store(&adapt.level, level - 1);
   }
 }
+
 void adv__run_observe(const adv__run_stamp *st) {
   if (!st->on)
     return;
   long long ns = clock_ns(CLOCK_MONOTONIC) - st->ns;
   long long cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID) - st->cpu;
-  long long wns = atomic_fetch_add(&adapt.win_ns, ns) + ns;
-  long long wcpu = atomic_fetch_add(&adapt.win_cpu, cpu) + cpu;
-  if (wns < ADAPT_WINDOW_NS)
-    return;
-  /* one thread closes the window (the others' runs count in the next) */
-  if (!atomic_compare_exchange_strong(&adapt.win_ns, &wns, 0))
-    return;
-  atomic_fetch_sub(&adapt.win_cpu, wcpu);
-  adapt_decide((double)wcpu / (double)wns, wns);
+  pthread_mutex_lock(&adapt.lock);
+  adapt.win_ns += ns;
+  adapt.win_cpu += cpu;
+  if (adapt.win_ns >= ADAPT_WINDOW_NS) {
+    adapt_decide((double)adapt.win_cpu / (double)adapt.win_ns, adapt.win_ns);
+    adapt.win_ns = adapt.win_cpu = 0;
+  }
+  pthread_mutex_unlock(&adapt.lock);
 }
 
-int adv__run_tick(adv__run_stamp *st) {
-  if (!st->on || clock_ns(CLOCK_MONOTONIC) - st->ns < ADAPT_WINDOW_NS)
-    return 0;
-  adv__run_observe(st);
-  adv__run_mark(st);
-  return 1;
+void adv__run_tick(adv__run_stamp *st) {
+  if (st->on && clock_ns(CLOCK_MONOTONIC) - st->ns >= ADAPT_WINDOW_NS) {
+    adv__run_observe(st);
+    adv__run_mark(st);
+  }
 }
 
 void adv__threads_adapt_feed(double busy, long long ns) {
+  pthread_once(&adapt.once, adapt_init);
+  pthread_mutex_lock(&adapt.lock);
   adapt_decide(busy, ns);
+  pthread_mutex_unlock(&adapt.lock);
 }

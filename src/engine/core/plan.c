@@ -497,7 +497,6 @@ int adv_session_init(const adv_model *m, adv_session_params sp,
   p->model = m;
   p->opset = m->opset;
   p->threads = sp.threads;
-  p->threads_planned = sp.threads;
   p->weight_grad = sp.weight_grad != 0;
   p->max_bytes = sp.max_bytes ? sp.max_bytes : ADV_SESSION_MAX_BYTES;
   p->grad = sp.grad != 0 || p->weight_grad;
@@ -824,30 +823,27 @@ static void blas_set_one(void) { openblas_set_num_threads(1); }
 static void blas_single_threaded(void) { pthread_once(&blas_once, blas_set_one); }
 
 /* Entering a run: FTZ|DAZ on (the caller's MXCSR is returned for
- * run_leave), and this run's thread count (load adaptation, parallel.c). */
+ * run_leave), and the run's start for the load adaptation (parallel.c). */
 static unsigned run_enter(adv_plan *p) {
   unsigned old = _mm_getcsr();
   if (!p->ftz_pool) { /* pool threads keep MXCSR: once per session */
-#pragma omp parallel num_threads(p->threads_planned)
+#pragma omp parallel num_threads(p->threads)
     _mm_setcsr(_mm_getcsr() | 0x8040);
     p->ftz_pool = true;
   }
   _mm_setcsr(old | 0x8040);
-  p->threads = adv__threads_for_run(p->threads_planned);
   adv__run_mark(&p->stamp);
   return old;
 }
 
 /* Between two nodes of a run: a long run (a large batch) counts its time
- * so far, and its next nodes take the thread count decided now. */
+ * so far, so that its next loops run on the thread count decided now. */
 static void run_tick(adv_plan *p) {
-  if (adv__run_tick(&p->stamp))
-    p->threads = adv__threads_for_run(p->threads_planned);
+  adv__run_tick(&p->stamp);
 }
 
 static void run_leave(adv_plan *p, unsigned old) {
   adv__run_observe(&p->stamp);
-  p->threads = p->threads_planned;
   _mm_setcsr(old);
 }
 

@@ -300,7 +300,7 @@ static int run1(dnnl_primitive_t prim, dnnl_stream_t s, int n, dnnl_exec_arg_t *
 int adv__dnnl_conv_forward(adv_plan *p, adv_pnode *n, void *handle) {
   dconv *d = handle;
   unsigned char *sc = (unsigned char *)adv__scratch(p, n, 0);
-  omp_set_num_threads(p->threads);
+  omp_set_num_threads(adv__threads_for_run(p->threads)); /* load */
   dnnl_memory_set_data_handle(d->m_usrc, n->in[0]->data);
   dnnl_memory_set_data_handle(d->m_udst, n->out[0]->data);
   dnnl_memory_set_data_handle(d->m_src, d->need_r_src ? (void *)(sc + d->off_src) : n->in[0]->data);
@@ -344,7 +344,7 @@ int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle) {
   if (!d->has_bwd)
     return ADV_EINTERNAL;
   unsigned char *sc = (unsigned char *)adv__scratch(p, n, 0);
-  omp_set_num_threads(p->threads);
+  omp_set_num_threads(adv__threads_for_run(p->threads)); /* load */
   dnnl_memory_set_data_handle(d->m_uddst, n->out[0]->grad);
   dnnl_memory_set_data_handle(d->m_ddst, d->need_r_ddst ? (void *)(sc + d->off_ddst) : (void *)n->out[0]->grad);
   /* assigned gradient: oneDNN (or the reorder out of its layout) writes
