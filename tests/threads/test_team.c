@@ -194,28 +194,28 @@ TEST(load_adaptation_policy) {
    * whole team whatever ran before (teams of up to 4 threads in the other
    * cases: at most 2 levels down) */
   for (int i = 0; i < 16; i++)
-    adv__threads_adapt_feed(1.8, 20000000);
+    adv__threads_adapt_feed(1.8, 0.02);
   CHECK(adv__threads_for_run(8) == 8);
-  adv__threads_adapt_feed(1.2, 20000000); /* quiet, much serial work: whole */
+  adv__threads_adapt_feed(1.2, 0.02); /* quiet, much serial work: whole */
   CHECK(adv__threads_for_run(8) == 8);
-  adv__threads_adapt_feed(0.6, 20000000); /* oversubscribed: halve */
+  adv__threads_adapt_feed(0.6, 0.02); /* oversubscribed: halve */
   CHECK(adv__threads_for_run(8) == 4);
-  adv__threads_adapt_feed(0.6, 20000000);
+  adv__threads_adapt_feed(0.6, 0.02);
   CHECK(adv__threads_for_run(8) == 2);
   CHECK(adv__threads_for_run(2) == 1); /* a smaller team: never below one */
-  adv__threads_adapt_feed(0.6, 20000000);
-  adv__threads_adapt_feed(0.6, 20000000); /* down to one, and no further */
+  adv__threads_adapt_feed(0.6, 0.02);
+  adv__threads_adapt_feed(0.6, 0.02); /* down to one, and no further */
   CHECK(adv__threads_for_run(8) == 1);
-  adv__threads_adapt_feed(0.7, 20000000); /* one thread, still loaded */
-  adv__threads_adapt_feed(1.0, 20000000); /* one quiet window: not yet */
+  adv__threads_adapt_feed(0.7, 0.02); /* one thread, still loaded */
+  adv__threads_adapt_feed(1.0, 0.02); /* one quiet window: not yet */
   CHECK(adv__threads_for_run(8) == 1);
-  adv__threads_adapt_feed(0.92, 20000000); /* neither: breaks the run */
-  adv__threads_adapt_feed(1.0, 20000000);
+  adv__threads_adapt_feed(0.92, 0.02); /* neither: breaks the run */
+  adv__threads_adapt_feed(1.0, 0.02);
   CHECK(adv__threads_for_run(8) == 1);
-  adv__threads_adapt_feed(1.0, 20000000); /* two in a row: double */
+  adv__threads_adapt_feed(1.0, 0.02); /* two in a row: double */
   CHECK(adv__threads_for_run(8) == 2);
   for (int i = 0; i < 4; i++)
-    adv__threads_adapt_feed(1.0, 20000000);
+    adv__threads_adapt_feed(1.0, 0.02);
   CHECK(adv__threads_for_run(8) == 8);
 }
 
@@ -288,7 +288,7 @@ TEST(results_do_not_depend_on_the_thread_count) {
     /* 2 threads planned, run on one by the load adaptation (loaded
      * windows fed to the policy): the same bytes */
     for (int i = 0; i < 4; i++)
-      adv__threads_adapt_feed(0.6, 20000000);
+      adv__threads_adapt_feed(0.6, 0.02);
     CHECK(adv__threads_for_run(2) == 1);
     float *z = NULL, *dx = NULL;
     int64_t nz2 = 0;
@@ -302,7 +302,7 @@ TEST(results_do_not_depend_on_the_thread_count) {
     free(z);
     free(dx);
     for (int i = 0; i < 16; i++)
-      adv__threads_adapt_feed(1.8, 20000000);
+      adv__threads_adapt_feed(1.8, 0.02);
     CHECK(adv__threads_for_run(2) == 2);
     free(z1);
     free(dx1);

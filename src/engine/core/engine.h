@@ -225,7 +225,7 @@ typedef struct adv_pnode {
 /* A run's start, for adv__run_observe. */
 typedef struct adv__run_stamp {
   int on;
-  long long ns, cpu;
+  double wall, cpu; /* adv__now_s() and process CPU seconds at the start */
 } adv__run_stamp;
 typedef struct adv_plan {
   const adv_model *model;
@@ -456,9 +456,9 @@ void adv__run_observe(const adv__run_stamp *st);
 /* Between the nodes of a run: when a window's worth of time has passed
  * since st, counts it (as adv__run_observe) and restarts st. */
 void adv__run_tick(adv__run_stamp *st);
-/* Tests: one closed window of `busy` cores busy over ns of run time, as if
- * measured. */
-void adv__threads_adapt_feed(double busy, long long ns);
+/* Tests: one closed window of `busy` cores busy over `wall` seconds of run
+ * time, as if measured. */
+void adv__threads_adapt_feed(double busy, double wall);
 
 /* Row-major SGEMM C = alpha op(A) op(B) + beta C split over `threads`
  * OpenMP threads by blocks of rows of C (or columns when C is wide);

@@ -285,7 +285,7 @@ void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx) {
  * the kernels do not even depend on the planned count).
  *
  * The signal: the process's CPU time over the wall time of engine runs
- * ("cores busy"), accumulated over windows of ADAPT_WINDOW_NS of run time.
+ * ("cores busy"), accumulated over windows of ADAPT_WINDOW_S of run time.
  * On a quiet machine the engine keeps at least one core busy (one thread
  * all the time; two keep 1.3-1.9 on parallel work); when other processes
  * hold the cores its runnable threads wait in the run queue and it keeps
@@ -296,9 +296,9 @@ void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx) {
  * ADV_THREADS_ADAPT=0 in the environment turns it off; =force pins the
  * halved level (tests).
  */
-#define ADAPT_WINDOW_NS 20000000LL /* 20 ms of run time per decision */
-#define ADAPT_BUSY_LOW 0.9         /* cores busy: oversubscribed below */
-#define ADAPT_BUSY_HIGH 0.95       /* ... quiet at or above */
+#define ADAPT_WINDOW_S 0.02  /* 20 ms of run time per decision */
+#define ADAPT_BUSY_LOW 0.9   /* cores busy: oversubscribed below */
+#define ADAPT_BUSY_HIGH 0.95 /* ... quiet at or above */
 #define ADAPT_QUIET 2
 
 static struct {
@@ -306,8 +306,8 @@ static struct {
   int mode;  /* 1 adapt, 0 off, 2 forced */
   int debug; /* ADV_ADAPT_DEBUG: each decision on stderr */
   _Atomic int level, max_threads;
-  pthread_mutex_t lock; /* the window and the decision */
-  long long win_ns, win_cpu;
+  pthread_mutex_t lock;     /* the window and the decision */
+  double win_wall, win_cpu; /* seconds of the open window */
   int quiet_seen;
 } adapt = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -319,10 +319,12 @@ static void adapt_init(void) {
     atomic_store(&adapt.level, 1);
 }
 
-static long long clock_ns(clockid_t c) {
+/* CPU seconds of the whole process (all threads); wall time is
+ * adv__now_s(). */
+static double cpu_now_s(void) {
   struct timespec t;
-  clock_gettime(c, &t);
-  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 int adv__threads_for_run(int threads) {
@@ -339,21 +341,21 @@ void adv__run_mark(adv__run_stamp *st) {
   pthread_once(&adapt.once, adapt_init);
   st->on = adapt.mode == 1 && !in_team; /* a worker's runs are its caller's */
   if (st->on) {
-    st->ns = clock_ns(CLOCK_MONOTONIC);
-    st->cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+    st->wall = adv__now_s();
+    st->cpu = cpu_now_s();
   }
 }
 
 /* One closed window with `busy` cores busy: the next level. Called with
  * adapt.lock held. */
-static void adapt_decide(double busy, long long wns) {
+static void adapt_decide(double busy, double wall) {
   int level = atomic_load(&adapt.level);
   int max = atomic_load(&adapt.max_threads), top = 0;
   while ((max >> (top + 1)) >= 1)
     top++; /* the level where the largest team is down to one thread */
   if (adapt.debug)
     fprintf(stderr, "adapt: %.2f cores busy over %.1f ms, level %d\n", busy,
-            wns / 1e6, level);
+            wall * 1e3, level);
   if (busy < ADAPT_BUSY_LOW) {
     adapt.quiet_seen = 0;
     if (level < top)
@@ -369,28 +371,27 @@ static void adapt_decide(double busy, long long wns) {
 void adv__run_observe(const adv__run_stamp *st) {
   if (!st->on)
     return;
-  long long ns = clock_ns(CLOCK_MONOTONIC) - st->ns;
-  long long cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID) - st->cpu;
+  double wall = adv__now_s() - st->wall, cpu = cpu_now_s() - st->cpu;
   pthread_mutex_lock(&adapt.lock);
-  adapt.win_ns += ns;
+  adapt.win_wall += wall;
   adapt.win_cpu += cpu;
-  if (adapt.win_ns >= ADAPT_WINDOW_NS) {
-    adapt_decide((double)adapt.win_cpu / (double)adapt.win_ns, adapt.win_ns);
-    adapt.win_ns = adapt.win_cpu = 0;
+  if (adapt.win_wall >= ADAPT_WINDOW_S) {
+    adapt_decide(adapt.win_cpu / adapt.win_wall, adapt.win_wall);
+    adapt.win_wall = adapt.win_cpu = 0;
   }
   pthread_mutex_unlock(&adapt.lock);
 }
 
 void adv__run_tick(adv__run_stamp *st) {
-  if (st->on && clock_ns(CLOCK_MONOTONIC) - st->ns >= ADAPT_WINDOW_NS) {
+  if (st->on && adv__now_s() - st->wall >= ADAPT_WINDOW_S) {
     adv__run_observe(st);
     adv__run_mark(st);
   }
 }
 
-void adv__threads_adapt_feed(double busy, long long ns) {
+void adv__threads_adapt_feed(double busy, double wall) {
   pthread_once(&adapt.once, adapt_init);
   pthread_mutex_lock(&adapt.lock);
-  adapt_decide(busy, ns);
+  adapt_decide(busy, wall);
   pthread_mutex_unlock(&adapt.lock);
 }
