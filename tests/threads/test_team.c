@@ -12,11 +12,13 @@
  *     caller alone;
  *   - the load adaptation's policy: a window with less than 0.9 cores busy
  *     halves the threads, down to one; two quiet windows (>= 0.95) in a
- *     row double them back; a quiet team stays whole;
+ *     row double them back, more (up to 16) after doublings the next
+ *     window took back; a quiet team stays whole;
  *   - results do not depend on the thread count: gradients and logits of
  *     fashion_resnet (ops on the team) and mnist_cnn at batch 16 are the
  *     same bytes with 1, 2 and 3 threads, and with 2 threads planned but
- *     run on one by the load adaptation.
+ *     run on one by the load adaptation (oneDNN's convolutions then on the
+ *     primitives the plan made for one thread).
  * Usage: test_team FIXTURES_DIR
  */
 #define _GNU_SOURCE
@@ -217,6 +219,35 @@ TEST(load_adaptation_policy) {
   for (int i = 0; i < 4; i++)
     adv__threads_adapt_feed(1.0, 0.02);
   CHECK(adv__threads_for_run(8) == 8);
+
+  /* a host shared with other sessions: a lone thread gets whole windows
+   * with a core, then whole windows without. A doubling that the next
+   * window takes back doubles the quiet windows the next one needs (2, 4,
+   * 8, 16, no more); a doubling that holds resets them to 2 */
+  adv__threads_adapt_feed(1.8, 0.02); /* the last doubling above held */
+  for (int i = 0; i < 3; i++)
+    adv__threads_adapt_feed(0.6, 0.02);
+  CHECK(adv__threads_for_run(8) == 1);
+  for (int need = 2, round = 0; round < 5; round++) {
+    for (int i = 0; i < need - 1; i++)
+      adv__threads_adapt_feed(1.0, 0.02);
+    CHECK(adv__threads_for_run(8) == 1); /* one window short */
+    adv__threads_adapt_feed(1.0, 0.02);
+    CHECK(adv__threads_for_run(8) == 2);
+    adv__threads_adapt_feed(0.6, 0.02); /* taken back */
+    CHECK(adv__threads_for_run(8) == 1);
+    need = need < 16 ? 2 * need : 16;
+  }
+  for (int i = 0; i < 16; i++)
+    adv__threads_adapt_feed(1.0, 0.02);
+  CHECK(adv__threads_for_run(8) == 2);
+  adv__threads_adapt_feed(1.0, 0.02); /* held: 2 windows again */
+  CHECK(adv__threads_for_run(8) == 2);
+  adv__threads_adapt_feed(1.0, 0.02);
+  CHECK(adv__threads_for_run(8) == 4);
+  for (int i = 0; i < 2; i++)
+    adv__threads_adapt_feed(1.0, 0.02);
+  CHECK(adv__threads_for_run(8) == 8);
 }
 
 /* Logits and input gradient of `model` at batch 16 with `threads`
@@ -292,7 +323,13 @@ TEST(results_do_not_depend_on_the_thread_count) {
     CHECK(adv__threads_for_run(2) == 1);
     float *z = NULL, *dx = NULL;
     int64_t nz2 = 0;
+    long serial0 = adv__dnnl_serial_execs();
     CHECK(grad_of(models[k], 2, x, per, &z, &dx, &nz2) == 0);
+    /* batch 16: the convolutions are oneDNN's, run on the primitives made
+     * for one thread (a primitive made for two keeps opening two-thread
+     * regions whatever the OpenMP thread count) */
+    if (!getenv("ADV_NO_DNNL"))
+      CHECK(adv__dnnl_serial_execs() > serial0);
     CHECK(nz2 == nz);
     if (memcmp(z, z1, (size_t)nz * sizeof(float)) ||
         memcmp(dx, dx1, (size_t)(16 * per) * sizeof(float))) {

@@ -275,6 +275,10 @@ int adv__dnnl_conv_forward(adv_plan *p, adv_pnode *n, void *handle);
 int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle);
 /* 1 when backward-data runs on oneDNN (else the caller's im2col path). */
 int adv__dnnl_conv_has_bwd(const void *handle);
+/* How many oneDNN convolutions (forward or backward data) this process ran
+ * on their one-thread primitives, made at plan time for the load
+ * adaptation (conv_dnnl.c); for tests. */
+long adv__dnnl_serial_execs(void);
 /* oneDNN ConvTranspose (deconvolution), same geometry order with X as src
  * and Y as dst (PB/PR ignored); run with adv__dnnl_conv_forward /
  * _backward_data. 0 with *handle set, or -1 to fall back. */

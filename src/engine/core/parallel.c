@@ -291,7 +291,12 @@ void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx) {
  * hold the cores its runnable threads wait in the run queue and it keeps
  * 0.5-0.85 busy. A window below ADAPT_BUSY_LOW halves the threads (level +
  * 1, down to one thread for the largest team seen); ADAPT_QUIET windows in
- * a row at or above ADAPT_BUSY_HIGH double them back.
+ * a row at or above ADAPT_BUSY_HIGH double them back. On a host shared
+ * with other sessions a lone thread gets its group's share in slices:
+ * whole 20 ms windows with a core, then windows without. So a doubling
+ * that the next window halves again doubles the quiet windows the next
+ * doubling needs (up to ADAPT_QUIET_MAX, 320 ms of run time), and one
+ * that holds resets them.
  *
  * ADV_THREADS_ADAPT=0 in the environment turns it off; =force pins the
  * halved level (tests).
@@ -299,7 +304,8 @@ void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx) {
 #define ADAPT_WINDOW_S 0.02  /* 20 ms of run time per decision */
 #define ADAPT_BUSY_LOW 0.9   /* cores busy: oversubscribed below */
 #define ADAPT_BUSY_HIGH 0.95 /* ... quiet at or above */
-#define ADAPT_QUIET 2
+#define ADAPT_QUIET 2        /* quiet windows in a row that double back */
+#define ADAPT_QUIET_MAX 16   /* ... after doublings that did not hold */
 
 static struct {
   pthread_once_t once;
@@ -309,6 +315,8 @@ static struct {
   pthread_mutex_t lock;     /* the window and the decision */
   double win_wall, win_cpu; /* seconds of the open window */
   int quiet_seen;
+  int quiet_need; /* quiet windows that double back now (0: ADAPT_QUIET) */
+  int doubled;    /* the last decision doubled: the next window tests it */
 } adapt = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void adapt_init(void) {
@@ -356,14 +364,27 @@ static void adapt_decide(double busy, double wall) {
   if (adapt.debug)
     fprintf(stderr, "adapt: %.2f cores busy over %.1f ms, level %d\n", busy,
             wall * 1e3, level);
+  if (adapt.quiet_need < ADAPT_QUIET)
+    adapt.quiet_need = ADAPT_QUIET;
+  int tested = adapt.doubled;
+  adapt.doubled = 0;
   if (busy < ADAPT_BUSY_LOW) {
     adapt.quiet_seen = 0;
+    /* a doubling the very next window takes back: the quiet windows were
+     * the other processes pausing, not leaving; wait longer next time */
+    if (tested && adapt.quiet_need < ADAPT_QUIET_MAX)
+      adapt.quiet_need *= 2;
     if (level < top)
       atomic_store(&adapt.level, level + 1);
-  } else if (busy < ADAPT_BUSY_HIGH || level == 0) {
+    return;
+  }
+  if (tested) /* the doubling held */
+    adapt.quiet_need = ADAPT_QUIET;
+  if (busy < ADAPT_BUSY_HIGH || level == 0) {
     adapt.quiet_seen = 0;
-  } else if (++adapt.quiet_seen >= ADAPT_QUIET) {
+  } else if (++adapt.quiet_seen >= adapt.quiet_need) {
     adapt.quiet_seen = 0;
+    adapt.doubled = 1;
     atomic_store(&adapt.level, level - 1);
   }
 }

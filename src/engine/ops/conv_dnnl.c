@@ -19,6 +19,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,25 +36,35 @@ typedef struct dconv {
   size_t off_ddst, off_dsrc, off_udsrc;
   int64_t src_numel;
   dnnl_stream_t strm;
+  /* The same primitives created for one thread (see plan_serial): run when
+   * the load adaptation has the engine on one thread. NULL when absent. */
+  dnnl_primitive_t fwd1, r_src1, r_dst1, bwd1, r_ddst1, r_dsrc1;
+  int has1, has_bwd1;
 } dconv;
 
 static dnnl_engine_t g_eng;
+static _Atomic long g_serial_execs; /* adv__dnnl_serial_execs */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void eng_init(void) {
   if (dnnl_engine_create(&g_eng, dnnl_cpu, 0) != dnnl_success)
     g_eng = NULL;
 }
 
-static size_t up64(size_t n) { return (n + 63) & ~(size_t)63; }
+static size_t up64(size_t n) {
+  return (n + 63) & ~(size_t)63;
+}
 
 static void dconv_free(void *arg) {
   dconv *d = arg;
-  dnnl_primitive_t prims[] = {d->fwd, d->r_src, d->r_dst, d->bwd, d->r_ddst, d->r_dsrc};
+  dnnl_primitive_t prims[] = {d->fwd,    d->r_src,  d->r_dst,   d->bwd,
+                              d->r_ddst, d->r_dsrc, d->fwd1,    d->r_src1,
+                              d->r_dst1, d->bwd1,   d->r_ddst1, d->r_dsrc1};
   for (size_t i = 0; i < sizeof(prims) / sizeof(prims[0]); i++)
     if (prims[i])
       dnnl_primitive_destroy(prims[i]);
-  dnnl_memory_t mems[] = {d->m_usrc, d->m_src, d->m_wei, d->m_bias, d->m_dst, d->m_udst,
-                          d->m_uddst, d->m_ddst, d->m_bwei, d->m_dsrc, d->m_udsrc};
+  dnnl_memory_t mems[] = {d->m_usrc, d->m_src,  d->m_wei,   d->m_bias,
+                          d->m_dst,  d->m_udst, d->m_uddst, d->m_ddst,
+                          d->m_bwei, d->m_dsrc, d->m_udsrc};
   for (size_t i = 0; i < sizeof(mems) / sizeof(mems[0]); i++)
     if (mems[i])
       dnnl_memory_destroy(mems[i]);
@@ -62,14 +73,16 @@ static void dconv_free(void *arg) {
 }
 
 /* Creates a reorder primitive from -> to when they differ. */
-static int make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
-                        dnnl_primitive_t *out, int *needed) {
+static int make_reorder(const dnnl_memory_desc_t *from,
+                        const dnnl_memory_desc_t *to, dnnl_primitive_t *out,
+                        int *needed) {
   *needed = !dnnl_memory_desc_equal(from, to);
   *out = NULL;
   if (!*needed)
     return 0;
   dnnl_primitive_desc_t rpd;
-  if (dnnl_reorder_primitive_desc_create(&rpd, from, g_eng, to, g_eng, NULL) != dnnl_success)
+  if (dnnl_reorder_primitive_desc_create(&rpd, from, g_eng, to, g_eng, NULL) !=
+      dnnl_success)
     return -1;
   dnnl_status_t st = dnnl_primitive_create(out, rpd);
   dnnl_primitive_desc_destroy(rpd);
@@ -77,9 +90,9 @@ static int make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t
 }
 
 /* Reorders constant weights (user layout) into a new arena buffer. */
-static int reorder_weights(adv_plan *p, dconv *d, const dnnl_memory_desc_t *user,
-                           const void *data, const dnnl_memory_desc_t *want,
-                           dnnl_memory_t *out) {
+static int reorder_weights(adv_plan *p, dconv *d,
+                           const dnnl_memory_desc_t *user, const void *data,
+                           const dnnl_memory_desc_t *want, dnnl_memory_t *out) {
   void *buf = adv__arena_alloc(&p->arena, dnnl_memory_desc_get_size(want) + 64);
   if (!buf || dnnl_memory_create(out, want, g_eng, buf) != dnnl_success)
     return -1;
@@ -102,6 +115,130 @@ static int reorder_weights(adv_plan *p, dconv *d, const dnnl_memory_desc_t *user
   return rc;
 }
 
+/* True when pd's implementation is one of oneDNN's reference kernels (or
+ * cannot be named): far slower than im2col + GEMM. */
+static int impl_is_ref(const_dnnl_primitive_desc_t pd) {
+  const char *impl = NULL;
+  return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) !=
+             dnnl_success ||
+         !impl || strstr(impl, "ref") != NULL;
+}
+
+/* The three memory descriptors of pd for queries q (src or diff_src,
+ * weights, dst or diff_dst), into md. */
+static void query3(const_dnnl_primitive_desc_t pd, const dnnl_query_t q[3],
+                   const dnnl_memory_desc_t *md[3]) {
+  for (int i = 0; i < 3; i++)
+    md[i] = dnnl_primitive_desc_query_md(pd, q[i], 0);
+}
+
+/* True when pd is not a reference kernel and its descriptors for queries
+ * q are exactly md (the layouts a parallel primitive chose). */
+static int same_layouts(const_dnnl_primitive_desc_t pd, const dnnl_query_t q[3],
+                        const dnnl_memory_desc_t *const md[3]) {
+  if (impl_is_ref(pd))
+    return 0;
+  for (int i = 0; i < 3; i++)
+    if (!dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, q[i], 0),
+                                md[i]))
+      return 0;
+  return 1;
+}
+
+/* Destroys the one-thread primitives of d and marks them absent. */
+static void serial_drop(dconv *d) {
+  dnnl_primitive_t *prims[] = {&d->fwd1, &d->r_src1,  &d->r_dst1,
+                               &d->bwd1, &d->r_ddst1, &d->r_dsrc1};
+  for (size_t i = 0; i < sizeof(prims) / sizeof(prims[0]); i++) {
+    if (*prims[i])
+      dnnl_primitive_destroy(*prims[i]);
+    *prims[i] = NULL;
+  }
+  d->has1 = d->has_bwd1 = 0;
+}
+
+/* What plan_serial re-creates: the descriptors of the parallel plan. */
+struct serial_spec {
+  int deconv, bias;
+  dnnl_prop_kind_t prop;
+  const dnnl_memory_desc_t *bias_md, *usrc, *udst;
+  const int64_t *st, *dl, *pl, *pr;
+  const_dnnl_primitive_attr_t attr;
+  const_dnnl_primitive_desc_t fpd, bpd; /* bpd: NULL without backward */
+};
+
+/*
+ * oneDNN (OpenMP build) fixes a convolution's thread count when the
+ * primitive is created: executed after omp_set_num_threads(1), a primitive
+ * made for two threads still opens a two-thread region and waits at its
+ * barrier for a thread the busy machine does not schedule. So for a team
+ * of more than one thread the plan also makes every primitive for one
+ * thread, on the exact memory layouts the parallel ones chose (the
+ * reordered weights and the scratch offsets serve both); the run picks
+ * them while the load adaptation has the engine on one thread. Optional:
+ * when oneDNN picks other layouts or a reference kernel, d keeps only the
+ * parallel set. Leaves the planning thread's OpenMP thread count at
+ * p->threads.
+ */
+static void plan_serial(adv_plan *p, dconv *d, const struct serial_spec *sp) {
+  static const dnnl_query_t fq[3] = {dnnl_query_src_md, dnnl_query_weights_md,
+                                     dnnl_query_dst_md};
+  static const dnnl_query_t bq[3] = {
+      dnnl_query_diff_src_md, dnnl_query_weights_md, dnnl_query_diff_dst_md};
+  dnnl_primitive_desc_t fpd1 = NULL, bpd1 = NULL;
+  omp_set_num_threads(1);
+  const dnnl_memory_desc_t *f[3]; /* src, weights, dst */
+  query3(sp->fpd, fq, f);
+  dnnl_convolution_desc_t cd;
+  int ok = 0;
+  if ((sp->deconv ? dnnl_dilated_deconvolution_forward_desc_init(
+                        &cd, sp->prop, dnnl_deconvolution_direct, f[0], f[1],
+                        sp->bias ? sp->bias_md : NULL, f[2], sp->st, sp->dl,
+                        sp->pl, sp->pr)
+                  : dnnl_dilated_convolution_forward_desc_init(
+                        &cd, sp->prop, dnnl_convolution_direct, f[0], f[1],
+                        sp->bias ? sp->bias_md : NULL, f[2], sp->st, sp->dl,
+                        sp->pl, sp->pr)) != dnnl_success ||
+      dnnl_primitive_desc_create(&fpd1, &cd, sp->attr, g_eng, NULL) !=
+          dnnl_success ||
+      !same_layouts(fpd1, fq, f) ||
+      dnnl_primitive_create(&d->fwd1, fpd1) != dnnl_success)
+    goto out;
+  int need;
+  if ((d->need_r_src && make_reorder(sp->usrc, f[0], &d->r_src1, &need)) ||
+      (d->need_r_dst && make_reorder(f[2], sp->udst, &d->r_dst1, &need)))
+    goto out;
+  d->has1 = 1;
+  if (d->has_bwd && sp->bpd) {
+    const dnnl_memory_desc_t *b[3]; /* diff_src, weights, diff_dst */
+    query3(sp->bpd, bq, b);
+    dnnl_convolution_desc_t bd;
+    if ((sp->deconv ? dnnl_dilated_deconvolution_backward_data_desc_init(
+                          &bd, dnnl_deconvolution_direct, b[0], b[1], b[2],
+                          sp->st, sp->dl, sp->pl, sp->pr)
+                    : dnnl_dilated_convolution_backward_data_desc_init(
+                          &bd, dnnl_convolution_direct, b[0], b[1], b[2],
+                          sp->st, sp->dl, sp->pl, sp->pr)) != dnnl_success ||
+        dnnl_primitive_desc_create(&bpd1, &bd, NULL, g_eng, fpd1) !=
+            dnnl_success ||
+        !same_layouts(bpd1, bq, b) ||
+        dnnl_primitive_create(&d->bwd1, bpd1) != dnnl_success ||
+        (d->need_r_ddst && make_reorder(sp->udst, b[2], &d->r_ddst1, &need)) ||
+        (d->need_r_dsrc && make_reorder(b[0], sp->usrc, &d->r_dsrc1, &need)))
+      goto out;
+    d->has_bwd1 = 1;
+  }
+  ok = 1;
+out:
+  if (!ok)
+    serial_drop(d);
+  if (fpd1)
+    dnnl_primitive_desc_destroy(fpd1);
+  if (bpd1)
+    dnnl_primitive_desc_destroy(bpd1);
+  omp_set_num_threads(p->threads);
+}
+
 /*
  * Plans oneDNN primitives for a 2-D convolution with constant weights.
  * geometry: N C H W M OH OW KH KW SH SW DH DW PT PL PB PR group.
@@ -117,16 +254,17 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
   const adv_tensor *w = n->in[1];
   if (!w->is_const)
     return -1;
-  int64_t N = g[0], C = g[1], H = g[2], W = g[3], M = g[4], OH = g[5], OW = g[6],
-          KH = g[7], KW = g[8], SH = g[9], SW = g[10], DH = g[11], DW = g[12],
-          PT = g[13], PL = g[14], PB = g[15], PR = g[16], G = g[17];
+  int64_t N = g[0], C = g[1], H = g[2], W = g[3], M = g[4], OH = g[5],
+          OW = g[6], KH = g[7], KW = g[8], SH = g[9], SW = g[10], DH = g[11],
+          DW = g[12], PT = g[13], PL = g[14], PB = g[15], PR = g[16], G = g[17];
   dconv *d = adv__arena_alloc(&p->arena, sizeof(*d));
   if (!d)
     return -1;
   /* oneDNN fixes a primitive's thread count when it is created */
   omp_set_num_threads(p->threads);
   memset(d, 0, sizeof(*d));
-  if (dnnl_stream_create(&d->strm, g_eng, dnnl_stream_default_flags) != dnnl_success)
+  if (dnnl_stream_create(&d->strm, g_eng, dnnl_stream_default_flags) !=
+      dnnl_success)
     return -1;
   int ok = 0;
   dnnl_dims_t sd = {N, C, H, W}, dd = {N, M, OH, OW}, bd = {M};
@@ -137,7 +275,8 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
   dnnl_memory_desc_t src_any, wei_any, dst_any, bias_md, usrc, uwei, udst;
   dnnl_memory_desc_init_by_tag(&src_any, 4, sd, dnnl_f32, dnnl_format_tag_any);
   dnnl_memory_desc_init_by_tag(&dst_any, 4, dd, dnnl_f32, dnnl_format_tag_any);
-  dnnl_memory_desc_init_by_tag(&wei_any, wnd, G > 1 ? wd5 : wd4, dnnl_f32, dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&wei_any, wnd, G > 1 ? wd5 : wd4, dnnl_f32,
+                               dnnl_format_tag_any);
   dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_x);
   dnnl_memory_desc_init_by_tag(&usrc, 4, sd, dnnl_f32, dnnl_nchw);
   dnnl_memory_desc_init_by_tag(&udst, 4, dd, dnnl_f32, dnnl_nchw);
@@ -156,15 +295,16 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
   }
   if (rb < 0 || rr < 0 || (!deconv && (rb > PB || rr > PR)))
     return -1;
-  dnnl_dims_t st = {SH, SW}, dl = {DH - 1, DW - 1}, pl = {PT, PL}, pr = {rb, rr};
+  dnnl_dims_t st = {SH, SW}, dl = {DH - 1, DW - 1}, pl = {PT, PL},
+              pr = {rb, rr};
   dnnl_convolution_desc_t cd;
   dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
   dnnl_primitive_attr_t attr = NULL;
   dnnl_post_ops_t po = NULL;
   if (relu && (dnnl_primitive_attr_create(&attr) != dnnl_success ||
                dnnl_post_ops_create(&po) != dnnl_success ||
-               dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f) !=
-                   dnnl_success ||
+               dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f,
+                                            0.f) != dnnl_success ||
                dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success))
     goto out;
   dnnl_prop_kind_t prop =
@@ -180,12 +320,16 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
     goto out;
   /* oneDNN's reference kernels are far slower than im2col + GEMM */
   const char *impl = NULL;
-  if (dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
+  if (dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &impl) !=
+          dnnl_success ||
       !impl || strstr(impl, "ref"))
     goto out;
-  const dnnl_memory_desc_t *qs = dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
-  const dnnl_memory_desc_t *qw = dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
-  const dnnl_memory_desc_t *qd = dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
+  const dnnl_memory_desc_t *qs =
+      dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
+  const dnnl_memory_desc_t *qw =
+      dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
+  const dnnl_memory_desc_t *qd =
+      dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
   if (dnnl_primitive_create(&d->fwd, fpd) != dnnl_success ||
       make_reorder(&usrc, qs, &d->r_src, &d->need_r_src) ||
       make_reorder(qd, &udst, &d->r_dst, &d->need_r_dst) ||
@@ -229,9 +373,12 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
             dnnl_success ||
         !bimpl || strstr(bimpl, "ref"))
       goto bwd_done; /* keep oneDNN forward, im2col backward */
-    const dnnl_memory_desc_t *bs = dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_src_md, 0);
-    const dnnl_memory_desc_t *bw = dnnl_primitive_desc_query_md(bpd, dnnl_query_weights_md, 0);
-    const dnnl_memory_desc_t *bdd = dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_dst_md, 0);
+    const dnnl_memory_desc_t *bs =
+        dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_src_md, 0);
+    const dnnl_memory_desc_t *bw =
+        dnnl_primitive_desc_query_md(bpd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *bdd =
+        dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_dst_md, 0);
     if (dnnl_primitive_create(&d->bwd, bpd) != dnnl_success ||
         make_reorder(&udst, bdd, &d->r_ddst, &d->need_r_ddst) ||
         make_reorder(bs, &usrc, &d->r_dsrc, &d->need_r_dsrc) ||
@@ -253,6 +400,22 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
     d->has_bwd = 1;
   }
 bwd_done:
+  if (p->threads > 1) {
+    struct serial_spec sp = {.deconv = deconv,
+                             .bias = bias,
+                             .prop = prop,
+                             .bias_md = &bias_md,
+                             .usrc = &usrc,
+                             .udst = &udst,
+                             .st = st,
+                             .dl = dl,
+                             .pl = pl,
+                             .pr = pr,
+                             .attr = attr,
+                             .fpd = fpd,
+                             .bpd = d->has_bwd ? bpd : NULL};
+    plan_serial(p, d, &sp);
+  }
   d->src_numel = N * C * H * W;
   *scratch_bytes = off;
   ok = 1;
@@ -292,7 +455,8 @@ int adv__dnnl_deconv_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
   return dnnl_plan(p, n, g, bias, 0, with_bwd, 1, handle, scratch_bytes);
 }
 
-static int run1(dnnl_primitive_t prim, dnnl_stream_t s, int n, dnnl_exec_arg_t *a) {
+static int run1(dnnl_primitive_t prim, dnnl_stream_t s, int n,
+                dnnl_exec_arg_t *a) {
   return dnnl_primitive_execute(prim, s, n, a) == dnnl_success ? 0 : -1;
 }
 
@@ -300,22 +464,32 @@ static int run1(dnnl_primitive_t prim, dnnl_stream_t s, int n, dnnl_exec_arg_t *
 int adv__dnnl_conv_forward(adv_plan *p, adv_pnode *n, void *handle) {
   dconv *d = handle;
   unsigned char *sc = (unsigned char *)adv__scratch(p, n, 0);
-  omp_set_num_threads(adv__threads_for_run(p->threads)); /* load */
+  int t = adv__threads_for_run(p->threads); /* load */
+  int one = t == 1 && d->has1;
+  omp_set_num_threads(t);
+  if (one)
+    atomic_fetch_add(&g_serial_execs, 1);
   dnnl_memory_set_data_handle(d->m_usrc, n->in[0]->data);
   dnnl_memory_set_data_handle(d->m_udst, n->out[0]->data);
-  dnnl_memory_set_data_handle(d->m_src, d->need_r_src ? (void *)(sc + d->off_src) : n->in[0]->data);
-  dnnl_memory_set_data_handle(d->m_dst, d->need_r_dst ? (void *)(sc + d->off_dst) : n->out[0]->data);
+  dnnl_memory_set_data_handle(
+      d->m_src, d->need_r_src ? (void *)(sc + d->off_src) : n->in[0]->data);
+  dnnl_memory_set_data_handle(
+      d->m_dst, d->need_r_dst ? (void *)(sc + d->off_dst) : n->out[0]->data);
   int rc = 0;
   if (d->need_r_src) {
-    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, d->m_usrc}, {DNNL_ARG_TO, d->m_src}};
-    rc |= run1(d->r_src, d->strm, 2, a);
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, d->m_usrc},
+                            {DNNL_ARG_TO, d->m_src}};
+    rc |= run1(one ? d->r_src1 : d->r_src, d->strm, 2, a);
   }
-  dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, d->m_src}, {DNNL_ARG_WEIGHTS, d->m_wei},
-                          {DNNL_ARG_DST, d->m_dst}, {DNNL_ARG_BIAS, d->m_bias}};
-  rc |= run1(d->fwd, d->strm, d->m_bias ? 4 : 3, a);
+  dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, d->m_src},
+                          {DNNL_ARG_WEIGHTS, d->m_wei},
+                          {DNNL_ARG_DST, d->m_dst},
+                          {DNNL_ARG_BIAS, d->m_bias}};
+  rc |= run1(one ? d->fwd1 : d->fwd, d->strm, d->m_bias ? 4 : 3, a);
   if (d->need_r_dst) {
-    dnnl_exec_arg_t b[2] = {{DNNL_ARG_FROM, d->m_dst}, {DNNL_ARG_TO, d->m_udst}};
-    rc |= run1(d->r_dst, d->strm, 2, b);
+    dnnl_exec_arg_t b[2] = {{DNNL_ARG_FROM, d->m_dst},
+                            {DNNL_ARG_TO, d->m_udst}};
+    rc |= run1(one ? d->r_dst1 : d->r_dst, d->strm, 2, b);
   }
   dnnl_stream_wait(d->strm);
   return rc ? ADV_EINTERNAL : ADV_OK;
@@ -344,30 +518,41 @@ int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle) {
   if (!d->has_bwd)
     return ADV_EINTERNAL;
   unsigned char *sc = (unsigned char *)adv__scratch(p, n, 0);
-  omp_set_num_threads(adv__threads_for_run(p->threads)); /* load */
+  int t = adv__threads_for_run(p->threads); /* load */
+  int one = t == 1 && d->has_bwd1;
+  omp_set_num_threads(t);
+  if (one)
+    atomic_fetch_add(&g_serial_execs, 1);
   dnnl_memory_set_data_handle(d->m_uddst, n->out[0]->grad);
-  dnnl_memory_set_data_handle(d->m_ddst, d->need_r_ddst ? (void *)(sc + d->off_ddst) : (void *)n->out[0]->grad);
+  dnnl_memory_set_data_handle(d->m_ddst, d->need_r_ddst
+                                             ? (void *)(sc + d->off_ddst)
+                                             : (void *)n->out[0]->grad);
   /* assigned gradient: oneDNN (or the reorder out of its layout) writes
    * straight into gx; otherwise into scratch, then added */
   int assign = (n->bw_assign & ADV_BW_IN(0)) != 0;
   float *gxa = n->in[0]->grad;
-  dnnl_memory_set_data_handle(d->m_dsrc, assign && !d->need_r_dsrc ? (void *)gxa
-                                                                   : (void *)(sc + d->off_dsrc));
-  float *ud = d->need_r_dsrc ? (float *)(sc + d->off_udsrc) : (float *)(sc + d->off_dsrc);
+  dnnl_memory_set_data_handle(d->m_dsrc, assign && !d->need_r_dsrc
+                                             ? (void *)gxa
+                                             : (void *)(sc + d->off_dsrc));
+  float *ud = d->need_r_dsrc ? (float *)(sc + d->off_udsrc)
+                             : (float *)(sc + d->off_dsrc);
   if (assign)
     ud = gxa;
   dnnl_memory_set_data_handle(d->m_udsrc, ud);
   int rc = 0;
   if (d->need_r_ddst) {
-    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, d->m_uddst}, {DNNL_ARG_TO, d->m_ddst}};
-    rc |= run1(d->r_ddst, d->strm, 2, a);
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, d->m_uddst},
+                            {DNNL_ARG_TO, d->m_ddst}};
+    rc |= run1(one ? d->r_ddst1 : d->r_ddst, d->strm, 2, a);
   }
-  dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, d->m_ddst}, {DNNL_ARG_WEIGHTS, d->m_bwei},
+  dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, d->m_ddst},
+                          {DNNL_ARG_WEIGHTS, d->m_bwei},
                           {DNNL_ARG_DIFF_SRC, d->m_dsrc}};
-  rc |= run1(d->bwd, d->strm, 3, a);
+  rc |= run1(one ? d->bwd1 : d->bwd, d->strm, 3, a);
   if (d->need_r_dsrc) {
-    dnnl_exec_arg_t b[2] = {{DNNL_ARG_FROM, d->m_dsrc}, {DNNL_ARG_TO, d->m_udsrc}};
-    rc |= run1(d->r_dsrc, d->strm, 2, b);
+    dnnl_exec_arg_t b[2] = {{DNNL_ARG_FROM, d->m_dsrc},
+                            {DNNL_ARG_TO, d->m_udsrc}};
+    rc |= run1(one ? d->r_dsrc1 : d->r_dsrc, d->strm, 2, b);
   }
   dnnl_stream_wait(d->strm);
   if (rc)
@@ -384,4 +569,8 @@ int adv__dnnl_conv_backward_data(adv_plan *p, adv_pnode *n, void *handle) {
 
 int adv__dnnl_conv_has_bwd(const void *handle) {
   return ((const dconv *)handle)->has_bwd;
+}
+
+long adv__dnnl_serial_execs(void) {
+  return atomic_load(&g_serial_execs);
 }
