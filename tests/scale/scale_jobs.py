@@ -138,8 +138,13 @@ def main():
             check(states.count("succeeded") == 200,
                   f"200/200 jobs succeeded in {dt:.1f} s ({ {s: states.count(s) for s in set(states)} })")
             counts = [once_succeeded(evs) for _, evs, _ in done]
-            check(all(c == (1, 1, 0) for c in counts),
-                  "each job completed exactly once (one shard succeeded event, one job succeeded event, no re-queue)")
+            odd = [(j, c, [(e.get("from"), e.get("to"), e.get("reason")) for e in evs])
+                   for (_, _, j), c, (_, evs, _) in zip(jobs, counts, done) if c != (1, 1, 0)]
+            for j, c, evs in odd[:3]:  # what went otherwise, for the log
+                print(f"info job {j}: (shard ok, job ok, lease expiries) {c}; events {evs}")
+            check(not odd,
+                  "each job completed exactly once (one shard succeeded event, one job succeeded event, no re-queue)"
+                  + (f": {len(odd)} did not" if odd else ""))
             check(all(o.get("shard_list") and o["shard_list"][0].get("attempts") == 1 for o, _, _ in done),
                   "each job's shard was claimed once (attempts 1)")
             check(all(r == ref for _, _, r in done), "every job's result equals aisbx attack on the same files and seed")
