@@ -463,6 +463,12 @@ void adv__run_tick(adv__run_stamp *st);
 /* Tests: one closed window of `busy` cores busy over `wall` seconds of run
  * time, as if measured. */
 void adv__threads_adapt_feed(double busy, double wall);
+/* Tests: back to a whole team and a fresh policy (no open window, no
+ * back-off); the forced mode stays forced. */
+void adv__threads_adapt_reset(void);
+/* 1 when the load adaptation may change the executing thread count
+ * (ADV_THREADS_ADAPT is not 0). */
+int adv__threads_adapt_on(void);
 
 /* Row-major SGEMM C = alpha op(A) op(B) + beta C split over `threads`
  * OpenMP threads by blocks of rows of C (or columns when C is wide);

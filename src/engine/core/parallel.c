@@ -195,20 +195,24 @@ int adv_threads_prepare(int threads) {
 }
 
 /* Runs fn over [0, n) in nch = ceil(n / chunk) chunks on up to `threads`
- * threads (see adv__par_for); serially when the team is busy, or when
- * called from a chunk or an OpenMP region. */
+ * threads (see adv__par_for); serially when the team is busy, when the
+ * load adaptation is down to one thread, or when called from a chunk or an
+ * OpenMP region. Serially the chunks are the same ones, run in order on
+ * the caller: a kernel may round differently on other boundaries (OpenBLAS
+ * picks its kernels by block shape), and a job must give the same bytes
+ * whoever runs its chunks. */
 static void team_run(int threads, int64_t n, int64_t chunk, adv__par_fn fn,
                      void *ctx) {
+  if ((n + chunk - 1) / chunk > TEAM_CHUNKS_MAX)
+    chunk = (n + TEAM_CHUNKS_MAX - 1) / TEAM_CHUNKS_MAX;
+  int64_t nch = (n + chunk - 1) / chunk;
   /* inside an OpenMP region (the evaluator's data-parallel workers), the
    * cores are taken already: serial, as OpenMP does with nested regions */
-  if (threads > 1 && !in_team && !omp_in_parallel()) {
-    if ((n + chunk - 1) / chunk > TEAM_CHUNKS_MAX)
-      chunk = (n + TEAM_CHUNKS_MAX - 1) / TEAM_CHUNKS_MAX;
-    int64_t nch = (n + chunk - 1) / chunk;
+  if (threads > 1 && nch > 1 && !in_team && !omp_in_parallel()) {
     /* the chunks are those of `threads`; how many threads run them
      * follows the load (adv__threads_for_run) */
     int run = adv__threads_for_run(threads);
-    if (nch > 1 && run > 1 && pthread_mutex_trylock(&team.busy) == 0) {
+    if (run > 1 && pthread_mutex_trylock(&team.busy) == 0) {
       int T = team_grow(run < nch ? run : (int)nch);
       if (T > 1) {
         in_team = 1;
@@ -247,7 +251,8 @@ static void team_run(int threads, int64_t n, int64_t chunk, adv__par_fn fn,
       pthread_mutex_unlock(&team.busy);
     }
   }
-  fn(ctx, 0, n, 0);
+  for (int64_t lo = 0; lo < n; lo += chunk)
+    fn(ctx, lo, lo + chunk < n ? lo + chunk : n, 0);
 }
 
 void adv__par_for(int threads, int64_t n, int64_t grain, adv__par_fn fn,
@@ -296,10 +301,11 @@ void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx) {
  * whole 20 ms windows with a core, then windows without. So a doubling
  * that the next window halves again doubles the quiet windows the next
  * doubling needs (up to ADAPT_QUIET_MAX, 320 ms of run time), and one
- * that holds resets them.
+ * that holds halves them again.
  *
  * ADV_THREADS_ADAPT=0 in the environment turns it off; =force pins the
- * halved level (tests).
+ * halved level (tests); =manual measures nothing and takes its windows
+ * from adv__threads_adapt_feed only (tests).
  */
 #define ADAPT_WINDOW_S 0.02  /* 20 ms of run time per decision */
 #define ADAPT_BUSY_LOW 0.9   /* cores busy: oversubscribed below */
@@ -309,7 +315,7 @@ void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx) {
 
 static struct {
   pthread_once_t once;
-  int mode;  /* 1 adapt, 0 off, 2 forced */
+  int mode;  /* 1 adapt, 0 off, 2 forced, 3 manual (tests) */
   int debug; /* ADV_ADAPT_DEBUG: each decision on stderr */
   _Atomic int level, max_threads;
   pthread_mutex_t lock;     /* the window and the decision */
@@ -321,7 +327,11 @@ static struct {
 
 static void adapt_init(void) {
   const char *e = getenv("ADV_THREADS_ADAPT");
-  adapt.mode = !e ? 1 : !strcmp(e, "0") ? 0 : !strcmp(e, "force") ? 2 : 1;
+  adapt.mode = !e                     ? 1
+               : !strcmp(e, "0")      ? 0
+               : !strcmp(e, "force")  ? 2
+               : !strcmp(e, "manual") ? 3
+                                      : 1;
   adapt.debug = getenv("ADV_ADAPT_DEBUG") != NULL;
   if (adapt.mode == 2)
     atomic_store(&adapt.level, 1);
@@ -378,8 +388,8 @@ static void adapt_decide(double busy, double wall) {
       atomic_store(&adapt.level, level + 1);
     return;
   }
-  if (tested) /* the doubling held */
-    adapt.quiet_need = ADAPT_QUIET;
+  if (tested && adapt.quiet_need > ADAPT_QUIET) /* the doubling held */
+    adapt.quiet_need /= 2;
   if (busy < ADAPT_BUSY_HIGH || level == 0) {
     adapt.quiet_seen = 0;
   } else if (++adapt.quiet_seen >= adapt.quiet_need) {
@@ -415,4 +425,19 @@ void adv__threads_adapt_feed(double busy, double wall) {
   pthread_mutex_lock(&adapt.lock);
   adapt_decide(busy, wall);
   pthread_mutex_unlock(&adapt.lock);
+}
+
+void adv__threads_adapt_reset(void) {
+  pthread_once(&adapt.once, adapt_init);
+  pthread_mutex_lock(&adapt.lock);
+  atomic_store(&adapt.level, adapt.mode == 2 ? 1 : 0);
+  adapt.win_wall = adapt.win_cpu = 0;
+  adapt.quiet_seen = adapt.doubled = 0;
+  adapt.quiet_need = ADAPT_QUIET;
+  pthread_mutex_unlock(&adapt.lock);
+}
+
+int adv__threads_adapt_on(void) {
+  pthread_once(&adapt.once, adapt_init);
+  return adapt.mode != 0;
 }

@@ -132,14 +132,30 @@ static void query3(const_dnnl_primitive_desc_t pd, const dnnl_query_t q[3],
     md[i] = dnnl_primitive_desc_query_md(pd, q[i], 0);
 }
 
-/* True when pd is not a reference kernel and its descriptors for queries
- * q are exactly md (the layouts a parallel primitive chose). */
-static int same_layouts(const_dnnl_primitive_desc_t pd, const dnnl_query_t q[3],
+/*
+ * True when pd1 (made for one thread) computes exactly what par (made for
+ * the team) computes: the same implementation, one whose summation order
+ * is fixed by the layouts, and the same layouts for queries q (the ones in
+ * md). Excluded: oneDNN's reference kernels, and the implementations that
+ * may split a reduction by thread count - the inner-product path of
+ * 1x1-output convolutions ("ip:"), the GEMM-based ones ("gemm:") and
+ * Winograd ("wino").
+ */
+static int same_layouts(const_dnnl_primitive_desc_t pd1,
+                        const_dnnl_primitive_desc_t par,
+                        const dnnl_query_t q[3],
                         const dnnl_memory_desc_t *const md[3]) {
-  if (impl_is_ref(pd))
+  const char *i1 = NULL, *ip = NULL;
+  if (impl_is_ref(pd1) ||
+      dnnl_primitive_desc_query(pd1, dnnl_query_impl_info_str, 0, &i1) !=
+          dnnl_success ||
+      dnnl_primitive_desc_query(par, dnnl_query_impl_info_str, 0, &ip) !=
+          dnnl_success ||
+      !i1 || !ip || strcmp(i1, ip) || strstr(i1, "ip:") || strstr(i1, "gemm") ||
+      strstr(i1, "wino"))
     return 0;
   for (int i = 0; i < 3; i++)
-    if (!dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, q[i], 0),
+    if (!dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd1, q[i], 0),
                                 md[i]))
       return 0;
   return 1;
@@ -176,9 +192,12 @@ struct serial_spec {
  * thread, on the exact memory layouts the parallel ones chose (the
  * reordered weights and the scratch offsets serve both); the run picks
  * them while the load adaptation has the engine on one thread. Optional:
- * when oneDNN picks other layouts or a reference kernel, d keeps only the
- * parallel set. Leaves the planning thread's OpenMP thread count at
- * p->threads.
+ * when oneDNN picks another implementation or other layouts, or one whose
+ * result could follow the thread count (same_layouts), d keeps only the
+ * parallel set (or only its forward part). Only the one-thread level has
+ * such a set: a team of 4 halved to 2 runs the 4-thread primitives. Not
+ * made when the adaptation is off (ADV_THREADS_ADAPT=0). Leaves the
+ * planning thread's OpenMP thread count at p->threads.
  */
 static void plan_serial(adv_plan *p, dconv *d, const struct serial_spec *sp) {
   static const dnnl_query_t fq[3] = {dnnl_query_src_md, dnnl_query_weights_md,
@@ -201,7 +220,7 @@ static void plan_serial(adv_plan *p, dconv *d, const struct serial_spec *sp) {
                         sp->pl, sp->pr)) != dnnl_success ||
       dnnl_primitive_desc_create(&fpd1, &cd, sp->attr, g_eng, NULL) !=
           dnnl_success ||
-      !same_layouts(fpd1, fq, f) ||
+      !same_layouts(fpd1, sp->fpd, fq, f) ||
       dnnl_primitive_create(&d->fwd1, fpd1) != dnnl_success)
     goto out;
   int need;
@@ -221,15 +240,25 @@ static void plan_serial(adv_plan *p, dconv *d, const struct serial_spec *sp) {
                           sp->st, sp->dl, sp->pl, sp->pr)) != dnnl_success ||
         dnnl_primitive_desc_create(&bpd1, &bd, NULL, g_eng, fpd1) !=
             dnnl_success ||
-        !same_layouts(bpd1, bq, b) ||
+        !same_layouts(bpd1, sp->bpd, bq, b) ||
         dnnl_primitive_create(&d->bwd1, bpd1) != dnnl_success ||
         (d->need_r_ddst && make_reorder(sp->udst, b[2], &d->r_ddst1, &need)) ||
         (d->need_r_dsrc && make_reorder(b[0], sp->usrc, &d->r_dsrc1, &need)))
-      goto out;
+      goto bwd_out; /* the forward set stays */
     d->has_bwd1 = 1;
   }
+bwd_out:
   ok = 1;
 out:
+  if (!ok || !d->has_bwd1) {
+    /* what is incomplete goes: everything, or the backward part */
+    dnnl_primitive_t *bw[] = {&d->bwd1, &d->r_ddst1, &d->r_dsrc1};
+    for (size_t i = 0; i < sizeof(bw) / sizeof(bw[0]); i++) {
+      if (*bw[i])
+        dnnl_primitive_destroy(*bw[i]);
+      *bw[i] = NULL;
+    }
+  }
   if (!ok)
     serial_drop(d);
   if (fpd1)
@@ -400,7 +429,7 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
     d->has_bwd = 1;
   }
 bwd_done:
-  if (p->threads > 1) {
+  if (p->threads > 1 && adv__threads_adapt_on()) {
     struct serial_spec sp = {.deconv = deconv,
                              .bias = bias,
                              .prop = prop,
