@@ -134,22 +134,78 @@ static int impl_is_ref(const_dnnl_primitive_desc_t pd) {
          strstr(impl, "wino") != NULL;
 }
 
-/* The three memory descriptors of pd for queries q (src or diff_src,
- * weights, dst or diff_dst), into md. */
+/* The memory descriptors a forward / backward-data primitive is planned
+ * on: src, weights, dst and diff_src, weights, diff_dst. */
+static const dnnl_query_t FWD_MDS[3] = {
+    dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md};
+static const dnnl_query_t BWD_MDS[3] = {
+    dnnl_query_diff_src_md, dnnl_query_weights_md, dnnl_query_diff_dst_md};
+
+/* The three memory descriptors of pd for queries q (FWD_MDS, BWD_MDS),
+ * into md. */
 static void query3(const_dnnl_primitive_desc_t pd, const dnnl_query_t q[3],
                    const dnnl_memory_desc_t *md[3]) {
   for (int i = 0; i < 3; i++)
     md[i] = dnnl_primitive_desc_query_md(pd, q[i], 0);
 }
 
+/* A convolution's (or ConvTranspose's) geometry and kind, as oneDNN's
+ * descriptors take them; the memory descriptors vary (format "any" for
+ * the parallel plan, the chosen layouts for the one-thread one). */
+struct conv_geom {
+  int deconv, bias;
+  dnnl_prop_kind_t prop;
+  const dnnl_memory_desc_t *bias_md;
+  const int64_t *st, *dl, *pl, *pr;
+};
+
+/* Creates the forward primitive descriptor of g on md (src, weights,
+ * dst) with attr. dnnl_success or oneDNN's status; *pd is set only on
+ * success (the caller destroys it). */
+static dnnl_status_t fwd_pd_create(const struct conv_geom *g,
+                                   const dnnl_memory_desc_t *const md[3],
+                                   const_dnnl_primitive_attr_t attr,
+                                   dnnl_primitive_desc_t *pd) {
+  dnnl_convolution_desc_t cd;
+  const dnnl_memory_desc_t *b = g->bias ? g->bias_md : NULL;
+  dnnl_status_t st = g->deconv
+                         ? dnnl_dilated_deconvolution_forward_desc_init(
+                               &cd, g->prop, dnnl_deconvolution_direct, md[0],
+                               md[1], b, md[2], g->st, g->dl, g->pl, g->pr)
+                         : dnnl_dilated_convolution_forward_desc_init(
+                               &cd, g->prop, dnnl_convolution_direct, md[0],
+                               md[1], b, md[2], g->st, g->dl, g->pl, g->pr);
+  return st != dnnl_success
+             ? st
+             : dnnl_primitive_desc_create(pd, &cd, attr, g_eng, NULL);
+}
+
+/* Creates the backward-data primitive descriptor of g on md (diff_src,
+ * weights, diff_dst) with the forward hint. As fwd_pd_create. */
+static dnnl_status_t bwd_pd_create(const struct conv_geom *g,
+                                   const dnnl_memory_desc_t *const md[3],
+                                   const_dnnl_primitive_desc_t hint,
+                                   dnnl_primitive_desc_t *pd) {
+  dnnl_convolution_desc_t cd;
+  dnnl_status_t st = g->deconv
+                         ? dnnl_dilated_deconvolution_backward_data_desc_init(
+                               &cd, dnnl_deconvolution_direct, md[0], md[1],
+                               md[2], g->st, g->dl, g->pl, g->pr)
+                         : dnnl_dilated_convolution_backward_data_desc_init(
+                               &cd, dnnl_convolution_direct, md[0], md[1],
+                               md[2], g->st, g->dl, g->pl, g->pr);
+  return st != dnnl_success
+             ? st
+             : dnnl_primitive_desc_create(pd, &cd, NULL, g_eng, hint);
+}
+
 /*
  * True when pd1 (made for one thread) computes exactly what par (made for
  * the team) computes: the same implementation, one whose summation order
  * is fixed by the layouts, and the same layouts for queries q (the ones in
- * md). Excluded: oneDNN's reference kernels, and the implementations that
- * may split a reduction by thread count - the inner-product path of
- * 1x1-output convolutions ("ip:"), the GEMM-based ones ("gemm:") and
- * Winograd ("wino").
+ * md). Excluded: what impl_is_ref refuses (among them the GEMM-based and
+ * Winograd kernels, which may split a reduction by thread count), and the
+ * inner-product path of 1x1-output convolutions ("ip:"), which may too.
  */
 static int same_layouts(const_dnnl_primitive_desc_t pd1,
                         const_dnnl_primitive_desc_t par,
@@ -161,8 +217,7 @@ static int same_layouts(const_dnnl_primitive_desc_t pd1,
           dnnl_success ||
       dnnl_primitive_desc_query(par, dnnl_query_impl_info_str, 0, &ip) !=
           dnnl_success ||
-      !i1 || !ip || strcmp(i1, ip) || strstr(i1, "ip:") || strstr(i1, "gemm") ||
-      strstr(i1, "wino"))
+      !i1 || !ip || strcmp(i1, ip) || strstr(i1, "ip:"))
     return 0;
   for (int i = 0; i < 3; i++)
     if (!dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd1, q[i], 0),
@@ -185,10 +240,8 @@ static void serial_drop(dconv *d) {
 
 /* What plan_serial re-creates: the descriptors of the parallel plan. */
 struct serial_spec {
-  int deconv, bias;
-  dnnl_prop_kind_t prop;
-  const dnnl_memory_desc_t *bias_md, *usrc, *udst;
-  const int64_t *st, *dl, *pl, *pr;
+  const struct conv_geom *g;
+  const dnnl_memory_desc_t *usrc, *udst;
   const_dnnl_primitive_attr_t attr;
   const_dnnl_primitive_desc_t fpd, bpd; /* bpd: NULL without backward */
 };
@@ -210,27 +263,13 @@ struct serial_spec {
  * planning thread's OpenMP thread count at p->threads.
  */
 static void plan_serial(adv_plan *p, dconv *d, const struct serial_spec *sp) {
-  static const dnnl_query_t fq[3] = {dnnl_query_src_md, dnnl_query_weights_md,
-                                     dnnl_query_dst_md};
-  static const dnnl_query_t bq[3] = {
-      dnnl_query_diff_src_md, dnnl_query_weights_md, dnnl_query_diff_dst_md};
   dnnl_primitive_desc_t fpd1 = NULL, bpd1 = NULL;
   omp_set_num_threads(1);
   const dnnl_memory_desc_t *f[3]; /* src, weights, dst */
-  query3(sp->fpd, fq, f);
-  dnnl_convolution_desc_t cd;
+  query3(sp->fpd, FWD_MDS, f);
   int ok = 0;
-  if ((sp->deconv ? dnnl_dilated_deconvolution_forward_desc_init(
-                        &cd, sp->prop, dnnl_deconvolution_direct, f[0], f[1],
-                        sp->bias ? sp->bias_md : NULL, f[2], sp->st, sp->dl,
-                        sp->pl, sp->pr)
-                  : dnnl_dilated_convolution_forward_desc_init(
-                        &cd, sp->prop, dnnl_convolution_direct, f[0], f[1],
-                        sp->bias ? sp->bias_md : NULL, f[2], sp->st, sp->dl,
-                        sp->pl, sp->pr)) != dnnl_success ||
-      dnnl_primitive_desc_create(&fpd1, &cd, sp->attr, g_eng, NULL) !=
-          dnnl_success ||
-      !same_layouts(fpd1, sp->fpd, fq, f) ||
+  if (fwd_pd_create(sp->g, f, sp->attr, &fpd1) != dnnl_success ||
+      !same_layouts(fpd1, sp->fpd, FWD_MDS, f) ||
       dnnl_primitive_create(&d->fwd1, fpd1) != dnnl_success)
     goto out;
   int need;
@@ -240,17 +279,9 @@ static void plan_serial(adv_plan *p, dconv *d, const struct serial_spec *sp) {
   d->has1 = 1;
   if (d->has_bwd && sp->bpd) {
     const dnnl_memory_desc_t *b[3]; /* diff_src, weights, diff_dst */
-    query3(sp->bpd, bq, b);
-    dnnl_convolution_desc_t bd;
-    if ((sp->deconv ? dnnl_dilated_deconvolution_backward_data_desc_init(
-                          &bd, dnnl_deconvolution_direct, b[0], b[1], b[2],
-                          sp->st, sp->dl, sp->pl, sp->pr)
-                    : dnnl_dilated_convolution_backward_data_desc_init(
-                          &bd, dnnl_convolution_direct, b[0], b[1], b[2],
-                          sp->st, sp->dl, sp->pl, sp->pr)) != dnnl_success ||
-        dnnl_primitive_desc_create(&bpd1, &bd, NULL, g_eng, fpd1) !=
-            dnnl_success ||
-        !same_layouts(bpd1, sp->bpd, bq, b) ||
+    query3(sp->bpd, BWD_MDS, b);
+    if (bwd_pd_create(sp->g, b, fpd1, &bpd1) != dnnl_success ||
+        !same_layouts(bpd1, sp->bpd, BWD_MDS, b) ||
         dnnl_primitive_create(&d->bwd1, bpd1) != dnnl_success ||
         (d->need_r_ddst && make_reorder(sp->udst, b[2], &d->r_ddst1, &need)) ||
         (d->need_r_dsrc && make_reorder(b[0], sp->usrc, &d->r_dsrc1, &need)))
@@ -336,7 +367,6 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
     return -1;
   dnnl_dims_t st = {SH, SW}, dl = {DH - 1, DW - 1}, pl = {PT, PL},
               pr = {rb, rr};
-  dnnl_convolution_desc_t cd;
   dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
   dnnl_primitive_attr_t attr = NULL;
   dnnl_post_ops_t po = NULL;
@@ -348,24 +378,23 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
     goto out;
   dnnl_prop_kind_t prop =
       with_bwd ? dnnl_forward_training : dnnl_forward_inference;
-  if ((deconv ? dnnl_dilated_deconvolution_forward_desc_init(
-                    &cd, prop, dnnl_deconvolution_direct, &src_any, &wei_any,
-                    bias ? &bias_md : NULL, &dst_any, st, dl, pl, pr)
-              : dnnl_dilated_convolution_forward_desc_init(
-                    &cd, prop, dnnl_convolution_direct, &src_any, &wei_any,
-                    bias ? &bias_md : NULL, &dst_any, st, dl, pl, pr)) !=
-          dnnl_success ||
-      dnnl_primitive_desc_create(&fpd, &cd, attr, g_eng, NULL) != dnnl_success)
+  const struct conv_geom geom = {.deconv = deconv,
+                                 .bias = bias,
+                                 .prop = prop,
+                                 .bias_md = &bias_md,
+                                 .st = st,
+                                 .dl = dl,
+                                 .pl = pl,
+                                 .pr = pr};
+  const dnnl_memory_desc_t *const any3[3] = {&src_any, &wei_any, &dst_any};
+  if (fwd_pd_create(&geom, any3, attr, &fpd) != dnnl_success)
     goto out;
   /* not the reference, GEMM-based or Winograd kernels (impl_is_ref) */
   if (impl_is_ref(fpd))
     goto out;
-  const dnnl_memory_desc_t *qs =
-      dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
-  const dnnl_memory_desc_t *qw =
-      dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
-  const dnnl_memory_desc_t *qd =
-      dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
+  const dnnl_memory_desc_t *q[3]; /* src, weights, dst as chosen */
+  query3(fpd, FWD_MDS, q);
+  const dnnl_memory_desc_t *qs = q[0], *qw = q[1], *qd = q[2];
   if (dnnl_primitive_create(&d->fwd, fpd) != dnnl_success ||
       make_reorder(&usrc, qs, &d->r_src, &d->need_r_src) ||
       make_reorder(qd, &udst, &d->r_dst, &d->need_r_dst) ||
@@ -392,26 +421,15 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
   if (with_bwd && C / G < 8)
     goto bwd_done;
   if (with_bwd) {
-    dnnl_convolution_desc_t bdsc;
-    if ((deconv ? dnnl_dilated_deconvolution_backward_data_desc_init(
-                      &bdsc, dnnl_deconvolution_direct, &src_any, &wei_any,
-                      &dst_any, st, dl, pl, pr)
-                : dnnl_dilated_convolution_backward_data_desc_init(
-                      &bdsc, dnnl_convolution_direct, &src_any, &wei_any,
-                      &dst_any, st, dl, pl, pr)) != dnnl_success ||
-        dnnl_primitive_desc_create(&bpd, &bdsc, NULL, g_eng, fpd) !=
-            dnnl_success)
+    if (bwd_pd_create(&geom, any3, fpd, &bpd) != dnnl_success)
       goto out;
     /* library code never prints: ONEDNN_VERBOSE=1 shows the chosen
      * implementations when needed */
     if (impl_is_ref(bpd))
-      goto bwd_done; /* keep oneDNN forward, im2col backward */
-    const dnnl_memory_desc_t *bs =
-        dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_src_md, 0);
-    const dnnl_memory_desc_t *bw =
-        dnnl_primitive_desc_query_md(bpd, dnnl_query_weights_md, 0);
-    const dnnl_memory_desc_t *bdd =
-        dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_dst_md, 0);
+      goto bwd_done;                /* keep oneDNN forward, im2col backward */
+    const dnnl_memory_desc_t *b[3]; /* diff_src, weights, diff_dst */
+    query3(bpd, BWD_MDS, b);
+    const dnnl_memory_desc_t *bs = b[0], *bw = b[1], *bdd = b[2];
     if (dnnl_primitive_create(&d->bwd, bpd) != dnnl_success ||
         make_reorder(&udst, bdd, &d->r_ddst, &d->need_r_ddst) ||
         make_reorder(bs, &usrc, &d->r_dsrc, &d->need_r_dsrc) ||
@@ -434,16 +452,9 @@ static int dnnl_plan(adv_plan *p, adv_pnode *n, const int64_t *g, int bias,
   }
 bwd_done:
   if (p->threads > 1 && adv__threads_adapt_on()) {
-    struct serial_spec sp = {.deconv = deconv,
-                             .bias = bias,
-                             .prop = prop,
-                             .bias_md = &bias_md,
+    struct serial_spec sp = {.g = &geom,
                              .usrc = &usrc,
                              .udst = &udst,
-                             .st = st,
-                             .dl = dl,
-                             .pl = pl,
-                             .pr = pr,
                              .attr = attr,
                              .fpd = fpd,
                              .bpd = d->has_bwd ? bpd : NULL};
