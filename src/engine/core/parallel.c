@@ -286,8 +286,9 @@ void adv__par_each(int threads, int64_t n, adv__par_fn fn, void *ctx) {
  *
  * Only execution changes: a loop's chunks and a session's plan stay those
  * of the thread count asked for, so the same job gives the same bytes on a
- * quiet machine and on a busy one (tests/threads/test_team.c checks that
- * the kernels do not even depend on the planned count).
+ * quiet machine and on a busy one (tests/threads/test_team.c runs sessions
+ * planned for 2 threads on one and compares the bytes; for its models the
+ * planned count does not matter either, but on larger ones it may).
  *
  * The signal: the process's CPU time over the wall time of engine runs
  * ("cores busy"), accumulated over windows of ADAPT_WINDOW_S of run time.
